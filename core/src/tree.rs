@@ -1,0 +1,1008 @@
+//! The object tree: instances, values, transactions.
+//!
+//! Design note. The [`Tree`] is the one source of truth both protocol
+//! adapters, the CLI and the platform read and write. It is synchronous and
+//! does no I/O; a driver holds it behind a mutex and keeps calls short.
+//!
+//! Writes go through a [`Transaction`]: operations are staged, then
+//! [`Transaction::commit`] checks every one (schema, access, value, the
+//! object's own rules), and only when all pass applies them, saves the new
+//! state through the [`StateStore`] and publishes the changes. A failure at
+//! any step leaves the tree exactly as it was: SetParameterValues and LwM2M
+//! composite writes are all-or-nothing (TR-069 §A.3.2.1, LwM2M Core §6.3.3).
+//!
+//! Effects on the host (a Wi-Fi profile written to NetworkManager, a
+//! reboot) are not performed inside a commit: the objects' bridges act on the
+//! published changes. A commit therefore means "accepted and durable", which
+//! is what CWMP Status 1 and LwM2M 2.04 promise.
+
+use std::collections::BTreeMap;
+
+use crate::attributes::{Attributes, Notification, ObserveAttributes};
+use crate::error::{Error, TransactionError};
+use crate::events::{ChangeBus, ChangeKind, Subscription};
+use crate::path::{Origin, Path};
+use crate::schema::{Access, InstanceId, ObjectId, ObjectSchema, ResourceId, ResourceSchema};
+use crate::snapshot::{InstanceState, ObjectState, Snapshot, StateStore};
+use crate::value::Value;
+
+/// The value of a resource: one value, or the values of a multiple
+/// resource by index.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum ResourceValue {
+    Single(Value),
+    Multiple(BTreeMap<u16, Value>),
+}
+
+/// How an instance holds a resource.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Slot {
+    /// The tree stores the value; it is persisted.
+    Stored(ResourceValue),
+    /// The handler computes the value at read time (uptime, free memory).
+    Live,
+    /// An executable resource.
+    Executable,
+}
+
+/// The resources of one instance, as a handler sees them in `validate` and
+/// `execute`: the state the instance would have after the transaction.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Instance {
+    slots: BTreeMap<ResourceId, Slot>,
+}
+
+impl Instance {
+    pub fn new() -> Instance {
+        Instance::default()
+    }
+
+    /// Adds or replaces a resource; for building instances in `create`.
+    pub fn with(mut self, resource: ResourceId, slot: Slot) -> Instance {
+        self.slots.insert(resource, slot);
+        self
+    }
+
+    pub fn slot(&self, resource: ResourceId) -> Option<&Slot> {
+        self.slots.get(&resource)
+    }
+
+    /// The stored single value of a resource.
+    pub fn value(&self, resource: ResourceId) -> Option<&Value> {
+        match self.slots.get(&resource) {
+            Some(Slot::Stored(ResourceValue::Single(v))) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn resources(&self) -> impl Iterator<Item = ResourceId> + '_ {
+        self.slots.keys().copied()
+    }
+}
+
+/// The behaviour of one object type. Every method has a default meaning
+/// "nothing special": implement only what the object serves.
+pub trait ObjectHandler: Send {
+    /// The value of a [`Slot::Live`] resource.
+    fn read(&self, instance: InstanceId, resource: ResourceId) -> Result<ResourceValue, Error> {
+        Err(Error::NotReadable(Path::resource(
+            self.schema().id,
+            instance,
+            resource,
+        )))
+    }
+
+    /// The schema this handler serves.
+    fn schema(&self) -> &'static ObjectSchema;
+
+    /// The resources of a new instance: the handler decides which optional
+    /// resources exist and their initial values. The default holds every
+    /// mandatory resource at its type's zero value.
+    fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
+        let mut instance = Instance::new();
+        for resource in self.schema().resources.iter().filter(|r| r.mandatory) {
+            instance = instance.with(resource.id, default_slot(resource));
+        }
+        Ok(instance)
+    }
+
+    /// Checks an instance as it would be after a transaction, for rules
+    /// spanning resources. Only [`Error::Rejected`] and value errors are
+    /// expected here.
+    fn validate(
+        &self,
+        _origin: Origin,
+        _instance: InstanceId,
+        _state: &Instance,
+    ) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Whether `origin` may delete the instance.
+    fn delete(&self, _origin: Origin, _instance: InstanceId) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Accepts or refuses an Execute. The action itself is performed by
+    /// whoever acts on the published [`ChangeKind::Executed`].
+    fn execute(
+        &self,
+        _origin: Origin,
+        instance: InstanceId,
+        resource: ResourceId,
+        _arguments: &str,
+        _state: &Instance,
+    ) -> Result<(), Error> {
+        Err(Error::NotSupported(Path::resource(
+            self.schema().id,
+            instance,
+            resource,
+        )))
+    }
+}
+
+/// The slot a fresh instance gets for a resource: executable, an empty
+/// multiple resource, or the type's zero value.
+pub fn default_slot(resource: &ResourceSchema) -> Slot {
+    if resource.access == Access::Execute {
+        Slot::Executable
+    } else if resource.multiple {
+        Slot::Stored(ResourceValue::Multiple(BTreeMap::new()))
+    } else {
+        match Value::default_for(resource.value_type) {
+            Some(v) => Slot::Stored(ResourceValue::Single(v)),
+            None => Slot::Executable,
+        }
+    }
+}
+
+struct ObjectEntry {
+    schema: &'static ObjectSchema,
+    handler: Box<dyn ObjectHandler>,
+    instances: BTreeMap<InstanceId, Instance>,
+    /// The next instance number to hand out. Numbers below it are not
+    /// reused until the space above it is exhausted, so a client that
+    /// deleted an instance never sees its number come back for another.
+    next_instance: u16,
+}
+
+/// The first number handed out: TR-181 numbers instances from 1 and LwM2M
+/// single-instance objects live at 0.
+fn first_instance(schema: &ObjectSchema) -> u16 {
+    if schema.multiple { 1 } else { 0 }
+}
+
+/// The object tree.
+pub struct Tree {
+    objects: BTreeMap<ObjectId, ObjectEntry>,
+    attributes: Attributes,
+    pending: BTreeMap<String, String>,
+    bus: ChangeBus,
+    store: Option<Box<dyn StateStore>>,
+}
+
+impl Default for Tree {
+    fn default() -> Tree {
+        Tree::new()
+    }
+}
+
+impl Tree {
+    pub fn new() -> Tree {
+        Tree {
+            objects: BTreeMap::new(),
+            attributes: Attributes::default(),
+            pending: BTreeMap::new(),
+            bus: ChangeBus::default(),
+            store: None,
+        }
+    }
+
+    /// Saves the state through `store` after every change from now on.
+    pub fn set_store(&mut self, store: Box<dyn StateStore>) {
+        self.store = Some(store);
+    }
+
+    /// Registers an object type. Fails if it is registered already.
+    pub fn register(&mut self, handler: Box<dyn ObjectHandler>) -> Result<(), Error> {
+        let schema = handler.schema();
+        if self.objects.contains_key(&schema.id) {
+            return Err(Error::Rejected {
+                path: Path::object(schema.id),
+                reason: "object registered twice".into(),
+            });
+        }
+        self.objects.insert(
+            schema.id,
+            ObjectEntry {
+                schema,
+                handler,
+                instances: BTreeMap::new(),
+                next_instance: first_instance(schema),
+            },
+        );
+        Ok(())
+    }
+
+    /// Subscribes to the change stream.
+    pub fn subscribe(&mut self, capacity: usize) -> Subscription {
+        self.bus.subscribe(capacity)
+    }
+
+    pub fn schema(&self, object: ObjectId) -> Option<&'static ObjectSchema> {
+        self.objects.get(&object).map(|e| e.schema)
+    }
+
+    /// Registered object types in id order.
+    pub fn objects(&self) -> impl Iterator<Item = &'static ObjectSchema> + '_ {
+        self.objects.values().map(|e| e.schema)
+    }
+
+    /// Instances of an object in number order.
+    pub fn instances(&self, object: ObjectId) -> Result<Vec<InstanceId>, Error> {
+        Ok(self.entry(object)?.instances.keys().copied().collect())
+    }
+
+    /// The resources an instance has.
+    pub fn instance(&self, object: ObjectId, instance: InstanceId) -> Result<&Instance, Error> {
+        self.entry(object)?
+            .instances
+            .get(&instance)
+            .ok_or(Error::InstanceNotFound(Path::instance(object, instance)))
+    }
+
+    pub fn attributes(&self) -> &Attributes {
+        &self.attributes
+    }
+
+    /// Reads one resource, or one value of a multiple resource.
+    pub fn read(&self, origin: Origin, path: &Path) -> Result<ResourceValue, Error> {
+        let (entry, instance, resource) = self.locate(path)?;
+        if origin.is_client() && !resource.access.readable() {
+            return Err(Error::NotReadable(*path));
+        }
+        let value = match instance.slot(resource.id) {
+            Some(Slot::Stored(value)) => value.clone(),
+            Some(Slot::Live) => {
+                // Unwrap-free: locate() checked both ids are present.
+                let (inst, res) = (path.instance_id(), path.resource_id());
+                match (inst, res) {
+                    (Some(i), Some(r)) => entry.handler.read(i, r)?,
+                    _ => return Err(Error::ResourceNotFound(*path)),
+                }
+            }
+            Some(Slot::Executable) => return Err(Error::NotReadable(*path)),
+            None => return Err(Error::ResourceNotFound(*path)),
+        };
+        match (path.index(), value) {
+            (None, value) => Ok(value),
+            (Some(index), ResourceValue::Multiple(values)) => values
+                .get(&index)
+                .cloned()
+                .map(ResourceValue::Single)
+                .ok_or(Error::ResourceNotFound(*path)),
+            (Some(_), ResourceValue::Single(_)) => Err(Error::ResourceNotFound(*path)),
+        }
+    }
+
+    /// Visits every readable value at or below `prefix`, in path order.
+    /// Executables and, for clients, write-only resources are skipped; a
+    /// live value that fails to read is passed as its error.
+    pub fn walk(
+        &self,
+        origin: Origin,
+        prefix: &Path,
+        visit: &mut dyn FnMut(Path, Result<ResourceValue, Error>),
+    ) -> Result<(), Error> {
+        let entry = self.entry(prefix.object_id())?;
+        let instances: Box<dyn Iterator<Item = (&InstanceId, &Instance)>> =
+            match prefix.instance_id() {
+                Some(i) => Box::new(entry.instances.get_key_value(&i).into_iter()),
+                None => Box::new(entry.instances.iter()),
+            };
+        let mut found = prefix.instance_id().is_none();
+        for (&id, instance) in instances {
+            found = true;
+            for (&resource_id, slot) in &instance.slots {
+                if prefix.resource_id().is_some_and(|r| r != resource_id) {
+                    continue;
+                }
+                let Some(schema) = entry.schema.resource(resource_id) else {
+                    continue;
+                };
+                if origin.is_client() && !schema.access.readable() {
+                    continue;
+                }
+                let path = Path::resource(entry.schema.id, id, resource_id);
+                match slot {
+                    Slot::Stored(value) => visit(path, Ok(value.clone())),
+                    Slot::Live => visit(path, entry.handler.read(id, resource_id)),
+                    Slot::Executable => {}
+                }
+            }
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(Error::InstanceNotFound(*prefix))
+        }
+    }
+
+    /// Starts a transaction on behalf of `origin`.
+    pub fn begin(&mut self, origin: Origin) -> Transaction<'_> {
+        Transaction {
+            tree: self,
+            origin,
+            operations: Vec::new(),
+        }
+    }
+
+    /// Executes a resource. The handler checks that it may run now; the
+    /// action is published as [`ChangeKind::Executed`].
+    pub fn execute(&mut self, origin: Origin, path: &Path, arguments: &str) -> Result<(), Error> {
+        let (entry, instance, resource) = self.locate(path)?;
+        if path.index().is_some() || resource.access != Access::Execute {
+            return Err(Error::NotExecutable(*path));
+        }
+        if !matches!(instance.slot(resource.id), Some(Slot::Executable)) {
+            return Err(Error::NotSupported(*path));
+        }
+        let (Some(instance_id), Some(resource_id)) = (path.instance_id(), path.resource_id())
+        else {
+            return Err(Error::NotExecutable(*path));
+        };
+        entry
+            .handler
+            .execute(origin, instance_id, resource_id, arguments, instance)?;
+        self.bus.publish(vec![(
+            origin,
+            *path,
+            ChangeKind::Executed(arguments.to_owned()),
+        )]);
+        Ok(())
+    }
+
+    /// Sets the TR-069 notification level of a resource and saves it.
+    pub fn set_notification(
+        &mut self,
+        origin: Origin,
+        path: &Path,
+        level: Notification,
+    ) -> Result<(), Error> {
+        self.check_attribute_target(origin, path)?;
+        let before = self.attributes.clone();
+        self.attributes.set_notification(*path, level);
+        self.save_or_restore_attributes(before)
+    }
+
+    /// Sets the TR-069 access list of a resource and saves it.
+    pub fn set_access_list(
+        &mut self,
+        origin: Origin,
+        path: &Path,
+        list: Vec<String>,
+    ) -> Result<(), Error> {
+        self.check_attribute_target(origin, path)?;
+        let before = self.attributes.clone();
+        self.attributes.set_access_list(*path, list);
+        self.save_or_restore_attributes(before)
+    }
+
+    /// Sets a server's LwM2M notification attributes at an object, instance
+    /// or resource level and saves them.
+    pub fn set_observe_attributes(
+        &mut self,
+        server: u16,
+        path: &Path,
+        attrs: ObserveAttributes,
+    ) -> Result<(), Error> {
+        let entry = self.entry(path.object_id())?;
+        if let Some(i) = path.instance_id()
+            && !entry.instances.contains_key(&i)
+        {
+            return Err(Error::InstanceNotFound(Path::instance(path.object_id(), i)));
+        }
+        if let Some(r) = path.resource_id()
+            && entry.schema.resource(r).is_none()
+        {
+            return Err(Error::ResourceNotFound(*path));
+        }
+        let before = self.attributes.clone();
+        self.attributes.set_observe(server, *path, attrs);
+        self.save_or_restore_attributes(before)
+    }
+
+    /// State an adapter keeps across restarts (pending CWMP events, LwM2M
+    /// registrations), opaque to the core.
+    pub fn pending_state(&self, key: &str) -> Option<&str> {
+        self.pending.get(key).map(String::as_str)
+    }
+
+    /// Replaces an adapter's pending state and saves it before returning,
+    /// so a caller may act as if it is durable.
+    pub fn set_pending_state(&mut self, key: &str, state: Option<String>) -> Result<(), Error> {
+        let before = match state {
+            Some(s) => self.pending.insert(key.to_owned(), s),
+            None => self.pending.remove(key),
+        };
+        if let Err(e) = self.save() {
+            match before {
+                Some(s) => self.pending.insert(key.to_owned(), s),
+                None => self.pending.remove(key),
+            };
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The persistent part of the state: stored values, instance numbers,
+    /// attributes and pending adapter state.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            objects: self
+                .objects
+                .values()
+                .map(|entry| ObjectState {
+                    object: entry.schema.id,
+                    next_instance: entry.next_instance,
+                    instances: entry
+                        .instances
+                        .iter()
+                        .map(|(&id, instance)| InstanceState {
+                            instance: id,
+                            values: instance
+                                .slots
+                                .iter()
+                                .filter_map(|(&r, slot)| match slot {
+                                    Slot::Stored(v) => Some((r, v.clone())),
+                                    _ => None,
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            notification: self
+                .attributes
+                .notification
+                .iter()
+                .map(|(p, n)| (*p, *n))
+                .collect(),
+            access_list: self
+                .attributes
+                .access_list
+                .iter()
+                .map(|(p, l)| (*p, l.clone()))
+                .collect(),
+            observe: self
+                .attributes
+                .observe
+                .iter()
+                .map(|((s, p), a)| (*s, *p, *a))
+                .collect(),
+            pending: self.pending.clone(),
+        }
+    }
+
+    /// Loads a saved state into a tree whose objects are registered and
+    /// that holds no instances yet. The saved instance set of each object
+    /// is authoritative: an instance a client deleted stays deleted.
+    ///
+    /// Values that no longer fit the schema (the agent was upgraded) are
+    /// dropped, each with a warning; nothing is published. Returns the
+    /// warnings and the ids of the objects the snapshot covered, so the
+    /// caller populates only the others with their defaults.
+    pub fn restore(&mut self, snapshot: Snapshot) -> (Vec<String>, Vec<ObjectId>) {
+        let mut warnings = Vec::new();
+        let mut covered = Vec::new();
+        for object in snapshot.objects {
+            let Some(entry) = self.objects.get_mut(&object.object) else {
+                warnings.push(format!(
+                    "/{}: unknown object, saved state dropped",
+                    object.object
+                ));
+                continue;
+            };
+            covered.push(object.object);
+            entry.next_instance = object.next_instance;
+            for saved in object.instances {
+                let mut instance = match entry.handler.create(saved.instance) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        warnings.push(format!("{e}; saved instance dropped"));
+                        continue;
+                    }
+                };
+                for (resource, value) in saved.values {
+                    let path = Path::resource(object.object, saved.instance, resource);
+                    let Some(schema) = entry.schema.resource(resource) else {
+                        warnings.push(format!("{path}: unknown resource, saved value dropped"));
+                        continue;
+                    };
+                    if matches!(instance.slot(resource), Some(Slot::Live | Slot::Executable)) {
+                        continue;
+                    }
+                    match check_resource_value(schema, value) {
+                        Ok(value) => {
+                            instance.slots.insert(resource, Slot::Stored(value));
+                        }
+                        Err(e) => warnings.push(format!("{path}: saved value dropped: {e}")),
+                    }
+                }
+                entry.instances.insert(saved.instance, instance);
+            }
+        }
+        let exists = |tree: &Tree, p: &Path| tree.locate_prefix(p).is_ok();
+        for (path, level) in snapshot.notification {
+            if exists(self, &path) {
+                self.attributes.set_notification(path, level);
+            }
+        }
+        for (path, list) in snapshot.access_list {
+            if exists(self, &path) {
+                self.attributes.set_access_list(path, list);
+            }
+        }
+        for (server, path, attrs) in snapshot.observe {
+            if exists(self, &path) {
+                self.attributes.set_observe(server, path, attrs);
+            }
+        }
+        self.pending = snapshot.pending;
+        (warnings, covered)
+    }
+
+    fn entry(&self, object: ObjectId) -> Result<&ObjectEntry, Error> {
+        self.objects
+            .get(&object)
+            .ok_or(Error::ObjectNotFound(object))
+    }
+
+    /// Finds the object, instance and resource schema of a resource path.
+    fn locate(
+        &self,
+        path: &Path,
+    ) -> Result<(&ObjectEntry, &Instance, &'static ResourceSchema), Error> {
+        let entry = self.entry(path.object_id())?;
+        let (Some(instance_id), Some(resource_id)) = (path.instance_id(), path.resource_id())
+        else {
+            return Err(Error::ResourceNotFound(*path));
+        };
+        let instance = entry
+            .instances
+            .get(&instance_id)
+            .ok_or(Error::InstanceNotFound(Path::instance(
+                path.object_id(),
+                instance_id,
+            )))?;
+        let schema = entry
+            .schema
+            .resource(resource_id)
+            .ok_or(Error::ResourceNotFound(path.without_index()))?;
+        Ok((entry, instance, schema))
+    }
+
+    /// Checks that an object, instance or resource path names something
+    /// that exists.
+    fn locate_prefix(&self, path: &Path) -> Result<(), Error> {
+        let entry = self.entry(path.object_id())?;
+        if let Some(i) = path.instance_id() {
+            let instance = entry
+                .instances
+                .get(&i)
+                .ok_or(Error::InstanceNotFound(Path::instance(path.object_id(), i)))?;
+            if let Some(r) = path.resource_id()
+                && instance.slot(r).is_none()
+            {
+                return Err(Error::ResourceNotFound(*path));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_attribute_target(&self, origin: Origin, path: &Path) -> Result<(), Error> {
+        if path.resource_id().is_none() || path.index().is_some() {
+            return Err(Error::Rejected {
+                path: *path,
+                reason: "attributes are set on resources".into(),
+            });
+        }
+        let (_, _, schema) = self.locate(path)?;
+        if origin.is_client() && !schema.access.readable() {
+            return Err(Error::NotReadable(*path));
+        }
+        Ok(())
+    }
+
+    fn save_or_restore_attributes(&mut self, before: Attributes) -> Result<(), Error> {
+        if let Err(e) = self.save() {
+            self.attributes = before;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn save(&mut self) -> Result<(), Error> {
+        if self.store.is_none() {
+            return Ok(());
+        }
+        let snapshot = self.snapshot();
+        match self.store.as_mut() {
+            Some(store) => store.save(&snapshot).map_err(Error::Storage),
+            None => Ok(()),
+        }
+    }
+}
+
+fn check_resource_value(
+    schema: &ResourceSchema,
+    value: ResourceValue,
+) -> Result<ResourceValue, crate::value::ValueError> {
+    Ok(match value {
+        ResourceValue::Single(v) => ResourceValue::Single(v.check(schema)?),
+        ResourceValue::Multiple(values) => ResourceValue::Multiple(
+            values
+                .into_iter()
+                .map(|(i, v)| v.check(schema).map(|v| (i, v)))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+enum Operation {
+    Set(Path, ResourceValue),
+    Create(ObjectId, Option<InstanceId>),
+    Delete(ObjectId, InstanceId),
+}
+
+/// Staged changes, applied together by [`Transaction::commit`] or not at
+/// all. Dropping a transaction without committing discards it.
+pub struct Transaction<'t> {
+    tree: &'t mut Tree,
+    origin: Origin,
+    operations: Vec<Operation>,
+}
+
+/// What a successful commit did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Committed {
+    /// Instances created, in order, with the numbers they got.
+    pub created: Vec<Path>,
+    /// How many changes were published.
+    pub changes: usize,
+}
+
+impl Transaction<'_> {
+    /// Stages a write of a resource (single or multiple value) or of one
+    /// value of a multiple resource.
+    pub fn set(&mut self, path: Path, value: Value) -> &mut Self {
+        self.operations
+            .push(Operation::Set(path, ResourceValue::Single(value)));
+        self
+    }
+
+    /// Stages a replacement of every value of a multiple resource.
+    pub fn set_multiple(&mut self, path: Path, values: BTreeMap<u16, Value>) -> &mut Self {
+        self.operations
+            .push(Operation::Set(path, ResourceValue::Multiple(values)));
+        self
+    }
+
+    /// Stages the creation of an instance, with a chosen number or the next
+    /// free one.
+    pub fn create(&mut self, object: ObjectId, instance: Option<InstanceId>) -> &mut Self {
+        self.operations.push(Operation::Create(object, instance));
+        self
+    }
+
+    pub fn delete(&mut self, object: ObjectId, instance: InstanceId) -> &mut Self {
+        self.operations.push(Operation::Delete(object, instance));
+        self
+    }
+
+    /// Checks and applies every staged operation, or none.
+    pub fn commit(self) -> Result<Committed, TransactionError> {
+        let Transaction {
+            tree,
+            origin,
+            operations,
+        } = self;
+        let staged = stage(tree, origin, operations)?;
+        apply(tree, origin, staged)
+    }
+}
+
+/// The tree as the transaction would leave it, for the objects it touches.
+struct Staged {
+    /// `None`: the instance is deleted.
+    instances: BTreeMap<(ObjectId, InstanceId), Option<Instance>>,
+    next_instance: BTreeMap<ObjectId, u16>,
+    created: Vec<Path>,
+}
+
+fn stage(
+    tree: &Tree,
+    origin: Origin,
+    operations: Vec<Operation>,
+) -> Result<Staged, TransactionError> {
+    let mut staged = Staged {
+        instances: BTreeMap::new(),
+        next_instance: BTreeMap::new(),
+        created: Vec::new(),
+    };
+    let mut faults = Vec::new();
+    for operation in operations {
+        let result = match operation {
+            Operation::Set(path, value) => stage_set(tree, origin, &mut staged, path, value),
+            Operation::Create(object, instance) => {
+                stage_create(tree, origin, &mut staged, object, instance)
+            }
+            Operation::Delete(object, instance) => {
+                stage_delete(tree, origin, &mut staged, object, instance)
+            }
+        };
+        if let Err(e) = result {
+            faults.push(e);
+        }
+    }
+    // The object's own rules see each touched instance whole, once.
+    for ((object, id), instance) in &staged.instances {
+        let (Some(instance), Ok(entry)) = (instance, tree.entry(*object)) else {
+            continue;
+        };
+        if let Err(e) = entry.handler.validate(origin, *id, instance) {
+            faults.push(e);
+        }
+    }
+    if faults.is_empty() {
+        Ok(staged)
+    } else {
+        Err(TransactionError { faults })
+    }
+}
+
+/// The staged copy of an instance, taken from the tree on first touch.
+fn staged_instance<'s>(
+    tree: &Tree,
+    staged: &'s mut Staged,
+    object: ObjectId,
+    id: InstanceId,
+) -> Result<&'s mut Instance, Error> {
+    let key = (object, id);
+    if !staged.instances.contains_key(&key) {
+        let current = tree.entry(object)?.instances.get(&id).cloned();
+        staged.instances.insert(key, current);
+    }
+    staged
+        .instances
+        .get_mut(&key)
+        .and_then(Option::as_mut)
+        .ok_or(Error::InstanceNotFound(Path::instance(object, id)))
+}
+
+fn stage_set(
+    tree: &Tree,
+    origin: Origin,
+    staged: &mut Staged,
+    path: Path,
+    value: ResourceValue,
+) -> Result<(), Error> {
+    let entry = tree.entry(path.object_id())?;
+    let (Some(id), Some(resource_id)) = (path.instance_id(), path.resource_id()) else {
+        return Err(Error::ResourceNotFound(path));
+    };
+    let schema = entry
+        .schema
+        .resource(resource_id)
+        .ok_or(Error::ResourceNotFound(path.without_index()))?;
+    let allowed = match origin {
+        // Bootstrap-Write may set any resource of any instance (LwM2M Core
+        // §5.2.7.4), but executing stays an Execute.
+        Origin::Bootstrap => schema.access != Access::Execute,
+        _ if origin.is_client() => schema.access.writable(),
+        _ => schema.access != Access::Execute,
+    };
+    if !allowed {
+        return Err(Error::NotWritable(path));
+    }
+    let instance = staged_instance(tree, staged, path.object_id(), id)?;
+    if matches!(instance.slot(resource_id), Some(Slot::Live)) {
+        return Err(Error::NotSupported(path));
+    }
+    let invalid = |source| Error::InvalidValue { path, source };
+    let new_value = match (path.index(), value, schema.multiple) {
+        (None, ResourceValue::Single(v), false) => {
+            ResourceValue::Single(v.check(schema).map_err(invalid)?)
+        }
+        (None, ResourceValue::Multiple(values), true) => ResourceValue::Multiple(
+            values
+                .into_iter()
+                .map(|(i, v)| v.check(schema).map(|v| (i, v)))
+                .collect::<Result<_, _>>()
+                .map_err(invalid)?,
+        ),
+        (Some(index), ResourceValue::Single(v), true) => {
+            let v = v.check(schema).map_err(invalid)?;
+            let mut values = match instance.slot(resource_id) {
+                Some(Slot::Stored(ResourceValue::Multiple(values))) => values.clone(),
+                _ => BTreeMap::new(),
+            };
+            values.insert(index, v);
+            ResourceValue::Multiple(values)
+        }
+        (_, value, multiple) => {
+            return Err(Error::Rejected {
+                path,
+                reason: format!(
+                    "a {} value does not fit a {} resource",
+                    match value {
+                        ResourceValue::Single(_) => "single",
+                        ResourceValue::Multiple(_) => "multiple",
+                    },
+                    if multiple { "multiple" } else { "single" }
+                ),
+            });
+        }
+    };
+    instance.slots.insert(resource_id, Slot::Stored(new_value));
+    Ok(())
+}
+
+fn stage_create(
+    tree: &Tree,
+    origin: Origin,
+    staged: &mut Staged,
+    object: ObjectId,
+    requested: Option<InstanceId>,
+) -> Result<(), Error> {
+    let entry = tree.entry(object)?;
+    let exists = |id: InstanceId, staged: &Staged| match staged.instances.get(&(object, id)) {
+        Some(instance) => instance.is_some(),
+        None => entry.instances.contains_key(&id),
+    };
+    let any_instance = !entry.instances.is_empty()
+        || staged
+            .instances
+            .iter()
+            .any(|((o, _), i)| *o == object && i.is_some());
+    if !entry.schema.multiple && any_instance && origin.is_client() {
+        return Err(Error::FixedInstances(object));
+    }
+    let next = staged
+        .next_instance
+        .get(&object)
+        .copied()
+        .unwrap_or(entry.next_instance);
+    let id = match requested {
+        Some(id) if id > InstanceId::MAX => {
+            return Err(Error::Rejected {
+                path: Path::instance(object, id),
+                reason: "instance number 65535 is reserved".into(),
+            });
+        }
+        Some(id) if exists(id, staged) => {
+            return Err(Error::InstanceExists(Path::instance(object, id)));
+        }
+        Some(id) => id,
+        None => {
+            // Numbers from `next` up first; only when those are used up
+            // wrap around and take the lowest gap.
+            let first = first_instance(entry.schema);
+            (next..=InstanceId::MAX.0)
+                .chain(first..next)
+                .map(InstanceId)
+                .find(|&id| !exists(id, staged))
+                .ok_or(Error::InstancesExhausted(object))?
+        }
+    };
+    let instance = entry.handler.create(id)?;
+    let new_next = if id.0 >= next {
+        id.0.saturating_add(1).min(InstanceId::MAX.0)
+    } else {
+        next
+    };
+    staged.next_instance.insert(object, new_next);
+    staged.instances.insert((object, id), Some(instance));
+    staged.created.push(Path::instance(object, id));
+    Ok(())
+}
+
+fn stage_delete(
+    tree: &Tree,
+    origin: Origin,
+    staged: &mut Staged,
+    object: ObjectId,
+    id: InstanceId,
+) -> Result<(), Error> {
+    let entry = tree.entry(object)?;
+    if !entry.schema.multiple && origin.is_client() {
+        return Err(Error::FixedInstances(object));
+    }
+    staged_instance(tree, staged, object, id)?;
+    entry.handler.delete(origin, id)?;
+    staged.instances.insert((object, id), None);
+    Ok(())
+}
+
+/// Applies a checked transaction, saves, and publishes; undoes everything
+/// if the save fails.
+fn apply(tree: &mut Tree, origin: Origin, staged: Staged) -> Result<Committed, TransactionError> {
+    let mut changes = Vec::new();
+    let mut undo = Vec::new();
+    let attributes_before = tree.attributes.clone();
+    let mut next_before = Vec::new();
+    for (object, next) in &staged.next_instance {
+        if let Some(entry) = tree.objects.get_mut(object) {
+            next_before.push((*object, entry.next_instance));
+            entry.next_instance = *next;
+        }
+    }
+    for ((object, id), new) in staged.instances {
+        let Some(entry) = tree.objects.get_mut(&object) else {
+            continue;
+        };
+        let old = match &new {
+            Some(instance) => entry.instances.insert(id, instance.clone()),
+            None => entry.instances.remove(&id),
+        };
+        record_changes(&mut changes, origin, object, id, old.as_ref(), new.as_ref());
+        if new.is_none() {
+            tree.attributes.remove_under(&Path::instance(object, id));
+        }
+        undo.push((object, id, old));
+    }
+    if let Err(e) = tree.save() {
+        for (object, id, old) in undo.into_iter().rev() {
+            if let Some(entry) = tree.objects.get_mut(&object) {
+                match old {
+                    Some(instance) => entry.instances.insert(id, instance),
+                    None => entry.instances.remove(&id),
+                };
+            }
+        }
+        for (object, next) in next_before {
+            if let Some(entry) = tree.objects.get_mut(&object) {
+                entry.next_instance = next;
+            }
+        }
+        tree.attributes = attributes_before;
+        return Err(TransactionError { faults: vec![e] });
+    }
+    let count = changes.len();
+    tree.bus.publish(changes);
+    Ok(Committed {
+        created: staged.created,
+        changes: count,
+    })
+}
+
+/// The changes between the old and new state of one instance: created,
+/// deleted, or each resource whose value differs.
+fn record_changes(
+    changes: &mut Vec<(Origin, Path, ChangeKind)>,
+    origin: Origin,
+    object: ObjectId,
+    id: InstanceId,
+    old: Option<&Instance>,
+    new: Option<&Instance>,
+) {
+    match (old, new) {
+        (None, None) => {}
+        (Some(_), None) => changes.push((origin, Path::instance(object, id), ChangeKind::Deleted)),
+        // A new instance is one change: its values are read with it.
+        (None, Some(_)) => changes.push((origin, Path::instance(object, id), ChangeKind::Created)),
+        (Some(old), Some(new)) => {
+            for (&resource, slot) in &new.slots {
+                let Slot::Stored(value) = slot else { continue };
+                if old.slot(resource) != Some(slot) {
+                    changes.push((
+                        origin,
+                        Path::resource(object, id, resource),
+                        ChangeKind::Value(value.clone()),
+                    ));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! TR-181 `Device.` paths ↔ core resources.
+//!
+//! The table is generated from `model/model.toml` and the TR-181 2.17 XML
+//! (`cargo xtask codegen`). A template may hold `{i}` (the core instance
+//! number: TR-181 and the core both number multi-instance objects from 1)
+//! and `{j}` (the index of a value in a multiple resource). A literal number
+//! is a fixed instance of a TR-181 table that a single-instance core object
+//! fills (`Device.Cellular.Interface.1.RSSI`).
+//!
+//! Resolution walks a segment trie built once from the table, so resolving
+//! a path costs one pass over its segments and no allocation.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::OnceLock;
+
+use dm_core::{InstanceId, ObjectId, Path, ResourceId};
+
+#[rustfmt::skip]
+mod table;
+
+pub use table::PARAMETERS;
+
+/// The TR-106 type a parameter has on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syntax {
+    String,
+    Int,
+    UnsignedInt,
+    Long,
+    UnsignedLong,
+    Boolean,
+    DateTime,
+    Base64,
+    HexBinary,
+}
+
+impl Syntax {
+    /// The `xsi:type` a ParameterValueStruct carries.
+    pub fn xsd_type(self) -> &'static str {
+        match self {
+            Syntax::String => "xsd:string",
+            Syntax::Int => "xsd:int",
+            Syntax::UnsignedInt => "xsd:unsignedInt",
+            Syntax::Long => "xsd:long",
+            Syntax::UnsignedLong => "xsd:unsignedLong",
+            Syntax::Boolean => "xsd:boolean",
+            Syntax::DateTime => "xsd:dateTime",
+            Syntax::Base64 => "xsd:base64",
+            Syntax::HexBinary => "xsd:hexBinary",
+        }
+    }
+}
+
+/// The TR-181 `activeNotify` facet: whether an ACS may turn active
+/// notification on, and whether it starts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActiveNotify {
+    Normal,
+    ForceEnabled,
+    ForceDefaultEnabled,
+    CanDeny,
+}
+
+/// One TR-181 parameter bound to a core resource.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ParameterMap {
+    /// Path template, e.g. `Device.WiFi.SSID.{i}.SSID`.
+    pub path: &'static str,
+    pub object: ObjectId,
+    pub resource: ResourceId,
+    pub syntax: Syntax,
+    /// A comma-separated list in TR-181.
+    pub list: bool,
+    /// Writable over CWMP (TR-181 `readWrite`), whatever other protocols
+    /// may do with the same resource.
+    pub writable: bool,
+    /// Reads back as an empty string (TR-181 `secured`/`hidden`).
+    pub secured: bool,
+    /// Always sent in Inform.
+    pub forced_inform: bool,
+    pub active_notify: ActiveNotify,
+}
+
+impl ParameterMap {
+    /// The concrete path for a core instance and, for a multiple resource,
+    /// an index.
+    pub fn render(&self, instance: InstanceId, index: Option<u16>) -> String {
+        let mut out = String::with_capacity(self.path.len() + 8);
+        for (n, segment) in self.path.split('.').enumerate() {
+            if n > 0 {
+                out.push('.');
+            }
+            match segment {
+                "{i}" => out.push_str(&instance.0.to_string()),
+                "{j}" => out.push_str(&index.unwrap_or(0).to_string()),
+                literal => out.push_str(literal),
+            }
+        }
+        out
+    }
+
+    /// Whether the template has an `{i}`, i.e. the core object is
+    /// multi-instance.
+    pub fn has_instance(&self) -> bool {
+        self.path.contains(".{i}.")
+    }
+}
+
+/// A concrete TR-181 path resolved to its binding and core path.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Resolved {
+    pub parameter: &'static ParameterMap,
+    pub path: Path,
+}
+
+/// Why a path does not resolve. Maps to CWMP fault 9005 (Invalid parameter
+/// name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownPath(pub String);
+
+impl fmt::Display for UnknownPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: no such parameter", self.0)
+    }
+}
+
+impl std::error::Error for UnknownPath {}
+
+#[derive(Default)]
+struct Node {
+    literals: HashMap<&'static str, usize>,
+    instance: Option<usize>,
+    index: Option<usize>,
+    parameter: Option<&'static ParameterMap>,
+}
+
+/// Resolves concrete TR-181 paths against [`PARAMETERS`].
+pub struct Resolver {
+    nodes: Vec<Node>,
+    by_resource: HashMap<(ObjectId, ResourceId), Vec<&'static ParameterMap>>,
+}
+
+impl Resolver {
+    /// The resolver over the generated table, built on first use.
+    pub fn global() -> &'static Resolver {
+        static RESOLVER: OnceLock<Resolver> = OnceLock::new();
+        RESOLVER.get_or_init(|| Resolver::new(PARAMETERS))
+    }
+
+    pub fn new(parameters: &'static [ParameterMap]) -> Resolver {
+        let mut nodes = vec![Node::default()];
+        let mut by_resource: HashMap<_, Vec<_>> = HashMap::new();
+        for parameter in parameters {
+            let mut at = 0;
+            for segment in parameter.path.split('.') {
+                let next = nodes.len();
+                let slot = match segment {
+                    "{i}" => nodes[at].instance.get_or_insert(next),
+                    "{j}" => nodes[at].index.get_or_insert(next),
+                    literal => nodes[at].literals.entry(literal).or_insert(next),
+                };
+                let child = *slot;
+                if child == next {
+                    nodes.push(Node::default());
+                }
+                at = child;
+            }
+            nodes[at].parameter = Some(parameter);
+            by_resource
+                .entry((parameter.object, parameter.resource))
+                .or_default()
+                .push(parameter);
+        }
+        Resolver { nodes, by_resource }
+    }
+
+    /// Resolves a concrete parameter path such as `Device.WiFi.SSID.2.SSID`.
+    pub fn resolve(&self, path: &str) -> Result<Resolved, UnknownPath> {
+        let unknown = || UnknownPath(path.to_owned());
+        let mut at = 0;
+        let mut instance = None;
+        let mut index = None;
+        for segment in path.split('.') {
+            let node = &self.nodes[at];
+            at = if let Some(&next) = node.literals.get(segment) {
+                next
+            } else if let Some(number) = instance_number(segment) {
+                match (node.instance, node.index) {
+                    (Some(next), _) => {
+                        // TR-069 §A.2.2.1: instance numbers are 1 or more.
+                        if number == 0 || number > InstanceId::MAX.0 {
+                            return Err(unknown());
+                        }
+                        instance = Some(InstanceId(number));
+                        next
+                    }
+                    (None, Some(next)) => {
+                        index = Some(number);
+                        next
+                    }
+                    (None, None) => return Err(unknown()),
+                }
+            } else {
+                return Err(unknown());
+            };
+        }
+        let parameter = self.nodes[at].parameter.ok_or_else(unknown)?;
+        let instance = instance.unwrap_or(InstanceId(0));
+        let path = match index {
+            Some(index) => {
+                Path::resource_instance(parameter.object, instance, parameter.resource, index)
+            }
+            None => Path::resource(parameter.object, instance, parameter.resource),
+        };
+        Ok(Resolved { parameter, path })
+    }
+
+    /// The TR-181 parameters bound to a core resource (one resource may
+    /// appear under several paths, or none).
+    pub fn parameters_for(
+        &self,
+        object: ObjectId,
+        resource: ResourceId,
+    ) -> &[&'static ParameterMap] {
+        self.by_resource
+            .get(&(object, resource))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// A decimal instance number without sign or leading zeros.
+fn instance_number(segment: &str) -> Option<u16> {
+    if segment.is_empty() || segment.len() > 5 || (segment.len() > 1 && segment.starts_with('0')) {
+        return None;
+    }
+    if !segment.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    segment.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dm_core::catalog;
+
+    /// Every binding renders to a concrete path that resolves back to the
+    /// same binding and core path, and names a resource the catalog has.
+    #[test]
+    fn every_mapped_path_resolves_both_ways() {
+        let resolver = Resolver::global();
+        for parameter in PARAMETERS {
+            let schema = catalog::ALL
+                .iter()
+                .find(|o| o.id == parameter.object)
+                .unwrap_or_else(|| panic!("{}: object not in catalog", parameter.path));
+            let resource = schema
+                .resource(parameter.resource)
+                .unwrap_or_else(|| panic!("{}: resource not in catalog", parameter.path));
+            assert_eq!(
+                schema.multiple,
+                parameter.has_instance(),
+                "{}",
+                parameter.path
+            );
+            let instance = if schema.multiple {
+                InstanceId(7)
+            } else {
+                InstanceId(0)
+            };
+            let index = resource.multiple.then_some(3);
+            let concrete = parameter.render(instance, index);
+            assert!(!concrete.contains('{'), "{concrete}");
+            let resolved = resolver.resolve(&concrete).expect(&concrete);
+            assert!(std::ptr::eq(resolved.parameter, parameter), "{concrete}");
+            assert_eq!(resolved.path.object_id(), parameter.object);
+            assert_eq!(resolved.path.instance_id(), Some(instance));
+            assert_eq!(resolved.path.resource_id(), Some(parameter.resource));
+            assert_eq!(resolved.path.index(), index);
+            assert!(
+                resolver
+                    .parameters_for(parameter.object, parameter.resource)
+                    .iter()
+                    .any(|p| std::ptr::eq(*p, parameter))
+            );
+        }
+    }
+
+    #[test]
+    fn examples_from_the_issue() {
+        let resolver = Resolver::global();
+        let serial = resolver.resolve("Device.DeviceInfo.SerialNumber").unwrap();
+        assert_eq!(serial.path.to_string(), "/3/0/2");
+        let ssid = resolver.resolve("Device.WiFi.SSID.4.SSID").unwrap();
+        assert_eq!(ssid.path.to_string(), "/12/4/5");
+        let address = resolver
+            .resolve("Device.IP.Interface.1.IPv4Address.2.IPAddress")
+            .unwrap();
+        assert_eq!(address.path.to_string(), "/4/0/4/2");
+    }
+
+    #[test]
+    fn bad_paths_are_unknown() {
+        let resolver = Resolver::global();
+        for path in [
+            "",
+            "Device.",
+            "Device.DeviceInfo.",
+            "Device.DeviceInfo.Serial",
+            "Device.WiFi.SSID.0.SSID",
+            "Device.WiFi.SSID.01.SSID",
+            "Device.WiFi.SSID.65535.SSID",
+            "Device.WiFi.SSID.x.SSID",
+            "Device.WiFi.SSID.-1.SSID",
+            "Device.Cellular.Interface.2.RSSI",
+            "Device.DeviceInfo.SerialNumber.",
+        ] {
+            assert_eq!(
+                resolver.resolve(path),
+                Err(UnknownPath(path.to_owned())),
+                "{path}"
+            );
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! Readers for the two standards' XML: OMA LwM2M object definitions and the
+//! Broadband Forum's flattened TR-181 data model.
+
+use std::collections::HashMap;
+
+use quick_xml::Reader;
+use quick_xml::escape::unescape;
+use quick_xml::events::{BytesStart, Event};
+
+/// Both standards' files declare XML 1.0.
+const XML_1_0: quick_xml::XmlVersion = quick_xml::XmlVersion::Explicit1_0;
+
+/// One resource of an LwM2M object definition.
+#[derive(Debug, Clone)]
+pub struct LwResource {
+    pub id: u16,
+    pub name: String,
+    pub operations: String,
+    pub multiple: bool,
+    pub mandatory: bool,
+    pub value_type: String,
+    pub range: String,
+    pub units: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LwObject {
+    pub id: u16,
+    pub name: String,
+    pub version: String,
+    pub multiple: bool,
+    pub mandatory: bool,
+    pub resources: Vec<LwResource>,
+}
+
+/// Parses an OMA LwM2M object definition (LWM2M-v1_1.xsd).
+pub fn parse_lwm2m(text: &str) -> Result<LwObject, String> {
+    let mut reader = Reader::from_str(text);
+    let mut stack: Vec<String> = Vec::new();
+    let mut fields: HashMap<String, String> = HashMap::new();
+    let mut object_fields: HashMap<String, String> = HashMap::new();
+    let mut resources = Vec::new();
+    let mut item_id: Option<u16> = None;
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|e| format!("at byte {}: {e}", reader.buffer_position()))?;
+        match event {
+            Event::Start(start) => {
+                let name = element_name(&start);
+                if name == "Item" {
+                    let id = attribute(&start, "ID")?.ok_or("Item without ID")?;
+                    item_id = Some(id.parse().map_err(|_| format!("bad Item ID {id:?}"))?);
+                    fields.clear();
+                }
+                stack.push(name);
+            }
+            Event::End(_) => {
+                let name = stack.pop().unwrap_or_default();
+                if name == "Item" {
+                    let id = item_id.take().ok_or("</Item> without <Item>")?;
+                    let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
+                    resources.push(LwResource {
+                        id,
+                        name: get("Name"),
+                        operations: get("Operations"),
+                        multiple: get("MultipleInstances") == "Multiple",
+                        mandatory: get("Mandatory") == "Mandatory",
+                        value_type: get("Type"),
+                        range: get("RangeEnumeration"),
+                        units: get("Units"),
+                    });
+                }
+            }
+            Event::Text(text) => {
+                let content = text.xml_content(XML_1_0);
+                let value = unescape(&content)
+                    .map_err(|e| format!("bad text: {e}"))?
+                    .trim()
+                    .to_owned();
+                store_text(&stack, &mut fields, &mut object_fields, item_id, value);
+            }
+            Event::CData(data) => {
+                let value = data.xml_content(XML_1_0).trim().to_owned();
+                store_text(&stack, &mut fields, &mut object_fields, item_id, value);
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    let get = |k: &str| object_fields.get(k).cloned().unwrap_or_default();
+    let id = get("ObjectID");
+    Ok(LwObject {
+        id: id.parse().map_err(|_| format!("bad ObjectID {id:?}"))?,
+        name: get("Name"),
+        version: {
+            let v = get("ObjectVersion");
+            if v.is_empty() { "1.0".into() } else { v }
+        },
+        multiple: get("MultipleInstances") == "Multiple",
+        mandatory: get("Mandatory") == "Mandatory",
+        resources,
+    })
+}
+
+fn store_text(
+    stack: &[String],
+    fields: &mut HashMap<String, String>,
+    object_fields: &mut HashMap<String, String>,
+    item_id: Option<u16>,
+    value: String,
+) {
+    let Some(leaf) = stack.last() else { return };
+    let target = if item_id.is_some() {
+        fields
+    } else if stack.len() >= 2 && stack[stack.len() - 2] == "Object" {
+        object_fields
+    } else {
+        return;
+    };
+    target.entry(leaf.clone()).or_default().push_str(&value);
+}
+
+/// The syntax of a TR-181 parameter, reduced to what the agent uses.
+#[derive(Debug, Clone, Default)]
+pub struct Syntax {
+    /// The TR-106 base type: string, int, unsignedInt, long, unsignedLong,
+    /// boolean, dateTime, base64, hexBinary.
+    pub base: String,
+    pub list: bool,
+    /// `hidden` or `secured`: the value reads back as an empty string.
+    pub secured: bool,
+    pub min_length: Option<u32>,
+    pub max_length: Option<u32>,
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+    pub enumeration: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tr181Parameter {
+    pub writable: bool,
+    pub forced_inform: bool,
+    /// normal, forceEnabled, forceDefaultEnabled, canDeny
+    pub active_notify: String,
+    pub syntax: Syntax,
+}
+
+/// The parameters of a TR-181 model, keyed by full path template
+/// (`Device.WiFi.SSID.{i}.SSID`).
+pub struct Tr181Model {
+    pub parameters: HashMap<String, Tr181Parameter>,
+}
+
+const BASE_TYPES: &[&str] = &[
+    "string",
+    "int",
+    "unsignedInt",
+    "long",
+    "unsignedLong",
+    "boolean",
+    "dateTime",
+    "base64",
+    "hexBinary",
+];
+
+#[derive(Default)]
+struct DataType {
+    base_type: Option<String>,
+    base: Option<String>,
+    syntax: Syntax,
+}
+
+/// Parses a flattened TR-181 CWMP model (cwmp-datamodel-1-x.xsd).
+pub fn parse_tr181(text: &str) -> Result<Tr181Model, String> {
+    let mut reader = Reader::from_str(text);
+    let mut stack: Vec<String> = Vec::new();
+    let mut data_types: HashMap<String, DataType> = HashMap::new();
+    let mut current_type: Option<(String, DataType)> = None;
+    let mut object: Option<String> = None;
+    let mut parameter: Option<(String, Tr181Parameter)> = None;
+    let mut type_ref: Option<String> = None;
+    let mut parameters = HashMap::new();
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|e| format!("at byte {}: {e}", reader.buffer_position()))?;
+        let (start, empty) = match &event {
+            Event::Start(s) => (Some(s), false),
+            Event::Empty(s) => (Some(s), true),
+            _ => (None, false),
+        };
+        if let Some(start) = start {
+            let name = element_name(start);
+            let parent = stack.last().map(String::as_str).unwrap_or("");
+            match name.as_str() {
+                "dataType" if parent == "document" => {
+                    let type_name = attribute(start, "name")?.unwrap_or_default();
+                    let data_type = DataType {
+                        base: attribute(start, "base")?,
+                        ..Default::default()
+                    };
+                    current_type = Some((type_name, data_type));
+                }
+                "object" if parent == "model" => object = attribute(start, "name")?,
+                "parameter" if object.is_some() => {
+                    let name = attribute(start, "name")?.unwrap_or_default();
+                    let access = attribute(start, "access")?.unwrap_or_default();
+                    parameter = Some((
+                        name,
+                        Tr181Parameter {
+                            writable: access == "readWrite",
+                            forced_inform: attribute(start, "forcedInform")?.as_deref()
+                                == Some("true"),
+                            active_notify: attribute(start, "activeNotify")?
+                                .unwrap_or_else(|| "normal".into()),
+                            syntax: Syntax::default(),
+                        },
+                    ));
+                    type_ref = None;
+                }
+                "syntax" => {
+                    if let Some((_, p)) = parameter.as_mut() {
+                        p.syntax.secured = attribute(start, "hidden")?.as_deref() == Some("true")
+                            || attribute(start, "secured")?.as_deref() == Some("true");
+                    }
+                }
+                _ => {
+                    let syntax = if let Some((_, p)) = parameter.as_mut() {
+                        Some(&mut p.syntax)
+                    } else {
+                        current_type.as_mut().map(|(_, t)| &mut t.syntax)
+                    };
+                    let in_syntax = parent == "syntax" || parent == "dataType";
+                    if let Some(syntax) = syntax {
+                        if in_syntax && name == "list" {
+                            syntax.list = true;
+                        } else if in_syntax && BASE_TYPES.contains(&name.as_str()) {
+                            syntax.base = name.clone();
+                            if let Some((_, t)) = current_type.as_mut()
+                                && parameter.is_none()
+                            {
+                                t.base_type = Some(name.clone());
+                            }
+                        } else if in_syntax && name == "dataType" {
+                            type_ref = attribute(start, "ref")?;
+                        } else if BASE_TYPES.contains(&parent) || parent == "dataType" {
+                            read_facet(syntax, &name, start)?;
+                        }
+                    }
+                }
+            }
+            if !empty {
+                stack.push(name);
+            }
+            continue;
+        }
+        match event {
+            Event::End(_) => {
+                let name = stack.pop().unwrap_or_default();
+                match name.as_str() {
+                    "dataType" if stack.last().map(String::as_str) == Some("document") => {
+                        if let Some((n, t)) = current_type.take() {
+                            data_types.insert(n, t);
+                        }
+                    }
+                    "object" if stack.last().map(String::as_str) == Some("model") => {
+                        object = None;
+                    }
+                    "parameter" => {
+                        if let (Some(o), Some((n, mut p))) = (object.as_ref(), parameter.take()) {
+                            if let Some(r) = type_ref.take() {
+                                resolve_type(&data_types, &r, &mut p.syntax)?;
+                            }
+                            parameters.insert(format!("{o}{n}"), p);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(Tr181Model { parameters })
+}
+
+fn read_facet(syntax: &mut Syntax, name: &str, start: &BytesStart<'_>) -> Result<(), String> {
+    let number = |key: &str| -> Result<Option<i64>, String> {
+        attribute(start, key)?
+            .map(|v| v.parse().map_err(|_| format!("bad {key} {v:?}")))
+            .transpose()
+    };
+    match name {
+        "size" => {
+            syntax.min_length = number("minLength")?.map(|v| v as u32);
+            syntax.max_length = number("maxLength")?.map(|v| v as u32);
+        }
+        "range" => {
+            syntax.min = number("minInclusive")?;
+            syntax.max = number("maxInclusive")?;
+        }
+        "enumeration" => {
+            if let Some(v) = attribute(start, "value")? {
+                syntax.enumeration.push(v);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Fills the base type of a `dataType ref` (following `base` chains), and
+/// its facets where the parameter sets none of its own.
+fn resolve_type(
+    types: &HashMap<String, DataType>,
+    name: &str,
+    syntax: &mut Syntax,
+) -> Result<(), String> {
+    let mut current = name;
+    for _ in 0..16 {
+        let t = types
+            .get(current)
+            .ok_or_else(|| format!("unknown dataType {current:?}"))?;
+        if syntax.max_length.is_none() {
+            syntax.max_length = t.syntax.max_length;
+            syntax.min_length = syntax.min_length.or(t.syntax.min_length);
+        }
+        if let Some(base) = &t.base_type {
+            syntax.base = base.clone();
+            return Ok(());
+        }
+        current = t
+            .base
+            .as_deref()
+            .ok_or_else(|| format!("dataType {current:?} has no base type"))?;
+    }
+    Err(format!("dataType {name:?}: base chain too long"))
+}
+
+fn element_name(start: &BytesStart<'_>) -> String {
+    start.local_name().as_ref().to_owned()
+}
+
+fn attribute(start: &BytesStart<'_>, key: &str) -> Result<Option<String>, String> {
+    for attr in start.attributes() {
+        let attr = attr.map_err(|e| format!("bad attribute: {e}"))?;
+        if attr.key.local_name().as_ref() == key {
+            let value = attr
+                .normalized_value(XML_1_0)
+                .map_err(|e| format!("bad attribute {key}: {e}"))?;
+            return Ok(Some(value.into_owned()));
+        }
+    }
+    Ok(None)
+}
