@@ -523,7 +523,7 @@ impl Tree {
                     if matches!(instance.slot(resource), Some(Slot::Live | Slot::Executable)) {
                         continue;
                     }
-                    match check_resource_value(schema, value) {
+                    match check_restored(schema, value) {
                         Ok(value) => {
                             instance.slots.insert(resource, Slot::Stored(value));
                         }
@@ -635,16 +635,17 @@ impl Tree {
     }
 }
 
-fn check_resource_value(
+/// The type check a restored value goes through (see [`Value::check_type`]).
+fn check_restored(
     schema: &ResourceSchema,
     value: ResourceValue,
 ) -> Result<ResourceValue, crate::value::ValueError> {
     Ok(match value {
-        ResourceValue::Single(v) => ResourceValue::Single(v.check(schema)?),
+        ResourceValue::Single(v) => ResourceValue::Single(v.check_type(schema)?),
         ResourceValue::Multiple(values) => ResourceValue::Multiple(
             values
                 .into_iter()
-                .map(|(i, v)| v.check(schema).map(|v| (i, v)))
+                .map(|(i, v)| v.check_type(schema).map(|v| (i, v)))
                 .collect::<Result<_, _>>()?,
         ),
     })
@@ -701,15 +702,12 @@ impl Transaction<'_> {
         self
     }
 
-    /// Checks and applies every staged operation, or none.
-    pub fn commit(self) -> Result<Committed, TransactionError> {
-        let Transaction {
-            tree,
-            origin,
-            operations,
-        } = self;
-        let staged = stage(tree, origin, operations)?;
-        apply(tree, origin, staged)
+    /// Checks and applies every staged operation, or none. The transaction
+    /// is empty afterwards, whatever the outcome.
+    pub fn commit(&mut self) -> Result<Committed, TransactionError> {
+        let operations = std::mem::take(&mut self.operations);
+        let staged = stage(self.tree, self.origin, operations)?;
+        apply(self.tree, self.origin, staged)
     }
 }
 

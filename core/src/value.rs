@@ -135,9 +135,17 @@ impl Value {
     /// standard's constraint. Returns the value in the schema's canonical
     /// representation.
     pub fn check(self, schema: &ResourceSchema) -> Result<Value, ValueError> {
+        let value = self.check_type(schema)?;
+        check_constraint(&value, schema.constraint)?;
+        Ok(value)
+    }
+
+    /// Checks the type only, not the standard's constraint: for values the
+    /// agent itself stored (a restored snapshot may hold the zero value a
+    /// new instance starts with, such as an empty SSID).
+    pub fn check_type(self, schema: &ResourceSchema) -> Result<Value, ValueError> {
         let value = self.coerce(schema.value_type)?;
         check_width(&value, schema.value_type)?;
-        check_constraint(&value, schema.constraint)?;
         Ok(value)
     }
 }

@@ -1,0 +1,689 @@
+//! Behaviour of the tree through its public API: transactions, instance
+//! numbering, the change stream, attributes and snapshots.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dm_core::catalog::{device, server, wlan};
+use dm_core::{
+    ChangeKind, Error, Instance, InstanceId, Notification, ObjectHandler, ObjectSchema,
+    ObserveAttributes, Origin, Path, ResourceId, ResourceValue, Slot, Snapshot, StateStore, Tree,
+    Value,
+};
+
+/// WLAN with one object rule: WPA2 (authentication mode 2) needs a key
+/// phrase of 8 or more characters.
+struct Wlan;
+
+impl ObjectHandler for Wlan {
+    fn schema(&self) -> &'static ObjectSchema {
+        &wlan::SCHEMA
+    }
+
+    fn validate(
+        &self,
+        _origin: Origin,
+        instance: InstanceId,
+        state: &Instance,
+    ) -> Result<(), Error> {
+        let mode = state.value(wlan::AUTHENTICATION_MODE);
+        let phrase = match state.value(wlan::WPA_KEY_PHRASE) {
+            Some(Value::String(s)) => s.len(),
+            _ => 0,
+        };
+        if mode == Some(&Value::Integer(2)) && phrase < 8 {
+            return Err(Error::Rejected {
+                path: Path::resource(wlan::ID, instance, wlan::WPA_KEY_PHRASE),
+                reason: "WPA2 needs a key phrase of 8 to 63 characters".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
+        let mut instance = Instance::new();
+        for resource in wlan::SCHEMA.resources.iter().filter(|r| r.mandatory) {
+            instance = instance.with(resource.id, dm_core::tree::default_slot(resource));
+        }
+        Ok(instance.with(
+            wlan::WPA_KEY_PHRASE,
+            Slot::Stored(ResourceValue::Single(Value::String(String::new()))),
+        ))
+    }
+}
+
+/// Device with a live uptime-like value and an executable reboot.
+struct Device {
+    reads: AtomicUsize,
+}
+
+impl ObjectHandler for Device {
+    fn schema(&self) -> &'static ObjectSchema {
+        &device::SCHEMA
+    }
+
+    fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
+        Ok(Instance::new()
+            .with(device::SERIAL_NUMBER, single(Value::String("SN1".into())))
+            .with(device::MEMORY_FREE, Slot::Live)
+            .with(device::REBOOT, Slot::Executable)
+            .with(
+                device::ERROR_CODE,
+                Slot::Stored(ResourceValue::Multiple(BTreeMap::new())),
+            ))
+    }
+
+    fn read(&self, _instance: InstanceId, _resource: ResourceId) -> Result<ResourceValue, Error> {
+        let n = self.reads.fetch_add(1, Ordering::Relaxed);
+        Ok(ResourceValue::Single(Value::Integer(1000 + n as i64)))
+    }
+
+    fn execute(
+        &self,
+        _origin: Origin,
+        _instance: InstanceId,
+        _resource: ResourceId,
+        _arguments: &str,
+        _state: &Instance,
+    ) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+struct Server;
+
+impl ObjectHandler for Server {
+    fn schema(&self) -> &'static ObjectSchema {
+        &server::SCHEMA
+    }
+}
+
+fn single(value: Value) -> Slot {
+    Slot::Stored(ResourceValue::Single(value))
+}
+
+/// A store that keeps every saved snapshot and can be told to fail.
+#[derive(Clone, Default)]
+struct MemoryStore {
+    saved: Arc<Mutex<Vec<Snapshot>>>,
+    fail: Arc<Mutex<bool>>,
+}
+
+impl StateStore for MemoryStore {
+    fn save(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+        if *self.fail.lock().unwrap() {
+            return Err("disk full".into());
+        }
+        self.saved.lock().unwrap().push(snapshot.clone());
+        Ok(())
+    }
+}
+
+fn tree() -> Tree {
+    let mut tree = Tree::new();
+    tree.register(Box::new(Wlan)).unwrap();
+    tree.register(Box::new(Device {
+        reads: AtomicUsize::new(0),
+    }))
+    .unwrap();
+    tree.register(Box::new(Server)).unwrap();
+    tree.begin(Origin::Agent)
+        .create(device::ID, None)
+        .commit()
+        .unwrap();
+    tree
+}
+
+fn ssid(instance: u16) -> Path {
+    Path::resource(wlan::ID, InstanceId(instance), wlan::SSID)
+}
+
+fn read(tree: &Tree, path: Path) -> Value {
+    match tree.read(Origin::Acs, &path).unwrap() {
+        ResourceValue::Single(v) => v,
+        other => panic!("{path}: {other:?}"),
+    }
+}
+
+#[test]
+fn single_instance_object_lives_at_zero_and_multi_instance_from_one() {
+    let mut tree = tree();
+    assert_eq!(tree.instances(device::ID).unwrap(), vec![InstanceId(0)]);
+    let committed = tree
+        .begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    assert_eq!(
+        committed.created,
+        vec![Path::instance(wlan::ID, InstanceId(1))]
+    );
+    // A client cannot add a second instance of a single-instance object.
+    let err = tree
+        .begin(Origin::Acs)
+        .create(device::ID, None)
+        .commit()
+        .unwrap_err();
+    assert_eq!(err.faults, vec![Error::FixedInstances(device::ID)]);
+}
+
+#[test]
+fn transaction_rolls_back_when_validate_fails() {
+    let mut tree = tree();
+    tree.begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    let changes = tree.subscribe(16);
+    let mut tx = tree.begin(Origin::Acs);
+    tx.set(ssid(1), Value::String("home".into()));
+    tx.set(
+        Path::resource(wlan::ID, InstanceId(1), wlan::AUTHENTICATION_MODE),
+        Value::Integer(2),
+    );
+    tx.set(
+        Path::resource(wlan::ID, InstanceId(1), wlan::WPA_KEY_PHRASE),
+        Value::String("short".into()),
+    );
+    let err = tx.commit().unwrap_err();
+    assert!(matches!(&err.faults[..], [Error::Rejected { .. }]), "{err}");
+    // Nothing was applied, nothing published.
+    assert_eq!(read(&tree, ssid(1)), Value::String(String::new()));
+    assert!(changes.drain().is_empty());
+}
+
+#[test]
+fn transaction_reports_every_fault_and_applies_nothing() {
+    let mut tree = tree();
+    tree.begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    let mut tx = tree.begin(Origin::Acs);
+    tx.set(ssid(1), Value::String("fine".into()));
+    tx.set(ssid(1).without_index(), Value::Integer(3)); // wrong type
+    tx.set(
+        Path::resource(wlan::ID, InstanceId(1), wlan::STATUS),
+        Value::Integer(1),
+    ); // read-only
+    tx.set(ssid(9), Value::String("x".into())); // no such instance
+    tx.set(
+        Path::resource(wlan::ID, InstanceId(1), wlan::CHANNEL),
+        Value::Integer(300),
+    ); // out of range 0..255
+    let err = tx.commit().unwrap_err();
+    assert_eq!(err.faults.len(), 4, "{err}");
+    assert!(matches!(err.faults[0], Error::InvalidValue { .. }));
+    assert!(matches!(err.faults[1], Error::NotWritable(_)));
+    assert!(matches!(err.faults[2], Error::InstanceNotFound(_)));
+    assert!(matches!(err.faults[3], Error::InvalidValue { .. }));
+    assert_eq!(read(&tree, ssid(1)), Value::String(String::new()));
+}
+
+#[test]
+fn platform_may_set_read_only_values_clients_may_not() {
+    let mut tree = tree();
+    tree.begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    let status = Path::resource(wlan::ID, InstanceId(1), wlan::STATUS);
+    assert!(
+        tree.begin(Origin::Server(1))
+            .set(status, Value::Integer(1))
+            .commit()
+            .is_err()
+    );
+    tree.begin(Origin::Platform)
+        .set(status, Value::Integer(1))
+        .commit()
+        .unwrap();
+    assert_eq!(read(&tree, status), Value::Integer(1));
+}
+
+#[test]
+fn instance_numbers_are_not_reused() {
+    let mut tree = tree();
+    for _ in 0..3 {
+        tree.begin(Origin::Acs)
+            .create(wlan::ID, None)
+            .commit()
+            .unwrap();
+    }
+    tree.begin(Origin::Acs)
+        .delete(wlan::ID, InstanceId(3))
+        .commit()
+        .unwrap();
+    tree.begin(Origin::Acs)
+        .delete(wlan::ID, InstanceId(2))
+        .commit()
+        .unwrap();
+    let next = tree
+        .begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    assert_eq!(next.created, vec![Path::instance(wlan::ID, InstanceId(4))]);
+    // An explicit number moves the counter past it.
+    tree.begin(Origin::Server(1))
+        .create(wlan::ID, Some(InstanceId(10)))
+        .commit()
+        .unwrap();
+    let next = tree
+        .begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    assert_eq!(next.created, vec![Path::instance(wlan::ID, InstanceId(11))]);
+    // Two creations in one transaction get distinct numbers.
+    let both = tree
+        .begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    assert_eq!(
+        both.created,
+        vec![
+            Path::instance(wlan::ID, InstanceId(12)),
+            Path::instance(wlan::ID, InstanceId(13))
+        ]
+    );
+    let err = tree
+        .begin(Origin::Acs)
+        .create(wlan::ID, Some(InstanceId(4)))
+        .commit()
+        .unwrap_err();
+    assert_eq!(
+        err.faults,
+        vec![Error::InstanceExists(Path::instance(
+            wlan::ID,
+            InstanceId(4)
+        ))]
+    );
+}
+
+#[test]
+fn numbers_wrap_to_the_lowest_gap_only_when_the_space_is_exhausted() {
+    let mut tree = tree();
+    tree.begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    tree.begin(Origin::Acs)
+        .create(wlan::ID, Some(InstanceId::MAX))
+        .commit()
+        .unwrap();
+    tree.begin(Origin::Acs)
+        .delete(wlan::ID, InstanceId(1))
+        .commit()
+        .unwrap();
+    // 65534 was the last number: the next free one is the lowest gap.
+    let next = tree
+        .begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    assert_eq!(next.created, vec![Path::instance(wlan::ID, InstanceId(1))]);
+    let next = tree
+        .begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    assert_eq!(next.created, vec![Path::instance(wlan::ID, InstanceId(2))]);
+}
+
+#[test]
+fn a_change_is_delivered_once_to_each_subscriber_with_its_origin() {
+    let mut tree = tree();
+    tree.begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    let cwmp = tree.subscribe(16);
+    let lwm2m = tree.subscribe(16);
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&wakes);
+    lwm2m.set_waker(move || {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    tree.begin(Origin::Server(7))
+        .set(ssid(1), Value::String("cafe".into()))
+        .commit()
+        .unwrap();
+    // Writing the same value again is not a change.
+    tree.begin(Origin::Acs)
+        .set(ssid(1), Value::String("cafe".into()))
+        .commit()
+        .unwrap();
+    for subscriber in [&cwmp, &lwm2m] {
+        let changes = subscriber.drain();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].origin, Origin::Server(7));
+        assert_eq!(changes[0].path, ssid(1));
+        assert_eq!(
+            changes[0].kind,
+            ChangeKind::Value(ResourceValue::Single(Value::String("cafe".into())))
+        );
+        assert!(subscriber.drain().is_empty());
+    }
+    assert_eq!(wakes.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn changes_keep_commit_order_and_instance_events() {
+    let mut tree = tree();
+    let changes = tree.subscribe(16);
+    tree.begin(Origin::Cli)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    tree.begin(Origin::Platform)
+        .set(ssid(1), Value::String("a".into()))
+        .commit()
+        .unwrap();
+    tree.begin(Origin::Acs)
+        .delete(wlan::ID, InstanceId(1))
+        .commit()
+        .unwrap();
+    let kinds: Vec<_> = changes
+        .drain()
+        .iter()
+        .map(|c| (c.sequence, c.origin, c.kind.clone()))
+        .collect();
+    assert!(kinds.windows(2).all(|w| w[0].0 + 1 == w[1].0));
+    let summary: Vec<_> = kinds.into_iter().map(|(_, o, k)| (o, k)).collect();
+    assert_eq!(
+        summary,
+        vec![
+            (Origin::Cli, ChangeKind::Created),
+            (
+                Origin::Platform,
+                ChangeKind::Value(ResourceValue::Single(Value::String("a".into())))
+            ),
+            (Origin::Acs, ChangeKind::Deleted),
+        ]
+    );
+}
+
+#[test]
+fn a_slow_subscriber_learns_it_lagged() {
+    let mut tree = tree();
+    tree.begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    let slow = tree.subscribe(2);
+    for name in ["a", "b", "c", "d"] {
+        tree.begin(Origin::Acs)
+            .set(ssid(1), Value::String(name.into()))
+            .commit()
+            .unwrap();
+    }
+    assert_eq!(slow.take_lagged(), 2);
+    assert_eq!(slow.drain().len(), 2);
+    assert_eq!(slow.take_lagged(), 0);
+}
+
+#[test]
+fn dropped_subscription_is_forgotten() {
+    let mut tree = tree();
+    tree.begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    drop(tree.subscribe(4));
+    let kept = tree.subscribe(4);
+    tree.begin(Origin::Acs)
+        .set(ssid(1), Value::String("x".into()))
+        .commit()
+        .unwrap();
+    assert_eq!(kept.drain().len(), 1);
+}
+
+#[test]
+fn live_values_executables_and_write_only() {
+    let mut tree = tree();
+    let memory = Path::resource(device::ID, InstanceId(0), device::MEMORY_FREE);
+    let first = read(&tree, memory);
+    assert_ne!(first, read(&tree, memory), "live values are read each time");
+    let reboot = Path::resource(device::ID, InstanceId(0), device::REBOOT);
+    assert_eq!(
+        tree.read(Origin::Acs, &reboot),
+        Err(Error::NotReadable(reboot))
+    );
+    let changes = tree.subscribe(4);
+    tree.execute(Origin::Server(1), &reboot, "").unwrap();
+    let executed = changes.drain();
+    assert_eq!(executed[0].kind, ChangeKind::Executed(String::new()));
+    assert_eq!(executed[0].origin, Origin::Server(1));
+    let serial = Path::resource(device::ID, InstanceId(0), device::SERIAL_NUMBER);
+    assert_eq!(
+        tree.execute(Origin::Acs, &serial, ""),
+        Err(Error::NotExecutable(serial))
+    );
+    // Write-only values are not readable by clients, but the agent sees them.
+    tree.begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    let phrase = Path::resource(wlan::ID, InstanceId(1), wlan::WPA_KEY_PHRASE);
+    tree.begin(Origin::Acs)
+        .set(phrase, Value::String("secret-phrase".into()))
+        .commit()
+        .unwrap();
+    assert_eq!(
+        tree.read(Origin::Acs, &phrase),
+        Err(Error::NotReadable(phrase))
+    );
+    assert!(tree.read(Origin::Agent, &phrase).is_ok());
+    let mut walked = Vec::new();
+    tree.walk(
+        Origin::Acs,
+        &Path::instance(wlan::ID, InstanceId(1)),
+        &mut |p, _| walked.push(p),
+    )
+    .unwrap();
+    assert!(!walked.contains(&phrase));
+    assert!(walked.contains(&ssid(1)));
+}
+
+#[test]
+fn multiple_resources_by_index_and_whole() {
+    let mut tree = tree();
+    let errors = Path::resource(device::ID, InstanceId(0), device::ERROR_CODE);
+    let one = Path::resource_instance(device::ID, InstanceId(0), device::ERROR_CODE, 3);
+    tree.begin(Origin::Platform)
+        .set(one, Value::Integer(5))
+        .commit()
+        .unwrap();
+    assert_eq!(
+        tree.read(Origin::Acs, &one).unwrap(),
+        ResourceValue::Single(Value::Integer(5))
+    );
+    let mut all = BTreeMap::new();
+    all.insert(0, Value::Integer(1));
+    all.insert(1, Value::Integer(2));
+    tree.begin(Origin::Platform)
+        .set_multiple(errors, all.clone())
+        .commit()
+        .unwrap();
+    assert_eq!(
+        tree.read(Origin::Acs, &errors).unwrap(),
+        ResourceValue::Multiple(all)
+    );
+    assert_eq!(
+        tree.read(Origin::Acs, &one),
+        Err(Error::ResourceNotFound(one))
+    );
+}
+
+#[test]
+fn a_failed_save_rolls_the_commit_back() {
+    let mut tree = tree();
+    let store = MemoryStore::default();
+    tree.set_store(Box::new(store.clone()));
+    tree.begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    let changes = tree.subscribe(4);
+    *store.fail.lock().unwrap() = true;
+    let err = tree
+        .begin(Origin::Acs)
+        .set(ssid(1), Value::String("lost?".into()))
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap_err();
+    assert_eq!(err.faults, vec![Error::Storage("disk full".into())]);
+    assert_eq!(read(&tree, ssid(1)), Value::String(String::new()));
+    assert_eq!(tree.instances(wlan::ID).unwrap(), vec![InstanceId(1)]);
+    assert!(changes.drain().is_empty());
+    // The instance number the failed transaction took is free again.
+    *store.fail.lock().unwrap() = false;
+    let next = tree
+        .begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    assert_eq!(next.created, vec![Path::instance(wlan::ID, InstanceId(2))]);
+    // And a failed attribute save changes nothing either.
+    *store.fail.lock().unwrap() = true;
+    assert!(
+        tree.set_notification(Origin::Acs, &ssid(1), Notification::Active)
+            .is_err()
+    );
+    assert_eq!(tree.attributes().notification(&ssid(1)), Notification::Off);
+}
+
+#[test]
+fn snapshot_restores_values_numbers_attributes_and_pending_state() {
+    let mut tree = tree();
+    let store = MemoryStore::default();
+    tree.set_store(Box::new(store.clone()));
+    for _ in 0..3 {
+        tree.begin(Origin::Acs)
+            .create(wlan::ID, None)
+            .commit()
+            .unwrap();
+    }
+    tree.begin(Origin::Acs)
+        .delete(wlan::ID, InstanceId(2))
+        .commit()
+        .unwrap();
+    tree.begin(Origin::Acs)
+        .set(ssid(3), Value::String("kept".into()))
+        .commit()
+        .unwrap();
+    tree.set_notification(Origin::Acs, &ssid(3), Notification::Active)
+        .unwrap();
+    tree.set_access_list(Origin::Acs, &ssid(3), vec!["Subscriber".into()])
+        .unwrap();
+    let attrs = ObserveAttributes {
+        pmin: Some(5),
+        st: Some(1.5),
+        ..Default::default()
+    };
+    tree.set_observe_attributes(101, &Path::instance(wlan::ID, InstanceId(3)), attrs)
+        .unwrap();
+    tree.set_pending_state("cwmp", Some("{\"events\":[\"1 BOOT\"]}".into()))
+        .unwrap();
+    let saved = store.saved.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(saved, tree.snapshot());
+
+    let mut restored = Tree::new();
+    restored.register(Box::new(Wlan)).unwrap();
+    restored
+        .register(Box::new(Device {
+            reads: AtomicUsize::new(0),
+        }))
+        .unwrap();
+    restored.register(Box::new(Server)).unwrap();
+    let (warnings, covered) = restored.restore(saved);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(covered.contains(&wlan::ID) && covered.contains(&device::ID));
+    assert_eq!(
+        restored.instances(wlan::ID).unwrap(),
+        vec![InstanceId(1), InstanceId(3)]
+    );
+    assert_eq!(read(&restored, ssid(3)), Value::String("kept".into()));
+    assert_eq!(
+        restored.attributes().notification(&ssid(3)),
+        Notification::Active
+    );
+    assert_eq!(restored.attributes().access_list(&ssid(3)), ["Subscriber"]);
+    assert_eq!(
+        restored.attributes().effective_observe(101, &ssid(3)),
+        attrs
+    );
+    assert_eq!(
+        restored.pending_state("cwmp"),
+        Some("{\"events\":[\"1 BOOT\"]}")
+    );
+    // The deleted number stays retired after the restart.
+    let next = restored
+        .begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    assert_eq!(next.created, vec![Path::instance(wlan::ID, InstanceId(4))]);
+    // Live and executable slots come from the handler, not the snapshot.
+    let memory = Path::resource(device::ID, InstanceId(0), device::MEMORY_FREE);
+    assert!(matches!(
+        restored.read(Origin::Acs, &memory),
+        Ok(ResourceValue::Single(Value::Integer(_)))
+    ));
+}
+
+#[test]
+fn restore_drops_what_no_longer_fits_with_a_warning() {
+    let mut tree = tree();
+    tree.begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    let mut snapshot = tree.snapshot();
+    let wlan_state = snapshot
+        .objects
+        .iter_mut()
+        .find(|o| o.object == wlan::ID)
+        .unwrap();
+    wlan_state.instances[0].values.push((
+        wlan::CHANNEL,
+        ResourceValue::Single(Value::String("x".into())),
+    ));
+    snapshot.objects.push(dm_core::snapshot::ObjectState {
+        object: dm_core::ObjectId(4242),
+        next_instance: 0,
+        instances: Vec::new(),
+    });
+    let mut restored = Tree::new();
+    restored.register(Box::new(Wlan)).unwrap();
+    restored.register(Box::new(Server)).unwrap();
+    restored
+        .register(Box::new(Device {
+            reads: AtomicUsize::new(0),
+        }))
+        .unwrap();
+    let (warnings, _) = restored.restore(snapshot);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert_eq!(restored.instances(wlan::ID).unwrap(), vec![InstanceId(1)]);
+}
+
+#[test]
+fn deleting_an_instance_forgets_its_attributes() {
+    let mut tree = tree();
+    tree.begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    tree.set_notification(Origin::Acs, &ssid(1), Notification::Passive)
+        .unwrap();
+    tree.begin(Origin::Acs)
+        .delete(wlan::ID, InstanceId(1))
+        .commit()
+        .unwrap();
+    assert_eq!(tree.attributes().notification(&ssid(1)), Notification::Off);
+    assert!(tree.attributes().notified().next().is_none());
+}
