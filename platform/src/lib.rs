@@ -1,0 +1,155 @@
+//! The host, behind traits.
+//!
+//! The objects reach the device only through these traits: [`Host`] (clock,
+//! uptime, memory, CPU), [`Network`] (bearers, addresses, radio, Wi-Fi
+//! profiles, APN contexts) and [`SystemLog`]. Each has an in-memory
+//! implementation ([`memory`]) used by tests and the demo; [`linux`] reads
+//! the real host from `/proc`. The D-Bus implementation (NetworkManager,
+//! oFono, journald) is its own crate module to come. **API Boundary:** no
+//! D-Bus path, variant map or `/proc` format leaves this crate.
+//!
+//! [`store`] persists the core's snapshots atomically.
+
+pub mod linux;
+pub mod memory;
+pub mod store;
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+/// A host failure, kept apart from "the client asked for something wrong".
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlatformError {
+    /// The service that knows the answer is not running (NetworkManager
+    /// absent, no modem).
+    #[error("{0} is not available")]
+    Unavailable(String),
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<PlatformError> for dm_core::Error {
+    fn from(e: PlatformError) -> dm_core::Error {
+        dm_core::Error::Platform(e.to_string())
+    }
+}
+
+/// Memory figures in KiB, as both LwM2M /3 (KB) and TR-181
+/// MemoryStatus (KiB) want them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Memory {
+    pub total_kib: u64,
+    pub free_kib: u64,
+}
+
+/// Facts about the machine the agent runs on.
+pub trait Host: Send + Sync {
+    /// Wall-clock time.
+    fn now(&self) -> SystemTime;
+    /// Time since the host booted.
+    fn uptime(&self) -> Result<Duration, PlatformError>;
+    fn memory(&self) -> Result<Memory, PlatformError>;
+    /// CPU busy percentage since the previous call (since boot on the
+    /// first).
+    fn cpu_usage(&self) -> Result<u8, PlatformError>;
+    /// IANA time zone name, e.g. `Europe/Paris`.
+    fn timezone(&self) -> Option<String>;
+    /// Offset from UTC now, in seconds east.
+    fn utc_offset(&self) -> i32;
+}
+
+/// The kind of link a bearer is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BearerKind {
+    Gsm,
+    Wcdma,
+    LteFdd,
+    NbIot,
+    Wlan,
+    Ethernet,
+}
+
+/// What the network looks like now.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NetworkState {
+    /// The bearer carrying the default route.
+    pub bearer: Option<BearerKind>,
+    pub available: Vec<BearerKind>,
+    pub interface: Option<String>,
+    pub addresses: Vec<IpAddr>,
+    pub routers: Vec<IpAddr>,
+}
+
+/// What the cellular modem reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RadioState {
+    pub imei: Option<String>,
+    /// Received signal strength, dBm.
+    pub signal_dbm: Option<i32>,
+    pub rsrp_dbm: Option<i32>,
+    pub rsrq_db: Option<i32>,
+    /// Link quality, 0–100 (oFono's Strength).
+    pub link_quality: Option<u8>,
+    pub cell_id: Option<u32>,
+    pub lac: Option<u16>,
+    pub mcc: Option<u16>,
+    pub mnc: Option<u16>,
+    /// Access technology as the modem names it (`lte`, `umts`, `gsm`).
+    pub technology: Option<String>,
+    pub operator: Option<String>,
+}
+
+/// Wi-Fi security of a profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WifiSecurity {
+    Open,
+    WpaPsk,
+}
+
+/// One Wi-Fi profile (a NetworkManager connection of type wifi).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WifiProfile {
+    /// Stable platform identifier (NetworkManager connection UUID).
+    pub id: String,
+    pub interface: String,
+    pub ssid: String,
+    pub enabled: bool,
+    pub active: bool,
+    pub channel: u8,
+    pub access_point: bool,
+    pub security: WifiSecurity,
+    pub bssid: Option<String>,
+}
+
+/// One packet-data context (an oFono ConnectionContext).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApnContext {
+    pub id: String,
+    pub name: String,
+    pub apn: String,
+    pub username: String,
+    pub active: bool,
+}
+
+/// Networking, cellular and Wi-Fi state. Reads answer from the
+/// implementation's current knowledge (a D-Bus implementation keeps it
+/// fresh from signals) and never block.
+pub trait Network: Send + Sync {
+    fn state(&self) -> NetworkState;
+    fn radio(&self) -> RadioState;
+    fn wifi_profiles(&self) -> Vec<WifiProfile>;
+    fn apn_contexts(&self) -> Vec<ApnContext>;
+}
+
+/// The system log.
+pub trait SystemLog: Send + Sync {
+    /// The whole retained log.
+    fn read_all(&self) -> Result<String, PlatformError>;
+    /// What was logged since the previous call (everything on the first).
+    fn read_new(&self) -> Result<String, PlatformError>;
+}

@@ -1,0 +1,209 @@
+//! The real Linux host: `/proc`, the system clock and the system time zone.
+//!
+//! Parsing is kept in pure functions over the files' text so that it is
+//! tested on fixtures; [`LinuxHost`] only reads the files.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use crate::{Host, Memory, PlatformError};
+
+/// Reads host facts from `/proc` (or another root, for tests).
+pub struct LinuxHost {
+    proc_root: String,
+    last_cpu: Mutex<Option<CpuTimes>>,
+}
+
+impl Default for LinuxHost {
+    fn default() -> LinuxHost {
+        LinuxHost::new("/proc")
+    }
+}
+
+impl LinuxHost {
+    pub fn new(proc_root: &str) -> LinuxHost {
+        LinuxHost {
+            proc_root: proc_root.trim_end_matches('/').to_owned(),
+            last_cpu: Mutex::new(None),
+        }
+    }
+
+    fn read(&self, name: &str) -> Result<String, PlatformError> {
+        let path = format!("{}/{name}", self.proc_root);
+        std::fs::read_to_string(&path).map_err(|e| PlatformError::Failed(format!("{path}: {e}")))
+    }
+}
+
+impl Host for LinuxHost {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    fn uptime(&self) -> Result<Duration, PlatformError> {
+        parse_uptime(&self.read("uptime")?)
+    }
+
+    fn memory(&self) -> Result<Memory, PlatformError> {
+        parse_meminfo(&self.read("meminfo")?)
+    }
+
+    fn cpu_usage(&self) -> Result<u8, PlatformError> {
+        let now = parse_cpu_times(&self.read("stat")?)?;
+        let mut last = self
+            .last_cpu
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let usage = now.usage_since(last.as_ref());
+        *last = Some(now);
+        Ok(usage)
+    }
+
+    fn timezone(&self) -> Option<String> {
+        jiff::tz::TimeZone::try_system()
+            .ok()
+            .and_then(|tz| tz.iana_name().map(str::to_owned))
+    }
+
+    fn utc_offset(&self) -> i32 {
+        let tz = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
+        tz.to_offset(jiff::Timestamp::now()).seconds()
+    }
+}
+
+/// `/proc/uptime`: "seconds-up seconds-idle".
+pub fn parse_uptime(text: &str) -> Result<Duration, PlatformError> {
+    text.split_whitespace()
+        .next()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| PlatformError::Failed(format!("unreadable /proc/uptime: {text:?}")))
+}
+
+/// `/proc/meminfo`: MemTotal and MemAvailable (what can be used without
+/// swapping, which is what "free memory" means to a device manager;
+/// MemFree on kernels before 3.14).
+pub fn parse_meminfo(text: &str) -> Result<Memory, PlatformError> {
+    let field = |name: &str| {
+        text.lines().find_map(|line| {
+            let rest = line.strip_prefix(name)?.strip_prefix(':')?;
+            rest.split_whitespace().next()?.parse::<u64>().ok()
+        })
+    };
+    let total_kib = field("MemTotal")
+        .ok_or_else(|| PlatformError::Failed("/proc/meminfo has no MemTotal".into()))?;
+    let free_kib = field("MemAvailable")
+        .or_else(|| field("MemFree"))
+        .ok_or_else(|| PlatformError::Failed("/proc/meminfo has no MemAvailable".into()))?;
+    Ok(Memory {
+        total_kib,
+        free_kib,
+    })
+}
+
+/// Aggregate CPU jiffies from the `cpu` line of `/proc/stat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuTimes {
+    pub busy: u64,
+    pub total: u64,
+}
+
+impl CpuTimes {
+    /// Busy percentage between `previous` and `self` (since boot without
+    /// a previous sample).
+    pub fn usage_since(&self, previous: Option<&CpuTimes>) -> u8 {
+        let (busy, total) = match previous {
+            Some(p) => (
+                self.busy.saturating_sub(p.busy),
+                self.total.saturating_sub(p.total),
+            ),
+            None => (self.busy, self.total),
+        };
+        if total == 0 {
+            return 0;
+        }
+        (busy.saturating_mul(100) / total).min(100) as u8
+    }
+}
+
+/// `/proc/stat` `cpu` line: user nice system idle iowait irq softirq steal
+/// ...; idle and iowait count as not busy.
+pub fn parse_cpu_times(text: &str) -> Result<CpuTimes, PlatformError> {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .ok_or_else(|| PlatformError::Failed("/proc/stat has no cpu line".into()))?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    if values.len() < 4 {
+        return Err(PlatformError::Failed(format!(
+            "short /proc/stat cpu line: {line:?}"
+        )));
+    }
+    let total: u64 = values.iter().sum();
+    let idle = values[3] + values.get(4).copied().unwrap_or(0);
+    Ok(CpuTimes {
+        busy: total - idle,
+        total,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uptime() {
+        assert_eq!(
+            parse_uptime("12345.67 54321.00\n").unwrap(),
+            Duration::from_secs_f64(12345.67)
+        );
+        assert!(parse_uptime("").is_err());
+        assert!(parse_uptime("-1 2").is_err());
+        assert!(parse_uptime("NaN 2").is_err());
+    }
+
+    #[test]
+    fn meminfo() {
+        let text = "MemTotal:       24576000 kB\nMemFree:         1000000 kB\nMemAvailable:   20000000 kB\n";
+        assert_eq!(
+            parse_meminfo(text).unwrap(),
+            Memory {
+                total_kib: 24576000,
+                free_kib: 20000000
+            }
+        );
+        let old_kernel = "MemTotal: 1000 kB\nMemFree: 300 kB\n";
+        assert_eq!(parse_meminfo(old_kernel).unwrap().free_kib, 300);
+        assert!(parse_meminfo("MemFree: 3 kB").is_err());
+    }
+
+    #[test]
+    fn cpu() {
+        let first = parse_cpu_times("cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3 4\n").unwrap();
+        assert_eq!(
+            first,
+            CpuTimes {
+                busy: 200,
+                total: 1000
+            }
+        );
+        assert_eq!(first.usage_since(None), 20);
+        let second = parse_cpu_times("cpu  150 0 150 800 100 0 0 0 0 0\n").unwrap();
+        assert_eq!(second.usage_since(Some(&first)), 50);
+        assert!(parse_cpu_times("intr 1 2 3").is_err());
+    }
+
+    #[test]
+    fn reads_the_real_host() {
+        let host = LinuxHost::default();
+        assert!(host.uptime().unwrap() > Duration::ZERO);
+        let memory = host.memory().unwrap();
+        assert!(memory.total_kib > 0 && memory.free_kib <= memory.total_kib);
+        assert!(host.cpu_usage().unwrap() <= 100);
+    }
+}

@@ -1,0 +1,221 @@
+//! The in-memory platform: networking, radio, Wi-Fi, APN and log state held
+//! in memory and set by whoever drives it (tests, the demo). Every setter
+//! runs the change callbacks, as a D-Bus implementation does on
+//! PropertiesChanged, so the objects refresh the tree the same way.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use crate::{
+    ApnContext, BearerKind, Host, Memory, Network, NetworkState, PlatformError, RadioState,
+    SystemLog, WifiProfile,
+};
+
+type Callback = Arc<dyn Fn() + Send + Sync>;
+
+#[derive(Default)]
+struct State {
+    network: NetworkState,
+    radio: RadioState,
+    wifi: Vec<WifiProfile>,
+    apn: Vec<ApnContext>,
+}
+
+/// Network state in memory.
+#[derive(Default)]
+pub struct MemoryNetwork {
+    state: Mutex<State>,
+    callbacks: Mutex<Vec<Callback>>,
+}
+
+impl MemoryNetwork {
+    /// A plausible gateway: Ethernet up with a loopback-range address,
+    /// an LTE modem registered, no Wi-Fi profile. Documentation values
+    /// only; nothing here is ever contacted.
+    pub fn demo() -> MemoryNetwork {
+        let network = MemoryNetwork::default();
+        network.set_network(NetworkState {
+            bearer: Some(BearerKind::Ethernet),
+            available: vec![BearerKind::Ethernet, BearerKind::LteFdd],
+            interface: Some("eth0".into()),
+            addresses: vec!["127.0.0.2".parse().expect("literal address")],
+            routers: vec!["127.0.0.1".parse().expect("literal address")],
+        });
+        network.set_radio(RadioState {
+            imei: Some("490154203237518".into()),
+            signal_dbm: Some(-71),
+            rsrp_dbm: Some(-95),
+            rsrq_db: Some(-9),
+            link_quality: Some(70),
+            cell_id: Some(0x1A2B3C),
+            lac: Some(0x2F),
+            mcc: Some(1),
+            mnc: Some(1),
+            technology: Some("lte".into()),
+            operator: Some("Test Network".into()),
+        });
+        network.set_apn_contexts(vec![ApnContext {
+            id: "/phonesim/context1".into(),
+            name: "Internet".into(),
+            apn: "internet".into(),
+            username: String::new(),
+            active: true,
+        }]);
+        network
+    }
+
+    /// Runs `callback` after every change.
+    pub fn on_change(&self, callback: impl Fn() + Send + Sync + 'static) {
+        lock(&self.callbacks).push(Arc::new(callback));
+    }
+
+    pub fn set_network(&self, network: NetworkState) {
+        lock(&self.state).network = network;
+        self.changed();
+    }
+
+    pub fn set_radio(&self, radio: RadioState) {
+        lock(&self.state).radio = radio;
+        self.changed();
+    }
+
+    pub fn set_wifi_profiles(&self, profiles: Vec<WifiProfile>) {
+        lock(&self.state).wifi = profiles;
+        self.changed();
+    }
+
+    pub fn set_apn_contexts(&self, contexts: Vec<ApnContext>) {
+        lock(&self.state).apn = contexts;
+        self.changed();
+    }
+
+    fn changed(&self) {
+        // Clone the list so a callback may register another.
+        let callbacks: Vec<Callback> = lock(&self.callbacks).clone();
+        for callback in callbacks {
+            callback();
+        }
+    }
+}
+
+impl Network for MemoryNetwork {
+    fn state(&self) -> NetworkState {
+        lock(&self.state).network.clone()
+    }
+
+    fn radio(&self) -> RadioState {
+        lock(&self.state).radio.clone()
+    }
+
+    fn wifi_profiles(&self) -> Vec<WifiProfile> {
+        lock(&self.state).wifi.clone()
+    }
+
+    fn apn_contexts(&self) -> Vec<ApnContext> {
+        lock(&self.state).apn.clone()
+    }
+}
+
+/// A log kept in memory, with the incremental-read cursor LwM2M /10259
+/// needs.
+#[derive(Default)]
+pub struct MemoryLog {
+    inner: Mutex<(String, usize)>,
+}
+
+impl MemoryLog {
+    pub fn append(&self, line: &str) {
+        let mut inner = lock(&self.inner);
+        inner.0.push_str(line);
+        inner.0.push('\n');
+    }
+}
+
+impl SystemLog for MemoryLog {
+    fn read_all(&self) -> Result<String, PlatformError> {
+        Ok(lock(&self.inner).0.clone())
+    }
+
+    fn read_new(&self) -> Result<String, PlatformError> {
+        let mut inner = lock(&self.inner);
+        let new = inner.0[inner.1..].to_owned();
+        inner.1 = inner.0.len();
+        Ok(new)
+    }
+}
+
+/// A host with fixed answers, for tests that must not depend on the
+/// machine.
+pub struct FixedHost {
+    pub now: SystemTime,
+    pub uptime: Duration,
+    pub memory: Memory,
+    pub cpu: u8,
+    pub timezone: Option<String>,
+    pub utc_offset: i32,
+}
+
+impl Host for FixedHost {
+    fn now(&self) -> SystemTime {
+        self.now
+    }
+
+    fn uptime(&self) -> Result<Duration, PlatformError> {
+        Ok(self.uptime)
+    }
+
+    fn memory(&self) -> Result<Memory, PlatformError> {
+        Ok(self.memory)
+    }
+
+    fn cpu_usage(&self) -> Result<u8, PlatformError> {
+        Ok(self.cpu)
+    }
+
+    fn timezone(&self) -> Option<String> {
+        self.timezone.clone()
+    }
+
+    fn utc_offset(&self) -> i32 {
+        self.utc_offset
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn setters_run_callbacks() {
+        let network = MemoryNetwork::default();
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = Arc::clone(&count);
+        network.on_change(move || {
+            c.fetch_add(1, Ordering::Relaxed);
+        });
+        network.set_radio(RadioState {
+            signal_dbm: Some(-80),
+            ..Default::default()
+        });
+        assert_eq!(count.load(Ordering::Relaxed), 1);
+        assert_eq!(network.radio().signal_dbm, Some(-80));
+    }
+
+    #[test]
+    fn log_reads_incrementally() {
+        let log = MemoryLog::default();
+        log.append("one");
+        assert_eq!(log.read_new().unwrap(), "one\n");
+        log.append("two");
+        assert_eq!(log.read_new().unwrap(), "two\n");
+        assert_eq!(log.read_new().unwrap(), "");
+        assert_eq!(log.read_all().unwrap(), "one\ntwo\n");
+    }
+}
