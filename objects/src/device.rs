@@ -1,0 +1,160 @@
+//! Device (LwM2M /3, TR-181 Device.DeviceInfo and Device.Time.CurrentLocalTime).
+//!
+//! Identity comes from the configuration (see `provision`); uptime, memory,
+//! CPU, time and time zone are read from the host at every read.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use dm_core::catalog::device::{self, *};
+use dm_core::{
+    Error, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, ResourceId,
+    ResourceValue, Slot, Tree, Value,
+};
+use dm_platform::Host;
+
+use crate::{HostAction, Platform, layout, stored};
+
+/// The TR-181 version the generated mapping comes from.
+pub const DATA_MODEL_VERSION: &str = "2.17";
+
+struct Device {
+    host: Arc<dyn Host>,
+}
+
+pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
+    tree.register(Box::new(Device {
+        host: Arc::clone(&platform.host),
+    }))
+}
+
+impl ObjectHandler for Device {
+    fn schema(&self) -> &'static ObjectSchema {
+        &device::SCHEMA
+    }
+
+    fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
+        let mut errors = BTreeMap::new();
+        // LwM2M Core E.4: 0 means "no error".
+        errors.insert(0, Value::Integer(0));
+        Ok(layout(
+            &device::SCHEMA,
+            &[
+                MANUFACTURER,
+                MODEL_NUMBER,
+                SERIAL_NUMBER,
+                FIRMWARE_VERSION,
+                FACTORY_RESET,
+                RESET_ERROR_CODE,
+                DEVICE_TYPE,
+                HARDWARE_VERSION,
+                SOFTWARE_VERSION,
+                MANUFACTURER_OUI,
+                PRODUCT_CLASS,
+                MODEL_NAME,
+                DESCRIPTION,
+                PROVISIONING_CODE,
+            ],
+        )
+        .with(ERROR_CODE, Slot::Stored(ResourceValue::Multiple(errors)))
+        // Queue mode and UDP; the LwM2M adapter rewrites this when it
+        // serves other bindings.
+        .with(
+            SUPPORTED_BINDING_AND_MODES,
+            stored(Value::String("UQ".into())),
+        )
+        .with(
+            ROOT_DATA_MODEL_VERSION,
+            stored(Value::String(DATA_MODEL_VERSION.into())),
+        )
+        .with(MEMORY_FREE, Slot::Live)
+        .with(MEMORY_TOTAL, Slot::Live)
+        .with(CURRENT_TIME, Slot::Live)
+        .with(UTC_OFFSET, Slot::Live)
+        .with(TIMEZONE, Slot::Live)
+        .with(UP_TIME, Slot::Live)
+        .with(CPU_USAGE, Slot::Live))
+    }
+
+    fn read(&self, instance: InstanceId, resource: ResourceId) -> Result<ResourceValue, Error> {
+        let value = match resource {
+            MEMORY_FREE => Value::Integer(self.host.memory()?.free_kib as i64),
+            MEMORY_TOTAL => Value::Integer(self.host.memory()?.total_kib as i64),
+            CURRENT_TIME => Value::DateTime(
+                self.host
+                    .now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0),
+            ),
+            UTC_OFFSET => Value::String(format_offset(self.host.utc_offset())),
+            TIMEZONE => Value::String(self.host.timezone().unwrap_or_default()),
+            UP_TIME => Value::Unsigned(self.host.uptime()?.as_secs().min(u32::MAX as u64)),
+            CPU_USAGE => Value::Unsigned(self.host.cpu_usage()?.into()),
+            _ => return Err(Error::NotReadable(Path::resource(ID, instance, resource))),
+        };
+        Ok(ResourceValue::Single(value))
+    }
+
+    fn execute(
+        &self,
+        _origin: Origin,
+        _instance: InstanceId,
+        resource: ResourceId,
+        _arguments: &str,
+        _state: &Instance,
+    ) -> Result<(), Error> {
+        match resource {
+            REBOOT | FACTORY_RESET | RESET_ERROR_CODE => Ok(()),
+            _ => Err(Error::NotSupported(Path::resource(
+                ID,
+                InstanceId(0),
+                resource,
+            ))),
+        }
+    }
+}
+
+/// LwM2M writes UTC offsets as ISO 8601 `+HH:MM`.
+fn format_offset(seconds: i32) -> String {
+    let sign = if seconds < 0 { '-' } else { '+' };
+    let minutes = seconds.unsigned_abs() / 60;
+    format!("{sign}{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+/// Acts on an accepted Execute of this object.
+pub fn perform(tree: &mut Tree, path: &Path) -> Option<HostAction> {
+    if path.object_id() != ID {
+        return None;
+    }
+    match path.resource_id()? {
+        REBOOT => Some(HostAction::Reboot),
+        FACTORY_RESET => Some(HostAction::FactoryReset),
+        RESET_ERROR_CODE => {
+            let mut errors = BTreeMap::new();
+            errors.insert(0, Value::Integer(0));
+            let target = Path::resource(ID, path.instance_id()?, ERROR_CODE);
+            // The agent resets its own bookkeeping; a failure here means
+            // the state store failed, which the store already reported.
+            let _ = tree
+                .begin(Origin::Agent)
+                .set_multiple(target, errors)
+                .commit();
+            None
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets() {
+        assert_eq!(format_offset(3600), "+01:00");
+        assert_eq!(format_offset(-9000), "-02:30");
+        assert_eq!(format_offset(0), "+00:00");
+    }
+}

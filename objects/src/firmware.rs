@@ -1,0 +1,71 @@
+//! Firmware Update (/5).
+//!
+//! State and Update Result follow the LwM2M state diagram (Core E.6):
+//! Idle (0) → Downloading (1) → Downloaded (2) → Updating (3). The delivery
+//! and apply pipeline comes with the firmware issue; until then the object
+//! accepts a Package URI, reports Idle, and refuses Update with no image.
+
+use dm_core::catalog::firmware::{self, *};
+use dm_core::{
+    Error, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, ResourceId, Tree, Value,
+};
+
+use crate::layout;
+
+/// Values of /5/0/3.
+pub const STATE_IDLE: i64 = 0;
+pub const STATE_DOWNLOADING: i64 = 1;
+pub const STATE_DOWNLOADED: i64 = 2;
+
+struct Firmware;
+
+pub fn register(tree: &mut Tree) -> Result<(), Error> {
+    tree.register(Box::new(Firmware))
+}
+
+impl ObjectHandler for Firmware {
+    fn schema(&self) -> &'static ObjectSchema {
+        &firmware::SCHEMA
+    }
+
+    fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
+        Ok(layout(
+            &SCHEMA,
+            &[
+                PKGNAME,
+                PKGVERSION,
+                FIRMWARE_UPDATE_PROTOCOL_SUPPORT,
+                CANCEL,
+            ],
+        ))
+    }
+
+    fn execute(
+        &self,
+        _origin: Origin,
+        instance: InstanceId,
+        resource: ResourceId,
+        _arguments: &str,
+        state: &Instance,
+    ) -> Result<(), Error> {
+        let current = match state.value(STATE) {
+            Some(Value::Integer(s)) => *s,
+            _ => STATE_IDLE,
+        };
+        let path = Path::resource(ID, instance, resource);
+        match resource {
+            // LwM2M Core E.6: Update is only valid in Downloaded.
+            UPDATE if current == STATE_DOWNLOADED => Ok(()),
+            UPDATE => Err(Error::Rejected {
+                path,
+                reason: "no firmware image has been downloaded".into(),
+            }),
+            CANCEL if current == STATE_DOWNLOADING || current == STATE_DOWNLOADED => Ok(()),
+            CANCEL => Err(Error::Rejected {
+                path,
+                reason: "no firmware download to cancel".into(),
+            }),
+            _ => Err(Error::NotSupported(path)),
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The objects dmagent serves, implemented on the core tree and the
+//! platform traits.
+//!
+//! One module per family. Each registers an [`ObjectHandler`] (its rules:
+//! live values, validation, which Executes it accepts) and knows how to
+//! fill its instances from the platform. **Architecture Invariant:** no
+//! protocol path appears here; the adapters' generated mappings place
+//! these resources in `Device.` and `/obj/inst/res`.
+//!
+//! Start-up order, driven by the agent:
+//! 1. [`register`] every handler;
+//! 2. restore the saved snapshot into the tree;
+//! 3. [`populate`] the objects the snapshot did not cover (first start);
+//! 4. [`provision`] identity and settings from the configuration;
+//! 5. [`sync_platform`] now and on every platform change.
+
+mod connectivity;
+mod device;
+mod firmware;
+mod management;
+mod provision;
+mod software;
+mod system_log;
+mod wlan;
+
+use std::sync::Arc;
+
+use dm_core::tree::default_slot;
+use dm_core::{
+    Change, ChangeKind, Error, Instance, ObjectId, ObjectSchema, Origin, Path, ResourceValue, Slot,
+    Tree, Value,
+};
+use dm_platform::{Host, Network, SystemLog};
+
+pub use provision::{CwmpSettings, Identity, Lwm2mServer, Provisioning, SecurityMode, provision};
+
+/// The platform the objects read from.
+#[derive(Clone)]
+pub struct Platform {
+    pub host: Arc<dyn Host>,
+    pub network: Arc<dyn Network>,
+    pub log: Arc<dyn SystemLog>,
+}
+
+/// An action on the host that an Execute asked for. The agent runs it
+/// when no management session is open (TR-069 §3.7.1.4: a Reboot takes
+/// effect after the session ends), after de-registering from LwM2M servers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostAction {
+    Reboot,
+    FactoryReset,
+}
+
+/// Registers every object handler.
+pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
+    management::register(tree)?;
+    device::register(tree, platform)?;
+    connectivity::register(tree)?;
+    firmware::register(tree)?;
+    software::register(tree)?;
+    wlan::register(tree)?;
+    system_log::register(tree, platform)?;
+    Ok(())
+}
+
+/// Creates the instances a device always has, for the objects a restored
+/// snapshot did not cover.
+pub fn populate(tree: &mut Tree, covered: &[ObjectId]) -> Result<(), dm_core::TransactionError> {
+    let single: Vec<ObjectId> = tree
+        .objects()
+        .filter(|schema| !schema.multiple && !covered.contains(&schema.id))
+        .map(|schema| schema.id)
+        .collect();
+    let mut tx = tree.begin(Origin::Agent);
+    for object in single {
+        tx.create(object, None);
+    }
+    if !covered.contains(&dm_core::catalog::system_log::ID) {
+        tx.create(dm_core::catalog::system_log::ID, None);
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Writes what the platform knows now into the tree, as the platform.
+/// Values that do not fit their resource are skipped with a warning rather
+/// than failing the whole refresh.
+pub fn sync_platform(tree: &mut Tree, platform: &Platform) -> Vec<String> {
+    let mut warnings = Vec::new();
+    connectivity::sync(tree, platform.network.as_ref(), &mut warnings);
+    wlan::sync(tree, platform.network.as_ref(), &mut warnings);
+    warnings
+}
+
+/// Performs the part of an Execute that stays inside the tree (Reset Error
+/// Code) and returns the host action an Execute asks for, if any.
+pub fn perform(tree: &mut Tree, change: &Change) -> Option<HostAction> {
+    let ChangeKind::Executed(_) = &change.kind else {
+        return None;
+    };
+    device::perform(tree, &change.path)
+}
+
+/// A stored single value.
+fn stored(value: Value) -> Slot {
+    Slot::Stored(ResourceValue::Single(value))
+}
+
+/// The default instance layout: every mandatory resource at its zero
+/// value, plus `optional` resources.
+fn layout(schema: &ObjectSchema, optional: &[dm_core::ResourceId]) -> Instance {
+    schema
+        .resources
+        .iter()
+        .filter(|r| r.mandatory || optional.contains(&r.id))
+        .fold(Instance::new(), |instance, r| {
+            instance.with(r.id, default_slot(r))
+        })
+}
+
+/// Stages a platform-reported value if it fits the resource; otherwise
+/// notes why and leaves the resource as it was.
+fn stage_fact(
+    tx: &mut dm_core::tree::Transaction<'_>,
+    schema: &ObjectSchema,
+    path: Path,
+    value: Value,
+    warnings: &mut Vec<String>,
+) {
+    let Some(resource) = path.resource_id().and_then(|r| schema.resource(r)) else {
+        warnings.push(format!("{path}: no such resource"));
+        return;
+    };
+    match value.check(resource) {
+        Ok(value) => {
+            tx.set(path, value);
+        }
+        Err(e) => warnings.push(format!("{path}: platform value skipped: {e}")),
+    }
+}

@@ -1,0 +1,215 @@
+//! Identity and settings from the configuration.
+//!
+//! Identity (manufacturer, serial, versions) is read-only to servers and is
+//! written at every start. Settings (ACS URL, periodic interval, LwM2M
+//! servers) are writable by the servers that manage the device, so a value
+//! from the configuration is applied only when it differs from what the
+//! configuration said the last time it was applied: an ACS change survives
+//! a restart, and a local edit of the configuration still wins. The last
+//! applied values are kept in the tree's pending state under
+//! [`APPLIED_KEY`].
+
+use std::collections::BTreeMap;
+
+use dm_core::catalog::{device, management_server, security, server};
+use dm_core::{InstanceId, ObjectId, Origin, Path, TransactionError, Tree, Value};
+
+/// Pending-state key of the last applied settings.
+pub const APPLIED_KEY: &str = "objects.provisioned";
+
+/// Who the device is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub manufacturer: String,
+    /// Six upper-case hex digits.
+    pub oui: String,
+    pub product_class: String,
+    pub model_name: String,
+    pub serial_number: String,
+    pub hardware_version: String,
+    pub software_version: String,
+    pub description: String,
+}
+
+/// TR-069 settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CwmpSettings {
+    pub acs_url: String,
+    pub username: String,
+    pub password: String,
+    pub periodic_inform: bool,
+    pub periodic_interval: u32,
+    pub connection_request_username: String,
+    pub connection_request_password: String,
+}
+
+/// LwM2M Security Mode (/0/x/2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecurityMode {
+    PreSharedKey,
+    NoSec,
+}
+
+/// One LwM2M server or bootstrap server account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lwm2mServer {
+    pub uri: String,
+    pub bootstrap: bool,
+    pub short_server_id: u16,
+    pub lifetime: u32,
+    pub binding: String,
+    pub security: SecurityMode,
+    pub psk_identity: Vec<u8>,
+    pub psk_key: Vec<u8>,
+}
+
+/// Everything the configuration says about the objects.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Provisioning {
+    pub identity: Identity,
+    pub cwmp: Option<CwmpSettings>,
+    pub lwm2m: Vec<Lwm2mServer>,
+}
+
+/// Writes identity and changed settings into the tree. Returns the number
+/// of settings applied.
+pub fn provision(tree: &mut Tree, provisioning: &Provisioning) -> Result<usize, TransactionError> {
+    let identity = identity_facts(&provisioning.identity);
+    let settings = setting_facts(provisioning);
+    let previous: BTreeMap<Path, Value> = tree
+        .pending_state(APPLIED_KEY)
+        .and_then(|text| serde_json::from_str::<Vec<(Path, Value)>>(text).ok())
+        .map(|list| list.into_iter().collect())
+        .unwrap_or_default();
+    let changed: Vec<&(Path, Value)> = settings
+        .iter()
+        .filter(|(path, value)| previous.get(path) != Some(value))
+        .collect();
+
+    let mut missing: Vec<(ObjectId, InstanceId)> = changed
+        .iter()
+        .filter_map(|(path, _)| {
+            let instance = path.instance_id()?;
+            tree.instance(path.object_id(), instance)
+                .is_err()
+                .then_some((path.object_id(), instance))
+        })
+        .collect();
+    missing.sort();
+    missing.dedup();
+
+    let mut tx = tree.begin(Origin::Agent);
+    for (object, instance) in missing {
+        tx.create(object, Some(instance));
+    }
+    for (path, value) in identity.iter().chain(changed.iter().copied()) {
+        tx.set(*path, value.clone());
+    }
+    tx.commit()?;
+    let applied = serde_json::to_string(&settings).unwrap_or_default();
+    tree.set_pending_state(APPLIED_KEY, Some(applied))
+        .map_err(|e| TransactionError { faults: vec![e] })?;
+    Ok(changed.len())
+}
+
+fn identity_facts(identity: &Identity) -> Vec<(Path, Value)> {
+    use device::*;
+    let at = |r| Path::resource(ID, InstanceId(0), r);
+    let s = |v: &str| Value::String(v.to_owned());
+    vec![
+        (at(MANUFACTURER), s(&identity.manufacturer)),
+        (at(MANUFACTURER_OUI), s(&identity.oui)),
+        (at(PRODUCT_CLASS), s(&identity.product_class)),
+        (at(MODEL_NAME), s(&identity.model_name)),
+        (at(MODEL_NUMBER), s(&identity.model_name)),
+        (at(SERIAL_NUMBER), s(&identity.serial_number)),
+        (at(HARDWARE_VERSION), s(&identity.hardware_version)),
+        (at(SOFTWARE_VERSION), s(&identity.software_version)),
+        (at(FIRMWARE_VERSION), s(&identity.software_version)),
+        (at(DESCRIPTION), s(&identity.description)),
+        (at(DEVICE_TYPE), s(&identity.product_class)),
+    ]
+}
+
+fn setting_facts(provisioning: &Provisioning) -> Vec<(Path, Value)> {
+    let mut facts = Vec::new();
+    if let Some(cwmp) = &provisioning.cwmp {
+        use management_server::*;
+        let at = |r| Path::resource(ID, InstanceId(0), r);
+        let s = |v: &str| Value::String(v.to_owned());
+        facts.extend([
+            (at(URL), s(&cwmp.acs_url)),
+            (at(USERNAME), s(&cwmp.username)),
+            (at(PASSWORD), s(&cwmp.password)),
+            (
+                at(PERIODIC_INFORM_ENABLE),
+                Value::Boolean(cwmp.periodic_inform),
+            ),
+            (
+                at(PERIODIC_INFORM_INTERVAL),
+                Value::Unsigned(cwmp.periodic_interval.into()),
+            ),
+            (
+                at(CONNECTION_REQUEST_USERNAME),
+                s(&cwmp.connection_request_username),
+            ),
+            (
+                at(CONNECTION_REQUEST_PASSWORD),
+                s(&cwmp.connection_request_password),
+            ),
+        ]);
+    }
+    // Accounts take instances 0, 1, ... in configuration order, as LwM2M
+    // clients conventionally do (/0/0, /1/0).
+    let mut server_instance = 0;
+    for (n, account) in provisioning.lwm2m.iter().enumerate() {
+        let sec = |r| Path::resource(security::ID, InstanceId(n as u16), r);
+        facts.extend([
+            (
+                sec(security::LWM2M_SERVER_URI),
+                Value::String(account.uri.clone()),
+            ),
+            (
+                sec(security::BOOTSTRAP_SERVER),
+                Value::Boolean(account.bootstrap),
+            ),
+            (
+                sec(security::SECURITY_MODE),
+                Value::Integer(match account.security {
+                    SecurityMode::PreSharedKey => 0,
+                    SecurityMode::NoSec => 3,
+                }),
+            ),
+            (
+                sec(security::PUBLIC_KEY_OR_IDENTITY),
+                Value::Opaque(account.psk_identity.clone()),
+            ),
+            (
+                sec(security::SECRET_KEY),
+                Value::Opaque(account.psk_key.clone()),
+            ),
+            (sec(security::SERVER_PUBLIC_KEY), Value::Opaque(Vec::new())),
+        ]);
+        if account.bootstrap {
+            continue;
+        }
+        facts.push((
+            sec(security::SHORT_SERVER_ID),
+            Value::Integer(account.short_server_id.into()),
+        ));
+        let srv = |r| Path::resource(server::ID, InstanceId(server_instance), r);
+        facts.extend([
+            (
+                srv(server::SHORT_SERVER_ID),
+                Value::Integer(account.short_server_id.into()),
+            ),
+            (
+                srv(server::LIFETIME),
+                Value::Integer(account.lifetime.into()),
+            ),
+            (srv(server::BINDING), Value::String(account.binding.clone())),
+        ]);
+        server_instance += 1;
+    }
+    facts
+}

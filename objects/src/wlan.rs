@@ -1,0 +1,201 @@
+//! WLAN connectivity (/12) and TR-181 Device.WiFi.
+//!
+//! Instances mirror the platform's Wi-Fi profiles, matched by interface
+//! name and SSID. Writing profiles back to NetworkManager is the platform
+//! issue's bridge; here the object enforces its rules.
+
+use dm_core::catalog::wlan::{self, *};
+use dm_core::{
+    Error, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, Tree, Value,
+};
+use dm_platform::{Network, WifiSecurity};
+
+use crate::{layout, stage_fact, stored};
+
+/// /12/x/15 Authentication Mode values (LwM2M object 12 definition).
+const AUTH_NONE: i64 = 0;
+const AUTH_PSK: i64 = 1;
+/// /12/x/8 Mode: 0 access point, 1 client.
+const MODE_ACCESS_POINT: i64 = 0;
+const MODE_CLIENT: i64 = 1;
+
+struct Wlan;
+
+pub fn register(tree: &mut Tree) -> Result<(), Error> {
+    tree.register(Box::new(Wlan))
+}
+
+impl ObjectHandler for Wlan {
+    fn schema(&self) -> &'static ObjectSchema {
+        &wlan::SCHEMA
+    }
+
+    fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
+        Ok(layout(
+            &SCHEMA,
+            &[
+                BROADCAST_SSID,
+                WPA_KEY_PHRASE,
+                WMM_ENABLED,
+                SSID_STATUS,
+                SSID_BSSID,
+                MAC_ADDRESS,
+                MODE_ENABLED,
+            ],
+        )
+        .with(INTERFACE_NAME, stored(Value::String("wlan0".into())))
+        .with(SSID_STATUS, stored(Value::String("Down".into())))
+        .with(MODE_ENABLED, stored(Value::String("None".into())))
+        .with(MODE, stored(Value::Integer(MODE_CLIENT))))
+    }
+
+    fn validate(
+        &self,
+        _origin: Origin,
+        instance: InstanceId,
+        state: &Instance,
+    ) -> Result<(), Error> {
+        let at = |r| Path::resource(ID, instance, r);
+        match state.value(AUTHENTICATION_MODE) {
+            Some(Value::Integer(AUTH_NONE)) | None => {}
+            Some(Value::Integer(AUTH_PSK)) => {
+                // WPA-PSK (IEEE 802.11i): a passphrase of 8 to 63
+                // characters. An empty one means "unchanged": the platform
+                // keeps profile secrets and never reads them back.
+                let phrase = match state.value(WPA_KEY_PHRASE) {
+                    Some(Value::String(s)) => s.chars().count(),
+                    _ => 0,
+                };
+                if phrase != 0 && !(8..=63).contains(&phrase) {
+                    return Err(Error::Rejected {
+                        path: at(WPA_KEY_PHRASE),
+                        reason: "WPA-PSK needs a key phrase of 8 to 63 characters".into(),
+                    });
+                }
+            }
+            Some(other) => {
+                return Err(Error::Rejected {
+                    path: at(AUTHENTICATION_MODE),
+                    reason: format!("authentication mode {other} is not supported (0 none, 1 PSK)"),
+                });
+            }
+        }
+        match state.value(MODE) {
+            Some(Value::Integer(MODE_ACCESS_POINT | MODE_CLIENT)) | None => Ok(()),
+            Some(other) => Err(Error::Rejected {
+                path: at(MODE),
+                reason: format!("mode {other} is not supported (0 access point, 1 client)"),
+            }),
+        }
+    }
+}
+
+/// Refreshes instances from the platform's Wi-Fi profiles. Profiles the
+/// tree does not have yet get an instance.
+pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) {
+    let profiles = network.wifi_profiles();
+    if profiles.is_empty() {
+        return;
+    }
+    let key = |instance: &Instance| match (instance.value(INTERFACE_NAME), instance.value(SSID)) {
+        (Some(Value::String(i)), Some(Value::String(s))) => Some((i.clone(), s.clone())),
+        _ => None,
+    };
+    let mut known = Vec::new();
+    for i in tree.instances(ID).unwrap_or_default() {
+        if let Some(k) = tree.instance(ID, i).ok().and_then(key) {
+            known.push((k, i));
+        }
+    }
+    let mut tx = tree.begin(Origin::Platform);
+    let mut pending = Vec::new();
+    for profile in &profiles {
+        let k = (profile.interface.clone(), profile.ssid.clone());
+        match known.iter().find(|(known, _)| *known == k) {
+            Some((_, i)) => pending.push((*i, profile)),
+            None => {
+                tx.create(ID, None);
+                pending.push((InstanceId(u16::MAX), profile));
+            }
+        }
+    }
+    let created = match tx.commit() {
+        Ok(done) => done.created,
+        Err(e) => {
+            warnings.push(e.to_string());
+            return;
+        }
+    };
+    let mut new = created.iter().filter_map(|p| p.instance_id());
+    let mut tx = tree.begin(Origin::Platform);
+    for (instance, profile) in pending {
+        let instance = if instance.0 == u16::MAX {
+            match new.next() {
+                Some(i) => i,
+                None => continue,
+            }
+        } else {
+            instance
+        };
+        let at = |r| Path::resource(ID, instance, r);
+        let facts = [
+            (INTERFACE_NAME, Value::String(profile.interface.clone())),
+            (SSID, Value::String(profile.ssid.clone())),
+            (ENABLE, Value::Boolean(profile.enabled)),
+            (STATUS, Value::Integer(if profile.active { 1 } else { 0 })),
+            (
+                SSID_STATUS,
+                Value::String(if profile.active { "Up" } else { "Down" }.into()),
+            ),
+            (CHANNEL, Value::Integer(profile.channel.into())),
+            (
+                MODE,
+                Value::Integer(if profile.access_point {
+                    MODE_ACCESS_POINT
+                } else {
+                    MODE_CLIENT
+                }),
+            ),
+            (
+                AUTHENTICATION_MODE,
+                Value::Integer(match profile.security {
+                    WifiSecurity::Open => AUTH_NONE,
+                    WifiSecurity::WpaPsk => AUTH_PSK,
+                }),
+            ),
+            (
+                MODE_ENABLED,
+                Value::String(
+                    match profile.security {
+                        WifiSecurity::Open => "None",
+                        WifiSecurity::WpaPsk => "WPA2-Personal",
+                    }
+                    .into(),
+                ),
+            ),
+        ];
+        for (resource, value) in facts {
+            stage_fact(&mut tx, &SCHEMA, at(resource), value, warnings);
+        }
+        if let Some(bssid) = &profile.bssid {
+            stage_fact(
+                &mut tx,
+                &SCHEMA,
+                at(SSID_BSSID),
+                Value::String(bssid.clone()),
+                warnings,
+            );
+            let compact: String = bssid.chars().filter(|c| *c != ':').collect();
+            stage_fact(
+                &mut tx,
+                &SCHEMA,
+                at(BSSID),
+                Value::String(compact),
+                warnings,
+            );
+        }
+    }
+    if let Err(e) = tx.commit() {
+        warnings.push(e.to_string());
+    }
+}

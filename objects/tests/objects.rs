@@ -1,0 +1,399 @@
+//! The objects on the in-memory platform: start-up, platform facts,
+//! provisioning and the rules each object enforces.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use dm_core::catalog::{
+    apn, cellular, connectivity, device, management_server, security, server, system_log, wlan,
+};
+use dm_core::{Error, InstanceId, ObjectLink, Origin, Path, ResourceValue, Tree, Value};
+use dm_objects::{CwmpSettings, Identity, Lwm2mServer, Platform, Provisioning, SecurityMode};
+use dm_platform::memory::{FixedHost, MemoryLog, MemoryNetwork};
+use dm_platform::{Memory, Network, WifiProfile, WifiSecurity};
+
+struct Fixture {
+    tree: Tree,
+    network: Arc<MemoryNetwork>,
+    log: Arc<MemoryLog>,
+    platform: Platform,
+}
+
+fn fixture() -> Fixture {
+    let network = Arc::new(MemoryNetwork::demo());
+    let log = Arc::new(MemoryLog::default());
+    let platform = Platform {
+        host: Arc::new(FixedHost {
+            now: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            uptime: Duration::from_secs(4242),
+            memory: Memory {
+                total_kib: 65536,
+                free_kib: 12345,
+            },
+            cpu: 17,
+            timezone: Some("Europe/Paris".into()),
+            utc_offset: 3600,
+        }),
+        network: network.clone(),
+        log: log.clone(),
+    };
+    let mut tree = Tree::new();
+    dm_objects::register(&mut tree, &platform).unwrap();
+    dm_objects::populate(&mut tree, &[]).unwrap();
+    Fixture {
+        tree,
+        network,
+        log,
+        platform,
+    }
+}
+
+fn provisioning(acs_url: &str) -> Provisioning {
+    Provisioning {
+        identity: Identity {
+            manufacturer: "Acme".into(),
+            oui: "00D09E".into(),
+            product_class: "Gateway".into(),
+            model_name: "GW-1".into(),
+            serial_number: "SN0001".into(),
+            hardware_version: "1.0".into(),
+            software_version: "0.1.0".into(),
+            description: "test gateway".into(),
+        },
+        cwmp: Some(CwmpSettings {
+            acs_url: acs_url.into(),
+            username: "cpe".into(),
+            password: "secret".into(),
+            periodic_inform: true,
+            periodic_interval: 300,
+            connection_request_username: "acs".into(),
+            connection_request_password: "cr-secret".into(),
+        }),
+        lwm2m: vec![Lwm2mServer {
+            uri: "coaps://127.0.0.1:5684".into(),
+            bootstrap: false,
+            short_server_id: 101,
+            lifetime: 300,
+            binding: "U".into(),
+            security: SecurityMode::PreSharedKey,
+            psk_identity: b"dev1".to_vec(),
+            psk_key: vec![0x01, 0x02, 0x03],
+        }],
+    }
+}
+
+fn value(tree: &Tree, path: Path) -> Value {
+    match tree.read(Origin::Agent, &path).unwrap() {
+        ResourceValue::Single(v) => v,
+        other => panic!("{path}: {other:?}"),
+    }
+}
+
+fn multiple(tree: &Tree, path: Path) -> Vec<Value> {
+    match tree.read(Origin::Agent, &path).unwrap() {
+        ResourceValue::Multiple(v) => v.into_values().collect(),
+        other => panic!("{path}: {other:?}"),
+    }
+}
+
+#[test]
+fn device_values_come_from_the_host_and_the_identity() {
+    let mut f = fixture();
+    dm_objects::provision(&mut f.tree, &provisioning("http://127.0.0.1:7547/")).unwrap();
+    let d = |r| Path::resource(device::ID, InstanceId(0), r);
+    assert_eq!(
+        value(&f.tree, d(device::MEMORY_FREE)),
+        Value::Integer(12345)
+    );
+    assert_eq!(
+        value(&f.tree, d(device::MEMORY_TOTAL)),
+        Value::Integer(65536)
+    );
+    assert_eq!(value(&f.tree, d(device::UP_TIME)), Value::Unsigned(4242));
+    assert_eq!(value(&f.tree, d(device::CPU_USAGE)), Value::Unsigned(17));
+    assert_eq!(
+        value(&f.tree, d(device::CURRENT_TIME)),
+        Value::DateTime(1_700_000_000)
+    );
+    assert_eq!(
+        value(&f.tree, d(device::UTC_OFFSET)),
+        Value::String("+01:00".into())
+    );
+    assert_eq!(
+        value(&f.tree, d(device::TIMEZONE)),
+        Value::String("Europe/Paris".into())
+    );
+    assert_eq!(
+        value(&f.tree, d(device::SERIAL_NUMBER)),
+        Value::String("SN0001".into())
+    );
+    assert_eq!(
+        value(&f.tree, d(device::MANUFACTURER_OUI)),
+        Value::String("00D09E".into())
+    );
+    assert_eq!(
+        value(&f.tree, d(device::ROOT_DATA_MODEL_VERSION)),
+        Value::String("2.17".into())
+    );
+    assert_eq!(
+        multiple(&f.tree, d(device::ERROR_CODE)),
+        vec![Value::Integer(0)]
+    );
+}
+
+#[test]
+fn platform_facts_fill_connectivity_and_apn() {
+    let mut f = fixture();
+    let warnings = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let c = |r| Path::resource(connectivity::ID, InstanceId(0), r);
+    assert_eq!(
+        value(&f.tree, c(connectivity::NETWORK_BEARER)),
+        Value::Integer(41)
+    );
+    assert_eq!(
+        multiple(&f.tree, c(connectivity::AVAILABLE_NETWORK_BEARER)),
+        vec![Value::Integer(41), Value::Integer(6)]
+    );
+    assert_eq!(
+        value(&f.tree, c(connectivity::RADIO_SIGNAL_STRENGTH)),
+        Value::Integer(-71)
+    );
+    assert_eq!(
+        multiple(&f.tree, c(connectivity::IP_ADDRESSES)),
+        vec![Value::String("127.0.0.2".into())]
+    );
+    assert_eq!(
+        value(&f.tree, c(connectivity::CURRENT_ACCESS_TECHNOLOGY)),
+        Value::String("LTE".into())
+    );
+    let apns = f.tree.instances(apn::ID).unwrap();
+    assert_eq!(apns, vec![InstanceId(1)]);
+    let a = |r| Path::resource(apn::ID, InstanceId(1), r);
+    assert_eq!(
+        value(&f.tree, a(apn::APN)),
+        Value::String("internet".into())
+    );
+    assert_eq!(
+        multiple(
+            &f.tree,
+            Path::resource(
+                cellular::ID,
+                InstanceId(0),
+                cellular::ACTIVATED_PROFILE_NAMES
+            )
+        ),
+        vec![Value::ObjectLink(ObjectLink {
+            object: apn::ID,
+            instance: 1
+        })]
+    );
+
+    // A second sync with nothing new changes nothing and creates nothing.
+    let changes = f.tree.subscribe(64);
+    assert!(dm_objects::sync_platform(&mut f.tree, &f.platform).is_empty());
+    assert!(changes.drain().is_empty());
+    assert_eq!(f.tree.instances(apn::ID).unwrap(), vec![InstanceId(1)]);
+
+    // A signal change becomes exactly one change from the platform.
+    let mut radio = f.network.radio();
+    radio.signal_dbm = Some(-90);
+    f.network.set_radio(radio);
+    dm_objects::sync_platform(&mut f.tree, &f.platform);
+    let seen = changes.drain();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].origin, Origin::Platform);
+    assert_eq!(seen[0].path, c(connectivity::RADIO_SIGNAL_STRENGTH));
+}
+
+#[test]
+fn out_of_range_platform_values_are_skipped_not_fatal() {
+    let mut f = fixture();
+    let mut radio = f.network.radio();
+    radio.mcc = Some(1234); // SMCC is 0..999
+    f.network.set_radio(radio);
+    let warnings = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("/4/0/10"), "{warnings:?}");
+    let c = |r| Path::resource(connectivity::ID, InstanceId(0), r);
+    assert_eq!(
+        value(&f.tree, c(connectivity::RADIO_SIGNAL_STRENGTH)),
+        Value::Integer(-71)
+    );
+}
+
+#[test]
+fn wifi_profiles_become_wlan_instances() {
+    let mut f = fixture();
+    f.network.set_wifi_profiles(vec![WifiProfile {
+        id: "uuid-1".into(),
+        interface: "wlan0".into(),
+        ssid: "home".into(),
+        enabled: true,
+        active: true,
+        channel: 6,
+        access_point: false,
+        security: WifiSecurity::WpaPsk,
+        bssid: Some("00:11:22:33:44:55".into()),
+    }]);
+    let warnings = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(f.tree.instances(wlan::ID).unwrap(), vec![InstanceId(1)]);
+    let w = |r| Path::resource(wlan::ID, InstanceId(1), r);
+    assert_eq!(value(&f.tree, w(wlan::SSID)), Value::String("home".into()));
+    assert_eq!(
+        value(&f.tree, w(wlan::BSSID)),
+        Value::String("001122334455".into())
+    );
+    assert_eq!(
+        value(&f.tree, w(wlan::SSID_BSSID)),
+        Value::String("00:11:22:33:44:55".into())
+    );
+    assert_eq!(
+        value(&f.tree, w(wlan::MODE_ENABLED)),
+        Value::String("WPA2-Personal".into())
+    );
+    // A second sync maps the profile to the same instance.
+    dm_objects::sync_platform(&mut f.tree, &f.platform);
+    assert_eq!(f.tree.instances(wlan::ID).unwrap(), vec![InstanceId(1)]);
+    // A client may change the channel without knowing the platform's
+    // secret, but not set a short passphrase.
+    f.tree
+        .begin(Origin::Server(101))
+        .set(w(wlan::CHANNEL), Value::Integer(11))
+        .commit()
+        .unwrap();
+    let err = f
+        .tree
+        .begin(Origin::Acs)
+        .set(w(wlan::WPA_KEY_PHRASE), Value::String("short".into()))
+        .commit()
+        .unwrap_err();
+    assert!(matches!(err.faults[..], [Error::Rejected { .. }]), "{err}");
+}
+
+#[test]
+fn provisioning_applies_once_and_respects_server_changes() {
+    let mut f = fixture();
+    let ms = |r| Path::resource(management_server::ID, InstanceId(0), r);
+    assert_eq!(
+        dm_objects::provision(&mut f.tree, &provisioning("http://127.0.0.1:7547/")).unwrap(),
+        17
+    );
+    assert_eq!(
+        value(&f.tree, ms(management_server::PERIODIC_INFORM_INTERVAL)),
+        Value::Unsigned(300)
+    );
+    assert_eq!(
+        value(
+            &f.tree,
+            Path::resource(
+                security::ID,
+                InstanceId(0),
+                security::PUBLIC_KEY_OR_IDENTITY
+            )
+        ),
+        Value::Opaque(b"dev1".to_vec())
+    );
+    assert_eq!(
+        value(
+            &f.tree,
+            Path::resource(server::ID, InstanceId(0), server::SHORT_SERVER_ID)
+        ),
+        Value::Integer(101)
+    );
+
+    // The ACS changes the interval; the same configuration does not undo it.
+    f.tree
+        .begin(Origin::Acs)
+        .set(
+            ms(management_server::PERIODIC_INFORM_INTERVAL),
+            Value::Unsigned(60),
+        )
+        .commit()
+        .unwrap();
+    assert_eq!(
+        dm_objects::provision(&mut f.tree, &provisioning("http://127.0.0.1:7547/")).unwrap(),
+        0
+    );
+    assert_eq!(
+        value(&f.tree, ms(management_server::PERIODIC_INFORM_INTERVAL)),
+        Value::Unsigned(60)
+    );
+
+    // A changed configuration value is applied; the others stay.
+    assert_eq!(
+        dm_objects::provision(&mut f.tree, &provisioning("http://127.0.0.1:9999/")).unwrap(),
+        1
+    );
+    assert_eq!(
+        value(&f.tree, ms(management_server::URL)),
+        Value::String("http://127.0.0.1:9999/".into())
+    );
+    assert_eq!(
+        value(&f.tree, ms(management_server::PERIODIC_INFORM_INTERVAL)),
+        Value::Unsigned(60)
+    );
+}
+
+#[test]
+fn executes_follow_each_objects_rules() {
+    let mut f = fixture();
+    let changes = f.tree.subscribe(8);
+    let reboot = Path::resource(device::ID, InstanceId(0), device::REBOOT);
+    f.tree.execute(Origin::Acs, &reboot, "").unwrap();
+    let change = changes.next().unwrap();
+    assert_eq!(
+        dm_objects::perform(&mut f.tree, &change),
+        Some(dm_objects::HostAction::Reboot)
+    );
+
+    let update = Path::resource(
+        dm_core::catalog::firmware::ID,
+        InstanceId(0),
+        dm_core::catalog::firmware::UPDATE,
+    );
+    assert!(matches!(
+        f.tree.execute(Origin::Server(1), &update, ""),
+        Err(Error::Rejected { .. })
+    ));
+
+    // Reset Error Code empties the list back to "no error".
+    let errors = Path::resource(device::ID, InstanceId(0), device::ERROR_CODE);
+    f.tree
+        .begin(Origin::Platform)
+        .set(errors.without_index(), Value::Integer(0))
+        .commit()
+        .unwrap_err();
+    let mut list = std::collections::BTreeMap::new();
+    list.insert(0, Value::Integer(3));
+    list.insert(1, Value::Integer(5));
+    f.tree
+        .begin(Origin::Platform)
+        .set_multiple(errors, list)
+        .commit()
+        .unwrap();
+    let reset = Path::resource(device::ID, InstanceId(0), device::RESET_ERROR_CODE);
+    f.tree.execute(Origin::Server(1), &reset, "").unwrap();
+    let executed = changes
+        .drain()
+        .into_iter()
+        .find(|c| c.path == reset)
+        .unwrap();
+    assert_eq!(dm_objects::perform(&mut f.tree, &executed), None);
+    assert_eq!(multiple(&f.tree, errors), vec![Value::Integer(0)]);
+}
+
+#[test]
+fn system_log_reads_whole_and_incremental() {
+    let mut f = fixture();
+    f.log.append("boot");
+    let instance = f.tree.instances(system_log::ID).unwrap()[0];
+    let all = Path::resource(system_log::ID, instance, system_log::READ_ALL);
+    let new = Path::resource(system_log::ID, instance, system_log::READ);
+    assert_eq!(value(&f.tree, new), Value::String("boot\n".into()));
+    f.log.append("link up");
+    assert_eq!(value(&f.tree, new), Value::String("link up\n".into()));
+    assert_eq!(value(&f.tree, all), Value::String("boot\nlink up\n".into()));
+    let _ = &mut f.tree;
+}
