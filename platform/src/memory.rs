@@ -54,6 +54,17 @@ impl MemoryNetwork {
             technology: Some("lte".into()),
             operator: Some("Test Network".into()),
         });
+        network.set_wifi_profiles(vec![WifiProfile {
+            id: "5f1c9a2e-0000-4000-8000-000000000001".into(),
+            interface: "wlan0".into(),
+            ssid: "dmagent-demo".into(),
+            enabled: true,
+            active: true,
+            channel: 6,
+            access_point: true,
+            security: crate::WifiSecurity::WpaPsk,
+            bssid: Some("02:00:00:00:00:01".into()),
+        }]);
         network.set_apn_contexts(vec![ApnContext {
             id: "/phonesim/context1".into(),
             name: "Internet".into(),

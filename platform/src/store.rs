@@ -91,7 +91,14 @@ impl FileStore {
 
     /// The saved state, `None` on first start.
     pub fn load(&self) -> Result<Option<Snapshot>, StoreError> {
-        let path = self.dir.join(STATE);
+        FileStore::peek(&self.dir)
+    }
+
+    /// Reads the state of a directory without locking it, for tools that
+    /// look while an agent runs (`dmagent dump`): the file is only ever
+    /// replaced whole, so a reader sees a complete state.
+    pub fn peek(dir: &Path) -> Result<Option<Snapshot>, StoreError> {
+        let path = dir.join(STATE);
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -136,7 +143,17 @@ impl FileStore {
             snapshot: snapshot.clone(),
         })
         .map_err(|e| io(std::io::Error::other(e)))?;
-        let mut file = File::create(&path).map_err(io)?;
+        // 0600: the state holds credentials (PSK keys, ACS passwords).
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io)?
+        };
         file.write_all(&bytes).map_err(io)?;
         file.sync_all().map_err(io)?;
         Ok(Staged { store: self })
@@ -207,9 +224,15 @@ mod tests {
 
     #[test]
     fn save_then_load() {
+        use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let mut store = FileStore::open(dir.path()).unwrap();
         store.save(&snapshot("one")).unwrap();
+        let mode = fs::metadata(dir.path().join(STATE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the state holds secrets");
         store.save(&snapshot("two")).unwrap();
         assert_eq!(store.load().unwrap(), Some(snapshot("two")));
         assert!(!dir.path().join(TEMP).exists());

@@ -3,7 +3,9 @@
 //! The table is generated from `model/model.toml` and the TR-181 2.17 XML
 //! (`cargo xtask codegen`). A template may hold `{i}` (the core instance
 //! number: TR-181 and the core both number multi-instance objects from 1)
-//! and `{j}` (the index of a value in a multiple resource). A literal number
+//! and `{j}` (a value of a multiple resource: TR-181 table instance `j` is
+//! the value at index `j - 1`, since TR-181 numbers from 1 and LwM2M
+//! resource instances from 0). A literal number
 //! is a fixed instance of a TR-181 table that a single-instance core object
 //! fills (`Device.Cellular.Interface.1.RSSI`).
 //!
@@ -93,7 +95,7 @@ impl ParameterMap {
             }
             match segment {
                 "{i}" => out.push_str(&instance.0.to_string()),
-                "{j}" => out.push_str(&index.unwrap_or(0).to_string()),
+                "{j}" => out.push_str(&(u32::from(index.unwrap_or(0)) + 1).to_string()),
                 literal => out.push_str(literal),
             }
         }
@@ -196,7 +198,7 @@ impl Resolver {
                         next
                     }
                     (None, Some(next)) => {
-                        index = Some(number);
+                        index = Some(number.checked_sub(1).ok_or_else(unknown)?);
                         next
                     }
                     (None, None) => return Err(unknown()),
@@ -297,7 +299,11 @@ mod tests {
         let address = resolver
             .resolve("Device.IP.Interface.1.IPv4Address.2.IPAddress")
             .unwrap();
-        assert_eq!(address.path.to_string(), "/4/0/4/2");
+        assert_eq!(address.path.to_string(), "/4/0/4/1");
+        assert_eq!(
+            address.parameter.render(InstanceId(0), Some(1)),
+            "Device.IP.Interface.1.IPv4Address.2.IPAddress"
+        );
     }
 
     #[test]
@@ -311,6 +317,7 @@ mod tests {
             "Device.WiFi.SSID.0.SSID",
             "Device.WiFi.SSID.01.SSID",
             "Device.WiFi.SSID.65535.SSID",
+            "Device.IP.Interface.1.IPv4Address.0.IPAddress",
             "Device.WiFi.SSID.x.SSID",
             "Device.WiFi.SSID.-1.SSID",
             "Device.Cellular.Interface.2.RSSI",

@@ -1,0 +1,803 @@
+//! `dmagent.toml`: parsing, validation and overrides.
+//!
+//! The agent refuses to start on an invalid configuration rather than
+//! guessing: every error names the file, the line, the key, what was wrong
+//! and what is allowed. Values given on the command line or in the
+//! environment override the file and are validated the same way, with the
+//! flag or variable named instead of a line.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use dm_objects::{CwmpSettings, Identity, Lwm2mServer, Provisioning, SecurityMode};
+
+/// The configuration the agent runs on when given none: the in-memory
+/// platform and local peers only.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../dmagent.default.toml");
+
+/// A configuration error, pointing at its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// File name, `<embedded default>`, or the flag or variable.
+    pub source: String,
+    /// 1-based line in the file, when the error comes from one.
+    pub line: Option<usize>,
+    /// Dotted key, e.g. `cwmp.periodic_interval`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: ", self.source)?,
+            None => write!(f, "{}: ", self.source)?,
+        }
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where live values come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlatformKind {
+    Memory,
+    Dbus,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    pub platform: PlatformKind,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub identity: Identity,
+    pub cwmp: Option<Cwmp>,
+    pub lwm2m: Option<Lwm2m>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cwmp {
+    pub settings: CwmpSettings,
+    pub connection_request_port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lwm2m {
+    pub endpoint: String,
+    pub server: Lwm2mServer,
+}
+
+impl Config {
+    /// What the objects are provisioned with.
+    pub fn provisioning(&self) -> Provisioning {
+        Provisioning {
+            identity: self.identity.clone(),
+            cwmp: self.cwmp.as_ref().map(|c| c.settings.clone()),
+            lwm2m: self.lwm2m.iter().map(|l| l.server.clone()).collect(),
+        }
+    }
+}
+
+/// Values that override the file (command line or environment). Each
+/// carries the name of the flag or variable it came from.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub state_dir: Option<(String, PathBuf)>,
+    pub platform: Option<PlatformKind>,
+    pub log_level: Option<(String, String)>,
+    pub log_format: Option<LogFormat>,
+    pub acs_url: Option<(String, String)>,
+    pub lwm2m_server: Option<(String, String)>,
+    pub endpoint: Option<(String, String)>,
+    pub serial_number: Option<(String, String)>,
+}
+
+// The file as written. Fields that need checks beyond their type are
+// `Spanned`, so an error can point at the line.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    state_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    device: DeviceFile,
+    cwmp: Option<CwmpFile>,
+    lwm2m: Option<Lwm2mFile>,
+    #[serde(default)]
+    platform: PlatformFile,
+    #[serde(default)]
+    log: LogFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DeviceFile {
+    manufacturer: Option<String>,
+    oui: Option<Spanned<String>>,
+    product_class: Option<String>,
+    model_name: Option<String>,
+    serial_number: Option<Spanned<String>>,
+    hardware_version: Option<String>,
+    software_version: Option<String>,
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CwmpFile {
+    #[serde(default = "yes")]
+    enabled: bool,
+    acs_url: Spanned<String>,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default = "yes")]
+    periodic_inform: bool,
+    periodic_interval: Option<Spanned<u32>>,
+    connection_request_port: Option<Spanned<u16>>,
+    #[serde(default)]
+    connection_request_username: String,
+    #[serde(default)]
+    connection_request_password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Lwm2mFile {
+    #[serde(default = "yes")]
+    enabled: bool,
+    server_uri: Spanned<String>,
+    endpoint: Option<Spanned<String>>,
+    #[serde(default)]
+    bootstrap: bool,
+    lifetime: Option<Spanned<u32>>,
+    short_server_id: Option<Spanned<u16>>,
+    binding: Option<Spanned<String>>,
+    security: Option<Spanned<String>>,
+    psk_identity: Option<Spanned<String>>,
+    psk_key: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PlatformFile {
+    kind: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogFile {
+    level: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        source: path.display().to_string(),
+        line: None,
+        key: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(&text, &path.display().to_string(), overrides)
+}
+
+/// Parses and validates configuration text; `source` names it in errors.
+pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let at = Locator { text, source };
+    let file: File = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        at.error(&span, e.message().to_owned())
+    })?;
+
+    let state_dir = match (&overrides.state_dir, &file.state_dir) {
+        (Some((_, dir)), _) => dir.clone(),
+        (None, Some(dir)) => {
+            if dir.get_ref().is_empty() {
+                return Err(at.error(&dir.span(), "must not be empty".into()));
+            }
+            PathBuf::from(dir.get_ref())
+        }
+        (None, None) => default_state_dir(),
+    };
+
+    let platform = match (overrides.platform, &file.platform.kind) {
+        (Some(kind), _) => kind,
+        (None, Some(kind)) => match kind.get_ref().as_str() {
+            "memory" => PlatformKind::Memory,
+            "dbus" => PlatformKind::Dbus,
+            other => {
+                return Err(at.error(
+                    &kind.span(),
+                    format!("{other:?} is not a platform; allowed: \"memory\", \"dbus\""),
+                ));
+            }
+        },
+        (None, None) => PlatformKind::Memory,
+    };
+
+    let log_level = match (&overrides.log_level, &file.log.level) {
+        (Some((name, level)), _) => check_level(level).map_err(|m| flag_error(name, m))?,
+        (None, Some(level)) => {
+            check_level(level.get_ref()).map_err(|m| at.error(&level.span(), m))?
+        }
+        (None, None) => "info".to_owned(),
+    };
+    let log_format = match (overrides.log_format, &file.log.format) {
+        (Some(format), _) => format,
+        (None, Some(format)) => match format.get_ref().as_str() {
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(at.error(
+                    &format.span(),
+                    format!("{other:?} is not a log format; allowed: \"human\", \"json\""),
+                ));
+            }
+        },
+        (None, None) => LogFormat::Human,
+    };
+
+    let identity = identity(&file.device, overrides, &at)?;
+
+    let cwmp = match file.cwmp {
+        Some(c) if c.enabled => Some(cwmp(c, overrides, &at)?),
+        _ => None,
+    };
+    let lwm2m = match file.lwm2m {
+        Some(l) if l.enabled => Some(lwm2m(l, overrides, &identity, &at)?),
+        _ => None,
+    };
+
+    Ok(Config {
+        state_dir,
+        platform,
+        log_level,
+        log_format,
+        identity,
+        cwmp,
+        lwm2m,
+    })
+}
+
+/// Where state lives by default: the system location when root, the
+/// user's state directory otherwise.
+pub fn default_state_dir() -> PathBuf {
+    let root = std::env::var("USER").map(|u| u == "root").unwrap_or(false)
+        || std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+            .unwrap_or(false);
+    if root {
+        return PathBuf::from("/var/lib/dmagent");
+    }
+    if let Ok(dir) = std::env::var("XDG_STATE_HOME")
+        && !dir.is_empty()
+    {
+        return PathBuf::from(dir).join("dmagent");
+    }
+    match std::env::var("HOME") {
+        Ok(home) if !home.is_empty() => PathBuf::from(home).join(".local/state/dmagent"),
+        _ => PathBuf::from("/var/lib/dmagent"),
+    }
+}
+
+fn identity(
+    device: &DeviceFile,
+    overrides: &Overrides,
+    at: &Locator<'_>,
+) -> Result<Identity, ConfigError> {
+    let oui = match &device.oui {
+        Some(oui) => {
+            let value = oui.get_ref();
+            if value.len() != 6
+                || !value
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'))
+            {
+                return Err(at.error(
+                    &oui.span(),
+                    format!("{value:?} is not an OUI; allowed: six upper-case hexadecimal digits, e.g. \"00D09E\""),
+                ));
+            }
+            value.clone()
+        }
+        None => "000000".to_owned(),
+    };
+    let serial_number = match (&overrides.serial_number, &device.serial_number) {
+        (Some((name, serial)), _) => check_serial(serial).map_err(|m| flag_error(name, m))?,
+        (None, Some(serial)) => {
+            check_serial(serial.get_ref()).map_err(|m| at.error(&serial.span(), m))?
+        }
+        (None, None) => default_serial(),
+    };
+    Ok(Identity {
+        manufacturer: device
+            .manufacturer
+            .clone()
+            .unwrap_or_else(|| "dmagent".into()),
+        oui,
+        product_class: device
+            .product_class
+            .clone()
+            .unwrap_or_else(|| "LinuxGateway".into()),
+        model_name: device
+            .model_name
+            .clone()
+            .unwrap_or_else(|| "dmagent".into()),
+        serial_number,
+        hardware_version: device.hardware_version.clone().unwrap_or_default(),
+        software_version: device
+            .software_version
+            .clone()
+            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
+        description: device
+            .description
+            .clone()
+            .unwrap_or_else(|| "Linux device managed by dmagent".into()),
+    })
+}
+
+/// The serial number when none is configured: the first 12 hex digits of
+/// the systemd machine id, which is stable and unique per installation.
+fn default_serial() -> String {
+    std::fs::read_to_string("/etc/machine-id")
+        .ok()
+        .map(|id| {
+            id.trim()
+                .chars()
+                .take(12)
+                .collect::<String>()
+                .to_uppercase()
+        })
+        .filter(|id| id.len() == 12)
+        .unwrap_or_else(|| "000000000000".to_owned())
+}
+
+fn check_serial(serial: &str) -> Result<String, String> {
+    // TR-181 SerialNumber: at most 64 characters; TR-069 §3.4.4 puts it in
+    // the connection-request URL path, so keep it to URL-safe characters.
+    if serial.is_empty() || serial.len() > 64 {
+        return Err("must be 1 to 64 characters".into());
+    }
+    if !serial
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(format!(
+            "{serial:?}: allowed characters are letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(serial.to_owned())
+}
+
+fn check_level(level: &str) -> Result<String, String> {
+    // A comma-separated list of `level` or `target=level` directives. The
+    // filter parser itself would take a bare word as a target name and log
+    // nothing, which is the silent guess this file refuses to make.
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let valid = !level.trim().is_empty()
+        && level.split(',').all(|directive| {
+            let (target, lvl) = match directive.trim().rsplit_once('=') {
+                Some((target, lvl)) => (Some(target), lvl),
+                None => (None, directive.trim()),
+            };
+            LEVELS.contains(&lvl.to_ascii_lowercase().as_str())
+                && target.is_none_or(|t| !t.is_empty())
+        })
+        && tracing_subscriber::EnvFilter::builder()
+            .parse(level)
+            .is_ok();
+    if valid {
+        Ok(level.to_owned())
+    } else {
+        Err(format!(
+            "{level:?} is not a log level; allowed: error, warn, info, debug, trace, or target=level directives"
+        ))
+    }
+}
+
+fn cwmp(file: CwmpFile, overrides: &Overrides, at: &Locator<'_>) -> Result<Cwmp, ConfigError> {
+    let acs_url = match &overrides.acs_url {
+        Some((name, url)) => check_url(url, &["http", "https"]).map_err(|m| flag_error(name, m))?,
+        None => check_url(file.acs_url.get_ref(), &["http", "https"])
+            .map_err(|m| at.error(&file.acs_url.span(), m))?,
+    };
+    let periodic_interval = match &file.periodic_interval {
+        // TR-181 PeriodicInformInterval: unsignedInt, at least 1.
+        Some(v) if *v.get_ref() == 0 => {
+            return Err(at.error(&v.span(), "must be at least 1 (seconds)".into()));
+        }
+        Some(v) => *v.get_ref(),
+        None => 3600,
+    };
+    let connection_request_port = match &file.connection_request_port {
+        Some(p) if *p.get_ref() == 0 => {
+            return Err(at.error(&p.span(), "must be a port from 1 to 65535".into()));
+        }
+        Some(p) => *p.get_ref(),
+        None => 7547,
+    };
+    Ok(Cwmp {
+        settings: CwmpSettings {
+            acs_url,
+            username: file.username,
+            password: file.password,
+            periodic_inform: file.periodic_inform,
+            periodic_interval,
+            connection_request_username: file.connection_request_username,
+            connection_request_password: file.connection_request_password,
+        },
+        connection_request_port,
+    })
+}
+
+fn lwm2m(
+    file: Lwm2mFile,
+    overrides: &Overrides,
+    identity: &Identity,
+    at: &Locator<'_>,
+) -> Result<Lwm2m, ConfigError> {
+    let schemes = ["coap", "coaps"];
+    let uri = match &overrides.lwm2m_server {
+        Some((name, uri)) => check_url(uri, &schemes).map_err(|m| flag_error(name, m))?,
+        None => check_url(file.server_uri.get_ref(), &schemes)
+            .map_err(|m| at.error(&file.server_uri.span(), m))?,
+    };
+    let endpoint = match (&overrides.endpoint, &file.endpoint) {
+        (Some((name, ep)), _) => check_endpoint(ep).map_err(|m| flag_error(name, m))?,
+        (None, Some(ep)) => check_endpoint(ep.get_ref()).map_err(|m| at.error(&ep.span(), m))?,
+        // LwM2M Core §7.3.1 recommends a URN; this is the urn:dev:ops form
+        // (RFC 8141 registration of OUI-ProductClass-Serial).
+        (None, None) => format!(
+            "urn:dev:ops:{}-{}-{}",
+            identity.oui, identity.product_class, identity.serial_number
+        ),
+    };
+    let lifetime = match &file.lifetime {
+        Some(v) if *v.get_ref() < 30 => {
+            return Err(at.error(&v.span(), "must be at least 30 (seconds)".into()));
+        }
+        Some(v) => *v.get_ref(),
+        None => 300,
+    };
+    let short_server_id = match &file.short_server_id {
+        // LwM2M /0/x/10: 1..65534.
+        Some(v) if *v.get_ref() == 0 || *v.get_ref() == u16::MAX => {
+            return Err(at.error(&v.span(), "must be from 1 to 65534".into()));
+        }
+        Some(v) => *v.get_ref(),
+        None => 101,
+    };
+    let binding = match &file.binding {
+        Some(b) => {
+            let value = b.get_ref();
+            if value.is_empty() || !value.chars().all(|c| "UTSNQ".contains(c)) {
+                return Err(at.error(
+                    &b.span(),
+                    format!("{value:?} is not a binding; allowed: letters from U, T, S, N and Q, e.g. \"U\" or \"UQ\""),
+                ));
+            }
+            value.clone()
+        }
+        None => "U".to_owned(),
+    };
+    let security = match &file.security {
+        Some(s) => match s.get_ref().as_str() {
+            "nosec" => SecurityMode::NoSec,
+            "psk" => SecurityMode::PreSharedKey,
+            other => {
+                return Err(at.error(
+                    &s.span(),
+                    format!("{other:?} is not a security mode; allowed: \"nosec\", \"psk\""),
+                ));
+            }
+        },
+        None if uri.starts_with("coaps:") => SecurityMode::PreSharedKey,
+        None => SecurityMode::NoSec,
+    };
+    let mut psk_identity = Vec::new();
+    let mut psk_key = Vec::new();
+    let scheme_ok = match security {
+        SecurityMode::PreSharedKey => uri.starts_with("coaps:"),
+        SecurityMode::NoSec => uri.starts_with("coap:"),
+    };
+    if !scheme_ok {
+        let span = file
+            .security
+            .as_ref()
+            .map_or(file.server_uri.span(), |s| s.span());
+        return Err(at.error(
+            &span,
+            "coap:// goes with security \"nosec\", coaps:// with \"psk\"".into(),
+        ));
+    }
+    if security == SecurityMode::PreSharedKey {
+        let missing = |key: &str| ConfigError {
+            source: at.source.to_owned(),
+            line: None,
+            key: format!("lwm2m.{key}"),
+            message: "required when security is \"psk\"".into(),
+        };
+        let identity = file
+            .psk_identity
+            .as_ref()
+            .ok_or_else(|| missing("psk_identity"))?;
+        if identity.get_ref().is_empty() {
+            return Err(at.error(&identity.span(), "must not be empty".into()));
+        }
+        psk_identity = identity.get_ref().as_bytes().to_vec();
+        let key = file.psk_key.as_ref().ok_or_else(|| missing("psk_key"))?;
+        psk_key = decode_hex(key.get_ref()).map_err(|m| at.error(&key.span(), m))?;
+    }
+    Ok(Lwm2m {
+        endpoint,
+        server: Lwm2mServer {
+            uri,
+            bootstrap: file.bootstrap,
+            short_server_id,
+            lifetime,
+            binding,
+            security,
+            psk_identity,
+            psk_key,
+        },
+    })
+}
+
+fn check_url(url: &str, schemes: &[&str]) -> Result<String, String> {
+    let allowed = schemes
+        .iter()
+        .map(|s| format!("{s}://"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!(
+            "{url:?} is not a URL; allowed: {allowed}HOST[:PORT][/PATH]"
+        ));
+    };
+    if !schemes.contains(&scheme) {
+        return Err(format!(
+            "scheme {scheme:?} is not supported; allowed: {allowed}"
+        ));
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((host, _)) => host,
+            None => return Err(format!("{url:?}: unterminated IPv6 literal")),
+        }
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    if let Some(port) = authority.rsplit_once(']').map_or_else(
+        || authority.split_once(':').map(|(_, p)| p),
+        |(_, after)| after.strip_prefix(':'),
+    ) && port.parse::<u16>().map_or(true, |p| p == 0)
+    {
+        return Err(format!("{url:?}: port {port:?} is not 1 to 65535"));
+    }
+    Ok(url.to_owned())
+}
+
+fn check_endpoint(endpoint: &str) -> Result<String, String> {
+    // The endpoint goes into the Register query (`ep=`): no spaces or
+    // query delimiters, and servers limit its length.
+    if endpoint.is_empty() || endpoint.len() > 128 {
+        return Err("must be 1 to 128 characters".into());
+    }
+    if endpoint
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b"&?=#".contains(&b) || !b.is_ascii())
+    {
+        return Err(format!(
+            "{endpoint:?}: no spaces, '&', '?', '=', '#' or non-ASCII characters"
+        ));
+    }
+    Ok(endpoint.to_owned())
+}
+
+fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
+    if text.is_empty() || text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("must be an even number of hexadecimal digits, e.g. \"000102030405\"".into());
+    }
+    Ok((0..text.len())
+        .step_by(2)
+        .filter_map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect())
+}
+
+fn flag_error(name: &str, message: String) -> ConfigError {
+    ConfigError {
+        source: name.to_owned(),
+        line: None,
+        key: String::new(),
+        message,
+    }
+}
+
+/// Turns byte spans into lines and dotted keys.
+struct Locator<'t> {
+    text: &'t str,
+    source: &'t str,
+}
+
+impl Locator<'_> {
+    fn error(&self, span: &Range<usize>, message: String) -> ConfigError {
+        let start = span.start.min(self.text.len());
+        let line = self.text[..start].matches('\n').count() + 1;
+        ConfigError {
+            source: self.source.to_owned(),
+            line: Some(line),
+            key: self.key_at(start),
+            message,
+        }
+    }
+
+    /// The dotted key whose line holds `offset`: the nearest `[table]`
+    /// header above it, then the key before `=` on the line.
+    fn key_at(&self, offset: usize) -> String {
+        let line_start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let line = self.text[line_start..].lines().next().unwrap_or("");
+        let key = line
+            .split_once('=')
+            .map(|(k, _)| k.trim().trim_matches('"').to_owned())
+            .unwrap_or_default();
+        let table = self.text[..line_start]
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('[') && !l.starts_with("[["))
+            .map(|l| l.trim_matches(['[', ']']).trim().to_owned());
+        match (table, key.is_empty()) {
+            (Some(table), false) => format!("{table}.{key}"),
+            (None, false) => key,
+            (Some(table), true) if line.trim_start().starts_with('[') => table,
+            _ => String::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, expect: &str) {
+        let got = match parse(text, "dmagent.toml", &Overrides::default()) {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(got, expect, "for:\n{text}");
+    }
+
+    #[test]
+    fn the_embedded_default_is_valid() {
+        let config = parse(
+            EMBEDDED_DEFAULT,
+            "<embedded default>",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.platform, PlatformKind::Memory);
+        assert!(config.cwmp.is_some() && config.lwm2m.is_some());
+    }
+
+    #[test]
+    fn a_bad_value_names_the_file_line_key_and_what_is_allowed() {
+        check(
+            "[cwmp]\nacs_url = \"http://127.0.0.1:7547/\"\nperiodic_interval = 0\n",
+            "dmagent.toml:3: cwmp.periodic_interval: must be at least 1 (seconds)",
+        );
+        check(
+            "[cwmp]\nacs_url = \"http://127.0.0.1:7547/\"\nperiodic_interval = \"often\"\n",
+            "dmagent.toml:3: cwmp.periodic_interval: invalid type: string \"often\", expected u32",
+        );
+        check(
+            "[cwmp]\nacs_url = \"ftp://127.0.0.1/\"\n",
+            "dmagent.toml:2: cwmp.acs_url: scheme \"ftp\" is not supported; allowed: http:// or https://",
+        );
+        check(
+            "[device]\noui = \"00d09e\"\n",
+            "dmagent.toml:2: device.oui: \"00d09e\" is not an OUI; allowed: six upper-case hexadecimal digits, e.g. \"00D09E\"",
+        );
+        check(
+            "[platform]\nkind = \"ofono\"\n",
+            "dmagent.toml:2: platform.kind: \"ofono\" is not a platform; allowed: \"memory\", \"dbus\"",
+        );
+        check(
+            "[lwm2m]\nserver_uri = \"coap://127.0.0.1:5683\"\nbinding = \"X\"\n",
+            "dmagent.toml:3: lwm2m.binding: \"X\" is not a binding; allowed: letters from U, T, S, N and Q, e.g. \"U\" or \"UQ\"",
+        );
+        check(
+            "[lwm2m]\nserver_uri = \"coaps://127.0.0.1:5684\"\npsk_identity = \"dev\"\npsk_key = \"xyz\"\n",
+            "dmagent.toml:4: lwm2m.psk_key: must be an even number of hexadecimal digits, e.g. \"000102030405\"",
+        );
+        check(
+            "[lwm2m]\nserver_uri = \"coaps://127.0.0.1:5684\"\n",
+            "dmagent.toml: lwm2m.psk_identity: required when security is \"psk\"",
+        );
+        check(
+            "[lwm2m]\nserver_uri = \"coap://127.0.0.1:70000\"\n",
+            "dmagent.toml:2: lwm2m.server_uri: \"coap://127.0.0.1:70000\": port \"70000\" is not 1 to 65535",
+        );
+        check("[log]\nlevel = \"dm_core=debug,warn\"\n", "ok");
+        check(
+            "[log]\nlevel = \"loud\"\n",
+            "dmagent.toml:2: log.level: \"loud\" is not a log level; allowed: error, warn, info, debug, trace, or target=level directives",
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_broken_syntax_are_refused() {
+        check(
+            "[cwmp]\nacs_url = \"http://127.0.0.1/\"\nperiodic_intervl = 5\n",
+            "dmagent.toml:3: cwmp.periodic_intervl: unknown field `periodic_intervl`, expected one of `enabled`, `acs_url`, `username`, `password`, `periodic_inform`, `periodic_interval`, `connection_request_port`, `connection_request_username`, `connection_request_password`",
+        );
+        check(
+            "state_dir = \n",
+            "dmagent.toml:1: state_dir: string values must be quoted, expected literal string",
+        );
+    }
+
+    #[test]
+    fn overrides_win_and_are_checked() {
+        let text = "[cwmp]\nacs_url = \"http://127.0.0.1:7547/\"\n";
+        let overrides = Overrides {
+            acs_url: Some(("--acs-url".into(), "https://[::1]:7548/acs".into())),
+            ..Default::default()
+        };
+        let config = parse(text, "f", &overrides).unwrap();
+        assert_eq!(
+            config.cwmp.unwrap().settings.acs_url,
+            "https://[::1]:7548/acs"
+        );
+        let bad = Overrides {
+            acs_url: Some(("DMAGENT_ACS_URL".into(), "127.0.0.1".into())),
+            ..Default::default()
+        };
+        assert_eq!(
+            parse(text, "f", &bad).unwrap_err().to_string(),
+            "DMAGENT_ACS_URL: \"127.0.0.1\" is not a URL; allowed: http:// or https://HOST[:PORT][/PATH]"
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse(
+            "[lwm2m]\nserver_uri = \"coap://127.0.0.1:5683\"\n[device]\nserial_number = \"SN1\"\noui = \"00D09E\"\n",
+            "f",
+            &Overrides::default(),
+        )
+        .unwrap();
+        let lwm2m = config.lwm2m.unwrap();
+        assert_eq!(lwm2m.endpoint, "urn:dev:ops:00D09E-LinuxGateway-SN1");
+        assert_eq!(lwm2m.server.lifetime, 300);
+        assert_eq!(lwm2m.server.security, SecurityMode::NoSec);
+        assert!(config.cwmp.is_none());
+        assert_eq!(config.log_level, "info");
+    }
+}

@@ -1,0 +1,175 @@
+//! dmagent: one agent that manages a Linux device over TR-069/CWMP and
+//! OMA LwM2M at once.
+//!
+//! This binary is the only place that sees every crate: it reads the
+//! configuration, builds the platform, the objects and the tree, and runs
+//! the protocol drivers.
+
+mod config;
+mod dump;
+mod runtime;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use config::{Config, LogFormat, Overrides, PlatformKind};
+
+#[derive(Parser)]
+#[command(
+    name = "dmagent",
+    version,
+    about = "TR-069/CWMP and LwM2M device management agent"
+)]
+struct Cli {
+    /// Configuration file; without it the embedded default is used.
+    #[arg(long, short = 'c', global = true, env = "DMAGENT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log filter: error, warn, info, debug, trace, or target=level list.
+    #[arg(long, global = true, env = "DMAGENT_LOG_LEVEL")]
+    log_level: Option<String>,
+    #[arg(long, global = true, value_enum, env = "DMAGENT_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Where the agent keeps its state.
+    #[arg(long, global = true, env = "DMAGENT_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Where live values come from.
+    #[arg(long, global = true, value_enum, env = "DMAGENT_PLATFORM")]
+    platform: Option<PlatformKind>,
+    /// ACS URL, overriding [cwmp] acs_url.
+    #[arg(long, global = true, env = "DMAGENT_ACS_URL")]
+    acs_url: Option<String>,
+    /// LwM2M server URI, overriding [lwm2m] server_uri.
+    #[arg(long, global = true, env = "DMAGENT_LWM2M_SERVER")]
+    lwm2m_server: Option<String>,
+    /// LwM2M endpoint name, overriding [lwm2m] endpoint.
+    #[arg(long, global = true, env = "DMAGENT_ENDPOINT")]
+    endpoint: Option<String>,
+    /// Device serial number, overriding [device] serial_number.
+    #[arg(long, global = true, env = "DMAGENT_SERIAL")]
+    serial: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent until SIGTERM or SIGINT.
+    Run,
+    /// Validate the configuration and print what it resolves to.
+    CheckConfig,
+    /// Print the whole object tree as TR-181 and LwM2M paths.
+    Dump {
+        #[arg(long, value_enum, default_value = "both")]
+        view: dump::View,
+    },
+}
+
+impl Cli {
+    fn overrides(&self) -> Overrides {
+        let named = |flag: &str, env: &str, v: &Option<String>| {
+            v.clone().map(|v| (format!("--{flag} (or {env})"), v))
+        };
+        Overrides {
+            state_dir: self
+                .state_dir
+                .clone()
+                .map(|d| ("--state-dir (or DMAGENT_STATE_DIR)".to_owned(), d)),
+            platform: self.platform,
+            log_level: named("log-level", "DMAGENT_LOG_LEVEL", &self.log_level),
+            log_format: self.log_format,
+            acs_url: named("acs-url", "DMAGENT_ACS_URL", &self.acs_url),
+            lwm2m_server: named("lwm2m-server", "DMAGENT_LWM2M_SERVER", &self.lwm2m_server),
+            endpoint: named("endpoint", "DMAGENT_ENDPOINT", &self.endpoint),
+            serial_number: named("serial", "DMAGENT_SERIAL", &self.serial),
+        }
+    }
+
+    fn load_config(&self) -> Result<Config, config::ConfigError> {
+        let overrides = self.overrides();
+        match &self.config {
+            Some(path) => config::load(path, &overrides),
+            None => config::parse(config::EMBEDDED_DEFAULT, "<embedded default>", &overrides),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match cli.load_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("dmagent: invalid configuration: {e}");
+            return ExitCode::from(78); // EX_CONFIG (sysexits.h)
+        }
+    };
+    init_logging(&config);
+    let result = match cli.command {
+        Command::CheckConfig => {
+            print!("{}", describe(&config));
+            Ok(())
+        }
+        Command::Dump { view } => dump(&config, view),
+        Command::Run => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(runtime::run(config))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dmagent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dump(config: &Config, view: dump::View) -> anyhow::Result<()> {
+    let host = runtime::host(config.platform)?;
+    // Look at the saved state without locking it: a running agent may
+    // hold the directory.
+    let saved = dm_platform::store::FileStore::peek(&config.state_dir).unwrap_or(None);
+    let (tree, warnings) = runtime::build(config, &host.platform, saved)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    print!("{}", dump::render(&tree, view));
+    Ok(())
+}
+
+fn describe(config: &Config) -> String {
+    let mut out = format!(
+        "configuration is valid\nstate_dir = {}\nplatform = {:?}\nserial_number = {}\n",
+        config.state_dir.display(),
+        config.platform,
+        config.identity.serial_number
+    );
+    match &config.cwmp {
+        Some(c) => out.push_str(&format!(
+            "cwmp: acs_url = {}, periodic_interval = {} s, connection_request_port = {}\n",
+            c.settings.acs_url, c.settings.periodic_interval, c.connection_request_port
+        )),
+        None => out.push_str("cwmp: disabled\n"),
+    }
+    match &config.lwm2m {
+        Some(l) => out.push_str(&format!(
+            "lwm2m: server_uri = {}, endpoint = {}, lifetime = {} s, security = {:?}\n",
+            l.server.uri, l.endpoint, l.server.lifetime, l.server.security
+        )),
+        None => out.push_str("lwm2m: disabled\n"),
+    }
+    out
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::builder().parse_lossy(&config.log_level);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
