@@ -622,7 +622,10 @@ fn check_endpoint(endpoint: &str) -> Result<String, String> {
 }
 
 fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
-    if text.is_empty() || text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if text.is_empty()
+        || !text.len().is_multiple_of(2)
+        || !text.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         return Err("must be an even number of hexadecimal digits, e.g. \"000102030405\"".into());
     }
     Ok((0..text.len())

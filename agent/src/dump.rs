@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn natural_order() {
-        let mut keys = vec![
+        let mut keys = [
             NaturalKey("A.10.B".into()),
             NaturalKey("A.9.B".into()),
             NaturalKey("A.B".into()),

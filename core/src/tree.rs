@@ -767,15 +767,12 @@ fn staged_instance<'s>(
     object: ObjectId,
     id: InstanceId,
 ) -> Result<&'s mut Instance, Error> {
-    let key = (object, id);
-    if !staged.instances.contains_key(&key) {
-        let current = tree.entry(object)?.instances.get(&id).cloned();
-        staged.instances.insert(key, current);
-    }
+    let entry = tree.entry(object)?;
     staged
         .instances
-        .get_mut(&key)
-        .and_then(Option::as_mut)
+        .entry((object, id))
+        .or_insert_with(|| entry.instances.get(&id).cloned())
+        .as_mut()
         .ok_or(Error::InstanceNotFound(Path::instance(object, id)))
 }
 

@@ -69,8 +69,7 @@ impl FromStr for Lwm2mPath {
         let malformed = || PathError::Malformed(text.to_owned());
         let rest = text.strip_prefix('/').ok_or_else(malformed)?;
         let mut parts = [None; 4];
-        let mut count = 0;
-        for segment in rest.split('/') {
+        for (count, segment) in rest.split('/').enumerate() {
             if count == 4 || segment.is_empty() || segment.starts_with('+') {
                 return Err(malformed());
             }
@@ -81,7 +80,6 @@ impl FromStr for Lwm2mPath {
                 return Err(malformed());
             }
             parts[count] = Some(id);
-            count += 1;
         }
         Ok(Lwm2mPath {
             object: parts[0].ok_or_else(malformed)?,

@@ -1,0 +1,182 @@
+//! The `dmagent` binary as a user runs it.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Output, Stdio};
+
+fn dmagent(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dmagent"))
+        .args(args)
+        .env_remove("DMAGENT_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn proc_value(file: &str, key: &str) -> u64 {
+    let text = std::fs::read_to_string(file).unwrap();
+    let line = text.lines().find(|l| l.starts_with(key)).unwrap();
+    line[key.len()..]
+        .trim_start_matches(':')
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn uptime() -> u64 {
+    let text = std::fs::read_to_string("/proc/uptime").unwrap();
+    text.split('.').next().unwrap().parse().unwrap()
+}
+
+fn field<'t>(dump: &'t str, path: &str) -> &'t str {
+    let prefix = format!("{path} = ");
+    dump.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("{path} missing from dump:\n{dump}"))
+        .split("  [")
+        .next()
+        .unwrap()
+}
+
+#[test]
+fn dump_prints_device_info_and_object_3_with_real_host_values() {
+    let state = tempfile::tempdir().unwrap();
+    let config = state.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        "[cwmp]\nacs_url = \"http://127.0.0.1:7547/\"\npassword = \"topsecret\"\n\
+         [lwm2m]\nserver_uri = \"coaps://127.0.0.1:5684\"\npsk_identity = \"dev1\"\npsk_key = \"c0ffee\"\n",
+    )
+    .unwrap();
+    let before = uptime();
+    let out = dmagent(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--state-dir",
+        state.path().join("state").to_str().unwrap(),
+        "--serial",
+        "SN-TEST-1",
+        "dump",
+    ]);
+    let after = uptime();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dump = String::from_utf8(out.stdout).unwrap();
+
+    assert_eq!(field(&dump, "Device.DeviceInfo.SerialNumber"), "SN-TEST-1");
+    assert_eq!(field(&dump, "/3/0/2"), "SN-TEST-1");
+    let up: u64 = field(&dump, "Device.DeviceInfo.UpTime").parse().unwrap();
+    assert!(
+        (before..=after).contains(&up),
+        "uptime {up} not in {before}..={after}"
+    );
+    let total = proc_value("/proc/meminfo", "MemTotal");
+    assert_eq!(
+        field(&dump, "Device.DeviceInfo.MemoryStatus.Total"),
+        total.to_string()
+    );
+    assert_eq!(field(&dump, "/3/0/21"), total.to_string());
+    let free: u64 = field(&dump, "/3/0/10").parse().unwrap();
+    assert!(free > 0 && free <= total);
+    // Current time within a minute of ours, in each protocol's form.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let lwm2m_time: i64 = field(&dump, "/3/0/13").parse().unwrap();
+    assert!((lwm2m_time - now).abs() < 60);
+    assert!(field(&dump, "Device.Time.CurrentLocalTime").ends_with('Z'));
+    // Secrets never appear: not the ACS password, not the PSK (hex
+    // c0ffee is base64 wP/u), not the Wi-Fi passphrase.
+    assert!(!dump.contains("topsecret"));
+    assert!(!dump.contains("wP/u") && !dump.contains("c0ffee"));
+    assert!(!dump.contains("/0/0/5 ="));
+    assert!(!dump.contains("/12/1/18"));
+    assert_eq!(field(&dump, "Device.WiFi.SSID.1.SSID"), "dmagent-demo");
+}
+
+#[test]
+fn a_bad_config_names_file_line_and_key_and_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &path,
+        "[device]\nserial_number = \"SN1\"\n\n[lwm2m]\nserver_uri = \"coap://127.0.0.1:5683\"\nlifetime = 10\n",
+    )
+    .unwrap();
+    for verb in ["check-config", "run", "dump"] {
+        let out = dmagent(&["--config", path.to_str().unwrap(), verb]);
+        assert_eq!(out.status.code(), Some(78), "{verb}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.trim(),
+            format!(
+                "dmagent: invalid configuration: {}:6: lwm2m.lifetime: must be at least 30 (seconds)",
+                path.display()
+            ),
+            "{verb}"
+        );
+    }
+}
+
+#[test]
+fn check_config_accepts_the_embedded_default() {
+    let out = dmagent(&["check-config"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("configuration is valid"));
+}
+
+#[test]
+fn run_stops_cleanly_on_sigterm_and_keeps_its_state_directory_to_itself() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().to_str().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dmagent"))
+        .args(["--state-dir", dir, "--log-format", "json", "run"])
+        .env_remove("DMAGENT_CONFIG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    // Wait for the readiness line, not a fixed time.
+    let started = log
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("dmagent started"))
+        .expect("agent reports start");
+    assert!(started.contains("\"first_start\":true"), "{started}");
+    assert!(state.path().join("state.json").exists());
+
+    let second = dmagent(&["--state-dir", dir, "run"]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&second.stderr)
+            .contains("another dmagent holds this state directory")
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+    assert!(log.any(|l| l.unwrap().contains("dmagent stopping")));
+
+    // The next start finds its state.
+    let mut again = Command::new(env!("CARGO_BIN_EXE_dmagent"))
+        .args(["--state-dir", dir, "--log-format", "json", "run"])
+        .env_remove("DMAGENT_CONFIG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = BufReader::new(again.stderr.take().unwrap())
+        .lines()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("dmagent started"))
+        .unwrap();
+    assert!(line.contains("\"first_start\":false"), "{line}");
+    again.kill().unwrap();
+    again.wait().unwrap();
+}
