@@ -40,6 +40,6 @@ pub struct InstanceState {
 
 /// Where snapshots go. `save` returns only once the snapshot is durable:
 /// after it, a crash at any moment must leave this snapshot or a later one.
-pub trait StateStore: Send {
+pub trait StateStore: Send + Sync {
     fn save(&mut self, snapshot: &Snapshot) -> Result<(), String>;
 }

@@ -83,7 +83,7 @@ impl Instance {
 
 /// The behaviour of one object type. Every method has a default meaning
 /// "nothing special": implement only what the object serves.
-pub trait ObjectHandler: Send {
+pub trait ObjectHandler: Send + Sync {
     /// The value of a [`Slot::Live`] resource.
     fn read(&self, instance: InstanceId, resource: ResourceId) -> Result<ResourceValue, Error> {
         Err(Error::NotReadable(Path::resource(

@@ -243,8 +243,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = FileStore::open(dir.path()).unwrap();
         store.save(&snapshot("old")).unwrap();
-        let staged = store.stage(&snapshot("new")).unwrap();
-        drop(staged); // the process dies here
+        // The process dies after staging, before the rename: the staged
+        // write is simply never committed.
+        let _staged = store.stage(&snapshot("new")).unwrap();
         drop(store);
         let store = FileStore::open(dir.path()).unwrap();
         assert_eq!(store.load().unwrap(), Some(snapshot("old")));
