@@ -1,0 +1,47 @@
+#!/bin/sh
+# Installs what building and testing dmagent needs on a fresh Debian
+# machine. Idempotent: installs only what is missing. Later features add
+# their packages here (xmllint, dbus-daemon, python3-dbusmock, ...), never
+# by hand.
+set -eu
+
+need_rust="1.95"
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+apt_install() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "install-deps: missing Debian packages: $*; run as root or install them" >&2
+        exit 1
+    fi
+    if [ -z "${DMAGENT_APT_UPDATED:-}" ]; then
+        apt-get update -qq
+        DMAGENT_APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+missing=""
+have cc || missing="$missing gcc libc6-dev"
+have git || missing="$missing git"
+# Word splitting is wanted: one package name per word.
+# shellcheck disable=SC2086
+[ -n "$missing" ] && apt_install $missing
+
+if ! have cargo; then
+    # Debian's own cargo is older than the edition this workspace uses;
+    # rustup (Debian 13's package, or from rustup.rs) provides a current one.
+    if apt-cache show rustup >/dev/null 2>&1; then
+        apt_install rustup
+        rustup default stable
+    else
+        echo "install-deps: cargo >= $need_rust not found; install Rust with rustup" >&2
+        exit 1
+    fi
+fi
+
+version=$(rustc --version | sed -n 's/^rustc \([0-9]*\.[0-9]*\).*/\1/p')
+if [ "$(printf '%s\n%s\n' "$need_rust" "$version" | sort -V | head -n1)" != "$need_rust" ]; then
+    echo "install-deps: rustc $version is older than $need_rust; run 'rustup update stable'" >&2
+    exit 1
+fi
