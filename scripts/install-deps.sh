@@ -24,6 +24,8 @@ apt_install() {
 missing=""
 have cc || missing="$missing gcc libc6-dev"
 have git || missing="$missing git"
+# xmllint validates every CWMP message the agent emits against cwmp-1-4.xsd.
+have xmllint || missing="$missing libxml2-utils"
 # Word splitting is wanted: one package name per word.
 # shellcheck disable=SC2086
 [ -n "$missing" ] && apt_install $missing

@@ -6,3 +6,4 @@
 //! the CWMP issue.
 
 pub mod mapping;
+pub mod soap;

@@ -1,0 +1,253 @@
+//! The CWMP SOAP codec (TR-069 Amendment 6, Annex A and the cwmp-1-x XSDs).
+//!
+//! [`decode`] turns what an ACS sends (an RPC request, a response to one of
+//! ours, or a Fault) into typed values; [`encode`] writes what the CPE
+//! sends. Whatever the prefix, the cwmp namespace version (1-0 … 1-4 use
+//! `urn:dslforum-org:cwmp-1-0` … `-1-2`) is detected from the message and a
+//! response is written in the namespace of the request, as GenieACS and
+//! icwmp expect.
+
+mod decode;
+pub mod dom;
+mod encode;
+mod fault;
+
+pub use decode::{DecodeError, decode};
+pub use encode::{DeviceId, Encoder, Event, ParameterValue};
+pub use fault::FaultCode;
+
+/// The cwmp namespace version of a message: the `N` of
+/// `urn:dslforum-org:cwmp-1-N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CwmpVersion(pub u8);
+
+impl CwmpVersion {
+    /// CWMP 1.1 to 1.4 all use the 1-2 namespace (TR-069 Amendment 6
+    /// §A.3.1); this agent speaks 1.4.
+    pub const LATEST: CwmpVersion = CwmpVersion(2);
+
+    pub fn namespace(self) -> String {
+        format!("urn:dslforum-org:cwmp-1-{}", self.0)
+    }
+}
+
+/// SOAP header entries of a message (TR-069 §A.4.1).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Header {
+    /// `cwmp:ID`: echoed in the response.
+    pub id: Option<String>,
+    /// `cwmp:HoldRequests`: the ACS asks the CPE to send no requests.
+    pub hold_requests: Option<bool>,
+}
+
+/// A message from the ACS.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AcsEnvelope {
+    pub version: CwmpVersion,
+    pub header: Header,
+    pub body: AcsMessage,
+}
+
+/// What the body of an ACS message is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AcsMessage {
+    Request(AcsRequest),
+    /// A response to an RPC the CPE called.
+    Response(AcsResponse),
+    /// The ACS refused an RPC the CPE called.
+    Fault(Fault),
+}
+
+/// One parameter of a SetParameterValues.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParameterValueIn {
+    pub name: String,
+    pub value: String,
+    /// The `xsi:type`, without prefix (`unsignedInt`), when given.
+    pub xsd_type: Option<String>,
+}
+
+/// One SetParameterAttributesStruct.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttributeChange {
+    pub name: String,
+    pub notification: Option<u8>,
+    pub access_list: Option<Vec<String>>,
+}
+
+/// A Download or ScheduleDownload's file (TR-069 §A.3.2.8).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Transfer {
+    pub command_key: String,
+    pub file_type: String,
+    pub url: String,
+    pub username: String,
+    pub password: String,
+    pub file_size: u64,
+    pub target_file_name: String,
+    pub delay_seconds: u32,
+    pub success_url: String,
+    pub failure_url: String,
+}
+
+/// A ScheduleDownload time window (TR-069 §A.4.1.8).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub start: u32,
+    pub end: u32,
+    pub mode: String,
+    pub user_message: String,
+    pub max_retries: i32,
+}
+
+/// An RPC the ACS calls on the CPE.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum AcsRequest {
+    GetRPCMethods,
+    SetParameterValues {
+        parameters: Vec<ParameterValueIn>,
+        parameter_key: String,
+    },
+    GetParameterValues {
+        names: Vec<String>,
+    },
+    GetParameterNames {
+        path: String,
+        next_level: bool,
+    },
+    SetParameterAttributes {
+        changes: Vec<AttributeChange>,
+    },
+    GetParameterAttributes {
+        names: Vec<String>,
+    },
+    AddObject {
+        object: String,
+        parameter_key: String,
+    },
+    DeleteObject {
+        object: String,
+        parameter_key: String,
+    },
+    Reboot {
+        command_key: String,
+    },
+    Download(Transfer),
+    ScheduleDownload {
+        transfer: Transfer,
+        windows: Vec<TimeWindow>,
+    },
+    Upload {
+        command_key: String,
+        file_type: String,
+        url: String,
+        username: String,
+        password: String,
+        delay_seconds: u32,
+    },
+    FactoryReset,
+    GetQueuedTransfers,
+    GetAllQueuedTransfers,
+    CancelTransfer {
+        command_key: String,
+    },
+    ScheduleInform {
+        delay_seconds: u32,
+        command_key: String,
+    },
+    ChangeDUState {
+        command_key: String,
+        /// The operations' element names (InstallOpStruct, ...): kept for
+        /// the fault the CPE answers until deployment units are served.
+        operations: Vec<String>,
+    },
+    GetOptions {
+        option_name: String,
+    },
+    SetVouchers {
+        count: usize,
+    },
+}
+
+impl AcsRequest {
+    /// The RPC's element name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AcsRequest::GetRPCMethods => "GetRPCMethods",
+            AcsRequest::SetParameterValues { .. } => "SetParameterValues",
+            AcsRequest::GetParameterValues { .. } => "GetParameterValues",
+            AcsRequest::GetParameterNames { .. } => "GetParameterNames",
+            AcsRequest::SetParameterAttributes { .. } => "SetParameterAttributes",
+            AcsRequest::GetParameterAttributes { .. } => "GetParameterAttributes",
+            AcsRequest::AddObject { .. } => "AddObject",
+            AcsRequest::DeleteObject { .. } => "DeleteObject",
+            AcsRequest::Reboot { .. } => "Reboot",
+            AcsRequest::Download(_) => "Download",
+            AcsRequest::ScheduleDownload { .. } => "ScheduleDownload",
+            AcsRequest::Upload { .. } => "Upload",
+            AcsRequest::FactoryReset => "FactoryReset",
+            AcsRequest::GetQueuedTransfers => "GetQueuedTransfers",
+            AcsRequest::GetAllQueuedTransfers => "GetAllQueuedTransfers",
+            AcsRequest::CancelTransfer { .. } => "CancelTransfer",
+            AcsRequest::ScheduleInform { .. } => "ScheduleInform",
+            AcsRequest::ChangeDUState { .. } => "ChangeDUState",
+            AcsRequest::GetOptions { .. } => "GetOptions",
+            AcsRequest::SetVouchers { .. } => "SetVouchers",
+        }
+    }
+}
+
+/// The RPCs this CPE answers, for GetRPCMethodsResponse (TR-069 Table 5).
+pub const CPE_METHODS: &[&str] = &[
+    "GetRPCMethods",
+    "SetParameterValues",
+    "GetParameterValues",
+    "GetParameterNames",
+    "SetParameterAttributes",
+    "GetParameterAttributes",
+    "AddObject",
+    "DeleteObject",
+    "Reboot",
+    "Download",
+    "ScheduleDownload",
+    "Upload",
+    "FactoryReset",
+    "GetQueuedTransfers",
+    "GetAllQueuedTransfers",
+    "CancelTransfer",
+    "ScheduleInform",
+    "ChangeDUState",
+    "GetOptions",
+    "SetVouchers",
+];
+
+/// A response of the ACS to an RPC the CPE called.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AcsResponse {
+    Inform { max_envelopes: u32 },
+    TransferComplete,
+    AutonomousTransferComplete,
+    GetRPCMethods { methods: Vec<String> },
+    DUStateChangeComplete,
+    AutonomousDUStateChangeComplete,
+    RequestDownload,
+    Kicked { next_url: String },
+}
+
+/// A SOAP Fault carrying a CWMP fault (TR-069 §A.5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub code: u32,
+    pub message: String,
+    /// Per-parameter faults of a SetParameterValues (9003).
+    pub parameters: Vec<ParameterFault>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParameterFault {
+    pub name: String,
+    pub code: u32,
+    pub message: String,
+}
