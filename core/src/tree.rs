@@ -653,6 +653,7 @@ fn check_restored(
 
 enum Operation {
     Set(Path, ResourceValue),
+    SetBy(Origin, Path, ResourceValue),
     Create(ObjectId, Option<InstanceId>),
     Delete(ObjectId, InstanceId),
 }
@@ -680,6 +681,15 @@ impl Transaction<'_> {
     pub fn set(&mut self, path: Path, value: Value) -> &mut Self {
         self.operations
             .push(Operation::Set(path, ResourceValue::Single(value)));
+        self
+    }
+
+    /// Stages a write checked as `origin` would be checked, for bookkeeping
+    /// that must commit with a client's transaction or not at all (the
+    /// CWMP ParameterKey set by a SetParameterValues, TR-069 §A.3.2.1).
+    pub fn set_by(&mut self, origin: Origin, path: Path, value: Value) -> &mut Self {
+        self.operations
+            .push(Operation::SetBy(origin, path, ResourceValue::Single(value)));
         self
     }
 
@@ -733,6 +743,7 @@ fn stage(
     for operation in operations {
         let result = match operation {
             Operation::Set(path, value) => stage_set(tree, origin, &mut staged, path, value),
+            Operation::SetBy(by, path, value) => stage_set(tree, by, &mut staged, path, value),
             Operation::Create(object, instance) => {
                 stage_create(tree, origin, &mut staged, object, instance)
             }

@@ -1,9 +1,12 @@
 //! The CWMP (TR-069) adapter of dmagent.
 //!
-//! For now this crate holds the adapter's half of the object model: the
-//! mapping between TR-181 `Device.` paths and core resources
-//! ([`mapping`]). The sans-IO session engine and its SOAP codec land with
-//! the CWMP issue.
+//! Sans-IO: nothing here opens a socket or reads the clock. [`mapping`]
+//! binds TR-181 `Device.` paths to core resources (generated), [`soap`]
+//! decodes what an ACS sends and encodes what the CPE sends, [`values`]
+//! converts TR-069 lexical forms, and [`rpc`] runs the data-model RPCs on
+//! the core tree.
 
 pub mod mapping;
+pub mod rpc;
 pub mod soap;
+pub mod values;

@@ -135,6 +135,20 @@ struct Node {
     instance: Option<usize>,
     index: Option<usize>,
     parameter: Option<&'static ParameterMap>,
+    /// The core object whose instances this node's `{i}` child numbers.
+    table: Option<ObjectId>,
+}
+
+/// What an object path (one ending in `.`) names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectPath {
+    /// A multi-instance table, e.g. `Device.WiFi.SSID.`: AddObject target.
+    Table(ObjectId),
+    /// One instance of a table, e.g. `Device.WiFi.SSID.2.`: DeleteObject
+    /// target.
+    Instance(ObjectId, InstanceId),
+    /// Any other object, e.g. `Device.DeviceInfo.`.
+    Other,
 }
 
 /// Resolves concrete TR-181 paths against [`PARAMETERS`].
@@ -158,7 +172,10 @@ impl Resolver {
             for segment in parameter.path.split('.') {
                 let next = nodes.len();
                 let slot = match segment {
-                    "{i}" => nodes[at].instance.get_or_insert(next),
+                    "{i}" => {
+                        nodes[at].table = Some(parameter.object);
+                        nodes[at].instance.get_or_insert(next)
+                    }
                     "{j}" => nodes[at].index.get_or_insert(next),
                     literal => nodes[at].literals.entry(literal).or_insert(next),
                 };
@@ -216,6 +233,47 @@ impl Resolver {
             None => Path::resource(parameter.object, instance, parameter.resource),
         };
         Ok(Resolved { parameter, path })
+    }
+
+    /// Classifies an object path (`Device.WiFi.SSID.` or
+    /// `Device.WiFi.SSID.2.`); `None` if no mapped parameter lies under it.
+    /// `""` and `Device.` are the root.
+    pub fn object(&self, path: &str) -> Option<ObjectPath> {
+        if path.is_empty() {
+            return Some(ObjectPath::Other);
+        }
+        let path = path.strip_suffix('.')?;
+        let mut at = 0;
+        let mut parent_table = None;
+        let mut instance = None;
+        for segment in path.split('.') {
+            let node = &self.nodes[at];
+            instance = None;
+            at = if let Some(&next) = node.literals.get(segment) {
+                next
+            } else if let Some(number) = instance_number(segment) {
+                match (node.instance, node.index) {
+                    (Some(next), _) if number != 0 && number <= InstanceId::MAX.0 => {
+                        instance = Some(InstanceId(number));
+                        parent_table = node.table;
+                        next
+                    }
+                    (None, Some(next)) if number != 0 => next,
+                    _ => return None,
+                }
+            } else {
+                return None;
+            };
+        }
+        let node = &self.nodes[at];
+        if node.parameter.is_some() {
+            return None;
+        }
+        Some(match (instance, parent_table, node.table) {
+            (Some(i), Some(object), _) => ObjectPath::Instance(object, i),
+            (None, _, Some(object)) => ObjectPath::Table(object),
+            _ => ObjectPath::Other,
+        })
     }
 
     /// The TR-181 parameters bound to a core resource (one resource may
@@ -304,6 +362,28 @@ mod tests {
             address.parameter.render(InstanceId(0), Some(1)),
             "Device.IP.Interface.1.IPv4Address.2.IPAddress"
         );
+    }
+
+    #[test]
+    fn object_paths() {
+        let r = Resolver::global();
+        let wlan = dm_core::catalog::wlan::ID;
+        assert_eq!(r.object(""), Some(ObjectPath::Other));
+        assert_eq!(r.object("Device."), Some(ObjectPath::Other));
+        assert_eq!(r.object("Device.WiFi.SSID."), Some(ObjectPath::Table(wlan)));
+        assert_eq!(
+            r.object("Device.WiFi.SSID.2."),
+            Some(ObjectPath::Instance(wlan, InstanceId(2)))
+        );
+        assert_eq!(
+            r.object("Device.WiFi.AccessPoint.2.Security."),
+            Some(ObjectPath::Other)
+        );
+        assert_eq!(r.object("Device.DeviceInfo."), Some(ObjectPath::Other));
+        assert_eq!(r.object("Device.DeviceInfo"), None);
+        assert_eq!(r.object("Device.DeviceInfo.SerialNumber."), None);
+        assert_eq!(r.object("Device.Nothing."), None);
+        assert_eq!(r.object("Device.WiFi.SSID.0."), None);
     }
 
     #[test]

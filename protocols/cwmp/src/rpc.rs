@@ -1,0 +1,539 @@
+//! The data-model RPCs (TR-069 Amendment 6 §A.3.2) on the core tree:
+//! GetParameterValues, SetParameterValues, GetParameterNames,
+//! Set/GetParameterAttributes, AddObject and DeleteObject.
+//!
+//! Each takes the decoded arguments and returns the response's content or
+//! the CWMP fault, never panicking on what the ACS sent. Core errors map to
+//! fault codes in one place, [`fault_code`].
+
+use std::collections::BTreeSet;
+
+use dm_core::catalog::management_server;
+use dm_core::{
+    Error, InstanceId, Notification, Origin, Path, ResourceValue, Tree, Value, ValueError,
+};
+
+use crate::mapping::{ActiveNotify, ObjectPath, ParameterMap, Resolver};
+use crate::soap::{
+    AttributeChange, Fault, FaultCode, ParameterFault, ParameterValue, ParameterValueIn,
+};
+use crate::values;
+
+/// The fault a core error becomes.
+pub fn fault_code(error: &Error) -> FaultCode {
+    match error {
+        Error::ObjectNotFound(_)
+        | Error::InstanceNotFound(_)
+        | Error::ResourceNotFound(_)
+        | Error::NotReadable(_)
+        | Error::FixedInstances(_) => FaultCode::InvalidParameterName,
+        Error::NotWritable(_) => FaultCode::NonWritableParameter,
+        Error::InvalidValue {
+            source: ValueError::Type { .. },
+            ..
+        } => FaultCode::InvalidParameterType,
+        Error::InvalidValue { .. } | Error::Rejected { .. } => FaultCode::InvalidParameterValue,
+        Error::InstancesExhausted(_) => FaultCode::ResourcesExceeded,
+        Error::NotExecutable(_) | Error::NotSupported(_) | Error::AccessDenied { .. } => {
+            FaultCode::RequestDenied
+        }
+        Error::InstanceExists(_) => FaultCode::InvalidArguments,
+        Error::Platform(_) | Error::Storage(_) => FaultCode::InternalError,
+        _ => FaultCode::InternalError,
+    }
+}
+
+fn fault(code: FaultCode, detail: impl std::fmt::Display) -> Fault {
+    Fault {
+        code: code.code(),
+        message: format!("{}: {detail}", code.text()),
+        parameters: Vec::new(),
+    }
+}
+
+/// One concrete parameter of the tree.
+struct Concrete {
+    name: String,
+    map: &'static ParameterMap,
+    path: Path,
+    value: Value,
+}
+
+/// Every mapped parameter the tree holds now, in natural path order.
+fn concrete(tree: &Tree) -> Vec<Concrete> {
+    let resolver = Resolver::global();
+    let mut out = Vec::new();
+    for schema in tree.objects().collect::<Vec<_>>() {
+        // The agent's view, so that write-only values are listed (and
+        // rendered empty, TR-069 §A.3.2.2).
+        let _ = tree.walk(
+            Origin::Agent,
+            &Path::object(schema.id),
+            &mut |path, value| {
+                let (Some(resource), Some(instance), Ok(value)) =
+                    (path.resource_id(), path.instance_id(), value)
+                else {
+                    return;
+                };
+                for map in resolver.parameters_for(schema.id, resource) {
+                    match &value {
+                        ResourceValue::Single(v) => out.push(Concrete {
+                            name: map.render(instance, None),
+                            map,
+                            path,
+                            value: v.clone(),
+                        }),
+                        ResourceValue::Multiple(values) => {
+                            for (index, v) in values {
+                                out.push(Concrete {
+                                    name: map.render(instance, Some(*index)),
+                                    map,
+                                    path: Path::resource_instance(
+                                        schema.id, instance, resource, *index,
+                                    ),
+                                    value: v.clone(),
+                                });
+                            }
+                        }
+                    }
+                }
+            },
+        );
+    }
+    out.sort_by(|a, b| natural(&a.name).cmp(&natural(&b.name)));
+    out
+}
+
+/// Orders `X.10.Y` after `X.9.Y`.
+fn natural(path: &str) -> Vec<(u8, u32, &str)> {
+    path.split('.')
+        .map(|s| match s.parse::<u32>() {
+            Ok(n) => (0, n, ""),
+            Err(_) => (1, 0, s),
+        })
+        .collect()
+}
+
+/// The parameters a name selects: one parameter, or every parameter under
+/// a partial path (ending in `.`; `""` is the whole tree). Unknown names
+/// are fault 9005.
+fn select<'c>(all: &'c [Concrete], name: &str) -> Result<Vec<&'c Concrete>, Fault> {
+    if name.is_empty() || name.ends_with('.') {
+        if Resolver::global().object(name).is_none() {
+            return Err(fault(FaultCode::InvalidParameterName, name));
+        }
+        let selected: Vec<_> = all.iter().filter(|c| c.name.starts_with(name)).collect();
+        // A path with an instance number names that instance: it must
+        // exist (TR-069 §A.3.2.2).
+        if selected.is_empty()
+            && matches!(
+                Resolver::global().object(name),
+                Some(ObjectPath::Instance(..))
+            )
+        {
+            return Err(fault(FaultCode::InvalidParameterName, name));
+        }
+        Ok(selected)
+    } else {
+        match all.iter().find(|c| c.name == name) {
+            Some(c) => Ok(vec![c]),
+            None => Err(fault(FaultCode::InvalidParameterName, name)),
+        }
+    }
+}
+
+fn wire_value(c: &Concrete) -> ParameterValue {
+    let writable_only = c
+        .path
+        .resource_id()
+        .and_then(|r| {
+            dm_core::catalog::ALL
+                .iter()
+                .find(|o| o.id == c.path.object_id())?
+                .resource(r)
+        })
+        .is_some_and(|r| !r.access.readable());
+    ParameterValue {
+        name: c.name.clone(),
+        value: if c.map.secured || writable_only {
+            String::new()
+        } else {
+            values::render(&c.value, c.map.syntax)
+        },
+        xsd_type: c.map.syntax.xsd_type(),
+    }
+}
+
+/// GetParameterValues (§A.3.2.2).
+pub fn get_parameter_values(tree: &Tree, names: &[String]) -> Result<Vec<ParameterValue>, Fault> {
+    let all = concrete(tree);
+    let mut out = Vec::new();
+    for name in names {
+        out.extend(select(&all, name)?.into_iter().map(wire_value));
+    }
+    Ok(out)
+}
+
+/// SetParameterValues (§A.3.2.1): all or nothing; on failure fault 9003
+/// with one SetParameterValuesFault per refused parameter. The
+/// ParameterKey is set in the same transaction. Returns the Status.
+pub fn set_parameter_values(
+    tree: &mut Tree,
+    parameters: &[ParameterValueIn],
+    parameter_key: &str,
+) -> Result<u8, Fault> {
+    let resolver = Resolver::global();
+    let mut faults = Vec::new();
+    let mut writes = Vec::new();
+    let mut seen = BTreeSet::new();
+    for p in parameters {
+        let mut refuse = |code: FaultCode, detail: String| {
+            faults.push(ParameterFault {
+                name: p.name.clone(),
+                code: code.code(),
+                message: format!("{}: {detail}", code.text()),
+            });
+        };
+        // TR-069 §A.3.2.1: a name may appear only once.
+        if !seen.insert(p.name.as_str()) {
+            refuse(
+                FaultCode::InvalidArguments,
+                "the parameter is listed twice".into(),
+            );
+            continue;
+        }
+        let resolved = match resolver.resolve(&p.name) {
+            Ok(r) => r,
+            Err(e) => {
+                refuse(FaultCode::InvalidParameterName, e.to_string());
+                continue;
+            }
+        };
+        if !resolved.parameter.writable {
+            refuse(FaultCode::NonWritableParameter, p.name.clone());
+            continue;
+        }
+        if let Some(declared) = &p.xsd_type
+            && format!("xsd:{declared}") != resolved.parameter.syntax.xsd_type()
+        {
+            refuse(
+                FaultCode::InvalidParameterType,
+                format!(
+                    "{declared} given, {} expected",
+                    resolved.parameter.syntax.xsd_type()
+                ),
+            );
+            continue;
+        }
+        let core_type = dm_core::catalog::ALL
+            .iter()
+            .find(|o| o.id == resolved.parameter.object)
+            .and_then(|o| o.resource(resolved.parameter.resource))
+            .map(|r| r.value_type);
+        let Some(core_type) = core_type else {
+            refuse(FaultCode::InternalError, "unmapped resource".into());
+            continue;
+        };
+        match values::parse(&p.value, resolved.parameter.syntax, core_type) {
+            Ok(value) => writes.push((p.name.clone(), resolved.path, value)),
+            Err(e) => refuse(FaultCode::InvalidParameterValue, e.0),
+        }
+    }
+    if !faults.is_empty() {
+        return Err(invalid_arguments(faults));
+    }
+    let mut tx = tree.begin(Origin::Acs);
+    for (_, path, value) in &writes {
+        tx.set(*path, value.clone());
+    }
+    tx.set_by(
+        Origin::Agent,
+        Path::resource(
+            management_server::ID,
+            InstanceId(0),
+            management_server::PARAMETER_KEY,
+        ),
+        Value::String(parameter_key.to_owned()),
+    );
+    match tx.commit() {
+        Ok(_) => Ok(0),
+        Err(e) => {
+            let mut faults = Vec::new();
+            for error in &e.faults {
+                let code = fault_code(error);
+                if code == FaultCode::InternalError {
+                    return Err(fault(code, error));
+                }
+                // Name the parameter the core refused; an object rule may
+                // point at a resource that was not written, then every
+                // written parameter of that instance is named.
+                let at = error_path(error);
+                let named: Vec<_> = writes
+                    .iter()
+                    .filter(|(_, path, _)| {
+                        at.is_some_and(|a| a.without_index() == path.without_index())
+                    })
+                    .map(|(name, _, _)| name.clone())
+                    .collect();
+                let named = if named.is_empty() {
+                    writes
+                        .iter()
+                        .filter(|(_, path, _)| {
+                            at.is_some_and(|a| {
+                                a.object_id() == path.object_id()
+                                    && a.instance_id() == path.instance_id()
+                            })
+                        })
+                        .map(|(name, _, _)| name.clone())
+                        .collect()
+                } else {
+                    named
+                };
+                for name in named {
+                    faults.push(ParameterFault {
+                        name,
+                        code: code.code(),
+                        message: format!("{}: {error}", code.text()),
+                    });
+                }
+            }
+            if faults.is_empty() {
+                return Err(fault(FaultCode::InvalidArguments, e));
+            }
+            Err(invalid_arguments(faults))
+        }
+    }
+}
+
+fn invalid_arguments(parameters: Vec<ParameterFault>) -> Fault {
+    Fault {
+        code: FaultCode::InvalidArguments.code(),
+        message: FaultCode::InvalidArguments.text().to_owned(),
+        parameters,
+    }
+}
+
+fn error_path(error: &Error) -> Option<Path> {
+    match error {
+        Error::InstanceNotFound(p)
+        | Error::ResourceNotFound(p)
+        | Error::NotReadable(p)
+        | Error::NotWritable(p)
+        | Error::NotExecutable(p)
+        | Error::InstanceExists(p)
+        | Error::NotSupported(p) => Some(*p),
+        Error::InvalidValue { path, .. }
+        | Error::Rejected { path, .. }
+        | Error::AccessDenied { path, .. } => Some(*path),
+        _ => None,
+    }
+}
+
+/// GetParameterNames (§A.3.2.3): parameters and objects under `path`
+/// (`""` is the root), only the next level when asked.
+pub fn get_parameter_names(
+    tree: &Tree,
+    path: &str,
+    next_level: bool,
+) -> Result<Vec<(String, bool)>, Fault> {
+    let resolver = Resolver::global();
+    let all = concrete(tree);
+    let is_object = path.is_empty() || path.ends_with('.');
+    if !is_object {
+        return match all.iter().find(|c| c.name == path) {
+            // NextLevel true on a parameter is invalid (§A.3.2.3).
+            Some(_) if next_level => Err(fault(
+                FaultCode::InvalidArguments,
+                "NextLevel true on a parameter",
+            )),
+            Some(c) => Ok(vec![(c.name.clone(), c.map.writable)]),
+            None => Err(fault(FaultCode::InvalidParameterName, path)),
+        };
+    }
+    let selected = select(&all, path)?;
+    let mut names: Vec<(String, bool)> = Vec::new();
+    let mut objects = BTreeSet::new();
+    // Tables with no instance yet are still listed, so an ACS can find
+    // where to AddObject.
+    for map in crate::mapping::PARAMETERS {
+        if let Some(at) = map.path.find(".{i}.") {
+            let table = &map.path[..=at];
+            if !table.contains('{') && table.starts_with(path) {
+                objects.insert(table.to_owned());
+            }
+        }
+    }
+    for c in &selected {
+        let mut end = path.len();
+        while let Some(offset) = c.name[end..].find('.') {
+            end += offset + 1;
+            objects.insert(c.name[..end].to_owned());
+        }
+    }
+    objects.remove(path);
+    let writable_object = |name: &str| {
+        matches!(
+            resolver.object(name),
+            Some(ObjectPath::Table(_) | ObjectPath::Instance(..))
+        )
+    };
+    let depth = |name: &str| name.trim_end_matches('.').split('.').count();
+    let base = if path.is_empty() { 0 } else { depth(path) };
+    for object in objects {
+        if !next_level || depth(&object) == base + 1 {
+            let writable = writable_object(&object);
+            names.push((object, writable));
+        }
+    }
+    for c in selected {
+        if !next_level || depth(&c.name) == base + 1 {
+            names.push((c.name.clone(), c.map.writable));
+        }
+    }
+    names.sort_by(|a, b| natural(&a.0).cmp(&natural(&b.0)));
+    names.dedup_by(|a, b| a.0 == b.0);
+    Ok(names)
+}
+
+/// SetParameterAttributes (§A.3.2.4): every change is checked before any
+/// is applied.
+pub fn set_parameter_attributes(tree: &mut Tree, changes: &[AttributeChange]) -> Result<(), Fault> {
+    let all = concrete(tree);
+    let mut plan: Vec<(Path, Option<Notification>, Option<Vec<String>>)> = Vec::new();
+    for change in changes {
+        let selected = select(&all, &change.name)?;
+        let level = match change.notification {
+            None => None,
+            Some(level) => Some(Notification::from_level(level).ok_or_else(|| {
+                // Levels 3–6 are lightweight notifications (CWMP 1.4 Annex
+                // K), not served.
+                fault(
+                    FaultCode::NotificationRequestRejected,
+                    format!("notification {level}"),
+                )
+            })?),
+        };
+        for c in selected {
+            let live = tree
+                .instance(
+                    c.path.object_id(),
+                    c.path.instance_id().unwrap_or(InstanceId(0)),
+                )
+                .ok()
+                .and_then(|i| i.slot(c.path.resource_id()?).cloned())
+                .is_some_and(|slot| matches!(slot, dm_core::Slot::Live));
+            // A value read from the host at every read (uptime, free
+            // memory) has no change events to report: active notification
+            // is refused, as TR-181's canDeny allows, when asked
+            // explicitly on that parameter.
+            if live && level == Some(Notification::Active) && change.name == c.name {
+                return Err(fault(FaultCode::NotificationRequestRejected, &c.name));
+            }
+            if live && level == Some(Notification::Active) {
+                continue;
+            }
+            if c.map.active_notify == ActiveNotify::ForceEnabled
+                && level.is_some_and(|l| l != Notification::Active)
+            {
+                // forceEnabled: always active; the request is accepted but
+                // changes nothing (TR-181 activeNotify).
+                continue;
+            }
+            plan.push((c.path.without_index(), level, change.access_list.clone()));
+        }
+    }
+    for (path, level, access_list) in plan {
+        if let Some(level) = level {
+            tree.set_notification(Origin::Acs, &path, level)
+                .map_err(|e| fault(fault_code(&e), e))?;
+        }
+        if let Some(list) = access_list {
+            tree.set_access_list(Origin::Acs, &path, list)
+                .map_err(|e| fault(fault_code(&e), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// GetParameterAttributes (§A.3.2.5).
+pub fn get_parameter_attributes(
+    tree: &Tree,
+    names: &[String],
+) -> Result<Vec<(String, u8, Vec<String>)>, Fault> {
+    let all = concrete(tree);
+    let attributes = tree.attributes();
+    let mut out = Vec::new();
+    for name in names {
+        for c in select(&all, name)? {
+            let path = c.path.without_index();
+            let level = if c.map.active_notify == ActiveNotify::ForceEnabled {
+                Notification::Active
+            } else {
+                attributes.notification(&path)
+            };
+            out.push((
+                c.name.clone(),
+                level.level(),
+                attributes.access_list(&path).to_vec(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// AddObject (§A.3.2.6): returns the new instance number and the Status.
+pub fn add_object(tree: &mut Tree, object: &str, parameter_key: &str) -> Result<(u32, u8), Fault> {
+    let Some(ObjectPath::Table(core)) = Resolver::global().object(object) else {
+        return Err(fault(
+            FaultCode::InvalidParameterName,
+            format!("{object} is not a table"),
+        ));
+    };
+    let mut tx = tree.begin(Origin::Acs);
+    tx.create(core, None);
+    tx.set_by(
+        Origin::Agent,
+        Path::resource(
+            management_server::ID,
+            InstanceId(0),
+            management_server::PARAMETER_KEY,
+        ),
+        Value::String(parameter_key.to_owned()),
+    );
+    let committed = tx.commit().map_err(|e| match e.faults.first() {
+        Some(first) => fault(fault_code(first), first),
+        None => fault(FaultCode::InternalError, e),
+    })?;
+    let instance = committed
+        .created
+        .first()
+        .and_then(|p| p.instance_id())
+        .ok_or_else(|| fault(FaultCode::InternalError, "no instance created"))?;
+    Ok((u32::from(instance.0), 0))
+}
+
+/// DeleteObject (§A.3.2.7): returns the Status.
+pub fn delete_object(tree: &mut Tree, object: &str, parameter_key: &str) -> Result<u8, Fault> {
+    let Some(ObjectPath::Instance(core, instance)) = Resolver::global().object(object) else {
+        return Err(fault(
+            FaultCode::InvalidParameterName,
+            format!("{object} is not an instance"),
+        ));
+    };
+    let mut tx = tree.begin(Origin::Acs);
+    tx.delete(core, instance);
+    tx.set_by(
+        Origin::Agent,
+        Path::resource(
+            management_server::ID,
+            InstanceId(0),
+            management_server::PARAMETER_KEY,
+        ),
+        Value::String(parameter_key.to_owned()),
+    );
+    tx.commit().map_err(|e| match e.faults.first() {
+        Some(first) => fault(fault_code(first), first),
+        None => fault(FaultCode::InternalError, e),
+    })?;
+    Ok(0)
+}

@@ -1,0 +1,386 @@
+//! The data-model RPCs on a full tree (objects on the in-memory platform).
+
+use std::sync::Arc;
+
+use dm_core::catalog::{management_server, wlan};
+use dm_core::{ChangeKind, InstanceId, Origin, Path, ResourceValue, Tree, Value};
+use dm_cwmp::rpc;
+use dm_cwmp::soap::{AttributeChange, ParameterValueIn};
+use dm_objects::{Identity, Platform, Provisioning};
+use dm_platform::linux::LinuxHost;
+use dm_platform::memory::{MemoryLog, MemoryNetwork};
+
+fn tree() -> Tree {
+    let platform = Platform {
+        host: Arc::new(LinuxHost::default()),
+        network: Arc::new(MemoryNetwork::demo()),
+        log: Arc::new(MemoryLog::default()),
+    };
+    let mut tree = Tree::new();
+    dm_objects::register(&mut tree, &platform).unwrap();
+    dm_objects::populate(&mut tree, &[]).unwrap();
+    dm_objects::provision(
+        &mut tree,
+        &Provisioning {
+            identity: Identity {
+                serial_number: "SN1".into(),
+                oui: "00D09E".into(),
+                ..Identity::default()
+            },
+            ..Provisioning::default()
+        },
+    )
+    .unwrap();
+    assert!(dm_objects::sync_platform(&mut tree, &platform).is_empty());
+    tree
+}
+
+fn spv(name: &str, value: &str, xsd: Option<&str>) -> ParameterValueIn {
+    ParameterValueIn {
+        name: name.into(),
+        value: value.into(),
+        xsd_type: xsd.map(str::to_owned),
+    }
+}
+
+fn value(tree: &Tree, name: &str) -> String {
+    rpc::get_parameter_values(tree, &[name.to_owned()]).unwrap()[0]
+        .value
+        .clone()
+}
+
+#[test]
+fn gpv_full_and_partial_paths() {
+    let tree = tree();
+    let one = rpc::get_parameter_values(&tree, &["Device.DeviceInfo.SerialNumber".into()]).unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(
+        (one[0].value.as_str(), one[0].xsd_type),
+        ("SN1", "xsd:string")
+    );
+    let info = rpc::get_parameter_values(&tree, &["Device.DeviceInfo.".into()]).unwrap();
+    assert!(info.len() > 10);
+    assert!(
+        info.iter()
+            .all(|p| p.name.starts_with("Device.DeviceInfo."))
+    );
+    let up = info
+        .iter()
+        .find(|p| p.name == "Device.DeviceInfo.UpTime")
+        .unwrap();
+    assert_eq!(up.xsd_type, "xsd:unsignedInt");
+    assert!(up.value.parse::<u64>().unwrap() > 0);
+    let all = rpc::get_parameter_values(&tree, &[String::new()]).unwrap();
+    assert!(all.len() > info.len());
+    // Natural order: instance 2 before instance 10 would hold; here check
+    // sorted and unique.
+    let names: Vec<_> = all.iter().map(|p| p.name.clone()).collect();
+    let mut dedup = names.clone();
+    dedup.dedup();
+    assert_eq!(names, dedup);
+    // Secured and write-only values read back empty.
+    assert_eq!(
+        value(&tree, "Device.WiFi.AccessPoint.1.Security.KeyPassphrase"),
+        ""
+    );
+    assert_eq!(
+        value(&tree, "Device.ManagementServer.ConnectionRequestPassword"),
+        ""
+    );
+}
+
+#[test]
+fn gpv_unknown_names_fault_9005() {
+    let tree = tree();
+    for name in [
+        "Device.Nope",
+        "Device.WiFi.SSID.9.SSID",
+        "Device.WiFi.SSID.9.",
+        "Device.Nope.",
+    ] {
+        let fault = rpc::get_parameter_values(&tree, &[name.into()]).unwrap_err();
+        assert_eq!(fault.code, 9005, "{name}");
+    }
+}
+
+#[test]
+fn spv_applies_all_sets_the_parameter_key_and_publishes_once() {
+    let mut tree = tree();
+    let changes = tree.subscribe(16);
+    let status = rpc::set_parameter_values(
+        &mut tree,
+        &[
+            spv(
+                "Device.ManagementServer.PeriodicInformInterval",
+                "120",
+                Some("unsignedInt"),
+            ),
+            spv("Device.WiFi.SSID.1.SSID", "office", Some("string")),
+        ],
+        "key-1",
+    )
+    .unwrap();
+    assert_eq!(status, 0);
+    assert_eq!(
+        value(&tree, "Device.ManagementServer.PeriodicInformInterval"),
+        "120"
+    );
+    assert_eq!(value(&tree, "Device.WiFi.SSID.1.SSID"), "office");
+    assert_eq!(
+        value(&tree, "Device.ManagementServer.ParameterKey"),
+        "key-1"
+    );
+    let seen = changes.drain();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.iter().all(|c| c.origin == Origin::Acs));
+}
+
+#[test]
+fn spv_is_all_or_nothing_with_one_fault_per_bad_parameter() {
+    let mut tree = tree();
+    let fault = rpc::set_parameter_values(
+        &mut tree,
+        &[
+            spv(
+                "Device.ManagementServer.PeriodicInformInterval",
+                "120",
+                None,
+            ),
+            spv("Device.DeviceInfo.SerialNumber", "X", None),
+            spv("Device.WiFi.SSID.1.Enable", "maybe", None),
+            spv("Device.Nope", "1", None),
+            spv("Device.ManagementServer.URL", "1", Some("int")),
+        ],
+        "key-2",
+    )
+    .unwrap_err();
+    assert_eq!(fault.code, 9003);
+    let codes: Vec<_> = fault
+        .parameters
+        .iter()
+        .map(|p| (p.name.as_str(), p.code))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ("Device.DeviceInfo.SerialNumber", 9008),
+            ("Device.WiFi.SSID.1.Enable", 9007),
+            ("Device.Nope", 9005),
+            ("Device.ManagementServer.URL", 9006),
+        ]
+    );
+    assert_eq!(
+        value(&tree, "Device.ManagementServer.PeriodicInformInterval"),
+        "3600"
+    );
+    assert_eq!(value(&tree, "Device.ManagementServer.ParameterKey"), "");
+
+    // A value the core refuses (SSID longer than 32) also rolls back the
+    // rest, and names the parameter.
+    let fault = rpc::set_parameter_values(
+        &mut tree,
+        &[
+            spv(
+                "Device.ManagementServer.PeriodicInformInterval",
+                "120",
+                None,
+            ),
+            spv("Device.WiFi.SSID.1.SSID", &"x".repeat(33), None),
+        ],
+        "key-3",
+    )
+    .unwrap_err();
+    assert_eq!(fault.parameters.len(), 1);
+    assert_eq!(fault.parameters[0].name, "Device.WiFi.SSID.1.SSID");
+    assert_eq!(fault.parameters[0].code, 9007);
+    assert_eq!(
+        value(&tree, "Device.ManagementServer.PeriodicInformInterval"),
+        "3600"
+    );
+}
+
+#[test]
+fn gpn_next_level_and_whole_subtrees() {
+    let tree = tree();
+    let root = rpc::get_parameter_names(&tree, "", true).unwrap();
+    assert_eq!(root, [("Device.".to_owned(), false)]);
+    let level = rpc::get_parameter_names(&tree, "Device.WiFi.", true).unwrap();
+    let names: Vec<_> = level.iter().map(|(n, w)| (n.as_str(), *w)).collect();
+    assert!(names.contains(&("Device.WiFi.SSID.", true)), "{names:?}");
+    assert!(
+        names.contains(&("Device.WiFi.AccessPoint.", true)),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .all(|(n, _)| n.trim_end_matches('.').split('.').count() == 3)
+    );
+    let ssid = rpc::get_parameter_names(&tree, "Device.WiFi.SSID.1.", false).unwrap();
+    assert!(ssid.contains(&("Device.WiFi.SSID.1.SSID".to_owned(), true)));
+    assert!(ssid.contains(&("Device.WiFi.SSID.1.Status".to_owned(), false)));
+    let one = rpc::get_parameter_names(&tree, "Device.DeviceInfo.SerialNumber", false).unwrap();
+    assert_eq!(one, [("Device.DeviceInfo.SerialNumber".to_owned(), false)]);
+    assert_eq!(
+        rpc::get_parameter_names(&tree, "Device.DeviceInfo.SerialNumber", true)
+            .unwrap_err()
+            .code,
+        9003
+    );
+    assert_eq!(
+        rpc::get_parameter_names(&tree, "Device.Nope.", false)
+            .unwrap_err()
+            .code,
+        9005
+    );
+    // An empty table is still listed, so the ACS knows where to add.
+    let mut empty = tree;
+    empty
+        .begin(Origin::Acs)
+        .delete(wlan::ID, InstanceId(1))
+        .commit()
+        .unwrap();
+    let level = rpc::get_parameter_names(&empty, "Device.WiFi.", true).unwrap();
+    assert!(level.iter().any(|(n, _)| n == "Device.WiFi.SSID."));
+}
+
+#[test]
+fn add_and_delete_objects() {
+    let mut tree = tree();
+    let (instance, status) = rpc::add_object(&mut tree, "Device.WiFi.SSID.", "add-1").unwrap();
+    assert_eq!((instance, status), (2, 0));
+    assert_eq!(
+        value(&tree, "Device.ManagementServer.ParameterKey"),
+        "add-1"
+    );
+    rpc::set_parameter_values(
+        &mut tree,
+        &[spv("Device.WiFi.SSID.2.SSID", "guest", None)],
+        "k",
+    )
+    .unwrap();
+    assert_eq!(
+        rpc::delete_object(&mut tree, "Device.WiFi.SSID.2.", "del-1").unwrap(),
+        0
+    );
+    assert_eq!(
+        rpc::get_parameter_values(&tree, &["Device.WiFi.SSID.2.".into()])
+            .unwrap_err()
+            .code,
+        9005
+    );
+    // Numbers are not reused.
+    assert_eq!(
+        rpc::add_object(&mut tree, "Device.WiFi.SSID.", "add-2")
+            .unwrap()
+            .0,
+        3
+    );
+    assert_eq!(
+        rpc::add_object(&mut tree, "Device.DeviceInfo.", "x")
+            .unwrap_err()
+            .code,
+        9005
+    );
+    assert_eq!(
+        rpc::add_object(&mut tree, "Device.WiFi.SSID.3.", "x")
+            .unwrap_err()
+            .code,
+        9005
+    );
+    assert_eq!(
+        rpc::delete_object(&mut tree, "Device.WiFi.SSID.", "x")
+            .unwrap_err()
+            .code,
+        9005
+    );
+    assert_eq!(
+        rpc::delete_object(&mut tree, "Device.WiFi.SSID.9.", "x")
+            .unwrap_err()
+            .code,
+        9005
+    );
+    assert_eq!(
+        value(&tree, "Device.ManagementServer.ParameterKey"),
+        "add-2"
+    );
+}
+
+#[test]
+fn attributes_set_get_and_refuse() {
+    let mut tree = tree();
+    rpc::set_parameter_attributes(
+        &mut tree,
+        &[AttributeChange {
+            name: "Device.WiFi.SSID.1.".into(),
+            notification: Some(2),
+            access_list: Some(vec!["Subscriber".into()]),
+        }],
+    )
+    .unwrap();
+    let got = rpc::get_parameter_attributes(&tree, &["Device.WiFi.SSID.1.SSID".into()]).unwrap();
+    assert_eq!(
+        got,
+        [(
+            "Device.WiFi.SSID.1.SSID".to_owned(),
+            2,
+            vec!["Subscriber".to_owned()]
+        )]
+    );
+    let core = Path::resource(wlan::ID, InstanceId(1), wlan::SSID);
+    assert_eq!(
+        tree.attributes().notification(&core),
+        dm_core::Notification::Active
+    );
+    // Active notification of a value read live from the host is refused.
+    let fault = rpc::set_parameter_attributes(
+        &mut tree,
+        &[AttributeChange {
+            name: "Device.DeviceInfo.UpTime".into(),
+            notification: Some(2),
+            access_list: None,
+        }],
+    )
+    .unwrap_err();
+    assert_eq!(fault.code, 9009);
+    // SoftwareVersion is forceEnabled in TR-181: always reported active.
+    let sw = rpc::get_parameter_attributes(&tree, &["Device.DeviceInfo.SoftwareVersion".into()])
+        .unwrap();
+    assert_eq!(sw[0].1, 2);
+    assert_eq!(
+        rpc::set_parameter_attributes(
+            &mut tree,
+            &[AttributeChange {
+                name: "Device.Nope".into(),
+                notification: Some(1),
+                access_list: None
+            }]
+        )
+        .unwrap_err()
+        .code,
+        9005
+    );
+}
+
+#[test]
+fn an_acs_write_is_published_with_its_core_path() {
+    let mut tree = tree();
+    let changes = tree.subscribe(8);
+    rpc::set_parameter_values(
+        &mut tree,
+        &[spv(
+            "Device.ManagementServer.PeriodicInformInterval",
+            "60",
+            None,
+        )],
+        "",
+    )
+    .unwrap();
+    let interval = Path::resource(
+        management_server::ID,
+        InstanceId(0),
+        management_server::PERIODIC_INFORM_INTERVAL,
+    );
+    assert!(changes.drain().iter().any(|c| c.path == interval
+        && c.kind == ChangeKind::Value(ResourceValue::Single(Value::Unsigned(60)))));
+}
