@@ -8,5 +8,6 @@
 
 pub mod mapping;
 pub mod rpc;
+pub mod session;
 pub mod soap;
 pub mod values;

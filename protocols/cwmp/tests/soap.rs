@@ -1,9 +1,9 @@
 //! The SOAP codec: what ACSs send decodes to the right request, what the
 //! CPE sends validates against cwmp-1-4.xsd, and no input panics.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
+use common::{body_document, validate};
 use dm_cwmp::soap::{
     AcsMessage, AcsRequest, AcsResponse, AttributeChange, CwmpVersion, DeviceId, Encoder, Event,
     ParameterFault, ParameterValue, decode,
@@ -248,50 +248,6 @@ fn bad_requests_name_their_fault() {
     assert!(decode(&ignored).is_ok());
     let refused = ignored.replace("mustUnderstand=\"0\"", "mustUnderstand=\"1\"");
     assert_eq!(kind(&refused), ("MustUnderstand".into(), Some("42".into())));
-}
-
-fn model_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../model")
-}
-
-/// Validates a document with xmllint against cwmp-1-4.xsd, offline.
-fn validate(document: &str, what: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("message.xml");
-    std::fs::write(&file, document).unwrap();
-    let model = model_dir();
-    let output = Command::new("xmllint")
-        .args(["--nonet", "--noout", "--schema"])
-        .arg(model.join("cwmp/cwmp-1-4.xsd"))
-        .arg(&file)
-        .env("XML_CATALOG_FILES", model.join("catalog.xml"))
-        .output()
-        .expect("xmllint is missing: run scripts/install-deps.sh");
-    assert!(
-        output.status.success(),
-        "{what} does not validate:\n{}\n{document}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// The Body's child as its own document, with the envelope's namespace
-/// declarations: the XSD's Body is `xs:any lax`, so only this checks the
-/// RPC itself (see the standards README).
-fn body_document(envelope: &str) -> String {
-    let start = envelope.find("<soap-env:Body>").unwrap() + "<soap-env:Body>".len();
-    let end = envelope.rfind("</soap-env:Body>").unwrap();
-    let body = &envelope[start..end];
-    let declarations_start =
-        envelope.find("<soap-env:Envelope ").unwrap() + "<soap-env:Envelope ".len();
-    let declarations_end = envelope[declarations_start..].find('>').unwrap() + declarations_start;
-    let declarations = &envelope[declarations_start..declarations_end];
-    let name_end = body.find([' ', '>', '/']).unwrap();
-    format!(
-        "<?xml version=\"1.0\"?>\n{} {}{}",
-        &body[..name_end],
-        declarations,
-        &body[name_end..]
-    )
 }
 
 fn emitted() -> Vec<(&'static str, String)> {

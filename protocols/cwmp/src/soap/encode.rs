@@ -226,6 +226,20 @@ impl Encoder {
         self.envelope(id, &format!("<cwmp:{method}Response/>"))
     }
 
+    /// Get(All)QueuedTransfersResponse with no transfer: none is queued
+    /// until file transfers are served.
+    pub fn queued_transfers_response(&self, id: Option<&str>, all: bool) -> String {
+        let (method, item) = if all {
+            ("GetAllQueuedTransfersResponse", "AllQueuedTransferStruct")
+        } else {
+            ("GetQueuedTransfersResponse", "QueuedTransferStruct")
+        };
+        self.envelope(
+            id,
+            &format!("<cwmp:{method}><TransferList soap-enc:arrayType=\"cwmp:{item}[0]\"/></cwmp:{method}>"),
+        )
+    }
+
     /// The CPE's GetRPCMethods request to the ACS.
     pub fn get_rpc_methods(&self, id: &str) -> String {
         self.envelope(Some(id), "<cwmp:GetRPCMethods/>")

@@ -12,7 +12,7 @@ pub mod dom;
 mod encode;
 mod fault;
 
-pub use decode::{DecodeError, decode};
+pub use decode::{DecodeError, DecodeErrorKind, decode};
 pub use encode::{DeviceId, Encoder, Event, ParameterValue};
 pub use fault::FaultCode;
 

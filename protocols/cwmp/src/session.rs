@@ -1,0 +1,745 @@
+//! The CWMP session engine (TR-069 Amendment 6 §3.7): sans-IO.
+//!
+//! Design note. The engine decides *when* a session starts (boot, periodic
+//! timer, scheduled inform, connection request, active value change,
+//! retry), *what* each HTTP POST carries (Inform, the CPE's own requests,
+//! responses to the ACS's requests, the empty POST) and *what to do* with
+//! each HTTP response. It never opens a socket or reads a clock: the
+//! driver calls, in this order,
+//!
+//! - `handle_*` with what happened (a timer fired, a response arrived, a
+//!   transport error, a change on the tree, a connection request) and the
+//!   current `Instant` and wall-clock Unix time;
+//! - [`Engine::poll_transmit`] for the next POST body to send, if any;
+//! - [`Engine::poll_event`] for things the driver must act on (a reboot
+//!   after the session, a session result);
+//! - [`Engine::poll_timeout`] for when to call `handle_timeout` next.
+//!
+//! HTTP authentication, cookies and keep-alive are the driver's: the engine
+//! sees the final response of each POST. State that must survive a restart
+//! or kill -9 (undelivered events and their CommandKeys, changed
+//! parameters, the retry count, a requested reboot) is written to the
+//! tree's pending state under [`STATE_KEY`] before it matters.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use dm_core::catalog::{device, management_server};
+use dm_core::{
+    Change, ChangeKind, InstanceId, Notification, Origin, Path, ResourceValue, Tree, Value,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::mapping::{ActiveNotify, PARAMETERS, Resolver};
+use crate::rpc;
+use crate::soap::{
+    self, AcsEnvelope, AcsMessage, AcsRequest, AcsResponse, CwmpVersion, DecodeError, DeviceId,
+    Encoder, Event, FaultCode, ParameterValue,
+};
+use crate::values;
+
+/// Pending-state key of the engine's durable state.
+pub const STATE_KEY: &str = "cwmp.session";
+
+/// What the driver must act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// A session began (the Inform is the next transmit).
+    SessionStarted { events: Vec<String> },
+    /// The session ended; `ok` false means it failed and a retry is
+    /// scheduled.
+    SessionEnded { ok: bool },
+    /// Reboot now: the session that asked for it has ended and the
+    /// request is saved ("M Reboot" follows the next boot).
+    Reboot,
+    /// Factory reset now (the session that asked has ended).
+    FactoryReset,
+}
+
+/// Durable state, kept as JSON in the tree.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Durable {
+    /// Undelivered events: (code, command key), in order.
+    events: Vec<(String, String)>,
+    /// ScheduleInform requests not yet due: (Unix time, command key).
+    scheduled: Vec<(i64, String)>,
+    /// TR-181 names of changed parameters to report.
+    changed: BTreeSet<String>,
+    retry_count: u32,
+    /// The ACS URL the last BOOTSTRAP was delivered to.
+    bootstrapped_url: Option<String>,
+    /// CommandKey of a Reboot the ACS asked for, until it is reported.
+    reboot_command_key: Option<String>,
+}
+
+/// Events that are reported once whatever their count (TR-069 Table 7:
+/// single) as opposed to the `M` events, one per CommandKey.
+fn single(code: &str) -> bool {
+    !code.starts_with("M ")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    /// Inform sent.
+    Informing,
+    /// A POST with a response or request of ours is out; `empty` when it
+    /// was the empty POST.
+    Exchanging {
+        empty: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AfterSession {
+    Nothing,
+    Reboot,
+    FactoryReset,
+}
+
+/// Settings the engine reads from the tree at each session start.
+#[derive(Clone, Debug)]
+struct Settings {
+    url: String,
+    periodic_enable: bool,
+    periodic_interval: u64,
+    periodic_time: i64,
+    retry_minimum: u64,
+    retry_multiplier: u64,
+}
+
+/// The session engine.
+pub struct Engine {
+    durable: Durable,
+    phase: Phase,
+    version: CwmpVersion,
+    /// Events delivered by the Inform in flight, removed on InformResponse.
+    in_flight: Vec<(String, String)>,
+    in_flight_changed: BTreeSet<String>,
+    hold_requests: bool,
+    outbox: VecDeque<String>,
+    events: VecDeque<EngineEvent>,
+    after_session: AfterSession,
+    /// Start a session as soon as possible.
+    wanted: bool,
+    next_periodic: Option<Instant>,
+    next_retry: Option<Instant>,
+    /// The Instant and Unix time of the last call, to turn one into the
+    /// other for scheduled informs.
+    clock: (Instant, i64),
+    inform_id: u64,
+    rng: u64,
+}
+
+impl Engine {
+    /// Creates the engine at agent start. Restores undelivered events,
+    /// adds `1 BOOT` (and `M Reboot` when the ACS asked for the reboot that
+    /// preceded this start, `0 BOOTSTRAP` on first contact with the
+    /// configured ACS), and asks for a session.
+    pub fn new(tree: &mut Tree, now: Instant, wall: i64, seed: u64) -> Engine {
+        let durable: Durable = tree
+            .pending_state(STATE_KEY)
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        let mut engine = Engine {
+            durable,
+            phase: Phase::Idle,
+            version: CwmpVersion::LATEST,
+            in_flight: Vec::new(),
+            in_flight_changed: BTreeSet::new(),
+            hold_requests: false,
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            after_session: AfterSession::Nothing,
+            wanted: true,
+            next_periodic: None,
+            next_retry: None,
+            clock: (now, wall),
+            inform_id: 0,
+            rng: seed | 1,
+        };
+        let url = settings(tree).url;
+        if engine.durable.bootstrapped_url.as_deref() != Some(url.as_str()) {
+            engine.add_event("0 BOOTSTRAP", "");
+        }
+        engine.add_event("1 BOOT", "");
+        if let Some(key) = engine.durable.reboot_command_key.take() {
+            engine.add_event("M Reboot", &key);
+        }
+        engine.save(tree);
+        engine.schedule_periodic(tree, now, wall);
+        engine
+    }
+
+    /// A connection request was accepted (TR-069 §3.2.2).
+    pub fn handle_connection_request(&mut self, tree: &mut Tree) {
+        self.add_event("6 CONNECTION REQUEST", "");
+        self.save(tree);
+        self.wanted = true;
+    }
+
+    /// A change on the tree. Changes made by the ACS itself are never
+    /// reported back (TR-069 §A.3.2.4); others are reported per the
+    /// parameter's notification attribute: active starts a session,
+    /// passive waits for the next one.
+    pub fn handle_change(&mut self, tree: &mut Tree, change: &Change) {
+        if change.origin == Origin::Acs {
+            return;
+        }
+        let ChangeKind::Value(value) = &change.kind else {
+            return;
+        };
+        let (Some(resource), Some(instance)) =
+            (change.path.resource_id(), change.path.instance_id())
+        else {
+            return;
+        };
+        let object = change.path.object_id();
+        let level = tree.attributes().notification(&change.path.without_index());
+        let mut any = false;
+        let mut active = false;
+        for map in Resolver::global().parameters_for(object, resource) {
+            let level = if map.active_notify == ActiveNotify::ForceEnabled {
+                Notification::Active
+            } else {
+                level
+            };
+            if level == Notification::Off {
+                continue;
+            }
+            let names: Vec<String> = match value {
+                ResourceValue::Single(_) => vec![map.render(instance, change.path.index())],
+                ResourceValue::Multiple(values) => values
+                    .keys()
+                    .map(|i| map.render(instance, Some(*i)))
+                    .collect(),
+            };
+            self.durable.changed.extend(names);
+            any = true;
+            active |= level == Notification::Active;
+        }
+        if active {
+            self.add_event("4 VALUE CHANGE", "");
+            self.wanted = true;
+        }
+        if any {
+            self.save(tree);
+        }
+    }
+
+    /// Timers: periodic inform, retries, scheduled informs.
+    pub fn handle_timeout(&mut self, tree: &mut Tree, now: Instant, wall: i64) {
+        self.clock = (now, wall);
+        if self.next_periodic.is_some_and(|t| t <= now) {
+            self.add_event("2 PERIODIC", "");
+            self.save(tree);
+            self.wanted = true;
+            self.next_periodic = None;
+            self.schedule_periodic(tree, now, wall);
+        }
+        if self.next_retry.is_some_and(|t| t <= now) {
+            self.next_retry = None;
+            self.wanted = true;
+        }
+        let due: Vec<String> = self
+            .durable
+            .scheduled
+            .iter()
+            .filter(|(t, _)| *t <= wall)
+            .map(|(_, key)| key.clone())
+            .collect();
+        self.durable.scheduled.retain(|(t, _)| *t > wall);
+        if !due.is_empty() {
+            self.add_event("3 SCHEDULED", "");
+            for key in due {
+                self.add_event("M ScheduleInform", &key);
+            }
+            self.save(tree);
+            self.wanted = true;
+        }
+    }
+
+    /// Starts a session if one is wanted and none is open. `wall` is the
+    /// Unix time, for the Inform's CurrentTime.
+    pub fn poll_start(&mut self, tree: &mut Tree, wall: i64) {
+        if self.phase != Phase::Idle || !self.wanted || self.next_retry.is_some() {
+            return;
+        }
+        let s = settings(tree);
+        let enabled = matches!(
+            tree.read(Origin::Agent, &ms(management_server::ENABLE_CWMP)),
+            Ok(ResourceValue::Single(Value::Boolean(true)))
+        );
+        if !enabled || s.url.is_empty() {
+            return;
+        }
+        self.wanted = false;
+        self.in_flight = self.durable.events.clone();
+        self.in_flight_changed = self.durable.changed.clone();
+        self.hold_requests = false;
+        self.version = CwmpVersion::LATEST;
+        self.inform_id += 1;
+        let inform = self.inform(tree, wall);
+        self.events.push_back(EngineEvent::SessionStarted {
+            events: self.in_flight.iter().map(|(c, _)| c.clone()).collect(),
+        });
+        self.outbox.push_back(inform);
+        self.phase = Phase::Informing;
+    }
+
+    /// The next POST body. An empty string is the empty POST.
+    pub fn poll_transmit(&mut self) -> Option<String> {
+        self.outbox.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<EngineEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let (now, wall) = self.clock;
+        let scheduled = self.durable.scheduled.iter().map(|(t, _)| {
+            now + Duration::from_secs(u64::try_from(t.saturating_sub(wall)).unwrap_or(0))
+        });
+        [self.next_periodic, self.next_retry]
+            .into_iter()
+            .flatten()
+            .chain(scheduled)
+            .min()
+    }
+
+    /// Whether a session is open.
+    pub fn in_session(&self) -> bool {
+        self.phase != Phase::Idle
+    }
+
+    /// The final HTTP response to the last POST: its status and body.
+    pub fn handle_response(
+        &mut self,
+        tree: &mut Tree,
+        now: Instant,
+        wall: i64,
+        status: u16,
+        body: &str,
+    ) {
+        self.clock = (now, wall);
+        let empty = body.trim().is_empty();
+        match self.phase {
+            Phase::Idle => {}
+            Phase::Informing => {
+                if !(200..300).contains(&status) || empty {
+                    return self.fail(tree, now);
+                }
+                match soap::decode(body) {
+                    Ok(AcsEnvelope {
+                        version,
+                        header,
+                        body: AcsMessage::Response(AcsResponse::Inform { .. }),
+                    }) => {
+                        self.version = version;
+                        self.hold_requests = header.hold_requests.unwrap_or(false);
+                        self.delivered(tree);
+                        self.next_post(tree, wall);
+                    }
+                    // 8005: retry; any other fault or message: the
+                    // session failed (TR-069 §3.7.1.5).
+                    _ => self.fail(tree, now),
+                }
+            }
+            Phase::Exchanging { empty: sent_empty } => {
+                if !(200..300).contains(&status) {
+                    return self.fail(tree, now);
+                }
+                if empty {
+                    // The ACS has no more requests. If ours was the empty
+                    // POST, or we have nothing left, the session is over.
+                    let _ = sent_empty;
+                    return self.end(tree, now, wall);
+                }
+                let reply = match soap::decode(body) {
+                    Ok(envelope) => {
+                        self.version = envelope.version;
+                        if let Some(hold) = envelope.header.hold_requests {
+                            self.hold_requests = hold;
+                        }
+                        let id = envelope.header.id.clone();
+                        match envelope.body {
+                            AcsMessage::Request(request) => {
+                                self.answer(tree, id.as_deref(), request, wall)
+                            }
+                            // A response or fault to a request of ours:
+                            // none is outstanding besides those handled
+                            // above, so carry on.
+                            AcsMessage::Response(_) | AcsMessage::Fault(_) => String::new(),
+                        }
+                    }
+                    Err(e) => self.decode_fault(&e),
+                };
+                self.phase = Phase::Exchanging {
+                    empty: reply.is_empty(),
+                };
+                self.outbox.push_back(reply);
+            }
+        }
+    }
+
+    /// The POST could not be completed (connection refused, timeout, TLS
+    /// failure, authentication failure).
+    pub fn handle_transport_error(&mut self, tree: &mut Tree, now: Instant) {
+        if self.phase != Phase::Idle {
+            self.fail(tree, now);
+        }
+    }
+
+    fn next_post(&mut self, _tree: &mut Tree, _wall: i64) {
+        // No CPE-initiated requests are queued yet (TransferComplete comes
+        // with transfers): go to the empty POST.
+        self.phase = Phase::Exchanging { empty: true };
+        self.outbox.push_back(String::new());
+    }
+
+    fn end(&mut self, tree: &mut Tree, now: Instant, wall: i64) {
+        self.phase = Phase::Idle;
+        self.durable.retry_count = 0;
+        self.save(tree);
+        self.events
+            .push_back(EngineEvent::SessionEnded { ok: true });
+        match std::mem::replace(&mut self.after_session, AfterSession::Nothing) {
+            AfterSession::Nothing => {}
+            AfterSession::Reboot => self.events.push_back(EngineEvent::Reboot),
+            AfterSession::FactoryReset => self.events.push_back(EngineEvent::FactoryReset),
+        }
+        // Settings may have changed during the session.
+        self.next_periodic = None;
+        self.schedule_periodic(tree, now, wall);
+    }
+
+    /// A failed session: keep the events, count the retry and wait
+    /// (TR-069 §3.2.1.1).
+    fn fail(&mut self, tree: &mut Tree, now: Instant) {
+        self.phase = Phase::Idle;
+        self.outbox.clear();
+        self.after_session = AfterSession::Nothing;
+        self.durable.retry_count = self.durable.retry_count.saturating_add(1);
+        self.save(tree);
+        let s = settings(tree);
+        let wait = retry_wait(
+            s.retry_minimum,
+            s.retry_multiplier,
+            self.durable.retry_count,
+            self.random(),
+        );
+        self.next_retry = Some(now + wait);
+        self.wanted = true;
+        self.events
+            .push_back(EngineEvent::SessionEnded { ok: false });
+    }
+
+    /// The InformResponse arrived: the Inform's events are delivered.
+    /// `M Reboot` and `1 BOOT` are not repeated; events added during the
+    /// session stay for the next one.
+    fn delivered(&mut self, tree: &mut Tree) {
+        let sent = std::mem::take(&mut self.in_flight);
+        for event in &sent {
+            if let Some(i) = self.durable.events.iter().position(|e| e == event) {
+                self.durable.events.remove(i);
+            }
+        }
+        if sent.iter().any(|(c, _)| c == "0 BOOTSTRAP") {
+            self.durable.bootstrapped_url = Some(settings(tree).url);
+        }
+        let changed = std::mem::take(&mut self.in_flight_changed);
+        self.durable.changed.retain(|n| !changed.contains(n));
+        self.durable.retry_count = 0;
+        self.save(tree);
+    }
+
+    fn answer(
+        &mut self,
+        tree: &mut Tree,
+        id: Option<&str>,
+        request: AcsRequest,
+        wall: i64,
+    ) -> String {
+        let e = Encoder::new(self.version);
+        let fault = |f: soap::Fault| e.fault(id, f.code, &f.message, &f.parameters);
+        let plain = |code: FaultCode, detail: &str| {
+            e.fault(id, code.code(), &format!("{}: {detail}", code.text()), &[])
+        };
+        match request {
+            AcsRequest::GetRPCMethods => e.get_rpc_methods_response(id, SUPPORTED),
+            AcsRequest::GetParameterValues { names } => {
+                match rpc::get_parameter_values(tree, &names) {
+                    Ok(values) => e.get_parameter_values_response(id, &values),
+                    Err(f) => fault(f),
+                }
+            }
+            AcsRequest::SetParameterValues {
+                parameters,
+                parameter_key,
+            } => match rpc::set_parameter_values(tree, &parameters, &parameter_key) {
+                Ok(status) => e.set_parameter_values_response(id, status),
+                Err(f) => fault(f),
+            },
+            AcsRequest::GetParameterNames { path, next_level } => {
+                match rpc::get_parameter_names(tree, &path, next_level) {
+                    Ok(names) => e.get_parameter_names_response(id, &names),
+                    Err(f) => fault(f),
+                }
+            }
+            AcsRequest::SetParameterAttributes { changes } => {
+                match rpc::set_parameter_attributes(tree, &changes) {
+                    Ok(()) => e.empty_response(id, "SetParameterAttributes"),
+                    Err(f) => fault(f),
+                }
+            }
+            AcsRequest::GetParameterAttributes { names } => {
+                match rpc::get_parameter_attributes(tree, &names) {
+                    Ok(attributes) => e.get_parameter_attributes_response(id, &attributes),
+                    Err(f) => fault(f),
+                }
+            }
+            AcsRequest::AddObject {
+                object,
+                parameter_key,
+            } => match rpc::add_object(tree, &object, &parameter_key) {
+                Ok((instance, status)) => e.add_object_response(id, instance, status),
+                Err(f) => fault(f),
+            },
+            AcsRequest::DeleteObject {
+                object,
+                parameter_key,
+            } => match rpc::delete_object(tree, &object, &parameter_key) {
+                Ok(status) => e.delete_object_response(id, status),
+                Err(f) => fault(f),
+            },
+            AcsRequest::Reboot { command_key } => {
+                // Saved before answering: "M Reboot" must follow the
+                // reboot even if we are killed before it happens.
+                self.durable.reboot_command_key = Some(command_key);
+                self.save(tree);
+                self.after_session = AfterSession::Reboot;
+                e.empty_response(id, "Reboot")
+            }
+            AcsRequest::FactoryReset => {
+                self.after_session = AfterSession::FactoryReset;
+                e.empty_response(id, "FactoryReset")
+            }
+            AcsRequest::ScheduleInform {
+                delay_seconds,
+                command_key,
+            } => {
+                if delay_seconds == 0 {
+                    // TR-069 §A.4.1.4: DelaySeconds must be greater than 0.
+                    return plain(
+                        FaultCode::InvalidArguments,
+                        "DelaySeconds must be at least 1",
+                    );
+                }
+                // Kept in Unix time so that it survives a restart.
+                self.durable
+                    .scheduled
+                    .push((wall.saturating_add(i64::from(delay_seconds)), command_key));
+                self.save(tree);
+                e.empty_response(id, "ScheduleInform")
+            }
+            AcsRequest::GetQueuedTransfers => e.queued_transfers_response(id, false),
+            AcsRequest::GetAllQueuedTransfers => e.queued_transfers_response(id, true),
+            AcsRequest::SetVouchers { .. } => plain(
+                FaultCode::RequestDenied,
+                "this device has no options that vouchers could enable",
+            ),
+            other => plain(
+                FaultCode::MethodNotSupported,
+                &format!("{} is not served by this device yet", other.name()),
+            ),
+        }
+    }
+
+    fn decode_fault(&self, error: &DecodeError) -> String {
+        let e = Encoder::new(error.version);
+        let id = error.id.as_deref();
+        match error.kind {
+            soap::DecodeErrorKind::MustUnderstand => {
+                e.soap_fault(id, "MustUnderstand", &error.detail)
+            }
+            soap::DecodeErrorKind::UnknownMethod => {
+                let code = FaultCode::MethodNotSupported;
+                e.fault(
+                    id,
+                    code.code(),
+                    &format!("{}: {}", code.text(), error.detail),
+                    &[],
+                )
+            }
+            soap::DecodeErrorKind::InvalidArguments | soap::DecodeErrorKind::Malformed => {
+                let code = FaultCode::InvalidArguments;
+                e.fault(
+                    id,
+                    code.code(),
+                    &format!("{}: {}", code.text(), error.detail),
+                    &[],
+                )
+            }
+        }
+    }
+
+    fn inform(&mut self, tree: &Tree, wall: i64) -> String {
+        let read = |r| match tree.read(Origin::Agent, &Path::resource(device::ID, InstanceId(0), r))
+        {
+            Ok(ResourceValue::Single(Value::String(s))) => s,
+            _ => String::new(),
+        };
+        let device = DeviceId {
+            manufacturer: read(device::MANUFACTURER),
+            oui: read(device::MANUFACTURER_OUI),
+            product_class: read(device::PRODUCT_CLASS),
+            serial_number: read(device::SERIAL_NUMBER),
+        };
+        let events: Vec<Event> = self
+            .in_flight
+            .iter()
+            .map(|(code, key)| Event {
+                code: code.clone(),
+                command_key: key.clone(),
+            })
+            .collect();
+        let mut names: Vec<String> = PARAMETERS
+            .iter()
+            .filter(|p| p.forced_inform)
+            .map(|p| p.render(InstanceId(0), None))
+            .collect();
+        for name in &self.in_flight_changed {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        // A changed parameter whose instance is gone since is dropped, not
+        // a reason to fail the Inform.
+        let parameters: Vec<ParameterValue> = names
+            .iter()
+            .filter_map(|name| rpc::get_parameter_values(tree, std::slice::from_ref(name)).ok())
+            .flatten()
+            .collect();
+        Encoder::new(CwmpVersion::LATEST).inform(
+            &self.inform_id.to_string(),
+            &device,
+            &events,
+            1,
+            &values::format_datetime(wall),
+            self.durable.retry_count,
+            &parameters,
+        )
+    }
+
+    fn add_event(&mut self, code: &str, command_key: &str) {
+        if single(code) && self.durable.events.iter().any(|(c, _)| c == code) {
+            return;
+        }
+        self.durable
+            .events
+            .push((code.to_owned(), command_key.to_owned()));
+    }
+
+    fn save(&self, tree: &mut Tree) {
+        if let Ok(text) = serde_json::to_string(&self.durable)
+            && tree.pending_state(STATE_KEY) != Some(text.as_str())
+        {
+            // A failed save leaves the previous durable state; the next
+            // save writes the whole state again.
+            let _ = tree.set_pending_state(STATE_KEY, Some(text));
+        }
+    }
+
+    /// Arms the periodic timer from PeriodicInformInterval and, when it is
+    /// known, PeriodicInformTime (TR-069 §3.2.1.1: informs happen at
+    /// PeriodicInformTime + n × interval).
+    fn schedule_periodic(&mut self, tree: &Tree, now: Instant, wall: i64) {
+        let s = settings(tree);
+        if !s.periodic_enable || s.periodic_interval == 0 {
+            self.next_periodic = None;
+            return;
+        }
+        let interval = s.periodic_interval;
+        let delay = if s.periodic_time > values::UNKNOWN_TIME && wall != wall_clock_unknown() {
+            let since = (wall - s.periodic_time).rem_euclid(interval as i64) as u64;
+            let delay = interval - since;
+            if delay == 0 { interval } else { delay }
+        } else {
+            interval
+        };
+        self.next_periodic = Some(now + Duration::from_secs(delay));
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*: enough to spread retries across devices.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// The RPCs answered for real, for GetRPCMethodsResponse.
+pub const SUPPORTED: &[&str] = &[
+    "GetRPCMethods",
+    "SetParameterValues",
+    "GetParameterValues",
+    "GetParameterNames",
+    "SetParameterAttributes",
+    "GetParameterAttributes",
+    "AddObject",
+    "DeleteObject",
+    "Reboot",
+    "FactoryReset",
+    "ScheduleInform",
+    "GetQueuedTransfers",
+    "GetAllQueuedTransfers",
+];
+
+/// TR-069 §3.2.1.1: the wait before retry `n` (n ≥ 1) is drawn from
+/// [m·(k/1000)^(n−1), m·(k/1000)^n) seconds, with n capped at 10.
+pub fn retry_wait(minimum: u64, multiplier: u64, retry: u32, random: u64) -> Duration {
+    let n = retry.clamp(1, 10) as i32;
+    let k = multiplier.max(1000) as f64 / 1000.0;
+    let m = minimum.max(1) as f64;
+    let low = m * k.powi(n - 1);
+    let high = m * k.powi(n);
+    let fraction = (random >> 11) as f64 / (1u64 << 53) as f64;
+    Duration::from_secs_f64(low + (high - low) * fraction)
+}
+
+fn wall_clock_unknown() -> i64 {
+    i64::MIN
+}
+
+fn ms(resource: dm_core::ResourceId) -> Path {
+    Path::resource(management_server::ID, InstanceId(0), resource)
+}
+
+fn settings(tree: &Tree) -> Settings {
+    let read = |r| tree.read(Origin::Agent, &ms(r)).ok();
+    let string = |r| match read(r) {
+        Some(ResourceValue::Single(Value::String(s))) => s,
+        _ => String::new(),
+    };
+    let unsigned = |r, default| match read(r) {
+        Some(ResourceValue::Single(Value::Unsigned(u))) => u,
+        _ => default,
+    };
+    Settings {
+        url: string(management_server::URL),
+        periodic_enable: matches!(
+            read(management_server::PERIODIC_INFORM_ENABLE),
+            Some(ResourceValue::Single(Value::Boolean(true)))
+        ),
+        periodic_interval: unsigned(management_server::PERIODIC_INFORM_INTERVAL, 3600),
+        periodic_time: match read(management_server::PERIODIC_INFORM_TIME) {
+            Some(ResourceValue::Single(Value::DateTime(t))) => t,
+            _ => values::UNKNOWN_TIME,
+        },
+        retry_minimum: unsigned(management_server::CWMP_RETRY_MINIMUM_WAIT_INTERVAL, 5),
+        retry_multiplier: unsigned(management_server::CWMP_RETRY_INTERVAL_MULTIPLIER, 2000),
+    }
+}

@@ -1,0 +1,477 @@
+//! The session engine against a scripted ACS, in simulated time: no
+//! sockets, no clock.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dm_core::catalog::{management_server, wlan};
+use dm_core::{InstanceId, Notification, Origin, Path, Tree, Value};
+use dm_cwmp::session::{Engine, EngineEvent, retry_wait};
+use dm_cwmp::soap::dom;
+use dm_objects::{CwmpSettings, Identity, Platform, Provisioning};
+use dm_platform::linux::LinuxHost;
+use dm_platform::memory::{MemoryLog, MemoryNetwork};
+
+const WALL: i64 = 1_800_000_000;
+
+fn tree() -> Tree {
+    let platform = Platform {
+        host: Arc::new(LinuxHost::default()),
+        network: Arc::new(MemoryNetwork::demo()),
+        log: Arc::new(MemoryLog::default()),
+    };
+    let mut tree = Tree::new();
+    dm_objects::register(&mut tree, &platform).unwrap();
+    dm_objects::populate(&mut tree, &[]).unwrap();
+    dm_objects::provision(
+        &mut tree,
+        &Provisioning {
+            identity: Identity {
+                manufacturer: "Acme".into(),
+                oui: "00D09E".into(),
+                product_class: "Gateway".into(),
+                serial_number: "SN1".into(),
+                ..Identity::default()
+            },
+            cwmp: Some(CwmpSettings {
+                acs_url: "http://127.0.0.1:7547/".into(),
+                periodic_inform: true,
+                periodic_interval: 600,
+                ..CwmpSettings::default()
+            }),
+            ..Provisioning::default()
+        },
+    )
+    .unwrap();
+    dm_objects::sync_platform(&mut tree, &platform);
+    tree
+}
+
+/// An ACS message in the given namespace version.
+fn acs(version: u8, id: &str, body: &str) -> String {
+    format!(
+        r#"<soap-env:Envelope xmlns:soap-env="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cwmp="urn:dslforum-org:cwmp-1-{version}"><soap-env:Header><cwmp:ID soap-env:mustUnderstand="1">{id}</cwmp:ID></soap-env:Header><soap-env:Body>{body}</soap-env:Body></soap-env:Envelope>"#
+    )
+}
+
+fn inform_response(version: u8) -> String {
+    acs(
+        version,
+        "1",
+        "<cwmp:InformResponse><MaxEnvelopes>1</MaxEnvelopes></cwmp:InformResponse>",
+    )
+}
+
+/// The EventCodes and CommandKeys of an Inform.
+fn events(inform: &str) -> Vec<(String, String)> {
+    let root = dom::parse(inform).unwrap();
+    let body = root.children.iter().find(|c| c.name == "Body").unwrap();
+    let event = body.children[0].child("Event").unwrap();
+    event
+        .children
+        .iter()
+        .map(|e| {
+            (
+                e.child("EventCode").unwrap().text.to_string(),
+                e.child("CommandKey").unwrap().text.to_string(),
+            )
+        })
+        .collect()
+}
+
+fn inform_field(inform: &str, field: &str) -> String {
+    let root = dom::parse(inform).unwrap();
+    let body = root.children.iter().find(|c| c.name == "Body").unwrap();
+    body.children[0].child(field).unwrap().text.to_string()
+}
+
+fn parameter_names(inform: &str) -> Vec<String> {
+    let root = dom::parse(inform).unwrap();
+    let body = root.children.iter().find(|c| c.name == "Body").unwrap();
+    body.children[0]
+        .child("ParameterList")
+        .unwrap()
+        .children
+        .iter()
+        .map(|p| p.child("Name").unwrap().text.to_string())
+        .collect()
+}
+
+struct Run {
+    tree: Tree,
+    engine: Engine,
+    now: Instant,
+}
+
+impl Run {
+    fn new() -> Run {
+        let mut tree = tree();
+        let now = Instant::now();
+        let engine = Engine::new(&mut tree, now, WALL, 7);
+        Run { tree, engine, now }
+    }
+
+    fn restart(self) -> Run {
+        let Run { mut tree, now, .. } = self;
+        let engine = Engine::new(&mut tree, now, WALL, 7);
+        Run { tree, engine, now }
+    }
+
+    /// Starts a session and returns the Inform.
+    fn start(&mut self) -> String {
+        self.engine.poll_start(&mut self.tree, WALL);
+        let events = self.drain_events();
+        assert!(
+            matches!(events.last(), Some(EngineEvent::SessionStarted { .. })),
+            "{events:?}"
+        );
+        let inform = self.engine.poll_transmit().expect("an Inform");
+        common::validate_message(&inform, "Inform");
+        inform
+    }
+
+    /// Feeds an HTTP response and returns the next POST body.
+    fn respond(&mut self, status: u16, body: &str) -> Option<String> {
+        self.engine
+            .handle_response(&mut self.tree, self.now, WALL, status, body);
+        self.engine.poll_transmit()
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.engine
+            .handle_timeout(&mut self.tree, self.now, WALL + by.as_secs() as i64);
+    }
+
+    fn drain_events(&mut self) -> Vec<EngineEvent> {
+        std::iter::from_fn(|| self.engine.poll_event()).collect()
+    }
+}
+
+#[test]
+fn boot_session_gpv_then_204() {
+    let mut run = Run::new();
+    let inform = run.start();
+    assert_eq!(
+        events(&inform),
+        [
+            ("0 BOOTSTRAP".into(), String::new()),
+            ("1 BOOT".into(), String::new())
+        ]
+    );
+    assert_eq!(inform_field(&inform, "RetryCount"), "0");
+    assert_eq!(inform_field(&inform, "MaxEnvelopes"), "1");
+    let names = parameter_names(&inform);
+    for forced in [
+        "Device.RootDataModelVersion",
+        "Device.DeviceInfo.HardwareVersion",
+        "Device.DeviceInfo.SoftwareVersion",
+        "Device.DeviceInfo.ProvisioningCode",
+        "Device.ManagementServer.ParameterKey",
+        "Device.ManagementServer.ConnectionRequestURL",
+    ] {
+        assert!(
+            names.iter().any(|n| n == forced),
+            "{forced} missing from {names:?}"
+        );
+    }
+    // InformResponse: then the empty POST.
+    assert_eq!(run.respond(200, &inform_response(0)).as_deref(), Some(""));
+    // The ACS asks GPV in the 1-0 namespace: the answer echoes ID and
+    // namespace.
+    let gpv = acs(
+        0,
+        "gpv-1",
+        "<cwmp:GetParameterValues><ParameterNames><string>Device.DeviceInfo.SerialNumber</string></ParameterNames></cwmp:GetParameterValues>",
+    );
+    let answer = run.respond(200, &gpv).unwrap();
+    assert!(answer.contains("urn:dslforum-org:cwmp-1-0"));
+    assert!(answer.contains(">gpv-1</cwmp:ID>"));
+    assert!(answer.contains("<Value xsi:type=\"xsd:string\">SN1</Value>"));
+    // 204: the session ends; nothing more to send.
+    assert_eq!(run.respond(204, ""), None);
+    assert!(
+        run.drain_events()
+            .contains(&EngineEvent::SessionEnded { ok: true })
+    );
+    assert!(!run.engine.in_session());
+    // The next session carries no BOOT or BOOTSTRAP.
+    run.engine.handle_connection_request(&mut run.tree);
+    let next = run.start();
+    assert_eq!(
+        events(&next),
+        [("6 CONNECTION REQUEST".into(), String::new())]
+    );
+}
+
+#[test]
+fn a_failed_session_keeps_events_and_retries_with_backoff() {
+    let mut run = Run::new();
+    run.start();
+    assert_eq!(run.respond(500, ""), None);
+    assert!(
+        run.drain_events()
+            .contains(&EngineEvent::SessionEnded { ok: false })
+    );
+    // Defaults m = 5 s, k = 2000: the first retry waits 5..10 s.
+    let wait = run.engine.poll_timeout().unwrap() - run.now;
+    assert!(
+        wait >= Duration::from_secs(5) && wait < Duration::from_secs(10),
+        "{wait:?}"
+    );
+    // Not before the timer.
+    run.engine.poll_start(&mut run.tree, WALL);
+    assert_eq!(run.engine.poll_transmit(), None);
+    run.advance(wait);
+    let inform = run.start();
+    assert_eq!(inform_field(&inform, "RetryCount"), "1");
+    assert_eq!(events(&inform)[1].0, "1 BOOT");
+    // A second failure waits longer: 10..20 s.
+    run.respond(200, &acs(2, "1", "<soap-env:Fault><faultcode>Server</faultcode><faultstring>x</faultstring><detail><cwmp:Fault><FaultCode>8005</FaultCode><FaultString>Retry request</FaultString></cwmp:Fault></detail></soap-env:Fault>"));
+    let wait = run.engine.poll_timeout().unwrap() - run.now;
+    assert!(
+        wait >= Duration::from_secs(10) && wait < Duration::from_secs(20),
+        "{wait:?}"
+    );
+}
+
+#[test]
+fn retry_windows_follow_tr069() {
+    for n in 1..=12u32 {
+        let low = retry_wait(5, 2000, n, 0);
+        let high = retry_wait(5, 2000, n, u64::MAX);
+        let capped = n.min(10) as i32;
+        assert_eq!(low, Duration::from_secs_f64(5.0 * 2f64.powi(capped - 1)));
+        assert!(high <= Duration::from_secs_f64(5.0 * 2f64.powi(capped)));
+    }
+}
+
+#[test]
+fn events_survive_a_kill_before_the_inform_response() {
+    let mut run = Run::new();
+    run.start();
+    // Killed here: a new engine on the saved tree.
+    let mut run = run.restart();
+    let inform = run.start();
+    assert_eq!(
+        events(&inform),
+        [
+            ("0 BOOTSTRAP".into(), String::new()),
+            ("1 BOOT".into(), String::new())
+        ]
+    );
+}
+
+#[test]
+fn reboot_runs_after_the_session_and_m_reboot_follows_once() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    let answer = run
+        .respond(
+            200,
+            &acs(
+                2,
+                "rb",
+                "<cwmp:Reboot><CommandKey>reboot-7</CommandKey></cwmp:Reboot>",
+            ),
+        )
+        .unwrap();
+    common::validate_message(&answer, "RebootResponse");
+    // Not yet: the session is still open.
+    assert!(!run.drain_events().contains(&EngineEvent::Reboot));
+    run.respond(204, "");
+    let after = run.drain_events();
+    assert_eq!(
+        after,
+        [EngineEvent::SessionEnded { ok: true }, EngineEvent::Reboot]
+    );
+    // The device reboots; the agent starts again.
+    let mut run = run.restart();
+    let inform = run.start();
+    assert_eq!(
+        events(&inform),
+        [
+            ("1 BOOT".into(), String::new()),
+            ("M Reboot".into(), "reboot-7".into())
+        ]
+    );
+    run.respond(200, &inform_response(2));
+    run.respond(204, "");
+    // Another plain restart: no M Reboot again.
+    let mut run = run.restart();
+    let inform = run.start();
+    assert_eq!(events(&inform), [("1 BOOT".into(), String::new())]);
+}
+
+#[test]
+fn active_notification_starts_a_session_with_the_value() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    run.respond(204, "");
+    run.drain_events();
+    let ssid = Path::resource(wlan::ID, InstanceId(1), wlan::SSID);
+    run.tree
+        .set_notification(Origin::Acs, &ssid, Notification::Active)
+        .unwrap();
+    let changes = run.tree.subscribe(16);
+    // The ACS's own write is not reported back.
+    run.tree
+        .begin(Origin::Acs)
+        .set(ssid, Value::String("by-acs".into()))
+        .commit()
+        .unwrap();
+    for change in changes.drain() {
+        run.engine.handle_change(&mut run.tree, &change);
+    }
+    run.engine.poll_start(&mut run.tree, WALL);
+    assert_eq!(run.engine.poll_transmit(), None);
+    // An LwM2M server's write is.
+    run.tree
+        .begin(Origin::Server(101))
+        .set(ssid, Value::String("by-lwm2m".into()))
+        .commit()
+        .unwrap();
+    for change in changes.drain() {
+        run.engine.handle_change(&mut run.tree, &change);
+    }
+    let inform = run.start();
+    assert_eq!(events(&inform), [("4 VALUE CHANGE".into(), String::new())]);
+    assert!(parameter_names(&inform).contains(&"Device.WiFi.SSID.1.SSID".to_owned()));
+    assert!(inform.contains(">by-lwm2m<"));
+}
+
+#[test]
+fn passive_notification_waits_for_the_next_session() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    run.respond(204, "");
+    let ssid = Path::resource(wlan::ID, InstanceId(1), wlan::SSID);
+    run.tree
+        .set_notification(Origin::Acs, &ssid, Notification::Passive)
+        .unwrap();
+    let changes = run.tree.subscribe(16);
+    run.tree
+        .begin(Origin::Cli)
+        .set(ssid, Value::String("local".into()))
+        .commit()
+        .unwrap();
+    for change in changes.drain() {
+        run.engine.handle_change(&mut run.tree, &change);
+    }
+    run.engine.poll_start(&mut run.tree, WALL);
+    assert_eq!(
+        run.engine.poll_transmit(),
+        None,
+        "passive starts no session"
+    );
+    // The periodic inform carries it.
+    let due = run.engine.poll_timeout().unwrap() - run.now;
+    assert_eq!(due, Duration::from_secs(600));
+    run.advance(due);
+    let inform = run.start();
+    assert_eq!(events(&inform), [("2 PERIODIC".into(), String::new())]);
+    assert!(parameter_names(&inform).contains(&"Device.WiFi.SSID.1.SSID".to_owned()));
+}
+
+#[test]
+fn schedule_inform_fires_with_its_command_key() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    run.respond(
+        200,
+        &acs(2, "si", "<cwmp:ScheduleInform><DelaySeconds>30</DelaySeconds><CommandKey>sched-1</CommandKey></cwmp:ScheduleInform>"),
+    )
+    .unwrap();
+    run.respond(204, "");
+    assert_eq!(
+        run.engine.poll_timeout().unwrap() - run.now,
+        Duration::from_secs(30)
+    );
+    run.advance(Duration::from_secs(30));
+    let inform = run.start();
+    assert_eq!(
+        events(&inform),
+        [
+            ("3 SCHEDULED".into(), String::new()),
+            ("M ScheduleInform".into(), "sched-1".into())
+        ]
+    );
+}
+
+#[test]
+fn bad_or_unknown_requests_get_faults_and_the_session_goes_on() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    let unknown = run
+        .respond(200, &acs(2, "u", "<cwmp:Frobnicate/>"))
+        .unwrap();
+    assert!(unknown.contains("<FaultCode>9000</FaultCode>") && unknown.contains(">u</cwmp:ID>"));
+    common::validate_message(&unknown, "Fault 9000");
+    let broken = run.respond(200, "<soap-env:Envelope").unwrap();
+    assert!(broken.contains("<FaultCode>9003</FaultCode>"));
+    let must = acs(2, "m", "<cwmp:GetRPCMethods/>").replace(
+        "</soap-env:Header>",
+        r#"<x:Secret xmlns:x="urn:x" soap-env:mustUnderstand="1"/></soap-env:Header>"#,
+    );
+    let refused = run.respond(200, &must).unwrap();
+    assert!(refused.contains("soap-env:MustUnderstand"));
+    let methods = run
+        .respond(200, &acs(2, "g", "<cwmp:GetRPCMethods/>"))
+        .unwrap();
+    common::validate_message(&methods, "GetRPCMethodsResponse");
+    let vouchers = run
+        .respond(200, &acs(2, "v", "<cwmp:SetVouchers><VoucherList><base64>AA==</base64></VoucherList></cwmp:SetVouchers>"))
+        .unwrap();
+    assert!(vouchers.contains("<FaultCode>9001</FaultCode>"));
+    let queued = run
+        .respond(200, &acs(2, "q", "<cwmp:GetAllQueuedTransfers/>"))
+        .unwrap();
+    common::validate_message(&queued, "GetAllQueuedTransfersResponse");
+    assert_eq!(run.respond(204, ""), None);
+    assert!(
+        run.drain_events()
+            .contains(&EngineEvent::SessionEnded { ok: true })
+    );
+}
+
+#[test]
+fn spv_through_a_session_changes_the_tree_and_periodic_timer() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    let answer = run
+        .respond(
+            200,
+            &acs(2, "s", r#"<cwmp:SetParameterValues><ParameterList><ParameterValueStruct><Name>Device.ManagementServer.PeriodicInformInterval</Name><Value xsi:type="xsd:unsignedInt" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">60</Value></ParameterValueStruct></ParameterList><ParameterKey>pk</ParameterKey></cwmp:SetParameterValues>"#),
+        )
+        .unwrap();
+    common::validate_message(&answer, "SetParameterValuesResponse");
+    run.respond(204, "");
+    // The new interval takes effect at the end of the session.
+    assert_eq!(
+        run.engine.poll_timeout().unwrap() - run.now,
+        Duration::from_secs(60)
+    );
+    let key = run
+        .tree
+        .read(
+            Origin::Agent,
+            &Path::resource(
+                management_server::ID,
+                InstanceId(0),
+                management_server::PARAMETER_KEY,
+            ),
+        )
+        .unwrap();
+    assert_eq!(
+        key,
+        dm_core::ResourceValue::Single(Value::String("pk".into()))
+    );
+}
