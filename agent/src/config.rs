@@ -76,6 +76,8 @@ pub struct Config {
 pub struct Cwmp {
     pub settings: CwmpSettings,
     pub connection_request_port: u16,
+    /// The address the connection-request server listens on.
+    pub connection_request_bind: std::net::IpAddr,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,6 +155,7 @@ struct CwmpFile {
     periodic_inform: bool,
     periodic_interval: Option<Spanned<u32>>,
     connection_request_port: Option<Spanned<u16>>,
+    connection_request_bind: Option<Spanned<String>>,
     #[serde(default)]
     connection_request_username: String,
     #[serde(default)]
@@ -439,6 +442,18 @@ fn cwmp(file: CwmpFile, overrides: &Overrides, at: &Locator<'_>) -> Result<Cwmp,
         Some(p) => *p.get_ref(),
         None => 7547,
     };
+    let connection_request_bind = match &file.connection_request_bind {
+        Some(b) => b.get_ref().parse().map_err(|_| {
+            at.error(
+                &b.span(),
+                format!(
+                    "{:?} is not an IP address; allowed: e.g. \"0.0.0.0\", \"::\", \"127.0.0.1\"",
+                    b.get_ref()
+                ),
+            )
+        })?,
+        None => std::net::IpAddr::from([0, 0, 0, 0]),
+    };
     Ok(Cwmp {
         settings: CwmpSettings {
             acs_url,
@@ -450,6 +465,7 @@ fn cwmp(file: CwmpFile, overrides: &Overrides, at: &Locator<'_>) -> Result<Cwmp,
             connection_request_password: file.connection_request_password,
         },
         connection_request_port,
+        connection_request_bind,
     })
 }
 
@@ -758,7 +774,7 @@ mod tests {
     fn unknown_keys_and_broken_syntax_are_refused() {
         check(
             "[cwmp]\nacs_url = \"http://127.0.0.1/\"\nperiodic_intervl = 5\n",
-            "dmagent.toml:3: cwmp.periodic_intervl: unknown field `periodic_intervl`, expected one of `enabled`, `acs_url`, `username`, `password`, `periodic_inform`, `periodic_interval`, `connection_request_port`, `connection_request_username`, `connection_request_password`",
+            "dmagent.toml:3: cwmp.periodic_intervl: unknown field `periodic_intervl`, expected one of `enabled`, `acs_url`, `username`, `password`, `periodic_inform`, `periodic_interval`, `connection_request_port`, `connection_request_bind`, `connection_request_username`, `connection_request_password`",
         );
         check(
             "state_dir = \n",

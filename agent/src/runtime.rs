@@ -116,11 +116,45 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "dmagent started"
     );
 
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (host_tx, mut host_rx) = tokio::sync::mpsc::channel(4);
+    let cwmp = config.cwmp.as_ref().map(|cwmp| {
+        let driver = dm_cwmp_tokio::Config {
+            connection_request: Some(dm_cwmp_tokio::ConnectionRequestConfig {
+                bind: std::net::SocketAddr::new(
+                    cwmp.connection_request_bind,
+                    cwmp.connection_request_port,
+                ),
+                path: "/".into(),
+                username: cwmp.settings.connection_request_username.clone(),
+                password: cwmp.settings.connection_request_password.clone(),
+                allow_basic: false,
+                min_interval: std::time::Duration::from_secs(5),
+            }),
+            http_timeout: std::time::Duration::from_secs(30),
+        };
+        let run = dm_cwmp_tokio::run(Arc::clone(&tree), driver, host_tx.clone(), stop.clone());
+        tokio::spawn(async move {
+            let result = run.await;
+            if let Err(e) = &result {
+                error!("CWMP stopped: {e}");
+            }
+            result
+        })
+    });
+
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
+            Some(request) = host_rx.recv() => {
+                let action = match request {
+                    dm_cwmp_tokio::HostRequest::Reboot => HostAction::Reboot,
+                    dm_cwmp_tokio::HostRequest::FactoryReset => HostAction::FactoryReset,
+                };
+                warn!(?action, origin = "acs", "host action requested; this platform cannot perform it yet");
+            }
             () = platform_changed.notified() => {
                 for w in dm_objects::sync_platform(&mut lock(&tree), &host.platform) {
                     warn!("{w}");
@@ -140,6 +174,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     info!("dmagent stopping");
+    let _ = stop_tx.send(true);
+    if let Some(task) = cwmp
+        && let Err(e) = task.await
+    {
+        error!("CWMP driver: {e}");
+    }
     Ok(())
 }
 

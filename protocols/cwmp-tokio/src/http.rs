@@ -1,0 +1,229 @@
+//! The HTTP side of one CWMP session: POSTs on one kept-alive connection,
+//! session cookies, and Basic or Digest authentication (TR-069 §3.4).
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, SET_COOKIE, WWW_AUTHENTICATE};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Why a POST failed.
+#[derive(Debug)]
+pub enum HttpError {
+    Connect(String),
+    Timeout,
+    /// The ACS refused our credentials.
+    Unauthorized(String),
+    Protocol(String),
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpError::Connect(e) => write!(f, "cannot connect: {e}"),
+            HttpError::Timeout => f.write_str("timed out"),
+            HttpError::Unauthorized(e) => write!(f, "authentication failed: {e}"),
+            HttpError::Protocol(e) => write!(f, "HTTP error: {e}"),
+        }
+    }
+}
+
+/// Credentials for the ACS.
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// One session's HTTP state: dropped at the end of the session, which
+/// closes the connection and forgets the cookies.
+pub struct HttpSession {
+    uri: Uri,
+    credentials: Credentials,
+    timeout: Duration,
+    sender: Option<SendRequest<Full<Bytes>>>,
+    cookies: Vec<(String, String)>,
+    auth: Option<http_auth::PasswordClient>,
+}
+
+impl HttpSession {
+    pub fn new(uri: Uri, credentials: Credentials, timeout: Duration) -> HttpSession {
+        HttpSession {
+            uri,
+            credentials,
+            timeout,
+            sender: None,
+            cookies: Vec::new(),
+            auth: None,
+        }
+    }
+
+    /// POSTs `body` (empty for the empty POST) and returns the final
+    /// status and body, answering one authentication challenge.
+    pub async fn post(&mut self, body: &str) -> Result<(u16, String), HttpError> {
+        tokio::time::timeout(self.timeout, self.post_inner(body))
+            .await
+            .map_err(|_| HttpError::Timeout)?
+    }
+
+    async fn post_inner(&mut self, body: &str) -> Result<(u16, String), HttpError> {
+        let mut challenged = false;
+        loop {
+            let (status, headers, text) = self.exchange(body).await?;
+            for value in headers.get_all(SET_COOKIE) {
+                if let Ok(value) = value.to_str() {
+                    self.store_cookie(value);
+                }
+            }
+            if status == StatusCode::UNAUTHORIZED {
+                if challenged || self.credentials.username.is_empty() {
+                    return Err(HttpError::Unauthorized(format!("{status}")));
+                }
+                let challenge = headers
+                    .get_all(WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let client = http_auth::PasswordClient::builder()
+                    .challenges(&challenge)
+                    .build()
+                    .map_err(|e| {
+                        HttpError::Unauthorized(format!("unusable challenge {challenge:?}: {e}"))
+                    })?;
+                self.auth = Some(client);
+                challenged = true;
+                continue;
+            }
+            return Ok((status.as_u16(), text));
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        body: &str,
+    ) -> Result<(StatusCode, hyper::HeaderMap, String), HttpError> {
+        // A kept-alive connection the ACS closed is reopened once.
+        for attempt in 0..2 {
+            if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+                self.connect().await?;
+            }
+            let request = self.request(body)?;
+            let Some(sender) = self.sender.as_mut() else {
+                return Err(HttpError::Protocol("no connection".into()));
+            };
+            match sender.send_request(request).await {
+                Ok(response) => {
+                    let status = response.status();
+                    let (parts, incoming) = response.into_parts();
+                    let bytes = incoming
+                        .collect()
+                        .await
+                        .map_err(|e| HttpError::Protocol(e.to_string()))?
+                        .to_bytes();
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    return Ok((status, parts.headers, text));
+                }
+                Err(e)
+                    if attempt == 0
+                        && (e.is_closed() || e.is_incomplete_message() || e.is_canceled()) =>
+                {
+                    self.sender = None;
+                }
+                Err(e) => return Err(HttpError::Protocol(e.to_string())),
+            }
+        }
+        Err(HttpError::Protocol("connection closed twice".into()))
+    }
+
+    async fn connect(&mut self) -> Result<(), HttpError> {
+        if self.uri.scheme_str() != Some("http") {
+            return Err(HttpError::Connect(format!(
+                "scheme of {} is not served yet (only http://)",
+                self.uri
+            )));
+        }
+        let host = self
+            .uri
+            .host()
+            .ok_or_else(|| HttpError::Connect("no host".into()))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = self.uri.port_u16().unwrap_or(80);
+        let stream = TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| HttpError::Connect(format!("{host}:{port}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| HttpError::Connect(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        self.sender = Some(sender);
+        Ok(())
+    }
+
+    fn request(&mut self, body: &str) -> Result<Request<Full<Bytes>>, HttpError> {
+        let path = self
+            .uri
+            .path_and_query()
+            .map_or("/".to_owned(), |p| p.as_str().to_owned());
+        let authority = self
+            .uri
+            .authority()
+            .map_or(String::new(), |a| a.to_string());
+        let mut builder = Request::post(path.as_str()).header(HOST, authority);
+        if !body.is_empty() {
+            // TR-069 §3.4.1: SOAP messages as text/xml; the empty POST
+            // carries no body and no content type.
+            builder = builder
+                .header(CONTENT_TYPE, "text/xml; charset=\"utf-8\"")
+                .header("SOAPAction", "");
+        }
+        if !self.cookies.is_empty() {
+            let cookie = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            builder = builder.header(COOKIE, cookie);
+        }
+        if let Some(auth) = self.auth.as_mut() {
+            // No body is passed, so Digest uses qop=auth even when the ACS
+            // also offers auth-int.
+            let value = auth
+                .respond(&http_auth::PasswordParams {
+                    username: &self.credentials.username,
+                    password: &self.credentials.password,
+                    uri: &path,
+                    method: "POST",
+                    body: None,
+                })
+                .map_err(HttpError::Unauthorized)?;
+            builder = builder.header(AUTHORIZATION, value);
+        }
+        builder
+            .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+            .map_err(|e| HttpError::Protocol(e.to_string()))
+    }
+
+    /// Keeps `name=value` of a Set-Cookie; attributes (Path, Expires...)
+    /// do not matter within one session.
+    fn store_cookie(&mut self, header: &str) {
+        let Some((name, value)) = header.split(';').next().and_then(|kv| kv.split_once('=')) else {
+            return;
+        };
+        let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
+        match self.cookies.iter_mut().find(|(k, _)| *k == name) {
+            Some(entry) => entry.1 = value,
+            None => self.cookies.push((name, value)),
+        }
+    }
+}

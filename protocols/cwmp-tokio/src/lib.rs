@@ -1,0 +1,224 @@
+//! The tokio driver of dmagent's CWMP engine.
+//!
+//! A thin loop: it feeds the engine (`dm_cwmp::session::Engine`) with tree
+//! changes, connection requests and timer expiries, carries each POST the
+//! engine produces to the ACS over HTTP, and hands back the responses. All
+//! CWMP decisions are the engine's.
+
+pub mod connreq;
+pub mod http;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dm_core::catalog::management_server;
+use dm_core::{InstanceId, Origin, Path, ResourceValue, Tree, Value};
+use dm_cwmp::session::{Engine, EngineEvent};
+use hyper::Uri;
+use tokio::sync::{Notify, mpsc, watch};
+use tracing::{info, warn};
+
+pub use connreq::ConnectionRequestConfig;
+pub use http::Credentials;
+
+/// Driver settings. The ACS URL and credentials are read from the tree
+/// (Device.ManagementServer) at each session, so an ACS can change them.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub connection_request: Option<ConnectionRequestConfig>,
+    /// Limit for each HTTP exchange.
+    pub http_timeout: Duration,
+}
+
+/// What the driver asks the agent to do on the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostRequest {
+    Reboot,
+    FactoryReset,
+}
+
+/// Runs the CWMP side until `shutdown` turns true. Host actions the ACS
+/// asked for are sent on `host` once their session has ended.
+pub async fn run(
+    tree: Arc<Mutex<Tree>>,
+    config: Config,
+    host: mpsc::Sender<HostRequest>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let changed = Arc::new(Notify::new());
+    let changes = {
+        let mut tree = lock(&tree);
+        let subscription = tree.subscribe(4096);
+        let notify = Arc::clone(&changed);
+        subscription.set_waker(move || notify.notify_one());
+        subscription
+    };
+    let (cr_tx, mut cr_rx) = mpsc::channel(1);
+    let mut cr_port = None;
+    let mut cr_path = String::new();
+    if let Some(cr) = config.connection_request.clone() {
+        cr_path = cr.path.clone();
+        let (address, _task) = connreq::serve(cr, cr_tx).await?;
+        cr_port = Some(address.port());
+    }
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    let mut engine = Engine::new(&mut lock(&tree), Instant::now(), wall(), seed);
+
+    loop {
+        for change in changes.drain() {
+            engine.handle_change(&mut lock(&tree), &change);
+        }
+        if changes.take_lagged() > 0 {
+            warn!("CWMP change stream overflowed; some value changes may go unreported");
+        }
+        let url = {
+            let mut tree = lock(&tree);
+            let url = string(&tree, management_server::URL);
+            if let Some(port) = cr_port {
+                publish_connection_request_url(&mut tree, &url, port, &cr_path);
+            }
+            engine.poll_start(&mut tree, wall());
+            url
+        };
+        dispatch(&mut engine, &host).await;
+        if engine.in_session() {
+            session(&tree, &mut engine, &url, &config).await;
+            dispatch(&mut engine, &host).await;
+        }
+        if engine.in_session() {
+            continue;
+        }
+        let deadline = engine.poll_timeout();
+        tokio::select! {
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    return Ok(());
+                }
+            }
+            () = changed.notified() => {}
+            Some(()) = cr_rx.recv() => engine.handle_connection_request(&mut lock(&tree)),
+            () = sleep_until(deadline) => {
+                engine.handle_timeout(&mut lock(&tree), Instant::now(), wall());
+            }
+        }
+    }
+}
+
+/// Logs session events and passes host actions on.
+async fn dispatch(engine: &mut Engine, host: &mpsc::Sender<HostRequest>) {
+    while let Some(event) = engine.poll_event() {
+        match event {
+            EngineEvent::SessionStarted { events } => info!(?events, "CWMP session started"),
+            EngineEvent::SessionEnded { ok } => info!(ok, "CWMP session ended"),
+            EngineEvent::Reboot => {
+                let _ = host.send(HostRequest::Reboot).await;
+            }
+            EngineEvent::FactoryReset => {
+                let _ = host.send(HostRequest::FactoryReset).await;
+            }
+        }
+    }
+}
+
+/// Carries one session's POSTs until the engine closes it.
+async fn session(tree: &Mutex<Tree>, engine: &mut Engine, url: &str, config: &Config) {
+    let uri: Uri = match url.parse() {
+        Ok(uri) => uri,
+        Err(e) => {
+            warn!(url, "ACS URL is not a URI: {e}");
+            engine.handle_transport_error(&mut lock(tree), Instant::now());
+            return;
+        }
+    };
+    let credentials = {
+        let tree = lock(tree);
+        Credentials {
+            username: string(&tree, management_server::USERNAME),
+            password: string(&tree, management_server::PASSWORD),
+        }
+    };
+    let mut http = http::HttpSession::new(uri, credentials, config.http_timeout);
+    while let Some(body) = engine.poll_transmit() {
+        match http.post(&body).await {
+            Ok((status, text)) => {
+                engine.handle_response(&mut lock(tree), Instant::now(), wall(), status, &text);
+            }
+            Err(e) => {
+                warn!(url, "CWMP session failed: {e}");
+                engine.handle_transport_error(&mut lock(tree), Instant::now());
+            }
+        }
+    }
+}
+
+/// Sets Device.ManagementServer.ConnectionRequestURL to the address of the
+/// interface that reaches the ACS. The UDP "connect" only selects a route;
+/// it sends nothing.
+fn publish_connection_request_url(tree: &mut Tree, acs_url: &str, port: u16, path: &str) {
+    let Ok(uri) = acs_url.parse::<Uri>() else {
+        return;
+    };
+    let Some(host) = uri.host() else { return };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let acs_port = uri.port_u16().unwrap_or(80);
+    let local = std::net::ToSocketAddrs::to_socket_addrs(&(host, acs_port))
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .and_then(|acs: SocketAddr| {
+            let bind: SocketAddr = if acs.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
+                .parse()
+                .ok()?;
+            let socket = UdpSocket::bind(bind).ok()?;
+            socket.connect(acs).ok()?;
+            socket.local_addr().ok()
+        });
+    let Some(local) = local else { return };
+    let url = match local {
+        SocketAddr::V4(v4) => format!("http://{}:{port}{path}", v4.ip()),
+        SocketAddr::V6(v6) => format!("http://[{}]:{port}{path}", v6.ip()),
+    };
+    let target = Path::resource(
+        management_server::ID,
+        InstanceId(0),
+        management_server::CONNECTION_REQUEST_URL,
+    );
+    if string(tree, management_server::CONNECTION_REQUEST_URL) != url {
+        let _ = tree
+            .begin(Origin::Agent)
+            .set(target, Value::String(url))
+            .commit();
+    }
+}
+
+fn string(tree: &Tree, resource: dm_core::ResourceId) -> String {
+    match tree.read(
+        Origin::Agent,
+        &Path::resource(management_server::ID, InstanceId(0), resource),
+    ) {
+        Ok(ResourceValue::Single(Value::String(s))) => s,
+        _ => String::new(),
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn wall() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn lock(tree: &Mutex<Tree>) -> MutexGuard<'_, Tree> {
+    tree.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,377 @@
+//! The driver over real sockets on 127.0.0.1 against a scripted ACS: a
+//! Digest challenge, session cookies, one connection per session, a GPV,
+//! 204; and a Digest-authenticated connection request starting a session.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dm_core::Tree;
+use dm_cwmp_tokio::{Config, ConnectionRequestConfig, HostRequest};
+use dm_objects::{CwmpSettings, Identity, Platform, Provisioning};
+use dm_platform::linux::LinuxHost;
+use dm_platform::memory::{MemoryLog, MemoryNetwork};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use md5::{Digest as _, Md5};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+fn tree(acs_url: &str) -> Tree {
+    let platform = Platform {
+        host: Arc::new(LinuxHost::default()),
+        network: Arc::new(MemoryNetwork::demo()),
+        log: Arc::new(MemoryLog::default()),
+    };
+    let mut tree = Tree::new();
+    dm_objects::register(&mut tree, &platform).unwrap();
+    dm_objects::populate(&mut tree, &[]).unwrap();
+    dm_objects::provision(
+        &mut tree,
+        &Provisioning {
+            identity: Identity {
+                manufacturer: "Acme".into(),
+                oui: "00D09E".into(),
+                product_class: "Gateway".into(),
+                serial_number: "SN1".into(),
+                ..Identity::default()
+            },
+            cwmp: Some(CwmpSettings {
+                acs_url: acs_url.into(),
+                username: "cpe".into(),
+                password: "cpe-secret".into(),
+                periodic_inform: true,
+                periodic_interval: 3600,
+                connection_request_username: "acs".into(),
+                connection_request_password: "cr-secret".into(),
+            }),
+            ..Provisioning::default()
+        },
+    )
+    .unwrap();
+    tree
+}
+
+/// One HTTP request as the scripted ACS saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    connection: usize,
+    authorization: Option<String>,
+    cookie: Option<String>,
+    body: String,
+}
+
+/// A scripted ACS: answers each request with the next scripted reply,
+/// after a Digest challenge on the very first one.
+struct Acs {
+    address: SocketAddr,
+    seen: mpsc::UnboundedReceiver<Seen>,
+}
+
+fn md5_hex(text: &str) -> String {
+    Md5::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn scripted_acs(script: Vec<(u16, String)>) -> Acs {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (tx, seen) = mpsc::unbounded_channel();
+    let script = Arc::new(Mutex::new(VecDeque::from(script)));
+    let challenged = Arc::new(Mutex::new(false));
+    tokio::spawn(async move {
+        let mut connection = 0;
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            connection += 1;
+            let (tx, script, challenged) =
+                (tx.clone(), Arc::clone(&script), Arc::clone(&challenged));
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let (tx, script, challenged) =
+                        (tx.clone(), Arc::clone(&script), Arc::clone(&challenged));
+                    async move {
+                        let header = |name: &str| {
+                            request
+                                .headers()
+                                .get(name)
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned)
+                        };
+                        let authorization = header("authorization");
+                        let cookie = header("cookie");
+                        let body = String::from_utf8_lossy(
+                            &request.into_body().collect().await.unwrap().to_bytes(),
+                        )
+                        .into_owned();
+                        tx.send(Seen {
+                            connection,
+                            authorization: authorization.clone(),
+                            cookie,
+                            body,
+                        })
+                        .unwrap();
+                        let mut response = Response::new(Full::new(Bytes::new()));
+                        let first = !std::mem::replace(&mut *challenged.lock().unwrap(), true);
+                        if first {
+                            *response.status_mut() = StatusCode::UNAUTHORIZED;
+                            response.headers_mut().insert(
+                                "www-authenticate",
+                                "Digest realm=\"acs\", qop=\"auth,auth-int\", nonce=\"n0nce\", opaque=\"op\"".parse().unwrap(),
+                            );
+                            return Ok::<_, Infallible>(response);
+                        }
+                        // Every later request must carry a correct Digest.
+                        let auth = authorization.unwrap_or_default();
+                        let ha1 = md5_hex("cpe:acs:cpe-secret");
+                        let ha2 = md5_hex("POST:/acs");
+                        let field = |k: &str| {
+                            auth.split(", ")
+                                .find_map(|kv| {
+                                    kv.trim_start_matches("Digest ")
+                                        .strip_prefix(&format!("{k}="))
+                                })
+                                .map(|v| v.trim_matches('"').to_owned())
+                                .unwrap_or_default()
+                        };
+                        let expected = md5_hex(&format!(
+                            "{ha1}:n0nce:{}:{}:auth:{ha2}",
+                            field("nc"),
+                            field("cnonce")
+                        ));
+                        if field("response") != expected || field("qop") != "auth" {
+                            *response.status_mut() = StatusCode::FORBIDDEN;
+                            return Ok(response);
+                        }
+                        let (status, body) = script
+                            .lock()
+                            .unwrap()
+                            .pop_front()
+                            .unwrap_or((204, String::new()));
+                        *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                        response
+                            .headers_mut()
+                            .insert("set-cookie", "session=abc123; Path=/".parse().unwrap());
+                        *response.body_mut() = Full::new(Bytes::from(body));
+                        Ok(response)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Acs { address, seen }
+}
+
+fn acs_message(body: &str) -> String {
+    format!(
+        r#"<soap-env:Envelope xmlns:soap-env="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cwmp="urn:dslforum-org:cwmp-1-2"><soap-env:Header><cwmp:ID soap-env:mustUnderstand="1">x1</cwmp:ID></soap-env:Header><soap-env:Body>{body}</soap-env:Body></soap-env:Envelope>"#
+    )
+}
+
+async fn next(seen: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
+    tokio::time::timeout(Duration::from_secs(10), seen.recv())
+        .await
+        .expect("the ACS hears from the CPE")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_boot_session_with_digest_cookies_and_keep_alive() {
+    let mut acs = scripted_acs(vec![
+        (200, acs_message("<cwmp:InformResponse><MaxEnvelopes>1</MaxEnvelopes></cwmp:InformResponse>")),
+        (
+            200,
+            acs_message("<cwmp:GetParameterValues><ParameterNames><string>Device.DeviceInfo.SerialNumber</string></ParameterNames></cwmp:GetParameterValues>"),
+        ),
+        (204, String::new()),
+    ])
+    .await;
+    let tree = Arc::new(Mutex::new(tree(&format!("http://{}/acs", acs.address))));
+    let (host_tx, _host_rx) = mpsc::channel(4);
+    let (stop_tx, stop) = watch::channel(false);
+    let driver = tokio::spawn(dm_cwmp_tokio::run(
+        Arc::clone(&tree),
+        Config {
+            connection_request: None,
+            http_timeout: Duration::from_secs(10),
+        },
+        host_tx,
+        stop,
+    ));
+
+    let challenged = next(&mut acs.seen).await;
+    assert!(challenged.body.contains("<cwmp:Inform>"));
+    assert!(challenged.authorization.is_none());
+    let inform = next(&mut acs.seen).await;
+    assert!(
+        inform.body.contains("<cwmp:Inform>"),
+        "the Inform is re-sent with credentials"
+    );
+    assert!(
+        inform
+            .authorization
+            .as_deref()
+            .unwrap()
+            .starts_with("Digest ")
+    );
+    assert!(inform.body.contains("<EventCode>1 BOOT</EventCode>"));
+    let empty = next(&mut acs.seen).await;
+    assert_eq!(empty.body, "");
+    assert_eq!(empty.cookie.as_deref(), Some("session=abc123"));
+    let gpv = next(&mut acs.seen).await;
+    assert!(gpv.body.contains("<cwmp:GetParameterValuesResponse>"));
+    assert!(gpv.body.contains(">SN1</Value>"));
+    assert!(gpv.body.contains(">x1</cwmp:ID>"));
+    // One TCP connection for the whole session.
+    assert!(
+        [&inform, &empty, &gpv]
+            .iter()
+            .all(|s| s.connection == challenged.connection)
+    );
+
+    stop_tx.send(true).unwrap();
+    driver.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_digest_connection_request_starts_a_session() {
+    let mut acs = scripted_acs(vec![
+        (
+            200,
+            acs_message(
+                "<cwmp:InformResponse><MaxEnvelopes>1</MaxEnvelopes></cwmp:InformResponse>",
+            ),
+        ),
+        (204, String::new()),
+        (
+            200,
+            acs_message(
+                "<cwmp:InformResponse><MaxEnvelopes>1</MaxEnvelopes></cwmp:InformResponse>",
+            ),
+        ),
+        (204, String::new()),
+    ])
+    .await;
+    let tree = Arc::new(Mutex::new(tree(&format!("http://{}/acs", acs.address))));
+    // A free port for the connection-request server.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (host_tx, _host_rx) = mpsc::channel(4);
+    let (stop_tx, stop) = watch::channel(false);
+    let driver = tokio::spawn(dm_cwmp_tokio::run(
+        Arc::clone(&tree),
+        Config {
+            connection_request: Some(ConnectionRequestConfig {
+                bind: format!("127.0.0.1:{port}").parse().unwrap(),
+                path: "/cr/SN1".into(),
+                username: "acs".into(),
+                password: "cr-secret".into(),
+                allow_basic: false,
+                min_interval: Duration::ZERO,
+            }),
+            http_timeout: Duration::from_secs(10),
+        },
+        host_tx,
+        stop,
+    ));
+    // The boot session.
+    for _ in 0..3 {
+        next(&mut acs.seen).await;
+    }
+    // The ConnectionRequestURL names the loopback address and port.
+    let cr_url = {
+        let tree = tree.lock().unwrap();
+        match tree
+            .read(
+                dm_core::Origin::Agent,
+                &dm_core::Path::resource(
+                    dm_core::catalog::management_server::ID,
+                    dm_core::InstanceId(0),
+                    dm_core::catalog::management_server::CONNECTION_REQUEST_URL,
+                ),
+            )
+            .unwrap()
+        {
+            dm_core::ResourceValue::Single(dm_core::Value::String(s)) => s,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(cr_url, format!("http://127.0.0.1:{port}/cr/SN1"));
+
+    // The ACS sends a connection request: challenged, then accepted.
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let get = |auth: Option<String>| {
+        let mut builder = Request::get("/cr/SN1").header("host", format!("127.0.0.1:{port}"));
+        if let Some(auth) = auth {
+            builder = builder.header("authorization", auth);
+        }
+        builder.body(Full::new(Bytes::new())).unwrap()
+    };
+    let challenge = sender.send_request(get(None)).await.unwrap();
+    assert_eq!(challenge.status(), StatusCode::UNAUTHORIZED);
+    let header = challenge.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    // Basic is refused.
+    let basic = sender
+        .send_request(get(Some(format!(
+            "Basic {}",
+            http_auth::basic::encode_credentials("acs", "cr-secret")
+        ))))
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), StatusCode::UNAUTHORIZED);
+    let mut client = http_auth::PasswordClient::builder()
+        .challenges(&header)
+        .build()
+        .unwrap();
+    let params = http_auth::PasswordParams {
+        username: "acs",
+        password: "cr-secret",
+        uri: "/cr/SN1",
+        method: "GET",
+        body: None,
+    };
+    let authorization = client.respond(&params).unwrap();
+    let accepted = sender
+        .send_request(get(Some(authorization.clone())))
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), StatusCode::OK);
+    // A replayed authorization is refused: nonces are single use.
+    let replay = sender.send_request(get(Some(authorization))).await.unwrap();
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+
+    let inform = next(&mut acs.seen).await;
+    assert!(
+        inform
+            .body
+            .contains("<EventCode>6 CONNECTION REQUEST</EventCode>"),
+        "{}",
+        inform.body
+    );
+
+    stop_tx.send(true).unwrap();
+    driver.await.unwrap().unwrap();
+    let _: Option<HostRequest> = None;
+}
