@@ -26,6 +26,8 @@ have cc || missing="$missing gcc libc6-dev"
 have git || missing="$missing git"
 # xmllint validates every CWMP message the agent emits against cwmp-1-4.xsd.
 have xmllint || missing="$missing libxml2-utils"
+# acsrs, the test ACS, makes its TLS certificate with openssl at start.
+have openssl || missing="$missing openssl"
 # Word splitting is wanted: one package name per word.
 # shellcheck disable=SC2086
 [ -n "$missing" ] && apt_install $missing
@@ -47,3 +49,6 @@ if [ "$(printf '%s\n%s\n' "$need_rust" "$version" | sort -V | head -n1)" != "$ne
     echo "install-deps: rustc $version is older than $need_rust; run 'rustup update stable'" >&2
     exit 1
 fi
+
+# The real ACS the CWMP end-to-end test talks to.
+"$(dirname "$0")/install-acsrs.sh" >/dev/null

@@ -120,16 +120,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (host_tx, mut host_rx) = tokio::sync::mpsc::channel(4);
     let cwmp = config.cwmp.as_ref().map(|cwmp| {
         let driver = dm_cwmp_tokio::Config {
-            connection_request: Some(dm_cwmp_tokio::ConnectionRequestConfig {
+            connection_request: Some(dm_cwmp_tokio::ConnectionRequestServer {
                 bind: std::net::SocketAddr::new(
                     cwmp.connection_request_bind,
                     cwmp.connection_request_port,
                 ),
                 path: "/".into(),
-                username: cwmp.settings.connection_request_username.clone(),
-                password: cwmp.settings.connection_request_password.clone(),
                 allow_basic: false,
-                min_interval: std::time::Duration::from_secs(5),
+                min_interval: std::time::Duration::from_secs(2),
             }),
             http_timeout: std::time::Duration::from_secs(30),
         };

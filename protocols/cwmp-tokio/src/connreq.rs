@@ -23,19 +23,29 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+/// Where the current credentials come from: the ACS may change them
+/// (Device.ManagementServer.ConnectionRequestUsername/Password) at any time.
+pub type CredentialSource = Arc<dyn Fn() -> (String, String) + Send + Sync>;
+
 /// Connection-request settings.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ConnectionRequestConfig {
     pub bind: SocketAddr,
     /// The URL path, e.g. `/cr/SN0001`.
     pub path: String,
-    pub username: String,
-    pub password: String,
+    /// Username and password, read at every request.
+    pub credentials: CredentialSource,
     /// Accept HTTP Basic too (off by default: it sends the password).
     pub allow_basic: bool,
-    /// At most one accepted request per this interval.
+    /// Rate limit: a burst of [`BURST`] requests, then one per this
+    /// interval.
     pub min_interval: Duration,
 }
+
+/// How many connection requests are accepted back to back before the rate
+/// limit applies. An ACS driving a sequence of API calls sends one per
+/// call; requests accepted while a session is wanted are coalesced anyway.
+pub const BURST: u32 = 8;
 
 const REALM: &str = "dmagent";
 const NONCE_LIFETIME: Duration = Duration::from_secs(60);
@@ -45,7 +55,8 @@ struct State {
     config: ConnectionRequestConfig,
     /// Issued nonces: when, and the opaque that went with them.
     nonces: HashMap<String, (Instant, String)>,
-    last_accepted: Option<Instant>,
+    /// Token bucket: tokens left and when they were last counted.
+    tokens: (u32, Instant),
 }
 
 /// Binds the server and returns its address; accepted requests are sent
@@ -60,7 +71,7 @@ pub async fn serve(
     let state = Arc::new(Mutex::new(State {
         config,
         nonces: HashMap::new(),
-        last_accepted: None,
+        tokens: (BURST, Instant::now()),
     }));
     let task = tokio::spawn(async move {
         loop {
@@ -108,14 +119,21 @@ fn handle(
         debug!(%peer, "connection request challenged");
         return challenge(&mut state, now);
     }
-    if state
-        .last_accepted
-        .is_some_and(|t| now.duration_since(t) < state.config.min_interval)
-    {
+    let (tokens, since) = state.tokens;
+    let refill = match state.config.min_interval.as_millis() {
+        0 => BURST,
+        interval => {
+            (now.duration_since(since).as_millis() / interval).min(u128::from(BURST)) as u32
+        }
+    };
+    let tokens = (tokens + refill).min(BURST);
+    let since = if refill > 0 { now } else { since };
+    if tokens == 0 {
+        state.tokens = (0, since);
         warn!(%peer, "connection request refused: rate limit");
         return reply(StatusCode::SERVICE_UNAVAILABLE);
     }
-    state.last_accepted = Some(now);
+    state.tokens = (tokens - 1, since);
     info!(%peer, "connection request accepted");
     // A full channel means a session is already wanted.
     let _ = requests.try_send(());
@@ -161,8 +179,11 @@ fn verify(state: &mut State, header: &str, method: &str, now: Instant) -> bool {
         if !state.config.allow_basic {
             return false;
         }
-        let expected =
-            http_auth::basic::encode_credentials(&state.config.username, &state.config.password);
+        let (username, password) = (state.config.credentials)();
+        if username.is_empty() {
+            return false;
+        }
+        let expected = http_auth::basic::encode_credentials(&username, &password);
         return constant_time_eq(encoded.trim().as_bytes(), expected.as_bytes());
     }
     let Some(params) = header.strip_prefix("Digest ") else {
@@ -182,15 +203,19 @@ fn verify(state: &mut State, header: &str, method: &str, now: Instant) -> bool {
     let Some((issued, opaque)) = state.nonces.get(nonce).cloned() else {
         return false;
     };
-    if now.duration_since(issued) >= NONCE_LIFETIME
+    let (expected_user, password) = (state.config.credentials)();
+    // An empty username means no credentials are configured: refuse all
+    // rather than accept anyone.
+    if expected_user.is_empty()
+        || now.duration_since(issued) >= NONCE_LIFETIME
         || get("opaque") != Some(opaque.as_str())
-        || username != state.config.username
+        || username != expected_user
         || realm != REALM
         || get("algorithm").is_some_and(|a| !a.eq_ignore_ascii_case("MD5"))
     {
         return false;
     }
-    let ha1 = md5_hex(&format!("{username}:{REALM}:{}", state.config.password));
+    let ha1 = md5_hex(&format!("{username}:{REALM}:{password}"));
     let ha2 = md5_hex(&format!("{method}:{uri}"));
     let expected = match (get("qop"), get("nc"), get("cnonce")) {
         (Some("auth"), Some(nc), Some(cnonce)) => {

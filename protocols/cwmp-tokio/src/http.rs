@@ -46,6 +46,7 @@ pub struct HttpSession {
     credentials: Credentials,
     timeout: Duration,
     sender: Option<SendRequest<Full<Bytes>>>,
+    connection: Option<tokio::task::JoinHandle<()>>,
     cookies: Vec<(String, String)>,
     auth: Option<http_auth::PasswordClient>,
 }
@@ -57,6 +58,7 @@ impl HttpSession {
             credentials,
             timeout,
             sender: None,
+            connection: None,
             cookies: Vec::new(),
             auth: None,
         }
@@ -162,11 +164,21 @@ impl HttpSession {
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| HttpError::Connect(e.to_string()))?;
-        tokio::spawn(async move {
+        self.connection = Some(tokio::spawn(async move {
             let _ = connection.await;
-        });
+        }));
         self.sender = Some(sender);
         Ok(())
+    }
+
+    /// Ends the session's connection and waits until it is closed, so
+    /// that an ACS that ties session state to the TCP connection (acsrs,
+    /// GenieACS) sees the session over before the agent reports it over.
+    pub async fn close(mut self) {
+        self.sender = None;
+        if let Some(connection) = self.connection.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;
+        }
     }
 
     fn request(&mut self, body: &str) -> Result<Request<Full<Bytes>>, HttpError> {

@@ -17,18 +17,29 @@ use dm_core::{InstanceId, Origin, Path, ResourceValue, Tree, Value};
 use dm_cwmp::session::{Engine, EngineEvent};
 use hyper::Uri;
 use tokio::sync::{Notify, mpsc, watch};
-use tracing::{info, warn};
+use tracing::{info, trace, warn};
 
 pub use connreq::ConnectionRequestConfig;
 pub use http::Credentials;
 
-/// Driver settings. The ACS URL and credentials are read from the tree
-/// (Device.ManagementServer) at each session, so an ACS can change them.
+/// Driver settings. The ACS URL and all credentials are read from the
+/// tree (Device.ManagementServer) when used, so an ACS can change them.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub connection_request: Option<ConnectionRequestConfig>,
+    pub connection_request: Option<ConnectionRequestServer>,
     /// Limit for each HTTP exchange.
     pub http_timeout: Duration,
+}
+
+/// Where the connection-request server listens.
+#[derive(Clone, Debug)]
+pub struct ConnectionRequestServer {
+    pub bind: SocketAddr,
+    pub path: String,
+    /// Accept HTTP Basic too (off by default: it sends the password).
+    pub allow_basic: bool,
+    /// At most one accepted request per this interval.
+    pub min_interval: Duration,
 }
 
 /// What the driver asks the agent to do on the host.
@@ -59,7 +70,22 @@ pub async fn run(
     let mut cr_path = String::new();
     if let Some(cr) = config.connection_request.clone() {
         cr_path = cr.path.clone();
-        let (address, _task) = connreq::serve(cr, cr_tx).await?;
+        let source = Arc::clone(&tree);
+        let credentials: connreq::CredentialSource = Arc::new(move || {
+            let tree = lock(&source);
+            (
+                string(&tree, management_server::CONNECTION_REQUEST_USERNAME),
+                string(&tree, management_server::CONNECTION_REQUEST_PASSWORD),
+            )
+        });
+        let server = ConnectionRequestConfig {
+            bind: cr.bind,
+            path: cr.path,
+            credentials,
+            allow_basic: cr.allow_basic,
+            min_interval: cr.min_interval,
+        };
+        let (address, _task) = connreq::serve(server, cr_tx).await?;
         cr_port = Some(address.port());
     }
     let seed = SystemTime::now()
@@ -143,8 +169,10 @@ async fn session(tree: &Mutex<Tree>, engine: &mut Engine, url: &str, config: &Co
     };
     let mut http = http::HttpSession::new(uri, credentials, config.http_timeout);
     while let Some(body) = engine.poll_transmit() {
+        trace!(body = %body, "CWMP POST");
         match http.post(&body).await {
             Ok((status, text)) => {
+                trace!(status, body = %text, "CWMP response");
                 engine.handle_response(&mut lock(tree), Instant::now(), wall(), status, &text);
             }
             Err(e) => {
@@ -153,6 +181,7 @@ async fn session(tree: &Mutex<Tree>, engine: &mut Engine, url: &str, config: &Co
             }
         }
     }
+    http.close().await;
 }
 
 /// Sets Device.ManagementServer.ConnectionRequestURL to the address of the

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dm_core::Tree;
-use dm_cwmp_tokio::{Config, ConnectionRequestConfig, HostRequest};
+use dm_cwmp_tokio::{Config, ConnectionRequestServer, HostRequest};
 use dm_objects::{CwmpSettings, Identity, Platform, Provisioning};
 use dm_platform::linux::LinuxHost;
 use dm_platform::memory::{MemoryLog, MemoryNetwork};
@@ -274,11 +274,9 @@ async fn a_digest_connection_request_starts_a_session() {
     let driver = tokio::spawn(dm_cwmp_tokio::run(
         Arc::clone(&tree),
         Config {
-            connection_request: Some(ConnectionRequestConfig {
+            connection_request: Some(ConnectionRequestServer {
                 bind: format!("127.0.0.1:{port}").parse().unwrap(),
                 path: "/cr/SN1".into(),
-                username: "acs".into(),
-                password: "cr-secret".into(),
                 allow_basic: false,
                 min_interval: Duration::ZERO,
             }),

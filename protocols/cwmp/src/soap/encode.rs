@@ -154,7 +154,10 @@ impl Encoder {
                 body,
                 "<ParameterInfoStruct><Name>{}</Name><Writable>{}</Writable></ParameterInfoStruct>",
                 escape(name.as_str()),
-                if *writable { "true" } else { "false" }
+                // xsd:boolean allows both spellings; "1"/"0" is what every
+                // ACS reads (acsrs 0.5 parses Writable as an integer;
+                // GenieACS takes either).
+                if *writable { "1" } else { "0" }
             );
         }
         body.push_str("</ParameterList></cwmp:GetParameterNamesResponse>");
