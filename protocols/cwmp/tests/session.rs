@@ -64,39 +64,45 @@ fn inform_response(version: u8) -> String {
     )
 }
 
+/// The Inform element of an envelope, as a callback over its parsed tree.
+fn with_inform<T>(inform: &str, f: impl FnOnce(dom::Element<'_, '_>) -> T) -> T {
+    let document = dom::parse(inform).unwrap();
+    let body = document.root().child("Body").unwrap();
+    f(body.children().next().unwrap())
+}
+
 /// The EventCodes and CommandKeys of an Inform.
 fn events(inform: &str) -> Vec<(String, String)> {
-    let root = dom::parse(inform).unwrap();
-    let body = root.children.iter().find(|c| c.name == "Body").unwrap();
-    let event = body.children[0].child("Event").unwrap();
-    event
-        .children
-        .iter()
-        .map(|e| {
-            (
-                e.child("EventCode").unwrap().text.to_string(),
-                e.child("CommandKey").unwrap().text.to_string(),
-            )
-        })
-        .collect()
+    with_inform(inform, |inform| {
+        inform
+            .child("Event")
+            .unwrap()
+            .children()
+            .map(|e| {
+                (
+                    e.child("EventCode").unwrap().text().to_owned(),
+                    e.child("CommandKey").unwrap().text().to_owned(),
+                )
+            })
+            .collect()
+    })
 }
 
 fn inform_field(inform: &str, field: &str) -> String {
-    let root = dom::parse(inform).unwrap();
-    let body = root.children.iter().find(|c| c.name == "Body").unwrap();
-    body.children[0].child(field).unwrap().text.to_string()
+    with_inform(inform, |inform| {
+        inform.child(field).unwrap().text().to_owned()
+    })
 }
 
 fn parameter_names(inform: &str) -> Vec<String> {
-    let root = dom::parse(inform).unwrap();
-    let body = root.children.iter().find(|c| c.name == "Body").unwrap();
-    body.children[0]
-        .child("ParameterList")
-        .unwrap()
-        .children
-        .iter()
-        .map(|p| p.child("Name").unwrap().text.to_string())
-        .collect()
+    with_inform(inform, |inform| {
+        inform
+            .child("ParameterList")
+            .unwrap()
+            .children()
+            .map(|p| p.child("Name").unwrap().text().to_owned())
+            .collect()
+    })
 }
 
 struct Run {

@@ -44,31 +44,30 @@ pub fn decode(input: &str) -> Result<AcsEnvelope, DecodeError> {
         id: None,
         version: CwmpVersion::LATEST,
     };
-    let root = dom::parse(input).map_err(|e| failure.error(DecodeErrorKind::Malformed, e.0))?;
-    if root.ns != Ns::Soap || root.name != "Envelope" {
+    let document = dom::parse(input).map_err(|e| failure.error(DecodeErrorKind::Malformed, e.0))?;
+    let root = document.root();
+    if root.ns() != Ns::Soap || root.name() != "Envelope" {
         return Err(failure.error(
             DecodeErrorKind::Malformed,
             "the root is not a SOAP Envelope",
         ));
     }
     let header = root
-        .children
-        .iter()
-        .find(|c| c.ns == Ns::Soap && c.name == "Header");
+        .children()
+        .find(|c| c.ns() == Ns::Soap && c.name() == "Header");
     let body = root
-        .children
-        .iter()
-        .find(|c| c.ns == Ns::Soap && c.name == "Body")
+        .children()
+        .find(|c| c.ns() == Ns::Soap && c.name() == "Body")
         .ok_or_else(|| failure.error(DecodeErrorKind::Malformed, "no SOAP Body"))?;
 
     let mut parsed_header = Header::default();
     let mut not_understood = None;
     if let Some(header) = header {
-        for entry in &header.children {
-            match (entry.ns, entry.name.as_str()) {
+        for entry in header.children() {
+            match (entry.ns(), entry.name()) {
                 (Ns::Cwmp(v), "ID") => {
                     failure.version = CwmpVersion(v);
-                    parsed_header.id = Some(entry.text.to_string());
+                    parsed_header.id = Some(entry.text().to_owned());
                 }
                 (Ns::Cwmp(_), "HoldRequests") => {
                     parsed_header.hold_requests =
@@ -82,13 +81,13 @@ pub fn decode(input: &str) -> Result<AcsEnvelope, DecodeError> {
                 // NoMoreRequests is deprecated (TR-069 §A.4.1) but sent by
                 // old ACSs; ignoring it is what the spec asks.
                 (Ns::Cwmp(_), "NoMoreRequests") => {}
-                _ if must_understand(entry) => not_understood = Some(entry.name.clone()),
+                _ if must_understand(entry) => not_understood = Some(entry.name().to_owned()),
                 _ => {}
             }
         }
     }
     failure.id = parsed_header.id.clone();
-    let Some(message) = body.children.first() else {
+    let Some(message) = body.children().next() else {
         return Err(failure.error(DecodeErrorKind::Malformed, "empty SOAP Body"));
     };
     if let Some(name) = not_understood {
@@ -97,18 +96,18 @@ pub fn decode(input: &str) -> Result<AcsEnvelope, DecodeError> {
             format!("header entry {name} is not understood"),
         ));
     }
-    let version = match message.ns {
+    let version = match message.ns() {
         Ns::Cwmp(v) => CwmpVersion(v),
-        Ns::Soap if message.name == "Fault" => failure.version,
+        Ns::Soap if message.name() == "Fault" => failure.version,
         _ => {
             return Err(failure.error(
                 DecodeErrorKind::Malformed,
-                format!("{} is not in a cwmp namespace", message.name),
+                format!("{} is not in a cwmp namespace", message.name()),
             ));
         }
     };
     failure.version = version;
-    let body = if message.ns == Ns::Soap {
+    let body = if message.ns() == Ns::Soap {
         AcsMessage::Fault(
             fault(message).map_err(|d| failure.error(DecodeErrorKind::InvalidArguments, d))?,
         )
@@ -142,7 +141,7 @@ impl Failure {
     }
 }
 
-fn must_understand(entry: &Element<'_>) -> bool {
+fn must_understand(entry: Element<'_, '_>) -> bool {
     entry
         .attribute(Ns::Soap, "mustUnderstand")
         .is_some_and(|v| v.trim() == "1" || v.trim() == "true")
@@ -159,30 +158,34 @@ fn boolean(text: &str) -> Option<bool> {
 
 type Arg<T> = Result<T, String>;
 
-fn text(element: &Element<'_>, name: &str) -> Arg<String> {
+fn text(element: Element<'_, '_>, name: &str) -> Arg<String> {
+    trimmed(element, name).map(str::to_owned)
+}
+
+/// The trimmed text of a child, borrowed.
+fn trimmed<'e>(element: Element<'e, '_>, name: &str) -> Arg<&'e str> {
     element
         .child(name)
-        .map(|c| c.text.to_string())
-        .ok_or_else(|| format!("{} has no {name}", element.name))
+        .map(|c| c.trimmed())
+        .ok_or_else(|| format!("{} has no {name}", element.name()))
 }
 
 /// A child that may be absent (several ACSs omit empty ones).
-fn text_or_empty(element: &Element<'_>, name: &str) -> String {
+fn text_or_empty(element: Element<'_, '_>, name: &str) -> String {
     element
         .child(name)
-        .map(|c| c.text.to_string())
+        .map(|c| c.text().to_owned())
         .unwrap_or_default()
 }
 
-fn number<T: std::str::FromStr>(element: &Element<'_>, name: &str) -> Arg<T> {
-    let value = text(element, name)?;
+fn number<T: std::str::FromStr>(element: Element<'_, '_>, name: &str) -> Arg<T> {
+    let value = trimmed(element, name)?;
     value
-        .trim()
         .parse()
         .map_err(|_| format!("{name} {value:?} is not a valid number"))
 }
 
-fn number_or<T: std::str::FromStr>(element: &Element<'_>, name: &str, default: T) -> Arg<T> {
+fn number_or<T: std::str::FromStr>(element: Element<'_, '_>, name: &str, default: T) -> Arg<T> {
     match element.child(name) {
         Some(_) => number(element, name),
         None => Ok(default),
@@ -190,36 +193,31 @@ fn number_or<T: std::str::FromStr>(element: &Element<'_>, name: &str, default: T
 }
 
 /// The `string` items of an array argument.
-fn strings(element: &Element<'_>, name: &str) -> Arg<Vec<String>> {
+fn strings(element: Element<'_, '_>, name: &str) -> Arg<Vec<String>> {
     let array = element
         .child(name)
-        .ok_or_else(|| format!("{} has no {name}", element.name))?;
-    Ok(array
-        .children
-        .iter()
-        .map(|c| c.text.trim().to_owned())
-        .collect())
+        .ok_or_else(|| format!("{} has no {name}", element.name()))?;
+    Ok(array.children().map(|c| c.trimmed().to_owned()).collect())
 }
 
-fn request(message: &Element<'_>, failure: &Failure) -> Result<AcsRequest, DecodeError> {
+fn request(message: Element<'_, '_>, failure: &Failure) -> Result<AcsRequest, DecodeError> {
     let invalid = |detail: String| failure.error(DecodeErrorKind::InvalidArguments, detail);
     let m = message;
-    let request = match m.name.as_str() {
+    let request = match m.name() {
         "GetRPCMethods" => AcsRequest::GetRPCMethods,
         "SetParameterValues" => {
             let list = m
                 .child("ParameterList")
                 .ok_or_else(|| invalid("no ParameterList".into()))?;
             let parameters = list
-                .children
-                .iter()
+                .children()
                 .map(|p| {
                     let value = p
                         .child("Value")
-                        .ok_or_else(|| format!("{} has no Value", p.name))?;
+                        .ok_or_else(|| format!("{} has no Value", p.name()))?;
                     Ok(ParameterValueIn {
-                        name: text(p, "Name")?.trim().to_owned(),
-                        value: value.text.to_string(),
+                        name: trimmed(p, "Name")?.to_owned(),
+                        value: value.text().to_owned(),
                         xsd_type: value
                             .attribute(Ns::Xsi, "type")
                             .map(|t| t.rsplit(':').next().unwrap_or(t).to_owned()),
@@ -245,8 +243,7 @@ fn request(message: &Element<'_>, failure: &Failure) -> Result<AcsRequest, Decod
                 .child("ParameterList")
                 .ok_or_else(|| invalid("no ParameterList".into()))?;
             let changes = list
-                .children
-                .iter()
+                .children()
                 .map(|s| {
                     let flag = |name: &str| -> Arg<bool> {
                         boolean(&text(s, name)?).ok_or_else(|| format!("{name} is not a boolean"))
@@ -266,7 +263,7 @@ fn request(message: &Element<'_>, failure: &Failure) -> Result<AcsRequest, Decod
                         None
                     };
                     Ok(AttributeChange {
-                        name: text(s, "Name")?.trim().to_owned(),
+                        name: text(s, "Name")?,
                         notification,
                         access_list,
                     })
@@ -279,11 +276,11 @@ fn request(message: &Element<'_>, failure: &Failure) -> Result<AcsRequest, Decod
             names: strings(m, "ParameterNames").map_err(invalid)?,
         },
         "AddObject" => AcsRequest::AddObject {
-            object: text(m, "ObjectName").map_err(invalid)?.trim().to_owned(),
+            object: text(m, "ObjectName").map_err(invalid)?,
             parameter_key: text_or_empty(m, "ParameterKey"),
         },
         "DeleteObject" => AcsRequest::DeleteObject {
-            object: text(m, "ObjectName").map_err(invalid)?.trim().to_owned(),
+            object: text(m, "ObjectName").map_err(invalid)?,
             parameter_key: text_or_empty(m, "ParameterKey"),
         },
         "Reboot" => AcsRequest::Reboot {
@@ -294,13 +291,12 @@ fn request(message: &Element<'_>, failure: &Failure) -> Result<AcsRequest, Decod
             let windows = m
                 .child("TimeWindowList")
                 .map(|list| {
-                    list.children
-                        .iter()
+                    list.children()
                         .map(|w| {
                             Ok(TimeWindow {
                                 start: number(w, "WindowStart")?,
                                 end: number(w, "WindowEnd")?,
-                                mode: text(w, "WindowMode")?.trim().to_owned(),
+                                mode: text(w, "WindowMode")?,
                                 user_message: text_or_empty(w, "UserMessage"),
                                 max_retries: number_or(w, "MaxRetries", 0)?,
                             })
@@ -317,8 +313,8 @@ fn request(message: &Element<'_>, failure: &Failure) -> Result<AcsRequest, Decod
         }
         "Upload" => AcsRequest::Upload {
             command_key: text_or_empty(m, "CommandKey"),
-            file_type: text(m, "FileType").map_err(invalid)?.trim().to_owned(),
-            url: text(m, "URL").map_err(invalid)?.trim().to_owned(),
+            file_type: text(m, "FileType").map_err(invalid)?,
+            url: text(m, "URL").map_err(invalid)?,
             username: text_or_empty(m, "Username"),
             password: text_or_empty(m, "Password"),
             delay_seconds: number_or(m, "DelaySeconds", 0).map_err(invalid)?,
@@ -337,14 +333,14 @@ fn request(message: &Element<'_>, failure: &Failure) -> Result<AcsRequest, Decod
             command_key: text_or_empty(m, "CommandKey"),
             operations: m
                 .child("Operations")
-                .map(|ops| ops.children.iter().map(|o| o.name.clone()).collect())
+                .map(|ops| ops.children().map(|o| o.name().to_owned()).collect())
                 .unwrap_or_default(),
         },
         "GetOptions" => AcsRequest::GetOptions {
             option_name: text_or_empty(m, "OptionName"),
         },
         "SetVouchers" => AcsRequest::SetVouchers {
-            count: m.child("VoucherList").map_or(0, |l| l.children.len()),
+            count: m.child("VoucherList").map_or(0, |l| l.children().count()),
         },
         other => {
             return Err(failure.error(
@@ -356,11 +352,11 @@ fn request(message: &Element<'_>, failure: &Failure) -> Result<AcsRequest, Decod
     Ok(request)
 }
 
-fn transfer(m: &Element<'_>) -> Arg<Transfer> {
+fn transfer(m: Element<'_, '_>) -> Arg<Transfer> {
     Ok(Transfer {
         command_key: text_or_empty(m, "CommandKey"),
-        file_type: text(m, "FileType")?.trim().to_owned(),
-        url: text(m, "URL")?.trim().to_owned(),
+        file_type: text(m, "FileType")?,
+        url: text(m, "URL")?,
         username: text_or_empty(m, "Username"),
         password: text_or_empty(m, "Password"),
         file_size: number_or(m, "FileSize", 0)?,
@@ -372,8 +368,8 @@ fn transfer(m: &Element<'_>) -> Arg<Transfer> {
 }
 
 /// A response to a CPE-initiated RPC, or `None` if the element is not one.
-fn response(m: &Element<'_>) -> Arg<Option<AcsResponse>> {
-    Ok(Some(match m.name.as_str() {
+fn response(m: Element<'_, '_>) -> Arg<Option<AcsResponse>> {
+    Ok(Some(match m.name() {
         "InformResponse" => AcsResponse::Inform {
             // Some ACSs omit it; 1 is the only value TR-069 §A.3.3.1
             // allows anyway.
@@ -394,7 +390,7 @@ fn response(m: &Element<'_>) -> Arg<Option<AcsResponse>> {
     }))
 }
 
-fn fault(soap_fault: &Element<'_>) -> Arg<Fault> {
+fn fault(soap_fault: Element<'_, '_>) -> Arg<Fault> {
     let detail = soap_fault
         .child("detail")
         .and_then(|d| d.child("Fault"))
@@ -403,9 +399,8 @@ fn fault(soap_fault: &Element<'_>) -> Arg<Fault> {
         code: number(detail, "FaultCode")?,
         message: text_or_empty(detail, "FaultString"),
         parameters: detail
-            .children
-            .iter()
-            .filter(|c| c.name == "SetParameterValuesFault")
+            .children()
+            .filter(|c| c.name() == "SetParameterValuesFault")
             .map(|f| {
                 Ok(ParameterFault {
                     name: text(f, "ParameterName")?,

@@ -53,38 +53,113 @@ fn resolved(result: &ResolveResult<'_>) -> Ns {
 }
 
 #[derive(Debug)]
-pub struct Attribute<'a> {
-    pub ns: Ns,
-    pub name: String,
-    pub value: Cow<'a, str>,
+struct Attribute<'a> {
+    ns: Ns,
+    name: Cow<'a, str>,
+    value: Cow<'a, str>,
 }
+
+const NONE: u32 = u32::MAX;
 
 #[derive(Debug)]
-pub struct Element<'a> {
-    pub ns: Ns,
-    pub name: String,
-    pub attributes: Vec<Attribute<'a>>,
-    pub text: Cow<'a, str>,
-    pub children: Vec<Element<'a>>,
+struct Node<'a> {
+    ns: Ns,
+    name: Cow<'a, str>,
+    text: Cow<'a, str>,
+    first_child: u32,
+    next_sibling: u32,
+    attributes: std::ops::Range<u32>,
 }
 
-impl<'a> Element<'a> {
-    /// The first child with this local name (any namespace: CWMP's inner
-    /// elements are unqualified, but some ACSs qualify them).
-    pub fn child(&self, name: &str) -> Option<&Element<'a>> {
-        self.children.iter().find(|c| c.name == name)
+/// A parsed document: every element in one vector, linked by index, so a
+/// message costs a handful of allocations however many elements it has.
+#[derive(Debug)]
+pub struct Document<'a> {
+    nodes: Vec<Node<'a>>,
+    attributes: Vec<Attribute<'a>>,
+}
+
+impl<'a> Document<'a> {
+    pub fn root(&self) -> Element<'_, 'a> {
+        Element {
+            document: self,
+            index: 0,
+        }
+    }
+}
+
+/// One element of a [`Document`].
+#[derive(Clone, Copy, Debug)]
+pub struct Element<'d, 'a> {
+    document: &'d Document<'a>,
+    index: u32,
+}
+
+impl<'d, 'a> Element<'d, 'a> {
+    fn node(&self) -> &'d Node<'a> {
+        &self.document.nodes[self.index as usize]
     }
 
-    pub fn attribute(&self, ns: Ns, name: &str) -> Option<&str> {
-        self.attributes
+    pub fn ns(&self) -> Ns {
+        self.node().ns
+    }
+
+    /// The local name.
+    pub fn name(&self) -> &'d str {
+        &self.node().name
+    }
+
+    /// The text content, entities resolved.
+    pub fn text(&self) -> &'d str {
+        &self.node().text
+    }
+
+    /// The trimmed text.
+    pub fn trimmed(&self) -> &'d str {
+        self.text().trim()
+    }
+
+    pub fn children(&self) -> Children<'d, 'a> {
+        Children {
+            document: self.document,
+            next: self.node().first_child,
+        }
+    }
+
+    /// The first child with this local name (any namespace: CWMP's inner
+    /// elements are unqualified, but some ACSs qualify them).
+    pub fn child(&self, name: &str) -> Option<Element<'d, 'a>> {
+        self.children().find(|c| c.name() == name)
+    }
+
+    pub fn attribute(&self, ns: Ns, name: &str) -> Option<&'d str> {
+        let range = self.node().attributes.clone();
+        self.document.attributes[range.start as usize..range.end as usize]
             .iter()
             .find(|a| a.ns == ns && a.name == name)
             .map(|a| a.value.as_ref())
     }
+}
 
-    /// The trimmed text.
-    pub fn trimmed(&self) -> &str {
-        self.text.trim()
+/// The children of an element, in document order.
+pub struct Children<'d, 'a> {
+    document: &'d Document<'a>,
+    next: u32,
+}
+
+impl<'d, 'a> Iterator for Children<'d, 'a> {
+    type Item = Element<'d, 'a>;
+
+    fn next(&mut self) -> Option<Element<'d, 'a>> {
+        if self.next == NONE {
+            return None;
+        }
+        let element = Element {
+            document: self.document,
+            index: self.next,
+        };
+        self.next = self.document.nodes[self.next as usize].next_sibling;
+        Some(element)
     }
 }
 
@@ -95,12 +170,16 @@ pub struct XmlError(pub String);
 const MAX_DEPTH: usize = 32;
 const MAX_ELEMENTS: usize = 200_000;
 
-/// Parses a document into its root element.
-pub fn parse(input: &str) -> Result<Element<'_>, XmlError> {
+/// Parses a document.
+pub fn parse(input: &str) -> Result<Document<'_>, XmlError> {
     let mut reader = NsReader::from_str(input);
     reader.config_mut().check_end_names = true;
-    let mut stack: Vec<Element<'_>> = Vec::new();
-    let mut count = 0usize;
+    let mut document = Document {
+        nodes: Vec::new(),
+        attributes: Vec::new(),
+    };
+    // Open elements: (index, last child so far).
+    let mut stack: Vec<(u32, u32)> = Vec::new();
     let err = |reader: &NsReader<&[u8]>, e: &dyn std::fmt::Display| {
         XmlError(format!("at byte {}: {e}", reader.buffer_position()))
     };
@@ -111,39 +190,62 @@ pub fn parse(input: &str) -> Result<Element<'_>, XmlError> {
         };
         match event {
             Event::Start(ref start) | Event::Empty(ref start) => {
-                count += 1;
-                if count > MAX_ELEMENTS || stack.len() >= MAX_DEPTH {
+                if document.nodes.len() >= MAX_ELEMENTS || stack.len() >= MAX_DEPTH {
                     return Err(XmlError("document too large or too deep".into()));
                 }
-                let element = element(&reader, ns, start).map_err(|e| err(&reader, &e))?;
-                if matches!(event, Event::Start(_)) {
-                    stack.push(element);
-                } else {
-                    match stack.last_mut() {
-                        Some(parent) => parent.children.push(element),
-                        None => return Ok(element),
+                if stack.is_empty() && !document.nodes.is_empty() {
+                    return Err(err(&reader, &"a second root element"));
+                }
+                let index = document.nodes.len() as u32;
+                let first_attribute = document.attributes.len() as u32;
+                read_attributes(input, &reader, start, &mut document.attributes)
+                    .map_err(|e| err(&reader, &e))?;
+                document.nodes.push(Node {
+                    ns,
+                    name: borrowed(input, start.local_name().as_ref()),
+                    text: Cow::Borrowed(""),
+                    first_child: NONE,
+                    next_sibling: NONE,
+                    attributes: first_attribute..document.attributes.len() as u32,
+                });
+                if let Some((parent, last)) = stack.last_mut() {
+                    if *last == NONE {
+                        document.nodes[*parent as usize].first_child = index;
+                    } else {
+                        document.nodes[*last as usize].next_sibling = index;
                     }
+                    *last = index;
+                }
+                if matches!(event, Event::Start(_)) {
+                    stack.push((index, NONE));
+                } else if stack.is_empty() {
+                    return Ok(document);
                 }
             }
             Event::End(_) => {
-                let Some(done) = stack.pop() else {
+                if stack.pop().is_none() {
                     return Err(err(&reader, &"unexpected end tag"));
-                };
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(done),
-                    None => return Ok(done),
+                }
+                if stack.is_empty() {
+                    return Ok(document);
                 }
             }
-            Event::Text(text) => {
-                if let Some(current) = stack.last_mut() {
-                    append(&mut current.text, text.xml10_content());
-                } else if !text.trim().is_empty() {
+            Event::Text(text) => match stack.last() {
+                Some((current, _)) => append(
+                    &mut document.nodes[*current as usize].text,
+                    text.xml10_content(),
+                ),
+                None if !text.trim().is_empty() => {
                     return Err(err(&reader, &"text outside the root element"));
                 }
-            }
+                None => {}
+            },
             Event::CData(data) => {
-                if let Some(current) = stack.last_mut() {
-                    append(&mut current.text, data.xml10_content());
+                if let Some((current, _)) = stack.last() {
+                    append(
+                        &mut document.nodes[*current as usize].text,
+                        data.xml10_content(),
+                    );
                 }
             }
             Event::GeneralRef(reference) => {
@@ -154,8 +256,11 @@ pub fn parse(input: &str) -> Result<Element<'_>, XmlError> {
                         .to_owned(),
                     Err(e) => return Err(err(&reader, &e)),
                 };
-                if let Some(current) = stack.last_mut() {
-                    append(&mut current.text, Cow::Owned(resolved));
+                if let Some((current, _)) = stack.last() {
+                    append(
+                        &mut document.nodes[*current as usize].text,
+                        Cow::Owned(resolved),
+                    );
                 }
             }
             Event::DocType(_) => {
@@ -177,12 +282,31 @@ fn append<'a>(text: &mut Cow<'a, str>, more: Cow<'a, str>) {
     }
 }
 
-fn element<'a>(
+/// `part` as a slice of `input` when it points into it (quick-xml reading
+/// from a string borrows names and raw values from it), so that element
+/// and attribute names cost no allocation. Safe: only addresses are
+/// compared, and the slice is taken from `input` by index.
+fn borrowed<'a>(input: &'a str, part: &str) -> Cow<'a, str> {
+    let base = input.as_ptr() as usize;
+    let start = part.as_ptr() as usize;
+    if start >= base && start + part.len() <= base + input.len() {
+        let offset = start - base;
+        if let Some(slice) = input.get(offset..offset + part.len()) {
+            return Cow::Borrowed(slice);
+        }
+    }
+    Cow::Owned(part.to_owned())
+}
+
+fn read_attributes<'a>(
+    input: &'a str,
     reader: &NsReader<&'a [u8]>,
-    ns: Ns,
     start: &BytesStart<'a>,
-) -> Result<Element<'a>, String> {
-    let mut attributes = Vec::new();
+    out: &mut Vec<Attribute<'a>>,
+) -> Result<(), String> {
+    if start.attributes_raw().trim().is_empty() {
+        return Ok(());
+    }
     for attribute in start.attributes() {
         let attribute = attribute.map_err(|e| e.to_string())?;
         let key = attribute.key;
@@ -190,23 +314,23 @@ fn element<'a>(
             continue;
         }
         let (ns, local) = reader.resolver().resolve_attribute(key);
-        let value = attribute
-            .normalized_value(quick_xml::XmlVersion::Explicit1_0)
-            .map_err(|e| e.to_string())?
-            .into_owned();
-        attributes.push(Attribute {
+        let value = if attribute.value.contains(['&', '\t', '\n', '\r']) {
+            Cow::Owned(
+                attribute
+                    .normalized_value(quick_xml::XmlVersion::Explicit1_0)
+                    .map_err(|e| e.to_string())?
+                    .into_owned(),
+            )
+        } else {
+            borrowed(input, &attribute.value)
+        };
+        out.push(Attribute {
             ns: resolved(&ns),
-            name: local.as_ref().to_owned(),
-            value: Cow::Owned(value),
+            name: borrowed(input, local.as_ref()),
+            value,
         });
     }
-    Ok(Element {
-        ns,
-        name: start.local_name().as_ref().to_owned(),
-        attributes,
-        text: Cow::Borrowed(""),
-        children: Vec::new(),
-    })
+    Ok(())
 }
 
 #[cfg(test)]
@@ -216,11 +340,12 @@ mod tests {
     #[test]
     fn namespaces_text_and_entities() {
         let doc = r#"<a:Envelope xmlns:a="http://schemas.xmlsoap.org/soap/envelope/" xmlns:c="urn:dslforum-org:cwmp-1-0"><a:Body><c:X><Name>x &amp; y&#33;</Name><V xmlns:i="http://www.w3.org/2001/XMLSchema-instance" i:type="xsd:int">5</V></c:X></a:Body></a:Envelope>"#;
-        let root = parse(doc).unwrap();
-        assert_eq!((root.ns, root.name.as_str()), (Ns::Soap, "Envelope"));
-        let x = &root.children[0].children[0];
-        assert_eq!((x.ns, x.name.as_str()), (Ns::Cwmp(0), "X"));
-        assert_eq!(x.child("Name").unwrap().text, "x & y!");
+        let document = parse(doc).unwrap();
+        let root = document.root();
+        assert_eq!((root.ns(), root.name()), (Ns::Soap, "Envelope"));
+        let x = root.children().next().unwrap().children().next().unwrap();
+        assert_eq!((x.ns(), x.name()), (Ns::Cwmp(0), "X"));
+        assert_eq!(x.child("Name").unwrap().text(), "x & y!");
         assert_eq!(
             x.child("V").unwrap().attribute(Ns::Xsi, "type"),
             Some("xsd:int")
