@@ -4,4 +4,5 @@
 //! mapping between LwM2M `/obj/inst/res` paths and core resources
 //! ([`mapping`]). The sans-IO CoAP engine lands with the LwM2M issue.
 
+pub mod format;
 pub mod mapping;
