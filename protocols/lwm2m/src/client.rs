@@ -1,0 +1,1046 @@
+//! The LwM2M client engine for one server (LwM2M Core §6.2–6.4): sans-IO.
+//!
+//! Design note. The engine registers (Register with the object links of
+//! the tree), keeps the registration alive (Update at half the lifetime,
+//! Register again when the server forgot us), answers the server's device
+//! management requests on the core tree (Read, Discover, Write,
+//! Write-Attributes, Execute, Create, Delete, Observe) and sends
+//! notifications when observed values change. It works through the CoAP
+//! [`Endpoint`]; the driver feeds datagrams and time in and sends what
+//! `poll_transmit` returns.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
+use dm_core::{
+    Change, ChangeKind, Error, InstanceId, ObserveAttributes, Origin, Path, ResourceValue, Tree,
+    Value, ValueType,
+};
+
+use crate::coap::{Endpoint, Incoming, Parameters};
+use crate::format::{self, ContentFormat, FormatError, Item};
+use crate::mapping::{self, Lwm2mPath};
+
+/// What the driver may want to know or log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    Registered {
+        location: String,
+    },
+    Updated,
+    /// Registration failed; a new attempt is scheduled.
+    RegistrationFailed {
+        reason: String,
+    },
+    Deregistered,
+}
+
+/// Registration settings.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    pub endpoint: String,
+    pub short_server_id: u16,
+    /// The Server object instance that describes this server (/1/x).
+    pub server_instance: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pending {
+    Register,
+    Update,
+    Deregister,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum State {
+    Idle,
+    Registering,
+    Registered { location: String },
+    Deregistered,
+}
+
+struct Observation {
+    token: Vec<u8>,
+    path: Lwm2mPath,
+    format: ContentFormat,
+    sequence: u32,
+    last_sent: Instant,
+    dirty: bool,
+}
+
+/// The client engine.
+pub struct Client {
+    config: ClientConfig,
+    coap: Endpoint,
+    state: State,
+    pending: HashMap<Vec<u8>, Pending>,
+    next_update: Option<Instant>,
+    retry_at: Option<Instant>,
+    failures: u32,
+    observations: Vec<Observation>,
+    events: Vec<ClientEvent>,
+}
+
+impl Client {
+    pub fn new(config: ClientConfig, parameters: Parameters, seed: u64) -> Client {
+        Client {
+            config,
+            coap: Endpoint::new(parameters, seed),
+            state: State::Idle,
+            pending: HashMap::new(),
+            next_update: None,
+            retry_at: None,
+            failures: 0,
+            observations: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Sends the Register request (LwM2M Core §6.2.1).
+    pub fn register(&mut self, tree: &Tree, now: Instant) {
+        let mut packet = Packet::new();
+        packet.header.code = MessageClass::Request(RequestType::Post);
+        packet.add_option(CoapOption::UriPath, b"rd".to_vec());
+        let lifetime = self.lifetime(tree);
+        let binding = self.binding(tree);
+        for query in [
+            format!("ep={}", self.config.endpoint),
+            format!("lt={lifetime}"),
+            "lwm2m=1.1".to_owned(),
+            format!("b={binding}"),
+        ] {
+            packet.add_option(CoapOption::UriQuery, query.into_bytes());
+        }
+        packet.add_option(
+            CoapOption::ContentFormat,
+            content_format(ContentFormat::LinkFormat),
+        );
+        packet.payload = object_links(tree).into_bytes();
+        let token = self.coap.request(now, packet);
+        self.pending.insert(token, Pending::Register);
+        self.state = State::Registering;
+        self.retry_at = None;
+    }
+
+    /// Sends De-register (LwM2M Core §6.2.3), e.g. at shutdown.
+    pub fn deregister(&mut self, now: Instant) {
+        let State::Registered { location } = &self.state else {
+            return;
+        };
+        let mut packet = Packet::new();
+        packet.header.code = MessageClass::Request(RequestType::Delete);
+        for segment in location.split('/').filter(|s| !s.is_empty()) {
+            packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+        }
+        let token = self.coap.request(now, packet);
+        self.pending.insert(token, Pending::Deregister);
+        self.next_update = None;
+    }
+
+    pub fn is_registered(&self) -> bool {
+        matches!(self.state, State::Registered { .. })
+    }
+
+    /// A datagram from the server.
+    pub fn handle_datagram(&mut self, tree: &mut Tree, now: Instant, bytes: &[u8]) {
+        self.coap.handle_datagram(now, bytes);
+        self.process(tree, now);
+    }
+
+    /// Timers: retransmissions, Update, registration retries,
+    /// notifications due by pmin/pmax.
+    pub fn handle_timeout(&mut self, tree: &mut Tree, now: Instant) {
+        self.coap.handle_timeout(now);
+        if self.next_update.is_some_and(|t| t <= now) {
+            self.next_update = None;
+            self.update(tree, now);
+        }
+        if self.retry_at.is_some_and(|t| t <= now) {
+            self.register(tree, now);
+        }
+        self.notify_due(tree, now);
+        self.process(tree, now);
+    }
+
+    /// A change on the tree: observations that cover it become due.
+    pub fn handle_change(&mut self, tree: &mut Tree, now: Instant, change: &Change) {
+        if let ChangeKind::Executed(_) = change.kind {
+            return;
+        }
+        let Some(changed) = mapping::from_core(&change.path) else {
+            return;
+        };
+        for observation in &mut self.observations {
+            if covers(&observation.path, &changed) || covers(&changed, &observation.path) {
+                observation.dirty = true;
+            }
+        }
+        self.notify_due(tree, now);
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.coap.poll_transmit()
+    }
+
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        if self.events.is_empty() {
+            None
+        } else {
+            Some(self.events.remove(0))
+        }
+    }
+
+    pub fn poll_timeout(&self, tree: &Tree) -> Option<Instant> {
+        let pmax = self.observations.iter().map(|o| {
+            let attrs = self.attributes(tree, &o.path);
+            let pmin = Duration::from_secs(attrs.pmin.unwrap_or(0).into());
+            match (o.dirty, attrs.pmax) {
+                (true, _) => o.last_sent + pmin,
+                (false, Some(pmax)) if pmax > 0 => o.last_sent + Duration::from_secs(pmax.into()),
+                _ => o.last_sent + Duration::from_secs(86400),
+            }
+        });
+        [self.coap.poll_timeout(), self.next_update, self.retry_at]
+            .into_iter()
+            .flatten()
+            .chain(pmax)
+            .min()
+    }
+
+    fn update(&mut self, _tree: &Tree, now: Instant) {
+        let State::Registered { location } = &self.state else {
+            return;
+        };
+        let mut packet = Packet::new();
+        packet.header.code = MessageClass::Request(RequestType::Post);
+        for segment in location.split('/').filter(|s| !s.is_empty()) {
+            packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+        }
+        let token = self.coap.request(now, packet);
+        self.pending.insert(token, Pending::Update);
+    }
+
+    fn process(&mut self, tree: &mut Tree, now: Instant) {
+        while let Some(incoming) = self.coap.poll_incoming() {
+            match incoming {
+                Incoming::Request(request) => {
+                    let response = self.serve(tree, now, &request);
+                    self.coap.respond(now, &request, response);
+                }
+                Incoming::Response { token, packet } => {
+                    if let Some(kind) = self.pending.remove(&token) {
+                        self.on_response(tree, now, kind, &packet);
+                    }
+                }
+                Incoming::Failed { token, reset } => {
+                    if let Some(kind) = self.pending.remove(&token) {
+                        self.on_failure(tree, now, kind, "no response");
+                    } else if reset {
+                        // RFC 7641 §3.6: a Reset to a notification cancels
+                        // the observation.
+                        self.observations.retain(|o| o.token != token);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_response(&mut self, tree: &Tree, now: Instant, kind: Pending, packet: &Packet) {
+        let code = match packet.header.code {
+            MessageClass::Response(code) => code,
+            _ => return,
+        };
+        match (kind, code) {
+            (Pending::Register, ResponseType::Created) => {
+                let location: Vec<String> = packet
+                    .get_option(CoapOption::LocationPath)
+                    .map(|values| {
+                        values
+                            .iter()
+                            .map(|v| String::from_utf8_lossy(v).into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let location = format!("/{}", location.join("/"));
+                self.failures = 0;
+                self.state = State::Registered {
+                    location: location.clone(),
+                };
+                self.schedule_update(tree, now);
+                self.events.push(ClientEvent::Registered { location });
+            }
+            (Pending::Update, ResponseType::Changed) => {
+                self.schedule_update(tree, now);
+                self.events.push(ClientEvent::Updated);
+            }
+            // LwM2M Core §6.2.2: the server no longer knows this
+            // registration: register again.
+            (Pending::Update, ResponseType::NotFound) => {
+                self.state = State::Idle;
+                self.register(tree, now);
+            }
+            (Pending::Deregister, _) => {
+                self.state = State::Deregistered;
+                self.events.push(ClientEvent::Deregistered);
+            }
+            (kind, code) => self.on_failure(tree, now, kind, &format!("{code:?}")),
+        }
+    }
+
+    fn on_failure(&mut self, tree: &Tree, now: Instant, kind: Pending, reason: &str) {
+        match kind {
+            Pending::Deregister => {
+                self.state = State::Deregistered;
+                self.events.push(ClientEvent::Deregistered);
+            }
+            Pending::Register | Pending::Update => {
+                self.state = State::Idle;
+                self.failures = self.failures.saturating_add(1);
+                // Back off: 30 s doubling up to an hour.
+                let wait = Duration::from_secs(
+                    (30u64 << self.failures.min(7).saturating_sub(1)).min(3600),
+                );
+                self.retry_at = Some(now + wait);
+                self.events.push(ClientEvent::RegistrationFailed {
+                    reason: reason.to_owned(),
+                });
+                let _ = tree;
+            }
+        }
+    }
+
+    fn schedule_update(&mut self, tree: &Tree, now: Instant) {
+        let lifetime = u64::from(self.lifetime(tree)).max(2);
+        self.next_update = Some(now + Duration::from_secs(lifetime / 2));
+    }
+
+    fn server_value(&self, tree: &Tree, resource: dm_core::ResourceId) -> Option<Value> {
+        let path = Path::resource(
+            dm_core::catalog::server::ID,
+            InstanceId(self.config.server_instance),
+            resource,
+        );
+        match tree.read(Origin::Agent, &path) {
+            Ok(ResourceValue::Single(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    fn lifetime(&self, tree: &Tree) -> u32 {
+        match self.server_value(tree, dm_core::catalog::server::LIFETIME) {
+            Some(Value::Integer(l)) if l > 0 => u32::try_from(l).unwrap_or(u32::MAX),
+            _ => 86400,
+        }
+    }
+
+    fn binding(&self, tree: &Tree) -> String {
+        match self.server_value(tree, dm_core::catalog::server::BINDING) {
+            Some(Value::String(b)) if !b.is_empty() => b,
+            _ => "U".to_owned(),
+        }
+    }
+
+    fn attributes(&self, tree: &Tree, path: &Lwm2mPath) -> ObserveAttributes {
+        let defaults = ObserveAttributes {
+            pmin: match self.server_value(tree, dm_core::catalog::server::DEFAULT_MINIMUM_PERIOD) {
+                Some(Value::Integer(v)) if v > 0 => u32::try_from(v).ok(),
+                _ => None,
+            },
+            pmax: match self.server_value(tree, dm_core::catalog::server::DEFAULT_MAXIMUM_PERIOD) {
+                Some(Value::Integer(v)) if v > 0 => u32::try_from(v).ok(),
+                _ => None,
+            },
+            ..ObserveAttributes::default()
+        };
+        match mapping::to_core(path) {
+            Ok(core) => tree
+                .attributes()
+                .effective_observe(self.config.short_server_id, &core)
+                .inherit(&defaults),
+            Err(_) => defaults,
+        }
+    }
+
+    /// Sends the notifications that are due: changed and past pmin, or
+    /// unchanged but at pmax (LwM2M Core §5.1.2, RFC 7641).
+    fn notify_due(&mut self, tree: &mut Tree, now: Instant) {
+        let mut due = Vec::new();
+        for (i, o) in self.observations.iter().enumerate() {
+            let attrs = self.attributes(tree, &o.path);
+            let since = now.saturating_duration_since(o.last_sent);
+            let pmin_ok = since >= Duration::from_secs(attrs.pmin.unwrap_or(0).into());
+            let pmax_due = attrs
+                .pmax
+                .is_some_and(|p| p > 0 && since >= Duration::from_secs(p.into()));
+            if (o.dirty && pmin_ok) || pmax_due {
+                due.push(i);
+            }
+        }
+        for i in due {
+            let (path, format) = (self.observations[i].path, self.observations[i].format);
+            let Ok((payload, format)) = self.read(tree, &path, Some(format)) else {
+                // The observed thing is gone: end the observation with an
+                // error notification (RFC 7641 §3.2).
+                let o = self.observations.remove(i);
+                let mut packet = Packet::new();
+                packet.header.code = MessageClass::Response(ResponseType::NotFound);
+                packet.set_token(o.token);
+                self.coap.send_confirmable(now, packet);
+                return;
+            };
+            let o = &mut self.observations[i];
+            o.sequence = o.sequence.wrapping_add(1) & 0x00ff_ffff;
+            o.dirty = false;
+            o.last_sent = now;
+            let mut packet = Packet::new();
+            packet.header.code = MessageClass::Response(ResponseType::Content);
+            packet.set_token(o.token.clone());
+            packet.set_observe_value(o.sequence);
+            packet.add_option(CoapOption::ContentFormat, content_format(format));
+            packet.payload = payload;
+            self.coap.send_confirmable(now, packet);
+        }
+    }
+
+    /// Serves one request from the server.
+    fn serve(&mut self, tree: &mut Tree, now: Instant, request: &Packet) -> Packet {
+        let origin = Origin::Server(self.config.short_server_id);
+        let path = match request_path(request) {
+            Ok(path) => path,
+            Err(response) => return response,
+        };
+        let method = match request.header.code {
+            MessageClass::Request(method) => method,
+            _ => return error(ResponseType::BadRequest, "not a request"),
+        };
+        let accept = request
+            .get_first_option(CoapOption::Accept)
+            .map(|v| option_number(v))
+            .map(|n| ContentFormat::from_number(n as u16).ok_or(n));
+        let content = request
+            .get_first_option(CoapOption::ContentFormat)
+            .map(|v| option_number(v))
+            .map(|n| ContentFormat::from_number(n as u16).ok_or(n));
+        let observe = request
+            .get_first_option(CoapOption::Observe)
+            .map(|v| option_number(v));
+        match method {
+            RequestType::Get if accept == Some(Ok(ContentFormat::LinkFormat)) => {
+                self.discover(tree, &path)
+            }
+            RequestType::Get => {
+                let accept = match accept {
+                    Some(Err(n)) => {
+                        return error(
+                            ResponseType::NotAcceptable,
+                            &format!("content format {n} is not served"),
+                        );
+                    }
+                    Some(Ok(f)) => Some(f),
+                    None => None,
+                };
+                match self.read(tree, &path, accept) {
+                    Ok((payload, format)) => {
+                        let mut response = Packet::new();
+                        response.header.code = MessageClass::Response(ResponseType::Content);
+                        response.add_option(CoapOption::ContentFormat, content_format(format));
+                        match observe {
+                            Some(0) => {
+                                self.observations.retain(|o| o.token != request.get_token());
+                                self.observations.push(Observation {
+                                    token: request.get_token().to_vec(),
+                                    path,
+                                    format,
+                                    sequence: 0,
+                                    last_sent: now,
+                                    dirty: false,
+                                });
+                                response.set_observe_value(0);
+                            }
+                            Some(1) => self.observations.retain(|o| o.token != request.get_token()),
+                            _ => {}
+                        }
+                        response.payload = payload;
+                        response
+                    }
+                    Err(response) => response,
+                }
+            }
+            RequestType::Put
+                if request.payload.is_empty()
+                    && request.get_option(CoapOption::UriQuery).is_some() =>
+            {
+                self.write_attributes(tree, &path, request)
+            }
+            RequestType::Put => self.write(tree, origin, &path, request, content, true),
+            RequestType::Post if path.instance.is_none() => {
+                self.create(tree, origin, &path, request, content)
+            }
+            RequestType::Post if path.resource.is_none() => {
+                self.write(tree, origin, &path, request, content, false)
+            }
+            RequestType::Post => {
+                let Ok(core) = mapping::to_core(&path) else {
+                    return not_found(&path);
+                };
+                let arguments = String::from_utf8_lossy(&request.payload).into_owned();
+                match tree.execute(origin, &core, &arguments) {
+                    Ok(()) => status(ResponseType::Changed),
+                    Err(e) => core_error(&e),
+                }
+            }
+            RequestType::Delete => {
+                let (Ok(core), Some(instance), None) =
+                    (mapping::to_core(&path), path.instance, path.resource)
+                else {
+                    return error(
+                        ResponseType::MethodNotAllowed,
+                        "Delete takes an object instance",
+                    );
+                };
+                match tree
+                    .begin(origin)
+                    .delete(core.object_id(), InstanceId(instance))
+                    .commit()
+                {
+                    Ok(_) => status(ResponseType::Deleted),
+                    Err(e) => e
+                        .faults
+                        .first()
+                        .map_or_else(|| status(ResponseType::InternalServerError), core_error),
+                }
+            }
+            _ => error(ResponseType::MethodNotAllowed, "method not allowed"),
+        }
+    }
+
+    /// Reads `path` in `accept` or the default format: text/plain (or
+    /// octet-stream) for one resource, TLV otherwise.
+    fn read(
+        &self,
+        tree: &Tree,
+        path: &Lwm2mPath,
+        accept: Option<ContentFormat>,
+    ) -> Result<(Vec<u8>, ContentFormat), Packet> {
+        let origin = Origin::Server(self.config.short_server_id);
+        let core = mapping::to_core(path).map_err(|_| not_found(path))?;
+        let mut items = Vec::new();
+        let mut failure = None;
+        if let Some(resource) = core.resource_id() {
+            let Some(instance) = core.instance_id() else {
+                return Err(not_found(path));
+            };
+            let whole = Path::resource(core.object_id(), instance, resource);
+            match tree.read(origin, &whole) {
+                Ok(value) => push_items(&mut items, path, value),
+                Err(e) => return Err(core_error(&e)),
+            }
+            if let Some(index) = path.index {
+                items.retain(|i: &Item| i.path.index == Some(index));
+                if items.is_empty() {
+                    return Err(not_found(path));
+                }
+            }
+        } else {
+            let walked = tree.walk(origin, &core, &mut |p, value| match value {
+                Ok(value) => {
+                    if let Some(lwm2m) = mapping::from_core(&p) {
+                        push_items(&mut items, &lwm2m, value);
+                    }
+                }
+                Err(e) => failure = Some(e),
+            });
+            if let Err(e) = walked {
+                return Err(core_error(&e));
+            }
+            if let Some(e) = failure {
+                return Err(core_error(&e));
+            }
+        }
+        // One value: a single resource, or one instance of a multiple one.
+        let single_value = path.resource.is_some()
+            && items.len() == 1
+            && (items[0].path.index.is_none() || path.index.is_some());
+        let format = match accept {
+            Some(f) => f,
+            None if single_value && matches!(items[0].value, Value::Opaque(_)) => {
+                ContentFormat::Opaque
+            }
+            None if single_value => ContentFormat::Text,
+            None => ContentFormat::Tlv,
+        };
+        let payload = format::encode(format, path, &items).map_err(|e| format_error(&e))?;
+        Ok((payload, format))
+    }
+
+    fn discover(&self, tree: &Tree, path: &Lwm2mPath) -> Packet {
+        let Ok(core) = mapping::to_core(path) else {
+            return not_found(path);
+        };
+        let Some(map) = mapping::object(path.object) else {
+            return not_found(path);
+        };
+        let mut links = Vec::new();
+        let attrs = |p: &Lwm2mPath| {
+            let a = mapping::to_core(p)
+                .map(|c| tree.attributes().observe(self.config.short_server_id, &c))
+                .unwrap_or_default();
+            attribute_text(&a)
+        };
+        let instances = match core.instance_id() {
+            Some(i) => vec![i],
+            None => tree.instances(core.object_id()).unwrap_or_default(),
+        };
+        if path.instance.is_none() {
+            links.push(format!("</{}>{}", path.object, attrs(path)));
+        }
+        for instance in instances {
+            let Ok(inst) = tree.instance(core.object_id(), instance) else {
+                return not_found(path);
+            };
+            let inst_path = Lwm2mPath {
+                instance: Some(instance.0),
+                ..*path
+            };
+            if path.resource.is_none() {
+                links.push(format!("<{inst_path}>{}", attrs(&inst_path)));
+            }
+            for resource in inst.resources() {
+                let Some(r) = map.resources.iter().find(|r| r.resource == resource) else {
+                    continue;
+                };
+                if path.resource.is_some_and(|want| want != r.lwm2m) {
+                    continue;
+                }
+                let res_path = Lwm2mPath {
+                    resource: Some(r.lwm2m),
+                    ..inst_path
+                };
+                links.push(format!("<{res_path}>{}", attrs(&res_path)));
+            }
+        }
+        let mut response = status(ResponseType::Content);
+        response.add_option(
+            CoapOption::ContentFormat,
+            content_format(ContentFormat::LinkFormat),
+        );
+        response.payload = links.join(",").into_bytes();
+        response
+    }
+
+    fn write(
+        &mut self,
+        tree: &mut Tree,
+        origin: Origin,
+        path: &Lwm2mPath,
+        request: &Packet,
+        content: Option<Result<ContentFormat, u64>>,
+        replace: bool,
+    ) -> Packet {
+        let format = match content {
+            Some(Ok(f)) => f,
+            Some(Err(n)) => {
+                return error(
+                    ResponseType::UnsupportedContentFormat,
+                    &format!("content format {n}"),
+                );
+            }
+            None => return error(ResponseType::BadRequest, "a Write needs a Content-Format"),
+        };
+        if path.instance.is_none() {
+            return error(
+                ResponseType::MethodNotAllowed,
+                "Write targets an instance or resource",
+            );
+        }
+        let items = match format::decode(format, path, &request.payload, &|p| type_of(p)) {
+            Ok(items) => items,
+            Err(e) => return format_error(&e),
+        };
+        let mut tx = tree.begin(origin);
+        stage_items(&mut tx, path, &items, replace);
+        match tx.commit() {
+            Ok(_) => status(ResponseType::Changed),
+            Err(e) => e
+                .faults
+                .first()
+                .map_or_else(|| status(ResponseType::InternalServerError), core_error),
+        }
+    }
+
+    fn create(
+        &mut self,
+        tree: &mut Tree,
+        origin: Origin,
+        path: &Lwm2mPath,
+        request: &Packet,
+        content: Option<Result<ContentFormat, u64>>,
+    ) -> Packet {
+        let Ok(core) = mapping::to_core(path) else {
+            return not_found(path);
+        };
+        let format = match content {
+            Some(Ok(f)) => f,
+            Some(Err(n)) => {
+                return error(
+                    ResponseType::UnsupportedContentFormat,
+                    &format!("content format {n}"),
+                );
+            }
+            None if request.payload.is_empty() => ContentFormat::Tlv,
+            None => return error(ResponseType::BadRequest, "a Create needs a Content-Format"),
+        };
+        // The payload names the new instance (a TLV object instance, SenML
+        // names with an instance) or holds bare resources (LwM2M Core
+        // §5.4.5 allows both); then the tree chooses the number.
+        let (items, chosen) = match format::decode(format, path, &request.payload, &|p| type_of(p))
+        {
+            Ok(items) => {
+                let chosen = items.iter().find_map(|i| i.path.instance);
+                (items, chosen)
+            }
+            Err(first) => {
+                let placeholder = Lwm2mPath {
+                    instance: Some(0),
+                    ..*path
+                };
+                match format::decode(format, &placeholder, &request.payload, &|p| type_of(p)) {
+                    Ok(items) => (items, None),
+                    Err(_) => return format_error(&first),
+                }
+            }
+        };
+        let mut tx = tree.begin(origin);
+        tx.create(core.object_id(), chosen.map(InstanceId));
+        let committed = match tx.commit() {
+            Ok(c) => c,
+            Err(e) => {
+                return e
+                    .faults
+                    .first()
+                    .map_or_else(|| status(ResponseType::InternalServerError), core_error);
+            }
+        };
+        let Some(instance) = committed.created.first().and_then(|p| p.instance_id()) else {
+            return status(ResponseType::InternalServerError);
+        };
+        if !items.is_empty() {
+            let base = Lwm2mPath {
+                instance: Some(instance.0),
+                ..*path
+            };
+            let items: Vec<Item> = items
+                .into_iter()
+                .map(|i| Item {
+                    path: Lwm2mPath {
+                        instance: Some(instance.0),
+                        ..i.path
+                    },
+                    value: i.value,
+                })
+                .collect();
+            let mut tx = tree.begin(origin);
+            stage_items(&mut tx, &base, &items, false);
+            if let Err(e) = tx.commit() {
+                // Undo the creation: a Create is all or nothing too.
+                let _ = tree
+                    .begin(Origin::Agent)
+                    .delete(core.object_id(), instance)
+                    .commit();
+                return e
+                    .faults
+                    .first()
+                    .map_or_else(|| status(ResponseType::InternalServerError), core_error);
+            }
+        }
+        let mut response = status(ResponseType::Created);
+        response.add_option(
+            CoapOption::LocationPath,
+            path.object.to_string().into_bytes(),
+        );
+        response.add_option(
+            CoapOption::LocationPath,
+            instance.0.to_string().into_bytes(),
+        );
+        response
+    }
+
+    fn write_attributes(&mut self, tree: &mut Tree, path: &Lwm2mPath, request: &Packet) -> Packet {
+        let Ok(core) = mapping::to_core(path) else {
+            return not_found(path);
+        };
+        let mut attrs = mapping::to_core(path)
+            .map(|c| tree.attributes().observe(self.config.short_server_id, &c))
+            .unwrap_or_default();
+        for query in request
+            .get_option(CoapOption::UriQuery)
+            .into_iter()
+            .flatten()
+        {
+            let query = String::from_utf8_lossy(query);
+            let (key, value) = query.split_once('=').unwrap_or((&query, ""));
+            let bad = || {
+                error(
+                    ResponseType::BadRequest,
+                    &format!("bad attribute {query:?}"),
+                )
+            };
+            let int = |v: &str| {
+                if v.is_empty() {
+                    Ok(None)
+                } else {
+                    v.parse::<u32>().map(Some)
+                }
+            };
+            let float = |v: &str| {
+                if v.is_empty() {
+                    Ok(None)
+                } else {
+                    v.parse::<f64>().map(Some)
+                }
+            };
+            let result = match key {
+                "pmin" => int(value).map(|v| attrs.pmin = v).map_err(|_| ()),
+                "pmax" => int(value).map(|v| attrs.pmax = v).map_err(|_| ()),
+                "epmin" => int(value).map(|v| attrs.epmin = v).map_err(|_| ()),
+                "epmax" => int(value).map(|v| attrs.epmax = v).map_err(|_| ()),
+                "gt" => float(value).map(|v| attrs.gt = v).map_err(|_| ()),
+                "lt" => float(value).map(|v| attrs.lt = v).map_err(|_| ()),
+                "st" => float(value).map(|v| attrs.st = v).map_err(|_| ()),
+                _ => Err(()),
+            };
+            if result.is_err() {
+                return bad();
+            }
+        }
+        // LwM2M Core §5.1.2: pmin must not exceed pmax.
+        if let (Some(pmin), Some(pmax)) = (attrs.pmin, attrs.pmax)
+            && pmax > 0
+            && pmin > pmax
+        {
+            return error(ResponseType::BadRequest, "pmin is greater than pmax");
+        }
+        match tree.set_observe_attributes(self.config.short_server_id, &core, attrs) {
+            Ok(()) => status(ResponseType::Changed),
+            Err(e) => core_error(&e),
+        }
+    }
+}
+
+/// Stages written items: each resource is replaced; multiple resources are
+/// replaced whole when written whole.
+fn stage_items(
+    tx: &mut dm_core::tree::Transaction<'_>,
+    base: &Lwm2mPath,
+    items: &[Item],
+    _replace: bool,
+) {
+    let mut multiple: HashMap<Lwm2mPath, std::collections::BTreeMap<u16, Value>> = HashMap::new();
+    for item in items {
+        let Ok(core) = mapping::to_core(&Lwm2mPath {
+            index: None,
+            ..item.path
+        }) else {
+            continue;
+        };
+        match item.path.index {
+            Some(index) if base.index.is_none() => {
+                multiple
+                    .entry(Lwm2mPath {
+                        index: None,
+                        ..item.path
+                    })
+                    .or_default()
+                    .insert(index, item.value.clone());
+                let _ = core;
+            }
+            Some(index) => {
+                if let (Some(i), Some(r)) = (core.instance_id(), core.resource_id()) {
+                    tx.set(
+                        Path::resource_instance(core.object_id(), i, r, index),
+                        item.value.clone(),
+                    );
+                }
+            }
+            None => {
+                tx.set(core, item.value.clone());
+            }
+        }
+    }
+    for (path, values) in multiple {
+        if let Ok(core) = mapping::to_core(&path) {
+            tx.set_multiple(core, values);
+        }
+    }
+}
+
+fn push_items(items: &mut Vec<Item>, path: &Lwm2mPath, value: ResourceValue) {
+    match value {
+        ResourceValue::Single(value) => items.push(Item {
+            path: Lwm2mPath {
+                index: None,
+                ..*path
+            },
+            value,
+        }),
+        ResourceValue::Multiple(values) => {
+            for (index, value) in values {
+                items.push(Item {
+                    path: Lwm2mPath {
+                        index: Some(index),
+                        ..*path
+                    },
+                    value,
+                });
+            }
+        }
+    }
+}
+
+/// The type of an LwM2M resource, from the generated catalog.
+pub fn type_of(path: &Lwm2mPath) -> Option<ValueType> {
+    let core = mapping::to_core(&Lwm2mPath {
+        index: None,
+        ..*path
+    })
+    .ok()?;
+    let schema = dm_core::catalog::ALL
+        .iter()
+        .find(|o| o.id == core.object_id())?;
+    Some(schema.resource(core.resource_id()?)?.value_type)
+}
+
+/// Whether `outer` is `inner` or an ancestor of it.
+fn covers(outer: &Lwm2mPath, inner: &Lwm2mPath) -> bool {
+    outer.object == inner.object
+        && (outer.instance.is_none() || outer.instance == inner.instance)
+        && (outer.resource.is_none() || outer.resource == inner.resource)
+        && (outer.index.is_none() || outer.index == inner.index)
+}
+
+/// The object links of a Register: every object the client serves except
+/// Security (LwM2M Core §6.2.1), with versions other than 1.0, and their
+/// instances.
+pub fn object_links(tree: &Tree) -> String {
+    let mut links = vec![format!(
+        "</>;rt=\"oma.lwm2m\";ct={}",
+        ContentFormat::SenmlJson.number()
+    )];
+    for map in mapping::OBJECTS {
+        if map.object == dm_core::catalog::security::ID || tree.schema(map.object).is_none() {
+            continue;
+        }
+        let instances = tree.instances(map.object).unwrap_or_default();
+        let version = if map.version == "1.0" {
+            String::new()
+        } else {
+            format!(";ver={}", map.version)
+        };
+        links.push(format!("</{}>{version}", map.lwm2m));
+        for instance in instances {
+            links.push(format!("</{}/{}>", map.lwm2m, instance.0));
+        }
+    }
+    links.join(",")
+}
+
+fn attribute_text(a: &ObserveAttributes) -> String {
+    let mut out = String::new();
+    for (key, value) in [
+        ("pmin", a.pmin),
+        ("pmax", a.pmax),
+        ("epmin", a.epmin),
+        ("epmax", a.epmax),
+    ] {
+        if let Some(v) = value {
+            out.push_str(&format!(";{key}={v}"));
+        }
+    }
+    for (key, value) in [("gt", a.gt), ("lt", a.lt), ("st", a.st)] {
+        if let Some(v) = value {
+            out.push_str(&format!(";{key}={v}"));
+        }
+    }
+    out
+}
+
+fn request_path(request: &Packet) -> Result<Lwm2mPath, Packet> {
+    let segments: Vec<String> = request
+        .get_option(CoapOption::UriPath)
+        .map(|values| {
+            values
+                .iter()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("/{}", segments.join("/"))
+        .parse()
+        .map_err(|_| error(ResponseType::NotFound, "not an LwM2M path"))
+}
+
+fn option_number(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .take(8)
+        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+}
+
+fn content_format(format: ContentFormat) -> Vec<u8> {
+    let n = format.number();
+    if n == 0 {
+        Vec::new()
+    } else if n < 256 {
+        vec![n as u8]
+    } else {
+        n.to_be_bytes().to_vec()
+    }
+}
+
+fn status(code: ResponseType) -> Packet {
+    let mut packet = Packet::new();
+    packet.header.code = MessageClass::Response(code);
+    packet
+}
+
+/// An error response with a diagnostic payload (RFC 7252 §5.5.2).
+fn error(code: ResponseType, diagnostic: &str) -> Packet {
+    let mut packet = status(code);
+    packet.payload = diagnostic.as_bytes().to_vec();
+    packet
+}
+
+fn not_found(path: &Lwm2mPath) -> Packet {
+    error(ResponseType::NotFound, &format!("{path} not found"))
+}
+
+/// The CoAP code of a core error: the one mapping of this adapter.
+pub fn core_error(e: &Error) -> Packet {
+    let code = match e {
+        Error::ObjectNotFound(_) | Error::InstanceNotFound(_) | Error::ResourceNotFound(_) => {
+            ResponseType::NotFound
+        }
+        Error::NotReadable(_)
+        | Error::NotWritable(_)
+        | Error::NotExecutable(_)
+        | Error::FixedInstances(_) => ResponseType::MethodNotAllowed,
+        Error::NotSupported(_) => ResponseType::MethodNotAllowed,
+        Error::AccessDenied { .. } => ResponseType::Unauthorized,
+        Error::InvalidValue { .. } | Error::Rejected { .. } | Error::InstanceExists(_) => {
+            ResponseType::BadRequest
+        }
+        Error::InstancesExhausted(_) => ResponseType::RequestEntityTooLarge,
+        _ => ResponseType::InternalServerError,
+    };
+    error(code, &e.to_string())
+}
+
+fn format_error(e: &FormatError) -> Packet {
+    let code = match e {
+        FormatError::Malformed(_) => ResponseType::BadRequest,
+        FormatError::NotAcceptable(_) => ResponseType::NotAcceptable,
+        FormatError::Unsupported(_) => ResponseType::UnsupportedContentFormat,
+    };
+    error(code, &e.to_string())
+}

@@ -1,0 +1,341 @@
+//! The CoAP message layer (RFC 7252 §4) over coap-lite's codec: sans-IO.
+//!
+//! Confirmable requests are retransmitted with exponential back-off from
+//! ACK_TIMEOUT × random(1, ACK_RANDOM_FACTOR) up to MAX_RETRANSMIT times;
+//! responses are matched by token (piggybacked in the ACK or separate);
+//! duplicate confirmable requests from the peer are answered from a cache
+//! for EXCHANGE_LIFETIME instead of being processed twice. Time comes in as
+//! `Instant`s; nothing here reads a clock or touches a socket.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use coap_lite::{MessageClass, MessageType, Packet};
+
+/// RFC 7252 §4.8 transmission parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct Parameters {
+    pub ack_timeout: Duration,
+    pub ack_random_factor: f64,
+    pub max_retransmit: u32,
+}
+
+impl Default for Parameters {
+    fn default() -> Parameters {
+        Parameters {
+            ack_timeout: Duration::from_secs(2),
+            ack_random_factor: 1.5,
+            max_retransmit: 4,
+        }
+    }
+}
+
+impl Parameters {
+    /// EXCHANGE_LIFETIME (RFC 7252 §4.8.2), with MAX_LATENCY 100 s and
+    /// PROCESSING_DELAY = ACK_TIMEOUT.
+    pub fn exchange_lifetime(&self) -> Duration {
+        let span = self.ack_timeout.as_secs_f64()
+            * (2f64.powi(self.max_retransmit as i32) - 1.0)
+            * self.ack_random_factor;
+        Duration::from_secs_f64(span + 200.0 + self.ack_timeout.as_secs_f64())
+    }
+}
+
+/// What the message layer reports.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A request from the peer; answer it with [`Endpoint::respond`].
+    Request(Packet),
+    /// The response to one of our requests, by its token.
+    Response { token: Vec<u8>, packet: Packet },
+    /// One of our requests got no response after every retransmission, or
+    /// was reset.
+    Failed { token: Vec<u8>, reset: bool },
+}
+
+struct Outstanding {
+    message_id: u16,
+    token: Vec<u8>,
+    bytes: Vec<u8>,
+    /// Retransmissions so far.
+    attempts: u32,
+    timeout: Duration,
+    next: Instant,
+    /// Acknowledged with an empty ACK: the response comes separately.
+    acknowledged: bool,
+}
+
+/// One CoAP endpoint talking to one peer.
+pub struct Endpoint {
+    parameters: Parameters,
+    next_message_id: u16,
+    next_token: u64,
+    outstanding: Vec<Outstanding>,
+    /// Recently answered confirmable requests: (message id, response
+    /// bytes, expiry).
+    answered: VecDeque<(u16, Vec<u8>, Instant)>,
+    transmit: VecDeque<Vec<u8>>,
+    incoming: VecDeque<Incoming>,
+    rng: u64,
+}
+
+impl Endpoint {
+    /// `seed` randomises the first message id, tokens and back-off.
+    pub fn new(parameters: Parameters, seed: u64) -> Endpoint {
+        let mut endpoint = Endpoint {
+            parameters,
+            next_message_id: 0,
+            next_token: 0,
+            outstanding: Vec::new(),
+            answered: VecDeque::new(),
+            transmit: VecDeque::new(),
+            incoming: VecDeque::new(),
+            rng: seed | 1,
+        };
+        endpoint.next_message_id = endpoint.random() as u16;
+        endpoint.next_token = endpoint.random();
+        endpoint
+    }
+
+    /// Sends a confirmable request; returns its token.
+    pub fn request(&mut self, now: Instant, mut packet: Packet) -> Vec<u8> {
+        let token = self.next_token.to_be_bytes().to_vec();
+        self.next_token = self.next_token.wrapping_add(1);
+        packet.set_token(token.clone());
+        self.send_confirmable(now, packet);
+        token
+    }
+
+    /// Sends a confirmable message with the token it carries (a
+    /// notification keeps its observation's token).
+    pub fn send_confirmable(&mut self, now: Instant, mut packet: Packet) {
+        packet.header.set_type(MessageType::Confirmable);
+        packet.header.message_id = self.message_id();
+        let Ok(bytes) = packet.to_bytes_unlimited() else {
+            return;
+        };
+        let factor = 1.0 + (self.parameters.ack_random_factor - 1.0) * self.unit();
+        let timeout = self.parameters.ack_timeout.mul_f64(factor);
+        self.outstanding.push(Outstanding {
+            message_id: packet.header.message_id,
+            token: packet.get_token().to_vec(),
+            bytes: bytes.clone(),
+            attempts: 0,
+            timeout,
+            next: now + timeout,
+            acknowledged: false,
+        });
+        self.transmit.push_back(bytes);
+    }
+
+    /// Answers a request received with [`Incoming::Request`]: piggybacked
+    /// in the ACK for a confirmable request, as a non-confirmable message
+    /// otherwise.
+    pub fn respond(&mut self, now: Instant, request: &Packet, mut response: Packet) {
+        response.set_token(request.get_token().to_vec());
+        match request.header.get_type() {
+            MessageType::Confirmable => {
+                response.header.set_type(MessageType::Acknowledgement);
+                response.header.message_id = request.header.message_id;
+            }
+            _ => {
+                response.header.set_type(MessageType::NonConfirmable);
+                response.header.message_id = self.message_id();
+            }
+        }
+        let Ok(bytes) = response.to_bytes_unlimited() else {
+            return;
+        };
+        if request.header.get_type() == MessageType::Confirmable {
+            let expiry = now + self.parameters.exchange_lifetime();
+            self.answered
+                .push_back((request.header.message_id, bytes.clone(), expiry));
+            // Bound the cache: a peer cannot make it grow without limit.
+            while self.answered.len() > 64 {
+                self.answered.pop_front();
+            }
+        }
+        self.transmit.push_back(bytes);
+    }
+
+    /// A datagram from the peer. Malformed ones are dropped (RFC 7252
+    /// §4.2: a confirmable message that cannot be parsed is rejected with
+    /// a Reset when its header can be read).
+    pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
+        self.expire(now);
+        let packet = match Packet::from_bytes(bytes) {
+            Ok(packet) => packet,
+            Err(_) => {
+                if bytes.len() >= 4 && bytes[0] >> 6 == 1 && (bytes[0] >> 4) & 0b11 == 0 {
+                    let mut reset = Packet::new();
+                    reset.header.set_type(MessageType::Reset);
+                    reset.header.code = MessageClass::Empty;
+                    reset.header.message_id = u16::from_be_bytes([bytes[2], bytes[3]]);
+                    if let Ok(out) = reset.to_bytes() {
+                        self.transmit.push_back(out);
+                    }
+                }
+                return;
+            }
+        };
+        let kind = packet.header.get_type();
+        match (kind, &packet.header.code) {
+            (MessageType::Acknowledgement, MessageClass::Empty) => {
+                if let Some(o) = self
+                    .outstanding
+                    .iter_mut()
+                    .find(|o| o.message_id == packet.header.message_id)
+                {
+                    o.acknowledged = true;
+                }
+            }
+            (MessageType::Reset, _) => {
+                if let Some(i) = self
+                    .outstanding
+                    .iter()
+                    .position(|o| o.message_id == packet.header.message_id)
+                {
+                    let o = self.outstanding.remove(i);
+                    self.incoming.push_back(Incoming::Failed {
+                        token: o.token,
+                        reset: true,
+                    });
+                }
+            }
+            // A request comes as CON or NON; anything else is malformed.
+            (MessageType::Confirmable | MessageType::NonConfirmable, MessageClass::Request(_)) => {
+                if kind == MessageType::Confirmable
+                    && let Some((_, cached, _)) = self
+                        .answered
+                        .iter()
+                        .find(|(id, _, _)| *id == packet.header.message_id)
+                {
+                    self.transmit.push_back(cached.clone());
+                    return;
+                }
+                self.incoming.push_back(Incoming::Request(packet));
+            }
+            (_, MessageClass::Response(_)) => {
+                let token = packet.get_token().to_vec();
+                let matched = self.outstanding.iter().position(|o| {
+                    o.token == token
+                        && (kind != MessageType::Acknowledgement
+                            || o.message_id == packet.header.message_id)
+                });
+                if kind == MessageType::Confirmable {
+                    // A separate response: acknowledge it.
+                    let mut ack = Packet::new();
+                    ack.header.set_type(MessageType::Acknowledgement);
+                    ack.header.code = MessageClass::Empty;
+                    ack.header.message_id = packet.header.message_id;
+                    if let Ok(out) = ack.to_bytes() {
+                        self.transmit.push_back(out);
+                    }
+                }
+                if let Some(i) = matched {
+                    self.outstanding.remove(i);
+                    self.incoming
+                        .push_back(Incoming::Response { token, packet });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Retransmits what is due; gives up after MAX_RETRANSMIT.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire(now);
+        let mut failed = Vec::new();
+        for o in &mut self.outstanding {
+            if o.acknowledged || o.next > now {
+                continue;
+            }
+            if o.attempts >= self.parameters.max_retransmit {
+                failed.push(o.message_id);
+                continue;
+            }
+            o.attempts += 1;
+            o.timeout *= 2;
+            o.next = now + o.timeout;
+            self.transmit.push_back(o.bytes.clone());
+        }
+        for id in failed {
+            if let Some(i) = self.outstanding.iter().position(|o| o.message_id == id) {
+                let o = self.outstanding.remove(i);
+                self.incoming.push_back(Incoming::Failed {
+                    token: o.token,
+                    reset: false,
+                });
+            }
+        }
+        // An acknowledged request whose separate response never comes
+        // fails after EXCHANGE_LIFETIME.
+        let lifetime = self.parameters.exchange_lifetime();
+        let stale: Vec<u16> = self
+            .outstanding
+            .iter()
+            .filter(|o| o.acknowledged && o.next + lifetime <= now)
+            .map(|o| o.message_id)
+            .collect();
+        for id in stale {
+            if let Some(i) = self.outstanding.iter().position(|o| o.message_id == id) {
+                let o = self.outstanding.remove(i);
+                self.incoming.push_back(Incoming::Failed {
+                    token: o.token,
+                    reset: false,
+                });
+            }
+        }
+    }
+
+    /// Forgets a request (the caller gave up on it).
+    pub fn cancel(&mut self, token: &[u8]) {
+        self.outstanding.retain(|o| o.token != token);
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmit.pop_front()
+    }
+
+    pub fn poll_incoming(&mut self) -> Option<Incoming> {
+        self.incoming.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let lifetime = self.parameters.exchange_lifetime();
+        self.outstanding
+            .iter()
+            .map(|o| {
+                if o.acknowledged {
+                    o.next + lifetime
+                } else {
+                    o.next
+                }
+            })
+            .min()
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while self.answered.front().is_some_and(|(_, _, t)| *t <= now) {
+            self.answered.pop_front();
+        }
+    }
+
+    fn message_id(&mut self) -> u16 {
+        let id = self.next_message_id;
+        self.next_message_id = self.next_message_id.wrapping_add(1);
+        id
+    }
+
+    fn random(&mut self) -> u64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A uniform number in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.random() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}

@@ -1,0 +1,593 @@
+//! The client engine against a scripted LwM2M server, in simulated time:
+//! registration, updates, every device-management operation, observe,
+//! retransmission and duplicate detection. No sockets, no clock.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use dm_core::{ChangeKind, InstanceId, Origin, Path, ResourceValue, Tree, Value};
+use dm_lwm2m::client::{Client, ClientConfig, ClientEvent};
+use dm_lwm2m::coap::Parameters;
+use dm_lwm2m::format::{self, ContentFormat};
+use dm_objects::{Identity, Lwm2mServer, Platform, Provisioning, SecurityMode};
+use dm_platform::Network as _;
+use dm_platform::linux::LinuxHost;
+use dm_platform::memory::{MemoryLog, MemoryNetwork};
+use proptest::prelude::*;
+
+struct Fixture {
+    tree: Tree,
+    network: Arc<MemoryNetwork>,
+    platform: Platform,
+    client: Client,
+    now: Instant,
+    next_id: u16,
+}
+
+fn fixture() -> Fixture {
+    let network = Arc::new(MemoryNetwork::demo());
+    let platform = Platform {
+        host: Arc::new(LinuxHost::default()),
+        network: network.clone(),
+        log: Arc::new(MemoryLog::default()),
+    };
+    let mut tree = Tree::new();
+    dm_objects::register(&mut tree, &platform).unwrap();
+    dm_objects::populate(&mut tree, &[]).unwrap();
+    dm_objects::provision(
+        &mut tree,
+        &Provisioning {
+            identity: Identity {
+                manufacturer: "Acme".into(),
+                serial_number: "SN1".into(),
+                oui: "00D09E".into(),
+                ..Identity::default()
+            },
+            lwm2m: vec![Lwm2mServer {
+                uri: "coap://127.0.0.1:5683".into(),
+                bootstrap: false,
+                short_server_id: 101,
+                lifetime: 60,
+                binding: "U".into(),
+                security: SecurityMode::NoSec,
+                psk_identity: Vec::new(),
+                psk_key: Vec::new(),
+            }],
+            ..Provisioning::default()
+        },
+    )
+    .unwrap();
+    assert!(dm_objects::sync_platform(&mut tree, &platform).is_empty());
+    let client = Client::new(
+        ClientConfig {
+            endpoint: "urn:dev:ops:00D09E-test-SN1".into(),
+            short_server_id: 101,
+            server_instance: 0,
+        },
+        Parameters::default(),
+        42,
+    );
+    Fixture {
+        tree,
+        network,
+        platform,
+        client,
+        now: Instant::now(),
+        next_id: 1000,
+    }
+}
+
+fn options(packet: &Packet, option: CoapOption) -> Vec<String> {
+    packet
+        .get_option(option)
+        .map(|v| {
+            v.iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Fixture {
+    /// The next datagram the client sends, decoded.
+    fn sent(&mut self) -> Packet {
+        let bytes = self
+            .client
+            .poll_transmit()
+            .expect("the client sends something");
+        Packet::from_bytes(&bytes).unwrap()
+    }
+
+    fn nothing_sent(&mut self) {
+        assert!(self.client.poll_transmit().is_none());
+    }
+
+    fn deliver(&mut self, packet: &Packet) {
+        let bytes = packet.to_bytes().unwrap();
+        self.client
+            .handle_datagram(&mut self.tree, self.now, &bytes);
+    }
+
+    /// Answers a client request with a piggybacked response.
+    fn answer(&mut self, request: &Packet, code: ResponseType, location: &[&str]) {
+        let mut response = Packet::new();
+        response.header.set_type(MessageType::Acknowledgement);
+        response.header.message_id = request.header.message_id;
+        response.header.code = MessageClass::Response(code);
+        response.set_token(request.get_token().to_vec());
+        for segment in location {
+            response.add_option(CoapOption::LocationPath, segment.as_bytes().to_vec());
+        }
+        self.deliver(&response);
+    }
+
+    fn register(&mut self) {
+        self.client.register(&self.tree, self.now);
+        let register = self.sent();
+        self.answer(&register, ResponseType::Created, &["rd", "5a3f"]);
+        assert_eq!(
+            self.client.poll_event(),
+            Some(ClientEvent::Registered {
+                location: "/rd/5a3f".into()
+            })
+        );
+    }
+
+    /// Sends a confirmable request from the server and returns the
+    /// piggybacked response.
+    fn request(
+        &mut self,
+        method: RequestType,
+        path: &str,
+        build: impl FnOnce(&mut Packet),
+    ) -> Packet {
+        let mut packet = Packet::new();
+        packet.header.set_type(MessageType::Confirmable);
+        packet.header.code = MessageClass::Request(method);
+        self.next_id += 1;
+        packet.header.message_id = self.next_id;
+        packet.set_token(vec![0xAB, self.next_id as u8]);
+        for segment in path.split('/').filter(|s| !s.is_empty()) {
+            packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+        }
+        build(&mut packet);
+        self.deliver(&packet);
+        let response = self.sent();
+        assert_eq!(response.header.get_type(), MessageType::Acknowledgement);
+        assert_eq!(response.header.message_id, packet.header.message_id);
+        assert_eq!(response.get_token(), packet.get_token());
+        response
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.client.handle_timeout(&mut self.tree, self.now);
+    }
+}
+
+fn code(packet: &Packet) -> ResponseType {
+    match packet.header.code {
+        MessageClass::Response(code) => code,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn accept(format: ContentFormat) -> impl FnOnce(&mut Packet) {
+    move |p: &mut Packet| {
+        let n = format.number();
+        p.add_option(
+            CoapOption::Accept,
+            if n < 256 {
+                vec![n as u8]
+            } else {
+                n.to_be_bytes().to_vec()
+            },
+        );
+    }
+}
+
+fn content(format: ContentFormat, payload: Vec<u8>) -> impl FnOnce(&mut Packet) {
+    move |p: &mut Packet| {
+        let n = format.number();
+        let bytes = if n == 0 {
+            Vec::new()
+        } else if n < 256 {
+            vec![n as u8]
+        } else {
+            n.to_be_bytes().to_vec()
+        };
+        p.add_option(CoapOption::ContentFormat, bytes);
+        p.payload = payload;
+    }
+}
+
+#[test]
+fn register_carries_endpoint_lifetime_version_binding_and_objects() {
+    let mut f = fixture();
+    f.client.register(&f.tree, f.now);
+    let register = f.sent();
+    assert_eq!(register.header.get_type(), MessageType::Confirmable);
+    assert_eq!(
+        register.header.code,
+        MessageClass::Request(RequestType::Post)
+    );
+    assert_eq!(options(&register, CoapOption::UriPath), ["rd"]);
+    assert_eq!(
+        options(&register, CoapOption::UriQuery),
+        [
+            "ep=urn:dev:ops:00D09E-test-SN1",
+            "lt=60",
+            "lwm2m=1.1",
+            "b=U"
+        ]
+    );
+    let links = String::from_utf8(register.payload.clone()).unwrap();
+    assert!(links.starts_with("</>;rt=\"oma.lwm2m\";ct=110,"), "{links}");
+    assert!(links.contains(",</1>;ver=1.2,</1/0>,"), "{links}");
+    assert!(links.contains(",</3>;ver=1.2,</3/0>,"), "{links}");
+    assert!(links.contains(",</12>;ver=1.1,</12/1>"), "{links}");
+    assert!(
+        !links.contains("</0"),
+        "Security is never announced: {links}"
+    );
+    f.answer(&register, ResponseType::Created, &["rd", "5a3f"]);
+    assert!(f.client.is_registered());
+    // The Update is due at half the lifetime.
+    assert_eq!(
+        f.client.poll_timeout(&f.tree),
+        Some(f.now + Duration::from_secs(30))
+    );
+}
+
+#[test]
+fn updates_keep_the_registration_and_a_forgotten_one_registers_again() {
+    let mut f = fixture();
+    f.register();
+    f.advance(Duration::from_secs(30));
+    let update = f.sent();
+    assert_eq!(options(&update, CoapOption::UriPath), ["rd", "5a3f"]);
+    f.answer(&update, ResponseType::Changed, &[]);
+    assert_eq!(f.client.poll_event(), Some(ClientEvent::Updated));
+    f.advance(Duration::from_secs(30));
+    let update = f.sent();
+    // The server restarted and lost us: 4.04, then a full Register.
+    f.answer(&update, ResponseType::NotFound, &[]);
+    let register = f.sent();
+    assert_eq!(options(&register, CoapOption::UriPath), ["rd"]);
+}
+
+#[test]
+fn retransmits_with_backoff_then_gives_up_and_retries_later() {
+    let mut f = fixture();
+    f.client.register(&f.tree, f.now);
+    let first = f.client.poll_transmit().unwrap();
+    let mut waits = Vec::new();
+    let mut last = f.now;
+    for _ in 0..4 {
+        let due = f.client.poll_timeout(&f.tree).unwrap();
+        waits.push(due - last);
+        last = due;
+        f.now = due;
+        f.client.handle_timeout(&mut f.tree, f.now);
+        assert_eq!(
+            f.client.poll_transmit().unwrap(),
+            first,
+            "the same message again"
+        );
+    }
+    // RFC 7252 §4.2: the first wait is in [2, 3) s, then it doubles.
+    assert!(
+        waits[0] >= Duration::from_secs(2) && waits[0] < Duration::from_secs(3),
+        "{waits:?}"
+    );
+    for pair in waits.windows(2) {
+        let ratio = pair[1].as_secs_f64() / pair[0].as_secs_f64();
+        assert!((ratio - 2.0).abs() < 1e-6, "{waits:?}");
+    }
+    let due = f.client.poll_timeout(&f.tree).unwrap();
+    f.now = due;
+    f.client.handle_timeout(&mut f.tree, f.now);
+    assert!(matches!(
+        f.client.poll_event(),
+        Some(ClientEvent::RegistrationFailed { .. })
+    ));
+    f.nothing_sent();
+    // A new Register after the back-off.
+    let retry = f.client.poll_timeout(&f.tree).unwrap() - f.now;
+    assert_eq!(retry, Duration::from_secs(30));
+    f.advance(retry);
+    assert_eq!(options(&f.sent(), CoapOption::UriPath), ["rd"]);
+}
+
+#[test]
+fn read_in_every_format_and_the_default_ones() {
+    let mut f = fixture();
+    f.register();
+    let one = f.request(RequestType::Get, "/3/0/0", |_| {});
+    assert_eq!(code(&one), ResponseType::Content);
+    assert_eq!(one.get_content_format(), None.or(one.get_content_format()));
+    assert_eq!(one.payload, b"Acme");
+    let tlv = f.request(RequestType::Get, "/3/0", accept(ContentFormat::Tlv));
+    let items = format::decode(
+        ContentFormat::Tlv,
+        &"/3/0".parse().unwrap(),
+        &tlv.payload,
+        &dm_lwm2m::client::type_of,
+    )
+    .unwrap();
+    assert!(
+        items
+            .iter()
+            .any(|i| i.path.to_string() == "/3/0/2" && i.value == Value::String("SN1".into()))
+    );
+    // Live values are read from the host.
+    assert!(items.iter().any(|i| i.path.to_string() == "/3/0/21"));
+    let senml = f.request(RequestType::Get, "/3/0", accept(ContentFormat::SenmlJson));
+    let text = String::from_utf8(senml.payload.clone()).unwrap();
+    assert!(
+        text.starts_with(r#"[{"bn":"/3/0/","n":"0","vs":"Acme"}"#),
+        "{text}"
+    );
+    let multiple = f.request(RequestType::Get, "/4/0/4", |_| {});
+    assert_eq!(code(&multiple), ResponseType::Content);
+    let one_of = f.request(RequestType::Get, "/4/0/4/0", |_| {});
+    assert_eq!(one_of.payload, b"127.0.0.2");
+    assert_eq!(
+        code(&f.request(RequestType::Get, "/3/0/4", |_| {})),
+        ResponseType::MethodNotAllowed
+    );
+    assert_eq!(
+        code(&f.request(RequestType::Get, "/3/1", |_| {})),
+        ResponseType::NotFound
+    );
+    assert_eq!(
+        code(&f.request(RequestType::Get, "/77", |_| {})),
+        ResponseType::NotFound
+    );
+    assert_eq!(
+        code(&f.request(RequestType::Get, "/3/0", accept(ContentFormat::Text))),
+        ResponseType::NotAcceptable
+    );
+    let weird = f.request(RequestType::Get, "/3/0", |p| {
+        p.add_option(CoapOption::Accept, vec![0x03, 0xe7])
+    });
+    assert_eq!(code(&weird), ResponseType::NotAcceptable);
+    assert!(
+        !weird.payload.is_empty(),
+        "errors carry a diagnostic payload"
+    );
+}
+
+#[test]
+fn write_execute_create_delete_and_discover() {
+    let mut f = fixture();
+    f.register();
+    let changes = f.tree.subscribe(32);
+    let write = f.request(
+        RequestType::Put,
+        "/1/0/1",
+        content(ContentFormat::Text, b"120".to_vec()),
+    );
+    assert_eq!(code(&write), ResponseType::Changed);
+    let lifetime = f
+        .tree
+        .read(
+            Origin::Agent,
+            &Path::resource(
+                dm_core::catalog::server::ID,
+                InstanceId(0),
+                dm_core::catalog::server::LIFETIME,
+            ),
+        )
+        .unwrap();
+    assert_eq!(lifetime, ResourceValue::Single(Value::Integer(120)));
+    let seen = changes.drain();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].origin, Origin::Server(101));
+
+    assert_eq!(
+        code(&f.request(
+            RequestType::Put,
+            "/3/0/0",
+            content(ContentFormat::Text, b"x".to_vec())
+        )),
+        ResponseType::MethodNotAllowed
+    );
+    assert_eq!(
+        code(&f.request(
+            RequestType::Put,
+            "/1/0/1",
+            content(ContentFormat::Text, b"soon".to_vec())
+        )),
+        ResponseType::BadRequest
+    );
+    assert_eq!(
+        code(&f.request(RequestType::Put, "/1/0/1", |p| p.payload = b"1".to_vec())),
+        ResponseType::BadRequest
+    );
+
+    let execute = f.request(RequestType::Post, "/3/0/4", |_| {});
+    assert_eq!(code(&execute), ResponseType::Changed);
+    assert!(
+        changes
+            .drain()
+            .iter()
+            .any(|c| c.kind == ChangeKind::Executed(String::new()))
+    );
+    assert_eq!(
+        code(&f.request(RequestType::Post, "/3/0/0", |_| {})),
+        ResponseType::MethodNotAllowed
+    );
+
+    // Create /12 with TLV values; the tree numbers it.
+    let mut body = Vec::new();
+    dm_lwm2m::format::tlv::write(
+        &mut body,
+        dm_lwm2m::format::tlv::Kind::Resource,
+        5,
+        b"guest",
+    );
+    let created = f.request(RequestType::Post, "/12", content(ContentFormat::Tlv, body));
+    assert_eq!(code(&created), ResponseType::Created);
+    assert_eq!(options(&created, CoapOption::LocationPath), ["12", "2"]);
+    let ssid = f.request(RequestType::Get, "/12/2/5", |_| {});
+    assert_eq!(ssid.payload, b"guest");
+    // A bad value in a Create leaves nothing behind.
+    let mut bad = Vec::new();
+    dm_lwm2m::format::tlv::write(
+        &mut bad,
+        dm_lwm2m::format::tlv::Kind::Resource,
+        5,
+        &[b'x'; 40],
+    );
+    assert_eq!(
+        code(&f.request(RequestType::Post, "/12", content(ContentFormat::Tlv, bad))),
+        ResponseType::BadRequest
+    );
+    assert_eq!(
+        f.tree.instances(dm_core::catalog::wlan::ID).unwrap().len(),
+        2
+    );
+
+    let discover = f.request(RequestType::Get, "/12/2", accept(ContentFormat::LinkFormat));
+    let links = String::from_utf8(discover.payload.clone()).unwrap();
+    assert!(links.starts_with("</12/2>,</12/2/0>,</12/2/1>"), "{links}");
+
+    assert_eq!(
+        code(&f.request(RequestType::Delete, "/12/2", |_| {})),
+        ResponseType::Deleted
+    );
+    assert_eq!(
+        code(&f.request(RequestType::Get, "/12/2/5", |_| {})),
+        ResponseType::NotFound
+    );
+    assert_eq!(
+        code(&f.request(RequestType::Delete, "/3/0", |_| {})),
+        ResponseType::MethodNotAllowed
+    );
+}
+
+#[test]
+fn a_duplicate_request_is_answered_again_not_executed_again() {
+    let mut f = fixture();
+    f.register();
+    let changes = f.tree.subscribe(8);
+    let mut execute = Packet::new();
+    execute.header.set_type(MessageType::Confirmable);
+    execute.header.code = MessageClass::Request(RequestType::Post);
+    execute.header.message_id = 77;
+    execute.set_token(vec![9]);
+    for segment in ["3", "0", "4"] {
+        execute.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+    }
+    f.deliver(&execute);
+    let first = f.client.poll_transmit().unwrap();
+    f.deliver(&execute);
+    let second = f.client.poll_transmit().unwrap();
+    assert_eq!(first, second);
+    assert_eq!(changes.drain().len(), 1, "executed once");
+}
+
+#[test]
+fn observe_notifies_on_change_honouring_pmin_and_pmax_and_stops_on_reset() {
+    let mut f = fixture();
+    f.register();
+    let attrs = f.request(RequestType::Put, "/4/0/2", |p| {
+        p.add_option(CoapOption::UriQuery, b"pmin=10".to_vec());
+        p.add_option(CoapOption::UriQuery, b"pmax=60".to_vec());
+    });
+    assert_eq!(code(&attrs), ResponseType::Changed);
+    let discover = f.request(
+        RequestType::Get,
+        "/4/0/2",
+        accept(ContentFormat::LinkFormat),
+    );
+    assert_eq!(discover.payload, b"</4/0/2>;pmin=10;pmax=60");
+    let observe = f.request(RequestType::Get, "/4/0/2", |p| p.set_observe_value(0));
+    assert_eq!(code(&observe), ResponseType::Content);
+    assert_eq!(observe.payload, b"-71");
+    let token = observe.get_token().to_vec();
+    assert!(observe.get_observe_value().is_some());
+
+    let changes = f.tree.subscribe(8);
+    let mut radio = f.network.radio();
+    radio.signal_dbm = Some(-80);
+    f.network.set_radio(radio);
+    dm_objects::sync_platform(&mut f.tree, &f.platform);
+    for change in changes.drain() {
+        f.client.handle_change(&mut f.tree, f.now, &change);
+    }
+    // Changed at once, but pmin holds it back for 10 s.
+    f.nothing_sent();
+    assert_eq!(
+        f.client.poll_timeout(&f.tree),
+        Some(f.now + Duration::from_secs(10))
+    );
+    f.advance(Duration::from_secs(10));
+    let notification = f.sent();
+    assert_eq!(notification.get_token(), token.as_slice());
+    assert_eq!(notification.payload, b"-80");
+    assert_eq!(notification.header.get_type(), MessageType::Confirmable);
+    let first_seq = notification.get_observe_value().unwrap().unwrap();
+    let mut ack = Packet::new();
+    ack.header.set_type(MessageType::Acknowledgement);
+    ack.header.code = MessageClass::Empty;
+    ack.header.message_id = notification.header.message_id;
+    f.deliver(&ack);
+
+    // Unchanged: a notification all the same at pmax (the registration
+    // Update falls due in the same span).
+    f.advance(Duration::from_secs(60));
+    let sent: Vec<Packet> = std::iter::from_fn(|| f.client.poll_transmit())
+        .map(|b| Packet::from_bytes(&b).unwrap())
+        .collect();
+    let at_pmax = sent
+        .iter()
+        .find(|p| p.get_token() == token.as_slice())
+        .expect("a notification at pmax")
+        .clone();
+    assert_eq!(at_pmax.payload, b"-80");
+    assert!(at_pmax.get_observe_value().unwrap().unwrap() > first_seq);
+    // The server resets it: the observation ends, nothing is retransmitted.
+    let mut reset = Packet::new();
+    reset.header.set_type(MessageType::Reset);
+    reset.header.code = MessageClass::Empty;
+    reset.header.message_id = at_pmax.header.message_id;
+    f.deliver(&reset);
+    f.advance(Duration::from_secs(120));
+    let leftover: Vec<_> = std::iter::from_fn(|| f.client.poll_transmit())
+        .map(|b| Packet::from_bytes(&b).unwrap())
+        .filter(|p| p.get_token() == token.as_slice())
+        .collect();
+    assert!(leftover.is_empty(), "{leftover:?}");
+}
+
+#[test]
+fn malformed_write_attributes_are_refused() {
+    let mut f = fixture();
+    f.register();
+    for query in ["pmin=abc", "bogus=1", "gt=x"] {
+        let response = f.request(RequestType::Put, "/4/0/2", |p| {
+            p.add_option(CoapOption::UriQuery, query.as_bytes().to_vec())
+        });
+        assert_eq!(code(&response), ResponseType::BadRequest, "{query}");
+    }
+    let inverted = f.request(RequestType::Put, "/4/0/2", |p| {
+        p.add_option(CoapOption::UriQuery, b"pmin=50".to_vec());
+        p.add_option(CoapOption::UriQuery, b"pmax=10".to_vec());
+    });
+    assert_eq!(code(&inverted), ResponseType::BadRequest);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_datagrams_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let mut f = fixture();
+        f.register();
+        f.client.handle_datagram(&mut f.tree, f.now, &bytes);
+        while f.client.poll_transmit().is_some() {}
+    }
+}
