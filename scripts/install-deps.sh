@@ -28,6 +28,8 @@ have git || missing="$missing git"
 have xmllint || missing="$missing libxml2-utils"
 # acsrs, the test ACS, makes its TLS certificate with openssl at start.
 have openssl || missing="$missing openssl"
+# python3-venv: the LwM2M end-to-end test runs aiocoap from a virtualenv.
+python3 -c "import venv, ensurepip" 2>/dev/null || missing="$missing python3-venv"
 # Word splitting is wanted: one package name per word.
 # shellcheck disable=SC2086
 [ -n "$missing" ] && apt_install $missing
@@ -52,3 +54,6 @@ fi
 
 # The real ACS the CWMP end-to-end test talks to.
 "$(dirname "$0")/install-acsrs.sh" >/dev/null
+
+# The CoAP peer the LwM2M end-to-end test drives as a server.
+"$(dirname "$0")/install-aiocoap.sh" >/dev/null

@@ -141,6 +141,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         })
     });
 
+    let lwm2m = config.lwm2m.as_ref().and_then(|lwm2m| {
+        let server = match lwm2m_server(&lwm2m.server.uri) {
+            Ok(server) => server,
+            Err(e) => {
+                error!("LwM2M not started: {e}");
+                return None;
+            }
+        };
+        let driver = dm_lwm2m_tokio::Config {
+            server,
+            client: dm_lwm2m::client::ClientConfig {
+                endpoint: lwm2m.endpoint.clone(),
+                short_server_id: lwm2m.server.short_server_id,
+                server_instance: 0,
+            },
+        };
+        let run = dm_lwm2m_tokio::run(Arc::clone(&tree), driver, stop.clone());
+        Some(tokio::spawn(async move {
+            let result = run.await;
+            if let Err(e) = &result {
+                error!("LwM2M stopped: {e}");
+            }
+            result
+        }))
+    });
+
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
@@ -178,6 +204,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     {
         error!("CWMP driver: {e}");
     }
+    if let Some(task) = lwm2m
+        && let Err(e) = task.await
+    {
+        error!("LwM2M driver: {e}");
+    }
     Ok(())
 }
 
@@ -194,4 +225,28 @@ fn host_action(action: HostAction, change: &dm_core::Change) {
 pub fn lock(tree: &Mutex<Tree>) -> MutexGuard<'_, Tree> {
     tree.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The UDP address of an LwM2M server URI. coaps:// needs DTLS, which is
+/// not served yet: say so rather than talk plain CoAP to a DTLS port.
+fn lwm2m_server(uri: &str) -> anyhow::Result<std::net::SocketAddr> {
+    let rest = match uri.split_once("://") {
+        Some(("coap", rest)) => rest,
+        Some(("coaps", _)) => bail!("{uri}: DTLS (coaps://) is not supported yet"),
+        _ => bail!("{uri}: not a coap:// URI"),
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').context("unterminated IPv6 literal")?;
+        (host, after.strip_prefix(':').unwrap_or("5683"))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, port),
+            None => (authority, "5683"),
+        }
+    };
+    let port: u16 = port.parse().context("bad port")?;
+    std::net::ToSocketAddrs::to_socket_addrs(&(host, port))?
+        .next()
+        .with_context(|| format!("{host}: no address"))
 }

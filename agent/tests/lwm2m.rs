@@ -1,0 +1,169 @@
+//! End to end over real UDP on 127.0.0.1 against an LwM2M server no one
+//! here wrote the CoAP of: aiocoap (PyPI) driven by
+//! tests/peers/lwm2m_server.py. The script prints one JSON object per step;
+//! this test asserts on those.
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn python() -> PathBuf {
+    if let Some(path) = std::env::var_os("DMAGENT_AIOCOAP_PYTHON") {
+        return PathBuf::from(path);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .expect("HOME or XDG_CACHE_HOME");
+    let path = cache.join("dmagent/venv/bin/python");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/install-deps.sh",
+        path.display()
+    );
+    path
+}
+
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn json_lines(child: &mut Child) -> mpsc::Receiver<Value> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(value) = serde_json::from_str(&line)
+                && tx.send(value).is_err()
+            {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn next(rx: &mpsc::Receiver<Value>) -> Value {
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the LwM2M server reports")
+}
+
+#[test]
+fn aiocoap_server_registers_reads_writes_observes_executes_creates_deletes_discovers() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(python())
+            .arg(&script)
+            .arg(port.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-LW\"\noui = \"00D09E\"\nmanufacturer = \"Acme\"\n\n\
+             [lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\nendpoint = \"dmagent-e2e\"\nlifetime = 300\n"
+        ),
+    )
+    .unwrap();
+    let mut agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let register = next(&events);
+    assert_eq!(register["event"], "register");
+    assert_eq!(register["query"]["ep"], "dmagent-e2e");
+    assert_eq!(register["query"]["lt"], "300");
+    assert_eq!(register["query"]["lwm2m"], "1.1");
+    assert_eq!(register["content_format"], 40);
+    let links = register["links"].as_str().unwrap();
+    assert!(links.contains("</3>;ver=1.2,</3/0>"), "{links}");
+
+    let mut steps: HashMap<String, Value> = HashMap::new();
+    loop {
+        let event = next(&events);
+        if event["event"] == "checks-done" {
+            break;
+        }
+        if let Some(step) = event["step"].as_str() {
+            steps.insert(step.to_owned(), event.clone());
+        }
+    }
+    let step = |name: &str| {
+        steps
+            .get(name)
+            .unwrap_or_else(|| panic!("no step {name}: {steps:?}"))
+    };
+    assert_eq!(step("read-text")["code"], "2.05 Content");
+    assert_eq!(step("read-text")["text"], "Acme");
+    assert_eq!(step("read-tlv")["content_format"], 11542);
+    assert!(
+        step("read-tlv")["payload"]
+            .as_str()
+            .unwrap()
+            .starts_with("c40041636d65"),
+        "{}",
+        step("read-tlv")
+    );
+    assert_eq!(step("read-senml")["content_format"], 110);
+    let senml: Value = serde_json::from_str(step("read-senml")["text"].as_str().unwrap()).unwrap();
+    assert_eq!(senml[0]["bn"], "/3/0/");
+    assert_eq!(senml[0]["vs"], "Acme");
+    assert_eq!(step("write")["code"], "2.04 Changed");
+    assert_eq!(step("observe")["text"], "120");
+    assert_eq!(step("notification")["text"], "150");
+    assert_eq!(step("execute")["code"], "2.04 Changed");
+    assert_eq!(step("create")["code"], "2.01 Created");
+    assert_eq!(step("create")["location"], serde_json::json!(["12", "2"]));
+    assert_eq!(step("read-created")["text"], "guest");
+    assert_eq!(step("delete")["code"], "2.02 Deleted");
+    assert_eq!(step("read-deleted")["code"], "4.04 Not Found");
+    assert!(
+        step("discover")["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("</1/0>,</1/0/0>")
+    );
+
+    // SIGTERM: the agent de-registers before it exits.
+    let status = Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    loop {
+        let event = next(&events);
+        if event["event"] == "deregister" {
+            break;
+        }
+    }
+    assert!(agent.0.wait().unwrap().success());
+}

@@ -1,0 +1,116 @@
+"""A small LwM2M server on aiocoap, for dmagent's end-to-end test.
+
+Usage: lwm2m_server.py PORT
+
+Listens on 127.0.0.1:PORT, accepts one registration, then drives the
+registered client through Read (text, TLV, SenML JSON), Write, Observe,
+Execute, Create, Delete and Discover. Every step is printed on stdout as one
+JSON object, so the Rust test asserts on data, not on log text. Exits after
+the client de-registers.
+"""
+
+import asyncio
+import json
+import sys
+
+import aiocoap
+import aiocoap.resource as resource
+from aiocoap import Code, Message
+
+
+def say(**fields):
+    print(json.dumps(fields), flush=True)
+
+
+class State:
+    def __init__(self):
+        self.registered = asyncio.get_event_loop().create_future()
+        self.deregistered = asyncio.get_event_loop().create_future()
+
+
+class Directory(resource.Resource):
+    def __init__(self, state):
+        super().__init__()
+        self.state = state
+
+    async def render_post(self, request):
+        query = dict(q.split("=", 1) for q in request.opt.uri_query if "=" in q)
+        say(event="register", query=query, links=request.payload.decode(),
+            content_format=int(request.opt.content_format or 0))
+        if not self.state.registered.done():
+            self.state.registered.set_result(request.remote.hostinfo)
+        return Message(code=Code.CREATED, location_path=("rd", "1"))
+
+
+class Registration(resource.Resource):
+    def __init__(self, state):
+        super().__init__()
+        self.state = state
+
+    async def render_post(self, request):
+        say(event="update")
+        return Message(code=Code.CHANGED)
+
+    async def render_delete(self, request):
+        say(event="deregister")
+        if not self.state.deregistered.done():
+            self.state.deregistered.set_result(True)
+        return Message(code=Code.DELETED)
+
+
+async def call(context, name, code, uri, payload=b"", accept=None, content_format=None):
+    message = Message(code=code, uri=uri, payload=payload)
+    if accept is not None:
+        message.opt.accept = accept
+    if content_format is not None:
+        message.opt.content_format = content_format
+    response = await context.request(message).response
+    say(step=name, code=str(response.code), payload=response.payload.hex(),
+        text=response.payload.decode("utf-8", "replace"),
+        content_format=int(response.opt.content_format) if response.opt.content_format is not None else None,
+        location=list(response.opt.location_path))
+    return response
+
+
+async def main(port):
+    state = State()
+    root = resource.Site()
+    root.add_resource(["rd"], Directory(state))
+    root.add_resource(["rd", "1"], Registration(state))
+    context = await aiocoap.Context.create_server_context(root, bind=("127.0.0.1", port))
+    say(event="listening", port=port)
+    client = await state.registered
+    base = "coap://" + client
+
+    await call(context, "read-text", Code.GET, base + "/3/0/0")
+    await call(context, "read-tlv", Code.GET, base + "/3/0", accept=11542)
+    await call(context, "read-senml", Code.GET, base + "/3/0", accept=110)
+    await call(context, "write", Code.PUT, base + "/1/0/1", payload=b"120", content_format=0)
+
+    observation = context.request(Message(code=Code.GET, uri=base + "/1/0/1", observe=0))
+    first = await observation.response
+    say(step="observe", code=str(first.code), text=first.payload.decode(),
+        observe=first.opt.observe)
+    await call(context, "write-observed", Code.PUT, base + "/1/0/1", payload=b"150", content_format=0)
+    async for notification in observation.observation:
+        say(step="notification", code=str(notification.code), text=notification.payload.decode(),
+            observe=notification.opt.observe)
+        break
+    observation.observation.cancel()
+
+    await call(context, "execute", Code.POST, base + "/3/0/4")
+    # A TLV Create with one resource: SSID (5) = "guest".
+    await call(context, "create", Code.POST, base + "/12", payload=bytes([0xC5, 0x05]) + b"guest",
+               content_format=11542)
+    await call(context, "read-created", Code.GET, base + "/12/2/5")
+    await call(context, "delete", Code.DELETE, base + "/12/2")
+    await call(context, "read-deleted", Code.GET, base + "/12/2/5")
+    await call(context, "discover", Code.GET, base + "/1/0", accept=40)
+    say(event="checks-done")
+
+    await asyncio.wait_for(state.deregistered, timeout=60)
+    await context.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1])))
