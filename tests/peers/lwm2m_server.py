@@ -1,12 +1,14 @@
 """A small LwM2M server on aiocoap, for dmagent's end-to-end test.
 
 Usage: lwm2m_server.py PORT
+       lwm2m_server.py PORT write PATH VALUE
 
-Listens on 127.0.0.1:PORT, accepts one registration, then drives the
-registered client through Read (text, TLV, SenML JSON), Write, Observe,
-Execute, Create, Delete and Discover. Every step is printed on stdout as one
-JSON object, so the Rust test asserts on data, not on log text. Exits after
-the client de-registers.
+Listens on 127.0.0.1:PORT and accepts one registration. Then, by default,
+drives the registered client through Read (text, TLV, SenML JSON), Write,
+Observe, Execute, Create, Delete and Discover; with `write`, waits for a
+line on stdin and writes VALUE (text/plain) to PATH. Every step is printed
+on stdout as one JSON object, so the Rust tests assert on data, not on log
+text. Exits after the client de-registers.
 """
 
 import asyncio
@@ -72,7 +74,12 @@ async def call(context, name, code, uri, payload=b"", accept=None, content_forma
     return response
 
 
-async def main(port):
+async def write_on_signal(context, base, path, value):
+    await asyncio.get_event_loop().run_in_executor(None, sys.stdin.readline)
+    await call(context, "write", Code.PUT, base + path, payload=value.encode(), content_format=0)
+
+
+async def main(port, mode):
     state = State()
     root = resource.Site()
     root.add_resource(["rd"], Directory(state))
@@ -81,6 +88,12 @@ async def main(port):
     say(event="listening", port=port)
     client = await state.registered
     base = "coap://" + client
+
+    if mode:
+        await write_on_signal(context, base, mode[1], mode[2])
+        await asyncio.wait_for(state.deregistered, timeout=120)
+        await context.shutdown()
+        return
 
     await call(context, "read-text", Code.GET, base + "/3/0/0")
     await call(context, "read-tlv", Code.GET, base + "/3/0", accept=11542)
@@ -113,4 +126,4 @@ async def main(port):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2:]))
