@@ -80,7 +80,21 @@ pub struct Client {
     failures: u32,
     observations: Vec<Observation>,
     events: Vec<ClientEvent>,
+    /// A Block1 transfer being received: the request's key and the bytes
+    /// so far.
+    upload: Option<(String, Vec<u8>)>,
+    /// The last representation served block-wise, so later blocks slice
+    /// the same bytes: request key and payload.
+    download: Option<(String, Vec<u8>)>,
 }
+
+/// The largest request body assembled from Block1 blocks. A firmware image
+/// pushed to /5/0/0 goes to a file with the firmware pipeline; until then
+/// anything larger is refused with 4.13 and this size in Size1.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Block size used when the server asks for none (RFC 7959: 2^(4+6)).
+const DEFAULT_BLOCK_SZX: u8 = 6;
 
 impl Client {
     pub fn new(config: ClientConfig, parameters: Parameters, seed: u64) -> Client {
@@ -94,6 +108,8 @@ impl Client {
             failures: 0,
             observations: Vec::new(),
             events: Vec::new(),
+            upload: None,
+            download: None,
         }
     }
 
@@ -225,7 +241,7 @@ impl Client {
         while let Some(incoming) = self.coap.poll_incoming() {
             match incoming {
                 Incoming::Request(request) => {
-                    let response = self.serve(tree, now, &request);
+                    let response = self.serve_blockwise(tree, now, &request);
                     self.coap.respond(now, &request, response);
                 }
                 Incoming::Response { token, packet } => {
@@ -401,6 +417,102 @@ impl Client {
             packet.payload = payload;
             self.coap.send_confirmable(now, packet);
         }
+    }
+
+    /// Serves one request, assembling a Block1 body first and serving a
+    /// large response in Block2 blocks (RFC 7959).
+    fn serve_blockwise(&mut self, tree: &mut Tree, now: Instant, request: &Packet) -> Packet {
+        let key = format!(
+            "{:?} {}",
+            request.header.code,
+            options_text(request, CoapOption::UriPath)
+        );
+        let mut assembled = None;
+        if let Some(block1) = request
+            .get_first_option(CoapOption::Block1)
+            .map(|v| Block::decode(v))
+        {
+            let Some(block1) = block1 else {
+                return error(ResponseType::BadOption, "malformed Block1");
+            };
+            let declared = request
+                .get_first_option(CoapOption::Size1)
+                .map(|v| option_number(v) as usize)
+                .unwrap_or(0);
+            if declared > MAX_BODY {
+                return too_large();
+            }
+            let (expected, mut body) = match self.upload.take() {
+                Some((k, body)) if k == key => (body.len() / block1.size(), body),
+                _ => (0, Vec::new()),
+            };
+            if block1.number as usize != expected
+                || body.len() != block1.number as usize * block1.size()
+            {
+                return error(
+                    ResponseType::RequestEntityIncomplete,
+                    "Block1 out of sequence",
+                );
+            }
+            body.extend_from_slice(&request.payload);
+            if body.len() > MAX_BODY {
+                return too_large();
+            }
+            if block1.more {
+                self.upload = Some((key, body));
+                let mut response = status(ResponseType::Continue);
+                response.add_option(CoapOption::Block1, block1.encode());
+                return response;
+            }
+            let mut whole = request.clone();
+            whole.payload = body;
+            whole.clear_option(CoapOption::Block1);
+            assembled = Some((whole, block1));
+        }
+        let mut response = match &assembled {
+            Some((whole, _)) => self.serve(tree, now, whole),
+            None => self.serve(tree, now, request),
+        };
+        if let Some((_, block1)) = assembled {
+            response.add_option(CoapOption::Block1, block1.encode());
+        }
+        self.block2(request, &key, response)
+    }
+
+    /// Slices a response into the block the request asks for (block 0
+    /// when it asks for none) if it does not fit one block.
+    fn block2(&mut self, request: &Packet, key: &str, mut response: Packet) -> Packet {
+        let asked = request
+            .get_first_option(CoapOption::Block2)
+            .map(|v| Block::decode(v));
+        let (number, szx) = match asked {
+            Some(Some(b)) => (b.number, b.szx),
+            Some(None) => return error(ResponseType::BadOption, "malformed Block2"),
+            None => (0, DEFAULT_BLOCK_SZX),
+        };
+        let size = 16usize << szx;
+        // Later blocks come from the representation the first one was cut
+        // from, so a value changing mid-transfer cannot tear it.
+        let payload = match &self.download {
+            Some((k, bytes)) if number > 0 && k == key => bytes.clone(),
+            _ => response.payload.clone(),
+        };
+        if payload.len() <= size && number == 0 {
+            return response;
+        }
+        let start = number as usize * size;
+        if start >= payload.len() {
+            return error(ResponseType::BadOption, "Block2 beyond the end");
+        }
+        let end = (start + size).min(payload.len());
+        let more = end < payload.len();
+        self.download = more.then(|| (key.to_owned(), payload.clone()));
+        response.payload = payload[start..end].to_vec();
+        response.add_option(CoapOption::Block2, Block { number, more, szx }.encode());
+        if number == 0 {
+            response.add_option(CoapOption::Size2, encode_uint(payload.len() as u64));
+        }
+        response
     }
 
     /// Serves one request from the server.
@@ -978,6 +1090,69 @@ fn request_path(request: &Packet) -> Result<Lwm2mPath, Packet> {
     format!("/{}", segments.join("/"))
         .parse()
         .map_err(|_| error(ResponseType::NotFound, "not an LwM2M path"))
+}
+
+/// A Block1/Block2 option value (RFC 7959 §2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Block {
+    number: u32,
+    more: bool,
+    szx: u8,
+}
+
+impl Block {
+    fn decode(bytes: &[u8]) -> Option<Block> {
+        if bytes.len() > 3 {
+            return None;
+        }
+        let value = option_number(bytes) as u32;
+        let szx = (value & 0b111) as u8;
+        // SZX 7 is reserved (BERT on TCP only).
+        (szx < 7).then_some(Block {
+            number: value >> 4,
+            more: value & 0b1000 != 0,
+            szx,
+        })
+    }
+
+    fn size(&self) -> usize {
+        16 << self.szx
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        encode_uint(u64::from(
+            self.number << 4 | u32::from(self.more) << 3 | u32::from(self.szx),
+        ))
+    }
+}
+
+/// A CoAP uint option: big-endian without leading zero bytes.
+fn encode_uint(value: u64) -> Vec<u8> {
+    let bytes = value.to_be_bytes();
+    let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    bytes[first..].to_vec()
+}
+
+fn too_large() -> Packet {
+    let mut response = error(
+        ResponseType::RequestEntityTooLarge,
+        "request body too large",
+    );
+    response.add_option(CoapOption::Size1, encode_uint(MAX_BODY as u64));
+    response
+}
+
+fn options_text(packet: &Packet, option: CoapOption) -> String {
+    packet
+        .get_option(option)
+        .map(|values| {
+            values
+                .iter()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .unwrap_or_default()
 }
 
 fn option_number(bytes: &[u8]) -> u64 {

@@ -12,6 +12,7 @@ use dm_lwm2m::coap::Parameters;
 use dm_lwm2m::format::{self, ContentFormat};
 use dm_objects::{Identity, Lwm2mServer, Platform, Provisioning, SecurityMode};
 use dm_platform::Network as _;
+use dm_platform::SystemLog as _;
 use dm_platform::linux::LinuxHost;
 use dm_platform::memory::{MemoryLog, MemoryNetwork};
 use proptest::prelude::*;
@@ -19,6 +20,7 @@ use proptest::prelude::*;
 struct Fixture {
     tree: Tree,
     network: Arc<MemoryNetwork>,
+    log: Arc<MemoryLog>,
     platform: Platform,
     client: Client,
     now: Instant,
@@ -27,10 +29,11 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let network = Arc::new(MemoryNetwork::demo());
+    let log = Arc::new(MemoryLog::default());
     let platform = Platform {
         host: Arc::new(LinuxHost::default()),
         network: network.clone(),
-        log: Arc::new(MemoryLog::default()),
+        log: log.clone(),
     };
     let mut tree = Tree::new();
     dm_objects::register(&mut tree, &platform).unwrap();
@@ -71,6 +74,7 @@ fn fixture() -> Fixture {
     Fixture {
         tree,
         network,
+        log,
         platform,
         client,
         now: Instant::now(),
@@ -578,6 +582,128 @@ fn malformed_write_attributes_are_refused() {
         p.add_option(CoapOption::UriQuery, b"pmax=10".to_vec());
     });
     assert_eq!(code(&inverted), ResponseType::BadRequest);
+}
+
+fn block(number: u32, more: bool, szx: u8) -> Vec<u8> {
+    let value = (number << 4) | (u32::from(more) << 3) | u32::from(szx);
+    let bytes = value.to_be_bytes();
+    let first = bytes.iter().position(|&b| b != 0).unwrap_or(4);
+    bytes[first..].to_vec()
+}
+
+fn block_of(packet: &Packet, option: CoapOption) -> (u32, bool, u8) {
+    let bytes = packet.get_first_option(option).expect("a block option");
+    let value = bytes.iter().fold(0u32, |a, &b| (a << 8) | u32::from(b));
+    (value >> 4, value & 8 != 0, (value & 7) as u8)
+}
+
+#[test]
+fn large_reads_go_out_in_block2_blocks() {
+    let mut f = fixture();
+    f.register();
+    let line = "kernel: eth0: link up, 1000 Mbps, full duplex, flow control rx/tx";
+    for _ in 0..60 {
+        f.log.append(line);
+    }
+    let whole = f.log.read_all().unwrap();
+    assert!(whole.len() > 3000);
+    let instance = f.tree.instances(dm_core::catalog::system_log::ID).unwrap()[0].0;
+    let path = format!("/10259/{instance}/1");
+    let first = f.request(RequestType::Get, &path, |_| {});
+    assert_eq!(code(&first), ResponseType::Content);
+    assert_eq!(block_of(&first, CoapOption::Block2), (0, true, 6));
+    let size2 = first.get_first_option(CoapOption::Size2).unwrap();
+    assert_eq!(
+        size2.iter().fold(0usize, |a, &b| (a << 8) | usize::from(b)),
+        whole.len()
+    );
+    let mut received = first.payload.clone();
+    // The log grows during the transfer: later blocks still come from the
+    // first representation.
+    f.log.append("late line");
+    let mut number = 1;
+    loop {
+        let next = f.request(RequestType::Get, &path, |p| {
+            p.add_option(CoapOption::Block2, block(number, false, 6))
+        });
+        let (n, more, _) = block_of(&next, CoapOption::Block2);
+        assert_eq!(n, number);
+        received.extend_from_slice(&next.payload);
+        if !more {
+            break;
+        }
+        number += 1;
+    }
+    assert_eq!(String::from_utf8(received).unwrap(), whole);
+    // A smaller block size on request.
+    let small = f.request(RequestType::Get, &path, |p| {
+        p.add_option(CoapOption::Block2, block(0, false, 2))
+    });
+    assert_eq!(small.payload.len(), 64);
+    let beyond = f.request(RequestType::Get, &path, |p| {
+        p.add_option(CoapOption::Block2, block(999, false, 6))
+    });
+    assert_eq!(code(&beyond), ResponseType::BadOption);
+}
+
+#[test]
+fn a_firmware_package_pushed_in_block1_blocks_is_assembled() {
+    let mut f = fixture();
+    f.register();
+    let image: Vec<u8> = (0..2000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let chunks: Vec<&[u8]> = image.chunks(256).collect();
+    for (n, chunk) in chunks.iter().enumerate() {
+        let more = n + 1 < chunks.len();
+        let response = f.request(RequestType::Put, "/5/0/0", |p| {
+            p.add_option(CoapOption::ContentFormat, vec![42]);
+            p.add_option(CoapOption::Block1, block(n as u32, more, 4));
+            if n == 0 {
+                p.add_option(
+                    CoapOption::Size1,
+                    (image.len() as u16).to_be_bytes().to_vec(),
+                );
+            }
+            p.payload = chunk.to_vec();
+        });
+        let expected = if more {
+            ResponseType::Continue
+        } else {
+            ResponseType::Changed
+        };
+        assert_eq!(code(&response), expected, "block {n}");
+        assert_eq!(block_of(&response, CoapOption::Block1), (n as u32, more, 4));
+    }
+    let package = f
+        .tree
+        .read(
+            Origin::Agent,
+            &Path::resource(
+                dm_core::catalog::firmware::ID,
+                InstanceId(0),
+                dm_core::catalog::firmware::PACKAGE,
+            ),
+        )
+        .unwrap();
+    assert_eq!(package, ResourceValue::Single(Value::Opaque(image)));
+
+    // A block out of sequence, and a body announced too large.
+    let skipped = f.request(RequestType::Put, "/5/0/0", |p| {
+        p.add_option(CoapOption::ContentFormat, vec![42]);
+        p.add_option(CoapOption::Block1, block(3, true, 4));
+        p.payload = vec![0; 256];
+    });
+    assert_eq!(code(&skipped), ResponseType::RequestEntityIncomplete);
+    let huge = f.request(RequestType::Put, "/5/0/0", |p| {
+        p.add_option(CoapOption::ContentFormat, vec![42]);
+        p.add_option(CoapOption::Block1, block(0, true, 6));
+        p.add_option(
+            CoapOption::Size1,
+            (64u32 * 1024 * 1024).to_be_bytes().to_vec(),
+        );
+        p.payload = vec![0; 1024];
+    });
+    assert_eq!(code(&huge), ResponseType::RequestEntityTooLarge);
+    assert!(huge.get_first_option(CoapOption::Size1).is_some());
 }
 
 proptest! {
