@@ -156,6 +156,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 short_server_id: lwm2m.server.short_server_id,
                 server_instance: 0,
             },
+            psk: (lwm2m.server.security == dm_objects::SecurityMode::PreSharedKey).then(|| {
+                (
+                    lwm2m.server.psk_identity.clone(),
+                    lwm2m.server.psk_key.clone(),
+                )
+            }),
         };
         let run = dm_lwm2m_tokio::run(Arc::clone(&tree), driver, stop.clone());
         Some(tokio::spawn(async move {
@@ -227,22 +233,21 @@ pub fn lock(tree: &Mutex<Tree>) -> MutexGuard<'_, Tree> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The UDP address of an LwM2M server URI. coaps:// needs DTLS, which is
-/// not served yet: say so rather than talk plain CoAP to a DTLS port.
+/// The UDP address of an LwM2M server URI (coap:// or coaps://).
 fn lwm2m_server(uri: &str) -> anyhow::Result<std::net::SocketAddr> {
-    let rest = match uri.split_once("://") {
-        Some(("coap", rest)) => rest,
-        Some(("coaps", _)) => bail!("{uri}: DTLS (coaps://) is not supported yet"),
-        _ => bail!("{uri}: not a coap:// URI"),
+    let (scheme, rest) = match uri.split_once("://") {
+        Some((scheme @ ("coap" | "coaps"), rest)) => (scheme, rest),
+        _ => bail!("{uri}: not a coap:// or coaps:// URI"),
     };
+    let default_port = if scheme == "coaps" { "5684" } else { "5683" };
     let authority = rest.split('/').next().unwrap_or(rest);
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (host, after) = v6.split_once(']').context("unterminated IPv6 literal")?;
-        (host, after.strip_prefix(':').unwrap_or("5683"))
+        (host, after.strip_prefix(':').unwrap_or(default_port))
     } else {
         match authority.rsplit_once(':') {
             Some((host, port)) => (host, port),
-            None => (authority, "5683"),
+            None => (authority, default_port),
         }
     };
     let port: u16 = port.parse().context("bad port")?;

@@ -167,3 +167,94 @@ fn aiocoap_server_registers_reads_writes_observes_executes_creates_deletes_disco
     }
     assert!(agent.0.wait().unwrap().success());
 }
+
+/// The agent registers over DTLS 1.2 PSK (TLS_PSK_WITH_AES_128_CCM_8):
+/// OpenSSL's s_server completes the handshake and prints the decrypted
+/// Register request.
+#[test]
+fn registers_over_dtls_psk_with_openssl_s_server() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Guard(
+        Command::new("openssl")
+            .args([
+                "s_server",
+                "-dtls1_2",
+                "-nocert",
+                "-cipher",
+                "PSK-AES128-CCM8",
+            ])
+            .args([
+                "-psk_identity",
+                "dev-dtls",
+                "-psk",
+                "000102030405060708090a0b0c0d0e0f",
+            ])
+            .args(["-accept", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl is missing: run scripts/install-deps.sh"),
+    );
+    let (tx, output) = mpsc::channel::<String>();
+    let stdout = server.0.stdout.take().unwrap();
+    // s_server prints what it decrypts as it comes, without newlines for a
+    // binary CoAP message: pass on everything seen so far at every read.
+    std::thread::spawn(move || {
+        use std::io::Read as _;
+        let mut stdout = stdout;
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&chunk[..n]);
+            if tx
+                .send(String::from_utf8_lossy(&seen).into_owned())
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let wait_for = |needle: &str| loop {
+        let text = output
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("s_server never showed {needle:?}"));
+        if text.contains(needle) {
+            return text;
+        }
+    };
+    wait_for("ACCEPT");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-DTLS\"\n\n[lwm2m]\nserver_uri = \"coaps://127.0.0.1:{port}\"\n\
+             endpoint = \"dmagent-dtls\"\nsecurity = \"psk\"\npsk_identity = \"dev-dtls\"\n\
+             psk_key = \"000102030405060708090a0b0c0d0e0f\"\n"
+        ),
+    )
+    .unwrap();
+    let _agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let cipher = wait_for("CIPHER is");
+    assert!(cipher.contains("PSK-AES128-CCM8"), "{cipher}");
+    let register = wait_for("ep=dmagent-dtls");
+    assert!(register.contains("rd"), "{register}");
+}

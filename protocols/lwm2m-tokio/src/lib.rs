@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use dm_core::Tree;
 use dm_lwm2m::client::{Client, ClientConfig, ClientEvent};
 use dm_lwm2m::coap::Parameters;
+use dm_lwm2m::dtls::DtlsClient;
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
@@ -18,7 +19,12 @@ use tracing::{info, warn};
 pub struct Config {
     pub server: SocketAddr,
     pub client: ClientConfig,
+    /// PSK identity and key for DTLS (coaps://); `None` is NoSec.
+    pub psk: Option<(Vec<u8>, Vec<u8>)>,
 }
+
+/// How long to wait before a new DTLS handshake after one failed.
+const REHANDSHAKE_DELAY: Duration = Duration::from_secs(30);
 
 /// How long de-registration may take at shutdown.
 const DEREGISTER_GRACE: Duration = Duration::from_secs(5);
@@ -51,16 +57,65 @@ pub async fn run(
         .unwrap_or(1)
         ^ u64::from(config.client.short_server_id);
     let mut client = Client::new(config.client.clone(), Parameters::default(), seed);
+    let local = socket.local_addr()?;
+    let mut dtls = match &config.psk {
+        Some((identity, key)) => Some(
+            DtlsClient::connect(
+                Instant::now(),
+                local,
+                config.server,
+                identity.clone(),
+                key.clone(),
+            )
+            .map_err(std::io::Error::other)?,
+        ),
+        None => None,
+    };
+    let mut rehandshake_at: Option<Instant> = None;
     client.register(&lock(&tree), Instant::now());
     let mut buffer = vec![0u8; 64 * 1024];
     let mut stopping: Option<Instant> = None;
     loop {
+        // Plaintext from the engine goes through DTLS when configured.
         while let Some(datagram) = client.poll_transmit() {
-            if let Err(e) = socket.send(&datagram).await {
-                // ICMP errors (server down) surface here; the engine's
-                // retransmission and back-off handle it.
-                warn!(server = %config.server, "LwM2M send failed: {e}");
+            match dtls.as_mut() {
+                Some(session) => session.send(Instant::now(), &datagram),
+                None => send(&socket, &datagram, config.server).await,
             }
+        }
+        if let Some(session) = dtls.as_mut() {
+            while let Some(datagram) = session.poll_transmit() {
+                send(&socket, &datagram, config.server).await;
+            }
+            if let Some(reason) = session.failure() {
+                // The session is gone (handshake failed, server lost it):
+                // a new handshake later, then a full Register (LwM2M Core
+                // §6.2: a new DTLS session is a new registration).
+                warn!(server = %config.server, reason, "DTLS session failed");
+                dtls = None;
+                rehandshake_at = Some(Instant::now() + REHANDSHAKE_DELAY);
+            }
+        }
+        if dtls.is_none()
+            && let (Some(at), Some((identity, key))) = (rehandshake_at, &config.psk)
+            && Instant::now() >= at
+        {
+            rehandshake_at = None;
+            dtls = DtlsClient::connect(
+                Instant::now(),
+                local,
+                config.server,
+                identity.clone(),
+                key.clone(),
+            )
+            .ok();
+            client = Client::new(
+                config.client.clone(),
+                Parameters::default(),
+                seed.rotate_left(7),
+            );
+            client.register(&lock(&tree), Instant::now());
+            continue;
         }
         while let Some(event) = client.poll_event() {
             match event {
@@ -90,10 +145,15 @@ pub async fn run(
             let tree = lock(&tree);
             client.poll_timeout(&tree)
         };
-        let deadline = match (deadline, stopping) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = [
+            deadline,
+            stopping,
+            rehandshake_at,
+            dtls.as_ref().and_then(DtlsClient::poll_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         tokio::select! {
             _ = shutdown.changed(), if stopping.is_none() => {
                 if *shutdown.borrow() {
@@ -104,9 +164,19 @@ pub async fn run(
                 }
             }
             received = socket.recv(&mut buffer) => {
-                match received {
-                    Ok(n) => client.handle_datagram(&mut lock(&tree), Instant::now(), &buffer[..n]),
-                    Err(e) => warn!(server = %config.server, "LwM2M receive failed: {e}"),
+                match (received, dtls.as_mut()) {
+                    (Ok(n), Some(session)) => {
+                        session.handle_datagram(Instant::now(), &buffer[..n]);
+                        while let Some(plaintext) = session.poll_plaintext() {
+                            client.handle_datagram(&mut lock(&tree), Instant::now(), &plaintext);
+                        }
+                    }
+                    (Ok(n), None) if config.psk.is_none() => {
+                        client.handle_datagram(&mut lock(&tree), Instant::now(), &buffer[..n]);
+                    }
+                    // Plaintext on a DTLS association is never accepted.
+                    (Ok(_), None) => {}
+                    (Err(e), _) => warn!(server = %config.server, "LwM2M receive failed: {e}"),
                 }
             }
             () = changed.notified() => {
@@ -117,9 +187,20 @@ pub async fn run(
                 }
             }
             () = sleep_until(deadline) => {
+                if let Some(session) = dtls.as_mut() {
+                    session.handle_timeout(Instant::now());
+                }
                 client.handle_timeout(&mut lock(&tree), Instant::now());
             }
         }
+    }
+}
+
+async fn send(socket: &UdpSocket, datagram: &[u8], server: SocketAddr) {
+    if let Err(e) = socket.send(datagram).await {
+        // ICMP errors (server down) surface here; the engine's
+        // retransmission and back-off handle it.
+        warn!(%server, "LwM2M send failed: {e}");
     }
 }
 

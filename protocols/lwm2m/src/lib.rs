@@ -6,5 +6,6 @@
 
 pub mod client;
 pub mod coap;
+pub mod dtls;
 pub mod format;
 pub mod mapping;

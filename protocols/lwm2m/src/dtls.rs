@@ -1,0 +1,151 @@
+//! DTLS 1.2 with a pre-shared key (LwM2M Core §7.1, mandatory suite
+//! TLS_PSK_WITH_AES_128_CCM_8) under the CoAP layer: sans-IO.
+//!
+//! A thin wrapper over rtc-dtls (the sans-IO continuation of webrtc-dtls):
+//! ciphertext datagrams and time in, plaintext and ciphertext out. The
+//! handshake retransmits its flights on rtc-dtls's RFC 6347 timers; the
+//! driver gives up after [`HANDSHAKE_TIMEOUT`].
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rtc_dtls::cipher_suite::CipherSuiteId;
+use rtc_dtls::config::{ConfigBuilder, ExtendedMasterSecretType};
+use rtc_dtls::endpoint::{Endpoint, EndpointEvent};
+use rtc_shared::TransportProtocol;
+
+/// How long a handshake may take before the connection counts as failed.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A DTLS client association with one server.
+pub struct DtlsClient {
+    endpoint: Endpoint,
+    remote: SocketAddr,
+    connected: bool,
+    started: Instant,
+    /// Application data written before the handshake finished.
+    queued: Vec<Vec<u8>>,
+    plaintext: VecDeque<Vec<u8>>,
+    failure: Option<String>,
+}
+
+impl DtlsClient {
+    /// Starts the handshake with `remote` as `identity` with `key`.
+    pub fn connect(
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        identity: Vec<u8>,
+        key: Vec<u8>,
+    ) -> Result<DtlsClient, String> {
+        let provider = rtc_dtls::crypto_provider::default_provider().map_err(|e| e.to_string())?;
+        let config = ConfigBuilder::default()
+            .with_crypto_provider(provider)
+            .with_psk(Some(Arc::new(move |_hint: &[u8]| Ok(key.clone()))))
+            .with_psk_identity_hint(Some(identity))
+            .with_cipher_suites(vec![CipherSuiteId::Tls_Psk_With_Aes_128_Ccm_8])
+            // tinydtls-based servers differ on RFC 7627; offer it without
+            // requiring it.
+            .with_extended_master_secret(ExtendedMasterSecretType::Request)
+            .build(true, Some(remote))
+            .map_err(|e| e.to_string())?;
+        let mut endpoint = Endpoint::new(local, TransportProtocol::UDP, None);
+        endpoint
+            .connect(now, remote, Arc::new(config), None)
+            .map_err(|e| e.to_string())?;
+        Ok(DtlsClient {
+            endpoint,
+            remote,
+            connected: false,
+            started: now,
+            queued: Vec::new(),
+            plaintext: VecDeque::new(),
+            failure: None,
+        })
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Why the association failed, once it has.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    /// A ciphertext datagram from the server.
+    pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
+        match self
+            .endpoint
+            .read(now, self.remote, None, BytesMut::from(bytes))
+        {
+            Ok(events) => {
+                for event in events {
+                    match event {
+                        EndpointEvent::HandshakeComplete => {
+                            self.connected = true;
+                            for data in std::mem::take(&mut self.queued) {
+                                self.send(now, &data);
+                            }
+                        }
+                        EndpointEvent::ApplicationData(data) => {
+                            self.plaintext.push_back(data.to_vec())
+                        }
+                        EndpointEvent::PeerClosed => {
+                            self.connected = false;
+                            self.failure = Some("the server closed the DTLS session".into());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            // A bad record is dropped (RFC 6347 §4.1.2.7); a fatal alert
+            // ends the association.
+            Err(e) => {
+                if !self.connected {
+                    self.failure = Some(e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Sends plaintext, after the handshake if it is still running.
+    pub fn send(&mut self, now: Instant, data: &[u8]) {
+        if !self.connected {
+            self.queued.push(data.to_vec());
+            return;
+        }
+        if let Err(e) = self.endpoint.write(now, self.remote, data) {
+            self.failure = Some(e.to_string());
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if !self.connected && now.duration_since(self.started) >= HANDSHAKE_TIMEOUT {
+            self.failure = Some("DTLS handshake timed out".into());
+            return;
+        }
+        if let Err(e) = self.endpoint.handle_timeout(self.remote, now) {
+            self.failure = Some(e.to_string());
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.endpoint.poll_transmit().map(|m| m.message.to_vec())
+    }
+
+    pub fn poll_plaintext(&mut self) -> Option<Vec<u8>> {
+        self.plaintext.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let handshake = (!self.connected).then(|| self.started + HANDSHAKE_TIMEOUT);
+        [self.endpoint.poll_timeout(&self.remote), handshake]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}

@@ -1,0 +1,209 @@
+//! DTLS 1.2 PSK with TLS_PSK_WITH_AES_128_CCM_8: against OpenSSL's
+//! s_server (Debian's openssl) over UDP on 127.0.0.1, and against a DTLS
+//! server side of our own (rtc-dtls in the server role) in memory.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use dm_lwm2m::dtls::DtlsClient;
+use rtc_dtls::cipher_suite::CipherSuiteId;
+use rtc_dtls::config::ConfigBuilder;
+use rtc_dtls::endpoint::{Endpoint, EndpointEvent};
+use rtc_shared::TransportProtocol;
+
+const KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Moves datagrams between the client and a UDP peer until `done` or the
+/// deadline.
+fn pump(
+    client: &mut DtlsClient,
+    socket: &UdpSocket,
+    deadline: Instant,
+    done: &mut dyn FnMut(&mut DtlsClient) -> bool,
+) {
+    let mut buffer = [0u8; 4096];
+    while Instant::now() < deadline {
+        while let Some(datagram) = client.poll_transmit() {
+            socket.send(&datagram).unwrap();
+        }
+        if done(client) {
+            return;
+        }
+        assert!(client.failure().is_none(), "{:?}", client.failure());
+        let wait = client
+            .poll_timeout()
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_millis(100))
+            .clamp(Duration::from_millis(1), Duration::from_millis(100));
+        socket.set_read_timeout(Some(wait)).unwrap();
+        match socket.recv(&mut buffer) {
+            Ok(n) => client.handle_datagram(Instant::now(), &buffer[..n]),
+            Err(_) => client.handle_timeout(Instant::now()),
+        }
+    }
+    panic!("DTLS exchange did not finish in time");
+}
+
+#[test]
+fn psk_ccm8_interoperates_with_openssl_s_server() {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hex: String = KEY.iter().map(|b| format!("{b:02x}")).collect();
+    let mut server = Guard(
+        Command::new("openssl")
+            .args([
+                "s_server",
+                "-dtls1_2",
+                "-nocert",
+                "-psk_identity",
+                "dev1",
+                "-cipher",
+                "PSK-AES128-CCM8",
+            ])
+            .args(["-accept", &format!("127.0.0.1:{port}"), "-psk", &hex])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl is missing: run scripts/install-deps.sh"),
+    );
+    let (tx, lines) = mpsc::channel();
+    let stdout = server.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |needle: &str| loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("s_server output");
+        if line.contains(needle) {
+            return line;
+        }
+    };
+    wait_for("ACCEPT");
+
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let remote: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    socket.connect(remote).unwrap();
+    let local = socket.local_addr().unwrap();
+    let mut client = DtlsClient::connect(
+        Instant::now(),
+        local,
+        remote,
+        b"dev1".to_vec(),
+        KEY.to_vec(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    pump(&mut client, &socket, deadline, &mut |c| c.is_connected());
+    let cipher = wait_for("CIPHER is");
+    assert!(cipher.contains("PSK-AES128-CCM8"), "{cipher}");
+
+    // Application data both ways.
+    client.send(Instant::now(), b"hello over dtls\n");
+    pump(&mut client, &socket, deadline, &mut |_| true);
+    wait_for("hello over dtls");
+    let stdin = server.0.stdin.as_mut().unwrap();
+    stdin.write_all(b"answer from openssl\n").unwrap();
+    stdin.flush().unwrap();
+    let mut got = Vec::new();
+    pump(&mut client, &socket, deadline, &mut |c| {
+        while let Some(p) = c.poll_plaintext() {
+            got.extend_from_slice(&p);
+        }
+        got.ends_with(b"answer from openssl\n")
+    });
+}
+
+/// Our own server side: rtc-dtls in the server role with a PSK resolver.
+fn server_endpoint(address: SocketAddr, key: Vec<u8>) -> Endpoint {
+    let provider = rtc_dtls::crypto_provider::default_provider().unwrap();
+    let config = ConfigBuilder::default()
+        .with_crypto_provider(provider)
+        .with_psk(Some(Arc::new(move |identity: &[u8]| {
+            assert_eq!(identity, b"dev1");
+            Ok(key.clone())
+        })))
+        .with_cipher_suites(vec![CipherSuiteId::Tls_Psk_With_Aes_128_Ccm_8])
+        .build(false, None)
+        .unwrap();
+    Endpoint::new(address, TransportProtocol::UDP, Some(Arc::new(config)))
+}
+
+/// Runs client and server in memory until the client has `wanted`
+/// plaintext or fails.
+fn in_memory(server_key: Vec<u8>) -> (DtlsClient, Vec<u8>) {
+    let server_address: SocketAddr = "127.0.0.1:5684".parse().unwrap();
+    let client_address: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let mut server = server_endpoint(server_address, server_key);
+    let now = Instant::now();
+    let mut client = DtlsClient::connect(
+        now,
+        client_address,
+        server_address,
+        b"dev1".to_vec(),
+        KEY.to_vec(),
+    )
+    .unwrap();
+    client.send(now, b"register me");
+    let mut received = Vec::new();
+    for _ in 0..50 {
+        while let Some(datagram) = client.poll_transmit() {
+            if let Ok(events) =
+                server.read(now, client_address, None, BytesMut::from(&datagram[..]))
+            {
+                for event in events {
+                    if let EndpointEvent::ApplicationData(data) = event {
+                        received.extend_from_slice(&data);
+                        let _ = server.write(now, client_address, b"created");
+                    }
+                }
+            }
+        }
+        while let Some(message) = server.poll_transmit() {
+            client.handle_datagram(now, &message.message);
+        }
+        if client.failure().is_some() || !received.is_empty() && client.is_connected() {
+            break;
+        }
+    }
+    (client, received)
+}
+
+#[test]
+fn psk_handshake_and_data_with_our_own_server_side() {
+    let (mut client, received) = in_memory(KEY.to_vec());
+    assert!(client.is_connected());
+    assert_eq!(
+        received, b"register me",
+        "queued data is sent once the handshake ends"
+    );
+    assert_eq!(client.poll_plaintext().as_deref(), Some(&b"created"[..]));
+}
+
+#[test]
+fn a_wrong_key_never_connects() {
+    let (client, received) = in_memory(vec![9; 16]);
+    assert!(!client.is_connected());
+    assert!(received.is_empty());
+}
