@@ -75,6 +75,7 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cwmp {
     pub settings: CwmpSettings,
+    pub tls: dm_cwmp_tokio::TlsSettings,
     pub connection_request_port: u16,
     /// The address the connection-request server listens on.
     pub connection_request_bind: std::net::IpAddr,
@@ -156,6 +157,9 @@ struct CwmpFile {
     periodic_interval: Option<Spanned<u32>>,
     connection_request_port: Option<Spanned<u16>>,
     connection_request_bind: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
+    client_certificate: Option<Spanned<String>>,
+    client_key: Option<Spanned<String>>,
     #[serde(default)]
     connection_request_username: String,
     #[serde(default)]
@@ -454,7 +458,40 @@ fn cwmp(file: CwmpFile, overrides: &Overrides, at: &Locator<'_>) -> Result<Cwmp,
         })?,
         None => std::net::IpAddr::from([0, 0, 0, 0]),
     };
+    let existing = |file: &Option<Spanned<String>>| -> Result<Option<PathBuf>, ConfigError> {
+        match file {
+            Some(f) if !Path::new(f.get_ref()).is_file() => Err(at.error(
+                &f.span(),
+                format!(
+                    "{:?} is not a readable file; allowed: a PEM file path",
+                    f.get_ref()
+                ),
+            )),
+            Some(f) => Ok(Some(PathBuf::from(f.get_ref()))),
+            None => Ok(None),
+        }
+    };
+    let client_certificate = match (
+        existing(&file.client_certificate)?,
+        existing(&file.client_key)?,
+    ) {
+        (Some(chain), Some(key)) => Some((chain, key)),
+        (None, None) => None,
+        _ => {
+            return Err(ConfigError {
+                source: at.source.to_owned(),
+                line: None,
+                key: "cwmp.client_certificate".into(),
+                message: "client_certificate and client_key go together".into(),
+            });
+        }
+    };
+    let tls = dm_cwmp_tokio::TlsSettings {
+        ca_file: existing(&file.ca_file)?,
+        client_certificate,
+    };
     Ok(Cwmp {
+        tls,
         settings: CwmpSettings {
             acs_url,
             username: file.username,
@@ -774,7 +811,7 @@ mod tests {
     fn unknown_keys_and_broken_syntax_are_refused() {
         check(
             "[cwmp]\nacs_url = \"http://127.0.0.1/\"\nperiodic_intervl = 5\n",
-            "dmagent.toml:3: cwmp.periodic_intervl: unknown field `periodic_intervl`, expected one of `enabled`, `acs_url`, `username`, `password`, `periodic_inform`, `periodic_interval`, `connection_request_port`, `connection_request_bind`, `connection_request_username`, `connection_request_password`",
+            "dmagent.toml:3: cwmp.periodic_intervl: unknown field `periodic_intervl`, expected one of `enabled`, `acs_url`, `username`, `password`, `periodic_inform`, `periodic_interval`, `connection_request_port`, `connection_request_bind`, `ca_file`, `client_certificate`, `client_key`, `connection_request_username`, `connection_request_password`",
         );
         check(
             "state_dir = \n",

@@ -130,6 +130,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 min_interval: std::time::Duration::from_secs(2),
             }),
             http_timeout: std::time::Duration::from_secs(30),
+            tls: cwmp.tls.clone(),
         };
         let run = dm_cwmp_tokio::run(Arc::clone(&tree), driver, host_tx.clone(), stop.clone());
         tokio::spawn(async move {

@@ -9,6 +9,9 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, SET_COOKIE, WWW_AUTHENTICATE};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 
 /// Why a POST failed.
@@ -43,6 +46,7 @@ pub struct Credentials {
 /// closes the connection and forgets the cookies.
 pub struct HttpSession {
     uri: Uri,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     credentials: Credentials,
     timeout: Duration,
     sender: Option<SendRequest<Full<Bytes>>>,
@@ -52,9 +56,16 @@ pub struct HttpSession {
 }
 
 impl HttpSession {
-    pub fn new(uri: Uri, credentials: Credentials, timeout: Duration) -> HttpSession {
+    /// `tls` is needed for an https:// URI.
+    pub fn new(
+        uri: Uri,
+        credentials: Credentials,
+        timeout: Duration,
+        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    ) -> HttpSession {
         HttpSession {
             uri,
+            tls,
             credentials,
             timeout,
             sender: None,
@@ -143,12 +154,16 @@ impl HttpSession {
     }
 
     async fn connect(&mut self) -> Result<(), HttpError> {
-        if self.uri.scheme_str() != Some("http") {
-            return Err(HttpError::Connect(format!(
-                "scheme of {} is not served yet (only http://)",
-                self.uri
-            )));
-        }
+        let secure = match self.uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => {
+                return Err(HttpError::Connect(format!(
+                    "{}: not an http(s) URL",
+                    self.uri
+                )));
+            }
+        };
         let host = self
             .uri
             .host()
@@ -156,17 +171,39 @@ impl HttpSession {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        let port = self.uri.port_u16().unwrap_or(80);
+        let port = self.uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
         let stream = TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|e| HttpError::Connect(format!("{host}:{port}: {e}")))?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| HttpError::Connect(e.to_string()))?;
-        self.connection = Some(tokio::spawn(async move {
-            let _ = connection.await;
-        }));
+        let (sender, task) = if secure {
+            let config = self
+                .tls
+                .clone()
+                .ok_or_else(|| HttpError::Connect("HTTPS is not configured".into()))?;
+            let name = ServerName::try_from(host.clone())
+                .map_err(|e| HttpError::Connect(format!("{host}: {e}")))?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, stream)
+                .await
+                .map_err(|e| HttpError::Connect(format!("TLS with {host}:{port}: {e}")))?;
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .map_err(|e| HttpError::Connect(e.to_string()))?;
+            let task = tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            (sender, task)
+        } else {
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| HttpError::Connect(e.to_string()))?;
+            let task = tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            (sender, task)
+        };
+        self.connection = Some(task);
         self.sender = Some(sender);
         Ok(())
     }

@@ -7,6 +7,7 @@
 
 pub mod connreq;
 pub mod http;
+pub mod tls;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,6 +22,7 @@ use tracing::{info, trace, warn};
 
 pub use connreq::ConnectionRequestConfig;
 pub use http::Credentials;
+pub use tls::TlsSettings;
 
 /// Driver settings. The ACS URL and all credentials are read from the
 /// tree (Device.ManagementServer) when used, so an ACS can change them.
@@ -29,6 +31,8 @@ pub struct Config {
     pub connection_request: Option<ConnectionRequestServer>,
     /// Limit for each HTTP exchange.
     pub http_timeout: Duration,
+    /// For https:// ACS URLs.
+    pub tls: TlsSettings,
 }
 
 /// Where the connection-request server listens.
@@ -93,6 +97,15 @@ pub async fn run(
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(1);
     let mut engine = Engine::new(&mut lock(&tree), Instant::now(), wall(), seed);
+    // Built once, at start: a bad CA file is reported then, and each
+    // session only pays for its handshake. Plain http:// works without it.
+    let tls = match tls::client_config(&config.tls) {
+        Ok(tls) => Some(tls),
+        Err(e) => {
+            warn!("HTTPS to the ACS is unavailable: {e}");
+            None
+        }
+    };
 
     loop {
         for change in changes.drain() {
@@ -112,7 +125,7 @@ pub async fn run(
         };
         dispatch(&mut engine, &host).await;
         if engine.in_session() {
-            session(&tree, &mut engine, &url, &config).await;
+            session(&tree, &mut engine, &url, &config, tls.clone()).await;
             dispatch(&mut engine, &host).await;
         }
         if engine.in_session() {
@@ -151,7 +164,13 @@ async fn dispatch(engine: &mut Engine, host: &mpsc::Sender<HostRequest>) {
 }
 
 /// Carries one session's POSTs until the engine closes it.
-async fn session(tree: &Mutex<Tree>, engine: &mut Engine, url: &str, config: &Config) {
+async fn session(
+    tree: &Mutex<Tree>,
+    engine: &mut Engine,
+    url: &str,
+    config: &Config,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+) {
     let uri: Uri = match url.parse() {
         Ok(uri) => uri,
         Err(e) => {
@@ -167,7 +186,7 @@ async fn session(tree: &Mutex<Tree>, engine: &mut Engine, url: &str, config: &Co
             password: string(&tree, management_server::PASSWORD),
         }
     };
-    let mut http = http::HttpSession::new(uri, credentials, config.http_timeout);
+    let mut http = http::HttpSession::new(uri, credentials, config.http_timeout, tls);
     while let Some(body) = engine.poll_transmit() {
         trace!(body = %body, "CWMP POST");
         match http.post(&body).await {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dm_core::Tree;
-use dm_cwmp_tokio::{Config, ConnectionRequestServer, HostRequest};
+use dm_cwmp_tokio::{Config, ConnectionRequestServer, HostRequest, TlsSettings};
 use dm_objects::{CwmpSettings, Identity, Platform, Provisioning};
 use dm_platform::linux::LinuxHost;
 use dm_platform::memory::{MemoryLog, MemoryNetwork};
@@ -204,6 +204,7 @@ async fn a_boot_session_with_digest_cookies_and_keep_alive() {
         Config {
             connection_request: None,
             http_timeout: Duration::from_secs(10),
+            tls: TlsSettings::default(),
         },
         host_tx,
         stop,
@@ -281,6 +282,7 @@ async fn a_digest_connection_request_starts_a_session() {
                 min_interval: Duration::ZERO,
             }),
             http_timeout: Duration::from_secs(10),
+            tls: TlsSettings::default(),
         },
         host_tx,
         stop,
