@@ -143,8 +143,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
 
     let lwm2m = config.lwm2m.as_ref().and_then(|lwm2m| {
-        let server = match lwm2m_server(&lwm2m.server.uri) {
-            Ok(server) => server,
+        let server = match dm_lwm2m_tokio::server_address(&lwm2m.server.uri) {
+            Ok((server, _)) => server,
             Err(e) => {
                 error!("LwM2M not started: {e}");
                 return None;
@@ -163,6 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     lwm2m.server.psk_key.clone(),
                 )
             }),
+            bootstrap: lwm2m.server.bootstrap,
         };
         let run = dm_lwm2m_tokio::run(Arc::clone(&tree), driver, stop.clone());
         Some(tokio::spawn(async move {
@@ -232,27 +233,4 @@ fn host_action(action: HostAction, change: &dm_core::Change) {
 pub fn lock(tree: &Mutex<Tree>) -> MutexGuard<'_, Tree> {
     tree.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The UDP address of an LwM2M server URI (coap:// or coaps://).
-fn lwm2m_server(uri: &str) -> anyhow::Result<std::net::SocketAddr> {
-    let (scheme, rest) = match uri.split_once("://") {
-        Some((scheme @ ("coap" | "coaps"), rest)) => (scheme, rest),
-        _ => bail!("{uri}: not a coap:// or coaps:// URI"),
-    };
-    let default_port = if scheme == "coaps" { "5684" } else { "5683" };
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').context("unterminated IPv6 literal")?;
-        (host, after.strip_prefix(':').unwrap_or(default_port))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((host, port)) => (host, port),
-            None => (authority, default_port),
-        }
-    };
-    let port: u16 = port.parse().context("bad port")?;
-    std::net::ToSocketAddrs::to_socket_addrs(&(host, port))?
-        .next()
-        .with_context(|| format!("{host}: no address"))
 }

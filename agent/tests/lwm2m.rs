@@ -258,3 +258,89 @@ fn registers_over_dtls_psk_with_openssl_s_server() {
     let register = wait_for("ep=dmagent-dtls");
     assert!(register.contains("rd"), "{register}");
 }
+
+/// Client-initiated bootstrap with aiocoap as the bootstrap server: it
+/// deletes, writes a Security and a Server instance, discovers and
+/// finishes; the agent then registers with the server it was given.
+#[test]
+fn bootstraps_then_registers_with_the_provisioned_server() {
+    let free = || {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, bootstrap_port) = (free(), free());
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(python())
+            .arg(&script)
+            .args([
+                port.to_string(),
+                "bootstrap".into(),
+                bootstrap_port.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+    assert_eq!(next(&events)["event"], "bootstrap-listening");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-BS\"\n\n[lwm2m]\nserver_uri = \"coap://127.0.0.1:{bootstrap_port}\"\n\
+             bootstrap = true\nendpoint = \"dmagent-bs\"\n"
+        ),
+    )
+    .unwrap();
+    let mut agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let request = next(&events);
+    assert_eq!(request["event"], "bootstrap-request");
+    assert_eq!(request["query"]["ep"], "dmagent-bs");
+    let mut seen = HashMap::new();
+    let register = loop {
+        let event = next(&events);
+        if event["event"] == "register" {
+            break event;
+        }
+        if let Some(step) = event["step"].as_str() {
+            seen.insert(step.to_owned(), event.clone());
+        }
+    };
+    assert_eq!(seen["bootstrap-delete"]["code"], "2.02 Deleted");
+    assert_eq!(seen["bootstrap-write-security"]["code"], "2.04 Changed");
+    assert_eq!(seen["bootstrap-write-server"]["code"], "2.04 Changed");
+    let discover = seen["bootstrap-discover"]["text"].as_str().unwrap();
+    assert!(discover.contains("</0/1>;ssid=202"), "{discover}");
+    assert_eq!(seen["bootstrap-finish"]["code"], "2.04 Changed");
+    // Registered with the server bootstrap provisioned, lifetime from /1/1.
+    assert_eq!(register["query"]["ep"], "dmagent-bs");
+    assert_eq!(register["query"]["lt"], "120");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    loop {
+        if next(&events)["event"] == "deregister" {
+            break;
+        }
+    }
+    assert!(agent.0.wait().unwrap().success());
+}

@@ -2,13 +2,17 @@
 
 Usage: lwm2m_server.py PORT
        lwm2m_server.py PORT write PATH VALUE
+       lwm2m_server.py PORT bootstrap BOOTSTRAP_PORT
 
 Listens on 127.0.0.1:PORT and accepts one registration. Then, by default,
 drives the registered client through Read (text, TLV, SenML JSON), Write,
 Observe, Execute, Create, Delete and Discover; with `write`, waits for a
 line on stdin and writes VALUE (text/plain) to PATH. Every step is printed
 on stdout as one JSON object, so the Rust tests assert on data, not on log
-text. Exits after the client de-registers.
+text. With `bootstrap`, a bootstrap server on BOOTSTRAP_PORT first answers
+the client's Bootstrap-Request, deletes everything, writes a Security and a
+Server instance pointing at PORT, and finishes; the client then registers
+on PORT. Exits after the client de-registers.
 """
 
 import asyncio
@@ -79,6 +83,46 @@ async def write_on_signal(context, base, path, value):
     await call(context, "write", Code.PUT, base + path, payload=value.encode(), content_format=0)
 
 
+def tlv(resource, value):
+    """One OMA-TLV resource entry (LwM2M Core 7.4.3), for values < 256 bytes."""
+    if len(value) < 8:
+        return bytes([0xC0 | len(value), resource]) + value
+    return bytes([0xC8, resource, len(value)]) + value
+
+
+class BootstrapRequest(resource.Resource):
+    def __init__(self, started):
+        super().__init__()
+        self.started = started
+
+    async def render_post(self, request):
+        query = dict(q.split("=", 1) for q in request.opt.uri_query if "=" in q)
+        say(event="bootstrap-request", query=query)
+        if not self.started.done():
+            self.started.set_result(request.remote.hostinfo)
+        return Message(code=Code.CHANGED)
+
+
+async def bootstrap(bootstrap_port, port):
+    started = asyncio.get_event_loop().create_future()
+    site = resource.Site()
+    site.add_resource(["bs"], BootstrapRequest(started))
+    context = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", bootstrap_port))
+    say(event="bootstrap-listening", port=bootstrap_port)
+    base = "coap://" + await started
+    await call(context, "bootstrap-delete", Code.DELETE, base + "/")
+    security = (tlv(0, ("coap://127.0.0.1:%d" % port).encode()) + tlv(1, b"\x00") + tlv(2, b"\x03")
+                + tlv(10, b"\x00\xca"))
+    await call(context, "bootstrap-write-security", Code.PUT, base + "/0/1", payload=security,
+               content_format=11542)
+    server = tlv(0, b"\x00\xca") + tlv(1, b"\x78") + tlv(6, b"\x01") + tlv(7, b"U")
+    await call(context, "bootstrap-write-server", Code.PUT, base + "/1/1", payload=server,
+               content_format=11542)
+    await call(context, "bootstrap-discover", Code.GET, base + "/", accept=40)
+    await call(context, "bootstrap-finish", Code.POST, base + "/bs")
+    return context
+
+
 async def main(port, mode):
     state = State()
     root = resource.Site()
@@ -86,6 +130,13 @@ async def main(port, mode):
     root.add_resource(["rd", "1"], Registration(state))
     context = await aiocoap.Context.create_server_context(root, bind=("127.0.0.1", port))
     say(event="listening", port=port)
+    if mode and mode[0] == "bootstrap":
+        bootstrap_context = await bootstrap(int(mode[1]), port)
+        client = await state.registered
+        await asyncio.wait_for(state.deregistered, timeout=120)
+        await bootstrap_context.shutdown()
+        await context.shutdown()
+        return
     client = await state.registered
     base = "coap://" + client
 

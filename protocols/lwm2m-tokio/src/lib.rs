@@ -21,6 +21,42 @@ pub struct Config {
     pub client: ClientConfig,
     /// PSK identity and key for DTLS (coaps://); `None` is NoSec.
     pub psk: Option<(Vec<u8>, Vec<u8>)>,
+    /// `server` is a bootstrap server: bootstrap first, then register with
+    /// the account it provisions.
+    pub bootstrap: bool,
+}
+
+/// How a connection to one server ended.
+enum Outcome {
+    Stopped,
+    Bootstrapped,
+}
+
+/// The UDP address of a coap:// or coaps:// URI and whether it is coaps.
+pub fn server_address(uri: &str) -> Result<(SocketAddr, bool), String> {
+    let (secure, rest) = match uri.split_once("://") {
+        Some(("coap", rest)) => (false, rest),
+        Some(("coaps", rest)) => (true, rest),
+        _ => return Err(format!("{uri}: not a coap:// or coaps:// URI")),
+    };
+    let default_port = if secure { "5684" } else { "5683" };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("{uri}: unterminated IPv6 literal"))?;
+        (host, after.strip_prefix(':').unwrap_or(default_port))
+    } else {
+        authority
+            .rsplit_once(':')
+            .unwrap_or((authority, default_port))
+    };
+    let port: u16 = port.parse().map_err(|_| format!("{uri}: bad port"))?;
+    std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| format!("{uri}: {e}"))?
+        .next()
+        .map(|address| (address, secure))
+        .ok_or_else(|| format!("{uri}: no address"))
 }
 
 /// How long to wait before a new DTLS handshake after one failed.
@@ -29,13 +65,50 @@ const REHANDSHAKE_DELAY: Duration = Duration::from_secs(30);
 /// How long de-registration may take at shutdown.
 const DEREGISTER_GRACE: Duration = Duration::from_secs(5);
 
-/// Runs the client for one server until `shutdown` turns true, then
-/// de-registers (LwM2M Core §6.2.3).
+/// Runs the client until `shutdown` turns true, then de-registers (LwM2M
+/// Core §6.2.3). With a bootstrap server, bootstraps first and then
+/// registers with the account the bootstrap server wrote.
 pub async fn run(
     tree: Arc<Mutex<Tree>>,
-    config: Config,
+    mut config: Config,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    loop {
+        match connection(&tree, &config, &mut shutdown).await? {
+            Outcome::Stopped => return Ok(()),
+            Outcome::Bootstrapped => {
+                let account = dm_lwm2m::bootstrap::account(&lock(&tree))
+                    .ok_or_else(|| std::io::Error::other("bootstrap left no server account"))?;
+                let (server, secure) =
+                    server_address(&account.uri).map_err(std::io::Error::other)?;
+                if secure && account.psk.is_none() {
+                    return Err(std::io::Error::other(format!(
+                        "{}: coaps:// needs a PSK account (Security Mode 0)",
+                        account.uri
+                    )));
+                }
+                info!(uri = %account.uri, ssid = account.short_server_id, "LwM2M bootstrap finished");
+                config = Config {
+                    server,
+                    client: ClientConfig {
+                        endpoint: config.client.endpoint.clone(),
+                        short_server_id: account.short_server_id,
+                        server_instance: account.server_instance,
+                    },
+                    psk: if secure { account.psk } else { None },
+                    bootstrap: false,
+                };
+            }
+        }
+    }
+}
+
+/// One connection to one server, until shutdown or a finished bootstrap.
+async fn connection(
+    tree: &Arc<Mutex<Tree>>,
+    config: &Config,
+    shutdown: &mut watch::Receiver<bool>,
+) -> std::io::Result<Outcome> {
     let bind: SocketAddr = if config.server.is_ipv6() {
         "[::]:0".parse().expect("literal address")
     } else {
@@ -45,7 +118,7 @@ pub async fn run(
     socket.connect(config.server).await?;
     let changed = Arc::new(Notify::new());
     let changes = {
-        let mut tree = lock(&tree);
+        let mut tree = lock(tree);
         let subscription = tree.subscribe(4096);
         let notify = Arc::clone(&changed);
         subscription.set_waker(move || notify.notify_one());
@@ -72,7 +145,7 @@ pub async fn run(
         None => None,
     };
     let mut rehandshake_at: Option<Instant> = None;
-    client.register(&lock(&tree), Instant::now());
+    start(&mut client, config, tree);
     let mut buffer = vec![0u8; 64 * 1024];
     let mut stopping: Option<Instant> = None;
     loop {
@@ -114,7 +187,7 @@ pub async fn run(
                 Parameters::default(),
                 seed.rotate_left(7),
             );
-            client.register(&lock(&tree), Instant::now());
+            start(&mut client, config, tree);
             continue;
         }
         while let Some(event) = client.poll_event() {
@@ -131,18 +204,22 @@ pub async fn run(
                 ClientEvent::Deregistered => {
                     info!(server = %config.server, "LwM2M deregistered");
                     if stopping.is_some() {
-                        return Ok(());
+                        return Ok(Outcome::Stopped);
                     }
                 }
+                ClientEvent::BootstrapStarted => {
+                    info!(server = %config.server, "LwM2M bootstrap started")
+                }
+                ClientEvent::BootstrapFinished => return Ok(Outcome::Bootstrapped),
             }
         }
         if let Some(deadline) = stopping
             && (Instant::now() >= deadline || !client.is_registered())
         {
-            return Ok(());
+            return Ok(Outcome::Stopped);
         }
         let deadline = {
-            let tree = lock(&tree);
+            let tree = lock(tree);
             client.poll_timeout(&tree)
         };
         let deadline = [
@@ -168,11 +245,11 @@ pub async fn run(
                     (Ok(n), Some(session)) => {
                         session.handle_datagram(Instant::now(), &buffer[..n]);
                         while let Some(plaintext) = session.poll_plaintext() {
-                            client.handle_datagram(&mut lock(&tree), Instant::now(), &plaintext);
+                            client.handle_datagram(&mut lock(tree), Instant::now(), &plaintext);
                         }
                     }
                     (Ok(n), None) if config.psk.is_none() => {
-                        client.handle_datagram(&mut lock(&tree), Instant::now(), &buffer[..n]);
+                        client.handle_datagram(&mut lock(tree), Instant::now(), &buffer[..n]);
                     }
                     // Plaintext on a DTLS association is never accepted.
                     (Ok(_), None) => {}
@@ -181,7 +258,7 @@ pub async fn run(
             }
             () = changed.notified() => {
                 let now = Instant::now();
-                let mut tree = lock(&tree);
+                let mut tree = lock(tree);
                 for change in changes.drain() {
                     client.handle_change(&mut tree, now, &change);
                 }
@@ -190,9 +267,18 @@ pub async fn run(
                 if let Some(session) = dtls.as_mut() {
                     session.handle_timeout(Instant::now());
                 }
-                client.handle_timeout(&mut lock(&tree), Instant::now());
+                client.handle_timeout(&mut lock(tree), Instant::now());
             }
         }
+    }
+}
+
+/// Bootstrap-Request or Register, as the configuration says.
+fn start(client: &mut Client, config: &Config, tree: &Mutex<Tree>) {
+    if config.bootstrap {
+        client.bootstrap_request(Instant::now());
+    } else {
+        client.register(&lock(tree), Instant::now());
     }
 }
 

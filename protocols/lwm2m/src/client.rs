@@ -34,6 +34,10 @@ pub enum ClientEvent {
         reason: String,
     },
     Deregistered,
+    /// The bootstrap server accepted our Bootstrap-Request.
+    BootstrapStarted,
+    /// Bootstrap-Finish succeeded: the tree holds a server account.
+    BootstrapFinished,
 }
 
 /// Registration settings.
@@ -50,6 +54,7 @@ enum Pending {
     Register,
     Update,
     Deregister,
+    BootstrapRequest,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +91,8 @@ pub struct Client {
     /// The last representation served block-wise, so later blocks slice
     /// the same bytes: request key and payload.
     download: Option<(String, Vec<u8>)>,
+    /// Talking to a bootstrap server: requests are bootstrap operations.
+    bootstrapping: bool,
 }
 
 /// The largest request body assembled from Block1 blocks. A firmware image
@@ -110,7 +117,29 @@ impl Client {
             events: Vec::new(),
             upload: None,
             download: None,
+            bootstrapping: false,
         }
+    }
+
+    /// Sends a Bootstrap-Request (LwM2M Core §6.1.3) to the bootstrap
+    /// server this engine talks to, announcing SenML JSON as the preferred
+    /// content format.
+    pub fn bootstrap_request(&mut self, now: Instant) {
+        let mut packet = Packet::new();
+        packet.header.code = MessageClass::Request(RequestType::Post);
+        packet.add_option(CoapOption::UriPath, b"bs".to_vec());
+        packet.add_option(
+            CoapOption::UriQuery,
+            format!("ep={}", self.config.endpoint).into_bytes(),
+        );
+        packet.add_option(
+            CoapOption::UriQuery,
+            format!("pct={}", ContentFormat::SenmlJson.number()).into_bytes(),
+        );
+        let token = self.coap.request(now, packet);
+        self.pending.insert(token, Pending::BootstrapRequest);
+        self.bootstrapping = true;
+        self.retry_at = None;
     }
 
     /// Sends the Register request (LwM2M Core §6.2.1).
@@ -173,7 +202,11 @@ impl Client {
             self.update(tree, now);
         }
         if self.retry_at.is_some_and(|t| t <= now) {
-            self.register(tree, now);
+            if self.bootstrapping {
+                self.bootstrap_request(now);
+            } else {
+                self.register(tree, now);
+            }
         }
         self.notify_due(tree, now);
         self.process(tree, now);
@@ -300,6 +333,10 @@ impl Client {
                 self.state = State::Deregistered;
                 self.events.push(ClientEvent::Deregistered);
             }
+            (Pending::BootstrapRequest, ResponseType::Changed) => {
+                self.failures = 0;
+                self.events.push(ClientEvent::BootstrapStarted);
+            }
             (kind, code) => self.on_failure(tree, now, kind, &format!("{code:?}")),
         }
     }
@@ -310,7 +347,7 @@ impl Client {
                 self.state = State::Deregistered;
                 self.events.push(ClientEvent::Deregistered);
             }
-            Pending::Register | Pending::Update => {
+            Pending::Register | Pending::Update | Pending::BootstrapRequest => {
                 self.state = State::Idle;
                 self.failures = self.failures.saturating_add(1);
                 // Back off: 30 s doubling up to an hour.
@@ -517,6 +554,14 @@ impl Client {
 
     /// Serves one request from the server.
     fn serve(&mut self, tree: &mut Tree, now: Instant, request: &Packet) -> Packet {
+        if self.bootstrapping {
+            let served = crate::bootstrap::serve(tree, request);
+            if served.finished {
+                self.bootstrapping = false;
+                self.events.push(ClientEvent::BootstrapFinished);
+            }
+            return served.response;
+        }
         let origin = Origin::Server(self.config.short_server_id);
         let path = match request_path(request) {
             Ok(path) => path,

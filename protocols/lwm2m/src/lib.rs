@@ -4,6 +4,7 @@
 //! mapping between LwM2M `/obj/inst/res` paths and core resources
 //! ([`mapping`]). The sans-IO CoAP engine lands with the LwM2M issue.
 
+pub mod bootstrap;
 pub mod client;
 pub mod coap;
 pub mod dtls;

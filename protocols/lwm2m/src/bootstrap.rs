@@ -1,0 +1,443 @@
+//! The bootstrap interface, client side (LwM2M Core §6.1): what a
+//! Bootstrap-Server may do between Bootstrap-Request and Bootstrap-Finish.
+//!
+//! Bootstrap-Write creates and writes Security, Server and Access Control
+//! instances (any resource, as the bootstrap origin); Bootstrap-Delete
+//! erases them; Bootstrap-Discover lists what the client has;
+//! Bootstrap-Read is allowed on Server and Access Control only (Core
+//! §6.1.7.7); Bootstrap-Finish checks that at least one server account is
+//! complete.
+
+use std::collections::BTreeMap;
+
+use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
+use dm_core::catalog::{access_control, security, server};
+use dm_core::{InstanceId, ObjectId, Origin, Path, ResourceValue, Tree, Value};
+
+use crate::format::{self, ContentFormat, Item};
+use crate::mapping::{self, Lwm2mPath};
+
+/// Objects Bootstrap-Delete of "/" erases. LwM2M Core §6.1.7.5 says every
+/// instance but the bootstrap account and Device; this client keeps the
+/// objects that mirror the host (Wi-Fi profiles, APN contexts): they are
+/// the platform's, not the bootstrap server's, to erase.
+const BOOTSTRAP_OBJECTS: [ObjectId; 3] = [security::ID, server::ID, access_control::ID];
+
+/// The result of serving one bootstrap request.
+pub struct Served {
+    pub response: Packet,
+    /// Bootstrap-Finish succeeded: the client may register.
+    pub finished: bool,
+}
+
+/// Serves one request from the bootstrap server.
+pub fn serve(tree: &mut Tree, request: &Packet) -> Served {
+    let segments: Vec<String> = request
+        .get_option(CoapOption::UriPath)
+        .map(|v| {
+            v.iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let method = match request.header.code {
+        MessageClass::Request(m) => m,
+        _ => return answer(error(ResponseType::BadRequest, "not a request")),
+    };
+    if method == RequestType::Post && segments == ["bs"] {
+        return finish(tree);
+    }
+    let path: Option<Lwm2mPath> = if segments.is_empty() {
+        None
+    } else {
+        match format!("/{}", segments.join("/")).parse() {
+            Ok(p) => Some(p),
+            Err(_) => return answer(error(ResponseType::NotFound, "not an LwM2M path")),
+        }
+    };
+    let accept = request
+        .get_first_option(CoapOption::Accept)
+        .map(|v| v.iter().fold(0u16, |a, &b| (a << 8) | u16::from(b)));
+    answer(match (method, path) {
+        (RequestType::Delete, path) => delete(tree, path.as_ref()),
+        (RequestType::Put, Some(path)) => write(tree, &path, request),
+        (RequestType::Get, path) if accept == Some(ContentFormat::LinkFormat.number()) => {
+            discover(tree, path.as_ref())
+        }
+        (RequestType::Get, Some(path)) if path.object == 1 || path.object == 2 => {
+            read(tree, &path, accept)
+        }
+        (RequestType::Get, _) => error(
+            ResponseType::MethodNotAllowed,
+            "Bootstrap-Read covers /1 and /2",
+        ),
+        _ => error(ResponseType::MethodNotAllowed, "not a bootstrap operation"),
+    })
+}
+
+fn answer(response: Packet) -> Served {
+    Served {
+        response,
+        finished: false,
+    }
+}
+
+/// Whether a Security instance is the bootstrap account.
+fn is_bootstrap_account(tree: &Tree, instance: InstanceId) -> bool {
+    matches!(
+        tree.read(
+            Origin::Agent,
+            &Path::resource(security::ID, instance, security::BOOTSTRAP_SERVER)
+        ),
+        Ok(ResourceValue::Single(Value::Boolean(true)))
+    )
+}
+
+fn delete(tree: &mut Tree, path: Option<&Lwm2mPath>) -> Packet {
+    let objects: Vec<ObjectId> = match path {
+        None => BOOTSTRAP_OBJECTS.to_vec(),
+        Some(p) if p.resource.is_some() => {
+            return error(
+                ResponseType::BadRequest,
+                "Bootstrap-Delete takes an object or instance",
+            );
+        }
+        Some(p) => match mapping::to_core(p) {
+            Ok(core) => vec![core.object_id()],
+            Err(_) => return error(ResponseType::NotFound, "no such object"),
+        },
+    };
+    let mut tx_targets = Vec::new();
+    for object in objects {
+        let Ok(instances) = tree.instances(object) else {
+            continue;
+        };
+        for instance in instances {
+            if path
+                .and_then(|p| p.instance)
+                .is_some_and(|i| i != instance.0)
+            {
+                continue;
+            }
+            if object == security::ID && is_bootstrap_account(tree, instance) {
+                continue;
+            }
+            tx_targets.push((object, instance));
+        }
+    }
+    let mut tx = tree.begin(Origin::Bootstrap);
+    for (object, instance) in tx_targets {
+        tx.delete(object, instance);
+    }
+    match tx.commit() {
+        Ok(_) => status(ResponseType::Deleted),
+        Err(e) => error(ResponseType::BadRequest, &e.to_string()),
+    }
+}
+
+fn write(tree: &mut Tree, path: &Lwm2mPath, request: &Packet) -> Packet {
+    let content = request
+        .get_first_option(CoapOption::ContentFormat)
+        .map(|v| v.iter().fold(0u16, |a, &b| (a << 8) | u16::from(b)));
+    let Some(format) = content.and_then(ContentFormat::from_number) else {
+        return error(
+            ResponseType::UnsupportedContentFormat,
+            "Bootstrap-Write needs TLV, SenML or text",
+        );
+    };
+    let Ok(core) = mapping::to_core(path) else {
+        return error(ResponseType::NotFound, "no such object");
+    };
+    let items = match format::decode(format, path, &request.payload, &crate::client::type_of) {
+        Ok(items) => items,
+        Err(e) => return error(ResponseType::BadRequest, &e.to_string()),
+    };
+    // Instances the write names and the tree lacks are created first.
+    let mut missing = Vec::new();
+    for item in &items {
+        if let Some(i) = item.path.instance
+            && tree.instance(core.object_id(), InstanceId(i)).is_err()
+            && !missing.contains(&i)
+        {
+            missing.push(i);
+        }
+    }
+    let mut tx = tree.begin(Origin::Bootstrap);
+    for i in &missing {
+        tx.create(core.object_id(), Some(InstanceId(*i)));
+    }
+    if let Err(e) = tx.commit() {
+        return error(ResponseType::BadRequest, &e.to_string());
+    }
+    let mut tx = tree.begin(Origin::Bootstrap);
+    let mut multiple: BTreeMap<Path, BTreeMap<u16, Value>> = BTreeMap::new();
+    for item in &items {
+        let Ok(target) = mapping::to_core(&Lwm2mPath {
+            index: None,
+            ..item.path
+        }) else {
+            continue;
+        };
+        match item.path.index {
+            Some(index) => {
+                multiple
+                    .entry(target)
+                    .or_default()
+                    .insert(index, item.value.clone());
+            }
+            None => {
+                tx.set(target, item.value.clone());
+            }
+        }
+    }
+    for (target, values) in multiple {
+        tx.set_multiple(target, values);
+    }
+    match tx.commit() {
+        Ok(_) => status(ResponseType::Changed),
+        Err(e) => {
+            // Nothing half-written stays: the instances this write
+            // created go too.
+            let mut undo = tree.begin(Origin::Agent);
+            for i in missing {
+                undo.delete(core.object_id(), InstanceId(i));
+            }
+            let _ = undo.commit();
+            error(ResponseType::BadRequest, &e.to_string())
+        }
+    }
+}
+
+fn text_of(tree: &Tree, path: Path) -> Option<String> {
+    match tree.read(Origin::Agent, &path) {
+        Ok(ResourceValue::Single(Value::String(s))) => Some(s),
+        _ => None,
+    }
+}
+
+fn integer_of(tree: &Tree, path: Path) -> Option<i64> {
+    match tree.read(Origin::Agent, &path) {
+        Ok(ResourceValue::Single(Value::Integer(i))) => Some(i),
+        _ => None,
+    }
+}
+
+/// Bootstrap-Discover (Core §5.2.7.3): `lwm2m="1.1"` then the instances,
+/// with `ssid` and `uri` on Security and `ssid` on Server instances.
+fn discover(tree: &Tree, path: Option<&Lwm2mPath>) -> Packet {
+    let mut links = vec!["lwm2m=\"1.1\"".to_owned()];
+    for map in mapping::OBJECTS {
+        if path.is_some_and(|p| p.object != map.lwm2m) {
+            continue;
+        }
+        let instances = tree.instances(map.object).unwrap_or_default();
+        if instances.is_empty() {
+            links.push(format!("</{}>", map.lwm2m));
+        }
+        for instance in instances {
+            let mut link = format!("</{}/{}>", map.lwm2m, instance.0);
+            if map.object == security::ID {
+                if let Some(ssid) = integer_of(
+                    tree,
+                    Path::resource(security::ID, instance, security::SHORT_SERVER_ID),
+                ) && !is_bootstrap_account(tree, instance)
+                {
+                    link.push_str(&format!(";ssid={ssid}"));
+                }
+                if let Some(uri) = text_of(
+                    tree,
+                    Path::resource(security::ID, instance, security::LWM2M_SERVER_URI),
+                ) {
+                    link.push_str(&format!(";uri=\"{uri}\""));
+                }
+            } else if map.object == server::ID
+                && let Some(ssid) = integer_of(
+                    tree,
+                    Path::resource(server::ID, instance, server::SHORT_SERVER_ID),
+                )
+            {
+                link.push_str(&format!(";ssid={ssid}"));
+            }
+            links.push(link);
+        }
+    }
+    let mut response = status(ResponseType::Content);
+    response.add_option(
+        CoapOption::ContentFormat,
+        vec![ContentFormat::LinkFormat.number() as u8],
+    );
+    response.payload = links.join(",").into_bytes();
+    response
+}
+
+fn read(tree: &Tree, path: &Lwm2mPath, accept: Option<u16>) -> Packet {
+    let format = match accept.map(ContentFormat::from_number) {
+        None => ContentFormat::Tlv,
+        Some(Some(f)) => f,
+        Some(None) => return error(ResponseType::NotAcceptable, "content format not served"),
+    };
+    let Ok(core) = mapping::to_core(path) else {
+        return error(ResponseType::NotFound, "no such object");
+    };
+    let mut items = Vec::new();
+    let walked = tree.walk(
+        Origin::Bootstrap,
+        &Path::object(core.object_id()),
+        &mut |p, value| {
+            if let (Ok(value), Some(lwm2m)) = (value, mapping::from_core(&p)) {
+                if path.instance.is_some_and(|i| Some(i) != lwm2m.instance) {
+                    return;
+                }
+                match value {
+                    ResourceValue::Single(v) => items.push(Item {
+                        path: lwm2m,
+                        value: v,
+                    }),
+                    ResourceValue::Multiple(values) => {
+                        for (index, v) in values {
+                            items.push(Item {
+                                path: Lwm2mPath {
+                                    index: Some(index),
+                                    ..lwm2m
+                                },
+                                value: v,
+                            });
+                        }
+                    }
+                }
+            }
+        },
+    );
+    if walked.is_err() {
+        return error(ResponseType::NotFound, "no such object");
+    }
+    match format::encode(format, path, &items) {
+        Ok(payload) => {
+            let mut response = status(ResponseType::Content);
+            let n = format.number();
+            response.add_option(
+                CoapOption::ContentFormat,
+                if n < 256 {
+                    vec![n as u8]
+                } else {
+                    n.to_be_bytes().to_vec()
+                },
+            );
+            response.payload = payload;
+            response
+        }
+        Err(e) => error(ResponseType::NotAcceptable, &e.to_string()),
+    }
+}
+
+/// Bootstrap-Finish (Core §6.1.7.8): accepted when a non-bootstrap
+/// Security instance and a Server instance share a Short Server ID.
+fn finish(tree: &Tree) -> Served {
+    let server_ids: Vec<i64> = tree
+        .instances(server::ID)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| integer_of(tree, Path::resource(server::ID, i, server::SHORT_SERVER_ID)))
+        .collect();
+    let complete = tree
+        .instances(security::ID)
+        .unwrap_or_default()
+        .into_iter()
+        .any(|i| {
+            !is_bootstrap_account(tree, i)
+                && integer_of(
+                    tree,
+                    Path::resource(security::ID, i, security::SHORT_SERVER_ID),
+                )
+                .is_some_and(|ssid| server_ids.contains(&ssid))
+        });
+    if complete {
+        Served {
+            response: status(ResponseType::Changed),
+            finished: true,
+        }
+    } else {
+        answer(error(
+            ResponseType::NotAcceptable,
+            "no server account: a Security and a Server instance with the same Short Server ID are needed",
+        ))
+    }
+}
+
+fn status(code: ResponseType) -> Packet {
+    let mut packet = Packet::new();
+    packet.header.code = MessageClass::Response(code);
+    packet
+}
+
+fn error(code: ResponseType, diagnostic: &str) -> Packet {
+    let mut packet = status(code);
+    packet.payload = diagnostic.as_bytes().to_vec();
+    packet
+}
+
+/// The server account bootstrap left: what registration needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub uri: String,
+    pub short_server_id: u16,
+    /// The Server instance (/1/x) of this account.
+    pub server_instance: u16,
+    /// PSK identity and key when the Security Mode is PSK (0).
+    pub psk: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The first complete server account in the tree, if any.
+pub fn account(tree: &Tree) -> Option<Account> {
+    let opaque = |path: Path| match tree.read(Origin::Agent, &path) {
+        Ok(ResourceValue::Single(Value::Opaque(bytes))) => bytes,
+        _ => Vec::new(),
+    };
+    for instance in tree.instances(security::ID).unwrap_or_default() {
+        if is_bootstrap_account(tree, instance) {
+            continue;
+        }
+        let Some(ssid) = integer_of(
+            tree,
+            Path::resource(security::ID, instance, security::SHORT_SERVER_ID),
+        ) else {
+            continue;
+        };
+        let server_instance = tree
+            .instances(server::ID)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|i| {
+                integer_of(
+                    tree,
+                    Path::resource(server::ID, *i, server::SHORT_SERVER_ID),
+                ) == Some(ssid)
+            })?;
+        let uri = text_of(
+            tree,
+            Path::resource(security::ID, instance, security::LWM2M_SERVER_URI),
+        )?;
+        let mode = integer_of(
+            tree,
+            Path::resource(security::ID, instance, security::SECURITY_MODE),
+        )
+        .unwrap_or(3);
+        let psk = (mode == 0).then(|| {
+            (
+                opaque(Path::resource(
+                    security::ID,
+                    instance,
+                    security::PUBLIC_KEY_OR_IDENTITY,
+                )),
+                opaque(Path::resource(security::ID, instance, security::SECRET_KEY)),
+            )
+        });
+        return Some(Account {
+            uri,
+            short_server_id: u16::try_from(ssid).ok()?,
+            server_instance: server_instance.0,
+            psk,
+        });
+    }
+    None
+}

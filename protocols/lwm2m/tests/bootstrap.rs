@@ -1,0 +1,250 @@
+//! Client-initiated bootstrap against a scripted bootstrap server, in
+//! simulated time: Bootstrap-Request, Delete, Write, Discover, Read limits
+//! and Finish with its consistency check.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use dm_core::Tree;
+use dm_lwm2m::bootstrap::{self, Account};
+use dm_lwm2m::client::{Client, ClientConfig, ClientEvent};
+use dm_lwm2m::coap::Parameters;
+use dm_lwm2m::format::tlv::{self, Kind};
+use dm_objects::{Identity, Lwm2mServer, Platform, Provisioning, SecurityMode};
+use dm_platform::linux::LinuxHost;
+use dm_platform::memory::{MemoryLog, MemoryNetwork};
+
+fn tree() -> Tree {
+    let platform = Platform {
+        host: Arc::new(LinuxHost::default()),
+        network: Arc::new(MemoryNetwork::demo()),
+        log: Arc::new(MemoryLog::default()),
+    };
+    let mut tree = Tree::new();
+    dm_objects::register(&mut tree, &platform).unwrap();
+    dm_objects::populate(&mut tree, &[]).unwrap();
+    dm_objects::provision(
+        &mut tree,
+        &Provisioning {
+            identity: Identity {
+                serial_number: "SN-BS".into(),
+                oui: "00D09E".into(),
+                ..Identity::default()
+            },
+            lwm2m: vec![Lwm2mServer {
+                uri: "coap://127.0.0.1:5693".into(),
+                bootstrap: true,
+                short_server_id: 0,
+                lifetime: 300,
+                binding: "U".into(),
+                security: SecurityMode::NoSec,
+                psk_identity: Vec::new(),
+                psk_key: Vec::new(),
+            }],
+            ..Provisioning::default()
+        },
+    )
+    .unwrap();
+    tree
+}
+
+struct Run {
+    tree: Tree,
+    client: Client,
+    now: Instant,
+    id: u16,
+}
+
+impl Run {
+    fn request(
+        &mut self,
+        method: RequestType,
+        path: &str,
+        build: impl FnOnce(&mut Packet),
+    ) -> Packet {
+        let mut packet = Packet::new();
+        packet.header.set_type(MessageType::Confirmable);
+        packet.header.code = MessageClass::Request(method);
+        self.id += 1;
+        packet.header.message_id = self.id;
+        packet.set_token(vec![7, self.id as u8]);
+        for segment in path.split('/').filter(|s| !s.is_empty()) {
+            packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+        }
+        build(&mut packet);
+        self.client
+            .handle_datagram(&mut self.tree, self.now, &packet.to_bytes().unwrap());
+        Packet::from_bytes(&self.client.poll_transmit().expect("a response")).unwrap()
+    }
+}
+
+fn code(p: &Packet) -> ResponseType {
+    match p.header.code {
+        MessageClass::Response(c) => c,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn tlv_instance(resources: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (id, value) in resources {
+        tlv::write(&mut out, Kind::Resource, *id, value);
+    }
+    out
+}
+
+fn with_tlv(payload: Vec<u8>) -> impl FnOnce(&mut Packet) {
+    move |p: &mut Packet| {
+        p.add_option(CoapOption::ContentFormat, 11542u16.to_be_bytes().to_vec());
+        p.payload = payload;
+    }
+}
+
+#[test]
+fn bootstrap_provisions_a_server_account() {
+    let mut run = Run {
+        tree: tree(),
+        client: Client::new(
+            ClientConfig {
+                endpoint: "dmagent-bs".into(),
+                short_server_id: 0,
+                server_instance: 0,
+            },
+            Parameters::default(),
+            3,
+        ),
+        now: Instant::now(),
+        id: 500,
+    };
+    run.client.bootstrap_request(run.now);
+    let request = Packet::from_bytes(&run.client.poll_transmit().unwrap()).unwrap();
+    let query: Vec<String> = request
+        .get_option(CoapOption::UriQuery)
+        .unwrap()
+        .iter()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert_eq!(query, ["ep=dmagent-bs", "pct=110"]);
+    let mut ack = Packet::new();
+    ack.header.set_type(MessageType::Acknowledgement);
+    ack.header.message_id = request.header.message_id;
+    ack.header.code = MessageClass::Response(ResponseType::Changed);
+    ack.set_token(request.get_token().to_vec());
+    run.client
+        .handle_datagram(&mut run.tree, run.now, &ack.to_bytes().unwrap());
+    assert_eq!(run.client.poll_event(), Some(ClientEvent::BootstrapStarted));
+
+    // Finishing with no server account is refused.
+    assert_eq!(
+        code(&run.request(RequestType::Post, "/bs", |_| {})),
+        ResponseType::NotAcceptable
+    );
+
+    assert_eq!(
+        code(&run.request(RequestType::Delete, "/", |_| {})),
+        ResponseType::Deleted
+    );
+    // The bootstrap account survives a Delete of everything.
+    assert_eq!(
+        run.tree
+            .instances(dm_core::catalog::security::ID)
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let security = tlv_instance(&[
+        (0, b"coap://127.0.0.1:5683".to_vec()),
+        (1, vec![0]),
+        (2, vec![3]),
+        (3, Vec::new()),
+        (4, Vec::new()),
+        (5, Vec::new()),
+        (10, tlv::integer(202)),
+    ]);
+    assert_eq!(
+        code(&run.request(RequestType::Put, "/0/1", with_tlv(security))),
+        ResponseType::Changed
+    );
+    let server = tlv_instance(&[
+        (0, tlv::integer(202)),
+        (1, tlv::integer(120)),
+        (6, vec![1]),
+        (7, b"U".to_vec()),
+    ]);
+    assert_eq!(
+        code(&run.request(RequestType::Put, "/1/1", with_tlv(server))),
+        ResponseType::Changed
+    );
+
+    let discover = run.request(RequestType::Get, "/", |p| {
+        p.add_option(CoapOption::Accept, vec![40])
+    });
+    let links = String::from_utf8(discover.payload).unwrap();
+    assert!(links.starts_with("lwm2m=\"1.1\""), "{links}");
+    assert!(
+        links.contains("</0/1>;ssid=202;uri=\"coap://127.0.0.1:5683\""),
+        "{links}"
+    );
+    assert!(links.contains("</1/1>;ssid=202"), "{links}");
+    assert_eq!(
+        code(&run.request(RequestType::Get, "/0", |_| {})),
+        ResponseType::MethodNotAllowed
+    );
+    assert_eq!(
+        code(&run.request(RequestType::Get, "/1", |_| {})),
+        ResponseType::Content
+    );
+
+    assert_eq!(
+        code(&run.request(RequestType::Post, "/bs", |_| {})),
+        ResponseType::Changed
+    );
+    assert_eq!(
+        run.client.poll_event(),
+        Some(ClientEvent::BootstrapFinished)
+    );
+    assert_eq!(
+        bootstrap::account(&run.tree),
+        Some(Account {
+            uri: "coap://127.0.0.1:5683".into(),
+            short_server_id: 202,
+            server_instance: 1,
+            psk: None,
+        })
+    );
+}
+
+#[test]
+fn a_bad_bootstrap_write_leaves_nothing_behind() {
+    let mut run = Run {
+        tree: tree(),
+        client: Client::new(
+            ClientConfig {
+                endpoint: "dmagent-bs".into(),
+                short_server_id: 0,
+                server_instance: 0,
+            },
+            Parameters::default(),
+            4,
+        ),
+        now: Instant::now(),
+        id: 900,
+    };
+    run.client.bootstrap_request(run.now);
+    let _ = run.client.poll_transmit();
+    // Binding "X" is refused by the Server object's rules.
+    let server = tlv_instance(&[(0, vec![9]), (1, vec![60]), (7, b"X".to_vec())]);
+    assert_eq!(
+        code(&run.request(RequestType::Put, "/1/4", with_tlv(server))),
+        ResponseType::BadRequest
+    );
+    assert!(
+        run.tree
+            .instances(dm_core::catalog::server::ID)
+            .unwrap()
+            .iter()
+            .all(|i| i.0 != 4)
+    );
+}
