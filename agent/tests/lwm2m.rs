@@ -312,16 +312,20 @@ fn bootstraps_then_registers_with_the_provisioned_server() {
     let request = next(&events);
     assert_eq!(request["event"], "bootstrap-request");
     assert_eq!(request["query"]["ep"], "dmagent-bs");
+    // The finish step and the registration it leads to race in the
+    // script's output: collect until both are in.
     let mut seen = HashMap::new();
-    let register = loop {
+    let mut register = None;
+    while register.is_none() || !seen.contains_key("bootstrap-finish") {
         let event = next(&events);
         if event["event"] == "register" {
-            break event;
+            register = Some(event.clone());
         }
         if let Some(step) = event["step"].as_str() {
             seen.insert(step.to_owned(), event.clone());
         }
-    };
+    }
+    let register = register.unwrap();
     assert_eq!(seen["bootstrap-delete"]["code"], "2.02 Deleted");
     assert_eq!(seen["bootstrap-write-security"]["code"], "2.04 Changed");
     assert_eq!(seen["bootstrap-write-server"]["code"], "2.04 Changed");

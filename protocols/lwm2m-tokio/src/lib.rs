@@ -149,6 +149,16 @@ async fn connection(
     let mut buffer = vec![0u8; 64 * 1024];
     let mut stopping: Option<Instant> = None;
     loop {
+        // Tree changes first, every turn: a change made by one request is
+        // seen before the next request is served, so an observation
+        // created after a write never reports that earlier write.
+        {
+            let now = Instant::now();
+            let mut tree = lock(tree);
+            for change in changes.drain() {
+                client.handle_change(&mut tree, now, &change);
+            }
+        }
         // Plaintext from the engine goes through DTLS when configured.
         while let Some(datagram) = client.poll_transmit() {
             match dtls.as_mut() {
@@ -256,13 +266,9 @@ async fn connection(
                     (Err(e), _) => warn!(server = %config.server, "LwM2M receive failed: {e}"),
                 }
             }
-            () = changed.notified() => {
-                let now = Instant::now();
-                let mut tree = lock(tree);
-                for change in changes.drain() {
-                    client.handle_change(&mut tree, now, &change);
-                }
-            }
+            // Changes are applied at the top of every turn (below); this
+            // only wakes the loop for them.
+            () = changed.notified() => {}
             () = sleep_until(deadline) => {
                 if let Some(session) = dtls.as_mut() {
                     session.handle_timeout(Instant::now());
