@@ -230,7 +230,7 @@ proptest! {
     #[test]
     fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256), pick in 0usize..4) {
         let base = [path("/3"), path("/3/0"), path("/3/0/7"), path("/12/1/5")][pick];
-        for f in [ContentFormat::Tlv, ContentFormat::SenmlJson, ContentFormat::Text, ContentFormat::Opaque] {
+        for f in [ContentFormat::Tlv, ContentFormat::SenmlJson, ContentFormat::SenmlCbor, ContentFormat::Text, ContentFormat::Opaque] {
             let _ = format::decode(f, &base, &bytes, &type_of);
         }
     }
@@ -243,4 +243,47 @@ proptest! {
         let json = format::encode(ContentFormat::SenmlJson, &path("/3/0"), &items).unwrap();
         prop_assert_eq!(format::decode(ContentFormat::SenmlJson, &path("/3/0"), &json, &type_of).unwrap(), items);
     }
+}
+
+#[test]
+fn senml_cbor_round_trips_and_matches_rfc_8428_labels() {
+    let base = path("/3/0");
+    let bytes = format::encode(ContentFormat::SenmlCbor, &base, &device_items()).unwrap();
+    // An array of 16 records; the first map holds bn (-2 = 0x21), n (0)
+    // and vs (3): a3 21 64 "/3/0/" ...
+    assert_eq!(bytes[0], 0x90);
+    assert_eq!(&bytes[1..4], &[0xa3, 0x21, 0x65]);
+    let decoded = format::decode(ContentFormat::SenmlCbor, &base, &bytes, &type_of).unwrap();
+    assert_eq!(decoded, device_items());
+    let link = vec![
+        item(
+            "/1/0/10",
+            Value::ObjectLink(ObjectLink {
+                object: ObjectId(11),
+                instance: 1,
+            }),
+        ),
+        item("/1/0/6", Value::Boolean(true)),
+    ];
+    let bytes = format::encode(ContentFormat::SenmlCbor, &path("/1/0"), &link).unwrap();
+    assert_eq!(
+        format::decode(ContentFormat::SenmlCbor, &path("/1/0"), &bytes, &type_of).unwrap(),
+        link
+    );
+    let opaque = vec![item("/0/0/3", Value::Opaque(vec![0, 1, 2, 255]))];
+    let bytes = format::encode(ContentFormat::SenmlCbor, &path("/0/0/3"), &opaque).unwrap();
+    assert_eq!(
+        format::decode(ContentFormat::SenmlCbor, &path("/0/0/3"), &bytes, &type_of).unwrap(),
+        opaque
+    );
+    // A record count beyond the payload is refused, not allocated.
+    assert!(
+        format::decode(
+            ContentFormat::SenmlCbor,
+            &base,
+            &[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            &type_of
+        )
+        .is_err()
+    );
 }

@@ -6,6 +6,7 @@
 //! resource's type for the binary formats (a TLV integer and a TLV float
 //! are both just bytes), which the caller provides from the schema.
 
+pub mod senml_cbor;
 pub mod senml_json;
 pub mod text;
 pub mod tlv;
@@ -116,6 +117,7 @@ pub fn encode(
         },
         ContentFormat::Tlv => Ok(encode_tlv(base, items)),
         ContentFormat::SenmlJson => Ok(senml_json::encode(base, items).into_bytes()),
+        ContentFormat::SenmlCbor => Ok(senml_cbor::encode(base, items)),
         other => Err(FormatError::Unsupported(other.number())),
     }
 }
@@ -158,6 +160,7 @@ pub fn decode(
         }
         ContentFormat::Tlv => decode_tlv(base, bytes, &type_at),
         ContentFormat::SenmlJson => senml_json::decode(base, bytes, &type_at),
+        ContentFormat::SenmlCbor => senml_cbor::decode(base, bytes, &type_at),
         other => Err(FormatError::Unsupported(other.number())),
     }
 }

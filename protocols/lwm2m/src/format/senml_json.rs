@@ -62,6 +62,17 @@ pub fn decode(
     let records = json
         .as_array()
         .ok_or_else(|| malformed("SenML is an array of records"))?;
+    decode_records(base, records, type_at)
+}
+
+/// Resolves names and types the values of SenML records (shared with the
+/// CBOR representation, which is read into the same records).
+pub(crate) fn decode_records(
+    base: &Lwm2mPath,
+    records: &[Json],
+    type_at: &dyn Fn(&Lwm2mPath) -> Result<ValueType, FormatError>,
+) -> Result<Vec<Item>, FormatError> {
+    let malformed = |m: &str| FormatError::Malformed(m.to_owned());
     let mut base_name = String::new();
     let mut items = Vec::new();
     for record in records {
