@@ -38,6 +38,9 @@ use crate::soap::{
 };
 use crate::values;
 
+/// The most EventStructs one Inform may carry (cwmp-1-4.xsd).
+const MAX_EVENTS: usize = 64;
+
 /// Pending-state key of the engine's durable state.
 pub const STATE_KEY: &str = "cwmp.session";
 
@@ -530,6 +533,9 @@ impl Engine {
                 delay_seconds,
                 command_key,
             } => {
+                if self.durable.scheduled.len() >= MAX_EVENTS {
+                    return plain(FaultCode::ResourcesExceeded, "too many scheduled informs");
+                }
                 if delay_seconds == 0 {
                     // TR-069 §A.4.1.4: DelaySeconds must be greater than 0.
                     return plain(
@@ -635,6 +641,11 @@ impl Engine {
 
     fn add_event(&mut self, code: &str, command_key: &str) {
         if single(code) && self.durable.events.iter().any(|(c, _)| c == code) {
+            return;
+        }
+        // cwmp-1-4.xsd allows 64 EventStructs in an Inform: an ACS that
+        // floods ScheduleInform cannot grow the list past what can be sent.
+        if self.durable.events.len() >= MAX_EVENTS {
             return;
         }
         self.durable

@@ -481,3 +481,20 @@ fn spv_through_a_session_changes_the_tree_and_periodic_timer() {
         dm_core::ResourceValue::Single(Value::String("pk".into()))
     );
 }
+
+#[test]
+fn scheduled_informs_are_bounded() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    let mut last = String::new();
+    for n in 0..65 {
+        last = run
+            .respond(
+                200,
+                &acs(2, "si", &format!("<cwmp:ScheduleInform><DelaySeconds>{}</DelaySeconds><CommandKey>k{n}</CommandKey></cwmp:ScheduleInform>", 100 + n)),
+            )
+            .unwrap();
+    }
+    assert!(last.contains("<FaultCode>9004</FaultCode>"), "{last}");
+}

@@ -93,12 +93,17 @@ pub struct Client {
     download: Option<(String, Vec<u8>)>,
     /// Talking to a bootstrap server: requests are bootstrap operations.
     bootstrapping: bool,
+    /// Instances came or went since the last Register/Update.
+    links_changed: bool,
 }
 
 /// The largest request body assembled from Block1 blocks. A firmware image
 /// pushed to /5/0/0 goes to a file with the firmware pipeline; until then
 /// anything larger is refused with 4.13 and this size in Size1.
 pub const MAX_BODY: usize = 1024 * 1024;
+
+/// The most observations one server may hold.
+pub const MAX_OBSERVATIONS: usize = 64;
 
 /// Block size used when the server asks for none (RFC 7959: 2^(4+6)).
 const DEFAULT_BLOCK_SZX: u8 = 6;
@@ -118,6 +123,7 @@ impl Client {
             upload: None,
             download: None,
             bootstrapping: false,
+            links_changed: false,
         }
     }
 
@@ -162,6 +168,7 @@ impl Client {
             content_format(ContentFormat::LinkFormat),
         );
         packet.payload = object_links(tree).into_bytes();
+        self.links_changed = false;
         let token = self.coap.request(now, packet);
         self.pending.insert(token, Pending::Register);
         self.state = State::Registering;
@@ -214,8 +221,20 @@ impl Client {
 
     /// A change on the tree: observations that cover it become due.
     pub fn handle_change(&mut self, tree: &mut Tree, now: Instant, change: &Change) {
-        if let ChangeKind::Executed(_) = change.kind {
-            return;
+        match change.kind {
+            ChangeKind::Executed(_) => return,
+            // A new or deleted instance of an object the server sees:
+            // Update with the new object links at once.
+            ChangeKind::Created | ChangeKind::Deleted
+                if mapping::from_core(&change.path).is_some()
+                    && change.path.object_id() != dm_core::catalog::security::ID =>
+            {
+                self.links_changed = true;
+                if self.is_registered() {
+                    self.next_update = Some(now);
+                }
+            }
+            _ => {}
         }
         let Some(changed) = mapping::from_core(&change.path) else {
             return;
@@ -257,7 +276,7 @@ impl Client {
             .min()
     }
 
-    fn update(&mut self, _tree: &Tree, now: Instant) {
+    fn update(&mut self, tree: &Tree, now: Instant) {
         let State::Registered { location } = &self.state else {
             return;
         };
@@ -265,6 +284,15 @@ impl Client {
         packet.header.code = MessageClass::Request(RequestType::Post);
         for segment in location.split('/').filter(|s| !s.is_empty()) {
             packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+        }
+        // LwM2M Core §6.2.2: an Update carries the object links only when
+        // instances came or went since the last registration message.
+        if std::mem::take(&mut self.links_changed) {
+            packet.add_option(
+                CoapOption::ContentFormat,
+                content_format(ContentFormat::LinkFormat),
+            );
+            packet.payload = object_links(tree).into_bytes();
         }
         let token = self.coap.request(now, packet);
         self.pending.insert(token, Pending::Update);
@@ -603,6 +631,14 @@ impl Client {
                         response.header.code = MessageClass::Response(ResponseType::Content);
                         response.add_option(CoapOption::ContentFormat, content_format(format));
                         match observe {
+                            // RFC 7641 §4.1: a client that cannot keep
+                            // one more observation answers as to a plain GET.
+                            Some(0)
+                                if self.observations.len() >= MAX_OBSERVATIONS
+                                    && !self
+                                        .observations
+                                        .iter()
+                                        .any(|o| o.token == request.get_token()) => {}
                             Some(0) => {
                                 self.observations.retain(|o| o.token != request.get_token());
                                 self.observations.push(Observation {

@@ -706,6 +706,63 @@ fn a_firmware_package_pushed_in_block1_blocks_is_assembled() {
     assert!(huge.get_first_option(CoapOption::Size1).is_some());
 }
 
+#[test]
+fn a_new_instance_is_announced_in_an_update_at_once() {
+    let mut f = fixture();
+    f.register();
+    let changes = f.tree.subscribe(8);
+    f.tree
+        .begin(Origin::Platform)
+        .create(dm_core::catalog::wlan::ID, None)
+        .commit()
+        .unwrap();
+    for change in changes.drain() {
+        f.client.handle_change(&mut f.tree, f.now, &change);
+    }
+    f.advance(Duration::ZERO);
+    let update = f.sent();
+    assert_eq!(options(&update, CoapOption::UriPath), ["rd", "5a3f"]);
+    let links = String::from_utf8(update.payload.clone()).unwrap();
+    assert!(links.contains("</12/1>,</12/2>"), "{links}");
+    f.answer(&update, ResponseType::Changed, &[]);
+    // A plain value change does not touch the registration.
+    let mut radio = f.network.radio();
+    radio.signal_dbm = Some(-60);
+    f.network.set_radio(radio);
+    dm_objects::sync_platform(&mut f.tree, &f.platform);
+    for change in changes.drain() {
+        f.client.handle_change(&mut f.tree, f.now, &change);
+    }
+    f.advance(Duration::ZERO);
+    f.nothing_sent();
+}
+
+#[test]
+fn observations_are_bounded() {
+    let mut f = fixture();
+    f.register();
+    for n in 0..=dm_lwm2m::client::MAX_OBSERVATIONS {
+        let mut packet = Packet::new();
+        packet.header.set_type(MessageType::Confirmable);
+        packet.header.code = MessageClass::Request(RequestType::Get);
+        packet.header.message_id = 5000 + n as u16;
+        packet.set_token((n as u32).to_be_bytes().to_vec());
+        for segment in ["3", "0", "0"] {
+            packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+        }
+        packet.set_observe_value(0);
+        f.deliver(&packet);
+        let response = f.sent();
+        let observed = response.get_first_option(CoapOption::Observe).is_some();
+        assert_eq!(
+            observed,
+            n < dm_lwm2m::client::MAX_OBSERVATIONS,
+            "observation {n}"
+        );
+        assert_eq!(response.payload, b"Acme");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
