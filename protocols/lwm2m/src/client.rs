@@ -95,7 +95,15 @@ pub struct Client {
     bootstrapping: bool,
     /// Instances came or went since the last Register/Update.
     links_changed: bool,
+    /// Queue mode (LwM2M Core §6.4): the server reaches the client only
+    /// within AWAKE_WINDOW after the client last spoke.
+    queue_mode: bool,
+    awake_until: Instant,
 }
+
+/// How long a client in queue mode stays reachable after it last sent
+/// something: CoAP MAX_TRANSMIT_WAIT (93 s), which Leshan also assumes.
+pub const AWAKE_WINDOW: Duration = Duration::from_secs(93);
 
 /// The largest request body assembled from Block1 blocks. A firmware image
 /// pushed to /5/0/0 goes to a file with the firmware pipeline; until then
@@ -124,6 +132,8 @@ impl Client {
             download: None,
             bootstrapping: false,
             links_changed: false,
+            queue_mode: false,
+            awake_until: Instant::now(),
         }
     }
 
@@ -155,14 +165,23 @@ impl Client {
         packet.add_option(CoapOption::UriPath, b"rd".to_vec());
         let lifetime = self.lifetime(tree);
         let binding = self.binding(tree);
-        for query in [
+        // LwM2M 1.1 §6.2.1.1: queue mode is the "Q" parameter, no longer a
+        // letter of the binding.
+        self.queue_mode = binding.contains('Q');
+        let transport: String = binding.chars().filter(|c| *c != 'Q').collect();
+        let mut queries = vec![
             format!("ep={}", self.config.endpoint),
             format!("lt={lifetime}"),
             "lwm2m=1.1".to_owned(),
-            format!("b={binding}"),
-        ] {
+            format!("b={transport}"),
+        ];
+        if self.queue_mode {
+            queries.push("Q".to_owned());
+        }
+        for query in queries {
             packet.add_option(CoapOption::UriQuery, query.into_bytes());
         }
+        self.awake_until = now + AWAKE_WINDOW;
         packet.add_option(
             CoapOption::ContentFormat,
             content_format(ContentFormat::LinkFormat),
@@ -196,8 +215,12 @@ impl Client {
 
     /// A datagram from the server.
     pub fn handle_datagram(&mut self, tree: &mut Tree, now: Instant, bytes: &[u8]) {
+        self.awake_until = self.awake_until.max(now + AWAKE_WINDOW);
         self.coap.handle_datagram(now, bytes);
         self.process(tree, now);
+        // An answer from the server may have woken a queue-mode client or
+        // completed a registration: send what waited.
+        self.notify_due(tree, now);
     }
 
     /// Timers: retransmissions, Update, registration retries,
@@ -260,7 +283,17 @@ impl Client {
     }
 
     pub fn poll_timeout(&self, tree: &Tree) -> Option<Instant> {
-        let pmax = self.observations.iter().map(|o| {
+        // Notifications wait for the registration (offline) or for the
+        // waking Update's answer (queue mode): no timer for them then, or
+        // the driver would spin on a deadline already past.
+        let waiting = !self.is_registered()
+            || (self.queue_mode && self.pending.values().any(|p| *p == Pending::Update));
+        let observations = if waiting {
+            &[][..]
+        } else {
+            &self.observations[..]
+        };
+        let pmax = observations.iter().map(|o| {
             let attrs = self.attributes(tree, &o.path);
             let pmin = Duration::from_secs(attrs.pmin.unwrap_or(0).into());
             match (o.dirty, attrs.pmax) {
@@ -294,6 +327,7 @@ impl Client {
             );
             packet.payload = object_links(tree).into_bytes();
         }
+        self.awake_until = now + AWAKE_WINDOW;
         let token = self.coap.request(now, packet);
         self.pending.insert(token, Pending::Update);
     }
@@ -446,6 +480,21 @@ impl Client {
     /// Sends the notifications that are due: changed and past pmin, or
     /// unchanged but at pmax (LwM2M Core §5.1.2, RFC 7641).
     fn notify_due(&mut self, tree: &mut Tree, now: Instant) {
+        if !self.is_registered() {
+            // Offline: with Notification Storing (/1/x/6) the changes stay
+            // pending and go out once registered again; without it they
+            // are dropped (LwM2M Core §6.4.1).
+            if self.server_value(
+                tree,
+                dm_core::catalog::server::NOTIFICATION_STORING_WHEN_DISABLED_OR_OFFLINE,
+            ) == Some(Value::Boolean(false))
+            {
+                for o in &mut self.observations {
+                    o.dirty = false;
+                }
+            }
+            return;
+        }
         let mut due = Vec::new();
         for (i, o) in self.observations.iter().enumerate() {
             let attrs = self.attributes(tree, &o.path);
@@ -458,6 +507,18 @@ impl Client {
                 due.push(i);
             }
         }
+        if due.is_empty() {
+            return;
+        }
+        // Asleep in queue mode: wake the server with an Update first; the
+        // notifications follow once it answers.
+        if self.queue_mode && now >= self.awake_until {
+            if !self.pending.values().any(|p| *p == Pending::Update) {
+                self.update(tree, now);
+            }
+            return;
+        }
+        self.awake_until = now + AWAKE_WINDOW;
         for i in due {
             let (path, format) = (self.observations[i].path, self.observations[i].format);
             let Ok((payload, format)) = self.read(tree, &path, Some(format)) else {

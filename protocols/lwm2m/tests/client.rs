@@ -763,6 +763,94 @@ fn observations_are_bounded() {
     }
 }
 
+#[test]
+fn queue_mode_wakes_the_server_with_an_update_before_notifying() {
+    let mut f = fixture();
+    let binding = Path::resource(
+        dm_core::catalog::server::ID,
+        InstanceId(0),
+        dm_core::catalog::server::BINDING,
+    );
+    let lifetime = Path::resource(
+        dm_core::catalog::server::ID,
+        InstanceId(0),
+        dm_core::catalog::server::LIFETIME,
+    );
+    f.tree
+        .begin(Origin::Agent)
+        .set(binding, Value::String("UQ".into()))
+        .set(lifetime, Value::Integer(300))
+        .commit()
+        .unwrap();
+    f.client.register(&f.tree, f.now);
+    let register = f.sent();
+    assert_eq!(
+        options(&register, CoapOption::UriQuery),
+        [
+            "ep=urn:dev:ops:00D09E-test-SN1",
+            "lt=300",
+            "lwm2m=1.1",
+            "b=U",
+            "Q"
+        ]
+    );
+    f.answer(&register, ResponseType::Created, &["rd", "q1"]);
+    let observe = f.request(RequestType::Get, "/4/0/2", |p| p.set_observe_value(0));
+    assert_eq!(code(&observe), ResponseType::Content);
+    // Asleep after the awake window, well before the Update at 150 s.
+    f.advance(dm_lwm2m::client::AWAKE_WINDOW + Duration::from_secs(1));
+    f.nothing_sent();
+    let changes = f.tree.subscribe(8);
+    let mut radio = f.network.radio();
+    radio.signal_dbm = Some(-99);
+    f.network.set_radio(radio);
+    dm_objects::sync_platform(&mut f.tree, &f.platform);
+    for change in changes.drain() {
+        f.client.handle_change(&mut f.tree, f.now, &change);
+    }
+    // No notification while the server sleeps on us: an Update first.
+    let wake = f.sent();
+    assert_eq!(wake.header.code, MessageClass::Request(RequestType::Post));
+    assert_eq!(options(&wake, CoapOption::UriPath), ["rd", "q1"]);
+    f.nothing_sent();
+    assert!(
+        f.client.poll_timeout(&f.tree).is_some_and(|t| t > f.now),
+        "no timer spinning"
+    );
+    f.answer(&wake, ResponseType::Changed, &[]);
+    let notification = f.sent();
+    assert_eq!(notification.get_token(), observe.get_token());
+    assert_eq!(notification.payload, b"-99");
+}
+
+#[test]
+fn notifications_made_offline_are_stored_and_sent_after_registering_again() {
+    let mut f = fixture();
+    f.register();
+    let observe = f.request(RequestType::Get, "/4/0/2", |p| p.set_observe_value(0));
+    // The Update at 30 s finds the server gone (4.04 then it re-registers).
+    f.advance(Duration::from_secs(30));
+    let update = f.sent();
+    f.answer(&update, ResponseType::NotFound, &[]);
+    let register = f.sent();
+    let changes = f.tree.subscribe(8);
+    let mut radio = f.network.radio();
+    radio.signal_dbm = Some(-88);
+    f.network.set_radio(radio);
+    dm_objects::sync_platform(&mut f.tree, &f.platform);
+    for change in changes.drain() {
+        f.client.handle_change(&mut f.tree, f.now, &change);
+    }
+    // Not registered: stored, not sent, and no timer spinning on it.
+    f.nothing_sent();
+    assert!(f.client.poll_timeout(&f.tree).is_some_and(|t| t > f.now));
+    f.answer(&register, ResponseType::Created, &["rd", "again"]);
+    let _ = f.client.poll_event();
+    let notification = f.sent();
+    assert_eq!(notification.get_token(), observe.get_token());
+    assert_eq!(notification.payload, b"-88");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
