@@ -59,8 +59,16 @@ pub fn server_address(uri: &str) -> Result<(SocketAddr, bool), String> {
         .ok_or_else(|| format!("{uri}: no address"))
 }
 
-/// How long to wait before a new DTLS handshake after one failed.
+/// How long to wait before a new DTLS handshake after one failed; it
+/// doubles with each failure in a row up to [`REHANDSHAKE_MAX`].
 const REHANDSHAKE_DELAY: Duration = Duration::from_secs(30);
+const REHANDSHAKE_MAX: Duration = Duration::from_secs(3600);
+
+fn rehandshake_delay(failures: u32) -> Duration {
+    REHANDSHAKE_DELAY
+        .saturating_mul(1 << failures.min(7))
+        .min(REHANDSHAKE_MAX)
+}
 
 /// How long de-registration may take at shutdown.
 const DEREGISTER_GRACE: Duration = Duration::from_secs(5);
@@ -145,6 +153,7 @@ async fn connection(
         None => None,
     };
     let mut rehandshake_at: Option<Instant> = None;
+    let mut dtls_failures: u32 = 0;
     start(&mut client, config, tree);
     let mut buffer = vec![0u8; 64 * 1024];
     let mut stopping: Option<Instant> = None;
@@ -158,11 +167,20 @@ async fn connection(
             for change in changes.drain() {
                 client.handle_change(&mut tree, now, &change);
             }
+            let lost = changes.take_lagged();
+            if lost > 0 {
+                warn!(server = %config.server, lost, "change stream overflowed; re-reading observed values");
+                client.handle_lost_changes(&mut tree, now);
+            }
         }
-        // Plaintext from the engine goes through DTLS when configured.
+        // Plaintext from the engine goes through DTLS when configured;
+        // with no DTLS session to a coaps:// server it is dropped, never
+        // sent in the clear (the engine sends again after the next
+        // handshake).
         while let Some(datagram) = client.poll_transmit() {
             match dtls.as_mut() {
                 Some(session) => session.send(Instant::now(), &datagram),
+                None if config.psk.is_some() => {}
                 None => send(&socket, &datagram, config.server).await,
             }
         }
@@ -170,13 +188,18 @@ async fn connection(
             while let Some(datagram) = session.poll_transmit() {
                 send(&socket, &datagram, config.server).await;
             }
+            if session.is_connected() {
+                dtls_failures = 0;
+            }
             if let Some(reason) = session.failure() {
                 // The session is gone (handshake failed, server lost it):
                 // a new handshake later, then a full Register (LwM2M Core
                 // §6.2: a new DTLS session is a new registration).
-                warn!(server = %config.server, reason, "DTLS session failed");
+                let wait = rehandshake_delay(dtls_failures);
+                warn!(server = %config.server, reason, retry_in = ?wait, "DTLS session failed");
                 dtls = None;
-                rehandshake_at = Some(Instant::now() + REHANDSHAKE_DELAY);
+                dtls_failures = dtls_failures.saturating_add(1);
+                rehandshake_at = Some(Instant::now() + wait);
             }
         }
         if dtls.is_none()
@@ -184,14 +207,22 @@ async fn connection(
             && Instant::now() >= at
         {
             rehandshake_at = None;
-            dtls = DtlsClient::connect(
+            dtls = match DtlsClient::connect(
                 Instant::now(),
                 local,
                 config.server,
                 identity.clone(),
                 key.clone(),
-            )
-            .ok();
+            ) {
+                Ok(session) => Some(session),
+                Err(reason) => {
+                    let wait = rehandshake_delay(dtls_failures);
+                    warn!(server = %config.server, reason, retry_in = ?wait, "DTLS connect failed");
+                    dtls_failures = dtls_failures.saturating_add(1);
+                    rehandshake_at = Some(Instant::now() + wait);
+                    None
+                }
+            };
             client = Client::new(
                 config.client.clone(),
                 Parameters::default(),
@@ -209,7 +240,26 @@ async fn connection(
                     info!(server = %config.server, "LwM2M registration updated")
                 }
                 ClientEvent::RegistrationFailed { reason } => {
-                    warn!(server = %config.server, reason, "LwM2M registration failed")
+                    warn!(server = %config.server, reason, "LwM2M registration failed");
+                    // A server that restarted has lost our DTLS session
+                    // and may drop its records silently: the next attempt
+                    // starts with a new handshake.
+                    if dtls.as_ref().is_some_and(DtlsClient::is_connected)
+                        && let Some((identity, key)) = &config.psk
+                    {
+                        dtls = DtlsClient::connect(
+                            Instant::now(),
+                            local,
+                            config.server,
+                            identity.clone(),
+                            key.clone(),
+                        )
+                        .ok();
+                        if dtls.is_none() {
+                            rehandshake_at =
+                                Some(Instant::now() + rehandshake_delay(dtls_failures));
+                        }
+                    }
                 }
                 ClientEvent::Deregistered => {
                     info!(server = %config.server, "LwM2M deregistered");

@@ -72,6 +72,8 @@ struct Observation {
     sequence: u32,
     last_sent: Instant,
     dirty: bool,
+    /// The numeric value last reported, for gt/lt/st (LwM2M Core §5.1.2).
+    last_value: Option<f64>,
 }
 
 /// The client engine.
@@ -93,6 +95,9 @@ pub struct Client {
     download: Option<(String, Vec<u8>)>,
     /// Talking to a bootstrap server: requests are bootstrap operations.
     bootstrapping: bool,
+    /// When the bootstrap counts as failed unless the server does
+    /// something (LwM2M Core §6.1.3: Bootstrap-Finish must come).
+    bootstrap_deadline: Option<Instant>,
     /// Instances came or went since the last Register/Update.
     links_changed: bool,
     /// Queue mode (LwM2M Core §6.4): the server reaches the client only
@@ -131,6 +136,7 @@ impl Client {
             upload: None,
             download: None,
             bootstrapping: false,
+            bootstrap_deadline: None,
             links_changed: false,
             queue_mode: false,
             awake_until: Instant::now(),
@@ -227,6 +233,15 @@ impl Client {
     /// notifications due by pmin/pmax.
     pub fn handle_timeout(&mut self, tree: &mut Tree, now: Instant) {
         self.coap.handle_timeout(now);
+        if self.bootstrap_deadline.is_some_and(|t| t <= now) {
+            self.bootstrap_deadline = None;
+            self.on_failure(
+                tree,
+                now,
+                Pending::BootstrapRequest,
+                "the bootstrap server went quiet before Bootstrap-Finish",
+            );
+        }
         if self.next_update.is_some_and(|t| t <= now) {
             self.next_update = None;
             self.update(tree, now);
@@ -270,6 +285,19 @@ impl Client {
         self.notify_due(tree, now);
     }
 
+    /// Changes were lost (the change stream overflowed): every
+    /// observation is re-read and the object links are sent again.
+    pub fn handle_lost_changes(&mut self, tree: &mut Tree, now: Instant) {
+        for observation in &mut self.observations {
+            observation.dirty = true;
+        }
+        self.links_changed = true;
+        if self.is_registered() {
+            self.next_update = Some(now);
+        }
+        self.notify_due(tree, now);
+    }
+
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.coap.poll_transmit()
     }
@@ -302,11 +330,16 @@ impl Client {
                 _ => o.last_sent + Duration::from_secs(86400),
             }
         });
-        [self.coap.poll_timeout(), self.next_update, self.retry_at]
-            .into_iter()
-            .flatten()
-            .chain(pmax)
-            .min()
+        [
+            self.coap.poll_timeout(),
+            self.next_update,
+            self.retry_at,
+            self.bootstrap_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(pmax)
+        .min()
     }
 
     fn update(&mut self, tree: &Tree, now: Instant) {
@@ -347,9 +380,11 @@ impl Client {
                 Incoming::Failed { token, reset } => {
                     if let Some(kind) = self.pending.remove(&token) {
                         self.on_failure(tree, now, kind, "no response");
-                    } else if reset {
+                    } else {
                         // RFC 7641 §3.6: a Reset to a notification cancels
-                        // the observation.
+                        // the observation; §4.5: so does a confirmable
+                        // notification that was never acknowledged.
+                        let _ = reset;
                         self.observations.retain(|o| o.token != token);
                     }
                 }
@@ -397,6 +432,7 @@ impl Client {
             }
             (Pending::BootstrapRequest, ResponseType::Changed) => {
                 self.failures = 0;
+                self.bootstrap_deadline = Some(now + self.coap.parameters().exchange_lifetime());
                 self.events.push(ClientEvent::BootstrapStarted);
             }
             (kind, code) => self.on_failure(tree, now, kind, &format!("{code:?}")),
@@ -496,6 +532,7 @@ impl Client {
             return;
         }
         let mut due = Vec::new();
+        let mut unreported = Vec::new();
         for (i, o) in self.observations.iter().enumerate() {
             let attrs = self.attributes(tree, &o.path);
             let since = now.saturating_duration_since(o.last_sent);
@@ -503,9 +540,19 @@ impl Client {
             let pmax_due = attrs
                 .pmax
                 .is_some_and(|p| p > 0 && since >= Duration::from_secs(p.into()));
-            if (o.dirty && pmin_ok) || pmax_due {
+            if pmax_due {
                 due.push(i);
+            } else if o.dirty && pmin_ok {
+                if meets_change_conditions(&attrs, o.last_value, numeric(tree, &o.path)) {
+                    due.push(i);
+                } else {
+                    unreported.push(i);
+                }
             }
+        }
+        // A change that meets none of gt, lt and st is not reported.
+        for i in unreported {
+            self.observations[i].dirty = false;
         }
         if due.is_empty() {
             return;
@@ -531,7 +578,9 @@ impl Client {
                 self.coap.send_confirmable(now, packet);
                 return;
             };
+            let value = numeric(tree, &path);
             let o = &mut self.observations[i];
+            o.last_value = value;
             o.sequence = o.sequence.wrapping_add(1) & 0x00ff_ffff;
             o.dirty = false;
             o.last_sent = now;
@@ -645,7 +694,10 @@ impl Client {
     fn serve(&mut self, tree: &mut Tree, now: Instant, request: &Packet) -> Packet {
         if self.bootstrapping {
             let served = crate::bootstrap::serve(tree, request);
+            // Each bootstrap operation shows the server is still at it.
+            self.bootstrap_deadline = Some(now + self.coap.parameters().exchange_lifetime());
             if served.finished {
+                self.bootstrap_deadline = None;
                 self.bootstrapping = false;
                 self.events.push(ClientEvent::BootstrapFinished);
             }
@@ -663,11 +715,21 @@ impl Client {
         let accept = request
             .get_first_option(CoapOption::Accept)
             .map(|v| option_number(v))
-            .map(|n| ContentFormat::from_number(n as u16).ok_or(n));
+            .map(|n| {
+                u16::try_from(n)
+                    .ok()
+                    .and_then(ContentFormat::from_number)
+                    .ok_or(n)
+            });
         let content = request
             .get_first_option(CoapOption::ContentFormat)
             .map(|v| option_number(v))
-            .map(|n| ContentFormat::from_number(n as u16).ok_or(n));
+            .map(|n| {
+                u16::try_from(n)
+                    .ok()
+                    .and_then(ContentFormat::from_number)
+                    .ok_or(n)
+            });
         let observe = request
             .get_first_option(CoapOption::Observe)
             .map(|v| option_number(v));
@@ -709,6 +771,7 @@ impl Client {
                                     sequence: 0,
                                     last_sent: now,
                                     dirty: false,
+                                    last_value: numeric(tree, &path),
                                 });
                                 response.set_observe_value(0);
                             }
@@ -912,8 +975,13 @@ impl Client {
             Ok(items) => items,
             Err(e) => return format_error(&e),
         };
+        let held = if replace && path.resource.is_none() {
+            held_multiples(tree, origin, path)
+        } else {
+            Vec::new()
+        };
         let mut tx = tree.begin(origin);
-        stage_items(&mut tx, path, &items, replace);
+        stage_items(&mut tx, path, &items, replace.then_some(&held[..]));
         match tx.commit() {
             Ok(_) => status(ResponseType::Changed),
             Err(e) => e
@@ -995,7 +1063,7 @@ impl Client {
                 })
                 .collect();
             let mut tx = tree.begin(origin);
-            stage_items(&mut tx, &base, &items, false);
+            stage_items(&mut tx, &base, &items, None);
             if let Err(e) = tx.commit() {
                 // Undo the creation: a Create is all or nothing too.
                 let _ = tree
@@ -1082,13 +1150,68 @@ impl Client {
     }
 }
 
-/// Stages written items: each resource is replaced; multiple resources are
-/// replaced whole when written whole.
+/// The value of a single numeric resource, for gt/lt/st.
+fn numeric(tree: &Tree, path: &Lwm2mPath) -> Option<f64> {
+    path.resource?;
+    let core = mapping::to_core(path).ok()?;
+    let value = match tree.read(Origin::Agent, &core).ok()? {
+        ResourceValue::Single(v) => v,
+        ResourceValue::Multiple(values) => values.get(&path.index?)?.clone(),
+    };
+    match value {
+        Value::Integer(v) => Some(v as f64),
+        Value::Unsigned(v) => Some(v as f64),
+        Value::Float(v) => Some(v),
+        _ => None,
+    }
+}
+
+/// Whether a change from `old` to `new` is to be notified under the
+/// observation's change conditions (LwM2M Core §5.1.2): it crosses gt or
+/// lt, or moves by at least st. With none of them set, every change is.
+fn meets_change_conditions(attrs: &ObserveAttributes, old: Option<f64>, new: Option<f64>) -> bool {
+    if attrs.gt.is_none() && attrs.lt.is_none() && attrs.st.is_none() {
+        return true;
+    }
+    let (Some(old), Some(new)) = (old, new) else {
+        // Not numeric: the conditions do not apply.
+        return true;
+    };
+    let crosses = |t: f64| (old > t) != (new > t) || (old < t) != (new < t);
+    attrs.gt.is_some_and(crosses)
+        || attrs.lt.is_some_and(crosses)
+        || attrs.st.is_some_and(|st| (new - old).abs() >= st)
+}
+
+/// The writable multiple resources of an instance that hold values now.
+fn held_multiples(tree: &Tree, origin: Origin, instance: &Lwm2mPath) -> Vec<Lwm2mPath> {
+    let Ok(core) = mapping::to_core(instance) else {
+        return Vec::new();
+    };
+    let (Some(schema), Some(id)) = (tree.schema(core.object_id()), core.instance_id()) else {
+        return Vec::new();
+    };
+    schema
+        .resources
+        .iter()
+        .filter(|r| r.multiple && r.access.writable())
+        .map(|r| Path::resource(core.object_id(), id, r.id))
+        .filter(|p| matches!(tree.read(origin, p), Ok(ResourceValue::Multiple(v)) if !v.is_empty()))
+        .filter_map(|p| mapping::from_core(&p))
+        .collect()
+}
+
+/// Stages written items (LwM2M Core §5.4.3). Replace (PUT): a multiple
+/// resource written is replaced whole, and on an instance every writable
+/// multiple resource the payload leaves out is emptied. Partial update
+/// (POST): resource instances are added or changed one by one and the
+/// others stay. `replace` holds, for a Replace, the multiple resources
+/// that have values now (emptied unless the payload writes them).
 fn stage_items(
     tx: &mut dm_core::tree::Transaction<'_>,
     base: &Lwm2mPath,
     items: &[Item],
-    _replace: bool,
+    replace: Option<&[Lwm2mPath]>,
 ) {
     let mut multiple: HashMap<Lwm2mPath, std::collections::BTreeMap<u16, Value>> = HashMap::new();
     for item in items {
@@ -1099,7 +1222,7 @@ fn stage_items(
             continue;
         };
         match item.path.index {
-            Some(index) if base.index.is_none() => {
+            Some(index) if base.index.is_none() && replace.is_some() => {
                 multiple
                     .entry(Lwm2mPath {
                         index: None,
@@ -1107,7 +1230,6 @@ fn stage_items(
                     })
                     .or_default()
                     .insert(index, item.value.clone());
-                let _ = core;
             }
             Some(index) => {
                 if let (Some(i), Some(r)) = (core.instance_id(), core.resource_id()) {
@@ -1120,6 +1242,11 @@ fn stage_items(
             None => {
                 tx.set(core, item.value.clone());
             }
+        }
+    }
+    if let Some(held) = replace {
+        for path in held {
+            multiple.entry(*path).or_default();
         }
     }
     for (path, values) in multiple {

@@ -63,7 +63,15 @@ struct Outstanding {
     next: Instant,
     /// Acknowledged with an empty ACK: the response comes separately.
     acknowledged: bool,
+    /// A request (a response is expected) rather than a confirmable
+    /// response such as a notification, which an empty ACK completes.
+    is_request: bool,
 }
+
+/// Answers kept for duplicate detection: at most this many bytes in all.
+/// A server retransmits within EXCHANGE_LIFETIME; a busy one can have many
+/// exchanges in that window, so the bound is on bytes, not on entries.
+const ANSWERED_BUDGET: usize = 256 * 1024;
 
 /// One CoAP endpoint talking to one peer.
 pub struct Endpoint {
@@ -71,9 +79,10 @@ pub struct Endpoint {
     next_message_id: u16,
     next_token: u64,
     outstanding: Vec<Outstanding>,
-    /// Recently answered confirmable requests: (message id, response
-    /// bytes, expiry).
+    /// Recently answered requests: (message id, response bytes, expiry);
+    /// a NON request's entry holds no bytes (its duplicate is dropped).
     answered: VecDeque<(u16, Vec<u8>, Instant)>,
+    answered_bytes: usize,
     transmit: VecDeque<Vec<u8>>,
     incoming: VecDeque<Incoming>,
     rng: u64,
@@ -88,6 +97,7 @@ impl Endpoint {
             next_token: 0,
             outstanding: Vec::new(),
             answered: VecDeque::new(),
+            answered_bytes: 0,
             transmit: VecDeque::new(),
             incoming: VecDeque::new(),
             rng: seed | 1,
@@ -95,6 +105,10 @@ impl Endpoint {
         endpoint.next_message_id = endpoint.random() as u16;
         endpoint.next_token = endpoint.random();
         endpoint
+    }
+
+    pub fn parameters(&self) -> &Parameters {
+        &self.parameters
     }
 
     /// Sends a confirmable request; returns its token.
@@ -109,6 +123,7 @@ impl Endpoint {
     /// Sends a confirmable message with the token it carries (a
     /// notification keeps its observation's token).
     pub fn send_confirmable(&mut self, now: Instant, mut packet: Packet) {
+        let is_request = matches!(packet.header.code, MessageClass::Request(_));
         packet.header.set_type(MessageType::Confirmable);
         packet.header.message_id = self.message_id();
         let Ok(bytes) = packet.to_bytes_unlimited() else {
@@ -124,6 +139,7 @@ impl Endpoint {
             timeout,
             next: now + timeout,
             acknowledged: false,
+            is_request,
         });
         self.transmit.push_back(bytes);
     }
@@ -146,13 +162,22 @@ impl Endpoint {
         let Ok(bytes) = response.to_bytes_unlimited() else {
             return;
         };
-        if request.header.get_type() == MessageType::Confirmable {
-            let expiry = now + self.parameters.exchange_lifetime();
-            self.answered
-                .push_back((request.header.message_id, bytes.clone(), expiry));
-            // Bound the cache: a peer cannot make it grow without limit.
-            while self.answered.len() > 64 {
-                self.answered.pop_front();
+        // RFC 7252 §4.5: a duplicate CON gets the same answer again, a
+        // duplicate NON is ignored; neither is processed twice.
+        let cached = if request.header.get_type() == MessageType::Confirmable {
+            bytes.clone()
+        } else {
+            Vec::new()
+        };
+        self.answered_bytes += cached.len() + 32;
+        let expiry = now + self.parameters.exchange_lifetime();
+        self.answered
+            .push_back((request.header.message_id, cached, expiry));
+        // Bound the cache: a peer cannot make it grow without limit.
+        while self.answered_bytes > ANSWERED_BUDGET {
+            match self.answered.pop_front() {
+                Some((_, old, _)) => self.answered_bytes -= old.len() + 32,
+                None => break,
             }
         }
         self.transmit.push_back(bytes);
@@ -181,12 +206,29 @@ impl Endpoint {
         let kind = packet.header.get_type();
         match (kind, &packet.header.code) {
             (MessageType::Acknowledgement, MessageClass::Empty) => {
-                if let Some(o) = self
+                if let Some(i) = self
                     .outstanding
-                    .iter_mut()
-                    .find(|o| o.message_id == packet.header.message_id)
+                    .iter()
+                    .position(|o| o.message_id == packet.header.message_id)
                 {
-                    o.acknowledged = true;
+                    if self.outstanding[i].is_request {
+                        self.outstanding[i].acknowledged = true;
+                    } else {
+                        // A confirmable response (a notification) is done
+                        // once acknowledged.
+                        self.outstanding.remove(i);
+                    }
+                }
+            }
+            // CoAP ping (RFC 7252 §4.3): an empty CON is answered with a
+            // Reset.
+            (MessageType::Confirmable, MessageClass::Empty) => {
+                let mut reset = Packet::new();
+                reset.header.set_type(MessageType::Reset);
+                reset.header.code = MessageClass::Empty;
+                reset.header.message_id = packet.header.message_id;
+                if let Ok(out) = reset.to_bytes() {
+                    self.transmit.push_back(out);
                 }
             }
             (MessageType::Reset, _) => {
@@ -204,13 +246,14 @@ impl Endpoint {
             }
             // A request comes as CON or NON; anything else is malformed.
             (MessageType::Confirmable | MessageType::NonConfirmable, MessageClass::Request(_)) => {
-                if kind == MessageType::Confirmable
-                    && let Some((_, cached, _)) = self
-                        .answered
-                        .iter()
-                        .find(|(id, _, _)| *id == packet.header.message_id)
+                if let Some((_, cached, _)) = self
+                    .answered
+                    .iter()
+                    .find(|(id, _, _)| *id == packet.header.message_id)
                 {
-                    self.transmit.push_back(cached.clone());
+                    if kind == MessageType::Confirmable {
+                        self.transmit.push_back(cached.clone());
+                    }
                     return;
                 }
                 self.incoming.push_back(Incoming::Request(packet));
@@ -317,7 +360,9 @@ impl Endpoint {
 
     fn expire(&mut self, now: Instant) {
         while self.answered.front().is_some_and(|(_, _, t)| *t <= now) {
-            self.answered.pop_front();
+            if let Some((_, old, _)) = self.answered.pop_front() {
+                self.answered_bytes -= old.len() + 32;
+            }
         }
     }
 
@@ -337,5 +382,97 @@ impl Endpoint {
     /// A uniform number in [0, 1).
     fn unit(&mut self) -> f64 {
         (self.random() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coap_lite::{RequestType, ResponseType};
+
+    fn empty(kind: MessageType, message_id: u16) -> Vec<u8> {
+        let mut packet = Packet::new();
+        packet.header.set_type(kind);
+        packet.header.code = MessageClass::Empty;
+        packet.header.message_id = message_id;
+        packet.to_bytes().unwrap()
+    }
+
+    #[test]
+    fn an_empty_ack_completes_a_confirmable_notification() {
+        let now = Instant::now();
+        let mut endpoint = Endpoint::new(Parameters::default(), 7);
+        let mut notification = Packet::new();
+        notification.header.code = MessageClass::Response(ResponseType::Content);
+        notification.set_token(vec![1, 2]);
+        endpoint.send_confirmable(now, notification);
+        let sent = Packet::from_bytes(&endpoint.poll_transmit().unwrap()).unwrap();
+        assert!(endpoint.poll_timeout().is_some());
+        endpoint.handle_datagram(
+            now,
+            &empty(MessageType::Acknowledgement, sent.header.message_id),
+        );
+        assert_eq!(endpoint.poll_timeout(), None, "nothing left outstanding");
+        endpoint.handle_timeout(now + Duration::from_secs(600));
+        assert!(endpoint.poll_incoming().is_none(), "no spurious failure");
+    }
+
+    #[test]
+    fn an_empty_ack_to_a_request_waits_for_the_separate_response() {
+        let now = Instant::now();
+        let mut endpoint = Endpoint::new(Parameters::default(), 7);
+        let mut request = Packet::new();
+        request.header.code = MessageClass::Request(RequestType::Post);
+        endpoint.request(now, request);
+        let sent = Packet::from_bytes(&endpoint.poll_transmit().unwrap()).unwrap();
+        endpoint.handle_datagram(
+            now,
+            &empty(MessageType::Acknowledgement, sent.header.message_id),
+        );
+        assert!(endpoint.poll_timeout().is_some(), "still waiting");
+    }
+
+    #[test]
+    fn a_ping_is_answered_with_a_reset() {
+        let now = Instant::now();
+        let mut endpoint = Endpoint::new(Parameters::default(), 7);
+        endpoint.handle_datagram(now, &empty(MessageType::Confirmable, 0x1234));
+        let reset = Packet::from_bytes(&endpoint.poll_transmit().unwrap()).unwrap();
+        assert_eq!(reset.header.get_type(), MessageType::Reset);
+        assert_eq!(reset.header.message_id, 0x1234);
+        assert!(endpoint.poll_incoming().is_none());
+    }
+
+    #[test]
+    fn a_duplicate_non_request_is_dropped_and_the_cache_is_bounded() {
+        let now = Instant::now();
+        let mut endpoint = Endpoint::new(Parameters::default(), 7);
+        let mut request = Packet::new();
+        request.header.set_type(MessageType::NonConfirmable);
+        request.header.code = MessageClass::Request(RequestType::Get);
+        request.header.message_id = 5;
+        let bytes = request.to_bytes().unwrap();
+        endpoint.handle_datagram(now, &bytes);
+        let Some(Incoming::Request(first)) = endpoint.poll_incoming() else {
+            panic!("the first copy is a request");
+        };
+        endpoint.respond(now, &first, Packet::new());
+        endpoint.handle_datagram(now, &bytes);
+        assert!(
+            endpoint.poll_incoming().is_none(),
+            "the duplicate is dropped"
+        );
+        // Many large answers: the cache stays within its byte budget.
+        for id in 0..2000u16 {
+            let mut request = Packet::new();
+            request.header.set_type(MessageType::Confirmable);
+            request.header.code = MessageClass::Request(RequestType::Get);
+            request.header.message_id = id.wrapping_add(100);
+            let mut response = Packet::new();
+            response.payload = vec![0; 1000];
+            endpoint.respond(now, &request, response);
+        }
+        assert!(endpoint.answered_bytes <= ANSWERED_BUDGET);
+        assert!(endpoint.answered.len() > 64);
     }
 }

@@ -107,6 +107,11 @@ impl DtlsClient {
             Err(e) => {
                 if !self.connected {
                     self.failure = Some(e.to_string());
+                } else if matches!(e, rtc_shared::error::Error::ErrAlertFatalOrClose) {
+                    // The server ended the association (e.g. it restarted
+                    // and refused our records): a new handshake is needed.
+                    self.connected = false;
+                    self.failure = Some("the server ended the DTLS session (alert)".into());
                 }
             }
         }

@@ -248,3 +248,54 @@ fn a_bad_bootstrap_write_leaves_nothing_behind() {
             .all(|i| i.0 != 4)
     );
 }
+
+#[test]
+fn a_bootstrap_server_that_goes_quiet_is_retried_with_backoff() {
+    let mut run = Run {
+        tree: tree(),
+        client: Client::new(
+            ClientConfig {
+                endpoint: "dmagent-bs".into(),
+                short_server_id: 0,
+                server_instance: 0,
+            },
+            Parameters::default(),
+            5,
+        ),
+        now: Instant::now(),
+        id: 900,
+    };
+    run.client.bootstrap_request(run.now);
+    let request = Packet::from_bytes(&run.client.poll_transmit().unwrap()).unwrap();
+    let mut ack = Packet::new();
+    ack.header.set_type(MessageType::Acknowledgement);
+    ack.header.message_id = request.header.message_id;
+    ack.header.code = MessageClass::Response(ResponseType::Changed);
+    ack.set_token(request.get_token().to_vec());
+    run.client
+        .handle_datagram(&mut run.tree, run.now, &ack.to_bytes().unwrap());
+    assert_eq!(run.client.poll_event(), Some(ClientEvent::BootstrapStarted));
+    // One operation, then silence: no Bootstrap-Finish ever comes.
+    run.request(RequestType::Delete, "/1", |_| {});
+    let deadline = run.client.poll_timeout(&run.tree).expect("a deadline");
+    assert!(deadline > run.now, "the deadline is in the future");
+    run.now = deadline;
+    run.client.handle_timeout(&mut run.tree, run.now);
+    assert!(matches!(
+        run.client.poll_event(),
+        Some(ClientEvent::RegistrationFailed { .. })
+    ));
+    assert!(run.client.poll_transmit().is_none(), "backing off first");
+    // After the back-off, a new Bootstrap-Request.
+    let retry = run.client.poll_timeout(&run.tree).expect("a retry");
+    run.now = retry;
+    run.client.handle_timeout(&mut run.tree, run.now);
+    let again = Packet::from_bytes(&run.client.poll_transmit().unwrap()).unwrap();
+    let path: Vec<String> = again
+        .get_option(CoapOption::UriPath)
+        .unwrap()
+        .iter()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert_eq!(path, ["bs"]);
+}

@@ -862,3 +862,98 @@ proptest! {
         while f.client.poll_transmit().is_some() {}
     }
 }
+
+#[test]
+fn partial_update_keeps_other_resource_instances_and_replace_drops_them() {
+    use dm_lwm2m::format::tlv::{self, Kind};
+    let mut f = fixture();
+    f.register();
+    let bearers = |f: &mut Fixture| match f
+        .tree
+        .read(
+            Origin::Agent,
+            &Path::resource(
+                dm_core::catalog::bearer_selection::ID,
+                InstanceId(0),
+                dm_core::catalog::bearer_selection::PREFERRED_COMMUNICATIONS_BEARER,
+            ),
+        )
+        .unwrap()
+    {
+        ResourceValue::Multiple(values) => values
+            .into_iter()
+            .map(|(i, v)| (i, v.to_string()))
+            .collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    // The whole list, written as a resource: replaced.
+    let mut list = Vec::new();
+    tlv::write(&mut list, Kind::ResourceInstance, 0, &tlv::integer(6));
+    tlv::write(&mut list, Kind::ResourceInstance, 1, &tlv::integer(21));
+    let mut payload = Vec::new();
+    tlv::write(&mut payload, Kind::MultipleResource, 0, &list);
+    let put = f.request(
+        RequestType::Put,
+        "/13/0/0",
+        content(ContentFormat::Tlv, payload),
+    );
+    assert_eq!(code(&put), ResponseType::Changed);
+    assert_eq!(bearers(&mut f), [(0, "6".into()), (1, "21".into())]);
+    // Partial update of the instance with one more resource instance:
+    // the others stay.
+    let mut list = Vec::new();
+    tlv::write(&mut list, Kind::ResourceInstance, 2, &tlv::integer(41));
+    let mut payload = Vec::new();
+    tlv::write(&mut payload, Kind::MultipleResource, 0, &list);
+    let post = f.request(
+        RequestType::Post,
+        "/13/0",
+        content(ContentFormat::Tlv, payload),
+    );
+    assert_eq!(code(&post), ResponseType::Changed);
+    assert_eq!(
+        bearers(&mut f),
+        [(0, "6".into()), (1, "21".into()), (2, "41".into())]
+    );
+    // Replace of the instance without the list: the list is emptied.
+    let mut payload = Vec::new();
+    tlv::write(&mut payload, Kind::Resource, 1, &tlv::integer(-90));
+    let put = f.request(
+        RequestType::Put,
+        "/13/0",
+        content(ContentFormat::Tlv, payload),
+    );
+    assert_eq!(code(&put), ResponseType::Changed);
+    assert_eq!(bearers(&mut f), []);
+}
+
+#[test]
+fn a_step_attribute_holds_back_small_changes() {
+    let mut f = fixture();
+    f.register();
+    let attrs = f.request(RequestType::Put, "/4/0/2", |p| {
+        p.add_option(CoapOption::UriQuery, b"st=5".to_vec());
+    });
+    assert_eq!(code(&attrs), ResponseType::Changed);
+    let observe = f.request(RequestType::Get, "/4/0/2", |p| p.set_observe_value(0));
+    assert_eq!(observe.payload, b"-71");
+    let token = observe.get_token().to_vec();
+    let changes = f.tree.subscribe(8);
+    let set_signal = |f: &mut Fixture, dbm: i32| {
+        let mut radio = f.network.radio();
+        radio.signal_dbm = Some(dbm);
+        f.network.set_radio(radio);
+        dm_objects::sync_platform(&mut f.tree, &f.platform);
+        for change in changes.drain() {
+            f.client.handle_change(&mut f.tree, f.now, &change);
+        }
+    };
+    // -71 to -74: less than the step, not reported.
+    set_signal(&mut f, -74);
+    f.nothing_sent();
+    // -71 to -76: five from the last reported value.
+    set_signal(&mut f, -76);
+    let notification = f.sent();
+    assert_eq!(notification.get_token(), token.as_slice());
+    assert_eq!(notification.payload, b"-76");
+}
