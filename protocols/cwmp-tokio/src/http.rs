@@ -14,6 +14,15 @@ use std::sync::Arc;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 
+/// The largest ACS response body read: a hostile or broken ACS cannot
+/// exhaust the device's memory. A GetParameterValues of a whole large
+/// tree is well under this.
+pub const MAX_RESPONSE_BODY: usize = 4 * 1024 * 1024;
+
+/// Redirects followed in one session (TR-069 §3.4.5 allows them; a loop
+/// ends here).
+const MAX_REDIRECTS: u32 = 5;
+
 /// Why a POST failed.
 #[derive(Debug)]
 pub enum HttpError {
@@ -85,12 +94,33 @@ impl HttpSession {
 
     async fn post_inner(&mut self, body: &str) -> Result<(u16, String), HttpError> {
         let mut challenged = false;
+        let mut redirects = 0;
         loop {
             let (status, headers, text) = self.exchange(body).await?;
             for value in headers.get_all(SET_COOKIE) {
                 if let Ok(value) = value.to_str() {
                     self.store_cookie(value);
                 }
+            }
+            if matches!(status.as_u16(), 301 | 302 | 307 | 308) {
+                // TR-069 §3.4.5: the ACS may redirect the session; the
+                // new URL holds for the rest of this session only (the
+                // session owns this HttpSession and drops it at the end).
+                redirects += 1;
+                if redirects > MAX_REDIRECTS {
+                    return Err(HttpError::Protocol("too many redirects".into()));
+                }
+                let location = headers
+                    .get(hyper::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| HttpError::Protocol(format!("{status} with no Location")))?;
+                self.uri = redirect_target(&self.uri, location)?;
+                self.sender = None;
+                self.connection = None;
+                self.cookies.clear();
+                self.auth = None;
+                challenged = false;
+                continue;
             }
             if status == StatusCode::UNAUTHORIZED {
                 if challenged || self.credentials.username.is_empty() {
@@ -120,7 +150,9 @@ impl HttpSession {
         &mut self,
         body: &str,
     ) -> Result<(StatusCode, hyper::HeaderMap, String), HttpError> {
-        // A kept-alive connection the ACS closed is reopened once.
+        // A kept-alive connection the ACS closed is reopened once, but
+        // only when the request was never written: a POST the ACS may
+        // have received is not sent twice.
         for attempt in 0..2 {
             if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
                 self.connect().await?;
@@ -129,25 +161,25 @@ impl HttpSession {
             let Some(sender) = self.sender.as_mut() else {
                 return Err(HttpError::Protocol("no connection".into()));
             };
-            match sender.send_request(request).await {
+            match sender.try_send_request(request).await {
                 Ok(response) => {
                     let status = response.status();
                     let (parts, incoming) = response.into_parts();
-                    let bytes = incoming
+                    let bytes = http_body_util::Limited::new(incoming, MAX_RESPONSE_BODY)
                         .collect()
                         .await
-                        .map_err(|e| HttpError::Protocol(e.to_string()))?
+                        .map_err(|e| HttpError::Protocol(format!("response body: {e}")))?
                         .to_bytes();
                     let text = String::from_utf8_lossy(&bytes).into_owned();
                     return Ok((status, parts.headers, text));
                 }
-                Err(e)
-                    if attempt == 0
-                        && (e.is_closed() || e.is_incomplete_message() || e.is_canceled()) =>
-                {
-                    self.sender = None;
+                Err(mut e) => {
+                    if attempt == 0 && e.take_message().is_some() {
+                        self.sender = None;
+                        continue;
+                    }
+                    return Err(HttpError::Protocol(e.into_error().to_string()));
                 }
-                Err(e) => return Err(HttpError::Protocol(e.to_string())),
             }
         }
         Err(HttpError::Protocol("connection closed twice".into()))
@@ -274,5 +306,45 @@ impl HttpSession {
             Some(entry) => entry.1 = value,
             None => self.cookies.push((name, value)),
         }
+    }
+}
+
+/// The URL a redirect's Location names, absolute or relative to `base`.
+fn redirect_target(base: &Uri, location: &str) -> Result<Uri, HttpError> {
+    let bad =
+        |e: &dyn std::fmt::Display| HttpError::Protocol(format!("redirect to {location:?}: {e}"));
+    let target: Uri = location.parse().map_err(|e| bad(&e))?;
+    if target.scheme().is_some() {
+        return match target.scheme_str() {
+            Some("http" | "https") => Ok(target),
+            _ => Err(bad(&"not an http(s) URL")),
+        };
+    }
+    let mut parts = target.into_parts();
+    parts.scheme = base.scheme().cloned();
+    parts.authority = base.authority().cloned();
+    Uri::from_parts(parts).map_err(|e| bad(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_targets_resolve() {
+        let base: Uri = "http://acs.example:7547/cwmp".parse().unwrap();
+        assert_eq!(
+            redirect_target(&base, "https://other:443/x")
+                .unwrap()
+                .to_string(),
+            "https://other:443/x"
+        );
+        assert_eq!(
+            redirect_target(&base, "/elsewhere?a=1")
+                .unwrap()
+                .to_string(),
+            "http://acs.example:7547/elsewhere?a=1"
+        );
+        assert!(redirect_target(&base, "ftp://x/").is_err());
     }
 }

@@ -375,3 +375,65 @@ async fn a_digest_connection_request_starts_a_session() {
     driver.await.unwrap().unwrap();
     let _: Option<HostRequest> = None;
 }
+
+/// An ACS front that redirects every POST (TR-069 §3.4.5).
+async fn redirecting_front(to: String) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let to = to.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |_request: Request<Incoming>| {
+                    let to = to.clone();
+                    async move {
+                        let mut response = Response::new(Full::new(Bytes::new()));
+                        *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+                        response
+                            .headers_mut()
+                            .insert("location", to.parse().unwrap());
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_redirected_session_goes_on_at_the_new_url() {
+    let mut acs = scripted_acs(vec![(
+        200,
+        acs_message("<cwmp:InformResponse><MaxEnvelopes>1</MaxEnvelopes></cwmp:InformResponse>"),
+    )])
+    .await;
+    let front = redirecting_front(format!("http://{}/acs", acs.address)).await;
+    let tree = Arc::new(Mutex::new(tree(&format!("http://{front}/front"))));
+    let (host_tx, _host_rx) = mpsc::channel(4);
+    let (stop_tx, stop) = watch::channel(false);
+    let driver = tokio::spawn(dm_cwmp_tokio::run(
+        Arc::clone(&tree),
+        Config {
+            connection_request: None,
+            http_timeout: Duration::from_secs(10),
+            tls: TlsSettings::default(),
+        },
+        host_tx,
+        stop,
+    ));
+    // The redirected Inform reaches the real ACS, which challenges it;
+    // the session then completes there.
+    let challenged = next(&mut acs.seen).await;
+    assert!(challenged.body.contains("<cwmp:Inform>"));
+    let inform = next(&mut acs.seen).await;
+    assert!(inform.body.contains("<cwmp:Inform>"));
+    let empty = next(&mut acs.seen).await;
+    assert_eq!(empty.body, "");
+    stop_tx.send(true).unwrap();
+    driver.await.unwrap().unwrap();
+}

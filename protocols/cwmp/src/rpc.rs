@@ -174,6 +174,18 @@ pub fn get_parameter_values(tree: &Tree, names: &[String]) -> Result<Vec<Paramet
     Ok(out)
 }
 
+/// The values of those of `names` that exist, for an Inform: a name
+/// whose instance is gone is skipped. One walk of the tree for all names.
+pub fn existing_parameter_values(tree: &Tree, names: &[String]) -> Vec<ParameterValue> {
+    let all = concrete(tree);
+    names
+        .iter()
+        .filter_map(|name| select(&all, name).ok())
+        .flatten()
+        .map(wire_value)
+        .collect()
+}
+
 /// SetParameterValues (§A.3.2.1): all or nothing; on failure fault 9003
 /// with one SetParameterValuesFault per refused parameter. The
 /// ParameterKey is set in the same transaction. Returns the Status.
@@ -370,7 +382,13 @@ pub fn get_parameter_names(
             objects.insert(c.name[..end].to_owned());
         }
     }
-    objects.remove(path);
+    // §A.3.2.3: with NextLevel false the object named by ParameterPath is
+    // itself in the list; with NextLevel true only what is below it.
+    if next_level || path.is_empty() {
+        objects.remove(path);
+    } else {
+        objects.insert(path.to_owned());
+    }
     let writable_object = |name: &str| {
         matches!(
             resolver.object(name),

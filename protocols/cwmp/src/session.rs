@@ -41,6 +41,10 @@ use crate::values;
 /// The most EventStructs one Inform may carry (cwmp-1-4.xsd).
 const MAX_EVENTS: usize = 64;
 
+/// How many "M …" events may wait: the rest of [`MAX_EVENTS`] is kept for
+/// the single events (there are fewer than 16 codes of them).
+const MAX_MULTIPLE_EVENTS: usize = MAX_EVENTS - 16;
+
 /// Pending-state key of the engine's durable state.
 pub const STATE_KEY: &str = "cwmp.session";
 
@@ -119,6 +123,9 @@ pub struct Engine {
     /// Events delivered by the Inform in flight, removed on InformResponse.
     in_flight: Vec<(String, String)>,
     in_flight_changed: BTreeSet<String>,
+    /// Parameters of `in_flight_changed` that changed again after the
+    /// Inform was built: still to be reported.
+    changed_again: BTreeSet<String>,
     hold_requests: bool,
     outbox: VecDeque<String>,
     events: VecDeque<EngineEvent>,
@@ -150,6 +157,7 @@ impl Engine {
             version: CwmpVersion::LATEST,
             in_flight: Vec::new(),
             in_flight_changed: BTreeSet::new(),
+            changed_again: BTreeSet::new(),
             hold_requests: false,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -217,7 +225,12 @@ impl Engine {
                     .map(|i| map.render(instance, Some(*i)))
                     .collect(),
             };
-            self.durable.changed.extend(names);
+            for name in names {
+                if self.in_flight_changed.contains(&name) {
+                    self.changed_again.insert(name.clone());
+                }
+                self.durable.changed.insert(name);
+            }
             any = true;
             active |= level == Notification::Active;
         }
@@ -279,6 +292,7 @@ impl Engine {
         self.wanted = false;
         self.in_flight = self.durable.events.clone();
         self.in_flight_changed = self.durable.changed.clone();
+        self.changed_again.clear();
         self.hold_requests = false;
         self.version = CwmpVersion::LATEST;
         self.inform_id += 1;
@@ -423,7 +437,10 @@ impl Engine {
     fn fail(&mut self, tree: &mut Tree, now: Instant) {
         self.phase = Phase::Idle;
         self.outbox.clear();
-        self.after_session = AfterSession::Nothing;
+        // Nothing was delivered: everything goes in the next Inform.
+        self.in_flight.clear();
+        self.in_flight_changed.clear();
+        self.changed_again.clear();
         self.durable.retry_count = self.durable.retry_count.saturating_add(1);
         self.save(tree);
         let s = settings(tree);
@@ -437,6 +454,13 @@ impl Engine {
         self.wanted = true;
         self.events
             .push_back(EngineEvent::SessionEnded { ok: false });
+        // The ACS was told the Reboot or FactoryReset would happen: it
+        // does, however the session ended (its "M Reboot" key is saved).
+        match std::mem::replace(&mut self.after_session, AfterSession::Nothing) {
+            AfterSession::Nothing => {}
+            AfterSession::Reboot => self.events.push_back(EngineEvent::Reboot),
+            AfterSession::FactoryReset => self.events.push_back(EngineEvent::FactoryReset),
+        }
     }
 
     /// The InformResponse arrived: the Inform's events are delivered.
@@ -453,7 +477,10 @@ impl Engine {
             self.durable.bootstrapped_url = Some(settings(tree).url);
         }
         let changed = std::mem::take(&mut self.in_flight_changed);
-        self.durable.changed.retain(|n| !changed.contains(n));
+        let again = std::mem::take(&mut self.changed_again);
+        self.durable
+            .changed
+            .retain(|n| !changed.contains(n) || again.contains(n));
         self.durable.retry_count = 0;
         self.save(tree);
     }
@@ -533,7 +560,7 @@ impl Engine {
                 delay_seconds,
                 command_key,
             } => {
-                if self.durable.scheduled.len() >= MAX_EVENTS {
+                if self.multiple_events() >= MAX_MULTIPLE_EVENTS {
                     return plain(FaultCode::ResourcesExceeded, "too many scheduled informs");
                 }
                 if delay_seconds == 0 {
@@ -623,11 +650,7 @@ impl Engine {
         }
         // A changed parameter whose instance is gone since is dropped, not
         // a reason to fail the Inform.
-        let parameters: Vec<ParameterValue> = names
-            .iter()
-            .filter_map(|name| rpc::get_parameter_values(tree, std::slice::from_ref(name)).ok())
-            .flatten()
-            .collect();
+        let parameters: Vec<ParameterValue> = rpc::existing_parameter_values(tree, &names);
         Encoder::new(CwmpVersion::LATEST).inform(
             &self.inform_id.to_string(),
             &device,
@@ -640,17 +663,31 @@ impl Engine {
     }
 
     fn add_event(&mut self, code: &str, command_key: &str) {
-        if single(code) && self.durable.events.iter().any(|(c, _)| c == code) {
+        // A single event already waiting is not repeated; one already in
+        // the Inform in flight is, since it happened again after.
+        let waiting = &self.durable.events[self.in_flight.len().min(self.durable.events.len())..];
+        if single(code) && waiting.iter().any(|(c, _)| c == code) {
             return;
         }
         // cwmp-1-4.xsd allows 64 EventStructs in an Inform: an ACS that
         // floods ScheduleInform cannot grow the list past what can be sent.
-        if self.durable.events.len() >= MAX_EVENTS {
+        // Room is kept for the single events (at most one of each code).
+        if !single(code) && self.multiple_events() >= MAX_MULTIPLE_EVENTS {
             return;
         }
         self.durable
             .events
             .push((code.to_owned(), command_key.to_owned()));
+    }
+
+    /// "M …" events waiting, and ScheduleInforms that will add one.
+    fn multiple_events(&self) -> usize {
+        self.durable
+            .events
+            .iter()
+            .filter(|(c, _)| !single(c))
+            .count()
+            + self.durable.scheduled.len()
     }
 
     fn save(&self, tree: &mut Tree) {
@@ -718,8 +755,14 @@ pub fn retry_wait(minimum: u64, multiplier: u64, retry: u32, random: u64) -> Dur
     let low = m * k.powi(n - 1);
     let high = m * k.powi(n);
     let fraction = (random >> 11) as f64 / (1u64 << 53) as f64;
-    Duration::from_secs_f64(low + (high - low) * fraction)
+    // The ACS may set m and k up to 65535 each: the product can exceed
+    // any sensible wait (and Duration's range). Cap at MAX_RETRY_WAIT.
+    let seconds = (low + (high - low) * fraction).min(MAX_RETRY_WAIT.as_secs_f64());
+    Duration::try_from_secs_f64(seconds).unwrap_or(MAX_RETRY_WAIT)
 }
+
+/// The longest wait between session retries: a week.
+pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 fn wall_clock_unknown() -> i64 {
     i64::MIN

@@ -219,6 +219,10 @@ fn gpn_next_level_and_whole_subtrees() {
     let ssid = rpc::get_parameter_names(&tree, "Device.WiFi.SSID.1.", false).unwrap();
     assert!(ssid.contains(&("Device.WiFi.SSID.1.SSID".to_owned(), true)));
     assert!(ssid.contains(&("Device.WiFi.SSID.1.Status".to_owned(), false)));
+    // NextLevel false lists the object itself too (TR-069 §A.3.2.3).
+    assert_eq!(ssid[0], ("Device.WiFi.SSID.1.".to_owned(), true));
+    let below = rpc::get_parameter_names(&tree, "Device.WiFi.SSID.1.", true).unwrap();
+    assert!(!below.iter().any(|(n, _)| n == "Device.WiFi.SSID.1."));
     let one = rpc::get_parameter_names(&tree, "Device.DeviceInfo.SerialNumber", false).unwrap();
     assert_eq!(one, [("Device.DeviceInfo.SerialNumber".to_owned(), false)]);
     assert_eq!(

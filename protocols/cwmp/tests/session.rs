@@ -255,6 +255,19 @@ fn retry_windows_follow_tr069() {
 }
 
 #[test]
+fn retry_waits_from_extreme_settings_are_capped_not_a_panic() {
+    use dm_cwmp::session::MAX_RETRY_WAIT;
+    for (m, k) in [(65535, 65535), (13, 65535), (65535, 27000), (1, 1000)] {
+        for n in [1, 5, 10, u32::MAX] {
+            for random in [0, u64::MAX] {
+                assert!(retry_wait(m, k, n, random) <= MAX_RETRY_WAIT);
+            }
+        }
+    }
+    assert_eq!(retry_wait(65535, 65535, 10, 0), MAX_RETRY_WAIT);
+}
+
+#[test]
 fn events_survive_a_kill_before_the_inform_response() {
     let mut run = Run::new();
     run.start();
@@ -497,4 +510,93 @@ fn scheduled_informs_are_bounded() {
             .unwrap();
     }
     assert!(last.contains("<FaultCode>9004</FaultCode>"), "{last}");
+}
+
+#[test]
+fn a_change_during_the_session_is_reported_in_the_next_one() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    run.respond(204, "");
+    run.drain_events();
+    let ssid = Path::resource(wlan::ID, InstanceId(1), wlan::SSID);
+    run.tree
+        .set_notification(Origin::Acs, &ssid, Notification::Active)
+        .unwrap();
+    let changes = run.tree.subscribe(16);
+    let change = |run: &mut Run, value: &str| {
+        run.tree
+            .begin(Origin::Cli)
+            .set(ssid, Value::String(value.into()))
+            .commit()
+            .unwrap();
+        for change in changes.drain() {
+            run.engine.handle_change(&mut run.tree, &change);
+        }
+    };
+    change(&mut run, "first");
+    let inform = run.start();
+    assert!(inform.contains(">first<"));
+    // Changed again while the Inform is in flight.
+    change(&mut run, "second");
+    run.respond(200, &inform_response(2));
+    run.respond(204, "");
+    run.drain_events();
+    let inform = run.start();
+    assert_eq!(events(&inform), [("4 VALUE CHANGE".into(), String::new())]);
+    assert!(inform.contains(">second<"), "{inform}");
+}
+
+#[test]
+fn a_reboot_the_acs_was_promised_happens_even_if_the_session_fails() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    run.respond(
+        200,
+        &acs(
+            2,
+            "rb",
+            "<cwmp:Reboot><CommandKey>rk</CommandKey></cwmp:Reboot>",
+        ),
+    )
+    .unwrap();
+    run.drain_events();
+    run.engine.handle_transport_error(&mut run.tree, run.now);
+    assert_eq!(
+        run.drain_events(),
+        [EngineEvent::SessionEnded { ok: false }, EngineEvent::Reboot]
+    );
+    let mut run = run.restart();
+    let inform = run.start();
+    assert!(events(&inform).contains(&("M Reboot".into(), "rk".into())));
+}
+
+#[test]
+fn single_events_keep_room_when_scheduled_informs_fill_the_queue() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    for n in 0..70 {
+        run.respond(
+            200,
+            &acs(2, "si", &format!("<cwmp:ScheduleInform><DelaySeconds>1</DelaySeconds><CommandKey>k{n}</CommandKey></cwmp:ScheduleInform>")),
+        )
+        .unwrap();
+    }
+    run.respond(204, "");
+    run.drain_events();
+    run.advance(Duration::from_secs(1));
+    run.engine.handle_connection_request(&mut run.tree);
+    let inform = run.start();
+    let events = events(&inform);
+    assert!(events.len() <= 64, "{}", events.len());
+    assert!(events.contains(&("3 SCHEDULED".into(), String::new())));
+    assert!(events.contains(&("6 CONNECTION REQUEST".into(), String::new())));
+    // Every accepted ScheduleInform has its M ScheduleInform.
+    let m = events
+        .iter()
+        .filter(|(c, _)| c == "M ScheduleInform")
+        .count();
+    assert!(m >= 40, "{m}");
 }
