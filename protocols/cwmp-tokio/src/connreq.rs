@@ -49,14 +49,61 @@ pub const BURST: u32 = 8;
 
 const REALM: &str = "dmagent";
 const NONCE_LIFETIME: Duration = Duration::from_secs(60);
-const MAX_NONCES: usize = 64;
+
+/// Challenges (new nonces): a burst, then one a second. With
+/// [`MAX_NONCES`] above what that rate can issue in a nonce's lifetime, a
+/// flood of unauthenticated requests gets 503s but never evicts the nonce
+/// a real ACS is about to answer.
+const CHALLENGE_BURST: u32 = 16;
+const CHALLENGE_INTERVAL: Duration = Duration::from_secs(1);
+const MAX_NONCES: usize = 128;
+
+/// Connections served at once; more are closed at accept.
+const MAX_CONNECTIONS: usize = 8;
+/// Time a client has to send its request headers (slowloris).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time one connection may stay open in all.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A token bucket: `burst` at once, then one per `interval`.
+struct Bucket {
+    tokens: u32,
+    since: Instant,
+}
+
+impl Bucket {
+    fn full(burst: u32, now: Instant) -> Bucket {
+        Bucket {
+            tokens: burst,
+            since: now,
+        }
+    }
+
+    fn take(&mut self, burst: u32, interval: Duration, now: Instant) -> bool {
+        let refill = match interval.as_millis() {
+            0 => burst,
+            ms => (now.duration_since(self.since).as_millis() / ms).min(u128::from(burst)) as u32,
+        };
+        if refill > 0 {
+            self.tokens = (self.tokens + refill).min(burst);
+            self.since = now;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
 
 struct State {
     config: ConnectionRequestConfig,
     /// Issued nonces: when, and the opaque that went with them.
     nonces: HashMap<String, (Instant, String)>,
-    /// Token bucket: tokens left and when they were last counted.
-    tokens: (u32, Instant),
+    /// Accepted connection requests.
+    accepted: Bucket,
+    /// Challenges issued.
+    challenges: Bucket,
 }
 
 /// Binds the server and returns its address; accepted requests are sent
@@ -71,11 +118,19 @@ pub async fn serve(
     let state = Arc::new(Mutex::new(State {
         config,
         nonces: HashMap::new(),
-        tokens: (BURST, Instant::now()),
+        accepted: Bucket::full(BURST, Instant::now()),
+        challenges: Bucket::full(CHALLENGE_BURST, Instant::now()),
     }));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, peer)) = listener.accept().await else {
+                continue;
+            };
+            // Beyond MAX_CONNECTIONS the connection is closed at once: a
+            // peer cannot tie up unbounded tasks and sockets.
+            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                debug!(%peer, "connection request refused: too many connections");
                 continue;
             };
             let state = Arc::clone(&state);
@@ -85,9 +140,12 @@ pub async fn serve(
                     let response = handle(&state, &requests, &request, peer);
                     async move { Ok::<_, Infallible>(response) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+                drop(slot);
             });
         }
     });
@@ -114,26 +172,26 @@ fn handle(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|header| verify(&mut state, header, request.method().as_str(), now));
+        .is_some_and(|header| {
+            let uri = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            verify(&mut state, header, request.method().as_str(), uri, now)
+        });
     if !authorized {
+        if !state
+            .challenges
+            .take(CHALLENGE_BURST, CHALLENGE_INTERVAL, now)
+        {
+            warn!(%peer, "connection request refused: too many challenges");
+            return reply(StatusCode::SERVICE_UNAVAILABLE);
+        }
         debug!(%peer, "connection request challenged");
         return challenge(&mut state, now);
     }
-    let (tokens, since) = state.tokens;
-    let refill = match state.config.min_interval.as_millis() {
-        0 => BURST,
-        interval => {
-            (now.duration_since(since).as_millis() / interval).min(u128::from(BURST)) as u32
-        }
-    };
-    let tokens = (tokens + refill).min(BURST);
-    let since = if refill > 0 { now } else { since };
-    if tokens == 0 {
-        state.tokens = (0, since);
+    let interval = state.config.min_interval;
+    if !state.accepted.take(BURST, interval, now) {
         warn!(%peer, "connection request refused: rate limit");
         return reply(StatusCode::SERVICE_UNAVAILABLE);
     }
-    state.tokens = (tokens - 1, since);
     info!(%peer, "connection request accepted");
     // A full channel means a session is already wanted.
     let _ = requests.try_send(());
@@ -173,7 +231,7 @@ fn challenge(state: &mut State, now: Instant) -> Response<Full<Bytes>> {
 
 /// Checks an Authorization header; a good Digest response consumes its
 /// nonce.
-fn verify(state: &mut State, header: &str, method: &str, now: Instant) -> bool {
+fn verify(state: &mut State, header: &str, method: &str, request_uri: &str, now: Instant) -> bool {
     let header = header.trim();
     if let Some(encoded) = header.strip_prefix("Basic ") {
         if !state.config.allow_basic {
@@ -212,6 +270,9 @@ fn verify(state: &mut State, header: &str, method: &str, now: Instant) -> bool {
         || username != expected_user
         || realm != REALM
         || get("algorithm").is_some_and(|a| !a.eq_ignore_ascii_case("MD5"))
+        // RFC 7616 §3.4: the digest covers the uri field, which must be
+        // the request's own, or a response could be replayed elsewhere.
+        || uri != request_uri
     {
         return false;
     }
@@ -221,7 +282,8 @@ fn verify(state: &mut State, header: &str, method: &str, now: Instant) -> bool {
         (Some("auth"), Some(nc), Some(cnonce)) => {
             md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"))
         }
-        (None, _, _) => md5_hex(&format!("{ha1}:{nonce}:{ha2}")),
+        // qop="auth" was offered: a response without it (RFC 2069 style)
+        // is a downgrade and refused.
         _ => return false,
     };
     if constant_time_eq(
@@ -327,5 +389,65 @@ mod tests {
         assert_eq!(p["response"], "f00");
         assert!(parse_params("garbage").is_empty());
         let _ = parse_params("a=\"unterminated");
+    }
+
+    fn state() -> State {
+        State {
+            config: ConnectionRequestConfig {
+                bind: "127.0.0.1:0".parse().unwrap(),
+                path: "/cr".into(),
+                credentials: Arc::new(|| ("acs".into(), "pw".into())),
+                allow_basic: false,
+                min_interval: Duration::ZERO,
+            },
+            nonces: HashMap::new(),
+            accepted: Bucket::full(BURST, Instant::now()),
+            challenges: Bucket::full(CHALLENGE_BURST, Instant::now()),
+        }
+    }
+
+    /// A Digest header for `uri`, with or without qop.
+    fn digest(state: &mut State, uri: &str, qop: bool) -> String {
+        let now = Instant::now();
+        let nonce = random_hex(4);
+        state.nonces.insert(nonce.clone(), (now, "op".into()));
+        let ha1 = md5_hex(&format!("acs:{REALM}:pw"));
+        let ha2 = md5_hex(&format!("GET:{uri}"));
+        if qop {
+            let response = md5_hex(&format!("{ha1}:{nonce}:00000001:c:auth:{ha2}"));
+            format!(
+                r#"Digest username="acs", realm="{REALM}", nonce="{nonce}", uri="{uri}", qop=auth, nc=00000001, cnonce="c", opaque="op", response="{response}""#
+            )
+        } else {
+            let response = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
+            format!(
+                r#"Digest username="acs", realm="{REALM}", nonce="{nonce}", uri="{uri}", opaque="op", response="{response}""#
+            )
+        }
+    }
+
+    #[test]
+    fn digest_must_name_the_request_uri_and_use_the_offered_qop() {
+        let mut state = state();
+        let now = Instant::now();
+        let good = digest(&mut state, "/cr", true);
+        assert!(verify(&mut state, &good, "GET", "/cr", now));
+        assert!(!verify(&mut state, &good, "GET", "/cr", now), "single use");
+        let elsewhere = digest(&mut state, "/other", true);
+        assert!(!verify(&mut state, &elsewhere, "GET", "/cr", now));
+        let downgraded = digest(&mut state, "/cr", false);
+        assert!(!verify(&mut state, &downgraded, "GET", "/cr", now));
+    }
+
+    #[test]
+    fn buckets_refill_at_their_rate() {
+        let start = Instant::now();
+        let mut bucket = Bucket::full(2, start);
+        assert!(bucket.take(2, Duration::from_secs(1), start));
+        assert!(bucket.take(2, Duration::from_secs(1), start));
+        assert!(!bucket.take(2, Duration::from_secs(1), start));
+        let later = start + Duration::from_millis(1500);
+        assert!(bucket.take(2, Duration::from_secs(1), later));
+        assert!(!bucket.take(2, Duration::from_secs(1), later));
     }
 }

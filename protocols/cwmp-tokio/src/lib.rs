@@ -70,6 +70,7 @@ pub async fn run(
         subscription
     };
     let (cr_tx, mut cr_rx) = mpsc::channel(1);
+    let mut cr_cache: Option<(String, Instant, Option<String>)> = None;
     let mut cr_port = None;
     let mut cr_path = String::new();
     if let Some(cr) = config.connection_request.clone() {
@@ -111,18 +112,33 @@ pub async fn run(
         for change in changes.drain() {
             engine.handle_change(&mut lock(&tree), &change);
         }
-        if changes.take_lagged() > 0 {
-            warn!("CWMP change stream overflowed; some value changes may go unreported");
+        let lost = changes.take_lagged();
+        if lost > 0 {
+            warn!(
+                lost,
+                "CWMP change stream overflowed; reporting every notified parameter"
+            );
+            engine.handle_lost_changes(&mut lock(&tree));
         }
-        let url = {
+        let url = string(&lock(&tree), management_server::URL);
+        // The ConnectionRequestURL follows the address of the interface
+        // that reaches the ACS: looked up without holding the tree (DNS
+        // may be slow), again when the URL changes or after a minute.
+        if let Some(port) = cr_port
+            && cr_cache
+                .as_ref()
+                .is_none_or(|(for_url, at, _)| *for_url != url || at.elapsed() >= CR_URL_REFRESH)
+        {
+            let cr_url = connection_request_url(&url, port, &cr_path).await;
+            cr_cache = Some((url.clone(), Instant::now(), cr_url));
+        }
+        {
             let mut tree = lock(&tree);
-            let url = string(&tree, management_server::URL);
-            if let Some(port) = cr_port {
-                publish_connection_request_url(&mut tree, &url, port, &cr_path);
+            if let Some((_, _, Some(cr_url))) = &cr_cache {
+                publish_connection_request_url(&mut tree, cr_url);
             }
             engine.poll_start(&mut tree, wall());
-            url
-        };
+        }
         dispatch(&mut engine, &host).await;
         if engine.in_session() {
             session(&tree, &mut engine, &url, &config, tls.clone()).await;
@@ -203,32 +219,37 @@ async fn session(
     http.close().await;
 }
 
-/// Sets Device.ManagementServer.ConnectionRequestURL to the address of the
-/// interface that reaches the ACS. The UDP "connect" only selects a route;
-/// it sends nothing.
-fn publish_connection_request_url(tree: &mut Tree, acs_url: &str, port: u16, path: &str) {
-    let Ok(uri) = acs_url.parse::<Uri>() else {
-        return;
+/// How often the ConnectionRequestURL's address is looked up again.
+const CR_URL_REFRESH: Duration = Duration::from_secs(60);
+
+/// The ConnectionRequestURL on the address of the interface that reaches
+/// the ACS. The UDP "connect" only selects a route; it sends nothing.
+async fn connection_request_url(acs_url: &str, port: u16, path: &str) -> Option<String> {
+    let uri = acs_url.parse::<Uri>().ok()?;
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    let default_port = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
     };
-    let Some(host) = uri.host() else { return };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let acs_port = uri.port_u16().unwrap_or(80);
-    let local = std::net::ToSocketAddrs::to_socket_addrs(&(host, acs_port))
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .and_then(|acs: SocketAddr| {
-            let bind: SocketAddr = if acs.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
-                .parse()
-                .ok()?;
-            let socket = UdpSocket::bind(bind).ok()?;
-            socket.connect(acs).ok()?;
-            socket.local_addr().ok()
-        });
-    let Some(local) = local else { return };
-    let url = match local {
+    let acs_port = uri.port_u16().unwrap_or(default_port);
+    let acs = tokio::net::lookup_host((host, acs_port))
+        .await
+        .ok()?
+        .next()?;
+    let bind: SocketAddr = if acs.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
+        .parse()
+        .ok()?;
+    let socket = UdpSocket::bind(bind).ok()?;
+    socket.connect(acs).ok()?;
+    Some(match socket.local_addr().ok()? {
         SocketAddr::V4(v4) => format!("http://{}:{port}{path}", v4.ip()),
         SocketAddr::V6(v6) => format!("http://[{}]:{port}{path}", v6.ip()),
-    };
+    })
+}
+
+/// Sets Device.ManagementServer.ConnectionRequestURL when it differs.
+fn publish_connection_request_url(tree: &mut Tree, url: &str) {
     let target = Path::resource(
         management_server::ID,
         InstanceId(0),
@@ -237,7 +258,7 @@ fn publish_connection_request_url(tree: &mut Tree, acs_url: &str, port: u16, pat
     if string(tree, management_server::CONNECTION_REQUEST_URL) != url {
         let _ = tree
             .begin(Origin::Agent)
-            .set(target, Value::String(url))
+            .set(target, Value::String(url.to_owned()))
             .commit();
     }
 }

@@ -243,6 +243,31 @@ impl Engine {
         }
     }
 
+    /// Changes were lost (the change stream overflowed): every parameter
+    /// with notification on is reported as changed, the active ones with
+    /// "4 VALUE CHANGE". Reporting an unchanged value is better than
+    /// missing a change.
+    pub fn handle_lost_changes(&mut self, tree: &mut Tree) {
+        let notified: Vec<Path> = tree
+            .attributes()
+            .notified()
+            .map(|(path, _)| *path)
+            .filter(|path| path.resource_id().is_some())
+            .collect();
+        for path in notified {
+            let Ok(value) = tree.read(Origin::Agent, &path) else {
+                continue;
+            };
+            let change = Change {
+                sequence: 0,
+                origin: Origin::Agent,
+                path,
+                kind: ChangeKind::Value(value),
+            };
+            self.handle_change(tree, &change);
+        }
+    }
+
     /// Timers: periodic inform, retries, scheduled informs.
     pub fn handle_timeout(&mut self, tree: &mut Tree, now: Instant, wall: i64) {
         self.clock = (now, wall);

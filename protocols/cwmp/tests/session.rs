@@ -600,3 +600,28 @@ fn single_events_keep_room_when_scheduled_informs_fill_the_queue() {
         .count();
     assert!(m >= 40, "{m}");
 }
+
+#[test]
+fn lost_changes_report_every_notified_parameter() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    run.respond(204, "");
+    run.drain_events();
+    let ssid = Path::resource(wlan::ID, InstanceId(1), wlan::SSID);
+    run.tree
+        .set_notification(Origin::Acs, &ssid, Notification::Active)
+        .unwrap();
+    // Changed, but the change never reached the engine (overflow).
+    run.tree
+        .begin(Origin::Cli)
+        .set(ssid, Value::String("unseen".into()))
+        .commit()
+        .unwrap();
+    run.engine.poll_start(&mut run.tree, WALL);
+    assert_eq!(run.engine.poll_transmit(), None);
+    run.engine.handle_lost_changes(&mut run.tree);
+    let inform = run.start();
+    assert_eq!(events(&inform), [("4 VALUE CHANGE".into(), String::new())]);
+    assert!(inform.contains(">unseen<"));
+}

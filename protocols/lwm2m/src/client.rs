@@ -590,6 +590,16 @@ impl Client {
             packet.set_observe_value(o.sequence);
             packet.add_option(CoapOption::ContentFormat, content_format(format));
             packet.payload = payload;
+            // A notification larger than a block goes out as its first
+            // block (RFC 7959 §2.6 with RFC 7641): the observer fetches the
+            // rest with GETs, served from this same representation.
+            let request = get_request(&path);
+            let key = format!(
+                "{:?} {}",
+                request.header.code,
+                options_text(&request, CoapOption::UriPath)
+            );
+            let packet = self.block2(&request, &key, packet);
             self.coap.send_confirmable(now, packet);
         }
     }
@@ -1409,6 +1419,17 @@ fn too_large() -> Packet {
     );
     response.add_option(CoapOption::Size1, encode_uint(MAX_BODY as u64));
     response
+}
+
+/// A GET for `path`, as the server would send it.
+fn get_request(path: &Lwm2mPath) -> Packet {
+    let mut packet = Packet::new();
+    packet.header.code = MessageClass::Request(RequestType::Get);
+    let segments = [Some(path.object), path.instance, path.resource, path.index];
+    for segment in segments.into_iter().map_while(|s| s) {
+        packet.add_option(CoapOption::UriPath, segment.to_string().into_bytes());
+    }
+    packet
 }
 
 fn options_text(packet: &Packet, option: CoapOption) -> String {

@@ -957,3 +957,45 @@ fn a_step_attribute_holds_back_small_changes() {
     assert_eq!(notification.get_token(), token.as_slice());
     assert_eq!(notification.payload, b"-76");
 }
+
+#[test]
+fn a_large_notification_goes_out_block_wise() {
+    let mut f = fixture();
+    f.register();
+    let line = "kernel: eth0: link up, 1000 Mbps, full duplex, flow control rx/tx";
+    for _ in 0..40 {
+        f.log.append(line);
+    }
+    let instance = f.tree.instances(dm_core::catalog::system_log::ID).unwrap()[0].0;
+    let path = format!("/10259/{instance}/1");
+    let observe = f.request(RequestType::Get, &path, |p| p.set_observe_value(0));
+    assert_eq!(code(&observe), ResponseType::Content);
+    let token = observe.get_token().to_vec();
+    f.log.append("a new line at the end");
+    let whole = f.log.read_all().unwrap();
+    // The observed value changed (announced as lost changes: every
+    // observation is re-read).
+    f.client.handle_lost_changes(&mut f.tree, f.now);
+    let notification = std::iter::from_fn(|| f.client.poll_transmit())
+        .map(|b| Packet::from_bytes(&b).unwrap())
+        .find(|p| p.get_token() == token.as_slice())
+        .expect("a notification");
+    assert!(notification.get_observe_value().is_some());
+    assert_eq!(block_of(&notification, CoapOption::Block2), (0, true, 6));
+    assert_eq!(notification.payload.len(), 1024);
+    let mut received = notification.payload.clone();
+    let mut number = 1;
+    loop {
+        let next = f.request(RequestType::Get, &path, |p| {
+            p.add_option(CoapOption::Block2, block(number, false, 6))
+        });
+        let (n, more, _) = block_of(&next, CoapOption::Block2);
+        assert_eq!(n, number);
+        received.extend_from_slice(&next.payload);
+        if !more {
+            break;
+        }
+        number += 1;
+    }
+    assert_eq!(String::from_utf8(received).unwrap(), whole);
+}
