@@ -99,6 +99,7 @@ fn formats(tree: &dm_core::Tree) {
             ContentFormat::Tlv,
             ContentFormat::SenmlJson,
             ContentFormat::SenmlCbor,
+            ContentFormat::LwM2mCbor,
         ] {
             let bytes = format::encode(f, base, items).unwrap();
             let encode = best_micros(50, || {

@@ -271,6 +271,10 @@ async fn connection(
                     info!(server = %config.server, "LwM2M bootstrap started")
                 }
                 ClientEvent::BootstrapFinished => return Ok(Outcome::Bootstrapped),
+                ClientEvent::Sent => info!(server = %config.server, "LwM2M Send acknowledged"),
+                ClientEvent::SendFailed { reason } => {
+                    warn!(server = %config.server, reason, "LwM2M Send failed")
+                }
             }
         }
         if let Some(deadline) = stopping

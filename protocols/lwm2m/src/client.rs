@@ -38,6 +38,12 @@ pub enum ClientEvent {
     BootstrapStarted,
     /// Bootstrap-Finish succeeded: the tree holds a server account.
     BootstrapFinished,
+    /// The server acknowledged a Send (2.04).
+    Sent,
+    /// A Send was refused or got no answer; nothing is retried.
+    SendFailed {
+        reason: String,
+    },
 }
 
 /// Registration settings.
@@ -55,6 +61,7 @@ enum Pending {
     Update,
     Deregister,
     BootstrapRequest,
+    Send,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +81,17 @@ struct Observation {
     dirty: bool,
     /// The numeric value last reported, for gt/lt/st (LwM2M Core §5.1.2).
     last_value: Option<f64>,
+    /// An Observe-Composite: every path observed (`path` is the first).
+    composite: Option<Vec<Lwm2mPath>>,
+}
+
+impl Observation {
+    fn paths(&self) -> &[Lwm2mPath] {
+        match &self.composite {
+            Some(paths) => paths,
+            None => std::slice::from_ref(&self.path),
+        }
+    }
 }
 
 /// The client engine.
@@ -278,7 +296,11 @@ impl Client {
             return;
         };
         for observation in &mut self.observations {
-            if covers(&observation.path, &changed) || covers(&changed, &observation.path) {
+            if observation
+                .paths()
+                .iter()
+                .any(|p| covers(p, &changed) || covers(&changed, p))
+            {
                 observation.dirty = true;
             }
         }
@@ -322,7 +344,7 @@ impl Client {
             &self.observations[..]
         };
         let pmax = observations.iter().map(|o| {
-            let attrs = self.attributes(tree, &o.path);
+            let attrs = self.observation_attributes(tree, o);
             let pmin = Duration::from_secs(attrs.pmin.unwrap_or(0).into());
             match (o.dirty, attrs.pmax) {
                 (true, _) => o.last_sent + pmin,
@@ -430,6 +452,7 @@ impl Client {
                 self.state = State::Deregistered;
                 self.events.push(ClientEvent::Deregistered);
             }
+            (Pending::Send, ResponseType::Changed) => self.events.push(ClientEvent::Sent),
             (Pending::BootstrapRequest, ResponseType::Changed) => {
                 self.failures = 0;
                 self.bootstrap_deadline = Some(now + self.coap.parameters().exchange_lifetime());
@@ -445,6 +468,9 @@ impl Client {
                 self.state = State::Deregistered;
                 self.events.push(ClientEvent::Deregistered);
             }
+            Pending::Send => self.events.push(ClientEvent::SendFailed {
+                reason: reason.to_owned(),
+            }),
             Pending::Register | Pending::Update | Pending::BootstrapRequest => {
                 self.state = State::Idle;
                 self.failures = self.failures.saturating_add(1);
@@ -534,7 +560,7 @@ impl Client {
         let mut due = Vec::new();
         let mut unreported = Vec::new();
         for (i, o) in self.observations.iter().enumerate() {
-            let attrs = self.attributes(tree, &o.path);
+            let attrs = self.observation_attributes(tree, o);
             let since = now.saturating_duration_since(o.last_sent);
             let pmin_ok = since >= Duration::from_secs(attrs.pmin.unwrap_or(0).into());
             let pmax_due = attrs
@@ -543,7 +569,12 @@ impl Client {
             if pmax_due {
                 due.push(i);
             } else if o.dirty && pmin_ok {
-                if meets_change_conditions(&attrs, o.last_value, numeric(tree, &o.path)) {
+                let value = if o.composite.is_some() {
+                    None
+                } else {
+                    numeric(tree, &o.path)
+                };
+                if meets_change_conditions(&attrs, o.last_value, value) {
                     due.push(i);
                 } else {
                     unreported.push(i);
@@ -568,7 +599,13 @@ impl Client {
         self.awake_until = now + AWAKE_WINDOW;
         for i in due {
             let (path, format) = (self.observations[i].path, self.observations[i].format);
-            let Ok((payload, format)) = self.read(tree, &path, Some(format)) else {
+            let read = match self.observations[i].composite.clone() {
+                Some(paths) => self
+                    .read_composite(tree, &paths, format)
+                    .map(|payload| (payload, format)),
+                None => self.read(tree, &path, Some(format)),
+            };
+            let Ok((payload, format)) = read else {
                 // The observed thing is gone: end the observation with an
                 // error notification (RFC 7641 §3.2).
                 let o = self.observations.remove(i);
@@ -578,7 +615,10 @@ impl Client {
                 self.coap.send_confirmable(now, packet);
                 return;
             };
-            let value = numeric(tree, &path);
+            let value = match self.observations[i].composite {
+                Some(_) => None,
+                None => numeric(tree, &path),
+            };
             let o = &mut self.observations[i];
             o.last_value = value;
             o.sequence = o.sequence.wrapping_add(1) & 0x00ff_ffff;
@@ -593,13 +633,17 @@ impl Client {
             // A notification larger than a block goes out as its first
             // block (RFC 7959 §2.6 with RFC 7641): the observer fetches the
             // rest with GETs, served from this same representation.
-            let request = get_request(&path);
-            let key = format!(
-                "{:?} {}",
-                request.header.code,
-                options_text(&request, CoapOption::UriPath)
-            );
-            let packet = self.block2(&request, &key, packet);
+            let packet = if self.observations[i].composite.is_some() {
+                packet
+            } else {
+                let request = get_request(&path);
+                let key = format!(
+                    "{:?} {}",
+                    request.header.code,
+                    options_text(&request, CoapOption::UriPath)
+                );
+                self.block2(&request, &key, packet)
+            };
             self.coap.send_confirmable(now, packet);
         }
     }
@@ -714,6 +758,12 @@ impl Client {
             return served.response;
         }
         let origin = Origin::Server(self.config.short_server_id);
+        if matches!(
+            request.header.code,
+            MessageClass::Request(RequestType::Fetch | RequestType::IPatch)
+        ) {
+            return self.serve_composite(tree, now, request);
+        }
         let path = match request_path(request) {
             Ok(path) => path,
             Err(response) => return response,
@@ -782,6 +832,7 @@ impl Client {
                                     last_sent: now,
                                     dirty: false,
                                     last_value: numeric(tree, &path),
+                                    composite: None,
                                 });
                                 response.set_observe_value(0);
                             }
@@ -850,6 +901,25 @@ impl Client {
         path: &Lwm2mPath,
         accept: Option<ContentFormat>,
     ) -> Result<(Vec<u8>, ContentFormat), Packet> {
+        let items = self.items(tree, path)?;
+        // One value: a single resource, or one instance of a multiple one.
+        let single_value = path.resource.is_some()
+            && items.len() == 1
+            && (items[0].path.index.is_none() || path.index.is_some());
+        let format = match accept {
+            Some(f) => f,
+            None if single_value && matches!(items[0].value, Value::Opaque(_)) => {
+                ContentFormat::Opaque
+            }
+            None if single_value => ContentFormat::Text,
+            None => ContentFormat::Tlv,
+        };
+        let payload = format::encode(format, path, &items).map_err(|e| format_error(&e))?;
+        Ok((payload, format))
+    }
+
+    /// The values at `path`, as this server may read them.
+    fn items(&self, tree: &Tree, path: &Lwm2mPath) -> Result<Vec<Item>, Packet> {
         let origin = Origin::Server(self.config.short_server_id);
         let core = mapping::to_core(path).map_err(|_| not_found(path))?;
         let mut items = Vec::new();
@@ -885,20 +955,209 @@ impl Client {
                 return Err(core_error(&e));
             }
         }
-        // One value: a single resource, or one instance of a multiple one.
-        let single_value = path.resource.is_some()
-            && items.len() == 1
-            && (items[0].path.index.is_none() || path.index.is_some());
-        let format = match accept {
-            Some(f) => f,
-            None if single_value && matches!(items[0].value, Value::Opaque(_)) => {
-                ContentFormat::Opaque
+        Ok(items)
+    }
+
+    /// The attributes in force for an observation: a composite one uses
+    /// the server's default periods (its paths may carry different ones).
+    fn observation_attributes(&self, tree: &Tree, o: &Observation) -> ObserveAttributes {
+        match o.composite {
+            Some(_) => self.attributes(
+                tree,
+                &Lwm2mPath {
+                    object: dm_core::catalog::server::ID.0,
+                    instance: None,
+                    resource: None,
+                    index: None,
+                },
+            ),
+            None => self.attributes(tree, &o.path),
+        }
+    }
+
+    /// The values of several paths, named in full (Read-Composite). A path
+    /// that does not exist is left out; 4.04 only when none exists.
+    fn read_composite(
+        &self,
+        tree: &Tree,
+        paths: &[Lwm2mPath],
+        format: ContentFormat,
+    ) -> Result<Vec<u8>, Packet> {
+        let mut items = Vec::new();
+        let mut found = false;
+        for path in paths {
+            match self.items(tree, path) {
+                Ok(mut more) => {
+                    found = true;
+                    items.append(&mut more);
+                }
+                Err(response) if code_of(&response) == Some(ResponseType::NotFound) => {}
+                Err(response) => return Err(response),
             }
-            None if single_value => ContentFormat::Text,
-            None => ContentFormat::Tlv,
+        }
+        if !found {
+            return Err(error(ResponseType::NotFound, "none of the paths exists"));
+        }
+        format::encode_composite(format, &items).map_err(|e| format_error(&e))
+    }
+
+    /// Read-Composite and Observe-Composite (FETCH), Write-Composite
+    /// (iPATCH) on the root path (LwM2M Transport §6.4).
+    fn serve_composite(&mut self, tree: &mut Tree, now: Instant, request: &Packet) -> Packet {
+        if request
+            .get_option(CoapOption::UriPath)
+            .is_some_and(|p| p.iter().any(|segment| !segment.is_empty()))
+        {
+            return error(
+                ResponseType::MethodNotAllowed,
+                "composite operations target /",
+            );
+        }
+        let number = |option| {
+            request
+                .get_first_option(option)
+                .map(|v| option_number(v))
+                .map(|n| {
+                    u16::try_from(n)
+                        .ok()
+                        .and_then(ContentFormat::from_number)
+                        .ok_or(n)
+                })
         };
-        let payload = format::encode(format, path, &items).map_err(|e| format_error(&e))?;
-        Ok((payload, format))
+        let content = match number(CoapOption::ContentFormat) {
+            // LwM2M CBOR carries values, not bare names: iPATCH only.
+            Some(Ok(ContentFormat::LwM2mCbor))
+                if request.header.code == MessageClass::Request(RequestType::IPatch) =>
+            {
+                ContentFormat::LwM2mCbor
+            }
+            Some(Ok(f @ (ContentFormat::SenmlJson | ContentFormat::SenmlCbor))) => f,
+            Some(Ok(f)) => {
+                return error(
+                    ResponseType::UnsupportedContentFormat,
+                    &format!("content format {} cannot name several paths", f.number()),
+                );
+            }
+            Some(Err(n)) => {
+                return error(
+                    ResponseType::UnsupportedContentFormat,
+                    &format!("content format {n}"),
+                );
+            }
+            None => {
+                return error(
+                    ResponseType::BadRequest,
+                    "a composite needs a Content-Format",
+                );
+            }
+        };
+        let origin = Origin::Server(self.config.short_server_id);
+        if request.header.code == MessageClass::Request(RequestType::IPatch) {
+            let items = match format::decode_composite(content, &request.payload, &|p| type_of(p)) {
+                Ok(items) => items,
+                Err(e) => return format_error(&e),
+            };
+            // All or nothing, like any write (LwM2M Core §6.3.8).
+            let mut tx = tree.begin(origin);
+            for item in &items {
+                if let Ok(core) = mapping::to_core(&item.path) {
+                    tx.set(core, item.value.clone());
+                }
+            }
+            return match tx.commit() {
+                Ok(_) => status(ResponseType::Changed),
+                Err(e) => e
+                    .faults
+                    .first()
+                    .map_or_else(|| status(ResponseType::InternalServerError), core_error),
+            };
+        }
+        let accept = match number(CoapOption::Accept) {
+            None => content,
+            Some(Ok(
+                f
+                @ (ContentFormat::SenmlJson | ContentFormat::SenmlCbor | ContentFormat::LwM2mCbor),
+            )) => f,
+            Some(Ok(f)) => {
+                return error(
+                    ResponseType::NotAcceptable,
+                    &format!("content format {} cannot carry a composite", f.number()),
+                );
+            }
+            Some(Err(n)) => {
+                return error(
+                    ResponseType::NotAcceptable,
+                    &format!("content format {n} is not served"),
+                );
+            }
+        };
+        let paths = match format::decode_names(content, &request.payload) {
+            Ok(paths) if !paths.is_empty() => paths,
+            Ok(_) => return error(ResponseType::BadRequest, "no path named"),
+            Err(e) => return format_error(&e),
+        };
+        let payload = match self.read_composite(tree, &paths, accept) {
+            Ok(payload) => payload,
+            Err(response) => return response,
+        };
+        let mut response = status(ResponseType::Content);
+        response.add_option(CoapOption::ContentFormat, content_format(accept));
+        let token = request.get_token().to_vec();
+        match request
+            .get_first_option(CoapOption::Observe)
+            .map(|v| option_number(v))
+        {
+            Some(0)
+                if self.observations.len() < MAX_OBSERVATIONS
+                    || self.observations.iter().any(|o| o.token == token) =>
+            {
+                self.observations.retain(|o| o.token != token);
+                self.observations.push(Observation {
+                    token,
+                    path: paths[0],
+                    format: accept,
+                    sequence: 0,
+                    last_sent: now,
+                    dirty: false,
+                    last_value: None,
+                    composite: Some(paths),
+                });
+                response.set_observe_value(0);
+            }
+            Some(1) => self.observations.retain(|o| o.token != token),
+            _ => {}
+        }
+        response.payload = payload;
+        response
+    }
+
+    /// Send (LwM2M Core §6.4.1.1): the values of `paths` to the server,
+    /// unasked, as SenML CBOR in a POST to /dp. Refused while not
+    /// registered or while the server's Mute Send (/1/x/23) is true.
+    pub fn send(&mut self, tree: &Tree, now: Instant, paths: &[Lwm2mPath]) -> Result<(), String> {
+        if !self.is_registered() {
+            return Err("not registered".into());
+        }
+        if self.server_value(tree, dm_core::catalog::server::MUTE_SEND)
+            == Some(Value::Boolean(true))
+        {
+            return Err("the server muted Send (Mute Send is true)".into());
+        }
+        let payload = self
+            .read_composite(tree, paths, ContentFormat::SenmlCbor)
+            .map_err(|response| String::from_utf8_lossy(&response.payload).into_owned())?;
+        let mut packet = Packet::new();
+        packet.header.code = MessageClass::Request(RequestType::Post);
+        packet.add_option(CoapOption::UriPath, b"dp".to_vec());
+        packet.add_option(
+            CoapOption::ContentFormat,
+            content_format(ContentFormat::SenmlCbor),
+        );
+        packet.payload = payload;
+        self.awake_until = now + AWAKE_WINDOW;
+        let token = self.coap.request(now, packet);
+        self.pending.insert(token, Pending::Send);
+        Ok(())
     }
 
     fn discover(&self, tree: &Tree, path: &Lwm2mPath) -> Packet {
@@ -1430,6 +1689,13 @@ fn get_request(path: &Lwm2mPath) -> Packet {
         packet.add_option(CoapOption::UriPath, segment.to_string().into_bytes());
     }
     packet
+}
+
+fn code_of(packet: &Packet) -> Option<ResponseType> {
+    match packet.header.code {
+        MessageClass::Response(code) => Some(code),
+        _ => None,
+    }
 }
 
 fn options_text(packet: &Packet, option: CoapOption) -> String {

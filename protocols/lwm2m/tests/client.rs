@@ -999,3 +999,206 @@ fn a_large_notification_goes_out_block_wise() {
     }
     assert_eq!(String::from_utf8(received).unwrap(), whole);
 }
+
+/// A root request (no Uri-Path) with a SenML JSON payload.
+fn composite(
+    f: &mut Fixture,
+    method: RequestType,
+    payload: &str,
+    build: impl FnOnce(&mut Packet),
+) -> Packet {
+    let mut packet = Packet::new();
+    packet.header.set_type(MessageType::Confirmable);
+    packet.header.code = MessageClass::Request(method);
+    f.next_id += 1;
+    packet.header.message_id = f.next_id;
+    packet.set_token(vec![0xC0, f.next_id as u8]);
+    packet.add_option(CoapOption::ContentFormat, vec![110]);
+    packet.payload = payload.as_bytes().to_vec();
+    build(&mut packet);
+    f.deliver(&packet);
+    f.sent()
+}
+
+fn senml(payload: &[u8]) -> Vec<serde_json::Value> {
+    serde_json::from_slice::<Vec<serde_json::Value>>(payload).unwrap()
+}
+
+#[test]
+fn read_composite_names_values_of_several_objects() {
+    let mut f = fixture();
+    f.register();
+    let response = composite(
+        &mut f,
+        RequestType::Fetch,
+        r#"[{"n":"/3/0/0"},{"n":"/4/0/2"},{"n":"/1/0/1"},{"n":"/3/0/404"}]"#,
+        |_| {},
+    );
+    assert_eq!(code(&response), ResponseType::Content);
+    assert_eq!(
+        response.get_first_option(CoapOption::ContentFormat),
+        Some(&vec![110])
+    );
+    let records = senml(&response.payload);
+    let names: Vec<&str> = records.iter().map(|r| r["n"].as_str().unwrap()).collect();
+    // The missing resource is left out; the others are named in full.
+    assert_eq!(names, ["/3/0/0", "/4/0/2", "/1/0/1"]);
+    assert_eq!(records[0]["vs"], "Acme");
+    assert_eq!(records[1]["v"], -71);
+    assert_eq!(records[2]["v"], 60);
+    // In SenML CBOR on request.
+    let cbor = composite(&mut f, RequestType::Fetch, r#"[{"n":"/3/0/0"}]"#, |p| {
+        p.add_option(CoapOption::Accept, vec![112])
+    });
+    assert_eq!(code(&cbor), ResponseType::Content);
+    let items = format::decode_composite(ContentFormat::SenmlCbor, &cbor.payload, &|_| {
+        Some(dm_core::ValueType::String)
+    })
+    .unwrap();
+    assert_eq!(items[0].value, Value::String("Acme".into()));
+    // TLV cannot name paths of several objects.
+    let tlv = composite(&mut f, RequestType::Fetch, r#"[{"n":"/3/0/0"}]"#, |p| {
+        p.add_option(CoapOption::Accept, 11542u16.to_be_bytes().to_vec())
+    });
+    assert_eq!(code(&tlv), ResponseType::NotAcceptable);
+    let nothing = composite(&mut f, RequestType::Fetch, r#"[{"n":"/3/0/404"}]"#, |_| {});
+    assert_eq!(code(&nothing), ResponseType::NotFound);
+    let garbage = composite(&mut f, RequestType::Fetch, "[{", |_| {});
+    assert_eq!(code(&garbage), ResponseType::BadRequest);
+}
+
+#[test]
+fn write_composite_is_all_or_nothing() {
+    let mut f = fixture();
+    f.register();
+    let lifetime = Path::resource(
+        dm_core::catalog::server::ID,
+        InstanceId(0),
+        dm_core::catalog::server::LIFETIME,
+    );
+    let ssid = Path::resource(
+        dm_core::catalog::wlan::ID,
+        InstanceId(1),
+        dm_core::catalog::wlan::SSID,
+    );
+    let read = |f: &Fixture, p: &Path| f.tree.read(Origin::Agent, p).unwrap();
+    let before = (read(&f, &lifetime), read(&f, &ssid));
+    // One record is refused (a read-only resource): nothing changes.
+    let refused = composite(
+        &mut f,
+        RequestType::IPatch,
+        r#"[{"n":"/1/0/1","v":120},{"n":"/12/1/5","vs":"composite"},{"n":"/3/0/0","vs":"x"}]"#,
+        |_| {},
+    );
+    assert_eq!(code(&refused), ResponseType::MethodNotAllowed);
+    assert_eq!((read(&f, &lifetime), read(&f, &ssid)), before);
+    let written = composite(
+        &mut f,
+        RequestType::IPatch,
+        r#"[{"bn":"/","n":"1/0/1","v":120},{"n":"12/1/5","vs":"composite"}]"#,
+        |_| {},
+    );
+    assert_eq!(code(&written), ResponseType::Changed);
+    assert_eq!(
+        read(&f, &lifetime),
+        ResourceValue::Single(Value::Integer(120))
+    );
+    assert_eq!(
+        read(&f, &ssid),
+        ResourceValue::Single(Value::String("composite".into()))
+    );
+}
+
+#[test]
+fn observe_composite_notifies_when_any_path_changes() {
+    let mut f = fixture();
+    f.register();
+    let observe = composite(
+        &mut f,
+        RequestType::Fetch,
+        r#"[{"n":"/3/0/0"},{"n":"/4/0/2"}]"#,
+        |p| p.set_observe_value(0),
+    );
+    assert_eq!(code(&observe), ResponseType::Content);
+    assert!(observe.get_observe_value().is_some());
+    let token = observe.get_token().to_vec();
+    let changes = f.tree.subscribe(8);
+    let mut radio = f.network.radio();
+    radio.signal_dbm = Some(-90);
+    f.network.set_radio(radio);
+    dm_objects::sync_platform(&mut f.tree, &f.platform);
+    for change in changes.drain() {
+        f.client.handle_change(&mut f.tree, f.now, &change);
+    }
+    let notification = f.sent();
+    assert_eq!(notification.get_token(), token.as_slice());
+    let records = senml(&notification.payload);
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["n"], "/3/0/0");
+    assert_eq!(records[1]["v"], -90);
+    // Cancelled with a FETCH and Observe 1.
+    let mut cancel = Packet::new();
+    cancel.header.set_type(MessageType::Confirmable);
+    cancel.header.code = MessageClass::Request(RequestType::Fetch);
+    cancel.header.message_id = 4242;
+    cancel.set_token(token.clone());
+    cancel.add_option(CoapOption::ContentFormat, vec![110]);
+    cancel.payload = br#"[{"n":"/3/0/0"},{"n":"/4/0/2"}]"#.to_vec();
+    cancel.set_observe_value(1);
+    f.deliver(&cancel);
+    let _ = f.sent();
+    let mut radio = f.network.radio();
+    radio.signal_dbm = Some(-60);
+    f.network.set_radio(radio);
+    dm_objects::sync_platform(&mut f.tree, &f.platform);
+    for change in changes.drain() {
+        f.client.handle_change(&mut f.tree, f.now, &change);
+    }
+    f.nothing_sent();
+}
+
+#[test]
+fn send_posts_values_to_dp_unless_muted() {
+    let mut f = fixture();
+    let paths = ["/3/0/0".parse().unwrap(), "/4/0/2".parse().unwrap()];
+    assert!(
+        f.client.send(&f.tree, f.now, &paths).is_err(),
+        "not registered"
+    );
+    f.register();
+    f.client.send(&f.tree, f.now, &paths).unwrap();
+    let send = f.sent();
+    assert_eq!(send.header.code, MessageClass::Request(RequestType::Post));
+    assert_eq!(options(&send, CoapOption::UriPath), ["dp"]);
+    assert_eq!(
+        send.get_first_option(CoapOption::ContentFormat),
+        Some(&vec![112])
+    );
+    let items = format::decode_composite(ContentFormat::SenmlCbor, &send.payload, &|p| {
+        Some(if p.object == 3 {
+            dm_core::ValueType::String
+        } else {
+            dm_core::ValueType::Int
+        })
+    })
+    .unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[1].value, Value::Integer(-71));
+    f.answer(&send, ResponseType::Changed, &[]);
+    assert_eq!(f.client.poll_event(), Some(ClientEvent::Sent));
+    // The server mutes Send.
+    f.tree
+        .begin(Origin::Server(101))
+        .set(
+            Path::resource(
+                dm_core::catalog::server::ID,
+                InstanceId(0),
+                dm_core::catalog::server::MUTE_SEND,
+            ),
+            Value::Boolean(true),
+        )
+        .commit()
+        .unwrap();
+    assert!(f.client.send(&f.tree, f.now, &paths).is_err());
+    f.nothing_sent();
+}

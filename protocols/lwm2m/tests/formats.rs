@@ -230,8 +230,27 @@ proptest! {
     #[test]
     fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256), pick in 0usize..4) {
         let base = [path("/3"), path("/3/0"), path("/3/0/7"), path("/12/1/5")][pick];
-        for f in [ContentFormat::Tlv, ContentFormat::SenmlJson, ContentFormat::SenmlCbor, ContentFormat::Text, ContentFormat::Opaque] {
+        for f in [ContentFormat::Tlv, ContentFormat::SenmlJson, ContentFormat::SenmlCbor, ContentFormat::LwM2mCbor, ContentFormat::Text, ContentFormat::Opaque] {
             let _ = format::decode(f, &base, &bytes, &type_of);
+            let _ = format::decode_composite(f, &bytes, &type_of);
+            let _ = format::decode_names(f, &bytes);
+        }
+    }
+
+    #[test]
+    fn every_format_round_trips_the_device_object(text in ".{0,100}", number in any::<i64>()) {
+        let mut items = device_items();
+        items[0].value = s(&text);
+        for i in items.iter_mut().filter(|i| i.path.resource == Some(9)) {
+            i.value = Value::Integer(number);
+        }
+        for f in [ContentFormat::Tlv, ContentFormat::SenmlJson, ContentFormat::SenmlCbor, ContentFormat::LwM2mCbor] {
+            let bytes = format::encode(f, &path("/3/0"), &items).unwrap();
+            prop_assert_eq!(format::decode(f, &path("/3/0"), &bytes, &type_of).unwrap(), items.clone(), "{:?}", f);
+        }
+        for f in [ContentFormat::SenmlJson, ContentFormat::SenmlCbor, ContentFormat::LwM2mCbor] {
+            let bytes = format::encode_composite(f, &items).unwrap();
+            prop_assert_eq!(format::decode_composite(f, &bytes, &type_of).unwrap(), items.clone(), "{:?}", f);
         }
     }
 

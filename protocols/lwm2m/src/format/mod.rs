@@ -6,6 +6,7 @@
 //! resource's type for the binary formats (a TLV integer and a TLV float
 //! are both just bytes), which the caller provides from the schema.
 
+pub mod lwm2m_cbor;
 pub mod senml_cbor;
 pub mod senml_json;
 pub mod text;
@@ -118,6 +119,7 @@ pub fn encode(
         ContentFormat::Tlv => Ok(encode_tlv(base, items)),
         ContentFormat::SenmlJson => Ok(senml_json::encode(base, items).into_bytes()),
         ContentFormat::SenmlCbor => Ok(senml_cbor::encode(base, items)),
+        ContentFormat::LwM2mCbor => Ok(lwm2m_cbor::encode(items)),
         other => Err(FormatError::Unsupported(other.number())),
     }
 }
@@ -161,7 +163,58 @@ pub fn decode(
         ContentFormat::Tlv => decode_tlv(base, bytes, &type_at),
         ContentFormat::SenmlJson => senml_json::decode(base, bytes, &type_at),
         ContentFormat::SenmlCbor => senml_cbor::decode(base, bytes, &type_at),
+        ContentFormat::LwM2mCbor => lwm2m_cbor::decode(Some(base), bytes, &type_at),
         other => Err(FormatError::Unsupported(other.number())),
+    }
+}
+
+/// The SenML records of a composite payload (only SenML carries paths of
+/// several objects).
+fn composite_records(
+    format: ContentFormat,
+    bytes: &[u8],
+) -> Result<Vec<serde_json::Value>, FormatError> {
+    match format {
+        ContentFormat::SenmlJson => senml_json::records(bytes),
+        ContentFormat::SenmlCbor => senml_cbor::json_records(bytes),
+        other => Err(FormatError::Unsupported(other.number())),
+    }
+}
+
+/// The paths a Read-Composite or Observe-Composite names (LwM2M Core
+/// §6.3.8; Transport §6.4: a FETCH whose SenML records carry names only).
+pub fn decode_names(format: ContentFormat, bytes: &[u8]) -> Result<Vec<Lwm2mPath>, FormatError> {
+    senml_json::record_names(&composite_records(format, bytes)?)
+}
+
+/// The values of a Write-Composite (an iPATCH of SenML records with full
+/// names, any objects).
+pub fn decode_composite(
+    format: ContentFormat,
+    bytes: &[u8],
+    type_of: TypeOf<'_>,
+) -> Result<Vec<Item>, FormatError> {
+    let type_at = |path: &Lwm2mPath| {
+        type_of(path)
+            .ok_or_else(|| FormatError::Malformed(format!("{path} is not a known resource")))
+    };
+    if format == ContentFormat::LwM2mCbor {
+        return lwm2m_cbor::decode(None, bytes, &type_at);
+    }
+    senml_json::decode_records(None, &composite_records(format, bytes)?, &type_at)
+}
+
+/// Values named by their full paths: a composite read or notification, or
+/// a Send.
+pub fn encode_composite(format: ContentFormat, items: &[Item]) -> Result<Vec<u8>, FormatError> {
+    match format {
+        ContentFormat::SenmlJson => Ok(senml_json::encode_absolute(items).into_bytes()),
+        ContentFormat::SenmlCbor => Ok(senml_cbor::encode_absolute(items)),
+        ContentFormat::LwM2mCbor => Ok(lwm2m_cbor::encode(items)),
+        other => Err(FormatError::NotAcceptable(format!(
+            "content format {} cannot carry a composite",
+            other.number()
+        ))),
     }
 }
 

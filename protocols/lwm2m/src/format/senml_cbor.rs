@@ -25,18 +25,32 @@ pub fn encode(base: &Lwm2mPath, items: &[Item]) -> Vec<u8> {
     } else {
         format!("{base}/")
     };
+    encode_named(Some(&base_name), single, items)
+}
+
+/// Records named by their full paths, no base name (composite operations
+/// and Send).
+pub fn encode_absolute(items: &[Item]) -> Vec<u8> {
+    encode_named(None, false, items)
+}
+
+fn encode_named(base_name: Option<&str>, single: bool, items: &[Item]) -> Vec<u8> {
     let mut encoder = Encoder::new(Vec::new());
     // Writing into a Vec cannot fail.
     let _ = encoder.array(items.len() as u64);
     for (n, item) in items.iter().enumerate() {
-        let fields = 1 + u64::from(n == 0) + u64::from(!single);
+        let with_base = n == 0 && base_name.is_some();
+        let fields = 1 + u64::from(with_base) + u64::from(!single);
         let _ = encoder.map(fields);
-        if n == 0 {
-            let _ = encoder.i64(BASE_NAME).and_then(|e| e.str(&base_name));
+        if with_base && let Some(base_name) = base_name {
+            let _ = encoder.i64(BASE_NAME).and_then(|e| e.str(base_name));
         }
         if !single {
             let full = item.path.to_string();
-            let relative = full.strip_prefix(&base_name).unwrap_or(&full).to_owned();
+            let relative = base_name
+                .and_then(|b| full.strip_prefix(b))
+                .unwrap_or(&full)
+                .to_owned();
             let _ = encoder.i64(NAME).and_then(|e| e.str(&relative));
         }
         let _ = match &item.value {
@@ -59,8 +73,12 @@ pub fn decode(
     bytes: &[u8],
     type_at: &dyn Fn(&Lwm2mPath) -> Result<ValueType, FormatError>,
 ) -> Result<Vec<Item>, FormatError> {
-    let records = records(bytes).map_err(|e| FormatError::Malformed(format!("SenML CBOR: {e}")))?;
-    super::senml_json::decode_records(base, &records, type_at)
+    super::senml_json::decode_records(Some(base), &json_records(bytes)?, type_at)
+}
+
+/// The records, as the JSON records the shared decoder reads.
+pub(crate) fn json_records(bytes: &[u8]) -> Result<Vec<Json>, FormatError> {
+    records(bytes).map_err(|e| FormatError::Malformed(format!("SenML CBOR: {e}")))
 }
 
 /// The CBOR records as the JSON records the shared decoder reads; opaque

@@ -16,17 +16,31 @@ pub fn encode(base: &Lwm2mPath, items: &[Item]) -> String {
     } else {
         format!("{base}/")
     };
+    encode_named(Some(&base_name), single, items)
+}
+
+/// Records named by their full paths, no base name: a composite read, a
+/// notification of a composite observation, a Send (LwM2M Core §6.3.8).
+pub fn encode_absolute(items: &[Item]) -> String {
+    encode_named(None, false, items)
+}
+
+fn encode_named(base_name: Option<&str>, single: bool, items: &[Item]) -> String {
     let records: Vec<Json> = items
         .iter()
         .enumerate()
         .map(|(n, item)| {
             let mut record = Map::new();
-            if n == 0 {
+            if n == 0
+                && let Some(base_name) = base_name
+            {
                 record.insert("bn".into(), json!(base_name));
             }
             if !single {
                 let full = item.path.to_string();
-                let relative = full.strip_prefix(&base_name).unwrap_or(&full);
+                let relative = base_name
+                    .and_then(|b| full.strip_prefix(b))
+                    .unwrap_or(&full);
                 record.insert("n".into(), json!(relative));
             }
             let (key, value) = match &item.value {
@@ -62,13 +76,56 @@ pub fn decode(
     let records = json
         .as_array()
         .ok_or_else(|| malformed("SenML is an array of records"))?;
-    decode_records(base, records, type_at)
+    decode_records(Some(base), records, type_at)
+}
+
+/// The SenML JSON array of records.
+pub(crate) fn records(bytes: &[u8]) -> Result<Vec<Json>, FormatError> {
+    let json: Json =
+        serde_json::from_slice(bytes).map_err(|e| FormatError::Malformed(e.to_string()))?;
+    match json {
+        Json::Array(records) => Ok(records),
+        _ => Err(FormatError::Malformed(
+            "SenML is an array of records".into(),
+        )),
+    }
+}
+
+/// The paths the records name (bn + n), at any depth: the request of a
+/// Read-Composite or Observe-Composite (LwM2M Core §6.3.8).
+pub(crate) fn record_names(records: &[Json]) -> Result<Vec<Lwm2mPath>, FormatError> {
+    let malformed = |m: &str| FormatError::Malformed(m.to_owned());
+    let mut base_name = String::new();
+    let mut names = Vec::new();
+    for record in records {
+        let record = record
+            .as_object()
+            .ok_or_else(|| malformed("a SenML record is an object"))?;
+        if let Some(bn) = record.get("bn") {
+            base_name = bn
+                .as_str()
+                .ok_or_else(|| malformed("bn is not a string"))?
+                .to_owned();
+        }
+        let name = match record.get("n") {
+            Some(n) => format!(
+                "{base_name}{}",
+                n.as_str().ok_or_else(|| malformed("n is not a string"))?
+            ),
+            None => base_name.clone(),
+        };
+        let path: Lwm2mPath = name
+            .parse()
+            .map_err(|_| FormatError::Malformed(format!("{name:?} is not an LwM2M path")))?;
+        names.push(path);
+    }
+    Ok(names)
 }
 
 /// Resolves names and types the values of SenML records (shared with the
 /// CBOR representation, which is read into the same records).
 pub(crate) fn decode_records(
-    base: &Lwm2mPath,
+    base: Option<&Lwm2mPath>,
     records: &[Json],
     type_at: &dyn Fn(&Lwm2mPath) -> Result<ValueType, FormatError>,
 ) -> Result<Vec<Item>, FormatError> {
@@ -95,10 +152,11 @@ pub(crate) fn decode_records(
         let path: Lwm2mPath = name
             .parse()
             .map_err(|_| FormatError::Malformed(format!("{name:?} is not an LwM2M path")))?;
-        if path.resource.is_none() || !prefix_of(base, &path) {
-            return Err(FormatError::Malformed(format!(
-                "{name} is not a resource under {base}"
-            )));
+        if path.resource.is_none() || base.is_some_and(|base| !prefix_of(base, &path)) {
+            return Err(FormatError::Malformed(match base {
+                Some(base) => format!("{name} is not a resource under {base}"),
+                None => format!("{name} is not a resource"),
+            }));
         }
         let value_type = type_at(&Lwm2mPath {
             index: None,
