@@ -153,6 +153,18 @@ fn aiocoap_server_registers_reads_writes_observes_executes_creates_deletes_disco
             .starts_with("</1/0>,</1/0/0>")
     );
 
+    assert_eq!(step("firmware-push")["code"], "2.04 Changed");
+    assert_eq!(step("read-composite")["code"], "2.05 Content");
+    assert_eq!(step("read-composite")["content_format"], 110);
+    let composite: Value =
+        serde_json::from_str(step("read-composite")["text"].as_str().unwrap()).unwrap();
+    assert_eq!(composite[0]["n"], "/3/0/0");
+    assert_eq!(composite[0]["vs"], "Acme");
+    assert_eq!(composite[1]["n"], "/1/0/1");
+    assert_eq!(composite[1]["v"], 150);
+    assert_eq!(step("write-composite")["code"], "2.04 Changed");
+    assert_eq!(step("read-after-composite")["text"], "composite");
+
     // SIGTERM: the agent de-registers before it exits.
     let status = Command::new("kill")
         .args(["-TERM", &agent.0.id().to_string()])

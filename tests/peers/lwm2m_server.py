@@ -170,6 +170,18 @@ async def main(port, mode):
     await call(context, "delete", Code.DELETE, base + "/12/2")
     await call(context, "read-deleted", Code.GET, base + "/12/2/5")
     await call(context, "discover", Code.GET, base + "/1/0", accept=40)
+    # A 20 KiB firmware package pushed to /5/0/0: aiocoap splits it into
+    # Block1 blocks on its own.
+    package = bytes(range(256)) * 80
+    await call(context, "firmware-push", Code.PUT, base + "/5/0/0", payload=package,
+               content_format=42)
+    # LwM2M 1.1 composite operations on the root path, SenML JSON.
+    await call(context, "read-composite", Code.FETCH, base + "/",
+               payload=b'[{"n":"/3/0/0"},{"n":"/1/0/1"}]', content_format=110)
+    await call(context, "write-composite", Code.iPATCH, base + "/",
+               payload=b'[{"n":"/1/0/1","v":180},{"n":"/12/1/5","vs":"composite"}]',
+               content_format=110)
+    await call(context, "read-after-composite", Code.GET, base + "/12/1/5")
     say(event="checks-done")
 
     await asyncio.wait_for(state.deregistered, timeout=60)
