@@ -360,3 +360,101 @@ fn bootstraps_then_registers_with_the_provisioned_server() {
     }
     assert!(agent.0.wait().unwrap().success());
 }
+
+/// Bootstrap provisions two servers; the agent registers with both and
+/// de-registers from both at shutdown.
+#[test]
+fn bootstraps_then_registers_with_both_provisioned_servers_at_once() {
+    let free = || {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, bootstrap_port, second_port) = (free(), free(), free());
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(python())
+            .arg(&script)
+            .args([
+                port.to_string(),
+                "bootstrap".into(),
+                bootstrap_port.to_string(),
+                second_port.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+    assert_eq!(next(&events)["event"], "listening");
+    assert_eq!(next(&events)["event"], "bootstrap-listening");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-BS\"\n\n[lwm2m]\nserver_uri = \"coap://127.0.0.1:{bootstrap_port}\"\n\
+             bootstrap = true\nendpoint = \"dmagent-bs\"\n"
+        ),
+    )
+    .unwrap();
+    let mut agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let request = next(&events);
+    assert_eq!(request["event"], "bootstrap-request");
+    assert_eq!(request["query"]["ep"], "dmagent-bs");
+    // The finish step and the registration it leads to race in the
+    // script's output: collect until both are in.
+    let mut seen = HashMap::new();
+    let mut registers = HashMap::new();
+    while registers.len() < 2 || !seen.contains_key("bootstrap-finish") {
+        let event = next(&events);
+        if event["event"] == "register" {
+            registers.insert(event["port"].as_u64().unwrap() as u16, event.clone());
+        }
+        if let Some(step) = event["step"].as_str() {
+            seen.insert(step.to_owned(), event.clone());
+        }
+    }
+    let register = &registers[&port];
+    assert_eq!(registers[&second_port]["query"]["ep"], "dmagent-bs");
+    assert_eq!(seen["bootstrap-write-security-2"]["code"], "2.04 Changed");
+    assert_eq!(seen["bootstrap-write-server-2"]["code"], "2.04 Changed");
+    assert_eq!(seen["bootstrap-delete"]["code"], "2.02 Deleted");
+    assert_eq!(seen["bootstrap-write-security"]["code"], "2.04 Changed");
+    assert_eq!(seen["bootstrap-write-server"]["code"], "2.04 Changed");
+    let discover = seen["bootstrap-discover"]["text"].as_str().unwrap();
+    assert!(discover.contains("</0/1>;ssid=202"), "{discover}");
+    assert_eq!(seen["bootstrap-finish"]["code"], "2.04 Changed");
+    // Registered with the server bootstrap provisioned, lifetime from /1/1.
+    assert_eq!(register["query"]["ep"], "dmagent-bs");
+    assert_eq!(register["query"]["lt"], "120");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // De-registered from both.
+    let mut deregistered = std::collections::HashSet::new();
+    while deregistered.len() < 2 {
+        let event = next(&events);
+        if event["event"] == "deregister" {
+            deregistered.insert(event["port"].as_u64().unwrap() as u16);
+        }
+    }
+    assert_eq!(deregistered, [port, second_port].into_iter().collect());
+    assert!(agent.0.wait().unwrap().success());
+}

@@ -2,7 +2,7 @@
 
 Usage: lwm2m_server.py PORT
        lwm2m_server.py PORT write PATH VALUE
-       lwm2m_server.py PORT bootstrap BOOTSTRAP_PORT
+       lwm2m_server.py PORT bootstrap BOOTSTRAP_PORT [SECOND_PORT]
 
 Listens on 127.0.0.1:PORT and accepts one registration. Then, by default,
 drives the registered client through Read (text, TLV, SenML JSON), Write,
@@ -11,8 +11,10 @@ line on stdin and writes VALUE (text/plain) to PATH. Every step is printed
 on stdout as one JSON object, so the Rust tests assert on data, not on log
 text. With `bootstrap`, a bootstrap server on BOOTSTRAP_PORT first answers
 the client's Bootstrap-Request, deletes everything, writes a Security and a
-Server instance pointing at PORT, and finishes; the client then registers
-on PORT. Exits after the client de-registers.
+Server instance pointing at PORT (and, with SECOND_PORT, a second account
+for a second server there), and finishes; the client then registers with
+each. Register and de-register events name the port they came to. Exits
+after the client de-registers (from every server).
 """
 
 import asyncio
@@ -29,7 +31,8 @@ def say(**fields):
 
 
 class State:
-    def __init__(self):
+    def __init__(self, port):
+        self.port = port
         self.registered = asyncio.get_event_loop().create_future()
         self.deregistered = asyncio.get_event_loop().create_future()
 
@@ -42,7 +45,7 @@ class Directory(resource.Resource):
     async def render_post(self, request):
         query = dict(q.split("=", 1) for q in request.opt.uri_query if "=" in q)
         say(event="register", query=query, links=request.payload.decode(),
-            content_format=int(request.opt.content_format or 0))
+            content_format=int(request.opt.content_format or 0), port=self.state.port)
         if not self.state.registered.done():
             self.state.registered.set_result(request.remote.hostinfo)
         return Message(code=Code.CREATED, location_path=("rd", "1"))
@@ -58,7 +61,7 @@ class Registration(resource.Resource):
         return Message(code=Code.CHANGED)
 
     async def render_delete(self, request):
-        say(event="deregister")
+        say(event="deregister", port=self.state.port)
         if not self.state.deregistered.done():
             self.state.deregistered.set_result(True)
         return Message(code=Code.DELETED)
@@ -103,7 +106,7 @@ class BootstrapRequest(resource.Resource):
         return Message(code=Code.CHANGED)
 
 
-async def bootstrap(bootstrap_port, port):
+async def bootstrap(bootstrap_port, port, second_port=None):
     started = asyncio.get_event_loop().create_future()
     site = resource.Site()
     site.add_resource(["bs"], BootstrapRequest(started))
@@ -118,22 +121,42 @@ async def bootstrap(bootstrap_port, port):
     server = tlv(0, b"\x00\xca") + tlv(1, b"\x78") + tlv(6, b"\x01") + tlv(7, b"U")
     await call(context, "bootstrap-write-server", Code.PUT, base + "/1/1", payload=server,
                content_format=11542)
+    if second_port is not None:
+        security = (tlv(0, ("coap://127.0.0.1:%d" % second_port).encode()) + tlv(1, b"\x00")
+                    + tlv(2, b"\x03") + tlv(10, b"\x01\x2f"))
+        await call(context, "bootstrap-write-security-2", Code.PUT, base + "/0/2",
+                   payload=security, content_format=11542)
+        server = tlv(0, b"\x01\x2f") + tlv(1, b"\x78") + tlv(6, b"\x01") + tlv(7, b"U")
+        await call(context, "bootstrap-write-server-2", Code.PUT, base + "/1/2", payload=server,
+                   content_format=11542)
     await call(context, "bootstrap-discover", Code.GET, base + "/", accept=40)
     await call(context, "bootstrap-finish", Code.POST, base + "/bs")
     return context
 
 
-async def main(port, mode):
-    state = State()
+async def registration_server(port):
+    state = State(port)
     root = resource.Site()
     root.add_resource(["rd"], Directory(state))
     root.add_resource(["rd", "1"], Registration(state))
     context = await aiocoap.Context.create_server_context(root, bind=("127.0.0.1", port))
     say(event="listening", port=port)
+    return state, context
+
+
+async def main(port, mode):
+    state, context = await registration_server(port)
     if mode and mode[0] == "bootstrap":
-        bootstrap_context = await bootstrap(int(mode[1]), port)
-        client = await state.registered
+        second = None
+        if len(mode) > 2:
+            second = await registration_server(int(mode[2]))
+        bootstrap_context = await bootstrap(int(mode[1]), port,
+                                            int(mode[2]) if second else None)
+        await state.registered
         await asyncio.wait_for(state.deregistered, timeout=120)
+        if second:
+            await asyncio.wait_for(second[0].deregistered, timeout=120)
+            await second[1].shutdown()
         await bootstrap_context.shutdown()
         await context.shutdown()
         return

@@ -27,9 +27,14 @@ pub struct Config {
 }
 
 /// How a connection to one server ended.
+#[derive(Debug)]
 enum Outcome {
     Stopped,
     Bootstrapped,
+    /// Bootstrap again: registration kept failing and the server allows
+    /// bootstrap on failure (/1/x/16), or it executed its Bootstrap-Request
+    /// Trigger (/1/x/9).
+    Rebootstrap,
 }
 
 /// The UDP address of a coap:// or coaps:// URI and whether it is coaps.
@@ -74,39 +79,141 @@ fn rehandshake_delay(failures: u32) -> Duration {
 const DEREGISTER_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the client until `shutdown` turns true, then de-registers (LwM2M
-/// Core §6.2.3). With a bootstrap server, bootstraps first and then
-/// registers with the account the bootstrap server wrote.
+/// Core §6.2.3). With a bootstrap server, bootstraps first; then registers
+/// with every server account in the tree at once (one per Server
+/// instance), and bootstraps again when one of them asks for it.
 pub async fn run(
     tree: Arc<Mutex<Tree>>,
-    mut config: Config,
+    config: Config,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let endpoint = config.client.endpoint.clone();
+    let mut bootstrap_first = config.bootstrap.then(|| config.clone());
     loop {
-        match connection(&tree, &config, &mut shutdown).await? {
-            Outcome::Stopped => return Ok(()),
-            Outcome::Bootstrapped => {
-                let account = dm_lwm2m::bootstrap::account(&lock(&tree))
-                    .ok_or_else(|| std::io::Error::other("bootstrap left no server account"))?;
-                let (server, secure) =
-                    server_address(&account.uri).map_err(std::io::Error::other)?;
-                if secure && account.psk.is_none() {
-                    return Err(std::io::Error::other(format!(
-                        "{}: coaps:// needs a PSK account (Security Mode 0)",
-                        account.uri
-                    )));
-                }
-                info!(uri = %account.uri, ssid = account.short_server_id, "LwM2M bootstrap finished");
-                config = Config {
-                    server,
-                    client: ClientConfig {
-                        endpoint: config.client.endpoint.clone(),
-                        short_server_id: account.short_server_id,
-                        server_instance: account.server_instance,
-                    },
-                    psk: if secure { account.psk } else { None },
-                    bootstrap: false,
-                };
+        if let Some(bootstrap) = bootstrap_first.take() {
+            match connection(&tree, &bootstrap, &mut shutdown).await? {
+                Outcome::Stopped => return Ok(()),
+                Outcome::Bootstrapped | Outcome::Rebootstrap => {}
             }
+        }
+        let mut servers = Vec::new();
+        let accounts = dm_lwm2m::bootstrap::accounts(&lock(&tree));
+        for account in accounts {
+            match server_config(&account, &endpoint).await {
+                Ok(server) => {
+                    info!(uri = %account.uri, ssid = account.short_server_id, "LwM2M server account");
+                    servers.push(server);
+                }
+                Err(e) => warn!(uri = %account.uri, "LwM2M server account skipped: {e}"),
+            }
+        }
+        if servers.is_empty() {
+            if config.bootstrap {
+                return Err(std::io::Error::other(
+                    "bootstrap left no usable server account",
+                ));
+            }
+            // No account in the tree: the configured server as given.
+            servers.push(config.clone());
+        }
+        match serve_all(&tree, servers, &mut shutdown).await? {
+            Outcome::Stopped => return Ok(()),
+            Outcome::Bootstrapped => {}
+            Outcome::Rebootstrap => {
+                let account = dm_lwm2m::bootstrap::bootstrap_account(&lock(&tree));
+                let Some(account) = account else {
+                    warn!("bootstrap wanted, but there is no bootstrap server account");
+                    continue;
+                };
+                match server_config(&account, &endpoint).await {
+                    Ok(mut bootstrap) => {
+                        bootstrap.bootstrap = true;
+                        info!(uri = %account.uri, "LwM2M bootstrapping again");
+                        bootstrap_first = Some(bootstrap);
+                    }
+                    Err(e) => {
+                        return Err(std::io::Error::other(format!(
+                            "bootstrap server {}: {e}",
+                            account.uri
+                        )));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The driver configuration for one account.
+async fn server_config(
+    account: &dm_lwm2m::bootstrap::Account,
+    endpoint: &str,
+) -> Result<Config, String> {
+    let (server, secure) = resolve(&account.uri).await?;
+    if secure && account.psk.is_none() {
+        return Err(format!(
+            "{}: coaps:// needs a PSK account (Security Mode 0)",
+            account.uri
+        ));
+    }
+    Ok(Config {
+        server,
+        client: ClientConfig {
+            endpoint: endpoint.to_owned(),
+            short_server_id: account.short_server_id,
+            server_instance: account.server_instance,
+        },
+        psk: if secure { account.psk.clone() } else { None },
+        bootstrap: false,
+    })
+}
+
+/// `server_address` with the name looked up without blocking the runtime.
+async fn resolve(uri: &str) -> Result<(SocketAddr, bool), String> {
+    let owned = uri.to_owned();
+    tokio::task::spawn_blocking(move || server_address(&owned))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+/// One connection per server, concurrently, until shutdown or until one
+/// wants a new bootstrap (then the others de-register too).
+async fn serve_all(
+    tree: &Arc<Mutex<Tree>>,
+    servers: Vec<Config>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> std::io::Result<Outcome> {
+    let (stop_all, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for server in servers {
+        let (tree, mut stop) = (Arc::clone(tree), stop_rx.clone());
+        tasks.spawn(async move { connection(&tree, &server, &mut stop).await });
+    }
+    let mut outcome = Outcome::Stopped;
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            changed = shutdown.changed(), if !stopping => {
+                if changed.is_err() || *shutdown.borrow() {
+                    stopping = true;
+                    let _ = stop_all.send(true);
+                }
+            }
+            finished = tasks.join_next() => {
+                let Some(finished) = finished else {
+                    return Ok(outcome);
+                };
+                match finished.map_err(std::io::Error::other)? {
+                    Ok(Outcome::Rebootstrap) => {
+                        outcome = Outcome::Rebootstrap;
+                        let _ = stop_all.send(true);
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!("LwM2M connection ended: {e}"),
+                }
+            }
+        }
+        if *shutdown.borrow() {
+            outcome = Outcome::Stopped;
         }
     }
 }
@@ -154,6 +261,7 @@ async fn connection(
     };
     let mut rehandshake_at: Option<Instant> = None;
     let mut dtls_failures: u32 = 0;
+    let mut registration_failures: u64 = 0;
     start(&mut client, config, tree);
     let mut buffer = vec![0u8; 64 * 1024];
     let mut stopping: Option<Instant> = None;
@@ -234,6 +342,7 @@ async fn connection(
         while let Some(event) = client.poll_event() {
             match event {
                 ClientEvent::Registered { location } => {
+                    registration_failures = 0;
                     info!(server = %config.server, %location, "LwM2M registered")
                 }
                 ClientEvent::Updated => {
@@ -241,6 +350,21 @@ async fn connection(
                 }
                 ClientEvent::RegistrationFailed { reason } => {
                     warn!(server = %config.server, reason, "LwM2M registration failed");
+                    registration_failures += 1;
+                    if !config.bootstrap
+                        && gives_up(
+                            &lock(tree),
+                            config.client.server_instance,
+                            registration_failures,
+                        )
+                    {
+                        warn!(
+                            server = %config.server,
+                            failures = registration_failures,
+                            "LwM2M registration keeps failing: bootstrapping again"
+                        );
+                        return Ok(Outcome::Rebootstrap);
+                    }
                     // A server that restarted has lost our DTLS session
                     // and may drop its records silently: the next attempt
                     // starts with a new handshake.
@@ -272,6 +396,15 @@ async fn connection(
                 }
                 ClientEvent::BootstrapFinished => return Ok(Outcome::Bootstrapped),
                 ClientEvent::Sent => info!(server = %config.server, "LwM2M Send acknowledged"),
+                ClientEvent::BootstrapRequested => {
+                    info!(server = %config.server, "LwM2M Bootstrap-Request Trigger executed");
+                    client.deregister(Instant::now());
+                    flush(&mut client, dtls.as_mut(), &socket, config).await;
+                    return Ok(Outcome::Rebootstrap);
+                }
+                ClientEvent::Disabled { until } => {
+                    info!(server = %config.server, for_s = until.saturating_duration_since(Instant::now()).as_secs(), "LwM2M server disabled")
+                }
                 ClientEvent::SendFailed { reason } => {
                     warn!(server = %config.server, reason, "LwM2M Send failed")
                 }
@@ -333,6 +466,51 @@ async fn connection(
     }
 }
 
+/// Whether to stop trying this server and bootstrap instead (LwM2M Core
+/// §6.2.1.1): after Communication Retry Count failures in a row (default
+/// 5), when Bootstrap on Registration Failure (/1/x/16, default true)
+/// allows it and there is a bootstrap server to go to.
+fn gives_up(tree: &Tree, server_instance: u16, failures: u64) -> bool {
+    use dm_core::catalog::server;
+    let read = |resource| match tree.read(
+        dm_core::Origin::Agent,
+        &dm_core::Path::resource(server::ID, dm_core::InstanceId(server_instance), resource),
+    ) {
+        Ok(dm_core::ResourceValue::Single(v)) => Some(v),
+        _ => None,
+    };
+    let allowed = !matches!(
+        read(server::BOOTSTRAP_ON_REGISTRATION_FAILURE),
+        Some(dm_core::Value::Boolean(false))
+    );
+    let limit = match read(server::COMMUNICATION_RETRY_COUNT) {
+        Some(dm_core::Value::Unsigned(n)) if n > 0 => n,
+        _ => 5,
+    };
+    allowed && failures >= limit && dm_lwm2m::bootstrap::bootstrap_account(tree).is_some()
+}
+
+/// Sends what the engine has queued (a De-register before leaving).
+async fn flush(
+    client: &mut Client,
+    mut dtls: Option<&mut DtlsClient>,
+    socket: &UdpSocket,
+    config: &Config,
+) {
+    while let Some(datagram) = client.poll_transmit() {
+        match dtls.as_deref_mut() {
+            Some(session) => session.send(Instant::now(), &datagram),
+            None if config.psk.is_some() => {}
+            None => send(socket, &datagram, config.server).await,
+        }
+    }
+    if let Some(session) = dtls {
+        while let Some(datagram) = session.poll_transmit() {
+            send(socket, &datagram, config.server).await;
+        }
+    }
+}
+
 /// Bootstrap-Request or Register, as the configuration says.
 fn start(client: &mut Client, config: &Config, tree: &Mutex<Tree>) {
     if config.bootstrap {
@@ -360,4 +538,94 @@ async fn sleep_until(deadline: Option<Instant>) {
 fn lock(tree: &Mutex<Tree>) -> MutexGuard<'_, Tree> {
     tree.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dm_objects::{Identity, Lwm2mServer, Platform, Provisioning, SecurityMode};
+
+    fn tree(with_bootstrap: bool) -> Tree {
+        let platform = Platform {
+            host: Arc::new(dm_platform::linux::LinuxHost::default()),
+            network: Arc::new(dm_platform::memory::MemoryNetwork::demo()),
+            log: Arc::new(dm_platform::memory::MemoryLog::default()),
+        };
+        let mut tree = Tree::new();
+        dm_objects::register(&mut tree, &platform).unwrap();
+        dm_objects::populate(&mut tree, &[]).unwrap();
+        let server = |uri: &str, bootstrap: bool, ssid: u16| Lwm2mServer {
+            uri: uri.into(),
+            bootstrap,
+            short_server_id: ssid,
+            lifetime: 60,
+            binding: "U".into(),
+            security: SecurityMode::NoSec,
+            psk_identity: Vec::new(),
+            psk_key: Vec::new(),
+        };
+        let mut lwm2m = vec![server("coap://127.0.0.1:5683", false, 101)];
+        if with_bootstrap {
+            lwm2m.push(server("coap://127.0.0.1:5693", true, 0));
+        }
+        dm_objects::provision(
+            &mut tree,
+            &Provisioning {
+                identity: Identity {
+                    serial_number: "SN1".into(),
+                    oui: "00D09E".into(),
+                    ..Identity::default()
+                },
+                lwm2m,
+                ..Provisioning::default()
+            },
+        )
+        .unwrap();
+        tree
+    }
+
+    #[test]
+    fn registration_failures_fall_back_to_bootstrap_as_the_server_object_says() {
+        let mut tree = tree(true);
+        let instance = dm_lwm2m::bootstrap::account(&tree).unwrap().server_instance;
+        assert!(!gives_up(&tree, instance, 4));
+        assert!(gives_up(&tree, instance, 5), "default retry count 5");
+        let path = |r| {
+            dm_core::Path::resource(
+                dm_core::catalog::server::ID,
+                dm_core::InstanceId(instance),
+                r,
+            )
+        };
+        tree.begin(dm_core::Origin::Bootstrap)
+            .set(
+                path(dm_core::catalog::server::COMMUNICATION_RETRY_COUNT),
+                dm_core::Value::Unsigned(2),
+            )
+            .commit()
+            .unwrap();
+        assert!(gives_up(&tree, instance, 2));
+        tree.begin(dm_core::Origin::Bootstrap)
+            .set(
+                path(dm_core::catalog::server::BOOTSTRAP_ON_REGISTRATION_FAILURE),
+                dm_core::Value::Boolean(false),
+            )
+            .commit()
+            .unwrap();
+        assert!(!gives_up(&tree, instance, 10), "/1/x/16 false");
+        // No bootstrap server: keep trying the server.
+        let tree = tree_without_bootstrap();
+        assert!(!gives_up(&tree, 0, 10));
+    }
+
+    fn tree_without_bootstrap() -> Tree {
+        tree(false)
+    }
+
+    #[test]
+    fn delays_back_off_and_stay_bounded() {
+        assert_eq!(rehandshake_delay(0), Duration::from_secs(30));
+        assert_eq!(rehandshake_delay(1), Duration::from_secs(60));
+        assert_eq!(rehandshake_delay(100), REHANDSHAKE_MAX);
+    }
 }

@@ -389,20 +389,42 @@ pub struct Account {
 
 /// The first complete server account in the tree, if any.
 pub fn account(tree: &Tree) -> Option<Account> {
+    accounts(tree).into_iter().next()
+}
+
+/// Every complete server account in the tree (a non-bootstrap Security
+/// instance with a Server instance of the same Short Server ID), in
+/// Security instance order: the client registers with each.
+pub fn accounts(tree: &Tree) -> Vec<Account> {
+    tree.instances(security::ID)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| !is_bootstrap_account(tree, *i))
+        .filter_map(|i| account_at(tree, i, false))
+        .collect()
+}
+
+/// The bootstrap server account, if the tree has one.
+pub fn bootstrap_account(tree: &Tree) -> Option<Account> {
+    tree.instances(security::ID)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|i| is_bootstrap_account(tree, *i))
+        .and_then(|i| account_at(tree, i, true))
+}
+
+fn account_at(tree: &Tree, instance: InstanceId, bootstrap: bool) -> Option<Account> {
     let opaque = |path: Path| match tree.read(Origin::Agent, &path) {
         Ok(ResourceValue::Single(Value::Opaque(bytes))) => bytes,
         _ => Vec::new(),
     };
-    for instance in tree.instances(security::ID).unwrap_or_default() {
-        if is_bootstrap_account(tree, instance) {
-            continue;
-        }
-        let Some(ssid) = integer_of(
+    let (short_server_id, server_instance) = if bootstrap {
+        (0, 0)
+    } else {
+        let ssid = integer_of(
             tree,
             Path::resource(security::ID, instance, security::SHORT_SERVER_ID),
-        ) else {
-            continue;
-        };
+        )?;
         let server_instance = tree
             .instances(server::ID)
             .unwrap_or_default()
@@ -413,31 +435,31 @@ pub fn account(tree: &Tree) -> Option<Account> {
                     Path::resource(server::ID, *i, server::SHORT_SERVER_ID),
                 ) == Some(ssid)
             })?;
-        let uri = text_of(
-            tree,
-            Path::resource(security::ID, instance, security::LWM2M_SERVER_URI),
-        )?;
-        let mode = integer_of(
-            tree,
-            Path::resource(security::ID, instance, security::SECURITY_MODE),
+        (u16::try_from(ssid).ok()?, server_instance.0)
+    };
+    let uri = text_of(
+        tree,
+        Path::resource(security::ID, instance, security::LWM2M_SERVER_URI),
+    )?;
+    let mode = integer_of(
+        tree,
+        Path::resource(security::ID, instance, security::SECURITY_MODE),
+    )
+    .unwrap_or(3);
+    let psk = (mode == 0).then(|| {
+        (
+            opaque(Path::resource(
+                security::ID,
+                instance,
+                security::PUBLIC_KEY_OR_IDENTITY,
+            )),
+            opaque(Path::resource(security::ID, instance, security::SECRET_KEY)),
         )
-        .unwrap_or(3);
-        let psk = (mode == 0).then(|| {
-            (
-                opaque(Path::resource(
-                    security::ID,
-                    instance,
-                    security::PUBLIC_KEY_OR_IDENTITY,
-                )),
-                opaque(Path::resource(security::ID, instance, security::SECRET_KEY)),
-            )
-        });
-        return Some(Account {
-            uri,
-            short_server_id: u16::try_from(ssid).ok()?,
-            server_instance: server_instance.0,
-            psk,
-        });
-    }
-    None
+    });
+    Some(Account {
+        uri,
+        short_server_id,
+        server_instance,
+        psk,
+    })
 }

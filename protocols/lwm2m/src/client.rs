@@ -44,6 +44,14 @@ pub enum ClientEvent {
     SendFailed {
         reason: String,
     },
+    /// The server executed its Bootstrap-Request Trigger (/1/x/9): the
+    /// driver de-registers and bootstraps again.
+    BootstrapRequested,
+    /// The server executed Disable (/1/x/4): de-registered until the
+    /// Disable Timeout passes.
+    Disabled {
+        until: Instant,
+    },
 }
 
 /// Registration settings.
@@ -278,7 +286,10 @@ impl Client {
     /// A change on the tree: observations that cover it become due.
     pub fn handle_change(&mut self, tree: &mut Tree, now: Instant, change: &Change) {
         match change.kind {
-            ChangeKind::Executed(_) => return,
+            ChangeKind::Executed(_) => {
+                self.handle_execute(tree, now, &change.path);
+                return;
+            }
             // A new or deleted instance of an object the server sees:
             // Update with the new object links at once.
             ChangeKind::Created | ChangeKind::Deleted
@@ -305,6 +316,39 @@ impl Client {
             }
         }
         self.notify_due(tree, now);
+    }
+
+    /// Executable resources of this server's own /1 instance (LwM2M Core
+    /// §E.2): Disable, Registration Update Trigger, Bootstrap-Request
+    /// Trigger. Whoever executed them, the engine acts.
+    fn handle_execute(&mut self, tree: &mut Tree, now: Instant, path: &Path) {
+        use dm_core::catalog::server;
+        if path.object_id() != server::ID
+            || path.instance_id() != Some(InstanceId(self.config.server_instance))
+        {
+            return;
+        }
+        match path.resource_id() {
+            Some(server::REGISTRATION_UPDATE_TRIGGER) if self.is_registered() => {
+                self.next_update = Some(now);
+            }
+            Some(server::BOOTSTRAP_REQUEST_TRIGGER) => {
+                self.events.push(ClientEvent::BootstrapRequested);
+            }
+            Some(server::DISABLE) => {
+                let timeout = match self.server_value(tree, server::DISABLE_TIMEOUT) {
+                    Some(Value::Integer(t)) if t >= 0 => t as u64,
+                    _ => 86400,
+                };
+                let until = now + Duration::from_secs(timeout);
+                // The De-register goes out after the answer to the
+                // Execute (it is queued behind it).
+                self.deregister(now);
+                self.retry_at = Some(until);
+                self.events.push(ClientEvent::Disabled { until });
+            }
+            _ => {}
+        }
     }
 
     /// Changes were lost (the change stream overflowed): every

@@ -1202,3 +1202,79 @@ fn send_posts_values_to_dp_unless_muted() {
     assert!(f.client.send(&f.tree, f.now, &paths).is_err());
     f.nothing_sent();
 }
+
+#[test]
+fn server_executables_update_disable_and_ask_for_bootstrap() {
+    let mut f = fixture();
+    f.register();
+    let changes = f.tree.subscribe(16);
+    let feed = |f: &mut Fixture| {
+        for change in changes.drain() {
+            f.client.handle_change(&mut f.tree, f.now, &change);
+        }
+    };
+    // Registration Update Trigger: an Update at once.
+    assert_eq!(
+        code(&f.request(RequestType::Post, "/1/0/8", |_| {})),
+        ResponseType::Changed
+    );
+    feed(&mut f);
+    f.advance(Duration::ZERO);
+    let update = f.sent();
+    assert_eq!(options(&update, CoapOption::UriPath), ["rd", "5a3f"]);
+    f.answer(&update, ResponseType::Changed, &[]);
+    assert_eq!(f.client.poll_event(), Some(ClientEvent::Updated));
+
+    // Disable with a 30 s timeout: De-register, then Register after 30 s.
+    f.tree
+        .begin(Origin::Server(101))
+        .set(
+            Path::resource(
+                dm_core::catalog::server::ID,
+                InstanceId(0),
+                dm_core::catalog::server::DISABLE_TIMEOUT,
+            ),
+            Value::Integer(30),
+        )
+        .commit()
+        .unwrap();
+    assert_eq!(
+        code(&f.request(RequestType::Post, "/1/0/4", |_| {})),
+        ResponseType::Changed
+    );
+    feed(&mut f);
+    assert!(matches!(
+        f.client.poll_event(),
+        Some(ClientEvent::Disabled { .. })
+    ));
+    let deregister = f.sent();
+    assert_eq!(
+        deregister.header.code,
+        MessageClass::Request(RequestType::Delete)
+    );
+    let mut deleted = Packet::new();
+    deleted.header.set_type(MessageType::Acknowledgement);
+    deleted.header.message_id = deregister.header.message_id;
+    deleted.header.code = MessageClass::Response(ResponseType::Deleted);
+    deleted.set_token(deregister.get_token().to_vec());
+    f.deliver(&deleted);
+    assert_eq!(f.client.poll_event(), Some(ClientEvent::Deregistered));
+    assert_eq!(
+        f.client.poll_timeout(&f.tree),
+        Some(f.now + Duration::from_secs(30))
+    );
+    f.advance(Duration::from_secs(30));
+    let register = f.sent();
+    assert_eq!(options(&register, CoapOption::UriPath), ["rd"]);
+    f.answer(&register, ResponseType::Created, &["rd", "77"]);
+    assert!(f.client.is_registered());
+    f.client.poll_event();
+
+    // Bootstrap-Request Trigger: the driver is told.
+    assert_eq!(
+        code(&f.request(RequestType::Post, "/1/0/9", |_| {})),
+        ResponseType::Changed
+    );
+    feed(&mut f);
+    assert_eq!(f.client.poll_event(), Some(ClientEvent::BootstrapRequested));
+}
