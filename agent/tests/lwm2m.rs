@@ -359,6 +359,50 @@ fn bootstraps_then_registers_with_the_provisioned_server() {
         }
     }
     assert!(agent.0.wait().unwrap().success());
+    drop(server);
+
+    // Started again on the same state: the account from the bootstrap is
+    // kept, so the agent registers at once (no bootstrap server runs now).
+    let mut server = Guard(
+        Command::new(python())
+            .arg(&script)
+            .args([
+                port.to_string(),
+                "write".into(),
+                "/1/1/1".into(),
+                "300".into(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+    let mut agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let register = next(&events);
+    assert_eq!(register["event"], "register");
+    assert_eq!(register["query"]["lt"], "120");
+    let status = Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    loop {
+        if next(&events)["event"] == "deregister" {
+            break;
+        }
+    }
+    assert!(agent.0.wait().unwrap().success());
 }
 
 /// Bootstrap provisions two servers; the agent registers with both and

@@ -88,7 +88,11 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let endpoint = config.client.endpoint.clone();
-    let mut bootstrap_first = config.bootstrap.then(|| config.clone());
+    // A client that already holds a server account (kept in the state
+    // directory from an earlier bootstrap) registers with it; it
+    // bootstraps only when it has none or when registration keeps failing.
+    let provisioned = !dm_lwm2m::bootstrap::accounts(&lock(&tree)).is_empty();
+    let mut bootstrap_first = (config.bootstrap && !provisioned).then(|| config.clone());
     loop {
         if let Some(bootstrap) = bootstrap_first.take() {
             match connection(&tree, &bootstrap, &mut shutdown).await? {
@@ -396,6 +400,21 @@ async fn connection(
                 }
                 ClientEvent::BootstrapFinished => return Ok(Outcome::Bootstrapped),
                 ClientEvent::Sent => info!(server = %config.server, "LwM2M Send acknowledged"),
+                ClientEvent::BootstrapRolledBack { error } => {
+                    match error {
+                        Some(error) => {
+                            warn!(server = %config.server, error, "LwM2M bootstrap failed; rollback failed")
+                        }
+                        None => {
+                            warn!(server = %config.server, "LwM2M bootstrap failed; previous accounts restored")
+                        }
+                    }
+                    // With an account to go back to, use it; otherwise keep
+                    // trying the bootstrap server (with back-off).
+                    if !dm_lwm2m::bootstrap::accounts(&lock(tree)).is_empty() {
+                        return Ok(Outcome::Bootstrapped);
+                    }
+                }
                 ClientEvent::BootstrapRequested => {
                     info!(server = %config.server, "LwM2M Bootstrap-Request Trigger executed");
                     client.deregister(Instant::now());

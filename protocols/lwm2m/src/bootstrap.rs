@@ -23,6 +23,84 @@ use crate::mapping::{self, Lwm2mPath};
 /// the platform's, not the bootstrap server's, to erase.
 const BOOTSTRAP_OBJECTS: [ObjectId; 3] = [security::ID, server::ID, access_control::ID];
 
+/// The Security, Server and Access Control instances as they were before
+/// a bootstrap, to roll back to when it fails (a bootstrap server that
+/// deletes everything and then goes quiet must not leave the device with
+/// no server at all).
+#[derive(Clone, Debug, Default)]
+pub struct Saved {
+    instances: Vec<SavedInstance>,
+}
+
+/// One instance: its object, number and resource values.
+type SavedInstance = (
+    ObjectId,
+    InstanceId,
+    Vec<(dm_core::ResourceId, ResourceValue)>,
+);
+
+/// Saves the bootstrap objects' instances and values.
+pub fn save(tree: &Tree) -> Saved {
+    let mut instances = Vec::new();
+    for object in BOOTSTRAP_OBJECTS {
+        let Some(schema) = tree.schema(object) else {
+            continue;
+        };
+        for instance in tree.instances(object).unwrap_or_default() {
+            // The bootstrap account is never erased by a bootstrap.
+            if object == security::ID && is_bootstrap_account(tree, instance) {
+                continue;
+            }
+            let values = schema
+                .resources
+                .iter()
+                .filter(|r| r.access != dm_core::Access::Execute)
+                .filter_map(|r| {
+                    tree.read(Origin::Agent, &Path::resource(object, instance, r.id))
+                        .ok()
+                        .map(|v| (r.id, v))
+                })
+                .collect();
+            instances.push((object, instance, values));
+        }
+    }
+    Saved { instances }
+}
+
+/// Puts the saved instances back, replacing whatever a failed bootstrap
+/// left.
+pub fn restore(tree: &mut Tree, saved: &Saved) -> Result<(), String> {
+    let current: Vec<(ObjectId, InstanceId)> = BOOTSTRAP_OBJECTS
+        .iter()
+        .flat_map(|&object| {
+            tree.instances(object)
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |instance| (object, instance))
+        })
+        .filter(|&(object, instance)| {
+            !(object == security::ID && is_bootstrap_account(tree, instance))
+        })
+        .collect();
+    let mut delete = tree.begin(Origin::Bootstrap);
+    for (object, instance) in current {
+        delete.delete(object, instance);
+    }
+    delete.commit().map_err(|e| format!("{e:?}"))?;
+    let mut create = tree.begin(Origin::Bootstrap);
+    for (object, instance, values) in &saved.instances {
+        create.create(*object, Some(*instance));
+        for (resource, value) in values {
+            let path = Path::resource(*object, *instance, *resource);
+            match value {
+                ResourceValue::Single(v) => create.set(path, v.clone()),
+                ResourceValue::Multiple(v) => create.set_multiple(path, v.clone()),
+            };
+        }
+    }
+    create.commit().map(|_| ()).map_err(|e| format!("{e:?}"))
+}
+
 /// The result of serving one bootstrap request.
 pub struct Served {
     pub response: Packet,

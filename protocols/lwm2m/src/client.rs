@@ -44,6 +44,11 @@ pub enum ClientEvent {
     SendFailed {
         reason: String,
     },
+    /// A bootstrap failed part way: the Security, Server and Access Control
+    /// instances from before it are back (or `error` says why not).
+    BootstrapRolledBack {
+        error: Option<String>,
+    },
     /// The server executed its Bootstrap-Request Trigger (/1/x/9): the
     /// driver de-registers and bootstraps again.
     BootstrapRequested,
@@ -124,6 +129,8 @@ pub struct Client {
     /// When the bootstrap counts as failed unless the server does
     /// something (LwM2M Core §6.1.3: Bootstrap-Finish must come).
     bootstrap_deadline: Option<Instant>,
+    /// The accounts before the bootstrap in progress, to roll back to.
+    bootstrap_saved: Option<crate::bootstrap::Saved>,
     /// Instances came or went since the last Register/Update.
     links_changed: bool,
     /// Queue mode (LwM2M Core §6.4): the server reaches the client only
@@ -163,6 +170,7 @@ impl Client {
             download: None,
             bootstrapping: false,
             bootstrap_deadline: None,
+            bootstrap_saved: None,
             links_changed: false,
             queue_mode: false,
             awake_until: Instant::now(),
@@ -261,6 +269,13 @@ impl Client {
         self.coap.handle_timeout(now);
         if self.bootstrap_deadline.is_some_and(|t| t <= now) {
             self.bootstrap_deadline = None;
+            // Roll back to the accounts from before this bootstrap.
+            if let Some(saved) = self.bootstrap_saved.take() {
+                let restored = crate::bootstrap::restore(tree, &saved);
+                self.events.push(ClientEvent::BootstrapRolledBack {
+                    error: restored.err(),
+                });
+            }
             self.on_failure(
                 tree,
                 now,
@@ -500,6 +515,9 @@ impl Client {
             (Pending::BootstrapRequest, ResponseType::Changed) => {
                 self.failures = 0;
                 self.bootstrap_deadline = Some(now + self.coap.parameters().exchange_lifetime());
+                if self.bootstrap_saved.is_none() {
+                    self.bootstrap_saved = Some(crate::bootstrap::save(tree));
+                }
                 self.events.push(ClientEvent::BootstrapStarted);
             }
             (kind, code) => self.on_failure(tree, now, kind, &format!("{code:?}")),
@@ -796,6 +814,7 @@ impl Client {
             self.bootstrap_deadline = Some(now + self.coap.parameters().exchange_lifetime());
             if served.finished {
                 self.bootstrap_deadline = None;
+                self.bootstrap_saved = None;
                 self.bootstrapping = false;
                 self.events.push(ClientEvent::BootstrapFinished);
             }

@@ -281,6 +281,11 @@ fn a_bootstrap_server_that_goes_quiet_is_retried_with_backoff() {
     assert!(deadline > run.now, "the deadline is in the future");
     run.now = deadline;
     run.client.handle_timeout(&mut run.tree, run.now);
+    // Nothing to roll back to but the empty state from before.
+    assert_eq!(
+        run.client.poll_event(),
+        Some(ClientEvent::BootstrapRolledBack { error: None })
+    );
     assert!(matches!(
         run.client.poll_event(),
         Some(ClientEvent::RegistrationFailed { .. })
@@ -298,4 +303,82 @@ fn a_bootstrap_server_that_goes_quiet_is_retried_with_backoff() {
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .collect();
     assert_eq!(path, ["bs"]);
+}
+
+#[test]
+fn a_bootstrap_that_fails_half_way_rolls_back_to_the_previous_accounts() {
+    let platform = Platform {
+        host: Arc::new(LinuxHost::default()),
+        network: Arc::new(MemoryNetwork::demo()),
+        log: Arc::new(MemoryLog::default()),
+    };
+    let mut tree = Tree::new();
+    dm_objects::register(&mut tree, &platform).unwrap();
+    dm_objects::populate(&mut tree, &[]).unwrap();
+    let server = |uri: &str, bootstrap: bool, ssid: u16| Lwm2mServer {
+        uri: uri.into(),
+        bootstrap,
+        short_server_id: ssid,
+        lifetime: 300,
+        binding: "U".into(),
+        security: SecurityMode::NoSec,
+        psk_identity: Vec::new(),
+        psk_key: Vec::new(),
+    };
+    dm_objects::provision(
+        &mut tree,
+        &Provisioning {
+            identity: Identity {
+                serial_number: "SN-RB".into(),
+                oui: "00D09E".into(),
+                ..Identity::default()
+            },
+            lwm2m: vec![
+                server("coap://127.0.0.1:5683", false, 101),
+                server("coap://127.0.0.1:5693", true, 0),
+            ],
+            ..Provisioning::default()
+        },
+    )
+    .unwrap();
+    let before = bootstrap::account(&tree).expect("a server account");
+    let mut run = Run {
+        tree,
+        client: Client::new(
+            ClientConfig {
+                endpoint: "dmagent-rb".into(),
+                short_server_id: 0,
+                server_instance: 0,
+            },
+            Parameters::default(),
+            9,
+        ),
+        now: Instant::now(),
+        id: 1200,
+    };
+    run.client.bootstrap_request(run.now);
+    let request = Packet::from_bytes(&run.client.poll_transmit().unwrap()).unwrap();
+    let mut ack = Packet::new();
+    ack.header.set_type(MessageType::Acknowledgement);
+    ack.header.message_id = request.header.message_id;
+    ack.header.code = MessageClass::Response(ResponseType::Changed);
+    ack.set_token(request.get_token().to_vec());
+    run.client
+        .handle_datagram(&mut run.tree, run.now, &ack.to_bytes().unwrap());
+    assert_eq!(run.client.poll_event(), Some(ClientEvent::BootstrapStarted));
+    // The bootstrap server deletes everything, then goes quiet.
+    assert_eq!(
+        code(&run.request(RequestType::Delete, "/", |_| {})),
+        ResponseType::Deleted
+    );
+    assert!(bootstrap::account(&run.tree).is_none());
+    let deadline = run.client.poll_timeout(&run.tree).unwrap();
+    run.now = deadline;
+    run.client.handle_timeout(&mut run.tree, run.now);
+    assert_eq!(
+        run.client.poll_event(),
+        Some(ClientEvent::BootstrapRolledBack { error: None })
+    );
+    assert_eq!(bootstrap::account(&run.tree), Some(before));
+    assert!(bootstrap::bootstrap_account(&run.tree).is_some());
 }
