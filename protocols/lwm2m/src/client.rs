@@ -129,6 +129,11 @@ pub struct Client {
     /// When the bootstrap counts as failed unless the server does
     /// something (LwM2M Core §6.1.3: Bootstrap-Finish must come).
     bootstrap_deadline: Option<Instant>,
+    /// Notifications made while offline with Notification Storing on, in
+    /// order: token, content format, payload. Bounded by
+    /// [`MAX_STORED_BYTES`]; the oldest go first.
+    stored: std::collections::VecDeque<(Vec<u8>, ContentFormat, Vec<u8>)>,
+    stored_bytes: usize,
     /// The accounts before the bootstrap in progress, to roll back to.
     bootstrap_saved: Option<crate::bootstrap::Saved>,
     /// Instances came or went since the last Register/Update.
@@ -147,6 +152,10 @@ pub const AWAKE_WINDOW: Duration = Duration::from_secs(93);
 /// pushed to /5/0/0 goes to a file with the firmware pipeline; until then
 /// anything larger is refused with 4.13 and this size in Size1.
 pub const MAX_BODY: usize = 1024 * 1024;
+
+/// The most bytes of notifications stored while offline (LwM2M Core
+/// §6.4.1); beyond it the oldest are dropped.
+pub const MAX_STORED_BYTES: usize = 64 * 1024;
 
 /// The most observations one server may hold.
 pub const MAX_OBSERVATIONS: usize = 64;
@@ -171,6 +180,8 @@ impl Client {
             bootstrapping: false,
             bootstrap_deadline: None,
             bootstrap_saved: None,
+            stored: std::collections::VecDeque::new(),
+            stored_bytes: 0,
             links_changed: false,
             queue_mode: false,
             awake_until: Instant::now(),
@@ -605,20 +616,45 @@ impl Client {
     /// unchanged but at pmax (LwM2M Core §5.1.2, RFC 7641).
     fn notify_due(&mut self, tree: &mut Tree, now: Instant) {
         if !self.is_registered() {
-            // Offline: with Notification Storing (/1/x/6) the changes stay
-            // pending and go out once registered again; without it they
-            // are dropped (LwM2M Core §6.4.1).
-            if self.server_value(
+            // Offline: with Notification Storing (/1/x/6, default true)
+            // each change is stored as the notification it would have
+            // been, and all go out in order once registered again;
+            // without it they are dropped (LwM2M Core §6.4.1).
+            let storing = self.server_value(
                 tree,
                 dm_core::catalog::server::NOTIFICATION_STORING_WHEN_DISABLED_OR_OFFLINE,
-            ) == Some(Value::Boolean(false))
-            {
-                for o in &mut self.observations {
-                    o.dirty = false;
+            ) != Some(Value::Boolean(false));
+            for i in 0..self.observations.len() {
+                if !self.observations[i].dirty {
+                    continue;
+                }
+                self.observations[i].dirty = false;
+                if !storing {
+                    continue;
+                }
+                let o = &self.observations[i];
+                let (token, format) = (o.token.clone(), o.format);
+                let read = match o.composite.clone() {
+                    Some(paths) => self.read_composite(tree, &paths, format).ok(),
+                    None => self
+                        .read(tree, &o.path.clone(), Some(format))
+                        .ok()
+                        .map(|(p, _)| p),
+                };
+                if let Some(payload) = read {
+                    self.stored_bytes += payload.len();
+                    self.stored.push_back((token, format, payload));
+                    while self.stored_bytes > MAX_STORED_BYTES {
+                        match self.stored.pop_front() {
+                            Some((_, _, old)) => self.stored_bytes -= old.len(),
+                            None => break,
+                        }
+                    }
                 }
             }
             return;
         }
+        self.send_stored(now);
         let mut due = Vec::new();
         let mut unreported = Vec::new();
         for (i, o) in self.observations.iter().enumerate() {
@@ -706,6 +742,29 @@ impl Client {
                 );
                 self.block2(&request, &key, packet)
             };
+            self.coap.send_confirmable(now, packet);
+        }
+    }
+
+    /// Sends the notifications stored while offline, oldest first, for the
+    /// observations that still exist.
+    fn send_stored(&mut self, now: Instant) {
+        if self.stored.is_empty() || (self.queue_mode && now >= self.awake_until) {
+            return;
+        }
+        self.stored_bytes = 0;
+        for (token, format, payload) in std::mem::take(&mut self.stored) {
+            let Some(o) = self.observations.iter_mut().find(|o| o.token == token) else {
+                continue;
+            };
+            o.sequence = o.sequence.wrapping_add(1) & 0x00ff_ffff;
+            o.last_sent = now;
+            let mut packet = Packet::new();
+            packet.header.code = MessageClass::Response(ResponseType::Content);
+            packet.set_token(token);
+            packet.set_observe_value(o.sequence);
+            packet.add_option(CoapOption::ContentFormat, content_format(format));
+            packet.payload = payload;
             self.coap.send_confirmable(now, packet);
         }
     }

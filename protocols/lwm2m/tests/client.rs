@@ -844,11 +844,26 @@ fn notifications_made_offline_are_stored_and_sent_after_registering_again() {
     // Not registered: stored, not sent, and no timer spinning on it.
     f.nothing_sent();
     assert!(f.client.poll_timeout(&f.tree).is_some_and(|t| t > f.now));
+    // A second change while offline is stored too.
+    let mut radio = f.network.radio();
+    radio.signal_dbm = Some(-93);
+    f.network.set_radio(radio);
+    dm_objects::sync_platform(&mut f.tree, &f.platform);
+    for change in changes.drain() {
+        f.client.handle_change(&mut f.tree, f.now, &change);
+    }
+    f.nothing_sent();
     f.answer(&register, ResponseType::Created, &["rd", "again"]);
     let _ = f.client.poll_event();
-    let notification = f.sent();
-    assert_eq!(notification.get_token(), observe.get_token());
-    assert_eq!(notification.payload, b"-88");
+    // Both, in order, with increasing sequence numbers.
+    let first = f.sent();
+    let second = f.sent();
+    assert_eq!(first.get_token(), observe.get_token());
+    assert_eq!(first.payload, b"-88");
+    assert_eq!(second.payload, b"-93");
+    assert!(
+        second.get_observe_value().unwrap().unwrap() > first.get_observe_value().unwrap().unwrap()
+    );
 }
 
 proptest! {
