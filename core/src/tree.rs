@@ -124,6 +124,23 @@ pub trait ObjectHandler: Send + Sync {
         Ok(())
     }
 
+    /// Carries a validated change of one instance to what the object
+    /// mirrors (a NetworkManager profile, an oFono context) before the tree
+    /// takes it: `old` → `new`, `None` for an instance that does not exist
+    /// on that side. An error aborts the whole transaction, and instances
+    /// already carried over in it are carried back (`new` → `old`), best
+    /// effort. Changes the platform itself reports come with
+    /// [`Origin::Platform`] and are not carried back to it.
+    fn apply(
+        &self,
+        _origin: Origin,
+        _instance: InstanceId,
+        _old: Option<&Instance>,
+        _new: Option<&Instance>,
+    ) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// Accepts or refuses an Execute. The action itself is performed by
     /// whoever acts on the published [`ChangeKind::Executed`].
     fn execute(
@@ -717,8 +734,33 @@ impl Transaction<'_> {
     pub fn commit(&mut self) -> Result<Committed, TransactionError> {
         let operations = std::mem::take(&mut self.operations);
         let staged = stage(self.tree, self.origin, operations)?;
+        carry_out(self.tree, self.origin, &staged)?;
         apply(self.tree, self.origin, staged)
     }
+}
+
+/// Lets each handler carry its staged changes to the host (see
+/// [`ObjectHandler::apply`]); on a refusal, carries back what was done.
+fn carry_out(tree: &Tree, origin: Origin, staged: &Staged) -> Result<(), TransactionError> {
+    let mut done: Vec<(&ObjectEntry, InstanceId, Option<&Instance>, Option<&Instance>)> =
+        Vec::new();
+    for ((object, id), new) in &staged.instances {
+        let Ok(entry) = tree.entry(*object) else {
+            continue;
+        };
+        let old = entry.instances.get(id);
+        if old == new.as_ref() {
+            continue;
+        }
+        if let Err(e) = entry.handler.apply(origin, *id, old, new.as_ref()) {
+            for (entry, id, old, new) in done.into_iter().rev() {
+                let _ = entry.handler.apply(origin, id, new, old);
+            }
+            return Err(TransactionError { faults: vec![e] });
+        }
+        done.push((entry, *id, old, new.as_ref()));
+    }
+    Ok(())
 }
 
 /// The tree as the transaction would leave it, for the objects it touches.

@@ -687,3 +687,76 @@ fn deleting_an_instance_forgets_its_attributes() {
     assert_eq!(tree.attributes().notification(&ssid(1)), Notification::Off);
     assert!(tree.attributes().notified().next().is_none());
 }
+
+/// A WLAN mirrored to a host that may refuse: each `apply` is recorded.
+struct Mirrored {
+    log: Arc<Mutex<Vec<String>>>,
+    refuse_ssid: &'static str,
+}
+
+impl ObjectHandler for Mirrored {
+    fn schema(&self) -> &'static ObjectSchema {
+        &wlan::SCHEMA
+    }
+
+    fn apply(
+        &self,
+        _origin: Origin,
+        instance: InstanceId,
+        old: Option<&Instance>,
+        new: Option<&Instance>,
+    ) -> Result<(), Error> {
+        let ssid = |i: Option<&Instance>| match i.and_then(|i| i.value(wlan::SSID)) {
+            Some(Value::String(s)) => s.clone(),
+            _ => "-".into(),
+        };
+        if ssid(new) == self.refuse_ssid {
+            return Err(Error::Platform(format!("host refuses {}", self.refuse_ssid)));
+        }
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{} {}->{}", instance.0, ssid(old), ssid(new)));
+        Ok(())
+    }
+}
+
+#[test]
+fn apply_carries_changes_to_the_host_and_a_refusal_aborts_and_carries_back() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut tree = Tree::new();
+    tree.register(Box::new(Mirrored {
+        log: Arc::clone(&log),
+        refuse_ssid: "bad",
+    }))
+    .unwrap();
+    let ssid = |i| Path::resource(wlan::ID, InstanceId(i), wlan::SSID);
+    tree.begin(Origin::Cli)
+        .create(wlan::ID, Some(InstanceId(1)))
+        .create(wlan::ID, Some(InstanceId(2)))
+        .commit()
+        .unwrap();
+    tree.begin(Origin::Cli)
+        .set(ssid(1), Value::String("home".into()))
+        .commit()
+        .unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        // Created (nothing before, an empty SSID after), then written.
+        ["1 -->", "2 -->", "1 ->home"]
+    );
+    log.lock().unwrap().clear();
+    // Instance 1 is carried over, instance 2 is refused: the transaction
+    // fails, 1 is carried back and the tree keeps "home".
+    let failed = tree
+        .begin(Origin::Cli)
+        .set(ssid(1), Value::String("office".into()))
+        .set(ssid(2), Value::String("bad".into()))
+        .commit();
+    assert!(failed.is_err());
+    assert_eq!(*log.lock().unwrap(), ["1 home->office", "1 office->home"]);
+    assert_eq!(
+        tree.read(Origin::Agent, &ssid(1)).unwrap(),
+        ResourceValue::Single(Value::String("home".into()))
+    );
+}
