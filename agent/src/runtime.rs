@@ -15,10 +15,9 @@ use dm_platform::store::{FileStore, StoreError};
 
 use crate::config::{Config, PlatformKind};
 
-/// The platform and, for the in-memory one, the handle that drives it.
+/// The platform the objects reach the host through.
 pub struct Host {
     pub platform: Platform,
-    pub memory: Option<Arc<MemoryNetwork>>,
 }
 
 /// Creates the configured platform.
@@ -31,10 +30,9 @@ pub fn host(kind: PlatformKind) -> anyhow::Result<Host> {
             Ok(Host {
                 platform: Platform {
                     host: Arc::new(LinuxHost::default()),
-                    network: network.clone(),
+                    network,
                     log,
                 },
-                memory: Some(network),
             })
         }
         PlatformKind::Dbus => bail!(
@@ -98,9 +96,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("saving the initial state")?;
 
     let platform_changed = Arc::new(Notify::new());
-    if let Some(memory) = &host.memory {
+    {
         let notify = Arc::clone(&platform_changed);
-        memory.on_change(move || notify.notify_one());
+        host.platform
+            .network
+            .on_change(Arc::new(move || notify.notify_one()));
     }
     let tree_changed = Arc::new(Notify::new());
     let changes = tree.subscribe(1024);

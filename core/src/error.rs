@@ -40,9 +40,19 @@ pub enum Error {
     FixedInstances(ObjectId),
     #[error("{0}: not supported by this device")]
     NotSupported(Path),
-    /// The host failed (D-Bus error, missing daemon).
+    /// The host failed (a D-Bus error).
     #[error("platform: {0}")]
     Platform(String),
+    /// The host service that would do it is not running (NetworkManager
+    /// or oFono absent).
+    #[error("platform: {0} is not available")]
+    PlatformUnavailable(String),
+    /// The host refused it (D-Bus access denied, polkit).
+    #[error("platform: access denied: {0}")]
+    PlatformDenied(String),
+    /// The host found the value unacceptable (an SSID or APN it rejects).
+    #[error("platform: invalid argument: {0}")]
+    PlatformInvalid(String),
     /// The state could not be saved; the change was rolled back.
     #[error("state store: {0}")]
     Storage(String),

@@ -742,8 +742,12 @@ impl Transaction<'_> {
 /// Lets each handler carry its staged changes to the host (see
 /// [`ObjectHandler::apply`]); on a refusal, carries back what was done.
 fn carry_out(tree: &Tree, origin: Origin, staged: &Staged) -> Result<(), TransactionError> {
-    let mut done: Vec<(&ObjectEntry, InstanceId, Option<&Instance>, Option<&Instance>)> =
-        Vec::new();
+    let mut done: Vec<(
+        &ObjectEntry,
+        InstanceId,
+        Option<&Instance>,
+        Option<&Instance>,
+    )> = Vec::new();
     for ((object, id), new) in &staged.instances {
         let Ok(entry) = tree.entry(*object) else {
             continue;

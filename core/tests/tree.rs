@@ -711,7 +711,10 @@ impl ObjectHandler for Mirrored {
             _ => "-".into(),
         };
         if ssid(new) == self.refuse_ssid {
-            return Err(Error::Platform(format!("host refuses {}", self.refuse_ssid)));
+            return Err(Error::Platform(format!(
+                "host refuses {}",
+                self.refuse_ssid
+            )));
         }
         self.log
             .lock()

@@ -5,24 +5,27 @@
 //! mirror the modem's packet-data contexts; /10 and /13 hold settings.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use dm_core::catalog::{apn, bearer_selection, cellular, connectivity};
 use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectLink, ObjectSchema, Origin, Path, Tree, Value,
 };
-use dm_platform::{BearerKind, Network};
+use dm_platform::{ApnAuth, ApnSettings, BearerKind, Network};
 
 use crate::{layout, stage_fact};
 
 struct Connectivity;
 struct Cellular;
-struct Apn;
+struct Apn {
+    network: Arc<dyn Network>,
+}
 struct BearerSelection;
 
-pub fn register(tree: &mut Tree) -> Result<(), Error> {
+pub fn register(tree: &mut Tree, network: Arc<dyn Network>) -> Result<(), Error> {
     tree.register(Box::new(Connectivity))?;
     tree.register(Box::new(Cellular))?;
-    tree.register(Box::new(Apn))?;
+    tree.register(Box::new(Apn { network }))?;
     tree.register(Box::new(BearerSelection))
 }
 
@@ -90,6 +93,72 @@ impl ObjectHandler for Apn {
                 ),
             }),
         }
+    }
+
+    /// A client's change of a profile goes to the modem's context (oFono
+    /// ConnectionContext) first; the secret is write only.
+    fn apply(
+        &self,
+        origin: Origin,
+        _instance: InstanceId,
+        old: Option<&Instance>,
+        new: Option<&Instance>,
+    ) -> Result<(), Error> {
+        if origin == Origin::Platform {
+            return Ok(());
+        }
+        let network = self.network.as_ref();
+        let context_of = |instance: &Instance| match instance.value(apn::PROFILE_NAME) {
+            Some(Value::String(name)) => network
+                .apn_contexts()
+                .into_iter()
+                .find(|c| c.name == *name)
+                .map(|c| c.id),
+            _ => None,
+        };
+        match (old, new) {
+            (_, Some(new)) if matches!(new.value(apn::PROFILE_NAME), Some(Value::String(n)) if n.is_empty()) => {
+                Ok(())
+            }
+            (old, Some(new)) => {
+                let settings = apn_settings(new, old);
+                match old.and_then(context_of) {
+                    Some(id) => network.update_apn_context(&id, &settings)?,
+                    None => {
+                        network.add_apn_context(&settings)?;
+                    }
+                }
+                Ok(())
+            }
+            (Some(old), None) => match context_of(old) {
+                Some(id) => Ok(network.delete_apn_context(&id)?),
+                None => Ok(()),
+            },
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// The context settings an /11 instance describes.
+fn apn_settings(state: &Instance, old: Option<&Instance>) -> ApnSettings {
+    let text = |i: &Instance, r| match i.value(r) {
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let secret = text(state, apn::SECRET);
+    let password = (!secret.is_empty() && old.is_none_or(|old| text(old, apn::SECRET) != secret))
+        .then_some(secret);
+    ApnSettings {
+        name: text(state, apn::PROFILE_NAME),
+        apn: text(state, apn::APN),
+        username: text(state, apn::USER_NAME),
+        password,
+        auth: match state.value(apn::AUTHENTICATION_TYPE) {
+            Some(Value::Integer(0)) => ApnAuth::Pap,
+            Some(Value::Integer(1)) => ApnAuth::Chap,
+            Some(Value::Integer(3)) => ApnAuth::None,
+            _ => ApnAuth::Any,
+        },
     }
 }
 

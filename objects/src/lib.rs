@@ -55,10 +55,10 @@ pub enum HostAction {
 pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
     management::register(tree)?;
     device::register(tree, platform)?;
-    connectivity::register(tree)?;
+    connectivity::register(tree, Arc::clone(&platform.network))?;
     firmware::register(tree)?;
     software::register(tree)?;
-    wlan::register(tree)?;
+    wlan::register(tree, Arc::clone(&platform.network))?;
     system_log::register(tree, platform)?;
     Ok(())
 }

@@ -1,14 +1,18 @@
 //! WLAN connectivity (/12) and TR-181 Device.WiFi.
 //!
 //! Instances mirror the platform's Wi-Fi profiles, matched by interface
-//! name and SSID. Writing profiles back to NetworkManager is the platform
-//! issue's bridge; here the object enforces its rules.
+//! name and SSID. A client's create, write or delete is carried to the
+//! platform (a NetworkManager profile) before the tree takes it; a refusal
+//! there fails the request. The key phrase is write only: it goes to the
+//! platform and is never read back from it.
 
 use dm_core::catalog::wlan::{self, *};
+use std::sync::Arc;
+
 use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, Tree, Value,
 };
-use dm_platform::{Network, WifiSecurity};
+use dm_platform::{Network, WifiSecurity, WifiSettings};
 
 use crate::{layout, stage_fact, stored};
 
@@ -19,10 +23,55 @@ const AUTH_PSK: i64 = 1;
 const MODE_ACCESS_POINT: i64 = 0;
 const MODE_CLIENT: i64 = 1;
 
-struct Wlan;
+struct Wlan {
+    network: Arc<dyn Network>,
+}
 
-pub fn register(tree: &mut Tree) -> Result<(), Error> {
-    tree.register(Box::new(Wlan))
+pub fn register(tree: &mut Tree, network: Arc<dyn Network>) -> Result<(), Error> {
+    tree.register(Box::new(Wlan { network }))
+}
+
+/// The platform settings an instance describes.
+fn settings(state: &Instance, old: Option<&Instance>) -> WifiSettings {
+    let text = |i: &Instance, r| match i.value(r) {
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let integer = |r| match state.value(r) {
+        Some(Value::Integer(v)) => *v,
+        _ => 0,
+    };
+    // The phrase goes to the platform when a client wrote a new one.
+    let phrase = text(state, WPA_KEY_PHRASE);
+    let passphrase = (!phrase.is_empty()
+        && old.is_none_or(|old| text(old, WPA_KEY_PHRASE) != phrase))
+    .then_some(phrase);
+    WifiSettings {
+        interface: text(state, INTERFACE_NAME),
+        ssid: text(state, SSID),
+        enabled: !matches!(state.value(ENABLE), Some(Value::Boolean(false))),
+        channel: u8::try_from(integer(CHANNEL)).unwrap_or(0),
+        access_point: integer(MODE) == MODE_ACCESS_POINT,
+        security: if integer(AUTHENTICATION_MODE) == AUTH_PSK {
+            WifiSecurity::WpaPsk
+        } else {
+            WifiSecurity::Open
+        },
+        passphrase,
+    }
+}
+
+/// The id of the platform profile an instance mirrors.
+fn profile_of(network: &dyn Network, instance: &Instance) -> Option<String> {
+    let key = match (instance.value(INTERFACE_NAME), instance.value(SSID)) {
+        (Some(Value::String(i)), Some(Value::String(s))) => (i, s),
+        _ => return None,
+    };
+    network
+        .wifi_profiles()
+        .into_iter()
+        .find(|p| p.interface == *key.0 && p.ssid == *key.1)
+        .map(|p| p.id)
 }
 
 impl ObjectHandler for Wlan {
@@ -88,6 +137,41 @@ impl ObjectHandler for Wlan {
             }),
         }
     }
+
+    fn apply(
+        &self,
+        origin: Origin,
+        _instance: InstanceId,
+        old: Option<&Instance>,
+        new: Option<&Instance>,
+    ) -> Result<(), Error> {
+        if origin == Origin::Platform {
+            return Ok(());
+        }
+        let network = self.network.as_ref();
+        match (old, new) {
+            // A new instance with no SSID yet is only a placeholder (a
+            // Create whose values follow in the next write): the profile
+            // is made when it has one.
+            (_, Some(new)) if matches!(new.value(SSID), Some(Value::String(s)) if s.is_empty()) => {
+                Ok(())
+            }
+            (old, Some(new)) => {
+                match old.and_then(|old| profile_of(network, old)) {
+                    Some(id) => network.update_wifi_profile(&id, &settings(new, old))?,
+                    None => {
+                        network.add_wifi_profile(&settings(new, None))?;
+                    }
+                }
+                Ok(())
+            }
+            (Some(old), None) => match profile_of(network, old) {
+                Some(id) => Ok(network.delete_wifi_profile(&id)?),
+                None => Ok(()),
+            },
+            (None, None) => Ok(()),
+        }
+    }
 }
 
 /// Refreshes instances from the platform's Wi-Fi profiles. Profiles the
@@ -108,6 +192,14 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
         }
     }
     let mut tx = tree.begin(Origin::Platform);
+    // Profiles removed on the host (nmcli, another manager) leave the tree
+    // too; an instance with no SSID yet (an AddObject waiting for its
+    // SetParameterValues) has no profile to lose.
+    for (k, i) in &known {
+        if !k.1.is_empty() && !profiles.iter().any(|p| p.interface == k.0 && p.ssid == k.1) {
+            tx.delete(ID, *i);
+        }
+    }
     let mut pending = Vec::new();
     for profile in &profiles {
         let k = (profile.interface.clone(), profile.ssid.clone());

@@ -397,3 +397,111 @@ fn system_log_reads_whole_and_incremental() {
     assert_eq!(value(&f.tree, all), Value::String("boot\nlink up\n".into()));
     let _ = &mut f.tree;
 }
+
+#[test]
+fn client_changes_to_wlan_and_apn_reach_the_platform_and_its_refusals_fail_them() {
+    let mut f = fixture();
+    dm_objects::sync_platform(&mut f.tree, &f.platform);
+    let at = |i, r| Path::resource(wlan::ID, InstanceId(i), r);
+    // An ACS-style AddObject then SetParameterValues: the profile appears
+    // once the instance has an SSID, with the passphrase handed over.
+    let created = f
+        .tree
+        .begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    let i = created.created[0].instance_id().unwrap().0;
+    assert_eq!(
+        f.network.wifi_profiles().len(),
+        1,
+        "no profile for a placeholder"
+    );
+    f.tree
+        .begin(Origin::Acs)
+        .set(at(i, wlan::SSID), Value::String("guest".into()))
+        .set(at(i, wlan::AUTHENTICATION_MODE), Value::Integer(1))
+        .set(
+            at(i, wlan::WPA_KEY_PHRASE),
+            Value::String("correct horse".into()),
+        )
+        .commit()
+        .unwrap();
+    let guest = f
+        .network
+        .wifi_profiles()
+        .into_iter()
+        .find(|p| p.ssid == "guest")
+        .expect("a guest profile on the platform");
+    assert_eq!(guest.security, WifiSecurity::WpaPsk);
+    // Renamed: the same profile is updated, not a new one added.
+    f.tree
+        .begin(Origin::Server(101))
+        .set(at(i, wlan::SSID), Value::String("visitors".into()))
+        .commit()
+        .unwrap();
+    let profiles = f.network.wifi_profiles();
+    assert_eq!(profiles.len(), 2);
+    assert!(
+        profiles
+            .iter()
+            .any(|p| p.id == guest.id && p.ssid == "visitors")
+    );
+    // The host refuses: the write fails and the tree keeps the old value.
+    f.network
+        .refuse_writes(Some(dm_platform::PlatformError::AccessDenied(
+            "polkit says no".into(),
+        )));
+    let refused = f
+        .tree
+        .begin(Origin::Acs)
+        .set(at(i, wlan::SSID), Value::String("nope".into()))
+        .commit();
+    assert!(refused.is_err());
+    assert_eq!(
+        value(&f.tree, at(i, wlan::SSID)),
+        Value::String("visitors".into())
+    );
+    f.network.refuse_writes(None);
+    // Deleted by a client: the profile goes.
+    f.tree
+        .begin(Origin::Acs)
+        .delete(wlan::ID, InstanceId(i))
+        .commit()
+        .unwrap();
+    assert!(!f.network.wifi_profiles().iter().any(|p| p.id == guest.id));
+    // Deleted on the host: the instance goes at the next sync.
+    f.network.set_wifi_profiles(Vec::new());
+    f.network.set_wifi_profiles(vec![WifiProfile {
+        id: "x".into(),
+        interface: "wlan0".into(),
+        ssid: "other".into(),
+        enabled: true,
+        active: false,
+        channel: 0,
+        access_point: false,
+        security: WifiSecurity::Open,
+        bssid: None,
+    }]);
+    dm_objects::sync_platform(&mut f.tree, &f.platform);
+    let ssids: Vec<Value> = f
+        .tree
+        .instances(wlan::ID)
+        .unwrap()
+        .into_iter()
+        .map(|i| value(&f.tree, at(i.0, wlan::SSID)))
+        .collect();
+    assert_eq!(ssids, [Value::String("other".into())]);
+
+    // APN: a client's write changes the modem's context.
+    let apn_instance = f.tree.instances(apn::ID).unwrap()[0];
+    f.tree
+        .begin(Origin::Server(101))
+        .set(
+            Path::resource(apn::ID, apn_instance, apn::APN),
+            Value::String("iot.example".into()),
+        )
+        .commit()
+        .unwrap();
+    assert_eq!(f.network.apn_contexts()[0].apn, "iot.example");
+}

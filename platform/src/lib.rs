@@ -15,6 +15,7 @@ pub mod memory;
 pub mod store;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// A host failure, kept apart from "the client asked for something wrong".
@@ -35,7 +36,12 @@ pub enum PlatformError {
 
 impl From<PlatformError> for dm_core::Error {
     fn from(e: PlatformError) -> dm_core::Error {
-        dm_core::Error::Platform(e.to_string())
+        match e {
+            PlatformError::Unavailable(m) => dm_core::Error::PlatformUnavailable(m),
+            PlatformError::AccessDenied(m) => dm_core::Error::PlatformDenied(m),
+            PlatformError::InvalidArgument(m) => dm_core::Error::PlatformInvalid(m),
+            PlatformError::Failed(m) => dm_core::Error::Platform(m),
+        }
     }
 }
 
@@ -126,6 +132,73 @@ pub struct WifiProfile {
     pub bssid: Option<String>,
 }
 
+/// What a client sets on a Wi-Fi profile.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WifiSettings {
+    pub interface: String,
+    pub ssid: String,
+    /// Connect automatically (NetworkManager's autoconnect).
+    pub enabled: bool,
+    /// 0: automatic.
+    pub channel: u8,
+    pub access_point: bool,
+    pub security: WifiSecurity,
+    /// The WPA passphrase; `None` keeps the one the profile has. Write
+    /// only: never read back, never logged (hence no derived Debug).
+    pub passphrase: Option<String>,
+}
+
+impl std::fmt::Debug for WifiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WifiSettings")
+            .field("interface", &self.interface)
+            .field("ssid", &self.ssid)
+            .field("enabled", &self.enabled)
+            .field("channel", &self.channel)
+            .field("access_point", &self.access_point)
+            .field("security", &self.security)
+            .field("passphrase", &self.passphrase.as_ref().map(|_| "(set)"))
+            .finish()
+    }
+}
+
+/// PPP/PDP authentication of a packet-data context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApnAuth {
+    Pap,
+    Chap,
+    /// Either; the network picks.
+    Any,
+    None,
+}
+
+/// What a client sets on a packet-data context.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApnSettings {
+    /// The profile name (oFono's Name).
+    pub name: String,
+    pub apn: String,
+    pub username: String,
+    /// `None` keeps the current password. Write only.
+    pub password: Option<String>,
+    pub auth: ApnAuth,
+}
+
+impl std::fmt::Debug for ApnSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApnSettings")
+            .field("name", &self.name)
+            .field("apn", &self.apn)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "(set)"))
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+/// Called after the platform's state changed (a D-Bus signal, a setter).
+pub type ChangeCallback = Arc<dyn Fn() + Send + Sync>;
+
 /// One packet-data context (an oFono ConnectionContext).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApnContext {
@@ -139,11 +212,28 @@ pub struct ApnContext {
 /// Networking, cellular and Wi-Fi state. Reads answer from the
 /// implementation's current knowledge (a D-Bus implementation keeps it
 /// fresh from signals) and never block.
+///
+/// Writes go to the host and return once it has answered: an error means
+/// nothing changed there.
 pub trait Network: Send + Sync {
     fn state(&self) -> NetworkState;
     fn radio(&self) -> RadioState;
     fn wifi_profiles(&self) -> Vec<WifiProfile>;
     fn apn_contexts(&self) -> Vec<ApnContext>;
+
+    /// Runs `callback` after every change of what the reads return.
+    fn on_change(&self, callback: ChangeCallback);
+
+    /// Creates a Wi-Fi profile; returns its id.
+    fn add_wifi_profile(&self, settings: &WifiSettings) -> Result<String, PlatformError>;
+    /// Replaces a profile's settings.
+    fn update_wifi_profile(&self, id: &str, settings: &WifiSettings) -> Result<(), PlatformError>;
+    fn delete_wifi_profile(&self, id: &str) -> Result<(), PlatformError>;
+
+    /// Creates a packet-data context; returns its id.
+    fn add_apn_context(&self, settings: &ApnSettings) -> Result<String, PlatformError>;
+    fn update_apn_context(&self, id: &str, settings: &ApnSettings) -> Result<(), PlatformError>;
+    fn delete_apn_context(&self, id: &str) -> Result<(), PlatformError>;
 }
 
 /// The system log.

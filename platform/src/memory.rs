@@ -3,15 +3,13 @@
 //! runs the change callbacks, as a D-Bus implementation does on
 //! PropertiesChanged, so the objects refresh the tree the same way.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use crate::{
-    ApnContext, BearerKind, Host, Memory, Network, NetworkState, PlatformError, RadioState,
-    SystemLog, WifiProfile,
+    ApnContext, ApnSettings, BearerKind, ChangeCallback as Callback, Host, Memory, Network,
+    NetworkState, PlatformError, RadioState, SystemLog, WifiProfile, WifiSettings,
 };
-
-type Callback = Arc<dyn Fn() + Send + Sync>;
 
 #[derive(Default)]
 struct State {
@@ -19,6 +17,10 @@ struct State {
     radio: RadioState,
     wifi: Vec<WifiProfile>,
     apn: Vec<ApnContext>,
+    /// Ids handed out so far.
+    created: u32,
+    /// Writes refused with this error (tests of host failures).
+    refuse: Option<PlatformError>,
 }
 
 /// Network state in memory.
@@ -75,9 +77,18 @@ impl MemoryNetwork {
         network
     }
 
-    /// Runs `callback` after every change.
-    pub fn on_change(&self, callback: impl Fn() + Send + Sync + 'static) {
-        lock(&self.callbacks).push(Arc::new(callback));
+    /// Makes every write fail with `error` (or succeed again with `None`),
+    /// as a host that refuses would.
+    pub fn refuse_writes(&self, error: Option<PlatformError>) {
+        lock(&self.state).refuse = error;
+    }
+
+    fn writable(&self) -> Result<MutexGuard<'_, State>, PlatformError> {
+        let state = lock(&self.state);
+        match &state.refuse {
+            Some(e) => Err(e.clone()),
+            None => Ok(state),
+        }
     }
 
     pub fn set_network(&self, network: NetworkState) {
@@ -110,6 +121,103 @@ impl MemoryNetwork {
 }
 
 impl Network for MemoryNetwork {
+    fn on_change(&self, callback: Callback) {
+        lock(&self.callbacks).push(callback);
+    }
+
+    fn add_wifi_profile(&self, settings: &WifiSettings) -> Result<String, PlatformError> {
+        let id = {
+            let mut state = self.writable()?;
+            state.created += 1;
+            let id = format!("memory-wifi-{}", state.created);
+            state.wifi.push(profile(&id, settings));
+            id
+        };
+        self.changed();
+        Ok(id)
+    }
+
+    fn update_wifi_profile(&self, id: &str, settings: &WifiSettings) -> Result<(), PlatformError> {
+        {
+            let mut state = self.writable()?;
+            let existing =
+                state.wifi.iter_mut().find(|p| p.id == id).ok_or_else(|| {
+                    PlatformError::InvalidArgument(format!("no Wi-Fi profile {id}"))
+                })?;
+            let active = existing.active;
+            let bssid = existing.bssid.clone();
+            *existing = WifiProfile {
+                active,
+                bssid,
+                ..profile(id, settings)
+            };
+        }
+        self.changed();
+        Ok(())
+    }
+
+    fn delete_wifi_profile(&self, id: &str) -> Result<(), PlatformError> {
+        {
+            let mut state = self.writable()?;
+            let before = state.wifi.len();
+            state.wifi.retain(|p| p.id != id);
+            if state.wifi.len() == before {
+                return Err(PlatformError::InvalidArgument(format!(
+                    "no Wi-Fi profile {id}"
+                )));
+            }
+        }
+        self.changed();
+        Ok(())
+    }
+
+    fn add_apn_context(&self, settings: &ApnSettings) -> Result<String, PlatformError> {
+        let id = {
+            let mut state = self.writable()?;
+            state.created += 1;
+            let id = format!("/memory/context{}", state.created);
+            state.apn.push(ApnContext {
+                id: id.clone(),
+                name: settings.name.clone(),
+                apn: settings.apn.clone(),
+                username: settings.username.clone(),
+                active: false,
+            });
+            id
+        };
+        self.changed();
+        Ok(id)
+    }
+
+    fn update_apn_context(&self, id: &str, settings: &ApnSettings) -> Result<(), PlatformError> {
+        {
+            let mut state = self.writable()?;
+            let context = state
+                .apn
+                .iter_mut()
+                .find(|c| c.id == id)
+                .ok_or_else(|| PlatformError::InvalidArgument(format!("no context {id}")))?;
+            context.name = settings.name.clone();
+            context.apn = settings.apn.clone();
+            context.username = settings.username.clone();
+        }
+        self.changed();
+        Ok(())
+    }
+
+    fn delete_apn_context(&self, id: &str) -> Result<(), PlatformError> {
+        {
+            let mut state = self.writable()?;
+            let before = state.apn.len();
+            state.apn.retain(|c| c.id != id);
+            if state.apn.len() == before {
+                return Err(PlatformError::InvalidArgument(format!("no context {id}")));
+            }
+        }
+        self.changed();
+        Ok(())
+    }
+
     fn state(&self) -> NetworkState {
         lock(&self.state).network.clone()
     }
@@ -124,6 +232,21 @@ impl Network for MemoryNetwork {
 
     fn apn_contexts(&self) -> Vec<ApnContext> {
         lock(&self.state).apn.clone()
+    }
+}
+
+/// The profile a write makes (not active until the host connects it).
+fn profile(id: &str, settings: &WifiSettings) -> WifiProfile {
+    WifiProfile {
+        id: id.to_owned(),
+        interface: settings.interface.clone(),
+        ssid: settings.ssid.clone(),
+        enabled: settings.enabled,
+        active: false,
+        channel: settings.channel,
+        access_point: settings.access_point,
+        security: settings.security,
+        bssid: None,
     }
 }
 
@@ -201,6 +324,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
@@ -208,9 +332,9 @@ mod tests {
         let network = MemoryNetwork::default();
         let count = Arc::new(AtomicUsize::new(0));
         let c = Arc::clone(&count);
-        network.on_change(move || {
+        network.on_change(Arc::new(move || {
             c.fetch_add(1, Ordering::Relaxed);
-        });
+        }));
         network.set_radio(RadioState {
             signal_dbm: Some(-80),
             ..Default::default()

@@ -5,20 +5,25 @@
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 
-use dm_core::catalog::wlan;
+use dm_core::catalog::management_server;
 use dm_core::{InstanceId, ResourceValue, Value};
 use dm_platform::store::FileStore;
 
-/// The SSID the saved state holds for /12/1, as the churn counter.
+/// The ACS URL the saved state holds, as the churn counter.
 fn saved_counter(dir: &std::path::Path) -> Option<u64> {
     let snapshot = FileStore::peek(dir).expect("state must always parse")?;
-    let object = snapshot.objects.iter().find(|o| o.object == wlan::ID)?;
+    let object = snapshot
+        .objects
+        .iter()
+        .find(|o| o.object == management_server::ID)?;
     let instance = object
         .instances
         .iter()
-        .find(|i| i.instance == InstanceId(1))?;
+        .find(|i| i.instance == InstanceId(0))?;
     instance.values.iter().find_map(|(r, v)| match (r, v) {
-        (r, ResourceValue::Single(Value::String(s))) if *r == wlan::SSID => s.parse().ok(),
+        (r, ResourceValue::Single(Value::String(s))) if *r == management_server::URL => {
+            s.parse().ok()
+        }
         _ => None,
     })
 }
@@ -54,7 +59,7 @@ fn kill_9_at_any_moment_leaves_a_whole_state_with_every_acknowledged_commit() {
             acknowledged > last_saved,
             "round {round}: the run resumed from the saved state"
         );
-        let saved = saved_counter(dir.path()).expect("an SSID was saved");
+        let saved = saved_counter(dir.path()).expect("a counter was saved");
         // Every acknowledged commit is on disk; at most one more that was
         // durable but not yet printed, or several if the child ran on
         // between our read and the kill.

@@ -38,7 +38,11 @@ pub fn fault_code(error: &Error) -> FaultCode {
             FaultCode::RequestDenied
         }
         Error::InstanceExists(_) => FaultCode::InvalidArguments,
-        Error::Platform(_) | Error::Storage(_) => FaultCode::InternalError,
+        Error::Platform(_) | Error::PlatformUnavailable(_) | Error::Storage(_) => {
+            FaultCode::InternalError
+        }
+        Error::PlatformDenied(_) => FaultCode::RequestDenied,
+        Error::PlatformInvalid(_) => FaultCode::InvalidParameterValue,
         _ => FaultCode::InternalError,
     }
 }

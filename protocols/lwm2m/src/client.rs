@@ -1884,6 +1884,9 @@ pub fn core_error(e: &Error) -> Packet {
             ResponseType::BadRequest
         }
         Error::InstancesExhausted(_) => ResponseType::RequestEntityTooLarge,
+        Error::PlatformUnavailable(_) => ResponseType::ServiceUnavailable,
+        Error::PlatformDenied(_) => ResponseType::Unauthorized,
+        Error::PlatformInvalid(_) => ResponseType::BadRequest,
         _ => ResponseType::InternalServerError,
     };
     error(code, &e.to_string())

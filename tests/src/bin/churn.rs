@@ -1,10 +1,11 @@
-//! `churn STATE_DIR`: opens the state directory, then commits a new SSID
-//! `n` to /12/1/5 for n = last saved + 1, + 2, ... printing `n` after each
-//! commit returns (i.e. once it is durable). Run until killed.
+//! `churn STATE_DIR`: opens the state directory, then commits a new ACS
+//! URL `n` (Device.ManagementServer.URL, a value only the tree holds) for
+//! n = last saved + 1, + 2, ... printing `n` after each commit returns
+//! (i.e. once it is durable). Run until killed.
 
 use std::io::Write as _;
 
-use dm_core::catalog::wlan;
+use dm_core::catalog::management_server;
 use dm_core::{InstanceId, Origin, Path, Value};
 use dm_platform::store::FileStore;
 
@@ -25,16 +26,16 @@ fn main() {
     dm_objects::populate(&mut tree, &covered).expect("populate");
     dm_objects::sync_platform(&mut tree, &platform);
     tree.set_store(Box::new(store));
-    let ssid = Path::resource(wlan::ID, InstanceId(1), wlan::SSID);
+    let counter = Path::resource(management_server::ID, InstanceId(0), management_server::URL);
     // Continue from what the last run left, so successive runs count up.
-    let start = match tree.read(Origin::Agent, &ssid) {
+    let start = match tree.read(Origin::Agent, &counter) {
         Ok(dm_core::ResourceValue::Single(Value::String(s))) => s.parse::<u64>().unwrap_or(0),
         _ => 0,
     };
     let mut stdout = std::io::stdout();
     for n in start + 1.. {
         tree.begin(Origin::Cli)
-            .set(ssid, Value::String(n.to_string()))
+            .set(counter, Value::String(n.to_string()))
             .commit()
             .expect("commit");
         writeln!(stdout, "{n}").expect("stdout");
