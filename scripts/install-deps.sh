@@ -30,6 +30,17 @@ have xmllint || missing="$missing libxml2-utils"
 have openssl || missing="$missing openssl"
 # python3-venv: the LwM2M end-to-end test runs aiocoap from a virtualenv.
 python3 -c "import venv, ensurepip" 2>/dev/null || missing="$missing python3-venv"
+# The platform tests run the real NetworkManager and oFono on a private
+# system bus in a network namespace (tests/peers/dbus-stack.sh), and
+# python-dbusmock for what those cannot do here (Wi-Fi radios). ip makes
+# the namespace; nmcli, busctl and gdbus drive and wait for the daemons.
+have dbus-daemon || missing="$missing dbus-daemon"
+have NetworkManager || missing="$missing network-manager"
+have ofonod || missing="$missing ofono"
+have ip || missing="$missing iproute2"
+have gdbus || missing="$missing libglib2.0-bin"
+have busctl || missing="$missing systemd"
+/usr/bin/python3 -c "import dbusmock" 2>/dev/null || missing="$missing python3-dbusmock"
 # Word splitting is wanted: one package name per word.
 # shellcheck disable=SC2086
 [ -n "$missing" ] && apt_install $missing

@@ -10,6 +10,8 @@
 //!
 //! [`store`] persists the core's snapshots atomically.
 
+#[cfg(feature = "dbus")]
+pub mod dbus;
 pub mod linux;
 pub mod memory;
 pub mod store;

@@ -1,0 +1,720 @@
+//! What NetworkManager and oFono say, as the platform's types, and the
+//! platform's writes as their calls. No D-Bus type leaves this module.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use zbus::{Connection, ObjectPath, OwnedObjectPath, OwnedVariant, Variant};
+
+use super::proxies::nm::{NmConnectionProxy, NmSettingsProxy};
+use super::proxies::ofono::{
+    ConnectionContextProxy, ConnectionManagerProxy, ManagerProxy, NetworkRegistrationProxy,
+};
+use super::proxies::properties::PropertiesProxy;
+use super::proxies::{Dict, Settings, nm};
+use crate::{
+    ApnAuth, ApnContext, ApnSettings, BearerKind, NetworkState, PlatformError, RadioState,
+    WifiProfile, WifiSecurity, WifiSettings,
+};
+
+/// A D-Bus failure as a platform error: who refused, and why.
+pub fn error(service: &str, e: zbus::Error) -> PlatformError {
+    let name = dbus_error_name(&e).unwrap_or_default();
+    let text = format!("{service}: {e}");
+    let last = name.rsplit('.').next().unwrap_or("");
+    match last {
+        "ServiceUnknown" | "NameHasNoOwner" | "NoReply" | "Disconnected" | "UnknownObject"
+        | "UnknownMethod" | "UnknownInterface" | "NoServer" | "Timeout" => {
+            PlatformError::Unavailable(text)
+        }
+        "AccessDenied" | "PermissionDenied" | "NotAuthorized" | "AuthFailed" => {
+            PlatformError::AccessDenied(text)
+        }
+        "InvalidArgs" | "InvalidArguments" | "InvalidProperty" | "InvalidSetting"
+        | "InvalidFormat" | "MissingProperty" | "InvalidConnection" | "UnknownConnection" => {
+            PlatformError::InvalidArgument(text)
+        }
+        _ => match e {
+            zbus::Error::InputOutput(_) | zbus::Error::Connection(..) => {
+                PlatformError::Unavailable(text)
+            }
+            _ => PlatformError::Failed(text),
+        },
+    }
+}
+
+fn dbus_error_name(e: &zbus::Error) -> Option<String> {
+    use zbus::DBusError as _;
+    match e {
+        zbus::Error::MethodError(name, _, _) => Some(name.as_str().to_owned()),
+        zbus::Error::FDO(f) => match &**f {
+            zbus::fdo::Error::ZBus(inner) => dbus_error_name(inner),
+            f => Some(f.name().as_str().to_owned()),
+        },
+        zbus::Error::DBus(d) => Some(d.name().as_str().to_owned()),
+        _ => None,
+    }
+}
+
+fn text(map: &Dict, key: &str) -> Option<String> {
+    map.get(key)
+        .and_then(|v| <&str>::try_from(v).ok())
+        .map(str::to_owned)
+}
+
+fn number<T: for<'a> TryFrom<&'a OwnedVariant>>(map: &Dict, key: &str) -> Option<T> {
+    map.get(key).and_then(|v| T::try_from(v).ok())
+}
+
+fn path(map: &Dict, key: &str) -> Option<String> {
+    map.get(key)
+        .and_then(|v| <&ObjectPath<'_>>::try_from(v).ok())
+        .map(|p| p.as_str().to_owned())
+        .filter(|p| p != "/")
+}
+
+fn paths(map: &Dict, key: &str) -> Vec<String> {
+    map.get(key)
+        .and_then(|v| v.try_clone().ok())
+        .and_then(|v| Vec::<OwnedObjectPath>::try_from(v).ok())
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.as_str().to_owned())
+        .collect()
+}
+
+fn bytes(map: &Dict, key: &str) -> Option<Vec<u8>> {
+    map.get(key)
+        .and_then(|v| v.try_clone().ok())
+        .and_then(|v| Vec::<u8>::try_from(v).ok())
+}
+
+async fn get_all(
+    connection: &Connection,
+    service: &str,
+    object: &str,
+    interface: &str,
+) -> Result<Dict, PlatformError> {
+    let proxy = PropertiesProxy::new(connection, service.to_owned(), object.to_owned())
+        .await
+        .map_err(|e| error(service, e))?;
+    proxy
+        .get_all(interface)
+        .await
+        .map_err(|e| error(service, e))
+}
+
+/// NetworkManager device types (NMDeviceType) the platform names.
+fn bearer_of(device_type: u32) -> Option<BearerKind> {
+    match device_type {
+        // Ethernet, and veth (20), which the tests' namespace uses.
+        1 | 20 => Some(BearerKind::Ethernet),
+        2 => Some(BearerKind::Wlan),
+        _ => None,
+    }
+}
+
+/// The modem's access technology as a bearer.
+fn cellular_bearer(technology: &str) -> Option<BearerKind> {
+    match technology {
+        "lte" => Some(BearerKind::LteFdd),
+        "umts" | "hspa" | "hsdpa" | "hsupa" => Some(BearerKind::Wcdma),
+        "gsm" | "edge" | "gprs" => Some(BearerKind::Gsm),
+        _ => None,
+    }
+}
+
+/// A registered modem is an available bearer, and the bearer in use when
+/// nothing else carries traffic.
+pub fn add_cellular_bearer(network: &mut NetworkState, radio: &RadioState) {
+    let Some(kind) = radio.technology.as_deref().and_then(cellular_bearer) else {
+        return;
+    };
+    if !network.available.contains(&kind) {
+        network.available.push(kind);
+    }
+    if network.bearer.is_none() {
+        network.bearer = Some(kind);
+    }
+}
+
+/// NMDeviceState: activated.
+const DEVICE_ACTIVATED: u32 = 100;
+/// NMDeviceState: disconnected (usable) and above.
+const DEVICE_AVAILABLE: u32 = 30;
+/// NMActiveConnectionState: activated.
+const ACTIVE_ACTIVATED: u32 = 2;
+
+struct Device {
+    interface: String,
+    kind: Option<BearerKind>,
+    state: u32,
+    ip4: Option<String>,
+    ip6: Option<String>,
+}
+
+/// Devices, addresses and Wi-Fi profiles.
+pub async fn read_network_manager(
+    connection: &Connection,
+) -> Result<(NetworkState, Vec<WifiProfile>), PlatformError> {
+    let manager = get_all(connection, nm::SERVICE, nm::PATH, nm::INTERFACE).await?;
+    let mut devices = HashMap::new();
+    for object in paths(&manager, "Devices") {
+        let Ok(props) = get_all(connection, nm::SERVICE, &object, nm::DEVICE).await else {
+            continue;
+        };
+        devices.insert(
+            object,
+            Device {
+                interface: text(&props, "Interface").unwrap_or_default(),
+                kind: number::<u32>(&props, "DeviceType").and_then(bearer_of),
+                state: number::<u32>(&props, "State").unwrap_or(0),
+                ip4: path(&props, "Ip4Config"),
+                ip6: path(&props, "Ip6Config"),
+            },
+        );
+    }
+    let mut active_uuids = BTreeSet::new();
+    for object in paths(&manager, "ActiveConnections") {
+        if let Ok(props) = get_all(connection, nm::SERVICE, &object, nm::ACTIVE).await
+            && number::<u32>(&props, "State") == Some(ACTIVE_ACTIVATED)
+            && let Some(uuid) = text(&props, "Uuid")
+        {
+            active_uuids.insert(uuid);
+        }
+    }
+    // The device carrying the primary connection (the default route), or
+    // else the first activated one.
+    let mut carrier = None;
+    if let Some(primary) = path(&manager, "PrimaryConnection")
+        && let Ok(props) = get_all(connection, nm::SERVICE, &primary, nm::ACTIVE).await
+    {
+        carrier = paths(&props, "Devices").into_iter().next();
+    }
+    let mut ordered: Vec<(&String, &Device)> = devices.iter().collect();
+    ordered.sort_by(|a, b| a.0.cmp(b.0));
+    let carrier = carrier.filter(|c| devices.contains_key(c)).or_else(|| {
+        ordered
+            .iter()
+            .find(|(_, d)| d.state == DEVICE_ACTIVATED && d.kind.is_some())
+            .map(|(p, _)| (*p).clone())
+    });
+    let mut network = NetworkState::default();
+    for (_, device) in &ordered {
+        if let Some(kind) = device.kind
+            && device.state >= DEVICE_AVAILABLE
+            && !network.available.contains(&kind)
+        {
+            network.available.push(kind);
+        }
+    }
+    if let Some(device) = carrier.as_ref().and_then(|c| devices.get(c)) {
+        network.bearer = device.kind;
+        network.interface = Some(device.interface.clone());
+        for (config, interface) in [(&device.ip4, nm::IP4), (&device.ip6, nm::IP6)] {
+            let Some(config) = config else { continue };
+            let Ok(props) = get_all(connection, nm::SERVICE, config, interface).await else {
+                continue;
+            };
+            network.addresses.extend(addresses(&props));
+            if let Some(gateway) = text(&props, "Gateway").and_then(|g| g.parse::<IpAddr>().ok()) {
+                network.routers.push(gateway);
+            }
+        }
+    }
+    let wifi = read_wifi_profiles(connection, &active_uuids).await?;
+    Ok((network, wifi))
+}
+
+/// The addresses of an IP4Config/IP6Config's AddressData (aa{sv}).
+fn addresses(props: &Dict) -> Vec<IpAddr> {
+    let Some(data) = props.get("AddressData").and_then(|v| v.try_clone().ok()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = Vec::<HashMap<String, OwnedVariant>>::try_from(data) else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|entry| text(entry, "address"))
+        .filter_map(|a| a.parse().ok())
+        .collect()
+}
+
+async fn read_wifi_profiles(
+    connection: &Connection,
+    active: &BTreeSet<String>,
+) -> Result<Vec<WifiProfile>, PlatformError> {
+    let settings = NmSettingsProxy::new(connection)
+        .await
+        .map_err(|e| error(nm::SERVICE, e))?;
+    let mut profiles = Vec::new();
+    for object in settings
+        .list_connections()
+        .await
+        .map_err(|e| error(nm::SERVICE, e))?
+    {
+        let Ok(profile) = NmConnectionProxy::new(connection, object).await else {
+            continue;
+        };
+        let Ok(values) = profile.get_settings().await else {
+            continue;
+        };
+        if let Some(profile) = wifi_profile(&values, active) {
+            profiles.push(profile);
+        }
+    }
+    profiles.sort_by(|a, b| (&a.interface, &a.ssid).cmp(&(&b.interface, &b.ssid)));
+    Ok(profiles)
+}
+
+/// A NetworkManager connection of type 802-11-wireless as a profile.
+fn wifi_profile(values: &Settings, active: &BTreeSet<String>) -> Option<WifiProfile> {
+    let connection = values.get("connection")?;
+    if text(connection, "type").as_deref() != Some("802-11-wireless") {
+        return None;
+    }
+    let wireless = values.get("802-11-wireless")?;
+    let uuid = text(connection, "uuid")?;
+    let security = values
+        .get("802-11-wireless-security")
+        .and_then(|s| text(s, "key-mgmt"));
+    Some(WifiProfile {
+        active: active.contains(&uuid),
+        id: uuid,
+        interface: text(connection, "interface-name").unwrap_or_default(),
+        ssid: String::from_utf8_lossy(&bytes(wireless, "ssid").unwrap_or_default()).into_owned(),
+        // NetworkManager leaves defaults out: autoconnect is true unless
+        // said otherwise.
+        enabled: number::<bool>(connection, "autoconnect").unwrap_or(true),
+        channel: number::<u32>(wireless, "channel")
+            .and_then(|c| u8::try_from(c).ok())
+            .unwrap_or(0),
+        access_point: text(wireless, "mode").as_deref() == Some("ap"),
+        security: match security.as_deref() {
+            Some("wpa-psk" | "sae") => WifiSecurity::WpaPsk,
+            _ => WifiSecurity::Open,
+        },
+        bssid: None,
+    })
+}
+
+/// The settings sections for a profile, as NetworkManager takes them.
+fn wifi_sections(
+    settings: &WifiSettings,
+    uuid: &str,
+    psk: Option<&str>,
+) -> HashMap<String, HashMap<String, OwnedVariant>> {
+    let ov = |v: Variant<'_>| v.try_into_owned().expect("no file descriptors");
+    let mut connection = HashMap::new();
+    connection.insert("id".to_owned(), ov(Variant::from(settings.ssid.as_str())));
+    connection.insert("uuid".to_owned(), ov(Variant::from(uuid)));
+    connection.insert("type".to_owned(), ov(Variant::from("802-11-wireless")));
+    connection.insert(
+        "autoconnect".to_owned(),
+        ov(Variant::from(settings.enabled)),
+    );
+    if !settings.interface.is_empty() {
+        connection.insert(
+            "interface-name".to_owned(),
+            ov(Variant::from(settings.interface.as_str())),
+        );
+    }
+    let mut wireless = HashMap::new();
+    wireless.insert(
+        "ssid".to_owned(),
+        ov(Variant::from(settings.ssid.as_bytes().to_vec())),
+    );
+    wireless.insert(
+        "mode".to_owned(),
+        ov(Variant::from(if settings.access_point {
+            "ap"
+        } else {
+            "infrastructure"
+        })),
+    );
+    if settings.channel > 0 {
+        wireless.insert(
+            "channel".to_owned(),
+            ov(Variant::from(u32::from(settings.channel))),
+        );
+        // A channel needs its band: 1–14 are 2.4 GHz.
+        let band = if settings.channel <= 14 { "bg" } else { "a" };
+        wireless.insert("band".to_owned(), ov(Variant::from(band)));
+    }
+    let mut sections = HashMap::new();
+    sections.insert("connection".to_owned(), connection);
+    if settings.security == WifiSecurity::WpaPsk {
+        wireless.insert(
+            "security".to_owned(),
+            ov(Variant::from("802-11-wireless-security")),
+        );
+        let mut security = HashMap::new();
+        security.insert("key-mgmt".to_owned(), ov(Variant::from("wpa-psk")));
+        if let Some(psk) = psk {
+            security.insert("psk".to_owned(), ov(Variant::from(psk)));
+        }
+        sections.insert("802-11-wireless-security".to_owned(), security);
+    }
+    sections.insert("802-11-wireless".to_owned(), wireless);
+    let mut ipv4 = HashMap::new();
+    ipv4.insert(
+        "method".to_owned(),
+        ov(Variant::from(if settings.access_point {
+            "shared"
+        } else {
+            "auto"
+        })),
+    );
+    sections.insert("ipv4".to_owned(), ipv4);
+    let mut ipv6 = HashMap::new();
+    ipv6.insert("method".to_owned(), ov(Variant::from("auto")));
+    sections.insert("ipv6".to_owned(), ipv6);
+    sections
+}
+
+/// A fresh UUID from the kernel.
+fn new_uuid() -> Result<String, PlatformError> {
+    std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| PlatformError::Failed(format!("no UUID: {e}")))
+}
+
+pub async fn add_wifi(
+    connection: &Connection,
+    settings: &WifiSettings,
+) -> Result<String, PlatformError> {
+    let uuid = new_uuid()?;
+    let sections = wifi_sections(settings, &uuid, settings.passphrase.as_deref());
+    // AddConnection takes borrowed keys; convert once.
+    let borrowed: HashMap<&str, HashMap<&str, Variant<'_>>> = sections
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                v.iter()
+                    .map(|(k, v)| (k.as_str(), Variant::from(v.try_clone().expect("no fds"))))
+                    .collect(),
+            )
+        })
+        .collect();
+    NmSettingsProxy::new(connection)
+        .await
+        .map_err(|e| error(nm::SERVICE, e))?
+        .add_connection(borrowed)
+        .await
+        .map_err(|e| error(nm::SERVICE, e))?;
+    Ok(uuid)
+}
+
+async fn profile_proxy<'c>(
+    connection: &'c Connection,
+    uuid: &str,
+) -> Result<NmConnectionProxy<'c>, PlatformError> {
+    let object = NmSettingsProxy::new(connection)
+        .await
+        .map_err(|e| error(nm::SERVICE, e))?
+        .get_connection_by_uuid(uuid)
+        .await
+        .map_err(|e| error(nm::SERVICE, e))?;
+    NmConnectionProxy::new(connection, object)
+        .await
+        .map_err(|e| error(nm::SERVICE, e))
+}
+
+/// Update replaces the whole profile, and GetSettings hides secrets: the
+/// current passphrase is fetched with GetSecrets when the write keeps it.
+/// Sections the platform does not manage (IP settings of a client
+/// profile, proxy, ...) are kept as NetworkManager has them.
+pub async fn update_wifi(
+    connection: &Connection,
+    uuid: &str,
+    settings: &WifiSettings,
+) -> Result<(), PlatformError> {
+    let profile = profile_proxy(connection, uuid).await?;
+    let mut current = profile
+        .get_settings()
+        .await
+        .map_err(|e| error(nm::SERVICE, e))?;
+    let psk = match &settings.passphrase {
+        Some(psk) => Some(psk.clone()),
+        None if settings.security == WifiSecurity::WpaPsk => profile
+            .get_secrets("802-11-wireless-security")
+            .await
+            .ok()
+            .and_then(|s| {
+                s.get("802-11-wireless-security")
+                    .and_then(|s| text(s, "psk"))
+            }),
+        None => None,
+    };
+    let was_ap = current
+        .get("802-11-wireless")
+        .and_then(|w| text(w, "mode"))
+        .as_deref()
+        == Some("ap");
+    let mut fresh = wifi_sections(settings, uuid, psk.as_deref());
+    if was_ap == settings.access_point {
+        // Same mode: keep NetworkManager's IP settings.
+        for section in ["ipv4", "ipv6"] {
+            if let Some(kept) = current.remove(section) {
+                fresh.insert(section.to_owned(), kept);
+            }
+        }
+    }
+    if settings.security != WifiSecurity::WpaPsk {
+        current.remove("802-11-wireless-security");
+    }
+    for (section, values) in fresh {
+        let merged = current.entry(section.clone()).or_default();
+        if section == "802-11-wireless" && settings.channel == 0 {
+            merged.remove("channel");
+            merged.remove("band");
+        }
+        if section == "802-11-wireless" && settings.security != WifiSecurity::WpaPsk {
+            merged.remove("security");
+        }
+        merged.extend(values);
+    }
+    profile
+        .update(&current)
+        .await
+        .map_err(|e| error(nm::SERVICE, e))
+}
+
+pub async fn delete_wifi(connection: &Connection, uuid: &str) -> Result<(), PlatformError> {
+    profile_proxy(connection, uuid)
+        .await?
+        .delete()
+        .await
+        .map_err(|e| error(nm::SERVICE, e))
+}
+
+const OFONO: &str = super::proxies::ofono::SERVICE;
+
+/// The first modem oFono has (powered ones first).
+async fn modem(connection: &Connection) -> Result<Option<(String, Dict)>, PlatformError> {
+    let modems = ManagerProxy::new(connection)
+        .await
+        .map_err(|e| error(OFONO, e))?
+        .get_modems()
+        .await
+        .map_err(|e| error(OFONO, e))?;
+    let mut modems: Vec<(String, Dict)> = modems
+        .into_iter()
+        .map(|(p, d)| (p.as_str().to_owned(), d))
+        .collect();
+    modems.sort_by_key(|(p, d)| (number::<bool>(d, "Powered") != Some(true), p.clone()));
+    Ok(modems.into_iter().next())
+}
+
+fn interfaces(modem: &Dict) -> Vec<String> {
+    modem
+        .get("Interfaces")
+        .and_then(|v| v.try_clone().ok())
+        .and_then(|v| Vec::<String>::try_from(v).ok())
+        .unwrap_or_default()
+}
+
+/// Radio facts and packet-data contexts.
+pub async fn read_ofono(
+    connection: &Connection,
+) -> Result<(RadioState, Vec<ApnContext>), PlatformError> {
+    let Some((object, props)) = modem(connection).await? else {
+        return Ok((RadioState::default(), Vec::new()));
+    };
+    let interfaces = interfaces(&props);
+    let mut radio = RadioState {
+        imei: text(&props, "Serial"),
+        ..RadioState::default()
+    };
+    if interfaces
+        .iter()
+        .any(|i| i == "org.ofono.NetworkRegistration")
+        && let Ok(proxy) = NetworkRegistrationProxy::new(connection, object.clone()).await
+        && let Ok(registration) = proxy.get_properties().await
+    {
+        radio = RadioState {
+            link_quality: number::<u8>(&registration, "Strength"),
+            // oFono's Strength is the CSQ scale (0–31) in percent:
+            // RSSI = -113 + 2 × CSQ dBm (3GPP TS 27.007 §8.5).
+            signal_dbm: number::<u8>(&registration, "Strength")
+                .map(|s| -113 + 2 * (i32::from(s) * 31 / 100)),
+            cell_id: number::<u32>(&registration, "CellId"),
+            lac: number::<u16>(&registration, "LocationAreaCode"),
+            mcc: text(&registration, "MobileCountryCode").and_then(|m| m.parse().ok()),
+            mnc: text(&registration, "MobileNetworkCode").and_then(|m| m.parse().ok()),
+            technology: text(&registration, "Technology"),
+            operator: text(&registration, "Name"),
+            ..radio
+        };
+    }
+    let mut contexts = Vec::new();
+    if interfaces
+        .iter()
+        .any(|i| i == "org.ofono.ConnectionManager")
+        && let Ok(manager) = ConnectionManagerProxy::new(connection, object.clone()).await
+        && let Ok(found) = manager.get_contexts().await
+    {
+        for (path, props) in found {
+            contexts.push(ApnContext {
+                id: path.as_str().to_owned(),
+                name: text(&props, "Name").unwrap_or_default(),
+                apn: text(&props, "AccessPointName").unwrap_or_default(),
+                username: text(&props, "Username").unwrap_or_default(),
+                active: number::<bool>(&props, "Active").unwrap_or(false),
+            });
+        }
+    }
+    Ok((radio, contexts))
+}
+
+async fn context_manager(
+    connection: &Connection,
+) -> Result<ConnectionManagerProxy<'_>, PlatformError> {
+    let (object, _) = modem(connection)
+        .await?
+        .ok_or_else(|| PlatformError::Unavailable("a modem".into()))?;
+    ConnectionManagerProxy::new(connection, object)
+        .await
+        .map_err(|e| error(OFONO, e))
+}
+
+pub async fn add_apn(
+    connection: &Connection,
+    settings: &ApnSettings,
+) -> Result<String, PlatformError> {
+    let object = context_manager(connection)
+        .await?
+        .add_context("internet")
+        .await
+        .map_err(|e| error(OFONO, e))?;
+    let id = object.as_str().to_owned();
+    update_apn(connection, &id, settings).await?;
+    Ok(id)
+}
+
+/// Sets each property (real oFono has no org.freedesktop.DBus.Properties).
+pub async fn update_apn(
+    connection: &Connection,
+    id: &str,
+    settings: &ApnSettings,
+) -> Result<(), PlatformError> {
+    let context = ConnectionContextProxy::new(connection, id.to_owned())
+        .await
+        .map_err(|e| error(OFONO, e))?;
+    let auth = match settings.auth {
+        ApnAuth::Pap => "pap",
+        ApnAuth::None => "none",
+        // oFono offers no "either": CHAP is what it defaults to.
+        ApnAuth::Chap | ApnAuth::Any => "chap",
+    };
+    let mut properties = vec![
+        ("AccessPointName", Variant::from(settings.apn.as_str())),
+        ("Username", Variant::from(settings.username.as_str())),
+        ("AuthenticationMethod", Variant::from(auth)),
+    ];
+    if !settings.name.is_empty() {
+        properties.push(("Name", Variant::from(settings.name.as_str())));
+    }
+    if let Some(password) = &settings.password {
+        properties.push(("Password", Variant::from(password.as_str())));
+    }
+    for (property, value) in properties {
+        context
+            .set_property(property, &value)
+            .await
+            .map_err(|e| error(OFONO, e))?;
+    }
+    Ok(())
+}
+
+pub async fn delete_apn(connection: &Connection, id: &str) -> Result<(), PlatformError> {
+    let object = ObjectPath::try_from(id)
+        .map_err(|e| PlatformError::InvalidArgument(format!("{id}: {e}")))?;
+    context_manager(connection)
+        .await?
+        .remove_context(&object)
+        .await
+        .map_err(|e| error(OFONO, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ov(v: Variant<'_>) -> OwnedVariant {
+        v.try_into_owned().unwrap()
+    }
+
+    #[test]
+    fn a_profile_round_trips_through_settings_sections() {
+        let settings = WifiSettings {
+            interface: "wlan0".into(),
+            ssid: "café".into(),
+            enabled: false,
+            channel: 36,
+            access_point: true,
+            security: WifiSecurity::WpaPsk,
+            passphrase: Some("correct horse".into()),
+        };
+        let sections = wifi_sections(&settings, "u-1", settings.passphrase.as_deref());
+        assert_eq!(
+            text(&sections["802-11-wireless"], "band").as_deref(),
+            Some("a")
+        );
+        assert_eq!(text(&sections["ipv4"], "method").as_deref(), Some("shared"));
+        assert_eq!(
+            text(&sections["802-11-wireless-security"], "psk").as_deref(),
+            Some("correct horse")
+        );
+        let active = BTreeSet::from(["u-1".to_owned()]);
+        let profile = wifi_profile(&sections, &active).unwrap();
+        assert_eq!(
+            profile,
+            WifiProfile {
+                id: "u-1".into(),
+                interface: "wlan0".into(),
+                ssid: "café".into(),
+                enabled: false,
+                active: true,
+                channel: 36,
+                access_point: true,
+                security: WifiSecurity::WpaPsk,
+                bssid: None,
+            }
+        );
+    }
+
+    #[test]
+    fn defaults_left_out_by_network_manager_are_read_as_its_defaults() {
+        let mut connection = HashMap::new();
+        connection.insert("type".to_owned(), ov(Variant::from("802-11-wireless")));
+        connection.insert("uuid".to_owned(), ov(Variant::from("u-2")));
+        let mut wireless = HashMap::new();
+        wireless.insert("ssid".to_owned(), ov(Variant::from(b"open".to_vec())));
+        let settings = HashMap::from([
+            ("connection".to_owned(), connection),
+            ("802-11-wireless".to_owned(), wireless),
+        ]);
+        let profile = wifi_profile(&settings, &BTreeSet::new()).unwrap();
+        assert!(profile.enabled);
+        assert!(!profile.access_point);
+        assert_eq!(profile.security, WifiSecurity::Open);
+        assert_eq!(profile.channel, 0);
+    }
+
+    #[test]
+    fn cellular_technology_adds_a_bearer() {
+        let mut network = NetworkState::default();
+        add_cellular_bearer(
+            &mut network,
+            &RadioState {
+                technology: Some("umts".into()),
+                ..RadioState::default()
+            },
+        );
+        assert_eq!(network.bearer, Some(BearerKind::Wcdma));
+        assert_eq!(network.available, [BearerKind::Wcdma]);
+    }
+}

@@ -1,0 +1,397 @@
+//! The D-Bus platform: NetworkManager (devices, addresses, Wi-Fi profiles)
+//! and oFono (radio, cell, packet-data contexts) through zbus.
+//!
+//! Design note. The [`Network`] trait is synchronous and its reads must not
+//! block, while D-Bus is asynchronous and the agent's runtime is a single
+//! thread that the trait's callers may be running on. So a dedicated
+//! thread owns the bus connection on its own current-thread runtime. It
+//! keeps a [`Snapshot`] of everything the reads return, refreshed whenever
+//! NetworkManager or oFono signal anything (debounced) and when either
+//! service appears or goes; reads copy from the snapshot. Writes are sent
+//! to the thread and waited for with a timeout: they block the caller for
+//! one D-Bus round trip, which is what makes a refusal by the host a fault
+//! of the client's request. The thread never takes the core tree's lock,
+//! so a caller holding it cannot deadlock with it.
+//!
+//! Without NetworkManager or oFono the reads are empty and writes fail as
+//! "not available"; both are picked up when they appear.
+
+mod convert;
+mod proxies;
+
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+use zbus::{Connection, MatchRule, MessageStream};
+
+use crate::{
+    ApnContext, ApnSettings, ChangeCallback, Network, NetworkState, PlatformError, RadioState,
+    WifiProfile, WifiSettings,
+};
+use proxies::{nm, ofono};
+
+/// How long a write may take before it counts as failed.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Signals come in bursts (a device change touches several objects): one
+/// refresh after the burst.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+/// How often to try again when the bus itself cannot be reached.
+const RECONNECT: Duration = Duration::from_secs(5);
+
+/// Everything the reads answer from.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Snapshot {
+    network: NetworkState,
+    radio: RadioState,
+    wifi: Vec<WifiProfile>,
+    apn: Vec<ApnContext>,
+}
+
+type Reply<T> = std_mpsc::SyncSender<Result<T, PlatformError>>;
+
+enum Request {
+    AddWifi(WifiSettings, Reply<String>),
+    UpdateWifi(String, WifiSettings, Reply<()>),
+    DeleteWifi(String, Reply<()>),
+    AddApn(ApnSettings, Reply<String>),
+    UpdateApn(String, ApnSettings, Reply<()>),
+    DeleteApn(String, Reply<()>),
+}
+
+struct Shared {
+    snapshot: Mutex<Snapshot>,
+    callbacks: Mutex<Vec<ChangeCallback>>,
+}
+
+/// NetworkManager and oFono over the system bus.
+pub struct DbusNetwork {
+    shared: Arc<Shared>,
+    requests: mpsc::UnboundedSender<Request>,
+}
+
+impl DbusNetwork {
+    /// Starts the D-Bus thread on `address` (a D-Bus address such as
+    /// `unix:path=/run/dbus/system_bus_socket`), or on the system bus
+    /// (`DBUS_SYSTEM_BUS_ADDRESS` or the standard socket) when `None`.
+    /// Returns once the first look at NetworkManager and oFono is done, so
+    /// that the objects start from real values.
+    pub fn start(address: Option<String>) -> Result<DbusNetwork, PlatformError> {
+        let shared = Arc::new(Shared {
+            snapshot: Mutex::new(Snapshot::default()),
+            callbacks: Mutex::new(Vec::new()),
+        });
+        let (requests, receiver) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = std_mpsc::sync_channel(1);
+        let thread_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("dmagent-dbus".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(PlatformError::Failed(e.to_string())));
+                        return;
+                    }
+                };
+                runtime.block_on(serve(address, thread_shared, receiver, ready_tx));
+            })
+            .map_err(|e| PlatformError::Failed(format!("cannot start the D-Bus thread: {e}")))?;
+        // The first snapshot, or the reason there is none; a missing bus
+        // is not fatal (the thread keeps trying).
+        match ready_rx.recv_timeout(WRITE_TIMEOUT) {
+            Ok(Err(e)) => warn!("D-Bus platform: {e}; retrying in the background"),
+            Ok(Ok(())) => {}
+            Err(_) => warn!("D-Bus platform: no answer from the bus yet; going on"),
+        }
+        Ok(DbusNetwork { shared, requests })
+    }
+
+    fn call<T>(&self, request: impl FnOnce(Reply<T>) -> Request) -> Result<T, PlatformError> {
+        let (reply, answer) = std_mpsc::sync_channel(1);
+        self.requests
+            .send(request(reply))
+            .map_err(|_| PlatformError::Unavailable("the D-Bus thread".into()))?;
+        answer
+            .recv_timeout(WRITE_TIMEOUT)
+            .map_err(|_| PlatformError::Unavailable("D-Bus (no answer in time)".into()))?
+    }
+
+    fn snapshot(&self) -> MutexGuard<'_, Snapshot> {
+        lock(&self.shared.snapshot)
+    }
+}
+
+impl Network for DbusNetwork {
+    fn state(&self) -> NetworkState {
+        self.snapshot().network.clone()
+    }
+
+    fn radio(&self) -> RadioState {
+        self.snapshot().radio.clone()
+    }
+
+    fn wifi_profiles(&self) -> Vec<WifiProfile> {
+        self.snapshot().wifi.clone()
+    }
+
+    fn apn_contexts(&self) -> Vec<ApnContext> {
+        self.snapshot().apn.clone()
+    }
+
+    fn on_change(&self, callback: ChangeCallback) {
+        lock(&self.shared.callbacks).push(callback);
+    }
+
+    fn add_wifi_profile(&self, settings: &WifiSettings) -> Result<String, PlatformError> {
+        self.call(|reply| Request::AddWifi(settings.clone(), reply))
+    }
+
+    fn update_wifi_profile(&self, id: &str, settings: &WifiSettings) -> Result<(), PlatformError> {
+        self.call(|reply| Request::UpdateWifi(id.to_owned(), settings.clone(), reply))
+    }
+
+    fn delete_wifi_profile(&self, id: &str) -> Result<(), PlatformError> {
+        self.call(|reply| Request::DeleteWifi(id.to_owned(), reply))
+    }
+
+    fn add_apn_context(&self, settings: &ApnSettings) -> Result<String, PlatformError> {
+        self.call(|reply| Request::AddApn(settings.clone(), reply))
+    }
+
+    fn update_apn_context(&self, id: &str, settings: &ApnSettings) -> Result<(), PlatformError> {
+        self.call(|reply| Request::UpdateApn(id.to_owned(), settings.clone(), reply))
+    }
+
+    fn delete_apn_context(&self, id: &str) -> Result<(), PlatformError> {
+        self.call(|reply| Request::DeleteApn(id.to_owned(), reply))
+    }
+}
+
+/// The D-Bus thread: connect, watch, refresh, serve writes.
+async fn serve(
+    address: Option<String>,
+    shared: Arc<Shared>,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+    ready: std_mpsc::SyncSender<Result<(), PlatformError>>,
+) {
+    let mut ready = Some(ready);
+    loop {
+        let connection = match connect(address.as_deref()).await {
+            Ok(connection) => connection,
+            Err(e) => {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Err(e));
+                }
+                // Writes meanwhile fail at once rather than time out.
+                let sleep = tokio::time::sleep(RECONNECT);
+                tokio::pin!(sleep);
+                loop {
+                    tokio::select! {
+                        () = &mut sleep => break,
+                        request = requests.recv() => match request {
+                            Some(request) => refuse(request, PlatformError::Unavailable("the system bus".into())),
+                            None => return,
+                        },
+                    }
+                }
+                continue;
+            }
+        };
+        match watch(&connection, &shared, &mut requests, &mut ready).await {
+            Ok(()) => return,
+            Err(e) => warn!("D-Bus platform: {e}; reconnecting"),
+        }
+    }
+}
+
+async fn connect(address: Option<&str>) -> Result<Connection, PlatformError> {
+    let built = match address {
+        Some(address) => zbus::connection::Builder::address(address).build().await,
+        None => Connection::system().await,
+    };
+    built.map_err(|e| PlatformError::Unavailable(format!("the system bus ({e})")))
+}
+
+/// Serves one connection until the request channel closes (`Ok`) or the
+/// connection breaks (`Err`).
+async fn watch(
+    connection: &Connection,
+    shared: &Shared,
+    requests: &mut mpsc::UnboundedReceiver<Request>,
+    ready: &mut Option<std_mpsc::SyncSender<Result<(), PlatformError>>>,
+) -> Result<(), PlatformError> {
+    let failed = |e: zbus::Error| PlatformError::Failed(e.to_string());
+    // Subscribe before the first look, so nothing between is missed.
+    let mut nm_signals = signals_from(connection, nm::SERVICE)
+        .await
+        .map_err(failed)?;
+    let mut ofono_signals = signals_from(connection, ofono::SERVICE)
+        .await
+        .map_err(failed)?;
+    let owners_rule = MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .sender("org.freedesktop.DBus")
+        .interface("org.freedesktop.DBus")
+        .member("NameOwnerChanged")
+        .build()
+        .map_err(failed)?;
+    let mut owners = MessageStream::for_match_rule(owners_rule, connection, None)
+        .await
+        .map_err(failed)?;
+    refresh(connection, shared).await;
+    if let Some(ready) = ready.take() {
+        let _ = ready.send(Ok(()));
+    }
+    let mut due: Option<tokio::time::Instant> = None;
+    loop {
+        let wait = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            request = requests.recv() => {
+                let Some(request) = request else { return Ok(()) };
+                write(connection, shared, request).await;
+                due = None;
+            }
+            signal = nm_signals.next() => {
+                if signal.is_none() {
+                    return Err(PlatformError::Failed("the bus connection closed".into()));
+                }
+                due.get_or_insert_with(|| tokio::time::Instant::now() + DEBOUNCE);
+            }
+            signal = ofono_signals.next() => {
+                if signal.is_none() {
+                    return Err(PlatformError::Failed("the bus connection closed".into()));
+                }
+                due.get_or_insert_with(|| tokio::time::Instant::now() + DEBOUNCE);
+            }
+            Some(message) = owners.next() => {
+                if let Ok(message) = message
+                    && let Ok((name, _, new)) = message.body().deserialize::<(String, String, String)>()
+                    && (name == nm::SERVICE || name == ofono::SERVICE)
+                {
+                    debug!(name, present = !new.is_empty(), "D-Bus service owner changed");
+                    due.get_or_insert_with(|| tokio::time::Instant::now() + DEBOUNCE);
+                }
+            }
+            () = wait => {
+                due = None;
+                refresh(connection, shared).await;
+            }
+        }
+    }
+}
+
+/// Every signal a service sends.
+async fn signals_from(connection: &Connection, service: &str) -> zbus::Result<MessageStream> {
+    let rule = MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .sender(service)
+        .build()?;
+    MessageStream::for_match_rule(rule, connection, std::num::NonZeroUsize::new(256)).await
+}
+
+/// Reads everything again; runs the callbacks when anything changed.
+async fn refresh(connection: &Connection, shared: &Shared) {
+    let (network, wifi) = match convert::read_network_manager(connection).await {
+        Ok(read) => read,
+        Err(e) => {
+            debug!("NetworkManager: {e}");
+            (NetworkState::default(), Vec::new())
+        }
+    };
+    let (radio, apn) = match convert::read_ofono(connection).await {
+        Ok(read) => read,
+        Err(e) => {
+            debug!("oFono: {e}");
+            (RadioState::default(), Vec::new())
+        }
+    };
+    let mut network = network;
+    convert::add_cellular_bearer(&mut network, &radio);
+    let fresh = Snapshot {
+        network,
+        radio,
+        wifi,
+        apn,
+    };
+    let changed = {
+        let mut snapshot = lock(&shared.snapshot);
+        let changed = *snapshot != fresh;
+        *snapshot = fresh;
+        changed
+    };
+    if changed {
+        let callbacks: Vec<ChangeCallback> = lock(&shared.callbacks).clone();
+        for callback in callbacks {
+            callback();
+        }
+    }
+}
+
+/// Carries out a write, refreshes the snapshot, then answers: the caller
+/// reads back what it wrote.
+async fn write(connection: &Connection, shared: &Shared, request: Request) {
+    match request {
+        Request::AddWifi(settings, reply) => {
+            let result = convert::add_wifi(connection, &settings).await;
+            refresh(connection, shared).await;
+            let _ = reply.send(result);
+        }
+        Request::UpdateWifi(id, settings, reply) => {
+            let result = convert::update_wifi(connection, &id, &settings).await;
+            refresh(connection, shared).await;
+            let _ = reply.send(result);
+        }
+        Request::DeleteWifi(id, reply) => {
+            let result = convert::delete_wifi(connection, &id).await;
+            refresh(connection, shared).await;
+            let _ = reply.send(result);
+        }
+        Request::AddApn(settings, reply) => {
+            let result = convert::add_apn(connection, &settings).await;
+            refresh(connection, shared).await;
+            let _ = reply.send(result);
+        }
+        Request::UpdateApn(id, settings, reply) => {
+            let result = convert::update_apn(connection, &id, &settings).await;
+            refresh(connection, shared).await;
+            let _ = reply.send(result);
+        }
+        Request::DeleteApn(id, reply) => {
+            let result = convert::delete_apn(connection, &id).await;
+            refresh(connection, shared).await;
+            let _ = reply.send(result);
+        }
+    }
+}
+
+fn refuse(request: Request, error: PlatformError) {
+    match request {
+        Request::AddWifi(_, reply) | Request::AddApn(_, reply) => {
+            let _ = reply.send(Err(error));
+        }
+        Request::UpdateWifi(_, _, reply)
+        | Request::DeleteWifi(_, reply)
+        | Request::UpdateApn(_, _, reply)
+        | Request::DeleteApn(_, reply) => {
+            let _ = reply.send(Err(error));
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
