@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
@@ -35,10 +35,20 @@ pub fn host(kind: PlatformKind) -> anyhow::Result<Host> {
                 },
             })
         }
-        PlatformKind::Dbus => bail!(
-            "the D-Bus platform (NetworkManager, oFono) is not built yet; \
-             use --platform memory"
-        ),
+        PlatformKind::Dbus => {
+            // NetworkManager and oFono on the system bus
+            // (DBUS_SYSTEM_BUS_ADDRESS or the standard socket); either may
+            // be missing now and appear later.
+            let network = dm_platform::dbus::DbusNetwork::start(None)
+                .context("starting the D-Bus platform")?;
+            Ok(Host {
+                platform: Platform {
+                    host: Arc::new(LinuxHost::default()),
+                    network: Arc::new(network),
+                    log: Arc::new(dm_platform::linux::JournalLog::default()),
+                },
+            })
+        }
     }
 }
 

@@ -502,3 +502,84 @@ fn bootstraps_then_registers_with_both_provisioned_servers_at_once() {
     assert_eq!(deregistered, [port, second_port].into_iter().collect());
     assert!(agent.0.wait().unwrap().success());
 }
+
+/// Through the agent to the host: on the D-Bus platform, an LwM2M Create
+/// on /12 makes a real NetworkManager profile (keyfile) appear and a
+/// Write of /11/1/1 changes the real oFono context's APN.
+#[test]
+fn lwm2m_writes_reach_real_network_manager_and_ofono() {
+    use dm_platform::Network as _;
+    let stack = dm_tests::dbus_stack::Stack::start();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(python())
+            .arg(&script)
+            .args([port.to_string(), "platform".into(), "/11/1/1".into()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-DBUS\"\n\n[platform]\nkind = \"dbus\"\n\n\
+             [lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\nendpoint = \"dmagent-dbus\"\n"
+        ),
+    )
+    .unwrap();
+    let mut agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &stack.bus)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut steps = HashMap::new();
+    loop {
+        let event = next(&events);
+        if event["event"] == "checks-done" {
+            break;
+        }
+        if let Some(step) = event["step"].as_str() {
+            steps.insert(step.to_owned(), event.clone());
+        }
+    }
+    assert_eq!(steps["create-wlan"]["code"], "2.01 Created", "{steps:?}");
+    assert_eq!(steps["write-apn"]["code"], "2.04 Changed", "{steps:?}");
+    let keyfile = stack
+        .keyfile_with("ssid=dmagent-e2e")
+        .expect("NetworkManager has the profile");
+    assert!(keyfile.contains("type=wifi"), "{keyfile}");
+    let network = dm_platform::dbus::DbusNetwork::start(Some(stack.bus.clone())).unwrap();
+    assert!(
+        network.apn_contexts().iter().any(|c| c.apn == "iot.e2e"),
+        "{:?}",
+        network.apn_contexts()
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    loop {
+        if next(&events)["event"] == "deregister" {
+            break;
+        }
+    }
+    assert!(agent.0.wait().unwrap().success());
+}

@@ -207,3 +207,96 @@ mod tests {
         assert!(host.cpu_usage().unwrap() <= 100);
     }
 }
+
+/// The system log from journald, through `journalctl` (its stable
+/// interface; the journal file format is not). The incremental read keeps
+/// journald's cursor, so nothing is read twice or skipped.
+pub struct JournalLog {
+    cursor: std::sync::Mutex<Option<String>>,
+    /// Lines a whole read returns at most.
+    pub lines: usize,
+}
+
+impl Default for JournalLog {
+    fn default() -> JournalLog {
+        JournalLog {
+            cursor: std::sync::Mutex::new(None),
+            lines: 1000,
+        }
+    }
+}
+
+impl JournalLog {
+    /// Runs journalctl; returns the entries and the cursor after them.
+    fn journal(&self, after: Option<&str>) -> Result<(String, Option<String>), PlatformError> {
+        let mut command = std::process::Command::new("journalctl");
+        command.args([
+            "--quiet",
+            "--no-pager",
+            "--output=short-iso",
+            "--show-cursor",
+        ]);
+        match after {
+            Some(cursor) => command.arg(format!("--after-cursor={cursor}")),
+            None => command.arg(format!("--lines={}", self.lines)),
+        };
+        let output = command
+            .output()
+            .map_err(|e| PlatformError::Unavailable(format!("journald (journalctl: {e})")))?;
+        if !output.status.success() {
+            return Err(PlatformError::Failed(format!(
+                "journalctl: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        Ok(split_cursor(&String::from_utf8_lossy(&output.stdout)))
+    }
+}
+
+/// Entries and the `-- cursor: ...` line journalctl ends with.
+fn split_cursor(text: &str) -> (String, Option<String>) {
+    let mut entries = String::new();
+    let mut cursor = None;
+    for line in text.lines() {
+        match line.strip_prefix("-- cursor: ") {
+            Some(c) => cursor = Some(c.trim().to_owned()),
+            None => {
+                entries.push_str(line);
+                entries.push('\n');
+            }
+        }
+    }
+    (entries, cursor)
+}
+
+impl crate::SystemLog for JournalLog {
+    fn read_all(&self) -> Result<String, PlatformError> {
+        self.journal(None).map(|(entries, _)| entries)
+    }
+
+    fn read_new(&self) -> Result<String, PlatformError> {
+        let mut cursor = self
+            .cursor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (entries, next) = self.journal(cursor.as_deref())?;
+        if next.is_some() {
+            *cursor = next;
+        }
+        Ok(entries)
+    }
+}
+
+#[cfg(test)]
+mod journal_tests {
+    use super::*;
+
+    #[test]
+    fn the_cursor_line_is_split_off() {
+        let (entries, cursor) =
+            split_cursor("2026-12-01T16:00:00+0000 host kernel: eth0 up\n-- cursor: s=abc;i=1f\n");
+        assert_eq!(entries, "2026-12-01T16:00:00+0000 host kernel: eth0 up\n");
+        assert_eq!(cursor.as_deref(), Some("s=abc;i=1f"));
+        assert_eq!(split_cursor(""), (String::new(), None));
+    }
+}

@@ -3,6 +3,7 @@
 Usage: lwm2m_server.py PORT
        lwm2m_server.py PORT write PATH VALUE
        lwm2m_server.py PORT bootstrap BOOTSTRAP_PORT [SECOND_PORT]
+       lwm2m_server.py PORT platform APN_PATH
 
 Listens on 127.0.0.1:PORT and accepts one registration. Then, by default,
 drives the registered client through Read (text, TLV, SenML JSON), Write,
@@ -162,6 +163,18 @@ async def main(port, mode):
         return
     client = await state.registered
     base = "coap://" + client
+
+    if mode and mode[0] == "platform":
+        # Through the agent to the host: a Create on /12 and a Write of an
+        # APN, which the D-Bus platform carries to NetworkManager and oFono.
+        await call(context, "create-wlan", Code.POST, base + "/12",
+                   payload=tlv(5, b"dmagent-e2e") + tlv(8, b"\x01"), content_format=11542)
+        await call(context, "write-apn", Code.PUT, base + mode[1], payload=b"iot.e2e",
+                   content_format=0)
+        say(event="checks-done")
+        await asyncio.wait_for(state.deregistered, timeout=120)
+        await context.shutdown()
+        return
 
     if mode:
         await write_on_signal(context, base, mode[1], mode[2])

@@ -1,6 +1,8 @@
 //! Shared set-up for the cross-crate scenarios: a full tree on the
 //! in-memory platform, as the agent builds it.
 
+pub mod dbus_stack;
+
 use std::sync::Arc;
 
 use dm_core::Tree;

@@ -3,11 +3,6 @@
 //! namespace (root needed: CI runs as root). Nothing here touches the
 //! machine's own bus or network.
 
-#![cfg(feature = "dbus")]
-
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -16,71 +11,7 @@ use dm_platform::dbus::DbusNetwork;
 use dm_platform::{
     ApnAuth, ApnSettings, BearerKind, Network, PlatformError, WifiSecurity, WifiSettings,
 };
-
-/// The stack, stopped (by its own cleanup) when its input closes.
-struct Stack {
-    child: Child,
-    input: Option<ChildStdin>,
-    output: BufReader<std::process::ChildStdout>,
-    bus: String,
-    keyfiles: PathBuf,
-}
-
-impl Stack {
-    fn start() -> Stack {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/dbus-stack.sh");
-        let mut child = Command::new(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("tests/peers/dbus-stack.sh starts");
-        let input = child.stdin.take();
-        let mut output = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        output.read_line(&mut line).unwrap();
-        let ready = line
-            .strip_prefix("READY ")
-            .unwrap_or_else(|| panic!("the stack did not start: {line:?} (see its stderr)"));
-        let field = |name: &str| {
-            ready
-                .split_whitespace()
-                .find_map(|f| f.strip_prefix(name))
-                .unwrap()
-                .to_owned()
-        };
-        Stack {
-            bus: field("bus="),
-            keyfiles: PathBuf::from(field("keyfiles=")),
-            child,
-            input,
-            output,
-        }
-    }
-
-    /// Sends a command to the stack and returns its answer.
-    fn command(&mut self, command: &str) -> String {
-        let input = self.input.as_mut().unwrap();
-        writeln!(input, "{command}").unwrap();
-        input.flush().unwrap();
-        let mut line = String::new();
-        self.output.read_line(&mut line).unwrap();
-        line.trim().to_owned()
-    }
-
-    fn keyfile_with(&self, needle: &str) -> Option<String> {
-        std::fs::read_dir(&self.keyfiles)
-            .unwrap()
-            .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
-            .find(|text| text.contains(needle))
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        drop(self.input.take());
-        let _ = self.child.wait();
-    }
-}
+use dm_tests::dbus_stack::Stack;
 
 fn wifi(ssid: &str, passphrase: Option<&str>) -> WifiSettings {
     WifiSettings {
