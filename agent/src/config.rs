@@ -65,6 +65,10 @@ pub enum LogFormat {
 pub struct Config {
     pub state_dir: PathBuf,
     pub platform: PlatformKind,
+    /// Commands for reboot and factory reset, argv only; `None`: the
+    /// platform's own way (logind on D-Bus).
+    pub reboot_command: Option<Vec<String>>,
+    pub factory_reset_command: Option<Vec<String>>,
     pub log_level: String,
     pub log_format: LogFormat,
     pub identity: Identity,
@@ -187,6 +191,10 @@ struct Lwm2mFile {
 #[serde(deny_unknown_fields)]
 struct PlatformFile {
     kind: Option<Spanned<String>>,
+    /// argv of the command that reboots the device (no shell).
+    reboot_command: Option<Spanned<Vec<String>>>,
+    /// argv of the command that resets the device to factory settings.
+    factory_reset_command: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -245,6 +253,17 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         (None, None) => PlatformKind::Memory,
     };
 
+    let command = |key: &Option<Spanned<Vec<String>>>| match key {
+        None => Ok(None),
+        Some(argv) if argv.get_ref().first().is_none_or(|p| p.is_empty()) => Err(at.error(
+            &argv.span(),
+            "must name a program, e.g. [\"/sbin/reboot\"] (argv, no shell)".into(),
+        )),
+        Some(argv) => Ok(Some(argv.get_ref().clone())),
+    };
+    let reboot_command = command(&file.platform.reboot_command)?;
+    let factory_reset_command = command(&file.platform.factory_reset_command)?;
+
     let log_level = match (&overrides.log_level, &file.log.level) {
         (Some((name, level)), _) => check_level(level).map_err(|m| flag_error(name, m))?,
         (None, Some(level)) => {
@@ -281,6 +300,8 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
     Ok(Config {
         state_dir,
         platform,
+        reboot_command,
+        factory_reset_command,
         log_level,
         log_format,
         identity,
@@ -760,6 +781,25 @@ mod tests {
         .unwrap();
         assert_eq!(config.platform, PlatformKind::Memory);
         assert!(config.cwmp.is_some() && config.lwm2m.is_some());
+    }
+
+    #[test]
+    fn reboot_and_factory_reset_commands_are_argv() {
+        let config = parse(
+            "[platform]\nreboot_command = [\"/bin/systemctl\", \"reboot\"]\n",
+            "dmagent.toml",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            config.reboot_command,
+            Some(vec!["/bin/systemctl".to_owned(), "reboot".to_owned()])
+        );
+        assert_eq!(config.factory_reset_command, None);
+        check(
+            "[platform]\nfactory_reset_command = []\n",
+            "dmagent.toml:2: platform.factory_reset_command: must name a program, e.g. [\"/sbin/reboot\"] (argv, no shell)",
+        );
     }
 
     #[test]

@@ -127,7 +127,7 @@ fn main() -> ExitCode {
 }
 
 fn dump(config: &Config, view: dump::View) -> anyhow::Result<()> {
-    let host = runtime::host(config.platform)?;
+    let host = runtime::host(config)?;
     // Look at the saved state without locking it: a running agent may
     // hold the directory.
     let saved = dm_platform::store::FileStore::peek(&config.state_dir).unwrap_or(None);

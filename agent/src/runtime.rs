@@ -10,18 +10,33 @@ use tracing::{error, info, warn};
 use dm_core::Tree;
 use dm_objects::{HostAction, Platform};
 use dm_platform::linux::LinuxHost;
-use dm_platform::memory::{MemoryLog, MemoryNetwork};
+use dm_platform::memory::{MemoryActions, MemoryLog, MemoryNetwork};
 use dm_platform::store::{FileStore, StoreError};
+use dm_platform::{Actions, CommandActions};
 
 use crate::config::{Config, PlatformKind};
 
-/// The platform the objects reach the host through.
+/// The platform the objects reach the host through, and what performs
+/// reboots and factory resets.
 pub struct Host {
     pub platform: Platform,
+    pub actions: Arc<dyn Actions>,
 }
 
 /// Creates the configured platform.
-pub fn host(kind: PlatformKind) -> anyhow::Result<Host> {
+pub fn host(config: &Config) -> anyhow::Result<Host> {
+    let mut host = platform(config.platform)?;
+    if config.reboot_command.is_some() || config.factory_reset_command.is_some() {
+        host.actions = Arc::new(CommandActions {
+            reboot: config.reboot_command.clone(),
+            factory_reset: config.factory_reset_command.clone(),
+            fallback: host.actions,
+        });
+    }
+    Ok(host)
+}
+
+fn platform(kind: PlatformKind) -> anyhow::Result<Host> {
     match kind {
         PlatformKind::Memory => {
             let network = Arc::new(MemoryNetwork::demo());
@@ -33,6 +48,9 @@ pub fn host(kind: PlatformKind) -> anyhow::Result<Host> {
                     network,
                     log,
                 },
+                // A developer's machine must not reboot: recorded, and the
+                // agent exits as if the device had rebooted.
+                actions: Arc::new(MemoryActions::default()),
             })
         }
         PlatformKind::Dbus => {
@@ -47,6 +65,7 @@ pub fn host(kind: PlatformKind) -> anyhow::Result<Host> {
                     network: Arc::new(network),
                     log: Arc::new(dm_platform::linux::JournalLog::default()),
                 },
+                actions: Arc::new(dm_platform::dbus::LogindActions::new(None)),
             })
         }
     }
@@ -95,7 +114,7 @@ pub fn open_state(config: &Config) -> anyhow::Result<(FileStore, Option<dm_core:
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let (store, saved) = open_state(&config)?;
     let first_start = saved.is_none();
-    let host = host(config.platform)?;
+    let host = host(&config)?;
     let (mut tree, warnings) = build(&config, &host.platform, saved)?;
     for w in &warnings {
         warn!("{w}");
@@ -186,16 +205,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    loop {
+    // A reboot or factory reset ends the loop: the drivers stop first (LwM2M
+    // de-registers, TR-069's session is over), then the host acts.
+    let mut action: Option<(HostAction, String)> = None;
+    while action.is_none() {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
             Some(request) = host_rx.recv() => {
-                let action = match request {
+                action = Some((match request {
                     dm_cwmp_tokio::HostRequest::Reboot => HostAction::Reboot,
                     dm_cwmp_tokio::HostRequest::FactoryReset => HostAction::FactoryReset,
-                };
-                warn!(?action, origin = "acs", "host action requested; this platform cannot perform it yet");
+                }, "acs".to_owned()));
             }
             () = platform_changed.notified() => {
                 for w in dm_objects::sync_platform(&mut lock(&tree), &host.platform) {
@@ -208,8 +229,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     warn!(lagged, "change stream overflowed");
                 }
                 for change in changes.drain() {
-                    if let Some(action) = dm_objects::perform(&mut lock(&tree), &change) {
-                        host_action(action, &change);
+                    if let Some(wanted) = dm_objects::perform(&mut lock(&tree), &change) {
+                        action.get_or_insert((wanted, change.origin.to_string()));
                     }
                 }
             }
@@ -227,14 +248,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     {
         error!("LwM2M driver: {e}");
     }
+    let Some((action, origin)) = action else {
+        return Ok(());
+    };
+    info!(?action, origin, "performing the host action");
+    let done = match action {
+        HostAction::Reboot => host.actions.reboot(),
+        HostAction::FactoryReset => {
+            // The agent's own data goes back to the first start; the
+            // device's is the platform's (a configured command).
+            FileStore::erase(&config.state_dir)
+                .with_context(|| format!("erasing {}", config.state_dir.display()))?;
+            host.actions.factory_reset()
+        }
+    };
+    // A failed action is an error exit: the supervisor restarts the agent
+    // rather than leave it running after promising a reboot.
+    done.with_context(|| format!("{action:?} failed"))?;
+    info!(?action, "host action accepted; exiting");
     Ok(())
-}
-
-fn host_action(action: HostAction, change: &dm_core::Change) {
-    // Performing reboots and factory resets on the host belongs to the
-    // platform layer (logind or a configured command); until it lands the
-    // request is logged, never silently dropped.
-    warn!(?action, origin = %change.origin, "host action requested; this platform cannot perform it yet");
 }
 
 /// Locks the tree. A poisoned lock means a panic while the tree was held;

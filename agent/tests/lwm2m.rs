@@ -583,3 +583,71 @@ fn lwm2m_writes_reach_real_network_manager_and_ofono() {
     }
     assert!(agent.0.wait().unwrap().success());
 }
+
+/// An LwM2M Execute of /3/0/4 on the D-Bus platform: the agent answers,
+/// de-registers, asks logind to reboot (python-dbusmock's, which records
+/// the call) and exits.
+#[test]
+fn an_lwm2m_reboot_deregisters_then_goes_through_logind() {
+    let mut stack = dm_tests::dbus_stack::Stack::mock();
+    assert_eq!(stack.command("start logind"), "ok");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(python())
+            .arg(&script)
+            .args([port.to_string(), "reboot".into()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-RB\"\n\n[platform]\nkind = \"dbus\"\n\n\
+             [lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\nendpoint = \"dmagent-reboot\"\n"
+        ),
+    )
+    .unwrap();
+    let mut agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &stack.bus)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut executed = None;
+    loop {
+        let event = next(&events);
+        if event["step"] == "execute-reboot" {
+            executed = Some(event.clone());
+        }
+        if event["event"] == "deregister" {
+            break;
+        }
+    }
+    assert_eq!(
+        executed.expect("the Execute was answered")["code"],
+        "2.04 Changed"
+    );
+    assert!(
+        agent.0.wait().unwrap().success(),
+        "the agent exits after the reboot request"
+    );
+    let calls = stack.command(
+        "call org.freedesktop.login1 /org/freedesktop/login1 org.freedesktop.DBus.Mock GetCalls",
+    );
+    assert!(calls.contains("\"Reboot\""), "{calls}");
+}

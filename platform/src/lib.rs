@@ -238,6 +238,53 @@ pub trait Network: Send + Sync {
     fn delete_apn_context(&self, id: &str) -> Result<(), PlatformError>;
 }
 
+/// What the host does when asked to: reboot, factory reset. Each returns
+/// once the host accepted (the reboot itself follows).
+pub trait Actions: Send + Sync {
+    fn reboot(&self) -> Result<(), PlatformError>;
+    fn factory_reset(&self) -> Result<(), PlatformError>;
+}
+
+/// Configured commands for the actions, falling back to another
+/// implementation for an action with none (e.g. logind).
+pub struct CommandActions {
+    pub reboot: Option<Vec<String>>,
+    pub factory_reset: Option<Vec<String>>,
+    pub fallback: Arc<dyn Actions>,
+}
+
+impl Actions for CommandActions {
+    fn reboot(&self) -> Result<(), PlatformError> {
+        match &self.reboot {
+            Some(argv) => run_command(argv),
+            None => self.fallback.reboot(),
+        }
+    }
+
+    fn factory_reset(&self) -> Result<(), PlatformError> {
+        match &self.factory_reset {
+            Some(argv) => run_command(argv),
+            None => self.fallback.factory_reset(),
+        }
+    }
+}
+
+/// Runs a configured command, argv only (no shell), and waits for it.
+pub fn run_command(argv: &[String]) -> Result<(), PlatformError> {
+    let (program, arguments) = argv
+        .split_first()
+        .ok_or_else(|| PlatformError::InvalidArgument("an empty command".into()))?;
+    let status = std::process::Command::new(program)
+        .args(arguments)
+        .status()
+        .map_err(|e| PlatformError::Failed(format!("{program}: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(PlatformError::Failed(format!("{program}: {status}")))
+    }
+}
+
 /// The system log.
 pub trait SystemLog: Send + Sync {
     /// The whole retained log.

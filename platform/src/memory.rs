@@ -250,6 +250,25 @@ fn profile(id: &str, settings: &WifiSettings) -> WifiProfile {
     }
 }
 
+/// Host actions that are only recorded: the in-memory platform runs on a
+/// developer's machine, which must not reboot.
+#[derive(Default)]
+pub struct MemoryActions {
+    pub done: Mutex<Vec<&'static str>>,
+}
+
+impl crate::Actions for MemoryActions {
+    fn reboot(&self) -> Result<(), PlatformError> {
+        lock(&self.done).push("reboot");
+        Ok(())
+    }
+
+    fn factory_reset(&self) -> Result<(), PlatformError> {
+        lock(&self.done).push("factory reset");
+        Ok(())
+    }
+}
+
 /// A log kept in memory, with the incremental-read cursor LwM2M /10259
 /// needs.
 #[derive(Default)]

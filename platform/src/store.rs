@@ -117,6 +117,20 @@ impl FileStore {
         Ok(Some(file.snapshot))
     }
 
+    /// Removes the saved state (a factory reset of the agent's own data):
+    /// the next start is a first start.
+    pub fn erase(dir: &Path) -> Result<(), StoreError> {
+        for name in [STATE, TEMP] {
+            let path = dir.join(name);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(StoreError::Io { path, source }),
+            }
+        }
+        Ok(())
+    }
+
     /// Moves an unreadable state file aside (kept for diagnosis) so the
     /// agent can start afresh; returns where it went.
     pub fn quarantine(&self) -> Result<PathBuf, StoreError> {

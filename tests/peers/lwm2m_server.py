@@ -4,6 +4,7 @@ Usage: lwm2m_server.py PORT
        lwm2m_server.py PORT write PATH VALUE
        lwm2m_server.py PORT bootstrap BOOTSTRAP_PORT [SECOND_PORT]
        lwm2m_server.py PORT platform APN_PATH
+       lwm2m_server.py PORT reboot
 
 Listens on 127.0.0.1:PORT and accepts one registration. Then, by default,
 drives the registered client through Read (text, TLV, SenML JSON), Write,
@@ -164,6 +165,12 @@ async def main(port, mode):
     client = await state.registered
     base = "coap://" + client
 
+    if mode and mode[0] == "reboot":
+        await call(context, "execute-reboot", Code.POST, base + "/3/0/4")
+        await asyncio.wait_for(state.deregistered, timeout=60)
+        await context.shutdown()
+        return
+
     if mode and mode[0] == "platform":
         # Through the agent to the host: a Create on /12 and a Write of an
         # APN, which the D-Bus platform carries to NetworkManager and oFono.
@@ -198,7 +205,9 @@ async def main(port, mode):
         break
     observation.observation.cancel()
 
-    await call(context, "execute", Code.POST, base + "/3/0/4")
+    # Registration Update Trigger: an Execute that leaves the agent running
+    # (/3/0/4 would reboot it; the reboot test does that).
+    await call(context, "execute", Code.POST, base + "/1/0/8")
     # A TLV Create with one resource: SSID (5) = "guest".
     await call(context, "create", Code.POST, base + "/12", payload=bytes([0xC5, 0x05]) + b"guest",
                content_format=11542)

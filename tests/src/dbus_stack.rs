@@ -1,6 +1,9 @@
-//! The real NetworkManager and oFono for a test: `tests/peers/dbus-stack.sh`
-//! on a private system bus in a network namespace, stopped (by the script's
-//! own cleanup, by pid) when the [`Stack`] is dropped.
+//! D-Bus peers for a test, each a script in `tests/peers/` that prints a
+//! READY line, takes commands on stdin and cleans up after itself (by pid)
+//! when its input closes, i.e. when the [`Stack`] is dropped:
+//! [`Stack::start`] runs the real NetworkManager and oFono on a private
+//! system bus in a network namespace (`dbus-stack.sh`), [`Stack::mock`]
+//! python-dbusmock services on a private bus (`dbus-mock.sh`).
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::PathBuf;
@@ -13,31 +16,43 @@ pub struct Stack {
     output: BufReader<ChildStdout>,
     /// The D-Bus address of the private system bus.
     pub bus: String,
-    /// NetworkManager's keyfile profile directory.
+    /// NetworkManager's keyfile profile directory (real stack only).
     pub keyfiles: PathBuf,
 }
 
 impl Stack {
-    /// Starts the stack; panics with the script's reason when it cannot.
+    /// The real daemons; panics with the script's reason when it cannot.
     pub fn start() -> Stack {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/dbus-stack.sh");
-        let mut child = Command::new(script)
+        Stack::spawn("dbus-stack.sh")
+    }
+
+    /// An empty private bus on which python-dbusmock services are
+    /// started and stopped with `command("start logind")`.
+    pub fn mock() -> Stack {
+        Stack::spawn("dbus-mock.sh")
+    }
+
+    fn spawn(script: &str) -> Stack {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("peers")
+            .join(script);
+        let mut child = Command::new(path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .expect("tests/peers/dbus-stack.sh starts");
+            .unwrap_or_else(|e| panic!("tests/peers/{script} does not start: {e}"));
         let input = child.stdin.take();
         let mut output = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         output.read_line(&mut line).unwrap();
         let ready = line
             .strip_prefix("READY ")
-            .unwrap_or_else(|| panic!("the stack did not start: {line:?} (see its stderr)"));
+            .unwrap_or_else(|| panic!("{script} did not start: {line:?} (see its stderr)"));
         let field = |name: &str| {
             ready
                 .split_whitespace()
                 .find_map(|f| f.strip_prefix(name))
-                .unwrap()
+                .unwrap_or_default()
                 .to_owned()
         };
         Stack {

@@ -395,3 +395,46 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// Reboot through systemd-logind (`org.freedesktop.login1.Manager.Reboot`,
+/// not interactive). Factory reset has no logind call: after the caller
+/// reset the agent's own state, it is a reboot.
+pub struct LogindActions {
+    address: Option<String>,
+}
+
+impl LogindActions {
+    /// `address` as for [`DbusNetwork::start`].
+    pub fn new(address: Option<String>) -> LogindActions {
+        LogindActions { address }
+    }
+}
+
+impl crate::Actions for LogindActions {
+    fn reboot(&self) -> Result<(), PlatformError> {
+        let address = self.address.clone();
+        // A short-lived connection on a short-lived runtime, on its own
+        // thread: the caller's runtime is not involved.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| PlatformError::Failed(e.to_string()))?;
+            runtime.block_on(async {
+                let connection = connect(address.as_deref()).await?;
+                proxies::login1::ManagerProxy::new(&connection)
+                    .await
+                    .map_err(|e| convert::error(proxies::login1::SERVICE, e))?
+                    .reboot(false)
+                    .await
+                    .map_err(|e| convert::error(proxies::login1::SERVICE, e))
+            })
+        })
+        .join()
+        .map_err(|_| PlatformError::Failed("the logind call panicked".into()))?
+    }
+
+    fn factory_reset(&self) -> Result<(), PlatformError> {
+        self.reboot()
+    }
+}

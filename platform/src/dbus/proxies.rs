@@ -110,3 +110,16 @@ pub mod ofono {
         fn set_property(&self, property: &str, value: &Variant<'_>) -> zbus::Result<()>;
     }
 }
+
+pub mod login1 {
+    pub const SERVICE: &str = "org.freedesktop.login1";
+
+    #[zbus::proxy(
+        interface = "org.freedesktop.login1.Manager",
+        default_service = "org.freedesktop.login1",
+        default_path = "/org/freedesktop/login1"
+    )]
+    pub trait Manager {
+        fn reboot(&self, interactive: bool) -> zbus::Result<()>;
+    }
+}

@@ -1,0 +1,98 @@
+//! The D-Bus platform against python-dbusmock services on a private bus,
+//! for what the real daemons cannot show here: a service that is missing
+//! and then appears, a Wi-Fi radio, an error reply, and logind.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use dm_platform::dbus::{DbusNetwork, LogindActions};
+use dm_platform::{Actions as _, BearerKind, Network, PlatformError, WifiSecurity, WifiSettings};
+use dm_tests::dbus_stack::Stack;
+
+const NM: &str = "org.freedesktop.NetworkManager";
+
+/// Waits for callbacks until `done` holds.
+fn until(changed: &mpsc::Receiver<()>, what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        changed
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no change callback while waiting for {what}"));
+    }
+}
+
+fn wifi() -> WifiSettings {
+    WifiSettings {
+        interface: "wlan0".into(),
+        ssid: "mock".into(),
+        enabled: true,
+        channel: 0,
+        access_point: false,
+        security: WifiSecurity::Open,
+        passphrase: None,
+    }
+}
+
+#[test]
+fn missing_services_then_a_wifi_radio_then_an_error_reply() {
+    let mut stack = Stack::mock();
+    // Nothing on the bus yet: empty reads, writes refused as unavailable.
+    let network = DbusNetwork::start(Some(stack.bus.clone())).unwrap();
+    let (tx, changed) = mpsc::channel();
+    network.on_change(Arc::new(move || {
+        let _ = tx.send(());
+    }));
+    assert_eq!(network.state(), Default::default());
+    assert!(matches!(
+        network.add_wifi_profile(&wifi()),
+        Err(PlatformError::Unavailable(_))
+    ));
+
+    // NetworkManager appears (NameOwnerChanged) with a Wi-Fi device that
+    // is up: picked up without a restart.
+    assert_eq!(stack.command("start networkmanager"), "ok");
+    let answer = stack.command(&format!(
+        "call {NM} /org/freedesktop/NetworkManager org.freedesktop.DBus.Mock AddWiFiDevice ssu wlan0dev wlan0 100"
+    ));
+    assert!(answer.starts_with("ok"), "{answer}");
+    until(&changed, "the Wi-Fi device", || {
+        network.state().available.contains(&BearerKind::Wlan)
+    });
+    let state = network.state();
+    assert_eq!(state.bearer, Some(BearerKind::Wlan), "{state:?}");
+    assert_eq!(state.interface.as_deref(), Some("wlan0"));
+
+    // NetworkManager refuses the profile: the error keeps its kind.
+    let answer = stack.command(&format!(
+        "call {NM} /org/freedesktop/NetworkManager/Settings org.freedesktop.DBus.Mock AddMethod sssss \
+         org.freedesktop.NetworkManager.Settings AddConnection 'a{{sa{{sv}}}}' o \
+         \"raise dbus.exceptions.DBusException('not allowed', name='org.freedesktop.DBus.Error.AccessDenied')\""
+    ));
+    assert!(answer.starts_with("ok"), "{answer}");
+    let refused = network.add_wifi_profile(&wifi());
+    assert!(
+        matches!(refused, Err(PlatformError::AccessDenied(_))),
+        "{refused:?}"
+    );
+
+    // It goes away again: the platform notices and empties its view.
+    assert_eq!(stack.command("stop networkmanager"), "ok");
+    until(&changed, "NetworkManager to be gone", || {
+        network.state().interface.is_none()
+    });
+}
+
+#[test]
+fn reboot_goes_through_logind() {
+    let mut stack = Stack::mock();
+    assert_eq!(stack.command("start logind"), "ok");
+    LogindActions::new(Some(stack.bus.clone()))
+        .reboot()
+        .unwrap();
+    let calls = stack.command(
+        "call org.freedesktop.login1 /org/freedesktop/login1 org.freedesktop.DBus.Mock GetCalls",
+    );
+    assert!(calls.contains("\"Reboot\""), "{calls}");
+}
