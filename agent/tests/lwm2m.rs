@@ -651,3 +651,79 @@ fn an_lwm2m_reboot_deregisters_then_goes_through_logind() {
     );
     assert!(calls.contains("\"Reboot\""), "{calls}");
 }
+
+/// The feature no other agent has, on the real daemons: NetworkManager
+/// changes veth0's address, its signal reaches the D-Bus platform, the
+/// tree changes, and the LwM2M server observing /4/0/4 (IP addresses) is
+/// notified.
+#[test]
+fn an_address_change_in_network_manager_is_notified_over_lwm2m() {
+    let mut stack = dm_tests::dbus_stack::Stack::start();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(python())
+            .arg(&script)
+            .args([port.to_string(), "observe".into(), "/4/0/4".into()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-IP\"\n\n[platform]\nkind = \"dbus\"\n\n\
+             [lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\nendpoint = \"dmagent-ip\"\n"
+        ),
+    )
+    .unwrap();
+    let mut agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &stack.bus)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let observed = loop {
+        let event = next(&events);
+        if event["step"] == "observe" {
+            break event;
+        }
+    };
+    assert_eq!(observed["code"], "2.05 Content");
+    assert!(
+        observed["text"].as_str().unwrap().contains("198.51.100.1"),
+        "{observed}"
+    );
+    assert_eq!(
+        stack.command("nm connection modify wired ipv4.addresses 198.51.100.77/24"),
+        "ok"
+    );
+    assert_eq!(stack.command("nm connection up wired"), "ok");
+    loop {
+        let event = next(&events);
+        if event["event"] == "notification"
+            && event["text"].as_str().unwrap().contains("198.51.100.77")
+        {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(agent.0.wait().unwrap().success());
+}

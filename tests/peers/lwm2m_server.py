@@ -5,6 +5,7 @@ Usage: lwm2m_server.py PORT
        lwm2m_server.py PORT bootstrap BOOTSTRAP_PORT [SECOND_PORT]
        lwm2m_server.py PORT platform APN_PATH
        lwm2m_server.py PORT reboot
+       lwm2m_server.py PORT observe PATH
 
 Listens on 127.0.0.1:PORT and accepts one registration. Then, by default,
 drives the registered client through Read (text, TLV, SenML JSON), Write,
@@ -164,6 +165,23 @@ async def main(port, mode):
         return
     client = await state.registered
     base = "coap://" + client
+
+    if mode and mode[0] == "observe":
+        # Observes PATH and reports each notification until the client
+        # de-registers.
+        observation = context.request(Message(code=Code.GET, uri=base + mode[1], observe=0))
+        first = await observation.response
+        say(step="observe", code=str(first.code), text=first.payload.decode(errors="replace"))
+
+        async def notifications():
+            async for notification in observation.observation:
+                say(event="notification", text=notification.payload.decode(errors="replace"))
+
+        watcher = asyncio.ensure_future(notifications())
+        await asyncio.wait_for(state.deregistered, timeout=120)
+        watcher.cancel()
+        await context.shutdown()
+        return
 
     if mode and mode[0] == "reboot":
         await call(context, "execute-reboot", Code.POST, base + "/3/0/4")
