@@ -5,7 +5,9 @@
 //! configuration, builds the platform, the objects and the tree, and runs
 //! the protocol drivers.
 
+mod cli;
 mod config;
+mod control;
 mod dump;
 mod runtime;
 
@@ -57,6 +59,43 @@ struct Cli {
 enum Command {
     /// Run the agent until SIGTERM or SIGINT.
     Run,
+    /// Values at or under a path (TR-181 `Device.` or LwM2M `/3/0`).
+    Get { path: Option<String> },
+    /// Parameter names under a TR-181 path.
+    GetNames {
+        path: Option<String>,
+        /// Only the level right below the path.
+        #[arg(value_parser = clap::builder::BoolishValueParser::new())]
+        next_level: Option<bool>,
+    },
+    /// Sets one value.
+    Set { path: String, value: String },
+    /// Creates an instance (`Device.WiFi.SSID.` or `/12`); prints its path.
+    Add { object: String },
+    /// Deletes an instance (`Device.WiFi.SSID.2.` or `/12/2`).
+    Del { object: String },
+    /// CWMP notification levels at or under a path.
+    GetNotif { path: Option<String> },
+    /// Sets a CWMP notification level: 0 off, 1 passive, 2 active.
+    SetNotif {
+        path: String,
+        #[arg(value_parser = clap::value_parser!(u8).range(0..=2))]
+        level: u8,
+    },
+    /// The running agent's state, per protocol.
+    Status {
+        /// As JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Starts a CWMP session now, reporting EVENT (e.g. "2 PERIODIC").
+    Inform { event: Option<String> },
+    /// Sends an LwM2M registration Update to every server now.
+    Update,
+    /// Re-reads the configuration, keeping the state.
+    Reload,
+    /// Stops the running agent (as SIGTERM).
+    Stop,
     /// Validate the configuration and print what it resolves to.
     CheckConfig,
     /// Print the whole object tree as TR-181 and LwM2M paths.
@@ -97,6 +136,11 @@ impl Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Verbs for a running agent: they speak to its control API and need no
+    // configuration.
+    if let Some(code) = cli::run(&cli.command) {
+        return code;
+    }
     let config = match cli.load_config() {
         Ok(config) => config,
         Err(e) => {
@@ -105,17 +149,23 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
-    let result = match cli.command {
+    let result = match &cli.command {
         Command::CheckConfig => {
             print!("{}", describe(&config));
             Ok(())
         }
-        Command::Dump { view } => dump(&config, view),
+        Command::Dump { view } => dump(&config, *view),
         Command::Run => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(runtime::run(config))),
+            .and_then(|rt| {
+                rt.block_on(runtime::run(config, || {
+                    cli.load_config().map_err(|e| e.to_string())
+                }))
+            }),
+        // The client verbs returned above.
+        _ => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -111,7 +111,10 @@ pub fn open_state(config: &Config) -> anyhow::Result<(FileStore, Option<dm_core:
 
 /// `dmagent run`: start, then keep the tree in step with the platform
 /// and act on executed actions until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    reload: impl Fn() -> Result<Config, String>,
+) -> anyhow::Result<()> {
     let (store, saved) = open_state(&config)?;
     let first_start = saved.is_none();
     let host = host(&config)?;
@@ -147,6 +150,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let (host_tx, mut host_rx) = tokio::sync::mpsc::channel(4);
+    let cwmp_status = Arc::new(Mutex::new(dm_cwmp_tokio::Status::default()));
+    let lwm2m_status = Arc::new(Mutex::new(dm_lwm2m_tokio::Status::default()));
+    let (cwmp_commands, cwmp_commands_rx) = tokio::sync::mpsc::channel(4);
+    let mut cwmp_commands_rx = Some(cwmp_commands_rx);
     let cwmp = config.cwmp.as_ref().map(|cwmp| {
         let driver = dm_cwmp_tokio::Config {
             connection_request: Some(dm_cwmp_tokio::ConnectionRequestServer {
@@ -160,8 +167,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }),
             http_timeout: std::time::Duration::from_secs(30),
             tls: cwmp.tls.clone(),
+            status: Arc::clone(&cwmp_status),
         };
-        let run = dm_cwmp_tokio::run(Arc::clone(&tree), driver, host_tx.clone(), stop.clone());
+        let commands = cwmp_commands_rx
+            .take()
+            .unwrap_or_else(|| tokio::sync::mpsc::channel(1).1);
+        let run = dm_cwmp_tokio::run(
+            Arc::clone(&tree),
+            driver,
+            host_tx.clone(),
+            commands,
+            stop.clone(),
+        );
         tokio::spawn(async move {
             let result = run.await;
             if let Err(e) = &result {
@@ -193,6 +210,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 )
             }),
             bootstrap: lwm2m.server.bootstrap,
+            status: Arc::clone(&lwm2m_status),
         };
         let run = dm_lwm2m_tokio::run(Arc::clone(&tree), driver, stop.clone());
         Some(tokio::spawn(async move {
@@ -204,6 +222,34 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }))
     });
 
+    // The control API (dmagent get/set/status/...), if a bus is there.
+    let (requests_tx, mut requests) = tokio::sync::mpsc::channel(4);
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let _control = crate::control::serve(crate::control::Control {
+        tree: Arc::clone(&tree),
+        started,
+        cwmp: cwmp
+            .is_some()
+            .then(|| (Arc::clone(&cwmp_status), cwmp_commands.clone())),
+        lwm2m: lwm2m.is_some().then(|| Arc::clone(&lwm2m_status)),
+        requests: requests_tx,
+    })
+    .await;
+    notify_systemd("READY=1");
+
+    // systemd's watchdog (WatchdogSec=): a ping at half the interval from
+    // the loop that does the work, so a stuck loop is restarted.
+    let watchdog = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|us| *us > 0)
+        .map(|us| std::time::Duration::from_micros(us / 2));
+    let mut watchdog_tick =
+        tokio::time::interval(watchdog.unwrap_or(std::time::Duration::from_secs(3600)));
+
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     // A reboot or factory reset ends the loop: the drivers stop first (LwM2M
     // de-registers, TR-069's session is over), then the host acts.
@@ -212,6 +258,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
+            _ = watchdog_tick.tick(), if watchdog.is_some() => notify_systemd("WATCHDOG=1"),
+            Some(request) = requests.recv() => match request {
+                crate::control::Request::Exit => break,
+                crate::control::Request::Reload(answer) => {
+                    let result = reload().and_then(|new| {
+                        dm_objects::provision(&mut lock(&tree), &new.provisioning())
+                            .map(|_| ())
+                            .map_err(|e| format!("{e:?}"))
+                    });
+                    match &result {
+                        Ok(()) => info!("configuration reloaded"),
+                        Err(e) => warn!("configuration not reloaded: {e}"),
+                    }
+                    let _ = answer.try_send(result);
+                }
+            },
             Some(request) = host_rx.recv() => {
                 action = Some((match request {
                     dm_cwmp_tokio::HostRequest::Reboot => HostAction::Reboot,
@@ -237,6 +299,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     info!("dmagent stopping");
+    notify_systemd("STOPPING=1");
     let _ = stop_tx.send(true);
     if let Some(task) = cwmp
         && let Err(e) = task.await
@@ -275,4 +338,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 pub fn lock(tree: &Mutex<Tree>) -> MutexGuard<'_, Tree> {
     tree.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Tells systemd (Type=notify) about the agent's state, when started by it:
+/// a datagram to $NOTIFY_SOCKET (sd_notify(3)'s protocol; abstract
+/// sockets start with '@').
+pub fn notify_systemd(state: &str) {
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let socket = socket.to_string_lossy().into_owned();
+    let sent = std::os::unix::net::UnixDatagram::unbound().and_then(|datagram| {
+        if let Some(name) = socket.strip_prefix('@') {
+            use std::os::linux::net::SocketAddrExt as _;
+            let address = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+            datagram.send_to_addr(state.as_bytes(), &address)
+        } else {
+            datagram.send_to(state.as_bytes(), &socket)
+        }
+    });
+    if let Err(e) = sent {
+        warn!("sd_notify {state}: {e}");
+    }
 }

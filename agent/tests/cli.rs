@@ -180,3 +180,74 @@ fn run_stops_cleanly_on_sigterm_and_keeps_its_state_directory_to_itself() {
     again.kill().unwrap();
     again.wait().unwrap();
 }
+
+/// Type=notify: READY=1 once the agent is up, then WATCHDOG=1 at half the
+/// watchdog interval, on the socket systemd names.
+#[test]
+fn the_agent_tells_systemd_it_is_ready_and_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(&config, "[device]\nserial_number = \"SN-NOTIFY\"\n").unwrap();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_dmagent"))
+        .args(["--config", config.to_str().unwrap(), "--state-dir"])
+        .arg(dir.path().join("state"))
+        .arg("run")
+        .env_remove("DMAGENT_CONFIG")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "200000")
+        // No control bus here: the agent runs on without it.
+        .env("DMAGENT_BUS", "session")
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buffer = [0u8; 64];
+    let mut messages = Vec::new();
+    while messages.len() < 2 {
+        let n = socket.recv(&mut buffer).expect("a notification");
+        messages.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
+    }
+    assert_eq!(messages, ["READY=1", "WATCHDOG=1"]);
+    Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(agent.wait().unwrap().success());
+    let n = socket.recv(&mut buffer).expect("STOPPING=1");
+    let last = String::from_utf8_lossy(&buffer[..n]).into_owned();
+    // Watchdog pings may come before it.
+    assert!(last == "STOPPING=1" || last == "WATCHDOG=1", "{last}");
+}
+
+/// The shipped unit and bus policy are valid for systemd and D-Bus.
+#[test]
+fn the_service_unit_and_bus_policy_are_valid() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(root.join("dist/dmagent.service"))
+        .unwrap()
+        .replace("/usr/bin/dmagent", env!("CARGO_BIN_EXE_dmagent"));
+    let path = dir.path().join("dmagent.service");
+    std::fs::write(&path, unit).unwrap();
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (scripts/install-deps.sh installs systemd)");
+    let complaints = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        verify.status.success() && complaints.trim().is_empty(),
+        "{complaints}"
+    );
+    let policy = Command::new("xmllint")
+        .arg("--noout")
+        .arg(root.join("dist/org.dmagent.Agent1.conf"))
+        .status()
+        .unwrap();
+    assert!(policy.success());
+}

@@ -26,13 +26,38 @@ pub use tls::TlsSettings;
 
 /// Driver settings. The ACS URL and all credentials are read from the
 /// tree (Device.ManagementServer) when used, so an ACS can change them.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Config {
     pub connection_request: Option<ConnectionRequestServer>,
     /// Limit for each HTTP exchange.
     pub http_timeout: Duration,
     /// For https:// ACS URLs.
     pub tls: TlsSettings,
+    /// What the driver reports about itself (for `dmagent status`).
+    pub status: Arc<Mutex<Status>>,
+}
+
+/// The CWMP side as `dmagent status` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    pub acs_url: String,
+    pub in_session: bool,
+    /// Unix times.
+    pub last_session_start: Option<i64>,
+    pub last_session_end: Option<i64>,
+    pub last_session_ok: Option<bool>,
+    pub sessions_ok: u64,
+    pub sessions_failed: u64,
+    /// When the next session is due (Unix time), if one is scheduled.
+    pub next_session: Option<i64>,
+}
+
+/// What the agent may ask of the driver.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// Start a session reporting this EventCode; the answer says whether
+    /// the request was accepted.
+    Inform(String, tokio::sync::mpsc::Sender<Result<(), String>>),
 }
 
 /// Where the connection-request server listens.
@@ -59,6 +84,7 @@ pub async fn run(
     tree: Arc<Mutex<Tree>>,
     config: Config,
     host: mpsc::Sender<HostRequest>,
+    mut commands: mpsc::Receiver<Command>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let changed = Arc::new(Notify::new());
@@ -139,14 +165,19 @@ pub async fn run(
             }
             engine.poll_start(&mut tree, wall());
         }
-        dispatch(&mut engine, &host).await;
+        lock_status(&config.status).acs_url = url.clone();
+        dispatch(&mut engine, &host, &config.status).await;
         if engine.in_session() {
             session(&tree, &mut engine, &url, &config, tls.clone()).await;
-            dispatch(&mut engine, &host).await;
+            dispatch(&mut engine, &host, &config.status).await;
         }
         if engine.in_session() {
             continue;
         }
+        lock_status(&config.status).next_session = engine.poll_timeout().map(|at| {
+            wall()
+                + i64::try_from(at.saturating_duration_since(Instant::now()).as_secs()).unwrap_or(0)
+        });
         let deadline = engine.poll_timeout();
         tokio::select! {
             _ = shutdown.changed() => {
@@ -156,6 +187,12 @@ pub async fn run(
             }
             () = changed.notified() => {}
             Some(()) = cr_rx.recv() => engine.handle_connection_request(&mut lock(&tree)),
+            Some(command) = commands.recv() => match command {
+                Command::Inform(event, answer) => {
+                    let accepted = engine.request_session(&mut lock(&tree), &event);
+                    let _ = answer.try_send(accepted);
+                }
+            },
             () = sleep_until(deadline) => {
                 engine.handle_timeout(&mut lock(&tree), Instant::now(), wall());
             }
@@ -164,11 +201,27 @@ pub async fn run(
 }
 
 /// Logs session events and passes host actions on.
-async fn dispatch(engine: &mut Engine, host: &mpsc::Sender<HostRequest>) {
+async fn dispatch(engine: &mut Engine, host: &mpsc::Sender<HostRequest>, status: &Mutex<Status>) {
     while let Some(event) = engine.poll_event() {
         match event {
-            EngineEvent::SessionStarted { events } => info!(?events, "CWMP session started"),
-            EngineEvent::SessionEnded { ok } => info!(ok, "CWMP session ended"),
+            EngineEvent::SessionStarted { events } => {
+                info!(?events, "CWMP session started");
+                let mut status = lock_status(status);
+                status.in_session = true;
+                status.last_session_start = Some(wall());
+            }
+            EngineEvent::SessionEnded { ok } => {
+                info!(ok, "CWMP session ended");
+                let mut status = lock_status(status);
+                status.in_session = false;
+                status.last_session_end = Some(wall());
+                status.last_session_ok = Some(ok);
+                if ok {
+                    status.sessions_ok += 1;
+                } else {
+                    status.sessions_failed += 1;
+                }
+            }
             EngineEvent::Reboot => {
                 let _ = host.send(HostRequest::Reboot).await;
             }
@@ -285,6 +338,12 @@ fn wall() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+fn lock_status(status: &Mutex<Status>) -> MutexGuard<'_, Status> {
+    status
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn lock(tree: &Mutex<Tree>) -> MutexGuard<'_, Tree> {

@@ -198,6 +198,7 @@ async fn a_boot_session_with_digest_cookies_and_keep_alive() {
     .await;
     let tree = Arc::new(Mutex::new(tree(&format!("http://{}/acs", acs.address))));
     let (host_tx, _host_rx) = mpsc::channel(4);
+    let (_commands, commands) = mpsc::channel(1);
     let (stop_tx, stop) = watch::channel(false);
     let driver = tokio::spawn(dm_cwmp_tokio::run(
         Arc::clone(&tree),
@@ -205,8 +206,10 @@ async fn a_boot_session_with_digest_cookies_and_keep_alive() {
             connection_request: None,
             http_timeout: Duration::from_secs(10),
             tls: TlsSettings::default(),
+            ..Config::default()
         },
         host_tx,
+        commands,
         stop,
     ));
 
@@ -271,6 +274,7 @@ async fn a_digest_connection_request_starts_a_session() {
         .unwrap()
         .port();
     let (host_tx, _host_rx) = mpsc::channel(4);
+    let (_commands, commands) = mpsc::channel(1);
     let (stop_tx, stop) = watch::channel(false);
     let driver = tokio::spawn(dm_cwmp_tokio::run(
         Arc::clone(&tree),
@@ -283,8 +287,10 @@ async fn a_digest_connection_request_starts_a_session() {
             }),
             http_timeout: Duration::from_secs(10),
             tls: TlsSettings::default(),
+            ..Config::default()
         },
         host_tx,
+        commands,
         stop,
     ));
     // The boot session.
@@ -415,6 +421,7 @@ async fn a_redirected_session_goes_on_at_the_new_url() {
     let front = redirecting_front(format!("http://{}/acs", acs.address)).await;
     let tree = Arc::new(Mutex::new(tree(&format!("http://{front}/front"))));
     let (host_tx, _host_rx) = mpsc::channel(4);
+    let (_commands, commands) = mpsc::channel(1);
     let (stop_tx, stop) = watch::channel(false);
     let driver = tokio::spawn(dm_cwmp_tokio::run(
         Arc::clone(&tree),
@@ -422,8 +429,10 @@ async fn a_redirected_session_goes_on_at_the_new_url() {
             connection_request: None,
             http_timeout: Duration::from_secs(10),
             tls: TlsSettings::default(),
+            ..Config::default()
         },
         host_tx,
+        commands,
         stop,
     ));
     // The redirected Inform reaches the real ACS, which challenges it;

@@ -118,6 +118,7 @@ async fn a_session_over_https_with_the_configured_ca() {
     std::fs::write(&ca_file, cert_pem).unwrap();
     let tree = Arc::new(Mutex::new(tree(&format!("https://127.0.0.1:{port}/acs"))));
     let (host_tx, _host_rx) = mpsc::channel(4);
+    let (_commands, commands) = mpsc::channel(1);
     let (stop_tx, stop) = watch::channel(false);
     let driver = tokio::spawn(dm_cwmp_tokio::run(
         Arc::clone(&tree),
@@ -128,8 +129,10 @@ async fn a_session_over_https_with_the_configured_ca() {
                 ca_file: Some(ca_file),
                 client_certificate: None,
             },
+            ..Config::default()
         },
         host_tx,
+        commands,
         stop,
     ));
     let inform = tokio::time::timeout(Duration::from_secs(20), bodies.recv())

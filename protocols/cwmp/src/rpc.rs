@@ -198,6 +198,17 @@ pub fn set_parameter_values(
     parameters: &[ParameterValueIn],
     parameter_key: &str,
 ) -> Result<u8, Fault> {
+    set_parameter_values_by(tree, Origin::Acs, parameters, Some(parameter_key))
+}
+
+/// SetParameterValues on behalf of `origin` (the local CLI uses it too);
+/// the ParameterKey is set only when given.
+pub fn set_parameter_values_by(
+    tree: &mut Tree,
+    origin: Origin,
+    parameters: &[ParameterValueIn],
+    parameter_key: Option<&str>,
+) -> Result<u8, Fault> {
     let resolver = Resolver::global();
     let mut faults = Vec::new();
     let mut writes = Vec::new();
@@ -258,19 +269,21 @@ pub fn set_parameter_values(
     if !faults.is_empty() {
         return Err(invalid_arguments(faults));
     }
-    let mut tx = tree.begin(Origin::Acs);
+    let mut tx = tree.begin(origin);
     for (_, path, value) in &writes {
         tx.set(*path, value.clone());
     }
-    tx.set_by(
-        Origin::Agent,
-        Path::resource(
-            management_server::ID,
-            InstanceId(0),
-            management_server::PARAMETER_KEY,
-        ),
-        Value::String(parameter_key.to_owned()),
-    );
+    if let Some(parameter_key) = parameter_key {
+        tx.set_by(
+            Origin::Agent,
+            Path::resource(
+                management_server::ID,
+                InstanceId(0),
+                management_server::PARAMETER_KEY,
+            ),
+            Value::String(parameter_key.to_owned()),
+        );
+    }
     match tx.commit() {
         Ok(_) => Ok(0),
         Err(e) => {
@@ -420,6 +433,15 @@ pub fn get_parameter_names(
 /// SetParameterAttributes (§A.3.2.4): every change is checked before any
 /// is applied.
 pub fn set_parameter_attributes(tree: &mut Tree, changes: &[AttributeChange]) -> Result<(), Fault> {
+    set_parameter_attributes_by(tree, Origin::Acs, changes)
+}
+
+/// SetParameterAttributes on behalf of `origin`.
+pub fn set_parameter_attributes_by(
+    tree: &mut Tree,
+    origin: Origin,
+    changes: &[AttributeChange],
+) -> Result<(), Fault> {
     let all = concrete(tree);
     let mut plan: Vec<(Path, Option<Notification>, Option<Vec<String>>)> = Vec::new();
     for change in changes {
@@ -466,11 +488,11 @@ pub fn set_parameter_attributes(tree: &mut Tree, changes: &[AttributeChange]) ->
     }
     for (path, level, access_list) in plan {
         if let Some(level) = level {
-            tree.set_notification(Origin::Acs, &path, level)
+            tree.set_notification(origin, &path, level)
                 .map_err(|e| fault(fault_code(&e), e))?;
         }
         if let Some(list) = access_list {
-            tree.set_access_list(Origin::Acs, &path, list)
+            tree.set_access_list(origin, &path, list)
                 .map_err(|e| fault(fault_code(&e), e))?;
         }
     }
@@ -505,23 +527,35 @@ pub fn get_parameter_attributes(
 
 /// AddObject (§A.3.2.6): returns the new instance number and the Status.
 pub fn add_object(tree: &mut Tree, object: &str, parameter_key: &str) -> Result<(u32, u8), Fault> {
+    add_object_by(tree, Origin::Acs, object, Some(parameter_key))
+}
+
+/// AddObject on behalf of `origin`.
+pub fn add_object_by(
+    tree: &mut Tree,
+    origin: Origin,
+    object: &str,
+    parameter_key: Option<&str>,
+) -> Result<(u32, u8), Fault> {
     let Some(ObjectPath::Table(core)) = Resolver::global().object(object) else {
         return Err(fault(
             FaultCode::InvalidParameterName,
             format!("{object} is not a table"),
         ));
     };
-    let mut tx = tree.begin(Origin::Acs);
+    let mut tx = tree.begin(origin);
     tx.create(core, None);
-    tx.set_by(
-        Origin::Agent,
-        Path::resource(
-            management_server::ID,
-            InstanceId(0),
-            management_server::PARAMETER_KEY,
-        ),
-        Value::String(parameter_key.to_owned()),
-    );
+    if let Some(parameter_key) = parameter_key {
+        tx.set_by(
+            Origin::Agent,
+            Path::resource(
+                management_server::ID,
+                InstanceId(0),
+                management_server::PARAMETER_KEY,
+            ),
+            Value::String(parameter_key.to_owned()),
+        );
+    }
     let committed = tx.commit().map_err(|e| match e.faults.first() {
         Some(first) => fault(fault_code(first), first),
         None => fault(FaultCode::InternalError, e),
@@ -536,23 +570,35 @@ pub fn add_object(tree: &mut Tree, object: &str, parameter_key: &str) -> Result<
 
 /// DeleteObject (§A.3.2.7): returns the Status.
 pub fn delete_object(tree: &mut Tree, object: &str, parameter_key: &str) -> Result<u8, Fault> {
+    delete_object_by(tree, Origin::Acs, object, Some(parameter_key))
+}
+
+/// DeleteObject on behalf of `origin`.
+pub fn delete_object_by(
+    tree: &mut Tree,
+    origin: Origin,
+    object: &str,
+    parameter_key: Option<&str>,
+) -> Result<u8, Fault> {
     let Some(ObjectPath::Instance(core, instance)) = Resolver::global().object(object) else {
         return Err(fault(
             FaultCode::InvalidParameterName,
             format!("{object} is not an instance"),
         ));
     };
-    let mut tx = tree.begin(Origin::Acs);
+    let mut tx = tree.begin(origin);
     tx.delete(core, instance);
-    tx.set_by(
-        Origin::Agent,
-        Path::resource(
-            management_server::ID,
-            InstanceId(0),
-            management_server::PARAMETER_KEY,
-        ),
-        Value::String(parameter_key.to_owned()),
-    );
+    if let Some(parameter_key) = parameter_key {
+        tx.set_by(
+            Origin::Agent,
+            Path::resource(
+                management_server::ID,
+                InstanceId(0),
+                management_server::PARAMETER_KEY,
+            ),
+            Value::String(parameter_key.to_owned()),
+        );
+    }
     tx.commit().map_err(|e| match e.faults.first() {
         Some(first) => fault(fault_code(first), first),
         None => fault(FaultCode::InternalError, e),

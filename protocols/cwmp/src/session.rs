@@ -183,6 +183,31 @@ impl Engine {
     }
 
     /// A connection request was accepted (TR-069 §3.2.2).
+    /// A session asked for locally (the agent's control API, as icwmp's
+    /// `ubus call tr069 inform`): `event` is the EventCode to report, a
+    /// standard single one ("2 PERIODIC", "6 CONNECTION REQUEST", ...) or
+    /// a vendor one ("X OUI name", TR-069 §3.7.1.5).
+    pub fn request_session(&mut self, tree: &mut Tree, event: &str) -> Result<(), String> {
+        let known = [
+            "1 BOOT",
+            "2 PERIODIC",
+            "3 SCHEDULED",
+            "4 VALUE CHANGE",
+            "6 CONNECTION REQUEST",
+            "8 DIAGNOSTICS COMPLETE",
+        ];
+        let vendor = event.starts_with("X ") && event.split(' ').count() >= 3;
+        if !known.contains(&event) && !vendor {
+            return Err(format!(
+                "{event:?} is not an event a local request may send; use one of {known:?} or \"X <OUI> <name>\""
+            ));
+        }
+        self.add_event(event, "");
+        self.save(tree);
+        self.wanted = true;
+        Ok(())
+    }
+
     pub fn handle_connection_request(&mut self, tree: &mut Tree) {
         self.add_event("6 CONNECTION REQUEST", "");
         self.save(tree);

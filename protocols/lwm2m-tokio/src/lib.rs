@@ -24,6 +24,47 @@ pub struct Config {
     /// `server` is a bootstrap server: bootstrap first, then register with
     /// the account it provisions.
     pub bootstrap: bool,
+    /// What the driver reports about each server (for `dmagent status`).
+    pub status: Arc<Mutex<Status>>,
+}
+
+/// The LwM2M side as `dmagent status` shows it: one entry per server, by
+/// Short Server ID (0: the bootstrap server).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    pub servers: std::collections::BTreeMap<u16, ServerStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerStatus {
+    pub address: String,
+    pub registered: bool,
+    /// The registration's location (`/rd/...`).
+    pub location: Option<String>,
+    /// Unix times.
+    pub last_registration: Option<i64>,
+    pub last_update: Option<i64>,
+    pub failures: u64,
+    pub last_error: Option<String>,
+}
+
+fn wall() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn server_status<'s>(status: &'s Mutex<Status>, config: &Config) -> MutexGuard<'s, Status> {
+    let mut status = status
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    status
+        .servers
+        .entry(config.client.short_server_id)
+        .or_default()
+        .address = config.server.to_string();
+    status
 }
 
 /// How a connection to one server ended.
@@ -103,7 +144,7 @@ pub async fn run(
         let mut servers = Vec::new();
         let accounts = dm_lwm2m::bootstrap::accounts(&lock(&tree));
         for account in accounts {
-            match server_config(&account, &endpoint).await {
+            match server_config(&account, &endpoint, &config.status).await {
                 Ok(server) => {
                     info!(uri = %account.uri, ssid = account.short_server_id, "LwM2M server account");
                     servers.push(server);
@@ -129,7 +170,7 @@ pub async fn run(
                     warn!("bootstrap wanted, but there is no bootstrap server account");
                     continue;
                 };
-                match server_config(&account, &endpoint).await {
+                match server_config(&account, &endpoint, &config.status).await {
                     Ok(mut bootstrap) => {
                         bootstrap.bootstrap = true;
                         info!(uri = %account.uri, "LwM2M bootstrapping again");
@@ -151,6 +192,7 @@ pub async fn run(
 async fn server_config(
     account: &dm_lwm2m::bootstrap::Account,
     endpoint: &str,
+    status: &Arc<Mutex<Status>>,
 ) -> Result<Config, String> {
     let (server, secure) = resolve(&account.uri).await?;
     if secure && account.psk.is_none() {
@@ -168,6 +210,7 @@ async fn server_config(
         },
         psk: if secure { account.psk.clone() } else { None },
         bootstrap: false,
+        status: Arc::clone(status),
     })
 }
 
@@ -347,13 +390,38 @@ async fn connection(
             match event {
                 ClientEvent::Registered { location } => {
                     registration_failures = 0;
-                    info!(server = %config.server, %location, "LwM2M registered")
+                    info!(server = %config.server, %location, "LwM2M registered");
+                    let mut status = server_status(&config.status, config);
+                    let entry = status
+                        .servers
+                        .entry(config.client.short_server_id)
+                        .or_default();
+                    entry.registered = true;
+                    entry.location = Some(location);
+                    entry.last_registration = Some(wall());
+                    entry.last_error = None;
                 }
                 ClientEvent::Updated => {
-                    info!(server = %config.server, "LwM2M registration updated")
+                    info!(server = %config.server, "LwM2M registration updated");
+                    let mut status = server_status(&config.status, config);
+                    let entry = status
+                        .servers
+                        .entry(config.client.short_server_id)
+                        .or_default();
+                    entry.last_update = Some(wall());
                 }
                 ClientEvent::RegistrationFailed { reason } => {
                     warn!(server = %config.server, reason, "LwM2M registration failed");
+                    {
+                        let mut status = server_status(&config.status, config);
+                        let entry = status
+                            .servers
+                            .entry(config.client.short_server_id)
+                            .or_default();
+                        entry.registered = false;
+                        entry.failures += 1;
+                        entry.last_error = Some(reason.clone());
+                    }
                     registration_failures += 1;
                     if !config.bootstrap
                         && gives_up(
@@ -391,6 +459,13 @@ async fn connection(
                 }
                 ClientEvent::Deregistered => {
                     info!(server = %config.server, "LwM2M deregistered");
+                    if let Some(entry) = server_status(&config.status, config)
+                        .servers
+                        .get_mut(&config.client.short_server_id)
+                    {
+                        entry.registered = false;
+                        entry.location = None;
+                    }
                     if stopping.is_some() {
                         return Ok(Outcome::Stopped);
                     }

@@ -1,0 +1,435 @@
+//! The control API: `org.dmagent.Agent1` at `/org/dmagent/Agent1` on the
+//! system bus (the session bus when not root), what icwmp's `tr069` ubus
+//! object offers: status, a session or registration update on demand,
+//! reload, exit, and the object tree (get, set, add, delete,
+//! notification). Callers are the local CLI origin; who may call is the
+//! bus policy's business (`dist/org.dmagent.Agent1.conf`).
+//!
+//! Paths come in either form: TR-181 (`Device.WiFi.SSID.1.SSID`, objects
+//! ending in a dot) or LwM2M (`/12/1/5`).
+
+use std::sync::{Arc, Mutex};
+
+use dm_core::{InstanceId, Notification, Origin, Path, ResourceValue, Tree};
+use dm_cwmp::rpc;
+use dm_cwmp::soap::ParameterValueIn;
+use dm_lwm2m::mapping::{self as lwm2m_mapping, Lwm2mPath};
+use serde_json::json;
+use tokio::sync::mpsc;
+use zbus::fdo;
+
+use crate::runtime::lock;
+
+pub const NAME: &str = "org.dmagent.Agent1";
+pub const PATH: &str = "/org/dmagent/Agent1";
+
+/// What the API asks of the run loop.
+#[derive(Debug)]
+pub enum Request {
+    Exit,
+    Reload(mpsc::Sender<Result<(), String>>),
+}
+
+pub struct Control {
+    pub tree: Arc<Mutex<Tree>>,
+    /// Unix time the agent started.
+    pub started: i64,
+    pub cwmp: Option<(
+        Arc<Mutex<dm_cwmp_tokio::Status>>,
+        mpsc::Sender<dm_cwmp_tokio::Command>,
+    )>,
+    pub lwm2m: Option<Arc<Mutex<dm_lwm2m_tokio::Status>>>,
+    pub requests: mpsc::Sender<Request>,
+}
+
+fn invalid(message: impl std::fmt::Display) -> fdo::Error {
+    fdo::Error::InvalidArgs(message.to_string())
+}
+
+fn failed(message: impl std::fmt::Display) -> fdo::Error {
+    fdo::Error::Failed(message.to_string())
+}
+
+fn fault(f: dm_cwmp::soap::Fault) -> fdo::Error {
+    let detail: Vec<String> = f
+        .parameters
+        .iter()
+        .map(|p| format!("{}: {} {}", p.name, p.code, p.message))
+        .collect();
+    let text = if detail.is_empty() {
+        format!("{} {}", f.code, f.message)
+    } else {
+        format!("{} {} ({})", f.code, f.message, detail.join("; "))
+    };
+    match f.code {
+        9005 | 9007 | 9003 | 9006 | 9008 => invalid(text),
+        _ => failed(text),
+    }
+}
+
+/// An LwM2M-form path, as a core path.
+fn lwm2m_path(text: &str) -> Result<(Lwm2mPath, Path), fdo::Error> {
+    let path: Lwm2mPath = text
+        .parse()
+        .map_err(|_| invalid(format!("{text}: not an LwM2M path")))?;
+    let core = lwm2m_mapping::to_core(&path).map_err(|e| invalid(format!("{text}: {e}")))?;
+    Ok((path, core))
+}
+
+fn is_lwm2m(path: &str) -> bool {
+    path.starts_with('/')
+}
+
+/// Values under a core path, named by their LwM2M paths, as text.
+fn lwm2m_values(tree: &Tree, core: &Path) -> Result<Vec<(String, String)>, fdo::Error> {
+    let mut out = Vec::new();
+    let mut failure = None;
+    let mut push = |path: Path, value: ResourceValue| {
+        let Some(lwm2m) = lwm2m_mapping::from_core(&path) else {
+            return;
+        };
+        match value {
+            ResourceValue::Single(v) => {
+                out.push((lwm2m.to_string(), dm_lwm2m::format::text::encode(&v)))
+            }
+            ResourceValue::Multiple(values) => {
+                for (i, v) in values {
+                    let at = Lwm2mPath {
+                        index: Some(i),
+                        ..lwm2m
+                    };
+                    out.push((at.to_string(), dm_lwm2m::format::text::encode(&v)));
+                }
+            }
+        }
+    };
+    if core.resource_id().is_some() {
+        let whole = core.without_index();
+        let value = tree.read(Origin::Cli, &whole).map_err(failed)?;
+        push(whole, value);
+        if let Some(index) = core.index() {
+            let wanted = lwm2m_mapping::from_core(core).map(|p| p.to_string());
+            out.retain(|(name, _)| Some(name) == wanted.as_ref());
+            if out.is_empty() {
+                return Err(invalid(format!("no value {index}")));
+            }
+        }
+    } else {
+        tree.walk(Origin::Cli, core, &mut |path, value| match value {
+            Ok(value) => push(path, value),
+            Err(e) => failure = Some(e),
+        })
+        .map_err(failed)?;
+        if let Some(e) = failure {
+            return Err(failed(e));
+        }
+    }
+    Ok(out)
+}
+
+#[zbus::interface(name = "org.dmagent.Agent1")]
+impl Control {
+    /// The agent and each protocol, as JSON (`dmagent status --json`).
+    fn status(&self) -> String {
+        let cwmp = self.cwmp.as_ref().map(|(status, _)| {
+            let s = status
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            json!({
+                "acs_url": s.acs_url,
+                "in_session": s.in_session,
+                "last_session_start": s.last_session_start,
+                "last_session_end": s.last_session_end,
+                "last_session_ok": s.last_session_ok,
+                "sessions_ok": s.sessions_ok,
+                "sessions_failed": s.sessions_failed,
+                "next_session": s.next_session,
+            })
+        });
+        let lwm2m = self.lwm2m.as_ref().map(|status| {
+            let s = status
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let servers: Vec<_> = s
+                .servers
+                .iter()
+                .map(|(ssid, server)| {
+                    json!({
+                        "short_server_id": ssid,
+                        "address": server.address,
+                        "registered": server.registered,
+                        "location": server.location,
+                        "last_registration": server.last_registration,
+                        "last_update": server.last_update,
+                        "failures": server.failures,
+                        "last_error": server.last_error,
+                    })
+                })
+                .collect();
+            json!({ "servers": servers })
+        });
+        json!({
+            "agent": {
+                "version": env!("CARGO_PKG_VERSION"),
+                "started": self.started,
+                "pid": std::process::id(),
+            },
+            "cwmp": cwmp,
+            "lwm2m": lwm2m,
+        })
+        .to_string()
+    }
+
+    /// Name and value of each parameter at or under `path`.
+    fn get(&self, path: &str) -> fdo::Result<Vec<(String, String)>> {
+        let tree = lock(&self.tree);
+        if is_lwm2m(path) {
+            let (_, core) = lwm2m_path(path)?;
+            return lwm2m_values(&tree, &core);
+        }
+        let name = if path.is_empty() { "Device." } else { path };
+        rpc::get_parameter_values(&tree, &[name.to_owned()])
+            .map(|values| values.into_iter().map(|v| (v.name, v.value)).collect())
+            .map_err(fault)
+    }
+
+    /// Names under `path` (TR-181), with whether each is writable.
+    fn get_names(&self, path: &str, next_level: bool) -> fdo::Result<Vec<(String, bool)>> {
+        if is_lwm2m(path) {
+            return Err(invalid("get-names takes a TR-181 path (Device. ...)"));
+        }
+        rpc::get_parameter_names(&lock(&self.tree), path, next_level).map_err(fault)
+    }
+
+    /// Sets one value, all checks as for a protocol write.
+    fn set(&self, path: &str, value: &str) -> fdo::Result<()> {
+        let mut tree = lock(&self.tree);
+        if is_lwm2m(path) {
+            let (_, core) = lwm2m_path(path)?;
+            let value_type = tree
+                .schema(core.object_id())
+                .and_then(|s| s.resource(core.resource_id()?))
+                .map(|r| r.value_type)
+                .ok_or_else(|| invalid(format!("{path} is not a resource")))?;
+            let value = dm_lwm2m::format::text::decode(value, value_type).map_err(invalid)?;
+            tree.begin(Origin::Cli)
+                .set(core, value)
+                .commit()
+                .map_err(|e| invalid(format!("{e:?}")))?;
+            return Ok(());
+        }
+        rpc::set_parameter_values_by(
+            &mut tree,
+            Origin::Cli,
+            &[ParameterValueIn {
+                name: path.to_owned(),
+                value: value.to_owned(),
+                xsd_type: None,
+            }],
+            None,
+        )
+        .map(|_| ())
+        .map_err(fault)
+    }
+
+    /// Creates an instance of a table (`Device.WiFi.SSID.` or `/12`);
+    /// returns the new instance's path.
+    fn add(&self, object: &str) -> fdo::Result<String> {
+        let mut tree = lock(&self.tree);
+        if is_lwm2m(object) {
+            let (path, core) = lwm2m_path(object)?;
+            if path.instance.is_some() {
+                return Err(invalid(format!("{object}: name an object, e.g. /12")));
+            }
+            let done = tree
+                .begin(Origin::Cli)
+                .create(core.object_id(), None)
+                .commit()
+                .map_err(|e| invalid(format!("{e:?}")))?;
+            let instance = done
+                .created
+                .first()
+                .and_then(|p| p.instance_id())
+                .ok_or_else(|| failed("no instance was created"))?;
+            return Ok(format!("/{}/{}", path.object, instance.0));
+        }
+        let (instance, _) =
+            rpc::add_object_by(&mut tree, Origin::Cli, object, None).map_err(fault)?;
+        Ok(format!("{object}{instance}."))
+    }
+
+    /// Deletes an instance (`Device.WiFi.SSID.2.` or `/12/2`).
+    fn delete(&self, object: &str) -> fdo::Result<()> {
+        let mut tree = lock(&self.tree);
+        if is_lwm2m(object) {
+            let (path, core) = lwm2m_path(object)?;
+            let (Some(instance), None) = (path.instance, path.resource) else {
+                return Err(invalid(format!("{object}: name an instance, e.g. /12/2")));
+            };
+            tree.begin(Origin::Cli)
+                .delete(core.object_id(), InstanceId(instance))
+                .commit()
+                .map_err(|e| invalid(format!("{e:?}")))?;
+            return Ok(());
+        }
+        rpc::delete_object_by(&mut tree, Origin::Cli, object, None)
+            .map(|_| ())
+            .map_err(fault)
+    }
+
+    /// The CWMP notification level (0 off, 1 passive, 2 active) of each
+    /// parameter at or under `path`.
+    fn get_notification(&self, path: &str) -> fdo::Result<Vec<(String, u8)>> {
+        let tree = lock(&self.tree);
+        if is_lwm2m(path) {
+            let (_, core) = lwm2m_path(path)?;
+            return Ok(vec![(
+                path.to_owned(),
+                tree.attributes()
+                    .notification(&core.without_index())
+                    .level(),
+            )]);
+        }
+        let name = if path.is_empty() { "Device." } else { path };
+        rpc::get_parameter_attributes(&tree, &[name.to_owned()])
+            .map(|list| list.into_iter().map(|(n, level, _)| (n, level)).collect())
+            .map_err(fault)
+    }
+
+    fn set_notification(&self, path: &str, level: u8) -> fdo::Result<()> {
+        let mut tree = lock(&self.tree);
+        if is_lwm2m(path) {
+            let (_, core) = lwm2m_path(path)?;
+            let level = Notification::from_level(level)
+                .ok_or_else(|| invalid(format!("notification {level}: 0, 1 or 2")))?;
+            return tree
+                .set_notification(Origin::Cli, &core.without_index(), level)
+                .map_err(|e| invalid(format!("{e:?}")));
+        }
+        rpc::set_parameter_attributes_by(
+            &mut tree,
+            Origin::Cli,
+            &[dm_cwmp::soap::AttributeChange {
+                name: path.to_owned(),
+                notification: Some(level),
+                access_list: None,
+            }],
+        )
+        .map_err(fault)
+    }
+
+    /// Starts a CWMP session reporting `event` (empty: a vendor event
+    /// "X <OUI> LocalRequest").
+    async fn inform(&self, event: &str) -> fdo::Result<()> {
+        let Some((_, commands)) = &self.cwmp else {
+            return Err(failed("CWMP is not enabled"));
+        };
+        let event = if event.is_empty() {
+            let oui = match lock(&self.tree).read(
+                Origin::Agent,
+                &Path::resource(
+                    dm_core::catalog::device::ID,
+                    InstanceId(0),
+                    dm_core::catalog::device::MANUFACTURER_OUI,
+                ),
+            ) {
+                Ok(ResourceValue::Single(dm_core::Value::String(oui))) => oui,
+                _ => "000000".to_owned(),
+            };
+            format!("X {oui} LocalRequest")
+        } else {
+            event.to_owned()
+        };
+        let (answer, mut answered) = mpsc::channel(1);
+        commands
+            .send(dm_cwmp_tokio::Command::Inform(event, answer))
+            .await
+            .map_err(|_| failed("the CWMP driver is not running"))?;
+        answered
+            .recv()
+            .await
+            .ok_or_else(|| failed("the CWMP driver did not answer"))?
+            .map_err(invalid)
+    }
+
+    /// Sends an LwM2M registration Update to every server now (the
+    /// Registration Update Trigger of each Server instance).
+    fn update(&self) -> fdo::Result<()> {
+        let mut tree = lock(&self.tree);
+        let server = dm_core::catalog::server::ID;
+        let instances = tree.instances(server).map_err(failed)?;
+        if instances.is_empty() {
+            return Err(failed("no LwM2M server is configured"));
+        }
+        for instance in instances {
+            tree.execute(
+                Origin::Cli,
+                &Path::resource(
+                    server,
+                    instance,
+                    dm_core::catalog::server::REGISTRATION_UPDATE_TRIGGER,
+                ),
+                "",
+            )
+            .map_err(failed)?;
+        }
+        Ok(())
+    }
+
+    /// Re-reads the configuration file and applies it, keeping the state.
+    async fn reload(&self) -> fdo::Result<()> {
+        let (answer, mut answered) = mpsc::channel(1);
+        self.requests
+            .send(Request::Reload(answer))
+            .await
+            .map_err(|_| failed("the agent is stopping"))?;
+        answered
+            .recv()
+            .await
+            .ok_or_else(|| failed("no answer"))?
+            .map_err(invalid)
+    }
+
+    /// Stops the agent as SIGTERM does.
+    async fn exit(&self) -> fdo::Result<()> {
+        self.requests
+            .send(Request::Exit)
+            .await
+            .map_err(|_| failed("the agent is stopping"))
+    }
+}
+
+/// Which bus: `DMAGENT_BUS` = "system" or "session", else the system bus
+/// as root and the session bus otherwise.
+pub fn use_system_bus() -> bool {
+    match std::env::var("DMAGENT_BUS").as_deref() {
+        Ok("system") => true,
+        Ok("session") => false,
+        _ => rustix_is_root(),
+    }
+}
+
+fn rustix_is_root() -> bool {
+    // The owner of /proc/self is the effective user.
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// Serves the API; `None` when no bus is reachable (the agent runs on).
+pub async fn serve(control: Control) -> Option<zbus::Connection> {
+    let builder = if use_system_bus() {
+        zbus::connection::Builder::system()
+    } else {
+        zbus::connection::Builder::session()
+    };
+    match builder.name(NAME).serve_at(PATH, control).build().await {
+        Ok(connection) => Some(connection),
+        Err(e) => {
+            tracing::warn!("control API not available on D-Bus: {e}");
+            None
+        }
+    }
+}
