@@ -41,6 +41,9 @@ have ip || missing="$missing iproute2"
 have gdbus || missing="$missing libglib2.0-bin"
 have busctl || missing="$missing systemd"
 /usr/bin/python3 -c "import dbusmock" 2>/dev/null || missing="$missing python3-dbusmock"
+# The shell scripts are checked by a test; the unit file by systemd-analyze.
+have shellcheck || missing="$missing shellcheck"
+have systemd-analyze || missing="$missing systemd"
 # Word splitting is wanted: one package name per word.
 # shellcheck disable=SC2086
 [ -n "$missing" ] && apt_install $missing

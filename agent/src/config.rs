@@ -114,6 +114,12 @@ pub struct Overrides {
     pub lwm2m_server: Option<(String, String)>,
     pub endpoint: Option<(String, String)>,
     pub serial_number: Option<(String, String)>,
+    /// PSK identity and key (hex) for the LwM2M server, making it coaps.
+    pub psk: Option<(String, String, String)>,
+    /// The LwM2M server is a bootstrap server.
+    pub bootstrap: bool,
+    pub no_cwmp: bool,
+    pub no_lwm2m: bool,
 }
 
 // The file as written. Fields that need checks beyond their type are
@@ -288,12 +294,37 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
 
     let identity = identity(&file.device, overrides, &at)?;
 
-    let cwmp = match file.cwmp {
-        Some(c) if c.enabled => Some(cwmp(c, overrides, &at)?),
+    // A server given on the command line needs no table in the file.
+    let cwmp_file = match (file.cwmp, &overrides.acs_url) {
+        (Some(c), _) => Some(c),
+        (None, Some(_)) => toml::from_str::<CwmpFile>("acs_url = \"\"").ok(),
+        (None, None) => None,
+    };
+    let cwmp = match cwmp_file {
+        Some(c) if c.enabled && !overrides.no_cwmp => Some(cwmp(c, overrides, &at)?),
         _ => None,
     };
-    let lwm2m = match file.lwm2m {
-        Some(l) if l.enabled => Some(lwm2m(l, overrides, &identity, &at)?),
+    let lwm2m_file = match (file.lwm2m, &overrides.lwm2m_server) {
+        (Some(l), _) => Some(l),
+        (None, Some(_)) => toml::from_str::<Lwm2mFile>("server_uri = \"\"").ok(),
+        (None, None) => None,
+    };
+    let lwm2m = match lwm2m_file {
+        Some(mut l) if l.enabled && !overrides.no_lwm2m => {
+            if overrides.bootstrap {
+                l.bootstrap = true;
+            }
+            if let Some((flag, identity, key)) = &overrides.psk {
+                if identity.is_empty() {
+                    return Err(flag_error(flag, "the PSK identity must not be empty".into()));
+                }
+                decode_hex(key).map_err(|m| flag_error(flag, m))?;
+                l.security = Some(Spanned::new(0..0, "psk".to_owned()));
+                l.psk_identity = Some(Spanned::new(0..0, identity.clone()));
+                l.psk_key = Some(Spanned::new(0..0, key.clone()));
+            }
+            Some(lwm2m(l, overrides, &identity, &at)?)
+        }
         _ => None,
     };
 

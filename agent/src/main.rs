@@ -51,6 +51,21 @@ struct Cli {
     /// Device serial number, overriding [device] serial_number.
     #[arg(long, global = true, env = "DMAGENT_SERIAL")]
     serial: Option<String>,
+    /// LwM2M PSK identity (with --psk-key): the server is coaps://.
+    #[arg(long, global = true, env = "DMAGENT_PSK_IDENTITY", requires = "psk_key")]
+    psk_identity: Option<String>,
+    /// LwM2M PSK key, hexadecimal.
+    #[arg(long, global = true, env = "DMAGENT_PSK_KEY", requires = "psk_identity")]
+    psk_key: Option<String>,
+    /// The LwM2M server is a bootstrap server.
+    #[arg(long, global = true, env = "DMAGENT_BOOTSTRAP")]
+    bootstrap: bool,
+    /// Run without CWMP.
+    #[arg(long, global = true, env = "DMAGENT_NO_CWMP")]
+    no_cwmp: bool,
+    /// Run without LwM2M.
+    #[arg(long, global = true, env = "DMAGENT_NO_LWM2M")]
+    no_lwm2m: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -122,6 +137,17 @@ impl Cli {
             lwm2m_server: named("lwm2m-server", "DMAGENT_LWM2M_SERVER", &self.lwm2m_server),
             endpoint: named("endpoint", "DMAGENT_ENDPOINT", &self.endpoint),
             serial_number: named("serial", "DMAGENT_SERIAL", &self.serial),
+            psk: match (&self.psk_identity, &self.psk_key) {
+                (Some(identity), Some(key)) => Some((
+                    "--psk-identity/--psk-key (or DMAGENT_PSK_IDENTITY/DMAGENT_PSK_KEY)".to_owned(),
+                    identity.clone(),
+                    key.clone(),
+                )),
+                _ => None,
+            },
+            bootstrap: self.bootstrap,
+            no_cwmp: self.no_cwmp,
+            no_lwm2m: self.no_lwm2m,
         }
     }
 

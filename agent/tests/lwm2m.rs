@@ -727,3 +727,54 @@ fn an_address_change_in_network_manager_is_notified_over_lwm2m() {
     assert!(status.success());
     assert!(agent.0.wait().unwrap().success());
 }
+
+/// The IG60-style launcher in front of the real agent: `--server HOST
+/// --server-port PORT -e ENDPOINT` registers there under that endpoint, and
+/// SIGTERM to the launcher reaches the agent, which de-registers.
+#[test]
+fn the_launcher_registers_with_the_server_it_is_given() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(python())
+            .arg(&script)
+            .args([port.to_string(), "observe".into(), "/3/0/0".into()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+    let dir = tempfile::tempdir().unwrap();
+    let launcher = Guard(
+        Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/dmagent-launch"))
+            .args(["--server", "127.0.0.1", "--server-port"])
+            .arg(port.to_string())
+            .args(["-e", "my-ig60", "--no-cwmp", "--serial", "SN-LAUNCH", "--state-dir"])
+            .arg(dir.path().join("state"))
+            .env("DMAGENT_BIN", env!("CARGO_BIN_EXE_dmagent"))
+            .env_remove("DMAGENT_CONFIG")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let register = next(&events);
+    assert_eq!(register["event"], "register");
+    assert_eq!(register["query"]["ep"], "my-ig60");
+    let status = Command::new("kill")
+        .args(["-TERM", &launcher.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    loop {
+        if next(&events)["event"] == "deregister" {
+            break;
+        }
+    }
+    let mut launcher = launcher;
+    assert!(launcher.0.wait().unwrap().success());
+}
