@@ -316,7 +316,10 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
             }
             if let Some((flag, identity, key)) = &overrides.psk {
                 if identity.is_empty() {
-                    return Err(flag_error(flag, "the PSK identity must not be empty".into()));
+                    return Err(flag_error(
+                        flag,
+                        "the PSK identity must not be empty".into(),
+                    ));
                 }
                 decode_hex(key).map_err(|m| flag_error(flag, m))?;
                 l.security = Some(Spanned::new(0..0, "psk".to_owned()));

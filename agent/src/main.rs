@@ -52,10 +52,20 @@ struct Cli {
     #[arg(long, global = true, env = "DMAGENT_SERIAL")]
     serial: Option<String>,
     /// LwM2M PSK identity (with --psk-key): the server is coaps://.
-    #[arg(long, global = true, env = "DMAGENT_PSK_IDENTITY", requires = "psk_key")]
+    #[arg(
+        long,
+        global = true,
+        env = "DMAGENT_PSK_IDENTITY",
+        requires = "psk_key"
+    )]
     psk_identity: Option<String>,
     /// LwM2M PSK key, hexadecimal.
-    #[arg(long, global = true, env = "DMAGENT_PSK_KEY", requires = "psk_identity")]
+    #[arg(
+        long,
+        global = true,
+        env = "DMAGENT_PSK_KEY",
+        requires = "psk_identity"
+    )]
     psk_key: Option<String>,
     /// The LwM2M server is a bootstrap server.
     #[arg(long, global = true, env = "DMAGENT_BOOTSTRAP")]

@@ -46,12 +46,21 @@ fn help_and_refusals() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("--server-port PORT"));
     for (args, message) in [
         (&["--bogus"][..], "unknown option: --bogus"),
-        (&["--server", "h", "--server-port", "abc"], "abc is not a port number"),
-        (&["--server", "h", "--server-port", "70000"], "70000 is not 1 to 65535"),
+        (
+            &["--server", "h", "--server-port", "abc"],
+            "abc is not a port number",
+        ),
+        (
+            &["--server", "h", "--server-port", "70000"],
+            "70000 is not 1 to 65535",
+        ),
         (&["--server-port", "5683"], "--server-port needs --server"),
         (&["--psk-id", "dev"], "--psk-id needs --psk-key"),
         (&["--server"], "--server needs a value"),
-        (&["--config", "/nonexistent.toml"], "cannot read /nonexistent.toml"),
+        (
+            &["--config", "/nonexistent.toml"],
+            "cannot read /nonexistent.toml",
+        ),
     ] {
         let out = launch(args, &bin);
         assert_eq!(out.status.code(), Some(64), "{args:?}");
@@ -81,7 +90,11 @@ fn a_crashed_agent_is_restarted_with_the_same_arguments() {
         ],
         &bin,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("exited with status 3; restarting"));
     let runs = std::fs::read_to_string(dir.path().join("runs")).unwrap();
     let expected = "--state-dir /tmp/x --lwm2m-server coaps://127.0.0.1:5684 --endpoint my-ig60 \

@@ -754,7 +754,14 @@ fn the_launcher_registers_with_the_server_it_is_given() {
         Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/dmagent-launch"))
             .args(["--server", "127.0.0.1", "--server-port"])
             .arg(port.to_string())
-            .args(["-e", "my-ig60", "--no-cwmp", "--serial", "SN-LAUNCH", "--state-dir"])
+            .args([
+                "-e",
+                "my-ig60",
+                "--no-cwmp",
+                "--serial",
+                "SN-LAUNCH",
+                "--state-dir",
+            ])
             .arg(dir.path().join("state"))
             .env("DMAGENT_BIN", env!("CARGO_BIN_EXE_dmagent"))
             .env_remove("DMAGENT_CONFIG")
