@@ -785,3 +785,59 @@ fn the_launcher_registers_with_the_server_it_is_given() {
     let mut launcher = launcher;
     assert!(launcher.0.wait().unwrap().success());
 }
+
+/// An IPv6 server URI (`coap://[::1]:PORT`): the agent registers over IPv6
+/// and answers there.
+#[test]
+fn registers_with_an_ipv6_server_uri() {
+    let port = std::net::UdpSocket::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(python())
+            .arg(&script)
+            .args([port.to_string(), "observe".into(), "/3/0/2".into()])
+            .env("LWM2M_BIND", "::1")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-V6\"\n\n[lwm2m]\nserver_uri = \"coap://[::1]:{port}\"\nendpoint = \"v6\"\n"
+        ),
+    )
+    .unwrap();
+    let mut agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(next(&events)["event"], "register");
+    let observed = next(&events);
+    assert_eq!(observed["step"], "observe");
+    assert_eq!(observed["text"], "SN-V6");
+    Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    loop {
+        if next(&events)["event"] == "deregister" {
+            break;
+        }
+    }
+    assert!(agent.0.wait().unwrap().success());
+}

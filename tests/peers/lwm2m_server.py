@@ -22,6 +22,7 @@ after the client de-registers (from every server).
 
 import asyncio
 import json
+import os
 import sys
 
 import aiocoap
@@ -142,7 +143,9 @@ async def registration_server(port):
     root = resource.Site()
     root.add_resource(["rd"], Directory(state))
     root.add_resource(["rd", "1"], Registration(state))
-    context = await aiocoap.Context.create_server_context(root, bind=("127.0.0.1", port))
+    # LWM2M_BIND=::1 serves on IPv6 loopback instead.
+    host = os.environ.get("LWM2M_BIND", "127.0.0.1")
+    context = await aiocoap.Context.create_server_context(root, bind=(host, port))
     say(event="listening", port=port)
     return state, context
 

@@ -348,3 +348,44 @@ mod tests {
         assert!(redirect_target(&base, "ftp://x/").is_err());
     }
 }
+
+#[cfg(test)]
+mod digest_tests {
+    /// Challenges real ACSs send (GenieACS, FreeACS, easycwmp issue
+    /// trackers): each gives a usable client or a clear error.
+    #[test]
+    fn challenges_from_the_field() {
+        let respond = |challenge: &str| -> Result<String, String> {
+            let mut client = http_auth::PasswordClient::builder()
+                .challenges(challenge)
+                .build()?;
+            client.respond(&http_auth::PasswordParams {
+                username: "cpe",
+                password: "secret",
+                uri: "/acs",
+                method: "POST",
+                body: None,
+            })
+        };
+        // RFC 2069 style: no qop; answered without one.
+        let plain = respond(r#"Digest realm="acs", nonce="n1""#).unwrap();
+        assert!(!plain.contains("qop="), "{plain}");
+        // auth and auth-int offered: auth is chosen (no body is hashed).
+        let auth = respond(r#"Digest realm="acs", qop="auth,auth-int", nonce="n2""#).unwrap();
+        assert!(
+            auth.contains("qop=auth,") || auth.contains("qop=auth\""),
+            "{auth}"
+        );
+        // SHA-256.
+        let sha =
+            respond(r#"Digest realm="acs", qop="auth", algorithm=SHA-256, nonce="n3""#).unwrap();
+        assert!(sha.contains("algorithm=SHA-256"), "{sha}");
+        // An algorithm nobody implements: an error, not a guess.
+        let unknown = respond(r#"Digest realm="acs", qop="auth", algorithm=XYZ-999, nonce="n4""#);
+        let error = unknown.expect_err("unknown algorithm refused");
+        assert!(
+            error.contains("XYZ-999") || error.to_lowercase().contains("algorithm"),
+            "{error}"
+        );
+    }
+}
