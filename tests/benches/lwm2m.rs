@@ -1,6 +1,7 @@
 //! LwM2M figures: content-format encode/decode of /3/0 and of a
 //! 200-instance object, and the round trip of a Read of /3/0 over loopback
-//! UDP with the server in this process.
+//! UDP, plain and through DTLS 1.2 PSK (AES-128-CCM-8), with the server in
+//! this process.
 //!
 //! `cargo bench -p dmagent-tests --bench lwm2m`. Prints µs per operation
 //! (best of several passes) and p50/p99 latency over 2,000 reads.
@@ -184,9 +185,153 @@ fn latency() {
     );
 }
 
+/// A Read of /3/0 in TLV, as CoAP bytes.
+fn read_request(id: u16) -> Vec<u8> {
+    let mut request = Packet::new();
+    request.header.set_type(MessageType::Confirmable);
+    request.header.code = MessageClass::Request(RequestType::Get);
+    request.header.message_id = id;
+    request.set_token(id.to_be_bytes().to_vec());
+    request.add_option(CoapOption::UriPath, b"3".to_vec());
+    request.add_option(CoapOption::UriPath, b"0".to_vec());
+    request.add_option(CoapOption::Accept, 11542u16.to_be_bytes().to_vec());
+    request.to_bytes().unwrap()
+}
+
+fn percentiles(label: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let p = |q: f64| {
+        samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)].as_secs_f64() * 1e6
+    };
+    println!(
+        "{label}, {} reads: p50 {:.0} µs, p99 {:.0} µs",
+        samples.len(),
+        p(0.5),
+        p(0.99)
+    );
+}
+
+/// The same Read over DTLS: the device side is the agent's engine behind
+/// `DtlsClient`; the server side is rtc-dtls in the server role.
+fn dtls_latency() {
+    use bytes::BytesMut;
+    use dm_lwm2m::dtls::DtlsClient;
+    use rtc_dtls::endpoint::{Endpoint, EndpointEvent};
+
+    const KEY: [u8; 16] = [7; 16];
+    let (platform, _) = dm_tests::platform();
+    let mut tree = dm_tests::tree(&platform);
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let device = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (server_address, device_address) =
+        (server.local_addr().unwrap(), device.local_addr().unwrap());
+    device.connect(server_address).unwrap();
+    server.connect(device_address).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_device = Arc::clone(&stop);
+    let agent = std::thread::spawn(move || {
+        let mut client = Client::new(
+            ClientConfig {
+                endpoint: "bench".into(),
+                short_server_id: 101,
+                server_instance: 0,
+            },
+            Parameters::default(),
+            1,
+        );
+        let mut dtls = DtlsClient::connect(
+            Instant::now(),
+            device_address,
+            server_address,
+            b"bench".to_vec(),
+            KEY.to_vec(),
+        )
+        .unwrap();
+        device
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let mut buffer = [0u8; 4096];
+        while !stop_device.load(Ordering::Relaxed) {
+            while let Some(out) = dtls.poll_transmit() {
+                device.send(&out).unwrap();
+            }
+            match device.recv(&mut buffer) {
+                Ok(n) => dtls.handle_datagram(Instant::now(), &buffer[..n]),
+                Err(_) => dtls.handle_timeout(Instant::now()),
+            }
+            while let Some(plaintext) = dtls.poll_plaintext() {
+                client.handle_datagram(&mut tree, Instant::now(), &plaintext);
+            }
+            while let Some(out) = client.poll_transmit() {
+                dtls.send(Instant::now(), &out);
+            }
+        }
+    });
+    let provider = rtc_dtls::crypto_provider::default_provider().unwrap();
+    let config = rtc_dtls::config::ConfigBuilder::default()
+        .with_crypto_provider(provider)
+        .with_psk(Some(Arc::new(|_: &[u8]| Ok(KEY.to_vec()))))
+        .with_cipher_suites(vec![
+            rtc_dtls::cipher_suite::CipherSuiteId::Tls_Psk_With_Aes_128_Ccm_8,
+        ])
+        .build(false, None)
+        .unwrap();
+    let mut endpoint = Endpoint::new(
+        server_address,
+        rtc_shared::TransportProtocol::UDP,
+        Some(Arc::new(config)),
+    );
+    let mut buffer = [0u8; 4096];
+    // Serves datagrams until `want` plaintext bytes (or the handshake).
+    let mut exchange = |endpoint: &mut Endpoint, handshake: bool| -> Vec<u8> {
+        loop {
+            let n = server.recv(&mut buffer).unwrap();
+            let events = endpoint
+                .read(
+                    Instant::now(),
+                    device_address,
+                    None,
+                    BytesMut::from(&buffer[..n]),
+                )
+                .unwrap_or_default();
+            while let Some(out) = endpoint.poll_transmit() {
+                server.send(&out.message).unwrap();
+            }
+            for event in events {
+                match event {
+                    EndpointEvent::HandshakeComplete if handshake => return Vec::new(),
+                    EndpointEvent::ApplicationData(data) if !handshake => return data.to_vec(),
+                    _ => {}
+                }
+            }
+        }
+    };
+    exchange(&mut endpoint, true);
+    let mut samples = Vec::with_capacity(2000);
+    for id in 0..2200u16 {
+        let start = Instant::now();
+        endpoint
+            .write(Instant::now(), device_address, &read_request(id))
+            .unwrap();
+        while let Some(out) = endpoint.poll_transmit() {
+            server.send(&out.message).unwrap();
+        }
+        let reply = exchange(&mut endpoint, false);
+        let elapsed = start.elapsed();
+        assert!(reply.len() > 60 && reply[1] == 0x45, "expected 2.05 Content");
+        if id >= 200 {
+            samples.push(elapsed);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    agent.join().unwrap();
+    percentiles("Read /3/0 (TLV) round trip over loopback DTLS 1.2 PSK CCM-8", samples);
+}
+
 fn main() {
     let (platform, _) = dm_tests::platform();
     let tree = dm_tests::tree(&platform);
     formats(&tree);
     latency();
+    dtls_latency();
 }
