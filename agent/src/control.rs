@@ -67,6 +67,23 @@ fn fault(f: dm_cwmp::soap::Fault) -> fdo::Error {
     }
 }
 
+/// A refused transaction: the client's mistake (InvalidArgs) or the
+/// host's or the store's failure (Failed), with the core's own words.
+fn transaction_error(e: dm_core::TransactionError) -> fdo::Error {
+    let text: Vec<String> = e.faults.iter().map(ToString::to_string).collect();
+    let text = text.join("; ");
+    let host = e.faults.iter().any(|f| {
+        matches!(
+            f,
+            dm_core::Error::Platform(_)
+                | dm_core::Error::PlatformUnavailable(_)
+                | dm_core::Error::PlatformDenied(_)
+                | dm_core::Error::Storage(_)
+        )
+    });
+    if host { failed(text) } else { invalid(text) }
+}
+
 /// An LwM2M-form path, as a core path.
 fn lwm2m_path(text: &str) -> Result<(Lwm2mPath, Path), fdo::Error> {
     let path: Lwm2mPath = text
@@ -217,7 +234,7 @@ impl Control {
             tree.begin(Origin::Cli)
                 .set(core, value)
                 .commit()
-                .map_err(|e| invalid(format!("{e:?}")))?;
+                .map_err(transaction_error)?;
             return Ok(());
         }
         rpc::set_parameter_values_by(
@@ -247,7 +264,7 @@ impl Control {
                 .begin(Origin::Cli)
                 .create(core.object_id(), None)
                 .commit()
-                .map_err(|e| invalid(format!("{e:?}")))?;
+                .map_err(transaction_error)?;
             let instance = done
                 .created
                 .first()
@@ -271,7 +288,7 @@ impl Control {
             tree.begin(Origin::Cli)
                 .delete(core.object_id(), InstanceId(instance))
                 .commit()
-                .map_err(|e| invalid(format!("{e:?}")))?;
+                .map_err(transaction_error)?;
             return Ok(());
         }
         rpc::delete_object_by(&mut tree, Origin::Cli, object, None)
@@ -306,7 +323,7 @@ impl Control {
                 .ok_or_else(|| invalid(format!("notification {level}: 0, 1 or 2")))?;
             return tree
                 .set_notification(Origin::Cli, &core.without_index(), level)
-                .map_err(|e| invalid(format!("{e:?}")));
+                .map_err(|e| transaction_error(dm_core::TransactionError { faults: vec![e] }));
         }
         rpc::set_parameter_attributes_by(
             &mut tree,

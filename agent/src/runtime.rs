@@ -228,7 +228,7 @@ pub async fn run(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let _control = crate::control::serve(crate::control::Control {
+    let control = crate::control::serve(crate::control::Control {
         tree: Arc::clone(&tree),
         started,
         cwmp: cwmp
@@ -300,6 +300,9 @@ pub async fn run(
     }
     info!("dmagent stopping");
     notify_systemd("STOPPING=1");
+    // No more local writes: they would not be reported to the servers,
+    // and after a factory reset they would bring the erased state back.
+    drop(control);
     let _ = stop_tx.send(true);
     if let Some(task) = cwmp
         && let Err(e) = task.await

@@ -24,7 +24,7 @@ fn fake_agent(dir: &std::path::Path) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "#!/bin/sh\necho \"$*\" >> '{log}'\n\
+            "#!/bin/sh\necho \"$* key=$DMAGENT_PSK_KEY\" >> '{log}'\n\
              if [ -e '{seen}' ]; then exit 0; fi\ntouch '{seen}'\nexit 3\n",
             log = dir.join("runs").display(),
             seen = dir.join("seen").display()
@@ -97,8 +97,9 @@ fn a_crashed_agent_is_restarted_with_the_same_arguments() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("exited with status 3; restarting"));
     let runs = std::fs::read_to_string(dir.path().join("runs")).unwrap();
+    // The key by environment: it is not in the agent's argv.
     let expected = "--state-dir /tmp/x --lwm2m-server coaps://127.0.0.1:5684 --endpoint my-ig60 \
-                    --psk-identity dev --psk-key 0011 --no-cwmp run";
+                    --no-cwmp run key=0011";
     assert_eq!(runs.lines().collect::<Vec<_>>(), [expected, expected]);
 }
 

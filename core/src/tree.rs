@@ -734,20 +734,29 @@ impl Transaction<'_> {
     pub fn commit(&mut self) -> Result<Committed, TransactionError> {
         let operations = std::mem::take(&mut self.operations);
         let staged = stage(self.tree, self.origin, operations)?;
-        carry_out(self.tree, self.origin, &staged)?;
-        apply(self.tree, self.origin, staged)
+        let carried = carry_out(self.tree, self.origin, &staged)?;
+        apply(self.tree, self.origin, staged).inspect_err(|_| {
+            // The state could not be saved: the host goes back too.
+            carry_back(self.tree, self.origin, &carried);
+        })
+    }
+}
+
+/// What [`carry_out`] did: object, instance, old and new state.
+type Carried = Vec<(ObjectId, InstanceId, Option<Instance>, Option<Instance>)>;
+
+fn carry_back(tree: &Tree, origin: Origin, carried: &Carried) {
+    for (object, id, old, new) in carried.iter().rev() {
+        if let Ok(entry) = tree.entry(*object) {
+            let _ = entry.handler.apply(origin, *id, new.as_ref(), old.as_ref());
+        }
     }
 }
 
 /// Lets each handler carry its staged changes to the host (see
 /// [`ObjectHandler::apply`]); on a refusal, carries back what was done.
-fn carry_out(tree: &Tree, origin: Origin, staged: &Staged) -> Result<(), TransactionError> {
-    let mut done: Vec<(
-        &ObjectEntry,
-        InstanceId,
-        Option<&Instance>,
-        Option<&Instance>,
-    )> = Vec::new();
+fn carry_out(tree: &Tree, origin: Origin, staged: &Staged) -> Result<Carried, TransactionError> {
+    let mut done: Carried = Vec::new();
     for ((object, id), new) in &staged.instances {
         let Ok(entry) = tree.entry(*object) else {
             continue;
@@ -757,14 +766,12 @@ fn carry_out(tree: &Tree, origin: Origin, staged: &Staged) -> Result<(), Transac
             continue;
         }
         if let Err(e) = entry.handler.apply(origin, *id, old, new.as_ref()) {
-            for (entry, id, old, new) in done.into_iter().rev() {
-                let _ = entry.handler.apply(origin, id, new, old);
-            }
+            carry_back(tree, origin, &done);
             return Err(TransactionError { faults: vec![e] });
         }
-        done.push((entry, *id, old, new.as_ref()));
+        done.push((*object, *id, old.cloned(), new.clone()));
     }
-    Ok(())
+    Ok(done)
 }
 
 /// The tree as the transaction would leave it, for the objects it touches.

@@ -141,7 +141,7 @@ impl ObjectHandler for Wlan {
     fn apply(
         &self,
         origin: Origin,
-        _instance: InstanceId,
+        instance: InstanceId,
         old: Option<&Instance>,
         new: Option<&Instance>,
     ) -> Result<(), Error> {
@@ -149,13 +149,48 @@ impl ObjectHandler for Wlan {
             return Ok(());
         }
         let network = self.network.as_ref();
+        let ssid_of = |i: &Instance| match i.value(SSID) {
+            Some(Value::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let at = |r| Path::resource(ID, instance, r);
+        if let (Some(old), Some(new)) = (old, new)
+            && !ssid_of(old).is_empty()
+            && ssid_of(new).is_empty()
+        {
+            return Err(Error::Rejected {
+                path: at(SSID),
+                reason: "the SSID of an existing profile cannot be emptied".into(),
+            });
+        }
+        if let Some(new) = new {
+            let wants_psk = matches!(
+                new.value(AUTHENTICATION_MODE),
+                Some(Value::Integer(AUTH_PSK))
+            );
+            let had_psk = old.is_some_and(|old| {
+                matches!(
+                    old.value(AUTHENTICATION_MODE),
+                    Some(Value::Integer(AUTH_PSK))
+                )
+            });
+            if wants_psk
+                && !had_psk
+                && !ssid_of(new).is_empty()
+                && settings(new, old).passphrase.is_none()
+            {
+                return Err(Error::Rejected {
+                    path: at(WPA_KEY_PHRASE),
+                    reason: "WPA-PSK needs a key phrase: write it with the authentication mode"
+                        .into(),
+                });
+            }
+        }
         match (old, new) {
             // A new instance with no SSID yet is only a placeholder (a
             // Create whose values follow in the next write): the profile
             // is made when it has one.
-            (_, Some(new)) if matches!(new.value(SSID), Some(Value::String(s)) if s.is_empty()) => {
-                Ok(())
-            }
+            (_, Some(new)) if ssid_of(new).is_empty() => Ok(()),
             (old, Some(new)) => {
                 match old.and_then(|old| profile_of(network, old)) {
                     Some(id) => network.update_wifi_profile(&id, &settings(new, old))?,

@@ -128,7 +128,13 @@ impl FileStore {
                 Err(source) => return Err(StoreError::Io { path, source }),
             }
         }
-        Ok(())
+        // The unlinks must survive the reboot that usually follows.
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| StoreError::Io {
+                path: dir.to_owned(),
+                source,
+            })
     }
 
     /// Moves an unreadable state file aside (kept for diagnosis) so the

@@ -318,14 +318,20 @@ fn dtls_latency() {
         }
         let reply = exchange(&mut endpoint, false);
         let elapsed = start.elapsed();
-        assert!(reply.len() > 60 && reply[1] == 0x45, "expected 2.05 Content");
+        assert!(
+            reply.len() > 60 && reply[1] == 0x45,
+            "expected 2.05 Content"
+        );
         if id >= 200 {
             samples.push(elapsed);
         }
     }
     stop.store(true, Ordering::Relaxed);
     agent.join().unwrap();
-    percentiles("Read /3/0 (TLV) round trip over loopback DTLS 1.2 PSK CCM-8", samples);
+    percentiles(
+        "Read /3/0 (TLV) round trip over loopback DTLS 1.2 PSK CCM-8",
+        samples,
+    );
 }
 
 fn main() {

@@ -27,7 +27,7 @@ declare -A mocks=()
 pids=()
 
 cleanup() {
-    for pid in "${pids[@]}" "${mocks[@]}"; do
+    for pid in "${pids[@]}" ${mocks[@]+"${mocks[@]}"}; do
         kill "$pid" 2>/dev/null || true
     done
     wait 2>/dev/null || true
@@ -65,6 +65,10 @@ while read -r command args; do
             if ! name=$(name_of "$args"); then
                 echo "error unknown template $args"
                 continue
+            fi
+            if [ -n "${mocks[$args]:-}" ]; then
+                kill "${mocks[$args]}" 2>/dev/null || true
+                wait "${mocks[$args]}" 2>/dev/null || true
             fi
             /usr/bin/python3 -m dbusmock --system -t "$args" > "$work/$args.log" 2>&1 &
             mocks[$args]=$!

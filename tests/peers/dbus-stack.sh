@@ -159,7 +159,8 @@ assert s.recv(16).startswith(b"ok")' "$args" 2>> "$work/control.log"; then
             fi
             ;;
         nm)
-            # Word splitting of the arguments is wanted.
+            # Word splitting of the arguments is wanted, globbing not.
+            set -f
             # shellcheck disable=SC2086
             if out=$(ip netns exec "$ns" nmcli $args 2>&1); then
                 echo ok
@@ -167,6 +168,7 @@ assert s.recv(16).startswith(b"ok")' "$args" 2>> "$work/control.log"; then
                 echo "error $out" | tr '\n' ' '
                 echo
             fi
+            set +f
             ;;
         *) echo "error unknown command $command" ;;
     esac

@@ -30,6 +30,9 @@ pub fn error(service: &str, e: zbus::Error) -> PlatformError {
         "AccessDenied" | "PermissionDenied" | "NotAuthorized" | "AuthFailed" => {
             PlatformError::AccessDenied(text)
         }
+        "InUse" | "Busy" | "InProgress" => PlatformError::Failed(format!(
+            "{text} (the context is in use: deactivate it first)"
+        )),
         "InvalidArgs" | "InvalidArguments" | "InvalidProperty" | "InvalidSetting"
         | "InvalidFormat" | "MissingProperty" | "InvalidConnection" | "UnknownConnection" => {
             PlatformError::InvalidArgument(text)
@@ -254,12 +257,15 @@ async fn read_wifi_profiles(
         .await
         .map_err(|e| error(nm::SERVICE, e))?
     {
-        let Ok(profile) = NmConnectionProxy::new(connection, object).await else {
-            continue;
-        };
-        let Ok(values) = profile.get_settings().await else {
-            continue;
-        };
+        // A profile that cannot be read makes the whole read incomplete:
+        // leaving it out would look like its deletion.
+        let profile = NmConnectionProxy::new(connection, object)
+            .await
+            .map_err(|e| error(nm::SERVICE, e))?;
+        let values = profile
+            .get_settings()
+            .await
+            .map_err(|e| error(nm::SERVICE, e))?;
         if let Some(profile) = wifi_profile(&values, active) {
             profiles.push(profile);
         }
@@ -453,7 +459,20 @@ pub async fn update_wifi(
         .and_then(|w| text(w, "mode"))
         .as_deref()
         == Some("ap");
+    // Security this platform does not manage (WPA3 SAE, enterprise, OWE,
+    // WEP) is left exactly as NetworkManager has it: a write of another
+    // field must not downgrade or strip it.
+    let key_mgmt = current
+        .get("802-11-wireless-security")
+        .and_then(|s| text(s, "key-mgmt"));
+    let managed = matches!(key_mgmt.as_deref(), None | Some("none") | Some("wpa-psk"));
     let mut fresh = wifi_sections(settings, uuid, psk.as_deref());
+    if !managed {
+        fresh.remove("802-11-wireless-security");
+        if let Some(wireless) = fresh.get_mut("802-11-wireless") {
+            wireless.remove("security");
+        }
+    }
     if was_ap == settings.access_point {
         // Same mode: keep NetworkManager's IP settings.
         for section in ["ipv4", "ipv6"] {
@@ -462,16 +481,19 @@ pub async fn update_wifi(
             }
         }
     }
-    if settings.security != WifiSecurity::WpaPsk {
+    if managed && settings.security != WifiSecurity::WpaPsk {
         current.remove("802-11-wireless-security");
     }
     for (section, values) in fresh {
         let merged = current.entry(section.clone()).or_default();
+        if section == "connection" && settings.interface.is_empty() {
+            merged.remove("interface-name");
+        }
         if section == "802-11-wireless" && settings.channel == 0 {
             merged.remove("channel");
             merged.remove("band");
         }
-        if section == "802-11-wireless" && settings.security != WifiSecurity::WpaPsk {
+        if managed && section == "802-11-wireless" && settings.security != WifiSecurity::WpaPsk {
             merged.remove("security");
         }
         merged.extend(values);
@@ -590,7 +612,11 @@ pub async fn add_apn(
         .await
         .map_err(|e| error(OFONO, e))?;
     let id = object.as_str().to_owned();
-    update_apn(connection, &id, settings).await?;
+    if let Err(e) = update_apn(connection, &id, settings).await {
+        // Not left half made.
+        let _ = delete_apn(connection, &id).await;
+        return Err(e);
+    }
     Ok(id)
 }
 
@@ -620,11 +646,26 @@ pub async fn update_apn(
     if let Some(password) = &settings.password {
         properties.push(("Password", Variant::from(password.as_str())));
     }
-    for (property, value) in properties {
-        context
-            .set_property(property, &value)
-            .await
-            .map_err(|e| error(OFONO, e))?;
+    // Several SetProperty calls: on a refusal, the ones already made are
+    // set back, so the context is as it was (the password excepted: it
+    // cannot be read back).
+    let before = context
+        .get_properties()
+        .await
+        .map_err(|e| error(OFONO, e))?;
+    let mut done: Vec<&str> = Vec::new();
+    for (property, value) in &properties {
+        if let Err(e) = context.set_property(property, value).await {
+            for property in done.into_iter().rev() {
+                if let Some(old) = before.get(property) {
+                    let _ = context
+                        .set_property(property, &Variant::from(old.clone()))
+                        .await;
+                }
+            }
+            return Err(error(OFONO, e));
+        }
+        done.push(property);
     }
     Ok(())
 }

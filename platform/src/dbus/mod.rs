@@ -34,8 +34,11 @@ use crate::{
 };
 use proxies::{nm, ofono};
 
-/// How long a write may take before it counts as failed.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write may take before it counts as failed. It blocks the
+/// caller (with the tree locked): short, and longer than one D-Bus call
+/// may take ([`CALL_TIMEOUT`]).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Signals come in bursts (a device change touches several objects): one
 /// refresh after the burst.
 const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -62,6 +65,13 @@ enum Request {
     DeleteApn(String, Reply<()>),
 }
 
+/// A request and when its caller stops waiting: one that waited in the
+/// queue past that is refused, never carried out behind the caller's back.
+struct Envelope {
+    deadline: std::time::Instant,
+    request: Request,
+}
+
 struct Shared {
     snapshot: Mutex<Snapshot>,
     callbacks: Mutex<Vec<ChangeCallback>>,
@@ -70,7 +80,7 @@ struct Shared {
 /// NetworkManager and oFono over the system bus.
 pub struct DbusNetwork {
     shared: Arc<Shared>,
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::UnboundedSender<Envelope>,
 }
 
 impl DbusNetwork {
@@ -116,7 +126,10 @@ impl DbusNetwork {
     fn call<T>(&self, request: impl FnOnce(Reply<T>) -> Request) -> Result<T, PlatformError> {
         let (reply, answer) = std_mpsc::sync_channel(1);
         self.requests
-            .send(request(reply))
+            .send(Envelope {
+                deadline: std::time::Instant::now() + WRITE_TIMEOUT,
+                request: request(reply),
+            })
             .map_err(|_| PlatformError::Unavailable("the D-Bus thread".into()))?;
         answer
             .recv_timeout(WRITE_TIMEOUT)
@@ -178,7 +191,7 @@ impl Network for DbusNetwork {
 async fn serve(
     address: Option<String>,
     shared: Arc<Shared>,
-    mut requests: mpsc::UnboundedReceiver<Request>,
+    mut requests: mpsc::UnboundedReceiver<Envelope>,
     ready: std_mpsc::SyncSender<Result<(), PlatformError>>,
 ) {
     let mut ready = Some(ready);
@@ -196,7 +209,7 @@ async fn serve(
                     tokio::select! {
                         () = &mut sleep => break,
                         request = requests.recv() => match request {
-                            Some(request) => refuse(request, PlatformError::Unavailable("the system bus".into())),
+                            Some(envelope) => refuse(envelope.request, PlatformError::Unavailable("the system bus".into())),
                             None => return,
                         },
                     }
@@ -212,39 +225,54 @@ async fn serve(
 }
 
 async fn connect(address: Option<&str>) -> Result<Connection, PlatformError> {
-    let built = match address {
-        Some(address) => zbus::connection::Builder::address(address).build().await,
-        None => Connection::system().await,
+    let builder = match address {
+        Some(address) => zbus::connection::Builder::address(address),
+        None => zbus::connection::Builder::system(),
     };
+    let built = builder.method_timeout(CALL_TIMEOUT).build().await;
     built.map_err(|e| PlatformError::Unavailable(format!("the system bus ({e})")))
 }
 
 /// Serves one connection until the request channel closes (`Ok`) or the
 /// connection breaks (`Err`).
+///
+/// zbus stops reading the socket while any of its message streams is
+/// full, replies included, and its client-side matching hands each
+/// stream every signal the connection receives. So every stream is
+/// drained by its own task, which only marks the snapshot stale: a slow
+/// refresh or write can never stall the connection it waits on.
 async fn watch(
     connection: &Connection,
     shared: &Shared,
-    requests: &mut mpsc::UnboundedReceiver<Request>,
+    requests: &mut mpsc::UnboundedReceiver<Envelope>,
     ready: &mut Option<std_mpsc::SyncSender<Result<(), PlatformError>>>,
 ) -> Result<(), PlatformError> {
     let failed = |e: zbus::Error| PlatformError::Failed(e.to_string());
+    let stale = Arc::new(tokio::sync::Notify::new());
+    let closed = Arc::new(tokio::sync::Notify::new());
+    let mut drains = tokio::task::JoinSet::new();
     // Subscribe before the first look, so nothing between is missed.
-    let mut nm_signals = signals_from(connection, nm::SERVICE)
+    for rule in [
+        signals_from(nm::SERVICE),
+        signals_from(ofono::SERVICE),
+        owner_changes(nm::SERVICE),
+        owner_changes(ofono::SERVICE),
+    ] {
+        let mut stream = MessageStream::for_match_rule(
+            rule.map_err(failed)?,
+            connection,
+            std::num::NonZeroUsize::new(64),
+        )
         .await
         .map_err(failed)?;
-    let mut ofono_signals = signals_from(connection, ofono::SERVICE)
-        .await
-        .map_err(failed)?;
-    let owners_rule = MatchRule::builder()
-        .msg_type(zbus::message::Type::Signal)
-        .sender("org.freedesktop.DBus")
-        .interface("org.freedesktop.DBus")
-        .member("NameOwnerChanged")
-        .build()
-        .map_err(failed)?;
-    let mut owners = MessageStream::for_match_rule(owners_rule, connection, None)
-        .await
-        .map_err(failed)?;
+        let (stale, closed) = (Arc::clone(&stale), Arc::clone(&closed));
+        drains.spawn(async move {
+            while stream.next().await.is_some() {
+                stale.notify_one();
+            }
+            closed.notify_one();
+        });
+    }
     refresh(connection, shared).await;
     if let Some(ready) = ready.take() {
         let _ = ready.send(Ok(()));
@@ -259,30 +287,19 @@ async fn watch(
         };
         tokio::select! {
             request = requests.recv() => {
-                let Some(request) = request else { return Ok(()) };
+                let Some(Envelope { deadline, request }) = request else { return Ok(()) };
+                if std::time::Instant::now() >= deadline {
+                    refuse(request, PlatformError::Unavailable("D-Bus (the request waited too long)".into()));
+                    continue;
+                }
                 write(connection, shared, request).await;
                 due = None;
             }
-            signal = nm_signals.next() => {
-                if signal.is_none() {
-                    return Err(PlatformError::Failed("the bus connection closed".into()));
-                }
+            () = stale.notified() => {
                 due.get_or_insert_with(|| tokio::time::Instant::now() + DEBOUNCE);
             }
-            signal = ofono_signals.next() => {
-                if signal.is_none() {
-                    return Err(PlatformError::Failed("the bus connection closed".into()));
-                }
-                due.get_or_insert_with(|| tokio::time::Instant::now() + DEBOUNCE);
-            }
-            Some(message) = owners.next() => {
-                if let Ok(message) = message
-                    && let Ok((name, _, new)) = message.body().deserialize::<(String, String, String)>()
-                    && (name == nm::SERVICE || name == ofono::SERVICE)
-                {
-                    debug!(name, present = !new.is_empty(), "D-Bus service owner changed");
-                    due.get_or_insert_with(|| tokio::time::Instant::now() + DEBOUNCE);
-                }
+            () = closed.notified() => {
+                return Err(PlatformError::Failed("the bus connection closed".into()));
             }
             () = wait => {
                 due = None;
@@ -292,29 +309,50 @@ async fn watch(
     }
 }
 
-/// Every signal a service sends.
-async fn signals_from(connection: &Connection, service: &str) -> zbus::Result<MessageStream> {
-    let rule = MatchRule::builder()
+/// NameOwnerChanged for one name: the service appeared or went.
+fn owner_changes(name: &str) -> zbus::Result<MatchRule<'_>> {
+    MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .sender("org.freedesktop.DBus")
+        .interface("org.freedesktop.DBus")
+        .member("NameOwnerChanged")
+        .arg(0, name)
+        .build()
+}
+
+/// Every signal a service sends (the bus filters on the sender).
+fn signals_from(service: &str) -> zbus::Result<MatchRule<'_>> {
+    MatchRule::builder()
         .msg_type(zbus::message::Type::Signal)
         .sender(service)
-        .build()?;
-    MessageStream::for_match_rule(rule, connection, std::num::NonZeroUsize::new(256)).await
+        .build()
 }
 
 /// Reads everything again; runs the callbacks when anything changed.
 async fn refresh(connection: &Connection, shared: &Shared) {
+    // A service that is not there reads as empty; a read that failed
+    // part way keeps what was known, rather than look like deletions.
+    let previous = lock(&shared.snapshot).clone();
     let (network, wifi) = match convert::read_network_manager(connection).await {
         Ok(read) => read,
-        Err(e) => {
+        Err(PlatformError::Unavailable(e)) => {
             debug!("NetworkManager: {e}");
             (NetworkState::default(), Vec::new())
+        }
+        Err(e) => {
+            warn!("NetworkManager read incomplete, keeping the last view: {e}");
+            (previous.network.clone(), previous.wifi.clone())
         }
     };
     let (radio, apn) = match convert::read_ofono(connection).await {
         Ok(read) => read,
-        Err(e) => {
+        Err(PlatformError::Unavailable(e)) => {
             debug!("oFono: {e}");
             (RadioState::default(), Vec::new())
+        }
+        Err(e) => {
+            warn!("oFono read incomplete, keeping the last view: {e}");
+            (previous.radio.clone(), previous.apn.clone())
         }
     };
     let mut network = network;
@@ -346,7 +384,12 @@ async fn write(connection: &Connection, shared: &Shared, request: Request) {
         Request::AddWifi(settings, reply) => {
             let result = convert::add_wifi(connection, &settings).await;
             refresh(connection, shared).await;
-            let _ = reply.send(result);
+            // The caller gave up: its transaction failed, so the profile
+            // must not stay behind.
+            if let Err(std_mpsc::SendError(Ok(id))) = reply.send(result) {
+                let _ = convert::delete_wifi(connection, &id).await;
+                refresh(connection, shared).await;
+            }
         }
         Request::UpdateWifi(id, settings, reply) => {
             let result = convert::update_wifi(connection, &id, &settings).await;
@@ -361,7 +404,10 @@ async fn write(connection: &Connection, shared: &Shared, request: Request) {
         Request::AddApn(settings, reply) => {
             let result = convert::add_apn(connection, &settings).await;
             refresh(connection, shared).await;
-            let _ = reply.send(result);
+            if let Err(std_mpsc::SendError(Ok(id))) = reply.send(result) {
+                let _ = convert::delete_apn(connection, &id).await;
+                refresh(connection, shared).await;
+            }
         }
         Request::UpdateApn(id, settings, reply) => {
             let result = convert::update_apn(connection, &id, &settings).await;

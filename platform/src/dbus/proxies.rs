@@ -107,6 +107,7 @@ pub mod ofono {
         default_service = "org.ofono"
     )]
     pub trait ConnectionContext {
+        fn get_properties(&self) -> zbus::Result<Dict>;
         fn set_property(&self, property: &str, value: &Variant<'_>) -> zbus::Result<()>;
     }
 }
