@@ -468,9 +468,7 @@ fn check_level(level: &str) -> Result<String, String> {
             LEVELS.contains(&lvl.to_ascii_lowercase().as_str())
                 && target.is_none_or(|t| !t.is_empty())
         })
-        && tracing_subscriber::EnvFilter::builder()
-            .parse(level)
-            .is_ok();
+        && level.parse::<tracing_subscriber::filter::Targets>().is_ok();
     if valid {
         Ok(level.to_owned())
     } else {

@@ -250,12 +250,19 @@ fn describe(config: &Config) -> String {
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::builder().parse_lossy(&config.log_level);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    // `level` or `target=level` directives (checked by the config). A
+    // Targets filter rather than EnvFilter: no regex engine in the binary
+    // (about 200 KiB).
+    let filter: tracing_subscriber::filter::Targets =
+        config.log_level.parse().unwrap_or_else(|_| {
+            tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
+        });
+    let registry = tracing_subscriber::registry().with(filter);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match config.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Human => builder.init(),
+        LogFormat::Json => registry.with(layer.json()).init(),
+        LogFormat::Human => registry.with(layer).init(),
     }
 }
