@@ -181,11 +181,11 @@ fn aiocoap_server_registers_reads_writes_observes_executes_creates_deletes_disco
 }
 
 /// The agent registers over DTLS 1.2 PSK (TLS_PSK_WITH_AES_128_CCM_8):
-/// OpenSSL's s_server completes the handshake and prints the decrypted
+/// OpenSSL's s_server, listening on `host` (an IPv4 address or a
+/// bracketed IPv6 one), completes the handshake and prints the decrypted
 /// Register request.
-#[test]
-fn registers_over_dtls_psk_with_openssl_s_server() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+fn register_over_dtls(host: &str) {
+    let port = std::net::UdpSocket::bind(format!("{host}:0"))
         .unwrap()
         .local_addr()
         .unwrap()
@@ -205,7 +205,7 @@ fn registers_over_dtls_psk_with_openssl_s_server() {
                 "-psk",
                 "000102030405060708090a0b0c0d0e0f",
             ])
-            .args(["-accept", &format!("127.0.0.1:{port}")])
+            .args(["-accept", &format!("{host}:{port}")])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -249,7 +249,7 @@ fn registers_over_dtls_psk_with_openssl_s_server() {
     std::fs::write(
         &config,
         format!(
-            "[device]\nserial_number = \"SN-DTLS\"\n\n[lwm2m]\nserver_uri = \"coaps://127.0.0.1:{port}\"\n\
+            "[device]\nserial_number = \"SN-DTLS\"\n\n[lwm2m]\nserver_uri = \"coaps://{host}:{port}\"\n\
              endpoint = \"dmagent-dtls\"\nsecurity = \"psk\"\npsk_identity = \"dev-dtls\"\n\
              psk_key = \"000102030405060708090a0b0c0d0e0f\"\n"
         ),
@@ -269,6 +269,17 @@ fn registers_over_dtls_psk_with_openssl_s_server() {
     assert!(cipher.contains("PSK-AES128-CCM8"), "{cipher}");
     let register = wait_for("ep=dmagent-dtls");
     assert!(register.contains("rd"), "{register}");
+}
+
+#[test]
+fn registers_over_dtls_psk_with_openssl_s_server() {
+    register_over_dtls("127.0.0.1");
+}
+
+/// DTLS over IPv6 (coaps://[::1]:PORT): a field case from the issue.
+#[test]
+fn registers_over_dtls_over_ipv6() {
+    register_over_dtls("[::1]");
 }
 
 /// Client-initiated bootstrap with aiocoap as the bootstrap server: it
