@@ -625,3 +625,35 @@ fn lost_changes_report_every_notified_parameter() {
     assert_eq!(events(&inform), [("4 VALUE CHANGE".into(), String::new())]);
     assert!(inform.contains(">unseen<"));
 }
+
+/// FreeACS sets PeriodicInformInterval in every session (FreeACS issue
+/// tracker): each session ends with the periodic timer re-armed, and the
+/// write never starts another session by itself.
+#[test]
+fn an_acs_that_rewrites_the_periodic_interval_every_session_causes_no_loop() {
+    let mut run = Run::new();
+    let changes = run.tree.subscribe(64);
+    for round in 0..3 {
+        let inform = run.start();
+        if round > 0 {
+            assert_eq!(events(&inform), [("2 PERIODIC".into(), String::new())]);
+        }
+        run.respond(200, &inform_response(2));
+        run.respond(
+            200,
+            &acs(2, "s", r#"<cwmp:SetParameterValues><ParameterList><ParameterValueStruct><Name>Device.ManagementServer.PeriodicInformInterval</Name><Value xsi:type="xsd:unsignedInt" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">600</Value></ParameterValueStruct></ParameterList><ParameterKey>freeacs</ParameterKey></cwmp:SetParameterValues>"#),
+        )
+        .unwrap();
+        run.respond(204, "");
+        for change in changes.drain() {
+            run.engine.handle_change(&mut run.tree, &change);
+        }
+        run.drain_events();
+        // Nothing wanted now: the next session is the periodic one.
+        run.engine.poll_start(&mut run.tree, WALL);
+        assert_eq!(run.engine.poll_transmit(), None, "round {round}");
+        let due = run.engine.poll_timeout().unwrap() - run.now;
+        assert_eq!(due, Duration::from_secs(600), "round {round}");
+        run.advance(due);
+    }
+}
