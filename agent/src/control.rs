@@ -442,10 +442,20 @@ pub async fn serve(control: Control) -> Option<zbus::Connection> {
     } else {
         zbus::connection::Builder::session()
     };
-    match builder.name(NAME).serve_at(PATH, control).build().await {
-        Ok(connection) => Some(connection),
-        Err(e) => {
+    // A bus that does not answer must not hold the agent's start.
+    let built = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        builder.name(NAME).serve_at(PATH, control).build(),
+    )
+    .await;
+    match built {
+        Ok(Ok(connection)) => Some(connection),
+        Ok(Err(e)) => {
             tracing::warn!("control API not available on D-Bus: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("control API not available: the bus did not answer in 3 s");
             None
         }
     }

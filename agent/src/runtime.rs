@@ -115,6 +115,10 @@ pub async fn run(
     config: Config,
     reload: impl Fn() -> Result<Config, String>,
 ) -> anyhow::Result<()> {
+    // First of all: a SIGTERM that comes while the agent starts must stop
+    // it cleanly (de-register), not kill it by the default action.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let (store, saved) = open_state(&config)?;
     let first_start = saved.is_none();
     let host = host(&config)?;
@@ -250,14 +254,13 @@ pub async fn run(
     let mut watchdog_tick =
         tokio::time::interval(watchdog.unwrap_or(std::time::Duration::from_secs(3600)));
 
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     // A reboot or factory reset ends the loop: the drivers stop first (LwM2M
     // de-registers, TR-069's session is over), then the host acts.
     let mut action: Option<(HostAction, String)> = None;
     while action.is_none() {
         tokio::select! {
             _ = terminate.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
             _ = watchdog_tick.tick(), if watchdog.is_some() => notify_systemd("WATCHDOG=1"),
             Some(request) = requests.recv() => match request {
                 crate::control::Request::Exit => break,
