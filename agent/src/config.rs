@@ -69,6 +69,10 @@ pub struct Config {
     /// platform's own way (logind on D-Bus).
     pub reboot_command: Option<Vec<String>>,
     pub factory_reset_command: Option<Vec<String>>,
+    /// The program that applies a firmware image (argv; the image path is
+    /// appended), and the largest image accepted.
+    pub firmware_command: Option<Vec<String>>,
+    pub firmware_max_size: u64,
     pub log_level: String,
     pub log_format: LogFormat,
     pub identity: Identity,
@@ -120,6 +124,8 @@ pub struct Overrides {
     pub bootstrap: bool,
     pub no_cwmp: bool,
     pub no_lwm2m: bool,
+    /// The firmware apply program (a path).
+    pub firmware_command: Option<(String, String)>,
 }
 
 // The file as written. Fields that need checks beyond their type are
@@ -135,6 +141,8 @@ struct File {
     lwm2m: Option<Lwm2mFile>,
     #[serde(default)]
     platform: PlatformFile,
+    #[serde(default)]
+    firmware: FirmwareFile,
     #[serde(default)]
     log: LogFile,
 }
@@ -205,6 +213,16 @@ struct PlatformFile {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct FirmwareFile {
+    /// argv of the program that applies an image; the image's path is
+    /// added as its last argument.
+    command: Option<Spanned<Vec<String>>>,
+    /// The largest image accepted, in bytes.
+    max_size: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct LogFile {
     level: Option<Spanned<String>>,
     format: Option<Spanned<String>>,
@@ -269,6 +287,20 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
     };
     let reboot_command = command(&file.platform.reboot_command)?;
     let factory_reset_command = command(&file.platform.factory_reset_command)?;
+    let firmware_command = match &overrides.firmware_command {
+        Some((flag, program)) if program.is_empty() => {
+            return Err(flag_error(flag, "must name a program".into()));
+        }
+        Some((_, program)) => Some(vec![program.clone()]),
+        None => command(&file.firmware.command)?,
+    };
+    let firmware_max_size = match &file.firmware.max_size {
+        Some(size) if *size.get_ref() == 0 => {
+            return Err(at.error(&size.span(), "must be at least 1 (bytes)".into()));
+        }
+        Some(size) => *size.get_ref(),
+        None => 256 * 1024 * 1024,
+    };
 
     let log_level = match (&overrides.log_level, &file.log.level) {
         (Some((name, level)), _) => check_level(level).map_err(|m| flag_error(name, m))?,
@@ -336,6 +368,8 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         platform,
         reboot_command,
         factory_reset_command,
+        firmware_command,
+        firmware_max_size,
         log_level,
         log_format,
         identity,

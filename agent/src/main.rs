@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod control;
 mod dump;
+mod firmware;
 mod runtime;
 
 use std::path::PathBuf;
@@ -76,6 +77,9 @@ struct Cli {
     /// Run without LwM2M.
     #[arg(long, global = true, env = "DMAGENT_NO_LWM2M")]
     no_lwm2m: bool,
+    /// The program that applies a firmware image (its one argument).
+    #[arg(long, global = true, env = "DMAGENT_FIRMWARE_COMMAND")]
+    firmware_command: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -158,6 +162,12 @@ impl Cli {
             bootstrap: self.bootstrap,
             no_cwmp: self.no_cwmp,
             no_lwm2m: self.no_lwm2m,
+            firmware_command: self.firmware_command.clone().map(|c| {
+                (
+                    "--firmware-command (or DMAGENT_FIRMWARE_COMMAND)".to_owned(),
+                    c,
+                )
+            }),
         }
     }
 

@@ -157,6 +157,7 @@ pub async fn run(
     let cwmp_status = Arc::new(Mutex::new(dm_cwmp_tokio::Status::default()));
     let lwm2m_status = Arc::new(Mutex::new(dm_lwm2m_tokio::Status::default()));
     let (cwmp_commands, cwmp_commands_rx) = tokio::sync::mpsc::channel(4);
+    let image_store = crate::firmware::store(&config.state_dir, config.firmware_max_size);
     let mut cwmp_commands_rx = Some(cwmp_commands_rx);
     let cwmp = config.cwmp.as_ref().map(|cwmp| {
         let driver = dm_cwmp_tokio::Config {
@@ -215,6 +216,10 @@ pub async fn run(
             }),
             bootstrap: lwm2m.server.bootstrap,
             status: Arc::clone(&lwm2m_status),
+            firmware: Some(dm_lwm2m_tokio::PackageSinks(Arc::new({
+                let store = image_store.clone();
+                move || Box::new(crate::firmware::FileSink::new(store.clone()))
+            }))),
         };
         let run = dm_lwm2m_tokio::run(Arc::clone(&tree), driver, stop.clone());
         Some(tokio::spawn(async move {
@@ -294,6 +299,13 @@ pub async fn run(
                     warn!(lagged, "change stream overflowed");
                 }
                 for change in changes.drain() {
+                    if crate::firmware::is_update(&change) {
+                        tokio::spawn(crate::firmware::apply(
+                            Arc::clone(&tree),
+                            image_store.clone(),
+                            config.firmware_command.clone(),
+                        ));
+                    }
                     if let Some(wanted) = dm_objects::perform(&mut lock(&tree), &change) {
                         action.get_or_insert((wanted, change.origin.to_string()));
                     }

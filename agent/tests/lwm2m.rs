@@ -852,3 +852,88 @@ fn registers_with_an_ipv6_server_uri() {
     }
     assert!(agent.0.wait().unwrap().success());
 }
+
+/// Firmware push over LwM2M through the agent: a 200 KiB package in Block1
+/// blocks lands in a file (never whole in memory), State goes Downloaded,
+/// Update runs the configured program with the image path, which gets
+/// the exact bytes, and the Update Result notified is 1.
+#[test]
+fn a_pushed_firmware_package_is_applied_by_the_configured_program() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let applied = dir.path().join("applied.bin");
+    let program = dir.path().join("apply-firmware");
+    std::fs::write(
+        &program,
+        format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(&program).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&program, permissions).unwrap();
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let size = 200 * 1024;
+    let mut server = Guard(
+        Command::new(python())
+            .arg(&script)
+            .args([port.to_string(), "firmware".into(), size.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-FW\"\n\n[lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\n\
+             endpoint = \"fw\"\n\n[firmware]\ncommand = [\"{}\"]\n",
+            program.display()
+        ),
+    )
+    .unwrap();
+    let mut agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut steps = HashMap::new();
+    loop {
+        let event = next(&events);
+        if event["event"] == "checks-done" {
+            break;
+        }
+        if let Some(step) = event["step"].as_str() {
+            steps.insert(step.to_owned(), event.clone());
+        }
+    }
+    assert_eq!(steps["result-before"]["text"], "0");
+    assert_eq!(steps["push"]["code"], "2.04 Changed", "{steps:?}");
+    assert_eq!(steps["state-after-push"]["text"], "2", "Downloaded");
+    assert_eq!(steps["update"]["code"], "2.04 Changed");
+    assert_eq!(steps["result-after"]["text"], "1", "success");
+    assert_eq!(steps["state-after-update"]["text"], "0", "Idle");
+    let expected: Vec<u8> = (0..size).map(|i| (i % 256) as u8).collect();
+    assert_eq!(std::fs::read(&applied).unwrap(), expected);
+    Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    loop {
+        if next(&events)["event"] == "deregister" {
+            break;
+        }
+    }
+    assert!(agent.0.wait().unwrap().success());
+}

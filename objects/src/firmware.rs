@@ -1,9 +1,12 @@
 //! Firmware Update (/5).
 //!
 //! State and Update Result follow the LwM2M state diagram (Core E.6):
-//! Idle (0) → Downloading (1) → Downloaded (2) → Updating (3). The delivery
-//! and apply pipeline comes with the firmware issue; until then the object
-//! accepts a Package URI, reports Idle, and refuses Update with no image.
+//! Idle (0) → Downloading (1) → Downloaded (2) → Updating (3). The object
+//! enforces which Executes each state allows; the LwM2M engine moves the
+//! state as a pushed package arrives (to a file, through its package
+//! sink) and the agent as the update program runs (`agent/src/firmware.rs`).
+//! Pull delivery from the Package URI is not built yet: a URI is accepted
+//! and stored, and nothing downloads it.
 
 use dm_core::catalog::firmware::{self, *};
 use dm_core::{

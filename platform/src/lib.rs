@@ -12,6 +12,7 @@
 
 #[cfg(feature = "dbus")]
 pub mod dbus;
+pub mod firmware;
 pub mod linux;
 pub mod memory;
 pub mod store;

@@ -6,6 +6,7 @@ Usage: lwm2m_server.py PORT
        lwm2m_server.py PORT platform APN_PATH
        lwm2m_server.py PORT reboot
        lwm2m_server.py PORT observe PATH
+       lwm2m_server.py PORT firmware SIZE
 
 Listens on 127.0.0.1:PORT and accepts one registration. Then, by default,
 drives the registered client through Read (text, TLV, SenML JSON), Write,
@@ -183,6 +184,28 @@ async def main(port, mode):
         watcher = asyncio.ensure_future(notifications())
         await asyncio.wait_for(state.deregistered, timeout=120)
         watcher.cancel()
+        await context.shutdown()
+        return
+
+    if mode and mode[0] == "firmware":
+        # Push delivery (LwM2M Core E.6): observe the Update Result, push
+        # the package (aiocoap splits it into Block1 blocks), check the
+        # state, execute Update, and report the result it notifies.
+        result = context.request(Message(code=Code.GET, uri=base + "/5/0/5", observe=0))
+        first = await result.response
+        say(step="result-before", text=first.payload.decode())
+        package = bytes(range(256)) * (int(mode[1]) // 256)
+        await call(context, "push", Code.PUT, base + "/5/0/0", payload=package, content_format=42)
+        await call(context, "state-after-push", Code.GET, base + "/5/0/3")
+        await call(context, "update", Code.POST, base + "/5/0/2")
+        async for notification in result.observation:
+            text = notification.payload.decode()
+            if text in ("1", "8"):
+                say(step="result-after", text=text)
+                break
+        await call(context, "state-after-update", Code.GET, base + "/5/0/3")
+        say(event="checks-done")
+        await asyncio.wait_for(state.deregistered, timeout=120)
         await context.shutdown()
         return
 

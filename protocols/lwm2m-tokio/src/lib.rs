@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use dm_core::Tree;
-use dm_lwm2m::client::{Client, ClientConfig, ClientEvent};
+use dm_lwm2m::client::{Client, ClientConfig, ClientEvent, PackageSink};
 use dm_lwm2m::coap::Parameters;
 use dm_lwm2m::dtls::DtlsClient;
 use tokio::net::UdpSocket;
@@ -26,6 +26,18 @@ pub struct Config {
     pub bootstrap: bool,
     /// What the driver reports about each server (for `dmagent status`).
     pub status: Arc<Mutex<Status>>,
+    /// Where firmware packages pushed to /5/0/0 go.
+    pub firmware: Option<PackageSinks>,
+}
+
+/// Makes a package sink for each engine.
+#[derive(Clone)]
+pub struct PackageSinks(pub Arc<dyn Fn() -> Box<dyn PackageSink> + Send + Sync>);
+
+impl std::fmt::Debug for PackageSinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PackageSinks")
+    }
 }
 
 /// The LwM2M side as `dmagent status` shows it: one entry per server, by
@@ -144,7 +156,7 @@ pub async fn run(
         let mut servers = Vec::new();
         let accounts = dm_lwm2m::bootstrap::accounts(&lock(&tree));
         for account in accounts {
-            match server_config(&account, &endpoint, &config.status).await {
+            match server_config(&account, &endpoint, &config).await {
                 Ok(server) => {
                     info!(uri = %account.uri, ssid = account.short_server_id, "LwM2M server account");
                     servers.push(server);
@@ -170,7 +182,7 @@ pub async fn run(
                     warn!("bootstrap wanted, but there is no bootstrap server account");
                     continue;
                 };
-                match server_config(&account, &endpoint, &config.status).await {
+                match server_config(&account, &endpoint, &config).await {
                     Ok(mut bootstrap) => {
                         bootstrap.bootstrap = true;
                         info!(uri = %account.uri, "LwM2M bootstrapping again");
@@ -192,7 +204,7 @@ pub async fn run(
 async fn server_config(
     account: &dm_lwm2m::bootstrap::Account,
     endpoint: &str,
-    status: &Arc<Mutex<Status>>,
+    template: &Config,
 ) -> Result<Config, String> {
     let (server, secure) = resolve(&account.uri).await?;
     if secure && account.psk.is_none() {
@@ -210,7 +222,8 @@ async fn server_config(
         },
         psk: if secure { account.psk.clone() } else { None },
         bootstrap: false,
-        status: Arc::clone(status),
+        status: Arc::clone(&template.status),
+        firmware: template.firmware.clone(),
     })
 }
 
@@ -292,6 +305,9 @@ async fn connection(
         .unwrap_or(1)
         ^ u64::from(config.client.short_server_id);
     let mut client = Client::new(config.client.clone(), Parameters::default(), seed);
+    if let Some(sinks) = &config.firmware {
+        client.set_package_sink((sinks.0)());
+    }
     let local = socket.local_addr()?;
     let mut dtls = match &config.psk {
         Some((identity, key)) => Some(
@@ -383,6 +399,9 @@ async fn connection(
                 Parameters::default(),
                 seed.rotate_left(7),
             );
+            if let Some(sinks) = &config.firmware {
+                client.set_package_sink((sinks.0)());
+            }
             start(&mut client, config, tree);
             continue;
         }

@@ -59,6 +59,26 @@ pub enum ClientEvent {
     },
 }
 
+/// Where a firmware package pushed to /5/0/0 goes, block by block, so the
+/// image is never whole in memory (LwM2M Core E.6, push delivery). The
+/// driver gives one; without it a package is an ordinary Write.
+pub trait PackageSink: Send {
+    /// A new transfer: anything unfinished is discarded.
+    fn begin(&mut self) -> Result<(), PackageError>;
+    fn write(&mut self, bytes: &[u8]) -> Result<(), PackageError>;
+    /// The last block arrived: the image is complete and durable.
+    fn finish(&mut self) -> Result<(), PackageError>;
+    fn abort(&mut self);
+}
+
+/// Why a package could not be kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PackageError {
+    /// Too large or the storage is full (Update Result 2).
+    NoSpace(String),
+    Failed(String),
+}
+
 /// Registration settings.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -126,6 +146,9 @@ pub struct Client {
     download: Option<(String, Vec<u8>)>,
     /// Talking to a bootstrap server: requests are bootstrap operations.
     bootstrapping: bool,
+    /// Where pushed firmware packages go, and the next block expected.
+    package_sink: Option<Box<dyn PackageSink>>,
+    package_next: Option<u32>,
     /// When the bootstrap counts as failed unless the server does
     /// something (LwM2M Core §6.1.3: Bootstrap-Finish must come).
     bootstrap_deadline: Option<Instant>,
@@ -178,6 +201,8 @@ impl Client {
             upload: None,
             download: None,
             bootstrapping: false,
+            package_sink: None,
+            package_next: None,
             bootstrap_deadline: None,
             bootstrap_saved: None,
             stored: std::collections::VecDeque::new(),
@@ -186,6 +211,11 @@ impl Client {
             queue_mode: false,
             awake_until: Instant::now(),
         }
+    }
+
+    /// Firmware packages written to /5/0/0 go to `sink` as they arrive.
+    pub fn set_package_sink(&mut self, sink: Box<dyn PackageSink>) {
+        self.package_sink = Some(sink);
     }
 
     /// Sends a Bootstrap-Request (LwM2M Core §6.1.3) to the bootstrap
@@ -772,6 +802,16 @@ impl Client {
     /// Serves one request, assembling a Block1 body first and serving a
     /// large response in Block2 blocks (RFC 7959).
     fn serve_blockwise(&mut self, tree: &mut Tree, now: Instant, request: &Packet) -> Packet {
+        if self.package_sink.is_some()
+            && !self.bootstrapping
+            && matches!(
+                request.header.code,
+                MessageClass::Request(RequestType::Put | RequestType::Post)
+            )
+            && options_text(request, CoapOption::UriPath) == "5/0/0"
+        {
+            return self.receive_package(tree, request);
+        }
         let key = format!(
             "{:?} {}",
             request.header.code,
@@ -861,6 +901,77 @@ impl Client {
         response.add_option(CoapOption::Block2, Block { number, more, szx }.encode());
         if number == 0 {
             response.add_option(CoapOption::Size2, encode_uint(payload.len() as u64));
+        }
+        response
+    }
+
+    /// A firmware package pushed to /5/0/0 (LwM2M Core E.6): each block
+    /// goes to the sink as it comes; State goes Downloading, then
+    /// Downloaded when the last block is stored, or back to Idle with the
+    /// Update Result saying why. An empty package resets the state
+    /// machine.
+    fn receive_package(&mut self, tree: &mut Tree, request: &Packet) -> Packet {
+        use dm_core::catalog::firmware::{STATE, UPDATE_RESULT};
+        let Some(sink) = self.package_sink.as_mut() else {
+            return status(ResponseType::InternalServerError);
+        };
+        let block1 = match request
+            .get_first_option(CoapOption::Block1)
+            .map(|v| Block::decode(v))
+        {
+            Some(None) => return error(ResponseType::BadOption, "malformed Block1"),
+            Some(Some(block)) => Some(block),
+            None => None,
+        };
+        let set = |tree: &mut Tree, state: i64, result: i64| {
+            let at = |r| Path::resource(dm_core::catalog::firmware::ID, InstanceId(0), r);
+            let _ = tree
+                .begin(Origin::Agent)
+                .set(at(STATE), Value::Integer(state))
+                .set(at(UPDATE_RESULT), Value::Integer(result))
+                .commit();
+        };
+        if block1.is_none() && request.payload.is_empty() {
+            sink.abort();
+            self.package_next = None;
+            set(tree, crate_state::IDLE, 0);
+            return status(ResponseType::Changed);
+        }
+        let number = block1.map_or(0, |b| b.number);
+        if number == 0 {
+            if let Err(e) = sink.begin() {
+                set(tree, crate_state::IDLE, package_result(&e));
+                return package_failure(&e);
+            }
+            set(tree, crate_state::DOWNLOADING, 0);
+        } else if self.package_next != Some(number) {
+            return error(
+                ResponseType::RequestEntityIncomplete,
+                "Block1 out of sequence",
+            );
+        }
+        if let Err(e) = sink.write(&request.payload) {
+            sink.abort();
+            self.package_next = None;
+            set(tree, crate_state::IDLE, package_result(&e));
+            return package_failure(&e);
+        }
+        if let Some(block) = block1.filter(|b| b.more) {
+            self.package_next = Some(number + 1);
+            let mut response = status(ResponseType::Continue);
+            response.add_option(CoapOption::Block1, block.encode());
+            return response;
+        }
+        self.package_next = None;
+        if let Err(e) = sink.finish() {
+            sink.abort();
+            set(tree, crate_state::IDLE, package_result(&e));
+            return package_failure(&e);
+        }
+        set(tree, crate_state::DOWNLOADED, 0);
+        let mut response = status(ResponseType::Changed);
+        if let Some(block) = block1 {
+            response.add_option(CoapOption::Block1, block.encode());
         }
         response
     }
@@ -1791,6 +1902,29 @@ fn encode_uint(value: u64) -> Vec<u8> {
     let bytes = value.to_be_bytes();
     let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
     bytes[first..].to_vec()
+}
+
+/// /5/0/3 State values (LwM2M object 5).
+mod crate_state {
+    pub const IDLE: i64 = 0;
+    pub const DOWNLOADING: i64 = 1;
+    pub const DOWNLOADED: i64 = 2;
+}
+
+/// /5/0/5 Update Result for a package that could not be kept: 2 (not
+/// enough storage) or 8 (failed).
+fn package_result(e: &PackageError) -> i64 {
+    match e {
+        PackageError::NoSpace(_) => 2,
+        PackageError::Failed(_) => 8,
+    }
+}
+
+fn package_failure(e: &PackageError) -> Packet {
+    match e {
+        PackageError::NoSpace(m) => error(ResponseType::RequestEntityTooLarge, m),
+        PackageError::Failed(m) => error(ResponseType::InternalServerError, m),
+    }
 }
 
 fn too_large() -> Packet {

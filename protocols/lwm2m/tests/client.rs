@@ -1293,3 +1293,120 @@ fn server_executables_update_disable_and_ask_for_bootstrap() {
     feed(&mut f);
     assert_eq!(f.client.poll_event(), Some(ClientEvent::BootstrapRequested));
 }
+
+/// A sink that keeps what it is given, and can be told to run out of room.
+#[derive(Clone, Default)]
+struct MemorySink {
+    bytes: std::sync::Arc<std::sync::Mutex<(Vec<u8>, bool)>>,
+    limit: Option<usize>,
+}
+
+impl dm_lwm2m::client::PackageSink for MemorySink {
+    fn begin(&mut self) -> Result<(), dm_lwm2m::client::PackageError> {
+        *self.bytes.lock().unwrap() = (Vec::new(), false);
+        Ok(())
+    }
+    fn write(&mut self, bytes: &[u8]) -> Result<(), dm_lwm2m::client::PackageError> {
+        let mut kept = self.bytes.lock().unwrap();
+        if self.limit.is_some_and(|l| kept.0.len() + bytes.len() > l) {
+            return Err(dm_lwm2m::client::PackageError::NoSpace("full".into()));
+        }
+        kept.0.extend_from_slice(bytes);
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<(), dm_lwm2m::client::PackageError> {
+        self.bytes.lock().unwrap().1 = true;
+        Ok(())
+    }
+    fn abort(&mut self) {
+        *self.bytes.lock().unwrap() = (Vec::new(), false);
+    }
+}
+
+fn firmware_state(f: &Fixture) -> (Value, Value) {
+    let read = |r| match f
+        .tree
+        .read(
+            Origin::Agent,
+            &Path::resource(dm_core::catalog::firmware::ID, InstanceId(0), r),
+        )
+        .unwrap()
+    {
+        ResourceValue::Single(v) => v,
+        other => panic!("{other:?}"),
+    };
+    (
+        read(dm_core::catalog::firmware::STATE),
+        read(dm_core::catalog::firmware::UPDATE_RESULT),
+    )
+}
+
+#[test]
+fn a_pushed_package_streams_to_the_sink_and_moves_the_state_machine() {
+    let mut f = fixture();
+    f.register();
+    let sink = MemorySink::default();
+    f.client.set_package_sink(Box::new(sink.clone()));
+    let image: Vec<u8> = (0..3000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let chunks: Vec<&[u8]> = image.chunks(1024).collect();
+    for (n, chunk) in chunks.iter().enumerate() {
+        let more = n + 1 < chunks.len();
+        let response = f.request(RequestType::Put, "/5/0/0", |p| {
+            p.add_option(CoapOption::ContentFormat, vec![42]);
+            p.add_option(CoapOption::Block1, block(n as u32, more, 6));
+            p.payload = chunk.to_vec();
+        });
+        if more {
+            assert_eq!(code(&response), ResponseType::Continue);
+            // Downloading while blocks come.
+            assert_eq!(firmware_state(&f).0, Value::Integer(1));
+        } else {
+            assert_eq!(code(&response), ResponseType::Changed);
+        }
+    }
+    let (kept, finished) = sink.bytes.lock().unwrap().clone();
+    assert!(finished);
+    assert_eq!(kept, image, "the sink got every byte, in order");
+    assert_eq!(firmware_state(&f), (Value::Integer(2), Value::Integer(0)));
+    // Nothing went into the tree: the image is not state.
+    let package = f.tree.read(
+        Origin::Agent,
+        &Path::resource(
+            dm_core::catalog::firmware::ID,
+            InstanceId(0),
+            dm_core::catalog::firmware::PACKAGE,
+        ),
+    );
+    assert!(
+        !matches!(package, Ok(ResourceValue::Single(Value::Opaque(ref b))) if !b.is_empty()),
+        "{package:?}"
+    );
+    // An empty package resets the state machine (LwM2M Core E.6).
+    let reset = f.request(RequestType::Put, "/5/0/0", |p| {
+        p.add_option(CoapOption::ContentFormat, vec![42]);
+    });
+    assert_eq!(code(&reset), ResponseType::Changed);
+    assert_eq!(firmware_state(&f), (Value::Integer(0), Value::Integer(0)));
+    // Out of room: Idle with Update Result 2, 4.13.
+    f.client.set_package_sink(Box::new(MemorySink {
+        limit: Some(1500),
+        ..MemorySink::default()
+    }));
+    let first = f.request(RequestType::Put, "/5/0/0", |p| {
+        p.add_option(CoapOption::Block1, block(0, true, 6));
+        p.payload = vec![1; 1024];
+    });
+    assert_eq!(code(&first), ResponseType::Continue);
+    let second = f.request(RequestType::Put, "/5/0/0", |p| {
+        p.add_option(CoapOption::Block1, block(1, true, 6));
+        p.payload = vec![1; 1024];
+    });
+    assert_eq!(code(&second), ResponseType::RequestEntityTooLarge);
+    assert_eq!(firmware_state(&f), (Value::Integer(0), Value::Integer(2)));
+    // A block out of sequence.
+    let skipped = f.request(RequestType::Put, "/5/0/0", |p| {
+        p.add_option(CoapOption::Block1, block(4, true, 6));
+        p.payload = vec![1; 1024];
+    });
+    assert_eq!(code(&skipped), ResponseType::RequestEntityIncomplete);
+}

@@ -1,0 +1,160 @@
+//! Where firmware images land: a file in the state directory, written as
+//! it arrives (never the whole image in memory), made durable and put in
+//! place only when complete.
+//!
+//! `image.part` holds a transfer in progress; `finish` syncs it and
+//! renames it to `image.bin`, which is what an update applies. A crash
+//! mid-transfer leaves only `image.part`, which the next transfer
+//! truncates: never a torn `image.bin`.
+
+use std::fs::{self, File};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::PlatformError;
+
+const PART: &str = "image.part";
+const IMAGE: &str = "image.bin";
+
+/// The image directory and its size limit.
+#[derive(Clone, Debug)]
+pub struct ImageStore {
+    dir: PathBuf,
+    max_size: u64,
+}
+
+/// A transfer in progress.
+pub struct ImageWriter {
+    file: File,
+    dir: PathBuf,
+    written: u64,
+    max_size: u64,
+}
+
+/// Why an image could not be stored, as the firmware objects report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageError {
+    /// Larger than the limit, or the disk is full (LwM2M result 2).
+    NoSpace(String),
+    Io(String),
+}
+
+impl std::fmt::Display for ImageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImageError::NoSpace(m) => write!(f, "no room for the image: {m}"),
+            ImageError::Io(m) => write!(f, "image store: {m}"),
+        }
+    }
+}
+
+impl From<ImageError> for PlatformError {
+    fn from(e: ImageError) -> PlatformError {
+        PlatformError::Failed(e.to_string())
+    }
+}
+
+fn io(path: &Path, e: std::io::Error) -> ImageError {
+    // ENOSPC and EFBIG: the disk or the file system is full.
+    if matches!(e.raw_os_error(), Some(28 | 27)) {
+        ImageError::NoSpace(format!("{}: {e}", path.display()))
+    } else {
+        ImageError::Io(format!("{}: {e}", path.display()))
+    }
+}
+
+impl ImageStore {
+    /// Images under `dir` (created when needed), at most `max_size` bytes.
+    pub fn new(dir: impl Into<PathBuf>, max_size: u64) -> ImageStore {
+        ImageStore {
+            dir: dir.into(),
+            max_size,
+        }
+    }
+
+    /// Starts a transfer, discarding any unfinished one.
+    pub fn begin(&self) -> Result<ImageWriter, ImageError> {
+        fs::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))?;
+        let path = self.dir.join(PART);
+        let file = File::create(&path).map_err(|e| io(&path, e))?;
+        Ok(ImageWriter {
+            file,
+            dir: self.dir.clone(),
+            written: 0,
+            max_size: self.max_size,
+        })
+    }
+
+    /// The complete image, if there is one.
+    pub fn image(&self) -> Option<PathBuf> {
+        let path = self.dir.join(IMAGE);
+        path.is_file().then_some(path)
+    }
+
+    /// Removes the image and any partial transfer.
+    pub fn discard(&self) {
+        let _ = fs::remove_file(self.dir.join(PART));
+        let _ = fs::remove_file(self.dir.join(IMAGE));
+    }
+}
+
+impl ImageWriter {
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), ImageError> {
+        let total = self.written + bytes.len() as u64;
+        if total > self.max_size {
+            return Err(ImageError::NoSpace(format!(
+                "the image is larger than {} bytes",
+                self.max_size
+            )));
+        }
+        let path = self.dir.join(PART);
+        self.file.write_all(bytes).map_err(|e| io(&path, e))?;
+        self.written = total;
+        Ok(())
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Makes the image durable and puts it in place; returns its path.
+    pub fn finish(self) -> Result<PathBuf, ImageError> {
+        let part = self.dir.join(PART);
+        let image = self.dir.join(IMAGE);
+        self.file.sync_all().map_err(|e| io(&part, e))?;
+        fs::rename(&part, &image).map_err(|e| io(&image, e))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io(&self.dir, e))?;
+        Ok(image)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_is_in_place_only_when_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::new(dir.path().join("fw"), 1024);
+        let mut writer = store.begin().unwrap();
+        writer.write(b"abc").unwrap();
+        writer.write(b"def").unwrap();
+        assert_eq!(store.image(), None, "not until finished");
+        let path = writer.finish().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"abcdef");
+        assert_eq!(store.image(), Some(path));
+        store.discard();
+        assert_eq!(store.image(), None);
+    }
+
+    #[test]
+    fn too_large_is_no_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::new(dir.path(), 4);
+        let mut writer = store.begin().unwrap();
+        writer.write(b"abcd").unwrap();
+        assert!(matches!(writer.write(b"e"), Err(ImageError::NoSpace(_))));
+    }
+}
