@@ -17,9 +17,10 @@ use tracing::{info, warn};
 
 use crate::runtime::lock;
 
-const UPDATING: i64 = 3;
 const IDLE: i64 = 0;
+const DOWNLOADING: i64 = 1;
 const DOWNLOADED: i64 = 2;
+const UPDATING: i64 = 3;
 const RESULT_SUCCESS: i64 = 1;
 const RESULT_FAILED: i64 = 8;
 
@@ -129,4 +130,125 @@ pub async fn apply(tree: Arc<Mutex<Tree>>, store: ImageStore, command: Option<Ve
             set(&tree, DOWNLOADED, RESULT_FAILED);
         }
     }
+}
+
+/// Whether a change is a client's write of the Package URI (/5/0/1);
+/// returns the URI.
+pub fn package_uri(change: &dm_core::Change) -> Option<String> {
+    if change.origin == Origin::Agent
+        || change.path != Path::resource(ID, InstanceId(0), dm_core::catalog::firmware::PACKAGE_URI)
+    {
+        return None;
+    }
+    match &change.kind {
+        dm_core::ChangeKind::Value(dm_core::ResourceValue::Single(Value::String(uri))) => {
+            Some(uri.clone())
+        }
+        _ => None,
+    }
+}
+
+/// What the agent can pull from (/5/0/8: 2 HTTP/1.1, 3 HTTPS/1.1) and how
+/// packages come (/5/0/9: 2, push and pull).
+pub fn announce(tree: &Mutex<Tree>) {
+    use dm_core::catalog::firmware::{
+        FIRMWARE_UPDATE_DELIVERY_METHOD, FIRMWARE_UPDATE_PROTOCOL_SUPPORT,
+    };
+    let at = |r| Path::resource(ID, InstanceId(0), r);
+    let _ = lock(tree)
+        .begin(Origin::Agent)
+        .set_multiple(
+            at(FIRMWARE_UPDATE_PROTOCOL_SUPPORT),
+            [(0, Value::Integer(2)), (1, Value::Integer(3))].into(),
+        )
+        .set(at(FIRMWARE_UPDATE_DELIVERY_METHOD), Value::Integer(2))
+        .commit();
+}
+
+/// Update Result values for a pull that failed (LwM2M object 5).
+const RESULT_NO_SPACE: i64 = 2;
+const RESULT_CONNECTION_LOST: i64 = 4;
+const RESULT_INVALID_URI: i64 = 7;
+const RESULT_UNSUPPORTED_PROTOCOL: i64 = 9;
+
+/// Pull delivery: downloads `uri` into the image store, streaming.
+/// Downloading, then Downloaded; on failure Idle with the Update Result
+/// that says why. An empty URI resets the state machine.
+pub async fn pull(
+    tree: Arc<Mutex<Tree>>,
+    store: ImageStore,
+    uri: String,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+) {
+    if uri.is_empty() {
+        set(&tree, IDLE, 0);
+        return;
+    }
+    let parsed: hyper::Uri = match uri.parse() {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            warn!(uri, "firmware URI: {e}");
+            set(&tree, IDLE, RESULT_INVALID_URI);
+            return;
+        }
+    };
+    if !matches!(parsed.scheme_str(), Some("http" | "https")) {
+        warn!(uri, "firmware URI: only http:// and https:// are pulled");
+        set(&tree, IDLE, RESULT_UNSUPPORTED_PROTOCOL);
+        return;
+    }
+    set(&tree, DOWNLOADING, 0);
+    let mut writer = match store.begin() {
+        Ok(writer) => writer,
+        Err(e) => {
+            warn!("firmware download: {e}");
+            set(&tree, IDLE, RESULT_NO_SPACE);
+            return;
+        }
+    };
+    let mut session = dm_cwmp_tokio::http::HttpSession::new(
+        parsed,
+        dm_cwmp_tokio::Credentials::default(),
+        std::time::Duration::from_secs(30),
+        tls,
+    );
+    let received = session
+        .download(std::time::Duration::from_secs(30), &mut |bytes| {
+            writer.write(bytes).map_err(|e| e.to_string())
+        })
+        .await;
+    session.close().await;
+    let result = match received {
+        Ok(size) => match writer.finish() {
+            Ok(path) => {
+                info!(uri, size, path = %path.display(), "firmware package downloaded");
+                set(&tree, DOWNLOADED, 0);
+                return;
+            }
+            Err(ImageError::NoSpace(m)) => {
+                warn!("firmware download: {m}");
+                RESULT_NO_SPACE
+            }
+            Err(ImageError::Io(m)) => {
+                warn!("firmware download: {m}");
+                RESULT_CONNECTION_LOST
+            }
+        },
+        Err(dm_cwmp_tokio::http::HttpError::Sink(m)) => {
+            warn!(uri, "firmware download: {m}");
+            RESULT_NO_SPACE
+        }
+        Err(
+            e @ (dm_cwmp_tokio::http::HttpError::Status(_)
+            | dm_cwmp_tokio::http::HttpError::Unauthorized(_)),
+        ) => {
+            warn!(uri, "firmware download: {e}");
+            RESULT_INVALID_URI
+        }
+        Err(e) => {
+            warn!(uri, "firmware download: {e}");
+            RESULT_CONNECTION_LOST
+        }
+    };
+    set(&tree, IDLE, result);
 }

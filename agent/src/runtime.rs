@@ -145,6 +145,7 @@ pub async fn run(
         changes.set_waker(move || notify.notify_one());
     }
     let tree = Arc::new(Mutex::new(tree));
+    crate::firmware::announce(&tree);
     info!(
         state_dir = %config.state_dir.display(),
         first_start,
@@ -158,6 +159,9 @@ pub async fn run(
     let lwm2m_status = Arc::new(Mutex::new(dm_lwm2m_tokio::Status::default()));
     let (cwmp_commands, cwmp_commands_rx) = tokio::sync::mpsc::channel(4);
     let image_store = crate::firmware::store(&config.state_dir, config.firmware_max_size);
+    let mut pulling: Option<tokio::task::JoinHandle<()>> = None;
+    // HTTPS pulls trust the system's CA bundle.
+    let pull_tls = dm_cwmp_tokio::tls::client_config(&dm_cwmp_tokio::TlsSettings::default()).ok();
     let mut cwmp_commands_rx = Some(cwmp_commands_rx);
     let cwmp = config.cwmp.as_ref().map(|cwmp| {
         let driver = dm_cwmp_tokio::Config {
@@ -299,6 +303,18 @@ pub async fn run(
                     warn!(lagged, "change stream overflowed");
                 }
                 for change in changes.drain() {
+                    if let Some(uri) = crate::firmware::package_uri(&change) {
+                        // A new URI replaces a download in progress.
+                        if let Some(previous) = pulling.take() {
+                            previous.abort();
+                        }
+                        pulling = Some(tokio::spawn(crate::firmware::pull(
+                            Arc::clone(&tree),
+                            image_store.clone(),
+                            uri,
+                            pull_tls.clone(),
+                        )));
+                    }
                     if crate::firmware::is_update(&change) {
                         tokio::spawn(crate::firmware::apply(
                             Arc::clone(&tree),

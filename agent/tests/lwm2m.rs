@@ -937,3 +937,134 @@ fn a_pushed_firmware_package_is_applied_by_the_configured_program() {
     }
     assert!(agent.0.wait().unwrap().success());
 }
+
+/// A minimal HTTP server on 127.0.0.1: `/image` is `image`, anything else
+/// 404. Returns its port.
+fn image_server(image: Vec<u8>) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut byte) {
+                    Ok(1) => request.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let request = String::from_utf8_lossy(&request);
+            let reply = if request.starts_with("GET /image ") {
+                let mut reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    image.len()
+                )
+                .into_bytes();
+                reply.extend_from_slice(&image);
+                reply
+            } else {
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+            };
+            let _ = stream.write_all(&reply);
+        }
+    });
+    port
+}
+
+/// Pull delivery: a Package URI that answers 404 leaves the state Idle
+/// with Update Result 7; a good one is downloaded (streamed to the image
+/// file), then Update applies it and the result is 1. /5/0/8 says HTTP and
+/// HTTPS are pulled.
+#[test]
+fn a_firmware_package_is_pulled_over_http_and_applied() {
+    let image: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let http_port = image_server(image.clone());
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let applied = dir.path().join("applied.bin");
+    let program = dir.path().join("apply-firmware");
+    std::fs::write(
+        &program,
+        format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(&program).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&program, permissions).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(python())
+            .arg(&script)
+            .args([
+                port.to_string(),
+                "firmware-pull".into(),
+                format!("http://127.0.0.1:{http_port}/missing"),
+                format!("http://127.0.0.1:{http_port}/image"),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-PULL\"\n\n[lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\n\
+             endpoint = \"pull\"\n\n[firmware]\ncommand = [\"{}\"]\n",
+            program.display()
+        ),
+    )
+    .unwrap();
+    let mut agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut steps = HashMap::new();
+    loop {
+        let event = next(&events);
+        if event["event"] == "checks-done" {
+            break;
+        }
+        if let Some(step) = event["step"].as_str() {
+            steps.insert(step.to_owned(), event.clone());
+        }
+    }
+    assert_eq!(steps["write-bad-uri"]["code"], "2.04 Changed");
+    assert_eq!(steps["bad-uri-result"]["text"], "7");
+    assert_eq!(steps["downloaded"]["text"], "2");
+    assert_eq!(steps["updated"]["text"], "1");
+    let protocols: Value =
+        serde_json::from_str(steps["protocols"]["text"].as_str().unwrap()).unwrap();
+    let values: Vec<i64> = protocols
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["v"].as_i64().unwrap())
+        .collect();
+    assert_eq!(values, [2, 3]);
+    assert_eq!(std::fs::read(&applied).unwrap(), image);
+    Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    loop {
+        if next(&events)["event"] == "deregister" {
+            break;
+        }
+    }
+    assert!(agent.0.wait().unwrap().success());
+}

@@ -5,8 +5,8 @@
 //! enforces which Executes each state allows; the LwM2M engine moves the
 //! state as a pushed package arrives (to a file, through its package
 //! sink) and the agent as the update program runs (`agent/src/firmware.rs`).
-//! Pull delivery from the Package URI is not built yet: a URI is accepted
-//! and stored, and nothing downloads it.
+//! A Package URI written by a server is pulled by the agent over HTTP(S)
+//! (`agent/src/firmware.rs`), streamed to the same file.
 
 use dm_core::catalog::firmware::{self, *};
 use dm_core::{

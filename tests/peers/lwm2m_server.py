@@ -7,6 +7,7 @@ Usage: lwm2m_server.py PORT
        lwm2m_server.py PORT reboot
        lwm2m_server.py PORT observe PATH
        lwm2m_server.py PORT firmware SIZE
+       lwm2m_server.py PORT firmware-pull BAD_URL GOOD_URL
 
 Listens on 127.0.0.1:PORT and accepts one registration. Then, by default,
 drives the registered client through Read (text, TLV, SenML JSON), Write,
@@ -204,6 +205,38 @@ async def main(port, mode):
                 say(step="result-after", text=text)
                 break
         await call(context, "state-after-update", Code.GET, base + "/5/0/3")
+        say(event="checks-done")
+        await asyncio.wait_for(state.deregistered, timeout=120)
+        await context.shutdown()
+        return
+
+    if mode and mode[0] == "firmware-pull":
+        # Pull delivery: a URI that fails, then one that works, then Update.
+        bad_url, good_url = mode[1], mode[2]
+        states = context.request(Message(code=Code.GET, uri=base + "/5/0/3", observe=0))
+        results = context.request(Message(code=Code.GET, uri=base + "/5/0/5", observe=0))
+        await states.response
+        await results.response
+        state_stream = states.observation.__aiter__()
+        result_stream = results.observation.__aiter__()
+
+        async def until(stream, name, wanted):
+            while True:
+                notification = await stream.__anext__()
+                text = notification.payload.decode()
+                if text == wanted:
+                    say(step=name, text=text)
+                    return
+
+        await call(context, "write-bad-uri", Code.PUT, base + "/5/0/1",
+                   payload=bad_url.encode(), content_format=0)
+        await asyncio.wait_for(until(result_stream, "bad-uri-result", "7"), timeout=60)
+        await call(context, "write-good-uri", Code.PUT, base + "/5/0/1",
+                   payload=good_url.encode(), content_format=0)
+        await asyncio.wait_for(until(state_stream, "downloaded", "2"), timeout=60)
+        await call(context, "update", Code.POST, base + "/5/0/2")
+        await asyncio.wait_for(until(result_stream, "updated", "1"), timeout=60)
+        await call(context, "protocols", Code.GET, base + "/5/0/8", accept=110)
         say(event="checks-done")
         await asyncio.wait_for(state.deregistered, timeout=120)
         await context.shutdown()

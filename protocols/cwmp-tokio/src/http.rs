@@ -31,6 +31,10 @@ pub enum HttpError {
     /// The ACS refused our credentials.
     Unauthorized(String),
     Protocol(String),
+    /// A download answered with this status (404, 403, ...).
+    Status(u16),
+    /// Where the downloaded bytes go refused them (disk full, too large).
+    Sink(String),
 }
 
 impl std::fmt::Display for HttpError {
@@ -40,6 +44,8 @@ impl std::fmt::Display for HttpError {
             HttpError::Timeout => f.write_str("timed out"),
             HttpError::Unauthorized(e) => write!(f, "authentication failed: {e}"),
             HttpError::Protocol(e) => write!(f, "HTTP error: {e}"),
+            HttpError::Status(code) => write!(f, "the server answered {code}"),
+            HttpError::Sink(e) => write!(f, "{e}"),
         }
     }
 }
@@ -251,6 +257,14 @@ impl HttpSession {
     }
 
     fn request(&mut self, body: &str) -> Result<Request<Full<Bytes>>, HttpError> {
+        self.request_with(hyper::Method::POST, body)
+    }
+
+    fn request_with(
+        &mut self,
+        method: hyper::Method,
+        body: &str,
+    ) -> Result<Request<Full<Bytes>>, HttpError> {
         let path = self
             .uri
             .path_and_query()
@@ -259,7 +273,10 @@ impl HttpSession {
             .uri
             .authority()
             .map_or(String::new(), |a| a.to_string());
-        let mut builder = Request::post(path.as_str()).header(HOST, authority);
+        let mut builder = Request::builder()
+            .method(method.clone())
+            .uri(path.as_str())
+            .header(HOST, authority);
         if !body.is_empty() {
             // TR-069 §3.4.1: SOAP messages as text/xml; the empty POST
             // carries no body and no content type.
@@ -284,7 +301,7 @@ impl HttpSession {
                     username: &self.credentials.username,
                     password: &self.credentials.password,
                     uri: &path,
-                    method: "POST",
+                    method: method.as_str(),
                     body: None,
                 })
                 .map_err(HttpError::Unauthorized)?;
@@ -293,6 +310,100 @@ impl HttpSession {
         builder
             .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
             .map_err(|e| HttpError::Protocol(e.to_string()))
+    }
+
+    /// GETs the URI and hands the body to `sink` chunk by chunk, as it
+    /// arrives (a firmware image is never whole in memory). Answers one
+    /// Basic/Digest challenge, follows redirects; `idle` bounds the wait
+    /// for each chunk, not the whole transfer. Returns the bytes received.
+    pub async fn download(
+        &mut self,
+        idle: Duration,
+        sink: &mut (dyn FnMut(&[u8]) -> Result<(), String> + Send),
+    ) -> Result<u64, HttpError> {
+        let mut challenged = false;
+        let mut redirects = 0;
+        loop {
+            if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+                self.connect().await?;
+            }
+            let request = self.request_with(hyper::Method::GET, "")?;
+            let Some(sender) = self.sender.as_mut() else {
+                return Err(HttpError::Protocol("no connection".into()));
+            };
+            let response = tokio::time::timeout(idle, sender.send_request(request))
+                .await
+                .map_err(|_| HttpError::Timeout)?
+                .map_err(|e| HttpError::Protocol(e.to_string()))?;
+            let status = response.status();
+            if matches!(status.as_u16(), 301 | 302 | 307 | 308) {
+                redirects += 1;
+                if redirects > MAX_REDIRECTS {
+                    return Err(HttpError::Protocol("too many redirects".into()));
+                }
+                let location = response
+                    .headers()
+                    .get(hyper::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| HttpError::Protocol(format!("{status} with no Location")))?
+                    .to_owned();
+                self.uri = redirect_target(&self.uri, &location)?;
+                self.sender = None;
+                self.connection = None;
+                self.auth = None;
+                challenged = false;
+                continue;
+            }
+            if status == StatusCode::UNAUTHORIZED
+                && !challenged
+                && !self.credentials.username.is_empty()
+            {
+                let challenge = response
+                    .headers()
+                    .get_all(WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.auth = Some(
+                    http_auth::PasswordClient::builder()
+                        .challenges(&challenge)
+                        .build()
+                        .map_err(|e| {
+                            HttpError::Unauthorized(format!(
+                                "unusable challenge {challenge:?}: {e}"
+                            ))
+                        })?,
+                );
+                challenged = true;
+                // Read the 401's body so the connection can be reused.
+                let _ = http_body_util::Limited::new(response.into_body(), 64 * 1024)
+                    .collect()
+                    .await;
+                continue;
+            }
+            if status == StatusCode::UNAUTHORIZED {
+                return Err(HttpError::Unauthorized(status.to_string()));
+            }
+            if !status.is_success() {
+                return Err(HttpError::Status(status.as_u16()));
+            }
+            let mut body = response.into_body();
+            let mut total = 0u64;
+            loop {
+                let frame = tokio::time::timeout(idle, body.frame())
+                    .await
+                    .map_err(|_| HttpError::Timeout)?;
+                let Some(frame) = frame else {
+                    return Ok(total);
+                };
+                let frame = frame.map_err(|e| HttpError::Protocol(e.to_string()))?;
+                if let Some(data) = frame.data_ref() {
+                    sink(data).map_err(HttpError::Sink)?;
+                    total += data.len() as u64;
+                }
+            }
+        }
     }
 
     /// Keeps `name=value` of a Set-Cookie; attributes (Path, Expires...)
