@@ -252,3 +252,94 @@ pub async fn pull(
     };
     set(&tree, IDLE, result);
 }
+
+/// CWMP Download of a firmware image (TR-069 §A.3.2.8): the same image
+/// store and update program as LwM2M's /5. The image streams to the file;
+/// FileSize, when given, must match; then the program applies it. Faults
+/// are TR-069's: 9012 authentication, 9015 server unreachable, 9016 file
+/// not accessible, 9017 transfer broken, 9018 size mismatch, 9010 other.
+pub fn cwmp_downloads(
+    store: ImageStore,
+    command: Option<Vec<String>>,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+) -> dm_cwmp_tokio::TransferHandler {
+    dm_cwmp_tokio::TransferHandler(Arc::new(move |transfer| {
+        let (store, command, tls) = (store.clone(), command.clone(), tls.clone());
+        Box::pin(async move {
+            use dm_cwmp_tokio::http::HttpError;
+            let fault = |code: u32, text: String| Err((code, text));
+            let uri: hyper::Uri = match transfer.url.parse() {
+                Ok(uri) => uri,
+                Err(e) => return fault(9016, format!("{}: {e}", transfer.url)),
+            };
+            let mut writer = match store.begin() {
+                Ok(writer) => writer,
+                Err(e) => return fault(9010, e.to_string()),
+            };
+            let mut session = dm_cwmp_tokio::http::HttpSession::new(
+                uri,
+                dm_cwmp_tokio::Credentials {
+                    username: transfer.username.clone(),
+                    password: transfer.password.clone(),
+                },
+                std::time::Duration::from_secs(30),
+                tls,
+            );
+            let received = session
+                .download(std::time::Duration::from_secs(30), &mut |bytes| {
+                    writer.write(bytes).map_err(|e| e.to_string())
+                })
+                .await;
+            session.close().await;
+            let size = match received {
+                Ok(size) => size,
+                Err(HttpError::Unauthorized(e)) => return fault(9012, e),
+                Err(e @ HttpError::Connect(_)) => return fault(9015, e.to_string()),
+                Err(e @ HttpError::Status(_)) => return fault(9016, e.to_string()),
+                Err(e @ (HttpError::Timeout | HttpError::Protocol(_))) => {
+                    return fault(9017, e.to_string());
+                }
+                Err(e @ HttpError::Sink(_)) => return fault(9010, e.to_string()),
+            };
+            if transfer.file_size > 0 && size != transfer.file_size {
+                return fault(
+                    9018,
+                    format!(
+                        "{size} bytes received, FileSize said {}",
+                        transfer.file_size
+                    ),
+                );
+            }
+            if let Err(e) = writer.finish() {
+                return fault(9010, e.to_string());
+            }
+            let Some(image) = store.image() else {
+                return fault(9010, "the image vanished".into());
+            };
+            let Some((program, arguments)) = command.as_deref().and_then(<[String]>::split_first)
+            else {
+                return fault(
+                    9010,
+                    "downloaded, but no firmware command is configured ([firmware] command)".into(),
+                );
+            };
+            match tokio::process::Command::new(program)
+                .args(arguments)
+                .arg(&image)
+                .status()
+                .await
+            {
+                Ok(status) if status.success() => {
+                    info!(
+                        key = transfer.command_key,
+                        size, "firmware image applied (CWMP Download)"
+                    );
+                    store.discard();
+                    Ok(())
+                }
+                Ok(status) => fault(9010, format!("the update program failed: {status}")),
+                Err(e) => fault(9010, format!("{program}: {e}")),
+            }
+        })
+    }))
+}

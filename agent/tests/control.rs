@@ -1,13 +1,11 @@
 //! The CLI, the control API (org.dmagent.Agent1 on a private bus) and the
 //! agent, end to end: every verb against a running agent, and `inform`
-//! reaching an ACS. The ACS here is a minimal HTTP peer on 127.0.0.1 that
-//! answers Inform with InformResponse and records every POST.
+//! reaching an ACS (dm_tests' minimal ACS, which records every POST).
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+
+use dm_tests::mini_acs::MiniAcs;
 
 struct Agent(Child);
 
@@ -18,83 +16,11 @@ impl Drop for Agent {
     }
 }
 
-/// A minimal ACS: InformResponse to an Inform, 204 to anything else; each
-/// request body is sent on the channel.
-fn acs() -> (u16, mpsc::Receiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut writer = stream;
-                loop {
-                    let mut length = 0usize;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let body = String::from_utf8_lossy(&body).into_owned();
-                    let reply = if body.contains("<cwmp:Inform>") {
-                        let id = body
-                            .split("<cwmp:ID")
-                            .nth(1)
-                            .and_then(|r| r.split('>').nth(1))
-                            .and_then(|r| r.split('<').next())
-                            .unwrap_or("1");
-                        let envelope = format!(
-                            r#"<soap-env:Envelope xmlns:soap-env="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cwmp="urn:dslforum-org:cwmp-1-2"><soap-env:Header><cwmp:ID soap-env:mustUnderstand="1">{id}</cwmp:ID></soap-env:Header><soap-env:Body><cwmp:InformResponse><MaxEnvelopes>1</MaxEnvelopes></cwmp:InformResponse></soap-env:Body></soap-env:Envelope>"#
-                        );
-                        format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{envelope}",
-                            envelope.len()
-                        )
-                    } else {
-                        "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n".to_owned()
-                    };
-                    let _ = tx.send(body);
-                    if writer.write_all(reply.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (port, rx)
-}
-
-/// Waits for an Inform whose body contains `needle`.
-fn inform_with(rx: &mpsc::Receiver<String>, needle: &str) -> String {
-    loop {
-        let body = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no Inform with {needle}"));
-        if body.contains("<cwmp:Inform>") && body.contains(needle) {
-            return body;
-        }
-    }
-}
-
 #[test]
 fn every_cli_verb_round_trips_through_the_control_api() {
     let stack = dm_tests::dbus_stack::Stack::mock();
-    let (acs_port, posts) = acs();
+    let acs = MiniAcs::start(Box::new(|_| None));
+    let acs_port = acs.port;
     let cr_port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -151,7 +77,7 @@ fn every_cli_verb_round_trips_through_the_control_api() {
     );
     // The boot session tells us the agent is up (and its API with it: the
     // API is served before the run loop starts).
-    inform_with(&posts, "1 BOOT");
+    acs.post_with("1 BOOT");
 
     assert_eq!(
         text(&dmagent(&["get", "Device.DeviceInfo.SerialNumber"])),
@@ -214,7 +140,7 @@ fn every_cli_verb_round_trips_through_the_control_api() {
     assert!(human.contains("cwmp        http://127.0.0.1:"), "{human}");
     // A session on demand, with the event asked for.
     text(&dmagent(&["inform", "2 PERIODIC"]));
-    inform_with(&posts, "<EventCode>2 PERIODIC</EventCode>");
+    acs.post_with("<EventCode>2 PERIODIC</EventCode>");
     let bad = dmagent(&["inform", "7 TRANSFER COMPLETE"]);
     assert!(!bad.status.success());
     // Stop: the agent exits cleanly.

@@ -938,41 +938,6 @@ fn a_pushed_firmware_package_is_applied_by_the_configured_program() {
     assert!(agent.0.wait().unwrap().success());
 }
 
-/// A minimal HTTP server on 127.0.0.1: `/image` is `image`, anything else
-/// 404. Returns its port.
-fn image_server(image: Vec<u8>) -> u16 {
-    use std::io::{Read as _, Write as _};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut request = Vec::new();
-            let mut byte = [0u8; 1];
-            while !request.ends_with(b"\r\n\r\n") {
-                match stream.read(&mut byte) {
-                    Ok(1) => request.push(byte[0]),
-                    _ => break,
-                }
-            }
-            let request = String::from_utf8_lossy(&request);
-            let reply = if request.starts_with("GET /image ") {
-                let mut reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    image.len()
-                )
-                .into_bytes();
-                reply.extend_from_slice(&image);
-                reply
-            } else {
-                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
-            };
-            let _ = stream.write_all(&reply);
-        }
-    });
-    port
-}
-
 /// Pull delivery: a Package URI that answers 404 leaves the state Idle
 /// with Update Result 7; a good one is downloaded (streamed to the image
 /// file), then Update applies it and the result is 1. /5/0/8 says HTTP and
@@ -980,7 +945,7 @@ fn image_server(image: Vec<u8>) -> u16 {
 #[test]
 fn a_firmware_package_is_pulled_over_http_and_applied() {
     let image: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
-    let http_port = image_server(image.clone());
+    let http_port = dm_tests::files::image_server(image.clone());
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

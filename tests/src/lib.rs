@@ -2,6 +2,8 @@
 //! in-memory platform, as the agent builds it.
 
 pub mod dbus_stack;
+pub mod files;
+pub mod mini_acs;
 
 use std::sync::Arc;
 

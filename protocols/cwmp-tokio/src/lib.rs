@@ -35,6 +35,8 @@ pub struct Config {
     pub tls: TlsSettings,
     /// What the driver reports about itself (for `dmagent status`).
     pub status: Arc<Mutex<Status>>,
+    /// Who carries out Downloads; without one they fail with 9010.
+    pub transfers: Option<TransferHandler>,
 }
 
 /// The CWMP side as `dmagent status` shows it.
@@ -50,6 +52,22 @@ pub struct Status {
     pub sessions_failed: u64,
     /// When the next session is due (Unix time), if one is scheduled.
     pub next_session: Option<i64>,
+}
+
+/// Performs a download the ACS asked for; `Err` carries the
+/// TransferComplete fault (code, string).
+pub type TransferFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), (u32, String)>> + Send>>;
+
+#[derive(Clone)]
+pub struct TransferHandler(
+    pub Arc<dyn Fn(dm_cwmp::session::QueuedDownload) -> TransferFuture + Send + Sync>,
+);
+
+impl std::fmt::Debug for TransferHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TransferHandler")
+    }
 }
 
 /// What the agent may ask of the driver.
@@ -97,6 +115,7 @@ pub async fn run(
     };
     let (cr_tx, mut cr_rx) = mpsc::channel(1);
     let mut cr_cache: Option<(String, Instant, Option<String>)> = None;
+    let (transfer_results_tx, mut transfer_results) = mpsc::unbounded_channel();
     let mut cr_port = None;
     let mut cr_path = String::new();
     if let Some(cr) = config.connection_request.clone() {
@@ -174,6 +193,34 @@ pub async fn run(
         if engine.in_session() {
             continue;
         }
+        // Downloads that are due run beside the sessions.
+        loop {
+            let due = engine.poll_transfer(&mut lock(&tree), wall());
+            let Some(transfer) = due else { break };
+            let results = transfer_results_tx.clone();
+            let handler = config.transfers.clone();
+            tokio::spawn(async move {
+                let start = wall();
+                let key = transfer.command_key.clone();
+                info!(key, url = %transfer.url, "CWMP download started");
+                let outcome = match handler {
+                    Some(handler) => (handler.0)(transfer).await,
+                    None => Err((
+                        9010,
+                        "Download failure: downloads are not configured".into(),
+                    )),
+                };
+                let (fault_code, fault_string) = outcome.err().unwrap_or((0, String::new()));
+                info!(key, fault_code, "CWMP download finished");
+                let _ = results.send(dm_cwmp::session::TransferResult {
+                    command_key: key,
+                    fault_code,
+                    fault_string,
+                    start,
+                    complete: wall(),
+                });
+            });
+        }
         lock_status(&config.status).next_session = engine.poll_timeout().map(|at| {
             wall()
                 + i64::try_from(at.saturating_duration_since(Instant::now()).as_secs()).unwrap_or(0)
@@ -187,6 +234,9 @@ pub async fn run(
             }
             () = changed.notified() => {}
             Some(()) = cr_rx.recv() => engine.handle_connection_request(&mut lock(&tree)),
+            Some(result) = transfer_results.recv() => {
+                engine.transfer_complete(&mut lock(&tree), result);
+            }
             Some(command) = commands.recv() => match command {
                 Command::Inform(event, answer) => {
                     let accepted = engine.request_session(&mut lock(&tree), &event);

@@ -77,7 +77,50 @@ struct Durable {
     bootstrapped_url: Option<String>,
     /// CommandKey of a Reboot the ACS asked for, until it is reported.
     reboot_command_key: Option<String>,
+    /// Downloads accepted and not finished, in order.
+    #[serde(default)]
+    transfers: Vec<QueuedDownload>,
+    /// Finished transfers whose TransferComplete the ACS has not yet
+    /// acknowledged.
+    #[serde(default)]
+    completed: Vec<TransferResult>,
 }
+
+/// A Download the ACS asked for (TR-069 §A.3.2.8), durable until it has
+/// been reported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedDownload {
+    pub command_key: String,
+    pub file_type: String,
+    pub url: String,
+    pub username: String,
+    pub password: String,
+    pub file_size: u64,
+    pub target_file_name: String,
+    /// Unix time it may start.
+    pub due: i64,
+    /// Handed to the driver (in progress).
+    pub started: bool,
+}
+
+/// How a transfer ended, for TransferComplete.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferResult {
+    pub command_key: String,
+    /// 0 for success, else a 9010–9019 fault.
+    pub fault_code: u32,
+    pub fault_string: String,
+    /// Unix times.
+    pub start: i64,
+    pub complete: i64,
+}
+
+/// The most downloads queued at once (TR-069 lets a CPE refuse more
+/// with 9004).
+const MAX_TRANSFERS: usize = 16;
+
+/// The file type this device downloads (TR-069 §A.3.2.8).
+pub const FIRMWARE_IMAGE: &str = "1 Firmware Upgrade Image";
 
 /// Events that are reported once whatever their count (TR-069 Table 7:
 /// single) as opposed to the `M` events, one per CommandKey.
@@ -95,6 +138,8 @@ enum Phase {
     Exchanging {
         empty: bool,
     },
+    /// Our TransferComplete is out, waiting for its response.
+    Completing,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +221,21 @@ impl Engine {
         engine.add_event("1 BOOT", "");
         if let Some(key) = engine.durable.reboot_command_key.take() {
             engine.add_event("M Reboot", &key);
+        }
+        // A transfer in progress when the agent stopped did not finish:
+        // it is reported as failed, never silently dropped.
+        for transfer in std::mem::take(&mut engine.durable.transfers) {
+            if transfer.started {
+                engine.durable.completed.push(TransferResult {
+                    command_key: transfer.command_key,
+                    fault_code: FaultCode::DownloadFailure.code(),
+                    fault_string: "Download failure: interrupted by a restart".into(),
+                    start: wall,
+                    complete: wall,
+                });
+            } else {
+                engine.durable.transfers.push(transfer);
+            }
         }
         engine.save(tree);
         engine.schedule_periodic(tree, now, wall);
@@ -340,6 +400,28 @@ impl Engine {
             return;
         }
         self.wanted = false;
+        // TransferComplete may only go in a session whose Inform says
+        // "7 TRANSFER COMPLETE" (with its "M Download"): after a session
+        // that failed once its Inform was acknowledged, they are back.
+        let completed: Vec<String> = self
+            .durable
+            .completed
+            .iter()
+            .map(|c| c.command_key.clone())
+            .collect();
+        if !completed.is_empty() {
+            self.add_event("7 TRANSFER COMPLETE", "");
+            for key in completed {
+                if !self
+                    .durable
+                    .events
+                    .iter()
+                    .any(|(c, k)| c == "M Download" && *k == key)
+                {
+                    self.add_event("M Download", &key);
+                }
+            }
+        }
         self.in_flight = self.durable.events.clone();
         self.in_flight_changed = self.durable.changed.clone();
         self.changed_again.clear();
@@ -363,12 +445,45 @@ impl Engine {
         self.events.pop_front()
     }
 
+    /// The next download that is due (now `wall`), marked as started:
+    /// the driver performs it and reports with [`Engine::transfer_complete`].
+    pub fn poll_transfer(&mut self, tree: &mut Tree, wall: i64) -> Option<QueuedDownload> {
+        let transfer = self
+            .durable
+            .transfers
+            .iter_mut()
+            .find(|t| !t.started && t.due <= wall)?;
+        transfer.started = true;
+        let transfer = transfer.clone();
+        self.save(tree);
+        Some(transfer)
+    }
+
+    /// A download ended: its TransferComplete goes out in a new session
+    /// with "7 TRANSFER COMPLETE" and "M Download" (TR-069 §A.3.3.2).
+    pub fn transfer_complete(&mut self, tree: &mut Tree, result: TransferResult) {
+        self.durable
+            .transfers
+            .retain(|t| t.command_key != result.command_key || !t.started);
+        self.add_event("7 TRANSFER COMPLETE", "");
+        self.add_event("M Download", &result.command_key);
+        self.durable.completed.push(result);
+        self.save(tree);
+        self.wanted = true;
+    }
+
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let (now, wall) = self.clock;
-        let scheduled = self.durable.scheduled.iter().map(|(t, _)| {
-            now + Duration::from_secs(u64::try_from(t.saturating_sub(wall)).unwrap_or(0))
-        });
+        let at =
+            |t: i64| now + Duration::from_secs(u64::try_from(t.saturating_sub(wall)).unwrap_or(0));
+        let scheduled = self.durable.scheduled.iter().map(|(t, _)| at(*t)).chain(
+            self.durable
+                .transfers
+                .iter()
+                .filter(|t| !t.started)
+                .map(|t| at(t.due)),
+        );
         [self.next_periodic, self.next_retry]
             .into_iter()
             .flatten()
@@ -411,6 +526,25 @@ impl Engine {
                     }
                     // 8005: retry; any other fault or message: the
                     // session failed (TR-069 §3.7.1.5).
+                    _ => self.fail(tree, now),
+                }
+            }
+            Phase::Completing => {
+                if !(200..300).contains(&status) {
+                    return self.fail(tree, now);
+                }
+                match soap::decode(body) {
+                    Ok(AcsEnvelope {
+                        body: AcsMessage::Response(AcsResponse::TransferComplete),
+                        ..
+                    }) => {
+                        self.durable.completed.remove(0);
+                        self.save(tree);
+                        self.next_post(tree, wall);
+                    }
+                    // An empty answer ends the session: the report waits
+                    // for the next one. Anything else is a failed session.
+                    _ if empty => self.end(tree, now, wall),
                     _ => self.fail(tree, now),
                 }
             }
@@ -459,9 +593,25 @@ impl Engine {
         }
     }
 
+    /// After the InformResponse: our requests first (TransferComplete,
+    /// unless the ACS holds requests), then the empty POST.
     fn next_post(&mut self, _tree: &mut Tree, _wall: i64) {
-        // No CPE-initiated requests are queued yet (TransferComplete comes
-        // with transfers): go to the empty POST.
+        if !self.hold_requests
+            && let Some(result) = self.durable.completed.first()
+        {
+            self.inform_id += 1;
+            let message = Encoder::new(self.version).transfer_complete(
+                &self.inform_id.to_string(),
+                &result.command_key,
+                result.fault_code,
+                &result.fault_string,
+                &values::format_datetime(result.start),
+                &values::format_datetime(result.complete),
+            );
+            self.phase = Phase::Completing;
+            self.outbox.push_back(message);
+            return;
+        }
         self.phase = Phase::Exchanging { empty: true };
         self.outbox.push_back(String::new());
     }
@@ -627,8 +777,49 @@ impl Engine {
                 self.save(tree);
                 e.empty_response(id, "ScheduleInform")
             }
-            AcsRequest::GetQueuedTransfers => e.queued_transfers_response(id, false),
-            AcsRequest::GetAllQueuedTransfers => e.queued_transfers_response(id, true),
+            AcsRequest::Download(transfer) => {
+                // Only what can be carried out is accepted (TR-069
+                // §A.3.2.8): firmware images over HTTP(S).
+                let scheme_ok =
+                    transfer.url.starts_with("http://") || transfer.url.starts_with("https://");
+                if !scheme_ok {
+                    return plain(
+                        FaultCode::UnsupportedTransferProtocol,
+                        &format!("{}: only http:// and https:// are downloaded", transfer.url),
+                    );
+                }
+                if transfer.file_type != FIRMWARE_IMAGE {
+                    return plain(
+                        FaultCode::InvalidArguments,
+                        &format!(
+                            "file type {:?} is not downloaded by this device",
+                            transfer.file_type
+                        ),
+                    );
+                }
+                if self.durable.transfers.len() >= MAX_TRANSFERS {
+                    return plain(FaultCode::ResourcesExceeded, "too many queued transfers");
+                }
+                self.durable.transfers.push(QueuedDownload {
+                    command_key: transfer.command_key,
+                    file_type: transfer.file_type,
+                    url: transfer.url,
+                    username: transfer.username,
+                    password: transfer.password,
+                    file_size: transfer.file_size,
+                    target_file_name: transfer.target_file_name,
+                    due: wall.saturating_add(i64::from(transfer.delay_seconds)),
+                    started: false,
+                });
+                self.save(tree);
+                e.download_response(id)
+            }
+            AcsRequest::GetQueuedTransfers => {
+                e.queued_transfers_response(id, false, &self.queued())
+            }
+            AcsRequest::GetAllQueuedTransfers => {
+                e.queued_transfers_response(id, true, &self.queued())
+            }
             AcsRequest::SetVouchers { .. } => plain(
                 FaultCode::RequestDenied,
                 "this device has no options that vouchers could enable",
@@ -730,6 +921,21 @@ impl Engine {
             .push((code.to_owned(), command_key.to_owned()));
     }
 
+    /// The queued downloads as GetQueuedTransfers reports them.
+    fn queued(&self) -> Vec<soap::QueuedTransfer> {
+        self.durable
+            .transfers
+            .iter()
+            .map(|t| soap::QueuedTransfer {
+                command_key: t.command_key.clone(),
+                state: if t.started { 2 } else { 1 },
+                file_type: t.file_type.clone(),
+                file_size: t.file_size,
+                target_file_name: t.target_file_name.clone(),
+            })
+            .collect()
+    }
+
     /// "M …" events waiting, and ScheduleInforms that will add one.
     fn multiple_events(&self) -> usize {
         self.durable
@@ -792,6 +998,7 @@ pub const SUPPORTED: &[&str] = &[
     "Reboot",
     "FactoryReset",
     "ScheduleInform",
+    "Download",
     "GetQueuedTransfers",
     "GetAllQueuedTransfers",
 ];

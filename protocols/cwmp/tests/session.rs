@@ -657,3 +657,112 @@ fn an_acs_that_rewrites_the_periodic_interval_every_session_causes_no_loop() {
         run.advance(due);
     }
 }
+
+fn download_request(key: &str, url: &str, delay: u32) -> String {
+    acs(
+        2,
+        "dl",
+        &format!(
+            "<cwmp:Download><CommandKey>{key}</CommandKey><FileType>1 Firmware Upgrade Image</FileType>\
+             <URL>{url}</URL><Username></Username><Password></Password><FileSize>1000</FileSize>\
+             <TargetFileName>fw.bin</TargetFileName><DelaySeconds>{delay}</DelaySeconds>\
+             <SuccessURL></SuccessURL><FailureURL></FailureURL></cwmp:Download>"
+        ),
+    )
+}
+
+#[test]
+fn a_download_is_queued_performed_and_reported_in_a_new_session() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    let answer = run
+        .respond(
+            200,
+            &download_request("fw-1", "http://127.0.0.1:9/fw.bin", 5),
+        )
+        .unwrap();
+    common::validate_message(&answer, "DownloadResponse");
+    assert!(answer.contains("<Status>1</Status>"));
+    // Refused: a protocol this device does not download with.
+    let refused = run
+        .respond(200, &download_request("fw-x", "ftp://127.0.0.1/fw.bin", 0))
+        .unwrap();
+    assert!(refused.contains("<FaultCode>9013</FaultCode>"), "{refused}");
+    let queued = run
+        .respond(200, &acs(2, "q", "<cwmp:GetAllQueuedTransfers/>"))
+        .unwrap();
+    common::validate_message(&queued, "GetAllQueuedTransfersResponse");
+    assert!(
+        queued.contains("<CommandKey>fw-1</CommandKey><State>1</State>"),
+        "{queued}"
+    );
+    run.respond(204, "");
+    run.drain_events();
+    // Not before DelaySeconds.
+    assert_eq!(run.engine.poll_transfer(&mut run.tree, WALL), None);
+    let transfer = run
+        .engine
+        .poll_transfer(&mut run.tree, WALL + 5)
+        .expect("due after 5 s");
+    assert_eq!(transfer.url, "http://127.0.0.1:9/fw.bin");
+    run.engine.transfer_complete(
+        &mut run.tree,
+        dm_cwmp::session::TransferResult {
+            command_key: "fw-1".into(),
+            fault_code: 0,
+            fault_string: String::new(),
+            start: WALL + 5,
+            complete: WALL + 9,
+        },
+    );
+    let inform = run.start();
+    let reported = events(&inform);
+    assert!(reported.contains(&("7 TRANSFER COMPLETE".into(), String::new())));
+    assert!(reported.contains(&("M Download".into(), "fw-1".into())));
+    let complete = run.respond(200, &inform_response(2)).unwrap();
+    common::validate_message(&complete, "TransferComplete");
+    assert!(complete.contains("<CommandKey>fw-1</CommandKey>"));
+    assert!(complete.contains("<FaultCode>0</FaultCode>"));
+    let empty = run
+        .respond(200, &acs(2, "tc", "<cwmp:TransferCompleteResponse/>"))
+        .unwrap();
+    assert_eq!(empty, "", "then the empty POST");
+    run.respond(204, "");
+    // Reported once: the next session has no TransferComplete.
+    run.engine
+        .request_session(&mut run.tree, "2 PERIODIC")
+        .unwrap();
+    let inform = run.start();
+    assert!(
+        !events(&inform)
+            .iter()
+            .any(|(c, _)| c == "7 TRANSFER COMPLETE")
+    );
+    assert_eq!(run.respond(200, &inform_response(2)).unwrap(), "");
+}
+
+#[test]
+fn a_download_interrupted_by_a_restart_is_reported_failed_after_it() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    run.respond(
+        200,
+        &download_request("fw-2", "https://127.0.0.1:9/fw.bin", 0),
+    )
+    .unwrap();
+    run.respond(204, "");
+    run.engine.poll_transfer(&mut run.tree, WALL).expect("due");
+    // Killed while downloading: a new engine on the saved state.
+    let mut run = run.restart();
+    let inform = run.start();
+    let reported = events(&inform);
+    assert!(reported.contains(&("7 TRANSFER COMPLETE".into(), String::new())));
+    assert!(reported.contains(&("M Download".into(), "fw-2".into())));
+    let complete = run.respond(200, &inform_response(2)).unwrap();
+    assert!(
+        complete.contains("<FaultCode>9010</FaultCode>"),
+        "{complete}"
+    );
+}

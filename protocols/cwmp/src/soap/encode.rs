@@ -35,6 +35,17 @@ pub struct Event {
     pub command_key: String,
 }
 
+/// A queued transfer as GetQueuedTransfers reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedTransfer {
+    pub command_key: String,
+    /// 1 not yet started, 2 in progress.
+    pub state: u8,
+    pub file_type: String,
+    pub file_size: u64,
+    pub target_file_name: String,
+}
+
 /// Writes envelopes in one cwmp namespace version.
 #[derive(Clone, Copy, Debug)]
 pub struct Encoder {
@@ -229,17 +240,80 @@ impl Encoder {
         self.envelope(id, &format!("<cwmp:{method}Response/>"))
     }
 
-    /// Get(All)QueuedTransfersResponse with no transfer: none is queued
-    /// until file transfers are served.
-    pub fn queued_transfers_response(&self, id: Option<&str>, all: bool) -> String {
+    /// Get(All)QueuedTransfersResponse (TR-069 §A.4.1.5, §A.4.1.7): each
+    /// transfer as (CommandKey, State: 1 not started, 2 in progress, file
+    /// type, size, target file name).
+    pub fn queued_transfers_response(
+        &self,
+        id: Option<&str>,
+        all: bool,
+        transfers: &[QueuedTransfer],
+    ) -> String {
         let (method, item) = if all {
             ("GetAllQueuedTransfersResponse", "AllQueuedTransferStruct")
         } else {
             ("GetQueuedTransfersResponse", "QueuedTransferStruct")
         };
+        let mut body = format!(
+            "<cwmp:{method}><TransferList soap-enc:arrayType=\"cwmp:{item}[{}]\">",
+            transfers.len()
+        );
+        for t in transfers {
+            let _ = write!(
+                body,
+                "<{item}><CommandKey>{}</CommandKey><State>{}</State>",
+                escape(t.command_key.as_str()),
+                t.state
+            );
+            if all {
+                let _ = write!(
+                    body,
+                    "<IsDownload>1</IsDownload><FileType>{}</FileType><FileSize>{}</FileSize>\
+                     <TargetFileName>{}</TargetFileName>",
+                    escape(t.file_type.as_str()),
+                    t.file_size,
+                    escape(t.target_file_name.as_str())
+                );
+            }
+            let _ = write!(body, "</{item}>");
+        }
+        let _ = write!(body, "</TransferList></cwmp:{method}>");
+        self.envelope(id, &body)
+    }
+
+    /// DownloadResponse (TR-069 §A.3.2.8): Status 1, the transfer is
+    /// queued and TransferComplete will tell how it went.
+    pub fn download_response(&self, id: Option<&str>) -> String {
         self.envelope(
             id,
-            &format!("<cwmp:{method}><TransferList soap-enc:arrayType=\"cwmp:{item}[0]\"/></cwmp:{method}>"),
+            "<cwmp:DownloadResponse><Status>1</Status>\
+             <StartTime>0001-01-01T00:00:00Z</StartTime>\
+             <CompleteTime>0001-01-01T00:00:00Z</CompleteTime></cwmp:DownloadResponse>",
+        )
+    }
+
+    /// The CPE's TransferComplete request (TR-069 §A.3.3.2); fault code 0
+    /// is success.
+    pub fn transfer_complete(
+        &self,
+        id: &str,
+        command_key: &str,
+        fault_code: u32,
+        fault_string: &str,
+        start_time: &str,
+        complete_time: &str,
+    ) -> String {
+        self.envelope(
+            Some(id),
+            &format!(
+                "<cwmp:TransferComplete><CommandKey>{}</CommandKey>\
+                 <FaultStruct><FaultCode>{fault_code}</FaultCode><FaultString>{}</FaultString></FaultStruct>\
+                 <StartTime>{}</StartTime><CompleteTime>{}</CompleteTime></cwmp:TransferComplete>",
+                escape(command_key),
+                escape(fault_string),
+                escape(start_time),
+                escape(complete_time)
+            ),
         )
     }
 

@@ -1,0 +1,121 @@
+//! A minimal ACS for end-to-end tests: an HTTP/1.1 server on 127.0.0.1
+//! that answers each POST from a script (a closure from the request body
+//! to the response envelope, or `None` for 204) and records every body.
+//! It answers an Inform with an InformResponse carrying the Inform's ID
+//! unless the script says otherwise.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The script: the request body in, an envelope body (what goes inside
+/// soap-env:Body) out, or `None` for an empty 204 response.
+pub type Script = Box<dyn FnMut(&str) -> Option<String> + Send>;
+
+/// A running ACS: where it listens and what it received.
+pub struct MiniAcs {
+    pub port: u16,
+    pub posts: mpsc::Receiver<String>,
+}
+
+/// A SOAP envelope in cwmp-1-2 around `body`, with `id`.
+pub fn envelope(id: &str, body: &str) -> String {
+    format!(
+        r#"<soap-env:Envelope xmlns:soap-env="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cwmp="urn:dslforum-org:cwmp-1-2"><soap-env:Header><cwmp:ID soap-env:mustUnderstand="1">{id}</cwmp:ID></soap-env:Header><soap-env:Body>{body}</soap-env:Body></soap-env:Envelope>"#
+    )
+}
+
+fn inform_id(body: &str) -> String {
+    body.split("<cwmp:ID")
+        .nth(1)
+        .and_then(|r| r.split('>').nth(1))
+        .and_then(|r| r.split('<').next())
+        .unwrap_or("1")
+        .to_owned()
+}
+
+impl MiniAcs {
+    /// Starts the ACS; `script` answers everything but Informs.
+    pub fn start(script: Script) -> MiniAcs {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, posts) = mpsc::channel();
+        let script = Arc::new(Mutex::new(script));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (tx, script) = (tx.clone(), Arc::clone(&script));
+                std::thread::spawn(move || serve(stream, &tx, &script));
+            }
+        });
+        MiniAcs { port, posts }
+    }
+
+    /// The URL the agent should use.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/acs", self.port)
+    }
+
+    /// Waits for a POST whose body contains `needle`.
+    pub fn post_with(&self, needle: &str) -> String {
+        loop {
+            let body = self
+                .posts
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no POST with {needle}"));
+            if body.contains(needle) {
+                return body;
+            }
+        }
+    }
+}
+
+fn serve(stream: std::net::TcpStream, tx: &mpsc::Sender<String>, script: &Mutex<Script>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut length = 0usize;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let body = String::from_utf8_lossy(&body).into_owned();
+        let reply = if body.contains("<cwmp:Inform>") {
+            Some(envelope(
+                &inform_id(&body),
+                "<cwmp:InformResponse><MaxEnvelopes>1</MaxEnvelopes></cwmp:InformResponse>",
+            ))
+        } else {
+            let mut script = script
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (script)(&body).map(|inner| envelope(&inform_id(&body), &inner))
+        };
+        let _ = tx.send(body);
+        let response = match reply {
+            Some(envelope) => format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{envelope}",
+                envelope.len()
+            ),
+            None => "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n".to_owned(),
+        };
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
