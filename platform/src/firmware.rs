@@ -25,7 +25,8 @@ pub struct ImageStore {
 
 /// A transfer in progress.
 pub struct ImageWriter {
-    file: File,
+    /// Buffered: network chunks are small, and a syscall each costs.
+    file: std::io::BufWriter<File>,
     dir: PathBuf,
     written: u64,
     max_size: u64,
@@ -78,7 +79,7 @@ impl ImageStore {
         let path = self.dir.join(PART);
         let file = File::create(&path).map_err(|e| io(&path, e))?;
         Ok(ImageWriter {
-            file,
+            file: std::io::BufWriter::with_capacity(256 * 1024, file),
             dir: self.dir.clone(),
             written: 0,
             max_size: self.max_size,
@@ -121,7 +122,11 @@ impl ImageWriter {
     pub fn finish(self) -> Result<PathBuf, ImageError> {
         let part = self.dir.join(PART);
         let image = self.dir.join(IMAGE);
-        self.file.sync_all().map_err(|e| io(&part, e))?;
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|e| io(&part, e.into_error()))?;
+        file.sync_all().map_err(|e| io(&part, e))?;
         fs::rename(&part, &image).map_err(|e| io(&image, e))?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
