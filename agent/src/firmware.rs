@@ -343,3 +343,71 @@ pub fn cwmp_downloads(
         })
     }))
 }
+
+/// At start: a /5 transfer or update that was running when the agent
+/// stopped did not finish. Downloading becomes Idle with result 4
+/// (connection lost); Updating becomes Idle with result 8 (the update's
+/// outcome is unknown: A/B confirmation after the next boot is not built).
+pub fn recover(tree: &Mutex<Tree>) {
+    let state = match lock(tree).read(Origin::Agent, &Path::resource(ID, InstanceId(0), STATE)) {
+        Ok(dm_core::ResourceValue::Single(Value::Integer(state))) => state,
+        _ => return,
+    };
+    match state {
+        DOWNLOADING => {
+            warn!("a firmware download was interrupted by a restart");
+            set(tree, IDLE, RESULT_CONNECTION_LOST);
+        }
+        UPDATING => {
+            warn!("a firmware update was interrupted by a restart; reported as failed");
+            set(tree, IDLE, RESULT_FAILED);
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> Mutex<Tree> {
+        let platform = dm_objects::Platform {
+            host: Arc::new(dm_platform::linux::LinuxHost::default()),
+            network: Arc::new(dm_platform::memory::MemoryNetwork::demo()),
+            log: Arc::new(dm_platform::memory::MemoryLog::default()),
+        };
+        let mut tree = Tree::new();
+        dm_objects::register(&mut tree, &platform).unwrap();
+        dm_objects::populate(&mut tree, &[]).unwrap();
+        Mutex::new(tree)
+    }
+
+    fn state(tree: &Mutex<Tree>) -> (Value, Value) {
+        let read = |r| match lock(tree)
+            .read(Origin::Agent, &Path::resource(ID, InstanceId(0), r))
+            .unwrap()
+        {
+            dm_core::ResourceValue::Single(v) => v,
+            other => panic!("{other:?}"),
+        };
+        (read(STATE), read(UPDATE_RESULT))
+    }
+
+    #[test]
+    fn an_interrupted_transfer_or_update_is_reported_after_a_restart() {
+        let tree = tree();
+        set(&tree, DOWNLOADING, 0);
+        recover(&tree);
+        assert_eq!(state(&tree), (Value::Integer(IDLE), Value::Integer(4)));
+        set(&tree, UPDATING, 0);
+        recover(&tree);
+        assert_eq!(state(&tree), (Value::Integer(IDLE), Value::Integer(8)));
+        // Downloaded stays: the image is complete and durable.
+        set(&tree, DOWNLOADED, 0);
+        recover(&tree);
+        assert_eq!(
+            state(&tree),
+            (Value::Integer(DOWNLOADED), Value::Integer(0))
+        );
+    }
+}

@@ -146,6 +146,7 @@ pub async fn run(
     }
     let tree = Arc::new(Mutex::new(tree));
     crate::firmware::announce(&tree);
+    crate::firmware::recover(&tree);
     info!(
         state_dir = %config.state_dir.display(),
         first_start,
