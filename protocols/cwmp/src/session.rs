@@ -814,6 +814,30 @@ impl Engine {
                 self.save(tree);
                 e.download_response(id)
             }
+            AcsRequest::CancelTransfer { command_key } => {
+                // TR-069 §A.4.1.6: a transfer not yet started can be
+                // cancelled; one in progress cannot (9021).
+                match self
+                    .durable
+                    .transfers
+                    .iter()
+                    .position(|t| t.command_key == command_key)
+                {
+                    Some(i) if self.durable.transfers[i].started => plain(
+                        FaultCode::CancelationNotPermitted,
+                        "the transfer is in progress",
+                    ),
+                    Some(i) => {
+                        self.durable.transfers.remove(i);
+                        self.save(tree);
+                        e.empty_response(id, "CancelTransfer")
+                    }
+                    None => plain(
+                        FaultCode::InvalidArguments,
+                        &format!("no queued transfer has CommandKey {command_key:?}"),
+                    ),
+                }
+            }
             AcsRequest::GetQueuedTransfers => {
                 e.queued_transfers_response(id, false, &self.queued())
             }
@@ -999,6 +1023,7 @@ pub const SUPPORTED: &[&str] = &[
     "FactoryReset",
     "ScheduleInform",
     "Download",
+    "CancelTransfer",
     "GetQueuedTransfers",
     "GetAllQueuedTransfers",
 ];

@@ -766,3 +766,47 @@ fn a_download_interrupted_by_a_restart_is_reported_failed_after_it() {
         "{complete}"
     );
 }
+
+#[test]
+fn a_queued_download_can_be_cancelled_until_it_starts() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    run.respond(200, &download_request("a", "http://127.0.0.1:9/a", 600))
+        .unwrap();
+    run.respond(200, &download_request("b", "http://127.0.0.1:9/b", 0))
+        .unwrap();
+    let cancel = |key: &str| {
+        acs(
+            2,
+            "c",
+            &format!("<cwmp:CancelTransfer><CommandKey>{key}</CommandKey></cwmp:CancelTransfer>"),
+        )
+    };
+    let cancelled = run.respond(200, &cancel("a")).unwrap();
+    common::validate_message(&cancelled, "CancelTransferResponse");
+    let unknown = run.respond(200, &cancel("zz")).unwrap();
+    assert!(unknown.contains("<FaultCode>9003</FaultCode>"), "{unknown}");
+    run.respond(204, "");
+    run.engine
+        .poll_transfer(&mut run.tree, WALL)
+        .expect("b starts");
+    run.engine
+        .request_session(&mut run.tree, "2 PERIODIC")
+        .unwrap();
+    run.start();
+    run.respond(200, &inform_response(2));
+    let in_progress = run.respond(200, &cancel("b")).unwrap();
+    assert!(
+        in_progress.contains("<FaultCode>9021</FaultCode>"),
+        "{in_progress}"
+    );
+    let queued = run
+        .respond(200, &acs(2, "q", "<cwmp:GetQueuedTransfers/>"))
+        .unwrap();
+    assert!(
+        queued.contains("<CommandKey>b</CommandKey><State>2</State>"),
+        "{queued}"
+    );
+    assert!(!queued.contains("<CommandKey>a</CommandKey>"), "{queued}");
+}
