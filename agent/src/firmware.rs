@@ -258,15 +258,27 @@ pub async fn pull(
 /// FileSize, when given, must match; then the program applies it. Faults
 /// are TR-069's: 9012 authentication, 9015 server unreachable, 9016 file
 /// not accessible, 9017 transfer broken, 9018 size mismatch, 9010 other.
-pub fn cwmp_downloads(
+/// Uploads (TR-069 §A.4.1.5, "2 Vendor Log File") PUT the system log to
+/// the URL with the same authentication; faults 9012 authentication,
+/// 9011 any other failure.
+pub fn cwmp_transfers(
     store: ImageStore,
     command: Option<Vec<String>>,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    log: Arc<dyn dm_platform::SystemLog>,
 ) -> dm_cwmp_tokio::TransferHandler {
     dm_cwmp_tokio::TransferHandler(Arc::new(move |transfer| {
-        let (store, command, tls) = (store.clone(), command.clone(), tls.clone());
+        let (store, command, tls, log) = (
+            store.clone(),
+            command.clone(),
+            tls.clone(),
+            Arc::clone(&log),
+        );
         Box::pin(async move {
             use dm_cwmp_tokio::http::HttpError;
+            if transfer.upload {
+                return upload_log(&transfer, log.as_ref(), tls).await;
+            }
             let fault = |code: u32, text: String| Err((code, text));
             let uri: hyper::Uri = match transfer.url.parse() {
                 Ok(uri) => uri,
@@ -342,6 +354,48 @@ pub fn cwmp_downloads(
             }
         })
     }))
+}
+
+async fn upload_log(
+    transfer: &dm_cwmp::session::QueuedDownload,
+    log: &dyn dm_platform::SystemLog,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+) -> Result<(), (u32, String)> {
+    use dm_cwmp_tokio::http::HttpError;
+    let body = log
+        .read_all()
+        .map_err(|e| (9011, format!("Upload failure: the log cannot be read: {e}")))?;
+    let uri: hyper::Uri = transfer
+        .url
+        .parse()
+        .map_err(|e| (9011, format!("{}: {e}", transfer.url)))?;
+    let mut session = dm_cwmp_tokio::http::HttpSession::new(
+        uri,
+        dm_cwmp_tokio::Credentials {
+            username: transfer.username.clone(),
+            password: transfer.password.clone(),
+        },
+        std::time::Duration::from_secs(60),
+        tls,
+    );
+    let sent = session.put(&body).await;
+    session.close().await;
+    match sent {
+        Ok(status) if (200..300).contains(&status) => {
+            info!(
+                key = transfer.command_key,
+                bytes = body.len(),
+                "system log uploaded"
+            );
+            Ok(())
+        }
+        Ok(status) => Err((
+            9011,
+            format!("Upload failure: the server answered {status}"),
+        )),
+        Err(HttpError::Unauthorized(e)) => Err((9012, e)),
+        Err(e) => Err((9011, format!("Upload failure: {e}"))),
+    }
 }
 
 /// At start: a /5 transfer or update that was running when the agent

@@ -178,10 +178,11 @@ pub async fn run(
             http_timeout: std::time::Duration::from_secs(30),
             tls: cwmp.tls.clone(),
             status: Arc::clone(&cwmp_status),
-            transfers: Some(crate::firmware::cwmp_downloads(
+            transfers: Some(crate::firmware::cwmp_transfers(
                 image_store.clone(),
                 config.firmware_command.clone(),
                 pull_tls.clone(),
+                Arc::clone(&host.platform.log),
             )),
         };
         let commands = cwmp_commands_rx

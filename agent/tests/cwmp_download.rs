@@ -195,3 +195,71 @@ fn a_download_killed_mid_transfer_is_reported_failed_after_the_restart() {
         "{complete}"
     );
 }
+
+/// Upload of "2 Vendor Log File": the system log is PUT to the URL, and
+/// TransferComplete (M Upload) follows in a new session.
+#[test]
+fn an_upload_puts_the_system_log_and_is_reported() {
+    let (http_port, received) = dm_tests::files::receiver();
+    let url = format!("http://127.0.0.1:{http_port}/logs/dev1.log");
+    let mut asked = false;
+    let acs = MiniAcs::start(Box::new(move |body| {
+        if body.is_empty() && !asked {
+            asked = true;
+            return Some(format!(
+                "<cwmp:Upload><CommandKey>log-1</CommandKey><FileType>2 Vendor Log File</FileType>\
+                 <URL>{url}</URL><Username></Username><Password></Password>\
+                 <DelaySeconds>0</DelaySeconds></cwmp:Upload>"
+            ));
+        }
+        if body.contains("<cwmp:TransferComplete>") {
+            return Some("<cwmp:TransferCompleteResponse/>".into());
+        }
+        None
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let cr_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-UP\"\n\n[cwmp]\nacs_url = \"{}\"\nconnection_request_port = {cr_port}\n",
+            acs.url()
+        ),
+    )
+    .unwrap();
+    let _agent = Agent(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .env("DMAGENT_BUS", "session")
+            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let response = acs.post_with("<cwmp:UploadResponse>");
+    assert!(response.contains("<Status>1</Status>"), "{response}");
+    let (request_line, body) = received
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the log arrives");
+    assert_eq!(request_line, "PUT /logs/dev1.log HTTP/1.1");
+    assert!(
+        String::from_utf8_lossy(&body).contains("in-memory platform started"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let inform = acs.post_with("7 TRANSFER COMPLETE");
+    assert!(
+        inform.contains("<EventCode>M Upload</EventCode><CommandKey>log-1</CommandKey>"),
+        "{inform}"
+    );
+    let complete = acs.post_with("<cwmp:TransferComplete>");
+    assert!(complete.contains("<FaultCode>0</FaultCode>"), "{complete}");
+}

@@ -68,6 +68,8 @@ pub struct HttpSession {
     connection: Option<tokio::task::JoinHandle<()>>,
     cookies: Vec<(String, String)>,
     auth: Option<http_auth::PasswordClient>,
+    /// POST for a session; PUT for an Upload.
+    method: hyper::Method,
 }
 
 impl HttpSession {
@@ -87,6 +89,7 @@ impl HttpSession {
             connection: None,
             cookies: Vec::new(),
             auth: None,
+            method: hyper::Method::POST,
         }
     }
 
@@ -96,6 +99,16 @@ impl HttpSession {
         tokio::time::timeout(self.timeout, self.post_inner(body))
             .await
             .map_err(|_| HttpError::Timeout)?
+    }
+
+    /// PUTs `body` (an Upload, TR-069 §A.4.1.5) with the same
+    /// authentication and redirects as a session's POSTs; returns the
+    /// final status.
+    pub async fn put(&mut self, body: &str) -> Result<u16, HttpError> {
+        self.method = hyper::Method::PUT;
+        let result = self.post(body).await.map(|(status, _)| status);
+        self.method = hyper::Method::POST;
+        result
     }
 
     async fn post_inner(&mut self, body: &str) -> Result<(u16, String), HttpError> {
@@ -257,7 +270,7 @@ impl HttpSession {
     }
 
     fn request(&mut self, body: &str) -> Result<Request<Full<Bytes>>, HttpError> {
-        self.request_with(hyper::Method::POST, body)
+        self.request_with(self.method.clone(), body)
     }
 
     fn request_with(
@@ -277,7 +290,9 @@ impl HttpSession {
             .method(method.clone())
             .uri(path.as_str())
             .header(HOST, authority);
-        if !body.is_empty() {
+        if method == hyper::Method::PUT {
+            builder = builder.header(CONTENT_TYPE, "text/plain; charset=\"utf-8\"");
+        } else if !body.is_empty() {
             // TR-069 §3.4.1: SOAP messages as text/xml; the empty POST
             // carries no body and no content type.
             builder = builder

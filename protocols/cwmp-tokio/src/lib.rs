@@ -202,6 +202,7 @@ pub async fn run(
             tokio::spawn(async move {
                 let start = wall();
                 let key = transfer.command_key.clone();
+                let upload = transfer.upload;
                 info!(key, url = %transfer.url, "CWMP download started");
                 let outcome = match handler {
                     Some(handler) => (handler.0)(transfer).await,
@@ -218,6 +219,7 @@ pub async fn run(
                     fault_string,
                     start,
                     complete: wall(),
+                    upload,
                 });
             });
         }

@@ -101,6 +101,9 @@ pub struct QueuedDownload {
     pub due: i64,
     /// Handed to the driver (in progress).
     pub started: bool,
+    /// An Upload (TR-069 §A.4.1.5) rather than a Download.
+    #[serde(default)]
+    pub upload: bool,
 }
 
 /// How a transfer ended, for TransferComplete.
@@ -113,6 +116,9 @@ pub struct TransferResult {
     /// Unix times.
     pub start: i64,
     pub complete: i64,
+    /// An Upload's result ("M Upload" rather than "M Download").
+    #[serde(default)]
+    pub upload: bool,
 }
 
 /// The most downloads queued at once (TR-069 lets a CPE refuse more
@@ -121,6 +127,13 @@ const MAX_TRANSFERS: usize = 16;
 
 /// The file type this device downloads (TR-069 §A.3.2.8).
 pub const FIRMWARE_IMAGE: &str = "1 Firmware Upgrade Image";
+
+/// The file type this device uploads (TR-069 §A.4.1.5): its system log.
+pub const VENDOR_LOG: &str = "2 Vendor Log File";
+
+fn transfer_event(upload: bool) -> &'static str {
+    if upload { "M Upload" } else { "M Download" }
+}
 
 /// Events that are reported once whatever their count (TR-069 Table 7:
 /// single) as opposed to the `M` events, one per CommandKey.
@@ -226,12 +239,18 @@ impl Engine {
         // it is reported as failed, never silently dropped.
         for transfer in std::mem::take(&mut engine.durable.transfers) {
             if transfer.started {
+                let (code, what) = if transfer.upload {
+                    (FaultCode::UploadFailure, "Upload")
+                } else {
+                    (FaultCode::DownloadFailure, "Download")
+                };
                 engine.durable.completed.push(TransferResult {
                     command_key: transfer.command_key,
-                    fault_code: FaultCode::DownloadFailure.code(),
-                    fault_string: "Download failure: interrupted by a restart".into(),
+                    fault_code: code.code(),
+                    fault_string: format!("{what} failure: interrupted by a restart"),
                     start: wall,
                     complete: wall,
+                    upload: transfer.upload,
                 });
             } else {
                 engine.durable.transfers.push(transfer);
@@ -403,22 +422,22 @@ impl Engine {
         // TransferComplete may only go in a session whose Inform says
         // "7 TRANSFER COMPLETE" (with its "M Download"): after a session
         // that failed once its Inform was acknowledged, they are back.
-        let completed: Vec<String> = self
+        let completed: Vec<(&'static str, String)> = self
             .durable
             .completed
             .iter()
-            .map(|c| c.command_key.clone())
+            .map(|c| (transfer_event(c.upload), c.command_key.clone()))
             .collect();
         if !completed.is_empty() {
             self.add_event("7 TRANSFER COMPLETE", "");
-            for key in completed {
+            for (event, key) in completed {
                 if !self
                     .durable
                     .events
                     .iter()
-                    .any(|(c, k)| c == "M Download" && *k == key)
+                    .any(|(c, k)| c == event && *k == key)
                 {
-                    self.add_event("M Download", &key);
+                    self.add_event(event, &key);
                 }
             }
         }
@@ -466,7 +485,7 @@ impl Engine {
             .transfers
             .retain(|t| t.command_key != result.command_key || !t.started);
         self.add_event("7 TRANSFER COMPLETE", "");
-        self.add_event("M Download", &result.command_key);
+        self.add_event(transfer_event(result.upload), &result.command_key);
         self.durable.completed.push(result);
         self.save(tree);
         self.wanted = true;
@@ -810,9 +829,48 @@ impl Engine {
                     target_file_name: transfer.target_file_name,
                     due: wall.saturating_add(i64::from(transfer.delay_seconds)),
                     started: false,
+                    upload: false,
                 });
                 self.save(tree);
                 e.download_response(id)
+            }
+            AcsRequest::Upload {
+                command_key,
+                file_type,
+                url,
+                username,
+                password,
+                delay_seconds,
+            } => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return plain(
+                        FaultCode::UnsupportedTransferProtocol,
+                        &format!("{url}: only http:// and https:// are uploaded to"),
+                    );
+                }
+                if file_type != VENDOR_LOG {
+                    return plain(
+                        FaultCode::InvalidArguments,
+                        &format!("file type {file_type:?} is not uploaded by this device"),
+                    );
+                }
+                if self.durable.transfers.len() >= MAX_TRANSFERS {
+                    return plain(FaultCode::ResourcesExceeded, "too many queued transfers");
+                }
+                self.durable.transfers.push(QueuedDownload {
+                    command_key,
+                    file_type,
+                    url,
+                    username,
+                    password,
+                    file_size: 0,
+                    target_file_name: String::new(),
+                    due: wall.saturating_add(i64::from(delay_seconds)),
+                    started: false,
+                    upload: true,
+                });
+                self.save(tree);
+                e.upload_response(id)
             }
             AcsRequest::CancelTransfer { command_key } => {
                 // TR-069 §A.4.1.6: a transfer not yet started can be
@@ -953,6 +1011,7 @@ impl Engine {
             .map(|t| soap::QueuedTransfer {
                 command_key: t.command_key.clone(),
                 state: if t.started { 2 } else { 1 },
+                is_download: !t.upload,
                 file_type: t.file_type.clone(),
                 file_size: t.file_size,
                 target_file_name: t.target_file_name.clone(),
@@ -1023,6 +1082,7 @@ pub const SUPPORTED: &[&str] = &[
     "FactoryReset",
     "ScheduleInform",
     "Download",
+    "Upload",
     "CancelTransfer",
     "GetQueuedTransfers",
     "GetAllQueuedTransfers",

@@ -714,6 +714,7 @@ fn a_download_is_queued_performed_and_reported_in_a_new_session() {
             fault_string: String::new(),
             start: WALL + 5,
             complete: WALL + 9,
+            upload: false,
         },
     );
     let inform = run.start();
@@ -809,4 +810,36 @@ fn a_queued_download_can_be_cancelled_until_it_starts() {
         "{queued}"
     );
     assert!(!queued.contains("<CommandKey>a</CommandKey>"), "{queued}");
+}
+
+#[test]
+fn an_upload_of_the_vendor_log_is_queued_and_others_refused() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    let upload = |file_type: &str| {
+        acs(
+            2,
+            "up",
+            &format!(
+                "<cwmp:Upload><CommandKey>u</CommandKey><FileType>{file_type}</FileType>\
+                 <URL>http://127.0.0.1:9/up</URL><Username></Username><Password></Password>\
+                 <DelaySeconds>0</DelaySeconds></cwmp:Upload>"
+            ),
+        )
+    };
+    let answer = run.respond(200, &upload("2 Vendor Log File")).unwrap();
+    common::validate_message(&answer, "UploadResponse");
+    let refused = run
+        .respond(200, &upload("1 Vendor Configuration File"))
+        .unwrap();
+    assert!(refused.contains("<FaultCode>9003</FaultCode>"), "{refused}");
+    let queued = run
+        .respond(200, &acs(2, "q", "<cwmp:GetAllQueuedTransfers/>"))
+        .unwrap();
+    common::validate_message(&queued, "GetAllQueuedTransfersResponse");
+    assert!(queued.contains("<IsDownload>0</IsDownload>"), "{queued}");
+    run.respond(204, "");
+    let transfer = run.engine.poll_transfer(&mut run.tree, WALL).unwrap();
+    assert!(transfer.upload);
 }

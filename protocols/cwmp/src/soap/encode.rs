@@ -41,6 +41,7 @@ pub struct QueuedTransfer {
     pub command_key: String,
     /// 1 not yet started, 2 in progress.
     pub state: u8,
+    pub is_download: bool,
     pub file_type: String,
     pub file_size: u64,
     pub target_file_name: String,
@@ -268,8 +269,9 @@ impl Encoder {
             if all {
                 let _ = write!(
                     body,
-                    "<IsDownload>1</IsDownload><FileType>{}</FileType><FileSize>{}</FileSize>\
+                    "<IsDownload>{}</IsDownload><FileType>{}</FileType><FileSize>{}</FileSize>\
                      <TargetFileName>{}</TargetFileName>",
+                    u8::from(t.is_download),
                     escape(t.file_type.as_str()),
                     t.file_size,
                     escape(t.target_file_name.as_str())
@@ -289,6 +291,16 @@ impl Encoder {
             "<cwmp:DownloadResponse><Status>1</Status>\
              <StartTime>0001-01-01T00:00:00Z</StartTime>\
              <CompleteTime>0001-01-01T00:00:00Z</CompleteTime></cwmp:DownloadResponse>",
+        )
+    }
+
+    /// UploadResponse (TR-069 §A.4.1.5): Status 1, queued.
+    pub fn upload_response(&self, id: Option<&str>) -> String {
+        self.envelope(
+            id,
+            "<cwmp:UploadResponse><Status>1</Status>\
+             <StartTime>0001-01-01T00:00:00Z</StartTime>\
+             <CompleteTime>0001-01-01T00:00:00Z</CompleteTime></cwmp:UploadResponse>",
         )
     }
 
