@@ -202,7 +202,7 @@ pub async fn run(
             tokio::spawn(async move {
                 let start = wall();
                 let key = transfer.command_key.clone();
-                let upload = transfer.upload;
+                let (upload, scheduled) = (transfer.upload, transfer.scheduled);
                 info!(key, url = %transfer.url, "CWMP download started");
                 let outcome = match handler {
                     Some(handler) => (handler.0)(transfer).await,
@@ -220,6 +220,7 @@ pub async fn run(
                     start,
                     complete: wall(),
                     upload,
+                    scheduled,
                 });
             });
         }

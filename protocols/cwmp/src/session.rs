@@ -104,6 +104,14 @@ pub struct QueuedDownload {
     /// An Upload (TR-069 §A.4.1.5) rather than a Download.
     #[serde(default)]
     pub upload: bool,
+    /// A ScheduleDownload (TR-069 §A.4.1.8): reported as "M
+    /// ScheduleDownload", and failed with 9020 when its last window ends
+    /// before it could run.
+    #[serde(default)]
+    pub scheduled: bool,
+    /// Unix time the last time window ends.
+    #[serde(default)]
+    pub deadline: Option<i64>,
 }
 
 /// How a transfer ended, for TransferComplete.
@@ -119,6 +127,9 @@ pub struct TransferResult {
     /// An Upload's result ("M Upload" rather than "M Download").
     #[serde(default)]
     pub upload: bool,
+    /// A ScheduleDownload's result ("M ScheduleDownload").
+    #[serde(default)]
+    pub scheduled: bool,
 }
 
 /// The most downloads queued at once (TR-069 lets a CPE refuse more
@@ -131,8 +142,12 @@ pub const FIRMWARE_IMAGE: &str = "1 Firmware Upgrade Image";
 /// The file type this device uploads (TR-069 §A.4.1.5): its system log.
 pub const VENDOR_LOG: &str = "2 Vendor Log File";
 
-fn transfer_event(upload: bool) -> &'static str {
-    if upload { "M Upload" } else { "M Download" }
+fn transfer_event(result: &TransferResult) -> &'static str {
+    match (result.upload, result.scheduled) {
+        (true, _) => "M Upload",
+        (false, true) => "M ScheduleDownload",
+        (false, false) => "M Download",
+    }
 }
 
 /// Events that are reported once whatever their count (TR-069 Table 7:
@@ -251,6 +266,7 @@ impl Engine {
                     start: wall,
                     complete: wall,
                     upload: transfer.upload,
+                    scheduled: transfer.scheduled,
                 });
             } else {
                 engine.durable.transfers.push(transfer);
@@ -426,7 +442,7 @@ impl Engine {
             .durable
             .completed
             .iter()
-            .map(|c| (transfer_event(c.upload), c.command_key.clone()))
+            .map(|c| (transfer_event(c), c.command_key.clone()))
             .collect();
         if !completed.is_empty() {
             self.add_event("7 TRANSFER COMPLETE", "");
@@ -467,6 +483,31 @@ impl Engine {
     /// The next download that is due (now `wall`), marked as started:
     /// the driver performs it and reports with [`Engine::transfer_complete`].
     pub fn poll_transfer(&mut self, tree: &mut Tree, wall: i64) -> Option<QueuedDownload> {
+        // A scheduled download whose windows have all passed fails (9020).
+        let expired: Vec<QueuedDownload> = self
+            .durable
+            .transfers
+            .iter()
+            .filter(|t| !t.started && t.deadline.is_some_and(|d| d <= wall))
+            .cloned()
+            .collect();
+        for transfer in expired {
+            self.durable
+                .transfers
+                .retain(|t| t.command_key != transfer.command_key || t.started);
+            self.transfer_complete(
+                tree,
+                TransferResult {
+                    command_key: transfer.command_key,
+                    fault_code: 9020,
+                    fault_string: "Download failure: unable to complete download within specified time windows".into(),
+                    start: wall,
+                    complete: wall,
+                    upload: false,
+                    scheduled: true,
+                },
+            );
+        }
         let transfer = self
             .durable
             .transfers
@@ -485,7 +526,7 @@ impl Engine {
             .transfers
             .retain(|t| t.command_key != result.command_key || !t.started);
         self.add_event("7 TRANSFER COMPLETE", "");
-        self.add_event(transfer_event(result.upload), &result.command_key);
+        self.add_event(transfer_event(&result), &result.command_key);
         self.durable.completed.push(result);
         self.save(tree);
         self.wanted = true;
@@ -830,9 +871,69 @@ impl Engine {
                     due: wall.saturating_add(i64::from(transfer.delay_seconds)),
                     started: false,
                     upload: false,
+                    scheduled: false,
+                    deadline: None,
                 });
                 self.save(tree);
                 e.download_response(id)
+            }
+            AcsRequest::ScheduleDownload { transfer, windows } => {
+                // TR-069 §A.4.1.8: one or two windows, in order, each
+                // ending after it starts. This device downloads at the
+                // start of the first window whatever its mode, except
+                // "4 Confirmation Needed", which needs a user it has not.
+                let ordered = windows.windows(2).all(|w| w[0].end <= w[1].start);
+                if windows.is_empty()
+                    || windows.len() > 2
+                    || !ordered
+                    || windows.iter().any(|w| w.end <= w.start)
+                {
+                    return plain(
+                        FaultCode::InvalidArguments,
+                        "time windows out of order or empty",
+                    );
+                }
+                if windows.iter().any(|w| w.mode.starts_with("4 ")) {
+                    return plain(
+                        FaultCode::RequestDenied,
+                        "WindowMode 4 Confirmation Needed: this device has no user to ask",
+                    );
+                }
+                if !(transfer.url.starts_with("http://") || transfer.url.starts_with("https://")) {
+                    return plain(
+                        FaultCode::UnsupportedTransferProtocol,
+                        &format!("{}: only http:// and https:// are downloaded", transfer.url),
+                    );
+                }
+                if transfer.file_type != FIRMWARE_IMAGE {
+                    return plain(
+                        FaultCode::InvalidArguments,
+                        &format!(
+                            "file type {:?} is not downloaded by this device",
+                            transfer.file_type
+                        ),
+                    );
+                }
+                if self.durable.transfers.len() >= MAX_TRANSFERS {
+                    return plain(FaultCode::ResourcesExceeded, "too many queued transfers");
+                }
+                let last_end = windows.iter().map(|w| w.end).max().unwrap_or(0);
+                self.durable.transfers.push(QueuedDownload {
+                    command_key: transfer.command_key,
+                    file_type: transfer.file_type,
+                    url: transfer.url,
+                    username: transfer.username,
+                    password: transfer.password,
+                    file_size: transfer.file_size,
+                    target_file_name: transfer.target_file_name,
+                    due: wall.saturating_add(i64::from(windows[0].start)),
+                    started: false,
+                    upload: false,
+                    scheduled: true,
+                    deadline: Some(wall.saturating_add(i64::from(last_end))),
+                });
+                self.save(tree);
+                e.empty_response(id, "ScheduleDownload")
             }
             AcsRequest::Upload {
                 command_key,
@@ -868,6 +969,8 @@ impl Engine {
                     due: wall.saturating_add(i64::from(delay_seconds)),
                     started: false,
                     upload: true,
+                    scheduled: false,
+                    deadline: None,
                 });
                 self.save(tree);
                 e.upload_response(id)
@@ -1082,6 +1185,7 @@ pub const SUPPORTED: &[&str] = &[
     "FactoryReset",
     "ScheduleInform",
     "Download",
+    "ScheduleDownload",
     "Upload",
     "CancelTransfer",
     "GetQueuedTransfers",

@@ -715,6 +715,7 @@ fn a_download_is_queued_performed_and_reported_in_a_new_session() {
             start: WALL + 5,
             complete: WALL + 9,
             upload: false,
+            scheduled: false,
         },
     );
     let inform = run.start();
@@ -842,4 +843,86 @@ fn an_upload_of_the_vendor_log_is_queued_and_others_refused() {
     run.respond(204, "");
     let transfer = run.engine.poll_transfer(&mut run.tree, WALL).unwrap();
     assert!(transfer.upload);
+}
+
+fn schedule_download(key: &str, windows: &[(u32, u32, &str)]) -> String {
+    let list: String = windows
+        .iter()
+        .map(|(start, end, mode)| {
+            format!(
+                "<TimeWindowStruct><WindowStart>{start}</WindowStart><WindowEnd>{end}</WindowEnd>\
+                 <WindowMode>{mode}</WindowMode><UserMessage></UserMessage><MaxRetries>0</MaxRetries></TimeWindowStruct>"
+            )
+        })
+        .collect();
+    acs(
+        2,
+        "sd",
+        &format!(
+            "<cwmp:ScheduleDownload><CommandKey>{key}</CommandKey><FileType>1 Firmware Upgrade Image</FileType>\
+             <URL>http://127.0.0.1:9/fw</URL><Username></Username><Password></Password><FileSize>0</FileSize>\
+             <TargetFileName></TargetFileName>\
+             <TimeWindowList soap-enc:arrayType=\"cwmp:TimeWindowStruct[{}]\" xmlns:soap-enc=\"http://schemas.xmlsoap.org/soap/encoding/\">{list}</TimeWindowList>\
+             </cwmp:ScheduleDownload>",
+            windows.len()
+        ),
+    )
+}
+
+#[test]
+fn a_scheduled_download_runs_in_its_window_or_fails_with_9020() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    let accepted = run
+        .respond(
+            200,
+            &schedule_download("sd-1", &[(60, 120, "1 At Any Time")]),
+        )
+        .unwrap();
+    common::validate_message(&accepted, "ScheduleDownloadResponse");
+    let late = run
+        .respond(
+            200,
+            &schedule_download("sd-2", &[(10, 20, "2 Immediately")]),
+        )
+        .unwrap();
+    common::validate_message(&late, "ScheduleDownloadResponse");
+    let confirm = run
+        .respond(
+            200,
+            &schedule_download("sd-3", &[(10, 20, "4 Confirmation Needed")]),
+        )
+        .unwrap();
+    assert!(confirm.contains("<FaultCode>9001</FaultCode>"), "{confirm}");
+    let disordered = run
+        .respond(
+            200,
+            &schedule_download("sd-4", &[(50, 40, "1 At Any Time")]),
+        )
+        .unwrap();
+    assert!(
+        disordered.contains("<FaultCode>9003</FaultCode>"),
+        "{disordered}"
+    );
+    run.respond(204, "");
+    // Before the windows: nothing.
+    assert_eq!(run.engine.poll_transfer(&mut run.tree, WALL + 5), None);
+    // sd-2's window (10..20) and sd-1's start: at 60 s sd-2 has expired
+    // (9020) and sd-1 starts.
+    let started = run.engine.poll_transfer(&mut run.tree, WALL + 60).unwrap();
+    assert_eq!(started.command_key, "sd-1");
+    assert!(started.scheduled);
+    let inform = run.start();
+    let reported = events(&inform);
+    assert!(
+        reported.contains(&("M ScheduleDownload".into(), "sd-2".into())),
+        "{reported:?}"
+    );
+    let complete = run.respond(200, &inform_response(2)).unwrap();
+    assert!(complete.contains("<CommandKey>sd-2</CommandKey>"));
+    assert!(
+        complete.contains("<FaultCode>9020</FaultCode>"),
+        "{complete}"
+    );
 }
