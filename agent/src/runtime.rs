@@ -160,6 +160,10 @@ pub async fn run(
     let lwm2m_status = Arc::new(Mutex::new(dm_lwm2m_tokio::Status::default()));
     let (cwmp_commands, cwmp_commands_rx) = tokio::sync::mpsc::channel(4);
     let image_store = crate::firmware::store(&config.state_dir, config.firmware_max_size);
+    // The host's addresses: when they change, LwM2M registers again from
+    // a new socket (issue: NAT and DTLS bindings die with the address).
+    let (network_tx, network_rx) = tokio::sync::watch::channel(0u64);
+    let mut addresses = host_addresses(&host.platform);
     let mut pulling: Option<tokio::task::JoinHandle<()>> = None;
     // HTTPS pulls trust the system's CA bundle.
     let pull_tls = dm_cwmp_tokio::tls::client_config(&dm_cwmp_tokio::TlsSettings::default()).ok();
@@ -231,6 +235,7 @@ pub async fn run(
                 let store = image_store.clone();
                 move || Box::new(crate::firmware::FileSink::new(store.clone()))
             }))),
+            network: Some(network_rx.clone()),
         };
         let run = dm_lwm2m_tokio::run(Arc::clone(&tree), driver, stop.clone());
         Some(tokio::spawn(async move {
@@ -302,6 +307,14 @@ pub async fn run(
             () = platform_changed.notified() => {
                 for w in dm_objects::sync_platform(&mut lock(&tree), &host.platform) {
                     warn!("{w}");
+                }
+                let now = host_addresses(&host.platform);
+                if now != addresses {
+                    info!(from = ?addresses, to = ?now, "the host's addresses changed");
+                    if !now.is_empty() {
+                        network_tx.send_modify(|generation| *generation += 1);
+                    }
+                    addresses = now;
                 }
             }
             () = tree_changed.notified() => {
@@ -401,4 +414,11 @@ pub fn notify_systemd(state: &str) {
     if let Err(e) = sent {
         warn!("sd_notify {state}: {e}");
     }
+}
+
+/// The host's addresses, sorted: what a change of network is judged by.
+fn host_addresses(platform: &Platform) -> Vec<std::net::IpAddr> {
+    let mut addresses = platform.network.state().addresses;
+    addresses.sort();
+    addresses
 }

@@ -731,6 +731,16 @@ fn an_address_change_in_network_manager_is_notified_over_lwm2m() {
             break;
         }
     }
+    // The address changed: a full Register from a new socket follows,
+    // never an Update (a field case: NAT and DTLS bindings die with it).
+    loop {
+        let event = next(&events);
+        assert_ne!(event["event"], "update", "{event}");
+        if event["event"] == "register" {
+            assert_eq!(event["query"]["ep"], "dmagent-ip");
+            break;
+        }
+    }
     let status = Command::new("kill")
         .args(["-TERM", &agent.0.id().to_string()])
         .status()

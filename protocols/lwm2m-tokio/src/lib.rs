@@ -28,6 +28,11 @@ pub struct Config {
     pub status: Arc<Mutex<Status>>,
     /// Where firmware packages pushed to /5/0/0 go.
     pub firmware: Option<PackageSinks>,
+    /// Bumped when the host's addresses change: each connection then
+    /// opens a new socket (and DTLS session) and registers again in full
+    /// (LwM2M Core §6.2: a new address is a new registration; an Update
+    /// from it would be refused or misrouted behind NAT).
+    pub network: Option<watch::Receiver<u64>>,
 }
 
 /// Makes a package sink for each engine.
@@ -224,6 +229,7 @@ async fn server_config(
         bootstrap: false,
         status: Arc::clone(&template.status),
         firmware: template.firmware.clone(),
+        network: template.network.clone(),
     })
 }
 
@@ -289,8 +295,12 @@ async fn connection(
     } else {
         "0.0.0.0:0".parse().expect("literal address")
     };
-    let socket = UdpSocket::bind(bind).await?;
+    let mut socket = UdpSocket::bind(bind).await?;
     socket.connect(config.server).await?;
+    let mut network = config.network.clone();
+    if let Some(network) = network.as_mut() {
+        network.mark_unchanged();
+    }
     let changed = Arc::new(Notify::new());
     let changes = {
         let mut tree = lock(tree);
@@ -308,7 +318,7 @@ async fn connection(
     if let Some(sinks) = &config.firmware {
         client.set_package_sink((sinks.0)());
     }
-    let local = socket.local_addr()?;
+    let mut local = socket.local_addr()?;
     let mut dtls = match &config.psk {
         Some((identity, key)) => Some(
             DtlsClient::connect(
@@ -541,6 +551,12 @@ async fn connection(
         .into_iter()
         .flatten()
         .min();
+        let network_changed = async {
+            match network.as_mut() {
+                Some(network) => network.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.changed(), if stopping.is_none() => {
                 if *shutdown.borrow() {
@@ -549,6 +565,36 @@ async fn connection(
                         client.deregister(Instant::now());
                     }
                 }
+            }
+            alive = network_changed, if stopping.is_none() => {
+                if !alive {
+                    network = None;
+                    continue;
+                }
+                info!(server = %config.server, "the host's addresses changed: registering again");
+                socket = UdpSocket::bind(bind).await?;
+                socket.connect(config.server).await?;
+                local = socket.local_addr()?;
+                dtls = match &config.psk {
+                    Some((identity, key)) => DtlsClient::connect(
+                        Instant::now(),
+                        local,
+                        config.server,
+                        identity.clone(),
+                        key.clone(),
+                    )
+                    .ok(),
+                    None => None,
+                };
+                client = Client::new(
+                    config.client.clone(),
+                    Parameters::default(),
+                    seed.rotate_left(13),
+                );
+                if let Some(sinks) = &config.firmware {
+                    client.set_package_sink((sinks.0)());
+                }
+                start(&mut client, config, tree);
             }
             received = socket.recv(&mut buffer) => {
                 match (received, dtls.as_mut()) {
