@@ -78,6 +78,7 @@ impl PackageSink for FileSink {
 
     fn abort(&mut self) {
         self.writer = None;
+        self.store.abort();
     }
 }
 
@@ -225,29 +226,26 @@ pub async fn pull(
                 set(&tree, DOWNLOADED, 0);
                 return;
             }
-            Err(ImageError::NoSpace(m)) => {
-                warn!("firmware download: {m}");
-                RESULT_NO_SPACE
-            }
-            Err(ImageError::Io(m)) => {
-                warn!("firmware download: {m}");
-                RESULT_CONNECTION_LOST
+            Err(e) => {
+                warn!("firmware download: {e}");
+                store.abort();
+                match e {
+                    ImageError::NoSpace(_) => RESULT_NO_SPACE,
+                    ImageError::Io(_) => RESULT_CONNECTION_LOST,
+                }
             }
         },
-        Err(dm_cwmp_tokio::http::HttpError::Sink(m)) => {
-            warn!(uri, "firmware download: {m}");
-            RESULT_NO_SPACE
-        }
-        Err(
-            e @ (dm_cwmp_tokio::http::HttpError::Status(_)
-            | dm_cwmp_tokio::http::HttpError::Unauthorized(_)),
-        ) => {
-            warn!(uri, "firmware download: {e}");
-            RESULT_INVALID_URI
-        }
         Err(e) => {
             warn!(uri, "firmware download: {e}");
-            RESULT_CONNECTION_LOST
+            // The partial file goes: a full disk must not stay full.
+            drop(writer);
+            store.abort();
+            match e {
+                dm_cwmp_tokio::http::HttpError::Sink(_) => RESULT_NO_SPACE,
+                dm_cwmp_tokio::http::HttpError::Status(_)
+                | dm_cwmp_tokio::http::HttpError::Unauthorized(_) => RESULT_INVALID_URI,
+                _ => RESULT_CONNECTION_LOST,
+            }
         }
     };
     set(&tree, IDLE, result);
@@ -303,6 +301,11 @@ pub fn cwmp_transfers(
                 })
                 .await;
             session.close().await;
+            if received.is_err() {
+                // Unlinked now, freed when the writer closes at return: a
+                // failed transfer does not keep the disk full.
+                store.abort();
+            }
             let size = match received {
                 Ok(size) => size,
                 Err(HttpError::Unauthorized(e)) => return fault(9012, e),
@@ -314,6 +317,7 @@ pub fn cwmp_transfers(
                 Err(e @ HttpError::Sink(_)) => return fault(9010, e.to_string()),
             };
             if transfer.file_size > 0 && size != transfer.file_size {
+                store.abort();
                 return fault(
                     9018,
                     format!(
@@ -323,6 +327,7 @@ pub fn cwmp_transfers(
                 );
             }
             if let Err(e) = writer.finish() {
+                store.abort();
                 return fault(9010, e.to_string());
             }
             let Some(image) = store.image() else {

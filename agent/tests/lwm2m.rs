@@ -1043,3 +1043,93 @@ fn a_firmware_package_is_pulled_over_http_and_applied() {
     }
     assert!(agent.0.wait().unwrap().success());
 }
+
+/// A tmpfs mounted for the test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Disk full during a push: the state directory is a 256 KiB tmpfs, the
+/// package 1 MiB. The push is refused (4.13), Update Result 2, State
+/// Idle, and the agent goes on (its state file still saves).
+#[test]
+fn a_push_that_fills_the_disk_is_refused_with_result_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "dmagent-test"])
+        .arg(&state)
+        .status()
+        .expect("mount (the tests run as root, as CI does)");
+    assert!(mounted.success(), "mounting a tmpfs needs root");
+    let _tmpfs = Tmpfs(state.clone());
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(python())
+            .arg(&script)
+            .args([
+                port.to_string(),
+                "firmware-full".into(),
+                (1024 * 1024).to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-FULL\"\n\n[lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\nendpoint = \"full\"\n"
+        ),
+    )
+    .unwrap();
+    let mut agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(&state)
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut steps = HashMap::new();
+    loop {
+        let event = next(&events);
+        if event["event"] == "checks-done" {
+            break;
+        }
+        if let Some(step) = event["step"].as_str() {
+            steps.insert(step.to_owned(), event.clone());
+        }
+    }
+    assert_eq!(
+        steps["push"]["code"], "4.13 Request Entity Too Large",
+        "{steps:?}"
+    );
+    assert_eq!(steps["result"]["text"], "2");
+    assert_eq!(steps["state"]["text"], "0");
+    Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    loop {
+        if next(&events)["event"] == "deregister" {
+            break;
+        }
+    }
+    assert!(agent.0.wait().unwrap().success());
+}

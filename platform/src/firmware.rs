@@ -92,6 +92,12 @@ impl ImageStore {
         path.is_file().then_some(path)
     }
 
+    /// Removes a partial transfer (an aborted one must not keep the disk
+    /// full: the agent's own state must still save).
+    pub fn abort(&self) {
+        let _ = fs::remove_file(self.dir.join(PART));
+    }
+
     /// Removes the image and any partial transfer.
     pub fn discard(&self) {
         let _ = fs::remove_file(self.dir.join(PART));

@@ -8,6 +8,7 @@ Usage: lwm2m_server.py PORT
        lwm2m_server.py PORT observe PATH
        lwm2m_server.py PORT firmware SIZE
        lwm2m_server.py PORT firmware-pull BAD_URL GOOD_URL
+       lwm2m_server.py PORT firmware-full SIZE
 
 Listens on 127.0.0.1:PORT and accepts one registration. Then, by default,
 drives the registered client through Read (text, TLV, SenML JSON), Write,
@@ -205,6 +206,22 @@ async def main(port, mode):
                 say(step="result-after", text=text)
                 break
         await call(context, "state-after-update", Code.GET, base + "/5/0/3")
+        say(event="checks-done")
+        await asyncio.wait_for(state.deregistered, timeout=120)
+        await context.shutdown()
+        return
+
+    if mode and mode[0] == "firmware-full":
+        # A push that cannot fit: the client refuses it and says why.
+        result = context.request(Message(code=Code.GET, uri=base + "/5/0/5", observe=0))
+        await result.response
+        package = bytes(range(256)) * (int(mode[1]) // 256)
+        await call(context, "push", Code.PUT, base + "/5/0/0", payload=package, content_format=42)
+        async for notification in result.observation:
+            if notification.payload.decode() == "2":
+                say(step="result", text="2")
+                break
+        await call(context, "state", Code.GET, base + "/5/0/3")
         say(event="checks-done")
         await asyncio.wait_for(state.deregistered, timeout=120)
         await context.shutdown()
