@@ -572,6 +572,18 @@ async fn connection(
                     continue;
                 }
                 info!(server = %config.server, "the host's addresses changed: registering again");
+                // Changes made before the network moved (the new address
+                // itself, typically) are notified first, on the old
+                // registration: select! may have picked this branch
+                // before the one that wakes the loop for them.
+                {
+                    let now = Instant::now();
+                    let mut tree = lock(tree);
+                    for change in changes.drain() {
+                        client.handle_change(&mut tree, now, &change);
+                    }
+                }
+                flush(&mut client, dtls.as_mut(), &socket, config).await;
                 socket = UdpSocket::bind(bind).await?;
                 socket.connect(config.server).await?;
                 local = socket.local_addr()?;
