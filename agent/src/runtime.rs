@@ -168,6 +168,24 @@ pub async fn run(
     // HTTPS pulls trust the system's CA bundle.
     let pull_tls = dm_cwmp_tokio::tls::client_config(&dm_cwmp_tokio::TlsSettings::default()).ok();
     let mut cwmp_commands_rx = Some(cwmp_commands_rx);
+    // The control API (dmagent get/set/status/...), if a bus is there:
+    // up before the drivers, so that whoever sees the agent act can reach it.
+    let (requests_tx, mut requests) = tokio::sync::mpsc::channel(4);
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let control = crate::control::serve(crate::control::Control {
+        tree: Arc::clone(&tree),
+        started,
+        cwmp: config
+            .cwmp
+            .is_some()
+            .then(|| (Arc::clone(&cwmp_status), cwmp_commands.clone())),
+        lwm2m: config.lwm2m.is_some().then(|| Arc::clone(&lwm2m_status)),
+        requests: requests_tx,
+    })
+    .await;
     let cwmp = config.cwmp.as_ref().map(|cwmp| {
         let driver = dm_cwmp_tokio::Config {
             connection_request: Some(dm_cwmp_tokio::ConnectionRequestServer {
@@ -247,22 +265,6 @@ pub async fn run(
         }))
     });
 
-    // The control API (dmagent get/set/status/...), if a bus is there.
-    let (requests_tx, mut requests) = tokio::sync::mpsc::channel(4);
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let control = crate::control::serve(crate::control::Control {
-        tree: Arc::clone(&tree),
-        started,
-        cwmp: cwmp
-            .is_some()
-            .then(|| (Arc::clone(&cwmp_status), cwmp_commands.clone())),
-        lwm2m: lwm2m.is_some().then(|| Arc::clone(&lwm2m_status)),
-        requests: requests_tx,
-    })
-    .await;
     notify_systemd("READY=1");
 
     // systemd's watchdog (WatchdogSec=): a ping at half the interval from
