@@ -149,7 +149,8 @@ pub fn package_uri(change: &dm_core::Change) -> Option<String> {
     }
 }
 
-/// What the agent can pull from (/5/0/8: 2 HTTP/1.1, 3 HTTPS/1.1) and how
+/// What the agent can pull from (/5/0/8: 0 CoAP, 1 CoAPS, 2 HTTP/1.1,
+/// 3 HTTPS/1.1) and how
 /// packages come (/5/0/9: 2, push and pull).
 pub fn announce(tree: &Mutex<Tree>) {
     use dm_core::catalog::firmware::{
@@ -160,7 +161,7 @@ pub fn announce(tree: &Mutex<Tree>) {
         .begin(Origin::Agent)
         .set_multiple(
             at(FIRMWARE_UPDATE_PROTOCOL_SUPPORT),
-            [(0, Value::Integer(2)), (1, Value::Integer(3))].into(),
+            (0..4).map(|i| (i, Value::Integer(i64::from(i)))).collect(),
         )
         .set(at(FIRMWARE_UPDATE_DELIVERY_METHOD), Value::Integer(2))
         .commit();
@@ -185,6 +186,15 @@ pub async fn pull(
         set(&tree, IDLE, 0);
         return;
     }
+    match uri.split_once("://").map(|(scheme, _)| scheme) {
+        Some("coap" | "coaps") => return pull_coap(tree, store, uri).await,
+        Some("http" | "https") => {}
+        _ => {
+            warn!(uri, "firmware URI: coap://, coaps://, http:// and https:// are pulled");
+            set(&tree, IDLE, RESULT_UNSUPPORTED_PROTOCOL);
+            return;
+        }
+    }
     let parsed: hyper::Uri = match uri.parse() {
         Ok(parsed) => parsed,
         Err(e) => {
@@ -193,11 +203,6 @@ pub async fn pull(
             return;
         }
     };
-    if !matches!(parsed.scheme_str(), Some("http" | "https")) {
-        warn!(uri, "firmware URI: only http:// and https:// are pulled");
-        set(&tree, IDLE, RESULT_UNSUPPORTED_PROTOCOL);
-        return;
-    }
     set(&tree, DOWNLOADING, 0);
     let mut writer = match store.begin() {
         Ok(writer) => writer,
@@ -248,6 +253,76 @@ pub async fn pull(
             }
         }
     };
+    set(&tree, IDLE, result);
+}
+
+/// Pull over CoAP(S) Block2 (LwM2M Core E.6). coaps:// uses the PSK of
+/// the server account on the same host, else of the first account that
+/// has one: LwM2M ties the pull's credentials to a server's Security
+/// instance, and Leshan and Wakaama serve packages from the server itself.
+async fn pull_coap(tree: Arc<Mutex<Tree>>, store: ImageStore, uri: String) {
+    use dm_lwm2m_tokio::pull::PullError;
+    let psk = {
+        let accounts = dm_lwm2m::bootstrap::accounts(&lock(&tree));
+        let host = |u: &str| {
+            u.split_once("://")
+                .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or("").to_owned())
+        };
+        let wanted = host(&uri);
+        accounts
+            .iter()
+            .find(|a| a.psk.is_some() && host(&a.uri) == wanted)
+            .or_else(|| accounts.iter().find(|a| a.psk.is_some()))
+            .and_then(|a| a.psk.clone())
+    };
+    set(&tree, DOWNLOADING, 0);
+    let mut writer = match store.begin() {
+        Ok(writer) => writer,
+        Err(e) => {
+            warn!("firmware download: {e}");
+            set(&tree, IDLE, RESULT_NO_SPACE);
+            return;
+        }
+    };
+    let received = dm_lwm2m_tokio::pull::pull(
+        &uri,
+        psk,
+        &mut |bytes| writer.write(bytes).map_err(|e| e.to_string()),
+        &mut |_, _| {},
+    )
+    .await;
+    let result = match received.map(|size| (size, writer.finish())) {
+        Ok((size, Ok(path))) => {
+            info!(uri, size, path = %path.display(), "firmware package downloaded");
+            set(&tree, DOWNLOADED, 0);
+            return;
+        }
+        Ok((_, Err(e))) => {
+            warn!("firmware download: {e}");
+            match e {
+                ImageError::NoSpace(_) => RESULT_NO_SPACE,
+                ImageError::Io(_) => RESULT_CONNECTION_LOST,
+            }
+        }
+        Err(e) => {
+            warn!(uri, "firmware download: {e}");
+            match e {
+                PullError::Uri(_) | PullError::Fetch(dm_lwm2m::fetch::FetchError::NotFound) => {
+                    RESULT_INVALID_URI
+                }
+                PullError::Fetch(dm_lwm2m::fetch::FetchError::Unauthorized(_)) => {
+                    RESULT_INVALID_URI
+                }
+                PullError::Unsupported(_) => RESULT_UNSUPPORTED_PROTOCOL,
+                PullError::Sink(_) => RESULT_NO_SPACE,
+                PullError::Fetch(_) | PullError::Dtls(_) | PullError::Io(_) => {
+                    RESULT_CONNECTION_LOST
+                }
+            }
+        }
+    };
+    // The partial file goes: a full disk must not stay full.
+    store.abort();
     set(&tree, IDLE, result);
 }
 

@@ -950,8 +950,8 @@ fn a_pushed_firmware_package_is_applied_by_the_configured_program() {
 
 /// Pull delivery: a Package URI that answers 404 leaves the state Idle
 /// with Update Result 7; a good one is downloaded (streamed to the image
-/// file), then Update applies it and the result is 1. /5/0/8 says HTTP and
-/// HTTPS are pulled.
+/// file), then Update applies it and the result is 1. /5/0/8 says CoAP,
+/// CoAPS, HTTP and HTTPS are pulled.
 #[test]
 fn a_firmware_package_is_pulled_over_http_and_applied() {
     let image: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
@@ -1030,7 +1030,7 @@ fn a_firmware_package_is_pulled_over_http_and_applied() {
         .iter()
         .map(|r| r["v"].as_i64().unwrap())
         .collect();
-    assert_eq!(values, [2, 3]);
+    assert_eq!(values, [0, 1, 2, 3]);
     assert_eq!(std::fs::read(&applied).unwrap(), image);
     Command::new("kill")
         .args(["-TERM", &agent.0.id().to_string()])
@@ -1122,6 +1122,91 @@ fn a_push_that_fills_the_disk_is_refused_with_result_2() {
     );
     assert_eq!(steps["result"]["text"], "2");
     assert_eq!(steps["state"]["text"], "0");
+    Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    loop {
+        if next(&events)["event"] == "deregister" {
+            break;
+        }
+    }
+    assert!(agent.0.wait().unwrap().success());
+}
+
+/// Pull delivery over CoAP: a 5 MB package from the server's own
+/// coap://.../fw/image.bin, which aiocoap serves in Block2 blocks; the
+/// agent asks block after block (1024 bytes) into the image file, then
+/// Update applies it byte for byte.
+#[test]
+fn a_5_mb_firmware_package_is_pulled_over_coap_block2_and_applied() {
+    let size = 5 * 1024 * 1024;
+    let image: Vec<u8> = (0..size).map(|i| (i % 256) as u8).collect();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let applied = dir.path().join("applied.bin");
+    let program = dir.path().join("apply-firmware");
+    std::fs::write(
+        &program,
+        format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(&program).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&program, permissions).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(python())
+            .arg(&script)
+            .args([port.to_string(), "firmware-coap".into(), size.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-COAP-PULL\"\n\n[lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\n\
+             endpoint = \"coap-pull\"\n\n[firmware]\ncommand = [\"{}\"]\n",
+            program.display()
+        ),
+    )
+    .unwrap();
+    let mut agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut steps = HashMap::new();
+    loop {
+        let event = next(&events);
+        if event["event"] == "checks-done" {
+            break;
+        }
+        if let Some(step) = event["step"].as_str() {
+            steps.insert(step.to_owned(), event.clone());
+        }
+    }
+    assert_eq!(steps["write-uri"]["code"], "2.04 Changed");
+    assert_eq!(steps["downloaded"]["text"], "2");
+    // aiocoap renders the resource once and serves its blocks from a
+    // cache; 5 MB cannot come in one datagram (64 KiB at most), so every
+    // byte came block-wise.
+    assert_eq!(steps["gets"]["count"], 1);
+    assert_eq!(steps["updated"]["text"], "1");
+    assert!(std::fs::read(&applied).unwrap() == image, "the applied image differs");
     Command::new("kill")
         .args(["-TERM", &agent.0.id().to_string()])
         .status()

@@ -9,6 +9,7 @@ Usage: lwm2m_server.py PORT
        lwm2m_server.py PORT firmware SIZE
        lwm2m_server.py PORT firmware-pull BAD_URL GOOD_URL
        lwm2m_server.py PORT firmware-full SIZE
+       lwm2m_server.py PORT firmware-coap SIZE
 
 Listens on 127.0.0.1:PORT and accepts one registration. Then, by default,
 drives the registered client through Read (text, TLV, SenML JSON), Write,
@@ -141,9 +142,28 @@ async def bootstrap(bootstrap_port, port, second_port=None):
     return context
 
 
-async def registration_server(port):
+class Image(resource.Resource):
+    """A firmware package for CoAP pull; aiocoap answers in Block2 blocks."""
+
+    def __init__(self, payload):
+        super().__init__()
+        self.payload = payload
+        self.gets = 0
+
+    async def render_get(self, request):
+        self.gets += 1
+        return Message(payload=self.payload, content_format=42)
+
+
+def make_package(size):
+    return bytes(range(256)) * (size // 256)
+
+
+async def registration_server(port, extra=()):
     state = State(port)
     root = resource.Site()
+    for path, child in extra:
+        root.add_resource(path, child)
     root.add_resource(["rd"], Directory(state))
     root.add_resource(["rd", "1"], Registration(state))
     # LWM2M_BIND=::1 serves on IPv6 loopback instead.
@@ -154,7 +174,10 @@ async def registration_server(port):
 
 
 async def main(port, mode):
-    state, context = await registration_server(port)
+    image = None
+    if mode and mode[0] == "firmware-coap":
+        image = Image(make_package(int(mode[1])))
+    state, context = await registration_server(port, [(["fw", "image.bin"], image)] if image else ())
     if mode and mode[0] == "bootstrap":
         second = None
         if len(mode) > 2:
@@ -222,6 +245,35 @@ async def main(port, mode):
                 say(step="result", text="2")
                 break
         await call(context, "state", Code.GET, base + "/5/0/3")
+        say(event="checks-done")
+        await asyncio.wait_for(state.deregistered, timeout=120)
+        await context.shutdown()
+        return
+
+    if mode and mode[0] == "firmware-coap":
+        # Pull delivery over CoAP Block2 from this server's own /fw/image.bin
+        # (as Leshan and Wakaama serve packages), then Update.
+        states = context.request(Message(code=Code.GET, uri=base + "/5/0/3", observe=0))
+        results = context.request(Message(code=Code.GET, uri=base + "/5/0/5", observe=0))
+        await states.response
+        await results.response
+        state_stream = states.observation.__aiter__()
+        result_stream = results.observation.__aiter__()
+
+        async def until_state(stream, name, wanted):
+            while True:
+                text = (await stream.__anext__()).payload.decode()
+                if text == wanted:
+                    say(step=name, text=text)
+                    return
+
+        url = "coap://127.0.0.1:%d/fw/image.bin" % port
+        await call(context, "write-uri", Code.PUT, base + "/5/0/1", payload=url.encode(),
+                   content_format=0)
+        await asyncio.wait_for(until_state(state_stream, "downloaded", "2"), timeout=120)
+        say(step="gets", count=image.gets)
+        await call(context, "update", Code.POST, base + "/5/0/2")
+        await asyncio.wait_for(until_state(result_stream, "updated", "1"), timeout=60)
         say(event="checks-done")
         await asyncio.wait_for(state.deregistered, timeout=120)
         await context.shutdown()

@@ -2,6 +2,8 @@
 //! datagrams and timer expiries into the engine, datagrams out. All LwM2M
 //! decisions are the engine's (`dm_lwm2m::client::Client`).
 
+pub mod pull;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};

@@ -18,7 +18,7 @@ use dm_core::{
     Value, ValueType,
 };
 
-use crate::coap::{Endpoint, Incoming, Parameters};
+use crate::coap::{encode_uint, option_number, Block, Endpoint, Incoming, Parameters};
 use crate::format::{self, ContentFormat, FormatError, Item};
 use crate::mapping::{self, Lwm2mPath};
 
@@ -1863,47 +1863,6 @@ fn request_path(request: &Packet) -> Result<Lwm2mPath, Packet> {
         .map_err(|_| error(ResponseType::NotFound, "not an LwM2M path"))
 }
 
-/// A Block1/Block2 option value (RFC 7959 §2.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Block {
-    number: u32,
-    more: bool,
-    szx: u8,
-}
-
-impl Block {
-    fn decode(bytes: &[u8]) -> Option<Block> {
-        if bytes.len() > 3 {
-            return None;
-        }
-        let value = option_number(bytes) as u32;
-        let szx = (value & 0b111) as u8;
-        // SZX 7 is reserved (BERT on TCP only).
-        (szx < 7).then_some(Block {
-            number: value >> 4,
-            more: value & 0b1000 != 0,
-            szx,
-        })
-    }
-
-    fn size(&self) -> usize {
-        16 << self.szx
-    }
-
-    fn encode(&self) -> Vec<u8> {
-        encode_uint(u64::from(
-            self.number << 4 | u32::from(self.more) << 3 | u32::from(self.szx),
-        ))
-    }
-}
-
-/// A CoAP uint option: big-endian without leading zero bytes.
-fn encode_uint(value: u64) -> Vec<u8> {
-    let bytes = value.to_be_bytes();
-    let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
-    bytes[first..].to_vec()
-}
-
 /// /5/0/3 State values (LwM2M object 5).
 mod crate_state {
     pub const IDLE: i64 = 0;
@@ -1967,12 +1926,6 @@ fn options_text(packet: &Packet, option: CoapOption) -> String {
         .unwrap_or_default()
 }
 
-fn option_number(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .take(8)
-        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
-}
 
 fn content_format(format: ContentFormat) -> Vec<u8> {
     let n = format.number();

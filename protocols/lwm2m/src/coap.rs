@@ -385,6 +385,55 @@ impl Endpoint {
     }
 }
 
+/// A Block1/Block2 option value (RFC 7959 §2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block {
+    pub number: u32,
+    pub more: bool,
+    pub szx: u8,
+}
+
+impl Block {
+    pub fn decode(bytes: &[u8]) -> Option<Block> {
+        if bytes.len() > 3 {
+            return None;
+        }
+        let value = option_number(bytes) as u32;
+        let szx = (value & 0b111) as u8;
+        // SZX 7 is reserved (BERT on TCP only).
+        (szx < 7).then_some(Block {
+            number: value >> 4,
+            more: value & 0b1000 != 0,
+            szx,
+        })
+    }
+
+    pub fn size(&self) -> usize {
+        16 << self.szx
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        encode_uint(u64::from(
+            self.number << 4 | u32::from(self.more) << 3 | u32::from(self.szx),
+        ))
+    }
+}
+
+/// A CoAP uint option: big-endian without leading zero bytes.
+pub fn encode_uint(value: u64) -> Vec<u8> {
+    let bytes = value.to_be_bytes();
+    let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    bytes[first..].to_vec()
+}
+
+/// A CoAP uint option's value (at most 8 bytes are read).
+pub fn option_number(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .take(8)
+        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,14 @@
-//! The LwM2M adapter of dmagent.
-//!
-//! For now this crate holds the adapter's half of the object model: the
-//! mapping between LwM2M `/obj/inst/res` paths and core resources
-//! ([`mapping`]). The sans-IO CoAP engine lands with the LwM2M issue.
+//! The LwM2M adapter of dmagent, sans-IO: the mapping between LwM2M
+//! `/obj/inst/res` paths and core resources ([`mapping`]), the content
+//! formats ([`format`]), the CoAP message layer ([`coap`]), DTLS PSK
+//! ([`dtls`]), the client engine ([`client`], [`bootstrap`]) and block-wise
+//! pulls for firmware delivery ([`fetch`]). Datagrams and time go in;
+//! datagrams and events come out; `dm_lwm2m_tokio` drives them.
 
 pub mod bootstrap;
 pub mod client;
 pub mod coap;
 pub mod dtls;
+pub mod fetch;
 pub mod format;
 pub mod mapping;

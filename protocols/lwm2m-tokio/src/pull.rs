@@ -1,0 +1,224 @@
+//! Drives a [`Fetch`]: a coap:// or coaps:// pull over its own UDP socket
+//! (and its own DTLS association), for firmware pull delivery.
+
+use std::time::{Duration, Instant};
+
+use dm_lwm2m::coap::Parameters;
+use dm_lwm2m::dtls::DtlsClient;
+use dm_lwm2m::fetch::{Fetch, FetchError, FetchEvent};
+use tokio::net::UdpSocket;
+
+/// Why a pull failed, as the firmware object reports it.
+#[derive(Debug)]
+pub enum PullError {
+    /// The URI is not one we can pull (LwM2M result 7).
+    Uri(String),
+    /// coaps:// without credentials for it (LwM2M result 9).
+    Unsupported(String),
+    /// The server said no, or stopped answering.
+    Fetch(FetchError),
+    /// The DTLS handshake or session failed (LwM2M result 4).
+    Dtls(String),
+    /// The sink refused the data (a full disk; LwM2M result 2).
+    Sink(String),
+    Io(String),
+}
+
+impl std::fmt::Display for PullError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PullError::Uri(m) | PullError::Unsupported(m) | PullError::Io(m) => write!(f, "{m}"),
+            PullError::Fetch(e) => write!(f, "{e}"),
+            PullError::Dtls(m) => write!(f, "DTLS: {m}"),
+            PullError::Sink(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+/// The path segments and query parameters of a CoAP URI (RFC 7252 §6.4),
+/// percent-decoded.
+fn path_and_query(uri: &str) -> Result<(Vec<String>, Vec<String>), String> {
+    let rest = uri
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| format!("{uri}: not a URI"))?;
+    let rest = rest.split('#').next().unwrap_or(rest);
+    let after_authority = rest.find('/').map(|i| &rest[i..]).unwrap_or("");
+    let (path, query) = after_authority
+        .split_once('?')
+        .unwrap_or((after_authority, ""));
+    let decode = |s: &str| -> Result<String, String> {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = s
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("{uri}: a bad percent escape"))?;
+                out.push(hex);
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).map_err(|_| format!("{uri}: not UTF-8 once decoded"))
+    };
+    let segments = path
+        .split('/')
+        .skip(1)
+        .filter(|s| !s.is_empty())
+        .map(decode)
+        .collect::<Result<_, _>>()?;
+    let queries = query
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .map(decode)
+        .collect::<Result<_, _>>()?;
+    Ok((segments, queries))
+}
+
+/// How long one pull may go without progress (no datagram from the
+/// server) before it counts as lost, on top of CoAP's own retransmission.
+const SILENCE: Duration = Duration::from_secs(120);
+
+/// Pulls `uri` block by block (1024-byte blocks), handing each to `sink`
+/// as it arrives; returns the size. coaps:// needs `psk` (identity, key).
+/// `progress` is told the bytes so far and the size when known.
+pub async fn pull(
+    uri: &str,
+    psk: Option<(Vec<u8>, Vec<u8>)>,
+    sink: &mut (dyn FnMut(&[u8]) -> Result<(), String> + Send),
+    progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
+) -> Result<u64, PullError> {
+    let (server, secure) = crate::resolve(uri).await.map_err(PullError::Uri)?;
+    let (path, query) = path_and_query(uri).map_err(PullError::Uri)?;
+    let psk = match (secure, psk) {
+        (false, _) => None,
+        (true, Some(psk)) => Some(psk),
+        (true, None) => {
+            return Err(PullError::Unsupported(format!(
+                "{uri}: coaps:// needs a PSK, and no server account has one"
+            )))
+        }
+    };
+    let any: std::net::SocketAddr = if server.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let io = |e: std::io::Error| PullError::Io(format!("{server}: {e}"));
+    let socket = UdpSocket::bind(any).await.map_err(io)?;
+    socket.connect(server).await.map_err(io)?;
+    let now = Instant::now();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    let mut fetch = Fetch::new(now, path, query, 6, Parameters::default(), seed);
+    let mut dtls = match psk {
+        Some((identity, key)) => Some(
+            DtlsClient::connect(
+                now,
+                socket.local_addr().map_err(io)?,
+                server,
+                identity,
+                key,
+            )
+            .map_err(PullError::Dtls)?,
+        ),
+        None => None,
+    };
+    let mut buffer = vec![0u8; 4096];
+    let mut last_heard = Instant::now();
+    loop {
+        let now = Instant::now();
+        while let Some(datagram) = fetch.poll_transmit() {
+            match dtls.as_mut() {
+                Some(session) => session.send(now, &datagram),
+                None => {
+                    let _ = socket.send(&datagram).await;
+                }
+            }
+        }
+        if let Some(session) = dtls.as_mut() {
+            while let Some(datagram) = session.poll_transmit() {
+                let _ = socket.send(&datagram).await;
+            }
+            if let Some(failure) = session.failure() {
+                return Err(PullError::Dtls(failure.to_owned()));
+            }
+        }
+        while let Some(event) = fetch.poll_event() {
+            match event {
+                FetchEvent::Data(bytes) => {
+                    sink(&bytes).map_err(PullError::Sink)?;
+                    progress(fetch.received(), fetch.total());
+                }
+                FetchEvent::Finished { size } => return Ok(size),
+                FetchEvent::Failed(e) => return Err(PullError::Fetch(e)),
+            }
+        }
+        let deadline = [
+            fetch.poll_timeout(),
+            dtls.as_ref().and_then(DtlsClient::poll_timeout),
+            Some(last_heard + SILENCE),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        tokio::select! {
+            received = socket.recv(&mut buffer) => {
+                let Ok(n) = received else {
+                    // ICMP port unreachable and the like: CoAP's
+                    // retransmission decides when to give up.
+                    continue;
+                };
+                last_heard = Instant::now();
+                let now = Instant::now();
+                match dtls.as_mut() {
+                    Some(session) => {
+                        session.handle_datagram(now, &buffer[..n]);
+                        while let Some(plain) = session.poll_plaintext() {
+                            fetch.handle_datagram(now, &plain);
+                        }
+                    }
+                    None => fetch.handle_datagram(now, &buffer[..n]),
+                }
+            }
+            () = crate::sleep_until(deadline) => {
+                let now = Instant::now();
+                if now >= last_heard + SILENCE {
+                    return Err(PullError::Fetch(FetchError::Timeout));
+                }
+                if let Some(session) = dtls.as_mut() {
+                    session.handle_timeout(now);
+                }
+                fetch.handle_timeout(now);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_paths_and_queries_are_split_and_decoded() {
+        assert_eq!(
+            path_and_query("coap://[::1]:5683/fw/image%20v2.bin?ver=2&x").unwrap(),
+            (
+                vec!["fw".to_owned(), "image v2.bin".to_owned()],
+                vec!["ver=2".to_owned(), "x".to_owned()]
+            )
+        );
+        assert_eq!(
+            path_and_query("coaps://example.net").unwrap(),
+            (vec![], vec![])
+        );
+        assert!(path_and_query("coap://h/%zz").is_err());
+    }
+}
