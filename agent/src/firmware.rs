@@ -190,7 +190,10 @@ pub async fn pull(
         Some("coap" | "coaps") => return pull_coap(tree, store, uri).await,
         Some("http" | "https") => {}
         _ => {
-            warn!(uri, "firmware URI: coap://, coaps://, http:// and https:// are pulled");
+            warn!(
+                uri,
+                "firmware URI: coap://, coaps://, http:// and https:// are pulled"
+            );
             set(&tree, IDLE, RESULT_UNSUPPORTED_PROTOCOL);
             return;
         }

@@ -1206,7 +1206,10 @@ fn a_5_mb_firmware_package_is_pulled_over_coap_block2_and_applied() {
     // byte came block-wise.
     assert_eq!(steps["gets"]["count"], 1);
     assert_eq!(steps["updated"]["text"], "1");
-    assert!(std::fs::read(&applied).unwrap() == image, "the applied image differs");
+    assert!(
+        std::fs::read(&applied).unwrap() == image,
+        "the applied image differs"
+    );
     Command::new("kill")
         .args(["-TERM", &agent.0.id().to_string()])
         .status()

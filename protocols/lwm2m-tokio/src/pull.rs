@@ -101,7 +101,7 @@ pub async fn pull(
         (true, None) => {
             return Err(PullError::Unsupported(format!(
                 "{uri}: coaps:// needs a PSK, and no server account has one"
-            )))
+            )));
         }
     };
     let any: std::net::SocketAddr = if server.is_ipv6() {
@@ -120,14 +120,8 @@ pub async fn pull(
     let mut fetch = Fetch::new(now, path, query, 6, Parameters::default(), seed);
     let mut dtls = match psk {
         Some((identity, key)) => Some(
-            DtlsClient::connect(
-                now,
-                socket.local_addr().map_err(io)?,
-                server,
-                identity,
-                key,
-            )
-            .map_err(PullError::Dtls)?,
+            DtlsClient::connect(now, socket.local_addr().map_err(io)?, server, identity, key)
+                .map_err(PullError::Dtls)?,
         ),
         None => None,
     };

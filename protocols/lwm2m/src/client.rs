@@ -18,7 +18,7 @@ use dm_core::{
     Value, ValueType,
 };
 
-use crate::coap::{encode_uint, option_number, Block, Endpoint, Incoming, Parameters};
+use crate::coap::{Block, Endpoint, Incoming, Parameters, encode_uint, option_number};
 use crate::format::{self, ContentFormat, FormatError, Item};
 use crate::mapping::{self, Lwm2mPath};
 
@@ -1925,7 +1925,6 @@ fn options_text(packet: &Packet, option: CoapOption) -> String {
         })
         .unwrap_or_default()
 }
-
 
 fn content_format(format: ContentFormat) -> Vec<u8> {
     let n = format.number();

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
 
-use crate::coap::{option_number, Block, Endpoint, Incoming, Parameters};
+use crate::coap::{Block, Endpoint, Incoming, Parameters, option_number};
 
 /// Why a pull failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,7 +50,9 @@ pub enum FetchEvent {
     /// The next bytes of the resource.
     Data(Vec<u8>),
     /// Every byte has come; `size` in all.
-    Finished { size: u64 },
+    Finished {
+        size: u64,
+    },
     Failed(FetchError),
 }
 
@@ -179,9 +181,9 @@ impl Fetch {
             MessageClass::Response(ResponseType::NotFound) => {
                 return self.fail(FetchError::NotFound);
             }
-            MessageClass::Response(
-                ResponseType::Unauthorized | ResponseType::Forbidden,
-            ) => return self.fail(FetchError::Unauthorized(code.to_string())),
+            MessageClass::Response(ResponseType::Unauthorized | ResponseType::Forbidden) => {
+                return self.fail(FetchError::Unauthorized(code.to_string()));
+            }
             other => return self.fail(FetchError::Status(other.to_string())),
         }
         let etag = packet
@@ -235,7 +237,9 @@ impl Fetch {
             match u32::try_from(self.received / size) {
                 // Block numbers are 20 bits (RFC 7959 §2.2).
                 Ok(next) if next < 1 << 20 => self.ask(now, next),
-                _ => self.fail(FetchError::Protocol("more blocks than Block2 can number".into())),
+                _ => self.fail(FetchError::Protocol(
+                    "more blocks than Block2 can number".into(),
+                )),
             }
         } else {
             self.done = true;
@@ -371,7 +375,14 @@ mod tests {
     #[test]
     fn not_found_and_silence_are_reported() {
         let now = Instant::now();
-        let mut fetch = Fetch::new(now, vec!["nothing".into()], vec![], 6, Parameters::default(), 4);
+        let mut fetch = Fetch::new(
+            now,
+            vec!["nothing".into()],
+            vec![],
+            6,
+            Parameters::default(),
+            4,
+        );
         let request = Packet::from_bytes(&fetch.poll_transmit().unwrap()).unwrap();
         let mut response = Packet::new();
         response.header.set_type(MessageType::Acknowledgement);
@@ -390,7 +401,10 @@ mod tests {
             at = fetch.poll_timeout().expect("a retransmission is due");
             fetch.handle_timeout(at);
         }
-        assert_eq!(fetch.poll_event(), Some(FetchEvent::Failed(FetchError::Timeout)));
+        assert_eq!(
+            fetch.poll_event(),
+            Some(FetchEvent::Failed(FetchError::Timeout))
+        );
         assert!(at > now);
     }
 
@@ -403,7 +417,8 @@ mod tests {
         fetch.handle_datagram(now, &answer(&first, &image, 6, b""));
         let second = Packet::from_bytes(&fetch.poll_transmit().unwrap()).unwrap();
         // The server answers block 1 with block 2's number.
-        let mut wrong = Packet::from_bytes(&answer(&second.to_bytes().unwrap(), &image, 6, b"")).unwrap();
+        let mut wrong =
+            Packet::from_bytes(&answer(&second.to_bytes().unwrap(), &image, 6, b"")).unwrap();
         wrong.clear_option(CoapOption::Block2);
         wrong.add_option(
             CoapOption::Block2,
