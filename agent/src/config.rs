@@ -73,6 +73,9 @@ pub struct Config {
     /// appended), and the largest image accepted.
     pub firmware_command: Option<Vec<String>>,
     pub firmware_max_size: u64,
+    /// Reboot after the firmware program succeeds; the update counts only
+    /// if the software version differs after the reboot (A/B systems).
+    pub firmware_reboot: bool,
     pub log_level: String,
     pub log_format: LogFormat,
     pub identity: Identity,
@@ -157,6 +160,10 @@ struct DeviceFile {
     serial_number: Option<Spanned<String>>,
     hardware_version: Option<String>,
     software_version: Option<String>,
+    /// A file the software version is read from at every start (an A/B
+    /// system's image says its version there): os-release style
+    /// (IMAGE_VERSION, else VERSION_ID) or the first line.
+    software_version_file: Option<Spanned<PathBuf>>,
     description: Option<String>,
 }
 
@@ -219,6 +226,11 @@ struct FirmwareFile {
     command: Option<Spanned<Vec<String>>>,
     /// The largest image accepted, in bytes.
     max_size: Option<Spanned<u64>>,
+    /// The program installs into the inactive slot: reboot into it, and
+    /// confirm the update only if the device comes back with a new
+    /// software version.
+    #[serde(default)]
+    reboot: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -370,6 +382,7 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         factory_reset_command,
         firmware_command,
         firmware_max_size,
+        firmware_reboot: file.firmware.reboot,
         log_level,
         log_format,
         identity,
@@ -444,15 +457,38 @@ fn identity(
             .unwrap_or_else(|| "dmagent".into()),
         serial_number,
         hardware_version: device.hardware_version.clone().unwrap_or_default(),
-        software_version: device
-            .software_version
-            .clone()
-            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
+        software_version: match (&device.software_version_file, &device.software_version) {
+            (Some(file), _) => {
+                read_version(file.get_ref()).map_err(|m| at.error(&file.span(), m))?
+            }
+            (None, Some(version)) => version.clone(),
+            (None, None) => env!("CARGO_PKG_VERSION").to_owned(),
+        },
         description: device
             .description
             .clone()
             .unwrap_or_else(|| "Linux device managed by dmagent".into()),
     })
+}
+
+/// The version in `path`: os-release's IMAGE_VERSION or VERSION_ID when
+/// it is such a file, else its first line.
+fn read_version(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let key = |name: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|v| v.strip_prefix('='))
+                .map(|v| v.trim().trim_matches('"').to_owned())
+        })
+    };
+    let version = key("IMAGE_VERSION")
+        .or_else(|| key("VERSION_ID"))
+        .unwrap_or_else(|| text.lines().next().unwrap_or("").trim().to_owned());
+    if version.is_empty() {
+        return Err(format!("{}: no version in it", path.display()));
+    }
+    Ok(version)
 }
 
 /// The serial number when none is configured: the first 12 hex digits of
@@ -847,6 +883,35 @@ mod tests {
         .unwrap();
         assert_eq!(config.platform, PlatformKind::Memory);
         assert!(config.cwmp.is_some() && config.lwm2m.is_some());
+    }
+
+    #[test]
+    fn the_software_version_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let release = dir.path().join("os-release");
+        let plain = dir.path().join("version");
+        std::fs::write(
+            &release,
+            "NAME=\"Demo\"\nVERSION_ID=\"4.2\"\nIMAGE_VERSION=4.2.1\n",
+        )
+        .unwrap();
+        std::fs::write(&plain, "7.0-rc1\nbuilt today\n").unwrap();
+        for (file, expect) in [(&release, "4.2.1"), (&plain, "7.0-rc1")] {
+            let text = format!("[device]\nsoftware_version_file = \"{}\"\n", file.display());
+            let config = parse(&text, "dmagent.toml", &Overrides::default()).unwrap();
+            assert_eq!(config.identity.software_version, expect);
+        }
+        let missing = dir.path().join("missing");
+        check(
+            &format!(
+                "[device]\nsoftware_version_file = \"{}\"\n",
+                missing.display()
+            ),
+            &format!(
+                "dmagent.toml:2: device.software_version_file: {}: No such file or directory (os error 2)",
+                missing.display()
+            ),
+        );
     }
 
     #[test]

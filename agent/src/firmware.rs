@@ -97,8 +97,33 @@ pub fn is_update(change: &dm_core::Change) -> bool {
         && change.path == Path::resource(ID, InstanceId(0), dm_core::catalog::firmware::UPDATE)
 }
 
+/// The mark holding the software version an LwM2M update must replace,
+/// while the device reboots into it.
+const AWAITING_REBOOT: &str = "lwm2m-awaiting-reboot";
+
+/// The software version the device runs (/3/0/3).
+pub fn running_version(tree: &Mutex<Tree>) -> String {
+    use dm_core::catalog::device;
+    match lock(tree).read(
+        Origin::Agent,
+        &Path::resource(device::ID, InstanceId(0), device::FIRMWARE_VERSION),
+    ) {
+        Ok(dm_core::ResourceValue::Single(Value::String(v))) => v,
+        _ => String::new(),
+    }
+}
+
 /// Applies the downloaded image with `command`, moving the state machine.
-pub async fn apply(tree: Arc<Mutex<Tree>>, store: ImageStore, command: Option<Vec<String>>) {
+/// With `reboot` (an A/B system: the program installs into the inactive
+/// slot), success is not final: the version it must replace is recorded,
+/// the state stays Updating, and the device reboots through `reboot`; the
+/// next start decides ([`recover`]).
+pub async fn apply(
+    tree: Arc<Mutex<Tree>>,
+    store: ImageStore,
+    command: Option<Vec<String>>,
+    reboot: Option<tokio::sync::mpsc::Sender<&'static str>>,
+) {
     set(&tree, UPDATING, 0);
     let outcome = match (command, store.image()) {
         (None, _) => Err("no firmware command is configured ([firmware] command)".to_owned()),
@@ -119,6 +144,20 @@ pub async fn apply(tree: Arc<Mutex<Tree>>, store: ImageStore, command: Option<Ve
                     }
                 }),
         },
+    };
+    let outcome = match (outcome, reboot) {
+        (Ok(()), Some(reboot)) => match store.mark(AWAITING_REBOOT, &running_version(&tree)) {
+            Ok(()) => {
+                info!("firmware installed; rebooting into it to confirm the new version");
+                store.discard();
+                let _ = reboot.send("firmware update").await;
+                return;
+            }
+            Err(e) => Err(format!(
+                "the update cannot be confirmed after a reboot: {e}"
+            )),
+        },
+        (outcome, _) => outcome,
     };
     match outcome {
         Ok(()) => {
@@ -337,14 +376,22 @@ async fn pull_coap(tree: Arc<Mutex<Tree>>, store: ImageStore, uri: String) {
 /// Uploads (TR-069 §A.4.1.5, "2 Vendor Log File") PUT the system log to
 /// the URL with the same authentication; faults 9012 authentication,
 /// 9011 any other failure.
+///
+/// With `reboot` (A/B), a successful program is not the end: the driver
+/// reboots the device and the next start reports the outcome by the
+/// software version.
 pub fn cwmp_transfers(
+    tree: Arc<Mutex<Tree>>,
     store: ImageStore,
     command: Option<Vec<String>>,
+    reboot: bool,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     log: Arc<dyn dm_platform::SystemLog>,
 ) -> dm_cwmp_tokio::TransferHandler {
+    use dm_cwmp_tokio::Applied;
     dm_cwmp_tokio::TransferHandler(Arc::new(move |transfer| {
-        let (store, command, tls, log) = (
+        let (tree, store, command, tls, log) = (
+            Arc::clone(&tree),
             store.clone(),
             command.clone(),
             tls.clone(),
@@ -353,7 +400,9 @@ pub fn cwmp_transfers(
         Box::pin(async move {
             use dm_cwmp_tokio::http::HttpError;
             if transfer.upload {
-                return upload_log(&transfer, log.as_ref(), tls).await;
+                return upload_log(&transfer, log.as_ref(), tls)
+                    .await
+                    .map(|()| Applied::Done);
             }
             let fault = |code: u32, text: String| Err((code, text));
             let uri: hyper::Uri = match transfer.url.parse() {
@@ -430,7 +479,13 @@ pub fn cwmp_transfers(
                         size, "firmware image applied (CWMP Download)"
                     );
                     store.discard();
-                    Ok(())
+                    Ok(if reboot {
+                        Applied::AwaitingReboot {
+                            version_before: running_version(&tree),
+                        }
+                    } else {
+                        Applied::Done
+                    })
                 }
                 Ok(status) => fault(9010, format!("the update program failed: {status}")),
                 Err(e) => fault(9010, format!("{program}: {e}")),
@@ -483,9 +538,14 @@ async fn upload_log(
 
 /// At start: a /5 transfer or update that was running when the agent
 /// stopped did not finish. Downloading becomes Idle with result 4
-/// (connection lost); Updating becomes Idle with result 8 (the update's
-/// outcome is unknown: A/B confirmation after the next boot is not built).
-pub fn recover(tree: &Mutex<Tree>) {
+/// (connection lost). Updating after an A/B install and its reboot becomes
+/// Idle with result 1 when the software version changed, 8 when the device
+/// came back with the version the update was to replace (the old slot
+/// stays). Any other Updating becomes Idle with result 8: its outcome is
+/// unknown.
+pub fn recover(tree: &Mutex<Tree>, store: &ImageStore) {
+    let awaiting = store.read_mark(AWAITING_REBOOT);
+    store.clear_mark(AWAITING_REBOOT);
     let state = match lock(tree).read(Origin::Agent, &Path::resource(ID, InstanceId(0), STATE)) {
         Ok(dm_core::ResourceValue::Single(Value::Integer(state))) => state,
         _ => return,
@@ -495,10 +555,30 @@ pub fn recover(tree: &Mutex<Tree>) {
             warn!("a firmware download was interrupted by a restart");
             set(tree, IDLE, RESULT_CONNECTION_LOST);
         }
-        UPDATING => {
-            warn!("a firmware update was interrupted by a restart; reported as failed");
-            set(tree, IDLE, RESULT_FAILED);
-        }
+        UPDATING => match awaiting {
+            Some(before) => {
+                let now = running_version(tree);
+                if now != before {
+                    info!(
+                        from = before,
+                        to = now,
+                        "firmware update confirmed after the reboot"
+                    );
+                    set(tree, IDLE, RESULT_SUCCESS);
+                } else {
+                    warn!(
+                        version = now,
+                        "the device came back with the version the update was to replace: \
+                         the update failed, the old image stays"
+                    );
+                    set(tree, IDLE, RESULT_FAILED);
+                }
+            }
+            None => {
+                warn!("a firmware update was interrupted by a restart; reported as failed");
+                set(tree, IDLE, RESULT_FAILED);
+            }
+        },
         _ => {}
     }
 }
@@ -530,21 +610,76 @@ mod tests {
         (read(STATE), read(UPDATE_RESULT))
     }
 
+    fn set_version(tree: &Mutex<Tree>, version: &str) {
+        use dm_core::catalog::device;
+        lock(tree)
+            .begin(Origin::Platform)
+            .set(
+                Path::resource(device::ID, InstanceId(0), device::FIRMWARE_VERSION),
+                Value::String(version.into()),
+            )
+            .commit()
+            .unwrap();
+    }
+
     #[test]
     fn an_interrupted_transfer_or_update_is_reported_after_a_restart() {
         let tree = tree();
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path(), 1024);
         set(&tree, DOWNLOADING, 0);
-        recover(&tree);
+        recover(&tree, &store);
         assert_eq!(state(&tree), (Value::Integer(IDLE), Value::Integer(4)));
         set(&tree, UPDATING, 0);
-        recover(&tree);
+        recover(&tree, &store);
         assert_eq!(state(&tree), (Value::Integer(IDLE), Value::Integer(8)));
         // Downloaded stays: the image is complete and durable.
         set(&tree, DOWNLOADED, 0);
-        recover(&tree);
+        recover(&tree, &store);
         assert_eq!(
             state(&tree),
             (Value::Integer(DOWNLOADED), Value::Integer(0))
         );
+    }
+
+    /// A/B: after the reboot, a new version confirms the update; the old
+    /// version means the device fell back to the old slot.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_ab_update_is_confirmed_only_by_a_new_version_after_the_reboot() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("install");
+        std::fs::write(&program, "#!/bin/sh\ntest -s \"$1\"\n").unwrap();
+        let mut permissions = std::fs::metadata(&program).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+        std::fs::set_permissions(&program, permissions).unwrap();
+        let command = Some(vec![program.display().to_string()]);
+        for (after, result) in [("2.0", RESULT_SUCCESS), ("1.0", RESULT_FAILED)] {
+            let tree = Arc::new(tree());
+            set_version(&tree, "1.0");
+            let store = store(&dir.path().join(after), 1 << 20);
+            let mut writer = store.begin().unwrap();
+            writer.write(b"image").unwrap();
+            writer.finish().unwrap();
+            let (reboot, mut rebooting) = tokio::sync::mpsc::channel(1);
+            apply(
+                Arc::clone(&tree),
+                store.clone(),
+                command.clone(),
+                Some(reboot),
+            )
+            .await;
+            assert_eq!(rebooting.recv().await, Some("firmware update"));
+            // Until the reboot the update is not done.
+            assert_eq!(state(&tree), (Value::Integer(UPDATING), Value::Integer(0)));
+            // The next start, running whatever the bootloader chose.
+            set_version(&tree, after);
+            recover(&tree, &store);
+            assert_eq!(
+                state(&tree),
+                (Value::Integer(IDLE), Value::Integer(result)),
+                "{after}"
+            );
+            assert_eq!(store.read_mark(AWAITING_REBOOT), None);
+        }
     }
 }

@@ -146,7 +146,10 @@ pub async fn run(
     }
     let tree = Arc::new(Mutex::new(tree));
     crate::firmware::announce(&tree);
-    crate::firmware::recover(&tree);
+    crate::firmware::recover(
+        &tree,
+        &crate::firmware::store(&config.state_dir, config.firmware_max_size),
+    );
     info!(
         state_dir = %config.state_dir.display(),
         first_start,
@@ -156,6 +159,8 @@ pub async fn run(
 
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let (host_tx, mut host_rx) = tokio::sync::mpsc::channel(4);
+    // A firmware update asks for the reboot that confirms it (A/B).
+    let (reboot_tx, mut reboot_rx) = tokio::sync::mpsc::channel::<&'static str>(1);
     let cwmp_status = Arc::new(Mutex::new(dm_cwmp_tokio::Status::default()));
     let lwm2m_status = Arc::new(Mutex::new(dm_lwm2m_tokio::Status::default()));
     let (cwmp_commands, cwmp_commands_rx) = tokio::sync::mpsc::channel(4);
@@ -201,8 +206,10 @@ pub async fn run(
             tls: cwmp.tls.clone(),
             status: Arc::clone(&cwmp_status),
             transfers: Some(crate::firmware::cwmp_transfers(
+                Arc::clone(&tree),
                 image_store.clone(),
                 config.firmware_command.clone(),
+                config.firmware_reboot,
                 pull_tls.clone(),
                 Arc::clone(&host.platform.log),
             )),
@@ -300,6 +307,9 @@ pub async fn run(
                     let _ = answer.try_send(result);
                 }
             },
+            Some(origin) = reboot_rx.recv() => {
+                action = Some((HostAction::Reboot, origin.to_owned()));
+            }
             Some(request) = host_rx.recv() => {
                 action = Some((match request {
                     dm_cwmp_tokio::HostRequest::Reboot => HostAction::Reboot,
@@ -342,6 +352,7 @@ pub async fn run(
                             Arc::clone(&tree),
                             image_store.clone(),
                             config.firmware_command.clone(),
+                            config.firmware_reboot.then(|| reboot_tx.clone()),
                         ));
                     }
                     if let Some(wanted) = dm_objects::perform(&mut lock(&tree), &change) {

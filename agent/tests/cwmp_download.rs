@@ -263,3 +263,102 @@ fn an_upload_puts_the_system_log_and_is_reported() {
     let complete = acs.post_with("<cwmp:TransferComplete>");
     assert!(complete.contains("<FaultCode>0</FaultCode>"), "{complete}");
 }
+
+/// A/B (issue 6): with `[firmware] reboot = true` the program installs
+/// into the inactive slot, the agent reboots the device (here a configured
+/// reboot command) and exits; the TransferComplete waits for the next
+/// start, where the software version (read from a file the new slot
+/// changes) decides: a new version is success, with 1 BOOT.
+#[test]
+fn an_ab_download_is_reported_after_the_reboot_by_the_new_version() {
+    let image: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
+    let http_port = dm_tests::files::image_server(image.clone());
+    let url = format!("http://127.0.0.1:{http_port}/image");
+    let size = image.len();
+    let mut asked = false;
+    let acs = MiniAcs::start(Box::new(move |body| {
+        if body.is_empty() && !asked {
+            asked = true;
+            return Some(download("ab-1", &url, size));
+        }
+        if body.contains("<cwmp:TransferComplete>") {
+            return Some("<cwmp:TransferCompleteResponse/>".into());
+        }
+        None
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let version = dir.path().join("os-release");
+    std::fs::write(&version, "NAME=Demo\nVERSION_ID=1.0\n").unwrap();
+    let rebooted = dir.path().join("rebooted");
+    let program = dir.path().join("install-to-slot-b");
+    // The new slot carries version 2.0.
+    std::fs::write(
+        &program,
+        format!(
+            "#!/bin/sh\ntest -s \"$1\" && printf 'NAME=Demo\\nVERSION_ID=2.0\\n' > '{}'\n",
+            version.display()
+        ),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(&program).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&program, permissions).unwrap();
+    let cr_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-AB\"\nsoftware_version_file = \"{}\"\n\n\
+             [cwmp]\nacs_url = \"{}\"\nconnection_request_port = {cr_port}\n\n\
+             [firmware]\ncommand = [\"{}\"]\nreboot = true\n\n\
+             [platform]\nreboot_command = [\"touch\", \"{}\"]\n",
+            version.display(),
+            acs.url(),
+            program.display(),
+            rebooted.display()
+        ),
+    )
+    .unwrap();
+    let start = || {
+        Agent(
+            Command::new(env!("CARGO_BIN_EXE_dmagent"))
+                .args(["--config", config.to_str().unwrap(), "--state-dir"])
+                .arg(dir.path().join("state"))
+                .arg("run")
+                .env_remove("DMAGENT_CONFIG")
+                .env("DMAGENT_BUS", "session")
+                .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut agent = start();
+    let response = acs.post_with("<cwmp:DownloadResponse>");
+    assert!(response.contains("<Status>1</Status>"), "{response}");
+    // Installed, then the reboot: the agent leaves after asking for it.
+    assert!(agent.0.wait().unwrap().success());
+    assert!(rebooted.exists(), "the reboot command ran");
+    // The next boot.
+    let _agent = start();
+    let inform = acs.post_with("7 TRANSFER COMPLETE");
+    assert!(inform.contains("<EventCode>1 BOOT</EventCode>"), "{inform}");
+    assert!(
+        inform.contains("<EventCode>M Download</EventCode><CommandKey>ab-1</CommandKey>"),
+        "{inform}"
+    );
+    assert!(
+        inform.contains(">2.0</Value>"),
+        "the new version is reported: {inform}"
+    );
+    let complete = acs.post_with("<cwmp:TransferComplete>");
+    assert!(
+        complete.contains("<CommandKey>ab-1</CommandKey>"),
+        "{complete}"
+    );
+    assert!(complete.contains("<FaultCode>0</FaultCode>"), "{complete}");
+}

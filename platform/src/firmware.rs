@@ -103,6 +103,32 @@ impl ImageStore {
         let _ = fs::remove_file(self.dir.join(PART));
         let _ = fs::remove_file(self.dir.join(IMAGE));
     }
+
+    /// Records `contents` under `name` durably (temp file, fsync, rename,
+    /// fsync of the directory): a note that must survive a reboot, such as
+    /// the version an update must replace.
+    pub fn mark(&self, name: &str, contents: &str) -> Result<(), ImageError> {
+        fs::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))?;
+        let path = self.dir.join(name);
+        let temp = self.dir.join(format!("{name}.tmp"));
+        let mut file = File::create(&temp).map_err(|e| io(&temp, e))?;
+        file.write_all(contents.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io(&temp, e))?;
+        fs::rename(&temp, &path).map_err(|e| io(&path, e))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io(&self.dir, e))
+    }
+
+    /// What [`ImageStore::mark`] recorded under `name`, if anything.
+    pub fn read_mark(&self, name: &str) -> Option<String> {
+        fs::read_to_string(self.dir.join(name)).ok()
+    }
+
+    pub fn clear_mark(&self, name: &str) {
+        let _ = fs::remove_file(self.dir.join(name));
+    }
 }
 
 impl ImageWriter {
@@ -158,6 +184,19 @@ mod tests {
         assert_eq!(store.image(), Some(path));
         store.discard();
         assert_eq!(store.image(), None);
+    }
+
+    #[test]
+    fn a_mark_survives_until_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::new(dir.path().join("fw"), 4);
+        assert_eq!(store.read_mark("before"), None);
+        store.mark("before", "1.0").unwrap();
+        store.mark("before", "1.1").unwrap();
+        let again = ImageStore::new(dir.path().join("fw"), 4);
+        assert_eq!(again.read_mark("before").as_deref(), Some("1.1"));
+        again.clear_mark("before");
+        assert_eq!(store.read_mark("before"), None);
     }
 
     #[test]

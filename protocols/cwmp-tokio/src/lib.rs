@@ -54,10 +54,22 @@ pub struct Status {
     pub next_session: Option<i64>,
 }
 
+/// How a transfer that succeeded ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// Installed into the inactive slot (A/B): the device must reboot into
+    /// it, and the outcome is known only then, by the software version
+    /// (which must differ from `version_before`).
+    AwaitingReboot {
+        version_before: String,
+    },
+}
+
 /// Performs a download the ACS asked for; `Err` carries the
 /// TransferComplete fault (code, string).
 pub type TransferFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), (u32, String)>> + Send>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Applied, (u32, String)>> + Send>>;
 
 #[derive(Clone)]
 pub struct TransferHandler(
@@ -211,17 +223,26 @@ pub async fn run(
                         "Download failure: downloads are not configured".into(),
                     )),
                 };
-                let (fault_code, fault_string) = outcome.err().unwrap_or((0, String::new()));
+                let (fault_code, fault_string, awaiting) = match outcome {
+                    Ok(Applied::Done) => (0, String::new(), None),
+                    Ok(Applied::AwaitingReboot { version_before }) => {
+                        (0, String::new(), Some(version_before))
+                    }
+                    Err((code, text)) => (code, text, None),
+                };
                 info!(key, fault_code, "CWMP download finished");
-                let _ = results.send(dm_cwmp::session::TransferResult {
-                    command_key: key,
-                    fault_code,
-                    fault_string,
-                    start,
-                    complete: wall(),
-                    upload,
-                    scheduled,
-                });
+                let _ = results.send((
+                    dm_cwmp::session::TransferResult {
+                        command_key: key,
+                        fault_code,
+                        fault_string,
+                        start,
+                        complete: wall(),
+                        upload,
+                        scheduled,
+                    },
+                    awaiting,
+                ));
             });
         }
         lock_status(&config.status).next_session = engine.poll_timeout().map(|at| {
@@ -237,9 +258,16 @@ pub async fn run(
             }
             () = changed.notified() => {}
             Some(()) = cr_rx.recv() => engine.handle_connection_request(&mut lock(&tree)),
-            Some(result) = transfer_results.recv() => {
-                engine.transfer_complete(&mut lock(&tree), result);
-            }
+            Some((result, awaiting)) = transfer_results.recv() => match awaiting {
+                // TransferComplete waits for the next start, where the
+                // software version tells whether the new image came up.
+                Some(before) => {
+                    info!(key = result.command_key, "firmware installed; rebooting into it");
+                    engine.transfer_awaiting_reboot(&mut lock(&tree), &result.command_key, before);
+                    let _ = host.send(HostRequest::Reboot).await;
+                }
+                None => engine.transfer_complete(&mut lock(&tree), result),
+            },
             Some(command) = commands.recv() => match command {
                 Command::Inform(event, answer) => {
                     let accepted = engine.request_session(&mut lock(&tree), &event);

@@ -112,6 +112,11 @@ pub struct QueuedDownload {
     /// Unix time the last time window ends.
     #[serde(default)]
     pub deadline: Option<i64>,
+    /// Installed into the inactive slot (A/B); the device reboots into it.
+    /// Holds the software version it must replace: the next start reports
+    /// success only if Device.DeviceInfo.SoftwareVersion differs.
+    #[serde(default)]
+    pub awaiting_reboot: Option<String>,
 }
 
 /// How a transfer ended, for TransferComplete.
@@ -252,8 +257,38 @@ impl Engine {
         }
         // A transfer in progress when the agent stopped did not finish:
         // it is reported as failed, never silently dropped.
+        let running = match tree.read(
+            Origin::Agent,
+            &Path::resource(device::ID, InstanceId(0), device::FIRMWARE_VERSION),
+        ) {
+            Ok(ResourceValue::Single(Value::String(v))) => v,
+            _ => String::new(),
+        };
         for transfer in std::mem::take(&mut engine.durable.transfers) {
-            if transfer.started {
+            if let (true, Some(before)) = (transfer.started, &transfer.awaiting_reboot) {
+                // TR-069 §A.3.2.8: a download applied across a reboot is
+                // reported in the first session after it, with 1 BOOT.
+                let (fault_code, fault_string) = if *before != running {
+                    (0, String::new())
+                } else {
+                    (
+                        FaultCode::DownloadFailure.code(),
+                        format!(
+                            "Download failure: the device came back with {running}, \
+                             the version the image was to replace"
+                        ),
+                    )
+                };
+                engine.durable.completed.push(TransferResult {
+                    command_key: transfer.command_key,
+                    fault_code,
+                    fault_string,
+                    start: transfer.due,
+                    complete: wall,
+                    upload: false,
+                    scheduled: transfer.scheduled,
+                });
+            } else if transfer.started {
                 let (code, what) = if transfer.upload {
                     (FaultCode::UploadFailure, "Upload")
                 } else {
@@ -517,6 +552,21 @@ impl Engine {
         let transfer = transfer.clone();
         self.save(tree);
         Some(transfer)
+    }
+
+    /// A download was installed into the inactive slot and the device is
+    /// about to reboot into it: its outcome is decided at the next start,
+    /// by the software version then.
+    pub fn transfer_awaiting_reboot(&mut self, tree: &mut Tree, command_key: &str, before: String) {
+        if let Some(transfer) = self
+            .durable
+            .transfers
+            .iter_mut()
+            .find(|t| t.started && t.command_key == command_key)
+        {
+            transfer.awaiting_reboot = Some(before);
+        }
+        self.save(tree);
     }
 
     /// A download ended: its TransferComplete goes out in a new session
@@ -873,6 +923,7 @@ impl Engine {
                     upload: false,
                     scheduled: false,
                     deadline: None,
+                    awaiting_reboot: None,
                 });
                 self.save(tree);
                 e.download_response(id)
@@ -931,6 +982,7 @@ impl Engine {
                     upload: false,
                     scheduled: true,
                     deadline: Some(wall.saturating_add(i64::from(last_end))),
+                    awaiting_reboot: None,
                 });
                 self.save(tree);
                 e.empty_response(id, "ScheduleDownload")
@@ -971,6 +1023,7 @@ impl Engine {
                     upload: true,
                     scheduled: false,
                     deadline: None,
+                    awaiting_reboot: None,
                 });
                 self.save(tree);
                 e.upload_response(id)

@@ -769,6 +769,60 @@ fn a_download_interrupted_by_a_restart_is_reported_failed_after_it() {
     );
 }
 
+/// A/B: a firmware image installed into the inactive slot is judged after
+/// the reboot, by Device.DeviceInfo.SoftwareVersion: a new version is
+/// success, the old one (the bootloader fell back) is 9010. Either way in
+/// the first session after the reboot, with 1 BOOT, exactly once.
+#[test]
+fn a_download_applied_across_a_reboot_is_judged_by_the_version_after_it() {
+    use dm_core::catalog::device;
+    for (after, code) in [("2.0", "0"), ("1.0", "9010")] {
+        let mut run = Run::new();
+        let version = Path::resource(device::ID, InstanceId(0), device::FIRMWARE_VERSION);
+        run.tree
+            .begin(Origin::Platform)
+            .set(version.clone(), Value::String("1.0".into()))
+            .commit()
+            .unwrap();
+        run.start();
+        run.respond(200, &inform_response(2));
+        run.respond(200, &download_request("ab", "http://127.0.0.1:9/fw.bin", 0))
+            .unwrap();
+        run.respond(204, "");
+        run.engine.poll_transfer(&mut run.tree, WALL).expect("due");
+        run.engine
+            .transfer_awaiting_reboot(&mut run.tree, "ab", "1.0".into());
+        // Rebooted into whatever the bootloader chose: the version is
+        // known (provisioned) before the engine starts.
+        run.tree
+            .begin(Origin::Platform)
+            .set(version, Value::String(after.into()))
+            .commit()
+            .unwrap();
+        let mut run = run.restart();
+        let inform = run.start();
+        let reported = events(&inform);
+        assert!(reported.contains(&("1 BOOT".into(), String::new())));
+        assert!(reported.contains(&("7 TRANSFER COMPLETE".into(), String::new())));
+        assert!(reported.contains(&("M Download".into(), "ab".into())));
+        let complete = run.respond(200, &inform_response(2)).unwrap();
+        assert!(
+            complete.contains(&format!("<FaultCode>{code}</FaultCode>")),
+            "{after}: {complete}"
+        );
+        run.respond(200, &acs(2, "tc", "<cwmp:TransferCompleteResponse/>"));
+        run.respond(204, "");
+        // Once.
+        let mut run = run.restart();
+        let inform = run.start();
+        assert!(
+            !events(&inform)
+                .iter()
+                .any(|(c, _)| c == "7 TRANSFER COMPLETE")
+        );
+    }
+}
+
 #[test]
 fn a_queued_download_can_be_cancelled_until_it_starts() {
     let mut run = Run::new();
