@@ -781,7 +781,7 @@ fn a_download_applied_across_a_reboot_is_judged_by_the_version_after_it() {
         let version = Path::resource(device::ID, InstanceId(0), device::FIRMWARE_VERSION);
         run.tree
             .begin(Origin::Platform)
-            .set(version.clone(), Value::String("1.0".into()))
+            .set(version, Value::String("1.0".into()))
             .commit()
             .unwrap();
         run.start();
