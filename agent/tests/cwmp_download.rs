@@ -362,3 +362,86 @@ fn an_ab_download_is_reported_after_the_reboot_by_the_new_version() {
     );
     assert!(complete.contains("<FaultCode>0</FaultCode>"), "{complete}");
 }
+
+/// Fault injection (issue 6): each broken download is reported with the
+/// TransferComplete fault TR-069 gives it, and no partial image stays.
+/// A truncated body is 9017, a size other than FileSize 9018, a refused
+/// login 9012, a missing file 9016, a server that is not there 9015.
+#[test]
+fn broken_downloads_are_reported_with_their_fault_codes() {
+    let image: Vec<u8> = (0..64_000u32).map(|i| (i % 199) as u8).collect();
+    let http_port = dm_tests::files::image_server(image.clone());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{http_port}");
+    let cases = vec![
+        ("short", format!("{base}/short"), image.len(), "9017"),
+        ("size", format!("{base}/image"), image.len() + 1, "9018"),
+        ("auth", format!("{base}/auth"), 0, "9012"),
+        ("missing", format!("{base}/missing"), 0, "9016"),
+        ("closed", format!("http://127.0.0.1:{closed}/image"), 0, "9015"),
+    ];
+    let mut requests: Vec<String> = cases
+        .iter()
+        .map(|(key, url, size, _)| download(key, url, *size))
+        .collect();
+    requests.reverse();
+    let acs = MiniAcs::start(Box::new(move |body| {
+        if body.is_empty() || body.contains("<cwmp:DownloadResponse>") {
+            return requests.pop();
+        }
+        if body.contains("<cwmp:TransferComplete>") {
+            return Some("<cwmp:TransferCompleteResponse/>".into());
+        }
+        None
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let cr_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-FAULTS\"\n\n[cwmp]\nacs_url = \"{}\"\n\
+             connection_request_port = {cr_port}\n\n[firmware]\ncommand = [\"/bin/true\"]\n",
+            acs.url(),
+        ),
+    )
+    .unwrap();
+    let _agent = Agent(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .env("DMAGENT_BUS", "session")
+            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut reported = std::collections::HashMap::new();
+    while reported.len() < cases.len() {
+        let complete = acs.post_with("<cwmp:TransferComplete>");
+        let field = |name: &str| {
+            let start = complete.find(&format!("<{name}>")).unwrap() + name.len() + 2;
+            let end = complete[start..].find('<').unwrap() + start;
+            complete[start..end].to_owned()
+        };
+        reported.insert(field("CommandKey"), field("FaultCode"));
+    }
+    for (key, _, _, code) in &cases {
+        assert_eq!(reported[*key], *code, "{key}");
+    }
+    let firmware = dir.path().join("state/firmware");
+    let left: Vec<_> = std::fs::read_dir(&firmware)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "nothing stays in {}: {left:?}", firmware.display());
+}

@@ -1,7 +1,8 @@
 //! A file server for download tests.
 
-/// A minimal HTTP server on 127.0.0.1: `/image` is `image`, anything else
-/// 404. Returns its port.
+/// A minimal HTTP server on 127.0.0.1: `/image` is `image`; `/short`
+/// promises `image` but closes after half of it; `/auth` always answers
+/// 401 with a Basic challenge; anything else 404. Returns its port.
 pub fn image_server(image: Vec<u8>) -> u16 {
     use std::io::{Read as _, Write as _};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -26,6 +27,18 @@ pub fn image_server(image: Vec<u8>) -> u16 {
                 .into_bytes();
                 reply.extend_from_slice(&image);
                 reply
+            } else if request.starts_with("GET /short ") {
+                let mut reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    image.len()
+                )
+                .into_bytes();
+                reply.extend_from_slice(&image[..image.len() / 2]);
+                reply
+            } else if request.starts_with("GET /auth ") {
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"fw\"\r\n\
+                  Content-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_vec()
             } else {
                 b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
             };
