@@ -231,5 +231,31 @@ fn human_status(text: &str) -> Result<String, String> {
             }
         }
     }
+    let firmware = &status["firmware"];
+    if let Some(state) = firmware["state"].as_i64() {
+        // LwM2M Core E.6 names.
+        let name = match state {
+            0 => "idle",
+            1 => "downloading",
+            2 => "downloaded",
+            3 => "updating",
+            _ => "?",
+        };
+        out += &format!(
+            "firmware    {name}, last result {}",
+            firmware["update_result"]
+        );
+        let transfer = &firmware["transfer"];
+        if let Some(done) = transfer["done"].as_u64() {
+            out += &match transfer["total"].as_u64() {
+                Some(total) if total > 0 => format!(
+                    "  last transfer {done} of {total} bytes ({}%)",
+                    done * 100 / total
+                ),
+                _ => format!("  last transfer {done} bytes"),
+            };
+        }
+        out += "\n";
+    }
     Ok(out)
 }

@@ -40,6 +40,8 @@ pub struct Control {
     )>,
     pub lwm2m: Option<Arc<Mutex<dm_lwm2m_tokio::Status>>>,
     pub requests: mpsc::Sender<Request>,
+    /// The last firmware transfer's progress: bytes done, and of how many.
+    pub transfer: Arc<Mutex<Option<(u64, Option<u64>)>>>,
 }
 
 fn invalid(message: impl std::fmt::Display) -> fdo::Error {
@@ -187,6 +189,26 @@ impl Control {
                 .collect();
             json!({ "servers": servers })
         });
+        let firmware = {
+            use dm_core::catalog::firmware;
+            let tree = lock(&self.tree);
+            let read = |r| match tree.read(
+                Origin::Agent,
+                &Path::resource(firmware::ID, InstanceId(0), r),
+            ) {
+                Ok(ResourceValue::Single(dm_core::Value::Integer(v))) => Some(v),
+                _ => None,
+            };
+            let transfer = *self
+                .transfer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            json!({
+                "state": read(firmware::STATE),
+                "update_result": read(firmware::UPDATE_RESULT),
+                "transfer": transfer.map(|(done, total)| json!({ "done": done, "total": total })),
+            })
+        };
         json!({
             "agent": {
                 "version": env!("CARGO_PKG_VERSION"),
@@ -195,6 +217,7 @@ impl Control {
             },
             "cwmp": cwmp,
             "lwm2m": lwm2m,
+            "firmware": firmware,
         })
         .to_string()
     }

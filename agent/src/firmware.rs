@@ -260,11 +260,7 @@ pub async fn pull(
         std::time::Duration::from_secs(30),
         tls,
     );
-    let received = session
-        .download(std::time::Duration::from_secs(30), &mut |bytes| {
-            writer.write(bytes).map_err(|e| e.to_string())
-        })
-        .await;
+    let received = fetch_http(&mut session, &mut writer, Arc::clone(&tree)).await;
     session.close().await;
     let result = match received {
         Ok(size) => match writer.finish() {
@@ -298,6 +294,102 @@ pub async fn pull(
     set(&tree, IDLE, result);
 }
 
+/// Publishes transfer progress on the change stream (/5/0/0), about every
+/// 2% of a known size, else every MiB: enough for a progress bar, without
+/// taking the tree's lock for every network chunk.
+pub struct Progress {
+    tree: Arc<Mutex<Tree>>,
+    done: u64,
+    total: Option<u64>,
+    published: u64,
+}
+
+impl Progress {
+    pub fn new(tree: Arc<Mutex<Tree>>) -> Progress {
+        Progress {
+            tree,
+            done: 0,
+            total: None,
+            published: 0,
+        }
+    }
+
+    fn step(&self) -> u64 {
+        self.total.map_or(1 << 20, |t| (t / 50).max(64 * 1024))
+    }
+
+    /// `done` bytes of `total` so far.
+    pub fn at(&mut self, done: u64, total: Option<u64>) {
+        self.done = done;
+        self.total = total.or(self.total);
+        let finished = self.total == Some(done);
+        if finished || done < self.published || done - self.published >= self.step() {
+            self.published = done;
+            let package = Path::resource(ID, InstanceId(0), dm_core::catalog::firmware::PACKAGE);
+            lock(&self.tree).publish_progress(Origin::Agent, &package, done, self.total);
+        }
+    }
+}
+
+/// An HTTP download into the image file, with progress.
+struct ImageSink<'a> {
+    writer: &'a mut ImageWriter,
+    progress: Progress,
+}
+
+impl dm_cwmp_tokio::http::DownloadSink for ImageSink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.writer.write(bytes).map_err(|e| e.to_string())?;
+        self.progress.at(self.writer.written(), None);
+        Ok(())
+    }
+
+    fn restart(&mut self) -> Result<(), String> {
+        self.writer.restart().map_err(|e| e.to_string())
+    }
+
+    fn length(&mut self, total: Option<u64>) {
+        self.progress.total = total;
+    }
+}
+
+/// How many times a download cut short is resumed before it fails.
+const RESUMES: u32 = 3;
+
+/// Downloads over HTTP(S) into `writer`; a transfer cut short (the
+/// connection lost or stalled) is resumed from where it stopped with a
+/// Range request, where the server allows it, up to [`RESUMES`] times.
+/// Returns the image's size.
+async fn fetch_http(
+    session: &mut dm_cwmp_tokio::http::HttpSession,
+    writer: &mut ImageWriter,
+    tree: Arc<Mutex<Tree>>,
+) -> Result<u64, dm_cwmp_tokio::http::HttpError> {
+    use dm_cwmp_tokio::http::HttpError;
+    let idle = std::time::Duration::from_secs(30);
+    let mut sink = ImageSink {
+        writer,
+        progress: Progress::new(tree),
+    };
+    let mut resumes = 0;
+    loop {
+        let offset = sink.writer.written();
+        match session.download_to(idle, offset, &mut sink).await {
+            Ok(_) => return Ok(sink.writer.written()),
+            Err(e @ (HttpError::Protocol(_) | HttpError::Timeout))
+                if resumes < RESUMES && sink.writer.written() > offset =>
+            {
+                resumes += 1;
+                warn!(
+                    at = sink.writer.written(),
+                    "download cut short ({e}); resuming"
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Pull over CoAP(S) Block2 (LwM2M Core E.6). coaps:// uses the PSK of
 /// the server account on the same host, else of the first account that
 /// has one: LwM2M ties the pull's credentials to a server's Security
@@ -326,11 +418,12 @@ async fn pull_coap(tree: Arc<Mutex<Tree>>, store: ImageStore, uri: String) {
             return;
         }
     };
+    let mut progress = Progress::new(Arc::clone(&tree));
     let received = dm_lwm2m_tokio::pull::pull(
         &uri,
         psk,
         &mut |bytes| writer.write(bytes).map_err(|e| e.to_string()),
-        &mut |_, _| {},
+        &mut |done, total| progress.at(done, total),
     )
     .await;
     let result = match received.map(|size| (size, writer.finish())) {
@@ -422,11 +515,7 @@ pub fn cwmp_transfers(
                 std::time::Duration::from_secs(30),
                 tls,
             );
-            let received = session
-                .download(std::time::Duration::from_secs(30), &mut |bytes| {
-                    writer.write(bytes).map_err(|e| e.to_string())
-                })
-                .await;
+            let received = fetch_http(&mut session, &mut writer, Arc::clone(&tree)).await;
             session.close().await;
             if received.is_err() {
                 // Unlinked now, freed when the writer closes at return: a
@@ -681,5 +770,31 @@ mod tests {
             );
             assert_eq!(store.read_mark(AWAITING_REBOOT), None);
         }
+    }
+
+    /// Progress goes on the change stream as events, not values: about
+    /// every 2% of a known size, and the end always.
+    #[test]
+    fn progress_is_published_in_steps_and_at_the_end() {
+        let tree = Arc::new(tree());
+        let changes = lock(&tree).subscribe(1024);
+        let mut progress = Progress::new(Arc::clone(&tree));
+        let total = 10_000_000u64;
+        let mut done = 0;
+        while done < total {
+            done = (done + 1024).min(total);
+            progress.at(done, Some(total));
+        }
+        let events: Vec<(u64, Option<u64>)> = std::iter::from_fn(|| changes.next())
+            .filter_map(|c| match c.kind {
+                dm_core::ChangeKind::Progress { done, total } => Some((done, total)),
+                _ => None,
+            })
+            .collect();
+        assert!((45..=55).contains(&events.len()), "{} events", events.len());
+        assert_eq!(events.last(), Some(&(total, Some(total))));
+        assert!(events.windows(2).all(|w| w[0].0 < w[1].0));
+        // Nothing was written: the firmware object is as it was.
+        assert_eq!(state(&tree), (Value::Integer(IDLE), Value::Integer(0)));
     }
 }

@@ -176,6 +176,7 @@ pub async fn run(
     // The control API (dmagent get/set/status/...), if a bus is there:
     // up before the drivers, so that whoever sees the agent act can reach it.
     let (requests_tx, mut requests) = tokio::sync::mpsc::channel(4);
+    let transfer = Arc::new(Mutex::new(None));
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -189,6 +190,7 @@ pub async fn run(
             .then(|| (Arc::clone(&cwmp_status), cwmp_commands.clone())),
         lwm2m: config.lwm2m.is_some().then(|| Arc::clone(&lwm2m_status)),
         requests: requests_tx,
+        transfer: Arc::clone(&transfer),
     })
     .await;
     let cwmp = config.cwmp.as_ref().map(|cwmp| {
@@ -335,6 +337,11 @@ pub async fn run(
                     warn!(lagged, "change stream overflowed");
                 }
                 for change in changes.drain() {
+                    if let dm_core::ChangeKind::Progress { done, total } = change.kind {
+                        *transfer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            Some((done, total));
+                        continue;
+                    }
                     if let Some(uri) = crate::firmware::package_uri(&change) {
                         // A new URI replaces a download in progress.
                         if let Some(previous) = pulling.take() {

@@ -136,8 +136,11 @@ fn every_cli_verb_round_trips_through_the_control_api() {
     );
     assert!(status["cwmp"]["sessions_ok"].as_u64().unwrap() >= 1);
     assert!(status["lwm2m"].is_null(), "LwM2M is not configured");
+    assert_eq!(status["firmware"]["state"], 0);
+    assert!(status["firmware"]["transfer"].is_null(), "no transfer yet");
     let human = text(&dmagent(&["status"]));
     assert!(human.contains("cwmp        http://127.0.0.1:"), "{human}");
+    assert!(human.contains("firmware    idle, last result 0"), "{human}");
     // A session on demand, with the event asked for.
     text(&dmagent(&["inform", "2 PERIODIC"]));
     acs.post_with("<EventCode>2 PERIODIC</EventCode>");

@@ -366,7 +366,9 @@ fn an_ab_download_is_reported_after_the_reboot_by_the_new_version() {
 /// Fault injection (issue 6): each broken download is reported with the
 /// TransferComplete fault TR-069 gives it, and no partial image stays.
 /// A truncated body is 9017, a size other than FileSize 9018, a refused
-/// login 9012, a missing file 9016, a server that is not there 9015.
+/// login 9012, a missing file 9016, a server that is not there 9015; a
+/// body cut short by a server that serves ranges is resumed (success, and
+/// FileSize proves nothing was written twice).
 #[test]
 fn broken_downloads_are_reported_with_their_fault_codes() {
     let image: Vec<u8> = (0..64_000u32).map(|i| (i % 199) as u8).collect();
@@ -382,7 +384,13 @@ fn broken_downloads_are_reported_with_their_fault_codes() {
         ("size", format!("{base}/image"), image.len() + 1, "9018"),
         ("auth", format!("{base}/auth"), 0, "9012"),
         ("missing", format!("{base}/missing"), 0, "9016"),
-        ("closed", format!("http://127.0.0.1:{closed}/image"), 0, "9015"),
+        (
+            "closed",
+            format!("http://127.0.0.1:{closed}/image"),
+            0,
+            "9015",
+        ),
+        ("resumed", format!("{base}/flaky"), image.len(), "0"),
     ];
     let mut requests: Vec<String> = cases
         .iter()
@@ -443,5 +451,9 @@ fn broken_downloads_are_reported_with_their_fault_codes() {
     let left: Vec<_> = std::fs::read_dir(&firmware)
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
-    assert!(left.is_empty(), "nothing stays in {}: {left:?}", firmware.display());
+    assert!(
+        left.is_empty(),
+        "nothing stays in {}: {left:?}",
+        firmware.display()
+    );
 }

@@ -30,6 +30,9 @@ pub enum ChangeKind {
     /// An executable resource was executed with these arguments; the
     /// handler accepted it and whoever performs the action acts on this.
     Executed(String),
+    /// A transfer into the resource advanced (`done` bytes of `total`, when
+    /// known): transient, never saved, and no value changed.
+    Progress { done: u64, total: Option<u64> },
 }
 
 /// One committed change.

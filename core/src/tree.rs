@@ -380,6 +380,13 @@ impl Tree {
         Ok(())
     }
 
+    /// Publishes the progress of a transfer into `path` (a firmware
+    /// package): an event for whoever shows it, not a change of value.
+    pub fn publish_progress(&mut self, origin: Origin, path: &Path, done: u64, total: Option<u64>) {
+        self.bus
+            .publish(vec![(origin, *path, ChangeKind::Progress { done, total })]);
+    }
+
     /// Sets the TR-069 notification level of a resource and saves it.
     pub fn set_notification(
         &mut self,

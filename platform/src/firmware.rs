@@ -16,11 +16,22 @@ use crate::PlatformError;
 const PART: &str = "image.part";
 const IMAGE: &str = "image.bin";
 
-/// The image directory and its size limit.
+/// The image directory and its size limit. Clones share one transfer
+/// slot: one image arrives at a time, whichever protocol brings it.
 #[derive(Clone, Debug)]
 pub struct ImageStore {
     dir: PathBuf,
     max_size: u64,
+    busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Frees the transfer slot when the writer goes.
+struct Slot(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// A transfer in progress.
@@ -30,6 +41,7 @@ pub struct ImageWriter {
     dir: PathBuf,
     written: u64,
     max_size: u64,
+    _slot: Slot,
 }
 
 /// Why an image could not be stored, as the firmware objects report it.
@@ -70,11 +82,24 @@ impl ImageStore {
         ImageStore {
             dir: dir.into(),
             max_size,
+            busy: Default::default(),
         }
     }
 
-    /// Starts a transfer, discarding any unfinished one.
+    /// Starts a transfer, discarding any unfinished one; refused while
+    /// another transfer is writing.
     pub fn begin(&self) -> Result<ImageWriter, ImageError> {
+        use std::sync::atomic::Ordering;
+        if self
+            .busy
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(ImageError::Io(
+                "another image transfer is in progress".into(),
+            ));
+        }
+        let slot = Slot(std::sync::Arc::clone(&self.busy));
         fs::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))?;
         let path = self.dir.join(PART);
         let file = File::create(&path).map_err(|e| io(&path, e))?;
@@ -83,6 +108,7 @@ impl ImageStore {
             dir: self.dir.clone(),
             written: 0,
             max_size: self.max_size,
+            _slot: slot,
         })
     }
 
@@ -150,6 +176,19 @@ impl ImageWriter {
         self.written
     }
 
+    /// Empties the transfer to start it over (a server that cannot resume).
+    pub fn restart(&mut self) -> Result<(), ImageError> {
+        use std::io::Seek as _;
+        let path = self.dir.join(PART);
+        self.file.flush().map_err(|e| io(&path, e))?;
+        let file = self.file.get_mut();
+        file.set_len(0).map_err(|e| io(&path, e))?;
+        file.seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| io(&path, e))?;
+        self.written = 0;
+        Ok(())
+    }
+
     /// Makes the image durable and puts it in place; returns its path.
     pub fn finish(self) -> Result<PathBuf, ImageError> {
         let part = self.dir.join(PART);
@@ -184,6 +223,29 @@ mod tests {
         assert_eq!(store.image(), Some(path));
         store.discard();
         assert_eq!(store.image(), None);
+    }
+
+    #[test]
+    fn one_transfer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::new(dir.path(), 1024);
+        let writer = store.begin().unwrap();
+        assert!(store.clone().begin().is_err(), "the slot is shared");
+        drop(writer);
+        store.begin().expect("free again");
+    }
+
+    #[test]
+    fn a_restarted_transfer_holds_only_what_came_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::new(dir.path(), 1024);
+        let mut writer = store.begin().unwrap();
+        writer.write(b"half of a").unwrap();
+        writer.restart().unwrap();
+        assert_eq!(writer.written(), 0);
+        writer.write(b"whole").unwrap();
+        let path = writer.finish().unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), b"whole");
     }
 
     #[test]

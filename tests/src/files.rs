@@ -2,7 +2,9 @@
 
 /// A minimal HTTP server on 127.0.0.1: `/image` is `image`; `/short`
 /// promises `image` but closes after half of it; `/auth` always answers
-/// 401 with a Basic challenge; anything else 404. Returns its port.
+/// 401 with a Basic challenge; `/flaky` is `/short` to a plain GET but
+/// answers `Range: bytes=N-` with 206 and the rest; anything else 404.
+/// Returns its port.
 pub fn image_server(image: Vec<u8>) -> u16 {
     use std::io::{Read as _, Write as _};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -27,7 +29,28 @@ pub fn image_server(image: Vec<u8>) -> u16 {
                 .into_bytes();
                 reply.extend_from_slice(&image);
                 reply
-            } else if request.starts_with("GET /short ") {
+            } else if let (true, Some(from)) = (
+                request.starts_with("GET /flaky "),
+                request
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("range: bytes=")
+                            .or(l.strip_prefix("Range: bytes="))
+                    })
+                    .and_then(|r| r.trim_end_matches('-').parse::<usize>().ok()),
+            ) {
+                let from = from.min(image.len());
+                let mut reply = format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{}\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    image.len() - 1,
+                    image.len(),
+                    image.len() - from
+                )
+                .into_bytes();
+                reply.extend_from_slice(&image[from..]);
+                reply
+            } else if request.starts_with("GET /short ") || request.starts_with("GET /flaky ") {
                 let mut reply = format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     image.len()

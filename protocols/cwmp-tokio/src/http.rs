@@ -70,6 +70,8 @@ pub struct HttpSession {
     auth: Option<http_auth::PasswordClient>,
     /// POST for a session; PUT for an Upload.
     method: hyper::Method,
+    /// A download resumed from this byte (0: from the start).
+    range_from: u64,
 }
 
 impl HttpSession {
@@ -90,6 +92,7 @@ impl HttpSession {
             cookies: Vec::new(),
             auth: None,
             method: hyper::Method::POST,
+            range_from: 0,
         }
     }
 
@@ -278,6 +281,7 @@ impl HttpSession {
         method: hyper::Method,
         body: &str,
     ) -> Result<Request<Full<Bytes>>, HttpError> {
+        let range = self.range_from;
         let path = self
             .uri
             .path_and_query()
@@ -298,6 +302,9 @@ impl HttpSession {
             builder = builder
                 .header(CONTENT_TYPE, "text/xml; charset=\"utf-8\"")
                 .header("SOAPAction", "");
+        }
+        if range > 0 {
+            builder = builder.header(hyper::header::RANGE, format!("bytes={range}-"));
         }
         if !self.cookies.is_empty() {
             let cookie = self
@@ -335,6 +342,36 @@ impl HttpSession {
         &mut self,
         idle: Duration,
         sink: &mut (dyn FnMut(&[u8]) -> Result<(), String> + Send),
+    ) -> Result<u64, HttpError> {
+        self.download_to(idle, 0, &mut ClosureSink(sink)).await
+    }
+
+    /// [`HttpSession::download`] from byte `offset` on (`Range: bytes=N-`,
+    /// RFC 9110 §14.2) into a [`DownloadSink`]: a 206 continues where the
+    /// sink is; a 200 (the server ignores ranges) makes the sink start
+    /// over. Returns the bytes received in this call.
+    pub async fn download_to(
+        &mut self,
+        idle: Duration,
+        offset: u64,
+        sink: &mut dyn DownloadSink,
+    ) -> Result<u64, HttpError> {
+        self.range_from = offset;
+        let result = self.download_inner(idle, offset, sink).await;
+        self.range_from = 0;
+        if result.is_err() {
+            // A body cut short leaves the connection unusable.
+            self.sender = None;
+            self.connection = None;
+        }
+        result
+    }
+
+    async fn download_inner(
+        &mut self,
+        idle: Duration,
+        offset: u64,
+        sink: &mut dyn DownloadSink,
     ) -> Result<u64, HttpError> {
         let mut challenged = false;
         let mut redirects = 0;
@@ -403,6 +440,19 @@ impl HttpSession {
             if !status.is_success() {
                 return Err(HttpError::Status(status.as_u16()));
             }
+            let length = response
+                .headers()
+                .get(hyper::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if status == StatusCode::PARTIAL_CONTENT && offset > 0 {
+                sink.length(length.map(|l| l + offset));
+            } else {
+                if offset > 0 {
+                    sink.restart().map_err(HttpError::Sink)?;
+                }
+                sink.length(length);
+            }
             let mut body = response.into_body();
             let mut total = 0u64;
             loop {
@@ -414,13 +464,34 @@ impl HttpSession {
                 };
                 let frame = frame.map_err(|e| HttpError::Protocol(e.to_string()))?;
                 if let Some(data) = frame.data_ref() {
-                    sink(data).map_err(HttpError::Sink)?;
+                    sink.write(data).map_err(HttpError::Sink)?;
                     total += data.len() as u64;
                 }
             }
         }
     }
+}
 
+/// Where a download goes.
+pub trait DownloadSink: Send {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), String>;
+    /// The server sends the whole body again (it ignored the Range).
+    fn restart(&mut self) -> Result<(), String> {
+        Err("the server cannot resume".into())
+    }
+    /// The size of the whole body, when the server says it.
+    fn length(&mut self, _total: Option<u64>) {}
+}
+
+struct ClosureSink<'a>(&'a mut (dyn FnMut(&[u8]) -> Result<(), String> + Send));
+
+impl DownloadSink for ClosureSink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        (self.0)(bytes)
+    }
+}
+
+impl HttpSession {
     /// Keeps `name=value` of a Set-Cookie; attributes (Path, Expires...)
     /// do not matter within one session.
     fn store_cookie(&mut self, header: &str) {

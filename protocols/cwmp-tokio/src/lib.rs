@@ -128,6 +128,7 @@ pub async fn run(
     let (cr_tx, mut cr_rx) = mpsc::channel(1);
     let mut cr_cache: Option<(String, Instant, Option<String>)> = None;
     let (transfer_results_tx, mut transfer_results) = mpsc::unbounded_channel();
+    let mut transferring = false;
     let mut cr_port = None;
     let mut cr_path = String::new();
     if let Some(cr) = config.connection_request.clone() {
@@ -205,10 +206,13 @@ pub async fn run(
         if engine.in_session() {
             continue;
         }
-        // Downloads that are due run beside the sessions.
-        loop {
+        // Downloads that are due run beside the sessions, one at a time
+        // (one image file, one update program; TR-069 lets the CPE work
+        // through its queue in order).
+        while !transferring {
             let due = engine.poll_transfer(&mut lock(&tree), wall());
             let Some(transfer) = due else { break };
+            transferring = true;
             let results = transfer_results_tx.clone();
             let handler = config.transfers.clone();
             tokio::spawn(async move {
@@ -249,7 +253,11 @@ pub async fn run(
             wall()
                 + i64::try_from(at.saturating_duration_since(Instant::now()).as_secs()).unwrap_or(0)
         });
-        let deadline = engine.poll_timeout();
+        let deadline = if transferring {
+            engine.poll_session_timeout()
+        } else {
+            engine.poll_timeout()
+        };
         tokio::select! {
             _ = shutdown.changed() => {
                 if *shutdown.borrow() {
@@ -258,16 +266,19 @@ pub async fn run(
             }
             () = changed.notified() => {}
             Some(()) = cr_rx.recv() => engine.handle_connection_request(&mut lock(&tree)),
-            Some((result, awaiting)) = transfer_results.recv() => match awaiting {
-                // TransferComplete waits for the next start, where the
-                // software version tells whether the new image came up.
-                Some(before) => {
-                    info!(key = result.command_key, "firmware installed; rebooting into it");
-                    engine.transfer_awaiting_reboot(&mut lock(&tree), &result.command_key, before);
-                    let _ = host.send(HostRequest::Reboot).await;
+            Some((result, awaiting)) = transfer_results.recv() => {
+                transferring = false;
+                match awaiting {
+                    // TransferComplete waits for the next start, where the
+                    // software version tells whether the new image came up.
+                    Some(before) => {
+                        info!(key = result.command_key, "firmware installed; rebooting into it");
+                        engine.transfer_awaiting_reboot(&mut lock(&tree), &result.command_key, before);
+                        let _ = host.send(HostRequest::Reboot).await;
+                    }
+                    None => engine.transfer_complete(&mut lock(&tree), result),
                 }
-                None => engine.transfer_complete(&mut lock(&tree), result),
-            },
+            }
             Some(command) = commands.recv() => match command {
                 Command::Inform(event, answer) => {
                     let accepted = engine.request_session(&mut lock(&tree), &event);

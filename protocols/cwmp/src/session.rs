@@ -584,6 +584,16 @@ impl Engine {
 
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timeout(true)
+    }
+
+    /// [`Engine::poll_timeout`] leaving out queued transfers: for a driver
+    /// that is busy with one and polls for the next when it is done.
+    pub fn poll_session_timeout(&self) -> Option<Instant> {
+        self.timeout(false)
+    }
+
+    fn timeout(&self, with_transfers: bool) -> Option<Instant> {
         let (now, wall) = self.clock;
         let at =
             |t: i64| now + Duration::from_secs(u64::try_from(t.saturating_sub(wall)).unwrap_or(0));
@@ -591,7 +601,7 @@ impl Engine {
             self.durable
                 .transfers
                 .iter()
-                .filter(|t| !t.started)
+                .filter(|t| with_transfers && !t.started)
                 .map(|t| at(t.due)),
         );
         [self.next_periodic, self.next_retry]

@@ -346,6 +346,8 @@ impl Client {
                 self.handle_execute(tree, now, &change.path);
                 return;
             }
+            // Not a value: nothing to notify.
+            ChangeKind::Progress { .. } => return,
             // A new or deleted instance of an object the server sees:
             // Update with the new object links at once.
             ChangeKind::Created | ChangeKind::Deleted
