@@ -40,9 +40,11 @@ pub struct Control {
     )>,
     pub lwm2m: Option<Arc<Mutex<dm_lwm2m_tokio::Status>>>,
     pub requests: mpsc::Sender<Request>,
-    /// The last firmware transfer's progress: bytes done, and of how many.
-    pub transfer: Arc<Mutex<Option<(u64, Option<u64>)>>>,
+    pub transfer: Arc<Mutex<Option<TransferProgress>>>,
 }
+
+/// The last firmware transfer's progress: bytes done, and of how many.
+pub type TransferProgress = (u64, Option<u64>);
 
 fn invalid(message: impl std::fmt::Display) -> fdo::Error {
     fdo::Error::InvalidArgs(message.to_string())
