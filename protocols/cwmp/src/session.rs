@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::mapping::{ActiveNotify, PARAMETERS, Resolver};
 use crate::rpc;
 use crate::soap::{
-    self, AcsEnvelope, AcsMessage, AcsRequest, AcsResponse, CwmpVersion, DecodeError, DeviceId,
+    self, AcsEnvelope, AttributeChange, AcsMessage, AcsRequest, AcsResponse, CwmpVersion, DecodeError, DeviceId,
     Encoder, Event, FaultCode, ParameterValue,
 };
 use crate::values;
@@ -84,6 +84,11 @@ struct Durable {
     /// acknowledged.
     #[serde(default)]
     completed: Vec<TransferResult>,
+    /// Partial paths (`Device.Hosts.Host.`) the ACS set a notification
+    /// level on: instances created under them later get that level, and
+    /// their parameters are reported as changed.
+    #[serde(default)]
+    table_notifications: std::collections::BTreeMap<String, u8>,
 }
 
 /// A Download the ACS asked for (TR-069 §A.3.2.8), durable until it has
@@ -352,6 +357,10 @@ impl Engine {
         if change.origin == Origin::Acs {
             return;
         }
+        if change.kind == ChangeKind::Created {
+            self.handle_created(tree, change);
+            return;
+        }
         let ChangeKind::Value(value) = &change.kind else {
             return;
         };
@@ -388,6 +397,89 @@ impl Engine {
             }
             any = true;
             active |= level == Notification::Active;
+        }
+        if active {
+            self.add_event("4 VALUE CHANGE", "");
+            self.wanted = true;
+        }
+        if any {
+            self.save(tree);
+        }
+    }
+
+    /// SetParameterAttributes on a partial path sets the level of the
+    /// parameters there now; it is also kept for instances created later
+    /// (a field case from GenieACS users: new Hosts.Host entries were never
+    /// reported). Level 0 forgets it.
+    fn remember_table_notifications(&mut self, tree: &mut Tree, changes: &[AttributeChange]) {
+        let mut any = false;
+        for change in changes {
+            let (Some(level), true) = (change.notification, change.name.ends_with('.')) else {
+                continue;
+            };
+            any = true;
+            if level == 0 {
+                self.durable.table_notifications.remove(&change.name);
+            } else {
+                self.durable
+                    .table_notifications
+                    .insert(change.name.clone(), level);
+            }
+        }
+        if any {
+            self.save(tree);
+        }
+    }
+
+    /// An instance created by someone other than the ACS, under a partial
+    /// path with a notification level: its parameters get that level and
+    /// are reported as changed (active: "4 VALUE CHANGE" at once).
+    fn handle_created(&mut self, tree: &mut Tree, change: &Change) {
+        if self.durable.table_notifications.is_empty() {
+            return;
+        }
+        let object = change.path.object_id();
+        let Some(instance) = change.path.instance_id() else {
+            return;
+        };
+        let resources: Vec<_> = match tree.instance(object, instance) {
+            Ok(state) => state.resources().collect(),
+            Err(_) => return,
+        };
+        let mut any = false;
+        let mut active = false;
+        for resource in resources {
+            for map in Resolver::global().parameters_for(object, resource) {
+                if !map.has_instance() || map.path.contains("{j}") {
+                    continue;
+                }
+                let name = map.render(instance, None);
+                let Some(level) = self
+                    .durable
+                    .table_notifications
+                    .iter()
+                    .filter(|(prefix, _)| name.starts_with(prefix.as_str()))
+                    .max_by_key(|(prefix, _)| prefix.len())
+                    .and_then(|(_, level)| Notification::from_level(*level))
+                else {
+                    continue;
+                };
+                let path = Path::resource(object, instance, resource);
+                let live = matches!(
+                    tree.instance(object, instance)
+                        .ok()
+                        .and_then(|i| i.slot(resource)),
+                    Some(dm_core::Slot::Live)
+                );
+                if !(live && level == Notification::Active)
+                    && map.active_notify != ActiveNotify::ForceEnabled
+                {
+                    let _ = tree.set_notification(Origin::Acs, &path, level);
+                }
+                self.durable.changed.insert(name);
+                any = true;
+                active |= level == Notification::Active;
+            }
         }
         if active {
             self.add_event("4 VALUE CHANGE", "");
@@ -840,7 +932,10 @@ impl Engine {
             }
             AcsRequest::SetParameterAttributes { changes } => {
                 match rpc::set_parameter_attributes(tree, &changes) {
-                    Ok(()) => e.empty_response(id, "SetParameterAttributes"),
+                    Ok(()) => {
+                        self.remember_table_notifications(tree, &changes);
+                        e.empty_response(id, "SetParameterAttributes")
+                    }
                     Err(f) => fault(f),
                 }
             }

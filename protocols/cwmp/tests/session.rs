@@ -363,6 +363,71 @@ fn active_notification_starts_a_session_with_the_value() {
     assert!(inform.contains(">by-lwm2m<"));
 }
 
+/// Field case (GenieACS users watching Device.Hosts.Host. and similar
+/// tables): SetParameterAttributes on a table's partial path, then an
+/// instance created by someone else (here an LwM2M server): its parameters
+/// are reported at once as a value change, and later changes to them too.
+/// The ACS's own AddObject is not reported back.
+#[test]
+fn new_instances_under_a_notified_table_are_reported_as_value_changes() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    let spa = acs(
+        2,
+        "spa",
+        "<cwmp:SetParameterAttributes><ParameterList><SetParameterAttributesStruct>\
+         <Name>Device.WiFi.SSID.</Name><NotificationChange>1</NotificationChange>\
+         <Notification>2</Notification><AccessListChange>0</AccessListChange>\
+         <AccessList></AccessList></SetParameterAttributesStruct></ParameterList>\
+         </cwmp:SetParameterAttributes>",
+    );
+    let answer = run.respond(200, &spa).unwrap();
+    assert!(answer.contains("SetParameterAttributesResponse"), "{answer}");
+    run.respond(204, "");
+    run.drain_events();
+    let changes = run.tree.subscribe(64);
+    // The ACS's own instance is not reported back.
+    run.tree.begin(Origin::Acs).create(wlan::ID, None).commit().unwrap();
+    for change in changes.drain() {
+        run.engine.handle_change(&mut run.tree, &change);
+    }
+    run.engine.poll_start(&mut run.tree, WALL);
+    assert_eq!(run.engine.poll_transmit(), None);
+    // One from an LwM2M server is, even after a restart of the agent.
+    let mut run = run.restart();
+    let changes = run.tree.subscribe(64);
+    run.tree
+        .begin(Origin::Server(101))
+        .create(wlan::ID, Some(InstanceId(7)))
+        .commit()
+        .unwrap();
+    for change in changes.drain() {
+        run.engine.handle_change(&mut run.tree, &change);
+    }
+    let inform = run.start();
+    assert!(events(&inform).contains(&("4 VALUE CHANGE".into(), String::new())));
+    let names = parameter_names(&inform);
+    assert!(names.contains(&"Device.WiFi.SSID.7.SSID".to_owned()), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("Device.WiFi.SSID.1.")), "{names:?}");
+    run.respond(200, &inform_response(2));
+    run.respond(204, "");
+    run.drain_events();
+    // The new instance's parameters carry the table's level from now on.
+    let ssid = Path::resource(wlan::ID, InstanceId(7), wlan::SSID);
+    assert_eq!(run.tree.attributes().notification(&ssid), Notification::Active);
+    run.tree
+        .begin(Origin::Cli)
+        .set(ssid, Value::String("renamed".into()))
+        .commit()
+        .unwrap();
+    for change in changes.drain() {
+        run.engine.handle_change(&mut run.tree, &change);
+    }
+    let inform = run.start();
+    assert!(inform.contains(">renamed<"), "{inform}");
+}
+
 #[test]
 fn passive_notification_waits_for_the_next_session() {
     let mut run = Run::new();
