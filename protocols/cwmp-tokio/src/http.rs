@@ -116,6 +116,7 @@ impl HttpSession {
 
     async fn post_inner(&mut self, body: &str) -> Result<(u16, String), HttpError> {
         let mut challenged = false;
+        let mut renewed = false;
         let mut redirects = 0;
         loop {
             let (status, headers, text) = self.exchange(body).await?;
@@ -145,15 +146,23 @@ impl HttpSession {
                 continue;
             }
             if status == StatusCode::UNAUTHORIZED {
-                if challenged || self.credentials.username.is_empty() {
-                    return Err(HttpError::Unauthorized(format!("{status}")));
-                }
                 let challenge = headers
                     .get_all(WWW_AUTHENTICATE)
                     .iter()
                     .filter_map(|v| v.to_str().ok())
                     .collect::<Vec<_>>()
                     .join(", ");
+                // RFC 7616 §3.3: stale=true means our nonce expired, not
+                // our password: answer the new nonce, once.
+                let stale = challenge.to_ascii_lowercase().contains("stale=true")
+                    || challenge.to_ascii_lowercase().contains("stale=\"true\"");
+                if stale && challenged && !renewed {
+                    renewed = true;
+                    challenged = false;
+                }
+                if challenged || self.credentials.username.is_empty() {
+                    return Err(HttpError::Unauthorized(format!("{status}")));
+                }
                 let client = http_auth::PasswordClient::builder()
                     .challenges(&challenge)
                     .build()

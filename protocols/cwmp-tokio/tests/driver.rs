@@ -446,3 +446,184 @@ async fn a_redirected_session_goes_on_at_the_new_url() {
     stop_tx.send(true).unwrap();
     driver.await.unwrap().unwrap();
 }
+
+/// An ACS that renews its Digest nonce mid-session (RFC 7616 stale=true):
+/// GenieACS and others expire nonces on a timer. Each reply in `script`
+/// says whether to answer a correct request with a stale challenge
+/// instead (for nonce `n{k}`, the next one `n{k+1}`), and the body.
+async fn nonce_renewing_acs(script: Vec<(bool, u16, String)>) -> Acs {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (tx, seen) = mpsc::unbounded_channel();
+    // (script, current nonce number, challenged once)
+    let state = Arc::new(Mutex::new((VecDeque::from(script), 0u32, false)));
+    tokio::spawn(async move {
+        let mut connection = 0;
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            connection += 1;
+            let (tx, state) = (tx.clone(), Arc::clone(&state));
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let (tx, state) = (tx.clone(), Arc::clone(&state));
+                    async move {
+                        let authorization = request
+                            .headers()
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        let body = String::from_utf8_lossy(
+                            &request.into_body().collect().await.unwrap().to_bytes(),
+                        )
+                        .into_owned();
+                        tx.send(Seen {
+                            connection,
+                            authorization: authorization.clone(),
+                            cookie: None,
+                            body,
+                        })
+                        .unwrap();
+                        let mut state = state.lock().unwrap();
+                        let mut response = Response::new(Full::new(Bytes::new()));
+                        let challenge = |nonce: u32, stale: bool| {
+                            format!(
+                                "Digest realm=\"acs\", qop=\"auth\", nonce=\"n{nonce}\"{}",
+                                if stale { ", stale=true" } else { "" }
+                            )
+                        };
+                        if !state.2 {
+                            state.2 = true;
+                            *response.status_mut() = StatusCode::UNAUTHORIZED;
+                            response.headers_mut().insert(
+                                "www-authenticate",
+                                challenge(state.1, false).parse().unwrap(),
+                            );
+                            return Ok::<_, Infallible>(response);
+                        }
+                        let auth = authorization.unwrap_or_default();
+                        let field = |k: &str| {
+                            auth.split(", ")
+                                .find_map(|kv| {
+                                    kv.trim_start_matches("Digest ")
+                                        .strip_prefix(&format!("{k}="))
+                                })
+                                .map(|v| v.trim_matches('"').to_owned())
+                                .unwrap_or_default()
+                        };
+                        let nonce = format!("n{}", state.1);
+                        let expected = md5_hex(&format!(
+                            "{}:{nonce}:{}:{}:auth:{}",
+                            md5_hex("cpe:acs:cpe-secret"),
+                            field("nc"),
+                            field("cnonce"),
+                            md5_hex("POST:/acs")
+                        ));
+                        if field("nonce") != nonce || field("response") != expected {
+                            *response.status_mut() = StatusCode::FORBIDDEN;
+                            return Ok(response);
+                        }
+                        let (stale, status, body) =
+                            state.0.pop_front().unwrap_or((false, 204, String::new()));
+                        if stale {
+                            state.1 += 1;
+                            // The request is not served: it comes again.
+                            state.0.push_front((false, status, body));
+                            *response.status_mut() = StatusCode::UNAUTHORIZED;
+                            response.headers_mut().insert(
+                                "www-authenticate",
+                                challenge(state.1, true).parse().unwrap(),
+                            );
+                            return Ok(response);
+                        }
+                        *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                        *response.body_mut() = Full::new(Bytes::from(body));
+                        Ok(response)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Acs { address, seen }
+}
+
+/// Field case (issue 8): the nonce goes stale right after the first
+/// challenge was answered, and again between the Inform and the empty
+/// POST; the CPE answers each new nonce and the session goes on (no new
+/// session, nothing failed), on the same connection.
+#[tokio::test(flavor = "current_thread")]
+async fn a_stale_nonce_mid_session_is_renewed() {
+    let mut acs = nonce_renewing_acs(vec![
+        (
+            true,
+            200,
+            acs_message("<cwmp:InformResponse><MaxEnvelopes>1</MaxEnvelopes></cwmp:InformResponse>"),
+        ),
+        // The empty POST meets a stale nonce, then goes through.
+        (
+            true,
+            200,
+            acs_message("<cwmp:GetParameterValues><ParameterNames><string>Device.DeviceInfo.SerialNumber</string></ParameterNames></cwmp:GetParameterValues>"),
+        ),
+        (false, 204, String::new()),
+    ])
+    .await;
+    let tree = Arc::new(Mutex::new(tree(&format!("http://{}/acs", acs.address))));
+    let status = Arc::new(Mutex::new(dm_cwmp_tokio::Status::default()));
+    let (host_tx, _host_rx) = mpsc::channel(4);
+    let (_commands, commands) = mpsc::channel(1);
+    let (stop_tx, stop) = watch::channel(false);
+    let driver = tokio::spawn(dm_cwmp_tokio::run(
+        Arc::clone(&tree),
+        Config {
+            connection_request: None,
+            http_timeout: Duration::from_secs(10),
+            tls: TlsSettings::default(),
+            status: Arc::clone(&status),
+            ..Config::default()
+        },
+        host_tx,
+        commands,
+        stop,
+    ));
+    let mut seen = Vec::new();
+    loop {
+        let request = next(&mut acs.seen).await;
+        let done = request.body.contains("GetParameterValuesResponse");
+        seen.push(request);
+        if done {
+            break;
+        }
+    }
+    let nonce = |s: &Seen| {
+        s.authorization
+            .as_deref()
+            .and_then(|a| a.split("nonce=\"").nth(1))
+            .and_then(|n| n.split('"').next())
+            .map(str::to_owned)
+    };
+    let bodies: Vec<(bool, Option<String>)> = seen
+        .iter()
+        .map(|s| (s.body.contains("<cwmp:Inform>"), nonce(s)))
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            (true, None),
+            (true, Some("n0".into())),
+            (true, Some("n1".into())),
+            (false, Some("n1".into())),
+            (false, Some("n2".into())),
+            (false, Some("n2".into())),
+        ],
+        "Inform challenged, stale, renewed; empty POST stale, renewed; the GPV response"
+    );
+    assert!(seen[1..].iter().all(|s| s.connection == seen[1].connection));
+    assert!(seen[5].body.contains(">SN1</Value>"));
+    stop_tx.send(true).unwrap();
+    driver.await.unwrap().unwrap();
+    let status = status.lock().unwrap();
+    assert_eq!(status.sessions_failed, 0);
+}

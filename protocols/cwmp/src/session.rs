@@ -33,8 +33,8 @@ use serde::{Deserialize, Serialize};
 use crate::mapping::{ActiveNotify, PARAMETERS, Resolver};
 use crate::rpc;
 use crate::soap::{
-    self, AcsEnvelope, AttributeChange, AcsMessage, AcsRequest, AcsResponse, CwmpVersion, DecodeError, DeviceId,
-    Encoder, Event, FaultCode, ParameterValue,
+    self, AcsEnvelope, AcsMessage, AcsRequest, AcsResponse, AttributeChange, CwmpVersion,
+    DecodeError, DeviceId, Encoder, Event, FaultCode, ParameterValue,
 };
 use crate::values;
 

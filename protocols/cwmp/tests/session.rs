@@ -383,12 +383,19 @@ fn new_instances_under_a_notified_table_are_reported_as_value_changes() {
          </cwmp:SetParameterAttributes>",
     );
     let answer = run.respond(200, &spa).unwrap();
-    assert!(answer.contains("SetParameterAttributesResponse"), "{answer}");
+    assert!(
+        answer.contains("SetParameterAttributesResponse"),
+        "{answer}"
+    );
     run.respond(204, "");
     run.drain_events();
     let changes = run.tree.subscribe(64);
     // The ACS's own instance is not reported back.
-    run.tree.begin(Origin::Acs).create(wlan::ID, None).commit().unwrap();
+    run.tree
+        .begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
     for change in changes.drain() {
         run.engine.handle_change(&mut run.tree, &change);
     }
@@ -408,14 +415,23 @@ fn new_instances_under_a_notified_table_are_reported_as_value_changes() {
     let inform = run.start();
     assert!(events(&inform).contains(&("4 VALUE CHANGE".into(), String::new())));
     let names = parameter_names(&inform);
-    assert!(names.contains(&"Device.WiFi.SSID.7.SSID".to_owned()), "{names:?}");
-    assert!(!names.iter().any(|n| n.starts_with("Device.WiFi.SSID.1.")), "{names:?}");
+    assert!(
+        names.contains(&"Device.WiFi.SSID.7.SSID".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with("Device.WiFi.SSID.1.")),
+        "{names:?}"
+    );
     run.respond(200, &inform_response(2));
     run.respond(204, "");
     run.drain_events();
     // The new instance's parameters carry the table's level from now on.
     let ssid = Path::resource(wlan::ID, InstanceId(7), wlan::SSID);
-    assert_eq!(run.tree.attributes().notification(&ssid), Notification::Active);
+    assert_eq!(
+        run.tree.attributes().notification(&ssid),
+        Notification::Active
+    );
     run.tree
         .begin(Origin::Cli)
         .set(ssid, Value::String("renamed".into()))
