@@ -1061,3 +1061,39 @@ fn a_scheduled_download_runs_in_its_window_or_fails_with_9020() {
         "{complete}"
     );
 }
+
+/// Field case (issue 8): GetParameterNames of the whole tree with
+/// NextLevel=false on a large tree (here over 10,000 parameters, from
+/// 1,500 Wi-Fi instances) is answered in full within the session, as one
+/// valid envelope, every name once. (Not a timing test: the ACS's session
+/// timeout is what it must beat; the benchmark `paths` measures speed.)
+#[test]
+fn get_parameter_names_answers_a_tree_of_over_10000_parameters() {
+    let mut run = Run::new();
+    let mut tx = run.tree.begin(Origin::Cli);
+    for _ in 0..1500 {
+        tx.create(wlan::ID, None);
+    }
+    tx.commit().unwrap();
+    run.start();
+    run.respond(200, &inform_response(2));
+    let gpn = acs(
+        2,
+        "gpn",
+        "<cwmp:GetParameterNames><ParameterPath></ParameterPath><NextLevel>false</NextLevel></cwmp:GetParameterNames>",
+    );
+    let answer = run.respond(200, &gpn).unwrap();
+    common::validate_message(&answer, "GetParameterNamesResponse");
+    let names: Vec<&str> = answer
+        .split("<Name>")
+        .skip(1)
+        .map(|n| n.split('<').next().unwrap())
+        .collect();
+    assert!(names.len() > 10_000, "{} names", names.len());
+    let unique: std::collections::BTreeSet<_> = names.iter().collect();
+    assert_eq!(unique.len(), names.len(), "every name once");
+    assert!(names.contains(&"Device.WiFi.SSID.1500.SSID"));
+    assert!(answer.contains(&format!("ParameterInfoStruct[{}]", names.len())));
+    // The session goes on.
+    assert_eq!(run.respond(204, ""), None);
+}
