@@ -96,6 +96,8 @@ pub struct Cwmp {
 pub struct Lwm2m {
     pub endpoint: String,
     pub server: Lwm2mServer,
+    /// Updates at least every ¾ of this, to keep a NAT binding open.
+    pub nat_timeout: Option<std::time::Duration>,
 }
 
 impl Config {
@@ -206,6 +208,8 @@ struct Lwm2mFile {
     security: Option<Spanned<String>>,
     psk_identity: Option<Spanned<String>>,
     psk_key: Option<Spanned<String>>,
+    /// Seconds an idle UDP binding lives in the network's NAT; 0: none.
+    nat_timeout: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -658,6 +662,18 @@ fn lwm2m(
         Some(v) => *v.get_ref(),
         None => 300,
     };
+    let nat_timeout = match &file.nat_timeout {
+        Some(v) if (1..4).contains(v.get_ref()) => {
+            return Err(at.error(
+                &v.span(),
+                "must be 0 (no NAT) or at least 4 (seconds)".into(),
+            ));
+        }
+        Some(v) if *v.get_ref() > 0 => {
+            Some(std::time::Duration::from_secs(u64::from(*v.get_ref())))
+        }
+        _ => None,
+    };
     let short_server_id = match &file.short_server_id {
         // LwM2M /0/x/10: 1..65534.
         Some(v) if *v.get_ref() == 0 || *v.get_ref() == u16::MAX => {
@@ -739,6 +755,7 @@ fn lwm2m(
             psk_identity,
             psk_key,
         },
+        nat_timeout,
     })
 }
 
@@ -970,6 +987,10 @@ mod tests {
         check(
             "[lwm2m]\nserver_uri = \"coap://127.0.0.1:70000\"\n",
             "dmagent.toml:2: lwm2m.server_uri: \"coap://127.0.0.1:70000\": port \"70000\" is not 1 to 65535",
+        );
+        check(
+            "[lwm2m]\nserver_uri = \"coap://127.0.0.1:5683\"\nnat_timeout = 2\n",
+            "dmagent.toml:3: lwm2m.nat_timeout: must be 0 (no NAT) or at least 4 (seconds)",
         );
         check("[log]\nlevel = \"dm_core=debug,warn\"\n", "ok");
         check(

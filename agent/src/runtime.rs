@@ -249,6 +249,7 @@ pub async fn run(
                 endpoint: lwm2m.endpoint.clone(),
                 short_server_id: lwm2m.server.short_server_id,
                 server_instance: 0,
+                nat_timeout: lwm2m.nat_timeout,
             },
             psk: (lwm2m.server.security == dm_objects::SecurityMode::PreSharedKey).then(|| {
                 (

@@ -226,6 +226,7 @@ async fn server_config(
             endpoint: endpoint.to_owned(),
             short_server_id: account.short_server_id,
             server_instance: account.server_instance,
+            nat_timeout: template.client.nat_timeout,
         },
         psk: if secure { account.psk.clone() } else { None },
         bootstrap: false,

@@ -86,6 +86,10 @@ pub struct ClientConfig {
     pub short_server_id: u16,
     /// The Server object instance that describes this server (/1/x).
     pub server_instance: u16,
+    /// How long the network's NAT keeps an idle UDP binding: Updates come
+    /// at least this often (¾ of it), whatever the lifetime, so the server
+    /// can still reach the client.
+    pub nat_timeout: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -592,9 +596,15 @@ impl Client {
         }
     }
 
+    /// The next Update: half the lifetime (well before it, as Leshan and
+    /// Wakaama clients do), or sooner to keep a NAT binding open.
     fn schedule_update(&mut self, tree: &Tree, now: Instant) {
         let lifetime = u64::from(self.lifetime(tree)).max(2);
-        self.next_update = Some(now + Duration::from_secs(lifetime / 2));
+        let mut interval = Duration::from_secs(lifetime / 2);
+        if let Some(nat) = self.config.nat_timeout {
+            interval = interval.min((nat * 3 / 4).max(Duration::from_secs(1)));
+        }
+        self.next_update = Some(now + interval);
     }
 
     fn server_value(&self, tree: &Tree, resource: dm_core::ResourceId) -> Option<Value> {

@@ -67,6 +67,7 @@ fn fixture() -> Fixture {
             endpoint: "urn:dev:ops:00D09E-test-SN1".into(),
             short_server_id: 101,
             server_instance: 0,
+            nat_timeout: None,
         },
         Parameters::default(),
         42,
@@ -259,6 +260,36 @@ fn updates_keep_the_registration_and_a_forgotten_one_registers_again() {
     f.answer(&update, ResponseType::NotFound, &[]);
     let register = f.sent();
     assert_eq!(options(&register, CoapOption::UriPath), ["rd"]);
+}
+
+/// Field case (issue 8, Leshan/ThingsBoard behind carrier NAT): with a NAT
+/// that forgets idle UDP bindings after 20 s, Updates come every 15 s
+/// whatever the lifetime (60 s here, which alone means every 30 s).
+#[test]
+fn updates_come_before_the_nat_forgets_the_binding() {
+    let mut f = fixture();
+    f.client = Client::new(
+        ClientConfig {
+            endpoint: "urn:dev:ops:00D09E-test-SN1".into(),
+            short_server_id: 101,
+            server_instance: 0,
+            nat_timeout: Some(Duration::from_secs(20)),
+        },
+        Parameters::default(),
+        42,
+    );
+    f.register();
+    let registered = f.now;
+    for n in 1..=3u32 {
+        let due = f.client.poll_timeout(&f.tree).unwrap();
+        assert_eq!(due - registered, Duration::from_secs(15) * n, "Update {n}");
+        f.now = due;
+        f.client.handle_timeout(&mut f.tree, f.now);
+        let update = f.sent();
+        assert_eq!(options(&update, CoapOption::UriPath), ["rd", "5a3f"]);
+        f.answer(&update, ResponseType::Changed, &[]);
+        assert_eq!(f.client.poll_event(), Some(ClientEvent::Updated));
+    }
 }
 
 #[test]
