@@ -99,40 +99,11 @@ fn a_cwmp_download_is_applied_and_reported_with_transfer_complete() {
     assert_eq!(std::fs::read(&applied).unwrap(), image);
 }
 
-/// A server that sends the headers and the first 64 KiB of a 1 MB image,
-/// says so on the channel, and then sends nothing more.
-fn stalling_server() -> (u16, std::sync::mpsc::Receiver<()>) {
-    use std::io::{Read as _, Write as _};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut request = Vec::new();
-            let mut byte = [0u8; 1];
-            while !request.ends_with(b"\r\n\r\n") {
-                if stream.read(&mut byte).unwrap_or(0) == 0 {
-                    break;
-                }
-                request.push(byte[0]);
-            }
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n");
-            let _ = stream.write_all(&[7u8; 65536]);
-            let _ = tx.send(());
-            // Kept open and silent: the transfer is in progress.
-            held.push(stream);
-        }
-    });
-    (port, rx)
-}
-
 /// kill -9 while a Download runs: after the restart the ACS hears about
 /// it, TransferComplete with 9010, once.
 #[test]
 fn a_download_killed_mid_transfer_is_reported_failed_after_the_restart() {
-    let (http_port, started) = stalling_server();
+    let (http_port, started) = dm_tests::files::stalling_server();
     let url = format!("http://127.0.0.1:{http_port}/image");
     let mut asked = false;
     let acs = MiniAcs::start(Box::new(move |body| {

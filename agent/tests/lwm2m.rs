@@ -1221,3 +1221,81 @@ fn a_5_mb_firmware_package_is_pulled_over_coap_block2_and_applied() {
     }
     assert!(agent.0.wait().unwrap().success());
 }
+
+/// Field case (issue 8, from Anjay's and Zephyr's trackers): a long
+/// firmware download must not starve the registration. The package server
+/// stalls mid-transfer; Updates keep coming meanwhile (every 3 s here, from
+/// a 4 s NAT timeout).
+#[test]
+fn updates_continue_while_a_firmware_download_runs() {
+    let (http_port, started) = dm_tests::files::stalling_server();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(python())
+            .arg(&script)
+            .args([
+                port.to_string(),
+                "write".into(),
+                "/5/0/1".into(),
+                format!("http://127.0.0.1:{http_port}/image"),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-LONG\"\n\n[lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\n\
+             endpoint = \"long-download\"\nnat_timeout = 4\n"
+        ),
+    )
+    .unwrap();
+    let mut agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(next(&events)["event"], "register");
+    {
+        use std::io::Write as _;
+        let stdin = server.0.stdin.as_mut().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
+    }
+    started
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the download started");
+    let mut updates = 0;
+    while updates < 2 {
+        let event = next(&events);
+        if event["event"] == "update" {
+            updates += 1;
+        }
+    }
+    Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    loop {
+        if next(&events)["event"] == "deregister" {
+            break;
+        }
+    }
+    assert!(agent.0.wait().unwrap().success());
+}

@@ -111,3 +111,32 @@ pub fn receiver() -> (u16, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
     });
     (port, rx)
 }
+
+/// A server that sends the headers and the first 64 KiB of a 1 MB image,
+/// says so on the channel, and then sends nothing more.
+pub fn stalling_server() -> (u16, std::sync::mpsc::Receiver<()>) {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") {
+                if stream.read(&mut byte).unwrap_or(0) == 0 {
+                    break;
+                }
+                request.push(byte[0]);
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n");
+            let _ = stream.write_all(&[7u8; 65536]);
+            let _ = tx.send(());
+            // Kept open and silent: the transfer is in progress.
+            held.push(stream);
+        }
+    });
+    (port, rx)
+}
