@@ -8,6 +8,7 @@
 pub mod connreq;
 pub mod http;
 pub mod tls;
+pub mod udpcr;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -131,6 +132,7 @@ pub async fn run(
     let mut transferring = false;
     let mut cr_port = None;
     let mut cr_path = String::new();
+    let mut udp_cr = false;
     if let Some(cr) = config.connection_request.clone() {
         cr_path = cr.path.clone();
         let source = Arc::clone(&tree);
@@ -144,12 +146,18 @@ pub async fn run(
         let server = ConnectionRequestConfig {
             bind: cr.bind,
             path: cr.path,
-            credentials,
+            credentials: Arc::clone(&credentials),
             allow_basic: cr.allow_basic,
             min_interval: cr.min_interval,
         };
-        let (address, _task) = connreq::serve(server, cr_tx).await?;
+        let (address, _task) = connreq::serve(server, cr_tx.clone()).await?;
         cr_port = Some(address.port());
+        // UDP connection requests (TR-069 Annex G) on the same port number.
+        let udp_bind = SocketAddr::new(cr.bind.ip(), address.port());
+        match udpcr::serve(udp_bind, credentials, cr.min_interval, cr_tx).await {
+            Ok(_) => udp_cr = true,
+            Err(e) => warn!(%udp_bind, "no UDP connection requests: {e}"),
+        }
     }
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -194,6 +202,9 @@ pub async fn run(
             let mut tree = lock(&tree);
             if let Some((_, _, Some(cr_url))) = &cr_cache {
                 publish_connection_request_url(&mut tree, cr_url);
+                if udp_cr {
+                    publish_udp_address(&mut tree, cr_url);
+                }
             }
             engine.poll_start(&mut tree, wall());
         }
@@ -404,6 +415,32 @@ fn publish_connection_request_url(tree: &mut Tree, url: &str) {
         let _ = tree
             .begin(Origin::Agent)
             .set(target, Value::String(url.to_owned()))
+            .commit();
+    }
+}
+
+/// Sets Device.ManagementServer.UDPConnectionRequestAddress (host:port,
+/// TR-181) to the connection-request URL's authority: the UDP listener
+/// shares its address and port number.
+fn publish_udp_address(tree: &mut Tree, cr_url: &str) {
+    let Some(authority) = cr_url
+        .parse::<Uri>()
+        .ok()
+        .and_then(|u| u.authority().map(|a| a.to_string()))
+    else {
+        return;
+    };
+    if string(tree, management_server::UDP_CONNECTION_REQUEST_ADDRESS) != authority {
+        let _ = tree
+            .begin(Origin::Agent)
+            .set(
+                Path::resource(
+                    management_server::ID,
+                    InstanceId(0),
+                    management_server::UDP_CONNECTION_REQUEST_ADDRESS,
+                ),
+                Value::String(authority),
+            )
             .commit();
     }
 }

@@ -81,7 +81,11 @@ fn md5_hex(text: &str) -> String {
 }
 
 async fn scripted_acs(script: Vec<(u16, String)>) -> Acs {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    scripted_acs_on("127.0.0.1", script).await
+}
+
+async fn scripted_acs_on(host: &str, script: Vec<(u16, String)>) -> Acs {
+    let listener = TcpListener::bind((host, 0)).await.unwrap();
     let address = listener.local_addr().unwrap();
     let (tx, seen) = mpsc::unbounded_channel();
     let script = Arc::new(Mutex::new(VecDeque::from(script)));
@@ -626,4 +630,98 @@ async fn a_stale_nonce_mid_session_is_renewed() {
     driver.await.unwrap().unwrap();
     let status = status.lock().unwrap();
     assert_eq!(status.sessions_failed, 0);
+}
+
+/// UDP connection requests (TR-069 Annex G) over IPv4 and IPv6: the
+/// driver publishes UDPConnectionRequestAddress (the interface toward the
+/// ACS, the connection-request port), and a message signed as GenieACS
+/// signs it, sent three times as UDP senders do, starts one session with
+/// 6 CONNECTION REQUEST.
+#[tokio::test(flavor = "current_thread")]
+async fn a_udp_connection_request_starts_a_session_over_ipv4_and_ipv6() {
+    for host in ["127.0.0.1", "::1"] {
+        let inform = || {
+            (
+                200,
+                acs_message(
+                    "<cwmp:InformResponse><MaxEnvelopes>1</MaxEnvelopes></cwmp:InformResponse>",
+                ),
+            )
+        };
+        let mut acs = scripted_acs_on(host, vec![inform(), (204, String::new())]).await;
+        let tree = Arc::new(Mutex::new(tree(&format!("http://{}/acs", acs.address))));
+        let port = std::net::TcpListener::bind((host, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let bind = SocketAddr::new(host.parse().unwrap(), port);
+        let (host_tx, _host_rx) = mpsc::channel(4);
+        let (_commands, commands) = mpsc::channel(1);
+        let (stop_tx, stop) = watch::channel(false);
+        let driver = tokio::spawn(dm_cwmp_tokio::run(
+            Arc::clone(&tree),
+            Config {
+                connection_request: Some(ConnectionRequestServer {
+                    bind,
+                    path: "/cr".into(),
+                    allow_basic: false,
+                    min_interval: Duration::ZERO,
+                }),
+                http_timeout: Duration::from_secs(10),
+                tls: TlsSettings::default(),
+                ..Config::default()
+            },
+            host_tx,
+            commands,
+            stop,
+        ));
+        for _ in 0..3 {
+            next(&mut acs.seen).await;
+        }
+        let address = {
+            let tree = tree.lock().unwrap();
+            match tree
+                .read(
+                    dm_core::Origin::Agent,
+                    &dm_core::Path::resource(
+                        dm_core::catalog::management_server::ID,
+                        dm_core::InstanceId(0),
+                        dm_core::catalog::management_server::UDP_CONNECTION_REQUEST_ADDRESS,
+                    ),
+                )
+                .unwrap()
+            {
+                dm_core::ResourceValue::Single(dm_core::Value::String(s)) => s,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(address, bind.to_string(), "{host}");
+        // As GenieACS builds it: ts in seconds, random id and cn, HMAC-SHA1
+        // with the ConnectionRequestPassword as key, lower-case hex.
+        let (ts, id, cn) = (1_764_000_000u64, "3735928559", "c0ffee0123456789");
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, b"cr-secret");
+        let sig: String = ring::hmac::sign(&key, format!("{ts}{id}acs{cn}").as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let message = format!(
+            "GET http://{address}?ts={ts}&id={id}&un=acs&cn={cn}&sig={sig} HTTP/1.1\r\nHost: {address}\r\n\r\n"
+        );
+        let sender = tokio::net::UdpSocket::bind((host, 0)).await.unwrap();
+        for _ in 0..3 {
+            sender.send_to(message.as_bytes(), bind).await.unwrap();
+        }
+        let session = next(&mut acs.seen).await;
+        assert!(
+            session
+                .body
+                .contains("<EventCode>6 CONNECTION REQUEST</EventCode>"),
+            "{host}: {}",
+            session.body
+        );
+        stop_tx.send(true).unwrap();
+        driver.await.unwrap().unwrap();
+    }
 }

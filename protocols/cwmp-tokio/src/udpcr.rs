@@ -1,0 +1,260 @@
+//! UDP connection requests (TR-069 Annex G): for a CPE behind a NAT the
+//! ACS cannot open TCP to, the ACS sends a small HTTP-formatted GET over
+//! UDP, to UDPConnectionRequestAddress:
+//!
+//! `GET http://host:port?ts=T&id=I&un=U&cn=C&sig=S HTTP/1.1`
+//!
+//! with S = hex(HMAC-SHA1(ConnectionRequestPassword, T I U C)). The CPE
+//! accepts it when the username matches and the signature is right,
+//! ignores a message with the id of the last accepted one (the ACS sends
+//! several copies: UDP may lose them), and refuses a timestamp not later
+//! than the last accepted one (a replay). An accepted message starts a
+//! session with "6 CONNECTION REQUEST". Nothing is ever sent back.
+//! GenieACS builds its messages this way (ts in seconds, a random id and
+//! cn, the lower-case hex signature).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::connreq::CredentialSource;
+
+/// The largest message looked at; GenieACS's are about 200 bytes.
+const MAX_MESSAGE: usize = 1024;
+
+/// What was decided about one datagram.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    /// A copy of the last accepted message: ignored quietly.
+    Duplicate,
+    Reject(String),
+}
+
+/// The replay state: the last accepted timestamp and id.
+#[derive(Debug, Default)]
+pub struct Validator {
+    last_ts: Option<u64>,
+    last_id: Option<String>,
+}
+
+fn decode(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = value.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn signature(password: &str, text: &str) -> String {
+    let key = ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+        password.as_bytes(),
+    );
+    ring::hmac::sign(&key, text.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Validator {
+    /// Judges one datagram against the current credentials.
+    pub fn check(&mut self, message: &[u8], username: &str, password: &str) -> Verdict {
+        let reject = |why: &str| Verdict::Reject(why.to_owned());
+        if message.len() > MAX_MESSAGE {
+            return reject("too large");
+        }
+        let Ok(text) = std::str::from_utf8(message) else {
+            return reject("not text");
+        };
+        let line = text.lines().next().unwrap_or("");
+        let mut parts = line.split(' ');
+        let (Some("GET"), Some(uri), Some(version)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return reject("not a GET request line");
+        };
+        if !version.starts_with("HTTP/1.") {
+            return reject("not HTTP/1.x");
+        }
+        let Some((_, query)) = uri.split_once('?') else {
+            return reject("no query");
+        };
+        let mut fields = std::collections::HashMap::new();
+        for pair in query.split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let Some(value) = decode(value) else {
+                return reject("a bad percent escape");
+            };
+            fields.insert(key, value);
+        }
+        let field = |k: &str| fields.get(k).map(String::as_str);
+        let (Some(ts), Some(id), Some(un), Some(cn), Some(sig)) = (
+            field("ts"),
+            field("id"),
+            field("un"),
+            field("cn"),
+            field("sig"),
+        ) else {
+            return reject("ts, id, un, cn and sig are required");
+        };
+        if username.is_empty() || un != username {
+            return reject("unknown username");
+        }
+        let expected = signature(password, &format!("{ts}{id}{un}{cn}"));
+        // Compared in constant time: the signature is a secret's image.
+        if !ring_eq(sig.to_ascii_lowercase().as_bytes(), expected.as_bytes()) {
+            return reject("bad signature");
+        }
+        if self.last_id.as_deref() == Some(id) {
+            return Verdict::Duplicate;
+        }
+        let Ok(ts) = ts.parse::<u64>() else {
+            return reject("ts is not a number");
+        };
+        if self.last_ts.is_some_and(|last| ts <= last) {
+            return reject("ts not after the last accepted one (a replay)");
+        }
+        self.last_ts = Some(ts);
+        self.last_id = Some(id.to_owned());
+        Verdict::Accept
+    }
+}
+
+fn ring_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Listens for UDP connection requests on `bind`; each accepted one (at
+/// most one per `min_interval`) is sent on `requests`.
+pub async fn serve(
+    bind: SocketAddr,
+    credentials: CredentialSource,
+    min_interval: Duration,
+    requests: mpsc::Sender<()>,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let socket = UdpSocket::bind(bind).await?;
+    let address = socket.local_addr()?;
+    info!(%address, "UDP connection-request listener up");
+    let task = tokio::spawn(async move {
+        let mut validator = Validator::default();
+        let mut last: Option<Instant> = None;
+        let mut buffer = vec![0u8; MAX_MESSAGE + 1];
+        loop {
+            let Ok((n, from)) = socket.recv_from(&mut buffer).await else {
+                continue;
+            };
+            let (username, password) = credentials();
+            match validator.check(&buffer[..n], &username, &password) {
+                Verdict::Accept => {
+                    if last.is_some_and(|t| t.elapsed() < min_interval) {
+                        debug!(%from, "UDP connection request within the rate limit: dropped");
+                        continue;
+                    }
+                    last = Some(Instant::now());
+                    info!(%from, "UDP connection request accepted");
+                    let _ = requests.try_send(());
+                }
+                Verdict::Duplicate => debug!(%from, "UDP connection request repeated"),
+                Verdict::Reject(why) => warn!(%from, "UDP connection request refused: {why}"),
+            }
+        }
+    });
+    Ok((address, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message as GenieACS builds it.
+    fn message(ts: u64, id: &str, un: &str, password: &str) -> Vec<u8> {
+        let cn = "0a1b2c3d4e5f6789";
+        let sig = signature(password, &format!("{ts}{id}{un}{cn}"));
+        format!(
+            "GET http://192.0.2.1:7548?ts={ts}&id={id}&un={un}&cn={cn}&sig={sig} HTTP/1.1\r\n\
+             Host: 192.0.2.1:7548\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn signature_matches_a_known_hmac_sha1() {
+        // RFC 2202 test case 2.
+        assert_eq!(
+            signature("Jefe", "what do ya want for nothing?"),
+            "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
+        );
+    }
+
+    #[test]
+    fn accepts_once_ignores_copies_and_refuses_replays_and_forgeries() {
+        let mut v = Validator::default();
+        assert_eq!(
+            v.check(&message(1000, "7", "acs", "pw"), "acs", "pw"),
+            Verdict::Accept
+        );
+        // The ACS's retransmission of the same message.
+        assert_eq!(
+            v.check(&message(1000, "7", "acs", "pw"), "acs", "pw"),
+            Verdict::Duplicate
+        );
+        // A replay of an older request with a new id.
+        assert!(matches!(
+            v.check(&message(999, "8", "acs", "pw"), "acs", "pw"),
+            Verdict::Reject(_)
+        ));
+        // Wrong password, wrong user, tampered query.
+        assert!(matches!(
+            v.check(&message(1001, "9", "acs", "nope"), "acs", "pw"),
+            Verdict::Reject(_)
+        ));
+        assert!(matches!(
+            v.check(&message(1001, "9", "eve", "pw"), "acs", "pw"),
+            Verdict::Reject(_)
+        ));
+        let tampered = String::from_utf8(message(1001, "9", "acs", "pw"))
+            .unwrap()
+            .replace("ts=1001", "ts=1002");
+        assert!(matches!(
+            v.check(tampered.as_bytes(), "acs", "pw"),
+            Verdict::Reject(_)
+        ));
+        // Garbage is refused, never a panic.
+        for junk in [
+            &b""[..],
+            b"\xff\xfe",
+            b"GET",
+            b"GET /?ts=1 HTTP/1.1",
+            b"POST / HTTP/1.1",
+        ] {
+            assert!(
+                matches!(v.check(junk, "acs", "pw"), Verdict::Reject(_)),
+                "{junk:?}"
+            );
+        }
+        assert_eq!(
+            v.check(&message(1001, "9", "acs", "pw"), "acs", "pw"),
+            Verdict::Accept
+        );
+    }
+}
