@@ -428,3 +428,96 @@ fn broken_downloads_are_reported_with_their_fault_codes() {
         firmware.display()
     );
 }
+
+/// kill -9 while the update program runs (issue 6, crash safety): after
+/// the restart the ACS hears TransferComplete 9010 (the outcome is
+/// unknown), exactly once.
+#[test]
+fn a_download_killed_during_apply_is_reported_failed_after_the_restart() {
+    let image: Vec<u8> = (0..50_000u32).map(|i| (i % 97) as u8).collect();
+    let http_port = dm_tests::files::image_server(image.clone());
+    let url = format!("http://127.0.0.1:{http_port}/image");
+    let size = image.len();
+    let mut asked = false;
+    let acs = MiniAcs::start(Box::new(move |body| {
+        if body.is_empty() && !asked {
+            asked = true;
+            return Some(download("fw-apply", &url, size));
+        }
+        if body.contains("<cwmp:TransferComplete>") {
+            return Some("<cwmp:TransferCompleteResponse/>".into());
+        }
+        None
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    // The program says it runs (its pid, through a FIFO the test reads:
+    // no polling), then works for a long time.
+    let fifo = dir.path().join("applying");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let program = dir.path().join("slow-apply");
+    std::fs::write(
+        &program,
+        format!(
+            "#!/bin/sh\necho $$ > '{}'\nexec sleep 120\n",
+            fifo.display()
+        ),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(&program).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&program, permissions).unwrap();
+    let cr_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-APPLY\"\n\n[cwmp]\nacs_url = \"{}\"\n\
+             connection_request_port = {cr_port}\n\n[firmware]\ncommand = [\"{}\"]\n",
+            acs.url(),
+            program.display()
+        ),
+    )
+    .unwrap();
+    let start = || {
+        Agent(
+            Command::new(env!("CARGO_BIN_EXE_dmagent"))
+                .args(["--config", config.to_str().unwrap(), "--state-dir"])
+                .arg(dir.path().join("state"))
+                .arg("run")
+                .env_remove("DMAGENT_CONFIG")
+                .env("DMAGENT_BUS", "session")
+                .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut agent = start();
+    acs.post_with("<cwmp:DownloadResponse>");
+    let pid = std::fs::read_to_string(&fifo).unwrap();
+    agent.0.kill().unwrap();
+    agent.0.wait().unwrap();
+    // The orphaned program goes too (a reboot would take it).
+    Command::new("kill").arg(pid.trim()).status().unwrap();
+    let _agent = start();
+    let inform = acs.post_with("7 TRANSFER COMPLETE");
+    assert!(
+        inform.contains("<EventCode>M Download</EventCode><CommandKey>fw-apply</CommandKey>"),
+        "{inform}"
+    );
+    let complete = acs.post_with("<cwmp:TransferComplete>");
+    assert!(
+        complete.contains("<FaultCode>9010</FaultCode>"),
+        "{complete}"
+    );
+}
