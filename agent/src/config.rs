@@ -90,6 +90,8 @@ pub struct Cwmp {
     pub connection_request_port: u16,
     /// The address the connection-request server listens on.
     pub connection_request_bind: std::net::IpAddr,
+    /// Take the ACS URL from DHCP option 43 when the lease offers one.
+    pub acs_url_from_dhcp: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -191,6 +193,8 @@ struct CwmpFile {
     connection_request_username: String,
     #[serde(default)]
     connection_request_password: String,
+    #[serde(default)]
+    acs_url_from_dhcp: bool,
 }
 
 #[derive(Deserialize)]
@@ -630,6 +634,7 @@ fn cwmp(file: CwmpFile, overrides: &Overrides, at: &Locator<'_>) -> Result<Cwmp,
         },
         connection_request_port,
         connection_request_bind,
+        acs_url_from_dhcp: file.acs_url_from_dhcp,
     })
 }
 
@@ -1003,7 +1008,7 @@ mod tests {
     fn unknown_keys_and_broken_syntax_are_refused() {
         check(
             "[cwmp]\nacs_url = \"http://127.0.0.1/\"\nperiodic_intervl = 5\n",
-            "dmagent.toml:3: cwmp.periodic_intervl: unknown field `periodic_intervl`, expected one of `enabled`, `acs_url`, `username`, `password`, `periodic_inform`, `periodic_interval`, `connection_request_port`, `connection_request_bind`, `ca_file`, `client_certificate`, `client_key`, `connection_request_username`, `connection_request_password`",
+            "dmagent.toml:3: cwmp.periodic_intervl: unknown field `periodic_intervl`, expected one of `enabled`, `acs_url`, `username`, `password`, `periodic_inform`, `periodic_interval`, `connection_request_port`, `connection_request_bind`, `ca_file`, `client_certificate`, `client_key`, `connection_request_username`, `connection_request_password`, `acs_url_from_dhcp`",
         );
         check(
             "state_dir = \n",

@@ -150,6 +150,10 @@ pub async fn run(
         &tree,
         &crate::firmware::store(&config.state_dir, config.firmware_max_size),
     );
+    let dhcp_acs_url = config.cwmp.as_ref().is_some_and(|c| c.acs_url_from_dhcp);
+    if dhcp_acs_url {
+        adopt_dhcp_acs_url(&mut lock(&tree), &host.platform);
+    }
     info!(
         state_dir = %config.state_dir.display(),
         first_start,
@@ -323,6 +327,9 @@ pub async fn run(
                 for w in dm_objects::sync_platform(&mut lock(&tree), &host.platform) {
                     warn!("{w}");
                 }
+                if dhcp_acs_url {
+                    adopt_dhcp_acs_url(&mut lock(&tree), &host.platform);
+                }
                 let now = host_addresses(&host.platform);
                 if now != addresses {
                     info!(from = ?addresses, to = ?now, "the host's addresses changed");
@@ -437,9 +444,81 @@ pub fn notify_systemd(state: &str) {
     }
 }
 
+/// `[cwmp] acs_url_from_dhcp`: an ACS URL in the DHCPv4 lease (option 43)
+/// becomes Device.ManagementServer.URL, as icwmp's dhcp_discovery does; the
+/// CWMP engine then bootstraps with the new ACS. A lease without one
+/// leaves the URL as it is.
+fn adopt_dhcp_acs_url(tree: &mut dm_core::Tree, platform: &Platform) {
+    use dm_core::catalog::management_server as ms;
+    let Some(url) = platform.network.state().dhcp_acs_url else {
+        return;
+    };
+    let path = dm_core::Path::resource(ms::ID, dm_core::InstanceId(0), ms::URL);
+    let current = tree.read(dm_core::Origin::Agent, &path);
+    if matches!(&current, Ok(dm_core::ResourceValue::Single(dm_core::Value::String(u))) if *u == url)
+    {
+        return;
+    }
+    match tree
+        .begin(dm_core::Origin::Platform)
+        .set(path, dm_core::Value::String(url.clone()))
+        .commit()
+    {
+        Ok(_) => info!(url, "ACS URL from DHCP option 43"),
+        Err(e) => warn!(url, "the ACS URL from DHCP was refused: {e:?}"),
+    }
+}
+
 /// The host's addresses, sorted: what a change of network is judged by.
 fn host_addresses(platform: &Platform) -> Vec<std::net::IpAddr> {
     let mut addresses = platform.network.state().addresses;
     addresses.sort();
     addresses
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dm_core::catalog::management_server as ms;
+    use dm_platform::Network as _;
+
+    fn url(tree: &Tree) -> String {
+        match tree
+            .read(
+                dm_core::Origin::Agent,
+                &dm_core::Path::resource(ms::ID, dm_core::InstanceId(0), ms::URL),
+            )
+            .unwrap()
+        {
+            dm_core::ResourceValue::Single(dm_core::Value::String(u)) => u,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `[cwmp] acs_url_from_dhcp`: the lease's URL replaces the ACS URL;
+    /// a lease without one leaves it.
+    #[test]
+    fn the_acs_url_follows_dhcp_option_43() {
+        let network = Arc::new(dm_platform::memory::MemoryNetwork::demo());
+        let platform = Platform {
+            host: Arc::new(dm_platform::linux::LinuxHost::default()),
+            network: network.clone(),
+            log: Arc::new(dm_platform::memory::MemoryLog::default()),
+        };
+        let config = crate::config::parse(
+            crate::config::EMBEDDED_DEFAULT,
+            "<embedded default>",
+            &crate::config::Overrides::default(),
+        )
+        .unwrap();
+        let (mut tree, _) = build(&config, &platform, None).unwrap();
+        let configured = url(&tree);
+        adopt_dhcp_acs_url(&mut tree, &platform);
+        assert_eq!(url(&tree), configured, "no option 43: unchanged");
+        let mut state = network.state();
+        state.dhcp_acs_url = Some("http://192.0.2.10:7547/acs".into());
+        network.set_network(state);
+        adopt_dhcp_acs_url(&mut tree, &platform);
+        assert_eq!(url(&tree), "http://192.0.2.10:7547/acs");
+    }
 }

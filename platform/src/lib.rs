@@ -92,6 +92,39 @@ pub struct NetworkState {
     pub interface: Option<String>,
     pub addresses: Vec<IpAddr>,
     pub routers: Vec<IpAddr>,
+    /// The ACS URL the carrier's DHCPv4 lease offers (TR-069 §3.1: option
+    /// 43, sub-option 1), if any.
+    pub dhcp_acs_url: Option<String>,
+}
+
+/// The ACS URL in DHCPv4 vendor-specific information (TR-069 §3.1): option
+/// 43's encapsulated sub-options, of which 1 is the URL. A server configured with
+/// the plain URL as the whole option (dnsmasq's `dhcp-option=43,http://…`
+/// is seen in the field) is accepted too. Only http(s) URLs count.
+pub fn acs_url_from_vendor_options(bytes: &[u8]) -> Option<String> {
+    let is_url = |s: &str| s.starts_with("http://") || s.starts_with("https://");
+    let mut rest = bytes;
+    while let [code, length, tail @ ..] = rest {
+        let length = usize::from(*length);
+        if tail.len() < length {
+            break;
+        }
+        let (value, next) = tail.split_at(length);
+        if *code == 1
+            && let Ok(url) = std::str::from_utf8(value)
+        {
+            let url = url.trim_end_matches('\0').trim();
+            if is_url(url) {
+                return Some(url.to_owned());
+            }
+        }
+        rest = next;
+    }
+    let whole = std::str::from_utf8(bytes)
+        .ok()?
+        .trim_end_matches('\0')
+        .trim();
+    is_url(whole).then(|| whole.to_owned())
 }
 
 /// What the cellular modem reports.
@@ -292,4 +325,29 @@ pub trait SystemLog: Send + Sync {
     fn read_all(&self) -> Result<String, PlatformError>;
     /// What was logged since the previous call (everything on the first).
     fn read_new(&self) -> Result<String, PlatformError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_acs_url_comes_from_sub_option_1_or_a_plain_option() {
+        let url = b"http://acs.example:7547/cwmp";
+        let mut tlv = vec![2, 3, b'a', b'b', b'c', 1, url.len() as u8];
+        tlv.extend_from_slice(url);
+        assert_eq!(
+            acs_url_from_vendor_options(&tlv).as_deref(),
+            Some("http://acs.example:7547/cwmp")
+        );
+        assert_eq!(
+            acs_url_from_vendor_options(b"https://acs.example/").as_deref(),
+            Some("https://acs.example/")
+        );
+        // Truncated, not a URL, another scheme: nothing.
+        assert_eq!(acs_url_from_vendor_options(&[1, 40, b'h']), None);
+        assert_eq!(acs_url_from_vendor_options(&[1, 3, b'a', b'b', b'c']), None);
+        assert_eq!(acs_url_from_vendor_options(b"ftp://x/"), None);
+        assert_eq!(acs_url_from_vendor_options(&[]), None);
+    }
 }

@@ -42,6 +42,7 @@ impl MemoryNetwork {
             interface: Some("eth0".into()),
             addresses: vec!["127.0.0.2".parse().expect("literal address")],
             routers: vec!["127.0.0.1".parse().expect("literal address")],
+            dhcp_acs_url: None,
         });
         network.set_radio(RadioState {
             imei: Some("490154203237518".into()),

@@ -96,3 +96,53 @@ fn reboot_goes_through_logind() {
     );
     assert!(calls.contains("\"Reboot\""), "{calls}");
 }
+
+/// The ACS URL from DHCP option 43 (issue 8, as icwmp's dhcp_discovery):
+/// NetworkManager shows the lease's options on the device's DHCP4Config;
+/// sub-option 1 of vendor_encapsulated_options is the URL, and a new lease
+/// (PropertiesChanged) is picked up without a restart.
+#[test]
+fn the_acs_url_comes_from_dhcp_option_43() {
+    let mut stack = Stack::mock();
+    let network = DbusNetwork::start(Some(stack.bus.clone())).unwrap();
+    let (tx, changed) = mpsc::channel();
+    network.on_change(Arc::new(move || {
+        let _ = tx.send(());
+    }));
+    assert_eq!(stack.command("start networkmanager"), "ok");
+    let answer = stack.command(&format!(
+        "call {NM} /org/freedesktop/NetworkManager org.freedesktop.DBus.Mock AddWiFiDevice ssu wlan0dev wlan0 100"
+    ));
+    assert!(answer.starts_with("ok"), "{answer}");
+    until(&changed, "the Wi-Fi device", || {
+        network.state().interface.is_some()
+    });
+    assert_eq!(network.state().dhcp_acs_url, None);
+    // Option 43: sub-option 2 (provisioning code), then 1 (the URL), as hex.
+    let url = "http://192.0.2.10:7547/acs";
+    let mut option = vec![2u8, 2, b'p', b'c', 1, url.len() as u8];
+    option.extend_from_slice(url.as_bytes());
+    let hex: Vec<String> = option.iter().map(|b| format!("{b:02x}")).collect();
+    let config = "/org/freedesktop/NetworkManager/DHCP4Config/1";
+    let answer = stack.command(&format!(
+        "call {NM} /org/freedesktop/NetworkManager org.freedesktop.DBus.Mock AddObject 'ssa{{sv}}a(ssss)' \
+         {config} org.freedesktop.NetworkManager.DHCP4Config 1 Options 'a{{sv}}' 1 \
+         vendor_encapsulated_options s {} 0",
+        hex.join(":")
+    ));
+    assert!(answer.starts_with("ok"), "{answer}");
+    // The template's devices have no Dhcp4Config yet ("/" is NM's none).
+    let answer = stack.command(&format!(
+        "call {NM} /org/freedesktop/NetworkManager/Devices/wlan0dev org.freedesktop.DBus.Mock AddProperty ssv \
+         org.freedesktop.NetworkManager.Device Dhcp4Config o /"
+    ));
+    assert!(answer.starts_with("ok"), "{answer}");
+    let answer = stack.command(&format!(
+        "call {NM} /org/freedesktop/NetworkManager/Devices/wlan0dev org.freedesktop.DBus.Properties Set ssv \
+         org.freedesktop.NetworkManager.Device Dhcp4Config o {config}"
+    ));
+    assert!(answer.starts_with("ok"), "{answer}");
+    until(&changed, "the DHCP option", || {
+        network.state().dhcp_acs_url.as_deref() == Some(url)
+    });
+}

@@ -154,6 +154,25 @@ struct Device {
     state: u32,
     ip4: Option<String>,
     ip6: Option<String>,
+    dhcp4: Option<String>,
+}
+
+/// The bytes of a DHCP option as NetworkManager shows it in DHCP4Config's
+/// Options: colon-separated hex for binary options (its internal client and
+/// dhclient both), else the text itself.
+fn option_bytes(value: &str) -> Vec<u8> {
+    let hex: Option<Vec<u8>> = value
+        .split(':')
+        .map(|h| {
+            (h.len() == 2)
+                .then(|| u8::from_str_radix(h, 16).ok())
+                .flatten()
+        })
+        .collect();
+    match hex {
+        Some(bytes) if value.contains(':') => bytes,
+        _ => value.as_bytes().to_vec(),
+    }
 }
 
 /// Devices, addresses and Wi-Fi profiles.
@@ -174,6 +193,7 @@ pub async fn read_network_manager(
                 state: number::<u32>(&props, "State").unwrap_or(0),
                 ip4: path(&props, "Ip4Config"),
                 ip6: path(&props, "Ip6Config"),
+                dhcp4: path(&props, "Dhcp4Config"),
             },
         );
     }
@@ -223,6 +243,16 @@ pub async fn read_network_manager(
             if let Some(gateway) = text(&props, "Gateway").and_then(|g| g.parse::<IpAddr>().ok()) {
                 network.routers.push(gateway);
             }
+        }
+        if let Some(config) = &device.dhcp4
+            && let Ok(props) = get_all(connection, nm::SERVICE, config, nm::DHCP4).await
+            && let Some(options) = props
+                .get("Options")
+                .and_then(|v| v.try_clone().ok())
+                .and_then(|v| Dict::try_from(v).ok())
+            && let Some(value) = text(&options, "vendor_encapsulated_options")
+        {
+            network.dhcp_acs_url = crate::acs_url_from_vendor_options(&option_bytes(&value));
         }
     }
     let wifi = read_wifi_profiles(connection, &active_uuids).await?;
@@ -743,6 +773,14 @@ mod tests {
         assert!(!profile.access_point);
         assert_eq!(profile.security, WifiSecurity::Open);
         assert_eq!(profile.channel, 0);
+    }
+
+    #[test]
+    fn dhcp_options_are_read_as_network_manager_shows_them() {
+        assert_eq!(option_bytes("01:03:61:62:63"), vec![1, 3, b'a', b'b', b'c']);
+        assert_eq!(option_bytes("http://acs/"), b"http://acs/".to_vec());
+        // Not all hex: the text itself.
+        assert_eq!(option_bytes("01:zz"), b"01:zz".to_vec());
     }
 
     #[test]

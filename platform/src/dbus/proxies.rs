@@ -36,6 +36,7 @@ pub mod nm {
     pub const ACTIVE: &str = "org.freedesktop.NetworkManager.Connection.Active";
     pub const IP4: &str = "org.freedesktop.NetworkManager.IP4Config";
     pub const IP6: &str = "org.freedesktop.NetworkManager.IP6Config";
+    pub const DHCP4: &str = "org.freedesktop.NetworkManager.DHCP4Config";
 
     #[zbus::proxy(
         interface = "org.freedesktop.NetworkManager.Settings",
