@@ -1097,3 +1097,50 @@ fn get_parameter_names_answers_a_tree_of_over_10000_parameters() {
     // The session goes on.
     assert_eq!(run.respond(204, ""), None);
 }
+
+/// HoldRequests (TR-069 §3.7.1.4): an InformResponse with HoldRequests=1
+/// keeps our TransferComplete back (the empty POST goes instead); it is
+/// sent in the next session, whose InformResponse does not hold.
+#[test]
+fn hold_requests_keeps_transfer_complete_for_a_later_session() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    run.respond(
+        200,
+        &download_request("held", "http://127.0.0.1:9/fw.bin", 0),
+    )
+    .unwrap();
+    run.respond(204, "");
+    run.engine.poll_transfer(&mut run.tree, WALL).expect("due");
+    run.engine.transfer_complete(
+        &mut run.tree,
+        dm_cwmp::session::TransferResult {
+            command_key: "held".into(),
+            fault_code: 0,
+            fault_string: String::new(),
+            start: WALL,
+            complete: WALL + 1,
+            upload: false,
+            scheduled: false,
+        },
+    );
+    let inform = run.start();
+    assert!(events(&inform).contains(&("7 TRANSFER COMPLETE".into(), String::new())));
+    let holding = r#"<soap-env:Envelope xmlns:soap-env="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cwmp="urn:dslforum-org:cwmp-1-2"><soap-env:Header><cwmp:ID soap-env:mustUnderstand="1">1</cwmp:ID><cwmp:HoldRequests soap-env:mustUnderstand="1">1</cwmp:HoldRequests></soap-env:Header><soap-env:Body><cwmp:InformResponse><MaxEnvelopes>1</MaxEnvelopes></cwmp:InformResponse></soap-env:Body></soap-env:Envelope>"#;
+    assert_eq!(
+        run.respond(200, holding).as_deref(),
+        Some(""),
+        "held: the empty POST, not TransferComplete"
+    );
+    run.respond(204, "");
+    // Not delivered: the next session carries it.
+    run.engine
+        .request_session(&mut run.tree, "2 PERIODIC")
+        .unwrap();
+    let inform = run.start();
+    assert!(events(&inform).contains(&("M Download".into(), "held".into())));
+    let complete = run.respond(200, &inform_response(2)).unwrap();
+    assert!(complete.contains("<cwmp:TransferComplete>"), "{complete}");
+    assert!(complete.contains("<CommandKey>held</CommandKey>"));
+}
