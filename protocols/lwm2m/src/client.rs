@@ -118,6 +118,8 @@ struct Observation {
     dirty: bool,
     /// The numeric value last reported, for gt/lt/st (LwM2M Core §5.1.2).
     last_value: Option<f64>,
+    /// When the value was last sampled and judged (epmin, epmax).
+    last_evaluated: Instant,
     /// An Observe-Composite: every path observed (`path` is the first).
     composite: Option<Vec<Lwm2mPath>>,
 }
@@ -452,10 +454,19 @@ impl Client {
         let pmax = observations.iter().map(|o| {
             let attrs = self.observation_attributes(tree, o);
             let pmin = Duration::from_secs(attrs.pmin.unwrap_or(0).into());
-            match (o.dirty, attrs.pmax) {
-                (true, _) => o.last_sent + pmin,
-                (false, Some(pmax)) if pmax > 0 => o.last_sent + Duration::from_secs(pmax.into()),
+            let secs = |s: u32| Duration::from_secs(s.into());
+            let report = match (o.dirty, attrs.pmax) {
+                // A change waits for pmin, and for epmin since the last
+                // evaluation.
+                (true, _) => {
+                    (o.last_sent + pmin).max(o.last_evaluated + secs(attrs.epmin.unwrap_or(0)))
+                }
+                (false, Some(pmax)) if pmax > 0 => o.last_sent + secs(pmax),
                 _ => o.last_sent + Duration::from_secs(86400),
+            };
+            match attrs.epmax {
+                Some(epmax) if epmax > 0 => report.min(o.last_evaluated + secs(epmax)),
+                _ => report,
             }
         });
         [
@@ -699,27 +710,54 @@ impl Client {
         self.send_stored(now);
         let mut due = Vec::new();
         let mut unreported = Vec::new();
+        let mut evaluated = Vec::new();
+        let mut moved = Vec::new();
         for (i, o) in self.observations.iter().enumerate() {
             let attrs = self.observation_attributes(tree, o);
             let since = now.saturating_duration_since(o.last_sent);
-            let pmin_ok = since >= Duration::from_secs(attrs.pmin.unwrap_or(0).into());
-            let pmax_due = attrs
-                .pmax
-                .is_some_and(|p| p > 0 && since >= Duration::from_secs(p.into()));
+            let secs = |s: u32| Duration::from_secs(s.into());
+            let pmin_ok = since >= secs(attrs.pmin.unwrap_or(0));
+            let pmax_due = attrs.pmax.is_some_and(|p| p > 0 && since >= secs(p));
+            // LwM2M Core §5.1.2: epmin is the shortest time between two
+            // samples of the value, epmax the longest. A value the platform
+            // reads live (no change events) is sampled every epmax.
+            let evaluated_since = now.saturating_duration_since(o.last_evaluated);
+            let epmin_ok = evaluated_since >= secs(attrs.epmin.unwrap_or(0));
+            let epmax_due = attrs
+                .epmax
+                .is_some_and(|e| e > 0 && evaluated_since >= secs(e));
+            let sampled = o.composite.is_none() && epmax_due;
             if pmax_due {
                 due.push(i);
-            } else if o.dirty && pmin_ok {
+            } else if (o.dirty && epmin_ok || sampled) && pmin_ok {
+                evaluated.push(i);
                 let value = if o.composite.is_some() {
                     None
                 } else {
                     numeric(tree, &o.path)
                 };
-                if meets_change_conditions(&attrs, o.last_value, value) {
+                // A sample without a change event is worth a notification
+                // only if the value moved (and meets gt, lt, st).
+                let moved = o.dirty || value != o.last_value;
+                if moved && meets_change_conditions(&attrs, o.last_value, value) {
                     due.push(i);
                 } else {
                     unreported.push(i);
                 }
+            } else if sampled {
+                // Within pmin: a value that moved is a change, reported
+                // once pmin allows.
+                evaluated.push(i);
+                if numeric(tree, &o.path) != o.last_value {
+                    moved.push(i);
+                }
             }
+        }
+        for i in evaluated {
+            self.observations[i].last_evaluated = now;
+        }
+        for i in moved {
+            self.observations[i].dirty = true;
         }
         // A change that meets none of gt, lt and st is not reported.
         for i in unreported {
@@ -1077,6 +1115,7 @@ impl Client {
                                     last_sent: now,
                                     dirty: false,
                                     last_value: numeric(tree, &path),
+                                    last_evaluated: now,
                                     composite: None,
                                 });
                                 response.set_observe_value(0);
@@ -1365,6 +1404,7 @@ impl Client {
                     last_sent: now,
                     dirty: false,
                     last_value: None,
+                    last_evaluated: now,
                     composite: Some(paths),
                 });
                 response.set_observe_value(0);

@@ -28,10 +28,14 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_on(Arc::new(LinuxHost::default()))
+}
+
+fn fixture_on(host: Arc<dyn dm_platform::Host>) -> Fixture {
     let network = Arc::new(MemoryNetwork::demo());
     let log = Arc::new(MemoryLog::default());
     let platform = Platform {
-        host: Arc::new(LinuxHost::default()),
+        host,
         network: network.clone(),
         log: log.clone(),
     };
@@ -766,6 +770,74 @@ fn a_new_instance_is_announced_in_an_update_at_once() {
     }
     f.advance(Duration::ZERO);
     f.nothing_sent();
+}
+
+/// A host whose free memory the test sets: a live value, read at every
+/// read, with no change events.
+struct FreeMemory(std::sync::Mutex<u64>);
+
+impl dm_platform::Host for FreeMemory {
+    fn now(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+    fn uptime(&self) -> Result<Duration, dm_platform::PlatformError> {
+        Ok(Duration::from_secs(100))
+    }
+    fn memory(&self) -> Result<dm_platform::Memory, dm_platform::PlatformError> {
+        Ok(dm_platform::Memory {
+            total_kib: 1 << 20,
+            free_kib: *self.0.lock().unwrap(),
+        })
+    }
+    fn cpu_usage(&self) -> Result<u8, dm_platform::PlatformError> {
+        Ok(0)
+    }
+    fn timezone(&self) -> Option<String> {
+        None
+    }
+    fn utc_offset(&self) -> i32 {
+        0
+    }
+}
+
+/// epmin/epmax (LwM2M Core §5.1.2) on a live value (free memory, /3/0/10):
+/// no change event ever comes, so the client samples it every epmax and
+/// notifies when it moved by st; never more often than epmin.
+#[test]
+fn a_live_value_is_sampled_every_epmax_and_reported_when_it_moves() {
+    let memory = Arc::new(FreeMemory(std::sync::Mutex::new(1000)));
+    let mut f = fixture_on(memory.clone());
+    f.register();
+    let attrs = f.request(RequestType::Put, "/3/0/10", |p| {
+        for q in ["epmin=5", "epmax=20", "st=100"] {
+            p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
+        }
+    });
+    assert_eq!(code(&attrs), ResponseType::Changed);
+    let observe = f.request(RequestType::Get, "/3/0/10", |p| p.set_observe_value(0));
+    assert_eq!(observe.payload, b"1000");
+    let token = observe.get_token().to_vec();
+    let ours = |f: &mut Fixture| -> Vec<Packet> {
+        std::iter::from_fn(|| f.client.poll_transmit())
+            .map(|b| Packet::from_bytes(&b).unwrap())
+            .filter(|p| p.get_token() == token.as_slice())
+            .collect()
+    };
+    // A small move (< st): sampled at epmax, not reported.
+    *memory.0.lock().unwrap() = 1050;
+    assert_eq!(
+        f.client.poll_timeout(&f.tree),
+        Some(f.now + Duration::from_secs(20)),
+        "the next sample is due at epmax"
+    );
+    f.advance(Duration::from_secs(20));
+    assert!(ours(&mut f).is_empty());
+    // A big one: reported at the next sample.
+    *memory.0.lock().unwrap() = 1500;
+    f.advance(Duration::from_secs(20));
+    let sent = ours(&mut f);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].payload, b"1500");
 }
 
 #[test]
