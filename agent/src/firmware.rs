@@ -29,17 +29,90 @@ pub fn store(state_dir: &FsPath, max_size: u64) -> ImageStore {
     ImageStore::new(state_dir.join("firmware"), max_size)
 }
 
+fn wall() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Tells the ACS about firmware transfers an LwM2M server made (TR-069
+/// §A.3.3.3, AutonomousTransferComplete): with both protocols on one
+/// device, the ACS learns that its image changed under it.
+#[derive(Clone, Default)]
+pub struct Announcer {
+    commands: Option<tokio::sync::mpsc::Sender<dm_cwmp_tokio::Command>>,
+    /// When the current transfer began (Unix time).
+    started: Arc<Mutex<Option<i64>>>,
+}
+
+impl Announcer {
+    pub fn new(commands: Option<tokio::sync::mpsc::Sender<dm_cwmp_tokio::Command>>) -> Announcer {
+        Announcer {
+            commands,
+            started: Arc::default(),
+        }
+    }
+
+    fn begin(&self) {
+        *self
+            .started
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(wall());
+    }
+
+    /// A transfer (and, for a download applied, its update) ended.
+    fn report(&self, uri: &str, size: u64, fault: Option<(u32, String)>) {
+        let Some(commands) = &self.commands else {
+            return;
+        };
+        let now = wall();
+        let start = self
+            .started
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .unwrap_or(now);
+        let (fault_code, fault_string) = fault.unwrap_or((0, String::new()));
+        let result = dm_cwmp::session::TransferResult {
+            command_key: String::new(),
+            fault_code,
+            fault_string,
+            start,
+            complete: now,
+            upload: false,
+            scheduled: false,
+            autonomous: Some(dm_cwmp::session::AutonomousTransfer {
+                announce_url: String::new(),
+                transfer_url: uri.to_owned(),
+                is_download: true,
+                file_type: dm_cwmp::session::FIRMWARE_IMAGE.to_owned(),
+                file_size: size,
+                target_file_name: String::new(),
+            }),
+        };
+        if commands
+            .try_send(dm_cwmp_tokio::Command::AutonomousTransfer(Box::new(result)))
+            .is_err()
+        {
+            warn!("the ACS could not be told about the LwM2M firmware transfer");
+        }
+    }
+}
+
 /// A package sink writing to the image store.
 pub struct FileSink {
     store: ImageStore,
     writer: Option<ImageWriter>,
+    announcer: Announcer,
 }
 
 impl FileSink {
-    pub fn new(store: ImageStore) -> FileSink {
+    pub fn new(store: ImageStore, announcer: Announcer) -> FileSink {
         FileSink {
             store,
             writer: None,
+            announcer,
         }
     }
 }
@@ -54,6 +127,7 @@ fn package_error(e: ImageError) -> PackageError {
 impl PackageSink for FileSink {
     fn begin(&mut self) -> Result<(), PackageError> {
         self.writer = Some(self.store.begin().map_err(package_error)?);
+        self.announcer.begin();
         Ok(())
     }
 
@@ -123,8 +197,14 @@ pub async fn apply(
     store: ImageStore,
     command: Option<Vec<String>>,
     reboot: Option<tokio::sync::mpsc::Sender<&'static str>>,
+    announcer: Announcer,
 ) {
     set(&tree, UPDATING, 0);
+    let size = store
+        .image()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map_or(0, |m| m.len());
+    let uri = package_uri_now(&tree);
     let outcome = match (command, store.image()) {
         (None, _) => Err("no firmware command is configured ([firmware] command)".to_owned()),
         (_, None) => Err("no image to apply".to_owned()),
@@ -164,11 +244,25 @@ pub async fn apply(
             info!("firmware update applied");
             store.discard();
             set(&tree, IDLE, RESULT_SUCCESS);
+            announcer.report(&uri, size, None);
         }
         Err(e) => {
             warn!("firmware update failed: {e}");
             set(&tree, DOWNLOADED, RESULT_FAILED);
+            announcer.report(&uri, size, Some((9010, format!("Download failure: {e}"))));
         }
+    }
+}
+
+/// The Package URI (/5/0/1) now: where a pulled image came from; empty
+/// for a pushed one.
+fn package_uri_now(tree: &Mutex<Tree>) -> String {
+    match lock(tree).read(
+        Origin::Agent,
+        &Path::resource(ID, InstanceId(0), dm_core::catalog::firmware::PACKAGE_URI),
+    ) {
+        Ok(dm_core::ResourceValue::Single(Value::String(uri))) => uri,
+        _ => String::new(),
     }
 }
 
@@ -220,11 +314,35 @@ pub async fn pull(
     store: ImageStore,
     uri: String,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    announcer: Announcer,
 ) {
     if uri.is_empty() {
         set(&tree, IDLE, 0);
         return;
     }
+    announcer.begin();
+    let result = pull_inner(Arc::clone(&tree), store, uri.clone(), tls).await;
+    // A pull that failed is over; one that succeeded is reported with its
+    // update.
+    let fault = match result {
+        RESULT_NO_SPACE => Some((9010, "Download failure: no room for the image")),
+        RESULT_CONNECTION_LOST => Some((9017, "Download failure: the transfer broke off")),
+        RESULT_INVALID_URI => Some((9016, "Download failure: the file is not accessible")),
+        RESULT_UNSUPPORTED_PROTOCOL => Some((9013, "Unsupported protocol for file transfer")),
+        _ => None,
+    };
+    if let Some((code, text)) = fault {
+        announcer.report(&uri, 0, Some((code, text.to_owned())));
+    }
+}
+
+/// The pull itself; returns the Update Result it left (0 when Downloaded).
+async fn pull_inner(
+    tree: Arc<Mutex<Tree>>,
+    store: ImageStore,
+    uri: String,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+) -> i64 {
     match uri.split_once("://").map(|(scheme, _)| scheme) {
         Some("coap" | "coaps") => return pull_coap(tree, store, uri).await,
         Some("http" | "https") => {}
@@ -234,7 +352,7 @@ pub async fn pull(
                 "firmware URI: coap://, coaps://, http:// and https:// are pulled"
             );
             set(&tree, IDLE, RESULT_UNSUPPORTED_PROTOCOL);
-            return;
+            return RESULT_UNSUPPORTED_PROTOCOL;
         }
     }
     let parsed: hyper::Uri = match uri.parse() {
@@ -242,7 +360,7 @@ pub async fn pull(
         Err(e) => {
             warn!(uri, "firmware URI: {e}");
             set(&tree, IDLE, RESULT_INVALID_URI);
-            return;
+            return RESULT_INVALID_URI;
         }
     };
     set(&tree, DOWNLOADING, 0);
@@ -251,7 +369,7 @@ pub async fn pull(
         Err(e) => {
             warn!("firmware download: {e}");
             set(&tree, IDLE, RESULT_NO_SPACE);
-            return;
+            return RESULT_NO_SPACE;
         }
     };
     let mut session = dm_cwmp_tokio::http::HttpSession::new(
@@ -267,7 +385,7 @@ pub async fn pull(
             Ok(path) => {
                 info!(uri, size, path = %path.display(), "firmware package downloaded");
                 set(&tree, DOWNLOADED, 0);
-                return;
+                return 0;
             }
             Err(e) => {
                 warn!("firmware download: {e}");
@@ -292,6 +410,7 @@ pub async fn pull(
         }
     };
     set(&tree, IDLE, result);
+    result
 }
 
 /// Publishes transfer progress on the change stream (/5/0/0), about every
@@ -394,7 +513,7 @@ async fn fetch_http(
 /// the server account on the same host, else of the first account that
 /// has one: LwM2M ties the pull's credentials to a server's Security
 /// instance, and Leshan and Wakaama serve packages from the server itself.
-async fn pull_coap(tree: Arc<Mutex<Tree>>, store: ImageStore, uri: String) {
+async fn pull_coap(tree: Arc<Mutex<Tree>>, store: ImageStore, uri: String) -> i64 {
     use dm_lwm2m_tokio::pull::PullError;
     let psk = {
         let accounts = dm_lwm2m::bootstrap::accounts(&lock(&tree));
@@ -415,7 +534,7 @@ async fn pull_coap(tree: Arc<Mutex<Tree>>, store: ImageStore, uri: String) {
         Err(e) => {
             warn!("firmware download: {e}");
             set(&tree, IDLE, RESULT_NO_SPACE);
-            return;
+            return RESULT_NO_SPACE;
         }
     };
     let mut progress = Progress::new(Arc::clone(&tree));
@@ -430,7 +549,7 @@ async fn pull_coap(tree: Arc<Mutex<Tree>>, store: ImageStore, uri: String) {
         Ok((size, Ok(path))) => {
             info!(uri, size, path = %path.display(), "firmware package downloaded");
             set(&tree, DOWNLOADED, 0);
-            return;
+            return 0;
         }
         Ok((_, Err(e))) => {
             warn!("firmware download: {e}");
@@ -459,6 +578,7 @@ async fn pull_coap(tree: Arc<Mutex<Tree>>, store: ImageStore, uri: String) {
     // The partial file goes: a full disk must not stay full.
     store.abort();
     set(&tree, IDLE, result);
+    result
 }
 
 /// CWMP Download of a firmware image (TR-069 §A.3.2.8): the same image
@@ -755,6 +875,7 @@ mod tests {
                 store.clone(),
                 command.clone(),
                 Some(reboot),
+                Announcer::default(),
             )
             .await;
             assert_eq!(rebooting.recv().await, Some("firmware update"));

@@ -169,6 +169,9 @@ pub async fn run(
     let lwm2m_status = Arc::new(Mutex::new(dm_lwm2m_tokio::Status::default()));
     let (cwmp_commands, cwmp_commands_rx) = tokio::sync::mpsc::channel(4);
     let image_store = crate::firmware::store(&config.state_dir, config.firmware_max_size);
+    // LwM2M firmware transfers are announced to the ACS.
+    let announcer =
+        crate::firmware::Announcer::new(config.cwmp.is_some().then(|| cwmp_commands.clone()));
     // The host's addresses: when they change, LwM2M registers again from
     // a new socket (issue: NAT and DTLS bindings die with the address).
     let (network_tx, network_rx) = tokio::sync::watch::channel(0u64);
@@ -265,7 +268,13 @@ pub async fn run(
             status: Arc::clone(&lwm2m_status),
             firmware: Some(dm_lwm2m_tokio::PackageSinks(Arc::new({
                 let store = image_store.clone();
-                move || Box::new(crate::firmware::FileSink::new(store.clone()))
+                let announcer = announcer.clone();
+                move || {
+                    Box::new(crate::firmware::FileSink::new(
+                        store.clone(),
+                        announcer.clone(),
+                    ))
+                }
             }))),
             network: Some(network_rx.clone()),
         };
@@ -360,6 +369,7 @@ pub async fn run(
                             image_store.clone(),
                             uri,
                             pull_tls.clone(),
+                            announcer.clone(),
                         )));
                     }
                     if crate::firmware::is_update(&change) {
@@ -368,6 +378,7 @@ pub async fn run(
                             image_store.clone(),
                             config.firmware_command.clone(),
                             config.firmware_reboot.then(|| reboot_tx.clone()),
+                            announcer.clone(),
                         ));
                     }
                     if let Some(wanted) = dm_objects::perform(&mut lock(&tree), &change) {

@@ -866,7 +866,8 @@ fn registers_with_an_ipv6_server_uri() {
 /// Firmware push over LwM2M through the agent: a 200 KiB package in Block1
 /// blocks lands in a file (never whole in memory), State goes Downloaded,
 /// Update runs the configured program with the image path, which gets
-/// the exact bytes, and the Update Result notified is 1.
+/// the exact bytes, and the Update Result notified is 1. Both protocols at
+/// once: the ACS is told with AutonomousTransferComplete.
 #[test]
 fn a_pushed_firmware_package_is_applied_by_the_configured_program() {
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
@@ -886,6 +887,16 @@ fn a_pushed_firmware_package_is_applied_by_the_configured_program() {
     std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
     std::fs::set_permissions(&program, permissions).unwrap();
 
+    // The ACS hears of it: AutonomousTransferComplete (TR-069 §A.3.3.3).
+    let acs = dm_tests::mini_acs::MiniAcs::start(Box::new(|body| {
+        body.contains("<cwmp:AutonomousTransferComplete>")
+            .then(|| "<cwmp:AutonomousTransferCompleteResponse/>".to_owned())
+    }));
+    let cr_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let size = 200 * 1024;
     let mut server = Guard(
@@ -903,7 +914,9 @@ fn a_pushed_firmware_package_is_applied_by_the_configured_program() {
         &config,
         format!(
             "[device]\nserial_number = \"SN-FW\"\n\n[lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\n\
-             endpoint = \"fw\"\n\n[firmware]\ncommand = [\"{}\"]\n",
+             endpoint = \"fw\"\n\n[cwmp]\nacs_url = \"{}\"\nconnection_request_port = {cr_port}\n\n\
+             [firmware]\ncommand = [\"{}\"]\n",
+            acs.url(),
             program.display()
         ),
     )
@@ -936,6 +949,15 @@ fn a_pushed_firmware_package_is_applied_by_the_configured_program() {
     assert_eq!(steps["state-after-update"]["text"], "0", "Idle");
     let expected: Vec<u8> = (0..size).map(|i| (i % 256) as u8).collect();
     assert_eq!(std::fs::read(&applied).unwrap(), expected);
+    let inform = acs.post_with("10 AUTONOMOUS TRANSFER COMPLETE");
+    assert!(!inform.contains("7 TRANSFER COMPLETE"), "{inform}");
+    let atc = acs.post_with("<cwmp:AutonomousTransferComplete>");
+    assert!(atc.contains("<FaultCode>0</FaultCode>"), "{atc}");
+    assert!(
+        atc.contains(&format!("<FileSize>{size}</FileSize>")),
+        "{atc}"
+    );
+    assert!(atc.contains("<IsDownload>1</IsDownload>"), "{atc}");
     Command::new("kill")
         .args(["-TERM", &agent.0.id().to_string()])
         .status()

@@ -89,6 +89,9 @@ pub enum Command {
     /// Start a session reporting this EventCode; the answer says whether
     /// the request was accepted.
     Inform(String, tokio::sync::mpsc::Sender<Result<(), String>>),
+    /// A transfer the ACS did not ask for ended (a firmware update through
+    /// LwM2M): reported with AutonomousTransferComplete.
+    AutonomousTransfer(Box<dm_cwmp::session::TransferResult>),
 }
 
 /// Where the connection-request server listens.
@@ -255,6 +258,7 @@ pub async fn run(
                         complete: wall(),
                         upload,
                         scheduled,
+                        autonomous: None,
                     },
                     awaiting,
                 ));
@@ -294,6 +298,9 @@ pub async fn run(
                 Command::Inform(event, answer) => {
                     let accepted = engine.request_session(&mut lock(&tree), &event);
                     let _ = answer.try_send(accepted);
+                }
+                Command::AutonomousTransfer(result) => {
+                    engine.autonomous_transfer_complete(&mut lock(&tree), *result);
                 }
             },
             () = sleep_until(deadline) => {

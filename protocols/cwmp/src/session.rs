@@ -140,6 +140,22 @@ pub struct TransferResult {
     /// A ScheduleDownload's result ("M ScheduleDownload").
     #[serde(default)]
     pub scheduled: bool,
+    /// A transfer the ACS did not ask for (an LwM2M server's firmware
+    /// update, say): reported with AutonomousTransferComplete and
+    /// "10 AUTONOMOUS TRANSFER COMPLETE" (TR-069 §A.3.3.3).
+    #[serde(default)]
+    pub autonomous: Option<AutonomousTransfer>,
+}
+
+/// What AutonomousTransferComplete says besides the outcome.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutonomousTransfer {
+    pub announce_url: String,
+    pub transfer_url: String,
+    pub is_download: bool,
+    pub file_type: String,
+    pub file_size: u64,
+    pub target_file_name: String,
 }
 
 /// The most downloads queued at once (TR-069 lets a CPE refuse more
@@ -153,12 +169,17 @@ pub const FIRMWARE_IMAGE: &str = "1 Firmware Upgrade Image";
 pub const VENDOR_LOG: &str = "2 Vendor Log File";
 
 fn transfer_event(result: &TransferResult) -> &'static str {
+    if result.autonomous.is_some() {
+        return AUTONOMOUS;
+    }
     match (result.upload, result.scheduled) {
         (true, _) => "M Upload",
         (false, true) => "M ScheduleDownload",
         (false, false) => "M Download",
     }
 }
+
+const AUTONOMOUS: &str = "10 AUTONOMOUS TRANSFER COMPLETE";
 
 /// Events that are reported once whatever their count (TR-069 Table 7:
 /// single) as opposed to the `M` events, one per CommandKey.
@@ -292,6 +313,7 @@ impl Engine {
                     complete: wall,
                     upload: false,
                     scheduled: transfer.scheduled,
+                    autonomous: None,
                 });
             } else if transfer.started {
                 let (code, what) = if transfer.upload {
@@ -307,6 +329,7 @@ impl Engine {
                     complete: wall,
                     upload: transfer.upload,
                     scheduled: transfer.scheduled,
+                    autonomous: None,
                 });
             } else {
                 engine.durable.transfers.push(transfer);
@@ -571,9 +594,15 @@ impl Engine {
             .iter()
             .map(|c| (transfer_event(c), c.command_key.clone()))
             .collect();
-        if !completed.is_empty() {
+        if completed.iter().any(|(e, _)| *e != AUTONOMOUS) {
             self.add_event("7 TRANSFER COMPLETE", "");
+        }
+        if !completed.is_empty() {
             for (event, key) in completed {
+                if event == AUTONOMOUS {
+                    self.add_event(AUTONOMOUS, "");
+                    continue;
+                }
                 if !self
                     .durable
                     .events
@@ -632,6 +661,7 @@ impl Engine {
                     complete: wall,
                     upload: false,
                     scheduled: true,
+                    autonomous: None,
                 },
             );
         }
@@ -659,6 +689,19 @@ impl Engine {
             transfer.awaiting_reboot = Some(before);
         }
         self.save(tree);
+    }
+
+    /// A transfer the ACS did not ask for ended (TR-069 §A.3.3.3): it is
+    /// reported with AutonomousTransferComplete in a session whose Inform
+    /// says "10 AUTONOMOUS TRANSFER COMPLETE", started now.
+    pub fn autonomous_transfer_complete(&mut self, tree: &mut Tree, result: TransferResult) {
+        if result.autonomous.is_none() {
+            return self.transfer_complete(tree, result);
+        }
+        self.add_event(AUTONOMOUS, "");
+        self.durable.completed.push(result);
+        self.save(tree);
+        self.wanted = true;
     }
 
     /// A download ended: its TransferComplete goes out in a new session
@@ -747,7 +790,11 @@ impl Engine {
                 }
                 match soap::decode(body) {
                     Ok(AcsEnvelope {
-                        body: AcsMessage::Response(AcsResponse::TransferComplete),
+                        body:
+                            AcsMessage::Response(
+                                AcsResponse::TransferComplete
+                                | AcsResponse::AutonomousTransferComplete,
+                            ),
                         ..
                     }) => {
                         self.durable.completed.remove(0);
@@ -812,14 +859,30 @@ impl Engine {
             && let Some(result) = self.durable.completed.first()
         {
             self.inform_id += 1;
-            let message = Encoder::new(self.version).transfer_complete(
-                &self.inform_id.to_string(),
-                &result.command_key,
-                result.fault_code,
-                &result.fault_string,
-                &values::format_datetime(result.start),
-                &values::format_datetime(result.complete),
+            let encoder = Encoder::new(self.version);
+            let id = self.inform_id.to_string();
+            let (start, complete) = (
+                values::format_datetime(result.start),
+                values::format_datetime(result.complete),
             );
+            let message = match &result.autonomous {
+                Some(transfer) => encoder.autonomous_transfer_complete(
+                    &id,
+                    transfer,
+                    result.fault_code,
+                    &result.fault_string,
+                    &start,
+                    &complete,
+                ),
+                None => encoder.transfer_complete(
+                    &id,
+                    &result.command_key,
+                    result.fault_code,
+                    &result.fault_string,
+                    &start,
+                    &complete,
+                ),
+            };
             self.phase = Phase::Completing;
             self.outbox.push_back(message);
             return;

@@ -797,6 +797,7 @@ fn a_download_is_queued_performed_and_reported_in_a_new_session() {
             complete: WALL + 9,
             upload: false,
             scheduled: false,
+            autonomous: None,
         },
     );
     let inform = run.start();
@@ -1123,6 +1124,7 @@ fn hold_requests_keeps_transfer_complete_for_a_later_session() {
             complete: WALL + 1,
             upload: false,
             scheduled: false,
+            autonomous: None,
         },
     );
     let inform = run.start();
@@ -1143,4 +1145,61 @@ fn hold_requests_keeps_transfer_complete_for_a_later_session() {
     let complete = run.respond(200, &inform_response(2)).unwrap();
     assert!(complete.contains("<cwmp:TransferComplete>"), "{complete}");
     assert!(complete.contains("<CommandKey>held</CommandKey>"));
+}
+
+/// A transfer the ACS did not ask for (an LwM2M server updated the
+/// firmware): a session with "10 AUTONOMOUS TRANSFER COMPLETE" only, and
+/// AutonomousTransferComplete (XSD-valid) after the InformResponse, once.
+#[test]
+fn an_autonomous_transfer_is_reported_with_autonomous_transfer_complete() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    run.respond(204, "");
+    run.drain_events();
+    run.engine.autonomous_transfer_complete(
+        &mut run.tree,
+        dm_cwmp::session::TransferResult {
+            command_key: String::new(),
+            fault_code: 0,
+            fault_string: String::new(),
+            start: WALL,
+            complete: WALL + 30,
+            upload: false,
+            scheduled: false,
+            autonomous: Some(dm_cwmp::session::AutonomousTransfer {
+                announce_url: String::new(),
+                transfer_url: "coap://192.0.2.7/fw/image.bin".into(),
+                is_download: true,
+                file_type: "1 Firmware Upgrade Image".into(),
+                file_size: 5_242_880,
+                target_file_name: String::new(),
+            }),
+        },
+    );
+    let inform = run.start();
+    assert_eq!(
+        events(&inform),
+        [("10 AUTONOMOUS TRANSFER COMPLETE".into(), String::new())]
+    );
+    let atc = run.respond(200, &inform_response(2)).unwrap();
+    common::validate_message(&atc, "AutonomousTransferComplete");
+    assert!(
+        atc.contains("<TransferURL>coap://192.0.2.7/fw/image.bin</TransferURL>"),
+        "{atc}"
+    );
+    assert!(atc.contains("<IsDownload>1</IsDownload>"));
+    assert!(atc.contains("<FileSize>5242880</FileSize>"));
+    assert!(atc.contains("<FaultCode>0</FaultCode>"));
+    let empty = run
+        .respond(
+            200,
+            &acs(2, "atc", "<cwmp:AutonomousTransferCompleteResponse/>"),
+        )
+        .unwrap();
+    assert_eq!(empty, "");
+    run.respond(204, "");
+    let mut run = run.restart();
+    let inform = run.start();
+    assert!(!events(&inform).iter().any(|(c, _)| c.starts_with("10 ")));
 }

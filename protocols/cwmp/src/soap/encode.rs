@@ -329,6 +329,39 @@ impl Encoder {
         )
     }
 
+    /// The CPE's AutonomousTransferComplete request (TR-069 §A.3.3.3):
+    /// a transfer the ACS did not ask for.
+    pub fn autonomous_transfer_complete(
+        &self,
+        id: &str,
+        transfer: &crate::session::AutonomousTransfer,
+        fault_code: u32,
+        fault_string: &str,
+        start_time: &str,
+        complete_time: &str,
+    ) -> String {
+        self.envelope(
+            Some(id),
+            &format!(
+                "<cwmp:AutonomousTransferComplete><AnnounceURL>{}</AnnounceURL>\
+                 <TransferURL>{}</TransferURL><IsDownload>{}</IsDownload>\
+                 <FileType>{}</FileType><FileSize>{}</FileSize>\
+                 <TargetFileName>{}</TargetFileName>\
+                 <FaultStruct><FaultCode>{fault_code}</FaultCode><FaultString>{}</FaultString></FaultStruct>\
+                 <StartTime>{}</StartTime><CompleteTime>{}</CompleteTime></cwmp:AutonomousTransferComplete>",
+                escape(&transfer.announce_url),
+                escape(&transfer.transfer_url),
+                if transfer.is_download { "1" } else { "0" },
+                escape(&transfer.file_type),
+                transfer.file_size.min(u64::from(u32::MAX)),
+                escape(&transfer.target_file_name),
+                escape(fault_string),
+                escape(start_time),
+                escape(complete_time)
+            ),
+        )
+    }
+
     /// The CPE's GetRPCMethods request to the ACS.
     pub fn get_rpc_methods(&self, id: &str) -> String {
         self.envelope(Some(id), "<cwmp:GetRPCMethods/>")
