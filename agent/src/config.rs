@@ -69,6 +69,9 @@ pub struct Config {
     /// platform's own way (logind on D-Bus).
     pub reboot_command: Option<Vec<String>>,
     pub factory_reset_command: Option<Vec<String>>,
+    /// The connectivity watchdog: reboot after this long without reaching
+    /// any management server (`None`: never).
+    pub offline_reboot_after: Option<std::time::Duration>,
     /// The program that applies a firmware image (argv; the image path is
     /// appended), and the largest image accepted.
     pub firmware_command: Option<Vec<String>>,
@@ -224,6 +227,10 @@ struct PlatformFile {
     reboot_command: Option<Spanned<Vec<String>>>,
     /// argv of the command that resets the device to factory settings.
     factory_reset_command: Option<Spanned<Vec<String>>>,
+    /// Reboot after this many seconds without reaching any management
+    /// server; 0: never.
+    #[serde(default)]
+    offline_reboot_after: u32,
 }
 
 #[derive(Deserialize, Default)]
@@ -388,6 +395,8 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         platform,
         reboot_command,
         factory_reset_command,
+        offline_reboot_after: (file.platform.offline_reboot_after > 0)
+            .then(|| std::time::Duration::from_secs(u64::from(file.platform.offline_reboot_after))),
         firmware_command,
         firmware_max_size,
         firmware_reboot: file.firmware.reboot,

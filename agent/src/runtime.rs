@@ -290,6 +290,20 @@ pub async fn run(
 
     notify_systemd("READY=1");
 
+    let mut offline = config
+        .offline_reboot_after
+        .map(|limit| Offline::new(limit, std::time::Instant::now()));
+    let mut offline_tick = tokio::time::interval(config.offline_reboot_after.map_or(
+        std::time::Duration::from_secs(3600),
+        |limit| {
+            (limit / 4).clamp(
+                std::time::Duration::from_millis(250),
+                std::time::Duration::from_secs(30),
+            )
+        },
+    ));
+    offline_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
     // systemd's watchdog (WatchdogSec=): a ping at half the interval from
     // the loop that does the work, so a stuck loop is restarted.
     let watchdog = std::env::var("WATCHDOG_USEC")
@@ -308,6 +322,21 @@ pub async fn run(
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = watchdog_tick.tick(), if watchdog.is_some() => notify_systemd("WATCHDOG=1"),
+            _ = offline_tick.tick(), if offline.is_some() => {
+                let up = reachable(
+                    config.cwmp.is_some().then_some(&*cwmp_status),
+                    config.lwm2m.is_some().then_some(&*lwm2m_status),
+                );
+                if let Some(watch) = offline.as_mut()
+                    && watch.observe(up, std::time::Instant::now())
+                {
+                    error!(
+                        after = ?watch.limit,
+                        "no management server reachable for too long: rebooting (connectivity watchdog)"
+                    );
+                    action = Some((HostAction::Reboot, "connectivity watchdog".to_owned()));
+                }
+            }
             Some(request) = requests.recv() => match request {
                 crate::control::Request::Exit => break,
                 crate::control::Request::Reload(answer) => {
@@ -455,6 +484,58 @@ pub fn notify_systemd(state: &str) {
     }
 }
 
+/// The connectivity watchdog (`[platform] offline_reboot_after`): how long
+/// no management server has been reachable. Reachable means registered
+/// with an LwM2M server, or the last CWMP session went through; the
+/// drivers themselves back off and register again when the network comes
+/// back (an address change makes LwM2M register from a new socket).
+#[derive(Debug)]
+struct Offline {
+    limit: std::time::Duration,
+    since: Option<std::time::Instant>,
+}
+
+impl Offline {
+    fn new(limit: std::time::Duration, now: std::time::Instant) -> Offline {
+        // Counting from the start: a device that never reached a server
+        // since it booted is offline since then.
+        Offline {
+            limit,
+            since: Some(now),
+        }
+    }
+
+    /// Whether the reboot is due now.
+    fn observe(&mut self, reachable: bool, now: std::time::Instant) -> bool {
+        if reachable {
+            self.since = None;
+            return false;
+        }
+        let since = *self.since.get_or_insert(now);
+        now.duration_since(since) >= self.limit
+    }
+}
+
+fn reachable(
+    cwmp: Option<&Mutex<dm_cwmp_tokio::Status>>,
+    lwm2m: Option<&Mutex<dm_lwm2m_tokio::Status>>,
+) -> bool {
+    let lwm2m = lwm2m.is_some_and(|s| {
+        s.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .servers
+            .values()
+            .any(|server| server.registered)
+    });
+    let cwmp = cwmp.is_some_and(|s| {
+        s.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .last_session_ok
+            == Some(true)
+    });
+    lwm2m || cwmp
+}
+
 /// `[cwmp] acs_url_from_dhcp`: an ACS URL in the DHCPv4 lease (option 43)
 /// becomes Device.ManagementServer.URL, as icwmp's dhcp_discovery does; the
 /// CWMP engine then bootstraps with the new ACS. A lease without one
@@ -504,6 +585,19 @@ mod tests {
             dm_core::ResourceValue::Single(dm_core::Value::String(u)) => u,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_watchdog_counts_only_unbroken_time_offline() {
+        let start = std::time::Instant::now();
+        let at = |s| start + std::time::Duration::from_secs(s);
+        let mut watch = Offline::new(std::time::Duration::from_secs(60), start);
+        assert!(!watch.observe(false, at(59)));
+        // Reached a server: the count starts over.
+        assert!(!watch.observe(true, at(59)));
+        assert!(!watch.observe(false, at(100)));
+        assert!(!watch.observe(false, at(159)));
+        assert!(watch.observe(false, at(160)));
     }
 
     /// `[cwmp] acs_url_from_dhcp`: the lease's URL replaces the ACS URL;
