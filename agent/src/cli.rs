@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-use crate::Command;
 use crate::control;
+use crate::{Command, FirmwareAction};
 
 #[zbus::proxy(
     interface = "org.dmagent.Agent1",
@@ -19,6 +19,7 @@ trait Agent1 {
     fn get(&self, path: &str) -> zbus::Result<Vec<(String, String)>>;
     fn get_names(&self, path: &str, next_level: bool) -> zbus::Result<Vec<(String, bool)>>;
     fn set(&self, path: &str, value: &str) -> zbus::Result<()>;
+    fn execute(&self, path: &str, arguments: &str) -> zbus::Result<()>;
     fn add(&self, object: &str) -> zbus::Result<String>;
     fn delete(&self, object: &str) -> zbus::Result<()>;
     fn get_notification(&self, path: &str) -> zbus::Result<Vec<(String, u8)>>;
@@ -157,8 +158,151 @@ async fn call(command: &Command) -> Result<String, String> {
             agent.exit().await.map_err(explain)?;
             String::new()
         }
+        Command::Firmware { action } => firmware(&agent, action).await?,
         Command::Run | Command::CheckConfig | Command::Dump { .. } => String::new(),
     })
+}
+
+/// The firmware object's state and last result, and the last transfer's
+/// progress, from the agent's status.
+async fn firmware_state(
+    agent: &Agent1Proxy<'_>,
+) -> Result<(i64, i64, Option<(u64, Option<u64>)>), String> {
+    let text = agent.status().await.map_err(explain)?;
+    let status: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("unreadable status: {e}"))?;
+    let firmware = &status["firmware"];
+    let transfer = firmware["transfer"]["done"]
+        .as_u64()
+        .map(|done| (done, firmware["transfer"]["total"].as_u64()));
+    Ok((
+        firmware["state"].as_i64().unwrap_or(-1),
+        firmware["update_result"].as_i64().unwrap_or(-1),
+        transfer,
+    ))
+}
+
+/// LwM2M Core E.6's Update Result, for people.
+fn result_text(result: i64) -> &'static str {
+    match result {
+        1 => "success",
+        2 => "not enough storage",
+        3 => "out of memory",
+        4 => "connection lost",
+        5 => "integrity check failed",
+        6 => "unsupported package type",
+        7 => "invalid URI",
+        8 => "update failed",
+        9 => "unsupported protocol",
+        _ => "unknown",
+    }
+}
+
+/// How often a waiting verb asks the agent how things stand. A person is
+/// watching: a fifth of a second is smooth enough and costs nothing.
+const POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// `firmware pull URL` and `firmware update`: start it through the tree
+/// (as the local CLI), then follow the firmware object until it settles,
+/// drawing a progress bar on a terminal.
+async fn firmware(agent: &Agent1Proxy<'_>, action: &FirmwareAction) -> Result<String, String> {
+    use std::io::{IsTerminal as _, Write as _};
+    let tty = std::io::stderr().is_terminal();
+    match action {
+        FirmwareAction::Pull { url } => {
+            // From a clean state, so that a result seen later is this
+            // pull's (an empty URI resets the object to Idle).
+            agent.set("/5/0/1", "").await.map_err(explain)?;
+            loop {
+                let (state, result, _) = firmware_state(agent).await?;
+                if (state, result) == (0, 0) {
+                    break;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+            agent.set("/5/0/1", url).await.map_err(explain)?;
+            loop {
+                let (state, result, transfer) = firmware_state(agent).await?;
+                if tty && let Some((done, total)) = transfer {
+                    eprint!("\r{}", progress_bar(done, total));
+                    let _ = std::io::stderr().flush();
+                }
+                match (state, result) {
+                    (2, _) => {
+                        if tty {
+                            eprintln!();
+                        }
+                        let size = transfer.map_or(0, |(done, _)| done);
+                        return Ok(format!("downloaded {size} bytes\n"));
+                    }
+                    (0, r) if r != 0 => {
+                        if tty {
+                            eprintln!();
+                        }
+                        return Err(format!("download failed: {} (result {r})", result_text(r)));
+                    }
+                    _ => tokio::time::sleep(POLL).await,
+                }
+            }
+        }
+        FirmwareAction::Update => {
+            let (state, before, _) = firmware_state(agent).await?;
+            if state != 2 {
+                return Err("no downloaded image to apply (firmware pull first)".into());
+            }
+            agent.execute("/5/0/2", "").await.map_err(explain)?;
+            // The update moves the object to Updating (3) at once; an
+            // update that fails before we look shows the same Downloaded
+            // and failed result as one that failed before: after a few
+            // seconds without any other state, that is its outcome.
+            let asked = std::time::Instant::now();
+            let mut updating = false;
+            loop {
+                match firmware_state(agent).await {
+                    Ok((0, 1, _)) => return Ok("updated\n".into()),
+                    Ok((3, _, _)) => updating = true,
+                    Ok((2 | 0, r, _))
+                        if r != 0
+                            && (updating
+                                || r != before
+                                || asked.elapsed() > std::time::Duration::from_secs(5)) =>
+                    {
+                        return Err(format!("update failed: {} (result {r})", result_text(r)));
+                    }
+                    Ok(_) => {}
+                    // The agent went away: an A/B update reboots the device.
+                    Err(e) => {
+                        return Ok(format!(
+                            "the agent stopped ({e}): rebooting into the new image?\n"
+                        ));
+                    }
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+}
+
+/// `[=========>          ]  45%  2.3 of 5.0 MB`, or bytes so far when the
+/// size is not known.
+fn progress_bar(done: u64, total: Option<u64>) -> String {
+    const WIDTH: u64 = 30;
+    let mb = |b: u64| b as f64 / 1e6;
+    match total {
+        Some(total) if total > 0 => {
+            let done = done.min(total);
+            let filled = (done * WIDTH / total) as usize;
+            format!(
+                "[{}{}] {:3}%  {:.1} of {:.1} MB",
+                "=".repeat(filled),
+                " ".repeat(WIDTH as usize - filled),
+                done * 100 / total,
+                mb(done),
+                mb(total)
+            )
+        }
+        _ => format!("{:.1} MB", mb(done)),
+    }
 }
 
 /// `dmagent status` for people: one table.
@@ -258,4 +402,26 @@ fn human_status(text: &str) -> Result<String, String> {
         out += "\n";
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_bar_fills_with_the_transfer() {
+        assert_eq!(
+            progress_bar(0, Some(1_000_000)),
+            format!("[{}]   0%  0.0 of 1.0 MB", " ".repeat(30))
+        );
+        assert_eq!(
+            progress_bar(500_000, Some(1_000_000)),
+            format!("[{}{}]  50%  0.5 of 1.0 MB", "=".repeat(15), " ".repeat(15))
+        );
+        assert_eq!(
+            progress_bar(2_000_000, Some(1_000_000)),
+            format!("[{}] 100%  1.0 of 1.0 MB", "=".repeat(30))
+        );
+        assert_eq!(progress_bar(2_500_000, None), "2.5 MB");
+    }
 }

@@ -245,6 +245,19 @@ impl Control {
         rpc::get_parameter_names(&lock(&self.tree), path, next_level).map_err(fault)
     }
 
+    /// Executes a resource (`/5/0/2`, `/3/0/4`) with `arguments`, as the
+    /// local CLI: whoever acts on it (the firmware pipeline, a reboot)
+    /// does as for a server's Execute.
+    fn execute(&self, path: &str, arguments: &str) -> fdo::Result<()> {
+        if !is_lwm2m(path) {
+            return Err(invalid("execute takes an LwM2M path (/5/0/2)"));
+        }
+        let (_, core) = lwm2m_path(path)?;
+        lock(&self.tree)
+            .execute(Origin::Cli, &core, arguments)
+            .map_err(|e| invalid(format!("{path}: {e}")))
+    }
+
     /// Sets one value, all checks as for a protocol write.
     fn set(&self, path: &str, value: &str) -> fdo::Result<()> {
         let mut tree = lock(&self.tree);

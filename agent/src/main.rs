@@ -125,6 +125,13 @@ enum Command {
     Reload,
     /// Stops the running agent (as SIGTERM).
     Stop,
+    /// Firmware through the running agent: `pull URL` downloads an image
+    /// (coap, coaps, http, https) and shows its progress; `update` applies
+    /// the downloaded image.
+    Firmware {
+        #[command(subcommand)]
+        action: FirmwareAction,
+    },
     /// Validate the configuration and print what it resolves to.
     CheckConfig,
     /// Print the whole object tree as TR-181 and LwM2M paths.
@@ -132,6 +139,14 @@ enum Command {
         #[arg(long, value_enum, default_value = "both")]
         view: dump::View,
     },
+}
+
+#[derive(Subcommand)]
+enum FirmwareAction {
+    /// Downloads the image at URL into the agent's image store.
+    Pull { url: String },
+    /// Applies the downloaded image with the configured program.
+    Update,
 }
 
 impl Cli {

@@ -27,12 +27,26 @@ fn every_cli_verb_round_trips_through_the_control_api() {
         .unwrap()
         .port();
     let dir = tempfile::tempdir().unwrap();
+    let applied = dir.path().join("applied.bin");
+    let program = dir.path().join("apply-firmware");
+    std::fs::write(
+        &program,
+        format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(&program).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&program, permissions).unwrap();
+    let image: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let http_port = dm_tests::files::image_server(image.clone());
     let config = dir.path().join("dmagent.toml");
     std::fs::write(
         &config,
         format!(
             "[device]\nserial_number = \"SN-CLI\"\noui = \"00D09E\"\n\n\
-             [cwmp]\nacs_url = \"http://127.0.0.1:{acs_port}/acs\"\nconnection_request_port = {cr_port}\n"
+             [cwmp]\nacs_url = \"http://127.0.0.1:{acs_port}/acs\"\nconnection_request_port = {cr_port}\n\n\
+             [firmware]\ncommand = [\"{}\"]\n",
+            program.display()
         ),
     )
     .unwrap();
@@ -141,6 +155,32 @@ fn every_cli_verb_round_trips_through_the_control_api() {
     let human = text(&dmagent(&["status"]));
     assert!(human.contains("cwmp        http://127.0.0.1:"), "{human}");
     assert!(human.contains("firmware    idle, last result 0"), "{human}");
+    // Firmware through the CLI: a pull that fails says why; one that works
+    // says how much came, status shows the transfer, and update applies it.
+    let missing = dmagent(&[
+        "firmware",
+        "pull",
+        &format!("http://127.0.0.1:{http_port}/missing"),
+    ]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("invalid URI (result 7)"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    let pulled = text(&dmagent(&[
+        "firmware",
+        "pull",
+        &format!("http://127.0.0.1:{http_port}/image"),
+    ]));
+    assert_eq!(pulled, format!("downloaded {} bytes\n", image.len()));
+    let status: serde_json::Value =
+        serde_json::from_str(&text(&dmagent(&["status", "--json"]))).unwrap();
+    assert_eq!(status["firmware"]["state"], 2, "{status}");
+    assert_eq!(status["firmware"]["transfer"]["done"], image.len());
+    assert_eq!(status["firmware"]["transfer"]["total"], image.len());
+    assert_eq!(text(&dmagent(&["firmware", "update"])), "updated\n");
+    assert_eq!(std::fs::read(&applied).unwrap(), image);
     // A session on demand, with the event asked for.
     text(&dmagent(&["inform", "2 PERIODIC"]));
     acs.post_with("<EventCode>2 PERIODIC</EventCode>");
