@@ -343,74 +343,99 @@ async fn pull_inner(
     uri: String,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 ) -> i64 {
-    match uri.split_once("://").map(|(scheme, _)| scheme) {
-        Some("coap" | "coaps") => return pull_coap(tree, store, uri).await,
-        Some("http" | "https") => {}
-        _ => {
-            warn!(
-                uri,
-                "firmware URI: coap://, coaps://, http:// and https:// are pulled"
-            );
-            set(&tree, IDLE, RESULT_UNSUPPORTED_PROTOCOL);
-            return RESULT_UNSUPPORTED_PROTOCOL;
-        }
-    }
-    let parsed: hyper::Uri = match uri.parse() {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            warn!(uri, "firmware URI: {e}");
-            set(&tree, IDLE, RESULT_INVALID_URI);
-            return RESULT_INVALID_URI;
-        }
-    };
     set(&tree, DOWNLOADING, 0);
-    let mut writer = match store.begin() {
-        Ok(writer) => writer,
-        Err(e) => {
-            warn!("firmware download: {e}");
-            set(&tree, IDLE, RESULT_NO_SPACE);
-            return RESULT_NO_SPACE;
+    let result = match fetch(&tree, &store, &uri, tls).await {
+        Ok(_) => {
+            set(&tree, DOWNLOADED, 0);
+            return 0;
         }
-    };
-    let mut session = dm_cwmp_tokio::http::HttpSession::new(
-        parsed,
-        dm_cwmp_tokio::Credentials::default(),
-        std::time::Duration::from_secs(30),
-        tls,
-    );
-    let received = fetch_http(&mut session, &mut writer, Arc::clone(&tree)).await;
-    session.close().await;
-    let result = match received {
-        Ok(size) => match writer.finish() {
-            Ok(path) => {
-                info!(uri, size, path = %path.display(), "firmware package downloaded");
-                set(&tree, DOWNLOADED, 0);
-                return 0;
-            }
-            Err(e) => {
-                warn!("firmware download: {e}");
-                store.abort();
-                match e {
-                    ImageError::NoSpace(_) => RESULT_NO_SPACE,
-                    ImageError::Io(_) => RESULT_CONNECTION_LOST,
-                }
-            }
-        },
-        Err(e) => {
-            warn!(uri, "firmware download: {e}");
-            // The partial file goes: a full disk must not stay full.
-            drop(writer);
-            store.abort();
-            match e {
-                dm_cwmp_tokio::http::HttpError::Sink(_) => RESULT_NO_SPACE,
-                dm_cwmp_tokio::http::HttpError::Status(_)
-                | dm_cwmp_tokio::http::HttpError::Unauthorized(_) => RESULT_INVALID_URI,
-                _ => RESULT_CONNECTION_LOST,
-            }
-        }
+        Err(Failure::NoSpace) => RESULT_NO_SPACE,
+        Err(Failure::ConnectionLost) => RESULT_CONNECTION_LOST,
+        Err(Failure::InvalidUri) => RESULT_INVALID_URI,
+        Err(Failure::Unsupported) => RESULT_UNSUPPORTED_PROTOCOL,
     };
     set(&tree, IDLE, result);
     result
+}
+
+/// Why a download failed, whichever object asked for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Too large for the limit, or the disk is full.
+    NoSpace,
+    /// The server went away or the transfer broke off.
+    ConnectionLost,
+    /// Not found, refused, or not a URI.
+    InvalidUri,
+    /// A scheme we do not pull, or coaps:// without credentials.
+    Unsupported,
+}
+
+/// Downloads `uri` (coap, coaps, http, https) into `store`, streaming and
+/// with progress on the change stream; the complete image is in place
+/// when it returns Ok with its path and size. A failure leaves nothing.
+pub async fn fetch(
+    tree: &Arc<Mutex<Tree>>,
+    store: &ImageStore,
+    uri: &str,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+) -> Result<(std::path::PathBuf, u64), Failure> {
+    let scheme = uri.split_once("://").map(|(scheme, _)| scheme);
+    if !matches!(scheme, Some("coap" | "coaps" | "http" | "https")) {
+        warn!(uri, "coap://, coaps://, http:// and https:// are pulled");
+        return Err(Failure::Unsupported);
+    }
+    let mut writer = store.begin().map_err(|e| {
+        warn!("download: {e}");
+        Failure::NoSpace
+    })?;
+    let received = if matches!(scheme, Some("coap" | "coaps")) {
+        fetch_coap(tree, uri, &mut writer).await
+    } else {
+        match uri.parse::<hyper::Uri>() {
+            Err(e) => {
+                warn!(uri, "{e}");
+                Err(Failure::InvalidUri)
+            }
+            Ok(parsed) => {
+                let mut session = dm_cwmp_tokio::http::HttpSession::new(
+                    parsed,
+                    dm_cwmp_tokio::Credentials::default(),
+                    std::time::Duration::from_secs(30),
+                    tls,
+                );
+                let received = fetch_http(&mut session, &mut writer, Arc::clone(tree)).await;
+                session.close().await;
+                received.map_err(|e| {
+                    warn!(uri, "download: {e}");
+                    match e {
+                        dm_cwmp_tokio::http::HttpError::Sink(_) => Failure::NoSpace,
+                        dm_cwmp_tokio::http::HttpError::Status(_)
+                        | dm_cwmp_tokio::http::HttpError::Unauthorized(_) => Failure::InvalidUri,
+                        _ => Failure::ConnectionLost,
+                    }
+                })
+            }
+        }
+    };
+    let outcome = received.and_then(|size| match writer.finish() {
+        Ok(path) => {
+            info!(uri, size, path = %path.display(), "package downloaded");
+            Ok((path, size))
+        }
+        Err(e) => {
+            warn!("download: {e}");
+            Err(match e {
+                ImageError::NoSpace(_) => Failure::NoSpace,
+                ImageError::Io(_) => Failure::ConnectionLost,
+            })
+        }
+    });
+    if outcome.is_err() {
+        // The partial file goes: a full disk must not stay full.
+        store.abort();
+    }
+    outcome
 }
 
 /// Publishes transfer progress on the change stream (/5/0/0), about every
@@ -513,72 +538,46 @@ async fn fetch_http(
 /// the server account on the same host, else of the first account that
 /// has one: LwM2M ties the pull's credentials to a server's Security
 /// instance, and Leshan and Wakaama serve packages from the server itself.
-async fn pull_coap(tree: Arc<Mutex<Tree>>, store: ImageStore, uri: String) -> i64 {
+async fn fetch_coap(
+    tree: &Arc<Mutex<Tree>>,
+    uri: &str,
+    writer: &mut ImageWriter,
+) -> Result<u64, Failure> {
     use dm_lwm2m_tokio::pull::PullError;
     let psk = {
-        let accounts = dm_lwm2m::bootstrap::accounts(&lock(&tree));
+        let accounts = dm_lwm2m::bootstrap::accounts(&lock(tree));
         let host = |u: &str| {
             u.split_once("://")
                 .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or("").to_owned())
         };
-        let wanted = host(&uri);
+        let wanted = host(uri);
         accounts
             .iter()
             .find(|a| a.psk.is_some() && host(&a.uri) == wanted)
             .or_else(|| accounts.iter().find(|a| a.psk.is_some()))
             .and_then(|a| a.psk.clone())
     };
-    set(&tree, DOWNLOADING, 0);
-    let mut writer = match store.begin() {
-        Ok(writer) => writer,
-        Err(e) => {
-            warn!("firmware download: {e}");
-            set(&tree, IDLE, RESULT_NO_SPACE);
-            return RESULT_NO_SPACE;
-        }
-    };
-    let mut progress = Progress::new(Arc::clone(&tree));
-    let received = dm_lwm2m_tokio::pull::pull(
-        &uri,
+    let mut progress = Progress::new(Arc::clone(tree));
+    dm_lwm2m_tokio::pull::pull(
+        uri,
         psk,
         &mut |bytes| writer.write(bytes).map_err(|e| e.to_string()),
         &mut |done, total| progress.at(done, total),
     )
-    .await;
-    let result = match received.map(|size| (size, writer.finish())) {
-        Ok((size, Ok(path))) => {
-            info!(uri, size, path = %path.display(), "firmware package downloaded");
-            set(&tree, DOWNLOADED, 0);
-            return 0;
+    .await
+    .map_err(|e| {
+        warn!(uri, "download: {e}");
+        match e {
+            PullError::Uri(_)
+            | PullError::Fetch(
+                dm_lwm2m::fetch::FetchError::NotFound
+                | dm_lwm2m::fetch::FetchError::Unauthorized(_),
+            ) => Failure::InvalidUri,
+            PullError::Unsupported(_) => Failure::Unsupported,
+            PullError::Sink(_) => Failure::NoSpace,
+            PullError::Fetch(_) | PullError::Dtls(_) | PullError::Io(_) => Failure::ConnectionLost,
         }
-        Ok((_, Err(e))) => {
-            warn!("firmware download: {e}");
-            match e {
-                ImageError::NoSpace(_) => RESULT_NO_SPACE,
-                ImageError::Io(_) => RESULT_CONNECTION_LOST,
-            }
-        }
-        Err(e) => {
-            warn!(uri, "firmware download: {e}");
-            match e {
-                PullError::Uri(_) | PullError::Fetch(dm_lwm2m::fetch::FetchError::NotFound) => {
-                    RESULT_INVALID_URI
-                }
-                PullError::Fetch(dm_lwm2m::fetch::FetchError::Unauthorized(_)) => {
-                    RESULT_INVALID_URI
-                }
-                PullError::Unsupported(_) => RESULT_UNSUPPORTED_PROTOCOL,
-                PullError::Sink(_) => RESULT_NO_SPACE,
-                PullError::Fetch(_) | PullError::Dtls(_) | PullError::Io(_) => {
-                    RESULT_CONNECTION_LOST
-                }
-            }
-        }
-    };
-    // The partial file goes: a full disk must not stay full.
-    store.abort();
-    set(&tree, IDLE, result);
-    result
+    })
 }
 
 /// CWMP Download of a firmware image (TR-069 §A.3.2.8): the same image
