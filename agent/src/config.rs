@@ -76,6 +76,9 @@ pub struct Config {
     /// appended), and the largest image accepted.
     pub firmware_command: Option<Vec<String>>,
     pub firmware_max_size: u64,
+    /// The program that installs, uninstalls, activates and deactivates
+    /// software packages (argv; the verb and its argument are appended).
+    pub software_command: Option<Vec<String>>,
     /// Reboot after the firmware program succeeds; the update counts only
     /// if the software version differs after the reboot (A/B systems).
     pub firmware_reboot: bool,
@@ -154,6 +157,8 @@ struct File {
     #[serde(default)]
     firmware: FirmwareFile,
     #[serde(default)]
+    software: SoftwareFile,
+    #[serde(default)]
     log: LogFile,
 }
 
@@ -231,6 +236,14 @@ struct PlatformFile {
     /// server; 0: never.
     #[serde(default)]
     offline_reboot_after: u32,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SoftwareFile {
+    /// argv of the package program: `install PATH`, `uninstall NAME`,
+    /// `activate NAME`, `deactivate NAME` are appended.
+    command: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -400,6 +413,7 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         firmware_command,
         firmware_max_size,
         firmware_reboot: file.firmware.reboot,
+        software_command: command(&file.software.command)?,
         log_level,
         log_format,
         identity,

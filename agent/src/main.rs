@@ -11,6 +11,7 @@ mod control;
 mod dump;
 mod firmware;
 mod runtime;
+mod software;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

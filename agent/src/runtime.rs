@@ -401,6 +401,17 @@ pub async fn run(
                             announcer.clone(),
                         )));
                     }
+                    if let Some((instance, operation)) = crate::software::operation(&change) {
+                        tokio::spawn(crate::software::perform(
+                            Arc::clone(&tree),
+                            config.state_dir.clone(),
+                            config.firmware_max_size,
+                            config.software_command.clone(),
+                            pull_tls.clone(),
+                            instance,
+                            operation,
+                        ));
+                    }
                     if crate::firmware::is_update(&change) {
                         tokio::spawn(crate::firmware::apply(
                             Arc::clone(&tree),

@@ -1321,3 +1321,118 @@ fn updates_continue_while_a_firmware_download_runs() {
     }
     assert!(agent.0.wait().unwrap().success());
 }
+
+/// Software Management (/9, issue 6) against aiocoap: the server creates
+/// an instance, writes a Package URI (pulled over HTTP), Install runs the
+/// configured program with the package, which names it; Activate and
+/// Uninstall run it too, and an Install with nothing delivered is refused.
+#[test]
+fn a_software_package_is_pulled_installed_activated_and_uninstalled() {
+    let package: Vec<u8> = (0..40_000u32).map(|i| (i % 199) as u8).collect();
+    let http_port = dm_tests::files::image_server(package.clone());
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls");
+    let received = dir.path().join("received.ipk");
+    let program = dir.path().join("packages");
+    std::fs::write(
+        &program,
+        format!(
+            "#!/bin/sh\necho \"$1 $(basename \"$2\")\" >> '{calls}'\n\
+             case \"$1\" in install) cp \"$2\" '{received}'; echo 'demo-pkg 1.2.3';; esac\n",
+            calls = calls.display(),
+            received = received.display()
+        ),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(&program).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&program, permissions).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(python())
+            .arg(&script)
+            .args([
+                port.to_string(),
+                "software".into(),
+                format!("http://127.0.0.1:{http_port}/image"),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-SW\"\n\n[lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\n\
+             endpoint = \"sw\"\n\n[software]\ncommand = [\"{}\"]\n",
+            program.display()
+        ),
+    )
+    .unwrap();
+    let mut agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut steps = HashMap::new();
+    loop {
+        let event = next(&events);
+        if event["event"] == "checks-done" {
+            break;
+        }
+        if let Some(step) = event["step"].as_str() {
+            steps.insert(step.to_owned(), event.clone());
+        }
+    }
+    assert_eq!(steps["create"]["code"], "2.01 Created", "{steps:?}");
+    assert_eq!(steps["write-uri"]["code"], "2.04 Changed");
+    assert_eq!(steps["delivered"]["text"], "3");
+    assert_eq!(steps["install"]["code"], "2.04 Changed");
+    assert_eq!(steps["installed"]["text"], "4");
+    assert_eq!(steps["name"]["text"], "demo-pkg");
+    assert_eq!(steps["version"]["text"], "1.2.3");
+    assert_eq!(steps["result-installed"]["text"], "2");
+    assert_eq!(steps["activate"]["code"], "2.04 Changed");
+    assert_eq!(steps["uninstall-early"]["code"], "4.04 Not Found");
+    assert_eq!(steps["uninstall"]["code"], "2.04 Changed");
+    assert_eq!(steps["uninstalled"]["text"], "0");
+    // Nothing delivered any more: Install is refused, saying why.
+    assert_eq!(steps["install-again"]["code"], "4.00 Bad Request");
+    assert!(
+        steps["install-again"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("install needs a delivered package")
+    );
+    assert_eq!(std::fs::read(&received).unwrap(), package);
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    let verbs: Vec<&str> = calls
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(verbs, ["install", "activate", "uninstall"], "{calls}");
+    assert!(calls.contains("activate demo-pkg"), "{calls}");
+    Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    loop {
+        if next(&events)["event"] == "deregister" {
+            break;
+        }
+    }
+    assert!(agent.0.wait().unwrap().success());
+}

@@ -10,6 +10,7 @@ Usage: lwm2m_server.py PORT
        lwm2m_server.py PORT firmware-pull BAD_URL GOOD_URL
        lwm2m_server.py PORT firmware-full SIZE
        lwm2m_server.py PORT firmware-coap SIZE
+       lwm2m_server.py PORT software URL
 
 Listens on 127.0.0.1:PORT and accepts one registration. Then, by default,
 drives the registered client through Read (text, TLV, SenML JSON), Write,
@@ -274,6 +275,41 @@ async def main(port, mode):
         say(step="gets", count=image.gets)
         await call(context, "update", Code.POST, base + "/5/0/2")
         await asyncio.wait_for(until_state(result_stream, "updated", "1"), timeout=60)
+        say(event="checks-done")
+        await asyncio.wait_for(state.deregistered, timeout=120)
+        await context.shutdown()
+        return
+
+    if mode and mode[0] == "software":
+        # Software Management (/9, LwM2M Core E.9): create an instance,
+        # pull a package, install, activate, uninstall.
+        created = await call(context, "create", Code.POST, base + "/9", payload=b"",
+                             content_format=11542)
+        instance = base + "/" + "/".join(created.opt.location_path)
+        states = context.request(Message(code=Code.GET, uri=instance + "/7", observe=0))
+        await states.response
+        stream = states.observation.__aiter__()
+
+        async def until_state(name, wanted):
+            while True:
+                text = (await stream.__anext__()).payload.decode()
+                if text == wanted:
+                    say(step=name, text=text)
+                    return
+
+        await call(context, "write-uri", Code.PUT, instance + "/3", payload=mode[1].encode(),
+                   content_format=0)
+        await asyncio.wait_for(until_state("delivered", "3"), timeout=60)
+        await call(context, "install", Code.POST, instance + "/4")
+        await asyncio.wait_for(until_state("installed", "4"), timeout=60)
+        await call(context, "name", Code.GET, instance + "/0")
+        await call(context, "version", Code.GET, instance + "/1")
+        await call(context, "result-installed", Code.GET, instance + "/9")
+        await call(context, "activate", Code.POST, instance + "/10")
+        await call(context, "uninstall-early", Code.POST, base + "/9/999/6")
+        await call(context, "uninstall", Code.POST, instance + "/6")
+        await asyncio.wait_for(until_state("uninstalled", "0"), timeout=60)
+        await call(context, "install-again", Code.POST, instance + "/4")
         say(event="checks-done")
         await asyncio.wait_for(state.deregistered, timeout=120)
         await context.shutdown()
