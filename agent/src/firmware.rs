@@ -344,7 +344,7 @@ async fn pull_inner(
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 ) -> i64 {
     set(&tree, DOWNLOADING, 0);
-    let result = match fetch(&tree, &store, &uri, tls).await {
+    let result = match fetch(&tree, &store, &uri, Default::default(), tls).await {
         Ok(_) => {
             set(&tree, DOWNLOADED, 0);
             return 0;
@@ -378,6 +378,7 @@ pub async fn fetch(
     tree: &Arc<Mutex<Tree>>,
     store: &ImageStore,
     uri: &str,
+    credentials: dm_cwmp_tokio::Credentials,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 ) -> Result<(std::path::PathBuf, u64), Failure> {
     let scheme = uri.split_once("://").map(|(scheme, _)| scheme);
@@ -400,7 +401,7 @@ pub async fn fetch(
             Ok(parsed) => {
                 let mut session = dm_cwmp_tokio::http::HttpSession::new(
                     parsed,
-                    dm_cwmp_tokio::Credentials::default(),
+                    credentials,
                     std::time::Duration::from_secs(30),
                     tls,
                 );

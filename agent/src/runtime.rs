@@ -222,6 +222,13 @@ pub async fn run(
                 pull_tls.clone(),
                 Arc::clone(&host.platform.log),
             )),
+            deployment_units: Some(crate::software::cwmp_handler(
+                Arc::clone(&tree),
+                config.state_dir.clone(),
+                config.firmware_max_size,
+                config.software_command.clone(),
+                pull_tls.clone(),
+            )),
         };
         let commands = cwmp_commands_rx
             .take()

@@ -147,107 +147,26 @@ pub async fn perform(
         }
         Operation::Pull(uri) => {
             state(&tree, instance, DOWNLOAD_STARTED, R_DOWNLOADING);
-            let result = match crate::firmware::fetch(&tree, &store, &uri, tls).await {
-                // E.9: no separate verification step here (no signature
-                // in the package format), so downloaded is delivered.
-                Ok(_) => {
-                    state(&tree, instance, DELIVERED, R_DELIVERED);
-                    return;
-                }
-                Err(Failure::NoSpace) => R_NO_SPACE,
-                Err(Failure::ConnectionLost) => R_CONNECTION_LOST,
-                Err(Failure::InvalidUri | Failure::Unsupported) => R_INVALID_URI,
-            };
+            let result =
+                match crate::firmware::fetch(&tree, &store, &uri, Default::default(), tls).await {
+                    // E.9: no separate verification step here (no signature
+                    // in the package format), so downloaded is delivered.
+                    Ok(_) => {
+                        state(&tree, instance, DELIVERED, R_DELIVERED);
+                        return;
+                    }
+                    Err(Failure::NoSpace) => R_NO_SPACE,
+                    Err(Failure::ConnectionLost) => R_CONNECTION_LOST,
+                    Err(Failure::InvalidUri | Failure::Unsupported) => R_INVALID_URI,
+                };
             state(&tree, instance, INITIAL, result);
         }
         Operation::Install => {
-            set(
-                &tree,
-                instance,
-                &[(software::STATUS, Value::String("Installing".into()))],
-            );
-            let outcome = match store.image() {
-                None => Err("no package".to_owned()),
-                Some(package) => run(&command, "install", package.as_os_str()).await,
-            };
-            match outcome {
-                Ok(stdout) => {
-                    // "NAME VERSION" from the program, else the package's
-                    // file name in the URI.
-                    let mut words = stdout.lines().next().unwrap_or("").split_whitespace();
-                    let uri = text(&tree, instance, PACKAGE_URI);
-                    let fallback = uri
-                        .rsplit('/')
-                        .next()
-                        .filter(|n| !n.is_empty())
-                        .unwrap_or("package")
-                        .to_owned();
-                    let name = words.next().map_or(fallback, str::to_owned);
-                    let version = words.next().unwrap_or("").to_owned();
-                    info!(
-                        instance = instance.0,
-                        name, version, "software package installed"
-                    );
-                    set(
-                        &tree,
-                        instance,
-                        &[
-                            (PKGNAME, Value::String(name)),
-                            (PKGVERSION, Value::String(version)),
-                            (UPDATE_STATE, Value::Integer(INSTALLED)),
-                            (UPDATE_RESULT, Value::Integer(R_INSTALLED)),
-                            (ACTIVATION_STATE, Value::Boolean(false)),
-                            (software::STATUS, Value::String("Installed".into())),
-                        ],
-                    );
-                }
-                Err(e) => {
-                    warn!(instance = instance.0, "software install failed: {e}");
-                    set(
-                        &tree,
-                        instance,
-                        &[
-                            (UPDATE_STATE, Value::Integer(DELIVERED)),
-                            (UPDATE_RESULT, Value::Integer(R_INSTALL_FAILED)),
-                            (software::STATUS, Value::String("Uninstalled".into())),
-                        ],
-                    );
-                }
-            }
+            let _ = install(&tree, &store, &command, instance).await;
         }
         Operation::Uninstall => {
-            let name = text(&tree, instance, PKGNAME);
-            set(
-                &tree,
-                instance,
-                &[(software::STATUS, Value::String("Uninstalling".into()))],
-            );
-            match run(&command, "uninstall", name.as_ref()).await {
-                Ok(_) => {
-                    info!(instance = instance.0, name, "software package uninstalled");
-                    store.discard();
-                    set(
-                        &tree,
-                        instance,
-                        &[
-                            (UPDATE_STATE, Value::Integer(INITIAL)),
-                            (UPDATE_RESULT, Value::Integer(R_INITIAL)),
-                            (ACTIVATION_STATE, Value::Boolean(false)),
-                            (software::STATUS, Value::String("Uninstalled".into())),
-                        ],
-                    );
-                }
-                Err(e) => {
-                    warn!(instance = instance.0, "software uninstall failed: {e}");
-                    set(
-                        &tree,
-                        instance,
-                        &[
-                            (UPDATE_RESULT, Value::Integer(R_UNINSTALL_FAILED)),
-                            (software::STATUS, Value::String("Installed".into())),
-                        ],
-                    );
-                }
+            if uninstall(&tree, &command, instance).await.is_ok() {
+                store.discard();
             }
         }
         Operation::Activate | Operation::Deactivate => {
@@ -262,6 +181,360 @@ pub async fn perform(
                 ),
                 // The state stays as it was: the program said no.
                 Err(e) => warn!(instance = instance.0, "software {verb} failed: {e}"),
+            }
+        }
+    }
+}
+
+/// Install: runs `PROGRAM install PACKAGE` and records the outcome on the
+/// instance (E.9: INSTALLED with result 2, or DELIVERED with result 58).
+/// Returns the package's name and version.
+async fn install(
+    tree: &Mutex<Tree>,
+    store: &ImageStore,
+    command: &Option<Vec<String>>,
+    instance: InstanceId,
+) -> Result<(String, String), String> {
+    set(
+        tree,
+        instance,
+        &[(software::STATUS, Value::String("Installing".into()))],
+    );
+    let outcome = match store.image() {
+        None => Err("no package".to_owned()),
+        Some(package) => run(command, "install", package.as_os_str()).await,
+    };
+    match outcome {
+        Ok(stdout) => {
+            // "NAME VERSION" from the program, else the package's file
+            // name in the URI.
+            let mut words = stdout.lines().next().unwrap_or("").split_whitespace();
+            let uri = text(tree, instance, PACKAGE_URI);
+            let fallback = uri
+                .rsplit('/')
+                .next()
+                .filter(|n| !n.is_empty())
+                .unwrap_or("package")
+                .to_owned();
+            let name = words.next().map_or(fallback, str::to_owned);
+            let version = words.next().unwrap_or("").to_owned();
+            info!(
+                instance = instance.0,
+                name, version, "software package installed"
+            );
+            set(
+                tree,
+                instance,
+                &[
+                    (PKGNAME, Value::String(name.clone())),
+                    (PKGVERSION, Value::String(version.clone())),
+                    (UPDATE_STATE, Value::Integer(INSTALLED)),
+                    (UPDATE_RESULT, Value::Integer(R_INSTALLED)),
+                    (ACTIVATION_STATE, Value::Boolean(false)),
+                    (software::STATUS, Value::String("Installed".into())),
+                ],
+            );
+            Ok((name, version))
+        }
+        Err(e) => {
+            warn!(instance = instance.0, "software install failed: {e}");
+            set(
+                tree,
+                instance,
+                &[
+                    (UPDATE_STATE, Value::Integer(DELIVERED)),
+                    (UPDATE_RESULT, Value::Integer(R_INSTALL_FAILED)),
+                    (software::STATUS, Value::String("Uninstalled".into())),
+                ],
+            );
+            Err(e)
+        }
+    }
+}
+
+/// Uninstall: runs `PROGRAM uninstall NAME` and records the outcome (E.9:
+/// INITIAL, or result 59 with the package still installed).
+async fn uninstall(
+    tree: &Mutex<Tree>,
+    command: &Option<Vec<String>>,
+    instance: InstanceId,
+) -> Result<(), String> {
+    let name = text(tree, instance, PKGNAME);
+    set(
+        tree,
+        instance,
+        &[(software::STATUS, Value::String("Uninstalling".into()))],
+    );
+    match run(command, "uninstall", name.as_ref()).await {
+        Ok(_) => {
+            info!(instance = instance.0, name, "software package uninstalled");
+            set(
+                tree,
+                instance,
+                &[
+                    (UPDATE_STATE, Value::Integer(INITIAL)),
+                    (UPDATE_RESULT, Value::Integer(R_INITIAL)),
+                    (ACTIVATION_STATE, Value::Boolean(false)),
+                    (software::STATUS, Value::String("Uninstalled".into())),
+                ],
+            );
+            Ok(())
+        }
+        Err(e) => {
+            warn!(instance = instance.0, "software uninstall failed: {e}");
+            set(
+                tree,
+                instance,
+                &[
+                    (UPDATE_RESULT, Value::Integer(R_UNINSTALL_FAILED)),
+                    (software::STATUS, Value::String("Installed".into())),
+                ],
+            );
+            Err(e)
+        }
+    }
+}
+
+/// The /9 instance holding deployment unit `uuid` (and `version`, when
+/// given).
+fn find(tree: &Mutex<Tree>, uuid: &str, version: &str) -> Option<InstanceId> {
+    let instances = lock(tree).instances(software::ID).ok()?;
+    instances.into_iter().find(|i| {
+        text(tree, *i, software::UUID).eq_ignore_ascii_case(uuid)
+            && (version.is_empty() || text(tree, *i, PKGVERSION) == version)
+    })
+}
+
+/// A fresh random UUID (RFC 4122 version 4) for a deployment unit the ACS
+/// did not name.
+fn new_uuid() -> String {
+    use std::io::Read as _;
+    let mut b = [0u8; 16];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b = nanos.to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn unit_ref(instance: InstanceId) -> String {
+    format!("Device.SoftwareModules.DeploymentUnit.{}.", instance.0)
+}
+
+/// CWMP ChangeDUState (TR-069 §A.4.1.10) on the same /9 instances: Install
+/// creates one (pull, then the program), Update pulls and installs again,
+/// Uninstall runs the program and removes the instance. Faults are
+/// TR-069's: 9010 download failure, 9013 unsupported protocol, 9018 the
+/// package was refused, 9026 duplicate unit, 9028 unknown unit, 9001 other.
+pub fn cwmp_handler(
+    tree: Arc<Mutex<Tree>>,
+    state_dir: PathBuf,
+    max_size: u64,
+    command: Option<Vec<String>>,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+) -> dm_cwmp_tokio::DuHandler {
+    dm_cwmp_tokio::DuHandler(Arc::new(move |change| {
+        let (tree, state_dir, command, tls) = (
+            Arc::clone(&tree),
+            state_dir.clone(),
+            command.clone(),
+            tls.clone(),
+        );
+        Box::pin(async move {
+            let mut results = Vec::new();
+            for op in change.operations {
+                let start = unix_now();
+                let mut result =
+                    du_operation(&tree, &state_dir, max_size, &command, tls.clone(), op).await;
+                result.start = start;
+                result.complete = unix_now();
+                results.push(result);
+            }
+            results
+        })
+    }))
+}
+
+fn failed(uuid: &str, code: u32, text: impl Into<String>) -> dm_cwmp::soap::DuResult {
+    dm_cwmp::soap::DuResult {
+        // OpResultStruct requires a UUID: the nil one when none was named.
+        uuid: if uuid.is_empty() {
+            "00000000-0000-0000-0000-000000000000".to_owned()
+        } else {
+            uuid.to_owned()
+        },
+        current_state: "Failed".into(),
+        fault_code: code,
+        fault_string: text.into(),
+        ..Default::default()
+    }
+}
+
+fn download_fault(failure: Failure) -> (u32, &'static str) {
+    match failure {
+        Failure::Unsupported => (9013, "Unsupported protocol for file transfer"),
+        Failure::InvalidUri => (9010, "Download failure: the file is not accessible"),
+        Failure::NoSpace => (9010, "Download failure: no room for the package"),
+        Failure::ConnectionLost => (9010, "Download failure: the transfer broke off"),
+    }
+}
+
+async fn du_operation(
+    tree: &Arc<Mutex<Tree>>,
+    state_dir: &FsPath,
+    max_size: u64,
+    command: &Option<Vec<String>>,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    op: dm_cwmp::soap::DuOperation,
+) -> dm_cwmp::soap::DuResult {
+    use dm_cwmp::soap::{DuOperation, DuResult};
+    match op {
+        DuOperation::Install {
+            url,
+            uuid,
+            username,
+            password,
+            ..
+        } => {
+            let uuid = if uuid.is_empty() { new_uuid() } else { uuid };
+            if find(tree, &uuid, "").is_some() {
+                return failed(&uuid, 9026, "Duplicate Deployment Unit");
+            }
+            let created = {
+                let mut tree = lock(tree);
+                let mut tx = tree.begin(Origin::Agent);
+                tx.create(software::ID, None);
+                tx.commit()
+            };
+            let instance = match created {
+                Ok(created) => match created.created.first().and_then(Path::instance_id) {
+                    Some(instance) => instance,
+                    None => return failed(&uuid, 9001, "no instance was created"),
+                },
+                Err(e) => return failed(&uuid, 9004, format!("{e:?}")),
+            };
+            set(
+                tree,
+                instance,
+                &[
+                    (software::UUID, Value::String(uuid.clone())),
+                    (PACKAGE_URI, Value::String(url.clone())),
+                ],
+            );
+            let store = store(state_dir, instance, max_size);
+            let credentials = dm_cwmp_tokio::Credentials { username, password };
+            let outcome = match crate::firmware::fetch(tree, &store, &url, credentials, tls).await {
+                Err(failure) => Err(download_fault(failure)),
+                Ok(_) => {
+                    state(tree, instance, DELIVERED, R_DELIVERED);
+                    install(tree, &store, command, instance)
+                        .await
+                        .map_err(|_| (9018, "the package program refused the package"))
+                }
+            };
+            match outcome {
+                Ok((_, version)) => DuResult {
+                    uuid,
+                    deployment_unit_ref: unit_ref(instance),
+                    version,
+                    current_state: "Installed".into(),
+                    resolved: true,
+                    ..Default::default()
+                },
+                Err((code, text)) => {
+                    // The unit was never installed: it does not stay.
+                    store.discard();
+                    let _ = lock(tree)
+                        .begin(Origin::Agent)
+                        .delete(software::ID, instance)
+                        .commit();
+                    failed(&uuid, code, text)
+                }
+            }
+        }
+        DuOperation::Update {
+            uuid,
+            version,
+            url,
+            username,
+            password,
+        } => {
+            let Some(instance) = find(tree, &uuid, &version) else {
+                return failed(&uuid, 9028, "Unknown Deployment Unit");
+            };
+            let url = if url.is_empty() {
+                text(tree, instance, PACKAGE_URI)
+            } else {
+                url
+            };
+            let store = store(state_dir, instance, max_size);
+            let credentials = dm_cwmp_tokio::Credentials { username, password };
+            let outcome = match crate::firmware::fetch(tree, &store, &url, credentials, tls).await {
+                Err(failure) => Err(download_fault(failure)),
+                Ok(_) => {
+                    set(tree, instance, &[(PACKAGE_URI, Value::String(url))]);
+                    install(tree, &store, command, instance)
+                        .await
+                        .map_err(|_| (9018, "the package program refused the package"))
+                }
+            };
+            match outcome {
+                Ok((_, version)) => DuResult {
+                    uuid,
+                    deployment_unit_ref: unit_ref(instance),
+                    version,
+                    current_state: "Installed".into(),
+                    resolved: true,
+                    ..Default::default()
+                },
+                Err((code, text)) => failed(&uuid, code, text),
+            }
+        }
+        DuOperation::Uninstall { uuid, version, .. } => {
+            let Some(instance) = find(tree, &uuid, &version) else {
+                return failed(&uuid, 9028, "Unknown Deployment Unit");
+            };
+            let version = text(tree, instance, PKGVERSION);
+            match uninstall(tree, command, instance).await {
+                Ok(()) => {
+                    store(state_dir, instance, max_size).discard();
+                    let _ = lock(tree)
+                        .begin(Origin::Agent)
+                        .delete(software::ID, instance)
+                        .commit();
+                    DuResult {
+                        uuid,
+                        deployment_unit_ref: unit_ref(instance),
+                        version,
+                        current_state: "Uninstalled".into(),
+                        resolved: true,
+                        ..Default::default()
+                    }
+                }
+                Err(e) => failed(&uuid, 9001, format!("uninstall failed: {e}")),
             }
         }
     }

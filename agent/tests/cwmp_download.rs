@@ -521,3 +521,143 @@ fn a_download_killed_during_apply_is_reported_failed_after_the_restart() {
         "{complete}"
     );
 }
+
+/// ChangeDUState end to end (issue 3 and 6): the ACS installs a deployment
+/// unit from a URL (pulled over HTTP, installed by the package program,
+/// which names its version), then uninstalls it by UUID; each is reported
+/// with DUStateChangeComplete, and TR-181 shows the unit in between.
+#[test]
+fn change_du_state_installs_and_uninstalls_a_deployment_unit() {
+    let package: Vec<u8> = (0..30_000u32).map(|i| (i % 211) as u8).collect();
+    let http_port = dm_tests::files::image_server(package.clone());
+    let uuid = "6f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b";
+    let install = format!(
+        "<cwmp:ChangeDUState><Operations><InstallOpStruct><URL>http://127.0.0.1:{http_port}/image</URL>\
+         <UUID>{uuid}</UUID><Username/><Password/><ExecutionEnvRef/></InstallOpStruct></Operations>\
+         <CommandKey>du-install</CommandKey></cwmp:ChangeDUState>"
+    );
+    let uninstall = format!(
+        "<cwmp:ChangeDUState><Operations><UninstallOpStruct><UUID>{uuid}</UUID><Version/>\
+         <ExecutionEnvRef/></UninstallOpStruct></Operations><CommandKey>du-remove</CommandKey></cwmp:ChangeDUState>"
+    );
+    let mut empties = 0;
+    let acs = MiniAcs::start(Box::new(move |body| {
+        if body.is_empty() {
+            empties += 1;
+            return match empties {
+                1 => Some(install.clone()),
+                2 => Some(
+                    "<cwmp:GetParameterValues><ParameterNames><string>Device.SoftwareModules.\
+                     </string></ParameterNames></cwmp:GetParameterValues>"
+                        .into(),
+                ),
+                _ => None,
+            };
+        }
+        if body.contains("<cwmp:GetParameterValuesResponse>") {
+            return Some(uninstall.clone());
+        }
+        if body.contains("<cwmp:DUStateChangeComplete>") {
+            return Some("<cwmp:DUStateChangeCompleteResponse/>".into());
+        }
+        None
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls");
+    let program = dir.path().join("packages");
+    std::fs::write(
+        &program,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> '{}'\ncase \"$1\" in install) echo 'demo-app 3.0';; esac\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(&program).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&program, permissions).unwrap();
+    let cr_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-DU\"\n\n[cwmp]\nacs_url = \"{}\"\n\
+             connection_request_port = {cr_port}\n\n[software]\ncommand = [\"{}\"]\n",
+            acs.url(),
+            program.display()
+        ),
+    )
+    .unwrap();
+    let _agent = Agent(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .env("DMAGENT_BUS", "session")
+            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    acs.post_with("<cwmp:ChangeDUStateResponse");
+    let inform = acs.post_with("11 DU STATE CHANGE COMPLETE");
+    assert!(
+        inform
+            .contains("<EventCode>M ChangeDUState</EventCode><CommandKey>du-install</CommandKey>"),
+        "{inform}"
+    );
+    let installed = acs.post_with("<cwmp:DUStateChangeComplete>");
+    assert!(
+        installed.contains(&format!("<UUID>{uuid}</UUID>")),
+        "{installed}"
+    );
+    assert!(
+        installed.contains("<CurrentState>Installed</CurrentState>"),
+        "{installed}"
+    );
+    assert!(installed.contains("<Version>3.0</Version>"), "{installed}");
+    assert!(
+        installed.contains("<FaultCode>0</FaultCode>"),
+        "{installed}"
+    );
+    let unit = installed
+        .split("<DeploymentUnitRef>")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap()
+        .to_owned();
+    // TR-181 shows the unit.
+    let values = acs.post_with("<cwmp:GetParameterValuesResponse>");
+    assert!(
+        values.contains(&format!(
+            "{unit}UUID</Name><Value xsi:type=\"xsd:string\">{uuid}"
+        )),
+        "{values}"
+    );
+    assert!(
+        values.contains(&format!(
+            "{unit}Version</Name><Value xsi:type=\"xsd:string\">3.0"
+        )),
+        "{values}"
+    );
+    assert!(
+        values.contains(&format!(
+            "{unit}Status</Name><Value xsi:type=\"xsd:string\">Installed"
+        )),
+        "{values}"
+    );
+    acs.post_with("<cwmp:ChangeDUStateResponse");
+    let removed = acs.post_with("<CommandKey>du-remove</CommandKey></cwmp:DUStateChangeComplete>");
+    assert!(
+        removed.contains("<CurrentState>Uninstalled</CurrentState>"),
+        "{removed}"
+    );
+    assert!(removed.contains("<FaultCode>0</FaultCode>"), "{removed}");
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(calls.lines().collect::<Vec<_>>(), ["install", "uninstall"]);
+}

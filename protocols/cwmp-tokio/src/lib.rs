@@ -38,6 +38,21 @@ pub struct Config {
     pub status: Arc<Mutex<Status>>,
     /// Who carries out Downloads; without one they fail with 9010.
     pub transfers: Option<TransferHandler>,
+    /// Who carries out ChangeDUState; without one each operation fails.
+    pub deployment_units: Option<DuHandler>,
+}
+
+/// Performs a ChangeDUState's operations in order; one result each.
+pub type DuFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Vec<dm_cwmp::soap::DuResult>> + Send>>;
+
+#[derive(Clone)]
+pub struct DuHandler(pub Arc<dyn Fn(dm_cwmp::session::DuChange) -> DuFuture + Send + Sync>);
+
+impl std::fmt::Debug for DuHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DuHandler")
+    }
 }
 
 /// The CWMP side as `dmagent status` shows it.
@@ -132,6 +147,7 @@ pub async fn run(
     let (cr_tx, mut cr_rx) = mpsc::channel(1);
     let mut cr_cache: Option<(String, Instant, Option<String>)> = None;
     let (transfer_results_tx, mut transfer_results) = mpsc::unbounded_channel();
+    let (du_results_tx, mut du_results) = mpsc::unbounded_channel();
     let mut transferring = false;
     let mut cr_port = None;
     let mut cr_path = String::new();
@@ -264,6 +280,37 @@ pub async fn run(
                 ));
             });
         }
+        // ChangeDUState requests, also one at a time and after transfers.
+        if !transferring && let Some(change) = engine.poll_du_change(&mut lock(&tree)) {
+            transferring = true;
+            let results = du_results_tx.clone();
+            let handler = config.deployment_units.clone();
+            tokio::spawn(async move {
+                let key = change.command_key.clone();
+                info!(
+                    key,
+                    operations = change.operations.len(),
+                    "ChangeDUState started"
+                );
+                let outcome = match handler {
+                    Some(handler) => (handler.0)(change).await,
+                    None => change
+                        .operations
+                        .iter()
+                        .map(|op| dm_cwmp::soap::DuResult {
+                            uuid: dm_cwmp::session::du_uuid(op).to_owned(),
+                            current_state: "Failed".into(),
+                            start: wall(),
+                            complete: wall(),
+                            fault_code: 9001,
+                            fault_string: "software management is not configured".into(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                };
+                let _ = results.send((key, outcome));
+            });
+        }
         lock_status(&config.status).next_session = engine.poll_timeout().map(|at| {
             wall()
                 + i64::try_from(at.saturating_duration_since(Instant::now()).as_secs()).unwrap_or(0)
@@ -281,6 +328,11 @@ pub async fn run(
             }
             () = changed.notified() => {}
             Some(()) = cr_rx.recv() => engine.handle_connection_request(&mut lock(&tree)),
+            Some((key, outcome)) = du_results.recv() => {
+                transferring = false;
+                info!(key, "ChangeDUState finished");
+                engine.du_change_complete(&mut lock(&tree), &key, outcome);
+            }
             Some((result, awaiting)) = transfer_results.recv() => {
                 transferring = false;
                 match awaiting {

@@ -89,7 +89,34 @@ struct Durable {
     /// their parameters are reported as changed.
     #[serde(default)]
     table_notifications: std::collections::BTreeMap<String, u8>,
+    /// ChangeDUState requests accepted and not yet reported, in order.
+    #[serde(default)]
+    du_changes: Vec<DuChange>,
+    /// Finished ChangeDUState requests whose DUStateChangeComplete the ACS
+    /// has not acknowledged.
+    #[serde(default)]
+    du_completed: Vec<DuCompleted>,
 }
+
+/// A ChangeDUState the ACS asked for (TR-069 §A.4.1.10), durable until
+/// reported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DuChange {
+    pub command_key: String,
+    pub operations: Vec<soap::DuOperation>,
+    /// Handed to the driver.
+    pub started: bool,
+}
+
+/// A finished ChangeDUState, for DUStateChangeComplete.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DuCompleted {
+    pub command_key: String,
+    pub results: Vec<soap::DuResult>,
+}
+
+/// The most ChangeDUState requests queued at once.
+const MAX_DU_CHANGES: usize = 8;
 
 /// A Download the ACS asked for (TR-069 §A.3.2.8), durable until it has
 /// been reported.
@@ -168,6 +195,32 @@ pub const FIRMWARE_IMAGE: &str = "1 Firmware Upgrade Image";
 /// The file type this device uploads (TR-069 §A.4.1.5): its system log.
 pub const VENDOR_LOG: &str = "2 Vendor Log File";
 
+/// The UUID an operation names, for its result. An Install may leave the
+/// choice to the CPE; one that failed before choosing reports the nil UUID
+/// (OpResultStruct requires one).
+pub fn du_uuid(op: &soap::DuOperation) -> &str {
+    match op {
+        soap::DuOperation::Install { uuid, .. }
+        | soap::DuOperation::Update { uuid, .. }
+        | soap::DuOperation::Uninstall { uuid, .. }
+            if !uuid.is_empty() =>
+        {
+            uuid
+        }
+        _ => "00000000-0000-0000-0000-000000000000",
+    }
+}
+
+/// 8-4-4-4-12 hexadecimal digits (TR-069 DeploymentUnitUUID).
+pub fn is_uuid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 fn transfer_event(result: &TransferResult) -> &'static str {
     if result.autonomous.is_some() {
         return AUTONOMOUS;
@@ -197,6 +250,8 @@ enum Phase {
     Exchanging {
         empty: bool,
     },
+    /// Our DUStateChangeComplete is out, waiting for its response.
+    CompletingDu,
     /// Our TransferComplete is out, waiting for its response.
     Completing,
 }
@@ -333,6 +388,31 @@ impl Engine {
                 });
             } else {
                 engine.durable.transfers.push(transfer);
+            }
+        }
+        // A ChangeDUState running when the agent stopped did not finish:
+        // each operation is reported failed (9001), never dropped.
+        for change in std::mem::take(&mut engine.durable.du_changes) {
+            if change.started {
+                let results = change
+                    .operations
+                    .iter()
+                    .map(|op| soap::DuResult {
+                        uuid: du_uuid(op).to_owned(),
+                        current_state: "Failed".into(),
+                        start: wall,
+                        complete: wall,
+                        fault_code: 9001,
+                        fault_string: "interrupted by a restart".into(),
+                        ..soap::DuResult::default()
+                    })
+                    .collect();
+                engine.durable.du_completed.push(DuCompleted {
+                    command_key: change.command_key,
+                    results,
+                });
+            } else {
+                engine.durable.du_changes.push(change);
             }
         }
         engine.save(tree);
@@ -597,6 +677,25 @@ impl Engine {
         if completed.iter().any(|(e, _)| *e != AUTONOMOUS) {
             self.add_event("7 TRANSFER COMPLETE", "");
         }
+        let du_keys: Vec<String> = self
+            .durable
+            .du_completed
+            .iter()
+            .map(|c| c.command_key.clone())
+            .collect();
+        if !du_keys.is_empty() {
+            self.add_event("11 DU STATE CHANGE COMPLETE", "");
+            for key in du_keys {
+                if !self
+                    .durable
+                    .events
+                    .iter()
+                    .any(|(c, k)| c == "M ChangeDUState" && *k == key)
+                {
+                    self.add_event("M ChangeDUState", &key);
+                }
+            }
+        }
         if !completed.is_empty() {
             for (event, key) in completed {
                 if event == AUTONOMOUS {
@@ -704,6 +803,45 @@ impl Engine {
         self.wanted = true;
     }
 
+    /// The next ChangeDUState to perform, if one waits and none runs; the
+    /// driver performs it and reports with [`Engine::du_change_complete`].
+    pub fn poll_du_change(&mut self, tree: &mut Tree) -> Option<DuChange> {
+        if self.durable.du_changes.iter().any(|c| c.started) {
+            return None;
+        }
+        let change = self.durable.du_changes.first_mut()?;
+        change.started = true;
+        let change = change.clone();
+        self.save(tree);
+        Some(change)
+    }
+
+    /// A ChangeDUState finished: DUStateChangeComplete goes out in a new
+    /// session with "11 DU STATE CHANGE COMPLETE" and "M ChangeDUState".
+    pub fn du_change_complete(
+        &mut self,
+        tree: &mut Tree,
+        command_key: &str,
+        results: Vec<soap::DuResult>,
+    ) {
+        if let Some(i) = self
+            .durable
+            .du_changes
+            .iter()
+            .position(|c| c.started && c.command_key == command_key)
+        {
+            self.durable.du_changes.remove(i);
+        }
+        self.add_event("11 DU STATE CHANGE COMPLETE", "");
+        self.add_event("M ChangeDUState", command_key);
+        self.durable.du_completed.push(DuCompleted {
+            command_key: command_key.to_owned(),
+            results,
+        });
+        self.save(tree);
+        self.wanted = true;
+    }
+
     /// A download ended: its TransferComplete goes out in a new session
     /// with "7 TRANSFER COMPLETE" and "M Download" (TR-069 §A.3.3.2).
     pub fn transfer_complete(&mut self, tree: &mut Tree, result: TransferResult) {
@@ -781,6 +919,23 @@ impl Engine {
                     }
                     // 8005: retry; any other fault or message: the
                     // session failed (TR-069 §3.7.1.5).
+                    _ => self.fail(tree, now),
+                }
+            }
+            Phase::CompletingDu => {
+                if !(200..300).contains(&status) {
+                    return self.fail(tree, now);
+                }
+                match soap::decode(body) {
+                    Ok(AcsEnvelope {
+                        body: AcsMessage::Response(AcsResponse::DUStateChangeComplete),
+                        ..
+                    }) => {
+                        self.durable.du_completed.remove(0);
+                        self.save(tree);
+                        self.next_post(tree, wall);
+                    }
+                    _ if empty => self.end(tree, now, wall),
                     _ => self.fail(tree, now),
                 }
             }
@@ -884,6 +1039,30 @@ impl Engine {
                 ),
             };
             self.phase = Phase::Completing;
+            self.outbox.push_back(message);
+            return;
+        }
+        if !self.hold_requests
+            && let Some(done) = self.durable.du_completed.first()
+        {
+            self.inform_id += 1;
+            let results: Vec<_> = done
+                .results
+                .iter()
+                .map(|r| {
+                    (
+                        r.clone(),
+                        values::format_datetime(r.start),
+                        values::format_datetime(r.complete),
+                    )
+                })
+                .collect();
+            let message = Encoder::new(self.version).du_state_change_complete(
+                &self.inform_id.to_string(),
+                &done.command_key,
+                &results,
+            );
+            self.phase = Phase::CompletingDu;
             self.outbox.push_back(message);
             return;
         }
@@ -1226,6 +1405,42 @@ impl Engine {
             AcsRequest::GetAllQueuedTransfers => {
                 e.queued_transfers_response(id, true, &self.queued())
             }
+            AcsRequest::ChangeDUState {
+                command_key,
+                operations,
+            } => {
+                // TR-069 §A.4.1.10: a malformed UUID is refused at once
+                // (9022); the rest is found out while performing.
+                for op in &operations {
+                    let uuid = du_uuid(op);
+                    if !is_uuid(uuid) {
+                        return plain(FaultCode::InvalidUuidFormat, uuid);
+                    }
+                    if let soap::DuOperation::Install { url, .. } = op
+                        && !["http://", "https://", "coap://", "coaps://"]
+                            .iter()
+                            .any(|s| url.starts_with(s))
+                    {
+                        return plain(
+                            FaultCode::UnsupportedTransferProtocol,
+                            &format!("{url}: not http(s) or coap(s)"),
+                        );
+                    }
+                }
+                if self.durable.du_changes.len() >= MAX_DU_CHANGES {
+                    return plain(
+                        FaultCode::ResourcesExceeded,
+                        "too many queued ChangeDUState",
+                    );
+                }
+                self.durable.du_changes.push(DuChange {
+                    command_key,
+                    operations,
+                    started: false,
+                });
+                self.save(tree);
+                e.empty_response(id, "ChangeDUState")
+            }
             AcsRequest::SetVouchers { .. } => plain(
                 FaultCode::RequestDenied,
                 "this device has no options that vouchers could enable",
@@ -1411,6 +1626,7 @@ pub const SUPPORTED: &[&str] = &[
     "CancelTransfer",
     "GetQueuedTransfers",
     "GetAllQueuedTransfers",
+    "ChangeDUState",
 ];
 
 /// TR-069 §3.2.1.1: the wait before retry `n` (n ≥ 1) is drawn from

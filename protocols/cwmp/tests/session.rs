@@ -1203,3 +1203,109 @@ fn an_autonomous_transfer_is_reported_with_autonomous_transfer_complete() {
     let inform = run.start();
     assert!(!events(&inform).iter().any(|(c, _)| c.starts_with("10 ")));
 }
+
+/// ChangeDUState (TR-069 §A.4.1.10): accepted with an empty response (a
+/// malformed UUID is 9022 at once), handed to the driver, reported with
+/// DUStateChangeComplete (XSD-valid) in a new session with
+/// "11 DU STATE CHANGE COMPLETE" and "M ChangeDUState", once; one cut by a
+/// restart is reported failed (9001).
+#[test]
+fn change_du_state_is_queued_performed_and_reported() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    let bad = run
+        .respond(
+            200,
+            &acs(
+                2,
+                "du0",
+                "<cwmp:ChangeDUState><Operations><UninstallOpStruct><UUID>not-a-uuid</UUID></UninstallOpStruct></Operations><CommandKey>bad</CommandKey></cwmp:ChangeDUState>",
+            ),
+        )
+        .unwrap();
+    assert!(bad.contains("<FaultCode>9022</FaultCode>"), "{bad}");
+    let accepted = run
+        .respond(
+            200,
+            &acs(
+                2,
+                "du1",
+                "<cwmp:ChangeDUState><Operations><InstallOpStruct><URL>http://127.0.0.1:9/app.ipk</URL><UUID></UUID></InstallOpStruct></Operations><CommandKey>apps-1</CommandKey></cwmp:ChangeDUState>",
+            ),
+        )
+        .unwrap();
+    common::validate_message(&accepted, "ChangeDUStateResponse");
+    run.respond(204, "");
+    let change = run
+        .engine
+        .poll_du_change(&mut run.tree)
+        .expect("handed over");
+    assert_eq!(change.command_key, "apps-1");
+    assert_eq!(
+        run.engine.poll_du_change(&mut run.tree),
+        None,
+        "one at a time"
+    );
+    run.engine.du_change_complete(
+        &mut run.tree,
+        "apps-1",
+        vec![dm_cwmp::soap::DuResult {
+            uuid: "0f8fad5b-d9cb-469f-a165-70867728950e".into(),
+            deployment_unit_ref: "Device.SoftwareModules.DeploymentUnit.1.".into(),
+            version: "2.1".into(),
+            current_state: "Installed".into(),
+            resolved: true,
+            start: WALL,
+            complete: WALL + 3,
+            fault_code: 0,
+            fault_string: String::new(),
+        }],
+    );
+    let inform = run.start();
+    let reported = events(&inform);
+    assert!(reported.contains(&("11 DU STATE CHANGE COMPLETE".into(), String::new())));
+    assert!(reported.contains(&("M ChangeDUState".into(), "apps-1".into())));
+    let complete = run.respond(200, &inform_response(2)).unwrap();
+    common::validate_message(&complete, "DUStateChangeComplete");
+    assert!(
+        complete.contains("<CurrentState>Installed</CurrentState>"),
+        "{complete}"
+    );
+    assert!(complete.contains("<CommandKey>apps-1</CommandKey>"));
+    let empty = run
+        .respond(200, &acs(2, "ok", "<cwmp:DUStateChangeCompleteResponse/>"))
+        .unwrap();
+    assert_eq!(empty, "");
+    run.respond(204, "");
+
+    // Another, cut short by a restart.
+    run.engine
+        .request_session(&mut run.tree, "6 CONNECTION REQUEST")
+        .unwrap();
+    run.start();
+    run.respond(200, &inform_response(2));
+    run.respond(
+        200,
+        &acs(
+            2,
+            "du2",
+            "<cwmp:ChangeDUState><Operations><UninstallOpStruct><UUID>0f8fad5b-d9cb-469f-a165-70867728950e</UUID></UninstallOpStruct></Operations><CommandKey>apps-2</CommandKey></cwmp:ChangeDUState>",
+        ),
+    )
+    .unwrap();
+    run.respond(204, "");
+    run.engine
+        .poll_du_change(&mut run.tree)
+        .expect("handed over");
+    let mut run = run.restart();
+    let inform = run.start();
+    assert!(events(&inform).contains(&("M ChangeDUState".into(), "apps-2".into())));
+    assert!(!events(&inform).contains(&("M ChangeDUState".into(), "apps-1".into())));
+    let complete = run.respond(200, &inform_response(2)).unwrap();
+    assert!(
+        complete.contains("<FaultCode>9001</FaultCode>"),
+        "{complete}"
+    );
+    assert!(complete.contains("<CurrentState>Failed</CurrentState>"));
+}

@@ -5,8 +5,8 @@ mod common;
 
 use common::{body_document, validate};
 use dm_cwmp::soap::{
-    AcsMessage, AcsRequest, AcsResponse, AttributeChange, CwmpVersion, DeviceId, Encoder, Event,
-    ParameterFault, ParameterValue, decode,
+    AcsMessage, AcsRequest, AcsResponse, AttributeChange, CwmpVersion, DeviceId, DuOperation,
+    Encoder, Event, ParameterFault, ParameterValue, decode,
 };
 use proptest::prelude::*;
 
@@ -135,7 +135,34 @@ fn every_acs_rpc_decodes() {
             "<cwmp:ChangeDUState><Operations><InstallOpStruct><URL>http://127.0.0.1/du</URL><UUID/><Username/><Password/><ExecutionEnvRef/></InstallOpStruct></Operations><CommandKey>du</CommandKey></cwmp:ChangeDUState>",
             AcsRequest::ChangeDUState {
                 command_key: "du".into(),
-                operations: vec!["InstallOpStruct".into()],
+                operations: vec![DuOperation::Install {
+                    url: "http://127.0.0.1/du".into(),
+                    uuid: String::new(),
+                    username: String::new(),
+                    password: String::new(),
+                    execution_env: String::new(),
+                }],
+            },
+        ),
+        // As the XSD types it: repeated Operations with xsi:type.
+        (
+            "<cwmp:ChangeDUState><Operations xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"cwmp:UninstallOpStruct\"><UUID>3b2f7c1e-0000-4000-8000-00000000abcd</UUID><Version>1.2</Version><ExecutionEnvRef/></Operations><Operations xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"cwmp:UpdateOpStruct\"><UUID>3b2f7c1e-0000-4000-8000-00000000abce</UUID><URL>https://h/p</URL></Operations><CommandKey>k2</CommandKey></cwmp:ChangeDUState>",
+            AcsRequest::ChangeDUState {
+                command_key: "k2".into(),
+                operations: vec![
+                    DuOperation::Uninstall {
+                        uuid: "3b2f7c1e-0000-4000-8000-00000000abcd".into(),
+                        version: "1.2".into(),
+                        execution_env: String::new(),
+                    },
+                    DuOperation::Update {
+                        uuid: "3b2f7c1e-0000-4000-8000-00000000abce".into(),
+                        version: String::new(),
+                        url: "https://h/p".into(),
+                        username: String::new(),
+                        password: String::new(),
+                    },
+                ],
             },
         ),
     ];

@@ -2,8 +2,8 @@
 
 use super::dom::{self, Element, Ns};
 use super::{
-    AcsEnvelope, AcsMessage, AcsRequest, AcsResponse, AttributeChange, CwmpVersion, Fault, Header,
-    ParameterFault, ParameterValueIn, TimeWindow, Transfer,
+    AcsEnvelope, AcsMessage, AcsRequest, AcsResponse, AttributeChange, CwmpVersion, DuOperation,
+    Fault, Header, ParameterFault, ParameterValueIn, TimeWindow, Transfer,
 };
 
 /// Why a message could not be decoded. Each maps to the fault the CPE
@@ -329,13 +329,32 @@ fn request(message: Element<'_, '_>, failure: &Failure) -> Result<AcsRequest, De
             delay_seconds: number(m, "DelaySeconds").map_err(invalid)?,
             command_key: text_or_empty(m, "CommandKey"),
         },
-        "ChangeDUState" => AcsRequest::ChangeDUState {
-            command_key: text_or_empty(m, "CommandKey"),
-            operations: m
-                .child("Operations")
-                .map(|ops| ops.children().map(|o| o.name().to_owned()).collect())
-                .unwrap_or_default(),
-        },
+        "ChangeDUState" => {
+            // The XSD types each Operations element (xsi:type); ACSs also
+            // wrap each operation in an element named for its type. Both
+            // are read.
+            let mut operations = Vec::new();
+            for ops in m.children().filter(|c| c.name() == "Operations") {
+                match ops.attribute(Ns::Xsi, "type") {
+                    Some(kind) => operations.push(
+                        du_operation(kind.rsplit(':').next().unwrap_or(kind), ops)
+                            .map_err(invalid)?,
+                    ),
+                    None => {
+                        for op in ops.children() {
+                            operations.push(du_operation(op.name(), op).map_err(invalid)?);
+                        }
+                    }
+                }
+            }
+            if operations.is_empty() {
+                return Err(invalid("ChangeDUState has no Operations".into()));
+            }
+            AcsRequest::ChangeDUState {
+                command_key: text_or_empty(m, "CommandKey"),
+                operations,
+            }
+        }
         "GetOptions" => AcsRequest::GetOptions {
             option_name: text_or_empty(m, "OptionName"),
         },
@@ -350,6 +369,32 @@ fn request(message: Element<'_, '_>, failure: &Failure) -> Result<AcsRequest, De
         }
     };
     Ok(request)
+}
+
+fn du_operation(kind: &str, e: Element<'_, '_>) -> Arg<DuOperation> {
+    let field = |name: &str| text_or_empty(e, name).trim().to_owned();
+    Ok(match kind {
+        "InstallOpStruct" => DuOperation::Install {
+            url: trimmed(e, "URL")?.to_owned(),
+            uuid: field("UUID"),
+            username: field("Username"),
+            password: text_or_empty(e, "Password"),
+            execution_env: field("ExecutionEnvRef"),
+        },
+        "UpdateOpStruct" => DuOperation::Update {
+            uuid: field("UUID"),
+            version: field("Version"),
+            url: field("URL"),
+            username: field("Username"),
+            password: text_or_empty(e, "Password"),
+        },
+        "UninstallOpStruct" => DuOperation::Uninstall {
+            uuid: trimmed(e, "UUID")?.to_owned(),
+            version: field("Version"),
+            execution_env: field("ExecutionEnvRef"),
+        },
+        other => return Err(format!("{other} is not a deployment-unit operation")),
+    })
 }
 
 fn transfer(m: Element<'_, '_>) -> Arg<Transfer> {

@@ -362,6 +362,42 @@ impl Encoder {
         )
     }
 
+    /// The CPE's DUStateChangeComplete request (TR-069 §A.4.2.2).
+    pub fn du_state_change_complete(
+        &self,
+        id: &str,
+        command_key: &str,
+        results: &[(super::DuResult, String, String)],
+    ) -> String {
+        // The XSD repeats Results itself, one OpResultStruct each.
+        let mut body = String::from("<cwmp:DUStateChangeComplete>");
+        for (r, start, complete) in results {
+            let _ = write!(
+                body,
+                "<Results><UUID>{}</UUID><DeploymentUnitRef>{}</DeploymentUnitRef>\
+                 <Version>{}</Version><CurrentState>{}</CurrentState><Resolved>{}</Resolved>\
+                 <ExecutionUnitRefList></ExecutionUnitRefList><StartTime>{}</StartTime>\
+                 <CompleteTime>{}</CompleteTime><Fault><FaultCode>{}</FaultCode>\
+                 <FaultString>{}</FaultString></Fault></Results>",
+                escape(&r.uuid),
+                escape(&r.deployment_unit_ref),
+                escape(&r.version),
+                escape(&r.current_state),
+                if r.resolved { "1" } else { "0" },
+                escape(start),
+                escape(complete),
+                r.fault_code,
+                escape(&r.fault_string),
+            );
+        }
+        let _ = write!(
+            body,
+            "<CommandKey>{}</CommandKey></cwmp:DUStateChangeComplete>",
+            escape(command_key)
+        );
+        self.envelope(Some(id), &body)
+    }
+
     /// The CPE's GetRPCMethods request to the ACS.
     pub fn get_rpc_methods(&self, id: &str) -> String {
         self.envelope(Some(id), "<cwmp:GetRPCMethods/>")

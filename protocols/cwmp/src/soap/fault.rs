@@ -19,6 +19,7 @@ pub enum FaultCode {
     FileTransferAuthenticationFailure,
     UnsupportedTransferProtocol,
     CancelationNotPermitted,
+    InvalidUuidFormat,
 }
 
 impl FaultCode {
@@ -39,6 +40,7 @@ impl FaultCode {
             FaultCode::FileTransferAuthenticationFailure => 9012,
             FaultCode::UnsupportedTransferProtocol => 9013,
             FaultCode::CancelationNotPermitted => 9021,
+            FaultCode::InvalidUuidFormat => 9022,
         }
     }
 
@@ -64,6 +66,7 @@ impl FaultCode {
             FaultCode::CancelationNotPermitted => {
                 "Cancelation of file transfer not permitted in current transfer state"
             }
+            FaultCode::InvalidUuidFormat => "Invalid UUID Format",
         }
     }
 }

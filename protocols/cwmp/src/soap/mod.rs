@@ -100,6 +100,46 @@ pub struct TimeWindow {
     pub max_retries: i32,
 }
 
+/// One ChangeDUState operation (TR-069 §A.4.1.10).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum DuOperation {
+    Install {
+        url: String,
+        uuid: String,
+        username: String,
+        password: String,
+        execution_env: String,
+    },
+    Update {
+        uuid: String,
+        version: String,
+        url: String,
+        username: String,
+        password: String,
+    },
+    Uninstall {
+        uuid: String,
+        version: String,
+        execution_env: String,
+    },
+}
+
+/// How one operation ended (TR-069 §A.4.2.2 OpResultStruct).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DuResult {
+    pub uuid: String,
+    pub deployment_unit_ref: String,
+    pub version: String,
+    /// "Installed", "Uninstalled" or "Failed".
+    pub current_state: String,
+    pub resolved: bool,
+    /// Unix times.
+    pub start: i64,
+    pub complete: i64,
+    pub fault_code: u32,
+    pub fault_string: String,
+}
+
 /// An RPC the ACS calls on the CPE.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -158,9 +198,7 @@ pub enum AcsRequest {
     },
     ChangeDUState {
         command_key: String,
-        /// The operations' element names (InstallOpStruct, ...): kept for
-        /// the fault the CPE answers until deployment units are served.
-        operations: Vec<String>,
+        operations: Vec<DuOperation>,
     },
     GetOptions {
         option_name: String,
