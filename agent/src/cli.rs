@@ -20,6 +20,7 @@ trait Agent1 {
     fn get_names(&self, path: &str, next_level: bool) -> zbus::Result<Vec<(String, bool)>>;
     fn set(&self, path: &str, value: &str) -> zbus::Result<()>;
     fn execute(&self, path: &str, arguments: &str) -> zbus::Result<()>;
+    fn firmware_pull(&self, url: &str) -> zbus::Result<()>;
     fn add(&self, object: &str) -> zbus::Result<String>;
     fn delete(&self, object: &str) -> zbus::Result<()>;
     fn get_notification(&self, path: &str) -> zbus::Result<Vec<(String, u8)>>;
@@ -210,17 +211,9 @@ async fn firmware(agent: &Agent1Proxy<'_>, action: &FirmwareAction) -> Result<St
     let tty = std::io::stderr().is_terminal();
     match action {
         FirmwareAction::Pull { url } => {
-            // From a clean state, so that a result seen later is this
-            // pull's (an empty URI resets the object to Idle).
-            agent.set("/5/0/1", "").await.map_err(explain)?;
-            loop {
-                let (state, result, _) = firmware_state(agent).await?;
-                if (state, result) == (0, 0) {
-                    break;
-                }
-                tokio::time::sleep(POLL).await;
-            }
-            agent.set("/5/0/1", url).await.map_err(explain)?;
+            // The agent resets the object first: a result seen from now on
+            // is this pull's.
+            agent.firmware_pull(url).await.map_err(explain)?;
             loop {
                 let (state, result, transfer) = firmware_state(agent).await?;
                 if tty && let Some((done, total)) = transfer {

@@ -98,6 +98,11 @@ pub struct Cwmp {
     pub connection_request_bind: std::net::IpAddr,
     /// Take the ACS URL from DHCP option 43 when the lease offers one.
     pub acs_url_from_dhcp: bool,
+    /// Report transfers the ACS did not ask for (firmware through LwM2M)
+    /// with AutonomousTransferComplete: TR-181's
+    /// ManagementServer.AutonomousTransferCompletePolicy.Enable, which
+    /// defaults to off, until that object is in the data model.
+    pub autonomous_transfer_complete: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,6 +208,8 @@ struct CwmpFile {
     connection_request_password: String,
     #[serde(default)]
     acs_url_from_dhcp: bool,
+    #[serde(default)]
+    autonomous_transfer_complete: bool,
 }
 
 #[derive(Deserialize)]
@@ -658,6 +665,7 @@ fn cwmp(file: CwmpFile, overrides: &Overrides, at: &Locator<'_>) -> Result<Cwmp,
         connection_request_port,
         connection_request_bind,
         acs_url_from_dhcp: file.acs_url_from_dhcp,
+        autonomous_transfer_complete: file.autonomous_transfer_complete,
     })
 }
 
@@ -1031,7 +1039,7 @@ mod tests {
     fn unknown_keys_and_broken_syntax_are_refused() {
         check(
             "[cwmp]\nacs_url = \"http://127.0.0.1/\"\nperiodic_intervl = 5\n",
-            "dmagent.toml:3: cwmp.periodic_intervl: unknown field `periodic_intervl`, expected one of `enabled`, `acs_url`, `username`, `password`, `periodic_inform`, `periodic_interval`, `connection_request_port`, `connection_request_bind`, `ca_file`, `client_certificate`, `client_key`, `connection_request_username`, `connection_request_password`, `acs_url_from_dhcp`",
+            "dmagent.toml:3: cwmp.periodic_intervl: unknown field `periodic_intervl`, expected one of `enabled`, `acs_url`, `username`, `password`, `periodic_inform`, `periodic_interval`, `connection_request_port`, `connection_request_bind`, `ca_file`, `client_certificate`, `client_key`, `connection_request_username`, `connection_request_password`, `acs_url_from_dhcp`, `autonomous_transfer_complete`",
         );
         check(
             "state_dir = \n",

@@ -245,6 +245,33 @@ impl Control {
         rpc::get_parameter_names(&lock(&self.tree), path, next_level).map_err(fault)
     }
 
+    /// Starts a firmware pull from `url` as the local CLI: the firmware
+    /// object goes back to Idle with no result first, so that whatever
+    /// result follows is this pull's, and the same URI as before is pulled
+    /// again.
+    fn firmware_pull(&self, url: &str) -> fdo::Result<()> {
+        use dm_core::catalog::firmware;
+        let at = |r| Path::resource(firmware::ID, InstanceId(0), r);
+        let mut tree = lock(&self.tree);
+        tree.begin(Origin::Agent)
+            .set(at(firmware::STATE), dm_core::Value::Integer(0))
+            .set(at(firmware::UPDATE_RESULT), dm_core::Value::Integer(0))
+            .set(
+                at(firmware::PACKAGE_URI),
+                dm_core::Value::String(String::new()),
+            )
+            .commit()
+            .map_err(transaction_error)?;
+        tree.begin(Origin::Cli)
+            .set(
+                at(firmware::PACKAGE_URI),
+                dm_core::Value::String(url.to_owned()),
+            )
+            .commit()
+            .map_err(transaction_error)?;
+        Ok(())
+    }
+
     /// Executes a resource (`/5/0/2`, `/3/0/4`) with `arguments`, as the
     /// local CLI: whoever acts on it (the firmware pipeline, a reboot)
     /// does as for a server's Execute.

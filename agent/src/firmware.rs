@@ -126,6 +126,11 @@ fn package_error(e: ImageError) -> PackageError {
 
 impl PackageSink for FileSink {
     fn begin(&mut self) -> Result<(), PackageError> {
+        // A push started again from block 0: the unfinished one goes first
+        // (its slot with it).
+        if let Some(old) = self.writer.take() {
+            old.abort();
+        }
         self.writer = Some(self.store.begin().map_err(package_error)?);
         self.announcer.begin();
         Ok(())
@@ -151,8 +156,10 @@ impl PackageSink for FileSink {
     }
 
     fn abort(&mut self) {
-        self.writer = None;
-        self.store.abort();
+        // Only this sink's own transfer: another one may be writing.
+        if let Some(writer) = self.writer.take() {
+            writer.abort();
+        }
     }
 }
 
@@ -174,6 +181,12 @@ pub fn is_update(change: &dm_core::Change) -> bool {
 /// The mark holding the software version an LwM2M update must replace,
 /// while the device reboots into it.
 const AWAITING_REBOOT: &str = "lwm2m-awaiting-reboot";
+
+/// What the A/B mark records: the version the update must replace, and
+/// the package's URI and size for the report after the reboot.
+fn awaiting(tree: &Mutex<Tree>, uri: &str, size: u64) -> String {
+    format!("{}\n{uri}\n{size}\n", running_version(tree))
+}
 
 /// The software version the device runs (/3/0/3).
 pub fn running_version(tree: &Mutex<Tree>) -> String {
@@ -200,12 +213,21 @@ pub async fn apply(
     announcer: Announcer,
 ) {
     set(&tree, UPDATING, 0);
-    let size = store
+    // The image is held while it is applied: no transfer may replace it.
+    let claim = match store.claim() {
+        Ok(claim) => claim,
+        Err(e) => {
+            warn!("firmware update refused: {e}");
+            set(&tree, DOWNLOADED, RESULT_FAILED);
+            return;
+        }
+    };
+    let size = claim
         .image()
         .and_then(|p| std::fs::metadata(p).ok())
         .map_or(0, |m| m.len());
     let uri = package_uri_now(&tree);
-    let outcome = match (command, store.image()) {
+    let outcome = match (command, claim.image()) {
         (None, _) => Err("no firmware command is configured ([firmware] command)".to_owned()),
         (_, None) => Err("no image to apply".to_owned()),
         (Some(argv), Some(image)) => match argv.split_first() {
@@ -226,10 +248,10 @@ pub async fn apply(
         },
     };
     let outcome = match (outcome, reboot) {
-        (Ok(()), Some(reboot)) => match store.mark(AWAITING_REBOOT, &running_version(&tree)) {
+        (Ok(()), Some(reboot)) => match store.mark(AWAITING_REBOOT, &awaiting(&tree, &uri, size)) {
             Ok(()) => {
                 info!("firmware installed; rebooting into it to confirm the new version");
-                store.discard();
+                claim.discard();
                 let _ = reboot.send("firmware update").await;
                 return;
             }
@@ -242,7 +264,7 @@ pub async fn apply(
     match outcome {
         Ok(()) => {
             info!("firmware update applied");
-            store.discard();
+            claim.discard();
             set(&tree, IDLE, RESULT_SUCCESS);
             announcer.report(&uri, size, None);
         }
@@ -343,6 +365,15 @@ async fn pull_inner(
     uri: String,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 ) -> i64 {
+    // E.6: an unsupported protocol leaves the state Idle.
+    if !matches!(
+        uri.split_once("://").map(|(scheme, _)| scheme),
+        Some("coap" | "coaps" | "http" | "https")
+    ) {
+        warn!(uri, "coap://, coaps://, http:// and https:// are pulled");
+        set(&tree, IDLE, RESULT_UNSUPPORTED_PROTOCOL);
+        return RESULT_UNSUPPORTED_PROTOCOL;
+    }
     set(&tree, DOWNLOADING, 0);
     let result = match fetch(&tree, &store, &uri, Default::default(), tls).await {
         Ok(_) => {
@@ -388,7 +419,11 @@ pub async fn fetch(
     }
     let mut writer = store.begin().map_err(|e| {
         warn!("download: {e}");
-        Failure::NoSpace
+        match e {
+            ImageError::NoSpace(_) => Failure::NoSpace,
+            // Another transfer holds the slot.
+            ImageError::Io(_) => Failure::ConnectionLost,
+        }
     })?;
     let received = if matches!(scheme, Some("coap" | "coaps")) {
         fetch_coap(tree, uri, &mut writer).await
@@ -419,9 +454,20 @@ pub async fn fetch(
             }
         }
     };
-    let outcome = received.and_then(|size| match writer.finish() {
+    let size = match received {
+        Ok(size) => size,
+        Err(failure) => {
+            // The partial file goes: a full disk must not stay full.
+            writer.abort();
+            return Err(failure);
+        }
+    };
+    match writer.finish() {
         Ok(path) => {
             info!(uri, size, path = %path.display(), "package downloaded");
+            // The last step, whether or not the size was known.
+            let package = Path::resource(ID, InstanceId(0), dm_core::catalog::firmware::PACKAGE);
+            lock(tree).publish_progress(Origin::Agent, &package, size, Some(size));
             Ok((path, size))
         }
         Err(e) => {
@@ -431,12 +477,7 @@ pub async fn fetch(
                 ImageError::Io(_) => Failure::ConnectionLost,
             })
         }
-    });
-    if outcome.is_err() {
-        // The partial file goes: a full disk must not stay full.
-        store.abort();
     }
-    outcome
 }
 
 /// Publishes transfer progress on the change stream (/5/0/0), about every
@@ -637,37 +678,36 @@ pub fn cwmp_transfers(
             );
             let received = fetch_http(&mut session, &mut writer, Arc::clone(&tree)).await;
             session.close().await;
-            if received.is_err() {
-                // Unlinked now, freed when the writer closes at return: a
-                // failed transfer does not keep the disk full.
-                store.abort();
-            }
             let size = match received {
-                Ok(size) => size,
-                Err(HttpError::Unauthorized(e)) => return fault(9012, e),
-                Err(e @ HttpError::Connect(_)) => return fault(9015, e.to_string()),
-                Err(e @ HttpError::Status(_)) => return fault(9016, e.to_string()),
-                Err(e @ (HttpError::Timeout | HttpError::Protocol(_))) => {
-                    return fault(9017, e.to_string());
+                Ok(size) if transfer.file_size > 0 && size != transfer.file_size => {
+                    writer.abort();
+                    return fault(
+                        9018,
+                        format!(
+                            "{size} bytes received, FileSize said {}",
+                            transfer.file_size
+                        ),
+                    );
                 }
-                Err(e @ HttpError::Sink(_)) => return fault(9010, e.to_string()),
+                Ok(size) => size,
+                Err(e) => {
+                    // A failed transfer does not keep the disk full.
+                    writer.abort();
+                    return match e {
+                        HttpError::Unauthorized(e) => fault(9012, e),
+                        e @ HttpError::Connect(_) => fault(9015, e.to_string()),
+                        e @ HttpError::Status(_) => fault(9016, e.to_string()),
+                        e @ (HttpError::Timeout | HttpError::Protocol(_)) => {
+                            fault(9017, e.to_string())
+                        }
+                        e @ HttpError::Sink(_) => fault(9010, e.to_string()),
+                    };
+                }
             };
-            if transfer.file_size > 0 && size != transfer.file_size {
-                store.abort();
-                return fault(
-                    9018,
-                    format!(
-                        "{size} bytes received, FileSize said {}",
-                        transfer.file_size
-                    ),
-                );
-            }
-            if let Err(e) = writer.finish() {
-                store.abort();
-                return fault(9010, e.to_string());
-            }
-            let Some(image) = store.image() else {
-                return fault(9010, "the image vanished".into());
+            // Held until applied: no other transfer replaces it meanwhile.
+            let (image, claim) = match writer.finish_claimed() {
+                Ok(done) => done,
+                Err(e) => return fault(9010, e.to_string()),
             };
             let Some((program, arguments)) = command.as_deref().and_then(<[String]>::split_first)
             else {
@@ -687,7 +727,7 @@ pub fn cwmp_transfers(
                         key = transfer.command_key,
                         size, "firmware image applied (CWMP Download)"
                     );
-                    store.discard();
+                    claim.discard();
                     Ok(if reboot {
                         Applied::AwaitingReboot {
                             version_before: running_version(&tree),
@@ -752,7 +792,7 @@ async fn upload_log(
 /// came back with the version the update was to replace (the old slot
 /// stays). Any other Updating becomes Idle with result 8: its outcome is
 /// unknown.
-pub fn recover(tree: &Mutex<Tree>, store: &ImageStore) {
+pub fn recover(tree: &Mutex<Tree>, store: &ImageStore, announcer: &Announcer) {
     let awaiting = store.read_mark(AWAITING_REBOOT);
     store.clear_mark(AWAITING_REBOOT);
     let state = match lock(tree).read(Origin::Agent, &Path::resource(ID, InstanceId(0), STATE)) {
@@ -765,7 +805,11 @@ pub fn recover(tree: &Mutex<Tree>, store: &ImageStore) {
             set(tree, IDLE, RESULT_CONNECTION_LOST);
         }
         UPDATING => match awaiting {
-            Some(before) => {
+            Some(mark) => {
+                let mut lines = mark.lines();
+                let before = lines.next().unwrap_or("").to_owned();
+                let uri = lines.next().unwrap_or("");
+                let size = lines.next().and_then(|n| n.parse().ok()).unwrap_or(0);
                 let now = running_version(tree);
                 if now != before {
                     info!(
@@ -774,6 +818,7 @@ pub fn recover(tree: &Mutex<Tree>, store: &ImageStore) {
                         "firmware update confirmed after the reboot"
                     );
                     set(tree, IDLE, RESULT_SUCCESS);
+                    announcer.report(uri, size, None);
                 } else {
                     warn!(
                         version = now,
@@ -781,6 +826,11 @@ pub fn recover(tree: &Mutex<Tree>, store: &ImageStore) {
                          the update failed, the old image stays"
                     );
                     set(tree, IDLE, RESULT_FAILED);
+                    announcer.report(
+                        uri,
+                        size,
+                        Some((9010, format!("the device came back with {now}"))),
+                    );
                 }
             }
             None => {
@@ -837,14 +887,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path(), 1024);
         set(&tree, DOWNLOADING, 0);
-        recover(&tree, &store);
+        recover(&tree, &store, &Announcer::default());
         assert_eq!(state(&tree), (Value::Integer(IDLE), Value::Integer(4)));
         set(&tree, UPDATING, 0);
-        recover(&tree, &store);
+        recover(&tree, &store, &Announcer::default());
         assert_eq!(state(&tree), (Value::Integer(IDLE), Value::Integer(8)));
         // Downloaded stays: the image is complete and durable.
         set(&tree, DOWNLOADED, 0);
-        recover(&tree, &store);
+        recover(&tree, &store, &Announcer::default());
         assert_eq!(
             state(&tree),
             (Value::Integer(DOWNLOADED), Value::Integer(0))
@@ -883,7 +933,7 @@ mod tests {
             assert_eq!(state(&tree), (Value::Integer(UPDATING), Value::Integer(0)));
             // The next start, running whatever the bootloader chose.
             set_version(&tree, after);
-            recover(&tree, &store);
+            recover(&tree, &store, &Announcer::default());
             assert_eq!(
                 state(&tree),
                 (Value::Integer(IDLE), Value::Integer(result)),

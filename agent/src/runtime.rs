@@ -146,10 +146,6 @@ pub async fn run(
     }
     let tree = Arc::new(Mutex::new(tree));
     crate::firmware::announce(&tree);
-    crate::firmware::recover(
-        &tree,
-        &crate::firmware::store(&config.state_dir, config.firmware_max_size),
-    );
     let dhcp_acs_url = config.cwmp.as_ref().is_some_and(|c| c.acs_url_from_dhcp);
     if dhcp_acs_url {
         adopt_dhcp_acs_url(&mut lock(&tree), &host.platform);
@@ -170,8 +166,16 @@ pub async fn run(
     let (cwmp_commands, cwmp_commands_rx) = tokio::sync::mpsc::channel(4);
     let image_store = crate::firmware::store(&config.state_dir, config.firmware_max_size);
     // LwM2M firmware transfers are announced to the ACS.
-    let announcer =
-        crate::firmware::Announcer::new(config.cwmp.is_some().then(|| cwmp_commands.clone()));
+    let announcer = crate::firmware::Announcer::new(
+        config
+            .cwmp
+            .as_ref()
+            .is_some_and(|c| c.autonomous_transfer_complete)
+            .then(|| cwmp_commands.clone()),
+    );
+    // Transfers and updates a restart interrupted, and A/B updates the
+    // reboot decides: before the drivers start.
+    crate::firmware::recover(&tree, &image_store, &announcer);
     // The host's addresses: when they change, LwM2M registers again from
     // a new socket (issue: NAT and DTLS bindings die with the address).
     let (network_tx, network_rx) = tokio::sync::watch::channel(0u64);
@@ -396,10 +400,14 @@ pub async fn run(
                         continue;
                     }
                     if let Some(uri) = crate::firmware::package_uri(&change) {
-                        // A new URI replaces a download in progress.
+                        // A new URI replaces a download in progress; the old
+                        // one is gone (its image slot free) before the new
+                        // one starts.
                         if let Some(previous) = pulling.take() {
                             previous.abort();
+                            let _ = previous.await;
                         }
+                        *transfer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
                         pulling = Some(tokio::spawn(crate::firmware::pull(
                             Arc::clone(&tree),
                             image_store.clone(),
@@ -538,12 +546,18 @@ fn reachable(
     cwmp: Option<&Mutex<dm_cwmp_tokio::Status>>,
     lwm2m: Option<&Mutex<dm_lwm2m_tokio::Status>>,
 ) -> bool {
+    // A server that disabled us on purpose (Disable, /1/x/4) is not a
+    // lost network: rebooting would undo what it asked.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     let lwm2m = lwm2m.is_some_and(|s| {
         s.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .servers
             .values()
-            .any(|server| server.registered)
+            .any(|server| server.registered || server.disabled_until.is_some_and(|t| t > now))
     });
     let cwmp = cwmp.is_some_and(|s| {
         s.lock()
@@ -603,6 +617,28 @@ mod tests {
             dm_core::ResourceValue::Single(dm_core::Value::String(u)) => u,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_server_that_disabled_us_counts_as_reachable() {
+        let lwm2m = Mutex::new(dm_lwm2m_tokio::Status::default());
+        assert!(!reachable(None, Some(&lwm2m)));
+        lwm2m
+            .lock()
+            .unwrap()
+            .servers
+            .entry(101)
+            .or_default()
+            .disabled_until = Some(i64::MAX);
+        assert!(reachable(None, Some(&lwm2m)));
+        lwm2m
+            .lock()
+            .unwrap()
+            .servers
+            .get_mut(&101)
+            .unwrap()
+            .disabled_until = Some(0);
+        assert!(!reachable(None, Some(&lwm2m)), "the Disable ran out");
     }
 
     #[test]

@@ -362,6 +362,8 @@ fn broken_downloads_are_reported_with_their_fault_codes() {
             "9015",
         ),
         ("resumed", format!("{base}/flaky"), image.len(), "0"),
+        // A 206 from the wrong offset is never spliced in.
+        ("badrange", format!("{base}/badrange"), image.len(), "9017"),
     ];
     let mut requests: Vec<String> = cases
         .iter()

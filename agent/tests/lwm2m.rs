@@ -914,7 +914,8 @@ fn a_pushed_firmware_package_is_applied_by_the_configured_program() {
         &config,
         format!(
             "[device]\nserial_number = \"SN-FW\"\n\n[lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\n\
-             endpoint = \"fw\"\n\n[cwmp]\nacs_url = \"{}\"\nconnection_request_port = {cr_port}\n\n\
+             endpoint = \"fw\"\n\n[cwmp]\nacs_url = \"{}\"\nconnection_request_port = {cr_port}\n\
+             autonomous_transfer_complete = true\n\n\
              [firmware]\ncommand = [\"{}\"]\n",
             acs.url(),
             program.display()

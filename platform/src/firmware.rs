@@ -34,6 +34,25 @@ impl Drop for Slot {
     }
 }
 
+/// The complete image, held against transfers while it is applied.
+pub struct Claim {
+    dir: PathBuf,
+    _slot: Slot,
+}
+
+impl Claim {
+    /// The image's path, if there is one.
+    pub fn image(&self) -> Option<PathBuf> {
+        let path = self.dir.join(IMAGE);
+        path.is_file().then_some(path)
+    }
+
+    /// Removes the image (applied, or given up).
+    pub fn discard(self) {
+        let _ = fs::remove_file(self.dir.join(IMAGE));
+    }
+}
+
 /// A transfer in progress.
 pub struct ImageWriter {
     /// Buffered: network chunks are small, and a syscall each costs.
@@ -89,17 +108,7 @@ impl ImageStore {
     /// Starts a transfer, discarding any unfinished one; refused while
     /// another transfer is writing.
     pub fn begin(&self) -> Result<ImageWriter, ImageError> {
-        use std::sync::atomic::Ordering;
-        if self
-            .busy
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return Err(ImageError::Io(
-                "another image transfer is in progress".into(),
-            ));
-        }
-        let slot = Slot(std::sync::Arc::clone(&self.busy));
+        let slot = self.take_slot()?;
         fs::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))?;
         let path = self.dir.join(PART);
         let file = File::create(&path).map_err(|e| io(&path, e))?;
@@ -118,16 +127,30 @@ impl ImageStore {
         path.is_file().then_some(path)
     }
 
-    /// Removes a partial transfer (an aborted one must not keep the disk
-    /// full: the agent's own state must still save).
-    pub fn abort(&self) {
-        let _ = fs::remove_file(self.dir.join(PART));
+    /// Takes the slot to use the complete image (apply it, then discard
+    /// it) with no transfer writing meanwhile; refused while one is.
+    pub fn claim(&self) -> Result<Claim, ImageError> {
+        Ok(Claim {
+            dir: self.dir.clone(),
+            _slot: self.take_slot()?,
+        })
     }
 
-    /// Removes the image and any partial transfer.
+    fn take_slot(&self) -> Result<Slot, ImageError> {
+        use std::sync::atomic::Ordering;
+        self.busy
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .map_err(|_| ImageError::Io("another image transfer is in progress".into()))?;
+        Ok(Slot(std::sync::Arc::clone(&self.busy)))
+    }
+
+    /// Removes the image and any partial transfer, unless a transfer is
+    /// writing (then it is that transfer's to finish or abort).
     pub fn discard(&self) {
-        let _ = fs::remove_file(self.dir.join(PART));
-        let _ = fs::remove_file(self.dir.join(IMAGE));
+        if let Ok(claim) = self.claim() {
+            let _ = fs::remove_file(self.dir.join(PART));
+            claim.discard();
+        }
     }
 
     /// Records `contents` under `name` durably (temp file, fsync, rename,
@@ -189,20 +212,43 @@ impl ImageWriter {
         Ok(())
     }
 
-    /// Makes the image durable and puts it in place; returns its path.
+    /// Gives the transfer up: its partial file goes (an aborted transfer
+    /// must not keep the disk full: the agent's own state must still
+    /// save). Only this writer's file: the slot is still held.
+    pub fn abort(self) {
+        let _ = fs::remove_file(self.dir.join(PART));
+    }
+
+    /// Makes the image durable and puts it in place; returns its path. A
+    /// failure removes the partial file.
     pub fn finish(self) -> Result<PathBuf, ImageError> {
+        Ok(self.finish_claimed()?.0)
+    }
+
+    /// [`ImageWriter::finish`], keeping the slot for applying the image.
+    pub fn finish_claimed(self) -> Result<(PathBuf, Claim), ImageError> {
         let part = self.dir.join(PART);
         let image = self.dir.join(IMAGE);
-        let file = self
-            .file
-            .into_inner()
-            .map_err(|e| io(&part, e.into_error()))?;
-        file.sync_all().map_err(|e| io(&part, e))?;
-        fs::rename(&part, &image).map_err(|e| io(&image, e))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io(&self.dir, e))?;
-        Ok(image)
+        let dir = self.dir.clone();
+        let slot = self._slot;
+        let done = (|| {
+            let file = self
+                .file
+                .into_inner()
+                .map_err(|e| io(&part, e.into_error()))?;
+            file.sync_all().map_err(|e| io(&part, e))?;
+            fs::rename(&part, &image).map_err(|e| io(&image, e))?;
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io(&dir, e))
+        })();
+        match done {
+            Ok(()) => Ok((image, Claim { dir, _slot: slot })),
+            Err(e) => {
+                let _ = fs::remove_file(&part);
+                Err(e)
+            }
+        }
     }
 }
 
@@ -226,13 +272,22 @@ mod tests {
     }
 
     #[test]
-    fn one_transfer_at_a_time() {
+    fn one_transfer_at_a_time_and_none_while_an_image_is_applied() {
         let dir = tempfile::tempdir().unwrap();
         let store = ImageStore::new(dir.path(), 1024);
-        let writer = store.begin().unwrap();
+        let mut writer = store.begin().unwrap();
         assert!(store.clone().begin().is_err(), "the slot is shared");
-        drop(writer);
-        store.begin().expect("free again");
+        // Someone else's discard leaves a transfer's file alone.
+        writer.write(b"abc").unwrap();
+        store.discard();
+        let (path, claim) = writer.finish_claimed().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"abc");
+        assert!(store.begin().is_err(), "held while the image is applied");
+        claim.discard();
+        assert_eq!(store.image(), None);
+        let writer = store.begin().expect("free again");
+        writer.abort();
+        store.begin().expect("and again");
     }
 
     #[test]

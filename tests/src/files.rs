@@ -3,7 +3,8 @@
 /// A minimal HTTP server on 127.0.0.1: `/image` is `image`; `/short`
 /// promises `image` but closes after half of it; `/auth` always answers
 /// 401 with a Basic challenge; `/flaky` is `/short` to a plain GET but
-/// answers `Range: bytes=N-` with 206 and the rest; anything else 404.
+/// answers `Range: bytes=N-` with 206 and the rest; `/badrange` is `/short`
+/// but answers a range with 206 from byte 0; anything else 404.
 /// Returns its port.
 pub fn image_server(image: Vec<u8>) -> u16 {
     use std::io::{Read as _, Write as _};
@@ -50,7 +51,24 @@ pub fn image_server(image: Vec<u8>) -> u16 {
                 .into_bytes();
                 reply.extend_from_slice(&image[from..]);
                 reply
-            } else if request.starts_with("GET /short ") || request.starts_with("GET /flaky ") {
+            } else if request.starts_with("GET /badrange ")
+                && request.to_ascii_lowercase().contains("range: bytes=")
+            {
+                // A cache that answers any range with the start of the file.
+                let mut reply = format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-{}/{}\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    image.len() - 1,
+                    image.len(),
+                    image.len()
+                )
+                .into_bytes();
+                reply.extend_from_slice(&image);
+                reply
+            } else if request.starts_with("GET /short ")
+                || request.starts_with("GET /flaky ")
+                || request.starts_with("GET /badrange ")
+            {
                 let mut reply = format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     image.len()

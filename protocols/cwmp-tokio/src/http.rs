@@ -72,6 +72,8 @@ pub struct HttpSession {
     method: hyper::Method,
     /// A download resumed from this byte (0: from the start).
     range_from: u64,
+    /// The ETag or Last-Modified of the download's first response.
+    validator: Option<String>,
 }
 
 impl HttpSession {
@@ -93,6 +95,7 @@ impl HttpSession {
             auth: None,
             method: hyper::Method::POST,
             range_from: 0,
+            validator: None,
         }
     }
 
@@ -314,6 +317,9 @@ impl HttpSession {
         }
         if range > 0 {
             builder = builder.header(hyper::header::RANGE, format!("bytes={range}-"));
+            if let Some(validator) = &self.validator {
+                builder = builder.header(hyper::header::IF_RANGE, validator.as_str());
+            }
         }
         if !self.cookies.is_empty() {
             let cookie = self
@@ -449,19 +455,42 @@ impl HttpSession {
             if !status.is_success() {
                 return Err(HttpError::Status(status.as_u16()));
             }
-            let length = response
-                .headers()
-                .get(hyper::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
+            let header = |name: hyper::header::HeaderName| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let length = header(hyper::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+            // Where this body must end: a 206 that stops short of the whole
+            // is a cut the caller resumes, never a complete image.
+            let mut must_reach = None;
             if status == StatusCode::PARTIAL_CONTENT && offset > 0 {
-                sink.length(length.map(|l| l + offset));
+                // RFC 9110 §14.4: "bytes first-last/complete". Another
+                // start (a cache's own range) would splice the image.
+                let range = header(hyper::header::CONTENT_RANGE).unwrap_or_default();
+                let (first, last, complete) = parse_content_range(&range).ok_or_else(|| {
+                    HttpError::Protocol(format!("206 with Content-Range {range:?}"))
+                })?;
+                if first != offset {
+                    return Err(HttpError::Protocol(format!(
+                        "206 from byte {first}, asked from {offset}"
+                    )));
+                }
+                sink.length(complete);
+                must_reach = Some(complete.unwrap_or(last.saturating_add(1)));
             } else {
                 if offset > 0 {
                     sink.restart().map_err(HttpError::Sink)?;
                 }
+                // The validator a resume sends back (If-Range), so that a
+                // file replaced meanwhile is sent whole, not spliced.
+                self.validator =
+                    header(hyper::header::ETAG).or_else(|| header(hyper::header::LAST_MODIFIED));
                 sink.length(length);
             }
+            let start = if must_reach.is_some() { offset } else { 0 };
             let mut body = response.into_body();
             let mut total = 0u64;
             loop {
@@ -469,16 +498,37 @@ impl HttpSession {
                     .await
                     .map_err(|_| HttpError::Timeout)?;
                 let Some(frame) = frame else {
+                    if let Some(end) = must_reach
+                        && start.saturating_add(total) < end
+                    {
+                        return Err(HttpError::Protocol(format!(
+                            "the server sent bytes up to {} of {end}",
+                            start.saturating_add(total)
+                        )));
+                    }
                     return Ok(total);
                 };
                 let frame = frame.map_err(|e| HttpError::Protocol(e.to_string()))?;
                 if let Some(data) = frame.data_ref() {
                     sink.write(data).map_err(HttpError::Sink)?;
-                    total += data.len() as u64;
+                    total = total.saturating_add(data.len() as u64);
                 }
             }
         }
     }
+}
+
+/// `bytes FIRST-LAST/COMPLETE` (COMPLETE may be `*`).
+fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
+    let spec = value.trim().strip_prefix("bytes ")?;
+    let (range, complete) = spec.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let (first, last): (u64, u64) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
+    let complete = match complete.trim() {
+        "*" => None,
+        n => Some(n.parse().ok()?),
+    };
+    (first <= last && complete.is_none_or(|c| last < c)).then_some((first, last, complete))
 }
 
 /// Where a download goes.
@@ -535,6 +585,24 @@ fn redirect_target(base: &Uri, location: &str) -> Result<Uri, HttpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_ranges_parse_or_are_refused() {
+        assert_eq!(
+            parse_content_range("bytes 100-199/1000"),
+            Some((100, 199, Some(1000)))
+        );
+        assert_eq!(parse_content_range("bytes 0-9/*"), Some((0, 9, None)));
+        for bad in [
+            "",
+            "bytes 5-1/10",
+            "bytes 0-10/10",
+            "items 0-1/2",
+            "bytes x-1/2",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn redirect_targets_resolve() {

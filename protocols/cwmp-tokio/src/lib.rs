@@ -334,16 +334,20 @@ pub async fn run(
                 engine.du_change_complete(&mut lock(&tree), &key, outcome);
             }
             Some((result, awaiting)) = transfer_results.recv() => {
-                transferring = false;
                 match awaiting {
                     // TransferComplete waits for the next start, where the
                     // software version tells whether the new image came up.
+                    // No other transfer starts meanwhile: the device is
+                    // rebooting into the slot just written.
                     Some(before) => {
                         info!(key = result.command_key, "firmware installed; rebooting into it");
                         engine.transfer_awaiting_reboot(&mut lock(&tree), &result.command_key, before);
                         let _ = host.send(HostRequest::Reboot).await;
                     }
-                    None => engine.transfer_complete(&mut lock(&tree), result),
+                    None => {
+                        transferring = false;
+                        engine.transfer_complete(&mut lock(&tree), result);
+                    }
                 }
             }
             Some(command) = commands.recv() => match command {
@@ -389,6 +393,9 @@ async fn dispatch(engine: &mut Engine, host: &mpsc::Sender<HostRequest>, status:
             }
             EngineEvent::FactoryReset => {
                 let _ = host.send(HostRequest::FactoryReset).await;
+            }
+            EngineEvent::ReportRefused { what } => {
+                warn!(what, "the ACS refused it; not sent again");
             }
         }
     }

@@ -131,8 +131,10 @@ impl Validator {
         let Ok(ts) = ts.parse::<u64>() else {
             return reject("ts is not a number");
         };
-        if self.last_ts.is_some_and(|last| ts <= last) {
-            return reject("ts not after the last accepted one (a replay)");
+        // A new id in the same second is a new request (GenieACS's ts is
+        // in seconds); an older ts is a replay.
+        if self.last_ts.is_some_and(|last| ts < last) {
+            return reject("ts before the last accepted one (a replay)");
         }
         self.last_ts = Some(ts);
         self.last_id = Some(id.to_owned());

@@ -61,6 +61,9 @@ pub enum EngineEvent {
     Reboot,
     /// Factory reset now (the session that asked has ended).
     FactoryReset,
+    /// The ACS refused a report it need not take (AutonomousTransferComplete
+    /// answered with a Fault): dropped, for the log.
+    ReportRefused { what: String },
 }
 
 /// Durable state, kept as JSON in the tree.
@@ -940,6 +943,38 @@ impl Engine {
                 }
             }
             Phase::Completing => {
+                // An ACS that does not take AutonomousTransferComplete
+                // answers it with a SOAP Fault (HTTP 500, 8000 or 8005):
+                // that report is dropped, or it would fail every session
+                // after. TransferComplete is the ACS's own request: kept.
+                let autonomous = self
+                    .durable
+                    .completed
+                    .first()
+                    .is_some_and(|c| c.autonomous.is_some());
+                if autonomous
+                    && matches!(
+                        soap::decode(body),
+                        Ok(AcsEnvelope {
+                            body: AcsMessage::Fault(_),
+                            ..
+                        })
+                    )
+                {
+                    let dropped = self.durable.completed.remove(0);
+                    self.events.push_back(EngineEvent::ReportRefused {
+                        what: format!(
+                            "AutonomousTransferComplete for {}",
+                            dropped
+                                .autonomous
+                                .map(|a| a.transfer_url)
+                                .unwrap_or_default()
+                        ),
+                    });
+                    self.save(tree);
+                    self.next_post(tree, wall);
+                    return;
+                }
                 if !(200..300).contains(&status) {
                     return self.fail(tree, now);
                 }
@@ -1010,6 +1045,11 @@ impl Engine {
     /// After the InformResponse: our requests first (TransferComplete,
     /// unless the ACS holds requests), then the empty POST.
     fn next_post(&mut self, _tree: &mut Tree, _wall: i64) {
+        // AutonomousTransferComplete came with CWMP 1.1: an ACS speaking
+        // 1.0 cannot take it.
+        if self.version == CwmpVersion(0) {
+            self.durable.completed.retain(|c| c.autonomous.is_none());
+        }
         if !self.hold_requests
             && let Some(result) = self.durable.completed.first()
         {

@@ -1309,3 +1309,50 @@ fn change_du_state_is_queued_performed_and_reported() {
     );
     assert!(complete.contains("<CurrentState>Failed</CurrentState>"));
 }
+
+/// An ACS that does not take AutonomousTransferComplete answers it with a
+/// SOAP Fault: that report is dropped and the session goes on, instead of
+/// failing every session after (review finding).
+#[test]
+fn a_refused_autonomous_transfer_complete_is_dropped_not_retried_forever() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    run.respond(204, "");
+    run.drain_events();
+    run.engine.autonomous_transfer_complete(
+        &mut run.tree,
+        dm_cwmp::session::TransferResult {
+            command_key: String::new(),
+            fault_code: 0,
+            fault_string: String::new(),
+            start: WALL,
+            complete: WALL,
+            upload: false,
+            scheduled: false,
+            autonomous: Some(dm_cwmp::session::AutonomousTransfer {
+                is_download: true,
+                file_type: "1 Firmware Upgrade Image".into(),
+                ..Default::default()
+            }),
+        },
+    );
+    run.start();
+    let atc = run.respond(200, &inform_response(2)).unwrap();
+    assert!(atc.contains("<cwmp:AutonomousTransferComplete>"));
+    let fault = r#"<soap-env:Envelope xmlns:soap-env="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cwmp="urn:dslforum-org:cwmp-1-2"><soap-env:Header><cwmp:ID soap-env:mustUnderstand="1">2</cwmp:ID></soap-env:Header><soap-env:Body><soap-env:Fault><faultcode>Client</faultcode><faultstring>CWMP fault</faultstring><detail><cwmp:Fault><FaultCode>8000</FaultCode><FaultString>Method not supported</FaultString></cwmp:Fault></detail></soap-env:Fault></soap-env:Body></soap-env:Envelope>"#;
+    assert_eq!(
+        run.respond(500, fault).as_deref(),
+        Some(""),
+        "the session goes on"
+    );
+    run.respond(204, "");
+    let ended = run.drain_events();
+    assert!(
+        ended.contains(&EngineEvent::SessionEnded { ok: true }),
+        "{ended:?}"
+    );
+    let mut run = run.restart();
+    let inform = run.start();
+    assert!(!events(&inform).iter().any(|(c, _)| c.starts_with("10 ")));
+}

@@ -65,6 +65,9 @@ pub struct ServerStatus {
     pub last_update: Option<i64>,
     pub failures: u64,
     pub last_error: Option<String>,
+    /// The server executed Disable (/1/x/4): not to be contacted until
+    /// this Unix time.
+    pub disabled_until: Option<i64>,
 }
 
 fn wall() -> i64 {
@@ -429,6 +432,7 @@ async fn connection(
                         .entry(config.client.short_server_id)
                         .or_default();
                     entry.registered = true;
+                    entry.disabled_until = None;
                     entry.location = Some(location);
                     entry.last_registration = Some(wall());
                     entry.last_error = None;
@@ -529,7 +533,16 @@ async fn connection(
                     return Ok(Outcome::Rebootstrap);
                 }
                 ClientEvent::Disabled { until } => {
-                    info!(server = %config.server, for_s = until.saturating_duration_since(Instant::now()).as_secs(), "LwM2M server disabled")
+                    let seconds = until.saturating_duration_since(Instant::now()).as_secs();
+                    info!(server = %config.server, for_s = seconds, "LwM2M server disabled");
+                    let mut status = server_status(&config.status, config);
+                    let entry = status
+                        .servers
+                        .entry(config.client.short_server_id)
+                        .or_default();
+                    entry.registered = false;
+                    entry.disabled_until =
+                        Some(wall().saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX)));
                 }
                 ClientEvent::SendFailed { reason } => {
                     warn!(server = %config.server, reason, "LwM2M Send failed")

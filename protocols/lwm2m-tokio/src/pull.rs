@@ -43,7 +43,9 @@ fn path_and_query(uri: &str) -> Result<(Vec<String>, Vec<String>), String> {
         .map(|(_, rest)| rest)
         .ok_or_else(|| format!("{uri}: not a URI"))?;
     let rest = rest.split('#').next().unwrap_or(rest);
-    let after_authority = rest.find('/').map(|i| &rest[i..]).unwrap_or("");
+    // The authority ends at the first '/' or '?' (`coap://h?x` has a query
+    // and no path).
+    let after_authority = rest.find(['/', '?']).map(|i| &rest[i..]).unwrap_or("");
     let (path, query) = after_authority
         .split_once('?')
         .unwrap_or((after_authority, ""));
@@ -214,5 +216,9 @@ mod tests {
             (vec![], vec![])
         );
         assert!(path_and_query("coap://h/%zz").is_err());
+        assert_eq!(
+            path_and_query("coap://h:5683?ver=2").unwrap(),
+            (vec![], vec!["ver=2".to_owned()])
+        );
     }
 }

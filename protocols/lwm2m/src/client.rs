@@ -464,8 +464,13 @@ impl Client {
                 (false, Some(pmax)) if pmax > 0 => o.last_sent + secs(pmax),
                 _ => o.last_sent + Duration::from_secs(86400),
             };
+            // Sampling applies to single paths only (notify_due): a
+            // composite with epmax must not make a deadline that never
+            // moves.
             match attrs.epmax {
-                Some(epmax) if epmax > 0 => report.min(o.last_evaluated + secs(epmax)),
+                Some(epmax) if epmax > 0 && o.composite.is_none() => {
+                    report.min(o.last_evaluated + secs(epmax))
+                }
                 _ => report,
             }
         });

@@ -241,6 +241,13 @@ impl Fetch {
                     "more blocks than Block2 can number".into(),
                 )),
             }
+        } else if self.total.is_some_and(|t| t != self.received) {
+            // The server said how large the resource is, and sent less.
+            let total = self.total.unwrap_or(0);
+            self.fail(FetchError::Protocol(format!(
+                "the transfer ended at {} of the {total} bytes Size2 announced",
+                self.received
+            )));
         } else {
             self.done = true;
             self.events.push_back(FetchEvent::Finished {
@@ -406,6 +413,28 @@ mod tests {
             Some(FetchEvent::Failed(FetchError::Timeout))
         );
         assert!(at > now);
+    }
+
+    #[test]
+    fn a_transfer_shorter_than_size2_fails() {
+        let now = Instant::now();
+        let image = body(3000);
+        let mut fetch = Fetch::new(now, vec!["fw".into()], vec![], 6, Parameters::default(), 7);
+        let first = fetch.poll_transmit().unwrap();
+        // The server announces 4000 bytes and then ends at 3000.
+        let mut response = Packet::from_bytes(&answer(&first, &image, 6, b"")).unwrap();
+        response.clear_option(CoapOption::Size2);
+        response.add_option(CoapOption::Size2, crate::coap::encode_uint(4000));
+        fetch.handle_datagram(now, &response.to_bytes().unwrap());
+        while !fetch.is_done() {
+            let request = fetch.poll_transmit().unwrap();
+            fetch.handle_datagram(now, &answer(&request, &image, 6, b""));
+        }
+        let events: Vec<_> = std::iter::from_fn(|| fetch.poll_event()).collect();
+        assert!(
+            matches!(events.last(), Some(FetchEvent::Failed(FetchError::Protocol(m))) if m.contains("Size2")),
+            "{events:?}"
+        );
     }
 
     #[test]
