@@ -21,6 +21,7 @@ trait Agent1 {
     fn set(&self, path: &str, value: &str) -> zbus::Result<()>;
     fn execute(&self, path: &str, arguments: &str) -> zbus::Result<()>;
     fn firmware_pull(&self, url: &str) -> zbus::Result<()>;
+    fn request_download(&self, file_type: &str) -> zbus::Result<()>;
     fn add(&self, object: &str) -> zbus::Result<String>;
     fn delete(&self, object: &str) -> zbus::Result<()>;
     fn get_notification(&self, path: &str) -> zbus::Result<Vec<(String, u8)>>;
@@ -160,6 +161,13 @@ async fn call(command: &Command) -> Result<String, String> {
             String::new()
         }
         Command::Firmware { action } => firmware(&agent, action).await?,
+        Command::RequestDownload { file_type } => {
+            agent
+                .request_download(file_type.as_deref().unwrap_or(""))
+                .await
+                .map_err(explain)?;
+            String::new()
+        }
         Command::Run | Command::CheckConfig | Command::Dump { .. } => String::new(),
     })
 }

@@ -166,6 +166,7 @@ impl Control {
                 "sessions_ok": s.sessions_ok,
                 "sessions_failed": s.sessions_failed,
                 "next_session": s.next_session,
+                "acs_methods": s.acs_methods,
             })
         });
         let lwm2m = self.lwm2m.as_ref().map(|status| {
@@ -243,6 +244,33 @@ impl Control {
             return Err(invalid("get-names takes a TR-181 path (Device. ...)"));
         }
         rpc::get_parameter_names(&lock(&self.tree), path, next_level).map_err(fault)
+    }
+
+    /// Asks the ACS for a file of `file_type` (RequestDownload) in a new
+    /// session.
+    async fn request_download(&self, file_type: &str) -> fdo::Result<()> {
+        let Some((_, commands)) = &self.cwmp else {
+            return Err(failed("CWMP is not enabled"));
+        };
+        let file_type = if file_type.is_empty() {
+            dm_cwmp::session::FIRMWARE_IMAGE
+        } else {
+            file_type
+        };
+        let (answer, mut answered) = mpsc::channel(1);
+        commands
+            .send(dm_cwmp_tokio::Command::RequestDownload(
+                file_type.to_owned(),
+                Vec::new(),
+                answer,
+            ))
+            .await
+            .map_err(|_| failed("the CWMP driver is not running"))?;
+        answered
+            .recv()
+            .await
+            .ok_or_else(|| failed("the CWMP driver did not answer"))?
+            .map_err(invalid)
     }
 
     /// Starts a firmware pull from `url` as the local CLI: the firmware

@@ -118,7 +118,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Starts a CWMP session now, reporting EVENT (e.g. "2 PERIODIC").
+    /// Asks the ACS for a file (CWMP RequestDownload), by default
+    /// "1 Firmware Upgrade Image".
+    RequestDownload { file_type: Option<String> },
+    /// Starts a CWMP session now, reporting EVENT (e.g. "2 PERIODIC"), or
+    /// "GetRPCMethods" to ask the ACS which methods it serves.
     Inform { event: Option<String> },
     /// Sends an LwM2M registration Update to every server now.
     Update,

@@ -186,6 +186,15 @@ fn every_cli_verb_round_trips_through_the_control_api() {
     acs.post_with("<EventCode>2 PERIODIC</EventCode>");
     let bad = dmagent(&["inform", "7 TRANSFER COMPLETE"]);
     assert!(!bad.status.success());
+    // Requests of the CPE's own: GetRPCMethods and RequestDownload.
+    text(&dmagent(&["inform", "GetRPCMethods"]));
+    acs.post_with("<cwmp:GetRPCMethods/>");
+    text(&dmagent(&["request-download"]));
+    let request = acs.post_with("<cwmp:RequestDownload>");
+    assert!(
+        request.contains("<FileType>1 Firmware Upgrade Image</FileType>"),
+        "{request}"
+    );
     // Stop: the agent exits cleanly.
     text(&dmagent(&["stop"]));
     assert!(agent.0.wait().unwrap().success());

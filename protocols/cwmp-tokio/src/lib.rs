@@ -68,6 +68,8 @@ pub struct Status {
     pub sessions_failed: u64,
     /// When the next session is due (Unix time), if one is scheduled.
     pub next_session: Option<i64>,
+    /// What the ACS said it serves, when asked (GetRPCMethods).
+    pub acs_methods: Vec<String>,
 }
 
 /// How a transfer that succeeded ended.
@@ -104,6 +106,12 @@ pub enum Command {
     /// Start a session reporting this EventCode; the answer says whether
     /// the request was accepted.
     Inform(String, tokio::sync::mpsc::Sender<Result<(), String>>),
+    /// Ask the ACS for a file (RequestDownload): file type and arguments.
+    RequestDownload(
+        String,
+        Vec<(String, String)>,
+        tokio::sync::mpsc::Sender<Result<(), String>>,
+    ),
     /// A transfer the ACS did not ask for ended (a firmware update through
     /// LwM2M): reported with AutonomousTransferComplete.
     AutonomousTransfer(Box<dm_cwmp::session::TransferResult>),
@@ -355,6 +363,10 @@ pub async fn run(
                     let accepted = engine.request_session(&mut lock(&tree), &event);
                     let _ = answer.try_send(accepted);
                 }
+                Command::RequestDownload(file_type, args, answer) => {
+                    let queued = engine.request_download(&mut lock(&tree), &file_type, args);
+                    let _ = answer.try_send(queued);
+                }
                 Command::AutonomousTransfer(result) => {
                     engine.autonomous_transfer_complete(&mut lock(&tree), *result);
                 }
@@ -396,6 +408,10 @@ async fn dispatch(engine: &mut Engine, host: &mpsc::Sender<HostRequest>, status:
             }
             EngineEvent::ReportRefused { what } => {
                 warn!(what, "the ACS refused it; not sent again");
+            }
+            EngineEvent::AcsMethods { methods } => {
+                info!(?methods, "the ACS serves these methods");
+                lock_status(status).acs_methods = methods;
             }
         }
     }

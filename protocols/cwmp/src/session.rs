@@ -64,6 +64,8 @@ pub enum EngineEvent {
     /// The ACS refused a report it need not take (AutonomousTransferComplete
     /// answered with a Fault): dropped, for the log.
     ReportRefused { what: String },
+    /// The ACS's answer to our GetRPCMethods: the methods it serves.
+    AcsMethods { methods: Vec<String> },
 }
 
 /// Durable state, kept as JSON in the tree.
@@ -92,6 +94,10 @@ struct Durable {
     /// their parameters are reported as changed.
     #[serde(default)]
     table_notifications: std::collections::BTreeMap<String, u8>,
+    /// Requests of our own for the ACS (GetRPCMethods, RequestDownload),
+    /// sent after the reports in the next session.
+    #[serde(default)]
+    cpe_requests: Vec<CpeRequest>,
     /// ChangeDUState requests accepted and not yet reported, in order.
     #[serde(default)]
     du_changes: Vec<DuChange>,
@@ -117,6 +123,19 @@ pub struct DuCompleted {
     pub command_key: String,
     pub results: Vec<soap::DuResult>,
 }
+
+/// A request the CPE makes of the ACS (TR-069 §A.3.1, §A.4.2.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CpeRequest {
+    GetRpcMethods,
+    RequestDownload {
+        file_type: String,
+        args: Vec<(String, String)>,
+    },
+}
+
+/// The most CPE requests queued at once.
+const MAX_CPE_REQUESTS: usize = 8;
 
 /// The most ChangeDUState requests queued at once.
 const MAX_DU_CHANGES: usize = 8;
@@ -255,6 +274,8 @@ enum Phase {
     },
     /// Our DUStateChangeComplete is out, waiting for its response.
     CompletingDu,
+    /// Our own request (GetRPCMethods, RequestDownload) is out.
+    Requesting,
     /// Our TransferComplete is out, waiting for its response.
     Completing,
 }
@@ -429,6 +450,12 @@ impl Engine {
     /// standard single one ("2 PERIODIC", "6 CONNECTION REQUEST", ...) or
     /// a vendor one ("X OUI name", TR-069 §3.7.1.5).
     pub fn request_session(&mut self, tree: &mut Tree, event: &str) -> Result<(), String> {
+        // icwmp's `inform GetRPCMethods`: a session that asks the ACS
+        // which methods it serves. Any event may carry it; "2 PERIODIC" is
+        // the one no ACS treats specially.
+        if event == "GetRPCMethods" {
+            return self.queue_request(tree, CpeRequest::GetRpcMethods, "2 PERIODIC");
+        }
         let known = [
             "1 BOOT",
             "2 PERIODIC",
@@ -442,6 +469,39 @@ impl Engine {
             return Err(format!(
                 "{event:?} is not an event a local request may send; use one of {known:?} or \"X <OUI> <name>\""
             ));
+        }
+        self.add_event(event, "");
+        self.save(tree);
+        self.wanted = true;
+        Ok(())
+    }
+
+    /// RequestDownload (TR-069 §A.4.2.1): asks the ACS for a file of
+    /// `file_type` in a session with "9 REQUEST DOWNLOAD".
+    pub fn request_download(
+        &mut self,
+        tree: &mut Tree,
+        file_type: &str,
+        args: Vec<(String, String)>,
+    ) -> Result<(), String> {
+        let request = CpeRequest::RequestDownload {
+            file_type: file_type.to_owned(),
+            args,
+        };
+        self.queue_request(tree, request, "9 REQUEST DOWNLOAD")
+    }
+
+    fn queue_request(
+        &mut self,
+        tree: &mut Tree,
+        request: CpeRequest,
+        event: &str,
+    ) -> Result<(), String> {
+        if self.durable.cpe_requests.len() >= MAX_CPE_REQUESTS {
+            return Err("too many requests for the ACS are waiting".into());
+        }
+        if !self.durable.cpe_requests.contains(&request) {
+            self.durable.cpe_requests.push(request);
         }
         self.add_event(event, "");
         self.save(tree);
@@ -925,6 +985,45 @@ impl Engine {
                     _ => self.fail(tree, now),
                 }
             }
+            Phase::Requesting => {
+                match soap::decode(body) {
+                    Ok(AcsEnvelope {
+                        body: AcsMessage::Response(response),
+                        ..
+                    }) if (200..300).contains(&status) => {
+                        if let AcsResponse::GetRPCMethods { methods } = response {
+                            self.events.push_back(EngineEvent::AcsMethods { methods });
+                        }
+                        self.durable.cpe_requests.remove(0);
+                        self.save(tree);
+                        self.next_post(tree, wall);
+                    }
+                    // Refused (a Fault): it is not asked again.
+                    Ok(AcsEnvelope {
+                        body: AcsMessage::Fault(_),
+                        ..
+                    }) => {
+                        let dropped = self.durable.cpe_requests.remove(0);
+                        self.events.push_back(EngineEvent::ReportRefused {
+                            what: format!("{dropped:?}"),
+                        });
+                        self.save(tree);
+                        self.next_post(tree, wall);
+                    }
+                    // An empty answer: the ACS ends the session without
+                    // taking the request. It is best effort: not asked
+                    // again, or it would stand before every later one.
+                    _ if empty && (200..300).contains(&status) => {
+                        let dropped = self.durable.cpe_requests.remove(0);
+                        self.events.push_back(EngineEvent::ReportRefused {
+                            what: format!("{dropped:?}"),
+                        });
+                        self.save(tree);
+                        self.end(tree, now, wall);
+                    }
+                    _ => self.fail(tree, now),
+                }
+            }
             Phase::CompletingDu => {
                 if !(200..300).contains(&status) {
                     return self.fail(tree, now);
@@ -1103,6 +1202,22 @@ impl Engine {
                 &results,
             );
             self.phase = Phase::CompletingDu;
+            self.outbox.push_back(message);
+            return;
+        }
+        if !self.hold_requests
+            && let Some(request) = self.durable.cpe_requests.first()
+        {
+            self.inform_id += 1;
+            let encoder = Encoder::new(self.version);
+            let id = self.inform_id.to_string();
+            let message = match request {
+                CpeRequest::GetRpcMethods => encoder.get_rpc_methods(&id),
+                CpeRequest::RequestDownload { file_type, args } => {
+                    encoder.request_download(&id, file_type, args)
+                }
+            };
+            self.phase = Phase::Requesting;
             self.outbox.push_back(message);
             return;
         }

@@ -1356,3 +1356,68 @@ fn a_refused_autonomous_transfer_complete_is_dropped_not_retried_forever() {
     let inform = run.start();
     assert!(!events(&inform).iter().any(|(c, _)| c.starts_with("10 ")));
 }
+
+/// CPE-initiated requests: GetRPCMethods (icwmp's `inform GetRPCMethods`)
+/// and RequestDownload with "9 REQUEST DOWNLOAD", each XSD-valid, sent
+/// after the InformResponse, answered, then the empty POST; a refused one
+/// (a Fault) is not asked again.
+#[test]
+fn the_cpe_asks_the_acs_for_its_methods_and_for_a_download() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    run.respond(204, "");
+    run.drain_events();
+    run.engine
+        .request_session(&mut run.tree, "GetRPCMethods")
+        .unwrap();
+    run.engine
+        .request_download(
+            &mut run.tree,
+            "1 Firmware Upgrade Image",
+            vec![("Version".into(), "2.0".into())],
+        )
+        .unwrap();
+    let inform = run.start();
+    let reported = events(&inform);
+    assert!(reported.contains(&("2 PERIODIC".into(), String::new())));
+    assert!(reported.contains(&("9 REQUEST DOWNLOAD".into(), String::new())));
+    let ask = run.respond(200, &inform_response(2)).unwrap();
+    common::validate_message(&ask, "GetRPCMethods");
+    let methods = acs(
+        2,
+        "m",
+        "<cwmp:GetRPCMethodsResponse><MethodList soap-enc:arrayType=\"xsd:string[2]\" xmlns:soap-enc=\"http://schemas.xmlsoap.org/soap/encoding/\"><string>Inform</string><string>TransferComplete</string></MethodList></cwmp:GetRPCMethodsResponse>",
+    );
+    let request = run.respond(200, &methods).unwrap();
+    common::validate_message(&request, "RequestDownload");
+    assert!(
+        request.contains("<FileType>1 Firmware Upgrade Image</FileType>"),
+        "{request}"
+    );
+    assert!(request.contains("<Name>Version</Name><Value>2.0</Value>"));
+    let fault = r#"<soap-env:Envelope xmlns:soap-env="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cwmp="urn:dslforum-org:cwmp-1-2"><soap-env:Header><cwmp:ID soap-env:mustUnderstand="1">3</cwmp:ID></soap-env:Header><soap-env:Body><soap-env:Fault><faultcode>Server</faultcode><faultstring>CWMP fault</faultstring><detail><cwmp:Fault><FaultCode>8002</FaultCode><FaultString>Internal error</FaultString></cwmp:Fault></detail></soap-env:Fault></soap-env:Body></soap-env:Envelope>"#;
+    assert_eq!(
+        run.respond(500, fault).as_deref(),
+        Some(""),
+        "then the empty POST"
+    );
+    run.respond(204, "");
+    let seen = run.drain_events();
+    assert!(
+        seen.contains(&EngineEvent::AcsMethods {
+            methods: vec!["Inform".into(), "TransferComplete".into()]
+        }),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&EngineEvent::SessionEnded { ok: true }),
+        "{seen:?}"
+    );
+    // Neither is asked again.
+    run.engine
+        .request_session(&mut run.tree, "2 PERIODIC")
+        .unwrap();
+    run.start();
+    assert_eq!(run.respond(200, &inform_response(2)).as_deref(), Some(""));
+}

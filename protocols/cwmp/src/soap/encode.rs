@@ -398,6 +398,27 @@ impl Encoder {
         self.envelope(Some(id), &body)
     }
 
+    /// The CPE's RequestDownload (TR-069 §A.4.2.1): asks the ACS for a
+    /// file of `file_type`, with up to 16 name/value arguments.
+    pub fn request_download(&self, id: &str, file_type: &str, args: &[(String, String)]) -> String {
+        let mut body = format!(
+            "<cwmp:RequestDownload><FileType>{}</FileType>\
+             <FileTypeArg soap-enc:arrayType=\"cwmp:ArgStruct[{}]\">",
+            escape(file_type),
+            args.len().min(16)
+        );
+        for (name, value) in args.iter().take(16) {
+            let _ = write!(
+                body,
+                "<ArgStruct><Name>{}</Name><Value>{}</Value></ArgStruct>",
+                escape(name),
+                escape(value)
+            );
+        }
+        body.push_str("</FileTypeArg></cwmp:RequestDownload>");
+        self.envelope(Some(id), &body)
+    }
+
     /// The CPE's GetRPCMethods request to the ACS.
     pub fn get_rpc_methods(&self, id: &str) -> String {
         self.envelope(Some(id), "<cwmp:GetRPCMethods/>")
