@@ -79,6 +79,9 @@ pub struct Config {
     /// The program that installs, uninstalls, activates and deactivates
     /// software packages (argv; the verb and its argument are appended).
     pub software_command: Option<Vec<String>>,
+    /// Packages that are dmagent binaries update the agent (dmagent-launch
+    /// swaps them in).
+    pub self_update: bool,
     /// Reboot after the firmware program succeeds; the update counts only
     /// if the software version differs after the reboot (A/B systems).
     pub firmware_reboot: bool,
@@ -251,6 +254,10 @@ struct SoftwareFile {
     /// argv of the package program: `install PATH`, `uninstall NAME`,
     /// `activate NAME`, `deactivate NAME` are appended.
     command: Option<Spanned<Vec<String>>>,
+    /// A package that is a dmagent binary updates the agent itself
+    /// (through the launcher).
+    #[serde(default)]
+    self_update: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -421,6 +428,7 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         firmware_max_size,
         firmware_reboot: file.firmware.reboot,
         software_command: command(&file.software.command)?,
+        self_update: file.software.self_update,
         log_level,
         log_format,
         identity,

@@ -215,6 +215,9 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
+    // The exit status of `run`: 0, or 75 when an update of the agent is
+    // staged for the launcher.
+    let mut exit = 0u8;
     let result = match &cli.command {
         Command::CheckConfig => {
             print!("{}", describe(&config));
@@ -229,12 +232,15 @@ fn main() -> ExitCode {
                 rt.block_on(runtime::run(config, || {
                     cli.load_config().map_err(|e| e.to_string())
                 }))
+            })
+            .map(|code| {
+                exit = code;
             }),
         // The client verbs returned above.
         _ => Ok(()),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(exit),
         Err(e) => {
             eprintln!("dmagent: {e:#}");
             ExitCode::FAILURE

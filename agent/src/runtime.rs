@@ -114,7 +114,7 @@ pub fn open_state(config: &Config) -> anyhow::Result<(FileStore, Option<dm_core:
 pub async fn run(
     config: Config,
     reload: impl Fn() -> Result<Config, String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u8> {
     // First of all: a SIGTERM that comes while the agent starts must stop
     // it cleanly (de-register), not kill it by the default action.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -161,6 +161,9 @@ pub async fn run(
     let (host_tx, mut host_rx) = tokio::sync::mpsc::channel(4);
     // A firmware update asks for the reboot that confirms it (A/B).
     let (reboot_tx, mut reboot_rx) = tokio::sync::mpsc::channel::<&'static str>(1);
+    // An activated update of the agent itself: exit for the launcher.
+    let (update_ready_tx, mut update_ready_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut exit_code = 0u8;
     let cwmp_status = Arc::new(Mutex::new(dm_cwmp_tokio::Status::default()));
     let lwm2m_status = Arc::new(Mutex::new(dm_lwm2m_tokio::Status::default()));
     let (cwmp_commands, cwmp_commands_rx) = tokio::sync::mpsc::channel(4);
@@ -366,6 +369,11 @@ pub async fn run(
             Some(origin) = reboot_rx.recv() => {
                 action = Some((HostAction::Reboot, origin.to_owned()));
             }
+            Some(()) = update_ready_rx.recv() => {
+                info!("exiting for the launcher to start the updated agent");
+                exit_code = crate::software::UPDATE_READY;
+                break;
+            }
             Some(request) = host_rx.recv() => {
                 action = Some((match request {
                     dm_cwmp_tokio::HostRequest::Reboot => HostAction::Reboot,
@@ -423,6 +431,7 @@ pub async fn run(
                             config.firmware_max_size,
                             config.software_command.clone(),
                             pull_tls.clone(),
+                            config.self_update.then(|| update_ready_tx.clone()),
                             instance,
                             operation,
                         ));
@@ -460,7 +469,7 @@ pub async fn run(
         error!("LwM2M driver: {e}");
     }
     let Some((action, origin)) = action else {
-        return Ok(());
+        return Ok(exit_code);
     };
     info!(?action, origin, "performing the host action");
     let done = match action {
@@ -477,7 +486,7 @@ pub async fn run(
     // rather than leave it running after promising a reboot.
     done.with_context(|| format!("{action:?} failed"))?;
     info!(?action, "host action accepted; exiting");
-    Ok(())
+    Ok(0)
 }
 
 /// Locks the tree. A poisoned lock means a panic while the tree was held;

@@ -126,12 +126,14 @@ fn text(tree: &Mutex<Tree>, instance: InstanceId, resource: ResourceId) -> Strin
 
 /// Carries out one operation; the object's handler has already checked
 /// that the state allows it.
+#[allow(clippy::too_many_arguments)]
 pub async fn perform(
     tree: Arc<Mutex<Tree>>,
     state_dir: PathBuf,
     max_size: u64,
     command: Option<Vec<String>>,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    self_update: Option<tokio::sync::mpsc::Sender<()>>,
     instance: InstanceId,
     operation: Operation,
 ) {
@@ -162,11 +164,30 @@ pub async fn perform(
             state(&tree, instance, INITIAL, result);
         }
         Operation::Install => {
+            if self_update.is_some()
+                && install_self_update(&tree, &state_dir, &store, instance).await
+            {
+                return;
+            }
             let _ = install(&tree, &store, &command, instance).await;
+        }
+        Operation::Uninstall if is_self(&tree, &state_dir, instance) => {
+            // The running agent cannot be uninstalled; its staged update
+            // can.
+            let _ = std::fs::remove_file(staged(&state_dir));
+            store.discard();
+            state(&tree, instance, INITIAL, R_INITIAL);
         }
         Operation::Uninstall => {
             if uninstall(&tree, &command, instance).await.is_ok() {
                 store.discard();
+            }
+        }
+        Operation::Activate if is_self(&tree, &state_dir, instance) => {
+            if let Some(ready) = self_update {
+                info!("the agent's update is activated: handing over to the launcher");
+                set(&tree, instance, &[(ACTIVATION_STATE, Value::Boolean(true))]);
+                let _ = ready.send(()).await;
             }
         }
         Operation::Activate | Operation::Deactivate => {
@@ -184,6 +205,92 @@ pub async fn perform(
             }
         }
     }
+}
+
+/// The exit status that tells the launcher an update of the agent itself
+/// is staged (EX_TEMPFAIL): it swaps `<state_dir>/update/dmagent.new` in
+/// and starts the agent again.
+pub const UPDATE_READY: u8 = 75;
+
+/// Where a verified update of the agent waits for the launcher.
+pub fn staged(state_dir: &FsPath) -> PathBuf {
+    state_dir.join("update").join("dmagent.new")
+}
+
+/// Whether the instance is the agent's own staged update.
+fn is_self(tree: &Mutex<Tree>, state_dir: &FsPath, instance: InstanceId) -> bool {
+    text(tree, instance, PKGNAME) == "dmagent" && staged(state_dir).is_file()
+}
+
+/// With `[software] self_update`: a package that is a dmagent binary
+/// (verified by running a copy with `--version`, which must answer
+/// "dmagent VERSION" on this machine) is installed as the agent's next
+/// version: staged for the launcher, not given to the package program.
+/// Returns whether it was one.
+async fn install_self_update(
+    tree: &Mutex<Tree>,
+    state_dir: &FsPath,
+    store: &ImageStore,
+    instance: InstanceId,
+) -> bool {
+    let Some(package) = store.image() else {
+        return false;
+    };
+    let dir = state_dir.join("update");
+    let candidate = dir.join("dmagent.candidate");
+    let copied = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::copy(&package, &candidate))
+        .and_then(|_| {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&candidate, std::fs::Permissions::from_mode(0o755))
+        });
+    if let Err(e) = copied {
+        warn!("self-update: {e}");
+        return false;
+    }
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::process::Command::new(&candidate)
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await;
+    let version = match answer {
+        Ok(Ok(out)) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("dmagent "))
+            .map(|v| v.trim().to_owned()),
+        _ => None,
+    };
+    let Some(version) = version else {
+        let _ = std::fs::remove_file(&candidate);
+        return false;
+    };
+    let staged = staged(state_dir);
+    let placed = std::fs::rename(&candidate, &staged)
+        .and_then(|()| std::fs::File::open(&dir).and_then(|d| d.sync_all()));
+    if let Err(e) = placed {
+        warn!("self-update: {e}");
+        let _ = std::fs::remove_file(&candidate);
+        return false;
+    }
+    info!(version, path = %staged.display(), "an update of the agent is staged");
+    set(
+        tree,
+        instance,
+        &[
+            (PKGNAME, Value::String("dmagent".into())),
+            (PKGVERSION, Value::String(version)),
+            (UPDATE_STATE, Value::Integer(INSTALLED)),
+            (UPDATE_RESULT, Value::Integer(R_INSTALLED)),
+            (ACTIVATION_STATE, Value::Boolean(false)),
+            (software::STATUS, Value::String("Installed".into())),
+        ],
+    );
+    true
 }
 
 /// Install: runs `PROGRAM install PACKAGE` and records the outcome on the

@@ -24,7 +24,8 @@ fn fake_agent(dir: &std::path::Path) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "#!/bin/sh\necho \"$* key=$DMAGENT_PSK_KEY\" >> '{log}'\n\
+            "#!/bin/sh\ncase \" $* \" in *\" check-config \"*) exit 0;; esac\n\
+             echo \"$* key=$DMAGENT_PSK_KEY\" >> '{log}'\n\
              if [ -e '{seen}' ]; then exit 0; fi\ntouch '{seen}'\nexit 3\n",
             log = dir.join("runs").display(),
             seen = dir.join("seen").display()
@@ -139,4 +140,75 @@ fn the_shell_scripts_are_shellcheck_clean() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// A stand-in agent of version `version`: answers check-config with the
+/// state directory and --version with its version; `run` is `body`.
+fn versioned_agent(path: &std::path::Path, version: &str, state: &std::path::Path, body: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in\n\
+             *\" check-config \"*) echo 'state_dir = {state}'; exit 0;;\n\
+             *\" --version \"*) echo 'dmagent {version}'; exit 0;;\nesac\n{body}\n",
+            state = state.display()
+        ),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(path, permissions).unwrap();
+}
+
+/// Self-update (issue 7): the agent exits with 75 after staging
+/// update/dmagent.new; the launcher swaps it into STATE/bin and starts it.
+/// A swapped-in agent that fails at once is rolled back.
+#[test]
+fn a_staged_update_is_swapped_in_and_a_failing_one_rolled_back() {
+    for (v2_body, expect_v2_ok) in [
+        ("echo v2 >> \"$RUNS\"; exit 0", true),
+        ("echo v2 >> \"$RUNS\"; exit 3", false),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let runs = dir.path().join("runs");
+        std::fs::create_dir_all(state.join("update")).unwrap();
+        let staged_source = dir.path().join("v2");
+        versioned_agent(&staged_source, "2.0", &state, v2_body);
+        let v1 = dir.path().join("v1");
+        // Version 1: stages version 2 and asks for the swap; the second
+        // time it runs (after a rollback) it stops normally.
+        versioned_agent(
+            &v1,
+            "1.0",
+            &state,
+            &format!(
+                "echo v1 >> \"$RUNS\"\nif [ -e '{seen}' ]; then exit 0; fi\ntouch '{seen}'\n\
+                 cp '{src}' '{staged}'\nexit 75",
+                seen = dir.path().join("seen").display(),
+                src = staged_source.display(),
+                staged = state.join("update/dmagent.new").display()
+            ),
+        );
+        let out = Command::new(root().join("scripts/dmagent-launch"))
+            .args(["--no-cwmp", "--state-dir", state.to_str().unwrap()])
+            .env("DMAGENT_BIN", &v1)
+            .env("DMAGENT_LAUNCH_MAX_BACKOFF", "1")
+            .env("RUNS", &runs)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("updated to dmagent 2.0"), "{stderr}");
+        let ran = std::fs::read_to_string(&runs).unwrap();
+        if expect_v2_ok {
+            assert_eq!(ran.lines().collect::<Vec<_>>(), ["v1", "v2"]);
+            assert!(state.join("bin/dmagent").is_file(), "v2 stays in place");
+        } else {
+            assert_eq!(ran.lines().collect::<Vec<_>>(), ["v1", "v2", "v1"]);
+            assert!(stderr.contains("rolled back"), "{stderr}");
+            assert!(!state.join("bin/dmagent").exists(), "v2 is gone");
+        }
+        assert!(!state.join("update/dmagent.new").exists());
+    }
 }

@@ -1437,3 +1437,80 @@ fn a_software_package_is_pulled_installed_activated_and_uninstalled() {
     }
     assert!(agent.0.wait().unwrap().success());
 }
+
+/// Self-update through /9 (issue 6): with `[software] self_update`, a
+/// package that is a dmagent binary (it answers `--version` with
+/// "dmagent VERSION") is staged for the launcher instead of going to the
+/// package program; Activate makes the agent de-register and exit with 75
+/// for dmagent-launch to swap it in (tested in launch.rs).
+#[test]
+fn a_dmagent_package_is_staged_and_activating_it_exits_for_the_launcher() {
+    let package = b"#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'dmagent 9.9.9'; fi\n".to_vec();
+    let http_port = dm_tests::files::image_server(package.clone());
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(python())
+            .arg(&script)
+            .args([
+                port.to_string(),
+                "self-update".into(),
+                format!("http://127.0.0.1:{http_port}/image"),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-SELF\"\n\n[lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\n\
+             endpoint = \"self\"\n\n[software]\nself_update = true\n"
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let mut agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(&state)
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut steps = HashMap::new();
+    loop {
+        let event = next(&events);
+        if event["event"] == "checks-done" {
+            break;
+        }
+        if let Some(step) = event["step"].as_str() {
+            steps.insert(step.to_owned(), event.clone());
+        }
+    }
+    assert_eq!(steps["installed"]["text"], "4", "{steps:?}");
+    assert_eq!(steps["name"]["text"], "dmagent");
+    assert_eq!(steps["version"]["text"], "9.9.9");
+    assert_eq!(steps["activate"]["code"], "2.04 Changed");
+    loop {
+        if next(&events)["event"] == "deregister" {
+            break;
+        }
+    }
+    let status = agent.0.wait().unwrap();
+    assert_eq!(status.code(), Some(75), "update ready");
+    assert_eq!(
+        std::fs::read(state.join("update/dmagent.new")).unwrap(),
+        package
+    );
+}

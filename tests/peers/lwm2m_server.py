@@ -11,6 +11,7 @@ Usage: lwm2m_server.py PORT
        lwm2m_server.py PORT firmware-full SIZE
        lwm2m_server.py PORT firmware-coap SIZE
        lwm2m_server.py PORT software URL
+       lwm2m_server.py PORT self-update URL
 
 Listens on 127.0.0.1:PORT and accepts one registration. Then, by default,
 drives the registered client through Read (text, TLV, SenML JSON), Write,
@@ -280,7 +281,7 @@ async def main(port, mode):
         await context.shutdown()
         return
 
-    if mode and mode[0] == "software":
+    if mode and mode[0] in ("software", "self-update"):
         # Software Management (/9, LwM2M Core E.9): create an instance,
         # pull a package, install, activate, uninstall.
         created = await call(context, "create", Code.POST, base + "/9", payload=b"",
@@ -305,6 +306,14 @@ async def main(port, mode):
         await call(context, "name", Code.GET, instance + "/0")
         await call(context, "version", Code.GET, instance + "/1")
         await call(context, "result-installed", Code.GET, instance + "/9")
+        if mode[0] == "self-update":
+            # Activating the agent's own update: it de-registers and exits
+            # for its launcher.
+            await call(context, "activate", Code.POST, instance + "/10")
+            say(event="checks-done")
+            await asyncio.wait_for(state.deregistered, timeout=60)
+            await context.shutdown()
+            return
         await call(context, "activate", Code.POST, instance + "/10")
         await call(context, "uninstall-early", Code.POST, base + "/9/999/6")
         await call(context, "uninstall", Code.POST, instance + "/6")
