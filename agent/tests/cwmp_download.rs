@@ -663,3 +663,76 @@ fn change_du_state_installs_and_uninstalls_a_deployment_unit() {
     let calls = std::fs::read_to_string(&calls).unwrap();
     assert_eq!(calls.lines().collect::<Vec<_>>(), ["install", "uninstall"]);
 }
+
+/// SIGTERM in the middle of a CWMP session loses nothing (issue 7): the
+/// ACS queued a Download in the session and the agent is stopped before
+/// the session ends; after the restart the Download is still queued
+/// (GetAllQueuedTransfers lists it).
+#[test]
+fn sigterm_during_a_cwmp_session_loses_nothing() {
+    use std::sync::{Arc, Mutex, mpsc};
+    let (held_tx, held) = mpsc::channel::<()>();
+    let (release_tx, release) = mpsc::channel::<()>();
+    let release = Arc::new(Mutex::new(release));
+    let mut empties = 0;
+    let acs = MiniAcs::start(Box::new(move |body| {
+        if body.is_empty() {
+            empties += 1;
+            return Some(match empties {
+                1 => download("kept", "http://127.0.0.1:9/later.bin", 0).replace(
+                    "<DelaySeconds>0</DelaySeconds>",
+                    "<DelaySeconds>3600</DelaySeconds>",
+                ),
+                _ => "<cwmp:GetAllQueuedTransfers/>".into(),
+            });
+        }
+        if body.contains("<cwmp:DownloadResponse>") {
+            // The session stays open here until the test has stopped the
+            // agent.
+            let _ = held_tx.send(());
+            let _ = release.lock().unwrap().recv();
+        }
+        None
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let cr_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-TERM\"\n\n[cwmp]\nacs_url = \"{}\"\nconnection_request_port = {cr_port}\n",
+            acs.url()
+        ),
+    )
+    .unwrap();
+    let start = || {
+        Agent(
+            Command::new(env!("CARGO_BIN_EXE_dmagent"))
+                .args(["--config", config.to_str().unwrap(), "--state-dir"])
+                .arg(dir.path().join("state"))
+                .arg("run")
+                .env_remove("DMAGENT_CONFIG")
+                .env("DMAGENT_BUS", "session")
+                .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut agent = start();
+    held.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the session reached the DownloadResponse");
+    Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(agent.0.wait().unwrap().success(), "a clean stop");
+    release_tx.send(()).unwrap();
+    let _agent = start();
+    let queued = acs.post_with("<cwmp:GetAllQueuedTransfersResponse>");
+    assert!(queued.contains("<CommandKey>kept</CommandKey>"), "{queued}");
+}

@@ -238,8 +238,20 @@ pub async fn run(
         lock_status(&config.status).acs_url = url.clone();
         dispatch(&mut engine, &host, &config.status).await;
         if engine.in_session() {
-            session(&tree, &mut engine, &url, &config, tls.clone()).await;
+            session(
+                &tree,
+                &mut engine,
+                &url,
+                &config,
+                tls.clone(),
+                &mut shutdown,
+            )
+            .await;
             dispatch(&mut engine, &host, &config.status).await;
+            // A stop that came during the session (its change is seen).
+            if *shutdown.borrow() {
+                return Ok(());
+            }
         }
         if engine.in_session() {
             continue;
@@ -424,6 +436,7 @@ async fn session(
     url: &str,
     config: &Config,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    shutdown: &mut watch::Receiver<bool>,
 ) {
     let uri: Uri = match url.parse() {
         Ok(uri) => uri,
@@ -443,7 +456,18 @@ async fn session(
     let mut http = http::HttpSession::new(uri, credentials, config.http_timeout, tls);
     while let Some(body) = engine.poll_transmit() {
         trace!(body = %body, "CWMP POST");
-        match http.post(&body).await {
+        let answer = tokio::select! {
+            answer = http.post(&body) => answer,
+            // A stop does not wait for a slow ACS: what the session
+            // accepted is saved already, and a failed session is retried
+            // (its unacknowledged events with it) after the restart.
+            _ = shutdown.wait_for(|stop| *stop) => {
+                info!("stopping in the middle of a CWMP session; it is retried after the restart");
+                engine.handle_transport_error(&mut lock(tree), Instant::now());
+                break;
+            }
+        };
+        match answer {
             Ok((status, text)) => {
                 trace!(status, body = %text, "CWMP response");
                 engine.handle_response(&mut lock(tree), Instant::now(), wall(), status, &text);
