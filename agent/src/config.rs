@@ -232,6 +232,10 @@ struct Lwm2mFile {
     psk_key: Option<Spanned<String>>,
     /// Seconds an idle UDP binding lives in the network's NAT; 0: none.
     nat_timeout: Option<Spanned<u32>>,
+    /// With a bootstrap server: seconds to wait for it to start a bootstrap
+    /// before asking for one (Client Hold Off Time).
+    #[serde(default)]
+    client_hold_off: u32,
 }
 
 #[derive(Deserialize, Default)]
@@ -798,6 +802,7 @@ fn lwm2m(
             security,
             psk_identity,
             psk_key,
+            client_hold_off: file.client_hold_off,
         },
         nat_timeout,
     })

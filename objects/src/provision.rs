@@ -61,6 +61,9 @@ pub struct Lwm2mServer {
     pub security: SecurityMode,
     pub psk_identity: Vec<u8>,
     pub psk_key: Vec<u8>,
+    /// For a bootstrap account: the Client Hold Off Time (/0/x/11), how
+    /// long to wait for a server-initiated bootstrap, in seconds.
+    pub client_hold_off: u32,
 }
 
 /// Everything the configuration says about the objects.
@@ -191,6 +194,10 @@ fn setting_facts(provisioning: &Provisioning) -> Vec<(Path, Value)> {
             (sec(security::SERVER_PUBLIC_KEY), Value::Opaque(Vec::new())),
         ]);
         if account.bootstrap {
+            facts.push((
+                sec(security::CLIENT_HOLD_OFF_TIME),
+                Value::Integer(account.client_hold_off.into()),
+            ));
             continue;
         }
         facts.push((

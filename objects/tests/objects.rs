@@ -78,6 +78,7 @@ fn provisioning(acs_url: &str) -> Provisioning {
             security: SecurityMode::PreSharedKey,
             psk_identity: b"dev1".to_vec(),
             psk_key: vec![0x01, 0x02, 0x03],
+            client_hold_off: 0,
         }],
     }
 }

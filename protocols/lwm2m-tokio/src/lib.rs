@@ -701,7 +701,12 @@ async fn flush(
 /// Bootstrap-Request or Register, as the configuration says.
 fn start(client: &mut Client, config: &Config, tree: &Mutex<Tree>) {
     if config.bootstrap {
-        client.bootstrap_request(Instant::now());
+        // Client Hold Off Time: the bootstrap server may start on its own
+        // meanwhile (server-initiated bootstrap).
+        client.await_bootstrap(
+            Instant::now(),
+            dm_lwm2m::bootstrap::client_hold_off(&lock(tree)),
+        );
     } else {
         client.register(&lock(tree), Instant::now());
     }
@@ -750,6 +755,7 @@ mod tests {
             security: SecurityMode::NoSec,
             psk_identity: Vec::new(),
             psk_key: Vec::new(),
+            client_hold_off: 0,
         };
         let mut lwm2m = vec![server("coap://127.0.0.1:5683", false, 101)];
         if with_bootstrap {

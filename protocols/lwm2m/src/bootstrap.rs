@@ -483,6 +483,23 @@ pub fn accounts(tree: &Tree) -> Vec<Account> {
 }
 
 /// The bootstrap server account, if the tree has one.
+/// The bootstrap account's Client Hold Off Time (/0/x/11): how long to
+/// wait for a server-initiated bootstrap before asking for one.
+pub fn client_hold_off(tree: &Tree) -> std::time::Duration {
+    tree.instances(security::ID)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|i| is_bootstrap_account(tree, *i))
+        .and_then(|i| {
+            integer_of(
+                tree,
+                Path::resource(security::ID, i, security::CLIENT_HOLD_OFF_TIME),
+            )
+        })
+        .and_then(|s| u64::try_from(s).ok())
+        .map_or(std::time::Duration::ZERO, std::time::Duration::from_secs)
+}
+
 pub fn bootstrap_account(tree: &Tree) -> Option<Account> {
     tree.instances(security::ID)
         .unwrap_or_default()

@@ -245,6 +245,18 @@ impl Client {
         self.retry_at = None;
     }
 
+    /// Waits `hold_off` for the bootstrap server to start a bootstrap of
+    /// its own (server-initiated, LwM2M Core §6.1.3: Client Hold Off Time,
+    /// /0/x/11), serving its operations meanwhile; a Bootstrap-Request goes
+    /// out only when it has not begun by then.
+    pub fn await_bootstrap(&mut self, now: Instant, hold_off: Duration) {
+        if hold_off.is_zero() {
+            return self.bootstrap_request(now);
+        }
+        self.bootstrapping = true;
+        self.retry_at = Some(now + hold_off);
+    }
+
     /// Sends the Register request (LwM2M Core §6.2.1).
     pub fn register(&mut self, tree: &Tree, now: Instant) {
         let mut packet = Packet::new();
@@ -1034,6 +1046,21 @@ impl Client {
     /// Serves one request from the server.
     fn serve(&mut self, tree: &mut Tree, now: Instant, request: &Packet) -> Packet {
         if self.bootstrapping {
+            // The first operation of a server-initiated bootstrap: no
+            // Bootstrap-Request goes out now, and what is there is kept to
+            // roll back to, as for one we asked for.
+            if !self
+                .pending
+                .values()
+                .any(|p| *p == Pending::BootstrapRequest)
+                && self.bootstrap_deadline.is_none()
+            {
+                self.retry_at = None;
+                if self.bootstrap_saved.is_none() {
+                    self.bootstrap_saved = Some(crate::bootstrap::save(tree));
+                }
+                self.events.push(ClientEvent::BootstrapStarted);
+            }
             let served = crate::bootstrap::serve(tree, request);
             // Each bootstrap operation shows the server is still at it.
             self.bootstrap_deadline = Some(now + self.coap.parameters().exchange_lifetime());

@@ -41,6 +41,7 @@ fn tree() -> Tree {
                 security: SecurityMode::NoSec,
                 psk_identity: Vec::new(),
                 psk_key: Vec::new(),
+                client_hold_off: 0,
             }],
             ..Provisioning::default()
         },
@@ -327,6 +328,7 @@ fn a_bootstrap_that_fails_half_way_rolls_back_to_the_previous_accounts() {
         security: SecurityMode::NoSec,
         psk_identity: Vec::new(),
         psk_key: Vec::new(),
+        client_hold_off: 0,
     };
     dm_objects::provision(
         &mut tree,
@@ -385,4 +387,104 @@ fn a_bootstrap_that_fails_half_way_rolls_back_to_the_previous_accounts() {
     );
     assert_eq!(bootstrap::account(&run.tree), Some(before));
     assert!(bootstrap::bootstrap_account(&run.tree).is_some());
+}
+
+/// Server-initiated bootstrap (LwM2M Core §6.1.3): within the Client Hold
+/// Off Time the client asks nothing and serves the bootstrap server's
+/// operations; Finish provisions the account and no Bootstrap-Request is
+/// ever sent. Without the server, the Bootstrap-Request goes out once the
+/// hold-off has passed.
+#[test]
+fn the_bootstrap_server_may_start_on_its_own_within_the_hold_off() {
+    let hold_off = std::time::Duration::from_secs(10);
+    let client = || {
+        Client::new(
+            ClientConfig {
+                endpoint: "dmagent-si".into(),
+                short_server_id: 0,
+                server_instance: 0,
+                nat_timeout: None,
+            },
+            Parameters::default(),
+            5,
+        )
+    };
+    let mut run = Run {
+        tree: tree(),
+        client: client(),
+        now: Instant::now(),
+        id: 900,
+    };
+    run.client.await_bootstrap(run.now, hold_off);
+    assert_eq!(run.client.poll_transmit(), None, "nothing asked yet");
+    assert_eq!(
+        code(&run.request(RequestType::Delete, "/", |_| {})),
+        ResponseType::Deleted
+    );
+    assert_eq!(run.client.poll_event(), Some(ClientEvent::BootstrapStarted));
+    let security = tlv_instance(&[
+        (0, b"coap://127.0.0.1:5683".to_vec()),
+        (1, vec![0]),
+        (2, vec![3]),
+        (3, Vec::new()),
+        (4, Vec::new()),
+        (5, Vec::new()),
+        (10, tlv::integer(303)),
+    ]);
+    assert_eq!(
+        code(&run.request(RequestType::Put, "/0/1", with_tlv(security))),
+        ResponseType::Changed
+    );
+    let server = tlv_instance(&[
+        (0, tlv::integer(303)),
+        (1, tlv::integer(120)),
+        (6, vec![1]),
+        (7, b"U".to_vec()),
+    ]);
+    assert_eq!(
+        code(&run.request(RequestType::Put, "/1/1", with_tlv(server))),
+        ResponseType::Changed
+    );
+    assert_eq!(
+        code(&run.request(RequestType::Post, "/bs", |_| {})),
+        ResponseType::Changed
+    );
+    assert_eq!(
+        run.client.poll_event(),
+        Some(ClientEvent::BootstrapFinished)
+    );
+    assert_eq!(
+        bootstrap::account(&run.tree).map(|a| a.short_server_id),
+        Some(303)
+    );
+    // The hold-off passes: no Bootstrap-Request.
+    run.now += hold_off * 2;
+    run.client.handle_timeout(&mut run.tree, run.now);
+    assert_eq!(run.client.poll_transmit(), None);
+
+    // A bootstrap server that does not start: the client asks at the end
+    // of the hold-off, not before.
+    let mut quiet = Run {
+        tree: tree(),
+        client: client(),
+        now: Instant::now(),
+        id: 950,
+    };
+    quiet.client.await_bootstrap(quiet.now, hold_off);
+    assert_eq!(
+        quiet.client.poll_timeout(&quiet.tree),
+        Some(quiet.now + hold_off)
+    );
+    quiet.now += hold_off;
+    quiet.client.handle_timeout(&mut quiet.tree, quiet.now);
+    let request =
+        Packet::from_bytes(&quiet.client.poll_transmit().expect("Bootstrap-Request")).unwrap();
+    assert_eq!(
+        request
+            .get_option(CoapOption::UriPath)
+            .unwrap()
+            .front()
+            .unwrap(),
+        b"bs"
+    );
 }

@@ -60,6 +60,7 @@ fn fixture_on(host: Arc<dyn dm_platform::Host>) -> Fixture {
                 security: SecurityMode::NoSec,
                 psk_identity: Vec::new(),
                 psk_key: Vec::new(),
+                client_hold_off: 0,
             }],
             ..Provisioning::default()
         },
