@@ -5,6 +5,7 @@
 //! configuration, builds the platform, the objects and the tree, and runs
 //! the protocol drivers.
 
+mod bearer;
 mod cli;
 mod config;
 mod control;

@@ -317,6 +317,10 @@ pub async fn run(
         },
     ));
     offline_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Bearer Selection (/13): registration failures walk down the list.
+    let mut bearers = crate::bearer::Fallback::default();
+    let mut bearer_tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    bearer_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     // systemd's watchdog (WatchdogSec=): a ping at half the interval from
     // the loop that does the work, so a stuck loop is restarted.
@@ -336,6 +340,28 @@ pub async fn run(
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = watchdog_tick.tick(), if watchdog.is_some() => notify_systemd("WATCHDOG=1"),
+            _ = bearer_tick.tick(), if config.lwm2m.is_some() => {
+                let (registered, failures) = {
+                    let status = lwm2m_status
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    (
+                        status.servers.values().any(|s| s.registered),
+                        status.servers.values().map(|s| s.failures).sum::<u64>(),
+                    )
+                };
+                let preferred = crate::bearer::preferred(&lock(&tree));
+                let state = host.platform.network.state();
+                if let Some(kind) = bearers.observe(registered, failures, &preferred, &state) {
+                    info!(from = ?state.bearer, to = ?kind, "registration keeps failing: trying the next preferred bearer");
+                    let network = Arc::clone(&host.platform.network);
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = network.select_bearer(kind) {
+                            warn!(?kind, "bearer not selected: {e}");
+                        }
+                    });
+                }
+            }
             _ = offline_tick.tick(), if offline.is_some() => {
                 let up = reachable(
                     config.cwmp.is_some().then_some(&*cwmp_status),

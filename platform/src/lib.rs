@@ -270,6 +270,14 @@ pub trait Network: Send + Sync {
     fn add_apn_context(&self, settings: &ApnSettings) -> Result<String, PlatformError>;
     fn update_apn_context(&self, id: &str, settings: &ApnSettings) -> Result<(), PlatformError>;
     fn delete_apn_context(&self, id: &str) -> Result<(), PlatformError>;
+
+    /// Brings up the bearer `kind` (Bearer Selection, /13): activates an
+    /// available device of that kind with its best connection.
+    fn select_bearer(&self, kind: BearerKind) -> Result<(), PlatformError> {
+        Err(PlatformError::Unavailable(format!(
+            "selecting the {kind:?} bearer"
+        )))
+    }
 }
 
 /// What the host does when asked to: reboot, factory reset. Each returns

@@ -126,6 +126,19 @@ impl Network for MemoryNetwork {
         lock(&self.callbacks).push(callback);
     }
 
+    /// The selected bearer carries the traffic from now on, if available.
+    fn select_bearer(&self, kind: BearerKind) -> Result<(), PlatformError> {
+        {
+            let mut state = lock(&self.state);
+            if !state.network.available.contains(&kind) {
+                return Err(PlatformError::Unavailable(format!("a {kind:?} bearer")));
+            }
+            state.network.bearer = Some(kind);
+        }
+        self.changed();
+        Ok(())
+    }
+
     fn add_wifi_profile(&self, settings: &WifiSettings) -> Result<String, PlatformError> {
         let id = {
             let mut state = self.writable()?;

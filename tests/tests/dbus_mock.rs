@@ -146,3 +146,48 @@ fn the_acs_url_comes_from_dhcp_option_43() {
         network.state().dhcp_acs_url.as_deref() == Some(url)
     });
 }
+
+/// Bearer Selection (/13) on NetworkManager: the platform activates an
+/// available device of the kind asked for (ActivateConnection with "/",
+/// NetworkManager's best connection for it); a kind with no device is
+/// refused as unavailable.
+#[test]
+fn a_bearer_is_selected_by_activating_its_device() {
+    let mut stack = Stack::mock();
+    let network = DbusNetwork::start(Some(stack.bus.clone())).unwrap();
+    let (tx, changed) = mpsc::channel();
+    network.on_change(Arc::new(move || {
+        let _ = tx.send(());
+    }));
+    assert_eq!(stack.command("start networkmanager"), "ok");
+    for call in [
+        "AddEthernetDevice ssi eth0dev eth0 100",
+        "AddWiFiDevice ssu wlan0dev wlan0 30",
+        "AddAccessPoint ssssuuuyu /org/freedesktop/NetworkManager/Devices/wlan0dev ap0 home \
+         00:11:22:33:44:55 2 2412 54000 80 0",
+        "AddWiFiConnection ssss /org/freedesktop/NetworkManager/Devices/wlan0dev home home wpa-psk",
+    ] {
+        let answer = stack.command(&format!(
+            "call {NM} /org/freedesktop/NetworkManager org.freedesktop.DBus.Mock {call}"
+        ));
+        assert!(answer.starts_with("ok"), "{call}: {answer}");
+    }
+    until(&changed, "both devices", || {
+        let state = network.state();
+        state.available.contains(&BearerKind::Wlan)
+            && state.available.contains(&BearerKind::Ethernet)
+    });
+    network.select_bearer(BearerKind::Wlan).unwrap();
+    let active = stack.command(&format!(
+        "call {NM} /org/freedesktop/NetworkManager org.freedesktop.DBus.Properties Get ss \
+         org.freedesktop.NetworkManager ActiveConnections"
+    ));
+    assert!(
+        active.contains("/org/freedesktop/NetworkManager/ActiveConnection/"),
+        "{active}"
+    );
+    assert!(matches!(
+        network.select_bearer(BearerKind::LteFdd),
+        Err(PlatformError::Unavailable(_))
+    ));
+}

@@ -259,6 +259,43 @@ pub async fn read_network_manager(
     Ok((network, wifi))
 }
 
+/// Activates an available device of bearer `kind` with the connection
+/// NetworkManager finds best for it (Bearer Selection).
+pub async fn select_bearer(connection: &Connection, kind: BearerKind) -> Result<(), PlatformError> {
+    let manager = get_all(connection, nm::SERVICE, nm::PATH, nm::INTERFACE).await?;
+    let mut chosen = None;
+    for object in paths(&manager, "Devices") {
+        let Ok(props) = get_all(connection, nm::SERVICE, &object, nm::DEVICE).await else {
+            continue;
+        };
+        if number::<u32>(&props, "DeviceType").and_then(bearer_of) == Some(kind)
+            && number::<u32>(&props, "State").unwrap_or(0) >= DEVICE_AVAILABLE
+        {
+            // The device's first usable profile; "/" lets NetworkManager
+            // pick when it lists none.
+            let profile = paths(&props, "AvailableConnections")
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| "/".to_owned());
+            chosen = Some((object, profile));
+            break;
+        }
+    }
+    let (device, profile) =
+        chosen.ok_or_else(|| PlatformError::Unavailable(format!("a {kind:?} device")))?;
+    let path = |p: &str| {
+        ObjectPath::try_from(p.to_owned()).map_err(|e| PlatformError::Failed(e.to_string()))
+    };
+    let none = ObjectPath::from_static_str_unchecked("/");
+    super::proxies::nm::NmProxy::new(connection)
+        .await
+        .map_err(|e| error(nm::SERVICE, e))?
+        .activate_connection(&path(&profile)?, &path(&device)?, &none)
+        .await
+        .map_err(|e| error(nm::SERVICE, e))?;
+    Ok(())
+}
+
 /// The addresses of an IP4Config/IP6Config's AddressData (aa{sv}).
 fn addresses(props: &Dict) -> Vec<IpAddr> {
     let Some(data) = props.get("AddressData").and_then(|v| v.try_clone().ok()) else {

@@ -63,6 +63,7 @@ enum Request {
     AddApn(ApnSettings, Reply<String>),
     UpdateApn(String, ApnSettings, Reply<()>),
     DeleteApn(String, Reply<()>),
+    SelectBearer(crate::BearerKind, Reply<()>),
 }
 
 /// A request and when its caller stops waiting: one that waited in the
@@ -184,6 +185,10 @@ impl Network for DbusNetwork {
 
     fn delete_apn_context(&self, id: &str) -> Result<(), PlatformError> {
         self.call(|reply| Request::DeleteApn(id.to_owned(), reply))
+    }
+
+    fn select_bearer(&self, kind: crate::BearerKind) -> Result<(), PlatformError> {
+        self.call(|reply| Request::SelectBearer(kind, reply))
     }
 }
 
@@ -419,6 +424,11 @@ async fn write(connection: &Connection, shared: &Shared, request: Request) {
             refresh(connection, shared).await;
             let _ = reply.send(result);
         }
+        Request::SelectBearer(kind, reply) => {
+            let result = convert::select_bearer(connection, kind).await;
+            refresh(connection, shared).await;
+            let _ = reply.send(result);
+        }
     }
 }
 
@@ -430,7 +440,8 @@ fn refuse(request: Request, error: PlatformError) {
         Request::UpdateWifi(_, _, reply)
         | Request::DeleteWifi(_, reply)
         | Request::UpdateApn(_, _, reply)
-        | Request::DeleteApn(_, reply) => {
+        | Request::DeleteApn(_, reply)
+        | Request::SelectBearer(_, reply) => {
             let _ = reply.send(Err(error));
         }
     }

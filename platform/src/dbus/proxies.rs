@@ -39,6 +39,22 @@ pub mod nm {
     pub const DHCP4: &str = "org.freedesktop.NetworkManager.DHCP4Config";
 
     #[zbus::proxy(
+        interface = "org.freedesktop.NetworkManager",
+        default_service = "org.freedesktop.NetworkManager",
+        default_path = "/org/freedesktop/NetworkManager"
+    )]
+    pub trait Nm {
+        /// "/" as the connection: NetworkManager picks the best one for
+        /// the device.
+        fn activate_connection(
+            &self,
+            connection: &zbus::ObjectPath<'_>,
+            device: &zbus::ObjectPath<'_>,
+            specific_object: &zbus::ObjectPath<'_>,
+        ) -> zbus::Result<OwnedObjectPath>;
+    }
+
+    #[zbus::proxy(
         interface = "org.freedesktop.NetworkManager.Settings",
         default_service = "org.freedesktop.NetworkManager",
         default_path = "/org/freedesktop/NetworkManager/Settings"
