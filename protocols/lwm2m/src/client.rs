@@ -155,6 +155,8 @@ pub struct Client {
     /// Where pushed firmware packages go, and the next block expected.
     package_sink: Option<Box<dyn PackageSink>>,
     package_next: Option<u32>,
+    /// When a push whose next block has not come is given up.
+    package_deadline: Option<Instant>,
     /// When the bootstrap counts as failed unless the server does
     /// something (LwM2M Core §6.1.3: Bootstrap-Finish must come).
     bootstrap_deadline: Option<Instant>,
@@ -209,6 +211,7 @@ impl Client {
             bootstrapping: false,
             package_sink: None,
             package_next: None,
+            package_deadline: None,
             bootstrap_deadline: None,
             bootstrap_saved: None,
             stored: std::collections::VecDeque::new(),
@@ -326,6 +329,26 @@ impl Client {
     /// notifications due by pmin/pmax.
     pub fn handle_timeout(&mut self, tree: &mut Tree, now: Instant) {
         self.coap.handle_timeout(now);
+        if self.package_deadline.is_some_and(|t| t <= now) {
+            self.package_deadline = None;
+            self.package_next = None;
+            if let Some(sink) = self.package_sink.as_mut() {
+                sink.abort();
+            }
+            // E.6: the transfer was lost (Update Result 4).
+            let at = |r| Path::resource(dm_core::catalog::firmware::ID, InstanceId(0), r);
+            let _ = tree
+                .begin(Origin::Agent)
+                .set(
+                    at(dm_core::catalog::firmware::STATE),
+                    Value::Integer(crate_state::IDLE),
+                )
+                .set(
+                    at(dm_core::catalog::firmware::UPDATE_RESULT),
+                    Value::Integer(4),
+                )
+                .commit();
+        }
         if self.bootstrap_deadline.is_some_and(|t| t <= now) {
             self.bootstrap_deadline = None;
             // Roll back to the accounts from before this bootstrap.
@@ -491,6 +514,7 @@ impl Client {
             self.next_update,
             self.retry_at,
             self.bootstrap_deadline,
+            self.package_deadline,
         ]
         .into_iter()
         .flatten()
@@ -877,7 +901,7 @@ impl Client {
             )
             && options_text(request, CoapOption::UriPath) == "5/0/0"
         {
-            return self.receive_package(tree, request);
+            return self.receive_package(tree, now, request);
         }
         let key = format!(
             "{:?} {}",
@@ -977,8 +1001,9 @@ impl Client {
     /// Downloaded when the last block is stored, or back to Idle with the
     /// Update Result saying why. An empty package resets the state
     /// machine.
-    fn receive_package(&mut self, tree: &mut Tree, request: &Packet) -> Packet {
+    fn receive_package(&mut self, tree: &mut Tree, now: Instant, request: &Packet) -> Packet {
         use dm_core::catalog::firmware::{STATE, UPDATE_RESULT};
+        self.package_deadline = None;
         let Some(sink) = self.package_sink.as_mut() else {
             return status(ResponseType::InternalServerError);
         };
@@ -1025,6 +1050,9 @@ impl Client {
         }
         if let Some(block) = block1.filter(|b| b.more) {
             self.package_next = Some(number + 1);
+            // A server that stops sending blocks does not hold the image
+            // store for ever.
+            self.package_deadline = Some(now + self.coap.parameters().exchange_lifetime());
             let mut response = status(ResponseType::Continue);
             response.add_option(CoapOption::Block1, block.encode());
             return response;

@@ -682,6 +682,87 @@ fn large_reads_go_out_in_block2_blocks() {
     assert_eq!(code(&beyond), ResponseType::BadOption);
 }
 
+/// A push whose server stops sending blocks is given up after
+/// EXCHANGE_LIFETIME: Idle with Update Result 4 (connection lost), and the
+/// image store is free again (review finding).
+#[test]
+fn an_abandoned_push_is_given_up() {
+    /// Counts what the engine asks of it.
+    #[derive(Default)]
+    struct Sink(Arc<std::sync::Mutex<Vec<&'static str>>>);
+    impl dm_lwm2m::client::PackageSink for Sink {
+        fn begin(&mut self) -> Result<(), dm_lwm2m::client::PackageError> {
+            self.0.lock().unwrap().push("begin");
+            Ok(())
+        }
+        fn write(&mut self, _: &[u8]) -> Result<(), dm_lwm2m::client::PackageError> {
+            Ok(())
+        }
+        fn finish(&mut self) -> Result<(), dm_lwm2m::client::PackageError> {
+            self.0.lock().unwrap().push("finish");
+            Ok(())
+        }
+        fn abort(&mut self) {
+            self.0.lock().unwrap().push("abort");
+        }
+    }
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut f = fixture();
+    f.client
+        .set_package_sink(Box::new(Sink(Arc::clone(&calls))));
+    f.register();
+    let response = f.request(RequestType::Put, "/5/0/0", |p| {
+        p.add_option(CoapOption::ContentFormat, vec![42]);
+        p.add_option(CoapOption::Block1, block(0, true, 4));
+        p.payload = vec![1; 256];
+    });
+    assert_eq!(code(&response), ResponseType::Continue);
+    let read = |f: &Fixture, r| {
+        f.tree
+            .read(
+                Origin::Agent,
+                &Path::resource(dm_core::catalog::firmware::ID, InstanceId(0), r),
+            )
+            .unwrap()
+    };
+    assert_eq!(
+        read(&f, dm_core::catalog::firmware::STATE),
+        ResourceValue::Single(Value::Integer(1))
+    );
+    f.advance(Parameters::default().exchange_lifetime());
+    assert_eq!(
+        read(&f, dm_core::catalog::firmware::STATE),
+        ResourceValue::Single(Value::Integer(0))
+    );
+    assert_eq!(
+        read(&f, dm_core::catalog::firmware::UPDATE_RESULT),
+        ResourceValue::Single(Value::Integer(4))
+    );
+    assert_eq!(
+        *calls.lock().unwrap(),
+        ["begin", "abort"],
+        "the store is freed"
+    );
+    // (Updates went out meanwhile.)
+    while f.client.poll_transmit().is_some() {}
+    // A later block of that push is refused; a new push starts cleanly.
+    let late = f.request(RequestType::Put, "/5/0/0", |p| {
+        p.add_option(CoapOption::ContentFormat, vec![42]);
+        p.add_option(CoapOption::Block1, block(1, false, 4));
+        p.payload = vec![1; 10];
+    });
+    assert_eq!(code(&late), ResponseType::RequestEntityIncomplete);
+    let again = f.request(RequestType::Put, "/5/0/0", |p| {
+        p.add_option(CoapOption::ContentFormat, vec![42]);
+        p.payload = vec![2; 10];
+    });
+    assert_eq!(code(&again), ResponseType::Changed);
+    assert_eq!(
+        *calls.lock().unwrap(),
+        ["begin", "abort", "begin", "finish"]
+    );
+}
+
 #[test]
 fn a_firmware_package_pushed_in_block1_blocks_is_assembled() {
     let mut f = fixture();
