@@ -41,6 +41,9 @@ have ip || missing="$missing iproute2"
 have gdbus || missing="$missing libglib2.0-bin"
 have busctl || missing="$missing systemd"
 /usr/bin/python3 -c "import dbusmock" 2>/dev/null || missing="$missing python3-dbusmock"
+# coturn's turnserver is the STUN server the UDP connection-request test
+# binds to (TR-069 Annex G).
+have turnserver || missing="$missing coturn"
 # The shell scripts are checked by a test; the unit file by systemd-analyze.
 have shellcheck || missing="$missing shellcheck"
 have systemd-analyze || missing="$missing systemd"

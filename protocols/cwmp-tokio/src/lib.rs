@@ -7,6 +7,7 @@
 
 pub mod connreq;
 pub mod http;
+pub mod stun;
 pub mod tls;
 pub mod udpcr;
 
@@ -70,6 +71,9 @@ pub struct Status {
     pub next_session: Option<i64>,
     /// What the ACS said it serves, when asked (GetRPCMethods).
     pub acs_methods: Vec<String>,
+    /// The public address of the UDP connection-request port, as the STUN
+    /// server saw it.
+    pub stun_binding: Option<String>,
 }
 
 /// How a transfer that succeeded ended.
@@ -181,7 +185,31 @@ pub async fn run(
         cr_port = Some(address.port());
         // UDP connection requests (TR-069 Annex G) on the same port number.
         let udp_bind = SocketAddr::new(cr.bind.ip(), address.port());
-        match udpcr::serve(udp_bind, credentials, cr.min_interval, cr_tx).await {
+        let stun = udpcr::Stun {
+            settings: {
+                let tree = Arc::clone(&tree);
+                Arc::new(move || stun_settings(&lock(&tree)))
+            },
+            learned: {
+                let (tree, status) = (Arc::clone(&tree), Arc::clone(&config.status));
+                Arc::new(move |public, behind_nat| {
+                    lock_status(&status).stun_binding = Some(public.to_string());
+                    let at = |r| Path::resource(management_server::ID, InstanceId(0), r);
+                    let _ = lock(&tree)
+                        .begin(Origin::Agent)
+                        .set(
+                            at(management_server::UDP_CONNECTION_REQUEST_ADDRESS),
+                            Value::String(public.to_string()),
+                        )
+                        .set(
+                            at(management_server::NAT_DETECTED),
+                            Value::Boolean(behind_nat),
+                        )
+                        .commit();
+                })
+            },
+        };
+        match udpcr::serve(udp_bind, credentials, cr.min_interval, cr_tx, Some(stun)).await {
             Ok(_) => udp_cr = true,
             Err(e) => warn!(%udp_bind, "no UDP connection requests: {e}"),
         }
@@ -529,6 +557,10 @@ fn publish_connection_request_url(tree: &mut Tree, url: &str) {
 /// TR-181) to the connection-request URL's authority: the UDP listener
 /// shares its address and port number.
 fn publish_udp_address(tree: &mut Tree, cr_url: &str) {
+    // With STUN, the address is the public one the STUN server saw.
+    if stun_settings(tree).is_some() {
+        return;
+    }
     let Some(authority) = cr_url
         .parse::<Uri>()
         .ok()
@@ -549,6 +581,50 @@ fn publish_udp_address(tree: &mut Tree, cr_url: &str) {
             )
             .commit();
     }
+}
+
+/// ManagementServer.STUN* when STUNEnable is true and a server is named.
+/// The keep-alive is STUNMinimumKeepAlivePeriod (at least a second),
+/// bounded by STUNMaximumKeepAlivePeriod when that is set.
+fn stun_settings(tree: &Tree) -> Option<udpcr::StunSettings> {
+    let read = |r| {
+        tree.read(
+            Origin::Agent,
+            &Path::resource(management_server::ID, InstanceId(0), r),
+        )
+        .ok()
+    };
+    if !matches!(
+        read(management_server::STUN_ENABLE),
+        Some(ResourceValue::Single(Value::Boolean(true)))
+    ) {
+        return None;
+    }
+    let server = string(tree, management_server::STUN_SERVER_ADDRESS);
+    if server.is_empty() {
+        return None;
+    }
+    let port = match read(management_server::STUN_SERVER_PORT) {
+        Some(ResourceValue::Single(Value::Unsigned(p))) => u16::try_from(p).unwrap_or(3478),
+        _ => 3478,
+    };
+    let username = string(tree, management_server::STUN_USERNAME);
+    let minimum = match read(management_server::STUN_MINIMUM_KEEP_ALIVE_PERIOD) {
+        Some(ResourceValue::Single(Value::Unsigned(s))) => s,
+        _ => 0,
+    };
+    let maximum = match read(management_server::STUN_MAXIMUM_KEEP_ALIVE_PERIOD) {
+        Some(ResourceValue::Single(Value::Integer(s))) if s > 0 => Some(s as u64),
+        _ => None,
+    };
+    let seconds = minimum.max(1).min(maximum.unwrap_or(u64::MAX)).max(1);
+    Some(udpcr::StunSettings {
+        server,
+        port,
+        credentials: (!username.is_empty())
+            .then(|| (username, string(tree, management_server::STUN_PASSWORD))),
+        keepalive: Duration::from_secs(seconds),
+    })
 }
 
 fn string(tree: &Tree, resource: dm_core::ResourceId) -> String {

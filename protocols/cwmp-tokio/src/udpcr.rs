@@ -14,6 +14,7 @@
 //! cn, the lower-case hex signature).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
@@ -146,13 +147,40 @@ fn ring_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// STUN on the connection-request port (TR-069 Annex G, TR-111): the
+/// settings are read before each Binding Request (ManagementServer.STUN*;
+/// `None` when STUN is off), and every new public address is handed on.
+#[derive(Clone)]
+pub struct Stun {
+    pub settings: Arc<dyn Fn() -> Option<StunSettings> + Send + Sync>,
+    /// The public address and whether a NAT stands between.
+    pub learned: Arc<dyn Fn(SocketAddr, bool) + Send + Sync>,
+}
+
+/// What a Binding Request needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StunSettings {
+    pub server: String,
+    pub port: u16,
+    /// USERNAME and the MESSAGE-INTEGRITY key, when a username is set.
+    pub credentials: Option<(String, String)>,
+    /// How often the binding is refreshed.
+    pub keepalive: Duration,
+}
+
+/// How long a Binding Request waits for its answer before it is sent
+/// again, whatever the keep-alive period.
+const STUN_RETRY: Duration = Duration::from_secs(5);
+
 /// Listens for UDP connection requests on `bind`; each accepted one (at
-/// most one per `min_interval`) is sent on `requests`.
+/// most one per `min_interval`) is sent on `requests`. With `stun`, the
+/// same socket keeps the NAT binding open with Binding Requests.
 pub async fn serve(
     bind: SocketAddr,
     credentials: CredentialSource,
     min_interval: Duration,
     requests: mpsc::Sender<()>,
+    stun: Option<Stun>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let socket = UdpSocket::bind(bind).await?;
     let address = socket.local_addr()?;
@@ -161,23 +189,97 @@ pub async fn serve(
         let mut validator = Validator::default();
         let mut last: Option<Instant> = None;
         let mut buffer = vec![0u8; MAX_MESSAGE + 1];
+        let random = ring::rand::SystemRandom::new();
+        // STUN: the request waiting for its answer, the address learned,
+        // and whether it changed since the last request said so.
+        let mut pending: Option<[u8; 12]> = None;
+        let mut mapped: Option<SocketAddr> = None;
+        let mut changed = false;
+        let mut next_binding = tokio::time::Instant::now();
         loop {
-            let Ok((n, from)) = socket.recv_from(&mut buffer).await else {
-                continue;
-            };
-            let (username, password) = credentials();
-            match validator.check(&buffer[..n], &username, &password) {
-                Verdict::Accept => {
-                    if last.is_some_and(|t| t.elapsed() < min_interval) {
-                        debug!(%from, "UDP connection request within the rate limit: dropped");
+            let stun_on = stun.is_some();
+            tokio::select! {
+                received = socket.recv_from(&mut buffer) => {
+                    let Ok((n, from)) = received else {
+                        continue;
+                    };
+                    let datagram = &buffer[..n];
+                    if crate::stun::is_stun(datagram) {
+                        let Some(txid) = pending else { continue };
+                        match crate::stun::binding_response(datagram, txid) {
+                            Ok(public) => {
+                                pending = None;
+                                if mapped != Some(public) {
+                                    changed = mapped.is_some();
+                                    mapped = Some(public);
+                                    let behind_nat = public.port() != address.port()
+                                        || (!address.ip().is_unspecified() && public.ip() != address.ip());
+                                    info!(%public, behind_nat, "STUN binding");
+                                    if let Some(stun) = &stun {
+                                        (stun.learned)(public, behind_nat);
+                                    }
+                                }
+                            }
+                            Err(crate::stun::StunError::NotOurs) => {}
+                            Err(e) => warn!(%from, "STUN answer unusable: {e:?}"),
+                        }
                         continue;
                     }
-                    last = Some(Instant::now());
-                    info!(%from, "UDP connection request accepted");
-                    let _ = requests.try_send(());
+                    let (username, password) = credentials();
+                    match validator.check(datagram, &username, &password) {
+                        Verdict::Accept => {
+                            if last.is_some_and(|t| t.elapsed() < min_interval) {
+                                debug!(%from, "UDP connection request within the rate limit: dropped");
+                                continue;
+                            }
+                            last = Some(Instant::now());
+                            info!(%from, "UDP connection request accepted");
+                            let _ = requests.try_send(());
+                        }
+                        Verdict::Duplicate => debug!(%from, "UDP connection request repeated"),
+                        Verdict::Reject(why) => warn!(%from, "UDP connection request refused: {why}"),
+                    }
                 }
-                Verdict::Duplicate => debug!(%from, "UDP connection request repeated"),
-                Verdict::Reject(why) => warn!(%from, "UDP connection request refused: {why}"),
+                () = tokio::time::sleep_until(next_binding), if stun_on => {
+                    let settings = stun.as_ref().and_then(|s| (s.settings)());
+                    let Some(settings) = settings else {
+                        // Off: look again later (the ACS may turn it on).
+                        next_binding = tokio::time::Instant::now() + Duration::from_secs(30);
+                        continue;
+                    };
+                    let server = tokio::net::lookup_host((settings.server.as_str(), settings.port))
+                        .await
+                        .ok()
+                        .and_then(|mut a| a.find(|a| a.is_ipv4() == address.is_ipv4()));
+                    let Some(server) = server else {
+                        warn!(server = settings.server, "STUN server not found");
+                        next_binding = tokio::time::Instant::now() + STUN_RETRY;
+                        continue;
+                    };
+                    let mut txid = [0u8; 12];
+                    if ring::rand::SecureRandom::fill(&random, &mut txid).is_err() {
+                        continue;
+                    }
+                    let request = crate::stun::binding_request(
+                        txid,
+                        changed,
+                        settings
+                            .credentials
+                            .as_ref()
+                            .map(|(u, p)| (u.as_str(), p.as_str())),
+                    );
+                    if socket.send_to(&request, server).await.is_ok() {
+                        changed = false;
+                        pending = Some(txid);
+                    }
+                    // Unanswered: again soon; answered: at the keep-alive.
+                    next_binding = tokio::time::Instant::now()
+                        + if mapped.is_none() {
+                            STUN_RETRY.min(settings.keepalive)
+                        } else {
+                            settings.keepalive
+                        };
+                }
             }
         }
     });

@@ -733,3 +733,181 @@ async fn a_udp_connection_request_starts_a_session_over_ipv4_and_ipv6() {
         driver.await.unwrap().unwrap();
     }
 }
+
+/// A STUN server (coturn's turnserver, STUN only) on loopback.
+struct Turn {
+    child: std::process::Child,
+    /// Its database and pid file, removed with it.
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn turnserver() -> (Turn, u16) {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new("turnserver")
+        .args([
+            "--stun-only",
+            "--listening-ip",
+            "127.0.0.1",
+            "--listening-port",
+        ])
+        .arg(port.to_string())
+        .args([
+            "--no-cli",
+            "--no-tls",
+            "--no-dtls",
+            "--simple-log",
+            "--log-file",
+            "stdout",
+        ])
+        .arg("--db")
+        .arg(dir.path().join("turndb"))
+        .arg("--pidfile")
+        .arg(dir.path().join("pid"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("turnserver (coturn) is missing: run scripts/install-deps.sh");
+    (Turn { child, _dir: dir }, port)
+}
+
+/// STUN (TR-069 Annex G, TR-111) against coturn: with STUNEnable the
+/// driver keeps a binding from its UDP connection-request port, publishes
+/// the address the STUN server saw as UDPConnectionRequestAddress (no NAT
+/// here: NATDetected false), and UDP connection requests still arrive on
+/// the same socket.
+#[tokio::test(flavor = "current_thread")]
+async fn stun_binds_the_udp_connection_request_port() {
+    use dm_core::catalog::management_server as ms;
+    let (_turn, stun_port) = turnserver();
+    let inform = || {
+        (
+            200,
+            acs_message(
+                "<cwmp:InformResponse><MaxEnvelopes>1</MaxEnvelopes></cwmp:InformResponse>",
+            ),
+        )
+    };
+    let mut acs = scripted_acs(vec![inform(), (204, String::new())]).await;
+    let tree = Arc::new(Mutex::new(tree(&format!("http://{}/acs", acs.address))));
+    let at = |r| dm_core::Path::resource(ms::ID, dm_core::InstanceId(0), r);
+    tree.lock()
+        .unwrap()
+        .begin(dm_core::Origin::Acs)
+        .set(at(ms::STUN_ENABLE), dm_core::Value::Boolean(true))
+        .set(
+            at(ms::STUN_SERVER_ADDRESS),
+            dm_core::Value::String("127.0.0.1".into()),
+        )
+        .set(
+            at(ms::STUN_SERVER_PORT),
+            dm_core::Value::Unsigned(u64::from(stun_port)),
+        )
+        .set(
+            at(ms::STUN_MINIMUM_KEEP_ALIVE_PERIOD),
+            dm_core::Value::Unsigned(1),
+        )
+        .commit()
+        .unwrap();
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let changes = tree.lock().unwrap().subscribe(64);
+    {
+        let changed = Arc::clone(&changed);
+        changes.set_waker(move || changed.notify_one());
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bind: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let status = Arc::new(Mutex::new(dm_cwmp_tokio::Status::default()));
+    let (host_tx, _host_rx) = mpsc::channel(4);
+    let (_commands, commands) = mpsc::channel(1);
+    let (stop_tx, stop) = watch::channel(false);
+    let driver = tokio::spawn(dm_cwmp_tokio::run(
+        Arc::clone(&tree),
+        Config {
+            connection_request: Some(ConnectionRequestServer {
+                bind,
+                path: "/cr".into(),
+                allow_basic: false,
+                min_interval: Duration::ZERO,
+            }),
+            http_timeout: Duration::from_secs(10),
+            tls: TlsSettings::default(),
+            status: Arc::clone(&status),
+            ..Config::default()
+        },
+        host_tx,
+        commands,
+        stop,
+    ));
+    // Wait for the address to be written: the STUN answer came.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if changes
+                .drain()
+                .iter()
+                .any(|c| c.path == at(ms::UDP_CONNECTION_REQUEST_ADDRESS))
+            {
+                return;
+            }
+            changed.notified().await;
+        }
+    })
+    .await
+    .expect("a STUN binding");
+    assert_eq!(
+        status.lock().unwrap().stun_binding.as_deref(),
+        Some(bind.to_string().as_str())
+    );
+    let read = |r| {
+        tree.lock()
+            .unwrap()
+            .read(dm_core::Origin::Agent, &at(r))
+            .unwrap()
+    };
+    assert_eq!(
+        read(ms::UDP_CONNECTION_REQUEST_ADDRESS),
+        dm_core::ResourceValue::Single(dm_core::Value::String(bind.to_string()))
+    );
+    assert_eq!(
+        read(ms::NAT_DETECTED),
+        dm_core::ResourceValue::Single(dm_core::Value::Boolean(false))
+    );
+    // The socket STUN keeps open still takes connection requests.
+    for _ in 0..3 {
+        next(&mut acs.seen).await;
+    }
+    let (ts, id, cn) = (1_764_000_100u64, "42", "feedface00112233");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, b"cr-secret");
+    let sig: String = ring::hmac::sign(&key, format!("{ts}{id}acs{cn}").as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let message =
+        format!("GET http://{bind}?ts={ts}&id={id}&un=acs&cn={cn}&sig={sig} HTTP/1.1\r\n\r\n");
+    let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sender.send_to(message.as_bytes(), bind).await.unwrap();
+    let session = next(&mut acs.seen).await;
+    assert!(
+        session.body.contains("6 CONNECTION REQUEST"),
+        "{}",
+        session.body
+    );
+    stop_tx.send(true).unwrap();
+    driver.await.unwrap().unwrap();
+}
