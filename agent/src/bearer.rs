@@ -46,6 +46,9 @@ pub fn preferred(tree: &Tree) -> Vec<BearerKind> {
 pub struct Fallback {
     /// The failure count when the current bearer was last judged.
     judged_at: u64,
+    /// Bearers the platform could not bring up since the last
+    /// registration: not tried again until then.
+    refused: Vec<BearerKind>,
 }
 
 impl Fallback {
@@ -60,6 +63,7 @@ impl Fallback {
     ) -> Option<BearerKind> {
         if registered || failures < self.judged_at {
             self.judged_at = failures;
+            self.refused.clear();
             return None;
         }
         if failures < self.judged_at + FAILURES_PER_BEARER {
@@ -69,18 +73,25 @@ impl Fallback {
         let usable: Vec<BearerKind> = preferred
             .iter()
             .copied()
-            .filter(|k| network.available.contains(k))
+            .filter(|k| network.available.contains(k) && !self.refused.contains(k))
             .collect();
-        // The next usable one after the bearer in use, round the list.
-        let at = network
+        // The next usable one after the bearer in use. The walk stops at
+        // the end of the list: a server that is down is not a reason to
+        // cycle through every bearer (metered ones included).
+        let next = match network
             .bearer
-            .and_then(|b| usable.iter().position(|k| *k == b));
-        let next = match at {
-            Some(i) => usable.get(i + 1).or(usable.first()),
+            .and_then(|b| usable.iter().position(|k| *k == b))
+        {
+            Some(i) => usable.get(i + 1),
             None => usable.first(),
         }
         .copied()?;
         (Some(next) != network.bearer).then_some(next)
+    }
+
+    /// The platform could not bring `kind` up.
+    pub fn refused(&mut self, kind: BearerKind) {
+        self.refused.push(kind);
     }
 }
 
@@ -102,38 +113,35 @@ mod tests {
         let preferred = [Ethernet, Wlan, LteFdd];
         let all = [Ethernet, Wlan, LteFdd];
         let mut walk = Fallback::default();
+        let on = |b| network(b, &all);
+        assert_eq!(walk.observe(false, 1, &preferred, &on(Ethernet)), None);
         assert_eq!(
-            walk.observe(false, 1, &preferred, &network(Ethernet, &all)),
-            None
-        );
-        assert_eq!(
-            walk.observe(false, 2, &preferred, &network(Ethernet, &all)),
+            walk.observe(false, 2, &preferred, &on(Ethernet)),
             Some(Wlan),
             "two failures on Ethernet: Wi-Fi next"
         );
-        assert_eq!(
-            walk.observe(false, 3, &preferred, &network(Wlan, &all)),
-            None
-        );
-        // Cellular is not up: skipped, back to the top.
-        assert_eq!(
-            walk.observe(false, 4, &preferred, &network(Wlan, &[Ethernet, Wlan])),
-            Some(Ethernet)
-        );
-        // A registration resets the count.
-        assert_eq!(
-            walk.observe(true, 4, &preferred, &network(Ethernet, &all)),
-            None
-        );
-        assert_eq!(
-            walk.observe(false, 5, &preferred, &network(Ethernet, &all)),
-            None
-        );
+        assert_eq!(walk.observe(false, 3, &preferred, &on(Wlan)), None);
+        // Cellular could not be brought up: skipped, and the walk ends
+        // there (no wrapping back round the list).
+        walk.refused(LteFdd);
+        assert_eq!(walk.observe(false, 4, &preferred, &on(Wlan)), None);
+        assert_eq!(walk.observe(false, 9, &preferred, &on(Wlan)), None);
+        // A registration resets the walk and what was refused.
+        assert_eq!(walk.observe(true, 9, &preferred, &on(Wlan)), None);
+        assert_eq!(walk.observe(false, 11, &preferred, &on(Wlan)), Some(LteFdd));
         // Nothing preferred, or only the bearer in use: nothing to do.
-        assert_eq!(walk.observe(false, 9, &[], &network(Ethernet, &all)), None);
+        assert_eq!(walk.observe(false, 20, &[], &on(Ethernet)), None);
+        assert_eq!(walk.observe(false, 30, &[Ethernet], &on(Ethernet)), None);
+        // Not available: not chosen.
+        let mut walk = Fallback::default();
         assert_eq!(
-            walk.observe(false, 20, &[Ethernet], &network(Ethernet, &all)),
-            None
+            walk.observe(
+                false,
+                2,
+                &preferred,
+                &network(Ethernet, &[Ethernet, LteFdd])
+            ),
+            Some(LteFdd)
         );
     }
 

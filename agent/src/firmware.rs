@@ -172,6 +172,29 @@ fn set(tree: &Mutex<Tree>, state: i64, result: i64) {
         .commit();
 }
 
+/// How long the update program may take: flashing is slow, but one that
+/// hangs must not hold the image store and every later transfer.
+const UPDATE_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// Runs the update program with the image's path, within the time limit.
+async fn run_update(
+    program: &str,
+    arguments: &[String],
+    image: &std::path::Path,
+) -> Result<std::process::ExitStatus, String> {
+    tokio::time::timeout(
+        UPDATE_TIME_LIMIT,
+        tokio::process::Command::new(program)
+            .args(arguments)
+            .arg(image)
+            .kill_on_drop(true)
+            .status(),
+    )
+    .await
+    .map_err(|_| format!("{program}: still running after {UPDATE_TIME_LIMIT:?}; killed"))?
+    .map_err(|e| format!("{program}: {e}"))
+}
+
 /// Whether a change is the Execute of /5/0/2 (Update).
 pub fn is_update(change: &dm_core::Change) -> bool {
     matches!(change.kind, dm_core::ChangeKind::Executed(_))
@@ -227,26 +250,23 @@ pub async fn apply(
         .and_then(|p| std::fs::metadata(p).ok())
         .map_or(0, |m| m.len());
     let uri = package_uri_now(&tree);
-    let outcome = match (command, claim.image()) {
-        (None, _) => Err("no firmware command is configured ([firmware] command)".to_owned()),
-        (_, None) => Err("no image to apply".to_owned()),
-        (Some(argv), Some(image)) => match argv.split_first() {
-            None => Err("an empty firmware command".to_owned()),
-            Some((program, arguments)) => tokio::process::Command::new(program)
-                .args(arguments)
-                .arg(&image)
-                .status()
-                .await
-                .map_err(|e| format!("{program}: {e}"))
-                .and_then(|status| {
-                    if status.success() {
-                        Ok(())
-                    } else {
-                        Err(format!("{program}: {status}"))
-                    }
-                }),
-        },
-    };
+    let outcome =
+        match (command, claim.image()) {
+            (None, _) => Err("no firmware command is configured ([firmware] command)".to_owned()),
+            (_, None) => Err("no image to apply".to_owned()),
+            (Some(argv), Some(image)) => match argv.split_first() {
+                None => Err("an empty firmware command".to_owned()),
+                Some((program, arguments)) => run_update(program, arguments, &image)
+                    .await
+                    .and_then(|status| {
+                        if status.success() {
+                            Ok(())
+                        } else {
+                            Err(format!("{program}: {status}"))
+                        }
+                    }),
+            },
+        };
     let outcome = match (outcome, reboot) {
         (Ok(()), Some(reboot)) => match store.mark(AWAITING_REBOOT, &awaiting(&tree, &uri, size)) {
             Ok(()) => {
@@ -716,12 +736,7 @@ pub fn cwmp_transfers(
                     "downloaded, but no firmware command is configured ([firmware] command)".into(),
                 );
             };
-            match tokio::process::Command::new(program)
-                .args(arguments)
-                .arg(&image)
-                .status()
-                .await
-            {
+            match run_update(program, arguments, &image).await {
                 Ok(status) if status.success() => {
                     info!(
                         key = transfer.command_key,
@@ -737,7 +752,7 @@ pub fn cwmp_transfers(
                     })
                 }
                 Ok(status) => fault(9010, format!("the update program failed: {status}")),
-                Err(e) => fault(9010, format!("{program}: {e}")),
+                Err(e) => fault(9010, e),
             }
         })
     }))

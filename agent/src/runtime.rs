@@ -179,6 +179,7 @@ pub async fn run(
     // Transfers and updates a restart interrupted, and A/B updates the
     // reboot decides: before the drivers start.
     crate::firmware::recover(&tree, &image_store, &announcer);
+    crate::software::recover(&tree);
     // The host's addresses: when they change, LwM2M registers again from
     // a new socket (issue: NAT and DTLS bindings die with the address).
     let (network_tx, network_rx) = tokio::sync::watch::channel(0u64);
@@ -355,11 +356,13 @@ pub async fn run(
                 if let Some(kind) = bearers.observe(registered, failures, &preferred, &state) {
                     info!(from = ?state.bearer, to = ?kind, "registration keeps failing: trying the next preferred bearer");
                     let network = Arc::clone(&host.platform.network);
-                    tokio::task::spawn_blocking(move || {
-                        if let Err(e) = network.select_bearer(kind) {
-                            warn!(?kind, "bearer not selected: {e}");
-                        }
-                    });
+                    // One selection at a time: awaited here (a D-Bus round
+                    // trip), off the runtime's thread.
+                    let selected = tokio::task::spawn_blocking(move || network.select_bearer(kind)).await;
+                    if let Ok(Err(e)) = selected {
+                        warn!(?kind, "bearer not selected: {e}");
+                        bearers.refused(kind);
+                    }
                 }
             }
             _ = offline_tick.tick(), if offline.is_some() => {

@@ -81,12 +81,21 @@ pub fn operation(change: &Change) -> Option<(InstanceId, Operation)> {
     Some((instance, operation))
 }
 
-/// Where one instance's package lives.
+/// Where one instance's package lives: one store per instance for the
+/// whole process, so that its single-writer slot is shared by the LwM2M
+/// and the CWMP paths.
 pub fn store(state_dir: &FsPath, instance: InstanceId, max_size: u64) -> ImageStore {
-    ImageStore::new(
-        state_dir.join("software").join(instance.0.to_string()),
-        max_size,
-    )
+    static STORES: std::sync::OnceLock<Mutex<std::collections::HashMap<PathBuf, ImageStore>>> =
+        std::sync::OnceLock::new();
+    let dir = state_dir.join("software").join(instance.0.to_string());
+    let mut stores = STORES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    stores
+        .entry(dir.clone())
+        .or_insert_with(|| ImageStore::new(dir, max_size))
+        .clone()
 }
 
 fn at(instance: InstanceId, resource: ResourceId) -> Path {
@@ -173,8 +182,9 @@ pub async fn perform(
         }
         Operation::Uninstall if is_self(&tree, &state_dir, instance) => {
             // The running agent cannot be uninstalled; its staged update
-            // can.
+            // can, and the instance is no longer the agent's.
             let _ = std::fs::remove_file(staged(&state_dir));
+            let _ = std::fs::remove_file(self_instance(&state_dir));
             store.discard();
             state(&tree, instance, INITIAL, R_INITIAL);
         }
@@ -184,11 +194,30 @@ pub async fn perform(
             }
         }
         Operation::Activate if is_self(&tree, &state_dir, instance) => {
-            if let Some(ready) = self_update {
-                info!("the agent's update is activated: handing over to the launcher");
-                set(&tree, instance, &[(ACTIVATION_STATE, Value::Boolean(true))]);
-                let _ = ready.send(()).await;
+            // Only dmagent-launch swaps binaries: without it (systemd
+            // running the agent directly) an exit would restart the old one.
+            let launched = std::env::var_os("DMAGENT_LAUNCHER").is_some();
+            match (self_update, staged(&state_dir).is_file(), launched) {
+                (Some(ready), true, true) => {
+                    info!("the agent's update is activated: handing over to the launcher");
+                    set(&tree, instance, &[(ACTIVATION_STATE, Value::Boolean(true))]);
+                    let _ = ready.send(()).await;
+                }
+                (_, false, _) => set(&tree, instance, &[(ACTIVATION_STATE, Value::Boolean(true))]),
+                _ => {
+                    warn!(
+                        "the agent's update is staged, but no dmagent-launch runs the agent to swap it in"
+                    );
+                    set(
+                        &tree,
+                        instance,
+                        &[(UPDATE_RESULT, Value::Integer(R_INSTALL_FAILED))],
+                    );
+                }
             }
+        }
+        Operation::Deactivate if is_self(&tree, &state_dir, instance) => {
+            warn!("the running agent cannot be deactivated");
         }
         Operation::Activate | Operation::Deactivate => {
             let activate = operation == Operation::Activate;
@@ -207,6 +236,25 @@ pub async fn perform(
     }
 }
 
+/// At start: a package download that a restart cut short is reported as
+/// lost (E.9: INITIAL, result 52) rather than left "download started".
+pub fn recover(tree: &Mutex<Tree>) {
+    let instances = lock(tree).instances(software::ID).unwrap_or_default();
+    for instance in instances {
+        let update = match lock(tree).read(Origin::Agent, &at(instance, UPDATE_STATE)) {
+            Ok(ResourceValue::Single(Value::Integer(s))) => s,
+            _ => continue,
+        };
+        if update == DOWNLOAD_STARTED {
+            warn!(
+                instance = instance.0,
+                "a package download was interrupted by a restart"
+            );
+            state(tree, instance, INITIAL, R_CONNECTION_LOST);
+        }
+    }
+}
+
 /// The exit status that tells the launcher an update of the agent itself
 /// is staged (EX_TEMPFAIL): it swaps `<state_dir>/update/dmagent.new` in
 /// and starts the agent again.
@@ -217,9 +265,19 @@ pub fn staged(state_dir: &FsPath) -> PathBuf {
     state_dir.join("update").join("dmagent.new")
 }
 
-/// Whether the instance is the agent's own staged update.
-fn is_self(tree: &Mutex<Tree>, state_dir: &FsPath, instance: InstanceId) -> bool {
-    text(tree, instance, PKGNAME) == "dmagent" && staged(state_dir).is_file()
+/// Which /9 instance is the agent itself (recorded when its update was
+/// staged; it outlives the swap).
+fn self_instance(state_dir: &FsPath) -> PathBuf {
+    state_dir.join("update").join("instance")
+}
+
+/// Whether the instance is the agent's own package: never handed to the
+/// package program.
+fn is_self(_tree: &Mutex<Tree>, state_dir: &FsPath, instance: InstanceId) -> bool {
+    std::fs::read_to_string(self_instance(state_dir))
+        .ok()
+        .and_then(|s| s.trim().parse::<u16>().ok())
+        == Some(instance.0)
 }
 
 /// With `[software] self_update`: a package that is a dmagent binary
@@ -236,6 +294,17 @@ async fn install_self_update(
     let Some(package) = store.image() else {
         return false;
     };
+    // Only an executable for this kind of machine is ever tried: a script
+    // or an installer is the package program's to judge, not something
+    // to run as the agent.
+    let elf = std::fs::File::open(&package).and_then(|mut f| {
+        use std::io::Read as _;
+        let mut magic = [0u8; 4];
+        f.read_exact(&mut magic).map(|()| magic)
+    });
+    if !matches!(elf, Ok(m) if m == *b"\x7fELF") {
+        return false;
+    }
     let dir = state_dir.join("update");
     let candidate = dir.join("dmagent.candidate");
     let copied = std::fs::create_dir_all(&dir)
@@ -275,6 +344,11 @@ async fn install_self_update(
     if let Err(e) = placed {
         warn!("self-update: {e}");
         let _ = std::fs::remove_file(&candidate);
+        return false;
+    }
+    if let Err(e) = std::fs::write(self_instance(state_dir), instance.0.to_string()) {
+        warn!("self-update: {e}");
+        let _ = std::fs::remove_file(&staged);
         return false;
     }
     info!(version, path = %staged.display(), "an update of the agent is staged");
@@ -405,11 +479,25 @@ async fn uninstall(
 /// The /9 instance holding deployment unit `uuid` (and `version`, when
 /// given).
 fn find(tree: &Mutex<Tree>, uuid: &str, version: &str) -> Option<InstanceId> {
+    if uuid.is_empty() {
+        return None;
+    }
     let instances = lock(tree).instances(software::ID).ok()?;
     instances.into_iter().find(|i| {
         text(tree, *i, software::UUID).eq_ignore_ascii_case(uuid)
             && (version.is_empty() || text(tree, *i, PKGVERSION) == version)
     })
+}
+
+/// The /9 instance installed from `uri`.
+fn find_by_uri(tree: &Mutex<Tree>, uri: &str) -> Option<InstanceId> {
+    if uri.is_empty() {
+        return None;
+    }
+    let instances = lock(tree).instances(software::ID).ok()?;
+    instances
+        .into_iter()
+        .find(|i| text(tree, *i, PACKAGE_URI) == uri && !text(tree, *i, software::UUID).is_empty())
 }
 
 /// A fresh random UUID (RFC 4122 version 4) for a deployment unit the ACS
@@ -500,12 +588,41 @@ fn failed(uuid: &str, code: u32, text: impl Into<String>) -> dm_cwmp::soap::DuRe
     }
 }
 
+/// DeploymentUnitCPEFaultCodeType allows 9001, 9003, 9012, 9013,
+/// 9015-9018 and 9022-9032 only (cwmp-1-2.xsd).
 fn download_fault(failure: Failure) -> (u32, &'static str) {
     match failure {
         Failure::Unsupported => (9013, "Unsupported protocol for file transfer"),
-        Failure::InvalidUri => (9010, "Download failure: the file is not accessible"),
-        Failure::NoSpace => (9010, "Download failure: no room for the package"),
-        Failure::ConnectionLost => (9010, "Download failure: the transfer broke off"),
+        Failure::InvalidUri => (9016, "Download failure: unable to access file"),
+        Failure::NoSpace => (9027, "System resources exceeded: no room for the package"),
+        Failure::ConnectionLost => (9017, "Download failure: unable to complete download"),
+    }
+}
+
+/// OpResultStruct's Version is at most 32 characters.
+fn version32(version: String) -> String {
+    version.chars().take(32).collect()
+}
+
+/// A unit that stays installed after a failed Update or Uninstall: the
+/// result says so (CurrentState Failed is for an Install that created
+/// nothing).
+fn still_installed(
+    tree: &Mutex<Tree>,
+    uuid: &str,
+    instance: InstanceId,
+    code: u32,
+    text: impl Into<String>,
+) -> dm_cwmp::soap::DuResult {
+    dm_cwmp::soap::DuResult {
+        uuid: uuid.to_owned(),
+        deployment_unit_ref: unit_ref(instance),
+        version: version32(self::text(tree, instance, PKGVERSION)),
+        current_state: "Installed".into(),
+        resolved: true,
+        fault_code: code,
+        fault_string: text.into(),
+        ..Default::default()
     }
 }
 
@@ -541,16 +658,25 @@ async fn du_operation(
                     Some(instance) => instance,
                     None => return failed(&uuid, 9001, "no instance was created"),
                 },
-                Err(e) => return failed(&uuid, 9004, format!("{e:?}")),
+                Err(e) => return failed(&uuid, 9027, format!("{e:?}")),
             };
-            set(
-                tree,
-                instance,
-                &[
-                    (software::UUID, Value::String(uuid.clone())),
-                    (PACKAGE_URI, Value::String(url.clone())),
-                ],
-            );
+            // The UUID on its own: a URI too long for /9/x/3 (255) must not
+            // leave the unit without its identity.
+            let named = lock(tree)
+                .begin(Origin::Agent)
+                .set(
+                    Path::resource(software::ID, instance, software::UUID),
+                    Value::String(uuid.clone()),
+                )
+                .commit();
+            if let Err(e) = named {
+                let _ = lock(tree)
+                    .begin(Origin::Agent)
+                    .delete(software::ID, instance)
+                    .commit();
+                return failed(&uuid, 9001, format!("the unit cannot be recorded: {e:?}"));
+            }
+            set(tree, instance, &[(PACKAGE_URI, Value::String(url.clone()))]);
             let store = store(state_dir, instance, max_size);
             let credentials = dm_cwmp_tokio::Credentials { username, password };
             let outcome = match crate::firmware::fetch(tree, &store, &url, credentials, tls).await {
@@ -566,7 +692,7 @@ async fn du_operation(
                 Ok((_, version)) => DuResult {
                     uuid,
                     deployment_unit_ref: unit_ref(instance),
-                    version,
+                    version: version32(version),
                     current_state: "Installed".into(),
                     resolved: true,
                     ..Default::default()
@@ -589,9 +715,16 @@ async fn du_operation(
             username,
             password,
         } => {
-            let Some(instance) = find(tree, &uuid, &version) else {
+            // No UUID: the URL names the unit (TR-069 UpdateOpStruct).
+            let found = if uuid.is_empty() {
+                find_by_uri(tree, &url)
+            } else {
+                find(tree, &uuid, &version)
+            };
+            let Some(instance) = found else {
                 return failed(&uuid, 9028, "Unknown Deployment Unit");
             };
+            let uuid = text(tree, instance, software::UUID);
             let url = if url.is_empty() {
                 text(tree, instance, PACKAGE_URI)
             } else {
@@ -599,8 +732,26 @@ async fn du_operation(
             };
             let store = store(state_dir, instance, max_size);
             let credentials = dm_cwmp_tokio::Credentials { username, password };
+            // Busy meanwhile: an LwM2M Execute on the unit is refused.
+            state(tree, instance, DOWNLOAD_STARTED, R_DOWNLOADING);
+            set(
+                tree,
+                instance,
+                &[(software::STATUS, Value::String("Updating".into()))],
+            );
             let outcome = match crate::firmware::fetch(tree, &store, &url, credentials, tls).await {
-                Err(failure) => Err(download_fault(failure)),
+                Err(failure) => {
+                    // The installed version stays.
+                    set(
+                        tree,
+                        instance,
+                        &[
+                            (UPDATE_STATE, Value::Integer(INSTALLED)),
+                            (software::STATUS, Value::String("Installed".into())),
+                        ],
+                    );
+                    Err(download_fault(failure))
+                }
                 Ok(_) => {
                     set(tree, instance, &[(PACKAGE_URI, Value::String(url))]);
                     install(tree, &store, command, instance)
@@ -612,12 +763,12 @@ async fn du_operation(
                 Ok((_, version)) => DuResult {
                     uuid,
                     deployment_unit_ref: unit_ref(instance),
-                    version,
+                    version: version32(version),
                     current_state: "Installed".into(),
                     resolved: true,
                     ..Default::default()
                 },
-                Err((code, text)) => failed(&uuid, code, text),
+                Err((code, text)) => still_installed(tree, &uuid, instance, code, text),
             }
         }
         DuOperation::Uninstall { uuid, version, .. } => {
@@ -635,17 +786,27 @@ async fn du_operation(
                     DuResult {
                         uuid,
                         deployment_unit_ref: unit_ref(instance),
-                        version,
+                        version: version32(version),
                         current_state: "Uninstalled".into(),
                         resolved: true,
                         ..Default::default()
                     }
                 }
-                Err(e) => failed(&uuid, 9001, format!("uninstall failed: {e}")),
+                Err(e) => still_installed(
+                    tree,
+                    &uuid,
+                    instance,
+                    9001,
+                    format!("uninstall failed: {e}"),
+                ),
             }
         }
     }
 }
+
+/// How long the package program may take: one that hangs (a held package
+/// manager lock) must not block every later transfer.
+const PROGRAM_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// Runs `PROGRAM VERB ARGUMENT`; its stdout on success.
 async fn run(
@@ -656,15 +817,20 @@ async fn run(
     let Some((program, arguments)) = command.as_deref().and_then(<[String]>::split_first) else {
         return Err("no software command is configured ([software] command)".into());
     };
-    let output = tokio::process::Command::new(program)
-        .args(arguments)
-        .arg(verb)
-        .arg(argument)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .await
-        .map_err(|e| format!("{program}: {e}"))?;
+    let output = tokio::time::timeout(
+        PROGRAM_TIME_LIMIT,
+        tokio::process::Command::new(program)
+            .args(arguments)
+            .arg(verb)
+            .arg(argument)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| format!("{program} {verb}: still running after {PROGRAM_TIME_LIMIT:?}; killed"))?
+    .map_err(|e| format!("{program}: {e}"))?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {

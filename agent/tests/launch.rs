@@ -168,6 +168,8 @@ fn a_staged_update_is_swapped_in_and_a_failing_one_rolled_back() {
     for (v2_body, expect_v2_ok) in [
         ("echo v2 >> \"$RUNS\"; exit 0", true),
         ("echo v2 >> \"$RUNS\"; exit 3", false),
+        // It refuses the configuration: rolled back too, not a dead device.
+        ("echo v2 >> \"$RUNS\"; exit 78", false),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");

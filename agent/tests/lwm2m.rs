@@ -1445,14 +1445,31 @@ fn a_software_package_is_pulled_installed_activated_and_uninstalled() {
 /// for dmagent-launch to swap it in (tested in launch.rs).
 #[test]
 fn a_dmagent_package_is_staged_and_activating_it_exits_for_the_launcher() {
-    let package = b"#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'dmagent 9.9.9'; fi\n".to_vec();
+    // A real executable for this machine that answers as dmagent 9.9.9
+    // does (only ELF files are ever tried as the agent).
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("fake.c");
+    std::fs::write(
+        &source,
+        "#include <stdio.h>\n#include <string.h>\nint main(int c, char **v) {\n\
+         if (c > 1 && !strcmp(v[1], \"--version\")) puts(\"dmagent 9.9.9\");\nreturn 0;\n}\n",
+    )
+    .unwrap();
+    let binary = dir.path().join("fake-dmagent");
+    let built = Command::new("cc")
+        .arg("-o")
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .expect("cc is missing: run scripts/install-deps.sh");
+    assert!(built.success());
+    let package = std::fs::read(&binary).unwrap();
     let http_port = dm_tests::files::image_server(package.clone());
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let dir = tempfile::tempdir().unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
         Command::new(python())
@@ -1484,6 +1501,8 @@ fn a_dmagent_package_is_staged_and_activating_it_exits_for_the_launcher() {
             .arg(&state)
             .arg("run")
             .env_remove("DMAGENT_CONFIG")
+            // As dmagent-launch runs it: only then is the update handed over.
+            .env("DMAGENT_LAUNCHER", "1")
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),

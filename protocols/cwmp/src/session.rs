@@ -451,10 +451,18 @@ impl Engine {
     /// a vendor one ("X OUI name", TR-069 §3.7.1.5).
     pub fn request_session(&mut self, tree: &mut Tree, event: &str) -> Result<(), String> {
         // icwmp's `inform GetRPCMethods`: a session that asks the ACS
-        // which methods it serves. Any event may carry it; "2 PERIODIC" is
-        // the one no ACS treats specially.
+        // which methods it serves, with a vendor event that says why (no
+        // standard event does).
         if event == "GetRPCMethods" {
-            return self.queue_request(tree, CpeRequest::GetRpcMethods, "2 PERIODIC");
+            let oui = match tree.read(
+                Origin::Agent,
+                &Path::resource(device::ID, InstanceId(0), device::MANUFACTURER_OUI),
+            ) {
+                Ok(ResourceValue::Single(Value::String(oui))) if !oui.is_empty() => oui,
+                _ => "000000".to_owned(),
+            };
+            let event = format!("X {oui} GetRPCMethods");
+            return self.queue_request(tree, CpeRequest::GetRpcMethods, &event);
         }
         let known = [
             "1 BOOT",
@@ -740,6 +748,14 @@ impl Engine {
         if completed.iter().any(|(e, _)| *e != AUTONOMOUS) {
             self.add_event("7 TRANSFER COMPLETE", "");
         }
+        if self
+            .durable
+            .cpe_requests
+            .iter()
+            .any(|r| matches!(r, CpeRequest::RequestDownload { .. }))
+        {
+            self.add_event("9 REQUEST DOWNLOAD", "");
+        }
         let du_keys: Vec<String> = self
             .durable
             .du_completed
@@ -998,11 +1014,12 @@ impl Engine {
                         self.save(tree);
                         self.next_post(tree, wall);
                     }
-                    // Refused (a Fault): it is not asked again.
+                    // Refused (a Fault other than 8005, "retry"): it is
+                    // not asked again.
                     Ok(AcsEnvelope {
-                        body: AcsMessage::Fault(_),
+                        body: AcsMessage::Fault(fault),
                         ..
-                    }) => {
+                    }) if fault.code != 8005 => {
                         let dropped = self.durable.cpe_requests.remove(0);
                         self.events.push_back(EngineEvent::ReportRefused {
                             what: format!("{dropped:?}"),
@@ -1025,6 +1042,26 @@ impl Engine {
                 }
             }
             Phase::CompletingDu => {
+                // An ACS that refuses the report (a Fault other than 8005,
+                // "retry") would refuse it in every session after, and no
+                // session would get past it: it is dropped, and said so.
+                if let Ok(AcsEnvelope {
+                    body: AcsMessage::Fault(fault),
+                    ..
+                }) = soap::decode(body)
+                    && fault.code != 8005
+                {
+                    let dropped = self.durable.du_completed.remove(0);
+                    self.events.push_back(EngineEvent::ReportRefused {
+                        what: format!(
+                            "DUStateChangeComplete {} ({} {})",
+                            dropped.command_key, fault.code, fault.message
+                        ),
+                    });
+                    self.save(tree);
+                    self.next_post(tree, wall);
+                    return;
+                }
                 if !(200..300).contains(&status) {
                     return self.fail(tree, now);
                 }

@@ -1303,11 +1303,19 @@ fn change_du_state_is_queued_performed_and_reported() {
     assert!(events(&inform).contains(&("M ChangeDUState".into(), "apps-2".into())));
     assert!(!events(&inform).contains(&("M ChangeDUState".into(), "apps-1".into())));
     let complete = run.respond(200, &inform_response(2)).unwrap();
+    common::validate_message(&complete, "DUStateChangeComplete");
     assert!(
         complete.contains("<FaultCode>9001</FaultCode>"),
         "{complete}"
     );
     assert!(complete.contains("<CurrentState>Failed</CurrentState>"));
+    // An ACS that refuses the report does not block every later session.
+    let fault = r#"<soap-env:Envelope xmlns:soap-env="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cwmp="urn:dslforum-org:cwmp-1-2"><soap-env:Header><cwmp:ID soap-env:mustUnderstand="1">9</cwmp:ID></soap-env:Header><soap-env:Body><soap-env:Fault><faultcode>Client</faultcode><faultstring>CWMP fault</faultstring><detail><cwmp:Fault><FaultCode>8003</FaultCode><FaultString>Invalid arguments</FaultString></cwmp:Fault></detail></soap-env:Fault></soap-env:Body></soap-env:Envelope>"#;
+    assert_eq!(run.respond(500, fault).as_deref(), Some(""));
+    run.respond(204, "");
+    let mut run = run.restart();
+    let inform = run.start();
+    assert!(!events(&inform).iter().any(|(c, _)| c.starts_with("11 ")));
 }
 
 /// An ACS that does not take AutonomousTransferComplete answers it with a
@@ -1380,7 +1388,10 @@ fn the_cpe_asks_the_acs_for_its_methods_and_for_a_download() {
         .unwrap();
     let inform = run.start();
     let reported = events(&inform);
-    assert!(reported.contains(&("2 PERIODIC".into(), String::new())));
+    assert!(
+        reported.contains(&("X 00D09E GetRPCMethods".into(), String::new())),
+        "{reported:?}"
+    );
     assert!(reported.contains(&("9 REQUEST DOWNLOAD".into(), String::new())));
     let ask = run.respond(200, &inform_response(2)).unwrap();
     common::validate_message(&ask, "GetRPCMethods");

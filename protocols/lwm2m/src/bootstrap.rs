@@ -497,7 +497,10 @@ pub fn client_hold_off(tree: &Tree) -> std::time::Duration {
             )
         })
         .and_then(|s| u64::try_from(s).ok())
-        .map_or(std::time::Duration::ZERO, std::time::Duration::from_secs)
+        // At most a day: a longer wait is a misconfiguration, not a plan.
+        .map_or(std::time::Duration::ZERO, |s| {
+            std::time::Duration::from_secs(s.min(86_400))
+        })
 }
 
 pub fn bootstrap_account(tree: &Tree) -> Option<Account> {

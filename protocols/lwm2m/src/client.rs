@@ -257,7 +257,11 @@ impl Client {
             return self.bootstrap_request(now);
         }
         self.bootstrapping = true;
-        self.retry_at = Some(now + hold_off);
+        // A hold-off too large for the clock is "a year".
+        self.retry_at = Some(
+            now.checked_add(hold_off)
+                .unwrap_or(now + Duration::from_secs(365 * 86_400)),
+        );
     }
 
     /// Sends the Register request (LwM2M Core §6.2.1).
@@ -439,7 +443,10 @@ impl Client {
                     Some(Value::Integer(t)) if t >= 0 => t as u64,
                     _ => 86400,
                 };
-                let until = now + Duration::from_secs(timeout);
+                // A Disable Timeout too large for the clock is "a year".
+                let until = now
+                    .checked_add(Duration::from_secs(timeout))
+                    .unwrap_or(now + Duration::from_secs(365 * 86_400));
                 // The De-register goes out after the answer to the
                 // Execute (it is queued behind it).
                 self.deregister(now);
