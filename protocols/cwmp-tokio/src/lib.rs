@@ -209,7 +209,32 @@ pub async fn run(
                 })
             },
         };
-        match udpcr::serve(udp_bind, credentials, cr.min_interval, cr_tx, Some(stun)).await {
+        let replay = udpcr::ReplayStore {
+            load: {
+                let tree = Arc::clone(&tree);
+                Arc::new(move || {
+                    lock(&tree)
+                        .pending_state(UDP_CR_TS_KEY)
+                        .and_then(|s| s.parse().ok())
+                })
+            },
+            save: {
+                let tree = Arc::clone(&tree);
+                Arc::new(move |ts: u64| {
+                    let _ = lock(&tree).set_pending_state(UDP_CR_TS_KEY, Some(ts.to_string()));
+                })
+            },
+        };
+        match udpcr::serve(
+            udp_bind,
+            credentials,
+            cr.min_interval,
+            cr_tx,
+            Some(stun),
+            Some(replay),
+        )
+        .await
+        {
             Ok(_) => udp_cr = true,
             Err(e) => warn!(%udp_bind, "no UDP connection requests: {e}"),
         }
@@ -508,6 +533,9 @@ async fn session(
     }
     http.close().await;
 }
+
+/// Where the last accepted UDP connection request's timestamp is kept.
+const UDP_CR_TS_KEY: &str = "cwmp.udp_connection_request_ts";
 
 /// How often the ConnectionRequestURL's address is looked up again.
 const CR_URL_REFRESH: Duration = Duration::from_secs(60);

@@ -42,6 +42,14 @@ pub struct Validator {
     last_id: Option<String>,
 }
 
+/// Keeps the last accepted timestamp across restarts, so that a message
+/// captured before one cannot be replayed after it.
+#[derive(Clone)]
+pub struct ReplayStore {
+    pub load: Arc<dyn Fn() -> Option<u64> + Send + Sync>,
+    pub save: Arc<dyn Fn(u64) + Send + Sync>,
+}
+
 fn decode(value: &str) -> Option<String> {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -79,6 +87,19 @@ fn signature(password: &str, text: &str) -> String {
 }
 
 impl Validator {
+    /// A validator that remembers `last_ts` from before.
+    pub fn starting_after(last_ts: Option<u64>) -> Validator {
+        Validator {
+            last_ts,
+            last_id: None,
+        }
+    }
+
+    /// The last accepted timestamp.
+    pub fn last_ts(&self) -> Option<u64> {
+        self.last_ts
+    }
+
     /// Judges one datagram against the current credentials.
     pub fn check(&mut self, message: &[u8], username: &str, password: &str) -> Verdict {
         let reject = |why: &str| Verdict::Reject(why.to_owned());
@@ -181,12 +202,13 @@ pub async fn serve(
     min_interval: Duration,
     requests: mpsc::Sender<()>,
     stun: Option<Stun>,
+    replay: Option<ReplayStore>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let socket = UdpSocket::bind(bind).await?;
     let address = socket.local_addr()?;
     info!(%address, "UDP connection-request listener up");
     let task = tokio::spawn(async move {
-        let mut validator = Validator::default();
+        let mut validator = Validator::starting_after(replay.as_ref().and_then(|r| (r.load)()));
         let mut last: Option<Instant> = None;
         let mut buffer = vec![0u8; MAX_MESSAGE + 1];
         let random = ring::rand::SystemRandom::new();
@@ -228,6 +250,9 @@ pub async fn serve(
                     let (username, password) = credentials();
                     match validator.check(datagram, &username, &password) {
                         Verdict::Accept => {
+                            if let (Some(replay), Some(ts)) = (&replay, validator.last_ts()) {
+                                (replay.save)(ts);
+                            }
                             if last.is_some_and(|t| t.elapsed() < min_interval) {
                                 debug!(%from, "UDP connection request within the rate limit: dropped");
                                 continue;
