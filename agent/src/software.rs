@@ -237,7 +237,11 @@ pub async fn perform(
 }
 
 /// At start: a package download that a restart cut short is reported as
-/// lost (E.9: INITIAL, result 52) rather than left "download started".
+/// lost (E.9: INITIAL, result 52) rather than left "download started". A
+/// ChangeDUState Install cut short (the unit has its UUID but was never
+/// installed) is removed: the ACS was told it failed (9001), so it must
+/// not linger as a unit. Any other operation cut short leaves the status
+/// its state says.
 pub fn recover(tree: &Mutex<Tree>) {
     let instances = lock(tree).instances(software::ID).unwrap_or_default();
     for instance in instances {
@@ -245,12 +249,39 @@ pub fn recover(tree: &Mutex<Tree>) {
             Ok(ResourceValue::Single(Value::Integer(s))) => s,
             _ => continue,
         };
+        let status = text(tree, instance, software::STATUS);
+        let half_made = status == "Installing"
+            && update != INSTALLED
+            && !text(tree, instance, software::UUID).is_empty();
+        if half_made {
+            warn!(
+                instance = instance.0,
+                "a deployment unit install was cut by a restart; removed"
+            );
+            let _ = lock(tree)
+                .begin(Origin::Agent)
+                .delete(software::ID, instance)
+                .commit();
+            continue;
+        }
         if update == DOWNLOAD_STARTED {
             warn!(
                 instance = instance.0,
                 "a package download was interrupted by a restart"
             );
             state(tree, instance, INITIAL, R_CONNECTION_LOST);
+        }
+        if matches!(status.as_str(), "Installing" | "Updating" | "Uninstalling") {
+            let now = if update == INSTALLED {
+                "Installed"
+            } else {
+                "Uninstalled"
+            };
+            set(
+                tree,
+                instance,
+                &[(software::STATUS, Value::String(now.into()))],
+            );
         }
     }
 }
@@ -841,6 +872,66 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tree() -> Mutex<Tree> {
+        let platform = dm_objects::Platform {
+            host: Arc::new(dm_platform::linux::LinuxHost::default()),
+            network: Arc::new(dm_platform::memory::MemoryNetwork::demo()),
+            log: Arc::new(dm_platform::memory::MemoryLog::default()),
+        };
+        let mut tree = Tree::new();
+        dm_objects::register(&mut tree, &platform).unwrap();
+        dm_objects::populate(&mut tree, &[]).unwrap();
+        Mutex::new(tree)
+    }
+
+    /// After a restart: a half-made unit goes, a cut download is lost
+    /// (52), and a status left mid-operation follows the state.
+    #[test]
+    fn operations_cut_by_a_restart_are_settled() {
+        let tree = tree();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let created = lock(&tree)
+                .begin(Origin::Agent)
+                .create(software::ID, None)
+                .commit()
+                .unwrap();
+            ids.push(created.created[0].instance_id().unwrap());
+        }
+        let (half, downloading, updating) = (ids[0], ids[1], ids[2]);
+        set(
+            &tree,
+            half,
+            &[
+                (
+                    software::UUID,
+                    Value::String("6f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b".into()),
+                ),
+                (software::STATUS, Value::String("Installing".into())),
+                (UPDATE_STATE, Value::Integer(DELIVERED)),
+            ],
+        );
+        state(&tree, downloading, DOWNLOAD_STARTED, R_DOWNLOADING);
+        set(
+            &tree,
+            updating,
+            &[
+                (software::STATUS, Value::String("Updating".into())),
+                (UPDATE_STATE, Value::Integer(INSTALLED)),
+            ],
+        );
+        recover(&tree);
+        let left = lock(&tree).instances(software::ID).unwrap();
+        assert!(!left.contains(&half), "the half-made unit is gone");
+        assert_eq!(
+            lock(&tree)
+                .read(Origin::Agent, &at(downloading, UPDATE_RESULT))
+                .unwrap(),
+            ResourceValue::Single(Value::Integer(R_CONNECTION_LOST))
+        );
+        assert_eq!(text(&tree, updating, software::STATUS), "Installed");
+    }
 
     #[test]
     fn only_others_writes_and_executes_are_operations() {
