@@ -136,4 +136,15 @@ fn real_network_manager_and_ofono() {
         }
     }
     assert_eq!(network.radio().lac, Some(0x00C4));
+
+    // Bearer Selection on the real NetworkManager: the Ethernet device
+    // (the namespace's veth) is activated with its own profile, and stays
+    // the bearer; cellular (oFono's modem, not a NetworkManager device)
+    // is refused as unavailable.
+    network.select_bearer(BearerKind::Ethernet).unwrap();
+    assert_eq!(network.state().bearer, Some(BearerKind::Ethernet));
+    assert!(matches!(
+        network.select_bearer(BearerKind::Wcdma),
+        Err(PlatformError::Unavailable(_))
+    ));
 }
