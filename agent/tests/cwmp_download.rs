@@ -28,7 +28,7 @@ fn download(key: &str, url: &str, size: usize) -> String {
 
 #[test]
 fn a_cwmp_download_is_applied_and_reported_with_transfer_complete() {
-    let image: Vec<u8> = (0..250_000u32).map(|i| (i * 17 % 253) as u8).collect();
+    let image: Vec<u8> = (0..5_000_000u32).map(|i| (i * 17 % 253) as u8).collect();
     let http_port = dm_tests::files::image_server(image.clone());
     let url = format!("http://127.0.0.1:{http_port}/image");
     let size = image.len();

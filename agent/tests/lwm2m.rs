@@ -863,7 +863,7 @@ fn registers_with_an_ipv6_server_uri() {
     assert!(agent.0.wait().unwrap().success());
 }
 
-/// Firmware push over LwM2M through the agent: a 200 KiB package in Block1
+/// Firmware push over LwM2M through the agent: a 5 MiB package in Block1
 /// blocks lands in a file (never whole in memory), State goes Downloaded,
 /// Update runs the configured program with the image path, which gets
 /// the exact bytes, and the Update Result notified is 1. Both protocols at
@@ -898,7 +898,7 @@ fn a_pushed_firmware_package_is_applied_by_the_configured_program() {
         .unwrap()
         .port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
-    let size = 200 * 1024;
+    let size = 5 * 1024 * 1024;
     let mut server = Guard(
         Command::new(python())
             .arg(&script)
@@ -977,7 +977,7 @@ fn a_pushed_firmware_package_is_applied_by_the_configured_program() {
 /// CoAPS, HTTP and HTTPS are pulled.
 #[test]
 fn a_firmware_package_is_pulled_over_http_and_applied() {
-    let image: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let image: Vec<u8> = (0..5_000_000u32).map(|i| (i * 31 % 251) as u8).collect();
     let http_port = dm_tests::files::image_server(image.clone());
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
