@@ -20,7 +20,7 @@ trait Agent1 {
     fn get_names(&self, path: &str, next_level: bool) -> zbus::Result<Vec<(String, bool)>>;
     fn set(&self, path: &str, value: &str) -> zbus::Result<()>;
     fn execute(&self, path: &str, arguments: &str) -> zbus::Result<()>;
-    fn firmware_pull(&self, url: &str) -> zbus::Result<()>;
+    fn firmware_pull(&self, url: &str, sha256: &str) -> zbus::Result<()>;
     fn request_download(&self, file_type: &str) -> zbus::Result<()>;
     fn add(&self, object: &str) -> zbus::Result<String>;
     fn delete(&self, object: &str) -> zbus::Result<()>;
@@ -218,10 +218,13 @@ async fn firmware(agent: &Agent1Proxy<'_>, action: &FirmwareAction) -> Result<St
     use std::io::{IsTerminal as _, Write as _};
     let tty = std::io::stderr().is_terminal();
     match action {
-        FirmwareAction::Pull { url } => {
+        FirmwareAction::Pull { url, sha256 } => {
             // The agent resets the object first: a result seen from now on
             // is this pull's.
-            agent.firmware_pull(url).await.map_err(explain)?;
+            agent
+                .firmware_pull(url, sha256.as_deref().unwrap_or(""))
+                .await
+                .map_err(explain)?;
             loop {
                 let (state, result, transfer) = firmware_state(agent).await?;
                 if tty && let Some((done, total)) = transfer {

@@ -41,6 +41,8 @@ pub struct Control {
     pub lwm2m: Option<Arc<Mutex<dm_lwm2m_tokio::Status>>>,
     pub requests: mpsc::Sender<Request>,
     pub transfer: Arc<Mutex<Option<TransferProgress>>>,
+    /// The SHA-256 the next firmware pull must have, when named.
+    pub expected_sha256: Arc<Mutex<Option<[u8; 32]>>>,
 }
 
 /// The last firmware transfer's progress: bytes done, and of how many.
@@ -276,9 +278,31 @@ impl Control {
     /// Starts a firmware pull from `url` as the local CLI: the firmware
     /// object goes back to Idle with no result first, so that whatever
     /// result follows is this pull's, and the same URI as before is pulled
-    /// again.
-    fn firmware_pull(&self, url: &str) -> fdo::Result<()> {
+    /// again. With `sha256` (64 hexadecimal digits; empty for none) an image
+    /// with another hash is refused (Update Result 5).
+    fn firmware_pull(&self, url: &str, sha256: &str) -> fdo::Result<()> {
         use dm_core::catalog::firmware;
+        let expected = if sha256.is_empty() {
+            None
+        } else {
+            let bytes: Option<Vec<u8>> = (sha256.len() == 64)
+                .then(|| {
+                    (0..64)
+                        .step_by(2)
+                        .map(|i| u8::from_str_radix(&sha256[i..i + 2], 16).ok())
+                        .collect()
+                })
+                .flatten();
+            Some(
+                bytes
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| invalid("--sha256 takes 64 hexadecimal digits"))?,
+            )
+        };
+        *self
+            .expected_sha256
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = expected;
         let at = |r| Path::resource(firmware::ID, InstanceId(0), r);
         let mut tree = lock(&self.tree);
         tree.begin(Origin::Agent)

@@ -347,6 +347,7 @@ const RESULT_NO_SPACE: i64 = 2;
 const RESULT_CONNECTION_LOST: i64 = 4;
 const RESULT_INVALID_URI: i64 = 7;
 const RESULT_UNSUPPORTED_PROTOCOL: i64 = 9;
+const RESULT_INTEGRITY: i64 = 5;
 
 /// Pull delivery: downloads `uri` into the image store, streaming.
 /// Downloading, then Downloaded; on failure Idle with the Update Result
@@ -357,13 +358,14 @@ pub async fn pull(
     uri: String,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     announcer: Announcer,
+    sha256: Option<[u8; 32]>,
 ) {
     if uri.is_empty() {
         set(&tree, IDLE, 0);
         return;
     }
     announcer.begin();
-    let result = pull_inner(Arc::clone(&tree), store, uri.clone(), tls).await;
+    let result = pull_inner(Arc::clone(&tree), store, uri.clone(), tls, sha256).await;
     // A pull that failed is over; one that succeeded is reported with its
     // update.
     let fault = match result {
@@ -371,6 +373,7 @@ pub async fn pull(
         RESULT_CONNECTION_LOST => Some((9017, "Download failure: the transfer broke off")),
         RESULT_INVALID_URI => Some((9016, "Download failure: the file is not accessible")),
         RESULT_UNSUPPORTED_PROTOCOL => Some((9013, "Unsupported protocol for file transfer")),
+        RESULT_INTEGRITY => Some((9018, "Download failure: the file is corrupted")),
         _ => None,
     };
     if let Some((code, text)) = fault {
@@ -384,6 +387,7 @@ async fn pull_inner(
     store: ImageStore,
     uri: String,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    sha256: Option<[u8; 32]>,
 ) -> i64 {
     // E.6: an unsupported protocol leaves the state Idle.
     if !matches!(
@@ -395,7 +399,7 @@ async fn pull_inner(
         return RESULT_UNSUPPORTED_PROTOCOL;
     }
     set(&tree, DOWNLOADING, 0);
-    let result = match fetch(&tree, &store, &uri, Default::default(), tls).await {
+    let result = match fetch(&tree, &store, &uri, Default::default(), tls, sha256).await {
         Ok(_) => {
             set(&tree, DOWNLOADED, 0);
             return 0;
@@ -404,6 +408,7 @@ async fn pull_inner(
         Err(Failure::ConnectionLost) => RESULT_CONNECTION_LOST,
         Err(Failure::InvalidUri) => RESULT_INVALID_URI,
         Err(Failure::Unsupported) => RESULT_UNSUPPORTED_PROTOCOL,
+        Err(Failure::Integrity) => RESULT_INTEGRITY,
     };
     set(&tree, IDLE, result);
     result
@@ -420,6 +425,8 @@ pub enum Failure {
     InvalidUri,
     /// A scheme we do not pull, or coaps:// without credentials.
     Unsupported,
+    /// The image is not the one named (its SHA-256 differs).
+    Integrity,
 }
 
 /// Downloads `uri` (coap, coaps, http, https) into `store`, streaming and
@@ -431,6 +438,7 @@ pub async fn fetch(
     uri: &str,
     credentials: dm_cwmp_tokio::Credentials,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    sha256: Option<[u8; 32]>,
 ) -> Result<(std::path::PathBuf, u64), Failure> {
     let scheme = uri.split_once("://").map(|(scheme, _)| scheme);
     if !matches!(scheme, Some("coap" | "coaps" | "http" | "https")) {
@@ -482,6 +490,21 @@ pub async fn fetch(
             return Err(failure);
         }
     };
+    if let Some(expected) = sha256 {
+        match writer.has_sha256(&expected) {
+            Ok(true) => {}
+            Ok(false) => {
+                warn!(uri, "the image's SHA-256 is not the one named; discarded");
+                writer.abort();
+                return Err(Failure::Integrity);
+            }
+            Err(e) => {
+                warn!("download: {e}");
+                writer.abort();
+                return Err(Failure::ConnectionLost);
+            }
+        }
+    }
     match writer.finish() {
         Ok(path) => {
             info!(uri, size, path = %path.display(), "package downloaded");

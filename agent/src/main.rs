@@ -150,7 +150,12 @@ enum Command {
 #[derive(Subcommand)]
 enum FirmwareAction {
     /// Downloads the image at URL into the agent's image store.
-    Pull { url: String },
+    Pull {
+        url: String,
+        /// The image's SHA-256 (64 hexadecimal digits): another is refused.
+        #[arg(long)]
+        sha256: Option<String>,
+    },
     /// Applies the downloaded image with the configured program.
     Update,
 }

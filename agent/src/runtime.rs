@@ -192,6 +192,7 @@ pub async fn run(
     // up before the drivers, so that whoever sees the agent act can reach it.
     let (requests_tx, mut requests) = tokio::sync::mpsc::channel(4);
     let transfer = Arc::new(Mutex::new(None));
+    let expected_sha256 = Arc::new(Mutex::new(None));
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -206,6 +207,7 @@ pub async fn run(
         lwm2m: config.lwm2m.is_some().then(|| Arc::clone(&lwm2m_status)),
         requests: requests_tx,
         transfer: Arc::clone(&transfer),
+        expected_sha256: Arc::clone(&expected_sha256),
     })
     .await;
     let cwmp = config.cwmp.as_ref().map(|cwmp| {
@@ -451,6 +453,12 @@ pub async fn run(
                             uri,
                             pull_tls.clone(),
                             announcer.clone(),
+                            // A hash named with the pull (dmagent firmware
+                            // pull --sha256) is for this pull only.
+                            expected_sha256
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .take(),
                         )));
                     }
                     if let Some((instance, operation)) = crate::software::operation(&change) {

@@ -159,7 +159,9 @@ pub async fn perform(
         Operation::Pull(uri) => {
             state(&tree, instance, DOWNLOAD_STARTED, R_DOWNLOADING);
             let result =
-                match crate::firmware::fetch(&tree, &store, &uri, Default::default(), tls).await {
+                match crate::firmware::fetch(&tree, &store, &uri, Default::default(), tls, None)
+                    .await
+                {
                     // E.9: no separate verification step here (no signature
                     // in the package format), so downloaded is delivered.
                     Ok(_) => {
@@ -169,6 +171,7 @@ pub async fn perform(
                     Err(Failure::NoSpace) => R_NO_SPACE,
                     Err(Failure::ConnectionLost) => R_CONNECTION_LOST,
                     Err(Failure::InvalidUri | Failure::Unsupported) => R_INVALID_URI,
+                    Err(Failure::Integrity) => 53,
                 };
             state(&tree, instance, INITIAL, result);
         }
@@ -627,6 +630,7 @@ fn download_fault(failure: Failure) -> (u32, &'static str) {
         Failure::InvalidUri => (9016, "Download failure: unable to access file"),
         Failure::NoSpace => (9027, "System resources exceeded: no room for the package"),
         Failure::ConnectionLost => (9017, "Download failure: unable to complete download"),
+        Failure::Integrity => (9018, "Download failure: file corrupted"),
     }
 }
 
@@ -710,15 +714,16 @@ async fn du_operation(
             set(tree, instance, &[(PACKAGE_URI, Value::String(url.clone()))]);
             let store = store(state_dir, instance, max_size);
             let credentials = dm_cwmp_tokio::Credentials { username, password };
-            let outcome = match crate::firmware::fetch(tree, &store, &url, credentials, tls).await {
-                Err(failure) => Err(download_fault(failure)),
-                Ok(_) => {
-                    state(tree, instance, DELIVERED, R_DELIVERED);
-                    install(tree, &store, command, instance)
-                        .await
-                        .map_err(|_| (9018, "the package program refused the package"))
-                }
-            };
+            let outcome =
+                match crate::firmware::fetch(tree, &store, &url, credentials, tls, None).await {
+                    Err(failure) => Err(download_fault(failure)),
+                    Ok(_) => {
+                        state(tree, instance, DELIVERED, R_DELIVERED);
+                        install(tree, &store, command, instance)
+                            .await
+                            .map_err(|_| (9018, "the package program refused the package"))
+                    }
+                };
             match outcome {
                 Ok((_, version)) => DuResult {
                     uuid,
@@ -770,26 +775,27 @@ async fn du_operation(
                 instance,
                 &[(software::STATUS, Value::String("Updating".into()))],
             );
-            let outcome = match crate::firmware::fetch(tree, &store, &url, credentials, tls).await {
-                Err(failure) => {
-                    // The installed version stays.
-                    set(
-                        tree,
-                        instance,
-                        &[
-                            (UPDATE_STATE, Value::Integer(INSTALLED)),
-                            (software::STATUS, Value::String("Installed".into())),
-                        ],
-                    );
-                    Err(download_fault(failure))
-                }
-                Ok(_) => {
-                    set(tree, instance, &[(PACKAGE_URI, Value::String(url))]);
-                    install(tree, &store, command, instance)
-                        .await
-                        .map_err(|_| (9018, "the package program refused the package"))
-                }
-            };
+            let outcome =
+                match crate::firmware::fetch(tree, &store, &url, credentials, tls, None).await {
+                    Err(failure) => {
+                        // The installed version stays.
+                        set(
+                            tree,
+                            instance,
+                            &[
+                                (UPDATE_STATE, Value::Integer(INSTALLED)),
+                                (software::STATUS, Value::String("Installed".into())),
+                            ],
+                        );
+                        Err(download_fault(failure))
+                    }
+                    Ok(_) => {
+                        set(tree, instance, &[(PACKAGE_URI, Value::String(url))]);
+                        install(tree, &store, command, instance)
+                            .await
+                            .map_err(|_| (9018, "the package program refused the package"))
+                    }
+                };
             match outcome {
                 Ok((_, version)) => DuResult {
                     uuid,

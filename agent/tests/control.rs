@@ -179,6 +179,26 @@ fn every_cli_verb_round_trips_through_the_control_api() {
     assert_eq!(status["firmware"]["state"], 2, "{status}");
     assert_eq!(status["firmware"]["transfer"]["done"], image.len());
     assert_eq!(status["firmware"]["transfer"]["total"], image.len());
+    // A named SHA-256: another image is refused, the right one accepted.
+    let url = format!("http://127.0.0.1:{http_port}/image");
+    let wrong = dmagent(&["firmware", "pull", &url, "--sha256", &"0".repeat(64)]);
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("integrity check failed (result 5)"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    let image_file = dir.path().join("image.copy");
+    std::fs::write(&image_file, &image).unwrap();
+    let sum = Command::new("sha256sum").arg(&image_file).output().unwrap();
+    let sum = String::from_utf8(sum.stdout).unwrap();
+    let sum = sum.split_whitespace().next().unwrap();
+    assert_eq!(
+        text(&dmagent(&["firmware", "pull", &url, "--sha256", sum])),
+        format!("downloaded {} bytes\n", image.len())
+    );
+    let bad = dmagent(&["firmware", "pull", &url, "--sha256", "xyz"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("64 hexadecimal digits"));
     assert_eq!(text(&dmagent(&["firmware", "update"])), "updated\n");
     assert_eq!(std::fs::read(&applied).unwrap(), image);
     // A session on demand, with the event asked for.

@@ -212,6 +212,26 @@ impl ImageWriter {
         Ok(())
     }
 
+    /// Whether what was written so far has this SHA-256 (read back from
+    /// the file, so resumed and restarted transfers are judged by what is
+    /// on disk).
+    pub fn has_sha256(&mut self, expected: &[u8; 32]) -> Result<bool, ImageError> {
+        use std::io::Read as _;
+        let path = self.dir.join(PART);
+        self.file.flush().map_err(|e| io(&path, e))?;
+        let mut file = File::open(&path).map_err(|e| io(&path, e))?;
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let n = file.read(&mut buffer).map_err(|e| io(&path, e))?;
+            if n == 0 {
+                break;
+            }
+            context.update(&buffer[..n]);
+        }
+        Ok(context.finish().as_ref() == expected)
+    }
+
     /// Gives the transfer up: its partial file goes (an aborted transfer
     /// must not keep the disk full: the agent's own state must still
     /// save). Only this writer's file: the slot is still held.
@@ -314,6 +334,23 @@ mod tests {
         assert_eq!(again.read_mark("before").as_deref(), Some("1.1"));
         again.clear_mark("before");
         assert_eq!(store.read_mark("before"), None);
+    }
+
+    #[test]
+    fn the_sha256_is_that_of_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::new(dir.path(), 1024);
+        let mut writer = store.begin().unwrap();
+        writer.write(b"abc").unwrap();
+        // SHA-256("abc"), FIPS 180-2 appendix B.1.
+        let abc: [u8; 32] = [
+            0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae,
+            0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61,
+            0xf2, 0x00, 0x15, 0xad,
+        ];
+        assert!(writer.has_sha256(&abc).unwrap());
+        writer.write(b"d").unwrap();
+        assert!(!writer.has_sha256(&abc).unwrap());
     }
 
     #[test]
