@@ -157,6 +157,9 @@ pub struct Client {
     package_next: Option<u32>,
     /// When a push whose next block has not come is given up.
     package_deadline: Option<Instant>,
+    /// A push's progress: bytes so far, the size Size1 announced, and the
+    /// count last published on the change stream.
+    package_progress: (u64, Option<u64>, u64),
     /// When the bootstrap counts as failed unless the server does
     /// something (LwM2M Core §6.1.3: Bootstrap-Finish must come).
     bootstrap_deadline: Option<Instant>,
@@ -212,6 +215,7 @@ impl Client {
             package_sink: None,
             package_next: None,
             package_deadline: None,
+            package_progress: (0, None, 0),
             bootstrap_deadline: None,
             bootstrap_saved: None,
             stored: std::collections::VecDeque::new(),
@@ -1043,6 +1047,10 @@ impl Client {
                 return package_failure(&e);
             }
             set(tree, crate_state::DOWNLOADING, 0);
+            let total = request
+                .get_first_option(CoapOption::Size1)
+                .map(|v| option_number(v));
+            self.package_progress = (0, total, 0);
         } else if self.package_next != Some(number) {
             return error(
                 ResponseType::RequestEntityIncomplete,
@@ -1054,6 +1062,22 @@ impl Client {
             self.package_next = None;
             set(tree, crate_state::IDLE, package_result(&e));
             return package_failure(&e);
+        }
+        // Progress on the change stream, as pulls have it: about every 2%
+        // of an announced size, else every MiB, and at the end.
+        let (done, total, published) = &mut self.package_progress;
+        *done += request.payload.len() as u64;
+        let step = total.map_or(1 << 20, |t| (t / 50).max(64 * 1024));
+        let last = !block1.is_some_and(|b| b.more);
+        if last || *done - *published >= step {
+            *published = *done;
+            let package = Path::resource(
+                dm_core::catalog::firmware::ID,
+                InstanceId(0),
+                dm_core::catalog::firmware::PACKAGE,
+            );
+            let total = if last { Some(*done) } else { *total };
+            tree.publish_progress(Origin::Agent, &package, *done, total);
         }
         if let Some(block) = block1.filter(|b| b.more) {
             self.package_next = Some(number + 1);

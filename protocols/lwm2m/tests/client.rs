@@ -752,11 +752,21 @@ fn an_abandoned_push_is_given_up() {
         p.payload = vec![1; 10];
     });
     assert_eq!(code(&late), ResponseType::RequestEntityIncomplete);
+    let changes = f.tree.subscribe(16);
     let again = f.request(RequestType::Put, "/5/0/0", |p| {
         p.add_option(CoapOption::ContentFormat, vec![42]);
         p.payload = vec![2; 10];
     });
     assert_eq!(code(&again), ResponseType::Changed);
+    // A push reports its progress on the change stream, as pulls do.
+    assert!(
+        changes.drain().iter().any(|c| c.kind
+            == dm_core::ChangeKind::Progress {
+                done: 10,
+                total: Some(10)
+            }),
+        "the end of the push is published"
+    );
     assert_eq!(
         *calls.lock().unwrap(),
         ["begin", "abort", "begin", "finish"]
