@@ -30,11 +30,7 @@ fn acsrs_binary() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    dm_tests::files::free_tcp_port()
 }
 
 /// Kills a child on drop, so a failing test leaves no process behind.

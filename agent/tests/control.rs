@@ -29,14 +29,10 @@ fn every_cli_verb_round_trips_through_the_control_api() {
     let dir = tempfile::tempdir().unwrap();
     let applied = dir.path().join("applied.bin");
     let program = dir.path().join("apply-firmware");
-    std::fs::write(
+    dm_tests::files::executable(
         &program,
-        format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
-    )
-    .unwrap();
-    let mut permissions = std::fs::metadata(&program).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-    std::fs::set_permissions(&program, permissions).unwrap();
+        &format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
+    );
     let image: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let http_port = dm_tests::files::image_server(image.clone());
     let config = dir.path().join("dmagent.toml");

@@ -127,16 +127,8 @@ fn an_lwm2m_write_becomes_a_cwmp_value_change() {
         inform_response,
         String::new(),
     ]);
-    let coap_port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cr_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let coap_port = dm_tests::files::free_udp_port();
+    let cr_port = dm_tests::files::free_tcp_port();
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(

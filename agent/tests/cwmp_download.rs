@@ -47,19 +47,11 @@ fn a_cwmp_download_is_applied_and_reported_with_transfer_complete() {
     let dir = tempfile::tempdir().unwrap();
     let applied = dir.path().join("applied.bin");
     let program = dir.path().join("apply-firmware");
-    std::fs::write(
+    dm_tests::files::executable(
         &program,
-        format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
-    )
-    .unwrap();
-    let mut permissions = std::fs::metadata(&program).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-    std::fs::set_permissions(&program, permissions).unwrap();
-    let cr_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+        &format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
+    );
+    let cr_port = dm_tests::files::free_tcp_port();
     let config = dir.path().join("dmagent.toml");
     std::fs::write(
         &config,
@@ -117,11 +109,7 @@ fn a_download_killed_mid_transfer_is_reported_failed_after_the_restart() {
         None
     }));
     let dir = tempfile::tempdir().unwrap();
-    let cr_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let cr_port = dm_tests::files::free_tcp_port();
     let config = dir.path().join("dmagent.toml");
     std::fs::write(
         &config,
@@ -189,11 +177,7 @@ fn an_upload_puts_the_system_log_and_is_reported() {
         None
     }));
     let dir = tempfile::tempdir().unwrap();
-    let cr_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let cr_port = dm_tests::files::free_tcp_port();
     let config = dir.path().join("dmagent.toml");
     std::fs::write(
         &config,
@@ -263,22 +247,14 @@ fn an_ab_download_is_reported_after_the_reboot_by_the_new_version() {
     let rebooted = dir.path().join("rebooted");
     let program = dir.path().join("install-to-slot-b");
     // The new slot carries version 2.0.
-    std::fs::write(
+    dm_tests::files::executable(
         &program,
-        format!(
+        &format!(
             "#!/bin/sh\ntest -s \"$1\" && printf 'NAME=Demo\\nVERSION_ID=2.0\\n' > '{}'\n",
             version.display()
         ),
-    )
-    .unwrap();
-    let mut permissions = std::fs::metadata(&program).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-    std::fs::set_permissions(&program, permissions).unwrap();
-    let cr_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    );
+    let cr_port = dm_tests::files::free_tcp_port();
     let config = dir.path().join("dmagent.toml");
     std::fs::write(
         &config,
@@ -344,11 +320,7 @@ fn an_ab_download_is_reported_after_the_reboot_by_the_new_version() {
 fn broken_downloads_are_reported_with_their_fault_codes() {
     let image: Vec<u8> = (0..64_000u32).map(|i| (i % 199) as u8).collect();
     let http_port = dm_tests::files::image_server(image.clone());
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = dm_tests::files::free_tcp_port();
     let base = format!("http://127.0.0.1:{http_port}");
     let cases = vec![
         ("short", format!("{base}/short"), image.len(), "9017"),
@@ -380,11 +352,7 @@ fn broken_downloads_are_reported_with_their_fault_codes() {
         None
     }));
     let dir = tempfile::tempdir().unwrap();
-    let cr_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let cr_port = dm_tests::files::free_tcp_port();
     let config = dir.path().join("dmagent.toml");
     std::fs::write(
         &config,
@@ -463,22 +431,14 @@ fn a_download_killed_during_apply_is_reported_failed_after_the_restart() {
             .success()
     );
     let program = dir.path().join("slow-apply");
-    std::fs::write(
+    dm_tests::files::executable(
         &program,
-        format!(
+        &format!(
             "#!/bin/sh\necho $$ > '{}'\nexec sleep 120\n",
             fifo.display()
         ),
-    )
-    .unwrap();
-    let mut permissions = std::fs::metadata(&program).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-    std::fs::set_permissions(&program, permissions).unwrap();
-    let cr_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    );
+    let cr_port = dm_tests::files::free_tcp_port();
     let config = dir.path().join("dmagent.toml");
     std::fs::write(
         &config,
@@ -567,22 +527,14 @@ fn change_du_state_installs_and_uninstalls_a_deployment_unit() {
     let dir = tempfile::tempdir().unwrap();
     let calls = dir.path().join("calls");
     let program = dir.path().join("packages");
-    std::fs::write(
+    dm_tests::files::executable(
         &program,
-        format!(
+        &format!(
             "#!/bin/sh\necho \"$1\" >> '{}'\ncase \"$1\" in install) echo 'demo-app 3.0';; esac\n",
             calls.display()
         ),
-    )
-    .unwrap();
-    let mut permissions = std::fs::metadata(&program).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-    std::fs::set_permissions(&program, permissions).unwrap();
-    let cr_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    );
+    let cr_port = dm_tests::files::free_tcp_port();
     let config = dir.path().join("dmagent.toml");
     std::fs::write(
         &config,
@@ -695,11 +647,7 @@ fn sigterm_during_a_cwmp_session_loses_nothing() {
         None
     }));
     let dir = tempfile::tempdir().unwrap();
-    let cr_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let cr_port = dm_tests::files::free_tcp_port();
     let config = dir.path().join("dmagent.toml");
     std::fs::write(
         &config,

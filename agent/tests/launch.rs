@@ -21,20 +21,16 @@ fn launch(args: &[&str], bin: &std::path::Path) -> Output {
 /// exits normally on the second.
 fn fake_agent(dir: &std::path::Path) -> PathBuf {
     let path = dir.join("fake-dmagent");
-    std::fs::write(
+    dm_tests::files::executable(
         &path,
-        format!(
+        &format!(
             "#!/bin/sh\ncase \" $* \" in *\" check-config \"*) exit 0;; esac\n\
              echo \"$* key=$DMAGENT_PSK_KEY\" >> '{log}'\n\
              if [ -e '{seen}' ]; then exit 0; fi\ntouch '{seen}'\nexit 3\n",
             log = dir.join("runs").display(),
             seen = dir.join("seen").display()
         ),
-    )
-    .unwrap();
-    let mut permissions = std::fs::metadata(&path).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-    std::fs::set_permissions(&path, permissions).unwrap();
+    );
     path
 }
 

@@ -60,11 +60,7 @@ fn next(rx: &mpsc::Receiver<Value>) -> Value {
 
 #[test]
 fn aiocoap_server_registers_reads_writes_observes_executes_creates_deletes_discovers() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = dm_tests::files::free_udp_port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
         Command::new(python())
@@ -287,13 +283,7 @@ fn registers_over_dtls_over_ipv6() {
 /// finishes; the agent then registers with the server it was given.
 #[test]
 fn bootstraps_then_registers_with_the_provisioned_server() {
-    let free = || {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
+    let free = || dm_tests::files::free_udp_port();
     let (port, bootstrap_port) = (free(), free());
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
@@ -420,13 +410,7 @@ fn bootstraps_then_registers_with_the_provisioned_server() {
 /// de-registers from both at shutdown.
 #[test]
 fn bootstraps_then_registers_with_both_provisioned_servers_at_once() {
-    let free = || {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
+    let free = || dm_tests::files::free_udp_port();
     let (port, bootstrap_port, second_port) = (free(), free(), free());
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
@@ -521,11 +505,7 @@ fn bootstraps_then_registers_with_both_provisioned_servers_at_once() {
 fn lwm2m_writes_reach_real_network_manager_and_ofono() {
     use dm_platform::Network as _;
     let stack = dm_tests::dbus_stack::Stack::start();
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = dm_tests::files::free_udp_port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
         Command::new(python())
@@ -602,11 +582,7 @@ fn lwm2m_writes_reach_real_network_manager_and_ofono() {
 fn an_lwm2m_reboot_deregisters_then_goes_through_logind() {
     let mut stack = dm_tests::dbus_stack::Stack::mock();
     assert_eq!(stack.command("start logind"), "ok");
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = dm_tests::files::free_udp_port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
         Command::new(python())
@@ -670,11 +646,7 @@ fn an_lwm2m_reboot_deregisters_then_goes_through_logind() {
 #[test]
 fn an_address_change_in_network_manager_is_notified_over_lwm2m() {
     let mut stack = dm_tests::dbus_stack::Stack::start();
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = dm_tests::files::free_udp_port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
         Command::new(python())
@@ -754,11 +726,7 @@ fn an_address_change_in_network_manager_is_notified_over_lwm2m() {
 /// SIGTERM to the launcher reaches the agent, which de-registers.
 #[test]
 fn the_launcher_registers_with_the_server_it_is_given() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = dm_tests::files::free_udp_port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
         Command::new(python())
@@ -870,33 +838,21 @@ fn registers_with_an_ipv6_server_uri() {
 /// once: the ACS is told with AutonomousTransferComplete.
 #[test]
 fn a_pushed_firmware_package_is_applied_by_the_configured_program() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = dm_tests::files::free_udp_port();
     let dir = tempfile::tempdir().unwrap();
     let applied = dir.path().join("applied.bin");
     let program = dir.path().join("apply-firmware");
-    std::fs::write(
+    dm_tests::files::executable(
         &program,
-        format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
-    )
-    .unwrap();
-    let mut permissions = std::fs::metadata(&program).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-    std::fs::set_permissions(&program, permissions).unwrap();
+        &format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
+    );
 
     // The ACS hears of it: AutonomousTransferComplete (TR-069 §A.3.3.3).
     let acs = dm_tests::mini_acs::MiniAcs::start(Box::new(|body| {
         body.contains("<cwmp:AutonomousTransferComplete>")
             .then(|| "<cwmp:AutonomousTransferCompleteResponse/>".to_owned())
     }));
-    let cr_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let cr_port = dm_tests::files::free_tcp_port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let size = 5 * 1024 * 1024;
     let mut server = Guard(
@@ -979,22 +935,14 @@ fn a_pushed_firmware_package_is_applied_by_the_configured_program() {
 fn a_firmware_package_is_pulled_over_http_and_applied() {
     let image: Vec<u8> = (0..5_000_000u32).map(|i| (i * 31 % 251) as u8).collect();
     let http_port = dm_tests::files::image_server(image.clone());
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = dm_tests::files::free_udp_port();
     let dir = tempfile::tempdir().unwrap();
     let applied = dir.path().join("applied.bin");
     let program = dir.path().join("apply-firmware");
-    std::fs::write(
+    dm_tests::files::executable(
         &program,
-        format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
-    )
-    .unwrap();
-    let mut permissions = std::fs::metadata(&program).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-    std::fs::set_permissions(&program, permissions).unwrap();
+        &format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
+    );
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
         Command::new(python())
@@ -1091,11 +1039,7 @@ fn a_push_that_fills_the_disk_is_refused_with_result_2() {
         .expect("mount (the tests run as root, as CI does)");
     assert!(mounted.success(), "mounting a tmpfs needs root");
     let _tmpfs = Tmpfs(state.clone());
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = dm_tests::files::free_udp_port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
         Command::new(python())
@@ -1165,22 +1109,14 @@ fn a_push_that_fills_the_disk_is_refused_with_result_2() {
 fn a_5_mb_firmware_package_is_pulled_over_coap_block2_and_applied() {
     let size = 5 * 1024 * 1024;
     let image: Vec<u8> = (0..size).map(|i| (i % 256) as u8).collect();
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = dm_tests::files::free_udp_port();
     let dir = tempfile::tempdir().unwrap();
     let applied = dir.path().join("applied.bin");
     let program = dir.path().join("apply-firmware");
-    std::fs::write(
+    dm_tests::files::executable(
         &program,
-        format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
-    )
-    .unwrap();
-    let mut permissions = std::fs::metadata(&program).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-    std::fs::set_permissions(&program, permissions).unwrap();
+        &format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
+    );
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
         Command::new(python())
@@ -1252,11 +1188,7 @@ fn a_5_mb_firmware_package_is_pulled_over_coap_block2_and_applied() {
 #[test]
 fn updates_continue_while_a_firmware_download_runs() {
     let (http_port, started) = dm_tests::files::stalling_server();
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = dm_tests::files::free_udp_port();
     let dir = tempfile::tempdir().unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
@@ -1331,28 +1263,20 @@ fn updates_continue_while_a_firmware_download_runs() {
 fn a_software_package_is_pulled_installed_activated_and_uninstalled() {
     let package: Vec<u8> = (0..40_000u32).map(|i| (i % 199) as u8).collect();
     let http_port = dm_tests::files::image_server(package.clone());
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = dm_tests::files::free_udp_port();
     let dir = tempfile::tempdir().unwrap();
     let calls = dir.path().join("calls");
     let received = dir.path().join("received.ipk");
     let program = dir.path().join("packages");
-    std::fs::write(
+    dm_tests::files::executable(
         &program,
-        format!(
+        &format!(
             "#!/bin/sh\necho \"$1 $(basename \"$2\")\" >> '{calls}'\n\
              case \"$1\" in install) cp \"$2\" '{received}'; echo 'demo-pkg 1.2.3';; esac\n",
             calls = calls.display(),
             received = received.display()
         ),
-    )
-    .unwrap();
-    let mut permissions = std::fs::metadata(&program).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-    std::fs::set_permissions(&program, permissions).unwrap();
+    );
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
         Command::new(python())
@@ -1465,11 +1389,7 @@ fn a_dmagent_package_is_staged_and_activating_it_exits_for_the_launcher() {
     assert!(built.success());
     let package = std::fs::read(&binary).unwrap();
     let http_port = dm_tests::files::image_server(package.clone());
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = dm_tests::files::free_udp_port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
         Command::new(python())

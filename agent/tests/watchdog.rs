@@ -11,21 +11,9 @@ use std::time::Duration;
 fn an_agent_that_reaches_no_server_reboots_after_the_configured_time() {
     let dir = tempfile::tempdir().unwrap();
     // Ports nothing listens on: the ACS refuses, the LwM2M server is gone.
-    let closed_tcp = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let closed_udp = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cr_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed_tcp = dm_tests::files::free_tcp_port();
+    let closed_udp = dm_tests::files::free_udp_port();
+    let cr_port = dm_tests::files::free_tcp_port();
     let rebooted = dir.path().join("rebooted");
     let config = dir.path().join("dmagent.toml");
     std::fs::write(
