@@ -1427,27 +1427,8 @@ impl Engine {
                 e.empty_response(id, "ScheduleInform")
             }
             AcsRequest::Download(transfer) => {
-                // Only what can be carried out is accepted (TR-069
-                // §A.3.2.8): firmware images over HTTP(S).
-                let scheme_ok =
-                    transfer.url.starts_with("http://") || transfer.url.starts_with("https://");
-                if !scheme_ok {
-                    return plain(
-                        FaultCode::UnsupportedTransferProtocol,
-                        &format!("{}: only http:// and https:// are downloaded", transfer.url),
-                    );
-                }
-                if transfer.file_type != FIRMWARE_IMAGE {
-                    return plain(
-                        FaultCode::InvalidArguments,
-                        &format!(
-                            "file type {:?} is not downloaded by this device",
-                            transfer.file_type
-                        ),
-                    );
-                }
-                if self.durable.transfers.len() >= MAX_TRANSFERS {
-                    return plain(FaultCode::ResourcesExceeded, "too many queued transfers");
+                if let Err((code, text)) = self.acceptable_download(&transfer) {
+                    return plain(code, &text);
                 }
                 self.durable.transfers.push(QueuedDownload {
                     command_key: transfer.command_key,
@@ -1489,23 +1470,8 @@ impl Engine {
                         "WindowMode 4 Confirmation Needed: this device has no user to ask",
                     );
                 }
-                if !(transfer.url.starts_with("http://") || transfer.url.starts_with("https://")) {
-                    return plain(
-                        FaultCode::UnsupportedTransferProtocol,
-                        &format!("{}: only http:// and https:// are downloaded", transfer.url),
-                    );
-                }
-                if transfer.file_type != FIRMWARE_IMAGE {
-                    return plain(
-                        FaultCode::InvalidArguments,
-                        &format!(
-                            "file type {:?} is not downloaded by this device",
-                            transfer.file_type
-                        ),
-                    );
-                }
-                if self.durable.transfers.len() >= MAX_TRANSFERS {
-                    return plain(FaultCode::ResourcesExceeded, "too many queued transfers");
+                if let Err((code, text)) = self.acceptable_download(&transfer) {
+                    return plain(code, &text);
                 }
                 let last_end = windows.iter().map(|w| w.end).max().unwrap_or(0);
                 self.durable.transfers.push(QueuedDownload {
@@ -1642,6 +1608,33 @@ impl Engine {
                 &format!("{} is not served by this device yet", other.name()),
             ),
         }
+    }
+
+    /// Only what can be carried out is accepted (TR-069 §A.3.2.8):
+    /// firmware images over HTTP(S), while the queue has room.
+    fn acceptable_download(&self, transfer: &soap::Transfer) -> Result<(), (FaultCode, String)> {
+        if !(transfer.url.starts_with("http://") || transfer.url.starts_with("https://")) {
+            return Err((
+                FaultCode::UnsupportedTransferProtocol,
+                format!("{}: only http:// and https:// are downloaded", transfer.url),
+            ));
+        }
+        if transfer.file_type != FIRMWARE_IMAGE {
+            return Err((
+                FaultCode::InvalidArguments,
+                format!(
+                    "file type {:?} is not downloaded by this device",
+                    transfer.file_type
+                ),
+            ));
+        }
+        if self.durable.transfers.len() >= MAX_TRANSFERS {
+            return Err((
+                FaultCode::ResourcesExceeded,
+                "too many queued transfers".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn decode_fault(&self, error: &DecodeError) -> String {
