@@ -143,6 +143,26 @@ fn real_network_manager_and_ofono() {
     // is refused as unavailable.
     network.select_bearer(BearerKind::Ethernet).unwrap();
     assert_eq!(network.state().bearer, Some(BearerKind::Ethernet));
+    // Taken down by hand (nmcli, NetworkManager's own client), the modem
+    // is what is left; selecting Ethernet brings veth0 back, and the call
+    // returns once it is activated, not in the gap between the two.
+    let down = std::process::Command::new("nmcli")
+        .args(["device", "disconnect", "veth0"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &stack.bus)
+        .output()
+        .expect("nmcli runs");
+    assert!(down.status.success(), "{down:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while network.state().bearer != Some(BearerKind::Wcdma) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        changed
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("veth0 goes down: {:?}", network.state()));
+    }
+    network.select_bearer(BearerKind::Ethernet).unwrap();
+    let state = network.state();
+    assert_eq!(state.bearer, Some(BearerKind::Ethernet), "{state:?}");
+    assert_eq!(state.interface.as_deref(), Some("veth0"), "{state:?}");
     assert!(matches!(
         network.select_bearer(BearerKind::Wcdma),
         Err(PlatformError::Unavailable(_))

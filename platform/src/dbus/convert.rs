@@ -268,9 +268,15 @@ pub async fn select_bearer(connection: &Connection, kind: BearerKind) -> Result<
         let Ok(props) = get_all(connection, nm::SERVICE, &object, nm::DEVICE).await else {
             continue;
         };
+        let state = number::<u32>(&props, "State").unwrap_or(0);
         if number::<u32>(&props, "DeviceType").and_then(bearer_of) == Some(kind)
-            && number::<u32>(&props, "State").unwrap_or(0) >= DEVICE_AVAILABLE
+            && state >= DEVICE_AVAILABLE
         {
+            if state == DEVICE_ACTIVATED {
+                // Already up: activating it again would take the link
+                // down and up for nothing.
+                return Ok(());
+            }
             // The device's first usable profile; "/" lets NetworkManager
             // pick when it lists none.
             let profile = paths(&props, "AvailableConnections")
@@ -287,13 +293,71 @@ pub async fn select_bearer(connection: &Connection, kind: BearerKind) -> Result<
         ObjectPath::try_from(p.to_owned()).map_err(|e| PlatformError::Failed(e.to_string()))
     };
     let none = ObjectPath::from_static_str_unchecked("/");
-    super::proxies::nm::NmProxy::new(connection)
+    let active = super::proxies::nm::NmProxy::new(connection)
         .await
         .map_err(|e| error(nm::SERVICE, e))?
         .activate_connection(&path(&profile)?, &path(&device)?, &none)
         .await
         .map_err(|e| error(nm::SERVICE, e))?;
-    Ok(())
+    wait_activated(connection, active).await
+}
+
+/// NMActiveConnectionState: deactivated.
+const ACTIVE_DEACTIVATED: u32 = 4;
+/// How long an activation may take: NetworkManager's own DHCP timeout is
+/// 45 s, but the agent's callers wait on this.
+const ACTIVATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits until the active connection NetworkManager just created is
+/// activated, so that a selected bearer is in use when the call returns
+/// (and the state read after it is not the gap between two links).
+async fn wait_activated(
+    connection: &Connection,
+    active: OwnedObjectPath,
+) -> Result<(), PlatformError> {
+    use futures_util::StreamExt as _;
+    let proxy = super::proxies::nm::NmActiveProxy::new(connection, active.clone())
+        .await
+        .map_err(|e| error(nm::SERVICE, e))?;
+    // Subscribe first, then read the state: a change between the two is
+    // then in the stream, not lost.
+    let mut changes = proxy
+        .receive_state_changed()
+        .await
+        .map_err(|e| error(nm::SERVICE, e))?;
+    let wait = async {
+        let mut state = get_all(connection, nm::SERVICE, &active, nm::ACTIVE)
+            .await
+            .ok()
+            .and_then(|props| number::<u32>(&props, "State"));
+        loop {
+            match state {
+                Some(ACTIVE_ACTIVATED) => return Ok(()),
+                // Gone from the bus: NetworkManager removes an active
+                // connection once it is deactivated.
+                Some(ACTIVE_DEACTIVATED) | None => {
+                    return Err(PlatformError::Failed(
+                        "NetworkManager could not activate the connection".into(),
+                    ));
+                }
+                Some(_) => {}
+            }
+            let Some(signal) = changes.next().await else {
+                return Err(PlatformError::Failed(
+                    "NetworkManager's signal stream ended".into(),
+                ));
+            };
+            state = signal.args().ok().map(|a| a.state);
+        }
+    };
+    tokio::time::timeout(ACTIVATION_TIMEOUT, wait)
+        .await
+        .unwrap_or_else(|_| {
+            Err(PlatformError::Failed(format!(
+                "the connection was not activated within {} s",
+                ACTIVATION_TIMEOUT.as_secs()
+            )))
+        })
 }
 
 /// The addresses of an IP4Config/IP6Config's AddressData (aa{sv}).

@@ -80,6 +80,16 @@ pub mod nm {
         fn update(&self, properties: &Settings) -> zbus::Result<()>;
         fn delete(&self) -> zbus::Result<()>;
     }
+
+    #[zbus::proxy(
+        interface = "org.freedesktop.NetworkManager.Connection.Active",
+        default_service = "org.freedesktop.NetworkManager"
+    )]
+    pub trait NmActive {
+        /// NMActiveConnectionState and NMActiveConnectionStateReason.
+        #[zbus(signal)]
+        fn state_changed(&self, state: u32, reason: u32) -> zbus::Result<()>;
+    }
 }
 
 pub mod ofono {
