@@ -72,5 +72,5 @@ fi
 # The real ACS the CWMP end-to-end test talks to.
 "$(dirname "$0")/install-acsrs.sh" >/dev/null
 
-# The CoAP peer the LwM2M end-to-end test drives as a server.
-"$(dirname "$0")/install-aiocoap.sh" >/dev/null
+# The CoAP and FTP peers the end-to-end tests drive (aiocoap, pyftpdlib).
+"$(dirname "$0")/install-py-peers.sh" >/dev/null

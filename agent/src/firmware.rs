@@ -394,7 +394,7 @@ async fn pull_inner(
         uri.split_once("://").map(|(scheme, _)| scheme),
         Some("coap" | "coaps" | "http" | "https")
     ) {
-        warn!(uri, "coap://, coaps://, http:// and https:// are pulled");
+        warn!(uri = %dm_cwmp_tokio::redacted(&uri), "coap://, coaps://, http:// and https:// are pulled");
         set(&tree, IDLE, RESULT_UNSUPPORTED_PROTOCOL);
         return RESULT_UNSUPPORTED_PROTOCOL;
     }
@@ -429,7 +429,7 @@ pub enum Failure {
     Integrity,
 }
 
-/// Downloads `uri` (coap, coaps, http, https) into `store`, streaming and
+/// Downloads `uri` (coap, coaps, http, https, ftp) into `store`, streaming and
 /// with progress on the change stream; the complete image is in place
 /// when it returns Ok with its path and size. A failure leaves nothing.
 pub async fn fetch(
@@ -441,8 +441,11 @@ pub async fn fetch(
     sha256: Option<[u8; 32]>,
 ) -> Result<(std::path::PathBuf, u64), Failure> {
     let scheme = uri.split_once("://").map(|(scheme, _)| scheme);
-    if !matches!(scheme, Some("coap" | "coaps" | "http" | "https")) {
-        warn!(uri, "coap://, coaps://, http:// and https:// are pulled");
+    if !matches!(scheme, Some("coap" | "coaps" | "http" | "https" | "ftp")) {
+        warn!(
+            uri,
+            "coap://, coaps://, http://, https:// and ftp:// are pulled"
+        );
         return Err(Failure::Unsupported);
     }
     let mut writer = store.begin().map_err(|e| {
@@ -453,34 +456,40 @@ pub async fn fetch(
             ImageError::Io(_) => Failure::ConnectionLost,
         }
     })?;
-    let received = if matches!(scheme, Some("coap" | "coaps")) {
-        fetch_coap(tree, uri, &mut writer).await
-    } else {
-        match uri.parse::<hyper::Uri>() {
+    let idle = std::time::Duration::from_secs(30);
+    let transferred = |received: Result<u64, dm_cwmp_tokio::http::HttpError>| {
+        received.map_err(|e| {
+            warn!(uri = %dm_cwmp_tokio::redacted(uri), "download: {e}");
+            match e {
+                dm_cwmp_tokio::http::HttpError::Sink(_) => Failure::NoSpace,
+                dm_cwmp_tokio::http::HttpError::Status(_)
+                | dm_cwmp_tokio::http::HttpError::Unauthorized(_) => Failure::InvalidUri,
+                _ => Failure::ConnectionLost,
+            }
+        })
+    };
+    let received = match scheme {
+        Some("coap" | "coaps") => fetch_coap(tree, uri, &mut writer).await,
+        Some("ftp") => {
+            let mut sink = ImageSink {
+                writer: &mut writer,
+                progress: Progress::new(Arc::clone(tree)),
+            };
+            transferred(dm_cwmp_tokio::ftp::download(uri, &credentials, idle, &mut sink).await)
+        }
+        _ => match uri.parse::<hyper::Uri>() {
             Err(e) => {
-                warn!(uri, "{e}");
+                warn!(uri = %dm_cwmp_tokio::redacted(uri), "{e}");
                 Err(Failure::InvalidUri)
             }
             Ok(parsed) => {
-                let mut session = dm_cwmp_tokio::http::HttpSession::new(
-                    parsed,
-                    credentials,
-                    std::time::Duration::from_secs(30),
-                    tls,
-                );
+                let mut session =
+                    dm_cwmp_tokio::http::HttpSession::new(parsed, credentials, idle, tls);
                 let received = fetch_http(&mut session, &mut writer, Arc::clone(tree)).await;
                 session.close().await;
-                received.map_err(|e| {
-                    warn!(uri, "download: {e}");
-                    match e {
-                        dm_cwmp_tokio::http::HttpError::Sink(_) => Failure::NoSpace,
-                        dm_cwmp_tokio::http::HttpError::Status(_)
-                        | dm_cwmp_tokio::http::HttpError::Unauthorized(_) => Failure::InvalidUri,
-                        _ => Failure::ConnectionLost,
-                    }
-                })
+                transferred(received)
             }
-        }
+        },
     };
     let size = match received {
         Ok(size) => size,
@@ -494,7 +503,7 @@ pub async fn fetch(
         match writer.has_sha256(&expected) {
             Ok(true) => {}
             Ok(false) => {
-                warn!(uri, "the image's SHA-256 is not the one named; discarded");
+                warn!(uri = %dm_cwmp_tokio::redacted(uri), "the image's SHA-256 is not the one named; discarded");
                 writer.abort();
                 return Err(Failure::Integrity);
             }
@@ -507,7 +516,7 @@ pub async fn fetch(
     }
     match writer.finish() {
         Ok(path) => {
-            info!(uri, size, path = %path.display(), "package downloaded");
+            info!(uri = %dm_cwmp_tokio::redacted(uri), size, path = %path.display(), "package downloaded");
             // The last step, whether or not the size was known.
             let package = Path::resource(ID, InstanceId(0), dm_core::catalog::firmware::PACKAGE);
             lock(tree).publish_progress(Origin::Agent, &package, size, Some(size));
@@ -651,7 +660,7 @@ async fn fetch_coap(
     )
     .await
     .map_err(|e| {
-        warn!(uri, "download: {e}");
+        warn!(uri = %dm_cwmp_tokio::redacted(uri), "download: {e}");
         match e {
             PullError::Uri(_)
             | PullError::Fetch(
@@ -702,25 +711,37 @@ pub fn cwmp_transfers(
                     .map(|()| Applied::Done);
             }
             let fault = |code: u32, text: String| Err((code, text));
-            let uri: hyper::Uri = match transfer.url.parse() {
-                Ok(uri) => uri,
+            let credentials = dm_cwmp_tokio::Credentials {
+                username: transfer.username.clone(),
+                password: transfer.password.clone(),
+            };
+            let idle = std::time::Duration::from_secs(30);
+            let ftp = transfer.url.starts_with("ftp://");
+            let uri = match transfer.url.parse::<hyper::Uri>() {
+                Ok(uri) => Some(uri),
+                Err(_) if ftp => None,
                 Err(e) => return fault(9016, format!("{}: {e}", transfer.url)),
             };
             let mut writer = match store.begin() {
                 Ok(writer) => writer,
                 Err(e) => return fault(9010, e.to_string()),
             };
-            let mut session = dm_cwmp_tokio::http::HttpSession::new(
-                uri,
-                dm_cwmp_tokio::Credentials {
-                    username: transfer.username.clone(),
-                    password: transfer.password.clone(),
-                },
-                std::time::Duration::from_secs(30),
-                tls,
-            );
-            let received = fetch_http(&mut session, &mut writer, Arc::clone(&tree)).await;
-            session.close().await;
+            let received = match uri {
+                Some(uri) if !ftp => {
+                    let mut session =
+                        dm_cwmp_tokio::http::HttpSession::new(uri, credentials, idle, tls);
+                    let received = fetch_http(&mut session, &mut writer, Arc::clone(&tree)).await;
+                    session.close().await;
+                    received
+                }
+                _ => {
+                    let mut sink = ImageSink {
+                        writer: &mut writer,
+                        progress: Progress::new(Arc::clone(&tree)),
+                    };
+                    dm_cwmp_tokio::ftp::download(&transfer.url, &credentials, idle, &mut sink).await
+                }
+            };
             let size = match received {
                 Ok(size) if transfer.file_size > 0 && size != transfer.file_size => {
                     writer.abort();
@@ -790,21 +811,25 @@ async fn upload_log(
     let body = log
         .read_all()
         .map_err(|e| (9011, format!("Upload failure: the log cannot be read: {e}")))?;
-    let uri: hyper::Uri = transfer
-        .url
-        .parse()
-        .map_err(|e| (9011, format!("{}: {e}", transfer.url)))?;
-    let mut session = dm_cwmp_tokio::http::HttpSession::new(
-        uri,
-        dm_cwmp_tokio::Credentials {
-            username: transfer.username.clone(),
-            password: transfer.password.clone(),
-        },
-        std::time::Duration::from_secs(60),
-        tls,
-    );
-    let sent = session.put(&body).await;
-    session.close().await;
+    let credentials = dm_cwmp_tokio::Credentials {
+        username: transfer.username.clone(),
+        password: transfer.password.clone(),
+    };
+    let idle = std::time::Duration::from_secs(60);
+    let sent = if transfer.url.starts_with("ftp://") {
+        dm_cwmp_tokio::ftp::upload(&transfer.url, &credentials, idle, body.as_bytes())
+            .await
+            .map(|()| 200)
+    } else {
+        let uri: hyper::Uri = transfer
+            .url
+            .parse()
+            .map_err(|e| (9011, format!("{}: {e}", transfer.url)))?;
+        let mut session = dm_cwmp_tokio::http::HttpSession::new(uri, credentials, idle, tls);
+        let sent = session.upload(&body).await;
+        session.close().await;
+        sent
+    };
     match sent {
         Ok(status) if (200..300).contains(&status) => {
             info!(

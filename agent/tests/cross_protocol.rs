@@ -23,22 +23,6 @@ impl Drop for Guard {
     }
 }
 
-fn python() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .expect("HOME or XDG_CACHE_HOME");
-    let path = std::env::var_os("DMAGENT_AIOCOAP_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache.join("dmagent/venv/bin/python"));
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/install-deps.sh",
-        path.display()
-    );
-    path
-}
-
 fn envelope(body: &str) -> String {
     format!(
         r#"<soap-env:Envelope xmlns:soap-env="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cwmp="urn:dslforum-org:cwmp-1-2"><soap-env:Header><cwmp:ID soap-env:mustUnderstand="1">7</cwmp:ID></soap-env:Header><soap-env:Body>{body}</soap-env:Body></soap-env:Envelope>"#
@@ -132,7 +116,7 @@ fn an_lwm2m_write_becomes_a_cwmp_value_change() {
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(python())
+        Command::new(dm_tests::py_peers::python())
             .arg(&script)
             .args([&coap_port.to_string(), "write", "/12/1/5", "from-lwm2m"])
             .stdin(Stdio::piped())

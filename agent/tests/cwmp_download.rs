@@ -157,19 +157,25 @@ fn a_download_killed_mid_transfer_is_reported_failed_after_the_restart() {
 
 /// Upload of "2 Vendor Log File": the system log is PUT to the URL, and
 /// TransferComplete (M Upload) follows in a new session.
+/// Uploads PUT the system log; a server that refuses PUT (405) gets it
+/// by POST.
 #[test]
 fn an_upload_puts_the_system_log_and_is_reported() {
     let (http_port, received) = dm_tests::files::receiver();
-    let url = format!("http://127.0.0.1:{http_port}/logs/dev1.log");
-    let mut asked = false;
+    let upload = |key: &str, path: &str| {
+        format!(
+            "<cwmp:Upload><CommandKey>{key}</CommandKey><FileType>2 Vendor Log File</FileType>\
+             <URL>http://127.0.0.1:{http_port}{path}</URL><Username></Username><Password></Password>\
+             <DelaySeconds>0</DelaySeconds></cwmp:Upload>"
+        )
+    };
+    let mut requests = vec![
+        upload("log-post", "/post-only/dev1.log"),
+        upload("log-1", "/logs/dev1.log"),
+    ];
     let acs = MiniAcs::start(Box::new(move |body| {
-        if body.is_empty() && !asked {
-            asked = true;
-            return Some(format!(
-                "<cwmp:Upload><CommandKey>log-1</CommandKey><FileType>2 Vendor Log File</FileType>\
-                 <URL>{url}</URL><Username></Username><Password></Password>\
-                 <DelaySeconds>0</DelaySeconds></cwmp:Upload>"
-            ));
+        if body.is_empty() || body.contains("<cwmp:UploadResponse>") {
+            return requests.pop();
         }
         if body.contains("<cwmp:TransferComplete>") {
             return Some("<cwmp:TransferCompleteResponse/>".into());
@@ -210,13 +216,26 @@ fn an_upload_puts_the_system_log_and_is_reported() {
         "{}",
         String::from_utf8_lossy(&body)
     );
+    // The second: PUT refused, then POST.
+    let wait = std::time::Duration::from_secs(30);
+    let (refused, _) = received.recv_timeout(wait).expect("the PUT");
+    assert_eq!(refused, "PUT /post-only/dev1.log HTTP/1.1");
+    let (request_line, posted) = received.recv_timeout(wait).expect("the POST");
+    assert_eq!(request_line, "POST /post-only/dev1.log HTTP/1.1");
+    assert!(
+        String::from_utf8_lossy(&posted).contains("in-memory platform started"),
+        "{}",
+        String::from_utf8_lossy(&posted)
+    );
     let inform = acs.post_with("7 TRANSFER COMPLETE");
     assert!(
         inform.contains("<EventCode>M Upload</EventCode><CommandKey>log-1</CommandKey>"),
         "{inform}"
     );
-    let complete = acs.post_with("<cwmp:TransferComplete>");
-    assert!(complete.contains("<FaultCode>0</FaultCode>"), "{complete}");
+    for _ in 0..2 {
+        let complete = acs.post_with("<cwmp:TransferComplete>");
+        assert!(complete.contains("<FaultCode>0</FaultCode>"), "{complete}");
+    }
 }
 
 /// A/B (issue 6): with `[firmware] reboot = true` the program installs

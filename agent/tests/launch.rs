@@ -120,7 +120,7 @@ fn the_shell_scripts_are_shellcheck_clean() {
         "scripts/dmagent-launch",
         "scripts/install-deps.sh",
         "scripts/install-acsrs.sh",
-        "scripts/install-aiocoap.sh",
+        "scripts/install-py-peers.sh",
         "scripts/demo.sh",
         "scripts/test.sh",
         "tests/peers/dbus-stack.sh",

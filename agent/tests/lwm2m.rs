@@ -12,23 +12,6 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-fn python() -> PathBuf {
-    if let Some(path) = std::env::var_os("DMAGENT_AIOCOAP_PYTHON") {
-        return PathBuf::from(path);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .expect("HOME or XDG_CACHE_HOME");
-    let path = cache.join("dmagent/venv/bin/python");
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/install-deps.sh",
-        path.display()
-    );
-    path
-}
-
 struct Guard(Child);
 
 impl Drop for Guard {
@@ -63,7 +46,7 @@ fn aiocoap_server_registers_reads_writes_observes_executes_creates_deletes_disco
     let port = dm_tests::files::free_udp_port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(python())
+        Command::new(dm_tests::py_peers::python())
             .arg(&script)
             .arg(port.to_string())
             .stdout(Stdio::piped())
@@ -287,7 +270,7 @@ fn bootstraps_then_registers_with_the_provisioned_server() {
     let (port, bootstrap_port) = (free(), free());
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(python())
+        Command::new(dm_tests::py_peers::python())
             .arg(&script)
             .args([
                 port.to_string(),
@@ -365,7 +348,7 @@ fn bootstraps_then_registers_with_the_provisioned_server() {
     // Started again on the same state: the account from the bootstrap is
     // kept, so the agent registers at once (no bootstrap server runs now).
     let mut server = Guard(
-        Command::new(python())
+        Command::new(dm_tests::py_peers::python())
             .arg(&script)
             .args([
                 port.to_string(),
@@ -414,7 +397,7 @@ fn bootstraps_then_registers_with_both_provisioned_servers_at_once() {
     let (port, bootstrap_port, second_port) = (free(), free(), free());
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(python())
+        Command::new(dm_tests::py_peers::python())
             .arg(&script)
             .args([
                 port.to_string(),
@@ -508,7 +491,7 @@ fn lwm2m_writes_reach_real_network_manager_and_ofono() {
     let port = dm_tests::files::free_udp_port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(python())
+        Command::new(dm_tests::py_peers::python())
             .arg(&script)
             .args([port.to_string(), "platform".into(), "/11/1/1".into()])
             .stdout(Stdio::piped())
@@ -585,7 +568,7 @@ fn an_lwm2m_reboot_deregisters_then_goes_through_logind() {
     let port = dm_tests::files::free_udp_port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(python())
+        Command::new(dm_tests::py_peers::python())
             .arg(&script)
             .args([port.to_string(), "reboot".into()])
             .stdout(Stdio::piped())
@@ -649,7 +632,7 @@ fn an_address_change_in_network_manager_is_notified_over_lwm2m() {
     let port = dm_tests::files::free_udp_port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(python())
+        Command::new(dm_tests::py_peers::python())
             .arg(&script)
             .args([port.to_string(), "observe".into(), "/4/0/4".into()])
             .stdout(Stdio::piped())
@@ -729,7 +712,7 @@ fn the_launcher_registers_with_the_server_it_is_given() {
     let port = dm_tests::files::free_udp_port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(python())
+        Command::new(dm_tests::py_peers::python())
             .arg(&script)
             .args([port.to_string(), "observe".into(), "/3/0/0".into()])
             .stdout(Stdio::piped())
@@ -786,7 +769,7 @@ fn registers_with_an_ipv6_server_uri() {
         .port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(python())
+        Command::new(dm_tests::py_peers::python())
             .arg(&script)
             .args([port.to_string(), "observe".into(), "/3/0/2".into()])
             .env("LWM2M_BIND", "::1")
@@ -856,7 +839,7 @@ fn a_pushed_firmware_package_is_applied_by_the_configured_program() {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let size = 5 * 1024 * 1024;
     let mut server = Guard(
-        Command::new(python())
+        Command::new(dm_tests::py_peers::python())
             .arg(&script)
             .args([port.to_string(), "firmware".into(), size.to_string()])
             .stdout(Stdio::piped())
@@ -945,7 +928,7 @@ fn a_firmware_package_is_pulled_over_http_and_applied() {
     );
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(python())
+        Command::new(dm_tests::py_peers::python())
             .arg(&script)
             .args([
                 port.to_string(),
@@ -1042,7 +1025,7 @@ fn a_push_that_fills_the_disk_is_refused_with_result_2() {
     let port = dm_tests::files::free_udp_port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(python())
+        Command::new(dm_tests::py_peers::python())
             .arg(&script)
             .args([
                 port.to_string(),
@@ -1119,7 +1102,7 @@ fn a_5_mb_firmware_package_is_pulled_over_coap_block2_and_applied() {
     );
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(python())
+        Command::new(dm_tests::py_peers::python())
             .arg(&script)
             .args([port.to_string(), "firmware-coap".into(), size.to_string()])
             .stdout(Stdio::piped())
@@ -1192,7 +1175,7 @@ fn updates_continue_while_a_firmware_download_runs() {
     let dir = tempfile::tempdir().unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(python())
+        Command::new(dm_tests::py_peers::python())
             .arg(&script)
             .args([
                 port.to_string(),
@@ -1279,7 +1262,7 @@ fn a_software_package_is_pulled_installed_activated_and_uninstalled() {
     );
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(python())
+        Command::new(dm_tests::py_peers::python())
             .arg(&script)
             .args([
                 port.to_string(),
@@ -1392,7 +1375,7 @@ fn a_dmagent_package_is_staged_and_activating_it_exits_for_the_launcher() {
     let port = dm_tests::files::free_udp_port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(python())
+        Command::new(dm_tests::py_peers::python())
             .arg(&script)
             .args([
                 port.to_string(),

@@ -90,7 +90,8 @@ pub fn image_server(image: Vec<u8>) -> u16 {
 }
 
 /// A minimal HTTP server that accepts one request per connection and
-/// sends (request line, body) on the channel, answering 201.
+/// sends (request line, body) on the channel, answering 201; a PUT under
+/// /post-only/ is answered 405 Method Not Allowed (still sent on).
 pub fn receiver() -> (u16, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
     use std::io::{BufRead as _, BufReader, Read as _, Write as _};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -121,9 +122,12 @@ pub fn receiver() -> (u16, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
             }
             let mut body = vec![0; length];
             let _ = reader.read_exact(&mut body);
-            let _ = writer.write_all(
-                b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            );
+            let answer: &[u8] = if first.starts_with("PUT /post-only/") {
+                b"HTTP/1.1 405 Method Not Allowed\r\nAllow: POST\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            } else {
+                b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            };
+            let _ = writer.write_all(answer);
             let _ = tx.send((first, body));
         }
     });

@@ -4,6 +4,7 @@
 pub mod dbus_stack;
 pub mod files;
 pub mod mini_acs;
+pub mod py_peers;
 
 use std::sync::Arc;
 

@@ -23,7 +23,8 @@ pub const MAX_RESPONSE_BODY: usize = 4 * 1024 * 1024;
 /// ends here).
 const MAX_REDIRECTS: u32 = 5;
 
-/// Why a POST failed.
+/// Why an HTTP exchange (a session's POST, a download, an upload), or an
+/// FTP transfer (`crate::ftp`), failed.
 #[derive(Debug)]
 pub enum HttpError {
     Connect(String),
@@ -43,7 +44,7 @@ impl std::fmt::Display for HttpError {
             HttpError::Connect(e) => write!(f, "cannot connect: {e}"),
             HttpError::Timeout => f.write_str("timed out"),
             HttpError::Unauthorized(e) => write!(f, "authentication failed: {e}"),
-            HttpError::Protocol(e) => write!(f, "HTTP error: {e}"),
+            HttpError::Protocol(e) => write!(f, "protocol error: {e}"),
             HttpError::Status(code) => write!(f, "the server answered {code}"),
             HttpError::Sink(e) => write!(f, "{e}"),
         }
@@ -68,8 +69,10 @@ pub struct HttpSession {
     connection: Option<tokio::task::JoinHandle<()>>,
     cookies: Vec<(String, String)>,
     auth: Option<http_auth::PasswordClient>,
-    /// POST for a session; PUT for an Upload.
+    /// POST for a session; PUT (or POST) for an Upload.
     method: hyper::Method,
+    /// The body is a file (an Upload), not SOAP.
+    file_body: bool,
     /// A download resumed from this byte (0: from the start).
     range_from: u64,
     /// The ETag or Last-Modified of the download's first response.
@@ -95,6 +98,7 @@ impl HttpSession {
             auth: None,
             method: hyper::Method::POST,
             range_from: 0,
+            file_body: false,
             validator: None,
         }
     }
@@ -114,6 +118,20 @@ impl HttpSession {
         self.method = hyper::Method::PUT;
         let result = self.post(body).await.map(|(status, _)| status);
         self.method = hyper::Method::POST;
+        result
+    }
+
+    /// A file upload (TR-069 §A.4.1.5): PUT, which TR-069 names for
+    /// HTTP; a server that does not take PUT (405 Method Not Allowed, 501
+    /// Not Implemented) gets the same body by POST, as file servers that
+    /// only accept form-less POST uploads want. Returns the final status.
+    pub async fn upload(&mut self, body: &str) -> Result<u16, HttpError> {
+        self.file_body = true;
+        let result = match self.put(body).await {
+            Ok(405 | 501) => self.post(body).await.map(|(status, _)| status),
+            other => other,
+        };
+        self.file_body = false;
         result
     }
 
@@ -306,7 +324,7 @@ impl HttpSession {
             .method(method.clone())
             .uri(path.as_str())
             .header(HOST, authority);
-        if method == hyper::Method::PUT {
+        if method == hyper::Method::PUT || self.file_body {
             builder = builder.header(CONTENT_TYPE, "text/plain; charset=\"utf-8\"");
         } else if !body.is_empty() {
             // TR-069 §3.4.1: SOAP messages as text/xml; the empty POST

@@ -6,6 +6,7 @@
 //! CWMP decisions are the engine's.
 
 pub mod connreq;
+pub mod ftp;
 pub mod http;
 pub mod stun;
 pub mod tls;
@@ -322,7 +323,12 @@ pub async fn run(
                 let start = wall();
                 let key = transfer.command_key.clone();
                 let (upload, scheduled) = (transfer.upload, transfer.scheduled);
-                info!(key, url = %transfer.url, "CWMP download started");
+                info!(
+                    key,
+                    upload,
+                    url = %redacted(&transfer.url),
+                    "CWMP transfer started"
+                );
                 let outcome = match handler {
                     Some(handler) => (handler.0)(transfer).await,
                     None => Err((
@@ -337,7 +343,7 @@ pub async fn run(
                     }
                     Err((code, text)) => (code, text, None),
                 };
-                info!(key, fault_code, "CWMP download finished");
+                info!(key, upload, fault_code, "CWMP transfer finished");
                 let _ = results.send((
                     dm_cwmp::session::TransferResult {
                         command_key: key,
@@ -494,7 +500,7 @@ async fn session(
     let uri: Uri = match url.parse() {
         Ok(uri) => uri,
         Err(e) => {
-            warn!(url, "ACS URL is not a URI: {e}");
+            warn!(url = %redacted(url), "ACS URL is not a URI: {e}");
             engine.handle_transport_error(&mut lock(tree), Instant::now());
             return;
         }
@@ -526,7 +532,7 @@ async fn session(
                 engine.handle_response(&mut lock(tree), Instant::now(), wall(), status, &text);
             }
             Err(e) => {
-                warn!(url, "CWMP session failed: {e}");
+                warn!(url = %redacted(url), "CWMP session failed: {e}");
                 engine.handle_transport_error(&mut lock(tree), Instant::now());
             }
         }
@@ -688,4 +694,35 @@ fn lock_status(status: &Mutex<Status>) -> MutexGuard<'_, Status> {
 fn lock(tree: &Mutex<Tree>) -> MutexGuard<'_, Tree> {
     tree.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A URL as it may be logged: a password in its user information
+/// (`ftp://user:secret@host/...`, RFC 3986 §3.2.1) is replaced by `***`.
+pub fn redacted(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.into();
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => {
+            let user = authority[..at].split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***{}", &rest[at..]).into()
+        }
+        None => url.into(),
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    #[test]
+    fn passwords_in_urls_are_not_logged() {
+        use super::redacted;
+        assert_eq!(
+            redacted("ftp://dm:s3cret@127.0.0.1:21/a/b.log"),
+            "ftp://dm:***@127.0.0.1:21/a/b.log"
+        );
+        assert_eq!(redacted("http://u@h/p?q=a@b"), "http://u:***@h/p?q=a@b");
+        assert_eq!(redacted("http://h/p?q=a@b"), "http://h/p?q=a@b");
+        assert_eq!(redacted("not a url"), "not a url");
+    }
 }

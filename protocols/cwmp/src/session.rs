@@ -207,6 +207,10 @@ pub struct AutonomousTransfer {
     pub target_file_name: String,
 }
 
+/// The file transfer protocols of Download, Upload and ChangeDUState
+/// (TR-069 §3.6: HTTP, HTTPS and FTP).
+const TRANSFER_SCHEMES: [&str; 3] = ["http://", "https://", "ftp://"];
+
 /// The most downloads queued at once (TR-069 lets a CPE refuse more
 /// with 9004).
 const MAX_TRANSFERS: usize = 16;
@@ -1500,10 +1504,10 @@ impl Engine {
                 password,
                 delay_seconds,
             } => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                if !TRANSFER_SCHEMES.iter().any(|s| url.starts_with(s)) {
                     return plain(
                         FaultCode::UnsupportedTransferProtocol,
-                        &format!("{url}: only http:// and https:// are uploaded to"),
+                        &format!("{url}: only http://, https:// and ftp:// are uploaded to"),
                     );
                 }
                 if file_type != VENDOR_LOG {
@@ -1575,13 +1579,14 @@ impl Engine {
                         return plain(FaultCode::InvalidUuidFormat, uuid);
                     }
                     if let soap::DuOperation::Install { url, .. } = op
-                        && !["http://", "https://", "coap://", "coaps://"]
+                        && !TRANSFER_SCHEMES
                             .iter()
+                            .chain(&["coap://", "coaps://"])
                             .any(|s| url.starts_with(s))
                     {
                         return plain(
                             FaultCode::UnsupportedTransferProtocol,
-                            &format!("{url}: not http(s) or coap(s)"),
+                            &format!("{url}: not http(s), ftp or coap(s)"),
                         );
                     }
                 }
@@ -1611,12 +1616,15 @@ impl Engine {
     }
 
     /// Only what can be carried out is accepted (TR-069 §A.3.2.8):
-    /// firmware images over HTTP(S), while the queue has room.
+    /// firmware images over HTTP(S) or FTP, while the queue has room.
     fn acceptable_download(&self, transfer: &soap::Transfer) -> Result<(), (FaultCode, String)> {
-        if !(transfer.url.starts_with("http://") || transfer.url.starts_with("https://")) {
+        if !TRANSFER_SCHEMES.iter().any(|s| transfer.url.starts_with(s)) {
             return Err((
                 FaultCode::UnsupportedTransferProtocol,
-                format!("{}: only http:// and https:// are downloaded", transfer.url),
+                format!(
+                    "{}: only http://, https:// and ftp:// are downloaded",
+                    transfer.url
+                ),
             ));
         }
         if transfer.file_type != FIRMWARE_IMAGE {

@@ -767,7 +767,7 @@ fn a_download_is_queued_performed_and_reported_in_a_new_session() {
     assert!(answer.contains("<Status>1</Status>"));
     // Refused: a protocol this device does not download with.
     let refused = run
-        .respond(200, &download_request("fw-x", "ftp://127.0.0.1/fw.bin", 0))
+        .respond(200, &download_request("fw-x", "tftp://127.0.0.1/fw.bin", 0))
         .unwrap();
     assert!(refused.contains("<FaultCode>9013</FaultCode>"), "{refused}");
     let queued = run

@@ -1,0 +1,142 @@
+//! CWMP file transfers over FTP (TR-069 §3.6) against a real FTP server
+//! (pyftpdlib): a Download whose data connection breaks part-way is
+//! resumed with REST and applied whole; a wrong password is 9012, a
+//! missing file 9016; an Upload stores the system log with STOR, logged in
+//! with the credentials of its URL.
+
+use std::process::{Child, Command, Stdio};
+
+use dm_tests::mini_acs::MiniAcs;
+use dm_tests::py_peers::FtpServer;
+
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn download(key: &str, url: &str, user: &str, password: &str, size: usize) -> String {
+    format!(
+        "<cwmp:Download><CommandKey>{key}</CommandKey><FileType>1 Firmware Upgrade Image</FileType>\
+         <URL>{url}</URL><Username>{user}</Username><Password>{password}</Password>\
+         <FileSize>{size}</FileSize><TargetFileName>fw.bin</TargetFileName>\
+         <DelaySeconds>0</DelaySeconds><SuccessURL></SuccessURL><FailureURL></FailureURL>\
+         </cwmp:Download>"
+    )
+}
+
+#[test]
+fn ftp_downloads_resume_and_fail_with_their_codes_and_uploads_store_the_log() {
+    let root = tempfile::tempdir().unwrap();
+    let image: Vec<u8> = (0..3_000_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    std::fs::write(root.path().join("fw.bin"), &image).unwrap();
+    // The first download breaks after 1 MB.
+    let ftp = FtpServer::start(root.path(), Some(1_000_000));
+    let base = format!("ftp://127.0.0.1:{}", ftp.port);
+    let cases = [
+        (
+            "ftp-ok",
+            download(
+                "ftp-ok",
+                &format!("{base}/fw.bin"),
+                "dm",
+                "ftp-secret",
+                image.len(),
+            ),
+            "0",
+        ),
+        (
+            "ftp-auth",
+            download("ftp-auth", &format!("{base}/fw.bin"), "dm", "wrong", 0),
+            "9012",
+        ),
+        (
+            "ftp-missing",
+            download(
+                "ftp-missing",
+                &format!("{base}/none.bin"),
+                "dm",
+                "ftp-secret",
+                0,
+            ),
+            "9016",
+        ),
+        (
+            "ftp-log",
+            format!(
+                "<cwmp:Upload><CommandKey>ftp-log</CommandKey><FileType>2 Vendor Log File</FileType>\
+                 <URL>ftp://dm:ftp-secret@127.0.0.1:{}/dev1.log</URL><Username></Username>\
+                 <Password></Password><DelaySeconds>0</DelaySeconds></cwmp:Upload>",
+                ftp.port
+            ),
+            "0",
+        ),
+    ];
+    let mut requests: Vec<String> = cases.iter().rev().map(|(_, r, _)| r.clone()).collect();
+    let acs = MiniAcs::start(Box::new(move |body| {
+        if body.is_empty()
+            || body.contains("<cwmp:DownloadResponse>")
+            || body.contains("<cwmp:UploadResponse>")
+        {
+            return requests.pop();
+        }
+        if body.contains("<cwmp:TransferComplete>") {
+            return Some("<cwmp:TransferCompleteResponse/>".into());
+        }
+        None
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let applied = dir.path().join("applied.bin");
+    let program = dir.path().join("apply-firmware");
+    dm_tests::files::executable(
+        &program,
+        &format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
+    );
+    let cr_port = dm_tests::files::free_tcp_port();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-FTP\"\n\n[cwmp]\nacs_url = \"{}\"\n\
+             connection_request_port = {cr_port}\n\n[firmware]\ncommand = [\"{}\"]\n",
+            acs.url(),
+            program.display()
+        ),
+    )
+    .unwrap();
+    let _agent = Agent(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .env("DMAGENT_BUS", "session")
+            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut reported = std::collections::HashMap::new();
+    while reported.len() < cases.len() {
+        let complete = acs.post_with("<cwmp:TransferComplete>");
+        let field = |name: &str| {
+            let start = complete.find(&format!("<{name}>")).unwrap() + name.len() + 2;
+            let end = complete[start..].find('<').unwrap() + start;
+            complete[start..end].to_owned()
+        };
+        reported.insert(field("CommandKey"), field("FaultCode"));
+    }
+    for (key, _, code) in &cases {
+        assert_eq!(reported[*key], *code, "{key}");
+    }
+    // Whole, though its first data connection broke at 1 MB.
+    assert!(
+        std::fs::read(&applied).unwrap() == image,
+        "the applied image differs"
+    );
+    let log = std::fs::read_to_string(root.path().join("dev1.log")).unwrap();
+    assert!(log.contains("in-memory platform started"), "{log}");
+}
