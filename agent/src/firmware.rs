@@ -674,14 +674,17 @@ async fn fetch_coap(
     })
 }
 
-/// CWMP Download of a firmware image (TR-069 §A.3.2.8): the same image
+/// CWMP Download of a firmware image (TR-069 §A.3.2.8) over HTTP(S) or
+/// FTP: the same image
 /// store and update program as LwM2M's /5. The image streams to the file;
 /// FileSize, when given, must match; then the program applies it. Faults
 /// are TR-069's: 9012 authentication, 9015 server unreachable, 9016 file
 /// not accessible, 9017 transfer broken, 9018 size mismatch, 9010 other.
-/// Uploads (TR-069 §A.4.1.5, "2 Vendor Log File") PUT the system log to
-/// the URL with the same authentication; faults 9012 authentication,
-/// 9011 any other failure.
+/// A "3 Vendor Configuration File" Download restores a configuration
+/// (`restore_configuration`). Uploads (TR-069 §A.4.1.5) send the system
+/// log ("2 Vendor Log File") or the configuration ("1 Vendor
+/// Configuration File") by PUT (POST if refused) or FTP STOR, with the
+/// same authentication; faults 9012 authentication, 9011 any other.
 ///
 /// With `reboot` (A/B), a successful program is not the end: the driver
 /// reboots the device and the next start reports the outcome by the
@@ -706,7 +709,7 @@ pub fn cwmp_transfers(
         Box::pin(async move {
             use dm_cwmp_tokio::http::HttpError;
             if transfer.upload {
-                return upload_log(&transfer, log.as_ref(), tls)
+                return upload(&transfer, &tree, log.as_ref(), tls)
                     .await
                     .map(|()| Applied::Done);
             }
@@ -716,6 +719,11 @@ pub fn cwmp_transfers(
                 password: transfer.password.clone(),
             };
             let idle = std::time::Duration::from_secs(30);
+            if transfer.file_type == dm_cwmp::session::CONFIGURATION_DOWNLOAD {
+                return restore_configuration(&transfer, &tree, credentials, tls)
+                    .await
+                    .map(|()| Applied::Done);
+            }
             let ftp = transfer.url.starts_with("ftp://");
             let uri = match transfer.url.parse::<hyper::Uri>() {
                 Ok(uri) => Some(uri),
@@ -802,15 +810,108 @@ pub fn cwmp_transfers(
     }))
 }
 
-async fn upload_log(
+/// The largest configuration file a Download restores.
+const MAX_CONFIGURATION: usize = 1 << 20;
+
+/// A download kept in memory, up to a limit.
+struct MemorySink {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl dm_cwmp_tokio::http::DownloadSink for MemorySink {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if self.bytes.len() + bytes.len() > self.limit {
+            return Err(format!("larger than {} bytes", self.limit));
+        }
+        self.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn restart(&mut self) -> Result<(), String> {
+        self.bytes.clear();
+        Ok(())
+    }
+}
+
+/// Download "3 Vendor Configuration File": the file (HTTP(S) or FTP, at
+/// most [`MAX_CONFIGURATION`]) restored with
+/// `dm_cwmp::rpc::apply_configuration_file`, all or nothing. Faults: the
+/// transfer's as for firmware, 9018 for a file that is not a
+/// configuration or that the data model refuses.
+async fn restore_configuration(
     transfer: &dm_cwmp::session::QueuedDownload,
+    tree: &Mutex<Tree>,
+    credentials: dm_cwmp_tokio::Credentials,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+) -> Result<(), (u32, String)> {
+    use dm_cwmp_tokio::http::HttpError;
+    let idle = std::time::Duration::from_secs(30);
+    let mut sink = MemorySink {
+        bytes: Vec::new(),
+        limit: MAX_CONFIGURATION,
+    };
+    let received = if transfer.url.starts_with("ftp://") {
+        dm_cwmp_tokio::ftp::download(&transfer.url, &credentials, idle, &mut sink)
+            .await
+            .map(drop)
+    } else {
+        let uri: hyper::Uri = transfer
+            .url
+            .parse()
+            .map_err(|e| (9016, format!("{}: {e}", transfer.url)))?;
+        let mut session = dm_cwmp_tokio::http::HttpSession::new(uri, credentials, idle, tls);
+        let received = session.download_to(idle, 0, &mut sink).await.map(drop);
+        session.close().await;
+        received
+    };
+    match received {
+        Ok(()) => {}
+        Err(HttpError::Unauthorized(e)) => return Err((9012, e)),
+        Err(e @ HttpError::Connect(_)) => return Err((9015, e.to_string())),
+        Err(e @ HttpError::Status(_)) => return Err((9016, e.to_string())),
+        Err(e @ HttpError::Sink(_)) => return Err((9018, e.to_string())),
+        Err(e @ (HttpError::Timeout | HttpError::Protocol(_))) => {
+            return Err((9017, e.to_string()));
+        }
+    }
+    if transfer.file_size > 0 && sink.bytes.len() as u64 != transfer.file_size {
+        return Err((
+            9018,
+            format!(
+                "{} bytes received, FileSize said {}",
+                sink.bytes.len(),
+                transfer.file_size
+            ),
+        ));
+    }
+    let text = String::from_utf8(sink.bytes)
+        .map_err(|_| (9018, "the configuration file is not UTF-8".to_owned()))?;
+    let applied = dm_cwmp::rpc::apply_configuration_file(&mut lock(tree), &text)
+        .map_err(|e| (9018, format!("the configuration file was not applied: {e}")))?;
+    info!(
+        key = transfer.command_key,
+        parameters = applied,
+        "configuration restored (CWMP Download)"
+    );
+    Ok(())
+}
+
+/// Upload (TR-069 §A.4.1.5) of the system log ("2 Vendor Log File") or
+/// the configuration ("1 Vendor Configuration File").
+async fn upload(
+    transfer: &dm_cwmp::session::QueuedDownload,
+    tree: &Mutex<Tree>,
     log: &dyn dm_platform::SystemLog,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 ) -> Result<(), (u32, String)> {
     use dm_cwmp_tokio::http::HttpError;
-    let body = log
-        .read_all()
-        .map_err(|e| (9011, format!("Upload failure: the log cannot be read: {e}")))?;
+    let body = if transfer.file_type == dm_cwmp::session::CONFIGURATION_UPLOAD {
+        dm_cwmp::rpc::configuration_file(&lock(tree))
+    } else {
+        log.read_all()
+            .map_err(|e| (9011, format!("Upload failure: the log cannot be read: {e}")))?
+    };
     let credentials = dm_cwmp_tokio::Credentials {
         username: transfer.username.clone(),
         password: transfer.password.clone(),
@@ -834,8 +935,9 @@ async fn upload_log(
         Ok(status) if (200..300).contains(&status) => {
             info!(
                 key = transfer.command_key,
+                file_type = transfer.file_type,
                 bytes = body.len(),
-                "system log uploaded"
+                "file uploaded"
             );
             Ok(())
         }

@@ -140,3 +140,107 @@ fn ftp_downloads_resume_and_fail_with_their_codes_and_uploads_store_the_log() {
     let log = std::fs::read_to_string(root.path().join("dev1.log")).unwrap();
     assert!(log.contains("in-memory platform started"), "{log}");
 }
+
+/// A configuration backup and restore (TR-069 Upload "1 Vendor
+/// Configuration File", Download "3 Vendor Configuration File"), through
+/// the FTP server: what was uploaded is restored over a later change.
+#[test]
+fn a_configuration_uploaded_by_ftp_is_restored_by_a_download() {
+    let root = tempfile::tempdir().unwrap();
+    let ftp = FtpServer::start(root.path(), None);
+    let url = format!("ftp://127.0.0.1:{}/backup.cfg", ftp.port);
+    let interval = |seconds: u32| {
+        format!(
+            "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[1]\">\
+             <ParameterValueStruct><Name>Device.ManagementServer.PeriodicInformInterval</Name>\
+             <Value xsi:type=\"xsd:unsignedInt\">{seconds}</Value></ParameterValueStruct>\
+             </ParameterList><ParameterKey>k{seconds}</ParameterKey></cwmp:SetParameterValues>"
+        )
+    };
+    let restore = format!(
+        "<cwmp:Download><CommandKey>cfg-down</CommandKey>\
+         <FileType>3 Vendor Configuration File</FileType><URL>{url}</URL>\
+         <Username>dm</Username><Password>ftp-secret</Password><FileSize>0</FileSize>\
+         <TargetFileName></TargetFileName><DelaySeconds>0</DelaySeconds>\
+         <SuccessURL></SuccessURL><FailureURL></FailureURL></cwmp:Download>"
+    );
+    // Popped from the end: 777, the backup; once it is reported, 100 and
+    // the restore; once that is reported, a read.
+    let mut requests = vec![
+        format!(
+            "<cwmp:Upload><CommandKey>cfg-up</CommandKey>\
+             <FileType>1 Vendor Configuration File</FileType><URL>{url}</URL>\
+             <Username>dm</Username><Password>ftp-secret</Password>\
+             <DelaySeconds>0</DelaySeconds></cwmp:Upload>"
+        ),
+        interval(777),
+    ];
+    let acs = MiniAcs::start(Box::new(move |body| {
+        if body.contains("<cwmp:TransferComplete>") {
+            if body.contains("<CommandKey>cfg-up</CommandKey>") {
+                requests.push(restore.clone());
+                requests.push(interval(100));
+            }
+            if body.contains("<CommandKey>cfg-down</CommandKey>") {
+                requests.push(
+                    "<cwmp:GetParameterValues><ParameterNames soap-enc:arrayType=\"xsd:string[1]\">\
+                     <string>Device.ManagementServer.PeriodicInformInterval</string>\
+                     </ParameterNames></cwmp:GetParameterValues>"
+                        .into(),
+                );
+            }
+            return Some("<cwmp:TransferCompleteResponse/>".into());
+        }
+        if body.is_empty() || body.contains("Response>") {
+            return requests.pop();
+        }
+        None
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let cr_port = dm_tests::files::free_tcp_port();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-CFG\"\n\n[cwmp]\nacs_url = \"{}\"\n\
+             connection_request_port = {cr_port}\n",
+            acs.url(),
+        ),
+    )
+    .unwrap();
+    let _agent = Agent(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .env("DMAGENT_BUS", "session")
+            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for key in ["cfg-up", "cfg-down"] {
+        let complete = acs.post_with("<cwmp:TransferComplete>");
+        assert!(
+            complete.contains(&format!("<CommandKey>{key}</CommandKey>")),
+            "{complete}"
+        );
+        assert!(complete.contains("<FaultCode>0</FaultCode>"), "{complete}");
+        if key == "cfg-up" {
+            // The change the restore is to undo took effect.
+            let changed = acs.post_with("<cwmp:SetParameterValuesResponse>");
+            assert!(changed.contains("<Status>0</Status>"), "{changed}");
+        }
+    }
+    let backup = std::fs::read_to_string(root.path().join("backup.cfg")).unwrap();
+    assert!(
+        backup.contains("Device.ManagementServer.PeriodicInformInterval\txsd:unsignedInt\t777\n"),
+        "{backup}"
+    );
+    let read = acs.post_with("<cwmp:GetParameterValuesResponse>");
+    assert!(
+        read.contains("<Value xsi:type=\"xsd:unsignedInt\">777</Value>"),
+        "{read}"
+    );
+}

@@ -7,6 +7,7 @@
 //! fault codes in one place, [`fault_code`].
 
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 
 use dm_core::catalog::management_server;
 use dm_core::{
@@ -146,9 +147,9 @@ fn select<'c>(all: &'c [Concrete], name: &str) -> Result<Vec<&'c Concrete>, Faul
     }
 }
 
-fn wire_value(c: &Concrete) -> ParameterValue {
-    let writable_only = c
-        .path
+/// A parameter that can be written and not read (a trigger, a secret).
+fn write_only(c: &Concrete) -> bool {
+    c.path
         .resource_id()
         .and_then(|r| {
             dm_core::catalog::ALL
@@ -156,7 +157,11 @@ fn wire_value(c: &Concrete) -> ParameterValue {
                 .find(|o| o.id == c.path.object_id())?
                 .resource(r)
         })
-        .is_some_and(|r| !r.access.readable());
+        .is_some_and(|r| !r.access.readable())
+}
+
+fn wire_value(c: &Concrete) -> ParameterValue {
+    let writable_only = write_only(c);
     ParameterValue {
         name: c.name.clone(),
         value: if c.map.secured || writable_only {
@@ -208,6 +213,20 @@ pub fn set_parameter_values_by(
     origin: Origin,
     parameters: &[ParameterValueIn],
     parameter_key: Option<&str>,
+) -> Result<u8, Fault> {
+    set_values(tree, origin, parameters, parameter_key, false)
+}
+
+/// SetParameterValues' checks and transaction; with `create_missing`,
+/// the instances of multi-instance objects the names point at that do
+/// not exist are created in the same transaction (a configuration file
+/// restored).
+fn set_values(
+    tree: &mut Tree,
+    origin: Origin,
+    parameters: &[ParameterValueIn],
+    parameter_key: Option<&str>,
+    create_missing: bool,
 ) -> Result<u8, Fault> {
     let resolver = Resolver::global();
     let mut faults = Vec::new();
@@ -269,7 +288,21 @@ pub fn set_parameter_values_by(
     if !faults.is_empty() {
         return Err(invalid_arguments(faults));
     }
+    let mut missing = BTreeSet::new();
+    if create_missing {
+        for (_, path, _) in &writes {
+            if let Some(instance) = path.instance_id()
+                && tree.schema(path.object_id()).is_some_and(|s| s.multiple)
+                && tree.instance(path.object_id(), instance).is_err()
+            {
+                missing.insert((path.object_id(), instance));
+            }
+        }
+    }
     let mut tx = tree.begin(origin);
+    for (object, instance) in missing {
+        tx.create(object, Some(instance));
+    }
     for (_, path, value) in &writes {
         tx.set(*path, value.clone());
     }
@@ -332,6 +365,93 @@ pub fn set_parameter_values_by(
             Err(invalid_arguments(faults))
         }
     }
+}
+
+/// The first line of a configuration file.
+const CONFIGURATION_HEADER: &str = "# dmagent configuration 1";
+
+/// The device's configuration as a vendor configuration file (TR-069
+/// A.4.1.5 Upload "1 Vendor Configuration File", restored by a Download
+/// of "3 Vendor Configuration File"): every writable parameter the tree
+/// holds, one per line, `Name<TAB>xsd-type<TAB>value`, the value with
+/// `\\`, tab, CR and LF escaped. Secured values (passwords, keys) are left
+/// out: they never leave the device, and a restore keeps the device's.
+pub fn configuration_file(tree: &Tree) -> String {
+    let mut out = format!("{CONFIGURATION_HEADER}\n");
+    for c in concrete(tree) {
+        if !c.map.writable || c.map.secured || write_only(&c) {
+            continue;
+        }
+        let value = values::render(&c.value, c.map.syntax);
+        let mut escaped = String::with_capacity(value.len());
+        for ch in value.chars() {
+            match ch {
+                '\\' => escaped.push_str("\\\\"),
+                '\t' => escaped.push_str("\\t"),
+                '\n' => escaped.push_str("\\n"),
+                '\r' => escaped.push_str("\\r"),
+                ch => escaped.push(ch),
+            }
+        }
+        let xsd = c.map.syntax.xsd_type();
+        let _ = writeln!(out, "{}\t{xsd}\t{escaped}", c.name);
+    }
+    out
+}
+
+/// Restores a [`configuration_file`]: all or nothing, with
+/// SetParameterValues' checks (name, writability, type, value), creating
+/// the table instances it names that are missing. Returns how many
+/// parameters were set; a file that is not one, or that the tree refuses,
+/// is a readable reason (TR-069 fault 9018, file corrupted or unusable).
+pub fn apply_configuration_file(tree: &mut Tree, text: &str) -> Result<usize, String> {
+    let mut lines = text.lines();
+    if lines.next().map(str::trim_end) != Some(CONFIGURATION_HEADER) {
+        return Err(format!(
+            "not a dmagent configuration file (no {CONFIGURATION_HEADER:?} first line)"
+        ));
+    }
+    let mut parameters = Vec::new();
+    for (number, line) in lines.enumerate() {
+        let number = number + 2;
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.splitn(3, '\t');
+        let (Some(name), Some(xsd), Some(raw)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(format!("line {number}: not Name<TAB>type<TAB>value"));
+        };
+        let mut value = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(ch) = chars.next() {
+            if ch != '\\' {
+                value.push(ch);
+                continue;
+            }
+            match chars.next() {
+                Some('\\') => value.push('\\'),
+                Some('t') => value.push('\t'),
+                Some('n') => value.push('\n'),
+                Some('r') => value.push('\r'),
+                _ => return Err(format!("line {number}: a bad escape")),
+            }
+        }
+        parameters.push(ParameterValueIn {
+            name: name.to_owned(),
+            value,
+            xsd_type: Some(xsd.strip_prefix("xsd:").unwrap_or(xsd).to_owned()),
+        });
+    }
+    let count = parameters.len();
+    set_values(tree, Origin::Acs, &parameters, None, true).map_err(|fault| {
+        let mut reason = fault.message;
+        for p in fault.parameters.iter().take(5) {
+            let _ = write!(reason, "; {} ({})", p.name, p.message);
+        }
+        reason
+    })?;
+    Ok(count)
 }
 
 fn invalid_arguments(parameters: Vec<ParameterFault>) -> Fault {

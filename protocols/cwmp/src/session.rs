@@ -215,10 +215,14 @@ const TRANSFER_SCHEMES: [&str; 3] = ["http://", "https://", "ftp://"];
 /// with 9004).
 const MAX_TRANSFERS: usize = 16;
 
-/// The file type this device downloads (TR-069 §A.3.2.8).
+/// The file types this device downloads (TR-069 §A.3.2.8): firmware,
+/// and a configuration file (`rpc::configuration_file`) to restore.
 pub const FIRMWARE_IMAGE: &str = "1 Firmware Upgrade Image";
+pub const CONFIGURATION_DOWNLOAD: &str = "3 Vendor Configuration File";
 
-/// The file type this device uploads (TR-069 §A.4.1.5): its system log.
+/// The file types this device uploads (TR-069 §A.4.1.5): its
+/// configuration (`rpc::configuration_file`) and its system log.
+pub const CONFIGURATION_UPLOAD: &str = "1 Vendor Configuration File";
 pub const VENDOR_LOG: &str = "2 Vendor Log File";
 
 /// The UUID an operation names, for its result. An Install may leave the
@@ -1510,7 +1514,7 @@ impl Engine {
                         &format!("{url}: only http://, https:// and ftp:// are uploaded to"),
                     );
                 }
-                if file_type != VENDOR_LOG {
+                if file_type != VENDOR_LOG && file_type != CONFIGURATION_UPLOAD {
                     return plain(
                         FaultCode::InvalidArguments,
                         &format!("file type {file_type:?} is not uploaded by this device"),
@@ -1627,7 +1631,7 @@ impl Engine {
                 ),
             ));
         }
-        if transfer.file_type != FIRMWARE_IMAGE {
+        if transfer.file_type != FIRMWARE_IMAGE && transfer.file_type != CONFIGURATION_DOWNLOAD {
             return Err((
                 FaultCode::InvalidArguments,
                 format!(

@@ -388,3 +388,109 @@ fn an_acs_write_is_published_with_its_core_path() {
     assert!(changes.drain().iter().any(|c| c.path == interval
         && c.kind == ChangeKind::Value(ResourceValue::Single(Value::Unsigned(60)))));
 }
+
+/// A vendor configuration file (Upload "1 Vendor Configuration File")
+/// restores what changed since, recreates a deleted table row, never
+/// carries secrets, and is applied all or nothing.
+#[test]
+fn a_configuration_file_round_trips_and_is_all_or_nothing() {
+    let mut tree = tree();
+    rpc::add_object(&mut tree, "Device.WiFi.SSID.", "add").unwrap();
+    rpc::set_parameter_values(
+        &mut tree,
+        &[
+            spv("Device.WiFi.SSID.2.SSID", "guest\tnet\\1", None),
+            spv(
+                "Device.ManagementServer.PeriodicInformInterval",
+                "600",
+                None,
+            ),
+            spv("Device.ManagementServer.Password", "secret-pw", None),
+        ],
+        "k",
+    )
+    .unwrap();
+    let file = rpc::configuration_file(&tree);
+    assert!(file.starts_with("# dmagent configuration 1\n"), "{file}");
+    assert!(
+        file.contains("Device.WiFi.SSID.2.SSID\txsd:string\tguest\\tnet\\\\1\n"),
+        "{file}"
+    );
+    assert!(
+        file.contains("Device.ManagementServer.PeriodicInformInterval\txsd:unsignedInt\t600\n"),
+        "{file}"
+    );
+    assert!(!file.contains("secret-pw"), "{file}");
+    assert!(!file.contains("Device.DeviceInfo.SerialNumber"), "{file}");
+
+    // Changed since: the interval, and the guest row is gone.
+    rpc::set_parameter_values(
+        &mut tree,
+        &[spv(
+            "Device.ManagementServer.PeriodicInformInterval",
+            "60",
+            None,
+        )],
+        "k2",
+    )
+    .unwrap();
+    rpc::delete_object(&mut tree, "Device.WiFi.SSID.2.", "del").unwrap();
+    let applied = rpc::apply_configuration_file(&mut tree, &file).unwrap();
+    assert!(applied >= 3, "{applied}");
+    assert_eq!(
+        value(&tree, "Device.ManagementServer.PeriodicInformInterval"),
+        "600"
+    );
+    assert_eq!(value(&tree, "Device.WiFi.SSID.2.SSID"), "guest\tnet\\1");
+    // The password stays the device's.
+    assert_eq!(
+        tree.read(
+            Origin::Agent,
+            &Path::resource(
+                management_server::ID,
+                InstanceId(0),
+                management_server::PASSWORD
+            )
+        )
+        .unwrap(),
+        ResourceValue::Single(Value::String("secret-pw".into()))
+    );
+
+    // One bad line: nothing applied, the reason names it.
+    rpc::set_parameter_values(
+        &mut tree,
+        &[spv(
+            "Device.ManagementServer.PeriodicInformInterval",
+            "60",
+            None,
+        )],
+        "k3",
+    )
+    .unwrap();
+    let broken = file.replace(
+        "Device.WiFi.SSID.2.SSID\txsd:string",
+        "Device.WiFi.SSID.2.SSID\txsd:boolean",
+    );
+    let refused = rpc::apply_configuration_file(&mut tree, &broken).unwrap_err();
+    assert!(refused.contains("Device.WiFi.SSID.2.SSID"), "{refused}");
+    assert_eq!(
+        value(&tree, "Device.ManagementServer.PeriodicInformInterval"),
+        "60"
+    );
+    for bad in [
+        "",
+        "Device.X\txsd:string\tv\n",
+        "# dmagent configuration 1\nDevice.ManagementServer.PeriodicInformInterval 60\n",
+        "# dmagent configuration 1\nDevice.WiFi.SSID.2.SSID\txsd:string\ta\\qb\n",
+        "# dmagent configuration 1\nDevice.DeviceInfo.SerialNumber\txsd:string\tX\n",
+    ] {
+        assert!(
+            rpc::apply_configuration_file(&mut tree, bad).is_err(),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        value(&tree, "Device.ManagementServer.PeriodicInformInterval"),
+        "60"
+    );
+}

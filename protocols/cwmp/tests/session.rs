@@ -950,7 +950,7 @@ fn a_queued_download_can_be_cancelled_until_it_starts() {
 }
 
 #[test]
-fn an_upload_of_the_vendor_log_is_queued_and_others_refused() {
+fn uploads_of_the_log_and_the_configuration_are_queued_and_others_refused() {
     let mut run = Run::new();
     run.start();
     run.respond(200, &inform_response(2));
@@ -965,11 +965,13 @@ fn an_upload_of_the_vendor_log_is_queued_and_others_refused() {
             ),
         )
     };
-    let answer = run.respond(200, &upload("2 Vendor Log File")).unwrap();
-    common::validate_message(&answer, "UploadResponse");
-    let refused = run
-        .respond(200, &upload("1 Vendor Configuration File"))
-        .unwrap();
+    for file_type in ["2 Vendor Log File", "1 Vendor Configuration File"] {
+        let answer = run.respond(200, &upload(file_type)).unwrap();
+        common::validate_message(&answer, "UploadResponse");
+    }
+    // Per-instance files (TR-069 Amendment 5), which this device does not
+    // keep.
+    let refused = run.respond(200, &upload("4 Vendor Log File 1")).unwrap();
     assert!(refused.contains("<FaultCode>9003</FaultCode>"), "{refused}");
     let queued = run
         .respond(200, &acs(2, "q", "<cwmp:GetAllQueuedTransfers/>"))
