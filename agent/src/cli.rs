@@ -22,6 +22,7 @@ trait Agent1 {
     fn execute(&self, path: &str, arguments: &str) -> zbus::Result<()>;
     fn firmware_pull(&self, url: &str, sha256: &str) -> zbus::Result<()>;
     fn request_download(&self, file_type: &str) -> zbus::Result<()>;
+    fn kick(&self, command: &str, referer: &str, arg: &str, next: &str) -> zbus::Result<String>;
     fn add(&self, object: &str) -> zbus::Result<String>;
     fn delete(&self, object: &str) -> zbus::Result<()>;
     fn get_notification(&self, path: &str) -> zbus::Result<Vec<(String, u8)>>;
@@ -167,6 +168,18 @@ async fn call(command: &Command) -> Result<String, String> {
                 .await
                 .map_err(explain)?;
             String::new()
+        }
+        Command::Kick {
+            command,
+            referer,
+            arg,
+            next,
+        } => {
+            let next_url = agent
+                .kick(command, referer, arg, next)
+                .await
+                .map_err(explain)?;
+            format!("{next_url}\n")
         }
         Command::Run | Command::CheckConfig | Command::Dump { .. } => String::new(),
     })

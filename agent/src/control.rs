@@ -275,6 +275,41 @@ impl Control {
             .map_err(invalid)
     }
 
+    /// Sends a CWMP Kicked (TR-069 §A.4.2.3, as a device's web page does
+    /// when the ACS's web site sends a user to it) and returns the ACS's
+    /// NextURL. Waits up to two minutes; a kick the ACS has not answered
+    /// by then stays queued for the next session.
+    async fn kick(
+        &self,
+        command: &str,
+        referer: &str,
+        arg: &str,
+        next: &str,
+    ) -> fdo::Result<String> {
+        let Some((_, commands)) = &self.cwmp else {
+            return Err(failed("CWMP is not enabled"));
+        };
+        let kick = dm_cwmp::soap::Kick {
+            command: command.to_owned(),
+            referer: referer.to_owned(),
+            arg: arg.to_owned(),
+            next: next.to_owned(),
+        };
+        let (answer, mut answered) = mpsc::channel(1);
+        commands
+            .send(dm_cwmp_tokio::Command::Kicked(kick, answer))
+            .await
+            .map_err(|_| failed("the CWMP driver is not running"))?;
+        match tokio::time::timeout(std::time::Duration::from_secs(120), answered.recv()).await {
+            Ok(Some(Ok(next_url))) => Ok(next_url),
+            Ok(Some(Err(e))) => Err(invalid(e)),
+            Ok(None) => Err(failed("the CWMP driver did not answer")),
+            Err(_) => Err(failed(
+                "the ACS has not answered yet; the Kicked stays queued for the next session",
+            )),
+        }
+    }
+
     /// Starts a firmware pull from `url` as the local CLI: the firmware
     /// object goes back to Idle with no result first, so that whatever
     /// result follows is this pull's, and the same URI as before is pulled

@@ -122,6 +122,21 @@ enum Command {
     /// Asks the ACS for a file (CWMP RequestDownload), by default
     /// "1 Firmware Upgrade Image".
     RequestDownload { file_type: Option<String> },
+    /// Sends a CWMP Kicked (what a device web page does when the ACS's
+    /// web site sends a user to it) and prints the ACS's NextURL.
+    Kick {
+        /// The command from the web site (at most 32 characters).
+        command: String,
+        /// The page the user came from.
+        #[arg(long, default_value = "")]
+        referer: String,
+        /// The command's argument.
+        #[arg(long, default_value = "")]
+        arg: String,
+        /// Where the user goes when done.
+        #[arg(long, default_value = "")]
+        next: String,
+    },
     /// Starts a CWMP session now, reporting EVENT (e.g. "2 PERIODIC"), or
     /// "GetRPCMethods" to ask the ACS which methods it serves.
     Inform { event: Option<String> },

@@ -19,7 +19,13 @@ impl Drop for Agent {
 #[test]
 fn every_cli_verb_round_trips_through_the_control_api() {
     let stack = dm_tests::dbus_stack::Stack::mock();
-    let acs = MiniAcs::start(Box::new(|_| None));
+    let acs = MiniAcs::start(Box::new(|body| {
+        body.contains("<cwmp:Kicked>").then(|| {
+            "<cwmp:KickedResponse><NextURL>http://portal.example/welcome</NextURL>\
+             </cwmp:KickedResponse>"
+                .to_owned()
+        })
+    }));
     let acs_port = acs.port;
     let cr_port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -210,6 +216,28 @@ fn every_cli_verb_round_trips_through_the_control_api() {
     assert!(
         request.contains("<FileType>1 Firmware Upgrade Image</FileType>"),
         "{request}"
+    );
+    // Kicked: the ACS's NextURL is printed.
+    let next = text(&dmagent(&[
+        "kick",
+        "setup",
+        "--referer",
+        "http://portal.example/",
+        "--next",
+        "http://portal.example/done",
+    ]));
+    assert_eq!(next, "http://portal.example/welcome\n");
+    let kicked = acs.post_with("<cwmp:Kicked>");
+    assert!(
+        kicked.contains("<Command>setup</Command><Referer>http://portal.example/</Referer>"),
+        "{kicked}"
+    );
+    let long = dmagent(&["kick", &"c".repeat(40)]);
+    assert!(!long.status.success());
+    assert!(
+        String::from_utf8_lossy(&long.stderr).contains("Command is longer than 32"),
+        "{}",
+        String::from_utf8_lossy(&long.stderr)
     );
     // Stop: the agent exits cleanly.
     text(&dmagent(&["stop"]));

@@ -120,7 +120,19 @@ pub enum Command {
     /// A transfer the ACS did not ask for ended (a firmware update through
     /// LwM2M): reported with AutonomousTransferComplete.
     AutonomousTransfer(Box<dm_cwmp::session::TransferResult>),
+    /// Send a Kicked; the answer is the ACS's NextURL, or why there is
+    /// none (refused at once, or by the ACS).
+    Kicked(
+        dm_cwmp::soap::Kick,
+        tokio::sync::mpsc::Sender<Result<String, String>>,
+    ),
 }
+
+/// Callers waiting for the ACS's answer to their Kicked.
+type KickWaiters = Vec<(
+    dm_cwmp::soap::Kick,
+    tokio::sync::mpsc::Sender<Result<String, String>>,
+)>;
 
 /// Where the connection-request server listens.
 #[derive(Clone, Debug)]
@@ -162,6 +174,7 @@ pub async fn run(
     let (transfer_results_tx, mut transfer_results) = mpsc::unbounded_channel();
     let (du_results_tx, mut du_results) = mpsc::unbounded_channel();
     let mut transferring = false;
+    let mut kick_waiters = KickWaiters::new();
     let mut cr_port = None;
     let mut cr_path = String::new();
     let mut udp_cr = false;
@@ -290,7 +303,7 @@ pub async fn run(
             engine.poll_start(&mut tree, wall());
         }
         lock_status(&config.status).acs_url = url.clone();
-        dispatch(&mut engine, &host, &config.status).await;
+        dispatch(&mut engine, &host, &config.status, &mut kick_waiters).await;
         if engine.in_session() {
             session(
                 &tree,
@@ -301,7 +314,7 @@ pub async fn run(
                 &mut shutdown,
             )
             .await;
-            dispatch(&mut engine, &host, &config.status).await;
+            dispatch(&mut engine, &host, &config.status, &mut kick_waiters).await;
             // A stop that came during the session (its change is seen).
             if *shutdown.borrow() {
                 return Ok(());
@@ -441,6 +454,17 @@ pub async fn run(
                 Command::AutonomousTransfer(result) => {
                     engine.autonomous_transfer_complete(&mut lock(&tree), *result);
                 }
+                Command::Kicked(kick, answer) => {
+                    match engine.kicked(&mut lock(&tree), kick.clone()) {
+                        Ok(()) => {
+                            kick_waiters.retain(|(_, waiting)| !waiting.is_closed());
+                            kick_waiters.push((kick, answer));
+                        }
+                        Err(e) => {
+                            let _ = answer.try_send(Err(e));
+                        }
+                    }
+                }
             },
             () = sleep_until(deadline) => {
                 engine.handle_timeout(&mut lock(&tree), Instant::now(), wall());
@@ -450,7 +474,12 @@ pub async fn run(
 }
 
 /// Logs session events and passes host actions on.
-async fn dispatch(engine: &mut Engine, host: &mpsc::Sender<HostRequest>, status: &Mutex<Status>) {
+async fn dispatch(
+    engine: &mut Engine,
+    host: &mpsc::Sender<HostRequest>,
+    status: &Mutex<Status>,
+    kick_waiters: &mut KickWaiters,
+) {
     while let Some(event) = engine.poll_event() {
         match event {
             EngineEvent::SessionStarted { events } => {
@@ -483,6 +512,25 @@ async fn dispatch(engine: &mut Engine, host: &mpsc::Sender<HostRequest>, status:
             EngineEvent::AcsMethods { methods } => {
                 info!(?methods, "the ACS serves these methods");
                 lock_status(status).acs_methods = methods;
+            }
+            EngineEvent::Kicked { kick, next_url } => {
+                info!(
+                    command = kick.command,
+                    ?next_url,
+                    "the ACS answered a Kicked"
+                );
+                // The same kick asked twice is sent once: both hear.
+                kick_waiters.retain(|(waiting, answer)| {
+                    if *waiting != kick {
+                        return true;
+                    }
+                    let _ = answer.try_send(
+                        next_url
+                            .clone()
+                            .ok_or_else(|| "the ACS refused the Kicked".to_owned()),
+                    );
+                    false
+                });
             }
         }
     }

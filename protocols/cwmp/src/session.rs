@@ -66,6 +66,12 @@ pub enum EngineEvent {
     ReportRefused { what: String },
     /// The ACS's answer to our GetRPCMethods: the methods it serves.
     AcsMethods { methods: Vec<String> },
+    /// The ACS's answer to a Kicked: the page to go to next; `None` when
+    /// the ACS refused it (then it is not sent again).
+    Kicked {
+        kick: soap::Kick,
+        next_url: Option<String>,
+    },
 }
 
 /// Durable state, kept as JSON in the tree.
@@ -132,6 +138,7 @@ pub enum CpeRequest {
         file_type: String,
         args: Vec<(String, String)>,
     },
+    Kicked(soap::Kick),
 }
 
 /// The most CPE requests queued at once.
@@ -507,6 +514,13 @@ impl Engine {
         self.queue_request(tree, request, "9 REQUEST DOWNLOAD")
     }
 
+    /// Kicked (TR-069 §A.4.2.3), in a session with "5 KICKED"; the ACS's
+    /// NextURL comes back as [`EngineEvent::Kicked`].
+    pub fn kicked(&mut self, tree: &mut Tree, kick: soap::Kick) -> Result<(), String> {
+        kick.check()?;
+        self.queue_request(tree, CpeRequest::Kicked(kick), "5 KICKED")
+    }
+
     fn queue_request(
         &mut self,
         tree: &mut Tree,
@@ -764,6 +778,14 @@ impl Engine {
         {
             self.add_event("9 REQUEST DOWNLOAD", "");
         }
+        if self
+            .durable
+            .cpe_requests
+            .iter()
+            .any(|r| matches!(r, CpeRequest::Kicked(_)))
+        {
+            self.add_event("5 KICKED", "");
+        }
         let du_keys: Vec<String> = self
             .durable
             .du_completed
@@ -1015,10 +1037,19 @@ impl Engine {
                         body: AcsMessage::Response(response),
                         ..
                     }) if (200..300).contains(&status) => {
-                        if let AcsResponse::GetRPCMethods { methods } = response {
-                            self.events.push_back(EngineEvent::AcsMethods { methods });
+                        let answered = self.durable.cpe_requests.remove(0);
+                        match (response, answered) {
+                            (AcsResponse::GetRPCMethods { methods }, _) => {
+                                self.events.push_back(EngineEvent::AcsMethods { methods });
+                            }
+                            (AcsResponse::Kicked { next_url }, CpeRequest::Kicked(kick)) => {
+                                self.events.push_back(EngineEvent::Kicked {
+                                    kick,
+                                    next_url: Some(next_url),
+                                });
+                            }
+                            _ => {}
                         }
-                        self.durable.cpe_requests.remove(0);
                         self.save(tree);
                         self.next_post(tree, wall);
                     }
@@ -1029,9 +1060,7 @@ impl Engine {
                         ..
                     }) if fault.code != 8005 => {
                         let dropped = self.durable.cpe_requests.remove(0);
-                        self.events.push_back(EngineEvent::ReportRefused {
-                            what: format!("{dropped:?}"),
-                        });
+                        self.refused_request(dropped);
                         self.save(tree);
                         self.next_post(tree, wall);
                     }
@@ -1040,9 +1069,7 @@ impl Engine {
                     // again, or it would stand before every later one.
                     _ if empty && (200..300).contains(&status) => {
                         let dropped = self.durable.cpe_requests.remove(0);
-                        self.events.push_back(EngineEvent::ReportRefused {
-                            what: format!("{dropped:?}"),
-                        });
+                        self.refused_request(dropped);
                         self.save(tree);
                         self.end(tree, now, wall);
                     }
@@ -1261,6 +1288,7 @@ impl Engine {
                 CpeRequest::RequestDownload { file_type, args } => {
                     encoder.request_download(&id, file_type, args)
                 }
+                CpeRequest::Kicked(kick) => encoder.kicked(&id, kick),
             };
             self.phase = Phase::Requesting;
             self.outbox.push_back(message);
@@ -1268,6 +1296,19 @@ impl Engine {
         }
         self.phase = Phase::Exchanging { empty: true };
         self.outbox.push_back(String::new());
+    }
+
+    /// A request of ours the ACS would not take: dropped, and said so.
+    fn refused_request(&mut self, dropped: CpeRequest) {
+        if let CpeRequest::Kicked(kick) = &dropped {
+            self.events.push_back(EngineEvent::Kicked {
+                kick: kick.clone(),
+                next_url: None,
+            });
+        }
+        self.events.push_back(EngineEvent::ReportRefused {
+            what: format!("{dropped:?}"),
+        });
     }
 
     fn end(&mut self, tree: &mut Tree, now: Instant, wall: i64) {

@@ -1434,3 +1434,83 @@ fn the_cpe_asks_the_acs_for_its_methods_and_for_a_download() {
     run.start();
     assert_eq!(run.respond(200, &inform_response(2)).as_deref(), Some(""));
 }
+
+/// Kicked (TR-069 §A.4.2.3): "5 KICKED" in the Inform, an XSD-valid
+/// Kicked after the InformResponse, the ACS's NextURL handed back; it
+/// survives a failed session and a restart, and one the ACS refuses is
+/// reported as such and not sent again. Over-long arguments are refused
+/// at once.
+#[test]
+fn a_kick_is_sent_with_5_kicked_and_its_next_url_comes_back() {
+    let kick = dm_cwmp::soap::Kick {
+        command: "setup".into(),
+        referer: "http://acs.example/portal".into(),
+        arg: "plan=gold&x=<1>".into(),
+        next: "http://acs.example/done".into(),
+    };
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    run.respond(204, "");
+    run.drain_events();
+    let long = dm_cwmp::soap::Kick {
+        command: "c".repeat(33),
+        ..kick.clone()
+    };
+    assert!(run.engine.kicked(&mut run.tree, long).is_err());
+    run.engine.kicked(&mut run.tree, kick.clone()).unwrap();
+    // The first try fails at the HTTP level: the kick waits, durable.
+    run.start();
+    run.respond(503, "");
+    let mut run = run.restart();
+    let inform = run.start();
+    assert!(
+        events(&inform).contains(&("5 KICKED".into(), String::new())),
+        "{inform}"
+    );
+    let kicked = run.respond(200, &inform_response(2)).unwrap();
+    common::validate_message(&kicked, "Kicked");
+    assert!(
+        kicked.contains(
+            "<Command>setup</Command><Referer>http://acs.example/portal</Referer>\
+             <Arg>plan=gold&amp;x=&lt;1&gt;</Arg><Next>http://acs.example/done</Next>"
+        ),
+        "{kicked}"
+    );
+    let answer = acs(
+        2,
+        "k",
+        "<cwmp:KickedResponse><NextURL>http://acs.example/next?step=2</NextURL></cwmp:KickedResponse>",
+    );
+    assert_eq!(run.respond(200, &answer).as_deref(), Some(""));
+    run.respond(204, "");
+    let seen = run.drain_events();
+    assert!(
+        seen.contains(&EngineEvent::Kicked {
+            kick: kick.clone(),
+            next_url: Some("http://acs.example/next?step=2".into())
+        }),
+        "{seen:?}"
+    );
+    // Refused: said so, and not sent again.
+    run.engine.kicked(&mut run.tree, kick.clone()).unwrap();
+    run.start();
+    run.respond(200, &inform_response(2));
+    let fault = r#"<soap-env:Envelope xmlns:soap-env="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cwmp="urn:dslforum-org:cwmp-1-2"><soap-env:Header><cwmp:ID soap-env:mustUnderstand="1">3</cwmp:ID></soap-env:Header><soap-env:Body><soap-env:Fault><faultcode>Server</faultcode><faultstring>CWMP fault</faultstring><detail><cwmp:Fault><FaultCode>8000</FaultCode><FaultString>Method not supported</FaultString></cwmp:Fault></detail></soap-env:Fault></soap-env:Body></soap-env:Envelope>"#;
+    assert_eq!(run.respond(500, fault).as_deref(), Some(""));
+    run.respond(204, "");
+    let seen = run.drain_events();
+    assert!(
+        seen.contains(&EngineEvent::Kicked {
+            kick,
+            next_url: None
+        }),
+        "{seen:?}"
+    );
+    run.engine
+        .request_session(&mut run.tree, "2 PERIODIC")
+        .unwrap();
+    let inform = run.start();
+    assert!(!events(&inform).iter().any(|(c, _)| c == "5 KICKED"));
+    assert_eq!(run.respond(200, &inform_response(2)).as_deref(), Some(""));
+}

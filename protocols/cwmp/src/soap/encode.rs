@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use quick_xml::escape::escape;
 
-use super::{CwmpVersion, ParameterFault};
+use super::{CwmpVersion, Kick, ParameterFault};
 
 /// One ParameterValueStruct to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -416,6 +416,21 @@ impl Encoder {
             );
         }
         body.push_str("</FileTypeArg></cwmp:RequestDownload>");
+        self.envelope(Some(id), &body)
+    }
+
+    /// The CPE's Kicked (TR-069 §A.4.2.3): a
+    /// web page on the device was "kicked" by the ACS's web site; the ACS
+    /// answers with the page to go to next.
+    pub fn kicked(&self, id: &str, kick: &Kick) -> String {
+        let body = format!(
+            "<cwmp:Kicked><Command>{}</Command><Referer>{}</Referer><Arg>{}</Arg>\
+             <Next>{}</Next></cwmp:Kicked>",
+            escape(&kick.command),
+            escape(&kick.referer),
+            escape(&kick.arg),
+            escape(&kick.next)
+        );
         self.envelope(Some(id), &body)
     }
 

@@ -140,6 +140,38 @@ pub struct DuResult {
     pub fault_string: String,
 }
 
+/// The arguments of the CPE's Kicked (TR-069 §A.4.2.3): what a web page
+/// on the device passes on from the ACS's web site that sent the user to
+/// it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Kick {
+    /// The command the web site gave (at most 32 characters).
+    pub command: String,
+    /// The page the user came from (at most 64).
+    pub referer: String,
+    /// The command's argument (at most 256).
+    pub arg: String,
+    /// Where to go when done (at most 1024).
+    pub next: String,
+}
+
+impl Kick {
+    /// The XSD's length limits, as a reason when exceeded.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, value, max) in [
+            ("Command", &self.command, 32),
+            ("Referer", &self.referer, 64),
+            ("Arg", &self.arg, 256),
+            ("Next", &self.next, 1024),
+        ] {
+            if value.chars().count() > max {
+                return Err(format!("{name} is longer than {max} characters"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// An RPC the ACS calls on the CPE.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
