@@ -101,11 +101,6 @@ pub struct Cwmp {
     pub connection_request_bind: std::net::IpAddr,
     /// Take the ACS URL from DHCP option 43 when the lease offers one.
     pub acs_url_from_dhcp: bool,
-    /// Report transfers the ACS did not ask for (firmware through LwM2M)
-    /// with AutonomousTransferComplete: TR-181's
-    /// ManagementServer.AutonomousTransferCompletePolicy.Enable, which
-    /// defaults to off, until that object is in the data model.
-    pub autonomous_transfer_complete: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -673,11 +668,11 @@ fn cwmp(file: CwmpFile, overrides: &Overrides, at: &Locator<'_>) -> Result<Cwmp,
             periodic_interval,
             connection_request_username: file.connection_request_username,
             connection_request_password: file.connection_request_password,
+            autonomous_transfer_complete: file.autonomous_transfer_complete,
         },
         connection_request_port,
         connection_request_bind,
         acs_url_from_dhcp: file.acs_url_from_dhcp,
-        autonomous_transfer_complete: file.autonomous_transfer_complete,
     })
 }
 

@@ -39,17 +39,25 @@ fn wall() -> i64 {
 /// Tells the ACS about firmware transfers an LwM2M server made (TR-069
 /// §A.3.3.3, AutonomousTransferComplete): with both protocols on one
 /// device, the ACS learns that its image changed under it.
+/// Reported only as Device.ManagementServer.AutonomousTransferCompletePolicy
+/// lets it.
 #[derive(Clone, Default)]
 pub struct Announcer {
     commands: Option<tokio::sync::mpsc::Sender<dm_cwmp_tokio::Command>>,
+    /// Where the policy is.
+    tree: Option<Arc<Mutex<Tree>>>,
     /// When the current transfer began (Unix time).
     started: Arc<Mutex<Option<i64>>>,
 }
 
 impl Announcer {
-    pub fn new(commands: Option<tokio::sync::mpsc::Sender<dm_cwmp_tokio::Command>>) -> Announcer {
+    pub fn new(
+        commands: Option<tokio::sync::mpsc::Sender<dm_cwmp_tokio::Command>>,
+        tree: Arc<Mutex<Tree>>,
+    ) -> Announcer {
         Announcer {
             commands,
+            tree: Some(tree),
             started: Arc::default(),
         }
     }
@@ -63,9 +71,18 @@ impl Announcer {
 
     /// A transfer (and, for a download applied, its update) ended.
     fn report(&self, uri: &str, size: u64, fault: Option<(u32, String)>) {
-        let Some(commands) = &self.commands else {
+        let (Some(commands), Some(tree)) = (&self.commands, &self.tree) else {
             return;
         };
+        let wanted = dm_objects::autonomous_transfer_reported(
+            &lock(tree),
+            false,
+            fault.is_none(),
+            dm_cwmp::session::FIRMWARE_IMAGE,
+        );
+        if !wanted {
+            return;
+        }
         let now = wall();
         let start = self
             .started
@@ -1132,5 +1149,74 @@ mod tests {
         assert!(events.windows(2).all(|w| w[0].0 < w[1].0));
         // Nothing was written: the firmware object is as it was.
         assert_eq!(state(&tree), (Value::Integer(IDLE), Value::Integer(0)));
+    }
+
+    /// The ACS hears of an LwM2M firmware transfer only as
+    /// AutonomousTransferCompletePolicy says: off by default; once on,
+    /// its ResultTypeFilter and FileTypeFilter apply.
+    #[test]
+    fn autonomous_transfers_are_announced_as_the_policy_says() {
+        use dm_core::catalog::autonomous_transfer_complete_policy as policy;
+        let tree = Arc::new(tree());
+        let (commands, mut sent) = tokio::sync::mpsc::channel(8);
+        let announcer = Announcer::new(Some(commands), Arc::clone(&tree));
+        let set = |r, v: Value| {
+            lock(&tree)
+                .begin(Origin::Acs)
+                .set(Path::resource(policy::ID, InstanceId(0), r), v)
+                .commit()
+                .unwrap();
+        };
+        let failed = || Some((9010, "broken".to_owned()));
+        announcer.report("coap://x/fw", 10, None);
+        assert!(sent.try_recv().is_err(), "off by default");
+        set(policy::ENABLE, Value::Boolean(true));
+        announcer.report("coap://x/fw", 10, None);
+        match sent.try_recv() {
+            Ok(dm_cwmp_tokio::Command::AutonomousTransfer(result)) => {
+                assert_eq!(result.fault_code, 0);
+                assert_eq!(result.autonomous.unwrap().transfer_url, "coap://x/fw");
+            }
+            other => panic!("{other:?}"),
+        }
+        set(policy::RESULT_TYPE_FILTER, Value::String("Failure".into()));
+        announcer.report("coap://x/fw", 10, None);
+        assert!(sent.try_recv().is_err(), "successes filtered out");
+        announcer.report("coap://x/fw", 10, failed());
+        assert!(sent.try_recv().is_ok(), "failures reported");
+        set(policy::FILE_TYPE_FILTER, Value::String(String::new()));
+        announcer.report("coap://x/fw", 10, failed());
+        assert!(
+            sent.try_recv().is_err(),
+            "an empty FileTypeFilter stops all"
+        );
+        set(
+            policy::FILE_TYPE_FILTER,
+            Value::String("3 Vendor Configuration File, 1 Firmware Upgrade Image".into()),
+        );
+        announcer.report("coap://x/fw", 10, failed());
+        assert!(sent.try_recv().is_ok());
+        set(policy::TRANSFER_TYPE_FILTER, Value::String("Upload".into()));
+        announcer.report("coap://x/fw", 10, failed());
+        assert!(sent.try_recv().is_err(), "a firmware pull is a download");
+        // Values TR-181 does not allow are refused.
+        for (r, v) in [
+            (policy::TRANSFER_TYPE_FILTER, "Sideways"),
+            (policy::FILE_TYPE_FILTER, "1 Firmware Upgrade Image,9 Nope"),
+            (policy::FILE_TYPE_FILTER, "X 00d09e lower-case"),
+        ] {
+            let refused = lock(&tree)
+                .begin(Origin::Acs)
+                .set(
+                    Path::resource(policy::ID, InstanceId(0), r),
+                    Value::String(v.into()),
+                )
+                .commit();
+            assert!(refused.is_err(), "{v}");
+        }
+        set(
+            policy::FILE_TYPE_FILTER,
+            Value::String("X 00D09E Bootloader".into()),
+        );
     }
 }

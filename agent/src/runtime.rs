@@ -168,13 +168,11 @@ pub async fn run(
     let lwm2m_status = Arc::new(Mutex::new(dm_lwm2m_tokio::Status::default()));
     let (cwmp_commands, cwmp_commands_rx) = tokio::sync::mpsc::channel(4);
     let image_store = crate::firmware::store(&config.state_dir, config.firmware_max_size);
-    // LwM2M firmware transfers are announced to the ACS.
+    // LwM2M firmware transfers are announced to the ACS, as
+    // AutonomousTransferCompletePolicy says.
     let announcer = crate::firmware::Announcer::new(
-        config
-            .cwmp
-            .as_ref()
-            .is_some_and(|c| c.autonomous_transfer_complete)
-            .then(|| cwmp_commands.clone()),
+        config.cwmp.is_some().then(|| cwmp_commands.clone()),
+        Arc::clone(&tree),
     );
     // Transfers and updates a restart interrupted, and A/B updates the
     // reboot decides: before the drivers start.

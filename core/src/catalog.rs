@@ -1147,6 +1147,35 @@ pub mod time {
     };
 }
 
+/// AutonomousTransferCompletePolicy (object 50002, version 2.17).
+pub mod autonomous_transfer_complete_policy {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50002);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(0);
+    /// TransferTypeFilter
+    pub const TRANSFER_TYPE_FILTER: ResourceId = ResourceId(1);
+    /// ResultTypeFilter
+    pub const RESULT_TYPE_FILTER: ResourceId = ResourceId(2);
+    /// FileTypeFilter
+    pub const FILE_TYPE_FILTER: ResourceId = ResourceId(3);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "AutonomousTransferCompletePolicy",
+        version: "2.17",
+        multiple: false,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TRANSFER_TYPE_FILTER, name: "TransferTypeFilter", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Upload", "Download", "Both"]) },
+            ResourceSchema { id: RESULT_TYPE_FILTER, name: "ResultTypeFilter", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Success", "Failure", "Both"]) },
+            ResourceSchema { id: FILE_TYPE_FILTER, name: "FileTypeFilter", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -1163,4 +1192,5 @@ pub static ALL: &[&ObjectSchema] = &[
     &system_log::SCHEMA,
     &management_server::SCHEMA,
     &time::SCHEMA,
+    &autonomous_transfer_complete_policy::SCHEMA,
 ];

@@ -1,10 +1,13 @@
 //! Management objects: LwM2M Security (/0), Server (/1) and Access Control
-//! (/2), TR-181 Device.ManagementServer and Device.Time.
+//! (/2), TR-181 Device.ManagementServer (with its
+//! AutonomousTransferCompletePolicy) and Device.Time.
 //!
 //! Their values come from the configuration on first start (see
 //! `provision`) and are then owned by the servers that manage them.
 
-use dm_core::catalog::{access_control, management_server, security, server, time};
+use dm_core::catalog::{
+    access_control, autonomous_transfer_complete_policy, management_server, security, server, time,
+};
 use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, ResourceId, Tree, Value,
 };
@@ -16,12 +19,14 @@ struct Server;
 struct AccessControl;
 struct ManagementServer;
 struct Time;
+struct AutonomousTransferCompletePolicy;
 
 pub fn register(tree: &mut Tree) -> Result<(), Error> {
     tree.register(Box::new(Security))?;
     tree.register(Box::new(Server))?;
     tree.register(Box::new(AccessControl))?;
     tree.register(Box::new(ManagementServer))?;
+    tree.register(Box::new(AutonomousTransferCompletePolicy))?;
     tree.register(Box::new(Time))
 }
 
@@ -182,4 +187,108 @@ impl ObjectHandler for Time {
             .with(time::NTP_SERVER2, stored(Value::String(String::new())))
             .with(time::LOCAL_TIME_ZONE, stored(Value::String(String::new()))))
     }
+}
+
+/// TR-181's file types for FileTypeFilter, besides "X <OUI> <name>".
+const FILE_TYPES: [&str; 4] = [
+    "1 Firmware Upgrade Image",
+    "2 Web Content",
+    "3 Vendor Configuration File",
+    "4 Vendor Log File",
+];
+
+/// Whether `entry` is a FileTypeFilter entry TR-181 allows: one of
+/// [`FILE_TYPES`] or "X <6 upper-case hex digits> <identifier>".
+fn is_file_type(entry: &str) -> bool {
+    if FILE_TYPES.contains(&entry) {
+        return true;
+    }
+    let mut parts = entry.splitn(3, ' ');
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some("X"), Some(oui), Some(_))
+            if oui.len() == 6 && oui.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+    )
+}
+
+/// Device.ManagementServer.AutonomousTransferCompletePolicy: whether and
+/// which transfers the ACS did not ask for are reported to it (TR-069
+/// AutonomousTransferComplete). Off by default, as TR-181 leaves it; the
+/// configuration's `[cwmp] autonomous_transfer_complete` turns it on at
+/// first start. When enabled, firmware updates of either outcome are
+/// reported.
+impl ObjectHandler for AutonomousTransferCompletePolicy {
+    fn schema(&self) -> &'static ObjectSchema {
+        &autonomous_transfer_complete_policy::SCHEMA
+    }
+
+    fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
+        use autonomous_transfer_complete_policy::*;
+        let s = |v: &str| stored(Value::String(v.into()));
+        Ok(layout(&SCHEMA, &[])
+            .with(ENABLE, stored(Value::Boolean(false)))
+            .with(TRANSFER_TYPE_FILTER, s("Both"))
+            .with(RESULT_TYPE_FILTER, s("Both"))
+            .with(FILE_TYPE_FILTER, s("1 Firmware Upgrade Image")))
+    }
+
+    fn validate(
+        &self,
+        _origin: Origin,
+        instance: InstanceId,
+        state: &Instance,
+    ) -> Result<(), Error> {
+        use autonomous_transfer_complete_policy::*;
+        let Some(Value::String(list)) = state.value(FILE_TYPE_FILTER) else {
+            return Ok(());
+        };
+        if list.len() > 1024 {
+            return Err(Error::Rejected {
+                path: Path::resource(ID, instance, FILE_TYPE_FILTER),
+                reason: "longer than 1024 characters".into(),
+            });
+        }
+        match list
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .find(|e| !is_file_type(e))
+        {
+            Some(bad) => Err(Error::Rejected {
+                path: Path::resource(ID, instance, FILE_TYPE_FILTER),
+                reason: format!(
+                    "{bad:?} is not a file type (\"1 Firmware Upgrade Image\" ... \"4 Vendor Log File\", or \"X <OUI> <name>\")"
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whether the policy in `tree` lets an autonomous transfer be reported:
+/// enabled, and the transfer's direction, outcome and file type pass the
+/// filters (TR-181; an empty FileTypeFilter lets nothing through).
+pub fn autonomous_transfer_reported(
+    tree: &Tree,
+    upload: bool,
+    succeeded: bool,
+    file_type: &str,
+) -> bool {
+    use autonomous_transfer_complete_policy::*;
+    let read = |r| match tree.read(Origin::Agent, &Path::resource(ID, InstanceId(0), r)) {
+        Ok(dm_core::ResourceValue::Single(v)) => Some(v),
+        _ => None,
+    };
+    let text = |r| match read(r) {
+        Some(Value::String(s)) => s,
+        _ => String::new(),
+    };
+    let direction = text(TRANSFER_TYPE_FILTER);
+    let result = text(RESULT_TYPE_FILTER);
+    read(ENABLE) == Some(Value::Boolean(true))
+        && (direction == "Both" || direction == if upload { "Upload" } else { "Download" })
+        && (result == "Both" || result == if succeeded { "Success" } else { "Failure" })
+        && text(FILE_TYPE_FILTER)
+            .split(',')
+            .any(|e| e.trim() == file_type)
 }

@@ -11,7 +11,9 @@
 
 use std::collections::BTreeMap;
 
-use dm_core::catalog::{device, management_server, security, server};
+use dm_core::catalog::{
+    autonomous_transfer_complete_policy, device, management_server, security, server,
+};
 use dm_core::{InstanceId, ObjectId, Origin, Path, TransactionError, Tree, Value};
 
 /// Pending-state key of the last applied settings.
@@ -41,6 +43,9 @@ pub struct CwmpSettings {
     pub periodic_interval: u32,
     pub connection_request_username: String,
     pub connection_request_password: String,
+    /// AutonomousTransferCompletePolicy.Enable: report transfers the ACS
+    /// did not ask for (firmware through LwM2M).
+    pub autonomous_transfer_complete: bool,
 }
 
 /// LwM2M Security Mode (/0/x/2).
@@ -159,6 +164,14 @@ fn setting_facts(provisioning: &Provisioning) -> Vec<(Path, Value)> {
             (
                 at(CONNECTION_REQUEST_PASSWORD),
                 s(&cwmp.connection_request_password),
+            ),
+            (
+                Path::resource(
+                    autonomous_transfer_complete_policy::ID,
+                    InstanceId(0),
+                    autonomous_transfer_complete_policy::ENABLE,
+                ),
+                Value::Boolean(cwmp.autonomous_transfer_complete),
             ),
         ]);
     }

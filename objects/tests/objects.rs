@@ -68,6 +68,7 @@ fn provisioning(acs_url: &str) -> Provisioning {
             periodic_interval: 300,
             connection_request_username: "acs".into(),
             connection_request_password: "cr-secret".into(),
+            ..CwmpSettings::default()
         }),
         lwm2m: vec![Lwm2mServer {
             uri: "coaps://127.0.0.1:5684".into(),
@@ -279,7 +280,7 @@ fn provisioning_applies_once_and_respects_server_changes() {
     let ms = |r| Path::resource(management_server::ID, InstanceId(0), r);
     assert_eq!(
         dm_objects::provision(&mut f.tree, &provisioning("http://127.0.0.1:7547/")).unwrap(),
-        17
+        18
     );
     assert_eq!(
         value(&f.tree, ms(management_server::PERIODIC_INFORM_INTERVAL)),

@@ -49,6 +49,7 @@ fn tree(acs_url: &str) -> Tree {
                 periodic_interval: 3600,
                 connection_request_username: "acs".into(),
                 connection_request_password: "cr-secret".into(),
+                ..CwmpSettings::default()
             }),
             ..Provisioning::default()
         },
