@@ -210,11 +210,18 @@ struct CwmpFile {
     autonomous_transfer_complete: bool,
 }
 
+fn no_uri() -> Spanned<String> {
+    Spanned::new(0..0, String::new())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Lwm2mFile {
     #[serde(default = "yes")]
     enabled: bool,
+    /// Needed when enabled (checked then): `[lwm2m] enabled = false` alone
+    /// is a valid table.
+    #[serde(default = "no_uri")]
     server_uri: Spanned<String>,
     endpoint: Option<Spanned<String>>,
     #[serde(default)]
@@ -685,6 +692,12 @@ fn lwm2m(
     let schemes = ["coap", "coaps"];
     let uri = match &overrides.lwm2m_server {
         Some((name, uri)) => check_url(uri, &schemes).map_err(|m| flag_error(name, m))?,
+        None if file.server_uri.get_ref().is_empty() => {
+            return Err(at.table_error(
+                "lwm2m",
+                "server_uri is missing (or set enabled = false)".into(),
+            ));
+        }
         None => check_url(file.server_uri.get_ref(), &schemes)
             .map_err(|m| at.error(&file.server_uri.span(), m))?,
     };
@@ -898,11 +911,33 @@ impl Locator<'_> {
         }
     }
 
+    /// An error about a whole `[table]`, at its header line.
+    fn table_error(&self, table: &str, message: String) -> ConfigError {
+        let header = format!("[{table}]");
+        let start = self
+            .text
+            .lines()
+            .scan(0, |offset, line| {
+                let here = *offset;
+                *offset += line.len() + 1;
+                Some((here, line))
+            })
+            .find(|(_, line)| line.trim() == header)
+            .map_or(0, |(offset, _)| offset);
+        self.error(&(start..start), message)
+    }
+
     /// The dotted key whose line holds `offset`: the nearest `[table]`
     /// header above it, then the key before `=` on the line.
     fn key_at(&self, offset: usize) -> String {
         let line_start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
         let line = self.text[line_start..].lines().next().unwrap_or("");
+        // An error about a whole table (a missing field) points at its
+        // header: the table is that one, not the one above.
+        let header = line.trim();
+        if header.starts_with('[') && !header.starts_with("[[") {
+            return header.trim_matches(['[', ']']).trim().to_owned();
+        }
         let key = line
             .split_once('=')
             .map(|(k, _)| k.trim().trim_matches('"').to_owned())
@@ -976,6 +1011,18 @@ mod tests {
     }
 
     #[test]
+    fn a_disabled_protocol_needs_no_server() {
+        let config = parse(
+            "[cwmp]\nacs_url = \"http://127.0.0.1:7547/\"\n\n[lwm2m]\nenabled = false\n",
+            "dmagent.toml",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(config.lwm2m.is_none());
+        assert!(config.cwmp.is_some());
+    }
+
+    #[test]
     fn reboot_and_factory_reset_commands_are_argv() {
         let config = parse(
             "[platform]\nreboot_command = [\"/bin/systemctl\", \"reboot\"]\n",
@@ -1027,6 +1074,10 @@ mod tests {
         check(
             "[lwm2m]\nserver_uri = \"coaps://127.0.0.1:5684\"\n",
             "dmagent.toml: lwm2m.psk_identity: required when security is \"psk\"",
+        );
+        check(
+            "[device]\nserial_number = \"SN1\"\n\n[lwm2m]\nendpoint = \"dev\"\n",
+            "dmagent.toml:4: lwm2m: server_uri is missing (or set enabled = false)",
         );
         check(
             "[lwm2m]\nserver_uri = \"coap://127.0.0.1:70000\"\n",
