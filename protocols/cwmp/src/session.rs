@@ -539,10 +539,15 @@ impl Engine {
         Ok(())
     }
 
+    /// A connection request: a session within 30 s (TR-069 §3.2.2), even
+    /// while a failed session waits for its retry: the ACS just showed it
+    /// is there (the retry count goes on, it is reset only by a session
+    /// that succeeds).
     pub fn handle_connection_request(&mut self, tree: &mut Tree) {
         self.add_event("6 CONNECTION REQUEST", "");
         self.save(tree);
         self.wanted = true;
+        self.next_retry = None;
     }
 
     /// A change on the tree. Changes made by the ACS itself are never

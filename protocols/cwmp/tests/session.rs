@@ -241,6 +241,16 @@ fn a_failed_session_keeps_events_and_retries_with_backoff() {
         wait >= Duration::from_secs(10) && wait < Duration::from_secs(20),
         "{wait:?}"
     );
+    // A connection request does not wait for the retry (GenieACS gives up
+    // on a device that does not come within its timeout): the session
+    // starts now, still counting the retries.
+    run.engine.handle_connection_request(&mut run.tree);
+    let inform = run.start();
+    assert_eq!(inform_field(&inform, "RetryCount"), "2");
+    assert!(
+        events(&inform).contains(&("6 CONNECTION REQUEST".into(), String::new())),
+        "{inform}"
+    );
 }
 
 #[test]
