@@ -826,6 +826,14 @@ impl Engine {
                 }
             }
         }
+        if self.durable.events.is_empty() {
+            // Nothing to report: the retry of a session whose Inform was
+            // acknowledged (its events delivered) before it failed. No
+            // event code stands for "again", and GenieACS crashes on an
+            // Inform with an empty Event list; the ACS reaches us with a
+            // connection request if it still wants the device.
+            return;
+        }
         self.in_flight = self.durable.events.clone();
         self.in_flight_changed = self.durable.changed.clone();
         self.changed_again.clear();

@@ -1524,3 +1524,32 @@ fn a_kick_is_sent_with_5_kicked_and_its_next_url_comes_back() {
     assert!(!events(&inform).iter().any(|(c, _)| c == "5 KICKED"));
     assert_eq!(run.respond(200, &inform_response(2)).as_deref(), Some(""));
 }
+
+/// A session that fails after its InformResponse has delivered its
+/// events: the retry has nothing to report, and no Inform goes out with
+/// an empty Event list (GenieACS crashes on one). The next event starts
+/// a session as usual.
+#[test]
+fn no_inform_without_events_after_a_session_failed_past_its_inform() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    // The ACS breaks the session after the Inform was acknowledged.
+    assert_eq!(run.respond(500, ""), None);
+    assert!(
+        run.drain_events()
+            .contains(&EngineEvent::SessionEnded { ok: false })
+    );
+    let wait = run.engine.poll_timeout().unwrap() - run.now;
+    run.advance(wait);
+    run.engine.handle_timeout(&mut run.tree, run.now, WALL);
+    run.engine.poll_start(&mut run.tree, WALL);
+    assert_eq!(run.engine.poll_transmit(), None, "no empty Inform");
+    assert!(!run.engine.in_session());
+    run.engine.handle_connection_request(&mut run.tree);
+    let inform = run.start();
+    assert_eq!(
+        events(&inform),
+        [("6 CONNECTION REQUEST".into(), String::new())]
+    );
+}
