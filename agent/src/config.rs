@@ -187,6 +187,8 @@ struct DeviceFile {
 struct CwmpFile {
     #[serde(default = "yes")]
     enabled: bool,
+    /// Needed when enabled (checked then).
+    #[serde(default = "no_uri")]
     acs_url: Spanned<String>,
     #[serde(default)]
     username: String,
@@ -603,6 +605,11 @@ fn check_level(level: &str) -> Result<String, String> {
 fn cwmp(file: CwmpFile, overrides: &Overrides, at: &Locator<'_>) -> Result<Cwmp, ConfigError> {
     let acs_url = match &overrides.acs_url {
         Some((name, url)) => check_url(url, &["http", "https"]).map_err(|m| flag_error(name, m))?,
+        None if file.acs_url.get_ref().is_empty() => {
+            return Err(
+                at.table_error("cwmp", "acs_url is missing (or set enabled = false)".into())
+            );
+        }
         None => check_url(file.acs_url.get_ref(), &["http", "https"])
             .map_err(|m| at.error(&file.acs_url.span(), m))?,
     };
@@ -1020,6 +1027,18 @@ mod tests {
         .unwrap();
         assert!(config.lwm2m.is_none());
         assert!(config.cwmp.is_some());
+        let config = parse(
+            "[lwm2m]\nserver_uri = \"coap://127.0.0.1\"\n\n[cwmp]\nenabled = false\n",
+            "dmagent.toml",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(config.cwmp.is_none());
+        assert!(config.lwm2m.is_some());
+        check(
+            "[cwmp]\nusername = \"u\"\n",
+            "dmagent.toml:1: cwmp: acs_url is missing (or set enabled = false)",
+        );
     }
 
     #[test]
