@@ -191,3 +191,52 @@ fn a_bearer_is_selected_by_activating_its_device() {
         Err(PlatformError::Unavailable(_))
     ));
 }
+
+/// Bearer Selection of a cellular bearer goes through oFono: the modem
+/// registered on that technology gets its packet service powered and its
+/// internet context activated, and the call returns once oFono says the
+/// context is active. Another technology is unavailable.
+#[test]
+fn a_cellular_bearer_is_selected_by_activating_the_modems_context() {
+    let mut stack = Stack::mock();
+    assert_eq!(stack.command("start ofono"), "ok");
+    const OFONO: &str = "org.ofono";
+    let context = "/ril_0/context1";
+    for call in [
+        // An internet context, inactive; GetContexts lists it.
+        format!(
+            "{OFONO} / org.freedesktop.DBus.Mock AddObject 'ssa{{sv}}a(ssss)' {context} \
+             org.ofono.ConnectionContext 2 Type s internet Active b false 2 \
+             GetProperties '' 'a{{sv}}' 'ret = self.GetAll(\"org.ofono.ConnectionContext\")' \
+             SetProperty sv '' 'self.Set(\"org.ofono.ConnectionContext\", args[0], args[1]); \
+             self.EmitSignal(\"org.ofono.ConnectionContext\", \"PropertyChanged\", \"sv\", [args[0], args[1]])'"
+        ),
+        format!(
+            "{OFONO} /ril_0 org.freedesktop.DBus.Mock AddMethod sssss org.ofono.ConnectionManager \
+             GetContexts '' 'a(oa{{sv}})' 'ret = [(dbus.ObjectPath(\"{context}\"), \
+             objects[\"{context}\"].GetAll(\"org.ofono.ConnectionContext\"))]'"
+        ),
+        // Packet service off: it is powered first.
+        format!("{OFONO} /ril_0 org.ofono.ConnectionManager SetProperty sv Powered b false"),
+    ] {
+        let answer = stack.command(&format!("call {call}"));
+        assert!(answer.starts_with("ok"), "{call}: {answer}");
+    }
+    let network = DbusNetwork::start(Some(stack.bus.clone())).expect("the D-Bus platform starts");
+    // The mock modem is registered on GSM.
+    assert!(matches!(
+        network.select_bearer(BearerKind::LteFdd),
+        Err(PlatformError::Unavailable(_))
+    ));
+    network.select_bearer(BearerKind::Gsm).unwrap();
+    let active = stack.command(&format!(
+        "call {OFONO} {context} org.ofono.ConnectionContext GetProperties"
+    ));
+    assert!(active.contains("\"Active\" b true"), "{active}");
+    let powered = stack.command(&format!(
+        "call {OFONO} /ril_0 org.ofono.ConnectionManager GetProperties"
+    ));
+    assert!(powered.contains("\"Powered\" b true"), "{powered}");
+    // Already active: nothing to do.
+    network.select_bearer(BearerKind::Gsm).unwrap();
+}

@@ -139,8 +139,7 @@ fn real_network_manager_and_ofono() {
 
     // Bearer Selection on the real NetworkManager: the Ethernet device
     // (the namespace's veth) is activated with its own profile, and stays
-    // the bearer; cellular (oFono's modem, not a NetworkManager device)
-    // is refused as unavailable.
+    // the bearer.
     network.select_bearer(BearerKind::Ethernet).unwrap();
     assert_eq!(network.state().bearer, Some(BearerKind::Ethernet));
     // Taken down by hand (nmcli, NetworkManager's own client), the modem
@@ -163,8 +162,15 @@ fn real_network_manager_and_ofono() {
     let state = network.state();
     assert_eq!(state.bearer, Some(BearerKind::Ethernet), "{state:?}");
     assert_eq!(state.interface.as_deref(), Some("veth0"), "{state:?}");
+    // Cellular goes through oFono: the modem is on UMTS, so LTE is
+    // unavailable; selecting WCDMA activates its internet context (oFono's
+    // phonesim driver sends AT+CGACT, which the responder accepts).
     assert!(matches!(
-        network.select_bearer(BearerKind::Wcdma),
+        network.select_bearer(BearerKind::LteFdd),
         Err(PlatformError::Unavailable(_))
     ));
+    assert!(network.apn_contexts().iter().all(|c| !c.active));
+    network.select_bearer(BearerKind::Wcdma).unwrap();
+    let contexts = network.apn_contexts();
+    assert!(contexts.iter().any(|c| c.active), "{contexts:?}");
 }

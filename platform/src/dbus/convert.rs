@@ -262,6 +262,12 @@ pub async fn read_network_manager(
 /// Activates an available device of bearer `kind` with the connection
 /// NetworkManager finds best for it (Bearer Selection).
 pub async fn select_bearer(connection: &Connection, kind: BearerKind) -> Result<(), PlatformError> {
+    if matches!(
+        kind,
+        BearerKind::Gsm | BearerKind::Wcdma | BearerKind::LteFdd | BearerKind::NbIot
+    ) {
+        return select_cellular(connection, kind).await;
+    }
     let manager = get_all(connection, nm::SERVICE, nm::PATH, nm::INTERFACE).await?;
     let mut chosen = None;
     for object in paths(&manager, "Devices") {
@@ -300,6 +306,96 @@ pub async fn select_bearer(connection: &Connection, kind: BearerKind) -> Result<
         .await
         .map_err(|e| error(nm::SERVICE, e))?;
     wait_activated(connection, active).await
+}
+
+/// A cellular bearer (Bearer Selection) through oFono: the modem must be
+/// registered on that access technology; its packet service is powered
+/// and its first internet context activated, and the call returns once
+/// oFono reports the context active (oFono, not NetworkManager, owns the
+/// modem's data connection here).
+async fn select_cellular(connection: &Connection, kind: BearerKind) -> Result<(), PlatformError> {
+    use futures_util::StreamExt as _;
+    let unavailable = |what: String| PlatformError::Unavailable(what);
+    let (object, _) = modem(connection)
+        .await?
+        .ok_or_else(|| unavailable("a modem".into()))?;
+    let registration = NetworkRegistrationProxy::new(connection, object.clone())
+        .await
+        .map_err(|e| error(OFONO, e))?
+        .get_properties()
+        .await
+        .map_err(|e| error(OFONO, e))?;
+    let registered = matches!(
+        text(&registration, "Status").as_deref(),
+        Some("registered" | "roaming")
+    );
+    let on = text(&registration, "Technology").and_then(|t| cellular_bearer(&t));
+    if !registered || on != Some(kind) {
+        return Err(unavailable(format!(
+            "a modem registered on {kind:?} (it is {}, on {on:?})",
+            text(&registration, "Status").unwrap_or_default()
+        )));
+    }
+    let manager = ConnectionManagerProxy::new(connection, object)
+        .await
+        .map_err(|e| error(OFONO, e))?;
+    let packet = manager
+        .get_properties()
+        .await
+        .map_err(|e| error(OFONO, e))?;
+    if number::<bool>(&packet, "Powered") != Some(true) {
+        manager
+            .set_property("Powered", &Variant::from(true))
+            .await
+            .map_err(|e| error(OFONO, e))?;
+    }
+    let (path, props) = manager
+        .get_contexts()
+        .await
+        .map_err(|e| error(OFONO, e))?
+        .into_iter()
+        .find(|(_, p)| text(p, "Type").as_deref() == Some("internet"))
+        .ok_or_else(|| unavailable("an internet context (APN) on the modem".into()))?;
+    if number::<bool>(&props, "Active") == Some(true) {
+        return Ok(());
+    }
+    let context = ConnectionContextProxy::new(connection, path)
+        .await
+        .map_err(|e| error(OFONO, e))?;
+    // Subscribed before asking: the change cannot come in between.
+    let mut changes = context
+        .receive_property_changed()
+        .await
+        .map_err(|e| error(OFONO, e))?;
+    context
+        .set_property("Active", &Variant::from(true))
+        .await
+        .map_err(|e| error(OFONO, e))?;
+    let wait = async {
+        while let Some(signal) = changes.next().await {
+            let Ok(args) = signal.args() else { continue };
+            if args.name == "Active" && bool::try_from(&args.value).ok() == Some(true) {
+                return Ok(());
+            }
+        }
+        Err(PlatformError::Failed("oFono's signal stream ended".into()))
+    };
+    match tokio::time::timeout(ACTIVATION_TIMEOUT, wait).await {
+        Ok(result) => result,
+        // It may have become active without a signal we saw.
+        Err(_)
+            if number::<bool>(
+                &context.get_properties().await.unwrap_or_default(),
+                "Active",
+            ) == Some(true) =>
+        {
+            Ok(())
+        }
+        Err(_) => Err(PlatformError::Failed(format!(
+            "the modem's data context was not active within {} s",
+            ACTIVATION_TIMEOUT.as_secs()
+        ))),
+    }
 }
 
 /// NMActiveConnectionState: deactivated.

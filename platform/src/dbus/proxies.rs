@@ -124,6 +124,8 @@ pub mod ofono {
         default_service = "org.ofono"
     )]
     pub trait ConnectionManager {
+        fn get_properties(&self) -> zbus::Result<Dict>;
+        fn set_property(&self, property: &str, value: &Variant<'_>) -> zbus::Result<()>;
         fn get_contexts(&self) -> zbus::Result<Vec<(OwnedObjectPath, Dict)>>;
         fn add_context(&self, kind: &str) -> zbus::Result<OwnedObjectPath>;
         fn remove_context(&self, path: &zbus::ObjectPath<'_>) -> zbus::Result<()>;
@@ -136,6 +138,8 @@ pub mod ofono {
     pub trait ConnectionContext {
         fn get_properties(&self) -> zbus::Result<Dict>;
         fn set_property(&self, property: &str, value: &Variant<'_>) -> zbus::Result<()>;
+        #[zbus(signal)]
+        fn property_changed(&self, name: String, value: zbus::OwnedVariant) -> zbus::Result<()>;
     }
 }
 
