@@ -18,6 +18,7 @@ use dm_core::{
     Value, ValueType,
 };
 
+use crate::access::{self, Operation};
 use crate::coap::{Block, Endpoint, Incoming, Parameters, encode_uint, option_number};
 use crate::format::{self, ContentFormat, FormatError, Item};
 use crate::mapping::{self, Lwm2mPath};
@@ -1167,6 +1168,28 @@ impl Client {
         let observe = request
             .get_first_option(CoapOption::Observe)
             .map(|v| option_number(v));
+        // Access Control (LwM2M Core §7.3.3): reads are checked per
+        // instance where the values are gathered (object-level reads leave
+        // out what the server may not read); the rest here.
+        let needed = match method {
+            RequestType::Put
+                if request.payload.is_empty()
+                    && request.get_option(CoapOption::UriQuery).is_some() =>
+            {
+                Some(Operation::Read)
+            }
+            RequestType::Put => Some(Operation::Write),
+            RequestType::Post if path.instance.is_none() => Some(Operation::Create),
+            RequestType::Post if path.resource.is_none() => Some(Operation::Write),
+            RequestType::Post => Some(Operation::Execute),
+            RequestType::Delete => Some(Operation::Delete),
+            _ => None,
+        };
+        if let Some(operation) = needed
+            && let Some(refused) = self.refused(tree, &path, operation)
+        {
+            return refused;
+        }
         match method {
             RequestType::Get if accept == Some(Ok(ContentFormat::LinkFormat)) => {
                 self.discover(tree, &path)
@@ -1257,7 +1280,10 @@ impl Client {
                     .delete(core.object_id(), InstanceId(instance))
                     .commit()
                 {
-                    Ok(_) => status(ResponseType::Deleted),
+                    Ok(_) => {
+                        access::forget(tree, core.object_id(), InstanceId(instance));
+                        status(ResponseType::Deleted)
+                    }
                     Err(e) => e
                         .faults
                         .first()
@@ -1293,10 +1319,14 @@ impl Client {
         Ok((payload, format))
     }
 
-    /// The values at `path`, as this server may read them.
+    /// The values at `path`, as this server may read them: an instance it
+    /// has no Read right on is 4.01, and left out of an object-level read.
     fn items(&self, tree: &Tree, path: &Lwm2mPath) -> Result<Vec<Item>, Packet> {
         let origin = Origin::Server(self.config.short_server_id);
         let core = mapping::to_core(path).map_err(|_| not_found(path))?;
+        if let Some(refused) = self.refused(tree, path, Operation::Read) {
+            return Err(refused);
+        }
         let mut items = Vec::new();
         let mut failure = None;
         if let Some(resource) = core.resource_id() {
@@ -1329,8 +1359,51 @@ impl Client {
             if let Some(e) = failure {
                 return Err(core_error(&e));
             }
+            if path.instance.is_none() {
+                let ssid = self.config.short_server_id;
+                let before = items.len();
+                items.retain(|i| {
+                    access::allowed(
+                        tree,
+                        ssid,
+                        core.object_id(),
+                        i.path.instance.map(InstanceId),
+                        Operation::Read,
+                    )
+                });
+                if before > 0 && items.is_empty() {
+                    return Err(error(
+                        ResponseType::Unauthorized,
+                        &format!("no instance of {path} may be read by server {ssid}"),
+                    ));
+                }
+            }
         }
         Ok(items)
+    }
+
+    /// 4.01 when the Access Control object denies `operation` on `path`'s
+    /// instance (or, without one, Create on its object) to this server.
+    fn refused(&self, tree: &Tree, path: &Lwm2mPath, operation: Operation) -> Option<Packet> {
+        let core = mapping::to_core(path).ok()?;
+        // An object-level read is filtered per instance instead.
+        if path.instance.is_none() && operation != Operation::Create {
+            return None;
+        }
+        let ssid = self.config.short_server_id;
+        (!access::allowed(
+            tree,
+            ssid,
+            core.object_id(),
+            path.instance.map(InstanceId),
+            operation,
+        ))
+        .then(|| {
+            error(
+                ResponseType::Unauthorized,
+                &format!("server {ssid} has no {operation:?} right on {path}"),
+            )
+        })
     }
 
     /// The attributes in force for an observation: a composite one uses
@@ -1432,6 +1505,12 @@ impl Client {
                 Ok(items) => items,
                 Err(e) => return format_error(&e),
             };
+            if let Some(refused) = items
+                .iter()
+                .find_map(|i| self.refused(tree, &i.path, Operation::Write))
+            {
+                return refused;
+            }
             // All or nothing, like any write (LwM2M Core §6.3.8).
             let mut tx = tree.begin(origin);
             for item in &items {
@@ -1557,7 +1636,19 @@ impl Client {
         if path.instance.is_none() {
             links.push(format!("</{}>{}", path.object, attrs(path)));
         }
+        if let Some(refused) = self.refused(tree, path, Operation::Read) {
+            return refused;
+        }
         for instance in instances {
+            if !access::allowed(
+                tree,
+                self.config.short_server_id,
+                core.object_id(),
+                Some(instance),
+                Operation::Read,
+            ) {
+                continue;
+            }
             let Ok(inst) = tree.instance(core.object_id(), instance) else {
                 return not_found(path);
             };
@@ -1719,6 +1810,39 @@ impl Client {
                     .faults
                     .first()
                     .map_or_else(|| status(ResponseType::InternalServerError), core_error);
+            }
+        }
+        // The creator owns the new instance (LwM2M Core §7.3.3).
+        if let Some(entry) = access::owner_entry(
+            tree,
+            self.config.short_server_id,
+            core.object_id(),
+            instance,
+        ) {
+            use dm_core::catalog::access_control as aco;
+            let control = InstanceId(
+                tree.instances(aco::ID)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|i| i.0.saturating_add(1))
+                    .max()
+                    .unwrap_or(0),
+            );
+            let mut tx = tree.begin(Origin::Agent);
+            tx.create(aco::ID, Some(control));
+            for (resource, value) in entry {
+                tx.set(Path::resource(aco::ID, control, resource), value);
+            }
+            if let Err(e) = tx.commit() {
+                // Not left without its owner: the Create fails whole.
+                let _ = tree
+                    .begin(Origin::Agent)
+                    .delete(core.object_id(), instance)
+                    .commit();
+                return error(
+                    ResponseType::InternalServerError,
+                    &format!("the new instance's access control: {e}"),
+                );
             }
         }
         let mut response = status(ResponseType::Created);

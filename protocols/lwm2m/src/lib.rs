@@ -5,6 +5,7 @@
 //! pulls for firmware delivery ([`fetch`]). Datagrams and time go in;
 //! datagrams and events come out; `dm_lwm2m_tokio` drives them.
 
+pub mod access;
 pub mod bootstrap;
 pub mod client;
 pub mod coap;

@@ -1605,3 +1605,130 @@ fn a_pushed_package_streams_to_the_sink_and_moves_the_state_machine() {
     });
     assert_eq!(code(&skipped), ResponseType::RequestEntityIncomplete);
 }
+
+/// Access Control between two server accounts (LwM2M Core §7.3.3): an
+/// ACL entry grants its bits, the owner has full rights, anyone else none;
+/// a server's Create makes it the owner of the new instance (and its
+/// Delete removes that Access Control instance); object-level reads and
+/// Discover leave out what the server may not read. Instances no Access
+/// Control instance names stay open to both (as the Leshan and Wakaama
+/// clients serve them).
+#[test]
+fn access_control_decides_between_two_servers() {
+    use dm_core::catalog::{access_control as aco, server, wlan};
+    let mut f = fixture();
+    let at = |i: u16, r| Path::resource(aco::ID, InstanceId(i), r);
+    let mut tx = f.tree.begin(Origin::Agent);
+    tx.create(server::ID, Some(InstanceId(1)));
+    tx.set(
+        Path::resource(server::ID, InstanceId(1), server::SHORT_SERVER_ID),
+        Value::Integer(102),
+    );
+    // /3/0: 101 may read only; 102 is not named and does not own it.
+    tx.create(aco::ID, Some(InstanceId(0)));
+    tx.set(at(0, aco::OBJECT_ID), Value::Integer(3));
+    tx.set(at(0, aco::OBJECT_INSTANCE_ID), Value::Integer(0));
+    tx.set_multiple(
+        at(0, aco::ACL),
+        [(101, Value::Integer(1))].into_iter().collect(),
+    );
+    tx.set(at(0, aco::ACCESS_CONTROL_OWNER), Value::Integer(101));
+    // Create on /12: 101 only.
+    tx.create(aco::ID, Some(InstanceId(1)));
+    tx.set(at(1, aco::OBJECT_ID), Value::Integer(12));
+    tx.set(at(1, aco::OBJECT_INSTANCE_ID), Value::Integer(65535));
+    tx.set_multiple(
+        at(1, aco::ACL),
+        [(101, Value::Integer(16))].into_iter().collect(),
+    );
+    tx.set(at(1, aco::ACCESS_CONTROL_OWNER), Value::Integer(101));
+    tx.commit().unwrap();
+    let mut other = Client::new(
+        ClientConfig {
+            endpoint: "urn:dev:ops:00D09E-test-SN1".into(),
+            short_server_id: 102,
+            server_instance: 1,
+            nat_timeout: None,
+        },
+        Parameters::default(),
+        43,
+    );
+    f.register();
+
+    // 101: read yes, execute (Reboot) no.
+    assert_eq!(
+        code(&f.request(RequestType::Get, "/3/0/0", |_| {})),
+        ResponseType::Content
+    );
+    assert_eq!(
+        code(&f.request(RequestType::Post, "/3/0/4", |_| {})),
+        ResponseType::Unauthorized
+    );
+    // 101 creates /12/2 and owns it.
+    let mut body = Vec::new();
+    dm_lwm2m::format::tlv::write(
+        &mut body,
+        dm_lwm2m::format::tlv::Kind::Resource,
+        5,
+        b"owned",
+    );
+    let created = f.request(RequestType::Post, "/12", content(ContentFormat::Tlv, body));
+    assert_eq!(code(&created), ResponseType::Created);
+    let controls = f.tree.instances(aco::ID).unwrap();
+    assert_eq!(controls.len(), 3, "an Access Control instance for /12/2");
+
+    std::mem::swap(&mut f.client, &mut other);
+    f.register();
+    // 102: nothing on /3/0, no Create on /12, nothing on 101's /12/2.
+    for (method, path) in [
+        (RequestType::Get, "/3/0/0"),
+        (RequestType::Get, "/3/0"),
+        (RequestType::Post, "/3/0/4"),
+        (RequestType::Get, "/12/2/5"),
+        (RequestType::Delete, "/12/2"),
+    ] {
+        assert_eq!(
+            code(&f.request(method, path, |_| {})),
+            ResponseType::Unauthorized,
+            "{method:?} {path}"
+        );
+    }
+    let mut body = Vec::new();
+    dm_lwm2m::format::tlv::write(&mut body, dm_lwm2m::format::tlv::Kind::Resource, 5, b"mine");
+    assert_eq!(
+        code(&f.request(RequestType::Post, "/12", content(ContentFormat::Tlv, body))),
+        ResponseType::Unauthorized
+    );
+    // Instances no Access Control instance names: open. An object-level
+    // read and a Discover show them, not /12/2.
+    let read = f.request(RequestType::Get, "/12", accept(ContentFormat::SenmlJson));
+    assert_eq!(code(&read), ResponseType::Content);
+    let text = String::from_utf8(read.payload.clone()).unwrap();
+    assert!(
+        text.contains("\"n\":\"1/0\"") && !text.contains("\"n\":\"2/"),
+        "{text}"
+    );
+    let discover = f.request(RequestType::Get, "/12", accept(ContentFormat::LinkFormat));
+    let links = String::from_utf8(discover.payload.clone()).unwrap();
+    assert!(
+        links.contains("</12/1>") && !links.contains("</12/2>"),
+        "{links}"
+    );
+    assert_eq!(
+        code(&f.request(
+            RequestType::Put,
+            "/12/1/5",
+            content(ContentFormat::Text, b"open".to_vec())
+        )),
+        ResponseType::Changed
+    );
+
+    // Back to 101: it deletes its instance, and its Access Control goes.
+    std::mem::swap(&mut f.client, &mut other);
+    assert_eq!(
+        code(&f.request(RequestType::Delete, "/12/2", |_| {})),
+        ResponseType::Deleted
+    );
+    assert_eq!(f.tree.instances(aco::ID).unwrap().len(), 2);
+    assert_eq!(f.tree.instances(wlan::ID).unwrap().len(), 1);
+}

@@ -1,0 +1,136 @@
+//! LwM2M Access Control (Core 1.1 §7.3.3, object /2): which operations a
+//! server may perform on which object instances, when the client serves
+//! more than one server.
+//!
+//! The rules, as the spec gives them: with a single server account every
+//! operation is allowed (the object is then not needed). Otherwise the
+//! Access Control instance for the target (Object ID, Object Instance ID;
+//! 65535 for Create on an object) decides: the ACL entry for the server's
+//! Short Server ID, else the default entry (ACL instance 0), else full
+//! rights for its Access Control Owner and none for anyone else.
+//!
+//! Where no Access Control instance names the target, access is allowed.
+//! The spec would refuse it; but bootstrap servers commonly provision two
+//! accounts and no ACLs, and the Leshan and Wakaama clients serve every
+//! server fully. Deployments that do provision ACLs get them enforced.
+
+use dm_core::catalog::{access_control as aco, server};
+use dm_core::{InstanceId, ObjectId, Origin, Path, ResourceValue, Tree, Value};
+
+/// The ACL bits (LwM2M Core E.3, resource 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Read, Observe, Discover, Write-Attributes.
+    Read = 1,
+    Write = 2,
+    Execute = 4,
+    Delete = 8,
+    Create = 16,
+}
+
+/// The Object Instance ID an Access Control instance uses for Create.
+const ANY_INSTANCE: i64 = 65535;
+
+fn single(tree: &Tree, path: Path) -> Option<Value> {
+    match tree.read(Origin::Agent, &path) {
+        Ok(ResourceValue::Single(v)) => Some(v),
+        _ => None,
+    }
+}
+
+fn integer(value: Option<Value>) -> Option<i64> {
+    match value? {
+        Value::Integer(n) => Some(n),
+        Value::Unsigned(n) => i64::try_from(n).ok(),
+        _ => None,
+    }
+}
+
+/// Whether server `ssid` may perform `operation` on `instance` of
+/// `object` (`None`: on the object, for Create).
+pub fn allowed(
+    tree: &Tree,
+    ssid: u16,
+    object: ObjectId,
+    instance: Option<InstanceId>,
+    operation: Operation,
+) -> bool {
+    if tree.instances(server::ID).map_or(0, |i| i.len()) <= 1 {
+        return true;
+    }
+    let target = instance.map_or(ANY_INSTANCE, |i| i64::from(i.0));
+    let Ok(controls) = tree.instances(aco::ID) else {
+        return true;
+    };
+    let at = |i, r| Path::resource(aco::ID, i, r);
+    let Some(control) = controls.into_iter().find(|&i| {
+        integer(single(tree, at(i, aco::OBJECT_ID))) == Some(i64::from(object.0))
+            && integer(single(tree, at(i, aco::OBJECT_INSTANCE_ID))) == Some(target)
+    }) else {
+        return true;
+    };
+    let acl = match tree.read(Origin::Agent, &at(control, aco::ACL)) {
+        Ok(ResourceValue::Multiple(entries)) => entries,
+        _ => Default::default(),
+    };
+    let bits = acl
+        .get(&ssid)
+        .or_else(|| acl.get(&0))
+        .and_then(|v| integer(Some(v.clone())));
+    match bits {
+        Some(bits) => bits & operation as i64 != 0,
+        None => {
+            integer(single(tree, at(control, aco::ACCESS_CONTROL_OWNER))) == Some(i64::from(ssid))
+        }
+    }
+}
+
+/// After server `ssid` created `instance` of `object`, with more than one
+/// server: the Access Control instance that makes it the owner (full
+/// rights for it; the others get what a default ACL entry grants, here
+/// none). Returns the values to create it with, if one is needed.
+pub fn owner_entry(
+    tree: &Tree,
+    ssid: u16,
+    object: ObjectId,
+    instance: InstanceId,
+) -> Option<[(dm_core::ResourceId, Value); 3]> {
+    if tree.instances(server::ID).map_or(0, |i| i.len()) <= 1
+        || object == aco::ID
+        || object == dm_core::catalog::security::ID
+    {
+        return None;
+    }
+    Some([
+        (aco::OBJECT_ID, Value::Integer(i64::from(object.0))),
+        (
+            aco::OBJECT_INSTANCE_ID,
+            Value::Integer(i64::from(instance.0)),
+        ),
+        (aco::ACCESS_CONTROL_OWNER, Value::Integer(i64::from(ssid))),
+    ])
+}
+
+/// An instance is gone: so are the Access Control instances that name it.
+pub fn forget(tree: &mut Tree, object: ObjectId, instance: InstanceId) {
+    let Ok(controls) = tree.instances(aco::ID) else {
+        return;
+    };
+    let at = |i, r| Path::resource(aco::ID, i, r);
+    let stale: Vec<InstanceId> = controls
+        .into_iter()
+        .filter(|&i| {
+            integer(single(tree, at(i, aco::OBJECT_ID))) == Some(i64::from(object.0))
+                && integer(single(tree, at(i, aco::OBJECT_INSTANCE_ID)))
+                    == Some(i64::from(instance.0))
+        })
+        .collect();
+    if stale.is_empty() {
+        return;
+    }
+    let mut tx = tree.begin(Origin::Agent);
+    for control in stale {
+        tx.delete(aco::ID, control);
+    }
+    let _ = tx.commit();
+}
