@@ -9,6 +9,9 @@
 //! Short Server ID, else the default entry (ACL instance 0), else full
 //! rights for its Access Control Owner and none for anyone else.
 //!
+//! Access Control instances are read by anyone and changed only by their
+//! owner, so a server cannot grant itself rights.
+//!
 //! Where no Access Control instance names the target, access is allowed.
 //! The spec would refuse it; but bootstrap servers commonly provision two
 //! accounts and no ACLs, and the Leshan and Wakaama clients serve every
@@ -58,11 +61,22 @@ pub fn allowed(
     if tree.instances(server::ID).map_or(0, |i| i.len()) <= 1 {
         return true;
     }
+    let at = |i, r| Path::resource(aco::ID, i, r);
+    // Access Control instances themselves: readable, changed only by
+    // their owner, and made only by the client or a bootstrap server.
+    if object == aco::ID {
+        return match (operation, instance) {
+            (Operation::Read, _) => true,
+            (Operation::Write | Operation::Delete, Some(i)) => {
+                integer(single(tree, at(i, aco::ACCESS_CONTROL_OWNER))) == Some(i64::from(ssid))
+            }
+            _ => false,
+        };
+    }
     let target = instance.map_or(ANY_INSTANCE, |i| i64::from(i.0));
     let Ok(controls) = tree.instances(aco::ID) else {
         return true;
     };
-    let at = |i, r| Path::resource(aco::ID, i, r);
     let Some(control) = controls.into_iter().find(|&i| {
         integer(single(tree, at(i, aco::OBJECT_ID))) == Some(i64::from(object.0))
             && integer(single(tree, at(i, aco::OBJECT_INSTANCE_ID))) == Some(target)

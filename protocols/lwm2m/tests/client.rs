@@ -1699,6 +1699,15 @@ fn access_control_decides_between_two_servers() {
         code(&f.request(RequestType::Post, "/12", content(ContentFormat::Tlv, body))),
         ResponseType::Unauthorized
     );
+    // Nor can it grant itself rights: only an owner changes an ACL.
+    assert_eq!(
+        code(&f.request(
+            RequestType::Put,
+            "/2/0/2/102",
+            content(ContentFormat::Text, b"31".to_vec())
+        )),
+        ResponseType::Unauthorized
+    );
     // Instances no Access Control instance names: open. An object-level
     // read and a Discover show them, not /12/2.
     let read = f.request(RequestType::Get, "/12", accept(ContentFormat::SenmlJson));
