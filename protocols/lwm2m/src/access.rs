@@ -10,7 +10,8 @@
 //! rights for its Access Control Owner and none for anyone else.
 //!
 //! Access Control instances are read by anyone and changed only by their
-//! owner, so a server cannot grant itself rights.
+//! owner, so a server cannot grant itself rights; a server reaches only
+//! its own Server (/1) instance.
 //!
 //! Where no Access Control instance names the target, access is allowed.
 //! The spec would refuse it; but bootstrap servers commonly provision two
@@ -72,6 +73,17 @@ pub fn allowed(
             }
             _ => false,
         };
+    }
+    // Server accounts: each server has its own /1 instance and no other
+    // (none may Disable, rewrite or delete another's); accounts are made
+    // by bootstrap servers, not created by management servers.
+    if object == server::ID {
+        return instance.is_some_and(|i| {
+            integer(single(
+                tree,
+                Path::resource(server::ID, i, server::SHORT_SERVER_ID),
+            )) == Some(i64::from(ssid))
+        }) && operation != Operation::Create;
     }
     let target = instance.map_or(ANY_INSTANCE, |i| i64::from(i.0));
     let Ok(controls) = tree.instances(aco::ID) else {

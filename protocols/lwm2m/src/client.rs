@@ -404,6 +404,14 @@ impl Client {
                 if mapping::from_core(&change.path).is_some()
                     && change.path.object_id() != dm_core::catalog::security::ID =>
             {
+                // Whoever deleted it (CWMP, a bootstrap server), its
+                // Access Control goes with it, or a later instance of the
+                // same number would inherit it.
+                if change.kind == ChangeKind::Deleted
+                    && let Some(instance) = change.path.instance_id()
+                {
+                    access::forget(tree, change.path.object_id(), instance);
+                }
                 self.links_changed = true;
                 if self.is_registered() {
                     self.next_update = Some(now);
@@ -913,6 +921,15 @@ impl Client {
             )
             && options_text(request, CoapOption::UriPath) == "5/0/0"
         {
+            let package = Lwm2mPath {
+                object: dm_core::catalog::firmware::ID.0,
+                instance: Some(0),
+                resource: Some(0),
+                index: None,
+            };
+            if let Some(refused) = self.refused(tree, &package, Operation::Write) {
+                return refused;
+            }
             return self.receive_package(tree, now, request);
         }
         let key = format!(

@@ -1699,7 +1699,23 @@ fn access_control_decides_between_two_servers() {
         code(&f.request(RequestType::Post, "/12", content(ContentFormat::Tlv, body))),
         ResponseType::Unauthorized
     );
-    // Nor can it grant itself rights: only an owner changes an ACL.
+    // Nor touch 101's account, nor grant itself rights (only an owner
+    // changes an ACL); its own account is its own.
+    for (method, path) in [
+        (RequestType::Get, "/1/0/1"),
+        (RequestType::Post, "/1/0/4"),
+        (RequestType::Delete, "/1/0"),
+    ] {
+        assert_eq!(
+            code(&f.request(method, path, |_| {})),
+            ResponseType::Unauthorized,
+            "{method:?} {path}"
+        );
+    }
+    assert_eq!(
+        code(&f.request(RequestType::Get, "/1/1/0", |_| {})),
+        ResponseType::Content
+    );
     assert_eq!(
         code(&f.request(
             RequestType::Put,
