@@ -460,7 +460,7 @@ pub async fn fetch(
     let scheme = uri.split_once("://").map(|(scheme, _)| scheme);
     if !matches!(scheme, Some("coap" | "coaps" | "http" | "https" | "ftp")) {
         warn!(
-            uri,
+            uri = %dm_cwmp_tokio::redacted(uri),
             "coap://, coaps://, http://, https:// and ftp:// are pulled"
         );
         return Err(Failure::Unsupported);

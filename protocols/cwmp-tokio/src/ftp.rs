@@ -39,7 +39,7 @@ struct Target {
 /// The URL's host, port and file, and who to log in as: the transfer's
 /// Username/Password when given, else the URL's own, else anonymous.
 fn target(url: &str, credentials: &Credentials) -> Result<Target, HttpError> {
-    let bad = |why: &str| HttpError::Protocol(format!("{url}: {why}"));
+    let bad = |why: &str| HttpError::Protocol(format!("{}: {why}", crate::redacted(url)));
     // hyper's URI parser, already linked for HTTP: the url crate would
     // bring IDNA tables (about 250 KiB) for nothing a device needs here.
     let parsed: hyper::Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
@@ -140,7 +140,8 @@ fn reply_line(line: &str) -> Option<(u16, bool)> {
 
 /// The data port of a 229 reply: "Entering Extended Passive Mode (|||6446|)".
 fn epsv_port(text: &str) -> Option<u16> {
-    let inner = &text[text.find('(')? + 1..text.rfind(')')?];
+    let after = &text[text.find('(')? + 1..];
+    let inner = &after[..after.find(')')?];
     let delimiter = inner.chars().next()?;
     let fields: Vec<&str> = inner.split(delimiter).collect();
     match fields.as_slice() {
@@ -223,7 +224,11 @@ impl Control {
             greeting = control.reply().await?;
         }
         if greeting.code != 220 {
-            return Err(greeting.failure());
+            // 421: the server will not take us now, as good as not there.
+            return Err(match greeting.failure() {
+                HttpError::Protocol(m) => HttpError::Connect(m),
+                other => other,
+            });
         }
         let user = control.command(&format!("USER {}", target.user)).await?;
         match user.code {
@@ -411,7 +416,11 @@ pub async fn upload(
     let target = target(url, credentials)?;
     let mut control = Control::open(&target, idle).await?;
     let mut data = control.transfer(&format!("STOR {}", target.path)).await?;
-    timed(idle, data.write_all(body)).await?;
+    // The idle limit is per chunk: a large file on a slow link is fine,
+    // a stalled one is not.
+    for chunk in body.chunks(16 * 1024) {
+        timed(idle, data.write_all(chunk)).await?;
+    }
     // The end of the file is the end of the data connection.
     timed(idle, data.shutdown()).await?;
     drop(data);
@@ -488,6 +497,9 @@ mod tests {
             Some(21)
         );
         assert_eq!(epsv_port("229 (|1|127.0.0.1|6446|)"), None);
+        // A ")" before the "(" is not a panic.
+        assert_eq!(epsv_port("229 OK :-) (|||5000|"), None);
+        assert_eq!(epsv_port("229 ) ("), None);
         assert_eq!(
             pasv_port("227 Entering Passive Mode (192,168,1,2,19,137)."),
             Some(19 * 256 + 137)
