@@ -469,14 +469,7 @@ impl Engine {
         // which methods it serves, with a vendor event that says why (no
         // standard event does).
         if event == "GetRPCMethods" {
-            let oui = match tree.read(
-                Origin::Agent,
-                &Path::resource(device::ID, InstanceId(0), device::MANUFACTURER_OUI),
-            ) {
-                Ok(ResourceValue::Single(Value::String(oui))) if !oui.is_empty() => oui,
-                _ => "000000".to_owned(),
-            };
-            let event = format!("X {oui} GetRPCMethods");
+            let event = get_rpc_methods_event(tree);
             return self.queue_request(tree, CpeRequest::GetRpcMethods, &event);
         }
         let known = [
@@ -791,6 +784,14 @@ impl Engine {
         {
             self.add_event("5 KICKED", "");
         }
+        if self
+            .durable
+            .cpe_requests
+            .iter()
+            .any(|r| matches!(r, CpeRequest::GetRpcMethods))
+        {
+            self.add_event(&get_rpc_methods_event(tree), "");
+        }
         let du_keys: Vec<String> = self
             .durable
             .du_completed
@@ -831,7 +832,12 @@ impl Engine {
             // acknowledged (its events delivered) before it failed. No
             // event code stands for "again", and GenieACS crashes on an
             // Inform with an empty Event list; the ACS reaches us with a
-            // connection request if it still wants the device.
+            // connection request if it still wants the device. The retry
+            // is over, so is its count.
+            if self.durable.retry_count != 0 {
+                self.durable.retry_count = 0;
+                self.save(tree);
+            }
             return;
         }
         self.in_flight = self.durable.events.clone();
@@ -1059,6 +1065,14 @@ impl Engine {
                                 self.events.push_back(EngineEvent::Kicked {
                                     kick,
                                     next_url: Some(next_url),
+                                });
+                            }
+                            // Answered with something else: no NextURL,
+                            // and the caller hears so at once.
+                            (_, CpeRequest::Kicked(kick)) => {
+                                self.events.push_back(EngineEvent::Kicked {
+                                    kick,
+                                    next_url: None,
                                 });
                             }
                             _ => {}
@@ -1930,4 +1944,17 @@ fn settings(tree: &Tree) -> Settings {
         retry_minimum: unsigned(management_server::CWMP_RETRY_MINIMUM_WAIT_INTERVAL, 5),
         retry_multiplier: unsigned(management_server::CWMP_RETRY_INTERVAL_MULTIPLIER, 2000),
     }
+}
+
+/// The vendor event of a GetRPCMethods the CPE asks (icwmp's `inform
+/// GetRPCMethods`): "X <OUI> GetRPCMethods", no standard event saying why.
+fn get_rpc_methods_event(tree: &Tree) -> String {
+    let oui = match tree.read(
+        Origin::Agent,
+        &Path::resource(device::ID, InstanceId(0), device::MANUFACTURER_OUI),
+    ) {
+        Ok(ResourceValue::Single(Value::String(oui))) if !oui.is_empty() => oui,
+        _ => "000000".to_owned(),
+    };
+    format!("X {oui} GetRPCMethods")
 }

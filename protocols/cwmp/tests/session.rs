@@ -1552,4 +1552,6 @@ fn no_inform_without_events_after_a_session_failed_past_its_inform() {
         events(&inform),
         [("6 CONNECTION REQUEST".into(), String::new())]
     );
+    // The skipped retry ended the retrying: this is not a retry.
+    assert_eq!(inform_field(&inform, "RetryCount"), "0");
 }
