@@ -279,18 +279,19 @@ pub async fn select_bearer(connection: &Connection, kind: BearerKind) -> Result<
             && state >= DEVICE_AVAILABLE
         {
             if state == DEVICE_ACTIVATED {
-                // Already up: activating it again would take the link
-                // down and up for nothing.
+                // A device of that kind is up already: activating another
+                // (or this one again) would take a link down for nothing.
                 return Ok(());
             }
-            // The device's first usable profile; "/" lets NetworkManager
-            // pick when it lists none.
-            let profile = paths(&props, "AvailableConnections")
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| "/".to_owned());
-            chosen = Some((object, profile));
-            break;
+            // The first available device, with its first usable profile;
+            // "/" lets NetworkManager pick when it lists none.
+            if chosen.is_none() {
+                let profile = paths(&props, "AvailableConnections")
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| "/".to_owned());
+                chosen = Some((object, profile));
+            }
         }
     }
     let (device, profile) =
@@ -339,6 +340,11 @@ async fn select_cellular(connection: &Connection, kind: BearerKind) -> Result<()
     let manager = ConnectionManagerProxy::new(connection, object)
         .await
         .map_err(|e| error(OFONO, e))?;
+    let deadline = tokio::time::Instant::now() + ACTIVATION_TIMEOUT;
+    let mut packet_changes = manager
+        .receive_property_changed()
+        .await
+        .map_err(|e| error(OFONO, e))?;
     let packet = manager
         .get_properties()
         .await
@@ -348,6 +354,32 @@ async fn select_cellular(connection: &Connection, kind: BearerKind) -> Result<()
             .set_property("Powered", &Variant::from(true))
             .await
             .map_err(|e| error(OFONO, e))?;
+    }
+    // A context can be activated once the modem is attached to the packet
+    // service (oFono refuses with NotAttached before).
+    if number::<bool>(&packet, "Attached") != Some(true) {
+        let attached = async {
+            while let Some(signal) = packet_changes.next().await {
+                if let Ok(args) = signal.args()
+                    && args.name == "Attached"
+                    && bool::try_from(&args.value).ok() == Some(true)
+                {
+                    return;
+                }
+            }
+        };
+        let timed_out = tokio::time::timeout_at(deadline, attached).await.is_err();
+        let attached_now = manager
+            .get_properties()
+            .await
+            .ok()
+            .and_then(|p| number::<bool>(&p, "Attached"))
+            == Some(true);
+        if timed_out && !attached_now {
+            return Err(PlatformError::Failed(
+                "the modem did not attach to the packet service".into(),
+            ));
+        }
     }
     let (path, props) = manager
         .get_contexts()
@@ -367,10 +399,14 @@ async fn select_cellular(connection: &Connection, kind: BearerKind) -> Result<()
         .receive_property_changed()
         .await
         .map_err(|e| error(OFONO, e))?;
-    context
-        .set_property("Active", &Variant::from(true))
-        .await
-        .map_err(|e| error(OFONO, e))?;
+    // oFono answers once the context is up, which can take longer than a
+    // D-Bus call may wait here: a timed-out call is not a refusal, the
+    // PropertyChanged signal tells.
+    match context.set_property("Active", &Variant::from(true)).await {
+        Ok(()) => {}
+        Err(zbus::Error::InputOutput(e)) if e.kind() == std::io::ErrorKind::TimedOut => {}
+        Err(e) => return Err(error(OFONO, e)),
+    }
     let wait = async {
         while let Some(signal) = changes.next().await {
             let Ok(args) = signal.args() else { continue };
@@ -380,7 +416,7 @@ async fn select_cellular(connection: &Connection, kind: BearerKind) -> Result<()
         }
         Err(PlatformError::Failed("oFono's signal stream ended".into()))
     };
-    match tokio::time::timeout(ACTIVATION_TIMEOUT, wait).await {
+    match tokio::time::timeout_at(deadline, wait).await {
         Ok(result) => result,
         // It may have become active without a signal we saw.
         Err(_)

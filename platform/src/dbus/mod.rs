@@ -38,6 +38,10 @@ use proxies::{nm, ofono};
 /// caller (with the tree locked): short, and longer than one D-Bus call
 /// may take ([`CALL_TIMEOUT`]).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bearer Selection waits for the link (NetworkManager's DHCP, oFono's
+/// packet context): its own, longer limit, and it runs beside the other
+/// requests rather than before them.
+const SELECT_TIMEOUT: Duration = Duration::from_secs(40);
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Signals come in bursts (a device change touches several objects): one
 /// refresh after the burst.
@@ -125,15 +129,23 @@ impl DbusNetwork {
     }
 
     fn call<T>(&self, request: impl FnOnce(Reply<T>) -> Request) -> Result<T, PlatformError> {
+        self.call_within(WRITE_TIMEOUT, request)
+    }
+
+    fn call_within<T>(
+        &self,
+        timeout: Duration,
+        request: impl FnOnce(Reply<T>) -> Request,
+    ) -> Result<T, PlatformError> {
         let (reply, answer) = std_mpsc::sync_channel(1);
         self.requests
             .send(Envelope {
-                deadline: std::time::Instant::now() + WRITE_TIMEOUT,
+                deadline: std::time::Instant::now() + timeout,
                 request: request(reply),
             })
             .map_err(|_| PlatformError::Unavailable("the D-Bus thread".into()))?;
         answer
-            .recv_timeout(WRITE_TIMEOUT)
+            .recv_timeout(timeout)
             .map_err(|_| PlatformError::Unavailable("D-Bus (no answer in time)".into()))?
     }
 
@@ -188,7 +200,7 @@ impl Network for DbusNetwork {
     }
 
     fn select_bearer(&self, kind: crate::BearerKind) -> Result<(), PlatformError> {
-        self.call(|reply| Request::SelectBearer(kind, reply))
+        self.call_within(SELECT_TIMEOUT, |reply| Request::SelectBearer(kind, reply))
     }
 }
 
@@ -248,7 +260,7 @@ async fn connect(address: Option<&str>) -> Result<Connection, PlatformError> {
 /// refresh or write can never stall the connection it waits on.
 async fn watch(
     connection: &Connection,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     requests: &mut mpsc::UnboundedReceiver<Envelope>,
     ready: &mut Option<std_mpsc::SyncSender<Result<(), PlatformError>>>,
 ) -> Result<(), PlatformError> {
@@ -297,8 +309,22 @@ async fn watch(
                     refuse(request, PlatformError::Unavailable("D-Bus (the request waited too long)".into()));
                     continue;
                 }
-                write(connection, shared, request).await;
-                due = None;
+                match request {
+                    // Waits for a link to come up: beside the other
+                    // requests, which must not wait that long.
+                    Request::SelectBearer(kind, reply) => {
+                        let (connection, shared) = (connection.clone(), Arc::clone(shared));
+                        tokio::spawn(async move {
+                            let result = convert::select_bearer(&connection, kind).await;
+                            refresh(&connection, &shared).await;
+                            let _ = reply.send(result);
+                        });
+                    }
+                    request => {
+                        write(connection, shared, request).await;
+                        due = None;
+                    }
+                }
             }
             () = stale.notified() => {
                 due.get_or_insert_with(|| tokio::time::Instant::now() + DEBOUNCE);

@@ -94,7 +94,7 @@ pub mod nm {
 
 pub mod ofono {
     use super::Dict;
-    use zbus::{OwnedObjectPath, Variant};
+    use zbus::OwnedObjectPath;
 
     pub const SERVICE: &str = "org.ofono";
 
@@ -119,28 +119,46 @@ pub mod ofono {
         fn get_properties(&self) -> zbus::Result<Dict>;
     }
 
-    #[zbus::proxy(
-        interface = "org.ofono.ConnectionManager",
-        default_service = "org.ofono"
-    )]
-    pub trait ConnectionManager {
-        fn get_properties(&self) -> zbus::Result<Dict>;
-        fn set_property(&self, property: &str, value: &Variant<'_>) -> zbus::Result<()>;
-        fn get_contexts(&self) -> zbus::Result<Vec<(OwnedObjectPath, Dict)>>;
-        fn add_context(&self, kind: &str) -> zbus::Result<OwnedObjectPath>;
-        fn remove_context(&self, path: &zbus::ObjectPath<'_>) -> zbus::Result<()>;
-    }
+    /// Each in its own module: zbus names their PropertyChanged signal
+    /// types alike.
+    pub mod connection_manager {
+        use super::super::Dict;
+        use zbus::{OwnedObjectPath, Variant};
 
-    #[zbus::proxy(
-        interface = "org.ofono.ConnectionContext",
-        default_service = "org.ofono"
-    )]
-    pub trait ConnectionContext {
-        fn get_properties(&self) -> zbus::Result<Dict>;
-        fn set_property(&self, property: &str, value: &Variant<'_>) -> zbus::Result<()>;
-        #[zbus(signal)]
-        fn property_changed(&self, name: String, value: zbus::OwnedVariant) -> zbus::Result<()>;
+        #[zbus::proxy(
+            interface = "org.ofono.ConnectionManager",
+            default_service = "org.ofono"
+        )]
+        pub trait ConnectionManager {
+            fn get_properties(&self) -> zbus::Result<Dict>;
+            fn set_property(&self, property: &str, value: &Variant<'_>) -> zbus::Result<()>;
+            #[zbus(signal)]
+            fn property_changed(&self, name: String, value: zbus::OwnedVariant)
+            -> zbus::Result<()>;
+            fn get_contexts(&self) -> zbus::Result<Vec<(OwnedObjectPath, Dict)>>;
+            fn add_context(&self, kind: &str) -> zbus::Result<OwnedObjectPath>;
+            fn remove_context(&self, path: &zbus::ObjectPath<'_>) -> zbus::Result<()>;
+        }
     }
+    pub use connection_manager::ConnectionManagerProxy;
+
+    pub mod connection_context {
+        use super::super::Dict;
+        use zbus::Variant;
+
+        #[zbus::proxy(
+            interface = "org.ofono.ConnectionContext",
+            default_service = "org.ofono"
+        )]
+        pub trait ConnectionContext {
+            fn get_properties(&self) -> zbus::Result<Dict>;
+            fn set_property(&self, property: &str, value: &Variant<'_>) -> zbus::Result<()>;
+            #[zbus(signal)]
+            fn property_changed(&self, name: String, value: zbus::OwnedVariant)
+            -> zbus::Result<()>;
+        }
+    }
+    pub use connection_context::ConnectionContextProxy;
 }
 
 pub mod login1 {
