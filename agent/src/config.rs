@@ -900,6 +900,14 @@ fn flag_error(name: &str, message: String) -> ConfigError {
     }
 }
 
+/// The table a `[table]` header line opens (spaces and a trailing
+/// comment allowed), if it is one.
+fn table_header(line: &str) -> Option<&str> {
+    let line = line.split('#').next().unwrap_or("").trim();
+    let inner = line.strip_prefix('[')?.strip_suffix(']')?;
+    (!inner.starts_with('[')).then(|| inner.trim())
+}
+
 /// Turns byte spans into lines and dotted keys.
 struct Locator<'t> {
     text: &'t str,
@@ -920,18 +928,21 @@ impl Locator<'_> {
 
     /// An error about a whole `[table]`, at its header line.
     fn table_error(&self, table: &str, message: String) -> ConfigError {
-        let header = format!("[{table}]");
+        // Offsets from the lines with their own endings (CRLF files too);
+        // the header may carry spaces and a comment: "[ cwmp ] # ACS".
         let start = self
             .text
-            .lines()
+            .split_inclusive('\n')
             .scan(0, |offset, line| {
                 let here = *offset;
-                *offset += line.len() + 1;
+                *offset += line.len();
                 Some((here, line))
             })
-            .find(|(_, line)| line.trim() == header)
+            .find(|(_, line)| table_header(line) == Some(table))
             .map_or(0, |(offset, _)| offset);
-        self.error(&(start..start), message)
+        let mut error = self.error(&(start..start), message);
+        error.key = table.to_owned();
+        error
     }
 
     /// The dotted key whose line holds `offset`: the nearest `[table]`
@@ -941,9 +952,8 @@ impl Locator<'_> {
         let line = self.text[line_start..].lines().next().unwrap_or("");
         // An error about a whole table (a missing field) points at its
         // header: the table is that one, not the one above.
-        let header = line.trim();
-        if header.starts_with('[') && !header.starts_with("[[") {
-            return header.trim_matches(['[', ']']).trim().to_owned();
+        if let Some(table) = table_header(line) {
+            return table.to_owned();
         }
         let key = line
             .split_once('=')
@@ -1038,6 +1048,12 @@ mod tests {
         check(
             "[cwmp]\nusername = \"u\"\n",
             "dmagent.toml:1: cwmp: acs_url is missing (or set enabled = false)",
+        );
+        // CRLF lines, a multi-byte comment, a header with spaces and a
+        // comment: the right line, no panic.
+        check(
+            "# é\r\n[device]\r\nserial_number = \"S\"\r\n\r\n[ cwmp ] # ACS é\r\nusername = \"u\"\r\n",
+            "dmagent.toml:5: cwmp: acs_url is missing (or set enabled = false)",
         );
     }
 
