@@ -299,6 +299,33 @@ fn set_values(
             }
         }
     }
+    // An instance whose object holds secrets (a Wi-Fi passphrase, an APN
+    // password) is not made from a file that never carries them: it would
+    // come up open or unusable.
+    for &(object, instance) in &missing {
+        let secret = tree.schema(object).is_some_and(|schema| {
+            schema.resources.iter().any(|r| {
+                resolver
+                    .parameters_for(object, r.id)
+                    .iter()
+                    .any(|p| p.secured && p.writable)
+            })
+        });
+        if secret {
+            let named = writes
+                .iter()
+                .find(|(_, path, _)| {
+                    path.object_id() == object && path.instance_id() == Some(instance)
+                })
+                .map_or_else(String::new, |(name, _, _)| name.clone());
+            return Err(fault(
+                FaultCode::InvalidArguments,
+                format!(
+                    "{named}: its instance holds secrets a file does not carry; create it first"
+                ),
+            ));
+        }
+    }
     let mut tx = tree.begin(origin);
     for (object, instance) in missing {
         tx.create(object, Some(instance));
@@ -401,7 +428,8 @@ pub fn configuration_file(tree: &Tree) -> String {
 
 /// Restores a [`configuration_file`]: all or nothing, with
 /// SetParameterValues' checks (name, writability, type, value), creating
-/// the table instances it names that are missing. Returns how many
+/// the table instances it names that are missing (not those holding
+/// secrets, which the file does not carry). Returns how many
 /// parameters were set; a file that is not one, or that the tree refuses,
 /// is a readable reason (TR-069 fault 9018, file corrupted or unusable).
 pub fn apply_configuration_file(tree: &mut Tree, text: &str) -> Result<usize, String> {
