@@ -4,18 +4,9 @@
 //! back as TransferComplete in a new session with 7 TRANSFER COMPLETE and
 //! M Download.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use dm_tests::mini_acs::MiniAcs;
-
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn download(key: &str, url: &str, size: usize) -> String {
     format!(
@@ -63,17 +54,10 @@ fn a_cwmp_download_is_applied_and_reported_with_transfer_complete() {
         ),
     )
     .unwrap();
-    let _agent = Agent(
-        Command::new(env!("CARGO_BIN_EXE_dmagent"))
-            .args(["--config", config.to_str().unwrap(), "--state-dir"])
-            .arg(dir.path().join("state"))
-            .arg("run")
-            .env_remove("DMAGENT_CONFIG")
-            .env("DMAGENT_BUS", "session")
-            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _agent = dm_tests::agent::run(
+        env!("CARGO_BIN_EXE_dmagent"),
+        &config,
+        &dir.path().join("state"),
     );
     let response = acs.post_with("<cwmp:DownloadResponse>");
     assert!(response.contains("<Status>1</Status>"), "{response}");
@@ -120,17 +104,10 @@ fn a_download_killed_mid_transfer_is_reported_failed_after_the_restart() {
     )
     .unwrap();
     let start = || {
-        Agent(
-            Command::new(env!("CARGO_BIN_EXE_dmagent"))
-                .args(["--config", config.to_str().unwrap(), "--state-dir"])
-                .arg(dir.path().join("state"))
-                .arg("run")
-                .env_remove("DMAGENT_CONFIG")
-                .env("DMAGENT_BUS", "session")
-                .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
+        dm_tests::agent::run(
+            env!("CARGO_BIN_EXE_dmagent"),
+            &config,
+            &dir.path().join("state"),
         )
     };
     let mut agent = start();
@@ -193,17 +170,10 @@ fn an_upload_puts_the_system_log_and_is_reported() {
         ),
     )
     .unwrap();
-    let _agent = Agent(
-        Command::new(env!("CARGO_BIN_EXE_dmagent"))
-            .args(["--config", config.to_str().unwrap(), "--state-dir"])
-            .arg(dir.path().join("state"))
-            .arg("run")
-            .env_remove("DMAGENT_CONFIG")
-            .env("DMAGENT_BUS", "session")
-            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _agent = dm_tests::agent::run(
+        env!("CARGO_BIN_EXE_dmagent"),
+        &config,
+        &dir.path().join("state"),
     );
     let response = acs.post_with("<cwmp:UploadResponse>");
     assert!(response.contains("<Status>1</Status>"), "{response}");
@@ -290,17 +260,10 @@ fn an_ab_download_is_reported_after_the_reboot_by_the_new_version() {
     )
     .unwrap();
     let start = || {
-        Agent(
-            Command::new(env!("CARGO_BIN_EXE_dmagent"))
-                .args(["--config", config.to_str().unwrap(), "--state-dir"])
-                .arg(dir.path().join("state"))
-                .arg("run")
-                .env_remove("DMAGENT_CONFIG")
-                .env("DMAGENT_BUS", "session")
-                .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
+        dm_tests::agent::run(
+            env!("CARGO_BIN_EXE_dmagent"),
+            &config,
+            &dir.path().join("state"),
         )
     };
     let mut agent = start();
@@ -382,28 +345,12 @@ fn broken_downloads_are_reported_with_their_fault_codes() {
         ),
     )
     .unwrap();
-    let _agent = Agent(
-        Command::new(env!("CARGO_BIN_EXE_dmagent"))
-            .args(["--config", config.to_str().unwrap(), "--state-dir"])
-            .arg(dir.path().join("state"))
-            .arg("run")
-            .env_remove("DMAGENT_CONFIG")
-            .env("DMAGENT_BUS", "session")
-            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _agent = dm_tests::agent::run(
+        env!("CARGO_BIN_EXE_dmagent"),
+        &config,
+        &dir.path().join("state"),
     );
-    let mut reported = std::collections::HashMap::new();
-    while reported.len() < cases.len() {
-        let complete = acs.post_with("<cwmp:TransferComplete>");
-        let field = |name: &str| {
-            let start = complete.find(&format!("<{name}>")).unwrap() + name.len() + 2;
-            let end = complete[start..].find('<').unwrap() + start;
-            complete[start..end].to_owned()
-        };
-        reported.insert(field("CommandKey"), field("FaultCode"));
-    }
+    let reported = dm_tests::agent::transfer_completes(&acs, cases.len());
     for (key, _, _, code) in &cases {
         assert_eq!(reported[*key], *code, "{key}");
     }
@@ -470,17 +417,10 @@ fn a_download_killed_during_apply_is_reported_failed_after_the_restart() {
     )
     .unwrap();
     let start = || {
-        Agent(
-            Command::new(env!("CARGO_BIN_EXE_dmagent"))
-                .args(["--config", config.to_str().unwrap(), "--state-dir"])
-                .arg(dir.path().join("state"))
-                .arg("run")
-                .env_remove("DMAGENT_CONFIG")
-                .env("DMAGENT_BUS", "session")
-                .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
+        dm_tests::agent::run(
+            env!("CARGO_BIN_EXE_dmagent"),
+            &config,
+            &dir.path().join("state"),
         )
     };
     let mut agent = start();
@@ -565,17 +505,10 @@ fn change_du_state_installs_and_uninstalls_a_deployment_unit() {
         ),
     )
     .unwrap();
-    let _agent = Agent(
-        Command::new(env!("CARGO_BIN_EXE_dmagent"))
-            .args(["--config", config.to_str().unwrap(), "--state-dir"])
-            .arg(dir.path().join("state"))
-            .arg("run")
-            .env_remove("DMAGENT_CONFIG")
-            .env("DMAGENT_BUS", "session")
-            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _agent = dm_tests::agent::run(
+        env!("CARGO_BIN_EXE_dmagent"),
+        &config,
+        &dir.path().join("state"),
     );
     acs.post_with("<cwmp:ChangeDUStateResponse");
     let inform = acs.post_with("11 DU STATE CHANGE COMPLETE");
@@ -677,17 +610,10 @@ fn sigterm_during_a_cwmp_session_loses_nothing() {
     )
     .unwrap();
     let start = || {
-        Agent(
-            Command::new(env!("CARGO_BIN_EXE_dmagent"))
-                .args(["--config", config.to_str().unwrap(), "--state-dir"])
-                .arg(dir.path().join("state"))
-                .arg("run")
-                .env_remove("DMAGENT_CONFIG")
-                .env("DMAGENT_BUS", "session")
-                .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
+        dm_tests::agent::run(
+            env!("CARGO_BIN_EXE_dmagent"),
+            &config,
+            &dir.path().join("state"),
         )
     };
     let mut agent = start();

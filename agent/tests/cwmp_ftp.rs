@@ -4,19 +4,8 @@
 //! missing file 9016; an Upload stores the system log with STOR, logged in
 //! with the credentials of its URL.
 
-use std::process::{Child, Command, Stdio};
-
 use dm_tests::mini_acs::MiniAcs;
 use dm_tests::py_peers::FtpServer;
-
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn download(key: &str, url: &str, user: &str, password: &str, size: usize) -> String {
     format!(
@@ -107,28 +96,12 @@ fn ftp_downloads_resume_and_fail_with_their_codes_and_uploads_store_the_log() {
         ),
     )
     .unwrap();
-    let _agent = Agent(
-        Command::new(env!("CARGO_BIN_EXE_dmagent"))
-            .args(["--config", config.to_str().unwrap(), "--state-dir"])
-            .arg(dir.path().join("state"))
-            .arg("run")
-            .env_remove("DMAGENT_CONFIG")
-            .env("DMAGENT_BUS", "session")
-            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _agent = dm_tests::agent::run(
+        env!("CARGO_BIN_EXE_dmagent"),
+        &config,
+        &dir.path().join("state"),
     );
-    let mut reported = std::collections::HashMap::new();
-    while reported.len() < cases.len() {
-        let complete = acs.post_with("<cwmp:TransferComplete>");
-        let field = |name: &str| {
-            let start = complete.find(&format!("<{name}>")).unwrap() + name.len() + 2;
-            let end = complete[start..].find('<').unwrap() + start;
-            complete[start..end].to_owned()
-        };
-        reported.insert(field("CommandKey"), field("FaultCode"));
-    }
+    let reported = dm_tests::agent::transfer_completes(&acs, cases.len());
     for (key, _, code) in &cases {
         assert_eq!(reported[*key], *code, "{key}");
     }
@@ -208,17 +181,10 @@ fn a_configuration_uploaded_by_ftp_is_restored_by_a_download() {
         ),
     )
     .unwrap();
-    let _agent = Agent(
-        Command::new(env!("CARGO_BIN_EXE_dmagent"))
-            .args(["--config", config.to_str().unwrap(), "--state-dir"])
-            .arg(dir.path().join("state"))
-            .arg("run")
-            .env_remove("DMAGENT_CONFIG")
-            .env("DMAGENT_BUS", "session")
-            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _agent = dm_tests::agent::run(
+        env!("CARGO_BIN_EXE_dmagent"),
+        &config,
+        &dir.path().join("state"),
     );
     for key in ["cfg-up", "cfg-down"] {
         let complete = acs.post_with("<cwmp:TransferComplete>");

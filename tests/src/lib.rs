@@ -1,6 +1,7 @@
 //! Shared set-up for the cross-crate scenarios: a full tree on the
 //! in-memory platform, as the agent builds it.
 
+pub mod agent;
 pub mod dbus_stack;
 pub mod files;
 pub mod mini_acs;
