@@ -174,8 +174,10 @@ const MAX_ELEMENTS: usize = 200_000;
 pub fn parse(input: &str) -> Result<Document<'_>, XmlError> {
     let mut reader = NsReader::from_str(input);
     reader.config_mut().check_end_names = true;
+    // About one element per 40 bytes in CWMP messages: sized once rather
+    // than regrown (and copied) a dozen times for a large message.
     let mut document = Document {
-        nodes: Vec::new(),
+        nodes: Vec::with_capacity((input.len() / 40).min(MAX_ELEMENTS)),
         attributes: Vec::new(),
     };
     // Open elements: (index, last child so far).
@@ -233,7 +235,12 @@ pub fn parse(input: &str) -> Result<Document<'_>, XmlError> {
             Event::Text(text) => match stack.last() {
                 Some((current, _)) => append(
                     &mut document.nodes[*current as usize].text,
-                    text.xml10_content(),
+                    // Borrowed from the input as it is, unless line ends
+                    // need normalising (XML 1.0 §2.11).
+                    match slice_of(input, &text) {
+                        Some(slice) if !slice.contains('\r') => Cow::Borrowed(slice),
+                        _ => text.xml10_content(),
+                    },
                 ),
                 None if !text.trim().is_empty() => {
                     return Err(err(&reader, &"text outside the root element"));
@@ -280,6 +287,18 @@ fn append<'a>(text: &mut Cow<'a, str>, more: Cow<'a, str>) {
     } else {
         text.to_mut().push_str(&more);
     }
+}
+
+/// The bytes `part` as the slice of `input` they were read from, when
+/// they point into it (the text of a reader over a string does).
+fn slice_of<'a>(input: &'a str, part: &str) -> Option<&'a str> {
+    let base = input.as_ptr() as usize;
+    let start = part.as_ptr() as usize;
+    if start >= base && start + part.len() <= base + input.len() {
+        let offset = start - base;
+        return input.get(offset..offset + part.len());
+    }
+    None
 }
 
 /// `part` as a slice of `input` when it points into it (quick-xml reading
