@@ -392,6 +392,19 @@ mod tests {
     }
 
     #[test]
+    fn text_is_borrowed_and_line_ends_normalised() {
+        let doc = "<a><b>plain</b><c>x\r\ny\rz</c></a>";
+        let document = parse(doc).unwrap();
+        let root = document.root();
+        let b = root.child("b").unwrap();
+        assert!(matches!(
+            document.nodes[b.index as usize].text,
+            Cow::Borrowed("plain")
+        ));
+        assert_eq!(root.child("c").unwrap().text(), "x\ny\nz");
+    }
+
+    #[test]
     fn depth_is_bounded() {
         let doc = "<a>".repeat(100) + &"</a>".repeat(100);
         assert!(parse(&doc).is_err());
