@@ -320,6 +320,9 @@ pub struct Engine {
     version: CwmpVersion,
     /// Events delivered by the Inform in flight, removed on InformResponse.
     in_flight: Vec<(String, String)>,
+    /// The event codes this session's Inform carried: a request of ours
+    /// goes only in a session that announced it.
+    announced: Vec<String>,
     in_flight_changed: BTreeSet<String>,
     /// Parameters of `in_flight_changed` that changed again after the
     /// Inform was built: still to be reported.
@@ -354,6 +357,7 @@ impl Engine {
             phase: Phase::Idle,
             version: CwmpVersion::LATEST,
             in_flight: Vec::new(),
+            announced: Vec::new(),
             in_flight_changed: BTreeSet::new(),
             changed_again: BTreeSet::new(),
             hold_requests: false,
@@ -841,6 +845,7 @@ impl Engine {
             return;
         }
         self.in_flight = self.durable.events.clone();
+        self.announced = self.in_flight.iter().map(|(c, _)| c.clone()).collect();
         self.in_flight_changed = self.durable.changed.clone();
         self.changed_again.clear();
         self.hold_requests = false;
@@ -1242,7 +1247,7 @@ impl Engine {
 
     /// After the InformResponse: our requests first (TransferComplete,
     /// unless the ACS holds requests), then the empty POST.
-    fn next_post(&mut self, _tree: &mut Tree, _wall: i64) {
+    fn next_post(&mut self, tree: &mut Tree, _wall: i64) {
         // AutonomousTransferComplete came with CWMP 1.1: an ACS speaking
         // 1.0 cannot take it.
         if self.version == CwmpVersion(0) {
@@ -1304,8 +1309,11 @@ impl Engine {
             self.outbox.push_back(message);
             return;
         }
+        // A request queued during this session waits for the next one,
+        // which it starts with its own event (TR-069 §3.7.1.5).
         if !self.hold_requests
             && let Some(request) = self.durable.cpe_requests.first()
+            && self.announced.contains(&request_event(tree, request))
         {
             self.inform_id += 1;
             let encoder = Encoder::new(self.version);
@@ -1957,4 +1965,13 @@ fn get_rpc_methods_event(tree: &Tree) -> String {
         _ => "000000".to_owned(),
     };
     format!("X {oui} GetRPCMethods")
+}
+
+/// The event a request of ours is announced with.
+fn request_event(tree: &Tree, request: &CpeRequest) -> String {
+    match request {
+        CpeRequest::GetRpcMethods => get_rpc_methods_event(tree),
+        CpeRequest::RequestDownload { .. } => "9 REQUEST DOWNLOAD".to_owned(),
+        CpeRequest::Kicked(_) => "5 KICKED".to_owned(),
+    }
 }

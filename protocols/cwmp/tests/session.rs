@@ -1555,3 +1555,31 @@ fn no_inform_without_events_after_a_session_failed_past_its_inform() {
     // The skipped retry ended the retrying: this is not a retry.
     assert_eq!(inform_field(&inform, "RetryCount"), "0");
 }
+
+/// A request of ours queued while a session runs goes in the next
+/// session, the one its event announces, not in this one.
+#[test]
+fn a_kick_queued_during_a_session_waits_for_its_own_session() {
+    let mut run = Run::new();
+    run.start();
+    run.engine
+        .kicked(
+            &mut run.tree,
+            dm_cwmp::soap::Kick {
+                command: "late".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    // This session's Inform had no 5 KICKED: the empty POST, no Kicked.
+    assert_eq!(run.respond(200, &inform_response(2)).as_deref(), Some(""));
+    assert_eq!(run.respond(204, "").as_deref(), None);
+    assert!(!run.engine.in_session());
+    let inform = run.start();
+    assert!(
+        events(&inform).contains(&("5 KICKED".into(), String::new())),
+        "{inform}"
+    );
+    let kicked = run.respond(200, &inform_response(2)).unwrap();
+    assert!(kicked.contains("<Command>late</Command>"), "{kicked}");
+}
