@@ -523,4 +523,28 @@ mod tests {
         assert!(matches!(reply(550).failure(), HttpError::Status(550)));
         assert!(matches!(reply(200).failure(), HttpError::Protocol(_)));
     }
+
+    proptest::proptest! {
+        /// Whatever a server or a URL holds: an answer or an error, never
+        /// a panic (a panic aborts the agent).
+        #[test]
+        fn replies_and_urls_never_panic(
+            text in ".{0,80}",
+            // The characters replies and URLs are made of, so that odd
+            // orders ("229 :-) (|||1|") come up often.
+            shaped in "[0-9()|,: .@/%\\[\\]a-z-]{0,40}",
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+        ) {
+            let lossy = String::from_utf8_lossy(&bytes);
+            for input in [text.as_str(), &shaped, &lossy] {
+                let _ = reply_line(input);
+                let _ = epsv_port(input);
+                let _ = pasv_port(input);
+                let _ = target(input, &none());
+                let _ = target(&format!("ftp://{input}"), &none());
+                let _ = crate::redacted(input);
+                let _ = Reply { code: 550, text: input.to_owned() }.failure();
+            }
+        }
+    }
 }
