@@ -1178,4 +1178,29 @@ mod tests {
         assert!(config.cwmp.is_none());
         assert_eq!(config.log_level, "info");
     }
+
+    proptest::proptest! {
+        /// A configuration file of any shape is a configuration or an
+        /// error naming where, never a panic (which would abort at start).
+        #[test]
+        fn any_file_parses_or_errs(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("[cwmp]".to_owned()),
+                    proptest::strategy::Just("[ lwm2m ] # é".to_owned()),
+                    proptest::strategy::Just("[device]".to_owned()),
+                    proptest::strategy::Just("enabled = false".to_owned()),
+                    proptest::strategy::Just("acs_url = \"http://127.0.0.1/\"".to_owned()),
+                    proptest::strategy::Just("server_uri = \"coap://[::1]\"".to_owned()),
+                    proptest::strategy::Just("# comment é".to_owned()),
+                    "[\\[\\]a-z_=\" #é.:/0-9]{0,30}",
+                ],
+                0..10,
+            ),
+            crlf in proptest::prelude::any::<bool>(),
+        ) {
+            let text = lines.join(if crlf { "\r\n" } else { "\n" });
+            let _ = parse(&text, "dmagent.toml", &Overrides::default());
+        }
+    }
 }
