@@ -120,7 +120,8 @@ async def bootstrap(bootstrap_port, port, second_port=None):
     started = asyncio.get_event_loop().create_future()
     site = resource.Site()
     site.add_resource(["bs"], BootstrapRequest(started))
-    context = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", bootstrap_port))
+    context = await aiocoap.Context.create_server_context(
+        site, bind=("127.0.0.1", bootstrap_port), transports=UDP_ONLY)
     say(event="bootstrap-listening", port=bootstrap_port)
     base = "coap://" + await started
     await call(context, "bootstrap-delete", Code.DELETE, base + "/")
@@ -157,6 +158,12 @@ class Image(resource.Resource):
         return Message(payload=self.payload, content_format=42)
 
 
+# CoAP over UDP only: aiocoap's default also binds TCP (and TLS) on the
+# same port number, which the test picked free for UDP only; a TCP socket
+# of another test there made the server fail to start.
+UDP_ONLY = ["udp6"]
+
+
 def make_package(size):
     return bytes(range(256)) * (size // 256)
 
@@ -170,7 +177,8 @@ async def registration_server(port, extra=()):
     root.add_resource(["rd", "1"], Registration(state))
     # LWM2M_BIND=::1 serves on IPv6 loopback instead.
     host = os.environ.get("LWM2M_BIND", "127.0.0.1")
-    context = await aiocoap.Context.create_server_context(root, bind=(host, port))
+    context = await aiocoap.Context.create_server_context(
+        root, bind=(host, port), transports=UDP_ONLY)
     say(event="listening", port=port)
     return state, context
 
