@@ -138,7 +138,13 @@ pub fn owner_entry(
 }
 
 /// An instance is gone: so are the Access Control instances that name it.
+/// Unless it is back by now: a bootstrap server deletes and rewrites
+/// instances with their Access Control, and a deletion's change may be
+/// handled after the rewrite.
 pub fn forget(tree: &mut Tree, object: ObjectId, instance: InstanceId) {
+    if tree.instance(object, instance).is_ok() {
+        return;
+    }
     let Ok(controls) = tree.instances(aco::ID) else {
         return;
     };

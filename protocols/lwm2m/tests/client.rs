@@ -1757,3 +1757,41 @@ fn access_control_decides_between_two_servers() {
     assert_eq!(f.tree.instances(aco::ID).unwrap().len(), 2);
     assert_eq!(f.tree.instances(wlan::ID).unwrap().len(), 1);
 }
+
+/// A deletion handled after the instance was written again (a bootstrap
+/// server deletes and rewrites accounts with their ACLs) keeps the new
+/// Access Control instance.
+#[test]
+fn a_late_deletion_change_keeps_the_access_control_of_a_rewritten_instance() {
+    use dm_core::catalog::{access_control as aco, wlan};
+    let mut f = fixture();
+    let changes = f.tree.subscribe(64);
+    let at = |r| Path::resource(aco::ID, InstanceId(0), r);
+    f.tree
+        .begin(Origin::Agent)
+        .delete(wlan::ID, InstanceId(1))
+        .commit()
+        .unwrap();
+    // Rewritten before the deletion's change is handled.
+    let mut tx = f.tree.begin(Origin::Agent);
+    tx.create(wlan::ID, Some(InstanceId(1)));
+    tx.create(aco::ID, Some(InstanceId(0)));
+    tx.set(at(aco::OBJECT_ID), Value::Integer(12));
+    tx.set(at(aco::OBJECT_INSTANCE_ID), Value::Integer(1));
+    tx.set(at(aco::ACCESS_CONTROL_OWNER), Value::Integer(101));
+    tx.commit().unwrap();
+    for change in changes.drain() {
+        f.client.handle_change(&mut f.tree, f.now, &change);
+    }
+    assert_eq!(f.tree.instances(aco::ID).unwrap(), [InstanceId(0)]);
+    // Deleted for good: its Access Control goes.
+    f.tree
+        .begin(Origin::Agent)
+        .delete(wlan::ID, InstanceId(1))
+        .commit()
+        .unwrap();
+    for change in changes.drain() {
+        f.client.handle_change(&mut f.tree, f.now, &change);
+    }
+    assert!(f.tree.instances(aco::ID).unwrap().is_empty());
+}
