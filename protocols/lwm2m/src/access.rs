@@ -50,6 +50,32 @@ fn integer(value: Option<Value>) -> Option<i64> {
     }
 }
 
+/// Access Control applies only with more than one server account.
+fn several_servers(tree: &Tree) -> bool {
+    tree.instances(server::ID).map_or(0, |i| i.len()) > 1
+}
+
+fn at(control: InstanceId, resource: dm_core::ResourceId) -> Path {
+    Path::resource(aco::ID, control, resource)
+}
+
+/// The Access Control instances naming `object`/`target` (an instance
+/// number, or [`ANY_INSTANCE`] for Create), in order.
+fn controls_naming(tree: &Tree, object: ObjectId, target: i64) -> Vec<InstanceId> {
+    tree.instances(aco::ID)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|&i| {
+            integer(single(tree, at(i, aco::OBJECT_ID))) == Some(i64::from(object.0))
+                && integer(single(tree, at(i, aco::OBJECT_INSTANCE_ID))) == Some(target)
+        })
+        .collect()
+}
+
+fn owned_by(tree: &Tree, control: InstanceId, ssid: u16) -> bool {
+    integer(single(tree, at(control, aco::ACCESS_CONTROL_OWNER))) == Some(i64::from(ssid))
+}
+
 /// Whether server `ssid` may perform `operation` on `instance` of
 /// `object` (`None`: on the object, for Create).
 pub fn allowed(
@@ -59,18 +85,15 @@ pub fn allowed(
     instance: Option<InstanceId>,
     operation: Operation,
 ) -> bool {
-    if tree.instances(server::ID).map_or(0, |i| i.len()) <= 1 {
+    if !several_servers(tree) {
         return true;
     }
-    let at = |i, r| Path::resource(aco::ID, i, r);
     // Access Control instances themselves: readable, changed only by
     // their owner, and made only by the client or a bootstrap server.
     if object == aco::ID {
         return match (operation, instance) {
             (Operation::Read, _) => true,
-            (Operation::Write | Operation::Delete, Some(i)) => {
-                integer(single(tree, at(i, aco::ACCESS_CONTROL_OWNER))) == Some(i64::from(ssid))
-            }
+            (Operation::Write | Operation::Delete, Some(i)) => owned_by(tree, i, ssid),
             _ => false,
         };
     }
@@ -86,55 +109,49 @@ pub fn allowed(
         }) && operation != Operation::Create;
     }
     let target = instance.map_or(ANY_INSTANCE, |i| i64::from(i.0));
-    let Ok(controls) = tree.instances(aco::ID) else {
-        return true;
-    };
-    let Some(control) = controls.into_iter().find(|&i| {
-        integer(single(tree, at(i, aco::OBJECT_ID))) == Some(i64::from(object.0))
-            && integer(single(tree, at(i, aco::OBJECT_INSTANCE_ID))) == Some(target)
-    }) else {
+    let Some(&control) = controls_naming(tree, object, target).first() else {
         return true;
     };
     let acl = match tree.read(Origin::Agent, &at(control, aco::ACL)) {
         Ok(ResourceValue::Multiple(entries)) => entries,
         _ => Default::default(),
     };
-    let bits = acl
-        .get(&ssid)
-        .or_else(|| acl.get(&0))
-        .and_then(|v| integer(Some(v.clone())));
-    match bits {
-        Some(bits) => bits & operation as i64 != 0,
-        None => {
-            integer(single(tree, at(control, aco::ACCESS_CONTROL_OWNER))) == Some(i64::from(ssid))
-        }
+    match acl.get(&ssid).or_else(|| acl.get(&0)).cloned() {
+        Some(bits) => integer(Some(bits)).is_some_and(|b| b & operation as i64 != 0),
+        None => owned_by(tree, control, ssid),
     }
 }
 
 /// After server `ssid` created `instance` of `object`, with more than one
-/// server: the Access Control instance that makes it the owner (full
-/// rights for it; the others get what a default ACL entry grants, here
-/// none). Returns the values to create it with, if one is needed.
-pub fn owner_entry(
-    tree: &Tree,
+/// server: an Access Control instance making it the owner (full rights
+/// for it; the others get what a default ACL entry grants, here none).
+pub fn claim(
+    tree: &mut Tree,
     ssid: u16,
     object: ObjectId,
     instance: InstanceId,
-) -> Option<[(dm_core::ResourceId, Value); 3]> {
-    if tree.instances(server::ID).map_or(0, |i| i.len()) <= 1
-        || object == aco::ID
-        || object == dm_core::catalog::security::ID
-    {
-        return None;
+) -> Result<(), dm_core::TransactionError> {
+    if !several_servers(tree) || object == aco::ID || object == dm_core::catalog::security::ID {
+        return Ok(());
     }
-    Some([
-        (aco::OBJECT_ID, Value::Integer(i64::from(object.0))),
-        (
-            aco::OBJECT_INSTANCE_ID,
-            Value::Integer(i64::from(instance.0)),
-        ),
-        (aco::ACCESS_CONTROL_OWNER, Value::Integer(i64::from(ssid))),
-    ])
+    let control = InstanceId(
+        tree.instances(aco::ID)
+            .unwrap_or_default()
+            .iter()
+            .map(|i| i.0.saturating_add(1))
+            .max()
+            .unwrap_or(0),
+    );
+    let mut tx = tree.begin(Origin::Agent);
+    tx.create(aco::ID, Some(control));
+    for (resource, value) in [
+        (aco::OBJECT_ID, i64::from(object.0)),
+        (aco::OBJECT_INSTANCE_ID, i64::from(instance.0)),
+        (aco::ACCESS_CONTROL_OWNER, i64::from(ssid)),
+    ] {
+        tx.set(at(control, resource), Value::Integer(value));
+    }
+    tx.commit().map(drop)
 }
 
 /// An instance is gone: so are the Access Control instances that name it.
@@ -145,18 +162,7 @@ pub fn forget(tree: &mut Tree, object: ObjectId, instance: InstanceId) {
     if tree.instance(object, instance).is_ok() {
         return;
     }
-    let Ok(controls) = tree.instances(aco::ID) else {
-        return;
-    };
-    let at = |i, r| Path::resource(aco::ID, i, r);
-    let stale: Vec<InstanceId> = controls
-        .into_iter()
-        .filter(|&i| {
-            integer(single(tree, at(i, aco::OBJECT_ID))) == Some(i64::from(object.0))
-                && integer(single(tree, at(i, aco::OBJECT_INSTANCE_ID)))
-                    == Some(i64::from(instance.0))
-        })
-        .collect();
+    let stale = controls_naming(tree, object, i64::from(instance.0));
     if stale.is_empty() {
         return;
     }

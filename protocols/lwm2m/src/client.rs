@@ -1830,37 +1830,21 @@ impl Client {
             }
         }
         // The creator owns the new instance (LwM2M Core §7.3.3).
-        if let Some(entry) = access::owner_entry(
+        if let Err(e) = access::claim(
             tree,
             self.config.short_server_id,
             core.object_id(),
             instance,
         ) {
-            use dm_core::catalog::access_control as aco;
-            let control = InstanceId(
-                tree.instances(aco::ID)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|i| i.0.saturating_add(1))
-                    .max()
-                    .unwrap_or(0),
+            // Not left without its owner: the Create fails whole.
+            let _ = tree
+                .begin(Origin::Agent)
+                .delete(core.object_id(), instance)
+                .commit();
+            return error(
+                ResponseType::InternalServerError,
+                &format!("the new instance's access control: {e}"),
             );
-            let mut tx = tree.begin(Origin::Agent);
-            tx.create(aco::ID, Some(control));
-            for (resource, value) in entry {
-                tx.set(Path::resource(aco::ID, control, resource), value);
-            }
-            if let Err(e) = tx.commit() {
-                // Not left without its owner: the Create fails whole.
-                let _ = tree
-                    .begin(Origin::Agent)
-                    .delete(core.object_id(), instance)
-                    .commit();
-                return error(
-                    ResponseType::InternalServerError,
-                    &format!("the new instance's access control: {e}"),
-                );
-            }
         }
         let mut response = status(ResponseType::Created);
         response.add_option(
