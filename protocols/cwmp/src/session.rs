@@ -473,8 +473,7 @@ impl Engine {
         // which methods it serves, with a vendor event that says why (no
         // standard event does).
         if event == "GetRPCMethods" {
-            let event = get_rpc_methods_event(tree);
-            return self.queue_request(tree, CpeRequest::GetRpcMethods, &event);
+            return self.queue_request(tree, CpeRequest::GetRpcMethods);
         }
         let known = [
             "1 BOOT",
@@ -508,29 +507,25 @@ impl Engine {
             file_type: file_type.to_owned(),
             args,
         };
-        self.queue_request(tree, request, "9 REQUEST DOWNLOAD")
+        self.queue_request(tree, request)
     }
 
     /// Kicked (TR-069 §A.4.2.3), in a session with "5 KICKED"; the ACS's
     /// NextURL comes back as [`EngineEvent::Kicked`].
     pub fn kicked(&mut self, tree: &mut Tree, kick: soap::Kick) -> Result<(), String> {
         kick.check()?;
-        self.queue_request(tree, CpeRequest::Kicked(kick), "5 KICKED")
+        self.queue_request(tree, CpeRequest::Kicked(kick))
     }
 
-    fn queue_request(
-        &mut self,
-        tree: &mut Tree,
-        request: CpeRequest,
-        event: &str,
-    ) -> Result<(), String> {
+    fn queue_request(&mut self, tree: &mut Tree, request: CpeRequest) -> Result<(), String> {
         if self.durable.cpe_requests.len() >= MAX_CPE_REQUESTS {
             return Err("too many requests for the ACS are waiting".into());
         }
+        let event = request_event(tree, &request);
         if !self.durable.cpe_requests.contains(&request) {
             self.durable.cpe_requests.push(request);
         }
-        self.add_event(event, "");
+        self.add_event(&event, "");
         self.save(tree);
         self.wanted = true;
         Ok(())
@@ -772,29 +767,16 @@ impl Engine {
         if completed.iter().any(|(e, _)| *e != AUTONOMOUS) {
             self.add_event("7 TRANSFER COMPLETE", "");
         }
-        if self
+        // Requests of ours still waiting (a session that failed after its
+        // Inform was acknowledged took their events with it).
+        let requested: Vec<String> = self
             .durable
             .cpe_requests
             .iter()
-            .any(|r| matches!(r, CpeRequest::RequestDownload { .. }))
-        {
-            self.add_event("9 REQUEST DOWNLOAD", "");
-        }
-        if self
-            .durable
-            .cpe_requests
-            .iter()
-            .any(|r| matches!(r, CpeRequest::Kicked(_)))
-        {
-            self.add_event("5 KICKED", "");
-        }
-        if self
-            .durable
-            .cpe_requests
-            .iter()
-            .any(|r| matches!(r, CpeRequest::GetRpcMethods))
-        {
-            self.add_event(&get_rpc_methods_event(tree), "");
+            .map(|r| request_event(tree, r))
+            .collect();
+        for event in requested {
+            self.add_event(&event, "");
         }
         let du_keys: Vec<String> = self
             .durable
