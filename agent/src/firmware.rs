@@ -473,7 +473,6 @@ pub async fn fetch(
             ImageError::Io(_) => Failure::ConnectionLost,
         }
     })?;
-    let idle = std::time::Duration::from_secs(30);
     let transferred = |received: Result<u64, dm_cwmp_tokio::http::HttpError>| {
         received.map_err(|e| {
             warn!(uri = %dm_cwmp_tokio::redacted(uri), "download: {e}");
@@ -488,24 +487,16 @@ pub async fn fetch(
     let received = match scheme {
         Some("coap" | "coaps") => fetch_coap(tree, uri, &mut writer).await,
         Some("ftp") => {
-            let mut sink = ImageSink {
-                writer: &mut writer,
-                progress: Progress::new(Arc::clone(tree)),
-            };
-            transferred(dm_cwmp_tokio::ftp::download(uri, &credentials, idle, &mut sink).await)
+            transferred(download_image(Source::Ftp(uri), credentials, tls, &mut writer, tree).await)
         }
         _ => match uri.parse::<hyper::Uri>() {
             Err(e) => {
                 warn!(uri = %dm_cwmp_tokio::redacted(uri), "{e}");
                 Err(Failure::InvalidUri)
             }
-            Ok(parsed) => {
-                let mut session =
-                    dm_cwmp_tokio::http::HttpSession::new(parsed, credentials, idle, tls);
-                let received = fetch_http(&mut session, &mut writer, Arc::clone(tree)).await;
-                session.close().await;
-                transferred(received)
-            }
+            Ok(parsed) => transferred(
+                download_image(Source::Http(parsed), credentials, tls, &mut writer, tree).await,
+            ),
         },
     };
     let size = match received {
@@ -724,7 +715,6 @@ pub fn cwmp_transfers(
             Arc::clone(&log),
         );
         Box::pin(async move {
-            use dm_cwmp_tokio::http::HttpError;
             if transfer.upload {
                 return upload(&transfer, &tree, log.as_ref(), tls)
                     .await
@@ -735,38 +725,20 @@ pub fn cwmp_transfers(
                 username: transfer.username.clone(),
                 password: transfer.password.clone(),
             };
-            let idle = std::time::Duration::from_secs(30);
             if transfer.file_type == dm_cwmp::session::CONFIGURATION_DOWNLOAD {
                 return restore_configuration(&transfer, &tree, credentials, tls)
                     .await
                     .map(|()| Applied::Done);
             }
-            let ftp = transfer.url.starts_with("ftp://");
-            let uri = match transfer.url.parse::<hyper::Uri>() {
-                Ok(uri) => Some(uri),
-                Err(_) if ftp => None,
-                Err(e) => return fault(9016, format!("{}: {e}", transfer.url)),
+            let source = match Source::of(&transfer.url) {
+                Ok(source) => source,
+                Err(e) => return fault(9016, e),
             };
             let mut writer = match store.begin() {
                 Ok(writer) => writer,
                 Err(e) => return fault(9010, e.to_string()),
             };
-            let received = match uri {
-                Some(uri) if !ftp => {
-                    let mut session =
-                        dm_cwmp_tokio::http::HttpSession::new(uri, credentials, idle, tls);
-                    let received = fetch_http(&mut session, &mut writer, Arc::clone(&tree)).await;
-                    session.close().await;
-                    received
-                }
-                _ => {
-                    let mut sink = ImageSink {
-                        writer: &mut writer,
-                        progress: Progress::new(Arc::clone(&tree)),
-                    };
-                    dm_cwmp_tokio::ftp::download(&transfer.url, &credentials, idle, &mut sink).await
-                }
-            };
+            let received = download_image(source, credentials, tls, &mut writer, &tree).await;
             let size = match received {
                 Ok(size) if transfer.file_size > 0 && size != transfer.file_size => {
                     writer.abort();
@@ -782,15 +754,7 @@ pub fn cwmp_transfers(
                 Err(e) => {
                     // A failed transfer does not keep the disk full.
                     writer.abort();
-                    return match e {
-                        HttpError::Unauthorized(e) => fault(9012, e),
-                        e @ HttpError::Connect(_) => fault(9015, e.to_string()),
-                        e @ HttpError::Status(_) => fault(9016, e.to_string()),
-                        e @ (HttpError::Timeout | HttpError::Protocol(_)) => {
-                            fault(9017, e.to_string())
-                        }
-                        e @ HttpError::Sink(_) => fault(9010, e.to_string()),
-                    };
+                    return Err(download_fault(e, 9010));
                 }
             };
             // Held until applied: no other transfer replaces it meanwhile.
@@ -830,6 +794,70 @@ pub fn cwmp_transfers(
 /// The largest configuration file a Download restores.
 const MAX_CONFIGURATION: usize = 1 << 20;
 
+/// How long a download may go without a byte.
+const TRANSFER_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Where a download comes from: FTP, or HTTP(S) with its parsed URI.
+enum Source<'u> {
+    Ftp(&'u str),
+    Http(hyper::Uri),
+}
+
+impl<'u> Source<'u> {
+    /// ftp:// goes to the FTP client as it is (it parses its own URLs);
+    /// anything else must parse as an HTTP URI.
+    fn of(url: &'u str) -> Result<Source<'u>, String> {
+        if url.starts_with("ftp://") {
+            return Ok(Source::Ftp(url));
+        }
+        url.parse()
+            .map(Source::Http)
+            .map_err(|e| format!("{}: {e}", dm_cwmp_tokio::redacted(url)))
+    }
+}
+
+/// Downloads into the image file, with progress: FTP (resumed with REST)
+/// or HTTP(S) (resumed with Range). Returns the size.
+async fn download_image(
+    source: Source<'_>,
+    credentials: dm_cwmp_tokio::Credentials,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    writer: &mut ImageWriter,
+    tree: &Arc<Mutex<Tree>>,
+) -> Result<u64, dm_cwmp_tokio::http::HttpError> {
+    match source {
+        Source::Ftp(url) => {
+            let mut sink = ImageSink {
+                writer,
+                progress: Progress::new(Arc::clone(tree)),
+            };
+            dm_cwmp_tokio::ftp::download(url, &credentials, TRANSFER_IDLE, &mut sink).await
+        }
+        Source::Http(uri) => {
+            let mut session =
+                dm_cwmp_tokio::http::HttpSession::new(uri, credentials, TRANSFER_IDLE, tls);
+            let received = fetch_http(&mut session, writer, Arc::clone(tree)).await;
+            session.close().await;
+            received
+        }
+    }
+}
+
+/// A failed download as TR-069's TransferComplete fault: 9012 refused
+/// login, 9015 no server, 9016 no file, 9017 cut short; `sink` is the code
+/// for bytes the destination refused (9010 for a full disk, 9018 for a
+/// file too large to be what was asked).
+fn download_fault(e: dm_cwmp_tokio::http::HttpError, sink: u32) -> (u32, String) {
+    use dm_cwmp_tokio::http::HttpError;
+    match e {
+        HttpError::Unauthorized(e) => (9012, e),
+        e @ HttpError::Connect(_) => (9015, e.to_string()),
+        e @ HttpError::Status(_) => (9016, e.to_string()),
+        e @ (HttpError::Timeout | HttpError::Protocol(_)) => (9017, e.to_string()),
+        e @ HttpError::Sink(_) => (sink, e.to_string()),
+    }
+}
+
 /// A download kept in memory, up to a limit.
 struct MemorySink {
     bytes: Vec<u8>,
@@ -862,36 +890,24 @@ async fn restore_configuration(
     credentials: dm_cwmp_tokio::Credentials,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 ) -> Result<(), (u32, String)> {
-    use dm_cwmp_tokio::http::HttpError;
-    let idle = std::time::Duration::from_secs(30);
     let mut sink = MemorySink {
         bytes: Vec::new(),
         limit: MAX_CONFIGURATION,
     };
-    let received = if transfer.url.starts_with("ftp://") {
-        dm_cwmp_tokio::ftp::download(&transfer.url, &credentials, idle, &mut sink)
-            .await
-            .map(drop)
-    } else {
-        let uri: hyper::Uri = transfer
-            .url
-            .parse()
-            .map_err(|e| (9016, format!("{}: {e}", transfer.url)))?;
-        let mut session = dm_cwmp_tokio::http::HttpSession::new(uri, credentials, idle, tls);
-        let received = session.download_to(idle, 0, &mut sink).await.map(drop);
-        session.close().await;
-        received
-    };
-    match received {
-        Ok(()) => {}
-        Err(HttpError::Unauthorized(e)) => return Err((9012, e)),
-        Err(e @ HttpError::Connect(_)) => return Err((9015, e.to_string())),
-        Err(e @ HttpError::Status(_)) => return Err((9016, e.to_string())),
-        Err(e @ HttpError::Sink(_)) => return Err((9018, e.to_string())),
-        Err(e @ (HttpError::Timeout | HttpError::Protocol(_))) => {
-            return Err((9017, e.to_string()));
+    match Source::of(&transfer.url).map_err(|e| (9016, e))? {
+        Source::Ftp(url) => {
+            dm_cwmp_tokio::ftp::download(url, &credentials, TRANSFER_IDLE, &mut sink).await
+        }
+        Source::Http(uri) => {
+            let mut session =
+                dm_cwmp_tokio::http::HttpSession::new(uri, credentials, TRANSFER_IDLE, tls);
+            let received = session.download_to(TRANSFER_IDLE, 0, &mut sink).await;
+            session.close().await;
+            received
         }
     }
+    // Too large a file is no configuration: 9018.
+    .map_err(|e| download_fault(e, 9018))?;
     if transfer.file_size > 0 && sink.bytes.len() as u64 != transfer.file_size {
         return Err((
             9018,
