@@ -124,12 +124,7 @@ fn acsrs_drives_gpv_spv_gpn_add_and_delete_through_connection_requests() {
     let image: Vec<u8> = (0..1_000_000u32).map(|i| (i % 239) as u8).collect();
     std::fs::create_dir_all(home.path().join(".acsrs/download")).unwrap();
     std::fs::write(home.path().join(".acsrs/download/fw.bin"), &image).unwrap();
-    let applied = home.path().join("applied.bin");
-    let program = home.path().join("apply-firmware");
-    dm_tests::files::executable(
-        &program,
-        &format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
-    );
+    let (program, applied) = dm_tests::files::copying_program(home.path());
     let config = home.path().join("dmagent.toml");
     std::fs::write(
         &config,

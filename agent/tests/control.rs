@@ -33,12 +33,7 @@ fn every_cli_verb_round_trips_through_the_control_api() {
         .unwrap()
         .port();
     let dir = tempfile::tempdir().unwrap();
-    let applied = dir.path().join("applied.bin");
-    let program = dir.path().join("apply-firmware");
-    dm_tests::files::executable(
-        &program,
-        &format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
-    );
+    let (program, applied) = dm_tests::files::copying_program(dir.path());
     let image: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let http_port = dm_tests::files::image_server(image.clone());
     let config = dir.path().join("dmagent.toml");

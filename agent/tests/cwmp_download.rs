@@ -36,12 +36,7 @@ fn a_cwmp_download_is_applied_and_reported_with_transfer_complete() {
         None
     }));
     let dir = tempfile::tempdir().unwrap();
-    let applied = dir.path().join("applied.bin");
-    let program = dir.path().join("apply-firmware");
-    dm_tests::files::executable(
-        &program,
-        &format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
-    );
+    let (program, applied) = dm_tests::files::copying_program(dir.path());
     let cr_port = dm_tests::files::free_tcp_port();
     let config = dir.path().join("dmagent.toml");
     std::fs::write(

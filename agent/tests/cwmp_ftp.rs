@@ -78,12 +78,7 @@ fn ftp_downloads_resume_and_fail_with_their_codes_and_uploads_store_the_log() {
         None
     }));
     let dir = tempfile::tempdir().unwrap();
-    let applied = dir.path().join("applied.bin");
-    let program = dir.path().join("apply-firmware");
-    dm_tests::files::executable(
-        &program,
-        &format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
-    );
+    let (program, applied) = dm_tests::files::copying_program(dir.path());
     let cr_port = dm_tests::files::free_tcp_port();
     let config = dir.path().join("dmagent.toml");
     std::fs::write(

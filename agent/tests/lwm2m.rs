@@ -823,12 +823,7 @@ fn registers_with_an_ipv6_server_uri() {
 fn a_pushed_firmware_package_is_applied_by_the_configured_program() {
     let port = dm_tests::files::free_udp_port();
     let dir = tempfile::tempdir().unwrap();
-    let applied = dir.path().join("applied.bin");
-    let program = dir.path().join("apply-firmware");
-    dm_tests::files::executable(
-        &program,
-        &format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
-    );
+    let (program, applied) = dm_tests::files::copying_program(dir.path());
 
     // The ACS hears of it: AutonomousTransferComplete (TR-069 §A.3.3.3).
     let acs = dm_tests::mini_acs::MiniAcs::start(Box::new(|body| {
@@ -920,12 +915,7 @@ fn a_firmware_package_is_pulled_over_http_and_applied() {
     let http_port = dm_tests::files::image_server(image.clone());
     let port = dm_tests::files::free_udp_port();
     let dir = tempfile::tempdir().unwrap();
-    let applied = dir.path().join("applied.bin");
-    let program = dir.path().join("apply-firmware");
-    dm_tests::files::executable(
-        &program,
-        &format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
-    );
+    let (program, applied) = dm_tests::files::copying_program(dir.path());
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
         Command::new(dm_tests::py_peers::python())
@@ -1094,12 +1084,7 @@ fn a_5_mb_firmware_package_is_pulled_over_coap_block2_and_applied() {
     let image: Vec<u8> = (0..size).map(|i| (i % 256) as u8).collect();
     let port = dm_tests::files::free_udp_port();
     let dir = tempfile::tempdir().unwrap();
-    let applied = dir.path().join("applied.bin");
-    let program = dir.path().join("apply-firmware");
-    dm_tests::files::executable(
-        &program,
-        &format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
-    );
+    let (program, applied) = dm_tests::files::copying_program(dir.path());
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
         Command::new(dm_tests::py_peers::python())

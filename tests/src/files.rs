@@ -172,6 +172,19 @@ pub fn executable(path: &std::path::Path, script: &str) {
     std::fs::set_permissions(path, permissions).unwrap();
 }
 
+/// The stand-in firmware program most tests configure: `apply-firmware`
+/// in `dir`, which copies the image it is given to `applied.bin` there.
+/// Returns (program, applied).
+pub fn copying_program(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let applied = dir.join("applied.bin");
+    let program = dir.join("apply-firmware");
+    executable(
+        &program,
+        &format!("#!/bin/sh\ncp \"$1\" '{}'\n", applied.display()),
+    );
+    (program, applied)
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
