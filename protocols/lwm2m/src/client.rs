@@ -1379,14 +1379,18 @@ impl Client {
             if path.instance.is_none() {
                 let ssid = self.config.short_server_id;
                 let before = items.len();
+                // Judged once per instance, not per value.
+                let mut verdicts = HashMap::new();
                 items.retain(|i| {
-                    access::allowed(
-                        tree,
-                        ssid,
-                        core.object_id(),
-                        i.path.instance.map(InstanceId),
-                        Operation::Read,
-                    )
+                    *verdicts.entry(i.path.instance).or_insert_with(|| {
+                        access::allowed(
+                            tree,
+                            ssid,
+                            core.object_id(),
+                            i.path.instance.map(InstanceId),
+                            Operation::Read,
+                        )
+                    })
                 });
                 if before > 0 && items.is_empty() {
                     return Err(error(
