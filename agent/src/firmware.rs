@@ -960,7 +960,7 @@ async fn upload(
             .parse()
             .map_err(|e| (9011, format!("{}: {e}", transfer.url)))?;
         let mut session = dm_cwmp_tokio::http::HttpSession::new(uri, credentials, idle, tls);
-        let sent = session.upload(&body).await;
+        let sent = session.upload(body.clone()).await;
         session.close().await;
         sent
     };

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt as _, Full};
+use dm_cwmp::soap::{Body, Cursor};
+use http_body_util::BodyExt as _;
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, SET_COOKIE, WWW_AUTHENTICATE};
@@ -51,6 +52,50 @@ impl std::fmt::Display for HttpError {
     }
 }
 
+/// A request body written out piece by piece from a shared [`Body`] (a
+/// whole-tree GetParameterNamesResponse is never one string); a request
+/// sent again after a challenge or a redirect starts it over.
+pub struct Streamed {
+    body: Arc<Body>,
+    cursor: Cursor,
+    sent: usize,
+}
+
+impl Streamed {
+    fn new(body: &Arc<Body>) -> Streamed {
+        Streamed {
+            body: Arc::clone(body),
+            cursor: Cursor::default(),
+            sent: 0,
+        }
+    }
+}
+
+impl hyper::body::Body for Streamed {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let chunk = this.body.next_chunk(&mut this.cursor).map(|chunk| {
+            this.sent += chunk.len();
+            Ok(hyper::body::Frame::data(Bytes::from(chunk)))
+        });
+        std::task::Poll::Ready(chunk)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.sent >= self.body.len()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact((self.body.len() - self.sent.min(self.body.len())) as u64)
+    }
+}
+
 /// Credentials for the ACS.
 #[derive(Clone, Debug, Default)]
 pub struct Credentials {
@@ -65,7 +110,7 @@ pub struct HttpSession {
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     credentials: Credentials,
     timeout: Duration,
-    sender: Option<SendRequest<Full<Bytes>>>,
+    sender: Option<SendRequest<Streamed>>,
     connection: Option<tokio::task::JoinHandle<()>>,
     cookies: Vec<(String, String)>,
     auth: Option<http_auth::PasswordClient>,
@@ -104,8 +149,9 @@ impl HttpSession {
     }
 
     /// POSTs `body` (empty for the empty POST) and returns the final
-    /// status and body, answering one authentication challenge.
-    pub async fn post(&mut self, body: &str) -> Result<(u16, String), HttpError> {
+    /// status and body, answering one authentication challenge. The body
+    /// is written out piece by piece as the connection takes it.
+    pub async fn post(&mut self, body: &Arc<Body>) -> Result<(u16, String), HttpError> {
         tokio::time::timeout(self.timeout, self.post_inner(body))
             .await
             .map_err(|_| HttpError::Timeout)?
@@ -114,7 +160,7 @@ impl HttpSession {
     /// PUTs `body` (an Upload, TR-069 §A.4.1.5) with the same
     /// authentication and redirects as a session's POSTs; returns the
     /// final status.
-    pub async fn put(&mut self, body: &str) -> Result<u16, HttpError> {
+    pub async fn put(&mut self, body: &Arc<Body>) -> Result<u16, HttpError> {
         self.method = hyper::Method::PUT;
         let result = self.post(body).await.map(|(status, _)| status);
         self.method = hyper::Method::POST;
@@ -125,17 +171,18 @@ impl HttpSession {
     /// HTTP; a server that does not take PUT (405 Method Not Allowed, 501
     /// Not Implemented) gets the same body by POST, as file servers that
     /// only accept form-less POST uploads want. Returns the final status.
-    pub async fn upload(&mut self, body: &str) -> Result<u16, HttpError> {
+    pub async fn upload(&mut self, body: String) -> Result<u16, HttpError> {
         self.file_body = true;
-        let result = match self.put(body).await {
-            Ok(405 | 501) => self.post(body).await.map(|(status, _)| status),
+        let body = Arc::new(Body::from(body));
+        let result = match self.put(&body).await {
+            Ok(405 | 501) => self.post(&body).await.map(|(status, _)| status),
             other => other,
         };
         self.file_body = false;
         result
     }
 
-    async fn post_inner(&mut self, body: &str) -> Result<(u16, String), HttpError> {
+    async fn post_inner(&mut self, body: &Arc<Body>) -> Result<(u16, String), HttpError> {
         let mut challenged = false;
         let mut renewed = false;
         let mut redirects = 0;
@@ -200,7 +247,7 @@ impl HttpSession {
 
     async fn exchange(
         &mut self,
-        body: &str,
+        body: &Arc<Body>,
     ) -> Result<(StatusCode, hyper::HeaderMap, String), HttpError> {
         // A kept-alive connection the ACS closed is reopened once, but
         // only when the request was never written: a POST the ACS may
@@ -222,7 +269,10 @@ impl HttpSession {
                         .await
                         .map_err(|e| HttpError::Protocol(format!("response body: {e}")))?
                         .to_bytes();
-                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    // Valid UTF-8 (every ACS sends it) is taken as it is,
+                    // without a copy.
+                    let text = String::from_utf8(Vec::from(bytes))
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
                     return Ok((status, parts.headers, text));
                 }
                 Err(mut e) => {
@@ -302,15 +352,15 @@ impl HttpSession {
         }
     }
 
-    fn request(&mut self, body: &str) -> Result<Request<Full<Bytes>>, HttpError> {
+    fn request(&mut self, body: &Arc<Body>) -> Result<Request<Streamed>, HttpError> {
         self.request_with(self.method.clone(), body)
     }
 
     fn request_with(
         &mut self,
         method: hyper::Method,
-        body: &str,
-    ) -> Result<Request<Full<Bytes>>, HttpError> {
+        body: &Arc<Body>,
+    ) -> Result<Request<Streamed>, HttpError> {
         let range = self.range_from;
         let path = self
             .uri
@@ -362,8 +412,14 @@ impl HttpSession {
                 .map_err(HttpError::Unauthorized)?;
             builder = builder.header(AUTHORIZATION, value);
         }
+        // The exact length up front: Content-Length, never chunked
+        // transfer coding, which some ACSs do not take in a request (the
+        // empty POST says 0, TR-069 §3.7.2.4; a GET says nothing).
+        if method != hyper::Method::GET {
+            builder = builder.header(hyper::header::CONTENT_LENGTH, body.len());
+        }
         builder
-            .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+            .body(Streamed::new(body))
             .map_err(|e| HttpError::Protocol(e.to_string()))
     }
 
@@ -412,7 +468,7 @@ impl HttpSession {
             if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
                 self.connect().await?;
             }
-            let request = self.request_with(hyper::Method::GET, "")?;
+            let request = self.request_with(hyper::Method::GET, &Arc::new(Body::empty()))?;
             let Some(sender) = self.sender.as_mut() else {
                 return Err(HttpError::Protocol("no connection".into()));
             };

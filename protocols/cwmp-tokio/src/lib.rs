@@ -563,6 +563,7 @@ async fn session(
     let mut http = http::HttpSession::new(uri, credentials, config.http_timeout, tls);
     while let Some(body) = engine.poll_transmit() {
         trace!(body = %body, "CWMP POST");
+        let body = Arc::new(body);
         let answer = tokio::select! {
             answer = http.post(&body) => answer,
             // A stop does not wait for a slow ACS: what the session

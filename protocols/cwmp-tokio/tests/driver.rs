@@ -64,6 +64,8 @@ struct Seen {
     connection: usize,
     authorization: Option<String>,
     cookie: Option<String>,
+    /// The Content-Length and Transfer-Encoding headers.
+    framing: (Option<String>, Option<String>),
     body: String,
 }
 
@@ -112,6 +114,7 @@ async fn scripted_acs_on(host: &str, script: Vec<(u16, String)>) -> Acs {
                         };
                         let authorization = header("authorization");
                         let cookie = header("cookie");
+                        let framing = (header("content-length"), header("transfer-encoding"));
                         let body = String::from_utf8_lossy(
                             &request.into_body().collect().await.unwrap().to_bytes(),
                         )
@@ -120,6 +123,7 @@ async fn scripted_acs_on(host: &str, script: Vec<(u16, String)>) -> Acs {
                             connection,
                             authorization: authorization.clone(),
                             cookie,
+                            framing,
                             body,
                         })
                         .unwrap();
@@ -248,6 +252,73 @@ async fn a_boot_session_with_digest_cookies_and_keep_alive() {
             .all(|s| s.connection == challenged.connection)
     );
 
+    stop_tx.send(true).unwrap();
+    driver.await.unwrap().unwrap();
+}
+
+/// Field interop (GenieACS asks for the whole tree's names): a
+/// GetParameterNames of over 10,000 parameters goes out written piece by
+/// piece, with its exact Content-Length (no chunked coding), as one valid
+/// response the ACS reads whole.
+#[tokio::test(flavor = "current_thread")]
+async fn a_whole_tree_get_parameter_names_is_sent_with_its_length() {
+    let mut acs = scripted_acs(vec![
+        (200, acs_message("<cwmp:InformResponse><MaxEnvelopes>1</MaxEnvelopes></cwmp:InformResponse>")),
+        (
+            200,
+            acs_message("<cwmp:GetParameterNames><ParameterPath></ParameterPath><NextLevel>false</NextLevel></cwmp:GetParameterNames>"),
+        ),
+        (204, String::new()),
+    ])
+    .await;
+    let mut tree = tree(&format!("http://{}/acs", acs.address));
+    let mut tx = tree.begin(dm_core::Origin::Cli);
+    for _ in 0..1500 {
+        tx.create(dm_core::catalog::wlan::ID, None);
+    }
+    tx.commit().unwrap();
+    let tree = Arc::new(Mutex::new(tree));
+    let (host_tx, _host_rx) = mpsc::channel(4);
+    let (_commands, commands) = mpsc::channel(1);
+    let (stop_tx, stop) = watch::channel(false);
+    let driver = tokio::spawn(dm_cwmp_tokio::run(
+        Arc::clone(&tree),
+        Config {
+            connection_request: None,
+            http_timeout: Duration::from_secs(10),
+            tls: TlsSettings::default(),
+            ..Config::default()
+        },
+        host_tx,
+        commands,
+        stop,
+    ));
+    let mut empty = None;
+    let gpn = loop {
+        let seen = next(&mut acs.seen).await;
+        if seen.body.contains("GetParameterNamesResponse") {
+            break seen;
+        }
+        if seen.body.is_empty() {
+            empty = Some(seen);
+        }
+    };
+    assert_eq!(
+        gpn.framing,
+        (Some(gpn.body.len().to_string()), None),
+        "Content-Length, not chunked"
+    );
+    let names = gpn.body.matches("<ParameterInfoStruct>").count();
+    assert!(names > 10_000, "{names} names");
+    assert!(
+        gpn.body
+            .contains(&format!("cwmp:ParameterInfoStruct[{names}]"))
+    );
+    assert!(gpn.body.ends_with("</soap-env:Body></soap-env:Envelope>"));
+    assert!(gpn.body.contains("<Name>Device.WiFi.SSID.1500.SSID</Name>"));
+    // The empty POST before it said so with a length of 0.
+    let empty = empty.expect("an empty POST after the Inform");
+    assert_eq!(empty.framing, (Some("0".into()), None));
     stop_tx.send(true).unwrap();
     driver.await.unwrap().unwrap();
 }
@@ -485,6 +556,7 @@ async fn nonce_renewing_acs(script: Vec<(bool, u16, String)>) -> Acs {
                             connection,
                             authorization: authorization.clone(),
                             cookie: None,
+                            framing: (None, None),
                             body,
                         })
                         .unwrap();

@@ -168,7 +168,8 @@ async fn an_untrusted_certificate_is_refused() {
         Duration::from_secs(10),
         Some(config),
     );
-    let error = session.post("<x/>").await.unwrap_err().to_string();
+    let body = std::sync::Arc::new(dm_cwmp::soap::Body::from("<x/>".to_owned()));
+    let error = session.post(&body).await.unwrap_err().to_string();
     assert!(
         error.contains("TLS") && error.contains("certificate"),
         "{error}"

@@ -109,12 +109,14 @@ fn concrete(tree: &Tree) -> Vec<Concrete> {
     out
 }
 
-/// Orders `X.10.Y` after `X.9.Y`.
+/// Orders `X.10.Y` after `X.9.Y`, and an object (`X.`, whose last
+/// segment is empty) before what is in it.
 fn natural(path: &str) -> Vec<(u8, u32, &str)> {
     path.split('.')
         .map(|s| match s.parse::<u32>() {
-            Ok(n) => (0, n, ""),
-            Err(_) => (1, 0, s),
+            _ if s.is_empty() => (0, 0, ""),
+            Ok(n) => (1, n, ""),
+            Err(_) => (2, 0, s),
         })
         .collect()
 }

@@ -328,7 +328,7 @@ pub struct Engine {
     /// Inform was built: still to be reported.
     changed_again: BTreeSet<String>,
     hold_requests: bool,
-    outbox: VecDeque<String>,
+    outbox: VecDeque<soap::Body>,
     events: VecDeque<EngineEvent>,
     after_session: AfterSession,
     /// Start a session as soon as possible.
@@ -837,12 +837,12 @@ impl Engine {
         self.events.push_back(EngineEvent::SessionStarted {
             events: self.in_flight.iter().map(|(c, _)| c.clone()).collect(),
         });
-        self.outbox.push_back(inform);
+        self.outbox.push_back(inform.into());
         self.phase = Phase::Informing;
     }
 
-    /// The next POST body. An empty string is the empty POST.
-    pub fn poll_transmit(&mut self) -> Option<String> {
+    /// The next POST body. An empty body is the empty POST.
+    pub fn poll_transmit(&mut self) -> Option<soap::Body> {
         self.outbox.pop_front()
     }
 
@@ -1206,10 +1206,10 @@ impl Engine {
                             // A response or fault to a request of ours:
                             // none is outstanding besides those handled
                             // above, so carry on.
-                            AcsMessage::Response(_) | AcsMessage::Fault(_) => String::new(),
+                            AcsMessage::Response(_) | AcsMessage::Fault(_) => soap::Body::empty(),
                         }
                     }
-                    Err(e) => self.decode_fault(&e),
+                    Err(e) => self.decode_fault(&e).into(),
                 };
                 self.phase = Phase::Exchanging {
                     empty: reply.is_empty(),
@@ -1264,7 +1264,7 @@ impl Engine {
                 ),
             };
             self.phase = Phase::Completing;
-            self.outbox.push_back(message);
+            self.outbox.push_back(message.into());
             return;
         }
         if !self.hold_requests
@@ -1288,7 +1288,7 @@ impl Engine {
                 &results,
             );
             self.phase = Phase::CompletingDu;
-            self.outbox.push_back(message);
+            self.outbox.push_back(message.into());
             return;
         }
         // A request queued during this session waits for the next one,
@@ -1308,11 +1308,11 @@ impl Engine {
                 CpeRequest::Kicked(kick) => encoder.kicked(&id, kick),
             };
             self.phase = Phase::Requesting;
-            self.outbox.push_back(message);
+            self.outbox.push_back(message.into());
             return;
         }
         self.phase = Phase::Exchanging { empty: true };
-        self.outbox.push_back(String::new());
+        self.outbox.push_back(soap::Body::empty());
     }
 
     /// A request of ours the ACS would not take: dropped, and said so.
@@ -1397,7 +1397,36 @@ impl Engine {
         self.save(tree);
     }
 
+    /// The answer to an ACS request. The lists of GetParameterValues and
+    /// GetParameterNames are written out as they are sent ([`soap::Body`]).
     fn answer(
+        &mut self,
+        tree: &mut Tree,
+        id: Option<&str>,
+        request: AcsRequest,
+        wall: i64,
+    ) -> soap::Body {
+        let e = Encoder::new(self.version);
+        let fault = |f: soap::Fault| e.fault(id, f.code, &f.message, &f.parameters).into();
+        match request {
+            AcsRequest::GetParameterValues { names } => {
+                match rpc::get_parameter_values(tree, &names) {
+                    Ok(values) => e.get_parameter_values_response(id, values),
+                    Err(f) => fault(f),
+                }
+            }
+            AcsRequest::GetParameterNames { path, next_level } => {
+                match rpc::get_parameter_names(tree, &path, next_level) {
+                    Ok(names) => e.get_parameter_names_response(id, names),
+                    Err(f) => fault(f),
+                }
+            }
+            other => self.answer_text(tree, id, other, wall).into(),
+        }
+    }
+
+    /// The answer to any other ACS request: short, written whole.
+    fn answer_text(
         &mut self,
         tree: &mut Tree,
         id: Option<&str>,
@@ -1411,12 +1440,6 @@ impl Engine {
         };
         match request {
             AcsRequest::GetRPCMethods => e.get_rpc_methods_response(id, SUPPORTED),
-            AcsRequest::GetParameterValues { names } => {
-                match rpc::get_parameter_values(tree, &names) {
-                    Ok(values) => e.get_parameter_values_response(id, &values),
-                    Err(f) => fault(f),
-                }
-            }
             AcsRequest::SetParameterValues {
                 parameters,
                 parameter_key,
@@ -1424,12 +1447,6 @@ impl Engine {
                 Ok(status) => e.set_parameter_values_response(id, status),
                 Err(f) => fault(f),
             },
-            AcsRequest::GetParameterNames { path, next_level } => {
-                match rpc::get_parameter_names(tree, &path, next_level) {
-                    Ok(names) => e.get_parameter_names_response(id, &names),
-                    Err(f) => fault(f),
-                }
-            }
             AcsRequest::SetParameterAttributes { changes } => {
                 match rpc::set_parameter_attributes(tree, &changes) {
                     Ok(()) => {

@@ -133,7 +133,7 @@ impl Run {
             matches!(events.last(), Some(EngineEvent::SessionStarted { .. })),
             "{events:?}"
         );
-        let inform = self.engine.poll_transmit().expect("an Inform");
+        let inform = self.engine.poll_transmit().expect("an Inform").to_text();
         common::validate_message(&inform, "Inform");
         inform
     }
@@ -142,7 +142,7 @@ impl Run {
     fn respond(&mut self, status: u16, body: &str) -> Option<String> {
         self.engine
             .handle_response(&mut self.tree, self.now, WALL, status, body);
-        self.engine.poll_transmit()
+        self.engine.poll_transmit().map(|body| body.to_text())
     }
 
     fn advance(&mut self, by: Duration) {
@@ -1107,6 +1107,10 @@ fn get_parameter_names_answers_a_tree_of_over_10000_parameters() {
     assert_eq!(unique.len(), names.len(), "every name once");
     assert!(names.contains(&"Device.WiFi.SSID.1500.SSID"));
     assert!(answer.contains(&format!("ParameterInfoStruct[{}]", names.len())));
+    // In reading order: a table before its instances, 9 before 10.
+    let at = |name: &str| names.iter().position(|n| *n == name).unwrap();
+    assert!(at("Device.WiFi.SSID.") < at("Device.WiFi.SSID.1."));
+    assert!(at("Device.WiFi.SSID.9.SSID") < at("Device.WiFi.SSID.10.SSID"));
     // The session goes on.
     assert_eq!(run.respond(204, ""), None);
 }

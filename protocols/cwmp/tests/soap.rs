@@ -5,8 +5,8 @@ mod common;
 
 use common::{body_document, validate};
 use dm_cwmp::soap::{
-    AcsMessage, AcsRequest, AcsResponse, AttributeChange, CwmpVersion, DeviceId, DuOperation,
-    Encoder, Event, ParameterFault, ParameterValue, decode,
+    AcsMessage, AcsRequest, AcsResponse, AttributeChange, Body, Cursor, CwmpVersion, DeviceId,
+    DuOperation, Encoder, Event, ParameterFault, ParameterValue, decode,
 };
 use proptest::prelude::*;
 
@@ -321,7 +321,8 @@ fn emitted() -> Vec<(&'static str, String)> {
         ),
         (
             "GetParameterValuesResponse",
-            e.get_parameter_values_response(id, &values),
+            e.get_parameter_values_response(id, values.clone())
+                .to_text(),
         ),
         (
             "SetParameterValuesResponse",
@@ -331,11 +332,12 @@ fn emitted() -> Vec<(&'static str, String)> {
             "GetParameterNamesResponse",
             e.get_parameter_names_response(
                 id,
-                &[
+                vec![
                     ("Device.".into(), false),
                     ("Device.WiFi.SSID.1.SSID".into(), true),
                 ],
-            ),
+            )
+            .to_text(),
         ),
         (
             "SetParameterAttributesResponse",
@@ -403,14 +405,16 @@ fn emitted_messages_decode_back() {
         assert_eq!(document.root().name(), "Envelope");
     }
     let e = Encoder::new(CwmpVersion(0));
-    let text = e.get_parameter_values_response(
-        Some("9"),
-        &[ParameterValue {
-            name: "X".into(),
-            value: "<&>".into(),
-            xsd_type: "xsd:string",
-        }],
-    );
+    let text = e
+        .get_parameter_values_response(
+            Some("9"),
+            vec![ParameterValue {
+                name: "X".into(),
+                value: "<&>".into(),
+                xsd_type: "xsd:string",
+            }],
+        )
+        .to_text();
     assert!(text.contains("urn:dslforum-org:cwmp-1-0"));
     let document = dm_cwmp::soap::dom::parse(&text).unwrap();
     let value = document
@@ -424,8 +428,66 @@ fn emitted_messages_decode_back() {
     assert_eq!(value.text(), "<&>");
 }
 
+/// The pieces a body is written in, as the HTTP driver takes them.
+fn chunks(body: &Body) -> Vec<String> {
+    let mut cursor = Cursor::default();
+    std::iter::from_fn(|| body.next_chunk(&mut cursor)).collect()
+}
+
+/// Field interop (GenieACS asks GetParameterNames of the whole tree): a
+/// long list is written in pieces of about 16 KiB, never as one string,
+/// and the pieces make the valid envelope whose length was announced.
+#[test]
+fn long_lists_are_written_in_pieces() {
+    let e = Encoder::new(CwmpVersion::LATEST);
+    let names: Vec<(String, bool)> = (1..=5000)
+        .map(|i| (format!("Device.WiFi.SSID.{i}.SSID"), i % 2 == 0))
+        .collect();
+    let body = e.get_parameter_names_response(Some("7"), names);
+    let pieces = chunks(&body);
+    assert!(pieces.len() > 10, "{} pieces", pieces.len());
+    let longest = pieces.iter().map(String::len).max().unwrap();
+    assert!(
+        longest < dm_cwmp::soap::CHUNK + 1024,
+        "a piece of {longest} bytes"
+    );
+    let text: String = pieces.concat();
+    assert_eq!(text.len(), body.len());
+    assert_eq!(text, body.to_text());
+    validate(&text, "GetParameterNamesResponse");
+    assert!(text.contains("ParameterInfoStruct[5000]"));
+    assert!(text.contains("<Name>Device.WiFi.SSID.5000.SSID</Name><Writable>1</Writable>"));
+    // A short message is one piece; the empty POST none.
+    assert_eq!(chunks(&Body::from("<x/>".to_owned())), ["<x/>"]);
+    assert!(chunks(&Body::empty()).is_empty());
+    assert!(Body::empty().is_empty());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The announced length (the POST's Content-Length) is what is
+    /// written, whatever the names and values hold.
+    #[test]
+    fn announced_length_is_exact(
+        entries in proptest::collection::vec((".{0,40}", ".{0,40}", any::<bool>()), 0..200),
+    ) {
+        let e = Encoder::new(CwmpVersion::LATEST);
+        let names: Vec<(String, bool)> =
+            entries.iter().map(|(n, _, w)| (n.clone(), *w)).collect();
+        let values: Vec<ParameterValue> = entries
+            .iter()
+            .map(|(n, v, _)| ParameterValue { name: n.clone(), value: v.clone(), xsd_type: "xsd:string" })
+            .collect();
+        for body in [
+            e.get_parameter_names_response(Some("1"), names),
+            e.get_parameter_values_response(None, values),
+        ] {
+            let text = chunks(&body).concat();
+            prop_assert_eq!(text.len(), body.len());
+            prop_assert!(dm_cwmp::soap::dom::parse(&text).is_ok());
+        }
+    }
 
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {

@@ -60,7 +60,15 @@ impl Encoder {
 
     /// A whole envelope around `body`, with `cwmp:ID` when given.
     fn envelope(&self, id: Option<&str>, body: &str) -> String {
-        let mut out = String::with_capacity(body.len() + 512);
+        let mut out = self.envelope_head(id, body.len() + ENVELOPE_TAIL.len());
+        out.push_str(body);
+        out.push_str(ENVELOPE_TAIL);
+        out
+    }
+
+    /// An envelope up to its Body's content, with room for `more` bytes.
+    fn envelope_head(&self, id: Option<&str>, more: usize) -> String {
+        let mut out = String::with_capacity(more + 512);
         out.push_str(r#"<?xml version="1.0" encoding="UTF-8"?>"#);
         let _ = write!(
             out,
@@ -82,8 +90,6 @@ impl Encoder {
             None => out.push_str("<soap-env:Header/>"),
         }
         out.push_str("<soap-env:Body>");
-        out.push_str(body);
-        out.push_str("</soap-env:Body></soap-env:Envelope>");
         out
     }
 
@@ -130,16 +136,20 @@ impl Encoder {
         self.envelope(Some(id), &body)
     }
 
+    /// GetParameterValuesResponse, written out as it is sent ([`Body`]).
     pub fn get_parameter_values_response(
         &self,
         id: Option<&str>,
-        values: &[ParameterValue],
-    ) -> String {
-        let mut body = String::with_capacity(128 + values.len() * 128);
-        body.push_str("<cwmp:GetParameterValuesResponse>");
-        write_values(&mut body, values);
-        body.push_str("</cwmp:GetParameterValuesResponse>");
-        self.envelope(id, &body)
+        values: Vec<ParameterValue>,
+    ) -> Body {
+        let mut head = self.envelope_head(id, 128);
+        let _ = write!(
+            head,
+            "<cwmp:GetParameterValuesResponse><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[{}]\">",
+            values.len()
+        );
+        let tail = format!("</ParameterList></cwmp:GetParameterValuesResponse>{ENVELOPE_TAIL}");
+        Body::list(head, List::Values(values), tail)
     }
 
     /// Status 0: applied; 1: committed, applied later (TR-069 §A.3.2.1).
@@ -150,30 +160,20 @@ impl Encoder {
         )
     }
 
+    /// GetParameterNamesResponse, written out as it is sent ([`Body`]).
     pub fn get_parameter_names_response(
         &self,
         id: Option<&str>,
-        names: &[(String, bool)],
-    ) -> String {
-        let mut body = String::with_capacity(128 + names.len() * 96);
+        names: Vec<(String, bool)>,
+    ) -> Body {
+        let mut head = self.envelope_head(id, 128);
         let _ = write!(
-            body,
+            head,
             "<cwmp:GetParameterNamesResponse><ParameterList soap-enc:arrayType=\"cwmp:ParameterInfoStruct[{}]\">",
             names.len()
         );
-        for (name, writable) in names {
-            let _ = write!(
-                body,
-                "<ParameterInfoStruct><Name>{}</Name><Writable>{}</Writable></ParameterInfoStruct>",
-                escape(name.as_str()),
-                // xsd:boolean allows both spellings; "1"/"0" is what every
-                // ACS reads (acsrs 0.5 parses Writable as an integer;
-                // GenieACS takes either).
-                if *writable { "1" } else { "0" }
-            );
-        }
-        body.push_str("</ParameterList></cwmp:GetParameterNamesResponse>");
-        self.envelope(id, &body)
+        let tail = format!("</ParameterList></cwmp:GetParameterNamesResponse>{ENVELOPE_TAIL}");
+        Body::list(head, List::Names(names), tail)
     }
 
     pub fn get_parameter_attributes_response(
@@ -486,6 +486,9 @@ impl Encoder {
     }
 }
 
+/// What closes every envelope.
+const ENVELOPE_TAIL: &str = "</soap-env:Body></soap-env:Envelope>";
+
 fn write_values(body: &mut String, values: &[ParameterValue]) {
     let _ = write!(
         body,
@@ -493,13 +496,205 @@ fn write_values(body: &mut String, values: &[ParameterValue]) {
         values.len()
     );
     for v in values {
-        let _ = write!(
-            body,
-            "<ParameterValueStruct><Name>{}</Name><Value xsi:type=\"{}\">{}</Value></ParameterValueStruct>",
-            escape(v.name.as_str()),
-            v.xsd_type,
-            escape(v.value.as_str())
-        );
+        write_value(body, v);
     }
     body.push_str("</ParameterList>");
+}
+
+fn write_value(body: &mut String, v: &ParameterValue) {
+    let _ = write!(
+        body,
+        "<ParameterValueStruct><Name>{}</Name><Value xsi:type=\"{}\">{}</Value></ParameterValueStruct>",
+        escape(v.name.as_str()),
+        v.xsd_type,
+        escape(v.value.as_str())
+    );
+}
+
+/// How much of a long list a [`Body`] writes at a time.
+pub const CHUNK: usize = 16 * 1024;
+
+/// A message to POST. A message with a long list (a GetParameterNames or
+/// GetParameterValues response covering a whole tree: tens of thousands
+/// of entries) keeps the entries and writes their XML piece by piece as
+/// the connection takes it, never the whole envelope at once (field
+/// interop issue: GenieACS asks for the whole tree with NextLevel=false).
+/// Its exact length is known beforehand, so the POST carries a
+/// Content-Length rather than chunked transfer coding, which some ACSs
+/// mishandle.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Body {
+    head: String,
+    list: List,
+    tail: String,
+    len: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+enum List {
+    #[default]
+    Nothing,
+    Names(Vec<(String, bool)>),
+    Values(Vec<ParameterValue>),
+}
+
+impl List {
+    fn len(&self) -> usize {
+        match self {
+            List::Nothing => 0,
+            List::Names(names) => names.len(),
+            List::Values(values) => values.len(),
+        }
+    }
+
+    /// The length `write` gives item `i`, counted without writing it.
+    fn item_len(&self, i: usize) -> usize {
+        match self {
+            List::Nothing => 0,
+            List::Names(names) => {
+                "<ParameterInfoStruct><Name></Name><Writable>0</Writable></ParameterInfoStruct>"
+                    .len()
+                    + escaped_len(&names[i].0)
+            }
+            List::Values(values) => {
+                let v = &values[i];
+                "<ParameterValueStruct><Name></Name><Value xsi:type=\"\"></Value></ParameterValueStruct>"
+                    .len()
+                    + escaped_len(&v.name)
+                    + v.xsd_type.len()
+                    + escaped_len(&v.value)
+            }
+        }
+    }
+
+    fn write(&self, i: usize, out: &mut String) {
+        match self {
+            List::Nothing => {}
+            List::Names(names) => {
+                let (name, writable) = &names[i];
+                let _ = write!(
+                    out,
+                    "<ParameterInfoStruct><Name>{}</Name><Writable>{}</Writable></ParameterInfoStruct>",
+                    escape(name.as_str()),
+                    // xsd:boolean allows both spellings; "1"/"0" is what
+                    // every ACS reads (acsrs 0.5 parses Writable as an
+                    // integer; GenieACS takes either).
+                    if *writable { "1" } else { "0" }
+                );
+            }
+            List::Values(values) => write_value(out, &values[i]),
+        }
+    }
+}
+
+/// Where writing a [`Body`] out has got to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cursor {
+    stage: Stage,
+    item: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Stage {
+    #[default]
+    Head,
+    List,
+    Tail,
+    Done,
+}
+
+impl Body {
+    fn list(head: String, list: List, tail: String) -> Body {
+        let len =
+            head.len() + tail.len() + (0..list.len()).map(|i| list.item_len(i)).sum::<usize>();
+        Body {
+            head,
+            list,
+            tail,
+            len,
+        }
+    }
+
+    /// The empty POST (TR-069 §3.7.2.4).
+    pub fn empty() -> Body {
+        Body::default()
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The empty POST.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The next piece from `cursor` on: about [`CHUNK`] bytes of a list,
+    /// or a short message whole; `None` once all is written.
+    pub fn next_chunk(&self, cursor: &mut Cursor) -> Option<String> {
+        let mut out = String::new();
+        loop {
+            match cursor.stage {
+                Stage::Head => {
+                    out.push_str(&self.head);
+                    cursor.stage = Stage::List;
+                }
+                Stage::List if cursor.item < self.list.len() => {
+                    if out.len() >= CHUNK {
+                        break;
+                    }
+                    if out.capacity() == 0 {
+                        out.reserve(CHUNK + 256);
+                    }
+                    self.list.write(cursor.item, &mut out);
+                    cursor.item += 1;
+                }
+                Stage::List => cursor.stage = Stage::Tail,
+                Stage::Tail => {
+                    out.push_str(&self.tail);
+                    cursor.stage = Stage::Done;
+                }
+                Stage::Done => break,
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// The whole message as text (tests, trace logs).
+    pub fn to_text(&self) -> String {
+        let mut text = String::with_capacity(self.len);
+        let mut cursor = Cursor::default();
+        while let Some(chunk) = self.next_chunk(&mut cursor) {
+            text.push_str(&chunk);
+        }
+        text
+    }
+}
+
+/// The length of `text` once escaped: quick-xml's own escaping, which
+/// borrows (allocates nothing) when there is nothing to escape.
+fn escaped_len(text: &str) -> usize {
+    escape(text).len()
+}
+
+impl From<String> for Body {
+    fn from(text: String) -> Body {
+        Body {
+            len: text.len(),
+            head: text,
+            list: List::Nothing,
+            tail: String::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut cursor = Cursor::default();
+        while let Some(chunk) = self.next_chunk(&mut cursor) {
+            f.write_str(&chunk)?;
+        }
+        Ok(())
+    }
 }

@@ -13,7 +13,7 @@ mod encode;
 mod fault;
 
 pub use decode::{DecodeError, DecodeErrorKind, decode};
-pub use encode::{DeviceId, Encoder, Event, ParameterValue, QueuedTransfer};
+pub use encode::{Body, CHUNK, Cursor, DeviceId, Encoder, Event, ParameterValue, QueuedTransfer};
 pub use fault::FaultCode;
 
 /// The cwmp namespace version of a message: the `N` of
