@@ -836,6 +836,83 @@ fn a_download_is_queued_performed_and_reported_in_a_new_session() {
     assert_eq!(run.respond(200, &inform_response(2)).unwrap(), "");
 }
 
+/// Field case (issue 8): the session carrying TransferComplete breaks
+/// before TransferCompleteResponse (a dropped connection, then an ACS
+/// error, then a restart of the agent): each retry's Inform announces
+/// "7 TRANSFER COMPLETE" and "M Download" again and sends the same
+/// TransferComplete, until the ACS acknowledges it; then never again.
+#[test]
+fn a_transfer_complete_whose_session_fails_is_sent_again() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    run.respond(
+        200,
+        &download_request("fw-7", "http://127.0.0.1:9/fw.bin", 0),
+    );
+    run.respond(204, "");
+    run.drain_events();
+    run.engine
+        .poll_transfer(&mut run.tree, WALL)
+        .expect("due at once");
+    run.engine.transfer_complete(
+        &mut run.tree,
+        dm_cwmp::session::TransferResult {
+            command_key: "fw-7".into(),
+            fault_code: 0,
+            fault_string: String::new(),
+            start: WALL,
+            complete: WALL + 3,
+            upload: false,
+            scheduled: false,
+            autonomous: None,
+        },
+    );
+    let announced = |inform: &str| {
+        let reported = events(inform);
+        reported.contains(&("7 TRANSFER COMPLETE".into(), String::new()))
+            && reported.contains(&("M Download".into(), "fw-7".into()))
+    };
+    // 1: the connection drops right after TransferComplete went out.
+    let inform = run.start();
+    assert!(announced(&inform), "{:?}", events(&inform));
+    let complete = run.respond(200, &inform_response(2)).unwrap();
+    assert!(complete.contains("<CommandKey>fw-7</CommandKey>"));
+    run.engine.handle_transport_error(&mut run.tree, run.now);
+    run.drain_events();
+    // 2: the retry (after the retry wait) says it again; the ACS fails.
+    let wait = run.engine.poll_timeout().unwrap() - run.now;
+    run.advance(wait);
+    let inform = run.start();
+    assert!(announced(&inform), "{:?}", events(&inform));
+    let complete = run.respond(200, &inform_response(2)).unwrap();
+    common::validate_message(&complete, "TransferComplete");
+    assert!(complete.contains("<CommandKey>fw-7</CommandKey>"));
+    assert_eq!(run.respond(500, "Internal Server Error"), None);
+    run.drain_events();
+    // 3: the agent restarts before the next retry: still owed.
+    let mut run = run.restart();
+    let inform = run.start();
+    assert!(announced(&inform), "{:?}", events(&inform));
+    let complete = run.respond(200, &inform_response(2)).unwrap();
+    assert!(complete.contains("<CommandKey>fw-7</CommandKey>"));
+    assert!(complete.contains("<FaultCode>0</FaultCode>"));
+    // Acknowledged at last: the session goes on and it is not sent again.
+    assert_eq!(
+        run.respond(200, &acs(2, "tc", "<cwmp:TransferCompleteResponse/>"))
+            .as_deref(),
+        Some("")
+    );
+    run.respond(204, "");
+    run.drain_events();
+    run.engine
+        .request_session(&mut run.tree, "2 PERIODIC")
+        .unwrap();
+    let inform = run.start();
+    assert!(!announced(&inform), "{:?}", events(&inform));
+    assert_eq!(run.respond(200, &inform_response(2)).as_deref(), Some(""));
+}
+
 #[test]
 fn a_download_interrupted_by_a_restart_is_reported_failed_after_it() {
     let mut run = Run::new();

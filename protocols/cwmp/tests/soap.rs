@@ -214,7 +214,9 @@ fn download_and_schedule_download() {
 
 #[test]
 fn namespace_version_is_detected_whatever_the_prefix() {
-    for version in 0..=2u8 {
+    // Every namespace an ACS may use, cwmp-1-0 to cwmp-1-4 (field
+    // interop issue), under any prefix.
+    for version in 0..=4u8 {
         let text = format!(
             r#"<E:Envelope xmlns:E="http://schemas.xmlsoap.org/soap/envelope/" xmlns:x="urn:dslforum-org:cwmp-1-{version}"><E:Header><x:ID E:mustUnderstand="1">id-{version}</x:ID><x:HoldRequests E:mustUnderstand="1">true</x:HoldRequests></E:Header><E:Body><x:InformResponse><MaxEnvelopes>1</MaxEnvelopes></x:InformResponse></E:Body></E:Envelope>"#
         );
@@ -226,6 +228,15 @@ fn namespace_version_is_detected_whatever_the_prefix() {
             envelope.body,
             AcsMessage::Response(AcsResponse::Inform { max_envelopes: 1 })
         );
+        // A request in that namespace is answered in it.
+        let gpn = decode(&acs(
+            version,
+            "<cwmp:GetParameterNames><ParameterPath>Device.</ParameterPath><NextLevel>1</NextLevel></cwmp:GetParameterNames>",
+        ))
+        .unwrap();
+        assert_eq!(gpn.version, CwmpVersion(version));
+        let answer = Encoder::new(gpn.version).empty_response(Some("42"), "Reboot");
+        assert!(answer.contains(&format!("xmlns:cwmp=\"urn:dslforum-org:cwmp-1-{version}\"")));
     }
 }
 

@@ -176,6 +176,14 @@ impl Fixture {
     }
 }
 
+/// The raw values of an option.
+fn options_bytes(packet: &Packet, option: CoapOption) -> Vec<Vec<u8>> {
+    packet
+        .get_option(option)
+        .map(|v| v.iter().cloned().collect())
+        .unwrap_or_default()
+}
+
 fn code(packet: &Packet) -> ResponseType {
     match packet.header.code {
         MessageClass::Response(code) => code,
@@ -346,9 +354,17 @@ fn read_in_every_format_and_the_default_ones() {
     f.register();
     let one = f.request(RequestType::Get, "/3/0/0", |_| {});
     assert_eq!(code(&one), ResponseType::Content);
-    assert_eq!(one.get_content_format(), None.or(one.get_content_format()));
+    // A single value with no Accept: text/plain (LwM2M Core §7.3.1).
+    assert_eq!(
+        one.get_content_format(),
+        Some(coap_lite::ContentFormat::TextPlain)
+    );
     assert_eq!(one.payload, b"Acme");
     let tlv = f.request(RequestType::Get, "/3/0", accept(ContentFormat::Tlv));
+    assert_eq!(
+        options_bytes(&tlv, CoapOption::ContentFormat),
+        [11542u16.to_be_bytes().to_vec()]
+    );
     let items = format::decode(
         ContentFormat::Tlv,
         &"/3/0".parse().unwrap(),
@@ -1016,6 +1032,122 @@ fn queue_mode_wakes_the_server_with_an_update_before_notifying() {
     let notification = f.sent();
     assert_eq!(notification.get_token(), observe.get_token());
     assert_eq!(notification.payload, b"-99");
+}
+
+/// Queue mode (field interop: Leshan takes a queue-mode client to sleep
+/// 93 s after it last heard from it): a change 90 s after the last
+/// exchange is notified at once, with no Update before it; from 93 s on
+/// the client counts as asleep and wakes the server with an Update first.
+#[test]
+fn queue_mode_stays_awake_93_seconds_after_the_last_exchange() {
+    assert_eq!(dm_lwm2m::client::AWAKE_WINDOW, Duration::from_secs(93));
+    let mut f = fixture();
+    let binding = Path::resource(
+        dm_core::catalog::server::ID,
+        InstanceId(0),
+        dm_core::catalog::server::BINDING,
+    );
+    let lifetime = Path::resource(
+        dm_core::catalog::server::ID,
+        InstanceId(0),
+        dm_core::catalog::server::LIFETIME,
+    );
+    // The Update falls due at 500 s, after this test's 276 s.
+    f.tree
+        .begin(Origin::Agent)
+        .set(binding, Value::String("UQ".into()))
+        .set(lifetime, Value::Integer(1000))
+        .commit()
+        .unwrap();
+    f.client.register(&f.tree, f.now);
+    let register = f.sent();
+    f.answer(&register, ResponseType::Created, &["rd", "q2"]);
+    let observe = f.request(RequestType::Get, "/4/0/2", |p| p.set_observe_value(0));
+    let changes = f.tree.subscribe(8);
+    let signal = |f: &mut Fixture, dbm: i32| {
+        let mut radio = f.network.radio();
+        radio.signal_dbm = Some(dbm);
+        f.network.set_radio(radio);
+        dm_objects::sync_platform(&mut f.tree, &f.platform);
+        for change in changes.drain() {
+            f.client.handle_change(&mut f.tree, f.now, &change);
+        }
+    };
+    // Notifications may be confirmable: the server acknowledges them.
+    let acknowledge = |f: &mut Fixture, packet: &Packet| {
+        if packet.header.get_type() == MessageType::Confirmable {
+            let mut ack = Packet::new();
+            ack.header.set_type(MessageType::Acknowledgement);
+            ack.header.code = MessageClass::Empty;
+            ack.header.message_id = packet.header.message_id;
+            f.deliver(&ack);
+        }
+    };
+    f.advance(Duration::from_secs(90));
+    f.nothing_sent();
+    signal(&mut f, -61);
+    let direct = f.sent();
+    assert_eq!(direct.get_token(), observe.get_token());
+    assert_eq!(direct.payload, b"-61");
+    acknowledge(&mut f, &direct);
+    // The notification was the last exchange: awake until 93 s after it.
+    f.advance(Duration::from_secs(92));
+    signal(&mut f, -62);
+    let direct = f.sent();
+    assert_eq!(
+        direct.get_token(),
+        observe.get_token(),
+        "still awake at 92 s"
+    );
+    assert_eq!(direct.payload, b"-62");
+    acknowledge(&mut f, &direct);
+    f.advance(Duration::from_secs(94));
+    f.nothing_sent();
+    signal(&mut f, -63);
+    let wake = f.sent();
+    assert_eq!(wake.header.code, MessageClass::Request(RequestType::Post));
+    assert_eq!(options(&wake, CoapOption::UriPath), ["rd", "q2"]);
+}
+
+/// Field interop (Leshan and ThingsBoard observe in TLV): an observation
+/// made with Accept: TLV is notified in TLV, Content-Format 11542, with
+/// the original token and a rising Observe number.
+#[test]
+fn an_observation_asked_in_tlv_is_notified_in_tlv() {
+    let mut f = fixture();
+    f.register();
+    let observe = f.request(RequestType::Get, "/4/0", |p| {
+        p.set_observe_value(0);
+        accept(ContentFormat::Tlv)(p);
+    });
+    assert_eq!(code(&observe), ResponseType::Content);
+    let tlv = [11542u16.to_be_bytes().to_vec()];
+    assert_eq!(options_bytes(&observe, CoapOption::ContentFormat), tlv);
+    let changes = f.tree.subscribe(8);
+    let mut radio = f.network.radio();
+    radio.signal_dbm = Some(-55);
+    f.network.set_radio(radio);
+    dm_objects::sync_platform(&mut f.tree, &f.platform);
+    for change in changes.drain() {
+        f.client.handle_change(&mut f.tree, f.now, &change);
+    }
+    let notification = f.sent();
+    assert_eq!(notification.get_token(), observe.get_token());
+    assert!(notification.get_observe_value().is_some());
+    assert_eq!(options_bytes(&notification, CoapOption::ContentFormat), tlv);
+    let items = format::decode(
+        ContentFormat::Tlv,
+        &"/4/0".parse().unwrap(),
+        &notification.payload,
+        &dm_lwm2m::client::type_of,
+    )
+    .unwrap();
+    assert!(
+        items
+            .iter()
+            .any(|i| i.path.to_string() == "/4/0/2" && i.value == dm_core::Value::Integer(-55)),
+        "{items:?}"
+    );
 }
 
 #[test]
