@@ -622,6 +622,77 @@ fn an_lwm2m_reboot_deregisters_then_goes_through_logind() {
     assert!(calls.contains("\"Reboot\""), "{calls}");
 }
 
+/// Field case (issue 8): a Reboot (/3/0/4) or Factory Reset (/3/0/5)
+/// executed by the server de-registers first, then performs the action:
+/// the action's command creates a marker file, which the server finds
+/// still absent when the De-register arrives, and present after the agent
+/// has exited.
+#[test]
+fn reboot_and_factory_reset_deregister_before_acting() {
+    for (resource, setting) in [
+        ("/3/0/4", "reboot_command"),
+        ("/3/0/5", "factory_reset_command"),
+    ] {
+        let port = dm_tests::files::free_udp_port();
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("acted");
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+        let mut server = Guard(
+            Command::new(dm_tests::py_peers::python())
+                .arg(&script)
+                .args([port.to_string(), "host-action".into(), resource.into()])
+                .arg(&marker)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let events = json_lines(&mut server.0);
+        assert_eq!(next(&events)["event"], "listening");
+        let config = dir.path().join("dmagent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[device]\nserial_number = \"SN-ACT\"\n\n[platform]\n{setting} = [\"touch\", {:?}]\n\n\
+                 [lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\nendpoint = \"dmagent-act\"\n",
+                marker.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        let mut agent = Guard(
+            Command::new(env!("CARGO_BIN_EXE_dmagent"))
+                .args(["--config", config.to_str().unwrap(), "--state-dir"])
+                .arg(dir.path().join("state"))
+                .arg("run")
+                .env_remove("DMAGENT_CONFIG")
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let mut executed = None;
+        let deregister = loop {
+            let event = next(&events);
+            if event["step"] == "execute" {
+                executed = Some(event.clone());
+            }
+            if event["event"] == "deregister" {
+                break event;
+            }
+        };
+        assert_eq!(
+            executed.expect("the Execute was answered")["code"],
+            "2.04 Changed",
+            "{resource}"
+        );
+        assert_eq!(
+            deregister["action_done"], false,
+            "{resource}: de-registered before acting"
+        );
+        assert!(agent.0.wait().unwrap().success(), "{resource}");
+        assert!(marker.exists(), "{resource}: then acted");
+    }
+}
+
 /// The feature no other agent has, on the real daemons: NetworkManager
 /// changes veth0's address, its signal reaches the D-Bus platform, the
 /// tree changes, and the LwM2M server observing /4/0/4 (IP addresses) is

@@ -5,6 +5,7 @@ Usage: lwm2m_server.py PORT
        lwm2m_server.py PORT bootstrap BOOTSTRAP_PORT [SECOND_PORT]
        lwm2m_server.py PORT platform APN_PATH
        lwm2m_server.py PORT reboot
+       lwm2m_server.py PORT host-action PATH MARKER
        lwm2m_server.py PORT observe PATH
        lwm2m_server.py PORT firmware SIZE
        lwm2m_server.py PORT firmware-pull BAD_URL GOOD_URL
@@ -23,7 +24,10 @@ the client's Bootstrap-Request, deletes everything, writes a Security and a
 Server instance pointing at PORT (and, with SECOND_PORT, a second account
 for a second server there), and finishes; the client then registers with
 each. Register and de-register events name the port they came to. Exits
-after the client de-registers (from every server).
+after the client de-registers (from every server). With `host-action`,
+executes PATH (/3/0/4 Reboot, /3/0/5 Factory Reset) and, when the
+de-register comes, says whether the file MARKER (which the host action's
+command creates) existed yet.
 """
 
 import asyncio
@@ -45,6 +49,9 @@ class State:
         self.port = port
         self.registered = asyncio.get_event_loop().create_future()
         self.deregistered = asyncio.get_event_loop().create_future()
+        # A file the host action creates: its existence at De-register
+        # time tells which came first.
+        self.marker = None
 
 
 class Directory(resource.Resource):
@@ -71,7 +78,11 @@ class Registration(resource.Resource):
         return Message(code=Code.CHANGED)
 
     async def render_delete(self, request):
-        say(event="deregister", port=self.state.port)
+        if self.state.marker:
+            say(event="deregister", port=self.state.port,
+                action_done=os.path.exists(self.state.marker))
+        else:
+            say(event="deregister", port=self.state.port)
         if not self.state.deregistered.done():
             self.state.deregistered.set_result(True)
         return Message(code=Code.DELETED)
@@ -361,6 +372,13 @@ async def main(port, mode):
         await call(context, "protocols", Code.GET, base + "/5/0/8", accept=110)
         say(event="checks-done")
         await asyncio.wait_for(state.deregistered, timeout=120)
+        await context.shutdown()
+        return
+
+    if mode and mode[0] == "host-action":
+        state.marker = mode[2]
+        await call(context, "execute", Code.POST, base + mode[1])
+        await asyncio.wait_for(state.deregistered, timeout=60)
         await context.shutdown()
         return
 
