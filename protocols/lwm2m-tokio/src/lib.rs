@@ -446,8 +446,23 @@ async fn connection(
                         .or_default();
                     entry.last_update = Some(wall());
                 }
-                ClientEvent::RegistrationFailed { reason } => {
-                    warn!(server = %config.server, reason, "LwM2M registration failed");
+                ClientEvent::RegistrationFailed {
+                    reason,
+                    failures,
+                    retry_in,
+                } => {
+                    let what = if config.bootstrap {
+                        "LwM2M bootstrap failed"
+                    } else {
+                        "LwM2M registration failed"
+                    };
+                    warn!(
+                        server = %config.server,
+                        reason,
+                        in_a_row = failures,
+                        retry_in_s = retry_in.as_secs(),
+                        "{what}; trying again later"
+                    );
                     {
                         let mut status = server_status(&config.status, config);
                         let entry = status

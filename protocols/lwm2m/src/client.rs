@@ -30,9 +30,12 @@ pub enum ClientEvent {
         location: String,
     },
     Updated,
-    /// Registration failed; a new attempt is scheduled.
+    /// Registration (or a bootstrap) failed; a new attempt follows after
+    /// `retry_in`, the `failures`-th in a row.
     RegistrationFailed {
         reason: String,
+        failures: u32,
+        retry_in: Duration,
     },
     Deregistered,
     /// The bootstrap server accepted our Bootstrap-Request.
@@ -632,7 +635,9 @@ impl Client {
             }
             (Pending::Send, ResponseType::Changed) => self.events.push(ClientEvent::Sent),
             (Pending::BootstrapRequest, ResponseType::Changed) => {
-                self.failures = 0;
+                // Not a success yet: a bootstrap server that accepts every
+                // request and never finishes must meet a growing back-off,
+                // so the failure count ends only with Bootstrap-Finish.
                 self.bootstrap_deadline = Some(now + self.coap.parameters().exchange_lifetime());
                 if self.bootstrap_saved.is_none() {
                     self.bootstrap_saved = Some(crate::bootstrap::save(tree));
@@ -655,13 +660,12 @@ impl Client {
             Pending::Register | Pending::Update | Pending::BootstrapRequest => {
                 self.state = State::Idle;
                 self.failures = self.failures.saturating_add(1);
-                // Back off: 30 s doubling up to an hour.
-                let wait = Duration::from_secs(
-                    (30u64 << self.failures.min(7).saturating_sub(1)).min(3600),
-                );
+                let wait = retry_wait(self.failures);
                 self.retry_at = Some(now + wait);
                 self.events.push(ClientEvent::RegistrationFailed {
                     reason: reason.to_owned(),
+                    failures: self.failures,
+                    retry_in: wait,
                 });
                 let _ = tree;
             }
@@ -1145,6 +1149,7 @@ impl Client {
                 self.bootstrap_deadline = None;
                 self.bootstrap_saved = None;
                 self.bootstrapping = false;
+                self.failures = 0;
                 self.events.push(ClientEvent::BootstrapFinished);
             }
             return served.response;
@@ -1925,6 +1930,13 @@ impl Client {
 }
 
 /// The value of a single numeric resource, for gt/lt/st.
+/// How long to wait after the `failures`-th failed registration or
+/// bootstrap in a row: 30 s, doubling, at most an hour.
+pub fn retry_wait(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(7);
+    Duration::from_secs((30u64 << doublings).min(3600))
+}
+
 fn numeric(tree: &Tree, path: &Lwm2mPath) -> Option<f64> {
     path.resource?;
     let core = mapping::to_core(path).ok()?;

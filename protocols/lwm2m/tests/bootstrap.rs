@@ -3,7 +3,7 @@
 //! and Finish with its consistency check.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use dm_core::Tree;
@@ -270,43 +270,57 @@ fn a_bootstrap_server_that_goes_quiet_is_retried_with_backoff() {
         id: 900,
     };
     run.client.bootstrap_request(run.now);
-    let request = Packet::from_bytes(&run.client.poll_transmit().unwrap()).unwrap();
-    let mut ack = Packet::new();
-    ack.header.set_type(MessageType::Acknowledgement);
-    ack.header.message_id = request.header.message_id;
-    ack.header.code = MessageClass::Response(ResponseType::Changed);
-    ack.set_token(request.get_token().to_vec());
-    run.client
-        .handle_datagram(&mut run.tree, run.now, &ack.to_bytes().unwrap());
-    assert_eq!(run.client.poll_event(), Some(ClientEvent::BootstrapStarted));
-    // One operation, then silence: no Bootstrap-Finish ever comes.
-    run.request(RequestType::Delete, "/1", |_| {});
-    let deadline = run.client.poll_timeout(&run.tree).expect("a deadline");
-    assert!(deadline > run.now, "the deadline is in the future");
-    run.now = deadline;
-    run.client.handle_timeout(&mut run.tree, run.now);
-    // Nothing to roll back to but the empty state from before.
-    assert_eq!(
-        run.client.poll_event(),
-        Some(ClientEvent::BootstrapRolledBack { error: None })
-    );
-    assert!(matches!(
-        run.client.poll_event(),
-        Some(ClientEvent::RegistrationFailed { .. })
-    ));
-    assert!(run.client.poll_transmit().is_none(), "backing off first");
-    // After the back-off, a new Bootstrap-Request.
-    let retry = run.client.poll_timeout(&run.tree).expect("a retry");
-    run.now = retry;
-    run.client.handle_timeout(&mut run.tree, run.now);
-    let again = Packet::from_bytes(&run.client.poll_transmit().unwrap()).unwrap();
-    let path: Vec<String> = again
-        .get_option(CoapOption::UriPath)
-        .unwrap()
-        .iter()
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .collect();
-    assert_eq!(path, ["bs"]);
+    // A server that accepts every Bootstrap-Request and never finishes:
+    // the waits between attempts double from 30 s and stop at an hour
+    // (accepting the request is not a success that would reset them).
+    let expected = [30, 60, 120, 240, 480, 960, 1920, 3600, 3600];
+    for (n, wait) in expected.into_iter().enumerate() {
+        let request = Packet::from_bytes(&run.client.poll_transmit().unwrap()).unwrap();
+        let path: Vec<String> = request
+            .get_option(CoapOption::UriPath)
+            .unwrap()
+            .iter()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        assert_eq!(path, ["bs"]);
+        let mut ack = Packet::new();
+        ack.header.set_type(MessageType::Acknowledgement);
+        ack.header.message_id = request.header.message_id;
+        ack.header.code = MessageClass::Response(ResponseType::Changed);
+        ack.set_token(request.get_token().to_vec());
+        run.client
+            .handle_datagram(&mut run.tree, run.now, &ack.to_bytes().unwrap());
+        assert_eq!(run.client.poll_event(), Some(ClientEvent::BootstrapStarted));
+        // One operation, then silence: no Bootstrap-Finish ever comes.
+        run.request(RequestType::Delete, "/1", |_| {});
+        let deadline = run.client.poll_timeout(&run.tree).expect("a deadline");
+        assert!(deadline > run.now, "the deadline is in the future");
+        run.now = deadline;
+        run.client.handle_timeout(&mut run.tree, run.now);
+        // Nothing to roll back to but the empty state from before.
+        assert_eq!(
+            run.client.poll_event(),
+            Some(ClientEvent::BootstrapRolledBack { error: None })
+        );
+        let Some(ClientEvent::RegistrationFailed {
+            failures, retry_in, ..
+        }) = run.client.poll_event()
+        else {
+            panic!("attempt {n}: no failure reported");
+        };
+        assert_eq!(failures as usize, n + 1);
+        assert_eq!(
+            retry_in,
+            Duration::from_secs(wait),
+            "after failure {failures}"
+        );
+        assert!(run.client.poll_transmit().is_none(), "backing off first");
+        // After the back-off, a new Bootstrap-Request.
+        let retry = run.client.poll_timeout(&run.tree).expect("a retry");
+        assert_eq!(retry - run.now, retry_in);
+        run.now = retry;
+        run.client.handle_timeout(&mut run.tree, run.now);
+    }
 }
 
 #[test]
