@@ -132,6 +132,9 @@ pub fn server_address(uri: &str) -> Result<(SocketAddr, bool), String> {
 const REHANDSHAKE_DELAY: Duration = Duration::from_secs(30);
 const REHANDSHAKE_MAX: Duration = Duration::from_secs(3600);
 
+/// A lost working session is replaced without delay at most this often.
+const QUICK_REHANDSHAKE_EVERY: Duration = Duration::from_secs(60);
+
 fn rehandshake_delay(failures: u32) -> Duration {
     REHANDSHAKE_DELAY
         .saturating_mul(1 << failures.min(7))
@@ -340,6 +343,7 @@ async fn connection(
     };
     let mut rehandshake_at: Option<Instant> = None;
     let mut dtls_failures: u32 = 0;
+    let mut last_quick_rehandshake: Option<Instant> = None;
     let mut registration_failures: u64 = 0;
     start(&mut client, config, tree);
     let mut buffer = vec![0u8; 64 * 1024];
@@ -380,13 +384,25 @@ async fn connection(
             }
             if let Some(reason) = session.failure() {
                 // The session is gone (handshake failed, server lost it):
-                // a new handshake later, then a full Register (LwM2M Core
-                // §6.2: a new DTLS session is a new registration).
-                let wait = rehandshake_delay(dtls_failures);
+                // a new handshake, then a full Register (LwM2M Core §6.2:
+                // a new DTLS session is a new registration). A working
+                // session that ended (a server restart, a close_notify) is
+                // replaced at once, at most once a minute; a server that
+                // cannot be reached is retried with back-off.
+                let now = Instant::now();
+                let at_once = session.was_established()
+                    && last_quick_rehandshake
+                        .is_none_or(|t| now.duration_since(t) >= QUICK_REHANDSHAKE_EVERY);
+                let wait = if at_once {
+                    last_quick_rehandshake = Some(now);
+                    Duration::ZERO
+                } else {
+                    dtls_failures = dtls_failures.saturating_add(1);
+                    rehandshake_delay(dtls_failures - 1)
+                };
                 warn!(server = %config.server, reason, retry_in = ?wait, "DTLS session failed");
                 dtls = None;
-                dtls_failures = dtls_failures.saturating_add(1);
-                rehandshake_at = Some(Instant::now() + wait);
+                rehandshake_at = Some(now + wait);
             }
         }
         if dtls.is_none()
@@ -629,6 +645,11 @@ async fn connection(
                     .ok(),
                     None => None,
                 };
+                // A handshake that cannot even start is tried again later
+                // (meanwhile nothing goes out in the clear).
+                if config.psk.is_some() && dtls.is_none() {
+                    rehandshake_at = Some(Instant::now() + rehandshake_delay(dtls_failures));
+                }
                 client = Client::new(
                     config.client.clone(),
                     Parameters::default(),

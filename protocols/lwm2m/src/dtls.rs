@@ -25,6 +25,8 @@ pub struct DtlsClient {
     endpoint: Endpoint,
     remote: SocketAddr,
     connected: bool,
+    /// The handshake completed once (the session may have ended since).
+    established: bool,
     started: Instant,
     /// Application data written before the handshake finished.
     queued: Vec<Vec<u8>>,
@@ -60,6 +62,7 @@ impl DtlsClient {
             endpoint,
             remote,
             connected: false,
+            established: false,
             started: now,
             queued: Vec::new(),
             plaintext: VecDeque::new(),
@@ -69,6 +72,13 @@ impl DtlsClient {
 
     pub fn is_connected(&self) -> bool {
         self.connected
+    }
+
+    /// The handshake completed at some point: a failure now is the loss
+    /// of a working session (the server restarted or closed it), not a
+    /// server that cannot be reached.
+    pub fn was_established(&self) -> bool {
+        self.established
     }
 
     /// Why the association failed, once it has.
@@ -87,6 +97,7 @@ impl DtlsClient {
                     match event {
                         EndpointEvent::HandshakeComplete => {
                             self.connected = true;
+                            self.established = true;
                             for data in std::mem::take(&mut self.queued) {
                                 self.send(now, &data);
                             }
