@@ -638,7 +638,10 @@ fn cwmp(file: CwmpFile, overrides: &Overrides, at: &Locator<'_>) -> Result<Cwmp,
                 ),
             )
         })?,
-        None => std::net::IpAddr::from([0, 0, 0, 0]),
+        // Both families (a dual-stack socket; 0.0.0.0 on a host without
+        // IPv6): the ConnectionRequestURL carries the address of the
+        // family that reaches the ACS, which must then be served.
+        None => std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED),
     };
     let existing = |file: &Option<Spanned<String>>| -> Result<Option<PathBuf>, ConfigError> {
         match file {
@@ -1177,6 +1180,16 @@ mod tests {
         assert_eq!(lwm2m.server.security, SecurityMode::NoSec);
         assert!(config.cwmp.is_none());
         assert_eq!(config.log_level, "info");
+        // Connection requests are served on both families by default.
+        let config = parse(
+            "[cwmp]\nacs_url = \"http://[2001:db8::1]:7547/\"\n",
+            "f",
+            &Overrides::default(),
+        )
+        .unwrap();
+        let cwmp = config.cwmp.unwrap();
+        assert_eq!(cwmp.connection_request_bind.to_string(), "::");
+        assert_eq!(cwmp.connection_request_port, 7547);
     }
 
     proptest::proptest! {

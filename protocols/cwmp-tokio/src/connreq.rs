@@ -19,7 +19,6 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use md5::{Digest as _, Md5};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -112,7 +111,7 @@ pub async fn serve(
     config: ConnectionRequestConfig,
     requests: mpsc::Sender<()>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(config.bind).await?;
+    let listener = crate::dual::tcp_listener(config.bind)?;
     let address = listener.local_addr()?;
     info!(%address, path = %config.path, "connection-request server listening");
     let state = Arc::new(Mutex::new(State {

@@ -6,6 +6,7 @@
 //! CWMP decisions are the engine's.
 
 pub mod connreq;
+mod dual;
 pub mod ftp;
 pub mod http;
 pub mod stun;

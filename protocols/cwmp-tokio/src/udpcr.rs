@@ -17,7 +17,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -204,7 +203,7 @@ pub async fn serve(
     stun: Option<Stun>,
     replay: Option<ReplayStore>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let socket = UdpSocket::bind(bind).await?;
+    let socket = crate::dual::udp_socket(bind)?;
     let address = socket.local_addr()?;
     info!(%address, "UDP connection-request listener up");
     let task = tokio::spawn(async move {
@@ -275,7 +274,7 @@ pub async fn serve(
                     let server = tokio::net::lookup_host((settings.server.as_str(), settings.port))
                         .await
                         .ok()
-                        .and_then(|mut a| a.find(|a| a.is_ipv4() == address.is_ipv4()));
+                        .and_then(|mut a| a.find_map(|a| crate::dual::peer_for(address, a)));
                     let Some(server) = server else {
                         warn!(server = settings.server, "STUN server not found");
                         next_binding = tokio::time::Instant::now() + STUN_RETRY;

@@ -374,23 +374,7 @@ async fn a_digest_connection_request_starts_a_session() {
         next(&mut acs.seen).await;
     }
     // The ConnectionRequestURL names the loopback address and port.
-    let cr_url = {
-        let tree = tree.lock().unwrap();
-        match tree
-            .read(
-                dm_core::Origin::Agent,
-                &dm_core::Path::resource(
-                    dm_core::catalog::management_server::ID,
-                    dm_core::InstanceId(0),
-                    dm_core::catalog::management_server::CONNECTION_REQUEST_URL,
-                ),
-            )
-            .unwrap()
-        {
-            dm_core::ResourceValue::Single(dm_core::Value::String(s)) => s,
-            other => panic!("{other:?}"),
-        }
-    };
+    let cr_url = published_cr_url(&tree);
     assert_eq!(cr_url, format!("http://127.0.0.1:{port}/cr/SN1"));
 
     // The ACS sends a connection request: challenged, then accepted.
@@ -456,6 +440,133 @@ async fn a_digest_connection_request_starts_a_session() {
     stop_tx.send(true).unwrap();
     driver.await.unwrap().unwrap();
     let _: Option<HostRequest> = None;
+}
+
+/// The ConnectionRequestURL a driver published.
+fn published_cr_url(tree: &Mutex<Tree>) -> String {
+    let tree = tree.lock().unwrap();
+    match tree
+        .read(
+            dm_core::Origin::Agent,
+            &dm_core::Path::resource(
+                dm_core::catalog::management_server::ID,
+                dm_core::InstanceId(0),
+                dm_core::catalog::management_server::CONNECTION_REQUEST_URL,
+            ),
+        )
+        .unwrap()
+    {
+        dm_core::ResourceValue::Single(dm_core::Value::String(s)) => s,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Field case (issue 8, dual stack): with the connection-request server
+/// on its default `::`, the ConnectionRequestURL names the address of the
+/// family that reaches the ACS (IPv4 for an IPv4 ACS, IPv6 for an IPv6
+/// one), and a Digest connection request to that very URL starts a
+/// session.
+#[tokio::test(flavor = "current_thread")]
+async fn the_connection_request_url_follows_the_family_of_the_acs() {
+    for (host, url_host) in [("127.0.0.1", "127.0.0.1"), ("::1", "[::1]")] {
+        let inform = || {
+            (
+                200,
+                acs_message(
+                    "<cwmp:InformResponse><MaxEnvelopes>1</MaxEnvelopes></cwmp:InformResponse>",
+                ),
+            )
+        };
+        let mut acs = scripted_acs_on(
+            host,
+            vec![
+                inform(),
+                (204, String::new()),
+                inform(),
+                (204, String::new()),
+            ],
+        )
+        .await;
+        let acs_url = match acs.address {
+            SocketAddr::V4(a) => format!("http://{a}/acs"),
+            SocketAddr::V6(a) => format!("http://[{}]:{}/acs", a.ip(), a.port()),
+        };
+        let tree = Arc::new(Mutex::new(tree(&acs_url)));
+        let port = std::net::TcpListener::bind("[::]:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (host_tx, _host_rx) = mpsc::channel(4);
+        let (_commands, commands) = mpsc::channel(1);
+        let (stop_tx, stop) = watch::channel(false);
+        let driver = tokio::spawn(dm_cwmp_tokio::run(
+            Arc::clone(&tree),
+            Config {
+                connection_request: Some(ConnectionRequestServer {
+                    bind: format!("[::]:{port}").parse().unwrap(),
+                    path: "/cr".into(),
+                    allow_basic: false,
+                    min_interval: Duration::ZERO,
+                }),
+                http_timeout: Duration::from_secs(10),
+                tls: TlsSettings::default(),
+                ..Config::default()
+            },
+            host_tx,
+            commands,
+            stop,
+        ));
+        for _ in 0..3 {
+            next(&mut acs.seen).await;
+        }
+        assert_eq!(
+            published_cr_url(&tree),
+            format!("http://{url_host}:{port}/cr")
+        );
+        let stream = tokio::net::TcpStream::connect((host, port)).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let get = |auth: Option<String>| {
+            let mut builder = Request::get("/cr").header("host", format!("{url_host}:{port}"));
+            if let Some(auth) = auth {
+                builder = builder.header("authorization", auth);
+            }
+            builder.body(Full::new(Bytes::new())).unwrap()
+        };
+        let challenge = sender.send_request(get(None)).await.unwrap();
+        assert_eq!(challenge.status(), StatusCode::UNAUTHORIZED, "{host}");
+        let header = challenge.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let authorization = http_auth::PasswordClient::builder()
+            .challenges(&header)
+            .build()
+            .unwrap()
+            .respond(&http_auth::PasswordParams {
+                username: "acs",
+                password: "cr-secret",
+                uri: "/cr",
+                method: "GET",
+                body: None,
+            })
+            .unwrap();
+        let accepted = sender.send_request(get(Some(authorization))).await.unwrap();
+        assert_eq!(accepted.status(), StatusCode::OK, "{host}");
+        let inform = next(&mut acs.seen).await;
+        assert!(
+            inform
+                .body
+                .contains("<EventCode>6 CONNECTION REQUEST</EventCode>"),
+            "{host}: {}",
+            inform.body
+        );
+        stop_tx.send(true).unwrap();
+        driver.await.unwrap().unwrap();
+    }
 }
 
 /// An ACS front that redirects every POST (TR-069 §3.4.5).
