@@ -279,6 +279,7 @@ pub async fn run(
                     lwm2m.server.psk_key.clone(),
                 )
             }),
+            coap: dm_lwm2m::coap::Parameters::default(),
             bootstrap: lwm2m.server.bootstrap,
             status: Arc::clone(&lwm2m_status),
             firmware: Some(dm_lwm2m_tokio::PackageSinks(Arc::new({

@@ -23,6 +23,9 @@ pub struct Config {
     pub client: ClientConfig,
     /// PSK identity and key for DTLS (coaps://); `None` is NoSec.
     pub psk: Option<(Vec<u8>, Vec<u8>)>,
+    /// CoAP transmission parameters (RFC 7252 §4.8; the defaults unless
+    /// a network needs longer ones, or a test shorter ones).
+    pub coap: Parameters,
     /// `server` is a bootstrap server: bootstrap first, then register with
     /// the account it provisions.
     pub bootstrap: bool,
@@ -235,6 +238,7 @@ async fn server_config(
             nat_timeout: template.client.nat_timeout,
         },
         psk: if secure { account.psk.clone() } else { None },
+        coap: template.coap,
         bootstrap: false,
         status: Arc::clone(&template.status),
         firmware: template.firmware.clone(),
@@ -323,7 +327,7 @@ async fn connection(
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(1)
         ^ u64::from(config.client.short_server_id);
-    let mut client = Client::new(config.client.clone(), Parameters::default(), seed);
+    let mut client = Client::new(config.client.clone(), config.coap, seed);
     if let Some(sinks) = &config.firmware {
         client.set_package_sink((sinks.0)());
     }
@@ -426,11 +430,7 @@ async fn connection(
                     None
                 }
             };
-            client = Client::new(
-                config.client.clone(),
-                Parameters::default(),
-                seed.rotate_left(7),
-            );
+            client = Client::new(config.client.clone(), config.coap, seed.rotate_left(7));
             if let Some(sinks) = &config.firmware {
                 client.set_package_sink((sinks.0)());
             }
@@ -505,22 +505,35 @@ async fn connection(
                         return Ok(Outcome::Rebootstrap);
                     }
                     // A server that restarted has lost our DTLS session
-                    // and may drop its records silently: the next attempt
-                    // starts with a new handshake.
+                    // and drops its records silently: the next attempt
+                    // starts with a new handshake. When a registration
+                    // that worked fails for the first time, that is the
+                    // likely cause: a new session and a full Register go
+                    // at once (at most once a minute), not after the
+                    // engine's back-off.
                     if dtls.as_ref().is_some_and(DtlsClient::is_connected)
                         && let Some((identity, key)) = &config.psk
                     {
-                        dtls = DtlsClient::connect(
-                            Instant::now(),
-                            local,
-                            config.server,
-                            identity.clone(),
-                            key.clone(),
-                        )
-                        .ok();
-                        if dtls.is_none() {
-                            rehandshake_at =
-                                Some(Instant::now() + rehandshake_delay(dtls_failures));
+                        let now = Instant::now();
+                        let at_once = failures == 1
+                            && last_quick_rehandshake
+                                .is_none_or(|t| now.duration_since(t) >= QUICK_REHANDSHAKE_EVERY);
+                        if at_once {
+                            last_quick_rehandshake = Some(now);
+                            dtls = None;
+                            rehandshake_at = Some(now);
+                        } else {
+                            dtls = DtlsClient::connect(
+                                now,
+                                local,
+                                config.server,
+                                identity.clone(),
+                                key.clone(),
+                            )
+                            .ok();
+                            if dtls.is_none() {
+                                rehandshake_at = Some(now + rehandshake_delay(dtls_failures));
+                            }
                         }
                     }
                 }
@@ -652,7 +665,7 @@ async fn connection(
                 }
                 client = Client::new(
                     config.client.clone(),
-                    Parameters::default(),
+                    config.coap,
                     seed.rotate_left(13),
                 );
                 if let Some(sinks) = &config.firmware {

@@ -39,7 +39,7 @@ fn server_endpoint(address: SocketAddr) -> Endpoint {
     Endpoint::new(address, TransportProtocol::UDP, Some(Arc::new(config)))
 }
 
-fn tree(port: u16) -> Tree {
+fn tree(port: u16, lifetime: u32) -> Tree {
     let platform = Platform {
         host: Arc::new(dm_platform::linux::LinuxHost::default()),
         network: Arc::new(dm_platform::memory::MemoryNetwork::demo()),
@@ -60,7 +60,7 @@ fn tree(port: u16) -> Tree {
                 uri: format!("coaps://127.0.0.1:{port}"),
                 bootstrap: false,
                 short_server_id: 101,
-                lifetime: 300,
+                lifetime,
                 binding: "U".into(),
                 security: SecurityMode::PreSharedKey,
                 psk_identity: IDENTITY.to_vec(),
@@ -120,98 +120,179 @@ fn answer(request: &Packet, registrations: usize) -> (Heard, Packet) {
     (heard, response)
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_session_the_server_ends_is_replaced_at_once_with_a_full_register() {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let address = socket.local_addr().unwrap();
-    let mut server = server_endpoint(address);
-    let tree = Arc::new(std::sync::Mutex::new(tree(address.port())));
-    let (stop, shutdown) = watch::channel(false);
-    let driver = tokio::spawn(dm_lwm2m_tokio::run(
-        Arc::clone(&tree),
-        Config {
-            server: address,
-            client: ClientConfig {
-                endpoint: "dmagent-dtls".into(),
-                short_server_id: 101,
-                server_instance: 0,
-                nat_timeout: None,
-            },
-            psk: Some((IDENTITY.to_vec(), KEY.to_vec())),
-            bootstrap: false,
-            status: Arc::default(),
-            firmware: None,
-            network: None,
-        },
-        shutdown,
-    ));
-    let mut heard = Vec::new();
-    let mut peer = None;
-    let mut closed = false;
-    let mut buffer = vec![0u8; 4096];
-    // Well under the 30 s back-off a failed handshake gets: the lost
-    // session must be replaced at once.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while heard.iter().filter(|h| **h == Heard::Register).count() < 2 {
-        assert!(Instant::now() < deadline, "heard only {heard:?}");
-        let received =
-            tokio::time::timeout(Duration::from_millis(50), socket.recv_from(&mut buffer)).await;
+/// A DTLS LwM2M server on 127.0.0.1: what it heard, in order.
+struct Server {
+    socket: UdpSocket,
+    address: SocketAddr,
+    endpoint: Endpoint,
+    peer: Option<SocketAddr>,
+    heard: Vec<Heard>,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        Server {
+            endpoint: server_endpoint(address),
+            socket,
+            address,
+            peer: None,
+            heard: Vec::new(),
+        }
+    }
+
+    fn registers(&self) -> usize {
+        self.heard.iter().filter(|h| **h == Heard::Register).count()
+    }
+
+    /// Serves one datagram (or a timer tick when none comes in 50 ms).
+    async fn step(&mut self) {
+        let mut buffer = [0u8; 4096];
+        let received = tokio::time::timeout(
+            Duration::from_millis(50),
+            self.socket.recv_from(&mut buffer),
+        )
+        .await;
         let now = Instant::now();
         if let Ok(Ok((n, from))) = received {
-            peer = Some(from);
-            let events = server
+            self.peer = Some(from);
+            let events = self
+                .endpoint
                 .read(now, from, None, BytesMut::from(&buffer[..n]))
                 .unwrap_or_default();
             for event in events {
                 match event {
-                    EndpointEvent::HandshakeComplete => heard.push(Heard::Handshake),
+                    EndpointEvent::HandshakeComplete => self.heard.push(Heard::Handshake),
                     EndpointEvent::ApplicationData(data) => {
                         let request = Packet::from_bytes(&data).unwrap();
-                        let registrations =
-                            heard.iter().filter(|h| **h == Heard::Register).count() + 1;
-                        let (what, response) = answer(&request, registrations);
-                        heard.push(what);
-                        server
+                        let (what, response) = answer(&request, self.registers() + 1);
+                        self.heard.push(what);
+                        self.endpoint
                             .write(now, from, &response.to_bytes().unwrap())
                             .unwrap();
                     }
                     _ => {}
                 }
             }
-        } else if let Some(peer) = peer {
-            let _ = server.handle_timeout(peer, now);
+        } else if let Some(peer) = self.peer {
+            let _ = self.endpoint.handle_timeout(peer, now);
         }
-        while let Some(message) = server.poll_transmit() {
-            socket
+        self.flush().await;
+    }
+
+    async fn flush(&mut self) {
+        while let Some(message) = self.endpoint.poll_transmit() {
+            self.socket
                 .send_to(&message.message, message.transport.peer_addr)
                 .await
                 .unwrap();
         }
-        // Registered: the server ends the session (close_notify), as one
-        // that restarts does.
-        if !closed && heard.contains(&Heard::Register) {
-            closed = true;
-            server.stop(Instant::now(), peer.unwrap());
-            while let Some(message) = server.poll_transmit() {
-                socket
-                    .send_to(&message.message, message.transport.peer_addr)
-                    .await
-                    .unwrap();
-            }
+    }
+
+    /// Serves until `done`, failing after `limit`.
+    async fn until(&mut self, limit: Duration, done: impl Fn(&Server) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !done(self) {
+            assert!(Instant::now() < deadline, "heard only {:?}", self.heard);
+            self.step().await;
         }
     }
+}
+
+/// The driver's configuration for `server`, with `coap` transmission
+/// parameters.
+fn config(server: SocketAddr, coap: dm_lwm2m::coap::Parameters) -> Config {
+    Config {
+        server,
+        client: ClientConfig {
+            endpoint: "dmagent-dtls".into(),
+            short_server_id: 101,
+            server_instance: 0,
+            nat_timeout: None,
+        },
+        psk: Some((IDENTITY.to_vec(), KEY.to_vec())),
+        coap,
+        bootstrap: false,
+        status: Arc::default(),
+        firmware: None,
+        network: None,
+    }
+}
+
+const REGISTERED_TWICE: [Heard; 4] = [
+    Heard::Handshake,
+    Heard::Register,
+    Heard::Handshake,
+    Heard::Register,
+];
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_session_the_server_ends_is_replaced_at_once_with_a_full_register() {
+    let mut server = Server::start().await;
+    let tree = Arc::new(std::sync::Mutex::new(tree(server.address.port(), 300)));
+    let (stop, shutdown) = watch::channel(false);
+    let driver = tokio::spawn(dm_lwm2m_tokio::run(
+        Arc::clone(&tree),
+        config(server.address, dm_lwm2m::coap::Parameters::default()),
+        shutdown,
+    ));
+    server
+        .until(Duration::from_secs(15), |s| s.registers() == 1)
+        .await;
+    // Registered: the server ends the session (close_notify), as one
+    // that restarts does. Well under the 30 s back-off a failed handshake
+    // gets, the session is replaced and the client registers in full.
+    let peer = server.peer.unwrap();
+    server.endpoint.stop(Instant::now(), peer);
+    server.flush().await;
+    server
+        .until(Duration::from_secs(15), |s| s.registers() == 2)
+        .await;
     assert_eq!(
-        heard,
-        [
-            Heard::Handshake,
-            Heard::Register,
-            Heard::Handshake,
-            Heard::Register
-        ],
+        server.heard, REGISTERED_TWICE,
         "a new handshake, then Register, never an Update"
     );
     stop.send(true).unwrap();
-    drop(socket);
+    drop(server);
+    tokio::time::timeout(Duration::from_secs(10), driver)
+        .await
+        .expect("the driver stops")
+        .unwrap()
+        .unwrap();
+}
+
+/// The server restarts and forgets the session without a word: the
+/// client's next Update goes unanswered. Then a new handshake and a full
+/// Register follow at once, not after the engine's 30 s back-off. (CoAP
+/// timers shortened so the Update fails in about a second.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_session_the_server_forgot_is_replaced_after_one_failed_update() {
+    let mut server = Server::start().await;
+    // Lifetime 4 s: the Update is due after 2 s.
+    let tree = Arc::new(std::sync::Mutex::new(tree(server.address.port(), 4)));
+    let (stop, shutdown) = watch::channel(false);
+    let coap = dm_lwm2m::coap::Parameters {
+        ack_timeout: Duration::from_millis(200),
+        ack_random_factor: 1.0,
+        max_retransmit: 2,
+    };
+    let driver = tokio::spawn(dm_lwm2m_tokio::run(
+        Arc::clone(&tree),
+        config(server.address, coap),
+        shutdown,
+    ));
+    server
+        .until(Duration::from_secs(15), |s| s.registers() == 1)
+        .await;
+    // The restart: a new endpoint that knows no session.
+    server.endpoint = server_endpoint(server.address);
+    server
+        .until(Duration::from_secs(15), |s| s.registers() == 2)
+        .await;
+    assert_eq!(server.heard, REGISTERED_TWICE);
+    stop.send(true).unwrap();
+    drop(server);
     tokio::time::timeout(Duration::from_secs(10), driver)
         .await
         .expect("the driver stops")
