@@ -1282,6 +1282,21 @@ fn updates_continue_while_a_firmware_download_runs() {
             updates += 1;
         }
     }
+    // Those Updates came while the download still ran: State (/5/0/3)
+    // is 1, Downloading, and the server is still holding the transfer.
+    {
+        use std::io::Write as _;
+        let stdin = server.0.stdin.as_mut().unwrap();
+        stdin.write_all(b"read /5/0/3\n").unwrap();
+        stdin.flush().unwrap();
+    }
+    let state = loop {
+        let event = next(&events);
+        if event["step"] == "read" {
+            break event;
+        }
+    };
+    assert_eq!(state["text"], "1", "{state}");
     Command::new("kill")
         .args(["-TERM", &agent.0.id().to_string()])
         .status()

@@ -1,7 +1,7 @@
 """A small LwM2M server on aiocoap, for dmagent's end-to-end test.
 
 Usage: lwm2m_server.py PORT
-       lwm2m_server.py PORT write PATH VALUE
+       lwm2m_server.py PORT write PATH VALUE   (stdin: a line to write, then "read PATH" lines)
        lwm2m_server.py PORT bootstrap BOOTSTRAP_PORT [SECOND_PORT]
        lwm2m_server.py PORT platform APN_PATH
        lwm2m_server.py PORT reboot
@@ -103,8 +103,24 @@ async def call(context, name, code, uri, payload=b"", accept=None, content_forma
 
 
 async def write_on_signal(context, base, path, value):
-    await asyncio.get_event_loop().run_in_executor(None, sys.stdin.readline)
+    """Writes VALUE to PATH on the first stdin line; then each line "read
+    PATH" reads PATH (text/plain) and prints it as step "read"."""
+    loop = asyncio.get_event_loop()
+    lines = asyncio.Queue()
+
+    def reader():
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(lines.put_nowait, line)
+
+    # A daemon thread: it never holds up the exit.
+    import threading
+    threading.Thread(target=reader, daemon=True).start()
+    await lines.get()
     await call(context, "write", Code.PUT, base + path, payload=value.encode(), content_format=0)
+    while True:
+        words = (await lines.get()).split()
+        if len(words) == 2 and words[0] == "read":
+            await call(context, "read", Code.GET, base + words[1], accept=0)
 
 
 def tlv(resource, value):
@@ -401,8 +417,9 @@ async def main(port, mode):
         return
 
     if mode:
-        await write_on_signal(context, base, mode[1], mode[2])
+        commands = asyncio.ensure_future(write_on_signal(context, base, mode[1], mode[2]))
         await asyncio.wait_for(state.deregistered, timeout=120)
+        commands.cancel()
         await context.shutdown()
         return
 
