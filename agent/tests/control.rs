@@ -2,7 +2,6 @@
 //! agent, end to end: every verb against a running agent, and `inform`
 //! reaching an ACS (dm_tests' minimal ACS, which records every POST).
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 
 use dm_tests::mini_acs::MiniAcs;
@@ -27,11 +26,7 @@ fn every_cli_verb_round_trips_through_the_control_api() {
         })
     }));
     let acs_port = acs.port;
-    let cr_port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let cr_port = dm_tests::files::free_tcp_port();
     let dir = tempfile::tempdir().unwrap();
     let (program, applied) = dm_tests::files::copying_program(dir.path());
     let image: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();

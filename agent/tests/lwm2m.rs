@@ -26,6 +26,8 @@ fn json_lines(child: &mut Child) -> mpsc::Receiver<Value> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // Shown with a failing test's output: what the peer said.
+            eprintln!("peer: {line}");
             if let Ok(value) = serde_json::from_str(&line)
                 && tx.send(value).is_err()
             {

@@ -185,20 +185,48 @@ pub fn copying_program(dir: &std::path::Path) -> (std::path::PathBuf, std::path:
     (program, applied)
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+/// A port on 127.0.0.1 that was free for both TCP and UDP a moment ago,
+/// for a peer or agent that a test starts next. Picked below the kernel's
+/// ephemeral range, so that no socket bound to port 0 meanwhile (the
+/// agent's own client sockets, another test's) can take it before the
+/// peer binds it; each is handed out once per test process.
+fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_low.saturating_sub(LOWEST);
+    let free = |port: u16| {
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+    };
+    if span >= 1_000 {
+        let seed = std::process::id().wrapping_mul(7_919);
+        for _ in 0..span {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = (LOWEST + seed.wrapping_add(n) % span) as u16;
+            if free(port) {
+                return port;
+            }
+        }
+    }
+    // No room below the ephemeral range: what the kernel gives.
+    std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
 }
 
-/// A UDP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port on 127.0.0.1 that was free a moment ago ([`free_port`]).
+pub fn free_tcp_port() -> u16 {
+    free_port()
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago ([`free_port`]).
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_port()
 }
