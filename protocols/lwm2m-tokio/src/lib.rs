@@ -442,6 +442,11 @@ async fn connection(
                 ClientEvent::Registered { location } => {
                     registration_failures = 0;
                     info!(server = %config.server, %location, "LwM2M registered");
+                    // Stopping while the Register was on its way: the
+                    // server now holds a registration; end it.
+                    if stopping.is_some() {
+                        client.deregister(Instant::now());
+                    }
                     let mut status = server_status(&config.status, config);
                     let entry = status
                         .servers
@@ -490,6 +495,9 @@ async fn connection(
                         entry.last_error = Some(reason.clone());
                     }
                     registration_failures += 1;
+                    if stopping.is_some() {
+                        continue;
+                    }
                     if !config.bootstrap
                         && gives_up(
                             &lock(tree),
@@ -593,8 +601,11 @@ async fn connection(
                 }
             }
         }
+        // Stopped once de-registered: a Register still on its way is
+        // awaited first (then de-registered), so that the server is not
+        // left holding a registration until its lifetime ends.
         if let Some(deadline) = stopping
-            && (Instant::now() >= deadline || !client.is_registered())
+            && (Instant::now() >= deadline || !(client.is_registered() || client.is_registering()))
         {
             return Ok(Outcome::Stopped);
         }

@@ -327,6 +327,12 @@ impl Client {
         matches!(self.state, State::Registered { .. })
     }
 
+    /// A Register is on its way: the server may hold a registration the
+    /// client does not know of yet.
+    pub fn is_registering(&self) -> bool {
+        matches!(self.state, State::Registering)
+    }
+
     /// A datagram from the server.
     pub fn handle_datagram(&mut self, tree: &mut Tree, now: Instant, bytes: &[u8]) {
         self.awake_until = self.awake_until.max(now + AWAKE_WINDOW);
