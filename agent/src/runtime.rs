@@ -185,6 +185,16 @@ pub async fn run(
     let mut pulling: Option<tokio::task::JoinHandle<()>> = None;
     // HTTPS pulls trust the system's CA bundle.
     let pull_tls = dm_cwmp_tokio::tls::client_config(&dm_cwmp_tokio::TlsSettings::default()).ok();
+    // Software Management (/9) operations, in order per instance.
+    let performer = crate::software::Performer {
+        tree: Arc::clone(&tree),
+        state_dir: config.state_dir.clone(),
+        max_size: config.firmware_max_size,
+        command: config.software_command.clone(),
+        tls: pull_tls.clone(),
+        self_update: config.self_update.then(|| update_ready_tx.clone()),
+    };
+    let mut software_queues = crate::software::Queues::default();
     let mut cwmp_commands_rx = Some(cwmp_commands_rx);
     // The control API (dmagent get/set/status/...), if a bus is there:
     // up before the drivers, so that whoever sees the agent act can reach it.
@@ -461,16 +471,7 @@ pub async fn run(
                         )));
                     }
                     if let Some((instance, operation)) = crate::software::operation(&change) {
-                        tokio::spawn(crate::software::perform(
-                            Arc::clone(&tree),
-                            config.state_dir.clone(),
-                            config.firmware_max_size,
-                            config.software_command.clone(),
-                            pull_tls.clone(),
-                            config.self_update.then(|| update_ready_tx.clone()),
-                            instance,
-                            operation,
-                        ));
+                        software_queues.submit(&performer, instance, operation);
                     }
                     if crate::firmware::is_update(&change) {
                         tokio::spawn(crate::firmware::apply(

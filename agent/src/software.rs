@@ -133,6 +133,56 @@ fn text(tree: &Mutex<Tree>, instance: InstanceId, resource: ResourceId) -> Strin
     }
 }
 
+/// What [`perform`] needs besides the instance and the operation.
+#[derive(Clone)]
+pub struct Performer {
+    pub tree: Arc<Mutex<Tree>>,
+    pub state_dir: PathBuf,
+    pub max_size: u64,
+    pub command: Option<Vec<String>>,
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    pub self_update: Option<tokio::sync::mpsc::Sender<()>>,
+}
+
+/// One queue per instance: its operations run one after another in the
+/// order they were asked for (an Uninstall sent right after an Activate
+/// must not overtake it, whatever each program takes); different
+/// instances go on side by side.
+#[derive(Default)]
+pub struct Queues(std::collections::HashMap<u16, tokio::sync::mpsc::UnboundedSender<Operation>>);
+
+impl Queues {
+    pub fn submit(&mut self, performer: &Performer, instance: InstanceId, operation: Operation) {
+        let operation = match self.0.get(&instance.0) {
+            Some(queue) => match queue.send(operation) {
+                Ok(()) => return,
+                Err(closed) => closed.0,
+            },
+            None => operation,
+        };
+        let (queue, mut operations) = tokio::sync::mpsc::unbounded_channel();
+        let _ = queue.send(operation);
+        let performer = performer.clone();
+        tokio::spawn(async move {
+            while let Some(operation) = operations.recv().await {
+                let p = performer.clone();
+                perform(
+                    p.tree,
+                    p.state_dir,
+                    p.max_size,
+                    p.command,
+                    p.tls,
+                    p.self_update,
+                    instance,
+                    operation,
+                )
+                .await;
+            }
+        });
+        self.0.insert(instance.0, queue);
+    }
+}
+
 /// Carries out one operation; the object's handler has already checked
 /// that the state allows it.
 #[allow(clippy::too_many_arguments)]
@@ -889,6 +939,67 @@ mod tests {
         dm_objects::register(&mut tree, &platform).unwrap();
         dm_objects::populate(&mut tree, &[]).unwrap();
         Mutex::new(tree)
+    }
+
+    /// Operations on one instance run in the order asked, however long
+    /// each program takes: a slow Activate is not overtaken by the
+    /// Uninstall the server sent right after it (an end-to-end test saw
+    /// "uninstall" before "activate" when each ran as its own task).
+    #[tokio::test(flavor = "current_thread")]
+    async fn operations_on_one_instance_keep_their_order() {
+        let tree = Arc::new(tree());
+        let created = lock(&tree)
+            .begin(Origin::Agent)
+            .create(software::ID, None)
+            .commit()
+            .unwrap();
+        let instance = created.created[0].instance_id().unwrap();
+        set(&tree, instance, &[(PKGNAME, Value::String("pkg".into()))]);
+        let dir = tempfile::tempdir().unwrap();
+        let calls = dir.path().join("calls");
+        let program = dir.path().join("program");
+        // A slow activate: the stand-in for a package manager that
+        // takes its time.
+        std::fs::write(
+            &program,
+            format!(
+                "#!/bin/sh\n[ \"$1\" = activate ] && sleep 0.3\necho \"$1\" >> '{}'\n",
+                calls.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &program,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let changes = lock(&tree).subscribe(64);
+        let notify = Arc::clone(&changed);
+        changes.set_waker(move || notify.notify_one());
+        let performer = Performer {
+            tree: Arc::clone(&tree),
+            state_dir: dir.path().to_owned(),
+            max_size: 1 << 20,
+            command: Some(vec![program.display().to_string()]),
+            tls: None,
+            self_update: None,
+        };
+        let mut queues = Queues::default();
+        queues.submit(&performer, instance, Operation::Activate);
+        queues.submit(&performer, instance, Operation::Uninstall);
+        tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            while text(&tree, instance, software::STATUS) != "Uninstalled" {
+                changed.notified().await;
+                changes.drain();
+            }
+        })
+        .await
+        .expect("the uninstall ends");
+        assert_eq!(
+            std::fs::read_to_string(&calls).unwrap(),
+            "activate\nuninstall\n"
+        );
     }
 
     /// After a restart: a half-made unit goes, a cut download is lost
