@@ -6,8 +6,6 @@
 //! the platform's first snapshot is read before the first session, so
 //! each case has one possible target.
 
-use std::process::{Command, Stdio};
-
 use dm_tests::dbus_stack::Stack;
 use dm_tests::mini_acs::MiniAcs;
 
@@ -76,16 +74,11 @@ fn the_acs_url_comes_from_dhcp_option_43_only_when_configured() {
             ),
         )
         .unwrap();
-        let _agent = dm_tests::agent::Agent(
-            Command::new(env!("CARGO_BIN_EXE_dmagent"))
-                .args(["--config", config.to_str().unwrap(), "--state-dir"])
-                .arg(dir.path().join("state"))
-                .arg("run")
-                .env_remove("DMAGENT_CONFIG")
-                .env("DBUS_SYSTEM_BUS_ADDRESS", &stack.bus)
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
+        let _agent = dm_tests::agent::run_on_bus(
+            env!("CARGO_BIN_EXE_dmagent"),
+            &config,
+            &dir.path().join("state"),
+            &stack.bus,
         );
         let target = if from_dhcp { &leased } else { &configured };
         let inform = target.post_with("<cwmp:Inform>");

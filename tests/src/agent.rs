@@ -21,20 +21,34 @@ impl Drop for Agent {
 /// `BINARY --config CONFIG --state-dir STATE run`, its log dropped.
 /// `binary` is the test's `env!("CARGO_BIN_EXE_dmagent")`.
 pub fn run(binary: &str, config: &Path, state: &Path) -> Agent {
-    Agent(
-        Command::new(binary)
-            .arg("--config")
-            .arg(config)
-            .arg("--state-dir")
-            .arg(state)
-            .arg("run")
-            .env_remove("DMAGENT_CONFIG")
+    spawn(
+        command(binary, config, state)
             .env("DMAGENT_BUS", "session")
-            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the agent starts"),
+            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent"),
     )
+}
+
+/// [`run`] with `bus` as the system bus: the D-Bus platform and the
+/// control API on a test's private bus.
+pub fn run_on_bus(binary: &str, config: &Path, state: &Path, bus: &str) -> Agent {
+    spawn(command(binary, config, state).env("DBUS_SYSTEM_BUS_ADDRESS", bus))
+}
+
+fn command(binary: &str, config: &Path, state: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .arg("--config")
+        .arg(config)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("run")
+        .env_remove("DMAGENT_CONFIG")
+        .stderr(Stdio::null());
+    command
+}
+
+fn spawn(command: &mut Command) -> Agent {
+    Agent(command.spawn().expect("the agent starts"))
 }
 
 /// The TransferCompletes `acs` receives, CommandKey → FaultCode, until

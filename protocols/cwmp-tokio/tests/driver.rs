@@ -343,32 +343,9 @@ async fn a_digest_connection_request_starts_a_session() {
     ])
     .await;
     let tree = Arc::new(Mutex::new(tree(&format!("http://{}/acs", acs.address))));
-    // A free port for the connection-request server.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let (host_tx, _host_rx) = mpsc::channel(4);
-    let (_commands, commands) = mpsc::channel(1);
-    let (stop_tx, stop) = watch::channel(false);
-    let driver = tokio::spawn(dm_cwmp_tokio::run(
-        Arc::clone(&tree),
-        Config {
-            connection_request: Some(ConnectionRequestServer {
-                bind: format!("127.0.0.1:{port}").parse().unwrap(),
-                path: "/cr/SN1".into(),
-                allow_basic: false,
-                min_interval: Duration::ZERO,
-            }),
-            http_timeout: Duration::from_secs(10),
-            tls: TlsSettings::default(),
-            ..Config::default()
-        },
-        host_tx,
-        commands,
-        stop,
-    ));
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}").parse().unwrap();
+    let (driver, stop_tx) = driver_with_connection_requests(&tree, bind, "/cr/SN1");
     // The boot session.
     for _ in 0..3 {
         next(&mut acs.seen).await;
@@ -378,54 +355,22 @@ async fn a_digest_connection_request_starts_a_session() {
     assert_eq!(cr_url, format!("http://127.0.0.1:{port}/cr/SN1"));
 
     // The ACS sends a connection request: challenged, then accepted.
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let get = |auth: Option<String>| {
-        let mut builder = Request::get("/cr/SN1").header("host", format!("127.0.0.1:{port}"));
-        if let Some(auth) = auth {
-            builder = builder.header("authorization", auth);
-        }
-        builder.body(Full::new(Bytes::new())).unwrap()
-    };
-    let challenge = sender.send_request(get(None)).await.unwrap();
+    let mut client = CrClient::connect("127.0.0.1", port, "/cr/SN1").await;
+    let challenge = client.get(None).await;
     assert_eq!(challenge.status(), StatusCode::UNAUTHORIZED);
-    let header = challenge.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_owned();
     // Basic is refused.
-    let basic = sender
-        .send_request(get(Some(format!(
+    let basic = client
+        .get(Some(format!(
             "Basic {}",
             http_auth::basic::encode_credentials("acs", "cr-secret")
-        ))))
-        .await
-        .unwrap();
+        )))
+        .await;
     assert_eq!(basic.status(), StatusCode::UNAUTHORIZED);
-    let mut client = http_auth::PasswordClient::builder()
-        .challenges(&header)
-        .build()
-        .unwrap();
-    let params = http_auth::PasswordParams {
-        username: "acs",
-        password: "cr-secret",
-        uri: "/cr/SN1",
-        method: "GET",
-        body: None,
-    };
-    let authorization = client.respond(&params).unwrap();
-    let accepted = sender
-        .send_request(get(Some(authorization.clone())))
-        .await
-        .unwrap();
+    let authorization = client.answer(&challenge);
+    let accepted = client.get(Some(authorization.clone())).await;
     assert_eq!(accepted.status(), StatusCode::OK);
     // A replayed authorization is refused: nonces are single use.
-    let replay = sender.send_request(get(Some(authorization))).await.unwrap();
+    let replay = client.get(Some(authorization)).await;
     assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
 
     let inform = next(&mut acs.seen).await;
@@ -440,6 +385,103 @@ async fn a_digest_connection_request_starts_a_session() {
     stop_tx.send(true).unwrap();
     driver.await.unwrap().unwrap();
     let _: Option<HostRequest> = None;
+}
+
+/// A TCP port free on both families a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("[::]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The driver on `tree` with its connection-request server on `bind`,
+/// serving `path`; stopped through the returned sender.
+fn driver_with_connection_requests(
+    tree: &Arc<Mutex<Tree>>,
+    bind: SocketAddr,
+    path: &str,
+) -> (
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    watch::Sender<bool>,
+) {
+    let (host_tx, _host_rx) = mpsc::channel(4);
+    let (_commands, commands) = mpsc::channel(1);
+    let (stop_tx, stop) = watch::channel(false);
+    let driver = tokio::spawn(dm_cwmp_tokio::run(
+        Arc::clone(tree),
+        Config {
+            connection_request: Some(ConnectionRequestServer {
+                bind,
+                path: path.into(),
+                allow_basic: false,
+                min_interval: Duration::ZERO,
+            }),
+            http_timeout: Duration::from_secs(10),
+            tls: TlsSettings::default(),
+            ..Config::default()
+        },
+        host_tx,
+        commands,
+        stop,
+    ));
+    (driver, stop_tx)
+}
+
+/// An ACS's side of connection requests: GETs of `path` on one kept-alive
+/// connection to `host`, with an Authorization header or none.
+struct CrClient {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    authority: String,
+    path: String,
+}
+
+impl CrClient {
+    async fn connect(host: &str, port: u16, path: &str) -> CrClient {
+        let stream = tokio::net::TcpStream::connect((host, port)).await.unwrap();
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let authority = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        CrClient {
+            sender,
+            authority,
+            path: path.into(),
+        }
+    }
+
+    async fn get(&mut self, authorization: Option<String>) -> Response<Incoming> {
+        let mut builder = Request::get(self.path.as_str()).header("host", self.authority.as_str());
+        if let Some(authorization) = authorization {
+            builder = builder.header("authorization", authorization);
+        }
+        let request = builder.body(Full::new(Bytes::new())).unwrap();
+        self.sender.send_request(request).await.unwrap()
+    }
+
+    /// The Digest answer to `challenge` (a 401's WWW-Authenticate) with
+    /// the connection-request credentials the test tree holds.
+    fn answer(&self, challenge: &Response<Incoming>) -> String {
+        let header = challenge.headers()["www-authenticate"].to_str().unwrap();
+        http_auth::PasswordClient::builder()
+            .challenges(header)
+            .build()
+            .unwrap()
+            .respond(&http_auth::PasswordParams {
+                username: "acs",
+                password: "cr-secret",
+                uri: &self.path,
+                method: "GET",
+                body: None,
+            })
+            .unwrap()
+    }
 }
 
 /// The ConnectionRequestURL a driver published.
@@ -492,31 +534,9 @@ async fn the_connection_request_url_follows_the_family_of_the_acs() {
             SocketAddr::V6(a) => format!("http://[{}]:{}/acs", a.ip(), a.port()),
         };
         let tree = Arc::new(Mutex::new(tree(&acs_url)));
-        let port = std::net::TcpListener::bind("[::]:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let (host_tx, _host_rx) = mpsc::channel(4);
-        let (_commands, commands) = mpsc::channel(1);
-        let (stop_tx, stop) = watch::channel(false);
-        let driver = tokio::spawn(dm_cwmp_tokio::run(
-            Arc::clone(&tree),
-            Config {
-                connection_request: Some(ConnectionRequestServer {
-                    bind: format!("[::]:{port}").parse().unwrap(),
-                    path: "/cr".into(),
-                    allow_basic: false,
-                    min_interval: Duration::ZERO,
-                }),
-                http_timeout: Duration::from_secs(10),
-                tls: TlsSettings::default(),
-                ..Config::default()
-            },
-            host_tx,
-            commands,
-            stop,
-        ));
+        let port = free_port();
+        let bind = format!("[::]:{port}").parse().unwrap();
+        let (driver, stop_tx) = driver_with_connection_requests(&tree, bind, "/cr");
         for _ in 0..3 {
             next(&mut acs.seen).await;
         }
@@ -524,37 +544,11 @@ async fn the_connection_request_url_follows_the_family_of_the_acs() {
             published_cr_url(&tree),
             format!("http://{url_host}:{port}/cr")
         );
-        let stream = tokio::net::TcpStream::connect((host, port)).await.unwrap();
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let get = |auth: Option<String>| {
-            let mut builder = Request::get("/cr").header("host", format!("{url_host}:{port}"));
-            if let Some(auth) = auth {
-                builder = builder.header("authorization", auth);
-            }
-            builder.body(Full::new(Bytes::new())).unwrap()
-        };
-        let challenge = sender.send_request(get(None)).await.unwrap();
+        let mut client = CrClient::connect(host, port, "/cr").await;
+        let challenge = client.get(None).await;
         assert_eq!(challenge.status(), StatusCode::UNAUTHORIZED, "{host}");
-        let header = challenge.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        let authorization = http_auth::PasswordClient::builder()
-            .challenges(&header)
-            .build()
-            .unwrap()
-            .respond(&http_auth::PasswordParams {
-                username: "acs",
-                password: "cr-secret",
-                uri: "/cr",
-                method: "GET",
-                body: None,
-            })
-            .unwrap();
-        let accepted = sender.send_request(get(Some(authorization))).await.unwrap();
+        let authorization = client.answer(&challenge);
+        let accepted = client.get(Some(authorization)).await;
         assert_eq!(accepted.status(), StatusCode::OK, "{host}");
         let inform = next(&mut acs.seen).await;
         assert!(

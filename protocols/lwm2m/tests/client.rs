@@ -170,6 +170,35 @@ impl Fixture {
         response
     }
 
+    /// Queue mode (binding "UQ") with a lifetime of `lifetime` seconds.
+    fn queue_mode(&mut self, lifetime: i64) {
+        let at = |r| Path::resource(dm_core::catalog::server::ID, InstanceId(0), r);
+        self.tree
+            .begin(Origin::Agent)
+            .set(
+                at(dm_core::catalog::server::BINDING),
+                Value::String("UQ".into()),
+            )
+            .set(
+                at(dm_core::catalog::server::LIFETIME),
+                Value::Integer(lifetime),
+            )
+            .commit()
+            .unwrap();
+    }
+
+    /// The radio reports `dbm`: /4/0/2 changes, and the client hears of
+    /// it through `changes`.
+    fn signal(&mut self, changes: &dm_core::Subscription, dbm: i32) {
+        let mut radio = self.network.radio();
+        radio.signal_dbm = Some(dbm);
+        self.network.set_radio(radio);
+        dm_objects::sync_platform(&mut self.tree, &self.platform);
+        for change in changes.drain() {
+            self.client.handle_change(&mut self.tree, self.now, &change);
+        }
+    }
+
     fn advance(&mut self, by: Duration) {
         self.now += by;
         self.client.handle_timeout(&mut self.tree, self.now);
@@ -567,13 +596,7 @@ fn observe_notifies_on_change_honouring_pmin_and_pmax_and_stops_on_reset() {
     assert!(observe.get_observe_value().is_some());
 
     let changes = f.tree.subscribe(8);
-    let mut radio = f.network.radio();
-    radio.signal_dbm = Some(-80);
-    f.network.set_radio(radio);
-    dm_objects::sync_platform(&mut f.tree, &f.platform);
-    for change in changes.drain() {
-        f.client.handle_change(&mut f.tree, f.now, &change);
-    }
+    f.signal(&changes, -80);
     // Changed at once, but pmin holds it back for 10 s.
     f.nothing_sent();
     assert_eq!(
@@ -869,13 +892,7 @@ fn a_new_instance_is_announced_in_an_update_at_once() {
     assert!(links.contains("</12/1>,</12/2>"), "{links}");
     f.answer(&update, ResponseType::Changed, &[]);
     // A plain value change does not touch the registration.
-    let mut radio = f.network.radio();
-    radio.signal_dbm = Some(-60);
-    f.network.set_radio(radio);
-    dm_objects::sync_platform(&mut f.tree, &f.platform);
-    for change in changes.drain() {
-        f.client.handle_change(&mut f.tree, f.now, &change);
-    }
+    f.signal(&changes, -60);
     f.advance(Duration::ZERO);
     f.nothing_sent();
 }
@@ -977,22 +994,7 @@ fn observations_are_bounded() {
 #[test]
 fn queue_mode_wakes_the_server_with_an_update_before_notifying() {
     let mut f = fixture();
-    let binding = Path::resource(
-        dm_core::catalog::server::ID,
-        InstanceId(0),
-        dm_core::catalog::server::BINDING,
-    );
-    let lifetime = Path::resource(
-        dm_core::catalog::server::ID,
-        InstanceId(0),
-        dm_core::catalog::server::LIFETIME,
-    );
-    f.tree
-        .begin(Origin::Agent)
-        .set(binding, Value::String("UQ".into()))
-        .set(lifetime, Value::Integer(300))
-        .commit()
-        .unwrap();
+    f.queue_mode(300);
     f.client.register(&f.tree, f.now);
     let register = f.sent();
     assert_eq!(
@@ -1012,13 +1014,7 @@ fn queue_mode_wakes_the_server_with_an_update_before_notifying() {
     f.advance(dm_lwm2m::client::AWAKE_WINDOW + Duration::from_secs(1));
     f.nothing_sent();
     let changes = f.tree.subscribe(8);
-    let mut radio = f.network.radio();
-    radio.signal_dbm = Some(-99);
-    f.network.set_radio(radio);
-    dm_objects::sync_platform(&mut f.tree, &f.platform);
-    for change in changes.drain() {
-        f.client.handle_change(&mut f.tree, f.now, &change);
-    }
+    f.signal(&changes, -99);
     // No notification while the server sleeps on us: an Update first.
     let wake = f.sent();
     assert_eq!(wake.header.code, MessageClass::Request(RequestType::Post));
@@ -1042,37 +1038,13 @@ fn queue_mode_wakes_the_server_with_an_update_before_notifying() {
 fn queue_mode_stays_awake_93_seconds_after_the_last_exchange() {
     assert_eq!(dm_lwm2m::client::AWAKE_WINDOW, Duration::from_secs(93));
     let mut f = fixture();
-    let binding = Path::resource(
-        dm_core::catalog::server::ID,
-        InstanceId(0),
-        dm_core::catalog::server::BINDING,
-    );
-    let lifetime = Path::resource(
-        dm_core::catalog::server::ID,
-        InstanceId(0),
-        dm_core::catalog::server::LIFETIME,
-    );
     // The Update falls due at 500 s, after this test's 276 s.
-    f.tree
-        .begin(Origin::Agent)
-        .set(binding, Value::String("UQ".into()))
-        .set(lifetime, Value::Integer(1000))
-        .commit()
-        .unwrap();
+    f.queue_mode(1000);
     f.client.register(&f.tree, f.now);
     let register = f.sent();
     f.answer(&register, ResponseType::Created, &["rd", "q2"]);
     let observe = f.request(RequestType::Get, "/4/0/2", |p| p.set_observe_value(0));
     let changes = f.tree.subscribe(8);
-    let signal = |f: &mut Fixture, dbm: i32| {
-        let mut radio = f.network.radio();
-        radio.signal_dbm = Some(dbm);
-        f.network.set_radio(radio);
-        dm_objects::sync_platform(&mut f.tree, &f.platform);
-        for change in changes.drain() {
-            f.client.handle_change(&mut f.tree, f.now, &change);
-        }
-    };
     // Notifications may be confirmable: the server acknowledges them.
     let acknowledge = |f: &mut Fixture, packet: &Packet| {
         if packet.header.get_type() == MessageType::Confirmable {
@@ -1085,14 +1057,14 @@ fn queue_mode_stays_awake_93_seconds_after_the_last_exchange() {
     };
     f.advance(Duration::from_secs(90));
     f.nothing_sent();
-    signal(&mut f, -61);
+    f.signal(&changes, -61);
     let direct = f.sent();
     assert_eq!(direct.get_token(), observe.get_token());
     assert_eq!(direct.payload, b"-61");
     acknowledge(&mut f, &direct);
     // The notification was the last exchange: awake until 93 s after it.
     f.advance(Duration::from_secs(92));
-    signal(&mut f, -62);
+    f.signal(&changes, -62);
     let direct = f.sent();
     assert_eq!(
         direct.get_token(),
@@ -1103,7 +1075,7 @@ fn queue_mode_stays_awake_93_seconds_after_the_last_exchange() {
     acknowledge(&mut f, &direct);
     f.advance(Duration::from_secs(94));
     f.nothing_sent();
-    signal(&mut f, -63);
+    f.signal(&changes, -63);
     let wake = f.sent();
     assert_eq!(wake.header.code, MessageClass::Request(RequestType::Post));
     assert_eq!(options(&wake, CoapOption::UriPath), ["rd", "q2"]);
@@ -1124,13 +1096,7 @@ fn an_observation_asked_in_tlv_is_notified_in_tlv() {
     let tlv = [11542u16.to_be_bytes().to_vec()];
     assert_eq!(options_bytes(&observe, CoapOption::ContentFormat), tlv);
     let changes = f.tree.subscribe(8);
-    let mut radio = f.network.radio();
-    radio.signal_dbm = Some(-55);
-    f.network.set_radio(radio);
-    dm_objects::sync_platform(&mut f.tree, &f.platform);
-    for change in changes.drain() {
-        f.client.handle_change(&mut f.tree, f.now, &change);
-    }
+    f.signal(&changes, -55);
     let notification = f.sent();
     assert_eq!(notification.get_token(), observe.get_token());
     assert!(notification.get_observe_value().is_some());
@@ -1161,24 +1127,12 @@ fn notifications_made_offline_are_stored_and_sent_after_registering_again() {
     f.answer(&update, ResponseType::NotFound, &[]);
     let register = f.sent();
     let changes = f.tree.subscribe(8);
-    let mut radio = f.network.radio();
-    radio.signal_dbm = Some(-88);
-    f.network.set_radio(radio);
-    dm_objects::sync_platform(&mut f.tree, &f.platform);
-    for change in changes.drain() {
-        f.client.handle_change(&mut f.tree, f.now, &change);
-    }
+    f.signal(&changes, -88);
     // Not registered: stored, not sent, and no timer spinning on it.
     f.nothing_sent();
     assert!(f.client.poll_timeout(&f.tree).is_some_and(|t| t > f.now));
     // A second change while offline is stored too.
-    let mut radio = f.network.radio();
-    radio.signal_dbm = Some(-93);
-    f.network.set_radio(radio);
-    dm_objects::sync_platform(&mut f.tree, &f.platform);
-    for change in changes.drain() {
-        f.client.handle_change(&mut f.tree, f.now, &change);
-    }
+    f.signal(&changes, -93);
     f.nothing_sent();
     f.answer(&register, ResponseType::Created, &["rd", "again"]);
     let _ = f.client.poll_event();
@@ -1281,20 +1235,11 @@ fn a_step_attribute_holds_back_small_changes() {
     assert_eq!(observe.payload, b"-71");
     let token = observe.get_token().to_vec();
     let changes = f.tree.subscribe(8);
-    let set_signal = |f: &mut Fixture, dbm: i32| {
-        let mut radio = f.network.radio();
-        radio.signal_dbm = Some(dbm);
-        f.network.set_radio(radio);
-        dm_objects::sync_platform(&mut f.tree, &f.platform);
-        for change in changes.drain() {
-            f.client.handle_change(&mut f.tree, f.now, &change);
-        }
-    };
     // -71 to -74: less than the step, not reported.
-    set_signal(&mut f, -74);
+    f.signal(&changes, -74);
     f.nothing_sent();
     // -71 to -76: five from the last reported value.
-    set_signal(&mut f, -76);
+    f.signal(&changes, -76);
     let notification = f.sent();
     assert_eq!(notification.get_token(), token.as_slice());
     assert_eq!(notification.payload, b"-76");
@@ -1465,13 +1410,7 @@ fn observe_composite_notifies_when_any_path_changes() {
     assert!(observe.get_observe_value().is_some());
     let token = observe.get_token().to_vec();
     let changes = f.tree.subscribe(8);
-    let mut radio = f.network.radio();
-    radio.signal_dbm = Some(-90);
-    f.network.set_radio(radio);
-    dm_objects::sync_platform(&mut f.tree, &f.platform);
-    for change in changes.drain() {
-        f.client.handle_change(&mut f.tree, f.now, &change);
-    }
+    f.signal(&changes, -90);
     let notification = f.sent();
     assert_eq!(notification.get_token(), token.as_slice());
     let records = senml(&notification.payload);
@@ -1489,13 +1428,7 @@ fn observe_composite_notifies_when_any_path_changes() {
     cancel.set_observe_value(1);
     f.deliver(&cancel);
     let _ = f.sent();
-    let mut radio = f.network.radio();
-    radio.signal_dbm = Some(-60);
-    f.network.set_radio(radio);
-    dm_objects::sync_platform(&mut f.tree, &f.platform);
-    for change in changes.drain() {
-        f.client.handle_change(&mut f.tree, f.now, &change);
-    }
+    f.signal(&changes, -60);
     f.nothing_sent();
 }
 
