@@ -950,6 +950,7 @@ async fn upload(
         password: transfer.password.clone(),
     };
     let idle = std::time::Duration::from_secs(60);
+    let size = body.len();
     let sent = if transfer.url.starts_with("ftp://") {
         dm_cwmp_tokio::ftp::upload(&transfer.url, &credentials, idle, body.as_bytes())
             .await
@@ -960,7 +961,7 @@ async fn upload(
             .parse()
             .map_err(|e| (9011, format!("{}: {e}", transfer.url)))?;
         let mut session = dm_cwmp_tokio::http::HttpSession::new(uri, credentials, idle, tls);
-        let sent = session.upload(body.clone()).await;
+        let sent = session.upload(body).await;
         session.close().await;
         sent
     };
@@ -969,7 +970,7 @@ async fn upload(
             info!(
                 key = transfer.command_key,
                 file_type = transfer.file_type,
-                bytes = body.len(),
+                bytes = size,
                 "file uploaded"
             );
             Ok(())

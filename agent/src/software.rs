@@ -153,9 +153,17 @@ pub struct Queues(std::collections::HashMap<u16, tokio::sync::mpsc::UnboundedSen
 
 impl Queues {
     pub fn submit(&mut self, performer: &Performer, instance: InstanceId, operation: Operation) {
+        // The instance is gone: its queue ends (and its task) once what it
+        // holds is done.
+        let last = operation == Operation::Forget;
         let operation = match self.0.get(&instance.0) {
             Some(queue) => match queue.send(operation) {
-                Ok(()) => return,
+                Ok(()) => {
+                    if last {
+                        self.0.remove(&instance.0);
+                    }
+                    return;
+                }
                 Err(closed) => closed.0,
             },
             None => operation,
@@ -179,7 +187,9 @@ impl Queues {
                 .await;
             }
         });
-        self.0.insert(instance.0, queue);
+        if !last {
+            self.0.insert(instance.0, queue);
+        }
     }
 }
 

@@ -274,7 +274,12 @@ pub async fn serve(
                     let server = tokio::net::lookup_host((settings.server.as_str(), settings.port))
                         .await
                         .ok()
-                        .and_then(|mut a| a.find_map(|a| crate::dual::peer_for(address, a)));
+                        // IPv4 first: the NAT binding worth keeping open
+                        // is the IPv4 one (IPv6 needs none).
+                        .and_then(|a| {
+                            a.filter_map(|a| crate::dual::peer_for(address, a))
+                                .min_by_key(|a| a.is_ipv6() && !is_v4_mapped(a))
+                        });
                     let Some(server) = server else {
                         warn!(server = settings.server, "STUN server not found");
                         next_binding = tokio::time::Instant::now() + STUN_RETRY;
@@ -308,6 +313,14 @@ pub async fn serve(
         }
     });
     Ok((address, task))
+}
+
+/// An IPv4 address written as IPv6 (`::ffff:a.b.c.d`).
+fn is_v4_mapped(address: &std::net::SocketAddr) -> bool {
+    match address {
+        std::net::SocketAddr::V6(v6) => v6.ip().to_ipv4_mapped().is_some(),
+        std::net::SocketAddr::V4(_) => false,
+    }
 }
 
 #[cfg(test)]

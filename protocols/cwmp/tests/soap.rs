@@ -468,6 +468,15 @@ fn long_lists_are_written_in_pieces() {
     validate(&text, "GetParameterNamesResponse");
     assert!(text.contains("ParameterInfoStruct[5000]"));
     assert!(text.contains("<Name>Device.WiFi.SSID.5000.SSID</Name><Writable>1</Writable>"));
+    // A long text (a log upload) goes in pieces too, never split inside a
+    // character.
+    let text = "journal: é ✓ 𝄞\n".repeat(4000);
+    let body = Body::from(text.clone());
+    let pieces = chunks(&body);
+    assert!(pieces.len() > 3, "{} pieces", pieces.len());
+    assert!(pieces.iter().all(|p| p.len() <= dm_cwmp::soap::CHUNK + 3));
+    assert_eq!(pieces.concat(), text);
+    assert_eq!(body.len(), text.len());
     // A short message is one piece; the empty POST none.
     assert_eq!(chunks(&Body::from("<x/>".to_owned())), ["<x/>"]);
     assert!(chunks(&Body::empty()).is_empty());

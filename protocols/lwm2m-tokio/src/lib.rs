@@ -138,6 +138,26 @@ const REHANDSHAKE_MAX: Duration = Duration::from_secs(3600);
 /// A lost working session is replaced without delay at most this often.
 const QUICK_REHANDSHAKE_EVERY: Duration = Duration::from_secs(60);
 
+/// Whether a lost session may be replaced at once: never for a bootstrap
+/// server (its back-off must hold: a new engine would start its count
+/// again), only when a registration went through since the last time, and
+/// at most once a [`QUICK_REHANDSHAKE_EVERY`]. Records the use.
+fn quick_rehandshake_allowed(
+    config: &Config,
+    registered_since: &mut bool,
+    last: &mut Option<Instant>,
+    now: Instant,
+) -> bool {
+    let allowed = !config.bootstrap
+        && *registered_since
+        && last.is_none_or(|t| now.duration_since(t) >= QUICK_REHANDSHAKE_EVERY);
+    if allowed {
+        *registered_since = false;
+        *last = Some(now);
+    }
+    allowed
+}
+
 fn rehandshake_delay(failures: u32) -> Duration {
     REHANDSHAKE_DELAY
         .saturating_mul(1 << failures.min(7))
@@ -348,6 +368,9 @@ async fn connection(
     let mut rehandshake_at: Option<Instant> = None;
     let mut dtls_failures: u32 = 0;
     let mut last_quick_rehandshake: Option<Instant> = None;
+    // A registration went through since the last quick re-handshake: only
+    // then is a lost session worth replacing without back-off.
+    let mut registered_since_quick = false;
     let mut registration_failures: u64 = 0;
     start(&mut client, config, tree);
     let mut buffer = vec![0u8; 64 * 1024];
@@ -387,18 +410,26 @@ async fn connection(
                 dtls_failures = 0;
             }
             if let Some(reason) = session.failure() {
+                // Stopping: no new session (it would only register again).
+                if stopping.is_some() {
+                    return Ok(Outcome::Stopped);
+                }
                 // The session is gone (handshake failed, server lost it):
                 // a new handshake, then a full Register (LwM2M Core §6.2:
-                // a new DTLS session is a new registration). A working
-                // session that ended (a server restart, a close_notify) is
-                // replaced at once, at most once a minute; a server that
-                // cannot be reached is retried with back-off.
+                // a new DTLS session is a new registration). A session
+                // that carried a registration and ended (a server
+                // restart, a close_notify) is replaced at once, at most
+                // once a minute; a server that cannot be reached is
+                // retried with back-off.
                 let now = Instant::now();
                 let at_once = session.was_established()
-                    && last_quick_rehandshake
-                        .is_none_or(|t| now.duration_since(t) >= QUICK_REHANDSHAKE_EVERY);
+                    && quick_rehandshake_allowed(
+                        config,
+                        &mut registered_since_quick,
+                        &mut last_quick_rehandshake,
+                        now,
+                    );
                 let wait = if at_once {
-                    last_quick_rehandshake = Some(now);
                     Duration::ZERO
                 } else {
                     dtls_failures = dtls_failures.saturating_add(1);
@@ -410,6 +441,7 @@ async fn connection(
             }
         }
         if dtls.is_none()
+            && stopping.is_none()
             && let (Some(at), Some((identity, key))) = (rehandshake_at, &config.psk)
             && Instant::now() >= at
         {
@@ -441,6 +473,7 @@ async fn connection(
             match event {
                 ClientEvent::Registered { location } => {
                     registration_failures = 0;
+                    registered_since_quick = true;
                     info!(server = %config.server, %location, "LwM2M registered");
                     // Stopping while the Register was on its way: the
                     // server now holds a registration; end it.
@@ -524,10 +557,13 @@ async fn connection(
                     {
                         let now = Instant::now();
                         let at_once = failures == 1
-                            && last_quick_rehandshake
-                                .is_none_or(|t| now.duration_since(t) >= QUICK_REHANDSHAKE_EVERY);
+                            && quick_rehandshake_allowed(
+                                config,
+                                &mut registered_since_quick,
+                                &mut last_quick_rehandshake,
+                                now,
+                            );
                         if at_once {
-                            last_quick_rehandshake = Some(now);
                             dtls = None;
                             rehandshake_at = Some(now);
                         } else {
@@ -539,9 +575,9 @@ async fn connection(
                                 key.clone(),
                             )
                             .ok();
-                            if dtls.is_none() {
-                                rehandshake_at = Some(now + rehandshake_delay(dtls_failures));
-                            }
+                            rehandshake_at = dtls
+                                .is_none()
+                                .then(|| now + rehandshake_delay(dtls_failures));
                         }
                     }
                 }
@@ -616,7 +652,9 @@ async fn connection(
         let deadline = [
             deadline,
             stopping,
-            rehandshake_at,
+            // Only while there is no session: a stale time would make the
+            // sleep below ready on every turn.
+            rehandshake_at.filter(|_| dtls.is_none()),
             dtls.as_ref().and_then(DtlsClient::poll_timeout),
         ]
         .into_iter()

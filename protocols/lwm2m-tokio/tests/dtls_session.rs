@@ -127,6 +127,12 @@ struct Server {
     endpoint: Endpoint,
     peer: Option<SocketAddr>,
     heard: Vec<Heard>,
+    /// Leaves Registers unanswered, noting each exchange's token.
+    silent: bool,
+    /// A handshake completed: a new ClientHello then starts over with a
+    /// fresh association, as servers do (RFC 6347 §4.2.8).
+    established: bool,
+    register_tokens: std::collections::BTreeSet<Vec<u8>>,
 }
 
 impl Server {
@@ -139,6 +145,9 @@ impl Server {
             address,
             peer: None,
             heard: Vec::new(),
+            silent: false,
+            established: false,
+            register_tokens: Default::default(),
         }
     }
 
@@ -157,15 +166,29 @@ impl Server {
         let now = Instant::now();
         if let Ok(Ok((n, from))) = received {
             self.peer = Some(from);
+            // Handshake record, epoch 0, ClientHello.
+            let client_hello =
+                n > 13 && buffer[0] == 22 && buffer[3..5] == [0, 0] && buffer[13] == 1;
+            if client_hello && self.established {
+                self.endpoint = server_endpoint(self.address);
+                self.established = false;
+            }
             let events = self
                 .endpoint
                 .read(now, from, None, BytesMut::from(&buffer[..n]))
                 .unwrap_or_default();
             for event in events {
                 match event {
-                    EndpointEvent::HandshakeComplete => self.heard.push(Heard::Handshake),
+                    EndpointEvent::HandshakeComplete => {
+                        self.established = true;
+                        self.heard.push(Heard::Handshake);
+                    }
                     EndpointEvent::ApplicationData(data) => {
                         let request = Packet::from_bytes(&data).unwrap();
+                        if self.silent {
+                            self.register_tokens.insert(request.get_token().to_vec());
+                            continue;
+                        }
                         let (what, response) = answer(&request, self.registers() + 1);
                         self.heard.push(what);
                         self.endpoint
@@ -291,6 +314,52 @@ async fn a_session_the_server_forgot_is_replaced_after_one_failed_update() {
         .until(Duration::from_secs(15), |s| s.registers() == 2)
         .await;
     assert_eq!(server.heard, REGISTERED_TWICE);
+    stop.send(true).unwrap();
+    drop(server);
+    tokio::time::timeout(Duration::from_secs(10), driver)
+        .await
+        .expect("the driver stops")
+        .unwrap()
+        .unwrap();
+}
+
+/// A server that completes the handshake but never answers the Register
+/// (a broken application behind a working DTLS stack): the failed Register
+/// is retried after the engine's back-off, not at once with a new session
+/// and a new engine each time (which would hammer the server every few
+/// seconds). Over a 4 s window with CoAP timers that make a Register fail
+/// in about a second, one Register exchange is seen.
+#[tokio::test(flavor = "current_thread")]
+async fn a_register_never_answered_over_dtls_backs_off() {
+    let mut server = Server::start().await;
+    server.silent = true;
+    let tree = Arc::new(std::sync::Mutex::new(tree(server.address.port(), 300)));
+    let (stop, shutdown) = watch::channel(false);
+    let coap = dm_lwm2m::coap::Parameters {
+        ack_timeout: Duration::from_millis(100),
+        ack_random_factor: 1.0,
+        max_retransmit: 2,
+    };
+    let driver = tokio::spawn(dm_lwm2m_tokio::run(
+        Arc::clone(&tree),
+        config(server.address, coap),
+        shutdown,
+    ));
+    server
+        .until(Duration::from_secs(15), |s| !s.register_tokens.is_empty())
+        .await;
+    // The window: a failed Register (0.7 s), then nothing until the
+    // 30 s back-off ends.
+    let window = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < window {
+        server.step().await;
+    }
+    assert_eq!(
+        server.register_tokens.len(),
+        1,
+        "Register exchanges seen: {:?}",
+        server.register_tokens
+    );
     stop.send(true).unwrap();
     drop(server);
     tokio::time::timeout(Duration::from_secs(10), driver)

@@ -1935,7 +1935,6 @@ impl Client {
     }
 }
 
-/// The value of a single numeric resource, for gt/lt/st.
 /// How long to wait after the `failures`-th failed registration or
 /// bootstrap in a row: 30 s, doubling, at most an hour.
 pub fn retry_wait(failures: u32) -> Duration {
@@ -1943,6 +1942,7 @@ pub fn retry_wait(failures: u32) -> Duration {
     Duration::from_secs((30u64 << doublings).min(3600))
 }
 
+/// The value of a single numeric resource, for gt/lt/st.
 fn numeric(tree: &Tree, path: &Lwm2mPath) -> Option<f64> {
     path.resource?;
     let core = mapping::to_core(path).ok()?;

@@ -31,6 +31,24 @@ impl Default for Parameters {
 }
 
 impl Parameters {
+    /// Within what the timers can hold (they come from configuration):
+    /// ACK_TIMEOUT 10 ms to 60 s, ACK_RANDOM_FACTOR 1 to 4, at most 20
+    /// retransmissions; anything else is the RFC 7252 default.
+    pub fn sane(self) -> Parameters {
+        let default = Parameters::default();
+        Parameters {
+            ack_timeout: self
+                .ack_timeout
+                .clamp(Duration::from_millis(10), Duration::from_secs(60)),
+            ack_random_factor: if (1.0..=4.0).contains(&self.ack_random_factor) {
+                self.ack_random_factor
+            } else {
+                default.ack_random_factor
+            },
+            max_retransmit: self.max_retransmit.min(20),
+        }
+    }
+
     /// EXCHANGE_LIFETIME (RFC 7252 §4.8.2), with MAX_LATENCY 100 s and
     /// PROCESSING_DELAY = ACK_TIMEOUT.
     pub fn exchange_lifetime(&self) -> Duration {
@@ -92,7 +110,7 @@ impl Endpoint {
     /// `seed` randomises the first message id, tokens and back-off.
     pub fn new(parameters: Parameters, seed: u64) -> Endpoint {
         let mut endpoint = Endpoint {
-            parameters,
+            parameters: parameters.sane(),
             next_message_id: 0,
             next_token: 0,
             outstanding: Vec::new(),

@@ -636,9 +636,31 @@ impl Body {
         let mut out = String::new();
         loop {
             match cursor.stage {
+                // The head (a whole short message, or what precedes a list)
+                // goes in pieces too: a long text body (a log upload) is
+                // not copied whole. `item` counts its bytes until done.
                 Stage::Head => {
-                    out.push_str(&self.head);
-                    cursor.stage = Stage::List;
+                    let rest = &self.head[cursor.item..];
+                    let room = CHUNK.saturating_sub(out.len()).max(1);
+                    let mut end = room.min(rest.len());
+                    while !rest.is_char_boundary(end) {
+                        end += 1;
+                    }
+                    if out.capacity() == 0 {
+                        out.reserve(if self.list.len() > 0 {
+                            CHUNK + 256
+                        } else {
+                            end
+                        });
+                    }
+                    out.push_str(&rest[..end]);
+                    if end == rest.len() {
+                        cursor.stage = Stage::List;
+                        cursor.item = 0;
+                    } else {
+                        cursor.item += end;
+                        break;
+                    }
                 }
                 Stage::List if cursor.item < self.list.len() => {
                     if out.len() >= CHUNK {
