@@ -65,6 +65,8 @@ pub struct ServerStatus {
     pub location: Option<String>,
     /// Unix times.
     pub last_registration: Option<i64>,
+    /// Registrations this server accepted since the agent started.
+    pub registrations: u64,
     pub last_update: Option<i64>,
     pub failures: u64,
     pub last_error: Option<String>,
@@ -182,8 +184,25 @@ pub async fn run(
     // bootstraps only when it has none or when registration keeps failing.
     let provisioned = !dm_lwm2m::bootstrap::accounts(&lock(&tree)).is_empty();
     let mut bootstrap_first = (config.bootstrap && !provisioned).then(|| config.clone());
+    // Bootstraps in a row whose accounts then registered nowhere: a
+    // bootstrap server that keeps handing out an account no server
+    // accepts is asked again after a growing wait (the first time at
+    // once: it may have been fixed meanwhile).
+    let mut fruitless: u32 = 0;
     loop {
         if let Some(bootstrap) = bootstrap_first.take() {
+            if fruitless > 1 {
+                let wait = dm_lwm2m::client::retry_wait(fruitless - 1);
+                warn!(
+                    in_a_row = fruitless,
+                    retry_in_s = wait.as_secs(),
+                    "LwM2M: no server accepted the accounts the last bootstraps gave; bootstrapping again later"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+                }
+            }
             match connection(&tree, &bootstrap, &mut shutdown).await? {
                 Outcome::Stopped => return Ok(()),
                 Outcome::Bootstrapped | Outcome::Rebootstrap => {}
@@ -209,10 +228,16 @@ pub async fn run(
             // No account in the tree: the configured server as given.
             servers.push(config.clone());
         }
+        let registered_before = registrations(&config.status);
         match serve_all(&tree, servers, &mut shutdown).await? {
             Outcome::Stopped => return Ok(()),
             Outcome::Bootstrapped => {}
             Outcome::Rebootstrap => {
+                fruitless = if registrations(&config.status) == registered_before {
+                    fruitless.saturating_add(1)
+                } else {
+                    0
+                };
                 let account = dm_lwm2m::bootstrap::bootstrap_account(&lock(&tree));
                 let Some(account) = account else {
                     warn!("bootstrap wanted, but there is no bootstrap server account");
@@ -234,6 +259,17 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Registrations accepted so far, all servers together.
+fn registrations(status: &Mutex<Status>) -> u64 {
+    status
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .servers
+        .values()
+        .map(|s| s.registrations)
+        .sum()
 }
 
 /// The driver configuration for one account.
@@ -489,6 +525,7 @@ async fn connection(
                     entry.disabled_until = None;
                     entry.location = Some(location);
                     entry.last_registration = Some(wall());
+                    entry.registrations += 1;
                     entry.last_error = None;
                 }
                 ClientEvent::Updated => {
