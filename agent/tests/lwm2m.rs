@@ -661,15 +661,10 @@ fn reboot_and_factory_reset_deregister_before_acting() {
             ),
         )
         .unwrap();
-        let mut agent = Guard(
-            Command::new(env!("CARGO_BIN_EXE_dmagent"))
-                .args(["--config", config.to_str().unwrap(), "--state-dir"])
-                .arg(dir.path().join("state"))
-                .arg("run")
-                .env_remove("DMAGENT_CONFIG")
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
+        let mut agent = dm_tests::agent::run(
+            env!("CARGO_BIN_EXE_dmagent"),
+            &config,
+            &dir.path().join("state"),
         );
         let mut executed = None;
         let deregister = loop {

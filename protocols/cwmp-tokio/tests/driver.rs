@@ -484,8 +484,8 @@ impl CrClient {
     }
 }
 
-/// The ConnectionRequestURL a driver published.
-fn published_cr_url(tree: &Mutex<Tree>) -> String {
+/// A string of Device.ManagementServer, as the driver published it.
+fn management_server(tree: &Mutex<Tree>, resource: dm_core::ResourceId) -> String {
     let tree = tree.lock().unwrap();
     match tree
         .read(
@@ -493,7 +493,7 @@ fn published_cr_url(tree: &Mutex<Tree>) -> String {
             &dm_core::Path::resource(
                 dm_core::catalog::management_server::ID,
                 dm_core::InstanceId(0),
-                dm_core::catalog::management_server::CONNECTION_REQUEST_URL,
+                resource,
             ),
         )
         .unwrap()
@@ -501,6 +501,14 @@ fn published_cr_url(tree: &Mutex<Tree>) -> String {
         dm_core::ResourceValue::Single(dm_core::Value::String(s)) => s,
         other => panic!("{other:?}"),
     }
+}
+
+/// The ConnectionRequestURL a driver published.
+fn published_cr_url(tree: &Mutex<Tree>) -> String {
+    management_server(
+        tree,
+        dm_core::catalog::management_server::CONNECTION_REQUEST_URL,
+    )
 }
 
 /// Field case (issue 8, dual stack): with the connection-request server
@@ -865,23 +873,10 @@ async fn a_udp_connection_request_starts_a_session_over_ipv4_and_ipv6() {
         for _ in 0..3 {
             next(&mut acs.seen).await;
         }
-        let address = {
-            let tree = tree.lock().unwrap();
-            match tree
-                .read(
-                    dm_core::Origin::Agent,
-                    &dm_core::Path::resource(
-                        dm_core::catalog::management_server::ID,
-                        dm_core::InstanceId(0),
-                        dm_core::catalog::management_server::UDP_CONNECTION_REQUEST_ADDRESS,
-                    ),
-                )
-                .unwrap()
-            {
-                dm_core::ResourceValue::Single(dm_core::Value::String(s)) => s,
-                other => panic!("{other:?}"),
-            }
-        };
+        let address = management_server(
+            &tree,
+            dm_core::catalog::management_server::UDP_CONNECTION_REQUEST_ADDRESS,
+        );
         assert_eq!(address, bind.to_string(), "{host}");
         // As GenieACS builds it: ts in seconds, random id and cn, HMAC-SHA1
         // with the ConnectionRequestPassword as key, lower-case hex.

@@ -477,6 +477,12 @@ fn long_lists_are_written_in_pieces() {
     assert!(pieces.iter().all(|p| p.len() <= dm_cwmp::soap::CHUNK + 3));
     assert_eq!(pieces.concat(), text);
     assert_eq!(body.len(), text.len());
+    // A cursor carried over from another body never panics.
+    let mut cursor = Cursor::default();
+    let long = Body::from("é".repeat(20_000));
+    long.next_chunk(&mut cursor);
+    let short = Body::from("<x/>".to_owned());
+    while short.next_chunk(&mut cursor).is_some() {}
     // A short message is one piece; the empty POST none.
     assert_eq!(chunks(&Body::from("<x/>".to_owned())), ["<x/>"]);
     assert!(chunks(&Body::empty()).is_empty());

@@ -140,6 +140,19 @@ const REHANDSHAKE_MAX: Duration = Duration::from_secs(3600);
 /// A lost working session is replaced without delay at most this often.
 const QUICK_REHANDSHAKE_EVERY: Duration = Duration::from_secs(60);
 
+/// A new DTLS session from `local` to the server, for a coaps:// account
+/// (`None` for plain CoAP).
+fn new_session(config: &Config, local: SocketAddr) -> Option<Result<DtlsClient, String>> {
+    let (identity, key) = config.psk.as_ref()?;
+    Some(DtlsClient::connect(
+        Instant::now(),
+        local,
+        config.server,
+        identity.clone(),
+        key.clone(),
+    ))
+}
+
 /// Whether a lost session may be replaced at once: never for a bootstrap
 /// server (its back-off must hold: a new engine would start its count
 /// again), only when a registration went through since the last time, and
@@ -388,19 +401,9 @@ async fn connection(
         client.set_package_sink((sinks.0)());
     }
     let mut local = socket.local_addr()?;
-    let mut dtls = match &config.psk {
-        Some((identity, key)) => Some(
-            DtlsClient::connect(
-                Instant::now(),
-                local,
-                config.server,
-                identity.clone(),
-                key.clone(),
-            )
-            .map_err(std::io::Error::other)?,
-        ),
-        None => None,
-    };
+    let mut dtls = new_session(config, local)
+        .transpose()
+        .map_err(std::io::Error::other)?;
     let mut rehandshake_at: Option<Instant> = None;
     let mut dtls_failures: u32 = 0;
     let mut last_quick_rehandshake: Option<Instant> = None;
@@ -478,17 +481,12 @@ async fn connection(
         }
         if dtls.is_none()
             && stopping.is_none()
-            && let (Some(at), Some((identity, key))) = (rehandshake_at, &config.psk)
+            && let Some(at) = rehandshake_at
             && Instant::now() >= at
+            && let Some(session) = new_session(config, local)
         {
             rehandshake_at = None;
-            dtls = match DtlsClient::connect(
-                Instant::now(),
-                local,
-                config.server,
-                identity.clone(),
-                key.clone(),
-            ) {
+            dtls = match session {
                 Ok(session) => Some(session),
                 Err(reason) => {
                     let wait = rehandshake_delay(dtls_failures);
@@ -589,9 +587,7 @@ async fn connection(
                     // likely cause: a new session and a full Register go
                     // at once (at most once a minute), not after the
                     // engine's back-off.
-                    if dtls.as_ref().is_some_and(DtlsClient::is_connected)
-                        && let Some((identity, key)) = &config.psk
-                    {
+                    if dtls.as_ref().is_some_and(DtlsClient::is_connected) && config.psk.is_some() {
                         let now = Instant::now();
                         let at_once = failures == 1
                             && quick_rehandshake_allowed(
@@ -604,14 +600,7 @@ async fn connection(
                             dtls = None;
                             rehandshake_at = Some(now);
                         } else {
-                            dtls = DtlsClient::connect(
-                                now,
-                                local,
-                                config.server,
-                                identity.clone(),
-                                key.clone(),
-                            )
-                            .ok();
+                            dtls = new_session(config, local).and_then(Result::ok);
                             rehandshake_at = dtls
                                 .is_none()
                                 .then(|| now + rehandshake_delay(dtls_failures));
@@ -733,17 +722,7 @@ async fn connection(
                 socket = UdpSocket::bind(bind).await?;
                 socket.connect(config.server).await?;
                 local = socket.local_addr()?;
-                dtls = match &config.psk {
-                    Some((identity, key)) => DtlsClient::connect(
-                        Instant::now(),
-                        local,
-                        config.server,
-                        identity.clone(),
-                        key.clone(),
-                    )
-                    .ok(),
-                    None => None,
-                };
+                dtls = new_session(config, local).and_then(Result::ok);
                 // A handshake that cannot even start is tried again later
                 // (meanwhile nothing goes out in the clear).
                 if config.psk.is_some() && dtls.is_none() {

@@ -5,6 +5,8 @@
 //! never an Update over the new session (field interop issue: Leshan and
 //! Wakaama forget a registration with its DTLS session).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,15 +14,11 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use dm_core::Tree;
-use dm_lwm2m::client::ClientConfig;
-use dm_lwm2m_tokio::Config;
-use dm_objects::{Identity, Lwm2mServer, Platform, Provisioning, SecurityMode};
 use rtc_dtls::cipher_suite::CipherSuiteId;
 use rtc_dtls::config::ConfigBuilder;
 use rtc_dtls::endpoint::{Endpoint, EndpointEvent};
 use rtc_shared::TransportProtocol;
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
 
 const IDENTITY: &[u8] = b"dev-dtls";
 const KEY: [u8; 16] = [7; 16];
@@ -39,39 +37,15 @@ fn server_endpoint(address: SocketAddr) -> Endpoint {
     Endpoint::new(address, TransportProtocol::UDP, Some(Arc::new(config)))
 }
 
-fn tree(port: u16, lifetime: u32) -> Tree {
-    let platform = Platform {
-        host: Arc::new(dm_platform::linux::LinuxHost::default()),
-        network: Arc::new(dm_platform::memory::MemoryNetwork::demo()),
-        log: Arc::new(dm_platform::memory::MemoryLog::default()),
-    };
-    let mut tree = Tree::new();
-    dm_objects::register(&mut tree, &platform).unwrap();
-    dm_objects::populate(&mut tree, &[]).unwrap();
-    dm_objects::provision(
-        &mut tree,
-        &Provisioning {
-            identity: Identity {
-                serial_number: "SN-DTLS".into(),
-                oui: "00D09E".into(),
-                ..Identity::default()
-            },
-            lwm2m: vec![Lwm2mServer {
-                uri: format!("coaps://127.0.0.1:{port}"),
-                bootstrap: false,
-                short_server_id: 101,
-                lifetime,
-                binding: "U".into(),
-                security: SecurityMode::PreSharedKey,
-                psk_identity: IDENTITY.to_vec(),
-                psk_key: KEY.to_vec(),
-                client_hold_off: 0,
-            }],
-            ..Provisioning::default()
-        },
-    )
-    .unwrap();
-    tree
+/// The tree with one PSK account at the test server.
+fn tree(port: u16, lifetime: u32) -> Arc<std::sync::Mutex<Tree>> {
+    Arc::new(std::sync::Mutex::new(common::tree(vec![common::account(
+        format!("coaps://127.0.0.1:{port}"),
+        false,
+        101,
+        lifetime,
+        Some((IDENTITY, &KEY)),
+    )])))
 }
 
 /// What the server heard, in order.
@@ -225,22 +199,8 @@ impl Server {
 
 /// The driver's configuration for `server`, with `coap` transmission
 /// parameters.
-fn config(server: SocketAddr, coap: dm_lwm2m::coap::Parameters) -> Config {
-    Config {
-        server,
-        client: ClientConfig {
-            endpoint: "dmagent-dtls".into(),
-            short_server_id: 101,
-            server_instance: 0,
-            nat_timeout: None,
-        },
-        psk: Some((IDENTITY.to_vec(), KEY.to_vec())),
-        coap,
-        bootstrap: false,
-        status: Arc::default(),
-        firmware: None,
-        network: None,
-    }
+fn config(server: SocketAddr, coap: dm_lwm2m::coap::Parameters) -> dm_lwm2m_tokio::Config {
+    common::config(server, Some((IDENTITY, &KEY)), coap)
 }
 
 const REGISTERED_TWICE: [Heard; 4] = [
@@ -253,13 +213,11 @@ const REGISTERED_TWICE: [Heard; 4] = [
 #[tokio::test(flavor = "current_thread")]
 async fn a_session_the_server_ends_is_replaced_at_once_with_a_full_register() {
     let mut server = Server::start().await;
-    let tree = Arc::new(std::sync::Mutex::new(tree(server.address.port(), 300)));
-    let (stop, shutdown) = watch::channel(false);
-    let driver = tokio::spawn(dm_lwm2m_tokio::run(
-        Arc::clone(&tree),
+    let tree = tree(server.address.port(), 300);
+    let driver = common::Running::start(
+        &tree,
         config(server.address, dm_lwm2m::coap::Parameters::default()),
-        shutdown,
-    ));
+    );
     server
         .until(Duration::from_secs(15), |s| s.registers() == 1)
         .await;
@@ -276,13 +234,8 @@ async fn a_session_the_server_ends_is_replaced_at_once_with_a_full_register() {
         server.heard, REGISTERED_TWICE,
         "a new handshake, then Register, never an Update"
     );
-    stop.send(true).unwrap();
     drop(server);
-    tokio::time::timeout(Duration::from_secs(10), driver)
-        .await
-        .expect("the driver stops")
-        .unwrap()
-        .unwrap();
+    driver.stop().await;
 }
 
 /// The server restarts and forgets the session without a word: the
@@ -293,18 +246,8 @@ async fn a_session_the_server_ends_is_replaced_at_once_with_a_full_register() {
 async fn a_session_the_server_forgot_is_replaced_after_one_failed_update() {
     let mut server = Server::start().await;
     // Lifetime 4 s: the Update is due after 2 s.
-    let tree = Arc::new(std::sync::Mutex::new(tree(server.address.port(), 4)));
-    let (stop, shutdown) = watch::channel(false);
-    let coap = dm_lwm2m::coap::Parameters {
-        ack_timeout: Duration::from_millis(200),
-        ack_random_factor: 1.0,
-        max_retransmit: 2,
-    };
-    let driver = tokio::spawn(dm_lwm2m_tokio::run(
-        Arc::clone(&tree),
-        config(server.address, coap),
-        shutdown,
-    ));
+    let tree = tree(server.address.port(), 4);
+    let driver = common::Running::start(&tree, config(server.address, common::short_coap(200, 2)));
     server
         .until(Duration::from_secs(15), |s| s.registers() == 1)
         .await;
@@ -314,13 +257,8 @@ async fn a_session_the_server_forgot_is_replaced_after_one_failed_update() {
         .until(Duration::from_secs(15), |s| s.registers() == 2)
         .await;
     assert_eq!(server.heard, REGISTERED_TWICE);
-    stop.send(true).unwrap();
     drop(server);
-    tokio::time::timeout(Duration::from_secs(10), driver)
-        .await
-        .expect("the driver stops")
-        .unwrap()
-        .unwrap();
+    driver.stop().await;
 }
 
 /// A server that completes the handshake but never answers the Register
@@ -333,18 +271,8 @@ async fn a_session_the_server_forgot_is_replaced_after_one_failed_update() {
 async fn a_register_never_answered_over_dtls_backs_off() {
     let mut server = Server::start().await;
     server.silent = true;
-    let tree = Arc::new(std::sync::Mutex::new(tree(server.address.port(), 300)));
-    let (stop, shutdown) = watch::channel(false);
-    let coap = dm_lwm2m::coap::Parameters {
-        ack_timeout: Duration::from_millis(100),
-        ack_random_factor: 1.0,
-        max_retransmit: 2,
-    };
-    let driver = tokio::spawn(dm_lwm2m_tokio::run(
-        Arc::clone(&tree),
-        config(server.address, coap),
-        shutdown,
-    ));
+    let tree = tree(server.address.port(), 300);
+    let driver = common::Running::start(&tree, config(server.address, common::short_coap(100, 2)));
     server
         .until(Duration::from_secs(15), |s| !s.register_tokens.is_empty())
         .await;
@@ -360,11 +288,6 @@ async fn a_register_never_answered_over_dtls_backs_off() {
         "Register exchanges seen: {:?}",
         server.register_tokens
     );
-    stop.send(true).unwrap();
     drop(server);
-    tokio::time::timeout(Duration::from_secs(10), driver)
-        .await
-        .expect("the driver stops")
-        .unwrap()
-        .unwrap();
+    driver.stop().await;
 }

@@ -3,52 +3,28 @@
 //! at once the first time, then only after a growing wait, not every time
 //! the registration attempts run out.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use dm_core::Tree;
-use dm_lwm2m::client::ClientConfig;
-use dm_lwm2m_tokio::Config;
-use dm_objects::{Identity, Lwm2mServer, Platform, Provisioning, SecurityMode};
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
 
 /// A server account at `dead` (nothing answers there), giving up after
 /// one failed registration, and a bootstrap account at `bootstrap`.
 fn tree(dead: u16, bootstrap: u16) -> Tree {
-    let platform = Platform {
-        host: Arc::new(dm_platform::linux::LinuxHost::default()),
-        network: Arc::new(dm_platform::memory::MemoryNetwork::demo()),
-        log: Arc::new(dm_platform::memory::MemoryLog::default()),
+    let account = |port: u16, bootstrap: bool, ssid: u16| {
+        common::account(
+            format!("coap://127.0.0.1:{port}"),
+            bootstrap,
+            ssid,
+            300,
+            None,
+        )
     };
-    let mut tree = Tree::new();
-    dm_objects::register(&mut tree, &platform).unwrap();
-    dm_objects::populate(&mut tree, &[]).unwrap();
-    let account = |port: u16, bootstrap: bool, ssid: u16| Lwm2mServer {
-        uri: format!("coap://127.0.0.1:{port}"),
-        bootstrap,
-        short_server_id: ssid,
-        lifetime: 300,
-        binding: "U".into(),
-        security: SecurityMode::NoSec,
-        psk_identity: Vec::new(),
-        psk_key: Vec::new(),
-        client_hold_off: 0,
-    };
-    dm_objects::provision(
-        &mut tree,
-        &Provisioning {
-            identity: Identity {
-                serial_number: "SN-LOOP".into(),
-                oui: "00D09E".into(),
-                ..Identity::default()
-            },
-            lwm2m: vec![account(dead, false, 101), account(bootstrap, true, 0)],
-            ..Provisioning::default()
-        },
-    )
-    .unwrap();
+    let mut tree = common::tree(vec![account(dead, false, 101), account(bootstrap, true, 0)]);
     let instance = dm_lwm2m::bootstrap::accounts(&tree)[0].server_instance;
     tree.begin(dm_core::Origin::Bootstrap)
         .set(
@@ -122,41 +98,21 @@ async fn a_bootstrap_that_gives_a_dead_account_is_repeated_after_a_growing_wait(
     // meets ICMP port unreachable and times out).
     drop(dead);
     let tree = Arc::new(std::sync::Mutex::new(tree(dead_port, bootstrap_port)));
-    let (stop, shutdown) = watch::channel(false);
-    let driver = tokio::spawn(dm_lwm2m_tokio::run(
-        Arc::clone(&tree),
-        Config {
-            server: format!("127.0.0.1:{dead_port}").parse().unwrap(),
-            client: ClientConfig {
-                endpoint: "dmagent-loop".into(),
-                short_server_id: 101,
-                server_instance: 0,
-                nat_timeout: None,
-            },
-            psk: None,
-            // A Register fails in 0.3 s.
-            coap: dm_lwm2m::coap::Parameters {
-                ack_timeout: Duration::from_millis(100),
-                ack_random_factor: 1.0,
-                max_retransmit: 1,
-            },
-            bootstrap: false,
-            status: Arc::default(),
-            firmware: None,
-            network: None,
-        },
-        shutdown,
-    ));
+    // A Register fails in 0.3 s.
+    let driver = common::Running::start(
+        &tree,
+        common::config(
+            format!("127.0.0.1:{dead_port}").parse().unwrap(),
+            None,
+            common::short_coap(100, 1),
+        ),
+    );
     // Each cycle (a failed Register, a bootstrap) takes well under a
     // second. The provisioned account fails: a bootstrap at once. It
     // finishes with the same dead account, which fails again: the next
     // bootstrap only after a 30 s wait, so one in this 6 s window.
     let requests = serve_bootstraps(bootstrap, Instant::now() + Duration::from_secs(6)).await;
     assert_eq!(requests.len(), 1, "{requests:?}");
-    stop.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), driver)
-        .await
-        .expect("the driver stops, even while waiting to bootstrap")
-        .unwrap()
-        .unwrap();
+    // It stops even while waiting to bootstrap.
+    driver.stop().await;
 }

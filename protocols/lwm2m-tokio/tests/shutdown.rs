@@ -3,51 +3,13 @@
 //! driver waits for the answer and de-registers, so the server is not left
 //! holding a registration until its lifetime runs out.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
-use dm_core::Tree;
-use dm_lwm2m::client::ClientConfig;
-use dm_lwm2m_tokio::Config;
-use dm_objects::{Identity, Lwm2mServer, Platform, Provisioning, SecurityMode};
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
-
-fn tree(port: u16) -> Tree {
-    let platform = Platform {
-        host: Arc::new(dm_platform::linux::LinuxHost::default()),
-        network: Arc::new(dm_platform::memory::MemoryNetwork::demo()),
-        log: Arc::new(dm_platform::memory::MemoryLog::default()),
-    };
-    let mut tree = Tree::new();
-    dm_objects::register(&mut tree, &platform).unwrap();
-    dm_objects::populate(&mut tree, &[]).unwrap();
-    dm_objects::provision(
-        &mut tree,
-        &Provisioning {
-            identity: Identity {
-                serial_number: "SN-STOP".into(),
-                oui: "00D09E".into(),
-                ..Identity::default()
-            },
-            lwm2m: vec![Lwm2mServer {
-                uri: format!("coap://127.0.0.1:{port}"),
-                bootstrap: false,
-                short_server_id: 101,
-                lifetime: 300,
-                binding: "U".into(),
-                security: SecurityMode::NoSec,
-                psk_identity: Vec::new(),
-                psk_key: Vec::new(),
-                client_hold_off: 0,
-            }],
-            ..Provisioning::default()
-        },
-    )
-    .unwrap();
-    tree
-}
 
 async fn receive(socket: &UdpSocket) -> (Packet, std::net::SocketAddr) {
     let mut buffer = [0u8; 2048];
@@ -86,27 +48,17 @@ fn answer(request: &Packet, code: ResponseType) -> Vec<u8> {
 async fn a_stop_during_register_waits_for_it_then_deregisters() {
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let address = socket.local_addr().unwrap();
-    let tree = Arc::new(std::sync::Mutex::new(tree(address.port())));
-    let (stop, shutdown) = watch::channel(false);
-    let driver = tokio::spawn(dm_lwm2m_tokio::run(
-        Arc::clone(&tree),
-        Config {
-            server: address,
-            client: ClientConfig {
-                endpoint: "dmagent-stop".into(),
-                short_server_id: 101,
-                server_instance: 0,
-                nat_timeout: None,
-            },
-            psk: None,
-            coap: dm_lwm2m::coap::Parameters::default(),
-            bootstrap: false,
-            status: Arc::default(),
-            firmware: None,
-            network: None,
-        },
-        shutdown,
-    ));
+    let tree = Arc::new(std::sync::Mutex::new(common::tree(vec![common::account(
+        format!("coap://127.0.0.1:{}", address.port()),
+        false,
+        101,
+        300,
+        None,
+    )])));
+    let driver = common::Running::start(
+        &tree,
+        common::config(address, None, dm_lwm2m::coap::Parameters::default()),
+    );
     let (register, client) = receive(&socket).await;
     assert_eq!(
         register.header.code,
@@ -115,7 +67,7 @@ async fn a_stop_during_register_waits_for_it_then_deregisters() {
     assert_eq!(path(&register), ["rd"]);
     // The stop comes while the Register awaits its answer; the answer
     // comes after the driver has seen the stop.
-    stop.send(true).unwrap();
+    driver.request_stop();
     tokio::task::yield_now().await;
     socket
         .send_to(&answer(&register, ResponseType::Created), client)
@@ -131,9 +83,6 @@ async fn a_stop_during_register_waits_for_it_then_deregisters() {
         .send_to(&answer(&deregister, ResponseType::Deleted), client)
         .await
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), driver)
-        .await
-        .expect("the driver stops once de-registered")
-        .unwrap()
-        .unwrap();
+    // The driver ends once de-registered.
+    driver.stopped().await;
 }

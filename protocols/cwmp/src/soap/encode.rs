@@ -142,14 +142,24 @@ impl Encoder {
         id: Option<&str>,
         values: Vec<ParameterValue>,
     ) -> Body {
+        self.list_response(
+            id,
+            "GetParameterValuesResponse",
+            "ParameterValueStruct",
+            List::Values(values),
+        )
+    }
+
+    /// A response whose one argument is ParameterList, an array of `item`.
+    fn list_response(&self, id: Option<&str>, method: &str, item: &str, list: List) -> Body {
         let mut head = self.envelope_head(id, 128);
         let _ = write!(
             head,
-            "<cwmp:GetParameterValuesResponse><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[{}]\">",
-            values.len()
+            "<cwmp:{method}><ParameterList soap-enc:arrayType=\"cwmp:{item}[{}]\">",
+            list.len()
         );
-        let tail = format!("</ParameterList></cwmp:GetParameterValuesResponse>{ENVELOPE_TAIL}");
-        Body::list(head, List::Values(values), tail)
+        let tail = format!("</ParameterList></cwmp:{method}>{ENVELOPE_TAIL}");
+        Body::list(head, list, tail)
     }
 
     /// Status 0: applied; 1: committed, applied later (TR-069 §A.3.2.1).
@@ -166,14 +176,12 @@ impl Encoder {
         id: Option<&str>,
         names: Vec<(String, bool)>,
     ) -> Body {
-        let mut head = self.envelope_head(id, 128);
-        let _ = write!(
-            head,
-            "<cwmp:GetParameterNamesResponse><ParameterList soap-enc:arrayType=\"cwmp:ParameterInfoStruct[{}]\">",
-            names.len()
-        );
-        let tail = format!("</ParameterList></cwmp:GetParameterNamesResponse>{ENVELOPE_TAIL}");
-        Body::list(head, List::Names(names), tail)
+        self.list_response(
+            id,
+            "GetParameterNamesResponse",
+            "ParameterInfoStruct",
+            List::Names(names),
+        )
     }
 
     pub fn get_parameter_attributes_response(
@@ -640,7 +648,12 @@ impl Body {
                 // goes in pieces too: a long text body (a log upload) is
                 // not copied whole. `item` counts its bytes until done.
                 Stage::Head => {
-                    let rest = &self.head[cursor.item..];
+                    // A cursor from another body may point anywhere: it
+                    // ends the writing rather than cut inside a character.
+                    let Some(rest) = self.head.get(cursor.item..) else {
+                        cursor.stage = Stage::Done;
+                        break;
+                    };
                     let room = CHUNK.saturating_sub(out.len()).max(1);
                     let mut end = room.min(rest.len());
                     while !rest.is_char_boundary(end) {
@@ -686,10 +699,7 @@ impl Body {
     /// The whole message as text (tests, trace logs).
     pub fn to_text(&self) -> String {
         let mut text = String::with_capacity(self.len);
-        let mut cursor = Cursor::default();
-        while let Some(chunk) = self.next_chunk(&mut cursor) {
-            text.push_str(&chunk);
-        }
+        let _ = write!(text, "{self}");
         text
     }
 }
