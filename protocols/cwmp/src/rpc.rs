@@ -532,13 +532,21 @@ pub fn get_parameter_names(
     let selected = select(&all, path)?;
     let mut names: Vec<(String, bool)> = Vec::new();
     let mut objects = BTreeSet::new();
-    // Tables with no instance yet are still listed, so an ACS can find
-    // where to AddObject.
+    // Objects that exist whatever the instances, each object on the way
+    // to a table included (Device.SoftwareModules. above its
+    // DeploymentUnit. table): a level-by-level walk, as GenieACS makes,
+    // must find every table, and tables with no instance yet are still
+    // listed, so an ACS can find where to AddObject (§A.3.2.3).
     for map in crate::mapping::PARAMETERS {
-        if let Some(at) = map.path.find(".{i}.") {
-            let table = &map.path[..=at];
-            if !table.contains('{') && table.starts_with(path) {
-                objects.insert(table.to_owned());
+        let fixed = match map.path.find('{') {
+            Some(at) => &map.path[..at],
+            None => map.path,
+        };
+        let mut end = 0;
+        while let Some(offset) = fixed[end..].find('.') {
+            end += offset + 1;
+            if fixed[..end].starts_with(path) {
+                objects.insert(fixed[..end].to_owned());
             }
         }
     }

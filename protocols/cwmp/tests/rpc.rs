@@ -248,6 +248,44 @@ fn gpn_next_level_and_whole_subtrees() {
     assert!(level.iter().any(|(n, _)| n == "Device.WiFi.SSID."));
 }
 
+/// GenieACS discovers a CPE level by level (NextLevel true from `Device.`
+/// down); the walk must find exactly what the whole-tree listing holds,
+/// every object on the way included (`Device.SoftwareModules.` above its
+/// `DeploymentUnit.` table was missing, and GenieACS dropped both).
+#[test]
+fn a_level_by_level_walk_finds_the_whole_tree() {
+    let tree = tree();
+    let whole = rpc::get_parameter_names(&tree, "Device.", false).unwrap();
+    let mut walked = vec![("Device.".to_owned(), false)];
+    let mut queue = vec!["Device.".to_owned()];
+    while let Some(object) = queue.pop() {
+        for (name, writable) in rpc::get_parameter_names(&tree, &object, true).unwrap() {
+            if name.ends_with('.') {
+                queue.push(name.clone());
+            }
+            walked.push((name, writable));
+        }
+    }
+    let sorted = |mut v: Vec<(String, bool)>| {
+        v.sort();
+        v
+    };
+    let whole = sorted(whole);
+    assert_eq!(whole, sorted(walked));
+    let names: Vec<&str> = whole.iter().map(|(n, _)| n.as_str()).collect();
+    for object in [
+        "Device.SoftwareModules.",
+        "Device.SoftwareModules.DeploymentUnit.",
+    ] {
+        assert!(names.contains(&object), "{object} missing: {names:?}");
+    }
+    let mut unique = names.clone();
+    unique.dedup();
+    assert_eq!(unique, names, "each object once");
+    let root = rpc::get_parameter_names(&tree, "Device.", true).unwrap();
+    assert!(root.contains(&("Device.SoftwareModules.".to_owned(), false)));
+}
+
 #[test]
 fn add_and_delete_objects() {
     let mut tree = tree();
