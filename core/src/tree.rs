@@ -877,6 +877,19 @@ fn stage_set(
         return Err(Error::NotSupported(path));
     }
     let invalid = |source| Error::InvalidValue { path, source };
+    // What a management client writes must be reportable by every
+    // protocol: a string XML cannot carry is refused at the edge (CWMP
+    // 9007, LwM2M 4.00). The platform reports facts as they are; encoders
+    // make those safe.
+    if origin.is_client() {
+        match &value {
+            ResourceValue::Single(v) => crate::value::check_characters(v),
+            ResourceValue::Multiple(values) => {
+                values.values().try_for_each(crate::value::check_characters)
+            }
+        }
+        .map_err(invalid)?;
+    }
     let new_value = match (path.index(), value, schema.multiple) {
         (None, ResourceValue::Single(v), false) => {
             ResourceValue::Single(v.check(schema).map_err(invalid)?)

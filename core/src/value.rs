@@ -56,6 +56,33 @@ pub enum ValueError {
         value: String,
         allowed: &'static [&'static str],
     },
+    /// A string holds a character XML 1.0 cannot carry (a NUL, another C0
+    /// control, U+FFFE or U+FFFF): no CWMP message could report it.
+    #[error("character U+{code:04X} at position {position} is not allowed in a string")]
+    Character { code: u32, position: usize },
+}
+
+/// Whether XML 1.0 can carry `c` (§2.2 `Char`): tab, LF, CR and everything
+/// from U+0020 except U+FFFE and U+FFFF (a Rust `char` is never a
+/// surrogate).
+pub fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
+}
+
+/// Refuses a string that holds a character no CWMP message could carry
+/// (see [`xml_char`]): what one protocol stores, the others must be able
+/// to report. Other values pass.
+pub fn check_characters(value: &Value) -> Result<(), ValueError> {
+    let Value::String(s) = value else {
+        return Ok(());
+    };
+    match s.chars().enumerate().find(|(_, c)| !xml_char(*c)) {
+        Some((position, c)) => Err(ValueError::Character {
+            code: u32::from(c),
+            position,
+        }),
+        None => Ok(()),
+    }
 }
 
 impl Value {

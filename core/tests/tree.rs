@@ -242,6 +242,53 @@ fn platform_may_set_read_only_values_clients_may_not() {
     assert_eq!(read(&tree, status), Value::Integer(1));
 }
 
+/// What any management client writes must be reportable by every
+/// protocol: a string XML 1.0 cannot carry is refused for all of them (a
+/// value error, CWMP 9007 / LwM2M 4.00); the platform reports facts as
+/// they are and the encoders make them safe.
+#[test]
+fn clients_cannot_store_characters_xml_cannot_carry() {
+    let mut tree = tree();
+    tree.begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    for origin in [
+        Origin::Acs,
+        Origin::Server(1),
+        Origin::Cli,
+        Origin::Bootstrap,
+    ] {
+        for bad in ["a\u{0}b", "\u{7}", "x\u{FFFF}"] {
+            let error = tree
+                .begin(origin)
+                .set(ssid(1), Value::String(bad.into()))
+                .commit()
+                .unwrap_err();
+            assert!(
+                matches!(
+                    error.faults[..],
+                    [Error::InvalidValue {
+                        source: dm_core::ValueError::Character { .. },
+                        ..
+                    }]
+                ),
+                "{origin} {bad:?}: {error:?}"
+            );
+        }
+    }
+    assert_eq!(read(&tree, ssid(1)), Value::String(String::new()));
+    tree.begin(Origin::Acs)
+        .set(ssid(1), Value::String("tab\there\r\n".into()))
+        .commit()
+        .unwrap();
+    tree.begin(Origin::Platform)
+        .set(ssid(1), Value::String("\u{1}raw".into()))
+        .commit()
+        .unwrap();
+    assert_eq!(read(&tree, ssid(1)), Value::String("\u{1}raw".into()));
+}
+
 #[test]
 fn instance_numbers_are_not_reused() {
     let mut tree = tree();

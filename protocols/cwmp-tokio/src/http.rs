@@ -151,7 +151,7 @@ impl HttpSession {
     /// POSTs `body` (empty for the empty POST) and returns the final
     /// status and body, answering one authentication challenge. The body
     /// is written out piece by piece as the connection takes it.
-    pub async fn post(&mut self, body: &Arc<Body>) -> Result<(u16, String), HttpError> {
+    pub async fn post(&mut self, body: &Arc<Body>) -> Result<(u16, Vec<u8>), HttpError> {
         tokio::time::timeout(self.timeout, self.post_inner(body))
             .await
             .map_err(|_| HttpError::Timeout)?
@@ -182,7 +182,7 @@ impl HttpSession {
         result
     }
 
-    async fn post_inner(&mut self, body: &Arc<Body>) -> Result<(u16, String), HttpError> {
+    async fn post_inner(&mut self, body: &Arc<Body>) -> Result<(u16, Vec<u8>), HttpError> {
         let mut challenged = false;
         let mut renewed = false;
         let mut redirects = 0;
@@ -248,7 +248,7 @@ impl HttpSession {
     async fn exchange(
         &mut self,
         body: &Arc<Body>,
-    ) -> Result<(StatusCode, hyper::HeaderMap, String), HttpError> {
+    ) -> Result<(StatusCode, hyper::HeaderMap, Vec<u8>), HttpError> {
         // A kept-alive connection the ACS closed is reopened once, but
         // only when the request was never written: a POST the ACS may
         // have received is not sent twice.
@@ -269,11 +269,9 @@ impl HttpSession {
                         .await
                         .map_err(|e| HttpError::Protocol(format!("response body: {e}")))?
                         .to_bytes();
-                    // Valid UTF-8 (every ACS sends it) is taken as it is,
-                    // without a copy.
-                    let text = String::from_utf8(Vec::from(bytes))
-                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-                    return Ok((status, parts.headers, text));
+                    // The bytes as they came: the engine refuses what is
+                    // not UTF-8 rather than guess (TR-069 §3.4.1).
+                    return Ok((status, parts.headers, Vec::from(bytes)));
                 }
                 Err(mut e) => {
                     if attempt == 0 && e.take_message().is_some() {

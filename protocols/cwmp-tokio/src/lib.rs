@@ -577,9 +577,9 @@ async fn session(
             }
         };
         match answer {
-            Ok((status, text)) => {
-                trace!(status, body = %text, "CWMP response");
-                engine.handle_response(&mut lock(tree), Instant::now(), wall(), status, &text);
+            Ok((status, body)) => {
+                trace!(status, body = %String::from_utf8_lossy(&body), "CWMP response");
+                engine.handle_response(&mut lock(tree), Instant::now(), wall(), status, &body);
             }
             Err(e) => {
                 warn!(url = %redacted(url), "CWMP session failed: {e}");

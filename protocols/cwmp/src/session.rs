@@ -1011,9 +1011,16 @@ impl Engine {
         now: Instant,
         wall: i64,
         status: u16,
-        body: &str,
+        body: &[u8],
     ) {
         self.clock = (now, wall);
+        // CWMP messages are UTF-8 (TR-069 §3.4.1, SOAP 1.1 over HTTP):
+        // anything else is not guessed at (a lossy decode would store
+        // U+FFFD in place of what the ACS meant).
+        let body = match std::str::from_utf8(body) {
+            Ok(body) => body,
+            Err(e) => return self.not_utf8(tree, now, e),
+        };
         let empty = body.trim().is_empty();
         match self.phase {
             Phase::Idle => {}
@@ -1217,6 +1224,24 @@ impl Engine {
                 self.outbox.push_back(reply);
             }
         }
+    }
+
+    /// A response body that is not UTF-8: a request in it is answered
+    /// with 8003 (its ID cannot be read); anything else fails the session.
+    fn not_utf8(&mut self, tree: &mut Tree, now: Instant, error: std::str::Utf8Error) {
+        if !matches!(self.phase, Phase::Exchanging { .. }) {
+            return self.fail(tree, now);
+        }
+        let reply: soap::Body = self
+            .decode_fault(&soap::DecodeError {
+                kind: soap::DecodeErrorKind::Malformed,
+                id: None,
+                version: self.version,
+                detail: format!("the message is not UTF-8 ({error})"),
+            })
+            .into();
+        self.phase = Phase::Exchanging { empty: false };
+        self.outbox.push_back(reply);
     }
 
     /// The POST could not be completed (connection refused, timeout, TLS

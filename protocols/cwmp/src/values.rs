@@ -18,6 +18,18 @@ pub fn render(value: &Value, syntax: Syntax) -> String {
         }
         (Value::Opaque(bytes), _) => base64::engine::general_purpose::STANDARD.encode(bytes),
         (Value::Boolean(b), _) => if *b { "true" } else { "false" }.to_owned(),
+        // A core integer wider than the parameter's type (an LwM2M
+        // Integer is 64-bit, a TR-181 int 32-bit) is reported at the
+        // type's nearest bound: the message stays valid against its
+        // xsi:type, and the bound says "at least this far out".
+        (Value::Integer(i), Syntax::Int) => {
+            (*i).clamp(i32::MIN.into(), i32::MAX.into()).to_string()
+        }
+        (Value::Integer(i), Syntax::UnsignedInt) => (*i).clamp(0, u32::MAX.into()).to_string(),
+        (Value::Integer(i), Syntax::UnsignedLong) => (*i).max(0).to_string(),
+        (Value::Unsigned(u), Syntax::Int) => (*u).min(i32::MAX as u64).to_string(),
+        (Value::Unsigned(u), Syntax::UnsignedInt) => (*u).min(u32::MAX.into()).to_string(),
+        (Value::Unsigned(u), Syntax::Long) => (*u).min(i64::MAX as u64).to_string(),
         (other, _) => other.to_string(),
     }
 }

@@ -1,5 +1,7 @@
 //! The data-model RPCs on a full tree (objects on the in-memory platform).
 
+mod common;
+
 use std::sync::Arc;
 
 use dm_core::catalog::{management_server, wlan};
@@ -9,6 +11,7 @@ use dm_cwmp::soap::{AttributeChange, ParameterValueIn};
 use dm_objects::{Identity, Platform, Provisioning};
 use dm_platform::linux::LinuxHost;
 use dm_platform::memory::{MemoryLog, MemoryNetwork};
+use proptest::prelude::*;
 
 fn tree() -> Tree {
     let platform = Platform {
@@ -554,4 +557,154 @@ fn a_configuration_file_round_trips_and_is_all_or_nothing() {
         value(&tree, "Device.ManagementServer.PeriodicInformInterval"),
         "60"
     );
+}
+
+/// Hostile input: a string XML 1.0 cannot carry (a NUL, another C0
+/// control) is refused with 9007 and nothing is stored; before, it was
+/// stored and made every later Inform and GetParameterValuesResponse
+/// ill-formed, after a restart too.
+#[test]
+fn spv_refuses_characters_xml_cannot_carry() {
+    let mut tree = tree();
+    for bad in ["ab\u{0}cd", "ab\u{1}", "\u{1b}[31mred", "x\u{FFFE}"] {
+        let fault = rpc::set_parameter_values(
+            &mut tree,
+            &[
+                spv("Device.DeviceInfo.ProvisioningCode", bad, None),
+                spv(
+                    "Device.ManagementServer.PeriodicInformInterval",
+                    "120",
+                    None,
+                ),
+            ],
+            "k",
+        )
+        .unwrap_err();
+        assert_eq!(fault.code, 9003, "{bad:?}");
+        assert_eq!(
+            fault
+                .parameters
+                .iter()
+                .map(|p| (p.name.as_str(), p.code))
+                .collect::<Vec<_>>(),
+            [("Device.DeviceInfo.ProvisioningCode", 9007)],
+            "{bad:?}"
+        );
+        assert_eq!(value(&tree, "Device.DeviceInfo.ProvisioningCode"), "");
+        assert_eq!(
+            value(&tree, "Device.ManagementServer.PeriodicInformInterval"),
+            "3600"
+        );
+    }
+    // Tab, LF, CR and every other character are values like any other.
+    rpc::set_parameter_values(
+        &mut tree,
+        &[spv(
+            "Device.DeviceInfo.ProvisioningCode",
+            "a\tb\nc é 𝄞",
+            None,
+        )],
+        "k",
+    )
+    .unwrap();
+    assert_eq!(
+        value(&tree, "Device.DeviceInfo.ProvisioningCode"),
+        "a\tb\nc é 𝄞"
+    );
+}
+
+/// A value of any type, any content: strings with every kind of
+/// character, numbers at their extremes.
+fn any_value(value_type: dm_core::ValueType) -> BoxedStrategy<Value> {
+    use dm_core::ValueType as T;
+    match value_type {
+        T::String | T::CoreLink => prop_oneof![
+            any::<String>(),
+            "[\\x00-\\x1f<>&\"' a-z]{0,12}",
+            Just("\u{FFFE}\u{FFFF}\u{0}".to_owned()),
+        ]
+        .prop_map(Value::String)
+        .boxed(),
+        T::Int => any::<i32>().prop_map(|i| Value::Integer(i.into())).boxed(),
+        T::Long => any::<i64>().prop_map(Value::Integer).boxed(),
+        T::UnsignedInt => any::<u32>().prop_map(|u| Value::Unsigned(u.into())).boxed(),
+        T::UnsignedLong => any::<u64>().prop_map(Value::Unsigned).boxed(),
+        T::Boolean => any::<bool>().prop_map(Value::Boolean).boxed(),
+        T::DateTime => any::<i64>().prop_map(Value::DateTime).boxed(),
+        T::Opaque => proptest::collection::vec(any::<u8>(), 0..40)
+            .prop_map(Value::Opaque)
+            .boxed(),
+        T::Float => any::<f64>().prop_map(Value::Float).boxed(),
+        _ => Just(Value::Boolean(false)).boxed(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Whatever values the tree holds (the platform reports facts as they
+    /// are: an SSID is any octets), every message carrying them is
+    /// well-formed and valid against cwmp-1-4.xsd: GetParameterValues of
+    /// the whole tree and an Inform with the device's identity.
+    #[test]
+    fn every_value_the_tree_holds_encodes_valid_xml(seed in any::<u64>()) {
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::{Config, TestRng, RngAlgorithm, TestRunner};
+        let mut tree = tree();
+        let mut runner = TestRunner::new_with_rng(
+            Config::default(),
+            TestRng::from_seed(RngAlgorithm::ChaCha, &{
+                let mut bytes = [0u8; 32];
+                bytes[..8].copy_from_slice(&seed.to_le_bytes());
+                bytes
+            }),
+        );
+        let mut targets = Vec::new();
+        for schema in tree.objects().collect::<Vec<_>>() {
+            for instance in tree.instances(schema.id).unwrap() {
+                for resource in tree.instance(schema.id, instance).unwrap().resources() {
+                    let Some(r) = schema.resource(resource) else { continue };
+                    if r.multiple || !matches!(
+                        tree.instance(schema.id, instance).unwrap().slot(resource),
+                        Some(dm_core::Slot::Stored(_))
+                    ) {
+                        continue;
+                    }
+                    targets.push((Path::resource(schema.id, instance, resource), r.value_type));
+                }
+            }
+        }
+        for (path, value_type) in targets {
+            let value = any_value(value_type).new_tree(&mut runner).unwrap().current();
+            // What the schema's constraints refuse the tree cannot hold.
+            let _ = tree.begin(Origin::Platform).set(path, value).commit();
+        }
+        let values = rpc::get_parameter_values(&tree, &[String::new()]).unwrap();
+        let e = dm_cwmp::soap::Encoder::new(dm_cwmp::soap::CwmpVersion::LATEST);
+        let gpv = e.get_parameter_values_response(Some("1"), values.clone()).to_text();
+        common::validate_message(&gpv, "GetParameterValuesResponse");
+        let read = |name: &str| {
+            values.iter().find(|v| v.name == name).map(|v| v.value.clone()).unwrap_or_default()
+        };
+        let inform = e.inform(
+            "2",
+            &dm_cwmp::soap::DeviceId {
+                manufacturer: read("Device.DeviceInfo.Manufacturer"),
+                oui: read("Device.DeviceInfo.ManufacturerOUI"),
+                product_class: read("Device.DeviceInfo.ProductClass"),
+                serial_number: read("Device.DeviceInfo.SerialNumber"),
+            },
+            &[dm_cwmp::soap::Event { code: "2 PERIODIC".into(), command_key: read("Device.DeviceInfo.ProvisioningCode") }],
+            1,
+            "2026-12-06T00:00:00Z",
+            0,
+            &values[..values.len().min(50)],
+        );
+        common::validate_message(&inform, "Inform");
+        let names = rpc::get_parameter_names(&tree, "", false).unwrap();
+        common::validate_message(
+            &e.get_parameter_names_response(Some("3"), names).to_text(),
+            "GetParameterNamesResponse",
+        );
+    }
 }

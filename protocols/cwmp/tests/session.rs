@@ -141,7 +141,7 @@ impl Run {
     /// Feeds an HTTP response and returns the next POST body.
     fn respond(&mut self, status: u16, body: &str) -> Option<String> {
         self.engine
-            .handle_response(&mut self.tree, self.now, WALL, status, body);
+            .handle_response(&mut self.tree, self.now, WALL, status, body.as_bytes());
         self.engine.poll_transmit().map(|body| body.to_text())
     }
 
@@ -1663,4 +1663,42 @@ fn a_kick_queued_during_a_session_waits_for_its_own_session() {
     );
     let kicked = run.respond(200, &inform_response(2)).unwrap();
     assert!(kicked.contains("<Command>late</Command>"), "{kicked}");
+}
+
+/// Hostile input: invalid UTF-8 in a SetParameterValues used to become
+/// U+FFFD and be stored. A message that is not UTF-8 is not guessed at:
+/// it is answered with 9003 and nothing changes; the session goes on.
+#[test]
+fn a_message_that_is_not_utf8_is_refused_not_guessed() {
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    let mut spv = acs(
+        2,
+        "spv-1",
+        "<cwmp:SetParameterValues><ParameterList><ParameterValueStruct><Name>Device.DeviceInfo.ProvisioningCode</Name><Value>ab@@cd</Value></ParameterValueStruct></ParameterList><ParameterKey>k</ParameterKey></cwmp:SetParameterValues>",
+    )
+    .into_bytes();
+    let at = spv.windows(2).position(|w| w == b"@@").unwrap();
+    spv[at] = 0xff;
+    spv[at + 1] = 0xfe;
+    run.engine
+        .handle_response(&mut run.tree, run.now, WALL, 200, &spv);
+    let answer = run.engine.poll_transmit().unwrap().to_text();
+    common::validate_message(&answer, "Fault");
+    assert!(answer.contains("<FaultCode>9003</FaultCode>"), "{answer}");
+    assert!(answer.contains("not UTF-8"), "{answer}");
+    let code = dm_cwmp::rpc::get_parameter_values(
+        &run.tree,
+        &["Device.DeviceInfo.ProvisioningCode".into()],
+    )
+    .unwrap();
+    assert_eq!(code[0].value, "");
+    // The session goes on: the ACS's next request is served.
+    let gpv = acs(
+        2,
+        "gpv-2",
+        "<cwmp:GetParameterValues><ParameterNames><string>Device.DeviceInfo.SerialNumber</string></ParameterNames></cwmp:GetParameterValues>",
+    );
+    assert!(run.respond(200, &gpv).unwrap().contains(">SN1</Value>"));
 }

@@ -6,8 +6,6 @@
 
 use std::fmt::Write as _;
 
-use quick_xml::escape::escape;
-
 use super::{CwmpVersion, Kick, ParameterFault};
 
 /// One ParameterValueStruct to send.
@@ -704,8 +702,34 @@ impl Body {
     }
 }
 
-/// The length of `text` once escaped: quick-xml's own escaping, which
-/// borrows (allocates nothing) when there is nothing to escape.
+/// Escapes `text` for element content and attribute values
+/// (quick-xml's escaping, which borrows when there is nothing to escape).
+///
+/// Characters XML 1.0 cannot carry at all (§2.2 `Char`: the C0 controls
+/// other than tab, LF and CR; U+FFFE and U+FFFF), which no character
+/// reference can express either, become U+FFFD: the tree refuses them from
+/// every management client, but the platform may report them (a Wi-Fi
+/// SSID is any 32 octets), and one such value must not make every later
+/// Inform ill-formed.
+pub(crate) fn escape<'a>(text: impl Into<std::borrow::Cow<'a, str>>) -> std::borrow::Cow<'a, str> {
+    let text = text.into();
+    if text.chars().all(dm_core::value::xml_char) {
+        return quick_xml::escape::escape(text);
+    }
+    let clean: String = text
+        .chars()
+        .map(|c| {
+            if dm_core::value::xml_char(c) {
+                c
+            } else {
+                char::REPLACEMENT_CHARACTER
+            }
+        })
+        .collect();
+    std::borrow::Cow::Owned(quick_xml::escape::escape(clean).into_owned())
+}
+
+/// The length of `text` once escaped by [`escape`].
 fn escaped_len(text: &str) -> usize {
     escape(text).len()
 }
