@@ -85,6 +85,18 @@ pub fn allowed(
     instance: Option<InstanceId>,
     operation: Operation,
 ) -> bool {
+    // Server accounts are made and removed by a bootstrap server (or the
+    // client itself), never by a management server, however many
+    // accounts there are: a server that deleted its own /1 instance
+    // would leave the client registered nowhere (Core §E.2, and Leshan's
+    // and Anjay's clients refuse it too). Access Control instances are
+    // the client's to make (§7.3.3). Security (/0) never reaches here: the
+    // engine answers 4.04 for it first.
+    if (object == server::ID && matches!(operation, Operation::Create | Operation::Delete))
+        || (object == aco::ID && operation == Operation::Create)
+    {
+        return false;
+    }
     if !several_servers(tree) {
         return true;
     }

@@ -1171,6 +1171,9 @@ impl Client {
             Ok(path) => path,
             Err(response) => return response,
         };
+        if path.object == dm_core::catalog::security::ID.0 {
+            return security_hidden();
+        }
         let method = match request.header.code {
             MessageClass::Request(method) => method,
             _ => return error(ResponseType::BadRequest, "not a request"),
@@ -1417,6 +1420,9 @@ impl Client {
     /// 4.01 when the Access Control object denies `operation` on `path`'s
     /// instance (or, without one, Create on its object) to this server.
     fn refused(&self, tree: &Tree, path: &Lwm2mPath, operation: Operation) -> Option<Packet> {
+        if path.object == dm_core::catalog::security::ID.0 {
+            return Some(security_hidden());
+        }
         let core = mapping::to_core(path).ok()?;
         // An object-level read is filtered per instance instead.
         if path.instance.is_none() && operation != Operation::Create {
@@ -2238,6 +2244,18 @@ fn error(code: ResponseType, diagnostic: &str) -> Packet {
     let mut packet = status(code);
     packet.payload = diagnostic.as_bytes().to_vec();
     packet
+}
+
+/// What a management server hears of the Security object (/0): it "MUST
+/// NOT be accessible by any other LwM2M Server" than the bootstrap server
+/// (object 0's definition), so for a server it is not there, as Leshan's
+/// client answers it (4.04), whatever the operation and however many
+/// server accounts the client holds.
+fn security_hidden() -> Packet {
+    error(
+        ResponseType::NotFound,
+        "/0 is served to the bootstrap server only",
+    )
 }
 
 fn not_found(path: &Lwm2mPath) -> Packet {

@@ -1860,3 +1860,102 @@ fn a_late_deletion_change_keeps_the_access_control_of_a_rewritten_instance() {
     }
     assert!(f.tree.instances(aco::ID).unwrap().is_empty());
 }
+
+/// Hostile input: with one server account, a management server got 2.01
+/// for an empty Create on /0 and /1 and 2.02 for Delete of /0/0 and /1/0,
+/// and the deletes persisted (after a restart the agent registered with
+/// the default lifetime). Security is the bootstrap server's alone (object
+/// 0: "MUST NOT be accessible by any other LwM2M Server"); accounts and
+/// Access Control instances are not a management server's to make or
+/// remove.
+#[test]
+fn a_server_cannot_reach_security_nor_make_or_remove_accounts() {
+    let mut f = fixture();
+    f.register();
+    let before = f.tree.snapshot();
+    for (method, path) in [
+        (RequestType::Get, "/0"),
+        (RequestType::Get, "/0/0"),
+        (RequestType::Get, "/0/0/0"),
+        (RequestType::Post, "/0"),
+        (RequestType::Put, "/0/0/0"),
+        (RequestType::Delete, "/0/0"),
+    ] {
+        let response = f.request(method, path, |_| {});
+        assert_eq!(code(&response), ResponseType::NotFound, "{method:?} {path}");
+    }
+    let discover = f.request(RequestType::Get, "/0", accept(ContentFormat::LinkFormat));
+    assert_eq!(code(&discover), ResponseType::NotFound);
+    for (method, path) in [
+        (RequestType::Post, "/1"),
+        (RequestType::Delete, "/1/0"),
+        (RequestType::Post, "/2"),
+    ] {
+        assert_eq!(
+            code(&f.request(method, path, |_| {})),
+            ResponseType::Unauthorized,
+            "{method:?} {path}"
+        );
+    }
+    // Composite reads leave /0 out as if it were not there.
+    let fetch = f.request(RequestType::Fetch, "/", |p| {
+        content(ContentFormat::SenmlJson, br#"[{"n":"/0/0/0"}]"#.to_vec())(p)
+    });
+    assert_eq!(code(&fetch), ResponseType::NotFound);
+    assert_eq!(f.tree.snapshot(), before, "nothing changed");
+    // Its own account stays its own to read and write.
+    let write = f.request(
+        RequestType::Put,
+        "/1/0/1",
+        content(ContentFormat::Text, b"1000".to_vec()),
+    );
+    assert_eq!(code(&write), ResponseType::Changed);
+}
+
+/// Hostile input: a write of `ab\x01\x00cd` got 2.04, and the next CWMP
+/// GetParameterValues was no longer well-formed XML. What one protocol
+/// stores the others must be able to report: 4.00, nothing stored.
+#[test]
+fn strings_xml_cannot_carry_are_refused() {
+    let mut f = fixture();
+    f.register();
+    let mut body = Vec::new();
+    dm_lwm2m::format::tlv::write(
+        &mut body,
+        dm_lwm2m::format::tlv::Kind::Resource,
+        5,
+        b"guest",
+    );
+    let created = f.request(RequestType::Post, "/12", content(ContentFormat::Tlv, body));
+    assert_eq!(code(&created), ResponseType::Created);
+    let instance: u16 = options(&created, CoapOption::LocationPath)[1]
+        .parse()
+        .unwrap();
+    let path = Path::resource(
+        dm_core::catalog::wlan::ID,
+        InstanceId(instance),
+        dm_core::ResourceId(5),
+    );
+    let uri = format!("/12/{instance}/5");
+    let write = f.request(
+        RequestType::Put,
+        &uri,
+        content(ContentFormat::Text, b"ab\x01\x00cd".to_vec()),
+    );
+    assert_eq!(code(&write), ResponseType::BadRequest);
+    assert!(
+        String::from_utf8_lossy(&write.payload).contains("U+0001"),
+        "{:?}",
+        write.payload
+    );
+    assert_eq!(
+        f.tree.read(Origin::Agent, &path).unwrap(),
+        ResourceValue::Single(Value::String("guest".into()))
+    );
+    let write = f.request(
+        RequestType::Put,
+        &uri,
+        content(ContentFormat::Text, b"office".to_vec()),
+    );
+    assert_eq!(code(&write), ResponseType::Changed);
+}
