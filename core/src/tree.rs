@@ -413,6 +413,32 @@ impl Tree {
         self.save_or_restore_attributes(before)
     }
 
+    /// Sets the TR-069 notification levels and access lists of several
+    /// resources at once (SetParameterAttributes): every target is checked
+    /// first, then all are applied and saved once, or none is.
+    pub fn set_attributes(
+        &mut self,
+        origin: Origin,
+        changes: &[(Path, Option<Notification>, Option<Vec<String>>)],
+    ) -> Result<(), Error> {
+        for (path, _, _) in changes {
+            self.check_attribute_target(origin, path)?;
+        }
+        let before = self.attributes.clone();
+        for (path, level, list) in changes {
+            if let Some(level) = level {
+                self.attributes.set_notification(*path, *level);
+            }
+            if let Some(list) = list {
+                self.attributes.set_access_list(*path, list.clone());
+            }
+        }
+        if self.attributes == before {
+            return Ok(());
+        }
+        self.save_or_restore_attributes(before)
+    }
+
     /// Sets a server's LwM2M notification attributes at an object, instance
     /// or resource level and saves them.
     pub fn set_observe_attributes(

@@ -121,15 +121,60 @@ fn natural(path: &str) -> Vec<(u8, u32, &str)> {
         .collect()
 }
 
-/// The parameters a name selects: one parameter, or every parameter under
-/// a partial path (ending in `.`; `""` is the whole tree). Unknown names
-/// are fault 9005.
-fn select<'c>(all: &'c [Concrete], name: &str) -> Result<Vec<&'c Concrete>, Fault> {
+/// The most entries one response lists (GetParameterValues,
+/// GetParameterNames, GetParameterAttributes). With duplicates folded a
+/// response holds each parameter at most once, so only a tree larger than
+/// this reaches it; beyond it the ACS gets 9004 and asks for less.
+pub const MAX_RESPONSE_ENTRIES: usize = 65_536;
+
+/// The parameters `names` select, each once, in the order first named:
+/// a request naming `Device.` 100,000 times (2.4 MB, under the body cap)
+/// made a 1 GB response before. More than `limit` is fault 9004.
+fn select_each_once<'c>(
+    all: &'c [Concrete],
+    names: &[String],
+    limit: usize,
+) -> Result<Vec<&'c Concrete>, Fault> {
+    let mut asked = std::collections::HashSet::new();
+    let mut taken = vec![false; all.len()];
+    let mut out = Vec::new();
+    for name in names {
+        if !asked.insert(name.as_str()) {
+            continue;
+        }
+        for i in select(all, name)? {
+            if !std::mem::replace(&mut taken[i], true) {
+                out.push(&all[i]);
+            }
+        }
+        if out.len() > limit {
+            return Err(too_many(limit));
+        }
+    }
+    Ok(out)
+}
+
+fn too_many(limit: usize) -> Fault {
+    fault(
+        FaultCode::ResourcesExceeded,
+        format!("the response would list more than {limit} parameters; ask for less"),
+    )
+}
+
+/// The parameters a name selects, as indices into `all`: one parameter,
+/// or every parameter under a partial path (ending in `.`; `""` is the
+/// whole tree). Unknown names are fault 9005.
+fn select(all: &[Concrete], name: &str) -> Result<Vec<usize>, Fault> {
     if name.is_empty() || name.ends_with('.') {
         if Resolver::global().object(name).is_none() {
             return Err(fault(FaultCode::InvalidParameterName, name));
         }
-        let selected: Vec<_> = all.iter().filter(|c| c.name.starts_with(name)).collect();
+        let selected: Vec<usize> = all
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.name.starts_with(name))
+            .map(|(i, _)| i)
+            .collect();
         // A path with an instance number names that instance: it must
         // exist (TR-069 §A.3.2.2).
         if selected.is_empty()
@@ -142,8 +187,8 @@ fn select<'c>(all: &'c [Concrete], name: &str) -> Result<Vec<&'c Concrete>, Faul
         }
         Ok(selected)
     } else {
-        match all.iter().find(|c| c.name == name) {
-            Some(c) => Ok(vec![c]),
+        match all.iter().position(|c| c.name == name) {
+            Some(i) => Ok(vec![i]),
             None => Err(fault(FaultCode::InvalidParameterName, name)),
         }
     }
@@ -177,12 +222,20 @@ fn wire_value(c: &Concrete) -> ParameterValue {
 
 /// GetParameterValues (§A.3.2.2).
 pub fn get_parameter_values(tree: &Tree, names: &[String]) -> Result<Vec<ParameterValue>, Fault> {
+    get_parameter_values_within(tree, names, MAX_RESPONSE_ENTRIES)
+}
+
+/// GetParameterValues listing at most `limit` parameters (9004 beyond).
+pub fn get_parameter_values_within(
+    tree: &Tree,
+    names: &[String],
+    limit: usize,
+) -> Result<Vec<ParameterValue>, Fault> {
     let all = concrete(tree);
-    let mut out = Vec::new();
-    for name in names {
-        out.extend(select(&all, name)?.into_iter().map(wire_value));
-    }
-    Ok(out)
+    Ok(select_each_once(&all, names, limit)?
+        .into_iter()
+        .map(wire_value)
+        .collect())
 }
 
 /// The values of those of `names` that exist, for an Inform: a name
@@ -193,7 +246,7 @@ pub fn existing_parameter_values(tree: &Tree, names: &[String]) -> Vec<Parameter
         .iter()
         .filter_map(|name| select(&all, name).ok())
         .flatten()
-        .map(wire_value)
+        .map(|i| wire_value(&all[i]))
         .collect()
 }
 
@@ -515,6 +568,16 @@ pub fn get_parameter_names(
     path: &str,
     next_level: bool,
 ) -> Result<Vec<(String, bool)>, Fault> {
+    get_parameter_names_within(tree, path, next_level, MAX_RESPONSE_ENTRIES)
+}
+
+/// GetParameterNames listing at most `limit` names (9004 beyond).
+pub fn get_parameter_names_within(
+    tree: &Tree,
+    path: &str,
+    next_level: bool,
+    limit: usize,
+) -> Result<Vec<(String, bool)>, Fault> {
     let resolver = Resolver::global();
     let all = concrete(tree);
     let is_object = path.is_empty() || path.ends_with('.');
@@ -529,7 +592,7 @@ pub fn get_parameter_names(
             None => Err(fault(FaultCode::InvalidParameterName, path)),
         };
     }
-    let selected = select(&all, path)?;
+    let selected: Vec<&Concrete> = select(&all, path)?.into_iter().map(|i| &all[i]).collect();
     let mut names: Vec<(String, bool)> = Vec::new();
     let mut objects = BTreeSet::new();
     // Objects that exist whatever the instances, each object on the way
@@ -585,6 +648,9 @@ pub fn get_parameter_names(
     }
     names.sort_by(|a, b| natural(&a.0).cmp(&natural(&b.0)));
     names.dedup_by(|a, b| a.0 == b.0);
+    if names.len() > limit {
+        return Err(too_many(limit));
+    }
     Ok(names)
 }
 
@@ -601,9 +667,16 @@ pub fn set_parameter_attributes_by(
     changes: &[AttributeChange],
 ) -> Result<(), Fault> {
     let all = concrete(tree);
-    let mut plan: Vec<(Path, Option<Notification>, Option<Vec<String>>)> = Vec::new();
+    // One entry per parameter, later changes overriding earlier ones
+    // (§A.3.2.4: applied in order), so a request naming the whole tree
+    // many times costs one pass and one save.
+    let mut plan: std::collections::BTreeMap<Path, (Option<Notification>, Option<Vec<String>>)> =
+        std::collections::BTreeMap::new();
     for change in changes {
-        let selected = select(&all, &change.name)?;
+        let selected: Vec<&Concrete> = select(&all, &change.name)?
+            .into_iter()
+            .map(|i| &all[i])
+            .collect();
         let level = match change.notification {
             None => None,
             Some(level) => Some(Notification::from_level(level).ok_or_else(|| {
@@ -634,6 +707,11 @@ pub fn set_parameter_attributes_by(
             if live && level == Some(Notification::Active) {
                 continue;
             }
+            // A write-only parameter (a password) has no value to report:
+            // a partial path passes over it; named, it is refused below.
+            if write_only(c) && change.name != c.name {
+                continue;
+            }
             if c.map.active_notify == ActiveNotify::ForceEnabled
                 && level.is_some_and(|l| l != Notification::Active)
             {
@@ -641,20 +719,21 @@ pub fn set_parameter_attributes_by(
                 // changes nothing (TR-181 activeNotify).
                 continue;
             }
-            plan.push((c.path.without_index(), level, change.access_list.clone()));
+            let entry = plan.entry(c.path.without_index()).or_default();
+            if level.is_some() {
+                entry.0 = level;
+            }
+            if change.access_list.is_some() {
+                entry.1.clone_from(&change.access_list);
+            }
         }
     }
-    for (path, level, access_list) in plan {
-        if let Some(level) = level {
-            tree.set_notification(origin, &path, level)
-                .map_err(|e| fault(fault_code(&e), e))?;
-        }
-        if let Some(list) = access_list {
-            tree.set_access_list(origin, &path, list)
-                .map_err(|e| fault(fault_code(&e), e))?;
-        }
-    }
-    Ok(())
+    let plan: Vec<_> = plan
+        .into_iter()
+        .map(|(path, (level, list))| (path, level, list))
+        .collect();
+    tree.set_attributes(origin, &plan)
+        .map_err(|e| fault(fault_code(&e), e))
 }
 
 /// GetParameterAttributes (§A.3.2.5).
@@ -662,25 +741,34 @@ pub fn get_parameter_attributes(
     tree: &Tree,
     names: &[String],
 ) -> Result<Vec<(String, u8, Vec<String>)>, Fault> {
+    get_parameter_attributes_within(tree, names, MAX_RESPONSE_ENTRIES)
+}
+
+/// GetParameterAttributes listing at most `limit` parameters (9004
+/// beyond); each parameter once, as for GetParameterValues.
+pub fn get_parameter_attributes_within(
+    tree: &Tree,
+    names: &[String],
+    limit: usize,
+) -> Result<Vec<(String, u8, Vec<String>)>, Fault> {
     let all = concrete(tree);
     let attributes = tree.attributes();
-    let mut out = Vec::new();
-    for name in names {
-        for c in select(&all, name)? {
+    Ok(select_each_once(&all, names, limit)?
+        .into_iter()
+        .map(|c| {
             let path = c.path.without_index();
             let level = if c.map.active_notify == ActiveNotify::ForceEnabled {
                 Notification::Active
             } else {
                 attributes.notification(&path)
             };
-            out.push((
+            (
                 c.name.clone(),
                 level.level(),
                 attributes.access_list(&path).to_vec(),
-            ));
-        }
-    }
-    Ok(out)
+            )
+        })
+        .collect())
 }
 
 /// AddObject (§A.3.2.6): returns the new instance number and the Status.

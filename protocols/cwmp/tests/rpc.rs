@@ -694,7 +694,7 @@ proptest! {
                 product_class: read("Device.DeviceInfo.ProductClass"),
                 serial_number: read("Device.DeviceInfo.SerialNumber"),
             },
-            &[dm_cwmp::soap::Event { code: "2 PERIODIC".into(), command_key: read("Device.DeviceInfo.ProvisioningCode") }],
+            &[dm_cwmp::soap::Event { code: "2 PERIODIC".into(), command_key: "k".into() }],
             1,
             "2026-12-06T00:00:00Z",
             0,
@@ -707,4 +707,79 @@ proptest! {
             "GetParameterNamesResponse",
         );
     }
+}
+
+/// Counts saves, for what a request costs the flash.
+struct CountingStore(Arc<std::sync::atomic::AtomicUsize>);
+
+impl dm_core::StateStore for CountingStore {
+    fn save(&mut self, _: &dm_core::Snapshot) -> Result<(), String> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Hostile input: a 2.4 MB GetParameterValues naming `Device.` 100,000
+/// times made a 1.06 GB response (peak RSS 1,079 MB). Each parameter is
+/// listed once whatever the names, and a response past the limit is 9004.
+/// The same for GetParameterAttributes and GetParameterNames;
+/// SetParameterAttributes saves once.
+#[test]
+fn the_work_a_request_causes_is_bounded() {
+    let mut tree = tree();
+    let whole = rpc::get_parameter_values(&tree, &["Device.".into()]).unwrap();
+    let mut names = vec!["Device.".to_owned(); 100_000];
+    names.push("Device.DeviceInfo.SerialNumber".into());
+    names.push("Device.DeviceInfo.".into());
+    let folded = rpc::get_parameter_values(&tree, &names).unwrap();
+    assert_eq!(folded.len(), whole.len());
+    let order: Vec<&str> = folded.iter().map(|v| v.name.as_str()).collect();
+    let expected: Vec<&str> = whole.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(order, expected);
+    // The order is that of the names: what a later name adds comes after.
+    let two = rpc::get_parameter_values(
+        &tree,
+        &[
+            "Device.ManagementServer.URL".into(),
+            "Device.DeviceInfo.".into(),
+            "Device.ManagementServer.URL".into(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(two[0].name, "Device.ManagementServer.URL");
+    assert_eq!(
+        two.iter()
+            .filter(|v| v.name == "Device.ManagementServer.URL")
+            .count(),
+        1
+    );
+    let limit = whole.len() - 1;
+    for fault in [
+        rpc::get_parameter_values_within(&tree, &names, limit).unwrap_err(),
+        rpc::get_parameter_attributes_within(&tree, &names, limit).unwrap_err(),
+        rpc::get_parameter_names_within(&tree, "Device.", false, limit).unwrap_err(),
+    ] {
+        assert_eq!(fault.code, 9004, "{fault:?}");
+    }
+    let attributes = rpc::get_parameter_attributes(&tree, &names).unwrap();
+    assert_eq!(attributes.len(), whole.len());
+
+    let saves = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    tree.set_store(Box::new(CountingStore(saves.clone())));
+    let changes: Vec<AttributeChange> = (0..10_000)
+        .map(|i| AttributeChange {
+            name: "Device.WiFi.".into(),
+            notification: Some(if i % 2 == 0 { 1 } else { 2 }),
+            access_list: Some(vec![format!("Subscriber{i}")]),
+        })
+        .collect();
+    rpc::set_parameter_attributes(&mut tree, &changes).unwrap();
+    assert_eq!(saves.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // The last change wins, as if they were applied in order.
+    let got = rpc::get_parameter_attributes(&tree, &["Device.WiFi.SSID.1.SSID".into()]).unwrap();
+    assert_eq!(got[0].1, 2);
+    assert_eq!(got[0].2, ["Subscriber9999"]);
+    // The same again changes nothing and writes nothing.
+    rpc::set_parameter_attributes(&mut tree, &changes).unwrap();
+    assert_eq!(saves.load(std::sync::atomic::Ordering::Relaxed), 1);
 }

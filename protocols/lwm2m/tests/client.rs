@@ -1959,3 +1959,28 @@ fn strings_xml_cannot_carry_are_refused() {
     );
     assert_eq!(code(&write), ResponseType::Changed);
 }
+
+/// Hostile input: a Read-Composite naming /3 a hundred times (and
+/// values under it again) reads and encodes /3 once, not 100 times (a Block1
+/// body of 1 MiB could name it 100,000 times).
+#[test]
+fn a_composite_read_names_each_value_once() {
+    let mut f = fixture();
+    f.register();
+    let size = |response: &Packet| {
+        response
+            .get_first_option(CoapOption::Size2)
+            .map_or(response.payload.len() as u64, |v| {
+                v.iter().fold(0u64, |n, b| (n << 8) | u64::from(*b))
+            })
+    };
+    let once = composite(&mut f, RequestType::Fetch, r#"[{"n":"/3"}]"#, |_| {});
+    assert_eq!(code(&once), ResponseType::Content);
+    let mut names = vec![r#"{"n":"/3/0/0"}"#.to_owned()];
+    names.extend(std::iter::repeat_n(r#"{"n":"/3"}"#.to_owned(), 100));
+    names.push(r#"{"n":"/3/0"}"#.to_owned());
+    let payload = format!("[{}]", names.join(","));
+    let many = composite(&mut f, RequestType::Fetch, &payload, |_| {});
+    assert_eq!(code(&many), ResponseType::Content);
+    assert_eq!(size(&many), size(&once));
+}

@@ -103,6 +103,24 @@ impl Encoder {
         retry_count: u32,
         parameters: &[ParameterValue],
     ) -> String {
+        // The DeviceIdStruct's facets (cwmp-1-4.xsd): what the tree holds
+        // comes from the configuration and the platform, and an Inform the
+        // ACS's parser refuses would leave the device unmanaged for good,
+        // so the fields are cut to their maximum lengths and an OUI that
+        // is not six hex digits is sent as 000000.
+        let clip = |text: &str| -> String { text.chars().take(64).collect() };
+        let oui = device.oui.to_ascii_uppercase();
+        let oui = if oui.len() == 6 && oui.bytes().all(|b| b.is_ascii_hexdigit()) {
+            oui
+        } else {
+            "000000".to_owned()
+        };
+        let device = &DeviceId {
+            manufacturer: clip(&device.manufacturer),
+            oui,
+            product_class: clip(&device.product_class),
+            serial_number: clip(&device.serial_number),
+        };
         let mut body = String::with_capacity(1024 + parameters.len() * 128);
         let _ = write!(
             body,
