@@ -472,6 +472,10 @@ impl Tree {
     /// Replaces an adapter's pending state and saves it before returning,
     /// so a caller may act as if it is durable.
     pub fn set_pending_state(&mut self, key: &str, state: Option<String>) -> Result<(), Error> {
+        // The same state again is durable already: no write (flash wear).
+        if self.pending.get(key) == state.as_ref() {
+            return Ok(());
+        }
         let before = match state {
             Some(s) => self.pending.insert(key.to_owned(), s),
             None => self.pending.remove(key),
@@ -1057,7 +1061,19 @@ fn apply(tree: &mut Tree, origin: Origin, staged: Staged) -> Result<Committed, T
         }
         undo.push((object, id, old));
     }
-    if let Err(e) = tree.save() {
+    // Flash wear: a commit that changed nothing writes nothing, and
+    // neither does one that only carries platform facts (a signal
+    // strength, a link state): the platform reports them again after a
+    // restart, so they are not worth a write. Facts stay in the tree and
+    // reach the file with the next durable change.
+    let structural = changes
+        .iter()
+        .any(|(_, _, kind)| matches!(kind, ChangeKind::Created | ChangeKind::Deleted));
+    let durable = !changes.is_empty() && (origin != Origin::Platform || structural)
+        || !next_before
+            .iter()
+            .all(|(object, next)| tree.objects.get(object).map(|e| e.next_instance) == Some(*next));
+    if durable && let Err(e) = tree.save() {
         for (object, id, old) in undo.into_iter().rev() {
             if let Some(entry) = tree.objects.get_mut(&object) {
                 match old {

@@ -566,6 +566,54 @@ fn multiple_resources_by_index_and_whole() {
     );
 }
 
+/// Flash wear: every commit rewrote the state file with two fsyncs, a
+/// write that changed nothing and each platform fact (a signal strength)
+/// included. Now only durable changes write.
+#[test]
+fn only_durable_changes_are_saved() {
+    let mut tree = tree();
+    let store = MemoryStore::default();
+    tree.set_store(Box::new(store.clone()));
+    let saves = || store.saved.lock().unwrap().len();
+    tree.begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    assert_eq!(saves(), 1, "a new instance is durable");
+    tree.begin(Origin::Acs)
+        .set(ssid(1), Value::String("home".into()))
+        .commit()
+        .unwrap();
+    assert_eq!(saves(), 2);
+    for _ in 0..200 {
+        tree.begin(Origin::Server(1))
+            .set(ssid(1), Value::String("home".into()))
+            .commit()
+            .unwrap();
+    }
+    assert_eq!(saves(), 2, "200 identical writes, no save");
+    let status = Path::resource(wlan::ID, InstanceId(1), wlan::STATUS);
+    for dbm in 0..600 {
+        tree.begin(Origin::Platform)
+            .set(status, Value::Integer(dbm % 3))
+            .commit()
+            .unwrap();
+    }
+    assert_eq!(saves(), 2, "platform facts are not written");
+    assert_eq!(read(&tree, status), Value::Integer(599 % 3));
+    // An instance the platform reports is (its number must stay).
+    tree.begin(Origin::Platform)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    assert_eq!(saves(), 3);
+    // The same pending state again is durable already.
+    tree.set_pending_state("x", Some("1".into())).unwrap();
+    tree.set_pending_state("x", Some("1".into())).unwrap();
+    tree.set_pending_state("y", None).unwrap();
+    assert_eq!(saves(), 4);
+}
+
 #[test]
 fn a_failed_save_rolls_the_commit_back() {
     let mut tree = tree();
