@@ -238,6 +238,15 @@ fn namespace_version_is_detected_whatever_the_prefix() {
         let answer = Encoder::new(gpn.version).empty_response(Some("42"), "Reboot");
         assert!(answer.contains(&format!("xmlns:cwmp=\"urn:dslforum-org:cwmp-1-{version}\"")));
     }
+    // Hostile input: only the five published namespaces are CWMP. An
+    // integer parser took `cwmp-1-00` and `cwmp-1-+4` for versions.
+    for bogus in ["00", "+4", "04", "5", "", "1 ", "٤"] {
+        let text = format!(
+            r#"<E:Envelope xmlns:E="http://schemas.xmlsoap.org/soap/envelope/" xmlns:x="urn:dslforum-org:cwmp-1-{bogus}"><E:Header><x:ID E:mustUnderstand="1">7</x:ID></E:Header><E:Body><x:GetRPCMethods/></E:Body></E:Envelope>"#
+        );
+        let error = decode(&text).unwrap_err();
+        assert_eq!(error.version, CwmpVersion::LATEST, "cwmp-1-{bogus}");
+    }
 }
 
 #[test]

@@ -34,11 +34,11 @@ fn classify(uri: &str) -> Ns {
     match uri {
         SOAP_ENV => Ns::Soap,
         XSI => Ns::Xsi,
-        _ => match uri
-            .strip_prefix(CWMP_PREFIX)
-            .and_then(|v| v.parse::<u8>().ok())
-        {
-            Some(minor) if minor <= 4 => Ns::Cwmp(minor),
+        // Exactly the five published namespaces (cwmp-1-0 … cwmp-1-4):
+        // `cwmp-1-00` or `cwmp-1-+4` are not a version, whatever an
+        // integer parser makes of them.
+        _ => match uri.strip_prefix(CWMP_PREFIX).map(str::as_bytes) {
+            Some(&[minor @ b'0'..=b'4']) => Ns::Cwmp(minor - b'0'),
             _ => Ns::Other,
         },
     }
