@@ -363,6 +363,16 @@ fn human_status(text: &str) -> Result<String, String> {
                 map["sessions_failed"],
                 time(map["next_session"]),
             );
+            if let Some(error) = map.get("connection_request_error").and_then(|e| e.as_str()) {
+                out += &format!("            connection requests not served: {error}\n");
+            }
+            if map
+                .get("connection_requests_unprotected")
+                .and_then(|u| u.as_bool())
+                == Some(true)
+            {
+                out += "            warning: connection requests are unprotected (empty ConnectionRequestUsername and ConnectionRequestPassword)\n";
+            }
         }
     }
     match status["lwm2m"]["servers"].as_array() {

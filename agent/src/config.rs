@@ -101,6 +101,9 @@ pub struct Cwmp {
     pub connection_request_bind: std::net::IpAddr,
     /// Take the ACS URL from DHCP option 43 when the lease offers one.
     pub acs_url_from_dhcp: bool,
+    /// Answer an ACS's Basic challenge on a plain http:// URL (off: the
+    /// password would cross the network readable).
+    pub allow_basic_over_http: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +115,25 @@ pub struct Lwm2m {
 }
 
 impl Config {
+    /// What is valid but probably not meant: printed by `check-config` and
+    /// logged at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(cwmp) = &self.cwmp
+            && cwmp.settings.connection_request_username.is_empty()
+            && cwmp.settings.connection_request_password.is_empty()
+        {
+            warnings.push(
+                "cwmp: connection requests are unprotected: connection_request_username and \
+                 connection_request_password are empty, so any host that reaches port \
+                 {port} can start a session (a Digest over the empty pair is accepted, as a \
+                 stock GenieACS sends it); set both, or have the ACS set them"
+                    .replace("{port}", &cwmp.connection_request_port.to_string()),
+            );
+        }
+        warnings
+    }
+
     /// What the objects are provisioned with.
     pub fn provisioning(&self) -> Provisioning {
         Provisioning {
@@ -142,6 +164,9 @@ pub struct Overrides {
     pub no_lwm2m: bool,
     /// The firmware apply program (a path).
     pub firmware_command: Option<(String, String)>,
+    /// CWMP connection-request credentials.
+    pub cr_username: Option<(String, String)>,
+    pub cr_password: Option<(String, String)>,
 }
 
 // The file as written. Fields that need checks beyond their type are
@@ -210,6 +235,8 @@ struct CwmpFile {
     acs_url_from_dhcp: bool,
     #[serde(default)]
     autonomous_transfer_complete: bool,
+    #[serde(default)]
+    allow_basic_over_http: bool,
 }
 
 fn no_uri() -> Spanned<String> {
@@ -683,13 +710,20 @@ fn cwmp(file: CwmpFile, overrides: &Overrides, at: &Locator<'_>) -> Result<Cwmp,
             password: file.password,
             periodic_inform: file.periodic_inform,
             periodic_interval,
-            connection_request_username: file.connection_request_username,
-            connection_request_password: file.connection_request_password,
+            connection_request_username: overrides
+                .cr_username
+                .as_ref()
+                .map_or(file.connection_request_username, |(_, u)| u.clone()),
+            connection_request_password: overrides
+                .cr_password
+                .as_ref()
+                .map_or(file.connection_request_password, |(_, p)| p.clone()),
             autonomous_transfer_complete: file.autonomous_transfer_complete,
         },
         connection_request_port,
         connection_request_bind,
         acs_url_from_dhcp: file.acs_url_from_dhcp,
+        allow_basic_over_http: file.allow_basic_over_http,
     })
 }
 
@@ -1136,7 +1170,7 @@ mod tests {
     fn unknown_keys_and_broken_syntax_are_refused() {
         check(
             "[cwmp]\nacs_url = \"http://127.0.0.1/\"\nperiodic_intervl = 5\n",
-            "dmagent.toml:3: cwmp.periodic_intervl: unknown field `periodic_intervl`, expected one of `enabled`, `acs_url`, `username`, `password`, `periodic_inform`, `periodic_interval`, `connection_request_port`, `connection_request_bind`, `ca_file`, `client_certificate`, `client_key`, `connection_request_username`, `connection_request_password`, `acs_url_from_dhcp`, `autonomous_transfer_complete`",
+            "dmagent.toml:3: cwmp.periodic_intervl: unknown field `periodic_intervl`, expected one of `enabled`, `acs_url`, `username`, `password`, `periodic_inform`, `periodic_interval`, `connection_request_port`, `connection_request_bind`, `ca_file`, `client_certificate`, `client_key`, `connection_request_username`, `connection_request_password`, `acs_url_from_dhcp`, `autonomous_transfer_complete`, `allow_basic_over_http`",
         );
         check(
             "state_dir = \n",

@@ -169,6 +169,9 @@ impl Control {
                 "sessions_failed": s.sessions_failed,
                 "next_session": s.next_session,
                 "acs_methods": s.acs_methods,
+                "connection_request_address": s.connection_request_address,
+                "connection_request_error": s.connection_request_error,
+                "connection_requests_unprotected": s.connection_requests_unprotected,
             })
         });
         let lwm2m = self.lwm2m.as_ref().map(|status| {

@@ -82,6 +82,19 @@ struct Cli {
     /// The program that applies a firmware image (its one argument).
     #[arg(long, global = true, env = "DMAGENT_FIRMWARE_COMMAND")]
     firmware_command: Option<String>,
+    /// CWMP connection-request username, overriding [cwmp]
+    /// connection_request_username.
+    #[arg(long, global = true, env = "DMAGENT_CR_USERNAME")]
+    cr_username: Option<String>,
+    /// CWMP connection-request password (better given by the environment:
+    /// ps shows every process's arguments).
+    #[arg(
+        long,
+        global = true,
+        env = "DMAGENT_CR_PASSWORD",
+        hide_env_values = true
+    )]
+    cr_password: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -209,6 +222,8 @@ impl Cli {
                     c,
                 )
             }),
+            cr_username: named("cr-username", "DMAGENT_CR_USERNAME", &self.cr_username),
+            cr_password: named("cr-password", "DMAGENT_CR_PASSWORD", &self.cr_password),
         }
     }
 
@@ -242,6 +257,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::CheckConfig => {
             print!("{}", describe(&config));
+            for warning in config.warnings() {
+                println!("warning: {warning}");
+            }
             Ok(())
         }
         Command::Dump { view } => dump(&config, *view),

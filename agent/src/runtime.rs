@@ -230,6 +230,7 @@ pub async fn run(
                 min_interval: std::time::Duration::from_secs(2),
             }),
             http_timeout: std::time::Duration::from_secs(30),
+            allow_basic_over_http: cwmp.allow_basic_over_http,
             tls: cwmp.tls.clone(),
             status: Arc::clone(&cwmp_status),
             transfers: Some(crate::firmware::cwmp_transfers(

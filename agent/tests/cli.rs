@@ -126,7 +126,23 @@ fn a_bad_config_names_file_line_and_key_and_refuses_to_start() {
 fn check_config_accepts_the_embedded_default() {
     let out = dmagent(&["check-config"]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("configuration is valid"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("configuration is valid"));
+    // Valid, but connection requests without credentials are open to
+    // anyone who reaches the port: said so.
+    assert!(
+        stdout.contains("warning: cwmp: connection requests are unprotected"),
+        "{stdout}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_dmagent"))
+        .args(["--cr-username", "acs", "check-config"])
+        .env_remove("DMAGENT_CONFIG")
+        .env("DMAGENT_CR_PASSWORD", "cr-secret")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("warning"), "{stdout}");
 }
 
 #[test]

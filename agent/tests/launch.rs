@@ -25,7 +25,7 @@ fn fake_agent(dir: &std::path::Path) -> PathBuf {
         &path,
         &format!(
             "#!/bin/sh\ncase \" $* \" in *\" check-config \"*) exit 0;; esac\n\
-             echo \"$* key=$DMAGENT_PSK_KEY\" >> '{log}'\n\
+             echo \"$* key=$DMAGENT_PSK_KEY cr=${{DMAGENT_CR_USERNAME:-}}:${{DMAGENT_CR_PASSWORD:-}}\" >> '{log}'\n\
              if [ -e '{seen}' ]; then exit 0; fi\ntouch '{seen}'\nexit 3\n",
             log = dir.join("runs").display(),
             seen = dir.join("seen").display()
@@ -53,6 +53,14 @@ fn help_and_refusals() {
         ),
         (&["--server-port", "5683"], "--server-port needs --server"),
         (&["--psk-id", "dev"], "--psk-id needs --psk-key"),
+        (
+            &["--cr-username", "acs"],
+            "--cr-username needs --cr-password",
+        ),
+        (
+            &["--cr-password", "pw"],
+            "--cr-password needs --cr-username",
+        ),
         (&["--server"], "--server needs a value"),
         (
             &["--config", "/nonexistent.toml"],
@@ -84,6 +92,10 @@ fn a_crashed_agent_is_restarted_with_the_same_arguments() {
             "--no-cwmp",
             "--state-dir",
             "/tmp/x",
+            "--cr-username",
+            "acs",
+            "--cr-password",
+            "cr-secret",
         ],
         &bin,
     );
@@ -94,9 +106,9 @@ fn a_crashed_agent_is_restarted_with_the_same_arguments() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("exited with status 3; restarting"));
     let runs = std::fs::read_to_string(dir.path().join("runs")).unwrap();
-    // The key by environment: it is not in the agent's argv.
+    // The keys by environment: they are not in the agent's argv.
     let expected = "--state-dir /tmp/x --lwm2m-server coaps://127.0.0.1:5684 --endpoint my-ig60 \
-                    --no-cwmp run key=0011";
+                    --no-cwmp run key=0011 cr=acs:cr-secret";
     assert_eq!(runs.lines().collect::<Vec<_>>(), [expected, expected]);
 }
 

@@ -26,6 +26,10 @@ use crate::schema::{Access, InstanceId, ObjectId, ObjectSchema, ResourceId, Reso
 use crate::snapshot::{InstanceState, ObjectState, Snapshot, StateStore};
 use crate::value::Value;
 
+/// One resource's new TR-069 attributes: a notification level and an
+/// access list, each left as it is when `None`.
+pub type AttributeChange = (Path, Option<Notification>, Option<Vec<String>>);
+
 /// The value of a resource: one value, or the values of a multiple
 /// resource by index.
 #[derive(Clone, Debug, PartialEq)]
@@ -419,7 +423,7 @@ impl Tree {
     pub fn set_attributes(
         &mut self,
         origin: Origin,
-        changes: &[(Path, Option<Notification>, Option<Vec<String>>)],
+        changes: &[AttributeChange],
     ) -> Result<(), Error> {
         for (path, _, _) in changes {
             self.check_attribute_target(origin, path)?;

@@ -5,10 +5,22 @@
 //! Nonces expire and are single use; an opaque ties a response to its
 //! challenge. Basic is refused unless configured. Requests beyond the
 //! rate limit get 503, as the spec lets a CPE do.
+//!
+//! Credentials are the values of ConnectionRequestUsername and
+//! ConnectionRequestPassword (§3.2.2). When both are empty (a stock
+//! GenieACS provisions none), a Digest computed over the empty pair is
+//! accepted, as GenieACS sends it: connection requests are then
+//! unprotected, which the driver reports, but every other check (nonce,
+//! replay, rate limits) holds.
+//!
+//! A flood cannot lock the ACS out: challenges are rate-limited per source
+//! address, each source holds a bounded share of the outstanding nonces
+//! and of the connections, and when every connection slot is taken the
+//! longest-open connection is dropped for the new one.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,16 +61,26 @@ pub const BURST: u32 = 8;
 const REALM: &str = "dmagent";
 const NONCE_LIFETIME: Duration = Duration::from_secs(60);
 
-/// Challenges (new nonces): a burst, then one a second. With
-/// [`MAX_NONCES`] above what that rate can issue in a nonce's lifetime, a
-/// flood of unauthenticated requests gets 503s but never evicts the nonce
-/// a real ACS is about to answer.
+/// Challenges (new nonces) per source address: a burst, then one a
+/// second. A flooding source gets 503s; an ACS at another address is
+/// challenged as usual (one shared bucket let two unauthenticated GETs a
+/// second lock a real ACS out).
 const CHALLENGE_BURST: u32 = 16;
 const CHALLENGE_INTERVAL: Duration = Duration::from_secs(1);
+/// Outstanding nonces in all, and per source: a source that asks for
+/// more loses its own oldest, never another's.
 const MAX_NONCES: usize = 128;
+const MAX_NONCES_PER_SOURCE: usize = 8;
+/// Sources whose challenge buckets are remembered; the least recently
+/// seen is forgotten beyond this.
+const MAX_SOURCES: usize = 256;
 
-/// Connections served at once; more are closed at accept.
+/// Connections served at once, and per source address. A new connection
+/// beyond them drops the connection open longest (its own source's when
+/// that source is at its share): slow connections re-opened as they close
+/// cannot keep an ACS out.
 const MAX_CONNECTIONS: usize = 8;
+const MAX_CONNECTIONS_PER_SOURCE: usize = 4;
 /// Time a client has to send its request headers (slowloris).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time one connection may stay open in all.
@@ -97,12 +119,45 @@ impl Bucket {
 
 struct State {
     config: ConnectionRequestConfig,
-    /// Issued nonces: when, and the opaque that went with them.
-    nonces: HashMap<String, (Instant, String)>,
+    /// Issued nonces: when, the opaque that went with them, and to whom.
+    nonces: HashMap<String, (Instant, String, IpAddr)>,
     /// Accepted connection requests.
     accepted: Bucket,
-    /// Challenges issued.
-    challenges: Bucket,
+    /// Challenges issued, per source address.
+    challenges: HashMap<IpAddr, Bucket>,
+}
+
+/// The connections being served: id, source, when opened, and how to
+/// drop one.
+#[derive(Default)]
+struct Connections {
+    next_id: u64,
+    open: Vec<(u64, IpAddr, Instant, tokio::task::AbortHandle)>,
+}
+
+impl Connections {
+    /// Makes room for a connection from `source`: drops the longest-open
+    /// connection of that source when it holds its whole share, else the
+    /// longest-open of all when every slot is taken.
+    fn make_room(&mut self, source: IpAddr) {
+        let own = self.open.iter().filter(|c| c.1 == source).count();
+        let victim = if own >= MAX_CONNECTIONS_PER_SOURCE {
+            self.open
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.1 == source)
+                .min_by_key(|(_, c)| c.2)
+        } else if self.open.len() >= MAX_CONNECTIONS {
+            self.open.iter().enumerate().min_by_key(|(_, c)| c.2)
+        } else {
+            None
+        };
+        if let Some((i, _)) = victim {
+            let (_, peer, _, handle) = self.open.remove(i);
+            debug!(%peer, "connection request connection dropped for a newer one");
+            handle.abort();
+        }
+    }
 }
 
 /// Binds the server and returns its address; accepted requests are sent
@@ -118,23 +173,27 @@ pub async fn serve(
         config,
         nonces: HashMap::new(),
         accepted: Bucket::full(BURST, Instant::now()),
-        challenges: Bucket::full(CHALLENGE_BURST, Instant::now()),
+        challenges: HashMap::new(),
     }));
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let connections = Arc::new(Mutex::new(Connections::default()));
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, peer)) = listener.accept().await else {
                 continue;
             };
-            // Beyond MAX_CONNECTIONS the connection is closed at once: a
-            // peer cannot tie up unbounded tasks and sockets.
-            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                debug!(%peer, "connection request refused: too many connections");
-                continue;
-            };
+            let source = canonical(peer.ip());
+            // Never more than MAX_CONNECTIONS tasks and sockets: room is
+            // made before the new one is served.
+            let mut open = connections
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            open.make_room(source);
+            let id = open.next_id;
+            open.next_id += 1;
             let state = Arc::clone(&state);
             let requests = requests.clone();
-            tokio::spawn(async move {
+            let registry = Arc::clone(&connections);
+            let served = tokio::spawn(async move {
                 let service = service_fn(move |request: Request<Incoming>| {
                     let response = handle(&state, &requests, &request, peer);
                     async move { Ok::<_, Infallible>(response) }
@@ -144,8 +203,14 @@ pub async fn serve(
                     .header_read_timeout(HEADER_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), service);
                 let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
-                drop(slot);
+                registry
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .open
+                    .retain(|c| c.0 != id);
             });
+            open.open
+                .push((id, source, Instant::now(), served.abort_handle()));
         }
     });
     Ok((address, task))
@@ -163,7 +228,8 @@ fn handle(
     let now = Instant::now();
     state
         .nonces
-        .retain(|_, (issued, _)| now.duration_since(*issued) < NONCE_LIFETIME);
+        .retain(|_, (issued, _, _)| now.duration_since(*issued) < NONCE_LIFETIME);
+    let source = canonical(peer.ip());
     if request.method() != Method::GET || request.uri().path() != state.config.path {
         return reply(StatusCode::NOT_FOUND);
     }
@@ -176,15 +242,18 @@ fn handle(
             verify(&mut state, header, request.method().as_str(), uri, now)
         });
     if !authorized {
-        if !state
-            .challenges
-            .take(CHALLENGE_BURST, CHALLENGE_INTERVAL, now)
-        {
-            warn!(%peer, "connection request refused: too many challenges");
+        if !challenge_allowed(&mut state, source, now) {
+            debug!(%peer, "connection request refused: too many challenges from it");
             return reply(StatusCode::SERVICE_UNAVAILABLE);
         }
-        debug!(%peer, "connection request challenged");
-        return challenge(&mut state, now);
+        if request.headers().contains_key(AUTHORIZATION) {
+            // Wrong credentials (or a stale nonce): said at info, so an
+            // operator sees why an ACS cannot reach the device.
+            info!(%peer, "connection request with credentials that do not match; challenged again");
+        } else {
+            debug!(%peer, "connection request challenged");
+        }
+        return challenge(&mut state, source, now);
     }
     let interval = state.config.min_interval;
     if !state.accepted.take(BURST, interval, now) {
@@ -203,21 +272,77 @@ fn reply(status: StatusCode) -> Response<Full<Bytes>> {
     response
 }
 
-fn challenge(state: &mut State, now: Instant) -> Response<Full<Bytes>> {
-    if state.nonces.len() >= MAX_NONCES {
-        // Forget the oldest: a flood of challenges must not grow memory.
-        if let Some(oldest) = state
+/// An IPv4 peer on the dual-stack socket arrives v4-mapped: one source
+/// whichever way it is written.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Takes a token from `source`'s challenge bucket, remembering at most
+/// [`MAX_SOURCES`] sources.
+fn challenge_allowed(state: &mut State, source: IpAddr, now: Instant) -> bool {
+    if !state.challenges.contains_key(&source)
+        && state.challenges.len() >= MAX_SOURCES
+        && let Some(stalest) = state
+            .challenges
+            .iter()
+            .min_by_key(|(_, b)| b.since)
+            .map(|(ip, _)| *ip)
+    {
+        state.challenges.remove(&stalest);
+    }
+    state
+        .challenges
+        .entry(source)
+        .or_insert_with(|| Bucket::full(CHALLENGE_BURST, now))
+        .take(CHALLENGE_BURST, CHALLENGE_INTERVAL, now)
+}
+
+fn challenge(state: &mut State, source: IpAddr, now: Instant) -> Response<Full<Bytes>> {
+    // Memory stays bounded: a source past its share loses its own oldest
+    // nonce; past the total, the source holding most loses its oldest. A
+    // flood from one address never evicts the nonce an ACS elsewhere is
+    // about to answer.
+    // Among equals, the oldest nonce goes: an ACS answers its challenge
+    // within milliseconds, so only a flood of MAX_NONCES challenges from
+    // as many addresses in that time could take its nonce away.
+    let own = state.nonces.values().filter(|n| n.2 == source).count();
+    let evict_from: Option<Vec<IpAddr>> = if own >= MAX_NONCES_PER_SOURCE {
+        Some(vec![source])
+    } else if state.nonces.len() >= MAX_NONCES {
+        let mut counts: HashMap<IpAddr, usize> = HashMap::new();
+        for n in state.nonces.values() {
+            *counts.entry(n.2).or_default() += 1;
+        }
+        let most = counts.values().copied().max().unwrap_or(0);
+        Some(
+            counts
+                .into_iter()
+                .filter(|(_, c)| *c == most)
+                .map(|(ip, _)| ip)
+                .collect(),
+        )
+    } else {
+        None
+    };
+    if let Some(from) = evict_from
+        && let Some(oldest) = state
             .nonces
             .iter()
-            .min_by_key(|(_, (t, _))| *t)
-            .map(|(n, _)| n.clone())
-        {
-            state.nonces.remove(&oldest);
-        }
+            .filter(|(_, n)| from.contains(&n.2))
+            .min_by_key(|(_, n)| n.0)
+            .map(|(nonce, _)| nonce.clone())
+    {
+        state.nonces.remove(&oldest);
     }
     let nonce = random_hex(16);
     let opaque = random_hex(8);
-    state.nonces.insert(nonce.clone(), (now, opaque.clone()));
+    state
+        .nonces
+        .insert(nonce.clone(), (now, opaque.clone(), source));
     let mut response = reply(StatusCode::UNAUTHORIZED);
     let value = format!(
         "Digest realm=\"{REALM}\", qop=\"auth\", algorithm=MD5, nonce=\"{nonce}\", opaque=\"{opaque}\""
@@ -232,7 +357,7 @@ fn challenge(state: &mut State, now: Instant) -> Response<Full<Bytes>> {
 /// nonce.
 fn verify(state: &mut State, header: &str, method: &str, request_uri: &str, now: Instant) -> bool {
     let header = header.trim();
-    if let Some(encoded) = header.strip_prefix("Basic ") {
+    if header.starts_with("Basic ") {
         if !state.config.allow_basic {
             return false;
         }
@@ -240,8 +365,9 @@ fn verify(state: &mut State, header: &str, method: &str, request_uri: &str, now:
         if username.is_empty() {
             return false;
         }
+        // "Basic " and the base64 of user:password, as a whole.
         let expected = http_auth::basic::encode_credentials(&username, &password);
-        return constant_time_eq(encoded.trim().as_bytes(), expected.as_bytes());
+        return constant_time_eq(header.as_bytes(), expected.as_bytes());
     }
     let Some(params) = header.strip_prefix("Digest ") else {
         return false;
@@ -257,13 +383,15 @@ fn verify(state: &mut State, header: &str, method: &str, request_uri: &str, now:
     ) else {
         return false;
     };
-    let Some((issued, opaque)) = state.nonces.get(nonce).cloned() else {
+    let Some((issued, opaque, _)) = state.nonces.get(nonce).cloned() else {
         return false;
     };
     let (expected_user, password) = (state.config.credentials)();
-    // An empty username means no credentials are configured: refuse all
-    // rather than accept anyone.
-    if expected_user.is_empty()
+    // An empty username with a password set is a half-made configuration:
+    // refused. Both empty is "no credentials" (§3.2.2: the credentials
+    // are those two values), answered over the empty pair as a stock
+    // GenieACS computes it.
+    if (expected_user.is_empty() && !password.is_empty())
         || now.duration_since(issued) >= NONCE_LIFETIME
         || get("opaque") != Some(opaque.as_str())
         || username != expected_user
@@ -401,7 +529,7 @@ mod tests {
             },
             nonces: HashMap::new(),
             accepted: Bucket::full(BURST, Instant::now()),
-            challenges: Bucket::full(CHALLENGE_BURST, Instant::now()),
+            challenges: HashMap::new(),
         }
     }
 
@@ -409,7 +537,10 @@ mod tests {
     fn digest(state: &mut State, uri: &str, qop: bool) -> String {
         let now = Instant::now();
         let nonce = random_hex(4);
-        state.nonces.insert(nonce.clone(), (now, "op".into()));
+        state.nonces.insert(
+            nonce.clone(),
+            (now, "op".into(), IpAddr::from([127, 0, 0, 1])),
+        );
         let ha1 = md5_hex(&format!("acs:{REALM}:pw"));
         let ha2 = md5_hex(&format!("GET:{uri}"));
         if qop {
@@ -436,6 +567,93 @@ mod tests {
         assert!(!verify(&mut state, &elsewhere, "GET", "/cr", now));
         let downgraded = digest(&mut state, "/cr", false);
         assert!(!verify(&mut state, &downgraded, "GET", "/cr", now));
+    }
+
+    /// A Digest over `username`/`password` on a fresh nonce.
+    fn digest_as(state: &mut State, username: &str, password: &str) -> String {
+        let nonce = random_hex(4);
+        state.nonces.insert(
+            nonce.clone(),
+            (Instant::now(), "op".into(), IpAddr::from([127, 0, 0, 1])),
+        );
+        let ha1 = md5_hex(&format!("{username}:{REALM}:{password}"));
+        let ha2 = md5_hex("GET:/cr");
+        let response = md5_hex(&format!("{ha1}:{nonce}:00000001:c:auth:{ha2}"));
+        format!(
+            r#"Digest username="{username}", realm="{REALM}", nonce="{nonce}", uri="/cr", qop=auth, nc=00000001, cnonce="c", opaque="op", response="{response}""#
+        )
+    }
+
+    #[test]
+    fn empty_credentials_take_the_empty_pair_and_nothing_else() {
+        let mut state = state();
+        state.config.credentials = Arc::new(|| (String::new(), String::new()));
+        let now = Instant::now();
+        let empty = digest_as(&mut state, "", "");
+        assert!(verify(&mut state, &empty, "GET", "/cr", now));
+        assert!(!verify(&mut state, &empty, "GET", "/cr", now), "single use");
+        let other = digest_as(&mut state, "acs", "pw");
+        assert!(!verify(&mut state, &other, "GET", "/cr", now));
+        // A password without a username is a half-made configuration.
+        state.config.credentials = Arc::new(|| (String::new(), "pw".into()));
+        let half = digest_as(&mut state, "", "pw");
+        assert!(!verify(&mut state, &half, "GET", "/cr", now));
+    }
+
+    #[test]
+    fn basic_is_the_whole_header_when_allowed() {
+        let mut state = state();
+        let now = Instant::now();
+        let basic = http_auth::basic::encode_credentials("acs", "pw");
+        assert!(
+            !verify(&mut state, &basic, "GET", "/cr", now),
+            "off by default"
+        );
+        state.config.allow_basic = true;
+        assert!(verify(&mut state, &basic, "GET", "/cr", now));
+        let wrong = http_auth::basic::encode_credentials("acs", "guess");
+        assert!(!verify(&mut state, &wrong, "GET", "/cr", now));
+    }
+
+    #[test]
+    fn a_flooding_source_never_evicts_another_sources_nonce() {
+        let mut state = state();
+        let start = Instant::now();
+        let mut tick = 0u64;
+        let mut now = || {
+            tick += 1;
+            start + Duration::from_millis(tick)
+        };
+        let flood = |state: &mut State, now: &mut dyn FnMut() -> Instant, from: u32, to: u32| {
+            for i in from..to {
+                let flooder = IpAddr::from([10, 0, (i / 250) as u8, (i % 250) as u8]);
+                let _ = challenge(state, flooder, now());
+                let _ = challenge(state, IpAddr::from([10, 9, 9, 9]), now());
+            }
+        };
+        flood(&mut state, &mut now, 0, 1000);
+        let acs = IpAddr::from([127, 0, 0, 1]);
+        let _ = challenge(&mut state, acs, now());
+        let kept: Vec<String> = state
+            .nonces
+            .iter()
+            .filter(|(_, n)| n.2 == acs)
+            .map(|(nonce, _)| nonce.clone())
+            .collect();
+        // What many addresses can send while the ACS answers, and any
+        // number from one address.
+        flood(&mut state, &mut now, 1000, 1000 + MAX_NONCES as u32 / 2);
+        for _ in 0..1000 {
+            let _ = challenge(&mut state, IpAddr::from([10, 9, 9, 9]), now());
+        }
+        assert!(state.nonces.len() <= MAX_NONCES);
+        assert!(state.nonces.contains_key(&kept[0]), "the ACS's nonce stays");
+        let one = state
+            .nonces
+            .values()
+            .filter(|n| n.2 == IpAddr::from([10, 9, 9, 9]))
+            .count();
+        assert!(one <= MAX_NONCES_PER_SOURCE, "{one}");
     }
 
     #[test]

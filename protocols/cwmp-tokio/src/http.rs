@@ -122,6 +122,9 @@ pub struct HttpSession {
     range_from: u64,
     /// The ETag or Last-Modified of the download's first response.
     validator: Option<String>,
+    /// Refuse a Basic challenge on a plain http:// URL (the ACS's session;
+    /// file servers named in a Download are left as the ACS chose them).
+    refuse_basic_over_http: bool,
 }
 
 impl HttpSession {
@@ -145,7 +148,15 @@ impl HttpSession {
             range_from: 0,
             file_body: false,
             validator: None,
+            refuse_basic_over_http: false,
         }
+    }
+
+    /// Whether a Basic challenge over plain HTTP is refused rather than
+    /// answered with the password in base64 (TR-069 §3.4.4 recommends
+    /// Basic only over TLS).
+    pub fn refuse_basic_over_http(&mut self, refuse: bool) {
+        self.refuse_basic_over_http = refuse;
     }
 
     /// POSTs `body` (empty for the empty POST) and returns the final
@@ -237,6 +248,17 @@ impl HttpSession {
                     .map_err(|e| {
                         HttpError::Unauthorized(format!("unusable challenge {challenge:?}: {e}"))
                     })?;
+                if self.refuse_basic_over_http
+                    && matches!(client, http_auth::PasswordClient::Basic(_))
+                    && self.uri.scheme_str() != Some("https")
+                {
+                    return Err(HttpError::Unauthorized(
+                        "the ACS asks for Basic authentication over plain HTTP, which would \
+                         send the password readable; not answered (use an https:// ACS URL, \
+                         or set [cwmp] allow_basic_over_http = true)"
+                            .into(),
+                    ));
+                }
                 self.auth = Some(client);
                 challenged = true;
                 continue;

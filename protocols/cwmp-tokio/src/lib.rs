@@ -35,6 +35,9 @@ pub struct Config {
     pub connection_request: Option<ConnectionRequestServer>,
     /// Limit for each HTTP exchange.
     pub http_timeout: Duration,
+    /// Answer a Basic challenge from an http:// ACS (off by default: the
+    /// password would cross the network readable).
+    pub allow_basic_over_http: bool,
     /// For https:// ACS URLs.
     pub tls: TlsSettings,
     /// What the driver reports about itself (for `dmagent status`).
@@ -76,6 +79,14 @@ pub struct Status {
     /// The public address of the UDP connection-request port, as the STUN
     /// server saw it.
     pub stun_binding: Option<String>,
+    /// Where the connection-request server listens, once bound.
+    pub connection_request_address: Option<String>,
+    /// Why it is not listening yet (the address and the error), while
+    /// binding is retried.
+    pub connection_request_error: Option<String>,
+    /// ConnectionRequestUsername and ConnectionRequestPassword are both
+    /// empty: anyone who reaches the port can start a session.
+    pub connection_requests_unprotected: bool,
 }
 
 /// How a transfer that succeeded ended.
@@ -176,9 +187,11 @@ pub async fn run(
     let (du_results_tx, mut du_results) = mpsc::unbounded_channel();
     let mut transferring = false;
     let mut kick_waiters = KickWaiters::new();
-    let mut cr_port = None;
     let mut cr_path = String::new();
-    let mut udp_cr = false;
+    // Where the connection-request server listens once bound (port, and
+    // whether UDP requests are served too): binding is retried in the
+    // background, sessions to the ACS go on meanwhile.
+    let (cr_bound_tx, mut cr_bound) = watch::channel::<Option<(u16, bool)>>(None);
     if let Some(cr) = config.connection_request.clone() {
         cr_path = cr.path.clone();
         let source = Arc::clone(&tree);
@@ -196,10 +209,6 @@ pub async fn run(
             allow_basic: cr.allow_basic,
             min_interval: cr.min_interval,
         };
-        let (address, _task) = connreq::serve(server, cr_tx.clone()).await?;
-        cr_port = Some(address.port());
-        // UDP connection requests (TR-069 Annex G) on the same port number.
-        let udp_bind = SocketAddr::new(cr.bind.ip(), address.port());
         let stun = udpcr::Stun {
             settings: {
                 let tree = Arc::clone(&tree);
@@ -240,18 +249,23 @@ pub async fn run(
                 })
             },
         };
-        match udpcr::serve(
-            udp_bind,
+        let requests = ConnectionRequests {
+            server,
             credentials,
-            cr.min_interval,
-            cr_tx,
-            Some(stun),
-            Some(replay),
-        )
-        .await
-        {
-            Ok(_) => udp_cr = true,
-            Err(e) => warn!(%udp_bind, "no UDP connection requests: {e}"),
+            stun,
+            replay,
+            requests: cr_tx,
+            status: Arc::clone(&config.status),
+        };
+        // The first attempt before the first session, so that its Inform
+        // carries the ConnectionRequestURL; retries in the background.
+        match requests.bind().await {
+            Ok(bound) => {
+                let _ = cr_bound_tx.send(Some(bound));
+            }
+            Err(e) => {
+                tokio::spawn(requests.bind_again(e, cr_bound_tx, shutdown.clone()));
+            }
         }
     }
     let seed = SystemTime::now()
@@ -270,6 +284,10 @@ pub async fn run(
     };
 
     loop {
+        let (cr_port, udp_cr) = match *cr_bound.borrow() {
+            Some((port, udp)) => (Some(port), udp),
+            None => (None, false),
+        };
         for change in changes.drain() {
             engine.handle_change(&mut lock(&tree), &change);
         }
@@ -303,7 +321,24 @@ pub async fn run(
             }
             engine.poll_start(&mut tree, wall());
         }
-        lock_status(&config.status).acs_url = url.clone();
+        {
+            let unprotected = config.connection_request.is_some() && {
+                let tree = lock(&tree);
+                string(&tree, management_server::CONNECTION_REQUEST_USERNAME).is_empty()
+                    && string(&tree, management_server::CONNECTION_REQUEST_PASSWORD).is_empty()
+            };
+            let mut status = lock_status(&config.status);
+            if unprotected && !status.connection_requests_unprotected {
+                warn!(
+                    "connection requests are unprotected: ConnectionRequestUsername and \
+                     ConnectionRequestPassword are empty, so any host that can reach the \
+                     port can start a session (set [cwmp] connection_request_username and \
+                     connection_request_password, or have the ACS set them)"
+                );
+            }
+            status.connection_requests_unprotected = unprotected;
+            status.acs_url = url.clone();
+        }
         dispatch(&mut engine, &host, &config.status, &mut kick_waiters).await;
         if engine.in_session() {
             session(
@@ -420,6 +455,9 @@ pub async fn run(
                 }
             }
             () = changed.notified() => {}
+            // The connection-request server came up: its URL is published
+            // at the top of the loop.
+            Ok(()) = cr_bound.changed() => {}
             Some(()) = cr_rx.recv() => engine.handle_connection_request(&mut lock(&tree)),
             Some((key, outcome)) = du_results.recv() => {
                 transferring = false;
@@ -469,6 +507,88 @@ pub async fn run(
             },
             () = sleep_until(deadline) => {
                 engine.handle_timeout(&mut lock(&tree), Instant::now(), wall());
+            }
+        }
+    }
+}
+
+/// The connection-request servers (TCP and, on the same port number,
+/// UDP, TR-069 Annex G) and what they need.
+struct ConnectionRequests {
+    server: ConnectionRequestConfig,
+    credentials: connreq::CredentialSource,
+    stun: udpcr::Stun,
+    replay: udpcr::ReplayStore,
+    requests: mpsc::Sender<()>,
+    status: Arc<Mutex<Status>>,
+}
+
+impl ConnectionRequests {
+    /// Binds both; returns the port and whether UDP requests are served.
+    /// Only the TCP bind failing is an error: without UDP, HTTP
+    /// connection requests still work.
+    async fn bind(&self) -> std::io::Result<(u16, bool)> {
+        let bind = self.server.bind;
+        let (address, _task) = connreq::serve(self.server.clone(), self.requests.clone())
+            .await
+            .inspect_err(|e| {
+                lock_status(&self.status).connection_request_error = Some(format!("{bind}: {e}"));
+            })?;
+        {
+            let mut status = lock_status(&self.status);
+            status.connection_request_error = None;
+            status.connection_request_address = Some(address.to_string());
+        }
+        let udp_bind = SocketAddr::new(bind.ip(), address.port());
+        let udp = match udpcr::serve(
+            udp_bind,
+            Arc::clone(&self.credentials),
+            self.server.min_interval,
+            self.requests.clone(),
+            Some(self.stun.clone()),
+            Some(self.replay.clone()),
+        )
+        .await
+        {
+            Ok(_) => true,
+            Err(e) => {
+                warn!(%udp_bind, "no UDP connection requests: {e}");
+                false
+            }
+        };
+        Ok((address.port(), udp))
+    }
+
+    /// Binds again after `error`, with a growing wait (1 s doubling to a
+    /// minute), while the address cannot be bound (a port in use, an
+    /// address not configured yet). CWMP sessions to the ACS go on
+    /// meanwhile, and the log and `status` say why requests are not
+    /// served; `bound` says where they are once they are.
+    async fn bind_again(
+        self,
+        mut error: std::io::Error,
+        bound: watch::Sender<Option<(u16, bool)>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut wait = Duration::from_secs(1);
+        loop {
+            warn!(
+                bind = %self.server.bind,
+                "connection requests cannot be served: {error}; binding again in {} s",
+                wait.as_secs()
+            );
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            wait = (wait * 2).min(Duration::from_secs(60));
+            match self.bind().await {
+                Ok(done) => {
+                    info!(bind = %self.server.bind, "connection requests served");
+                    let _ = bound.send(Some(done));
+                    return;
+                }
+                Err(e) => error = e,
             }
         }
     }
@@ -562,6 +682,7 @@ async fn session(
         }
     };
     let mut http = http::HttpSession::new(uri, credentials, config.http_timeout, tls);
+    http.refuse_basic_over_http(!config.allow_basic_over_http);
     while let Some(body) = engine.poll_transmit() {
         trace!(body = %body, "CWMP POST");
         let body = Arc::new(body);

@@ -112,6 +112,10 @@ async fn acs(challenge: &'static str, valid: fn(&str) -> bool) -> (u16, Seen) {
 }
 
 async fn post(port: u16) -> Result<u16, HttpError> {
+    post_refusing_basic(port, false).await
+}
+
+async fn post_refusing_basic(port: u16, refuse_basic: bool) -> Result<u16, HttpError> {
     let mut session = HttpSession::new(
         format!("http://127.0.0.1:{port}/acs").parse().unwrap(),
         Credentials {
@@ -121,6 +125,7 @@ async fn post(port: u16) -> Result<u16, HttpError> {
         Duration::from_secs(10),
         None,
     );
+    session.refuse_basic_over_http(refuse_basic);
     let body = Arc::new(Body::from("<x/>".to_owned()));
     let result = session.post(&body).await.map(|(status, _)| status);
     session.close().await;
@@ -213,4 +218,26 @@ async fn an_unknown_algorithm_is_an_error_that_names_it() {
     assert!(matches!(error, HttpError::Unauthorized(_)), "{error:?}");
     assert!(error.to_string().contains("XYZ-999"), "{error}");
     assert_eq!(seen.lock().unwrap().len(), 1, "nothing sent after the 401");
+}
+
+/// Hostile input: a Basic challenge on an http:// ACS was answered with
+/// the ACS password in base64, readable on the way. A session refuses it
+/// (a clear error, nothing sent after the 401) unless the configuration
+/// allows it.
+#[tokio::test(flavor = "current_thread")]
+async fn basic_over_plain_http_is_refused_unless_allowed() {
+    let (port, seen) = acs(r#"Basic realm="acs""#, |_| true).await;
+    let error = post_refusing_basic(port, true).await.unwrap_err();
+    assert!(matches!(error, HttpError::Unauthorized(_)), "{error:?}");
+    assert!(
+        error.to_string().contains("allow_basic_over_http"),
+        "{error}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1, "no password sent");
+    let (port, seen) = acs(r#"Basic realm="acs""#, |header| {
+        header == http_auth::basic::encode_credentials(USER, PASSWORD)
+    })
+    .await;
+    assert_eq!(post_refusing_basic(port, false).await.unwrap(), 200);
+    one_connection(&seen);
 }

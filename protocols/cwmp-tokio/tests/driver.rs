@@ -360,9 +360,9 @@ async fn a_digest_connection_request_starts_a_session() {
     assert_eq!(challenge.status(), StatusCode::UNAUTHORIZED);
     // Basic is refused.
     let basic = client
-        .get(Some(format!(
-            "Basic {}",
-            http_auth::basic::encode_credentials("acs", "cr-secret")
+        .get(Some(http_auth::basic::encode_credentials(
+            "acs",
+            "cr-secret",
         )))
         .await;
     assert_eq!(basic.status(), StatusCode::UNAUTHORIZED);
@@ -406,6 +406,21 @@ fn driver_with_connection_requests(
     tokio::task::JoinHandle<std::io::Result<()>>,
     watch::Sender<bool>,
 ) {
+    let (driver, stop, _) = driver_with_status(tree, bind, path);
+    (driver, stop)
+}
+
+/// The same, with the driver's status for `dmagent status`.
+fn driver_with_status(
+    tree: &Arc<Mutex<Tree>>,
+    bind: SocketAddr,
+    path: &str,
+) -> (
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    watch::Sender<bool>,
+    Arc<Mutex<dm_cwmp_tokio::Status>>,
+) {
+    let status = Arc::new(Mutex::new(dm_cwmp_tokio::Status::default()));
     let (host_tx, _host_rx) = mpsc::channel(4);
     let (_commands, commands) = mpsc::channel(1);
     let (stop_tx, stop) = watch::channel(false);
@@ -420,13 +435,14 @@ fn driver_with_connection_requests(
             }),
             http_timeout: Duration::from_secs(10),
             tls: TlsSettings::default(),
+            status: Arc::clone(&status),
             ..Config::default()
         },
         host_tx,
         commands,
         stop,
     ));
-    (driver, stop_tx)
+    (driver, stop_tx, status)
 }
 
 /// An ACS's side of connection requests: GETs of `path` on one kept-alive
@@ -468,14 +484,18 @@ impl CrClient {
     /// The Digest answer to `challenge` (a 401's WWW-Authenticate) with
     /// the connection-request credentials the test tree holds.
     fn answer(&self, challenge: &Response<Incoming>) -> String {
+        self.answer_as(challenge, "acs", "cr-secret")
+    }
+
+    fn answer_as(&self, challenge: &Response<Incoming>, username: &str, password: &str) -> String {
         let header = challenge.headers()["www-authenticate"].to_str().unwrap();
         http_auth::PasswordClient::builder()
             .challenges(header)
             .build()
             .unwrap()
             .respond(&http_auth::PasswordParams {
-                username: "acs",
-                password: "cr-secret",
+                username,
+                password,
                 uri: &self.path,
                 method: "GET",
                 body: None,
@@ -1083,4 +1103,217 @@ async fn stun_binds_the_udp_connection_request_port() {
     );
     stop_tx.send(true).unwrap();
     driver.await.unwrap().unwrap();
+}
+
+fn two_sessions() -> Vec<(u16, String)> {
+    let inform_response =
+        acs_message("<cwmp:InformResponse><MaxEnvelopes>1</MaxEnvelopes></cwmp:InformResponse>");
+    vec![
+        (200, inform_response.clone()),
+        (204, String::new()),
+        (200, inform_response),
+        (204, String::new()),
+    ]
+}
+
+/// Field case (stock GenieACS 1.2.16, no preset): it provisions no
+/// connection-request credentials and answers the challenge with a
+/// Digest over the empty pair. "Refuse all" left every task waiting for
+/// the next periodic Inform. Both empty: the empty pair is accepted
+/// (TR-069 §3.2.2: the credentials are those two values) and `status`
+/// says requests are unprotected; other credentials are still refused.
+#[tokio::test(flavor = "current_thread")]
+async fn a_stock_genieacs_without_credentials_reaches_the_device() {
+    let mut acs = scripted_acs(two_sessions()).await;
+    let tree = Arc::new(Mutex::new(tree(&format!("http://{}/acs", acs.address))));
+    {
+        let at = |r| {
+            dm_core::Path::resource(
+                dm_core::catalog::management_server::ID,
+                dm_core::InstanceId(0),
+                r,
+            )
+        };
+        tree.lock()
+            .unwrap()
+            .begin(dm_core::Origin::Acs)
+            .set(
+                at(dm_core::catalog::management_server::CONNECTION_REQUEST_USERNAME),
+                dm_core::Value::String(String::new()),
+            )
+            .set(
+                at(dm_core::catalog::management_server::CONNECTION_REQUEST_PASSWORD),
+                dm_core::Value::String(String::new()),
+            )
+            .commit()
+            .unwrap();
+    }
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}").parse().unwrap();
+    let (driver, stop_tx, status) = driver_with_status(&tree, bind, "/cr");
+    for _ in 0..3 {
+        next(&mut acs.seen).await;
+    }
+    assert!(status.lock().unwrap().connection_requests_unprotected);
+    let mut client = CrClient::connect("127.0.0.1", port, "/cr").await;
+    let challenge = client.get(None).await;
+    assert_eq!(challenge.status(), StatusCode::UNAUTHORIZED);
+    let wrong = client.answer_as(&challenge, "acs", "guess");
+    assert_eq!(
+        client.get(Some(wrong)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let challenge = client.get(None).await;
+    let empty = client.answer_as(&challenge, "", "");
+    assert_eq!(client.get(Some(empty)).await.status(), StatusCode::OK);
+    let inform = next(&mut acs.seen).await;
+    assert!(
+        inform
+            .body
+            .contains("<EventCode>6 CONNECTION REQUEST</EventCode>"),
+        "{}",
+        inform.body
+    );
+    stop_tx.send(true).unwrap();
+    driver.await.unwrap().unwrap();
+}
+
+/// Field case: a connection-request port in use killed CWMP for good
+/// ("CWMP stopped: Address already in use", port not named) while the
+/// process lived on. Binding is retried; `status` names the address and
+/// the error meanwhile; sessions to the ACS go on; once the port is free,
+/// connection requests are served.
+#[tokio::test(flavor = "current_thread")]
+async fn a_port_in_use_is_bound_once_free_and_sessions_go_on() {
+    let mut acs = scripted_acs(two_sessions()).await;
+    let tree = Arc::new(Mutex::new(tree(&format!("http://{}/acs", acs.address))));
+    let occupier = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = occupier.local_addr().unwrap().port();
+    let bind: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (driver, stop_tx, status) = driver_with_status(&tree, bind, "/cr/SN1");
+    // The boot session happens all the same.
+    for _ in 0..3 {
+        next(&mut acs.seen).await;
+    }
+    let error = status.lock().unwrap().connection_request_error.clone();
+    let error = error.expect("the bind failure is in the status");
+    assert!(error.contains(&bind.to_string()), "{error}");
+    assert!(status.lock().unwrap().connection_request_address.is_none());
+    drop(occupier);
+    // Retried after 1, 2, 4 s...: wait for the status to say it listens.
+    let listening = async {
+        loop {
+            if let Some(address) = status.lock().unwrap().connection_request_address.clone() {
+                return address;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let address = tokio::time::timeout(Duration::from_secs(20), listening)
+        .await
+        .expect("bound once the port is free");
+    assert_eq!(address, bind.to_string());
+    assert!(status.lock().unwrap().connection_request_error.is_none());
+    let mut client = CrClient::connect("127.0.0.1", port, "/cr/SN1").await;
+    let challenge = client.get(None).await;
+    let authorization = client.answer(&challenge);
+    assert_eq!(
+        client.get(Some(authorization)).await.status(),
+        StatusCode::OK
+    );
+    assert!(
+        next(&mut acs.seen)
+            .await
+            .body
+            .contains("<EventCode>6 CONNECTION REQUEST</EventCode>")
+    );
+    stop_tx.send(true).unwrap();
+    driver.await.unwrap().unwrap();
+}
+
+/// Hostile input: one challenge bucket for everyone (16, then 1 a second)
+/// let two unauthenticated GETs a second lock a real ACS out (503), and
+/// eight slow connections re-opened as they closed held every slot. With
+/// a flood of both from 127.0.0.2 running, an ACS at 127.0.0.1 is served
+/// every time, each round within 2 s.
+#[tokio::test(flavor = "current_thread")]
+async fn an_acs_is_served_while_another_address_floods() {
+    let (requests_tx, mut requests) = mpsc::channel(64);
+    let (address, _server) = dm_cwmp_tokio::connreq::serve(
+        dm_cwmp_tokio::ConnectionRequestConfig {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            path: "/cr".into(),
+            credentials: Arc::new(|| ("acs".into(), "cr-secret".into())),
+            allow_basic: false,
+            min_interval: Duration::ZERO,
+        },
+        requests_tx,
+    )
+    .await
+    .unwrap();
+    let flooder = |address: SocketAddr| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        socket.connect(address).await
+    };
+    // Slow connections: a request line, then nothing; re-opened at once
+    // when the server drops them.
+    for _ in 0..8 {
+        tokio::spawn(async move {
+            loop {
+                let Ok(mut stream) = flooder(address).await else {
+                    continue;
+                };
+                use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                let _ = stream.write_all(b"GET /cr HTTP/1.1\r\nHost: x\r\n").await;
+                let mut sink = [0u8; 64];
+                while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+            }
+        });
+    }
+    // Unauthenticated GETs as fast as the server answers them.
+    for _ in 0..2 {
+        tokio::spawn(async move {
+            loop {
+                let Ok(stream) = flooder(address).await else {
+                    continue;
+                };
+                let Ok((mut sender, connection)) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+                else {
+                    continue;
+                };
+                tokio::spawn(connection);
+                loop {
+                    let request = Request::get("/cr")
+                        .header("host", "x")
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    if sender.send_request(request).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    // Let the flood fill the challenge buckets and the slots first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for round in 0..10 {
+        let served = async {
+            let mut client = CrClient::connect("127.0.0.1", address.port(), "/cr").await;
+            let challenge = client.get(None).await;
+            assert_eq!(
+                challenge.status(),
+                StatusCode::UNAUTHORIZED,
+                "round {round}"
+            );
+            let authorization = client.answer(&challenge);
+            client.get(Some(authorization)).await.status()
+        };
+        let status = tokio::time::timeout(Duration::from_secs(2), served)
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the ACS waited more than 2 s"));
+        assert_eq!(status, StatusCode::OK, "round {round}");
+        assert!(requests.recv().await.is_some());
+    }
 }
