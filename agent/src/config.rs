@@ -87,6 +87,8 @@ pub struct Config {
     pub firmware_reboot: bool,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// The most instances a management client may make one object hold.
+    pub max_instances: usize,
     pub identity: Identity,
     pub cwmp: Option<Cwmp>,
     pub lwm2m: Option<Lwm2m>,
@@ -188,6 +190,15 @@ struct File {
     software: SoftwareFile,
     #[serde(default)]
     log: LogFile,
+    #[serde(default)]
+    limits: LimitsFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    /// The most instances a management server may make one object hold.
+    max_instances: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -391,6 +402,13 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         None => 256 * 1024 * 1024,
     };
 
+    let max_instances = match &file.limits.max_instances {
+        Some(n) if *n.get_ref() == 0 || *n.get_ref() > 65535 => {
+            return Err(at.error(&n.span(), "must be from 1 to 65535 (instances)".into()));
+        }
+        Some(n) => *n.get_ref() as usize,
+        None => dm_core::tree::DEFAULT_INSTANCE_LIMIT,
+    };
     let log_level = match (&overrides.log_level, &file.log.level) {
         (Some((name, level)), _) => check_level(level).map_err(|m| flag_error(name, m))?,
         (None, Some(level)) => {
@@ -466,6 +484,7 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         self_update: file.software.self_update,
         log_level,
         log_format,
+        max_instances,
         identity,
         cwmp,
         lwm2m,
@@ -1062,6 +1081,23 @@ mod tests {
                 missing.display()
             ),
         );
+    }
+
+    #[test]
+    fn the_instance_limit_is_checked() {
+        check(
+            "[limits]\nmax_instances = 0\n",
+            "dmagent.toml:2: limits.max_instances: must be from 1 to 65535 (instances)",
+        );
+        let config = parse(
+            "[limits]\nmax_instances = 16\n",
+            "dmagent.toml",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.max_instances, 16);
+        let config = parse("", "dmagent.toml", &Overrides::default()).unwrap();
+        assert_eq!(config.max_instances, dm_core::tree::DEFAULT_INSTANCE_LIMIT);
     }
 
     #[test]

@@ -80,6 +80,7 @@ pub fn build(
     saved: Option<dm_core::Snapshot>,
 ) -> anyhow::Result<(Tree, Vec<String>)> {
     let mut tree = Tree::new();
+    tree.set_instance_limit(config.max_instances);
     dm_objects::register(&mut tree, platform).context("registering objects")?;
     let (mut warnings, covered) = match saved {
         Some(snapshot) => tree.restore(snapshot),

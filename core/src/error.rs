@@ -38,6 +38,10 @@ pub enum Error {
     InstancesExhausted(ObjectId),
     #[error("{0}: instances cannot be created or deleted here")]
     FixedInstances(ObjectId),
+    /// A client asked for one more instance than an object may hold
+    /// (TR-181 maxEntries, or the configured limit).
+    #[error("{object}: no more than {limit} instances")]
+    TooManyInstances { object: ObjectId, limit: usize },
     #[error("{0}: not supported by this device")]
     NotSupported(Path),
     /// The host failed (a D-Bus error).

@@ -188,6 +188,11 @@ struct ObjectEntry {
     next_instance: u16,
 }
 
+/// The default of [`Tree::set_instance_limit`]: far above what a gateway
+/// holds in any table (TR-181 leaves the tables the agent serves
+/// unbounded), far below what makes each state write costly.
+pub const DEFAULT_INSTANCE_LIMIT: usize = 1024;
+
 /// The first number handed out: TR-181 numbers instances from 1 and LwM2M
 /// single-instance objects live at 0.
 fn first_instance(schema: &ObjectSchema) -> u16 {
@@ -196,6 +201,8 @@ fn first_instance(schema: &ObjectSchema) -> u16 {
 
 /// The object tree.
 pub struct Tree {
+    /// The most instances a client may make an object hold.
+    instance_limit: usize,
     objects: BTreeMap<ObjectId, ObjectEntry>,
     attributes: Attributes,
     pending: BTreeMap<String, String>,
@@ -212,12 +219,23 @@ impl Default for Tree {
 impl Tree {
     pub fn new() -> Tree {
         Tree {
+            instance_limit: DEFAULT_INSTANCE_LIMIT,
             objects: BTreeMap::new(),
             attributes: Attributes::default(),
             pending: BTreeMap::new(),
             bus: ChangeBus::default(),
             store: None,
         }
+    }
+
+    /// The most instances of one object a management client may create
+    /// (default [`DEFAULT_INSTANCE_LIMIT`]): beyond it a Create is
+    /// [`Error::TooManyInstances`]. The state file is written whole, so an
+    /// unbounded table would make every write slower and the file grow
+    /// without end. The platform and the agent are not held to it: what
+    /// the host has, the tree shows.
+    pub fn set_instance_limit(&mut self, limit: usize) {
+        self.instance_limit = limit;
     }
 
     /// Saves the state through `store` after every change from now on.
@@ -981,6 +999,28 @@ fn stage_create(
             .any(|((o, _), i)| *o == object && i.is_some());
     if !entry.schema.multiple && any_instance && origin.is_client() {
         return Err(Error::FixedInstances(object));
+    }
+    if origin.is_client() {
+        let staged_here = |keep: bool| {
+            staged
+                .instances
+                .iter()
+                .filter(|((o, id), i)| {
+                    *o == object && i.is_some() == keep && {
+                        // Only what changes the count: a staged creation of a
+                        // number the tree lacks, a staged deletion of one it has.
+                        entry.instances.contains_key(id) != keep
+                    }
+                })
+                .count()
+        };
+        let count = entry.instances.len() + staged_here(true) - staged_here(false);
+        if count >= tree.instance_limit {
+            return Err(Error::TooManyInstances {
+                object,
+                limit: tree.instance_limit,
+            });
+        }
     }
     let next = staged
         .next_instance

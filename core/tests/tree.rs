@@ -614,6 +614,54 @@ fn only_durable_changes_are_saved() {
     assert_eq!(saves(), 4);
 }
 
+/// Hostile input: 3,000 empty Creates of /12 were accepted, and the state
+/// file (written whole) grew with each. A client may fill an object up to
+/// the limit, counting what its own transaction creates and deletes; the
+/// platform is not held to it.
+#[test]
+fn clients_create_instances_up_to_the_limit() {
+    let mut tree = tree();
+    tree.set_instance_limit(3);
+    for _ in 0..3 {
+        tree.begin(Origin::Server(1))
+            .create(wlan::ID, None)
+            .commit()
+            .unwrap();
+    }
+    let error = tree
+        .begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap_err();
+    assert_eq!(
+        error.faults,
+        [Error::TooManyInstances {
+            object: wlan::ID,
+            limit: 3
+        }]
+    );
+    // A transaction that deletes one may create one; two is one too many.
+    tree.begin(Origin::Acs)
+        .delete(wlan::ID, InstanceId(1))
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    assert!(
+        tree.begin(Origin::Acs)
+            .delete(wlan::ID, InstanceId(2))
+            .create(wlan::ID, None)
+            .create(wlan::ID, None)
+            .commit()
+            .is_err()
+    );
+    assert_eq!(tree.instances(wlan::ID).unwrap().len(), 3);
+    tree.begin(Origin::Platform)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    assert_eq!(tree.instances(wlan::ID).unwrap().len(), 4);
+}
+
 #[test]
 fn a_failed_save_rolls_the_commit_back() {
     let mut tree = tree();

@@ -34,7 +34,9 @@ pub fn fault_code(error: &Error) -> FaultCode {
             ..
         } => FaultCode::InvalidParameterType,
         Error::InvalidValue { .. } | Error::Rejected { .. } => FaultCode::InvalidParameterValue,
-        Error::InstancesExhausted(_) => FaultCode::ResourcesExceeded,
+        Error::InstancesExhausted(_) | Error::TooManyInstances { .. } => {
+            FaultCode::ResourcesExceeded
+        }
         Error::NotExecutable(_) | Error::NotSupported(_) | Error::AccessDenied { .. } => {
             FaultCode::RequestDenied
         }

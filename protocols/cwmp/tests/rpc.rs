@@ -783,3 +783,17 @@ fn the_work_a_request_causes_is_bounded() {
     rpc::set_parameter_attributes(&mut tree, &changes).unwrap();
     assert_eq!(saves.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
+
+/// Hostile input: AddObject without end. Past the instance limit it is
+/// 9004 Resources exceeded.
+#[test]
+fn add_object_past_the_instance_limit_is_9004() {
+    let mut tree = tree();
+    let have = tree.instances(wlan::ID).unwrap().len();
+    tree.set_instance_limit(have + 1);
+    rpc::add_object(&mut tree, "Device.WiFi.SSID.", "k1").unwrap();
+    let fault = rpc::add_object(&mut tree, "Device.WiFi.SSID.", "k2").unwrap_err();
+    assert_eq!(fault.code, 9004, "{fault:?}");
+    assert_eq!(tree.instances(wlan::ID).unwrap().len(), have + 1);
+    assert_eq!(value(&tree, "Device.ManagementServer.ParameterKey"), "k1");
+}

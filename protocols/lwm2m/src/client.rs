@@ -2308,6 +2308,9 @@ pub fn core_error(e: &Error) -> Packet {
             ResponseType::BadRequest
         }
         Error::InstancesExhausted(_) => ResponseType::RequestEntityTooLarge,
+        // Core's Create has no code for "full": 5.00, with the limit in
+        // the diagnostic.
+        Error::TooManyInstances { .. } => ResponseType::InternalServerError,
         Error::PlatformUnavailable(_) => ResponseType::ServiceUnavailable,
         Error::PlatformDenied(_) => ResponseType::Unauthorized,
         Error::PlatformInvalid(_) => ResponseType::BadRequest,

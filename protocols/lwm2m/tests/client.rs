@@ -1984,3 +1984,29 @@ fn a_composite_read_names_each_value_once() {
     assert_eq!(code(&many), ResponseType::Content);
     assert_eq!(size(&many), size(&once));
 }
+
+/// Hostile input: 3,000 empty Creates of /12 were all accepted. Past the
+/// instance limit a Create is 5.00 with the limit in the diagnostic, and
+/// nothing is created.
+#[test]
+fn creates_past_the_instance_limit_are_refused() {
+    let mut f = fixture();
+    f.register();
+    let have = f.tree.instances(dm_core::catalog::wlan::ID).unwrap().len();
+    f.tree.set_instance_limit(have + 2);
+    for _ in 0..2 {
+        let created = f.request(RequestType::Post, "/12", |_| {});
+        assert_eq!(code(&created), ResponseType::Created);
+    }
+    let refused = f.request(RequestType::Post, "/12", |_| {});
+    assert_eq!(code(&refused), ResponseType::InternalServerError);
+    assert!(
+        String::from_utf8_lossy(&refused.payload).contains(&format!("no more than {}", have + 2)),
+        "{:?}",
+        refused.payload
+    );
+    assert_eq!(
+        f.tree.instances(dm_core::catalog::wlan::ID).unwrap().len(),
+        have + 2
+    );
+}
