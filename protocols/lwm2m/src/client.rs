@@ -176,6 +176,10 @@ pub struct Client {
     bootstrap_saved: Option<crate::bootstrap::Saved>,
     /// Instances came or went since the last Register/Update.
     links_changed: bool,
+    /// The lifetime and binding the server was last told (Register or
+    /// Update): an Update carries each that changed since (Core §6.2.2).
+    told_lifetime: u32,
+    told_binding: String,
     /// Queue mode (LwM2M Core §6.4): the server reaches the client only
     /// within AWAKE_WINDOW after the client last spoke.
     queue_mode: bool,
@@ -225,6 +229,8 @@ impl Client {
             stored: std::collections::VecDeque::new(),
             stored_bytes: 0,
             links_changed: false,
+            told_lifetime: 0,
+            told_binding: String::new(),
             queue_mode: false,
             awake_until: Instant::now(),
         }
@@ -292,6 +298,8 @@ impl Client {
         if self.queue_mode {
             queries.push("Q".to_owned());
         }
+        self.told_lifetime = lifetime;
+        self.told_binding = binding;
         for query in queries {
             packet.add_option(CoapOption::UriQuery, query.into_bytes());
         }
@@ -400,6 +408,19 @@ impl Client {
 
     /// A change on the tree: observations that cover it become due.
     pub fn handle_change(&mut self, tree: &mut Tree, now: Instant, change: &Change) {
+        // Our own lifetime or binding changed (a server wrote it): the
+        // server hears it in an Update now, not at the next one.
+        if change.path.object_id() == dm_core::catalog::server::ID
+            && change.path.instance_id() == Some(InstanceId(self.config.server_instance))
+            && matches!(
+                change.path.resource_id(),
+                Some(dm_core::catalog::server::LIFETIME | dm_core::catalog::server::BINDING)
+            )
+            && matches!(change.kind, ChangeKind::Value(_))
+            && self.is_registered()
+        {
+            self.next_update = Some(now);
+        }
         match change.kind {
             ChangeKind::Executed(_) => {
                 self.handle_execute(tree, now, &change.path);
@@ -560,8 +581,27 @@ impl Client {
         for segment in location.split('/').filter(|s| !s.is_empty()) {
             packet.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
         }
-        // LwM2M Core §6.2.2: an Update carries the object links only when
-        // instances came or went since the last registration message.
+        // LwM2M Core §6.2.2: an Update carries what changed since the last
+        // registration message: the lifetime (a server that wrote /1/x/1
+        // keeps its old one until told, and expires the registration), the
+        // binding and queue mode, and the object links when instances
+        // came or went.
+        let lifetime = self.lifetime(tree);
+        if lifetime != self.told_lifetime {
+            packet.add_option(CoapOption::UriQuery, format!("lt={lifetime}").into_bytes());
+            self.told_lifetime = lifetime;
+        }
+        let binding = self.binding(tree);
+        if binding != self.told_binding {
+            let transport: String = binding.chars().filter(|c| *c != 'Q').collect();
+            packet.add_option(CoapOption::UriQuery, format!("b={transport}").into_bytes());
+            let queue = binding.contains('Q');
+            if queue {
+                packet.add_option(CoapOption::UriQuery, b"Q".to_vec());
+            }
+            self.queue_mode = queue;
+            self.told_binding = binding;
+        }
         if std::mem::take(&mut self.links_changed) {
             packet.add_option(
                 CoapOption::ContentFormat,

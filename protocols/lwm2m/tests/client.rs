@@ -2010,3 +2010,48 @@ fn creates_past_the_instance_limit_are_refused() {
         have + 2
     );
 }
+
+/// Field case (Leshan 2.0): after the server wrote /1/0/1 = 1000 the next
+/// Update carried nothing, Leshan kept 300 s and expired the
+/// registration. The Update goes at once and carries lt= (and b= when the
+/// binding changed); the following one carries neither; the next Update
+/// comes at half the new lifetime.
+#[test]
+fn a_lifetime_the_server_writes_reaches_it_in_the_next_update() {
+    let mut f = fixture();
+    f.register();
+    let changes = f.tree.subscribe(16);
+    let write = f.request(
+        RequestType::Put,
+        "/1/0/1",
+        content(ContentFormat::Text, b"1000".to_vec()),
+    );
+    assert_eq!(code(&write), ResponseType::Changed);
+    for change in changes.drain() {
+        f.client.handle_change(&mut f.tree, f.now, &change);
+    }
+    assert_eq!(f.client.poll_timeout(&f.tree), Some(f.now), "due at once");
+    f.advance(Duration::ZERO);
+    let update = f.sent();
+    assert_eq!(options(&update, CoapOption::UriPath), ["rd", "5a3f"]);
+    assert_eq!(options(&update, CoapOption::UriQuery), ["lt=1000"]);
+    f.answer(&update, ResponseType::Changed, &[]);
+    assert_eq!(f.client.poll_event(), Some(ClientEvent::Updated));
+    assert_eq!(
+        f.client.poll_timeout(&f.tree),
+        Some(f.now + Duration::from_secs(500))
+    );
+    f.advance(Duration::from_secs(500));
+    let update = f.sent();
+    assert!(options(&update, CoapOption::UriQuery).is_empty());
+    f.answer(&update, ResponseType::Changed, &[]);
+    // The binding: b= and Q when queue mode comes with it.
+    f.queue_mode(1000);
+    for change in changes.drain() {
+        f.client.handle_change(&mut f.tree, f.now, &change);
+    }
+    assert_eq!(f.client.poll_timeout(&f.tree), Some(f.now), "due at once");
+    f.advance(Duration::ZERO);
+    let update = f.sent();
+    assert_eq!(options(&update, CoapOption::UriQuery), ["b=U", "Q"]);
+}
