@@ -120,8 +120,9 @@ struct Observation {
     sequence: u32,
     last_sent: Instant,
     dirty: bool,
-    /// The numeric value last reported, for gt/lt/st (LwM2M Core §5.1.2).
-    last_value: Option<f64>,
+    /// The value last reported, for a single resource: a sample compares
+    /// with it, and gt/lt/st judge numbers against it (LwM2M Core §5.1.2).
+    last_value: Option<Value>,
     /// When the value was last sampled and judged (epmin, epmax).
     last_evaluated: Instant,
     /// An Observe-Composite: every path observed (`path` is the first).
@@ -552,11 +553,9 @@ impl Client {
             // Sampling applies to single paths only (notify_due): a
             // composite with epmax must not make a deadline that never
             // moves.
-            match attrs.epmax {
-                Some(epmax) if epmax > 0 && o.composite.is_none() => {
-                    report.min(o.last_evaluated + secs(epmax))
-                }
-                _ => report,
+            match sampling(&attrs, o, tree) {
+                Some(every) => report.min(o.last_evaluated + every),
+                None => report,
             }
         });
         [
@@ -834,23 +833,23 @@ impl Client {
             // reads live (no change events) is sampled every epmax.
             let evaluated_since = now.saturating_duration_since(o.last_evaluated);
             let epmin_ok = evaluated_since >= secs(attrs.epmin.unwrap_or(0));
-            let epmax_due = attrs
-                .epmax
-                .is_some_and(|e| e > 0 && evaluated_since >= secs(e));
-            let sampled = o.composite.is_none() && epmax_due;
+            // A value computed when read (Current Time, free memory) has no
+            // change events: it is sampled every epmax, or at pmin (at
+            // least every second), as Anjay samples it.
+            let sample_every = sampling(&attrs, o, tree);
+            let sampled = sample_every.is_some_and(|every| evaluated_since >= every);
             if pmax_due {
                 due.push(i);
             } else if (o.dirty && epmin_ok || sampled) && pmin_ok {
                 evaluated.push(i);
-                let value = if o.composite.is_some() {
-                    None
-                } else {
-                    numeric(tree, &o.path)
+                let value = match o.composite {
+                    Some(_) => None,
+                    None => single_value(tree, &o.path),
                 };
                 // A sample without a change event is worth a notification
                 // only if the value moved (and meets gt, lt, st).
                 let moved = o.dirty || value != o.last_value;
-                if moved && meets_change_conditions(&attrs, o.last_value, value) {
+                if moved && meets_change_conditions(&attrs, o.last_value.as_ref(), value.as_ref()) {
                     due.push(i);
                 } else {
                     unreported.push(i);
@@ -859,7 +858,7 @@ impl Client {
                 // Within pmin: a value that moved is a change, reported
                 // once pmin allows.
                 evaluated.push(i);
-                if numeric(tree, &o.path) != o.last_value {
+                if single_value(tree, &o.path) != o.last_value {
                     moved.push(i);
                 }
             }
@@ -906,7 +905,7 @@ impl Client {
             };
             let value = match self.observations[i].composite {
                 Some(_) => None,
-                None => numeric(tree, &path),
+                None => single_value(tree, &path),
             };
             let o = &mut self.observations[i];
             o.last_value = value;
@@ -1299,7 +1298,7 @@ impl Client {
                                     sequence: 0,
                                     last_sent: now,
                                     dirty: false,
-                                    last_value: numeric(tree, &path),
+                                    last_value: single_value(tree, &path),
                                     last_evaluated: now,
                                     composite: None,
                                 });
@@ -1988,30 +1987,76 @@ pub fn retry_wait(failures: u32) -> Duration {
     Duration::from_secs((30u64 << doublings).min(3600))
 }
 
-/// The value of a single numeric resource, for gt/lt/st.
-fn numeric(tree: &Tree, path: &Lwm2mPath) -> Option<f64> {
+/// The value of a single resource (or one instance of a multiple one),
+/// of any type: what a sample compares.
+fn single_value(tree: &Tree, path: &Lwm2mPath) -> Option<Value> {
     path.resource?;
-    let core = mapping::to_core(path).ok()?;
-    let value = match tree.read(Origin::Agent, &core).ok()? {
-        ResourceValue::Single(v) => v,
-        ResourceValue::Multiple(values) => values.get(&path.index?)?.clone(),
-    };
-    match value {
-        Value::Integer(v) => Some(v as f64),
-        Value::Unsigned(v) => Some(v as f64),
-        Value::Float(v) => Some(v),
+    let core = mapping::to_core(&Lwm2mPath {
+        index: None,
+        ..*path
+    })
+    .ok()?;
+    match tree.read(Origin::Agent, &core).ok()? {
+        ResourceValue::Single(v) if path.index.is_none() => Some(v),
+        ResourceValue::Multiple(values) => values.get(&path.index?).cloned(),
+        ResourceValue::Single(_) => None,
+    }
+}
+
+/// How often an observation's value is sampled without a change event:
+/// every epmax when the server set it (its choice of evaluation period);
+/// otherwise a value the tree computes at each read (no change events at
+/// all) is sampled at pmin, never more than once a second nor more often
+/// than epmin. `None`: it is not sampled (composites, stored values
+/// without epmax).
+fn sampling(attrs: &ObserveAttributes, o: &Observation, tree: &Tree) -> Option<Duration> {
+    if o.composite.is_some() {
+        return None;
+    }
+    let secs = |s: u32| Duration::from_secs(s.into());
+    let epmax = attrs.epmax.filter(|e| *e > 0).map(secs);
+    let live = o.path.resource.is_some()
+        && mapping::to_core(&Lwm2mPath {
+            index: None,
+            ..o.path
+        })
+        .ok()
+        .and_then(|core| {
+            let instance = tree.instance(core.object_id(), core.instance_id()?).ok()?;
+            instance.slot(core.resource_id()?).cloned()
+        })
+        .is_some_and(|slot| slot == dm_core::Slot::Live);
+    epmax.or_else(|| {
+        live.then(|| {
+            secs(attrs.pmin.unwrap_or(0))
+                .max(secs(attrs.epmin.unwrap_or(0)))
+                .max(Duration::from_secs(1))
+        })
+    })
+}
+
+fn as_number(value: Option<&Value>) -> Option<f64> {
+    match value? {
+        Value::Integer(v) => Some(*v as f64),
+        Value::Unsigned(v) => Some(*v as f64),
+        Value::Float(v) => Some(*v),
         _ => None,
     }
 }
 
 /// Whether a change from `old` to `new` is to be notified under the
 /// observation's change conditions (LwM2M Core §5.1.2): it crosses gt or
-/// lt, or moves by at least st. With none of them set, every change is.
-fn meets_change_conditions(attrs: &ObserveAttributes, old: Option<f64>, new: Option<f64>) -> bool {
+/// lt, or moves by at least st. With none of them set, every change is;
+/// they apply to numbers only.
+fn meets_change_conditions(
+    attrs: &ObserveAttributes,
+    old: Option<&Value>,
+    new: Option<&Value>,
+) -> bool {
     if attrs.gt.is_none() && attrs.lt.is_none() && attrs.st.is_none() {
         return true;
     }
-    let (Some(old), Some(new)) = (old, new) else {
+    let (Some(old), Some(new)) = (as_number(old), as_number(new)) else {
         // Not numeric: the conditions do not apply.
         return true;
     };

@@ -2055,3 +2055,93 @@ fn a_lifetime_the_server_writes_reaches_it_in_the_next_update() {
     let update = f.sent();
     assert_eq!(options(&update, CoapOption::UriQuery), ["b=U", "Q"]);
 }
+
+/// A host whose clock the test moves.
+struct Clock(std::sync::Mutex<u64>);
+
+impl dm_platform::Host for Clock {
+    fn now(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + Duration::from_secs(*self.0.lock().unwrap())
+    }
+    fn uptime(&self) -> Result<Duration, dm_platform::PlatformError> {
+        Ok(Duration::from_secs(100))
+    }
+    fn memory(&self) -> Result<dm_platform::Memory, dm_platform::PlatformError> {
+        Ok(dm_platform::Memory {
+            total_kib: 1 << 20,
+            free_kib: 1 << 19,
+        })
+    }
+    fn cpu_usage(&self) -> Result<u8, dm_platform::PlatformError> {
+        Ok(0)
+    }
+    fn timezone(&self) -> Option<String> {
+        None
+    }
+    fn utc_offset(&self) -> i32 {
+        0
+    }
+}
+
+/// Field case (Anjay's demo beside ours, Leshan observing): /3/0/13 Current
+/// Time with pmin=2 pmax=5 was notified only at pmax, and with epmax=1
+/// never (the change check ignored dateTime values). A value computed
+/// when read is sampled at pmin and notified when it changed, whatever
+/// its type; with epmax, every epmax, reported once pmin allows.
+#[test]
+fn a_computed_value_is_notified_at_pmin_when_it_changed() {
+    let clock = Arc::new(Clock(std::sync::Mutex::new(1_800_000_000)));
+    let mut f = fixture_on(clock.clone());
+    f.register();
+    let attrs = f.request(RequestType::Put, "/3/0/13", |p| {
+        for q in ["pmin=2", "pmax=5"] {
+            p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
+        }
+    });
+    assert_eq!(code(&attrs), ResponseType::Changed);
+    let observe = f.request(RequestType::Get, "/3/0/13", |p| p.set_observe_value(0));
+    assert_eq!(observe.payload, b"1800000000");
+    let token = observe.get_token().to_vec();
+    // Each notification is acknowledged, as a server does: none comes
+    // twice.
+    let ours = |f: &mut Fixture| -> Vec<Packet> {
+        let sent: Vec<Packet> = std::iter::from_fn(|| f.client.poll_transmit())
+            .map(|b| Packet::from_bytes(&b).unwrap())
+            .filter(|p| p.get_token() == token.as_slice())
+            .collect();
+        for packet in &sent {
+            let mut ack = Packet::new();
+            ack.header.set_type(MessageType::Acknowledgement);
+            ack.header.code = MessageClass::Empty;
+            ack.header.message_id = packet.header.message_id;
+            f.deliver(&ack);
+        }
+        sent
+    };
+    // The clock moves every second; the next notification comes at pmin.
+    for second in 1..=2u64 {
+        *clock.0.lock().unwrap() = 1_800_000_000 + second;
+        f.advance(Duration::from_secs(1));
+    }
+    let sent = ours(&mut f);
+    assert_eq!(sent.len(), 1, "at pmin, not pmax: {sent:?}");
+    assert_eq!(sent[0].payload, b"1800000002");
+    // Unchanged: nothing at pmin, the pmax notification only.
+    f.advance(Duration::from_secs(2));
+    assert!(ours(&mut f).is_empty());
+    f.advance(Duration::from_secs(3));
+    let sent = ours(&mut f);
+    assert_eq!(sent.len(), 1, "at pmax: {sent:?}");
+    // epmax=1 with pmin=2: sampled every second, reported at pmin.
+    let attrs = f.request(RequestType::Put, "/3/0/13", |p| {
+        p.add_option(CoapOption::UriQuery, b"epmax=1".to_vec());
+    });
+    assert_eq!(code(&attrs), ResponseType::Changed);
+    *clock.0.lock().unwrap() += 10;
+    f.advance(Duration::from_secs(1));
+    assert!(ours(&mut f).is_empty(), "not before pmin");
+    f.advance(Duration::from_secs(1));
+    let sent = ours(&mut f);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].payload, b"1800000012");
+}
