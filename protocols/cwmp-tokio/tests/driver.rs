@@ -272,6 +272,7 @@ async fn a_whole_tree_get_parameter_names_is_sent_with_its_length() {
     ])
     .await;
     let mut tree = tree(&format!("http://{}/acs", acs.address));
+    tree.set_instance_limit(2000);
     let mut tx = tree.begin(dm_core::Origin::Cli);
     for _ in 0..1500 {
         tx.create(dm_core::catalog::wlan::ID, None);

@@ -1160,6 +1160,7 @@ fn a_scheduled_download_runs_in_its_window_or_fails_with_9020() {
 #[test]
 fn get_parameter_names_answers_a_tree_of_over_10000_parameters() {
     let mut run = Run::new();
+    run.tree.set_instance_limit(2000);
     let mut tx = run.tree.begin(Origin::Cli);
     for _ in 0..1500 {
         tx.create(wlan::ID, None);
