@@ -88,8 +88,15 @@ impl Instance {
 /// The behaviour of one object type. Every method has a default meaning
 /// "nothing special": implement only what the object serves.
 pub trait ObjectHandler: Send + Sync {
-    /// The value of a [`Slot::Live`] resource.
-    fn read(&self, instance: InstanceId, resource: ResourceId) -> Result<ResourceValue, Error> {
+    /// The value of a [`Slot::Live`] resource, read on behalf of
+    /// `origin`: a value that is "since the last read" (new log lines, CPU
+    /// usage) is so for that reader, not for whoever read last.
+    fn read(
+        &self,
+        _origin: Origin,
+        instance: InstanceId,
+        resource: ResourceId,
+    ) -> Result<ResourceValue, Error> {
         Err(Error::NotReadable(Path::resource(
             self.schema().id,
             instance,
@@ -307,7 +314,7 @@ impl Tree {
                 // Unwrap-free: locate() checked both ids are present.
                 let (inst, res) = (path.instance_id(), path.resource_id());
                 match (inst, res) {
-                    (Some(i), Some(r)) => entry.handler.read(i, r)?,
+                    (Some(i), Some(r)) => entry.handler.read(origin, i, r)?,
                     _ => return Err(Error::ResourceNotFound(*path)),
                 }
             }
@@ -356,7 +363,7 @@ impl Tree {
                 let path = Path::resource(entry.schema.id, id, resource_id);
                 match slot {
                     Slot::Stored(value) => visit(path, Ok(value.clone())),
-                    Slot::Live => visit(path, entry.handler.read(id, resource_id)),
+                    Slot::Live => visit(path, entry.handler.read(origin, id, resource_id)),
                     Slot::Executable => {}
                 }
             }

@@ -74,7 +74,12 @@ impl ObjectHandler for Device {
             ))
     }
 
-    fn read(&self, _instance: InstanceId, _resource: ResourceId) -> Result<ResourceValue, Error> {
+    fn read(
+        &self,
+        _origin: Origin,
+        _instance: InstanceId,
+        _resource: ResourceId,
+    ) -> Result<ResourceValue, Error> {
         let n = self.reads.fetch_add(1, Ordering::Relaxed);
         Ok(ResourceValue::Single(Value::Integer(1000 + n as i64)))
     }

@@ -77,7 +77,12 @@ impl ObjectHandler for Device {
         .with(CPU_USAGE, Slot::Live))
     }
 
-    fn read(&self, instance: InstanceId, resource: ResourceId) -> Result<ResourceValue, Error> {
+    fn read(
+        &self,
+        origin: Origin,
+        instance: InstanceId,
+        resource: ResourceId,
+    ) -> Result<ResourceValue, Error> {
         let value = match resource {
             MEMORY_FREE => Value::Integer(self.host.memory()?.free_kib as i64),
             MEMORY_TOTAL => Value::Integer(self.host.memory()?.total_kib as i64),
@@ -91,7 +96,7 @@ impl ObjectHandler for Device {
             UTC_OFFSET => Value::String(format_offset(self.host.utc_offset())),
             TIMEZONE => Value::String(self.host.timezone().unwrap_or_default()),
             UP_TIME => Value::Unsigned(self.host.uptime()?.as_secs().min(u32::MAX as u64)),
-            CPU_USAGE => Value::Unsigned(self.host.cpu_usage()?.into()),
+            CPU_USAGE => Value::Unsigned(self.host.cpu_usage(&origin.to_string())?.into()),
             _ => return Err(Error::NotReadable(Path::resource(ID, instance, resource))),
         };
         Ok(ResourceValue::Single(value))

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use dm_core::catalog::system_log::{self, *};
 use dm_core::{
-    Error, Instance, InstanceId, ObjectHandler, ObjectSchema, Path, ResourceId, ResourceValue,
-    Slot, Tree, Value,
+    Error, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, ResourceId,
+    ResourceValue, Slot, Tree, Value,
 };
 use dm_platform::SystemLog;
 
@@ -34,10 +34,17 @@ impl ObjectHandler for Log {
             .with(READ, Slot::Live))
     }
 
-    fn read(&self, instance: InstanceId, resource: ResourceId) -> Result<ResourceValue, Error> {
+    fn read(
+        &self,
+        origin: Origin,
+        instance: InstanceId,
+        resource: ResourceId,
+    ) -> Result<ResourceValue, Error> {
         let text = match resource {
             READ_ALL => self.log.read_all()?,
-            READ => self.log.read_new()?,
+            // "Since the last read" of this reader (Core: each LwM2M
+            // server, the ACS, the CLI).
+            READ => self.log.read_new(&origin.to_string())?,
             _ => return Err(Error::NotReadable(Path::resource(ID, instance, resource))),
         };
         Ok(ResourceValue::Single(Value::String(text)))

@@ -63,9 +63,10 @@ pub trait Host: Send + Sync {
     /// Time since the host booted.
     fn uptime(&self) -> Result<Duration, PlatformError>;
     fn memory(&self) -> Result<Memory, PlatformError>;
-    /// CPU busy percentage since the previous call (since boot on the
-    /// first).
-    fn cpu_usage(&self) -> Result<u8, PlatformError>;
+    /// CPU busy percentage since `reader`'s previous call (since boot on
+    /// its first): each reader (each LwM2M server, the ACS) has its own
+    /// "since", so one reading does not take the other's interval.
+    fn cpu_usage(&self, reader: &str) -> Result<u8, PlatformError>;
     /// IANA time zone name, e.g. `Europe/Paris`.
     fn timezone(&self) -> Option<String>;
     /// Offset from UTC now, in seconds east.
@@ -331,8 +332,10 @@ pub fn run_command(argv: &[String]) -> Result<(), PlatformError> {
 pub trait SystemLog: Send + Sync {
     /// The whole retained log.
     fn read_all(&self) -> Result<String, PlatformError>;
-    /// What was logged since the previous call (everything on the first).
-    fn read_new(&self) -> Result<String, PlatformError>;
+    /// What was logged since `reader`'s previous call (everything on its
+    /// first): each reader has its own cursor, so a server never loses
+    /// lines because another one read them.
+    fn read_new(&self, reader: &str) -> Result<String, PlatformError>;
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use crate::{Host, Memory, PlatformError};
 /// Reads host facts from `/proc` (or another root, for tests).
 pub struct LinuxHost {
     proc_root: String,
-    last_cpu: Mutex<Option<CpuTimes>>,
+    /// Each reader's previous sample.
+    last_cpu: Mutex<std::collections::HashMap<String, CpuTimes>>,
 }
 
 impl Default for LinuxHost {
@@ -24,7 +25,7 @@ impl LinuxHost {
     pub fn new(proc_root: &str) -> LinuxHost {
         LinuxHost {
             proc_root: proc_root.trim_end_matches('/').to_owned(),
-            last_cpu: Mutex::new(None),
+            last_cpu: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -47,14 +48,18 @@ impl Host for LinuxHost {
         parse_meminfo(&self.read("meminfo")?)
     }
 
-    fn cpu_usage(&self) -> Result<u8, PlatformError> {
+    fn cpu_usage(&self, reader: &str) -> Result<u8, PlatformError> {
         let now = parse_cpu_times(&self.read("stat")?)?;
         let mut last = self
             .last_cpu
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let usage = now.usage_since(last.as_ref());
-        *last = Some(now);
+        let usage = now.usage_since(last.get(reader));
+        // Readers are the few management origins; bounded all the same.
+        if last.len() >= MAX_READERS && !last.contains_key(reader) {
+            last.clear();
+        }
+        last.insert(reader.to_owned(), now);
         Ok(usage)
     }
 
@@ -204,15 +209,20 @@ mod tests {
         assert!(host.uptime().unwrap() > Duration::ZERO);
         let memory = host.memory().unwrap();
         assert!(memory.total_kib > 0 && memory.free_kib <= memory.total_kib);
-        assert!(host.cpu_usage().unwrap() <= 100);
+        assert!(host.cpu_usage("test").unwrap() <= 100);
     }
 }
+
+/// Readers with their own "since last read" state kept at most: the
+/// management origins (an ACS, a few LwM2M servers, the CLI).
+const MAX_READERS: usize = 16;
 
 /// The system log from journald, through `journalctl` (its stable
 /// interface; the journal file format is not). The incremental read keeps
 /// journald's cursor, so nothing is read twice or skipped.
 pub struct JournalLog {
-    cursor: std::sync::Mutex<Option<String>>,
+    /// Each reader's cursor.
+    cursors: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// Lines a whole read returns at most.
     pub lines: usize,
 }
@@ -220,7 +230,7 @@ pub struct JournalLog {
 impl Default for JournalLog {
     fn default() -> JournalLog {
         JournalLog {
-            cursor: std::sync::Mutex::new(None),
+            cursors: std::sync::Mutex::new(std::collections::HashMap::new()),
             lines: 1000,
         }
     }
@@ -274,14 +284,17 @@ impl crate::SystemLog for JournalLog {
         self.journal(None).map(|(entries, _)| entries)
     }
 
-    fn read_new(&self) -> Result<String, PlatformError> {
-        let mut cursor = self
-            .cursor
+    fn read_new(&self, reader: &str) -> Result<String, PlatformError> {
+        let mut cursors = self
+            .cursors
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (entries, next) = self.journal(cursor.as_deref())?;
-        if next.is_some() {
-            *cursor = next;
+        let (entries, next) = self.journal(cursors.get(reader).map(String::as_str))?;
+        if let Some(next) = next {
+            if cursors.len() >= MAX_READERS && !cursors.contains_key(reader) {
+                cursors.clear();
+            }
+            cursors.insert(reader.to_owned(), next);
         }
         Ok(entries)
     }

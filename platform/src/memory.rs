@@ -287,7 +287,8 @@ impl crate::Actions for MemoryActions {
 /// needs.
 #[derive(Default)]
 pub struct MemoryLog {
-    inner: Mutex<(String, usize)>,
+    /// The log, and each reader's position in it.
+    inner: Mutex<(String, std::collections::HashMap<String, usize>)>,
 }
 
 impl MemoryLog {
@@ -303,10 +304,12 @@ impl SystemLog for MemoryLog {
         Ok(lock(&self.inner).0.clone())
     }
 
-    fn read_new(&self) -> Result<String, PlatformError> {
+    fn read_new(&self, reader: &str) -> Result<String, PlatformError> {
         let mut inner = lock(&self.inner);
-        let new = inner.0[inner.1..].to_owned();
-        inner.1 = inner.0.len();
+        let from = inner.1.get(reader).copied().unwrap_or(0);
+        let new = inner.0[from..].to_owned();
+        let end = inner.0.len();
+        inner.1.insert(reader.to_owned(), end);
         Ok(new)
     }
 }
@@ -335,7 +338,7 @@ impl Host for FixedHost {
         Ok(self.memory)
     }
 
-    fn cpu_usage(&self) -> Result<u8, PlatformError> {
+    fn cpu_usage(&self, _reader: &str) -> Result<u8, PlatformError> {
         Ok(self.cpu)
     }
 
@@ -380,10 +383,12 @@ mod tests {
     fn log_reads_incrementally() {
         let log = MemoryLog::default();
         log.append("one");
-        assert_eq!(log.read_new().unwrap(), "one\n");
+        assert_eq!(log.read_new("a").unwrap(), "one\n");
         log.append("two");
-        assert_eq!(log.read_new().unwrap(), "two\n");
-        assert_eq!(log.read_new().unwrap(), "");
+        assert_eq!(log.read_new("a").unwrap(), "two\n");
+        assert_eq!(log.read_new("a").unwrap(), "");
+        // Another reader has its own cursor.
+        assert_eq!(log.read_new("b").unwrap(), "one\ntwo\n");
         assert_eq!(log.read_all().unwrap(), "one\ntwo\n");
     }
 }

@@ -58,12 +58,26 @@ fn fault(code: FaultCode, detail: impl std::fmt::Display) -> Fault {
     }
 }
 
-/// One concrete parameter of the tree.
+/// One concrete parameter of the tree: its name and where its value is.
+/// Values are read only for the parameters a request selects
+/// ([`Concrete::value`]), so listing names (GetParameterNames, attributes)
+/// reads nothing from the host, and an Inform reads only what it reports.
 struct Concrete {
     name: String,
     map: &'static ParameterMap,
     path: Path,
-    value: Value,
+}
+
+impl Concrete {
+    /// The value as the ACS reads it: a value computed when read ("since
+    /// the last read" log lines, CPU usage) is read for the ACS's own
+    /// reader state, not another protocol's.
+    fn value(&self, tree: &Tree) -> Option<Value> {
+        match tree.read(Origin::Acs, &self.path).ok()? {
+            ResourceValue::Single(v) => Some(v),
+            ResourceValue::Multiple(_) => None,
+        }
+    }
 }
 
 /// Every mapped parameter the tree holds now, in natural path order.
@@ -71,41 +85,57 @@ fn concrete(tree: &Tree) -> Vec<Concrete> {
     let resolver = Resolver::global();
     let mut out = Vec::new();
     for schema in tree.objects().collect::<Vec<_>>() {
-        // The agent's view, so that write-only values are listed (and
-        // rendered empty, TR-069 §A.3.2.2).
-        let _ = tree.walk(
-            Origin::Agent,
-            &Path::object(schema.id),
-            &mut |path, value| {
-                let (Some(resource), Some(instance), Ok(value)) =
-                    (path.resource_id(), path.instance_id(), value)
-                else {
-                    return;
+        for instance in tree.instances(schema.id).unwrap_or_default() {
+            let Ok(held) = tree.instance(schema.id, instance) else {
+                continue;
+            };
+            for resource in held.resources() {
+                let path = Path::resource(schema.id, instance, resource);
+                let maps = resolver.parameters_for(schema.id, resource);
+                if maps.is_empty() {
+                    continue;
+                }
+                // The indices of a multiple resource are its parameters:
+                // stored ones are known without a read; a computed one is
+                // read (as the ACS).
+                let indices = match held.slot(resource) {
+                    Some(dm_core::Slot::Executable) | None => continue,
+                    Some(dm_core::Slot::Stored(ResourceValue::Multiple(values))) => {
+                        Some(values.keys().copied().collect::<Vec<_>>())
+                    }
+                    Some(dm_core::Slot::Stored(ResourceValue::Single(_))) => None,
+                    Some(dm_core::Slot::Live) => match schema.resource(resource) {
+                        Some(r) if r.multiple => match tree.read(Origin::Acs, &path) {
+                            Ok(ResourceValue::Multiple(values)) => {
+                                Some(values.keys().copied().collect())
+                            }
+                            _ => continue,
+                        },
+                        _ => None,
+                    },
                 };
-                for map in resolver.parameters_for(schema.id, resource) {
-                    match &value {
-                        ResourceValue::Single(v) => out.push(Concrete {
+                for map in maps {
+                    match &indices {
+                        None => out.push(Concrete {
                             name: map.render(instance, None),
                             map,
                             path,
-                            value: v.clone(),
                         }),
-                        ResourceValue::Multiple(values) => {
-                            for (index, v) in values {
+                        Some(indices) => {
+                            for index in indices {
                                 out.push(Concrete {
                                     name: map.render(instance, Some(*index)),
                                     map,
                                     path: Path::resource_instance(
                                         schema.id, instance, resource, *index,
                                     ),
-                                    value: v.clone(),
                                 });
                             }
                         }
                     }
                 }
-            },
-        );
+            }
+        }
     }
     out.sort_by(|a, b| natural(&a.name).cmp(&natural(&b.name)));
     out
@@ -209,14 +239,17 @@ fn write_only(c: &Concrete) -> bool {
         .is_some_and(|r| !r.access.readable())
 }
 
-fn wire_value(c: &Concrete) -> ParameterValue {
-    let writable_only = write_only(c);
+fn wire_value(tree: &Tree, c: &Concrete) -> ParameterValue {
     ParameterValue {
         name: c.name.clone(),
-        value: if c.map.secured || writable_only {
+        // Secured and write-only values read back empty (§A.3.2.2); a
+        // computed value that cannot be read now (the host failed) too.
+        value: if c.map.secured || write_only(c) {
             String::new()
         } else {
-            values::render(&c.value, c.map.syntax)
+            c.value(tree)
+                .map(|v| values::render(&v, c.map.syntax))
+                .unwrap_or_default()
         },
         xsd_type: c.map.syntax.xsd_type(),
     }
@@ -236,7 +269,7 @@ pub fn get_parameter_values_within(
     let all = concrete(tree);
     Ok(select_each_once(&all, names, limit)?
         .into_iter()
-        .map(wire_value)
+        .map(|c| wire_value(tree, c))
         .collect())
 }
 
@@ -248,7 +281,7 @@ pub fn existing_parameter_values(tree: &Tree, names: &[String]) -> Vec<Parameter
         .iter()
         .filter_map(|name| select(&all, name).ok())
         .flatten()
-        .map(|i| wire_value(&all[i]))
+        .map(|i| wire_value(tree, &all[i]))
         .collect()
 }
 
@@ -466,7 +499,8 @@ pub fn configuration_file(tree: &Tree) -> String {
         if !c.map.writable || c.map.secured || write_only(&c) {
             continue;
         }
-        let value = values::render(&c.value, c.map.syntax);
+        let Some(value) = c.value(tree) else { continue };
+        let value = values::render(&value, c.map.syntax);
         let mut escaped = String::with_capacity(value.len());
         for ch in value.chars() {
             match ch {

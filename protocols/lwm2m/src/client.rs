@@ -153,8 +153,9 @@ pub struct Client {
     /// so far.
     upload: Option<(String, Vec<u8>)>,
     /// The last representation served block-wise, so later blocks slice
-    /// the same bytes: request key and payload.
-    download: Option<(String, Vec<u8>)>,
+    /// the same bytes: request key, payload, and the response it came in
+    /// (its options, for the later blocks).
+    download: Option<(String, Vec<u8>, Packet)>,
     /// Talking to a bootstrap server: requests are bootstrap operations.
     bootstrapping: bool,
     /// Where pushed firmware packages go, and the next block expected.
@@ -1028,6 +1029,21 @@ impl Client {
             whole.clear_option(CoapOption::Block1);
             assembled = Some((whole, block1));
         }
+        // A later block of a representation being served block-wise is cut
+        // from the bytes the first block was cut from, without serving the
+        // request again: a read has effects ("since the last read" log
+        // lines), and a value changing mid-transfer must not tear it.
+        let later_block = request
+            .get_first_option(CoapOption::Block2)
+            .and_then(|v| Block::decode(v))
+            .is_some_and(|b| b.number > 0);
+        if later_block
+            && assembled.is_none()
+            && let Some((_, _, first)) = self.download.as_ref().filter(|(k, _, _)| *k == key)
+        {
+            let response = first.clone();
+            return self.block2(request, &key, response);
+        }
         let mut response = match &assembled {
             Some((whole, _)) => self.serve(tree, now, whole),
             None => self.serve(tree, now, request),
@@ -1053,7 +1069,7 @@ impl Client {
         // Later blocks come from the representation the first one was cut
         // from, so a value changing mid-transfer cannot tear it.
         let payload = match &self.download {
-            Some((k, bytes)) if number > 0 && k == key => bytes.clone(),
+            Some((k, bytes, _)) if number > 0 && k == key => bytes.clone(),
             _ => response.payload.clone(),
         };
         if payload.len() <= size && number == 0 {
@@ -1065,7 +1081,17 @@ impl Client {
         }
         let end = (start + size).min(payload.len());
         let more = end < payload.len();
-        self.download = more.then(|| (key.to_owned(), payload.clone()));
+        if number == 0 {
+            // Kept for the later blocks: the response without its payload.
+            let mut first = response.clone();
+            first.payload = Vec::new();
+            // Later blocks answer plain GETs, a notification's too
+            // (RFC 7959 §2.6).
+            first.clear_option(CoapOption::Observe);
+            self.download = more.then(|| (key.to_owned(), payload.clone(), first));
+        } else if !more {
+            self.download = None;
+        }
         response.payload = payload[start..end].to_vec();
         response.add_option(CoapOption::Block2, Block { number, more, szx }.encode());
         if number == 0 {

@@ -914,7 +914,7 @@ impl dm_platform::Host for FreeMemory {
             free_kib: *self.0.lock().unwrap(),
         })
     }
-    fn cpu_usage(&self) -> Result<u8, dm_platform::PlatformError> {
+    fn cpu_usage(&self, _: &str) -> Result<u8, dm_platform::PlatformError> {
         Ok(0)
     }
     fn timezone(&self) -> Option<String> {
@@ -2072,7 +2072,7 @@ impl dm_platform::Host for Clock {
             free_kib: 1 << 19,
         })
     }
-    fn cpu_usage(&self) -> Result<u8, dm_platform::PlatformError> {
+    fn cpu_usage(&self, _: &str) -> Result<u8, dm_platform::PlatformError> {
         Ok(0)
     }
     fn timezone(&self) -> Option<String> {
@@ -2144,4 +2144,61 @@ fn a_computed_value_is_notified_at_pmin_when_it_changed() {
     let sent = ours(&mut f);
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0].payload, b"1800000012");
+}
+
+/// Field case: the /10259 "read since last read" cursor was consumed by
+/// every CWMP Inform and by each Block2 block of a large read, so a server
+/// lost log lines. Each reader has its own cursor, and a block-wise read
+/// takes one body at its first block.
+#[test]
+fn each_reader_has_its_own_log_cursor_and_a_block_wise_read_takes_one_body() {
+    let mut f = fixture();
+    f.register();
+    let line = "kernel: eth0: link up, 1000 Mbps, full duplex, flow control rx/tx";
+    for _ in 0..40 {
+        f.log.append(line);
+    }
+    let instance = f.tree.instances(dm_core::catalog::system_log::ID).unwrap()[0].0;
+    let path = format!("/10259/{instance}/2");
+    let core = Path::resource(
+        dm_core::catalog::system_log::ID,
+        InstanceId(instance),
+        dm_core::catalog::system_log::READ,
+    );
+    // The ACS reads (an Inform, a GetParameterValues) first.
+    let acs = f.tree.read(Origin::Acs, &core).unwrap();
+    assert_eq!(
+        acs,
+        ResourceValue::Single(Value::String(f.log.read_all().unwrap()))
+    );
+    // The server still gets every line, block by block, from one body.
+    let first = f.request(RequestType::Get, &path, |_| {});
+    assert_eq!(block_of(&first, CoapOption::Block2), (0, true, 6));
+    let mut received = first.payload.clone();
+    let mut number = 1;
+    loop {
+        let next = f.request(RequestType::Get, &path, |p| {
+            p.add_option(CoapOption::Block2, block(number, false, 6))
+        });
+        received.extend_from_slice(&next.payload);
+        if !block_of(&next, CoapOption::Block2).1 {
+            break;
+        }
+        number += 1;
+    }
+    assert_eq!(
+        String::from_utf8(received).unwrap(),
+        f.log.read_all().unwrap()
+    );
+    // Since its last read: nothing new for the server, one line for the
+    // ACS, and the ACS's read took nothing from the server.
+    f.log.append("one more");
+    let again = f.request(RequestType::Get, &path, |_| {});
+    assert_eq!(again.payload, b"one more\n");
+    let again = f.request(RequestType::Get, &path, |_| {});
+    assert_eq!(again.payload, b"");
+    assert_eq!(
+        f.tree.read(Origin::Acs, &core).unwrap(),
+        ResourceValue::Single(Value::String("one more\n".into()))
+    );
 }
