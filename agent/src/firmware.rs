@@ -212,6 +212,22 @@ async fn run_update(
     .map_err(|e| format!("{program}: {e}"))
 }
 
+/// Whether a change is the Execute of /5/0/10 (Cancel).
+pub fn is_cancel(change: &dm_core::Change) -> bool {
+    matches!(change.kind, dm_core::ChangeKind::Executed(_))
+        && change.path == Path::resource(ID, InstanceId(0), dm_core::catalog::firmware::CANCEL)
+}
+
+/// After a Cancel (the pull, if any, stopped): the image and any partial
+/// one are deleted, State Idle, Update Result 10 "Firmware update
+/// cancelled" (object 5 v1.1). A push is aborted by the LwM2M engine that
+/// receives it.
+pub fn cancelled(tree: &Mutex<Tree>, store: &ImageStore) {
+    store.discard();
+    set(tree, IDLE, RESULT_CANCELLED);
+    info!("firmware download cancelled; the image is deleted");
+}
+
 /// Whether a change is the Execute of /5/0/2 (Update).
 pub fn is_update(change: &dm_core::Change) -> bool {
     matches!(change.kind, dm_core::ChangeKind::Executed(_))
@@ -365,6 +381,7 @@ const RESULT_CONNECTION_LOST: i64 = 4;
 const RESULT_INVALID_URI: i64 = 7;
 const RESULT_UNSUPPORTED_PROTOCOL: i64 = 9;
 const RESULT_INTEGRITY: i64 = 5;
+const RESULT_CANCELLED: i64 = 10;
 
 /// Pull delivery: downloads `uri` into the image store, streaming.
 /// Downloading, then Downloaded; on failure Idle with the Update Result

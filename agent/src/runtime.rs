@@ -472,6 +472,16 @@ pub async fn run(
                                 .take(),
                         )));
                     }
+                    if crate::firmware::is_cancel(&change) {
+                        // The pull stops (its partial image goes with its
+                        // writer) before the store is cleared.
+                        if let Some(previous) = pulling.take() {
+                            previous.abort();
+                            let _ = previous.await;
+                        }
+                        *transfer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                        crate::firmware::cancelled(&tree, &image_store);
+                    }
                     if let Some((instance, operation)) = crate::software::operation(&change) {
                         software_queues.submit(&performer, instance, operation);
                     }

@@ -1306,6 +1306,100 @@ fn updates_continue_while_a_firmware_download_runs() {
     assert!(agent.0.wait().unwrap().success());
 }
 
+/// Field case: /5/0/10 Cancel was answered 2.04 and ignored, the
+/// download went on. Against aiocoap: a pull stalls mid-transfer, the
+/// server executes Cancel, the pull stops, its partial image is deleted,
+/// State is 0 and Update Result 10 "Firmware update cancelled".
+#[test]
+fn cancel_stops_a_firmware_pull_and_deletes_its_image() {
+    let (http_port, started) = dm_tests::files::stalling_server();
+    let port = dm_tests::files::free_udp_port();
+    let dir = tempfile::tempdir().unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(dm_tests::py_peers::python())
+            .arg(&script)
+            .args([
+                port.to_string(),
+                "write".into(),
+                "/5/0/1".into(),
+                format!("http://127.0.0.1:{http_port}/image"),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-CANCEL\"\n\n[lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\n\
+             endpoint = \"cancel\"\n"
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let mut agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(&state)
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(next(&events)["event"], "register");
+    let mut say = |line: &str| {
+        use std::io::Write as _;
+        let stdin = server.0.stdin.as_mut().unwrap();
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    };
+    say("go");
+    started
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the download started");
+    let partial = state.join("firmware/image.part");
+    assert!(partial.exists(), "the pull is writing its image");
+    say("exec /5/0/10");
+    let exec = loop {
+        let event = next(&events);
+        if event["step"] == "exec" {
+            break event;
+        }
+    };
+    assert_eq!(exec["code"], "2.04 Changed", "{exec}");
+    let mut read = |path: &str| {
+        say(&format!("read {path}"));
+        loop {
+            let event = next(&events);
+            if event["step"] == "read" {
+                return event["text"].as_str().unwrap_or_default().to_owned();
+            }
+        }
+    };
+    // The Execute's answer comes before the agent acts on it: read until
+    // the state machine shows the cancel.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut result = read("/5/0/5");
+    while result != "10" && std::time::Instant::now() < deadline {
+        result = read("/5/0/5");
+    }
+    assert_eq!(result, "10");
+    assert_eq!(read("/5/0/3"), "0");
+    assert!(!partial.exists(), "the partial image is deleted");
+    assert!(!state.join("firmware/image.bin").exists());
+    Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(agent.0.wait().unwrap().success());
+}
+
 /// Software Management (/9, issue 6) against aiocoap: the server creates
 /// an instance, writes a Package URI (pulled over HTTP), Install runs the
 /// configured program with the package, which names it; Activate and

@@ -63,7 +63,11 @@ impl ObjectHandler for Firmware {
                 path,
                 reason: "no firmware image has been downloaded".into(),
             }),
+            // Object 5 v1.1, Cancel: a download or a downloaded image
+            // (Update Result 10, State Idle, done by whoever acts on the
+            // Execute); once installing, "Method Not Allowed".
             CANCEL if current == STATE_DOWNLOADING || current == STATE_DOWNLOADED => Ok(()),
+            CANCEL if current > STATE_DOWNLOADED => Err(Error::NotExecutable(path)),
             CANCEL => Err(Error::Rejected {
                 path,
                 reason: "no firmware download to cancel".into(),

@@ -104,7 +104,8 @@ async def call(context, name, code, uri, payload=b"", accept=None, content_forma
 
 async def write_on_signal(context, base, path, value):
     """Writes VALUE to PATH on the first stdin line; then each line "read
-    PATH" reads PATH (text/plain) and prints it as step "read"."""
+    PATH" reads PATH (text/plain) and prints it as step "read", and each
+    line "exec PATH" executes PATH and prints it as step "exec"."""
     loop = asyncio.get_event_loop()
     lines = asyncio.Queue()
 
@@ -121,6 +122,8 @@ async def write_on_signal(context, base, path, value):
         words = (await lines.get()).split()
         if len(words) == 2 and words[0] == "read":
             await call(context, "read", Code.GET, base + words[1], accept=0)
+        elif len(words) == 2 and words[0] == "exec":
+            await call(context, "exec", Code.POST, base + words[1])
 
 
 def tlv(resource, value):

@@ -426,6 +426,7 @@ impl Client {
         match change.kind {
             ChangeKind::Executed(_) => {
                 self.handle_execute(tree, now, &change.path);
+                self.cancel_push(&change.path);
                 return;
             }
             // Not a value: nothing to notify.
@@ -499,6 +500,25 @@ impl Client {
                 self.events.push(ClientEvent::Disabled { until });
             }
             _ => {}
+        }
+    }
+
+    /// Cancel (/5/0/10, object 5 v1.1) ends a push being received: its
+    /// blocks are dropped and later ones are out of sequence (4.08). State
+    /// and Update Result are set by whoever acts on the Execute.
+    fn cancel_push(&mut self, path: &Path) {
+        let cancel = Path::resource(
+            dm_core::catalog::firmware::ID,
+            InstanceId(0),
+            dm_core::catalog::firmware::CANCEL,
+        );
+        if *path != cancel || self.package_next.is_none() {
+            return;
+        }
+        self.package_next = None;
+        self.package_deadline = None;
+        if let Some(sink) = self.package_sink.as_mut() {
+            sink.abort();
         }
     }
 

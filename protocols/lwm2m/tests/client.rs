@@ -2202,3 +2202,75 @@ fn each_reader_has_its_own_log_cursor_and_a_block_wise_read_takes_one_body() {
         ResourceValue::Single(Value::String("one more\n".into()))
     );
 }
+
+/// Field case: /5/0/10 Cancel was answered 2.04 and ignored. During a
+/// push the engine drops it (the sink is aborted, later blocks are out of
+/// sequence); in Updating, Cancel is 4.05 (object 5: "Method Not
+/// Allowed"); with nothing to cancel, 4.00.
+#[test]
+fn cancel_ends_a_push_being_received() {
+    #[derive(Default)]
+    struct Sink(Arc<std::sync::Mutex<Vec<&'static str>>>);
+    impl dm_lwm2m::client::PackageSink for Sink {
+        fn begin(&mut self) -> Result<(), dm_lwm2m::client::PackageError> {
+            self.0.lock().unwrap().push("begin");
+            Ok(())
+        }
+        fn write(&mut self, _: &[u8]) -> Result<(), dm_lwm2m::client::PackageError> {
+            Ok(())
+        }
+        fn finish(&mut self) -> Result<(), dm_lwm2m::client::PackageError> {
+            self.0.lock().unwrap().push("finish");
+            Ok(())
+        }
+        fn abort(&mut self) {
+            self.0.lock().unwrap().push("abort");
+        }
+    }
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut f = fixture();
+    f.client
+        .set_package_sink(Box::new(Sink(Arc::clone(&calls))));
+    f.register();
+    let changes = f.tree.subscribe(16);
+    assert_eq!(
+        code(&f.request(RequestType::Post, "/5/0/10", |_| {})),
+        ResponseType::BadRequest,
+        "nothing to cancel"
+    );
+    let first = f.request(RequestType::Put, "/5/0/0", |p| {
+        p.add_option(CoapOption::ContentFormat, vec![42]);
+        p.add_option(CoapOption::Block1, block(0, true, 4));
+        p.payload = vec![1; 256];
+    });
+    assert_eq!(code(&first), ResponseType::Continue);
+    let cancel = f.request(RequestType::Post, "/5/0/10", |_| {});
+    assert_eq!(code(&cancel), ResponseType::Changed);
+    for change in changes.drain() {
+        f.client.handle_change(&mut f.tree, f.now, &change);
+    }
+    assert_eq!(*calls.lock().unwrap(), ["begin", "abort"]);
+    let late = f.request(RequestType::Put, "/5/0/0", |p| {
+        p.add_option(CoapOption::ContentFormat, vec![42]);
+        p.add_option(CoapOption::Block1, block(1, false, 4));
+        p.payload = vec![1; 10];
+    });
+    assert_eq!(code(&late), ResponseType::RequestEntityIncomplete);
+    // Installing: Method Not Allowed.
+    f.tree
+        .begin(Origin::Agent)
+        .set(
+            Path::resource(
+                dm_core::catalog::firmware::ID,
+                InstanceId(0),
+                dm_core::catalog::firmware::STATE,
+            ),
+            Value::Integer(3),
+        )
+        .commit()
+        .unwrap();
+    assert_eq!(
+        code(&f.request(RequestType::Post, "/5/0/10", |_| {})),
+        ResponseType::MethodNotAllowed
+    );
+}
