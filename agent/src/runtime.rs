@@ -270,15 +270,16 @@ pub async fn run(
     });
 
     let lwm2m = config.lwm2m.as_ref().and_then(|lwm2m| {
-        let server = match dm_lwm2m_tokio::server_address(&lwm2m.server.uri) {
-            Ok((server, _)) => server,
-            Err(e) => {
-                error!("LwM2M not started: {e}");
-                return None;
-            }
-        };
+        // The name is looked up by the driver at each connection, without
+        // blocking and again until it resolves; only a URI that cannot be
+        // one is an error here (the configuration check refuses it).
+        if let Err(e) = dm_lwm2m_tokio::parse_server_uri(&lwm2m.server.uri) {
+            error!("LwM2M not started: {e}");
+            return None;
+        }
         let driver = dm_lwm2m_tokio::Config {
-            server,
+            uri: lwm2m.server.uri.clone(),
+            server: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
             client: dm_lwm2m::client::ClientConfig {
                 endpoint: lwm2m.endpoint.clone(),
                 short_server_id: lwm2m.server.short_server_id,

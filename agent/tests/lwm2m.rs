@@ -1400,6 +1400,94 @@ fn cancel_stops_a_firmware_pull_and_deletes_its_image() {
     assert!(agent.0.wait().unwrap().success());
 }
 
+/// Field case: a server host name that did not resolve at start (a boot
+/// before the network is up) meant LwM2M never started while the process
+/// lived on. The name is looked up at each attempt, without blocking, and
+/// again after a growing wait. The agent runs with a hosts file of its own
+/// (a private mount namespace) that first lacks the name, then has it.
+#[test]
+fn a_server_name_that_resolves_later_is_registered_with() {
+    let port = dm_tests::files::free_udp_port();
+    let dir = tempfile::tempdir().unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(dm_tests::py_peers::python())
+            .arg(&script)
+            .args([
+                port.to_string(),
+                "write".into(),
+                "/1/0/1".into(),
+                "120".into(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-DNS\"\n\n[lwm2m]\n\
+             server_uri = \"coap://lwm2m-server.test:{port}\"\nendpoint = \"dns-later\"\n"
+        ),
+    )
+    .unwrap();
+    let agent = format!(
+        "mount --bind '{}' /etc/hosts && exec '{}' --config '{}' --state-dir '{}' --log-format json run",
+        hosts.display(),
+        env!("CARGO_BIN_EXE_dmagent"),
+        config.display(),
+        dir.path().join("state").display()
+    );
+    let mut agent = Guard(
+        Command::new("unshare")
+            .args(["--map-root-user", "--mount", "sh", "-c", &agent])
+            .env_remove("DMAGENT_CONFIG")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let log = {
+        let stderr = agent.0.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("agent: {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    };
+    loop {
+        let line = log
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the agent says why it is not registering");
+        if line.contains("name not resolved") {
+            assert!(line.contains("lwm2m-server.test"), "{line}");
+            break;
+        }
+    }
+    std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.1 lwm2m-server.test\n").unwrap();
+    assert_eq!(next(&events)["event"], "register");
+    Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    loop {
+        if next(&events)["event"] == "deregister" {
+            break;
+        }
+    }
+    assert!(agent.0.wait().unwrap().success());
+}
+
 /// Software Management (/9, issue 6) against aiocoap: the server creates
 /// an instance, writes a Package URI (pulled over HTTP), Install runs the
 /// configured program with the package, which names it; Activate and

@@ -19,6 +19,12 @@ use tracing::{info, warn};
 /// Where and as whom to register.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The server's coap:// or coaps:// URI. Its host name is looked up at
+    /// each connection (a name that does not resolve yet, at boot before
+    /// the network is up, is tried again with the registration back-off).
+    /// Empty: `server` is the address, as given.
+    pub uri: String,
+    /// The server's address: looked up from `uri` when there is one.
     pub server: SocketAddr,
     pub client: ClientConfig,
     /// PSK identity and key for DTLS (coaps://); `None` is NoSec.
@@ -103,10 +109,24 @@ enum Outcome {
     /// bootstrap on failure (/1/x/16), or it executed its Bootstrap-Request
     /// Trigger (/1/x/9).
     Rebootstrap,
+    /// The server's name now resolves to another address: connect again.
+    Moved,
 }
 
 /// The UDP address of a coap:// or coaps:// URI and whether it is coaps.
+/// Looks the host name up, blocking: see [`resolve`].
 pub fn server_address(uri: &str) -> Result<(SocketAddr, bool), String> {
+    let (host, port, secure) = parse_server_uri(uri)?;
+    std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+        .map_err(|e| format!("{uri}: {e}"))?
+        .next()
+        .map(|address| (address, secure))
+        .ok_or_else(|| format!("{uri}: no address"))
+}
+
+/// The host, port and coaps-ness of a coap:// or coaps:// URI, without
+/// looking anything up.
+pub fn parse_server_uri(uri: &str) -> Result<(String, u16, bool), String> {
     let (secure, rest) = match uri.split_once("://") {
         Some(("coap", rest)) => (false, rest),
         Some(("coaps", rest)) => (true, rest),
@@ -125,12 +145,17 @@ pub fn server_address(uri: &str) -> Result<(SocketAddr, bool), String> {
             .unwrap_or((authority, default_port))
     };
     let port: u16 = port.parse().map_err(|_| format!("{uri}: bad port"))?;
-    std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-        .map_err(|e| format!("{uri}: {e}"))?
-        .next()
-        .map(|address| (address, secure))
-        .ok_or_else(|| format!("{uri}: no address"))
+    if host.is_empty() {
+        return Err(format!("{uri}: no host"));
+    }
+    Ok((host.to_owned(), port, secure))
 }
+
+/// The longest wait between two lookups of a name that does not resolve.
+const LOOKUP_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// How long a name lookup may take before the attempt counts as failed.
+const RESOLVE_LIMIT: Duration = Duration::from_secs(15);
 
 /// How long to wait before a new DTLS handshake after one failed; it
 /// doubles with each failure in a row up to [`REHANDSHAKE_MAX`].
@@ -218,7 +243,8 @@ pub async fn run(
             }
             match connection(&tree, &bootstrap, &mut shutdown).await? {
                 Outcome::Stopped => return Ok(()),
-                Outcome::Bootstrapped | Outcome::Rebootstrap => {}
+                // (`connection` connects again itself when a server moved.)
+                Outcome::Bootstrapped | Outcome::Rebootstrap | Outcome::Moved => {}
             }
         }
         let mut servers = Vec::new();
@@ -244,7 +270,7 @@ pub async fn run(
         let registered_before = registrations(&config.status);
         match serve_all(&tree, servers, &mut shutdown).await? {
             Outcome::Stopped => return Ok(()),
-            Outcome::Bootstrapped => {}
+            Outcome::Bootstrapped | Outcome::Moved => {}
             Outcome::Rebootstrap => {
                 fruitless = if registrations(&config.status) == registered_before {
                     fruitless.saturating_add(1)
@@ -291,7 +317,7 @@ async fn server_config(
     endpoint: &str,
     template: &Config,
 ) -> Result<Config, String> {
-    let (server, secure) = resolve(&account.uri).await?;
+    let (_, _, secure) = parse_server_uri(&account.uri)?;
     if secure && account.psk.is_none() {
         return Err(format!(
             "{}: coaps:// needs a PSK account (Security Mode 0)",
@@ -299,7 +325,8 @@ async fn server_config(
         ));
     }
     Ok(Config {
-        server,
+        uri: account.uri.clone(),
+        server: template.server,
         client: ClientConfig {
             endpoint: endpoint.to_owned(),
             short_server_id: account.short_server_id,
@@ -315,12 +342,73 @@ async fn server_config(
     })
 }
 
-/// `server_address` with the name looked up without blocking the runtime.
+/// `server_address` with the name looked up without blocking the runtime,
+/// within [`RESOLVE_LIMIT`].
 async fn resolve(uri: &str) -> Result<(SocketAddr, bool), String> {
     let owned = uri.to_owned();
-    tokio::task::spawn_blocking(move || server_address(&owned))
-        .await
-        .map_err(|e| e.to_string())?
+    match tokio::time::timeout(
+        RESOLVE_LIMIT,
+        tokio::task::spawn_blocking(move || server_address(&owned)),
+    )
+    .await
+    {
+        Ok(joined) => joined.map_err(|e| e.to_string())?,
+        Err(_) => Err(format!(
+            "{uri}: no answer to the name lookup in {} s",
+            RESOLVE_LIMIT.as_secs()
+        )),
+    }
+}
+
+/// `config` with its server's name looked up now; a lookup that fails is
+/// logged, shown in `status`, and tried again after a growing wait (1 s
+/// doubling to a minute: a name that does not resolve at boot usually
+/// does once the network is up, much sooner than a refusing server
+/// recovers). `None`: stopped meanwhile.
+async fn resolved(config: &Config, shutdown: &mut watch::Receiver<bool>) -> Option<Config> {
+    if config.uri.is_empty() {
+        return Some(config.clone());
+    }
+    let mut failures = 0u32;
+    loop {
+        match resolve(&config.uri).await {
+            Ok((server, _)) => {
+                return Some(Config {
+                    server,
+                    ..config.clone()
+                });
+            }
+            Err(reason) => {
+                failures = failures.saturating_add(1);
+                let wait = Duration::from_secs(1 << (failures - 1).min(6)).min(LOOKUP_RETRY_MAX);
+                warn!(
+                    uri = %config.uri,
+                    reason,
+                    in_a_row = failures,
+                    retry_in_s = wait.as_secs(),
+                    "LwM2M server name not resolved; trying again later"
+                );
+                {
+                    let mut status = config
+                        .status
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let entry = status
+                        .servers
+                        .entry(config.client.short_server_id)
+                        .or_default();
+                    entry.address = config.uri.clone();
+                    entry.registered = false;
+                    entry.failures += 1;
+                    entry.last_error = Some(reason);
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => return None,
+                }
+            }
+        }
+    }
 }
 
 /// One connection per server, concurrently, until shutdown or until one
@@ -366,8 +454,27 @@ async fn serve_all(
     }
 }
 
-/// One connection to one server, until shutdown or a finished bootstrap.
+/// One connection to one server, until shutdown or a finished bootstrap;
+/// the server's name is looked up first, and again when registering
+/// keeps failing (it may have moved).
 async fn connection(
+    tree: &Arc<Mutex<Tree>>,
+    config: &Config,
+    shutdown: &mut watch::Receiver<bool>,
+) -> std::io::Result<Outcome> {
+    loop {
+        let Some(resolved) = resolved(config, shutdown).await else {
+            return Ok(Outcome::Stopped);
+        };
+        match connected(tree, &resolved, shutdown).await? {
+            Outcome::Moved => continue,
+            outcome => return Ok(outcome),
+        }
+    }
+}
+
+/// One connection to one server at its address.
+async fn connected(
     tree: &Arc<Mutex<Tree>>,
     config: &Config,
     shutdown: &mut watch::Receiver<bool>,
@@ -565,6 +672,16 @@ async fn connection(
                     registration_failures += 1;
                     if stopping.is_some() {
                         continue;
+                    }
+                    // A name may have moved (a server that was replaced):
+                    // looked up again, and a new address is a new
+                    // connection.
+                    if !config.uri.is_empty()
+                        && let Ok((moved, _)) = resolve(&config.uri).await
+                        && moved != config.server
+                    {
+                        info!(uri = %config.uri, from = %config.server, to = %moved, "LwM2M server moved");
+                        return Ok(Outcome::Moved);
                     }
                     if !config.bootstrap
                         && gives_up(

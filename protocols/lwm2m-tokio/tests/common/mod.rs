@@ -72,6 +72,7 @@ pub fn tree(accounts: Vec<Lwm2mServer>) -> Tree {
 /// account), with `psk` and CoAP `coap` parameters.
 pub fn config(server: SocketAddr, psk: Option<(&[u8], &[u8])>, coap: Parameters) -> Config {
     Config {
+        uri: String::new(),
         server,
         client: ClientConfig {
             endpoint: "dmagent-driver".into(),
