@@ -1793,7 +1793,15 @@ impl Client {
                     resource: Some(r.lwm2m),
                     ..inst_path
                 };
-                links.push(format!("<{res_path}>{}", attrs(&res_path)));
+                // A multiple resource says how many instances it has
+                // (Core §5.4.2, the dim attribute).
+                let dim = match inst.slot(resource) {
+                    Some(dm_core::Slot::Stored(ResourceValue::Multiple(values))) => {
+                        format!(";dim={}", values.len())
+                    }
+                    _ => String::new(),
+                };
+                links.push(format!("<{res_path}>{dim}{}", attrs(&res_path)));
             }
         }
         let mut response = status(ResponseType::Content);
@@ -2259,6 +2267,24 @@ fn covers(outer: &Lwm2mPath, inner: &Lwm2mPath) -> bool {
         && (outer.index.is_none() || outer.index == inner.index)
 }
 
+/// The version an object is announced with in a registration with
+/// `lwm2m=1.1`: the object versions that belong to that enabler version
+/// (those Leshan's and Wakaama's 1.1 models have), not the newest ones the
+/// catalog's resources come from. A server that does not know the
+/// announced version of an object types its values as opaque (Leshan
+/// read every /1 and /5 TLV value so when they were announced as 1.2). A
+/// registration with `lwm2m=1.2` would announce the catalog's versions.
+fn version_for_1_1(object: u16, catalog: &'static str) -> &'static str {
+    match object {
+        // Security and Server 1.1, Access Control 1.0, Device 1.1,
+        // Connectivity Monitoring 1.2, Firmware Update 1.0.
+        0 | 1 | 3 => "1.1",
+        2 | 5 => "1.0",
+        4 => "1.2",
+        _ => catalog,
+    }
+}
+
 /// The object links of a Register: every object the client serves except
 /// Security (LwM2M Core §6.2.1), with versions other than 1.0, and their
 /// instances.
@@ -2272,10 +2298,9 @@ pub fn object_links(tree: &Tree) -> String {
             continue;
         }
         let instances = tree.instances(map.object).unwrap_or_default();
-        let version = if map.version == "1.0" {
-            String::new()
-        } else {
-            format!(";ver={}", map.version)
+        let version = match version_for_1_1(map.lwm2m, map.version) {
+            "1.0" => String::new(),
+            version => format!(";ver={version}"),
         };
         links.push(format!("</{}>{version}", map.lwm2m));
         for instance in instances {

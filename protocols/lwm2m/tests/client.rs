@@ -271,8 +271,13 @@ fn register_carries_endpoint_lifetime_version_binding_and_objects() {
     );
     let links = String::from_utf8(register.payload.clone()).unwrap();
     assert!(links.starts_with("</>;rt=\"oma.lwm2m\";ct=110,"), "{links}");
-    assert!(links.contains(",</1>;ver=1.2,</1/0>,"), "{links}");
-    assert!(links.contains(",</3>;ver=1.2,</3/0>,"), "{links}");
+    // Field case (Leshan 2.0, whose models are 1.1): the versions of a
+    // 1.1 registration, not the catalog's 1.2 ones, or Leshan types every
+    // /1 and /5 value as opaque.
+    assert!(links.contains(",</1>;ver=1.1,</1/0>,"), "{links}");
+    assert!(links.contains(",</3>;ver=1.1,</3/0>,"), "{links}");
+    assert!(links.contains(",</4>;ver=1.2,</4/0>,"), "{links}");
+    assert!(links.contains(",</5>,</5/0>,"), "{links}");
     assert!(links.contains(",</12>;ver=1.1,</12/1>"), "{links}");
     assert!(
         !links.contains("</0"),
@@ -2272,5 +2277,56 @@ fn cancel_ends_a_push_being_received() {
     assert_eq!(
         code(&f.request(RequestType::Post, "/5/0/10", |_| {})),
         ResponseType::MethodNotAllowed
+    );
+}
+
+/// Field case (Leshan and servers built for LwM2M 1.0): the 1.0 JSON
+/// format (11543) is served, read and written; plain CBOR (60) for a
+/// single resource (Core §7.4); Discover gives a multiple resource's
+/// number of instances (dim).
+#[test]
+fn the_1_0_json_format_plain_cbor_and_discover_dim() {
+    let mut f = fixture();
+    f.register();
+    let read = f.request(RequestType::Get, "/3/0", accept(ContentFormat::LwM2mJson));
+    assert_eq!(code(&read), ResponseType::Content);
+    assert_eq!(
+        read.get_first_option(CoapOption::ContentFormat),
+        Some(&11543u16.to_be_bytes().to_vec())
+    );
+    let json: serde_json::Value = serde_json::from_slice(&read.payload).unwrap();
+    assert_eq!(json["bn"], "/3/0/");
+    let entries = json["e"].as_array().unwrap();
+    assert!(
+        entries.contains(&serde_json::json!({"n": "0", "sv": "Acme"})),
+        "{json}"
+    );
+    let write = f.request(RequestType::Put, "/1/0/1", |p| {
+        content(
+            ContentFormat::LwM2mJson,
+            br#"{"bn":"/1/0/1","e":[{"v":240}]}"#.to_vec(),
+        )(p)
+    });
+    assert_eq!(code(&write), ResponseType::Changed);
+    let lifetime = f.request(RequestType::Get, "/1/0/1", accept(ContentFormat::Cbor));
+    assert_eq!(code(&lifetime), ResponseType::Content);
+    assert_eq!(lifetime.payload, [0x18, 240], "CBOR unsigned 240");
+    let write = f.request(
+        RequestType::Put,
+        "/1/0/1",
+        content(ContentFormat::Cbor, vec![0x19, 0x01, 0x2c]),
+    );
+    assert_eq!(code(&write), ResponseType::Changed);
+    let name = f.request(RequestType::Get, "/3/0/0", accept(ContentFormat::Cbor));
+    assert_eq!(name.payload, [0x64, b'A', b'c', b'm', b'e']);
+    // Plain CBOR carries one value only.
+    let whole = f.request(RequestType::Get, "/3/0", accept(ContentFormat::Cbor));
+    assert_eq!(code(&whole), ResponseType::NotAcceptable);
+    let discover = f.request(RequestType::Get, "/3/0", accept(ContentFormat::LinkFormat));
+    let links = String::from_utf8(discover.payload).unwrap();
+    assert!(links.contains("</3/0/11>;dim=1"), "{links}");
+    assert!(
+        links.contains("</3/0/0>,") && !links.contains("</3/0/0>;dim"),
+        "{links}"
     );
 }

@@ -230,7 +230,7 @@ proptest! {
     #[test]
     fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256), pick in 0usize..4) {
         let base = [path("/3"), path("/3/0"), path("/3/0/7"), path("/12/1/5")][pick];
-        for f in [ContentFormat::Tlv, ContentFormat::SenmlJson, ContentFormat::SenmlCbor, ContentFormat::LwM2mCbor, ContentFormat::Text, ContentFormat::Opaque] {
+        for f in [ContentFormat::Tlv, ContentFormat::SenmlJson, ContentFormat::SenmlCbor, ContentFormat::LwM2mCbor, ContentFormat::LwM2mJson, ContentFormat::Cbor, ContentFormat::Text, ContentFormat::Opaque] {
             let _ = format::decode(f, &base, &bytes, &type_of);
             let _ = format::decode_composite(f, &bytes, &type_of);
             let _ = format::decode_names(f, &bytes);
@@ -244,7 +244,7 @@ proptest! {
         for i in items.iter_mut().filter(|i| i.path.resource == Some(9)) {
             i.value = Value::Integer(number);
         }
-        for f in [ContentFormat::Tlv, ContentFormat::SenmlJson, ContentFormat::SenmlCbor, ContentFormat::LwM2mCbor] {
+        for f in [ContentFormat::Tlv, ContentFormat::SenmlJson, ContentFormat::SenmlCbor, ContentFormat::LwM2mCbor, ContentFormat::LwM2mJson] {
             let bytes = format::encode(f, &path("/3/0"), &items).unwrap();
             prop_assert_eq!(format::decode(f, &path("/3/0"), &bytes, &type_of).unwrap(), items.clone(), "{:?}", f);
         }
@@ -260,7 +260,11 @@ proptest! {
         let bytes = format::encode(ContentFormat::Tlv, &path("/3/0"), &items).unwrap();
         prop_assert_eq!(format::decode(ContentFormat::Tlv, &path("/3/0"), &bytes, &type_of).unwrap(), items.clone());
         let json = format::encode(ContentFormat::SenmlJson, &path("/3/0"), &items).unwrap();
-        prop_assert_eq!(format::decode(ContentFormat::SenmlJson, &path("/3/0"), &json, &type_of).unwrap(), items);
+        prop_assert_eq!(format::decode(ContentFormat::SenmlJson, &path("/3/0"), &json, &type_of).unwrap(), items.clone());
+        for item in &items {
+            let cbor = format::encode(ContentFormat::Cbor, &item.path, std::slice::from_ref(item)).unwrap();
+            prop_assert_eq!(format::decode(ContentFormat::Cbor, &item.path, &cbor, &type_of).unwrap(), vec![item.clone()]);
+        }
     }
 }
 

@@ -76,6 +76,27 @@ fn leaf(encoder: &mut Encoder<Vec<u8>>, value: &Value) {
     };
 }
 
+/// One resource value as a plain CBOR data item (content format 60).
+pub fn encode_single(value: &Value) -> Vec<u8> {
+    let mut encoder = Encoder::new(Vec::new());
+    leaf(&mut encoder, value);
+    encoder.into_writer()
+}
+
+/// A plain CBOR data item (content format 60) as a value of `value_type`;
+/// nothing may follow it.
+pub fn decode_single(bytes: &[u8], value_type: ValueType) -> Result<Value, FormatError> {
+    let mut decoder = Decoder::new(bytes);
+    let value = value(&mut decoder, value_type).map_err(|e| match e {
+        Failure::Format(e) => e,
+        Failure::Cbor(e) => FormatError::Malformed(format!("CBOR: {e}")),
+    })?;
+    if decoder.position() != bytes.len() {
+        return Err(FormatError::Malformed("CBOR: bytes after the value".into()));
+    }
+    Ok(value)
+}
+
 fn segments(path: &Lwm2mPath) -> Vec<u16> {
     [Some(path.object), path.instance, path.resource, path.index]
         .into_iter()

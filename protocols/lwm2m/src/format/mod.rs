@@ -7,6 +7,7 @@
 //! are both just bytes), which the caller provides from the schema.
 
 pub mod lwm2m_cbor;
+pub mod lwm2m_json;
 pub mod senml_cbor;
 pub mod senml_json;
 pub mod text;
@@ -24,9 +25,14 @@ pub enum ContentFormat {
     Text,
     LinkFormat,
     Opaque,
+    /// Plain CBOR (RFC 8949): one resource's value as one data item
+    /// (LwM2M Core 1.1 §7.4, for single resources).
+    Cbor,
     SenmlJson,
     SenmlCbor,
     Tlv,
+    /// The LwM2M 1.0 JSON format.
+    LwM2mJson,
     LwM2mCbor,
 }
 
@@ -36,9 +42,11 @@ impl ContentFormat {
             ContentFormat::Text => 0,
             ContentFormat::LinkFormat => 40,
             ContentFormat::Opaque => 42,
+            ContentFormat::Cbor => 60,
             ContentFormat::SenmlJson => 110,
             ContentFormat::SenmlCbor => 112,
             ContentFormat::Tlv => 11542,
+            ContentFormat::LwM2mJson => 11543,
             ContentFormat::LwM2mCbor => 11544,
         }
     }
@@ -48,9 +56,11 @@ impl ContentFormat {
             0 => ContentFormat::Text,
             40 => ContentFormat::LinkFormat,
             42 => ContentFormat::Opaque,
+            60 => ContentFormat::Cbor,
             110 => ContentFormat::SenmlJson,
             112 => ContentFormat::SenmlCbor,
             11542 => ContentFormat::Tlv,
+            11543 => ContentFormat::LwM2mJson,
             11544 => ContentFormat::LwM2mCbor,
             _ => return None,
         })
@@ -116,7 +126,14 @@ pub fn encode(
                 "application/octet-stream carries one opaque value".into(),
             )),
         },
+        ContentFormat::Cbor => match items {
+            [item] if base.resource.is_some() => Ok(lwm2m_cbor::encode_single(&item.value)),
+            _ => Err(FormatError::NotAcceptable(
+                "plain CBOR carries one resource value".into(),
+            )),
+        },
         ContentFormat::Tlv => Ok(encode_tlv(base, items)),
+        ContentFormat::LwM2mJson => Ok(lwm2m_json::encode(base, items).into_bytes()),
         ContentFormat::SenmlJson => Ok(senml_json::encode(base, items).into_bytes()),
         ContentFormat::SenmlCbor => Ok(senml_cbor::encode(base, items)),
         ContentFormat::LwM2mCbor => Ok(lwm2m_cbor::encode(items)),
@@ -160,7 +177,25 @@ pub fn decode(
                 value: Value::Opaque(bytes.to_vec()),
             }])
         }
+        ContentFormat::Cbor => {
+            if base.resource.is_none() {
+                return Err(FormatError::NotAcceptable(
+                    "plain CBOR writes one resource".into(),
+                ));
+            }
+            Ok(vec![Item {
+                path: *base,
+                value: lwm2m_cbor::decode_single(
+                    bytes,
+                    type_at(&Lwm2mPath {
+                        index: None,
+                        ..*base
+                    })?,
+                )?,
+            }])
+        }
         ContentFormat::Tlv => decode_tlv(base, bytes, &type_at),
+        ContentFormat::LwM2mJson => lwm2m_json::decode(base, bytes, &type_at),
         ContentFormat::SenmlJson => senml_json::decode(base, bytes, &type_at),
         ContentFormat::SenmlCbor => senml_cbor::decode(base, bytes, &type_at),
         ContentFormat::LwM2mCbor => lwm2m_cbor::decode(Some(base), bytes, &type_at),
