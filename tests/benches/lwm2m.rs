@@ -245,6 +245,7 @@ fn dtls_latency() {
             Instant::now(),
             device_address,
             server_address,
+            None,
             b"bench".to_vec(),
             KEY.to_vec(),
         )

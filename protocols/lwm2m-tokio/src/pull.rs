@@ -122,8 +122,15 @@ pub async fn pull(
     let mut fetch = Fetch::new(now, path, query, 6, Parameters::default(), seed);
     let mut dtls = match psk {
         Some((identity, key)) => Some(
-            DtlsClient::connect(now, socket.local_addr().map_err(io)?, server, identity, key)
-                .map_err(PullError::Dtls)?,
+            DtlsClient::connect(
+                now,
+                socket.local_addr().map_err(io)?,
+                server,
+                crate::server_name(uri).as_deref(),
+                identity,
+                key,
+            )
+            .map_err(PullError::Dtls)?,
         ),
         None => None,
     };

@@ -291,3 +291,31 @@ async fn a_register_never_answered_over_dtls_backs_off() {
     drop(server);
     driver.stop().await;
 }
+
+/// Field case: after a server restart that forgot the DTLS session the
+/// agent retransmitted for 85 s before a new handshake (re-registration
+/// took 97-110 s, against milliseconds for plain CoAP, which sees the
+/// 4.04). With the default CoAP timers, the second unanswered
+/// retransmission of the Update (about 6-9 s after it) starts a new
+/// handshake and a full Register.
+#[tokio::test(flavor = "current_thread")]
+async fn a_forgotten_session_is_replaced_after_two_unanswered_retransmissions() {
+    let mut server = Server::start().await;
+    // Lifetime 4 s: the Update is due after 2 s.
+    let tree = tree(server.address.port(), 4);
+    let driver = common::Running::start(
+        &tree,
+        config(server.address, dm_lwm2m::coap::Parameters::default()),
+    );
+    server
+        .until(Duration::from_secs(15), |s| s.registers() == 1)
+        .await;
+    server.endpoint = server_endpoint(server.address);
+    // Well inside the 93 s the Update's retransmissions alone would take.
+    server
+        .until(Duration::from_secs(30), |s| s.registers() == 2)
+        .await;
+    assert_eq!(server.heard, REGISTERED_TWICE);
+    drop(server);
+    driver.stop().await;
+}

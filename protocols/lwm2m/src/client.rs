@@ -333,6 +333,12 @@ impl Client {
         self.next_update = None;
     }
 
+    /// The most retransmissions a request of ours has had without an
+    /// answer (see `Endpoint::unanswered_retransmissions`).
+    pub fn unanswered_retransmissions(&self) -> u32 {
+        self.coap.unanswered_retransmissions()
+    }
+
     pub fn is_registered(&self) -> bool {
         matches!(self.state, State::Registered { .. })
     }

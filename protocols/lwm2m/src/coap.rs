@@ -303,6 +303,18 @@ impl Endpoint {
         }
     }
 
+    /// The most retransmissions any outstanding, unacknowledged request
+    /// has had: a session that carried requests and now answers none is
+    /// likely gone on the other side (a server that restarted).
+    pub fn unanswered_retransmissions(&self) -> u32 {
+        self.outstanding
+            .iter()
+            .filter(|o| o.is_request && !o.acknowledged)
+            .map(|o| o.attempts)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Retransmits what is due; gives up after MAX_RETRANSMIT.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.expire(now);

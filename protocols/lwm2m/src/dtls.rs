@@ -36,15 +36,24 @@ pub struct DtlsClient {
 
 impl DtlsClient {
     /// Starts the handshake with `remote` as `identity` with `key`.
+    /// `server_name` is the server's host name, sent as SNI (RFC 6066
+    /// §3); `None` for a server given by address. (rtc-dtls then fills
+    /// the address in itself, which §3 forbids: its builder has no way to
+    /// send no SNI.)
     pub fn connect(
         now: Instant,
         local: SocketAddr,
         remote: SocketAddr,
+        server_name: Option<&str>,
         identity: Vec<u8>,
         key: Vec<u8>,
     ) -> Result<DtlsClient, String> {
         let provider = rtc_dtls::crypto_provider::default_provider().map_err(|e| e.to_string())?;
-        let config = ConfigBuilder::default()
+        let mut builder = ConfigBuilder::default();
+        if let Some(name) = server_name {
+            builder = builder.with_server_name(name.to_owned());
+        }
+        let config = builder
             .with_crypto_provider(provider)
             .with_psk(Some(Arc::new(move |_hint: &[u8]| Ok(key.clone()))))
             .with_psk_identity_hint(Some(identity))

@@ -110,6 +110,7 @@ fn psk_ccm8_interoperates_with_openssl_s_server() {
         Instant::now(),
         local,
         remote,
+        None,
         b"dev1".to_vec(),
         KEY.to_vec(),
     )
@@ -161,6 +162,7 @@ fn in_memory(server_key: Vec<u8>) -> (DtlsClient, Vec<u8>) {
         now,
         client_address,
         server_address,
+        None,
         b"dev1".to_vec(),
         KEY.to_vec(),
     )
@@ -206,4 +208,28 @@ fn a_wrong_key_never_connects() {
     let (client, received) = in_memory(vec![9; 16]);
     assert!(!client.is_connected());
     assert!(received.is_empty());
+}
+
+/// The ClientHello names a server given by host name in SNI (RFC 6066
+/// §3), as servers behind a name-based front end need.
+#[test]
+fn a_host_name_is_sent_as_sni() {
+    let local: SocketAddr = "127.0.0.1:40001".parse().unwrap();
+    let remote: SocketAddr = "127.0.0.1:5684".parse().unwrap();
+    let mut client = DtlsClient::connect(
+        Instant::now(),
+        local,
+        remote,
+        Some("lwm2m.example.net"),
+        b"dev1".to_vec(),
+        KEY.to_vec(),
+    )
+    .unwrap();
+    let hello = client.poll_transmit().expect("a ClientHello");
+    assert!(
+        hello
+            .windows(b"lwm2m.example.net".len())
+            .any(|w| w == b"lwm2m.example.net"),
+        "SNI missing"
+    );
 }
