@@ -80,8 +80,9 @@ pub fn parse_uptime(text: &str) -> Result<Duration, PlatformError> {
     text.split_whitespace()
         .next()
         .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        // A number no Duration holds (4e68, found by fuzzing) is as
+        // unreadable as a word: from_secs_f64 would panic on it.
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .ok_or_else(|| PlatformError::Failed(format!("unreadable /proc/uptime: {text:?}")))
 }
 
@@ -149,10 +150,12 @@ pub fn parse_cpu_times(text: &str) -> Result<CpuTimes, PlatformError> {
             "short /proc/stat cpu line: {line:?}"
         )));
     }
-    let total: u64 = values.iter().sum();
-    let idle = values[3] + values.get(4).copied().unwrap_or(0);
+    // Saturating: counters near u64::MAX (a corrupt or hostile file, found
+    // by fuzzing) must not overflow.
+    let total = values.iter().fold(0u64, |sum, v| sum.saturating_add(*v));
+    let idle = values[3].saturating_add(values.get(4).copied().unwrap_or(0));
     Ok(CpuTimes {
-        busy: total - idle,
+        busy: total.saturating_sub(idle),
         total,
     })
 }
@@ -170,6 +173,9 @@ mod tests {
         assert!(parse_uptime("").is_err());
         assert!(parse_uptime("-1 2").is_err());
         assert!(parse_uptime("NaN 2").is_err());
+        // Found by fuzzing: too big for a Duration.
+        assert!(parse_uptime("4e68").is_err());
+        assert!(parse_uptime("inf 1").is_err());
     }
 
     #[test]
@@ -201,6 +207,12 @@ mod tests {
         let second = parse_cpu_times("cpu  150 0 150 800 100 0 0 0 0 0\n").unwrap();
         assert_eq!(second.usage_since(Some(&first)), 50);
         assert!(parse_cpu_times("intr 1 2 3").is_err());
+        // Counters near u64::MAX (fuzzing): saturated, not an overflow.
+        let max = u64::MAX;
+        let huge = parse_cpu_times(&format!("cpu  {max} {max} 1 {max} {max}\n")).unwrap();
+        assert_eq!(huge.total, u64::MAX);
+        assert!(huge.usage_since(Some(&first)) <= 100);
+        assert!(first.usage_since(Some(&huge)) <= 100);
     }
 
     #[test]
