@@ -7,5 +7,9 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace
+# Every fuzz target builds and passes its seeds (scripts/fuzz.sh runs them
+# for real).
+scripts/fuzz.sh smoke

@@ -135,6 +135,7 @@ fn the_shell_scripts_are_shellcheck_clean() {
         "scripts/install-py-peers.sh",
         "scripts/demo.sh",
         "scripts/test.sh",
+        "scripts/fuzz.sh",
         "tests/peers/dbus-stack.sh",
         "tests/peers/dbus-mock.sh",
         ".ci/run",

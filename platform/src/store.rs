@@ -104,17 +104,21 @@ impl FileStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StoreError::Io { path, source }),
         };
-        let file: File1 = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        FileStore::decode(&bytes)
+            .map(Some)
+            .map_err(|reason| StoreError::Corrupt { path, reason })
+    }
+
+    /// The state a file holds, or why it is not one this agent reads.
+    pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
+        let file: File1 = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         if file.format != FORMAT {
-            return Err(StoreError::Corrupt {
-                path,
-                reason: format!("format {} (this agent reads {FORMAT})", file.format),
-            });
+            return Err(format!(
+                "format {} (this agent reads {FORMAT})",
+                file.format
+            ));
         }
-        Ok(Some(file.snapshot))
+        Ok(file.snapshot)
     }
 
     /// Removes the saved state (a factory reset of the agent's own data):

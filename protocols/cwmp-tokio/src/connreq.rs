@@ -424,6 +424,31 @@ fn verify(state: &mut State, header: &str, method: &str, request_uri: &str, now:
     }
 }
 
+/// [`verify`] on a fresh state with one nonce ("n0", opaque "op") issued
+/// for `credentials`: what the fuzz target drives.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_verify(header: &str, uri: &str, credentials: (&str, &str)) -> bool {
+    let (username, password) = (credentials.0.to_owned(), credentials.1.to_owned());
+    let now = Instant::now();
+    let mut state = State {
+        config: ConnectionRequestConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            path: "/cr".into(),
+            credentials: Arc::new(move || (username.clone(), password.clone())),
+            allow_basic: true,
+            min_interval: Duration::ZERO,
+        },
+        nonces: HashMap::new(),
+        accepted: Bucket::full(BURST, now),
+        challenges: HashMap::new(),
+    };
+    state.nonces.insert(
+        "n0".into(),
+        (now, "op".into(), IpAddr::from([127, 0, 0, 1])),
+    );
+    verify(&mut state, header, "GET", uri, now)
+}
+
 /// `k=v, k="v"` pairs of an auth header.
 fn parse_params(text: &str) -> HashMap<String, String> {
     let mut out = HashMap::new();

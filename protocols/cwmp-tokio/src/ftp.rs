@@ -125,7 +125,7 @@ impl Reply {
 }
 
 /// The code of a reply line and whether more lines follow ("123-").
-fn reply_line(line: &str) -> Option<(u16, bool)> {
+pub(crate) fn reply_line(line: &str) -> Option<(u16, bool)> {
     let code = line.get(..3)?;
     if !code.bytes().all(|b| b.is_ascii_digit()) || code.starts_with('0') {
         return None;
@@ -139,7 +139,7 @@ fn reply_line(line: &str) -> Option<(u16, bool)> {
 }
 
 /// The data port of a 229 reply: "Entering Extended Passive Mode (|||6446|)".
-fn epsv_port(text: &str) -> Option<u16> {
+pub(crate) fn epsv_port(text: &str) -> Option<u16> {
     let after = &text[text.find('(')? + 1..];
     let inner = &after[..after.find(')')?];
     let delimiter = inner.chars().next()?;
@@ -155,7 +155,7 @@ fn epsv_port(text: &str) -> Option<u16> {
 /// connection's peer, which also covers a server behind a NAT that
 /// announces its inside address, and refuses to be pointed at a third
 /// host (the "FTP bounce").
-fn pasv_port(text: &str) -> Option<u16> {
+pub(crate) fn pasv_port(text: &str) -> Option<u16> {
     // After the reply code; RFC 1123 §4.1.2.6: the numbers may come
     // without parentheses, so scan for them.
     let text = text.get(4..)?;

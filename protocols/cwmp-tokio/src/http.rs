@@ -613,7 +613,7 @@ impl HttpSession {
 }
 
 /// `bytes FIRST-LAST/COMPLETE` (COMPLETE may be `*`).
-fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
+pub(crate) fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
     let spec = value.trim().strip_prefix("bytes ")?;
     let (range, complete) = spec.split_once('/')?;
     let (first, last) = range.split_once('-')?;

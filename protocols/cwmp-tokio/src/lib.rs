@@ -8,6 +8,8 @@
 pub mod connreq;
 mod dual;
 pub mod ftp;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod http;
 pub mod stun;
 pub mod tls;
