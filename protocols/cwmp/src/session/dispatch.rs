@@ -1,0 +1,303 @@
+//! The ACS's requests answered (TR-069 Annex A): the data-model RPCs on
+//! the tree, transfers queued, host actions after the session.
+
+use super::*;
+
+impl Engine {
+    /// The answer to an ACS request. The lists of GetParameterValues and
+    /// GetParameterNames are written out as they are sent ([`soap::Body`]).
+    pub(super) fn answer(
+        &mut self,
+        tree: &mut Tree,
+        id: Option<&str>,
+        request: AcsRequest,
+        wall: i64,
+    ) -> soap::Body {
+        let e = Encoder::new(self.version);
+        let fault = |f: soap::Fault| e.fault(id, f.code, &f.message, &f.parameters).into();
+        match request {
+            AcsRequest::GetParameterValues { names } => {
+                match rpc::get_parameter_values(tree, &names) {
+                    Ok(values) => e.get_parameter_values_response(id, values),
+                    Err(f) => fault(f),
+                }
+            }
+            AcsRequest::GetParameterNames { path, next_level } => {
+                match rpc::get_parameter_names(tree, &path, next_level) {
+                    Ok(names) => e.get_parameter_names_response(id, names),
+                    Err(f) => fault(f),
+                }
+            }
+            other => self.answer_text(tree, id, other, wall).into(),
+        }
+    }
+
+    /// The answer to any other ACS request: short, written whole.
+    pub(super) fn answer_text(
+        &mut self,
+        tree: &mut Tree,
+        id: Option<&str>,
+        request: AcsRequest,
+        wall: i64,
+    ) -> String {
+        let e = Encoder::new(self.version);
+        let fault = |f: soap::Fault| e.fault(id, f.code, &f.message, &f.parameters);
+        let plain = |code: FaultCode, detail: &str| {
+            e.fault(id, code.code(), &format!("{}: {detail}", code.text()), &[])
+        };
+        match request {
+            AcsRequest::GetRPCMethods => e.get_rpc_methods_response(id, SUPPORTED),
+            AcsRequest::SetParameterValues {
+                parameters,
+                parameter_key,
+            } => match rpc::set_parameter_values(tree, &parameters, &parameter_key) {
+                Ok(status) => e.set_parameter_values_response(id, status),
+                Err(f) => fault(f),
+            },
+            AcsRequest::SetParameterAttributes { changes } => {
+                match rpc::set_parameter_attributes(tree, &changes) {
+                    Ok(()) => {
+                        self.remember_table_notifications(tree, &changes);
+                        e.empty_response(id, "SetParameterAttributes")
+                    }
+                    Err(f) => fault(f),
+                }
+            }
+            AcsRequest::GetParameterAttributes { names } => {
+                match rpc::get_parameter_attributes(tree, &names) {
+                    Ok(attributes) => e.get_parameter_attributes_response(id, &attributes),
+                    Err(f) => fault(f),
+                }
+            }
+            AcsRequest::AddObject {
+                object,
+                parameter_key,
+            } => match rpc::add_object(tree, &object, &parameter_key) {
+                Ok((instance, status)) => e.add_object_response(id, instance, status),
+                Err(f) => fault(f),
+            },
+            AcsRequest::DeleteObject {
+                object,
+                parameter_key,
+            } => match rpc::delete_object(tree, &object, &parameter_key) {
+                Ok(status) => e.delete_object_response(id, status),
+                Err(f) => fault(f),
+            },
+            AcsRequest::Reboot { command_key } => {
+                // Saved before answering: "M Reboot" must follow the
+                // reboot even if we are killed before it happens.
+                self.durable.reboot_command_key = Some(command_key);
+                self.save(tree);
+                self.after_session = AfterSession::Reboot;
+                e.empty_response(id, "Reboot")
+            }
+            AcsRequest::FactoryReset => {
+                self.after_session = AfterSession::FactoryReset;
+                e.empty_response(id, "FactoryReset")
+            }
+            AcsRequest::ScheduleInform {
+                delay_seconds,
+                command_key,
+            } => {
+                if self.multiple_events() >= MAX_MULTIPLE_EVENTS {
+                    return plain(FaultCode::ResourcesExceeded, "too many scheduled informs");
+                }
+                if delay_seconds == 0 {
+                    // TR-069 §A.4.1.4: DelaySeconds must be greater than 0.
+                    return plain(
+                        FaultCode::InvalidArguments,
+                        "DelaySeconds must be at least 1",
+                    );
+                }
+                // Kept in Unix time so that it survives a restart.
+                self.durable
+                    .scheduled
+                    .push((wall.saturating_add(i64::from(delay_seconds)), command_key));
+                self.save(tree);
+                e.empty_response(id, "ScheduleInform")
+            }
+            AcsRequest::Download(transfer) => {
+                if let Err((code, text)) = self.acceptable_download(&transfer) {
+                    return plain(code, &text);
+                }
+                self.durable.transfers.push(QueuedDownload {
+                    command_key: transfer.command_key,
+                    file_type: transfer.file_type,
+                    url: transfer.url,
+                    username: transfer.username,
+                    password: transfer.password,
+                    file_size: transfer.file_size,
+                    target_file_name: transfer.target_file_name,
+                    due: wall.saturating_add(i64::from(transfer.delay_seconds)),
+                    started: false,
+                    upload: false,
+                    scheduled: false,
+                    deadline: None,
+                    awaiting_reboot: None,
+                });
+                self.save(tree);
+                e.download_response(id)
+            }
+            AcsRequest::ScheduleDownload { transfer, windows } => {
+                // TR-069 §A.4.1.8: one or two windows, in order, each
+                // ending after it starts. This device downloads at the
+                // start of the first window whatever its mode, except
+                // "4 Confirmation Needed", which needs a user it has not.
+                let ordered = windows.windows(2).all(|w| w[0].end <= w[1].start);
+                if windows.is_empty()
+                    || windows.len() > 2
+                    || !ordered
+                    || windows.iter().any(|w| w.end <= w.start)
+                {
+                    return plain(
+                        FaultCode::InvalidArguments,
+                        "time windows out of order or empty",
+                    );
+                }
+                if windows.iter().any(|w| w.mode.starts_with("4 ")) {
+                    return plain(
+                        FaultCode::RequestDenied,
+                        "WindowMode 4 Confirmation Needed: this device has no user to ask",
+                    );
+                }
+                if let Err((code, text)) = self.acceptable_download(&transfer) {
+                    return plain(code, &text);
+                }
+                let last_end = windows.iter().map(|w| w.end).max().unwrap_or(0);
+                self.durable.transfers.push(QueuedDownload {
+                    command_key: transfer.command_key,
+                    file_type: transfer.file_type,
+                    url: transfer.url,
+                    username: transfer.username,
+                    password: transfer.password,
+                    file_size: transfer.file_size,
+                    target_file_name: transfer.target_file_name,
+                    due: wall.saturating_add(i64::from(windows[0].start)),
+                    started: false,
+                    upload: false,
+                    scheduled: true,
+                    deadline: Some(wall.saturating_add(i64::from(last_end))),
+                    awaiting_reboot: None,
+                });
+                self.save(tree);
+                e.empty_response(id, "ScheduleDownload")
+            }
+            AcsRequest::Upload {
+                command_key,
+                file_type,
+                url,
+                username,
+                password,
+                delay_seconds,
+            } => {
+                if !TRANSFER_SCHEMES.iter().any(|s| url.starts_with(s)) {
+                    return plain(
+                        FaultCode::UnsupportedTransferProtocol,
+                        &format!("{url}: only http://, https:// and ftp:// are uploaded to"),
+                    );
+                }
+                if file_type != VENDOR_LOG && file_type != CONFIGURATION_UPLOAD {
+                    return plain(
+                        FaultCode::InvalidArguments,
+                        &format!("file type {file_type:?} is not uploaded by this device"),
+                    );
+                }
+                if self.durable.transfers.len() >= MAX_TRANSFERS {
+                    return plain(FaultCode::ResourcesExceeded, "too many queued transfers");
+                }
+                self.durable.transfers.push(QueuedDownload {
+                    command_key,
+                    file_type,
+                    url,
+                    username,
+                    password,
+                    file_size: 0,
+                    target_file_name: String::new(),
+                    due: wall.saturating_add(i64::from(delay_seconds)),
+                    started: false,
+                    upload: true,
+                    scheduled: false,
+                    deadline: None,
+                    awaiting_reboot: None,
+                });
+                self.save(tree);
+                e.upload_response(id)
+            }
+            AcsRequest::CancelTransfer { command_key } => {
+                // TR-069 §A.4.1.6: a transfer not yet started can be
+                // cancelled; one in progress cannot (9021).
+                match self
+                    .durable
+                    .transfers
+                    .iter()
+                    .position(|t| t.command_key == command_key)
+                {
+                    Some(i) if self.durable.transfers[i].started => plain(
+                        FaultCode::CancelationNotPermitted,
+                        "the transfer is in progress",
+                    ),
+                    Some(i) => {
+                        self.durable.transfers.remove(i);
+                        self.save(tree);
+                        e.empty_response(id, "CancelTransfer")
+                    }
+                    None => plain(
+                        FaultCode::InvalidArguments,
+                        &format!("no queued transfer has CommandKey {command_key:?}"),
+                    ),
+                }
+            }
+            AcsRequest::GetQueuedTransfers => {
+                e.queued_transfers_response(id, false, &self.queued())
+            }
+            AcsRequest::GetAllQueuedTransfers => {
+                e.queued_transfers_response(id, true, &self.queued())
+            }
+            AcsRequest::ChangeDUState {
+                command_key,
+                operations,
+            } => {
+                // TR-069 §A.4.1.10: a malformed UUID is refused at once
+                // (9022); the rest is found out while performing.
+                for op in &operations {
+                    let uuid = du_uuid(op);
+                    if !is_uuid(uuid) {
+                        return plain(FaultCode::InvalidUuidFormat, uuid);
+                    }
+                    if let soap::DuOperation::Install { url, .. } = op
+                        && !TRANSFER_SCHEMES
+                            .iter()
+                            .chain(&["coap://", "coaps://"])
+                            .any(|s| url.starts_with(s))
+                    {
+                        return plain(
+                            FaultCode::UnsupportedTransferProtocol,
+                            &format!("{url}: not http(s), ftp or coap(s)"),
+                        );
+                    }
+                }
+                if self.durable.du_changes.len() >= MAX_DU_CHANGES {
+                    return plain(
+                        FaultCode::ResourcesExceeded,
+                        "too many queued ChangeDUState",
+                    );
+                }
+                self.durable.du_changes.push(DuChange {
+                    command_key,
+                    operations,
+                    started: false,
+                });
+                self.save(tree);
+                e.empty_response(id, "ChangeDUState")
+            }
+            AcsRequest::SetVouchers { .. } => plain(
+                FaultCode::RequestDenied,
+                "this device has no options that vouchers could enable",
+            ),
+            other => plain(
+                FaultCode::MethodNotSupported,
+                &format!("{} is not served by this device yet", other.name()),
+            ),
+        }
+    }
+}
