@@ -1,0 +1,256 @@
+//! Tests of the config module.
+
+use super::*;
+
+fn check(text: &str, expect: &str) {
+    let got = match parse(text, "dmagent.toml", &Overrides::default()) {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(got, expect, "for:\n{text}");
+}
+
+#[test]
+fn the_embedded_default_is_valid() {
+    let config = parse(
+        EMBEDDED_DEFAULT,
+        "<embedded default>",
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(config.platform, PlatformKind::Memory);
+    assert!(config.cwmp.is_some() && config.lwm2m.is_some());
+}
+
+#[test]
+fn the_software_version_can_come_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("os-release");
+    let plain = dir.path().join("version");
+    std::fs::write(
+        &release,
+        "NAME=\"Demo\"\nVERSION_ID=\"4.2\"\nIMAGE_VERSION=4.2.1\n",
+    )
+    .unwrap();
+    std::fs::write(&plain, "7.0-rc1\nbuilt today\n").unwrap();
+    for (file, expect) in [(&release, "4.2.1"), (&plain, "7.0-rc1")] {
+        let text = format!("[device]\nsoftware_version_file = \"{}\"\n", file.display());
+        let config = parse(&text, "dmagent.toml", &Overrides::default()).unwrap();
+        assert_eq!(config.identity.software_version, expect);
+    }
+    let missing = dir.path().join("missing");
+    check(
+        &format!(
+            "[device]\nsoftware_version_file = \"{}\"\n",
+            missing.display()
+        ),
+        &format!(
+            "dmagent.toml:2: device.software_version_file: {}: No such file or directory (os error 2)",
+            missing.display()
+        ),
+    );
+}
+
+#[test]
+fn the_instance_limit_is_checked() {
+    check(
+        "[limits]\nmax_instances = 0\n",
+        "dmagent.toml:2: limits.max_instances: must be from 1 to 65535 (instances)",
+    );
+    let config = parse(
+        "[limits]\nmax_instances = 16\n",
+        "dmagent.toml",
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(config.max_instances, 16);
+    let config = parse("", "dmagent.toml", &Overrides::default()).unwrap();
+    assert_eq!(config.max_instances, dm_core::tree::DEFAULT_INSTANCE_LIMIT);
+}
+
+#[test]
+fn a_disabled_protocol_needs_no_server() {
+    let config = parse(
+        "[cwmp]\nacs_url = \"http://127.0.0.1:7547/\"\n\n[lwm2m]\nenabled = false\n",
+        "dmagent.toml",
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert!(config.lwm2m.is_none());
+    assert!(config.cwmp.is_some());
+    let config = parse(
+        "[lwm2m]\nserver_uri = \"coap://127.0.0.1\"\n\n[cwmp]\nenabled = false\n",
+        "dmagent.toml",
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert!(config.cwmp.is_none());
+    assert!(config.lwm2m.is_some());
+    check(
+        "[cwmp]\nusername = \"u\"\n",
+        "dmagent.toml:1: cwmp: acs_url is missing (or set enabled = false)",
+    );
+    // CRLF lines, a multi-byte comment, a header with spaces and a
+    // comment: the right line, no panic.
+    check(
+        "# é\r\n[device]\r\nserial_number = \"S\"\r\n\r\n[ cwmp ] # ACS é\r\nusername = \"u\"\r\n",
+        "dmagent.toml:5: cwmp: acs_url is missing (or set enabled = false)",
+    );
+}
+
+#[test]
+fn reboot_and_factory_reset_commands_are_argv() {
+    let config = parse(
+        "[platform]\nreboot_command = [\"/bin/systemctl\", \"reboot\"]\n",
+        "dmagent.toml",
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        config.reboot_command,
+        Some(vec!["/bin/systemctl".to_owned(), "reboot".to_owned()])
+    );
+    assert_eq!(config.factory_reset_command, None);
+    check(
+        "[platform]\nfactory_reset_command = []\n",
+        "dmagent.toml:2: platform.factory_reset_command: must name a program, e.g. [\"/sbin/reboot\"] (argv, no shell)",
+    );
+}
+
+#[test]
+fn a_bad_value_names_the_file_line_key_and_what_is_allowed() {
+    check(
+        "[cwmp]\nacs_url = \"http://127.0.0.1:7547/\"\nperiodic_interval = 0\n",
+        "dmagent.toml:3: cwmp.periodic_interval: must be at least 1 (seconds)",
+    );
+    check(
+        "[cwmp]\nacs_url = \"http://127.0.0.1:7547/\"\nperiodic_interval = \"often\"\n",
+        "dmagent.toml:3: cwmp.periodic_interval: invalid type: string \"often\", expected u32",
+    );
+    check(
+        "[cwmp]\nacs_url = \"ftp://127.0.0.1/\"\n",
+        "dmagent.toml:2: cwmp.acs_url: scheme \"ftp\" is not supported; allowed: http:// or https://",
+    );
+    check(
+        "[device]\noui = \"00d09e\"\n",
+        "dmagent.toml:2: device.oui: \"00d09e\" is not an OUI; allowed: six upper-case hexadecimal digits, e.g. \"00D09E\"",
+    );
+    check(
+        "[platform]\nkind = \"ofono\"\n",
+        "dmagent.toml:2: platform.kind: \"ofono\" is not a platform; allowed: \"memory\", \"dbus\"",
+    );
+    check(
+        "[lwm2m]\nserver_uri = \"coap://127.0.0.1:5683\"\nbinding = \"X\"\n",
+        "dmagent.toml:3: lwm2m.binding: \"X\" is not a binding; allowed: letters from U, T, S, N and Q, e.g. \"U\" or \"UQ\"",
+    );
+    check(
+        "[lwm2m]\nserver_uri = \"coaps://127.0.0.1:5684\"\npsk_identity = \"dev\"\npsk_key = \"xyz\"\n",
+        "dmagent.toml:4: lwm2m.psk_key: must be an even number of hexadecimal digits, e.g. \"000102030405\"",
+    );
+    check(
+        "[lwm2m]\nserver_uri = \"coaps://127.0.0.1:5684\"\n",
+        "dmagent.toml: lwm2m.psk_identity: required when security is \"psk\"",
+    );
+    check(
+        "[device]\nserial_number = \"SN1\"\n\n[lwm2m]\nendpoint = \"dev\"\n",
+        "dmagent.toml:4: lwm2m: server_uri is missing (or set enabled = false)",
+    );
+    check(
+        "[lwm2m]\nserver_uri = \"coap://127.0.0.1:70000\"\n",
+        "dmagent.toml:2: lwm2m.server_uri: \"coap://127.0.0.1:70000\": port \"70000\" is not 1 to 65535",
+    );
+    check(
+        "[lwm2m]\nserver_uri = \"coap://127.0.0.1:5683\"\nnat_timeout = 2\n",
+        "dmagent.toml:3: lwm2m.nat_timeout: must be 0 (no NAT) or at least 4 (seconds)",
+    );
+    check("[log]\nlevel = \"dm_core=debug,warn\"\n", "ok");
+    check(
+        "[log]\nlevel = \"loud\"\n",
+        "dmagent.toml:2: log.level: \"loud\" is not a log level; allowed: error, warn, info, debug, trace, or target=level directives",
+    );
+}
+
+#[test]
+fn unknown_keys_and_broken_syntax_are_refused() {
+    check(
+        "[cwmp]\nacs_url = \"http://127.0.0.1/\"\nperiodic_intervl = 5\n",
+        "dmagent.toml:3: cwmp.periodic_intervl: unknown field `periodic_intervl`, expected one of `enabled`, `acs_url`, `username`, `password`, `periodic_inform`, `periodic_interval`, `connection_request_port`, `connection_request_bind`, `ca_file`, `client_certificate`, `client_key`, `connection_request_username`, `connection_request_password`, `acs_url_from_dhcp`, `autonomous_transfer_complete`, `allow_basic_over_http`",
+    );
+    check(
+        "state_dir = \n",
+        "dmagent.toml:1: state_dir: string values must be quoted, expected literal string",
+    );
+}
+
+#[test]
+fn overrides_win_and_are_checked() {
+    let text = "[cwmp]\nacs_url = \"http://127.0.0.1:7547/\"\n";
+    let overrides = Overrides {
+        acs_url: Some(("--acs-url".into(), "https://[::1]:7548/acs".into())),
+        ..Default::default()
+    };
+    let config = parse(text, "f", &overrides).unwrap();
+    assert_eq!(
+        config.cwmp.unwrap().settings.acs_url,
+        "https://[::1]:7548/acs"
+    );
+    let bad = Overrides {
+        acs_url: Some(("DMAGENT_ACS_URL".into(), "127.0.0.1".into())),
+        ..Default::default()
+    };
+    assert_eq!(
+        parse(text, "f", &bad).unwrap_err().to_string(),
+        "DMAGENT_ACS_URL: \"127.0.0.1\" is not a URL; allowed: http:// or https://HOST[:PORT][/PATH]"
+    );
+}
+
+#[test]
+fn defaults() {
+    let config = parse(
+        "[lwm2m]\nserver_uri = \"coap://127.0.0.1:5683\"\n[device]\nserial_number = \"SN1\"\noui = \"00D09E\"\n",
+        "f",
+        &Overrides::default(),
+    )
+    .unwrap();
+    let lwm2m = config.lwm2m.unwrap();
+    assert_eq!(lwm2m.endpoint, "urn:dev:ops:00D09E-LinuxGateway-SN1");
+    assert_eq!(lwm2m.server.lifetime, 300);
+    assert_eq!(lwm2m.server.security, SecurityMode::NoSec);
+    assert!(config.cwmp.is_none());
+    assert_eq!(config.log_level, "info");
+    // Connection requests are served on both families by default.
+    let config = parse(
+        "[cwmp]\nacs_url = \"http://[2001:db8::1]:7547/\"\n",
+        "f",
+        &Overrides::default(),
+    )
+    .unwrap();
+    let cwmp = config.cwmp.unwrap();
+    assert_eq!(cwmp.connection_request_bind.to_string(), "::");
+    assert_eq!(cwmp.connection_request_port, 7547);
+}
+
+proptest::proptest! {
+    /// A configuration file of any shape is a configuration or an
+    /// error naming where, never a panic (which would abort at start).
+    #[test]
+    fn any_file_parses_or_errs(
+        lines in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just("[cwmp]".to_owned()),
+                proptest::strategy::Just("[ lwm2m ] # é".to_owned()),
+                proptest::strategy::Just("[device]".to_owned()),
+                proptest::strategy::Just("enabled = false".to_owned()),
+                proptest::strategy::Just("acs_url = \"http://127.0.0.1/\"".to_owned()),
+                proptest::strategy::Just("server_uri = \"coap://[::1]\"".to_owned()),
+                proptest::strategy::Just("# comment é".to_owned()),
+                "[\\[\\]a-z_=\" #é.:/0-9]{0,30}",
+            ],
+            0..10,
+        ),
+        crlf in proptest::prelude::any::<bool>(),
+    ) {
+        let text = lines.join(if crlf { "\r\n" } else { "\n" });
+        let _ = parse(&text, "dmagent.toml", &Overrides::default());
+    }
+}
