@@ -24,6 +24,6 @@ pub use path::{Origin, Path};
 pub use schema::{
     Access, InstanceId, ObjectId, ObjectSchema, ResourceId, ResourceSchema, ValueType,
 };
-pub use snapshot::{Snapshot, StateStore};
+pub use snapshot::{SaveError, Snapshot, StateStore};
 pub use tree::{Instance, ObjectHandler, ResourceValue, Slot, Tree};
 pub use value::{ObjectLink, Value, ValueError};

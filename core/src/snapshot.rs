@@ -40,6 +40,10 @@ pub struct InstanceState {
 
 /// Where snapshots go. `save` returns only once the snapshot is durable:
 /// after it, a crash at any moment must leave this snapshot or a later one.
+/// Why a state could not be saved: whatever the store met (a full disk,
+/// a read-only file system), kept for the message.
+pub type SaveError = Box<dyn std::error::Error + Send + Sync>;
+
 pub trait StateStore: Send + Sync {
-    fn save(&mut self, snapshot: &Snapshot) -> Result<(), String>;
+    fn save(&mut self, snapshot: &Snapshot) -> Result<(), SaveError>;
 }

@@ -712,7 +712,9 @@ impl Tree {
         }
         let snapshot = self.snapshot();
         match self.store.as_mut() {
-            Some(store) => store.save(&snapshot).map_err(Error::Storage),
+            Some(store) => store
+                .save(&snapshot)
+                .map_err(|e| Error::Storage(e.to_string())),
             None => Ok(()),
         }
     }

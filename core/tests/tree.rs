@@ -116,7 +116,7 @@ struct MemoryStore {
 }
 
 impl StateStore for MemoryStore {
-    fn save(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+    fn save(&mut self, snapshot: &Snapshot) -> Result<(), dm_core::SaveError> {
         if *self.fail.lock().unwrap() {
             return Err("disk full".into());
         }

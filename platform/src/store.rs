@@ -39,6 +39,11 @@ struct File1 {
     snapshot: Snapshot,
 }
 
+/// Why bytes are not a state file this agent reads.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CorruptState(pub String);
+
 /// The state directory.
 pub struct FileStore {
     dir: PathBuf,
@@ -106,17 +111,17 @@ impl FileStore {
         };
         FileStore::decode(&bytes)
             .map(Some)
-            .map_err(|reason| StoreError::Corrupt { path, reason })
+            .map_err(|e| StoreError::Corrupt { path, reason: e.0 })
     }
 
     /// The state a file holds, or why it is not one this agent reads.
-    pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
-        let file: File1 = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    pub fn decode(bytes: &[u8]) -> Result<Snapshot, CorruptState> {
+        let file: File1 = serde_json::from_slice(bytes).map_err(|e| CorruptState(e.to_string()))?;
         if file.format != FORMAT {
-            return Err(format!(
+            return Err(CorruptState(format!(
                 "format {} (this agent reads {FORMAT})",
                 file.format
-            ));
+            )));
         }
         Ok(file.snapshot)
     }
@@ -207,10 +212,10 @@ impl Staged<'_> {
 }
 
 impl StateStore for FileStore {
-    fn save(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+    fn save(&mut self, snapshot: &Snapshot) -> Result<(), dm_core::SaveError> {
         self.stage(snapshot)
             .and_then(Staged::commit)
-            .map_err(|e| e.to_string())
+            .map_err(Into::into)
     }
 }
 

@@ -26,7 +26,7 @@ struct Counted {
 }
 
 impl StateStore for Counted {
-    fn save(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+    fn save(&mut self, snapshot: &Snapshot) -> Result<(), dm_core::SaveError> {
         self.writes.fetch_add(1, Ordering::Relaxed);
         self.inner.save(snapshot)?;
         let size =

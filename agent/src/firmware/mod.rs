@@ -601,14 +601,14 @@ struct ImageSink<'a> {
 }
 
 impl dm_cwmp_tokio::http::DownloadSink for ImageSink<'_> {
-    fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), dm_cwmp_tokio::http::SinkError> {
         self.writer.write(bytes).map_err(|e| e.to_string())?;
         self.progress.at(self.writer.written(), None);
         Ok(())
     }
 
-    fn restart(&mut self) -> Result<(), String> {
-        self.writer.restart().map_err(|e| e.to_string())
+    fn restart(&mut self) -> Result<(), dm_cwmp_tokio::http::SinkError> {
+        self.writer.restart().map_err(|e| e.to_string().into())
     }
 
     fn length(&mut self, total: Option<u64>) {
@@ -882,15 +882,15 @@ struct MemorySink {
 }
 
 impl dm_cwmp_tokio::http::DownloadSink for MemorySink {
-    fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), dm_cwmp_tokio::http::SinkError> {
         if self.bytes.len() + bytes.len() > self.limit {
-            return Err(format!("larger than {} bytes", self.limit));
+            return Err(format!("larger than {} bytes", self.limit).into());
         }
         self.bytes.extend_from_slice(bytes);
         Ok(())
     }
 
-    fn restart(&mut self) -> Result<(), String> {
+    fn restart(&mut self) -> Result<(), dm_cwmp_tokio::http::SinkError> {
         self.bytes.clear();
         Ok(())
     }

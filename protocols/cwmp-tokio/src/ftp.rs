@@ -385,7 +385,8 @@ pub async fn download(
                 if n == 0 {
                     break;
                 }
-                sink.write(&buffer[..n]).map_err(HttpError::Sink)?;
+                sink.write(&buffer[..n])
+                    .map_err(|e| HttpError::Sink(e.to_string()))?;
                 received += n as u64;
             }
             // 226: the server sent the whole file; 426 if it broke off.

@@ -576,7 +576,7 @@ impl HttpSession {
                 must_reach = Some(complete.unwrap_or(last.saturating_add(1)));
             } else {
                 if offset > 0 {
-                    sink.restart().map_err(HttpError::Sink)?;
+                    sink.restart().map_err(|e| HttpError::Sink(e.to_string()))?;
                 }
                 // The validator a resume sends back (If-Range), so that a
                 // file replaced meanwhile is sent whole, not spliced.
@@ -604,7 +604,8 @@ impl HttpSession {
                 };
                 let frame = frame.map_err(|e| HttpError::Protocol(e.to_string()))?;
                 if let Some(data) = frame.data_ref() {
-                    sink.write(data).map_err(HttpError::Sink)?;
+                    sink.write(data)
+                        .map_err(|e| HttpError::Sink(e.to_string()))?;
                     total = total.saturating_add(data.len() as u64);
                 }
             }
@@ -625,11 +626,14 @@ pub(crate) fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)
     (first <= last && complete.is_none_or(|c| last < c)).then_some((first, last, complete))
 }
 
+/// Why a sink refused bytes (a full disk, an image over its limit).
+pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Where a download goes.
 pub trait DownloadSink: Send {
-    fn write(&mut self, bytes: &[u8]) -> Result<(), String>;
+    fn write(&mut self, bytes: &[u8]) -> Result<(), SinkError>;
     /// The server sends the whole body again (it ignored the Range).
-    fn restart(&mut self) -> Result<(), String> {
+    fn restart(&mut self) -> Result<(), SinkError> {
         Err("the server cannot resume".into())
     }
     /// The size of the whole body, when the server says it.
@@ -639,8 +643,8 @@ pub trait DownloadSink: Send {
 struct ClosureSink<'a>(&'a mut (dyn FnMut(&[u8]) -> Result<(), String> + Send));
 
 impl DownloadSink for ClosureSink<'_> {
-    fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
-        (self.0)(bytes)
+    fn write(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+        (self.0)(bytes).map_err(Into::into)
     }
 }
 

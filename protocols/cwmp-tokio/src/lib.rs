@@ -486,11 +486,11 @@ pub async fn run(
             Some(command) = commands.recv() => match command {
                 Command::Inform(event, answer) => {
                     let accepted = engine.request_session(&mut lock(&tree), &event);
-                    let _ = answer.try_send(accepted);
+                    let _ = answer.try_send(accepted.map_err(|e| e.to_string()));
                 }
                 Command::RequestDownload(file_type, args, answer) => {
                     let queued = engine.request_download(&mut lock(&tree), &file_type, args);
-                    let _ = answer.try_send(queued);
+                    let _ = answer.try_send(queued.map_err(|e| e.to_string()));
                 }
                 Command::AutonomousTransfer(result) => {
                     engine.autonomous_transfer_complete(&mut lock(&tree), *result);
@@ -502,7 +502,7 @@ pub async fn run(
                             kick_waiters.push((kick, answer));
                         }
                         Err(e) => {
-                            let _ = answer.try_send(Err(e));
+                            let _ = answer.try_send(Err(e.to_string()));
                         }
                     }
                 }

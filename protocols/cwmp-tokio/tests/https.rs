@@ -184,7 +184,7 @@ fn a_missing_or_empty_ca_file_is_a_clear_error() {
         client_certificate: None,
     })
     .unwrap_err();
-    assert!(missing.contains("none.pem"), "{missing}");
+    assert!(missing.to_string().contains("none.pem"), "{missing}");
     let empty = dir.path().join("empty.pem");
     std::fs::write(&empty, "").unwrap();
     let error = dm_cwmp_tokio::tls::client_config(&TlsSettings {
@@ -192,5 +192,5 @@ fn a_missing_or_empty_ca_file_is_a_clear_error() {
         client_certificate: None,
     })
     .unwrap_err();
-    assert!(error.contains("no CA certificate"), "{error}");
+    assert!(error.to_string().contains("no CA certificate"), "{error}");
 }

@@ -523,12 +523,13 @@ pub fn configuration_file(tree: &Tree) -> String {
 /// secrets, which the file does not carry). Returns how many
 /// parameters were set; a file that is not one, or that the tree refuses,
 /// is a readable reason (TR-069 fault 9018, file corrupted or unusable).
-pub fn apply_configuration_file(tree: &mut Tree, text: &str) -> Result<usize, String> {
+pub fn apply_configuration_file(
+    tree: &mut Tree,
+    text: &str,
+) -> Result<usize, ConfigurationFileError> {
     let mut lines = text.lines();
     if lines.next().map(str::trim_end) != Some(CONFIGURATION_HEADER) {
-        return Err(format!(
-            "not a dmagent configuration file (no {CONFIGURATION_HEADER:?} first line)"
-        ));
+        return Err(ConfigurationFileError::NotOne);
     }
     let mut parameters = Vec::new();
     for (number, line) in lines.enumerate() {
@@ -539,7 +540,10 @@ pub fn apply_configuration_file(tree: &mut Tree, text: &str) -> Result<usize, St
         let mut fields = line.splitn(3, '\t');
         let (Some(name), Some(xsd), Some(raw)) = (fields.next(), fields.next(), fields.next())
         else {
-            return Err(format!("line {number}: not Name<TAB>type<TAB>value"));
+            return Err(ConfigurationFileError::Line {
+                line: number,
+                reason: "not Name<TAB>type<TAB>value",
+            });
         };
         let mut value = String::with_capacity(raw.len());
         let mut chars = raw.chars();
@@ -553,7 +557,12 @@ pub fn apply_configuration_file(tree: &mut Tree, text: &str) -> Result<usize, St
                 Some('t') => value.push('\t'),
                 Some('n') => value.push('\n'),
                 Some('r') => value.push('\r'),
-                _ => return Err(format!("line {number}: a bad escape")),
+                _ => {
+                    return Err(ConfigurationFileError::Line {
+                        line: number,
+                        reason: "a bad escape",
+                    });
+                }
             }
         }
         parameters.push(ParameterValueIn {
@@ -568,9 +577,22 @@ pub fn apply_configuration_file(tree: &mut Tree, text: &str) -> Result<usize, St
         for p in fault.parameters.iter().take(5) {
             let _ = write!(reason, "; {} ({})", p.name, p.message);
         }
-        reason
+        ConfigurationFileError::Refused(reason)
     })?;
     Ok(count)
+}
+
+/// Why a configuration file was not restored (nothing of it was).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigurationFileError {
+    #[error("not a dmagent configuration file (no {CONFIGURATION_HEADER:?} first line)")]
+    NotOne,
+    #[error("line {line}: {reason}")]
+    Line { line: usize, reason: &'static str },
+    /// The values were refused, as a SetParameterValues of them would be.
+    #[error("{0}")]
+    Refused(String),
 }
 
 fn invalid_arguments(parameters: Vec<ParameterFault>) -> Fault {

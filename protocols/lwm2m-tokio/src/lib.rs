@@ -113,40 +113,57 @@ enum Outcome {
     Moved,
 }
 
+/// Why a server URI gives no address.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{uri}: {reason}")]
+pub struct UriError {
+    pub uri: String,
+    pub reason: String,
+}
+
+impl UriError {
+    fn new(uri: &str, reason: impl std::fmt::Display) -> UriError {
+        UriError {
+            uri: uri.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// The UDP address of a coap:// or coaps:// URI and whether it is coaps.
 /// Looks the host name up, blocking: see [`resolve`].
-pub fn server_address(uri: &str) -> Result<(SocketAddr, bool), String> {
+pub fn server_address(uri: &str) -> Result<(SocketAddr, bool), UriError> {
     let (host, port, secure) = parse_server_uri(uri)?;
     std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
-        .map_err(|e| format!("{uri}: {e}"))?
+        .map_err(|e| UriError::new(uri, e))?
         .next()
         .map(|address| (address, secure))
-        .ok_or_else(|| format!("{uri}: no address"))
+        .ok_or_else(|| UriError::new(uri, "no address"))
 }
 
 /// The host, port and coaps-ness of a coap:// or coaps:// URI, without
 /// looking anything up.
-pub fn parse_server_uri(uri: &str) -> Result<(String, u16, bool), String> {
+pub fn parse_server_uri(uri: &str) -> Result<(String, u16, bool), UriError> {
     let (secure, rest) = match uri.split_once("://") {
         Some(("coap", rest)) => (false, rest),
         Some(("coaps", rest)) => (true, rest),
-        _ => return Err(format!("{uri}: not a coap:// or coaps:// URI")),
+        _ => return Err(UriError::new(uri, "not a coap:// or coaps:// URI")),
     };
     let default_port = if secure { "5684" } else { "5683" };
     let authority = rest.split('/').next().unwrap_or(rest);
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (host, after) = v6
             .split_once(']')
-            .ok_or_else(|| format!("{uri}: unterminated IPv6 literal"))?;
+            .ok_or_else(|| UriError::new(uri, "unterminated IPv6 literal"))?;
         (host, after.strip_prefix(':').unwrap_or(default_port))
     } else {
         authority
             .rsplit_once(':')
             .unwrap_or((authority, default_port))
     };
-    let port: u16 = port.parse().map_err(|_| format!("{uri}: bad port"))?;
+    let port: u16 = port.parse().map_err(|_| UriError::new(uri, "bad port"))?;
     if host.is_empty() {
-        return Err(format!("{uri}: no host"));
+        return Err(UriError::new(uri, "no host"));
     }
     Ok((host.to_owned(), port, secure))
 }
@@ -169,14 +186,17 @@ const QUICK_REHANDSHAKE_EVERY: Duration = Duration::from_secs(60);
 /// (`None` for plain CoAP).
 fn new_session(config: &Config, local: SocketAddr) -> Option<Result<DtlsClient, String>> {
     let (identity, key) = config.psk.as_ref()?;
-    Some(DtlsClient::connect(
-        Instant::now(),
-        local,
-        config.server,
-        server_name(&config.uri).as_deref(),
-        identity.clone(),
-        key.clone(),
-    ))
+    Some(
+        DtlsClient::connect(
+            Instant::now(),
+            local,
+            config.server,
+            server_name(&config.uri).as_deref(),
+            identity.clone(),
+            key.clone(),
+        )
+        .map_err(|e| e.to_string()),
+    )
 }
 
 /// The SNI of a server URI: its host when that is a name, none for an
@@ -325,7 +345,7 @@ async fn server_config(
     endpoint: &str,
     template: &Config,
 ) -> Result<Config, String> {
-    let (_, _, secure) = parse_server_uri(&account.uri)?;
+    let (_, _, secure) = parse_server_uri(&account.uri).map_err(|e| e.to_string())?;
     if secure && account.psk.is_none() {
         return Err(format!(
             "{}: coaps:// needs a PSK account (Security Mode 0)",
@@ -352,7 +372,7 @@ async fn server_config(
 
 /// `server_address` with the name looked up without blocking the runtime,
 /// within [`RESOLVE_LIMIT`].
-async fn resolve(uri: &str) -> Result<(SocketAddr, bool), String> {
+async fn resolve(uri: &str) -> Result<(SocketAddr, bool), UriError> {
     let owned = uri.to_owned();
     match tokio::time::timeout(
         RESOLVE_LIMIT,
@@ -360,10 +380,13 @@ async fn resolve(uri: &str) -> Result<(SocketAddr, bool), String> {
     )
     .await
     {
-        Ok(joined) => joined.map_err(|e| e.to_string())?,
-        Err(_) => Err(format!(
-            "{uri}: no answer to the name lookup in {} s",
-            RESOLVE_LIMIT.as_secs()
+        Ok(joined) => joined.map_err(|e| UriError::new(uri, e))?,
+        Err(_) => Err(UriError::new(
+            uri,
+            format!(
+                "no answer to the name lookup in {} s",
+                RESOLVE_LIMIT.as_secs()
+            ),
         )),
     }
 }
@@ -386,7 +409,8 @@ async fn resolved(config: &Config, shutdown: &mut watch::Receiver<bool>) -> Opti
                     ..config.clone()
                 });
             }
-            Err(reason) => {
+            Err(error) => {
+                let reason = error.reason;
                 failures = failures.saturating_add(1);
                 let wait = Duration::from_secs(1 << (failures - 1).min(6)).min(LOOKUP_RETRY_MAX);
                 warn!(

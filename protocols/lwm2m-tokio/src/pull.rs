@@ -95,7 +95,9 @@ pub async fn pull(
     sink: &mut (dyn FnMut(&[u8]) -> Result<(), String> + Send),
     progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
 ) -> Result<u64, PullError> {
-    let (server, secure) = crate::resolve(uri).await.map_err(PullError::Uri)?;
+    let (server, secure) = crate::resolve(uri)
+        .await
+        .map_err(|e| PullError::Uri(e.to_string()))?;
     let (path, query) = path_and_query(uri).map_err(PullError::Uri)?;
     let psk = match (secure, psk) {
         (false, _) => None,
@@ -130,7 +132,7 @@ pub async fn pull(
                 identity,
                 key,
             )
-            .map_err(PullError::Dtls)?,
+            .map_err(|e| PullError::Dtls(e.to_string()))?,
         ),
         None => None,
     };

@@ -69,7 +69,7 @@ pub fn save(tree: &Tree) -> Saved {
 
 /// Puts the saved instances back, replacing whatever a failed bootstrap
 /// left.
-pub fn restore(tree: &mut Tree, saved: &Saved) -> Result<(), String> {
+pub fn restore(tree: &mut Tree, saved: &Saved) -> Result<(), dm_core::TransactionError> {
     let current: Vec<(ObjectId, InstanceId)> = BOOTSTRAP_OBJECTS
         .iter()
         .flat_map(|&object| {
@@ -86,7 +86,7 @@ pub fn restore(tree: &mut Tree, saved: &Saved) -> Result<(), String> {
     for (object, instance) in current {
         delete.delete(object, instance);
     }
-    delete.commit().map_err(|e| format!("{e:?}"))?;
+    delete.commit()?;
     let mut create = tree.begin(Origin::Bootstrap);
     for (object, instance, values) in &saved.instances {
         create.create(*object, Some(*instance));
@@ -98,7 +98,7 @@ pub fn restore(tree: &mut Tree, saved: &Saved) -> Result<(), String> {
             };
         }
     }
-    create.commit().map(|_| ()).map_err(|e| format!("{e:?}"))
+    create.commit().map(drop)
 }
 
 /// The result of serving one bootstrap request.

@@ -34,6 +34,12 @@ pub struct DtlsClient {
     failure: Option<String>,
 }
 
+/// Why a DTLS session could not even start (the library refused its
+/// configuration or the connect).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("DTLS: {0}")]
+pub struct DtlsError(pub String);
+
 impl DtlsClient {
     /// Starts the handshake with `remote` as `identity` with `key`.
     /// `server_name` is the server's host name, sent as SNI (RFC 6066
@@ -47,8 +53,9 @@ impl DtlsClient {
         server_name: Option<&str>,
         identity: Vec<u8>,
         key: Vec<u8>,
-    ) -> Result<DtlsClient, String> {
-        let provider = rtc_dtls::crypto_provider::default_provider().map_err(|e| e.to_string())?;
+    ) -> Result<DtlsClient, DtlsError> {
+        let provider =
+            rtc_dtls::crypto_provider::default_provider().map_err(|e| DtlsError(e.to_string()))?;
         let mut builder = ConfigBuilder::default();
         if let Some(name) = server_name {
             builder = builder.with_server_name(name.to_owned());
@@ -62,11 +69,11 @@ impl DtlsClient {
             // requiring it.
             .with_extended_master_secret(ExtendedMasterSecretType::Request)
             .build(true, Some(remote))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| DtlsError(e.to_string()))?;
         let mut endpoint = Endpoint::new(local, TransportProtocol::UDP, None);
         endpoint
             .connect(now, remote, Arc::new(config), None)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| DtlsError(e.to_string()))?;
         Ok(DtlsClient {
             endpoint,
             remote,

@@ -10,7 +10,7 @@ impl Engine {
     /// `ubus call tr069 inform`): `event` is the EventCode to report, a
     /// standard single one ("2 PERIODIC", "6 CONNECTION REQUEST", ...) or
     /// a vendor one ("X OUI name", TR-069 §3.7.1.5).
-    pub fn request_session(&mut self, tree: &mut Tree, event: &str) -> Result<(), String> {
+    pub fn request_session(&mut self, tree: &mut Tree, event: &str) -> Result<(), RequestError> {
         // icwmp's `inform GetRPCMethods`: a session that asks the ACS
         // which methods it serves, with a vendor event that says why (no
         // standard event does).
@@ -27,9 +27,7 @@ impl Engine {
         ];
         let vendor = event.starts_with("X ") && event.split(' ').count() >= 3;
         if !known.contains(&event) && !vendor {
-            return Err(format!(
-                "{event:?} is not an event a local request may send; use one of {known:?} or \"X <OUI> <name>\""
-            ));
+            return Err(RequestError::UnknownEvent(event.to_owned()));
         }
         self.add_event(event, "");
         self.save(tree);
@@ -44,7 +42,7 @@ impl Engine {
         tree: &mut Tree,
         file_type: &str,
         args: Vec<(String, String)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RequestError> {
         let request = CpeRequest::RequestDownload {
             file_type: file_type.to_owned(),
             args,
@@ -54,7 +52,7 @@ impl Engine {
 
     /// Kicked (TR-069 §A.4.2.3), in a session with "5 KICKED"; the ACS's
     /// NextURL comes back as [`EngineEvent::Kicked`].
-    pub fn kicked(&mut self, tree: &mut Tree, kick: soap::Kick) -> Result<(), String> {
+    pub fn kicked(&mut self, tree: &mut Tree, kick: soap::Kick) -> Result<(), RequestError> {
         kick.check()?;
         self.queue_request(tree, CpeRequest::Kicked(kick))
     }
@@ -63,9 +61,9 @@ impl Engine {
         &mut self,
         tree: &mut Tree,
         request: CpeRequest,
-    ) -> Result<(), String> {
+    ) -> Result<(), RequestError> {
         if self.durable.cpe_requests.len() >= MAX_CPE_REQUESTS {
-            return Err("too many requests for the ACS are waiting".into());
+            return Err(RequestError::QueueFull);
         }
         let event = request_event(tree, &request);
         if !self.durable.cpe_requests.contains(&request) {

@@ -49,6 +49,21 @@ pub use transfers::{du_uuid, is_uuid};
 use events::*;
 use timers::*;
 
+/// Why a local request for a session (`dmagent inform`, `kick`,
+/// `request-download`) was not queued.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    #[error(
+        "{0:?} is not an event a local request may send; use one of \"1 BOOT\", \"2 PERIODIC\", \"3 SCHEDULED\", \"4 VALUE CHANGE\", \"6 CONNECTION REQUEST\", \"8 DIAGNOSTICS COMPLETE\" or \"X <OUI> <name>\""
+    )]
+    UnknownEvent(String),
+    #[error("too many requests for the ACS are waiting")]
+    QueueFull,
+    #[error(transparent)]
+    Kick(#[from] soap::KickTooLong),
+}
+
 /// The most EventStructs one Inform may carry (cwmp-1-4.xsd).
 const MAX_EVENTS: usize = 64;
 

@@ -155,9 +155,17 @@ pub struct Kick {
     pub next: String,
 }
 
+/// A Kicked argument longer than the XSD allows.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field} is longer than {max} characters")]
+pub struct KickTooLong {
+    pub field: &'static str,
+    pub max: usize,
+}
+
 impl Kick {
-    /// The XSD's length limits, as a reason when exceeded.
-    pub fn check(&self) -> Result<(), String> {
+    /// The XSD's length limits.
+    pub fn check(&self) -> Result<(), KickTooLong> {
         for (name, value, max) in [
             ("Command", &self.command, 32),
             ("Referer", &self.referer, 64),
@@ -165,7 +173,7 @@ impl Kick {
             ("Next", &self.next, 1024),
         ] {
             if value.chars().count() > max {
-                return Err(format!("{name} is longer than {max} characters"));
+                return Err(KickTooLong { field: name, max });
             }
         }
         Ok(())

@@ -175,18 +175,25 @@ impl Client {
     /// Send (LwM2M Core §6.4.1.1): the values of `paths` to the server,
     /// unasked, as SenML CBOR in a POST to /dp. Refused while not
     /// registered or while the server's Mute Send (/1/x/23) is true.
-    pub fn send(&mut self, tree: &Tree, now: Instant, paths: &[Lwm2mPath]) -> Result<(), String> {
+    pub fn send(
+        &mut self,
+        tree: &Tree,
+        now: Instant,
+        paths: &[Lwm2mPath],
+    ) -> Result<(), SendError> {
         if !self.is_registered() {
-            return Err("not registered".into());
+            return Err(SendError::NotRegistered);
         }
         if self.server_value(tree, dm_core::catalog::server::MUTE_SEND)
             == Some(Value::Boolean(true))
         {
-            return Err("the server muted Send (Mute Send is true)".into());
+            return Err(SendError::Muted);
         }
         let payload = self
             .read_composite(tree, paths, ContentFormat::SenmlCbor)
-            .map_err(|response| String::from_utf8_lossy(&response.payload).into_owned())?;
+            .map_err(|response| {
+                SendError::Unreadable(String::from_utf8_lossy(&response.payload).into_owned())
+            })?;
         let mut packet = Packet::new();
         packet.header.code = MessageClass::Request(RequestType::Post);
         packet.add_option(CoapOption::UriPath, b"dp".to_vec());

@@ -37,6 +37,19 @@ use crate::coap::{Block, Endpoint, Incoming, Parameters, encode_uint, option_num
 use crate::format::{self, ContentFormat, FormatError, Item};
 use crate::mapping::{self, Lwm2mPath};
 
+/// Why a Send (LwM2M Core §6.4.1.1) was not made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    #[error("not registered")]
+    NotRegistered,
+    #[error("the server muted Send (Mute Send is true)")]
+    Muted,
+    /// None of the paths can be read (the diagnostic of the read).
+    #[error("{0}")]
+    Unreadable(String),
+}
+
 /// What the driver may want to know or log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientEvent {
@@ -313,7 +326,7 @@ impl Client {
             if let Some(saved) = self.bootstrap_saved.take() {
                 let restored = crate::bootstrap::restore(tree, &saved);
                 self.events.push(ClientEvent::BootstrapRolledBack {
-                    error: restored.err(),
+                    error: restored.err().map(|e| e.to_string()),
                 });
             }
             self.on_failure(
