@@ -38,6 +38,10 @@ pub enum Error {
     InstancesExhausted(ObjectId),
     #[error("{0}: instances cannot be created or deleted here")]
     FixedInstances(ObjectId),
+    /// The instance is being changed on the host for another transaction
+    /// (a NetworkManager profile written, waiting for its answer).
+    #[error("{0}: a change of it is being carried to the host; try again")]
+    Busy(Path),
     /// A client asked for one more instance than an object may hold
     /// (TR-181 maxEntries, or the configured limit).
     #[error("{object}: no more than {limit} instances")]

@@ -25,5 +25,8 @@ pub use schema::{
     Access, InstanceId, ObjectId, ObjectSchema, ResourceId, ResourceSchema, ValueType,
 };
 pub use snapshot::{SaveError, Snapshot, StateStore};
-pub use tree::{Instance, ObjectHandler, ResourceValue, Slot, Tree};
+pub use tree::{
+    Completion, HostWork, HostWrite, Instance, ObjectHandler, PendingCommit, Prepared,
+    ResourceValue, Slot, Tree,
+};
 pub use value::{ObjectLink, Value, ValueError};

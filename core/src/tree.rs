@@ -135,21 +135,24 @@ pub trait ObjectHandler: Send + Sync {
         Ok(())
     }
 
-    /// Carries a validated change of one instance to what the object
-    /// mirrors (a NetworkManager profile, an oFono context) before the tree
-    /// takes it: `old` → `new`, `None` for an instance that does not exist
-    /// on that side. An error aborts the whole transaction, and instances
-    /// already carried over in it are carried back (`new` → `old`), best
-    /// effort. Changes the platform itself reports come with
-    /// [`Origin::Platform`] and are not carried back to it.
-    fn apply(
+    /// The host write that carries a validated change of one instance to
+    /// what the object mirrors (a NetworkManager profile, an oFono
+    /// context) before the tree takes it: `old` → `new`, `None` for an
+    /// instance that does not exist on that side; `None` when there is
+    /// nothing to carry. Checks that need no host are made here, at once;
+    /// the write itself runs later, off the tree's lock (see
+    /// [`Transaction::prepare`]). The same call with `new` and `old`
+    /// swapped gives the write that takes it back. Changes the platform
+    /// itself reports come with [`Origin::Platform`] and are not carried
+    /// back to it.
+    fn host_write(
         &self,
         _origin: Origin,
         _instance: InstanceId,
         _old: Option<&Instance>,
         _new: Option<&Instance>,
-    ) -> Result<(), Error> {
-        Ok(())
+    ) -> Result<Option<HostWrite>, Error> {
+        Ok(None)
     }
 
     /// Accepts or refuses an Execute. The action itself is performed by
@@ -167,6 +170,86 @@ pub trait ObjectHandler: Send + Sync {
             instance,
             resource,
         )))
+    }
+}
+
+/// One change the host makes for a transaction (a D-Bus call to
+/// NetworkManager): it may take seconds, so it runs off the tree's lock and
+/// off the runtime thread, and the transaction completes with its outcome.
+pub struct HostWrite {
+    what: String,
+    run: Box<dyn FnOnce() -> Result<(), Error> + Send>,
+}
+
+impl HostWrite {
+    /// `what` names the write for logs ("NetworkManager profile guest").
+    pub fn new(
+        what: impl Into<String>,
+        run: impl FnOnce() -> Result<(), Error> + Send + 'static,
+    ) -> HostWrite {
+        HostWrite {
+            what: what.into(),
+            run: Box::new(run),
+        }
+    }
+
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+}
+
+impl std::fmt::Debug for HostWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HostWrite({})", self.what)
+    }
+}
+
+/// The host writes of one transaction, in order, each with the write that
+/// takes it back.
+#[derive(Debug, Default)]
+pub struct HostWork {
+    steps: Vec<(HostWrite, Option<HostWrite>)>,
+}
+
+impl HostWork {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// What the writes are, for logs.
+    pub fn describe(&self) -> String {
+        self.steps
+            .iter()
+            .map(|(w, _)| w.what.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Runs the writes in order, blocking (the caller runs it on a thread
+    /// of its own). On a failure the writes already done are taken back
+    /// (best effort) and the error returned; on success, the work that
+    /// takes every write back, should the transaction still fail (its
+    /// save, or a caller that stopped waiting).
+    pub fn run(self) -> Result<HostWork, Error> {
+        let mut undo = Vec::new();
+        for (write, back) in self.steps {
+            if let Err(e) = (write.run)() {
+                HostWork { steps: undo }.undo();
+                return Err(e);
+            }
+            if let Some(back) = back {
+                undo.push((back, None));
+            }
+        }
+        undo.reverse();
+        Ok(HostWork { steps: undo })
+    }
+
+    /// Runs the writes as an undo: every one, in order, errors ignored.
+    pub fn undo(self) {
+        for (write, _) in self.steps {
+            let _ = (write.run)();
+        }
     }
 }
 
@@ -210,6 +293,10 @@ fn first_instance(schema: &ObjectSchema) -> u16 {
 pub struct Tree {
     /// The most instances a client may make an object hold.
     instance_limit: usize,
+    /// Instances a prepared transaction is carrying to the host, by the
+    /// transaction's number: clients' changes of them wait (Error::Busy).
+    busy: BTreeMap<(ObjectId, InstanceId), u64>,
+    next_pending: u64,
     objects: BTreeMap<ObjectId, ObjectEntry>,
     attributes: Attributes,
     pending: BTreeMap<String, String>,
@@ -227,6 +314,8 @@ impl Tree {
     pub fn new() -> Tree {
         Tree {
             instance_limit: DEFAULT_INSTANCE_LIMIT,
+            busy: BTreeMap::new(),
+            next_pending: 0,
             objects: BTreeMap::new(),
             attributes: Attributes::default(),
             pending: BTreeMap::new(),
@@ -798,33 +887,108 @@ impl Transaction<'_> {
     }
 
     /// Checks and applies every staged operation, or none. The transaction
-    /// is empty afterwards, whatever the outcome.
+    /// is empty afterwards, whatever the outcome. Host writes it needs are
+    /// made here, blocking the caller: protocol engines use
+    /// [`Transaction::prepare`] instead and let their driver make them.
     pub fn commit(&mut self) -> Result<Committed, TransactionError> {
-        let operations = std::mem::take(&mut self.operations);
-        let staged = stage(self.tree, self.origin, operations)?;
-        let carried = carry_out(self.tree, self.origin, &staged)?;
-        apply(self.tree, self.origin, staged).inspect_err(|_| {
-            // The state could not be saved: the host goes back too.
-            carry_back(self.tree, self.origin, &carried);
-        })
-    }
-}
-
-/// What [`carry_out`] did: object, instance, old and new state.
-type Carried = Vec<(ObjectId, InstanceId, Option<Instance>, Option<Instance>)>;
-
-fn carry_back(tree: &Tree, origin: Origin, carried: &Carried) {
-    for (object, id, old, new) in carried.iter().rev() {
-        if let Ok(entry) = tree.entry(*object) {
-            let _ = entry.handler.apply(origin, *id, new.as_ref(), old.as_ref());
+        match self.prepare()? {
+            Prepared::Committed(committed) => Ok(committed),
+            Prepared::Pending(mut pending) => {
+                let outcome = pending.take_work().run();
+                let completion = self.tree.complete(pending, outcome);
+                if let Some(undo) = completion.undo {
+                    undo.undo();
+                }
+                completion.result
+            }
         }
     }
+
+    /// Checks every staged operation. With nothing to carry to the host the
+    /// transaction is applied, saved and published at once, as by
+    /// [`Transaction::commit`]. Otherwise nothing changes yet: the host
+    /// writes ([`PendingCommit::take_work`]) are made by the caller off the
+    /// tree's lock, and [`Tree::complete`] applies the transaction, or
+    /// nothing, with their outcome. Meanwhile the instances involved are
+    /// busy for other clients ([`Error::Busy`]); reads see them as they
+    /// were.
+    ///
+    /// All or nothing holds across tree and host: a host write that fails
+    /// takes back those of the same transaction already made, and the tree
+    /// keeps its state; a tree that cannot save takes the host writes back.
+    pub fn prepare(&mut self) -> Result<Prepared, TransactionError> {
+        let operations = std::mem::take(&mut self.operations);
+        let staged = stage(self.tree, self.origin, operations)?;
+        let work = host_work(self.tree, self.origin, &staged)?;
+        if work.is_empty() {
+            return apply(self.tree, self.origin, staged).map(Prepared::Committed);
+        }
+        let id = self.tree.next_pending;
+        self.tree.next_pending += 1;
+        for key in staged.instances.keys() {
+            self.tree.busy.insert(*key, id);
+        }
+        Ok(Prepared::Pending(PendingCommit {
+            id,
+            origin: self.origin,
+            staged,
+            work: Some(work),
+        }))
+    }
 }
 
-/// Lets each handler carry its staged changes to the host (see
-/// [`ObjectHandler::apply`]); on a refusal, carries back what was done.
-fn carry_out(tree: &Tree, origin: Origin, staged: &Staged) -> Result<Carried, TransactionError> {
-    let mut done: Carried = Vec::new();
+/// What [`Transaction::prepare`] left.
+#[derive(Debug)]
+pub enum Prepared {
+    /// Applied, saved and published.
+    Committed(Committed),
+    /// Waiting for host writes.
+    Pending(PendingCommit),
+}
+
+/// A checked transaction waiting for its host writes; give it back to
+/// [`Tree::complete`] whatever happens.
+pub struct PendingCommit {
+    id: u64,
+    origin: Origin,
+    staged: Staged,
+    work: Option<HostWork>,
+}
+
+impl PendingCommit {
+    /// The host writes to make, once (empty after the first call).
+    pub fn take_work(&mut self) -> HostWork {
+        self.work.take().unwrap_or_default()
+    }
+
+    /// The instances the transaction creates, with their numbers.
+    pub fn created(&self) -> &[Path] {
+        &self.staged.created
+    }
+}
+
+impl std::fmt::Debug for PendingCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingCommit")
+            .field("id", &self.id)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a pending transaction ended.
+#[derive(Debug)]
+pub struct Completion {
+    pub result: Result<Committed, TransactionError>,
+    /// Host writes to take back (the tree could not save): to run off the
+    /// tree's lock, best effort.
+    pub undo: Option<HostWork>,
+}
+
+/// The host writes the staged changes need, each with the write that
+/// takes it back.
+fn host_work(tree: &Tree, origin: Origin, staged: &Staged) -> Result<HostWork, TransactionError> {
+    let mut work = HostWork::default();
     for ((object, id), new) in &staged.instances {
         let Ok(entry) = tree.entry(*object) else {
             continue;
@@ -833,13 +997,50 @@ fn carry_out(tree: &Tree, origin: Origin, staged: &Staged) -> Result<Carried, Tr
         if old == new.as_ref() {
             continue;
         }
-        if let Err(e) = entry.handler.apply(origin, *id, old, new.as_ref()) {
-            carry_back(tree, origin, &done);
-            return Err(TransactionError { faults: vec![e] });
+        let write = entry
+            .handler
+            .host_write(origin, *id, old, new.as_ref())
+            .map_err(|e| TransactionError { faults: vec![e] })?;
+        if let Some(write) = write {
+            let back = entry
+                .handler
+                .host_write(origin, *id, new.as_ref(), old)
+                .ok()
+                .flatten();
+            work.steps.push((write, back));
         }
-        done.push((*object, *id, old.cloned(), new.clone()));
     }
-    Ok(done)
+    Ok(work)
+}
+
+impl Tree {
+    /// Ends a pending transaction with the outcome of its host writes
+    /// ([`HostWork::run`]): applies, saves and publishes it when they
+    /// were made, or leaves the tree as it was.
+    pub fn complete(
+        &mut self,
+        pending: PendingCommit,
+        outcome: Result<HostWork, Error>,
+    ) -> Completion {
+        self.busy.retain(|_, id| *id != pending.id);
+        match outcome {
+            Err(e) => Completion {
+                result: Err(TransactionError { faults: vec![e] }),
+                undo: None,
+            },
+            Ok(undo) => match apply(self, pending.origin, pending.staged) {
+                Ok(committed) => Completion {
+                    result: Ok(committed),
+                    undo: None,
+                },
+                // The state could not be saved: the host goes back too.
+                Err(e) => Completion {
+                    result: Err(e),
+                    undo: Some(undo),
+                },
+            },
+        }
+    }
 }
 
 /// The tree as the transaction would leave it, for the objects it touches.
@@ -933,6 +1134,9 @@ fn stage_set(
     if !allowed {
         return Err(Error::NotWritable(path));
     }
+    if origin.is_client() && tree.busy.contains_key(&(path.object_id(), id)) {
+        return Err(Error::Busy(Path::instance(path.object_id(), id)));
+    }
     let instance = staged_instance(tree, staged, path.object_id(), id)?;
     if matches!(instance.slot(resource_id), Some(Slot::Live)) {
         return Err(Error::NotSupported(path));
@@ -997,9 +1201,10 @@ fn stage_create(
     requested: Option<InstanceId>,
 ) -> Result<(), Error> {
     let entry = tree.entry(object)?;
+    // A number a pending transaction is creating is taken already.
     let exists = |id: InstanceId, staged: &Staged| match staged.instances.get(&(object, id)) {
         Some(instance) => instance.is_some(),
-        None => entry.instances.contains_key(&id),
+        None => entry.instances.contains_key(&id) || tree.busy.contains_key(&(object, id)),
     };
     let any_instance = !entry.instances.is_empty()
         || staged
@@ -1080,6 +1285,9 @@ fn stage_delete(
     let entry = tree.entry(object)?;
     if !entry.schema.multiple && origin.is_client() {
         return Err(Error::FixedInstances(object));
+    }
+    if origin.is_client() && tree.busy.contains_key(&(object, id)) {
+        return Err(Error::Busy(Path::instance(object, id)));
     }
     staged_instance(tree, staged, object, id)?;
     entry.handler.delete(origin, id)?;

@@ -836,7 +836,8 @@ fn deleting_an_instance_forgets_its_attributes() {
     assert!(tree.attributes().notified().next().is_none());
 }
 
-/// A WLAN mirrored to a host that may refuse: each `apply` is recorded.
+/// A WLAN mirrored to a host that may refuse: each host write is
+/// recorded when it runs.
 struct Mirrored {
     log: Arc<Mutex<Vec<String>>>,
     refuse_ssid: &'static str,
@@ -847,41 +848,53 @@ impl ObjectHandler for Mirrored {
         &wlan::SCHEMA
     }
 
-    fn apply(
+    fn host_write(
         &self,
         _origin: Origin,
         instance: InstanceId,
         old: Option<&Instance>,
         new: Option<&Instance>,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<dm_core::HostWrite>, Error> {
         let ssid = |i: Option<&Instance>| match i.and_then(|i| i.value(wlan::SSID)) {
             Some(Value::String(s)) => s.clone(),
             _ => "-".into(),
         };
-        if ssid(new) == self.refuse_ssid {
-            return Err(Error::Platform(format!(
-                "host refuses {}",
-                self.refuse_ssid
-            )));
-        }
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("{} {}->{}", instance.0, ssid(old), ssid(new)));
-        Ok(())
+        let (from, to) = (ssid(old), ssid(new));
+        let (log, refuse) = (Arc::clone(&self.log), self.refuse_ssid);
+        Ok(Some(dm_core::HostWrite::new(
+            format!("{} {from}->{to}", instance.0),
+            move || {
+                if to == refuse {
+                    return Err(Error::Platform(format!("host refuses {refuse}")));
+                }
+                log.lock()
+                    .unwrap()
+                    .push(format!("{} {from}->{to}", instance.0));
+                Ok(())
+            },
+        )))
     }
+}
+
+fn mirrored_tree(log: &Arc<Mutex<Vec<String>>>) -> Tree {
+    let mut tree = Tree::new();
+    tree.register(Box::new(Mirrored {
+        log: Arc::clone(log),
+        refuse_ssid: "bad",
+    }))
+    .unwrap();
+    tree
+}
+
+fn wlan_ssid(i: u16) -> Path {
+    Path::resource(wlan::ID, InstanceId(i), wlan::SSID)
 }
 
 #[test]
 fn apply_carries_changes_to_the_host_and_a_refusal_aborts_and_carries_back() {
     let log = Arc::new(Mutex::new(Vec::new()));
-    let mut tree = Tree::new();
-    tree.register(Box::new(Mirrored {
-        log: Arc::clone(&log),
-        refuse_ssid: "bad",
-    }))
-    .unwrap();
-    let ssid = |i| Path::resource(wlan::ID, InstanceId(i), wlan::SSID);
+    let mut tree = mirrored_tree(&log);
+    let ssid = wlan_ssid;
     tree.begin(Origin::Cli)
         .create(wlan::ID, Some(InstanceId(1)))
         .create(wlan::ID, Some(InstanceId(2)))
@@ -910,4 +923,112 @@ fn apply_carries_changes_to_the_host_and_a_refusal_aborts_and_carries_back() {
         tree.read(Origin::Agent, &ssid(1)).unwrap(),
         ResourceValue::Single(Value::String("home".into()))
     );
+}
+
+/// The host boundary: a transaction with host writes is prepared under the
+/// lock, its writes run outside it (here: not at all yet), and it completes
+/// with their outcome. Meanwhile reads see the instance as it was and
+/// clients' changes of it are Busy; other instances are not held up.
+#[test]
+fn a_prepared_transaction_holds_its_instances_until_completed() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut tree = mirrored_tree(&log);
+    tree.begin(Origin::Cli)
+        .create(wlan::ID, Some(InstanceId(1)))
+        .create(wlan::ID, Some(InstanceId(2)))
+        .commit()
+        .unwrap();
+    log.lock().unwrap().clear();
+    let changes = tree.subscribe(16);
+    let mut pending = match tree
+        .begin(Origin::Server(1))
+        .set(wlan_ssid(1), Value::String("home".into()))
+        .prepare()
+        .unwrap()
+    {
+        dm_core::Prepared::Pending(pending) => pending,
+        other => panic!("{other:?}"),
+    };
+    let work = pending.take_work();
+    assert_eq!(work.describe(), "1 ->home");
+    assert!(log.lock().unwrap().is_empty(), "nothing ran under the lock");
+    assert_eq!(read(&tree, wlan_ssid(1)), Value::String(String::new()));
+    let busy = tree
+        .begin(Origin::Acs)
+        .set(wlan_ssid(1), Value::String("other".into()))
+        .commit()
+        .unwrap_err();
+    assert!(matches!(busy.faults[..], [Error::Busy(_)]), "{busy:?}");
+    assert!(
+        tree.begin(Origin::Acs)
+            .delete(wlan::ID, InstanceId(1))
+            .commit()
+            .is_err()
+    );
+    // Another instance goes through meanwhile.
+    tree.begin(Origin::Acs)
+        .set(wlan_ssid(2), Value::String("guest".into()))
+        .commit()
+        .unwrap();
+    // The write is made (here, on this thread), then the tree takes it.
+    let outcome = work.run();
+    let completion = tree.complete(pending, outcome);
+    completion.result.unwrap();
+    assert!(completion.undo.is_none());
+    assert_eq!(read(&tree, wlan_ssid(1)), Value::String("home".into()));
+    assert!(
+        changes
+            .drain()
+            .iter()
+            .any(|c| c.path == wlan_ssid(1) && c.origin == Origin::Server(1))
+    );
+    // Not busy any more.
+    tree.begin(Origin::Acs)
+        .set(wlan_ssid(1), Value::String("office".into()))
+        .commit()
+        .unwrap();
+    // A host that refuses: the tree keeps its value.
+    let mut pending = match tree
+        .begin(Origin::Acs)
+        .set(wlan_ssid(1), Value::String("bad".into()))
+        .prepare()
+        .unwrap()
+    {
+        dm_core::Prepared::Pending(pending) => pending,
+        other => panic!("{other:?}"),
+    };
+    let outcome = pending.take_work().run();
+    assert!(tree.complete(pending, outcome).result.is_err());
+    assert_eq!(read(&tree, wlan_ssid(1)), Value::String("office".into()));
+}
+
+/// A prepared transaction whose save fails hands back the work that takes
+/// the host writes back.
+#[test]
+fn a_failed_save_after_host_writes_hands_back_their_undo() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut tree = mirrored_tree(&log);
+    tree.begin(Origin::Cli)
+        .create(wlan::ID, Some(InstanceId(1)))
+        .commit()
+        .unwrap();
+    let store = MemoryStore::default();
+    tree.set_store(Box::new(store.clone()));
+    log.lock().unwrap().clear();
+    let mut pending = match tree
+        .begin(Origin::Cli)
+        .set(wlan_ssid(1), Value::String("home".into()))
+        .prepare()
+        .unwrap()
+    {
+        dm_core::Prepared::Pending(pending) => pending,
+        other => panic!("{other:?}"),
+    };
+    let outcome = pending.take_work().run();
+    *store.fail.lock().unwrap() = true;
+    let completion = tree.complete(pending, outcome);
+    assert!(completion.result.is_err());
+    completion.undo.expect("the host writes' undo").undo();
+    assert_eq!(*log.lock().unwrap(), ["1 ->home", "1 home->"]);
+    assert_eq!(read(&tree, wlan_ssid(1)), Value::String(String::new()));
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use dm_core::catalog::{apn, bearer_selection, cellular, connectivity};
 use dm_core::{
-    Error, Instance, InstanceId, ObjectHandler, ObjectLink, ObjectSchema, Origin, Path, Tree, Value,
+    Error, HostWrite, Instance, InstanceId, ObjectHandler, ObjectLink, ObjectSchema, Origin, Path,
+    Tree, Value,
 };
 use dm_platform::{ApnAuth, ApnSettings, BearerKind, Network};
 
@@ -97,17 +98,17 @@ impl ObjectHandler for Apn {
 
     /// A client's change of a profile goes to the modem's context (oFono
     /// ConnectionContext) first; the secret is write only.
-    fn apply(
+    fn host_write(
         &self,
         origin: Origin,
         _instance: InstanceId,
         old: Option<&Instance>,
         new: Option<&Instance>,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<HostWrite>, Error> {
         if origin == Origin::Platform {
-            return Ok(());
+            return Ok(None);
         }
-        let network = self.network.as_ref();
+        let network = Arc::clone(&self.network);
         let context_of = |instance: &Instance| match instance.value(apn::PROFILE_NAME) {
             Some(Value::String(name)) => network
                 .apn_contexts()
@@ -116,26 +117,33 @@ impl ObjectHandler for Apn {
                 .map(|c| c.id),
             _ => None,
         };
-        match (old, new) {
+        Ok(match (old, new) {
             (_, Some(new)) if matches!(new.value(apn::PROFILE_NAME), Some(Value::String(n)) if n.is_empty()) => {
-                Ok(())
+                None
             }
             (old, Some(new)) => {
                 let settings = apn_settings(new, old);
-                match old.and_then(context_of) {
-                    Some(id) => network.update_apn_context(&id, &settings)?,
-                    None => {
-                        network.add_apn_context(&settings)?;
-                    }
-                }
-                Ok(())
+                let context = old.and_then(context_of);
+                Some(HostWrite::new(
+                    format!("APN context {}", settings.name),
+                    move || {
+                        match context {
+                            Some(id) => network.update_apn_context(&id, &settings)?,
+                            None => {
+                                network.add_apn_context(&settings)?;
+                            }
+                        }
+                        Ok(())
+                    },
+                ))
             }
-            (Some(old), None) => match context_of(old) {
-                Some(id) => Ok(network.delete_apn_context(&id)?),
-                None => Ok(()),
-            },
-            (None, None) => Ok(()),
-        }
+            (Some(old), None) => context_of(old).map(|id| {
+                HostWrite::new("APN context deleted", move || {
+                    Ok(network.delete_apn_context(&id)?)
+                })
+            }),
+            (None, None) => None,
+        })
     }
 }
 

@@ -10,7 +10,7 @@ use dm_core::catalog::wlan::{self, *};
 use std::sync::Arc;
 
 use dm_core::{
-    Error, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, Tree, Value,
+    Error, HostWrite, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, Tree, Value,
 };
 use dm_platform::{Network, WifiSecurity, WifiSettings};
 
@@ -138,17 +138,16 @@ impl ObjectHandler for Wlan {
         }
     }
 
-    fn apply(
+    fn host_write(
         &self,
         origin: Origin,
         instance: InstanceId,
         old: Option<&Instance>,
         new: Option<&Instance>,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<HostWrite>, Error> {
         if origin == Origin::Platform {
-            return Ok(());
+            return Ok(None);
         }
-        let network = self.network.as_ref();
         let ssid_of = |i: &Instance| match i.value(SSID) {
             Some(Value::String(s)) => s.clone(),
             _ => String::new(),
@@ -186,26 +185,36 @@ impl ObjectHandler for Wlan {
                 });
             }
         }
-        match (old, new) {
+        let network = Arc::clone(&self.network);
+        Ok(match (old, new) {
             // A new instance with no SSID yet is only a placeholder (a
             // Create whose values follow in the next write): the profile
             // is made when it has one.
-            (_, Some(new)) if ssid_of(new).is_empty() => Ok(()),
+            (_, Some(new)) if ssid_of(new).is_empty() => None,
             (old, Some(new)) => {
-                match old.and_then(|old| profile_of(network, old)) {
-                    Some(id) => network.update_wifi_profile(&id, &settings(new, old))?,
-                    None => {
-                        network.add_wifi_profile(&settings(new, None))?;
-                    }
-                }
-                Ok(())
+                let profile = old.and_then(|old| profile_of(network.as_ref(), old));
+                let settings = settings(new, old);
+                Some(HostWrite::new(
+                    format!("Wi-Fi profile {}", settings.ssid),
+                    move || {
+                        match profile {
+                            Some(id) => network.update_wifi_profile(&id, &settings)?,
+                            None => {
+                                network.add_wifi_profile(&settings)?;
+                            }
+                        }
+                        Ok(())
+                    },
+                ))
             }
-            (Some(old), None) => match profile_of(network, old) {
-                Some(id) => Ok(network.delete_wifi_profile(&id)?),
-                None => Ok(()),
-            },
-            (None, None) => Ok(()),
-        }
+            (Some(old), None) => profile_of(network.as_ref(), old).map(|id| {
+                HostWrite::new(
+                    format!("Wi-Fi profile {} deleted", ssid_of(old)),
+                    move || Ok(network.delete_wifi_profile(&id)?),
+                )
+            }),
+            (None, None) => None,
+        })
     }
 }
 

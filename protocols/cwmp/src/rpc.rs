@@ -45,6 +45,10 @@ pub fn fault_code(error: &Error) -> FaultCode {
             FaultCode::InternalError
         }
         Error::PlatformDenied(_) => FaultCode::RequestDenied,
+        // Another client's change of the instance is on its way to the
+        // host: refused for now (TR-069 has no "busy"; 9001 says denied,
+        // the message says why).
+        Error::Busy(_) => FaultCode::RequestDenied,
         Error::PlatformInvalid(_) => FaultCode::InvalidParameterValue,
         _ => FaultCode::InternalError,
     }

@@ -70,7 +70,7 @@ pub fn core_error(e: &Error) -> Packet {
         // Core's Create has no code for "full": 5.00, with the limit in
         // the diagnostic.
         Error::TooManyInstances { .. } => ResponseType::InternalServerError,
-        Error::PlatformUnavailable(_) => ResponseType::ServiceUnavailable,
+        Error::PlatformUnavailable(_) | Error::Busy(_) => ResponseType::ServiceUnavailable,
         Error::PlatformDenied(_) => ResponseType::Unauthorized,
         Error::PlatformInvalid(_) => ResponseType::BadRequest,
         _ => ResponseType::InternalServerError,
