@@ -126,12 +126,15 @@ fn acsrs_drives_gpv_spv_gpn_add_and_delete_through_connection_requests() {
     std::fs::write(home.path().join(".acsrs/download/fw.bin"), &image).unwrap();
     let (program, applied) = dm_tests::files::copying_program(home.path());
     let config = home.path().join("dmagent.toml");
+    // acsrs challenges with Basic on its plain-HTTP port: the agent refuses
+    // that unless the configuration allows it explicitly.
     std::fs::write(
         &config,
         format!(
             "[device]\nserial_number = \"SN-E2E\"\noui = \"00D09E\"\n\n[cwmp]\n\
              acs_url = \"http://127.0.0.1:{cwmp}/cwmpWeb/CPEMgt\"\nusername = \"acsuser\"\npassword = \"acspass\"\n\
-             periodic_interval = 3600\nconnection_request_port = {cr}\nconnection_request_bind = \"127.0.0.1\"\n\n\
+             periodic_interval = 3600\nconnection_request_port = {cr}\nconnection_request_bind = \"127.0.0.1\"\n\
+             allow_basic_over_http = true\n\n\
              [firmware]\ncommand = [\"{}\"]\n",
             program.display()
         ),
