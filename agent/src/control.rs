@@ -375,25 +375,29 @@ impl Control {
             .map_err(|e| invalid(format!("{path}: {e}")))
     }
 
-    /// Sets one value, all checks as for a protocol write.
-    fn set(&self, path: &str, value: &str) -> fdo::Result<()> {
-        let mut tree = lock(&self.tree);
+    /// Sets one value, all checks as for a protocol write. A value the host
+    /// must take first (a Wi-Fi profile) is written off the runtime
+    /// thread, the tree unlocked meanwhile.
+    async fn set(&self, path: &str, value: &str) -> fdo::Result<()> {
         if is_lwm2m(path) {
-            let (_, core) = lwm2m_path(path)?;
-            let value_type = tree
-                .schema(core.object_id())
-                .and_then(|s| s.resource(core.resource_id()?))
-                .map(|r| r.value_type)
-                .ok_or_else(|| invalid(format!("{path} is not a resource")))?;
-            let value = dm_lwm2m::format::text::decode(value, value_type).map_err(invalid)?;
-            tree.begin(Origin::Cli)
-                .set(core, value)
-                .commit()
+            let prepared = {
+                let mut tree = lock(&self.tree);
+                let (_, core) = lwm2m_path(path)?;
+                let value_type = tree
+                    .schema(core.object_id())
+                    .and_then(|s| s.resource(core.resource_id()?))
+                    .map(|r| r.value_type)
+                    .ok_or_else(|| invalid(format!("{path} is not a resource")))?;
+                let value = dm_lwm2m::format::text::decode(value, value_type).map_err(invalid)?;
+                tree.begin(Origin::Cli).set(core, value).prepare()
+            };
+            finish_prepared(&self.tree, prepared)
+                .await
                 .map_err(transaction_error)?;
             return Ok(());
         }
-        rpc::set_parameter_values_by(
-            &mut tree,
+        let written = rpc::set_parameter_values_by_prepared(
+            &mut lock(&self.tree),
             Origin::Cli,
             &[ParameterValueIn {
                 name: path.to_owned(),
@@ -401,24 +405,27 @@ impl Control {
                 xsd_type: None,
             }],
             None,
-        )
-        .map(|_| ())
-        .map_err(fault)
+        );
+        finish_written(&self.tree, written)
+            .await
+            .map(|_| ())
+            .map_err(fault)
     }
 
     /// Creates an instance of a table (`Device.WiFi.SSID.` or `/12`);
     /// returns the new instance's path.
-    fn add(&self, object: &str) -> fdo::Result<String> {
-        let mut tree = lock(&self.tree);
+    async fn add(&self, object: &str) -> fdo::Result<String> {
         if is_lwm2m(object) {
             let (path, core) = lwm2m_path(object)?;
             if path.instance.is_some() {
                 return Err(invalid(format!("{object}: name an object, e.g. /12")));
             }
-            let done = tree
+            let prepared = lock(&self.tree)
                 .begin(Origin::Cli)
                 .create(core.object_id(), None)
-                .commit()
+                .prepare();
+            let done = finish_prepared(&self.tree, prepared)
+                .await
                 .map_err(transaction_error)?;
             let instance = done
                 .created
@@ -427,26 +434,32 @@ impl Control {
                 .ok_or_else(|| failed("no instance was created"))?;
             return Ok(format!("/{}/{}", path.object, instance.0));
         }
-        let (instance, _) =
-            rpc::add_object_by(&mut tree, Origin::Cli, object, None).map_err(fault)?;
-        Ok(format!("{object}{instance}."))
+        let written = rpc::add_object_prepared(&mut lock(&self.tree), Origin::Cli, object, None);
+        match finish_written(&self.tree, written).await.map_err(fault)? {
+            rpc::WriteResult::Added { instance, .. } => Ok(format!("{object}{instance}.")),
+            rpc::WriteResult::Status(_) => Err(failed("no instance was created")),
+        }
     }
 
     /// Deletes an instance (`Device.WiFi.SSID.2.` or `/12/2`).
-    fn delete(&self, object: &str) -> fdo::Result<()> {
-        let mut tree = lock(&self.tree);
+    async fn delete(&self, object: &str) -> fdo::Result<()> {
         if is_lwm2m(object) {
             let (path, core) = lwm2m_path(object)?;
             let (Some(instance), None) = (path.instance, path.resource) else {
                 return Err(invalid(format!("{object}: name an instance, e.g. /12/2")));
             };
-            tree.begin(Origin::Cli)
+            let prepared = lock(&self.tree)
+                .begin(Origin::Cli)
                 .delete(core.object_id(), InstanceId(instance))
-                .commit()
+                .prepare();
+            finish_prepared(&self.tree, prepared)
+                .await
                 .map_err(transaction_error)?;
             return Ok(());
         }
-        rpc::delete_object_by(&mut tree, Origin::Cli, object, None)
+        let written = rpc::delete_object_prepared(&mut lock(&self.tree), Origin::Cli, object, None);
+        finish_written(&self.tree, written)
+            .await
             .map(|_| ())
             .map_err(fault)
     }
@@ -612,6 +625,58 @@ pub async fn serve(control: Control) -> Option<zbus::Connection> {
         Err(_) => {
             tracing::warn!("control API not available: the bus did not answer in 3 s");
             None
+        }
+    }
+}
+
+/// Makes a transaction's host writes off the runtime thread, within
+/// [`dm_core::tree::HOST_WRITE_LIMIT`], the tree unlocked meanwhile.
+async fn carry_to_host(
+    mut pending: dm_core::PendingCommit,
+    tree: &Mutex<Tree>,
+) -> Result<dm_core::tree::Committed, dm_core::TransactionError> {
+    let work = pending.take_work();
+    let outcome =
+        tokio::task::spawn_blocking(move || work.run_within(dm_core::tree::HOST_WRITE_LIMIT))
+            .await
+            .unwrap_or_else(|e| Err(dm_core::Error::Platform(e.to_string())));
+    let completion = lock(tree).complete(pending, outcome);
+    if let Some(undo) = completion.undo {
+        tokio::task::spawn_blocking(move || undo.undo());
+    }
+    completion.result
+}
+
+/// A CLI change to its end (see [`carry_to_host`]).
+async fn finish_prepared(
+    tree: &Mutex<Tree>,
+    prepared: Result<dm_core::Prepared, dm_core::TransactionError>,
+) -> Result<dm_core::tree::Committed, dm_core::TransactionError> {
+    match prepared? {
+        dm_core::Prepared::Committed(committed) => Ok(committed),
+        dm_core::Prepared::Pending(pending) => carry_to_host(pending, tree).await,
+    }
+}
+
+/// A CLI write RPC to its end (see [`carry_to_host`]).
+async fn finish_written(
+    tree: &Mutex<Tree>,
+    written: rpc::Written,
+) -> Result<rpc::WriteResult, dm_cwmp::soap::Fault> {
+    match written {
+        rpc::Written::Done(result) => result,
+        rpc::Written::Host(mut host) => {
+            let work = host.take_work();
+            let outcome = tokio::task::spawn_blocking(move || {
+                work.run_within(dm_core::tree::HOST_WRITE_LIMIT)
+            })
+            .await
+            .unwrap_or_else(|e| Err(dm_core::Error::Platform(e.to_string())));
+            let (result, undo) = host.complete(&mut lock(tree), outcome);
+            if let Some(undo) = undo {
+                tokio::task::spawn_blocking(move || undo.undo());
+            }
+            result
         }
     }
 }

@@ -16,6 +16,10 @@ use dm_platform::{Actions, CommandActions};
 
 use crate::config::{Config, PlatformKind};
 
+/// How long a platform refresh waits for a host write of the same objects
+/// to end before it looks again.
+const RESYNC_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The platform the objects reach the host through, and what performs
 /// reboots and factory resets.
 pub struct Host {
@@ -89,7 +93,7 @@ pub fn build(
     dm_objects::populate(&mut tree, &covered).context("creating the device's instances")?;
     dm_objects::provision(&mut tree, &config.provisioning())
         .context("applying the configuration")?;
-    warnings.extend(dm_objects::sync_platform(&mut tree, platform));
+    warnings.extend(dm_objects::sync_platform(&mut tree, platform).warnings);
     Ok((tree, warnings))
 }
 
@@ -350,6 +354,7 @@ pub async fn run(
     // A reboot or factory reset ends the loop: the drivers stop first (LwM2M
     // de-registers, TR-069's session is over), then the host acts.
     let mut action: Option<(HostAction, String)> = None;
+    let mut resync: Option<tokio::time::Instant> = None;
     while action.is_none() {
         tokio::select! {
             _ = terminate.recv() => break,
@@ -423,9 +428,19 @@ pub async fn run(
                     dm_cwmp_tokio::HostRequest::FactoryReset => HostAction::FactoryReset,
                 }, "acs".to_owned()));
             }
+            () = tokio::time::sleep_until(resync.unwrap_or_else(tokio::time::Instant::now)), if resync.is_some() => {
+                resync = None;
+                platform_changed.notify_one();
+            }
             () = platform_changed.notified() => {
-                for w in dm_objects::sync_platform(&mut lock(&tree), &host.platform) {
+                let synced = dm_objects::sync_platform(&mut lock(&tree), &host.platform);
+                for w in synced.warnings {
                     warn!("{w}");
+                }
+                // A write of the objects is being made on the host: look
+                // again shortly, when it has ended (wakes only then).
+                if synced.deferred && resync.is_none() {
+                    resync = Some(tokio::time::Instant::now() + RESYNC_AFTER);
                 }
                 if dhcp_acs_url {
                     adopt_dhcp_acs_url(&mut lock(&tree), &host.platform);

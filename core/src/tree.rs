@@ -204,6 +204,11 @@ impl std::fmt::Debug for HostWrite {
     }
 }
 
+/// How long the host may take over a transaction's writes before the
+/// request that wants them is answered with the failure
+/// ([`HostWork::run_within`]).
+pub const HOST_WRITE_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The host writes of one transaction, in order, each with the write that
 /// takes it back.
 #[derive(Debug, Default)]
@@ -243,6 +248,57 @@ impl HostWork {
         }
         undo.reverse();
         Ok(HostWork { steps: undo })
+    }
+
+    /// [`HostWork::run`] on a thread of its own, waiting at most `limit`
+    /// for it (blocking the caller, which runs this off the runtime
+    /// thread). A host that has not answered by then is a failure
+    /// ([`Error::PlatformUnavailable`]); should its writes still be made
+    /// later, that thread takes them back, so the host ends as the tree
+    /// (all or nothing).
+    pub fn run_within(self, limit: std::time::Duration) -> Result<HostWork, Error> {
+        use std::sync::{Arc, Condvar, Mutex, PoisonError};
+        let what = self.describe();
+        // The outcome, and whether the caller stopped waiting: decided
+        // under one lock, so writes made after the wait ended are always
+        // taken back, and never twice.
+        type Shared = (Mutex<(Option<Result<HostWork, Error>>, bool)>, Condvar);
+        let shared: Arc<Shared> = Arc::new((Mutex::new((None, false)), Condvar::new()));
+        let worker = Arc::clone(&shared);
+        let spawned = std::thread::Builder::new()
+            .name("host-write".into())
+            .spawn(move || {
+                let outcome = self.run();
+                let (lock, ready) = &*worker;
+                let mut state = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                if state.1 {
+                    drop(state);
+                    if let Ok(undo) = outcome {
+                        undo.undo();
+                    }
+                } else {
+                    state.0 = Some(outcome);
+                    ready.notify_one();
+                }
+            });
+        if let Err(e) = spawned {
+            return Err(Error::Platform(format!("{what}: no thread to run it: {e}")));
+        }
+        let (lock, ready) = &*shared;
+        let state = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut state, _) = ready
+            .wait_timeout_while(state, limit, |s| s.0.is_none())
+            .unwrap_or_else(PoisonError::into_inner);
+        match state.0.take() {
+            Some(outcome) => outcome,
+            None => {
+                state.1 = true;
+                Err(Error::PlatformUnavailable(format!(
+                    "{what}: no answer from the host within {} s",
+                    limit.as_secs()
+                )))
+            }
+        }
     }
 
     /// Runs the writes as an undo: every one, in order, errors ignored.
@@ -293,10 +349,10 @@ fn first_instance(schema: &ObjectSchema) -> u16 {
 pub struct Tree {
     /// The most instances a client may make an object hold.
     instance_limit: usize,
-    /// Instances a prepared transaction is carrying to the host, by the
-    /// transaction's number: clients' changes of them wait (Error::Busy).
-    busy: BTreeMap<(ObjectId, InstanceId), u64>,
-    next_pending: u64,
+    /// Instances a prepared transaction is carrying to the host: clients'
+    /// changes of them wait (Error::Busy). Held by the PendingCommit: one
+    /// dropped without being completed (its engine replaced) frees them.
+    busy: BTreeMap<(ObjectId, InstanceId), std::sync::Weak<()>>,
     objects: BTreeMap<ObjectId, ObjectEntry>,
     attributes: Attributes,
     pending: BTreeMap<String, String>,
@@ -315,7 +371,6 @@ impl Tree {
         Tree {
             instance_limit: DEFAULT_INSTANCE_LIMIT,
             busy: BTreeMap::new(),
-            next_pending: 0,
             objects: BTreeMap::new(),
             attributes: Attributes::default(),
             pending: BTreeMap::new(),
@@ -377,6 +432,37 @@ impl Tree {
     /// Instances of an object in number order.
     pub fn instances(&self, object: ObjectId) -> Result<Vec<InstanceId>, Error> {
         Ok(self.entry(object)?.instances.keys().copied().collect())
+    }
+
+    /// The number a Create with none chosen would give a new instance of
+    /// `object` now, so that a caller can stage the new instance's values
+    /// in the same transaction.
+    pub fn free_instance(&self, object: ObjectId) -> Result<InstanceId, Error> {
+        let entry = self.entry(object)?;
+        let first = first_instance(entry.schema);
+        let next = entry.next_instance;
+        (next..=InstanceId::MAX.0)
+            .chain(first..next)
+            .map(InstanceId)
+            .find(|id| !entry.instances.contains_key(id) && !self.is_busy(object, *id))
+            .ok_or(Error::InstancesExhausted(object))
+    }
+
+    /// Whether a transaction waiting for host writes holds an instance
+    /// of `object`: a refresh from the platform waits until it ends, or it
+    /// would read the host half-written (the write made, the tree not yet
+    /// told) and take the instance for one it does not know.
+    pub fn has_pending(&self, object: ObjectId) -> bool {
+        self.busy
+            .range((object, InstanceId(0))..=(object, InstanceId(u16::MAX)))
+            .any(|(_, token)| token.strong_count() > 0)
+    }
+
+    /// Whether a pending transaction holds the instance.
+    fn is_busy(&self, object: ObjectId, instance: InstanceId) -> bool {
+        self.busy
+            .get(&(object, instance))
+            .is_some_and(|token| token.strong_count() > 0)
     }
 
     /// The resources an instance has.
@@ -923,13 +1009,14 @@ impl Transaction<'_> {
         if work.is_empty() {
             return apply(self.tree, self.origin, staged).map(Prepared::Committed);
         }
-        let id = self.tree.next_pending;
-        self.tree.next_pending += 1;
+        let token = std::sync::Arc::new(());
         for key in staged.instances.keys() {
-            self.tree.busy.insert(*key, id);
+            self.tree
+                .busy
+                .insert(*key, std::sync::Arc::downgrade(&token));
         }
         Ok(Prepared::Pending(PendingCommit {
-            id,
+            token,
             origin: self.origin,
             staged,
             work: Some(work),
@@ -949,7 +1036,8 @@ pub enum Prepared {
 /// A checked transaction waiting for its host writes; give it back to
 /// [`Tree::complete`] whatever happens.
 pub struct PendingCommit {
-    id: u64,
+    /// Keeps its instances busy while it lives.
+    token: std::sync::Arc<()>,
     origin: Origin,
     staged: Staged,
     work: Option<HostWork>,
@@ -970,7 +1058,6 @@ impl PendingCommit {
 impl std::fmt::Debug for PendingCommit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PendingCommit")
-            .field("id", &self.id)
             .field("origin", &self.origin)
             .finish_non_exhaustive()
     }
@@ -1022,7 +1109,8 @@ impl Tree {
         pending: PendingCommit,
         outcome: Result<HostWork, Error>,
     ) -> Completion {
-        self.busy.retain(|_, id| *id != pending.id);
+        drop(pending.token);
+        self.busy.retain(|_, token| token.strong_count() > 0);
         match outcome {
             Err(e) => Completion {
                 result: Err(TransactionError { faults: vec![e] }),
@@ -1134,7 +1222,7 @@ fn stage_set(
     if !allowed {
         return Err(Error::NotWritable(path));
     }
-    if origin.is_client() && tree.busy.contains_key(&(path.object_id(), id)) {
+    if origin.is_client() && tree.is_busy(path.object_id(), id) {
         return Err(Error::Busy(Path::instance(path.object_id(), id)));
     }
     let instance = staged_instance(tree, staged, path.object_id(), id)?;
@@ -1204,7 +1292,7 @@ fn stage_create(
     // A number a pending transaction is creating is taken already.
     let exists = |id: InstanceId, staged: &Staged| match staged.instances.get(&(object, id)) {
         Some(instance) => instance.is_some(),
-        None => entry.instances.contains_key(&id) || tree.busy.contains_key(&(object, id)),
+        None => entry.instances.contains_key(&id) || tree.is_busy(object, id),
     };
     let any_instance = !entry.instances.is_empty()
         || staged
@@ -1286,7 +1374,7 @@ fn stage_delete(
     if !entry.schema.multiple && origin.is_client() {
         return Err(Error::FixedInstances(object));
     }
-    if origin.is_client() && tree.busy.contains_key(&(object, id)) {
+    if origin.is_client() && tree.is_busy(object, id) {
         return Err(Error::Busy(Path::instance(object, id)));
     }
     staged_instance(tree, staged, object, id)?;

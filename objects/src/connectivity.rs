@@ -203,6 +203,15 @@ fn indexed(values: impl IntoIterator<Item = Value>) -> BTreeMap<u16, Value> {
         .collect()
 }
 
+/// Whether a write to the objects [`sync`] refreshes is being made on
+/// the host.
+pub fn pending(tree: &Tree) -> bool {
+    use connectivity::*;
+    [ID, apn::ID, cellular::ID]
+        .into_iter()
+        .any(|object| tree.has_pending(object))
+}
+
 /// Refreshes /4, /11 and /10's profile links from the platform.
 pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) {
     use connectivity::*;

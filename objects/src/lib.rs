@@ -83,14 +83,36 @@ pub fn populate(tree: &mut Tree, covered: &[ObjectId]) -> Result<(), dm_core::Tr
     Ok(())
 }
 
+/// What a refresh from the platform did.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct Synced {
+    /// Values that did not fit their resource, skipped.
+    pub warnings: Vec<String>,
+    /// Some objects were left as they were because a write of theirs is
+    /// still being made on the host ([`Tree::has_pending`]): refresh again
+    /// once it has ended.
+    pub deferred: bool,
+}
+
 /// Writes what the platform knows now into the tree, as the platform.
 /// Values that do not fit their resource are skipped with a warning rather
-/// than failing the whole refresh.
-pub fn sync_platform(tree: &mut Tree, platform: &Platform) -> Vec<String> {
-    let mut warnings = Vec::new();
-    connectivity::sync(tree, platform.network.as_ref(), &mut warnings);
-    wlan::sync(tree, platform.network.as_ref(), &mut warnings);
-    warnings
+/// than failing the whole refresh. The platform's reads come from its
+/// cached snapshot: no host I/O happens here, under the tree's lock.
+pub fn sync_platform(tree: &mut Tree, platform: &Platform) -> Synced {
+    let mut synced = Synced::default();
+    let network = platform.network.as_ref();
+    if connectivity::pending(tree) {
+        synced.deferred = true;
+    } else {
+        connectivity::sync(tree, network, &mut synced.warnings);
+    }
+    if tree.has_pending(dm_core::catalog::wlan::ID) {
+        synced.deferred = true;
+    } else {
+        wlan::sync(tree, network, &mut synced.warnings);
+    }
+    synced
 }
 
 /// Performs the part of an Execute that stays inside the tree (Reset Error

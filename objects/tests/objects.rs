@@ -146,7 +146,7 @@ fn device_values_come_from_the_host_and_the_identity() {
 #[test]
 fn platform_facts_fill_connectivity_and_apn() {
     let mut f = fixture();
-    let warnings = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    let warnings = dm_objects::sync_platform(&mut f.tree, &f.platform).warnings;
     assert!(warnings.is_empty(), "{warnings:?}");
     let c = |r| Path::resource(connectivity::ID, InstanceId(0), r);
     assert_eq!(
@@ -193,7 +193,11 @@ fn platform_facts_fill_connectivity_and_apn() {
 
     // A second sync with nothing new changes nothing and creates nothing.
     let changes = f.tree.subscribe(64);
-    assert!(dm_objects::sync_platform(&mut f.tree, &f.platform).is_empty());
+    assert!(
+        dm_objects::sync_platform(&mut f.tree, &f.platform)
+            .warnings
+            .is_empty()
+    );
     assert!(changes.drain().is_empty());
     assert_eq!(f.tree.instances(apn::ID).unwrap(), vec![InstanceId(1)]);
 
@@ -201,7 +205,7 @@ fn platform_facts_fill_connectivity_and_apn() {
     let mut radio = f.network.radio();
     radio.signal_dbm = Some(-90);
     f.network.set_radio(radio);
-    dm_objects::sync_platform(&mut f.tree, &f.platform);
+    let _ = dm_objects::sync_platform(&mut f.tree, &f.platform);
     let seen = changes.drain();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].origin, Origin::Platform);
@@ -214,7 +218,7 @@ fn out_of_range_platform_values_are_skipped_not_fatal() {
     let mut radio = f.network.radio();
     radio.mcc = Some(1234); // SMCC is 0..999
     f.network.set_radio(radio);
-    let warnings = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    let warnings = dm_objects::sync_platform(&mut f.tree, &f.platform).warnings;
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("/4/0/10"), "{warnings:?}");
     let c = |r| Path::resource(connectivity::ID, InstanceId(0), r);
@@ -238,7 +242,7 @@ fn wifi_profiles_become_wlan_instances() {
         security: WifiSecurity::WpaPsk,
         bssid: Some("00:11:22:33:44:55".into()),
     }]);
-    let warnings = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    let warnings = dm_objects::sync_platform(&mut f.tree, &f.platform).warnings;
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(f.tree.instances(wlan::ID).unwrap(), vec![InstanceId(1)]);
     let w = |r| Path::resource(wlan::ID, InstanceId(1), r);
@@ -256,7 +260,7 @@ fn wifi_profiles_become_wlan_instances() {
         Value::String("WPA2-Personal".into())
     );
     // A second sync maps the profile to the same instance.
-    dm_objects::sync_platform(&mut f.tree, &f.platform);
+    let _ = dm_objects::sync_platform(&mut f.tree, &f.platform);
     assert_eq!(f.tree.instances(wlan::ID).unwrap(), vec![InstanceId(1)]);
     // A client may change the channel without knowing the platform's
     // secret, but not set a short passphrase.
@@ -272,6 +276,48 @@ fn wifi_profiles_become_wlan_instances() {
         .commit()
         .unwrap_err();
     assert!(matches!(err.faults[..], [Error::Rejected { .. }]), "{err}");
+}
+
+#[test]
+fn a_refresh_waits_for_a_wifi_write_being_made_on_the_host() {
+    let mut f = fixture();
+    f.network.set_wifi_profiles(vec![WifiProfile {
+        id: "uuid-1".into(),
+        interface: "wlan0".into(),
+        ssid: "home".into(),
+        enabled: true,
+        active: true,
+        channel: 6,
+        access_point: false,
+        security: WifiSecurity::Open,
+        bssid: None,
+    }]);
+    let _ = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    let ssid = Path::resource(wlan::ID, InstanceId(1), wlan::SSID);
+    let prepared = f
+        .tree
+        .begin(Origin::Acs)
+        .set(ssid, Value::String("renamed".into()))
+        .prepare()
+        .unwrap();
+    let dm_core::Prepared::Pending(mut pending) = prepared else {
+        panic!("a new SSID is a host write");
+    };
+    // The host has the new name; the tree does not know yet. A refresh
+    // now would take the renamed profile for a new one and the tree's
+    // instance for one deleted on the host.
+    let outcome = pending.take_work().run();
+    assert_eq!(f.network.wifi_profiles()[0].ssid, "renamed");
+    let synced = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    assert!(synced.deferred);
+    assert_eq!(f.tree.instances(wlan::ID).unwrap(), vec![InstanceId(1)]);
+    assert_eq!(value(&f.tree, ssid), Value::String("home".into()));
+
+    f.tree.complete(pending, outcome).result.unwrap();
+    let synced = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    assert!(!synced.deferred);
+    assert_eq!(f.tree.instances(wlan::ID).unwrap(), vec![InstanceId(1)]);
+    assert_eq!(value(&f.tree, ssid), Value::String("renamed".into()));
 }
 
 #[test]
@@ -403,7 +449,7 @@ fn system_log_reads_whole_and_incremental() {
 #[test]
 fn client_changes_to_wlan_and_apn_reach_the_platform_and_its_refusals_fail_them() {
     let mut f = fixture();
-    dm_objects::sync_platform(&mut f.tree, &f.platform);
+    let _ = dm_objects::sync_platform(&mut f.tree, &f.platform);
     let at = |i, r| Path::resource(wlan::ID, InstanceId(i), r);
     // An ACS-style AddObject then SetParameterValues: the profile appears
     // once the instance has an SSID, with the passphrase handed over.
@@ -485,7 +531,7 @@ fn client_changes_to_wlan_and_apn_reach_the_platform_and_its_refusals_fail_them(
         security: WifiSecurity::Open,
         bssid: None,
     }]);
-    dm_objects::sync_platform(&mut f.tree, &f.platform);
+    let _ = dm_objects::sync_platform(&mut f.tree, &f.platform);
     let ssids: Vec<Value> = f
         .tree
         .instances(wlan::ID)

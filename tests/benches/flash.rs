@@ -59,7 +59,7 @@ fn main() {
         },
     )
     .expect("provisioning");
-    dm_objects::sync_platform(&mut tree, &platform);
+    let _ = dm_objects::sync_platform(&mut tree, &platform);
     let (writes, bytes) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     tree.set_store(Box::new(Counted {
         inner: FileStore::open(dir.path()).expect("a state directory"),
@@ -72,7 +72,7 @@ fn main() {
         let mut radio = network.radio();
         radio.signal_dbm = Some(-70 - (second % 20));
         network.set_radio(radio);
-        dm_objects::sync_platform(&mut tree, &platform);
+        let _ = dm_objects::sync_platform(&mut tree, &platform);
     }
     let published = changes.drain().len();
     println!(

@@ -45,7 +45,7 @@ pub fn tree(platform: &Platform) -> Tree {
         },
     )
     .expect("provision");
-    let warnings = dm_objects::sync_platform(&mut tree, platform);
+    let warnings = dm_objects::sync_platform(&mut tree, platform).warnings;
     assert!(warnings.is_empty(), "{warnings:?}");
     tree
 }

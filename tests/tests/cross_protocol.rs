@@ -72,7 +72,7 @@ fn a_platform_change_reaches_both_sides_once() {
     let mut radio = dm_platform::Network::radio(network.as_ref());
     radio.signal_dbm = Some(-99);
     network.set_radio(radio);
-    dm_objects::sync_platform(&mut tree, &platform);
+    let _ = dm_objects::sync_platform(&mut tree, &platform);
     for view in [a, b] {
         let changes = view.drain();
         assert_eq!(changes.len(), 1, "{changes:?}");

@@ -703,6 +703,15 @@ async fn session(
             Ok((status, body)) => {
                 trace!(status, body = %String::from_utf8_lossy(&body), "CWMP response");
                 engine.handle_response(&mut lock(tree), Instant::now(), wall(), status, &body);
+                // A write the host must make first (a Wi-Fi profile): made
+                // on a thread of its own, the tree unlocked meanwhile, so
+                // the other protocols and the CLI are served.
+                while let Some(work) = engine.poll_host_work() {
+                    let outcome = carry_to_host(work).await;
+                    if let Some(undo) = engine.host_work_done(&mut lock(tree), outcome) {
+                        tokio::task::spawn_blocking(move || undo.undo());
+                    }
+                }
             }
             Err(e) => {
                 warn!(url = %redacted(url), "CWMP session failed: {e}");
@@ -711,6 +720,21 @@ async fn session(
         }
     }
     http.close().await;
+}
+
+/// Makes a transaction's host writes off the runtime thread, within
+/// [`dm_core::tree::HOST_WRITE_LIMIT`].
+async fn carry_to_host(work: dm_core::HostWork) -> Result<dm_core::HostWork, dm_core::Error> {
+    let what = work.describe();
+    info!(what, "carrying a change to the host");
+    let outcome =
+        tokio::task::spawn_blocking(move || work.run_within(dm_core::tree::HOST_WRITE_LIMIT))
+            .await
+            .unwrap_or_else(|e| Err(dm_core::Error::Platform(e.to_string())));
+    if let Err(e) = &outcome {
+        warn!(what, "the host refused the change: {e}");
+    }
+    outcome
 }
 
 /// Where the last accepted UDP connection request's timestamp is kept.

@@ -10,8 +10,10 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use dm_core::catalog::management_server;
+use dm_core::tree::Prepared;
 use dm_core::{
-    Error, InstanceId, Notification, Origin, Path, ResourceValue, Tree, Value, ValueError,
+    Error, InstanceId, Notification, Origin, Path, ResourceValue, TransactionError, Tree, Value,
+    ValueError,
 };
 
 use crate::mapping::{ActiveNotify, ObjectPath, ParameterMap, Resolver};
@@ -322,6 +324,193 @@ fn set_values(
     parameter_key: Option<&str>,
     create_missing: bool,
 ) -> Result<u8, Fault> {
+    // A caller that may block: the host writes run here.
+    let written = prepare_values(tree, origin, parameters, parameter_key, create_missing);
+    blocking(tree, written).map(WriteResult::status)
+}
+
+/// SetParameterValues on behalf of `origin`, prepared (see
+/// [`set_parameter_values_prepared`]).
+pub fn set_parameter_values_by_prepared(
+    tree: &mut Tree,
+    origin: Origin,
+    parameters: &[ParameterValueIn],
+    parameter_key: Option<&str>,
+) -> Written {
+    prepare_values(tree, origin, parameters, parameter_key, false)
+}
+
+/// SetParameterValues prepared: answered at once, or waiting for the
+/// host writes it needs (the engine's driver makes them off the lock).
+pub fn set_parameter_values_prepared(
+    tree: &mut Tree,
+    parameters: &[ParameterValueIn],
+    parameter_key: &str,
+) -> Written {
+    prepare_values(tree, Origin::Acs, parameters, Some(parameter_key), false)
+}
+
+fn prepare_values(
+    tree: &mut Tree,
+    origin: Origin,
+    parameters: &[ParameterValueIn],
+    parameter_key: Option<&str>,
+    create_missing: bool,
+) -> Written {
+    match stage_values(tree, origin, parameters, parameter_key, create_missing) {
+        Err(fault) => Written::Done(Err(fault)),
+        Ok((mut tx_parts, writes)) => {
+            let names: Vec<(String, Path)> =
+                writes.iter().map(|(n, p, _)| (n.clone(), *p)).collect();
+            let prepared = tx_parts.prepare(tree);
+            finish(prepared, Kind::Set { writes: names })
+        }
+    }
+}
+
+/// A parameter a SetParameterValues writes: its name, where, and what.
+type NamedWrite = (String, Path, Value);
+
+/// The transaction of a SetParameterValues, checked but not run.
+struct Staging {
+    origin: Origin,
+    create: Vec<(dm_core::ObjectId, InstanceId)>,
+    writes: Vec<(Path, Value)>,
+    parameter_key: Option<String>,
+}
+
+impl Staging {
+    fn prepare(&mut self, tree: &mut Tree) -> Result<Prepared, TransactionError> {
+        let mut tx = tree.begin(self.origin);
+        for (object, instance) in &self.create {
+            tx.create(*object, Some(*instance));
+        }
+        for (path, value) in &self.writes {
+            tx.set(*path, value.clone());
+        }
+        if let Some(parameter_key) = &self.parameter_key {
+            tx.set_by(
+                Origin::Agent,
+                parameter_key_path(),
+                Value::String(parameter_key.clone()),
+            );
+        }
+        tx.prepare()
+    }
+}
+
+fn parameter_key_path() -> Path {
+    Path::resource(
+        management_server::ID,
+        InstanceId(0),
+        management_server::PARAMETER_KEY,
+    )
+}
+
+/// A write RPC's answer: given now, or after the host writes it needs.
+#[derive(Debug)]
+pub enum Written {
+    Done(Result<WriteResult, Fault>),
+    Host(HostRpc),
+}
+
+/// What a write RPC returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteResult {
+    /// SetParameterValues, DeleteObject: the Status.
+    Status(u8),
+    /// AddObject: the instance number and the Status.
+    Added { instance: u32, status: u8 },
+}
+
+impl WriteResult {
+    fn status(self) -> u8 {
+        match self {
+            WriteResult::Status(status) | WriteResult::Added { status, .. } => status,
+        }
+    }
+}
+
+/// A write RPC waiting for its host writes.
+#[derive(Debug)]
+pub struct HostRpc {
+    pending: dm_core::PendingCommit,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// The parameters written, by name, to name the one a fault is for.
+    Set {
+        writes: Vec<(String, Path)>,
+    },
+    Add,
+    Delete,
+}
+
+impl HostRpc {
+    /// The host writes to make (once).
+    pub fn take_work(&mut self) -> dm_core::HostWork {
+        self.pending.take_work()
+    }
+
+    /// The answer, with the outcome of the host writes; and the writes'
+    /// undo when the tree could not take the change (to run off the
+    /// lock).
+    pub fn complete(
+        self,
+        tree: &mut Tree,
+        outcome: Result<dm_core::HostWork, Error>,
+    ) -> (Result<WriteResult, Fault>, Option<dm_core::HostWork>) {
+        let completion = tree.complete(self.pending, outcome);
+        (answer(completion.result, &self.kind), completion.undo)
+    }
+}
+
+fn finish(prepared: Result<Prepared, TransactionError>, kind: Kind) -> Written {
+    match prepared {
+        Ok(Prepared::Committed(committed)) => Written::Done(answer(Ok(committed), &kind)),
+        Ok(Prepared::Pending(pending)) => Written::Host(HostRpc { pending, kind }),
+        Err(e) => Written::Done(answer(Err(e), &kind)),
+    }
+}
+
+/// A write RPC's answer from its transaction's outcome.
+fn answer(
+    result: Result<dm_core::tree::Committed, TransactionError>,
+    kind: &Kind,
+) -> Result<WriteResult, Fault> {
+    match (kind, result) {
+        (Kind::Set { .. } | Kind::Delete, Ok(_)) => Ok(WriteResult::Status(0)),
+        (Kind::Add, Ok(committed)) => {
+            let instance = committed
+                .created
+                .first()
+                .and_then(|p| p.instance_id())
+                .ok_or_else(|| fault(FaultCode::InternalError, "no instance created"))?;
+            Ok(WriteResult::Added {
+                instance: u32::from(instance.0),
+                status: 0,
+            })
+        }
+        (Kind::Set { writes }, Err(e)) => Err(set_fault(writes, &e)),
+        (Kind::Add | Kind::Delete, Err(e)) => Err(match e.faults.first() {
+            Some(first) => fault(fault_code(first), first),
+            None => fault(FaultCode::InternalError, e),
+        }),
+    }
+}
+
+/// SetParameterValues' checks: the parameters resolved, typed and
+/// parsed, and the instances a file restore must make; faults for every
+/// bad parameter at once.
+fn stage_values(
+    tree: &mut Tree,
+    origin: Origin,
+    parameters: &[ParameterValueIn],
+    parameter_key: Option<&str>,
+    create_missing: bool,
+) -> Result<(Staging, Vec<NamedWrite>), Fault> {
     let resolver = Resolver::global();
     let mut faults = Vec::new();
     let mut writes = Vec::new();
@@ -420,72 +609,58 @@ fn set_values(
             ));
         }
     }
-    let mut tx = tree.begin(origin);
-    for (object, instance) in missing {
-        tx.create(object, Some(instance));
-    }
-    for (_, path, value) in &writes {
-        tx.set(*path, value.clone());
-    }
-    if let Some(parameter_key) = parameter_key {
-        tx.set_by(
-            Origin::Agent,
-            Path::resource(
-                management_server::ID,
-                InstanceId(0),
-                management_server::PARAMETER_KEY,
-            ),
-            Value::String(parameter_key.to_owned()),
-        );
-    }
-    match tx.commit() {
-        Ok(_) => Ok(0),
-        Err(e) => {
-            let mut faults = Vec::new();
-            for error in &e.faults {
-                let code = fault_code(error);
-                if code == FaultCode::InternalError {
-                    return Err(fault(code, error));
-                }
-                // Name the parameter the core refused; an object rule may
-                // point at a resource that was not written, then every
-                // written parameter of that instance is named.
-                let at = error_path(error);
-                let named: Vec<_> = writes
-                    .iter()
-                    .filter(|(_, path, _)| {
-                        at.is_some_and(|a| a.without_index() == path.without_index())
+    let staging = Staging {
+        origin,
+        create: missing.into_iter().collect(),
+        writes: writes.iter().map(|(_, p, v)| (*p, v.clone())).collect(),
+        parameter_key: parameter_key.map(str::to_owned),
+    };
+    Ok((staging, writes))
+}
+
+/// The fault of a SetParameterValues the core refused: 9003 naming each
+/// parameter, or the error itself when it is not about one.
+fn set_fault(writes: &[(String, Path)], e: &TransactionError) -> Fault {
+    let mut faults = Vec::new();
+    for error in &e.faults {
+        let code = fault_code(error);
+        if code == FaultCode::InternalError {
+            return fault(code, error);
+        }
+        // Name the parameter the core refused; an object rule may point at
+        // a resource that was not written, then every written parameter of
+        // that instance is named.
+        let at = error_path(error);
+        let named: Vec<_> = writes
+            .iter()
+            .filter(|(_, path)| at.is_some_and(|a| a.without_index() == path.without_index()))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let named = if named.is_empty() {
+            writes
+                .iter()
+                .filter(|(_, path)| {
+                    at.is_some_and(|a| {
+                        a.object_id() == path.object_id() && a.instance_id() == path.instance_id()
                     })
-                    .map(|(name, _, _)| name.clone())
-                    .collect();
-                let named = if named.is_empty() {
-                    writes
-                        .iter()
-                        .filter(|(_, path, _)| {
-                            at.is_some_and(|a| {
-                                a.object_id() == path.object_id()
-                                    && a.instance_id() == path.instance_id()
-                            })
-                        })
-                        .map(|(name, _, _)| name.clone())
-                        .collect()
-                } else {
-                    named
-                };
-                for name in named {
-                    faults.push(ParameterFault {
-                        name,
-                        code: code.code(),
-                        message: format!("{}: {error}", code.text()),
-                    });
-                }
-            }
-            if faults.is_empty() {
-                return Err(fault(FaultCode::InvalidArguments, e));
-            }
-            Err(invalid_arguments(faults))
+                })
+                .map(|(name, _)| name.clone())
+                .collect()
+        } else {
+            named
+        };
+        for name in named {
+            faults.push(ParameterFault {
+                name,
+                code: code.code(),
+                message: format!("{}: {error}", code.text()),
+            });
         }
     }
+    if faults.is_empty() {
+        return fault(FaultCode::InvalidArguments, e);
+    }
+    invalid_arguments(faults)
 }
 
 /// The first line of a configuration file.
@@ -845,35 +1020,51 @@ pub fn add_object_by(
     object: &str,
     parameter_key: Option<&str>,
 ) -> Result<(u32, u8), Fault> {
+    let written = add_object_prepared(tree, origin, object, parameter_key);
+    match blocking(tree, written)? {
+        WriteResult::Added { instance, status } => Ok((instance, status)),
+        WriteResult::Status(_) => Err(fault(FaultCode::InternalError, "no instance created")),
+    }
+}
+
+/// AddObject prepared (see [`set_parameter_values_prepared`]).
+pub fn add_object_prepared(
+    tree: &mut Tree,
+    origin: Origin,
+    object: &str,
+    parameter_key: Option<&str>,
+) -> Written {
     let Some(ObjectPath::Table(core)) = Resolver::global().object(object) else {
-        return Err(fault(
+        return Written::Done(Err(fault(
             FaultCode::InvalidParameterName,
             format!("{object} is not a table"),
-        ));
+        )));
     };
     let mut tx = tree.begin(origin);
     tx.create(core, None);
     if let Some(parameter_key) = parameter_key {
         tx.set_by(
             Origin::Agent,
-            Path::resource(
-                management_server::ID,
-                InstanceId(0),
-                management_server::PARAMETER_KEY,
-            ),
+            parameter_key_path(),
             Value::String(parameter_key.to_owned()),
         );
     }
-    let committed = tx.commit().map_err(|e| match e.faults.first() {
-        Some(first) => fault(fault_code(first), first),
-        None => fault(FaultCode::InternalError, e),
-    })?;
-    let instance = committed
-        .created
-        .first()
-        .and_then(|p| p.instance_id())
-        .ok_or_else(|| fault(FaultCode::InternalError, "no instance created"))?;
-    Ok((u32::from(instance.0), 0))
+    finish(tx.prepare(), Kind::Add)
+}
+
+/// A prepared write RPC run to its end by a caller that may block.
+fn blocking(tree: &mut Tree, written: Written) -> Result<WriteResult, Fault> {
+    match written {
+        Written::Done(result) => result,
+        Written::Host(mut host) => {
+            let outcome = host.take_work().run();
+            let (result, undo) = host.complete(tree, outcome);
+            if let Some(undo) = undo {
+                undo.undo();
+            }
+            result
+        }
+    }
 }
 
 /// DeleteObject (§A.3.2.7): returns the Status.
@@ -888,28 +1079,31 @@ pub fn delete_object_by(
     object: &str,
     parameter_key: Option<&str>,
 ) -> Result<u8, Fault> {
+    let written = delete_object_prepared(tree, origin, object, parameter_key);
+    blocking(tree, written).map(WriteResult::status)
+}
+
+/// DeleteObject prepared (see [`set_parameter_values_prepared`]).
+pub fn delete_object_prepared(
+    tree: &mut Tree,
+    origin: Origin,
+    object: &str,
+    parameter_key: Option<&str>,
+) -> Written {
     let Some(ObjectPath::Instance(core, instance)) = Resolver::global().object(object) else {
-        return Err(fault(
+        return Written::Done(Err(fault(
             FaultCode::InvalidParameterName,
             format!("{object} is not an instance"),
-        ));
+        )));
     };
     let mut tx = tree.begin(origin);
     tx.delete(core, instance);
     if let Some(parameter_key) = parameter_key {
         tx.set_by(
             Origin::Agent,
-            Path::resource(
-                management_server::ID,
-                InstanceId(0),
-                management_server::PARAMETER_KEY,
-            ),
+            parameter_key_path(),
             Value::String(parameter_key.to_owned()),
         );
     }
-    tx.commit().map_err(|e| match e.faults.first() {
-        Some(first) => fault(fault_code(first), first),
-        None => fault(FaultCode::InternalError, e),
-    })?;
-    Ok(0)
+    finish(tx.prepare(), Kind::Delete)
 }

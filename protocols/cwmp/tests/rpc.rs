@@ -34,7 +34,11 @@ fn tree() -> Tree {
         },
     )
     .unwrap();
-    assert!(dm_objects::sync_platform(&mut tree, &platform).is_empty());
+    assert!(
+        dm_objects::sync_platform(&mut tree, &platform)
+            .warnings
+            .is_empty()
+    );
     tree
 }
 

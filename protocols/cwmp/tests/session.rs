@@ -17,9 +17,13 @@ use dm_platform::memory::{MemoryLog, MemoryNetwork};
 const WALL: i64 = 1_800_000_000;
 
 fn tree() -> Tree {
+    tree_on(Arc::new(MemoryNetwork::demo()))
+}
+
+fn tree_on(network: Arc<MemoryNetwork>) -> Tree {
     let platform = Platform {
         host: Arc::new(LinuxHost::default()),
-        network: Arc::new(MemoryNetwork::demo()),
+        network,
         log: Arc::new(MemoryLog::default()),
     };
     let mut tree = Tree::new();
@@ -45,7 +49,7 @@ fn tree() -> Tree {
         },
     )
     .unwrap();
-    dm_objects::sync_platform(&mut tree, &platform);
+    let _ = dm_objects::sync_platform(&mut tree, &platform);
     tree
 }
 
@@ -584,6 +588,82 @@ fn spv_through_a_session_changes_the_tree_and_periodic_timer() {
         key,
         dm_core::ResourceValue::Single(Value::String("pk".into()))
     );
+}
+
+/// SetParameterValues of an SSID: NetworkManager must take the profile
+/// first, so the engine hands the write to its driver and answers when
+/// the driver reports; the tree is not changed before, and a refusal is
+/// a fault with the tree left as it was.
+#[test]
+fn a_write_the_host_must_make_is_answered_once_made() {
+    let network = Arc::new(MemoryNetwork::demo());
+    let mut tree = tree_on(network.clone());
+    let now = Instant::now();
+    let engine = Engine::new(&mut tree, now, WALL, 7);
+    let mut run = Run { tree, engine, now };
+    run.start();
+    run.respond(200, &inform_response(2));
+    let ssid = Path::resource(wlan::ID, InstanceId(1), wlan::SSID);
+    let spv = |id: &str, name: &str| {
+        acs(
+            2,
+            id,
+            &format!(
+                r#"<cwmp:SetParameterValues><ParameterList><ParameterValueStruct><Name>Device.WiFi.SSID.1.SSID</Name><Value xsi:type="xsd:string" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">{name}</Value></ParameterValueStruct></ParameterList><ParameterKey>k</ParameterKey></cwmp:SetParameterValues>"#
+            ),
+        )
+    };
+
+    assert_eq!(run.respond(200, &spv("a", "office")), None);
+    let work = run.engine.poll_host_work().expect("a host write");
+    assert!(run.engine.poll_host_work().is_none(), "handed over once");
+    assert_eq!(
+        run.tree.read(Origin::Agent, &ssid).unwrap(),
+        dm_core::ResourceValue::Single(Value::String("dmagent-demo".into()))
+    );
+    // Meanwhile the instance is the ACS's: another client waits.
+    let busy = run
+        .tree
+        .begin(Origin::Server(1))
+        .set(ssid, Value::String("other".into()))
+        .commit()
+        .unwrap_err();
+    assert!(
+        matches!(busy.faults[..], [dm_core::Error::Busy(_)]),
+        "{busy}"
+    );
+    let outcome = work.run();
+    assert!(run.engine.host_work_done(&mut run.tree, outcome).is_none());
+    let answer = run.engine.poll_transmit().unwrap().to_text();
+    common::validate_message(&answer, "SetParameterValuesResponse");
+    assert!(
+        answer.contains("<cwmp:ID soap-env:mustUnderstand=\"1\">a</cwmp:ID>"),
+        "{answer}"
+    );
+    assert_eq!(
+        dm_platform::Network::wifi_profiles(&*network)[0].ssid,
+        "office"
+    );
+    assert_eq!(
+        run.tree.read(Origin::Agent, &ssid).unwrap(),
+        dm_core::ResourceValue::Single(Value::String("office".into()))
+    );
+
+    // The host refuses the next one: a fault, nothing changed.
+    network.refuse_writes(Some(dm_platform::PlatformError::Failed(
+        "NetworkManager said no".into(),
+    )));
+    assert_eq!(run.respond(200, &spv("b", "lab")), None);
+    let outcome = run.engine.poll_host_work().unwrap().run();
+    run.engine.host_work_done(&mut run.tree, outcome);
+    let answer = run.engine.poll_transmit().unwrap().to_text();
+    assert!(answer.contains("<FaultCode>9002</FaultCode>"), "{answer}");
+    assert!(answer.contains("NetworkManager said no"), "{answer}");
+    assert_eq!(
+        run.tree.read(Origin::Agent, &ssid).unwrap(),
+        dm_core::ResourceValue::Single(Value::String("office".into()))
+    );
+    assert!(run.respond(204, "").is_none());
 }
 
 #[test]

@@ -553,7 +553,20 @@ async fn connected(
     start(&mut client, config, tree);
     let mut buffer = vec![0u8; 64 * 1024];
     let mut stopping: Option<Instant> = None;
+    // Host writes a request waits for (a Wi-Fi profile written to
+    // NetworkManager), made on a thread of their own while this loop goes
+    // on serving: the tree is not locked meanwhile.
+    let mut host_job: Option<tokio::task::JoinHandle<Result<dm_core::HostWork, dm_core::Error>>> =
+        None;
     loop {
+        if host_job.is_none()
+            && let Some(work) = client.poll_host_work()
+        {
+            info!(server = %config.server, what = work.describe(), "carrying a change to the host");
+            host_job = Some(tokio::task::spawn_blocking(move || {
+                work.run_within(dm_core::tree::HOST_WRITE_LIMIT)
+            }));
+        }
         // Tree changes first, every turn: a change made by one request is
         // seen before the next request is served, so an observation
         // created after a write never reports that earlier write.
@@ -923,6 +936,22 @@ async fn connected(
             // Changes are applied at the top of every turn (below); this
             // only wakes the loop for them.
             () = changed.notified() => {}
+            joined = async {
+                match host_job.as_mut() {
+                    Some(job) => job.await,
+                    None => std::future::pending().await,
+                }
+            }, if host_job.is_some() => {
+                host_job = None;
+                let outcome = joined.unwrap_or_else(|e| Err(dm_core::Error::Platform(e.to_string())));
+                if let Err(e) = &outcome {
+                    warn!(server = %config.server, "the host refused the change: {e}");
+                }
+                let undo = client.host_work_done(&mut lock(tree), Instant::now(), outcome);
+                if let Some(undo) = undo {
+                    tokio::task::spawn_blocking(move || undo.undo());
+                }
+            }
             () = sleep_until(deadline) => {
                 if let Some(session) = dtls.as_mut() {
                     session.handle_timeout(Instant::now());

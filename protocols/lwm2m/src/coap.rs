@@ -162,6 +162,59 @@ impl Endpoint {
         self.transmit.push_back(bytes);
     }
 
+    /// Keeps the answer to a request for its duplicates (RFC 7252 §4.5: a
+    /// duplicate CON gets the same answer again, a duplicate NON is
+    /// ignored; neither is processed twice).
+    fn remember(&mut self, now: Instant, message_id: u16, cached: Vec<u8>) {
+        self.answered_bytes += cached.len() + 32;
+        let expiry = now + self.parameters.exchange_lifetime();
+        self.answered.push_back((message_id, cached, expiry));
+        // Bound the cache: a peer cannot make it grow without limit.
+        while self.answered_bytes > ANSWERED_BUDGET {
+            match self.answered.pop_front() {
+                Some((_, old, _)) => self.answered_bytes -= old.len() + 32,
+                None => break,
+            }
+        }
+    }
+
+    /// Acknowledges a request whose response comes later (RFC 7252
+    /// §5.2.2, a separate response): an empty ACK for a confirmable one,
+    /// the same again to its duplicates; a non-confirmable one's
+    /// duplicates are dropped.
+    pub fn acknowledge(&mut self, now: Instant, request: &Packet) {
+        let bytes = if request.header.get_type() == MessageType::Confirmable {
+            let mut ack = Packet::new();
+            ack.header.set_type(MessageType::Acknowledgement);
+            ack.header.code = MessageClass::Empty;
+            ack.header.message_id = request.header.message_id;
+            let Ok(bytes) = ack.to_bytes() else {
+                return;
+            };
+            self.transmit.push_back(bytes.clone());
+            bytes
+        } else {
+            Vec::new()
+        };
+        self.remember(now, request.header.message_id, bytes);
+    }
+
+    /// The separate response to a request [`Endpoint::acknowledge`]d:
+    /// confirmable (retransmitted until acknowledged) for a confirmable
+    /// request, non-confirmable otherwise; with the request's token.
+    pub fn respond_later(&mut self, now: Instant, request: &Packet, mut response: Packet) {
+        response.set_token(request.get_token().to_vec());
+        if request.header.get_type() == MessageType::Confirmable {
+            self.send_confirmable(now, response);
+        } else {
+            response.header.set_type(MessageType::NonConfirmable);
+            response.header.message_id = self.message_id();
+            if let Ok(bytes) = response.to_bytes_unlimited() {
+                self.transmit.push_back(bytes);
+            }
+        }
+    }
+
     /// Answers a request received with [`Incoming::Request`]: piggybacked
     /// in the ACK for a confirmable request, as a non-confirmable message
     /// otherwise.
@@ -187,17 +240,7 @@ impl Endpoint {
         } else {
             Vec::new()
         };
-        self.answered_bytes += cached.len() + 32;
-        let expiry = now + self.parameters.exchange_lifetime();
-        self.answered
-            .push_back((request.header.message_id, cached, expiry));
-        // Bound the cache: a peer cannot make it grow without limit.
-        while self.answered_bytes > ANSWERED_BUDGET {
-            match self.answered.pop_front() {
-                Some((_, old, _)) => self.answered_bytes -= old.len() + 32,
-                None => break,
-            }
-        }
+        self.remember(now, request.header.message_id, cached);
         self.transmit.push_back(bytes);
     }
 

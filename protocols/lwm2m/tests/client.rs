@@ -66,7 +66,11 @@ fn fixture_on(host: Arc<dyn dm_platform::Host>) -> Fixture {
         },
     )
     .unwrap();
-    assert!(dm_objects::sync_platform(&mut tree, &platform).is_empty());
+    assert!(
+        dm_objects::sync_platform(&mut tree, &platform)
+            .warnings
+            .is_empty()
+    );
     let client = Client::new(
         ClientConfig {
             endpoint: "urn:dev:ops:00D09E-test-SN1".into(),
@@ -163,6 +167,36 @@ impl Fixture {
         }
         build(&mut packet);
         self.deliver(&packet);
+        self.answer_of(&packet)
+    }
+
+    /// The response to `packet`, just delivered: piggybacked, or (a change
+    /// the host must make first) separate.
+    fn answer_of(&mut self, packet: &Packet) -> Packet {
+        // A change the host must make first (a Wi-Fi profile): an empty
+        // ACK now, the host writes (here, at once), then the response as a
+        // separate confirmable message with the request's token.
+        if let Some(work) = self.client.poll_host_work() {
+            let ack = self.sent();
+            assert_eq!(ack.header.get_type(), MessageType::Acknowledgement);
+            assert_eq!(ack.header.code, MessageClass::Empty);
+            assert_eq!(ack.header.message_id, packet.header.message_id);
+            let outcome = work.run();
+            assert!(
+                self.client
+                    .host_work_done(&mut self.tree, self.now, outcome)
+                    .is_none()
+            );
+            let response = self.sent();
+            assert_eq!(response.header.get_type(), MessageType::Confirmable);
+            assert_eq!(response.get_token(), packet.get_token());
+            let mut ack = Packet::new();
+            ack.header.set_type(MessageType::Acknowledgement);
+            ack.header.code = MessageClass::Empty;
+            ack.header.message_id = response.header.message_id;
+            self.deliver(&ack);
+            return response;
+        }
         let response = self.sent();
         assert_eq!(response.header.get_type(), MessageType::Acknowledgement);
         assert_eq!(response.header.message_id, packet.header.message_id);
@@ -193,7 +227,7 @@ impl Fixture {
         let mut radio = self.network.radio();
         radio.signal_dbm = Some(dbm);
         self.network.set_radio(radio);
-        dm_objects::sync_platform(&mut self.tree, &self.platform);
+        let _ = dm_objects::sync_platform(&mut self.tree, &self.platform);
         for change in changes.drain() {
             self.client.handle_change(&mut self.tree, self.now, &change);
         }
@@ -1309,7 +1343,7 @@ fn composite(
     packet.payload = payload.as_bytes().to_vec();
     build(&mut packet);
     f.deliver(&packet);
-    f.sent()
+    f.answer_of(&packet)
 }
 
 fn senml(payload: &[u8]) -> Vec<serde_json::Value> {
@@ -2329,4 +2363,81 @@ fn the_1_0_json_format_plain_cbor_and_discover_dim() {
         links.contains("</3/0/0>,") && !links.contains("</3/0/0>;dim"),
         "{links}"
     );
+}
+
+/// The host boundary in the engine: a write of a mirrored object (a Wi-Fi
+/// profile) is acknowledged at once and answered when the host has made
+/// it, with a separate response; meanwhile the server's other requests
+/// are served, a second change that must wait is 5.03, a retransmission of
+/// the waiting request gets the empty ACK again, and a host that refuses
+/// makes the response an error with nothing changed.
+#[test]
+fn a_write_the_host_must_make_is_answered_when_it_is_made() {
+    let mut f = fixture();
+    f.register();
+    let ssid = Path::resource(
+        dm_core::catalog::wlan::ID,
+        InstanceId(1),
+        dm_core::catalog::wlan::SSID,
+    );
+    let mut write = Packet::new();
+    write.header.set_type(MessageType::Confirmable);
+    write.header.code = MessageClass::Request(RequestType::Put);
+    write.header.message_id = 4242;
+    write.set_token(vec![0xEE, 1]);
+    for segment in ["12", "1", "5"] {
+        write.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+    }
+    content(ContentFormat::Text, b"office".to_vec())(&mut write);
+    f.deliver(&write);
+    let work = f
+        .client
+        .poll_host_work()
+        .expect("the write waits for the host");
+    let ack = f.sent();
+    assert_eq!(ack.header.get_type(), MessageType::Acknowledgement);
+    assert_eq!(ack.header.code, MessageClass::Empty);
+    // The retransmitted request: the same empty ACK, not served again.
+    f.deliver(&write);
+    assert_eq!(f.sent().header.message_id, 4242);
+    assert!(f.client.poll_host_work().is_none());
+    // Other requests are served meanwhile; the old value is what reads see.
+    let read = f.request(RequestType::Get, "/3/0/0", |_| {});
+    assert_eq!(read.payload, b"Acme");
+    let old = f.tree.read(Origin::Agent, &ssid).unwrap();
+    let second = f.request(RequestType::Put, "/12/1/5", |p| {
+        content(ContentFormat::Text, b"other".to_vec())(p)
+    });
+    assert_eq!(code(&second), ResponseType::ServiceUnavailable);
+    // The host makes it: a separate response, confirmable, with the token.
+    let outcome = work.run();
+    assert!(
+        f.client
+            .host_work_done(&mut f.tree, f.now, outcome)
+            .is_none()
+    );
+    let response = f.sent();
+    assert_eq!(response.header.get_type(), MessageType::Confirmable);
+    assert_eq!(response.get_token(), &[0xEE, 1]);
+    assert_eq!(code(&response), ResponseType::Changed);
+    assert_ne!(f.tree.read(Origin::Agent, &ssid).unwrap(), old);
+    // A host that refuses: an error response, the value kept.
+    f.network
+        .refuse_writes(Some(dm_platform::PlatformError::AccessDenied(
+            "read-only".into(),
+        )));
+    let before = f.tree.read(Origin::Agent, &ssid).unwrap();
+    write.header.message_id = 4243;
+    write.set_token(vec![0xEE, 2]);
+    write.payload = b"refused".to_vec();
+    f.deliver(&write);
+    let work = f.client.poll_host_work().expect("waits again");
+    let _ack = f.sent();
+    let outcome = work.run();
+    assert!(outcome.is_err());
+    f.client.host_work_done(&mut f.tree, f.now, outcome);
+    let response = f.sent();
+    assert_eq!(response.get_token(), &[0xEE, 2]);
+    assert_eq!(code(&response), ResponseType::Unauthorized);
+    assert_eq!(f.tree.read(Origin::Agent, &ssid).unwrap(), before);
 }

@@ -24,7 +24,7 @@ fn main() {
         None => (Vec::new(), Vec::new()),
     };
     dm_objects::populate(&mut tree, &covered).expect("populate");
-    dm_objects::sync_platform(&mut tree, &platform);
+    let _ = dm_objects::sync_platform(&mut tree, &platform);
     tree.set_store(Box::new(store));
     let counter = Path::resource(management_server::ID, InstanceId(0), management_server::URL);
     // Continue from what the last run left, so successive runs count up.

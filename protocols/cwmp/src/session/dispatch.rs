@@ -6,15 +6,91 @@ use super::*;
 impl Engine {
     /// The answer to an ACS request. The lists of GetParameterValues and
     /// GetParameterNames are written out as they are sent ([`soap::Body`]).
+    /// `None`: a write that waits for the host; the answer comes with
+    /// [`Engine::host_work_done`].
     pub(super) fn answer(
         &mut self,
         tree: &mut Tree,
         id: Option<&str>,
         request: AcsRequest,
         wall: i64,
-    ) -> soap::Body {
+    ) -> Option<soap::Body> {
         let e = Encoder::new(self.version);
         let fault = |f: soap::Fault| e.fault(id, f.code, &f.message, &f.parameters).into();
+        let (written, kind) = match request {
+            AcsRequest::SetParameterValues {
+                parameters,
+                parameter_key,
+            } => (
+                rpc::set_parameter_values_prepared(tree, &parameters, &parameter_key),
+                HostAnswer::SetParameterValues,
+            ),
+            AcsRequest::AddObject {
+                object,
+                parameter_key,
+            } => (
+                rpc::add_object_prepared(tree, Origin::Acs, &object, Some(&parameter_key)),
+                HostAnswer::AddObject,
+            ),
+            AcsRequest::DeleteObject {
+                object,
+                parameter_key,
+            } => (
+                rpc::delete_object_prepared(tree, Origin::Acs, &object, Some(&parameter_key)),
+                HostAnswer::DeleteObject,
+            ),
+            other => return Some(self.answer_now(tree, id, other, wall, e, fault)),
+        };
+        match written {
+            rpc::Written::Done(result) => Some(write_answer(&e, id, kind, result).into()),
+            rpc::Written::Host(mut host) => {
+                self.host_work = Some(host.take_work());
+                self.host = Some((id.map(str::to_owned), kind, host));
+                None
+            }
+        }
+    }
+
+    /// The host writes an ACS request waits for, once: the driver makes
+    /// them off the tree's lock and reports with
+    /// [`Engine::host_work_done`].
+    pub fn poll_host_work(&mut self) -> Option<dm_core::HostWork> {
+        self.host_work.take()
+    }
+
+    /// The outcome of the host writes [`Engine::poll_host_work`] gave: the
+    /// request is answered (the answer is the next POST) and the tree
+    /// changed or not. Returns the writes' undo when the tree could not
+    /// take them (for the driver to run, off the lock).
+    pub fn host_work_done(
+        &mut self,
+        tree: &mut Tree,
+        outcome: Result<dm_core::HostWork, dm_core::Error>,
+    ) -> Option<dm_core::HostWork> {
+        // No request waits any more: the writes are taken back, the tree
+        // never took them.
+        let Some((id, kind, host)) = self.host.take() else {
+            return outcome.ok();
+        };
+        let (result, undo) = host.complete(tree, outcome);
+        let e = Encoder::new(self.version);
+        let reply: soap::Body = write_answer(&e, id.as_deref(), kind, result).into();
+        if matches!(self.phase, Phase::Exchanging { .. }) {
+            self.phase = Phase::Exchanging { empty: false };
+            self.outbox.push_back(reply);
+        }
+        undo
+    }
+
+    fn answer_now(
+        &mut self,
+        tree: &mut Tree,
+        id: Option<&str>,
+        request: AcsRequest,
+        wall: i64,
+        e: Encoder,
+        fault: impl Fn(soap::Fault) -> soap::Body,
+    ) -> soap::Body {
         match request {
             AcsRequest::GetParameterValues { names } => {
                 match rpc::get_parameter_values(tree, &names) {
@@ -47,13 +123,6 @@ impl Engine {
         };
         match request {
             AcsRequest::GetRPCMethods => e.get_rpc_methods_response(id, SUPPORTED),
-            AcsRequest::SetParameterValues {
-                parameters,
-                parameter_key,
-            } => match rpc::set_parameter_values(tree, &parameters, &parameter_key) {
-                Ok(status) => e.set_parameter_values_response(id, status),
-                Err(f) => fault(f),
-            },
             AcsRequest::SetParameterAttributes { changes } => {
                 match rpc::set_parameter_attributes(tree, &changes) {
                     Ok(()) => {
@@ -69,20 +138,6 @@ impl Engine {
                     Err(f) => fault(f),
                 }
             }
-            AcsRequest::AddObject {
-                object,
-                parameter_key,
-            } => match rpc::add_object(tree, &object, &parameter_key) {
-                Ok((instance, status)) => e.add_object_response(id, instance, status),
-                Err(f) => fault(f),
-            },
-            AcsRequest::DeleteObject {
-                object,
-                parameter_key,
-            } => match rpc::delete_object(tree, &object, &parameter_key) {
-                Ok(status) => e.delete_object_response(id, status),
-                Err(f) => fault(f),
-            },
             AcsRequest::Reboot { command_key } => {
                 // Saved before answering: "M Reboot" must follow the
                 // reboot even if we are killed before it happens.
@@ -299,5 +354,33 @@ impl Engine {
                 &format!("{} is not served by this device yet", other.name()),
             ),
         }
+    }
+}
+
+/// The answer to a write RPC from its outcome.
+fn write_answer(
+    e: &Encoder,
+    id: Option<&str>,
+    kind: HostAnswer,
+    result: Result<rpc::WriteResult, soap::Fault>,
+) -> String {
+    match (kind, result) {
+        (_, Err(f)) => e.fault(id, f.code, &f.message, &f.parameters),
+        (HostAnswer::SetParameterValues, Ok(r)) => {
+            e.set_parameter_values_response(id, status_of(r))
+        }
+        (HostAnswer::DeleteObject, Ok(r)) => e.delete_object_response(id, status_of(r)),
+        (HostAnswer::AddObject, Ok(rpc::WriteResult::Added { instance, status })) => {
+            e.add_object_response(id, instance, status)
+        }
+        (HostAnswer::AddObject, Ok(rpc::WriteResult::Status(status))) => {
+            e.add_object_response(id, 0, status)
+        }
+    }
+}
+
+fn status_of(result: rpc::WriteResult) -> u8 {
+    match result {
+        rpc::WriteResult::Status(status) | rpc::WriteResult::Added { status, .. } => status,
     }
 }

@@ -208,7 +208,12 @@ impl Engine {
                         let id = envelope.header.id.clone();
                         match envelope.body {
                             AcsMessage::Request(request) => {
-                                self.answer(tree, id.as_deref(), request, wall)
+                                match self.answer(tree, id.as_deref(), request, wall) {
+                                    Some(reply) => reply,
+                                    // Answered once the host writes are
+                                    // made (`host_work_done`).
+                                    None => return,
+                                }
                             }
                             // A response or fault to a request of ours:
                             // none is outstanding besides those handled

@@ -323,6 +323,19 @@ pub struct Engine {
     clock: (Instant, i64),
     inform_id: u64,
     rng: u64,
+    /// An ACS request whose answer waits for host writes (a Wi-Fi profile
+    /// written to NetworkManager): its ID, which RPC, and the write.
+    host: Option<(Option<String>, HostAnswer, rpc::HostRpc)>,
+    /// Those writes, until the driver takes them.
+    host_work: Option<dm_core::HostWork>,
+}
+
+/// Which write RPC waits for the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HostAnswer {
+    SetParameterValues,
+    AddObject,
+    DeleteObject,
 }
 
 impl Engine {
@@ -353,6 +366,8 @@ impl Engine {
             clock: (now, wall),
             inform_id: 0,
             rng: seed | 1,
+            host: None,
+            host_work: None,
         };
         let url = settings(tree).url;
         if engine.durable.bootstrapped_url.as_deref() != Some(url.as_str()) {

@@ -100,6 +100,12 @@ impl Client {
         };
         if let Some((_, block1)) = assembled {
             response.add_option(CoapOption::Block1, block1.encode());
+            // A response that waits for the host carries it too.
+            if let Some(wait) = self.deferring.as_mut() {
+                wait.then
+                    .response_mut()
+                    .add_option(CoapOption::Block1, block1.encode());
+            }
         }
         self.block2(request, &key, response)
     }

@@ -104,13 +104,12 @@ impl Client {
                     tx.set(core, item.value.clone());
                 }
             }
-            return match tx.commit() {
-                Ok(_) => status(ResponseType::Changed),
-                Err(e) => e
-                    .faults
-                    .first()
-                    .map_or_else(|| status(ResponseType::InternalServerError), core_error),
-            };
+            let prepared = tx.prepare();
+            return self.commit_or_defer(
+                tree,
+                prepared,
+                Then::Respond(status(ResponseType::Changed)),
+            );
         }
         let accept = match number(CoapOption::Accept) {
             None => content,

@@ -50,6 +50,41 @@ pub enum SendError {
     Unreadable(String),
 }
 
+/// A request's transaction waiting for its host writes, and what follows.
+struct HostWait {
+    pending: dm_core::PendingCommit,
+    then: Then,
+    /// The request, for its separate response.
+    request: Option<Packet>,
+}
+
+/// What a transaction that went through still does, and the response.
+enum Then {
+    Respond(Packet),
+    /// The creator owns the new instance (Access Control).
+    Created {
+        object: dm_core::ObjectId,
+        instance: InstanceId,
+        response: Packet,
+    },
+    /// Its Access Control goes with it.
+    Deleted {
+        object: dm_core::ObjectId,
+        instance: InstanceId,
+        response: Packet,
+    },
+}
+
+impl Then {
+    fn response_mut(&mut self) -> &mut Packet {
+        match self {
+            Then::Respond(response)
+            | Then::Created { response, .. }
+            | Then::Deleted { response, .. } => response,
+        }
+    }
+}
+
 /// What the driver may want to know or log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientEvent {
@@ -209,6 +244,14 @@ pub struct Client {
     /// Update): an Update carries each that changed since (Core §6.2.2).
     told_lifetime: u32,
     told_binding: String,
+    /// A request whose answer waits for host writes (a Wi-Fi profile
+    /// written to NetworkManager): answered with a separate response
+    /// once they are made (`host_work_done`). One at a time.
+    host: Option<HostWait>,
+    /// Those writes, until the driver takes them.
+    host_work: Option<dm_core::HostWork>,
+    /// Set while a request is served when its transaction must wait.
+    deferring: Option<HostWait>,
     /// Queue mode (LwM2M Core §6.4): the server reaches the client only
     /// within AWAKE_WINDOW after the client last spoke.
     queue_mode: bool,
@@ -260,6 +303,9 @@ impl Client {
             links_changed: false,
             told_lifetime: 0,
             told_binding: String::new(),
+            host: None,
+            host_work: None,
+            deferring: None,
             queue_mode: false,
             awake_until: Instant::now(),
         }
@@ -521,7 +567,17 @@ impl Client {
             match incoming {
                 Incoming::Request(request) => {
                     let response = self.serve_blockwise(tree, now, &request);
-                    self.coap.respond(now, &request, response);
+                    match self.deferring.take() {
+                        // Its transaction waits for the host: an empty ACK
+                        // now, the response when the writes are made.
+                        Some(mut wait) => {
+                            self.host_work = Some(wait.pending.take_work());
+                            self.coap.acknowledge(now, &request);
+                            wait.request = Some(request);
+                            self.host = Some(wait);
+                        }
+                        None => self.coap.respond(now, &request, response),
+                    }
                 }
                 Incoming::Response { token, packet } => {
                     if let Some(kind) = self.pending.remove(&token) {

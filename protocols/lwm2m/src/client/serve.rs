@@ -181,20 +181,19 @@ impl Client {
                         "Delete takes an object instance",
                     );
                 };
-                match tree
+                let prepared = tree
                     .begin(origin)
                     .delete(core.object_id(), InstanceId(instance))
-                    .commit()
-                {
-                    Ok(_) => {
-                        access::forget(tree, core.object_id(), InstanceId(instance));
-                        status(ResponseType::Deleted)
-                    }
-                    Err(e) => e
-                        .faults
-                        .first()
-                        .map_or_else(|| status(ResponseType::InternalServerError), core_error),
-                }
+                    .prepare();
+                self.commit_or_defer(
+                    tree,
+                    prepared,
+                    Then::Deleted {
+                        object: core.object_id(),
+                        instance: InstanceId(instance),
+                        response: status(ResponseType::Deleted),
+                    },
+                )
             }
             _ => error(ResponseType::MethodNotAllowed, "method not allowed"),
         }
@@ -435,13 +434,114 @@ impl Client {
         };
         let mut tx = tree.begin(origin);
         stage_items(&mut tx, path, &items, replace.then_some(&held[..]));
-        match tx.commit() {
-            Ok(_) => status(ResponseType::Changed),
+        let prepared = tx.prepare();
+        self.commit_or_defer(tree, prepared, Then::Respond(status(ResponseType::Changed)))
+    }
+
+    /// Ends a request's transaction: answered now, or, when it must wait
+    /// for host writes, later (`Client::host_work_done`) with a separate
+    /// response. One request waits at a time; another meanwhile is 5.03.
+    pub(super) fn commit_or_defer(
+        &mut self,
+        tree: &mut Tree,
+        prepared: Result<dm_core::Prepared, dm_core::TransactionError>,
+        then: Then,
+    ) -> Packet {
+        match prepared {
+            Ok(dm_core::Prepared::Committed(_)) => self.then(tree, then),
+            Ok(dm_core::Prepared::Pending(pending)) => {
+                if self.host.is_some() || self.deferring.is_some() {
+                    let path = pending
+                        .created()
+                        .first()
+                        .copied()
+                        .unwrap_or(Path::object(dm_core::ObjectId(0)));
+                    let _ = tree.complete(pending, Err(Error::Busy(path)));
+                    return error(
+                        ResponseType::ServiceUnavailable,
+                        "another change is being carried to the host; try again",
+                    );
+                }
+                self.deferring = Some(HostWait {
+                    pending,
+                    then,
+                    request: None,
+                });
+                // Replaced by an empty ACK (see `process`).
+                status(ResponseType::Changed)
+            }
             Err(e) => e
                 .faults
                 .first()
                 .map_or_else(|| status(ResponseType::InternalServerError), core_error),
         }
+    }
+
+    /// What follows a transaction that went through, and its response.
+    pub(super) fn then(&mut self, tree: &mut Tree, then: Then) -> Packet {
+        match then {
+            Then::Respond(response) => response,
+            Then::Deleted {
+                object,
+                instance,
+                response,
+            } => {
+                access::forget(tree, object, instance);
+                response
+            }
+            Then::Created {
+                object,
+                instance,
+                response,
+            } => {
+                // The creator owns the new instance (LwM2M Core §7.3.3).
+                if let Err(e) = access::claim(tree, self.config.short_server_id, object, instance) {
+                    // Not left without its owner: the Create fails whole.
+                    let _ = tree.begin(Origin::Agent).delete(object, instance).commit();
+                    return error(
+                        ResponseType::InternalServerError,
+                        &format!("the new instance's access control: {e}"),
+                    );
+                }
+                response
+            }
+        }
+    }
+
+    /// The host writes a request waits for, once: the driver makes them
+    /// off the tree's lock and reports with [`Client::host_work_done`].
+    pub fn poll_host_work(&mut self) -> Option<dm_core::HostWork> {
+        self.host_work.take()
+    }
+
+    /// The outcome of the host writes [`Client::poll_host_work`] gave: the
+    /// transaction completes or not, and the waiting request gets its
+    /// separate response. Returns the writes' undo when the tree could not
+    /// take them (for the driver to run, off the lock).
+    pub fn host_work_done(
+        &mut self,
+        tree: &mut Tree,
+        now: Instant,
+        outcome: Result<dm_core::HostWork, Error>,
+    ) -> Option<dm_core::HostWork> {
+        // No request waits any more (the engine was replaced, a new
+        // session began): the writes are taken back, the tree never took
+        // them.
+        let Some(wait) = self.host.take() else {
+            return outcome.ok();
+        };
+        let completion = tree.complete(wait.pending, outcome);
+        let response = match completion.result {
+            Ok(_) => self.then(tree, wait.then),
+            Err(e) => e
+                .faults
+                .first()
+                .map_or_else(|| status(ResponseType::InternalServerError), core_error),
+        };
+        if let Some(request) = &wait.request {
+            self.coap.respond_later(now, request, response);
+        }
+        completion.undo
     }
 
     pub(super) fn create(
@@ -486,66 +586,33 @@ impl Client {
                 }
             }
         };
+        // One transaction, the new instance with its values: all or
+        // nothing (and all or nothing with the host for a mirrored object).
+        let instance = match chosen {
+            Some(n) => InstanceId(n),
+            None => match tree.free_instance(core.object_id()) {
+                Ok(id) => id,
+                Err(e) => return core_error(&e),
+            },
+        };
+        let base = Lwm2mPath {
+            instance: Some(instance.0),
+            ..*path
+        };
+        let items: Vec<Item> = items
+            .into_iter()
+            .map(|i| Item {
+                path: Lwm2mPath {
+                    instance: Some(instance.0),
+                    ..i.path
+                },
+                value: i.value,
+            })
+            .collect();
         let mut tx = tree.begin(origin);
-        tx.create(core.object_id(), chosen.map(InstanceId));
-        let committed = match tx.commit() {
-            Ok(c) => c,
-            Err(e) => {
-                return e
-                    .faults
-                    .first()
-                    .map_or_else(|| status(ResponseType::InternalServerError), core_error);
-            }
-        };
-        let Some(instance) = committed.created.first().and_then(|p| p.instance_id()) else {
-            return status(ResponseType::InternalServerError);
-        };
-        if !items.is_empty() {
-            let base = Lwm2mPath {
-                instance: Some(instance.0),
-                ..*path
-            };
-            let items: Vec<Item> = items
-                .into_iter()
-                .map(|i| Item {
-                    path: Lwm2mPath {
-                        instance: Some(instance.0),
-                        ..i.path
-                    },
-                    value: i.value,
-                })
-                .collect();
-            let mut tx = tree.begin(origin);
-            stage_items(&mut tx, &base, &items, None);
-            if let Err(e) = tx.commit() {
-                // Undo the creation: a Create is all or nothing too.
-                let _ = tree
-                    .begin(Origin::Agent)
-                    .delete(core.object_id(), instance)
-                    .commit();
-                return e
-                    .faults
-                    .first()
-                    .map_or_else(|| status(ResponseType::InternalServerError), core_error);
-            }
-        }
-        // The creator owns the new instance (LwM2M Core §7.3.3).
-        if let Err(e) = access::claim(
-            tree,
-            self.config.short_server_id,
-            core.object_id(),
-            instance,
-        ) {
-            // Not left without its owner: the Create fails whole.
-            let _ = tree
-                .begin(Origin::Agent)
-                .delete(core.object_id(), instance)
-                .commit();
-            return error(
-                ResponseType::InternalServerError,
-                &format!("the new instance's access control: {e}"),
-            );
-        }
+        tx.create(core.object_id(), Some(instance));
+        stage_items(&mut tx, &base, &items, None);
+        let prepared = tx.prepare();
         let mut response = status(ResponseType::Created);
         response.add_option(
             CoapOption::LocationPath,
@@ -555,7 +622,15 @@ impl Client {
             CoapOption::LocationPath,
             instance.0.to_string().into_bytes(),
         );
-        response
+        self.commit_or_defer(
+            tree,
+            prepared,
+            Then::Created {
+                object: core.object_id(),
+                instance,
+                response,
+            },
+        )
     }
 
     pub(super) fn write_attributes(
