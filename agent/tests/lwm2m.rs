@@ -1687,3 +1687,140 @@ fn a_dmagent_package_is_staged_and_activating_it_exits_for_the_launcher() {
         package
     );
 }
+
+/// The host boundary, end to end: NetworkManager (python-dbusmock's, its
+/// AddConnection made to take 3 s) is slow to take a Wi-Fi profile an
+/// LwM2M server creates, and meanwhile the same server's Read and an
+/// ACS's GetParameterValues are answered: the write is made off the
+/// tree's lock, and the Create is answered when NetworkManager has
+/// answered.
+#[test]
+fn reads_are_answered_while_network_manager_takes_3_s_to_write() {
+    let mut stack = dm_tests::dbus_stack::Stack::mock();
+    assert_eq!(stack.command("start networkmanager"), "ok");
+    let slow = stack.command(
+        "call org.freedesktop.NetworkManager /org/freedesktop/NetworkManager/Settings \
+         org.freedesktop.DBus.Mock AddMethod sssss org.freedesktop.NetworkManager.Settings \
+         AddConnection 'a{sa{sv}}' o 'import time; time.sleep(3); ret = self.SettingsAddConnection(args[0])'",
+    );
+    assert!(slow.starts_with("ok"), "{slow}");
+
+    let acs = dm_tests::mini_acs::MiniAcs::start(Box::new(|body| {
+        body.is_empty().then(|| {
+            "<cwmp:GetParameterValues><ParameterNames soap-enc:arrayType=\"xsd:string[1]\" \
+             xmlns:soap-enc=\"http://schemas.xmlsoap.org/soap/encoding/\">\
+             <string>Device.DeviceInfo.SerialNumber</string></ParameterNames>\
+             </cwmp:GetParameterValues>"
+                .to_owned()
+        })
+    }));
+    let port = dm_tests::files::free_udp_port();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(dm_tests::py_peers::python())
+            .arg(&script)
+            .args([port.to_string(), "concurrent".into()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+    let mut commands = server.0.stdin.take().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-SLOW\"\noui = \"00D09E\"\n\n[platform]\nkind = \"dbus\"\n\n\
+             [cwmp]\nacs_url = \"{}\"\nperiodic_interval = 3600\n\
+             connection_request_port = {}\nconnection_request_bind = \"127.0.0.1\"\n\n\
+             [lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\nendpoint = \"dmagent-slow\"\n",
+            acs.url(),
+            dm_tests::files::free_tcp_port(),
+        ),
+    )
+    .unwrap();
+    let mut agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .args(["--log-format", "json", "run"])
+            .env_remove("DMAGENT_CONFIG")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &stack.bus)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let log = {
+        let stderr = agent.0.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    };
+    assert_eq!(next(&events)["event"], "register");
+    acs.post_with("GetParameterValuesResponse");
+
+    use std::io::Write as _;
+    writeln!(commands, "create slow-ssid").unwrap();
+    // The agent has handed the profile to NetworkManager, which now sits
+    // on it for 3 s.
+    loop {
+        let line = log
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the agent carries the Create to the host");
+        if line.contains("carrying a change to the host") {
+            break;
+        }
+    }
+    writeln!(commands, "read /3/0/2").unwrap();
+    let read = next(&events);
+    assert_eq!(read["step"], "read", "the Read is answered first: {read}");
+    assert_eq!(read["code"], "2.05 Content");
+    assert_eq!(read["text"], "SN-SLOW");
+
+    while acs.posts.try_recv().is_ok() {}
+    let inform = Command::new(env!("CARGO_BIN_EXE_dmagent"))
+        .arg("inform")
+        .env_remove("DMAGENT_CONFIG")
+        .env("DMAGENT_BUS", "system")
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &stack.bus)
+        .output()
+        .unwrap();
+    assert!(
+        inform.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inform.stderr)
+    );
+    let gpv = acs.post_with("GetParameterValuesResponse");
+    assert!(gpv.contains("SN-SLOW"), "{gpv}");
+    assert!(
+        events.try_recv().is_err(),
+        "the GetParameterValues is answered while the Create waits"
+    );
+
+    let created = next(&events);
+    assert_eq!(created["step"], "create", "{created}");
+    assert_eq!(created["code"], "2.01 Created", "{created}");
+    let location = created["location"].as_array().unwrap();
+    assert_eq!(location[0], "12", "{created}");
+    writeln!(commands, "read /12/{}/5", location[1].as_str().unwrap()).unwrap();
+    // (The new instance also brings a Registration Update.)
+    let ssid = std::iter::repeat_with(|| next(&events))
+        .find(|e| e["step"] == "read")
+        .unwrap();
+    assert_eq!(ssid["text"], "slow-ssid", "{ssid}");
+    let calls = stack.command(
+        "call org.freedesktop.NetworkManager /org/freedesktop/NetworkManager/Settings \
+         org.freedesktop.NetworkManager.Settings ListConnections",
+    );
+    assert!(calls.contains("/Settings/0"), "{calls}");
+}

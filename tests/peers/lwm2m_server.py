@@ -5,6 +5,7 @@ Usage: lwm2m_server.py PORT
        lwm2m_server.py PORT bootstrap BOOTSTRAP_PORT [SECOND_PORT]
        lwm2m_server.py PORT platform APN_PATH
        lwm2m_server.py PORT reboot
+       lwm2m_server.py PORT concurrent   (stdin: "create SSID" and "read PATH" lines)
        lwm2m_server.py PORT host-action PATH MARKER
        lwm2m_server.py PORT observe PATH
        lwm2m_server.py PORT firmware SIZE
@@ -27,7 +28,10 @@ each. Register and de-register events name the port they came to. Exits
 after the client de-registers (from every server). With `host-action`,
 executes PATH (/3/0/4 Reboot, /3/0/5 Factory Reset) and, when the
 de-register comes, says whether the file MARKER (which the host action's
-command creates) existed yet.
+command creates) existed yet. With `concurrent`, each stdin line starts
+a request without waiting for the one before: "create SSID" creates a
+/12 instance with that SSID (step "create"), "read PATH" reads PATH as
+text (step "read").
 """
 
 import asyncio
@@ -124,6 +128,33 @@ async def write_on_signal(context, base, path, value):
             await call(context, "read", Code.GET, base + words[1], accept=0)
         elif len(words) == 2 and words[0] == "exec":
             await call(context, "exec", Code.POST, base + words[1])
+
+
+async def concurrent(context, base):
+    """Each stdin line starts its request at once; answers are printed in
+    the order they come."""
+    loop = asyncio.get_event_loop()
+    lines = asyncio.Queue()
+
+    def reader():
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(lines.put_nowait, line)
+
+    import threading
+    threading.Thread(target=reader, daemon=True).start()
+    running = set()
+    while True:
+        words = (await lines.get()).split()
+        if len(words) == 2 and words[0] == "create":
+            request = call(context, "create", Code.POST, base + "/12",
+                           payload=tlv(5, words[1].encode()), content_format=11542)
+        elif len(words) == 2 and words[0] == "read":
+            request = call(context, "read", Code.GET, base + words[1], accept=0)
+        else:
+            continue
+        task = asyncio.ensure_future(request)
+        running.add(task)
+        task.add_done_callback(running.discard)
 
 
 def tlv(resource, value):
@@ -416,6 +447,13 @@ async def main(port, mode):
                    content_format=0)
         say(event="checks-done")
         await asyncio.wait_for(state.deregistered, timeout=120)
+        await context.shutdown()
+        return
+
+    if mode and mode[0] == "concurrent":
+        commands = asyncio.ensure_future(concurrent(context, base))
+        await asyncio.wait_for(state.deregistered, timeout=120)
+        commands.cancel()
         await context.shutdown()
         return
 

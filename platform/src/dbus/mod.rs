@@ -10,8 +10,11 @@
 //! service appears or goes; reads copy from the snapshot. Writes are sent
 //! to the thread and waited for with a timeout: they block the caller for
 //! one D-Bus round trip, which is what makes a refusal by the host a fault
-//! of the client's request. The thread never takes the core tree's lock,
-//! so a caller holding it cannot deadlock with it.
+//! of the client's request. The caller is a host write
+//! (`dm_core::HostWork`), made on a thread of its own with the tree
+//! unlocked, so a slow NetworkManager (polkit, a disk write) holds up
+//! only the request that waits for it. The thread never takes the core
+//! tree's lock, so a caller holding it cannot deadlock with it.
 //!
 //! Without NetworkManager or oFono the reads are empty and writes fail as
 //! "not available"; both are picked up when they appear.
@@ -34,15 +37,21 @@ use crate::{
 };
 use proxies::{nm, ofono};
 
-/// How long a write may take before it counts as failed. It blocks the
-/// caller (with the tree locked): short, and longer than one D-Bus call
-/// may take ([`CALL_TIMEOUT`]).
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a write may take before it counts as failed: one D-Bus call
+/// and the refresh after it. It blocks only the host write that waits
+/// for it (the tree is not locked meanwhile), and stays within
+/// `dm_core::tree::HOST_WRITE_LIMIT`.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bearer Selection waits for the link (NetworkManager's DHCP, oFono's
 /// packet context): its own, longer limit, and it runs beside the other
 /// requests rather than before them.
 const SELECT_TIMEOUT: Duration = Duration::from_secs(40);
-const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// One D-Bus call of a write (the connection's method timeout).
+const CALL_TIMEOUT: Duration = Duration::from_secs(8);
+/// One service's reads in a refresh: a service that hangs leaves the last
+/// view in place this long at most, rather than stall the writes queued
+/// behind the refresh.
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// Signals come in bursts (a device change touches several objects): one
 /// refresh after the burst.
 const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -364,7 +373,9 @@ async fn refresh(connection: &Connection, shared: &Shared) {
     // A service that is not there reads as empty; a read that failed
     // part way keeps what was known, rather than look like deletions.
     let previous = lock(&shared.snapshot).clone();
-    let (network, wifi) = match convert::read_network_manager(connection).await {
+    let bounded = |e| PlatformError::Failed(format!("no answer in {READ_TIMEOUT:?} ({e})"));
+    let read = tokio::time::timeout(READ_TIMEOUT, convert::read_network_manager(connection));
+    let (network, wifi) = match read.await.map_err(bounded).and_then(|r| r) {
         Ok(read) => read,
         Err(PlatformError::Unavailable(e)) => {
             debug!("NetworkManager: {e}");
@@ -375,7 +386,8 @@ async fn refresh(connection: &Connection, shared: &Shared) {
             (previous.network.clone(), previous.wifi.clone())
         }
     };
-    let (radio, apn) = match convert::read_ofono(connection).await {
+    let read = tokio::time::timeout(READ_TIMEOUT, convert::read_ofono(connection));
+    let (radio, apn) = match read.await.map_err(bounded).and_then(|r| r) {
         Ok(read) => read,
         Err(PlatformError::Unavailable(e)) => {
             debug!("oFono: {e}");
