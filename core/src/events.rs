@@ -13,9 +13,10 @@
 //! trusting a partial history.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use crate::path::{Origin, Path};
+use crate::support::lock;
 use crate::tree::ResourceValue;
 
 /// What changed.
@@ -145,12 +146,4 @@ impl Subscription {
     pub fn set_waker(&self, waker: impl Fn() + Send + Sync + 'static) {
         lock(&self.queue).waker = Some(Box::new(waker));
     }
-}
-
-/// Locks a queue, recovering it if a panicking thread poisoned the mutex:
-/// the queue holds no invariant a panic between two statements could break.
-fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
-    queue
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -9,11 +9,13 @@
 pub mod attributes;
 #[rustfmt::skip]
 pub mod catalog;
+pub mod enums;
 pub mod error;
 pub mod events;
 pub mod path;
 pub mod schema;
 pub mod snapshot;
+pub mod support;
 pub mod tree;
 pub mod value;
 
@@ -25,6 +27,7 @@ pub use schema::{
     Access, InstanceId, ObjectId, ObjectSchema, ResourceId, ResourceSchema, ValueType,
 };
 pub use snapshot::{SaveError, Snapshot, StateStore};
+pub use support::{lock, unix_seconds};
 pub use tree::{
     Completion, HostWork, HostWrite, Instance, ObjectHandler, PendingCommit, Prepared,
     ResourceValue, Slot, Tree,

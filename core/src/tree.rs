@@ -269,8 +269,8 @@ impl HostWork {
             .name("host-write".into())
             .spawn(move || {
                 let outcome = self.run();
-                let (lock, ready) = &*worker;
-                let mut state = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                let (state, ready) = &*worker;
+                let mut state = crate::support::lock(state);
                 if state.1 {
                     drop(state);
                     if let Ok(undo) = outcome {
@@ -284,8 +284,8 @@ impl HostWork {
         if let Err(e) = spawned {
             return Err(Error::Platform(format!("{what}: no thread to run it: {e}")));
         }
-        let (lock, ready) = &*shared;
-        let state = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let (state, ready) = &*shared;
+        let state = crate::support::lock(state);
         let (mut state, _) = ready
             .wait_timeout_while(state, limit, |s| s.0.is_none())
             .unwrap_or_else(PoisonError::into_inner);

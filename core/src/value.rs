@@ -267,12 +267,7 @@ impl fmt::Display for Value {
             Value::Unsigned(u) => write!(f, "{u}"),
             Value::Boolean(b) => write!(f, "{b}"),
             Value::DateTime(t) => write!(f, "@{t}"),
-            Value::Opaque(bytes) => {
-                for b in bytes {
-                    write!(f, "{b:02x}")?;
-                }
-                Ok(())
-            }
+            Value::Opaque(bytes) => f.write_str(&crate::support::hex::encode(bytes)),
             Value::Float(x) => write!(f, "{x}"),
             Value::ObjectLink(link) => write!(f, "{}:{}", link.object, link.instance),
         }
