@@ -206,18 +206,7 @@ async fn firmware_state(
 
 /// LwM2M Core E.6's Update Result, for people.
 fn result_text(result: i64) -> &'static str {
-    match result {
-        1 => "success",
-        2 => "not enough storage",
-        3 => "out of memory",
-        4 => "connection lost",
-        5 => "integrity check failed",
-        6 => "unsupported package type",
-        7 => "invalid URI",
-        8 => "update failed",
-        9 => "unsupported protocol",
-        _ => "unknown",
-    }
+    dm_core::enums::firmware::result::describe(result)
 }
 
 /// How often a waiting verb asks the agent how things stand. A person is
@@ -234,6 +223,7 @@ async fn firmware(agent: &Agent1Proxy<'_>, action: &FirmwareAction) -> Result<St
         FirmwareAction::Pull { url, sha256 } => {
             // The agent resets the object first: a result seen from now on
             // is this pull's.
+            use dm_core::enums::firmware::{DOWNLOADED, IDLE, result};
             agent
                 .firmware_pull(url, sha256.as_deref().unwrap_or(""))
                 .await
@@ -245,14 +235,14 @@ async fn firmware(agent: &Agent1Proxy<'_>, action: &FirmwareAction) -> Result<St
                     let _ = std::io::stderr().flush();
                 }
                 match (state, result) {
-                    (2, _) => {
+                    (DOWNLOADED, _) => {
                         if tty {
                             eprintln!();
                         }
                         let size = transfer.map_or(0, |(done, _)| done);
                         return Ok(format!("downloaded {size} bytes\n"));
                     }
-                    (0, r) if r != 0 => {
+                    (IDLE, r) if r != result::INITIAL => {
                         if tty {
                             eprintln!();
                         }
@@ -263,8 +253,9 @@ async fn firmware(agent: &Agent1Proxy<'_>, action: &FirmwareAction) -> Result<St
             }
         }
         FirmwareAction::Update => {
+            use dm_core::enums::firmware::{DOWNLOADED, IDLE, UPDATING, result};
             let (state, before, _) = firmware_state(agent).await?;
-            if state != 2 {
+            if state != DOWNLOADED {
                 return Err("no downloaded image to apply (firmware pull first)".into());
             }
             agent.execute("/5/0/2", "").await.map_err(explain)?;
@@ -272,17 +263,18 @@ async fn firmware(agent: &Agent1Proxy<'_>, action: &FirmwareAction) -> Result<St
             // update that fails before we look shows the same Downloaded
             // and failed result as one that failed before: after a few
             // seconds without any other state, that is its outcome.
-            let asked = std::time::Instant::now();
+            let asked = dm_rt::clock::now();
             let mut updating = false;
             loop {
                 match firmware_state(agent).await {
-                    Ok((0, 1, _)) => return Ok("updated\n".into()),
-                    Ok((3, _, _)) => updating = true,
-                    Ok((2 | 0, r, _))
-                        if r != 0
+                    Ok((IDLE, result::SUCCESS, _)) => return Ok("updated\n".into()),
+                    Ok((UPDATING, _, _)) => updating = true,
+                    Ok((DOWNLOADED | IDLE, r, _))
+                        if r != result::INITIAL
                             && (updating
                                 || r != before
-                                || asked.elapsed() > std::time::Duration::from_secs(5)) =>
+                                || dm_rt::clock::since(asked)
+                                    > std::time::Duration::from_secs(5)) =>
                     {
                         return Err(format!("update failed: {} (result {r})", result_text(r)));
                     }

@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use zbus::fdo;
 
-use crate::runtime::lock;
+use dm_core::lock;
 
 pub const NAME: &str = "org.dmagent.Agent1";
 pub const PATH: &str = "/org/dmagent/Agent1";
@@ -155,10 +155,7 @@ impl Control {
     /// The agent and each protocol, as JSON (`dmagent status --json`).
     fn status(&self) -> String {
         let cwmp = self.cwmp.as_ref().map(|(status, _)| {
-            let s = status
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
+            let s = lock(status).clone();
             json!({
                 "acs_url": s.acs_url,
                 "in_session": s.in_session,
@@ -175,10 +172,7 @@ impl Control {
             })
         });
         let lwm2m = self.lwm2m.as_ref().map(|status| {
-            let s = status
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
+            let s = lock(status).clone();
             let servers: Vec<_> = s
                 .servers
                 .iter()
@@ -207,10 +201,7 @@ impl Control {
                 Ok(ResourceValue::Single(dm_core::Value::Integer(v))) => Some(v),
                 _ => None,
             };
-            let transfer = *self
-                .transfer
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let transfer = *lock(&self.transfer);
             json!({
                 "state": read(firmware::STATE),
                 "update_result": read(firmware::UPDATE_RESULT),
@@ -323,29 +314,25 @@ impl Control {
         let expected = if sha256.is_empty() {
             None
         } else {
-            let bytes: Option<Vec<u8>> = (sha256.len() == 64)
-                .then(|| {
-                    (0..64)
-                        .step_by(2)
-                        .map(|i| u8::from_str_radix(&sha256[i..i + 2], 16).ok())
-                        .collect()
-                })
-                .flatten();
-            Some(
-                bytes
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .ok_or_else(|| invalid("--sha256 takes 64 hexadecimal digits"))?,
-            )
+            // Any text may come over the bus: checked whole, never sliced
+            // by byte index (a multi-byte character would panic).
+            let digest = dm_core::support::hex::decode(sha256)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok());
+            Some(digest.ok_or_else(|| invalid("--sha256 takes 64 hexadecimal digits"))?)
         };
-        *self
-            .expected_sha256
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = expected;
+        *lock(&self.expected_sha256) = expected;
         let at = |r| Path::resource(firmware::ID, InstanceId(0), r);
         let mut tree = lock(&self.tree);
         tree.begin(Origin::Agent)
-            .set(at(firmware::STATE), dm_core::Value::Integer(0))
-            .set(at(firmware::UPDATE_RESULT), dm_core::Value::Integer(0))
+            .set(
+                at(firmware::STATE),
+                dm_core::Value::Integer(dm_core::enums::firmware::IDLE),
+            )
+            .set(
+                at(firmware::UPDATE_RESULT),
+                dm_core::Value::Integer(dm_core::enums::firmware::result::INITIAL),
+            )
             .set(
                 at(firmware::PACKAGE_URI),
                 dm_core::Value::String(String::new()),

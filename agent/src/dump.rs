@@ -1,13 +1,12 @@
 //! `dmagent dump`: the whole tree as TR-181 paths and as LwM2M paths.
 //!
 //! This is a diagnostic view through both adapters' mappings. Values are
-//! rendered in each protocol's lexical form; secured and write-only values
+//! rendered in each protocol's lexical form, by the protocol's own code
+//! (what an ACS or a server would read); secured and write-only values
 //! are never printed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-
-use base64::Engine as _;
 
 use dm_core::{Origin, Path, ResourceValue, Tree, Value};
 use dm_cwmp::mapping::{Resolver, Syntax};
@@ -58,7 +57,7 @@ fn tr181(tree: &Tree) -> BTreeMap<NaturalKey, (String, Syntax)> {
                 let text = if parameter.secured {
                     String::new()
                 } else {
-                    tr181_value(value, parameter.syntax)
+                    dm_cwmp::values::render(value, parameter.syntax)
                 };
                 out.insert(
                     NaturalKey(parameter.render(instance, index)),
@@ -85,10 +84,15 @@ fn lwm2m_paths(tree: &Tree) -> Vec<(String, String)> {
             return;
         };
         match &value {
-            ResourceValue::Single(v) => out.push((lwm2m_path.to_string(), lwm2m_value(v))),
+            ResourceValue::Single(v) => {
+                out.push((lwm2m_path.to_string(), dm_lwm2m::format::text::encode(v)))
+            }
             ResourceValue::Multiple(values) => {
                 for (index, v) in values {
-                    out.push((format!("{lwm2m_path}/{index}"), lwm2m_value(v)));
+                    out.push((
+                        format!("{lwm2m_path}/{index}"),
+                        dm_lwm2m::format::text::encode(v),
+                    ));
                 }
             }
         }
@@ -104,37 +108,6 @@ fn visit(tree: &Tree, visit: &mut dyn FnMut(Path, ResourceValue)) {
                 visit(path, value);
             }
         });
-    }
-}
-
-/// TR-069 lexical forms (TR-069 Table 4 / XML Schema datatypes).
-fn tr181_value(value: &Value, syntax: Syntax) -> String {
-    match (value, syntax) {
-        (Value::DateTime(t), _) => format_datetime(*t),
-        (Value::Opaque(bytes), Syntax::HexBinary) => {
-            bytes.iter().map(|b| format!("{b:02x}")).collect()
-        }
-        (Value::Opaque(bytes), _) => base64::engine::general_purpose::STANDARD.encode(bytes),
-        (other, _) => other.to_string(),
-    }
-}
-
-/// LwM2M text forms (Core §7.3.2 text/plain): Time as Unix seconds,
-/// opaque as base64, object links as `object:instance`.
-fn lwm2m_value(value: &Value) -> String {
-    match value {
-        Value::DateTime(t) => t.to_string(),
-        Value::Opaque(bytes) => base64::engine::general_purpose::STANDARD.encode(bytes),
-        other => other.to_string(),
-    }
-}
-
-/// `dateTime` in UTC; TR-106 §3.2.1 spells the unknown time
-/// `0001-01-01T00:00:00Z`.
-fn format_datetime(seconds: i64) -> String {
-    match jiff::Timestamp::from_second(seconds) {
-        Ok(t) => t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        Err(_) => "0001-01-01T00:00:00Z".to_owned(),
     }
 }
 
@@ -171,12 +144,6 @@ impl PartialOrd for NaturalKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn datetimes() {
-        assert_eq!(format_datetime(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(format_datetime(-62_135_596_800), "0001-01-01T00:00:00Z");
-    }
 
     #[test]
     fn natural_order() {

@@ -1,13 +1,13 @@
 //! Building the agent: platform, objects and tree, wired together; and the
 //! run loop that keeps them in step.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
-use dm_core::Tree;
+use dm_core::{Tree, lock};
 use dm_objects::{HostAction, Platform};
 use dm_platform::linux::LinuxHost;
 use dm_platform::memory::{MemoryActions, MemoryLog, MemoryNetwork};
@@ -206,10 +206,7 @@ pub async fn run(
     let (requests_tx, mut requests) = tokio::sync::mpsc::channel(4);
     let transfer = Arc::new(Mutex::new(None));
     let expected_sha256 = Arc::new(Mutex::new(None));
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let started = dm_rt::clock::wall();
     let control = crate::control::serve(crate::control::Control {
         tree: Arc::clone(&tree),
         started,
@@ -325,7 +322,7 @@ pub async fn run(
 
     let mut offline = config
         .offline_reboot_after
-        .map(|limit| Offline::new(limit, std::time::Instant::now()));
+        .map(|limit| Offline::new(limit, dm_rt::clock::now()));
     let mut offline_tick = tokio::time::interval(config.offline_reboot_after.map_or(
         std::time::Duration::from_secs(3600),
         |limit| {
@@ -354,7 +351,7 @@ pub async fn run(
     // A reboot or factory reset ends the loop: the drivers stop first (LwM2M
     // de-registers, TR-069's session is over), then the host acts.
     let mut action: Option<(HostAction, String)> = None;
-    let mut resync: Option<tokio::time::Instant> = None;
+    let mut resync: Option<std::time::Instant> = None;
     while action.is_none() {
         tokio::select! {
             _ = terminate.recv() => break,
@@ -362,9 +359,7 @@ pub async fn run(
             _ = watchdog_tick.tick(), if watchdog.is_some() => notify_systemd("WATCHDOG=1"),
             _ = bearer_tick.tick(), if config.lwm2m.is_some() => {
                 let (registered, failures) = {
-                    let status = lwm2m_status
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let status = lock(&lwm2m_status);
                     (
                         status.servers.values().any(|s| s.registered),
                         status.servers.values().map(|s| s.failures).sum::<u64>(),
@@ -390,7 +385,7 @@ pub async fn run(
                     config.lwm2m.is_some().then_some(&*lwm2m_status),
                 );
                 if let Some(watch) = offline.as_mut()
-                    && watch.observe(up, std::time::Instant::now())
+                    && watch.observe(up, dm_rt::clock::now())
                 {
                     error!(
                         after = ?watch.limit,
@@ -428,7 +423,7 @@ pub async fn run(
                     dm_cwmp_tokio::HostRequest::FactoryReset => HostAction::FactoryReset,
                 }, "acs".to_owned()));
             }
-            () = tokio::time::sleep_until(resync.unwrap_or_else(tokio::time::Instant::now)), if resync.is_some() => {
+            () = dm_rt::sleep_until(resync), if resync.is_some() => {
                 resync = None;
                 platform_changed.notify_one();
             }
@@ -440,7 +435,7 @@ pub async fn run(
                 // A write of the objects is being made on the host: look
                 // again shortly, when it has ended (wakes only then).
                 if synced.deferred && resync.is_none() {
-                    resync = Some(tokio::time::Instant::now() + RESYNC_AFTER);
+                    resync = Some(dm_rt::clock::now() + RESYNC_AFTER);
                 }
                 if dhcp_acs_url {
                     adopt_dhcp_acs_url(&mut lock(&tree), &host.platform);
@@ -461,7 +456,7 @@ pub async fn run(
                 }
                 for change in changes.drain() {
                     if let dm_core::ChangeKind::Progress { done, total } = change.kind {
-                        *transfer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        *lock(&transfer) =
                             Some((done, total));
                         continue;
                     }
@@ -473,7 +468,7 @@ pub async fn run(
                             previous.abort();
                             let _ = previous.await;
                         }
-                        *transfer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                        *lock(&transfer) = None;
                         pulling = Some(tokio::spawn(crate::firmware::pull(
                             Arc::clone(&tree),
                             image_store.clone(),
@@ -482,9 +477,7 @@ pub async fn run(
                             announcer.clone(),
                             // A hash named with the pull (dmagent firmware
                             // pull --sha256) is for this pull only.
-                            expected_sha256
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            lock(&expected_sha256)
                                 .take(),
                         )));
                     }
@@ -495,7 +488,7 @@ pub async fn run(
                             previous.abort();
                             let _ = previous.await;
                         }
-                        *transfer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                        *lock(&transfer) = None;
                         crate::firmware::cancelled(&tree, &image_store);
                     }
                     if let Some((instance, operation)) = crate::software::operation(&change) {
@@ -552,14 +545,6 @@ pub async fn run(
     done.with_context(|| format!("{action:?} failed"))?;
     info!(?action, "host action accepted; exiting");
     Ok(0)
-}
-
-/// Locks the tree. A poisoned lock means a panic while the tree was held;
-/// with `panic = "abort"` that cannot be observed in release builds, and in
-/// tests the state is still the last committed one (commits are atomic).
-pub fn lock(tree: &Mutex<Tree>) -> MutexGuard<'_, Tree> {
-    tree.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Tells systemd (Type=notify) about the agent's state, when started by it:
@@ -622,23 +607,14 @@ fn reachable(
 ) -> bool {
     // A server that disabled us on purpose (Disable, /1/x/4) is not a
     // lost network: rebooting would undo what it asked.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = dm_rt::clock::wall();
     let lwm2m = lwm2m.is_some_and(|s| {
-        s.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(s)
             .servers
             .values()
             .any(|server| server.registered || server.disabled_until.is_some_and(|t| t > now))
     });
-    let cwmp = cwmp.is_some_and(|s| {
-        s.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .last_session_ok
-            == Some(true)
-    });
+    let cwmp = cwmp.is_some_and(|s| lock(s).last_session_ok == Some(true));
     lwm2m || cwmp
 }
 

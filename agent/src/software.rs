@@ -27,24 +27,14 @@ use dm_platform::firmware::ImageStore;
 use tracing::{info, warn};
 
 use crate::firmware::Failure;
-use crate::runtime::lock;
+use dm_core::lock;
 
-/// Update State (/9/x/7).
-const INITIAL: i64 = 0;
-const DOWNLOAD_STARTED: i64 = 1;
-const DELIVERED: i64 = 3;
-const INSTALLED: i64 = 4;
-
-/// Update Result (/9/x/9).
-const R_INITIAL: i64 = 0;
-const R_DOWNLOADING: i64 = 1;
-const R_INSTALLED: i64 = 2;
-const R_DELIVERED: i64 = 3;
-const R_NO_SPACE: i64 = 50;
-const R_CONNECTION_LOST: i64 = 52;
-const R_INVALID_URI: i64 = 56;
-const R_INSTALL_FAILED: i64 = 58;
-const R_UNINSTALL_FAILED: i64 = 59;
+use dm_core::enums::software::result::{
+    CONNECTION_LOST as R_CONNECTION_LOST, DELIVERED as R_DELIVERED, DOWNLOADING as R_DOWNLOADING,
+    INITIAL as R_INITIAL, INSTALL_FAILED as R_INSTALL_FAILED, INSTALLED as R_INSTALLED,
+    INVALID_URI as R_INVALID_URI, NO_SPACE as R_NO_SPACE, UNINSTALL_FAILED as R_UNINSTALL_FAILED,
+};
+use dm_core::enums::software::{DELIVERED, DOWNLOAD_STARTED, INITIAL, INSTALLED};
 
 /// What the agent does for a change on /9.
 #[derive(Debug, PartialEq, Eq)]
@@ -88,10 +78,7 @@ pub fn store(state_dir: &FsPath, instance: InstanceId, max_size: u64) -> ImageSt
     static STORES: std::sync::OnceLock<Mutex<std::collections::HashMap<PathBuf, ImageStore>>> =
         std::sync::OnceLock::new();
     let dir = state_dir.join("software").join(instance.0.to_string());
-    let mut stores = STORES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut stores = lock(STORES.get_or_init(Default::default));
     stores
         .entry(dir.clone())
         .or_insert_with(|| ImageStore::new(dir, max_size))
@@ -594,41 +581,6 @@ fn find_by_uri(tree: &Mutex<Tree>, uri: &str) -> Option<InstanceId> {
         .find(|i| text(tree, *i, PACKAGE_URI) == uri && !text(tree, *i, software::UUID).is_empty())
 }
 
-/// A fresh random UUID (RFC 4122 version 4) for a deployment unit the ACS
-/// did not name.
-fn new_uuid() -> String {
-    use std::io::Read as _;
-    let mut b = [0u8; 16];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_err()
-    {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        b = nanos.to_le_bytes();
-    }
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 fn unit_ref(instance: InstanceId) -> String {
     format!("Device.SoftwareModules.DeploymentUnit.{}.", instance.0)
 }
@@ -655,11 +607,11 @@ pub fn cwmp_handler(
         Box::pin(async move {
             let mut results = Vec::new();
             for op in change.operations {
-                let start = unix_now();
+                let start = dm_rt::clock::wall();
                 let mut result =
                     du_operation(&tree, &state_dir, max_size, &command, tls.clone(), op).await;
                 result.start = start;
-                result.complete = unix_now();
+                result.complete = dm_rt::clock::wall();
                 results.push(result);
             }
             results
@@ -738,7 +690,15 @@ async fn du_operation(
             password,
             ..
         } => {
-            let uuid = if uuid.is_empty() { new_uuid() } else { uuid };
+            let uuid = if uuid.is_empty() {
+                match dm_rt::random::uuid_v4() {
+                    Ok(uuid) => uuid,
+                    // 9002 Internal error (TR-069 Table 51).
+                    Err(e) => return failed("", 9002, e.to_string()),
+                }
+            } else {
+                uuid
+            };
             if find(tree, &uuid, "").is_some() {
                 return failed(&uuid, 9026, "Duplicate Deployment Unit");
             }

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use dm_core::catalog::device::{self, *};
 use dm_core::{
@@ -86,13 +85,7 @@ impl ObjectHandler for Device {
         let value = match resource {
             MEMORY_FREE => Value::Integer(self.host.memory()?.free_kib as i64),
             MEMORY_TOTAL => Value::Integer(self.host.memory()?.total_kib as i64),
-            CURRENT_TIME => Value::DateTime(
-                self.host
-                    .now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0),
-            ),
+            CURRENT_TIME => Value::DateTime(dm_core::unix_seconds(self.host.now())),
             UTC_OFFSET => Value::String(format_offset(self.host.utc_offset())),
             TIMEZONE => Value::String(self.host.timezone().unwrap_or_default()),
             UP_TIME => Value::Unsigned(self.host.uptime()?.as_secs().min(u32::MAX as u64)),

@@ -15,10 +15,9 @@ use dm_core::{
 
 use crate::layout;
 
-/// Values of /5/0/3.
-pub const STATE_IDLE: i64 = 0;
-pub const STATE_DOWNLOADING: i64 = 1;
-pub const STATE_DOWNLOADED: i64 = 2;
+use dm_core::enums::firmware::{
+    DOWNLOADED as STATE_DOWNLOADED, DOWNLOADING as STATE_DOWNLOADING, IDLE as STATE_IDLE,
+};
 
 struct Firmware;
 

@@ -13,8 +13,7 @@ use dm_core::{
 
 use crate::layout;
 
-const DELIVERED: i64 = 3;
-const INSTALLED: i64 = 4;
+use dm_core::enums::software::{DELIVERED, INSTALLED};
 
 struct Software;
 

@@ -4,6 +4,8 @@
 //! tested on fixtures; [`LinuxHost`] only reads the files.
 
 use std::sync::Mutex;
+
+use dm_core::lock;
 use std::time::{Duration, SystemTime};
 
 use crate::{Host, Memory, PlatformError};
@@ -50,10 +52,7 @@ impl Host for LinuxHost {
 
     fn cpu_usage(&self, reader: &str) -> Result<u8, PlatformError> {
         let now = parse_cpu_times(&self.read("stat")?)?;
-        let mut last = self
-            .last_cpu
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = lock(&self.last_cpu);
         let usage = now.usage_since(last.get(reader));
         // Readers are the few management origins; bounded all the same.
         if last.len() >= MAX_READERS && !last.contains_key(reader) {
@@ -297,10 +296,7 @@ impl crate::SystemLog for JournalLog {
     }
 
     fn read_new(&self, reader: &str) -> Result<String, PlatformError> {
-        let mut cursors = self
-            .cursors
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cursors = lock(&self.cursors);
         let (entries, next) = self.journal(cursors.get(reader).map(String::as_str))?;
         if let Some(next) = next {
             if cursors.len() >= MAX_READERS && !cursors.contains_key(reader) {

@@ -4,6 +4,8 @@
 //! PropertiesChanged, so the objects refresh the tree the same way.
 
 use std::sync::{Mutex, MutexGuard};
+
+use dm_core::lock;
 use std::time::{Duration, SystemTime};
 
 use crate::{
@@ -349,12 +351,6 @@ impl Host for FixedHost {
     fn utc_offset(&self) -> i32 {
         self.utc_offset
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -150,10 +150,7 @@ impl FileStore {
     /// agent can start afresh; returns where it went.
     pub fn quarantine(&self) -> Result<PathBuf, StoreError> {
         let from = self.dir.join(STATE);
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let stamp = dm_core::unix_seconds(std::time::SystemTime::now());
         let to = self.dir.join(format!("{STATE}.corrupt-{stamp}"));
         fs::rename(&from, &to).map_err(|source| StoreError::Io { path: from, source })?;
         Ok(to)

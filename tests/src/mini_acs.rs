@@ -8,6 +8,8 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+
+use dm_core::lock;
 use std::time::Duration;
 
 /// The script: the request body in, an envelope body (what goes inside
@@ -101,9 +103,7 @@ fn serve(stream: std::net::TcpStream, tx: &mpsc::Sender<String>, script: &Mutex<
                 "<cwmp:InformResponse><MaxEnvelopes>1</MaxEnvelopes></cwmp:InformResponse>",
             ))
         } else {
-            let mut script = script
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut script = lock(script);
             (script)(&body).map(|inner| envelope(&inform_id(&body), &inner))
         };
         let _ = tx.send(body);

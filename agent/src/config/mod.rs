@@ -885,7 +885,7 @@ fn check_url(url: &str, schemes: &[&str]) -> Result<String, String> {
         .map(|s| format!("{s}://"))
         .collect::<Vec<_>>()
         .join(" or ");
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Some((scheme, _)) = url.split_once("://") else {
         return Err(format!(
             "{url:?} is not a URL; allowed: {allowed}HOST[:PORT][/PATH]"
         ));
@@ -895,25 +895,8 @@ fn check_url(url: &str, schemes: &[&str]) -> Result<String, String> {
             "scheme {scheme:?} is not supported; allowed: {allowed}"
         ));
     }
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        match v6.split_once(']') {
-            Some((host, _)) => host,
-            None => return Err(format!("{url:?}: unterminated IPv6 literal")),
-        }
-    } else {
-        authority.split(':').next().unwrap_or("")
-    };
-    if host.is_empty() {
-        return Err(format!("{url:?} has no host"));
-    }
-    if let Some(port) = authority.rsplit_once(']').map_or_else(
-        || authority.split_once(':').map(|(_, p)| p),
-        |(_, after)| after.strip_prefix(':'),
-    ) && port.parse::<u16>().map_or(true, |p| p == 0)
-    {
-        return Err(format!("{url:?}: port {port:?} is not 1 to 65535"));
-    }
+    let parsed = dm_rt::uri::parse(url).map_err(|e| format!("{url:?}: {}", e.reason))?;
+    dm_rt::uri::port(&parsed).map_err(|e| format!("{url:?}: {}", e.reason))?;
     Ok(url.to_owned())
 }
 
@@ -935,16 +918,10 @@ fn check_endpoint(endpoint: &str) -> Result<String, String> {
 }
 
 fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
-    if text.is_empty()
-        || !text.len().is_multiple_of(2)
-        || !text.bytes().all(|b| b.is_ascii_hexdigit())
-    {
-        return Err("must be an even number of hexadecimal digits, e.g. \"000102030405\"".into());
+    match dm_core::support::hex::decode(text) {
+        Ok(bytes) if !bytes.is_empty() => Ok(bytes),
+        _ => Err("must be an even number of hexadecimal digits, e.g. \"000102030405\"".into()),
     }
-    Ok((0..text.len())
-        .step_by(2)
-        .filter_map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect())
 }
 
 fn flag_error(name: &str, message: String) -> ConfigError {

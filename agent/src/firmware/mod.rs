@@ -15,25 +15,20 @@ use dm_lwm2m::client::{PackageError, PackageSink};
 use dm_platform::firmware::{ImageError, ImageStore, ImageWriter};
 use tracing::{info, warn};
 
-use crate::runtime::lock;
+use dm_core::lock;
+use dm_rt::clock::wall;
 
-const IDLE: i64 = 0;
-const DOWNLOADING: i64 = 1;
-const DOWNLOADED: i64 = 2;
-const UPDATING: i64 = 3;
-const RESULT_SUCCESS: i64 = 1;
-const RESULT_FAILED: i64 = 8;
+use dm_core::enums::firmware::result::{
+    CANCELLED as RESULT_CANCELLED, CONNECTION_LOST as RESULT_CONNECTION_LOST,
+    FAILED as RESULT_FAILED, INTEGRITY as RESULT_INTEGRITY, INVALID_URI as RESULT_INVALID_URI,
+    NO_SPACE as RESULT_NO_SPACE, SUCCESS as RESULT_SUCCESS,
+    UNSUPPORTED_PROTOCOL as RESULT_UNSUPPORTED_PROTOCOL,
+};
+use dm_core::enums::firmware::{DOWNLOADED, DOWNLOADING, IDLE, UPDATING};
 
 /// The image store for a state directory.
 pub fn store(state_dir: &FsPath, max_size: u64) -> ImageStore {
     ImageStore::new(state_dir.join("firmware"), max_size)
-}
-
-fn wall() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Tells the ACS about firmware transfers an LwM2M server made (TR-069
@@ -63,10 +58,7 @@ impl Announcer {
     }
 
     fn begin(&self) {
-        *self
-            .started
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(wall());
+        *lock(&self.started) = Some(wall());
     }
 
     /// A transfer (and, for a download applied, its update) ended.
@@ -84,12 +76,7 @@ impl Announcer {
             return;
         }
         let now = wall();
-        let start = self
-            .started
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-            .unwrap_or(now);
+        let start = lock(&self.started).take().unwrap_or(now);
         let (fault_code, fault_string) = fault.unwrap_or((0, String::new()));
         let result = dm_cwmp::session::TransferResult {
             command_key: String::new(),
@@ -375,14 +362,6 @@ pub fn announce(tree: &Mutex<Tree>) {
         .commit();
 }
 
-/// Update Result values for a pull that failed (LwM2M object 5).
-const RESULT_NO_SPACE: i64 = 2;
-const RESULT_CONNECTION_LOST: i64 = 4;
-const RESULT_INVALID_URI: i64 = 7;
-const RESULT_UNSUPPORTED_PROTOCOL: i64 = 9;
-const RESULT_INTEGRITY: i64 = 5;
-const RESULT_CANCELLED: i64 = 10;
-
 /// Pull delivery: downloads `uri` into the image store, streaming.
 /// Downloading, then Downloaded; on failure Idle with the Update Result
 /// that says why. An empty URI resets the state machine.
@@ -665,9 +644,12 @@ async fn fetch_coap(
     use dm_lwm2m_tokio::pull::PullError;
     let psk = {
         let accounts = dm_lwm2m::bootstrap::accounts(&lock(tree));
+        // The server the package is on, by host and port (coaps://h and
+        // coaps://h:5684 are one server).
         let host = |u: &str| {
-            u.split_once("://")
-                .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or("").to_owned())
+            dm_lwm2m_tokio::parse_server_uri(u)
+                .ok()
+                .map(|(h, p, _)| (h, p))
         };
         let wanted = host(uri);
         accounts

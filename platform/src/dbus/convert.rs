@@ -163,10 +163,9 @@ struct Device {
 fn option_bytes(value: &str) -> Vec<u8> {
     let hex: Option<Vec<u8>> = value
         .split(':')
-        .map(|h| {
-            (h.len() == 2)
-                .then(|| u8::from_str_radix(h, 16).ok())
-                .flatten()
+        .map(|h| match dm_core::support::hex::decode(h).as_deref() {
+            Ok(&[byte]) => Some(byte),
+            _ => None,
         })
         .collect();
     match hex {
@@ -642,11 +641,9 @@ fn wifi_sections(
     sections
 }
 
-/// A fresh UUID from the kernel.
+/// A fresh random UUID for a new profile.
 fn new_uuid() -> Result<String, PlatformError> {
-    std::fs::read_to_string("/proc/sys/kernel/random/uuid")
-        .map(|s| s.trim().to_owned())
-        .map_err(|e| PlatformError::Failed(format!("no UUID: {e}")))
+    dm_rt::random::uuid_v4().map_err(|e| PlatformError::Failed(format!("no UUID: {e}")))
 }
 
 pub async fn add_wifi(

@@ -24,6 +24,8 @@ mod proxies;
 
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use dm_core::lock;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
@@ -483,12 +485,6 @@ fn refuse(request: Request, error: PlatformError) {
             let _ = reply.send(Err(error));
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Reboot through systemd-logind (`org.freedesktop.login1.Manager.Reboot`,

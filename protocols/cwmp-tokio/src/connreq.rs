@@ -22,8 +22,11 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+
+use dm_core::lock;
 use std::time::{Duration, Instant};
 
+use dm_rt::clock;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{AUTHORIZATION, WWW_AUTHENTICATE};
@@ -172,7 +175,7 @@ pub async fn serve(
     let state = Arc::new(Mutex::new(State {
         config,
         nonces: HashMap::new(),
-        accepted: Bucket::full(BURST, Instant::now()),
+        accepted: Bucket::full(BURST, clock::now()),
         challenges: HashMap::new(),
     }));
     let connections = Arc::new(Mutex::new(Connections::default()));
@@ -184,9 +187,7 @@ pub async fn serve(
             let source = canonical(peer.ip());
             // Never more than MAX_CONNECTIONS tasks and sockets: room is
             // made before the new one is served.
-            let mut open = connections
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut open = lock(&connections);
             open.make_room(source);
             let id = open.next_id;
             open.next_id += 1;
@@ -203,14 +204,10 @@ pub async fn serve(
                     .header_read_timeout(HEADER_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), service);
                 let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
-                registry
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .open
-                    .retain(|c| c.0 != id);
+                lock(&registry).open.retain(|c| c.0 != id);
             });
             open.open
-                .push((id, source, Instant::now(), served.abort_handle()));
+                .push((id, source, clock::now(), served.abort_handle()));
         }
     });
     Ok((address, task))
@@ -222,10 +219,8 @@ fn handle(
     request: &Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
-    let mut state = state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let now = Instant::now();
+    let mut state = lock(state);
+    let now = clock::now();
     state
         .nonces
         .retain(|_, (issued, _, _)| now.duration_since(*issued) < NONCE_LIFETIME);
@@ -338,8 +333,10 @@ fn challenge(state: &mut State, source: IpAddr, now: Instant) -> Response<Full<B
     {
         state.nonces.remove(&oldest);
     }
-    let nonce = random_hex(16);
-    let opaque = random_hex(8);
+    let (Some(nonce), Some(opaque)) = (random_hex(16), random_hex(8)) else {
+        warn!("connection request refused: no random nonce");
+        return reply(StatusCode::SERVICE_UNAVAILABLE);
+    };
     state
         .nonces
         .insert(nonce.clone(), (now, opaque.clone(), source));
@@ -429,7 +426,7 @@ fn verify(state: &mut State, header: &str, method: &str, request_uri: &str, now:
 #[cfg(fuzzing)]
 pub(crate) fn fuzz_verify(header: &str, uri: &str, credentials: (&str, &str)) -> bool {
     let (username, password) = (credentials.0.to_owned(), credentials.1.to_owned());
-    let now = Instant::now();
+    let now = clock::now();
     let mut state = State {
         config: ConnectionRequestConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -493,36 +490,17 @@ fn parse_params(text: &str) -> HashMap<String, String> {
 }
 
 fn md5_hex(text: &str) -> String {
-    Md5::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    dm_core::support::hex::encode(&Md5::digest(text.as_bytes()))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Random hex from the kernel's generator.
-fn random_hex(bytes: usize) -> String {
-    use std::io::Read as _;
-    let mut buffer = vec![0u8; bytes];
-    let filled = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buffer))
-        .is_ok();
-    if !filled {
-        // Without /dev/urandom, fall back to time-derived bits: weaker, but
-        // nonces stay single use and short lived.
-        let seed = Instant::now().elapsed().as_nanos() as u64
-            ^ std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0);
-        for (i, b) in buffer.iter_mut().enumerate() {
-            *b = (seed.rotate_left(i as u32 * 7) & 0xff) as u8;
-        }
-    }
-    buffer.iter().map(|b| format!("{b:02x}")).collect()
+/// Random hex from the OS's generator; `None` if it failed (the request
+/// is then refused: a guessable nonce is worse than none).
+fn random_hex(bytes: usize) -> Option<String> {
+    dm_rt::random::hex(bytes).ok()
 }
 
 #[cfg(test)]
@@ -553,15 +531,15 @@ mod tests {
                 min_interval: Duration::ZERO,
             },
             nonces: HashMap::new(),
-            accepted: Bucket::full(BURST, Instant::now()),
+            accepted: Bucket::full(BURST, clock::now()),
             challenges: HashMap::new(),
         }
     }
 
     /// A Digest header for `uri`, with or without qop.
     fn digest(state: &mut State, uri: &str, qop: bool) -> String {
-        let now = Instant::now();
-        let nonce = random_hex(4);
+        let now = clock::now();
+        let nonce = random_hex(4).unwrap();
         state.nonces.insert(
             nonce.clone(),
             (now, "op".into(), IpAddr::from([127, 0, 0, 1])),
@@ -584,7 +562,7 @@ mod tests {
     #[test]
     fn digest_must_name_the_request_uri_and_use_the_offered_qop() {
         let mut state = state();
-        let now = Instant::now();
+        let now = clock::now();
         let good = digest(&mut state, "/cr", true);
         assert!(verify(&mut state, &good, "GET", "/cr", now));
         assert!(!verify(&mut state, &good, "GET", "/cr", now), "single use");
@@ -596,10 +574,10 @@ mod tests {
 
     /// A Digest over `username`/`password` on a fresh nonce.
     fn digest_as(state: &mut State, username: &str, password: &str) -> String {
-        let nonce = random_hex(4);
+        let nonce = random_hex(4).unwrap();
         state.nonces.insert(
             nonce.clone(),
-            (Instant::now(), "op".into(), IpAddr::from([127, 0, 0, 1])),
+            (clock::now(), "op".into(), IpAddr::from([127, 0, 0, 1])),
         );
         let ha1 = md5_hex(&format!("{username}:{REALM}:{password}"));
         let ha2 = md5_hex("GET:/cr");
@@ -613,7 +591,7 @@ mod tests {
     fn empty_credentials_take_the_empty_pair_and_nothing_else() {
         let mut state = state();
         state.config.credentials = Arc::new(|| (String::new(), String::new()));
-        let now = Instant::now();
+        let now = clock::now();
         let empty = digest_as(&mut state, "", "");
         assert!(verify(&mut state, &empty, "GET", "/cr", now));
         assert!(!verify(&mut state, &empty, "GET", "/cr", now), "single use");
@@ -628,7 +606,7 @@ mod tests {
     #[test]
     fn basic_is_the_whole_header_when_allowed() {
         let mut state = state();
-        let now = Instant::now();
+        let now = clock::now();
         let basic = http_auth::basic::encode_credentials("acs", "pw");
         assert!(
             !verify(&mut state, &basic, "GET", "/cr", now),
@@ -643,7 +621,7 @@ mod tests {
     #[test]
     fn a_flooding_source_never_evicts_another_sources_nonce() {
         let mut state = state();
-        let start = Instant::now();
+        let start = clock::now();
         let mut tick = 0u64;
         let mut now = || {
             tick += 1;
@@ -683,7 +661,7 @@ mod tests {
 
     #[test]
     fn buckets_refill_at_their_rate() {
-        let start = Instant::now();
+        let start = clock::now();
         let mut bucket = Bucket::full(2, start);
         assert!(bucket.take(2, Duration::from_secs(1), start));
         assert!(bucket.take(2, Duration::from_secs(1), start));

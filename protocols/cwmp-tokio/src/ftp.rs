@@ -40,29 +40,14 @@ struct Target {
 /// Username/Password when given, else the URL's own, else anonymous.
 fn target(url: &str, credentials: &Credentials) -> Result<Target, HttpError> {
     let bad = |why: &str| HttpError::Protocol(format!("{}: {why}", crate::redacted(url)));
-    // hyper's URI parser, already linked for HTTP: the url crate would
-    // bring IDNA tables (about 250 KiB) for nothing a device needs here.
-    let parsed: hyper::Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
+    let parsed = dm_rt::uri::parse(url).map_err(|e| bad(&e.reason))?;
     if parsed.scheme_str() != Some("ftp") {
         return Err(bad("not an ftp:// URL"));
     }
-    let authority = parsed.authority().ok_or_else(|| bad("no host"))?;
-    let host = authority.host();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    if host.is_empty() {
-        return Err(bad("no host"));
-    }
-    // The port after the host (hyper's port() is None for one that is
-    // out of range, which must not become 21).
-    let host_port = authority.as_str().rsplit('@').next().unwrap_or("");
-    let after_host = &host_port[host_port.rfind(']').map_or(0, |i| i + 1)..];
-    let port = match after_host.rsplit_once(':') {
-        Some((_, port)) => port.parse().map_err(|_| bad("a bad port"))?,
-        None => 21,
-    };
+    let host = dm_rt::uri::host(&parsed);
+    let port = dm_rt::uri::port(&parsed)
+        .map_err(|e| bad(&e.reason))?
+        .unwrap_or(21);
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(s)
             .decode_utf8()
@@ -75,7 +60,10 @@ fn target(url: &str, credentials: &Credentials) -> Result<Target, HttpError> {
     if path.is_empty() || path.ends_with('/') {
         return Err(bad("no file name"));
     }
-    let userinfo = authority.as_str().rsplit_once('@').map(|(info, _)| info);
+    let userinfo = parsed
+        .authority()
+        .and_then(|a| a.as_str().rsplit_once('@'))
+        .map(|(info, _)| info);
     let (user, password) = if !credentials.username.is_empty() {
         (credentials.username.clone(), credentials.password.clone())
     } else if let Some(info) = userinfo.filter(|i| !i.is_empty()) {

@@ -318,14 +318,13 @@ impl HttpSession {
                 )));
             }
         };
-        let host = self
-            .uri
-            .host()
-            .ok_or_else(|| HttpError::Connect("no host".into()))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = self.uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        let host = dm_rt::uri::host(&self.uri).to_owned();
+        if host.is_empty() {
+            return Err(HttpError::Connect("no host".into()));
+        }
+        let port = dm_rt::uri::port(&self.uri)
+            .map_err(|e| HttpError::Connect(e.reason))?
+            .unwrap_or(if secure { 443 } else { 80 });
         let stream = TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|e| HttpError::Connect(format!("{host}:{port}: {e}")))?;

@@ -16,12 +16,15 @@ pub mod tls;
 pub mod udpcr;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use dm_core::catalog::management_server;
-use dm_core::{InstanceId, Origin, Path, ResourceValue, Tree, Value};
+use dm_core::support::backoff;
+use dm_core::{InstanceId, Origin, Path, ResourceValue, Tree, Value, lock};
 use dm_cwmp::session::{Engine, EngineEvent};
+use dm_rt::clock::{self, wall};
+use dm_rt::sleep_until;
 use hyper::Uri;
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::{info, trace, warn};
@@ -219,7 +222,7 @@ pub async fn run(
             learned: {
                 let (tree, status) = (Arc::clone(&tree), Arc::clone(&config.status));
                 Arc::new(move |public, behind_nat| {
-                    lock_status(&status).stun_binding = Some(public.to_string());
+                    lock(&status).stun_binding = Some(public.to_string());
                     let at = |r| Path::resource(management_server::ID, InstanceId(0), r);
                     let _ = lock(&tree)
                         .begin(Origin::Agent)
@@ -270,11 +273,12 @@ pub async fn run(
             }
         }
     }
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
-    let mut engine = Engine::new(&mut lock(&tree), Instant::now(), wall(), seed);
+    let mut engine = Engine::new(
+        &mut lock(&tree),
+        clock::now(),
+        wall(),
+        dm_rt::random::seed(),
+    );
     // Built once, at start: a bad CA file is reported then, and each
     // session only pays for its handshake. Plain http:// works without it.
     let tls = match tls::client_config(&config.tls) {
@@ -311,7 +315,7 @@ pub async fn run(
                 .is_none_or(|(for_url, at, _)| *for_url != url || at.elapsed() >= CR_URL_REFRESH)
         {
             let cr_url = connection_request_url(&url, port, &cr_path).await;
-            cr_cache = Some((url.clone(), Instant::now(), cr_url));
+            cr_cache = Some((url.clone(), clock::now(), cr_url));
         }
         {
             let mut tree = lock(&tree);
@@ -329,7 +333,7 @@ pub async fn run(
                 string(&tree, management_server::CONNECTION_REQUEST_USERNAME).is_empty()
                     && string(&tree, management_server::CONNECTION_REQUEST_PASSWORD).is_empty()
             };
-            let mut status = lock_status(&config.status);
+            let mut status = lock(&config.status);
             if unprotected && !status.connection_requests_unprotected {
                 warn!(
                     "connection requests are unprotected: ConnectionRequestUsername and \
@@ -441,10 +445,7 @@ pub async fn run(
                 let _ = results.send((key, outcome));
             });
         }
-        lock_status(&config.status).next_session = engine.poll_timeout().map(|at| {
-            wall()
-                + i64::try_from(at.saturating_duration_since(Instant::now()).as_secs()).unwrap_or(0)
-        });
+        lock(&config.status).next_session = engine.poll_timeout().map(clock::wall_at);
         let deadline = if transferring {
             engine.poll_session_timeout()
         } else {
@@ -508,7 +509,7 @@ pub async fn run(
                 }
             },
             () = sleep_until(deadline) => {
-                engine.handle_timeout(&mut lock(&tree), Instant::now(), wall());
+                engine.handle_timeout(&mut lock(&tree), clock::now(), wall());
             }
         }
     }
@@ -534,10 +535,10 @@ impl ConnectionRequests {
         let (address, _task) = connreq::serve(self.server.clone(), self.requests.clone())
             .await
             .inspect_err(|e| {
-                lock_status(&self.status).connection_request_error = Some(format!("{bind}: {e}"));
+                lock(&self.status).connection_request_error = Some(format!("{bind}: {e}"));
             })?;
         {
-            let mut status = lock_status(&self.status);
+            let mut status = lock(&self.status);
             status.connection_request_error = None;
             status.connection_request_address = Some(address.to_string());
         }
@@ -572,8 +573,9 @@ impl ConnectionRequests {
         bound: watch::Sender<Option<(u16, bool)>>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut wait = Duration::from_secs(1);
+        let mut failures = 1;
         loop {
+            let wait = backoff::doubling(Duration::from_secs(1), failures, Duration::from_secs(60));
             warn!(
                 bind = %self.server.bind,
                 "connection requests cannot be served: {error}; binding again in {} s",
@@ -583,7 +585,7 @@ impl ConnectionRequests {
                 () = tokio::time::sleep(wait) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
-            wait = (wait * 2).min(Duration::from_secs(60));
+            failures = failures.saturating_add(1);
             match self.bind().await {
                 Ok(done) => {
                     info!(bind = %self.server.bind, "connection requests served");
@@ -607,13 +609,13 @@ async fn dispatch(
         match event {
             EngineEvent::SessionStarted { events } => {
                 info!(?events, "CWMP session started");
-                let mut status = lock_status(status);
+                let mut status = lock(status);
                 status.in_session = true;
                 status.last_session_start = Some(wall());
             }
             EngineEvent::SessionEnded { ok } => {
                 info!(ok, "CWMP session ended");
-                let mut status = lock_status(status);
+                let mut status = lock(status);
                 status.in_session = false;
                 status.last_session_end = Some(wall());
                 status.last_session_ok = Some(ok);
@@ -634,7 +636,7 @@ async fn dispatch(
             }
             EngineEvent::AcsMethods { methods } => {
                 info!(?methods, "the ACS serves these methods");
-                lock_status(status).acs_methods = methods;
+                lock(status).acs_methods = methods;
             }
             EngineEvent::Kicked { kick, next_url } => {
                 info!(
@@ -672,7 +674,7 @@ async fn session(
         Ok(uri) => uri,
         Err(e) => {
             warn!(url = %redacted(url), "ACS URL is not a URI: {e}");
-            engine.handle_transport_error(&mut lock(tree), Instant::now());
+            engine.handle_transport_error(&mut lock(tree), clock::now());
             return;
         }
     };
@@ -695,14 +697,14 @@ async fn session(
             // (its unacknowledged events with it) after the restart.
             _ = shutdown.wait_for(|stop| *stop) => {
                 info!("stopping in the middle of a CWMP session; it is retried after the restart");
-                engine.handle_transport_error(&mut lock(tree), Instant::now());
+                engine.handle_transport_error(&mut lock(tree), clock::now());
                 break;
             }
         };
         match answer {
             Ok((status, body)) => {
                 trace!(status, body = %String::from_utf8_lossy(&body), "CWMP response");
-                engine.handle_response(&mut lock(tree), Instant::now(), wall(), status, &body);
+                engine.handle_response(&mut lock(tree), clock::now(), wall(), status, &body);
                 // A write the host must make first (a Wi-Fi profile): made
                 // on a thread of its own, the tree unlocked meanwhile, so
                 // the other protocols and the CLI are served.
@@ -715,7 +717,7 @@ async fn session(
             }
             Err(e) => {
                 warn!(url = %redacted(url), "CWMP session failed: {e}");
-                engine.handle_transport_error(&mut lock(tree), Instant::now());
+                engine.handle_transport_error(&mut lock(tree), clock::now());
             }
         }
     }
@@ -746,14 +748,13 @@ const CR_URL_REFRESH: Duration = Duration::from_secs(60);
 /// The ConnectionRequestURL on the address of the interface that reaches
 /// the ACS. The UDP "connect" only selects a route; it sends nothing.
 async fn connection_request_url(acs_url: &str, port: u16, path: &str) -> Option<String> {
-    let uri = acs_url.parse::<Uri>().ok()?;
-    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
-    let default_port = if uri.scheme_str() == Some("https") {
+    let default_port = if acs_url.starts_with("https:") {
         443
     } else {
         80
     };
-    let acs_port = uri.port_u16().unwrap_or(default_port);
+    let (host, acs_port) = dm_rt::uri::host_port(acs_url, default_port).ok()?;
+    let host = host.as_str();
     let acs = tokio::net::lookup_host((host, acs_port))
         .await
         .ok()?
@@ -868,58 +869,5 @@ fn string(tree: &Tree, resource: dm_core::ResourceId) -> String {
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(t) => tokio::time::sleep_until(t.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn wall() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-fn lock_status(status: &Mutex<Status>) -> MutexGuard<'_, Status> {
-    status
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn lock(tree: &Mutex<Tree>) -> MutexGuard<'_, Tree> {
-    tree.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// A URL as it may be logged: a password in its user information
-/// (`ftp://user:secret@host/...`, RFC 3986 §3.2.1) is replaced by `***`.
-pub fn redacted(url: &str) -> std::borrow::Cow<'_, str> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.into();
-    };
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    match authority.rfind('@') {
-        Some(at) => {
-            let user = authority[..at].split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***{}", &rest[at..]).into()
-        }
-        None => url.into(),
-    }
-}
-
-#[cfg(test)]
-mod redaction_tests {
-    #[test]
-    fn passwords_in_urls_are_not_logged() {
-        use super::redacted;
-        assert_eq!(
-            redacted("ftp://dm:s3cret@127.0.0.1:21/a/b.log"),
-            "ftp://dm:***@127.0.0.1:21/a/b.log"
-        );
-        assert_eq!(redacted("http://u@h/p?q=a@b"), "http://u:***@h/p?q=a@b");
-        assert_eq!(redacted("http://h/p?q=a@b"), "http://h/p?q=a@b");
-        assert_eq!(redacted("not a url"), "not a url");
-    }
-}
+/// A URL as it may be logged (its password replaced by `***`).
+pub use dm_rt::uri::redacted;

@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dm_rt::clock;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -49,28 +50,14 @@ pub struct ReplayStore {
     pub save: Arc<dyn Fn(u64) + Send + Sync>,
 }
 
+/// A query value, `application/x-www-form-urlencoded` ('+' is a space,
+/// then percent escapes); `None` when it is not UTF-8 once decoded.
 fn decode(value: &str) -> Option<String> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = value.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    let spaced = value.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
 }
 
 fn signature(password: &str, text: &str) -> String {
@@ -78,11 +65,7 @@ fn signature(password: &str, text: &str) -> String {
         ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
         password.as_bytes(),
     );
-    ring::hmac::sign(&key, text.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    dm_core::support::hex::encode(ring::hmac::sign(&key, text.as_bytes()).as_ref())
 }
 
 impl Validator {
@@ -124,7 +107,7 @@ impl Validator {
         for pair in query.split('&') {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             let Some(value) = decode(value) else {
-                return reject("a bad percent escape");
+                return reject("not UTF-8 once decoded");
             };
             fields.insert(key, value);
         }
@@ -216,7 +199,7 @@ pub async fn serve(
         let mut pending: Option<[u8; 12]> = None;
         let mut mapped: Option<SocketAddr> = None;
         let mut changed = false;
-        let mut next_binding = tokio::time::Instant::now();
+        let mut next_binding = tokio::time::Instant::from_std(clock::now());
         loop {
             let stun_on = stun.is_some();
             tokio::select! {
@@ -256,7 +239,7 @@ pub async fn serve(
                                 debug!(%from, "UDP connection request within the rate limit: dropped");
                                 continue;
                             }
-                            last = Some(Instant::now());
+                            last = Some(clock::now());
                             info!(%from, "UDP connection request accepted");
                             let _ = requests.try_send(());
                         }
@@ -268,7 +251,7 @@ pub async fn serve(
                     let settings = stun.as_ref().and_then(|s| (s.settings)());
                     let Some(settings) = settings else {
                         // Off: look again later (the ACS may turn it on).
-                        next_binding = tokio::time::Instant::now() + Duration::from_secs(30);
+                        next_binding = tokio::time::Instant::from_std(clock::now()) + Duration::from_secs(30);
                         continue;
                     };
                     let server = tokio::net::lookup_host((settings.server.as_str(), settings.port))
@@ -282,7 +265,7 @@ pub async fn serve(
                         });
                     let Some(server) = server else {
                         warn!(server = settings.server, "STUN server not found");
-                        next_binding = tokio::time::Instant::now() + STUN_RETRY;
+                        next_binding = tokio::time::Instant::from_std(clock::now()) + STUN_RETRY;
                         continue;
                     };
                     let mut txid = [0u8; 12];
@@ -302,7 +285,7 @@ pub async fn serve(
                         pending = Some(txid);
                     }
                     // Unanswered: again soon; answered: at the keep-alive.
-                    next_binding = tokio::time::Instant::now()
+                    next_binding = tokio::time::Instant::from_std(clock::now())
                         + if mapped.is_none() {
                             STUN_RETRY.min(settings.keepalive)
                         } else {

@@ -13,9 +13,7 @@ pub const UNKNOWN_TIME: i64 = -62_135_596_800;
 pub fn render(value: &Value, syntax: Syntax) -> String {
     match (value, syntax) {
         (Value::DateTime(t), _) => format_datetime(*t),
-        (Value::Opaque(bytes), Syntax::HexBinary) => {
-            bytes.iter().map(|b| format!("{b:02x}")).collect()
-        }
+        (Value::Opaque(bytes), Syntax::HexBinary) => dm_core::support::hex::encode(bytes),
         (Value::Opaque(bytes), _) => base64::engine::general_purpose::STANDARD.encode(bytes),
         (Value::Boolean(b), _) => if *b { "true" } else { "false" }.to_owned(),
         // A core integer wider than the parameter's type (an LwM2M
@@ -69,19 +67,7 @@ pub fn parse(text: &str, syntax: Syntax, core: ValueType) -> Result<Value, Parse
                 .map_err(|_| bad())?,
         ),
         Syntax::HexBinary => {
-            if !trimmed.len().is_multiple_of(2) {
-                return Err(bad());
-            }
-            (0..trimmed.len())
-                .step_by(2)
-                .map(|i| {
-                    trimmed
-                        .get(i..i + 2)
-                        .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                })
-                .collect::<Option<Vec<u8>>>()
-                .map(Value::Opaque)
-                .ok_or_else(bad)?
+            Value::Opaque(dm_core::support::hex::decode(trimmed).map_err(|_| bad())?)
         }
     };
     // A TR-181 unsignedInt bound to an LwM2M Integer resource, and so on.

@@ -8,10 +8,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use dm_core::Tree;
+use dm_core::support::backoff;
+use dm_core::{Tree, lock};
 use dm_lwm2m::client::{Client, ClientConfig, ClientEvent, PackageSink};
 use dm_lwm2m::coap::Parameters;
 use dm_lwm2m::dtls::DtlsClient;
+use dm_rt::clock::{self, wall};
+use dm_rt::sleep_until;
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
@@ -81,17 +84,8 @@ pub struct ServerStatus {
     pub disabled_until: Option<i64>,
 }
 
-fn wall() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 fn server_status<'s>(status: &'s Mutex<Status>, config: &Config) -> MutexGuard<'s, Status> {
-    let mut status = status
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut status = lock(status);
     status
         .servers
         .entry(config.client.short_server_id)
@@ -114,21 +108,7 @@ enum Outcome {
 }
 
 /// Why a server URI gives no address.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{uri}: {reason}")]
-pub struct UriError {
-    pub uri: String,
-    pub reason: String,
-}
-
-impl UriError {
-    fn new(uri: &str, reason: impl std::fmt::Display) -> UriError {
-        UriError {
-            uri: uri.to_owned(),
-            reason: reason.to_string(),
-        }
-    }
-}
+pub use dm_rt::uri::UriError;
 
 /// The UDP address of a coap:// or coaps:// URI and whether it is coaps.
 /// Looks the host name up, blocking: see [`resolve`].
@@ -144,28 +124,14 @@ pub fn server_address(uri: &str) -> Result<(SocketAddr, bool), UriError> {
 /// The host, port and coaps-ness of a coap:// or coaps:// URI, without
 /// looking anything up.
 pub fn parse_server_uri(uri: &str) -> Result<(String, u16, bool), UriError> {
-    let (secure, rest) = match uri.split_once("://") {
-        Some(("coap", rest)) => (false, rest),
-        Some(("coaps", rest)) => (true, rest),
+    let secure = match uri.split_once("://") {
+        Some(("coap", _)) => false,
+        Some(("coaps", _)) => true,
         _ => return Err(UriError::new(uri, "not a coap:// or coaps:// URI")),
     };
-    let default_port = if secure { "5684" } else { "5683" };
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or_else(|| UriError::new(uri, "unterminated IPv6 literal"))?;
-        (host, after.strip_prefix(':').unwrap_or(default_port))
-    } else {
-        authority
-            .rsplit_once(':')
-            .unwrap_or((authority, default_port))
-    };
-    let port: u16 = port.parse().map_err(|_| UriError::new(uri, "bad port"))?;
-    if host.is_empty() {
-        return Err(UriError::new(uri, "no host"));
-    }
-    Ok((host.to_owned(), port, secure))
+    // RFC 7252 §6.1, §6.2: the default ports.
+    let (host, port) = dm_rt::uri::host_port(uri, if secure { 5684 } else { 5683 })?;
+    Ok((host, port, secure))
 }
 
 /// The longest wait between two lookups of a name that does not resolve.
@@ -188,7 +154,7 @@ fn new_session(config: &Config, local: SocketAddr) -> Option<Result<DtlsClient, 
     let (identity, key) = config.psk.as_ref()?;
     Some(
         DtlsClient::connect(
-            Instant::now(),
+            clock::now(),
             local,
             config.server,
             server_name(&config.uri).as_deref(),
@@ -227,9 +193,11 @@ fn quick_rehandshake_allowed(
 }
 
 fn rehandshake_delay(failures: u32) -> Duration {
-    REHANDSHAKE_DELAY
-        .saturating_mul(1 << failures.min(7))
-        .min(REHANDSHAKE_MAX)
+    backoff::doubling(
+        REHANDSHAKE_DELAY,
+        failures.saturating_add(1),
+        REHANDSHAKE_MAX,
+    )
 }
 
 /// How long de-registration may take at shutdown.
@@ -330,13 +298,7 @@ pub async fn run(
 
 /// Registrations accepted so far, all servers together.
 fn registrations(status: &Mutex<Status>) -> u64 {
-    status
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .servers
-        .values()
-        .map(|s| s.registrations)
-        .sum()
+    lock(status).servers.values().map(|s| s.registrations).sum()
 }
 
 /// The driver configuration for one account.
@@ -412,7 +374,7 @@ async fn resolved(config: &Config, shutdown: &mut watch::Receiver<bool>) -> Opti
             Err(error) => {
                 let reason = error.reason;
                 failures = failures.saturating_add(1);
-                let wait = Duration::from_secs(1 << (failures - 1).min(6)).min(LOOKUP_RETRY_MAX);
+                let wait = backoff::doubling(Duration::from_secs(1), failures, LOOKUP_RETRY_MAX);
                 warn!(
                     uri = %config.uri,
                     reason,
@@ -421,10 +383,7 @@ async fn resolved(config: &Config, shutdown: &mut watch::Receiver<bool>) -> Opti
                     "LwM2M server name not resolved; trying again later"
                 );
                 {
-                    let mut status = config
-                        .status
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut status = lock(&config.status);
                     let entry = status
                         .servers
                         .entry(config.client.short_server_id)
@@ -530,12 +489,8 @@ async fn connected(
         subscription.set_waker(move || notify.notify_one());
         subscription
     };
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1)
-        ^ u64::from(config.client.short_server_id);
-    let mut client = Client::new(config.client.clone(), config.coap, seed);
+    let seed = dm_rt::random::seed;
+    let mut client = Client::new(config.client.clone(), config.coap, seed());
     if let Some(sinks) = &config.firmware {
         client.set_package_sink((sinks.0)());
     }
@@ -571,7 +526,7 @@ async fn connected(
         // seen before the next request is served, so an observation
         // created after a write never reports that earlier write.
         {
-            let now = Instant::now();
+            let now = clock::now();
             let mut tree = lock(tree);
             for change in changes.drain() {
                 client.handle_change(&mut tree, now, &change);
@@ -588,7 +543,7 @@ async fn connected(
         // handshake).
         while let Some(datagram) = client.poll_transmit() {
             match dtls.as_mut() {
-                Some(session) => session.send(Instant::now(), &datagram),
+                Some(session) => session.send(clock::now(), &datagram),
                 None if config.psk.is_some() => {}
                 None => send(&socket, &datagram, config.server).await,
             }
@@ -612,7 +567,7 @@ async fn connected(
                 // restart, a close_notify) is replaced at once, at most
                 // once a minute; a server that cannot be reached is
                 // retried with back-off.
-                let now = Instant::now();
+                let now = clock::now();
                 let at_once = session.was_established()
                     && quick_rehandshake_allowed(
                         config,
@@ -634,7 +589,7 @@ async fn connected(
         if dtls.is_none()
             && stopping.is_none()
             && let Some(at) = rehandshake_at
-            && Instant::now() >= at
+            && clock::now() >= at
             && let Some(session) = new_session(config, local)
         {
             rehandshake_at = None;
@@ -644,11 +599,11 @@ async fn connected(
                     let wait = rehandshake_delay(dtls_failures);
                     warn!(server = %config.server, reason, retry_in = ?wait, "DTLS connect failed");
                     dtls_failures = dtls_failures.saturating_add(1);
-                    rehandshake_at = Some(Instant::now() + wait);
+                    rehandshake_at = Some(clock::now() + wait);
                     None
                 }
             };
-            client = Client::new(config.client.clone(), config.coap, seed.rotate_left(7));
+            client = Client::new(config.client.clone(), config.coap, seed());
             if let Some(sinks) = &config.firmware {
                 client.set_package_sink((sinks.0)());
             }
@@ -664,7 +619,7 @@ async fn connected(
                     // Stopping while the Register was on its way: the
                     // server now holds a registration; end it.
                     if stopping.is_some() {
-                        client.deregister(Instant::now());
+                        client.deregister(clock::now());
                     }
                     let mut status = server_status(&config.status, config);
                     let entry = status
@@ -767,7 +722,7 @@ async fn connected(
                     // at once (at most once a minute), not after the
                     // engine's back-off.
                     if dtls.as_ref().is_some_and(DtlsClient::is_connected) && config.psk.is_some() {
-                        let now = Instant::now();
+                        let now = clock::now();
                         let at_once = failures == 1
                             && quick_rehandshake_allowed(
                                 config,
@@ -821,12 +776,12 @@ async fn connected(
                 }
                 ClientEvent::BootstrapRequested => {
                     info!(server = %config.server, "LwM2M Bootstrap-Request Trigger executed");
-                    client.deregister(Instant::now());
+                    client.deregister(clock::now());
                     flush(&mut client, dtls.as_mut(), &socket, config).await;
                     return Ok(Outcome::Rebootstrap);
                 }
                 ClientEvent::Disabled { until } => {
-                    let seconds = until.saturating_duration_since(Instant::now()).as_secs();
+                    let seconds = until.saturating_duration_since(clock::now()).as_secs();
                     info!(server = %config.server, for_s = seconds, "LwM2M server disabled");
                     let mut status = server_status(&config.status, config);
                     let entry = status
@@ -834,8 +789,7 @@ async fn connected(
                         .entry(config.client.short_server_id)
                         .or_default();
                     entry.registered = false;
-                    entry.disabled_until =
-                        Some(wall().saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX)));
+                    entry.disabled_until = Some(clock::wall_at(until));
                 }
                 ClientEvent::SendFailed { reason } => {
                     warn!(server = %config.server, reason, "LwM2M Send failed")
@@ -846,7 +800,7 @@ async fn connected(
         // awaited first (then de-registered), so that the server is not
         // left holding a registration until its lifetime ends.
         if let Some(deadline) = stopping
-            && (Instant::now() >= deadline || !(client.is_registered() || client.is_registering()))
+            && (clock::now() >= deadline || !(client.is_registered() || client.is_registering()))
         {
             return Ok(Outcome::Stopped);
         }
@@ -874,9 +828,9 @@ async fn connected(
         tokio::select! {
             _ = shutdown.changed(), if stopping.is_none() => {
                 if *shutdown.borrow() {
-                    stopping = Some(Instant::now() + DEREGISTER_GRACE);
+                    stopping = Some(clock::now() + DEREGISTER_GRACE);
                     if client.is_registered() {
-                        client.deregister(Instant::now());
+                        client.deregister(clock::now());
                     }
                 }
             }
@@ -891,7 +845,7 @@ async fn connected(
                 // registration: select! may have picked this branch
                 // before the one that wakes the loop for them.
                 {
-                    let now = Instant::now();
+                    let now = clock::now();
                     let mut tree = lock(tree);
                     for change in changes.drain() {
                         client.handle_change(&mut tree, now, &change);
@@ -905,12 +859,12 @@ async fn connected(
                 // A handshake that cannot even start is tried again later
                 // (meanwhile nothing goes out in the clear).
                 if config.psk.is_some() && dtls.is_none() {
-                    rehandshake_at = Some(Instant::now() + rehandshake_delay(dtls_failures));
+                    rehandshake_at = Some(clock::now() + rehandshake_delay(dtls_failures));
                 }
                 client = Client::new(
                     config.client.clone(),
                     config.coap,
-                    seed.rotate_left(13),
+                    seed(),
                 );
                 if let Some(sinks) = &config.firmware {
                     client.set_package_sink((sinks.0)());
@@ -920,13 +874,13 @@ async fn connected(
             received = socket.recv(&mut buffer) => {
                 match (received, dtls.as_mut()) {
                     (Ok(n), Some(session)) => {
-                        session.handle_datagram(Instant::now(), &buffer[..n]);
+                        session.handle_datagram(clock::now(), &buffer[..n]);
                         while let Some(plaintext) = session.poll_plaintext() {
-                            client.handle_datagram(&mut lock(tree), Instant::now(), &plaintext);
+                            client.handle_datagram(&mut lock(tree), clock::now(), &plaintext);
                         }
                     }
                     (Ok(n), None) if config.psk.is_none() => {
-                        client.handle_datagram(&mut lock(tree), Instant::now(), &buffer[..n]);
+                        client.handle_datagram(&mut lock(tree), clock::now(), &buffer[..n]);
                     }
                     // Plaintext on a DTLS association is never accepted.
                     (Ok(_), None) => {}
@@ -947,16 +901,16 @@ async fn connected(
                 if let Err(e) = &outcome {
                     warn!(server = %config.server, "the host refused the change: {e}");
                 }
-                let undo = client.host_work_done(&mut lock(tree), Instant::now(), outcome);
+                let undo = client.host_work_done(&mut lock(tree), clock::now(), outcome);
                 if let Some(undo) = undo {
                     tokio::task::spawn_blocking(move || undo.undo());
                 }
             }
             () = sleep_until(deadline) => {
                 if let Some(session) = dtls.as_mut() {
-                    session.handle_timeout(Instant::now());
+                    session.handle_timeout(clock::now());
                 }
-                client.handle_timeout(&mut lock(tree), Instant::now());
+                client.handle_timeout(&mut lock(tree), clock::now());
                 // A server that restarted forgets our DTLS session and drops
                 // its records silently: waiting out every retransmission
                 // (about 90 s) before a new handshake kept the device
@@ -964,7 +918,7 @@ async fn connected(
                 // in milliseconds. After the second unanswered
                 // retransmission over a session that worked, a new
                 // handshake and a full Register (at most once a minute).
-                let now = Instant::now();
+                let now = clock::now();
                 if stopping.is_none()
                     && client.unanswered_retransmissions() >= 2
                     && dtls.as_ref().is_some_and(|d| d.is_connected() && d.was_established())
@@ -1020,7 +974,7 @@ async fn flush(
 ) {
     while let Some(datagram) = client.poll_transmit() {
         match dtls.as_deref_mut() {
-            Some(session) => session.send(Instant::now(), &datagram),
+            Some(session) => session.send(clock::now(), &datagram),
             None if config.psk.is_some() => {}
             None => send(socket, &datagram, config.server).await,
         }
@@ -1038,11 +992,11 @@ fn start(client: &mut Client, config: &Config, tree: &Mutex<Tree>) {
         // Client Hold Off Time: the bootstrap server may start on its own
         // meanwhile (server-initiated bootstrap).
         client.await_bootstrap(
-            Instant::now(),
+            clock::now(),
             dm_lwm2m::bootstrap::client_hold_off(&lock(tree)),
         );
     } else {
-        client.register(&lock(tree), Instant::now());
+        client.register(&lock(tree), clock::now());
     }
 }
 
@@ -1052,18 +1006,6 @@ async fn send(socket: &UdpSocket, datagram: &[u8], server: SocketAddr) {
         // retransmission and back-off handle it.
         warn!(%server, "LwM2M send failed: {e}");
     }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(t) => tokio::time::sleep_until(t.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn lock(tree: &Mutex<Tree>) -> MutexGuard<'_, Tree> {
-    tree.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

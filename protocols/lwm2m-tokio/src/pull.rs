@@ -1,7 +1,9 @@
 //! Drives a [`Fetch`]: a coap:// or coaps:// pull over its own UDP socket
 //! (and its own DTLS association), for firmware pull delivery.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use dm_rt::clock;
 
 use dm_lwm2m::coap::Parameters;
 use dm_lwm2m::dtls::DtlsClient;
@@ -35,53 +37,6 @@ impl std::fmt::Display for PullError {
     }
 }
 
-/// The path segments and query parameters of a CoAP URI (RFC 7252 §6.4),
-/// percent-decoded.
-fn path_and_query(uri: &str) -> Result<(Vec<String>, Vec<String>), String> {
-    let rest = uri
-        .split_once("://")
-        .map(|(_, rest)| rest)
-        .ok_or_else(|| format!("{uri}: not a URI"))?;
-    let rest = rest.split('#').next().unwrap_or(rest);
-    // The authority ends at the first '/' or '?' (`coap://h?x` has a query
-    // and no path).
-    let after_authority = rest.find(['/', '?']).map(|i| &rest[i..]).unwrap_or("");
-    let (path, query) = after_authority
-        .split_once('?')
-        .unwrap_or((after_authority, ""));
-    let decode = |s: &str| -> Result<String, String> {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%' {
-                let hex = s
-                    .get(i + 1..i + 3)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| format!("{uri}: a bad percent escape"))?;
-                out.push(hex);
-                i += 3;
-            } else {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-        String::from_utf8(out).map_err(|_| format!("{uri}: not UTF-8 once decoded"))
-    };
-    let segments = path
-        .split('/')
-        .skip(1)
-        .filter(|s| !s.is_empty())
-        .map(decode)
-        .collect::<Result<_, _>>()?;
-    let queries = query
-        .split('&')
-        .filter(|s| !s.is_empty())
-        .map(decode)
-        .collect::<Result<_, _>>()?;
-    Ok((segments, queries))
-}
-
 /// How long one pull may go without progress (no datagram from the
 /// server) before it counts as lost, on top of CoAP's own retransmission.
 const SILENCE: Duration = Duration::from_secs(120);
@@ -98,7 +53,8 @@ pub async fn pull(
     let (server, secure) = crate::resolve(uri)
         .await
         .map_err(|e| PullError::Uri(e.to_string()))?;
-    let (path, query) = path_and_query(uri).map_err(PullError::Uri)?;
+    let (path, query) =
+        dm_rt::uri::path_and_query(uri).map_err(|e| PullError::Uri(e.to_string()))?;
     let psk = match (secure, psk) {
         (false, _) => None,
         (true, Some(psk)) => Some(psk),
@@ -116,12 +72,15 @@ pub async fn pull(
     let io = |e: std::io::Error| PullError::Io(format!("{server}: {e}"));
     let socket = UdpSocket::bind(any).await.map_err(io)?;
     socket.connect(server).await.map_err(io)?;
-    let now = Instant::now();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
-    let mut fetch = Fetch::new(now, path, query, 6, Parameters::default(), seed);
+    let now = clock::now();
+    let mut fetch = Fetch::new(
+        now,
+        path,
+        query,
+        6,
+        Parameters::default(),
+        dm_rt::random::seed(),
+    );
     let mut dtls = match psk {
         Some((identity, key)) => Some(
             DtlsClient::connect(
@@ -137,9 +96,9 @@ pub async fn pull(
         None => None,
     };
     let mut buffer = vec![0u8; 4096];
-    let mut last_heard = Instant::now();
+    let mut last_heard = clock::now();
     loop {
-        let now = Instant::now();
+        let now = clock::now();
         while let Some(datagram) = fetch.poll_transmit() {
             match dtls.as_mut() {
                 Some(session) => session.send(now, &datagram),
@@ -181,8 +140,8 @@ pub async fn pull(
                     // retransmission decides when to give up.
                     continue;
                 };
-                last_heard = Instant::now();
-                let now = Instant::now();
+                let now = clock::now();
+                last_heard = now;
                 match dtls.as_mut() {
                     Some(session) => {
                         session.handle_datagram(now, &buffer[..n]);
@@ -194,7 +153,7 @@ pub async fn pull(
                 }
             }
             () = crate::sleep_until(deadline) => {
-                let now = Instant::now();
+                let now = clock::now();
                 if now >= last_heard + SILENCE {
                     return Err(PullError::Fetch(FetchError::Timeout));
                 }
@@ -204,30 +163,5 @@ pub async fn pull(
                 fetch.handle_timeout(now);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uri_paths_and_queries_are_split_and_decoded() {
-        assert_eq!(
-            path_and_query("coap://[::1]:5683/fw/image%20v2.bin?ver=2&x").unwrap(),
-            (
-                vec!["fw".to_owned(), "image v2.bin".to_owned()],
-                vec!["ver=2".to_owned(), "x".to_owned()]
-            )
-        );
-        assert_eq!(
-            path_and_query("coaps://example.net").unwrap(),
-            (vec![], vec![])
-        );
-        assert!(path_and_query("coap://h/%zz").is_err());
-        assert_eq!(
-            path_and_query("coap://h:5683?ver=2").unwrap(),
-            (vec![], vec!["ver=2".to_owned()])
-        );
     }
 }

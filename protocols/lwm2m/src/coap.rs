@@ -103,7 +103,7 @@ pub struct Endpoint {
     answered_bytes: usize,
     transmit: VecDeque<Vec<u8>>,
     incoming: VecDeque<Incoming>,
-    rng: u64,
+    rng: dm_core::support::rng::XorShift64Star,
 }
 
 impl Endpoint {
@@ -118,7 +118,7 @@ impl Endpoint {
             answered_bytes: 0,
             transmit: VecDeque::new(),
             incoming: VecDeque::new(),
-            rng: seed | 1,
+            rng: dm_core::support::rng::XorShift64Star::new(seed),
         };
         endpoint.next_message_id = endpoint.random() as u16;
         endpoint.next_token = endpoint.random();
@@ -446,15 +446,12 @@ impl Endpoint {
     }
 
     fn random(&mut self) -> u64 {
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.rng.next_u64()
     }
 
     /// A uniform number in [0, 1).
     fn unit(&mut self) -> f64 {
-        (self.random() >> 11) as f64 / (1u64 << 53) as f64
+        self.rng.unit()
     }
 }
 

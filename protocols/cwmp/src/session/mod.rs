@@ -322,7 +322,7 @@ pub struct Engine {
     /// other for scheduled informs.
     clock: (Instant, i64),
     inform_id: u64,
-    rng: u64,
+    rng: dm_core::support::rng::XorShift64Star,
     /// An ACS request whose answer waits for host writes (a Wi-Fi profile
     /// written to NetworkManager): its ID, which RPC, and the write.
     host: Option<(Option<String>, HostAnswer, rpc::HostRpc)>,
@@ -365,7 +365,7 @@ impl Engine {
             next_retry: None,
             clock: (now, wall),
             inform_id: 0,
-            rng: seed | 1,
+            rng: dm_core::support::rng::XorShift64Star::new(seed),
             host: None,
             host_work: None,
         };
@@ -496,12 +496,9 @@ impl Engine {
         }
     }
 
+    /// Enough to spread retries across devices.
     fn random(&mut self) -> u64 {
-        // xorshift64*: enough to spread retries across devices.
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.rng.next_u64()
     }
 }
 

@@ -277,18 +277,14 @@ impl Client {
 }
 
 /// /5/0/3 State values (LwM2M object 5).
-pub(super) mod crate_state {
-    pub const IDLE: i64 = 0;
-    pub const DOWNLOADING: i64 = 1;
-    pub const DOWNLOADED: i64 = 2;
-}
+pub(super) use dm_core::enums::firmware as crate_state;
 
 /// /5/0/5 Update Result for a package that could not be kept: 2 (not
 /// enough storage) or 8 (failed).
 pub(super) fn package_result(e: &PackageError) -> i64 {
     match e {
-        PackageError::NoSpace(_) => 2,
-        PackageError::Failed(_) => 8,
+        PackageError::NoSpace(_) => crate_state::result::NO_SPACE,
+        PackageError::Failed(_) => crate_state::result::FAILED,
     }
 }
 

@@ -362,7 +362,7 @@ impl Client {
                 )
                 .set(
                     at(dm_core::catalog::firmware::UPDATE_RESULT),
-                    Value::Integer(4),
+                    Value::Integer(crate_state::result::CONNECTION_LOST),
                 )
                 .commit();
         }

@@ -260,8 +260,11 @@ impl Client {
 /// How long to wait after the `failures`-th failed registration or
 /// bootstrap in a row: 30 s, doubling, at most an hour.
 pub fn retry_wait(failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(7);
-    Duration::from_secs((30u64 << doublings).min(3600))
+    dm_core::support::backoff::doubling(
+        Duration::from_secs(30),
+        failures.max(1),
+        Duration::from_secs(3600),
+    )
 }
 
 /// The version an object is announced with in a registration with
