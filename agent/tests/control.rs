@@ -191,6 +191,14 @@ fn every_cli_verb_round_trips_through_the_control_api() {
     );
     let bad = dmagent(&["firmware", "pull", &url, "--sha256", "xyz"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("64 hexadecimal digits"));
+    // 64 bytes with two-byte characters off the even offsets: refused, and
+    // the agent (which once sliced them by byte pairs, and panicked) still
+    // answers.
+    let odd = format!("a{}b", "é".repeat(31));
+    assert_eq!(odd.len(), 64);
+    let bad = dmagent(&["firmware", "pull", &url, "--sha256", &odd]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("64 hexadecimal digits"));
+    text(&dmagent(&["status"]));
     assert_eq!(text(&dmagent(&["firmware", "update"])), "updated\n");
     assert_eq!(std::fs::read(&applied).unwrap(), image);
     // A session on demand, with the event asked for.
