@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod enums;
 pub mod error;
 pub mod events;
+pub mod host;
 pub mod path;
 pub mod schema;
 pub mod snapshot;

@@ -1,0 +1,149 @@
+//! The host boundary: what the host must do for the tree, made off the
+//! tree's lock (see ARCHITECTURE.md, "Host boundary").
+//!
+//! Writes: a transaction whose changes need the host ([`HostWrite`], from
+//! `ObjectHandler::host_write`) is prepared, its [`HostWork`] run by the
+//! driver on a thread of its own, then completed.
+
+use crate::error::Error;
+
+/// One change the host makes for a transaction (a D-Bus call to
+/// NetworkManager): it may take seconds, so it runs off the tree's lock and
+/// off the runtime thread, and the transaction completes with its outcome.
+pub struct HostWrite {
+    what: String,
+    run: Box<dyn FnOnce() -> Result<(), Error> + Send>,
+}
+
+impl HostWrite {
+    /// `what` names the write for logs ("NetworkManager profile guest").
+    pub fn new(
+        what: impl Into<String>,
+        run: impl FnOnce() -> Result<(), Error> + Send + 'static,
+    ) -> HostWrite {
+        HostWrite {
+            what: what.into(),
+            run: Box::new(run),
+        }
+    }
+
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+}
+
+impl std::fmt::Debug for HostWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HostWrite({})", self.what)
+    }
+}
+
+/// How long the host may take over a transaction's writes before the
+/// request that wants them is answered with the failure
+/// ([`HostWork::run_within`]).
+pub const HOST_WRITE_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The host writes of one transaction, in order, each with the write that
+/// takes it back.
+#[derive(Debug, Default)]
+pub struct HostWork {
+    steps: Vec<(HostWrite, Option<HostWrite>)>,
+}
+
+impl HostWork {
+    /// Adds a write, with the one that takes it back.
+    pub(crate) fn push(&mut self, write: HostWrite, back: Option<HostWrite>) {
+        self.steps.push((write, back));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// What the writes are, for logs.
+    pub fn describe(&self) -> String {
+        self.steps
+            .iter()
+            .map(|(w, _)| w.what.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Runs the writes in order, blocking (the caller runs it on a thread
+    /// of its own). On a failure the writes already done are taken back
+    /// (best effort) and the error returned; on success, the work that
+    /// takes every write back, should the transaction still fail (its
+    /// save, or a caller that stopped waiting).
+    pub fn run(self) -> Result<HostWork, Error> {
+        let mut undo = Vec::new();
+        for (write, back) in self.steps {
+            if let Err(e) = (write.run)() {
+                HostWork { steps: undo }.undo();
+                return Err(e);
+            }
+            if let Some(back) = back {
+                undo.push((back, None));
+            }
+        }
+        undo.reverse();
+        Ok(HostWork { steps: undo })
+    }
+
+    /// [`HostWork::run`] on a thread of its own, waiting at most `limit`
+    /// for it (blocking the caller, which runs this off the runtime
+    /// thread). A host that has not answered by then is a failure
+    /// ([`Error::PlatformUnavailable`]); should its writes still be made
+    /// later, that thread takes them back, so the host ends as the tree
+    /// (all or nothing).
+    pub fn run_within(self, limit: std::time::Duration) -> Result<HostWork, Error> {
+        use std::sync::{Arc, Condvar, Mutex, PoisonError};
+        let what = self.describe();
+        // The outcome, and whether the caller stopped waiting: decided
+        // under one lock, so writes made after the wait ended are always
+        // taken back, and never twice.
+        type Shared = (Mutex<(Option<Result<HostWork, Error>>, bool)>, Condvar);
+        let shared: Arc<Shared> = Arc::new((Mutex::new((None, false)), Condvar::new()));
+        let worker = Arc::clone(&shared);
+        let spawned = std::thread::Builder::new()
+            .name("host-write".into())
+            .spawn(move || {
+                let outcome = self.run();
+                let (state, ready) = &*worker;
+                let mut state = crate::support::lock(state);
+                if state.1 {
+                    drop(state);
+                    if let Ok(undo) = outcome {
+                        undo.undo();
+                    }
+                } else {
+                    state.0 = Some(outcome);
+                    ready.notify_one();
+                }
+            });
+        if let Err(e) = spawned {
+            return Err(Error::Platform(format!("{what}: no thread to run it: {e}")));
+        }
+        let (state, ready) = &*shared;
+        let state = crate::support::lock(state);
+        let (mut state, _) = ready
+            .wait_timeout_while(state, limit, |s| s.0.is_none())
+            .unwrap_or_else(PoisonError::into_inner);
+        match state.0.take() {
+            Some(outcome) => outcome,
+            None => {
+                state.1 = true;
+                Err(Error::PlatformUnavailable(format!(
+                    "{what}: no answer from the host within {} s",
+                    limit.as_secs()
+                )))
+            }
+        }
+    }
+
+    /// Runs the writes as an undo: every one, in order, errors ignored.
+    pub fn undo(self) {
+        for (write, _) in self.steps {
+            let _ = (write.run)();
+        }
+    }
+}
