@@ -201,7 +201,7 @@ impl Client {
             content_format(ContentFormat::SenmlCbor),
         );
         packet.payload = payload;
-        self.awake_until = now + AWAKE_WINDOW;
+        self.awake_until = Some(now + AWAKE_WINDOW);
         let token = self.coap.request(now, packet);
         self.pending.insert(token, Pending::Send);
         Ok(())

@@ -255,7 +255,7 @@ pub struct Client {
     /// Queue mode (LwM2M Core §6.4): the server reaches the client only
     /// within AWAKE_WINDOW after the client last spoke.
     queue_mode: bool,
-    awake_until: Instant,
+    awake_until: Option<Instant>,
 }
 
 /// How long a client in queue mode stays reachable after it last sent
@@ -307,7 +307,7 @@ impl Client {
             host_work: None,
             deferring: None,
             queue_mode: false,
-            awake_until: Instant::now(),
+            awake_until: None,
         }
     }
 
@@ -334,7 +334,10 @@ impl Client {
 
     /// A datagram from the server.
     pub fn handle_datagram(&mut self, tree: &mut Tree, now: Instant, bytes: &[u8]) {
-        self.awake_until = self.awake_until.max(now + AWAKE_WINDOW);
+        self.awake_until = Some(
+            self.awake_until
+                .map_or(now + AWAKE_WINDOW, |t| t.max(now + AWAKE_WINDOW)),
+        );
         self.coap.handle_datagram(now, bytes);
         self.process(tree, now);
         // An answer from the server may have woken a queue-mode client or

@@ -129,13 +129,13 @@ impl Client {
         }
         // Asleep in queue mode: wake the server with an Update first; the
         // notifications follow once it answers.
-        if self.queue_mode && now >= self.awake_until {
+        if self.queue_mode && self.awake_until.is_none_or(|t| now >= t) {
             if !self.pending.values().any(|p| *p == Pending::Update) {
                 self.update(tree, now);
             }
             return;
         }
-        self.awake_until = now + AWAKE_WINDOW;
+        self.awake_until = Some(now + AWAKE_WINDOW);
         for i in due {
             let (path, format) = (self.observations[i].path, self.observations[i].format);
             let read = match self.observations[i].composite.clone() {
@@ -190,7 +190,8 @@ impl Client {
     /// Sends the notifications stored while offline, oldest first, for the
     /// observations that still exist.
     pub(super) fn send_stored(&mut self, now: Instant) {
-        if self.stored.is_empty() || (self.queue_mode && now >= self.awake_until) {
+        if self.stored.is_empty() || (self.queue_mode && self.awake_until.is_none_or(|t| now >= t))
+        {
             return;
         }
         self.stored_bytes = 0;

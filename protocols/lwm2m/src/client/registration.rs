@@ -66,7 +66,7 @@ impl Client {
         for query in queries {
             packet.add_option(CoapOption::UriQuery, query.into_bytes());
         }
-        self.awake_until = now + AWAKE_WINDOW;
+        self.awake_until = Some(now + AWAKE_WINDOW);
         packet.add_option(
             CoapOption::ContentFormat,
             content_format(ContentFormat::LinkFormat),
@@ -131,7 +131,7 @@ impl Client {
             );
             packet.payload = object_links(tree).into_bytes();
         }
-        self.awake_until = now + AWAKE_WINDOW;
+        self.awake_until = Some(now + AWAKE_WINDOW);
         let token = self.coap.request(now, packet);
         self.pending.insert(token, Pending::Update);
     }
