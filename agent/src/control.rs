@@ -222,12 +222,23 @@ impl Control {
     }
 
     /// Name and value of each parameter at or under `path`.
-    fn get(&self, path: &str) -> fdo::Result<Vec<(String, String)>> {
-        let tree = lock(&self.tree);
+    async fn get(&self, path: &str) -> fdo::Result<Vec<(String, String)>> {
         if is_lwm2m(path) {
             let (_, core) = lwm2m_path(path)?;
-            return lwm2m_values(&tree, &core);
+            // Values the host must be asked for (the system log): off the
+            // tree's lock and the runtime's thread.
+            let reads = lock(&self.tree).host_reads(Origin::Cli, &[core]);
+            if !reads.is_empty() {
+                let fetched = tokio::task::spawn_blocking(move || {
+                    reads.run_within(dm_core::tree::HOST_READ_LIMIT)
+                })
+                .await
+                .unwrap_or_default();
+                lock(&self.tree).supply(fetched);
+            }
+            return lwm2m_values(&lock(&self.tree), &core);
         }
+        let tree = lock(&self.tree);
         let name = if path.is_empty() { "Device." } else { path };
         rpc::get_parameter_values(&tree, &[name.to_owned()])
             .map(|values| values.into_iter().map(|v| (v.name, v.value)).collect())

@@ -147,3 +147,111 @@ impl HostWork {
         }
     }
 }
+
+/// A read of a live resource that needs slow host I/O (a process to run,
+/// a provider to ask): made off the tree's lock before a request that
+/// wants the value is served, then supplied to the tree
+/// ([`Tree::supply`](crate::Tree::supply)), where that origin's reads
+/// find it.
+pub struct HostRead {
+    what: String,
+    read: Box<dyn FnOnce() -> Result<crate::ResourceValue, Error> + Send>,
+}
+
+impl HostRead {
+    /// `what` names the read for logs ("the system log since the last
+    /// read").
+    pub fn new(
+        what: impl Into<String>,
+        read: impl FnOnce() -> Result<crate::ResourceValue, Error> + Send + 'static,
+    ) -> HostRead {
+        HostRead {
+            what: what.into(),
+            read: Box::new(read),
+        }
+    }
+}
+
+impl std::fmt::Debug for HostRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HostRead({})", self.what)
+    }
+}
+
+/// How long the host may take over a request's reads; those not answered
+/// by then read as unavailable.
+pub const HOST_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The host reads one request needs ([`Tree::host_reads`](crate::Tree::host_reads)).
+#[derive(Debug, Default)]
+pub struct HostReads {
+    reads: Vec<(crate::Origin, crate::Path, HostRead)>,
+}
+
+/// What [`HostReads`] brought back, for [`Tree::supply`](crate::Tree::supply).
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub(crate) values: Vec<(
+        crate::Origin,
+        crate::Path,
+        Result<crate::ResourceValue, Error>,
+    )>,
+}
+
+impl HostReads {
+    pub(crate) fn push(&mut self, origin: crate::Origin, path: crate::Path, read: HostRead) {
+        self.reads.push((origin, path, read));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.reads.is_empty()
+    }
+
+    /// What the reads are, for logs.
+    pub fn describe(&self) -> String {
+        self.reads
+            .iter()
+            .map(|(_, _, r)| r.what.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Makes the reads, blocking (the caller runs this off the runtime
+    /// thread), each on a thread of its own and all within `limit`: a
+    /// read not answered by then is [`Error::PlatformUnavailable`] (its
+    /// thread finishes on its own and its value is dropped).
+    pub fn run_within(self, limit: std::time::Duration) -> Fetched {
+        let deadline = std::time::Instant::now() + limit;
+        let mut waiting = Vec::new();
+        let mut values = Vec::new();
+        for (origin, path, read) in self.reads {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let what = read.what;
+            let run = read.read;
+            let spawned = std::thread::Builder::new()
+                .name("host-read".into())
+                .spawn(move || {
+                    let _ = tx.send(run());
+                });
+            match spawned {
+                Ok(_) => waiting.push((origin, path, what, rx)),
+                Err(e) => values.push((
+                    origin,
+                    path,
+                    Err(Error::Platform(format!("{what}: no thread to run it: {e}"))),
+                )),
+            }
+        }
+        for (origin, path, what, rx) in waiting {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let value = rx.recv_timeout(left).unwrap_or_else(|_| {
+                Err(Error::PlatformUnavailable(format!(
+                    "{what}: no answer in {} s",
+                    limit.as_secs()
+                )))
+            });
+            values.push((origin, path, value));
+        }
+        Fetched { values }
+    }
+}

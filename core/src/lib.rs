@@ -30,7 +30,7 @@ pub use schema::{
 pub use snapshot::{SaveError, Snapshot, StateStore};
 pub use support::{lock, unix_seconds};
 pub use tree::{
-    Completion, HostWork, HostWrite, Instance, ObjectHandler, PendingCommit, Prepared,
-    ResourceValue, Slot, Tree,
+    Completion, Fetched, HostRead, HostReads, HostWork, HostWrite, Instance, ObjectHandler,
+    PendingCommit, Prepared, ResourceValue, Slot, Tree,
 };
 pub use value::{ObjectLink, Value, ValueError};

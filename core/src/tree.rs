@@ -21,7 +21,9 @@ use std::collections::BTreeMap;
 use crate::attributes::{Attributes, Notification, ObserveAttributes};
 use crate::error::{Error, TransactionError};
 use crate::events::{ChangeBus, ChangeKind, Subscription};
-pub use crate::host::{HOST_WRITE_LIMIT, HostWork, HostWrite};
+pub use crate::host::{
+    Fetched, HOST_READ_LIMIT, HOST_WRITE_LIMIT, HostRead, HostReads, HostWork, HostWrite,
+};
 use crate::path::{Origin, Path};
 use crate::schema::{Access, InstanceId, ObjectId, ObjectSchema, ResourceId, ResourceSchema};
 use crate::snapshot::{InstanceState, ObjectState, Snapshot, StateStore};
@@ -156,6 +158,21 @@ pub trait ObjectHandler: Send + Sync {
         Ok(None)
     }
 
+    /// For a live resource whose value needs slow host I/O (a process to
+    /// run, a provider to ask): the read to make, off the tree's lock,
+    /// before a request of `origin` that wants it is served
+    /// ([`Tree::host_reads`]). Its value is then what `origin` reads
+    /// ([`Tree::supply`]) until the next one; `read` answers only for
+    /// origins that fetched nothing, and must not do that I/O itself.
+    fn host_read(
+        &self,
+        _origin: Origin,
+        _instance: InstanceId,
+        _resource: ResourceId,
+    ) -> Option<HostRead> {
+        None
+    }
+
     /// Accepts or refuses an Execute. The action itself is performed by
     /// whoever acts on the published [`ChangeKind::Executed`].
     fn execute(
@@ -218,6 +235,9 @@ pub struct Tree {
     /// changes of them wait (Error::Busy). Held by the PendingCommit: one
     /// dropped without being completed (its engine replaced) frees them.
     busy: BTreeMap<(ObjectId, InstanceId), std::sync::Weak<()>>,
+    /// Values host reads fetched for an origin ([`Tree::supply`]): what
+    /// that origin reads of those resources, until its next fetch.
+    fetched: std::collections::HashMap<(Origin, Path), Result<ResourceValue, Error>>,
     objects: BTreeMap<ObjectId, ObjectEntry>,
     attributes: Attributes,
     pending: BTreeMap<String, String>,
@@ -236,6 +256,7 @@ impl Tree {
         Tree {
             instance_limit: DEFAULT_INSTANCE_LIMIT,
             busy: BTreeMap::new(),
+            fetched: std::collections::HashMap::new(),
             objects: BTreeMap::new(),
             attributes: Attributes::default(),
             pending: BTreeMap::new(),
@@ -354,7 +375,7 @@ impl Tree {
                 // Unwrap-free: locate() checked both ids are present.
                 let (inst, res) = (path.instance_id(), path.resource_id());
                 match (inst, res) {
-                    (Some(i), Some(r)) => entry.handler.read(origin, i, r)?,
+                    (Some(i), Some(r)) => self.live(entry, origin, i, r)?,
                     _ => return Err(Error::ResourceNotFound(*path)),
                 }
             }
@@ -403,7 +424,7 @@ impl Tree {
                 let path = Path::resource(entry.schema.id, id, resource_id);
                 match slot {
                     Slot::Stored(value) => visit(path, Ok(value.clone())),
-                    Slot::Live => visit(path, entry.handler.read(origin, id, resource_id)),
+                    Slot::Live => visit(path, self.live(entry, origin, id, resource_id)),
                     Slot::Executable => {}
                 }
             }
@@ -412,6 +433,69 @@ impl Tree {
             Ok(())
         } else {
             Err(Error::InstanceNotFound(*prefix))
+        }
+    }
+
+    /// A live resource's value for `origin`: what its last host read
+    /// fetched, else the handler's.
+    fn live(
+        &self,
+        entry: &ObjectEntry,
+        origin: Origin,
+        instance: InstanceId,
+        resource: ResourceId,
+    ) -> Result<ResourceValue, Error> {
+        let path = Path::resource(entry.schema.id, instance, resource);
+        match self.fetched.get(&(origin, path)) {
+            Some(fetched) => fetched.clone(),
+            None => entry.handler.read(origin, instance, resource),
+        }
+    }
+
+    /// The host reads a request of `origin` for `paths` (objects,
+    /// instances or resources) needs before it is served: none for most.
+    pub fn host_reads(&self, origin: Origin, paths: &[Path]) -> HostReads {
+        let mut reads = HostReads::default();
+        let mut seen = std::collections::BTreeSet::new();
+        for prefix in paths {
+            let Ok(entry) = self.entry(prefix.object_id()) else {
+                continue;
+            };
+            for (&id, instance) in &entry.instances {
+                if prefix.instance_id().is_some_and(|i| i != id) {
+                    continue;
+                }
+                for (&resource, slot) in &instance.slots {
+                    if !matches!(slot, Slot::Live)
+                        || prefix.resource_id().is_some_and(|r| r != resource)
+                    {
+                        continue;
+                    }
+                    let readable = entry
+                        .schema
+                        .resource(resource)
+                        .is_some_and(|r| r.access.readable());
+                    let path = Path::resource(entry.schema.id, id, resource);
+                    if (origin.is_client() && !readable) || !seen.insert(path) {
+                        continue;
+                    }
+                    if let Some(read) = entry.handler.host_read(origin, id, resource) {
+                        reads.push(origin, path, read);
+                    }
+                }
+            }
+        }
+        reads
+    }
+
+    /// Keeps what host reads fetched: each origin's values replace that
+    /// origin's earlier ones.
+    pub fn supply(&mut self, fetched: Fetched) {
+        let origins: Vec<Origin> = fetched.values.iter().map(|(o, _, _)| *o).collect();
+        self.fetched
+            .retain(|(origin, _), _| !origins.contains(origin));
+        for (origin, path, value) in fetched.values {
+            self.fetched.insert((origin, path), value);
         }
     }
 

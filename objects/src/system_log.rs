@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use dm_core::catalog::system_log::{self, *};
 use dm_core::{
-    Error, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, ResourceId,
+    Error, HostRead, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, ResourceId,
     ResourceValue, Slot, Tree, Value,
 };
 use dm_platform::SystemLog;
@@ -34,19 +34,45 @@ impl ObjectHandler for Log {
             .with(READ, Slot::Live))
     }
 
-    fn read(
+    /// Both reads run a process (journalctl): made off the tree's lock
+    /// before the request is served (`Tree::host_reads`).
+    fn host_read(
         &self,
         origin: Origin,
+        _instance: InstanceId,
+        resource: ResourceId,
+    ) -> Option<HostRead> {
+        let log = Arc::clone(&self.log);
+        match resource {
+            READ_ALL => Some(HostRead::new("the system log", move || {
+                Ok(ResourceValue::Single(Value::String(log.read_all()?)))
+            })),
+            // "Since the last read" of this reader (Core: each LwM2M
+            // server, the ACS, the CLI).
+            READ => Some(HostRead::new(
+                "the system log since the last read",
+                move || {
+                    let text = log.read_new(&origin.to_string())?;
+                    Ok(ResourceValue::Single(Value::String(text)))
+                },
+            )),
+            _ => None,
+        }
+    }
+
+    /// A read that fetched nothing first (a notification, `dmagent dump`):
+    /// the log is not read under the tree's lock.
+    fn read(
+        &self,
+        _origin: Origin,
         instance: InstanceId,
         resource: ResourceId,
     ) -> Result<ResourceValue, Error> {
-        let text = match resource {
-            READ_ALL => self.log.read_all()?,
-            // "Since the last read" of this reader (Core: each LwM2M
-            // server, the ACS, the CLI).
-            READ => self.log.read_new(&origin.to_string())?,
-            _ => return Err(Error::NotReadable(Path::resource(ID, instance, resource))),
-        };
-        Ok(ResourceValue::Single(Value::String(text)))
+        match resource {
+            READ_ALL | READ => Err(Error::PlatformUnavailable(
+                "the system log is read on request".into(),
+            )),
+            _ => Err(Error::NotReadable(Path::resource(ID, instance, resource))),
+        }
     }
 }

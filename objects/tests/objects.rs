@@ -439,11 +439,29 @@ fn system_log_reads_whole_and_incremental() {
     let instance = f.tree.instances(system_log::ID).unwrap()[0];
     let all = Path::resource(system_log::ID, instance, system_log::READ_ALL);
     let new = Path::resource(system_log::ID, instance, system_log::READ);
-    assert_eq!(value(&f.tree, new), Value::String("boot\n".into()));
+    // The log is a host read: made off the tree's lock, then supplied.
+    let fetch = |tree: &mut Tree, path: Path| {
+        let reads = tree.host_reads(Origin::Agent, &[path]);
+        assert!(!reads.is_empty(), "{path} is read from the host");
+        tree.supply(reads.run_within(Duration::from_secs(5)));
+        value(tree, path)
+    };
+    // Not fetched: not read under the lock.
+    assert!(matches!(
+        f.tree.read(Origin::Agent, &new),
+        Err(Error::PlatformUnavailable(_))
+    ));
+    assert_eq!(fetch(&mut f.tree, new), Value::String("boot\n".into()));
     f.log.append("link up");
-    assert_eq!(value(&f.tree, new), Value::String("link up\n".into()));
-    assert_eq!(value(&f.tree, all), Value::String("boot\nlink up\n".into()));
-    let _ = &mut f.tree;
+    assert_eq!(fetch(&mut f.tree, new), Value::String("link up\n".into()));
+    assert_eq!(
+        fetch(&mut f.tree, all),
+        Value::String("boot\nlink up\n".into())
+    );
+    // A whole instance's reads: both resources, each once.
+    let instance_path = Path::instance(system_log::ID, instance);
+    let reads = f.tree.host_reads(Origin::Agent, &[instance_path, all]);
+    assert_eq!(reads.describe().matches("the system log").count(), 2);
 }
 
 #[test]

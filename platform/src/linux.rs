@@ -234,8 +234,10 @@ const MAX_READERS: usize = 16;
 pub struct JournalLog {
     /// Each reader's cursor.
     cursors: std::sync::Mutex<std::collections::HashMap<String, String>>,
-    /// Lines a whole read returns at most.
+    /// Lines a read returns at most.
     pub lines: usize,
+    /// The program to run (journalctl, from PATH).
+    pub program: std::path::PathBuf,
 }
 
 impl Default for JournalLog {
@@ -243,36 +245,82 @@ impl Default for JournalLog {
         JournalLog {
             cursors: std::sync::Mutex::new(std::collections::HashMap::new()),
             lines: 1000,
+            program: "journalctl".into(),
         }
     }
 }
 
 impl JournalLog {
     /// Runs journalctl; returns the entries and the cursor after them.
+    /// Bounded: at most `lines` entries (the newest, also after a cursor:
+    /// a reader that fell far behind gets the last ones), at most
+    /// [`JOURNAL_BYTES`] of output, and killed after [`JOURNAL_LIMIT`].
     fn journal(&self, after: Option<&str>) -> Result<(String, Option<String>), PlatformError> {
-        let mut command = std::process::Command::new("journalctl");
+        use std::io::Read as _;
+        let mut command = std::process::Command::new(&self.program);
         command.args([
             "--quiet",
             "--no-pager",
             "--output=short-iso",
             "--show-cursor",
         ]);
-        match after {
-            Some(cursor) => command.arg(format!("--after-cursor={cursor}")),
-            None => command.arg(format!("--lines={}", self.lines)),
-        };
-        let output = command
-            .output()
-            .map_err(|e| PlatformError::Unavailable(format!("journald (journalctl: {e})")))?;
-        if !output.status.success() {
-            return Err(PlatformError::Failed(format!(
-                "journalctl: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
+        command.arg(format!("--lines={}", self.lines));
+        if let Some(cursor) = after {
+            command.arg(format!("--after-cursor={cursor}"));
         }
-        Ok(split_cursor(&String::from_utf8_lossy(&output.stdout)))
+        let mut child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| PlatformError::Unavailable(format!("journald (journalctl: {e})")))?;
+        let Some(stdout) = child.stdout.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(PlatformError::Failed("journalctl: no output pipe".into()));
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let reader = std::thread::Builder::new()
+            .name("journalctl".into())
+            .spawn(move || {
+                let mut out = Vec::new();
+                let read = stdout.take(JOURNAL_BYTES).read_to_end(&mut out);
+                let _ = tx.send(read.map(|_| out));
+            });
+        if let Err(e) = reader {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(PlatformError::Failed(format!("journalctl: no thread: {e}")));
+        }
+        let output = rx.recv_timeout(JOURNAL_LIMIT);
+        // Killed when it took too long or wrote more than we read; reaped
+        // in every case.
+        let _ = child.kill();
+        let status = child.wait();
+        let out = match output {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => return Err(PlatformError::Failed(format!("journalctl: {e}"))),
+            Err(_) => {
+                return Err(PlatformError::Unavailable(format!(
+                    "journald (journalctl gave no answer in {} s)",
+                    JOURNAL_LIMIT.as_secs()
+                )));
+            }
+        };
+        match status {
+            Ok(status) if !status.success() && out.is_empty() => {
+                return Err(PlatformError::Failed(format!("journalctl: {status}")));
+            }
+            _ => {}
+        }
+        Ok(split_cursor(&String::from_utf8_lossy(&out)))
     }
 }
+
+/// How long journalctl may take.
+const JOURNAL_LIMIT: std::time::Duration = std::time::Duration::from_secs(4);
+/// The most output one read takes (1000 lines of a verbose log fit).
+const JOURNAL_BYTES: u64 = 1 << 20;
 
 /// Entries and the `-- cursor: ...` line journalctl ends with.
 fn split_cursor(text: &str) -> (String, Option<String>) {
@@ -311,6 +359,53 @@ impl crate::SystemLog for JournalLog {
 #[cfg(test)]
 mod journal_tests {
     use super::*;
+    use crate::SystemLog as _;
+
+    /// A stand-in for journalctl: a shell script.
+    fn fake(dir: &tempfile::TempDir, script: &str) -> JournalLog {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = dir.path().join("journalctl");
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        JournalLog {
+            program: path,
+            ..JournalLog::default()
+        }
+    }
+
+    #[test]
+    fn each_reader_resumes_after_its_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        // Prints its arguments' cursor back, so the test sees what it got.
+        let log = fake(
+            &dir,
+            r#"for a in "$@"; do case "$a" in --after-cursor=*) echo "after ${a#--after-cursor=}";; esac; done
+echo "line"; echo "-- cursor: c$$""#,
+        );
+        assert_eq!(log.read_new("a").unwrap(), "line\n");
+        let second = log.read_new("a").unwrap();
+        assert!(second.starts_with("after c"), "{second}");
+        assert_eq!(log.read_new("b").unwrap(), "line\n");
+    }
+
+    #[test]
+    fn a_journalctl_that_hangs_is_given_up_and_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        // `exec`: the process killed is the one that hangs.
+        let log = fake(&dir, "exec sleep 30");
+        let error = log.read_all().unwrap_err();
+        assert!(matches!(error, PlatformError::Unavailable(_)), "{error}");
+        assert!(error.to_string().contains("no answer"), "{error}");
+    }
+
+    #[test]
+    fn output_past_the_cap_is_cut_and_the_writer_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = fake(&dir, "yes 'a long line of a chatty daemon'");
+        let text = log.read_all().unwrap();
+        assert!(text.len() as u64 <= JOURNAL_BYTES + 1, "{}", text.len());
+        assert!(text.len() as u64 > JOURNAL_BYTES / 2);
+    }
 
     #[test]
     fn the_cursor_line_is_split_off() {

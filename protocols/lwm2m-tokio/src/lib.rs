@@ -513,7 +513,17 @@ async fn connected(
     // on serving: the tree is not locked meanwhile.
     let mut host_job: Option<tokio::task::JoinHandle<Result<dm_core::HostWork, dm_core::Error>>> =
         None;
+    // Host reads a request waits for (the system log), the same way.
+    let mut read_job: Option<tokio::task::JoinHandle<dm_core::Fetched>> = None;
     loop {
+        if read_job.is_none()
+            && let Some(reads) = client.poll_host_reads()
+        {
+            tracing::debug!(server = %config.server, what = reads.describe(), "reading from the host");
+            read_job = Some(tokio::task::spawn_blocking(move || {
+                reads.run_within(dm_core::tree::HOST_READ_LIMIT)
+            }));
+        }
         if host_job.is_none()
             && let Some(work) = client.poll_host_work()
         {
@@ -905,6 +915,18 @@ async fn connected(
                 if let Some(undo) = undo {
                     tokio::task::spawn_blocking(move || undo.undo());
                 }
+            }
+            joined = async {
+                match read_job.as_mut() {
+                    Some(job) => job.await,
+                    None => std::future::pending().await,
+                }
+            }, if read_job.is_some() => {
+                read_job = None;
+                // A read thread that panicked: the request is served with
+                // what the tree has.
+                let fetched = joined.unwrap_or_default();
+                client.host_reads_done(&mut lock(tree), clock::now(), fetched);
             }
             () = sleep_until(deadline) => {
                 if let Some(session) = dtls.as_mut() {

@@ -173,6 +173,19 @@ impl Fixture {
     /// The response to `packet`, just delivered: piggybacked, or (a change
     /// the host must make first) separate.
     fn answer_of(&mut self, packet: &Packet) -> Packet {
+        // Values the host must be asked for first (the system log): an
+        // empty ACK now, the reads (here, at once), then the response as a
+        // separate confirmable message.
+        if let Some(reads) = self.client.poll_host_reads() {
+            let ack = self.sent();
+            assert_eq!(ack.header.get_type(), MessageType::Acknowledgement);
+            assert_eq!(ack.header.code, MessageClass::Empty);
+            assert_eq!(ack.header.message_id, packet.header.message_id);
+            let fetched = reads.run_within(Duration::from_secs(5));
+            self.client
+                .host_reads_done(&mut self.tree, self.now, fetched);
+            return self.separate(packet);
+        }
         // A change the host must make first (a Wi-Fi profile): an empty
         // ACK now, the host writes (here, at once), then the response as a
         // separate confirmable message with the request's token.
@@ -187,20 +200,25 @@ impl Fixture {
                     .host_work_done(&mut self.tree, self.now, outcome)
                     .is_none()
             );
-            let response = self.sent();
-            assert_eq!(response.header.get_type(), MessageType::Confirmable);
-            assert_eq!(response.get_token(), packet.get_token());
-            let mut ack = Packet::new();
-            ack.header.set_type(MessageType::Acknowledgement);
-            ack.header.code = MessageClass::Empty;
-            ack.header.message_id = response.header.message_id;
-            self.deliver(&ack);
-            return response;
+            return self.separate(packet);
         }
         let response = self.sent();
         assert_eq!(response.header.get_type(), MessageType::Acknowledgement);
         assert_eq!(response.header.message_id, packet.header.message_id);
         assert_eq!(response.get_token(), packet.get_token());
+        response
+    }
+
+    /// A separate response to `packet` (RFC 7252 §5.2.2), acknowledged.
+    fn separate(&mut self, packet: &Packet) -> Packet {
+        let response = self.sent();
+        assert_eq!(response.header.get_type(), MessageType::Confirmable);
+        assert_eq!(response.get_token(), packet.get_token());
+        let mut ack = Packet::new();
+        ack.header.set_type(MessageType::Acknowledgement);
+        ack.header.code = MessageClass::Empty;
+        ack.header.message_id = response.header.message_id;
+        self.deliver(&ack);
         response
     }
 
@@ -1299,6 +1317,10 @@ fn a_large_notification_goes_out_block_wise() {
     let token = observe.get_token().to_vec();
     f.log.append("a new line at the end");
     let whole = f.log.read_all().unwrap();
+    // The log is read from the host on request: a Read brings this
+    // server's value up to date (its response is the same body).
+    let read = f.request(RequestType::Get, &path, |_| {});
+    assert_eq!(block_of(&read, CoapOption::Block2), (0, true, 6));
     // The observed value changed (announced as lost changes: every
     // observation is re-read).
     f.client.handle_lost_changes(&mut f.tree, f.now);
@@ -2204,8 +2226,14 @@ fn each_reader_has_its_own_log_cursor_and_a_block_wise_read_takes_one_body() {
         InstanceId(instance),
         dm_core::catalog::system_log::READ,
     );
-    // The ACS reads (an Inform, a GetParameterValues) first.
-    let acs = f.tree.read(Origin::Acs, &core).unwrap();
+    // What the ACS (or any other origin) would read, fetched from the host.
+    let read_as = |tree: &mut Tree, origin: Origin| {
+        let reads = tree.host_reads(origin, &[core]);
+        tree.supply(reads.run_within(Duration::from_secs(5)));
+        tree.read(origin, &core).unwrap()
+    };
+    // The ACS reads first.
+    let acs = read_as(&mut f.tree, Origin::Acs);
     assert_eq!(
         acs,
         ResourceValue::Single(Value::String(f.log.read_all().unwrap()))
@@ -2237,7 +2265,7 @@ fn each_reader_has_its_own_log_cursor_and_a_block_wise_read_takes_one_body() {
     let again = f.request(RequestType::Get, &path, |_| {});
     assert_eq!(again.payload, b"");
     assert_eq!(
-        f.tree.read(Origin::Acs, &core).unwrap(),
+        read_as(&mut f.tree, Origin::Acs),
         ResourceValue::Single(Value::String("one more\n".into()))
     );
 }

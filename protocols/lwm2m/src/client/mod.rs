@@ -252,6 +252,12 @@ pub struct Client {
     host_work: Option<dm_core::HostWork>,
     /// Set while a request is served when its transaction must wait.
     deferring: Option<HostWait>,
+    /// A request whose values need host reads first (the system log),
+    /// acknowledged and served again once they are made
+    /// (`host_reads_done`). One at a time.
+    reading: Option<Packet>,
+    /// Those reads, until the driver takes them.
+    host_reads: Option<dm_core::HostReads>,
     /// Queue mode (LwM2M Core §6.4): the server reaches the client only
     /// within AWAKE_WINDOW after the client last spoke.
     queue_mode: bool,
@@ -306,6 +312,8 @@ impl Client {
             host: None,
             host_work: None,
             deferring: None,
+            reading: None,
+            host_reads: None,
             queue_mode: false,
             awake_until: None,
         }
@@ -569,6 +577,24 @@ impl Client {
         while let Some(incoming) = self.coap.poll_incoming() {
             match incoming {
                 Incoming::Request(request) => {
+                    // Values the host must be asked for first: an empty
+                    // ACK now, the response once they are in.
+                    if self.reading.is_none() && !self.bootstrapping {
+                        let origin = Origin::Server(self.config.short_server_id);
+                        // Only what this server may read (Access Control).
+                        let targets: Vec<Path> = serve::read_targets(&request)
+                            .iter()
+                            .filter(|p| self.refused(tree, p, Operation::Read).is_none())
+                            .filter_map(|p| mapping::to_core(p).ok())
+                            .collect();
+                        let reads = tree.host_reads(origin, &targets);
+                        if !reads.is_empty() {
+                            self.coap.acknowledge(now, &request);
+                            self.reading = Some(request);
+                            self.host_reads = Some(reads);
+                            continue;
+                        }
+                    }
                     let response = self.serve_blockwise(tree, now, &request);
                     match self.deferring.take() {
                         // Its transaction waits for the host: an empty ACK

@@ -508,6 +508,24 @@ impl Client {
         }
     }
 
+    /// The host reads a request waits for, once: the driver makes them off
+    /// the tree's lock (`HostReads::run_within`) and reports with
+    /// [`Client::host_reads_done`].
+    pub fn poll_host_reads(&mut self) -> Option<dm_core::HostReads> {
+        self.host_reads.take()
+    }
+
+    /// What the reads [`Client::poll_host_reads`] gave brought back: the
+    /// tree keeps it for this server, and the waiting request is served
+    /// and gets its separate response.
+    pub fn host_reads_done(&mut self, tree: &mut Tree, now: Instant, fetched: dm_core::Fetched) {
+        tree.supply(fetched);
+        if let Some(request) = self.reading.take() {
+            let response = self.serve_blockwise(tree, now, &request);
+            self.coap.respond_later(now, &request, response);
+        }
+    }
+
     /// The host writes a request waits for, once: the driver makes them
     /// off the tree's lock and reports with [`Client::host_work_done`].
     pub fn poll_host_work(&mut self) -> Option<dm_core::HostWork> {
@@ -794,6 +812,41 @@ pub(super) fn push_items(items: &mut Vec<Item>, path: &Lwm2mPath, value: Resourc
             }
         }
     }
+}
+
+/// The paths whose values a request reads (Read, Observe,
+/// Read-Composite; not a later block, which is cut from the first, nor
+/// Discover, which reads no values): the host reads it needs come first.
+pub(super) fn read_targets(request: &Packet) -> Vec<Lwm2mPath> {
+    let option = |o| {
+        request
+            .get_first_option(o)
+            .map(|v| option_number(v))
+            .and_then(|n| u16::try_from(n).ok())
+            .and_then(ContentFormat::from_number)
+    };
+    let later_block = request
+        .get_first_option(CoapOption::Block2)
+        .and_then(|v| Block::decode(v))
+        .is_some_and(|b| b.number > 0);
+    if later_block {
+        return Vec::new();
+    }
+    let paths = match request.header.code {
+        MessageClass::Request(RequestType::Get)
+            if option(CoapOption::Accept) != Some(ContentFormat::LinkFormat) =>
+        {
+            request_path(request).map(|p| vec![p]).unwrap_or_default()
+        }
+        MessageClass::Request(RequestType::Fetch) => option(CoapOption::ContentFormat)
+            .and_then(|f| format::decode_names(f, &request.payload).ok())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    paths
+        .into_iter()
+        .filter(|p| p.object != dm_core::catalog::security::ID.0)
+        .collect()
 }
 
 pub(super) fn request_path(request: &Packet) -> Result<Lwm2mPath, Packet> {
