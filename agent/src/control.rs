@@ -67,8 +67,15 @@ fn fault(f: dm_cwmp::soap::Fault) -> fdo::Error {
     } else {
         format!("{} {} ({})", f.code, f.message, detail.join("; "))
     };
-    match f.code {
-        9005 | 9007 | 9003 | 9006 | 9008 => invalid(text),
+    use dm_cwmp::soap::FaultCode::*;
+    match dm_cwmp::soap::FaultCode::from_code(f.code) {
+        Some(
+            InvalidArguments
+            | InvalidParameterName
+            | InvalidParameterType
+            | InvalidParameterValue
+            | NonWritableParameter,
+        ) => invalid(text),
         _ => failed(text),
     }
 }

@@ -28,6 +28,7 @@ use tracing::{info, warn};
 
 use crate::firmware::Failure;
 use dm_core::lock;
+use dm_cwmp::soap::{FaultCode, TransferFault};
 
 use dm_core::enums::software::result::{
     CONNECTION_LOST as R_CONNECTION_LOST, DELIVERED as R_DELIVERED, DOWNLOADING as R_DOWNLOADING,
@@ -619,7 +620,7 @@ pub fn cwmp_handler(
     }))
 }
 
-fn failed(uuid: &str, code: u32, text: impl Into<String>) -> dm_cwmp::soap::DuResult {
+fn failed(uuid: &str, code: FaultCode, text: impl Into<String>) -> dm_cwmp::soap::DuResult {
     dm_cwmp::soap::DuResult {
         // OpResultStruct requires a UUID: the nil one when none was named.
         uuid: if uuid.is_empty() {
@@ -628,7 +629,7 @@ fn failed(uuid: &str, code: u32, text: impl Into<String>) -> dm_cwmp::soap::DuRe
             uuid.to_owned()
         },
         current_state: "Failed".into(),
-        fault_code: code,
+        fault_code: code.code(),
         fault_string: text.into(),
         ..Default::default()
     }
@@ -636,13 +637,27 @@ fn failed(uuid: &str, code: u32, text: impl Into<String>) -> dm_cwmp::soap::DuRe
 
 /// DeploymentUnitCPEFaultCodeType allows 9001, 9003, 9012, 9013,
 /// 9015-9018 and 9022-9032 only (cwmp-1-2.xsd).
-fn download_fault(failure: Failure) -> (u32, &'static str) {
+fn download_fault(failure: Failure) -> TransferFault {
     match failure {
-        Failure::Unsupported => (9013, "Unsupported protocol for file transfer"),
-        Failure::InvalidUri => (9016, "Download failure: unable to access file"),
-        Failure::NoSpace => (9027, "System resources exceeded: no room for the package"),
-        Failure::ConnectionLost => (9017, "Download failure: unable to complete download"),
-        Failure::Integrity => (9018, "Download failure: file corrupted"),
+        Failure::Unsupported => TransferFault::new(
+            FaultCode::UnsupportedTransferProtocol,
+            "Unsupported protocol for file transfer",
+        ),
+        Failure::InvalidUri => TransferFault::new(
+            FaultCode::FileNotAccessible,
+            "Download failure: unable to access file",
+        ),
+        Failure::NoSpace => TransferFault::new(
+            FaultCode::SystemResourcesExceeded,
+            "System resources exceeded: no room for the package",
+        ),
+        Failure::ConnectionLost => TransferFault::new(
+            FaultCode::DownloadIncomplete,
+            "Download failure: unable to complete download",
+        ),
+        Failure::Integrity => {
+            TransferFault::new(FaultCode::FileCorrupted, "Download failure: file corrupted")
+        }
     }
 }
 
@@ -658,7 +673,7 @@ fn still_installed(
     tree: &Mutex<Tree>,
     uuid: &str,
     instance: InstanceId,
-    code: u32,
+    code: FaultCode,
     text: impl Into<String>,
 ) -> dm_cwmp::soap::DuResult {
     dm_cwmp::soap::DuResult {
@@ -667,7 +682,7 @@ fn still_installed(
         version: version32(self::text(tree, instance, PKGVERSION)),
         current_state: "Installed".into(),
         resolved: true,
-        fault_code: code,
+        fault_code: code.code(),
         fault_string: text.into(),
         ..Default::default()
     }
@@ -694,13 +709,17 @@ async fn du_operation(
                 match dm_rt::random::uuid_v4() {
                     Ok(uuid) => uuid,
                     // 9002 Internal error (TR-069 Table 51).
-                    Err(e) => return failed("", 9002, e.to_string()),
+                    Err(e) => return failed("", FaultCode::InternalError, e.to_string()),
                 }
             } else {
                 uuid
             };
             if find(tree, &uuid, "").is_some() {
-                return failed(&uuid, 9026, "Duplicate Deployment Unit");
+                return failed(
+                    &uuid,
+                    FaultCode::DuplicateDeploymentUnit,
+                    "Duplicate Deployment Unit",
+                );
             }
             let created = {
                 let mut tree = lock(tree);
@@ -711,9 +730,11 @@ async fn du_operation(
             let instance = match created {
                 Ok(created) => match created.created.first().and_then(Path::instance_id) {
                     Some(instance) => instance,
-                    None => return failed(&uuid, 9001, "no instance was created"),
+                    None => {
+                        return failed(&uuid, FaultCode::RequestDenied, "no instance was created");
+                    }
                 },
-                Err(e) => return failed(&uuid, 9027, format!("{e:?}")),
+                Err(e) => return failed(&uuid, FaultCode::SystemResourcesExceeded, e.to_string()),
             };
             // The UUID on its own: a URI too long for /9/x/3 (255) must not
             // leave the unit without its identity.
@@ -729,7 +750,11 @@ async fn du_operation(
                     .begin(Origin::Agent)
                     .delete(software::ID, instance)
                     .commit();
-                return failed(&uuid, 9001, format!("the unit cannot be recorded: {e:?}"));
+                return failed(
+                    &uuid,
+                    FaultCode::RequestDenied,
+                    format!("the unit cannot be recorded: {e}"),
+                );
             }
             set(tree, instance, &[(PACKAGE_URI, Value::String(url.clone()))]);
             let store = store(state_dir, instance, max_size);
@@ -739,9 +764,12 @@ async fn du_operation(
                     Err(failure) => Err(download_fault(failure)),
                     Ok(_) => {
                         state(tree, instance, DELIVERED, R_DELIVERED);
-                        install(tree, &store, command, instance)
-                            .await
-                            .map_err(|_| (9018, "the package program refused the package"))
+                        install(tree, &store, command, instance).await.map_err(|_| {
+                            TransferFault::new(
+                                FaultCode::FileCorrupted,
+                                "the package program refused the package",
+                            )
+                        })
                     }
                 };
             match outcome {
@@ -753,7 +781,7 @@ async fn du_operation(
                     resolved: true,
                     ..Default::default()
                 },
-                Err((code, text)) => {
+                Err(TransferFault { code, text }) => {
                     // The unit was never installed: it does not stay.
                     store.discard();
                     let _ = lock(tree)
@@ -778,7 +806,11 @@ async fn du_operation(
                 find(tree, &uuid, &version)
             };
             let Some(instance) = found else {
-                return failed(&uuid, 9028, "Unknown Deployment Unit");
+                return failed(
+                    &uuid,
+                    FaultCode::UnknownDeploymentUnit,
+                    "Unknown Deployment Unit",
+                );
             };
             let uuid = text(tree, instance, software::UUID);
             let url = if url.is_empty() {
@@ -811,9 +843,12 @@ async fn du_operation(
                     }
                     Ok(_) => {
                         set(tree, instance, &[(PACKAGE_URI, Value::String(url))]);
-                        install(tree, &store, command, instance)
-                            .await
-                            .map_err(|_| (9018, "the package program refused the package"))
+                        install(tree, &store, command, instance).await.map_err(|_| {
+                            TransferFault::new(
+                                FaultCode::FileCorrupted,
+                                "the package program refused the package",
+                            )
+                        })
                     }
                 };
             match outcome {
@@ -825,12 +860,18 @@ async fn du_operation(
                     resolved: true,
                     ..Default::default()
                 },
-                Err((code, text)) => still_installed(tree, &uuid, instance, code, text),
+                Err(TransferFault { code, text }) => {
+                    still_installed(tree, &uuid, instance, code, text)
+                }
             }
         }
         DuOperation::Uninstall { uuid, version, .. } => {
             let Some(instance) = find(tree, &uuid, &version) else {
-                return failed(&uuid, 9028, "Unknown Deployment Unit");
+                return failed(
+                    &uuid,
+                    FaultCode::UnknownDeploymentUnit,
+                    "Unknown Deployment Unit",
+                );
             };
             let version = text(tree, instance, PKGVERSION);
             match uninstall(tree, command, instance).await {
@@ -853,7 +894,7 @@ async fn du_operation(
                     tree,
                     &uuid,
                     instance,
-                    9001,
+                    FaultCode::RequestDenied,
                     format!("uninstall failed: {e}"),
                 ),
             }

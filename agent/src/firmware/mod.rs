@@ -16,6 +16,7 @@ use dm_platform::firmware::{ImageError, ImageStore, ImageWriter};
 use tracing::{info, warn};
 
 use dm_core::lock;
+use dm_cwmp::soap::{FaultCode, TransferFault};
 use dm_rt::clock::wall;
 
 use dm_core::enums::firmware::result::{
@@ -62,7 +63,7 @@ impl Announcer {
     }
 
     /// A transfer (and, for a download applied, its update) ended.
-    fn report(&self, uri: &str, size: u64, fault: Option<(u32, String)>) {
+    fn report(&self, uri: &str, size: u64, fault: Option<TransferFault>) {
         let (Some(commands), Some(tree)) = (&self.commands, &self.tree) else {
             return;
         };
@@ -77,7 +78,8 @@ impl Announcer {
         }
         let now = wall();
         let start = lock(&self.started).take().unwrap_or(now);
-        let (fault_code, fault_string) = fault.unwrap_or((0, String::new()));
+        let (fault_code, fault_string) =
+            fault.map_or((0, String::new()), |f| (f.code.code(), f.text));
         let result = dm_cwmp::session::TransferResult {
             command_key: String::new(),
             fault_code,
@@ -311,7 +313,14 @@ pub async fn apply(
         Err(e) => {
             warn!("firmware update failed: {e}");
             set(&tree, DOWNLOADED, RESULT_FAILED);
-            announcer.report(&uri, size, Some((9010, format!("Download failure: {e}"))));
+            announcer.report(
+                &uri,
+                size,
+                Some(TransferFault::new(
+                    FaultCode::DownloadFailure,
+                    format!("Download failure: {e}"),
+                )),
+            );
         }
     }
 }
@@ -382,15 +391,30 @@ pub async fn pull(
     // A pull that failed is over; one that succeeded is reported with its
     // update.
     let fault = match result {
-        RESULT_NO_SPACE => Some((9010, "Download failure: no room for the image")),
-        RESULT_CONNECTION_LOST => Some((9017, "Download failure: the transfer broke off")),
-        RESULT_INVALID_URI => Some((9016, "Download failure: the file is not accessible")),
-        RESULT_UNSUPPORTED_PROTOCOL => Some((9013, "Unsupported protocol for file transfer")),
-        RESULT_INTEGRITY => Some((9018, "Download failure: the file is corrupted")),
+        RESULT_NO_SPACE => Some(TransferFault::new(
+            FaultCode::DownloadFailure,
+            "Download failure: no room for the image",
+        )),
+        RESULT_CONNECTION_LOST => Some(TransferFault::new(
+            FaultCode::DownloadIncomplete,
+            "Download failure: the transfer broke off",
+        )),
+        RESULT_INVALID_URI => Some(TransferFault::new(
+            FaultCode::FileNotAccessible,
+            "Download failure: the file is not accessible",
+        )),
+        RESULT_UNSUPPORTED_PROTOCOL => Some(TransferFault::new(
+            FaultCode::UnsupportedTransferProtocol,
+            "Unsupported protocol for file transfer",
+        )),
+        RESULT_INTEGRITY => Some(TransferFault::new(
+            FaultCode::FileCorrupted,
+            "Download failure: the file is corrupted",
+        )),
         _ => None,
     };
-    if let Some((code, text)) = fault {
-        announcer.report(&uri, 0, Some((code, text.to_owned())));
+    if let Some(fault) = fault {
+        announcer.report(&uri, 0, Some(fault));
     }
 }
 
@@ -711,7 +735,7 @@ pub fn cwmp_transfers(
                     .await
                     .map(|()| Applied::Done);
             }
-            let fault = |code: u32, text: String| Err((code, text));
+            let fault = |code: FaultCode, text: String| Err(TransferFault::new(code, text));
             let credentials = dm_cwmp_tokio::Credentials {
                 username: transfer.username.clone(),
                 password: transfer.password.clone(),
@@ -723,18 +747,18 @@ pub fn cwmp_transfers(
             }
             let source = match Source::of(&transfer.url) {
                 Ok(source) => source,
-                Err(e) => return fault(9016, e),
+                Err(e) => return fault(FaultCode::FileNotAccessible, e),
             };
             let mut writer = match store.begin() {
                 Ok(writer) => writer,
-                Err(e) => return fault(9010, e.to_string()),
+                Err(e) => return fault(FaultCode::DownloadFailure, e.to_string()),
             };
             let received = download_image(source, credentials, tls, &mut writer, &tree).await;
             let size = match received {
                 Ok(size) if transfer.file_size > 0 && size != transfer.file_size => {
                     writer.abort();
                     return fault(
-                        9018,
+                        FaultCode::FileCorrupted,
                         format!(
                             "{size} bytes received, FileSize said {}",
                             transfer.file_size
@@ -745,18 +769,18 @@ pub fn cwmp_transfers(
                 Err(e) => {
                     // A failed transfer does not keep the disk full.
                     writer.abort();
-                    return Err(download_fault(e, 9010));
+                    return Err(download_fault(e, FaultCode::DownloadFailure));
                 }
             };
             // Held until applied: no other transfer replaces it meanwhile.
             let (image, claim) = match writer.finish_claimed() {
                 Ok(done) => done,
-                Err(e) => return fault(9010, e.to_string()),
+                Err(e) => return fault(FaultCode::DownloadFailure, e.to_string()),
             };
             let Some((program, arguments)) = command.as_deref().and_then(<[String]>::split_first)
             else {
                 return fault(
-                    9010,
+                    FaultCode::DownloadFailure,
                     "downloaded, but no firmware command is configured ([firmware] command)".into(),
                 );
             };
@@ -775,8 +799,11 @@ pub fn cwmp_transfers(
                         Applied::Done
                     })
                 }
-                Ok(status) => fault(9010, format!("the update program failed: {status}")),
-                Err(e) => fault(9010, e),
+                Ok(status) => fault(
+                    FaultCode::DownloadFailure,
+                    format!("the update program failed: {status}"),
+                ),
+                Err(e) => fault(FaultCode::DownloadFailure, e),
             }
         })
     }))
@@ -838,14 +865,20 @@ async fn download_image(
 /// login, 9015 no server, 9016 no file, 9017 cut short; `sink` is the code
 /// for bytes the destination refused (9010 for a full disk, 9018 for a
 /// file too large to be what was asked).
-fn download_fault(e: dm_cwmp_tokio::http::HttpError, sink: u32) -> (u32, String) {
+fn download_fault(e: dm_cwmp_tokio::http::HttpError, sink: FaultCode) -> TransferFault {
     use dm_cwmp_tokio::http::HttpError;
     match e {
-        HttpError::Unauthorized(e) => (9012, e),
-        e @ HttpError::Connect(_) => (9015, e.to_string()),
-        e @ HttpError::Status(_) => (9016, e.to_string()),
-        e @ (HttpError::Timeout | HttpError::Protocol(_)) => (9017, e.to_string()),
-        e @ HttpError::Sink(_) => (sink, e.to_string()),
+        HttpError::Unauthorized(e) => {
+            TransferFault::new(FaultCode::FileTransferAuthenticationFailure, e)
+        }
+        e @ HttpError::Connect(_) => {
+            TransferFault::new(FaultCode::FileServerUnreachable, e.to_string())
+        }
+        e @ HttpError::Status(_) => TransferFault::new(FaultCode::FileNotAccessible, e.to_string()),
+        e @ (HttpError::Timeout | HttpError::Protocol(_)) => {
+            TransferFault::new(FaultCode::DownloadIncomplete, e.to_string())
+        }
+        e @ HttpError::Sink(_) => TransferFault::new(sink, e.to_string()),
     }
 }
 
@@ -880,12 +913,14 @@ async fn restore_configuration(
     tree: &Mutex<Tree>,
     credentials: dm_cwmp_tokio::Credentials,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
-) -> Result<(), (u32, String)> {
+) -> Result<(), TransferFault> {
     let mut sink = MemorySink {
         bytes: Vec::new(),
         limit: MAX_CONFIGURATION,
     };
-    match Source::of(&transfer.url).map_err(|e| (9016, e))? {
+    match Source::of(&transfer.url)
+        .map_err(|e| TransferFault::new(FaultCode::FileNotAccessible, e))?
+    {
         Source::Ftp(url) => {
             dm_cwmp_tokio::ftp::download(url, &credentials, TRANSFER_IDLE, &mut sink).await
         }
@@ -898,10 +933,10 @@ async fn restore_configuration(
         }
     }
     // Too large a file is no configuration: 9018.
-    .map_err(|e| download_fault(e, 9018))?;
+    .map_err(|e| download_fault(e, FaultCode::FileCorrupted))?;
     if transfer.file_size > 0 && sink.bytes.len() as u64 != transfer.file_size {
-        return Err((
-            9018,
+        return Err(TransferFault::new(
+            FaultCode::FileCorrupted,
             format!(
                 "{} bytes received, FileSize said {}",
                 sink.bytes.len(),
@@ -909,10 +944,18 @@ async fn restore_configuration(
             ),
         ));
     }
-    let text = String::from_utf8(sink.bytes)
-        .map_err(|_| (9018, "the configuration file is not UTF-8".to_owned()))?;
-    let applied = dm_cwmp::rpc::apply_configuration_file(&mut lock(tree), &text)
-        .map_err(|e| (9018, format!("the configuration file was not applied: {e}")))?;
+    let text = String::from_utf8(sink.bytes).map_err(|_| {
+        TransferFault::new(
+            FaultCode::FileCorrupted,
+            "the configuration file is not UTF-8".to_owned(),
+        )
+    })?;
+    let applied = dm_cwmp::rpc::apply_configuration_file(&mut lock(tree), &text).map_err(|e| {
+        TransferFault::new(
+            FaultCode::FileCorrupted,
+            format!("the configuration file was not applied: {e}"),
+        )
+    })?;
     info!(
         key = transfer.command_key,
         parameters = applied,
@@ -928,13 +971,17 @@ async fn upload(
     tree: &Mutex<Tree>,
     log: &dyn dm_platform::SystemLog,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
-) -> Result<(), (u32, String)> {
+) -> Result<(), TransferFault> {
     use dm_cwmp_tokio::http::HttpError;
     let body = if transfer.file_type == dm_cwmp::session::CONFIGURATION_UPLOAD {
         dm_cwmp::rpc::configuration_file(&lock(tree))
     } else {
-        log.read_all()
-            .map_err(|e| (9011, format!("Upload failure: the log cannot be read: {e}")))?
+        log.read_all().map_err(|e| {
+            TransferFault::new(
+                FaultCode::UploadFailure,
+                format!("Upload failure: the log cannot be read: {e}"),
+            )
+        })?
     };
     let credentials = dm_cwmp_tokio::Credentials {
         username: transfer.username.clone(),
@@ -947,10 +994,9 @@ async fn upload(
             .await
             .map(|()| 200)
     } else {
-        let uri: hyper::Uri = transfer
-            .url
-            .parse()
-            .map_err(|e| (9011, format!("{}: {e}", transfer.url)))?;
+        let uri: hyper::Uri = transfer.url.parse().map_err(|e| {
+            TransferFault::new(FaultCode::UploadFailure, format!("{}: {e}", transfer.url))
+        })?;
         let mut session = dm_cwmp_tokio::http::HttpSession::new(uri, credentials, idle, tls);
         let sent = session.upload(body).await;
         session.close().await;
@@ -966,12 +1012,18 @@ async fn upload(
             );
             Ok(())
         }
-        Ok(status) => Err((
-            9011,
+        Ok(status) => Err(TransferFault::new(
+            FaultCode::UploadFailure,
             format!("Upload failure: the server answered {status}"),
         )),
-        Err(HttpError::Unauthorized(e)) => Err((9012, e)),
-        Err(e) => Err((9011, format!("Upload failure: {e}"))),
+        Err(HttpError::Unauthorized(e)) => Err(TransferFault::new(
+            FaultCode::FileTransferAuthenticationFailure,
+            e,
+        )),
+        Err(e) => Err(TransferFault::new(
+            FaultCode::UploadFailure,
+            format!("Upload failure: {e}"),
+        )),
     }
 }
 
@@ -1019,7 +1071,10 @@ pub fn recover(tree: &Mutex<Tree>, store: &ImageStore, announcer: &Announcer) {
                     announcer.report(
                         uri,
                         size,
-                        Some((9010, format!("the device came back with {now}"))),
+                        Some(TransferFault::new(
+                            FaultCode::DownloadFailure,
+                            format!("the device came back with {now}"),
+                        )),
                     );
                 }
             }

@@ -141,7 +141,12 @@ fn autonomous_transfers_are_announced_as_the_policy_says() {
             .commit()
             .unwrap();
     };
-    let failed = || Some((9010, "broken".to_owned()));
+    let failed = || {
+        Some(dm_cwmp::soap::TransferFault::new(
+            dm_cwmp::soap::FaultCode::DownloadFailure,
+            "broken",
+        ))
+    };
     announcer.report("coap://x/fw", 10, None);
     assert!(sent.try_recv().is_err(), "off by default");
     set(policy::ENABLE, Value::Boolean(true));

@@ -107,9 +107,10 @@ pub enum Applied {
 }
 
 /// Performs a download the ACS asked for; `Err` carries the
-/// TransferComplete fault (code, string).
-pub type TransferFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Applied, (u32, String)>> + Send>>;
+/// TransferComplete fault.
+pub type TransferFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Applied, dm_cwmp::soap::TransferFault>> + Send>,
+>;
 
 #[derive(Clone)]
 pub struct TransferHandler(
@@ -386,9 +387,9 @@ pub async fn run(
                 );
                 let outcome = match handler {
                     Some(handler) => (handler.0)(transfer).await,
-                    None => Err((
-                        9010,
-                        "Download failure: downloads are not configured".into(),
+                    None => Err(dm_cwmp::soap::TransferFault::new(
+                        dm_cwmp::soap::FaultCode::DownloadFailure,
+                        "Download failure: downloads are not configured",
                     )),
                 };
                 let (fault_code, fault_string, awaiting) = match outcome {
@@ -396,7 +397,7 @@ pub async fn run(
                     Ok(Applied::AwaitingReboot { version_before }) => {
                         (0, String::new(), Some(version_before))
                     }
-                    Err((code, text)) => (code, text, None),
+                    Err(fault) => (fault.code.code(), fault.text, None),
                 };
                 info!(key, upload, fault_code, "CWMP transfer finished");
                 let _ = results.send((
@@ -436,7 +437,7 @@ pub async fn run(
                             current_state: "Failed".into(),
                             start: wall(),
                             complete: wall(),
-                            fault_code: 9001,
+                            fault_code: dm_cwmp::soap::FaultCode::RequestDenied.code(),
                             fault_string: "software management is not configured".into(),
                             ..Default::default()
                         })

@@ -17,19 +17,20 @@ impl Engine {
         if event == "GetRPCMethods" {
             return self.queue_request(tree, CpeRequest::GetRpcMethods);
         }
-        let known = [
-            "1 BOOT",
-            "2 PERIODIC",
-            "3 SCHEDULED",
-            "4 VALUE CHANGE",
-            "6 CONNECTION REQUEST",
-            "8 DIAGNOSTICS COMPLETE",
-        ];
-        let vendor = event.starts_with("X ") && event.split(' ').count() >= 3;
-        if !known.contains(&event) && !vendor {
+        let code = EventCode::parse(event);
+        let allowed = matches!(
+            code,
+            EventCode::Boot
+                | EventCode::Periodic
+                | EventCode::Scheduled
+                | EventCode::ValueChange
+                | EventCode::ConnectionRequest
+                | EventCode::DiagnosticsComplete
+        ) || code.is_vendor();
+        if !allowed {
             return Err(RequestError::UnknownEvent(event.to_owned()));
         }
-        self.add_event(event, "");
+        self.add_event(code, "");
         self.save(tree);
         self.wanted = true;
         Ok(())
@@ -69,7 +70,7 @@ impl Engine {
         if !self.durable.cpe_requests.contains(&request) {
             self.durable.cpe_requests.push(request);
         }
-        self.add_event(&event, "");
+        self.add_event(event, "");
         self.save(tree);
         self.wanted = true;
         Ok(())
@@ -80,7 +81,7 @@ impl Engine {
     /// is there (the retry count goes on, it is reset only by a session
     /// that succeeds).
     pub fn handle_connection_request(&mut self, tree: &mut Tree) {
-        self.add_event("6 CONNECTION REQUEST", "");
+        self.add_event(EventCode::ConnectionRequest, "");
         self.save(tree);
         self.wanted = true;
         self.next_retry = None;
@@ -136,7 +137,7 @@ impl Engine {
             active |= level == Notification::Active;
         }
         if active {
-            self.add_event("4 VALUE CHANGE", "");
+            self.add_event(EventCode::ValueChange, "");
             self.wanted = true;
         }
         if any {
@@ -223,7 +224,7 @@ impl Engine {
             }
         }
         if active {
-            self.add_event("4 VALUE CHANGE", "");
+            self.add_event(EventCode::ValueChange, "");
             self.wanted = true;
         }
         if any {
@@ -256,22 +257,20 @@ impl Engine {
         }
     }
 
-    pub(super) fn add_event(&mut self, code: &str, command_key: &str) {
+    pub(super) fn add_event(&mut self, code: EventCode, command_key: &str) {
         // A single event already waiting is not repeated; one already in
         // the Inform in flight is, since it happened again after.
         let waiting = &self.durable.events[self.in_flight.len().min(self.durable.events.len())..];
-        if single(code) && waiting.iter().any(|(c, _)| c == code) {
+        if code.is_single() && waiting.iter().any(|(c, _)| *c == code) {
             return;
         }
         // cwmp-1-4.xsd allows 64 EventStructs in an Inform: an ACS that
         // floods ScheduleInform cannot grow the list past what can be sent.
         // Room is kept for the single events (at most one of each code).
-        if !single(code) && self.multiple_events() >= MAX_MULTIPLE_EVENTS {
+        if !code.is_single() && self.multiple_events() >= MAX_MULTIPLE_EVENTS {
             return;
         }
-        self.durable
-            .events
-            .push((code.to_owned(), command_key.to_owned()));
+        self.durable.events.push((code, command_key.to_owned()));
     }
 
     /// "M …" events waiting, and ScheduleInforms that will add one.
@@ -279,7 +278,7 @@ impl Engine {
         self.durable
             .events
             .iter()
-            .filter(|(c, _)| !single(c))
+            .filter(|(c, _)| !c.is_single())
             .count()
             + self.durable.scheduled.len()
     }
@@ -298,26 +297,20 @@ impl Engine {
     }
 }
 
-pub(super) fn transfer_event(result: &TransferResult) -> &'static str {
+pub(super) fn transfer_event(result: &TransferResult) -> EventCode {
     if result.autonomous.is_some() {
-        return AUTONOMOUS;
+        return EventCode::AutonomousTransferComplete;
     }
     match (result.upload, result.scheduled) {
-        (true, _) => "M Upload",
-        (false, true) => "M ScheduleDownload",
-        (false, false) => "M Download",
+        (true, _) => EventCode::MUpload,
+        (false, true) => EventCode::MScheduleDownload,
+        (false, false) => EventCode::MDownload,
     }
-}
-
-/// Events that are reported once whatever their count (TR-069 Table 7:
-/// single) as opposed to the `M` events, one per CommandKey.
-pub(super) fn single(code: &str) -> bool {
-    !code.starts_with("M ")
 }
 
 /// The vendor event of a GetRPCMethods the CPE asks (icwmp's `inform
 /// GetRPCMethods`): "X <OUI> GetRPCMethods", no standard event saying why.
-pub(super) fn get_rpc_methods_event(tree: &Tree) -> String {
+pub(super) fn get_rpc_methods_event(tree: &Tree) -> EventCode {
     let oui = match tree.read(
         Origin::Agent,
         &Path::resource(device::ID, InstanceId(0), device::MANUFACTURER_OUI),
@@ -325,14 +318,14 @@ pub(super) fn get_rpc_methods_event(tree: &Tree) -> String {
         Ok(ResourceValue::Single(Value::String(oui))) if !oui.is_empty() => oui,
         _ => "000000".to_owned(),
     };
-    format!("X {oui} GetRPCMethods")
+    EventCode::vendor(&oui, "GetRPCMethods")
 }
 
 /// The event a request of ours is announced with.
-pub(super) fn request_event(tree: &Tree, request: &CpeRequest) -> String {
+pub(super) fn request_event(tree: &Tree, request: &CpeRequest) -> EventCode {
     match request {
         CpeRequest::GetRpcMethods => get_rpc_methods_event(tree),
-        CpeRequest::RequestDownload { .. } => "9 REQUEST DOWNLOAD".to_owned(),
-        CpeRequest::Kicked(_) => "5 KICKED".to_owned(),
+        CpeRequest::RequestDownload { .. } => EventCode::RequestDownload,
+        CpeRequest::Kicked(_) => EventCode::Kicked,
     }
 }

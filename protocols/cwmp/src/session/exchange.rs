@@ -402,7 +402,7 @@ impl Engine {
                 self.durable.events.remove(i);
             }
         }
-        if sent.iter().any(|(c, _)| c == "0 BOOTSTRAP") {
+        if sent.iter().any(|(c, _)| *c == EventCode::Bootstrap) {
             self.durable.bootstrapped_url = Some(settings(tree).url);
         }
         let changed = std::mem::take(&mut self.in_flight_changed);
@@ -430,7 +430,7 @@ impl Engine {
             .in_flight
             .iter()
             .map(|(code, key)| Event {
-                code: code.clone(),
+                code: code.to_string(),
                 command_key: key.clone(),
             })
             .collect();

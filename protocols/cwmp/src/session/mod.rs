@@ -39,11 +39,13 @@ use crate::soap::{
 use crate::values;
 
 mod dispatch;
+mod event_code;
 mod events;
 mod exchange;
 mod timers;
 mod transfers;
 
+pub use event_code::EventCode;
 pub use transfers::{du_uuid, is_uuid};
 
 use events::*;
@@ -104,7 +106,7 @@ pub enum EngineEvent {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Durable {
     /// Undelivered events: (code, command key), in order.
-    events: Vec<(String, String)>,
+    events: Vec<(EventCode, String)>,
     /// ScheduleInform requests not yet due: (Unix time, command key).
     scheduled: Vec<(i64, String)>,
     /// TR-181 names of changed parameters to report.
@@ -258,8 +260,6 @@ pub const CONFIGURATION_DOWNLOAD: &str = "3 Vendor Configuration File";
 pub const CONFIGURATION_UPLOAD: &str = "1 Vendor Configuration File";
 pub const VENDOR_LOG: &str = "2 Vendor Log File";
 
-const AUTONOMOUS: &str = "10 AUTONOMOUS TRANSFER COMPLETE";
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Idle,
@@ -302,10 +302,10 @@ pub struct Engine {
     phase: Phase,
     version: CwmpVersion,
     /// Events delivered by the Inform in flight, removed on InformResponse.
-    in_flight: Vec<(String, String)>,
+    in_flight: Vec<(EventCode, String)>,
     /// The event codes this session's Inform carried: a request of ours
     /// goes only in a session that announced it.
-    announced: Vec<String>,
+    announced: Vec<EventCode>,
     in_flight_changed: BTreeSet<String>,
     /// Parameters of `in_flight_changed` that changed again after the
     /// Inform was built: still to be reported.
@@ -371,11 +371,11 @@ impl Engine {
         };
         let url = settings(tree).url;
         if engine.durable.bootstrapped_url.as_deref() != Some(url.as_str()) {
-            engine.add_event("0 BOOTSTRAP", "");
+            engine.add_event(EventCode::Bootstrap, "");
         }
-        engine.add_event("1 BOOT", "");
+        engine.add_event(EventCode::Boot, "");
         if let Some(key) = engine.durable.reboot_command_key.take() {
-            engine.add_event("M Reboot", &key);
+            engine.add_event(EventCode::MReboot, &key);
         }
         // A transfer in progress when the agent stopped did not finish:
         // it is reported as failed, never silently dropped.
@@ -443,7 +443,7 @@ impl Engine {
                         current_state: "Failed".into(),
                         start: wall,
                         complete: wall,
-                        fault_code: 9001,
+                        fault_code: FaultCode::RequestDenied.code(),
                         fault_string: "interrupted by a restart".into(),
                         ..soap::DuResult::default()
                     })

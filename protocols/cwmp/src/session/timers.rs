@@ -8,7 +8,7 @@ impl Engine {
     pub fn handle_timeout(&mut self, tree: &mut Tree, now: Instant, wall: i64) {
         self.clock = (now, wall);
         if self.next_periodic.is_some_and(|t| t <= now) {
-            self.add_event("2 PERIODIC", "");
+            self.add_event(EventCode::Periodic, "");
             self.save(tree);
             self.wanted = true;
             self.next_periodic = None;
@@ -27,9 +27,9 @@ impl Engine {
             .collect();
         self.durable.scheduled.retain(|(t, _)| *t > wall);
         if !due.is_empty() {
-            self.add_event("3 SCHEDULED", "");
+            self.add_event(EventCode::Scheduled, "");
             for key in due {
-                self.add_event("M ScheduleInform", &key);
+                self.add_event(EventCode::MScheduleInform, &key);
             }
             self.save(tree);
             self.wanted = true;
@@ -54,25 +54,28 @@ impl Engine {
         // TransferComplete may only go in a session whose Inform says
         // "7 TRANSFER COMPLETE" (with its "M Download"): after a session
         // that failed once its Inform was acknowledged, they are back.
-        let completed: Vec<(&'static str, String)> = self
+        let completed: Vec<(EventCode, String)> = self
             .durable
             .completed
             .iter()
             .map(|c| (transfer_event(c), c.command_key.clone()))
             .collect();
-        if completed.iter().any(|(e, _)| *e != AUTONOMOUS) {
-            self.add_event("7 TRANSFER COMPLETE", "");
+        if completed
+            .iter()
+            .any(|(e, _)| *e != EventCode::AutonomousTransferComplete)
+        {
+            self.add_event(EventCode::TransferComplete, "");
         }
         // Requests of ours still waiting (a session that failed after its
         // Inform was acknowledged took their events with it).
-        let requested: Vec<String> = self
+        let requested: Vec<EventCode> = self
             .durable
             .cpe_requests
             .iter()
             .map(|r| request_event(tree, r))
             .collect();
         for event in requested {
-            self.add_event(&event, "");
+            self.add_event(event, "");
         }
         let du_keys: Vec<String> = self
             .durable
@@ -81,29 +84,29 @@ impl Engine {
             .map(|c| c.command_key.clone())
             .collect();
         if !du_keys.is_empty() {
-            self.add_event("11 DU STATE CHANGE COMPLETE", "");
+            self.add_event(EventCode::DuStateChangeComplete, "");
             for key in du_keys {
                 if !self
                     .durable
                     .events
                     .iter()
-                    .any(|(c, k)| c == "M ChangeDUState" && *k == key)
+                    .any(|(c, k)| *c == EventCode::MChangeDuState && *k == key)
                 {
-                    self.add_event("M ChangeDUState", &key);
+                    self.add_event(EventCode::MChangeDuState, &key);
                 }
             }
         }
         if !completed.is_empty() {
             for (event, key) in completed {
-                if event == AUTONOMOUS {
-                    self.add_event(AUTONOMOUS, "");
+                if event == EventCode::AutonomousTransferComplete {
+                    self.add_event(EventCode::AutonomousTransferComplete, "");
                     continue;
                 }
                 if !self
                     .durable
                     .events
                     .iter()
-                    .any(|(c, k)| c == event && *k == key)
+                    .any(|(c, k)| *c == event && *k == key)
                 {
                     self.add_event(event, &key);
                 }
@@ -131,7 +134,7 @@ impl Engine {
         self.inform_id += 1;
         let inform = self.inform(tree, wall);
         self.events.push_back(EngineEvent::SessionStarted {
-            events: self.in_flight.iter().map(|(c, _)| c.clone()).collect(),
+            events: self.in_flight.iter().map(|(c, _)| c.to_string()).collect(),
         });
         self.outbox.push_back(inform.into());
         self.phase = Phase::Informing;

@@ -24,7 +24,7 @@ impl Engine {
                 tree,
                 TransferResult {
                     command_key: transfer.command_key,
-                    fault_code: 9020,
+                    fault_code: FaultCode::OutsideTimeWindows.code(),
                     fault_string: "Download failure: unable to complete download within specified time windows".into(),
                     start: wall,
                     complete: wall,
@@ -67,7 +67,7 @@ impl Engine {
         if result.autonomous.is_none() {
             return self.transfer_complete(tree, result);
         }
-        self.add_event(AUTONOMOUS, "");
+        self.add_event(EventCode::AutonomousTransferComplete, "");
         self.durable.completed.push(result);
         self.save(tree);
         self.wanted = true;
@@ -102,8 +102,8 @@ impl Engine {
         {
             self.durable.du_changes.remove(i);
         }
-        self.add_event("11 DU STATE CHANGE COMPLETE", "");
-        self.add_event("M ChangeDUState", command_key);
+        self.add_event(EventCode::DuStateChangeComplete, "");
+        self.add_event(EventCode::MChangeDuState, command_key);
         self.durable.du_completed.push(DuCompleted {
             command_key: command_key.to_owned(),
             results,
@@ -118,7 +118,7 @@ impl Engine {
         self.durable
             .transfers
             .retain(|t| t.command_key != result.command_key || !t.started);
-        self.add_event("7 TRANSFER COMPLETE", "");
+        self.add_event(EventCode::TransferComplete, "");
         self.add_event(transfer_event(&result), &result.command_key);
         self.durable.completed.push(result);
         self.save(tree);

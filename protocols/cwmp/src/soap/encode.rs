@@ -473,7 +473,14 @@ impl Encoder {
         message: &str,
         parameters: &[ParameterFault],
     ) -> String {
-        let faultcode = if matches!(code, 9002 | 9004) {
+        // SOAP's Server faultcode for the CPE's own trouble (TR-069 §A.5).
+        let faultcode = if [
+            super::FaultCode::InternalError,
+            super::FaultCode::ResourcesExceeded,
+        ]
+        .iter()
+        .any(|f| f.code() == code)
+        {
             "Server"
         } else {
             "Client"

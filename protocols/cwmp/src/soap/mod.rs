@@ -14,7 +14,7 @@ mod fault;
 
 pub use decode::{DecodeError, DecodeErrorKind, decode};
 pub use encode::{Body, CHUNK, Cursor, DeviceId, Encoder, Event, ParameterValue, QueuedTransfer};
-pub use fault::FaultCode;
+pub use fault::{FaultCode, TransferFault};
 
 /// The cwmp namespace version of a message: the `N` of
 /// `urn:dslforum-org:cwmp-1-N`.
