@@ -1,7 +1,7 @@
 //! The session engine against a scripted ACS, in simulated time: no
 //! sockets, no clock.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! at once the first time, then only after a growing wait, not every time
 //! the registration attempts run out.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

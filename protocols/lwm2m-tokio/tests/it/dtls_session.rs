@@ -5,7 +5,7 @@
 //! never an Update over the new session (field interop issue: Leshan and
 //! Wakaama forget a registration with its DTLS session).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

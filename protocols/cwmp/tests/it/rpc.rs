@@ -1,6 +1,6 @@
 //! The data-model RPCs on a full tree (objects on the in-memory platform).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

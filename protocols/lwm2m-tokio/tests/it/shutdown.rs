@@ -3,7 +3,7 @@
 //! driver waits for the answer and de-registers, so the server is not left
 //! holding a registration until its lifetime runs out.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The SOAP codec: what ACSs send decodes to the right request, what the
 //! CPE sends validates against cwmp-1-4.xsd, and no input panics.
 
-mod common;
+use crate::common;
 
 use common::{body_document, validate};
 use dm_cwmp::soap::{

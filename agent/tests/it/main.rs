@@ -1,0 +1,13 @@
+//! The integration tests of this crate, in one binary: each file a
+//! module (one link of the workspace instead of one per file).
+
+mod acsrs;
+mod cli;
+mod control;
+mod cross_protocol;
+mod cwmp_download;
+mod cwmp_ftp;
+mod dhcp;
+mod launch;
+mod lwm2m;
+mod watchdog;

@@ -1,0 +1,6 @@
+//! The integration tests of this crate, in one binary: each file a
+//! module (one link of the workspace instead of one per file).
+
+mod digest;
+mod driver;
+mod https;
