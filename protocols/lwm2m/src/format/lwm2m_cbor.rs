@@ -169,7 +169,8 @@ fn decode_map(
                 let n = d
                     .array()?
                     .ok_or_else(|| Failure::Cbor("indefinite arrays are not read".into()))?;
-                if n == 0 || depth as u64 + n > 4 {
+                // Checked: `n` is the peer's (up to u64::MAX).
+                if n == 0 || (depth as u64).saturating_add(n) > 4 {
                     return Err(Failure::Cbor("a path key of the wrong length".into()));
                 }
                 for _ in 0..n {

@@ -310,3 +310,18 @@ fn senml_cbor_round_trips_and_matches_rfc_8428_labels() {
         .is_err()
     );
 }
+
+/// Found by fuzzing (lwm2m_formats): a path-key array whose length is
+/// near u64::MAX overflowed the depth check (a panic with overflow
+/// checks, a wrong answer without). Now a clean error.
+#[test]
+fn lwm2m_cbor_path_array_of_absurd_length_is_refused() {
+    let bytes = [
+        &[0xd7, 0xa1, 0x04, 0xa1, 0x9b][..],
+        &[0xff; 43],
+        &[0xfe, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00],
+    ]
+    .concat();
+    let decoded = format::decode(ContentFormat::LwM2mCbor, &path("/4"), &bytes, &type_of);
+    assert!(decoded.is_err(), "{decoded:?}");
+}
