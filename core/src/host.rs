@@ -10,16 +10,20 @@ use crate::error::Error;
 /// One change the host makes for a transaction (a D-Bus call to
 /// NetworkManager): it may take seconds, so it runs off the tree's lock and
 /// off the runtime thread, and the transaction completes with its outcome.
+/// Made, it returns the write that takes it back, built from what the
+/// host answered (the id NetworkManager gave a new profile): worked out
+/// before, an undo could not name what did not exist yet.
 pub struct HostWrite {
     what: String,
-    run: Box<dyn FnOnce() -> Result<(), Error> + Send>,
+    run: Box<dyn FnOnce() -> Result<Option<HostWrite>, Error> + Send>,
 }
 
 impl HostWrite {
-    /// `what` names the write for logs ("NetworkManager profile guest").
+    /// `what` names the write for logs ("NetworkManager profile guest");
+    /// `run` makes it and returns its undo, if it can be undone.
     pub fn new(
         what: impl Into<String>,
-        run: impl FnOnce() -> Result<(), Error> + Send + 'static,
+        run: impl FnOnce() -> Result<Option<HostWrite>, Error> + Send + 'static,
     ) -> HostWrite {
         HostWrite {
             what: what.into(),
@@ -41,19 +45,31 @@ impl std::fmt::Debug for HostWrite {
 /// How long the host may take over a transaction's writes before the
 /// request that wants them is answered with the failure
 /// ([`HostWork::run_within`]).
-pub const HOST_WRITE_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+/// Two writes to a slow NetworkManager fit (the D-Bus platform gives one
+/// 10 s), and it stays under the 30 s an ACS such as GenieACS waits
+/// between two messages of a session.
+pub const HOST_WRITE_LIMIT: std::time::Duration = std::time::Duration::from_secs(25);
 
-/// The host writes of one transaction, in order, each with the write that
-/// takes it back.
+/// The host writes of one transaction, in order. While the work (or the
+/// undo it leaves) exists, the transaction's instances stay busy for
+/// other clients ([`HostWork::hold`]): a host thread still writing after
+/// its caller gave up keeps them.
 #[derive(Debug, Default)]
 pub struct HostWork {
-    steps: Vec<(HostWrite, Option<HostWrite>)>,
+    steps: Vec<HostWrite>,
+    hold: Option<std::sync::Arc<()>>,
 }
 
 impl HostWork {
-    /// Adds a write, with the one that takes it back.
-    pub(crate) fn push(&mut self, write: HostWrite, back: Option<HostWrite>) {
-        self.steps.push((write, back));
+    /// Adds a write.
+    pub(crate) fn push(&mut self, write: HostWrite) {
+        self.steps.push(write);
+    }
+
+    /// Keeps `token` (the busy mark of the transaction's instances) alive
+    /// as long as this work or its undo.
+    pub(crate) fn hold(&mut self, token: std::sync::Arc<()>) {
+        self.hold = Some(token);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -64,29 +80,38 @@ impl HostWork {
     pub fn describe(&self) -> String {
         self.steps
             .iter()
-            .map(|(w, _)| w.what.as_str())
+            .map(|w| w.what.as_str())
             .collect::<Vec<_>>()
             .join(", ")
     }
 
     /// Runs the writes in order, blocking (the caller runs it on a thread
-    /// of its own). On a failure the writes already done are taken back
-    /// (best effort) and the error returned; on success, the work that
-    /// takes every write back, should the transaction still fail (its
-    /// save, or a caller that stopped waiting).
+    /// of its own). On a failure the writes already made are taken back,
+    /// last first (best effort), and the error returned; on success, the
+    /// work that takes every write back, last first, should the
+    /// transaction still fail (its save, or a caller that stopped
+    /// waiting).
     pub fn run(self) -> Result<HostWork, Error> {
         let mut undo = Vec::new();
-        for (write, back) in self.steps {
-            if let Err(e) = (write.run)() {
-                HostWork { steps: undo }.undo();
-                return Err(e);
-            }
-            if let Some(back) = back {
-                undo.push((back, None));
+        for write in self.steps {
+            match (write.run)() {
+                Ok(back) => undo.extend(back),
+                Err(e) => {
+                    undo.reverse();
+                    HostWork {
+                        steps: undo,
+                        hold: self.hold,
+                    }
+                    .undo();
+                    return Err(e);
+                }
             }
         }
         undo.reverse();
-        Ok(HostWork { steps: undo })
+        Ok(HostWork {
+            steps: undo,
+            hold: self.hold,
+        })
     }
 
     /// [`HostWork::run`] on a thread of its own, waiting at most `limit`
@@ -142,7 +167,7 @@ impl HostWork {
 
     /// Runs the writes as an undo: every one, in order, errors ignored.
     pub fn undo(self) {
-        for (write, _) in self.steps {
+        for write in self.steps {
             let _ = (write.run)();
         }
     }

@@ -144,8 +144,8 @@ pub trait ObjectHandler: Send + Sync {
     /// instance that does not exist on that side; `None` when there is
     /// nothing to carry. Checks that need no host are made here, at once;
     /// the write itself runs later, off the tree's lock (see
-    /// [`Transaction::prepare`]). The same call with `new` and `old`
-    /// swapped gives the write that takes it back. Changes the platform
+    /// [`Transaction::prepare`]) and returns the write that takes it back
+    /// (see [`HostWrite`]). Changes the platform
     /// itself reports come with [`Origin::Platform`] and are not carried
     /// back to it.
     fn host_write(
@@ -162,8 +162,9 @@ pub trait ObjectHandler: Send + Sync {
     /// run, a provider to ask): the read to make, off the tree's lock,
     /// before a request of `origin` that wants it is served
     /// ([`Tree::host_reads`]). Its value is then what `origin` reads
-    /// ([`Tree::supply`]) until the next one; `read` answers only for
-    /// origins that fetched nothing, and must not do that I/O itself.
+    /// ([`Tree::supply`]) until the request is served
+    /// ([`Tree::forget_fetched`]); `read` answers every other read and
+    /// must not do that I/O itself.
     fn host_read(
         &self,
         _origin: Origin,
@@ -486,6 +487,13 @@ impl Tree {
             }
         }
         reads
+    }
+
+    /// Drops what host reads fetched for `origin`, once the request they
+    /// were fetched for is served: a later read (a notification) gets no
+    /// stale copy, and nothing is kept between requests.
+    pub fn forget_fetched(&mut self, origin: Origin) {
+        self.fetched.retain(|(o, _), _| *o != origin);
     }
 
     /// Keeps what host reads fetched: each origin's values replace that
@@ -959,15 +967,24 @@ impl Transaction<'_> {
             return apply(self.tree, self.origin, staged).map(Prepared::Committed);
         }
         let token = std::sync::Arc::new(());
+        let mut base = BTreeMap::new();
         for key in staged.instances.keys() {
             self.tree
                 .busy
                 .insert(*key, std::sync::Arc::downgrade(&token));
+            let now = self
+                .tree
+                .objects
+                .get(&key.0)
+                .and_then(|e| e.instances.get(&key.1))
+                .cloned();
+            base.insert(*key, now);
         }
         Ok(Prepared::Pending(PendingCommit {
             token,
             origin: self.origin,
             staged,
+            base,
             work: Some(work),
         }))
     }
@@ -989,13 +1006,22 @@ pub struct PendingCommit {
     token: std::sync::Arc<()>,
     origin: Origin,
     staged: Staged,
+    /// The touched instances as they were when prepared: what changed in
+    /// them meanwhile (platform facts, the agent's own writes; clients
+    /// were kept off) is kept when the transaction completes.
+    base: BTreeMap<(ObjectId, InstanceId), Option<Instance>>,
     work: Option<HostWork>,
 }
 
 impl PendingCommit {
     /// The host writes to make, once (empty after the first call).
+    /// The work holds the transaction's instances busy until it, and
+    /// the undo it leaves, are gone: a host thread that outlives its
+    /// caller keeps other clients off them.
     pub fn take_work(&mut self) -> HostWork {
-        self.work.take().unwrap_or_default()
+        let mut work = self.work.take().unwrap_or_default();
+        work.hold(std::sync::Arc::clone(&self.token));
+        work
     }
 
     /// The instances the transaction creates, with their numbers.
@@ -1038,12 +1064,7 @@ fn host_work(tree: &Tree, origin: Origin, staged: &Staged) -> Result<HostWork, T
             .host_write(origin, *id, old, new.as_ref())
             .map_err(|e| TransactionError { faults: vec![e] })?;
         if let Some(write) = write {
-            let back = entry
-                .handler
-                .host_write(origin, *id, new.as_ref(), old)
-                .ok()
-                .flatten();
-            work.push(write, back);
+            work.push(write);
         }
     }
     Ok(work)
@@ -1065,7 +1086,11 @@ impl Tree {
                 result: Err(TransactionError { faults: vec![e] }),
                 undo: None,
             },
-            Ok(undo) => match apply(self, pending.origin, pending.staged) {
+            Ok(undo) => match apply(
+                self,
+                pending.origin,
+                rebase(self, pending.staged, &pending.base),
+            ) {
                 Ok(committed) => Completion {
                     result: Ok(committed),
                     undo: None,
@@ -1078,6 +1103,50 @@ impl Tree {
             },
         }
     }
+}
+
+/// A transaction prepared earlier, brought onto the tree as it is now: in
+/// an instance that changed meanwhile, only the resources the transaction
+/// changed are taken from it; instance counters never go back.
+fn rebase(
+    tree: &Tree,
+    mut staged: Staged,
+    base: &BTreeMap<(ObjectId, InstanceId), Option<Instance>>,
+) -> Staged {
+    for (key, new) in &mut staged.instances {
+        let now = tree
+            .objects
+            .get(&key.0)
+            .and_then(|e| e.instances.get(&key.1));
+        let was = base.get(key).and_then(Option::as_ref);
+        if now == was {
+            continue;
+        }
+        if let (Some(was), Some(now), Some(new)) = (was, now, new.as_mut()) {
+            let mut merged = now.clone();
+            let touched: std::collections::BTreeSet<ResourceId> =
+                was.resources().chain(new.resources()).collect();
+            for resource in touched {
+                if new.slot(resource) != was.slot(resource) {
+                    match new.slot(resource) {
+                        Some(slot) => {
+                            merged.slots.insert(resource, slot.clone());
+                        }
+                        None => {
+                            merged.slots.remove(&resource);
+                        }
+                    }
+                }
+            }
+            *new = merged;
+        }
+    }
+    for (object, next) in &mut staged.next_instance {
+        if let Some(entry) = tree.objects.get(object) {
+            *next = (*next).max(entry.next_instance);
+        }
+    }
+    staged
 }
 
 /// The tree as the transaction would leave it, for the objects it touches.

@@ -870,7 +870,16 @@ impl ObjectHandler for Mirrored {
                 log.lock()
                     .unwrap()
                     .push(format!("{} {from}->{to}", instance.0));
-                Ok(())
+                // Its undo, from what it did.
+                Ok(Some(dm_core::HostWrite::new(
+                    format!("{} {to}->{from}", instance.0),
+                    move || {
+                        log.lock()
+                            .unwrap()
+                            .push(format!("{} {to}->{from}", instance.0));
+                        Ok(None)
+                    },
+                )))
             },
         )))
     }
@@ -1031,4 +1040,151 @@ fn a_failed_save_after_host_writes_hands_back_their_undo() {
     completion.undo.expect("the host writes' undo").undo();
     assert_eq!(*log.lock().unwrap(), ["1 ->home", "1 home->"]);
     assert_eq!(read(&tree, wlan_ssid(1)), Value::String(String::new()));
+}
+
+/// A host write still running when its caller gave up (the driver's
+/// limit, an engine replaced) keeps its instance busy until the host
+/// thread has ended, its late write taken back: no other client writes
+/// the instance meanwhile, only to be overwritten by that undo.
+#[test]
+fn an_abandoned_host_write_holds_its_instance_until_its_thread_ends() {
+    let mut tree = Tree::new();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = Arc::new(Mutex::new(release_rx));
+    let (undone_tx, undone) = std::sync::mpsc::channel::<()>();
+    struct Slow {
+        release: Arc<Mutex<std::sync::mpsc::Receiver<()>>>,
+        undone: Mutex<std::sync::mpsc::Sender<()>>,
+    }
+    impl ObjectHandler for Slow {
+        fn schema(&self) -> &'static ObjectSchema {
+            &wlan::SCHEMA
+        }
+        fn host_write(
+            &self,
+            _origin: Origin,
+            _instance: InstanceId,
+            _old: Option<&Instance>,
+            new: Option<&Instance>,
+        ) -> Result<Option<dm_core::HostWrite>, Error> {
+            if new.is_none_or(|n| n.value(wlan::SSID) == Some(&Value::String(String::new()))) {
+                return Ok(None);
+            }
+            let release = Arc::clone(&self.release);
+            let undone = self.undone.lock().unwrap().clone();
+            Ok(Some(dm_core::HostWrite::new("slow", move || {
+                // The host answers only when the test says so.
+                let _ = release.lock().unwrap().recv();
+                Ok(Some(dm_core::HostWrite::new("undo", move || {
+                    let _ = undone.send(());
+                    Ok(None)
+                })))
+            })))
+        }
+    }
+    tree.register(Box::new(Slow {
+        release: release_rx,
+        undone: Mutex::new(undone_tx),
+    }))
+    .unwrap();
+    tree.begin(Origin::Cli)
+        .create(wlan::ID, Some(InstanceId(1)))
+        .commit()
+        .unwrap();
+    let mut pending = match tree
+        .begin(Origin::Acs)
+        .set(wlan_ssid(1), Value::String("home".into()))
+        .prepare()
+        .unwrap()
+    {
+        dm_core::Prepared::Pending(pending) => pending,
+        other => panic!("{other:?}"),
+    };
+    let work = pending.take_work();
+    // The caller gives up at once; the host thread goes on.
+    let outcome = work.run_within(std::time::Duration::ZERO);
+    assert!(matches!(outcome, Err(Error::PlatformUnavailable(_))));
+    let failed = tree.complete(pending, outcome);
+    assert!(failed.result.is_err());
+    let busy = tree
+        .begin(Origin::Server(1))
+        .set(wlan_ssid(1), Value::String("other".into()))
+        .commit()
+        .unwrap_err();
+    assert!(matches!(busy.faults[..], [Error::Busy(_)]), "{busy:?}");
+    // The host answers late: its write is taken back, and only then is
+    // the instance free (the busy mark goes with the undo, right after
+    // it ran).
+    release_tx.send(()).unwrap();
+    undone
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the late write is taken back");
+    let freed = (0..1000).any(|_| {
+        if tree
+            .begin(Origin::Server(1))
+            .set(wlan_ssid(1), Value::String("other".into()))
+            .prepare()
+            .is_ok_and(|p| matches!(p, dm_core::Prepared::Pending(_)))
+        {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        false
+    });
+    assert!(freed, "the instance is free once the host thread ended");
+    assert_eq!(read(&tree, wlan_ssid(1)), Value::String(String::new()));
+}
+
+/// A refusal part way takes back what was made, last first.
+#[test]
+fn a_refused_write_takes_back_the_earlier_ones_last_first() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut tree = mirrored_tree(&log);
+    tree.begin(Origin::Cli)
+        .create(wlan::ID, Some(InstanceId(1)))
+        .create(wlan::ID, Some(InstanceId(2)))
+        .create(wlan::ID, Some(InstanceId(3)))
+        .commit()
+        .unwrap();
+    log.lock().unwrap().clear();
+    let failed = tree
+        .begin(Origin::Cli)
+        .set(wlan_ssid(1), Value::String("a".into()))
+        .set(wlan_ssid(2), Value::String("b".into()))
+        .set(wlan_ssid(3), Value::String("bad".into()))
+        .commit();
+    assert!(failed.is_err());
+    assert_eq!(*log.lock().unwrap(), ["1 ->a", "2 ->b", "2 b->", "1 a->"]);
+}
+
+/// What changed in an instance while a transaction of it waited for the
+/// host (a platform fact, the agent's own bookkeeping) stays when it
+/// completes; only what the transaction changed is taken from it.
+#[test]
+fn a_completed_transaction_keeps_what_changed_meanwhile() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut tree = mirrored_tree(&log);
+    tree.begin(Origin::Cli)
+        .create(wlan::ID, Some(InstanceId(1)))
+        .commit()
+        .unwrap();
+    let channel = Path::resource(wlan::ID, InstanceId(1), wlan::CHANNEL);
+    let mut pending = match tree
+        .begin(Origin::Acs)
+        .set(wlan_ssid(1), Value::String("home".into()))
+        .prepare()
+        .unwrap()
+    {
+        dm_core::Prepared::Pending(pending) => pending,
+        other => panic!("{other:?}"),
+    };
+    // The platform reports a channel meanwhile (not a client: not Busy).
+    tree.begin(Origin::Platform)
+        .set(channel, Value::Integer(11))
+        .commit()
+        .unwrap();
+    let outcome = pending.take_work().run();
+    tree.complete(pending, outcome).result.unwrap();
+    assert_eq!(read(&tree, wlan_ssid(1)), Value::String("home".into()));
+    assert_eq!(read(&tree, channel), Value::Integer(11));
 }

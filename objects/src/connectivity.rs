@@ -124,22 +124,44 @@ impl ObjectHandler for Apn {
             (old, Some(new)) => {
                 let settings = apn_settings(new, old);
                 let context = old.and_then(context_of);
+                let before = old.map(|old| apn_settings(old, None));
                 Some(HostWrite::new(
                     format!("APN context {}", settings.name),
-                    move || {
-                        match context {
-                            Some(id) => network.update_apn_context(&id, &settings)?,
-                            None => {
-                                network.add_apn_context(&settings)?;
-                            }
+                    move || match (context, before) {
+                        (Some(id), Some(before)) => {
+                            network.update_apn_context(&id, &settings)?;
+                            Ok(Some(HostWrite::new(
+                                format!("APN context {} restored", before.name),
+                                move || {
+                                    network.update_apn_context(&id, &before)?;
+                                    Ok(None)
+                                },
+                            )))
                         }
-                        Ok(())
+                        _ => {
+                            let id = network.add_apn_context(&settings)?;
+                            Ok(Some(HostWrite::new(
+                                format!("APN context {} removed", settings.name),
+                                move || {
+                                    network.delete_apn_context(&id)?;
+                                    Ok(None)
+                                },
+                            )))
+                        }
                     },
                 ))
             }
             (Some(old), None) => context_of(old).map(|id| {
+                let before = apn_settings(old, None);
                 HostWrite::new("APN context deleted", move || {
-                    Ok(network.delete_apn_context(&id)?)
+                    network.delete_apn_context(&id)?;
+                    Ok(Some(HostWrite::new(
+                        format!("APN context {} restored", before.name),
+                        move || {
+                            network.add_apn_context(&before)?;
+                            Ok(None)
+                        },
+                    )))
                 })
             }),
             (None, None) => None,

@@ -194,23 +194,49 @@ impl ObjectHandler for Wlan {
             (old, Some(new)) => {
                 let profile = old.and_then(|old| profile_of(network.as_ref(), old));
                 let settings = settings(new, old);
+                // What an update takes back to (the key phrase too when
+                // the tree holds it).
+                let before = old.map(|old| self::settings(old, None));
                 Some(HostWrite::new(
                     format!("Wi-Fi profile {}", settings.ssid),
-                    move || {
-                        match profile {
-                            Some(id) => network.update_wifi_profile(&id, &settings)?,
-                            None => {
-                                network.add_wifi_profile(&settings)?;
-                            }
+                    move || match (profile, before) {
+                        (Some(id), Some(before)) => {
+                            network.update_wifi_profile(&id, &settings)?;
+                            Ok(Some(HostWrite::new(
+                                format!("Wi-Fi profile {} restored", before.ssid),
+                                move || {
+                                    network.update_wifi_profile(&id, &before)?;
+                                    Ok(None)
+                                },
+                            )))
                         }
-                        Ok(())
+                        _ => {
+                            let id = network.add_wifi_profile(&settings)?;
+                            Ok(Some(HostWrite::new(
+                                format!("Wi-Fi profile {} removed", settings.ssid),
+                                move || {
+                                    network.delete_wifi_profile(&id)?;
+                                    Ok(None)
+                                },
+                            )))
+                        }
                     },
                 ))
             }
             (Some(old), None) => profile_of(network.as_ref(), old).map(|id| {
+                let before = settings(old, None);
                 HostWrite::new(
                     format!("Wi-Fi profile {} deleted", ssid_of(old)),
-                    move || Ok(network.delete_wifi_profile(&id)?),
+                    move || {
+                        network.delete_wifi_profile(&id)?;
+                        Ok(Some(HostWrite::new(
+                            format!("Wi-Fi profile {} restored", before.ssid),
+                            move || {
+                                network.add_wifi_profile(&before)?;
+                                Ok(None)
+                            },
+                        )))
+                    },
                 )
             }),
             (None, None) => None,

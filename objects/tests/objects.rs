@@ -320,6 +320,57 @@ fn a_refresh_waits_for_a_wifi_write_being_made_on_the_host() {
     assert_eq!(value(&f.tree, ssid), Value::String("renamed".into()));
 }
 
+/// What the host was told is taken back from what it answered: a new
+/// profile by its id (it did not exist when the write was prepared), a
+/// renamed one back to its name, with no duplicate left behind.
+#[test]
+fn host_writes_are_taken_back_by_what_they_made() {
+    let f = fixture();
+    let mut tree = f.tree;
+    let _ = dm_objects::sync_platform(&mut tree, &f.platform);
+    let before = f.network.wifi_profiles();
+    let ssid = |i| Path::resource(wlan::ID, InstanceId(i), wlan::SSID);
+    // A new profile, made then taken back: gone again.
+    let free = tree.free_instance(wlan::ID).unwrap();
+    let mut tx = tree.begin(Origin::Acs);
+    tx.create(wlan::ID, Some(free));
+    tx.set(ssid(free.0), Value::String("guest".into()));
+    let mut added = match tx.prepare().unwrap() {
+        dm_core::Prepared::Pending(pending) => pending,
+        other => panic!("{other:?}"),
+    };
+    let undo = added.take_work().run().unwrap();
+    assert!(f.network.wifi_profiles().iter().any(|p| p.ssid == "guest"));
+    undo.undo();
+    assert_eq!(f.network.wifi_profiles(), before);
+    drop(added);
+    // A rename, taken back: the old name, one profile.
+    let first = tree.instances(wlan::ID).unwrap()[0];
+    let old_name = match tree.read(Origin::Agent, &ssid(first.0)).unwrap() {
+        ResourceValue::Single(Value::String(s)) => s,
+        other => panic!("{other:?}"),
+    };
+    let mut renamed = match tree
+        .begin(Origin::Acs)
+        .set(ssid(first.0), Value::String("office".into()))
+        .prepare()
+        .unwrap()
+    {
+        dm_core::Prepared::Pending(pending) => pending,
+        other => panic!("{other:?}"),
+    };
+    let undo = renamed.take_work().run().unwrap();
+    assert!(f.network.wifi_profiles().iter().any(|p| p.ssid == "office"));
+    undo.undo();
+    let names: Vec<String> = f
+        .network
+        .wifi_profiles()
+        .into_iter()
+        .map(|p| p.ssid)
+        .collect();
+    assert_eq!(names, [old_name]);
+}
+
 #[test]
 fn provisioning_applies_once_and_respects_server_changes() {
     let mut f = fixture();
