@@ -6,9 +6,9 @@
 //!   policy (re-handshakes, back-off, grace periods) in simulated time.
 //! - [`random`]: the OS's randomness (through `ring`), for nonces, UUIDs
 //!   and the engines' seeds.
-//! - [`uri`]: URIs parsed by the `url` crate, with the few questions the
-//!   drivers ask of them (host and port, CoAP path and query, a URI fit
-//!   for a log).
+//! - [`uri`]: URIs parsed by `http::Uri` (hyper's parser, already linked),
+//!   with the few questions the drivers ask of them (host and port, CoAP
+//!   path and query, a URI fit for a log).
 //! - [`sleep_until`]: sleeping until an engine's next deadline, if any.
 
 pub mod clock;

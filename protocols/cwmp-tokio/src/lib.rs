@@ -311,9 +311,9 @@ pub async fn run(
         // that reaches the ACS: looked up without holding the tree (DNS
         // may be slow), again when the URL changes or after a minute.
         if let Some(port) = cr_port
-            && cr_cache
-                .as_ref()
-                .is_none_or(|(for_url, at, _)| *for_url != url || at.elapsed() >= CR_URL_REFRESH)
+            && cr_cache.as_ref().is_none_or(|(for_url, at, _)| {
+                *for_url != url || clock::since(*at) >= CR_URL_REFRESH
+            })
         {
             let cr_url = connection_request_url(&url, port, &cr_path).await;
             cr_cache = Some((url.clone(), clock::now(), cr_url));

@@ -235,7 +235,7 @@ pub async fn serve(
                             if let (Some(replay), Some(ts)) = (&replay, validator.last_ts()) {
                                 (replay.save)(ts);
                             }
-                            if last.is_some_and(|t| t.elapsed() < min_interval) {
+                            if last.is_some_and(|t| clock::since(t) < min_interval) {
                                 debug!(%from, "UDP connection request within the rate limit: dropped");
                                 continue;
                             }

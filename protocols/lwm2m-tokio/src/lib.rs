@@ -165,6 +165,36 @@ fn new_session(config: &Config, local: SocketAddr) -> Option<Result<DtlsClient, 
     )
 }
 
+/// The host jobs of one connection, each tagged with the engine that asked
+/// for it. A write job left behind when the connection ends is finished on
+/// a task of its own and its writes taken back: the engine that waited is
+/// gone, and its transaction never reached the tree.
+#[derive(Default)]
+struct HostJobs {
+    /// Bumped each time the connection makes a new engine.
+    engine: u64,
+    write: Option<(
+        u64,
+        tokio::task::JoinHandle<Result<dm_core::HostWork, dm_core::Error>>,
+    )>,
+    read: Option<(u64, tokio::task::JoinHandle<dm_core::Fetched>)>,
+}
+
+impl Drop for HostJobs {
+    fn drop(&mut self) {
+        let (Some((_, job)), Ok(runtime)) =
+            (self.write.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        runtime.spawn(async move {
+            if let Ok(Ok(undo)) = job.await {
+                let _ = tokio::task::spawn_blocking(move || undo.undo()).await;
+            }
+        });
+    }
+}
+
 /// The SNI of a server URI: its host when that is a name, none for an
 /// address (RFC 6066 §3 forbids IP literals).
 pub fn server_name(uri: &str) -> Option<String> {
@@ -508,29 +538,28 @@ async fn connected(
     start(&mut client, config, tree);
     let mut buffer = vec![0u8; 64 * 1024];
     let mut stopping: Option<Instant> = None;
-    // Host writes a request waits for (a Wi-Fi profile written to
-    // NetworkManager), made on a thread of their own while this loop goes
-    // on serving: the tree is not locked meanwhile.
-    let mut host_job: Option<tokio::task::JoinHandle<Result<dm_core::HostWork, dm_core::Error>>> =
-        None;
-    // Host reads a request waits for (the system log), the same way.
-    let mut read_job: Option<tokio::task::JoinHandle<dm_core::Fetched>> = None;
+    // Host writes and reads a request waits for (a Wi-Fi profile written
+    // to NetworkManager, the system log), made on threads of their own
+    // while this loop goes on serving: the tree is not locked meanwhile.
+    let mut jobs = HostJobs::default();
     loop {
-        if read_job.is_none()
+        if jobs.read.is_none()
             && let Some(reads) = client.poll_host_reads()
         {
             tracing::debug!(server = %config.server, what = reads.describe(), "reading from the host");
-            read_job = Some(tokio::task::spawn_blocking(move || {
+            let job = tokio::task::spawn_blocking(move || {
                 reads.run_within(dm_core::tree::HOST_READ_LIMIT)
-            }));
+            });
+            jobs.read = Some((jobs.engine, job));
         }
-        if host_job.is_none()
+        if jobs.write.is_none()
             && let Some(work) = client.poll_host_work()
         {
             info!(server = %config.server, what = work.describe(), "carrying a change to the host");
-            host_job = Some(tokio::task::spawn_blocking(move || {
+            let job = tokio::task::spawn_blocking(move || {
                 work.run_within(dm_core::tree::HOST_WRITE_LIMIT)
-            }));
+            });
+            jobs.write = Some((jobs.engine, job));
         }
         // Tree changes first, every turn: a change made by one request is
         // seen before the next request is served, so an observation
@@ -614,6 +643,7 @@ async fn connected(
                 }
             };
             client = Client::new(config.client.clone(), config.coap, seed());
+            jobs.engine += 1;
             if let Some(sinks) = &config.firmware {
                 client.set_package_sink((sinks.0)());
             }
@@ -670,7 +700,7 @@ async fn connected(
                         && dtls.as_ref().is_some_and(DtlsClient::is_connected)
                         && registered_since_quick
                         && last_quick_rehandshake
-                            .is_none_or(|t| t.elapsed() >= QUICK_REHANDSHAKE_EVERY);
+                            .is_none_or(|t| clock::since(t) >= QUICK_REHANDSHAKE_EVERY);
                     if quick {
                         warn!(
                             server = %config.server,
@@ -876,6 +906,7 @@ async fn connected(
                     config.coap,
                     seed(),
                 );
+                jobs.engine += 1;
                 if let Some(sinks) = &config.firmware {
                     client.set_package_sink((sinks.0)());
                 }
@@ -900,33 +931,42 @@ async fn connected(
             // Changes are applied at the top of every turn (below); this
             // only wakes the loop for them.
             () = changed.notified() => {}
-            joined = async {
-                match host_job.as_mut() {
-                    Some(job) => job.await,
+            (engine, joined) = async {
+                match jobs.write.as_mut() {
+                    Some((engine, job)) => (*engine, job.await),
                     None => std::future::pending().await,
                 }
-            }, if host_job.is_some() => {
-                host_job = None;
+            }, if jobs.write.is_some() => {
+                jobs.write = None;
                 let outcome = joined.unwrap_or_else(|e| Err(dm_core::Error::Platform(e.to_string())));
                 if let Err(e) = &outcome {
                     warn!(server = %config.server, "the host refused the change: {e}");
                 }
-                let undo = client.host_work_done(&mut lock(tree), clock::now(), outcome);
+                let undo = if engine == jobs.engine {
+                    client.host_work_done(&mut lock(tree), clock::now(), outcome)
+                } else {
+                    // The engine that asked was replaced (its transaction
+                    // dropped with it): the host goes back as the tree is.
+                    outcome.ok()
+                };
                 if let Some(undo) = undo {
                     tokio::task::spawn_blocking(move || undo.undo());
                 }
             }
-            joined = async {
-                match read_job.as_mut() {
-                    Some(job) => job.await,
+            (engine, joined) = async {
+                match jobs.read.as_mut() {
+                    Some((engine, job)) => (*engine, job.await),
                     None => std::future::pending().await,
                 }
-            }, if read_job.is_some() => {
-                read_job = None;
+            }, if jobs.read.is_some() => {
+                jobs.read = None;
                 // A read thread that panicked: the request is served with
-                // what the tree has.
-                let fetched = joined.unwrap_or_default();
-                client.host_reads_done(&mut lock(tree), clock::now(), fetched);
+                // what the tree has. Values for a replaced engine are
+                // dropped.
+                if engine == jobs.engine {
+                    let fetched = joined.unwrap_or_default();
+                    client.host_reads_done(&mut lock(tree), clock::now(), fetched);
+                }
             }
             () = sleep_until(deadline) => {
                 if let Some(session) = dtls.as_mut() {

@@ -147,8 +147,11 @@ impl Client {
             .map(|v| option_number(v))
         {
             Some(0)
-                if self.observations.len() < MAX_OBSERVATIONS
-                    || self.observations.iter().any(|o| o.token == token) =>
+                if (self.observations.len() < MAX_OBSERVATIONS
+                    || self.observations.iter().any(|o| o.token == token))
+                    && !paths
+                        .iter()
+                        .any(|p| super::serve::reads_from_host(tree, origin, p)) =>
             {
                 self.observations.retain(|o| o.token != token);
                 self.observations.push(Observation {

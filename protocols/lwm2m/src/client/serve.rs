@@ -125,6 +125,12 @@ impl Client {
                                         .observations
                                         .iter()
                                         .any(|o| o.token == request.get_token()) => {}
+                            // Values read from the host on request (the
+                            // system log) change with no event to notify,
+                            // and each read moves "since the last read":
+                            // answered as a plain GET too, so the server
+                            // knows it is not observing.
+                            Some(0) if reads_from_host(tree, origin, &path) => {}
                             Some(0) => {
                                 self.observations.retain(|o| o.token != request.get_token());
                                 self.observations.push(Observation {
@@ -524,6 +530,7 @@ impl Client {
             let response = self.serve_blockwise(tree, now, &request);
             self.coap.respond_later(now, &request, response);
         }
+        tree.forget_fetched(Origin::Server(self.config.short_server_id));
     }
 
     /// The host writes a request waits for, once: the driver makes them
@@ -812,6 +819,11 @@ pub(super) fn push_items(items: &mut Vec<Item>, path: &Lwm2mPath, value: Resourc
             }
         }
     }
+}
+
+/// Whether reading `path` needs host reads (see `Tree::host_reads`).
+pub(super) fn reads_from_host(tree: &Tree, origin: Origin, path: &Lwm2mPath) -> bool {
+    mapping::to_core(path).is_ok_and(|core| !tree.host_reads(origin, &[core]).is_empty())
 }
 
 /// The paths whose values a request reads (Read, Observe,

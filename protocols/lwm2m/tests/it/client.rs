@@ -1306,24 +1306,33 @@ fn a_step_attribute_holds_back_small_changes() {
 fn a_large_notification_goes_out_block_wise() {
     let mut f = fixture();
     f.register();
-    let line = "kernel: eth0: link up, 1000 Mbps, full duplex, flow control rx/tx";
-    for _ in 0..40 {
-        f.log.append(line);
-    }
-    let instance = f.tree.instances(dm_core::catalog::system_log::ID).unwrap()[0].0;
-    let path = format!("/10259/{instance}/1");
+    // A value too large for one block: the log's Name, set by the agent.
+    let instance = f.tree.instances(dm_core::catalog::system_log::ID).unwrap()[0];
+    let name = Path::resource(
+        dm_core::catalog::system_log::ID,
+        instance,
+        dm_core::catalog::system_log::NAME,
+    );
+    let line = "kernel: eth0: link up, 1000 Mbps, full duplex, flow control rx/tx\n";
+    let set = |f: &mut Fixture, text: String| {
+        f.tree
+            .begin(Origin::Agent)
+            .set(name, Value::String(text))
+            .commit()
+            .unwrap();
+    };
+    set(&mut f, line.repeat(40));
+    let path = format!("/10259/{}/0", instance.0);
+    let changes = f.tree.subscribe(16);
     let observe = f.request(RequestType::Get, &path, |p| p.set_observe_value(0));
     assert_eq!(code(&observe), ResponseType::Content);
+    assert!(observe.get_observe_value().is_some());
     let token = observe.get_token().to_vec();
-    f.log.append("a new line at the end");
-    let whole = f.log.read_all().unwrap();
-    // The log is read from the host on request: a Read brings this
-    // server's value up to date (its response is the same body).
-    let read = f.request(RequestType::Get, &path, |_| {});
-    assert_eq!(block_of(&read, CoapOption::Block2), (0, true, 6));
-    // The observed value changed (announced as lost changes: every
-    // observation is re-read).
-    f.client.handle_lost_changes(&mut f.tree, f.now);
+    let whole = format!("{}a new line at the end\n", line.repeat(40));
+    set(&mut f, whole.clone());
+    for change in changes.drain() {
+        f.client.handle_change(&mut f.tree, f.now, &change);
+    }
     let notification = std::iter::from_fn(|| f.client.poll_transmit())
         .map(|b| Packet::from_bytes(&b).unwrap())
         .find(|p| p.get_token() == token.as_slice())
@@ -1346,6 +1355,29 @@ fn a_large_notification_goes_out_block_wise() {
         number += 1;
     }
     assert_eq!(String::from_utf8(received).unwrap(), whole);
+}
+
+/// The system log is read from the host on request: an Observe of it is
+/// answered as a plain GET (RFC 7641 §4.1), since no event would say when
+/// to notify and each read moves "since the last read".
+#[test]
+fn the_system_log_is_read_but_not_observed() {
+    let mut f = fixture();
+    f.register();
+    f.log.append("boot");
+    let instance = f.tree.instances(dm_core::catalog::system_log::ID).unwrap()[0].0;
+    let path = format!("/10259/{instance}/2");
+    let read = f.request(RequestType::Get, &path, |p| p.set_observe_value(0));
+    assert_eq!(code(&read), ResponseType::Content);
+    assert_eq!(read.payload, b"boot\n");
+    assert!(read.get_observe_value().is_none(), "not observed");
+    // Nothing fetched is kept for a later read without a fetch.
+    let core = Path::resource(
+        dm_core::catalog::system_log::ID,
+        InstanceId(instance),
+        dm_core::catalog::system_log::READ,
+    );
+    assert!(f.tree.read(Origin::Server(101), &core).is_err());
 }
 
 /// A root request (no Uri-Path) with a SenML JSON payload.
