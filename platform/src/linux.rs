@@ -252,10 +252,28 @@ impl Default for JournalLog {
 
 impl JournalLog {
     /// Runs journalctl; returns the entries and the cursor after them.
-    /// Bounded: at most `lines` entries (the newest, also after a cursor:
-    /// a reader that fell far behind gets the last ones), at most
-    /// [`JOURNAL_BYTES`] of output, and killed after [`JOURNAL_LIMIT`].
+    /// Bounded: at most `lines` entries, at most [`JOURNAL_BYTES`] of
+    /// output, and killed after [`JOURNAL_LIMIT`]. Output cut at the byte
+    /// bound has lost its cursor line: asked again for fewer entries, so
+    /// a reader's cursor always moves on.
     fn journal(&self, after: Option<&str>) -> Result<(String, Option<String>), PlatformError> {
+        let mut lines = self.lines.max(1);
+        loop {
+            let (text, cut) = self.journal_once(after, lines)?;
+            let (entries, cursor) = split_cursor(&text);
+            if !cut || cursor.is_some() || lines == 1 {
+                return Ok((entries, cursor));
+            }
+            lines = (lines / 8).max(1);
+        }
+    }
+
+    /// One journalctl run: its output, and whether it was cut.
+    fn journal_once(
+        &self,
+        after: Option<&str>,
+        lines: usize,
+    ) -> Result<(String, bool), PlatformError> {
         use std::io::Read as _;
         let mut command = std::process::Command::new(&self.program);
         command.args([
@@ -264,7 +282,7 @@ impl JournalLog {
             "--output=short-iso",
             "--show-cursor",
         ]);
-        command.arg(format!("--lines={}", self.lines));
+        command.arg(format!("--lines={lines}"));
         if let Some(cursor) = after {
             command.arg(format!("--after-cursor={cursor}"));
         }
@@ -313,7 +331,8 @@ impl JournalLog {
             }
             _ => {}
         }
-        Ok(split_cursor(&String::from_utf8_lossy(&out)))
+        let cut = out.len() as u64 >= JOURNAL_BYTES;
+        Ok((String::from_utf8_lossy(&out).into_owned(), cut))
     }
 }
 
@@ -344,9 +363,12 @@ impl crate::SystemLog for JournalLog {
     }
 
     fn read_new(&self, reader: &str) -> Result<String, PlatformError> {
-        let mut cursors = lock(&self.cursors);
-        let (entries, next) = self.journal(cursors.get(reader).map(String::as_str))?;
+        // Not held while journalctl runs: readers do not wait on each
+        // other.
+        let after = lock(&self.cursors).get(reader).cloned();
+        let (entries, next) = self.journal(after.as_deref())?;
         if let Some(next) = next {
+            let mut cursors = lock(&self.cursors);
             if cursors.len() >= MAX_READERS && !cursors.contains_key(reader) {
                 cursors.clear();
             }
@@ -396,6 +418,21 @@ echo "line"; echo "-- cursor: c$$""#,
         let error = log.read_all().unwrap_err();
         assert!(matches!(error, PlatformError::Unavailable(_)), "{error}");
         assert!(error.to_string().contains("no answer"), "{error}");
+    }
+
+    #[test]
+    fn output_cut_at_the_cap_is_asked_again_for_fewer_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        // Floods when asked for 1,000 entries; answers with a cursor for
+        // fewer.
+        let log = fake(
+            &dir,
+            r#"case "$*" in *--lines=1000*) exec yes 'a long line';; esac
+case "$*" in *--after-cursor=c1*) echo later;; *) echo fewer;; esac
+echo "-- cursor: c1""#,
+        );
+        assert_eq!(log.read_new("r").unwrap(), "fewer\n");
+        assert_eq!(log.read_new("r").unwrap(), "later\n", "the cursor moved on");
     }
 
     #[test]

@@ -48,8 +48,10 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// packet context): its own, longer limit, and it runs beside the other
 /// requests rather than before them.
 const SELECT_TIMEOUT: Duration = Duration::from_secs(40);
-/// One D-Bus call of a write (the connection's method timeout).
-const CALL_TIMEOUT: Duration = Duration::from_secs(8);
+/// One D-Bus call of a write (the connection's method timeout): with the
+/// refresh after it (two services' reads, [`READ_TIMEOUT`] each) it fits
+/// [`WRITE_TIMEOUT`].
+const CALL_TIMEOUT: Duration = Duration::from_secs(6);
 /// One service's reads in a refresh: a service that hangs leaves the last
 /// view in place this long at most, rather than stall the writes queued
 /// behind the refresh.
