@@ -20,6 +20,8 @@ use zbus::fdo;
 
 use dm_core::lock;
 
+use crate::host::{finish_prepared, finish_written};
+
 pub const NAME: &str = "org.dmagent.Agent1";
 pub const PATH: &str = "/org/dmagent/Agent1";
 
@@ -241,7 +243,11 @@ impl Control {
                 })
                 .await
                 .unwrap_or_default();
-                lock(&self.tree).supply(fetched);
+                let mut tree = lock(&self.tree);
+                tree.supply(fetched);
+                let values = lwm2m_values(&tree, &core);
+                tree.forget_fetched(Origin::Cli);
+                return values;
             }
             return lwm2m_values(&lock(&self.tree), &core);
         }
@@ -630,58 +636,6 @@ pub async fn serve(control: Control) -> Option<zbus::Connection> {
         Err(_) => {
             tracing::warn!("control API not available: the bus did not answer in 3 s");
             None
-        }
-    }
-}
-
-/// Makes a transaction's host writes off the runtime thread, within
-/// [`dm_core::tree::HOST_WRITE_LIMIT`], the tree unlocked meanwhile.
-async fn carry_to_host(
-    mut pending: dm_core::PendingCommit,
-    tree: &Mutex<Tree>,
-) -> Result<dm_core::tree::Committed, dm_core::TransactionError> {
-    let work = pending.take_work();
-    let outcome =
-        tokio::task::spawn_blocking(move || work.run_within(dm_core::tree::HOST_WRITE_LIMIT))
-            .await
-            .unwrap_or_else(|e| Err(dm_core::Error::Platform(e.to_string())));
-    let completion = lock(tree).complete(pending, outcome);
-    if let Some(undo) = completion.undo {
-        tokio::task::spawn_blocking(move || undo.undo());
-    }
-    completion.result
-}
-
-/// A CLI change to its end (see [`carry_to_host`]).
-async fn finish_prepared(
-    tree: &Mutex<Tree>,
-    prepared: Result<dm_core::Prepared, dm_core::TransactionError>,
-) -> Result<dm_core::tree::Committed, dm_core::TransactionError> {
-    match prepared? {
-        dm_core::Prepared::Committed(committed) => Ok(committed),
-        dm_core::Prepared::Pending(pending) => carry_to_host(pending, tree).await,
-    }
-}
-
-/// A CLI write RPC to its end (see [`carry_to_host`]).
-async fn finish_written(
-    tree: &Mutex<Tree>,
-    written: rpc::Written,
-) -> Result<rpc::WriteResult, dm_cwmp::soap::Fault> {
-    match written {
-        rpc::Written::Done(result) => result,
-        rpc::Written::Host(mut host) => {
-            let work = host.take_work();
-            let outcome = tokio::task::spawn_blocking(move || {
-                work.run_within(dm_core::tree::HOST_WRITE_LIMIT)
-            })
-            .await
-            .unwrap_or_else(|e| Err(dm_core::Error::Platform(e.to_string())));
-            let (result, undo) = host.complete(&mut lock(tree), outcome);
-            if let Some(undo) = undo {
-                tokio::task::spawn_blocking(move || undo.undo());
-            }
-            result
         }
     }
 }

@@ -11,6 +11,7 @@ mod config;
 mod control;
 mod dump;
 mod firmware;
+mod host;
 mod runtime;
 mod software;
 

@@ -950,12 +950,19 @@ async fn restore_configuration(
             "the configuration file is not UTF-8".to_owned(),
         )
     })?;
-    let applied = dm_cwmp::rpc::apply_configuration_file(&mut lock(tree), &text).map_err(|e| {
+    let not_applied = |e: dm_cwmp::rpc::ConfigurationFileError| {
         TransferFault::new(
             FaultCode::FileCorrupted,
             format!("the configuration file was not applied: {e}"),
         )
-    })?;
+    };
+    let parameters = dm_cwmp::rpc::parse_configuration_file(&text).map_err(not_applied)?;
+    // Wi-Fi and APN settings are host writes: made off the tree's lock.
+    let written = dm_cwmp::rpc::prepare_configuration(&mut lock(tree), &parameters);
+    crate::host::finish_written(tree, written)
+        .await
+        .map_err(|fault| not_applied(dm_cwmp::rpc::configuration_refused(&fault)))?;
+    let applied = parameters.len();
     info!(
         key = transfer.command_key,
         parameters = applied,

@@ -706,6 +706,17 @@ pub fn apply_configuration_file(
     tree: &mut Tree,
     text: &str,
 ) -> Result<usize, ConfigurationFileError> {
+    let parameters = parse_configuration_file(text)?;
+    let written = prepare_configuration(tree, &parameters);
+    blocking(tree, written).map_err(|fault| configuration_refused(&fault))?;
+    Ok(parameters.len())
+}
+
+/// The values of a configuration file (see [`apply_configuration_file`]),
+/// checked for form only.
+pub fn parse_configuration_file(
+    text: &str,
+) -> Result<Vec<ParameterValueIn>, ConfigurationFileError> {
     let mut lines = text.lines();
     if lines.next().map(str::trim_end) != Some(CONFIGURATION_HEADER) {
         return Err(ConfigurationFileError::NotOne);
@@ -750,15 +761,23 @@ pub fn apply_configuration_file(
             xsd_type: Some(xsd.strip_prefix("xsd:").unwrap_or(xsd).to_owned()),
         });
     }
-    let count = parameters.len();
-    set_values(tree, Origin::Acs, &parameters, None, true).map_err(|fault| {
-        let mut reason = fault.message;
-        for p in fault.parameters.iter().take(5) {
-            let _ = write!(reason, "; {} ({})", p.name, p.message);
-        }
-        ConfigurationFileError::Refused(reason)
-    })?;
-    Ok(count)
+    Ok(parameters)
+}
+
+/// A configuration file's values prepared, as the ACS's (host writes, if
+/// any, to make off the lock: see [`set_parameter_values_prepared`]).
+pub fn prepare_configuration(tree: &mut Tree, parameters: &[ParameterValueIn]) -> Written {
+    prepare_values(tree, Origin::Acs, parameters, None, true)
+}
+
+/// Why the values of a configuration file were refused, from the fault a
+/// SetParameterValues of them would get.
+pub fn configuration_refused(fault: &Fault) -> ConfigurationFileError {
+    let mut reason = fault.message.clone();
+    for p in fault.parameters.iter().take(5) {
+        let _ = write!(reason, "; {} ({})", p.name, p.message);
+    }
+    ConfigurationFileError::Refused(reason)
 }
 
 /// Why a configuration file was not restored (nothing of it was).
