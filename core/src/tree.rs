@@ -1334,7 +1334,18 @@ fn stage_create(
                 })
                 .count()
         };
-        let count = entry.instances.len() + staged_here(true) - staged_here(false);
+        // Numbers other transactions reserved while their host writes are
+        // made count too.
+        let reserved = tree
+            .busy
+            .range((object, InstanceId(0))..=(object, InstanceId(u16::MAX)))
+            .filter(|((_, id), token)| {
+                token.strong_count() > 0
+                    && !entry.instances.contains_key(id)
+                    && !staged.instances.contains_key(&(object, *id))
+            })
+            .count();
+        let count = entry.instances.len() + reserved + staged_here(true) - staged_here(false);
         if count >= tree.instance_limit {
             return Err(Error::TooManyInstances {
                 object,

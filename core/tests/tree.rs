@@ -1188,3 +1188,40 @@ fn a_completed_transaction_keeps_what_changed_meanwhile() {
     assert_eq!(read(&tree, wlan_ssid(1)), Value::String("home".into()));
     assert_eq!(read(&tree, channel), Value::Integer(11));
 }
+
+/// A number reserved by a transaction still waiting for the host counts
+/// against the instance limit: pending creates cannot add up past it.
+#[test]
+fn pending_creates_count_against_the_instance_limit() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut tree = mirrored_tree(&log);
+    tree.set_instance_limit(2);
+    tree.begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    let pending = match tree
+        .begin(Origin::Acs)
+        .create(wlan::ID, None)
+        .prepare()
+        .unwrap()
+    {
+        dm_core::Prepared::Pending(pending) => pending,
+        other => panic!("{other:?}"),
+    };
+    let refused = tree
+        .begin(Origin::Server(1))
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap_err();
+    assert!(
+        matches!(refused.faults[..], [Error::TooManyInstances { .. }]),
+        "{refused:?}"
+    );
+    drop(pending);
+    // Given up: the number is free again.
+    tree.begin(Origin::Server(1))
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+}
