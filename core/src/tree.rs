@@ -1080,8 +1080,7 @@ impl Tree {
         outcome: Result<HostWork, Error>,
     ) -> Completion {
         drop(pending.token);
-        self.busy.retain(|_, token| token.strong_count() > 0);
-        match outcome {
+        let completion = match outcome {
             Err(e) => Completion {
                 result: Err(TransactionError { faults: vec![e] }),
                 undo: None,
@@ -1101,7 +1100,10 @@ impl Tree {
                     undo: Some(undo),
                 },
             },
-        }
+        };
+        // An undo dropped above released its hold: forget the tokens gone.
+        self.busy.retain(|_, token| token.strong_count() > 0);
+        completion
     }
 }
 
@@ -1127,7 +1129,8 @@ fn rebase(
             let touched: std::collections::BTreeSet<ResourceId> =
                 was.resources().chain(new.resources()).collect();
             for resource in touched {
-                if new.slot(resource) != was.slot(resource) {
+                let written = staged.written.contains(&(key.0, key.1, resource));
+                if written || new.slot(resource) != was.slot(resource) {
                     match new.slot(resource) {
                         Some(slot) => {
                             merged.slots.insert(resource, slot.clone());
@@ -1155,6 +1158,9 @@ struct Staged {
     instances: BTreeMap<(ObjectId, InstanceId), Option<Instance>>,
     next_instance: BTreeMap<ObjectId, u16>,
     created: Vec<Path>,
+    /// The resources the transaction wrote (a value equal to the one
+    /// before is still a write: see `rebase`).
+    written: std::collections::BTreeSet<(ObjectId, InstanceId, ResourceId)>,
 }
 
 fn stage(
@@ -1166,6 +1172,7 @@ fn stage(
         instances: BTreeMap::new(),
         next_instance: BTreeMap::new(),
         created: Vec::new(),
+        written: std::collections::BTreeSet::new(),
     };
     let mut faults = Vec::new();
     for operation in operations {
@@ -1296,6 +1303,7 @@ fn stage_set(
         }
     };
     instance.slots.insert(resource_id, Slot::Stored(new_value));
+    staged.written.insert((path.object_id(), id, resource_id));
     Ok(())
 }
 

@@ -151,17 +151,12 @@ impl ObjectHandler for Apn {
                     },
                 ))
             }
+            // Not re-created on failure, as for a Wi-Fi profile: its
+            // secret is write only; the refresh brings the tree in line.
             (Some(old), None) => context_of(old).map(|id| {
-                let before = apn_settings(old, None);
                 HostWrite::new("APN context deleted", move || {
                     network.delete_apn_context(&id)?;
-                    Ok(Some(HostWrite::new(
-                        format!("APN context {} restored", before.name),
-                        move || {
-                            network.add_apn_context(&before)?;
-                            Ok(None)
-                        },
-                    )))
+                    Ok(None)
                 })
             }),
             (None, None) => None,

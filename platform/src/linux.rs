@@ -232,8 +232,11 @@ const MAX_READERS: usize = 16;
 /// interface; the journal file format is not). The incremental read keeps
 /// journald's cursor, so nothing is read twice or skipped.
 pub struct JournalLog {
-    /// Each reader's cursor.
-    cursors: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Each reader's cursor, locked for the whole of that reader's read:
+    /// two reads of one reader never start from the same cursor.
+    cursors: std::sync::Mutex<
+        std::collections::HashMap<String, std::sync::Arc<std::sync::Mutex<Option<String>>>>,
+    >,
     /// Lines a read returns at most.
     pub lines: usize,
     /// The program to run (journalctl, from PATH).
@@ -257,9 +260,10 @@ impl JournalLog {
     /// bound has lost its cursor line: asked again for fewer entries, so
     /// a reader's cursor always moves on.
     fn journal(&self, after: Option<&str>) -> Result<(String, Option<String>), PlatformError> {
+        let deadline = std::time::Instant::now() + JOURNAL_LIMIT;
         let mut lines = self.lines.max(1);
         loop {
-            let (text, cut) = self.journal_once(after, lines)?;
+            let (text, cut) = self.journal_once(after, lines, deadline)?;
             let (entries, cursor) = split_cursor(&text);
             if !cut || cursor.is_some() || lines == 1 {
                 return Ok((entries, cursor));
@@ -273,6 +277,7 @@ impl JournalLog {
         &self,
         after: Option<&str>,
         lines: usize,
+        deadline: std::time::Instant,
     ) -> Result<(String, bool), PlatformError> {
         use std::io::Read as _;
         let mut command = std::process::Command::new(&self.program);
@@ -310,7 +315,7 @@ impl JournalLog {
             let _ = child.wait();
             return Err(PlatformError::Failed(format!("journalctl: no thread: {e}")));
         }
-        let output = rx.recv_timeout(JOURNAL_LIMIT);
+        let output = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
         // Killed when it took too long or wrote more than we read; reaped
         // in every case.
         let _ = child.kill();
@@ -363,16 +368,19 @@ impl crate::SystemLog for JournalLog {
     }
 
     fn read_new(&self, reader: &str) -> Result<String, PlatformError> {
-        // Not held while journalctl runs: readers do not wait on each
-        // other.
-        let after = lock(&self.cursors).get(reader).cloned();
-        let (entries, next) = self.journal(after.as_deref())?;
-        if let Some(next) = next {
+        // The map is held only to find the reader's cursor: readers do not
+        // wait on each other, and one reader's reads take turns.
+        let slot = {
             let mut cursors = lock(&self.cursors);
             if cursors.len() >= MAX_READERS && !cursors.contains_key(reader) {
                 cursors.clear();
             }
-            cursors.insert(reader.to_owned(), next);
+            std::sync::Arc::clone(cursors.entry(reader.to_owned()).or_default())
+        };
+        let mut cursor = lock(&slot);
+        let (entries, next) = self.journal(cursor.as_deref())?;
+        if let Some(next) = next {
+            *cursor = Some(next);
         }
         Ok(entries)
     }

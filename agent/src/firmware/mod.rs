@@ -961,7 +961,19 @@ async fn restore_configuration(
     let written = dm_cwmp::rpc::prepare_configuration(&mut lock(tree), &parameters);
     crate::host::finish_written(tree, written)
         .await
-        .map_err(|fault| not_applied(dm_cwmp::rpc::configuration_refused(&fault)))?;
+        .map_err(|fault| {
+            let mut refused = not_applied(dm_cwmp::rpc::configuration_refused(&fault));
+            // A host that failed or refused for now (another client's change
+            // on its way, D-Bus down) says nothing of the file: 9001/9002 as
+            // the SetParameterValues would get (TR-069 §A.3.3.1 lists both
+            // for TransferComplete), not 9018.
+            for code in [FaultCode::RequestDenied, FaultCode::InternalError] {
+                if fault.code == code.code() {
+                    refused.code = code;
+                }
+            }
+            refused
+        })?;
     let applied = parameters.len();
     info!(
         key = transfer.command_key,

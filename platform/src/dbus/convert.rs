@@ -664,12 +664,18 @@ pub async fn add_wifi(
             )
         })
         .collect();
-    NmSettingsProxy::new(connection)
+    let added = NmSettingsProxy::new(connection)
         .await
         .map_err(|e| error(nm::SERVICE, e))?
         .add_connection(borrowed)
-        .await
-        .map_err(|e| error(nm::SERVICE, e))?;
+        .await;
+    if let Err(e) = added {
+        // A call that timed out may still have been carried out: the
+        // profile goes by the UUID we gave it (nothing if it was refused),
+        // so no orphan turns up later as a new instance.
+        let _ = delete_wifi(connection, &uuid).await;
+        return Err(error(nm::SERVICE, e));
+    }
     Ok(uuid)
 }
 

@@ -180,6 +180,21 @@ struct HostJobs {
     read: Option<(u64, tokio::task::JoinHandle<dm_core::Fetched>)>,
 }
 
+impl HostJobs {
+    /// Stopping: a write still being made is waited for (at most its
+    /// limit) and taken back, since no engine will answer for it; the
+    /// runtime may be about to end, and a task spawned on drop with it.
+    async fn settle(&mut self, server: &SocketAddr) {
+        let Some((_, job)) = self.write.take() else {
+            return;
+        };
+        warn!(%server, "stopping while a change is carried to the host: taking it back");
+        if let Ok(Ok(Ok(undo))) = tokio::time::timeout(dm_core::tree::HOST_WRITE_LIMIT, job).await {
+            let _ = tokio::task::spawn_blocking(move || undo.undo()).await;
+        }
+    }
+}
+
 impl Drop for HostJobs {
     fn drop(&mut self) {
         let (Some((_, job)), Ok(runtime)) =
@@ -597,6 +612,7 @@ async fn connected(
             if let Some(reason) = session.failure() {
                 // Stopping: no new session (it would only register again).
                 if stopping.is_some() {
+                    jobs.settle(&config.server).await;
                     return Ok(Outcome::Stopped);
                 }
                 // The session is gone (handshake failed, server lost it):
@@ -791,6 +807,7 @@ async fn connected(
                         entry.location = None;
                     }
                     if stopping.is_some() {
+                        jobs.settle(&config.server).await;
                         return Ok(Outcome::Stopped);
                     }
                 }
@@ -842,6 +859,7 @@ async fn connected(
         if let Some(deadline) = stopping
             && (clock::now() >= deadline || !(client.is_registered() || client.is_registering()))
         {
+            jobs.settle(&config.server).await;
             return Ok(Outcome::Stopped);
         }
         let deadline = {

@@ -167,7 +167,9 @@ impl Client {
                 });
                 response.set_observe_value(0);
             }
-            Some(1) => self.observations.retain(|o| o.token != token),
+            // Cancelled, or answered as a plain GET (no room, or host
+            // reads): an earlier observation with this token ends.
+            Some(0 | 1) => self.observations.retain(|o| o.token != token),
             _ => {}
         }
         response.payload = payload;

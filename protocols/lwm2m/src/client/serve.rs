@@ -129,8 +129,11 @@ impl Client {
                             // system log) change with no event to notify,
                             // and each read moves "since the last read":
                             // answered as a plain GET too, so the server
-                            // knows it is not observing.
-                            Some(0) if reads_from_host(tree, origin, &path) => {}
+                            // knows it is not observing (and an earlier
+                            // observation with this token ends, §3.3.1).
+                            Some(0) if reads_from_host(tree, origin, &path) => {
+                                self.observations.retain(|o| o.token != request.get_token());
+                            }
                             Some(0) => {
                                 self.observations.retain(|o| o.token != request.get_token());
                                 self.observations.push(Observation {
