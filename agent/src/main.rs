@@ -322,6 +322,17 @@ fn describe(config: &Config) -> String {
         )),
         None => out.push_str("lwm2m: disabled\n"),
     }
+    for declared in &config.objects {
+        let instances: Vec<String> = declared.instances.iter().map(|i| i.0.to_string()).collect();
+        out.push_str(&format!(
+            "declared object: /{} {} (version {}), instances [{}], {} configured values\n",
+            declared.schema.id.0,
+            declared.schema.name,
+            declared.schema.version,
+            instances.join(", "),
+            declared.values.len()
+        ));
+    }
     out
 }
 

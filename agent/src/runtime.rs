@@ -86,11 +86,15 @@ pub fn build(
     let mut tree = Tree::new();
     tree.set_instance_limit(config.max_instances);
     dm_objects::register(&mut tree, platform).context("registering objects")?;
+    dm_objects::declared::register(&mut tree, &config.objects)
+        .context("registering declared objects")?;
     let (mut warnings, covered) = match saved {
         Some(snapshot) => tree.restore(snapshot),
         None => (Vec::new(), Vec::new()),
     };
     dm_objects::populate(&mut tree, &covered).context("creating the device's instances")?;
+    dm_objects::declared::populate(&mut tree, &config.objects, &covered)
+        .context("creating the declared objects' instances")?;
     dm_objects::provision(&mut tree, &config.provisioning())
         .context("applying the configuration")?;
     warnings.extend(dm_objects::sync_platform(&mut tree, platform).warnings);
@@ -398,6 +402,9 @@ pub async fn run(
                 crate::control::Request::Exit => break,
                 crate::control::Request::Reload(answer) => {
                     let result = reload().and_then(|new| {
+                        if new.objects != config.objects {
+                            warn!("declared objects ([[object]]) change at the next start, not on reload");
+                        }
                         dm_objects::provision(&mut lock(&tree), &new.provisioning())
                             .map(|_| ())
                             .map_err(|e| format!("{e:?}"))

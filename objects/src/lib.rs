@@ -15,6 +15,7 @@
 //! 5. [`sync_platform`] now and on every platform change.
 
 mod connectivity;
+pub mod declared;
 mod device;
 mod firmware;
 mod management;

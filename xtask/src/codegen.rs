@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::xml::{self, LwObject, Syntax, Tr181Model, Tr181Parameter};
+use crate::object_xml::{self, ObjectDef, Operations, Range, ResourceType};
+use crate::xml::{self, Syntax, Tr181Model, Tr181Parameter};
 
 const CATALOG: &str = "core/src/catalog.rs";
 const LWM2M_TABLE: &str = "protocols/lwm2m/src/mapping/table.rs";
@@ -94,7 +95,7 @@ pub fn generate(root: &Path) -> Result<Vec<(PathBuf, String)>, String> {
 
     let mut objects: Vec<CoreObject> = Vec::new();
     for entry in &model.lwm2m {
-        let object = xml::parse_lwm2m(&read(&model_dir.join(&entry.file))?)
+        let object = object_xml::parse(&read(&model_dir.join(&entry.file))?)
             .map_err(|e| format!("{}: {e}", entry.file))?;
         objects.push(core_object_from_lwm2m(&entry.module, &object)?);
     }
@@ -199,51 +200,44 @@ fn check_unique(object: &CoreObject) -> Result<(), String> {
     Ok(())
 }
 
-fn core_object_from_lwm2m(module: &str, object: &LwObject) -> Result<CoreObject, String> {
+fn core_object_from_lwm2m(module: &str, object: &ObjectDef) -> Result<CoreObject, String> {
     let resources = object
         .resources
         .iter()
         .map(|r| {
-            let value_type = match r.value_type.as_str() {
-                "String" => "String",
-                "Integer" => "Long",
-                "Unsigned Integer" => "UnsignedLong",
-                "Float" => "Float",
-                "Boolean" => "Boolean",
-                "Opaque" => "Opaque",
-                "Time" => "DateTime",
-                "Objlnk" => "ObjectLink",
-                "Corelnk" => "CoreLink",
-                "" => "None",
-                other => return Err(format!("/{}/{}: unknown type {other:?}", object.id, r.id)),
+            let value_type = match r.value_type {
+                ResourceType::String => "String",
+                ResourceType::Integer => "Long",
+                ResourceType::UnsignedInteger => "UnsignedLong",
+                ResourceType::Float => "Float",
+                ResourceType::Boolean => "Boolean",
+                ResourceType::Opaque => "Opaque",
+                ResourceType::Time => "DateTime",
+                ResourceType::Objlnk => "ObjectLink",
+                ResourceType::Corelnk => "CoreLink",
+                ResourceType::None => "None",
             };
-            let access = match r.operations.as_str() {
-                "R" => "Read",
-                "W" => "Write",
-                "RW" => "ReadWrite",
-                "E" => "Execute",
-                "" => "None",
-                other => {
-                    return Err(format!(
-                        "/{}/{}: unknown operations {other:?}",
-                        object.id, r.id
-                    ));
-                }
+            let access = match r.operations {
+                Operations::Read => "Read",
+                Operations::Write => "Write",
+                Operations::ReadWrite => "ReadWrite",
+                Operations::Execute => "Execute",
+                Operations::None => "None",
             };
-            Ok(CoreResource {
+            CoreResource {
                 id: r.id,
                 constant: words_to_constant(&r.name),
-                name: r.name.split_whitespace().collect::<Vec<_>>().join(" "),
+                name: r.name.clone(),
                 value_type,
                 access,
                 multiple: r.multiple,
                 mandatory: r.mandatory,
                 units: r.units.clone(),
-                constraint: lwm2m_constraint(&r.range, value_type),
+                constraint: lwm2m_constraint(&r.range, r.value_type),
                 lwm2m: true,
-            })
+            }
         })
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect();
     Ok(CoreObject {
         module: module.to_owned(),
         id: object.id,
@@ -256,22 +250,15 @@ fn core_object_from_lwm2m(module: &str, object: &LwObject) -> Result<CoreObject,
     })
 }
 
-/// LwM2M writes ranges as `0..255`, `-110..-48`, `0..255 bytes`; lengths
-/// as `6` or `16,32,48`; anything else is prose and constrains nothing.
-fn lwm2m_constraint(range: &str, value_type: &str) -> String {
-    let range = range.trim().trim_end_matches("bytes").trim();
-    if let Some((min, max)) = range.split_once("..")
-        && let (Ok(min), Ok(max)) = (min.trim().parse::<i64>(), max.trim().parse::<i64>())
-    {
-        return format!("Constraint::Range {{ min: {min}, max: {max} }}");
-    }
-    let lengths: Result<Vec<u32>, _> = range.split(',').map(|s| s.trim().parse::<u32>()).collect();
-    match lengths {
-        Ok(lengths) if !range.is_empty() && matches!(value_type, "String" | "Opaque") => {
+/// The generated `Constraint` of a `RangeEnumeration`.
+fn lwm2m_constraint(range: &str, value_type: ResourceType) -> String {
+    match object_xml::range(range, value_type) {
+        Range::Values { min, max } => format!("Constraint::Range {{ min: {min}, max: {max} }}"),
+        Range::Lengths(lengths) => {
             let list: Vec<String> = lengths.iter().map(u32::to_string).collect();
             format!("Constraint::Lengths(&[{}])", list.join(", "))
         }
-        _ => "Constraint::None".to_owned(),
+        Range::None => "Constraint::None".to_owned(),
     }
 }
 
@@ -647,21 +634,24 @@ mod tests {
     #[test]
     fn lwm2m_ranges() {
         assert_eq!(
-            lwm2m_constraint("-110..-48", "Long"),
+            lwm2m_constraint("-110..-48", ResourceType::Integer),
             "Constraint::Range { min: -110, max: -48 }"
         );
         assert_eq!(
-            lwm2m_constraint("0..255 bytes", "String"),
+            lwm2m_constraint("0..255 bytes", ResourceType::String),
             "Constraint::Range { min: 0, max: 255 }"
         );
         assert_eq!(
-            lwm2m_constraint("10,26", "String"),
+            lwm2m_constraint("10,26", ResourceType::String),
             "Constraint::Lengths(&[10, 26])"
         );
         assert_eq!(
-            lwm2m_constraint("The possible values are", "String"),
+            lwm2m_constraint("The possible values are", ResourceType::String),
             "Constraint::None"
         );
-        assert_eq!(lwm2m_constraint("", "Long"), "Constraint::None");
+        assert_eq!(
+            lwm2m_constraint("", ResourceType::Integer),
+            "Constraint::None"
+        );
     }
 }

@@ -1,125 +1,13 @@
-//! Readers for the two standards' XML: OMA LwM2M object definitions and the
-//! Broadband Forum's flattened TR-181 data model.
+//! The reader of the Broadband Forum's flattened TR-181 data model (OMA
+//! LwM2M object definitions are read by `object_xml`, the agent's own
+//! reader).
 
 use std::collections::HashMap;
 
 use quick_xml::Reader;
-use quick_xml::escape::unescape;
 use quick_xml::events::{BytesStart, Event};
 
-/// Both standards' files declare XML 1.0.
-const XML_1_0: quick_xml::XmlVersion = quick_xml::XmlVersion::Explicit1_0;
-
-/// One resource of an LwM2M object definition.
-#[derive(Debug, Clone)]
-pub struct LwResource {
-    pub id: u16,
-    pub name: String,
-    pub operations: String,
-    pub multiple: bool,
-    pub mandatory: bool,
-    pub value_type: String,
-    pub range: String,
-    pub units: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct LwObject {
-    pub id: u16,
-    pub name: String,
-    pub version: String,
-    pub multiple: bool,
-    pub mandatory: bool,
-    pub resources: Vec<LwResource>,
-}
-
-/// Parses an OMA LwM2M object definition (LWM2M-v1_1.xsd).
-pub fn parse_lwm2m(text: &str) -> Result<LwObject, String> {
-    let mut reader = Reader::from_str(text);
-    let mut stack: Vec<String> = Vec::new();
-    let mut fields: HashMap<String, String> = HashMap::new();
-    let mut object_fields: HashMap<String, String> = HashMap::new();
-    let mut resources = Vec::new();
-    let mut item_id: Option<u16> = None;
-    loop {
-        let event = reader
-            .read_event()
-            .map_err(|e| format!("at byte {}: {e}", reader.buffer_position()))?;
-        match event {
-            Event::Start(start) => {
-                let name = element_name(&start);
-                if name == "Item" {
-                    let id = attribute(&start, "ID")?.ok_or("Item without ID")?;
-                    item_id = Some(id.parse().map_err(|_| format!("bad Item ID {id:?}"))?);
-                    fields.clear();
-                }
-                stack.push(name);
-            }
-            Event::End(_) => {
-                let name = stack.pop().unwrap_or_default();
-                if name == "Item" {
-                    let id = item_id.take().ok_or("</Item> without <Item>")?;
-                    let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
-                    resources.push(LwResource {
-                        id,
-                        name: get("Name"),
-                        operations: get("Operations"),
-                        multiple: get("MultipleInstances") == "Multiple",
-                        mandatory: get("Mandatory") == "Mandatory",
-                        value_type: get("Type"),
-                        range: get("RangeEnumeration"),
-                        units: get("Units"),
-                    });
-                }
-            }
-            Event::Text(text) => {
-                let content = text.xml_content(XML_1_0);
-                let value = unescape(&content)
-                    .map_err(|e| format!("bad text: {e}"))?
-                    .trim()
-                    .to_owned();
-                store_text(&stack, &mut fields, &mut object_fields, item_id, value);
-            }
-            Event::CData(data) => {
-                let value = data.xml_content(XML_1_0).trim().to_owned();
-                store_text(&stack, &mut fields, &mut object_fields, item_id, value);
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    let get = |k: &str| object_fields.get(k).cloned().unwrap_or_default();
-    let id = get("ObjectID");
-    Ok(LwObject {
-        id: id.parse().map_err(|_| format!("bad ObjectID {id:?}"))?,
-        name: get("Name"),
-        version: {
-            let v = get("ObjectVersion");
-            if v.is_empty() { "1.0".into() } else { v }
-        },
-        multiple: get("MultipleInstances") == "Multiple",
-        mandatory: get("Mandatory") == "Mandatory",
-        resources,
-    })
-}
-
-fn store_text(
-    stack: &[String],
-    fields: &mut HashMap<String, String>,
-    object_fields: &mut HashMap<String, String>,
-    item_id: Option<u16>,
-    value: String,
-) {
-    let Some(leaf) = stack.last() else { return };
-    let target = if item_id.is_some() {
-        fields
-    } else if stack.len() >= 2 && stack[stack.len() - 2] == "Object" {
-        object_fields
-    } else {
-        return;
-    };
-    target.entry(leaf.clone()).or_default().push_str(&value);
-}
+use crate::object_xml::{attribute, element_name};
 
 /// The syntax of a TR-181 parameter, reduced to what the agent uses.
 #[derive(Debug, Clone, Default)]
@@ -336,21 +224,4 @@ fn resolve_type(
             .ok_or_else(|| format!("dataType {current:?} has no base type"))?;
     }
     Err(format!("dataType {name:?}: base chain too long"))
-}
-
-fn element_name(start: &BytesStart<'_>) -> String {
-    start.local_name().as_ref().to_owned()
-}
-
-fn attribute(start: &BytesStart<'_>, key: &str) -> Result<Option<String>, String> {
-    for attr in start.attributes() {
-        let attr = attr.map_err(|e| format!("bad attribute: {e}"))?;
-        if attr.key.local_name().as_ref() == key {
-            let value = attr
-                .normalized_value(XML_1_0)
-                .map_err(|e| format!("bad attribute {key}: {e}"))?;
-            return Ok(Some(value.into_owned()));
-        }
-    }
-    Ok(None)
 }

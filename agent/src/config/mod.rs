@@ -92,6 +92,8 @@ pub struct Config {
     pub identity: Identity,
     pub cwmp: Option<Cwmp>,
     pub lwm2m: Option<Lwm2m>,
+    /// Objects declared from definition files (`[[object]]`).
+    pub objects: Vec<dm_objects::declared::Declaration>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,6 +194,9 @@ struct File {
     log: LogFile,
     #[serde(default)]
     limits: LimitsFile,
+    /// `[[object]]`: declared objects (see `objects.rs`).
+    #[serde(default)]
+    object: Vec<objects::ObjectFile>,
 }
 
 #[derive(Deserialize, Default)]
@@ -432,6 +437,12 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
     };
 
     let identity = identity(&file.device, overrides, &at)?;
+    // Definition paths are relative to the configuration file's directory.
+    let base = Path::new(source)
+        .is_file()
+        .then(|| Path::new(source).parent())
+        .flatten();
+    let objects = objects::declarations(&file.object, base, &at)?;
 
     // A server given on the command line needs no table in the file.
     let cwmp_file = match (file.cwmp, &overrides.acs_url) {
@@ -488,6 +499,7 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         identity,
         cwmp,
         lwm2m,
+        objects,
     })
 }
 
@@ -996,7 +1008,7 @@ impl Locator<'_> {
             .lines()
             .rev()
             .map(str::trim)
-            .find(|l| l.starts_with('[') && !l.starts_with("[["))
+            .find(|l| l.starts_with('['))
             .map(|l| l.trim_matches(['[', ']']).trim().to_owned());
         match (table, key.is_empty()) {
             (Some(table), false) => format!("{table}.{key}"),
@@ -1007,5 +1019,6 @@ impl Locator<'_> {
     }
 }
 
+mod objects;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! Tests of the config module.
 
 use super::*;
+use dm_core::{InstanceId, ResourceId, ResourceValue, Value};
 
 fn check(text: &str, expect: &str) {
     let got = match parse(text, "dmagent.toml", &Overrides::default()) {
@@ -252,5 +253,88 @@ proptest::proptest! {
     ) {
         let text = lines.join(if crlf { "\r\n" } else { "\n" });
         let _ = parse(&text, "dmagent.toml", &Overrides::default());
+    }
+}
+
+/// `[[object]]`: a definition read relative to the configuration file,
+/// its values checked against it, and every mistake named with the
+/// configuration's line (and the definition's, when it is broken).
+#[test]
+fn declared_objects_are_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/temperature/3303.xml"
+    );
+    std::fs::copy(example, dir.path().join("3303.xml")).unwrap();
+    std::fs::write(
+        dir.path().join("broken.xml"),
+        "<LWM2M>\n<Object>\n<ObjectID>32769\n</Object>\n</LWM2M>\n",
+    )
+    .unwrap();
+    let config = dir.path().join("dmagent.toml");
+    let parse_with = |objects: &str| {
+        std::fs::write(&config, objects).unwrap();
+        load(&config, &Overrides::default())
+    };
+    let good = parse_with(
+        "[[object]]\ndefinition = \"3303.xml\"\n\
+         values = { \"0/5700\" = 21.5, \"0/5701\" = \"Cel\", \"0/5601\" = 3 }\n",
+    )
+    .unwrap();
+    let [declared] = good.objects.as_slice() else {
+        panic!("{:?}", good.objects)
+    };
+    assert_eq!(declared.schema.id, dm_core::ObjectId(3303));
+    assert_eq!(declared.instances, [InstanceId(0)]);
+    // An integer given for a Float resource is that float.
+    assert!(declared.values.contains(&(
+        InstanceId(0),
+        ResourceId(5601),
+        ResourceValue::Single(Value::Float(3.0))
+    )));
+
+    let name = config.display().to_string();
+    for (objects, expect) in [
+        (
+            "[[object]]\ndefinition = \"missing.xml\"\n",
+            "2: object.definition: cannot read {dir}/missing.xml: No such file or directory (os error 2)",
+        ),
+        (
+            "[[object]]\ndefinition = \"broken.xml\"\n",
+            "2: object.definition: {dir}/broken.xml: line 4: not well-formed XML: ill-formed document: \
+             expected `</ObjectID>`, but `</Object>` was found",
+        ),
+        (
+            "[[object]]\ndefinition = \"3303.xml\"\nvalues = { \"0/5700\" = \"warm\" }\n",
+            "3: object.values: Sensor Value: expected a value of type float, got string",
+        ),
+        (
+            "[[object]]\ndefinition = \"3303.xml\"\nvalues = { \"0/9999\" = 1 }\n",
+            "3: object.values: Temperature has no resource 9999",
+        ),
+        (
+            "[[object]]\ndefinition = \"3303.xml\"\nvalues = { \"1/5700\" = 1 }\n",
+            "3: object.values: instance 1 is not among the object's instances",
+        ),
+        (
+            "[[object]]\ndefinition = \"3303.xml\"\nvalues = { \"0/5605\" = 1 }\n",
+            "3: object.values: Reset Min and Max Measured Values is executable: it has no value",
+        ),
+        (
+            "[[object]]\ndefinition = \"3303.xml\"\nvalues = { \"0/5701\" = \"a\\u0001\" }\n",
+            "3: object.values: Sensor Units: ",
+        ),
+        (
+            "[[object]]\ndefinition = \"3303.xml\"\n[[object]]\ndefinition = \"3303.xml\"\n",
+            "4: object.definition: object 3303 is declared twice",
+        ),
+    ] {
+        let e = parse_with(objects).unwrap_err().to_string();
+        let expect = format!(
+            "{name}:{}",
+            expect.replace("{dir}", &dir.path().display().to_string())
+        );
+        assert!(e.starts_with(&expect), "{e}\nwanted {expect}");
     }
 }

@@ -1824,3 +1824,90 @@ fn reads_are_answered_while_network_manager_takes_3_s_to_write() {
     );
     assert!(calls.contains("/Settings/0"), "{calls}");
 }
+
+/// An object the agent is not built with, declared from its OMA
+/// definition (`[[object]]`, examples/temperature/3303.xml): aiocoap sees
+/// it registered, reads the configured value, writes another, and what it
+/// wrote outlives the agent.
+#[test]
+fn a_declared_object_is_served_to_aiocoap_and_its_writes_are_kept() {
+    use std::io::Write as _;
+    let port = dm_tests::files::free_udp_port();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(dm_tests::py_peers::python())
+            .arg(&script)
+            .args([&port.to_string(), "write", "/3303/0/5750", "kitchen"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+
+    let dir = tempfile::tempdir().unwrap();
+    let definition =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/temperature/3303.xml");
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\nendpoint = \"dmagent-declared\"\n\n\
+             [[object]]\ndefinition = \"{}\"\n\
+             values = {{ \"0/5700\" = 21.5, \"0/5701\" = \"Cel\", \"0/5750\" = \"room\" }}\n",
+            definition.display()
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let mut agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(&state)
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let register = next(&events);
+    assert_eq!(register["event"], "register");
+    let links = register["links"].as_str().unwrap();
+    assert!(links.contains(",</3303>;ver=1.1,</3303/0>,"), "{links}");
+
+    let stdin = server.0.stdin.as_mut().unwrap();
+    stdin
+        .write_all(b"go\nread /3303/0/5700\nread /3303/0/5750\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    let write = next(&events);
+    assert_eq!(write["step"], "write");
+    assert_eq!(write["code"], "2.04 Changed");
+    let sensor = next(&events);
+    assert_eq!(
+        (&sensor["step"], &sensor["text"]),
+        (&"read".into(), &"21.5".into())
+    );
+    let written = next(&events);
+    assert_eq!(written["text"], "kitchen");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(agent.0.wait().unwrap().success());
+    // Saved: the next start serves what the server wrote, not the
+    // configured initial value.
+    let dump = Command::new(env!("CARGO_BIN_EXE_dmagent"))
+        .args(["--config", config.to_str().unwrap(), "--state-dir"])
+        .arg(&state)
+        .arg("dump")
+        .env_remove("DMAGENT_CONFIG")
+        .output()
+        .unwrap();
+    let dump = String::from_utf8(dump.stdout).unwrap();
+    assert!(dump.contains("\n/3303/0/5750 = kitchen\n"), "{dump}");
+    assert!(dump.contains("\n/3303/0/5700 = 21.5\n"), "{dump}");
+}

@@ -226,7 +226,9 @@ fn write(tree: &mut Tree, path: &Lwm2mPath, request: &Packet) -> Packet {
     let Ok(core) = mapping::to_core(path) else {
         return error(ResponseType::NotFound, "no such object");
     };
-    let items = match format::decode(format, path, &request.payload, &crate::client::type_of) {
+    let items = match format::decode(format, path, &request.payload, &|p| {
+        crate::client::type_in(tree, p)
+    }) {
         Ok(items) => items,
         Err(e) => return error(ResponseType::BadRequest, &e.to_string()),
     };
@@ -304,17 +306,17 @@ fn integer_of(tree: &Tree, path: Path) -> Option<i64> {
 /// with `ssid` and `uri` on Security and `ssid` on Server instances.
 fn discover(tree: &Tree, path: Option<&Lwm2mPath>) -> Packet {
     let mut links = vec!["lwm2m=\"1.1\"".to_owned()];
-    for map in mapping::OBJECTS {
-        if path.is_some_and(|p| p.object != map.lwm2m) {
+    for (lwm2m, object, _) in mapping::served(tree) {
+        if path.is_some_and(|p| p.object != lwm2m) {
             continue;
         }
-        let instances = tree.instances(map.object).unwrap_or_default();
+        let instances = tree.instances(object).unwrap_or_default();
         if instances.is_empty() {
-            links.push(format!("</{}>", map.lwm2m));
+            links.push(format!("</{lwm2m}>"));
         }
         for instance in instances {
-            let mut link = format!("</{}/{}>", map.lwm2m, instance.0);
-            if map.object == security::ID {
+            let mut link = format!("</{lwm2m}/{}>", instance.0);
+            if object == security::ID {
                 if let Some(ssid) = integer_of(
                     tree,
                     Path::resource(security::ID, instance, security::SHORT_SERVER_ID),
@@ -328,7 +330,7 @@ fn discover(tree: &Tree, path: Option<&Lwm2mPath>) -> Packet {
                 ) {
                     link.push_str(&format!(";uri=\"{uri}\""));
                 }
-            } else if map.object == server::ID
+            } else if object == server::ID
                 && let Some(ssid) = integer_of(
                     tree,
                     Path::resource(server::ID, instance, server::SHORT_SERVER_ID),

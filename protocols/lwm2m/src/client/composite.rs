@@ -87,10 +87,11 @@ impl Client {
         };
         let origin = Origin::Server(self.config.short_server_id);
         if request.header.code == MessageClass::Request(RequestType::IPatch) {
-            let items = match format::decode_composite(content, &request.payload, &|p| type_of(p)) {
-                Ok(items) => items,
-                Err(e) => return format_error(&e),
-            };
+            let items =
+                match format::decode_composite(content, &request.payload, &|p| type_in(tree, p)) {
+                    Ok(items) => items,
+                    Err(e) => return format_error(&e),
+                };
             if let Some(refused) = items
                 .iter()
                 .find_map(|i| self.refused(tree, &i.path, Operation::Write))

@@ -26,7 +26,7 @@ mod responses;
 mod serve;
 
 pub use registration::{object_links, retry_wait};
-pub use responses::{core_error, type_of};
+pub use responses::{core_error, type_in, type_of};
 
 use blockwise::*;
 use observe::*;

@@ -293,18 +293,18 @@ pub fn object_links(tree: &Tree) -> String {
         "</>;rt=\"oma.lwm2m\";ct={}",
         ContentFormat::SenmlJson.number()
     )];
-    for map in mapping::OBJECTS {
-        if map.object == dm_core::catalog::security::ID || tree.schema(map.object).is_none() {
+    for (lwm2m, object, version) in mapping::served(tree) {
+        if object == dm_core::catalog::security::ID {
             continue;
         }
-        let instances = tree.instances(map.object).unwrap_or_default();
-        let version = match version_for_1_1(map.lwm2m, map.version) {
+        let instances = tree.instances(object).unwrap_or_default();
+        let version = match version_for_1_1(lwm2m, version) {
             "1.0" => String::new(),
             version => format!(";ver={version}"),
         };
-        links.push(format!("</{}>{version}", map.lwm2m));
+        links.push(format!("</{lwm2m}>{version}"));
         for instance in instances {
-            links.push(format!("</{}/{}>", map.lwm2m, instance.0));
+            links.push(format!("</{lwm2m}/{}>", instance.0));
         }
     }
     links.join(",")

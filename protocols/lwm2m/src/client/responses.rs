@@ -87,7 +87,22 @@ pub(super) fn format_error(e: &FormatError) -> Packet {
     error(code, &e.to_string())
 }
 
-/// The type of an LwM2M resource, from the generated catalog.
+/// The type of an LwM2M resource `tree` serves, built in or declared.
+pub fn type_in(tree: &dm_core::Tree, path: &Lwm2mPath) -> Option<ValueType> {
+    let core = mapping::to_core(&Lwm2mPath {
+        index: None,
+        ..*path
+    })
+    .ok()?;
+    Some(
+        tree.schema(core.object_id())?
+            .resource(core.resource_id()?)?
+            .value_type,
+    )
+}
+
+/// The type of a built-in LwM2M resource, from the generated catalog
+/// (for decoding with no tree at hand).
 pub fn type_of(path: &Lwm2mPath) -> Option<ValueType> {
     let core = mapping::to_core(&Lwm2mPath {
         index: None,

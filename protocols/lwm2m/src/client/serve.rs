@@ -336,9 +336,6 @@ impl Client {
         let Ok(core) = mapping::to_core(path) else {
             return not_found(path);
         };
-        let Some(map) = mapping::object(path.object) else {
-            return not_found(path);
-        };
         let mut links = Vec::new();
         let attrs = |p: &Lwm2mPath| {
             let a = mapping::to_core(p)
@@ -377,14 +374,17 @@ impl Client {
                 links.push(format!("<{inst_path}>{}", attrs(&inst_path)));
             }
             for resource in inst.resources() {
-                let Some(r) = map.resources.iter().find(|r| r.resource == resource) else {
+                let Some(lwm2m) =
+                    mapping::from_core(&Path::resource(core.object_id(), instance, resource))
+                        .and_then(|p| p.resource)
+                else {
                     continue;
                 };
-                if path.resource.is_some_and(|want| want != r.lwm2m) {
+                if path.resource.is_some_and(|want| want != lwm2m) {
                     continue;
                 }
                 let res_path = Lwm2mPath {
-                    resource: Some(r.lwm2m),
+                    resource: Some(lwm2m),
                     ..inst_path
                 };
                 // A multiple resource says how many instances it has
@@ -432,7 +432,7 @@ impl Client {
                 "Write targets an instance or resource",
             );
         }
-        let items = match format::decode(format, path, &request.payload, &|p| type_of(p)) {
+        let items = match format::decode(format, path, &request.payload, &|p| type_in(tree, p)) {
             Ok(items) => items,
             Err(e) => return format_error(&e),
         };
@@ -597,23 +597,25 @@ impl Client {
         // The payload names the new instance (a TLV object instance, SenML
         // names with an instance) or holds bare resources (LwM2M Core
         // §5.4.5 allows both); then the tree chooses the number.
-        let (items, chosen) = match format::decode(format, path, &request.payload, &|p| type_of(p))
-        {
-            Ok(items) => {
-                let chosen = items.iter().find_map(|i| i.path.instance);
-                (items, chosen)
-            }
-            Err(first) => {
-                let placeholder = Lwm2mPath {
-                    instance: Some(0),
-                    ..*path
-                };
-                match format::decode(format, &placeholder, &request.payload, &|p| type_of(p)) {
-                    Ok(items) => (items, None),
-                    Err(_) => return format_error(&first),
+        let (items, chosen) =
+            match format::decode(format, path, &request.payload, &|p| type_in(tree, p)) {
+                Ok(items) => {
+                    let chosen = items.iter().find_map(|i| i.path.instance);
+                    (items, chosen)
                 }
-            }
-        };
+                Err(first) => {
+                    let placeholder = Lwm2mPath {
+                        instance: Some(0),
+                        ..*path
+                    };
+                    match format::decode(format, &placeholder, &request.payload, &|p| {
+                        type_in(tree, p)
+                    }) {
+                        Ok(items) => (items, None),
+                        Err(_) => return format_error(&first),
+                    }
+                }
+            };
         // One transaction, the new instance with its values: all or
         // nothing (and all or nothing with the host for a mirrored object).
         let instance = match chosen {

@@ -116,41 +116,83 @@ pub fn object_for(core: ObjectId) -> Option<&'static ObjectMap> {
     OBJECTS.iter().find(|o| o.object == core)
 }
 
-/// Maps an LwM2M path to the core path.
+/// Whether a core object id is a declared one ([`crate::declare`]): not
+/// one the agent is built with. Declared objects keep their registry ids
+/// and resource ids, so they map one to one; every built-in object,
+/// TR-181-only ones included, goes through the generated table.
+fn declared(object: u16) -> bool {
+    !dm_core::catalog::ALL.iter().any(|s| s.id.0 == object)
+}
+
+/// Maps an LwM2M path to the core path (whether the tree serves it is the
+/// tree's to say).
 pub fn to_core(path: &Lwm2mPath) -> Result<Path, PathError> {
     let not_found = || PathError::NotFound(path.to_string());
-    let map = object(path.object).ok_or_else(not_found)?;
+    let (object, resource) = match object(path.object) {
+        Some(map) => {
+            let resource = match path.resource {
+                Some(id) => Some(
+                    map.resources
+                        .binary_search_by_key(&id, |r| r.lwm2m)
+                        .map(|i| map.resources[i].resource)
+                        .map_err(|_| not_found())?,
+                ),
+                None => None,
+            };
+            (map.object, resource)
+        }
+        None if declared(path.object) => (ObjectId(path.object), path.resource.map(ResourceId)),
+        None => return Err(not_found()),
+    };
     let Some(instance) = path.instance else {
-        return Ok(Path::object(map.object));
+        return Ok(Path::object(object));
     };
     let instance = InstanceId(instance);
-    let Some(resource) = path.resource else {
-        return Ok(Path::instance(map.object, instance));
-    };
-    let resource = map
-        .resources
-        .binary_search_by_key(&resource, |r| r.lwm2m)
-        .map(|i| map.resources[i].resource)
-        .map_err(|_| not_found())?;
-    Ok(match path.index {
-        Some(index) => Path::resource_instance(map.object, instance, resource, index),
-        None => Path::resource(map.object, instance, resource),
+    Ok(match (resource, path.index) {
+        (None, _) => Path::instance(object, instance),
+        (Some(resource), Some(index)) => Path::resource_instance(object, instance, resource, index),
+        (Some(resource), None) => Path::resource(object, instance, resource),
     })
 }
 
 /// Maps a core path to its LwM2M path; `None` for what LwM2M does not see.
 pub fn from_core(path: &Path) -> Option<Lwm2mPath> {
-    let map = object_for(path.object_id())?;
-    let resource = match path.resource_id() {
-        Some(r) => Some(map.resources.iter().find(|m| m.resource == r)?.lwm2m),
-        None => None,
+    let (object, resource) = match object_for(path.object_id()) {
+        Some(map) => {
+            let resource = match path.resource_id() {
+                Some(r) => Some(map.resources.iter().find(|m| m.resource == r)?.lwm2m),
+                None => None,
+            };
+            (map.lwm2m, resource)
+        }
+        None if declared(path.object_id().0) => {
+            (path.object_id().0, path.resource_id().map(|r| r.0))
+        }
+        None => return None,
     };
     Some(Lwm2mPath {
-        object: map.lwm2m,
+        object,
         instance: path.instance_id().map(|i| i.0),
         resource,
         index: path.index(),
     })
+}
+
+/// The LwM2M objects `tree` serves, by LwM2M id, each with its core
+/// object and version: the generated table's and the declared ones.
+pub fn served(tree: &dm_core::Tree) -> Vec<(u16, ObjectId, &'static str)> {
+    let mut served: Vec<(u16, ObjectId, &'static str)> = OBJECTS
+        .iter()
+        .filter(|map| tree.schema(map.object).is_some())
+        .map(|map| (map.lwm2m, map.object, map.version))
+        .collect();
+    served.extend(
+        tree.objects()
+            .filter(|schema| declared(schema.id.0))
+            .map(|schema| (schema.id.0, schema.id, schema.version)),
+    );
+    served.sort_by_key(|(lwm2m, _, _)| *lwm2m);
+    served
 }
 
 #[cfg(test)]
@@ -229,6 +271,11 @@ mod tests {
             to_core(&"/3/0/1000".parse().unwrap()),
             Err(PathError::NotFound("/3/0/1000".into()))
         );
-        assert!(to_core(&"/6".parse().unwrap()).is_err());
+        // An object not built in maps one to one (it may be declared);
+        // whether it is served is the tree's to say.
+        assert_eq!(
+            to_core(&"/6".parse().unwrap()),
+            Ok(Path::object(ObjectId(6)))
+        );
     }
 }

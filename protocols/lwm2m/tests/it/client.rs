@@ -32,6 +32,14 @@ fn fixture() -> Fixture {
 }
 
 fn fixture_on(host: Arc<dyn dm_platform::Host>) -> Fixture {
+    fixture_declaring(host, &[])
+}
+
+/// A fixture whose tree also serves `declared` objects.
+fn fixture_declaring(
+    host: Arc<dyn dm_platform::Host>,
+    declared: &[dm_objects::declared::Declaration],
+) -> Fixture {
     let network = Arc::new(MemoryNetwork::demo());
     let log = Arc::new(MemoryLog::default());
     let platform = Platform {
@@ -41,7 +49,9 @@ fn fixture_on(host: Arc<dyn dm_platform::Host>) -> Fixture {
     };
     let mut tree = Tree::new();
     dm_objects::register(&mut tree, &platform).unwrap();
+    dm_objects::declared::register(&mut tree, declared).unwrap();
     dm_objects::populate(&mut tree, &[]).unwrap();
+    dm_objects::declared::populate(&mut tree, declared, &[]).unwrap();
     dm_objects::provision(
         &mut tree,
         &Provisioning {
@@ -2500,4 +2510,156 @@ fn a_write_the_host_must_make_is_answered_when_it_is_made() {
     assert_eq!(response.get_token(), &[0xEE, 2]);
     assert_eq!(code(&response), ResponseType::Unauthorized);
     assert_eq!(f.tree.read(Origin::Agent, &ssid).unwrap(), before);
+}
+
+/// IPSO Temperature (3303), declared from its registry definition with
+/// some values, as the agent's `[[object]]` does.
+fn temperature() -> dm_objects::declared::Declaration {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/temperature/3303.xml"
+    ))
+    .unwrap();
+    let schema = dm_lwm2m::declare::schema(&text).unwrap();
+    let value = |resource: u16, value: Value| {
+        (
+            InstanceId(0),
+            dm_core::ResourceId(resource),
+            ResourceValue::Single(value),
+        )
+    };
+    dm_objects::declared::Declaration {
+        schema,
+        instances: vec![InstanceId(0)],
+        values: vec![
+            value(5700, Value::Float(21.5)),
+            value(5701, Value::String("Cel".into())),
+            value(5750, Value::String("room".into())),
+        ],
+    }
+}
+
+#[test]
+fn a_declared_object_is_registered_read_written_observed_and_discovered() {
+    let declared = temperature();
+    let object = declared.schema.id;
+    let mut f = fixture_declaring(Arc::new(LinuxHost::default()), &[declared]);
+    f.client.register(&f.tree, f.now);
+    let register = f.sent();
+    let links = String::from_utf8(register.payload.clone()).unwrap();
+    assert!(
+        links.contains(",</3303>;ver=1.1,</3303/0>,</10259>"),
+        "{links}"
+    );
+    f.answer(&register, ResponseType::Created, &["rd", "5a3f"]);
+
+    let read = f.request(
+        RequestType::Get,
+        "/3303/0/5700",
+        accept(ContentFormat::Text),
+    );
+    assert_eq!(code(&read), ResponseType::Content);
+    assert_eq!(read.payload, b"21.5");
+    let read = f.request(
+        RequestType::Get,
+        "/3303/0",
+        accept(ContentFormat::SenmlJson),
+    );
+    let text = String::from_utf8(read.payload.clone()).unwrap();
+    assert!(text.contains("\"vs\":\"Cel\""), "{text}");
+
+    // Written by the server, kept in the tree (and so saved).
+    let write = f.request(
+        RequestType::Put,
+        "/3303/0/5750",
+        content(ContentFormat::Text, b"kitchen".to_vec()),
+    );
+    assert_eq!(
+        code(&write),
+        ResponseType::Changed,
+        "{}",
+        String::from_utf8_lossy(&write.payload)
+    );
+    assert_eq!(
+        f.tree
+            .read(
+                Origin::Agent,
+                &Path::resource(object, InstanceId(0), dm_core::ResourceId(5750))
+            )
+            .unwrap(),
+        ResourceValue::Single(Value::String("kitchen".into()))
+    );
+    // The definition's rules hold: Sensor Value is read-only.
+    let write = f.request(
+        RequestType::Put,
+        "/3303/0/5700",
+        content(ContentFormat::Text, b"30".to_vec()),
+    );
+    assert_eq!(code(&write), ResponseType::MethodNotAllowed);
+
+    let discover = f.request(
+        RequestType::Get,
+        "/3303/0",
+        accept(ContentFormat::LinkFormat),
+    );
+    assert_eq!(
+        String::from_utf8(discover.payload).unwrap(),
+        "</3303/0>,</3303/0/5700>,</3303/0/5701>,</3303/0/5750>"
+    );
+
+    // Observed, and notified when the value changes in the tree.
+    let changes = f.tree.subscribe(8);
+    let observe = f.request(RequestType::Get, "/3303/0/5700", |p| {
+        p.set_observe_value(0);
+        p.add_option(CoapOption::Accept, vec![ContentFormat::Text.number() as u8]);
+    });
+    assert_eq!(observe.get_observe_value(), Some(Ok(0)));
+    f.tree
+        .begin(Origin::Agent)
+        .set(
+            Path::resource(object, InstanceId(0), dm_core::ResourceId(5700)),
+            Value::Float(22.0),
+        )
+        .commit()
+        .unwrap();
+    for change in changes.drain() {
+        f.client.handle_change(&mut f.tree, f.now, &change);
+    }
+    f.advance(Duration::from_secs(1));
+    let notification = f.sent();
+    assert_eq!(notification.get_token(), observe.get_token());
+    assert_eq!(notification.payload, b"22");
+}
+
+#[test]
+fn declared_objects_map_one_to_one_and_built_in_ones_keep_their_table() {
+    use dm_lwm2m::mapping::{Lwm2mPath, from_core, to_core};
+    let path: Lwm2mPath = "/3303/0/5700/1".parse().unwrap();
+    let core = to_core(&path).unwrap();
+    assert_eq!(
+        core,
+        Path::resource_instance(
+            dm_core::ObjectId(3303),
+            InstanceId(0),
+            dm_core::ResourceId(5700),
+            1
+        )
+    );
+    assert_eq!(from_core(&core), Some(path));
+    // A TR-181-only object (numbered from 50000) stays invisible to
+    // LwM2M, declared or not.
+    let tr181_only = dm_core::catalog::ALL
+        .iter()
+        .find(|s| s.id.0 >= 50000)
+        .expect("a TR-181-only object");
+    assert!(from_core(&Path::object(tr181_only.id)).is_none());
+    assert!(
+        to_core(&Lwm2mPath {
+            object: tr181_only.id.0,
+            instance: None,
+            resource: None,
+            index: None
+        })
+        .is_err()
+    );
 }

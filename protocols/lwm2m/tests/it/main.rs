@@ -3,5 +3,6 @@
 
 mod bootstrap;
 mod client;
+mod declare;
 mod dtls;
 mod formats;
