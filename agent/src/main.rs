@@ -12,6 +12,7 @@ mod control;
 mod dump;
 mod firmware;
 mod host;
+mod provider;
 mod runtime;
 mod software;
 
@@ -293,7 +294,7 @@ fn dump(config: &Config, view: dump::View) -> anyhow::Result<()> {
     // Look at the saved state without locking it: a running agent may
     // hold the directory.
     let saved = dm_platform::store::FileStore::peek(&config.state_dir).unwrap_or(None);
-    let (tree, warnings) = runtime::build(config, &host.platform, saved)?;
+    let (tree, warnings) = runtime::build(config, &host.platform, saved, &[])?;
     for w in warnings {
         tracing::warn!("{w}");
     }

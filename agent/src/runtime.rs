@@ -82,12 +82,18 @@ pub fn build(
     config: &Config,
     platform: &Platform,
     saved: Option<dm_core::Snapshot>,
+    providers: &[Arc<crate::provider::Process>],
 ) -> anyhow::Result<(Tree, Vec<String>)> {
     let mut tree = Tree::new();
     tree.set_instance_limit(config.max_instances);
     dm_objects::register(&mut tree, platform).context("registering objects")?;
-    dm_objects::declared::register(&mut tree, &config.objects)
-        .context("registering declared objects")?;
+    dm_objects::declared::register(&mut tree, &config.objects, &|declared| {
+        providers
+            .iter()
+            .find(|p| p.object() == declared.schema.id)
+            .map(|p| Arc::clone(p) as Arc<dyn dm_objects::declared::Provider>)
+    })
+    .context("registering declared objects")?;
     let (mut warnings, covered) = match saved {
         Some(snapshot) => tree.restore(snapshot),
         None => (Vec::new(), Vec::new()),
@@ -131,7 +137,17 @@ pub async fn run(
     let (store, saved) = open_state(&config)?;
     let first_start = saved.is_none();
     let host = host(&config)?;
-    let (mut tree, warnings) = build(&config, &host.platform, saved)?;
+    // Declared objects' provider programs: started once the tree is up.
+    let providers: Vec<Arc<crate::provider::Process>> = config
+        .objects
+        .iter()
+        .filter_map(|d| {
+            d.provider
+                .clone()
+                .map(|command| crate::provider::Process::new(command, d.schema))
+        })
+        .collect();
+    let (mut tree, warnings) = build(&config, &host.platform, saved, &providers)?;
     for w in &warnings {
         warn!("{w}");
     }
@@ -167,6 +183,9 @@ pub async fn run(
     );
 
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    for provider in &providers {
+        tokio::spawn(Arc::clone(provider).run(Arc::clone(&tree), stop.clone()));
+    }
     let (host_tx, mut host_rx) = tokio::sync::mpsc::channel(4);
     // A firmware update asks for the reboot that confirms it (A/B).
     let (reboot_tx, mut reboot_rx) = tokio::sync::mpsc::channel::<&'static str>(1);
@@ -462,6 +481,14 @@ pub async fn run(
                     warn!(lagged, "change stream overflowed");
                 }
                 for change in changes.drain() {
+                    if let dm_core::ChangeKind::Executed(arguments) = &change.kind
+                        && let (Some(instance), Some(resource)) =
+                            (change.path.instance_id(), change.path.resource_id())
+                        && let Some(provider) =
+                            providers.iter().find(|p| p.object() == change.path.object_id())
+                    {
+                        provider.execute(instance, resource, arguments);
+                    }
                     if let dm_core::ChangeKind::Progress { done, total } = change.kind {
                         *lock(&transfer) =
                             Some((done, total));
@@ -727,7 +754,7 @@ mod tests {
             &crate::config::Overrides::default(),
         )
         .unwrap();
-        let (mut tree, _) = build(&config, &platform, None).unwrap();
+        let (mut tree, _) = build(&config, &platform, None, &[]).unwrap();
         let configured = url(&tree);
         adopt_dhcp_acs_url(&mut tree, &platform);
         assert_eq!(url(&tree), configured, "no option 43: unchanged");

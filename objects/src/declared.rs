@@ -7,14 +7,99 @@
 //! write is stored and saved like any other, so after a restart the
 //! saved value is served, not the configured one (the configuration
 //! gives initial values, as a factory default would).
+//!
+//! A declared object may have a [`Provider`]: another process that
+//! serves it. Management clients' changes (set, add, delete) are then
+//! carried to it as host writes, off the tree's lock, all or nothing with
+//! the transaction (each one taken back by its inverse should the
+//! transaction fail); Executes go to it once accepted; the values it
+//! pushes come into the tree as platform facts. While it is not running,
+//! its object's changes and Executes are refused as temporarily
+//! unavailable (CWMP 9002, CoAP 5.03); reads are served from the last
+//! values it pushed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use dm_core::tree::default_slot;
 use dm_core::{
-    Error, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, ResourceId, ResourceValue,
-    Slot, Tree,
+    Error, HostWrite, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, ResourceId,
+    ResourceSchema, ResourceValue, Slot, Tree, Value, ValueType,
 };
+
+/// What a management client's change asks of a provider.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request {
+    /// Set these values of an instance, all or none.
+    Set {
+        instance: InstanceId,
+        values: Vec<(ResourceId, ResourceValue)>,
+    },
+    /// Make an instance with these values.
+    Add {
+        instance: InstanceId,
+        values: Vec<(ResourceId, ResourceValue)>,
+    },
+    Delete {
+        instance: InstanceId,
+    },
+}
+
+/// A process that serves a declared object. `call` blocks until the
+/// provider has answered (or a time limit passed): it runs on a host
+/// thread, never under the tree's lock.
+pub trait Provider: Send + Sync {
+    /// For messages: the program and the object it serves.
+    fn name(&self) -> &str;
+    /// Whether it is running now.
+    fn is_up(&self) -> bool;
+    /// Makes the change; its error is the request's (use
+    /// [`Error::PlatformUnavailable`] for "not now", [`Error::PlatformInvalid`]
+    /// for a value it refuses).
+    fn call(&self, request: Request) -> Result<(), Error>;
+}
+
+/// A value as a configuration file or a provider's message writes it,
+/// before it is typed by its resource.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scalar {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Boolean(bool),
+}
+
+/// `scalar` as a value of the resource `schema`: checked against its type,
+/// range and the characters XML 1.0 carries. Opaque values are written as
+/// hexadecimal digits, object links as "object:instance", times as Unix
+/// seconds.
+pub fn value_of(schema: &ResourceSchema, scalar: Scalar) -> Result<Value, String> {
+    let value = match (schema.value_type, scalar) {
+        (ValueType::Opaque, Scalar::Text(hex)) => Value::Opaque(
+            dm_core::support::hex::decode(&hex)
+                .map_err(|_| format!("{}: opaque values are hexadecimal digits", schema.name))?,
+        ),
+        (ValueType::ObjectLink, Scalar::Text(link)) => link
+            .split_once(':')
+            .and_then(|(o, i)| {
+                Some(Value::ObjectLink(dm_core::ObjectLink {
+                    object: dm_core::ObjectId(o.parse().ok()?),
+                    instance: i.parse().ok()?,
+                }))
+            })
+            .ok_or_else(|| format!("{}: an object link is \"object:instance\"", schema.name))?,
+        (ValueType::DateTime, Scalar::Integer(seconds)) => Value::DateTime(seconds),
+        (_, Scalar::Text(text)) => Value::String(text),
+        (_, Scalar::Integer(n)) => Value::Integer(n),
+        (_, Scalar::Float(f)) if f.is_finite() => Value::Float(f),
+        (_, Scalar::Float(_)) => return Err(format!("{}: not a finite number", schema.name)),
+        (_, Scalar::Boolean(b)) => Value::Boolean(b),
+    };
+    dm_core::value::check_characters(&value).map_err(|e| format!("{}: {e}", schema.name))?;
+    value
+        .check(schema)
+        .map_err(|e| format!("{}: {e}", schema.name))
+}
 
 /// One declared object and its configured instances and values.
 #[derive(Clone, Debug)]
@@ -25,6 +110,18 @@ pub struct Declaration {
     pub instances: Vec<InstanceId>,
     /// Initial values, checked against the schema.
     pub values: Vec<(InstanceId, ResourceId, ResourceValue)>,
+    /// The program that serves the object, if any.
+    pub provider: Option<Command>,
+}
+
+/// How a provider program is started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    /// argv, no shell.
+    pub argv: Vec<String>,
+    /// The directory it runs in (the configuration file's), if not the
+    /// agent's.
+    pub dir: Option<std::path::PathBuf>,
 }
 
 // Schemas are interned (one per definition text), so the same schema is
@@ -34,6 +131,7 @@ impl PartialEq for Declaration {
         std::ptr::eq(self.schema, other.schema)
             && self.instances == other.instances
             && self.values == other.values
+            && self.provider == other.provider
     }
 }
 
@@ -44,6 +142,81 @@ impl Eq for Declaration {}
 struct Declared {
     schema: &'static ObjectSchema,
     values: BTreeMap<InstanceId, Vec<(ResourceId, ResourceValue)>>,
+    provider: Option<Arc<dyn Provider>>,
+}
+
+impl Declared {
+    /// The provider, when one serves the object and is running.
+    fn running(&self, path: Path) -> Result<Option<&Arc<dyn Provider>>, Error> {
+        match &self.provider {
+            None => Ok(None),
+            Some(p) if p.is_up() => Ok(Some(p)),
+            Some(p) => Err(Error::PlatformUnavailable(format!(
+                "{path}: its provider {} is not running",
+                p.name()
+            ))),
+        }
+    }
+}
+
+/// The stored values of an instance's resources.
+fn stored_values(instance: &Instance) -> Vec<(ResourceId, ResourceValue)> {
+    instance
+        .resources()
+        .filter_map(|id| match instance.slot(id) {
+            Some(Slot::Stored(value)) => Some((id, value.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The request that makes `old` into `new`, and the one that takes it back.
+fn requests(
+    instance: InstanceId,
+    old: Option<&Instance>,
+    new: Option<&Instance>,
+) -> Option<(Request, Request)> {
+    match (old, new) {
+        (None, Some(new)) => Some((
+            Request::Add {
+                instance,
+                values: stored_values(new),
+            },
+            Request::Delete { instance },
+        )),
+        (Some(old), None) => Some((
+            Request::Delete { instance },
+            Request::Add {
+                instance,
+                values: stored_values(old),
+            },
+        )),
+        (Some(old), Some(new)) => {
+            let before = stored_values(old);
+            let changed: Vec<(ResourceId, ResourceValue)> = stored_values(new)
+                .into_iter()
+                .filter(|(id, value)| !before.iter().any(|(b, v)| b == id && v == value))
+                .collect();
+            if changed.is_empty() {
+                return None;
+            }
+            let undo = before
+                .into_iter()
+                .filter(|(id, _)| changed.iter().any(|(c, _)| c == id))
+                .collect();
+            Some((
+                Request::Set {
+                    instance,
+                    values: changed,
+                },
+                Request::Set {
+                    instance,
+                    values: undo,
+                },
+            ))
+        }
+        (None, None) => None,
+    }
 }
 
 impl ObjectHandler for Declared {
@@ -53,13 +226,46 @@ impl ObjectHandler for Declared {
 
     fn create(&self, instance: InstanceId) -> Result<Instance, Error> {
         let mut created = Instance::new();
-        for resource in self.schema.resources.iter().filter(|r| r.mandatory) {
+        // With a provider, every Execute the definition has is its to
+        // perform; without, only the mandatory ones exist (and are refused).
+        for resource in self.schema.resources.iter().filter(|r| {
+            r.mandatory || (self.provider.is_some() && r.value_type == dm_core::ValueType::None)
+        }) {
             created = created.with(resource.id, default_slot(resource));
         }
         for (resource, value) in self.values.get(&instance).into_iter().flatten() {
             created = created.with(*resource, Slot::Stored(value.clone()));
         }
         Ok(created)
+    }
+
+    fn host_write(
+        &self,
+        origin: Origin,
+        instance: InstanceId,
+        old: Option<&Instance>,
+        new: Option<&Instance>,
+    ) -> Result<Option<HostWrite>, Error> {
+        // Only management clients' changes go to the provider: what it
+        // pushed comes back as Platform, what the agent sets up as Agent.
+        if !origin.is_client() {
+            return Ok(None);
+        }
+        let Some(provider) = self.running(Path::instance(self.schema.id, instance))? else {
+            return Ok(None);
+        };
+        let Some((request, undo)) = requests(instance, old, new) else {
+            return Ok(None);
+        };
+        let provider = Arc::clone(provider);
+        let what = format!("{} {request:?}", provider.name());
+        Ok(Some(HostWrite::new(what.clone(), move || {
+            provider.call(request)?;
+            Ok(Some(HostWrite::new(format!("undo of {what}"), move || {
+                provider.call(undo)?;
+                Ok(None)
+            })))
+        })))
     }
 
     fn execute(
@@ -70,19 +276,25 @@ impl ObjectHandler for Declared {
         _arguments: &str,
         _state: &Instance,
     ) -> Result<(), Error> {
-        // Nothing serves it yet: no provider is attached to a declared
-        // object by a definition alone.
-        Err(Error::NotSupported(dm_core::Path::resource(
-            self.schema.id,
-            instance,
-            resource,
-        )))
+        let path = Path::resource(self.schema.id, instance, resource);
+        match self.running(path)? {
+            // Accepted: the agent hands the published Executed to the
+            // provider.
+            Some(_) => Ok(()),
+            // Nothing serves it: a definition alone performs nothing.
+            None => Err(Error::NotSupported(path)),
+        }
     }
 }
 
 /// Registers the declared objects' handlers (before a snapshot is
-/// restored, so their saved instances come back).
-pub fn register(tree: &mut Tree, declarations: &[Declaration]) -> Result<(), Error> {
+/// restored, so their saved instances come back), each with the provider
+/// `provider` gives it, if any.
+pub fn register(
+    tree: &mut Tree,
+    declarations: &[Declaration],
+    provider: &dyn Fn(&Declaration) -> Option<Arc<dyn Provider>>,
+) -> Result<(), Error> {
     for declaration in declarations {
         let mut values: BTreeMap<InstanceId, Vec<(ResourceId, ResourceValue)>> = BTreeMap::new();
         for (instance, resource, value) in &declaration.values {
@@ -94,6 +306,7 @@ pub fn register(tree: &mut Tree, declarations: &[Declaration]) -> Result<(), Err
         tree.register(Box::new(Declared {
             schema: declaration.schema,
             values,
+            provider: provider(declaration),
         }))?;
     }
     Ok(())

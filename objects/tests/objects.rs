@@ -622,3 +622,166 @@ fn client_changes_to_wlan_and_apn_reach_the_platform_and_its_refusals_fail_them(
         .unwrap();
     assert_eq!(f.network.apn_contexts()[0].apn, "iot.example");
 }
+
+mod declared {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use dm_core::schema::Constraint;
+    use dm_core::{
+        Access, Error, InstanceId, ObjectId, ObjectSchema, Origin, Path, Prepared, ResourceId,
+        ResourceSchema, ResourceValue, Tree, Value, ValueType,
+    };
+    use dm_objects::declared::{Declaration, Provider, Request};
+
+    const fn resource(id: u16, value_type: ValueType, access: Access) -> ResourceSchema {
+        ResourceSchema {
+            id: ResourceId(id),
+            name: "r",
+            value_type,
+            access,
+            multiple: false,
+            mandatory: true,
+            units: "",
+            constraint: Constraint::Range { min: 0, max: 100 },
+        }
+    }
+
+    static RESOURCES: [ResourceSchema; 3] = [
+        resource(1, ValueType::Long, Access::ReadWrite),
+        resource(2, ValueType::Long, Access::ReadWrite),
+        resource(3, ValueType::None, Access::Execute),
+    ];
+    static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ObjectId(32769),
+        name: "Test",
+        version: "1.0",
+        multiple: true,
+        mandatory: false,
+        resources: &RESOURCES,
+    };
+
+    #[derive(Default)]
+    struct Recorder {
+        up: AtomicBool,
+        refuse: AtomicBool,
+        calls: Mutex<Vec<Request>>,
+    }
+
+    impl Provider for Recorder {
+        fn name(&self) -> &str {
+            "recorder"
+        }
+        fn is_up(&self) -> bool {
+            self.up.load(Ordering::SeqCst)
+        }
+        fn call(&self, request: Request) -> Result<(), Error> {
+            self.calls.lock().unwrap().push(request);
+            if self.refuse.load(Ordering::SeqCst) {
+                return Err(Error::PlatformInvalid("no".into()));
+            }
+            Ok(())
+        }
+    }
+
+    fn tree(provider: &Arc<Recorder>) -> Tree {
+        let mut tree = Tree::new();
+        let declarations = [Declaration {
+            schema: &SCHEMA,
+            instances: vec![InstanceId(0)],
+            values: vec![(
+                InstanceId(0),
+                ResourceId(1),
+                ResourceValue::Single(Value::Integer(5)),
+            )],
+            provider: None,
+        }];
+        let provider: Arc<dyn Provider> = provider.clone();
+        dm_objects::declared::register(&mut tree, &declarations, &|_| Some(Arc::clone(&provider)))
+            .unwrap();
+        dm_objects::declared::populate(&mut tree, &declarations, &[]).unwrap();
+        tree
+    }
+
+    fn at(resource: u16) -> Path {
+        Path::resource(SCHEMA.id, InstanceId(0), ResourceId(resource))
+    }
+
+    /// Sets resource 1 to `value` as an LwM2M server, running the host
+    /// work as a driver would.
+    fn server_sets(tree: &mut Tree, value: i64) -> Result<(), Error> {
+        let prepared = tree
+            .begin(Origin::Server(1))
+            .set(at(1), Value::Integer(value))
+            .set(at(2), Value::Integer(0))
+            .prepare()
+            .map_err(|mut e| e.faults.remove(0))?;
+        let Prepared::Pending(mut pending) = prepared else {
+            panic!("no host write for a provided object");
+        };
+        let outcome = pending.take_work().run();
+        tree.complete(pending, outcome)
+            .result
+            .map(|_| ())
+            .map_err(|mut e| e.faults.remove(0))
+    }
+
+    #[test]
+    fn client_changes_reach_the_provider_all_or_nothing() {
+        let provider = Arc::new(Recorder::default());
+        let mut tree = tree(&provider);
+        assert_eq!(
+            tree.read(Origin::Agent, &at(1)).unwrap(),
+            ResourceValue::Single(Value::Integer(5))
+        );
+        // Not running: refused as "not now", nothing asked.
+        assert!(matches!(
+            server_sets(&mut tree, 7),
+            Err(Error::PlatformUnavailable(_))
+        ));
+        assert!(provider.calls.lock().unwrap().is_empty());
+
+        provider.up.store(true, Ordering::SeqCst);
+        server_sets(&mut tree, 7).unwrap();
+        // Only what changed goes (resource 2 was 0 already).
+        assert_eq!(
+            provider.calls.lock().unwrap().drain(..).collect::<Vec<_>>(),
+            [Request::Set {
+                instance: InstanceId(0),
+                values: vec![(ResourceId(1), ResourceValue::Single(Value::Integer(7)))]
+            }]
+        );
+        assert_eq!(
+            tree.read(Origin::Agent, &at(1)).unwrap(),
+            ResourceValue::Single(Value::Integer(7))
+        );
+
+        // Refused: the tree keeps its value.
+        provider.refuse.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            server_sets(&mut tree, 9),
+            Err(Error::PlatformInvalid(_))
+        ));
+        assert_eq!(
+            tree.read(Origin::Agent, &at(1)).unwrap(),
+            ResourceValue::Single(Value::Integer(7))
+        );
+
+        // The provider's own values (platform facts) and the agent's go
+        // nowhere.
+        provider.calls.lock().unwrap().clear();
+        tree.begin(Origin::Platform)
+            .set(at(1), Value::Integer(50))
+            .commit()
+            .unwrap();
+        assert!(provider.calls.lock().unwrap().is_empty());
+
+        // Executes are accepted while it runs, refused while it does not.
+        assert_eq!(tree.execute(Origin::Server(1), &at(3), ""), Ok(()));
+        provider.up.store(false, Ordering::SeqCst);
+        assert!(matches!(
+            tree.execute(Origin::Server(1), &at(3), ""),
+            Err(Error::PlatformUnavailable(_))
+        ));
+    }
+}

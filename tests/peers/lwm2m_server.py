@@ -1,7 +1,7 @@
 """A small LwM2M server on aiocoap, for dmagent's end-to-end test.
 
 Usage: lwm2m_server.py PORT
-       lwm2m_server.py PORT write PATH VALUE   (stdin: a line to write, then "read PATH" lines)
+       lwm2m_server.py PORT write PATH VALUE   (stdin: a line to write, then read/exec/write/observe lines)
        lwm2m_server.py PORT bootstrap BOOTSTRAP_PORT [SECOND_PORT]
        lwm2m_server.py PORT platform APN_PATH
        lwm2m_server.py PORT reboot
@@ -108,8 +108,11 @@ async def call(context, name, code, uri, payload=b"", accept=None, content_forma
 
 async def write_on_signal(context, base, path, value):
     """Writes VALUE to PATH on the first stdin line; then each line "read
-    PATH" reads PATH (text/plain) and prints it as step "read", and each
-    line "exec PATH" executes PATH and prints it as step "exec"."""
+    PATH" reads PATH (text/plain) and prints it as step "read", each
+    line "exec PATH" executes PATH and prints it as step "exec", each line
+    "write PATH VALUE" writes VALUE (text/plain) as step "write", and a
+    line "observe PATH" observes PATH (text/plain): the first answer as
+    step "observe", then each notification as step "notification"."""
     loop = asyncio.get_event_loop()
     lines = asyncio.Queue()
 
@@ -128,6 +131,21 @@ async def write_on_signal(context, base, path, value):
             await call(context, "read", Code.GET, base + words[1], accept=0)
         elif len(words) == 2 and words[0] == "exec":
             await call(context, "exec", Code.POST, base + words[1])
+        elif len(words) == 3 and words[0] == "write":
+            await call(context, "write", Code.PUT, base + words[1], payload=words[2].encode(),
+                       content_format=0)
+        elif len(words) == 2 and words[0] == "observe":
+            message = Message(code=Code.GET, uri=base + words[1], observe=0)
+            message.opt.accept = 0
+            observation = context.request(message)
+            first = await observation.response
+            say(step="observe", code=str(first.code), text=first.payload.decode(errors="replace"))
+
+            async def notifications(observation):
+                async for notification in observation.observation:
+                    say(step="notification", text=notification.payload.decode(errors="replace"))
+
+            asyncio.ensure_future(notifications(observation))
 
 
 async def concurrent(context, base):

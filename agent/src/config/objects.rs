@@ -6,6 +6,7 @@
 //! definition = "3303.xml"          # relative to this file's directory
 //! instances = [0]                  # default [0]
 //! values = { "0/5700" = 21.5, "0/5701" = "Cel" }
+//! provider = ["python3", "provider.py"]  # optional, runs in this file's directory
 //! ```
 
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use dm_core::{InstanceId, ResourceId, ResourceSchema, ResourceValue, Value, ValueType};
-use dm_objects::declared::Declaration;
+use dm_objects::declared::{Declaration, Scalar};
 
 use super::{ConfigError, Locator};
 
@@ -26,6 +27,8 @@ pub(super) struct ObjectFile {
     instances: Option<Spanned<Vec<Spanned<u32>>>>,
     #[serde(default)]
     values: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    /// argv of the program that serves the object (no shell).
+    provider: Option<Spanned<Vec<String>>>,
 }
 
 /// The declarations of `tables`; `base` is the directory relative
@@ -155,10 +158,25 @@ fn declaration(
         };
         values.push((instance, ResourceId(resource), configured));
     }
+    let provider = match &table.provider {
+        None => None,
+        Some(argv) if argv.get_ref().first().is_none_or(|p| p.is_empty()) => {
+            return Err(at.error(
+                &argv.span(),
+                "must name a program, e.g. [\"/usr/libexec/sensor-provider\"] (argv, no shell)"
+                    .into(),
+            ));
+        }
+        Some(argv) => Some(dm_objects::declared::Command {
+            argv: argv.get_ref().clone(),
+            dir: base.map(Path::to_path_buf),
+        }),
+    };
     Ok(Declaration {
         schema,
         instances,
         values,
+        provider,
     })
 }
 
@@ -178,26 +196,12 @@ fn read_definition(path: &Path) -> Result<String, String> {
 /// A configured value in the resource's representation, checked against
 /// its type, range and the characters XML 1.0 carries.
 fn configured(schema: &ResourceSchema, value: &toml::Value) -> Result<Value, String> {
-    let value = match (schema.value_type, value) {
-        (ValueType::Opaque, toml::Value::String(hex)) => Value::Opaque(
-            dm_core::support::hex::decode(hex)
-                .map_err(|_| format!("{}: opaque values are hexadecimal digits", schema.name))?,
-        ),
-        (ValueType::ObjectLink, toml::Value::String(link)) => link
-            .split_once(':')
-            .and_then(|(o, i)| {
-                Some(Value::ObjectLink(dm_core::ObjectLink {
-                    object: dm_core::ObjectId(o.parse().ok()?),
-                    instance: i.parse().ok()?,
-                }))
-            })
-            .ok_or_else(|| format!("{}: an object link is \"object:instance\"", schema.name))?,
-        (ValueType::DateTime, toml::Value::Integer(seconds)) => Value::DateTime(*seconds),
-        (_, toml::Value::String(text)) => Value::String(text.clone()),
-        (_, toml::Value::Integer(n)) => Value::Integer(*n),
-        (_, toml::Value::Float(f)) if f.is_finite() => Value::Float(*f),
-        (_, toml::Value::Boolean(b)) => Value::Boolean(*b),
-        (_, other) => {
+    let scalar = match value {
+        toml::Value::String(text) => Scalar::Text(text.clone()),
+        toml::Value::Integer(n) => Scalar::Integer(*n),
+        toml::Value::Float(f) => Scalar::Float(*f),
+        toml::Value::Boolean(b) => Scalar::Boolean(*b),
+        other => {
             return Err(format!(
                 "{}: a {} cannot be a {} value",
                 schema.name,
@@ -206,8 +210,5 @@ fn configured(schema: &ResourceSchema, value: &toml::Value) -> Result<Value, Str
             ));
         }
     };
-    dm_core::value::check_characters(&value).map_err(|e| format!("{}: {e}", schema.name))?;
-    value
-        .check(schema)
-        .map_err(|e| format!("{}: {e}", schema.name))
+    dm_objects::declared::value_of(schema, scalar)
 }

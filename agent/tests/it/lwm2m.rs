@@ -1911,3 +1911,96 @@ fn a_declared_object_is_served_to_aiocoap_and_its_writes_are_kept() {
     assert!(dump.contains("\n/3303/0/5750 = kitchen\n"), "{dump}");
     assert!(dump.contains("\n/3303/0/5700 = 21.5\n"), "{dump}");
 }
+
+/// A declared object served by a command provider
+/// (examples/temperature/provider.py): the value it pushes is read and
+/// notified, an Execute reaches it, a value it refuses gets 4.00, its
+/// death in the middle of a write gets 5.03, and once the agent has
+/// started it again, writes reach it again.
+#[test]
+fn a_command_provider_serves_its_object_and_is_restarted_when_it_dies() {
+    use std::io::Write as _;
+    let port = dm_tests::files::free_udp_port();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(dm_tests::py_peers::python())
+            .arg(&script)
+            .args([&port.to_string(), "write", "/3303/0/5750", "kitchen"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+
+    let dir = tempfile::tempdir().unwrap();
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/temperature");
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\nendpoint = \"dmagent-provider\"\n\n\
+             [[object]]\ndefinition = \"{dir}/3303.xml\"\n\
+             values = {{ \"0/5700\" = 1.0, \"0/5701\" = \"Cel\", \"0/5750\" = \"room\" }}\n\
+             provider = [\"{python}\", \"{dir}/provider.py\", \"--interval\", \"0\"]\n",
+            dir = example.display(),
+            python = dm_tests::py_peers::python().display(),
+        ),
+    )
+    .unwrap();
+    let _agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            // The simulated readings, not this machine's thermal zone.
+            .env("PROVIDER_SIMULATE", "1")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(next(&events)["event"], "register");
+    let stdin = server.0.stdin.as_mut().unwrap();
+    let mut say = |line: &str| {
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    };
+    let step = |name: &str| {
+        let event = next(&events);
+        assert_eq!(event["step"], name, "{event}");
+        event
+    };
+
+    // The provider answered the write: it had pushed its first reading
+    // before (one ordered stream), so that is what is read.
+    say("go");
+    assert_eq!(step("write")["code"], "2.04 Changed");
+    say("observe /3303/0/5700");
+    let observed = step("observe");
+    assert_eq!(observed["code"], "2.05 Content");
+    assert_eq!(observed["text"], "20.5");
+    // Reset Min and Max: the provider takes a fresh reading and pushes it.
+    say("exec /3303/0/5605");
+    assert_eq!(step("exec")["code"], "2.04 Changed");
+    assert_eq!(step("notification")["text"], "25");
+    say("read /3303/0/5602");
+    assert_eq!(step("read")["text"], "25");
+    // A value the provider refuses.
+    say("write /3303/0/5750 refuse");
+    let refused = step("write");
+    assert_eq!(refused["code"], "4.00 Bad Request");
+    say("read /3303/0/5750");
+    assert_eq!(step("read")["text"], "kitchen");
+    // The provider dies in the middle of a write: temporarily unavailable,
+    // and the tree keeps its value.
+    say("write /3303/0/5750 exit");
+    assert_eq!(step("write")["code"], "5.03 Service Unavailable");
+    say("read /3303/0/5750");
+    assert_eq!(step("read")["text"], "kitchen");
+    // Started again (after a second), it pushes its first reading again.
+    assert_eq!(step("notification")["text"], "20.5");
+    say("write /3303/0/5750 hall");
+    assert_eq!(step("write")["code"], "2.04 Changed");
+}

@@ -49,7 +49,7 @@ fn fixture_declaring(
     };
     let mut tree = Tree::new();
     dm_objects::register(&mut tree, &platform).unwrap();
-    dm_objects::declared::register(&mut tree, declared).unwrap();
+    dm_objects::declared::register(&mut tree, declared, &|_| None).unwrap();
     dm_objects::populate(&mut tree, &[]).unwrap();
     dm_objects::declared::populate(&mut tree, declared, &[]).unwrap();
     dm_objects::provision(
@@ -2536,6 +2536,7 @@ fn temperature() -> dm_objects::declared::Declaration {
             value(5701, Value::String("Cel".into())),
             value(5750, Value::String("room".into())),
         ],
+        provider: None,
     }
 }
 

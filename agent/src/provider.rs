@@ -1,0 +1,416 @@
+//! Command providers: a program the agent starts (argv, no shell) that
+//! serves a declared object, speaking newline-delimited JSON on its stdin
+//! and stdout. Restarted with back-off when it exits.
+//!
+//! The agent writes requests, one object per line, each with an `id`:
+//!
+//! ```json
+//! {"id":1,"op":"set","instance":0,"values":{"5750":"kitchen"}}
+//! {"id":2,"op":"add","instance":1,"values":{"5701":"Cel"}}
+//! {"id":3,"op":"delete","instance":1}
+//! {"id":4,"op":"execute","instance":0,"resource":5605,"arguments":""}
+//! ```
+//!
+//! and the provider answers each with `{"id":1,"ok":true}` or
+//! `{"id":1,"error":"why"}` (a set, add or delete is all or nothing: it
+//! checks everything before it changes anything). At any time it may push
+//! values, `{"op":"values","instance":0,"values":{"5700":22.5}}`, which
+//! the tree takes as platform facts (observers are notified; nothing is
+//! saved for them). Values are JSON strings, numbers or booleans (arrays
+//! for multiple resources), typed by the object's definition as in the
+//! configuration's `values`. A line the agent cannot use is logged with
+//! the provider's name and skipped; a line over 64 KiB ends the provider.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tracing::{info, warn};
+
+use dm_core::{
+    Error, InstanceId, ObjectSchema, Origin, Path, ResourceId, ResourceValue, Tree, lock,
+};
+use dm_objects::declared::{Command, Provider, Request, Scalar};
+
+/// How long a set, add or delete may take the provider: under the host
+/// write limit, so the request's answer says what went wrong.
+pub const CALL_LIMIT: Duration = Duration::from_secs(5);
+
+/// The longest line read from a provider.
+const MAX_LINE: u64 = 64 * 1024;
+
+/// The first wait before starting a provider that exited again, and the
+/// longest.
+const RESTART_FIRST: Duration = Duration::from_secs(1);
+const RESTART_CAP: Duration = Duration::from_secs(60);
+
+struct Outgoing {
+    line: String,
+    id: u64,
+    answer: Option<std::sync::mpsc::SyncSender<Result<(), String>>>,
+    /// A request its caller stopped waiting for is not sent (a restarted
+    /// provider must not make a change whose transaction failed).
+    deadline: tokio::time::Instant,
+}
+
+/// Aborts a task when dropped (the provider's output reader, with its
+/// run).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A provider process and the requests on their way to it.
+pub struct Process {
+    name: String,
+    command: Command,
+    object: &'static ObjectSchema,
+    up: AtomicBool,
+    next_id: std::sync::atomic::AtomicU64,
+    requests: tokio::sync::mpsc::UnboundedSender<Outgoing>,
+    queue: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Outgoing>>>,
+}
+
+impl Process {
+    pub fn new(command: Command, object: &'static ObjectSchema) -> Arc<Process> {
+        let (requests, queue) = tokio::sync::mpsc::unbounded_channel();
+        Arc::new(Process {
+            name: format!(
+                "{} (object {})",
+                command.argv.first().map_or("", String::as_str),
+                object.id.0
+            ),
+            command,
+            object,
+            up: AtomicBool::new(false),
+            next_id: std::sync::atomic::AtomicU64::new(1),
+            requests,
+            queue: Mutex::new(Some(queue)),
+        })
+    }
+
+    /// The object it serves.
+    pub fn object(&self) -> dm_core::ObjectId {
+        self.object.id
+    }
+
+    /// Hands an accepted Execute to the provider (its answer is logged).
+    pub fn execute(&self, instance: InstanceId, resource: ResourceId, arguments: &str) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let line = serde_json::json!({
+            "id": id, "op": "execute", "instance": instance.0,
+            "resource": resource.0, "arguments": arguments,
+        });
+        let _ = self.requests.send(Outgoing {
+            line: line.to_string(),
+            id,
+            answer: None,
+            deadline: tokio::time::Instant::now() + CALL_LIMIT,
+        });
+    }
+
+    /// Starts the provider and keeps it running (restarting it with
+    /// back-off) until `stop`.
+    pub async fn run(
+        self: Arc<Self>,
+        tree: Arc<Mutex<Tree>>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let Some(mut queue) = lock(&self.queue).take() else {
+            return;
+        };
+        let mut failures = 0u32;
+        loop {
+            let started = dm_rt::clock::now();
+            let outcome = tokio::select! {
+                outcome = self.serve(&tree, &mut queue) => outcome,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            self.up.store(false, Ordering::SeqCst);
+            // Ran a while: the next exit starts the back-off afresh.
+            if dm_rt::clock::since(started) > RESTART_CAP {
+                failures = 0;
+            }
+            failures += 1;
+            let wait = dm_core::support::backoff::doubling(RESTART_FIRST, failures, RESTART_CAP);
+            warn!(provider = %self.name, ?wait, "provider stopped: {outcome}; starting it again");
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// One run of the program: until it exits or breaks the protocol.
+    async fn serve(
+        &self,
+        tree: &Mutex<Tree>,
+        queue: &mut tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
+    ) -> String {
+        let mut command = tokio::process::Command::new(&self.command.argv[0]);
+        command
+            .args(&self.command.argv[1..])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(dir) = &self.command.dir {
+            command.current_dir(dir);
+        }
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => return format!("cannot start it: {e}"),
+        };
+        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return "no pipes".into();
+        };
+        // Lines are read by a task of their own: a read is never cut off
+        // half way by a request to write.
+        let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<Result<String, String>>(16);
+        let reader = tokio::spawn(async move {
+            let mut stdout = BufReader::new(stdout);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let read = (&mut stdout)
+                    .take(MAX_LINE + 1)
+                    .read_until(b'\n', &mut line)
+                    .await;
+                let next = match read {
+                    Ok(0) => return,
+                    Err(e) => Err(format!("its output broke: {e}")),
+                    Ok(_) if !line.ends_with(b"\n") && line.len() as u64 > MAX_LINE => {
+                        Err(format!("it wrote a line over {MAX_LINE} bytes"))
+                    }
+                    Ok(_) => Ok(String::from_utf8_lossy(&line).trim().to_owned()),
+                };
+                let last = next.is_err();
+                if lines_tx.send(next).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        let _reader = AbortOnDrop(reader);
+        self.up.store(true, Ordering::SeqCst);
+        info!(provider = %self.name, pid = child.id(), "provider started");
+        let mut pending: HashMap<u64, std::sync::mpsc::SyncSender<Result<(), String>>> =
+            HashMap::new();
+        loop {
+            tokio::select! {
+                Some(request) = queue.recv() => {
+                    if tokio::time::Instant::now() >= request.deadline {
+                        continue;
+                    }
+                    let mut text = request.line;
+                    text.push('\n');
+                    if let Err(e) = stdin.write_all(text.as_bytes()).await {
+                        return format!("its input closed: {e}");
+                    }
+                    if let Some(answer) = request.answer {
+                        pending.insert(request.id, answer);
+                    }
+                }
+                line = lines.recv() => match line {
+                    None => {
+                        let status = child.wait().await;
+                        return format!(
+                            "it exited ({})",
+                            status.map_or_else(|e| e.to_string(), |s| s.to_string())
+                        );
+                    }
+                    Some(Err(why)) => return why,
+                    Some(Ok(text)) if text.is_empty() => {}
+                    Some(Ok(text)) => self.message(tree, &text, &mut pending),
+                },
+            }
+        }
+    }
+
+    /// One line from the provider: an answer or pushed values.
+    fn message(
+        &self,
+        tree: &Mutex<Tree>,
+        text: &str,
+        pending: &mut HashMap<u64, std::sync::mpsc::SyncSender<Result<(), String>>>,
+    ) {
+        let skipped =
+            |why: &str| warn!(provider = %self.name, line = %text, "provider line skipped: {why}");
+        let Ok(serde_json::Value::Object(message)) = serde_json::from_str(text) else {
+            return skipped("not a JSON object");
+        };
+        if let Some(id) = message.get("id").and_then(serde_json::Value::as_u64) {
+            let answer = match (message.get("ok"), message.get("error")) {
+                (Some(serde_json::Value::Bool(true)), None) => Ok(()),
+                (_, Some(error)) => Err(error
+                    .as_str()
+                    .map_or_else(|| error.to_string(), str::to_owned)),
+                _ => return skipped("an answer needs \"ok\": true or \"error\""),
+            };
+            match pending.remove(&id) {
+                Some(waiting) => {
+                    let _ = waiting.send(answer);
+                }
+                None => {
+                    if let Err(e) = answer {
+                        warn!(provider = %self.name, id, "provider refused: {e}");
+                    }
+                }
+            }
+            return;
+        }
+        if message.get("op").and_then(serde_json::Value::as_str) != Some("values") {
+            return skipped("neither an answer (\"id\") nor \"op\": \"values\"");
+        }
+        let Some(instance) = message
+            .get("instance")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|i| u16::try_from(i).ok())
+            .map(InstanceId)
+        else {
+            return skipped("no \"instance\"");
+        };
+        let Some(serde_json::Value::Object(values)) = message.get("values") else {
+            return skipped("no \"values\" object");
+        };
+        let mut changes = Vec::new();
+        for (key, value) in values {
+            match self.pushed(key, value) {
+                Ok(change) => changes.push(change),
+                Err(why) => return skipped(&why),
+            }
+        }
+        // All of a message or none of it, as the platform.
+        let mut tree = lock(tree);
+        let mut tx = tree.begin(Origin::Platform);
+        for (resource, value) in changes {
+            let path = Path::resource(self.object.id, instance, resource);
+            match value {
+                ResourceValue::Single(value) => tx.set(path, value),
+                ResourceValue::Multiple(values) => tx.set_multiple(path, values),
+            };
+        }
+        let committed = tx.commit();
+        drop(tree);
+        if let Err(e) = committed {
+            skipped(&format!("{e:?}"));
+        }
+    }
+
+    fn pushed(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<(ResourceId, ResourceValue), String> {
+        let resource = key
+            .parse::<u16>()
+            .ok()
+            .and_then(|id| self.object.resource(ResourceId(id)))
+            .ok_or_else(|| format!("{} has no resource {key:?}", self.object.name))?;
+        let scalar = |v: &serde_json::Value| -> Result<Scalar, String> {
+            Ok(match v {
+                serde_json::Value::String(s) => Scalar::Text(s.clone()),
+                serde_json::Value::Bool(b) => Scalar::Boolean(*b),
+                serde_json::Value::Number(n) => match n.as_i64() {
+                    Some(i) => Scalar::Integer(i),
+                    None => Scalar::Float(n.as_f64().unwrap_or(f64::NAN)),
+                },
+                other => return Err(format!("{}: {other} is not a value", resource.name)),
+            })
+        };
+        let typed = |v: &serde_json::Value| dm_objects::declared::value_of(resource, scalar(v)?);
+        let value = match (resource.multiple, value) {
+            (true, serde_json::Value::Array(items)) => ResourceValue::Multiple(
+                (0u16..)
+                    .zip(items)
+                    .map(|(i, v)| Ok((i, typed(v)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+            (true, _) => return Err(format!("{} holds several values: an array", resource.name)),
+            (false, v) => ResourceValue::Single(typed(v)?),
+        };
+        Ok((resource.id, value))
+    }
+}
+
+impl Provider for Process {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn is_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst)
+    }
+
+    fn call(&self, request: Request) -> Result<(), Error> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let values = |values: &[(ResourceId, ResourceValue)]| {
+            values
+                .iter()
+                .map(|(id, value)| (id.0.to_string(), json(value)))
+                .collect::<serde_json::Map<_, _>>()
+        };
+        let line = match &request {
+            Request::Set {
+                instance,
+                values: v,
+            } => serde_json::json!({
+                "id": id, "op": "set", "instance": instance.0, "values": values(v),
+            }),
+            Request::Add {
+                instance,
+                values: v,
+            } => serde_json::json!({
+                "id": id, "op": "add", "instance": instance.0, "values": values(v),
+            }),
+            Request::Delete { instance } => serde_json::json!({
+                "id": id, "op": "delete", "instance": instance.0,
+            }),
+        };
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        let unavailable = |why: String| Error::PlatformUnavailable(format!("{}: {why}", self.name));
+        self.requests
+            .send(Outgoing {
+                line: line.to_string(),
+                id,
+                answer: Some(answer),
+                deadline: tokio::time::Instant::now() + CALL_LIMIT,
+            })
+            .map_err(|_| unavailable("not running".into()))?;
+        match answered.recv_timeout(CALL_LIMIT) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(Error::PlatformInvalid(format!("{}: {why}", self.name))),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(unavailable(format!(
+                "no answer within {} s",
+                CALL_LIMIT.as_secs()
+            ))),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Err(unavailable("it stopped before answering".into()))
+            }
+        }
+    }
+}
+
+/// A value as the provider reads it: the inverse of what it may push.
+fn json(value: &ResourceValue) -> serde_json::Value {
+    let one = |v: &dm_core::Value| match v {
+        dm_core::Value::String(s) => serde_json::Value::from(s.as_str()),
+        dm_core::Value::Integer(i) | dm_core::Value::DateTime(i) => serde_json::Value::from(*i),
+        dm_core::Value::Unsigned(u) => serde_json::Value::from(*u),
+        dm_core::Value::Boolean(b) => serde_json::Value::from(*b),
+        dm_core::Value::Float(f) => serde_json::Value::from(*f),
+        dm_core::Value::Opaque(bytes) => {
+            serde_json::Value::from(dm_core::support::hex::encode(bytes))
+        }
+        dm_core::Value::ObjectLink(link) => {
+            serde_json::Value::from(format!("{}:{}", link.object.0, link.instance))
+        }
+    };
+    match value {
+        ResourceValue::Single(v) => one(v),
+        ResourceValue::Multiple(values) => values.values().map(one).collect(),
+    }
+}

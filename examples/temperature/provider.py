@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""A command provider for IPSO Temperature (3303) instance 0: dmagent
+starts it (`provider = [...]` in dmagent.toml) and speaks newline-delimited
+JSON with it on stdin and stdout (see agent/src/provider.rs).
+
+It reads the temperature from the first of SENSOR_FILES that exists
+(millidegrees, as Linux thermal zones give it) or, on a machine with none,
+steps a simulated reading, and pushes Sensor Value (5700) with the Min and
+Max Measured Values (5601, 5602). Execute of 5605 resets Min and Max to a
+fresh reading. Application Type (5750) is kept here; the value "exit"
+makes the provider exit without answering (to show the agent's handling
+of a provider that dies mid-request) and "refuse" is refused.
+
+Usage: provider.py [--interval SECONDS]   (0: push only at start and on
+Execute; the default, 60)
+"""
+
+import json
+import os
+import select
+import sys
+import time
+
+SENSOR_FILES = ["/sys/class/thermal/thermal_zone0/temp"]
+SIMULATED = [20.5, 25.0, 23.5]
+
+
+class Sensor:
+    def __init__(self):
+        self.simulated = 0
+        self.minimum = None
+        self.maximum = None
+
+    def read(self):
+        for path in SENSOR_FILES:
+            if os.path.exists(path) and os.environ.get("PROVIDER_SIMULATE") != "1":
+                with open(path) as f:
+                    return int(f.read().strip()) / 1000.0
+        value = SIMULATED[self.simulated % len(SIMULATED)]
+        self.simulated += 1
+        return value
+
+    def reading(self, reset=False):
+        value = self.read()
+        if reset or self.minimum is None:
+            self.minimum = self.maximum = value
+        self.minimum = min(self.minimum, value)
+        self.maximum = max(self.maximum, value)
+        return {"5700": value, "5601": self.minimum, "5602": self.maximum}
+
+
+def send(message):
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def main():
+    interval = 60.0
+    if len(sys.argv) == 3 and sys.argv[1] == "--interval":
+        interval = float(sys.argv[2])
+    sensor = Sensor()
+    send({"op": "values", "instance": 0, "values": sensor.reading()})
+    application_type = None  # what a server wrote to 5750
+    next_push = time.monotonic() + interval
+    while True:
+        timeout = max(0.0, next_push - time.monotonic()) if interval > 0 else None
+        ready, _, _ = select.select([sys.stdin], [], [], timeout)
+        if not ready:
+            send({"op": "values", "instance": 0, "values": sensor.reading()})
+            next_push = time.monotonic() + interval
+            continue
+        line = sys.stdin.readline()
+        if not line:
+            return
+        request = json.loads(line)
+        answer = {"id": request["id"], "ok": True}
+        if request["op"] == "execute" and request["resource"] == 5605:
+            send({"op": "values", "instance": 0, "values": sensor.reading(reset=True)})
+        elif request["op"] == "set" and request["instance"] == 0:
+            value = request["values"].get("5750")
+            if value == "exit":
+                return
+            if value == "refuse":
+                answer = {"id": request["id"], "error": "\"refuse\" is not an application type"}
+            else:
+                application_type = value
+        elif request["op"] in ("add", "delete"):
+            answer = {"id": request["id"], "error": "instance 0 is the only one"}
+        send(answer)
+
+
+if __name__ == "__main__":
+    main()
