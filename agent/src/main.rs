@@ -334,6 +334,15 @@ fn describe(config: &Config) -> String {
             declared.values.len()
         ));
     }
+    for binding in &config.tr181 {
+        out.push_str(&format!(
+            "declared parameter: {} = /{}/{{i}}/{} ({})\n",
+            binding.path,
+            binding.object.0,
+            binding.resource.0,
+            binding.syntax.xsd_type()
+        ));
+    }
     out
 }
 

@@ -84,6 +84,8 @@ pub fn build(
     saved: Option<dm_core::Snapshot>,
     providers: &[Arc<crate::provider::Process>],
 ) -> anyhow::Result<(Tree, Vec<String>)> {
+    // Before anything resolves a TR-181 path.
+    dm_cwmp::mapping::declare(&config.tr181).context("declaring TR-181 parameters")?;
     let mut tree = Tree::new();
     tree.set_instance_limit(config.max_instances);
     dm_objects::register(&mut tree, platform).context("registering objects")?;
@@ -421,7 +423,7 @@ pub async fn run(
                 crate::control::Request::Exit => break,
                 crate::control::Request::Reload(answer) => {
                     let result = reload().and_then(|new| {
-                        if new.objects != config.objects {
+                        if new.objects != config.objects || new.tr181 != config.tr181 {
                             warn!("declared objects ([[object]]) change at the next start, not on reload");
                         }
                         dm_objects::provision(&mut lock(&tree), &new.provisioning())

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A command provider for IPSO Temperature (3303) instance 0: dmagent
+"""A command provider for an IPSO Temperature (3303) instance: dmagent
 starts it (`provider = [...]` in dmagent.toml) and speaks newline-delimited
 JSON with it on stdin and stdout (see agent/src/provider.rs).
 
@@ -11,8 +11,10 @@ fresh reading. Application Type (5750) is kept here; the value "exit"
 makes the provider exit without answering (to show the agent's handling
 of a provider that dies mid-request) and "refuse" is refused.
 
-Usage: provider.py [--interval SECONDS]   (0: push only at start and on
-Execute; the default, 60)
+Usage: provider.py [--instance N] [--interval SECONDS]
+  --instance: the instance it serves (0 by default; a TR-181 table
+    numbers from 1), --interval: how often it pushes a reading (0: only at
+    start and on Execute; 60 by default).
 """
 
 import json
@@ -56,17 +58,25 @@ def send(message):
 
 def main():
     interval = 60.0
-    if len(sys.argv) == 3 and sys.argv[1] == "--interval":
-        interval = float(sys.argv[2])
+    instance = 0
+    args = sys.argv[1:]
+    while len(args) >= 2:
+        if args[0] == "--interval":
+            interval = float(args[1])
+        elif args[0] == "--instance":
+            instance = int(args[1])
+        else:
+            sys.exit(f"unknown option {args[0]}")
+        args = args[2:]
     sensor = Sensor()
-    send({"op": "values", "instance": 0, "values": sensor.reading()})
+    send({"op": "values", "instance": instance, "values": sensor.reading()})
     application_type = None  # what a server wrote to 5750
     next_push = time.monotonic() + interval
     while True:
         timeout = max(0.0, next_push - time.monotonic()) if interval > 0 else None
         ready, _, _ = select.select([sys.stdin], [], [], timeout)
         if not ready:
-            send({"op": "values", "instance": 0, "values": sensor.reading()})
+            send({"op": "values", "instance": instance, "values": sensor.reading()})
             next_push = time.monotonic() + interval
             continue
         line = sys.stdin.readline()
@@ -75,8 +85,8 @@ def main():
         request = json.loads(line)
         answer = {"id": request["id"], "ok": True}
         if request["op"] == "execute" and request["resource"] == 5605:
-            send({"op": "values", "instance": 0, "values": sensor.reading(reset=True)})
-        elif request["op"] == "set" and request["instance"] == 0:
+            send({"op": "values", "instance": instance, "values": sensor.reading(reset=True)})
+        elif request["op"] == "set" and request["instance"] == instance:
             value = request["values"].get("5750")
             if value == "exit":
                 return
@@ -85,7 +95,7 @@ def main():
             else:
                 application_type = value
         elif request["op"] in ("add", "delete"):
-            answer = {"id": request["id"], "error": "instance 0 is the only one"}
+            answer = {"id": request["id"], "error": f"instance {instance} is the only one"}
         send(answer)
 
 

@@ -60,16 +60,20 @@ impl MiniAcs {
         format!("http://127.0.0.1:{}/acs", self.port)
     }
 
-    /// Waits for a POST whose body contains `needle`.
+    /// Waits (at most 60 s, however many other POSTs come meanwhile) for
+    /// a POST whose body contains `needle`.
     pub fn post_with(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut last = String::new();
         loop {
-            let body = self
-                .posts
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| panic!("no POST with {needle}"));
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Ok(body) = self.posts.recv_timeout(left) else {
+                panic!("no POST with {needle} within 60 s; the last one:\n{last}");
+            };
             if body.contains(needle) {
                 return body;
             }
+            last = body;
         }
     }
 }

@@ -94,6 +94,8 @@ pub struct Config {
     pub lwm2m: Option<Lwm2m>,
     /// Objects declared from definition files (`[[object]]`).
     pub objects: Vec<dm_objects::declared::Declaration>,
+    /// Their resources bound to TR-181 parameters (`[object.tr181]`).
+    pub tr181: Vec<dm_cwmp::mapping::Binding>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -442,7 +444,7 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         .is_file()
         .then(|| Path::new(source).parent())
         .flatten();
-    let objects = objects::declarations(&file.object, base, &at)?;
+    let (objects, tr181) = objects::declarations(&file.object, base, &at)?;
 
     // A server given on the command line needs no table in the file.
     let cwmp_file = match (file.cwmp, &overrides.acs_url) {
@@ -500,6 +502,7 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         cwmp,
         lwm2m,
         objects,
+        tr181,
     })
 }
 

@@ -7,6 +7,9 @@
 //! instances = [0]                  # default [0]
 //! values = { "0/5700" = 21.5, "0/5701" = "Cel" }
 //! provider = ["python3", "provider.py"]  # optional, runs in this file's directory
+//!
+//! [object.tr181]                   # optional: the same resources over CWMP
+//! "Device.DeviceInfo.TemperatureStatus.TemperatureSensor.{i}.Value" = { resource = 5700, type = "int" }
 //! ```
 
 use std::collections::BTreeMap;
@@ -16,6 +19,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use dm_core::{InstanceId, ResourceId, ResourceSchema, ResourceValue, Value, ValueType};
+use dm_cwmp::mapping::Binding;
 use dm_objects::declared::{Declaration, Scalar};
 
 use super::{ConfigError, Locator};
@@ -29,18 +33,28 @@ pub(super) struct ObjectFile {
     values: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
     /// argv of the program that serves the object (no shell).
     provider: Option<Spanned<Vec<String>>>,
+    /// TR-181 parameter templates bound to the object's resources: a
+    /// resource id, or `{ resource = N, type = "int" }`.
+    #[serde(default)]
+    tr181: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
 }
 
-/// The declarations of `tables`; `base` is the directory relative
-/// definition paths start from.
+/// The declarations of `tables` and their TR-181 bindings; `base` is the
+/// directory relative definition paths start from.
 pub(super) fn declarations(
     tables: &[ObjectFile],
     base: Option<&Path>,
     at: &Locator<'_>,
-) -> Result<Vec<Declaration>, ConfigError> {
+) -> Result<(Vec<Declaration>, Vec<Binding>), ConfigError> {
     let mut declarations: Vec<Declaration> = Vec::new();
+    let mut bindings: Vec<Binding> = Vec::new();
+    let mut spans = Vec::new();
     for table in tables {
         let declaration = declaration(table, base, at)?;
+        for (path, value) in &table.tr181 {
+            bindings.push(binding(&declaration, path, value, at)?);
+            spans.push(path.span());
+        }
         if declarations
             .iter()
             .any(|d| d.schema.id == declaration.schema.id)
@@ -52,7 +66,113 @@ pub(super) fn declarations(
         }
         declarations.push(declaration);
     }
-    Ok(declarations)
+    // Against the agent's own parameters and each other.
+    let templates: Vec<(&str, dm_core::ObjectId)> = bindings
+        .iter()
+        .map(|b| (b.path.as_str(), b.object))
+        .collect();
+    if let Err(e) = dm_cwmp::mapping::check_declared(&templates) {
+        let n = match &e {
+            dm_cwmp::mapping::DeclareError::Taken(p)
+            | dm_cwmp::mapping::DeclareError::Malformed(p) => {
+                bindings.iter().position(|b| &b.path == p).unwrap_or(0)
+            }
+            _ => 0,
+        };
+        return Err(at.error(&spans[n], e.to_string()));
+    }
+    Ok((declarations, bindings))
+}
+
+/// One `tr181` entry: a template bound to a resource of `declared`.
+fn binding(
+    declared: &Declaration,
+    path: &Spanned<String>,
+    value: &Spanned<toml::Value>,
+    at: &Locator<'_>,
+) -> Result<Binding, ConfigError> {
+    let error = |message: String| at.error(&path.span(), message);
+    let (resource, syntax) = match value.get_ref() {
+        toml::Value::Integer(n) => (*n, None),
+        toml::Value::Table(t) => {
+            let resource = t.get("resource").and_then(toml::Value::as_integer);
+            let syntax = t.get("type").and_then(toml::Value::as_str);
+            match (resource, t.keys().all(|k| k == "resource" || k == "type")) {
+                (Some(resource), true) => (resource, syntax),
+                _ => {
+                    return Err(error(
+                        "give a resource id, or { resource = ID, type = \"int\" }".into(),
+                    ));
+                }
+            }
+        }
+        _ => {
+            return Err(error(
+                "give a resource id, or { resource = ID, type = \"int\" }".into(),
+            ));
+        }
+    };
+    let schema = declared.schema;
+    let Some(resource) = u16::try_from(resource)
+        .ok()
+        .and_then(|r| schema.resource(ResourceId(r)))
+    else {
+        return Err(error(format!("{} has no resource {resource}", schema.name)));
+    };
+    let allowed = dm_cwmp::mapping::Syntax::for_type(resource.value_type);
+    if allowed.is_empty() || resource.multiple {
+        return Err(error(format!(
+            "{} ({}{}) has no TR-181 form",
+            resource.name,
+            resource.value_type.name(),
+            if resource.multiple {
+                ", several values"
+            } else {
+                ""
+            }
+        )));
+    }
+    let names: Vec<&str> = allowed
+        .iter()
+        .map(|s| s.xsd_type().trim_start_matches("xsd:"))
+        .collect();
+    let syntax = match syntax {
+        None => allowed[0],
+        Some(name) => dm_cwmp::mapping::Syntax::from_name(name)
+            .filter(|s| allowed.contains(s))
+            .ok_or_else(|| {
+                error(format!(
+                    "type {name:?} cannot carry {} ({}); allowed: {}",
+                    resource.name,
+                    resource.value_type.name(),
+                    names.join(", ")
+                ))
+            })?,
+    };
+    let table = path.get_ref().contains(".{i}.");
+    if table != schema.multiple {
+        return Err(error(if schema.multiple {
+            format!(
+                "{} has several instances: the path needs one {{i}}",
+                schema.name
+            )
+        } else {
+            format!("{} has one instance: the path has no {{i}}", schema.name)
+        }));
+    }
+    if table && declared.instances.contains(&InstanceId(0)) {
+        return Err(error(
+            "TR-181 numbers instances from 1 (TR-069 §A.2.2.1): list instances = [1] or more"
+                .into(),
+        ));
+    }
+    Ok(Binding {
+        path: path.get_ref().clone(),
+        object: schema.id,
+        resource: resource.id,
+        syntax,
+        writable: resource.access.writable(),
+    })
 }
 
 fn declaration(

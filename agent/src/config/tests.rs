@@ -338,3 +338,84 @@ fn declared_objects_are_read_and_checked() {
         assert!(e.starts_with(&expect), "{e}\nwanted {expect}");
     }
 }
+
+/// `[object.tr181]`: bindings checked against the definition, the
+/// instances and the agent's own parameters.
+#[test]
+fn tr181_bindings_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/temperature/3303.xml"
+    );
+    std::fs::copy(example, dir.path().join("3303.xml")).unwrap();
+    let config = dir.path().join("dmagent.toml");
+    let parse_with = |instances: &str, bindings: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[[object]]\ndefinition = \"3303.xml\"\ninstances = {instances}\n\
+                 [object.tr181]\n{bindings}\n"
+            ),
+        )
+        .unwrap();
+        load(&config, &Overrides::default())
+    };
+    let good = parse_with(
+        "[1]",
+        "\"Device.DeviceInfo.TemperatureStatus.TemperatureSensor.{i}.Value\" = { resource = 5700, type = \"int\" }\n\
+         \"Device.DeviceInfo.TemperatureStatus.TemperatureSensor.{i}.Name\" = 5750",
+    )
+    .unwrap();
+    assert_eq!(good.tr181.len(), 2);
+    assert_eq!(good.tr181[0].syntax, dm_cwmp::mapping::Syntax::String);
+    assert!(good.tr181[0].writable);
+    assert_eq!(good.tr181[1].syntax, dm_cwmp::mapping::Syntax::Int);
+    assert!(!good.tr181[1].writable);
+
+    let name = config.display().to_string();
+    for (instances, binding, expect) in [
+        (
+            "[0]",
+            "\"Device.X_000000_T.{i}.Value\" = 5700",
+            "TR-181 numbers instances from 1",
+        ),
+        (
+            "[1]",
+            "\"Device.X_000000_T.Value\" = 5700",
+            "Temperature has several instances: the path needs one {i}",
+        ),
+        (
+            "[1]",
+            "\"Device.X_000000_T.{i}.Value\" = 9999",
+            "Temperature has no resource 9999",
+        ),
+        (
+            "[1]",
+            "\"Device.X_000000_T.{i}.Reset\" = 5605",
+            "Reset Min and Max Measured Values (none) has no TR-181 form",
+        ),
+        (
+            "[1]",
+            "\"Device.X_000000_T.{i}.Value\" = { resource = 5700, type = \"boolean\" }",
+            "type \"boolean\" cannot carry Sensor Value (float); allowed: long, int, unsignedInt, unsignedLong",
+        ),
+        (
+            "[1]",
+            "\"Device.WiFi.SSID.{i}.X_000000_T\" = 5700",
+            "Device.WiFi.SSID.{i}.X_000000_T: bound twice, or where the agent already serves an object",
+        ),
+        ("[1]", "\"Device.WiFi.SSID.{i}.SSID\" = 5750", "bound twice"),
+        (
+            "[1]",
+            "\"Device..{i}.X\" = 5700",
+            "not a TR-181 parameter path template",
+        ),
+    ] {
+        let e = parse_with(instances, binding).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{name}:5: object.tr181")) && e.contains(expect),
+            "{e}\nwanted {expect}"
+        );
+    }
+}

@@ -7,6 +7,7 @@ mod control;
 mod cross_protocol;
 mod cwmp_download;
 mod cwmp_ftp;
+mod declared;
 mod dhcp;
 mod launch;
 mod lwm2m;

@@ -233,15 +233,10 @@ fn select(all: &[Concrete], name: &str) -> Result<Vec<usize>, Fault> {
 }
 
 /// A parameter that can be written and not read (a trigger, a secret).
-fn write_only(c: &Concrete) -> bool {
+fn write_only(tree: &Tree, c: &Concrete) -> bool {
     c.path
         .resource_id()
-        .and_then(|r| {
-            dm_core::catalog::ALL
-                .iter()
-                .find(|o| o.id == c.path.object_id())?
-                .resource(r)
-        })
+        .and_then(|r| tree.schema(c.path.object_id())?.resource(r))
         .is_some_and(|r| !r.access.readable())
 }
 
@@ -250,7 +245,7 @@ fn wire_value(tree: &Tree, c: &Concrete) -> ParameterValue {
         name: c.name.clone(),
         // Secured and write-only values read back empty (§A.3.2.2); a
         // computed value that cannot be read now (the host failed) too.
-        value: if c.map.secured || write_only(c) {
+        value: if c.map.secured || write_only(tree, c) {
             String::new()
         } else {
             c.value(tree)
@@ -554,9 +549,9 @@ fn stage_values(
             );
             continue;
         }
-        let core_type = dm_core::catalog::ALL
-            .iter()
-            .find(|o| o.id == resolved.parameter.object)
+        // From the tree: declared objects are not in the catalog.
+        let core_type = tree
+            .schema(resolved.parameter.object)
             .and_then(|o| o.resource(resolved.parameter.resource))
             .map(|r| r.value_type);
         let Some(core_type) = core_type else {
@@ -675,7 +670,7 @@ const CONFIGURATION_HEADER: &str = "# dmagent configuration 1";
 pub fn configuration_file(tree: &Tree) -> String {
     let mut out = format!("{CONFIGURATION_HEADER}\n");
     for c in concrete(tree) {
-        if !c.map.writable || c.map.secured || write_only(&c) {
+        if !c.map.writable || c.map.secured || write_only(tree, &c) {
             continue;
         }
         let Some(value) = c.value(tree) else { continue };
@@ -856,7 +851,7 @@ pub fn get_parameter_names_within(
     // DeploymentUnit. table): a level-by-level walk, as GenieACS makes,
     // must find every table, and tables with no instance yet are still
     // listed, so an ACS can find where to AddObject (§A.3.2.3).
-    for map in crate::mapping::PARAMETERS {
+    for map in crate::mapping::parameters() {
         let fixed = match map.path.find('{') {
             Some(at) => &map.path[..at],
             None => map.path,
@@ -965,7 +960,7 @@ pub fn set_parameter_attributes_by(
             }
             // A write-only parameter (a password) has no value to report:
             // a partial path passes over it; named, it is refused below.
-            if write_only(c) && change.name != c.name {
+            if write_only(tree, c) && change.name != c.name {
                 continue;
             }
             if c.map.active_notify == ActiveNotify::ForceEnabled

@@ -28,6 +28,15 @@ pub fn render(value: &Value, syntax: Syntax) -> String {
         (Value::Unsigned(u), Syntax::Int) => (*u).min(i32::MAX as u64).to_string(),
         (Value::Unsigned(u), Syntax::UnsignedInt) => (*u).min(u32::MAX.into()).to_string(),
         (Value::Unsigned(u), Syntax::Long) => (*u).min(i64::MAX as u64).to_string(),
+        // A decimal (an LwM2M Float) bound to an integer parameter (a
+        // declared IPSO sensor as TR-181's TemperatureSensor.Value, an
+        // int): the nearest integer in the type's range.
+        (Value::Float(f), Syntax::Int) => render(&Value::Integer(f.round() as i64), Syntax::Int),
+        (Value::Float(f), Syntax::UnsignedInt) => {
+            render(&Value::Integer(f.round() as i64), Syntax::UnsignedInt)
+        }
+        (Value::Float(f), Syntax::Long) => (f.round() as i64).to_string(),
+        (Value::Float(f), Syntax::UnsignedLong) => (f.round().max(0.0) as u64).to_string(),
         (other, _) => other.to_string(),
     }
 }

@@ -38,6 +38,49 @@ pub enum Syntax {
 }
 
 impl Syntax {
+    /// The syntax a TR-106 type name (`unsignedInt`) is.
+    pub fn from_name(name: &str) -> Option<Syntax> {
+        Some(match name {
+            "string" => Syntax::String,
+            "int" => Syntax::Int,
+            "unsignedInt" => Syntax::UnsignedInt,
+            "long" => Syntax::Long,
+            "unsignedLong" => Syntax::UnsignedLong,
+            "boolean" => Syntax::Boolean,
+            "dateTime" => Syntax::DateTime,
+            "base64" => Syntax::Base64,
+            "hexBinary" => Syntax::HexBinary,
+            _ => return None,
+        })
+    }
+
+    /// The syntaxes that carry values of a core type (read as the type's
+    /// lexical form, written back through `values::parse`), the first
+    /// being its default.
+    pub fn for_type(value_type: dm_core::ValueType) -> &'static [Syntax] {
+        use dm_core::ValueType as T;
+        const INTEGERS: &[Syntax] = &[
+            Syntax::Long,
+            Syntax::Int,
+            Syntax::UnsignedInt,
+            Syntax::UnsignedLong,
+        ];
+        match value_type {
+            T::String | T::CoreLink => &[Syntax::String],
+            T::Int | T::Long | T::Float => INTEGERS,
+            T::UnsignedInt | T::UnsignedLong => &[
+                Syntax::UnsignedLong,
+                Syntax::UnsignedInt,
+                Syntax::Long,
+                Syntax::Int,
+            ],
+            T::Boolean => &[Syntax::Boolean],
+            T::DateTime => &[Syntax::DateTime],
+            T::Opaque => &[Syntax::Base64, Syntax::HexBinary],
+            T::ObjectLink | T::None => &[],
+        }
+    }
+
     /// The `xsi:type` a ParameterValueStruct carries.
     pub fn xsd_type(self) -> &'static str {
         match self {
@@ -151,20 +194,164 @@ pub enum ObjectPath {
     Other,
 }
 
-/// Resolves concrete TR-181 paths against [`PARAMETERS`].
+/// Parameters declared at start (bindings of declared objects), added to
+/// the generated table by [`declare`].
+static DECLARED: OnceLock<Vec<&'static ParameterMap>> = OnceLock::new();
+static RESOLVER: OnceLock<Resolver> = OnceLock::new();
+
+/// Why [`declare`] refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeclareError {
+    #[error("TR-181 parameters are declared once, before the first path is resolved")]
+    TooLate,
+    #[error("{0}: bound twice, or where the agent already serves an object")]
+    Taken(String),
+    #[error("{0}: not a TR-181 parameter path template (Device.Name.{{i}}.Parameter)")]
+    Malformed(String),
+}
+
+/// A declared object's resource bound to a TR-181 parameter (from the
+/// configuration; see [`declare`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// Template, e.g. `Device.DeviceInfo.TemperatureStatus.TemperatureSensor.{i}.Value`.
+    pub path: String,
+    pub object: ObjectId,
+    pub resource: ResourceId,
+    pub syntax: Syntax,
+    pub writable: bool,
+}
+
+impl Binding {
+    fn map(&self, path: &'static str) -> ParameterMap {
+        ParameterMap {
+            path,
+            object: self.object,
+            resource: self.resource,
+            syntax: self.syntax,
+            list: false,
+            writable: self.writable,
+            secured: false,
+            forced_inform: false,
+            active_notify: ActiveNotify::Normal,
+        }
+    }
+}
+
+/// Adds the bindings of declared objects to the table the
+/// [`Resolver::global`] serves, for the life of the process (their paths
+/// are leaked once). Call it before anything resolves a path; the same
+/// bindings declared again are accepted.
+pub fn declare(bindings: &[Binding]) -> Result<(), DeclareError> {
+    if bindings.is_empty() && DECLARED.get().is_none() {
+        return Ok(());
+    }
+    if let Some(declared) = DECLARED.get() {
+        let same = declared.len() == bindings.len()
+            && declared
+                .iter()
+                .zip(bindings)
+                .all(|(a, b)| **a == b.map(a.path) && a.path == b.path);
+        return if same {
+            Ok(())
+        } else {
+            Err(DeclareError::TooLate)
+        };
+    }
+    if RESOLVER.get().is_some() {
+        return Err(DeclareError::TooLate);
+    }
+    let templates: Vec<(&str, ObjectId)> = bindings
+        .iter()
+        .map(|b| (b.path.as_str(), b.object))
+        .collect();
+    check_declared(&templates)?;
+    let leaked: Vec<&'static ParameterMap> = bindings
+        .iter()
+        .map(|b| {
+            let path: &'static str = Box::leak(b.path.clone().into_boxed_str());
+            &*Box::leak(Box::new(b.map(path)))
+        })
+        .collect();
+    DECLARED.set(leaked).map_err(|_| DeclareError::TooLate)
+}
+
+/// Whether two templates cannot live in one resolver: the same path; a
+/// table (`{i}`) they share but bind to different core objects (its
+/// AddObject would reach the wrong one); or, where they part, an `{i}` in
+/// one and a name in the other (the name would hide the instances).
+fn clash(a: (&str, ObjectId), b: (&str, ObjectId)) -> bool {
+    if a.0 == b.0 {
+        return true;
+    }
+    for (x, y) in a.0.split('.').zip(b.0.split('.')) {
+        if x != y {
+            return [x, y].iter().any(|s| s.starts_with('{'));
+        }
+        if x == "{i}" && a.1 != b.1 {
+            return true;
+        }
+    }
+    // One is a prefix of the other: a parameter where the other has an
+    // object.
+    true
+}
+
+/// Checks templates to declare, each with its core object: they keep the
+/// generated table working (see [`clash`]). They may add parameters to an
+/// object the agent serves (`Device.DeviceInfo.X_000000_Tag`), not to its
+/// tables.
+pub fn check_declared(templates: &[(&str, ObjectId)]) -> Result<(), DeclareError> {
+    for (n, &(path, object)) in templates.iter().enumerate() {
+        let segments: Vec<&str> = path.split('.').collect();
+        if segments.len() < 2
+            || segments[0] != "Device"
+            || path.matches("{i}").count() > 1
+            || segments.last().is_some_and(|s| *s == "{i}")
+            || segments.iter().any(|s| {
+                *s != "{i}"
+                    && (s.is_empty()
+                        || !s
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            })
+        {
+            return Err(DeclareError::Malformed(path.to_owned()));
+        }
+        if PARAMETERS
+            .iter()
+            .map(|p| (p.path, p.object))
+            .chain(templates[..n].iter().copied())
+            .any(|other| clash((path, object), other))
+        {
+            return Err(DeclareError::Taken(path.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// The generated table's parameters, then the declared ones.
+pub fn parameters() -> impl Iterator<Item = &'static ParameterMap> {
+    PARAMETERS
+        .iter()
+        .chain(DECLARED.get().into_iter().flatten().copied())
+}
+
+/// Resolves concrete TR-181 paths against [`parameters`].
 pub struct Resolver {
     nodes: Vec<Node>,
     by_resource: HashMap<(ObjectId, ResourceId), Vec<&'static ParameterMap>>,
 }
 
 impl Resolver {
-    /// The resolver over the generated table, built on first use.
+    /// The resolver over the generated table and the declared
+    /// parameters, built on first use.
     pub fn global() -> &'static Resolver {
-        static RESOLVER: OnceLock<Resolver> = OnceLock::new();
-        RESOLVER.get_or_init(|| Resolver::new(PARAMETERS))
+        RESOLVER.get_or_init(|| Resolver::new(parameters()))
     }
 
-    pub fn new(parameters: &'static [ParameterMap]) -> Resolver {
+    pub fn new(parameters: impl IntoIterator<Item = &'static ParameterMap>) -> Resolver {
         let mut nodes = vec![Node::default()];
         let mut by_resource: HashMap<_, Vec<_>> = HashMap::new();
         for parameter in parameters {

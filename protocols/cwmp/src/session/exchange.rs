@@ -434,8 +434,7 @@ impl Engine {
                 command_key: key.clone(),
             })
             .collect();
-        let mut names: Vec<String> = PARAMETERS
-            .iter()
+        let mut names: Vec<String> = crate::mapping::parameters()
             .filter(|p| p.forced_inform)
             .map(|p| p.render(InstanceId(0), None))
             .collect();

@@ -30,7 +30,7 @@ use dm_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::mapping::{ActiveNotify, PARAMETERS, Resolver};
+use crate::mapping::{ActiveNotify, Resolver};
 use crate::rpc;
 use crate::soap::{
     self, AcsEnvelope, AcsMessage, AcsRequest, AcsResponse, AttributeChange, CwmpVersion,

@@ -1,0 +1,155 @@
+//! Declared objects over CWMP: IPSO Temperature (3303) declared from its
+//! OMA definition, bound to TR-181's TemperatureSensor and served by the
+//! example command provider, against the scripted ACS.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use dm_tests::mini_acs::MiniAcs;
+
+fn gpv(names: &[&str]) -> String {
+    let strings: String = names
+        .iter()
+        .map(|n| format!("<string>{n}</string>"))
+        .collect();
+    format!(
+        "<cwmp:GetParameterValues><ParameterNames soap-enc:arrayType=\"xsd:string[{}]\">\
+         {strings}</ParameterNames></cwmp:GetParameterValues>",
+        names.len()
+    )
+}
+
+fn set_name(value: &str, key: &str) -> String {
+    format!(
+        "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[1]\">\
+         <ParameterValueStruct><Name>{SENSOR}Name</Name>\
+         <Value xsi:type=\"xsd:string\">{value}</Value></ParameterValueStruct>\
+         </ParameterList><ParameterKey>{key}</ParameterKey></cwmp:SetParameterValues>"
+    )
+}
+
+const SENSOR: &str = "Device.DeviceInfo.TemperatureStatus.TemperatureSensor.1.";
+
+/// GetParameterNames lists the declared table, SetParameterValues
+/// reaches the provider, GetParameterValues reads what it pushed (an LwM2M Float as a TR-181 int),
+/// a refused value gets 9003 with the provider's reason, a provider that dies before answering 9002,
+/// and once it is started again writes work again, and an active notification on Value brings a 4 VALUE CHANGE
+/// Inform when the provider pushes a new reading.
+#[test]
+fn a_declared_object_bound_to_tr181_is_served_to_the_acs_through_its_provider() {
+    // Popped from the end, in the first session.
+    let mut requests = vec![
+        set_name("exit", "k3"),
+        "<cwmp:SetParameterAttributes><ParameterList soap-enc:arrayType=\"cwmp:SetParameterAttributesStruct[1]\">\
+         <SetParameterAttributesStruct><Name>Device.DeviceInfo.TemperatureStatus.TemperatureSensor.1.Value</Name>\
+         <NotificationChange>1</NotificationChange><Notification>2</Notification>\
+         <AccessListChange>0</AccessListChange><AccessList/></SetParameterAttributesStruct>\
+         </ParameterList></cwmp:SetParameterAttributes>"
+            .to_owned(),
+        set_name("refuse", "k2"),
+        gpv(&[&format!("{SENSOR}Value"), &format!("{SENSOR}Name")]),
+        set_name("kitchen", "k1"),
+        "<cwmp:GetParameterNames><ParameterPath>Device.DeviceInfo.TemperatureStatus.</ParameterPath>\
+         <NextLevel>false</NextLevel></cwmp:GetParameterNames>"
+            .to_owned(),
+    ];
+    // Later sessions (the value changes the provider's readings bring)
+    // write again until the restarted provider takes it.
+    let mut first_session = true;
+    let mut written_again = false;
+    let acs = MiniAcs::start(Box::new(move |body| {
+        if first_session {
+            let next = requests.pop();
+            first_session = next.is_some();
+            return next;
+        }
+        if body.contains("SetParameterValuesResponse") {
+            written_again = true;
+        }
+        (body.is_empty() && !written_again).then(|| set_name("hall", "k4"))
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/temperature");
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-DECL\"\n\n\
+             [cwmp]\nacs_url = \"{url}\"\nconnection_request_port = {port}\n\
+             connection_request_bind = \"127.0.0.1\"\n\n\
+             [[object]]\ndefinition = \"{dir}/3303.xml\"\ninstances = [1]\n\
+             values = {{ \"1/5701\" = \"Cel\", \"1/5750\" = \"room\" }}\n\
+             provider = [\"{python}\", \"{dir}/provider.py\", \"--instance\", \"1\", \"--interval\", \"0.3\"]\n\n\
+             [object.tr181]\n\
+             \"Device.DeviceInfo.TemperatureStatus.TemperatureSensor.{{i}}.Value\" = {{ resource = 5700, type = \"int\" }}\n\
+             \"Device.DeviceInfo.TemperatureStatus.TemperatureSensor.{{i}}.Name\" = 5750\n",
+            url = acs.url(),
+            port = dm_tests::files::free_tcp_port(),
+            dir = example.display(),
+            python = dm_tests::py_peers::python().display(),
+        ),
+    )
+    .unwrap();
+    let _agent = dm_tests::agent::Agent(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .env("DMAGENT_BUS", "session")
+            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+            // The simulated readings (20.5, 25, 23.5, ...), not this
+            // machine's thermal zone.
+            .env("PROVIDER_SIMULATE", "1")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let names = acs.post_with("GetParameterNamesResponse");
+    for name in [
+        "<Name>Device.DeviceInfo.TemperatureStatus.</Name>",
+        "<Name>Device.DeviceInfo.TemperatureStatus.TemperatureSensor.</Name>",
+        "<Name>Device.DeviceInfo.TemperatureStatus.TemperatureSensor.1.</Name>",
+        "<Name>Device.DeviceInfo.TemperatureStatus.TemperatureSensor.1.Value</Name><Writable>0</Writable>",
+        "<Name>Device.DeviceInfo.TemperatureStatus.TemperatureSensor.1.Name</Name><Writable>1</Writable>",
+    ] {
+        assert!(names.contains(name), "{name} missing from {names}");
+    }
+    // Answered by the provider: it pushed its first reading before (one
+    // ordered stream), so that is what is read next.
+    let set = acs.post_with("<cwmp:SetParameterValuesResponse>");
+    assert!(set.contains("<Status>0</Status>"), "{set}");
+    let values = acs.post_with("GetParameterValuesResponse");
+    // A reading the provider pushed, rounded to the int TR-181 has.
+    assert!(
+        ["21", "25", "24"].iter().any(|v| values.contains(&format!(
+            "<Name>{SENSOR}Value</Name><Value xsi:type=\"xsd:int\">{v}</Value>"
+        ))),
+        "{values}"
+    );
+    assert!(
+        values.contains(&format!(
+            "<Name>{SENSOR}Name</Name><Value xsi:type=\"xsd:string\">kitchen</Value>"
+        )),
+        "{values}"
+    );
+    let refused = acs.post_with("<cwmp:Fault>");
+    // A host refusal names no parameter: 9003, with the provider's reason.
+    assert!(refused.contains("<FaultCode>9003</FaultCode>"), "{refused}");
+    assert!(refused.contains("is not an application type"), "{refused}");
+    acs.post_with("<cwmp:SetParameterAttributesResponse");
+    let died = acs.post_with("<cwmp:Fault>");
+    assert!(died.contains("<FaultCode>9002</FaultCode>"), "{died}");
+    // The provider's next readings, notified.
+    let inform = acs.post_with("<EventCode>4 VALUE CHANGE</EventCode>");
+    assert!(
+        inform.contains(&format!(
+            "<Name>{SENSOR}Value</Name><Value xsi:type=\"xsd:int\">"
+        )),
+        "{inform}"
+    );
+    // Started again: a later session's write reaches it.
+    let again = acs.post_with("<cwmp:SetParameterValuesResponse>");
+    assert!(again.contains("<Status>0</Status>"), "{again}");
+}
