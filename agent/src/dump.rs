@@ -53,6 +53,10 @@ fn tr181(tree: &Tree) -> BTreeMap<NaturalKey, (String, Syntax)> {
             return;
         };
         for parameter in resolver.parameters_for(object, resource) {
+            // TR-181 tables number from 1: instance 0 has no TR-181 name.
+            if parameter.has_instance() && instance.0 == 0 {
+                continue;
+            }
             let mut emit = |index: Option<u16>, value: &Value| {
                 let text = if parameter.secured {
                     String::new()

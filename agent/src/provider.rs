@@ -46,13 +46,27 @@ const MAX_LINE: u64 = 64 * 1024;
 const RESTART_FIRST: Duration = Duration::from_secs(1);
 const RESTART_CAP: Duration = Duration::from_secs(60);
 
+/// The most requests waiting to be written to a provider: beyond, a
+/// request is refused as temporarily unavailable.
+const QUEUE: usize = 64;
+
 struct Outgoing {
     line: String,
     id: u64,
     answer: Option<std::sync::mpsc::SyncSender<Result<(), String>>>,
+    /// What takes the request back, should the provider make it after its
+    /// caller stopped waiting.
+    inverse: Option<Request>,
     /// A request its caller stopped waiting for is not sent (a restarted
     /// provider must not make a change whose transaction failed).
-    deadline: tokio::time::Instant,
+    deadline: std::time::Instant,
+}
+
+/// A request written to the provider and not answered yet.
+struct Pending {
+    answer: Option<std::sync::mpsc::SyncSender<Result<(), String>>>,
+    inverse: Option<Request>,
+    deadline: std::time::Instant,
 }
 
 /// Aborts a task when dropped (the provider's output reader, with its
@@ -72,13 +86,13 @@ pub struct Process {
     object: &'static ObjectSchema,
     up: AtomicBool,
     next_id: std::sync::atomic::AtomicU64,
-    requests: tokio::sync::mpsc::UnboundedSender<Outgoing>,
-    queue: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Outgoing>>>,
+    requests: tokio::sync::mpsc::Sender<Outgoing>,
+    queue: Mutex<Option<tokio::sync::mpsc::Receiver<Outgoing>>>,
 }
 
 impl Process {
     pub fn new(command: Command, object: &'static ObjectSchema) -> Arc<Process> {
-        let (requests, queue) = tokio::sync::mpsc::unbounded_channel();
+        let (requests, queue) = tokio::sync::mpsc::channel(QUEUE);
         Arc::new(Process {
             name: format!(
                 "{} (object {})",
@@ -99,19 +113,18 @@ impl Process {
         self.object.id
     }
 
-    /// Hands an accepted Execute to the provider (its answer is logged).
-    pub fn execute(&self, instance: InstanceId, resource: ResourceId, arguments: &str) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let line = serde_json::json!({
-            "id": id, "op": "execute", "instance": instance.0,
-            "resource": resource.0, "arguments": arguments,
-        });
-        let _ = self.requests.send(Outgoing {
-            line: line.to_string(),
-            id,
-            answer: None,
-            deadline: tokio::time::Instant::now() + CALL_LIMIT,
-        });
+    /// Queues a line for the provider; refused when the queue is full.
+    fn enqueue(&self, outgoing: Outgoing) -> Result<(), Error> {
+        self.requests.try_send(outgoing).map_err(|e| {
+            Error::PlatformUnavailable(format!(
+                "{}: {}",
+                self.name,
+                match e {
+                    tokio::sync::mpsc::error::TrySendError::Full(_) => "too many requests waiting",
+                    tokio::sync::mpsc::error::TrySendError::Closed(_) => "not running",
+                }
+            ))
+        })
     }
 
     /// Starts the provider and keeps it running (restarting it with
@@ -129,7 +142,10 @@ impl Process {
             let started = dm_rt::clock::now();
             let outcome = tokio::select! {
                 outcome = self.serve(&tree, &mut queue) => outcome,
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.wait_for(|s| *s) => {
+                    self.up.store(false, Ordering::SeqCst);
+                    return;
+                }
             };
             self.up.store(false, Ordering::SeqCst);
             // Ran a while: the next exit starts the back-off afresh.
@@ -150,7 +166,7 @@ impl Process {
     async fn serve(
         &self,
         tree: &Mutex<Tree>,
-        queue: &mut tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
+        queue: &mut tokio::sync::mpsc::Receiver<Outgoing>,
     ) -> String {
         let mut command = tokio::process::Command::new(&self.command.argv[0]);
         command
@@ -197,46 +213,60 @@ impl Process {
         let _reader = AbortOnDrop(reader);
         self.up.store(true, Ordering::SeqCst);
         info!(provider = %self.name, pid = child.id(), "provider started");
-        let mut pending: HashMap<u64, std::sync::mpsc::SyncSender<Result<(), String>>> =
-            HashMap::new();
+        let mut pending: HashMap<u64, Pending> = HashMap::new();
         loop {
+            // A request unanswered a whole call limit after its caller
+            // gave up: the provider hangs. Ended (and started again), it
+            // will push what it holds then.
+            let hung = pending.values().map(|p| p.deadline + CALL_LIMIT).min();
             tokio::select! {
                 Some(request) = queue.recv() => {
-                    if tokio::time::Instant::now() >= request.deadline {
+                    if dm_rt::clock::now() >= request.deadline {
                         continue;
                     }
                     let mut text = request.line;
                     text.push('\n');
-                    if let Err(e) = stdin.write_all(text.as_bytes()).await {
-                        return format!("its input closed: {e}");
+                    match tokio::time::timeout(CALL_LIMIT, stdin.write_all(text.as_bytes())).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return format!("its input closed: {e}"),
+                        Err(_) => return format!("it read nothing for {} s", CALL_LIMIT.as_secs()),
                     }
-                    if let Some(answer) = request.answer {
-                        pending.insert(request.id, answer);
-                    }
+                    pending.insert(request.id, Pending {
+                        answer: request.answer,
+                        inverse: request.inverse,
+                        deadline: request.deadline,
+                    });
                 }
                 line = lines.recv() => match line {
                     None => {
-                        let status = child.wait().await;
-                        return format!(
-                            "it exited ({})",
-                            status.map_or_else(|e| e.to_string(), |s| s.to_string())
-                        );
+                        // Its output closed: it is exiting (a child of
+                        // its own may hold the pipe; the kill on drop
+                        // ends it).
+                        let status = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
+                        return match status {
+                            Ok(Ok(status)) => format!("it exited ({status})"),
+                            _ => "it closed its output".to_owned(),
+                        };
                     }
                     Some(Err(why)) => return why,
                     Some(Ok(text)) if text.is_empty() => {}
                     Some(Ok(text)) => self.message(tree, &text, &mut pending),
                 },
+                status = child.wait() => {
+                    return format!("it exited ({})", status.map_or_else(|e| e.to_string(), |s| s.to_string()));
+                }
+                () = dm_rt::sleep_until(hung), if hung.is_some() => {
+                    return format!(
+                        "it left a request unanswered for {} s",
+                        (2 * CALL_LIMIT).as_secs()
+                    );
+                }
             }
         }
     }
 
     /// One line from the provider: an answer or pushed values.
-    fn message(
-        &self,
-        tree: &Mutex<Tree>,
-        text: &str,
-        pending: &mut HashMap<u64, std::sync::mpsc::SyncSender<Result<(), String>>>,
-    ) {
+    fn message(&self, tree: &Mutex<Tree>, text: &str, pending: &mut HashMap<u64, Pending>) {
         let skipped =
             |why: &str| warn!(provider = %self.name, line = %text, "provider line skipped: {why}");
         let Ok(serde_json::Value::Object(message)) = serde_json::from_str(text) else {
@@ -250,14 +280,36 @@ impl Process {
                     .map_or_else(|| error.to_string(), str::to_owned)),
                 _ => return skipped("an answer needs \"ok\": true or \"error\""),
             };
-            match pending.remove(&id) {
-                Some(waiting) => {
-                    let _ = waiting.send(answer);
-                }
-                None => {
-                    if let Err(e) = answer {
-                        warn!(provider = %self.name, id, "provider refused: {e}");
-                    }
+            let Some(request) = pending.remove(&id) else {
+                return skipped("an answer to no request");
+            };
+            if let Err(e) = &answer {
+                warn!(provider = %self.name, id, "provider refused: {e}");
+            }
+            let made = answer.is_ok();
+            let gone = match request.answer {
+                Some(waiting) => waiting.send(answer).is_err(),
+                None => false,
+            };
+            // Made after its caller gave up (the transaction failed):
+            // taken back.
+            if made
+                && gone
+                && let Some(inverse) = request.inverse
+            {
+                warn!(provider = %self.name, id, "a change made too late: taking it back");
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                if self
+                    .enqueue(Outgoing {
+                        line: request_line(id, &inverse),
+                        id,
+                        answer: None,
+                        inverse: None,
+                        deadline: dm_rt::clock::now() + CALL_LIMIT,
+                    })
+                    .is_err()
+                {
+                    warn!(provider = %self.name, "the take-back could not be queued");
                 }
             }
             return;
@@ -345,41 +397,17 @@ impl Provider for Process {
         self.up.load(Ordering::SeqCst)
     }
 
-    fn call(&self, request: Request) -> Result<(), Error> {
+    fn call(&self, request: Request, inverse: Option<Request>) -> Result<(), Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let values = |values: &[(ResourceId, ResourceValue)]| {
-            values
-                .iter()
-                .map(|(id, value)| (id.0.to_string(), json(value)))
-                .collect::<serde_json::Map<_, _>>()
-        };
-        let line = match &request {
-            Request::Set {
-                instance,
-                values: v,
-            } => serde_json::json!({
-                "id": id, "op": "set", "instance": instance.0, "values": values(v),
-            }),
-            Request::Add {
-                instance,
-                values: v,
-            } => serde_json::json!({
-                "id": id, "op": "add", "instance": instance.0, "values": values(v),
-            }),
-            Request::Delete { instance } => serde_json::json!({
-                "id": id, "op": "delete", "instance": instance.0,
-            }),
-        };
         let (answer, answered) = std::sync::mpsc::sync_channel(1);
         let unavailable = |why: String| Error::PlatformUnavailable(format!("{}: {why}", self.name));
-        self.requests
-            .send(Outgoing {
-                line: line.to_string(),
-                id,
-                answer: Some(answer),
-                deadline: tokio::time::Instant::now() + CALL_LIMIT,
-            })
-            .map_err(|_| unavailable("not running".into()))?;
+        self.enqueue(Outgoing {
+            line: request_line(id, &request),
+            id,
+            answer: Some(answer),
+            inverse,
+            deadline: dm_rt::clock::now() + CALL_LIMIT,
+        })?;
         match answered.recv_timeout(CALL_LIMIT) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(why)) => Err(Error::PlatformInvalid(format!("{}: {why}", self.name))),
@@ -392,6 +420,54 @@ impl Provider for Process {
             }
         }
     }
+
+    fn execute(
+        &self,
+        instance: InstanceId,
+        resource: ResourceId,
+        arguments: &str,
+    ) -> Result<(), Error> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let line = serde_json::json!({
+            "id": id, "op": "execute", "instance": instance.0,
+            "resource": resource.0, "arguments": arguments,
+        });
+        self.enqueue(Outgoing {
+            line: line.to_string(),
+            id,
+            answer: None,
+            inverse: None,
+            deadline: dm_rt::clock::now() + CALL_LIMIT,
+        })
+    }
+}
+
+/// A set, add or delete as the provider reads it.
+fn request_line(id: u64, request: &Request) -> String {
+    let values = |values: &[(ResourceId, ResourceValue)]| {
+        values
+            .iter()
+            .map(|(id, value)| (id.0.to_string(), json(value)))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    let line = match request {
+        Request::Set {
+            instance,
+            values: v,
+        } => serde_json::json!({
+            "id": id, "op": "set", "instance": instance.0, "values": values(v),
+        }),
+        Request::Add {
+            instance,
+            values: v,
+        } => serde_json::json!({
+            "id": id, "op": "add", "instance": instance.0, "values": values(v),
+        }),
+        Request::Delete { instance } => serde_json::json!({
+            "id": id, "op": "delete", "instance": instance.0,
+        }),
+    };
+    line.to_string()
 }
 
 /// A value as the provider reads it: the inverse of what it may push.
@@ -412,5 +488,131 @@ fn json(value: &ResourceValue) -> serde_json::Value {
     match value {
         ResourceValue::Single(v) => one(v),
         ResourceValue::Multiple(values) => values.values().map(one).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dm_core::schema::Constraint;
+    use dm_core::{Access, ObjectId, ResourceSchema, Value, ValueType};
+
+    static RESOURCES: [ResourceSchema; 1] = [ResourceSchema {
+        id: ResourceId(1),
+        name: "Level",
+        value_type: ValueType::Long,
+        access: Access::ReadWrite,
+        multiple: false,
+        mandatory: true,
+        units: "",
+        constraint: Constraint::None,
+    }];
+    static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ObjectId(32770),
+        name: "Test",
+        version: "1.0",
+        multiple: false,
+        mandatory: false,
+        resources: &RESOURCES,
+    };
+
+    /// A provider that writes garbage and a value, then answers its first
+    /// request only after the caller's limit, and pushes each later
+    /// request's Level value back (so the test sees what it was sent).
+    const SCRIPT: &str = r#"
+import json, sys, time
+print("not json", flush=True)
+print(json.dumps({"op": "values", "instance": 0, "values": {"1": "a string"}}), flush=True)
+print(json.dumps({"op": "values", "instance": 0, "values": {"1": 3}}), flush=True)
+first = True
+for line in sys.stdin:
+    request = json.loads(line)
+    if first:
+        time.sleep(5.5)
+        first = False
+    print(json.dumps({"id": request["id"], "ok": True}), flush=True)
+    print(json.dumps({"op": "values", "instance": 0, "values": request["values"]}), flush=True)
+"#;
+
+    fn level(tree: &Mutex<Tree>) -> ResourceValue {
+        lock(tree)
+            .read(
+                Origin::Agent,
+                &Path::resource(SCHEMA.id, InstanceId(0), ResourceId(1)),
+            )
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn garbage_is_skipped_and_a_change_made_too_late_is_taken_back() {
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let process = Process::new(
+            Command {
+                argv: vec![python, "-c".into(), SCRIPT.into()],
+                dir: None,
+            },
+            &SCHEMA,
+        );
+        let mut tree = Tree::new();
+        let provider: Arc<dyn Provider> = process.clone();
+        let declared = [dm_objects::declared::Declaration {
+            schema: &SCHEMA,
+            instances: vec![InstanceId(0)],
+            values: Vec::new(),
+            provider: None,
+        }];
+        dm_objects::declared::register(&mut tree, &declared, &|_| Some(Arc::clone(&provider)))
+            .unwrap();
+        tree.begin(Origin::Agent)
+            .create(SCHEMA.id, Some(InstanceId(0)))
+            .commit()
+            .unwrap();
+        let changes = tree.subscribe(16);
+        let changed = Arc::new(tokio::sync::Notify::new());
+        {
+            let changed = Arc::clone(&changed);
+            changes.set_waker(move || changed.notify_one());
+        }
+        let tree = Arc::new(Mutex::new(tree));
+        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(Arc::clone(&process).run(Arc::clone(&tree), stop));
+        let wait_for = |wanted: i64| {
+            let (tree, changed) = (Arc::clone(&tree), Arc::clone(&changed));
+            async move {
+                let reached = async {
+                    while level(&tree) != ResourceValue::Single(Value::Integer(wanted)) {
+                        changed.notified().await;
+                    }
+                };
+                tokio::time::timeout(Duration::from_secs(30), reached)
+                    .await
+                    .unwrap_or_else(|_| panic!("Level never {wanted}: {:?}", level(&tree)));
+            }
+        };
+        // "not json" and a string for an integer were skipped; 3 was taken.
+        wait_for(3).await;
+
+        // The first request is answered after its caller gave up: made
+        // too late, it is taken back with its inverse (here Level 5, a
+        // value only the inverse brings).
+        let set = |value: i64| Request::Set {
+            instance: InstanceId(0),
+            values: vec![(ResourceId(1), ResourceValue::Single(Value::Integer(value)))],
+        };
+        let late = {
+            let process = Arc::clone(&process);
+            let (request, inverse) = (set(7), set(5));
+            tokio::task::spawn_blocking(move || process.call(request, Some(inverse)))
+        };
+        assert!(matches!(
+            late.await.unwrap(),
+            Err(Error::PlatformUnavailable(_))
+        ));
+        wait_for(5).await;
+        // And it answers in time now.
+        let process2 = Arc::clone(&process);
+        let answered = tokio::task::spawn_blocking(move || process2.call(set(9), None));
+        assert_eq!(answered.await.unwrap(), Ok(()));
+        wait_for(9).await;
     }
 }

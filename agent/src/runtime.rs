@@ -483,14 +483,6 @@ pub async fn run(
                     warn!(lagged, "change stream overflowed");
                 }
                 for change in changes.drain() {
-                    if let dm_core::ChangeKind::Executed(arguments) = &change.kind
-                        && let (Some(instance), Some(resource)) =
-                            (change.path.instance_id(), change.path.resource_id())
-                        && let Some(provider) =
-                            providers.iter().find(|p| p.object() == change.path.object_id())
-                    {
-                        provider.execute(instance, resource, arguments);
-                    }
                     if let dm_core::ChangeKind::Progress { done, total } = change.kind {
                         *lock(&transfer) =
                             Some((done, total));

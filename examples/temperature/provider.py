@@ -19,8 +19,8 @@ Usage: provider.py [--instance N] [--interval SECONDS]
 
 import json
 import os
-import select
 import sys
+import threading
 import time
 
 SENSOR_FILES = ["/sys/class/thermal/thermal_zone0/temp"]
@@ -51,9 +51,14 @@ class Sensor:
         return {"5700": value, "5601": self.minimum, "5602": self.maximum}
 
 
+LOCK = threading.Lock()
+
+
 def send(message):
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
+    # The reader and the periodic pusher both write: one line at a time.
+    with LOCK:
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
 
 
 def main():
@@ -69,23 +74,29 @@ def main():
             sys.exit(f"unknown option {args[0]}")
         args = args[2:]
     sensor = Sensor()
-    send({"op": "values", "instance": instance, "values": sensor.reading()})
+    readings = threading.Lock()
+
+    def push(reset=False):
+        with readings:
+            values = sensor.reading(reset=reset)
+        send({"op": "values", "instance": instance, "values": values})
+
+    push()
+    if interval > 0:
+        def periodic():
+            while True:
+                time.sleep(interval)
+                push()
+        threading.Thread(target=periodic, daemon=True).start()
+
     application_type = None  # what a server wrote to 5750
-    next_push = time.monotonic() + interval
-    while True:
-        timeout = max(0.0, next_push - time.monotonic()) if interval > 0 else None
-        ready, _, _ = select.select([sys.stdin], [], [], timeout)
-        if not ready:
-            send({"op": "values", "instance": instance, "values": sensor.reading()})
-            next_push = time.monotonic() + interval
-            continue
-        line = sys.stdin.readline()
-        if not line:
-            return
+    # One request per line, read as it comes (no buffering between a
+    # readiness check and the read).
+    for line in sys.stdin:
         request = json.loads(line)
         answer = {"id": request["id"], "ok": True}
         if request["op"] == "execute" and request["resource"] == 5605:
-            send({"op": "values", "instance": instance, "values": sensor.reading(reset=True)})
+            push(reset=True)
         elif request["op"] == "set" and request["instance"] == instance:
             value = request["values"].get("5750")
             if value == "exit":

@@ -1,6 +1,7 @@
 //! Declared objects: objects the agent is not built with, whose schema a
 //! definition file gave at start (see `dm_lwm2m::declare`), served from
-//! values the configuration gives.
+//! the values the configuration gives and, with a provider, the ones it
+//! pushes.
 //!
 //! A declared instance starts with the configured values and every other
 //! mandatory resource at its type's zero value; a management server's
@@ -12,7 +13,7 @@
 //! serves it. Management clients' changes (set, add, delete) are then
 //! carried to it as host writes, off the tree's lock, all or nothing with
 //! the transaction (each one taken back by its inverse should the
-//! transaction fail); Executes go to it once accepted; the values it
+//! transaction fail); Executes are handed to it as they are accepted; the values it
 //! pushes come into the tree as platform facts. While it is not running,
 //! its object's changes and Executes are refused as temporarily
 //! unavailable (CWMP 9002, CoAP 5.03); reads are served from the last
@@ -55,8 +56,18 @@ pub trait Provider: Send + Sync {
     fn is_up(&self) -> bool;
     /// Makes the change; its error is the request's (use
     /// [`Error::PlatformUnavailable`] for "not now", [`Error::PlatformInvalid`]
-    /// for a value it refuses).
-    fn call(&self, request: Request) -> Result<(), Error>;
+    /// for a value it refuses). `inverse` takes the change back: sent
+    /// should the provider make it after the caller stopped waiting (the
+    /// transaction failed meanwhile).
+    fn call(&self, request: Request, inverse: Option<Request>) -> Result<(), Error>;
+    /// Hands an accepted Execute to the provider, without waiting (it is
+    /// called under the tree's lock); an error refuses the Execute.
+    fn execute(
+        &self,
+        instance: InstanceId,
+        resource: ResourceId,
+        arguments: &str,
+    ) -> Result<(), Error>;
 }
 
 /// A value as a configuration file or a provider's message writes it,
@@ -258,11 +269,20 @@ impl ObjectHandler for Declared {
             return Ok(None);
         };
         let provider = Arc::clone(provider);
-        let what = format!("{} {request:?}", provider.name());
+        let what = format!(
+            "{} {} of {}",
+            provider.name(),
+            match request {
+                Request::Set { .. } => "set",
+                Request::Add { .. } => "add",
+                Request::Delete { .. } => "delete",
+            },
+            Path::instance(self.schema.id, instance)
+        );
         Ok(Some(HostWrite::new(what.clone(), move || {
-            provider.call(request)?;
+            provider.call(request, Some(undo.clone()))?;
             Ok(Some(HostWrite::new(format!("undo of {what}"), move || {
-                provider.call(undo)?;
+                provider.call(undo, None)?;
                 Ok(None)
             })))
         })))
@@ -273,14 +293,13 @@ impl ObjectHandler for Declared {
         _origin: Origin,
         instance: InstanceId,
         resource: ResourceId,
-        _arguments: &str,
+        arguments: &str,
         _state: &Instance,
     ) -> Result<(), Error> {
         let path = Path::resource(self.schema.id, instance, resource);
         match self.running(path)? {
-            // Accepted: the agent hands the published Executed to the
-            // provider.
-            Some(_) => Ok(()),
+            // Handed over now, so that no later event can lose it.
+            Some(provider) => provider.execute(instance, resource, arguments),
             // Nothing serves it: a definition alone performs nothing.
             None => Err(Error::NotSupported(path)),
         }

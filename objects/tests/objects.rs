@@ -675,7 +675,10 @@ mod declared {
         fn is_up(&self) -> bool {
             self.up.load(Ordering::SeqCst)
         }
-        fn call(&self, request: Request) -> Result<(), Error> {
+        fn execute(&self, _: InstanceId, _: ResourceId, _: &str) -> Result<(), Error> {
+            Ok(())
+        }
+        fn call(&self, request: Request, _inverse: Option<Request>) -> Result<(), Error> {
             self.calls.lock().unwrap().push(request);
             if self.refuse.load(Ordering::SeqCst) {
                 return Err(Error::PlatformInvalid("no".into()));

@@ -96,9 +96,15 @@ fn binding(
         toml::Value::Integer(n) => (*n, None),
         toml::Value::Table(t) => {
             let resource = t.get("resource").and_then(toml::Value::as_integer);
-            let syntax = t.get("type").and_then(toml::Value::as_str);
-            match (resource, t.keys().all(|k| k == "resource" || k == "type")) {
-                (Some(resource), true) => (resource, syntax),
+            // A type that is not a string is a mistake, not "no type".
+            let syntax = t.get("type").map(toml::Value::as_str);
+            match (
+                resource,
+                syntax,
+                t.keys().all(|k| k == "resource" || k == "type"),
+            ) {
+                (Some(resource), None, true) => (resource, None),
+                (Some(resource), Some(Some(name)), true) => (resource, Some(name)),
                 _ => {
                     return Err(error(
                         "give a resource id, or { resource = ID, type = \"int\" }".into(),
@@ -301,16 +307,24 @@ fn declaration(
 }
 
 fn read_definition(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
     let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
-    let size = std::fs::metadata(path).map_err(cannot)?.len();
-    if size > dm_lwm2m::declare::MAX_DEFINITION as u64 {
+    let limit = dm_lwm2m::declare::MAX_DEFINITION;
+    // Read up to one byte past the limit, whatever the file is (a FIFO
+    // or a device says no size).
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(cannot)?
+        .take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() > limit {
         return Err(format!(
-            "{}: {size} bytes; a definition may have at most {}",
-            path.display(),
-            dm_lwm2m::declare::MAX_DEFINITION
+            "{}: over {limit} bytes; a definition may have at most that",
+            path.display()
         ));
     }
-    std::fs::read_to_string(path).map_err(cannot)
+    String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))
 }
 
 /// A configured value in the resource's representation, checked against

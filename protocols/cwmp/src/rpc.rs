@@ -121,6 +121,11 @@ fn concrete(tree: &Tree) -> Vec<Concrete> {
                     },
                 };
                 for map in maps {
+                    // TR-181 tables number from 1 (§A.2.2.1): instance 0
+                    // of a declared object is LwM2M's only.
+                    if map.has_instance() && instance.0 == 0 {
+                        continue;
+                    }
                     match &indices {
                         None => out.push(Concrete {
                             name: map.render(instance, None),

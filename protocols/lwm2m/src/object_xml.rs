@@ -109,7 +109,7 @@ pub fn parse(text: &str) -> Result<ObjectDef, XmlError> {
             + 1
     };
     let mut stack: Vec<String> = Vec::new();
-    let mut item: Option<(u16, usize)> = None;
+    let mut item: Option<(u16, u64)> = None;
     let mut fields: Vec<(String, String)> = Vec::new();
     let mut object_fields: Vec<(String, String)> = Vec::new();
     let mut resources: Vec<ResourceDef> = Vec::new();
@@ -140,7 +140,7 @@ pub fn parse(text: &str) -> Result<ObjectDef, XmlError> {
                         if resources.iter().any(|r| r.id == id) {
                             return Err(error(format!("Item ID {id} is defined twice")));
                         }
-                        item = Some((id, line_at(position)));
+                        item = Some((id, position));
                         fields.clear();
                     }
                     _ => {}
@@ -150,10 +150,12 @@ pub fn parse(text: &str) -> Result<ObjectDef, XmlError> {
             Event::End(_) => {
                 let name = stack.pop().unwrap_or_default();
                 if name == "Item"
-                    && let Some((id, line)) = item.take()
+                    && let Some((id, at)) = item.take()
                 {
+                    // The line is counted only for an error: counting it
+                    // for every Item would scan the file once per Item.
                     resources.push(resource(id, &fields).map_err(|message| XmlError {
-                        line,
+                        line: line_at(at),
                         message: format!("Item {id}: {message}"),
                     })?);
                 }

@@ -112,6 +112,11 @@ impl Engine {
         let mut any = false;
         let mut active = false;
         for map in Resolver::global().parameters_for(object, resource) {
+            // TR-181 tables number from 1: instance 0 (a declared object's
+            // LwM2M-only instance) has no name.
+            if map.has_instance() && instance.0 == 0 {
+                continue;
+            }
             let level = if map.active_notify == ActiveNotify::ForceEnabled {
                 Notification::Active
             } else {
@@ -192,7 +197,7 @@ impl Engine {
         let mut active = false;
         for resource in resources {
             for map in Resolver::global().parameters_for(object, resource) {
-                if !map.has_instance() || map.path.contains("{j}") {
+                if !map.has_instance() || map.path.contains("{j}") || instance.0 == 0 {
                     continue;
                 }
                 let name = map.render(instance, None);
