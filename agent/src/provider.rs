@@ -50,10 +50,23 @@ const RESTART_CAP: Duration = Duration::from_secs(60);
 /// request is refused as temporarily unavailable.
 const QUEUE: usize = 64;
 
+/// Where a caller waits for its answer. `state` settles the race between
+/// an answer and a caller giving up: whichever moves it from
+/// [`WAITING`] first wins, so a change is either reported to its caller
+/// or taken back, never neither.
+struct Waiter {
+    answer: std::sync::mpsc::SyncSender<Result<(), String>>,
+    state: Arc<std::sync::atomic::AtomicU8>,
+}
+
+const WAITING: u8 = 0;
+const ANSWERED: u8 = 1;
+const GAVE_UP: u8 = 2;
+
 struct Outgoing {
     line: String,
     id: u64,
-    answer: Option<std::sync::mpsc::SyncSender<Result<(), String>>>,
+    answer: Option<Waiter>,
     /// What takes the request back, should the provider make it after its
     /// caller stopped waiting.
     inverse: Option<Request>,
@@ -64,7 +77,7 @@ struct Outgoing {
 
 /// A request written to the provider and not answered yet.
 struct Pending {
-    answer: Option<std::sync::mpsc::SyncSender<Result<(), String>>>,
+    answer: Option<Waiter>,
     inverse: Option<Request>,
     deadline: std::time::Instant,
 }
@@ -168,9 +181,12 @@ impl Process {
         tree: &Mutex<Tree>,
         queue: &mut tokio::sync::mpsc::Receiver<Outgoing>,
     ) -> String {
-        let mut command = tokio::process::Command::new(&self.command.argv[0]);
+        let Some((program, args)) = self.command.argv.split_first() else {
+            return "no program to start".into();
+        };
+        let mut command = tokio::process::Command::new(program);
         command
-            .args(&self.command.argv[1..])
+            .args(args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true);
@@ -288,7 +304,18 @@ impl Process {
             }
             let made = answer.is_ok();
             let gone = match request.answer {
-                Some(waiting) => waiting.send(answer).is_err(),
+                Some(waiter) => {
+                    if waiter
+                        .state
+                        .compare_exchange(WAITING, ANSWERED, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                    {
+                        let _ = waiter.answer.send(answer);
+                        false
+                    } else {
+                        true
+                    }
+                }
                 None => false,
             };
             // Made after its caller gave up (the transaction failed):
@@ -400,24 +427,38 @@ impl Provider for Process {
     fn call(&self, request: Request, inverse: Option<Request>) -> Result<(), Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        let state = Arc::new(std::sync::atomic::AtomicU8::new(WAITING));
         let unavailable = |why: String| Error::PlatformUnavailable(format!("{}: {why}", self.name));
         self.enqueue(Outgoing {
             line: request_line(id, &request),
             id,
-            answer: Some(answer),
+            answer: Some(Waiter {
+                answer,
+                state: Arc::clone(&state),
+            }),
             inverse,
             deadline: dm_rt::clock::now() + CALL_LIMIT,
         })?;
-        match answered.recv_timeout(CALL_LIMIT) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(why)) => Err(Error::PlatformInvalid(format!("{}: {why}", self.name))),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(unavailable(format!(
-                "no answer within {} s",
-                CALL_LIMIT.as_secs()
-            ))),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                Err(unavailable("it stopped before answering".into()))
+        let answer = match answered.recv_timeout(CALL_LIMIT) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                if state
+                    .compare_exchange(WAITING, GAVE_UP, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok() =>
+            {
+                return Err(unavailable(format!(
+                    "no answer within {} s",
+                    CALL_LIMIT.as_secs()
+                )));
             }
+            // Answered as the time ran out: the answer is on its way.
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => answered.recv().ok(),
+            Ok(answer) => Some(answer),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+        };
+        match answer {
+            Some(Ok(())) => Ok(()),
+            Some(Err(why)) => Err(Error::PlatformInvalid(format!("{}: {why}", self.name))),
+            None => Err(unavailable("it stopped before answering".into())),
         }
     }
 
