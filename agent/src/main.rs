@@ -325,9 +325,14 @@ fn describe(config: &Config) -> String {
     }
     for declared in &config.objects {
         let instances: Vec<String> = declared.instances.iter().map(|i| i.0.to_string()).collect();
+        let id = declared.schema.id.0;
         out.push_str(&format!(
-            "declared object: /{} {} (version {}), instances [{}], {} configured values\n",
-            declared.schema.id.0,
+            "declared object: {} {} (version {}), instances [{}], {} configured values\n",
+            if id < dm_lwm2m::declare::TR181_ONLY {
+                format!("/{id}")
+            } else {
+                format!("TR-181 object (core {id})")
+            },
             declared.schema.name,
             declared.schema.version,
             instances.join(", "),
@@ -336,7 +341,7 @@ fn describe(config: &Config) -> String {
     }
     for binding in &config.tr181 {
         out.push_str(&format!(
-            "declared parameter: {} = /{}/{{i}}/{} ({})\n",
+            "declared parameter: {} = core object {} resource {} ({})\n",
             binding.path,
             binding.object.0,
             binding.resource.0,

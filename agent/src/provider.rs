@@ -11,7 +11,9 @@
 //! {"id":4,"op":"execute","instance":0,"resource":5605,"arguments":""}
 //! ```
 //!
-//! and the provider answers each with `{"id":1,"ok":true}` or
+//! (values keyed by resource id for an LwM2M object, by parameter name
+//! for a TR-181 one declared from a DM document), and the provider
+//! answers each with `{"id":1,"ok":true}` or
 //! `{"id":1,"error":"why"}` (a set, add or delete is all or nothing: it
 //! checks everything before it changes anything). At any time it may push
 //! values, `{"op":"values","instance":0,"values":{"5700":22.5}}`, which
@@ -328,7 +330,7 @@ impl Process {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 if self
                     .enqueue(Outgoing {
-                        line: request_line(id, &inverse),
+                        line: request_line(self.object, id, &inverse),
                         id,
                         answer: None,
                         inverse: None,
@@ -384,11 +386,11 @@ impl Process {
         key: &str,
         value: &serde_json::Value,
     ) -> Result<(ResourceId, ResourceValue), String> {
-        let resource = key
-            .parse::<u16>()
-            .ok()
-            .and_then(|id| self.object.resource(ResourceId(id)))
-            .ok_or_else(|| format!("{} has no resource {key:?}", self.object.name))?;
+        let resource = match key.parse::<u16>() {
+            Ok(id) => self.object.resource(ResourceId(id)),
+            Err(_) => self.object.resources.iter().find(|r| r.name == key),
+        }
+        .ok_or_else(|| format!("{} has no resource {key:?}", self.object.name))?;
         let scalar = |v: &serde_json::Value| -> Result<Scalar, String> {
             Ok(match v {
                 serde_json::Value::String(s) => Scalar::Text(s.clone()),
@@ -430,7 +432,7 @@ impl Provider for Process {
         let state = Arc::new(std::sync::atomic::AtomicU8::new(WAITING));
         let unavailable = |why: String| Error::PlatformUnavailable(format!("{}: {why}", self.name));
         self.enqueue(Outgoing {
-            line: request_line(id, &request),
+            line: request_line(self.object, id, &request),
             id,
             answer: Some(Waiter {
                 answer,
@@ -483,12 +485,18 @@ impl Provider for Process {
     }
 }
 
-/// A set, add or delete as the provider reads it.
-fn request_line(id: u64, request: &Request) -> String {
+/// A set, add or delete as the provider reads it: values keyed by
+/// resource id (an LwM2M object) or parameter name (a TR-181 one).
+fn request_line(object: &ObjectSchema, id: u64, request: &Request) -> String {
+    let by_name = object.id.0 >= dm_lwm2m::declare::TR181_ONLY;
+    let key = |id: ResourceId| match object.resource(id) {
+        Some(r) if by_name => r.name.to_owned(),
+        _ => id.0.to_string(),
+    };
     let values = |values: &[(ResourceId, ResourceValue)]| {
         values
             .iter()
-            .map(|(id, value)| (id.0.to_string(), json(value)))
+            .map(|(id, value)| (key(*id), json(value)))
             .collect::<serde_json::Map<_, _>>()
     };
     let line = match request {

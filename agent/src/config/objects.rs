@@ -49,8 +49,22 @@ pub(super) fn declarations(
     let mut declarations: Vec<Declaration> = Vec::new();
     let mut bindings: Vec<Binding> = Vec::new();
     let mut spans = Vec::new();
+    let mut next_tr181 = dm_cwmp::declare::FIRST_ID;
     for table in tables {
-        let declaration = declaration(table, base, at)?;
+        let (declaration, own) = declaration(table, base, &mut next_tr181, at)?;
+        // A DM document names its own TR-181 paths.
+        if !own.is_empty()
+            && let Some((path, _)) = table.tr181.iter().next()
+        {
+            return Err(at.error(
+                &path.span(),
+                "a DM document declares its TR-181 paths itself".into(),
+            ));
+        }
+        for binding in own {
+            bindings.push(binding);
+            spans.push(table.definition.span());
+        }
         for (path, value) in &table.tr181 {
             bindings.push(binding(&declaration, path, value, at)?);
             spans.push(path.span());
@@ -181,11 +195,13 @@ fn binding(
     })
 }
 
+/// One declaration, and the TR-181 bindings a DM document brings.
 fn declaration(
     table: &ObjectFile,
     base: Option<&Path>,
+    next_tr181: &mut u16,
     at: &Locator<'_>,
-) -> Result<Declaration, ConfigError> {
+) -> Result<(Declaration, Vec<Binding>), ConfigError> {
     let span = table.definition.span();
     let written = table.definition.get_ref();
     if written.is_empty() {
@@ -199,10 +215,26 @@ fn declaration(
         _ => PathBuf::from(written),
     };
     let text = read_definition(&path).map_err(|m| at.error(&span, m))?;
-    let schema = dm_lwm2m::declare::schema(&text)
-        .map_err(|e| at.error(&span, format!("{}: {e}", path.display())))?;
+    let located = |e: &dyn std::fmt::Display| at.error(&span, format!("{}: {e}", path.display()));
+    // An OMA LwM2M object definition, or a Broadband Forum DM instance
+    // document (a TR-181 vendor object).
+    let (schema, own) = if dm_cwmp::declare::is_document(&text) {
+        let id = dm_core::ObjectId(*next_tr181);
+        *next_tr181 = next_tr181
+            .checked_add(1)
+            .ok_or_else(|| at.error(&span, "too many declared TR-181 objects".into()))?;
+        let declared = dm_cwmp::declare::object(&text, id).map_err(|e| located(&e))?;
+        (declared.schema, declared.bindings())
+    } else {
+        (
+            dm_lwm2m::declare::schema(&text).map_err(|e| located(&e))?,
+            Vec::new(),
+        )
+    };
 
     let instances: Vec<InstanceId> = match &table.instances {
+        // A TR-181 table numbers from 1.
+        None if schema.multiple && !own.is_empty() => vec![InstanceId(1)],
         None => vec![InstanceId(0)],
         Some(list) => {
             let mut instances = Vec::new();
@@ -229,16 +261,24 @@ fn declaration(
         }
     };
 
+    if schema.multiple && !own.is_empty() && instances.contains(&InstanceId(0)) {
+        return Err(at.error(
+            &span,
+            "TR-181 numbers instances from 1 (TR-069 §A.2.2.1): list instances = [1] or more"
+                .into(),
+        ));
+    }
     let mut values = Vec::new();
     for (key, value) in &table.values {
         let error = |message: String| at.error(&key.span(), message);
+        // "0/5700", or by name: "0/Setting".
         let (instance, resource) = key
             .get_ref()
             .split_once('/')
-            .and_then(|(i, r)| Some((i.parse::<u16>().ok()?, r.parse::<u16>().ok()?)))
+            .and_then(|(i, r)| Some((i.parse::<u16>().ok()?, r)))
             .ok_or_else(|| {
                 error(format!(
-                    "{:?} is not \"instance/resource\", e.g. \"0/5700\"",
+                    "{:?} is not \"instance/resource\", e.g. \"0/5700\" or \"0/Setting\"",
                     key.get_ref()
                 ))
             })?;
@@ -249,9 +289,14 @@ fn declaration(
                 instance.0
             )));
         }
-        let Some(resource_schema) = schema.resource(ResourceId(resource)) else {
+        let found = match resource.parse::<u16>() {
+            Ok(id) => schema.resource(ResourceId(id)),
+            Err(_) => schema.resources.iter().find(|r| r.name == resource),
+        };
+        let Some(resource_schema) = found else {
             return Err(error(format!("{} has no resource {resource}", schema.name)));
         };
+        let resource = resource_schema.id.0;
         if resource_schema.value_type == ValueType::None {
             return Err(error(format!(
                 "{} is executable: it has no value",
@@ -298,12 +343,15 @@ fn declaration(
             dir: base.map(Path::to_path_buf),
         }),
     };
-    Ok(Declaration {
-        schema,
-        instances,
-        values,
-        provider,
-    })
+    Ok((
+        Declaration {
+            schema,
+            instances,
+            values,
+            provider,
+        },
+        own,
+    ))
 }
 
 fn read_definition(path: &Path) -> Result<String, String> {

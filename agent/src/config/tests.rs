@@ -419,3 +419,63 @@ fn tr181_bindings_are_checked() {
         );
     }
 }
+
+/// A Broadband Forum DM document declares a TR-181 vendor object: its
+/// parameters are bound from the document, LwM2M does not see it, values
+/// may name parameters, and `[object.tr181]` is refused for it.
+#[test]
+fn a_dm_document_declares_a_tr181_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/vendor/example.xml"
+    );
+    std::fs::copy(example, dir.path().join("example.xml")).unwrap();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        "[[object]]\ndefinition = \"example.xml\"\nvalues = { \"0/Greeting\" = \"hi\" }\n",
+    )
+    .unwrap();
+    let good = load(&config, &Overrides::default()).unwrap();
+    let [declared] = good.objects.as_slice() else {
+        panic!("{:?}", good.objects)
+    };
+    assert_eq!(
+        declared.schema.id,
+        dm_core::ObjectId(dm_cwmp::declare::FIRST_ID)
+    );
+    assert_eq!(
+        declared.values,
+        [(
+            InstanceId(0),
+            ResourceId(1),
+            ResourceValue::Single(Value::String("hi".into()))
+        )]
+    );
+    let paths: Vec<&str> = good.tr181.iter().map(|b| b.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "Device.X_000000_Example.Greeting",
+            "Device.X_000000_Example.Changes"
+        ]
+    );
+    assert!(
+        dm_lwm2m::mapping::from_core(&dm_core::Path::object(declared.schema.id)).is_none(),
+        "LwM2M must not see a TR-181-only object"
+    );
+
+    std::fs::write(
+        &config,
+        "[[object]]\ndefinition = \"example.xml\"\n[object.tr181]\n\"Device.X_000000_Other.A\" = 1\n",
+    )
+    .unwrap();
+    let e = load(&config, &Overrides::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(":4: ") && e.contains("a DM document declares its TR-181 paths itself"),
+        "{e}"
+    );
+}

@@ -153,3 +153,90 @@ fn a_declared_object_bound_to_tr181_is_served_to_the_acs_through_its_provider() 
     let again = acs.post_with("<cwmp:SetParameterValuesResponse>");
     assert!(again.contains("<Status>0</Status>"), "{again}");
 }
+
+/// A vendor object declared from a Broadband Forum DM document
+/// (examples/vendor): GetParameterNames lists it, GetParameterValues
+/// reads what its provider pushed, SetParameterValues of the writable
+/// parameter reaches the provider (which pushes the read-only one in
+/// answer), a value it refuses gets 9003, and the read-only one cannot be
+/// set.
+#[test]
+fn a_vendor_object_from_a_dm_document_is_served_through_its_provider() {
+    let set = |name: &str, value: &str, xsd: &str| {
+        format!(
+            "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[1]\">\
+             <ParameterValueStruct><Name>Device.X_000000_Example.{name}</Name>\
+             <Value xsi:type=\"xsd:{xsd}\">{value}</Value></ParameterValueStruct>\
+             </ParameterList><ParameterKey>v</ParameterKey></cwmp:SetParameterValues>"
+        )
+    };
+    let mut requests = vec![
+        set("Changes", "5", "unsignedInt"),
+        set("Greeting", "refuse", "string"),
+        gpv(&["Device.X_000000_Example."]),
+        set("Greeting", "hi", "string"),
+        gpv(&["Device.X_000000_Example."]),
+        "<cwmp:GetParameterNames><ParameterPath>Device.X_000000_Example.</ParameterPath>\
+         <NextLevel>true</NextLevel></cwmp:GetParameterNames>"
+            .to_owned(),
+    ];
+    let acs = MiniAcs::start(Box::new(move |_| requests.pop()));
+    let dir = tempfile::tempdir().unwrap();
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/vendor");
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-VENDOR\"\n\n\
+             [cwmp]\nacs_url = \"{url}\"\nconnection_request_port = {port}\n\
+             connection_request_bind = \"127.0.0.1\"\n\n\
+             [[object]]\ndefinition = \"{dir}/example.xml\"\n\
+             provider = [\"{python}\", \"{dir}/provider.py\"]\n",
+            url = acs.url(),
+            port = dm_tests::files::free_tcp_port(),
+            dir = example.display(),
+            python = dm_tests::py_peers::python().display(),
+        ),
+    )
+    .unwrap();
+    let _agent = dm_tests::agent::Agent(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .env("DMAGENT_BUS", "session")
+            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let names = acs.post_with("GetParameterNamesResponse");
+    for name in [
+        "<Name>Device.X_000000_Example.Greeting</Name><Writable>1</Writable>",
+        "<Name>Device.X_000000_Example.Changes</Name><Writable>0</Writable>",
+    ] {
+        assert!(names.contains(name), "{name} missing from {names}");
+    }
+    // Before the provider has answered anything, its first push may or
+    // may not be in: the first read is not asserted on.
+    acs.post_with("GetParameterValuesResponse");
+    let set = acs.post_with("<cwmp:SetParameterValuesResponse>");
+    assert!(set.contains("<Status>0</Status>"), "{set}");
+    // Its answer came after its push of Changes.
+    let values = acs.post_with("GetParameterValuesResponse");
+    for value in [
+        "<Name>Device.X_000000_Example.Greeting</Name><Value xsi:type=\"xsd:string\">hi</Value>",
+        "<Name>Device.X_000000_Example.Changes</Name><Value xsi:type=\"xsd:unsignedInt\">1</Value>",
+    ] {
+        assert!(values.contains(value), "{value} missing from {values}");
+    }
+    let refused = acs.post_with("<cwmp:Fault>");
+    assert!(refused.contains("<FaultCode>9003</FaultCode>"), "{refused}");
+    assert!(refused.contains("not a greeting"), "{refused}");
+    let read_only = acs.post_with("<cwmp:Fault>");
+    assert!(
+        read_only.contains("<FaultCode>9008</FaultCode>"),
+        "{read_only}"
+    );
+}

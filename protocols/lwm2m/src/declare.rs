@@ -18,6 +18,11 @@ use crate::object_xml::{self, ObjectDef, Operations, Range, ResourceType, XmlErr
 /// is about 30 KiB).
 pub const MAX_DEFINITION: usize = 1024 * 1024;
 
+/// Core object ids from here up are TR-181-only (the agent's own from
+/// 50000, declared ones from 60000): LwM2M never sees them, and an LwM2M
+/// object cannot be declared with such an id.
+pub const TR181_ONLY: u16 = 50000;
+
 /// Why a definition cannot be declared.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -30,6 +35,8 @@ pub enum DeclareError {
     /// number).
     #[error("object {0} ({1}) is built in and cannot be declared")]
     BuiltIn(u16, &'static str),
+    #[error("object {0}: ids from {TR181_ONLY} up are TR-181-only objects")]
+    Reserved(u16),
 }
 
 /// The schema of a definition. Schemas live as long as the process (the
@@ -43,6 +50,9 @@ pub fn schema(text: &str) -> Result<&'static ObjectSchema, DeclareError> {
     let def = object_xml::parse(text)?;
     if let Some(built_in) = dm_core::catalog::ALL.iter().find(|s| s.id.0 == def.id) {
         return Err(DeclareError::BuiltIn(def.id, built_in.name));
+    }
+    if def.id >= TR181_ONLY {
+        return Err(DeclareError::Reserved(def.id));
     }
     let mut read = READ
         .lock()

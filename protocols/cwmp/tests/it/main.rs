@@ -2,6 +2,7 @@
 //! module (one link of the workspace instead of one per file).
 
 mod common;
+mod declare;
 mod rpc;
 mod session;
 mod soap;

@@ -117,11 +117,11 @@ pub fn object_for(core: ObjectId) -> Option<&'static ObjectMap> {
 }
 
 /// Whether a core object id is a declared one ([`crate::declare`]): not
-/// one the agent is built with. Declared objects keep their registry ids
+/// one the agent is built with, and below the TR-181-only ids. Declared objects keep their registry ids
 /// and resource ids, so they map one to one; every built-in object,
 /// TR-181-only ones included, goes through the generated table.
 fn declared(object: u16) -> bool {
-    !dm_core::catalog::ALL.iter().any(|s| s.id.0 == object)
+    object < crate::declare::TR181_ONLY && !dm_core::catalog::ALL.iter().any(|s| s.id.0 == object)
 }
 
 /// Maps an LwM2M path to the core path (whether the tree serves it is the

@@ -75,6 +75,15 @@ fn a_built_in_object_cannot_be_declared() {
 }
 
 #[test]
+fn ids_of_tr181_only_objects_cannot_be_declared() {
+    let text = model("3.xml").replace("<ObjectID>3</ObjectID>", "<ObjectID>60000</ObjectID>");
+    assert_eq!(
+        declare::schema(&text).unwrap_err(),
+        DeclareError::Reserved(60000)
+    );
+}
+
+#[test]
 fn the_same_definition_read_twice_is_one_schema() {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
