@@ -53,9 +53,9 @@ const RESTART_CAP: Duration = Duration::from_secs(60);
 const QUEUE: usize = 64;
 
 /// Where a caller waits for its answer. `state` settles the race between
-/// an answer and a caller giving up: whichever moves it from
-/// [`WAITING`] first wins, so a change is either reported to its caller
-/// or taken back, never neither.
+/// an answer and a caller giving up: whichever moves it from [`WAITING`]
+/// first wins; a caller that gives up has the program started again, so
+/// that what it holds comes back to the tree.
 struct Waiter {
     answer: std::sync::mpsc::SyncSender<Result<(), String>>,
     state: Arc<std::sync::atomic::AtomicU8>,
@@ -69,9 +69,6 @@ struct Outgoing {
     line: String,
     id: u64,
     answer: Option<Waiter>,
-    /// What takes the request back, should the provider make it after its
-    /// caller stopped waiting.
-    inverse: Option<Request>,
     /// A request its caller stopped waiting for is not sent (a restarted
     /// provider must not make a change whose transaction failed).
     deadline: std::time::Instant,
@@ -80,7 +77,6 @@ struct Outgoing {
 /// A request written to the provider and not answered yet.
 struct Pending {
     answer: Option<Waiter>,
-    inverse: Option<Request>,
     deadline: std::time::Instant,
 }
 
@@ -103,6 +99,9 @@ pub struct Process {
     next_id: std::sync::atomic::AtomicU64,
     requests: tokio::sync::mpsc::Sender<Outgoing>,
     queue: Mutex<Option<tokio::sync::mpsc::Receiver<Outgoing>>>,
+    /// A caller stopped waiting for an answer in this run of the program.
+    gave_up: AtomicBool,
+    restart: tokio::sync::Notify,
 }
 
 impl Process {
@@ -120,6 +119,8 @@ impl Process {
             next_id: std::sync::atomic::AtomicU64::new(1),
             requests,
             queue: Mutex::new(Some(queue)),
+            gave_up: AtomicBool::new(false),
+            restart: tokio::sync::Notify::new(),
         })
     }
 
@@ -229,6 +230,7 @@ impl Process {
             }
         });
         let _reader = AbortOnDrop(reader);
+        self.gave_up.store(false, Ordering::SeqCst);
         self.up.store(true, Ordering::SeqCst);
         info!(provider = %self.name, pid = child.id(), "provider started");
         let mut pending: HashMap<u64, Pending> = HashMap::new();
@@ -251,7 +253,6 @@ impl Process {
                     }
                     pending.insert(request.id, Pending {
                         answer: request.answer,
-                        inverse: request.inverse,
                         deadline: request.deadline,
                     });
                 }
@@ -272,6 +273,15 @@ impl Process {
                 },
                 status = child.wait() => {
                     return format!("it exited ({})", status.map_or_else(|e| e.to_string(), |s| s.to_string()));
+                }
+                () = self.restart.notified() => {
+                    // A permit left from an earlier run wakes this once.
+                    if self.gave_up.swap(false, Ordering::SeqCst) {
+                        return format!(
+                            "a caller stopped waiting after {} s: what it made is unknown",
+                            CALL_LIMIT.as_secs()
+                        );
+                    }
                 }
                 () = dm_rt::sleep_until(hung), if hung.is_some() => {
                     return format!(
@@ -304,42 +314,13 @@ impl Process {
             if let Err(e) = &answer {
                 warn!(provider = %self.name, id, "provider refused: {e}");
             }
-            let made = answer.is_ok();
-            let gone = match request.answer {
-                Some(waiter) => {
-                    if waiter
-                        .state
-                        .compare_exchange(WAITING, ANSWERED, Ordering::SeqCst, Ordering::SeqCst)
-                        .is_ok()
-                    {
-                        let _ = waiter.answer.send(answer);
-                        false
-                    } else {
-                        true
-                    }
-                }
-                None => false,
-            };
-            // Made after its caller gave up (the transaction failed):
-            // taken back.
-            if made
-                && gone
-                && let Some(inverse) = request.inverse
+            if let Some(waiter) = request.answer
+                && waiter
+                    .state
+                    .compare_exchange(WAITING, ANSWERED, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
             {
-                warn!(provider = %self.name, id, "a change made too late: taking it back");
-                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                if self
-                    .enqueue(Outgoing {
-                        line: request_line(self.object, id, &inverse),
-                        id,
-                        answer: None,
-                        inverse: None,
-                        deadline: dm_rt::clock::now() + CALL_LIMIT,
-                    })
-                    .is_err()
-                {
-                    warn!(provider = %self.name, "the take-back could not be queued");
-                }
+                let _ = waiter.answer.send(answer);
             }
             return;
         }
@@ -426,7 +407,7 @@ impl Provider for Process {
         self.up.load(Ordering::SeqCst)
     }
 
-    fn call(&self, request: Request, inverse: Option<Request>) -> Result<(), Error> {
+    fn call(&self, request: Request) -> Result<(), Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (answer, answered) = std::sync::mpsc::sync_channel(1);
         let state = Arc::new(std::sync::atomic::AtomicU8::new(WAITING));
@@ -438,7 +419,6 @@ impl Provider for Process {
                 answer,
                 state: Arc::clone(&state),
             }),
-            inverse,
             deadline: dm_rt::clock::now() + CALL_LIMIT,
         })?;
         let answer = match answered.recv_timeout(CALL_LIMIT) {
@@ -447,6 +427,10 @@ impl Provider for Process {
                     .compare_exchange(WAITING, GAVE_UP, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok() =>
             {
+                // Whether it made the change is unknown now: it is ended
+                // and started again, and pushes what it holds.
+                self.gave_up.store(true, Ordering::SeqCst);
+                self.restart.notify_one();
                 return Err(unavailable(format!(
                     "no answer within {} s",
                     CALL_LIMIT.as_secs()
@@ -479,7 +463,6 @@ impl Provider for Process {
             line: line.to_string(),
             id,
             answer: None,
-            inverse: None,
             deadline: dm_rt::clock::now() + CALL_LIMIT,
         })
     }
@@ -565,15 +548,21 @@ mod tests {
         resources: &RESOURCES,
     };
 
-    /// A provider that writes garbage and a value, then answers its first
-    /// request only after the caller's limit, and pushes each later
-    /// request's Level value back (so the test sees what it was sent).
+    /// A provider that writes garbage, then pushes Level = 10 times the
+    /// number of its runs (counted in the file it is given), answers the
+    /// first request of its first run only after the caller's limit, and
+    /// pushes each later
+    /// request's Level back.
     const SCRIPT: &str = r#"
 import json, sys, time
+with open(sys.argv[1], "a+") as f:
+    f.seek(0)
+    runs = len(f.read()) + 1
+    f.write("x")
 print("not json", flush=True)
-print(json.dumps({"op": "values", "instance": 0, "values": {"1": "a string"}}), flush=True)
-print(json.dumps({"op": "values", "instance": 0, "values": {"1": 3}}), flush=True)
-first = True
+print(json.dumps({"op": "values", "instance": 0, "values": {"Level": "a string"}}), flush=True)
+print(json.dumps({"op": "values", "instance": 0, "values": {"1": 10 * runs}}), flush=True)
+first = runs == 1
 for line in sys.stdin:
     request = json.loads(line)
     if first:
@@ -593,11 +582,17 @@ for line in sys.stdin:
     }
 
     #[tokio::test]
-    async fn garbage_is_skipped_and_a_change_made_too_late_is_taken_back() {
+    async fn garbage_is_skipped_and_a_provider_that_answers_too_late_is_started_again() {
         let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let runs = tempfile::NamedTempFile::new().unwrap();
         let process = Process::new(
             Command {
-                argv: vec![python, "-c".into(), SCRIPT.into()],
+                argv: vec![
+                    python,
+                    "-c".into(),
+                    SCRIPT.into(),
+                    runs.path().display().to_string(),
+                ],
                 dir: None,
             },
             &SCHEMA,
@@ -638,30 +633,31 @@ for line in sys.stdin:
                     .unwrap_or_else(|_| panic!("Level never {wanted}: {:?}", level(&tree)));
             }
         };
-        // "not json" and a string for an integer were skipped; 3 was taken.
-        wait_for(3).await;
+        // "not json" and a string for an integer were skipped; the first
+        // run's 10 was taken.
+        wait_for(10).await;
 
-        // The first request is answered after its caller gave up: made
-        // too late, it is taken back with its inverse (here Level 5, a
-        // value only the inverse brings).
+        // The first request is not answered in time: the caller hears
+        // "unavailable", and the provider, whose state is unknown now, is
+        // started again and pushes it (20: its second run).
         let set = |value: i64| Request::Set {
             instance: InstanceId(0),
             values: vec![(ResourceId(1), ResourceValue::Single(Value::Integer(value)))],
         };
         let late = {
             let process = Arc::clone(&process);
-            let (request, inverse) = (set(7), set(5));
-            tokio::task::spawn_blocking(move || process.call(request, Some(inverse)))
+            tokio::task::spawn_blocking(move || process.call(set(7)))
         };
         assert!(matches!(
             late.await.unwrap(),
             Err(Error::PlatformUnavailable(_))
         ));
-        wait_for(5).await;
-        // And it answers in time now.
+        wait_for(20).await;
+        // The new run answers in time.
         let process2 = Arc::clone(&process);
-        let answered = tokio::task::spawn_blocking(move || process2.call(set(9), None));
+        let answered = tokio::task::spawn_blocking(move || process2.call(set(9)));
         assert_eq!(answered.await.unwrap(), Ok(()));
         wait_for(9).await;
+        assert_eq!(std::fs::read_to_string(runs.path()).unwrap(), "xx");
     }
 }

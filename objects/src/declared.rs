@@ -56,10 +56,11 @@ pub trait Provider: Send + Sync {
     fn is_up(&self) -> bool;
     /// Makes the change; its error is the request's (use
     /// [`Error::PlatformUnavailable`] for "not now", [`Error::PlatformInvalid`]
-    /// for a value it refuses). `inverse` takes the change back: sent
-    /// should the provider make it after the caller stopped waiting (the
-    /// transaction failed meanwhile).
-    fn call(&self, request: Request, inverse: Option<Request>) -> Result<(), Error>;
+    /// for a value it refuses). After a call that could not wait for its
+    /// answer the provider's state is unknown: the implementation brings
+    /// the tree back to it (the command provider is started again, and a
+    /// provider pushes its values when it starts).
+    fn call(&self, request: Request) -> Result<(), Error>;
     /// Hands an accepted Execute to the provider, without waiting (it is
     /// called under the tree's lock); an error refuses the Execute.
     fn execute(
@@ -280,9 +281,9 @@ impl ObjectHandler for Declared {
             Path::instance(self.schema.id, instance)
         );
         Ok(Some(HostWrite::new(what.clone(), move || {
-            provider.call(request, Some(undo.clone()))?;
+            provider.call(request)?;
             Ok(Some(HostWrite::new(format!("undo of {what}"), move || {
-                provider.call(undo, None)?;
+                provider.call(undo)?;
                 Ok(None)
             })))
         })))

@@ -1,5 +1,6 @@
 //! `[[object]]` tables: objects declared from an OMA LwM2M definition
-//! file, with their instances and initial values.
+//! file or a Broadband Forum DM instance document (a TR-181 vendor
+//! object), with their instances and initial values.
 //!
 //! ```toml
 //! [[object]]
@@ -49,9 +50,9 @@ pub(super) fn declarations(
     let mut declarations: Vec<Declaration> = Vec::new();
     let mut bindings: Vec<Binding> = Vec::new();
     let mut spans = Vec::new();
-    let mut next_tr181 = dm_cwmp::declare::FIRST_ID;
     for table in tables {
-        let (declaration, own) = declaration(table, base, &mut next_tr181, at)?;
+        let taken: Vec<dm_core::ObjectId> = declarations.iter().map(|d| d.schema.id).collect();
+        let (declaration, own) = declaration(table, base, &taken, at)?;
         // A DM document names its own TR-181 paths.
         if !own.is_empty()
             && let Some((path, _)) = table.tr181.iter().next()
@@ -199,7 +200,7 @@ fn binding(
 fn declaration(
     table: &ObjectFile,
     base: Option<&Path>,
-    next_tr181: &mut u16,
+    taken: &[dm_core::ObjectId],
     at: &Locator<'_>,
 ) -> Result<(Declaration, Vec<Binding>), ConfigError> {
     let span = table.definition.span();
@@ -219,11 +220,7 @@ fn declaration(
     // An OMA LwM2M object definition, or a Broadband Forum DM instance
     // document (a TR-181 vendor object).
     let (schema, own) = if dm_cwmp::declare::is_document(&text) {
-        let id = dm_core::ObjectId(*next_tr181);
-        *next_tr181 = next_tr181
-            .checked_add(1)
-            .ok_or_else(|| at.error(&span, "too many declared TR-181 objects".into()))?;
-        let declared = dm_cwmp::declare::object(&text, id).map_err(|e| located(&e))?;
+        let declared = dm_cwmp::declare::object(&text, taken).map_err(|e| located(&e))?;
         (declared.schema, declared.bindings())
     } else {
         (

@@ -6,8 +6,10 @@
 //! One object per document, with its parameters: names, access, and a
 //! base type (`string`, `int`, `unsignedInt`, `long`, `unsignedLong`,
 //! `boolean`, `dateTime`, `base64`, `hexBinary`) with its size, range and
-//! enumeration facets. Its core schema numbers the parameters from 1 in
-//! document order; [`Declared::bindings`] gives their TR-181 paths.
+//! enumeration facets. Its core ids (object and parameters) come from
+//! hashes of their names, so that saved state comes back to the same
+//! parameter whatever the order of declarations; [`Declared::bindings`]
+//! gives their TR-181 paths.
 
 use std::sync::Mutex;
 
@@ -22,9 +24,9 @@ use crate::mapping::{Binding, Syntax};
 /// The largest document read.
 pub const MAX_DOCUMENT: usize = 1024 * 1024;
 
-/// Core ids of declared TR-181 objects start here, in declaration order
-/// (LwM2M-declared objects stay below 50000, the agent's own TR-181-only
-/// objects are from 50000).
+/// Core ids of declared TR-181 objects are from here (LwM2M-declared
+/// objects stay below 50000, the agent's own TR-181-only objects are from
+/// 50000), each by a hash of its path.
 pub const FIRST_ID: u16 = 60000;
 
 /// Why a document cannot be declared, with the line it is at (0: the
@@ -78,20 +80,42 @@ pub fn is_document(text: &str) -> bool {
     }
 }
 
-/// Reads a document as object `id`. Schemas live as long as the process;
+/// A number in `0..span` that depends on `name` only (FNV-1a): ids that
+/// stay the same when declarations or parameters are reordered, added or
+/// removed, so the saved state comes back where it belongs.
+fn stable(name: &str, span: u32) -> u32 {
+    let hash = name.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    hash % span
+}
+
+/// The id a name hashes to in `first..=last`, or the next free one after
+/// it (wrapping) when `taken` says it is taken.
+fn stable_id(name: &str, first: u16, last: u16, taken: impl Fn(u16) -> bool) -> Option<u16> {
+    let span = u32::from(last - first) + 1;
+    let start = stable(name, span);
+    (0..span)
+        .map(|n| first + ((start + n) % span) as u16)
+        .find(|id| !taken(*id))
+}
+
+/// Reads a document. Its core id comes from its object path (see
+/// [`stable`]; `taken` are the ids other declarations hold), its
+/// parameters' ids from their names. Schemas live as long as the process;
 /// the same text and id give the same one.
-pub fn object(text: &str, id: ObjectId) -> Result<Declared, DeclareError> {
+pub fn object(text: &str, taken: &[ObjectId]) -> Result<Declared, DeclareError> {
     static READ: Mutex<Vec<(String, u16, Declared)>> = Mutex::new(Vec::new());
-    if text.len() > MAX_DOCUMENT {
-        return Err(DeclareError {
-            line: 0,
-            message: format!(
-                "{} bytes; a document may have at most {MAX_DOCUMENT}",
-                text.len()
-            ),
-        });
-    }
+    check(text)?;
     let parsed = parse(text)?;
+    let id = stable_id(&parsed.path, FIRST_ID, u16::MAX - 1, |id| {
+        taken.contains(&ObjectId(id))
+    })
+    .map(ObjectId)
+    .ok_or_else(|| DeclareError {
+        line: 0,
+        message: "no object id left".into(),
+    })?;
     let mut read = READ
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -99,29 +123,42 @@ pub fn object(text: &str, id: ObjectId) -> Result<Declared, DeclareError> {
         return Ok(declared.clone());
     }
     let leak = |s: &str| -> &'static str { Box::leak(s.to_owned().into_boxed_str()) };
-    let resources: Vec<ResourceSchema> = (1u16..)
-        .zip(&parsed.parameters)
-        .map(|(n, p)| ResourceSchema {
-            id: ResourceId(n),
-            name: leak(&p.name),
-            value_type: p.value_type,
-            access: if p.writable {
-                Access::ReadWrite
-            } else {
-                Access::Read
+    let mut resources: Vec<(ResourceSchema, Syntax)> = Vec::new();
+    for p in &parsed.parameters {
+        // 1..=65534 (0 is left out, 65535 is "no id"); fewer parameters
+        // than ids, so one is always free.
+        let Some(n) = stable_id(&p.name, 1, u16::MAX - 1, |id| {
+            resources.iter().any(|(r, _)| r.id.0 == id)
+        }) else {
+            continue;
+        };
+        resources.push((
+            ResourceSchema {
+                id: ResourceId(n),
+                name: leak(&p.name),
+                value_type: p.value_type,
+                access: if p.writable {
+                    Access::ReadWrite
+                } else {
+                    Access::Read
+                },
+                multiple: false,
+                mandatory: true,
+                units: "",
+                constraint: match &p.facet {
+                    Facet::Other(c) => *c,
+                    Facet::Enumeration(values) => {
+                        let values: Vec<&'static str> = values.iter().map(|v| leak(v)).collect();
+                        Constraint::Enumeration(Box::leak(values.into_boxed_slice()))
+                    }
+                },
             },
-            multiple: false,
-            mandatory: true,
-            units: "",
-            constraint: match &p.facet {
-                Facet::Other(c) => *c,
-                Facet::Enumeration(values) => {
-                    let values: Vec<&'static str> = values.iter().map(|v| leak(v)).collect();
-                    Constraint::Enumeration(Box::leak(values.into_boxed_slice()))
-                }
-            },
-        })
-        .collect();
+            p.syntax,
+        ));
+    }
+    // The schema's resources are sorted by id.
+    resources.sort_by_key(|(r, _)| r.id);
+    let (resources, syntaxes): (Vec<ResourceSchema>, Vec<Syntax>) = resources.into_iter().unzip();
     let name = parsed
         .path
         .trim_end_matches('.')
@@ -140,7 +177,7 @@ pub fn object(text: &str, id: ObjectId) -> Result<Declared, DeclareError> {
     let declared = Declared {
         schema,
         path: parsed.path,
-        syntaxes: parsed.parameters.iter().map(|p| p.syntax).collect(),
+        syntaxes,
     };
     read.push((text.to_owned(), id.0, declared.clone()));
     Ok(declared)
@@ -181,6 +218,14 @@ pub fn check(text: &str) -> Result<(), DeclareError> {
     parse(text).map(|_| ())
 }
 
+/// The facets read so far for the parameter being read.
+#[derive(Default)]
+struct Facets {
+    size: Option<(Option<u32>, Option<u32>)>,
+    range: Option<(Option<i128>, Option<i128>)>,
+    enumeration: Vec<String>,
+}
+
 fn parse(text: &str) -> Result<Parsed, DeclareError> {
     let line_at = |position: u64| {
         let end = usize::try_from(position)
@@ -194,14 +239,13 @@ fn parse(text: &str) -> Result<Parsed, DeclareError> {
     };
     let mut reader = Reader::from_str(text);
     let mut stack: Vec<String> = Vec::new();
-    let mut object: Option<(String, bool)> = None;
+    // Path, whether a table, the line it opens on.
+    let mut object: Option<(String, bool, usize)> = None;
     let mut parameters: Vec<Parameter> = Vec::new();
+    let mut names: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut current: Option<(String, bool)> = None;
     let mut base: Option<(Syntax, ValueType)> = None;
-    let mut min_len: Option<u32> = None;
-    let mut max_len: Option<u32> = None;
-    let mut range: (Option<i64>, Option<i64>) = (None, None);
-    let mut enumeration: Vec<String> = Vec::new();
+    let mut facets = Facets::default();
     loop {
         let position = reader.buffer_position();
         let error = |message: String| DeclareError {
@@ -218,10 +262,13 @@ fn parse(text: &str) -> Result<Parsed, DeclareError> {
         };
         if let Some(start) = start {
             let name = start.local_name().as_ref().to_owned();
-            let parent = stack.last().map(String::as_str);
+            let path: Vec<&str> = stack.iter().map(String::as_str).collect();
             let attr = |key: &str| attribute(start, key).map_err(&error);
-            match (parent, name.as_str()) {
-                (Some("model"), "object") => {
+            match (path.as_slice(), name.as_str()) {
+                (_, "component") => {
+                    return Err(error("components are not supported".into()));
+                }
+                (["document", "model"], "object") => {
                     if object.is_some() {
                         return Err(error("one object per document".into()));
                     }
@@ -229,19 +276,29 @@ fn parse(text: &str) -> Result<Parsed, DeclareError> {
                     let max = attr("maxEntries")?.unwrap_or_else(|| "1".into());
                     let multiple = max != "1";
                     check_path(&path, multiple).map_err(&error)?;
-                    object = Some((path, multiple));
+                    object = Some((path, multiple, line_at(position)));
                 }
-                (Some("object"), "parameter") => {
+                (_, "object") => {
+                    return Err(error(
+                        "an <object> belongs in the document's <model>".into(),
+                    ));
+                }
+                (["document", "model", "object"], "parameter") => {
                     let pname = attr("name")?.unwrap_or_default();
-                    if pname.is_empty()
+                    if !pname.starts_with(|c: char| c.is_ascii_alphabetic())
                         || !pname
                             .chars()
                             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
                     {
-                        return Err(error(format!("parameter name {pname:?}")));
+                        return Err(error(format!(
+                            "parameter name {pname:?}: a letter, then letters, digits, _ or -"
+                        )));
                     }
-                    if parameters.iter().any(|p| p.name == pname) {
+                    if !names.insert(pname.clone()) {
                         return Err(error(format!("parameter {pname} is defined twice")));
+                    }
+                    if empty {
+                        return Err(error(format!("parameter {pname} has no syntax")));
                     }
                     let writable = match attr("access")?.as_deref() {
                         Some("readWrite") => true,
@@ -254,17 +311,30 @@ fn parse(text: &str) -> Result<Parsed, DeclareError> {
                     };
                     current = Some((pname, writable));
                     base = None;
-                    (min_len, max_len, range) = (None, None, (None, None));
-                    enumeration.clear();
+                    facets = Facets::default();
                 }
-                (Some("syntax"), "dataType") => {
+                (_, "parameter") => {
+                    return Err(error("a <parameter> belongs in the <object>".into()));
+                }
+                ([.., "parameter"], "syntax") => {
+                    for key in ["hidden", "secured"] {
+                        if attr(key)?.as_deref() == Some("true") {
+                            return Err(error(format!("{key} parameters are not supported yet")));
+                        }
+                    }
+                }
+                ([.., "syntax"], "default") => {}
+                ([.., "syntax"], "list") => {
+                    return Err(error("list syntaxes are not supported".into()));
+                }
+                ([.., "syntax"], "dataType") => {
                     return Err(error(
                         "dataType references are not supported: use a base type".into(),
                     ));
                 }
-                (Some("syntax"), type_name) => {
-                    if attr("list")?.is_some() {
-                        return Err(error("list syntaxes are not supported".into()));
+                ([.., "syntax"], type_name) => {
+                    if base.is_some() {
+                        return Err(error("one base type per syntax".into()));
                     }
                     base = Some(match type_name {
                         "string" => (Syntax::String, ValueType::String),
@@ -276,21 +346,47 @@ fn parse(text: &str) -> Result<Parsed, DeclareError> {
                         "dateTime" => (Syntax::DateTime, ValueType::DateTime),
                         "base64" => (Syntax::Base64, ValueType::Opaque),
                         "hexBinary" => (Syntax::HexBinary, ValueType::Opaque),
-                        other => return Err(error(format!("{other:?} is not a TR-106 base type"))),
+                        other => {
+                            return Err(error(format!("{other:?} is not a TR-106 base type")));
+                        }
                     });
                 }
-                (Some(_), "size") if base.is_some() => {
-                    min_len = number(attr("minLength")?).map_err(&error)?;
-                    max_len = number(attr("maxLength")?).map_err(&error)?;
-                }
-                (Some(_), "range") if base.is_some() => {
-                    range = (
-                        number(attr("minInclusive")?).map_err(&error)?,
-                        number(attr("maxInclusive")?).map_err(&error)?,
+                ([.., "syntax", _], facet) => {
+                    let Some((syntax, _)) = base else {
+                        return Err(error(format!("<{facet}> outside a base type")));
+                    };
+                    let numeric = matches!(
+                        syntax,
+                        Syntax::Int | Syntax::UnsignedInt | Syntax::Long | Syntax::UnsignedLong
                     );
-                }
-                (Some(_), "enumeration") if base.is_some() => {
-                    enumeration.push(attr("value")?.unwrap_or_default());
+                    let text_like =
+                        matches!(syntax, Syntax::String | Syntax::Base64 | Syntax::HexBinary);
+                    match facet {
+                        "size" if text_like && facets.size.is_none() => {
+                            facets.size = Some((
+                                number(attr("minLength")?).map_err(&error)?,
+                                number(attr("maxLength")?).map_err(&error)?,
+                            ));
+                        }
+                        "range" if numeric && facets.range.is_none() => {
+                            facets.range = Some((
+                                number(attr("minInclusive")?).map_err(&error)?,
+                                number(attr("maxInclusive")?).map_err(&error)?,
+                            ));
+                        }
+                        "enumeration" if syntax == Syntax::String => {
+                            facets.enumeration.push(attr("value")?.unwrap_or_default());
+                        }
+                        "size" | "range" | "enumeration" => {
+                            return Err(error(format!(
+                                "<{facet}> on {} (or more than one): not supported",
+                                syntax.xsd_type()
+                            )));
+                        }
+                        // Descriptions, units, patterns and the like
+                        // constrain nothing here.
+                        _ => {}
+                    }
                 }
                 _ => {}
             }
@@ -308,18 +404,8 @@ fn parse(text: &str) -> Result<Parsed, DeclareError> {
                     let Some((syntax, value_type)) = base.take() else {
                         return Err(error(format!("parameter {pname} has no syntax")));
                     };
-                    let facet = if !enumeration.is_empty() {
-                        Facet::Enumeration(std::mem::take(&mut enumeration))
-                    } else if let (Some(min), Some(max)) = range {
-                        Facet::Other(Constraint::Range { min, max })
-                    } else if min_len.is_some() || max_len.is_some() {
-                        Facet::Other(Constraint::Length {
-                            min: min_len.unwrap_or(0),
-                            max: max_len.unwrap_or(u32::MAX),
-                        })
-                    } else {
-                        Facet::Other(Constraint::None)
-                    };
+                    let facet = constraint(syntax, std::mem::take(&mut facets))
+                        .map_err(|m| error(format!("parameter {pname}: {m}")))?;
                     parameters.push(Parameter {
                         name: pname,
                         writable,
@@ -329,19 +415,24 @@ fn parse(text: &str) -> Result<Parsed, DeclareError> {
                     });
                 }
             }
-            Event::Eof => break,
+            Event::Eof => {
+                if let Some(open) = stack.last() {
+                    return Err(error(format!("the document ends inside <{open}>")));
+                }
+                break;
+            }
             _ => {}
         }
     }
-    let Some((path, multiple)) = object else {
+    let Some((path, multiple, line)) = object else {
         return Err(DeclareError {
-            line: line_at(text.len() as u64),
+            line: text.lines().count().max(1),
             message: "no <object> in a <model>".into(),
         });
     };
     if parameters.is_empty() {
         return Err(DeclareError {
-            line: line_at(text.len() as u64),
+            line,
             message: format!("{path} has no parameter"),
         });
     }
@@ -350,6 +441,40 @@ fn parse(text: &str) -> Result<Parsed, DeclareError> {
         multiple,
         parameters,
     })
+}
+
+/// A parameter's constraint from its facets: a range's missing bound is
+/// its type's, bounds beyond i64 are saturated, an empty range refused.
+fn constraint(syntax: Syntax, facets: Facets) -> Result<Facet, String> {
+    if !facets.enumeration.is_empty() {
+        return Ok(Facet::Enumeration(facets.enumeration));
+    }
+    if let Some((min, max)) = facets.range {
+        let (low, high): (i128, i128) = match syntax {
+            Syntax::Int => (i32::MIN.into(), i32::MAX.into()),
+            Syntax::UnsignedInt => (0, u32::MAX.into()),
+            Syntax::UnsignedLong => (0, i64::MAX.into()),
+            _ => (i64::MIN.into(), i64::MAX.into()),
+        };
+        let min = min.unwrap_or(low).clamp(low, high);
+        let max = max.unwrap_or(high).clamp(low, high);
+        if min > max {
+            return Err(format!("range {min}..{max} is empty"));
+        }
+        // Clamped into i64 above.
+        return Ok(Facet::Other(Constraint::Range {
+            min: min as i64,
+            max: max as i64,
+        }));
+    }
+    if let Some((min, max)) = facets.size {
+        let (min, max) = (min.unwrap_or(0), max.unwrap_or(u32::MAX));
+        if min > max {
+            return Err(format!("size {min}..{max} is empty"));
+        }
+        return Ok(Facet::Other(Constraint::Length { min, max }));
+    }
+    Ok(Facet::Other(Constraint::None))
 }
 
 /// `Device.X_<OUI>_Name.` (single) or `Device.X_<OUI>_Name.{i}.` (a table):
@@ -370,9 +495,12 @@ fn check_path(path: &str, multiple: bool) -> Result<(), String> {
     };
     if inner.is_empty()
         || inner.contains("{i}")
-        || inner
-            .split('.')
-            .any(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        || inner.split('.').any(|s| {
+            !s.starts_with(|c: char| c.is_ascii_alphabetic())
+                || !s
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
     {
         return Err(format!("object {path:?} is not a TR-181 object path"));
     }

@@ -182,7 +182,12 @@ pub fn parse(text: &str) -> Result<ObjectDef, XmlError> {
                     value.trim(),
                 );
             }
-            Event::Eof => break,
+            // A document cut short ends with elements open (quick-xml
+            // reports Eof all the same).
+            Event::Eof => match stack.last() {
+                Some(open) => return Err(error(format!("the file ends inside <{open}>"))),
+                None => break,
+            },
             _ => {}
         }
     }

@@ -2,7 +2,7 @@
 //! become, and the errors a broken document gets.
 
 use dm_core::schema::Constraint;
-use dm_core::{Access, ObjectId, ResourceId, ValueType};
+use dm_core::{Access, ObjectId, ValueType};
 use dm_cwmp::declare::{self, is_document};
 use dm_cwmp::mapping::Syntax;
 
@@ -26,32 +26,69 @@ fn a_document_becomes_a_schema_and_bindings() {
     );
     assert!(is_document(&text));
     assert!(!is_document("<LWM2M><Object/></LWM2M>"));
-    let declared = declare::object(&text, ObjectId(60007)).unwrap();
+    let declared = declare::object(&text, &[]).unwrap();
     let schema = declared.schema;
     assert!(schema.multiple);
     assert_eq!(schema.name, "X_000000_Table");
-    let mode = schema.resource(ResourceId(1)).unwrap();
+    assert!(schema.id.0 >= declare::FIRST_ID);
+    let by_name = |name: &str| schema.resources.iter().find(|r| r.name == name).unwrap();
+    let mode = by_name("Mode");
     assert_eq!(
         (mode.name, mode.value_type, mode.access),
         ("Mode", ValueType::String, Access::ReadWrite)
     );
     assert_eq!(mode.constraint, Constraint::Enumeration(&["a", "b"]));
-    let level = schema.resource(ResourceId(2)).unwrap();
+    let level = by_name("Level");
     assert_eq!(
         (level.value_type, level.access),
         (ValueType::Int, Access::Read)
     );
     assert_eq!(level.constraint, Constraint::Range { min: -5, max: 5 });
+    // <default> is skipped; a range with one bound takes the type's other.
+    let other = document(
+        SINGLE,
+        "<parameter name=\"Count\" access=\"readOnly\"><syntax><unsignedInt>\
+         <range minInclusive=\"2\"/></unsignedInt><default type=\"object\" value=\"2\"/>\
+         </syntax></parameter>\n",
+    );
+    let count = declare::object(&other, &[]).unwrap().schema.resources[0].constraint;
+    assert_eq!(
+        count,
+        Constraint::Range {
+            min: 2,
+            max: u32::MAX.into()
+        }
+    );
     let bindings = declared.bindings();
-    assert_eq!(bindings[0].path, "Device.X_000000_Table.{i}.Mode");
-    assert!(bindings[0].writable);
-    assert_eq!(bindings[1].syntax, Syntax::Int);
-    assert!(!bindings[1].writable);
+    let binding = |path: &str| bindings.iter().find(|b| b.path == path).unwrap();
+    let mode_binding = binding("Device.X_000000_Table.{i}.Mode");
+    assert!(mode_binding.writable && mode_binding.resource == mode.id);
+    let level_binding = binding("Device.X_000000_Table.{i}.Level");
+    assert_eq!(level_binding.syntax, Syntax::Int);
+    assert!(!level_binding.writable && level_binding.resource == level.id);
     // Read again: the same schema, not a new one.
     assert!(std::ptr::eq(
         schema,
-        declare::object(&text, ObjectId(60007)).unwrap().schema
+        declare::object(&text, &[]).unwrap().schema
     ));
+    // Ids come from names: the same object and parameters in another
+    // order, beside another declaration, keep theirs; a taken id moves
+    // it on.
+    let reordered = text
+        .replace("Mode", "TMP")
+        .replace("Level", "Mode")
+        .replace("TMP", "Level");
+    let again = declare::object(&reordered, &[ObjectId(1)]).unwrap().schema;
+    assert_eq!(again.id, schema.id);
+    let find = |s: &dm_core::ObjectSchema, name: &str| {
+        s.resources.iter().find(|r| r.name == name).unwrap().id
+    };
+    assert_eq!(find(again, "Mode"), mode.id);
+    assert_eq!(find(again, "Level"), level.id);
+    assert_ne!(
+        declare::object(&text, &[schema.id]).unwrap().schema.id,
+        schema.id
+    );
 }
 
 #[test]
@@ -61,7 +98,7 @@ fn a_broken_document_is_refused_with_its_line() {
             "<parameter name=\"P\" access=\"readOnly\">\n<syntax>{syntax}</syntax></parameter>\n"
         )
     };
-    let cases: [(String, usize, &str); 7] = [
+    let cases: [(String, usize, &str); 14] = [
         (
             document(SINGLE, &param("<decimal/>")),
             6,
@@ -93,7 +130,54 @@ fn a_broken_document_is_refused_with_its_line() {
             4,
             "a table (maxEntries) ends in .{i}.",
         ),
-        (document(SINGLE, ""), 8, "has no parameter"),
+        (document(SINGLE, ""), 4, "has no parameter"),
+        (
+            document(SINGLE, "<parameter name=\"P\"/>\n"),
+            5,
+            "parameter P has no syntax",
+        ),
+        (
+            document(
+                SINGLE,
+                &param("<string><range minInclusive=\"1\"/></string>"),
+            ),
+            6,
+            "<range> on xsd:string",
+        ),
+        (
+            document(
+                SINGLE,
+                &param("<int><range minInclusive=\"5\" maxInclusive=\"1\"/></int>"),
+            ),
+            6,
+            "range 5..1 is empty",
+        ),
+        (
+            document(SINGLE, &param("<list/>")),
+            6,
+            "list syntaxes are not supported",
+        ),
+        (
+            document(SINGLE, "<component ref=\"C\"/>\n"),
+            5,
+            "components are not supported",
+        ),
+        (
+            {
+                let whole = document(SINGLE, &param("<string/>"));
+                whole[..whole.find("</object>").unwrap()].to_owned()
+            },
+            7,
+            "the document ends inside <object>",
+        ),
+        (
+            document(
+                SINGLE,
+                "<parameter name=\"2nd\">\n<syntax><string/></syntax></parameter>\n",
+            ),
+            5,
+            "parameter name \"2nd\"",
+        ),
         (
             document(SINGLE, "<parameter name=\"P\">\n</parameter>\n"),
             6,
@@ -101,7 +185,7 @@ fn a_broken_document_is_refused_with_its_line() {
         ),
     ];
     for (text, line, message) in cases {
-        let e = declare::object(&text, ObjectId(60001)).unwrap_err();
+        let e = declare::object(&text, &[]).unwrap_err();
         assert!(e.message.contains(message), "{e} (wanted {message:?})");
         assert_eq!(e.line, line, "{e}");
     }

@@ -178,4 +178,17 @@ fn a_broken_definition_is_refused_with_its_line() {
         object_xml::parse("<LWM2M></LWM2M>").unwrap_err().message,
         "0 <Object> elements; one is needed"
     );
+    // Cut short after a whole Item: not a definition with one Item less.
+    let cut = definition(
+        "32769",
+        &(item("1", "R", "String") + &item("2", "R", "String")),
+    );
+    let cut = &cut[..cut.rfind("<Item").unwrap()];
+    assert!(
+        object_xml::parse(cut)
+            .unwrap_err()
+            .message
+            .starts_with("the file ends inside <"),
+        "{cut}"
+    );
 }
