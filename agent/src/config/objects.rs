@@ -6,7 +6,7 @@
 //! [[object]]
 //! definition = "3303.xml"          # relative to this file's directory
 //! instances = [0]                  # default [0]
-//! values = { "0/5700" = 21.5, "0/5701" = "Cel" }
+//! values = { "0/5700" = 21.5, "0/5701" = "Cel", "0/5750" = { file = "/etc/location" } }
 //! provider = ["python3", "provider.py"]  # optional, runs in this file's directory
 //!
 //! [object.tr181]                   # optional: the same resources over CWMP
@@ -318,6 +318,22 @@ fn declaration(
                 );
             }
             ResourceValue::Multiple(multiple)
+        } else if let toml::Value::Table(from) = value.get_ref() {
+            // { file = "/etc/asset-tag" }: the file's text, read now.
+            let Some(toml::Value::String(file)) = from.get("file").filter(|_| from.len() == 1)
+            else {
+                return Err(at.error(
+                    &value.span(),
+                    "a value, or { file = \"PATH\" } to read it from a file".into(),
+                ));
+            };
+            let path = match base {
+                Some(base) if Path::new(file).is_relative() => base.join(file),
+                _ => PathBuf::from(file),
+            };
+            ResourceValue::Single(
+                from_file(resource_schema, &path).map_err(|m| at.error(&value.span(), m))?,
+            )
         } else {
             ResourceValue::Single(
                 configured(resource_schema, value.get_ref())
@@ -370,6 +386,46 @@ fn read_definition(path: &Path) -> Result<String, String> {
         ));
     }
     String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))
+}
+
+/// The largest file a value is read from.
+const MAX_VALUE_FILE: u64 = 64 * 1024;
+
+/// A value read from a file (an asset tag, a provisioning code): its text
+/// without the line end, typed as the resource is.
+fn from_file(schema: &ResourceSchema, path: &Path) -> Result<Value, String> {
+    use std::io::Read as _;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(cannot)?
+        .take(MAX_VALUE_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_VALUE_FILE {
+        return Err(format!("{}: over {MAX_VALUE_FILE} bytes", path.display()));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    let not = |what: &str| format!("{}: {text:?} is not {what}", path.display());
+    let scalar = match schema.value_type {
+        ValueType::Int
+        | ValueType::UnsignedInt
+        | ValueType::Long
+        | ValueType::UnsignedLong
+        | ValueType::DateTime => {
+            Scalar::Integer(text.trim().parse().map_err(|_| not("an integer"))?)
+        }
+        ValueType::Float => Scalar::Float(text.trim().parse().map_err(|_| not("a number"))?),
+        ValueType::Boolean => Scalar::Boolean(match text.trim() {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => return Err(not("true or false")),
+        }),
+        _ => Scalar::Text(text.to_owned()),
+    };
+    dm_objects::declared::value_of(schema, scalar)
 }
 
 /// A configured value in the resource's representation, checked against

@@ -483,3 +483,58 @@ fn a_dm_document_declares_a_tr181_object() {
         "{e}"
     );
 }
+
+/// A declared value may come from a file (an asset tag), read when the
+/// configuration is, typed as its resource is.
+#[test]
+fn declared_values_may_come_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/temperature/3303.xml"
+    );
+    std::fs::copy(example, dir.path().join("3303.xml")).unwrap();
+    std::fs::write(dir.path().join("location"), "hall, 2nd floor\n").unwrap();
+    std::fs::write(dir.path().join("reading"), "21.5\n").unwrap();
+    std::fs::write(dir.path().join("word"), "warm\n").unwrap();
+    let config = dir.path().join("dmagent.toml");
+    let parse_with = |values: &str| {
+        std::fs::write(
+            &config,
+            format!("[[object]]\ndefinition = \"3303.xml\"\nvalues = {{ {values} }}\n"),
+        )
+        .unwrap();
+        load(&config, &Overrides::default())
+    };
+    let good =
+        parse_with("\"0/5750\" = { file = \"location\" }, \"0/5700\" = { file = \"reading\" }")
+            .unwrap();
+    let values = &good.objects[0].values;
+    assert!(values.contains(&(
+        InstanceId(0),
+        ResourceId(5750),
+        ResourceValue::Single(Value::String("hall, 2nd floor".into()))
+    )));
+    assert!(values.contains(&(
+        InstanceId(0),
+        ResourceId(5700),
+        ResourceValue::Single(Value::Float(21.5))
+    )));
+    for (values, expect) in [
+        (
+            "\"0/5700\" = { file = \"word\" }",
+            "word: \"warm\" is not a number",
+        ),
+        ("\"0/5750\" = { file = \"missing\" }", "cannot read"),
+        (
+            "\"0/5750\" = { path = \"location\" }",
+            "{ file = \"PATH\" }",
+        ),
+    ] {
+        let e = parse_with(values).unwrap_err().to_string();
+        assert!(
+            e.contains(":3: object.values") && e.contains(expect),
+            "{e}\nwanted {expect}"
+        );
+    }
+}
