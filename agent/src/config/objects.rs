@@ -368,11 +368,14 @@ fn declaration(
 }
 
 fn read_definition(path: &Path) -> Result<String, String> {
+    read_bounded(path, dm_lwm2m::declare::MAX_DEFINITION)
+}
+
+/// A file's text, refused over `limit` bytes whatever the file is (a FIFO
+/// or a device says no size: up to one byte past the limit is read).
+fn read_bounded(path: &Path, limit: usize) -> Result<String, String> {
     use std::io::Read as _;
     let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
-    let limit = dm_lwm2m::declare::MAX_DEFINITION;
-    // Read up to one byte past the limit, whatever the file is (a FIFO
-    // or a device says no size).
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .map_err(cannot)?
@@ -380,32 +383,18 @@ fn read_definition(path: &Path) -> Result<String, String> {
         .read_to_end(&mut bytes)
         .map_err(cannot)?;
     if bytes.len() > limit {
-        return Err(format!(
-            "{}: over {limit} bytes; a definition may have at most that",
-            path.display()
-        ));
+        return Err(format!("{}: over {limit} bytes", path.display()));
     }
     String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))
 }
 
 /// The largest file a value is read from.
-const MAX_VALUE_FILE: u64 = 64 * 1024;
+const MAX_VALUE_FILE: usize = 64 * 1024;
 
 /// A value read from a file (an asset tag, a provisioning code): its text
 /// without the line end, typed as the resource is.
 fn from_file(schema: &ResourceSchema, path: &Path) -> Result<Value, String> {
-    use std::io::Read as _;
-    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .map_err(cannot)?
-        .take(MAX_VALUE_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot)?;
-    if bytes.len() as u64 > MAX_VALUE_FILE {
-        return Err(format!("{}: over {MAX_VALUE_FILE} bytes", path.display()));
-    }
-    let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))?;
+    let text = read_bounded(path, MAX_VALUE_FILE)?;
     let text = text.strip_suffix('\n').unwrap_or(&text);
     let text = text.strip_suffix('\r').unwrap_or(text);
     let not = |what: &str| format!("{}: {text:?} is not {what}", path.display());

@@ -106,8 +106,7 @@ fn stable_id(name: &str, first: u16, last: u16, taken: impl Fn(u16) -> bool) -> 
 /// the same text and id give the same one.
 pub fn object(text: &str, taken: &[ObjectId]) -> Result<Declared, DeclareError> {
     static READ: Mutex<Vec<(String, u16, Declared)>> = Mutex::new(Vec::new());
-    check(text)?;
-    let parsed = parse(text)?;
+    let parsed = parse_bounded(text)?;
     let id = stable_id(&parsed.path, FIRST_ID, u16::MAX - 1, |id| {
         taken.contains(&ObjectId(id))
     })
@@ -206,6 +205,10 @@ enum Facet {
 
 /// Checks a document as [`object`] would, keeping nothing.
 pub fn check(text: &str) -> Result<(), DeclareError> {
+    parse_bounded(text).map(|_| ())
+}
+
+fn parse_bounded(text: &str) -> Result<Parsed, DeclareError> {
     if text.len() > MAX_DOCUMENT {
         return Err(DeclareError {
             line: 0,
@@ -215,7 +218,7 @@ pub fn check(text: &str) -> Result<(), DeclareError> {
             ),
         });
     }
-    parse(text).map(|_| ())
+    parse(text)
 }
 
 /// The facets read so far for the parameter being read.
