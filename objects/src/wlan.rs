@@ -223,19 +223,16 @@ impl ObjectHandler for Wlan {
                     },
                 ))
             }
+            // Not re-created should the transaction fail after it: the
+            // tree has neither its secret nor the settings it does not
+            // manage, so a copy would be another profile; the platform
+            // refresh brings the tree in line instead.
             (Some(old), None) => profile_of(network.as_ref(), old).map(|id| {
-                let before = settings(old, None);
                 HostWrite::new(
                     format!("Wi-Fi profile {} deleted", ssid_of(old)),
                     move || {
                         network.delete_wifi_profile(&id)?;
-                        Ok(Some(HostWrite::new(
-                            format!("Wi-Fi profile {} restored", before.ssid),
-                            move || {
-                                network.add_wifi_profile(&before)?;
-                                Ok(None)
-                            },
-                        )))
+                        Ok(None)
                     },
                 )
             }),
