@@ -110,6 +110,15 @@ pub trait ObjectHandler: Send + Sync {
     /// The schema this handler serves.
     fn schema(&self) -> &'static ObjectSchema;
 
+    /// Whether management clients may read the object now: an object
+    /// whose values another process serves (a provider that is not
+    /// running) answers [`Error::PlatformUnavailable`] for every read of a
+    /// client, rather than values nobody stands behind. The agent's own
+    /// reads are served regardless.
+    fn available(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// The resources of a new instance: the handler decides which optional
     /// resources exist and their initial values. The default holds every
     /// mandatory resource at its type's zero value.
@@ -370,6 +379,9 @@ impl Tree {
         if origin.is_client() && !resource.access.readable() {
             return Err(Error::NotReadable(*path));
         }
+        if origin.is_client() {
+            entry.handler.available()?;
+        }
         let value = match instance.slot(resource.id) {
             Some(Slot::Stored(value)) => value.clone(),
             Some(Slot::Live) => {
@@ -410,6 +422,11 @@ impl Tree {
                 None => Box::new(entry.instances.iter()),
             };
         let mut found = prefix.instance_id().is_none();
+        let available = if origin.is_client() {
+            entry.handler.available()
+        } else {
+            Ok(())
+        };
         for (&id, instance) in instances {
             found = true;
             for (&resource_id, slot) in &instance.slots {
@@ -423,10 +440,11 @@ impl Tree {
                     continue;
                 }
                 let path = Path::resource(entry.schema.id, id, resource_id);
-                match slot {
-                    Slot::Stored(value) => visit(path, Ok(value.clone())),
-                    Slot::Live => visit(path, self.live(entry, origin, id, resource_id)),
-                    Slot::Executable => {}
+                match (slot, &available) {
+                    (Slot::Executable, _) => {}
+                    (_, Err(e)) => visit(path, Err(e.clone())),
+                    (Slot::Stored(value), Ok(())) => visit(path, Ok(value.clone())),
+                    (Slot::Live, Ok(())) => visit(path, self.live(entry, origin, id, resource_id)),
                 }
             }
         }

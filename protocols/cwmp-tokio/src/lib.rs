@@ -27,7 +27,7 @@ use dm_rt::clock::{self, wall};
 use dm_rt::sleep_until;
 use hyper::Uri;
 use tokio::sync::{Notify, mpsc, watch};
-use tracing::{info, trace, warn};
+use tracing::{debug, info, trace, warn};
 
 pub use connreq::ConnectionRequestConfig;
 pub use http::Credentials;
@@ -714,6 +714,19 @@ async fn session(
                     if let Some(undo) = engine.host_work_done(&mut lock(tree), outcome) {
                         tokio::task::spawn_blocking(move || undo.undo());
                     }
+                }
+                // Values that need slow host I/O before a read is
+                // answered (a provider's volatile value): fetched the same
+                // way.
+                while let Some(reads) = engine.poll_host_reads() {
+                    let what = reads.describe();
+                    debug!(what, "reading from the host");
+                    let fetched = tokio::task::spawn_blocking(move || {
+                        reads.run_within(dm_core::tree::HOST_READ_LIMIT)
+                    })
+                    .await
+                    .unwrap_or_default();
+                    engine.host_reads_done(&mut lock(tree), fetched);
                 }
             }
             Err(e) => {

@@ -78,11 +78,11 @@ impl Concrete {
     /// The value as the ACS reads it: a value computed when read ("since
     /// the last read" log lines, CPU usage) is read for the ACS's own
     /// reader state, not another protocol's.
-    fn value(&self, tree: &Tree) -> Option<Value> {
-        match tree.read(Origin::Acs, &self.path).ok()? {
+    fn read(&self, tree: &Tree) -> Result<Option<Value>, Error> {
+        Ok(match tree.read(Origin::Acs, &self.path)? {
             ResourceValue::Single(v) => Some(v),
             ResourceValue::Multiple(_) => None,
-        }
+        })
     }
 }
 
@@ -246,19 +246,36 @@ fn write_only(tree: &Tree, c: &Concrete) -> bool {
 }
 
 fn wire_value(tree: &Tree, c: &Concrete) -> ParameterValue {
-    ParameterValue {
+    wire_value_or_unavailable(tree, c).unwrap_or_else(|_| ParameterValue {
+        name: c.name.clone(),
+        value: String::new(),
+        xsd_type: c.map.syntax.xsd_type(),
+    })
+}
+
+/// The parameter as GetParameterValues answers it, or the error of a
+/// value whose server is away for now ([`Error::PlatformUnavailable`]).
+/// Read once: a value computed "since the last read" is not consumed
+/// twice.
+fn wire_value_or_unavailable(tree: &Tree, c: &Concrete) -> Result<ParameterValue, Error> {
+    Ok(ParameterValue {
         name: c.name.clone(),
         // Secured and write-only values read back empty (§A.3.2.2); a
         // computed value that cannot be read now (the host failed) too.
         value: if c.map.secured || write_only(tree, c) {
             String::new()
         } else {
-            c.value(tree)
-                .map(|v| values::render(&v, c.map.syntax))
-                .unwrap_or_default()
+            match c.read(tree) {
+                Err(e @ Error::PlatformUnavailable(_)) => return Err(e),
+                read => read
+                    .ok()
+                    .flatten()
+                    .map(|v| values::render(&v, c.map.syntax))
+                    .unwrap_or_default(),
+            }
         },
         xsd_type: c.map.syntax.xsd_type(),
-    }
+    })
 }
 
 /// GetParameterValues (§A.3.2.2).
@@ -273,10 +290,26 @@ pub fn get_parameter_values_within(
     limit: usize,
 ) -> Result<Vec<ParameterValue>, Fault> {
     let all = concrete(tree);
-    Ok(select_each_once(&all, names, limit)?
+    let selected = select_each_once(&all, names, limit)?;
+    // A value whose server is away (a provider that is not running) is
+    // not answered as empty: the request gets 9002, TR-069's nearest to
+    // "try later" (§A.5.1).
+    selected
         .into_iter()
-        .map(|c| wire_value(tree, c))
-        .collect())
+        .map(|c| {
+            wire_value_or_unavailable(tree, c)
+                .map_err(|e| fault(FaultCode::InternalError, format!("{}: {e}", c.name)))
+        })
+        .collect()
+}
+
+/// The tree paths GetParameterValues of `names` reads (none when it
+/// would fail), for the host reads it needs first.
+pub fn selected_paths(tree: &Tree, names: &[String]) -> Vec<Path> {
+    let all = concrete(tree);
+    select_each_once(&all, names, MAX_RESPONSE_ENTRIES)
+        .map(|selected| selected.into_iter().map(|c| c.path).collect())
+        .unwrap_or_default()
 }
 
 /// The values of those of `names` that exist, for an Inform: a name
@@ -678,7 +711,9 @@ pub fn configuration_file(tree: &Tree) -> String {
         if !c.map.writable || c.map.secured || write_only(tree, &c) {
             continue;
         }
-        let Some(value) = c.value(tree) else { continue };
+        let Some(value) = c.read(tree).ok().flatten() else {
+            continue;
+        };
         let value = values::render(&value, c.map.syntax);
         let mut escaped = String::with_capacity(value.len());
         for ch in value.chars() {

@@ -39,6 +39,25 @@ impl Engine {
                 rpc::delete_object_prepared(tree, Origin::Acs, &object, Some(&parameter_key)),
                 HostAnswer::DeleteObject,
             ),
+            AcsRequest::GetParameterValues { names } => {
+                // Values that need slow host I/O first (a provider's
+                // volatile value): fetched off the lock, then answered
+                // (`host_reads_done`).
+                let reads = tree.host_reads(Origin::Acs, &rpc::selected_paths(tree, &names));
+                if reads.is_empty() {
+                    return Some(self.answer_now(
+                        tree,
+                        id,
+                        AcsRequest::GetParameterValues { names },
+                        wall,
+                        e,
+                        fault,
+                    ));
+                }
+                self.reading = Some((id.map(str::to_owned), names));
+                self.host_reads = Some(reads);
+                return None;
+            }
             other => return Some(self.answer_now(tree, id, other, wall, e, fault)),
         };
         match written {
@@ -80,6 +99,35 @@ impl Engine {
             self.outbox.push_back(reply);
         }
         undo
+    }
+
+    /// The host reads a GetParameterValues waits for, once: the driver
+    /// makes them off the tree's lock and reports with
+    /// [`Engine::host_reads_done`].
+    pub fn poll_host_reads(&mut self) -> Option<dm_core::HostReads> {
+        self.host_reads.take()
+    }
+
+    /// What the reads [`Engine::poll_host_reads`] gave brought back: the
+    /// GetParameterValues is answered with them (the answer is the next
+    /// POST), and they are forgotten.
+    pub fn host_reads_done(&mut self, tree: &mut Tree, fetched: dm_core::Fetched) {
+        let Some((id, names)) = self.reading.take() else {
+            return;
+        };
+        tree.supply(fetched);
+        let e = Encoder::new(self.version);
+        let reply: soap::Body = match rpc::get_parameter_values(tree, &names) {
+            Ok(values) => e.get_parameter_values_response(id.as_deref(), values),
+            Err(f) => e
+                .fault(id.as_deref(), f.code, &f.message, &f.parameters)
+                .into(),
+        };
+        tree.forget_fetched(Origin::Acs);
+        if matches!(self.phase, Phase::Exchanging { .. }) {
+            self.phase = Phase::Exchanging { empty: false };
+            self.outbox.push_back(reply);
+        }
     }
 
     fn answer_now(

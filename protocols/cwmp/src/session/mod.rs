@@ -328,6 +328,11 @@ pub struct Engine {
     host: Option<(Option<String>, HostAnswer, rpc::HostRpc)>,
     /// Those writes, until the driver takes them.
     host_work: Option<dm_core::HostWork>,
+    /// A GetParameterValues whose answer waits for host reads (a
+    /// provider's volatile value): its ID and names.
+    reading: Option<(Option<String>, Vec<String>)>,
+    /// Those reads, until the driver takes them.
+    host_reads: Option<dm_core::HostReads>,
 }
 
 /// Which write RPC waits for the host.
@@ -368,6 +373,8 @@ impl Engine {
             rng: dm_core::support::rng::XorShift64Star::new(seed),
             host: None,
             host_work: None,
+            reading: None,
+            host_reads: None,
         };
         let url = settings(tree).url;
         if engine.durable.bootstrapped_url.as_deref() != Some(url.as_str()) {
