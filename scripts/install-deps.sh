@@ -41,6 +41,9 @@ have ip || missing="$missing iproute2"
 have gdbus || missing="$missing libglib2.0-bin"
 have busctl || missing="$missing systemd"
 /usr/bin/python3 -c "import dbusmock" 2>/dev/null || missing="$missing python3-dbusmock"
+# The temperature example's D-Bus provider (examples/temperature/provider.py
+# --bus), which the provider tests run: dbus-python and PyGObject.
+/usr/bin/python3 -c "import dbus.mainloop.glib, gi" 2>/dev/null || missing="$missing python3-dbus python3-gi"
 # coturn's turnserver is the STUN server the UDP connection-request test
 # binds to (TR-069 Annex G).
 have turnserver || missing="$missing coturn"

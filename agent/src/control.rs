@@ -45,6 +45,8 @@ pub struct Control {
     pub transfer: Arc<Mutex<Option<TransferProgress>>>,
     /// The SHA-256 the next firmware pull must have, when named.
     pub expected_sha256: Arc<Mutex<Option<[u8; 32]>>>,
+    /// The declared objects D-Bus services may serve.
+    pub providers: Arc<crate::provider::dbus::Registry>,
 }
 
 /// The last firmware transfer's progress: bytes done, and of how many.
@@ -97,6 +99,22 @@ fn transaction_error(e: dm_core::TransactionError) -> fdo::Error {
         )
     });
     if host { failed(text) } else { invalid(text) }
+}
+
+/// The caller's unique bus name.
+fn sender(header: &zbus::message::Header<'_>) -> fdo::Result<String> {
+    header
+        .sender()
+        .map(ToString::to_string)
+        .ok_or_else(|| invalid("a call with no sender"))
+}
+
+fn instance_id(instance: u32) -> fdo::Result<InstanceId> {
+    u16::try_from(instance)
+        .ok()
+        .filter(|i| *i != u16::MAX)
+        .map(InstanceId)
+        .ok_or_else(|| invalid(format!("{instance}: not an instance number")))
 }
 
 /// An LwM2M-form path, as a core path.
@@ -161,7 +179,9 @@ fn lwm2m_values(tree: &Tree, core: &Path) -> Result<Vec<(String, String)>, fdo::
 
 #[zbus::interface(name = "org.dmagent.Agent1")]
 impl Control {
-    /// The agent and each protocol, as JSON (`dmagent status --json`).
+    /// The agent and each protocol, as JSON (what `dmagent status` prints with
+    /// its JSON option). zbus puts this text in an XML comment of the
+    /// introspection data, where two hyphens in a row are not allowed.
     fn status(&self) -> String {
         let cwmp = self.cwmp.as_ref().map(|(status, _)| {
             let s = lock(status).clone();
@@ -589,6 +609,80 @@ impl Control {
     }
 
     /// Stops the agent as SIGTERM does.
+    /// Registers the caller as the provider of a declared object
+    /// (`provider = "dbus"`): "/3303" or its TR-181 path, and where the
+    /// caller implements `org.dmagent.Provider1` (see the agent's
+    /// provider module). Lasts as long as the caller's connection.
+    async fn register_provider(
+        &self,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        #[zbus(connection)] connection: &zbus::Connection,
+        object: &str,
+        path: zbus::ObjectPath<'_>,
+    ) -> fdo::Result<()> {
+        let sender = sender(&header)?;
+        self.providers
+            .register(connection, &sender, object, path.into())
+            .await
+            .map_err(invalid)
+    }
+
+    /// Values the registered provider of `object` pushes.
+    fn push_values(
+        &self,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        object: &str,
+        instance: u32,
+        values: std::collections::HashMap<String, zbus::OwnedVariant>,
+    ) -> fdo::Result<()> {
+        let instance = instance_id(instance)?;
+        self.providers
+            .push(
+                &sender(&header)?,
+                object,
+                |values| crate::provider::Push::Values { instance, values },
+                &values,
+            )
+            .map_err(invalid)
+    }
+
+    /// An instance the registered provider of `object` made.
+    fn add_instance(
+        &self,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        object: &str,
+        instance: u32,
+        values: std::collections::HashMap<String, zbus::OwnedVariant>,
+    ) -> fdo::Result<()> {
+        let instance = instance_id(instance)?;
+        self.providers
+            .push(
+                &sender(&header)?,
+                object,
+                |values| crate::provider::Push::Added { instance, values },
+                &values,
+            )
+            .map_err(invalid)
+    }
+
+    /// An instance the registered provider of `object` removed.
+    fn delete_instance(
+        &self,
+        #[zbus(header)] header: zbus::message::Header<'_>,
+        object: &str,
+        instance: u32,
+    ) -> fdo::Result<()> {
+        let instance = instance_id(instance)?;
+        self.providers
+            .push(
+                &sender(&header)?,
+                object,
+                |_| crate::provider::Push::Deleted { instance },
+                &std::collections::HashMap::new(),
+            )
+            .map_err(invalid)
+    }
+
     async fn exit(&self) -> fdo::Result<()> {
         self.requests
             .send(Request::Exit)

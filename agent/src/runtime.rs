@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
 use dm_core::{Tree, lock};
+use dm_objects::declared::ProviderKind;
 use dm_objects::{HostAction, Platform};
 use dm_platform::linux::LinuxHost;
 use dm_platform::memory::{MemoryActions, MemoryLog, MemoryNetwork};
@@ -82,7 +83,7 @@ pub fn build(
     config: &Config,
     platform: &Platform,
     saved: Option<dm_core::Snapshot>,
-    providers: &[Arc<crate::provider::Process>],
+    providers: &[(dm_core::ObjectId, Arc<dyn dm_objects::declared::Provider>)],
 ) -> anyhow::Result<(Tree, Vec<String>)> {
     // Before anything resolves a TR-181 path.
     dm_cwmp::mapping::declare(&config.tr181).context("declaring TR-181 parameters")?;
@@ -92,8 +93,8 @@ pub fn build(
     dm_objects::declared::register(&mut tree, &config.objects, &|declared| {
         providers
             .iter()
-            .find(|p| p.object() == declared.schema.id)
-            .map(|p| Arc::clone(p) as Arc<dyn dm_objects::declared::Provider>)
+            .find(|(object, _)| *object == declared.schema.id)
+            .map(|(_, p)| Arc::clone(p))
     })
     .context("registering declared objects")?;
     let (mut warnings, covered) = match saved {
@@ -139,16 +140,37 @@ pub async fn run(
     let (store, saved) = open_state(&config)?;
     let first_start = saved.is_none();
     let host = host(&config)?;
-    // Declared objects' provider programs: started once the tree is up.
-    let providers: Vec<Arc<crate::provider::Process>> = config
+    // Declared objects' providers: programs started once the tree is up,
+    // and services that register over D-Bus.
+    let programs: Vec<Arc<crate::provider::command::Process>> = config
         .objects
         .iter()
-        .filter_map(|d| {
-            d.provider
-                .clone()
-                .map(|command| crate::provider::Process::new(command, d.schema))
+        .filter_map(|d| match &d.provider {
+            Some(ProviderKind::Command(command)) => Some(crate::provider::command::Process::new(
+                command.clone(),
+                d.schema,
+            )),
+            _ => None,
         })
         .collect();
+    let services = crate::provider::dbus::Registry::new(
+        &config
+            .objects
+            .iter()
+            .filter(|d| d.provider == Some(ProviderKind::Dbus))
+            .map(|d| d.schema)
+            .collect::<Vec<_>>(),
+    );
+    let mut providers: Vec<(dm_core::ObjectId, Arc<dyn dm_objects::declared::Provider>)> =
+        Vec::new();
+    for program in &programs {
+        providers.push((program.object(), Arc::clone(program) as _));
+    }
+    for declared in &config.objects {
+        if let Some(service) = services.provider(declared.schema.id) {
+            providers.push((declared.schema.id, service as _));
+        }
+    }
     let (mut tree, warnings) = build(&config, &host.platform, saved, &providers)?;
     for w in &warnings {
         warn!("{w}");
@@ -185,8 +207,8 @@ pub async fn run(
     );
 
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    for provider in &providers {
-        tokio::spawn(Arc::clone(provider).run(Arc::clone(&tree), stop.clone()));
+    for program in &programs {
+        tokio::spawn(Arc::clone(program).run(Arc::clone(&tree), stop.clone()));
     }
     let (host_tx, mut host_rx) = tokio::sync::mpsc::channel(4);
     // A firmware update asks for the reboot that confirms it (A/B).
@@ -243,8 +265,10 @@ pub async fn run(
         requests: requests_tx,
         transfer: Arc::clone(&transfer),
         expected_sha256: Arc::clone(&expected_sha256),
+        providers: Arc::clone(&services),
     })
     .await;
+    services.attach(Arc::clone(&tree), control.as_ref());
     let cwmp = config.cwmp.as_ref().map(|cwmp| {
         let driver = dm_cwmp_tokio::Config {
             connection_request: Some(dm_cwmp_tokio::ConnectionRequestServer {

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """A command provider for the vendor object Device.X_000000_Example.
 (example.xml): dmagent starts it (`provider = [...]` in dmagent.toml) and
-speaks newline-delimited JSON with it on stdin and stdout (see
-agent/src/provider.rs). TR-181 objects are keyed by parameter name.
+speaks newline-delimited JSON with it on stdin and stdout (the contract:
+agent/src/provider/mod.rs). TR-181 objects are keyed by parameter name.
 
-It keeps Greeting (writable; the text "refuse" is refused) and pushes
-Changes, the number of times Greeting was set since it started.
+It keeps Greeting (writable; the text "refuse" is refused) and counts
+Changes, the number of times Greeting was set since it started. Changes is
+volatile (`volatile = ["Changes"]`): the agent asks for it ("get") when a
+request reads it, rather than this provider pushing it.
 """
 
 import json
@@ -20,7 +22,7 @@ def send(message):
 def main():
     greeting = "hello"
     changes = 0
-    send({"op": "values", "instance": 0, "values": {"Greeting": greeting, "Changes": changes}})
+    send({"op": "values", "instance": 0, "values": {"Greeting": greeting}})
     for line in sys.stdin:
         request = json.loads(line)
         answer = {"id": request["id"], "ok": True}
@@ -31,7 +33,9 @@ def main():
             else:
                 greeting = value
                 changes += 1
-                send({"op": "values", "instance": 0, "values": {"Changes": changes}})
+        elif request["op"] == "get":
+            held = {"Greeting": greeting, "Changes": changes}
+            answer["values"] = {name: held[name] for name in request["resources"] if name in held}
         else:
             answer = {"id": request["id"], "error": f"{request['op']} is not served"}
         send(answer)

@@ -14,18 +14,20 @@
 //! carried to it as host writes, off the tree's lock, all or nothing with
 //! the transaction (each one taken back by its inverse should the
 //! transaction fail); Executes are handed to it as they are accepted; the values it
-//! pushes come into the tree as platform facts. While it is not running,
-//! its object's changes and Executes are refused as temporarily
-//! unavailable (CWMP 9002, CoAP 5.03); reads are served from the last
-//! values it pushed.
+//! pushes come into the tree as platform facts, and its volatile values
+//! are asked of it when a request wants them (within [`VOLATILE_LIMIT`]).
+//! While it is not running (registered), management clients' reads,
+//! changes and Executes of its object are refused as temporarily
+//! unavailable (CWMP 9002, CoAP 5.03): the values it last pushed are kept
+//! for when it is back, but nobody stands behind them meanwhile.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dm_core::tree::default_slot;
 use dm_core::{
-    Error, HostWrite, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, ResourceId,
-    ResourceSchema, ResourceValue, Slot, Tree, Value, ValueType,
+    Error, HostRead, HostWrite, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path,
+    ResourceId, ResourceSchema, ResourceValue, Slot, Tree, Value, ValueType,
 };
 
 /// What a management client's change asks of a provider.
@@ -46,21 +48,33 @@ pub enum Request {
     },
 }
 
-/// A process that serves a declared object. `call` blocks until the
-/// provider has answered (or a time limit passed): it runs on a host
+/// How long a volatile value's provider may take to give it before the
+/// request that wants it gets the protocol's "temporarily unavailable".
+pub const VOLATILE_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A process that serves a declared object. `call` and `get` block until
+/// the provider has answered (or a time limit passed): they run on a host
 /// thread, never under the tree's lock.
 pub trait Provider: Send + Sync {
-    /// For messages: the program and the object it serves.
-    fn name(&self) -> &str;
-    /// Whether it is running now.
+    /// For messages: the program or bus name, and the object it serves.
+    fn name(&self) -> String;
+    /// Whether it is running (registered) now.
     fn is_up(&self) -> bool;
     /// Makes the change; its error is the request's (use
     /// [`Error::PlatformUnavailable`] for "not now", [`Error::PlatformInvalid`]
     /// for a value it refuses). After a call that could not wait for its
     /// answer the provider's state is unknown: the implementation brings
-    /// the tree back to it (the command provider is started again, and a
-    /// provider pushes its values when it starts).
-    fn call(&self, request: Request) -> Result<(), Error>;
+    /// it back to the tree's (the command provider is started again, and
+    /// pushes its values when it starts; a D-Bus provider is sent `undo`,
+    /// which takes the request back, after it).
+    fn call(&self, request: Request, undo: &Request) -> Result<(), Error>;
+    /// The current values of an instance's volatile `resources`, within
+    /// [`VOLATILE_LIMIT`].
+    fn get(
+        &self,
+        instance: InstanceId,
+        resources: &[ResourceId],
+    ) -> Result<Vec<(ResourceId, ResourceValue)>, Error>;
     /// Hands an accepted Execute to the provider, without waiting (it is
     /// called under the tree's lock); an error refuses the Execute.
     fn execute(
@@ -122,8 +136,20 @@ pub struct Declaration {
     pub instances: Vec<InstanceId>,
     /// Initial values, checked against the schema.
     pub values: Vec<(InstanceId, ResourceId, ResourceValue)>,
-    /// The program that serves the object, if any.
-    pub provider: Option<Command>,
+    /// What serves the object, if anything.
+    pub provider: Option<ProviderKind>,
+    /// Resources whose values the provider gives when a request wants
+    /// them, rather than pushing them (only with a provider).
+    pub volatile: Vec<ResourceId>,
+}
+
+/// What serves a declared object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// A program the agent starts.
+    Command(Command),
+    /// A service that registers with the agent's control API.
+    Dbus,
 }
 
 /// How a provider program is started.
@@ -144,6 +170,7 @@ impl PartialEq for Declaration {
             && self.instances == other.instances
             && self.values == other.values
             && self.provider == other.provider
+            && self.volatile == other.volatile
     }
 }
 
@@ -155,6 +182,7 @@ struct Declared {
     schema: &'static ObjectSchema,
     values: BTreeMap<InstanceId, Vec<(ResourceId, ResourceValue)>>,
     provider: Option<Arc<dyn Provider>>,
+    volatile: Vec<ResourceId>,
 }
 
 impl Declared {
@@ -163,8 +191,9 @@ impl Declared {
         match &self.provider {
             None => Ok(None),
             Some(p) if p.is_up() => Ok(Some(p)),
+            // "platform: the provider ... (for /3303/0) is not available"
             Some(p) => Err(Error::PlatformUnavailable(format!(
-                "{path}: its provider {} is not running",
+                "{} (for {path})",
                 p.name()
             ))),
         }
@@ -236,6 +265,10 @@ impl ObjectHandler for Declared {
         self.schema
     }
 
+    fn available(&self) -> Result<(), Error> {
+        self.running(Path::object(self.schema.id)).map(|_| ())
+    }
+
     fn create(&self, instance: InstanceId) -> Result<Instance, Error> {
         let mut created = Instance::new();
         // With a provider, every Execute the definition has is its to
@@ -248,7 +281,48 @@ impl ObjectHandler for Declared {
         for (resource, value) in self.values.get(&instance).into_iter().flatten() {
             created = created.with(*resource, Slot::Stored(value.clone()));
         }
+        // Asked of the provider when a request wants them.
+        for resource in &self.volatile {
+            created = created.with(*resource, Slot::Live);
+        }
         Ok(created)
+    }
+
+    fn read(
+        &self,
+        _origin: Origin,
+        instance: InstanceId,
+        resource: ResourceId,
+    ) -> Result<ResourceValue, Error> {
+        // Only a request's host read fetches a volatile value: a read
+        // outside one (a notification's check) has none to give.
+        Err(Error::PlatformUnavailable(format!(
+            "{} (volatile: read from its provider by a request only)",
+            Path::resource(self.schema.id, instance, resource)
+        )))
+    }
+
+    fn host_read(
+        &self,
+        _origin: Origin,
+        instance: InstanceId,
+        resource: ResourceId,
+    ) -> Option<HostRead> {
+        let provider = Arc::clone(self.provider.as_ref()?);
+        let path = Path::resource(self.schema.id, instance, resource);
+        Some(HostRead::new(
+            format!("{path} from {}", provider.name()),
+            move || {
+                provider
+                    .get(instance, &[resource])?
+                    .into_iter()
+                    .find(|(id, _)| *id == resource)
+                    .map(|(_, value)| value)
+                    .ok_or_else(|| {
+                        Error::Platform(format!("{path}: {} gave no value", provider.name()))
+                    })
+            },
+        ))
     }
 
     fn host_write(
@@ -281,9 +355,9 @@ impl ObjectHandler for Declared {
             Path::instance(self.schema.id, instance)
         );
         Ok(Some(HostWrite::new(what.clone(), move || {
-            provider.call(request)?;
+            provider.call(request.clone(), &undo)?;
             Ok(Some(HostWrite::new(format!("undo of {what}"), move || {
-                provider.call(undo)?;
+                provider.call(undo, &request)?;
                 Ok(None)
             })))
         })))
@@ -327,6 +401,7 @@ pub fn register(
             schema: declaration.schema,
             values,
             provider: provider(declaration),
+            volatile: declaration.volatile.clone(),
         }))?;
     }
     Ok(())

@@ -669,8 +669,26 @@ mod declared {
     }
 
     impl Provider for Recorder {
-        fn name(&self) -> &str {
-            "recorder"
+        fn name(&self) -> String {
+            "recorder".into()
+        }
+        fn get(
+            &self,
+            _: InstanceId,
+            resources: &[ResourceId],
+        ) -> Result<Vec<(ResourceId, ResourceValue)>, Error> {
+            if !self.is_up() {
+                return Err(Error::PlatformUnavailable("not running".into()));
+            }
+            Ok(resources
+                .iter()
+                .map(|r| {
+                    (
+                        *r,
+                        ResourceValue::Single(Value::Integer(40 + i64::from(r.0))),
+                    )
+                })
+                .collect())
         }
         fn is_up(&self) -> bool {
             self.up.load(Ordering::SeqCst)
@@ -678,7 +696,7 @@ mod declared {
         fn execute(&self, _: InstanceId, _: ResourceId, _: &str) -> Result<(), Error> {
             Ok(())
         }
-        fn call(&self, request: Request) -> Result<(), Error> {
+        fn call(&self, request: Request, _undo: &Request) -> Result<(), Error> {
             self.calls.lock().unwrap().push(request);
             if self.refuse.load(Ordering::SeqCst) {
                 return Err(Error::PlatformInvalid("no".into()));
@@ -688,6 +706,10 @@ mod declared {
     }
 
     fn tree(provider: &Arc<Recorder>) -> Tree {
+        tree_with(provider, Vec::new())
+    }
+
+    fn tree_with(provider: &Arc<Recorder>, volatile: Vec<ResourceId>) -> Tree {
         let mut tree = Tree::new();
         let declarations = [Declaration {
             schema: &SCHEMA,
@@ -698,6 +720,7 @@ mod declared {
                 ResourceValue::Single(Value::Integer(5)),
             )],
             provider: None,
+            volatile,
         }];
         let provider: Arc<dyn Provider> = provider.clone();
         dm_objects::declared::register(&mut tree, &declarations, &|_| Some(Arc::clone(&provider)))
@@ -737,14 +760,35 @@ mod declared {
             tree.read(Origin::Agent, &at(1)).unwrap(),
             ResourceValue::Single(Value::Integer(5))
         );
-        // Not running: refused as "not now", nothing asked.
+        // Not running: refused as "not now", nothing asked; clients'
+        // reads too (nobody stands behind the values), not the agent's.
         assert!(matches!(
             server_sets(&mut tree, 7),
             Err(Error::PlatformUnavailable(_))
         ));
         assert!(provider.calls.lock().unwrap().is_empty());
+        assert!(matches!(
+            tree.read(Origin::Server(1), &at(1)),
+            Err(Error::PlatformUnavailable(_))
+        ));
+        let mut walked = Vec::new();
+        tree.walk(Origin::Acs, &Path::object(SCHEMA.id), &mut |p, v| {
+            walked.push((p, v))
+        })
+        .unwrap();
+        assert!(
+            !walked.is_empty()
+                && walked
+                    .iter()
+                    .all(|(_, v)| matches!(v, Err(Error::PlatformUnavailable(_)))),
+            "{walked:?}"
+        );
 
         provider.up.store(true, Ordering::SeqCst);
+        assert_eq!(
+            tree.read(Origin::Server(1), &at(1)).unwrap(),
+            ResourceValue::Single(Value::Integer(5))
+        );
         server_sets(&mut tree, 7).unwrap();
         // Only what changed goes (resource 2 was 0 already).
         assert_eq!(
@@ -784,6 +828,45 @@ mod declared {
         provider.up.store(false, Ordering::SeqCst);
         assert!(matches!(
             tree.execute(Origin::Server(1), &at(3), ""),
+            Err(Error::PlatformUnavailable(_))
+        ));
+    }
+
+    /// A volatile value is asked of the provider by a request's host
+    /// read, off the lock, and read by that request only; outside one,
+    /// and while the provider is away, it is unavailable.
+    #[test]
+    fn volatile_values_are_fetched_for_the_request_that_wants_them() {
+        let provider = Arc::new(Recorder::default());
+        provider.up.store(true, Ordering::SeqCst);
+        let mut tree = tree_with(&provider, vec![ResourceId(2)]);
+        let origin = Origin::Server(1);
+        assert!(matches!(
+            tree.read(origin, &at(2)),
+            Err(Error::PlatformUnavailable(_))
+        ));
+        // Resource 1 is cached: no host read for it.
+        let reads = tree.host_reads(origin, &[Path::instance(SCHEMA.id, InstanceId(0))]);
+        assert_eq!(
+            reads.describe().matches("recorder").count(),
+            1,
+            "{}",
+            reads.describe()
+        );
+        tree.supply(reads.run_within(std::time::Duration::from_secs(2)));
+        assert_eq!(
+            tree.read(origin, &at(2)).unwrap(),
+            ResourceValue::Single(Value::Integer(42))
+        );
+        tree.forget_fetched(origin);
+        assert!(tree.read(origin, &at(2)).is_err());
+
+        // Away: the read fetches nothing and says so.
+        provider.up.store(false, Ordering::SeqCst);
+        let reads = tree.host_reads(origin, &[at(2)]);
+        tree.supply(reads.run_within(std::time::Duration::from_secs(2)));
+        assert!(matches!(
+            tree.read(origin, &at(2)),
             Err(Error::PlatformUnavailable(_))
         ));
     }

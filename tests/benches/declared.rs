@@ -42,6 +42,7 @@ fn main() {
         instances: vec![InstanceId(0)],
         values: Vec::new(),
         provider: None,
+        volatile: Vec::new(),
     }];
     dm_objects::declared::register(&mut tree, &declared, &|_| None).unwrap();
     // What a provider's push does: a platform fact in a stored slot.

@@ -7,7 +7,9 @@
 //! definition = "3303.xml"          # relative to this file's directory
 //! instances = [0]                  # default [0]
 //! values = { "0/5700" = 21.5, "0/5701" = "Cel", "0/5750" = { file = "/etc/location" } }
-//! provider = ["python3", "provider.py"]  # optional, runs in this file's directory
+//! provider = ["python3", "provider.py"]  # optional, runs in this file's directory;
+//!                                  # or "dbus": a service registers for it
+//! volatile = [5700]                # optional: asked of the provider when read
 //!
 //! [object.tr181]                   # optional: the same resources over CWMP
 //! "Device.DeviceInfo.TemperatureStatus.TemperatureSensor.{i}.Value" = { resource = 5700, type = "int" }
@@ -21,7 +23,7 @@ use toml::Spanned;
 
 use dm_core::{InstanceId, ResourceId, ResourceSchema, ResourceValue, Value, ValueType};
 use dm_cwmp::mapping::Binding;
-use dm_objects::declared::{Declaration, Scalar};
+use dm_objects::declared::{Declaration, ProviderKind, Scalar};
 
 use super::{ConfigError, Locator};
 
@@ -32,8 +34,12 @@ pub(super) struct ObjectFile {
     instances: Option<Spanned<Vec<Spanned<u32>>>>,
     #[serde(default)]
     values: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
-    /// argv of the program that serves the object (no shell).
-    provider: Option<Spanned<Vec<String>>>,
+    /// argv of the program that serves the object (no shell), or "dbus"
+    /// for a service that registers over D-Bus.
+    provider: Option<Spanned<toml::Value>>,
+    /// Resources the provider gives when asked, not pushed: ids or names.
+    #[serde(default)]
+    volatile: Option<Spanned<Vec<toml::Value>>>,
     /// TR-181 parameter templates bound to the object's resources: a
     /// resource id, or `{ resource = N, type = "int" }`.
     #[serde(default)]
@@ -342,26 +348,88 @@ fn declaration(
         };
         values.push((instance, ResourceId(resource), configured));
     }
-    let provider = match &table.provider {
+    let program = "must name a program, e.g. [\"/usr/libexec/sensor-provider\"] (argv, no shell), \
+                   or be \"dbus\"";
+    let provider = match table.provider.as_ref().map(|p| (p, p.get_ref())) {
         None => None,
-        Some(argv) if argv.get_ref().first().is_none_or(|p| p.is_empty()) => {
+        Some((_, toml::Value::String(kind))) if kind == "dbus" => Some(ProviderKind::Dbus),
+        Some((span, toml::Value::Array(argv))) => {
+            let argv: Option<Vec<String>> =
+                argv.iter().map(|a| a.as_str().map(str::to_owned)).collect();
+            match argv {
+                Some(argv) if argv.first().is_some_and(|p| !p.is_empty()) => {
+                    Some(ProviderKind::Command(dm_objects::declared::Command {
+                        argv,
+                        dir: base.map(Path::to_path_buf),
+                    }))
+                }
+                _ => return Err(at.error(&span.span(), program.into())),
+            }
+        }
+        Some((span, _)) => return Err(at.error(&span.span(), program.into())),
+    };
+    let mut volatile = Vec::new();
+    if let Some(list) = &table.volatile {
+        if provider.is_none() {
             return Err(at.error(
-                &argv.span(),
-                "must name a program, e.g. [\"/usr/libexec/sensor-provider\"] (argv, no shell)"
-                    .into(),
+                &list.span(),
+                "volatile values are asked of a provider: the object has none".into(),
             ));
         }
-        Some(argv) => Some(dm_objects::declared::Command {
-            argv: argv.get_ref().clone(),
-            dir: base.map(Path::to_path_buf),
-        }),
-    };
+        for item in list.get_ref() {
+            let found = match item {
+                toml::Value::Integer(id) => u16::try_from(*id)
+                    .ok()
+                    .and_then(|id| schema.resource(ResourceId(id))),
+                toml::Value::String(name) => schema.resources.iter().find(|r| r.name == name),
+                _ => None,
+            };
+            let Some(resource) = found else {
+                return Err(at.error(
+                    &list.span(),
+                    match item {
+                        toml::Value::String(name) => {
+                            format!("{} has no resource {name:?}", schema.name)
+                        }
+                        toml::Value::Integer(id) => format!("{} has no resource {id}", schema.name),
+                        _ => "give resource ids or names".to_owned(),
+                    },
+                ));
+            };
+            if resource.value_type == ValueType::None
+                || !resource.access.readable()
+                || resource.access.writable()
+            {
+                return Err(at.error(
+                    &list.span(),
+                    format!(
+                        "{} is not read-only: only a value the provider gives and nobody \
+                         writes can be volatile",
+                        resource.name
+                    ),
+                ));
+            }
+            if values.iter().any(|(_, r, _)| *r == resource.id) {
+                return Err(at.error(
+                    &list.span(),
+                    format!(
+                        "{} is volatile: its provider gives it, not the configuration",
+                        resource.name
+                    ),
+                ));
+            }
+            if !volatile.contains(&resource.id) {
+                volatile.push(resource.id);
+            }
+        }
+    }
     Ok((
         Declaration {
             schema,
             instances,
             values,
             provider,
+            volatile,
         },
         own,
     ))

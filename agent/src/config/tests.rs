@@ -293,6 +293,22 @@ fn declared_objects_are_read_and_checked() {
         ResourceId(5601),
         ResourceValue::Single(Value::Float(3.0))
     )));
+    assert_eq!(declared.provider, None);
+
+    // Served by a D-Bus service, Sensor Value asked of it when read.
+    let served = parse_with(
+        "[[object]]\ndefinition = \"3303.xml\"\nprovider = \"dbus\"\n\
+         volatile = [\"Sensor Value\", 5602]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        served.objects[0].provider,
+        Some(dm_objects::declared::ProviderKind::Dbus)
+    );
+    assert_eq!(
+        served.objects[0].volatile,
+        [ResourceId(5700), ResourceId(5602)]
+    );
 
     let name = config.display().to_string();
     for (objects, expect) in [
@@ -328,6 +344,35 @@ fn declared_objects_are_read_and_checked() {
         (
             "[[object]]\ndefinition = \"3303.xml\"\n[[object]]\ndefinition = \"3303.xml\"\n",
             "4: object.definition: object 3303 is declared twice",
+        ),
+        (
+            "[[object]]\ndefinition = \"3303.xml\"\nprovider = \"ubus\"\n",
+            "3: object.provider: must name a program",
+        ),
+        (
+            "[[object]]\ndefinition = \"3303.xml\"\nprovider = [\"\"]\n",
+            "3: object.provider: must name a program",
+        ),
+        (
+            "[[object]]\ndefinition = \"3303.xml\"\nvolatile = [5700]\n",
+            "3: object.volatile: volatile values are asked of a provider: the object has none",
+        ),
+        (
+            "[[object]]\ndefinition = \"3303.xml\"\nprovider = \"dbus\"\nvolatile = [5750]\n",
+            "4: object.volatile: Application Type is not read-only",
+        ),
+        (
+            "[[object]]\ndefinition = \"3303.xml\"\nprovider = \"dbus\"\nvolatile = [5605]\n",
+            "4: object.volatile: Reset Min and Max Measured Values is not read-only",
+        ),
+        (
+            "[[object]]\ndefinition = \"3303.xml\"\nprovider = \"dbus\"\nvolatile = [\"Nothing\"]\n",
+            "4: object.volatile: Temperature has no resource \"Nothing\"",
+        ),
+        (
+            "[[object]]\ndefinition = \"3303.xml\"\nprovider = \"dbus\"\n\
+             values = { \"0/5700\" = 1.0 }\nvolatile = [5700]\n",
+            "5: object.volatile: Sensor Value is volatile: its provider gives it, not the configuration",
         ),
     ] {
         let e = parse_with(objects).unwrap_err().to_string();

@@ -1,6 +1,7 @@
 //! Command providers: a program the agent starts (argv, no shell) that
-//! serves a declared object, speaking newline-delimited JSON on its stdin
-//! and stdout. Restarted with back-off when it exits.
+//! serves a declared object (the contract: [`super`]), speaking
+//! newline-delimited JSON on its stdin and stdout. Restarted with back-off
+//! when it exits.
 //!
 //! The agent writes requests, one object per line, each with an `id`:
 //!
@@ -9,19 +10,16 @@
 //! {"id":2,"op":"add","instance":1,"values":{"5701":"Cel"}}
 //! {"id":3,"op":"delete","instance":1}
 //! {"id":4,"op":"execute","instance":0,"resource":5605,"arguments":""}
+//! {"id":5,"op":"get","instance":0,"resources":["5700"]}
 //! ```
 //!
-//! (values keyed by resource id for an LwM2M object, by parameter name
-//! for a TR-181 one declared from a DM document), and the provider
-//! answers each with `{"id":1,"ok":true}` or
-//! `{"id":1,"error":"why"}` (a set, add or delete is all or nothing: it
-//! checks everything before it changes anything). At any time it may push
-//! values, `{"op":"values","instance":0,"values":{"5700":22.5}}`, which
-//! the tree takes as platform facts (observers are notified; nothing is
-//! saved for them). Values are JSON strings, numbers or booleans (arrays
-//! for multiple resources), typed by the object's definition as in the
-//! configuration's `values`. A line the agent cannot use is logged with
-//! the provider's name and skipped; a line over 64 KiB ends the provider.
+//! and the provider answers each with `{"id":1,"ok":true}` (a get's with
+//! `"values":{"5700":21.5}`) or `{"id":1,"error":"why"}`. At any time it
+//! may push `{"op":"values","instance":0,"values":{"5700":22.5}}`,
+//! `{"op":"added","instance":2,"values":{...}}` or
+//! `{"op":"deleted","instance":2}`. A line the agent cannot use is logged
+//! with the provider's name and skipped; a line over 64 KiB ends the
+//! provider.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,14 +29,14 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tracing::{info, warn};
 
-use dm_core::{
-    Error, InstanceId, ObjectSchema, Origin, Path, ResourceId, ResourceValue, Tree, lock,
-};
-use dm_objects::declared::{Command, Provider, Request, Scalar};
+use dm_core::{Error, InstanceId, ObjectSchema, ResourceId, ResourceValue, Tree, lock};
+use dm_objects::declared::{Command, Provider, Request, VOLATILE_LIMIT};
 
-/// How long a set, add or delete may take the provider: under the host
-/// write limit, so the request's answer says what went wrong.
-pub const CALL_LIMIT: Duration = Duration::from_secs(5);
+use super::{CALL_LIMIT, Push};
+
+/// An answer: what came with "ok" (a get's values), or the provider's
+/// reason.
+type Answer = Result<serde_json::Map<String, serde_json::Value>, String>;
 
 /// The longest line read from a provider.
 const MAX_LINE: u64 = 64 * 1024;
@@ -57,7 +55,7 @@ const QUEUE: usize = 64;
 /// first wins; a caller that gives up has the program started again, so
 /// that what it holds comes back to the tree.
 struct Waiter {
-    answer: std::sync::mpsc::SyncSender<Result<(), String>>,
+    answer: std::sync::mpsc::SyncSender<Answer>,
     state: Arc<std::sync::atomic::AtomicU8>,
 }
 
@@ -109,7 +107,7 @@ impl Process {
         let (requests, queue) = tokio::sync::mpsc::channel(QUEUE);
         Arc::new(Process {
             name: format!(
-                "{} (object {})",
+                "the provider program {} of object {}",
                 command.argv.first().map_or("", String::as_str),
                 object.id.0
             ),
@@ -133,7 +131,7 @@ impl Process {
     fn enqueue(&self, outgoing: Outgoing) -> Result<(), Error> {
         self.requests.try_send(outgoing).map_err(|e| {
             Error::PlatformUnavailable(format!(
-                "{}: {}",
+                "{} ({})",
                 self.name,
                 match e {
                     tokio::sync::mpsc::error::TrySendError::Full(_) => "too many requests waiting",
@@ -302,7 +300,11 @@ impl Process {
         };
         if let Some(id) = message.get("id").and_then(serde_json::Value::as_u64) {
             let answer = match (message.get("ok"), message.get("error")) {
-                (Some(serde_json::Value::Bool(true)), None) => Ok(()),
+                (Some(serde_json::Value::Bool(true)), None) => match message.get("values") {
+                    None => Ok(serde_json::Map::new()),
+                    Some(serde_json::Value::Object(values)) => Ok(values.clone()),
+                    Some(_) => Err("its \"values\" are not an object".to_owned()),
+                },
                 (_, Some(error)) => Err(error
                     .as_str()
                     .map_or_else(|| error.to_string(), str::to_owned)),
@@ -324,9 +326,7 @@ impl Process {
             }
             return;
         }
-        if message.get("op").and_then(serde_json::Value::as_str) != Some("values") {
-            return skipped("neither an answer (\"id\") nor \"op\": \"values\"");
-        }
+        let op = message.get("op").and_then(serde_json::Value::as_str);
         let Some(instance) = message
             .get("instance")
             .and_then(serde_json::Value::as_u64)
@@ -335,105 +335,64 @@ impl Process {
         else {
             return skipped("no \"instance\"");
         };
-        let Some(serde_json::Value::Object(values)) = message.get("values") else {
-            return skipped("no \"values\" object");
-        };
-        let mut changes = Vec::new();
-        for (key, value) in values {
-            match self.pushed(key, value) {
-                Ok(change) => changes.push(change),
-                Err(why) => return skipped(&why),
+        let values = match (op, message.get("values")) {
+            (Some("deleted"), _) => None,
+            (Some("values" | "added"), Some(serde_json::Value::Object(values))) => Some(values),
+            (Some("values" | "added"), _) => return skipped("no \"values\" object"),
+            _ => {
+                return skipped(
+                    "neither an answer (\"id\") nor an \"op\" of \"values\", \"added\" or \"deleted\"",
+                );
             }
-        }
-        // All of a message or none of it, as the platform.
-        let mut tree = lock(tree);
-        let mut tx = tree.begin(Origin::Platform);
-        for (resource, value) in changes {
-            let path = Path::resource(self.object.id, instance, resource);
-            match value {
-                ResourceValue::Single(value) => tx.set(path, value),
-                ResourceValue::Multiple(values) => tx.set_multiple(path, values),
-            };
-        }
-        let committed = tx.commit();
-        drop(tree);
-        if let Err(e) = committed {
-            skipped(&format!("{e:?}"));
-        }
-    }
-
-    fn pushed(
-        &self,
-        key: &str,
-        value: &serde_json::Value,
-    ) -> Result<(ResourceId, ResourceValue), String> {
-        let resource = match key.parse::<u16>() {
-            Ok(id) => self.object.resource(ResourceId(id)),
-            Err(_) => self.object.resources.iter().find(|r| r.name == key),
-        }
-        .ok_or_else(|| format!("{} has no resource {key:?}", self.object.name))?;
-        let scalar = |v: &serde_json::Value| -> Result<Scalar, String> {
-            Ok(match v {
-                serde_json::Value::String(s) => Scalar::Text(s.clone()),
-                serde_json::Value::Bool(b) => Scalar::Boolean(*b),
-                serde_json::Value::Number(n) => match n.as_i64() {
-                    Some(i) => Scalar::Integer(i),
-                    None => Scalar::Float(n.as_f64().unwrap_or(f64::NAN)),
-                },
-                other => return Err(format!("{}: {other} is not a value", resource.name)),
-            })
         };
-        let typed = |v: &serde_json::Value| dm_objects::declared::value_of(resource, scalar(v)?);
-        let value = match (resource.multiple, value) {
-            (true, serde_json::Value::Array(items)) => ResourceValue::Multiple(
-                (0u16..)
-                    .zip(items)
-                    .map(|(i, v)| Ok((i, typed(v)?)))
-                    .collect::<Result<_, String>>()?,
-            ),
-            (true, _) => return Err(format!("{} holds several values: an array", resource.name)),
-            (false, v) => ResourceValue::Single(typed(v)?),
+        let push = match (op, values) {
+            (Some("added"), Some(values)) => Push::Added { instance, values },
+            (_, Some(values)) => Push::Values { instance, values },
+            (_, None) => Push::Deleted { instance },
         };
-        Ok((resource.id, value))
+        if let Err(why) = super::apply(tree, self.object, push) {
+            skipped(&why);
+        }
     }
 }
 
-impl Provider for Process {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn is_up(&self) -> bool {
-        self.up.load(Ordering::SeqCst)
-    }
-
-    fn call(&self, request: Request) -> Result<(), Error> {
+impl Process {
+    /// Sends a request and waits `limit` for its answer; `restart`: a
+    /// caller that gives up has the program started again.
+    fn ask(
+        &self,
+        mut line: serde_json::Value,
+        limit: Duration,
+        restart: bool,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        line["id"] = id.into();
         let (answer, answered) = std::sync::mpsc::sync_channel(1);
         let state = Arc::new(std::sync::atomic::AtomicU8::new(WAITING));
-        let unavailable = |why: String| Error::PlatformUnavailable(format!("{}: {why}", self.name));
+        let unavailable =
+            |why: String| Error::PlatformUnavailable(format!("{} ({why})", self.name));
         self.enqueue(Outgoing {
-            line: request_line(self.object, id, &request),
+            line: line.to_string(),
             id,
             answer: Some(Waiter {
                 answer,
                 state: Arc::clone(&state),
             }),
-            deadline: dm_rt::clock::now() + CALL_LIMIT,
+            deadline: dm_rt::clock::now() + limit,
         })?;
-        let answer = match answered.recv_timeout(CALL_LIMIT) {
+        let answer = match answered.recv_timeout(limit) {
             Err(std::sync::mpsc::RecvTimeoutError::Timeout)
                 if state
                     .compare_exchange(WAITING, GAVE_UP, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok() =>
             {
-                // Whether it made the change is unknown now: it is ended
-                // and started again, and pushes what it holds.
-                self.gave_up.store(true, Ordering::SeqCst);
-                self.restart.notify_one();
+                if restart {
+                    self.gave_up.store(true, Ordering::SeqCst);
+                    self.restart.notify_one();
+                }
                 return Err(unavailable(format!(
-                    "no answer within {} s",
-                    CALL_LIMIT.as_secs()
+                    "no answer within {} ms",
+                    limit.as_millis()
                 )));
             }
             // Answered as the time ran out: the answer is on its way.
@@ -442,10 +401,53 @@ impl Provider for Process {
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
         };
         match answer {
-            Some(Ok(())) => Ok(()),
+            Some(Ok(values)) => Ok(values),
             Some(Err(why)) => Err(Error::PlatformInvalid(format!("{}: {why}", self.name))),
             None => Err(unavailable("it stopped before answering".into())),
         }
+    }
+}
+
+impl Provider for Process {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn is_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst)
+    }
+
+    fn call(&self, request: Request, _undo: &Request) -> Result<(), Error> {
+        let (op, instance, values) = super::parts(self.object, &request);
+        let mut line = serde_json::json!({"op": op, "instance": instance.0});
+        if let Some(values) = values {
+            line["values"] = serde_json::Value::Object(values);
+        }
+        // Whether it made a change it did not answer in time is unknown:
+        // it is started again, and pushes what it holds.
+        self.ask(line, CALL_LIMIT, true).map(|_| ())
+    }
+
+    fn get(
+        &self,
+        instance: InstanceId,
+        resources: &[ResourceId],
+    ) -> Result<Vec<(ResourceId, ResourceValue)>, Error> {
+        if !self.is_up() {
+            return Err(Error::PlatformUnavailable(format!(
+                "{} (not running)",
+                self.name
+            )));
+        }
+        let wanted: Vec<String> = resources
+            .iter()
+            .map(|r| super::key(self.object, *r))
+            .collect();
+        let line = serde_json::json!({"op": "get", "instance": instance.0, "resources": wanted});
+        // A get changes nothing: one not answered in time is only late.
+        let values = self.ask(line, VOLATILE_LIMIT, false)?;
+        super::got(self.object, resources, &values)
+            .map_err(|why| Error::Platform(format!("{}: {why}", self.name)))
     }
 
     fn execute(
@@ -468,66 +470,11 @@ impl Provider for Process {
     }
 }
 
-/// A set, add or delete as the provider reads it: values keyed by
-/// resource id (an LwM2M object) or parameter name (a TR-181 one).
-fn request_line(object: &ObjectSchema, id: u64, request: &Request) -> String {
-    let by_name = object.id.0 >= dm_lwm2m::declare::TR181_ONLY;
-    let key = |id: ResourceId| match object.resource(id) {
-        Some(r) if by_name => r.name.to_owned(),
-        _ => id.0.to_string(),
-    };
-    let values = |values: &[(ResourceId, ResourceValue)]| {
-        values
-            .iter()
-            .map(|(id, value)| (key(*id), json(value)))
-            .collect::<serde_json::Map<_, _>>()
-    };
-    let line = match request {
-        Request::Set {
-            instance,
-            values: v,
-        } => serde_json::json!({
-            "id": id, "op": "set", "instance": instance.0, "values": values(v),
-        }),
-        Request::Add {
-            instance,
-            values: v,
-        } => serde_json::json!({
-            "id": id, "op": "add", "instance": instance.0, "values": values(v),
-        }),
-        Request::Delete { instance } => serde_json::json!({
-            "id": id, "op": "delete", "instance": instance.0,
-        }),
-    };
-    line.to_string()
-}
-
-/// A value as the provider reads it: the inverse of what it may push.
-fn json(value: &ResourceValue) -> serde_json::Value {
-    let one = |v: &dm_core::Value| match v {
-        dm_core::Value::String(s) => serde_json::Value::from(s.as_str()),
-        dm_core::Value::Integer(i) | dm_core::Value::DateTime(i) => serde_json::Value::from(*i),
-        dm_core::Value::Unsigned(u) => serde_json::Value::from(*u),
-        dm_core::Value::Boolean(b) => serde_json::Value::from(*b),
-        dm_core::Value::Float(f) => serde_json::Value::from(*f),
-        dm_core::Value::Opaque(bytes) => {
-            serde_json::Value::from(dm_core::support::hex::encode(bytes))
-        }
-        dm_core::Value::ObjectLink(link) => {
-            serde_json::Value::from(format!("{}:{}", link.object.0, link.instance))
-        }
-    };
-    match value {
-        ResourceValue::Single(v) => one(v),
-        ResourceValue::Multiple(values) => values.values().map(one).collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use dm_core::schema::Constraint;
-    use dm_core::{Access, ObjectId, ResourceSchema, Value, ValueType};
+    use dm_core::{Access, ObjectId, Origin, Path, ResourceSchema, Value, ValueType};
 
     static RESOURCES: [ResourceSchema; 1] = [ResourceSchema {
         id: ResourceId(1),
@@ -604,6 +551,7 @@ for line in sys.stdin:
             instances: vec![InstanceId(0)],
             values: Vec::new(),
             provider: None,
+            volatile: Vec::new(),
         }];
         dm_objects::declared::register(&mut tree, &declared, &|_| Some(Arc::clone(&provider)))
             .unwrap();
@@ -646,7 +594,7 @@ for line in sys.stdin:
         };
         let late = {
             let process = Arc::clone(&process);
-            tokio::task::spawn_blocking(move || process.call(set(7)))
+            tokio::task::spawn_blocking(move || process.call(set(7), &set(0)))
         };
         assert!(matches!(
             late.await.unwrap(),
@@ -655,7 +603,7 @@ for line in sys.stdin:
         wait_for(20).await;
         // The new run answers in time.
         let process2 = Arc::clone(&process);
-        let answered = tokio::task::spawn_blocking(move || process2.call(set(9)));
+        let answered = tokio::task::spawn_blocking(move || process2.call(set(9), &set(0)));
         assert_eq!(answered.await.unwrap(), Ok(()));
         wait_for(9).await;
         assert_eq!(std::fs::read_to_string(runs.path()).unwrap(), "xx");

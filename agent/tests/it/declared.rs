@@ -2,8 +2,11 @@
 //! OMA definition, bound to TR-181's TemperatureSensor and served by the
 //! example command provider, against the scripted ACS.
 
+use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use dm_tests::mini_acs::MiniAcs;
 
@@ -30,15 +33,51 @@ fn set_name(value: &str, key: &str) -> String {
 
 const SENSOR: &str = "Device.DeviceInfo.TemperatureStatus.TemperatureSensor.1.";
 
+/// The temperature example's D-Bus provider (provider.py --bus),
+/// started by the test on a private bus and registered with the agent's
+/// control API. Its stdout says "registered" each time it has.
+pub fn dbus_provider(bus: &str, instance: u16) -> (dm_tests::agent::Agent, mpsc::Receiver<()>) {
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/temperature");
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(example.join("provider.py"))
+        .args(["--bus", "--interval", "0.3", "--instance"])
+        .arg(instance.to_string())
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus)
+        .env("DMAGENT_BUS", "system")
+        // The simulated readings (20.5, 25, 23.5, ...), not this
+        // machine's thermal zone.
+        .env("PROVIDER_SIMULATE", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line == "registered" && tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    (dm_tests::agent::Agent(child), rx)
+}
+
 /// GetParameterNames lists the declared table, SetParameterValues
-/// reaches the provider, GetParameterValues reads what it pushed (an LwM2M Float as a TR-181 int),
-/// a refused value gets 9003 with the provider's reason, a provider that dies before answering 9002,
-/// and once it is started again writes work again, and an active notification on Value brings a 4 VALUE CHANGE
-/// Inform when the provider pushes a new reading.
+/// reaches the D-Bus provider, GetParameterValues reads what it pushed (an
+/// LwM2M Float as a TR-181 int), a refused value gets 9003 with the
+/// provider's reason, a provider that dies before answering 9002, and
+/// while it is away reads get 9002 too; once it has registered again,
+/// writes work again, and an active notification on Value brings a 4
+/// VALUE CHANGE Inform when the provider pushes a new reading.
 #[test]
-fn a_declared_object_bound_to_tr181_is_served_to_the_acs_through_its_provider() {
+fn a_declared_object_bound_to_tr181_is_served_to_the_acs_through_a_dbus_provider() {
+    let bus = dm_tests::dbus_stack::Stack::mock();
+    let (mut provider, registered) = dbus_provider(&bus.bus, 1);
+    // The ACS waits for the provider before its first write.
+    let (ready_tx, ready) = mpsc::channel::<()>();
     // Popped from the end, in the first session.
     let mut requests = vec![
+        gpv(&[&format!("{SENSOR}Value")]),
         set_name("exit", "k3"),
         "<cwmp:SetParameterAttributes><ParameterList soap-enc:arrayType=\"cwmp:SetParameterAttributesStruct[1]\">\
          <SetParameterAttributesStruct><Name>Device.DeviceInfo.TemperatureStatus.TemperatureSensor.1.Value</Name>\
@@ -54,11 +93,16 @@ fn a_declared_object_bound_to_tr181_is_served_to_the_acs_through_its_provider() 
             .to_owned(),
     ];
     // Later sessions (the value changes the provider's readings bring)
-    // write again until the restarted provider takes it.
+    // write again until the provider, registered again, takes it.
     let mut first_session = true;
     let mut written_again = false;
     let acs = MiniAcs::start(Box::new(move |body| {
         if first_session {
+            if body.contains("GetParameterNamesResponse") {
+                ready
+                    .recv_timeout(Duration::from_secs(30))
+                    .expect("the provider registers");
+            }
             let next = requests.pop();
             first_session = next.is_some();
             return next;
@@ -79,14 +123,13 @@ fn a_declared_object_bound_to_tr181_is_served_to_the_acs_through_its_provider() 
              connection_request_bind = \"127.0.0.1\"\n\n\
              [[object]]\ndefinition = \"{dir}/3303.xml\"\ninstances = [1]\n\
              values = {{ \"1/5701\" = \"Cel\", \"1/5750\" = \"room\" }}\n\
-             provider = [\"{python}\", \"{dir}/provider.py\", \"--instance\", \"1\", \"--interval\", \"0.3\"]\n\n\
+             provider = \"dbus\"\n\n\
              [object.tr181]\n\
              \"Device.DeviceInfo.TemperatureStatus.TemperatureSensor.{{i}}.Value\" = {{ resource = 5700, type = \"int\" }}\n\
              \"Device.DeviceInfo.TemperatureStatus.TemperatureSensor.{{i}}.Name\" = 5750\n",
             url = acs.url(),
             port = dm_tests::files::free_tcp_port(),
             dir = example.display(),
-            python = dm_tests::py_peers::python().display(),
         ),
     )
     .unwrap();
@@ -96,15 +139,16 @@ fn a_declared_object_bound_to_tr181_is_served_to_the_acs_through_its_provider() 
             .arg(dir.path().join("state"))
             .arg("run")
             .env_remove("DMAGENT_CONFIG")
-            .env("DMAGENT_BUS", "session")
-            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
-            // The simulated readings (20.5, 25, 23.5, ...), not this
-            // machine's thermal zone.
-            .env("PROVIDER_SIMULATE", "1")
+            .env("DMAGENT_BUS", "system")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.bus)
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
+    registered
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the provider registers");
+    ready_tx.send(()).unwrap();
 
     let names = acs.post_with("GetParameterNamesResponse");
     for name in [
@@ -116,12 +160,11 @@ fn a_declared_object_bound_to_tr181_is_served_to_the_acs_through_its_provider() 
     ] {
         assert!(names.contains(name), "{name} missing from {names}");
     }
-    // Answered by the provider: it pushed its first reading before (one
-    // ordered stream), so that is what is read next.
     let set = acs.post_with("<cwmp:SetParameterValuesResponse>");
     assert!(set.contains("<Status>0</Status>"), "{set}");
     let values = acs.post_with("GetParameterValuesResponse");
-    // A reading the provider pushed, rounded to the int TR-181 has.
+    // A reading the provider pushed (it pushes one as it registers),
+    // rounded to the int TR-181 has.
     assert!(
         ["21", "25", "24"].iter().any(|v| values.contains(&format!(
             "<Name>{SENSOR}Value</Name><Value xsi:type=\"xsd:int\">{v}</Value>"
@@ -141,7 +184,17 @@ fn a_declared_object_bound_to_tr181_is_served_to_the_acs_through_its_provider() 
     acs.post_with("<cwmp:SetParameterAttributesResponse");
     let died = acs.post_with("<cwmp:Fault>");
     assert!(died.contains("<FaultCode>9002</FaultCode>"), "{died}");
-    // The provider's next readings, notified.
+    // Away: its values are nobody's.
+    let away = acs.post_with("<cwmp:Fault>");
+    assert!(away.contains("<FaultCode>9002</FaultCode>"), "{away}");
+    assert!(away.contains("none is registered"), "{away}");
+    let _ = provider.0.wait();
+
+    // Back: it registers again and pushes its readings, notified.
+    let (_provider, registered) = dbus_provider(&bus.bus, 1);
+    registered
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the provider registers again");
     let inform = acs.post_with("<EventCode>4 VALUE CHANGE</EventCode>");
     assert!(
         inform.contains(&format!(
@@ -149,17 +202,17 @@ fn a_declared_object_bound_to_tr181_is_served_to_the_acs_through_its_provider() 
         )),
         "{inform}"
     );
-    // Started again: a later session's write reaches it.
+    // A later session's write reaches it.
     let again = acs.post_with("<cwmp:SetParameterValuesResponse>");
     assert!(again.contains("<Status>0</Status>"), "{again}");
 }
 
 /// A vendor object declared from a Broadband Forum DM document
 /// (examples/vendor): GetParameterNames lists it, GetParameterValues
-/// reads what its provider pushed, SetParameterValues of the writable
-/// parameter reaches the provider (which pushes the read-only one in
-/// answer), a value it refuses gets 9003, and the read-only one cannot be
-/// set.
+/// reads what its provider pushed and asks it for the volatile one (a
+/// host read before the answer), SetParameterValues of the writable
+/// parameter reaches the provider, a value it refuses gets 9003, and the
+/// read-only one cannot be set.
 #[test]
 fn a_vendor_object_from_a_dm_document_is_served_through_its_provider() {
     let set = |name: &str, value: &str, xsd: &str| {
@@ -191,7 +244,8 @@ fn a_vendor_object_from_a_dm_document_is_served_through_its_provider() {
              [cwmp]\nacs_url = \"{url}\"\nconnection_request_port = {port}\n\
              connection_request_bind = \"127.0.0.1\"\n\n\
              [[object]]\ndefinition = \"{dir}/example.xml\"\n\
-             provider = [\"{python}\", \"{dir}/provider.py\"]\n",
+             provider = [\"{python}\", \"{dir}/provider.py\"]\n\
+             volatile = [\"Changes\"]\n",
             url = acs.url(),
             port = dm_tests::files::free_tcp_port(),
             dir = example.display(),
@@ -223,7 +277,7 @@ fn a_vendor_object_from_a_dm_document_is_served_through_its_provider() {
     acs.post_with("GetParameterValuesResponse");
     let set = acs.post_with("<cwmp:SetParameterValuesResponse>");
     assert!(set.contains("<Status>0</Status>"), "{set}");
-    // Its answer came after its push of Changes.
+    // Changes is volatile: asked of the provider for this request.
     let values = acs.post_with("GetParameterValuesResponse");
     for value in [
         "<Name>Device.X_000000_Example.Greeting</Name><Value xsi:type=\"xsd:string\">hi</Value>",

@@ -1993,14 +1993,138 @@ fn a_command_provider_serves_its_object_and_is_restarted_when_it_dies() {
     assert_eq!(refused["code"], "4.00 Bad Request");
     say("read /3303/0/5750");
     assert_eq!(step("read")["text"], "kitchen");
-    // The provider dies in the middle of a write: temporarily unavailable,
-    // and the tree keeps its value.
+    // The provider dies in the middle of a write: temporarily unavailable.
     say("write /3303/0/5750 exit");
     assert_eq!(step("write")["code"], "5.03 Service Unavailable");
+    // Started again (after a second), it pushes its first reading again;
+    // the tree kept the value it had.
+    assert_eq!(step("notification")["text"], "20.5");
     say("read /3303/0/5750");
     assert_eq!(step("read")["text"], "kitchen");
-    // Started again (after a second), it pushes its first reading again.
-    assert_eq!(step("notification")["text"], "20.5");
     say("write /3303/0/5750 hall");
     assert_eq!(step("write")["code"], "2.04 Changed");
+}
+
+/// The temperature example as a D-Bus provider (provider.py --bus, on a
+/// private bus): registered with the control API, its pushed value is read
+/// and observed, an Execute reaches it and its new reading is notified, a
+/// value it refuses gets 4.00, its death in the middle of a write 5.03,
+/// and reads while it is away 5.03 too; once registered again, it is
+/// served again, with the value the tree kept.
+#[test]
+fn a_dbus_provider_serves_its_object_and_is_unavailable_while_away() {
+    use std::io::Write as _;
+    let bus = dm_tests::dbus_stack::Stack::mock();
+    let port = dm_tests::files::free_udp_port();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = Guard(
+        Command::new(dm_tests::py_peers::python())
+            .arg(&script)
+            .args([&port.to_string(), "write", "/3303/0/5750", "kitchen"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+
+    let dir = tempfile::tempdir().unwrap();
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/temperature");
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\nendpoint = \"dmagent-dbus-provider\"\n\n\
+             [[object]]\ndefinition = \"{dir}/3303.xml\"\n\
+             values = {{ \"0/5700\" = 1.0, \"0/5701\" = \"Cel\", \"0/5750\" = \"room\" }}\n\
+             provider = \"dbus\"\n",
+            dir = example.display(),
+        ),
+    )
+    .unwrap();
+    let _agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .env("DMAGENT_BUS", "system")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.bus)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(next(&events)["event"], "register");
+    let stdin = server.0.stdin.as_mut().unwrap();
+    let mut say = |line: &str| {
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    };
+    let step = |name: &str| {
+        let event = next(&events);
+        assert_eq!(event["step"], name, "{event}");
+        event
+    };
+    // Before any provider has registered: nobody stands behind the
+    // values.
+    say("go");
+    assert_eq!(step("write")["code"], "5.03 Service Unavailable");
+    say("read /3303/0/5700");
+    assert_eq!(step("read")["code"], "5.03 Service Unavailable");
+
+    // The provider's first reading is pushed as it registers (the
+    // simulated 20.5; the test's own interval is 0.3 s, so later ones
+    // follow).
+    let (mut provider, registered) = crate::declared::dbus_provider(&bus.bus, 0);
+    registered
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the provider registers");
+    say("write /3303/0/5750 kitchen");
+    assert_eq!(step("write")["code"], "2.04 Changed");
+    say("read /3303/0/5700");
+    let read = step("read");
+    assert_eq!(read["code"], "2.05 Content");
+    assert!(
+        ["20.5", "25", "23.5"].contains(&read["text"].as_str().unwrap()),
+        "{read}"
+    );
+    say("observe /3303/0/5700");
+    assert_eq!(step("observe")["code"], "2.05 Content");
+    // Pushed readings come as notifications.
+    step("notification");
+    // Reset Min and Max: the provider takes a fresh reading and pushes it.
+    // From here, notifications of its periodic pushes may come between
+    // the answers.
+    let answer = || loop {
+        let event = next(&events);
+        if event["step"] != "notification" {
+            break event;
+        }
+    };
+    say("exec /3303/0/5605");
+    assert_eq!(answer()["code"], "2.04 Changed");
+    say("write /3303/0/5750 refuse");
+    let refused = answer();
+    assert_eq!(refused["step"], "write", "{refused}");
+    assert_eq!(refused["code"], "4.00 Bad Request", "{refused}");
+
+    // It dies in the middle of a write: 5.03, and reads while it is away
+    // are 5.03 too.
+    say("write /3303/0/5750 exit");
+    let died = answer();
+    assert_eq!(died["code"], "5.03 Service Unavailable", "{died}");
+    let _ = provider.0.wait();
+    say("read /3303/0/5750");
+    let away = answer();
+    assert_eq!(away["code"], "5.03 Service Unavailable", "{away}");
+
+    // Registered again: served again, with the value the tree kept.
+    let (_provider, registered) = crate::declared::dbus_provider(&bus.bus, 0);
+    registered
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the provider registers again");
+    say("read /3303/0/5750");
+    let kept = answer();
+    assert_eq!(kept["text"], "kitchen", "{kept}");
 }

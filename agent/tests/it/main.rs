@@ -11,4 +11,5 @@ mod declared;
 mod dhcp;
 mod launch;
 mod lwm2m;
+mod providers;
 mod watchdog;

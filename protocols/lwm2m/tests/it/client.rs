@@ -2537,6 +2537,7 @@ fn temperature() -> dm_objects::declared::Declaration {
             value(5750, Value::String("room".into())),
         ],
         provider: None,
+        volatile: Vec::new(),
     }
 }
 

@@ -1,0 +1,465 @@
+//! D-Bus providers: a service that serves a declared object
+//! (`provider = "dbus"`; the contract: [`super`]). It registers with the
+//! control API, on the bus the control API is on:
+//!
+//! - `org.dmagent.Agent1.RegisterProvider(s object, o path)`: the object
+//!   as "/3303" or as its TR-181 path ("Device.X_000000_Example."), and
+//!   where the service implements `org.dmagent.Provider1`. Refused for an
+//!   object that is not declared with `provider = "dbus"` (one the agent
+//!   or a program of its own serves) and for one another connection has
+//!   registered;
+//! - `PushValues(s object, u instance, a{sv} values)`,
+//!   `AddInstance(s object, u instance, a{sv} values)` and
+//!   `DeleteInstance(s object, u instance)`: what it pushes, from the
+//!   connection that registered only.
+//!
+//! `org.dmagent.Provider1`, which the agent calls:
+//!
+//! - `Set(u instance, a{sv} values)`, `Add(u instance, a{sv} values)`,
+//!   `Delete(u instance)`: all or nothing; a D-Bus error refuses the
+//!   change with its message;
+//! - `Execute(u instance, u resource, s arguments)`: not waited for;
+//! - `Get(u instance, as resources) → a{sv}`: the volatile values.
+//!
+//! The registration lasts as long as the service's connection: the agent
+//! watches its unique name (NameOwnerChanged) and, once it is gone,
+//! answers "temporarily unavailable" for the object until a service
+//! registers again. A Set, Add or Delete not answered in time is taken
+//! back by its inverse, sent after it (D-Bus keeps one connection's
+//! messages in order).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use tracing::{info, warn};
+use zbus::{OwnedObjectPath, OwnedVariant, Variant};
+
+use dm_core::{Error, InstanceId, ObjectSchema, ResourceId, ResourceValue, Tree};
+use dm_objects::declared::{Provider, Request, VOLATILE_LIMIT};
+
+use super::{CALL_LIMIT, Push};
+
+pub const INTERFACE: &str = "org.dmagent.Provider1";
+
+/// The service serving an object now.
+#[derive(Clone, Debug)]
+struct Owner {
+    name: String,
+    path: OwnedObjectPath,
+}
+
+/// One object a D-Bus service may serve.
+pub struct DbusProvider {
+    object: &'static ObjectSchema,
+    owner: Mutex<Option<Owner>>,
+    /// The control API's connection, once it is on the bus.
+    connection: OnceLock<zbus::Connection>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl DbusProvider {
+    fn owner(&self) -> Option<Owner> {
+        dm_core::lock(&self.owner).clone()
+    }
+
+    /// Calls the provider's `method` and waits at most `limit` for its
+    /// reply, from a host thread.
+    fn ask<B>(&self, method: &'static str, body: B, limit: Duration) -> Result<zbus::Message, Error>
+    where
+        B: serde::Serialize + zbus::wire::DynamicType + Send + Sync + 'static,
+    {
+        let (Some(owner), Some(connection)) = (self.owner(), self.connection.get().cloned()) else {
+            return Err(self.unavailable("not registered"));
+        };
+        let owner_name = owner.name.clone();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let call = connection.call_method(
+                Some(owner.name.as_str()),
+                owner.path.as_str(),
+                Some(INTERFACE),
+                method,
+                &body,
+            );
+            let _ = tx.send(tokio::time::timeout(limit, call).await);
+        });
+        match rx.recv_timeout(limit + Duration::from_secs(1)) {
+            Ok(Ok(Ok(reply))) => Ok(reply),
+            Ok(Ok(Err(zbus::Error::MethodError(name, detail, _))))
+                if !name.as_str().starts_with("org.freedesktop.DBus.Error.") =>
+            {
+                // The provider's own refusal.
+                Err(Error::PlatformInvalid(format!(
+                    "{}: {}",
+                    self.name(),
+                    detail.unwrap_or_else(|| name.to_string())
+                )))
+            }
+            Ok(Ok(Err(e))) => {
+                // The bus says the service left without answering: gone
+                // now, whether or not NameOwnerChanged has come yet.
+                if let zbus::Error::MethodError(name, _, _) = &e
+                    && matches!(
+                        name.as_str(),
+                        "org.freedesktop.DBus.Error.NoReply"
+                            | "org.freedesktop.DBus.Error.ServiceUnknown"
+                            | "org.freedesktop.DBus.Error.NameHasNoOwner"
+                    )
+                {
+                    self.forget(&owner_name);
+                }
+                Err(self.unavailable(&e.to_string()))
+            }
+            Ok(Err(_)) | Err(_) => {
+                Err(self.unavailable(&format!("no answer within {} ms", limit.as_millis())))
+            }
+        }
+    }
+
+    /// `name` no longer serves the object (if it did).
+    fn forget(&self, name: &str) -> bool {
+        let mut owner = dm_core::lock(&self.owner);
+        if owner.as_ref().is_some_and(|o| o.name == name) {
+            *owner = None;
+            drop(owner);
+            warn!(
+                object = self.object.id.0,
+                name,
+                "D-Bus provider left the bus; its object is unavailable until it registers again"
+            );
+            return true;
+        }
+        false
+    }
+
+    fn unavailable(&self, why: &str) -> Error {
+        Error::PlatformUnavailable(format!("{} ({why})", self.name()))
+    }
+
+    /// Sends a request without waiting for its answer.
+    fn send(
+        &self,
+        method: &'static str,
+        body: impl serde::Serialize + zbus::wire::DynamicType + Send + Sync + 'static,
+    ) {
+        let (Some(owner), Some(connection)) = (self.owner(), self.connection.get().cloned()) else {
+            return;
+        };
+        let name = self.name();
+        self.runtime.spawn(async move {
+            let call = connection.call_method(
+                Some(owner.name.as_str()),
+                owner.path.as_str(),
+                Some(INTERFACE),
+                method,
+                &body,
+            );
+            if let Err(e) = tokio::time::timeout(CALL_LIMIT, call)
+                .await
+                .map_err(|_| "no answer".to_owned())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+            {
+                warn!(provider = %name, method, "provider call failed: {e}");
+            }
+        });
+    }
+
+    /// `request` as a method and its arguments.
+    fn request(
+        &self,
+        request: &Request,
+    ) -> (&'static str, u32, Option<HashMap<String, OwnedVariant>>) {
+        let (op, instance, values) = super::parts(self.object, request);
+        let method = match op {
+            "set" => "Set",
+            "add" => "Add",
+            _ => "Delete",
+        };
+        (method, u32::from(instance.0), values.map(|v| variants(&v)))
+    }
+
+    fn call_now(&self, request: &Request, limit: Duration) -> Result<(), Error> {
+        match self.request(request) {
+            (method, instance, Some(values)) => self.ask(method, (instance, values), limit),
+            (method, instance, None) => self.ask(method, (instance,), limit),
+        }
+        .map(|_| ())
+    }
+}
+
+impl Provider for DbusProvider {
+    fn name(&self) -> String {
+        match self.owner() {
+            Some(owner) => format!(
+                "the D-Bus provider {} of object {}",
+                owner.name, self.object.id.0
+            ),
+            None => format!(
+                "the D-Bus provider of object {} (none is registered)",
+                self.object.id.0
+            ),
+        }
+    }
+
+    fn is_up(&self) -> bool {
+        dm_core::lock(&self.owner).is_some()
+    }
+
+    fn call(&self, request: Request, undo: &Request) -> Result<(), Error> {
+        let outcome = self.call_now(&request, CALL_LIMIT);
+        if let Err(Error::PlatformUnavailable(_)) = &outcome
+            && self.is_up()
+        {
+            // Unknown whether it made the change: its inverse follows it.
+            match self.request(undo) {
+                (method, instance, Some(values)) => self.send(method, (instance, values)),
+                (method, instance, None) => self.send(method, (instance,)),
+            }
+        }
+        outcome
+    }
+
+    fn get(
+        &self,
+        instance: InstanceId,
+        resources: &[ResourceId],
+    ) -> Result<Vec<(ResourceId, ResourceValue)>, Error> {
+        let wanted: Vec<String> = resources
+            .iter()
+            .map(|r| super::key(self.object, *r))
+            .collect();
+        let reply = self.ask("Get", (u32::from(instance.0), wanted), VOLATILE_LIMIT)?;
+        let given: HashMap<String, OwnedVariant> = reply
+            .body()
+            .deserialize()
+            .map_err(|e| Error::Platform(format!("{}: its Get answer: {e}", self.name())))?;
+        let given =
+            json_map(&given).map_err(|why| Error::Platform(format!("{}: {why}", self.name())))?;
+        super::got(self.object, resources, &given)
+            .map_err(|why| Error::Platform(format!("{}: {why}", self.name())))
+    }
+
+    fn execute(
+        &self,
+        instance: InstanceId,
+        resource: ResourceId,
+        arguments: &str,
+    ) -> Result<(), Error> {
+        if !self.is_up() {
+            return Err(self.unavailable("not registered"));
+        }
+        self.send(
+            "Execute",
+            (
+                u32::from(instance.0),
+                u32::from(resource.0),
+                arguments.to_owned(),
+            ),
+        );
+        Ok(())
+    }
+}
+
+/// The declared objects D-Bus services may serve, and who serves them.
+pub struct Registry {
+    providers: Vec<Arc<DbusProvider>>,
+    tree: OnceLock<Arc<Mutex<Tree>>>,
+}
+
+impl Registry {
+    /// One entry per object declared with `provider = "dbus"`; call in the
+    /// runtime.
+    pub fn new(objects: &[&'static ObjectSchema]) -> Arc<Registry> {
+        let runtime = tokio::runtime::Handle::current();
+        Arc::new(Registry {
+            providers: objects
+                .iter()
+                .map(|object| {
+                    Arc::new(DbusProvider {
+                        object,
+                        owner: Mutex::new(None),
+                        connection: OnceLock::new(),
+                        runtime: runtime.clone(),
+                    })
+                })
+                .collect(),
+            tree: OnceLock::new(),
+        })
+    }
+
+    /// The provider of `object`, for its handler.
+    pub fn provider(&self, object: dm_core::ObjectId) -> Option<Arc<DbusProvider>> {
+        self.providers
+            .iter()
+            .find(|p| p.object.id == object)
+            .cloned()
+    }
+
+    /// Where pushes go, and the connection calls go out on.
+    pub fn attach(&self, tree: Arc<Mutex<Tree>>, connection: Option<&zbus::Connection>) {
+        let _ = self.tree.set(tree);
+        for provider in &self.providers {
+            if let Some(connection) = connection {
+                let _ = provider.connection.set(connection.clone());
+            }
+        }
+    }
+
+    /// The object a client names: "/3303", or a TR-181 object path.
+    fn find(&self, object: &str) -> Result<&Arc<DbusProvider>, String> {
+        let id = match object.strip_prefix('/').map(str::parse::<u16>) {
+            Some(Ok(id)) => dm_core::ObjectId(id),
+            Some(Err(_)) => return Err(format!("{object}: not an object (\"/3303\")")),
+            None => {
+                let wanted = object.trim_end_matches('.');
+                dm_cwmp::mapping::parameters()
+                    .find(|p| {
+                        p.path
+                            .rsplit_once('.')
+                            .map(|(o, _)| o.trim_end_matches(".{i}"))
+                            == Some(wanted)
+                    })
+                    .map(|p| p.object)
+                    .ok_or_else(|| format!("{object}: no such object"))?
+            }
+        };
+        self.providers
+            .iter()
+            .find(|p| p.object.id == id)
+            .ok_or_else(|| {
+                format!(
+                    "{object}: not served by a D-Bus provider (it is built in, or its \
+                     [[object]] has no provider = \"dbus\")"
+                )
+            })
+    }
+
+    /// Registers `sender` as `object`'s provider, at `path`.
+    pub async fn register(
+        self: &Arc<Self>,
+        connection: &zbus::Connection,
+        sender: &str,
+        object: &str,
+        path: OwnedObjectPath,
+    ) -> Result<(), String> {
+        let provider = Arc::clone(self.find(object)?);
+        {
+            let mut owner = dm_core::lock(&provider.owner);
+            if let Some(other) = owner.as_ref().filter(|o| o.name != sender) {
+                return Err(format!("{object} is served by {} already", other.name));
+            }
+            *owner = Some(Owner {
+                name: sender.to_owned(),
+                path,
+            });
+        }
+        // Watched before it is checked: a provider gone meanwhile is seen
+        // by one or the other.
+        let proxy = zbus::fdo::DBusProxy::new(connection)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut gone = proxy
+            .receive_name_owner_changed_with_args(&[(0, sender), (2, "")])
+            .await
+            .map_err(|e| e.to_string())?;
+        let present = match zbus::names::BusName::try_from(sender) {
+            Ok(name) => proxy.name_has_owner(name).await.unwrap_or(false),
+            Err(_) => false,
+        };
+        let sender = sender.to_owned();
+        info!(provider = %provider.name(), "D-Bus provider registered");
+        // Once it leaves the bus, the object is unavailable until a
+        // service registers again.
+        tokio::spawn(async move {
+            if present {
+                gone.next().await;
+            }
+            provider.forget(&sender);
+        });
+        Ok(())
+    }
+
+    /// A push from `sender`: only the registered provider may.
+    pub fn push(
+        &self,
+        sender: &str,
+        object: &str,
+        push: impl FnOnce(&serde_json::Map<String, serde_json::Value>) -> Push<'_>,
+        values: &HashMap<String, OwnedVariant>,
+    ) -> Result<(), String> {
+        let provider = self.find(object)?;
+        if provider.owner().is_none_or(|o| o.name != sender) {
+            return Err(format!("{object}: {sender} is not its registered provider"));
+        }
+        let Some(tree) = self.tree.get() else {
+            return Err("the agent is starting".into());
+        };
+        let values = json_map(values)?;
+        super::apply(tree, provider.object, push(&values))
+    }
+}
+
+/// Values as D-Bus carries them (`a{sv}`).
+fn variants(values: &serde_json::Map<String, serde_json::Value>) -> HashMap<String, OwnedVariant> {
+    values
+        .iter()
+        .filter_map(|(k, v)| {
+            let variant = variant(v)?;
+            OwnedVariant::try_from(variant).ok().map(|v| (k.clone(), v))
+        })
+        .collect()
+}
+
+fn variant(value: &serde_json::Value) -> Option<Variant<'static>> {
+    Some(match value {
+        serde_json::Value::String(s) => Variant::from(s.clone()),
+        serde_json::Value::Bool(b) => Variant::from(*b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Variant::from(i),
+            (None, Some(u), _) => Variant::from(u),
+            (None, None, Some(f)) => Variant::from(f),
+            _ => return None,
+        },
+        // A multiple resource: an array of variants ("av").
+        serde_json::Value::Array(items) => Variant::from(zbus::Array::from(
+            items
+                .iter()
+                .filter_map(variant)
+                .collect::<Vec<Variant<'static>>>(),
+        )),
+        _ => return None,
+    })
+}
+
+/// Values a provider gave over D-Bus, as the JSON its values are typed
+/// from.
+fn json_map(
+    values: &HashMap<String, OwnedVariant>,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    values
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), json(v)?)))
+        .collect()
+}
+
+fn json(value: &Variant<'_>) -> Result<serde_json::Value, String> {
+    Ok(match value {
+        Variant::Bool(b) => (*b).into(),
+        Variant::U8(n) => (*n).into(),
+        Variant::I16(n) => (*n).into(),
+        Variant::U16(n) => (*n).into(),
+        Variant::I32(n) => (*n).into(),
+        Variant::U32(n) => (*n).into(),
+        Variant::I64(n) => (*n).into(),
+        Variant::U64(n) => (*n).into(),
+        Variant::F64(f) => serde_json::Number::from_f64(*f)
+            .map(serde_json::Value::Number)
+            .ok_or("not a finite number")?,
+        Variant::Str(s) => s.as_str().into(),
+        Variant::Variant(inner) => json(inner)?,
+        Variant::Array(items) => items.iter().map(json).collect::<Result<_, _>>()?,
+        other => return Err(format!("{} is not a value", other.value_signature())),
+    })
+}
