@@ -294,3 +294,115 @@ fn a_vendor_object_from_a_dm_document_is_served_through_its_provider() {
         "{read_only}"
     );
 }
+
+/// examples/temperature/run.sh as a user runs it, against aiocoap and the
+/// scripted ACS: it starts a session bus of its own, the agent and the
+/// D-Bus provider; the LwM2M server reads, writes and executes
+/// /3303/1, the ACS reads TemperatureSensor.1; a SIGTERM to the script
+/// ends all of it.
+#[test]
+fn the_temperature_example_runs_against_both_servers() {
+    use std::io::Write as _;
+    use std::os::unix::process::CommandExt as _;
+    let port = dm_tests::files::free_udp_port();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
+    let mut server = dm_tests::agent::Agent(
+        Command::new(dm_tests::py_peers::python())
+            .arg(&script)
+            .args([&port.to_string(), "write", "/3303/1/5750", "kitchen"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = {
+        let stdout = server.0.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel::<serde_json::Value>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str(&line)
+                    && tx.send(value).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        rx
+    };
+    let next = || {
+        events
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the LwM2M server reports")
+    };
+    assert_eq!(next()["event"], "listening");
+    let (ready_tx, ready) = mpsc::channel::<()>();
+    let mut asked = false;
+    let acs = MiniAcs::start(Box::new(move |body| {
+        if body.is_empty() && !asked {
+            asked = true;
+            ready
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the provider registers");
+            return Some(gpv(&[SENSOR]));
+        }
+        None
+    }));
+    let state = tempfile::tempdir().unwrap();
+    let mut example = Command::new(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/temperature/run.sh"),
+    );
+    example
+        .arg(format!("coap://127.0.0.1:{port}"))
+        .arg(acs.url())
+        .env("DMAGENT", env!("CARGO_BIN_EXE_dmagent"))
+        .env("DMAGENT_STATE_DIR", state.path())
+        .env_remove("DMAGENT_CONFIG")
+        .env("PROVIDER_SIMULATE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        // Its own process group: the SIGTERM below is the user's Ctrl-C.
+        .process_group(0);
+    let mut run = dm_tests::agent::Agent(example.spawn().unwrap());
+    let mut output = BufReader::new(run.0.stdout.take().unwrap()).lines();
+    assert_eq!(output.next().unwrap().unwrap(), "registered");
+    ready_tx.send(()).unwrap();
+
+    assert_eq!(next()["event"], "register");
+    let stdin = server.0.stdin.as_mut().unwrap();
+    let mut say = |line: &str| {
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    };
+    say("go");
+    assert_eq!(next()["code"], "2.04 Changed");
+    say("read /3303/1/5700");
+    let read = next();
+    assert_eq!(read["code"], "2.05 Content", "{read}");
+    say("exec /3303/1/5605");
+    assert_eq!(next()["code"], "2.04 Changed");
+    let values = acs.post_with("GetParameterValuesResponse");
+    // The provider's reading, rounded (its session may come before or
+    // after the LwM2M write).
+    assert!(
+        ["21", "25", "24"].iter().any(|v| values.contains(&format!(
+            "<Name>{SENSOR}Value</Name><Value xsi:type=\"xsd:int\">{v}</Value>"
+        ))),
+        "{values}"
+    );
+
+    // Ctrl-C: the script, the agent, the provider and the bus all end.
+    let group = run.0.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", "--", &format!("-{group}")])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = run.0.wait().unwrap();
+    assert!(!status.success(), "{status}");
+    let left = Command::new("pgrep").args(["-g", &group]).output().unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "still running in its group: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
