@@ -327,10 +327,15 @@ fn human_status(text: &str) -> Result<String, String> {
     let mut out = String::new();
     let agent = &status["agent"];
     out += &format!(
-        "agent       dmagent {} (pid {}), up since {}\n",
+        "agent       dmagent {} (pid {}), up since {}, platform {}\n",
         agent["version"].as_str().unwrap_or("?"),
         agent["pid"],
-        time(&agent["started"])
+        time(&agent["started"]),
+        match agent["platform"].as_str() {
+            Some("memory") => "memory (invented values, for tests and the demo)",
+            Some(name) => name,
+            None => "?",
+        }
     );
     match status["cwmp"].as_object() {
         None => out += "cwmp        disabled\n",

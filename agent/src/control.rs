@@ -47,6 +47,8 @@ pub struct Control {
     pub expected_sha256: Arc<Mutex<Option<[u8; 32]>>>,
     /// The declared objects D-Bus services may serve.
     pub providers: Arc<crate::provider::dbus::Registry>,
+    /// Which platform the values come from ("memory": invented).
+    pub platform: &'static str,
 }
 
 /// The last firmware transfer's progress: bytes done, and of how many.
@@ -242,6 +244,7 @@ impl Control {
                 "version": env!("CARGO_PKG_VERSION"),
                 "started": self.started,
                 "pid": std::process::id(),
+                "platform": self.platform,
             },
             "cwmp": cwmp,
             "lwm2m": lwm2m,

@@ -298,15 +298,24 @@ fn dump(config: &Config, view: dump::View) -> anyhow::Result<()> {
     for w in warnings {
         tracing::warn!("{w}");
     }
+    // Never mistaken for the device's own values.
+    if config.platform == config::PlatformKind::Memory {
+        println!("# platform: memory (invented values, for tests and the demo)");
+    }
     print!("{}", dump::render(&tree, view));
     Ok(())
 }
 
 fn describe(config: &Config) -> String {
     let mut out = format!(
-        "configuration is valid\nstate_dir = {}\nplatform = {:?}\nserial_number = {}\n",
+        "configuration is valid\nstate_dir = {}\nplatform = {}{}\nserial_number = {}\n",
         config.state_dir.display(),
-        config.platform,
+        config.platform.name(),
+        if config.platform == config::PlatformKind::Memory {
+            " (invented values, for tests and the demo: not for a device)"
+        } else {
+            ""
+        },
         config.identity.serial_number
     );
     match &config.cwmp {

@@ -73,6 +73,31 @@ fn platform(kind: PlatformKind) -> anyhow::Result<Host> {
                 actions: Arc::new(dm_platform::dbus::LogindActions::new(None)),
             })
         }
+        // With a system bus, its services where they answer and the
+        // kernel for the rest; without one, the kernel alone.
+        PlatformKind::Auto if dm_platform::auto::system_bus_present() => {
+            let network = dm_platform::dbus::DbusNetwork::start(None)
+                .context("starting the D-Bus platform")?;
+            Ok(Host {
+                platform: Platform {
+                    host: Arc::new(LinuxHost::default()),
+                    network: Arc::new(dm_platform::auto::AutoNetwork::new(
+                        network,
+                        dm_platform::linux::network::LinuxNetwork::default(),
+                    )),
+                    log: Arc::new(dm_platform::linux::JournalLog::default()),
+                },
+                actions: Arc::new(dm_platform::dbus::LogindActions::new(None)),
+            })
+        }
+        PlatformKind::Auto | PlatformKind::Linux => Ok(Host {
+            platform: Platform {
+                host: Arc::new(LinuxHost::default()),
+                network: Arc::new(dm_platform::linux::network::LinuxNetwork::default()),
+                log: Arc::new(dm_platform::linux::JournalLog::default()),
+            },
+            actions: Arc::new(dm_platform::NoActions),
+        }),
     }
 }
 
@@ -266,6 +291,7 @@ pub async fn run(
         transfer: Arc::clone(&transfer),
         expected_sha256: Arc::clone(&expected_sha256),
         providers: Arc::clone(&services),
+        platform: config.platform.name(),
     })
     .await;
     services.attach(Arc::clone(&tree), control.as_ref());

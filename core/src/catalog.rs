@@ -402,6 +402,10 @@ pub mod connectivity {
     pub const RSRP: ResourceId = ResourceId(1003);
     /// RSRQ
     pub const RSRQ: ResourceId = ResourceId(1004);
+    /// IPAddress
+    pub const IPV4_ADDRESSES: ResourceId = ResourceId(1005);
+    /// IPAddress
+    pub const IPV6_ADDRESSES: ResourceId = ResourceId(1006);
 
     pub static SCHEMA: ObjectSchema = ObjectSchema {
         id: ID,
@@ -429,6 +433,8 @@ pub mod connectivity {
             ResourceSchema { id: NETWORK_IN_USE, name: "NetworkInUse", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
             ResourceSchema { id: RSRP, name: "RSRP", value_type: ValueType::Int, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
             ResourceSchema { id: RSRQ, name: "RSRQ", value_type: ValueType::Int, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: IPV4_ADDRESSES, name: "IPAddress", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 15 } },
+            ResourceSchema { id: IPV6_ADDRESSES, name: "IPAddress", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
         ],
     };
 }

@@ -4,12 +4,16 @@
 //! uptime, memory, CPU), [`Network`] (bearers, addresses, radio, Wi-Fi
 //! profiles, APN contexts) and [`SystemLog`]. Each has an in-memory
 //! implementation ([`memory`]) used by tests and the demo; [`linux`] reads
-//! the real host from `/proc`. The D-Bus implementation (NetworkManager,
-//! oFono, journald) is its own crate module to come. **API Boundary:** no
-//! D-Bus path, variant map or `/proc` format leaves this crate.
+//! the real host from `/proc` and the kernel's network without D-Bus;
+//! `dbus` is NetworkManager, oFono and logind; `auto` (the default) the
+//! D-Bus services where they answer and the kernel for the rest.
+//! **API Boundary:** no D-Bus path, variant map or `/proc` format leaves
+//! this crate.
 //!
 //! [`store`] persists the core's snapshots atomically.
 
+#[cfg(feature = "dbus")]
+pub mod auto;
 #[cfg(feature = "dbus")]
 pub mod dbus;
 pub mod firmware;
@@ -286,6 +290,25 @@ pub trait Network: Send + Sync {
 pub trait Actions: Send + Sync {
     fn reboot(&self) -> Result<(), PlatformError>;
     fn factory_reset(&self) -> Result<(), PlatformError>;
+}
+
+/// Actions on a host with nobody to perform them (no logind, no
+/// configured command): refused, saying what to configure.
+pub struct NoActions;
+
+impl Actions for NoActions {
+    fn reboot(&self) -> Result<(), PlatformError> {
+        Err(PlatformError::Unavailable(
+            "reboot (no logind on the system bus: configure [platform] reboot_command)".into(),
+        ))
+    }
+
+    fn factory_reset(&self) -> Result<(), PlatformError> {
+        Err(PlatformError::Unavailable(
+            "factory reset (no logind on the system bus: configure [platform] factory_reset_command)"
+                .into(),
+        ))
+    }
 }
 
 /// Configured commands for the actions, falling back to another

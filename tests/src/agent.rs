@@ -18,11 +18,13 @@ impl Drop for Agent {
     }
 }
 
-/// `BINARY --config CONFIG --state-dir STATE run`, its log dropped.
+/// `BINARY --config CONFIG --state-dir STATE run`, its log dropped, on
+/// the in-memory platform (whose values and system log the tests know).
 /// `binary` is the test's `env!("CARGO_BIN_EXE_dmagent")`.
 pub fn run(binary: &str, config: &Path, state: &Path) -> Agent {
     spawn(
         command(binary, config, state)
+            .env("DMAGENT_PLATFORM", "memory")
             .env("DMAGENT_BUS", "session")
             .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent"),
     )

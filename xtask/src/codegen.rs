@@ -50,6 +50,10 @@ struct Extra {
     path: String,
     /// Constant name, where the parameter's own name would clash.
     name: Option<String>,
+    /// Read-only here whatever TR-181 allows: a fact the agent reports
+    /// but has nobody to carry a write to (an address the host assigns).
+    #[serde(default)]
+    read_only: bool,
 }
 
 struct CoreObject {
@@ -124,6 +128,13 @@ pub fn generate(root: &Path) -> Result<Vec<(PathBuf, String)>, String> {
                 .unwrap_or_else(|| camel_to_constant(leaf)),
             name: leaf.to_owned(),
             lwm2m: false,
+            // `{j}`: one parameter per value of a multiple resource.
+            multiple: extra.path.contains(".{j}."),
+            access: if extra.read_only {
+                "Read"
+            } else {
+                resource_from_tr181(extra.id, leaf, &parameter).access
+            },
             ..resource_from_tr181(extra.id, leaf, &parameter)
         });
         let object = find(&objects, &extra.module)?;

@@ -15,8 +15,8 @@ use toml::Spanned;
 
 use dm_objects::{CwmpSettings, Identity, Lwm2mServer, Provisioning, SecurityMode};
 
-/// The configuration the agent runs on when given none: the in-memory
-/// platform and local peers only.
+/// The configuration the agent runs on when given none: the device's real
+/// values (the "auto" platform) and local peers only.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../dmagent.default.toml");
 
 /// A configuration error, pointing at its source.
@@ -50,8 +50,27 @@ impl std::error::Error for ConfigError {}
 /// Where live values come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PlatformKind {
-    Memory,
+    /// The default: NetworkManager, oFono and logind where they answer on
+    /// the system bus, the kernel's own view for the rest.
+    Auto,
+    /// The kernel only (`/proc`, sysfs, netlink): no D-Bus.
+    Linux,
+    /// NetworkManager, oFono and logind only.
     Dbus,
+    /// Invented values, for tests and the demo: never on a device.
+    Memory,
+}
+
+impl PlatformKind {
+    /// Its name in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlatformKind::Auto => "auto",
+            PlatformKind::Linux => "linux",
+            PlatformKind::Dbus => "dbus",
+            PlatformKind::Memory => "memory",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -372,16 +391,21 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
     let platform = match (overrides.platform, &file.platform.kind) {
         (Some(kind), _) => kind,
         (None, Some(kind)) => match kind.get_ref().as_str() {
-            "memory" => PlatformKind::Memory,
+            "auto" => PlatformKind::Auto,
+            "linux" => PlatformKind::Linux,
             "dbus" => PlatformKind::Dbus,
+            "memory" => PlatformKind::Memory,
             other => {
                 return Err(at.error(
                     &kind.span(),
-                    format!("{other:?} is not a platform; allowed: \"memory\", \"dbus\""),
+                    format!(
+                        "{other:?} is not a platform; allowed: \"auto\", \"linux\", \"dbus\", \"memory\""
+                    ),
                 ));
             }
         },
-        (None, None) => PlatformKind::Memory,
+        // Real values by default; invented ones only when asked for.
+        (None, None) => PlatformKind::Auto,
     };
 
     let command = |key: &Option<Spanned<Vec<String>>>| match key {

@@ -142,6 +142,8 @@ fn acsrs_drives_gpv_spv_gpn_add_and_delete_through_connection_requests() {
     .unwrap();
     let mut agent = Guard(
         Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            // The in-memory platform, whose values this test knows.
+            .env("DMAGENT_PLATFORM", "memory")
             .args(["--config", config.to_str().unwrap(), "--state-dir"])
             .arg(home.path().join("state"))
             .args(["--log-format", "json", "run"])

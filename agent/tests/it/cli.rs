@@ -39,7 +39,7 @@ fn field<'t>(dump: &'t str, path: &str) -> &'t str {
 }
 
 #[test]
-fn dump_prints_device_info_and_object_3_with_real_host_values() {
+fn dump_prints_the_hosts_real_values_by_default() {
     let state = tempfile::tempdir().unwrap();
     let config = state.path().join("dmagent.toml");
     std::fs::write(
@@ -95,7 +95,53 @@ fn dump_prints_device_info_and_object_3_with_real_host_values() {
     assert!(!dump.contains("wP/u") && !dump.contains("c0ffee"));
     assert!(!dump.contains("/0/0/5 ="));
     assert!(!dump.contains("/12/1/18"));
-    assert_eq!(field(&dump, "Device.WiFi.SSID.1.SSID"), "dmagent-demo");
+
+    // The default platform: this host's own network, nothing invented (the
+    // in-memory platform's IMEI, address and Wi-Fi network are not there).
+    assert!(!dump.contains("# platform: memory"), "{dump}");
+    for invented in [
+        "490154203237518",
+        "127.0.0.2",
+        "dmagent-demo",
+        "Test Network",
+    ] {
+        assert!(!dump.contains(invented), "{invented} in\n{dump}");
+    }
+    // The addresses of the interface the default route leaves by, as `ip`
+    // shows them, each under its family's table.
+    let ip = |args: &[&str]| -> serde_json::Value {
+        let out = std::process::Command::new("ip")
+            .arg("-j")
+            .args(args)
+            .output()
+            .expect("ip");
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    let routes = ip(&["route", "show", "default"]);
+    if let Some(dev) = routes[0]["dev"].as_str() {
+        let shown = ip(&["addr", "show", "dev", dev]);
+        let mut checked = 0;
+        for address in shown[0]["addr_info"].as_array().unwrap() {
+            if address["scope"] != "global" {
+                continue;
+            }
+            let local = address["local"].as_str().unwrap();
+            let table = if address["family"] == "inet" {
+                "IPv4Address"
+            } else {
+                "IPv6Address"
+            };
+            assert!(
+                dump.lines().any(
+                    |l| l.starts_with(&format!("Device.IP.Interface.1.{table}."))
+                        && l.contains(&format!(".IPAddress = {local}  ["))
+                ),
+                "{local} not under {table} in\n{dump}"
+            );
+            checked += 1;
+        }
+        assert!(checked > 0, "no global address on {dev}");
+    }
 }
 
 #[test]

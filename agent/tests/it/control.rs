@@ -71,6 +71,8 @@ fn every_cli_verb_round_trips_through_the_control_api() {
 
     let mut agent = Agent(
         Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            // The in-memory platform, whose values this test knows.
+            .env("DMAGENT_PLATFORM", "memory")
             .args(["--config", config.to_str().unwrap(), "--state-dir"])
             .arg(dir.path().join("state"))
             .arg("run")

@@ -140,6 +140,8 @@ fn an_lwm2m_write_becomes_a_cwmp_value_change() {
     .unwrap();
     let _agent = Guard(
         Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            // The in-memory platform, whose values this test knows.
+            .env("DMAGENT_PLATFORM", "memory")
             .args(["--config", config.to_str().unwrap(), "--state-dir"])
             .arg(dir.path().join("state"))
             .arg("run")

@@ -70,6 +70,8 @@ fn aiocoap_server_registers_reads_writes_observes_executes_creates_deletes_disco
     .unwrap();
     let mut agent = Guard(
         Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            // The in-memory platform, whose values this test knows.
+            .env("DMAGENT_PLATFORM", "memory")
             .args(["--config", config.to_str().unwrap(), "--state-dir"])
             .arg(dir.path().join("state"))
             .arg("run")

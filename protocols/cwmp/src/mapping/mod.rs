@@ -544,7 +544,7 @@ mod tests {
         let address = resolver
             .resolve("Device.IP.Interface.1.IPv4Address.2.IPAddress")
             .unwrap();
-        assert_eq!(address.path.to_string(), "/4/0/4/1");
+        assert_eq!(address.path.to_string(), "/4/0/1005/1");
         assert_eq!(
             address.parameter.render(InstanceId(0), Some(1)),
             "Device.IP.Interface.1.IPv4Address.2.IPAddress"

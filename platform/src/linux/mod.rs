@@ -1,7 +1,10 @@
-//! The real Linux host: `/proc`, the system clock and the system time zone.
+//! The real Linux host: `/proc`, the system clock and the system time zone;
+//! [`network`], the kernel's network without D-Bus.
 //!
 //! Parsing is kept in pure functions over the files' text so that it is
 //! tested on fixtures; [`LinuxHost`] only reads the files.
+
+pub mod network;
 
 use std::sync::Mutex;
 

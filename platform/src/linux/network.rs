@@ -1,0 +1,406 @@
+//! The network as the kernel sees it, without D-Bus: the default routes
+//! from `/proc/net/route` and `/proc/net/ipv6_route`, addresses from
+//! `getifaddrs(3)`, each link's kind and state from sysfs, and changes
+//! from rtnetlink's multicast groups (links, IPv4 and IPv6 addresses and
+//! routes), which wake a thread of its own only when something changed:
+//! nothing is polled.
+//!
+//! Read only, and only what the kernel knows: no Wi-Fi profiles, no
+//! packet-data contexts and no radio (those need NetworkManager, oFono or
+//! ModemManager; writes are refused as unavailable), and nothing
+//! invented where the kernel says nothing (a link of unknown kind has no
+//! bearer).
+//!
+//! Why not the `rtnetlink` crate: the state is read from the kernel's
+//! stable text and `getifaddrs`, and netlink is used only as a wake-up
+//! (its messages are not parsed), which a plain socket from `nix` (already
+//! in the build) does without rtnetlink's async stack.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Mutex, Once};
+
+use dm_core::lock;
+
+use crate::{
+    ApnContext, ApnSettings, BearerKind, ChangeCallback, Network, NetworkState, PlatformError,
+    RadioState, WifiProfile, WifiSettings,
+};
+
+/// The kernel's network (or another root's, for tests).
+pub struct LinuxNetwork {
+    proc_root: String,
+    sys_root: String,
+    callbacks: Arc<Mutex<Vec<ChangeCallback>>>,
+    watching: Once,
+}
+
+impl Default for LinuxNetwork {
+    fn default() -> LinuxNetwork {
+        LinuxNetwork::new("/proc", "/sys")
+    }
+}
+
+impl LinuxNetwork {
+    pub fn new(proc_root: &str, sys_root: &str) -> LinuxNetwork {
+        LinuxNetwork {
+            proc_root: proc_root.trim_end_matches('/').to_owned(),
+            sys_root: sys_root.trim_end_matches('/').to_owned(),
+            callbacks: Arc::new(Mutex::new(Vec::new())),
+            watching: Once::new(),
+        }
+    }
+
+    fn read(&self, path: &str) -> Option<String> {
+        std::fs::read_to_string(path).ok()
+    }
+
+    /// What kind of link `interface` is, from sysfs: Wi-Fi when it has
+    /// wireless extensions or a phy, Ethernet when its hardware type is
+    /// ARPHRD_ETHER; unknown (no bearer) otherwise.
+    fn kind(&self, interface: &str) -> Option<BearerKind> {
+        let dir = format!("{}/class/net/{interface}", self.sys_root);
+        if std::path::Path::new(&format!("{dir}/wireless")).exists()
+            || std::path::Path::new(&format!("{dir}/phy80211")).exists()
+        {
+            return Some(BearerKind::Wlan);
+        }
+        match self.read(&format!("{dir}/type"))?.trim() {
+            "1" => Some(BearerKind::Ethernet),
+            _ => None,
+        }
+    }
+
+    /// The links that are up, but loopback.
+    fn up_interfaces(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(format!("{}/class/net", self.sys_root)) else {
+            return Vec::new();
+        };
+        let mut up: Vec<String> = entries
+            .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+            .filter(|name| {
+                self.read(&format!("{}/class/net/{name}/operstate", self.sys_root))
+                    .is_some_and(|s| s.trim() == "up")
+            })
+            .collect();
+        up.sort();
+        up
+    }
+}
+
+/// The IPv4 default routes of `/proc/net/route`: (interface, gateway),
+/// those that are up, in the kernel's order (lowest metric first among
+/// equals is the kernel's choice; the file lists them as the FIB does).
+pub fn parse_route(text: &str) -> Vec<(String, Option<Ipv4Addr>, u32)> {
+    const RTF_UP: u32 = 0x1;
+    const RTF_GATEWAY: u32 = 0x2;
+    let mut routes: Vec<(String, Option<Ipv4Addr>, u32)> = text
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [iface, destination, gateway, flags, _, _, metric, mask, ..] = fields[..] else {
+                return None;
+            };
+            let hex = |s: &str| u32::from_str_radix(s, 16).ok();
+            let flags = hex(flags)?;
+            if hex(destination)? != 0 || hex(mask)? != 0 || flags & RTF_UP == 0 {
+                return None;
+            }
+            // The file holds addresses in host (little-endian) order.
+            let gateway = (flags & RTF_GATEWAY != 0)
+                .then(|| hex(gateway).map(|g| Ipv4Addr::from(g.swap_bytes())))
+                .flatten();
+            Some((iface.to_owned(), gateway, metric.parse().ok()?))
+        })
+        .collect();
+    routes.sort_by_key(|(_, _, metric)| *metric);
+    routes
+}
+
+/// The IPv6 default routes of `/proc/net/ipv6_route`: (interface,
+/// next hop), lowest metric first. Loopback's unreachable defaults are
+/// not routes out.
+pub fn parse_ipv6_route(text: &str) -> Vec<(String, Option<Ipv6Addr>, u32)> {
+    const RTF_UP: u32 = 0x1;
+    const RTF_REJECT: u32 = 0x200;
+    let mut routes: Vec<(String, Option<Ipv6Addr>, u32)> = text
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [
+                destination,
+                prefix,
+                _,
+                _,
+                next_hop,
+                metric,
+                _,
+                _,
+                flags,
+                iface,
+            ] = fields[..]
+            else {
+                return None;
+            };
+            let flags = u32::from_str_radix(flags, 16).ok()?;
+            if u128::from_str_radix(destination, 16).ok()? != 0
+                || prefix != "00"
+                || flags & RTF_UP == 0
+                || flags & RTF_REJECT != 0
+                || iface == "lo"
+            {
+                return None;
+            }
+            let hop = Ipv6Addr::from(u128::from_str_radix(next_hop, 16).ok()?);
+            Some((
+                iface.to_owned(),
+                (!hop.is_unspecified()).then_some(hop),
+                u32::from_str_radix(metric, 16).ok()?,
+            ))
+        })
+        .collect();
+    routes.sort_by_key(|(_, _, metric)| *metric);
+    routes
+}
+
+/// The addresses of `interface` a server can use (no IPv6 link-local
+/// ones), IPv4 first.
+fn addresses(interface: &str) -> Vec<IpAddr> {
+    let Ok(all) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut out: Vec<IpAddr> = all
+        .filter(|a| a.interface_name == interface)
+        .filter_map(|a| {
+            let address = a.address?;
+            if let Some(v4) = address.as_sockaddr_in() {
+                return Some(IpAddr::V4(v4.ip()));
+            }
+            let v6 = address.as_sockaddr_in6()?.ip();
+            // fe80::/10: meaningful on the link only.
+            ((v6.segments()[0] & 0xffc0) != 0xfe80).then_some(IpAddr::V6(v6))
+        })
+        .collect();
+    out.sort_by_key(IpAddr::is_ipv6);
+    out.dedup();
+    out
+}
+
+impl Network for LinuxNetwork {
+    fn state(&self) -> NetworkState {
+        let v4 = self
+            .read(&format!("{}/net/route", self.proc_root))
+            .map(|t| parse_route(&t))
+            .unwrap_or_default();
+        let v6 = self
+            .read(&format!("{}/net/ipv6_route", self.proc_root))
+            .map(|t| parse_ipv6_route(&t))
+            .unwrap_or_default();
+        // The interface the default route leaves by, IPv4's first.
+        let interface = v4
+            .first()
+            .map(|(i, _, _)| i.clone())
+            .or_else(|| v6.first().map(|(i, _, _)| i.clone()));
+        let routers = interface
+            .as_ref()
+            .map(|interface| {
+                let v4 = v4
+                    .iter()
+                    .filter(|(i, _, _)| i == interface)
+                    .filter_map(|(_, g, _)| g.map(IpAddr::V4));
+                let v6 = v6
+                    .iter()
+                    .filter(|(i, _, _)| i == interface)
+                    .filter_map(|(_, g, _)| g.map(IpAddr::V6));
+                let mut routers: Vec<IpAddr> = v4.chain(v6).collect();
+                routers.dedup();
+                routers
+            })
+            .unwrap_or_default();
+        let mut available: Vec<BearerKind> = self
+            .up_interfaces()
+            .iter()
+            .filter(|i| i.as_str() != "lo")
+            .filter_map(|i| self.kind(i))
+            .collect();
+        available.sort_by_key(|k| *k as u8);
+        available.dedup();
+        NetworkState {
+            bearer: interface.as_deref().and_then(|i| self.kind(i)),
+            available,
+            addresses: interface.as_deref().map(addresses).unwrap_or_default(),
+            interface,
+            routers,
+            dhcp_acs_url: None,
+        }
+    }
+
+    fn radio(&self) -> RadioState {
+        RadioState::default()
+    }
+
+    fn wifi_profiles(&self) -> Vec<WifiProfile> {
+        Vec::new()
+    }
+
+    fn apn_contexts(&self) -> Vec<ApnContext> {
+        Vec::new()
+    }
+
+    fn on_change(&self, callback: ChangeCallback) {
+        lock(&self.callbacks).push(callback);
+        self.watching
+            .call_once(|| watch(Arc::clone(&self.callbacks)));
+    }
+
+    fn add_wifi_profile(&self, _: &WifiSettings) -> Result<String, PlatformError> {
+        Err(unavailable("Wi-Fi profiles"))
+    }
+
+    fn update_wifi_profile(&self, _: &str, _: &WifiSettings) -> Result<(), PlatformError> {
+        Err(unavailable("Wi-Fi profiles"))
+    }
+
+    fn delete_wifi_profile(&self, _: &str) -> Result<(), PlatformError> {
+        Err(unavailable("Wi-Fi profiles"))
+    }
+
+    fn add_apn_context(&self, _: &ApnSettings) -> Result<String, PlatformError> {
+        Err(unavailable("packet-data contexts"))
+    }
+
+    fn update_apn_context(&self, _: &str, _: &ApnSettings) -> Result<(), PlatformError> {
+        Err(unavailable("packet-data contexts"))
+    }
+
+    fn delete_apn_context(&self, _: &str) -> Result<(), PlatformError> {
+        Err(unavailable("packet-data contexts"))
+    }
+}
+
+fn unavailable(what: &str) -> PlatformError {
+    PlatformError::Unavailable(format!(
+        "{what} (the plain Linux platform has none: they need NetworkManager or oFono)"
+    ))
+}
+
+/// Runs the callbacks after every burst of rtnetlink notifications, on a
+/// thread of its own that sleeps in `recv` otherwise. Without netlink (a
+/// sandbox that forbids it) there are no change events: the state is
+/// still read on demand.
+fn watch(callbacks: Arc<Mutex<Vec<ChangeCallback>>>) {
+    use nix::sys::socket::{
+        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, socket,
+    };
+    use std::os::fd::AsRawFd as _;
+    const GROUPS: u32 = (nix::libc::RTMGRP_LINK
+        | nix::libc::RTMGRP_IPV4_IFADDR
+        | nix::libc::RTMGRP_IPV4_ROUTE
+        | nix::libc::RTMGRP_IPV6_IFADDR
+        | nix::libc::RTMGRP_IPV6_ROUTE) as u32;
+    let Ok(fd) = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    ) else {
+        return;
+    };
+    if bind(fd.as_raw_fd(), &NetlinkAddr::new(0, GROUPS)).is_err() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("dmagent-netlink".into())
+        .spawn(move || {
+            let mut buffer = vec![0u8; 16 * 1024];
+            loop {
+                match recv(fd.as_raw_fd(), &mut buffer, MsgFlags::empty()) {
+                    // An overrun (ENOBUFS) lost messages: something changed.
+                    Ok(_) | Err(nix::errno::Errno::ENOBUFS) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => return,
+                }
+                // The rest of the burst, then one callback round.
+                while recv(fd.as_raw_fd(), &mut buffer, MsgFlags::MSG_DONTWAIT).is_ok() {}
+                let callbacks: Vec<ChangeCallback> = lock(&callbacks).clone();
+                for callback in callbacks {
+                    callback();
+                }
+            }
+        });
+    drop(spawned);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROUTE: &str = "\
+Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0
+eth0\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\t0\t0\t0
+eth0\t0000000A\t00000000\t0001\t0\t0\t100\t000000FF\t0\t0\t0
+";
+
+    const IPV6_ROUTE: &str = "\
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003     eth0
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo
+fd000000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0
+";
+
+    #[test]
+    fn default_routes_are_read_lowest_metric_first() {
+        assert_eq!(
+            parse_route(ROUTE),
+            [
+                ("eth0".to_owned(), Some(Ipv4Addr::new(10, 0, 0, 1)), 100),
+                ("wlan0".to_owned(), Some(Ipv4Addr::new(192, 168, 1, 1)), 600),
+            ]
+        );
+        assert_eq!(
+            parse_ipv6_route(IPV6_ROUTE),
+            [(
+                "eth0".to_owned(),
+                Some("fe80::1".parse::<Ipv6Addr>().unwrap()),
+                0x400
+            )]
+        );
+        // Garbage is no route, not a panic.
+        assert!(parse_route("Iface\nx y z\n\u{0}").is_empty());
+        assert!(parse_ipv6_route("zz 00 zz").is_empty());
+    }
+
+    /// On this machine: the state names the interface the kernel's own
+    /// default route uses, and that interface's addresses as `ip` lists
+    /// them.
+    #[test]
+    fn the_state_is_the_kernels() {
+        let state = LinuxNetwork::default().state();
+        let route = std::fs::read_to_string("/proc/net/route").unwrap();
+        assert_eq!(
+            state.interface,
+            parse_route(&route)
+                .first()
+                .map(|(i, _, _)| i.clone())
+                .or_else(|| {
+                    let v6 = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+                    parse_ipv6_route(&v6).first().map(|(i, _, _)| i.clone())
+                })
+        );
+        if let Some(interface) = &state.interface {
+            let shown = std::process::Command::new("ip")
+                .args(["-o", "addr", "show", "dev", interface])
+                .output()
+                .expect("ip");
+            let shown = String::from_utf8_lossy(&shown.stdout);
+            for address in &state.addresses {
+                assert!(
+                    shown.contains(&format!(" {address}/")),
+                    "{address} not in {shown}"
+                );
+            }
+        }
+        // Nothing invented.
+        assert_eq!(LinuxNetwork::default().radio(), RadioState::default());
+    }
+}
