@@ -19,7 +19,14 @@ fn the_embedded_default_is_valid() {
         &Overrides::default(),
     )
     .unwrap();
-    assert_eq!(config.platform, PlatformKind::Memory);
+    // Real values by default, never the invented ones.
+    assert_eq!(config.platform, PlatformKind::Auto);
+    assert_eq!(
+        parse("", "empty.toml", &Overrides::default())
+            .unwrap()
+            .platform,
+        PlatformKind::Auto
+    );
     assert!(config.cwmp.is_some() && config.lwm2m.is_some());
 }
 
@@ -138,7 +145,7 @@ fn a_bad_value_names_the_file_line_key_and_what_is_allowed() {
     );
     check(
         "[platform]\nkind = \"ofono\"\n",
-        "dmagent.toml:2: platform.kind: \"ofono\" is not a platform; allowed: \"memory\", \"dbus\"",
+        "dmagent.toml:2: platform.kind: \"ofono\" is not a platform; allowed: \"auto\", \"linux\", \"dbus\", \"memory\"",
     );
     check(
         "[lwm2m]\nserver_uri = \"coap://127.0.0.1:5683\"\nbinding = \"X\"\n",
