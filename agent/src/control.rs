@@ -274,11 +274,36 @@ impl Control {
             }
             return lwm2m_values(&lock(&self.tree), &core);
         }
-        let tree = lock(&self.tree);
-        let name = if path.is_empty() { "Device." } else { path };
-        rpc::get_parameter_values(&tree, &[name.to_owned()])
+        let names = [if path.is_empty() { "Device." } else { path }.to_owned()];
+        // The same host reads first (a provider's volatile values), made
+        // for the origin the TR-181 mapping reads as.
+        let reads = {
+            let tree = lock(&self.tree);
+            tree.host_reads(Origin::Acs, &rpc::selected_paths(&tree, &names))
+        };
+        let fetched = if reads.is_empty() {
+            None
+        } else {
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    reads.run_within(dm_core::tree::HOST_READ_LIMIT)
+                })
+                .await
+                .unwrap_or_default(),
+            )
+        };
+        let mut tree = lock(&self.tree);
+        let fetching = fetched.is_some();
+        if let Some(fetched) = fetched {
+            tree.supply(fetched);
+        }
+        let values = rpc::get_parameter_values(&tree, &names)
             .map(|values| values.into_iter().map(|v| (v.name, v.value)).collect())
-            .map_err(fault)
+            .map_err(fault);
+        if fetching {
+            tree.forget_fetched(Origin::Acs);
+        }
+        values
     }
 
     /// Names under `path` (TR-181), with whether each is writable.
@@ -611,7 +636,6 @@ impl Control {
             .map_err(invalid)
     }
 
-    /// Stops the agent as SIGTERM does.
     /// Registers the caller as the provider of a declared object
     /// (`provider = "dbus"`): "/3303" or its TR-181 path, and where the
     /// caller implements `org.dmagent.Provider1` (see the agent's
@@ -686,6 +710,7 @@ impl Control {
             .map_err(invalid)
     }
 
+    /// Stops the agent as SIGTERM does.
     async fn exit(&self) -> fdo::Result<()> {
         self.requests
             .send(Request::Exit)

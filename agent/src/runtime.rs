@@ -279,6 +279,8 @@ pub async fn run(
     let transfer = Arc::new(Mutex::new(None));
     let expected_sha256 = Arc::new(Mutex::new(None));
     let started = dm_rt::clock::wall();
+    // Before the API is on the bus: a provider may push at once.
+    services.attach(Arc::clone(&tree));
     let control = crate::control::serve(crate::control::Control {
         tree: Arc::clone(&tree),
         started,
@@ -294,7 +296,7 @@ pub async fn run(
         platform: config.platform.name(),
     })
     .await;
-    services.attach(Arc::clone(&tree), control.as_ref());
+
     let cwmp = config.cwmp.as_ref().map(|cwmp| {
         let driver = dm_cwmp_tokio::Config {
             connection_request: Some(dm_cwmp_tokio::ConnectionRequestServer {

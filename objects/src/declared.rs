@@ -66,8 +66,9 @@ pub trait Provider: Send + Sync {
     /// answer the provider's state is unknown: the implementation brings
     /// it back to the tree's (the command provider is started again, and
     /// pushes its values when it starts; a D-Bus provider is sent `undo`,
-    /// which takes the request back, after it).
-    fn call(&self, request: Request, undo: &Request) -> Result<(), Error>;
+    /// which takes the request back, after it; `None` for a call that is
+    /// itself an undo).
+    fn call(&self, request: Request, undo: Option<&Request>) -> Result<(), Error>;
     /// The current values of an instance's volatile `resources`, within
     /// [`VOLATILE_LIMIT`].
     fn get(
@@ -313,13 +314,27 @@ impl ObjectHandler for Declared {
         Some(HostRead::new(
             format!("{path} from {}", provider.name()),
             move || {
+                // Whatever went wrong with the provider's answer, the
+                // request gets "not now" (5.03, 9002), never an empty or
+                // made-up value.
+                let away = |e: Error| match e {
+                    Error::PlatformUnavailable(_) => e,
+                    other => Error::PlatformUnavailable(format!(
+                        "{} (its answer: {other})",
+                        provider.name()
+                    )),
+                };
                 provider
-                    .get(instance, &[resource])?
+                    .get(instance, &[resource])
+                    .map_err(away)?
                     .into_iter()
                     .find(|(id, _)| *id == resource)
                     .map(|(_, value)| value)
                     .ok_or_else(|| {
-                        Error::Platform(format!("{path}: {} gave no value", provider.name()))
+                        Error::PlatformUnavailable(format!(
+                            "{} (it gave no value for {path})",
+                            provider.name()
+                        ))
                     })
             },
         ))
@@ -340,6 +355,14 @@ impl ObjectHandler for Declared {
         let Some(provider) = self.running(Path::instance(self.schema.id, instance))? else {
             return Ok(None);
         };
+        // A bootstrap server's writes are made on the driver's own thread,
+        // which a provider's answer needs: not carried, refused.
+        if origin == Origin::Bootstrap {
+            return Err(Error::NotSupported(Path::instance(
+                self.schema.id,
+                instance,
+            )));
+        }
         let Some((request, undo)) = requests(instance, old, new) else {
             return Ok(None);
         };
@@ -355,9 +378,9 @@ impl ObjectHandler for Declared {
             Path::instance(self.schema.id, instance)
         );
         Ok(Some(HostWrite::new(what.clone(), move || {
-            provider.call(request.clone(), &undo)?;
+            provider.call(request, Some(&undo))?;
             Ok(Some(HostWrite::new(format!("undo of {what}"), move || {
-                provider.call(undo, &request)?;
+                provider.call(undo, None)?;
                 Ok(None)
             })))
         })))

@@ -696,7 +696,7 @@ mod declared {
         fn execute(&self, _: InstanceId, _: ResourceId, _: &str) -> Result<(), Error> {
             Ok(())
         }
-        fn call(&self, request: Request, _undo: &Request) -> Result<(), Error> {
+        fn call(&self, request: Request, _undo: Option<&Request>) -> Result<(), Error> {
             self.calls.lock().unwrap().push(request);
             if self.refuse.load(Ordering::SeqCst) {
                 return Err(Error::PlatformInvalid("no".into()));

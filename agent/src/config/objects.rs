@@ -409,6 +409,15 @@ fn declaration(
                     ),
                 ));
             }
+            if resource.multiple {
+                return Err(at.error(
+                    &list.span(),
+                    format!(
+                        "{} holds several values: only a single value can be volatile",
+                        resource.name
+                    ),
+                ));
+            }
             if values.iter().any(|(_, r, _)| *r == resource.id) {
                 return Err(at.error(
                     &list.span(),

@@ -100,9 +100,13 @@ pub struct Process {
     /// A caller stopped waiting for an answer in this run of the program.
     gave_up: AtomicBool,
     restart: tokio::sync::Notify,
+    /// The thread that runs the (current-thread) runtime, which a caller
+    /// must not block.
+    runtime_thread: std::thread::ThreadId,
 }
 
 impl Process {
+    /// Call on the runtime's thread.
     pub fn new(command: Command, object: &'static ObjectSchema) -> Arc<Process> {
         let (requests, queue) = tokio::sync::mpsc::channel(QUEUE);
         Arc::new(Process {
@@ -119,6 +123,7 @@ impl Process {
             queue: Mutex::new(Some(queue)),
             gave_up: AtomicBool::new(false),
             restart: tokio::sync::Notify::new(),
+            runtime_thread: std::thread::current().id(),
         })
     }
 
@@ -365,6 +370,13 @@ impl Process {
         limit: Duration,
         restart: bool,
     ) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+        if std::thread::current().id() == self.runtime_thread {
+            // Blocking here would stop the runtime that talks to it.
+            return Err(Error::PlatformUnavailable(format!(
+                "{} (asked from the runtime's own thread)",
+                self.name
+            )));
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         line["id"] = id.into();
         let (answer, answered) = std::sync::mpsc::sync_channel(1);
@@ -417,7 +429,7 @@ impl Provider for Process {
         self.up.load(Ordering::SeqCst)
     }
 
-    fn call(&self, request: Request, _undo: &Request) -> Result<(), Error> {
+    fn call(&self, request: Request, _undo: Option<&Request>) -> Result<(), Error> {
         let (op, instance, values) = super::parts(self.object, &request);
         let mut line = serde_json::json!({"op": op, "instance": instance.0});
         if let Some(values) = values {
@@ -594,7 +606,7 @@ for line in sys.stdin:
         };
         let late = {
             let process = Arc::clone(&process);
-            tokio::task::spawn_blocking(move || process.call(set(7), &set(0)))
+            tokio::task::spawn_blocking(move || process.call(set(7), Some(&set(0))))
         };
         assert!(matches!(
             late.await.unwrap(),
@@ -603,7 +615,7 @@ for line in sys.stdin:
         wait_for(20).await;
         // The new run answers in time.
         let process2 = Arc::clone(&process);
-        let answered = tokio::task::spawn_blocking(move || process2.call(set(9), &set(0)));
+        let answered = tokio::task::spawn_blocking(move || process2.call(set(9), Some(&set(0))));
         assert_eq!(answered.await.unwrap(), Ok(()));
         wait_for(9).await;
         assert_eq!(std::fs::read_to_string(runs.path()).unwrap(), "xx");

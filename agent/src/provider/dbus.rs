@@ -16,8 +16,9 @@
 //! `org.dmagent.Provider1`, which the agent calls:
 //!
 //! - `Set(u instance, a{sv} values)`, `Add(u instance, a{sv} values)`,
-//!   `Delete(u instance)`: all or nothing; a D-Bus error refuses the
-//!   change with its message;
+//!   `Delete(u instance)`: all or nothing; an error of its own (any name
+//!   but the bus's "not there" ones: NoReply, ServiceUnknown,
+//!   UnknownObject, ...) refuses the change with its message;
 //! - `Execute(u instance, u resource, s arguments)`: not waited for;
 //! - `Get(u instance, as resources) → a{sv}`: the volatile values.
 //!
@@ -25,8 +26,8 @@
 //! watches its unique name (NameOwnerChanged) and, once it is gone,
 //! answers "temporarily unavailable" for the object until a service
 //! registers again. A Set, Add or Delete not answered in time is taken
-//! back by its inverse, sent after it (D-Bus keeps one connection's
-//! messages in order).
+//! back by its inverse, sent after it to the same connection (D-Bus keeps
+//! one connection's messages in order).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -43,42 +44,82 @@ use super::{CALL_LIMIT, Push};
 
 pub const INTERFACE: &str = "org.dmagent.Provider1";
 
-/// The service serving an object now.
+/// The service serving an object now, and the connection it registered
+/// on (the control API's).
 #[derive(Clone, Debug)]
 struct Owner {
     name: String,
     path: OwnedObjectPath,
+    connection: zbus::Connection,
+}
+
+/// Why a call to the provider failed.
+enum Failure {
+    /// It answered with a D-Bus error of its own: its refusal.
+    Refused(String),
+    /// It is not there to answer (left the bus, never had the object).
+    Away(String),
+    /// No answer in time: whether it acted is unknown.
+    TimedOut,
 }
 
 /// One object a D-Bus service may serve.
 pub struct DbusProvider {
     object: &'static ObjectSchema,
     owner: Mutex<Option<Owner>>,
-    /// The control API's connection, once it is on the bus.
-    connection: OnceLock<zbus::Connection>,
     runtime: tokio::runtime::Handle,
+    /// The thread that runs the (current-thread) runtime: never blocked
+    /// waiting for a call that needs it.
+    runtime_thread: std::thread::ThreadId,
 }
+
+/// Errors the bus itself answers for a service that is not there, or not
+/// serving what was called: the provider is away, not refusing.
+const AWAY: [&str; 8] = [
+    "org.freedesktop.DBus.Error.NoReply",
+    "org.freedesktop.DBus.Error.ServiceUnknown",
+    "org.freedesktop.DBus.Error.NameHasNoOwner",
+    "org.freedesktop.DBus.Error.Disconnected",
+    "org.freedesktop.DBus.Error.Timeout",
+    "org.freedesktop.DBus.Error.TimedOut",
+    "org.freedesktop.DBus.Error.UnknownObject",
+    "org.freedesktop.DBus.Error.UnknownMethod",
+];
+
+/// Of those, the ones that say its connection is gone.
+const GONE: [&str; 3] = [
+    "org.freedesktop.DBus.Error.NoReply",
+    "org.freedesktop.DBus.Error.ServiceUnknown",
+    "org.freedesktop.DBus.Error.NameHasNoOwner",
+];
 
 impl DbusProvider {
     fn owner(&self) -> Option<Owner> {
         dm_core::lock(&self.owner).clone()
     }
 
-    /// Calls the provider's `method` and waits at most `limit` for its
-    /// reply, from a host thread.
-    fn ask<B>(&self, method: &'static str, body: B, limit: Duration) -> Result<zbus::Message, Error>
+    /// Calls `owner`'s `method` and waits at most `limit` for its reply,
+    /// from a host thread (never the runtime's: the call runs there).
+    fn ask<B>(
+        &self,
+        owner: &Owner,
+        method: &'static str,
+        body: B,
+        limit: Duration,
+    ) -> Result<zbus::Message, Failure>
     where
         B: serde::Serialize + zbus::wire::DynamicType + Send + Sync + 'static,
     {
-        let (Some(owner), Some(connection)) = (self.owner(), self.connection.get().cloned()) else {
-            return Err(self.unavailable("not registered"));
-        };
-        let owner_name = owner.name.clone();
+        if std::thread::current().id() == self.runtime_thread {
+            // Blocking here would stop the very runtime the call needs.
+            return Err(Failure::Away("asked from the runtime's own thread".into()));
+        }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let called = owner.clone();
         self.runtime.spawn(async move {
-            let call = connection.call_method(
-                Some(owner.name.as_str()),
-                owner.path.as_str(),
+            let call = called.connection.call_method(
+                Some(called.name.as_str()),
+                called.path.as_str(),
                 Some(INTERFACE),
                 method,
                 &body,
@@ -87,33 +128,30 @@ impl DbusProvider {
         });
         match rx.recv_timeout(limit + Duration::from_secs(1)) {
             Ok(Ok(Ok(reply))) => Ok(reply),
-            Ok(Ok(Err(zbus::Error::MethodError(name, detail, _))))
-                if !name.as_str().starts_with("org.freedesktop.DBus.Error.") =>
-            {
-                // The provider's own refusal.
-                Err(Error::PlatformInvalid(format!(
-                    "{}: {}",
-                    self.name(),
-                    detail.unwrap_or_else(|| name.to_string())
-                )))
-            }
-            Ok(Ok(Err(e))) => {
-                // The bus says the service left without answering: gone
-                // now, whether or not NameOwnerChanged has come yet.
-                if let zbus::Error::MethodError(name, _, _) = &e
-                    && matches!(
-                        name.as_str(),
-                        "org.freedesktop.DBus.Error.NoReply"
-                            | "org.freedesktop.DBus.Error.ServiceUnknown"
-                            | "org.freedesktop.DBus.Error.NameHasNoOwner"
-                    )
-                {
-                    self.forget(&owner_name);
+            Ok(Ok(Err(zbus::Error::MethodError(name, detail, _)))) => {
+                let text = detail.unwrap_or_else(|| name.to_string());
+                if GONE.contains(&name.as_str()) {
+                    // Gone now, whether or not NameOwnerChanged has come.
+                    self.forget(&owner.name);
                 }
-                Err(self.unavailable(&e.to_string()))
+                if AWAY.contains(&name.as_str()) {
+                    Err(Failure::Away(format!("{name}: {text}")))
+                } else {
+                    Err(Failure::Refused(text))
+                }
             }
-            Ok(Err(_)) | Err(_) => {
-                Err(self.unavailable(&format!("no answer within {} ms", limit.as_millis())))
+            Ok(Ok(Err(e))) => Err(Failure::Away(e.to_string())),
+            Ok(Err(_)) | Err(_) => Err(Failure::TimedOut),
+        }
+    }
+
+    /// A failure as the request's error.
+    fn error(&self, failure: Failure, limit: Duration) -> Error {
+        match failure {
+            Failure::Refused(why) => Error::PlatformInvalid(format!("{}: {why}", self.name())),
+            Failure::Away(why) => self.unavailable(&why),
+            Failure::TimedOut => {
+                self.unavailable(&format!("no answer within {} ms", limit.as_millis()))
             }
         }
     }
@@ -138,31 +176,28 @@ impl DbusProvider {
         Error::PlatformUnavailable(format!("{} ({why})", self.name()))
     }
 
-    /// Sends a request without waiting for its answer.
+    /// Sends a request to `owner` without waiting for its answer.
     fn send(
         &self,
+        owner: Owner,
         method: &'static str,
         body: impl serde::Serialize + zbus::wire::DynamicType + Send + Sync + 'static,
     ) {
-        let (Some(owner), Some(connection)) = (self.owner(), self.connection.get().cloned()) else {
-            return;
-        };
         let name = self.name();
         self.runtime.spawn(async move {
-            let call = connection.call_method(
+            let call = owner.connection.call_method(
                 Some(owner.name.as_str()),
                 owner.path.as_str(),
                 Some(INTERFACE),
                 method,
                 &body,
             );
-            if let Err(e) = tokio::time::timeout(CALL_LIMIT, call)
-                .await
-                .map_err(|_| "no answer".to_owned())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-            {
-                warn!(provider = %name, method, "provider call failed: {e}");
-            }
+            let outcome = match tokio::time::timeout(CALL_LIMIT, call).await {
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no answer".to_owned(),
+            };
+            warn!(provider = %name, method, "provider call failed: {outcome}");
         });
     }
 
@@ -178,14 +213,6 @@ impl DbusProvider {
             _ => "Delete",
         };
         (method, u32::from(instance.0), values.map(|v| variants(&v)))
-    }
-
-    fn call_now(&self, request: &Request, limit: Duration) -> Result<(), Error> {
-        match self.request(request) {
-            (method, instance, Some(values)) => self.ask(method, (instance, values), limit),
-            (method, instance, None) => self.ask(method, (instance,), limit),
-        }
-        .map(|_| ())
     }
 }
 
@@ -207,18 +234,33 @@ impl Provider for DbusProvider {
         dm_core::lock(&self.owner).is_some()
     }
 
-    fn call(&self, request: Request, undo: &Request) -> Result<(), Error> {
-        let outcome = self.call_now(&request, CALL_LIMIT);
-        if let Err(Error::PlatformUnavailable(_)) = &outcome
-            && self.is_up()
-        {
-            // Unknown whether it made the change: its inverse follows it.
-            match self.request(undo) {
-                (method, instance, Some(values)) => self.send(method, (instance, values)),
-                (method, instance, None) => self.send(method, (instance,)),
+    fn call(&self, request: Request, undo: Option<&Request>) -> Result<(), Error> {
+        let Some(owner) = self.owner() else {
+            return Err(self.unavailable("not registered"));
+        };
+        let outcome = match self.request(&request) {
+            (method, instance, Some(values)) => {
+                self.ask(&owner, method, (instance, values), CALL_LIMIT)
             }
+            (method, instance, None) => self.ask(&owner, method, (instance,), CALL_LIMIT),
+        };
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(Failure::TimedOut) => {
+                // Unknown whether it made the change: its inverse follows
+                // it, to the same connection (D-Bus keeps their order).
+                if let Some(undo) = undo {
+                    match self.request(undo) {
+                        (method, instance, Some(values)) => {
+                            self.send(owner, method, (instance, values));
+                        }
+                        (method, instance, None) => self.send(owner, method, (instance,)),
+                    }
+                }
+                Err(self.error(Failure::TimedOut, CALL_LIMIT))
+            }
+            Err(failure) => Err(self.error(failure, CALL_LIMIT)),
         }
-        outcome
     }
 
     fn get(
@@ -226,19 +268,27 @@ impl Provider for DbusProvider {
         instance: InstanceId,
         resources: &[ResourceId],
     ) -> Result<Vec<(ResourceId, ResourceValue)>, Error> {
+        let Some(owner) = self.owner() else {
+            return Err(self.unavailable("not registered"));
+        };
         let wanted: Vec<String> = resources
             .iter()
             .map(|r| super::key(self.object, *r))
             .collect();
-        let reply = self.ask("Get", (u32::from(instance.0), wanted), VOLATILE_LIMIT)?;
+        let reply = self
+            .ask(
+                &owner,
+                "Get",
+                (u32::from(instance.0), wanted),
+                VOLATILE_LIMIT,
+            )
+            .map_err(|failure| self.error(failure, VOLATILE_LIMIT))?;
         let given: HashMap<String, OwnedVariant> = reply
             .body()
             .deserialize()
-            .map_err(|e| Error::Platform(format!("{}: its Get answer: {e}", self.name())))?;
-        let given =
-            json_map(&given).map_err(|why| Error::Platform(format!("{}: {why}", self.name())))?;
-        super::got(self.object, resources, &given)
-            .map_err(|why| Error::Platform(format!("{}: {why}", self.name())))
+            .map_err(|e| self.unavailable(&format!("its Get answer: {e}")))?;
+        let given = json_map(&given).map_err(|why| self.unavailable(&why))?;
+        super::got(self.object, resources, &given).map_err(|why| self.unavailable(&why))
     }
 
     fn execute(
@@ -247,10 +297,11 @@ impl Provider for DbusProvider {
         resource: ResourceId,
         arguments: &str,
     ) -> Result<(), Error> {
-        if !self.is_up() {
+        let Some(owner) = self.owner() else {
             return Err(self.unavailable("not registered"));
-        }
+        };
         self.send(
+            owner,
             "Execute",
             (
                 u32::from(instance.0),
@@ -269,8 +320,8 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// One entry per object declared with `provider = "dbus"`; call in the
-    /// runtime.
+    /// One entry per object declared with `provider = "dbus"`; call on the
+    /// runtime's thread.
     pub fn new(objects: &[&'static ObjectSchema]) -> Arc<Registry> {
         let runtime = tokio::runtime::Handle::current();
         Arc::new(Registry {
@@ -280,8 +331,8 @@ impl Registry {
                     Arc::new(DbusProvider {
                         object,
                         owner: Mutex::new(None),
-                        connection: OnceLock::new(),
                         runtime: runtime.clone(),
+                        runtime_thread: std::thread::current().id(),
                     })
                 })
                 .collect(),
@@ -297,14 +348,9 @@ impl Registry {
             .cloned()
     }
 
-    /// Where pushes go, and the connection calls go out on.
-    pub fn attach(&self, tree: Arc<Mutex<Tree>>, connection: Option<&zbus::Connection>) {
+    /// Where pushes go: set before the control API is served.
+    pub fn attach(&self, tree: Arc<Mutex<Tree>>) {
         let _ = self.tree.set(tree);
-        for provider in &self.providers {
-            if let Some(connection) = connection {
-                let _ = provider.connection.set(connection.clone());
-            }
-        }
     }
 
     /// The object a client names: "/3303", or a TR-181 object path.
@@ -345,6 +391,41 @@ impl Registry {
         path: OwnedObjectPath,
     ) -> Result<(), String> {
         let provider = Arc::clone(self.find(object)?);
+        let current = provider.owner();
+        // Again from the same connection: only the path changes.
+        if let Some(owner) = current.as_ref().filter(|o| o.name == sender) {
+            *dm_core::lock(&provider.owner) = Some(Owner {
+                path,
+                ..owner.clone()
+            });
+            return Ok(());
+        }
+        let proxy = zbus::fdo::DBusProxy::new(connection)
+            .await
+            .map_err(|e| e.to_string())?;
+        let has_owner = |name: String| {
+            let proxy = proxy.clone();
+            async move {
+                match zbus::names::BusName::try_from(name) {
+                    Ok(name) => proxy.name_has_owner(name).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
+        // Another connection has it: refused, unless that one has left
+        // the bus and its NameOwnerChanged is still on its way.
+        if let Some(other) = current {
+            if has_owner(other.name.clone()).await? {
+                return Err(format!("{object} is served by {} already", other.name));
+            }
+            provider.forget(&other.name);
+        }
+        // Watched before the owner is set and checked: a provider gone
+        // meanwhile is seen by one or the other.
+        let mut gone = proxy
+            .receive_name_owner_changed_with_args(&[(0, sender), (2, "")])
+            .await
+            .map_err(|e| e.to_string())?;
         {
             let mut owner = dm_core::lock(&provider.owner);
             if let Some(other) = owner.as_ref().filter(|o| o.name != sender) {
@@ -353,23 +434,12 @@ impl Registry {
             *owner = Some(Owner {
                 name: sender.to_owned(),
                 path,
+                connection: connection.clone(),
             });
         }
-        // Watched before it is checked: a provider gone meanwhile is seen
-        // by one or the other.
-        let proxy = zbus::fdo::DBusProxy::new(connection)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut gone = proxy
-            .receive_name_owner_changed_with_args(&[(0, sender), (2, "")])
-            .await
-            .map_err(|e| e.to_string())?;
-        let present = match zbus::names::BusName::try_from(sender) {
-            Ok(name) => proxy.name_has_owner(name).await.unwrap_or(false),
-            Err(_) => false,
-        };
-        let sender = sender.to_owned();
+        let present = has_owner(sender.to_owned()).await?;
         info!(provider = %provider.name(), "D-Bus provider registered");
+        let sender = sender.to_owned();
         // Once it leaves the bus, the object is unavailable until a
         // service registers again.
         tokio::spawn(async move {

@@ -72,6 +72,10 @@ pub fn apply(
             (instance, values)
         }
         Push::Deleted { instance } => {
+            // What it could never make again.
+            if !object.multiple {
+                return Err(format!("{} has a single instance", object.name));
+            }
             tx.delete(object.id, instance);
             (instance, Vec::new())
         }
@@ -117,6 +121,9 @@ pub fn typed(
     };
     let one = |v: &serde_json::Value| dm_objects::declared::value_of(resource, scalar(v)?);
     let value = match (resource.multiple, value) {
+        (true, serde_json::Value::Array(items)) if items.len() > usize::from(u16::MAX) => {
+            return Err(format!("{}: more than {} values", resource.name, u16::MAX));
+        }
         (true, serde_json::Value::Array(items)) => ResourceValue::Multiple(
             (0u16..)
                 .zip(items)

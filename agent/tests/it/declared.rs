@@ -77,6 +77,7 @@ fn a_declared_object_bound_to_tr181_is_served_to_the_acs_through_a_dbus_provider
     let (ready_tx, ready) = mpsc::channel::<()>();
     // Popped from the end, in the first session.
     let mut requests = vec![
+        gpv(&["Device.DeviceInfo.TemperatureStatus."]),
         gpv(&[&format!("{SENSOR}Value")]),
         set_name("exit", "k3"),
         "<cwmp:SetParameterAttributes><ParameterList soap-enc:arrayType=\"cwmp:SetParameterAttributesStruct[1]\">\
@@ -188,6 +189,9 @@ fn a_declared_object_bound_to_tr181_is_served_to_the_acs_through_a_dbus_provider
     let away = acs.post_with("<cwmp:Fault>");
     assert!(away.contains("<FaultCode>9002</FaultCode>"), "{away}");
     assert!(away.contains("none is registered"), "{away}");
+    // Under a partial path it is left out, not a fault for the whole.
+    let partial = acs.post_with("GetParameterValuesResponse");
+    assert!(!partial.contains(SENSOR), "{partial}");
     let _ = provider.0.wait();
 
     // Back: it registers again and pushes its readings, notified.

@@ -292,15 +292,26 @@ pub fn get_parameter_values_within(
     let all = concrete(tree);
     let selected = select_each_once(&all, names, limit)?;
     // A value whose server is away (a provider that is not running) is
-    // not answered as empty: the request gets 9002, TR-069's nearest to
-    // "try later" (§A.5.1).
-    selected
-        .into_iter()
-        .map(|c| {
-            wire_value_or_unavailable(tree, c)
-                .map_err(|e| fault(FaultCode::InternalError, format!("{}: {e}", c.name)))
-        })
-        .collect()
+    // not answered as empty. Asked for by its full name, the request gets
+    // 9002, TR-069's nearest to "try later" (§A.5.1); under a partial
+    // path it is left out, as an object that is not there for now, so
+    // that one away provider does not fail a whole refresh of Device.
+    let named: std::collections::HashSet<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !n.is_empty() && !n.ends_with('.'))
+        .collect();
+    let mut out = Vec::with_capacity(selected.len());
+    for c in selected {
+        match wire_value_or_unavailable(tree, c) {
+            Ok(value) => out.push(value),
+            Err(e) if named.contains(c.name.as_str()) => {
+                return Err(fault(FaultCode::InternalError, format!("{}: {e}", c.name)));
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(out)
 }
 
 /// The tree paths GetParameterValues of `names` reads (none when it

@@ -347,6 +347,9 @@ impl Engine {
 
     pub(super) fn end(&mut self, tree: &mut Tree, now: Instant, wall: i64) {
         self.phase = Phase::Idle;
+        // A read that was waiting for the host has nobody to answer now.
+        self.reading = None;
+        self.host_reads = None;
         self.durable.retry_count = 0;
         self.save(tree);
         self.events
@@ -366,6 +369,8 @@ impl Engine {
     pub(super) fn fail(&mut self, tree: &mut Tree, now: Instant) {
         self.phase = Phase::Idle;
         self.outbox.clear();
+        self.reading = None;
+        self.host_reads = None;
         // Nothing was delivered: everything goes in the next Inform.
         self.in_flight.clear();
         self.in_flight_changed.clear();

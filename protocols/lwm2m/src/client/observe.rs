@@ -144,15 +144,30 @@ impl Client {
                     .map(|payload| (payload, format)),
                 None => self.read(tree, &path, Some(format)),
             };
-            let Ok((payload, format)) = read else {
-                // The observed thing is gone: end the observation with an
-                // error notification (RFC 7641 §3.2).
-                let o = self.observations.remove(i);
-                let mut packet = Packet::new();
-                packet.header.code = MessageClass::Response(ResponseType::NotFound);
-                packet.set_token(o.token);
-                self.coap.send_confirmable(now, packet);
-                return;
+            let (payload, format) = match read {
+                Ok(read) => read,
+                // Unavailable for now (its provider is away): no
+                // notification this time, the observation stays and is
+                // tried again at its next pmax.
+                Err(refused)
+                    if refused.header.code
+                        == MessageClass::Response(ResponseType::ServiceUnavailable) =>
+                {
+                    let o = &mut self.observations[i];
+                    o.dirty = false;
+                    o.last_sent = now;
+                    continue;
+                }
+                Err(_) => {
+                    // The observed thing is gone: end the observation with an
+                    // error notification (RFC 7641 §3.2).
+                    let o = self.observations.remove(i);
+                    let mut packet = Packet::new();
+                    packet.header.code = MessageClass::Response(ResponseType::NotFound);
+                    packet.set_token(o.token);
+                    self.coap.send_confirmable(now, packet);
+                    return;
+                }
             };
             let value = match self.observations[i].composite {
                 Some(_) => None,

@@ -40,6 +40,15 @@ fn fixture_declaring(
     host: Arc<dyn dm_platform::Host>,
     declared: &[dm_objects::declared::Declaration],
 ) -> Fixture {
+    fixture_served(host, declared, None)
+}
+
+/// A fixture whose `declared` objects are served by `provider`.
+fn fixture_served(
+    host: Arc<dyn dm_platform::Host>,
+    declared: &[dm_objects::declared::Declaration],
+    provider: Option<Arc<dyn dm_objects::declared::Provider>>,
+) -> Fixture {
     let network = Arc::new(MemoryNetwork::demo());
     let log = Arc::new(MemoryLog::default());
     let platform = Platform {
@@ -49,7 +58,7 @@ fn fixture_declaring(
     };
     let mut tree = Tree::new();
     dm_objects::register(&mut tree, &platform).unwrap();
-    dm_objects::declared::register(&mut tree, declared, &|_| None).unwrap();
+    dm_objects::declared::register(&mut tree, declared, &|_| provider.clone()).unwrap();
     dm_objects::populate(&mut tree, &[]).unwrap();
     dm_objects::declared::populate(&mut tree, declared, &[]).unwrap();
     dm_objects::provision(
@@ -2631,6 +2640,86 @@ fn a_declared_object_is_registered_read_written_observed_and_discovered() {
     let notification = f.sent();
     assert_eq!(notification.get_token(), observe.get_token());
     assert_eq!(notification.payload, b"22");
+}
+
+/// An observation of an object whose provider is away stays: its pmax
+/// passes with nothing sent (not a 4.04, which would end it), and the
+/// first pmax once the provider is back notifies again.
+#[test]
+fn an_observation_outlives_its_providers_absence() {
+    use dm_objects::declared::{Provider, Request};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    struct Switch(AtomicBool);
+    impl Provider for Switch {
+        fn name(&self) -> String {
+            "switch".into()
+        }
+        fn is_up(&self) -> bool {
+            self.0.load(Ordering::SeqCst)
+        }
+        fn call(&self, _: Request, _: Option<&Request>) -> Result<(), dm_core::Error> {
+            Ok(())
+        }
+        fn get(
+            &self,
+            _: InstanceId,
+            _: &[dm_core::ResourceId],
+        ) -> Result<Vec<(dm_core::ResourceId, ResourceValue)>, dm_core::Error> {
+            Err(dm_core::Error::PlatformUnavailable(
+                "no volatile values".into(),
+            ))
+        }
+        fn execute(
+            &self,
+            _: InstanceId,
+            _: dm_core::ResourceId,
+            _: &str,
+        ) -> Result<(), dm_core::Error> {
+            Ok(())
+        }
+    }
+    let provider = Arc::new(Switch(AtomicBool::new(true)));
+    let mut f = fixture_served(
+        Arc::new(LinuxHost::default()),
+        &[temperature()],
+        Some(provider.clone()),
+    );
+    f.register();
+    let attrs = f.request(RequestType::Put, "/3303/0/5700", |p| {
+        p.add_option(CoapOption::UriQuery, b"pmax=60".to_vec());
+    });
+    assert_eq!(code(&attrs), ResponseType::Changed);
+    let observe = f.request(RequestType::Get, "/3303/0/5700", |p| {
+        p.set_observe_value(0);
+        p.add_option(CoapOption::Accept, vec![ContentFormat::Text.number() as u8]);
+    });
+    assert_eq!(code(&observe), ResponseType::Content);
+    let token = observe.get_token().to_vec();
+    let ours = |f: &mut Fixture| -> Vec<Packet> {
+        std::iter::from_fn(|| f.client.poll_transmit())
+            .map(|b| Packet::from_bytes(&b).unwrap())
+            .filter(|p| p.get_token() == token.as_slice())
+            .collect()
+    };
+
+    // Away over a pmax: nothing for the observation, and it is not ended.
+    provider.0.store(false, Ordering::SeqCst);
+    let away = f.request(
+        RequestType::Get,
+        "/3303/0/5700",
+        accept(ContentFormat::Text),
+    );
+    assert_eq!(code(&away), ResponseType::ServiceUnavailable);
+    f.advance(Duration::from_secs(61));
+    assert!(ours(&mut f).is_empty());
+
+    // Back: the next pmax notifies, with the value the tree kept.
+    provider.0.store(true, Ordering::SeqCst);
+    f.advance(Duration::from_secs(61));
+    let notified = ours(&mut f);
+    assert_eq!(notified.len(), 1, "{notified:?}");
+    assert_eq!(code(&notified[0]), ResponseType::Content);
+    assert_eq!(notified[0].payload, b"21.5");
 }
 
 #[test]
