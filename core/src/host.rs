@@ -203,6 +203,10 @@ impl std::fmt::Debug for HostRead {
     }
 }
 
+/// The most threads one request's host reads run on: a table of volatile
+/// values is read a few at a time, not one thread each.
+pub const HOST_READ_THREADS: usize = 4;
+
 /// How long the host may take over a request's reads; those not answered
 /// by then read as unavailable.
 pub const HOST_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -242,41 +246,129 @@ impl HostReads {
     }
 
     /// Makes the reads, blocking (the caller runs this off the runtime
-    /// thread), each on a thread of its own and all within `limit`: a
-    /// read not answered by then is [`Error::PlatformUnavailable`] (its
-    /// thread finishes on its own and its value is dropped).
+    /// thread), on at most [`HOST_READ_THREADS`] threads and all within
+    /// `limit`: a read not answered by then is
+    /// [`Error::PlatformUnavailable`] (its thread finishes on its own and
+    /// its value is dropped).
     pub fn run_within(self, limit: std::time::Duration) -> Fetched {
+        use std::sync::{Arc, Mutex};
         let deadline = std::time::Instant::now() + limit;
-        let mut waiting = Vec::new();
-        let mut values = Vec::new();
-        for (origin, path, read) in self.reads {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            let what = read.what;
-            let run = read.read;
+        let total = self.reads.len();
+        let mut slots = Vec::with_capacity(total);
+        let mut queue = Vec::with_capacity(total);
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (n, (origin, path, read)) in self.reads.into_iter().enumerate() {
+            slots.push((origin, path, read.what.clone(), None));
+            queue.push((n, read));
+        }
+        // Taken from the front by the workers, in the request's order.
+        queue.reverse();
+        let queue = Arc::new(Mutex::new(queue));
+        let mut workers = 0;
+        for _ in 0..total.min(HOST_READ_THREADS) {
+            let (queue, tx) = (Arc::clone(&queue), tx.clone());
             let spawned = std::thread::Builder::new()
                 .name("host-read".into())
                 .spawn(move || {
-                    let _ = tx.send(run());
+                    loop {
+                        let next = crate::support::lock(&queue).pop();
+                        let Some((n, read)) = next else { return };
+                        if tx.send((n, (read.read)())).is_err() {
+                            return;
+                        }
+                    }
                 });
-            match spawned {
-                Ok(_) => waiting.push((origin, path, what, rx)),
-                Err(e) => values.push((
-                    origin,
-                    path,
-                    Err(Error::Platform(format!("{what}: no thread to run it: {e}"))),
-                )),
+            if spawned.is_ok() {
+                workers += 1;
             }
         }
-        for (origin, path, what, rx) in waiting {
+        drop(tx);
+        let mut answered = 0;
+        while workers > 0 && answered < total {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let value = rx.recv_timeout(left).unwrap_or_else(|_| {
-                Err(Error::PlatformUnavailable(format!(
-                    "{what}: no answer in {} s",
-                    limit.as_secs()
-                )))
-            });
-            values.push((origin, path, value));
+            match rx.recv_timeout(left) {
+                Ok((n, value)) => {
+                    slots[n].3 = Some(value);
+                    answered += 1;
+                }
+                Err(_) => break,
+            }
         }
+        // What is still queued is not made: the time is up.
+        crate::support::lock(&queue).clear();
+        let values = slots
+            .into_iter()
+            .map(|(origin, path, what, value)| {
+                let value = value.unwrap_or_else(|| {
+                    Err(if workers == 0 {
+                        Error::Platform(format!("{what}: no thread to run it"))
+                    } else {
+                        Error::PlatformUnavailable(format!(
+                            "{what}: no answer in {} s",
+                            limit.as_secs()
+                        ))
+                    })
+                });
+                (origin, path, value)
+            })
+            .collect();
         Fetched { values }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Condvar, Mutex};
+
+    /// A table's worth of reads runs on at most HOST_READ_THREADS threads,
+    /// and every read is answered.
+    #[test]
+    fn host_reads_run_a_few_at_a_time() {
+        // (running now, most at once), and a wake-up for the readers.
+        let shared = Arc::new((Mutex::new((0usize, 0usize)), Condvar::new()));
+        let total = HOST_READ_THREADS + 3;
+        let mut reads = HostReads::default();
+        for n in 0..total {
+            let shared = Arc::clone(&shared);
+            let path = crate::Path::resource(
+                crate::ObjectId(32769),
+                crate::InstanceId(0),
+                crate::ResourceId(u16::try_from(n).unwrap()),
+            );
+            reads.push(
+                crate::Origin::Acs,
+                path,
+                HostRead::new(format!("read {n}"), move || {
+                    let (state, changed) = &*shared;
+                    let mut state = crate::support::lock(state);
+                    state.0 += 1;
+                    state.1 = state.1.max(state.0);
+                    changed.notify_all();
+                    // Held until every read runs at once, or a while: with
+                    // a bound, that never happens.
+                    let (mut state, _) = changed
+                        .wait_timeout_while(state, std::time::Duration::from_millis(200), |s| {
+                            s.0 < total
+                        })
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    state.0 -= 1;
+                    Ok(crate::ResourceValue::Single(crate::Value::Integer(
+                        i64::try_from(n).unwrap(),
+                    )))
+                }),
+            );
+        }
+        let fetched = reads.run_within(std::time::Duration::from_secs(30));
+        assert_eq!(fetched.values.len(), total);
+        for (n, (_, _, value)) in fetched.values.iter().enumerate() {
+            assert_eq!(
+                value,
+                &Ok(crate::ResourceValue::Single(crate::Value::Integer(
+                    i64::try_from(n).unwrap()
+                )))
+            );
+        }
+        assert_eq!(crate::support::lock(&shared.0).1, HOST_READ_THREADS);
     }
 }
