@@ -126,21 +126,39 @@ impl DbusProvider {
             );
             let _ = tx.send(tokio::time::timeout(limit, call).await);
         });
+        // An error reply: its name and text. zbus gives the bus's own
+        // names (org.freedesktop.DBus.Error.*) as `FDO` errors.
+        let named = |e: &zbus::Error| -> Option<(String, String)> {
+            use zbus::DBusError as _;
+            match e {
+                zbus::Error::MethodError(name, detail, _) => Some((
+                    name.to_string(),
+                    detail.clone().unwrap_or_else(|| name.to_string()),
+                )),
+                zbus::Error::FDO(e) => Some((
+                    e.name().to_string(),
+                    e.description().unwrap_or_default().to_owned(),
+                )),
+                _ => None,
+            }
+        };
         match rx.recv_timeout(limit + Duration::from_secs(1)) {
             Ok(Ok(Ok(reply))) => Ok(reply),
-            Ok(Ok(Err(zbus::Error::MethodError(name, detail, _)))) => {
-                let text = detail.unwrap_or_else(|| name.to_string());
-                if GONE.contains(&name.as_str()) {
-                    // Gone now, whether or not NameOwnerChanged has come.
-                    self.forget(&owner.name);
+            Ok(Ok(Err(e))) => match named(&e) {
+                Some((name, text)) => {
+                    if GONE.contains(&name.as_str()) {
+                        // Gone now, whether or not NameOwnerChanged has
+                        // come.
+                        self.forget(&owner.name);
+                    }
+                    if AWAY.contains(&name.as_str()) {
+                        Err(Failure::Away(format!("{name}: {text}")))
+                    } else {
+                        Err(Failure::Refused(text))
+                    }
                 }
-                if AWAY.contains(&name.as_str()) {
-                    Err(Failure::Away(format!("{name}: {text}")))
-                } else {
-                    Err(Failure::Refused(text))
-                }
-            }
-            Ok(Ok(Err(e))) => Err(Failure::Away(e.to_string())),
+                None => Err(Failure::Away(e.to_string())),
+            },
             Ok(Err(_)) | Err(_) => Err(Failure::TimedOut),
         }
     }

@@ -252,3 +252,117 @@ fn the_control_api_introspects_as_well_formed_xml() {
         String::from_utf8_lossy(&linted.stderr)
     );
 }
+
+/// A D-Bus provider of /3303 that prints each call it gets as a JSON line,
+/// answers a Set of "slow" only after 6 s (past the agent's 5 s), and
+/// refuses "bad" with a D-Bus error of the standard's own vocabulary.
+const RECORDER: &str = r#"
+import dbus, dbus.service, json, sys, time
+from dbus.mainloop.glib import DBusGMainLoop
+from gi.repository import GLib
+DBusGMainLoop(set_as_default=True)
+bus = dbus.SystemBus()
+class Refused(dbus.DBusException):
+    _dbus_error_name = "org.freedesktop.DBus.Error.InvalidArgs"
+class Provider(dbus.service.Object):
+    @dbus.service.method("org.dmagent.Provider1", in_signature="ua{sv}")
+    def Set(self, instance, values):
+        value = str(values.get("5750", ""))
+        print(json.dumps({"call": "Set", "value": value}), flush=True)
+        if value == "slow":
+            time.sleep(6)
+        if value == "bad":
+            raise Refused("bad is not an application type")
+Provider(bus, "/p")
+agent = dbus.Interface(bus.get_object("org.dmagent.Agent1", "/org/dmagent/Agent1",
+                                      introspect=False), "org.dmagent.Agent1")
+agent.RegisterProvider("/3303", dbus.ObjectPath("/p"))
+print(json.dumps({"call": "registered"}), flush=True)
+GLib.MainLoop().run()
+"#;
+
+/// A provider that answers too late: the request gets 5.03 (here the
+/// CLI's failure), and the change's inverse is sent after it, so the
+/// provider ends where the tree is. A provider's own D-Bus error, even one
+/// named org.freedesktop.DBus.Error.*, is a refusal with its message.
+#[test]
+fn a_dbus_provider_that_answers_too_late_is_sent_the_inverse() {
+    let bus = dm_tests::dbus_stack::Stack::mock();
+    let dir = tempfile::tempdir().unwrap();
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/temperature");
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[object]]\ndefinition = \"{}/3303.xml\"\n\
+             values = {{ \"0/5750\" = \"room\" }}\nprovider = \"dbus\"\n",
+            example.display()
+        ),
+    )
+    .unwrap();
+    let _agent = Agent(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .env("DMAGENT_BUS", "system")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.bus)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let waited = Command::new("gdbus")
+        .args(["wait", "--system", "--timeout", "30", "org.dmagent.Agent1"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.bus)
+        .status()
+        .unwrap();
+    assert!(waited.success());
+    let mut provider = Agent(
+        Command::new("/usr/bin/python3")
+            .args(["-c", RECORDER])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.bus)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut calls = BufReader::new(provider.0.stdout.take().unwrap()).lines();
+    let mut next = || -> serde_json::Value {
+        serde_json::from_str(&calls.next().expect("the provider reports").unwrap()).unwrap()
+    };
+    assert_eq!(next()["call"], "registered");
+    let set = |value: &str| {
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .args(["set", "/3303/0/5750", value])
+            .env_remove("DMAGENT_CONFIG")
+            .env("DMAGENT_BUS", "system")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.bus)
+            .output()
+            .unwrap()
+    };
+
+    let late = set("slow");
+    assert!(!late.status.success());
+    let why = String::from_utf8_lossy(&late.stderr);
+    assert!(why.contains("no answer within 5000 ms"), "{why}");
+    assert_eq!(next()["value"], "slow");
+    // The inverse, after it: back to the tree's value.
+    assert_eq!(next()["value"], "room");
+
+    let refused = set("bad");
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("bad is not an application type") && !why.contains("not available"),
+        "{why}"
+    );
+    assert_eq!(next()["value"], "bad");
+    // Refused, not timed out: nothing is sent after it.
+    let fine = set("hall");
+    assert!(
+        fine.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fine.stderr)
+    );
+    assert_eq!(next()["value"], "hall");
+}
