@@ -78,6 +78,10 @@ fn tr181(tree: &Tree) -> BTreeMap<NaturalKey, (String, Syntax)> {
             }
         }
     });
+    // The tables' NumberOfEntries, counted as an ACS reads them.
+    for (name, count) in dm_cwmp::rpc::entry_counts(tree) {
+        out.insert(NaturalKey(name), (count.to_string(), Syntax::UnsignedInt));
+    }
     out
 }
 

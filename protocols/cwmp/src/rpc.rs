@@ -72,18 +72,96 @@ struct Concrete {
     name: String,
     map: &'static ParameterMap,
     path: Path,
+    /// A table's `NumberOfEntries` parameter: its value, counted from the
+    /// table's instances (`path` and `map` then stand for no resource).
+    count: Option<u32>,
 }
+
+/// What a `NumberOfEntries` parameter is: a read-only unsignedInt bound to
+/// no resource.
+static COUNT: ParameterMap = ParameterMap {
+    path: "",
+    object: dm_core::ObjectId(0),
+    resource: dm_core::ResourceId(0),
+    syntax: crate::mapping::Syntax::UnsignedInt,
+    list: false,
+    writable: false,
+    secured: false,
+    forced_inform: false,
+    active_notify: ActiveNotify::Normal,
+};
 
 impl Concrete {
     /// The value as the ACS reads it: a value computed when read ("since
     /// the last read" log lines, CPU usage) is read for the ACS's own
     /// reader state, not another protocol's.
     fn read(&self, tree: &Tree) -> Result<Option<Value>, Error> {
+        if let Some(count) = self.count {
+            return Ok(Some(Value::Unsigned(u64::from(count))));
+        }
         Ok(match tree.read(Origin::Acs, &self.path)? {
             ResourceValue::Single(v) => Some(v),
             ResourceValue::Multiple(_) => None,
         })
     }
+}
+
+/// Every table's `NumberOfEntries` parameter and its value, as
+/// GetParameterValues answers them.
+pub fn entry_counts(tree: &Tree) -> Vec<(String, u32)> {
+    concrete(tree)
+        .into_iter()
+        .filter_map(|c| Some((c.name, c.count?)))
+        .collect()
+}
+
+/// Each table's `NumberOfEntries` parameter (TR-106 §3.4.2: the table's
+/// name followed by `NumberOfEntries`, in the object above it, as every
+/// TR-181 table's `numEntriesParameter` is named), counted from the
+/// instances `parameters` name; a top-level table with none counts 0.
+fn counts(parameters: &[Concrete]) -> Vec<Concrete> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut tables: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+    // Tables whose place is known whatever the instances: each
+    // placeholder (or literal instance number) of a template with no
+    // placeholder before it.
+    for map in crate::mapping::parameters() {
+        let mut start = 0;
+        for segment in map.path.split('.') {
+            if segment.starts_with('{') || segment.parse::<u32>().is_ok() {
+                let table = &map.path[..start];
+                if table.contains('{') {
+                    break;
+                }
+                tables.entry(table.to_owned()).or_default();
+            }
+            start += segment.len() + 1;
+        }
+    }
+    for c in parameters {
+        let mut start = 0;
+        for segment in c.name.split('.') {
+            if let Ok(n) = segment.parse::<u32>() {
+                tables
+                    .entry(c.name[..start].to_owned())
+                    .or_default()
+                    .insert(n);
+            }
+            start += segment.len() + 1;
+        }
+    }
+    tables
+        .into_iter()
+        .filter_map(|(table, instances)| {
+            let (parent, name) = table.trim_end_matches('.').rsplit_once('.')?;
+            Some(Concrete {
+                name: format!("{parent}.{name}NumberOfEntries"),
+                map: &COUNT,
+                path: Path::object(dm_core::ObjectId(0)),
+                count: Some(u32::try_from(instances.len()).unwrap_or(u32::MAX)),
+            })
+        })
+        .collect()
 }
 
 /// Every mapped parameter the tree holds now, in natural path order.
@@ -131,6 +209,7 @@ fn concrete(tree: &Tree) -> Vec<Concrete> {
                             name: map.render(instance, None),
                             map,
                             path,
+                            count: None,
                         }),
                         Some(indices) => {
                             for index in indices {
@@ -140,6 +219,7 @@ fn concrete(tree: &Tree) -> Vec<Concrete> {
                                     path: Path::resource_instance(
                                         schema.id, instance, resource, *index,
                                     ),
+                                    count: None,
                                 });
                             }
                         }
@@ -148,6 +228,8 @@ fn concrete(tree: &Tree) -> Vec<Concrete> {
             }
         }
     }
+    let counts = counts(&out);
+    out.extend(counts);
     out.sort_by(|a, b| natural(&a.name).cmp(&natural(&b.name)));
     out
 }
@@ -319,7 +401,13 @@ pub fn get_parameter_values_within(
 pub fn selected_paths(tree: &Tree, names: &[String]) -> Vec<Path> {
     let all = concrete(tree);
     select_each_once(&all, names, MAX_RESPONSE_ENTRIES)
-        .map(|selected| selected.into_iter().map(|c| c.path).collect())
+        .map(|selected| {
+            selected
+                .into_iter()
+                .filter(|c| c.count.is_none())
+                .map(|c| c.path)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -577,6 +665,11 @@ fn stage_values(
         }
         let resolved = match resolver.resolve(&p.name) {
             Ok(r) => r,
+            // A table's NumberOfEntries: there, and read-only.
+            Err(_) if counts(&concrete(tree)).iter().any(|c| c.name == p.name) => {
+                refuse(FaultCode::NonWritableParameter, p.name.clone());
+                continue;
+            }
             Err(e) => {
                 refuse(FaultCode::InvalidParameterName, e.to_string());
                 continue;
@@ -991,6 +1084,15 @@ pub fn set_parameter_attributes_by(
             })?),
         };
         for c in selected {
+            // A table's NumberOfEntries has no change events: named, a
+            // notification is refused (canDeny); under a partial path it
+            // is passed over.
+            if c.count.is_some() {
+                if change.name == c.name && level.is_some_and(|l| l != Notification::Off) {
+                    return Err(fault(FaultCode::NotificationRequestRejected, &c.name));
+                }
+                continue;
+            }
             let live = tree
                 .instance(
                     c.path.object_id(),

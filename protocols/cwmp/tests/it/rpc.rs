@@ -293,6 +293,87 @@ fn a_level_by_level_walk_finds_the_whole_tree() {
     assert!(root.contains(&("Device.SoftwareModules.".to_owned(), false)));
 }
 
+/// Every table has its NumberOfEntries parameter, named as TR-181 2.17
+/// names it (`numEntriesParameter`), counting the table's instances,
+/// listed by GetParameterNames, read-only, and refusing notification.
+#[test]
+fn every_table_counts_its_entries() {
+    let mut tree = tree();
+    let counts = rpc::entry_counts(&tree);
+    let xml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../model/tr-181/tr-181-2-17-0-cwmp-full.xml"
+    ))
+    .unwrap();
+    for (name, _) in &counts {
+        let (parent, leaf) = name.rsplit_once('.').unwrap();
+        let table = leaf.strip_suffix("NumberOfEntries").unwrap();
+        // The table's element in TR-181, where instance numbers may be
+        // literal in our paths (Interface.1. is Interface.{i}.).
+        let generic: String = format!("{parent}.{table}.{{i}}.")
+            .split('.')
+            .map(|s| if s.parse::<u32>().is_ok() { "{i}" } else { s })
+            .collect::<Vec<_>>()
+            .join(".");
+        let at = xml
+            .find(&format!("name=\"{generic}\""))
+            .unwrap_or_else(|| panic!("{generic} is not a TR-181 table"));
+        let element = &xml[at..at + xml[at..].find('>').unwrap()];
+        assert!(
+            element.contains(&format!("numEntriesParameter=\"{leaf}\"")),
+            "{name}: TR-181 says {element}"
+        );
+    }
+    let count = |tree: &Tree, name: &str| -> u32 {
+        rpc::entry_counts(tree)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .1
+    };
+    assert_eq!(count(&tree, "Device.WiFi.SSIDNumberOfEntries"), 1);
+    assert_eq!(
+        count(
+            &tree,
+            "Device.SoftwareModules.DeploymentUnitNumberOfEntries"
+        ),
+        0
+    );
+    rpc::add_object(&mut tree, "Device.WiFi.SSID.", "k").unwrap();
+    assert_eq!(count(&tree, "Device.WiFi.SSIDNumberOfEntries"), 2);
+    assert_eq!(value(&tree, "Device.WiFi.SSIDNumberOfEntries"), "2");
+    let names = rpc::get_parameter_names(&tree, "Device.WiFi.", true).unwrap();
+    assert!(names.contains(&("Device.WiFi.SSIDNumberOfEntries".to_owned(), false)));
+
+    let refused = rpc::set_parameter_values(
+        &mut tree,
+        &[spv("Device.WiFi.SSIDNumberOfEntries", "5", None)],
+        "k",
+    )
+    .unwrap_err();
+    assert_eq!(refused.parameters[0].code, 9008, "{refused:?}");
+    let refused = rpc::set_parameter_attributes(
+        &mut tree,
+        &[AttributeChange {
+            name: "Device.WiFi.SSIDNumberOfEntries".into(),
+            notification: Some(2),
+            access_list: None,
+        }],
+    )
+    .unwrap_err();
+    assert_eq!(refused.code, 9009);
+    // Under a partial path it is passed over.
+    rpc::set_parameter_attributes(
+        &mut tree,
+        &[AttributeChange {
+            name: "Device.WiFi.".into(),
+            notification: Some(1),
+            access_list: None,
+        }],
+    )
+    .unwrap();
+}
+
 #[test]
 fn add_and_delete_objects() {
     let mut tree = tree();
