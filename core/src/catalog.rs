@@ -1182,6 +1182,100 @@ pub mod autonomous_transfer_complete_policy {
     };
 }
 
+/// Interface (object 50003, version 2.17).
+pub mod ethernet {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50003);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(0);
+    /// Status
+    pub const STATUS: ResourceId = ResourceId(1);
+    /// Name
+    pub const NAME: ResourceId = ResourceId(2);
+    /// MACAddress
+    pub const MAC_ADDRESS: ResourceId = ResourceId(3);
+    /// MaxBitRate
+    pub const MAX_BIT_RATE: ResourceId = ResourceId(4);
+    /// DuplexMode
+    pub const DUPLEX_MODE: ResourceId = ResourceId(5);
+    /// Upstream
+    pub const UPSTREAM: ResourceId = ResourceId(6);
+    /// Stats.BytesSent
+    pub const STATS_BYTES_SENT: ResourceId = ResourceId(7);
+    /// Stats.BytesReceived
+    pub const STATS_BYTES_RECEIVED: ResourceId = ResourceId(8);
+    /// Stats.PacketsSent
+    pub const STATS_PACKETS_SENT: ResourceId = ResourceId(9);
+    /// Stats.PacketsReceived
+    pub const STATS_PACKETS_RECEIVED: ResourceId = ResourceId(10);
+    /// Stats.ErrorsSent
+    pub const STATS_ERRORS_SENT: ResourceId = ResourceId(11);
+    /// Stats.ErrorsReceived
+    pub const STATS_ERRORS_RECEIVED: ResourceId = ResourceId(12);
+    /// Stats.DiscardPacketsSent
+    pub const STATS_DISCARD_PACKETS_SENT: ResourceId = ResourceId(13);
+    /// Stats.DiscardPacketsReceived
+    pub const STATS_DISCARD_PACKETS_RECEIVED: ResourceId = ResourceId(14);
+    /// Stats.MulticastPacketsReceived
+    pub const STATS_MULTICAST_PACKETS_RECEIVED: ResourceId = ResourceId(15);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "Interface",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Up", "Down", "Unknown", "Dormant", "NotPresent", "LowerLayerDown", "Error"]) },
+            ResourceSchema { id: NAME, name: "Name", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
+            ResourceSchema { id: MAC_ADDRESS, name: "MACAddress", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 17 } },
+            ResourceSchema { id: MAX_BIT_RATE, name: "MaxBitRate", value_type: ValueType::Int, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: -1, max: 2147483647 } },
+            ResourceSchema { id: DUPLEX_MODE, name: "DuplexMode", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Half", "Full", "Auto"]) },
+            ResourceSchema { id: UPSTREAM, name: "Upstream", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_BYTES_SENT, name: "Stats.BytesSent", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_BYTES_RECEIVED, name: "Stats.BytesReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_PACKETS_SENT, name: "Stats.PacketsSent", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_PACKETS_RECEIVED, name: "Stats.PacketsReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_ERRORS_SENT, name: "Stats.ErrorsSent", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_ERRORS_RECEIVED, name: "Stats.ErrorsReceived", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_DISCARD_PACKETS_SENT, name: "Stats.DiscardPacketsSent", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_DISCARD_PACKETS_RECEIVED, name: "Stats.DiscardPacketsReceived", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_MULTICAST_PACKETS_RECEIVED, name: "Stats.MulticastPacketsReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+        ],
+    };
+}
+
+/// Server (object 50004, version 2.17).
+pub mod dns_server {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50004);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(0);
+    /// Status
+    pub const STATUS: ResourceId = ResourceId(1);
+    /// DNSServer
+    pub const DNS_SERVER: ResourceId = ResourceId(2);
+    /// Type
+    pub const TYPE: ResourceId = ResourceId(3);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "Server",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Disabled", "Enabled", "Error"]) },
+            ResourceSchema { id: DNS_SERVER, name: "DNSServer", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
+            ResourceSchema { id: TYPE, name: "Type", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["DHCP", "DHCPv4", "DHCPv6", "RouterAdvertisement", "IPCP", "Static"]) },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -1199,4 +1293,6 @@ pub static ALL: &[&ObjectSchema] = &[
     &management_server::SCHEMA,
     &time::SCHEMA,
     &autonomous_transfer_complete_policy::SCHEMA,
+    &ethernet::SCHEMA,
+    &dns_server::SCHEMA,
 ];

@@ -17,6 +17,7 @@
 mod connectivity;
 pub mod declared;
 mod device;
+mod ethernet;
 mod firmware;
 mod management;
 mod provision;
@@ -62,6 +63,7 @@ pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
     software::register(tree)?;
     wlan::register(tree, Arc::clone(&platform.network))?;
     system_log::register(tree, platform)?;
+    ethernet::register(tree, Arc::clone(&platform.network))?;
     Ok(())
 }
 
@@ -113,6 +115,7 @@ pub fn sync_platform(tree: &mut Tree, platform: &Platform) -> Synced {
     } else {
         wlan::sync(tree, network, &mut synced.warnings);
     }
+    ethernet::sync(tree, network, &mut synced.warnings);
     synced
 }
 

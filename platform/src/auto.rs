@@ -8,8 +8,8 @@
 use crate::dbus::DbusNetwork;
 use crate::linux::network::LinuxNetwork;
 use crate::{
-    ApnContext, ApnSettings, BearerKind, ChangeCallback, Network, NetworkState, PlatformError,
-    RadioState, WifiProfile, WifiSettings,
+    ApnContext, ApnSettings, BearerKind, ChangeCallback, Link, LinkStats, Network, NetworkState,
+    PlatformError, RadioState, WifiProfile, WifiSettings,
 };
 
 pub struct AutoNetwork {
@@ -85,5 +85,19 @@ impl Network for AutoNetwork {
 
     fn select_bearer(&self, kind: BearerKind) -> Result<(), PlatformError> {
         self.dbus.select_bearer(kind)
+    }
+
+    // Links, counters and the resolver: the kernel's, whatever manages
+    // them.
+    fn links(&self) -> Vec<Link> {
+        self.kernel.links()
+    }
+
+    fn link_stats(&self, name: &str) -> Result<LinkStats, PlatformError> {
+        self.kernel.link_stats(name)
+    }
+
+    fn dns_servers(&self) -> Vec<std::net::IpAddr> {
+        self.kernel.dns_servers()
     }
 }

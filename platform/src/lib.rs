@@ -132,6 +132,38 @@ pub fn acs_url_from_vendor_options(bytes: &[u8]) -> Option<String> {
     is_url(whole).then(|| whole.to_owned())
 }
 
+/// An Ethernet link the kernel has (TR-181 `Device.Ethernet.Interface`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Link {
+    /// The kernel's interface index: stable while the link exists.
+    pub index: u32,
+    pub name: String,
+    /// `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    /// Administratively up (IFF_UP).
+    pub enabled: bool,
+    /// Operationally up (carrier).
+    pub up: bool,
+    /// Mbit/s, when the driver says.
+    pub speed: Option<u32>,
+    /// `full` or `half`, when the driver says.
+    pub duplex: Option<String>,
+}
+
+/// A link's counters, read now (TR-181 `Stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    pub errors_sent: u64,
+    pub errors_received: u64,
+    pub discards_sent: u64,
+    pub discards_received: u64,
+    pub multicast_received: u64,
+}
+
 /// What the cellular modem reports.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RadioState {
@@ -275,6 +307,23 @@ pub trait Network: Send + Sync {
     fn add_apn_context(&self, settings: &ApnSettings) -> Result<String, PlatformError>;
     fn update_apn_context(&self, id: &str, settings: &ApnSettings) -> Result<(), PlatformError>;
     fn delete_apn_context(&self, id: &str) -> Result<(), PlatformError>;
+
+    /// The Ethernet links, in the kernel's order (none when unknown).
+    fn links(&self) -> Vec<Link> {
+        Vec::new()
+    }
+
+    /// A link's counters now: a live read, cheap (sysfs).
+    fn link_stats(&self, name: &str) -> Result<LinkStats, PlatformError> {
+        Err(PlatformError::Unavailable(format!(
+            "the counters of {name}"
+        )))
+    }
+
+    /// The DNS servers the host's resolver uses.
+    fn dns_servers(&self) -> Vec<IpAddr> {
+        Vec::new()
+    }
 
     /// Brings up the bearer `kind` (Bearer Selection, /13): activates an
     /// available device of that kind with its best connection.

@@ -40,6 +40,10 @@ struct TrObject {
     id: u16,
     path: String,
     resources: BTreeMap<String, String>,
+    /// Every parameter read-only here whatever TR-181 allows: facts of
+    /// the host the agent reports but does not change.
+    #[serde(default)]
+    read_only: bool,
 }
 
 #[derive(Deserialize)]
@@ -278,11 +282,16 @@ fn core_object_from_tr181(object: &TrObject, tr181: &Tr181Model) -> Result<CoreO
     for (id, name) in &object.resources {
         let id: u16 = id.parse().map_err(|_| format!("bad resource id {id:?}"))?;
         let parameter = tr181_parameter(tr181, &format!("{}{name}", object.path))?;
-        resources.push(resource_from_tr181(id, name, &parameter));
+        let mut resource = resource_from_tr181(id, name, &parameter);
+        if object.read_only {
+            resource.access = "Read";
+        }
+        resources.push(resource);
     }
     let name = object
         .path
         .trim_end_matches('.')
+        .trim_end_matches(".{i}")
         .rsplit('.')
         .next()
         .unwrap_or(&object.path)
@@ -467,6 +476,10 @@ fn words_to_constant(name: &str) -> String {
 /// `ManufacturerOUI` → `MANUFACTURER_OUI`, `CWMPRetryIntervalMultiplier` →
 /// `CWMP_RETRY_INTERVAL_MULTIPLIER`, `NTPServer1` → `NTP_SERVER1`.
 fn camel_to_constant(name: &str) -> String {
+    // A parameter of a sub-object (`Stats.BytesSent`): STATS_BYTES_SENT.
+    if let Some((object, leaf)) = name.rsplit_once('.') {
+        return format!("{}_{}", camel_to_constant(object), camel_to_constant(leaf));
+    }
     let chars: Vec<char> = name.chars().collect();
     let mut out = String::new();
     for (i, &c) in chars.iter().enumerate() {

@@ -141,7 +141,46 @@ fn dump_prints_the_hosts_real_values_by_default() {
             checked += 1;
         }
         assert!(checked > 0, "no global address on {dev}");
+        // The link itself, under its kernel index, with the kernel's MAC.
+        let index = std::fs::read_to_string(format!("/sys/class/net/{dev}/ifindex")).unwrap();
+        let mac = std::fs::read_to_string(format!("/sys/class/net/{dev}/address")).unwrap();
+        let port = format!("Device.Ethernet.Interface.{}.", index.trim());
+        if std::path::Path::new(&format!("/sys/class/net/{dev}/device")).exists() {
+            assert_eq!(field(&dump, &format!("{port}Name")), dev);
+            assert_eq!(field(&dump, &format!("{port}MACAddress")), mac.trim());
+            assert_eq!(field(&dump, &format!("{port}Upstream")), "true");
+            let received: u64 = field(&dump, &format!("{port}Stats.BytesReceived"))
+                .parse()
+                .unwrap();
+            let now: u64 =
+                std::fs::read_to_string(format!("/sys/class/net/{dev}/statistics/rx_bytes"))
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap();
+            assert!(received > 0 && received <= now, "{received} vs {now}");
+        }
     }
+    // The resolver's servers, in its order.
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let servers: Vec<&str> = resolv
+        .lines()
+        .filter_map(|l| l.strip_prefix("nameserver "))
+        .map(|s| s.trim().split('%').next().unwrap())
+        .collect();
+    for (n, server) in servers.iter().enumerate() {
+        assert_eq!(
+            field(
+                &dump,
+                &format!("Device.DNS.Client.Server.{}.DNSServer", n + 1)
+            ),
+            *server
+        );
+    }
+    assert_eq!(
+        field(&dump, "Device.DNS.Client.ServerNumberOfEntries"),
+        servers.len().to_string()
+    );
 }
 
 #[test]

@@ -294,12 +294,31 @@ impl JournalLog {
         if let Some(cursor) = after {
             command.arg(format!("--after-cursor={cursor}"));
         }
-        let mut child = command
+        command
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| PlatformError::Unavailable(format!("journald (journalctl: {e})")))?;
+            .stderr(std::process::Stdio::null());
+        // ETXTBSY: the program is being replaced (a package upgrade), or
+        // another thread's fork still holds it open for writing; a moment
+        // later it runs. A few tries, within the deadline.
+        let mut tries = 0;
+        let mut child = loop {
+            match command.spawn() {
+                Err(e)
+                    if e.raw_os_error() == Some(26)
+                        && tries < 5
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                spawned => {
+                    break spawned.map_err(|e| {
+                        PlatformError::Unavailable(format!("journald (journalctl: {e})"))
+                    })?;
+                }
+            }
+        };
         let Some(stdout) = child.stdout.take() else {
             let _ = child.kill();
             let _ = child.wait();

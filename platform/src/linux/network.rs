@@ -22,49 +22,158 @@ use std::sync::{Arc, Mutex, Once};
 use dm_core::lock;
 
 use crate::{
-    ApnContext, ApnSettings, BearerKind, ChangeCallback, Network, NetworkState, PlatformError,
-    RadioState, WifiProfile, WifiSettings,
+    ApnContext, ApnSettings, BearerKind, ChangeCallback, Link, LinkStats, Network, NetworkState,
+    PlatformError, RadioState, WifiProfile, WifiSettings,
 };
+
+/// Where the kernel's files are (other roots, for tests).
+#[derive(Clone, Debug)]
+struct Roots {
+    proc: String,
+    sys: String,
+    resolv_conf: String,
+}
+
+/// What was read at the last change: reads copy it (no I/O for them).
+#[derive(Clone, Debug, Default)]
+struct Snapshot {
+    state: NetworkState,
+    links: Vec<Link>,
+    dns: Vec<IpAddr>,
+}
 
 /// The kernel's network (or another root's, for tests).
 pub struct LinuxNetwork {
-    proc_root: String,
-    sys_root: String,
+    roots: Roots,
+    snapshot: Arc<Mutex<Snapshot>>,
     callbacks: Arc<Mutex<Vec<ChangeCallback>>>,
     watching: Once,
 }
 
 impl Default for LinuxNetwork {
     fn default() -> LinuxNetwork {
-        LinuxNetwork::new("/proc", "/sys")
+        LinuxNetwork::new("/proc", "/sys", "/etc/resolv.conf")
     }
 }
 
 impl LinuxNetwork {
-    pub fn new(proc_root: &str, sys_root: &str) -> LinuxNetwork {
+    /// Reads the network once now; later, at each change rtnetlink
+    /// reports (see [`Network::on_change`]).
+    pub fn new(proc_root: &str, sys_root: &str, resolv_conf: &str) -> LinuxNetwork {
+        let roots = Roots {
+            proc: proc_root.trim_end_matches('/').to_owned(),
+            sys: sys_root.trim_end_matches('/').to_owned(),
+            resolv_conf: resolv_conf.to_owned(),
+        };
         LinuxNetwork {
-            proc_root: proc_root.trim_end_matches('/').to_owned(),
-            sys_root: sys_root.trim_end_matches('/').to_owned(),
+            snapshot: Arc::new(Mutex::new(roots.read())),
+            roots,
             callbacks: Arc::new(Mutex::new(Vec::new())),
             watching: Once::new(),
         }
     }
+}
 
-    fn read(&self, path: &str) -> Option<String> {
+impl Roots {
+    fn read(&self) -> Snapshot {
+        Snapshot {
+            state: self.state(),
+            links: self.links(),
+            dns: std::fs::read_to_string(&self.resolv_conf)
+                .map(|t| parse_resolv_conf(&t))
+                .unwrap_or_default(),
+        }
+    }
+
+    fn read_file(&self, path: &str) -> Option<String> {
         std::fs::read_to_string(path).ok()
+    }
+
+    /// The Ethernet links: ARPHRD_ETHER, not Wi-Fi, not a bridge, and a
+    /// port (a device behind it, or a veth pair's end), in ifindex order.
+    fn links(&self) -> Vec<Link> {
+        let Ok(entries) = std::fs::read_dir(format!("{}/class/net", self.sys)) else {
+            return Vec::new();
+        };
+        let mut links: Vec<(u32, Link)> = entries
+            .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+            .filter_map(|name| {
+                let dir = format!("{}/class/net/{name}", self.sys);
+                let exists = |f: &str| std::path::Path::new(&format!("{dir}/{f}")).exists();
+                let text = |f: &str| {
+                    self.read_file(&format!("{dir}/{f}"))
+                        .map(|t| t.trim().to_owned())
+                };
+                if text("type")? != "1"
+                    || exists("wireless")
+                    || exists("phy80211")
+                    || exists("bridge")
+                {
+                    return None;
+                }
+                let index: u32 = text("ifindex")?.parse().ok()?;
+                let peer = text("iflink").and_then(|i| i.parse::<u32>().ok());
+                if !exists("device") && peer == Some(index) {
+                    return None;
+                }
+                let flags = text("flags")
+                    .and_then(|f| u32::from_str_radix(f.trim_start_matches("0x"), 16).ok());
+                let link = Link {
+                    index,
+                    mac: text("address").unwrap_or_default(),
+                    enabled: flags.is_some_and(|f| f & 0x1 != 0),
+                    up: text("operstate").as_deref() == Some("up"),
+                    speed: text("speed")
+                        .and_then(|s| s.parse::<i64>().ok())
+                        .and_then(|s| u32::try_from(s).ok()),
+                    duplex: text("duplex").filter(|d| d == "full" || d == "half"),
+                    name,
+                };
+                Some((index, link))
+            })
+            .collect();
+        links.sort_by_key(|(index, _)| *index);
+        links.into_iter().map(|(_, link)| link).collect()
+    }
+
+    fn stats(&self, name: &str) -> Result<LinkStats, PlatformError> {
+        if name.contains('/') || name.starts_with('.') {
+            return Err(PlatformError::InvalidArgument(format!(
+                "{name:?}: not a link name"
+            )));
+        }
+        let dir = format!("{}/class/net/{name}/statistics", self.sys);
+        let counter = |file: &str| -> Result<u64, PlatformError> {
+            let text = std::fs::read_to_string(format!("{dir}/{file}"))
+                .map_err(|e| PlatformError::Unavailable(format!("the counters of {name} ({e})")))?;
+            text.trim()
+                .parse()
+                .map_err(|_| PlatformError::Failed(format!("{dir}/{file}: {text:?}")))
+        };
+        Ok(LinkStats {
+            bytes_sent: counter("tx_bytes")?,
+            bytes_received: counter("rx_bytes")?,
+            packets_sent: counter("tx_packets")?,
+            packets_received: counter("rx_packets")?,
+            errors_sent: counter("tx_errors")?,
+            errors_received: counter("rx_errors")?,
+            discards_sent: counter("tx_dropped")?,
+            discards_received: counter("rx_dropped")?,
+            multicast_received: counter("multicast")?,
+        })
     }
 
     /// What kind of link `interface` is, from sysfs: Wi-Fi when it has
     /// wireless extensions or a phy, Ethernet when its hardware type is
     /// ARPHRD_ETHER; unknown (no bearer) otherwise.
     fn kind(&self, interface: &str) -> Option<BearerKind> {
-        let dir = format!("{}/class/net/{interface}", self.sys_root);
+        let dir = format!("{}/class/net/{interface}", self.sys);
         if std::path::Path::new(&format!("{dir}/wireless")).exists()
             || std::path::Path::new(&format!("{dir}/phy80211")).exists()
         {
             return Some(BearerKind::Wlan);
         }
-        match self.read(&format!("{dir}/type"))?.trim() {
+        match self.read_file(&format!("{dir}/type"))?.trim() {
             "1" => Some(BearerKind::Ethernet),
             _ => None,
         }
@@ -72,13 +181,13 @@ impl LinuxNetwork {
 
     /// The links that are up, but loopback.
     fn up_interfaces(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(format!("{}/class/net", self.sys_root)) else {
+        let Ok(entries) = std::fs::read_dir(format!("{}/class/net", self.sys)) else {
             return Vec::new();
         };
         let mut up: Vec<String> = entries
             .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
             .filter(|name| {
-                self.read(&format!("{}/class/net/{name}/operstate", self.sys_root))
+                self.read_file(&format!("{}/class/net/{name}/operstate", self.sys))
                     .is_some_and(|s| s.trim() == "up")
             })
             .collect();
@@ -163,6 +272,20 @@ pub fn parse_ipv6_route(text: &str) -> Vec<(String, Option<Ipv6Addr>, u32)> {
     routes
 }
 
+/// The name servers of a resolv.conf (`nameserver ADDRESS` lines, in
+/// order; a scope suffix `%eth0` dropped; systemd-resolved's stub
+/// 127.0.0.53 kept, as it is what the host asks).
+pub fn parse_resolv_conf(text: &str) -> Vec<IpAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next()? == "nameserver").then_some(())?;
+            let address = words.next()?;
+            address.split('%').next()?.parse().ok()
+        })
+        .collect()
+}
+
 /// The addresses of `interface` a server can use (no IPv6 link-local
 /// ones), IPv4 first.
 fn addresses(interface: &str) -> Vec<IpAddr> {
@@ -186,14 +309,14 @@ fn addresses(interface: &str) -> Vec<IpAddr> {
     out
 }
 
-impl Network for LinuxNetwork {
+impl Roots {
     fn state(&self) -> NetworkState {
         let v4 = self
-            .read(&format!("{}/net/route", self.proc_root))
+            .read_file(&format!("{}/net/route", self.proc))
             .map(|t| parse_route(&t))
             .unwrap_or_default();
         let v6 = self
-            .read(&format!("{}/net/ipv6_route", self.proc_root))
+            .read_file(&format!("{}/net/ipv6_route", self.proc))
             .map(|t| parse_ipv6_route(&t))
             .unwrap_or_default();
         // The interface the default route leaves by, IPv4's first.
@@ -234,6 +357,24 @@ impl Network for LinuxNetwork {
             dhcp_acs_url: None,
         }
     }
+}
+
+impl Network for LinuxNetwork {
+    fn state(&self) -> NetworkState {
+        lock(&self.snapshot).state.clone()
+    }
+
+    fn links(&self) -> Vec<Link> {
+        lock(&self.snapshot).links.clone()
+    }
+
+    fn link_stats(&self, name: &str) -> Result<LinkStats, PlatformError> {
+        self.roots.stats(name)
+    }
+
+    fn dns_servers(&self) -> Vec<IpAddr> {
+        lock(&self.snapshot).dns.clone()
+    }
 
     fn radio(&self) -> RadioState {
         RadioState::default()
@@ -249,8 +390,13 @@ impl Network for LinuxNetwork {
 
     fn on_change(&self, callback: ChangeCallback) {
         lock(&self.callbacks).push(callback);
-        self.watching
-            .call_once(|| watch(Arc::clone(&self.callbacks)));
+        self.watching.call_once(|| {
+            watch(
+                self.roots.clone(),
+                Arc::clone(&self.snapshot),
+                Arc::clone(&self.callbacks),
+            );
+        });
     }
 
     fn add_wifi_profile(&self, _: &WifiSettings) -> Result<String, PlatformError> {
@@ -284,11 +430,12 @@ fn unavailable(what: &str) -> PlatformError {
     ))
 }
 
-/// Runs the callbacks after every burst of rtnetlink notifications, on a
-/// thread of its own that sleeps in `recv` otherwise. Without netlink (a
+/// Reads the network again and runs the callbacks after every burst of
+/// rtnetlink notifications, on a thread of its own that sleeps in `recv`
+/// otherwise. Without netlink (a
 /// sandbox that forbids it) there are no change events: the state is
 /// still read on demand.
-fn watch(callbacks: Arc<Mutex<Vec<ChangeCallback>>>) {
+fn watch(roots: Roots, snapshot: Arc<Mutex<Snapshot>>, callbacks: Arc<Mutex<Vec<ChangeCallback>>>) {
     use nix::sys::socket::{
         AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, socket,
     };
@@ -322,6 +469,9 @@ fn watch(callbacks: Arc<Mutex<Vec<ChangeCallback>>>) {
                 }
                 // The rest of the burst, then one callback round.
                 while recv(fd.as_raw_fd(), &mut buffer, MsgFlags::MSG_DONTWAIT).is_ok() {}
+                // Read here, on this thread: readers only copy it.
+                let fresh = roots.read();
+                *lock(&snapshot) = fresh;
                 let callbacks: Vec<ChangeCallback> = lock(&callbacks).clone();
                 for callback in callbacks {
                     callback();
@@ -368,6 +518,109 @@ fd000000000000000000000000000000 40 00000000000000000000000000000000 00 00000000
         // Garbage is no route, not a panic.
         assert!(parse_route("Iface\nx y z\n\u{0}").is_empty());
         assert!(parse_ipv6_route("zz 00 zz").is_empty());
+    }
+
+    #[test]
+    fn name_servers_are_read_from_resolv_conf() {
+        assert_eq!(
+            parse_resolv_conf(
+                "# comment\nnameserver 10.0.0.53\nsearch lan\nnameserver fe80::1%eth0\n\
+                 nameserver bogus\noptions edns0\n"
+            ),
+            [
+                "10.0.0.53".parse::<IpAddr>().unwrap(),
+                "fe80::1".parse().unwrap()
+            ]
+        );
+    }
+
+    /// A sysfs of two links, one a port and one not: the port is listed,
+    /// with its facts; its counters are read at each read, so they follow
+    /// the kernel's.
+    #[test]
+    fn links_and_counters_come_from_sysfs() {
+        let root = tempfile::tempdir().unwrap();
+        let sys = root.path().join("sys");
+        let link = |name: &str, index: u32, iflink: u32, device: bool| {
+            let dir = sys.join("class/net").join(name);
+            std::fs::create_dir_all(dir.join("statistics")).unwrap();
+            for (file, text) in [
+                ("type", "1"),
+                ("ifindex", &index.to_string()),
+                ("iflink", &iflink.to_string()),
+                ("address", "02:00:00:00:00:0a"),
+                ("flags", "0x1003"),
+                ("operstate", "up"),
+                ("speed", "1000"),
+                ("duplex", "full"),
+            ] {
+                std::fs::write(dir.join(file), format!("{text}\n")).unwrap();
+            }
+            for counter in [
+                "tx_bytes",
+                "rx_bytes",
+                "tx_packets",
+                "rx_packets",
+                "tx_errors",
+                "rx_errors",
+                "tx_dropped",
+                "rx_dropped",
+                "multicast",
+            ] {
+                std::fs::write(dir.join("statistics").join(counter), "7\n").unwrap();
+            }
+            if device {
+                std::fs::create_dir_all(dir.join("device")).unwrap();
+            }
+            dir
+        };
+        let port = link("enp1s0", 2, 2, true);
+        link("ifb0", 3, 3, false);
+        let network = LinuxNetwork::new(
+            root.path().join("proc").to_str().unwrap(),
+            sys.to_str().unwrap(),
+            root.path().join("resolv.conf").to_str().unwrap(),
+        );
+        assert_eq!(
+            network.links(),
+            [Link {
+                index: 2,
+                name: "enp1s0".into(),
+                mac: "02:00:00:00:00:0a".into(),
+                enabled: true,
+                up: true,
+                speed: Some(1000),
+                duplex: Some("full".into()),
+            }]
+        );
+        assert_eq!(network.link_stats("enp1s0").unwrap().bytes_received, 7);
+        std::fs::write(port.join("statistics/rx_bytes"), "4096\n").unwrap();
+        assert_eq!(network.link_stats("enp1s0").unwrap().bytes_received, 4096);
+        std::fs::write(port.join("statistics/rx_bytes"), "garbage\n").unwrap();
+        assert!(network.link_stats("enp1s0").is_err());
+        assert!(network.dns_servers().is_empty());
+    }
+
+    /// On this machine: the Ethernet links and their MAC addresses as
+    /// `ip` shows them, counters that read, the resolver's servers.
+    #[test]
+    fn links_and_name_servers_are_the_kernels() {
+        let network = LinuxNetwork::default();
+        let shown = std::process::Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .expect("ip");
+        let shown = String::from_utf8_lossy(&shown.stdout);
+        for link in network.links() {
+            assert!(
+                shown.contains(&format!(" {}:", link.name)) && shown.contains(&link.mac),
+                "{link:?} not in {shown}"
+            );
+            network.link_stats(&link.name).unwrap();
+        }
+        assert!(network.link_stats("../x").is_err());
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        assert_eq!(network.dns_servers(), parse_resolv_conf(&resolv));
     }
 
     /// On this machine: the state names the interface the kernel's own
