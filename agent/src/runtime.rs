@@ -410,10 +410,11 @@ pub async fn run(
         },
     ));
     offline_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Bearer Selection (/13): registration failures walk down the list.
+    // Bearer Selection (/13): registration failures walk down the list,
+    // judged when a registration is made or fails (no polling: an idle
+    // agent is not woken for it).
     let mut bearers = crate::bearer::Fallback::default();
-    let mut bearer_tick = tokio::time::interval(std::time::Duration::from_secs(5));
-    bearer_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let registration_changed = lock(&lwm2m_status).changed.clone();
 
     // systemd's watchdog (WatchdogSec=): a ping at half the interval from
     // the loop that does the work, so a stuck loop is restarted.
@@ -434,7 +435,7 @@ pub async fn run(
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = watchdog_tick.tick(), if watchdog.is_some() => notify_systemd("WATCHDOG=1"),
-            _ = bearer_tick.tick(), if config.lwm2m.is_some() => {
+            () = registration_changed.0.notified(), if config.lwm2m.is_some() => {
                 let (registered, failures) = {
                     let status = lock(&lwm2m_status);
                     (

@@ -3,6 +3,9 @@
 //! decisions are the engine's (`dm_lwm2m::client::Client`).
 
 pub mod pull;
+mod status;
+
+pub use status::{ServerStatus, Status, StatusChanged};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -57,31 +60,6 @@ impl std::fmt::Debug for PackageSinks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PackageSinks")
     }
-}
-
-/// The LwM2M side as `dmagent status` shows it: one entry per server, by
-/// Short Server ID (0: the bootstrap server).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Status {
-    pub servers: std::collections::BTreeMap<u16, ServerStatus>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ServerStatus {
-    pub address: String,
-    pub registered: bool,
-    /// The registration's location (`/rd/...`).
-    pub location: Option<String>,
-    /// Unix times.
-    pub last_registration: Option<i64>,
-    /// Registrations this server accepted since the agent started.
-    pub registrations: u64,
-    pub last_update: Option<i64>,
-    pub failures: u64,
-    pub last_error: Option<String>,
-    /// The server executed Disable (/1/x/4): not to be contacted until
-    /// this Unix time.
-    pub disabled_until: Option<i64>,
 }
 
 fn server_status<'s>(status: &'s Mutex<Status>, config: &Config) -> MutexGuard<'s, Status> {
@@ -437,6 +415,7 @@ async fn resolved(config: &Config, shutdown: &mut watch::Receiver<bool>) -> Opti
                     entry.registered = false;
                     entry.failures += 1;
                     entry.last_error = Some(reason);
+                    status.changed.notify();
                 }
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
@@ -688,6 +667,7 @@ async fn connected(
                     entry.last_registration = Some(wall());
                     entry.registrations += 1;
                     entry.last_error = None;
+                    status.changed.notify();
                 }
                 ClientEvent::Updated => {
                     info!(server = %config.server, "LwM2M registration updated");
@@ -741,6 +721,7 @@ async fn connected(
                         entry.registered = false;
                         entry.failures += 1;
                         entry.last_error = Some(reason.clone());
+                        status.changed.notify();
                     }
                     registration_failures += 1;
                     if stopping.is_some() {
