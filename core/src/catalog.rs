@@ -1276,6 +1276,79 @@ pub mod dns_server {
     };
 }
 
+/// IPv4Forwarding (object 50005, version 2.17).
+pub mod ipv4_forwarding {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50005);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(0);
+    /// Status
+    pub const STATUS: ResourceId = ResourceId(1);
+    /// DestIPAddress
+    pub const DEST_IP_ADDRESS: ResourceId = ResourceId(2);
+    /// DestSubnetMask
+    pub const DEST_SUBNET_MASK: ResourceId = ResourceId(3);
+    /// GatewayIPAddress
+    pub const GATEWAY_IP_ADDRESS: ResourceId = ResourceId(4);
+    /// Interface
+    pub const INTERFACE: ResourceId = ResourceId(5);
+    /// ForwardingMetric
+    pub const FORWARDING_METRIC: ResourceId = ResourceId(6);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "IPv4Forwarding",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Disabled", "Enabled", "Error_Misconfigured", "Error"]) },
+            ResourceSchema { id: DEST_IP_ADDRESS, name: "DestIPAddress", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 15 } },
+            ResourceSchema { id: DEST_SUBNET_MASK, name: "DestSubnetMask", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 15 } },
+            ResourceSchema { id: GATEWAY_IP_ADDRESS, name: "GatewayIPAddress", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 15 } },
+            ResourceSchema { id: INTERFACE, name: "Interface", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: FORWARDING_METRIC, name: "ForwardingMetric", value_type: ValueType::Int, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: -1, max: 2147483647 } },
+        ],
+    };
+}
+
+/// IPv6Forwarding (object 50006, version 2.17).
+pub mod ipv6_forwarding {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50006);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(0);
+    /// Status
+    pub const STATUS: ResourceId = ResourceId(1);
+    /// DestIPPrefix
+    pub const DEST_IP_PREFIX: ResourceId = ResourceId(2);
+    /// NextHop
+    pub const NEXT_HOP: ResourceId = ResourceId(3);
+    /// Interface
+    pub const INTERFACE: ResourceId = ResourceId(4);
+    /// ForwardingMetric
+    pub const FORWARDING_METRIC: ResourceId = ResourceId(5);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "IPv6Forwarding",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Disabled", "Enabled", "Error_Misconfigured", "Error"]) },
+            ResourceSchema { id: DEST_IP_PREFIX, name: "DestIPPrefix", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 49 } },
+            ResourceSchema { id: NEXT_HOP, name: "NextHop", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
+            ResourceSchema { id: INTERFACE, name: "Interface", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: FORWARDING_METRIC, name: "ForwardingMetric", value_type: ValueType::Int, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: -1, max: 2147483647 } },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -1295,4 +1368,6 @@ pub static ALL: &[&ObjectSchema] = &[
     &autonomous_transfer_complete_policy::SCHEMA,
     &ethernet::SCHEMA,
     &dns_server::SCHEMA,
+    &ipv4_forwarding::SCHEMA,
+    &ipv6_forwarding::SCHEMA,
 ];

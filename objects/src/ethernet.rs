@@ -1,6 +1,7 @@
-//! TR-181 `Device.Ethernet.Interface.{i}.` and `Device.DNS.Client.Server.{i}.`:
-//! the kernel's Ethernet links and the resolver's name servers, as the
-//! platform reports them. Read-only: the agent reports these facts, it
+//! TR-181 `Device.Ethernet.Interface.{i}.`, `Device.DNS.Client.Server.{i}.`
+//! and `Device.Routing.Router.1.IPv4Forwarding.{i}.` / `IPv6Forwarding`:
+//! the kernel's Ethernet links, the resolver's name servers and the main
+//! routing table, as the platform reports them. Read-only: the agent reports these facts, it
 //! does not change them (a client's add or delete is refused).
 //!
 //! A link's instance number is its kernel interface index, stable while
@@ -9,7 +10,7 @@
 
 use std::sync::Arc;
 
-use dm_core::catalog::{dns_server, ethernet};
+use dm_core::catalog::{dns_server, ethernet, ipv4_forwarding, ipv6_forwarding};
 use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, ResourceId,
     ResourceValue, Slot, Tree, Value,
@@ -22,11 +23,14 @@ struct Ethernet {
     network: Arc<dyn Network>,
 }
 
-struct DnsServer;
+/// A read-only table of platform facts, every resource stored.
+struct Facts(&'static ObjectSchema);
 
 pub fn register(tree: &mut Tree, network: Arc<dyn Network>) -> Result<(), Error> {
     tree.register(Box::new(Ethernet { network }))?;
-    tree.register(Box::new(DnsServer))
+    tree.register(Box::new(Facts(&dns_server::SCHEMA)))?;
+    tree.register(Box::new(Facts(&ipv4_forwarding::SCHEMA)))?;
+    tree.register(Box::new(Facts(&ipv6_forwarding::SCHEMA)))
 }
 
 /// A client may not add or remove the host's facts.
@@ -115,13 +119,14 @@ impl ObjectHandler for Ethernet {
     }
 }
 
-impl ObjectHandler for DnsServer {
+impl ObjectHandler for Facts {
     fn schema(&self) -> &'static ObjectSchema {
-        &dns_server::SCHEMA
+        self.0
     }
 
     fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
-        Ok(dns_server::SCHEMA
+        Ok(self
+            .0
             .resources
             .iter()
             .fold(Instance::new(), |instance, r| {
@@ -130,11 +135,48 @@ impl ObjectHandler for DnsServer {
     }
 
     fn validate(&self, origin: Origin, instance: InstanceId, _: &Instance) -> Result<(), Error> {
-        refuse_clients(origin, Path::instance(dns_server::ID, instance))
+        refuse_clients(origin, Path::instance(self.0.id, instance))
     }
 
     fn delete(&self, origin: Origin, instance: InstanceId) -> Result<(), Error> {
-        refuse_clients(origin, Path::instance(dns_server::ID, instance))
+        refuse_clients(origin, Path::instance(self.0.id, instance))
+    }
+}
+
+/// Makes `schema`'s instances 1..=n (of those `held` now) hold `rows` (each a list of resource
+/// values), removing the rest: a table of facts the platform lists in
+/// its own order.
+fn fill(
+    held: &[InstanceId],
+    tx: &mut dm_core::tree::Transaction<'_>,
+    schema: &'static ObjectSchema,
+    rows: Vec<Vec<(ResourceId, Value)>>,
+    warnings: &mut Vec<String>,
+) {
+    let wanted: Vec<InstanceId> = (1..=rows.len())
+        .filter_map(|n| {
+            u16::try_from(n)
+                .ok()
+                .filter(|n| *n < u16::MAX)
+                .map(InstanceId)
+        })
+        .collect();
+    for extra in held.iter().filter(|i| !wanted.contains(i)) {
+        tx.delete(schema.id, *extra);
+    }
+    for (instance, row) in wanted.iter().zip(rows) {
+        if !held.contains(instance) {
+            tx.create(schema.id, Some(*instance));
+        }
+        for (resource, value) in row {
+            stage_fact(
+                tx,
+                schema,
+                Path::resource(schema.id, *instance, resource),
+                value,
+                warnings,
+            );
+        }
     }
 }
 
@@ -147,9 +189,13 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
         .filter(|l| l.index > 0 && l.index < u32::from(u16::MAX))
         .collect();
     let servers = network.dns_servers();
+    let routes = network.routes();
     let upstream = network.state().interface;
-    let held_links = tree.instances(ethernet::ID).unwrap_or_default();
-    let held_servers = tree.instances(dns_server::ID).unwrap_or_default();
+    let held = |object| tree.instances(object).unwrap_or_default();
+    let held_links = held(ethernet::ID);
+    let held_servers = held(dns_server::ID);
+    let held_v4 = held(ipv4_forwarding::ID);
+    let held_v6 = held(ipv6_forwarding::ID);
     let mut tx = tree.begin(Origin::Platform);
     for gone in held_links
         .iter()
@@ -197,28 +243,97 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
         }
     }
     // Name servers: one instance each, in the resolver's order.
-    let wanted: Vec<InstanceId> = (1..=servers.len())
-        .filter_map(|n| u16::try_from(n).ok().map(InstanceId))
+    let servers = servers
+        .iter()
+        .map(|server| {
+            vec![
+                (dns_server::ENABLE, Value::Boolean(true)),
+                (dns_server::STATUS, Value::String("Enabled".into())),
+                (dns_server::DNS_SERVER, Value::String(server.to_string())),
+                // Written in resolv.conf: whoever wrote it, the host
+                // holds it as configured.
+                (dns_server::TYPE, Value::String("Static".into())),
+            ]
+        })
         .collect();
-    for extra in held_servers.iter().filter(|i| !wanted.contains(i)) {
-        tx.delete(dns_server::ID, *extra);
-    }
-    for (instance, server) in wanted.iter().zip(&servers) {
-        if !held_servers.contains(instance) {
-            tx.create(dns_server::ID, Some(*instance));
-        }
-        let at = |r| Path::resource(dns_server::ID, *instance, r);
-        for (resource, value) in [
-            (dns_server::ENABLE, Value::Boolean(true)),
-            (dns_server::STATUS, Value::String("Enabled".into())),
-            (dns_server::DNS_SERVER, Value::String(server.to_string())),
-            // Written in resolv.conf: whoever wrote it, the host holds it
-            // as configured.
-            (dns_server::TYPE, Value::String("Static".into())),
-        ] {
-            stage_fact(&mut tx, &dns_server::SCHEMA, at(resource), value, warnings);
-        }
-    }
+    fill(
+        &held_servers,
+        &mut tx,
+        &dns_server::SCHEMA,
+        servers,
+        warnings,
+    );
+    // Routes, each family in the kernel's order. The interface is named by
+    // reference where TR-181 has it (IP.Interface.1: the default route's).
+    let reference = |interface: &str| {
+        Value::String(if upstream.as_deref() == Some(interface) {
+            "Device.IP.Interface.1".into()
+        } else {
+            String::new()
+        })
+    };
+    let (v4, v6): (Vec<_>, Vec<_>) = routes.iter().partition(|r| r.destination.is_ipv4());
+    let v4 = v4
+        .into_iter()
+        .map(|r| {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(r.prefix.min(32)))
+                .unwrap_or(0);
+            vec![
+                (ipv4_forwarding::ENABLE, Value::Boolean(true)),
+                (ipv4_forwarding::STATUS, Value::String("Enabled".into())),
+                (
+                    ipv4_forwarding::DEST_IP_ADDRESS,
+                    Value::String(if r.prefix == 0 {
+                        String::new()
+                    } else {
+                        r.destination.to_string()
+                    }),
+                ),
+                (
+                    ipv4_forwarding::DEST_SUBNET_MASK,
+                    Value::String(if r.prefix == 0 {
+                        String::new()
+                    } else {
+                        std::net::Ipv4Addr::from(mask).to_string()
+                    }),
+                ),
+                (
+                    ipv4_forwarding::GATEWAY_IP_ADDRESS,
+                    Value::String(r.gateway.map(|g| g.to_string()).unwrap_or_default()),
+                ),
+                (ipv4_forwarding::INTERFACE, reference(&r.interface)),
+                (
+                    ipv4_forwarding::FORWARDING_METRIC,
+                    Value::Integer(i64::from(r.metric)),
+                ),
+            ]
+        })
+        .collect();
+    fill(&held_v4, &mut tx, &ipv4_forwarding::SCHEMA, v4, warnings);
+    let v6 = v6
+        .into_iter()
+        .map(|r| {
+            vec![
+                (ipv6_forwarding::ENABLE, Value::Boolean(true)),
+                (ipv6_forwarding::STATUS, Value::String("Enabled".into())),
+                (
+                    ipv6_forwarding::DEST_IP_PREFIX,
+                    Value::String(format!("{}/{}", r.destination, r.prefix)),
+                ),
+                (
+                    ipv6_forwarding::NEXT_HOP,
+                    Value::String(r.gateway.map(|g| g.to_string()).unwrap_or_default()),
+                ),
+                (ipv6_forwarding::INTERFACE, reference(&r.interface)),
+                (
+                    ipv6_forwarding::FORWARDING_METRIC,
+                    Value::Integer(i64::from(r.metric)),
+                ),
+            ]
+        })
+        .collect();
+    fill(&held_v6, &mut tx, &ipv6_forwarding::SCHEMA, v6, warnings);
     if let Err(e) = tx.commit() {
         warnings.push(e.to_string());
     }

@@ -100,4 +100,8 @@ impl Network for AutoNetwork {
     fn dns_servers(&self) -> Vec<std::net::IpAddr> {
         self.kernel.dns_servers()
     }
+
+    fn routes(&self) -> Vec<crate::Route> {
+        self.kernel.routes()
+    }
 }

@@ -164,6 +164,18 @@ pub struct LinkStats {
     pub multicast_received: u64,
 }
 
+/// A route of the kernel's main routing table (TR-181
+/// `Routing.Router.{i}.IPv4Forwarding` / `IPv6Forwarding`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub destination: IpAddr,
+    /// Prefix length of the destination.
+    pub prefix: u8,
+    pub gateway: Option<IpAddr>,
+    pub interface: String,
+    pub metric: u32,
+}
+
 /// What the cellular modem reports.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RadioState {
@@ -322,6 +334,12 @@ pub trait Network: Send + Sync {
 
     /// The DNS servers the host's resolver uses.
     fn dns_servers(&self) -> Vec<IpAddr> {
+        Vec::new()
+    }
+
+    /// The routes of the main table, IPv4 first, each family in the
+    /// kernel's order.
+    fn routes(&self) -> Vec<Route> {
         Vec::new()
     }
 

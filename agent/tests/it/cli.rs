@@ -161,6 +161,27 @@ fn dump_prints_the_hosts_real_values_by_default() {
             assert!(received > 0 && received <= now, "{received} vs {now}");
         }
     }
+    // The main routing table, as `ip` lists it.
+    let routes = ip(&["-4", "route", "show", "table", "main"]);
+    let routes = routes.as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        field(&dump, "Device.Routing.Router.1.IPv4ForwardingNumberOfEntries"),
+        routes.len().to_string()
+    );
+    for route in &routes {
+        if let Some(gateway) = route["gateway"].as_str() {
+            assert!(
+                dump.contains(&format!(".GatewayIPAddress = {gateway}  [")),
+                "{route} not in\n{dump}"
+            );
+        }
+        if let Some((destination, _)) = route["dst"].as_str().and_then(|d| d.split_once('/')) {
+            assert!(
+                dump.contains(&format!(".DestIPAddress = {destination}  [")),
+                "{route} not in\n{dump}"
+            );
+        }
+    }
     // The resolver's servers, in its order.
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let servers: Vec<&str> = resolv

@@ -23,7 +23,7 @@ use dm_core::lock;
 
 use crate::{
     ApnContext, ApnSettings, BearerKind, ChangeCallback, Link, LinkStats, Network, NetworkState,
-    PlatformError, RadioState, WifiProfile, WifiSettings,
+    PlatformError, RadioState, Route, WifiProfile, WifiSettings,
 };
 
 /// Where the kernel's files are (other roots, for tests).
@@ -40,6 +40,7 @@ struct Snapshot {
     state: NetworkState,
     links: Vec<Link>,
     dns: Vec<IpAddr>,
+    routes: Vec<Route>,
 }
 
 /// The kernel's network (or another root's, for tests).
@@ -82,6 +83,15 @@ impl Roots {
             dns: std::fs::read_to_string(&self.resolv_conf)
                 .map(|t| parse_resolv_conf(&t))
                 .unwrap_or_default(),
+            routes: [
+                self.read_file(&format!("{}/net/route", self.proc))
+                    .map(|t| parse_ipv4_routes(&t))
+                    .unwrap_or_default(),
+                self.read_file(&format!("{}/net/ipv6_route", self.proc))
+                    .map(|t| parse_ipv6_routes(&t))
+                    .unwrap_or_default(),
+            ]
+            .concat(),
         }
     }
 
@@ -272,6 +282,83 @@ pub fn parse_ipv6_route(text: &str) -> Vec<(String, Option<Ipv6Addr>, u32)> {
     routes
 }
 
+/// Every route of `/proc/net/route` that is up, in the file's order.
+pub fn parse_ipv4_routes(text: &str) -> Vec<Route> {
+    const RTF_UP: u32 = 0x1;
+    const RTF_GATEWAY: u32 = 0x2;
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [iface, destination, gateway, flags, _, _, metric, mask, ..] = fields[..] else {
+                return None;
+            };
+            let hex = |s: &str| u32::from_str_radix(s, 16).ok();
+            let flags = hex(flags)?;
+            if flags & RTF_UP == 0 {
+                return None;
+            }
+            // Host (little-endian) order in the file.
+            let mask = hex(mask)?.swap_bytes();
+            Some(Route {
+                destination: IpAddr::V4(Ipv4Addr::from(hex(destination)?.swap_bytes())),
+                prefix: u8::try_from(mask.leading_ones()).ok()?,
+                gateway: (flags & RTF_GATEWAY != 0)
+                    .then(|| hex(gateway).map(|g| IpAddr::V4(Ipv4Addr::from(g.swap_bytes()))))
+                    .flatten(),
+                interface: iface.to_owned(),
+                metric: metric.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// The routes of `/proc/net/ipv6_route` a host forwards by: up, not
+/// rejected, not loopback's, not multicast, not the local table's routes
+/// to its own addresses (what `ip -6 route` lists).
+pub fn parse_ipv6_routes(text: &str) -> Vec<Route> {
+    const RTF_UP: u32 = 0x1;
+    const RTF_REJECT: u32 = 0x200;
+    const RTF_LOCAL: u32 = 0x8000_0000;
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [
+                destination,
+                prefix,
+                _,
+                _,
+                next_hop,
+                metric,
+                _,
+                _,
+                flags,
+                iface,
+            ] = fields[..]
+            else {
+                return None;
+            };
+            let flags = u32::from_str_radix(flags, 16).ok()?;
+            let destination = u128::from_str_radix(destination, 16).ok()?;
+            if flags & RTF_UP == 0
+                || flags & (RTF_REJECT | RTF_LOCAL) != 0
+                || iface == "lo"
+                || destination >> 120 == 0xff
+            {
+                return None;
+            }
+            let hop = Ipv6Addr::from(u128::from_str_radix(next_hop, 16).ok()?);
+            Some(Route {
+                destination: IpAddr::V6(Ipv6Addr::from(destination)),
+                prefix: u8::from_str_radix(prefix, 16).ok().filter(|p| *p <= 128)?,
+                gateway: (!hop.is_unspecified()).then_some(IpAddr::V6(hop)),
+                interface: iface.to_owned(),
+                metric: u32::from_str_radix(metric, 16).ok()?,
+            })
+        })
+        .collect()
+}
+
 /// The name servers of a resolv.conf (`nameserver ADDRESS` lines, in
 /// order; a scope suffix `%eth0` dropped; systemd-resolved's stub
 /// 127.0.0.53 kept, as it is what the host asks).
@@ -374,6 +461,10 @@ impl Network for LinuxNetwork {
 
     fn dns_servers(&self) -> Vec<IpAddr> {
         lock(&self.snapshot).dns.clone()
+    }
+
+    fn routes(&self) -> Vec<Route> {
+        lock(&self.snapshot).routes.clone()
     }
 
     fn radio(&self) -> RadioState {
@@ -496,6 +587,7 @@ eth0\t0000000A\t00000000\t0001\t0\t0\t100\t000000FF\t0\t0\t0
 00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003     eth0
 00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo
 fd000000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0
+fd000000000000000000000000000002 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000004 00000000 80200001     eth0
 ";
 
     #[test]
@@ -518,6 +610,44 @@ fd000000000000000000000000000000 40 00000000000000000000000000000000 00 00000000
         // Garbage is no route, not a panic.
         assert!(parse_route("Iface\nx y z\n\u{0}").is_empty());
         assert!(parse_ipv6_route("zz 00 zz").is_empty());
+    }
+
+    #[test]
+    fn every_route_is_read_with_its_prefix() {
+        let routes = parse_ipv4_routes(ROUTE);
+        assert_eq!(routes.len(), 3);
+        assert_eq!(
+            routes[2],
+            Route {
+                destination: "10.0.0.0".parse().unwrap(),
+                // 000000FF in host order: 255.0.0.0.
+                prefix: 8,
+                gateway: None,
+                interface: "eth0".into(),
+                metric: 100,
+            }
+        );
+        assert_eq!(routes[0].gateway, Some("192.168.1.1".parse().unwrap()));
+        let routes = parse_ipv6_routes(IPV6_ROUTE);
+        assert_eq!(
+            routes,
+            [
+                Route {
+                    destination: "::".parse().unwrap(),
+                    prefix: 0,
+                    gateway: Some("fe80::1".parse().unwrap()),
+                    interface: "eth0".into(),
+                    metric: 0x400,
+                },
+                Route {
+                    destination: "fd00::".parse().unwrap(),
+                    prefix: 64,
+                    gateway: None,
+                    interface: "eth0".into(),
+                    metric: 0x100,
+                },
+            ]
+        );
     }
 
     #[test]
