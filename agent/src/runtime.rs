@@ -613,6 +613,13 @@ pub async fn run(
     info!(?action, origin, "performing the host action");
     let done = match action {
         HostAction::Reboot => host.actions.reboot(),
+        HostAction::FactoryReset if !host.actions.can_factory_reset() => {
+            // Nothing here resets the device: the agent's state is kept,
+            // not erased for a reset that will not happen.
+            Err(dm_platform::PlatformError::Unavailable(
+                "factory reset: configure [platform] factory_reset_command".into(),
+            ))
+        }
         HostAction::FactoryReset => {
             // The agent's own data goes back to the first start; the
             // device's is the platform's (a configured command).

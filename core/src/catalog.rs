@@ -1219,6 +1219,8 @@ pub mod ethernet {
     pub const STATS_DISCARD_PACKETS_RECEIVED: ResourceId = ResourceId(14);
     /// Stats.MulticastPacketsReceived
     pub const STATS_MULTICAST_PACKETS_RECEIVED: ResourceId = ResourceId(15);
+    /// CurrentBitRate
+    pub const CURRENT_BIT_RATE: ResourceId = ResourceId(16);
 
     pub static SCHEMA: ObjectSchema = ObjectSchema {
         id: ID,
@@ -1243,6 +1245,7 @@ pub mod ethernet {
             ResourceSchema { id: STATS_DISCARD_PACKETS_SENT, name: "Stats.DiscardPacketsSent", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
             ResourceSchema { id: STATS_DISCARD_PACKETS_RECEIVED, name: "Stats.DiscardPacketsReceived", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
             ResourceSchema { id: STATS_MULTICAST_PACKETS_RECEIVED, name: "Stats.MulticastPacketsReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: CURRENT_BIT_RATE, name: "CurrentBitRate", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
         ],
     };
 }

@@ -110,6 +110,14 @@ pub trait ObjectHandler: Send + Sync {
     /// The schema this handler serves.
     fn schema(&self) -> &'static ObjectSchema;
 
+    /// Whether the object's instances are facts the platform reports
+    /// again at every start (the host's links, routes, name servers):
+    /// never saved, and the platform making or removing them writes
+    /// nothing (flash wear).
+    fn reported(&self) -> bool {
+        false
+    }
+
     /// Whether management clients may read the object now: an object
     /// whose values another process serves (a provider that is not
     /// running) answers [`Error::PlatformUnavailable`] for every read of a
@@ -676,6 +684,8 @@ impl Tree {
             objects: self
                 .objects
                 .values()
+                // Reported again at the next start: not kept.
+                .filter(|entry| !entry.handler.reported())
                 .map(|entry| ObjectState {
                     object: entry.schema.id,
                     next_instance: entry.next_instance,
@@ -1470,13 +1480,18 @@ fn apply(tree: &mut Tree, origin: Origin, staged: Staged) -> Result<Committed, T
     // strength, a link state): the platform reports them again after a
     // restart, so they are not worth a write. Facts stay in the tree and
     // reach the file with the next durable change.
-    let structural = changes
-        .iter()
-        .any(|(_, _, kind)| matches!(kind, ChangeKind::Created | ChangeKind::Deleted));
+    let reported = |object: &ObjectId| {
+        tree.objects
+            .get(object)
+            .is_some_and(|e| e.handler.reported())
+    };
+    let structural = changes.iter().any(|(_, path, kind)| {
+        matches!(kind, ChangeKind::Created | ChangeKind::Deleted) && !reported(&path.object_id())
+    });
     let durable = !changes.is_empty() && (origin != Origin::Platform || structural)
-        || !next_before
-            .iter()
-            .all(|(object, next)| tree.objects.get(object).map(|e| e.next_instance) == Some(*next));
+        || !next_before.iter().all(|(object, next)| {
+            reported(object) || tree.objects.get(object).map(|e| e.next_instance) == Some(*next)
+        });
     if durable && let Err(e) = tree.save() {
         for (object, id, old) in undo.into_iter().rev() {
             if let Some(entry) = tree.objects.get_mut(&object) {

@@ -75,6 +75,10 @@ impl ObjectHandler for Ethernet {
         &ethernet::SCHEMA
     }
 
+    fn reported(&self) -> bool {
+        true
+    }
+
     fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
         let mut instance = Instance::new();
         for resource in ethernet::SCHEMA.resources {
@@ -122,6 +126,10 @@ impl ObjectHandler for Ethernet {
 impl ObjectHandler for Facts {
     fn schema(&self) -> &'static ObjectSchema {
         self.0
+    }
+
+    fn reported(&self) -> bool {
+        true
     }
 
     fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
@@ -213,14 +221,27 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
             (ethernet::ENABLE, Value::Boolean(link.enabled)),
             (
                 ethernet::STATUS,
-                Value::String(if link.up { "Up" } else { "Down" }.into()),
+                // RFC 2863's states are TR-181's, one to one.
+                Value::String(
+                    match link.operstate.as_str() {
+                        "up" => "Up",
+                        "down" => "Down",
+                        "dormant" => "Dormant",
+                        "notpresent" => "NotPresent",
+                        "lowerlayerdown" => "LowerLayerDown",
+                        _ => "Unknown",
+                    }
+                    .into(),
+                ),
             ),
             (ethernet::NAME, Value::String(link.name.clone())),
             (ethernet::MAC_ADDRESS, Value::String(link.mac.clone())),
+            // The most it may use: chosen by autonegotiation (TR-181: -1).
+            (ethernet::MAX_BIT_RATE, Value::Integer(-1)),
+            // What it runs at now; 0: unknown (no carrier, a virtual link).
             (
-                ethernet::MAX_BIT_RATE,
-                // -1: the driver does not say (TR-181: "auto").
-                Value::Integer(link.speed.map_or(-1, i64::from)),
+                ethernet::CURRENT_BIT_RATE,
+                Value::Unsigned(link.speed.map_or(0, u64::from)),
             ),
             (
                 ethernet::DUPLEX_MODE,

@@ -871,3 +871,139 @@ mod declared {
         ));
     }
 }
+
+/// A state store that counts its saves.
+struct Saves(Arc<std::sync::atomic::AtomicUsize>);
+
+impl dm_core::StateStore for Saves {
+    fn save(&mut self, _: &dm_core::Snapshot) -> Result<(), dm_core::SaveError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// The host's links, routes and name servers become read-only TR-181
+/// tables: made, changed and removed as the platform reports them, with
+/// no write to the state file (they are reported again at every start)
+/// and never saved; a link's counters are read at each read.
+#[test]
+fn the_hosts_links_routes_and_name_servers_are_reported_without_writes() {
+    use dm_core::catalog::{dns_server, ethernet, ipv4_forwarding, ipv6_forwarding};
+    use dm_platform::{Link, Route};
+    let mut f = fixture();
+    // The demo network's own facts first: the rest is this test's.
+    let _ = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    let saves = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    f.tree.set_store(Box::new(Saves(Arc::clone(&saves))));
+    let link = |index: u32, name: &str| Link {
+        index,
+        name: name.into(),
+        mac: format!("02:00:00:00:00:{index:02x}"),
+        enabled: true,
+        up: true,
+        operstate: "up".into(),
+        speed: Some(1000),
+        duplex: Some("full".into()),
+    };
+    let route = |destination: &str, prefix: u8, gateway: Option<&str>| Route {
+        destination: destination.parse().unwrap(),
+        prefix,
+        gateway: gateway.map(|g| g.parse().unwrap()),
+        interface: "eth0".into(),
+        metric: 100,
+    };
+    f.network.set_host_network(
+        vec![link(2, "eth0"), link(7, "eth1")],
+        vec![
+            route("0.0.0.0", 0, Some("192.0.2.1")),
+            route("192.0.2.0", 24, None),
+            route("::", 0, Some("fe80::1")),
+        ],
+        vec!["192.0.2.53".parse().unwrap()],
+    );
+    let synced = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    assert!(synced.warnings.is_empty(), "{:?}", synced.warnings);
+    assert_eq!(
+        f.tree.instances(ethernet::ID).unwrap(),
+        [InstanceId(2), InstanceId(7)]
+    );
+    assert_eq!(
+        value(
+            &f.tree,
+            Path::resource(ethernet::ID, InstanceId(7), ethernet::MAC_ADDRESS)
+        ),
+        Value::String("02:00:00:00:00:07".into())
+    );
+    assert_eq!(
+        value(
+            &f.tree,
+            Path::resource(
+                ipv4_forwarding::ID,
+                InstanceId(2),
+                ipv4_forwarding::DEST_SUBNET_MASK
+            )
+        ),
+        Value::String("255.255.255.0".into())
+    );
+    assert_eq!(f.tree.instances(ipv6_forwarding::ID).unwrap().len(), 1);
+    assert_eq!(
+        value(
+            &f.tree,
+            Path::resource(dns_server::ID, InstanceId(1), dns_server::DNS_SERVER)
+        ),
+        Value::String("192.0.2.53".into())
+    );
+    // Counters are read at each read, and grow with the traffic.
+    let received = Path::resource(ethernet::ID, InstanceId(2), ethernet::STATS_BYTES_RECEIVED);
+    let first = value(&f.tree, received);
+    assert!(value(&f.tree, received) != first);
+
+    // A link gone, a route gone: removed, still without a write.
+    f.network.set_host_network(
+        vec![link(2, "eth0")],
+        vec![route("0.0.0.0", 0, Some("192.0.2.1"))],
+        Vec::new(),
+    );
+    let _ = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    assert_eq!(f.tree.instances(ethernet::ID).unwrap(), [InstanceId(2)]);
+    assert_eq!(
+        f.tree.instances(ipv4_forwarding::ID).unwrap(),
+        [InstanceId(1)]
+    );
+    assert!(f.tree.instances(dns_server::ID).unwrap().is_empty());
+    assert_eq!(saves.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // And never in a snapshot.
+    assert!(
+        !f.tree
+            .snapshot()
+            .objects
+            .iter()
+            .any(|o| o.object == ethernet::ID || o.object == ipv4_forwarding::ID)
+    );
+
+    // A client may not add or remove the host's facts.
+    let refused = f
+        .tree
+        .begin(Origin::Acs)
+        .create(ethernet::ID, Some(InstanceId(9)))
+        .commit()
+        .unwrap_err();
+    assert!(
+        matches!(refused.faults[..], [Error::NotSupported(_)]),
+        "{refused:?}"
+    );
+    let refused = f
+        .tree
+        .begin(Origin::Acs)
+        .delete(ethernet::ID, InstanceId(2))
+        .commit()
+        .unwrap_err();
+    assert!(
+        !refused.faults.is_empty()
+            && refused
+                .faults
+                .iter()
+                .all(|f| matches!(f, Error::NotSupported(_))),
+        "{refused:?}"
+    );
+}

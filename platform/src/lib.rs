@@ -144,6 +144,9 @@ pub struct Link {
     pub enabled: bool,
     /// Operationally up (carrier).
     pub up: bool,
+    /// The kernel's operational state (RFC 2863: `up`, `down`,
+    /// `dormant`, `lowerlayerdown`, `notpresent`, `testing`, `unknown`).
+    pub operstate: String,
     /// Mbit/s, when the driver says.
     pub speed: Option<u32>,
     /// `full` or `half`, when the driver says.
@@ -357,17 +360,22 @@ pub trait Network: Send + Sync {
 pub trait Actions: Send + Sync {
     fn reboot(&self) -> Result<(), PlatformError>;
     fn factory_reset(&self) -> Result<(), PlatformError>;
+    /// Whether anything can perform a factory reset here: when not, the
+    /// agent keeps its state rather than erase it for a reset that will
+    /// not happen.
+    fn can_factory_reset(&self) -> bool {
+        true
+    }
 }
 
-/// Actions on a host with nobody to perform them (no logind, no
-/// configured command): refused, saying what to configure.
+/// Actions on a host without logind: a reboot by the `reboot` command
+/// every Linux init provides (systemd, sysvinit, BusyBox); a factory
+/// reset only by a configured command (there is no standard one).
 pub struct NoActions;
 
 impl Actions for NoActions {
     fn reboot(&self) -> Result<(), PlatformError> {
-        Err(PlatformError::Unavailable(
-            "reboot (no logind on the system bus: configure [platform] reboot_command)".into(),
-        ))
+        run_command(&["reboot".to_owned()])
     }
 
     fn factory_reset(&self) -> Result<(), PlatformError> {
@@ -375,6 +383,10 @@ impl Actions for NoActions {
             "factory reset (no logind on the system bus: configure [platform] factory_reset_command)"
                 .into(),
         ))
+    }
+
+    fn can_factory_reset(&self) -> bool {
+        false
     }
 }
 
@@ -399,6 +411,10 @@ impl Actions for CommandActions {
             Some(argv) => run_command(argv),
             None => self.fallback.factory_reset(),
         }
+    }
+
+    fn can_factory_reset(&self) -> bool {
+        self.factory_reset.is_some() || self.fallback.can_factory_reset()
     }
 }
 

@@ -19,6 +19,11 @@ struct State {
     radio: RadioState,
     wifi: Vec<WifiProfile>,
     apn: Vec<ApnContext>,
+    links: Vec<crate::Link>,
+    routes: Vec<crate::Route>,
+    dns: Vec<std::net::IpAddr>,
+    /// Counter reads so far: each read sees more traffic.
+    counter_reads: u64,
     /// Ids handed out so far.
     created: u32,
     /// Writes refused with this error (tests of host failures).
@@ -99,6 +104,22 @@ impl MemoryNetwork {
         self.changed();
     }
 
+    /// The host's links, routes and name servers (none by default).
+    pub fn set_host_network(
+        &self,
+        links: Vec<crate::Link>,
+        routes: Vec<crate::Route>,
+        dns: Vec<std::net::IpAddr>,
+    ) {
+        {
+            let mut state = lock(&self.state);
+            state.links = links;
+            state.routes = routes;
+            state.dns = dns;
+        }
+        self.changed();
+    }
+
     pub fn set_radio(&self, radio: RadioState) {
         lock(&self.state).radio = radio;
         self.changed();
@@ -126,6 +147,36 @@ impl MemoryNetwork {
 impl Network for MemoryNetwork {
     fn on_change(&self, callback: Callback) {
         lock(&self.callbacks).push(callback);
+    }
+
+    fn links(&self) -> Vec<crate::Link> {
+        lock(&self.state).links.clone()
+    }
+
+    fn link_stats(&self, name: &str) -> Result<crate::LinkStats, PlatformError> {
+        // Counters that grow with every read: traffic, as far as a test
+        // can tell.
+        let mut state = lock(&self.state);
+        if !state.links.iter().any(|l| l.name == name) {
+            return Err(PlatformError::Unavailable(format!(
+                "the counters of {name}"
+            )));
+        }
+        state.counter_reads += 1;
+        let n = state.counter_reads;
+        Ok(crate::LinkStats {
+            bytes_sent: 100 * n,
+            bytes_received: 200 * n,
+            ..crate::LinkStats::default()
+        })
+    }
+
+    fn dns_servers(&self) -> Vec<std::net::IpAddr> {
+        lock(&self.state).dns.clone()
+    }
+
+    fn routes(&self) -> Vec<crate::Route> {
+        lock(&self.state).routes.clone()
     }
 
     /// The selected bearer carries the traffic from now on, if available.

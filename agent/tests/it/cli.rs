@@ -165,7 +165,10 @@ fn dump_prints_the_hosts_real_values_by_default() {
     let routes = ip(&["-4", "route", "show", "table", "main"]);
     let routes = routes.as_array().cloned().unwrap_or_default();
     assert_eq!(
-        field(&dump, "Device.Routing.Router.1.IPv4ForwardingNumberOfEntries"),
+        field(
+            &dump,
+            "Device.Routing.Router.1.IPv4ForwardingNumberOfEntries"
+        ),
         routes.len().to_string()
     );
     for route in &routes {

@@ -35,7 +35,7 @@ struct Roots {
 }
 
 /// What was read at the last change: reads copy it (no I/O for them).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 struct Snapshot {
     state: NetworkState,
     links: Vec<Link>,
@@ -46,6 +46,9 @@ struct Snapshot {
 /// The kernel's network (or another root's, for tests).
 pub struct LinuxNetwork {
     roots: Roots,
+    /// Subscribed before the first read, so that no change between the
+    /// two is missed; handed to the watching thread.
+    changes: Mutex<Option<std::os::fd::OwnedFd>>,
     snapshot: Arc<Mutex<Snapshot>>,
     callbacks: Arc<Mutex<Vec<ChangeCallback>>>,
     watching: Once,
@@ -66,7 +69,9 @@ impl LinuxNetwork {
             sys: sys_root.trim_end_matches('/').to_owned(),
             resolv_conf: resolv_conf.to_owned(),
         };
+        let changes = Mutex::new(subscribe());
         LinuxNetwork {
+            changes,
             snapshot: Arc::new(Mutex::new(roots.read())),
             roots,
             callbacks: Arc::new(Mutex::new(Vec::new())),
@@ -133,6 +138,7 @@ impl Roots {
                     mac: text("address").unwrap_or_default(),
                     enabled: flags.is_some_and(|f| f & 0x1 != 0),
                     up: text("operstate").as_deref() == Some("up"),
+                    operstate: text("operstate").unwrap_or_default(),
                     speed: text("speed")
                         .and_then(|s| s.parse::<i64>().ok())
                         .and_then(|s| u32::try_from(s).ok()),
@@ -225,11 +231,16 @@ pub fn parse_route(text: &str) -> Vec<(String, Option<Ipv4Addr>, u32)> {
             if hex(destination)? != 0 || hex(mask)? != 0 || flags & RTF_UP == 0 {
                 return None;
             }
-            // The file holds addresses in host (little-endian) order.
+            // The file prints the network-order value as a host integer.
             let gateway = (flags & RTF_GATEWAY != 0)
-                .then(|| hex(gateway).map(|g| Ipv4Addr::from(g.swap_bytes())))
+                .then(|| hex(gateway).map(|g| Ipv4Addr::from(g.to_ne_bytes())))
                 .flatten();
-            Some((iface.to_owned(), gateway, metric.parse().ok()?))
+            // Printed signed (%d): a metric of 2^31 or more reads negative.
+            Some((
+                iface.to_owned(),
+                gateway,
+                metric.parse::<i64>().ok()? as u32,
+            ))
         })
         .collect();
     routes.sort_by_key(|(_, _, metric)| *metric);
@@ -298,16 +309,17 @@ pub fn parse_ipv4_routes(text: &str) -> Vec<Route> {
             if flags & RTF_UP == 0 {
                 return None;
             }
-            // Host (little-endian) order in the file.
-            let mask = hex(mask)?.swap_bytes();
+            // The file prints network-order values as host integers.
+            let mask = u32::from_be_bytes(hex(mask)?.to_ne_bytes());
             Some(Route {
-                destination: IpAddr::V4(Ipv4Addr::from(hex(destination)?.swap_bytes())),
+                destination: IpAddr::V4(Ipv4Addr::from(hex(destination)?.to_ne_bytes())),
                 prefix: u8::try_from(mask.leading_ones()).ok()?,
                 gateway: (flags & RTF_GATEWAY != 0)
-                    .then(|| hex(gateway).map(|g| IpAddr::V4(Ipv4Addr::from(g.swap_bytes()))))
+                    .then(|| hex(gateway).map(|g| IpAddr::V4(Ipv4Addr::from(g.to_ne_bytes()))))
                     .flatten(),
                 interface: iface.to_owned(),
-                metric: metric.parse().ok()?,
+                // Printed signed (%d).
+                metric: metric.parse::<i64>().ok()? as u32,
             })
         })
         .collect()
@@ -320,6 +332,7 @@ pub fn parse_ipv6_routes(text: &str) -> Vec<Route> {
     const RTF_UP: u32 = 0x1;
     const RTF_REJECT: u32 = 0x200;
     const RTF_LOCAL: u32 = 0x8000_0000;
+    const RTF_ANYCAST: u32 = 0x0010_0000;
     text.lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
@@ -341,7 +354,7 @@ pub fn parse_ipv6_routes(text: &str) -> Vec<Route> {
             let flags = u32::from_str_radix(flags, 16).ok()?;
             let destination = u128::from_str_radix(destination, 16).ok()?;
             if flags & RTF_UP == 0
-                || flags & (RTF_REJECT | RTF_LOCAL) != 0
+                || flags & (RTF_REJECT | RTF_LOCAL | RTF_ANYCAST) != 0
                 || iface == "lo"
                 || destination >> 120 == 0xff
             {
@@ -482,11 +495,14 @@ impl Network for LinuxNetwork {
     fn on_change(&self, callback: ChangeCallback) {
         lock(&self.callbacks).push(callback);
         self.watching.call_once(|| {
-            watch(
-                self.roots.clone(),
-                Arc::clone(&self.snapshot),
-                Arc::clone(&self.callbacks),
-            );
+            if let Some(fd) = lock(&self.changes).take() {
+                watch(
+                    fd,
+                    self.roots.clone(),
+                    Arc::clone(&self.snapshot),
+                    Arc::clone(&self.callbacks),
+                );
+            }
         });
     }
 
@@ -521,14 +537,11 @@ fn unavailable(what: &str) -> PlatformError {
     ))
 }
 
-/// Reads the network again and runs the callbacks after every burst of
-/// rtnetlink notifications, on a thread of its own that sleeps in `recv`
-/// otherwise. Without netlink (a
-/// sandbox that forbids it) there are no change events: the state is
-/// still read on demand.
-fn watch(roots: Roots, snapshot: Arc<Mutex<Snapshot>>, callbacks: Arc<Mutex<Vec<ChangeCallback>>>) {
+/// A socket on rtnetlink's multicast groups for links, addresses and
+/// routes; `None` where netlink is refused (a sandbox).
+fn subscribe() -> Option<std::os::fd::OwnedFd> {
     use nix::sys::socket::{
-        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, socket,
+        AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, socket,
     };
     use std::os::fd::AsRawFd as _;
     const GROUPS: u32 = (nix::libc::RTMGRP_LINK
@@ -536,17 +549,29 @@ fn watch(roots: Roots, snapshot: Arc<Mutex<Snapshot>>, callbacks: Arc<Mutex<Vec<
         | nix::libc::RTMGRP_IPV4_ROUTE
         | nix::libc::RTMGRP_IPV6_IFADDR
         | nix::libc::RTMGRP_IPV6_ROUTE) as u32;
-    let Ok(fd) = socket(
+    let fd = socket(
         AddressFamily::Netlink,
         SockType::Raw,
         SockFlag::SOCK_CLOEXEC,
         SockProtocol::NetlinkRoute,
-    ) else {
-        return;
-    };
-    if bind(fd.as_raw_fd(), &NetlinkAddr::new(0, GROUPS)).is_err() {
-        return;
-    }
+    )
+    .ok()?;
+    bind(fd.as_raw_fd(), &NetlinkAddr::new(0, GROUPS)).ok()?;
+    Some(fd)
+}
+
+/// Reads the network again and runs the callbacks after every burst of
+/// rtnetlink notifications that changed it, on a thread of its own that
+/// sleeps in `recv` otherwise. Without netlink (a sandbox that forbids
+/// it) there are no change events: the snapshot of the start stays.
+fn watch(
+    fd: std::os::fd::OwnedFd,
+    roots: Roots,
+    snapshot: Arc<Mutex<Snapshot>>,
+    callbacks: Arc<Mutex<Vec<ChangeCallback>>>,
+) {
+    use nix::sys::socket::{MsgFlags, recv};
+    use std::os::fd::AsRawFd as _;
     let spawned = std::thread::Builder::new()
         .name("dmagent-netlink".into())
         .spawn(move || {
@@ -560,9 +585,18 @@ fn watch(roots: Roots, snapshot: Arc<Mutex<Snapshot>>, callbacks: Arc<Mutex<Vec<
                 }
                 // The rest of the burst, then one callback round.
                 while recv(fd.as_raw_fd(), &mut buffer, MsgFlags::MSG_DONTWAIT).is_ok() {}
-                // Read here, on this thread: readers only copy it.
+                // Read here, on this thread: readers only copy it. A
+                // burst that changed nothing the agent serves (an IPv6
+                // address's lifetimes refreshed by a router
+                // advertisement) wakes nobody.
                 let fresh = roots.read();
-                *lock(&snapshot) = fresh;
+                {
+                    let mut held = lock(&snapshot);
+                    if *held == fresh {
+                        continue;
+                    }
+                    *held = fresh;
+                }
                 let callbacks: Vec<ChangeCallback> = lock(&callbacks).clone();
                 for callback in callbacks {
                     callback();
@@ -719,6 +753,7 @@ fd000000000000000000000000000002 80 00000000000000000000000000000000 00 00000000
                 mac: "02:00:00:00:00:0a".into(),
                 enabled: true,
                 up: true,
+                operstate: "up".into(),
                 speed: Some(1000),
                 duplex: Some("full".into()),
             }]
@@ -743,7 +778,9 @@ fd000000000000000000000000000002 80 00000000000000000000000000000000 00 00000000
         let shown = String::from_utf8_lossy(&shown.stdout);
         for link in network.links() {
             assert!(
-                shown.contains(&format!(" {}:", link.name)) && shown.contains(&link.mac),
+                (shown.contains(&format!(" {}:", link.name))
+                    || shown.contains(&format!(" {}@", link.name)))
+                    && shown.contains(&link.mac),
                 "{link:?} not in {shown}"
             );
             network.link_stats(&link.name).unwrap();

@@ -133,7 +133,12 @@ fn counts(parameters: &[Concrete]) -> Vec<Concrete> {
                 if table.contains('{') {
                     break;
                 }
-                tables.entry(table.to_owned()).or_default();
+                let instances = tables.entry(table.to_owned()).or_default();
+                // A literal instance (Router.1.) is there whatever the
+                // tree holds: GetParameterNames lists it.
+                if let Ok(n) = segment.parse::<u32>() {
+                    instances.insert(n);
+                }
             }
             start += segment.len() + 1;
         }

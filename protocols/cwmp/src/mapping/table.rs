@@ -327,6 +327,17 @@ pub static PARAMETERS: &[ParameterMap] = &[
         active_notify: ActiveNotify::Normal,
     },
     ParameterMap {
+        path: "Device.Ethernet.Interface.{i}.CurrentBitRate",
+        object: catalog::ethernet::ID,
+        resource: catalog::ethernet::CURRENT_BIT_RATE,
+        syntax: Syntax::UnsignedInt,
+        list: false,
+        writable: false,
+        secured: false,
+        forced_inform: false,
+        active_notify: ActiveNotify::CanDeny,
+    },
+    ParameterMap {
         path: "Device.Ethernet.Interface.{i}.DuplexMode",
         object: catalog::ethernet::ID,
         resource: catalog::ethernet::DUPLEX_MODE,
