@@ -352,6 +352,15 @@ impl Tree {
             .ok_or(Error::InstancesExhausted(object))
     }
 
+    /// Whether `object`'s instances are the platform's reported facts
+    /// ([`ObjectHandler::reported`]): a client neither adds nor deletes
+    /// them.
+    pub fn is_reported(&self, object: ObjectId) -> bool {
+        self.objects
+            .get(&object)
+            .is_some_and(|entry| entry.handler.reported())
+    }
+
     /// Whether a transaction waiting for host writes holds an instance
     /// of `object`: a refresh from the platform waits until it ends, or it
     /// would read the host half-written (the write made, the tree not yet

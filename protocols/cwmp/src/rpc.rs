@@ -1027,11 +1027,13 @@ pub fn get_parameter_names_within(
     } else {
         objects.insert(path.to_owned());
     }
-    let writable_object = |name: &str| {
-        matches!(
-            resolver.object(name),
-            Some(ObjectPath::Table(_) | ObjectPath::Instance(..))
-        )
+    // A table the ACS may add to, an instance it may delete: not the
+    // host's reported facts (links, routes), which it only reads.
+    let writable_object = |name: &str| match resolver.object(name) {
+        Some(ObjectPath::Table(object) | ObjectPath::Instance(object, _)) => {
+            !tree.is_reported(object)
+        }
+        _ => false,
     };
     let depth = |name: &str| name.trim_end_matches('.').split('.').count();
     let base = if path.is_empty() { 0 } else { depth(path) };

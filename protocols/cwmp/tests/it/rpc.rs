@@ -344,6 +344,14 @@ fn every_table_counts_its_entries() {
     assert_eq!(value(&tree, "Device.WiFi.SSIDNumberOfEntries"), "2");
     let names = rpc::get_parameter_names(&tree, "Device.WiFi.", true).unwrap();
     assert!(names.contains(&("Device.WiFi.SSIDNumberOfEntries".to_owned(), false)));
+    // A table the ACS may add to is writable; the host's reported links
+    // are not.
+    assert!(names.contains(&("Device.WiFi.SSID.".to_owned(), true)));
+    let names = rpc::get_parameter_names(&tree, "Device.Ethernet.", true).unwrap();
+    assert!(
+        names.contains(&("Device.Ethernet.Interface.".to_owned(), false)),
+        "{names:?}"
+    );
 
     let refused = rpc::set_parameter_values(
         &mut tree,
