@@ -123,7 +123,10 @@ pub fn build(
     })
     .context("registering declared objects")?;
     let (mut warnings, covered) = match saved {
-        Some(snapshot) => tree.restore(snapshot),
+        Some(mut snapshot) => {
+            dm_objects::upgrade(&mut snapshot);
+            tree.restore(snapshot)
+        }
         None => (Vec::new(), Vec::new()),
     };
     dm_objects::populate(&mut tree, &covered).context("creating the device's instances")?;

@@ -67,6 +67,38 @@ pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
     Ok(())
 }
 
+/// Brings a state saved by an earlier version to this one's data model,
+/// before it is restored.
+///
+/// - TR-181's `Device.IP.Interface.1.IPv4Address.{j}.IPAddress` was bound
+///   to /4's IP Addresses (4), both families in one resource; it is now a
+///   resource of its own (1005). An ACS's notification and access list on
+///   it follow it, rather than stay on a path no TR-181 name reaches.
+pub fn upgrade(snapshot: &mut dm_core::Snapshot) {
+    use dm_core::catalog::connectivity;
+    let moved = |path: &Path| {
+        (path.object_id() == connectivity::ID
+            && path.resource_id() == Some(connectivity::IP_ADDRESSES))
+        .then(|| {
+            Path::resource(
+                connectivity::ID,
+                path.instance_id().unwrap_or(dm_core::InstanceId(0)),
+                connectivity::IPV4_ADDRESSES,
+            )
+        })
+    };
+    for (path, _) in &mut snapshot.notification {
+        if let Some(to) = moved(path) {
+            *path = to;
+        }
+    }
+    for (path, _) in &mut snapshot.access_list {
+        if let Some(to) = moved(path) {
+            *path = to;
+        }
+    }
+}
+
 /// Creates the instances a device always has, for the objects a restored
 /// snapshot did not cover.
 pub fn populate(tree: &mut Tree, covered: &[ObjectId]) -> Result<(), dm_core::TransactionError> {

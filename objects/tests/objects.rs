@@ -1007,3 +1007,34 @@ fn the_hosts_links_routes_and_name_servers_are_reported_without_writes() {
         "{refused:?}"
     );
 }
+
+/// A state saved before the IPv4 addresses had a resource of their own:
+/// the ACS's notification and access list on
+/// Device.IP.Interface.1.IPv4Address.{j}.IPAddress follow the parameter.
+#[test]
+fn an_older_states_attributes_follow_the_ipv4_address_parameter() {
+    let old = Path::resource(connectivity::ID, InstanceId(0), connectivity::IP_ADDRESSES);
+    let new = Path::resource(
+        connectivity::ID,
+        InstanceId(0),
+        connectivity::IPV4_ADDRESSES,
+    );
+    let other = Path::resource(connectivity::ID, InstanceId(0), connectivity::APN);
+    let mut snapshot = dm_core::Snapshot {
+        notification: vec![
+            (old, dm_core::Notification::Active),
+            (other, dm_core::Notification::Passive),
+        ],
+        access_list: vec![(old, vec!["Subscriber".into()])],
+        ..dm_core::Snapshot::default()
+    };
+    dm_objects::upgrade(&mut snapshot);
+    assert_eq!(
+        snapshot.notification,
+        [
+            (new, dm_core::Notification::Active),
+            (other, dm_core::Notification::Passive)
+        ]
+    );
+    assert_eq!(snapshot.access_list, [(new, vec!["Subscriber".to_owned()])]);
+}
