@@ -151,36 +151,100 @@ impl ObjectHandler for Facts {
     }
 }
 
-/// Makes `schema`'s instances 1..=n (of those `held` now) hold `rows` (each a list of resource
-/// values), removing the rest: a table of facts the platform lists in
-/// its own order.
+/// The most entries one table of facts holds: a gateway's routes and
+/// name servers are a handful; a full routing table is not served (the
+/// rest is left out, with a warning).
+const MAX_FACTS: usize = 1024;
+
+/// The instances of `object` the tree holds, each with its `key`
+/// resources' values.
+fn held_keys(
+    tree: &Tree,
+    object: dm_core::ObjectId,
+    key: &[ResourceId],
+) -> Vec<(InstanceId, Vec<Value>)> {
+    tree.instances(object)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| {
+            let values = key
+                .iter()
+                .map(
+                    |r| match tree.read(Origin::Agent, &Path::resource(object, i, *r)) {
+                        Ok(ResourceValue::Single(v)) => v,
+                        _ => Value::String(String::new()),
+                    },
+                )
+                .collect();
+            (i, values)
+        })
+        .collect()
+}
+
+/// Makes `schema`'s instances hold `rows`, the platform's facts in its
+/// own order. An entry keeps its instance number while it exists (matched
+/// by its `key` resources: TR-069 instance numbers follow their entry);
+/// new ones take numbers no entry holds; the rest are removed.
 fn fill(
-    held: &[InstanceId],
+    held: &[(InstanceId, Vec<Value>)],
     tx: &mut dm_core::tree::Transaction<'_>,
     schema: &'static ObjectSchema,
-    rows: Vec<Vec<(ResourceId, Value)>>,
+    key: &[ResourceId],
+    mut rows: Vec<Vec<(ResourceId, Value)>>,
     warnings: &mut Vec<String>,
 ) {
-    let wanted: Vec<InstanceId> = (1..=rows.len())
-        .filter_map(|n| {
-            u16::try_from(n)
-                .ok()
-                .filter(|n| *n < u16::MAX)
-                .map(InstanceId)
+    if rows.len() > MAX_FACTS {
+        warnings.push(format!(
+            "{}: {} entries, the first {MAX_FACTS} served",
+            schema.name,
+            rows.len()
+        ));
+        rows.truncate(MAX_FACTS);
+    }
+    let key_of = |row: &[(ResourceId, Value)]| -> Vec<Value> {
+        key.iter()
+            .map(|k| {
+                row.iter()
+                    .find(|(r, _)| r == k)
+                    .map_or(Value::String(String::new()), |(_, v)| v.clone())
+            })
+            .collect()
+    };
+    let mut kept: Vec<InstanceId> = Vec::new();
+    let assigned: Vec<Option<InstanceId>> = rows
+        .iter()
+        .map(|row| {
+            let wanted = key_of(row);
+            let found = held
+                .iter()
+                .find(|(i, k)| *k == wanted && !kept.contains(i))
+                .map(|(i, _)| *i);
+            kept.extend(found);
+            found
         })
         .collect();
-    for extra in held.iter().filter(|i| !wanted.contains(i)) {
-        tx.delete(schema.id, *extra);
+    for (i, _) in held.iter().filter(|(i, _)| !kept.contains(i)) {
+        tx.delete(schema.id, *i);
     }
-    for (instance, row) in wanted.iter().zip(rows) {
-        if !held.contains(instance) {
-            tx.create(schema.id, Some(*instance));
-        }
+    let mut next = 1u16;
+    for (row, slot) in rows.into_iter().zip(assigned) {
+        let instance = match slot {
+            Some(instance) => instance,
+            None => {
+                while held.iter().any(|(i, _)| i.0 == next) || kept.contains(&InstanceId(next)) {
+                    next += 1;
+                }
+                let instance = InstanceId(next);
+                kept.push(instance);
+                tx.create(schema.id, Some(instance));
+                instance
+            }
+        };
         for (resource, value) in row {
             stage_fact(
                 tx,
                 schema,
-                Path::resource(schema.id, *instance, resource),
+                Path::resource(schema.id, instance, resource),
                 value,
                 warnings,
             );
@@ -199,11 +263,22 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
     let servers = network.dns_servers();
     let routes = network.routes();
     let upstream = network.state().interface;
-    let held = |object| tree.instances(object).unwrap_or_default();
-    let held_links = held(ethernet::ID);
-    let held_servers = held(dns_server::ID);
-    let held_v4 = held(ipv4_forwarding::ID);
-    let held_v6 = held(ipv6_forwarding::ID);
+    let held_links = tree.instances(ethernet::ID).unwrap_or_default();
+    const SERVER_KEY: [ResourceId; 1] = [dns_server::DNS_SERVER];
+    const V4_KEY: [ResourceId; 4] = [
+        ipv4_forwarding::DEST_IP_ADDRESS,
+        ipv4_forwarding::DEST_SUBNET_MASK,
+        ipv4_forwarding::GATEWAY_IP_ADDRESS,
+        ipv4_forwarding::FORWARDING_METRIC,
+    ];
+    const V6_KEY: [ResourceId; 3] = [
+        ipv6_forwarding::DEST_IP_PREFIX,
+        ipv6_forwarding::NEXT_HOP,
+        ipv6_forwarding::FORWARDING_METRIC,
+    ];
+    let held_servers = held_keys(tree, dns_server::ID, &SERVER_KEY);
+    let held_v4 = held_keys(tree, ipv4_forwarding::ID, &V4_KEY);
+    let held_v6 = held_keys(tree, ipv6_forwarding::ID, &V6_KEY);
     let mut tx = tree.begin(Origin::Platform);
     for gone in held_links
         .iter()
@@ -281,6 +356,7 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
         &held_servers,
         &mut tx,
         &dns_server::SCHEMA,
+        &SERVER_KEY,
         servers,
         warnings,
     );
@@ -331,7 +407,14 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
             ]
         })
         .collect();
-    fill(&held_v4, &mut tx, &ipv4_forwarding::SCHEMA, v4, warnings);
+    fill(
+        &held_v4,
+        &mut tx,
+        &ipv4_forwarding::SCHEMA,
+        &V4_KEY,
+        v4,
+        warnings,
+    );
     let v6 = v6
         .into_iter()
         .map(|r| {
@@ -354,7 +437,14 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
             ]
         })
         .collect();
-    fill(&held_v6, &mut tx, &ipv6_forwarding::SCHEMA, v6, warnings);
+    fill(
+        &held_v6,
+        &mut tx,
+        &ipv6_forwarding::SCHEMA,
+        &V6_KEY,
+        v6,
+        warnings,
+    );
     if let Err(e) = tx.commit() {
         warnings.push(e.to_string());
     }

@@ -971,6 +971,39 @@ fn the_hosts_links_routes_and_name_servers_are_reported_without_writes() {
         [InstanceId(1)]
     );
     assert!(f.tree.instances(dns_server::ID).unwrap().is_empty());
+    // A route added in front of the others: each entry keeps its
+    // instance number (TR-069 instance numbers follow their entry).
+    f.network.set_host_network(
+        vec![link(2, "eth0")],
+        vec![
+            route("198.51.100.0", 24, None),
+            route("0.0.0.0", 0, Some("192.0.2.1")),
+        ],
+        Vec::new(),
+    );
+    let _ = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    let gateway = |i: u16| {
+        value(
+            &f.tree,
+            Path::resource(
+                ipv4_forwarding::ID,
+                InstanceId(i),
+                ipv4_forwarding::GATEWAY_IP_ADDRESS,
+            ),
+        )
+    };
+    assert_eq!(gateway(1), Value::String("192.0.2.1".into()));
+    assert_eq!(
+        value(
+            &f.tree,
+            Path::resource(
+                ipv4_forwarding::ID,
+                InstanceId(2),
+                ipv4_forwarding::DEST_IP_ADDRESS
+            )
+        ),
+        Value::String("198.51.100.0".into())
+    );
     assert_eq!(saves.load(std::sync::atomic::Ordering::SeqCst), 0);
     // And never in a snapshot.
     assert!(
