@@ -73,11 +73,18 @@ fn platform(kind: PlatformKind) -> anyhow::Result<Host> {
                 actions: Arc::new(dm_platform::dbus::LogindActions::new(None)),
             })
         }
-        // With a system bus, its services where they answer and the
-        // kernel for the rest; without one, the kernel alone.
+        // With a system bus that answers, its services where they answer
+        // and the kernel for the rest; without one, the kernel alone (a
+        // dead bus is not retried forever: that would wake the agent
+        // every few seconds for nothing).
         PlatformKind::Auto if dm_platform::auto::system_bus_present() => {
             let network = dm_platform::dbus::DbusNetwork::start(None)
                 .context("starting the D-Bus platform")?;
+            if !network.reached() {
+                warn!("no system bus answers: the kernel's network only, and reboot by command");
+                drop(network);
+                return platform(PlatformKind::Linux);
+            }
             Ok(Host {
                 platform: Platform {
                     host: Arc::new(LinuxHost::default()),

@@ -384,3 +384,34 @@ fn the_service_unit_and_bus_policy_are_valid() {
         .unwrap();
     assert!(policy.success());
 }
+
+/// A system bus address with no daemon behind it: the default platform
+/// says so and serves the kernel's network, rather than retry the dead
+/// bus every few seconds.
+#[test]
+fn a_dead_system_bus_leaves_the_kernels_network() {
+    let state = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dmagent"))
+        .args(["--state-dir"])
+        .arg(state.path().join("state"))
+        .args(["--log-level", "info", "dump", "--view", "tr181"])
+        .env_remove("DMAGENT_CONFIG")
+        .env_remove("DMAGENT_PLATFORM")
+        .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("no system bus answers"), "{log}");
+    let dump = String::from_utf8(out.stdout).unwrap();
+    // The kernel's routes are served (this machine has at least its
+    // loopback-free routes, or none: the count is there either way).
+    assert!(
+        dump.contains("Device.Routing.Router.1.IPv4ForwardingNumberOfEntries = "),
+        "{dump}"
+    );
+}

@@ -99,6 +99,8 @@ struct Shared {
 pub struct DbusNetwork {
     shared: Arc<Shared>,
     requests: mpsc::UnboundedSender<Envelope>,
+    /// The bus could be connected to at start.
+    reached: bool,
 }
 
 impl DbusNetwork {
@@ -133,12 +135,30 @@ impl DbusNetwork {
             .map_err(|e| PlatformError::Failed(format!("cannot start the D-Bus thread: {e}")))?;
         // The first snapshot, or the reason there is none; a missing bus
         // is not fatal (the thread keeps trying).
-        match ready_rx.recv_timeout(WRITE_TIMEOUT) {
-            Ok(Err(e)) => warn!("D-Bus platform: {e}; retrying in the background"),
-            Ok(Ok(())) => {}
-            Err(_) => warn!("D-Bus platform: no answer from the bus yet; going on"),
-        }
-        Ok(DbusNetwork { shared, requests })
+        let reached = match ready_rx.recv_timeout(WRITE_TIMEOUT) {
+            Ok(Err(e)) => {
+                warn!("D-Bus platform: {e}; retrying in the background");
+                false
+            }
+            Ok(Ok(())) => true,
+            // Connected, but the services are slow to answer (a busy
+            // boot): the bus is there.
+            Err(_) => {
+                warn!("D-Bus platform: no answer from the bus yet; going on");
+                true
+            }
+        };
+        Ok(DbusNetwork {
+            shared,
+            requests,
+            reached,
+        })
+    }
+
+    /// Whether the bus could be connected to at start (a socket file
+    /// with no daemon behind it cannot).
+    pub fn reached(&self) -> bool {
+        self.reached
     }
 
     fn call<T>(&self, request: impl FnOnce(Reply<T>) -> Request) -> Result<T, PlatformError> {
