@@ -41,6 +41,21 @@ pub fn host(config: &Config) -> anyhow::Result<Host> {
     Ok(host)
 }
 
+/// The real host (`/proc`, the journal) with `network` and `actions`.
+fn real_host(
+    network: Arc<dyn dm_platform::Network>,
+    actions: Arc<dyn dm_platform::Actions>,
+) -> Host {
+    Host {
+        platform: Platform {
+            host: Arc::new(LinuxHost::default()),
+            network,
+            log: Arc::new(dm_platform::linux::JournalLog::default()),
+        },
+        actions,
+    }
+}
+
 fn platform(kind: PlatformKind) -> anyhow::Result<Host> {
     match kind {
         PlatformKind::Memory => {
@@ -64,14 +79,10 @@ fn platform(kind: PlatformKind) -> anyhow::Result<Host> {
             // be missing now and appear later.
             let network = dm_platform::dbus::DbusNetwork::start(None)
                 .context("starting the D-Bus platform")?;
-            Ok(Host {
-                platform: Platform {
-                    host: Arc::new(LinuxHost::default()),
-                    network: Arc::new(network),
-                    log: Arc::new(dm_platform::linux::JournalLog::default()),
-                },
-                actions: Arc::new(dm_platform::dbus::LogindActions::new(None)),
-            })
+            Ok(real_host(
+                Arc::new(network),
+                Arc::new(dm_platform::dbus::LogindActions::new(None)),
+            ))
         }
         // With a system bus that answers, its services where they answer
         // and the kernel for the rest; without one, the kernel alone (a
@@ -85,26 +96,18 @@ fn platform(kind: PlatformKind) -> anyhow::Result<Host> {
                 drop(network);
                 return platform(PlatformKind::Linux);
             }
-            Ok(Host {
-                platform: Platform {
-                    host: Arc::new(LinuxHost::default()),
-                    network: Arc::new(dm_platform::auto::AutoNetwork::new(
-                        network,
-                        dm_platform::linux::network::LinuxNetwork::default(),
-                    )),
-                    log: Arc::new(dm_platform::linux::JournalLog::default()),
-                },
-                actions: Arc::new(dm_platform::dbus::LogindActions::new(None)),
-            })
+            Ok(real_host(
+                Arc::new(dm_platform::auto::AutoNetwork::new(
+                    network,
+                    dm_platform::linux::network::LinuxNetwork::default(),
+                )),
+                Arc::new(dm_platform::dbus::LogindActions::new(None)),
+            ))
         }
-        PlatformKind::Auto | PlatformKind::Linux => Ok(Host {
-            platform: Platform {
-                host: Arc::new(LinuxHost::default()),
-                network: Arc::new(dm_platform::linux::network::LinuxNetwork::default()),
-                log: Arc::new(dm_platform::linux::JournalLog::default()),
-            },
-            actions: Arc::new(dm_platform::NoActions),
-        }),
+        PlatformKind::Auto | PlatformKind::Linux => Ok(real_host(
+            Arc::new(dm_platform::linux::network::LinuxNetwork::default()),
+            Arc::new(dm_platform::NoActions),
+        )),
     }
 }
 

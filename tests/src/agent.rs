@@ -33,7 +33,33 @@ pub fn run(binary: &str, config: &Path, state: &Path) -> Agent {
 /// [`run`] with `bus` as the system bus: the D-Bus platform and the
 /// control API on a test's private bus.
 pub fn run_on_bus(binary: &str, config: &Path, state: &Path, bus: &str) -> Agent {
-    spawn(command(binary, config, state).env("DBUS_SYSTEM_BUS_ADDRESS", bus))
+    spawn(
+        command(binary, config, state)
+            .env("DMAGENT_BUS", "system")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", bus),
+    )
+}
+
+/// `BINARY ARGS...` as the CLI, talking to the control API on `bus`.
+pub fn cli_on_bus(binary: &str, bus: &str, args: &[&str]) -> std::process::Output {
+    Command::new(binary)
+        .args(args)
+        .env_remove("DMAGENT_CONFIG")
+        .env("DMAGENT_BUS", "system")
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus)
+        .output()
+        .expect("the CLI runs")
+}
+
+/// Waits until the agent's control API is on `bus` (gdbus waits for the
+/// name to appear: no polling here).
+pub fn wait_for_control_api(bus: &str) {
+    let waited = Command::new("gdbus")
+        .args(["wait", "--system", "--timeout", "30", "org.dmagent.Agent1"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus)
+        .status()
+        .expect("gdbus runs");
+    assert!(waited.success(), "the control API never appeared on {bus}");
 }
 
 fn command(binary: &str, config: &Path, state: &Path) -> Command {

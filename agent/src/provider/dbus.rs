@@ -53,6 +53,24 @@ struct Owner {
     connection: zbus::Connection,
 }
 
+impl Owner {
+    /// Calls its `method` of `org.dmagent.Provider1`.
+    async fn call<B>(&self, method: &'static str, body: &B) -> zbus::Result<zbus::Message>
+    where
+        B: serde::Serialize + zbus::wire::DynamicType,
+    {
+        self.connection
+            .call_method(
+                Some(self.name.as_str()),
+                self.path.as_str(),
+                Some(INTERFACE),
+                method,
+                body,
+            )
+            .await
+    }
+}
+
 /// Why a call to the provider failed.
 enum Failure {
     /// It answered with a D-Bus error of its own: its refusal.
@@ -117,14 +135,7 @@ impl DbusProvider {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let called = owner.clone();
         self.runtime.spawn(async move {
-            let call = called.connection.call_method(
-                Some(called.name.as_str()),
-                called.path.as_str(),
-                Some(INTERFACE),
-                method,
-                &body,
-            );
-            let _ = tx.send(tokio::time::timeout(limit, call).await);
+            let _ = tx.send(tokio::time::timeout(limit, called.call(method, &body)).await);
         });
         // An error reply: its name and text. zbus gives the bus's own
         // names (org.freedesktop.DBus.Error.*) as `FDO` errors.
@@ -203,14 +214,7 @@ impl DbusProvider {
     ) {
         let name = self.name();
         self.runtime.spawn(async move {
-            let call = owner.connection.call_method(
-                Some(owner.name.as_str()),
-                owner.path.as_str(),
-                Some(INTERFACE),
-                method,
-                &body,
-            );
-            let outcome = match tokio::time::timeout(CALL_LIMIT, call).await {
+            let outcome = match tokio::time::timeout(CALL_LIMIT, owner.call(method, &body)).await {
                 Ok(Ok(_)) => return,
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => "no answer".to_owned(),

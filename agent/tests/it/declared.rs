@@ -134,17 +134,11 @@ fn a_declared_object_bound_to_tr181_is_served_to_the_acs_through_a_dbus_provider
         ),
     )
     .unwrap();
-    let _agent = dm_tests::agent::Agent(
-        Command::new(env!("CARGO_BIN_EXE_dmagent"))
-            .args(["--config", config.to_str().unwrap(), "--state-dir"])
-            .arg(dir.path().join("state"))
-            .arg("run")
-            .env_remove("DMAGENT_CONFIG")
-            .env("DMAGENT_BUS", "system")
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.bus)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _agent = dm_tests::agent::run_on_bus(
+        env!("CARGO_BIN_EXE_dmagent"),
+        &config,
+        &dir.path().join("state"),
+        &bus.bus,
     );
     registered
         .recv_timeout(Duration::from_secs(30))

@@ -2045,17 +2045,11 @@ fn a_dbus_provider_serves_its_object_and_is_unavailable_while_away() {
         ),
     )
     .unwrap();
-    let _agent = Guard(
-        Command::new(env!("CARGO_BIN_EXE_dmagent"))
-            .args(["--config", config.to_str().unwrap(), "--state-dir"])
-            .arg(dir.path().join("state"))
-            .arg("run")
-            .env_remove("DMAGENT_CONFIG")
-            .env("DMAGENT_BUS", "system")
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.bus)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _agent = dm_tests::agent::run_on_bus(
+        env!("CARGO_BIN_EXE_dmagent"),
+        &config,
+        &dir.path().join("state"),
+        &bus.bus,
     );
     assert_eq!(next(&events)["event"], "register");
     let stdin = server.0.stdin.as_mut().unwrap();

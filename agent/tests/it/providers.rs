@@ -95,21 +95,9 @@ fn dbus_providers_register_push_and_are_noticed_leaving() {
             return line;
         }
     };
-    // The control API is on the bus.
-    let waited = Command::new("gdbus")
-        .args(["wait", "--system", "--timeout", "30", "org.dmagent.Agent1"])
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.bus)
-        .status()
-        .unwrap();
-    assert!(waited.success());
+    dm_tests::agent::wait_for_control_api(&bus.bus);
     let dmagent = |args: &[&str]| -> Output {
-        Command::new(env!("CARGO_BIN_EXE_dmagent"))
-            .args(args)
-            .env_remove("DMAGENT_CONFIG")
-            .env("DMAGENT_BUS", "system")
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.bus)
-            .output()
-            .unwrap()
+        dm_tests::agent::cli_on_bus(env!("CARGO_BIN_EXE_dmagent"), &bus.bus, args)
     };
     let get = |path: &str| {
         let out = dmagent(&["get", path]);
@@ -203,24 +191,15 @@ fn dbus_providers_register_push_and_are_noticed_leaving() {
 fn the_control_api_introspects_as_well_formed_xml() {
     let bus = dm_tests::dbus_stack::Stack::mock();
     let dir = tempfile::tempdir().unwrap();
-    let _agent = Agent(
-        Command::new(env!("CARGO_BIN_EXE_dmagent"))
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .arg("run")
-            .env_remove("DMAGENT_CONFIG")
-            .env("DMAGENT_BUS", "system")
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.bus)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(&config, "").unwrap();
+    let _agent = dm_tests::agent::run_on_bus(
+        env!("CARGO_BIN_EXE_dmagent"),
+        &config,
+        &dir.path().join("state"),
+        &bus.bus,
     );
-    let waited = Command::new("gdbus")
-        .args(["wait", "--system", "--timeout", "30", "org.dmagent.Agent1"])
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.bus)
-        .status()
-        .unwrap();
-    assert!(waited.success());
+    dm_tests::agent::wait_for_control_api(&bus.bus);
     let xml = Command::new("busctl")
         .args([
             "--system",
@@ -300,24 +279,13 @@ fn a_dbus_provider_that_answers_too_late_is_sent_the_inverse() {
         ),
     )
     .unwrap();
-    let _agent = Agent(
-        Command::new(env!("CARGO_BIN_EXE_dmagent"))
-            .args(["--config", config.to_str().unwrap(), "--state-dir"])
-            .arg(dir.path().join("state"))
-            .arg("run")
-            .env_remove("DMAGENT_CONFIG")
-            .env("DMAGENT_BUS", "system")
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.bus)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _agent = dm_tests::agent::run_on_bus(
+        env!("CARGO_BIN_EXE_dmagent"),
+        &config,
+        &dir.path().join("state"),
+        &bus.bus,
     );
-    let waited = Command::new("gdbus")
-        .args(["wait", "--system", "--timeout", "30", "org.dmagent.Agent1"])
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.bus)
-        .status()
-        .unwrap();
-    assert!(waited.success());
+    dm_tests::agent::wait_for_control_api(&bus.bus);
     let mut provider = Agent(
         Command::new("/usr/bin/python3")
             .args(["-c", RECORDER])
@@ -332,13 +300,11 @@ fn a_dbus_provider_that_answers_too_late_is_sent_the_inverse() {
     };
     assert_eq!(next()["call"], "registered");
     let set = |value: &str| {
-        Command::new(env!("CARGO_BIN_EXE_dmagent"))
-            .args(["set", "/3303/0/5750", value])
-            .env_remove("DMAGENT_CONFIG")
-            .env("DMAGENT_BUS", "system")
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.bus)
-            .output()
-            .unwrap()
+        dm_tests::agent::cli_on_bus(
+            env!("CARGO_BIN_EXE_dmagent"),
+            &bus.bus,
+            &["set", "/3303/0/5750", value],
+        )
     };
 
     let late = set("slow");

@@ -82,21 +82,23 @@ impl LinuxNetwork {
 
 impl Roots {
     fn read(&self) -> Snapshot {
+        // Each file read once: the state's default routes are the table's.
+        let routes = [
+            self.read_file(&format!("{}/net/route", self.proc))
+                .map(|t| parse_ipv4_routes(&t))
+                .unwrap_or_default(),
+            self.read_file(&format!("{}/net/ipv6_route", self.proc))
+                .map(|t| parse_ipv6_routes(&t))
+                .unwrap_or_default(),
+        ]
+        .concat();
         Snapshot {
-            state: self.state(),
+            state: self.state(&routes),
             links: self.links(),
             dns: std::fs::read_to_string(&self.resolv_conf)
                 .map(|t| parse_resolv_conf(&t))
                 .unwrap_or_default(),
-            routes: [
-                self.read_file(&format!("{}/net/route", self.proc))
-                    .map(|t| parse_ipv4_routes(&t))
-                    .unwrap_or_default(),
-                self.read_file(&format!("{}/net/ipv6_route", self.proc))
-                    .map(|t| parse_ipv6_routes(&t))
-                    .unwrap_or_default(),
-            ]
-            .concat(),
+            routes,
         }
     }
 
@@ -212,85 +214,15 @@ impl Roots {
     }
 }
 
-/// The IPv4 default routes of `/proc/net/route`: (interface, gateway),
-/// those that are up, in the kernel's order (lowest metric first among
-/// equals is the kernel's choice; the file lists them as the FIB does).
-pub fn parse_route(text: &str) -> Vec<(String, Option<Ipv4Addr>, u32)> {
-    const RTF_UP: u32 = 0x1;
-    const RTF_GATEWAY: u32 = 0x2;
-    let mut routes: Vec<(String, Option<Ipv4Addr>, u32)> = text
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let [iface, destination, gateway, flags, _, _, metric, mask, ..] = fields[..] else {
-                return None;
-            };
-            let hex = |s: &str| u32::from_str_radix(s, 16).ok();
-            let flags = hex(flags)?;
-            if hex(destination)? != 0 || hex(mask)? != 0 || flags & RTF_UP == 0 {
-                return None;
-            }
-            // The file prints the network-order value as a host integer.
-            let gateway = (flags & RTF_GATEWAY != 0)
-                .then(|| hex(gateway).map(|g| Ipv4Addr::from(g.to_ne_bytes())))
-                .flatten();
-            // Printed signed (%d): a metric of 2^31 or more reads negative.
-            Some((
-                iface.to_owned(),
-                gateway,
-                metric.parse::<i64>().ok()? as u32,
-            ))
-        })
+/// The default routes among `routes`, one family, lowest metric first
+/// (the one the kernel uses).
+fn defaults(routes: &[Route], v4: bool) -> Vec<&Route> {
+    let mut defaults: Vec<&Route> = routes
+        .iter()
+        .filter(|r| r.prefix == 0 && r.destination.is_ipv4() == v4)
         .collect();
-    routes.sort_by_key(|(_, _, metric)| *metric);
-    routes
-}
-
-/// The IPv6 default routes of `/proc/net/ipv6_route`: (interface,
-/// next hop), lowest metric first. Loopback's unreachable defaults are
-/// not routes out.
-pub fn parse_ipv6_route(text: &str) -> Vec<(String, Option<Ipv6Addr>, u32)> {
-    const RTF_UP: u32 = 0x1;
-    const RTF_REJECT: u32 = 0x200;
-    let mut routes: Vec<(String, Option<Ipv6Addr>, u32)> = text
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let [
-                destination,
-                prefix,
-                _,
-                _,
-                next_hop,
-                metric,
-                _,
-                _,
-                flags,
-                iface,
-            ] = fields[..]
-            else {
-                return None;
-            };
-            let flags = u32::from_str_radix(flags, 16).ok()?;
-            if u128::from_str_radix(destination, 16).ok()? != 0
-                || prefix != "00"
-                || flags & RTF_UP == 0
-                || flags & RTF_REJECT != 0
-                || iface == "lo"
-            {
-                return None;
-            }
-            let hop = Ipv6Addr::from(u128::from_str_radix(next_hop, 16).ok()?);
-            Some((
-                iface.to_owned(),
-                (!hop.is_unspecified()).then_some(hop),
-                u32::from_str_radix(metric, 16).ok()?,
-            ))
-        })
-        .collect();
-    routes.sort_by_key(|(_, _, metric)| *metric);
-    routes
+    defaults.sort_by_key(|r| r.metric);
+    defaults
 }
 
 /// Every route of `/proc/net/route` that is up, in the file's order.
@@ -410,32 +342,19 @@ fn addresses(interface: &str) -> Vec<IpAddr> {
 }
 
 impl Roots {
-    fn state(&self) -> NetworkState {
-        let v4 = self
-            .read_file(&format!("{}/net/route", self.proc))
-            .map(|t| parse_route(&t))
-            .unwrap_or_default();
-        let v6 = self
-            .read_file(&format!("{}/net/ipv6_route", self.proc))
-            .map(|t| parse_ipv6_route(&t))
-            .unwrap_or_default();
+    fn state(&self, routes: &[Route]) -> NetworkState {
+        let (v4, v6) = (defaults(routes, true), defaults(routes, false));
         // The interface the default route leaves by, IPv4's first.
-        let interface = v4
-            .first()
-            .map(|(i, _, _)| i.clone())
-            .or_else(|| v6.first().map(|(i, _, _)| i.clone()));
+        let interface = v4.first().or(v6.first()).map(|r| r.interface.clone());
         let routers = interface
             .as_ref()
             .map(|interface| {
-                let v4 = v4
+                let mut routers: Vec<IpAddr> = v4
                     .iter()
-                    .filter(|(i, _, _)| i == interface)
-                    .filter_map(|(_, g, _)| g.map(IpAddr::V4));
-                let v6 = v6
-                    .iter()
-                    .filter(|(i, _, _)| i == interface)
-                    .filter_map(|(_, g, _)| g.map(IpAddr::V6));
-                let mut routers: Vec<IpAddr> = v4.chain(v6).collect();
+                    .chain(&v6)
+                    .filter(|r| &r.interface == interface)
+                    .filter_map(|r| r.gateway)
+                    .collect();
                 routers.dedup();
                 routers
             })
@@ -626,24 +545,34 @@ fd000000000000000000000000000002 80 00000000000000000000000000000000 00 00000000
 
     #[test]
     fn default_routes_are_read_lowest_metric_first() {
+        let v4 = parse_ipv4_routes(ROUTE);
+        let found: Vec<(&str, Option<IpAddr>, u32)> = defaults(&v4, true)
+            .iter()
+            .map(|r| (r.interface.as_str(), r.gateway, r.metric))
+            .collect();
         assert_eq!(
-            parse_route(ROUTE),
+            found,
             [
-                ("eth0".to_owned(), Some(Ipv4Addr::new(10, 0, 0, 1)), 100),
-                ("wlan0".to_owned(), Some(Ipv4Addr::new(192, 168, 1, 1)), 600),
+                ("eth0", Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))), 100),
+                (
+                    "wlan0",
+                    Some(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 1))),
+                    600
+                ),
             ]
         );
+        let v6 = parse_ipv6_routes(IPV6_ROUTE);
+        let found: Vec<(&str, Option<IpAddr>, u32)> = defaults(&v6, false)
+            .iter()
+            .map(|r| (r.interface.as_str(), r.gateway, r.metric))
+            .collect();
         assert_eq!(
-            parse_ipv6_route(IPV6_ROUTE),
-            [(
-                "eth0".to_owned(),
-                Some("fe80::1".parse::<Ipv6Addr>().unwrap()),
-                0x400
-            )]
+            found,
+            [("eth0", Some("fe80::1".parse::<IpAddr>().unwrap()), 0x400)]
         );
         // Garbage is no route, not a panic.
-        assert!(parse_route("Iface\nx y z\n\u{0}").is_empty());
-        assert!(parse_ipv6_route("zz 00 zz").is_empty());
+        assert!(parse_ipv4_routes("Iface\nx y z\n\u{0}").is_empty());
+        assert!(parse_ipv6_routes("zz 00 zz").is_empty());
     }
 
     #[test]
@@ -796,16 +725,21 @@ fd000000000000000000000000000002 80 00000000000000000000000000000000 00 00000000
     #[test]
     fn the_state_is_the_kernels() {
         let state = LinuxNetwork::default().state();
-        let route = std::fs::read_to_string("/proc/net/route").unwrap();
+        // The device of the kernel's first default route, as `ip` says.
+        let default_dev = |family: &str| {
+            let out = std::process::Command::new("ip")
+                .args([family, "route", "show", "default"])
+                .output()
+                .expect("ip");
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .skip_while(|w| *w != "dev")
+                .nth(1)
+                .map(str::to_owned)
+        };
         assert_eq!(
             state.interface,
-            parse_route(&route)
-                .first()
-                .map(|(i, _, _)| i.clone())
-                .or_else(|| {
-                    let v6 = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
-                    parse_ipv6_route(&v6).first().map(|(i, _, _)| i.clone())
-                })
+            default_dev("-4").or_else(|| default_dev("-6"))
         );
         if let Some(interface) = &state.interface {
             let shown = std::process::Command::new("ip")

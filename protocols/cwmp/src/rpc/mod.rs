@@ -391,6 +391,8 @@ fn stage_values(
     let mut faults = Vec::new();
     let mut writes = Vec::new();
     let mut seen = BTreeSet::new();
+    // The tables' NumberOfEntries, listed once if a name needs them.
+    let mut count_names: Option<BTreeSet<String>> = None;
     for p in parameters {
         let mut refuse = |code: FaultCode, detail: String| {
             faults.push(ParameterFault {
@@ -410,7 +412,16 @@ fn stage_values(
         let resolved = match resolver.resolve(&p.name) {
             Ok(r) => r,
             // A table's NumberOfEntries: there, and read-only.
-            Err(_) if counts(&concrete(tree)).iter().any(|c| c.name == p.name) => {
+            Err(_)
+                if count_names
+                    .get_or_insert_with(|| {
+                        counts(&concrete(tree))
+                            .into_iter()
+                            .map(|c| c.name)
+                            .collect()
+                    })
+                    .contains(&p.name) =>
+            {
                 refuse(FaultCode::NonWritableParameter, p.name.clone());
                 continue;
             }
