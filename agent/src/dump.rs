@@ -12,13 +12,7 @@ use dm_core::{Origin, Path, ResourceValue, Tree, Value};
 use dm_cwmp::mapping::{Resolver, Syntax};
 use dm_lwm2m::mapping as lwm2m;
 
-/// Which views to print.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum View {
-    Tr181,
-    Lwm2m,
-    Both,
-}
+pub use crate::args::View;
 
 pub fn render(tree: &Tree, view: View) -> String {
     let mut out = String::new();

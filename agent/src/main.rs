@@ -5,6 +5,7 @@
 //! configuration, builds the platform, the objects and the tree, and runs
 //! the protocol drivers.
 
+mod args;
 mod bearer;
 mod cli;
 mod config;
@@ -16,179 +17,12 @@ mod provider;
 mod runtime;
 mod software;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser as _;
 
-use config::{Config, LogFormat, Overrides, PlatformKind};
-
-#[derive(Parser)]
-#[command(
-    name = "dmagent",
-    version,
-    about = "TR-069/CWMP and LwM2M device management agent"
-)]
-struct Cli {
-    /// Configuration file; without it the embedded default is used.
-    #[arg(long, short = 'c', global = true, env = "DMAGENT_CONFIG")]
-    config: Option<PathBuf>,
-    /// Log filter: error, warn, info, debug, trace, or target=level list.
-    #[arg(long, global = true, env = "DMAGENT_LOG_LEVEL")]
-    log_level: Option<String>,
-    #[arg(long, global = true, value_enum, env = "DMAGENT_LOG_FORMAT")]
-    log_format: Option<LogFormat>,
-    /// Where the agent keeps its state.
-    #[arg(long, global = true, env = "DMAGENT_STATE_DIR")]
-    state_dir: Option<PathBuf>,
-    /// Where live values come from.
-    #[arg(long, global = true, value_enum, env = "DMAGENT_PLATFORM")]
-    platform: Option<PlatformKind>,
-    /// ACS URL, overriding [cwmp] acs_url.
-    #[arg(long, global = true, env = "DMAGENT_ACS_URL")]
-    acs_url: Option<String>,
-    /// LwM2M server URI, overriding [lwm2m] server_uri.
-    #[arg(long, global = true, env = "DMAGENT_LWM2M_SERVER")]
-    lwm2m_server: Option<String>,
-    /// LwM2M endpoint name, overriding [lwm2m] endpoint.
-    #[arg(long, global = true, env = "DMAGENT_ENDPOINT")]
-    endpoint: Option<String>,
-    /// Device serial number, overriding [device] serial_number.
-    #[arg(long, global = true, env = "DMAGENT_SERIAL")]
-    serial: Option<String>,
-    /// LwM2M PSK identity (with --psk-key): the server is coaps://.
-    #[arg(
-        long,
-        global = true,
-        env = "DMAGENT_PSK_IDENTITY",
-        requires = "psk_key"
-    )]
-    psk_identity: Option<String>,
-    /// LwM2M PSK key, hexadecimal.
-    #[arg(
-        long,
-        global = true,
-        env = "DMAGENT_PSK_KEY",
-        requires = "psk_identity"
-    )]
-    psk_key: Option<String>,
-    /// The LwM2M server is a bootstrap server.
-    #[arg(long, global = true, env = "DMAGENT_BOOTSTRAP")]
-    bootstrap: bool,
-    /// Run without CWMP.
-    #[arg(long, global = true, env = "DMAGENT_NO_CWMP")]
-    no_cwmp: bool,
-    /// Run without LwM2M.
-    #[arg(long, global = true, env = "DMAGENT_NO_LWM2M")]
-    no_lwm2m: bool,
-    /// The program that applies a firmware image (its one argument).
-    #[arg(long, global = true, env = "DMAGENT_FIRMWARE_COMMAND")]
-    firmware_command: Option<String>,
-    /// CWMP connection-request username, overriding [cwmp]
-    /// connection_request_username.
-    #[arg(long, global = true, env = "DMAGENT_CR_USERNAME")]
-    cr_username: Option<String>,
-    /// CWMP connection-request password (better given by the environment:
-    /// ps shows every process's arguments).
-    #[arg(
-        long,
-        global = true,
-        env = "DMAGENT_CR_PASSWORD",
-        hide_env_values = true
-    )]
-    cr_password: Option<String>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the agent until SIGTERM or SIGINT.
-    Run,
-    /// Values at or under a path (TR-181 `Device.` or LwM2M `/3/0`).
-    Get { path: Option<String> },
-    /// Parameter names under a TR-181 path.
-    GetNames {
-        path: Option<String>,
-        /// Only the level right below the path.
-        #[arg(value_parser = clap::builder::BoolishValueParser::new())]
-        next_level: Option<bool>,
-    },
-    /// Sets one value.
-    Set { path: String, value: String },
-    /// Creates an instance (`Device.WiFi.SSID.` or `/12`); prints its path.
-    Add { object: String },
-    /// Deletes an instance (`Device.WiFi.SSID.2.` or `/12/2`).
-    Del { object: String },
-    /// CWMP notification levels at or under a path.
-    GetNotif { path: Option<String> },
-    /// Sets a CWMP notification level: 0 off, 1 passive, 2 active.
-    SetNotif {
-        path: String,
-        #[arg(value_parser = clap::value_parser!(u8).range(0..=2))]
-        level: u8,
-    },
-    /// The running agent's state, per protocol.
-    Status {
-        /// As JSON, for scripts.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Asks the ACS for a file (CWMP RequestDownload), by default
-    /// "1 Firmware Upgrade Image".
-    RequestDownload { file_type: Option<String> },
-    /// Sends a CWMP Kicked (what a device web page does when the ACS's
-    /// web site sends a user to it) and prints the ACS's NextURL.
-    Kick {
-        /// The command from the web site (at most 32 characters).
-        command: String,
-        /// The page the user came from.
-        #[arg(long, default_value = "")]
-        referer: String,
-        /// The command's argument.
-        #[arg(long, default_value = "")]
-        arg: String,
-        /// Where the user goes when done.
-        #[arg(long, default_value = "")]
-        next: String,
-    },
-    /// Starts a CWMP session now, reporting EVENT (e.g. "2 PERIODIC"), or
-    /// "GetRPCMethods" to ask the ACS which methods it serves.
-    Inform { event: Option<String> },
-    /// Sends an LwM2M registration Update to every server now.
-    Update,
-    /// Re-reads the configuration, keeping the state.
-    Reload,
-    /// Stops the running agent (as SIGTERM).
-    Stop,
-    /// Firmware through the running agent: `pull URL` downloads an image
-    /// (coap, coaps, http, https) and shows its progress; `update` applies
-    /// the downloaded image.
-    Firmware {
-        #[command(subcommand)]
-        action: FirmwareAction,
-    },
-    /// Validate the configuration and print what it resolves to.
-    CheckConfig,
-    /// Print the whole object tree as TR-181 and LwM2M paths.
-    Dump {
-        #[arg(long, value_enum, default_value = "both")]
-        view: dump::View,
-    },
-}
-
-#[derive(Subcommand)]
-enum FirmwareAction {
-    /// Downloads the image at URL into the agent's image store.
-    Pull {
-        url: String,
-        /// The image's SHA-256 (64 hexadecimal digits): another is refused.
-        #[arg(long)]
-        sha256: Option<String>,
-    },
-    /// Applies the downloaded image with the configured program.
-    Update,
-}
+pub use args::{Cli, Command, FirmwareAction};
+use config::{Config, LogFormat, Overrides};
 
 impl Cli {
     fn overrides(&self) -> Overrides {
@@ -361,6 +195,7 @@ fn describe(config: &Config) -> String {
 }
 
 fn init_logging(config: &Config) {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     // `level` or `target=level` directives (checked by the config). A
@@ -371,9 +206,76 @@ fn init_logging(config: &Config) {
             tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
         });
     let registry = tracing_subscriber::registry().with(filter);
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only for a person at a terminal who has not asked for none
+    // (https://no-color.org): a file, a pipe or the journal gets plain text.
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match config.log_format {
         LogFormat::Json => registry.with(layer.json()).init(),
+        // The journal stamps each line itself and reads its priority from
+        // a `<N>` prefix (sd-daemon(3)); the level stays in the text.
+        LogFormat::Human if stderr_is_journal() => registry
+            .with(
+                layer.event_format(JournalPriority(
+                    tracing_subscriber::fmt::format()
+                        .without_time()
+                        .with_ansi(false),
+                )),
+            )
+            .init(),
         LogFormat::Human => registry.with(layer).init(),
+    }
+}
+
+/// Whether stderr is the journal's stream: systemd sets JOURNAL_STREAM to
+/// its device and inode (systemd.exec(5)), which a redirected stderr no
+/// longer matches.
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    std::fs::File::from(fd)
+        .metadata()
+        .is_ok_and(|m| dev.parse() == Ok(m.dev()) && ino.parse() == Ok(m.ino()))
+}
+
+/// Prefixes each line with its syslog priority for the journal.
+struct JournalPriority<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for JournalPriority<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        write!(writer, "<{}>", syslog_priority(*event.metadata().level()))?;
+        self.0.format_event(ctx, writer, event)
+    }
+}
+
+/// syslog(3) priorities: err, warning, info, debug.
+fn syslog_priority(level: tracing::Level) -> u8 {
+    match level {
+        tracing::Level::ERROR => 3,
+        tracing::Level::WARN => 4,
+        tracing::Level::INFO => 6,
+        _ => 7,
     }
 }

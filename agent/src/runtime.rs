@@ -175,6 +175,9 @@ pub async fn run(
     // it cleanly (de-register), not kill it by the default action.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    // SIGHUP is how procd, sysvinit scripts and `systemctl reload` ask a
+    // daemon to re-read its configuration: the same as `dmagent reload`.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let (store, saved) = open_state(&config)?;
     let first_start = saved.is_none();
     let host = host(&config)?;
@@ -442,11 +445,32 @@ pub async fn run(
     // A reboot or factory reset ends the loop: the drivers stop first (LwM2M
     // de-registers, TR-069's session is over), then the host acts.
     let mut action: Option<(HostAction, String)> = None;
+    // `dmagent reload` and SIGHUP: the new configuration's provisioning
+    // applied to the tree, or nothing changed and the reason logged.
+    let reload_now = || {
+        let result = reload().and_then(|new| {
+            if new.objects != config.objects || new.tr181 != config.tr181 {
+                warn!("declared objects ([[object]]) change at the next start, not on reload");
+            }
+            dm_objects::provision(&mut lock(&tree), &new.provisioning())
+                .map(|_| ())
+                .map_err(|e| format!("{e:?}"))
+        });
+        match &result {
+            Ok(()) => info!("configuration reloaded"),
+            Err(e) => warn!("configuration not reloaded: {e}"),
+        }
+        result
+    };
     let mut resync: Option<std::time::Instant> = None;
     while action.is_none() {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
+            _ = hangup.recv() => {
+                info!("SIGHUP: re-reading the configuration");
+                let _ = reload_now();
+            }
             _ = watchdog_tick.tick(), if watchdog.is_some() => notify_systemd("WATCHDOG=1"),
             () = registration_changed.0.notified(), if config.lwm2m.is_some() => {
                 let (registered, failures) = {
@@ -488,19 +512,7 @@ pub async fn run(
             Some(request) = requests.recv() => match request {
                 crate::control::Request::Exit => break,
                 crate::control::Request::Reload(answer) => {
-                    let result = reload().and_then(|new| {
-                        if new.objects != config.objects || new.tr181 != config.tr181 {
-                            warn!("declared objects ([[object]]) change at the next start, not on reload");
-                        }
-                        dm_objects::provision(&mut lock(&tree), &new.provisioning())
-                            .map(|_| ())
-                            .map_err(|e| format!("{e:?}"))
-                    });
-                    match &result {
-                        Ok(()) => info!("configuration reloaded"),
-                        Err(e) => warn!("configuration not reloaded: {e}"),
-                    }
-                    let _ = answer.try_send(result);
+                    let _ = answer.try_send(reload_now());
                 }
             },
             Some(origin) = reboot_rx.recv() => {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use crate::args::{LogFormat, PlatformKind};
 use dm_objects::{CwmpSettings, Identity, Lwm2mServer, Provisioning, SecurityMode};
 
 /// The configuration the agent runs on when given none: the device's real
@@ -47,20 +48,6 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Where live values come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum PlatformKind {
-    /// The default: NetworkManager, oFono and logind where they answer on
-    /// the system bus, the kernel's own view for the rest.
-    Auto,
-    /// The kernel only (`/proc`, sysfs, netlink): no D-Bus.
-    Linux,
-    /// NetworkManager, oFono and logind only.
-    Dbus,
-    /// Invented values, for tests and the demo: never on a device.
-    Memory,
-}
-
 impl PlatformKind {
     /// Its name in the configuration.
     pub fn name(self) -> &'static str {
@@ -71,12 +58,6 @@ impl PlatformKind {
             PlatformKind::Memory => "memory",
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Human,
-    Json,
 }
 
 /// The validated configuration.
