@@ -200,6 +200,7 @@ impl Control {
                 "connection_request_address": s.connection_request_address,
                 "connection_request_error": s.connection_request_error,
                 "connection_requests_unprotected": s.connection_requests_unprotected,
+                "last_error": s.last_error.as_ref().map(|(at, e)| json!({ "at": at, "error": e })),
             })
         });
         let lwm2m = self.lwm2m.as_ref().map(|status| {

@@ -305,7 +305,7 @@ pub fn run(steps: &[Step]) {
                 engine.handle_timeout(&mut tree, now, wall);
             }
             Step::ConnectionRequest => engine.handle_connection_request(&mut tree),
-            Step::TransportError => engine.handle_transport_error(&mut tree, now),
+            Step::TransportError => engine.handle_transport_error(&mut tree, now, "broken"),
             Step::TransferResult { fault } => {
                 if let Some(transfer) = transfers.pop() {
                     let transfer: dm_cwmp::session::QueuedDownload = transfer;

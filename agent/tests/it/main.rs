@@ -11,5 +11,6 @@ mod declared;
 mod dhcp;
 mod launch;
 mod lwm2m;
+mod operator;
 mod providers;
 mod watchdog;

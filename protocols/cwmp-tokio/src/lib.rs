@@ -92,6 +92,9 @@ pub struct Status {
     /// ConnectionRequestUsername and ConnectionRequestPassword are both
     /// empty: anyone who reaches the port can start a session.
     pub connection_requests_unprotected: bool,
+    /// Why the last failed session failed, and when (Unix time): kept
+    /// after later sessions succeed, so an operator sees the last trouble.
+    pub last_error: Option<(i64, String)>,
 }
 
 /// How a transfer that succeeded ended.
@@ -614,9 +617,15 @@ async fn dispatch(
                 status.in_session = true;
                 status.last_session_start = Some(wall());
             }
-            EngineEvent::SessionEnded { ok } => {
-                info!(ok, "CWMP session ended");
+            EngineEvent::SessionEnded { ok, error } => {
                 let mut status = lock(status);
+                match &error {
+                    None => info!(ok, "CWMP session ended"),
+                    Some(error) => warn!(
+                        acs = %redacted(&status.acs_url),
+                        "CWMP session failed: {error}"
+                    ),
+                }
                 status.in_session = false;
                 status.last_session_end = Some(wall());
                 status.last_session_ok = Some(ok);
@@ -624,8 +633,18 @@ async fn dispatch(
                     status.sessions_ok += 1;
                 } else {
                     status.sessions_failed += 1;
+                    status.last_error = error.map(|e| (wall(), e));
                 }
             }
+            EngineEvent::Served {
+                rpc,
+                asked,
+                answered,
+                fault,
+            } => match fault {
+                None => info!(rpc, asked, answered, "served the ACS's request"),
+                Some(fault) => info!(rpc, asked, fault, "refused the ACS's request"),
+            },
             EngineEvent::Reboot => {
                 let _ = host.send(HostRequest::Reboot).await;
             }
@@ -675,7 +694,11 @@ async fn session(
         Ok(uri) => uri,
         Err(e) => {
             warn!(url = %redacted(url), "ACS URL is not a URI: {e}");
-            engine.handle_transport_error(&mut lock(tree), clock::now());
+            engine.handle_transport_error(
+                &mut lock(tree),
+                clock::now(),
+                &format!("the ACS URL is not a URI: {e}"),
+            );
             return;
         }
     };
@@ -698,7 +721,7 @@ async fn session(
             // (its unacknowledged events with it) after the restart.
             _ = shutdown.wait_for(|stop| *stop) => {
                 info!("stopping in the middle of a CWMP session; it is retried after the restart");
-                engine.handle_transport_error(&mut lock(tree), clock::now());
+                engine.handle_transport_error(&mut lock(tree), clock::now(), "stopped during the session");
                 break;
             }
         };
@@ -730,8 +753,7 @@ async fn session(
                 }
             }
             Err(e) => {
-                warn!(url = %redacted(url), "CWMP session failed: {e}");
-                engine.handle_transport_error(&mut lock(tree), clock::now());
+                engine.handle_transport_error(&mut lock(tree), clock::now(), &e.to_string());
             }
         }
     }

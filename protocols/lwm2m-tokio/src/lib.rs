@@ -616,6 +616,19 @@ async fn connected(
                     rehandshake_delay(dtls_failures - 1)
                 };
                 warn!(server = %config.server, reason, retry_in = ?wait, "DTLS session failed");
+                {
+                    // What `status` shows until a registration succeeds.
+                    // Not a registration failure: Bearer Selection counts
+                    // those only (a refused key is no bearer's fault).
+                    let mut status = server_status(&config.status, config);
+                    let entry = status
+                        .servers
+                        .entry(config.client.short_server_id)
+                        .or_default();
+                    entry.registered = false;
+                    entry.last_error = Some(format!("DTLS: {reason}"));
+                    status.changed.notify();
+                }
                 dtls = None;
                 rehandshake_at = Some(now + wait);
             }
@@ -817,6 +830,13 @@ async fn connected(
                     client.deregister(clock::now());
                     flush(&mut client, dtls.as_mut(), &socket, config).await;
                     return Ok(Outcome::Rebootstrap);
+                }
+                ClientEvent::Served {
+                    operation,
+                    path,
+                    code,
+                } => {
+                    info!(server = %config.server, operation, path, %code, "served the LwM2M server's request")
                 }
                 ClientEvent::Disabled { until } => {
                     let seconds = until.saturating_duration_since(clock::now()).as_secs();

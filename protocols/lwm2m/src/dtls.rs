@@ -20,6 +20,14 @@ use rtc_shared::TransportProtocol;
 /// How long a handshake may take before the connection counts as failed.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a server that has answered part of the handshake may then
+/// stay silent before it counts as having refused our key. A server that
+/// cannot decrypt our Finished (a wrong PSK) drops it without a word (RFC
+/// 6347 §4.1.2.7; OpenSSL's s_server does), so without this the only sign
+/// would be a time-out a minute later; three retransmissions of our last
+/// flight (1 + 2 + 4 s, RFC 6347 §4.2.4) fit well within it.
+pub const SILENT_AFTER_ANSWER: Duration = Duration::from_secs(15);
+
 /// A DTLS client association with one server.
 pub struct DtlsClient {
     endpoint: Endpoint,
@@ -28,6 +36,8 @@ pub struct DtlsClient {
     /// The handshake completed once (the session may have ended since).
     established: bool,
     started: Instant,
+    /// When the server last sent a datagram during the handshake.
+    answered: Option<Instant>,
     /// Application data written before the handshake finished.
     queued: Vec<Vec<u8>>,
     plaintext: VecDeque<Vec<u8>>,
@@ -80,6 +90,7 @@ impl DtlsClient {
             connected: false,
             established: false,
             started: now,
+            answered: None,
             queued: Vec::new(),
             plaintext: VecDeque::new(),
             failure: None,
@@ -104,6 +115,9 @@ impl DtlsClient {
 
     /// A ciphertext datagram from the server.
     pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
+        if !self.connected {
+            self.answered = Some(now);
+        }
         match self
             .endpoint
             .read(now, self.remote, None, BytesMut::from(bytes))
@@ -156,8 +170,22 @@ impl DtlsClient {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        if !self.connected
+            && let Some(answered) = self.answered
+            && now.saturating_duration_since(answered) >= SILENT_AFTER_ANSWER
+        {
+            self.failure = Some(format!(
+                "the server answered the DTLS handshake, then nothing for {} s after our \
+                 Finished: it likely does not accept our PSK identity or key",
+                SILENT_AFTER_ANSWER.as_secs()
+            ));
+            return;
+        }
         if !self.connected && now.duration_since(self.started) >= HANDSHAKE_TIMEOUT {
-            self.failure = Some("DTLS handshake timed out".into());
+            self.failure = Some(format!(
+                "no answer to the DTLS handshake within {} s",
+                HANDSHAKE_TIMEOUT.as_secs()
+            ));
             return;
         }
         if let Err(e) = self.endpoint.handle_timeout(self.remote, now) {
@@ -174,7 +202,11 @@ impl DtlsClient {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let handshake = (!self.connected).then(|| self.started + HANDSHAKE_TIMEOUT);
+        let handshake = (!self.connected).then(|| {
+            let limit = self.started + HANDSHAKE_TIMEOUT;
+            self.answered
+                .map_or(limit, |at| limit.min(at + SILENT_AFTER_ANSWER))
+        });
         [self.endpoint.poll_timeout(&self.remote), handshake]
             .into_iter()
             .flatten()

@@ -96,6 +96,7 @@ impl Engine {
         let reply: soap::Body = write_answer(&e, id.as_deref(), kind, result).into();
         if matches!(self.phase, Phase::Exchanging { .. }) {
             self.phase = Phase::Exchanging { empty: false };
+            self.answered(&reply);
             self.outbox.push_back(reply);
         }
         undo
@@ -126,6 +127,7 @@ impl Engine {
         tree.forget_fetched(Origin::Acs);
         if matches!(self.phase, Phase::Exchanging { .. }) {
             self.phase = Phase::Exchanging { empty: false };
+            self.answered(&reply);
             self.outbox.push_back(reply);
         }
     }

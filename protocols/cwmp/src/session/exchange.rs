@@ -26,7 +26,7 @@ impl Engine {
             Phase::Idle => {}
             Phase::Informing => {
                 if !(200..300).contains(&status) || empty {
-                    return self.fail(tree, now);
+                    return self.fail(tree, now, failure("the Inform", status, body));
                 }
                 match soap::decode(body) {
                     Ok(AcsEnvelope {
@@ -41,7 +41,7 @@ impl Engine {
                     }
                     // 8005: retry; any other fault or message: the
                     // session failed (TR-069 §3.7.1.5).
-                    _ => self.fail(tree, now),
+                    _ => self.fail(tree, now, failure("the Inform", status, body)),
                 }
             }
             Phase::Requesting => {
@@ -94,7 +94,7 @@ impl Engine {
                         self.save(tree);
                         self.end(tree, now, wall);
                     }
-                    _ => self.fail(tree, now),
+                    _ => self.fail(tree, now, failure("our request", status, body)),
                 }
             }
             Phase::CompletingDu => {
@@ -119,7 +119,7 @@ impl Engine {
                     return;
                 }
                 if !(200..300).contains(&status) {
-                    return self.fail(tree, now);
+                    return self.fail(tree, now, failure("DUStateChangeComplete", status, body));
                 }
                 match soap::decode(body) {
                     Ok(AcsEnvelope {
@@ -131,7 +131,7 @@ impl Engine {
                         self.next_post(tree, wall);
                     }
                     _ if empty => self.end(tree, now, wall),
-                    _ => self.fail(tree, now),
+                    _ => self.fail(tree, now, failure("DUStateChangeComplete", status, body)),
                 }
             }
             Phase::Completing => {
@@ -168,7 +168,7 @@ impl Engine {
                     return;
                 }
                 if !(200..300).contains(&status) {
-                    return self.fail(tree, now);
+                    return self.fail(tree, now, failure("TransferComplete", status, body));
                 }
                 match soap::decode(body) {
                     Ok(AcsEnvelope {
@@ -186,12 +186,12 @@ impl Engine {
                     // An empty answer ends the session: the report waits
                     // for the next one. Anything else is a failed session.
                     _ if empty => self.end(tree, now, wall),
-                    _ => self.fail(tree, now),
+                    _ => self.fail(tree, now, failure("TransferComplete", status, body)),
                 }
             }
             Phase::Exchanging { empty: sent_empty } => {
                 if !(200..300).contains(&status) {
-                    return self.fail(tree, now);
+                    return self.fail(tree, now, failure("our POST", status, body));
                 }
                 if empty {
                     // The ACS has no more requests. If ours was the empty
@@ -208,6 +208,7 @@ impl Engine {
                         let id = envelope.header.id.clone();
                         match envelope.body {
                             AcsMessage::Request(request) => {
+                                self.serving = Some((request.name(), request.parameter_count()));
                                 match self.answer(tree, id.as_deref(), request, wall) {
                                     Some(reply) => reply,
                                     // Answered once the host writes are
@@ -226,16 +227,35 @@ impl Engine {
                 self.phase = Phase::Exchanging {
                     empty: reply.is_empty(),
                 };
+                self.answered(&reply);
                 self.outbox.push_back(reply);
             }
         }
+    }
+
+    /// Says which request `reply` answers (nothing for our empty POST).
+    pub(super) fn answered(&mut self, reply: &soap::Body) {
+        let (rpc, asked) = self.serving.take().unwrap_or(("(unreadable request)", 0));
+        if reply.is_empty() {
+            return;
+        }
+        self.events.push_back(EngineEvent::Served {
+            rpc,
+            asked,
+            answered: reply.items(),
+            fault: reply.fault_code(),
+        });
     }
 
     /// A response body that is not UTF-8: a request in it is answered
     /// with 8003 (its ID cannot be read); anything else fails the session.
     pub(super) fn not_utf8(&mut self, tree: &mut Tree, now: Instant, error: std::str::Utf8Error) {
         if !matches!(self.phase, Phase::Exchanging { .. }) {
-            return self.fail(tree, now);
+            return self.fail(
+                tree,
+                now,
+                format!("the ACS's answer is not UTF-8 ({error})"),
+            );
         }
         let reply: soap::Body = self
             .decode_fault(&soap::DecodeError {
@@ -246,14 +266,15 @@ impl Engine {
             })
             .into();
         self.phase = Phase::Exchanging { empty: false };
+        self.answered(&reply);
         self.outbox.push_back(reply);
     }
 
     /// The POST could not be completed (connection refused, timeout, TLS
     /// failure, authentication failure).
-    pub fn handle_transport_error(&mut self, tree: &mut Tree, now: Instant) {
+    pub fn handle_transport_error(&mut self, tree: &mut Tree, now: Instant, error: &str) {
         if self.phase != Phase::Idle {
-            self.fail(tree, now);
+            self.fail(tree, now, error.to_owned());
         }
     }
 
@@ -350,10 +371,13 @@ impl Engine {
         // A read that was waiting for the host has nobody to answer now.
         self.reading = None;
         self.host_reads = None;
+        self.serving = None;
         self.durable.retry_count = 0;
         self.save(tree);
-        self.events
-            .push_back(EngineEvent::SessionEnded { ok: true });
+        self.events.push_back(EngineEvent::SessionEnded {
+            ok: true,
+            error: None,
+        });
         match std::mem::replace(&mut self.after_session, AfterSession::Nothing) {
             AfterSession::Nothing => {}
             AfterSession::Reboot => self.events.push_back(EngineEvent::Reboot),
@@ -366,11 +390,12 @@ impl Engine {
 
     /// A failed session: keep the events, count the retry and wait
     /// (TR-069 §3.2.1.1).
-    pub(super) fn fail(&mut self, tree: &mut Tree, now: Instant) {
+    pub(super) fn fail(&mut self, tree: &mut Tree, now: Instant, error: String) {
         self.phase = Phase::Idle;
         self.outbox.clear();
         self.reading = None;
         self.host_reads = None;
+        self.serving = None;
         // Nothing was delivered: everything goes in the next Inform.
         self.in_flight.clear();
         self.in_flight_changed.clear();
@@ -386,8 +411,10 @@ impl Engine {
         );
         self.next_retry = Some(now + wait);
         self.wanted = true;
-        self.events
-            .push_back(EngineEvent::SessionEnded { ok: false });
+        self.events.push_back(EngineEvent::SessionEnded {
+            ok: false,
+            error: Some(error),
+        });
         // The ACS was told the Reboot or FactoryReset would happen: it
         // does, however the session ended (its "M Reboot" key is saved).
         match std::mem::replace(&mut self.after_session, AfterSession::Nothing) {
@@ -488,5 +515,26 @@ impl Engine {
                 )
             }
         }
+    }
+}
+
+/// Why an answer of the ACS failed the session, for the log and the
+/// status: the HTTP status, and the SOAP fault when the body carries one.
+fn failure(to: &str, status: u16, body: &str) -> String {
+    let fault = match soap::decode(body) {
+        Ok(AcsEnvelope {
+            body: AcsMessage::Fault(fault),
+            ..
+        }) => format!(": SOAP Fault {} {}", fault.code, fault.message),
+        _ => String::new(),
+    };
+    if !(200..300).contains(&status) {
+        format!("the ACS answered {to} with HTTP {status}{fault}")
+    } else if body.trim().is_empty() {
+        format!("the ACS answered {to} with an empty body")
+    } else if fault.is_empty() {
+        format!("the ACS answered {to} with a message that does not fit")
+    } else {
+        format!("the ACS answered {to}{fault}")
     }
 }

@@ -82,8 +82,18 @@ pub enum EngineEvent {
     /// A session began (the Inform is the next transmit).
     SessionStarted { events: Vec<String> },
     /// The session ended; `ok` false means it failed and a retry is
-    /// scheduled.
-    SessionEnded { ok: bool },
+    /// scheduled, and `error` says why (an HTTP status, a SOAP fault, a
+    /// transport error) for the log and the status.
+    SessionEnded { ok: bool, error: Option<String> },
+    /// An ACS request was answered (the answer is the next POST): the
+    /// RPC, how many parameters it named and the answer listed, and the
+    /// fault code when it was refused.
+    Served {
+        rpc: &'static str,
+        asked: usize,
+        answered: usize,
+        fault: Option<u32>,
+    },
     /// Reboot now: the session that asked for it has ended and the
     /// request is saved ("M Reboot" follows the next boot).
     Reboot,
@@ -333,6 +343,9 @@ pub struct Engine {
     reading: Option<(Option<String>, Vec<String>)>,
     /// Those reads, until the driver takes them.
     host_reads: Option<dm_core::HostReads>,
+    /// The ACS request being answered: its RPC and how many parameters it
+    /// named, for [`EngineEvent::Served`].
+    serving: Option<(&'static str, usize)>,
 }
 
 /// Which write RPC waits for the host.
@@ -374,6 +387,7 @@ impl Engine {
             host: None,
             host_work: None,
             reading: None,
+            serving: None,
             host_reads: None,
         };
         let url = settings(tree).url;

@@ -656,6 +656,17 @@ impl Body {
         self.len
     }
 
+    /// How many parameters (names or values) it lists.
+    pub fn items(&self) -> usize {
+        self.list.len()
+    }
+
+    /// The fault code, when it is a SOAP Fault.
+    pub fn fault_code(&self) -> Option<u32> {
+        let code = self.head.split("<FaultCode>").nth(1)?;
+        code.split('<').next()?.parse().ok()
+    }
+
     /// The empty POST.
     pub fn is_empty(&self) -> bool {
         self.len == 0

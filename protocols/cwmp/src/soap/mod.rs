@@ -249,6 +249,21 @@ pub enum AcsRequest {
 }
 
 impl AcsRequest {
+    /// How many parameters, objects or operations it names, for the log.
+    pub fn parameter_count(&self) -> usize {
+        match self {
+            AcsRequest::SetParameterValues { parameters, .. } => parameters.len(),
+            AcsRequest::GetParameterValues { names }
+            | AcsRequest::GetParameterAttributes { names } => names.len(),
+            AcsRequest::SetParameterAttributes { changes } => changes.len(),
+            AcsRequest::ChangeDUState { operations, .. } => operations.len(),
+            AcsRequest::GetParameterNames { .. }
+            | AcsRequest::AddObject { .. }
+            | AcsRequest::DeleteObject { .. } => 1,
+            _ => 0,
+        }
+    }
+
     /// The RPC's element name.
     pub fn name(&self) -> &'static str {
         match self {

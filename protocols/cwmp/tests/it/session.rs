@@ -202,10 +202,10 @@ fn boot_session_gpv_then_204() {
     assert!(answer.contains("<Value xsi:type=\"xsd:string\">SN1</Value>"));
     // 204: the session ends; nothing more to send.
     assert_eq!(run.respond(204, ""), None);
-    assert!(
-        run.drain_events()
-            .contains(&EngineEvent::SessionEnded { ok: true })
-    );
+    assert!(run.drain_events().contains(&EngineEvent::SessionEnded {
+        ok: true,
+        error: None
+    }));
     assert!(!run.engine.in_session());
     // The next session carries no BOOT or BOOTSTRAP.
     run.engine.handle_connection_request(&mut run.tree);
@@ -221,10 +221,11 @@ fn a_failed_session_keeps_events_and_retries_with_backoff() {
     let mut run = Run::new();
     run.start();
     assert_eq!(run.respond(500, ""), None);
-    assert!(
-        run.drain_events()
-            .contains(&EngineEvent::SessionEnded { ok: false })
-    );
+    // The reason reaches the log and the status.
+    assert!(run.drain_events().contains(&EngineEvent::SessionEnded {
+        ok: false,
+        error: Some("the ACS answered the Inform with HTTP 500".into())
+    }));
     // Defaults m = 5 s, k = 2000: the first retry waits 5..10 s.
     let wait = run.engine.poll_timeout().unwrap() - run.now;
     assert!(
@@ -319,7 +320,13 @@ fn reboot_runs_after_the_session_and_m_reboot_follows_once() {
     let after = run.drain_events();
     assert_eq!(
         after,
-        [EngineEvent::SessionEnded { ok: true }, EngineEvent::Reboot]
+        [
+            EngineEvent::SessionEnded {
+                ok: true,
+                error: None
+            },
+            EngineEvent::Reboot
+        ]
     );
     // The device reboots; the agent starts again.
     let mut run = run.restart();
@@ -549,10 +556,10 @@ fn bad_or_unknown_requests_get_faults_and_the_session_goes_on() {
         .unwrap();
     common::validate_message(&queued, "GetAllQueuedTransfersResponse");
     assert_eq!(run.respond(204, ""), None);
-    assert!(
-        run.drain_events()
-            .contains(&EngineEvent::SessionEnded { ok: true })
-    );
+    assert!(run.drain_events().contains(&EngineEvent::SessionEnded {
+        ok: true,
+        error: None
+    }));
 }
 
 #[test]
@@ -733,10 +740,17 @@ fn a_reboot_the_acs_was_promised_happens_even_if_the_session_fails() {
     )
     .unwrap();
     run.drain_events();
-    run.engine.handle_transport_error(&mut run.tree, run.now);
+    run.engine
+        .handle_transport_error(&mut run.tree, run.now, "connection refused");
     assert_eq!(
         run.drain_events(),
-        [EngineEvent::SessionEnded { ok: false }, EngineEvent::Reboot]
+        [
+            EngineEvent::SessionEnded {
+                ok: false,
+                error: Some("connection refused".into())
+            },
+            EngineEvent::Reboot
+        ]
     );
     let mut run = run.restart();
     let inform = run.start();
@@ -958,7 +972,8 @@ fn a_transfer_complete_whose_session_fails_is_sent_again() {
     assert!(announced(&inform), "{:?}", events(&inform));
     let complete = run.respond(200, &inform_response(2)).unwrap();
     assert!(complete.contains("<CommandKey>fw-7</CommandKey>"));
-    run.engine.handle_transport_error(&mut run.tree, run.now);
+    run.engine
+        .handle_transport_error(&mut run.tree, run.now, "connection refused");
     run.drain_events();
     // 2: the retry (after the retry wait) says it again; the ACS fails.
     let wait = run.engine.poll_timeout().unwrap() - run.now;
@@ -1531,7 +1546,10 @@ fn a_refused_autonomous_transfer_complete_is_dropped_not_retried_forever() {
     run.respond(204, "");
     let ended = run.drain_events();
     assert!(
-        ended.contains(&EngineEvent::SessionEnded { ok: true }),
+        ended.contains(&EngineEvent::SessionEnded {
+            ok: true,
+            error: None
+        }),
         "{ended:?}"
     );
     let mut run = run.restart();
@@ -1596,7 +1614,10 @@ fn the_cpe_asks_the_acs_for_its_methods_and_for_a_download() {
         "{seen:?}"
     );
     assert!(
-        seen.contains(&EngineEvent::SessionEnded { ok: true }),
+        seen.contains(&EngineEvent::SessionEnded {
+            ok: true,
+            error: None
+        }),
         "{seen:?}"
     );
     // Neither is asked again.
@@ -1698,10 +1719,10 @@ fn no_inform_without_events_after_a_session_failed_past_its_inform() {
     run.respond(200, &inform_response(2));
     // The ACS breaks the session after the Inform was acknowledged.
     assert_eq!(run.respond(500, ""), None);
-    assert!(
-        run.drain_events()
-            .contains(&EngineEvent::SessionEnded { ok: false })
-    );
+    assert!(run.drain_events().contains(&EngineEvent::SessionEnded {
+        ok: false,
+        error: Some("the ACS answered our POST with HTTP 500".into())
+    }));
     let wait = run.engine.poll_timeout().unwrap() - run.now;
     run.advance(wait);
     run.engine.handle_timeout(&mut run.tree, run.now, WALL);
@@ -1782,4 +1803,79 @@ fn a_message_that_is_not_utf8_is_refused_not_guessed() {
         "<cwmp:GetParameterValues><ParameterNames><string>Device.DeviceInfo.SerialNumber</string></ParameterNames></cwmp:GetParameterValues>",
     );
     assert!(run.respond(200, &gpv).unwrap().contains(">SN1</Value>"));
+}
+
+/// Each answered ACS request is reported once, with its RPC, how many
+/// parameters it named and the answer listed, or its fault: what the
+/// agent logs at info.
+#[test]
+fn each_answered_request_is_reported_for_the_log() {
+    let mut run = Run::new();
+    run.start();
+    assert_eq!(run.respond(200, &inform_response(2)).as_deref(), Some(""));
+    run.drain_events();
+    let gpv = acs(
+        2,
+        "a",
+        "<cwmp:GetParameterValues><ParameterNames><string>Device.DeviceInfo.</string></ParameterNames></cwmp:GetParameterValues>",
+    );
+    run.respond(200, &gpv).unwrap();
+    let served: Vec<_> = run
+        .drain_events()
+        .into_iter()
+        .filter(|e| matches!(e, EngineEvent::Served { .. }))
+        .collect();
+    let [
+        EngineEvent::Served {
+            rpc: "GetParameterValues",
+            asked: 1,
+            answered,
+            fault: None,
+        },
+    ] = served.as_slice()
+    else {
+        panic!("{served:?}");
+    };
+    assert!(*answered > 5, "{answered}");
+    let missing = acs(
+        2,
+        "b",
+        "<cwmp:GetParameterValues><ParameterNames><string>Device.Nothing.Here</string><string>Device.DeviceInfo.SerialNumber</string></ParameterNames></cwmp:GetParameterValues>",
+    );
+    run.respond(200, &missing).unwrap();
+    assert_eq!(
+        run.drain_events(),
+        [EngineEvent::Served {
+            rpc: "GetParameterValues",
+            asked: 2,
+            answered: 0,
+            fault: Some(9005),
+        }]
+    );
+    // The session's end is not a request served.
+    assert_eq!(run.respond(204, ""), None);
+    assert!(
+        !run.drain_events()
+            .iter()
+            .any(|e| matches!(e, EngineEvent::Served { .. }))
+    );
+}
+
+/// An ACS that refuses the Inform with a SOAP Fault: the reason names it.
+#[test]
+fn a_refused_inform_says_which_fault() {
+    let mut run = Run::new();
+    run.start();
+    let fault = acs(
+        2,
+        "1",
+        "<soap-env:Fault><faultcode>Client</faultcode><faultstring>CWMP fault</faultstring><detail><cwmp:Fault><FaultCode>8003</FaultCode><FaultString>Invalid arguments</FaultString></cwmp:Fault></detail></soap-env:Fault>",
+    );
+    assert_eq!(run.respond(500, &fault), None);
+    assert!(run.drain_events().contains(&EngineEvent::SessionEnded {
+        ok: false,
+        error: Some(
+            "the ACS answered the Inform with HTTP 500: SOAP Fault 8003 Invalid arguments".into()
+        )
+    }));
 }

@@ -118,6 +118,13 @@ pub enum ClientEvent {
     /// The server executed its Bootstrap-Request Trigger (/1/x/9): the
     /// driver de-registers and bootstraps again.
     BootstrapRequested,
+    /// A request of the server was answered: which operation, on which
+    /// path, and the response code (`2.05`, `4.04`, ...), for the log.
+    Served {
+        operation: &'static str,
+        path: String,
+        code: String,
+    },
     /// The server executed Disable (/1/x/4): de-registered until the
     /// Disable Timeout passes.
     Disabled {

@@ -5,8 +5,28 @@
 use super::*;
 
 impl Client {
-    /// Serves one request from the server.
+    /// Serves one request from the server, and says so
+    /// ([`ClientEvent::Served`]) unless the answer waits for the host
+    /// (then [`Client::host_work_done`] says it).
     pub(super) fn serve(&mut self, tree: &mut Tree, now: Instant, request: &Packet) -> Packet {
+        // Named first: a Bootstrap-Finish ends the bootstrap.
+        let operation = operation_name(request, self.bootstrapping);
+        let response = self.serve_one(tree, now, request);
+        if self.deferring.is_none() {
+            self.served(operation, request, &response);
+        }
+        response
+    }
+
+    pub(super) fn served(&mut self, operation: &'static str, request: &Packet, response: &Packet) {
+        self.events.push(ClientEvent::Served {
+            operation,
+            path: format!("/{}", options_text(request, CoapOption::UriPath)),
+            code: response.header.code.to_string(),
+        });
+    }
+
+    fn serve_one(&mut self, tree: &mut Tree, now: Instant, request: &Packet) -> Packet {
         if self.bootstrapping {
             // The first operation of a server-initiated bootstrap: no
             // Bootstrap-Request goes out now, and what is there is kept to
@@ -567,6 +587,7 @@ impl Client {
                 .map_or_else(|| status(ResponseType::InternalServerError), core_error),
         };
         if let Some(request) = &wait.request {
+            self.served(operation_name(request, false), request, &response);
             self.coap.respond_later(now, request, response);
         }
         completion.undo
@@ -864,6 +885,48 @@ pub(super) fn read_targets(request: &Packet) -> Vec<Lwm2mPath> {
         .into_iter()
         .filter(|p| p.object != dm_core::catalog::security::ID.0)
         .collect()
+}
+
+/// The LwM2M operation a request is (LwM2M Core §6.3, §6.4, Table:
+/// "Operation to CoAP method mapping").
+fn operation_name(request: &Packet, bootstrapping: bool) -> &'static str {
+    let path_len = request
+        .get_option(CoapOption::UriPath)
+        .map_or(0, |segments| segments.len());
+    let link_format = request
+        .get_first_option(CoapOption::Accept)
+        .is_some_and(|v| option_number(v) == 40);
+    match request.header.code {
+        MessageClass::Request(RequestType::Get) if link_format => "Discover",
+        MessageClass::Request(RequestType::Get) => {
+            match request
+                .get_first_option(CoapOption::Observe)
+                .map(|v| option_number(v))
+            {
+                Some(0) => "Observe",
+                Some(1) => "Cancel Observation",
+                _ => "Read",
+            }
+        }
+        MessageClass::Request(RequestType::Fetch) => "Read-Composite",
+        MessageClass::Request(RequestType::IPatch) => "Write-Composite",
+        MessageClass::Request(RequestType::Put) if bootstrapping => "Bootstrap-Write",
+        MessageClass::Request(RequestType::Put)
+            if request.payload.is_empty() && request.get_option(CoapOption::UriQuery).is_some() =>
+        {
+            "Write-Attributes"
+        }
+        MessageClass::Request(RequestType::Put) => "Write",
+        MessageClass::Request(RequestType::Post) if bootstrapping && path_len <= 1 => {
+            "Bootstrap-Finish"
+        }
+        MessageClass::Request(RequestType::Post) if path_len == 1 => "Create",
+        MessageClass::Request(RequestType::Post) if path_len == 2 => "Write (partial update)",
+        MessageClass::Request(RequestType::Post) => "Execute",
+        MessageClass::Request(RequestType::Delete) if bootstrapping => "Bootstrap-Delete",
+        MessageClass::Request(RequestType::Delete) => "Delete",
+        _ => "(not an operation)",
+    }
 }
 
 pub(super) fn request_path(request: &Packet) -> Result<Lwm2mPath, Packet> {

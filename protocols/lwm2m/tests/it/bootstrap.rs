@@ -2,6 +2,7 @@
 //! simulated time: Bootstrap-Request, Delete, Write, Discover, Read limits
 //! and Finish with its consistency check.
 
+use crate::NextEvent as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -135,7 +136,7 @@ fn bootstrap_provisions_a_server_account() {
     ack.set_token(request.get_token().to_vec());
     run.client
         .handle_datagram(&mut run.tree, run.now, &ack.to_bytes().unwrap());
-    assert_eq!(run.client.poll_event(), Some(ClientEvent::BootstrapStarted));
+    assert_eq!(run.client.next_event(), Some(ClientEvent::BootstrapStarted));
 
     // Finishing with no server account is refused.
     assert_eq!(
@@ -204,7 +205,7 @@ fn bootstrap_provisions_a_server_account() {
         ResponseType::Changed
     );
     assert_eq!(
-        run.client.poll_event(),
+        run.client.next_event(),
         Some(ClientEvent::BootstrapFinished)
     );
     assert_eq!(
@@ -290,7 +291,7 @@ fn a_bootstrap_server_that_goes_quiet_is_retried_with_backoff() {
         ack.set_token(request.get_token().to_vec());
         run.client
             .handle_datagram(&mut run.tree, run.now, &ack.to_bytes().unwrap());
-        assert_eq!(run.client.poll_event(), Some(ClientEvent::BootstrapStarted));
+        assert_eq!(run.client.next_event(), Some(ClientEvent::BootstrapStarted));
         // One operation, then silence: no Bootstrap-Finish ever comes.
         run.request(RequestType::Delete, "/1", |_| {});
         let deadline = run.client.poll_timeout(&run.tree).expect("a deadline");
@@ -299,12 +300,12 @@ fn a_bootstrap_server_that_goes_quiet_is_retried_with_backoff() {
         run.client.handle_timeout(&mut run.tree, run.now);
         // Nothing to roll back to but the empty state from before.
         assert_eq!(
-            run.client.poll_event(),
+            run.client.next_event(),
             Some(ClientEvent::BootstrapRolledBack { error: None })
         );
         let Some(ClientEvent::RegistrationFailed {
             failures, retry_in, ..
-        }) = run.client.poll_event()
+        }) = run.client.next_event()
         else {
             panic!("attempt {n}: no failure reported");
         };
@@ -385,7 +386,7 @@ fn a_bootstrap_that_fails_half_way_rolls_back_to_the_previous_accounts() {
     ack.set_token(request.get_token().to_vec());
     run.client
         .handle_datagram(&mut run.tree, run.now, &ack.to_bytes().unwrap());
-    assert_eq!(run.client.poll_event(), Some(ClientEvent::BootstrapStarted));
+    assert_eq!(run.client.next_event(), Some(ClientEvent::BootstrapStarted));
     // The bootstrap server deletes everything, then goes quiet.
     assert_eq!(
         code(&run.request(RequestType::Delete, "/", |_| {})),
@@ -396,7 +397,7 @@ fn a_bootstrap_that_fails_half_way_rolls_back_to_the_previous_accounts() {
     run.now = deadline;
     run.client.handle_timeout(&mut run.tree, run.now);
     assert_eq!(
-        run.client.poll_event(),
+        run.client.next_event(),
         Some(ClientEvent::BootstrapRolledBack { error: None })
     );
     assert_eq!(bootstrap::account(&run.tree), Some(before));
@@ -435,7 +436,7 @@ fn the_bootstrap_server_may_start_on_its_own_within_the_hold_off() {
         code(&run.request(RequestType::Delete, "/", |_| {})),
         ResponseType::Deleted
     );
-    assert_eq!(run.client.poll_event(), Some(ClientEvent::BootstrapStarted));
+    assert_eq!(run.client.next_event(), Some(ClientEvent::BootstrapStarted));
     let security = tlv_instance(&[
         (0, b"coap://127.0.0.1:5683".to_vec()),
         (1, vec![0]),
@@ -464,7 +465,7 @@ fn the_bootstrap_server_may_start_on_its_own_within_the_hold_off() {
         ResponseType::Changed
     );
     assert_eq!(
-        run.client.poll_event(),
+        run.client.next_event(),
         Some(ClientEvent::BootstrapFinished)
     );
     assert_eq!(

@@ -2,6 +2,7 @@
 //! registration, updates, every device-management operation, observe,
 //! retransmission and duplicate detection. No sockets, no clock.
 
+use crate::NextEvent as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -160,7 +161,7 @@ impl Fixture {
         let register = self.sent();
         self.answer(&register, ResponseType::Created, &["rd", "5a3f"]);
         assert_eq!(
-            self.client.poll_event(),
+            self.client.next_event(),
             Some(ClientEvent::Registered {
                 location: "/rd/5a3f".into()
             })
@@ -371,7 +372,7 @@ fn updates_keep_the_registration_and_a_forgotten_one_registers_again() {
     let update = f.sent();
     assert_eq!(options(&update, CoapOption::UriPath), ["rd", "5a3f"]);
     f.answer(&update, ResponseType::Changed, &[]);
-    assert_eq!(f.client.poll_event(), Some(ClientEvent::Updated));
+    assert_eq!(f.client.next_event(), Some(ClientEvent::Updated));
     f.advance(Duration::from_secs(30));
     let update = f.sent();
     // The server restarted and lost us: 4.04, then a full Register.
@@ -406,7 +407,7 @@ fn updates_come_before_the_nat_forgets_the_binding() {
         let update = f.sent();
         assert_eq!(options(&update, CoapOption::UriPath), ["rd", "5a3f"]);
         f.answer(&update, ResponseType::Changed, &[]);
-        assert_eq!(f.client.poll_event(), Some(ClientEvent::Updated));
+        assert_eq!(f.client.next_event(), Some(ClientEvent::Updated));
     }
 }
 
@@ -442,7 +443,7 @@ fn retransmits_with_backoff_then_gives_up_and_retries_later() {
     f.now = due;
     f.client.handle_timeout(&mut f.tree, f.now);
     assert!(matches!(
-        f.client.poll_event(),
+        f.client.next_event(),
         Some(ClientEvent::RegistrationFailed { .. })
     ));
     f.nothing_sent();
@@ -1211,7 +1212,7 @@ fn notifications_made_offline_are_stored_and_sent_after_registering_again() {
     f.signal(&changes, -93);
     f.nothing_sent();
     f.answer(&register, ResponseType::Created, &["rd", "again"]);
-    let _ = f.client.poll_event();
+    let _ = f.client.next_event();
     // Both, in order, with increasing sequence numbers.
     let first = f.sent();
     let second = f.sent();
@@ -1572,7 +1573,7 @@ fn send_posts_values_to_dp_unless_muted() {
     assert_eq!(items.len(), 2);
     assert_eq!(items[1].value, Value::Integer(-71));
     f.answer(&send, ResponseType::Changed, &[]);
-    assert_eq!(f.client.poll_event(), Some(ClientEvent::Sent));
+    assert_eq!(f.client.next_event(), Some(ClientEvent::Sent));
     // The server mutes Send.
     f.tree
         .begin(Origin::Server(101))
@@ -1610,7 +1611,7 @@ fn server_executables_update_disable_and_ask_for_bootstrap() {
     let update = f.sent();
     assert_eq!(options(&update, CoapOption::UriPath), ["rd", "5a3f"]);
     f.answer(&update, ResponseType::Changed, &[]);
-    assert_eq!(f.client.poll_event(), Some(ClientEvent::Updated));
+    assert_eq!(f.client.next_event(), Some(ClientEvent::Updated));
 
     // Disable with a 30 s timeout: De-register, then Register after 30 s.
     f.tree
@@ -1631,7 +1632,7 @@ fn server_executables_update_disable_and_ask_for_bootstrap() {
     );
     feed(&mut f);
     assert!(matches!(
-        f.client.poll_event(),
+        f.client.next_event(),
         Some(ClientEvent::Disabled { .. })
     ));
     let deregister = f.sent();
@@ -1645,7 +1646,7 @@ fn server_executables_update_disable_and_ask_for_bootstrap() {
     deleted.header.code = MessageClass::Response(ResponseType::Deleted);
     deleted.set_token(deregister.get_token().to_vec());
     f.deliver(&deleted);
-    assert_eq!(f.client.poll_event(), Some(ClientEvent::Deregistered));
+    assert_eq!(f.client.next_event(), Some(ClientEvent::Deregistered));
     assert_eq!(
         f.client.poll_timeout(&f.tree),
         Some(f.now + Duration::from_secs(30))
@@ -1655,7 +1656,7 @@ fn server_executables_update_disable_and_ask_for_bootstrap() {
     assert_eq!(options(&register, CoapOption::UriPath), ["rd"]);
     f.answer(&register, ResponseType::Created, &["rd", "77"]);
     assert!(f.client.is_registered());
-    f.client.poll_event();
+    f.client.next_event();
 
     // Bootstrap-Request Trigger: the driver is told.
     assert_eq!(
@@ -1663,7 +1664,7 @@ fn server_executables_update_disable_and_ask_for_bootstrap() {
         ResponseType::Changed
     );
     feed(&mut f);
-    assert_eq!(f.client.poll_event(), Some(ClientEvent::BootstrapRequested));
+    assert_eq!(f.client.next_event(), Some(ClientEvent::BootstrapRequested));
 }
 
 /// A sink that keeps what it is given, and can be told to run out of room.
@@ -2148,7 +2149,7 @@ fn a_lifetime_the_server_writes_reaches_it_in_the_next_update() {
     assert_eq!(options(&update, CoapOption::UriPath), ["rd", "5a3f"]);
     assert_eq!(options(&update, CoapOption::UriQuery), ["lt=1000"]);
     f.answer(&update, ResponseType::Changed, &[]);
-    assert_eq!(f.client.poll_event(), Some(ClientEvent::Updated));
+    assert_eq!(f.client.next_event(), Some(ClientEvent::Updated));
     assert_eq!(
         f.client.poll_timeout(&f.tree),
         Some(f.now + Duration::from_secs(500))
@@ -2752,5 +2753,47 @@ fn declared_objects_map_one_to_one_and_built_in_ones_keep_their_table() {
             index: None
         })
         .is_err()
+    );
+}
+
+/// Every request the server makes is said once, as the operation LwM2M
+/// names it, with the path and the response code: what the agent logs
+/// at info.
+#[test]
+fn each_request_served_is_said_once() {
+    let mut f = fixture();
+    f.register();
+    let served = |f: &mut Fixture, method, path: &str, build: &dyn Fn(&mut Packet)| {
+        f.request(method, path, |p| build(p));
+        let events: Vec<_> = std::iter::from_fn(|| f.client.poll_event()).collect();
+        let [
+            ClientEvent::Served {
+                operation,
+                path: said,
+                code,
+            },
+        ] = events.as_slice()
+        else {
+            panic!("{events:?}");
+        };
+        assert_eq!(said, path);
+        (*operation, code.clone())
+    };
+    assert_eq!(
+        served(&mut f, RequestType::Get, "/3/0", &|_| {}),
+        ("Read", "2.05".into())
+    );
+    assert_eq!(
+        served(&mut f, RequestType::Get, "/3/0", &|p| p
+            .add_option(CoapOption::Accept, vec![40])),
+        ("Discover", "2.05".into())
+    );
+    assert_eq!(
+        served(&mut f, RequestType::Get, "/77", &|_| {}),
+        ("Read", "4.04".into())
+    );
+    assert_eq!(
+        served(&mut f, RequestType::Delete, "/0/1", &|_| {}),
+        ("Delete", "4.04".into())
     );
 }

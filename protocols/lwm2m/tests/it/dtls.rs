@@ -204,10 +204,17 @@ fn psk_handshake_and_data_with_our_own_server_side() {
 }
 
 #[test]
-fn a_wrong_key_never_connects() {
-    let (client, received) = in_memory(vec![9; 16]);
+fn a_wrong_key_never_connects_and_says_so_before_the_handshake_time_out() {
+    let (mut client, received) = in_memory(vec![9; 16]);
     assert!(!client.is_connected());
     assert!(received.is_empty());
+    // The server answered, then dropped our Finished without an alert:
+    // the client gives up well before HANDSHAKE_TIMEOUT, naming the key.
+    let deadline = client.poll_timeout().unwrap();
+    assert!(deadline < Instant::now() + dm_lwm2m::dtls::HANDSHAKE_TIMEOUT);
+    client.handle_timeout(Instant::now() + dm_lwm2m::dtls::SILENT_AFTER_ANSWER);
+    let failure = client.failure().expect("failed");
+    assert!(failure.contains("PSK identity or key"), "{failure}");
 }
 
 /// The ClientHello names a server given by host name in SNI (RFC 6066

@@ -6,3 +6,17 @@ mod client;
 mod declare;
 mod dtls;
 mod formats;
+
+/// The client's events past the [`ClientEvent::Served`] it says for every
+/// request (asserted on by `client::each_request_served_is_said_once`):
+/// what the other tests look at.
+trait NextEvent {
+    fn next_event(&mut self) -> Option<dm_lwm2m::client::ClientEvent>;
+}
+
+impl NextEvent for dm_lwm2m::client::Client {
+    fn next_event(&mut self) -> Option<dm_lwm2m::client::ClientEvent> {
+        std::iter::from_fn(|| self.poll_event())
+            .find(|e| !matches!(e, dm_lwm2m::client::ClientEvent::Served { .. }))
+    }
+}
