@@ -63,7 +63,7 @@ impl Cli {
         }
     }
 
-    fn load_config(&self) -> Result<Config, config::ConfigError> {
+    fn load_config(&self) -> Result<Config, config::ConfigErrors> {
         let overrides = self.overrides();
         match &self.config {
             Some(path) => config::load(path, &overrides),
@@ -82,7 +82,15 @@ fn main() -> ExitCode {
     let config = match cli.load_config() {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("dmagent: invalid configuration: {e}");
+            match e.0.as_slice() {
+                [one] => eprintln!("dmagent: invalid configuration: {one}"),
+                all => {
+                    eprintln!("dmagent: invalid configuration, {} errors:", all.len());
+                    for error in all {
+                        eprintln!("  {error}");
+                    }
+                }
+            }
             return ExitCode::from(78); // EX_CONFIG (sysexits.h)
         }
     };

@@ -6,6 +6,7 @@
 //! environment override the file and are validated the same way, with the
 //! flag or variable named instead of a line.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,31 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// Every error of a configuration, in file order (the command line's and
+/// the environment's first): one run of `check-config` lists them all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(error: ConfigError) -> ConfigErrors {
+        ConfigErrors(vec![error])
+    }
+}
 
 impl PlatformKind {
     /// Its name in the configuration.
@@ -136,6 +162,36 @@ impl Config {
                  stock GenieACS sends it); set both, or have the ACS set them"
                     .replace("{port}", &cwmp.connection_request_port.to_string()),
             );
+        }
+        if self.platform == PlatformKind::Memory {
+            warnings.push(
+                "platform: \"memory\" reports invented values (an IMEI, a Wi-Fi network, \
+                 addresses) and never acts on the host: for tests and the demo, not a device"
+                    .to_owned(),
+            );
+        }
+        let programs = [
+            ("platform.reboot_command", &self.reboot_command),
+            (
+                "platform.factory_reset_command",
+                &self.factory_reset_command,
+            ),
+            ("firmware.command", &self.firmware_command),
+            ("software.command", &self.software_command),
+        ];
+        for (key, argv) in programs {
+            if let Some(program) = argv.as_ref().and_then(|a| a.first())
+                && !runnable(program)
+            {
+                warnings.push(format!(
+                    "{key}: {program:?} is not an executable file{}; it fails when it is needed",
+                    if program.contains('/') {
+                        ""
+                    } else {
+                        " on PATH"
+                    }
+                ));
+            }
         }
         warnings
     }
@@ -340,7 +396,7 @@ fn yes() -> bool {
 }
 
 /// Reads and validates a configuration file.
-pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         source: path.display().to_string(),
         line: None,
@@ -351,18 +407,21 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
 }
 
 /// Parses and validates configuration text; `source` names it in errors.
-pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
-    let at = Locator { text, source };
-    let file: File = toml::from_str(text).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        at.error(&span, e.message().to_owned())
-    })?;
+pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+    let at = Locator {
+        text,
+        source,
+        errors: RefCell::default(),
+    };
+    let file = deserialize(&at)?;
+    // Each check below reports what it finds and goes on with a stand-in
+    // value, so that every error of the file is listed in one run.
 
     let state_dir = match (&overrides.state_dir, &file.state_dir) {
         (Some((_, dir)), _) => dir.clone(),
         (None, Some(dir)) => {
             if dir.get_ref().is_empty() {
-                return Err(at.error(&dir.span(), "must not be empty".into()));
+                at.report(at.error(&dir.span(), "must not be empty".into()));
             }
             PathBuf::from(dir.get_ref())
         }
@@ -377,12 +436,13 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
             "dbus" => PlatformKind::Dbus,
             "memory" => PlatformKind::Memory,
             other => {
-                return Err(at.error(
+                at.report(at.error(
                     &kind.span(),
                     format!(
                         "{other:?} is not a platform; allowed: \"auto\", \"linux\", \"dbus\", \"memory\""
                     ),
                 ));
+                PlatformKind::Auto
             }
         },
         // Real values by default; invented ones only when asked for.
@@ -390,25 +450,31 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
     };
 
     let command = |key: &Option<Spanned<Vec<String>>>| match key {
-        None => Ok(None),
-        Some(argv) if argv.get_ref().first().is_none_or(|p| p.is_empty()) => Err(at.error(
-            &argv.span(),
-            "must name a program, e.g. [\"/sbin/reboot\"] (argv, no shell)".into(),
-        )),
-        Some(argv) => Ok(Some(argv.get_ref().clone())),
+        None => None,
+        Some(argv) if argv.get_ref().first().is_none_or(|p| p.is_empty()) => {
+            at.report(at.error(
+                &argv.span(),
+                "must name a program, e.g. [\"/sbin/reboot\"] (argv, no shell)".into(),
+            ));
+            None
+        }
+        Some(argv) => Some(argv.get_ref().clone()),
     };
-    let reboot_command = command(&file.platform.reboot_command)?;
-    let factory_reset_command = command(&file.platform.factory_reset_command)?;
+    let reboot_command = command(&file.platform.reboot_command);
+    let factory_reset_command = command(&file.platform.factory_reset_command);
     let firmware_command = match &overrides.firmware_command {
         Some((flag, program)) if program.is_empty() => {
-            return Err(flag_error(flag, "must name a program".into()));
+            at.report(flag_error(flag, "must name a program".into()));
+            None
         }
         Some((_, program)) => Some(vec![program.clone()]),
-        None => command(&file.firmware.command)?,
+        None => command(&file.firmware.command),
     };
+    let software_command = command(&file.software.command);
     let firmware_max_size = match &file.firmware.max_size {
         Some(size) if *size.get_ref() == 0 => {
-            return Err(at.error(&size.span(), "must be at least 1 (bytes)".into()));
+            at.report(at.error(&size.span(), "must be at least 1 (bytes)".into()));
+            1
         }
         Some(size) => *size.get_ref(),
         None => 256 * 1024 * 1024,
@@ -416,16 +482,19 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
 
     let max_instances = match &file.limits.max_instances {
         Some(n) if *n.get_ref() == 0 || *n.get_ref() > 65535 => {
-            return Err(at.error(&n.span(), "must be from 1 to 65535 (instances)".into()));
+            at.report(at.error(&n.span(), "must be from 1 to 65535 (instances)".into()));
+            dm_core::tree::DEFAULT_INSTANCE_LIMIT
         }
         Some(n) => *n.get_ref() as usize,
         None => dm_core::tree::DEFAULT_INSTANCE_LIMIT,
     };
     let log_level = match (&overrides.log_level, &file.log.level) {
-        (Some((name, level)), _) => check_level(level).map_err(|m| flag_error(name, m))?,
-        (None, Some(level)) => {
-            check_level(level.get_ref()).map_err(|m| at.error(&level.span(), m))?
-        }
+        (Some((name, level)), _) => at
+            .keep(check_level(level).map_err(|m| flag_error(name, m)))
+            .unwrap_or_default(),
+        (None, Some(level)) => at
+            .keep(check_level(level.get_ref()).map_err(|m| at.error(&level.span(), m)))
+            .unwrap_or_default(),
         (None, None) => "info".to_owned(),
     };
     let log_format = match (overrides.log_format, &file.log.format) {
@@ -434,22 +503,25 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
             "human" => LogFormat::Human,
             "json" => LogFormat::Json,
             other => {
-                return Err(at.error(
+                at.report(at.error(
                     &format.span(),
                     format!("{other:?} is not a log format; allowed: \"human\", \"json\""),
                 ));
+                LogFormat::Human
             }
         },
         (None, None) => LogFormat::Human,
     };
 
-    let identity = identity(&file.device, overrides, &at)?;
+    let identity = identity(&file.device, overrides, &at);
     // Definition paths are relative to the configuration file's directory.
     let base = Path::new(source)
         .is_file()
         .then(|| Path::new(source).parent())
         .flatten();
-    let (objects, tr181) = objects::declarations(&file.object, base, &at)?;
+    let (objects, tr181) = at
+        .keep(objects::declarations(&file.object, base, &at))
+        .unwrap_or_default();
 
     // A server given on the command line needs no table in the file.
     let cwmp_file = match (file.cwmp, &overrides.acs_url) {
@@ -458,7 +530,7 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         (None, None) => None,
     };
     let cwmp = match cwmp_file {
-        Some(c) if c.enabled && !overrides.no_cwmp => Some(cwmp(c, overrides, &at)?),
+        Some(c) if c.enabled && !overrides.no_cwmp => Some(cwmp(c, overrides, &at)),
         _ => None,
     };
     let lwm2m_file = match (file.lwm2m, &overrides.lwm2m_server) {
@@ -473,21 +545,27 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
             }
             if let Some((flag, identity, key)) = &overrides.psk {
                 if identity.is_empty() {
-                    return Err(flag_error(
+                    at.report(flag_error(
                         flag,
                         "the PSK identity must not be empty".into(),
                     ));
                 }
-                decode_hex(key).map_err(|m| flag_error(flag, m))?;
+                at.keep(decode_hex(key).map_err(|m| flag_error(flag, m)));
                 l.security = Some(Spanned::new(0..0, "psk".to_owned()));
                 l.psk_identity = Some(Spanned::new(0..0, identity.clone()));
                 l.psk_key = Some(Spanned::new(0..0, key.clone()));
             }
-            Some(lwm2m(l, overrides, &identity, &at)?)
+            Some(lwm2m(l, overrides, &identity, &at))
         }
         _ => None,
     };
 
+    let mut errors = at.errors.take();
+    if !errors.is_empty() {
+        // File order; the command line's and the environment's first.
+        errors.sort_by_key(|e| e.line.unwrap_or(0));
+        return Err(ConfigErrors(errors));
+    }
     Ok(Config {
         state_dir,
         platform,
@@ -498,7 +576,7 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         firmware_command,
         firmware_max_size,
         firmware_reboot: file.firmware.reboot,
-        software_command: command(&file.software.command)?,
+        software_command,
         self_update: file.software.self_update,
         log_level,
         log_format,
@@ -509,6 +587,67 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         objects,
         tr181,
     })
+}
+
+/// The file's tables and keys. serde stops at the first unknown key or
+/// value of the wrong type: its line is reported, blanked (so the lines
+/// keep their numbers) and the text read again, so that those errors are
+/// all listed too. A syntax error stops here: what follows it cannot be
+/// read.
+fn deserialize(at: &Locator<'_>) -> Result<File, ConfigErrors> {
+    let mut text = at.text.to_owned();
+    // At most one pass per line.
+    for _ in 0..=at.text.lines().count() {
+        let e = match toml::from_str::<File>(&text) {
+            Ok(file) => return Ok(file),
+            Err(e) => e,
+        };
+        let span = e.span().unwrap_or(0..0);
+        at.report(at.error(&span, e.message().to_owned()));
+        let per_key = [
+            "unknown field",
+            "invalid type",
+            "invalid value",
+            "invalid length",
+        ]
+        .iter()
+        .any(|m| e.message().starts_with(m));
+        let start = text[..span.start.min(text.len())]
+            .rfind('\n')
+            .map_or(0, |i| i + 1);
+        let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        // Only a line that is one `key = value` whole is blanked.
+        let line = &text[start..end];
+        if !per_key || table_header(line).is_some() || !balanced(line) {
+            break;
+        }
+        text.replace_range(start..end, &" ".repeat(end - start));
+    }
+    let mut errors = at.errors.take();
+    errors.sort_by_key(|e| e.line.unwrap_or(0));
+    Err(ConfigErrors(errors))
+}
+
+/// Whether a line's brackets and braces close on it (a value that does
+/// not span lines).
+fn balanced(line: &str) -> bool {
+    let count = |c| line.matches(c).count();
+    line.contains('=') && count('[') == count(']') && count('{') == count('}')
+}
+
+/// Whether `program` names an executable file: a path as it is, a bare
+/// name on PATH (as `Command` looks it up).
+fn runnable(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |path: &Path| {
+        path.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return executable(Path::new(program));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
 }
 
 /// Where state lives by default: the system location when root, the
@@ -532,11 +671,7 @@ pub fn default_state_dir() -> PathBuf {
     }
 }
 
-fn identity(
-    device: &DeviceFile,
-    overrides: &Overrides,
-    at: &Locator<'_>,
-) -> Result<Identity, ConfigError> {
+fn identity(device: &DeviceFile, overrides: &Overrides, at: &Locator<'_>) -> Identity {
     let oui = match &device.oui {
         Some(oui) => {
             let value = oui.get_ref();
@@ -545,7 +680,7 @@ fn identity(
                     .bytes()
                     .all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'))
             {
-                return Err(at.error(
+                at.report(at.error(
                     &oui.span(),
                     format!("{value:?} is not an OUI; allowed: six upper-case hexadecimal digits, e.g. \"00D09E\""),
                 ));
@@ -555,13 +690,15 @@ fn identity(
         None => "000000".to_owned(),
     };
     let serial_number = match (&overrides.serial_number, &device.serial_number) {
-        (Some((name, serial)), _) => check_serial(serial).map_err(|m| flag_error(name, m))?,
-        (None, Some(serial)) => {
-            check_serial(serial.get_ref()).map_err(|m| at.error(&serial.span(), m))?
-        }
+        (Some((name, serial)), _) => at
+            .keep(check_serial(serial).map_err(|m| flag_error(name, m)))
+            .unwrap_or_default(),
+        (None, Some(serial)) => at
+            .keep(check_serial(serial.get_ref()).map_err(|m| at.error(&serial.span(), m)))
+            .unwrap_or_default(),
         (None, None) => default_serial(),
     };
-    Ok(Identity {
+    Identity {
         manufacturer: device
             .manufacturer
             .clone()
@@ -578,9 +715,9 @@ fn identity(
         serial_number,
         hardware_version: device.hardware_version.clone().unwrap_or_default(),
         software_version: match (&device.software_version_file, &device.software_version) {
-            (Some(file), _) => {
-                read_version(file.get_ref()).map_err(|m| at.error(&file.span(), m))?
-            }
+            (Some(file), _) => at
+                .keep(read_version(file.get_ref()).map_err(|m| at.error(&file.span(), m)))
+                .unwrap_or_default(),
             (None, Some(version)) => version.clone(),
             (None, None) => env!("CARGO_PKG_VERSION").to_owned(),
         },
@@ -588,7 +725,7 @@ fn identity(
             .description
             .clone()
             .unwrap_or_else(|| "Linux device managed by dmagent".into()),
-    })
+    }
 }
 
 /// The version in `path`: os-release's IMAGE_VERSION or VERSION_ID when
@@ -668,80 +805,99 @@ fn check_level(level: &str) -> Result<String, String> {
     }
 }
 
-fn cwmp(file: CwmpFile, overrides: &Overrides, at: &Locator<'_>) -> Result<Cwmp, ConfigError> {
+fn cwmp(file: CwmpFile, overrides: &Overrides, at: &Locator<'_>) -> Cwmp {
     let acs_url = match &overrides.acs_url {
-        Some((name, url)) => check_url(url, &["http", "https"]).map_err(|m| flag_error(name, m))?,
+        Some((name, url)) => at
+            .keep(check_url(url, &["http", "https"]).map_err(|m| flag_error(name, m)))
+            .unwrap_or_default(),
         None if file.acs_url.get_ref().is_empty() => {
-            return Err(
-                at.table_error("cwmp", "acs_url is missing (or set enabled = false)".into())
-            );
+            at.report(at.table_error("cwmp", "acs_url is missing (or set enabled = false)".into()));
+            String::new()
         }
-        None => check_url(file.acs_url.get_ref(), &["http", "https"])
-            .map_err(|m| at.error(&file.acs_url.span(), m))?,
+        None => at
+            .keep(
+                check_url(file.acs_url.get_ref(), &["http", "https"])
+                    .map_err(|m| at.error(&file.acs_url.span(), m)),
+            )
+            .unwrap_or_default(),
     };
     let periodic_interval = match &file.periodic_interval {
         // TR-181 PeriodicInformInterval: unsignedInt, at least 1.
         Some(v) if *v.get_ref() == 0 => {
-            return Err(at.error(&v.span(), "must be at least 1 (seconds)".into()));
+            at.report(at.error(&v.span(), "must be at least 1 (seconds)".into()));
+            3600
         }
         Some(v) => *v.get_ref(),
         None => 3600,
     };
     let connection_request_port = match &file.connection_request_port {
         Some(p) if *p.get_ref() == 0 => {
-            return Err(at.error(&p.span(), "must be a port from 1 to 65535".into()));
+            at.report(at.error(&p.span(), "must be a port from 1 to 65535".into()));
+            7547
         }
         Some(p) => *p.get_ref(),
         None => 7547,
     };
     let connection_request_bind = match &file.connection_request_bind {
-        Some(b) => b.get_ref().parse().map_err(|_| {
-            at.error(
-                &b.span(),
-                format!(
-                    "{:?} is not an IP address; allowed: e.g. \"0.0.0.0\", \"::\", \"127.0.0.1\"",
-                    b.get_ref()
-                ),
-            )
-        })?,
+        Some(b) => at
+            .keep(b.get_ref().parse().map_err(|_| {
+                at.error(
+                    &b.span(),
+                    format!(
+                        "{:?} is not an IP address; allowed: e.g. \"0.0.0.0\", \"::\", \"127.0.0.1\"",
+                        b.get_ref()
+                    ),
+                )
+            }))
+            .unwrap_or(std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)),
         // Both families (a dual-stack socket; 0.0.0.0 on a host without
         // IPv6): the ConnectionRequestURL carries the address of the
         // family that reaches the ACS, which must then be served.
         None => std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED),
     };
-    let existing = |file: &Option<Spanned<String>>| -> Result<Option<PathBuf>, ConfigError> {
+    let existing = |file: &Option<Spanned<String>>| -> Option<PathBuf> {
         match file {
-            Some(f) if !Path::new(f.get_ref()).is_file() => Err(at.error(
-                &f.span(),
-                format!(
-                    "{:?} is not a readable file; allowed: a PEM file path",
-                    f.get_ref()
-                ),
-            )),
-            Some(f) => Ok(Some(PathBuf::from(f.get_ref()))),
-            None => Ok(None),
+            Some(f) if !Path::new(f.get_ref()).is_file() => {
+                at.report(at.error(
+                    &f.span(),
+                    format!(
+                        "{:?} is not a readable file; allowed: a PEM file path",
+                        f.get_ref()
+                    ),
+                ));
+                None
+            }
+            Some(f) => Some(PathBuf::from(f.get_ref())),
+            None => None,
         }
     };
+    let ca_file = existing(&file.ca_file);
     let client_certificate = match (
-        existing(&file.client_certificate)?,
-        existing(&file.client_key)?,
+        existing(&file.client_certificate),
+        existing(&file.client_key),
     ) {
         (Some(chain), Some(key)) => Some((chain, key)),
         (None, None) => None,
         _ => {
-            return Err(ConfigError {
-                source: at.source.to_owned(),
-                line: None,
-                key: "cwmp.client_certificate".into(),
-                message: "client_certificate and client_key go together".into(),
-            });
+            // At whichever of the two is there.
+            let given = file
+                .client_certificate
+                .as_ref()
+                .or(file.client_key.as_ref());
+            let mut error = at.error(
+                &given.map_or(0..0, Spanned::span),
+                "client_certificate and client_key go together".into(),
+            );
+            error.key = "cwmp.client_certificate".into();
+            at.report(error);
+            None
         }
     };
     let tls = dm_cwmp_tokio::TlsSettings {
-        ca_file: existing(&file.ca_file)?,
+        ca_file,
         client_certificate,
     };
-    Ok(Cwmp {
+    Cwmp {
         tls,
         settings: CwmpSettings {
             acs_url,
@@ -763,30 +919,36 @@ fn cwmp(file: CwmpFile, overrides: &Overrides, at: &Locator<'_>) -> Result<Cwmp,
         connection_request_bind,
         acs_url_from_dhcp: file.acs_url_from_dhcp,
         allow_basic_over_http: file.allow_basic_over_http,
-    })
+    }
 }
 
-fn lwm2m(
-    file: Lwm2mFile,
-    overrides: &Overrides,
-    identity: &Identity,
-    at: &Locator<'_>,
-) -> Result<Lwm2m, ConfigError> {
+fn lwm2m(file: Lwm2mFile, overrides: &Overrides, identity: &Identity, at: &Locator<'_>) -> Lwm2m {
     let schemes = ["coap", "coaps"];
     let uri = match &overrides.lwm2m_server {
-        Some((name, uri)) => check_url(uri, &schemes).map_err(|m| flag_error(name, m))?,
+        Some((name, uri)) => at
+            .keep(check_url(uri, &schemes).map_err(|m| flag_error(name, m)))
+            .unwrap_or_default(),
         None if file.server_uri.get_ref().is_empty() => {
-            return Err(at.table_error(
+            at.report(at.table_error(
                 "lwm2m",
                 "server_uri is missing (or set enabled = false)".into(),
             ));
+            String::new()
         }
-        None => check_url(file.server_uri.get_ref(), &schemes)
-            .map_err(|m| at.error(&file.server_uri.span(), m))?,
+        None => at
+            .keep(
+                check_url(file.server_uri.get_ref(), &schemes)
+                    .map_err(|m| at.error(&file.server_uri.span(), m)),
+            )
+            .unwrap_or_default(),
     };
     let endpoint = match (&overrides.endpoint, &file.endpoint) {
-        (Some((name, ep)), _) => check_endpoint(ep).map_err(|m| flag_error(name, m))?,
-        (None, Some(ep)) => check_endpoint(ep.get_ref()).map_err(|m| at.error(&ep.span(), m))?,
+        (Some((name, ep)), _) => at
+            .keep(check_endpoint(ep).map_err(|m| flag_error(name, m)))
+            .unwrap_or_default(),
+        (None, Some(ep)) => at
+            .keep(check_endpoint(ep.get_ref()).map_err(|m| at.error(&ep.span(), m)))
+            .unwrap_or_default(),
         // LwM2M Core §7.3.1 recommends a URN; this is the urn:dev:ops form
         // (RFC 8141 registration of OUI-ProductClass-Serial).
         (None, None) => format!(
@@ -796,17 +958,19 @@ fn lwm2m(
     };
     let lifetime = match &file.lifetime {
         Some(v) if *v.get_ref() < 30 => {
-            return Err(at.error(&v.span(), "must be at least 30 (seconds)".into()));
+            at.report(at.error(&v.span(), "must be at least 30 (seconds)".into()));
+            300
         }
         Some(v) => *v.get_ref(),
         None => 300,
     };
     let nat_timeout = match &file.nat_timeout {
         Some(v) if (1..4).contains(v.get_ref()) => {
-            return Err(at.error(
+            at.report(at.error(
                 &v.span(),
                 "must be 0 (no NAT) or at least 4 (seconds)".into(),
             ));
+            None
         }
         Some(v) if *v.get_ref() > 0 => {
             Some(std::time::Duration::from_secs(u64::from(*v.get_ref())))
@@ -816,7 +980,8 @@ fn lwm2m(
     let short_server_id = match &file.short_server_id {
         // LwM2M /0/x/10: 1..65534.
         Some(v) if *v.get_ref() == 0 || *v.get_ref() == u16::MAX => {
-            return Err(at.error(&v.span(), "must be from 1 to 65534".into()));
+            at.report(at.error(&v.span(), "must be from 1 to 65534".into()));
+            101
         }
         Some(v) => *v.get_ref(),
         None => 101,
@@ -825,7 +990,7 @@ fn lwm2m(
         Some(b) => {
             let value = b.get_ref();
             if value.is_empty() || !value.chars().all(|c| "UTSNQ".contains(c)) {
-                return Err(at.error(
+                at.report(at.error(
                     &b.span(),
                     format!("{value:?} is not a binding; allowed: letters from U, T, S, N and Q, e.g. \"U\" or \"UQ\""),
                 ));
@@ -839,10 +1004,11 @@ fn lwm2m(
             "nosec" => SecurityMode::NoSec,
             "psk" => SecurityMode::PreSharedKey,
             other => {
-                return Err(at.error(
+                at.report(at.error(
                     &s.span(),
                     format!("{other:?} is not a security mode; allowed: \"nosec\", \"psk\""),
                 ));
+                SecurityMode::NoSec
             }
         },
         None if uri.starts_with("coaps:") => SecurityMode::PreSharedKey,
@@ -854,35 +1020,52 @@ fn lwm2m(
         SecurityMode::PreSharedKey => uri.starts_with("coaps:"),
         SecurityMode::NoSec => uri.starts_with("coap:"),
     };
-    if !scheme_ok {
+    // A URI already refused is not refused again here.
+    if !scheme_ok && !uri.is_empty() {
         let span = file
             .security
             .as_ref()
             .map_or(file.server_uri.span(), |s| s.span());
-        return Err(at.error(
+        at.report(at.error(
             &span,
             "coap:// goes with security \"nosec\", coaps:// with \"psk\"".into(),
         ));
     }
     if security == SecurityMode::PreSharedKey {
-        let missing = |key: &str| ConfigError {
-            source: at.source.to_owned(),
-            line: None,
-            key: format!("lwm2m.{key}"),
-            message: "required when security is \"psk\"".into(),
+        // A key that is not there is reported at its table's header (or,
+        // with the server from the command line, without a line).
+        let missing = |key: &str| {
+            let message = "required when security is \"psk\"".to_owned();
+            let mut error = if at.text.lines().any(|l| table_header(l) == Some("lwm2m")) {
+                at.table_error("lwm2m", message)
+            } else {
+                ConfigError {
+                    source: at.source.to_owned(),
+                    line: None,
+                    key: String::new(),
+                    message,
+                }
+            };
+            error.key = format!("lwm2m.{key}");
+            at.report(error);
         };
-        let identity = file
-            .psk_identity
-            .as_ref()
-            .ok_or_else(|| missing("psk_identity"))?;
-        if identity.get_ref().is_empty() {
-            return Err(at.error(&identity.span(), "must not be empty".into()));
+        match &file.psk_identity {
+            None => missing("psk_identity"),
+            Some(identity) if identity.get_ref().is_empty() => {
+                at.report(at.error(&identity.span(), "must not be empty".into()));
+            }
+            Some(identity) => psk_identity = identity.get_ref().as_bytes().to_vec(),
         }
-        psk_identity = identity.get_ref().as_bytes().to_vec();
-        let key = file.psk_key.as_ref().ok_or_else(|| missing("psk_key"))?;
-        psk_key = decode_hex(key.get_ref()).map_err(|m| at.error(&key.span(), m))?;
+        match &file.psk_key {
+            None => missing("psk_key"),
+            Some(key) => {
+                psk_key = at
+                    .keep(decode_hex(key.get_ref()).map_err(|m| at.error(&key.span(), m)))
+                    .unwrap_or_default();
+            }
+        }
     }
-    Ok(Lwm2m {
+    Lwm2m {
         endpoint,
         server: Lwm2mServer {
             uri,
@@ -896,7 +1079,7 @@ fn lwm2m(
             client_hold_off: file.client_hold_off,
         },
         nat_timeout,
-    })
+    }
 }
 
 fn check_url(url: &str, schemes: &[&str]) -> Result<String, String> {
@@ -965,9 +1148,20 @@ fn table_header(line: &str) -> Option<&str> {
 struct Locator<'t> {
     text: &'t str,
     source: &'t str,
+    /// What the checks found so far.
+    errors: RefCell<Vec<ConfigError>>,
 }
 
 impl Locator<'_> {
+    fn report(&self, error: ConfigError) {
+        self.errors.borrow_mut().push(error);
+    }
+
+    /// The value, or `None` with its error reported.
+    fn keep<T>(&self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|e| self.report(e)).ok()
+    }
+
     fn error(&self, span: &Range<usize>, message: String) -> ConfigError {
         let start = span.start.min(self.text.len());
         let line = self.text[..start].matches('\n').count() + 1;

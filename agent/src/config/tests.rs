@@ -157,7 +157,9 @@ fn a_bad_value_names_the_file_line_key_and_what_is_allowed() {
     );
     check(
         "[lwm2m]\nserver_uri = \"coaps://127.0.0.1:5684\"\n",
-        "dmagent.toml: lwm2m.psk_identity: required when security is \"psk\"",
+        // Both missing keys, at the table's line.
+        "dmagent.toml:1: lwm2m.psk_identity: required when security is \"psk\"\n\
+         dmagent.toml:1: lwm2m.psk_key: required when security is \"psk\"",
     );
     check(
         "[device]\nserial_number = \"SN1\"\n\n[lwm2m]\nendpoint = \"dev\"\n",

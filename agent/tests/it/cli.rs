@@ -231,6 +231,73 @@ fn a_bad_config_names_file_line_and_key_and_refuses_to_start() {
     }
 }
 
+/// One run lists every error of a file, in file order, each with its line
+/// (a missing key at its table's header), an unknown key among them.
+#[test]
+fn check_config_lists_every_error_in_file_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &path,
+        "[device]\noui = \"xyz\"\ncolour = \"blue\"\n\n\
+         [lwm2m]\nserver_uri = \"coaps://127.0.0.1:5684\"\nlifetime = 10\n\
+         psk_identity = \"dev\"\n",
+    )
+    .unwrap();
+    let out = dmagent(&["--config", path.to_str().unwrap(), "check-config"]);
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines[0], "dmagent: invalid configuration, 4 errors:",
+        "{stderr}"
+    );
+    let at: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.trim().split(": ").nth(1).unwrap_or_default())
+        .collect();
+    assert_eq!(
+        at,
+        [
+            "device.oui",
+            "device.colour",
+            "lwm2m.psk_key",
+            "lwm2m.lifetime"
+        ],
+        "{stderr}"
+    );
+    let file = path.display().to_string();
+    for (line, expected) in lines[1..].iter().zip([2, 3, 5, 7]) {
+        assert!(
+            line.trim().starts_with(&format!("{file}:{expected}: ")),
+            "{line}"
+        );
+    }
+}
+
+/// Valid, but probably not meant: the in-memory platform and a program
+/// that is not there are warned about.
+#[test]
+fn check_config_warns_about_the_memory_platform_and_a_missing_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &path,
+        "[platform]\nkind = \"memory\"\n\n[firmware]\ncommand = [\"/nonexistent/flash-it\"]\n",
+    )
+    .unwrap();
+    let out = dmagent(&["--config", path.to_str().unwrap(), "check-config"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("warning: platform: \"memory\""), "{stdout}");
+    assert!(
+        stdout.contains(
+            "warning: firmware.command: \"/nonexistent/flash-it\" is not an executable file"
+        ),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn check_config_accepts_the_embedded_default() {
     let out = dmagent(&["check-config"]);
