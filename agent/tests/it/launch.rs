@@ -125,6 +125,102 @@ fn a_bad_configuration_is_not_restarted() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not restarting"));
 }
 
+/// A PATH with the tools the launcher uses and no dmagent (even on a
+/// machine where one is installed).
+fn tools_only(dir: &std::path::Path) -> PathBuf {
+    let tools = dir.join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    for tool in [
+        "dirname", "sed", "date", "sleep", "rm", "mkdir", "chmod", "mv", "cat",
+    ] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap();
+        let path = String::from_utf8(found.stdout).unwrap();
+        std::os::unix::fs::symlink(path.trim(), tools.join(tool)).unwrap();
+    }
+    tools
+}
+
+/// Run from a source checkout (scripts/dmagent-launch, as the README
+/// says) with no dmagent beside it or on PATH, the launcher runs
+/// target/release/dmagent, and passes --platform on.
+#[test]
+fn from_a_checkout_the_launcher_runs_the_release_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkout = dir.path().join("checkout");
+    std::fs::create_dir_all(checkout.join("scripts")).unwrap();
+    std::fs::create_dir_all(checkout.join("target/release")).unwrap();
+    std::fs::copy(
+        root().join("scripts/dmagent-launch"),
+        checkout.join("scripts/dmagent-launch"),
+    )
+    .unwrap();
+    std::fs::write(checkout.join("Cargo.toml"), "[workspace]\n").unwrap();
+    let runs = dir.path().join("runs");
+    dm_tests::files::executable(
+        &checkout.join("target/release/dmagent"),
+        &format!(
+            "#!/bin/sh\ncase \" $* \" in *\" check-config \"*) exit 0;; esac\n\
+             echo \"$*\" >> '{}'\nexit 0\n",
+            runs.display()
+        ),
+    );
+    let out = Command::new(checkout.join("scripts/dmagent-launch"))
+        .args(["--platform", "memory", "--no-cwmp"])
+        .env_remove("DMAGENT_BIN")
+        .env("PATH", tools_only(dir.path()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&runs).unwrap(),
+        "--platform memory --no-cwmp run\n"
+    );
+    // Anything else for --platform is refused before anything runs.
+    let out = Command::new(checkout.join("scripts/dmagent-launch"))
+        .args(["--platform", "fake"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
+
+/// A dmagent that cannot be run (not there, not executable) is not
+/// restarted forever: the launcher stops with the shell's status and says
+/// why; with no dmagent to be found at all, it says where it looked.
+#[test]
+fn an_agent_that_cannot_run_is_not_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dmagent");
+    let out = launch(&[], &missing);
+    assert_eq!(out.status.code(), Some(127));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot be run (status 127); not restarting"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("restarting in"), "{stderr}");
+
+    let lonely = dir.path().join("dmagent-launch");
+    std::fs::copy(root().join("scripts/dmagent-launch"), &lonely).unwrap();
+    let out = Command::new(&lonely)
+        .env_remove("DMAGENT_BIN")
+        .env("PATH", tools_only(dir.path()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no dmagent found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn the_shell_scripts_are_shellcheck_clean() {
     let root = root();
