@@ -110,7 +110,8 @@ async def write_on_signal(context, base, path, value):
     """Writes VALUE to PATH on the first stdin line; then each line "read
     PATH" reads PATH (text/plain) and prints it as step "read", each
     line "exec PATH" executes PATH and prints it as step "exec", each line
-    "write PATH VALUE" writes VALUE (text/plain) as step "write", and a
+    "write PATH VALUE" writes VALUE (text/plain) as step "write", "push
+    SIZE" pushes a firmware package of SIZE bytes to /5/0/0, and a
     line "observe PATH" observes PATH (text/plain): the first answer as
     step "observe", then each notification as step "notification"."""
     loop = asyncio.get_event_loop()
@@ -131,6 +132,11 @@ async def write_on_signal(context, base, path, value):
             await call(context, "read", Code.GET, base + words[1], accept=0)
         elif len(words) == 2 and words[0] == "exec":
             await call(context, "exec", Code.POST, base + words[1])
+        elif len(words) == 2 and words[0] == "push":
+            # A firmware package of SIZE bytes pushed to /5/0/0 (aiocoap
+            # cuts it into Block1 blocks).
+            await call(context, "push", Code.PUT, base + "/5/0/0",
+                       payload=make_package(int(words[1])), content_format=42)
         elif len(words) == 3 and words[0] == "write":
             await call(context, "write", Code.PUT, base + words[1], payload=words[2].encode(),
                        content_format=0)
@@ -142,8 +148,12 @@ async def write_on_signal(context, base, path, value):
             say(step="observe", code=str(first.code), text=first.payload.decode(errors="replace"))
 
             async def notifications(observation):
-                async for notification in observation.observation:
-                    say(step="notification", text=notification.payload.decode(errors="replace"))
+                try:
+                    async for notification in observation.observation:
+                        say(step="notification",
+                            text=notification.payload.decode(errors="replace"))
+                except aiocoap.error.LibraryShutdown:
+                    pass  # the server is stopping
 
             asyncio.ensure_future(notifications(observation))
 

@@ -227,6 +227,7 @@ fn the_shell_scripts_are_shellcheck_clean() {
     let scripts = [
         "scripts/dmagent-launch",
         "scripts/install-deps.sh",
+        "scripts/install-run-deps.sh",
         "scripts/install-acsrs.sh",
         "scripts/install-py-peers.sh",
         "scripts/demo.sh",

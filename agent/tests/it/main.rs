@@ -8,6 +8,7 @@ mod cross_protocol;
 mod cwmp_download;
 mod cwmp_ftp;
 mod declared;
+mod demo;
 mod dhcp;
 mod launch;
 mod lwm2m;

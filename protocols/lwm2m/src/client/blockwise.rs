@@ -27,10 +27,16 @@ impl Client {
                 resource: Some(0),
                 index: None,
             };
-            if let Some(refused) = self.refused(tree, &package, Operation::Write) {
-                return refused;
+            let response = match self.refused(tree, &package, Operation::Write) {
+                Some(refused) => refused,
+                None => self.receive_package(tree, now, request),
+            };
+            // Said once per package (its last block or a refusal), not per
+            // block.
+            if response.header.code != MessageClass::Response(ResponseType::Continue) {
+                self.served("Write (firmware package)", request, &response);
             }
-            return self.receive_package(tree, now, request);
+            return response;
         }
         let key = format!(
             "{:?} {}",
