@@ -181,6 +181,7 @@ pub enum Command {
     CheckConfig,
     /// Print the whole object tree as TR-181 and LwM2M paths.
     Dump {
+        /// The TR-181 names, the LwM2M paths, or both.
         #[arg(long, value_enum, default_value = "both")]
         view: View,
     },

@@ -1,7 +1,15 @@
 //! `cargo xtask codegen`: generates the core catalog and both protocol
 //! mappings from `model/model.toml` and the standards' XML in `model/`.
 //! `cargo xtask codegen --check` fails when the committed files differ.
+//! `cargo xtask dist DIR` writes the man pages (`DIR/dmagent.1`, one
+//! `DIR/dmagent-VERB.1` per verb) and the
+//! bash and zsh completions (`DIR/dmagent.bash`, `DIR/_dmagent`) from the
+//! agent's command line, for `scripts/build-deb.sh`.
 
+// The agent's command line, as clap defines it (only clap and std).
+#[path = "../../agent/src/args.rs"]
+#[allow(dead_code)]
+mod args;
 mod codegen;
 // The agent's own reader of OMA object definitions: the built-in objects
 // are read as declared ones are (`dm_lwm2m::declare`).
@@ -50,11 +58,48 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        ["dist", dir] => match dist(Path::new(dir)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dist: {e}");
+                ExitCode::FAILURE
+            }
+        },
         _ => {
-            eprintln!("usage: cargo xtask codegen [--check]");
+            eprintln!("usage: cargo xtask codegen [--check] | cargo xtask dist DIR");
             ExitCode::from(2)
         }
     }
+}
+
+/// The man page and completions of `dmagent`, into `dir`.
+fn dist(dir: &Path) -> std::io::Result<()> {
+    use clap::CommandFactory as _;
+    std::fs::create_dir_all(dir)?;
+    let command = args::Cli::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command.clone()).render(&mut page)?;
+    std::fs::write(dir.join("dmagent.1"), page)?;
+    // A page per verb for its own arguments: dmagent-run(1), ...
+    let mut built = command.clone();
+    built.build();
+    for verb in built.get_subcommands().filter(|v| v.get_name() != "help") {
+        let name = format!("dmagent-{}", verb.get_name());
+        let mut page = Vec::new();
+        clap_mangen::Man::new(verb.clone())
+            .title(name.clone())
+            .render(&mut page)?;
+        std::fs::write(dir.join(format!("{name}.1")), page)?;
+    }
+    for (shell, file) in [
+        (clap_complete::Shell::Bash, "dmagent.bash"),
+        (clap_complete::Shell::Zsh, "_dmagent"),
+    ] {
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut command.clone(), "dmagent", &mut out);
+        std::fs::write(dir.join(file), out)?;
+    }
+    Ok(())
 }
 
 fn workspace_root() -> PathBuf {

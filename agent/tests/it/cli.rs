@@ -431,6 +431,10 @@ fn the_service_unit_and_bus_policy_are_valid() {
     let dir = tempfile::tempdir().unwrap();
     let unit = std::fs::read_to_string(root.join("dist/dmagent.service"))
         .unwrap()
+        .replace(
+            "/usr/bin/dmagent-launch",
+            &root.join("scripts/dmagent-launch").display().to_string(),
+        )
         .replace("/usr/bin/dmagent", env!("CARGO_BIN_EXE_dmagent"));
     let path = dir.path().join("dmagent.service");
     std::fs::write(&path, unit).unwrap();

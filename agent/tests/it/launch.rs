@@ -221,6 +221,65 @@ fn an_agent_that_cannot_run_is_not_restarted() {
     );
 }
 
+/// SIGHUP to the launcher (what procd and sysvinit send to reload) is
+/// passed on to the agent, which goes on running: not a restart.
+#[test]
+fn the_launcher_passes_sighup_on() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("said");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let bin = dir.path().join("fake-dmagent");
+    dm_tests::files::executable(
+        &bin,
+        &format!(
+            "#!/bin/sh\ncase \" $* \" in *\" check-config \"*) exit 0;; esac\n\
+             exec 3>'{fifo}'\ntrap 'echo hup >&3' HUP\ntrap 'echo term >&3; exit 0' TERM\n\
+             echo started >&3\nwhile :; do sleep 1 & wait $!; done\n",
+            fifo = fifo.display()
+        ),
+    );
+    let mut launcher = Command::new(root().join("scripts/dmagent-launch"))
+        .env("DMAGENT_BIN", &bin)
+        .spawn()
+        .unwrap();
+    let (tx, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let lines = std::io::BufReader::new(std::fs::File::open(fifo).unwrap()).lines();
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next = || {
+        said.recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap()
+    };
+    assert_eq!(next(), "started");
+    let signal = |name: &str| {
+        assert!(
+            Command::new("kill")
+                .args([name, &launcher.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-HUP");
+    assert_eq!(next(), "hup");
+    signal("-HUP");
+    assert_eq!(next(), "hup");
+    // Still the same agent (no second "started"), stopped by TERM.
+    signal("-TERM");
+    assert_eq!(next(), "term");
+    assert!(launcher.wait().unwrap().success());
+}
+
 #[test]
 fn the_shell_scripts_are_shellcheck_clean() {
     let root = root();
@@ -228,6 +287,7 @@ fn the_shell_scripts_are_shellcheck_clean() {
         "scripts/dmagent-launch",
         "scripts/install-deps.sh",
         "scripts/install-run-deps.sh",
+        "scripts/build-deb.sh",
         "scripts/install-acsrs.sh",
         "scripts/install-py-peers.sh",
         "scripts/demo.sh",

@@ -13,5 +13,6 @@ mod dhcp;
 mod launch;
 mod lwm2m;
 mod operator;
+mod package;
 mod providers;
 mod watchdog;
