@@ -592,3 +592,115 @@ fn declared_values_may_come_from_files() {
         );
     }
 }
+
+/// The keys a table takes, as serde lists them when it meets one it does
+/// not know: the configuration's own list, however it grows.
+fn keys_of(table: &str) -> Vec<String> {
+    let probe = format!("{table}\nzz_not_a_key = 1\n");
+    let error = toml::from_str::<super::File>(&probe)
+        .err()
+        .expect("an unknown key is refused")
+        .message()
+        .to_owned();
+    let expected = error
+        .split_once("expected one of ")
+        .or_else(|| error.split_once("expected "))
+        .unwrap_or_else(|| panic!("{error}"))
+        .1;
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// README's configuration reference names every key of every table, in
+/// that table's section, and no key the configuration does not take.
+#[test]
+fn the_readme_reference_lists_every_key() {
+    let readme = include_str!("../../../README.md");
+    let reference = readme
+        .split("## Configuration reference")
+        .nth(1)
+        .and_then(|r| r.split("\n## ").next())
+        .expect("README has a configuration reference");
+    let section = |title: &str| {
+        reference
+            .split(&format!("### {title}\n"))
+            .nth(1)
+            .and_then(|s| s.split("\n### ").next())
+            .unwrap_or_else(|| panic!("no section {title} in the reference"))
+    };
+    let tables = [
+        ("Top level", ""),
+        ("`[device]`", "[device]"),
+        ("`[cwmp]`", "[cwmp]"),
+        ("`[lwm2m]`", "[lwm2m]"),
+        ("`[platform]`", "[platform]"),
+        ("`[firmware]`", "[firmware]"),
+        ("`[software]`", "[software]"),
+        ("`[log]`", "[log]"),
+        ("`[limits]`", "[limits]"),
+        ("`[[object]]`", "[[object]]"),
+    ];
+    let top = keys_of("");
+    for (title, table) in tables {
+        let text = section(title);
+        let keys = keys_of(table);
+        for key in &keys {
+            if table.is_empty()
+                && tables
+                    .iter()
+                    .any(|(_, t)| t.trim_matches(['[', ']']) == key)
+            {
+                continue; // a table: its own section
+            }
+            assert!(
+                text.contains(&format!("`{key}`")),
+                "{table} {key} is not in README's reference"
+            );
+        }
+        // The first column names real keys only.
+        for row in text.lines().filter(|l| l.starts_with("| `")) {
+            let cell = row.split('|').nth(1).unwrap_or_default();
+            for named in cell.split('`').skip(1).step_by(2) {
+                assert!(
+                    keys.iter().any(|k| k == named),
+                    "README names {table} {named}"
+                );
+            }
+        }
+        if !table.is_empty() {
+            let name = table.trim_matches(['[', ']']);
+            assert!(top.iter().any(|k| k == name), "{name} is not a table");
+        }
+    }
+    // Every table of the file has a section.
+    for key in top.iter().filter(|k| *k != "state_dir") {
+        assert!(
+            tables
+                .iter()
+                .any(|(_, t)| t.trim_matches(['[', ']']) == key),
+            "table {key} has no section in README's reference"
+        );
+    }
+}
+
+/// The GenieACS quick start's configuration is valid as written.
+#[test]
+fn the_readme_quick_start_configuration_is_valid() {
+    let readme = include_str!("../../../README.md");
+    let block = readme
+        .split("**Against GenieACS**")
+        .nth(1)
+        .and_then(|r| r.split("```toml\n").nth(1))
+        .and_then(|r| r.split("```").next())
+        .expect("a TOML block in the GenieACS quick start");
+    let config = parse(block, "README.md", &Overrides::default()).unwrap();
+    assert!(config.lwm2m.is_none());
+    assert_eq!(
+        config.cwmp.unwrap().settings.acs_url,
+        "http://GENIEACS_HOST:7547/"
+    );
+}
