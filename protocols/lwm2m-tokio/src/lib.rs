@@ -582,7 +582,7 @@ async fn connected(
             }
         }
         if let Some(session) = dtls.as_mut() {
-            while let Some(datagram) = session.poll_transmit() {
+            while let Some(datagram) = session.poll_transmit_at(clock::now()) {
                 send(&socket, &datagram, config.server).await;
             }
             if session.is_connected() {
@@ -615,11 +615,12 @@ async fn connected(
                     dtls_failures = dtls_failures.saturating_add(1);
                     rehandshake_delay(dtls_failures - 1)
                 };
-                warn!(server = %config.server, reason, retry_in = ?wait, "DTLS session failed");
                 {
-                    // What `status` shows until a registration succeeds.
-                    // Not a registration failure: Bearer Selection counts
-                    // those only (a refused key is no bearer's fault).
+                    // What `status` shows until a registration succeeds
+                    // (set before it is logged: a reader of the log finds
+                    // it there). Not a registration failure: Bearer
+                    // Selection counts those only (a refused key is no
+                    // bearer's fault).
                     let mut status = server_status(&config.status, config);
                     let entry = status
                         .servers
@@ -629,6 +630,7 @@ async fn connected(
                     entry.last_error = Some(format!("DTLS: {reason}"));
                     status.changed.notify();
                 }
+                warn!(server = %config.server, reason, retry_in = ?wait, "DTLS session failed");
                 dtls = None;
                 rehandshake_at = Some(now + wait);
             }
@@ -1061,7 +1063,7 @@ async fn flush(
         }
     }
     if let Some(session) = dtls {
-        while let Some(datagram) = session.poll_transmit() {
+        while let Some(datagram) = session.poll_transmit_at(clock::now()) {
             send(socket, &datagram, config.server).await;
         }
     }

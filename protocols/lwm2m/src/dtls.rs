@@ -20,13 +20,17 @@ use rtc_shared::TransportProtocol;
 /// How long a handshake may take before the connection counts as failed.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long a server that has answered part of the handshake may then
-/// stay silent before it counts as having refused our key. A server that
+/// How long after our first Finished the handshake may stay unfinished
+/// before the server counts as having refused our key. A server that
 /// cannot decrypt our Finished (a wrong PSK) drops it without a word (RFC
 /// 6347 §4.1.2.7; OpenSSL's s_server does), so without this the only sign
 /// would be a time-out a minute later; three retransmissions of our last
 /// flight (1 + 2 + 4 s, RFC 6347 §4.2.4) fit well within it.
-pub const SILENT_AFTER_ANSWER: Duration = Duration::from_secs(15);
+pub const SILENT_AFTER_FINISHED: Duration = Duration::from_secs(15);
+
+/// The DTLS record content type of ChangeCipherSpec (RFC 6347 §4.1), which
+/// travels in the same flight as our Finished.
+const CHANGE_CIPHER_SPEC: u8 = 20;
 
 /// A DTLS client association with one server.
 pub struct DtlsClient {
@@ -36,8 +40,9 @@ pub struct DtlsClient {
     /// The handshake completed once (the session may have ended since).
     established: bool,
     started: Instant,
-    /// When the server last sent a datagram during the handshake.
-    answered: Option<Instant>,
+    /// When our first Finished went out (the flight with our
+    /// ChangeCipherSpec): the server has all it needs to finish from then.
+    finished_sent: Option<Instant>,
     /// Application data written before the handshake finished.
     queued: Vec<Vec<u8>>,
     plaintext: VecDeque<Vec<u8>>,
@@ -90,7 +95,7 @@ impl DtlsClient {
             connected: false,
             established: false,
             started: now,
-            answered: None,
+            finished_sent: None,
             queued: Vec::new(),
             plaintext: VecDeque::new(),
             failure: None,
@@ -115,9 +120,6 @@ impl DtlsClient {
 
     /// A ciphertext datagram from the server.
     pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
-        if !self.connected {
-            self.answered = Some(now);
-        }
         match self
             .endpoint
             .read(now, self.remote, None, BytesMut::from(bytes))
@@ -146,7 +148,15 @@ impl DtlsClient {
             // A bad record is dropped (RFC 6347 §4.1.2.7); a fatal alert
             // ends the association.
             Err(e) => {
-                if !self.connected {
+                if !self.connected && matches!(e, rtc_shared::error::Error::ErrAlertFatalOrClose) {
+                    // With PSK, what a server refuses in a handshake is
+                    // almost always the identity or the key.
+                    self.failure = Some(
+                        "the server ended the DTLS handshake with a fatal alert: it likely \
+                         does not accept our PSK identity or key"
+                            .into(),
+                    );
+                } else if !self.connected {
                     self.failure = Some(e.to_string());
                 } else if matches!(e, rtc_shared::error::Error::ErrAlertFatalOrClose) {
                     // The server ended the association (e.g. it restarted
@@ -170,20 +180,24 @@ impl DtlsClient {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        // A failure already known (an alert) is not replaced.
+        if self.failure.is_some() {
+            return;
+        }
         if !self.connected
-            && let Some(answered) = self.answered
-            && now.saturating_duration_since(answered) >= SILENT_AFTER_ANSWER
+            && let Some(sent) = self.finished_sent
+            && now.saturating_duration_since(sent) >= SILENT_AFTER_FINISHED
         {
             self.failure = Some(format!(
-                "the server answered the DTLS handshake, then nothing for {} s after our \
-                 Finished: it likely does not accept our PSK identity or key",
-                SILENT_AFTER_ANSWER.as_secs()
+                "the server did not finish the DTLS handshake within {} s of our Finished: \
+                 it likely does not accept our PSK identity or key",
+                SILENT_AFTER_FINISHED.as_secs()
             ));
             return;
         }
         if !self.connected && now.duration_since(self.started) >= HANDSHAKE_TIMEOUT {
             self.failure = Some(format!(
-                "no answer to the DTLS handshake within {} s",
+                "the DTLS handshake did not finish within {} s",
                 HANDSHAKE_TIMEOUT.as_secs()
             ));
             return;
@@ -193,8 +207,19 @@ impl DtlsClient {
         }
     }
 
+    /// The next ciphertext datagram to send. The handshake's transmissions
+    /// are looked at for our ChangeCipherSpec ([`SILENT_AFTER_FINISHED`]).
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.endpoint.poll_transmit().map(|m| m.message.to_vec())
+        self.poll_transmit_at(Instant::now())
+    }
+
+    /// [`DtlsClient::poll_transmit`], `now` being the time of sending.
+    pub fn poll_transmit_at(&mut self, now: Instant) -> Option<Vec<u8>> {
+        let datagram = self.endpoint.poll_transmit().map(|m| m.message.to_vec())?;
+        if !self.connected && self.finished_sent.is_none() && has_change_cipher_spec(&datagram) {
+            self.finished_sent = Some(now);
+        }
+        Some(datagram)
     }
 
     pub fn poll_plaintext(&mut self) -> Option<Vec<u8>> {
@@ -204,12 +229,29 @@ impl DtlsClient {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let handshake = (!self.connected).then(|| {
             let limit = self.started + HANDSHAKE_TIMEOUT;
-            self.answered
-                .map_or(limit, |at| limit.min(at + SILENT_AFTER_ANSWER))
+            self.finished_sent
+                .map_or(limit, |at| limit.min(at + SILENT_AFTER_FINISHED))
         });
         [self.endpoint.poll_timeout(&self.remote), handshake]
             .into_iter()
             .flatten()
             .min()
     }
+}
+
+/// Whether a datagram carries a ChangeCipherSpec record: the records are
+/// walked by their 13-byte headers (type, version, epoch, sequence number,
+/// length; RFC 6347 §4.1).
+fn has_change_cipher_spec(mut datagram: &[u8]) -> bool {
+    while datagram.len() >= 13 {
+        if datagram[0] == CHANGE_CIPHER_SPEC {
+            return true;
+        }
+        let length = usize::from(u16::from_be_bytes([datagram[11], datagram[12]]));
+        let Some(rest) = datagram.get(13 + length..) else {
+            return false;
+        };
+        datagram = rest;
+    }
+    false
 }

@@ -11,19 +11,33 @@ impl Client {
     pub(super) fn serve(&mut self, tree: &mut Tree, now: Instant, request: &Packet) -> Packet {
         // Named first: a Bootstrap-Finish ends the bootstrap.
         let operation = operation_name(request, self.bootstrapping);
+        let before = self.events.len();
         let response = self.serve_one(tree, now, request);
         if self.deferring.is_none() {
-            self.served(operation, request, &response);
+            // Ahead of what serving it caused (BootstrapFinished, on which
+            // the driver stops reading events).
+            let served = self.served_event(operation, request, &response);
+            self.events.insert(before, served);
         }
         response
     }
 
     pub(super) fn served(&mut self, operation: &'static str, request: &Packet, response: &Packet) {
-        self.events.push(ClientEvent::Served {
+        let served = self.served_event(operation, request, response);
+        self.events.push(served);
+    }
+
+    fn served_event(
+        &self,
+        operation: &'static str,
+        request: &Packet,
+        response: &Packet,
+    ) -> ClientEvent {
+        ClientEvent::Served {
             operation,
             path: format!("/{}", options_text(request, CoapOption::UriPath)),
             code: response.header.code.to_string(),
-        });
+        }
     }
 
     fn serve_one(&mut self, tree: &mut Tree, now: Instant, request: &Packet) -> Packet {

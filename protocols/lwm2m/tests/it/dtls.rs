@@ -154,6 +154,13 @@ fn server_endpoint(address: SocketAddr, key: Vec<u8>) -> Endpoint {
 /// Runs client and server in memory until the client has `wanted`
 /// plaintext or fails.
 fn in_memory(server_key: Vec<u8>) -> (DtlsClient, Vec<u8>) {
+    in_memory_dropping(server_key, false)
+}
+
+/// [`in_memory`]; with `drop_alerts`, the server's alert records never
+/// reach the client (as a server that drops a Finished it cannot decrypt
+/// behaves: RFC 6347 §4.1.2.7, OpenSSL's s_server).
+fn in_memory_dropping(server_key: Vec<u8>, drop_alerts: bool) -> (DtlsClient, Vec<u8>) {
     let server_address: SocketAddr = "127.0.0.1:5684".parse().unwrap();
     let client_address: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     let mut server = server_endpoint(server_address, server_key);
@@ -183,6 +190,10 @@ fn in_memory(server_key: Vec<u8>) -> (DtlsClient, Vec<u8>) {
             }
         }
         while let Some(message) = server.poll_transmit() {
+            // Content type 21: an alert (RFC 6347 §4.1).
+            if drop_alerts && message.message.first() == Some(&21) {
+                continue;
+            }
             client.handle_datagram(now, &message.message);
         }
         if client.failure().is_some() || !received.is_empty() && client.is_connected() {
@@ -203,18 +214,68 @@ fn psk_handshake_and_data_with_our_own_server_side() {
     assert_eq!(client.poll_plaintext().as_deref(), Some(&b"created"[..]));
 }
 
+/// A server that refuses our key with an alert: the failure says so.
 #[test]
-fn a_wrong_key_never_connects_and_says_so_before_the_handshake_time_out() {
-    let (mut client, received) = in_memory(vec![9; 16]);
+fn a_wrong_key_refused_with_an_alert_names_the_key() {
+    let (client, received) = in_memory(vec![9; 16]);
     assert!(!client.is_connected());
     assert!(received.is_empty());
-    // The server answered, then dropped our Finished without an alert:
-    // the client gives up well before HANDSHAKE_TIMEOUT, naming the key.
-    let deadline = client.poll_timeout().unwrap();
-    assert!(deadline < Instant::now() + dm_lwm2m::dtls::HANDSHAKE_TIMEOUT);
-    client.handle_timeout(Instant::now() + dm_lwm2m::dtls::SILENT_AFTER_ANSWER);
-    let failure = client.failure().expect("failed");
+    let failure = client.failure().expect("failed at the alert");
     assert!(failure.contains("PSK identity or key"), "{failure}");
+}
+
+/// A server that drops our Finished without an alert (it cannot decrypt
+/// it): SILENT_AFTER_FINISHED after it went out (its ChangeCipherSpec
+/// seen among the records), the client gives up naming the key, well
+/// before HANDSHAKE_TIMEOUT.
+#[test]
+fn a_wrong_key_dropped_in_silence_is_named_before_the_handshake_time_out() {
+    let (mut client, received) = in_memory_dropping(vec![9; 16], true);
+    assert!(!client.is_connected());
+    assert!(received.is_empty());
+    assert_eq!(client.failure(), None, "no alert reached the client");
+    client.handle_timeout(Instant::now() + dm_lwm2m::dtls::SILENT_AFTER_FINISHED);
+    let failure = client.failure().expect("failed");
+    assert!(
+        failure.contains("did not finish the DTLS handshake within 15 s of our Finished"),
+        "{failure}"
+    );
+    assert!(failure.contains("PSK identity or key"), "{failure}");
+}
+
+/// A handshake that stalls before our Finished (a server that answered
+/// with a HelloVerifyRequest, then nothing) is not blamed on the key: it
+/// runs until HANDSHAKE_TIMEOUT and says so.
+#[test]
+fn a_handshake_that_stalls_early_is_not_blamed_on_the_key() {
+    use dm_lwm2m::dtls::{HANDSHAKE_TIMEOUT, SILENT_AFTER_FINISHED};
+    let server_address: SocketAddr = "127.0.0.1:5684".parse().unwrap();
+    let client_address: SocketAddr = "127.0.0.1:40002".parse().unwrap();
+    let mut server = server_endpoint(server_address, KEY.to_vec());
+    let start = Instant::now();
+    let mut client = DtlsClient::connect(
+        start,
+        client_address,
+        server_address,
+        None,
+        b"dev1".to_vec(),
+        KEY.to_vec(),
+    )
+    .unwrap();
+    // ClientHello to the server; its first answer back; nothing after.
+    let hello = client.poll_transmit().expect("a ClientHello");
+    let _ = server.read(start, client_address, None, BytesMut::from(&hello[..]));
+    let answer = server.poll_transmit().expect("the server answers");
+    client.handle_datagram(start, &answer.message);
+    while client.poll_transmit().is_some() {}
+    client.handle_timeout(start + SILENT_AFTER_FINISHED + Duration::from_secs(1));
+    if client.is_connected() {
+        panic!("connected without the rest of the handshake");
+    }
+    assert_eq!(client.failure(), None);
+    client.handle_timeout(start + HANDSHAKE_TIMEOUT);
+    let failure = client.failure().expect("failed");
+    assert!(failure.contains("did not finish within 60 s"), "{failure}");
 }
 
 /// The ClientHello names a server given by host name in SNI (RFC 6066
