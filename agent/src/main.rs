@@ -113,7 +113,14 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|rt| {
                 rt.block_on(runtime::run(config, || {
-                    cli.load_config().map_err(|e| e.to_string())
+                    // One line per log event (the journal takes a line's
+                    // priority from its own prefix).
+                    cli.load_config().map_err(|e| {
+                        e.0.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
                 }))
             })
             .map(|code| {

@@ -412,6 +412,7 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         text,
         source,
         errors: RefCell::default(),
+        blanked: RefCell::default(),
     };
     let file = deserialize(&at)?;
     // Each check below reports what it finds and goes on with a stand-in
@@ -530,7 +531,10 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         (None, None) => None,
     };
     let cwmp = match cwmp_file {
-        Some(c) if c.enabled && !overrides.no_cwmp => Some(cwmp(c, overrides, &at)),
+        // A table whose `enabled` was refused is not checked further.
+        Some(c) if c.enabled && !overrides.no_cwmp && !at.was_blanked("cwmp.enabled") => {
+            Some(cwmp(c, overrides, &at))
+        }
         _ => None,
     };
     let lwm2m_file = match (file.lwm2m, &overrides.lwm2m_server) {
@@ -539,7 +543,7 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         (None, None) => None,
     };
     let lwm2m = match lwm2m_file {
-        Some(mut l) if l.enabled && !overrides.no_lwm2m => {
+        Some(mut l) if l.enabled && !overrides.no_lwm2m && !at.was_blanked("lwm2m.enabled") => {
             if overrides.bootstrap {
                 l.bootstrap = true;
             }
@@ -560,11 +564,9 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         _ => None,
     };
 
-    let mut errors = at.errors.take();
+    let errors = at.errors.take();
     if !errors.is_empty() {
-        // File order; the command line's and the environment's first.
-        errors.sort_by_key(|e| e.line.unwrap_or(0));
-        return Err(ConfigErrors(errors));
+        return Err(in_file_order(errors));
     }
     Ok(Config {
         state_dir,
@@ -602,7 +604,10 @@ fn deserialize(at: &Locator<'_>) -> Result<File, ConfigErrors> {
             Ok(file) => return Ok(file),
             Err(e) => e,
         };
-        let span = e.span().unwrap_or(0..0);
+        let Some(span) = e.span() else {
+            at.report(at.error(&(0..0), e.message().to_owned()));
+            break;
+        };
         at.report(at.error(&span, e.message().to_owned()));
         let per_key = [
             "unknown field",
@@ -621,11 +626,18 @@ fn deserialize(at: &Locator<'_>) -> Result<File, ConfigErrors> {
         if !per_key || table_header(line).is_some() || !balanced(line) {
             break;
         }
+        // Its key counts as reported: not "missing" again below.
+        at.blanked.borrow_mut().push(at.key_at(start));
         text.replace_range(start..end, &" ".repeat(end - start));
     }
-    let mut errors = at.errors.take();
+    Err(in_file_order(at.errors.take()))
+}
+
+/// The command line's and the environment's errors first, then the
+/// file's by line.
+fn in_file_order(mut errors: Vec<ConfigError>) -> ConfigErrors {
     errors.sort_by_key(|e| e.line.unwrap_or(0));
-    Err(ConfigErrors(errors))
+    ConfigErrors(errors)
 }
 
 /// Whether a line's brackets and braces close on it (a value that does
@@ -811,7 +823,11 @@ fn cwmp(file: CwmpFile, overrides: &Overrides, at: &Locator<'_>) -> Cwmp {
             .keep(check_url(url, &["http", "https"]).map_err(|m| flag_error(name, m)))
             .unwrap_or_default(),
         None if file.acs_url.get_ref().is_empty() => {
-            at.report(at.table_error("cwmp", "acs_url is missing (or set enabled = false)".into()));
+            if !at.was_blanked("cwmp.acs_url") {
+                at.report(
+                    at.table_error("cwmp", "acs_url is missing (or set enabled = false)".into()),
+                );
+            }
             String::new()
         }
         None => at
@@ -929,10 +945,12 @@ fn lwm2m(file: Lwm2mFile, overrides: &Overrides, identity: &Identity, at: &Locat
             .keep(check_url(uri, &schemes).map_err(|m| flag_error(name, m)))
             .unwrap_or_default(),
         None if file.server_uri.get_ref().is_empty() => {
-            at.report(at.table_error(
-                "lwm2m",
-                "server_uri is missing (or set enabled = false)".into(),
-            ));
+            if !at.was_blanked("lwm2m.server_uri") {
+                at.report(at.table_error(
+                    "lwm2m",
+                    "server_uri is missing (or set enabled = false)".into(),
+                ));
+            }
             String::new()
         }
         None => at
@@ -1035,6 +1053,9 @@ fn lwm2m(file: Lwm2mFile, overrides: &Overrides, identity: &Identity, at: &Locat
         // A key that is not there is reported at its table's header (or,
         // with the server from the command line, without a line).
         let missing = |key: &str| {
+            if at.was_blanked(&format!("lwm2m.{key}")) {
+                return;
+            }
             let message = "required when security is \"psk\"".to_owned();
             let mut error = if at.text.lines().any(|l| table_header(l) == Some("lwm2m")) {
                 at.table_error("lwm2m", message)
@@ -1150,9 +1171,16 @@ struct Locator<'t> {
     source: &'t str,
     /// What the checks found so far.
     errors: RefCell<Vec<ConfigError>>,
+    /// Dotted keys whose line serde refused (reported already, then
+    /// blanked): not to be reported as missing.
+    blanked: RefCell<Vec<String>>,
 }
 
 impl Locator<'_> {
+    fn was_blanked(&self, key: &str) -> bool {
+        self.blanked.borrow().iter().any(|k| k == key)
+    }
+
     fn report(&self, error: ConfigError) {
         self.errors.borrow_mut().push(error);
     }

@@ -704,3 +704,23 @@ fn the_readme_quick_start_configuration_is_valid() {
         "http://GENIEACS_HOST:7547/"
     );
 }
+
+/// A key serde refuses is reported once: not again as missing, and a
+/// table whose `enabled` was refused is not checked as if it were on.
+#[test]
+fn a_refused_key_is_not_reported_again_as_missing() {
+    let text = "[cwmp]\nacs_url = 5\n\n[lwm2m]\nenabled = \"no\"\nlifetime = 1\n\n\
+                [log]\nlevel = \"loud\"\n";
+    let errors = parse(text, "f", &Overrides::default()).unwrap_err();
+    let keys: Vec<(Option<usize>, &str)> =
+        errors.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+    assert_eq!(
+        keys,
+        [
+            (Some(2), "cwmp.acs_url"),
+            (Some(5), "lwm2m.enabled"),
+            (Some(9), "log.level")
+        ],
+        "{errors}"
+    );
+}
