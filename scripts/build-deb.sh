@@ -14,6 +14,8 @@
 #   examples/programs.conf: the sandbox drop-in for the configured programs)
 set -eu
 cd "$(dirname "$0")/.."
+# What dpkg-deb wants of the tree's modes, whatever the caller's umask.
+umask 022
 
 for tool in dpkg-deb dpkg objdump gzip; do
     command -v "$tool" >/dev/null 2>&1 || {
@@ -33,7 +35,8 @@ mkdir -p "$root/DEBIAN"
 install -D -m 0755 target/release/dmagent "$root/usr/bin/dmagent"
 strip --strip-unneeded "$root/usr/bin/dmagent"
 install -D -m 0755 scripts/dmagent-launch "$root/usr/bin/dmagent-launch"
-install -D -m 0644 agent/dmagent.default.toml "$root/etc/dmagent.toml"
+# 0600: it is where connection-request passwords and PSKs are written.
+install -D -m 0600 agent/dmagent.default.toml "$root/etc/dmagent.toml"
 install -D -m 0644 dist/dmagent.service "$root/usr/lib/systemd/system/dmagent.service"
 install -D -m 0644 dist/dmagent.sysusers "$root/usr/lib/sysusers.d/dmagent.conf"
 install -D -m 0644 dist/dmagent.tmpfiles "$root/usr/lib/tmpfiles.d/dmagent.conf"
@@ -96,6 +99,8 @@ if [ "$1" = configure ]; then
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload || true
         systemctl reload dbus 2>/dev/null || true
+        # An upgrade: a running agent is restarted on the new binary.
+        if [ -n "${2:-}" ]; then systemctl try-restart dmagent.service || true; fi
     fi
 fi
 exit 0

@@ -1,25 +1,12 @@
 #!/bin/sh
 # Installs what testing dmagent needs on a fresh Debian machine, on top of
-# what building and running it need (scripts/install-run-deps.sh, called
-# first). Idempotent: installs only what is missing. Later features add
-# their packages here, never by hand.
+# what building and running it need (scripts/install-run-deps.sh, which
+# installs the packages missing here with its own). Idempotent: installs
+# only what is missing. Later features add their packages here, never by
+# hand.
 set -eu
 
-"$(dirname "$0")/install-run-deps.sh"
-
 have() { command -v "$1" >/dev/null 2>&1; }
-
-apt_install() {
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "install-deps: missing Debian packages: $*; run as root or install them" >&2
-        exit 1
-    fi
-    if [ -z "${DMAGENT_APT_UPDATED:-}" ]; then
-        apt-get update -qq
-        DMAGENT_APT_UPDATED=1
-    fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
 
 missing=""
 have git || missing="$missing git"
@@ -47,9 +34,13 @@ have turnserver || missing="$missing coturn"
 # The shell scripts are checked by a test; the unit file by systemd-analyze.
 have shellcheck || missing="$missing shellcheck"
 have systemd-analyze || missing="$missing systemd"
-# Word splitting is wanted: one package name per word.
+# build-deb.sh (run by the test command) reads the binary's glibc needs.
+have objdump || missing="$missing binutils"
+
+# What building and the demo need, and these with them. Word splitting is
+# wanted: one package name per word.
 # shellcheck disable=SC2086
-[ -n "$missing" ] && apt_install $missing
+"$(dirname "$0")/install-run-deps.sh" $missing
 
 # The real ACS the CWMP end-to-end test talks to.
 "$(dirname "$0")/install-acsrs.sh" >/dev/null

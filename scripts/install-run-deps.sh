@@ -3,7 +3,9 @@
 # Debian machine: a C compiler, Rust (cargo >= the workspace's version),
 # and the LwM2M server the demo runs against (aiocoap, from PyPI, in a
 # virtual environment outside the checkout). Idempotent: installs only
-# what is missing. scripts/install-deps.sh adds what the tests need.
+# what is missing. scripts/install-deps.sh adds what the tests need, by
+# naming the Debian packages it misses as arguments: installed here with
+# the rest, in one apt-get run.
 set -eu
 
 need_rust="1.95"
@@ -18,18 +20,17 @@ apt_install() {
     if [ -z "${DMAGENT_APT_UPDATED:-}" ]; then
         apt-get update -qq
         DMAGENT_APT_UPDATED=1
-        export DMAGENT_APT_UPDATED
     fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-missing=""
+missing="$*"
 have cc || missing="$missing gcc libc6-dev"
 # The demo's LwM2M server is aiocoap in a virtualenv.
 python3 -c "import venv, ensurepip" 2>/dev/null || missing="$missing python3-venv"
 # Word splitting is wanted: one package name per word.
 # shellcheck disable=SC2086
-[ -n "$missing" ] && apt_install $missing
+if [ -n "$(echo "$missing" | tr -d ' ')" ]; then apt_install $missing; fi
 
 if ! have cargo; then
     # Debian's own cargo is older than the edition this workspace uses;

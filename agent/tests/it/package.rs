@@ -90,9 +90,31 @@ fn the_debian_package_installs_what_a_device_needs() {
         .arg("check-config")
         .env_remove("DMAGENT_CONFIG"));
     assert!(checked.starts_with("configuration is valid"), "{checked}");
-    // The launcher finds the agent beside it.
-    let help = run(Command::new(root.join("usr/bin/dmagent-launch")).arg("--help"));
-    assert!(help.starts_with("Usage: dmagent-launch"), "{help}");
+    // The launcher finds the agent beside it (not on PATH): it runs it,
+    // and stops when the agent refuses its configuration.
+    let bad = root.join("bad.toml");
+    std::fs::write(&bad, "[cwmp]\nacs_url = \"ftp://x/\"\n").unwrap();
+    let launched = Command::new(root.join("usr/bin/dmagent-launch"))
+        .arg("--config")
+        .arg(&bad)
+        .env_remove("DMAGENT_BIN")
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&launched.stderr);
+    assert_eq!(launched.status.code(), Some(78), "{said}");
+    assert!(said.contains("dmagent: invalid configuration"), "{said}");
+    // Modes: programs executable, the configuration (passwords, keys)
+    // root's only.
+    let mode = |file: &str| {
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(root.join(file)).unwrap().permissions(),
+        ) & 0o7777
+    };
+    assert_eq!(mode("usr/bin/dmagent"), 0o755);
+    assert_eq!(mode("usr/bin/dmagent-launch"), 0o755);
+    assert_eq!(mode("etc/dmagent.toml"), 0o600);
+    assert_eq!(mode("usr/lib/systemd/system/dmagent.service"), 0o644);
 
     // The unit, its commands pointed at the throw-away root, passes
     // systemd-analyze; it runs the agent through the launcher.
