@@ -10,9 +10,10 @@
 //! Usage: demo [DMAGENT] (default: the `dmagent` of the same build,
 //! `target/<profile>/dmagent` beside `target/<profile>/examples/`).
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use dm_tests::process::Guard;
+use std::io::Write as _;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -20,15 +21,6 @@ use dm_tests::mini_acs::MiniAcs;
 
 /// How long any one step may take.
 const STEP: Duration = Duration::from_secs(60);
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn main() -> ExitCode {
     match demo() {
@@ -127,7 +119,7 @@ fn demo() -> Result<(), String> {
             .map_err(|e| format!("the LwM2M server does not start: {e}"))?,
     );
     let mut to_server = server.0.stdin.take().ok_or("no stdin")?;
-    let lwm2m = lines(server.0.stdout.take().ok_or("no stdout")?);
+    let lwm2m = dm_tests::process::lines(server.0.stdout.take().ok_or("no stdout")?);
     let mut tell = |line: &str| {
         to_server
             .write_all(format!("{line}\n").as_bytes())
@@ -273,18 +265,6 @@ fn tempfile_dir() -> Result<PathBuf, String> {
     let dir = std::env::temp_dir().join(format!("dmagent-demo.{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(dir)
-}
-
-fn lines(output: std::process::ChildStdout) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(output).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 fn wait_for(lines: &mpsc::Receiver<String>, needle: &str, what: &str) -> Result<String, String> {

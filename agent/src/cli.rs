@@ -360,6 +360,13 @@ fn human_status(text: &str) -> Result<String, String> {
                 map["sessions_failed"],
                 time(map["next_session"]),
             );
+            if let Some(last) = map.get("last_error").filter(|e| !e.is_null()) {
+                out += &format!(
+                    "            last failure {}: {}\n",
+                    time(&last["at"]),
+                    last["error"].as_str().unwrap_or("?")
+                );
+            }
             if let Some(error) = map.get("connection_request_error").and_then(|e| e.as_str()) {
                 out += &format!("            connection requests not served: {error}\n");
             }

@@ -3,7 +3,8 @@
 //! a Digest connection request to dmagent and run the RPC in the session
 //! that follows. acsrs is installed by scripts/install-acsrs.sh.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use dm_tests::process::Guard;
+use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -33,28 +34,9 @@ fn free_port() -> u16 {
     dm_tests::files::free_tcp_port()
 }
 
-/// Kills a child on drop, so a failing test leaves no process behind.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Forwards a child's stderr lines to a channel.
+/// A child's stderr lines, as they come.
 fn lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
+    dm_tests::process::lines(child.stderr.take().unwrap())
 }
 
 fn wait_for(rx: &mpsc::Receiver<String>, needle: &str, what: &str) -> String {

@@ -6,22 +6,14 @@
 //! `write` mode) and a scripted ACS on a loopback socket, which sets active
 //! notification with SetParameterAttributes in the boot session.
 
+use dm_tests::process::Guard;
 use std::collections::VecDeque;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn envelope(body: &str) -> String {
     format!(

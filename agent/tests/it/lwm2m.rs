@@ -3,6 +3,7 @@
 //! tests/peers/lwm2m_server.py. The script prints one JSON object per step;
 //! this test asserts on those.
 
+use dm_tests::process::Guard;
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
@@ -11,15 +12,6 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn json_lines(child: &mut Child) -> mpsc::Receiver<Value> {
     let stdout = child.stdout.take().unwrap();

@@ -2,6 +2,7 @@
 //! registration failed, in the log at info and in `status --json`; log
 //! files and the journal without colour codes; SIGHUP as a reload.
 
+use dm_tests::process::Guard;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt as _;
@@ -11,15 +12,6 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use dm_tests::agent::{cli_on_bus, wait_for_control_api};
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// An ACS that answers every POST with 403 Forbidden.
 fn forbidding_acs() -> u16 {
@@ -50,16 +42,7 @@ fn forbidding_acs() -> u16 {
 
 /// The agent's log lines as they come (stderr piped).
 fn log_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
+    dm_tests::process::lines(child.stderr.take().unwrap())
 }
 
 /// The first line with every one of `needles`, within a minute; every
@@ -174,6 +157,14 @@ fn a_forbidding_acs_and_a_wrong_psk_are_in_the_log_and_the_status() {
         "{status}"
     );
     assert_eq!(server["registered"], false);
+    // The same for people.
+    let human = cli_on_bus(env!("CARGO_BIN_EXE_dmagent"), &stack.bus, &["status"]);
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        human.contains("last failure") && human.contains("HTTP 403"),
+        "{human}"
+    );
+    assert!(human.contains("(DTLS: "), "{human}");
 }
 
 /// Written to a file, the log has no colour codes; when that file is the

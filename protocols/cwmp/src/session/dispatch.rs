@@ -95,9 +95,7 @@ impl Engine {
         let e = Encoder::new(self.version);
         let reply: soap::Body = write_answer(&e, id.as_deref(), kind, result).into();
         if matches!(self.phase, Phase::Exchanging { .. }) {
-            self.phase = Phase::Exchanging { empty: false };
-            self.answered(&reply);
-            self.outbox.push_back(reply);
+            self.queue_reply(reply);
         }
         undo
     }
@@ -126,9 +124,7 @@ impl Engine {
         };
         tree.forget_fetched(Origin::Acs);
         if matches!(self.phase, Phase::Exchanging { .. }) {
-            self.phase = Phase::Exchanging { empty: false };
-            self.answered(&reply);
-            self.outbox.push_back(reply);
+            self.queue_reply(reply);
         }
     }
 

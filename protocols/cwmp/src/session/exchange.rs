@@ -224,18 +224,28 @@ impl Engine {
                     }
                     Err(e) => self.decode_fault(&e).into(),
                 };
-                self.phase = Phase::Exchanging {
-                    empty: reply.is_empty(),
-                };
-                self.answered(&reply);
-                self.outbox.push_back(reply);
+                self.queue_reply(reply);
             }
         }
     }
 
+    /// `reply` is the next POST, and says which request it answers.
+    pub(super) fn queue_reply(&mut self, reply: soap::Body) {
+        self.phase = Phase::Exchanging {
+            empty: reply.is_empty(),
+        };
+        self.answered(&reply);
+        self.outbox.push_back(reply);
+    }
+
     /// Says which request `reply` answers (nothing for our empty POST).
-    pub(super) fn answered(&mut self, reply: &soap::Body) {
-        let (rpc, asked) = self.serving.take().unwrap_or(("(unreadable request)", 0));
+    fn answered(&mut self, reply: &soap::Body) {
+        // A message the decoder refused (an unknown method, bad
+        // arguments, not a CWMP envelope) has no RPC to name.
+        let (rpc, asked) = self
+            .serving
+            .take()
+            .unwrap_or(("(request not understood)", 0));
         if reply.is_empty() {
             return;
         }
@@ -265,9 +275,7 @@ impl Engine {
                 detail: format!("the message is not UTF-8 ({error})"),
             })
             .into();
-        self.phase = Phase::Exchanging { empty: false };
-        self.answered(&reply);
-        self.outbox.push_back(reply);
+        self.queue_reply(reply);
     }
 
     /// The POST could not be completed (connection refused, timeout, TLS

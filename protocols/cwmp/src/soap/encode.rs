@@ -661,10 +661,18 @@ impl Body {
         self.list.len()
     }
 
-    /// The fault code, when it is a SOAP Fault.
+    /// The fault code, when it is a SOAP Fault: the CWMP one, or 0 for a
+    /// SOAP-level fault without CWMP detail (MustUnderstand).
     pub fn fault_code(&self) -> Option<u32> {
-        let code = self.head.split("<FaultCode>").nth(1)?;
-        code.split('<').next()?.parse().ok()
+        if !self.head.contains("<soap-env:Fault>") {
+            return None;
+        }
+        let code = self
+            .head
+            .split("<FaultCode>")
+            .nth(1)
+            .and_then(|c| c.split('<').next());
+        Some(code.and_then(|c| c.parse().ok()).unwrap_or(0))
     }
 
     /// The empty POST.
