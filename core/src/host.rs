@@ -203,6 +203,63 @@ impl std::fmt::Debug for HostRead {
     }
 }
 
+/// One row of a table the host gives: its resources' values.
+pub type Row = Vec<(crate::ResourceId, crate::Value)>;
+
+/// The rows of a table the host gives when a request lists it (the
+/// processes, the neighbour table): there is no event when they change,
+/// so they are fetched off the tree's lock before a request that lists
+/// the table (the adapter decides which: for CWMP, a GetParameterValues
+/// or GetParameterNames at or above the table), and committed as the
+/// platform's
+/// ([`Tree::supply`](crate::Tree::supply)). A row keeps its instance
+/// number while its `key` resources keep their values.
+pub struct HostRows {
+    what: String,
+    key: &'static [crate::ResourceId],
+    read: Box<dyn FnOnce() -> Result<Vec<Row>, Error> + Send>,
+}
+
+impl HostRows {
+    pub fn new(
+        what: impl Into<String>,
+        key: &'static [crate::ResourceId],
+        read: impl FnOnce() -> Result<Vec<Row>, Error> + Send + 'static,
+    ) -> HostRows {
+        HostRows {
+            what: what.into(),
+            key,
+            read: Box::new(read),
+        }
+    }
+}
+
+impl std::fmt::Debug for HostRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HostRows({})", self.what)
+    }
+}
+
+/// What one host read is: a value, or a table's rows.
+enum Job {
+    Value(Box<dyn FnOnce() -> Result<crate::ResourceValue, Error> + Send>),
+    Rows(Box<dyn FnOnce() -> Result<Vec<Row>, Error> + Send>),
+}
+
+enum Outcome {
+    Value(Result<crate::ResourceValue, Error>),
+    Rows(Result<Vec<Row>, Error>),
+}
+
+impl Job {
+    fn run(self) -> Outcome {
+        match self {
+            Job::Value(read) => Outcome::Value(read()),
+            Job::Rows(read) => Outcome::Rows(read()),
+        }
+    }
+}
+
 /// The most threads one request's host reads run on: a table of volatile
 /// values is read a few at a time, not one thread each.
 pub const HOST_READ_THREADS: usize = 4;
@@ -215,7 +272,15 @@ pub const HOST_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(
 #[derive(Debug, Default)]
 pub struct HostReads {
     reads: Vec<(crate::Origin, crate::Path, HostRead)>,
+    rows: Vec<(crate::ObjectId, HostRows)>,
 }
+
+/// A table's rows as read: the object, its key resources, the rows.
+pub(crate) type FetchedRows = (
+    crate::ObjectId,
+    &'static [crate::ResourceId],
+    Result<Vec<Row>, Error>,
+);
 
 /// What [`HostReads`] brought back, for [`Tree::supply`](crate::Tree::supply).
 #[derive(Debug, Default)]
@@ -225,6 +290,14 @@ pub struct Fetched {
         crate::Path,
         Result<crate::ResourceValue, Error>,
     )>,
+    /// Tables' rows.
+    pub(crate) rows: Vec<FetchedRows>,
+}
+
+/// Where a host read's outcome goes.
+enum Target {
+    Value(crate::Origin, crate::Path),
+    Rows(crate::ObjectId, &'static [crate::ResourceId]),
 }
 
 impl HostReads {
@@ -232,15 +305,20 @@ impl HostReads {
         self.reads.push((origin, path, read));
     }
 
+    pub(crate) fn push_rows(&mut self, object: crate::ObjectId, rows: HostRows) {
+        self.rows.push((object, rows));
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.reads.is_empty()
+        self.reads.is_empty() && self.rows.is_empty()
     }
 
     /// What the reads are, for logs.
     pub fn describe(&self) -> String {
-        self.reads
+        self.rows
             .iter()
-            .map(|(_, _, r)| r.what.as_str())
+            .map(|(_, r)| r.what.as_str())
+            .chain(self.reads.iter().map(|(_, _, r)| r.what.as_str()))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -253,13 +331,28 @@ impl HostReads {
     pub fn run_within(self, limit: std::time::Duration) -> Fetched {
         use std::sync::{Arc, Mutex};
         let deadline = std::time::Instant::now() + limit;
-        let total = self.reads.len();
+        let total = self.reads.len() + self.rows.len();
         let mut slots = Vec::with_capacity(total);
         let mut queue = Vec::with_capacity(total);
         let (tx, rx) = std::sync::mpsc::channel();
-        for (n, (origin, path, read)) in self.reads.into_iter().enumerate() {
-            slots.push((origin, path, read.what.clone(), None));
-            queue.push((n, read));
+        // Tables first: their rows are what a request lists.
+        let rows = self.rows.into_iter().map(|(object, rows)| {
+            (
+                Target::Rows(object, rows.key),
+                rows.what,
+                Job::Rows(rows.read),
+            )
+        });
+        let values = self.reads.into_iter().map(|(origin, path, read)| {
+            (
+                Target::Value(origin, path),
+                read.what,
+                Job::Value(read.read),
+            )
+        });
+        for (n, (target, what, job)) in rows.chain(values).enumerate() {
+            slots.push((target, what, None));
+            queue.push((n, job));
         }
         // Taken from the front by the workers, in the request's order.
         queue.reverse();
@@ -272,8 +365,8 @@ impl HostReads {
                 .spawn(move || {
                     loop {
                         let next = crate::support::lock(&queue).pop();
-                        let Some((n, read)) = next else { return };
-                        if tx.send((n, (read.read)())).is_err() {
+                        let Some((n, job)) = next else { return };
+                        if tx.send((n, job.run())).is_err() {
                             return;
                         }
                     }
@@ -287,8 +380,8 @@ impl HostReads {
         while workers > 0 && answered < total {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match rx.recv_timeout(left) {
-                Ok((n, value)) => {
-                    slots[n].3 = Some(value);
+                Ok((n, outcome)) => {
+                    slots[n].2 = Some(outcome);
                     answered += 1;
                 }
                 Err(_) => break,
@@ -296,23 +389,32 @@ impl HostReads {
         }
         // What is still queued is not made: the time is up.
         crate::support::lock(&queue).clear();
-        let values = slots
-            .into_iter()
-            .map(|(origin, path, what, value)| {
-                let value = value.unwrap_or_else(|| {
-                    Err(if workers == 0 {
-                        Error::Platform(format!("{what}: no thread to run it"))
-                    } else {
-                        Error::PlatformUnavailable(format!(
-                            "{what}: no answer in {} s",
-                            limit.as_secs()
-                        ))
-                    })
-                });
-                (origin, path, value)
-            })
-            .collect();
-        Fetched { values }
+        let mut fetched = Fetched::default();
+        for (target, what, outcome) in slots {
+            let missing = || {
+                if workers == 0 {
+                    Error::Platform(format!("{what}: no thread to run it"))
+                } else {
+                    Error::PlatformUnavailable(format!(
+                        "{what}: no answer in {} s",
+                        limit.as_secs()
+                    ))
+                }
+            };
+            match (target, outcome) {
+                (Target::Value(origin, path), Some(Outcome::Value(value))) => {
+                    fetched.values.push((origin, path, value));
+                }
+                (Target::Value(origin, path), _) => {
+                    fetched.values.push((origin, path, Err(missing())));
+                }
+                (Target::Rows(object, key), Some(Outcome::Rows(rows))) => {
+                    fetched.rows.push((object, key, rows));
+                }
+                (Target::Rows(object, key), _) => fetched.rows.push((object, key, Err(missing()))),
+            }
+        }
+        fetched
     }
 }
 

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod enums;
 pub mod error;
 pub mod events;
+pub mod facts;
 pub mod host;
 pub mod path;
 pub mod schema;
@@ -30,7 +31,7 @@ pub use schema::{
 pub use snapshot::{SaveError, Snapshot, StateStore};
 pub use support::{lock, unix_seconds};
 pub use tree::{
-    Completion, Fetched, HostRead, HostReads, HostWork, HostWrite, Instance, ObjectHandler,
-    PendingCommit, Prepared, ResourceValue, Slot, Tree,
+    Completion, Fetched, HostRead, HostReads, HostRows, HostWork, HostWrite, Instance,
+    ObjectHandler, PendingCommit, Prepared, ResourceValue, Row, Slot, Tree,
 };
 pub use value::{ObjectLink, Value, ValueError};

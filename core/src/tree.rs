@@ -22,7 +22,8 @@ use crate::attributes::{Attributes, Notification, ObserveAttributes};
 use crate::error::{Error, TransactionError};
 use crate::events::{ChangeBus, ChangeKind, Subscription};
 pub use crate::host::{
-    Fetched, HOST_READ_LIMIT, HOST_WRITE_LIMIT, HostRead, HostReads, HostWork, HostWrite,
+    Fetched, HOST_READ_LIMIT, HOST_WRITE_LIMIT, HostRead, HostReads, HostRows, HostWork, HostWrite,
+    Row,
 };
 use crate::path::{Origin, Path};
 use crate::schema::{Access, InstanceId, ObjectId, ObjectSchema, ResourceId, ResourceSchema};
@@ -173,6 +174,15 @@ pub trait ObjectHandler: Send + Sync {
         _new: Option<&Instance>,
     ) -> Result<Option<HostWrite>, Error> {
         Ok(None)
+    }
+
+    /// For a table whose rows the host gives on demand (the processes,
+    /// the neighbour table; no event says when they change): the read
+    /// that fetches them, made off the tree's lock before a request that
+    /// reads the table is served ([`Tree::host_reads`]), its rows then
+    /// committed as the platform's ([`Tree::supply`]).
+    fn host_rows(&self) -> Option<HostRows> {
+        None
     }
 
     /// For a live resource whose value needs slow host I/O (a process to
@@ -489,14 +499,26 @@ impl Tree {
     }
 
     /// The host reads a request of `origin` for `paths` (objects,
-    /// instances or resources) needs before it is served: none for most.
+    /// instances or resources) needs before it is served: none for most;
+    /// the live values under the paths that need host I/O, and the rows of
+    /// each table read on demand that `paths` names as a whole object.
     pub fn host_reads(&self, origin: Origin, paths: &[Path]) -> HostReads {
         let mut reads = HostReads::default();
         let mut seen = std::collections::BTreeSet::new();
+        let mut tables = std::collections::BTreeSet::new();
         for prefix in paths {
             let Ok(entry) = self.entry(prefix.object_id()) else {
                 continue;
             };
+            // A table read on demand is read when the request names it
+            // whole (its object): one naming an instance reads what the
+            // last listing found (the adapter chooses, `tables_listed`).
+            if prefix.instance_id().is_none()
+                && tables.insert(entry.schema.id)
+                && let Some(rows) = entry.handler.host_rows()
+            {
+                reads.push_rows(entry.schema.id, rows);
+            }
             for (&id, instance) in &entry.instances {
                 if prefix.instance_id().is_some_and(|i| i != id) {
                     continue;
@@ -531,15 +553,46 @@ impl Tree {
         self.fetched.retain(|(o, _), _| *o != origin);
     }
 
+    /// The objects whose rows the host gives on demand
+    /// ([`ObjectHandler::host_rows`]): a request that lists one of them
+    /// names it to [`Tree::host_reads`] even when it has no instance yet.
+    pub fn tables_read_on_demand(&self) -> Vec<ObjectId> {
+        self.objects
+            .values()
+            .filter(|e| e.handler.host_rows().is_some())
+            .map(|e| e.schema.id)
+            .collect()
+    }
+
     /// Keeps what host reads fetched: each origin's values replace that
-    /// origin's earlier ones.
-    pub fn supply(&mut self, fetched: Fetched) {
+    /// origin's earlier ones; tables' rows are committed as the
+    /// platform's (a table the host could not read stays as it was).
+    /// Returns what did not fit, for the log.
+    pub fn supply(&mut self, fetched: Fetched) -> Vec<String> {
         let origins: Vec<Origin> = fetched.values.iter().map(|(o, _, _)| *o).collect();
         self.fetched
             .retain(|(origin, _), _| !origins.contains(origin));
         for (origin, path, value) in fetched.values {
             self.fetched.insert((origin, path), value);
         }
+        let mut warnings = Vec::new();
+        for (object, key, rows) in fetched.rows {
+            let (Ok(rows), Ok(entry)) = (rows, self.entry(object)) else {
+                continue;
+            };
+            let schema = entry.schema;
+            let held = crate::facts::held_keys(self, object, key);
+            // New rows take numbers from the object's counter on: the
+            // number of a row that just went is not given to another at
+            // once.
+            let first_new = self.free_instance(object).map_or(1, |i| i.0);
+            let mut tx = self.begin(Origin::Platform);
+            crate::facts::fill(&held, &mut tx, schema, key, rows, first_new, &mut warnings);
+            if let Err(e) = tx.commit() {
+                warnings.push(e.to_string());
+            }
+        }
+        warnings
     }
 
     /// Starts a transaction on behalf of `origin`.
@@ -1518,6 +1571,20 @@ fn apply(tree: &mut Tree, origin: Origin, staged: Staged) -> Result<Committed, T
         tree.attributes = attributes_before;
         return Err(TransactionError { faults: vec![e] });
     }
+    // Tables read on demand (the processes) change at every read and
+    // nothing acts on them (no notification may be set on them): their
+    // changes are not published, or one listing of a busy host would
+    // flood every subscriber.
+    let on_demand: std::collections::BTreeSet<ObjectId> = changes
+        .iter()
+        .map(|(_, path, _)| path.object_id())
+        .filter(|object| {
+            tree.objects
+                .get(object)
+                .is_some_and(|e| e.handler.host_rows().is_some())
+        })
+        .collect();
+    changes.retain(|(_, path, _)| !on_demand.contains(&path.object_id()));
     let count = changes.len();
     tree.bus.publish(changes);
     Ok(Committed {

@@ -1225,3 +1225,121 @@ fn pending_creates_count_against_the_instance_limit() {
         .commit()
         .unwrap();
 }
+
+/// PID and command of each process, or why the host cannot say.
+type ProcessList = Result<Vec<(u64, &'static str)>, String>;
+
+/// A table the host gives on demand: its rows, as a test changes them.
+struct Processes {
+    rows: Arc<Mutex<ProcessList>>,
+}
+
+impl ObjectHandler for Processes {
+    fn schema(&self) -> &'static ObjectSchema {
+        &dm_core::catalog::process::SCHEMA
+    }
+
+    fn reported(&self) -> bool {
+        true
+    }
+
+    fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
+        Ok(dm_core::catalog::process::SCHEMA
+            .resources
+            .iter()
+            .fold(Instance::new(), |i, r| {
+                i.with(r.id, dm_core::tree::default_slot(r))
+            }))
+    }
+
+    fn host_rows(&self) -> Option<dm_core::HostRows> {
+        use dm_core::catalog::process::{COMMAND, PID};
+        let rows = Arc::clone(&self.rows);
+        Some(dm_core::HostRows::new("processes", &[PID], move || {
+            rows.lock()
+                .unwrap()
+                .clone()
+                .map_err(Error::Platform)
+                .map(|rows| {
+                    rows.into_iter()
+                        .map(|(pid, command)| {
+                            vec![
+                                (PID, Value::Unsigned(pid)),
+                                (COMMAND, Value::String(command.into())),
+                            ]
+                        })
+                        .collect()
+                })
+        }))
+    }
+}
+
+/// Rows read on demand: fetched by `host_reads` (off the lock), committed
+/// by `supply` as the platform's; a row keeps its instance number while
+/// its key does, one that is gone is deleted, a new one takes a free
+/// number; a table the host could not read stays as it was.
+#[test]
+fn tables_read_on_demand_keep_instance_numbers_by_key() {
+    use dm_core::catalog::process::{COMMAND, ID, PID};
+    let rows = Arc::new(Mutex::new(Ok(vec![
+        (1, "init"),
+        (42, "sshd"),
+        (77, "cron"),
+    ])));
+    let mut tree = Tree::new();
+    tree.register(Box::new(Processes {
+        rows: Arc::clone(&rows),
+    }))
+    .unwrap();
+    assert_eq!(tree.tables_read_on_demand(), [ID]);
+    let changes = tree.subscribe(64);
+    let refresh = |tree: &mut Tree| {
+        let reads = tree.host_reads(Origin::Acs, &[Path::object(ID)]);
+        assert!(!reads.is_empty());
+        assert_eq!(reads.describe(), "processes");
+        let warnings = tree.supply(reads.run_within(std::time::Duration::from_secs(5)));
+        assert!(warnings.is_empty(), "{warnings:?}");
+    };
+    let table = |tree: &Tree| -> Vec<(u16, Value, Value)> {
+        tree.instances(ID)
+            .unwrap()
+            .into_iter()
+            .map(|i| {
+                (
+                    i.0,
+                    read(tree, Path::resource(ID, i, PID)),
+                    read(tree, Path::resource(ID, i, COMMAND)),
+                )
+            })
+            .collect()
+    };
+    assert!(table(&tree).is_empty());
+    refresh(&mut tree);
+    let command = |s: &str| Value::String(s.into());
+    assert_eq!(
+        table(&tree),
+        [
+            (1, Value::Unsigned(1), command("init")),
+            (2, Value::Unsigned(42), command("sshd")),
+            (3, Value::Unsigned(77), command("cron"))
+        ]
+    );
+    assert!(changes.drain().iter().all(|c| c.origin == Origin::Platform));
+    // sshd ends, a new process starts: cron keeps 3, the new one takes a
+    // number no entry held (not sshd's 2 at once: an ACS that read it
+    // must not find another process there).
+    *rows.lock().unwrap() = Ok(vec![(1, "init"), (77, "cron"), (90, "sleep")]);
+    refresh(&mut tree);
+    assert_eq!(
+        table(&tree),
+        [
+            (1, Value::Unsigned(1), command("init")),
+            (3, Value::Unsigned(77), command("cron")),
+            (4, Value::Unsigned(90), command("sleep"))
+        ]
+    );
+    // The host cannot say: the table stays as it was.
+    *rows.lock().unwrap() = Err("no /proc".into());
+    refresh(&mut tree);
+    assert_eq!(table(&tree).len(), 3);
+}

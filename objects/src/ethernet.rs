@@ -17,24 +17,47 @@ use dm_core::{
 };
 use dm_platform::{LinkStats, Network};
 
-use crate::stage_fact;
+use dm_core::facts::{fill, held_keys, stage_fact};
 
 struct Ethernet {
     network: Arc<dyn Network>,
 }
 
-/// A read-only table of platform facts, every resource stored.
-struct Facts(&'static ObjectSchema);
+/// A read-only table of platform facts, every resource stored; with
+/// `on_demand`, its rows are read from the host when a request lists it
+/// ([`ObjectHandler::host_rows`]).
+pub(crate) struct Facts {
+    pub(crate) schema: &'static ObjectSchema,
+    pub(crate) on_demand: Option<OnDemand>,
+}
+
+/// How a table's rows are read on demand.
+pub(crate) struct OnDemand {
+    /// For logs: "the processes".
+    pub(crate) what: &'static str,
+    /// The resources a row keeps its instance number by.
+    pub(crate) key: &'static [ResourceId],
+    pub(crate) rows: Arc<dyn Fn() -> Result<Vec<dm_core::Row>, Error> + Send + Sync>,
+}
+
+impl Facts {
+    fn reported(schema: &'static ObjectSchema) -> Box<Facts> {
+        Box::new(Facts {
+            schema,
+            on_demand: None,
+        })
+    }
+}
 
 pub fn register(tree: &mut Tree, network: Arc<dyn Network>) -> Result<(), Error> {
     tree.register(Box::new(Ethernet { network }))?;
-    tree.register(Box::new(Facts(&dns_server::SCHEMA)))?;
-    tree.register(Box::new(Facts(&ipv4_forwarding::SCHEMA)))?;
-    tree.register(Box::new(Facts(&ipv6_forwarding::SCHEMA)))
+    tree.register(Facts::reported(&dns_server::SCHEMA))?;
+    tree.register(Facts::reported(&ipv4_forwarding::SCHEMA))?;
+    tree.register(Facts::reported(&ipv6_forwarding::SCHEMA))
 }
 
 /// A client may not add or remove the host's facts.
-fn refuse_clients(origin: Origin, path: Path) -> Result<(), Error> {
+pub(crate) fn refuse_clients(origin: Origin, path: Path) -> Result<(), Error> {
     if origin.is_client() {
         return Err(Error::NotSupported(path));
     }
@@ -125,7 +148,7 @@ impl ObjectHandler for Ethernet {
 
 impl ObjectHandler for Facts {
     fn schema(&self) -> &'static ObjectSchema {
-        self.0
+        self.schema
     }
 
     fn reported(&self) -> bool {
@@ -134,7 +157,7 @@ impl ObjectHandler for Facts {
 
     fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
         Ok(self
-            .0
+            .schema
             .resources
             .iter()
             .fold(Instance::new(), |instance, r| {
@@ -143,112 +166,21 @@ impl ObjectHandler for Facts {
     }
 
     fn validate(&self, origin: Origin, instance: InstanceId, _: &Instance) -> Result<(), Error> {
-        refuse_clients(origin, Path::instance(self.0.id, instance))
+        refuse_clients(origin, Path::instance(self.schema.id, instance))
     }
 
     fn delete(&self, origin: Origin, instance: InstanceId) -> Result<(), Error> {
-        refuse_clients(origin, Path::instance(self.0.id, instance))
+        refuse_clients(origin, Path::instance(self.schema.id, instance))
     }
-}
 
-/// The most entries one table of facts holds: a gateway's routes and
-/// name servers are a handful; a full routing table is not served (the
-/// rest is left out, with a warning).
-const MAX_FACTS: usize = 1024;
-
-/// The instances of `object` the tree holds, each with its `key`
-/// resources' values.
-fn held_keys(
-    tree: &Tree,
-    object: dm_core::ObjectId,
-    key: &[ResourceId],
-) -> Vec<(InstanceId, Vec<Value>)> {
-    tree.instances(object)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|i| {
-            let values = key
-                .iter()
-                .map(
-                    |r| match tree.read(Origin::Agent, &Path::resource(object, i, *r)) {
-                        Ok(ResourceValue::Single(v)) => v,
-                        _ => Value::String(String::new()),
-                    },
-                )
-                .collect();
-            (i, values)
-        })
-        .collect()
-}
-
-/// Makes `schema`'s instances hold `rows`, the platform's facts in its
-/// own order. An entry keeps its instance number while it exists (matched
-/// by its `key` resources: TR-069 instance numbers follow their entry);
-/// new ones take numbers no entry holds; the rest are removed.
-fn fill(
-    held: &[(InstanceId, Vec<Value>)],
-    tx: &mut dm_core::tree::Transaction<'_>,
-    schema: &'static ObjectSchema,
-    key: &[ResourceId],
-    mut rows: Vec<Vec<(ResourceId, Value)>>,
-    warnings: &mut Vec<String>,
-) {
-    if rows.len() > MAX_FACTS {
-        warnings.push(format!(
-            "{}: {} entries, the first {MAX_FACTS} served",
-            schema.name,
-            rows.len()
-        ));
-        rows.truncate(MAX_FACTS);
-    }
-    let key_of = |row: &[(ResourceId, Value)]| -> Vec<Value> {
-        key.iter()
-            .map(|k| {
-                row.iter()
-                    .find(|(r, _)| r == k)
-                    .map_or(Value::String(String::new()), |(_, v)| v.clone())
-            })
-            .collect()
-    };
-    let mut kept: Vec<InstanceId> = Vec::new();
-    let assigned: Vec<Option<InstanceId>> = rows
-        .iter()
-        .map(|row| {
-            let wanted = key_of(row);
-            let found = held
-                .iter()
-                .find(|(i, k)| *k == wanted && !kept.contains(i))
-                .map(|(i, _)| *i);
-            kept.extend(found);
-            found
-        })
-        .collect();
-    for (i, _) in held.iter().filter(|(i, _)| !kept.contains(i)) {
-        tx.delete(schema.id, *i);
-    }
-    let mut next = 1u16;
-    for (row, slot) in rows.into_iter().zip(assigned) {
-        let instance = match slot {
-            Some(instance) => instance,
-            None => {
-                while held.iter().any(|(i, _)| i.0 == next) || kept.contains(&InstanceId(next)) {
-                    next += 1;
-                }
-                let instance = InstanceId(next);
-                kept.push(instance);
-                tx.create(schema.id, Some(instance));
-                instance
-            }
-        };
-        for (resource, value) in row {
-            stage_fact(
-                tx,
-                schema,
-                Path::resource(schema.id, instance, resource),
-                value,
-                warnings,
-            );
-        }
+    fn host_rows(&self) -> Option<dm_core::HostRows> {
+        let on_demand = self.on_demand.as_ref()?;
+        let rows = Arc::clone(&on_demand.rows);
+        Some(dm_core::HostRows::new(
+            on_demand.what,
+            on_demand.key,
+            move || rows(),
+        ))
     }
 }
 
@@ -358,6 +290,7 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
         &dns_server::SCHEMA,
         &SERVER_KEY,
         servers,
+        1,
         warnings,
     );
     // Routes, each family in the kernel's order. The interface is named by
@@ -413,6 +346,7 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
         &ipv4_forwarding::SCHEMA,
         &V4_KEY,
         v4,
+        1,
         warnings,
     );
     let v6 = v6
@@ -443,6 +377,7 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
         &ipv6_forwarding::SCHEMA,
         &V6_KEY,
         v6,
+        1,
         warnings,
     );
     if let Err(e) = tx.commit() {

@@ -19,6 +19,7 @@ pub mod declared;
 mod device;
 mod ethernet;
 mod firmware;
+mod host_tables;
 mod management;
 mod provision;
 mod software;
@@ -64,6 +65,11 @@ pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
     wlan::register(tree, Arc::clone(&platform.network))?;
     system_log::register(tree, platform)?;
     ethernet::register(tree, Arc::clone(&platform.network))?;
+    host_tables::register(
+        tree,
+        Arc::clone(&platform.host),
+        Arc::clone(&platform.network),
+    )?;
     Ok(())
 }
 
@@ -177,23 +183,4 @@ fn layout(schema: &ObjectSchema, optional: &[dm_core::ResourceId]) -> Instance {
         })
 }
 
-/// Stages a platform-reported value if it fits the resource; otherwise
-/// notes why and leaves the resource as it was.
-fn stage_fact(
-    tx: &mut dm_core::tree::Transaction<'_>,
-    schema: &ObjectSchema,
-    path: Path,
-    value: Value,
-    warnings: &mut Vec<String>,
-) {
-    let Some(resource) = path.resource_id().and_then(|r| schema.resource(r)) else {
-        warnings.push(format!("{path}: no such resource"));
-        return;
-    };
-    match value.check(resource) {
-        Ok(value) => {
-            tx.set(path, value);
-        }
-        Err(e) => warnings.push(format!("{path}: platform value skipped: {e}")),
-    }
-}
+use dm_core::facts::stage_fact;
