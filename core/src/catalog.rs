@@ -1352,6 +1352,90 @@ pub mod ipv6_forwarding {
     };
 }
 
+/// Process (object 50007, version 2.17).
+pub mod process {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50007);
+    /// PID
+    pub const PID: ResourceId = ResourceId(0);
+    /// Command
+    pub const COMMAND: ResourceId = ResourceId(1);
+    /// Size
+    pub const SIZE: ResourceId = ResourceId(2);
+    /// Priority
+    pub const PRIORITY: ResourceId = ResourceId(3);
+    /// CPUTime
+    pub const CPU_TIME: ResourceId = ResourceId(4);
+    /// State
+    pub const STATE: ResourceId = ResourceId(5);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "Process",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: PID, name: "PID", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: COMMAND, name: "Command", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: SIZE, name: "Size", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PRIORITY, name: "Priority", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 0, max: 99 } },
+            ResourceSchema { id: CPU_TIME, name: "CPUTime", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATE, name: "State", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Running", "Sleeping", "Stopped", "Idle", "Uninterruptible", "Zombie"]) },
+        ],
+    };
+}
+
+/// Processor (object 50008, version 2.17).
+pub mod processor {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50008);
+    /// Architecture
+    pub const ARCHITECTURE: ResourceId = ResourceId(0);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "Processor",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ARCHITECTURE, name: "Architecture", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["arm", "i386", "m68010", "m68k", "mipseb", "mipsel", "powerpc", "sh3eb", "sh3el", "x86_64"]) },
+        ],
+    };
+}
+
+/// Host (object 50009, version 2.17).
+pub mod lan_host {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50009);
+    /// PhysAddress
+    pub const PHYS_ADDRESS: ResourceId = ResourceId(0);
+    /// IPAddress
+    pub const IP_ADDRESS: ResourceId = ResourceId(1);
+    /// Active
+    pub const ACTIVE: ResourceId = ResourceId(2);
+    /// Layer3Interface
+    pub const LAYER3_INTERFACE: ResourceId = ResourceId(3);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "Host",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: PHYS_ADDRESS, name: "PhysAddress", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
+            ResourceSchema { id: IP_ADDRESS, name: "IPAddress", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
+            ResourceSchema { id: ACTIVE, name: "Active", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: LAYER3_INTERFACE, name: "Layer3Interface", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -1373,4 +1457,7 @@ pub static ALL: &[&ObjectSchema] = &[
     &dns_server::SCHEMA,
     &ipv4_forwarding::SCHEMA,
     &ipv6_forwarding::SCHEMA,
+    &process::SCHEMA,
+    &processor::SCHEMA,
+    &lan_host::SCHEMA,
 ];

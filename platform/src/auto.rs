@@ -104,4 +104,8 @@ impl Network for AutoNetwork {
     fn routes(&self) -> Vec<crate::Route> {
         self.kernel.routes()
     }
+
+    fn neighbours(&self) -> Vec<crate::Neighbour> {
+        self.kernel.neighbours()
+    }
 }

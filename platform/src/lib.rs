@@ -60,6 +60,25 @@ pub struct Memory {
     pub free_kib: u64,
 }
 
+/// A process (TR-181 `DeviceInfo.ProcessStatus.Process.{i}`), as
+/// `/proc/PID/stat` and `cmdline` give it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Process {
+    pub pid: u32,
+    /// The command line, or the kernel's name for a kernel thread.
+    pub command: String,
+    /// Resident memory, KiB.
+    pub size_kib: u64,
+    /// 0 highest: the kernel's priority, 0..39 for ordinary processes
+    /// (20 + nice), real-time ones 0.
+    pub priority: u32,
+    /// User and system CPU time since the process started.
+    pub cpu_time_ms: u64,
+    /// TR-181's state: Running, Sleeping, Stopped, Idle, Uninterruptible
+    /// or Zombie.
+    pub state: &'static str,
+}
+
 /// Facts about the machine the agent runs on.
 pub trait Host: Send + Sync {
     /// Wall-clock time.
@@ -75,6 +94,19 @@ pub trait Host: Send + Sync {
     fn timezone(&self) -> Option<String>;
     /// Offset from UTC now, in seconds east.
     fn utc_offset(&self) -> i32;
+
+    /// The processes now. Reads `/proc`: called off the tree's lock, when
+    /// a request lists them. A host that cannot say answers an error (the
+    /// table stays as it was).
+    fn processes(&self) -> Result<Vec<Process>, PlatformError> {
+        Err(PlatformError::Unavailable("the processes".into()))
+    }
+
+    /// Each processor's architecture, in TR-181's words (`x86_64`, `arm`,
+    /// ...; none where unknown).
+    fn processors(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The kind of link a bearer is.
@@ -177,6 +209,17 @@ pub struct Route {
     pub gateway: Option<IpAddr>,
     pub interface: String,
     pub metric: u32,
+}
+
+/// An entry of the neighbour table (TR-181 `Hosts.Host.{i}`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    pub address: IpAddr,
+    /// Lower-case, colon-separated.
+    pub mac: String,
+    pub interface: String,
+    /// The entry is complete (reachable, or was recently).
+    pub active: bool,
 }
 
 /// What the cellular modem reports.
@@ -343,6 +386,13 @@ pub trait Network: Send + Sync {
     /// The routes of the main table, IPv4 first, each family in the
     /// kernel's order.
     fn routes(&self) -> Vec<Route> {
+        Vec::new()
+    }
+
+    /// The neighbour table now (none where unknown). May read the
+    /// kernel's tables: called off the tree's lock, when a request lists
+    /// the hosts.
+    fn neighbours(&self) -> Vec<Neighbour> {
         Vec::new()
     }
 

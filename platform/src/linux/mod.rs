@@ -16,6 +16,8 @@ use crate::{Host, Memory, PlatformError};
 /// Reads host facts from `/proc` (or another root, for tests).
 pub struct LinuxHost {
     proc_root: String,
+    /// The size of a memory page, KiB (RSS is counted in pages).
+    page_kib: u64,
     /// Each reader's previous sample.
     last_cpu: Mutex<std::collections::HashMap<String, CpuTimes>>,
 }
@@ -30,6 +32,7 @@ impl LinuxHost {
     pub fn new(proc_root: &str) -> LinuxHost {
         LinuxHost {
             proc_root: proc_root.trim_end_matches('/').to_owned(),
+            page_kib: page_kib(),
             last_cpu: Mutex::new(std::collections::HashMap::new()),
         }
     }
@@ -75,6 +78,121 @@ impl Host for LinuxHost {
         let tz = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
         tz.to_offset(jiff::Timestamp::now()).seconds()
     }
+
+    fn processes(&self) -> Result<Vec<crate::Process>, PlatformError> {
+        let entries = std::fs::read_dir(&self.proc_root)
+            .map_err(|e| PlatformError::Failed(format!("{}: {e}", self.proc_root)))?;
+        let mut pids: Vec<u32> = entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        pids.sort_unstable();
+        // A process may end between the listing and its files: left out.
+        Ok(pids
+            .into_iter()
+            .filter_map(|pid| {
+                let stat = self.read(&format!("{pid}/stat")).ok()?;
+                let cmdline =
+                    std::fs::read(format!("{}/{pid}/cmdline", self.proc_root)).unwrap_or_default();
+                parse_process(pid, &stat, &cmdline, self.page_kib, ticks_per_second())
+            })
+            .collect())
+    }
+
+    fn processors(&self) -> Vec<String> {
+        let count = self
+            .read("cpuinfo")
+            .map(|text| count_processors(&text))
+            .unwrap_or(0);
+        architecture(std::env::consts::ARCH)
+            .map(|arch| vec![arch.to_owned(); count])
+            .unwrap_or_default()
+    }
+}
+
+/// The clock ticks per second of `/proc/PID/stat` (USER_HZ, 100 on
+/// every common architecture).
+fn ticks_per_second() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|ticks| u64::try_from(ticks).ok())
+        .filter(|&ticks| ticks > 0)
+        .unwrap_or(100)
+}
+
+/// One process from its `stat` line (proc(5): the command in parentheses,
+/// then the fields from state on) and its NUL-separated `cmdline` (empty
+/// for a kernel thread, whose name in brackets is shown instead).
+pub fn parse_process(
+    pid: u32,
+    stat: &str,
+    cmdline: &[u8],
+    page_kib: u64,
+    ticks_per_second: u64,
+) -> Option<crate::Process> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?;
+    // Fields from the third (state) on: state=0, utime=11, stime=12,
+    // priority=15, rss=21.
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    let number = |i: usize| fields.get(i).and_then(|f| f.parse::<i64>().ok());
+    let count = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    let state = match *fields.first()? {
+        "R" => "Running",
+        "S" => "Sleeping",
+        "T" | "t" => "Stopped",
+        "D" => "Uninterruptible",
+        "Z" | "X" | "x" => "Zombie",
+        // I: an idle kernel thread; anything newer, idle too.
+        _ => "Idle",
+    };
+    let ticks = count(11)?.saturating_add(count(12)?);
+    let command = if cmdline.is_empty() {
+        format!("[{name}]")
+    } else {
+        String::from_utf8_lossy(cmdline.strip_suffix(&[0]).unwrap_or(cmdline)).replace('\0', " ")
+    };
+    Some(crate::Process {
+        pid,
+        command,
+        size_kib: count(21)?.saturating_mul(page_kib),
+        priority: u32::try_from(number(15)?.clamp(0, 99)).unwrap_or(0),
+        cpu_time_ms: ticks.saturating_mul(1000) / ticks_per_second.max(1),
+        state,
+    })
+}
+
+/// How many processors `/proc/cpuinfo` lists.
+pub fn count_processors(cpuinfo: &str) -> usize {
+    cpuinfo
+        .lines()
+        .filter(|l| l.split(':').next().is_some_and(|k| k.trim() == "processor"))
+        .count()
+}
+
+/// TR-181's name (`DeviceInfo.Processor.{i}.Architecture`) for a Rust
+/// target architecture; `None` for one TR-181 does not list.
+pub fn architecture(arch: &str) -> Option<&'static str> {
+    Some(match arch {
+        "x86_64" => "x86_64",
+        "x86" => "i386",
+        "arm" | "aarch64" => "arm",
+        "powerpc" | "powerpc64" => "powerpc",
+        "mips" | "mips64" if cfg!(target_endian = "big") => "mipseb",
+        "mips" | "mips64" => "mipsel",
+        "m68k" => "m68k",
+        _ => return None,
+    })
+}
+
+/// The page size in KiB, as the kernel gives it to every process.
+fn page_kib() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|bytes| u64::try_from(bytes).ok())
+        .map_or(4, |bytes| (bytes / 1024).max(1))
 }
 
 /// `/proc/uptime`: "seconds-up seconds-idle".
@@ -165,6 +283,79 @@ pub fn parse_cpu_times(text: &str) -> Result<CpuTimes, PlatformError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// proc(5)'s stat line: the name in parentheses may hold spaces and
+    /// parentheses itself; the fields are counted after the last ')'.
+    #[test]
+    fn processes_from_stat_and_cmdline() {
+        let stat = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 500 0 0 0 \
+                    250 130 0 0 20 0 3 0 900 123456789 2048 18446744073709551615";
+        let p = parse_process(4242, stat, b"/usr/bin/app\0--flag\0value\0", 4, 100).unwrap();
+        assert_eq!(p.pid, 4242);
+        assert_eq!(p.command, "/usr/bin/app --flag value");
+        assert_eq!(p.state, "Sleeping");
+        // utime 250 + stime 130 ticks at 100 Hz.
+        assert_eq!(p.cpu_time_ms, 3800);
+        assert_eq!(p.priority, 20);
+        // 2048 pages of 4 KiB.
+        assert_eq!(p.size_kib, 8192);
+        // A kernel thread: no command line, its name in brackets; a
+        // real-time priority (negative) is the highest, 0.
+        let kthread = "2 (kthreadd) I 0 0 0 0 -1 2129984 0 0 0 0 0 5 0 0 -51 0 1 0 2 0 0";
+        let k = parse_process(2, kthread, b"", 4, 100).unwrap();
+        assert_eq!(k.command, "[kthreadd]");
+        assert_eq!(k.state, "Idle");
+        assert_eq!(k.priority, 0);
+        for (letter, state) in [
+            ("R", "Running"),
+            ("D", "Uninterruptible"),
+            ("Z", "Zombie"),
+            ("T", "Stopped"),
+        ] {
+            let line = stat.replace(") S ", &format!(") {letter} "));
+            assert_eq!(parse_process(1, &line, b"x", 4, 100).unwrap().state, state);
+        }
+        // Numbers past any counter: saturated, no panic.
+        let huge = stat.replace(" 250 130 ", " 18446744073709551615 18446744073709551615 ");
+        assert_eq!(
+            parse_process(1, &huge, b"x", 4, 100).unwrap().cpu_time_ms,
+            u64::MAX / 100
+        );
+        // Cut short or garbage: no process, no panic.
+        assert_eq!(parse_process(1, "1 (x", b"", 4, 100), None);
+        assert_eq!(parse_process(1, "1 (x) S 1 2", b"", 4, 100), None);
+        assert_eq!(parse_process(1, "", b"", 4, 100), None);
+    }
+
+    #[test]
+    fn processors_and_architecture() {
+        let cpuinfo = "processor\t: 0\nmodel name\t: X\n\nprocessor\t: 1\nmodel name\t: X\n";
+        assert_eq!(count_processors(cpuinfo), 2);
+        assert_eq!(architecture("x86_64"), Some("x86_64"));
+        assert_eq!(architecture("aarch64"), Some("arm"));
+        assert_eq!(architecture("riscv64"), None);
+    }
+
+    /// This machine's processes as /proc lists them: this test's own among
+    /// them, with its command line.
+    #[test]
+    fn reads_this_machines_processes() {
+        let host = LinuxHost::default();
+        let processes = host.processes().unwrap();
+        let me = processes
+            .iter()
+            .find(|p| p.pid == std::process::id())
+            .expect("this process is listed");
+        let argv0 = std::env::args().next().unwrap();
+        assert!(me.command.starts_with(&argv0), "{}", me.command);
+        // The main thread's state (it waits for this test's thread).
+        assert!(["Running", "Sleeping"].contains(&me.state), "{}", me.state);
+        assert!(me.size_kib > 0);
+        assert_eq!(
+            host.processors().len(),
+            count_processors(&std::fs::read_to_string("/proc/cpuinfo").unwrap())
+        );
+    }
 
     #[test]
     fn uptime() {

@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex, Once};
 use dm_core::lock;
 
 use crate::{
-    ApnContext, ApnSettings, BearerKind, ChangeCallback, Link, LinkStats, Network, NetworkState,
-    PlatformError, RadioState, Route, WifiProfile, WifiSettings,
+    ApnContext, ApnSettings, BearerKind, ChangeCallback, Link, LinkStats, Neighbour, Network,
+    NetworkState, PlatformError, RadioState, Route, WifiProfile, WifiSettings,
 };
 
 /// Where the kernel's files are (other roots, for tests).
@@ -32,6 +32,31 @@ struct Roots {
     proc: String,
     sys: String,
     resolv_conf: String,
+}
+
+/// `/proc/net/arp`: the IPv4 neighbour table. Entries without a hardware
+/// address (incomplete) are left out; `active` is the complete flag
+/// (ATF_COM, 0x2).
+pub fn parse_arp(text: &str) -> Vec<Neighbour> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [ip, _kind, flags, mac, _mask, device, ..] = fields.as_slice() else {
+                return None;
+            };
+            let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16).ok()?;
+            if *mac == "00:00:00:00:00:00" {
+                return None;
+            }
+            Some(Neighbour {
+                address: IpAddr::V4(ip.parse().ok()?),
+                mac: mac.to_ascii_lowercase(),
+                interface: (*device).to_owned(),
+                active: flags & 0x2 != 0,
+            })
+        })
+        .collect()
 }
 
 /// What was read at the last change: reads copy it (no I/O for them).
@@ -399,6 +424,12 @@ impl Network for LinuxNetwork {
         lock(&self.snapshot).routes.clone()
     }
 
+    fn neighbours(&self) -> Vec<Neighbour> {
+        std::fs::read_to_string(format!("{}/net/arp", self.roots.proc))
+            .map(|text| parse_arp(&text))
+            .unwrap_or_default()
+    }
+
     fn radio(&self) -> RadioState {
         RadioState::default()
     }
@@ -528,6 +559,34 @@ fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn neighbours_from_proc_net_arp() {
+        let arp = "IP address       HW type     Flags       HW address            Mask     Device
+192.0.2.1        0x1         0x2         02:FC:00:00:00:05     *        eth0
+192.0.2.9        0x1         0x0         00:00:00:00:00:00     *        eth0
+192.0.2.7        0x1         0x0         02:fc:00:00:00:07     *        wlan0
+not an entry
+";
+        assert_eq!(
+            parse_arp(arp),
+            [
+                Neighbour {
+                    address: "192.0.2.1".parse().unwrap(),
+                    mac: "02:fc:00:00:00:05".into(),
+                    interface: "eth0".into(),
+                    active: true,
+                },
+                Neighbour {
+                    address: "192.0.2.7".parse().unwrap(),
+                    mac: "02:fc:00:00:00:07".into(),
+                    interface: "wlan0".into(),
+                    active: false,
+                },
+            ]
+        );
+        assert!(parse_arp("").is_empty());
+    }
 
     const ROUTE: &str = "\
 Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
