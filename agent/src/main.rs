@@ -143,7 +143,17 @@ fn dump(config: &Config, view: dump::View) -> anyhow::Result<()> {
     // Look at the saved state without locking it: a running agent may
     // hold the directory.
     let saved = dm_platform::store::FileStore::peek(&config.state_dir).unwrap_or(None);
-    let (tree, warnings) = runtime::build(config, &host.platform, saved, &[])?;
+    let (mut tree, mut warnings) = runtime::build(config, &host.platform, saved, &[])?;
+    // The tables the host gives on demand (the processes), read now: no
+    // one else holds this tree.
+    let tables: Vec<dm_core::Path> = tree
+        .tables_read_on_demand()
+        .into_iter()
+        .map(dm_core::Path::object)
+        .collect();
+    let reads = tree.host_reads(dm_core::Origin::Cli, &tables);
+    warnings.extend(tree.supply(reads.run_within(dm_core::tree::HOST_READ_LIMIT)));
+    tree.forget_fetched(dm_core::Origin::Cli);
     for w in warnings {
         tracing::warn!("{w}");
     }

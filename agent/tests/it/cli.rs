@@ -49,15 +49,23 @@ fn dump_prints_the_hosts_real_values_by_default() {
     )
     .unwrap();
     let before = uptime();
-    let out = dmagent(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--state-dir",
-        state.path().join("state").to_str().unwrap(),
-        "--serial",
-        "SN-TEST-1",
-        "dump",
-    ]);
+    let child = Command::new(env!("CARGO_BIN_EXE_dmagent"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--state-dir",
+            state.path().join("state").to_str().unwrap(),
+            "--serial",
+            "SN-TEST-1",
+            "dump",
+        ])
+        .env_remove("DMAGENT_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dump_pid = child.id();
+    let out = child.wait_with_output().unwrap();
     let after = uptime();
     assert!(
         out.status.success(),
@@ -205,6 +213,102 @@ fn dump_prints_the_hosts_real_values_by_default() {
         field(&dump, "Device.DNS.Client.ServerNumberOfEntries"),
         servers.len().to_string()
     );
+    // The processes: the dump's own among them, with its command line
+    // and state; about as many as /proc lists now.
+    let process = dump
+        .lines()
+        .find(|l| l.ends_with(&format!(".PID = {dump_pid}  [xsd:unsignedInt]")))
+        .unwrap_or_else(|| panic!("the dump's own process {dump_pid} is not listed"));
+    let instance = process
+        .strip_suffix(&format!("PID = {dump_pid}  [xsd:unsignedInt]"))
+        .unwrap();
+    assert!(
+        field(&dump, &format!("{instance}Command")).ends_with("--serial SN-TEST-1 dump"),
+        "{}",
+        field(&dump, &format!("{instance}Command"))
+    );
+    // Its main thread waits for the host-read threads meanwhile.
+    assert!(
+        ["Running", "Sleeping"].contains(&field(&dump, &format!("{instance}State"))),
+        "{}",
+        field(&dump, &format!("{instance}State"))
+    );
+    let size: u64 = field(&dump, &format!("{instance}Size")).parse().unwrap();
+    assert!(size > 1000, "{size} KiB resident");
+    let listed: usize = field(
+        &dump,
+        "Device.DeviceInfo.ProcessStatus.ProcessNumberOfEntries",
+    )
+    .parse()
+    .unwrap();
+    let now = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter(|e| {
+            e.as_ref().is_ok_and(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
+        })
+        .count();
+    assert!(
+        listed.abs_diff(now) <= now / 5 + 5,
+        "{listed} listed, {now} in /proc"
+    );
+    // One processor each as /proc/cpuinfo lists, where TR-181 names this
+    // architecture.
+    if let Some(arch) = match std::env::consts::ARCH {
+        "x86_64" => Some("x86_64"),
+        "aarch64" | "arm" => Some("arm"),
+        _ => None,
+    } {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+        let processors = cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("processor"))
+            .count();
+        assert_eq!(
+            field(&dump, "Device.DeviceInfo.ProcessorNumberOfEntries"),
+            processors.to_string()
+        );
+        assert_eq!(
+            field(&dump, "Device.DeviceInfo.Processor.1.Architecture"),
+            arch
+        );
+    }
+    // Each neighbour the dump lists has, in the kernel's table now (if it
+    // is still there), the hardware address the dump gives.
+    let arp = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
+    let hosts: usize = field(&dump, "Device.Hosts.HostNumberOfEntries")
+        .parse()
+        .unwrap();
+    for n in 1..=hosts {
+        let at = format!("Device.Hosts.Host.{n}.");
+        let Some(address) = dump
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{at}IPAddress = ")))
+            .map(|v| v.split("  [").next().unwrap())
+        else {
+            continue; // numbered past a neighbour that went
+        };
+        let mac = field(&dump, &format!("{at}PhysAddress"));
+        if let Some(line) = arp
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(address))
+        {
+            assert!(
+                line.to_ascii_lowercase().contains(mac),
+                "{address}: {mac} vs {line}"
+            );
+        }
+    }
+    // What a Linux host answers, counted: an ordinary machine has a few
+    // dozen processes, six parameters each, plus the rest of the tree.
+    let parameters = dump.lines().filter(|l| l.starts_with("Device.")).count();
+    eprintln!("dump: {parameters} TR-181 parameters, {listed} processes");
+    if listed >= 60 {
+        assert!(parameters >= 400, "{parameters} for {listed} processes");
+    }
 }
 
 #[test]

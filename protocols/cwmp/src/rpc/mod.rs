@@ -155,6 +155,38 @@ pub fn selected_paths(tree: &Tree, names: &[String]) -> Vec<Path> {
         .unwrap_or_default()
 }
 
+/// The tables the host gives on demand (the processes, the neighbour
+/// table) that `names` list from at or above the table (`Device.`, the
+/// table's own partial path, its `NumberOfEntries`), each as its object's
+/// path: [`Tree::host_reads`] refreshes them before the request is
+/// answered, even when they have no instance yet. A name inside one
+/// instance (`...Process.5.PID`) reads what the last listing found: a
+/// refresh then could remove the very instance the ACS just listed and
+/// asks for (9005), as GenieACS's refresh (names, then their values)
+/// would meet.
+pub fn tables_listed(tree: &Tree, names: &[String]) -> Vec<Path> {
+    let tables = tree.tables_read_on_demand();
+    let mut listed = Vec::new();
+    for map in crate::mapping::parameters().filter(|m| tables.contains(&m.object)) {
+        if listed.contains(&Path::object(map.object)) {
+            continue;
+        }
+        // The table's partial path (`Device.DeviceInfo.ProcessStatus.Process.`)
+        // and its count (`...ProcessNumberOfEntries`).
+        let Some(at) = map.path.find("{i}") else {
+            continue;
+        };
+        let table = &map.path[..at];
+        let count = format!("{}NumberOfEntries", table.trim_end_matches('.'));
+        let lists =
+            |name: &String| name.is_empty() || table.starts_with(name.as_str()) || *name == count;
+        if names.iter().any(lists) {
+            listed.push(Path::object(map.object));
+        }
+    }
+    listed
+}
+
 /// The values of those of `names` that exist, for an Inform: a name
 /// whose instance is gone is skipped. One walk of the tree for all names.
 pub fn existing_parameter_values(tree: &Tree, names: &[String]) -> Vec<ParameterValue> {
@@ -819,6 +851,7 @@ pub fn set_parameter_attributes_by(
     changes: &[AttributeChange],
 ) -> Result<(), Fault> {
     let all = concrete(tree);
+    let on_demand = tree.tables_read_on_demand();
     // One entry per parameter, later changes overriding earlier ones
     // (§A.3.2.4: applied in order), so a request naming the whole tree
     // many times costs one pass and one save.
@@ -845,6 +878,14 @@ pub fn set_parameter_attributes_by(
             // notification is refused (canDeny); under a partial path it
             // is passed over.
             if c.count.is_some() {
+                if change.name == c.name && level.is_some_and(|l| l != Notification::Off) {
+                    return Err(fault(FaultCode::NotificationRequestRejected, &c.name));
+                }
+                continue;
+            }
+            // A table read on demand (the processes) changes at every
+            // read and says nothing between: no notification of it.
+            if on_demand.contains(&c.path.object_id()) {
                 if change.name == c.name && level.is_some_and(|l| l != Notification::Off) {
                     return Err(fault(FaultCode::NotificationRequestRejected, &c.name));
                 }

@@ -39,24 +39,18 @@ impl Engine {
                 rpc::delete_object_prepared(tree, Origin::Acs, &object, Some(&parameter_key)),
                 HostAnswer::DeleteObject,
             ),
-            AcsRequest::GetParameterValues { names } => {
+            AcsRequest::GetParameterValues { ref names } => {
                 // Values that need slow host I/O first (a provider's
-                // volatile value): fetched off the lock, then answered
+                // volatile value) and tables the host gives on demand
+                // (the processes): fetched off the lock, then answered
                 // (`host_reads_done`).
-                let reads = tree.host_reads(Origin::Acs, &rpc::selected_paths(tree, &names));
-                if reads.is_empty() {
-                    return Some(self.answer_now(
-                        tree,
-                        id,
-                        AcsRequest::GetParameterValues { names },
-                        wall,
-                        e,
-                        fault,
-                    ));
-                }
-                self.reading = Some((id.map(str::to_owned), names));
-                self.host_reads = Some(reads);
-                return None;
+                let mut paths = rpc::selected_paths(tree, names);
+                paths.extend(rpc::tables_listed(tree, names));
+                return self.read_first(tree, id, request, paths, wall, e, fault);
+            }
+            AcsRequest::GetParameterNames { ref path, .. } => {
+                let paths = rpc::tables_listed(tree, std::slice::from_ref(path));
+                return self.read_first(tree, id, request, paths, wall, e, fault);
             }
             other => return Some(self.answer_now(tree, id, other, wall, e, fault)),
         };
@@ -108,24 +102,52 @@ impl Engine {
     }
 
     /// What the reads [`Engine::poll_host_reads`] gave brought back: the
-    /// GetParameterValues is answered with them (the answer is the next
-    /// POST), and they are forgotten.
+    /// request is answered with them (the answer is the next POST), and
+    /// they are forgotten.
     pub fn host_reads_done(&mut self, tree: &mut Tree, fetched: dm_core::Fetched) {
-        let Some((id, names)) = self.reading.take() else {
+        let Some((id, request)) = self.reading.take() else {
             return;
         };
-        tree.supply(fetched);
+        // What did not fit is skipped; the rest of the table is served.
+        let _ = tree.supply(fetched);
         let e = Encoder::new(self.version);
-        let reply: soap::Body = match rpc::get_parameter_values(tree, &names) {
-            Ok(values) => e.get_parameter_values_response(id.as_deref(), values),
-            Err(f) => e
-                .fault(id.as_deref(), f.code, &f.message, &f.parameters)
-                .into(),
-        };
+        let reply = self.answer_now(
+            tree,
+            id.as_deref(),
+            request,
+            self.clock.1,
+            e,
+            |f: soap::Fault| {
+                e.fault(id.as_deref(), f.code, &f.message, &f.parameters)
+                    .into()
+            },
+        );
         tree.forget_fetched(Origin::Acs);
         if matches!(self.phase, Phase::Exchanging { .. }) {
             self.queue_reply(reply);
         }
+    }
+
+    /// Answers `request` now, or once the host reads `paths` need are
+    /// made (`host_reads_done`).
+    #[allow(clippy::too_many_arguments)]
+    fn read_first(
+        &mut self,
+        tree: &mut Tree,
+        id: Option<&str>,
+        request: AcsRequest,
+        paths: Vec<Path>,
+        wall: i64,
+        e: Encoder,
+        fault: impl Fn(soap::Fault) -> soap::Body,
+    ) -> Option<soap::Body> {
+        let reads = tree.host_reads(Origin::Acs, &paths);
+        if reads.is_empty() {
+            return Some(self.answer_now(tree, id, request, wall, e, fault));
+        }
+        self.reading = Some((id.map(str::to_owned), request));
+        self.host_reads = Some(reads);
+        None
     }
 
     fn answer_now(

@@ -338,9 +338,10 @@ pub struct Engine {
     host: Option<(Option<String>, HostAnswer, rpc::HostRpc)>,
     /// Those writes, until the driver takes them.
     host_work: Option<dm_core::HostWork>,
-    /// A GetParameterValues whose answer waits for host reads (a
-    /// provider's volatile value): its ID and names.
-    reading: Option<(Option<String>, Vec<String>)>,
+    /// A GetParameterValues or GetParameterNames whose answer waits for
+    /// host reads (a provider's volatile value, a table read on demand):
+    /// its ID and the request.
+    reading: Option<(Option<String>, AcsRequest)>,
     /// Those reads, until the driver takes them.
     host_reads: Option<dm_core::HostReads>,
     /// The ACS request being answered: its RPC and how many parameters it

@@ -261,8 +261,26 @@ fn gpn_next_level_and_whole_subtrees() {
 /// `DeploymentUnit.` table was missing, and GenieACS dropped both).
 #[test]
 fn a_level_by_level_walk_finds_the_whole_tree() {
-    let tree = tree();
+    let mut tree = tree();
+    // The tables the host gives on demand (processes, processors,
+    // neighbours) as a request would find them: read once, then the same
+    // for the listing and the walk.
+    let tables: Vec<Path> = rpc::tables_listed(&tree, &["Device.".to_owned()]);
+    assert_eq!(tables.len(), tree.tables_read_on_demand().len());
+    let reads = tree.host_reads(Origin::Acs, &tables);
+    let warnings = tree.supply(reads.run_within(std::time::Duration::from_secs(5)));
+    // Only the cap of a table on a host with over 1,024 processes.
+    assert!(
+        warnings.iter().all(|w| w.contains("served")),
+        "{warnings:?}"
+    );
     let whole = rpc::get_parameter_names(&tree, "Device.", false).unwrap();
+    // The whole listing passes the CWMP schema.
+    let e = dm_cwmp::soap::Encoder::new(dm_cwmp::soap::CwmpVersion::LATEST);
+    let gpn = e
+        .get_parameter_names_response(Some("1"), whole.clone())
+        .to_text();
+    common::validate_message(&gpn, "GetParameterNamesResponse of Device.");
     let mut walked = vec![("Device.".to_owned(), false)];
     let mut queue = vec!["Device.".to_owned()];
     while let Some(object) = queue.pop() {
@@ -283,6 +301,9 @@ fn a_level_by_level_walk_finds_the_whole_tree() {
     for object in [
         "Device.SoftwareModules.",
         "Device.SoftwareModules.DeploymentUnit.",
+        "Device.DeviceInfo.ProcessStatus.Process.1.",
+        "Device.DeviceInfo.ProcessStatus.ProcessNumberOfEntries",
+        "Device.Hosts.",
     ] {
         assert!(names.contains(&object), "{object} missing: {names:?}");
     }
@@ -892,4 +913,47 @@ fn add_object_past_the_instance_limit_is_9004() {
     assert_eq!(fault.code, 9004, "{fault:?}");
     assert_eq!(tree.instances(wlan::ID).unwrap().len(), have + 1);
     assert_eq!(value(&tree, "Device.ManagementServer.ParameterKey"), "k1");
+}
+
+/// Tables read on demand (the processes) change at every read with no
+/// event between: a notification on them is refused (9009), and under a
+/// partial path they are passed over.
+#[test]
+fn no_notification_on_tables_read_on_demand() {
+    let mut tree = tree();
+    let tables = rpc::tables_listed(&tree, &["Device.".to_owned()]);
+    let reads = tree.host_reads(Origin::Acs, &tables);
+    let _ = tree.supply(reads.run_within(std::time::Duration::from_secs(5)));
+    let change = |name: &str, level: u8| AttributeChange {
+        name: name.into(),
+        notification: Some(level),
+        access_list: None,
+    };
+    for level in [1, 2] {
+        let fault = rpc::set_parameter_attributes(
+            &mut tree,
+            &[change(
+                "Device.DeviceInfo.ProcessStatus.Process.1.CPUTime",
+                level,
+            )],
+        )
+        .unwrap_err();
+        assert_eq!(fault.code, 9009);
+    }
+    rpc::set_parameter_attributes(&mut tree, &[change("Device.DeviceInfo.", 1)]).unwrap();
+    // Passive on all of DeviceInfo: the process table stays off.
+    let attributes = rpc::get_parameter_attributes(
+        &tree,
+        &["Device.DeviceInfo.ProcessStatus.Process.".to_owned()],
+    )
+    .unwrap();
+    assert!(!attributes.is_empty());
+    assert!(
+        attributes.iter().all(|(_, level, _)| *level == 0),
+        "{attributes:?}"
+    );
+    let serial =
+        rpc::get_parameter_attributes(&tree, &["Device.DeviceInfo.SerialNumber".to_owned()])
+            .unwrap();
+    assert_eq!(serial[0].1, 1);
 }

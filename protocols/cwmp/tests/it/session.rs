@@ -149,6 +149,19 @@ impl Run {
         self.engine.poll_transmit().map(|body| body.to_text())
     }
 
+    /// [`Run::respond`] to a request that lists a table the host gives
+    /// on demand: the reads it waits for are made here (as the driver
+    /// makes them, off the lock), then its answer is the next POST.
+    fn respond_reading(&mut self, status: u16, body: &str) -> Option<String> {
+        if let Some(answer) = self.respond(status, body) {
+            return Some(answer);
+        }
+        let reads = self.engine.poll_host_reads()?;
+        self.engine
+            .host_reads_done(&mut self.tree, reads.run_within(Duration::from_secs(5)));
+        self.engine.poll_transmit().map(|body| body.to_text())
+    }
+
     fn advance(&mut self, by: Duration) {
         self.now += by;
         self.engine
@@ -1268,7 +1281,7 @@ fn get_parameter_names_answers_a_tree_of_over_10000_parameters() {
         "gpn",
         "<cwmp:GetParameterNames><ParameterPath></ParameterPath><NextLevel>false</NextLevel></cwmp:GetParameterNames>",
     );
-    let answer = run.respond(200, &gpn).unwrap();
+    let answer = run.respond_reading(200, &gpn).unwrap();
     common::validate_message(&answer, "GetParameterNamesResponse");
     let names: Vec<&str> = answer
         .split("<Name>")
@@ -1819,7 +1832,7 @@ fn each_answered_request_is_reported_for_the_log() {
         "a",
         "<cwmp:GetParameterValues><ParameterNames><string>Device.DeviceInfo.</string></ParameterNames></cwmp:GetParameterValues>",
     );
-    run.respond(200, &gpv).unwrap();
+    run.respond_reading(200, &gpv).unwrap();
     let served: Vec<_> = run
         .drain_events()
         .into_iter()
@@ -1878,4 +1891,93 @@ fn a_refused_inform_says_which_fault() {
             "the ACS answered the Inform with HTTP 500: SOAP Fault 8003 Invalid arguments".into()
         )
     }));
+}
+
+/// A GetParameterValues or GetParameterNames that lists a table the host
+/// gives on demand (the processes) is answered once the table is read,
+/// off the lock: the answer lists this very process, and names no
+/// process that is gone.
+#[test]
+fn tables_read_on_demand_are_read_before_the_answer() {
+    let mut run = Run::new();
+    run.start();
+    assert_eq!(run.respond(200, &inform_response(2)).as_deref(), Some(""));
+    // Asked, the request waits for the table; the reads made, answered.
+    fn ask(run: &mut Run, body: &str) -> String {
+        assert_eq!(
+            run.respond(200, &acs(2, "p", body)),
+            None,
+            "waits for the host"
+        );
+        let reads = run
+            .engine
+            .poll_host_reads()
+            .expect("the table is read first");
+        assert!(
+            reads.describe().contains("the processes"),
+            "{}",
+            reads.describe()
+        );
+        run.engine
+            .host_reads_done(&mut run.tree, reads.run_within(Duration::from_secs(5)));
+        run.engine.poll_transmit().expect("then answered").to_text()
+    }
+    let values = ask(
+        &mut run,
+        "<cwmp:GetParameterValues><ParameterNames><string>Device.DeviceInfo.ProcessStatus.</string></ParameterNames></cwmp:GetParameterValues>",
+    );
+    let me = format!(
+        ".PID</Name><Value xsi:type=\"xsd:unsignedInt\">{}</Value>",
+        std::process::id()
+    );
+    assert!(values.contains(&me), "this process is not listed");
+    // A name inside one instance reads what the listing found, with no
+    // new read: a process gone since would make it vanish under the ACS.
+    let pid = values
+        .split(".PID</Name>")
+        .next()
+        .and_then(|head| head.rsplit("<Name>").next())
+        .unwrap()
+        .to_owned();
+    let one = run
+        .respond(
+            200,
+            &acs(
+                2,
+                "q",
+                &format!(
+                    "<cwmp:GetParameterValues><ParameterNames><string>{pid}.PID</string></ParameterNames></cwmp:GetParameterValues>"
+                ),
+            ),
+        )
+        .unwrap_or_else(|| {
+            panic!(
+                "{pid}: not answered at once: {:?}",
+                run.engine.poll_host_reads().map(|r| r.describe())
+            )
+        });
+    assert!(one.contains(&format!("<Name>{pid}.PID</Name>")), "{one}");
+    assert!(run.engine.poll_host_reads().is_none());
+    assert!(values.contains("ProcessStatus.ProcessNumberOfEntries"));
+    let names = ask(
+        &mut run,
+        "<cwmp:GetParameterNames><ParameterPath>Device.DeviceInfo.ProcessStatus.Process.</ParameterPath><NextLevel>1</NextLevel></cwmp:GetParameterNames>",
+    );
+    let listed = names.matches("<ParameterInfoStruct>").count();
+    assert!(listed > 1, "{names}");
+    // Counted from what was just read: the count GPV gives matches.
+    let count = ask(
+        &mut run,
+        "<cwmp:GetParameterValues><ParameterNames><string>Device.DeviceInfo.ProcessStatus.ProcessNumberOfEntries</string></ParameterNames></cwmp:GetParameterValues>",
+    );
+    let counted: usize = count
+        .split("xsd:unsignedInt\">")
+        .nth(1)
+        .and_then(|v| v.split('<').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(
+        counted > 1 && counted.abs_diff(listed) < 50,
+        "{counted} vs {listed}"
+    );
 }
