@@ -12,7 +12,7 @@
 # with its phonesim plugin talking to tests/peers/phonesim.py, the modem
 # powered and online. Then prints one line:
 #
-#   READY bus=<D-Bus address> keyfiles=<NetworkManager profile directory>
+#   READY bus=<D-Bus address> keyfiles=<NetworkManager profile directory> netns=<name>
 #
 # and reads commands from stdin, one per line, answering "ok" or
 # "error ...":
@@ -37,6 +37,8 @@ cleanup() {
         wait "$pid" 2>/dev/null || true
     done
     ip netns del "$ns" 2>/dev/null || true
+    # A resolver file a test gave the namespace (ip netns exec mounts it).
+    rm -rf "/etc/netns/$ns"
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -142,7 +144,7 @@ ip netns exec "$ns" nmcli -w 10 connection add type ethernet ifname veth0 con-na
     > /dev/null || fail "nmcli could not add the wired profile"
 ip netns exec "$ns" nmcli -w 10 connection up wired > /dev/null || fail "veth0 did not come up"
 
-echo "READY bus=$DBUS_SYSTEM_BUS_ADDRESS keyfiles=$work/nm/profiles"
+echo "READY bus=$DBUS_SYSTEM_BUS_ADDRESS keyfiles=$work/nm/profiles netns=$ns"
 
 while read -r command args; do
     case "$command" in

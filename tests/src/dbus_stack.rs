@@ -18,6 +18,8 @@ pub struct Stack {
     pub bus: String,
     /// NetworkManager's keyfile profile directory (real stack only).
     pub keyfiles: PathBuf,
+    /// The network namespace the daemons run in (real stack only).
+    pub netns: String,
 }
 
 impl Stack {
@@ -58,6 +60,7 @@ impl Stack {
         Stack {
             bus: field("bus="),
             keyfiles: PathBuf::from(field("keyfiles=")),
+            netns: field("netns="),
             child,
             input,
             output,

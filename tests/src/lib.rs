@@ -5,6 +5,7 @@ pub mod agent;
 pub mod dbus_stack;
 pub mod files;
 pub mod mini_acs;
+pub mod netns;
 pub mod process;
 pub mod py_peers;
 

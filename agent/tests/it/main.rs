@@ -12,6 +12,7 @@ mod demo;
 mod dhcp;
 mod launch;
 mod lwm2m;
+mod namespace;
 mod operator;
 mod package;
 mod providers;
