@@ -3,7 +3,9 @@
 //! Every change committed to the tree, whoever made it, is published exactly
 //! once, in commit order, to every subscriber. This is what lets a write over
 //! LwM2M become a CWMP "4 VALUE CHANGE" and an ACS write become an LwM2M
-//! notification.
+//! notification. (Changes of tables read on demand, which change at every
+//! read and take no notification, are not published:
+//! `ObjectHandler::host_rows`.)
 //!
 //! Design: the core has no async runtime, so a [`Subscription`] is a bounded
 //! queue behind a mutex plus an optional waker callback that a driver sets to

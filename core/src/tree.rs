@@ -179,8 +179,10 @@ pub trait ObjectHandler: Send + Sync {
     /// For a table whose rows the host gives on demand (the processes,
     /// the neighbour table; no event says when they change): the read
     /// that fetches them, made off the tree's lock before a request that
-    /// reads the table is served ([`Tree::host_reads`]), its rows then
-    /// committed as the platform's ([`Tree::supply`]).
+    /// lists the table is served ([`Tree::host_reads`]), its rows then
+    /// committed as the platform's ([`Tree::supply`]). Asked once at
+    /// registration whether there is one. The table's changes are not
+    /// published on the change stream.
     fn host_rows(&self) -> Option<HostRows> {
         None
     }
@@ -267,6 +269,9 @@ pub struct Tree {
     /// that origin reads of those resources, until its next fetch.
     fetched: std::collections::HashMap<(Origin, Path), Result<ResourceValue, Error>>,
     objects: BTreeMap<ObjectId, ObjectEntry>,
+    /// The objects read on demand ([`ObjectHandler::host_rows`]), known
+    /// at registration.
+    on_demand: std::collections::BTreeSet<ObjectId>,
     attributes: Attributes,
     pending: BTreeMap<String, String>,
     bus: ChangeBus,
@@ -286,6 +291,7 @@ impl Tree {
             busy: BTreeMap::new(),
             fetched: std::collections::HashMap::new(),
             objects: BTreeMap::new(),
+            on_demand: std::collections::BTreeSet::new(),
             attributes: Attributes::default(),
             pending: BTreeMap::new(),
             bus: ChangeBus::default(),
@@ -316,6 +322,9 @@ impl Tree {
                 path: Path::object(schema.id),
                 reason: "object registered twice".into(),
             });
+        }
+        if handler.host_rows().is_some() {
+            self.on_demand.insert(schema.id);
         }
         self.objects.insert(
             schema.id,
@@ -557,16 +566,13 @@ impl Tree {
     /// ([`ObjectHandler::host_rows`]): a request that lists one of them
     /// names it to [`Tree::host_reads`] even when it has no instance yet.
     pub fn tables_read_on_demand(&self) -> Vec<ObjectId> {
-        self.objects
-            .values()
-            .filter(|e| e.handler.host_rows().is_some())
-            .map(|e| e.schema.id)
-            .collect()
+        self.on_demand.iter().copied().collect()
     }
 
     /// Keeps what host reads fetched: each origin's values replace that
     /// origin's earlier ones; tables' rows are committed as the
-    /// platform's (a table the host could not read stays as it was).
+    /// platform's (a table the host could not read stays as it was; the
+    /// commit is not published, see [`ObjectHandler::host_rows`]).
     /// Returns what did not fit, for the log.
     pub fn supply(&mut self, fetched: Fetched) -> Vec<String> {
         let origins: Vec<Origin> = fetched.values.iter().map(|(o, _, _)| *o).collect();
@@ -1574,17 +1580,9 @@ fn apply(tree: &mut Tree, origin: Origin, staged: Staged) -> Result<Committed, T
     // Tables read on demand (the processes) change at every read and
     // nothing acts on them (no notification may be set on them): their
     // changes are not published, or one listing of a busy host would
-    // flood every subscriber.
-    let on_demand: std::collections::BTreeSet<ObjectId> = changes
-        .iter()
-        .map(|(_, path, _)| path.object_id())
-        .filter(|object| {
-            tree.objects
-                .get(object)
-                .is_some_and(|e| e.handler.host_rows().is_some())
-        })
-        .collect();
-    changes.retain(|(_, path, _)| !on_demand.contains(&path.object_id()));
+    // flood every subscriber (the exception to the invariant of the
+    // change stream, ARCHITECTURE.md).
+    changes.retain(|(_, path, _)| !tree.on_demand.contains(&path.object_id()));
     let count = changes.len();
     tree.bus.publish(changes);
     Ok(Committed {

@@ -1324,7 +1324,8 @@ fn tables_read_on_demand_keep_instance_numbers_by_key() {
             (3, Value::Unsigned(77), command("cron"))
         ]
     );
-    assert!(changes.drain().iter().all(|c| c.origin == Origin::Platform));
+    // Not published: they change at every read, nothing acts on them.
+    assert!(changes.drain().is_empty());
     // sshd ends, a new process starts: cron keeps 3, the new one takes a
     // number no entry held (not sshd's 2 at once: an ACS that read it
     // must not find another process there).
@@ -1342,4 +1343,24 @@ fn tables_read_on_demand_keep_instance_numbers_by_key() {
     *rows.lock().unwrap() = Err("no /proc".into());
     refresh(&mut tree);
     assert_eq!(table(&tree).len(), 3);
+}
+
+/// A transaction that touches a table read on demand and an ordinary
+/// object publishes the ordinary object's changes only.
+#[test]
+fn changes_of_tables_read_on_demand_are_not_published() {
+    let mut tree = Tree::new();
+    tree.register(Box::new(Processes {
+        rows: Arc::new(Mutex::new(Ok(Vec::new()))),
+    }))
+    .unwrap();
+    tree.register(Box::new(Wlan)).unwrap();
+    let changes = tree.subscribe(16);
+    tree.begin(Origin::Platform)
+        .create(dm_core::catalog::process::ID, None)
+        .create(wlan::ID, None)
+        .commit()
+        .unwrap();
+    let published: Vec<_> = changes.drain().iter().map(|c| c.path).collect();
+    assert_eq!(published, [Path::instance(wlan::ID, InstanceId(1))]);
 }

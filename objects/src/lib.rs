@@ -28,6 +28,7 @@ mod wlan;
 
 use std::sync::Arc;
 
+use dm_core::facts::stage_fact;
 use dm_core::tree::default_slot;
 use dm_core::{
     Change, ChangeKind, Error, Instance, ObjectId, ObjectSchema, Origin, Path, ResourceValue, Slot,
@@ -182,5 +183,3 @@ fn layout(schema: &ObjectSchema, optional: &[dm_core::ResourceId]) -> Instance {
             instance.with(r.id, default_slot(r))
         })
 }
-
-use dm_core::facts::stage_fact;

@@ -192,7 +192,10 @@ fn the_veth_reads_the_same_through_cwmp_lwm2m_and_ip() {
     let addresses = ip(&netns, &["-4", "addr", "show", "veth0"]);
     let address = addresses[0]["addr_info"][0]["local"].as_str().unwrap();
     assert_eq!(address, "198.51.100.1");
-    assert_eq!(first["Device.IP.Interface.1.IPv4Address.1.IPAddress"], address);
+    assert_eq!(
+        first["Device.IP.Interface.1.IPv4Address.1.IPAddress"],
+        address
+    );
     let default = ip(&netns, &["route", "show", "default"]);
     let gateway = default[0]["gateway"].as_str().unwrap();
     let route = first
@@ -202,7 +205,10 @@ fn the_veth_reads_the_same_through_cwmp_lwm2m_and_ip() {
         .unwrap_or_else(|| panic!("no forwarding entry via {gateway}: {first:?}"));
     assert_eq!(first[&format!("{route}DestIPAddress")], "");
     // The name server of the namespace's resolver.
-    assert_eq!(first["Device.DNS.Client.Server.1.DNSServer"], "198.51.100.53");
+    assert_eq!(
+        first["Device.DNS.Client.Server.1.DNSServer"],
+        "198.51.100.53"
+    );
 
     // The same through LwM2M: /4/0/4 the address, /4/0/5 the router.
     next_with("\"register\"");

@@ -86,6 +86,7 @@ impl Host for LinuxHost {
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
             .collect();
         pids.sort_unstable();
+        let ticks = ticks_per_second();
         // A process may end between the listing and its files: left out.
         Ok(pids
             .into_iter()
@@ -93,7 +94,7 @@ impl Host for LinuxHost {
                 let stat = self.read(&format!("{pid}/stat")).ok()?;
                 let cmdline =
                     std::fs::read(format!("{}/{pid}/cmdline", self.proc_root)).unwrap_or_default();
-                parse_process(pid, &stat, &cmdline, self.page_kib, ticks_per_second())
+                parse_process(pid, &stat, &cmdline, self.page_kib, ticks)
             })
             .collect())
     }

@@ -749,7 +749,9 @@ async fn session(
                     })
                     .await
                     .unwrap_or_default();
-                    engine.host_reads_done(&mut lock(tree), fetched);
+                    for warning in engine.host_reads_done(&mut lock(tree), fetched) {
+                        warn!("{warning}");
+                    }
                 }
             }
             Err(e) => {

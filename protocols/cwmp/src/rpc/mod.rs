@@ -884,7 +884,10 @@ pub fn set_parameter_attributes_by(
                 continue;
             }
             // A table read on demand (the processes) changes at every
-            // read and says nothing between: no notification of it.
+            // read and says nothing between: no notification of it. TR-181
+            // marks most of its parameters activeNotify "normal"; with no
+            // change events to report, the agent refuses rather than
+            // accept a notification that could never fire.
             if on_demand.contains(&c.path.object_id()) {
                 if change.name == c.name && level.is_some_and(|l| l != Notification::Off) {
                     return Err(fault(FaultCode::NotificationRequestRejected, &c.name));

@@ -94,8 +94,9 @@ impl Engine {
         undo
     }
 
-    /// The host reads a GetParameterValues waits for, once: the driver
-    /// makes them off the tree's lock and reports with
+    /// The host reads a GetParameterValues or GetParameterNames waits for
+    /// (volatile values, tables read on demand), once: the driver makes
+    /// them off the tree's lock and reports with
     /// [`Engine::host_reads_done`].
     pub fn poll_host_reads(&mut self) -> Option<dm_core::HostReads> {
         self.host_reads.take()
@@ -103,13 +104,13 @@ impl Engine {
 
     /// What the reads [`Engine::poll_host_reads`] gave brought back: the
     /// request is answered with them (the answer is the next POST), and
-    /// they are forgotten.
-    pub fn host_reads_done(&mut self, tree: &mut Tree, fetched: dm_core::Fetched) {
+    /// they are forgotten. Returns what of them did not fit (skipped; the
+    /// rest is served), for the log.
+    pub fn host_reads_done(&mut self, tree: &mut Tree, fetched: dm_core::Fetched) -> Vec<String> {
         let Some((id, request)) = self.reading.take() else {
-            return;
+            return Vec::new();
         };
-        // What did not fit is skipped; the rest of the table is served.
-        let _ = tree.supply(fetched);
+        let warnings = tree.supply(fetched);
         let e = Encoder::new(self.version);
         let reply = self.answer_now(
             tree,
@@ -126,6 +127,7 @@ impl Engine {
         if matches!(self.phase, Phase::Exchanging { .. }) {
             self.queue_reply(reply);
         }
+        warnings
     }
 
     /// Answers `request` now, or once the host reads `paths` need are

@@ -157,8 +157,13 @@ impl Run {
             return Some(answer);
         }
         let reads = self.engine.poll_host_reads()?;
-        self.engine
+        let warnings = self
+            .engine
             .host_reads_done(&mut self.tree, reads.run_within(Duration::from_secs(5)));
+        assert!(
+            warnings.iter().all(|w| w.contains("served")),
+            "{warnings:?}"
+        );
         self.engine.poll_transmit().map(|body| body.to_text())
     }
 
@@ -1918,7 +1923,8 @@ fn tables_read_on_demand_are_read_before_the_answer() {
             "{}",
             reads.describe()
         );
-        run.engine
+        let _ = run
+            .engine
             .host_reads_done(&mut run.tree, reads.run_within(Duration::from_secs(5)));
         run.engine.poll_transmit().expect("then answered").to_text()
     }
