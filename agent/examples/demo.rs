@@ -108,10 +108,8 @@ fn demo() -> Result<(), String> {
     // The LwM2M server: waits for a line, writes the SSID, then takes
     // commands ("observe", "push", "exec").
     let coap_port = dm_tests::files::free_udp_port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([&coap_port.to_string(), "write", "/12/1/5", "from-lwm2m"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -255,7 +255,7 @@ fn dtls_latency() {
             .unwrap();
         let mut buffer = [0u8; 4096];
         while !stop_device.load(Ordering::Relaxed) {
-            while let Some(out) = dtls.poll_transmit() {
+            while let Some(out) = dtls.poll_transmit(Instant::now()) {
                 device.send(&out).unwrap();
             }
             match device.recv(&mut buffer) {

@@ -230,3 +230,13 @@ pub fn free_tcp_port() -> u16 {
 pub fn free_udp_port() -> u16 {
     free_port()
 }
+
+/// A named pipe at `path` (mkfifo): a test peer writes lines to it, the
+/// test reads them as they come.
+pub fn fifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", path.display());
+}

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod dbus_stack;
+pub mod dtls;
 pub mod files;
 pub mod mini_acs;
 pub mod netns;

@@ -23,6 +23,20 @@ pub fn python() -> PathBuf {
     path
 }
 
+/// `tests/peers/lwm2m_server.py`, the aiocoap LwM2M server the end-to-end
+/// tests and the demo drive.
+pub fn lwm2m_server_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/lwm2m_server.py")
+}
+
+/// The LwM2M server as a command (the venv's python and the script),
+/// its mode's arguments to be added.
+pub fn lwm2m_server() -> Command {
+    let mut command = Command::new(python());
+    command.arg(lwm2m_server_script());
+    command
+}
+
 /// pyftpdlib serving `root` on 127.0.0.1 for user "dm", password
 /// "ftp-secret" (and anonymous reads); stopped when dropped.
 pub struct FtpServer {

@@ -10,7 +10,6 @@ use dm_tests::process::Guard;
 use std::collections::VecDeque;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -106,10 +105,8 @@ fn an_lwm2m_write_becomes_a_cwmp_value_change() {
     let coap_port = dm_tests::files::free_udp_port();
     let cr_port = dm_tests::files::free_tcp_port();
 
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([&coap_port.to_string(), "write", "/12/1/5", "from-lwm2m"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -384,13 +384,7 @@ fn a_download_killed_during_apply_is_reported_failed_after_the_restart() {
     // The program says it runs (its pid, through a FIFO the test reads:
     // no polling), then works for a long time.
     let fifo = dir.path().join("applying");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    dm_tests::files::fifo(&fifo);
     let program = dir.path().join("slow-apply");
     dm_tests::files::executable(
         &program,

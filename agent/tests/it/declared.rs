@@ -303,10 +303,8 @@ fn the_temperature_example_runs_against_both_servers() {
     use std::io::Write as _;
     use std::os::unix::process::CommandExt as _;
     let port = dm_tests::files::free_udp_port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = dm_tests::agent::Agent(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([&port.to_string(), "write", "/3303/1/5750", "kitchen"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -229,13 +229,7 @@ fn the_launcher_passes_sighup_on() {
     use std::io::BufRead as _;
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("said");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    dm_tests::files::fifo(&fifo);
     let bin = dir.path().join("fake-dmagent");
     dm_tests::files::executable(
         &bin,

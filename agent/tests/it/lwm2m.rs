@@ -38,10 +38,8 @@ fn next(rx: &mpsc::Receiver<Value>) -> Value {
 #[test]
 fn aiocoap_server_registers_reads_writes_observes_executes_creates_deletes_discovers() {
     let port = dm_tests::files::free_udp_port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .arg(port.to_string())
             .stdout(Stdio::piped())
             .spawn()
@@ -166,27 +164,11 @@ fn register_over_dtls(host: &str) {
         .local_addr()
         .unwrap()
         .port();
-    let mut server = Guard(
-        Command::new("openssl")
-            .args([
-                "s_server",
-                "-dtls1_2",
-                "-nocert",
-                "-cipher",
-                "PSK-AES128-CCM8",
-            ])
-            .args([
-                "-psk_identity",
-                "dev-dtls",
-                "-psk",
-                "000102030405060708090a0b0c0d0e0f",
-            ])
-            .args(["-accept", &format!("{host}:{port}")])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("openssl is missing: run scripts/install-deps.sh"),
+    let mut server = dm_tests::dtls::psk_server(
+        &format!("{host}:{port}"),
+        "dev-dtls",
+        "000102030405060708090a0b0c0d0e0f",
+        Stdio::piped(),
     );
     let (tx, output) = mpsc::channel::<String>();
     let stdout = server.0.stdout.take().unwrap();
@@ -265,10 +247,8 @@ fn registers_over_dtls_over_ipv6() {
 fn bootstraps_then_registers_with_the_provisioned_server() {
     let free = || dm_tests::files::free_udp_port();
     let (port, bootstrap_port) = (free(), free());
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([
                 port.to_string(),
                 "bootstrap".into(),
@@ -345,8 +325,7 @@ fn bootstraps_then_registers_with_the_provisioned_server() {
     // Started again on the same state: the account from the bootstrap is
     // kept, so the agent registers at once (no bootstrap server runs now).
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([
                 port.to_string(),
                 "write".into(),
@@ -392,10 +371,8 @@ fn bootstraps_then_registers_with_the_provisioned_server() {
 fn bootstraps_then_registers_with_both_provisioned_servers_at_once() {
     let free = || dm_tests::files::free_udp_port();
     let (port, bootstrap_port, second_port) = (free(), free(), free());
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([
                 port.to_string(),
                 "bootstrap".into(),
@@ -486,10 +463,8 @@ fn lwm2m_writes_reach_real_network_manager_and_ofono() {
     use dm_platform::Network as _;
     let stack = dm_tests::dbus_stack::Stack::start();
     let port = dm_tests::files::free_udp_port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([port.to_string(), "platform".into(), "/11/1/1".into()])
             .stdout(Stdio::piped())
             .spawn()
@@ -563,10 +538,8 @@ fn an_lwm2m_reboot_deregisters_then_goes_through_logind() {
     let mut stack = dm_tests::dbus_stack::Stack::mock();
     assert_eq!(stack.command("start logind"), "ok");
     let port = dm_tests::files::free_udp_port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([port.to_string(), "reboot".into()])
             .stdout(Stdio::piped())
             .spawn()
@@ -633,11 +606,8 @@ fn reboot_and_factory_reset_deregister_before_acting() {
         let port = dm_tests::files::free_udp_port();
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("acted");
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
         let mut server = Guard(
-            Command::new(dm_tests::py_peers::python())
-                .arg(&script)
+            dm_tests::py_peers::lwm2m_server()
                 .args([port.to_string(), "host-action".into(), resource.into()])
                 .arg(&marker)
                 .stdout(Stdio::piped())
@@ -693,10 +663,8 @@ fn reboot_and_factory_reset_deregister_before_acting() {
 fn an_address_change_in_network_manager_is_notified_over_lwm2m() {
     let mut stack = dm_tests::dbus_stack::Stack::start();
     let port = dm_tests::files::free_udp_port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([port.to_string(), "observe".into(), "/4/0/4".into()])
             .stdout(Stdio::piped())
             .spawn()
@@ -773,10 +741,8 @@ fn an_address_change_in_network_manager_is_notified_over_lwm2m() {
 #[test]
 fn the_launcher_registers_with_the_server_it_is_given() {
     let port = dm_tests::files::free_udp_port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([port.to_string(), "observe".into(), "/3/0/0".into()])
             .stdout(Stdio::piped())
             .spawn()
@@ -830,10 +796,8 @@ fn registers_with_an_ipv6_server_uri() {
         .local_addr()
         .unwrap()
         .port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([port.to_string(), "observe".into(), "/3/0/2".into()])
             .env("LWM2M_BIND", "::1")
             .stdout(Stdio::piped())
@@ -894,11 +858,9 @@ fn a_pushed_firmware_package_is_applied_by_the_configured_program() {
             .then(|| "<cwmp:AutonomousTransferCompleteResponse/>".to_owned())
     }));
     let cr_port = dm_tests::files::free_tcp_port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let size = 5 * 1024 * 1024;
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([port.to_string(), "firmware".into(), size.to_string()])
             .stdout(Stdio::piped())
             .spawn()
@@ -979,10 +941,8 @@ fn a_firmware_package_is_pulled_over_http_and_applied() {
     let port = dm_tests::files::free_udp_port();
     let dir = tempfile::tempdir().unwrap();
     let (program, applied) = dm_tests::files::copying_program(dir.path());
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([
                 port.to_string(),
                 "firmware-pull".into(),
@@ -1076,10 +1036,8 @@ fn a_push_that_fills_the_disk_is_refused_with_result_2() {
     assert!(mounted.success(), "mounting a tmpfs needs root");
     let _tmpfs = Tmpfs(state.clone());
     let port = dm_tests::files::free_udp_port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([
                 port.to_string(),
                 "firmware-full".into(),
@@ -1148,10 +1106,8 @@ fn a_5_mb_firmware_package_is_pulled_over_coap_block2_and_applied() {
     let port = dm_tests::files::free_udp_port();
     let dir = tempfile::tempdir().unwrap();
     let (program, applied) = dm_tests::files::copying_program(dir.path());
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([port.to_string(), "firmware-coap".into(), size.to_string()])
             .stdout(Stdio::piped())
             .spawn()
@@ -1221,10 +1177,8 @@ fn updates_continue_while_a_firmware_download_runs() {
     let (http_port, started) = dm_tests::files::stalling_server();
     let port = dm_tests::files::free_udp_port();
     let dir = tempfile::tempdir().unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([
                 port.to_string(),
                 "write".into(),
@@ -1310,10 +1264,8 @@ fn cancel_stops_a_firmware_pull_and_deletes_its_image() {
     let (http_port, started) = dm_tests::files::stalling_server();
     let port = dm_tests::files::free_udp_port();
     let dir = tempfile::tempdir().unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([
                 port.to_string(),
                 "write".into(),
@@ -1404,10 +1356,8 @@ fn cancel_stops_a_firmware_pull_and_deletes_its_image() {
 fn a_server_name_that_resolves_later_is_registered_with() {
     let port = dm_tests::files::free_udp_port();
     let dir = tempfile::tempdir().unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([
                 port.to_string(),
                 "write".into(),
@@ -1505,10 +1455,8 @@ fn a_software_package_is_pulled_installed_activated_and_uninstalled() {
             received = received.display()
         ),
     );
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([
                 port.to_string(),
                 "software".into(),
@@ -1618,10 +1566,8 @@ fn a_dmagent_package_is_staged_and_activating_it_exits_for_the_launcher() {
     let package = std::fs::read(&binary).unwrap();
     let http_port = dm_tests::files::image_server(package.clone());
     let port = dm_tests::files::free_udp_port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([
                 port.to_string(),
                 "self-update".into(),
@@ -1709,10 +1655,8 @@ fn reads_are_answered_while_network_manager_takes_3_s_to_write() {
         })
     }));
     let port = dm_tests::files::free_udp_port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([port.to_string(), "concurrent".into()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -1827,10 +1771,8 @@ fn reads_are_answered_while_network_manager_takes_3_s_to_write() {
 fn a_declared_object_is_served_to_aiocoap_and_its_writes_are_kept() {
     use std::io::Write as _;
     let port = dm_tests::files::free_udp_port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([&port.to_string(), "write", "/3303/0/5750", "kitchen"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -1915,10 +1857,8 @@ fn a_declared_object_is_served_to_aiocoap_and_its_writes_are_kept() {
 fn a_command_provider_serves_its_object_and_is_restarted_when_it_dies() {
     use std::io::Write as _;
     let port = dm_tests::files::free_udp_port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([&port.to_string(), "write", "/3303/0/5750", "kitchen"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -2010,10 +1950,8 @@ fn a_dbus_provider_serves_its_object_and_is_unavailable_while_away() {
     use std::io::Write as _;
     let bus = dm_tests::dbus_stack::Stack::mock();
     let port = dm_tests::files::free_udp_port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
-        Command::new(dm_tests::py_peers::python())
-            .arg(&script)
+        dm_tests::py_peers::lwm2m_server()
             .args([&port.to_string(), "write", "/3303/0/5750", "kitchen"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -105,12 +104,11 @@ fn the_veth_reads_the_same_through_cwmp_lwm2m_and_ip() {
 
     // The LwM2M server, in the namespace.
     let coap_port = dm_tests::files::free_udp_port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/lwm2m_server.py");
     let mut server = Guard(
         Command::new("ip")
             .args(["netns", "exec", &netns])
             .arg(dm_tests::py_peers::python())
-            .arg(&script)
+            .arg(dm_tests::py_peers::lwm2m_server_script())
             .args([&coap_port.to_string(), "write", "/1/0/1", "300"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

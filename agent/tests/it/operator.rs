@@ -84,28 +84,12 @@ fn a_forbidding_acs_and_a_wrong_psk_are_in_the_log_and_the_status() {
     let stack = dm_tests::dbus_stack::Stack::mock();
     let acs_port = forbidding_acs();
     let dtls_port = dm_tests::files::free_udp_port();
-    let _dtls = Guard(
-        Command::new("openssl")
-            .args([
-                "s_server",
-                "-dtls1_2",
-                "-nocert",
-                "-cipher",
-                "PSK-AES128-CCM8",
-            ])
-            .args([
-                "-psk_identity",
-                "dev",
-                "-psk",
-                "000102030405060708090a0b0c0d0e0f",
-            ])
-            .args(["-accept", &format!("127.0.0.1:{dtls_port}")])
-            // s_server ends when its input does: kept open by the guard.
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("openssl is missing: run scripts/install-deps.sh"),
+    // s_server ends when its input does: kept open by the guard.
+    let _dtls = dm_tests::dtls::psk_server(
+        &format!("127.0.0.1:{dtls_port}"),
+        "dev",
+        "000102030405060708090a0b0c0d0e0f",
+        Stdio::null(),
     );
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("dmagent.toml");

@@ -8,7 +8,6 @@
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use dm_tests::agent::Agent;
@@ -47,12 +46,10 @@ attempt("delete", lambda: agent.DeleteInstance("/3303", u(7)))
 sys.stdin.readline()
 "#;
 
-#[test]
-fn dbus_providers_register_push_and_are_noticed_leaving() {
-    let bus = dm_tests::dbus_stack::Stack::mock();
-    let dir = tempfile::tempdir().unwrap();
+/// The temperature example's /3303 declared with a D-Bus provider.
+fn provider_config(dir: &std::path::Path) -> PathBuf {
     let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/temperature");
-    let config = dir.path().join("dmagent.toml");
+    let config = dir.join("dmagent.toml");
     std::fs::write(
         &config,
         format!(
@@ -62,6 +59,14 @@ fn dbus_providers_register_push_and_are_noticed_leaving() {
         ),
     )
     .unwrap();
+    config
+}
+
+#[test]
+fn dbus_providers_register_push_and_are_noticed_leaving() {
+    let bus = dm_tests::dbus_stack::Stack::mock();
+    let dir = tempfile::tempdir().unwrap();
+    let config = provider_config(dir.path());
     let mut agent = Agent(
         Command::new(env!("CARGO_BIN_EXE_dmagent"))
             .args(["--config", config.to_str().unwrap(), "--state-dir"])
@@ -75,18 +80,7 @@ fn dbus_providers_register_push_and_are_noticed_leaving() {
             .spawn()
             .unwrap(),
     );
-    let log = {
-        let stderr = agent.0.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        rx
-    };
+    let log = dm_tests::process::lines(agent.0.stderr.take().unwrap());
     let logged = |needle: &str| loop {
         let line = log
             .recv_timeout(Duration::from_secs(30))
@@ -268,17 +262,7 @@ GLib.MainLoop().run()
 fn a_dbus_provider_that_answers_too_late_is_sent_the_inverse() {
     let bus = dm_tests::dbus_stack::Stack::mock();
     let dir = tempfile::tempdir().unwrap();
-    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/temperature");
-    let config = dir.path().join("dmagent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[object]]\ndefinition = \"{}/3303.xml\"\n\
-             values = {{ \"0/5750\" = \"room\" }}\nprovider = \"dbus\"\n",
-            example.display()
-        ),
-    )
-    .unwrap();
+    let config = provider_config(dir.path());
     let _agent = dm_tests::agent::run_on_bus(
         env!("CARGO_BIN_EXE_dmagent"),
         &config,

@@ -582,7 +582,7 @@ async fn connected(
             }
         }
         if let Some(session) = dtls.as_mut() {
-            while let Some(datagram) = session.poll_transmit_at(clock::now()) {
+            while let Some(datagram) = session.poll_transmit(clock::now()) {
                 send(&socket, &datagram, config.server).await;
             }
             if session.is_connected() {
@@ -1063,7 +1063,7 @@ async fn flush(
         }
     }
     if let Some(session) = dtls {
-        while let Some(datagram) = session.poll_transmit_at(clock::now()) {
+        while let Some(datagram) = session.poll_transmit(clock::now()) {
             send(socket, &datagram, config.server).await;
         }
     }

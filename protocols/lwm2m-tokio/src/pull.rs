@@ -108,7 +108,7 @@ pub async fn pull(
             }
         }
         if let Some(session) = dtls.as_mut() {
-            while let Some(datagram) = session.poll_transmit() {
+            while let Some(datagram) = session.poll_transmit(clock::now()) {
                 let _ = socket.send(&datagram).await;
             }
             if let Some(failure) = session.failure() {

@@ -207,14 +207,10 @@ impl DtlsClient {
         }
     }
 
-    /// The next ciphertext datagram to send. The handshake's transmissions
-    /// are looked at for our ChangeCipherSpec ([`SILENT_AFTER_FINISHED`]).
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.poll_transmit_at(Instant::now())
-    }
-
-    /// [`DtlsClient::poll_transmit`], `now` being the time of sending.
-    pub fn poll_transmit_at(&mut self, now: Instant) -> Option<Vec<u8>> {
+    /// The next ciphertext datagram to send, `now` being the time of
+    /// sending. The handshake's transmissions are looked at for our
+    /// ChangeCipherSpec ([`SILENT_AFTER_FINISHED`]).
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
         let datagram = self.endpoint.poll_transmit().map(|m| m.message.to_vec())?;
         if !self.connected && self.finished_sent.is_none() && has_change_cipher_spec(&datagram) {
             self.finished_sent = Some(now);

@@ -36,7 +36,7 @@ fn pump(
 ) {
     let mut buffer = [0u8; 4096];
     while Instant::now() < deadline {
-        while let Some(datagram) = client.poll_transmit() {
+        while let Some(datagram) = client.poll_transmit(Instant::now()) {
             socket.send(&datagram).unwrap();
         }
         if done(client) {
@@ -177,7 +177,7 @@ fn in_memory_dropping(server_key: Vec<u8>, drop_alerts: bool) -> (DtlsClient, Ve
     client.send(now, b"register me");
     let mut received = Vec::new();
     for _ in 0..50 {
-        while let Some(datagram) = client.poll_transmit() {
+        while let Some(datagram) = client.poll_transmit(Instant::now()) {
             if let Ok(events) =
                 server.read(now, client_address, None, BytesMut::from(&datagram[..]))
             {
@@ -263,11 +263,11 @@ fn a_handshake_that_stalls_early_is_not_blamed_on_the_key() {
     )
     .unwrap();
     // ClientHello to the server; its first answer back; nothing after.
-    let hello = client.poll_transmit().expect("a ClientHello");
+    let hello = client.poll_transmit(Instant::now()).expect("a ClientHello");
     let _ = server.read(start, client_address, None, BytesMut::from(&hello[..]));
     let answer = server.poll_transmit().expect("the server answers");
     client.handle_datagram(start, &answer.message);
-    while client.poll_transmit().is_some() {}
+    while client.poll_transmit(Instant::now()).is_some() {}
     client.handle_timeout(start + SILENT_AFTER_FINISHED + Duration::from_secs(1));
     if client.is_connected() {
         panic!("connected without the rest of the handshake");
@@ -293,7 +293,7 @@ fn a_host_name_is_sent_as_sni() {
         KEY.to_vec(),
     )
     .unwrap();
-    let hello = client.poll_transmit().expect("a ClientHello");
+    let hello = client.poll_transmit(Instant::now()).expect("a ClientHello");
     assert!(
         hello
             .windows(b"lwm2m.example.net".len())
