@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     };
     client.send(now, b"\x44\x02\x00\x01register");
     for record in data.split(|b| *b == 0xd7).take(64) {
-        while client.poll_transmit().is_some() {}
+        while client.poll_transmit(now).is_some() {}
         client.handle_datagram(now, record);
         while client.poll_plaintext().is_some() {}
         now += Duration::from_millis(500);
