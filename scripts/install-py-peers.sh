@@ -3,16 +3,27 @@
 # virtual environment outside the checkout: aiocoap (the LwM2M server of
 # the LwM2M tests) and pyftpdlib (the FTP server of the CWMP transfer
 # tests). Prints the environment's python.
+#
+# Also python-dbusmock from PyPI, beside Debian's (which has no
+# ModemManager template): pure Python, into a directory of its own that
+# tests/peers/dbus-mock.sh puts on PYTHONPATH for the templates Debian's
+# lacks. It runs on Debian's python3 and its dbus-python.
 set -eu
 
 aiocoap="0.4.17"
 pyftpdlib="2.2.0"
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/dmagent/venv"
+dbusmock="0.38.1"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/dmagent"
+venv="$cache/venv"
 if ! "$venv/bin/python" -c "
 import sys, aiocoap.meta, pyftpdlib
 sys.exit(aiocoap.meta.version != '$aiocoap' or pyftpdlib.__ver__ != '$pyftpdlib')
 " 2>/dev/null; then
     python3 -m venv "$venv" >&2
     "$venv/bin/pip" install --quiet "aiocoap==$aiocoap" "pyftpdlib==$pyftpdlib" >&2
+fi
+if [ ! -f "$cache/dbusmock-$dbusmock/dbusmock/templates/modemmanager.py" ]; then
+    "$venv/bin/pip" install --quiet --no-deps --target "$cache/dbusmock-$dbusmock" \
+        "python-dbusmock==$dbusmock" >&2
 fi
 echo "$venv/bin/python"

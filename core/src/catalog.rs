@@ -406,6 +406,10 @@ pub mod connectivity {
     pub const IPV4_ADDRESSES: ResourceId = ResourceId(1005);
     /// IPAddress
     pub const IPV6_ADDRESSES: ResourceId = ResourceId(1006);
+    /// IMSI
+    pub const IMSI: ResourceId = ResourceId(1007);
+    /// ICCID
+    pub const ICCID: ResourceId = ResourceId(1008);
 
     pub static SCHEMA: ObjectSchema = ObjectSchema {
         id: ID,
@@ -435,6 +439,8 @@ pub mod connectivity {
             ResourceSchema { id: RSRQ, name: "RSRQ", value_type: ValueType::Int, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
             ResourceSchema { id: IPV4_ADDRESSES, name: "IPAddress", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 15 } },
             ResourceSchema { id: IPV6_ADDRESSES, name: "IPAddress", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
+            ResourceSchema { id: IMSI, name: "IMSI", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 14, max: 15 } },
+            ResourceSchema { id: ICCID, name: "ICCID", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 6, max: 20 } },
         ],
     };
 }
@@ -494,6 +500,44 @@ pub mod firmware {
             ResourceSchema { id: LAST_STATE_CHANGE_TIME, name: "Last State Change Time", value_type: ValueType::DateTime, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
             ResourceSchema { id: MAXIMUM_DEFER_PERIOD, name: "Maximum Defer Period", value_type: ValueType::UnsignedLong, access: Access::ReadWrite, multiple: false, mandatory: false, units: "s", constraint: Constraint::None },
             ResourceSchema { id: AUTOMATIC_UPGRADE_AT_DOWNLOAD, name: "Automatic Upgrade at Download", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+        ],
+    };
+}
+
+/// Location (object 6, version 1.0).
+pub mod location {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(6);
+    /// Latitude
+    pub const LATITUDE: ResourceId = ResourceId(0);
+    /// Longitude
+    pub const LONGITUDE: ResourceId = ResourceId(1);
+    /// Altitude
+    pub const ALTITUDE: ResourceId = ResourceId(2);
+    /// Radius
+    pub const RADIUS: ResourceId = ResourceId(3);
+    /// Velocity
+    pub const VELOCITY: ResourceId = ResourceId(4);
+    /// Timestamp
+    pub const TIMESTAMP: ResourceId = ResourceId(5);
+    /// Speed
+    pub const SPEED: ResourceId = ResourceId(6);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "Location",
+        version: "1.0",
+        multiple: false,
+        mandatory: false,
+        resources: &[
+            ResourceSchema { id: LATITUDE, name: "Latitude", value_type: ValueType::Float, access: Access::Read, multiple: false, mandatory: true, units: "lat", constraint: Constraint::None },
+            ResourceSchema { id: LONGITUDE, name: "Longitude", value_type: ValueType::Float, access: Access::Read, multiple: false, mandatory: true, units: "lon", constraint: Constraint::None },
+            ResourceSchema { id: ALTITUDE, name: "Altitude", value_type: ValueType::Float, access: Access::Read, multiple: false, mandatory: false, units: "m", constraint: Constraint::None },
+            ResourceSchema { id: RADIUS, name: "Radius", value_type: ValueType::Float, access: Access::Read, multiple: false, mandatory: false, units: "m", constraint: Constraint::None },
+            ResourceSchema { id: VELOCITY, name: "Velocity", value_type: ValueType::Opaque, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TIMESTAMP, name: "Timestamp", value_type: ValueType::DateTime, access: Access::Read, multiple: false, mandatory: true, units: "", constraint: Constraint::None },
+            ResourceSchema { id: SPEED, name: "Speed", value_type: ValueType::Float, access: Access::Read, multiple: false, mandatory: false, units: "m/s", constraint: Constraint::None },
         ],
     };
 }
@@ -1444,6 +1488,7 @@ pub static ALL: &[&ObjectSchema] = &[
     &device::SCHEMA,
     &connectivity::SCHEMA,
     &firmware::SCHEMA,
+    &location::SCHEMA,
     &software::SCHEMA,
     &cellular::SCHEMA,
     &apn::SCHEMA,

@@ -52,6 +52,8 @@ impl ObjectHandler for Connectivity {
                 NETWORK_IN_USE,
                 RSRP,
                 RSRQ,
+                IMSI,
+                ICCID,
                 IPV4_ADDRESSES,
                 IPV6_ADDRESSES,
             ],
@@ -380,7 +382,7 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
                 .map(|c| Value::String(c.apn.clone())),
         ),
     );
-    let facts: [(_, Option<Value>); 11] = [
+    let facts: [(_, Option<Value>); 13] = [
         (
             RADIO_SIGNAL_STRENGTH,
             radio.signal_dbm.map(|v| Value::Integer(v.into())),
@@ -394,6 +396,8 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
         (SMCC, radio.mcc.map(|v| Value::Integer(v.into()))),
         (SMNC, radio.mnc.map(|v| Value::Integer(v.into()))),
         (IMEI, radio.imei.clone().map(Value::String)),
+        (IMSI, radio.imsi.clone().map(Value::String)),
+        (ICCID, radio.iccid.clone().map(Value::String)),
         (
             CURRENT_ACCESS_TECHNOLOGY,
             radio.technology.as_deref().map(tr181_technology),
@@ -422,7 +426,7 @@ fn tr181_technology(ofono: &str) -> Value {
             "edge" => "EDGE",
             "umts" => "UMTS",
             "hsdpa" | "hsupa" | "hspa" => "UMTSHSPA",
-            "lte" => "LTE",
+            "lte" | "nbiot" => "LTE",
             "nr" => "NR",
             other => other,
         }

@@ -20,6 +20,7 @@ mod device;
 mod ethernet;
 mod firmware;
 mod host_tables;
+mod location;
 mod management;
 mod provision;
 mod software;
@@ -61,6 +62,7 @@ pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
     management::register(tree)?;
     device::register(tree, platform)?;
     connectivity::register(tree, Arc::clone(&platform.network))?;
+    location::register(tree)?;
     firmware::register(tree)?;
     software::register(tree)?;
     wlan::register(tree, Arc::clone(&platform.network))?;
@@ -111,7 +113,9 @@ pub fn upgrade(snapshot: &mut dm_core::Snapshot) {
 pub fn populate(tree: &mut Tree, covered: &[ObjectId]) -> Result<(), dm_core::TransactionError> {
     let single: Vec<ObjectId> = tree
         .objects()
-        .filter(|schema| !schema.multiple && !covered.contains(&schema.id))
+        .filter(|schema| {
+            !schema.multiple && !covered.contains(&schema.id) && !tree.is_reported(schema.id)
+        })
         .map(|schema| schema.id)
         .collect();
     let mut tx = tree.begin(Origin::Agent);
@@ -155,6 +159,7 @@ pub fn sync_platform(tree: &mut Tree, platform: &Platform) -> Synced {
         wlan::sync(tree, network, &mut synced.warnings);
     }
     ethernet::sync(tree, network, &mut synced.warnings);
+    location::sync(tree, network, platform.host.now(), &mut synced.warnings);
     synced
 }
 

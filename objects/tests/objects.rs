@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use dm_core::catalog::{
-    apn, cellular, connectivity, device, management_server, security, server, system_log, wlan,
+    apn, cellular, connectivity, device, location, management_server, security, server, system_log,
+    wlan,
 };
 use dm_core::{Error, InstanceId, ObjectLink, Origin, Path, ResourceValue, Tree, Value};
 use dm_objects::{CwmpSettings, Identity, Lwm2mServer, Platform, Provisioning, SecurityMode};
@@ -210,6 +211,53 @@ fn platform_facts_fill_connectivity_and_apn() {
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].origin, Origin::Platform);
     assert_eq!(seen[0].path, c(connectivity::RADIO_SIGNAL_STRENGTH));
+}
+
+/// The SIM's identities and the modem's fix: /6 exists while there is a
+/// fix, its Timestamp moves only when the coordinates do, and it goes
+/// when the fix is lost.
+#[test]
+fn the_sim_and_the_fix_are_reported() {
+    let mut f = fixture();
+    let _ = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    // No fix: no /6, not even after populate.
+    assert_eq!(f.tree.instances(location::ID).unwrap(), vec![]);
+    let mut radio = f.network.radio();
+    radio.imsi = Some("001010123456789".into());
+    radio.iccid = Some("8949000000000000017".into());
+    radio.location = Some(dm_platform::GeoLocation {
+        latitude: 48.8584,
+        longitude: 2.2945,
+        altitude: None,
+    });
+    f.network.set_radio(radio.clone());
+    let warnings = dm_objects::sync_platform(&mut f.tree, &f.platform).warnings;
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let c = |r| Path::resource(connectivity::ID, InstanceId(0), r);
+    assert_eq!(
+        value(&f.tree, c(connectivity::IMSI)),
+        Value::String("001010123456789".into())
+    );
+    assert_eq!(
+        value(&f.tree, c(connectivity::ICCID)),
+        Value::String("8949000000000000017".into())
+    );
+    let l = |r| Path::resource(location::ID, InstanceId(0), r);
+    assert_eq!(value(&f.tree, l(location::LATITUDE)), Value::Float(48.8584));
+    assert_eq!(value(&f.tree, l(location::LONGITUDE)), Value::Float(2.2945));
+    assert_eq!(
+        value(&f.tree, l(location::TIMESTAMP)),
+        Value::DateTime(1_700_000_000)
+    );
+    // The same fix again: nothing changes.
+    let changes = f.tree.subscribe(64);
+    let _ = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    assert!(changes.drain().is_empty());
+    // Lost: the instance goes.
+    radio.location = None;
+    f.network.set_radio(radio);
+    let _ = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    assert_eq!(f.tree.instances(location::ID).unwrap(), vec![]);
 }
 
 #[test]

@@ -223,9 +223,13 @@ pub struct Neighbour {
 }
 
 /// What the cellular modem reports.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RadioState {
     pub imei: Option<String>,
+    /// The SIM's subscriber identity.
+    pub imsi: Option<String>,
+    /// The SIM card's serial number (ICCID).
+    pub iccid: Option<String>,
     /// Received signal strength, dBm.
     pub signal_dbm: Option<i32>,
     pub rsrp_dbm: Option<i32>,
@@ -239,6 +243,19 @@ pub struct RadioState {
     /// Access technology as the modem names it (`lte`, `umts`, `gsm`).
     pub technology: Option<String>,
     pub operator: Option<String>,
+    /// Where the modem's GNSS says the device is, when it has a fix.
+    pub location: Option<GeoLocation>,
+}
+
+/// A position fix (WGS 84).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GeoLocation {
+    /// Degrees, north positive.
+    pub latitude: f64,
+    /// Degrees, east positive.
+    pub longitude: f64,
+    /// Metres above sea level, when the fix has it.
+    pub altitude: Option<f64>,
 }
 
 /// Wi-Fi security of a profile.

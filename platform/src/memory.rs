@@ -63,6 +63,7 @@ impl MemoryNetwork {
             mnc: Some(1),
             technology: Some("lte".into()),
             operator: Some("Test Network".into()),
+            ..RadioState::default()
         });
         network.set_wifi_profiles(vec![WifiProfile {
             id: "5f1c9a2e-0000-4000-8000-000000000001".into(),

@@ -14,7 +14,8 @@
 # [output]" or "error ...":
 #
 #   start TEMPLATE   starts python-dbusmock's TEMPLATE (networkmanager,
-#                    logind, ofono) as a system service, waits for its name
+#                    logind, ofono, timedated, modemmanager) as a system
+#                    service, waits for its name
 #   stop TEMPLATE    stops it (its name leaves the bus)
 #   call ARGS...     busctl --system call ARGS... (e.g. the mocks' own
 #                    org.freedesktop.DBus.Mock methods)
@@ -53,7 +54,21 @@ name_of() {
         networkmanager) echo org.freedesktop.NetworkManager ;;
         logind) echo org.freedesktop.login1 ;;
         ofono) echo org.ofono ;;
+        timedated) echo org.freedesktop.timedate1 ;;
+        modemmanager) echo org.freedesktop.ModemManager1 ;;
         *) return 1 ;;
+    esac
+}
+
+# Debian's python-dbusmock has no ModemManager template: PyPI's, which
+# scripts/install-py-peers.sh puts there, runs it on the same python.
+pypi_dbusmock="${XDG_CACHE_HOME:-$HOME/.cache}/dmagent/dbusmock-0.38.1"
+python_path() {
+    case "$1" in
+        modemmanager)
+            [ -f "$pypi_dbusmock/dbusmock/templates/modemmanager.py" ] || return 1
+            echo "$pypi_dbusmock" ;;
+        *) echo "" ;;
     esac
 }
 
@@ -70,7 +85,11 @@ while read -r command args; do
                 kill "${mocks[$args]}" 2>/dev/null || true
                 wait "${mocks[$args]}" 2>/dev/null || true
             fi
-            /usr/bin/python3 -m dbusmock --system -t "$args" > "$work/$args.log" 2>&1 &
+            if ! path=$(python_path "$args"); then
+                echo "error the $args template is missing: run scripts/install-deps.sh"
+                continue
+            fi
+            PYTHONPATH="$path" /usr/bin/python3 -m dbusmock --system -t "$args" > "$work/$args.log" 2>&1 &
             mocks[$args]=$!
             if gdbus wait --system --timeout 20 "$name"; then
                 echo ok

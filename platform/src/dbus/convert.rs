@@ -59,24 +59,24 @@ fn dbus_error_name(e: &zbus::Error) -> Option<String> {
     }
 }
 
-fn text(map: &Dict, key: &str) -> Option<String> {
+pub(super) fn text(map: &Dict, key: &str) -> Option<String> {
     map.get(key)
         .and_then(|v| <&str>::try_from(v).ok())
         .map(str::to_owned)
 }
 
-fn number<T: for<'a> TryFrom<&'a OwnedVariant>>(map: &Dict, key: &str) -> Option<T> {
+pub(super) fn number<T: for<'a> TryFrom<&'a OwnedVariant>>(map: &Dict, key: &str) -> Option<T> {
     map.get(key).and_then(|v| T::try_from(v).ok())
 }
 
-fn path(map: &Dict, key: &str) -> Option<String> {
+pub(super) fn path(map: &Dict, key: &str) -> Option<String> {
     map.get(key)
         .and_then(|v| <&ObjectPath<'_>>::try_from(v).ok())
         .map(|p| p.as_str().to_owned())
         .filter(|p| p != "/")
 }
 
-fn paths(map: &Dict, key: &str) -> Vec<String> {
+pub(super) fn paths(map: &Dict, key: &str) -> Vec<String> {
     map.get(key)
         .and_then(|v| v.try_clone().ok())
         .and_then(|v| Vec::<OwnedObjectPath>::try_from(v).ok())
@@ -92,7 +92,7 @@ fn bytes(map: &Dict, key: &str) -> Option<Vec<u8>> {
         .and_then(|v| Vec::<u8>::try_from(v).ok())
 }
 
-async fn get_all(
+pub(super) async fn get_all(
     connection: &Connection,
     service: &str,
     object: &str,
@@ -118,9 +118,10 @@ fn bearer_of(device_type: u32) -> Option<BearerKind> {
 }
 
 /// The modem's access technology as a bearer.
-fn cellular_bearer(technology: &str) -> Option<BearerKind> {
+pub(super) fn cellular_bearer(technology: &str) -> Option<BearerKind> {
     match technology {
-        "lte" => Some(BearerKind::LteFdd),
+        "lte" | "nr" => Some(BearerKind::LteFdd),
+        "nbiot" => Some(BearerKind::NbIot),
         "umts" | "hspa" | "hsdpa" | "hsupa" => Some(BearerKind::Wcdma),
         "gsm" | "edge" | "gprs" => Some(BearerKind::Gsm),
         _ => None,
@@ -804,12 +805,12 @@ fn interfaces(modem: &Dict) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Radio facts and packet-data contexts.
+/// Radio facts and packet-data contexts; `None` when oFono has no modem.
 pub async fn read_ofono(
     connection: &Connection,
-) -> Result<(RadioState, Vec<ApnContext>), PlatformError> {
+) -> Result<Option<(RadioState, Vec<ApnContext>)>, PlatformError> {
     let Some((object, props)) = modem(connection).await? else {
-        return Ok((RadioState::default(), Vec::new()));
+        return Ok(None);
     };
     let interfaces = interfaces(&props);
     let mut radio = RadioState {
@@ -854,7 +855,7 @@ pub async fn read_ofono(
             });
         }
     }
-    Ok((radio, contexts))
+    Ok(Some((radio, contexts)))
 }
 
 async fn context_manager(

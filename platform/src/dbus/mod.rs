@@ -1,5 +1,7 @@
 //! The D-Bus platform: NetworkManager (devices, addresses, Wi-Fi profiles)
-//! and oFono (radio, cell, packet-data contexts) through zbus.
+//! and oFono (radio, cell, packet-data contexts) through zbus, and
+//! ModemManager for the radio where oFono has no modem
+//! ([`modem_manager`], read only).
 //!
 //! Design note. The [`Network`] trait is synchronous and its reads must not
 //! block, while D-Bus is asynchronous and the agent's runtime is a single
@@ -20,6 +22,7 @@
 //! "not available"; both are picked up when they appear.
 
 mod convert;
+mod modem_manager;
 mod proxies;
 
 use std::sync::mpsc as std_mpsc;
@@ -69,6 +72,14 @@ struct Snapshot {
     radio: RadioState,
     wifi: Vec<WifiProfile>,
     apn: Vec<ApnContext>,
+    /// Who reports the modem.
+    modem: Option<ModemService>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ModemService {
+    Ofono,
+    ModemManager,
 }
 
 type Reply<T> = std_mpsc::SyncSender<Result<T, PlatformError>>;
@@ -185,6 +196,17 @@ impl DbusNetwork {
     fn snapshot(&self) -> MutexGuard<'_, Snapshot> {
         lock(&self.shared.snapshot)
     }
+
+    /// oFono's contexts are written; ModemManager's bearers are read only
+    /// here (see [`modem_manager`]).
+    fn contexts_writable(&self) -> Result<(), PlatformError> {
+        match self.snapshot().modem {
+            Some(ModemService::ModemManager) => Err(PlatformError::Unavailable(
+                "changing ModemManager's bearers (read only: the agent reports them)".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Network for DbusNetwork {
@@ -221,14 +243,17 @@ impl Network for DbusNetwork {
     }
 
     fn add_apn_context(&self, settings: &ApnSettings) -> Result<String, PlatformError> {
+        self.contexts_writable()?;
         self.call(|reply| Request::AddApn(settings.clone(), reply))
     }
 
     fn update_apn_context(&self, id: &str, settings: &ApnSettings) -> Result<(), PlatformError> {
+        self.contexts_writable()?;
         self.call(|reply| Request::UpdateApn(id.to_owned(), settings.clone(), reply))
     }
 
     fn delete_apn_context(&self, id: &str) -> Result<(), PlatformError> {
+        self.contexts_writable()?;
         self.call(|reply| Request::DeleteApn(id.to_owned(), reply))
     }
 
@@ -305,8 +330,10 @@ async fn watch(
     for rule in [
         signals_from(nm::SERVICE),
         signals_from(ofono::SERVICE),
+        signals_from(modem_manager::SERVICE),
         owner_changes(nm::SERVICE),
         owner_changes(ofono::SERVICE),
+        owner_changes(modem_manager::SERVICE),
     ] {
         let mut stream = MessageStream::for_match_rule(
             rule.map_err(failed)?,
@@ -410,16 +437,37 @@ async fn refresh(connection: &Connection, shared: &Shared) {
             (previous.network.clone(), previous.wifi.clone())
         }
     };
+    // oFono's modem, else ModemManager's: a device runs one of them.
+    let kept = || (previous.radio.clone(), previous.apn.clone(), previous.modem);
     let read = tokio::time::timeout(READ_TIMEOUT, convert::read_ofono(connection));
-    let (radio, apn) = match read.await.map_err(bounded).and_then(|r| r) {
-        Ok(read) => read,
+    let ofono = match read.await.map_err(bounded).and_then(|r| r) {
+        Ok(read) => Ok(read),
         Err(PlatformError::Unavailable(e)) => {
             debug!("oFono: {e}");
-            (RadioState::default(), Vec::new())
+            Ok(None)
         }
         Err(e) => {
             warn!("oFono read incomplete, keeping the last view: {e}");
-            (previous.radio.clone(), previous.apn.clone())
+            Err(())
+        }
+    };
+    let (radio, apn, modem) = match ofono {
+        Ok(Some((radio, apn))) => (radio, apn, Some(ModemService::Ofono)),
+        Err(()) => kept(),
+        Ok(None) => {
+            let read = tokio::time::timeout(READ_TIMEOUT, modem_manager::read(connection));
+            match read.await.map_err(bounded).and_then(|r| r) {
+                Ok(Some((radio, apn))) => (radio, apn, Some(ModemService::ModemManager)),
+                Ok(None) => (RadioState::default(), Vec::new(), None),
+                Err(PlatformError::Unavailable(e)) => {
+                    debug!("ModemManager: {e}");
+                    (RadioState::default(), Vec::new(), None)
+                }
+                Err(e) => {
+                    warn!("ModemManager read incomplete, keeping the last view: {e}");
+                    kept()
+                }
+            }
         }
     };
     let mut network = network;
@@ -429,6 +477,7 @@ async fn refresh(connection: &Connection, shared: &Shared) {
         radio,
         wifi,
         apn,
+        modem,
     };
     let changed = {
         let mut snapshot = lock(&shared.snapshot);

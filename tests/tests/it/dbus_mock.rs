@@ -240,3 +240,118 @@ fn a_cellular_bearer_is_selected_by_activating_the_modems_context() {
     // Already active: nothing to do.
     network.select_bearer(BearerKind::Gsm).unwrap();
 }
+
+const MM: &str = "org.freedesktop.ModemManager1";
+
+/// ModemManager, where oFono has no modem (python-dbusmock's template from
+/// PyPI, its simple modem given a SIM, a bearer, extended signal figures
+/// and a location): the radio, the identities, the bearer and the fix are
+/// read, and a change of the modem's properties is picked up.
+#[test]
+fn the_modem_comes_from_modem_manager_when_ofono_has_none() {
+    let mut stack = Stack::mock();
+    let network = DbusNetwork::start(Some(stack.bus.clone())).unwrap();
+    let (tx, changed) = mpsc::channel();
+    network.on_change(Arc::new(move || {
+        let _ = tx.send(());
+    }));
+    assert_eq!(stack.command("start modemmanager"), "ok");
+    let mut call = |path: &str, rest: &str| {
+        // `--`: negative figures are not busctl options.
+        let answer = stack.command(&format!("call -- {MM} {path} {rest}"));
+        assert!(answer.starts_with("ok"), "{rest}: {answer}");
+    };
+    let modem = "/org/freedesktop/ModemManager1/Modems/8";
+    call(
+        "/org/freedesktop/ModemManager1",
+        "org.freedesktop.DBus.Mock AddObject 'ssa{sv}a(ssss)' /org/freedesktop/ModemManager1/Bearer/0 \
+         org.freedesktop.ModemManager1.Bearer 3 Connected b true Interface s wwan0 \
+         Properties 'a{sv}' 2 apn s internet.example user s dm 0",
+    );
+    call(
+        "/org/freedesktop/ModemManager1",
+        "org.freedesktop.DBus.Mock AddSimpleModem",
+    );
+    until(&changed, "the modem", || network.radio().operator.is_some());
+    let radio = network.radio();
+    assert_eq!(radio.operator.as_deref(), Some("TheOperator"), "{radio:?}");
+    assert_eq!((radio.mcc, radio.mnc), (Some(1), Some(1)));
+    assert_eq!(radio.technology.as_deref(), Some("lte"));
+    // SignalQuality 70 % with no extended figures: the CSQ scale.
+    assert_eq!(radio.link_quality, Some(70));
+    assert_eq!(radio.signal_dbm, Some(-113 + 2 * 21));
+    assert!(network.state().available.contains(&BearerKind::LteFdd));
+
+    call(
+        "/org/freedesktop/ModemManager1/SIM/2",
+        "org.freedesktop.DBus.Mock AddProperty ssv org.freedesktop.ModemManager1.Sim \
+         SimIdentifier s 8949000000000000017",
+    );
+    call(
+        "/org/freedesktop/ModemManager1/SIM/2",
+        "org.freedesktop.DBus.Mock UpdateProperties 'sa{sv}' org.freedesktop.ModemManager1.Sim \
+         1 Imsi s 001010123456789",
+    );
+    call(
+        modem,
+        "org.freedesktop.DBus.Mock AddProperty ssv org.freedesktop.ModemManager1.Modem \
+         Bearers ao 1 /org/freedesktop/ModemManager1/Bearer/0",
+    );
+    call(
+        modem,
+        "org.freedesktop.DBus.Mock AddProperties 'sa{sv}' org.freedesktop.ModemManager1.Modem.Signal \
+         1 Lte 'a{sv}' 3 rssi d -71 rsrp d -95.4 rsrq d -9",
+    );
+    call(
+        modem,
+        "org.freedesktop.DBus.Mock AddProperties 'sa{sv}' org.freedesktop.ModemManager1.Modem.Location \
+         1 Location 'a{uv}' 2 1 s 262,02,0000,1A2B3C,2F 2 'a{sv}' 3 \
+         latitude d 48.8584 longitude d 2.2945 altitude d 35",
+    );
+    // The change the modem signals (PropertiesChanged) brings all of it.
+    call(
+        modem,
+        "org.freedesktop.DBus.Mock UpdateProperties 'sa{sv}' \
+         org.freedesktop.ModemManager1.Modem.Modem3gpp 1 Imei s 356938035643809",
+    );
+    until(&changed, "the IMEI", || {
+        network.radio().imei.as_deref() == Some("356938035643809")
+    });
+    let radio = network.radio();
+    assert_eq!(radio.imsi.as_deref(), Some("001010123456789"));
+    assert_eq!(radio.iccid.as_deref(), Some("8949000000000000017"));
+    assert_eq!(
+        (radio.signal_dbm, radio.rsrp_dbm, radio.rsrq_db),
+        (Some(-71), Some(-95), Some(-9))
+    );
+    // The operator code's MCC/MNC stay; the cell's LTE area is its TAC.
+    assert_eq!((radio.cell_id, radio.lac), (Some(0x1a2b3c), Some(0x2f)));
+    let fix = radio.location.expect("the GPS fix");
+    assert_eq!((fix.latitude, fix.longitude), (48.8584, 2.2945));
+    assert_eq!(fix.altitude, Some(35.0));
+    let contexts = network.apn_contexts();
+    assert_eq!(contexts.len(), 1, "{contexts:?}");
+    assert_eq!(
+        (
+            contexts[0].name.as_str(),
+            contexts[0].apn.as_str(),
+            contexts[0].username.as_str(),
+            contexts[0].active
+        ),
+        ("internet.example", "internet.example", "dm", true)
+    );
+    // Bearers are reported, not written: a clear refusal, not oFono's
+    // "no modem".
+    let refused = network.delete_apn_context(&contexts[0].id);
+    assert!(
+        matches!(&refused, Err(PlatformError::Unavailable(m)) if m.contains("ModemManager")),
+        "{refused:?}"
+    );
+
+    // ModemManager goes: the radio view empties.
+    assert_eq!(stack.command("stop modemmanager"), "ok");
+    until(&changed, "ModemManager to be gone", || {
+        network.radio().imei.is_none()
+    });
+    assert!(network.apn_contexts().is_empty());
+}

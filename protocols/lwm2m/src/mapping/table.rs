@@ -164,6 +164,20 @@ pub static OBJECTS: &[ObjectMap] = &[
         ],
     },
     ObjectMap {
+        lwm2m: 6,
+        object: catalog::location::ID,
+        version: "1.0",
+        resources: &[
+            ResourceMap { lwm2m: 0, resource: catalog::location::LATITUDE },
+            ResourceMap { lwm2m: 1, resource: catalog::location::LONGITUDE },
+            ResourceMap { lwm2m: 2, resource: catalog::location::ALTITUDE },
+            ResourceMap { lwm2m: 3, resource: catalog::location::RADIUS },
+            ResourceMap { lwm2m: 4, resource: catalog::location::VELOCITY },
+            ResourceMap { lwm2m: 5, resource: catalog::location::TIMESTAMP },
+            ResourceMap { lwm2m: 6, resource: catalog::location::SPEED },
+        ],
+    },
+    ObjectMap {
         lwm2m: 9,
         object: catalog::software::ID,
         version: "1.0",
