@@ -41,14 +41,16 @@ pub fn host(config: &Config) -> anyhow::Result<Host> {
     Ok(host)
 }
 
-/// The real host (`/proc`, the journal) with `network` and `actions`.
+/// The real host (`/proc`, the journal) with `network` and `actions`,
+/// its time settings through `host` (timedated on the D-Bus platforms).
 fn real_host(
+    host: Arc<dyn dm_platform::Host>,
     network: Arc<dyn dm_platform::Network>,
     actions: Arc<dyn dm_platform::Actions>,
 ) -> Host {
     Host {
         platform: Platform {
-            host: Arc::new(LinuxHost::default()),
+            host,
             network,
             log: Arc::new(dm_platform::linux::JournalLog::default()),
         },
@@ -80,6 +82,7 @@ fn platform(kind: PlatformKind) -> anyhow::Result<Host> {
             let network = dm_platform::dbus::DbusNetwork::start(None)
                 .context("starting the D-Bus platform")?;
             Ok(real_host(
+                Arc::new(network.host(LinuxHost::default())),
                 Arc::new(network),
                 Arc::new(dm_platform::dbus::LogindActions::new(None)),
             ))
@@ -97,6 +100,7 @@ fn platform(kind: PlatformKind) -> anyhow::Result<Host> {
                 return platform(PlatformKind::Linux);
             }
             Ok(real_host(
+                Arc::new(network.host(LinuxHost::default())),
                 Arc::new(dm_platform::auto::AutoNetwork::new(
                     network,
                     dm_platform::linux::network::LinuxNetwork::default(),
@@ -105,6 +109,7 @@ fn platform(kind: PlatformKind) -> anyhow::Result<Host> {
             ))
         }
         PlatformKind::Auto | PlatformKind::Linux => Ok(real_host(
+            Arc::new(LinuxHost::default()),
             Arc::new(dm_platform::linux::network::LinuxNetwork::default()),
             Arc::new(dm_platform::NoActions),
         )),

@@ -25,6 +25,7 @@ mod management;
 mod provision;
 mod software;
 mod system_log;
+mod time;
 mod wlan;
 
 use std::sync::Arc;
@@ -60,6 +61,7 @@ pub enum HostAction {
 /// Registers every object handler.
 pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
     management::register(tree)?;
+    time::register(tree, Arc::clone(&platform.host))?;
     device::register(tree, platform)?;
     connectivity::register(tree, Arc::clone(&platform.network))?;
     location::register(tree)?;
@@ -157,6 +159,11 @@ pub fn sync_platform(tree: &mut Tree, platform: &Platform) -> Synced {
         synced.deferred = true;
     } else {
         wlan::sync(tree, network, &mut synced.warnings);
+    }
+    if tree.has_pending(dm_core::catalog::time::ID) {
+        synced.deferred = true;
+    } else {
+        time::sync(tree, platform.host.as_ref(), &mut synced.warnings);
     }
     ethernet::sync(tree, network, &mut synced.warnings);
     location::sync(tree, network, platform.host.now(), &mut synced.warnings);

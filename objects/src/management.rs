@@ -1,12 +1,12 @@
 //! Management objects: LwM2M Security (/0), Server (/1) and Access Control
 //! (/2), TR-181 Device.ManagementServer (with its
-//! AutonomousTransferCompletePolicy) and Device.Time.
+//! AutonomousTransferCompletePolicy).
 //!
 //! Their values come from the configuration on first start (see
 //! `provision`) and are then owned by the servers that manage them.
 
 use dm_core::catalog::{
-    access_control, autonomous_transfer_complete_policy, management_server, security, server, time,
+    access_control, autonomous_transfer_complete_policy, management_server, security, server,
 };
 use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, ResourceId, Tree, Value,
@@ -18,7 +18,6 @@ struct Security;
 struct Server;
 struct AccessControl;
 struct ManagementServer;
-struct Time;
 struct AutonomousTransferCompletePolicy;
 
 pub fn register(tree: &mut Tree) -> Result<(), Error> {
@@ -26,8 +25,7 @@ pub fn register(tree: &mut Tree) -> Result<(), Error> {
     tree.register(Box::new(Server))?;
     tree.register(Box::new(AccessControl))?;
     tree.register(Box::new(ManagementServer))?;
-    tree.register(Box::new(AutonomousTransferCompletePolicy))?;
-    tree.register(Box::new(Time))
+    tree.register(Box::new(AutonomousTransferCompletePolicy))
 }
 
 impl ObjectHandler for Security {
@@ -173,21 +171,6 @@ impl ObjectHandler for ManagementServer {
 
 /// TR-106 "unknown time", 0001-01-01T00:00:00Z, in Unix seconds.
 pub const UNKNOWN_TIME: i64 = -62_135_596_800;
-
-impl ObjectHandler for Time {
-    fn schema(&self) -> &'static ObjectSchema {
-        &time::SCHEMA
-    }
-
-    fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
-        Ok(layout(&time::SCHEMA, &[])
-            .with(time::ENABLE, stored(Value::Boolean(false)))
-            .with(time::STATUS, stored(Value::String("Disabled".into())))
-            .with(time::NTP_SERVER1, stored(Value::String(String::new())))
-            .with(time::NTP_SERVER2, stored(Value::String(String::new())))
-            .with(time::LOCAL_TIME_ZONE, stored(Value::String(String::new()))))
-    }
-}
 
 /// TR-181's file types for FileTypeFilter, besides "X <OUI> <name>".
 const FILE_TYPES: [&str; 4] = [

@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use dm_core::catalog::{
     apn, cellular, connectivity, device, location, management_server, security, server, system_log,
-    wlan,
+    time, wlan,
 };
 use dm_core::{Error, InstanceId, ObjectLink, Origin, Path, ResourceValue, Tree, Value};
 use dm_objects::{CwmpSettings, Identity, Lwm2mServer, Platform, Provisioning, SecurityMode};
@@ -561,6 +561,47 @@ fn system_log_reads_whole_and_incremental() {
     let instance_path = Path::instance(system_log::ID, instance);
     let reads = f.tree.host_reads(Origin::Agent, &[instance_path, all]);
     assert_eq!(reads.describe().matches("the system log").count(), 2);
+}
+
+/// Device.Time on a host with no time service: NTP and the zone cannot
+/// be applied, so a client's change of them is refused, not stored; a
+/// zone that is not one is refused before the host is asked; the NTP
+/// servers are stored as before; Status says Disabled.
+#[test]
+fn time_settings_no_host_can_apply_are_refused() {
+    let mut f = fixture();
+    let at = |r| Path::resource(time::ID, InstanceId(0), r);
+    let refused = f
+        .tree
+        .begin(Origin::Acs)
+        .set(at(time::ENABLE), Value::Boolean(true))
+        .commit();
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("no time service")),
+        "{refused:?}"
+    );
+    assert_eq!(value(&f.tree, at(time::ENABLE)), Value::Boolean(false));
+    let refused = f
+        .tree
+        .begin(Origin::Acs)
+        .set(
+            at(time::LOCAL_TIME_ZONE),
+            Value::String("not a zone!".into()),
+        )
+        .commit();
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("POSIX TZ")),
+        "{refused:?}"
+    );
+    f.tree
+        .begin(Origin::Acs)
+        .set(at(time::NTP_SERVER1), Value::String("pool.ntp.org".into()))
+        .commit()
+        .unwrap();
+    assert_eq!(
+        value(&f.tree, at(time::STATUS)),
+        Value::String("Disabled".into())
+    );
 }
 
 #[test]

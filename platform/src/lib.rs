@@ -79,6 +79,22 @@ pub struct Process {
     pub state: &'static str,
 }
 
+/// Time synchronisation as the host's time service (systemd-timedated)
+/// reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TimeSync {
+    /// Network time synchronisation is on.
+    pub ntp: bool,
+    /// The system clock is synchronised (the kernel's flag, as timedated
+    /// reads it with adjtimex).
+    pub synchronized: bool,
+    /// The IANA time zone, e.g. `Europe/Paris`.
+    pub zone: String,
+    /// The zone's rules as a POSIX TZ string (the footer of its TZif
+    /// file), which is what TR-181's `Time.LocalTimeZone` carries.
+    pub posix_zone: Option<String>,
+}
+
 /// Facts about the machine the agent runs on.
 pub trait Host: Send + Sync {
     /// Wall-clock time.
@@ -107,6 +123,33 @@ pub trait Host: Send + Sync {
     fn processors(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// What the host's time service last said, from memory (no I/O);
+    /// `None` where there is none to ask.
+    fn time_sync(&self) -> Option<TimeSync> {
+        None
+    }
+
+    /// Asks the time service now: a D-Bus round trip, made off the tree's
+    /// lock.
+    fn read_time_sync(&self) -> Result<TimeSync, PlatformError> {
+        Err(no_time_service())
+    }
+
+    /// Turns network time synchronisation on or off.
+    fn set_ntp(&self, _on: bool) -> Result<(), PlatformError> {
+        Err(no_time_service())
+    }
+
+    /// Sets the system time zone: an IANA name, or a POSIX TZ string that
+    /// one of the host's zones has as its rules.
+    fn set_timezone(&self, _zone: &str) -> Result<(), PlatformError> {
+        Err(no_time_service())
+    }
+}
+
+fn no_time_service() -> PlatformError {
+    PlatformError::Unavailable("the time service (systemd-timedated on the system bus)".into())
 }
 
 /// The kind of link a bearer is.

@@ -1,7 +1,8 @@
 //! The D-Bus platform: NetworkManager (devices, addresses, Wi-Fi profiles)
 //! and oFono (radio, cell, packet-data contexts) through zbus, and
 //! ModemManager for the radio where oFono has no modem
-//! ([`modem_manager`], read only).
+//! ([`modem_manager`], read only); systemd-timedated for the time
+//! settings ([`DbusHost`]).
 //!
 //! Design note. The [`Network`] trait is synchronous and its reads must not
 //! block, while D-Bus is asynchronous and the agent's runtime is a single
@@ -24,6 +25,7 @@
 mod convert;
 mod modem_manager;
 mod proxies;
+mod timedate;
 
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,7 +40,7 @@ use zbus::{Connection, MatchRule, MessageStream};
 
 use crate::{
     ApnContext, ApnSettings, ChangeCallback, Network, NetworkState, PlatformError, RadioState,
-    WifiProfile, WifiSettings,
+    TimeSync, WifiProfile, WifiSettings,
 };
 use proxies::{nm, ofono};
 
@@ -74,6 +76,8 @@ struct Snapshot {
     apn: Vec<ApnContext>,
     /// Who reports the modem.
     modem: Option<ModemService>,
+    /// timedated's view, when it runs.
+    time: Option<TimeSync>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +96,9 @@ enum Request {
     UpdateApn(String, ApnSettings, Reply<()>),
     DeleteApn(String, Reply<()>),
     SelectBearer(crate::BearerKind, Reply<()>),
+    SetNtp(bool, Reply<()>),
+    SetTimezone(String, Reply<()>),
+    ReadTime(Reply<TimeSync>),
 }
 
 /// A request and when its caller stops waiting: one that waited in the
@@ -172,8 +179,18 @@ impl DbusNetwork {
         self.reached
     }
 
+    /// The host on this connection: the kernel's facts, and
+    /// systemd-timedated for the time settings.
+    pub fn host(&self, host: crate::linux::LinuxHost) -> DbusHost {
+        DbusHost {
+            host,
+            shared: Arc::clone(&self.shared),
+            requests: self.requests.clone(),
+        }
+    }
+
     fn call<T>(&self, request: impl FnOnce(Reply<T>) -> Request) -> Result<T, PlatformError> {
-        self.call_within(WRITE_TIMEOUT, request)
+        call_within(&self.requests, WRITE_TIMEOUT, request)
     }
 
     fn call_within<T>(
@@ -181,16 +198,7 @@ impl DbusNetwork {
         timeout: Duration,
         request: impl FnOnce(Reply<T>) -> Request,
     ) -> Result<T, PlatformError> {
-        let (reply, answer) = std_mpsc::sync_channel(1);
-        self.requests
-            .send(Envelope {
-                deadline: std::time::Instant::now() + timeout,
-                request: request(reply),
-            })
-            .map_err(|_| PlatformError::Unavailable("the D-Bus thread".into()))?;
-        answer
-            .recv_timeout(timeout)
-            .map_err(|_| PlatformError::Unavailable("D-Bus (no answer in time)".into()))?
+        call_within(&self.requests, timeout, request)
     }
 
     fn snapshot(&self) -> MutexGuard<'_, Snapshot> {
@@ -206,6 +214,89 @@ impl DbusNetwork {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+/// Sends a request to the D-Bus thread and waits `timeout` for its answer.
+fn call_within<T>(
+    requests: &mpsc::UnboundedSender<Envelope>,
+    timeout: Duration,
+    request: impl FnOnce(Reply<T>) -> Request,
+) -> Result<T, PlatformError> {
+    let (reply, answer) = std_mpsc::sync_channel(1);
+    requests
+        .send(Envelope {
+            deadline: std::time::Instant::now() + timeout,
+            request: request(reply),
+        })
+        .map_err(|_| PlatformError::Unavailable("the D-Bus thread".into()))?;
+    answer
+        .recv_timeout(timeout)
+        .map_err(|_| PlatformError::Unavailable("D-Bus (no answer in time)".into()))?
+}
+
+/// The real host with systemd-timedated, through the D-Bus platform's
+/// connection: the kernel's facts from [`LinuxHost`](crate::linux::LinuxHost),
+/// the time settings from timedated (kept fresh from its signals, read
+/// again on demand for the synchronisation state, which timedated does
+/// not signal).
+pub struct DbusHost {
+    host: crate::linux::LinuxHost,
+    shared: Arc<Shared>,
+    requests: mpsc::UnboundedSender<Envelope>,
+}
+
+impl crate::Host for DbusHost {
+    fn now(&self) -> std::time::SystemTime {
+        self.host.now()
+    }
+
+    fn uptime(&self) -> Result<Duration, PlatformError> {
+        self.host.uptime()
+    }
+
+    fn memory(&self) -> Result<crate::Memory, PlatformError> {
+        self.host.memory()
+    }
+
+    fn cpu_usage(&self, reader: &str) -> Result<u8, PlatformError> {
+        self.host.cpu_usage(reader)
+    }
+
+    fn timezone(&self) -> Option<String> {
+        self.host.timezone()
+    }
+
+    fn utc_offset(&self) -> i32 {
+        self.host.utc_offset()
+    }
+
+    fn processes(&self) -> Result<Vec<crate::Process>, PlatformError> {
+        self.host.processes()
+    }
+
+    fn processors(&self) -> Vec<String> {
+        self.host.processors()
+    }
+
+    fn time_sync(&self) -> Option<TimeSync> {
+        lock(&self.shared.snapshot).time.clone()
+    }
+
+    fn read_time_sync(&self) -> Result<TimeSync, PlatformError> {
+        call_within(&self.requests, WRITE_TIMEOUT, Request::ReadTime)
+    }
+
+    fn set_ntp(&self, on: bool) -> Result<(), PlatformError> {
+        call_within(&self.requests, WRITE_TIMEOUT, |reply| {
+            Request::SetNtp(on, reply)
+        })
+    }
+
+    fn set_timezone(&self, zone: &str) -> Result<(), PlatformError> {
+        call_within(&self.requests, WRITE_TIMEOUT, |reply| {
+            Request::SetTimezone(zone.to_owned(), reply)
+        })
     }
 }
 
@@ -331,9 +422,11 @@ async fn watch(
         signals_from(nm::SERVICE),
         signals_from(ofono::SERVICE),
         signals_from(modem_manager::SERVICE),
+        signals_from(timedate::SERVICE),
         owner_changes(nm::SERVICE),
         owner_changes(ofono::SERVICE),
         owner_changes(modem_manager::SERVICE),
+        owner_changes(timedate::SERVICE),
     ] {
         let mut stream = MessageStream::for_match_rule(
             rule.map_err(failed)?,
@@ -381,8 +474,13 @@ async fn watch(
                         });
                     }
                     request => {
+                        // A write refreshes after it; a read does not, so
+                        // a refresh that is due stays due.
+                        let refreshes = !matches!(request, Request::ReadTime(_));
                         write(connection, shared, request).await;
-                        due = None;
+                        if refreshes {
+                            due = None;
+                        }
                     }
                 }
             }
@@ -470,6 +568,18 @@ async fn refresh(connection: &Connection, shared: &Shared) {
             }
         }
     };
+    let read = tokio::time::timeout(READ_TIMEOUT, timedate::read(connection));
+    let time = match read.await.map_err(bounded).and_then(|r| r) {
+        Ok(time) => Some(time),
+        Err(PlatformError::Unavailable(e)) => {
+            debug!("timedated: {e}");
+            None
+        }
+        Err(e) => {
+            warn!("timedated read failed, keeping the last view: {e}");
+            previous.time.clone()
+        }
+    };
     let mut network = network;
     convert::add_cellular_bearer(&mut network, &radio);
     let fresh = Snapshot {
@@ -478,6 +588,7 @@ async fn refresh(connection: &Connection, shared: &Shared) {
         wifi,
         apn,
         modem,
+        time,
     };
     let changed = {
         let mut snapshot = lock(&shared.snapshot);
@@ -494,7 +605,8 @@ async fn refresh(connection: &Connection, shared: &Shared) {
 }
 
 /// Carries out a write, refreshes the snapshot, then answers: the caller
-/// reads back what it wrote.
+/// reads back what it wrote. (A read of the time settings is answered
+/// here too, refreshing only them.)
 async fn write(connection: &Connection, shared: &Shared, request: Request) {
     match request {
         Request::AddWifi(settings, reply) => {
@@ -540,6 +652,24 @@ async fn write(connection: &Connection, shared: &Shared, request: Request) {
             refresh(connection, shared).await;
             let _ = reply.send(result);
         }
+        Request::SetNtp(on, reply) => {
+            let result = timedate::set_ntp(connection, on).await;
+            refresh(connection, shared).await;
+            let _ = reply.send(result);
+        }
+        Request::SetTimezone(zone, reply) => {
+            let current = lock(&shared.snapshot).time.as_ref().map(|t| t.zone.clone());
+            let result = timedate::set_timezone(connection, &zone, current.as_deref()).await;
+            refresh(connection, shared).await;
+            let _ = reply.send(result);
+        }
+        Request::ReadTime(reply) => {
+            let result = timedate::read(connection).await;
+            if let Ok(time) = &result {
+                lock(&shared.snapshot).time = Some(time.clone());
+            }
+            let _ = reply.send(result);
+        }
     }
 }
 
@@ -552,7 +682,12 @@ fn refuse(request: Request, error: PlatformError) {
         | Request::DeleteWifi(_, reply)
         | Request::UpdateApn(_, _, reply)
         | Request::DeleteApn(_, reply)
-        | Request::SelectBearer(_, reply) => {
+        | Request::SelectBearer(_, reply)
+        | Request::SetNtp(_, reply)
+        | Request::SetTimezone(_, reply) => {
+            let _ = reply.send(Err(error));
+        }
+        Request::ReadTime(reply) => {
             let _ = reply.send(Err(error));
         }
     }
