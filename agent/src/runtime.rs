@@ -139,8 +139,10 @@ pub fn build(
     .context("registering declared objects")?;
     let (mut warnings, covered) = match saved {
         Some(mut snapshot) => {
-            dm_objects::upgrade(&mut snapshot);
-            tree.restore(snapshot)
+            let upgraded = dm_objects::upgrade(&mut snapshot);
+            let (mut warnings, covered) = tree.restore(snapshot);
+            warnings.extend(upgraded);
+            (warnings, covered)
         }
         None => (Vec::new(), Vec::new()),
     };

@@ -402,10 +402,6 @@ pub mod connectivity {
     pub const RSRP: ResourceId = ResourceId(1003);
     /// RSRQ
     pub const RSRQ: ResourceId = ResourceId(1004);
-    /// IPAddress
-    pub const IPV4_ADDRESSES: ResourceId = ResourceId(1005);
-    /// IPAddress
-    pub const IPV6_ADDRESSES: ResourceId = ResourceId(1006);
     /// IMSI
     pub const IMSI: ResourceId = ResourceId(1007);
     /// ICCID
@@ -437,8 +433,6 @@ pub mod connectivity {
             ResourceSchema { id: NETWORK_IN_USE, name: "NetworkInUse", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
             ResourceSchema { id: RSRP, name: "RSRP", value_type: ValueType::Int, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
             ResourceSchema { id: RSRQ, name: "RSRQ", value_type: ValueType::Int, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
-            ResourceSchema { id: IPV4_ADDRESSES, name: "IPAddress", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 15 } },
-            ResourceSchema { id: IPV6_ADDRESSES, name: "IPAddress", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
             ResourceSchema { id: IMSI, name: "IMSI", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 14, max: 15 } },
             ResourceSchema { id: ICCID, name: "ICCID", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 6, max: 20 } },
         ],
@@ -1355,7 +1349,7 @@ pub mod ipv4_forwarding {
             ResourceSchema { id: DEST_IP_ADDRESS, name: "DestIPAddress", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 15 } },
             ResourceSchema { id: DEST_SUBNET_MASK, name: "DestSubnetMask", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 15 } },
             ResourceSchema { id: GATEWAY_IP_ADDRESS, name: "GatewayIPAddress", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 15 } },
-            ResourceSchema { id: INTERFACE, name: "Interface", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: INTERFACE, name: "Interface", value_type: ValueType::ObjectLink, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
             ResourceSchema { id: FORWARDING_METRIC, name: "ForwardingMetric", value_type: ValueType::Int, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: -1, max: 2147483647 } },
         ],
     };
@@ -1390,7 +1384,7 @@ pub mod ipv6_forwarding {
             ResourceSchema { id: STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Disabled", "Enabled", "Error_Misconfigured", "Error"]) },
             ResourceSchema { id: DEST_IP_PREFIX, name: "DestIPPrefix", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 49 } },
             ResourceSchema { id: NEXT_HOP, name: "NextHop", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
-            ResourceSchema { id: INTERFACE, name: "Interface", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: INTERFACE, name: "Interface", value_type: ValueType::ObjectLink, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
             ResourceSchema { id: FORWARDING_METRIC, name: "ForwardingMetric", value_type: ValueType::Int, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: -1, max: 2147483647 } },
         ],
     };
@@ -1475,7 +1469,105 @@ pub mod lan_host {
             ResourceSchema { id: PHYS_ADDRESS, name: "PhysAddress", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
             ResourceSchema { id: IP_ADDRESS, name: "IPAddress", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
             ResourceSchema { id: ACTIVE, name: "Active", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
-            ResourceSchema { id: LAYER3_INTERFACE, name: "Layer3Interface", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: LAYER3_INTERFACE, name: "Layer3Interface", value_type: ValueType::ObjectLink, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+        ],
+    };
+}
+
+/// Interface (object 50010, version 2.17).
+pub mod ip_interface {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50010);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(0);
+    /// IPv4Enable
+    pub const IPV4_ENABLE: ResourceId = ResourceId(1);
+    /// IPv6Enable
+    pub const IPV6_ENABLE: ResourceId = ResourceId(2);
+    /// Status
+    pub const STATUS: ResourceId = ResourceId(3);
+    /// Name
+    pub const NAME: ResourceId = ResourceId(4);
+    /// LowerLayers
+    pub const LOWER_LAYERS: ResourceId = ResourceId(5);
+    /// MaxMTUSize
+    pub const MAX_MTU_SIZE: ResourceId = ResourceId(6);
+    /// Type
+    pub const TYPE: ResourceId = ResourceId(7);
+    /// Loopback
+    pub const LOOPBACK: ResourceId = ResourceId(8);
+    /// Stats.BytesSent
+    pub const STATS_BYTES_SENT: ResourceId = ResourceId(9);
+    /// Stats.BytesReceived
+    pub const STATS_BYTES_RECEIVED: ResourceId = ResourceId(10);
+    /// Stats.PacketsSent
+    pub const STATS_PACKETS_SENT: ResourceId = ResourceId(11);
+    /// Stats.PacketsReceived
+    pub const STATS_PACKETS_RECEIVED: ResourceId = ResourceId(12);
+    /// Stats.ErrorsSent
+    pub const STATS_ERRORS_SENT: ResourceId = ResourceId(13);
+    /// Stats.ErrorsReceived
+    pub const STATS_ERRORS_RECEIVED: ResourceId = ResourceId(14);
+    /// Stats.DiscardPacketsSent
+    pub const STATS_DISCARD_PACKETS_SENT: ResourceId = ResourceId(15);
+    /// Stats.DiscardPacketsReceived
+    pub const STATS_DISCARD_PACKETS_RECEIVED: ResourceId = ResourceId(16);
+    /// Stats.MulticastPacketsReceived
+    pub const STATS_MULTICAST_PACKETS_RECEIVED: ResourceId = ResourceId(17);
+    /// IPv4Address.Enable
+    pub const IPV4_ADDRESS_ENABLE: ResourceId = ResourceId(18);
+    /// IPv4Address.Status
+    pub const IPV4_ADDRESS_STATUS: ResourceId = ResourceId(19);
+    /// IPv4Address.IPAddress
+    pub const IPV4_ADDRESS_IP_ADDRESS: ResourceId = ResourceId(20);
+    /// IPv4Address.SubnetMask
+    pub const IPV4_ADDRESS_SUBNET_MASK: ResourceId = ResourceId(21);
+    /// IPv6Address.Enable
+    pub const IPV6_ADDRESS_ENABLE: ResourceId = ResourceId(23);
+    /// IPv6Address.Status
+    pub const IPV6_ADDRESS_STATUS: ResourceId = ResourceId(24);
+    /// IPv6Address.IPAddressStatus
+    pub const IPV6_ADDRESS_IP_ADDRESS_STATUS: ResourceId = ResourceId(25);
+    /// IPv6Address.IPAddress
+    pub const IPV6_ADDRESS_IP_ADDRESS: ResourceId = ResourceId(26);
+    /// IPv6Address.Origin
+    pub const IPV6_ADDRESS_ORIGIN: ResourceId = ResourceId(27);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "Interface",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: IPV4_ENABLE, name: "IPv4Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: IPV6_ENABLE, name: "IPv6Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Up", "Down", "Unknown", "Dormant", "NotPresent", "LowerLayerDown", "Error"]) },
+            ResourceSchema { id: NAME, name: "Name", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
+            ResourceSchema { id: LOWER_LAYERS, name: "LowerLayers", value_type: ValueType::ObjectLink, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MAX_MTU_SIZE, name: "MaxMTUSize", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 64, max: 65535 } },
+            ResourceSchema { id: TYPE, name: "Type", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Normal", "Loopback", "Tunnel", "Tunneled"]) },
+            ResourceSchema { id: LOOPBACK, name: "Loopback", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_BYTES_SENT, name: "Stats.BytesSent", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_BYTES_RECEIVED, name: "Stats.BytesReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_PACKETS_SENT, name: "Stats.PacketsSent", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_PACKETS_RECEIVED, name: "Stats.PacketsReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_ERRORS_SENT, name: "Stats.ErrorsSent", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_ERRORS_RECEIVED, name: "Stats.ErrorsReceived", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_DISCARD_PACKETS_SENT, name: "Stats.DiscardPacketsSent", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_DISCARD_PACKETS_RECEIVED, name: "Stats.DiscardPacketsReceived", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_MULTICAST_PACKETS_RECEIVED, name: "Stats.MulticastPacketsReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: IPV4_ADDRESS_ENABLE, name: "IPv4Address.Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: IPV4_ADDRESS_STATUS, name: "IPv4Address.Status", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Disabled", "Enabled", "Error_Misconfigured", "Error"]) },
+            ResourceSchema { id: IPV4_ADDRESS_IP_ADDRESS, name: "IPv4Address.IPAddress", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 15 } },
+            ResourceSchema { id: IPV4_ADDRESS_SUBNET_MASK, name: "IPv4Address.SubnetMask", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 15 } },
+            ResourceSchema { id: IPV6_ADDRESS_ENABLE, name: "IPv6Address.Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: IPV6_ADDRESS_STATUS, name: "IPv6Address.Status", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Disabled", "Enabled", "Error_Misconfigured", "Error"]) },
+            ResourceSchema { id: IPV6_ADDRESS_IP_ADDRESS_STATUS, name: "IPv6Address.IPAddressStatus", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Preferred", "Deprecated", "Invalid", "Inaccessible", "Unknown", "Tentative", "Duplicate", "Optimistic"]) },
+            ResourceSchema { id: IPV6_ADDRESS_IP_ADDRESS, name: "IPv6Address.IPAddress", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
+            ResourceSchema { id: IPV6_ADDRESS_ORIGIN, name: "IPv6Address.Origin", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Enumeration(&["AutoConfigured", "DHCPv6", "IKEv2", "MAP", "WellKnown", "Static"]) },
         ],
     };
 }
@@ -1505,4 +1597,5 @@ pub static ALL: &[&ObjectSchema] = &[
     &process::SCHEMA,
     &processor::SCHEMA,
     &lan_host::SCHEMA,
+    &ip_interface::SCHEMA,
 ];

@@ -54,8 +54,6 @@ impl ObjectHandler for Connectivity {
                 RSRQ,
                 IMSI,
                 ICCID,
-                IPV4_ADDRESSES,
-                IPV6_ADDRESSES,
             ],
         ))
     }
@@ -347,27 +345,6 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
     tx.set_multiple(
         at(IP_ADDRESSES),
         indexed(state.addresses.iter().map(|a| Value::String(a.to_string()))),
-    );
-    // TR-181 keeps each family in a table of its own.
-    tx.set_multiple(
-        at(IPV4_ADDRESSES),
-        indexed(
-            state
-                .addresses
-                .iter()
-                .filter(|a| a.is_ipv4())
-                .map(|a| Value::String(a.to_string())),
-        ),
-    );
-    tx.set_multiple(
-        at(IPV6_ADDRESSES),
-        indexed(
-            state
-                .addresses
-                .iter()
-                .filter(|a| a.is_ipv6())
-                .map(|a| Value::String(a.to_string())),
-        ),
     );
     tx.set_multiple(
         at(ROUTER_IP_ADDRESSES),

@@ -293,15 +293,10 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
         1,
         warnings,
     );
-    // Routes, each family in the kernel's order. The interface is named by
-    // reference where TR-181 has it (IP.Interface.1: the default route's).
-    let reference = |interface: &str| {
-        Value::String(if upstream.as_deref() == Some(interface) {
-            "Device.IP.Interface.1".into()
-        } else {
-            String::new()
-        })
-    };
+    // Routes, each family in the kernel's order, each naming its IP
+    // interface's row.
+    let interfaces = network.ip_interfaces();
+    let reference = |interface: &str| crate::ip_interface::reference(&interfaces, interface);
     let (v4, v6): (Vec<_>, Vec<_>) = routes.iter().partition(|r| r.destination.is_ipv4());
     let v4 = v4
         .into_iter()

@@ -111,7 +111,7 @@ fn truncated(mut text: String, max: usize) -> String {
 }
 
 fn host_rows(network: &dyn Network) -> Vec<Row> {
-    let upstream = network.state().interface;
+    let interfaces = network.ip_interfaces();
     network
         .neighbours()
         .into_iter()
@@ -120,15 +120,9 @@ fn host_rows(network: &dyn Network) -> Vec<Row> {
                 (lan_host::PHYS_ADDRESS, Value::String(n.mac)),
                 (lan_host::IP_ADDRESS, Value::String(n.address.to_string())),
                 (lan_host::ACTIVE, Value::Boolean(n.active)),
-                // By reference where TR-181 has the interface
-                // (IP.Interface.1: the default route's).
                 (
                     lan_host::LAYER3_INTERFACE,
-                    Value::String(if upstream.as_deref() == Some(n.interface.as_str()) {
-                        "Device.IP.Interface.1".into()
-                    } else {
-                        String::new()
-                    }),
+                    crate::ip_interface::reference(&interfaces, &n.interface),
                 ),
             ]
         })

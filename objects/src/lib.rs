@@ -20,6 +20,7 @@ mod device;
 mod ethernet;
 mod firmware;
 mod host_tables;
+mod ip_interface;
 mod location;
 mod management;
 mod provision;
@@ -70,6 +71,7 @@ pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
     wlan::register(tree, Arc::clone(&platform.network))?;
     system_log::register(tree, platform)?;
     ethernet::register(tree, Arc::clone(&platform.network))?;
+    ip_interface::register(tree, Arc::clone(&platform.network))?;
     host_tables::register(
         tree,
         Arc::clone(&platform.host),
@@ -79,35 +81,56 @@ pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
 }
 
 /// Brings a state saved by an earlier version to this one's data model,
-/// before it is restored.
+/// before it is restored; returns what it could not carry over.
 ///
-/// - TR-181's `Device.IP.Interface.1.IPv4Address.{j}.IPAddress` was bound
-///   to /4's IP Addresses (4), both families in one resource; it is now a
-///   resource of its own (1005). An ACS's notification and access list on
-///   it follow it, rather than stay on a path no TR-181 name reaches.
-pub fn upgrade(snapshot: &mut dm_core::Snapshot) {
+/// - TR-181's `Device.IP.Interface.1.IPv4Address.{j}.IPAddress` and
+///   `IPv6Address.{j}.IPAddress` were /4's addresses (first its IP
+///   Addresses, 4, then resources 1005 and 1006 of their own): the default
+///   route's interface stood as interface 1. The IP interfaces are now the
+///   kernel's table, numbered by interface index, so which row those names
+///   meant is not known here: an ACS's notification and access list on
+///   them are dropped (with a warning), and the values 1005 and 1006 held.
+pub fn upgrade(snapshot: &mut dm_core::Snapshot) -> Vec<String> {
     use dm_core::catalog::connectivity;
-    let moved = |path: &Path| {
-        (path.object_id() == connectivity::ID
-            && path.resource_id() == Some(connectivity::IP_ADDRESSES))
-        .then(|| {
-            Path::resource(
-                connectivity::ID,
-                path.instance_id().unwrap_or(dm_core::InstanceId(0)),
-                connectivity::IPV4_ADDRESSES,
-            )
-        })
+    const RETIRED: [dm_core::ResourceId; 2] =
+        [dm_core::ResourceId(1005), dm_core::ResourceId(1006)];
+    let retired = |path: &Path| {
+        path.object_id() == connectivity::ID
+            && path
+                .resource_id()
+                .is_some_and(|r| r == connectivity::IP_ADDRESSES || RETIRED.contains(&r))
     };
-    for (path, _) in &mut snapshot.notification {
-        if let Some(to) = moved(path) {
-            *path = to;
+    let mut warnings = Vec::new();
+    let mut note = |what: &str, path: &Path| {
+        warnings.push(format!(
+            "{what} on {path} (Device.IP.Interface.1's addresses before the IP interfaces \
+             became the host's table) dropped: set it again on Device.IP.Interface.{{i}}"
+        ));
+    };
+    snapshot.notification.retain(|(path, _)| {
+        let keep = !retired(path);
+        if !keep {
+            note("the notification attribute", path);
+        }
+        keep
+    });
+    snapshot.access_list.retain(|(path, _)| {
+        let keep = !retired(path);
+        if !keep {
+            note("the access list", path);
+        }
+        keep
+    });
+    for object in snapshot
+        .objects
+        .iter_mut()
+        .filter(|o| o.object == connectivity::ID)
+    {
+        for instance in &mut object.instances {
+            instance.values.retain(|(r, _)| !RETIRED.contains(r));
         }
     }
-    for (path, _) in &mut snapshot.access_list {
-        if let Some(to) = moved(path) {
-            *path = to;
-        }
-    }
+    warnings
 }
 
 /// Creates the instances a device always has, for the objects a restored
@@ -166,6 +189,7 @@ pub fn sync_platform(tree: &mut Tree, platform: &Platform) -> Synced {
         time::sync(tree, platform.host.as_ref(), &mut synced.warnings);
     }
     ethernet::sync(tree, network, &mut synced.warnings);
+    ip_interface::sync(tree, network, &mut synced.warnings);
     location::sync(tree, network, platform.host.now(), &mut synced.warnings);
     synced
 }

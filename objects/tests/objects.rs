@@ -1093,14 +1093,126 @@ fn the_hosts_links_routes_and_name_servers_are_reported_without_writes() {
         ),
         Value::String("198.51.100.0".into())
     );
+
+    // The IP interfaces: every link, loopback too, numbered by interface
+    // index; eth0's lower layer is its Ethernet row, the routes name
+    // their interface's row.
+    use dm_core::catalog::ip_interface;
+    use dm_platform::{InterfaceAddress, IpInterface};
+    let address = |a: &str, prefix| InterfaceAddress {
+        address: a.parse().unwrap(),
+        prefix,
+        permanent: true,
+        tentative: false,
+        deprecated: false,
+    };
+    f.network.set_ip_interfaces(vec![
+        IpInterface {
+            index: 1,
+            name: "lo".into(),
+            enabled: true,
+            operstate: "unknown".into(),
+            carrier: true,
+            loopback: true,
+            mtu: 65536,
+            ipv6: true,
+            addresses: vec![address("127.0.0.1", 8), address("::1", 128)],
+        },
+        IpInterface {
+            index: 2,
+            name: "eth0".into(),
+            enabled: true,
+            operstate: "up".into(),
+            carrier: true,
+            loopback: false,
+            mtu: 1500,
+            ipv6: true,
+            addresses: vec![
+                address("192.0.2.10", 24),
+                address("198.51.100.7", 25),
+                address("fe80::1", 64),
+            ],
+        },
+    ]);
+    let synced = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    assert!(synced.warnings.is_empty(), "{:?}", synced.warnings);
+    let i = |n, r| Path::resource(ip_interface::ID, InstanceId(n), r);
+    assert_eq!(
+        f.tree.instances(ip_interface::ID).unwrap(),
+        [InstanceId(1), InstanceId(2)]
+    );
+    assert_eq!(
+        value(&f.tree, i(1, ip_interface::TYPE)),
+        Value::String("Loopback".into())
+    );
+    assert_eq!(
+        value(&f.tree, i(1, ip_interface::STATUS)),
+        Value::String("Up".into())
+    );
+    assert_eq!(
+        value(&f.tree, i(1, ip_interface::MAX_MTU_SIZE)),
+        Value::Unsigned(65535)
+    );
+    assert_eq!(
+        value(&f.tree, i(1, ip_interface::LOWER_LAYERS)),
+        Value::ObjectLink(ObjectLink {
+            object: dm_core::ObjectId(u16::MAX),
+            instance: u16::MAX
+        })
+    );
+    assert_eq!(
+        value(&f.tree, i(2, ip_interface::LOWER_LAYERS)),
+        Value::ObjectLink(ObjectLink {
+            object: ethernet::ID,
+            instance: 2
+        })
+    );
+    assert_eq!(
+        multiple(&f.tree, i(2, ip_interface::IPV4_ADDRESS_IP_ADDRESS)),
+        [
+            Value::String("192.0.2.10".into()),
+            Value::String("198.51.100.7".into())
+        ]
+    );
+    assert_eq!(
+        multiple(&f.tree, i(2, ip_interface::IPV4_ADDRESS_SUBNET_MASK)),
+        [
+            Value::String("255.255.255.0".into()),
+            Value::String("255.255.255.128".into())
+        ]
+    );
+    assert_eq!(
+        multiple(&f.tree, i(2, ip_interface::IPV6_ADDRESS_ORIGIN)),
+        [Value::String("WellKnown".into())]
+    );
+    assert_eq!(
+        value(
+            &f.tree,
+            Path::resource(
+                ipv4_forwarding::ID,
+                InstanceId(1),
+                ipv4_forwarding::INTERFACE
+            )
+        ),
+        Value::ObjectLink(ObjectLink {
+            object: ip_interface::ID,
+            instance: 2
+        })
+    );
+    // Its counters, read at each read.
+    let sent = i(2, ip_interface::STATS_BYTES_SENT);
+    let first = value(&f.tree, sent);
+    assert!(value(&f.tree, sent) != first);
+
     assert_eq!(saves.load(std::sync::atomic::Ordering::SeqCst), 0);
     // And never in a snapshot.
     assert!(
-        !f.tree
-            .snapshot()
-            .objects
-            .iter()
-            .any(|o| o.object == ethernet::ID || o.object == ipv4_forwarding::ID)
+        !f.tree.snapshot().objects.iter().any(|o| [
+            ethernet::ID,
+            ipv4_forwarding::ID,
+            ip_interface::ID
+        ]
+        .contains(&o.object))
     );
 
     // A client may not add or remove the host's facts.
@@ -1130,33 +1242,58 @@ fn the_hosts_links_routes_and_name_servers_are_reported_without_writes() {
     );
 }
 
-/// A state saved before the IPv4 addresses had a resource of their own:
-/// the ACS's notification and access list on
-/// Device.IP.Interface.1.IPv4Address.{j}.IPAddress follow the parameter.
+/// A state saved while Device.IP.Interface.1's addresses were /4's (its
+/// IP Addresses, then resources 1005 and 1006): which row of the host's
+/// interface table they meant is not known, so the ACS's attributes on
+/// them are dropped with a warning each, and so are the values held;
+/// everything else stays.
 #[test]
-fn an_older_states_attributes_follow_the_ipv4_address_parameter() {
-    let old = Path::resource(connectivity::ID, InstanceId(0), connectivity::IP_ADDRESSES);
-    let new = Path::resource(
-        connectivity::ID,
-        InstanceId(0),
-        connectivity::IPV4_ADDRESSES,
-    );
-    let other = Path::resource(connectivity::ID, InstanceId(0), connectivity::APN);
+fn an_older_states_interface_1_attributes_are_dropped_with_a_warning() {
+    let at = |r| Path::resource(connectivity::ID, InstanceId(0), r);
+    let first = at(connectivity::IP_ADDRESSES);
+    let retired = at(dm_core::ResourceId(1006));
+    let other = at(connectivity::APN);
     let mut snapshot = dm_core::Snapshot {
         notification: vec![
-            (old, dm_core::Notification::Active),
+            (first, dm_core::Notification::Active),
+            (retired, dm_core::Notification::Active),
             (other, dm_core::Notification::Passive),
         ],
-        access_list: vec![(old, vec!["Subscriber".into()])],
+        access_list: vec![(first, vec!["Subscriber".into()])],
+        objects: vec![dm_core::snapshot::ObjectState {
+            object: connectivity::ID,
+            next_instance: 1,
+            instances: vec![dm_core::snapshot::InstanceState {
+                instance: InstanceId(0),
+                values: vec![
+                    (
+                        dm_core::ResourceId(1005),
+                        ResourceValue::Multiple(Default::default()),
+                    ),
+                    (
+                        connectivity::APN,
+                        ResourceValue::Multiple(Default::default()),
+                    ),
+                ],
+            }],
+        }],
         ..dm_core::Snapshot::default()
     };
-    dm_objects::upgrade(&mut snapshot);
+    let warnings = dm_objects::upgrade(&mut snapshot);
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(
+        warnings[0].contains("Device.IP.Interface.{i}"),
+        "{warnings:?}"
+    );
     assert_eq!(
         snapshot.notification,
-        [
-            (new, dm_core::Notification::Active),
-            (other, dm_core::Notification::Passive)
-        ]
+        [(other, dm_core::Notification::Passive)]
     );
-    assert_eq!(snapshot.access_list, [(new, vec!["Subscriber".to_owned()])]);
+    assert!(snapshot.access_list.is_empty());
+    let kept: Vec<_> = snapshot.objects[0].instances[0]
+        .values
+        .iter()
+        .map(|(r, _)| *r)
+        .collect();
+    assert_eq!(kept, [connectivity::APN]);
 }

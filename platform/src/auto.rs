@@ -93,6 +93,10 @@ impl Network for AutoNetwork {
         self.kernel.links()
     }
 
+    fn ip_interfaces(&self) -> Vec<crate::IpInterface> {
+        self.kernel.ip_interfaces()
+    }
+
     fn link_stats(&self, name: &str) -> Result<LinkStats, PlatformError> {
         self.kernel.link_stats(name)
     }

@@ -228,6 +228,42 @@ pub struct Link {
     pub duplex: Option<String>,
 }
 
+/// An IP interface the kernel has (TR-181 `Device.IP.Interface`): every
+/// link, loopback included, with its addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IpInterface {
+    /// The kernel's interface index: stable while the link exists.
+    pub index: u32,
+    pub name: String,
+    /// Administratively up (IFF_UP).
+    pub enabled: bool,
+    /// The kernel's operational state (RFC 2863), `unknown` for links
+    /// that do not track it (loopback, tunnels).
+    pub operstate: String,
+    /// The link has carrier.
+    pub carrier: bool,
+    pub loopback: bool,
+    pub mtu: u32,
+    /// IPv6 is on for the link (its `disable_ipv6` is 0).
+    pub ipv6: bool,
+    pub addresses: Vec<InterfaceAddress>,
+}
+
+/// An address of an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterfaceAddress {
+    pub address: IpAddr,
+    /// Prefix length.
+    pub prefix: u8,
+    /// Configured, not autoconfigured (IPv6's IFA_F_PERMANENT; always
+    /// true for IPv4, whose flags getifaddrs does not give).
+    pub permanent: bool,
+    /// Duplicate address detection has not finished (IPv6).
+    pub tentative: bool,
+    /// Its preferred lifetime is over (IPv6).
+    pub deprecated: bool,
+}
+
 /// A link's counters, read now (TR-181 `Stats`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LinkStats {
@@ -428,6 +464,11 @@ pub trait Network: Send + Sync {
 
     /// The Ethernet links, in the kernel's order (none when unknown).
     fn links(&self) -> Vec<Link> {
+        Vec::new()
+    }
+
+    /// The IP interfaces, in the kernel's order (none when unknown).
+    fn ip_interfaces(&self) -> Vec<IpInterface> {
         Vec::new()
     }
 

@@ -20,6 +20,7 @@ struct State {
     wifi: Vec<WifiProfile>,
     apn: Vec<ApnContext>,
     links: Vec<crate::Link>,
+    interfaces: Vec<crate::IpInterface>,
     routes: Vec<crate::Route>,
     dns: Vec<std::net::IpAddr>,
     /// Counter reads so far: each read sees more traffic.
@@ -121,6 +122,12 @@ impl MemoryNetwork {
         self.changed();
     }
 
+    /// The host's IP interfaces (none by default).
+    pub fn set_ip_interfaces(&self, interfaces: Vec<crate::IpInterface>) {
+        lock(&self.state).interfaces = interfaces;
+        self.changed();
+    }
+
     pub fn set_radio(&self, radio: RadioState) {
         lock(&self.state).radio = radio;
         self.changed();
@@ -154,11 +161,17 @@ impl Network for MemoryNetwork {
         lock(&self.state).links.clone()
     }
 
+    fn ip_interfaces(&self) -> Vec<crate::IpInterface> {
+        lock(&self.state).interfaces.clone()
+    }
+
     fn link_stats(&self, name: &str) -> Result<crate::LinkStats, PlatformError> {
         // Counters that grow with every read: traffic, as far as a test
         // can tell.
         let mut state = lock(&self.state);
-        if !state.links.iter().any(|l| l.name == name) {
+        if !state.links.iter().any(|l| l.name == name)
+            && !state.interfaces.iter().any(|i| i.name == name)
+        {
             return Err(PlatformError::Unavailable(format!(
                 "the counters of {name}"
             )));

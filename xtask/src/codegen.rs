@@ -283,6 +283,10 @@ fn core_object_from_tr181(object: &TrObject, tr181: &Tr181Model) -> Result<CoreO
         let id: u16 = id.parse().map_err(|_| format!("bad resource id {id:?}"))?;
         let parameter = tr181_parameter(tr181, &format!("{}{name}", object.path))?;
         let mut resource = resource_from_tr181(id, name, &parameter);
+        // `IPv4Address.{j}.IPAddress`: a nested table's column, one value
+        // per row.
+        resource.multiple = name.contains(".{j}.");
+        resource.name = name.replace(".{j}", "");
         if object.read_only {
             resource.access = "Read";
         }
@@ -310,7 +314,12 @@ fn core_object_from_tr181(object: &TrObject, tr181: &Tr181Model) -> Result<CoreO
 
 fn resource_from_tr181(id: u16, name: &str, parameter: &Tr181Parameter) -> CoreResource {
     let syntax = &parameter.syntax;
-    let value_type = if syntax.list {
+    // A reference to a row is the row itself in the core (an object
+    // link), which the CWMP adapter writes as the row's path; a list of
+    // references holds one here.
+    let value_type = if syntax.reference {
+        "ObjectLink"
+    } else if syntax.list {
         "String"
     } else {
         match syntax.base.as_str() {
@@ -430,6 +439,7 @@ fn cwmp_parameter(
         "Boolean" => parameter.syntax.base == "boolean",
         "DateTime" => parameter.syntax.base == "dateTime",
         "Opaque" => ["base64", "hexBinary"].contains(&parameter.syntax.base.as_str()),
+        "ObjectLink" => parameter.syntax.reference,
         _ => false,
     };
     if !compatible {
@@ -476,6 +486,11 @@ fn words_to_constant(name: &str) -> String {
 /// `ManufacturerOUI` → `MANUFACTURER_OUI`, `CWMPRetryIntervalMultiplier` →
 /// `CWMP_RETRY_INTERVAL_MULTIPLIER`, `NTPServer1` → `NTP_SERVER1`.
 fn camel_to_constant(name: &str) -> String {
+    // A nested table's column (`IPv4Address.{j}.SubnetMask`):
+    // IPV4_ADDRESS_SUBNET_MASK.
+    if name.contains(".{j}") || name.contains("IPv") {
+        return camel_to_constant(&name.replace(".{j}", "").replace("IPv", "Ipv"));
+    }
     // A parameter of a sub-object (`Stats.BytesSent`): STATS_BYTES_SENT.
     if let Some((object, leaf)) = name.rsplit_once('.') {
         return format!("{}_{}", camel_to_constant(object), camel_to_constant(leaf));

@@ -23,6 +23,9 @@ pub struct Syntax {
     pub min: Option<i64>,
     pub max: Option<i64>,
     pub enumeration: Vec<String>,
+    /// A `pathRef` to a table row: the value names a row (or, a list, rows)
+    /// of another table.
+    pub reference: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +195,9 @@ fn read_facet(syntax: &mut Syntax, name: &str, start: &BytesStart<'_>) -> Result
             if let Some(v) = attribute(start, "value")? {
                 syntax.enumeration.push(v);
             }
+        }
+        "pathRef" => {
+            syntax.reference = attribute(start, "targetType")?.as_deref() == Some("row");
         }
         _ => {}
     }

@@ -141,6 +141,9 @@ fn dump_prints_the_hosts_real_values_by_default() {
     };
     let routes = ip(&["route", "show", "default"]);
     if let Some(dev) = routes[0]["dev"].as_str() {
+        let index = std::fs::read_to_string(format!("/sys/class/net/{dev}/ifindex")).unwrap();
+        let interface = format!("Device.IP.Interface.{}", index.trim());
+        assert_eq!(field(&dump, &format!("{interface}.Name")), dev);
         let shown = ip(&["addr", "show", "dev", dev]);
         let mut checked = 0;
         for address in shown[0]["addr_info"].as_array().unwrap() {
@@ -154,17 +157,15 @@ fn dump_prints_the_hosts_real_values_by_default() {
                 "IPv6Address"
             };
             assert!(
-                dump.lines().any(
-                    |l| l.starts_with(&format!("Device.IP.Interface.1.{table}."))
-                        && l.contains(&format!(".IPAddress = {local}  ["))
-                ),
+                dump.lines()
+                    .any(|l| l.starts_with(&format!("{interface}.{table}."))
+                        && l.contains(&format!(".IPAddress = {local}  ["))),
                 "{local} not under {table} in\n{dump}"
             );
             checked += 1;
         }
         assert!(checked > 0, "no global address on {dev}");
         // The link itself, under its kernel index, with the kernel's MAC.
-        let index = std::fs::read_to_string(format!("/sys/class/net/{dev}/ifindex")).unwrap();
         let mac = std::fs::read_to_string(format!("/sys/class/net/{dev}/address")).unwrap();
         let port = format!("Device.Ethernet.Interface.{}.", index.trim());
         if std::path::Path::new(&format!("/sys/class/net/{dev}/device")).exists() {

@@ -69,10 +69,17 @@ fn the_veth_reads_the_same_through_cwmp_lwm2m_and_ip() {
 
     // The ACS, in the namespace: two reads of the link's facts in one
     // session, traffic sent between them (from the namespace too).
-    let asked = "<string>Device.Ethernet.Interface.</string>\
-                 <string>Device.IP.Interface.1.</string>\
-                 <string>Device.Routing.Router.1.IPv4Forwarding.</string>\
-                 <string>Device.DNS.Client.Server.</string>";
+    // veth0's IP interface is the row of its interface index.
+    let index = ip(&netns, &["link", "show", "veth0"])[0]["ifindex"]
+        .as_u64()
+        .unwrap();
+    let interface = format!("Device.IP.Interface.{index}");
+    let asked = format!(
+        "<string>Device.Ethernet.Interface.</string>\
+         <string>{interface}.</string>\
+         <string>Device.Routing.Router.1.IPv4Forwarding.</string>\
+         <string>Device.DNS.Client.Server.</string>"
+    );
     let step = Arc::new(Mutex::new(0));
     let acs = dm_tests::netns::run_in(&netns, move || {
         MiniAcs::start(Box::new(move |_body| {
@@ -191,8 +198,13 @@ fn the_veth_reads_the_same_through_cwmp_lwm2m_and_ip() {
     let address = addresses[0]["addr_info"][0]["local"].as_str().unwrap();
     assert_eq!(address, "198.51.100.1");
     assert_eq!(
-        first["Device.IP.Interface.1.IPv4Address.1.IPAddress"],
+        first[&format!("{interface}.IPv4Address.1.IPAddress")],
         address
+    );
+    assert_eq!(first[&format!("{interface}.Name")], "veth0");
+    assert_eq!(
+        first[&format!("{interface}.LowerLayers")],
+        format!("Device.Ethernet.Interface.{index}")
     );
     let default = ip(&netns, &["route", "show", "default"]);
     let gateway = default[0]["gateway"].as_str().unwrap();
@@ -202,6 +214,7 @@ fn the_veth_reads_the_same_through_cwmp_lwm2m_and_ip() {
         .map(|(name, _)| name.trim_end_matches("GatewayIPAddress").to_owned())
         .unwrap_or_else(|| panic!("no forwarding entry via {gateway}: {first:?}"));
     assert_eq!(first[&format!("{route}DestIPAddress")], "");
+    assert_eq!(first[&format!("{route}Interface")], interface);
     // The name server of the namespace's resolver.
     assert_eq!(
         first["Device.DNS.Client.Server.1.DNSServer"],

@@ -22,8 +22,9 @@ use std::sync::{Arc, Mutex, Once};
 use dm_core::lock;
 
 use crate::{
-    ApnContext, ApnSettings, BearerKind, ChangeCallback, Link, LinkStats, Neighbour, Network,
-    NetworkState, PlatformError, RadioState, Route, WifiProfile, WifiSettings,
+    ApnContext, ApnSettings, BearerKind, ChangeCallback, InterfaceAddress, IpInterface, Link,
+    LinkStats, Neighbour, Network, NetworkState, PlatformError, RadioState, Route, WifiProfile,
+    WifiSettings,
 };
 
 /// Where the kernel's files are (other roots, for tests).
@@ -59,11 +60,43 @@ pub fn parse_arp(text: &str) -> Vec<Neighbour> {
         .collect()
 }
 
+/// `/proc/net/if_inet6`: each IPv6 address with its interface, prefix
+/// length and flags (the kernel's IFA_F_*), as
+/// `address ifindex prefix scope flags name`, hex but for the name.
+pub fn parse_if_inet6(text: &str) -> Vec<(String, InterfaceAddress)> {
+    /// IFA_F_TENTATIVE, IFA_F_DEPRECATED, IFA_F_PERMANENT.
+    const TENTATIVE: u32 = 0x40;
+    const DEPRECATED: u32 = 0x20;
+    const PERMANENT: u32 = 0x80;
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [address, _index, prefix, _scope, flags, name] = fields.as_slice() else {
+                return None;
+            };
+            let address = u128::from_str_radix(address, 16).ok()?;
+            let flags = u32::from_str_radix(flags, 16).ok()?;
+            let prefix = u8::from_str_radix(prefix, 16).ok().filter(|p| *p <= 128)?;
+            Some((
+                (*name).to_owned(),
+                InterfaceAddress {
+                    address: IpAddr::V6(Ipv6Addr::from(address)),
+                    prefix,
+                    permanent: flags & PERMANENT != 0,
+                    tentative: flags & TENTATIVE != 0,
+                    deprecated: flags & DEPRECATED != 0,
+                },
+            ))
+        })
+        .collect()
+}
+
 /// What was read at the last change: reads copy it (no I/O for them).
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Snapshot {
     state: NetworkState,
     links: Vec<Link>,
+    interfaces: Vec<IpInterface>,
     dns: Vec<IpAddr>,
     routes: Vec<Route>,
 }
@@ -120,6 +153,7 @@ impl Roots {
         Snapshot {
             state: self.state(&routes),
             links: self.links(),
+            interfaces: self.ip_interfaces(),
             dns: std::fs::read_to_string(&self.resolv_conf)
                 .map(|t| parse_resolv_conf(&t))
                 .unwrap_or_default(),
@@ -177,6 +211,79 @@ impl Roots {
             .collect();
         links.sort_by_key(|(index, _)| *index);
         links.into_iter().map(|(_, link)| link).collect()
+    }
+
+    /// Every link, in ifindex order, with its addresses: IPv4 from
+    /// getifaddrs, IPv6 from `/proc/net/if_inet6` (which has the flags).
+    fn ip_interfaces(&self) -> Vec<IpInterface> {
+        let Ok(entries) = std::fs::read_dir(format!("{}/class/net", self.sys)) else {
+            return Vec::new();
+        };
+        let mut v4: Vec<(String, InterfaceAddress)> = Vec::new();
+        if let Ok(all) = nix::ifaddrs::getifaddrs() {
+            for a in all {
+                let (Some(address), Some(mask)) = (a.address, a.netmask) else {
+                    continue;
+                };
+                let (Some(address), Some(mask)) = (address.as_sockaddr_in(), mask.as_sockaddr_in())
+                else {
+                    continue;
+                };
+                v4.push((
+                    a.interface_name,
+                    InterfaceAddress {
+                        address: IpAddr::V4(address.ip()),
+                        prefix: u32::from(mask.ip()).count_ones() as u8,
+                        permanent: true,
+                        tentative: false,
+                        deprecated: false,
+                    },
+                ));
+            }
+        }
+        let v6 = self
+            .read_file(&format!("{}/net/if_inet6", self.proc))
+            .map(|t| parse_if_inet6(&t))
+            .unwrap_or_default();
+        let mut interfaces: Vec<IpInterface> = entries
+            .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+            .filter_map(|name| {
+                let dir = format!("{}/class/net/{name}", self.sys);
+                let text = |f: &str| {
+                    self.read_file(&format!("{dir}/{f}"))
+                        .map(|t| t.trim().to_owned())
+                };
+                let index: u32 = text("ifindex")?.parse().ok()?;
+                let flags = text("flags")
+                    .and_then(|f| u32::from_str_radix(f.trim_start_matches("0x"), 16).ok())
+                    .unwrap_or(0);
+                let addresses = v4
+                    .iter()
+                    .chain(&v6)
+                    .filter(|(owner, _)| *owner == name)
+                    .map(|(_, a)| *a)
+                    .collect();
+                Some(IpInterface {
+                    index,
+                    enabled: flags & 0x1 != 0,
+                    operstate: text("operstate").unwrap_or_default(),
+                    carrier: text("carrier").as_deref() == Some("1"),
+                    // IFF_LOOPBACK.
+                    loopback: flags & 0x8 != 0,
+                    mtu: text("mtu").and_then(|m| m.parse().ok()).unwrap_or(0),
+                    ipv6: self
+                        .read_file(&format!(
+                            "{}/sys/net/ipv6/conf/{name}/disable_ipv6",
+                            self.proc
+                        ))
+                        .is_some_and(|d| d.trim() == "0"),
+                    addresses,
+                    name,
+                })
+            })
+            .collect();
+        interfaces.sort_by_key(|i| i.index);
+        interfaces
     }
 
     fn stats(&self, name: &str) -> Result<LinkStats, PlatformError> {
@@ -410,6 +517,10 @@ impl Network for LinuxNetwork {
 
     fn links(&self) -> Vec<Link> {
         lock(&self.snapshot).links.clone()
+    }
+
+    fn ip_interfaces(&self) -> Vec<IpInterface> {
+        lock(&self.snapshot).interfaces.clone()
     }
 
     fn link_stats(&self, name: &str) -> Result<LinkStats, PlatformError> {

@@ -37,6 +37,7 @@ pub fn render(value: &Value, syntax: Syntax) -> String {
         }
         (Value::Float(f), Syntax::Long) => (f.round() as i64).to_string(),
         (Value::Float(f), Syntax::UnsignedLong) => (f.round().max(0.0) as u64).to_string(),
+        (Value::ObjectLink(link), _) => crate::mapping::reference(*link),
         (other, _) => other.to_string(),
     }
 }
@@ -59,6 +60,12 @@ pub fn parse(text: &str, syntax: Syntax, core: ValueType) -> Result<Value, Parse
     let bad = || ParseError(format!("{text:?} is not a valid {}", syntax.xsd_type()));
     let trimmed = text.trim();
     let value = match syntax {
+        // A reference: the row its path names.
+        Syntax::String if core == ValueType::ObjectLink => {
+            Value::ObjectLink(crate::mapping::dereference(text).ok_or_else(|| {
+                ParseError(format!("{text:?} is not the path of a row this agent has"))
+            })?)
+        }
         Syntax::String => Value::String(text.to_owned()),
         Syntax::Int | Syntax::Long => Value::Integer(trimmed.parse().map_err(|_| bad())?),
         Syntax::UnsignedInt | Syntax::UnsignedLong => {

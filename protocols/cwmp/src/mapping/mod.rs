@@ -77,7 +77,9 @@ impl Syntax {
             T::Boolean => &[Syntax::Boolean],
             T::DateTime => &[Syntax::DateTime],
             T::Opaque => &[Syntax::Base64, Syntax::HexBinary],
-            T::ObjectLink | T::None => &[],
+            // A reference to a row, written as its path.
+            T::ObjectLink => &[Syntax::String],
+            T::None => &[],
         }
     }
 
@@ -338,6 +340,44 @@ pub fn parameters() -> impl Iterator<Item = &'static ParameterMap> {
         .chain(DECLARED.get().into_iter().flatten().copied())
 }
 
+/// The TR-181 path of the row a core object link names, as a reference
+/// parameter holds it (TR-106 §3.2.3: the row's path, no trailing dot),
+/// or an empty string for a null link or an object no table is bound to.
+pub fn reference(link: dm_core::ObjectLink) -> String {
+    if link.instance == u16::MAX {
+        return String::new();
+    }
+    parameters()
+        .find(|p| p.object == link.object && p.path.contains(".{i}."))
+        .and_then(|p| p.path.split_once(".{i}."))
+        .map(|(table, _)| format!("{table}.{}", link.instance))
+        .unwrap_or_default()
+}
+
+/// The row a reference parameter's text names (its path, with or
+/// without a trailing dot; empty: no row).
+pub fn dereference(text: &str) -> Option<dm_core::ObjectLink> {
+    let text = text.trim().trim_end_matches('.');
+    if text.is_empty() {
+        return Some(dm_core::ObjectLink {
+            object: ObjectId(u16::MAX),
+            instance: u16::MAX,
+        });
+    }
+    let (table, number) = text.rsplit_once('.')?;
+    let instance = instance_number(number)?;
+    parameters()
+        .find(|p| {
+            p.path
+                .split_once(".{i}.")
+                .is_some_and(|(prefix, _)| prefix == table)
+        })
+        .map(|p| dm_core::ObjectLink {
+            object: p.object,
+            instance,
+        })
+}
+
 /// Resolves concrete TR-181 paths against [`parameters`].
 pub struct Resolver {
     nodes: Vec<Node>,
@@ -541,14 +581,39 @@ mod tests {
         assert_eq!(serial.path.to_string(), "/3/0/2");
         let ssid = resolver.resolve("Device.WiFi.SSID.4.SSID").unwrap();
         assert_eq!(ssid.path.to_string(), "/12/4/5");
+        // A nested table: interface 3's second address.
         let address = resolver
-            .resolve("Device.IP.Interface.1.IPv4Address.2.IPAddress")
+            .resolve("Device.IP.Interface.3.IPv4Address.2.IPAddress")
             .unwrap();
-        assert_eq!(address.path.to_string(), "/4/0/1005/1");
+        assert_eq!(address.path.to_string(), "/50010/3/20/1");
         assert_eq!(
-            address.parameter.render(InstanceId(0), Some(1)),
-            "Device.IP.Interface.1.IPv4Address.2.IPAddress"
+            address.parameter.render(InstanceId(3), Some(1)),
+            "Device.IP.Interface.3.IPv4Address.2.IPAddress"
         );
+    }
+
+    #[test]
+    fn references_name_rows_both_ways() {
+        let link = |object, instance| dm_core::ObjectLink {
+            object: ObjectId(object),
+            instance,
+        };
+        let interface = dm_core::catalog::ip_interface::ID.0;
+        assert_eq!(reference(link(interface, 2)), "Device.IP.Interface.2");
+        assert_eq!(
+            dereference("Device.IP.Interface.2"),
+            Some(link(interface, 2))
+        );
+        assert_eq!(
+            dereference("Device.IP.Interface.2."),
+            Some(link(interface, 2))
+        );
+        // Null both ways; no such table, no number.
+        assert_eq!(reference(link(u16::MAX, u16::MAX)), "");
+        assert_eq!(dereference(""), Some(link(u16::MAX, u16::MAX)));
+        assert_eq!(dereference("Device.Nothing.2"), None);
+        assert_eq!(dereference("Device.IP.Interface.x"), None);
+        assert_eq!(reference(link(60000, 1)), "");
     }
 
     #[test]

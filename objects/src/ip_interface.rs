@@ -1,0 +1,332 @@
+//! TR-181 `Device.IP.Interface.{i}.`: every link the kernel has, loopback
+//! included, with its IPv4 and IPv6 addresses (`IPv4Address.{j}`,
+//! `IPv6Address.{j}`, one value per address in each column) and its
+//! counters. Read-only, like the other tables of host facts.
+//!
+//! An interface's instance number is its kernel interface index, as an
+//! Ethernet link's is: an interface over an Ethernet link names the row of
+//! the same number as its LowerLayers. References to an interface (a
+//! route's Interface, a host's Layer3Interface) are object links the
+//! adapters write in their own terms ([`reference`]).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use dm_core::catalog::{ethernet, ip_interface::*};
+use dm_core::facts::stage_fact;
+use dm_core::{
+    Error, Instance, InstanceId, ObjectHandler, ObjectLink, ObjectSchema, Origin, Path, ResourceId,
+    ResourceValue, Slot, Tree, Value,
+};
+use dm_platform::{InterfaceAddress, IpInterface, LinkStats, Network};
+
+use crate::ethernet::refuse_clients;
+
+struct Interfaces {
+    network: Arc<dyn Network>,
+}
+
+pub fn register(tree: &mut Tree, network: Arc<dyn Network>) -> Result<(), Error> {
+    tree.register(Box::new(Interfaces { network }))
+}
+
+const COUNTERS: [ResourceId; 9] = [
+    STATS_BYTES_SENT,
+    STATS_BYTES_RECEIVED,
+    STATS_PACKETS_SENT,
+    STATS_PACKETS_RECEIVED,
+    STATS_ERRORS_SENT,
+    STATS_ERRORS_RECEIVED,
+    STATS_DISCARD_PACKETS_SENT,
+    STATS_DISCARD_PACKETS_RECEIVED,
+    STATS_MULTICAST_PACKETS_RECEIVED,
+];
+
+fn counter(stats: &LinkStats, resource: ResourceId) -> Option<Value> {
+    // TR-181 keeps errors and discards in 32 bits.
+    let narrow = |v: u64| Value::Unsigned(v.min(u64::from(u32::MAX)));
+    Some(match resource {
+        STATS_BYTES_SENT => Value::Unsigned(stats.bytes_sent),
+        STATS_BYTES_RECEIVED => Value::Unsigned(stats.bytes_received),
+        STATS_PACKETS_SENT => Value::Unsigned(stats.packets_sent),
+        STATS_PACKETS_RECEIVED => Value::Unsigned(stats.packets_received),
+        STATS_ERRORS_SENT => narrow(stats.errors_sent),
+        STATS_ERRORS_RECEIVED => narrow(stats.errors_received),
+        STATS_DISCARD_PACKETS_SENT => narrow(stats.discards_sent),
+        STATS_DISCARD_PACKETS_RECEIVED => narrow(stats.discards_received),
+        STATS_MULTICAST_PACKETS_RECEIVED => Value::Unsigned(stats.multicast_received),
+        _ => return None,
+    })
+}
+
+impl ObjectHandler for Interfaces {
+    fn schema(&self) -> &'static ObjectSchema {
+        &SCHEMA
+    }
+
+    fn reported(&self) -> bool {
+        true
+    }
+
+    fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
+        Ok(SCHEMA
+            .resources
+            .iter()
+            .fold(Instance::new(), |instance, r| {
+                let slot = if COUNTERS.contains(&r.id) {
+                    Slot::Live
+                } else {
+                    dm_core::tree::default_slot(r)
+                };
+                instance.with(r.id, slot)
+            }))
+    }
+
+    fn read(
+        &self,
+        _origin: Origin,
+        instance: InstanceId,
+        resource: ResourceId,
+    ) -> Result<ResourceValue, Error> {
+        let interface = self
+            .network
+            .ip_interfaces()
+            .into_iter()
+            .find(|i| i.index == u32::from(instance.0))
+            .ok_or(Error::InstanceNotFound(Path::instance(ID, instance)))?;
+        let stats = self.network.link_stats(&interface.name)?;
+        counter(&stats, resource)
+            .map(ResourceValue::Single)
+            .ok_or(Error::NotReadable(Path::resource(ID, instance, resource)))
+    }
+
+    fn validate(&self, origin: Origin, instance: InstanceId, _: &Instance) -> Result<(), Error> {
+        refuse_clients(origin, Path::instance(ID, instance))
+    }
+
+    fn delete(&self, origin: Origin, instance: InstanceId) -> Result<(), Error> {
+        refuse_clients(origin, Path::instance(ID, instance))
+    }
+}
+
+/// The instance an interface index is, if it fits one.
+fn instance_of(index: u32) -> Option<InstanceId> {
+    u16::try_from(index)
+        .ok()
+        .filter(|i| *i > 0 && *i < u16::MAX)
+        .map(InstanceId)
+}
+
+/// The row of the interface named `name` among `interfaces`, as an
+/// object link; the null link when there is none (TR-181: an empty
+/// reference).
+pub fn reference(interfaces: &[IpInterface], name: &str) -> Value {
+    let row = interfaces
+        .iter()
+        .find(|i| i.name == name)
+        .and_then(|i| instance_of(i.index));
+    Value::ObjectLink(match row {
+        Some(instance) => ObjectLink {
+            object: ID,
+            instance: instance.0,
+        },
+        None => ObjectLink {
+            object: dm_core::ObjectId(u16::MAX),
+            instance: u16::MAX,
+        },
+    })
+}
+
+/// TR-181 `Status` from the kernel's operational state (RFC 2863). Links
+/// that do not track it (loopback, most tunnels: `unknown`) are Up while
+/// enabled with carrier; a link enabled but down lacks its lower layer.
+fn status(interface: &IpInterface) -> &'static str {
+    match interface.operstate.as_str() {
+        "up" => "Up",
+        "dormant" => "Dormant",
+        "lowerlayerdown" => "LowerLayerDown",
+        "notpresent" => "NotPresent",
+        "testing" => "Testing",
+        "down" if interface.enabled => "LowerLayerDown",
+        "unknown" if interface.enabled && interface.carrier => "Up",
+        _ => "Down",
+    }
+}
+
+/// TR-181 `IPv6Address.{i}.Origin`: link-local and loopback addresses
+/// are well known, configured ones static, the rest autoconfigured
+/// (SLAAC or DHCPv6: the kernel does not say which).
+fn origin(address: &InterfaceAddress) -> &'static str {
+    match address.address {
+        IpAddr::V6(v6) if v6.is_loopback() || (v6.segments()[0] & 0xffc0) == 0xfe80 => "WellKnown",
+        _ if address.permanent => "Static",
+        _ => "AutoConfigured",
+    }
+}
+
+fn mask(prefix: u8) -> String {
+    let bits = u32::MAX
+        .checked_shl(32 - u32::from(prefix.min(32)))
+        .unwrap_or(0);
+    std::net::Ipv4Addr::from(bits).to_string()
+}
+
+fn column(values: impl Iterator<Item = Value>) -> BTreeMap<u16, Value> {
+    (0..u16::MAX).zip(values).collect()
+}
+
+/// Makes the table hold the platform's interfaces, as the platform, in
+/// one transaction.
+pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) {
+    let interfaces: Vec<IpInterface> = network
+        .ip_interfaces()
+        .into_iter()
+        .filter(|i| instance_of(i.index).is_some())
+        .collect();
+    let ethernet: Vec<u32> = network.links().iter().map(|l| l.index).collect();
+    let held = tree.instances(ID).unwrap_or_default();
+    let mut tx = tree.begin(Origin::Platform);
+    for gone in held
+        .iter()
+        .filter(|i| !interfaces.iter().any(|f| f.index == u32::from(i.0)))
+    {
+        tx.delete(ID, *gone);
+    }
+    for interface in &interfaces {
+        let Some(instance) = instance_of(interface.index) else {
+            continue;
+        };
+        if !held.contains(&instance) {
+            tx.create(ID, Some(instance));
+        }
+        let at = |r| Path::resource(ID, instance, r);
+        let lower = if ethernet.contains(&interface.index) {
+            ObjectLink {
+                object: ethernet::ID,
+                instance: instance.0,
+            }
+        } else {
+            ObjectLink {
+                object: dm_core::ObjectId(u16::MAX),
+                instance: u16::MAX,
+            }
+        };
+        let facts = [
+            (ENABLE, Value::Boolean(interface.enabled)),
+            // Linux attaches every link to the IPv4 stack.
+            (IPV4_ENABLE, Value::Boolean(true)),
+            (IPV6_ENABLE, Value::Boolean(interface.ipv6)),
+            (STATUS, Value::String(status(interface).into())),
+            (NAME, Value::String(interface.name.clone())),
+            (LOWER_LAYERS, Value::ObjectLink(lower)),
+            // Loopback's 65536 is past TR-181's range.
+            (
+                MAX_MTU_SIZE,
+                Value::Unsigned(u64::from(interface.mtu.clamp(64, 65535))),
+            ),
+            (
+                TYPE,
+                Value::String(
+                    if interface.loopback {
+                        "Loopback"
+                    } else {
+                        "Normal"
+                    }
+                    .into(),
+                ),
+            ),
+            (LOOPBACK, Value::Boolean(interface.loopback)),
+        ];
+        for (resource, value) in facts {
+            stage_fact(&mut tx, &SCHEMA, at(resource), value, warnings);
+        }
+        let (v4, v6): (Vec<&InterfaceAddress>, Vec<&InterfaceAddress>) = interface
+            .addresses
+            .iter()
+            .partition(|a| a.address.is_ipv4());
+        let enabled = |n: usize| column(std::iter::repeat_n(Value::Boolean(true), n));
+        let word = |w: &str, n: usize| column(std::iter::repeat_n(Value::String(w.into()), n));
+        tx.set_multiple(at(IPV4_ADDRESS_ENABLE), enabled(v4.len()));
+        tx.set_multiple(at(IPV4_ADDRESS_STATUS), word("Enabled", v4.len()));
+        tx.set_multiple(
+            at(IPV4_ADDRESS_IP_ADDRESS),
+            column(v4.iter().map(|a| Value::String(a.address.to_string()))),
+        );
+        tx.set_multiple(
+            at(IPV4_ADDRESS_SUBNET_MASK),
+            column(v4.iter().map(|a| Value::String(mask(a.prefix)))),
+        );
+        tx.set_multiple(at(IPV6_ADDRESS_ENABLE), enabled(v6.len()));
+        tx.set_multiple(at(IPV6_ADDRESS_STATUS), word("Enabled", v6.len()));
+        tx.set_multiple(
+            at(IPV6_ADDRESS_IP_ADDRESS_STATUS),
+            column(v6.iter().map(|a| {
+                Value::String(
+                    if a.tentative {
+                        "Tentative"
+                    } else if a.deprecated {
+                        "Deprecated"
+                    } else {
+                        "Preferred"
+                    }
+                    .into(),
+                )
+            })),
+        );
+        tx.set_multiple(
+            at(IPV6_ADDRESS_IP_ADDRESS),
+            column(v6.iter().map(|a| Value::String(a.address.to_string()))),
+        );
+        tx.set_multiple(
+            at(IPV6_ADDRESS_ORIGIN),
+            column(v6.iter().map(|a| Value::String(origin(a).into()))),
+        );
+    }
+    if let Err(e) = tx.commit() {
+        warnings.push(e.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interface(operstate: &str, enabled: bool, carrier: bool) -> IpInterface {
+        IpInterface {
+            operstate: operstate.into(),
+            enabled,
+            carrier,
+            ..IpInterface::default()
+        }
+    }
+
+    #[test]
+    fn the_status_follows_the_kernels_operational_state() {
+        assert_eq!(status(&interface("up", true, true)), "Up");
+        assert_eq!(status(&interface("down", true, false)), "LowerLayerDown");
+        assert_eq!(status(&interface("down", false, false)), "Down");
+        // Loopback: unknown, up with carrier.
+        assert_eq!(status(&interface("unknown", true, true)), "Up");
+        assert_eq!(status(&interface("unknown", false, true)), "Down");
+        assert_eq!(status(&interface("dormant", true, true)), "Dormant");
+    }
+
+    #[test]
+    fn masks_and_origins() {
+        assert_eq!(mask(24), "255.255.255.0");
+        assert_eq!(mask(0), "0.0.0.0");
+        assert_eq!(mask(32), "255.255.255.255");
+        let address = |a: &str, permanent| InterfaceAddress {
+            address: a.parse().unwrap(),
+            prefix: 64,
+            permanent,
+            tentative: false,
+            deprecated: false,
+        };
+        assert_eq!(origin(&address("fe80::1", true)), "WellKnown");
+        assert_eq!(origin(&address("::1", true)), "WellKnown");
+        assert_eq!(origin(&address("2001:db8::1", true)), "Static");
+        assert_eq!(origin(&address("2001:db8::2", false)), "AutoConfigured");
+    }
+}
