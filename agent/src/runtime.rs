@@ -127,6 +127,9 @@ pub fn build(
 ) -> anyhow::Result<(Tree, Vec<String>)> {
     // Before anything resolves a TR-181 path.
     dm_cwmp::mapping::declare(&config.tr181).context("declaring TR-181 parameters")?;
+    for table in dm_cwmp::mapping::replaced() {
+        info!("{table} is the declared object's, not the host's");
+    }
     let mut tree = Tree::new();
     tree.set_instance_limit(config.max_instances);
     dm_objects::register(&mut tree, platform).context("registering objects")?;

@@ -1572,6 +1572,38 @@ pub mod ip_interface {
     };
 }
 
+/// TemperatureSensor (object 50011, version 2.17).
+pub mod temperature_sensor {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50011);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(0);
+    /// Status
+    pub const STATUS: ResourceId = ResourceId(1);
+    /// Name
+    pub const NAME: ResourceId = ResourceId(2);
+    /// Value
+    pub const VALUE: ResourceId = ResourceId(3);
+    /// LastUpdate
+    pub const LAST_UPDATE: ResourceId = ResourceId(4);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "TemperatureSensor",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Disabled", "Enabled", "Error"]) },
+            ResourceSchema { id: NAME, name: "Name", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: VALUE, name: "Value", value_type: ValueType::Int, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: -274, max: 2147483647 } },
+            ResourceSchema { id: LAST_UPDATE, name: "LastUpdate", value_type: ValueType::DateTime, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -1598,4 +1630,5 @@ pub static ALL: &[&ObjectSchema] = &[
     &processor::SCHEMA,
     &lan_host::SCHEMA,
     &ip_interface::SCHEMA,
+    &temperature_sensor::SCHEMA,
 ];

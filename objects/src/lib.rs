@@ -26,6 +26,7 @@ mod management;
 mod provision;
 mod software;
 mod system_log;
+mod temperature;
 mod time;
 mod wlan;
 
@@ -63,6 +64,7 @@ pub enum HostAction {
 pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
     management::register(tree)?;
     time::register(tree, Arc::clone(&platform.host))?;
+    temperature::register(tree, Arc::clone(&platform.host))?;
     device::register(tree, platform)?;
     connectivity::register(tree, Arc::clone(&platform.network))?;
     location::register(tree)?;
@@ -190,6 +192,7 @@ pub fn sync_platform(tree: &mut Tree, platform: &Platform) -> Synced {
     }
     ethernet::sync(tree, network, &mut synced.warnings);
     ip_interface::sync(tree, network, &mut synced.warnings);
+    temperature::sync(tree, platform.host.as_ref(), &mut synced.warnings);
     location::sync(tree, network, platform.host.now(), &mut synced.warnings);
     synced
 }

@@ -1297,3 +1297,60 @@ fn an_older_states_interface_1_attributes_are_dropped_with_a_warning() {
         .collect();
     assert_eq!(kept, [connectivity::APN]);
 }
+
+/// The host's temperature sensors (a sysfs tree of the test's): one row
+/// each, named as the kernel names them; the value is read at each read,
+/// and a read that fails answers the last good one (TR-181), or -274
+/// before there was one.
+#[test]
+fn temperature_sensors_are_the_hosts() {
+    use dm_core::catalog::temperature_sensor as sensor;
+    let sys = tempfile::tempdir().unwrap();
+    let zone = sys.path().join("class/thermal/thermal_zone0");
+    std::fs::create_dir_all(&zone).unwrap();
+    std::fs::write(zone.join("type"), "cpu-thermal\n").unwrap();
+    std::fs::write(zone.join("temp"), "47600\n").unwrap();
+    let broken = sys.path().join("class/thermal/thermal_zone1");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("type"), "board\n").unwrap();
+    std::fs::write(broken.join("temp"), "n/a\n").unwrap();
+    let f = fixture();
+    let platform = Platform {
+        host: Arc::new(dm_platform::linux::LinuxHost::with_sys(
+            "/proc",
+            sys.path().to_str().unwrap(),
+        )),
+        ..f.platform.clone()
+    };
+    let mut tree = Tree::new();
+    dm_objects::register(&mut tree, &platform).unwrap();
+    dm_objects::populate(&mut tree, &[]).unwrap();
+    let synced = dm_objects::sync_platform(&mut tree, &platform);
+    assert!(synced.warnings.is_empty(), "{:?}", synced.warnings);
+    let at = |i, r| Path::resource(sensor::ID, InstanceId(i), r);
+    assert_eq!(
+        tree.instances(sensor::ID).unwrap(),
+        [InstanceId(1), InstanceId(2)]
+    );
+    assert_eq!(
+        value(&tree, at(1, sensor::NAME)),
+        Value::String("cpu-thermal".into())
+    );
+    assert_eq!(value(&tree, at(1, sensor::VALUE)), Value::Integer(48));
+    assert!(matches!(value(&tree, at(1, sensor::LAST_UPDATE)), Value::DateTime(t) if t > 0));
+    // No good reading yet.
+    assert_eq!(value(&tree, at(2, sensor::VALUE)), Value::Integer(-274));
+    assert_eq!(
+        value(&tree, at(2, sensor::LAST_UPDATE)),
+        Value::DateTime(-62_135_596_800)
+    );
+    // The reading moves; then it fails: the last good one stays.
+    std::fs::write(zone.join("temp"), "52400\n").unwrap();
+    assert_eq!(value(&tree, at(1, sensor::VALUE)), Value::Integer(52));
+    std::fs::write(zone.join("temp"), "\n").unwrap();
+    assert_eq!(value(&tree, at(1, sensor::VALUE)), Value::Integer(52));
+    // Nothing to write when nothing changed.
+    let changes = tree.subscribe(16);
+    let _ = dm_objects::sync_platform(&mut tree, &platform);
+    assert!(changes.drain().is_empty());
+}

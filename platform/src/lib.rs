@@ -124,6 +124,20 @@ pub trait Host: Send + Sync {
         Vec::new()
     }
 
+    /// The temperature sensors, in a stable order (their number in it is
+    /// their TR-181 instance): thermal zones, then hwmon inputs.
+    fn temperature_sensors(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The reading of the `n`th sensor of [`Host::temperature_sensors`]
+    /// (from 0), in degrees Celsius: a live read, cheap (sysfs).
+    fn temperature(&self, n: usize) -> Result<f64, PlatformError> {
+        Err(PlatformError::Unavailable(format!(
+            "temperature sensor {n}"
+        )))
+    }
+
     /// What the host's time service last said, from memory (no I/O);
     /// `None` where there is none to ask.
     fn time_sync(&self) -> Option<TimeSync> {

@@ -279,6 +279,14 @@ impl crate::Host for DbusHost {
         self.host.processors()
     }
 
+    fn temperature_sensors(&self) -> Vec<String> {
+        self.host.temperature_sensors()
+    }
+
+    fn temperature(&self, n: usize) -> Result<f64, PlatformError> {
+        self.host.temperature(n)
+    }
+
     fn time_sync(&self) -> Option<TimeSync> {
         lock(&self.shared.snapshot).time.clone()
     }

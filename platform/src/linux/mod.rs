@@ -14,9 +14,13 @@ use std::time::{Duration, SystemTime};
 
 use crate::{Host, Memory, PlatformError};
 
-/// Reads host facts from `/proc` (or another root, for tests).
+/// Reads host facts from `/proc` and `/sys` (or other roots, for tests).
 pub struct LinuxHost {
     proc_root: String,
+    /// The temperature sensors' files (`.../temp`, `.../tempN_input`, in
+    /// millidegrees), with their names, found at start: thermal zones and
+    /// hwmon chips do not come and go.
+    sensors: Vec<(String, std::path::PathBuf)>,
     /// The size of a memory page, KiB (RSS is counted in pages).
     page_kib: u64,
     /// Each reader's previous sample.
@@ -31,8 +35,13 @@ impl Default for LinuxHost {
 
 impl LinuxHost {
     pub fn new(proc_root: &str) -> LinuxHost {
+        LinuxHost::with_sys(proc_root, "/sys")
+    }
+
+    pub fn with_sys(proc_root: &str, sys_root: &str) -> LinuxHost {
         LinuxHost {
             proc_root: proc_root.trim_end_matches('/').to_owned(),
+            sensors: temperature_sensors(std::path::Path::new(sys_root)),
             page_kib: page_kib(),
             last_cpu: Mutex::new(std::collections::HashMap::new()),
         }
@@ -100,6 +109,24 @@ impl Host for LinuxHost {
             .collect())
     }
 
+    fn temperature_sensors(&self) -> Vec<String> {
+        self.sensors.iter().map(|(name, _)| name.clone()).collect()
+    }
+
+    fn temperature(&self, n: usize) -> Result<f64, PlatformError> {
+        let (name, file) = self
+            .sensors
+            .get(n)
+            .ok_or_else(|| PlatformError::Unavailable(format!("temperature sensor {n}")))?;
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| PlatformError::Unavailable(format!("{name}: {e}")))?;
+        let millidegrees: i64 = text
+            .trim()
+            .parse()
+            .map_err(|_| PlatformError::Failed(format!("{}: {text:?}", file.display())))?;
+        Ok(millidegrees as f64 / 1000.0)
+    }
+
     fn processors(&self) -> Vec<String> {
         let count = self
             .read("cpuinfo")
@@ -109,6 +136,85 @@ impl Host for LinuxHost {
             .map(|arch| vec![arch.to_owned(); count])
             .unwrap_or_default()
     }
+}
+
+/// The temperature sensors under `sys`: each thermal zone (named by its
+/// `type`), then each hwmon chip's `tempN_input` (named `chip label`, or
+/// `chip tempN` without a label), in name order within each; a name met
+/// twice gets its zone or chip appended.
+pub fn temperature_sensors(sys: &std::path::Path) -> Vec<(String, std::path::PathBuf)> {
+    let sorted = |dir: std::path::PathBuf| -> Vec<std::path::PathBuf> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        entries.sort_by_key(|p| natural(p));
+        entries
+    };
+    let text = |path: std::path::PathBuf| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+    };
+    let mut found: Vec<(String, String, std::path::PathBuf)> = Vec::new();
+    for zone in sorted(sys.join("class/thermal")) {
+        let Some(dir) = zone.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        if !dir.starts_with("thermal_zone") || !zone.join("temp").exists() {
+            continue;
+        }
+        let name = text(zone.join("type")).unwrap_or_else(|| dir.clone());
+        found.push((name, dir, zone.join("temp")));
+    }
+    for chip in sorted(sys.join("class/hwmon")) {
+        let Some(dir) = chip.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        let chip_name = text(chip.join("name")).unwrap_or_else(|| dir.clone());
+        for input in sorted(chip.clone()) {
+            let Some(file) = input.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(sensor) = file
+                .strip_suffix("_input")
+                .filter(|s| s.starts_with("temp"))
+            else {
+                continue;
+            };
+            let label = text(chip.join(format!("{sensor}_label"))).unwrap_or_else(|| sensor.into());
+            found.push((format!("{chip_name} {label}"), dir.clone(), input.clone()));
+        }
+    }
+    let names: Vec<String> = found.iter().map(|(n, _, _)| n.clone()).collect();
+    found
+        .into_iter()
+        .map(|(name, dir, file)| {
+            if names.iter().filter(|n| **n == name).count() > 1 {
+                (format!("{name} ({dir})"), file)
+            } else {
+                (name, file)
+            }
+        })
+        .collect()
+}
+
+/// A path's name with its first run of digits compared as a number
+/// (`thermal_zone10` after `thermal_zone9`, `temp10_input` after
+/// `temp2_input`).
+fn natural(path: &std::path::Path) -> (String, u64, String) {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let start = name
+        .find(|c: char| c.is_ascii_digit())
+        .unwrap_or(name.len());
+    let end = name[start..]
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or(name.len(), |e| start + e);
+    (
+        name[..start].to_owned(),
+        name[start..end].parse().unwrap_or(0),
+        name[end..].to_owned(),
+    )
 }
 
 /// The clock ticks per second of `/proc/PID/stat` (USER_HZ, 100 on
@@ -285,6 +391,46 @@ pub fn parse_cpu_times(text: &str) -> Result<CpuTimes, PlatformError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temperature_sensors_are_thermal_zones_then_hwmon_inputs() {
+        let sys = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = sys.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write("class/thermal/thermal_zone10/type", "soc\n");
+        write("class/thermal/thermal_zone10/temp", "40000\n");
+        write("class/thermal/thermal_zone2/type", "cpu-thermal\n");
+        write("class/thermal/thermal_zone2/temp", "51250\n");
+        // A cooling device, not a sensor.
+        write("class/thermal/cooling_device0/type", "fan\n");
+        write("class/hwmon/hwmon0/name", "nvme\n");
+        write("class/hwmon/hwmon0/temp10_input", "30000\n");
+        write("class/hwmon/hwmon0/temp2_input", "-5000\n");
+        write("class/hwmon/hwmon0/temp2_label", "Sensor 2\n");
+        write("class/hwmon/hwmon1/name", "nvme\n");
+        write("class/hwmon/hwmon1/temp10_input", "oops\n");
+        let host = LinuxHost::with_sys("/proc", sys.path().to_str().unwrap());
+        assert_eq!(
+            host.temperature_sensors(),
+            [
+                "cpu-thermal",
+                "soc",
+                "nvme Sensor 2",
+                "nvme temp10 (hwmon0)",
+                "nvme temp10 (hwmon1)"
+            ]
+        );
+        assert_eq!(host.temperature(0), Ok(51.25));
+        assert_eq!(host.temperature(2), Ok(-5.0));
+        assert!(matches!(host.temperature(4), Err(PlatformError::Failed(_))));
+        assert!(matches!(
+            host.temperature(5),
+            Err(PlatformError::Unavailable(_))
+        ));
+    }
 
     /// proc(5)'s stat line: the name in parentheses may hold spaces and
     /// parentheses itself; the fields are counted after the last ')'.

@@ -199,6 +199,34 @@ pub enum ObjectPath {
 /// Parameters declared at start (bindings of declared objects), added to
 /// the generated table by [`declare`].
 static DECLARED: OnceLock<Vec<&'static ParameterMap>> = OnceLock::new();
+/// The built-in tables declared ones took the place of.
+static REPLACED: OnceLock<Vec<&'static str>> = OnceLock::new();
+
+/// Built-in tables a declared object may take the place of: host facts
+/// an integrator may serve better from a provider of their own (their
+/// sensors rather than the kernel's thermal zones). The built-in table's
+/// parameters are then not served.
+pub const REPLACEABLE: &[&str] = &["Device.DeviceInfo.TemperatureStatus.TemperatureSensor.{i}."];
+
+/// The built-in tables declared ones took the place of.
+pub fn replaced() -> &'static [&'static str] {
+    REPLACED.get().map(Vec::as_slice).unwrap_or_default()
+}
+
+/// The table a template is in: its path through the first `{i}.`.
+fn table_of(path: &str) -> Option<&str> {
+    path.find(".{i}.").map(|at| &path[..at + ".{i}.".len()])
+}
+
+/// The replaceable tables `templates` bind.
+fn replaced_by<'t>(templates: impl IntoIterator<Item = &'t str>) -> Vec<&'static str> {
+    let tables: Vec<&str> = templates.into_iter().filter_map(table_of).collect();
+    REPLACEABLE
+        .iter()
+        .copied()
+        .filter(|t| tables.contains(t))
+        .collect()
+}
 static RESOLVER: OnceLock<Resolver> = OnceLock::new();
 
 /// Why [`declare`] refused.
@@ -269,6 +297,7 @@ pub fn declare(bindings: &[Binding]) -> Result<(), DeclareError> {
         .map(|b| (b.path.as_str(), b.object))
         .collect();
     check_declared(&templates)?;
+    let _ = REPLACED.set(replaced_by(templates.iter().map(|(p, _)| *p)));
     let leaked: Vec<&'static ParameterMap> = bindings
         .iter()
         .map(|b| {
@@ -321,8 +350,10 @@ pub fn check_declared(templates: &[(&str, ObjectId)]) -> Result<(), DeclareError
         {
             return Err(DeclareError::Malformed(path.to_owned()));
         }
+        let replaced = replaced_by(templates.iter().map(|(p, _)| *p));
         if PARAMETERS
             .iter()
+            .filter(|p| !table_of(p.path).is_some_and(|t| replaced.contains(&t)))
             .map(|p| (p.path, p.object))
             .chain(templates[..n].iter().copied())
             .any(|other| clash((path, object), other))
@@ -333,10 +364,13 @@ pub fn check_declared(templates: &[(&str, ObjectId)]) -> Result<(), DeclareError
     Ok(())
 }
 
-/// The generated table's parameters, then the declared ones.
+/// The generated table's parameters (but for the tables declared ones
+/// replaced), then the declared ones.
 pub fn parameters() -> impl Iterator<Item = &'static ParameterMap> {
+    let replaced = REPLACED.get().map(Vec::as_slice).unwrap_or_default();
     PARAMETERS
         .iter()
+        .filter(move |p| !table_of(p.path).is_some_and(|t| replaced.contains(&t)))
         .chain(DECLARED.get().into_iter().flatten().copied())
 }
 
@@ -590,6 +624,24 @@ mod tests {
             address.parameter.render(InstanceId(3), Some(1)),
             "Device.IP.Interface.3.IPv4Address.2.IPAddress"
         );
+    }
+
+    /// A declared object may take the place of a replaceable built-in
+    /// table (the host's temperature sensors), not of another.
+    #[test]
+    fn declared_tables_replace_only_replaceable_ones() {
+        let sensor = "Device.DeviceInfo.TemperatureStatus.TemperatureSensor.{i}.Value";
+        assert_eq!(check_declared(&[(sensor, ObjectId(3303))]), Ok(()));
+        assert_eq!(
+            replaced_by([sensor]),
+            ["Device.DeviceInfo.TemperatureStatus.TemperatureSensor.{i}."]
+        );
+        let ssid = "Device.WiFi.SSID.{i}.X_000000_Tag";
+        assert_eq!(
+            check_declared(&[(ssid, ObjectId(3303))]),
+            Err(DeclareError::Taken(ssid.to_owned()))
+        );
+        assert!(replaced_by([ssid]).is_empty());
     }
 
     #[test]
