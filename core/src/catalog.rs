@@ -1604,6 +1604,53 @@ pub mod temperature_sensor {
     };
 }
 
+/// Client (object 50012, version 2.17).
+pub mod dhcpv4_client {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50012);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(0);
+    /// Interface
+    pub const INTERFACE: ResourceId = ResourceId(1);
+    /// Status
+    pub const STATUS: ResourceId = ResourceId(2);
+    /// DHCPStatus
+    pub const DHCP_STATUS: ResourceId = ResourceId(3);
+    /// IPAddress
+    pub const IP_ADDRESS: ResourceId = ResourceId(4);
+    /// SubnetMask
+    pub const SUBNET_MASK: ResourceId = ResourceId(5);
+    /// IPRouters
+    pub const IP_ROUTERS: ResourceId = ResourceId(6);
+    /// DNSServers
+    pub const DNS_SERVERS: ResourceId = ResourceId(7);
+    /// LeaseTimeRemaining
+    pub const LEASE_TIME_REMAINING: ResourceId = ResourceId(8);
+    /// DHCPServer
+    pub const DHCP_SERVER: ResourceId = ResourceId(9);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "Client",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: INTERFACE, name: "Interface", value_type: ValueType::ObjectLink, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Disabled", "Enabled", "Error_Misconfigured", "Error"]) },
+            ResourceSchema { id: DHCP_STATUS, name: "DHCPStatus", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Init", "Selecting", "Requesting", "Rebinding", "Bound", "Renewing"]) },
+            ResourceSchema { id: IP_ADDRESS, name: "IPAddress", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 15 } },
+            ResourceSchema { id: SUBNET_MASK, name: "SubnetMask", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 15 } },
+            ResourceSchema { id: IP_ROUTERS, name: "IPRouters", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: DNS_SERVERS, name: "DNSServers", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: LEASE_TIME_REMAINING, name: "LeaseTimeRemaining", value_type: ValueType::Int, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: -1, max: 2147483647 } },
+            ResourceSchema { id: DHCP_SERVER, name: "DHCPServer", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 15 } },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -1631,4 +1678,5 @@ pub static ALL: &[&ObjectSchema] = &[
     &lan_host::SCHEMA,
     &ip_interface::SCHEMA,
     &temperature_sensor::SCHEMA,
+    &dhcpv4_client::SCHEMA,
 ];

@@ -17,6 +17,7 @@
 mod connectivity;
 pub mod declared;
 mod device;
+mod dhcp;
 mod ethernet;
 mod firmware;
 mod host_tables;
@@ -74,6 +75,11 @@ pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
     system_log::register(tree, platform)?;
     ethernet::register(tree, Arc::clone(&platform.network))?;
     ip_interface::register(tree, Arc::clone(&platform.network))?;
+    dhcp::register(
+        tree,
+        Arc::clone(&platform.network),
+        Arc::clone(&platform.host),
+    )?;
     host_tables::register(
         tree,
         Arc::clone(&platform.host),
@@ -192,6 +198,7 @@ pub fn sync_platform(tree: &mut Tree, platform: &Platform) -> Synced {
     }
     ethernet::sync(tree, network, &mut synced.warnings);
     ip_interface::sync(tree, network, &mut synced.warnings);
+    dhcp::sync(tree, network, &mut synced.warnings);
     temperature::sync(tree, platform.host.as_ref(), &mut synced.warnings);
     location::sync(tree, network, platform.host.now(), &mut synced.warnings);
     synced

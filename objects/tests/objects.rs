@@ -1199,6 +1199,46 @@ fn the_hosts_links_routes_and_name_servers_are_reported_without_writes() {
             instance: 2
         })
     );
+    // eth0's DHCPv4 lease: the client row of its interface's number,
+    // the time left worked out at each read (the fixture's clock is at
+    // 1 700 000 000).
+    use dm_core::catalog::dhcpv4_client as dhcp;
+    f.network.set_dhcp_leases(vec![
+        dm_platform::DhcpLease {
+            interface: "eth0".into(),
+            address: Some("192.0.2.10".parse().unwrap()),
+            subnet_mask: Some("255.255.255.0".parse().unwrap()),
+            routers: vec!["192.0.2.1".parse().unwrap()],
+            dns_servers: vec!["192.0.2.53".parse().unwrap(), "192.0.2.54".parse().unwrap()],
+            server: Some("192.0.2.1".parse().unwrap()),
+            expiry: Some(1_700_000_600),
+        },
+        // An interface the kernel does not have: no row.
+        dm_platform::DhcpLease {
+            interface: "gone0".into(),
+            ..dm_platform::DhcpLease::default()
+        },
+    ]);
+    let synced = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    assert!(synced.warnings.is_empty(), "{:?}", synced.warnings);
+    let c = |r| Path::resource(dhcp::ID, InstanceId(2), r);
+    assert_eq!(f.tree.instances(dhcp::ID).unwrap(), [InstanceId(2)]);
+    assert_eq!(
+        value(&f.tree, c(dhcp::INTERFACE)),
+        Value::ObjectLink(ObjectLink {
+            object: ip_interface::ID,
+            instance: 2
+        })
+    );
+    assert_eq!(
+        value(&f.tree, c(dhcp::DNS_SERVERS)),
+        Value::String("192.0.2.53,192.0.2.54".into())
+    );
+    assert_eq!(
+        value(&f.tree, c(dhcp::LEASE_TIME_REMAINING)),
+        Value::Integer(600)
+    );
+
     // Its counters, read at each read.
     let sent = i(2, ip_interface::STATS_BYTES_SENT);
     let first = value(&f.tree, sent);

@@ -93,6 +93,10 @@ impl Network for AutoNetwork {
         self.kernel.links()
     }
 
+    fn dhcp_leases(&self) -> Vec<crate::DhcpLease> {
+        self.dbus.dhcp_leases()
+    }
+
     fn ip_interfaces(&self) -> Vec<crate::IpInterface> {
         self.kernel.ip_interfaces()
     }

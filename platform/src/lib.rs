@@ -278,6 +278,20 @@ pub struct InterfaceAddress {
     pub deprecated: bool,
 }
 
+/// A DHCPv4 lease an interface holds (NetworkManager's DHCP4Config).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DhcpLease {
+    pub interface: String,
+    pub address: Option<std::net::Ipv4Addr>,
+    pub subnet_mask: Option<std::net::Ipv4Addr>,
+    pub routers: Vec<IpAddr>,
+    pub dns_servers: Vec<IpAddr>,
+    pub server: Option<IpAddr>,
+    /// When the lease ends (seconds since the Unix epoch); `None` for an
+    /// infinite lease or one whose end is not known.
+    pub expiry: Option<i64>,
+}
+
 /// A link's counters, read now (TR-181 `Stats`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LinkStats {
@@ -478,6 +492,11 @@ pub trait Network: Send + Sync {
 
     /// The Ethernet links, in the kernel's order (none when unknown).
     fn links(&self) -> Vec<Link> {
+        Vec::new()
+    }
+
+    /// The DHCPv4 leases the interfaces hold (none where unknown).
+    fn dhcp_leases(&self) -> Vec<DhcpLease> {
         Vec::new()
     }
 

@@ -21,6 +21,7 @@ struct State {
     apn: Vec<ApnContext>,
     links: Vec<crate::Link>,
     interfaces: Vec<crate::IpInterface>,
+    leases: Vec<crate::DhcpLease>,
     routes: Vec<crate::Route>,
     dns: Vec<std::net::IpAddr>,
     /// Counter reads so far: each read sees more traffic.
@@ -122,6 +123,12 @@ impl MemoryNetwork {
         self.changed();
     }
 
+    /// The DHCPv4 leases (none by default).
+    pub fn set_dhcp_leases(&self, leases: Vec<crate::DhcpLease>) {
+        lock(&self.state).leases = leases;
+        self.changed();
+    }
+
     /// The host's IP interfaces (none by default).
     pub fn set_ip_interfaces(&self, interfaces: Vec<crate::IpInterface>) {
         lock(&self.state).interfaces = interfaces;
@@ -163,6 +170,10 @@ impl Network for MemoryNetwork {
 
     fn ip_interfaces(&self) -> Vec<crate::IpInterface> {
         lock(&self.state).interfaces.clone()
+    }
+
+    fn dhcp_leases(&self) -> Vec<crate::DhcpLease> {
+        lock(&self.state).leases.clone()
     }
 
     fn link_stats(&self, name: &str) -> Result<crate::LinkStats, PlatformError> {

@@ -175,10 +175,40 @@ fn option_bytes(value: &str) -> Vec<u8> {
     }
 }
 
-/// Devices, addresses and Wi-Fi profiles.
+/// A DHCP4Config's Options as a lease (NetworkManager's names: those of
+/// dhclient's environment, the same for its internal client).
+pub(super) fn lease(interface: &str, options: &Dict) -> crate::DhcpLease {
+    let addresses = |key: &str| -> Vec<IpAddr> {
+        text(options, key)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|a| a.parse().ok())
+            .collect()
+    };
+    let v4 = |key: &str| text(options, key).and_then(|a| a.trim().parse().ok());
+    crate::DhcpLease {
+        interface: interface.to_owned(),
+        address: v4("ip_address"),
+        subnet_mask: v4("subnet_mask"),
+        routers: addresses("routers"),
+        dns_servers: addresses("domain_name_servers"),
+        server: text(options, "dhcp_server_identifier").and_then(|a| a.trim().parse().ok()),
+        expiry: text(options, "expiry").and_then(|e| e.trim().parse().ok()),
+    }
+}
+
+/// What NetworkManager reports: the network state, Wi-Fi profiles and
+/// DHCPv4 leases.
+pub struct NetworkManagerView {
+    pub network: NetworkState,
+    pub wifi: Vec<WifiProfile>,
+    pub leases: Vec<crate::DhcpLease>,
+}
+
+/// Devices, addresses, Wi-Fi profiles and leases.
 pub async fn read_network_manager(
     connection: &Connection,
-) -> Result<(NetworkState, Vec<WifiProfile>), PlatformError> {
+) -> Result<NetworkManagerView, PlatformError> {
     let manager = get_all(connection, nm::SERVICE, nm::PATH, nm::INTERFACE).await?;
     let mut devices = HashMap::new();
     for object in paths(&manager, "Devices") {
@@ -222,6 +252,18 @@ pub async fn read_network_manager(
             .find(|(_, d)| d.state == DEVICE_ACTIVATED && d.kind.is_some())
             .map(|(p, _)| (*p).clone())
     });
+    let mut leases = Vec::new();
+    for (_, device) in &ordered {
+        if let Some(config) = &device.dhcp4
+            && let Ok(props) = get_all(connection, nm::SERVICE, config, nm::DHCP4).await
+            && let Some(options) = props
+                .get("Options")
+                .and_then(|v| v.try_clone().ok())
+                .and_then(|v| Dict::try_from(v).ok())
+        {
+            leases.push(lease(&device.interface, &options));
+        }
+    }
     let mut network = NetworkState::default();
     for (_, device) in &ordered {
         if let Some(kind) = device.kind
@@ -256,7 +298,11 @@ pub async fn read_network_manager(
         }
     }
     let wifi = read_wifi_profiles(connection, &active_uuids).await?;
-    Ok((network, wifi))
+    Ok(NetworkManagerView {
+        network,
+        wifi,
+        leases,
+    })
 }
 
 /// Activates an available device of bearer `kind` with the connection

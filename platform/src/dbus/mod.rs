@@ -78,6 +78,7 @@ struct Snapshot {
     modem: Option<ModemService>,
     /// timedated's view, when it runs.
     time: Option<TimeSync>,
+    leases: Vec<crate::DhcpLease>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -325,6 +326,10 @@ impl Network for DbusNetwork {
         self.snapshot().apn.clone()
     }
 
+    fn dhcp_leases(&self) -> Vec<crate::DhcpLease> {
+        self.snapshot().leases.clone()
+    }
+
     fn on_change(&self, callback: ChangeCallback) {
         lock(&self.shared.callbacks).push(callback);
     }
@@ -532,15 +537,19 @@ async fn refresh(connection: &Connection, shared: &Shared) {
     let previous = lock(&shared.snapshot).clone();
     let bounded = |e| PlatformError::Failed(format!("no answer in {READ_TIMEOUT:?} ({e})"));
     let read = tokio::time::timeout(READ_TIMEOUT, convert::read_network_manager(connection));
-    let (network, wifi) = match read.await.map_err(bounded).and_then(|r| r) {
-        Ok(read) => read,
+    let (network, wifi, leases) = match read.await.map_err(bounded).and_then(|r| r) {
+        Ok(read) => (read.network, read.wifi, read.leases),
         Err(PlatformError::Unavailable(e)) => {
             debug!("NetworkManager: {e}");
-            (NetworkState::default(), Vec::new())
+            (NetworkState::default(), Vec::new(), Vec::new())
         }
         Err(e) => {
             warn!("NetworkManager read incomplete, keeping the last view: {e}");
-            (previous.network.clone(), previous.wifi.clone())
+            (
+                previous.network.clone(),
+                previous.wifi.clone(),
+                previous.leases.clone(),
+            )
         }
     };
     // oFono's modem, else ModemManager's: a device runs one of them.
@@ -597,6 +606,7 @@ async fn refresh(connection: &Connection, shared: &Shared) {
         apn,
         modem,
         time,
+        leases,
     };
     let changed = {
         let mut snapshot = lock(&shared.snapshot);

@@ -126,8 +126,10 @@ fn the_acs_url_comes_from_dhcp_option_43() {
     let config = "/org/freedesktop/NetworkManager/DHCP4Config/1";
     let answer = stack.command(&format!(
         "call {NM} /org/freedesktop/NetworkManager org.freedesktop.DBus.Mock AddObject 'ssa{{sv}}a(ssss)' \
-         {config} org.freedesktop.NetworkManager.DHCP4Config 1 Options 'a{{sv}}' 1 \
-         vendor_encapsulated_options s {} 0",
+         {config} org.freedesktop.NetworkManager.DHCP4Config 1 Options 'a{{sv}}' 7 \
+         vendor_encapsulated_options s {} ip_address s 192.0.2.77 subnet_mask s 255.255.255.0 \
+         routers s 192.0.2.1 domain_name_servers s \"192.0.2.53 192.0.2.54\" \
+         dhcp_server_identifier s 192.0.2.1 expiry s 1700003600 0",
         hex.join(":")
     ));
     assert!(answer.starts_with("ok"), "{answer}");
@@ -145,6 +147,26 @@ fn the_acs_url_comes_from_dhcp_option_43() {
     until(&changed, "the DHCP option", || {
         network.state().dhcp_acs_url.as_deref() == Some(url)
     });
+    // The lease itself, as DHCPv4.Client shows it.
+    let leases = network.dhcp_leases();
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    let lease = &leases[0];
+    assert_eq!(lease.interface, "wlan0");
+    assert_eq!(lease.address, Some("192.0.2.77".parse().unwrap()));
+    assert_eq!(lease.subnet_mask, Some("255.255.255.0".parse().unwrap()));
+    assert_eq!(
+        lease.routers,
+        ["192.0.2.1".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        lease.dns_servers,
+        [
+            "192.0.2.53".parse::<std::net::IpAddr>().unwrap(),
+            "192.0.2.54".parse().unwrap()
+        ]
+    );
+    assert_eq!(lease.server, Some("192.0.2.1".parse().unwrap()));
+    assert_eq!(lease.expiry, Some(1_700_003_600));
 }
 
 /// Bearer Selection (/13) on NetworkManager: the platform activates an
