@@ -1651,6 +1651,29 @@ pub mod dhcpv4_client {
     };
 }
 
+/// InterfaceStack (object 50013, version 2.17).
+pub mod interface_stack {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50013);
+    /// HigherLayer
+    pub const HIGHER_LAYER: ResourceId = ResourceId(0);
+    /// LowerLayer
+    pub const LOWER_LAYER: ResourceId = ResourceId(1);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "InterfaceStack",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: HIGHER_LAYER, name: "HigherLayer", value_type: ValueType::ObjectLink, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: LOWER_LAYER, name: "LowerLayer", value_type: ValueType::ObjectLink, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -1679,4 +1702,5 @@ pub static ALL: &[&ObjectSchema] = &[
     &ip_interface::SCHEMA,
     &temperature_sensor::SCHEMA,
     &dhcpv4_client::SCHEMA,
+    &interface_stack::SCHEMA,
 ];

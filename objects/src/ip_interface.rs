@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use dm_core::catalog::{ethernet, ip_interface::*};
-use dm_core::facts::stage_fact;
+use dm_core::catalog::{ethernet, interface_stack, ip_interface::*};
+use dm_core::facts::{fill, held_keys, stage_fact};
 use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectLink, ObjectSchema, Origin, Path, ResourceId,
     ResourceValue, Slot, Tree, Value,
@@ -28,7 +28,11 @@ struct Interfaces {
 }
 
 pub fn register(tree: &mut Tree, network: Arc<dyn Network>) -> Result<(), Error> {
-    tree.register(Box::new(Interfaces { network }))
+    tree.register(Box::new(Interfaces { network }))?;
+    tree.register(Box::new(crate::ethernet::Facts {
+        schema: &interface_stack::SCHEMA,
+        on_demand: None,
+    }))
 }
 
 const COUNTERS: [ResourceId; 9] = [
@@ -176,9 +180,13 @@ fn column(values: impl Iterator<Item = Value>) -> BTreeMap<u16, Value> {
     (0..u16::MAX).zip(values).collect()
 }
 
-/// Makes the table hold the platform's interfaces, as the platform, in
-/// one transaction.
+/// Makes the table hold the platform's interfaces, and InterfaceStack
+/// each interface over its Ethernet link, as the platform, in one
+/// transaction.
 pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) {
+    const STACK_KEY: [ResourceId; 2] =
+        [interface_stack::HIGHER_LAYER, interface_stack::LOWER_LAYER];
+    let held_stack = held_keys(tree, interface_stack::ID, &STACK_KEY);
     let interfaces: Vec<IpInterface> = network
         .ip_interfaces()
         .into_iter()
@@ -186,6 +194,7 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
         .collect();
     let ethernet: Vec<u32> = network.links().iter().map(|l| l.index).collect();
     let held = tree.instances(ID).unwrap_or_default();
+    let mut stack = Vec::new();
     let mut tx = tree.begin(Origin::Platform);
     for gone in held
         .iter()
@@ -202,10 +211,21 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
         }
         let at = |r| Path::resource(ID, instance, r);
         let lower = if ethernet.contains(&interface.index) {
-            ObjectLink {
+            let lower = ObjectLink {
                 object: ethernet::ID,
                 instance: instance.0,
-            }
+            };
+            stack.push(vec![
+                (
+                    interface_stack::HIGHER_LAYER,
+                    Value::ObjectLink(ObjectLink {
+                        object: ID,
+                        instance: instance.0,
+                    }),
+                ),
+                (interface_stack::LOWER_LAYER, Value::ObjectLink(lower)),
+            ]);
+            lower
         } else {
             ObjectLink {
                 object: dm_core::ObjectId(u16::MAX),
@@ -283,6 +303,15 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
             column(v6.iter().map(|a| Value::String(origin(a).into()))),
         );
     }
+    fill(
+        &held_stack,
+        &mut tx,
+        &interface_stack::SCHEMA,
+        &STACK_KEY,
+        stack,
+        1,
+        warnings,
+    );
     if let Err(e) = tx.commit() {
         warnings.push(e.to_string());
     }

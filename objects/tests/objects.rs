@@ -1167,6 +1167,30 @@ fn the_hosts_links_routes_and_name_servers_are_reported_without_writes() {
             instance: 2
         })
     );
+    // The stack: eth0's IP interface over its Ethernet link, nothing for
+    // loopback.
+    use dm_core::catalog::interface_stack as stack;
+    assert_eq!(f.tree.instances(stack::ID).unwrap(), [InstanceId(1)]);
+    assert_eq!(
+        value(
+            &f.tree,
+            Path::resource(stack::ID, InstanceId(1), stack::HIGHER_LAYER)
+        ),
+        Value::ObjectLink(ObjectLink {
+            object: ip_interface::ID,
+            instance: 2
+        })
+    );
+    assert_eq!(
+        value(
+            &f.tree,
+            Path::resource(stack::ID, InstanceId(1), stack::LOWER_LAYER)
+        ),
+        Value::ObjectLink(ObjectLink {
+            object: ethernet::ID,
+            instance: 2
+        })
+    );
     assert_eq!(
         multiple(&f.tree, i(2, ip_interface::IPV4_ADDRESS_IP_ADDRESS)),
         [
