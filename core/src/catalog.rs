@@ -536,6 +536,50 @@ pub mod location {
     };
 }
 
+/// Connectivity Statistics (object 7, version 1.0).
+pub mod connectivity_statistics {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(7);
+    /// SMS Tx Counter
+    pub const SMS_TX_COUNTER: ResourceId = ResourceId(0);
+    /// SMS Rx Counter
+    pub const SMS_RX_COUNTER: ResourceId = ResourceId(1);
+    /// Tx Data
+    pub const TX_DATA: ResourceId = ResourceId(2);
+    /// Rx Data
+    pub const RX_DATA: ResourceId = ResourceId(3);
+    /// Max Message Size
+    pub const MAX_MESSAGE_SIZE: ResourceId = ResourceId(4);
+    /// Average Message Size
+    pub const AVERAGE_MESSAGE_SIZE: ResourceId = ResourceId(5);
+    /// Start
+    pub const START: ResourceId = ResourceId(6);
+    /// Stop
+    pub const STOP: ResourceId = ResourceId(7);
+    /// Collection Period
+    pub const COLLECTION_PERIOD: ResourceId = ResourceId(8);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "Connectivity Statistics",
+        version: "1.0",
+        multiple: false,
+        mandatory: false,
+        resources: &[
+            ResourceSchema { id: SMS_TX_COUNTER, name: "SMS Tx Counter", value_type: ValueType::Long, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: SMS_RX_COUNTER, name: "SMS Rx Counter", value_type: ValueType::Long, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TX_DATA, name: "Tx Data", value_type: ValueType::Long, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: RX_DATA, name: "Rx Data", value_type: ValueType::Long, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MAX_MESSAGE_SIZE, name: "Max Message Size", value_type: ValueType::Long, access: Access::Read, multiple: false, mandatory: false, units: "B", constraint: Constraint::None },
+            ResourceSchema { id: AVERAGE_MESSAGE_SIZE, name: "Average Message Size", value_type: ValueType::Long, access: Access::Read, multiple: false, mandatory: false, units: "B", constraint: Constraint::None },
+            ResourceSchema { id: START, name: "Start", value_type: ValueType::None, access: Access::Execute, multiple: false, mandatory: true, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STOP, name: "Stop", value_type: ValueType::None, access: Access::Execute, multiple: false, mandatory: true, units: "", constraint: Constraint::None },
+            ResourceSchema { id: COLLECTION_PERIOD, name: "Collection Period", value_type: ValueType::Long, access: Access::ReadWrite, multiple: false, mandatory: false, units: "s", constraint: Constraint::None },
+        ],
+    };
+}
+
 /// LWM2M Software Management (object 9, version 1.0).
 pub mod software {
     use super::*;
@@ -1683,6 +1727,7 @@ pub static ALL: &[&ObjectSchema] = &[
     &connectivity::SCHEMA,
     &firmware::SCHEMA,
     &location::SCHEMA,
+    &connectivity_statistics::SCHEMA,
     &software::SCHEMA,
     &cellular::SCHEMA,
     &apn::SCHEMA,

@@ -26,6 +26,7 @@ mod location;
 mod management;
 mod provision;
 mod software;
+mod statistics;
 mod system_log;
 mod temperature;
 mod time;
@@ -69,6 +70,7 @@ pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
     device::register(tree, platform)?;
     connectivity::register(tree, Arc::clone(&platform.network))?;
     location::register(tree)?;
+    statistics::register(tree, Arc::clone(&platform.network))?;
     firmware::register(tree)?;
     software::register(tree)?;
     wlan::register(tree, Arc::clone(&platform.network))?;

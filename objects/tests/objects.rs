@@ -1418,3 +1418,97 @@ fn temperature_sensors_are_the_hosts() {
     let _ = dm_objects::sync_platform(&mut tree, &platform);
     assert!(changes.drain().is_empty());
 }
+
+/// Connectivity Statistics (/7) over a kernel of the test's (its default
+/// route and counters in files): Tx/Rx Data are the bearer's kB since
+/// Start, frozen at Stop or at the end of the Collection Period.
+#[test]
+fn connectivity_statistics_count_the_bearers_data_between_start_and_stop() {
+    use dm_core::catalog::connectivity_statistics as stats;
+    let root = tempfile::tempdir().unwrap();
+    let proc = root.path().join("proc");
+    let sys = root.path().join("sys");
+    std::fs::create_dir_all(proc.join("net")).unwrap();
+    // A default route via eth0 (gateway 192.0.2.1).
+    std::fs::write(
+        proc.join("net/route"),
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+         eth0\t00000000\t010200C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n",
+    )
+    .unwrap();
+    let counters = sys.join("class/net/eth0/statistics");
+    std::fs::create_dir_all(&counters).unwrap();
+    let traffic = |sent: u64, received: u64| {
+        std::fs::write(counters.join("tx_bytes"), format!("{sent}\n")).unwrap();
+        std::fs::write(counters.join("rx_bytes"), format!("{received}\n")).unwrap();
+    };
+    for other in [
+        "tx_packets",
+        "rx_packets",
+        "tx_errors",
+        "rx_errors",
+        "tx_dropped",
+        "rx_dropped",
+        "multicast",
+    ] {
+        std::fs::write(counters.join(other), "0\n").unwrap();
+    }
+    traffic(10_000, 50_000);
+    let network = Arc::new(dm_platform::linux::network::LinuxNetwork::new(
+        proc.to_str().unwrap(),
+        sys.to_str().unwrap(),
+        root.path().join("resolv.conf").to_str().unwrap(),
+    ));
+    assert_eq!(network.state().interface.as_deref(), Some("eth0"));
+    let f = fixture();
+    let platform = Platform {
+        network,
+        ..f.platform.clone()
+    };
+    let mut tree = Tree::new();
+    dm_objects::register(&mut tree, &platform).unwrap();
+    dm_objects::populate(&mut tree, &[]).unwrap();
+    let at = |r| Path::resource(stats::ID, InstanceId(0), r);
+    let server = Origin::Server(101);
+    // Nothing collected before Start.
+    assert_eq!(value(&tree, at(stats::TX_DATA)), Value::Integer(0));
+    tree.execute(server, &at(stats::START), "").unwrap();
+    traffic(10_000 + 5 * 1024, 50_000 + 20 * 1024 + 1000);
+    assert_eq!(value(&tree, at(stats::TX_DATA)), Value::Integer(5));
+    assert_eq!(value(&tree, at(stats::RX_DATA)), Value::Integer(20));
+    tree.execute(server, &at(stats::STOP), "").unwrap();
+    traffic(900_000, 900_000);
+    assert_eq!(value(&tree, at(stats::TX_DATA)), Value::Integer(5));
+
+    // A period: collection stops by itself once it is over.
+    let refused = tree
+        .begin(server)
+        .set(at(stats::COLLECTION_PERIOD), Value::Integer(-1))
+        .commit();
+    assert!(refused.is_err(), "{refused:?}");
+    tree.begin(server)
+        .set(at(stats::COLLECTION_PERIOD), Value::Integer(1))
+        .commit()
+        .unwrap();
+    tree.execute(server, &at(stats::START), "").unwrap();
+    traffic(900_000 + 3 * 1024, 900_000);
+    // No event says the period ended: look until the figures stop
+    // following the counters.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut sent = 900_000 + 3 * 1024;
+    loop {
+        sent += 1024;
+        traffic(sent, 900_000);
+        if value(&tree, at(stats::TX_DATA)) != Value::Integer(((sent - 900_000) / 1024) as i64) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the collection never stopped"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let frozen = value(&tree, at(stats::TX_DATA));
+    traffic(sent + 100 * 1024, 900_000);
+    assert_eq!(value(&tree, at(stats::TX_DATA)), frozen);
+}

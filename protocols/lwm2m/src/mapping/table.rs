@@ -178,6 +178,22 @@ pub static OBJECTS: &[ObjectMap] = &[
         ],
     },
     ObjectMap {
+        lwm2m: 7,
+        object: catalog::connectivity_statistics::ID,
+        version: "1.0",
+        resources: &[
+            ResourceMap { lwm2m: 0, resource: catalog::connectivity_statistics::SMS_TX_COUNTER },
+            ResourceMap { lwm2m: 1, resource: catalog::connectivity_statistics::SMS_RX_COUNTER },
+            ResourceMap { lwm2m: 2, resource: catalog::connectivity_statistics::TX_DATA },
+            ResourceMap { lwm2m: 3, resource: catalog::connectivity_statistics::RX_DATA },
+            ResourceMap { lwm2m: 4, resource: catalog::connectivity_statistics::MAX_MESSAGE_SIZE },
+            ResourceMap { lwm2m: 5, resource: catalog::connectivity_statistics::AVERAGE_MESSAGE_SIZE },
+            ResourceMap { lwm2m: 6, resource: catalog::connectivity_statistics::START },
+            ResourceMap { lwm2m: 7, resource: catalog::connectivity_statistics::STOP },
+            ResourceMap { lwm2m: 8, resource: catalog::connectivity_statistics::COLLECTION_PERIOD },
+        ],
+    },
+    ObjectMap {
         lwm2m: 9,
         object: catalog::software::ID,
         version: "1.0",
