@@ -67,6 +67,7 @@ impl ObjectHandler for Device {
             ROOT_DATA_MODEL_VERSION,
             stored(Value::String(DATA_MODEL_VERSION.into())),
         )
+        .with_power(&self.host.power_sources())
         .with(MEMORY_FREE, Slot::Live)
         .with(MEMORY_TOTAL, Slot::Live)
         .with(CURRENT_TIME, Slot::Live)
@@ -90,6 +91,24 @@ impl ObjectHandler for Device {
             TIMEZONE => Value::String(self.host.timezone().unwrap_or_default()),
             UP_TIME => Value::Unsigned(self.host.uptime()?.as_secs().min(u32::MAX as u64)),
             CPU_USAGE => Value::Unsigned(self.host.cpu_usage(&origin.to_string())?.into()),
+            AVAILABLE_POWER_SOURCES | POWER_SOURCE_VOLTAGE | POWER_SOURCE_CURRENT => {
+                return Ok(ResourceValue::Multiple(power_column(
+                    &self.host.power_sources(),
+                    resource,
+                )));
+            }
+            BATTERY_LEVEL | BATTERY_STATUS => {
+                let sources = self.host.power_sources();
+                let battery = sources
+                    .iter()
+                    .find(|s| s.kind == "Battery")
+                    .ok_or_else(|| Error::PlatformUnavailable("the battery".into()))?;
+                if resource == BATTERY_LEVEL {
+                    Value::Integer(battery.capacity.map_or(0, i64::from))
+                } else {
+                    Value::Integer(battery_status(battery))
+                }
+            }
             _ => return Err(Error::NotReadable(Path::resource(ID, instance, resource))),
         };
         Ok(ResourceValue::Single(value))
@@ -111,6 +130,76 @@ impl ObjectHandler for Device {
                 resource,
             ))),
         }
+    }
+}
+
+/// The power resources a host's supplies give /3: the sources, their
+/// voltage and current (live), and with a battery its level and status.
+trait WithPower {
+    fn with_power(self, sources: &[dm_platform::PowerSource]) -> Self;
+}
+
+impl WithPower for Instance {
+    fn with_power(self, sources: &[dm_platform::PowerSource]) -> Instance {
+        if sources.iter().all(|s| source_code(&s.kind).is_none()) {
+            return self;
+        }
+        let instance = self
+            .with(AVAILABLE_POWER_SOURCES, Slot::Live)
+            .with(POWER_SOURCE_VOLTAGE, Slot::Live)
+            .with(POWER_SOURCE_CURRENT, Slot::Live);
+        if sources.iter().any(|s| s.kind == "Battery") {
+            instance
+                .with(BATTERY_LEVEL, Slot::Live)
+                .with(BATTERY_STATUS, Slot::Live)
+        } else {
+            instance
+        }
+    }
+}
+
+/// /3's Available Power Sources code of a kernel supply type.
+fn source_code(kind: &str) -> Option<i64> {
+    Some(match kind {
+        "Battery" => 1,
+        "UPS" => 2,
+        "USB" => 5,
+        "Mains" => 6,
+        _ => return None,
+    })
+}
+
+/// One column of the power resources, the supplies /3 has a code for, in
+/// the same order in each (a voltage or current the supply does not
+/// report is left out of its column).
+fn power_column(
+    sources: &[dm_platform::PowerSource],
+    resource: ResourceId,
+) -> BTreeMap<u16, Value> {
+    sources
+        .iter()
+        .filter_map(|s| Some((source_code(&s.kind)?, s)))
+        .zip(0u16..)
+        .filter_map(|((code, s), i)| {
+            let value = match resource {
+                AVAILABLE_POWER_SOURCES => code,
+                POWER_SOURCE_VOLTAGE => s.voltage_mv?,
+                _ => s.current_ma?,
+            };
+            Some((i, Value::Integer(value)))
+        })
+        .collect()
+}
+
+/// /3's Battery Status: 0 normal, 1 charging, 2 charged, 4 low, 6 unknown.
+fn battery_status(battery: &dm_platform::PowerSource) -> i64 {
+    let low = matches!(battery.capacity_level.as_deref(), Some("Low" | "Critical"));
+    match battery.status.as_deref() {
+        Some("Charging") => 1,
+        Some("Full") => 2,
+        Some("Discharging" | "Not charging") if low => 4,
+        Some("Discharging" | "Not charging") => 0,
+        _ => 6,
     }
 }
 

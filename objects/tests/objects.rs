@@ -1512,3 +1512,64 @@ fn connectivity_statistics_count_the_bearers_data_between_start_and_stop() {
     traffic(sent + 100 * 1024, 900_000);
     assert_eq!(value(&tree, at(stats::TX_DATA)), frozen);
 }
+
+/// /3's power resources from the kernel's power supplies (a sysfs tree
+/// of the test's): mains and a battery discharging at a low level; a host
+/// with no supply has none of these resources.
+#[test]
+fn the_device_reports_the_hosts_power_supplies() {
+    let sys = tempfile::tempdir().unwrap();
+    let supply = |name: &str, files: &[(&str, &str)]| {
+        let dir = sys.path().join("class/power_supply").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, text) in files {
+            std::fs::write(dir.join(file), format!("{text}\n")).unwrap();
+        }
+    };
+    supply("AC", &[("type", "Mains"), ("online", "1")]);
+    supply(
+        "BAT0",
+        &[
+            ("type", "Battery"),
+            ("capacity", "12"),
+            ("capacity_level", "Low"),
+            ("status", "Discharging"),
+            ("voltage_now", "11400000"),
+            ("current_now", "1500000"),
+        ],
+    );
+    let f = fixture();
+    let platform = Platform {
+        host: Arc::new(dm_platform::linux::LinuxHost::with_sys(
+            "/proc",
+            sys.path().to_str().unwrap(),
+        )),
+        ..f.platform.clone()
+    };
+    let mut tree = Tree::new();
+    dm_objects::register(&mut tree, &platform).unwrap();
+    dm_objects::populate(&mut tree, &[]).unwrap();
+    let d = |r| Path::resource(device::ID, InstanceId(0), r);
+    assert_eq!(
+        multiple(&tree, d(device::AVAILABLE_POWER_SOURCES)),
+        [Value::Integer(6), Value::Integer(1)]
+    );
+    assert_eq!(
+        tree.read(Origin::Server(101), &d(device::POWER_SOURCE_VOLTAGE))
+            .unwrap(),
+        ResourceValue::Multiple([(1, Value::Integer(11_400))].into_iter().collect())
+    );
+    assert_eq!(value(&tree, d(device::BATTERY_LEVEL)), Value::Integer(12));
+    assert_eq!(value(&tree, d(device::BATTERY_STATUS)), Value::Integer(4));
+    // The fixture's host has no supply: no power resources at all.
+    assert!(
+        f.tree
+            .read(Origin::Server(101), &d(device::BATTERY_LEVEL))
+            .is_err()
+    );
+    assert!(
+        f.tree
+            .read(Origin::Server(101), &d(device::AVAILABLE_POWER_SOURCES))
+            .is_err()
+    );
+}

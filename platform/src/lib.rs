@@ -79,6 +79,22 @@ pub struct Process {
     pub state: &'static str,
 }
 
+/// A power supply the kernel knows (`/sys/class/power_supply`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PowerSource {
+    /// The kernel's type: `Battery`, `Mains`, `USB`, `UPS`, `Wireless`.
+    pub kind: String,
+    pub voltage_mv: Option<i64>,
+    pub current_ma: Option<i64>,
+    /// A battery's charge, percent.
+    pub capacity: Option<u8>,
+    /// A battery's state: `Charging`, `Discharging`, `Full`,
+    /// `Not charging`, `Unknown`.
+    pub status: Option<String>,
+    /// A battery's level as the kernel words it (`Low`, `Critical`, ...).
+    pub capacity_level: Option<String>,
+}
+
 /// Time synchronisation as the host's time service (systemd-timedated)
 /// reports it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -136,6 +152,11 @@ pub trait Host: Send + Sync {
         Err(PlatformError::Unavailable(format!(
             "temperature sensor {n}"
         )))
+    }
+
+    /// The power supplies now: a live read, cheap (sysfs).
+    fn power_sources(&self) -> Vec<PowerSource> {
+        Vec::new()
     }
 
     /// What the host's time service last said, from memory (no I/O);

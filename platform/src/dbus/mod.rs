@@ -284,6 +284,10 @@ impl crate::Host for DbusHost {
         self.host.temperature_sensors()
     }
 
+    fn power_sources(&self) -> Vec<crate::PowerSource> {
+        self.host.power_sources()
+    }
+
     fn temperature(&self, n: usize) -> Result<f64, PlatformError> {
         self.host.temperature(n)
     }

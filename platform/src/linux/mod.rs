@@ -21,6 +21,8 @@ pub struct LinuxHost {
     /// millidegrees), with their names, found at start: thermal zones and
     /// hwmon chips do not come and go.
     sensors: Vec<(String, std::path::PathBuf)>,
+    /// `/sys/class/power_supply`.
+    power_supply: std::path::PathBuf,
     /// The size of a memory page, KiB (RSS is counted in pages).
     page_kib: u64,
     /// Each reader's previous sample.
@@ -42,6 +44,7 @@ impl LinuxHost {
         LinuxHost {
             proc_root: proc_root.trim_end_matches('/').to_owned(),
             sensors: temperature_sensors(std::path::Path::new(sys_root)),
+            power_supply: std::path::Path::new(sys_root).join("class/power_supply"),
             page_kib: page_kib(),
             last_cpu: Mutex::new(std::collections::HashMap::new()),
         }
@@ -107,6 +110,36 @@ impl Host for LinuxHost {
                 parse_process(pid, &stat, &cmdline, self.page_kib, ticks)
             })
             .collect())
+    }
+
+    fn power_sources(&self) -> Vec<crate::PowerSource> {
+        let Ok(entries) = std::fs::read_dir(&self.power_supply) else {
+            return Vec::new();
+        };
+        let mut supplies: Vec<std::path::PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        supplies.sort();
+        supplies
+            .into_iter()
+            .filter_map(|dir| {
+                let text = |f: &str| {
+                    std::fs::read_to_string(dir.join(f))
+                        .ok()
+                        .map(|t| t.trim().to_owned())
+                        .filter(|t| !t.is_empty())
+                };
+                let micro = |f: &str| text(f)?.parse::<i64>().ok().map(|v| v / 1000);
+                Some(crate::PowerSource {
+                    kind: text("type")?,
+                    voltage_mv: micro("voltage_now"),
+                    current_ma: micro("current_now"),
+                    capacity: text("capacity")
+                        .and_then(|c| c.parse::<u8>().ok())
+                        .filter(|c| *c <= 100),
+                    status: text("status"),
+                    capacity_level: text("capacity_level"),
+                })
+            })
+            .collect()
     }
 
     fn temperature_sensors(&self) -> Vec<String> {
