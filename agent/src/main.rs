@@ -10,6 +10,7 @@ mod bearer;
 mod cli;
 mod config;
 mod control;
+mod diagnostics;
 mod dump;
 mod firmware;
 mod host;

@@ -281,6 +281,11 @@ pub async fn run(
     // reboot decides: before the drivers start.
     crate::firmware::recover(&tree, &image_store, &announcer);
     crate::software::recover(&tree);
+    let mut diagnostics = crate::diagnostics::Runner::new(
+        Arc::clone(&tree),
+        config.cwmp.is_some().then(|| Arc::clone(&cwmp_status)),
+    );
+    diagnostics.resume();
     // The host's addresses: when they change, LwM2M registers again from
     // a new socket (issue: NAT and DTLS bindings die with the address).
     let (network_tx, network_rx) = tokio::sync::watch::channel(0u64);
@@ -607,6 +612,7 @@ pub async fn run(
                         *lock(&transfer) = None;
                         crate::firmware::cancelled(&tree, &image_store);
                     }
+                    diagnostics.observe(&change);
                     if let Some((instance, operation)) = crate::software::operation(&change) {
                         software_queues.submit(&performer, instance, operation);
                     }

@@ -1718,6 +1718,74 @@ pub mod interface_stack {
     };
 }
 
+/// IPPing (object 50014, version 2.17).
+pub mod ip_ping {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50014);
+    /// DiagnosticsState
+    pub const DIAGNOSTICS_STATE: ResourceId = ResourceId(0);
+    /// Interface
+    pub const INTERFACE: ResourceId = ResourceId(1);
+    /// ProtocolVersion
+    pub const PROTOCOL_VERSION: ResourceId = ResourceId(2);
+    /// Host
+    pub const HOST: ResourceId = ResourceId(3);
+    /// NumberOfRepetitions
+    pub const NUMBER_OF_REPETITIONS: ResourceId = ResourceId(4);
+    /// Timeout
+    pub const TIMEOUT: ResourceId = ResourceId(5);
+    /// DataBlockSize
+    pub const DATA_BLOCK_SIZE: ResourceId = ResourceId(6);
+    /// DSCP
+    pub const DSCP: ResourceId = ResourceId(7);
+    /// IPAddressUsed
+    pub const IP_ADDRESS_USED: ResourceId = ResourceId(8);
+    /// SuccessCount
+    pub const SUCCESS_COUNT: ResourceId = ResourceId(9);
+    /// FailureCount
+    pub const FAILURE_COUNT: ResourceId = ResourceId(10);
+    /// AverageResponseTime
+    pub const AVERAGE_RESPONSE_TIME: ResourceId = ResourceId(11);
+    /// MinimumResponseTime
+    pub const MINIMUM_RESPONSE_TIME: ResourceId = ResourceId(12);
+    /// MaximumResponseTime
+    pub const MAXIMUM_RESPONSE_TIME: ResourceId = ResourceId(13);
+    /// AverageResponseTimeDetailed
+    pub const AVERAGE_RESPONSE_TIME_DETAILED: ResourceId = ResourceId(14);
+    /// MinimumResponseTimeDetailed
+    pub const MINIMUM_RESPONSE_TIME_DETAILED: ResourceId = ResourceId(15);
+    /// MaximumResponseTimeDetailed
+    pub const MAXIMUM_RESPONSE_TIME_DETAILED: ResourceId = ResourceId(16);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "IPPing",
+        version: "2.17",
+        multiple: false,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: DIAGNOSTICS_STATE, name: "DiagnosticsState", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["None", "Requested", "Canceled", "Complete", "Error", "Error_CannotResolveHostName", "Error_NoRouteToHost", "Error_Internal", "Error_Other"]) },
+            ResourceSchema { id: INTERFACE, name: "Interface", value_type: ValueType::ObjectLink, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: PROTOCOL_VERSION, name: "ProtocolVersion", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Any", "IPv4", "IPv6"]) },
+            ResourceSchema { id: HOST, name: "Host", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: NUMBER_OF_REPETITIONS, name: "NumberOfRepetitions", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 4294967295 } },
+            ResourceSchema { id: TIMEOUT, name: "Timeout", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 4294967295 } },
+            ResourceSchema { id: DATA_BLOCK_SIZE, name: "DataBlockSize", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 65535 } },
+            ResourceSchema { id: DSCP, name: "DSCP", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 0, max: 63 } },
+            ResourceSchema { id: IP_ADDRESS_USED, name: "IPAddressUsed", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
+            ResourceSchema { id: SUCCESS_COUNT, name: "SuccessCount", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: FAILURE_COUNT, name: "FailureCount", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: AVERAGE_RESPONSE_TIME, name: "AverageResponseTime", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MINIMUM_RESPONSE_TIME, name: "MinimumResponseTime", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MAXIMUM_RESPONSE_TIME, name: "MaximumResponseTime", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: AVERAGE_RESPONSE_TIME_DETAILED, name: "AverageResponseTimeDetailed", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MINIMUM_RESPONSE_TIME_DETAILED, name: "MinimumResponseTimeDetailed", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MAXIMUM_RESPONSE_TIME_DETAILED, name: "MaximumResponseTimeDetailed", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -1748,4 +1816,5 @@ pub static ALL: &[&ObjectSchema] = &[
     &temperature_sensor::SCHEMA,
     &dhcpv4_client::SCHEMA,
     &interface_stack::SCHEMA,
+    &ip_ping::SCHEMA,
 ];

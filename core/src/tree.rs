@@ -76,6 +76,13 @@ impl Instance {
         self.slots.get(&resource)
     }
 
+    /// Stores a single value; for `ObjectHandler::adjust`, whose changes
+    /// the transaction then checks and applies as its own.
+    pub fn set_value(&mut self, resource: ResourceId, value: Value) {
+        self.slots
+            .insert(resource, Slot::Stored(ResourceValue::Single(value)));
+    }
+
     /// The stored single value of a resource.
     pub fn value(&self, resource: ResourceId) -> Option<&Value> {
         match self.slots.get(&resource) {
@@ -147,6 +154,23 @@ pub trait ObjectHandler: Send + Sync {
         _origin: Origin,
         _instance: InstanceId,
         _state: &Instance,
+    ) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Rules by which writing some resources changes others of the same
+    /// instance in the same transaction (TR-181: changing a diagnostic
+    /// test's input while it is requested sets its DiagnosticsState back
+    /// to None). `written` are the resources the transaction wrote
+    /// (whatever their values); `state` is the instance as it will be,
+    /// before [`ObjectHandler::validate`] sees it. An error refuses the
+    /// transaction, as one of `validate`'s does.
+    fn adjust(
+        &self,
+        _origin: Origin,
+        _instance: InstanceId,
+        _written: &[ResourceId],
+        _state: &mut Instance,
     ) -> Result<(), Error> {
         Ok(())
     }
@@ -1283,6 +1307,22 @@ fn stage(
             }
         };
         if let Err(e) = result {
+            faults.push(e);
+        }
+    }
+    // Writes that change other resources of their instance.
+    for ((object, id), instance) in &mut staged.instances {
+        let (Some(instance), Ok(entry)) = (instance.as_mut(), tree.entry(*object)) else {
+            continue;
+        };
+        let written: Vec<ResourceId> = staged
+            .written
+            .range((*object, *id, ResourceId(0))..=(*object, *id, ResourceId(u16::MAX)))
+            .map(|(_, _, r)| *r)
+            .collect();
+        if !written.is_empty()
+            && let Err(e) = entry.handler.adjust(origin, *id, &written, instance)
+        {
             faults.push(e);
         }
     }

@@ -18,6 +18,7 @@ mod connectivity;
 pub mod declared;
 mod device;
 mod dhcp;
+pub mod diagnostics;
 mod ethernet;
 mod firmware;
 mod host_tables;
@@ -70,6 +71,7 @@ pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
     device::register(tree, platform)?;
     connectivity::register(tree, Arc::clone(&platform.network))?;
     location::register(tree)?;
+    diagnostics::register(tree)?;
     statistics::register(tree, Arc::clone(&platform.network))?;
     firmware::register(tree)?;
     software::register(tree)?;

@@ -1573,3 +1573,81 @@ fn the_device_reports_the_hosts_power_supplies() {
             .is_err()
     );
 }
+
+/// TR-181 DiagnosticsState rules: a client writes only Requested, which
+/// clears the last results; an input written without it sets the state
+/// back to None; the agent writes results and final states.
+#[test]
+fn diagnostics_state_follows_tr_181s_rules() {
+    use dm_core::catalog::ip_ping as ping;
+    let mut f = fixture();
+    let at = |r| Path::resource(ping::ID, InstanceId(0), r);
+    assert_eq!(
+        value(&f.tree, at(ping::DIAGNOSTICS_STATE)),
+        Value::String("None".into())
+    );
+    let refused = f
+        .tree
+        .begin(Origin::Acs)
+        .set(
+            at(ping::DIAGNOSTICS_STATE),
+            Value::String("Complete".into()),
+        )
+        .commit();
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("only write Requested")),
+        "{refused:?}"
+    );
+    f.tree
+        .begin(Origin::Acs)
+        .set(at(ping::HOST), Value::String("192.0.2.1".into()))
+        .set(
+            at(ping::DIAGNOSTICS_STATE),
+            Value::String("Requested".into()),
+        )
+        .commit()
+        .unwrap();
+    assert_eq!(
+        value(&f.tree, at(ping::DIAGNOSTICS_STATE)),
+        Value::String("Requested".into())
+    );
+    // The agent's results.
+    f.tree
+        .begin(Origin::Agent)
+        .set(at(ping::SUCCESS_COUNT), Value::Unsigned(3))
+        .set(
+            at(ping::DIAGNOSTICS_STATE),
+            Value::String("Complete".into()),
+        )
+        .commit()
+        .unwrap();
+    // An input alone: back to None, results kept until the next request.
+    f.tree
+        .begin(Origin::Acs)
+        .set(at(ping::NUMBER_OF_REPETITIONS), Value::Unsigned(9))
+        .commit()
+        .unwrap();
+    assert_eq!(
+        value(&f.tree, at(ping::DIAGNOSTICS_STATE)),
+        Value::String("None".into())
+    );
+    assert_eq!(value(&f.tree, at(ping::SUCCESS_COUNT)), Value::Unsigned(3));
+    // Requested again: the old results go.
+    f.tree
+        .begin(Origin::Acs)
+        .set(
+            at(ping::DIAGNOSTICS_STATE),
+            Value::String("Requested".into()),
+        )
+        .commit()
+        .unwrap();
+    assert_eq!(value(&f.tree, at(ping::SUCCESS_COUNT)), Value::Unsigned(0));
+    // Results are not a client's to write.
+    assert!(
+        f.tree
+            .begin(Origin::Acs)
+            .set(at(ping::SUCCESS_COUNT), Value::Unsigned(1))
+            .commit()
+            .is_err()
+    );
+}

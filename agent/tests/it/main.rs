@@ -10,6 +10,7 @@ mod cwmp_ftp;
 mod declared;
 mod demo;
 mod dhcp;
+mod diagnostics;
 mod host_services;
 mod launch;
 mod lwm2m;

@@ -5,6 +5,7 @@
 //! tested on fixtures; [`LinuxHost`] only reads the files.
 
 pub mod network;
+pub mod ping;
 pub mod zone;
 
 use std::sync::Mutex;

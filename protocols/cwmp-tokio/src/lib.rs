@@ -95,7 +95,25 @@ pub struct Status {
     /// Why the last failed session failed, and when (Unix time): kept
     /// after later sessions succeed, so an operator sees the last trouble.
     pub last_error: Option<(i64, String)>,
+    /// Notified when a session ends: for work that waits for none to be
+    /// open (a diagnostic test the ACS asked for starts after the session,
+    /// as TR-181's DiagnosticsState says).
+    pub ended: SessionEnded,
 }
+
+/// A wake-up shared by the clones of a [`Status`]: a notification made
+/// while nobody waits is kept for the next waiter.
+#[derive(Clone, Debug, Default)]
+pub struct SessionEnded(pub Arc<tokio::sync::Notify>);
+
+// Not part of what the status says.
+impl PartialEq for SessionEnded {
+    fn eq(&self, _: &SessionEnded) -> bool {
+        true
+    }
+}
+
+impl Eq for SessionEnded {}
 
 /// How a transfer that succeeded ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -627,6 +645,7 @@ async fn dispatch(
                     ),
                 }
                 status.in_session = false;
+                status.ended.0.notify_one();
                 status.last_session_end = Some(wall());
                 status.last_session_ok = Some(ok);
                 if ok {

@@ -92,6 +92,7 @@ impl Engine {
     /// parameter's notification attribute: active starts a session,
     /// passive waits for the next one.
     pub fn handle_change(&mut self, tree: &mut Tree, change: &Change) {
+        self.follow_diagnostics(tree, change);
         if change.origin == Origin::Acs {
             return;
         }
@@ -147,6 +148,48 @@ impl Engine {
         }
         if any {
             self.save(tree);
+        }
+    }
+
+    /// A diagnostic test the ACS requested (its DiagnosticsState set to
+    /// Requested) is remembered; when the agent ends it (Complete or an
+    /// Error state), "8 DIAGNOSTICS COMPLETE" is queued and a session
+    /// wanted; back to None (an input changed), it is forgotten.
+    fn follow_diagnostics(&mut self, tree: &mut Tree, change: &Change) {
+        let (
+            ChangeKind::Value(ResourceValue::Single(Value::String(state))),
+            Some(resource),
+            Some(instance),
+        ) = (
+            &change.kind,
+            change.path.resource_id(),
+            change.path.instance_id(),
+        )
+        else {
+            return;
+        };
+        for map in Resolver::global().parameters_for(change.path.object_id(), resource) {
+            if !map.path.ends_with(".DiagnosticsState") {
+                continue;
+            }
+            let name = map.render(instance, None);
+            let changed = match (change.origin, state.as_str()) {
+                (Origin::Acs, "Requested") => self.durable.diagnostics.insert(name),
+                (_, "Requested") => false,
+                (_, "None") => self.durable.diagnostics.remove(&name),
+                (_, _) => {
+                    if self.durable.diagnostics.remove(&name) {
+                        self.add_event(EventCode::DiagnosticsComplete, "");
+                        self.wanted = true;
+                        true
+                    } else {
+                        false
+                    }
+                }
+            };
+            if changed {
+                self.save(tree);
+            }
         }
     }
 

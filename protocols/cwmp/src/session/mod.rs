@@ -145,6 +145,12 @@ struct Durable {
     /// ChangeDUState requests accepted and not yet reported, in order.
     #[serde(default)]
     du_changes: Vec<DuChange>,
+    /// The DiagnosticsState parameters the ACS set to Requested whose test
+    /// has not ended yet: its end is reported with "8 DIAGNOSTICS
+    /// COMPLETE" (TR-069 §3.7.1.5, Table 7), a test the ACS did not ask
+    /// for is not.
+    #[serde(default)]
+    diagnostics: BTreeSet<String>,
     /// Finished ChangeDUState requests whose DUStateChangeComplete the ACS
     /// has not acknowledged.
     #[serde(default)]

@@ -402,6 +402,69 @@ fn active_notification_starts_a_session_with_the_value() {
     assert!(inform.contains(">by-lwm2m<"));
 }
 
+/// "8 DIAGNOSTICS COMPLETE" reports the end of a test the ACS requested,
+/// once, and survives a restart in between; the end of a test someone
+/// else requested (the CLI, as the agent) is not reported; a test the ACS
+/// requested and then canceled (an input changed) is forgotten.
+#[test]
+fn diagnostics_the_acs_requested_are_reported_complete_once() {
+    use dm_core::catalog::ip_ping;
+    let mut run = Run::new();
+    run.start();
+    run.respond(200, &inform_response(2));
+    run.respond(204, "");
+    run.drain_events();
+    let state = Path::resource(ip_ping::ID, InstanceId(0), ip_ping::DIAGNOSTICS_STATE);
+    let changes = run.tree.subscribe(16);
+    let write = |run: &mut Run, origin: Origin, value: &str| {
+        run.tree
+            .begin(origin)
+            .set(state, Value::String(value.into()))
+            .commit()
+            .unwrap();
+        for change in changes.drain() {
+            run.engine.handle_change(&mut run.tree, &change);
+        }
+    };
+    // Requested by someone else, then complete: nothing to report.
+    write(&mut run, Origin::Agent, "Requested");
+    write(&mut run, Origin::Agent, "Complete");
+    run.engine.poll_start(&mut run.tree, WALL);
+    assert_eq!(run.engine.poll_transmit(), None);
+    // Requested by the ACS; the agent restarts; the test ends.
+    write(&mut run, Origin::Acs, "Requested");
+    let mut run = run.restart();
+    write(&mut run, Origin::Agent, "Error_CannotResolveHostName");
+    let inform = run.start();
+    assert_eq!(
+        events(&inform),
+        [
+            ("1 BOOT".into(), String::new()),
+            ("8 DIAGNOSTICS COMPLETE".into(), String::new())
+        ]
+    );
+    run.respond(200, &inform_response(2));
+    run.respond(204, "");
+    run.drain_events();
+    // Requested, then an input changed (the state back to None): no
+    // report.
+    write(&mut run, Origin::Acs, "Requested");
+    run.tree
+        .begin(Origin::Acs)
+        .set(
+            Path::resource(ip_ping::ID, InstanceId(0), ip_ping::HOST),
+            Value::String("192.0.2.9".into()),
+        )
+        .commit()
+        .unwrap();
+    for change in changes.drain() {
+        run.engine.handle_change(&mut run.tree, &change);
+    }
+    write(&mut run, Origin::Agent, "Complete");
+    run.engine.poll_start(&mut run.tree, WALL);
+    assert_eq!(run.engine.poll_transmit(), None);
+}
+
 /// Field case (GenieACS users watching Device.Hosts.Host. and similar
 /// tables): SetParameterAttributes on a table's partial path, then an
 /// instance created by someone else (here an LwM2M server): its parameters

@@ -1,0 +1,190 @@
+//! TR-143 IPPing end to end through CWMP, in a network namespace the test
+//! makes: the far host is a TUN device whose echoes are answered 50 ms
+//! late (`tests/peers/delay_host.py`; this kernel has no netem). The ACS
+//! sets the inputs with DiagnosticsState Requested; the test runs after
+//! the session; the next session carries "8 DIAGNOSTICS COMPLETE" and the
+//! ACS reads the results. Then a host name that is a URL: the
+//! Error_CannotResolveHostName state, reported the same way.
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+
+use dm_tests::mini_acs::MiniAcs;
+use dm_tests::process::Guard;
+
+/// A network namespace, deleted when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn new(name: &str) -> Netns {
+        let _ = Command::new("ip").args(["netns", "del", name]).status();
+        let made = Command::new("ip")
+            .args(["netns", "add", name])
+            .status()
+            .unwrap();
+        assert!(made.success(), "ip netns add {name}");
+        Netns(name.to_owned())
+    }
+
+    fn ip(&self, args: &str) {
+        let status = Command::new("ip")
+            .args(["-n", &self.0])
+            .args(args.split_whitespace())
+            .status()
+            .unwrap();
+        assert!(status.success(), "ip -n {} {args}", self.0);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// The name/value pairs of a GetParameterValuesResponse.
+fn values(body: &str) -> HashMap<String, String> {
+    body.split("<ParameterValueStruct>")
+        .skip(1)
+        .map(|p| {
+            let name = p.split("<Name>").nth(1).unwrap().split('<').next().unwrap();
+            let value = p
+                .split("<Value")
+                .nth(1)
+                .and_then(|v| v.split_once('>'))
+                .map_or("", |(_, v)| v.split('<').next().unwrap());
+            (name.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+fn set_ping(host: &str) -> String {
+    format!(
+        "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[4]\">\
+         <ParameterValueStruct><Name>Device.IP.Diagnostics.IPPing.Host</Name>\
+         <Value xsi:type=\"xsd:string\">{host}</Value></ParameterValueStruct>\
+         <ParameterValueStruct><Name>Device.IP.Diagnostics.IPPing.NumberOfRepetitions</Name>\
+         <Value xsi:type=\"xsd:unsignedInt\">4</Value></ParameterValueStruct>\
+         <ParameterValueStruct><Name>Device.IP.Diagnostics.IPPing.Timeout</Name>\
+         <Value xsi:type=\"xsd:unsignedInt\">2000</Value></ParameterValueStruct>\
+         <ParameterValueStruct><Name>Device.IP.Diagnostics.IPPing.DiagnosticsState</Name>\
+         <Value xsi:type=\"xsd:string\">Requested</Value></ParameterValueStruct>\
+         </ParameterList><ParameterKey>ping</ParameterKey></cwmp:SetParameterValues>"
+    )
+}
+
+const READ: &str = "<cwmp:GetParameterValues><ParameterNames>\
+    <string>Device.IP.Diagnostics.IPPing.</string></ParameterNames></cwmp:GetParameterValues>";
+
+#[test]
+fn ip_ping_runs_after_the_session_and_reports_diagnostics_complete() {
+    let netns = Netns::new(&format!("dmt-diag-{}", std::process::id()));
+    netns.ip("link set lo up");
+    // The far host: 198.18.0.2, behind tun0, 50 ms away one way.
+    let mut far = Guard(
+        Command::new("ip")
+            .args(["netns", "exec", &netns.0, "python3"])
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../tests/peers/delay_host.py"
+            ))
+            .args(["tun0", "50"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut ready = String::new();
+    BufReader::new(far.0.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "READY");
+    netns.ip("addr add 198.18.0.1/24 dev tun0");
+    netns.ip("link set tun0 up");
+
+    // The ACS, in the namespace (it sees only what follows each Inform).
+    // Sessions, in order: the first sets the test; the next (reporting its
+    // end) reads it and sets another, with a URL as host; the last
+    // (reporting that) reads it again.
+    let mut sessions = vec![
+        vec![READ.to_owned()],
+        vec![READ.to_owned(), set_ping("http://198.18.0.2/")],
+        vec![set_ping("198.18.0.2")],
+    ];
+    let acs = dm_tests::netns::run_in(&netns.0, move || {
+        let mut current: Vec<String> = Vec::new();
+        MiniAcs::start(Box::new(move |body| {
+            if body.is_empty() {
+                current = sessions.pop().unwrap_or_default();
+                current.reverse();
+            }
+            if body.is_empty() || body.contains("Response>") {
+                return current.pop();
+            }
+            None
+        }))
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-DIAG\"\n\n[platform]\nkind = \"linux\"\n\n\
+             [cwmp]\nacs_url = \"{}\"\nconnection_request_port = {}\n\
+             connection_request_bind = \"127.0.0.1\"\n\n[lwm2m]\nenabled = false\n",
+            acs.url(),
+            dm_tests::files::free_tcp_port()
+        ),
+    )
+    .unwrap();
+    let _agent = Guard(
+        Command::new("ip")
+            .args(["netns", "exec", &netns.0])
+            .arg(env!("CARGO_BIN_EXE_dmagent"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .env_remove("DMAGENT_PLATFORM")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let set = acs.post_with("<cwmp:SetParameterValuesResponse>");
+    assert!(set.contains("<Status>0</Status>"), "{set}");
+    let inform = acs.post_with("8 DIAGNOSTICS COMPLETE");
+    assert!(inform.contains("<cwmp:Inform>"), "{inform}");
+    let first = values(&acs.post_with("<cwmp:GetParameterValuesResponse>"));
+    let at = |name: &str| first[&format!("Device.IP.Diagnostics.IPPing.{name}")].clone();
+    assert_eq!(at("DiagnosticsState"), "Complete", "{first:?}");
+    assert_eq!(
+        (at("SuccessCount").as_str(), at("FailureCount").as_str()),
+        ("4", "0")
+    );
+    assert_eq!(at("IPAddressUsed"), "198.18.0.1");
+    // The far host's 50 ms, within 20 %.
+    let average: u64 = at("AverageResponseTimeDetailed").parse().unwrap();
+    assert!((40_000..=60_000).contains(&average), "{average} µs");
+    let minimum: u64 = at("MinimumResponseTime").parse().unwrap();
+    let maximum: u64 = at("MaximumResponseTime").parse().unwrap();
+    assert!(
+        minimum >= 40 && minimum <= maximum && maximum <= 100,
+        "{first:?}"
+    );
+
+    // A URL is no host name: the error state, reported the same way.
+    let set = acs.post_with("<cwmp:SetParameterValuesResponse>");
+    assert!(set.contains("<Status>0</Status>"), "{set}");
+    acs.post_with("8 DIAGNOSTICS COMPLETE");
+    let second = values(&acs.post_with("<cwmp:GetParameterValuesResponse>"));
+    assert_eq!(
+        second["Device.IP.Diagnostics.IPPing.DiagnosticsState"],
+        "Error_CannotResolveHostName"
+    );
+    assert_eq!(second["Device.IP.Diagnostics.IPPing.SuccessCount"], "0");
+}

@@ -1,0 +1,145 @@
+//! TR-143 diagnostics as TR-181 has them for CWMP
+//! (`Device.IP.Diagnostics.IPPing.`): a client writes the inputs and
+//! `DiagnosticsState` = `Requested`; the agent's diagnostics runner runs
+//! the test beside the protocols and writes the results with the final
+//! state (`Complete` or an `Error_` one), after which CWMP reports
+//! `8 DIAGNOSTICS COMPLETE`.
+//!
+//! The rules the objects keep (TR-181 2.17, DiagnosticsState):
+//! - a client may write only `Requested`; the previous results are
+//!   cleared with it;
+//! - writing any other input without it sets the state to `None` (a test
+//!   that was requested is then canceled by the runner);
+//! - results are the agent's (read-only to clients), kept and saved until
+//!   the next request.
+
+use dm_core::catalog::ip_ping;
+use dm_core::{
+    Error, Instance, InstanceId, ObjectHandler, ObjectLink, ObjectSchema, Origin, Path, ResourceId,
+    Tree, Value,
+};
+
+use crate::{layout, stored};
+
+/// A kind of test: its object and which of its resources are what.
+pub struct Kind {
+    pub schema: &'static ObjectSchema,
+    pub state: ResourceId,
+    /// The results and the value each is cleared to.
+    pub results: fn() -> Vec<(ResourceId, Value)>,
+    /// The inputs' values for a new instance.
+    pub inputs: fn() -> Vec<(ResourceId, Value)>,
+}
+
+/// Every kind of test the agent runs.
+pub const KINDS: &[Kind] = &[Kind {
+    schema: &ip_ping::SCHEMA,
+    state: ip_ping::DIAGNOSTICS_STATE,
+    results: ping_results,
+    inputs: ping_inputs,
+}];
+
+fn ping_results() -> Vec<(ResourceId, Value)> {
+    use ip_ping::*;
+    let zero = || Value::Unsigned(0);
+    vec![
+        (IP_ADDRESS_USED, Value::String(String::new())),
+        (SUCCESS_COUNT, zero()),
+        (FAILURE_COUNT, zero()),
+        (AVERAGE_RESPONSE_TIME, zero()),
+        (MINIMUM_RESPONSE_TIME, zero()),
+        (MAXIMUM_RESPONSE_TIME, zero()),
+        (AVERAGE_RESPONSE_TIME_DETAILED, zero()),
+        (MINIMUM_RESPONSE_TIME_DETAILED, zero()),
+        (MAXIMUM_RESPONSE_TIME_DETAILED, zero()),
+    ]
+}
+
+/// `ping`'s own defaults where TR-181 gives none: 3 echoes of 64 bytes,
+/// 1 s each.
+fn ping_inputs() -> Vec<(ResourceId, Value)> {
+    use ip_ping::*;
+    vec![
+        (INTERFACE, Value::ObjectLink(NO_ROW)),
+        (PROTOCOL_VERSION, Value::String("Any".into())),
+        (HOST, Value::String(String::new())),
+        (NUMBER_OF_REPETITIONS, Value::Unsigned(3)),
+        (TIMEOUT, Value::Unsigned(1000)),
+        (DATA_BLOCK_SIZE, Value::Unsigned(64)),
+        (DSCP, Value::Unsigned(0)),
+    ]
+}
+
+/// The null reference.
+pub const NO_ROW: ObjectLink = ObjectLink {
+    object: dm_core::ObjectId(u16::MAX),
+    instance: u16::MAX,
+};
+
+/// Which kind of test `object` is.
+pub fn kind(object: dm_core::ObjectId) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.schema.id == object)
+}
+
+struct Diagnostic {
+    kind: &'static Kind,
+}
+
+pub fn register(tree: &mut Tree) -> Result<(), Error> {
+    for kind in KINDS {
+        tree.register(Box::new(Diagnostic { kind }))?;
+    }
+    Ok(())
+}
+
+impl ObjectHandler for Diagnostic {
+    fn schema(&self) -> &'static ObjectSchema {
+        self.kind.schema
+    }
+
+    fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
+        let values = (self.kind.inputs)()
+            .into_iter()
+            .chain((self.kind.results)())
+            .chain([(self.kind.state, Value::String("None".into()))]);
+        Ok(
+            values.fold(layout(self.kind.schema, &[]), |instance, (r, v)| {
+                instance.with(r, stored(v))
+            }),
+        )
+    }
+
+    fn adjust(
+        &self,
+        origin: Origin,
+        instance: InstanceId,
+        written: &[ResourceId],
+        state: &mut Instance,
+    ) -> Result<(), Error> {
+        if !origin.is_client() {
+            return Ok(());
+        }
+        let path = Path::resource(self.kind.schema.id, instance, self.kind.state);
+        if written.contains(&self.kind.state) {
+            match state.value(self.kind.state) {
+                Some(Value::String(s)) if s == "Requested" => {}
+                other => {
+                    return Err(Error::Rejected {
+                        path,
+                        reason: format!(
+                            "{other:?}: a client may only write Requested (TR-181 DiagnosticsState)"
+                        ),
+                    });
+                }
+            }
+            for (resource, value) in (self.kind.results)() {
+                state.set_value(resource, value);
+            }
+        } else {
+            // An input changed: the test that was asked for, or the
+            // results of the one that ran, are no longer about it.
+            state.set_value(self.kind.state, Value::String("None".into()));
+        }
+        Ok(())
+    }
+}
