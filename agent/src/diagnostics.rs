@@ -14,11 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dm_core::catalog::{ip_interface, ip_ping};
+use dm_core::catalog::{ip_interface, ip_ping, trace_route};
 use dm_core::{
-    Change, ChangeKind, InstanceId, ObjectId, Origin, Path, ResourceValue, Tree, Value, lock,
+    Change, ChangeKind, InstanceId, ObjectId, Origin, Path, ResourceId, ResourceValue, Tree, Value,
+    lock,
 };
 use dm_platform::linux::ping::{self, DiagnosticError, Family, PingRequest, PingResult};
+use dm_platform::linux::traceroute::{self, TraceRequest, TraceResult};
 use tracing::{info, warn};
 
 struct Running {
@@ -109,9 +111,7 @@ impl Runner {
             if let Some(status) = session {
                 session_over(&status).await;
             }
-            if object == ip_ping::ID {
-                run_ping(tree, stop).await;
-            }
+            run(object, tree, stop).await;
         });
         self.running.insert(object, Running { cancel, task });
     }
@@ -131,16 +131,28 @@ async fn session_over(status: &Mutex<dm_cwmp_tokio::Status>) {
     }
 }
 
-/// The test's inputs, read from the tree.
-fn ping_request(tree: &Tree) -> PingRequest {
-    use ip_ping::*;
-    let at = |r| Path::resource(ID, InstanceId(0), r);
-    let unsigned = |r, default: u64| match read(tree, at(r)) {
-        Some(Value::Unsigned(u)) => u,
-        Some(Value::Integer(i)) => u64::try_from(i).unwrap_or(default),
-        _ => default,
-    };
-    let interface = match read(tree, at(INTERFACE)) {
+/// A test to run, its inputs read from the tree.
+enum Job {
+    Ping(PingRequest),
+    Trace(TraceRequest),
+}
+
+/// What a kind's inputs have in common (TR-181 names them alike).
+struct Common {
+    host: String,
+    family: Family,
+    interface: Option<String>,
+}
+
+fn common(
+    tree: &Tree,
+    object: ObjectId,
+    host: ResourceId,
+    version: ResourceId,
+    interface: ResourceId,
+) -> Common {
+    let at = |r| Path::resource(object, InstanceId(0), r);
+    let interface = match read(tree, at(interface)) {
         Some(Value::ObjectLink(link)) if link.object == ip_interface::ID => {
             match read(
                 tree,
@@ -156,22 +168,62 @@ fn ping_request(tree: &Tree) -> PingRequest {
         }
         _ => None,
     };
-    PingRequest {
-        host: match read(tree, at(HOST)) {
+    Common {
+        host: match read(tree, at(host)) {
             Some(Value::String(host)) => host.trim().to_owned(),
             _ => String::new(),
         },
-        family: match read(tree, at(PROTOCOL_VERSION)) {
+        family: match read(tree, at(version)) {
             Some(Value::String(v)) if v == "IPv4" => Family::V4,
             Some(Value::String(v)) if v == "IPv6" => Family::V6,
             _ => Family::Any,
         },
         interface,
-        repetitions: u32::try_from(unsigned(NUMBER_OF_REPETITIONS, 3)).unwrap_or(u32::MAX),
-        timeout: Duration::from_millis(unsigned(TIMEOUT, 1000)),
-        size: usize::try_from(unsigned(DATA_BLOCK_SIZE, 64)).unwrap_or(64),
-        dscp: u8::try_from(unsigned(DSCP, 0)).unwrap_or(0),
     }
+}
+
+fn unsigned(tree: &Tree, object: ObjectId, resource: ResourceId, default: u64) -> u64 {
+    match read(tree, Path::resource(object, InstanceId(0), resource)) {
+        Some(Value::Unsigned(u)) => u,
+        Some(Value::Integer(i)) => u64::try_from(i).unwrap_or(default),
+        _ => default,
+    }
+}
+
+fn job(tree: &Tree, object: ObjectId) -> Option<Job> {
+    if object == ip_ping::ID {
+        use ip_ping::*;
+        let c = common(tree, ID, HOST, PROTOCOL_VERSION, INTERFACE);
+        return Some(Job::Ping(PingRequest {
+            host: c.host,
+            family: c.family,
+            interface: c.interface,
+            repetitions: u32::try_from(unsigned(tree, ID, NUMBER_OF_REPETITIONS, 3))
+                .unwrap_or(u32::MAX),
+            timeout: Duration::from_millis(unsigned(tree, ID, TIMEOUT, 1000)),
+            size: usize::try_from(unsigned(tree, ID, DATA_BLOCK_SIZE, 64)).unwrap_or(64),
+            dscp: u8::try_from(unsigned(tree, ID, DSCP, 0)).unwrap_or(0),
+        }));
+    }
+    if object == trace_route::ID {
+        use trace_route::*;
+        let c = common(tree, ID, HOST, PROTOCOL_VERSION, INTERFACE);
+        return Some(Job::Trace(TraceRequest {
+            host: c.host,
+            family: c.family,
+            interface: c.interface,
+            tries: u32::try_from(unsigned(tree, ID, NUMBER_OF_TRIES, 3))
+                .unwrap_or(3)
+                .min(10),
+            timeout: Duration::from_millis(unsigned(tree, ID, TIMEOUT, 5000)),
+            size: usize::try_from(unsigned(tree, ID, DATA_BLOCK_SIZE, 32))
+                .unwrap_or(32)
+                .min(65_000),
+            dscp: u8::try_from(unsigned(tree, ID, DSCP, 0)).unwrap_or(0),
+            max_hops: u8::try_from(unsigned(tree, ID, MAX_HOP_COUNT, 30)).unwrap_or(u8::MAX),
+        }));
+    }
+    None
 }
 
 /// TR-181's Error_ state for a test that could not run.
@@ -185,7 +237,7 @@ fn error_state(e: &DiagnosticError) -> &'static str {
 }
 
 /// The results as TR-181 has them: ms and µs, 0 when nothing answered.
-fn ping_results(result: &PingResult) -> Vec<(dm_core::ResourceId, Value)> {
+fn ping_results(result: &PingResult) -> Vec<(ResourceId, Value)> {
     use ip_ping::*;
     let micros: Vec<u64> = result
         .times
@@ -220,51 +272,121 @@ fn ping_results(result: &PingResult) -> Vec<(dm_core::ResourceId, Value)> {
     ]
 }
 
-async fn run_ping(tree: Arc<Mutex<Tree>>, cancel: Arc<AtomicBool>) {
-    let request = ping_request(&lock(&tree));
-    info!(
-        host = request.host,
-        repetitions = request.repetitions,
-        "IPPing started"
-    );
+/// Milliseconds, rounded.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros().saturating_add(500) / 1000).unwrap_or(u64::MAX)
+}
+
+/// The route as TR-181 has it: one RouteHops row per hop, the addresses
+/// as names (no reverse lookup is made), each probe's time in ms.
+fn trace_results(result: &TraceResult) -> Vec<(ResourceId, ResourceValue)> {
+    use trace_route::*;
+    let column = |value: &dyn Fn(&traceroute::Hop) -> Value| {
+        ResourceValue::Multiple((0u16..).zip(result.hops.iter().map(value)).collect())
+    };
+    let address =
+        |h: &traceroute::Hop| Value::String(h.address.map(|a| a.to_string()).unwrap_or_default());
+    // The destination's round trip, the last hop's average.
+    let response = result
+        .hops
+        .last()
+        .filter(|_| result.reached)
+        .map(|h| h.times.iter().map(|t| millis(*t)).sum::<u64>() / h.times.len().max(1) as u64)
+        .unwrap_or(0);
+    vec![
+        (
+            IP_ADDRESS_USED,
+            ResourceValue::Single(Value::String(
+                result.source.map(|a| a.to_string()).unwrap_or_default(),
+            )),
+        ),
+        (
+            RESPONSE_TIME,
+            ResourceValue::Single(Value::Unsigned(response.min(u64::from(u32::MAX)))),
+        ),
+        (ROUTE_HOPS_HOST, column(&address)),
+        (ROUTE_HOPS_HOST_ADDRESS, column(&address)),
+        (
+            ROUTE_HOPS_ERROR_CODE,
+            column(&|h| Value::Unsigned(u64::from(h.error))),
+        ),
+        (
+            ROUTE_HOPS_RT_TIMES,
+            column(&|h| {
+                Value::String(
+                    h.times
+                        .iter()
+                        .map(|t| millis(*t).to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                )
+            }),
+        ),
+    ]
+}
+
+/// Runs the test of `object` and writes its outcome, unless it was
+/// canceled meanwhile.
+async fn run(object: ObjectId, tree: Arc<Mutex<Tree>>, cancel: Arc<AtomicBool>) {
+    let Some(job) = job(&lock(&tree), object) else {
+        return;
+    };
+    let name = dm_objects::diagnostics::kind(object).map_or("a test", |k| k.schema.name);
+    info!(test = name, "diagnostic test started");
     let stop = Arc::clone(&cancel);
-    let outcome = tokio::task::spawn_blocking(move || ping::ping(&request, &stop)).await;
+    let outcome = tokio::task::spawn_blocking(move || match job {
+        Job::Ping(request) => ping::ping(&request, &stop).map(|result| {
+            let results = ping_results(&result)
+                .into_iter()
+                .map(|(r, v)| (r, ResourceValue::Single(v)))
+                .collect();
+            ("Complete", results)
+        }),
+        Job::Trace(request) => traceroute::traceroute(&request, &stop).map(|result| {
+            let state = if result.reached {
+                "Complete"
+            } else {
+                "Error_MaxHopCountExceeded"
+            };
+            (state, trace_results(&result))
+        }),
+    })
+    .await;
     if cancel.load(Ordering::Relaxed) {
         return;
     }
     let (state, results) = match outcome {
-        Ok(Ok(result)) => {
-            info!(
-                success = result.success,
-                failure = result.failure,
-                "IPPing complete"
-            );
-            ("Complete", ping_results(&result))
-        }
+        Ok(Ok(done)) => done,
         Ok(Err(e)) => {
-            warn!("IPPing: {e}");
+            warn!(test = name, "{e}");
             (error_state(&e), Vec::new())
         }
         Err(e) => {
-            warn!("IPPing: {e}");
+            warn!(test = name, "{e}");
             ("Error_Internal", Vec::new())
         }
     };
+    info!(test = name, state, "diagnostic test ended");
+    let Some(kind) = dm_objects::diagnostics::kind(object) else {
+        return;
+    };
     let mut tree = lock(&tree);
-    let at = |r| Path::resource(ip_ping::ID, InstanceId(0), r);
+    let at = |r| Path::resource(object, InstanceId(0), r);
     // Canceled meanwhile (an input changed): its results are not about
     // what is asked now.
-    if !matches!(read(&tree, at(ip_ping::DIAGNOSTICS_STATE)), Some(Value::String(s)) if s == "Requested")
-    {
+    if !matches!(read(&tree, at(kind.state)), Some(Value::String(s)) if s == "Requested") {
         return;
     }
     let mut tx = tree.begin(Origin::Agent);
     for (resource, value) in results {
-        tx.set(at(resource), value);
+        match value {
+            ResourceValue::Single(value) => tx.set(at(resource), value),
+            ResourceValue::Multiple(values) => tx.set_multiple(at(resource), values),
+        };
     }
-    tx.set(at(ip_ping::DIAGNOSTICS_STATE), Value::String(state.into()));
+    tx.set(at(kind.state), Value::String(state.into()));
     if let Err(e) = tx.commit() {
-        warn!("IPPing results not saved: {e}");
+        warn!(test = name, "results not saved: {e}");
     }
 }
 

@@ -1786,6 +1786,68 @@ pub mod ip_ping {
     };
 }
 
+/// TraceRoute (object 50015, version 2.17).
+pub mod trace_route {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50015);
+    /// DiagnosticsState
+    pub const DIAGNOSTICS_STATE: ResourceId = ResourceId(0);
+    /// Interface
+    pub const INTERFACE: ResourceId = ResourceId(1);
+    /// ProtocolVersion
+    pub const PROTOCOL_VERSION: ResourceId = ResourceId(2);
+    /// Host
+    pub const HOST: ResourceId = ResourceId(3);
+    /// NumberOfTries
+    pub const NUMBER_OF_TRIES: ResourceId = ResourceId(4);
+    /// Timeout
+    pub const TIMEOUT: ResourceId = ResourceId(5);
+    /// DataBlockSize
+    pub const DATA_BLOCK_SIZE: ResourceId = ResourceId(6);
+    /// DSCP
+    pub const DSCP: ResourceId = ResourceId(7);
+    /// MaxHopCount
+    pub const MAX_HOP_COUNT: ResourceId = ResourceId(8);
+    /// IPAddressUsed
+    pub const IP_ADDRESS_USED: ResourceId = ResourceId(9);
+    /// ResponseTime
+    pub const RESPONSE_TIME: ResourceId = ResourceId(10);
+    /// RouteHops.Host
+    pub const ROUTE_HOPS_HOST: ResourceId = ResourceId(11);
+    /// RouteHops.HostAddress
+    pub const ROUTE_HOPS_HOST_ADDRESS: ResourceId = ResourceId(12);
+    /// RouteHops.ErrorCode
+    pub const ROUTE_HOPS_ERROR_CODE: ResourceId = ResourceId(13);
+    /// RouteHops.RTTimes
+    pub const ROUTE_HOPS_RT_TIMES: ResourceId = ResourceId(14);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "TraceRoute",
+        version: "2.17",
+        multiple: false,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: DIAGNOSTICS_STATE, name: "DiagnosticsState", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["None", "Requested", "Canceled", "Complete", "Error", "Error_CannotResolveHostName", "Error_NoRouteToHost", "Error_MaxHopCountExceeded", "Error_Internal", "Error_Other"]) },
+            ResourceSchema { id: INTERFACE, name: "Interface", value_type: ValueType::ObjectLink, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: PROTOCOL_VERSION, name: "ProtocolVersion", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Any", "IPv4", "IPv6"]) },
+            ResourceSchema { id: HOST, name: "Host", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: NUMBER_OF_TRIES, name: "NumberOfTries", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 3 } },
+            ResourceSchema { id: TIMEOUT, name: "Timeout", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 4294967295 } },
+            ResourceSchema { id: DATA_BLOCK_SIZE, name: "DataBlockSize", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 65535 } },
+            ResourceSchema { id: DSCP, name: "DSCP", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 0, max: 63 } },
+            ResourceSchema { id: MAX_HOP_COUNT, name: "MaxHopCount", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 64 } },
+            ResourceSchema { id: IP_ADDRESS_USED, name: "IPAddressUsed", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
+            ResourceSchema { id: RESPONSE_TIME, name: "ResponseTime", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: ROUTE_HOPS_HOST, name: "RouteHops.Host", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: ROUTE_HOPS_HOST_ADDRESS, name: "RouteHops.HostAddress", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: ROUTE_HOPS_ERROR_CODE, name: "RouteHops.ErrorCode", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: ROUTE_HOPS_RT_TIMES, name: "RouteHops.RTTimes", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -1817,4 +1879,5 @@ pub static ALL: &[&ObjectSchema] = &[
     &dhcpv4_client::SCHEMA,
     &interface_stack::SCHEMA,
     &ip_ping::SCHEMA,
+    &trace_route::SCHEMA,
 ];

@@ -1,5 +1,5 @@
 //! TR-143 diagnostics as TR-181 has them for CWMP
-//! (`Device.IP.Diagnostics.IPPing.`): a client writes the inputs and
+//! (`Device.IP.Diagnostics.IPPing.`, `TraceRoute.`): a client writes the inputs and
 //! `DiagnosticsState` = `Requested`; the agent's diagnostics runner runs
 //! the test beside the protocols and writes the results with the final
 //! state (`Complete` or an `Error_` one), after which CWMP reports
@@ -13,36 +13,86 @@
 //! - results are the agent's (read-only to clients), kept and saved until
 //!   the next request.
 
-use dm_core::catalog::ip_ping;
+use std::collections::BTreeMap;
+
+use dm_core::catalog::{ip_ping, trace_route};
 use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectLink, ObjectSchema, Origin, Path, ResourceId,
-    Tree, Value,
+    ResourceValue, Slot, Tree, Value,
 };
 
-use crate::{layout, stored};
+use crate::layout;
 
 /// A kind of test: its object and which of its resources are what.
 pub struct Kind {
     pub schema: &'static ObjectSchema,
     pub state: ResourceId,
     /// The results and the value each is cleared to.
-    pub results: fn() -> Vec<(ResourceId, Value)>,
+    pub results: fn() -> Vec<(ResourceId, ResourceValue)>,
     /// The inputs' values for a new instance.
     pub inputs: fn() -> Vec<(ResourceId, Value)>,
 }
 
 /// Every kind of test the agent runs.
-pub const KINDS: &[Kind] = &[Kind {
-    schema: &ip_ping::SCHEMA,
-    state: ip_ping::DIAGNOSTICS_STATE,
-    results: ping_results,
-    inputs: ping_inputs,
-}];
+pub const KINDS: &[Kind] = &[
+    Kind {
+        schema: &ip_ping::SCHEMA,
+        state: ip_ping::DIAGNOSTICS_STATE,
+        results: ping_results,
+        inputs: ping_inputs,
+    },
+    Kind {
+        schema: &trace_route::SCHEMA,
+        state: trace_route::DIAGNOSTICS_STATE,
+        results: trace_results,
+        inputs: trace_inputs,
+    },
+];
 
-fn ping_results() -> Vec<(ResourceId, Value)> {
+fn single(values: Vec<(ResourceId, Value)>) -> Vec<(ResourceId, ResourceValue)> {
+    values
+        .into_iter()
+        .map(|(r, v)| (r, ResourceValue::Single(v)))
+        .collect()
+}
+
+fn trace_results() -> Vec<(ResourceId, ResourceValue)> {
+    use trace_route::*;
+    let empty = || ResourceValue::Multiple(BTreeMap::new());
+    let mut results = single(vec![
+        (IP_ADDRESS_USED, Value::String(String::new())),
+        (RESPONSE_TIME, Value::Unsigned(0)),
+    ]);
+    for column in [
+        ROUTE_HOPS_HOST,
+        ROUTE_HOPS_HOST_ADDRESS,
+        ROUTE_HOPS_ERROR_CODE,
+        ROUTE_HOPS_RT_TIMES,
+    ] {
+        results.push((column, empty()));
+    }
+    results
+}
+
+/// traceroute(8)'s defaults: 3 probes per hop, 5 s each, 30 hops.
+fn trace_inputs() -> Vec<(ResourceId, Value)> {
+    use trace_route::*;
+    vec![
+        (INTERFACE, Value::ObjectLink(NO_ROW)),
+        (PROTOCOL_VERSION, Value::String("Any".into())),
+        (HOST, Value::String(String::new())),
+        (NUMBER_OF_TRIES, Value::Unsigned(3)),
+        (TIMEOUT, Value::Unsigned(5000)),
+        (DATA_BLOCK_SIZE, Value::Unsigned(32)),
+        (DSCP, Value::Unsigned(0)),
+        (MAX_HOP_COUNT, Value::Unsigned(30)),
+    ]
+}
+
+fn ping_results() -> Vec<(ResourceId, ResourceValue)> {
     use ip_ping::*;
     let zero = || Value::Unsigned(0);
-    vec![
+    single(vec![
         (IP_ADDRESS_USED, Value::String(String::new())),
         (SUCCESS_COUNT, zero()),
         (FAILURE_COUNT, zero()),
@@ -52,7 +102,7 @@ fn ping_results() -> Vec<(ResourceId, Value)> {
         (AVERAGE_RESPONSE_TIME_DETAILED, zero()),
         (MINIMUM_RESPONSE_TIME_DETAILED, zero()),
         (MAXIMUM_RESPONSE_TIME_DETAILED, zero()),
-    ]
+    ])
 }
 
 /// `ping`'s own defaults where TR-181 gives none: 3 echoes of 64 bytes,
@@ -98,13 +148,16 @@ impl ObjectHandler for Diagnostic {
     }
 
     fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
-        let values = (self.kind.inputs)()
+        let values = single((self.kind.inputs)())
             .into_iter()
             .chain((self.kind.results)())
-            .chain([(self.kind.state, Value::String("None".into()))]);
+            .chain(single(vec![(
+                self.kind.state,
+                Value::String("None".into()),
+            )]));
         Ok(
             values.fold(layout(self.kind.schema, &[]), |instance, (r, v)| {
-                instance.with(r, stored(v))
+                instance.with(r, Slot::Stored(v))
             }),
         )
     }
@@ -133,7 +186,7 @@ impl ObjectHandler for Diagnostic {
                 }
             }
             for (resource, value) in (self.kind.results)() {
-                state.set_value(resource, value);
+                *state = std::mem::take(state).with(resource, Slot::Stored(value));
             }
         } else {
             // An input changed: the test that was asked for, or the

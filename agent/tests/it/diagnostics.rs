@@ -188,3 +188,160 @@ fn ip_ping_runs_after_the_session_and_reports_diagnostics_complete() {
     );
     assert_eq!(second["Device.IP.Diagnostics.IPPing.SuccessCount"], "0");
 }
+
+fn set_trace(host: &str, max_hops: u32) -> String {
+    format!(
+        "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[5]\">\
+         <ParameterValueStruct><Name>Device.IP.Diagnostics.TraceRoute.Host</Name>\
+         <Value xsi:type=\"xsd:string\">{host}</Value></ParameterValueStruct>\
+         <ParameterValueStruct><Name>Device.IP.Diagnostics.TraceRoute.NumberOfTries</Name>\
+         <Value xsi:type=\"xsd:unsignedInt\">2</Value></ParameterValueStruct>\
+         <ParameterValueStruct><Name>Device.IP.Diagnostics.TraceRoute.Timeout</Name>\
+         <Value xsi:type=\"xsd:unsignedInt\">2000</Value></ParameterValueStruct>\
+         <ParameterValueStruct><Name>Device.IP.Diagnostics.TraceRoute.MaxHopCount</Name>\
+         <Value xsi:type=\"xsd:unsignedInt\">{max_hops}</Value></ParameterValueStruct>\
+         <ParameterValueStruct><Name>Device.IP.Diagnostics.TraceRoute.DiagnosticsState</Name>\
+         <Value xsi:type=\"xsd:string\">Requested</Value></ParameterValueStruct>\
+         </ParameterList><ParameterKey>trace</ParameterKey></cwmp:SetParameterValues>"
+    )
+}
+
+const READ_TRACE: &str = "<cwmp:GetParameterValues><ParameterNames>\
+    <string>Device.IP.Diagnostics.TraceRoute.</string></ParameterNames></cwmp:GetParameterValues>";
+
+/// TraceRoute through a router: three namespaces the test makes (the
+/// agent's, a router that forwards, the target's), real kernels
+/// answering "time exceeded" and "port unreachable". The route is the
+/// router, then the target; with one hop allowed, the test ends at the
+/// router with Error_MaxHopCountExceeded.
+#[test]
+fn trace_route_finds_the_router_then_the_target() {
+    let id = std::process::id();
+    let agent_ns = Netns::new(&format!("dmt-tr-a-{id}"));
+    let router = Netns::new(&format!("dmt-tr-r-{id}"));
+    let target = Netns::new(&format!("dmt-tr-b-{id}"));
+    let link = |a: &Netns, a_if: &str, b: &Netns, b_if: &str| {
+        let status = Command::new("ip")
+            .args([
+                "link", "add", a_if, "netns", &a.0, "type", "veth", "peer", "name", b_if,
+            ])
+            .args(["netns", &b.0])
+            .status()
+            .unwrap();
+        assert!(status.success(), "veth {a_if}-{b_if}");
+    };
+    link(&agent_ns, "a0", &router, "r0");
+    link(&router, "r1", &target, "b0");
+    for (ns, setup) in [
+        (
+            &agent_ns,
+            &[
+                "addr add 10.90.1.2/24 dev a0",
+                "link set a0 up",
+                "link set lo up",
+                "route add default via 10.90.1.1",
+            ][..],
+        ),
+        (
+            &router,
+            &[
+                "addr add 10.90.1.1/24 dev r0",
+                "addr add 10.90.2.1/24 dev r1",
+                "link set r0 up",
+                "link set r1 up",
+            ][..],
+        ),
+        (
+            &target,
+            &[
+                "addr add 10.90.2.2/24 dev b0",
+                "link set b0 up",
+                "route add default via 10.90.2.1",
+            ][..],
+        ),
+    ] {
+        for command in setup {
+            ns.ip(command);
+        }
+    }
+    // The router forwards; neither it nor the target rations its ICMP
+    // errors (the kernel's default would drop some of two quick probes).
+    for (ns, settings) in [
+        (
+            &router,
+            &["net.ipv4.ip_forward=1", "net.ipv4.icmp_ratelimit=0"][..],
+        ),
+        (&target, &["net.ipv4.icmp_ratelimit=0"][..]),
+    ] {
+        let status = Command::new("ip")
+            .args(["netns", "exec", &ns.0, "sysctl", "-q", "-w"])
+            .args(settings)
+            .status()
+            .unwrap();
+        assert!(status.success(), "sysctl in {}", ns.0);
+    }
+
+    let mut sessions = vec![
+        vec![READ_TRACE.to_owned()],
+        vec![READ_TRACE.to_owned(), set_trace("10.90.2.2", 1)],
+        vec![set_trace("10.90.2.2", 30)],
+    ];
+    let acs = dm_tests::netns::run_in(&agent_ns.0, move || {
+        let mut current: Vec<String> = Vec::new();
+        MiniAcs::start(Box::new(move |body| {
+            if body.is_empty() {
+                current = sessions.pop().unwrap_or_default();
+                current.reverse();
+            }
+            if body.is_empty() || body.contains("Response>") {
+                return current.pop();
+            }
+            None
+        }))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-TRACE\"\n\n[platform]\nkind = \"linux\"\n\n\
+             [cwmp]\nacs_url = \"{}\"\nconnection_request_port = {}\n\
+             connection_request_bind = \"127.0.0.1\"\n\n[lwm2m]\nenabled = false\n",
+            acs.url(),
+            dm_tests::files::free_tcp_port()
+        ),
+    )
+    .unwrap();
+    let _agent = Guard(
+        Command::new("ip")
+            .args(["netns", "exec", &agent_ns.0])
+            .arg(env!("CARGO_BIN_EXE_dmagent"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .env_remove("DMAGENT_PLATFORM")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    acs.post_with("8 DIAGNOSTICS COMPLETE");
+    let route = values(&acs.post_with("<cwmp:GetParameterValuesResponse>"));
+    let at = |name: &str| route[&format!("Device.IP.Diagnostics.TraceRoute.{name}")].clone();
+    assert_eq!(at("DiagnosticsState"), "Complete", "{route:?}");
+    assert_eq!(at("RouteHopsNumberOfEntries"), "2");
+    assert_eq!(at("RouteHops.1.HostAddress"), "10.90.1.1");
+    assert_eq!(at("RouteHops.2.HostAddress"), "10.90.2.2");
+    assert_eq!(at("RouteHops.2.RTTimes").split(',').count(), 2);
+    assert_eq!(at("IPAddressUsed"), "10.90.1.2");
+
+    acs.post_with("8 DIAGNOSTICS COMPLETE");
+    let short = values(&acs.post_with("<cwmp:GetParameterValuesResponse>"));
+    let at = |name: &str| short[&format!("Device.IP.Diagnostics.TraceRoute.{name}")].clone();
+    assert_eq!(at("DiagnosticsState"), "Error_MaxHopCountExceeded");
+    assert_eq!(at("RouteHopsNumberOfEntries"), "1");
+    assert_eq!(at("RouteHops.1.HostAddress"), "10.90.1.1");
+}

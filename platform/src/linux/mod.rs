@@ -6,6 +6,7 @@
 
 pub mod network;
 pub mod ping;
+pub mod traceroute;
 pub mod zone;
 
 use std::sync::Mutex;

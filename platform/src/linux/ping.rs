@@ -172,7 +172,7 @@ fn open(v6: bool) -> Result<Echo, DiagnosticError> {
 }
 
 /// The first address of `interface` of the family of `v6`.
-fn source_of(interface: &str, v6: bool) -> Option<IpAddr> {
+pub(crate) fn source_of(interface: &str, v6: bool) -> Option<IpAddr> {
     nix::ifaddrs::getifaddrs()
         .ok()?
         .filter(|a| a.interface_name == interface)

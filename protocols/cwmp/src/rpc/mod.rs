@@ -596,10 +596,12 @@ const CONFIGURATION_HEADER: &str = "# dmagent configuration 1";
 /// holds, one per line, `Name<TAB>xsd-type<TAB>value`, the value with
 /// `\\`, tab, CR and LF escaped. Secured values (passwords, keys) are left
 /// out: they never leave the device, and a restore keeps the device's.
+/// So are the diagnostic tests (TR-143): a test is asked for, not
+/// configured, and its inputs are no setting of the device.
 pub fn configuration_file(tree: &Tree) -> String {
     let mut out = format!("{CONFIGURATION_HEADER}\n");
     for c in concrete(tree) {
-        if !c.map.writable || c.map.secured || write_only(tree, &c) {
+        if !c.map.writable || c.map.secured || write_only(tree, &c) || is_diagnostic(&c.name) {
             continue;
         }
         let Some(value) = c.read(tree).ok().flatten() else {
@@ -622,17 +624,26 @@ pub fn configuration_file(tree: &Tree) -> String {
     out
 }
 
+/// A parameter of a diagnostic test's object (TR-181 puts them under
+/// `Diagnostics.`).
+fn is_diagnostic(name: &str) -> bool {
+    name.contains(".Diagnostics.")
+}
+
 /// Restores a [`configuration_file`]: all or nothing, with
 /// SetParameterValues' checks (name, writability, type, value), creating
 /// the table instances it names that are missing (not those holding
 /// secrets, which the file does not carry). Returns how many
 /// parameters were set; a file that is not one, or that the tree refuses,
 /// is a readable reason (TR-069 fault 9018, file corrupted or unusable).
+/// Diagnostic tests' parameters in it are skipped.
 pub fn apply_configuration_file(
     tree: &mut Tree,
     text: &str,
 ) -> Result<usize, ConfigurationFileError> {
-    let parameters = parse_configuration_file(text)?;
+    let mut parameters = parse_configuration_file(text)?;
+    // A file from an earlier version may hold them: not restored.
+    parameters.retain(|p| !is_diagnostic(&p.name));
     let written = prepare_configuration(tree, &parameters);
     blocking(tree, written).map_err(|fault| configuration_refused(&fault))?;
     Ok(parameters.len())
