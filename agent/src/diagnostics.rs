@@ -14,11 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dm_core::catalog::{ip_interface, ip_ping, trace_route};
+use dm_core::catalog::{ip_interface, ip_ping, ns_lookup, trace_route};
 use dm_core::{
     Change, ChangeKind, InstanceId, ObjectId, Origin, Path, ResourceId, ResourceValue, Tree, Value,
     lock,
 };
+use dm_platform::linux::nslookup::{self, Lookup, LookupRequest, LookupStatus};
 use dm_platform::linux::ping::{self, DiagnosticError, Family, PingRequest, PingResult};
 use dm_platform::linux::traceroute::{self, TraceRequest, TraceResult};
 use tracing::{info, warn};
@@ -135,6 +136,7 @@ async fn session_over(status: &Mutex<dm_cwmp_tokio::Status>) {
 enum Job {
     Ping(PingRequest),
     Trace(TraceRequest),
+    Lookup(LookupRequest),
 }
 
 /// What a kind's inputs have in common (TR-181 names them alike).
@@ -148,7 +150,7 @@ fn common(
     tree: &Tree,
     object: ObjectId,
     host: ResourceId,
-    version: ResourceId,
+    version: Option<ResourceId>,
     interface: ResourceId,
 ) -> Common {
     let at = |r| Path::resource(object, InstanceId(0), r);
@@ -173,7 +175,7 @@ fn common(
             Some(Value::String(host)) => host.trim().to_owned(),
             _ => String::new(),
         },
-        family: match read(tree, at(version)) {
+        family: match version.and_then(|v| read(tree, at(v))) {
             Some(Value::String(v)) if v == "IPv4" => Family::V4,
             Some(Value::String(v)) if v == "IPv6" => Family::V6,
             _ => Family::Any,
@@ -193,7 +195,7 @@ fn unsigned(tree: &Tree, object: ObjectId, resource: ResourceId, default: u64) -
 fn job(tree: &Tree, object: ObjectId) -> Option<Job> {
     if object == ip_ping::ID {
         use ip_ping::*;
-        let c = common(tree, ID, HOST, PROTOCOL_VERSION, INTERFACE);
+        let c = common(tree, ID, HOST, Some(PROTOCOL_VERSION), INTERFACE);
         return Some(Job::Ping(PingRequest {
             host: c.host,
             family: c.family,
@@ -207,7 +209,7 @@ fn job(tree: &Tree, object: ObjectId) -> Option<Job> {
     }
     if object == trace_route::ID {
         use trace_route::*;
-        let c = common(tree, ID, HOST, PROTOCOL_VERSION, INTERFACE);
+        let c = common(tree, ID, HOST, Some(PROTOCOL_VERSION), INTERFACE);
         return Some(Job::Trace(TraceRequest {
             host: c.host,
             family: c.family,
@@ -221,6 +223,23 @@ fn job(tree: &Tree, object: ObjectId) -> Option<Job> {
                 .min(65_000),
             dscp: u8::try_from(unsigned(tree, ID, DSCP, 0)).unwrap_or(0),
             max_hops: u8::try_from(unsigned(tree, ID, MAX_HOP_COUNT, 30)).unwrap_or(u8::MAX),
+        }));
+    }
+    if object == ns_lookup::ID {
+        use ns_lookup::*;
+        let c = common(tree, ID, HOST_NAME, None, INTERFACE);
+        let server = match read(tree, Path::resource(ID, InstanceId(0), DNS_SERVER)) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+            _ => None,
+        };
+        return Some(Job::Lookup(LookupRequest {
+            host_name: c.host,
+            server,
+            interface: c.interface,
+            timeout: Duration::from_millis(unsigned(tree, ID, TIMEOUT, 5000)),
+            repetitions: u32::try_from(unsigned(tree, ID, NUMBER_OF_REPETITIONS, 1))
+                .unwrap_or(1)
+                .min(100),
         }));
     }
     None
@@ -325,6 +344,76 @@ fn trace_results(result: &TraceResult) -> Vec<(ResourceId, ResourceValue)> {
     ]
 }
 
+/// One Result row per repetition (TR-181 NSLookupDiagnostics.Result).
+fn lookup_results(lookups: &[Lookup]) -> Vec<(ResourceId, ResourceValue)> {
+    use ns_lookup::*;
+    let column = |value: &dyn Fn(&Lookup) -> Value| {
+        ResourceValue::Multiple((0u16..).zip(lookups.iter().map(value)).collect())
+    };
+    let succeeded = lookups
+        .iter()
+        .filter(|l| l.status == LookupStatus::Success)
+        .count();
+    vec![
+        (
+            SUCCESS_COUNT,
+            ResourceValue::Single(Value::Unsigned(succeeded as u64)),
+        ),
+        (
+            RESULT_STATUS,
+            column(&|l| {
+                Value::String(
+                    match l.status {
+                        LookupStatus::Success => "Success",
+                        LookupStatus::ServerNotAvailable => "Error_DNSServerNotAvailable",
+                        LookupStatus::NotResolved => "Error_HostNameNotResolved",
+                        LookupStatus::Timeout => "Error_Timeout",
+                        LookupStatus::Other => "Error_Other",
+                    }
+                    .into(),
+                )
+            }),
+        ),
+        (
+            RESULT_ANSWER_TYPE,
+            column(&|l| {
+                Value::String(
+                    match l.authoritative {
+                        None => "None",
+                        Some(true) => "Authoritative",
+                        Some(false) => "NonAuthoritative",
+                    }
+                    .into(),
+                )
+            }),
+        ),
+        (
+            RESULT_HOST_NAME_RETURNED,
+            column(&|l| Value::String(l.name.clone())),
+        ),
+        (
+            RESULT_IP_ADDRESSES,
+            column(&|l| {
+                Value::String(
+                    l.addresses
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                )
+            }),
+        ),
+        (
+            RESULT_DNS_SERVER_IP,
+            column(&|l| Value::String(l.server.to_string())),
+        ),
+        (
+            RESULT_RESPONSE_TIME,
+            column(&|l| Value::Unsigned(millis(l.time).min(u64::from(u32::MAX)))),
+        ),
+    ]
+}
+
 /// Runs the test of `object` and writes its outcome, unless it was
 /// canceled meanwhile.
 async fn run(object: ObjectId, tree: Arc<Mutex<Tree>>, cancel: Arc<AtomicBool>) {
@@ -350,6 +439,15 @@ async fn run(object: ObjectId, tree: Arc<Mutex<Tree>>, cancel: Arc<AtomicBool>) 
             };
             (state, trace_results(&result))
         }),
+        Job::Lookup(request) => match nslookup::nslookup(&request, &stop) {
+            Ok(lookups) => Ok(("Complete", lookup_results(&lookups))),
+            // The server named is no name this host resolves.
+            Err(DiagnosticError::CannotResolveHostName(server)) => {
+                warn!(server, "NSLookup: the DNS server does not resolve");
+                Ok(("Error_DNSServerNotResolved", Vec::new()))
+            }
+            Err(e) => Err(e),
+        },
     })
     .await;
     if cancel.load(Ordering::Relaxed) {

@@ -1848,6 +1848,62 @@ pub mod trace_route {
     };
 }
 
+/// NSLookupDiagnostics (object 50016, version 2.17).
+pub mod ns_lookup {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50016);
+    /// DiagnosticsState
+    pub const DIAGNOSTICS_STATE: ResourceId = ResourceId(0);
+    /// Interface
+    pub const INTERFACE: ResourceId = ResourceId(1);
+    /// HostName
+    pub const HOST_NAME: ResourceId = ResourceId(2);
+    /// DNSServer
+    pub const DNS_SERVER: ResourceId = ResourceId(3);
+    /// Timeout
+    pub const TIMEOUT: ResourceId = ResourceId(4);
+    /// NumberOfRepetitions
+    pub const NUMBER_OF_REPETITIONS: ResourceId = ResourceId(5);
+    /// SuccessCount
+    pub const SUCCESS_COUNT: ResourceId = ResourceId(6);
+    /// Result.Status
+    pub const RESULT_STATUS: ResourceId = ResourceId(7);
+    /// Result.AnswerType
+    pub const RESULT_ANSWER_TYPE: ResourceId = ResourceId(8);
+    /// Result.HostNameReturned
+    pub const RESULT_HOST_NAME_RETURNED: ResourceId = ResourceId(9);
+    /// Result.IPAddresses
+    pub const RESULT_IP_ADDRESSES: ResourceId = ResourceId(10);
+    /// Result.DNSServerIP
+    pub const RESULT_DNS_SERVER_IP: ResourceId = ResourceId(11);
+    /// Result.ResponseTime
+    pub const RESULT_RESPONSE_TIME: ResourceId = ResourceId(12);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "NSLookupDiagnostics",
+        version: "2.17",
+        multiple: false,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: DIAGNOSTICS_STATE, name: "DiagnosticsState", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["None", "Requested", "Canceled", "Complete", "Error_DNSServerNotResolved", "Error_Internal", "Error_Other"]) },
+            ResourceSchema { id: INTERFACE, name: "Interface", value_type: ValueType::ObjectLink, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: HOST_NAME, name: "HostName", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: DNS_SERVER, name: "DNSServer", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: TIMEOUT, name: "Timeout", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: NUMBER_OF_REPETITIONS, name: "NumberOfRepetitions", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: SUCCESS_COUNT, name: "SuccessCount", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: RESULT_STATUS, name: "Result.Status", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Success", "Error_DNSServerNotAvailable", "Error_HostNameNotResolved", "Error_Timeout", "Error_Other"]) },
+            ResourceSchema { id: RESULT_ANSWER_TYPE, name: "Result.AnswerType", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Enumeration(&["None", "Authoritative", "NonAuthoritative"]) },
+            ResourceSchema { id: RESULT_HOST_NAME_RETURNED, name: "Result.HostNameReturned", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: RESULT_IP_ADDRESSES, name: "Result.IPAddresses", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: RESULT_DNS_SERVER_IP, name: "Result.DNSServerIP", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
+            ResourceSchema { id: RESULT_RESPONSE_TIME, name: "Result.ResponseTime", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -1880,4 +1936,5 @@ pub static ALL: &[&ObjectSchema] = &[
     &interface_stack::SCHEMA,
     &ip_ping::SCHEMA,
     &trace_route::SCHEMA,
+    &ns_lookup::SCHEMA,
 ];

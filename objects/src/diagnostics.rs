@@ -1,5 +1,6 @@
 //! TR-143 diagnostics as TR-181 has them for CWMP
-//! (`Device.IP.Diagnostics.IPPing.`, `TraceRoute.`): a client writes the inputs and
+//! (`Device.IP.Diagnostics.IPPing.`, `TraceRoute.`,
+//! `Device.DNS.Diagnostics.NSLookupDiagnostics.`): a client writes the inputs and
 //! `DiagnosticsState` = `Requested`; the agent's diagnostics runner runs
 //! the test beside the protocols and writes the results with the final
 //! state (`Complete` or an `Error_` one), after which CWMP reports
@@ -15,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use dm_core::catalog::{ip_ping, trace_route};
+use dm_core::catalog::{ip_ping, ns_lookup, trace_route};
 use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectLink, ObjectSchema, Origin, Path, ResourceId,
     ResourceValue, Slot, Tree, Value,
@@ -47,7 +48,41 @@ pub const KINDS: &[Kind] = &[
         results: trace_results,
         inputs: trace_inputs,
     },
+    Kind {
+        schema: &ns_lookup::SCHEMA,
+        state: ns_lookup::DIAGNOSTICS_STATE,
+        results: lookup_results,
+        inputs: lookup_inputs,
+    },
 ];
+
+fn lookup_results() -> Vec<(ResourceId, ResourceValue)> {
+    use ns_lookup::*;
+    let mut results = single(vec![(SUCCESS_COUNT, Value::Unsigned(0))]);
+    for column in [
+        RESULT_STATUS,
+        RESULT_ANSWER_TYPE,
+        RESULT_HOST_NAME_RETURNED,
+        RESULT_IP_ADDRESSES,
+        RESULT_DNS_SERVER_IP,
+        RESULT_RESPONSE_TIME,
+    ] {
+        results.push((column, ResourceValue::Multiple(BTreeMap::new())));
+    }
+    results
+}
+
+/// nslookup's: the resolver's server, 1 query of 5 s.
+fn lookup_inputs() -> Vec<(ResourceId, Value)> {
+    use ns_lookup::*;
+    vec![
+        (INTERFACE, Value::ObjectLink(NO_ROW)),
+        (HOST_NAME, Value::String(String::new())),
+        (DNS_SERVER, Value::String(String::new())),
+        (TIMEOUT, Value::Unsigned(5000)),
+        (NUMBER_OF_REPETITIONS, Value::Unsigned(1)),
+    ]
+}
 
 fn single(values: Vec<(ResourceId, Value)>) -> Vec<(ResourceId, ResourceValue)> {
     values

@@ -345,3 +345,142 @@ fn trace_route_finds_the_router_then_the_target() {
     assert_eq!(at("RouteHopsNumberOfEntries"), "1");
     assert_eq!(at("RouteHops.1.HostAddress"), "10.90.1.1");
 }
+
+fn set_lookup(host: &str, server: &str, repetitions: u32, timeout: u32) -> String {
+    format!(
+        "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[5]\">\
+         <ParameterValueStruct><Name>Device.DNS.Diagnostics.NSLookupDiagnostics.HostName</Name>\
+         <Value xsi:type=\"xsd:string\">{host}</Value></ParameterValueStruct>\
+         <ParameterValueStruct><Name>Device.DNS.Diagnostics.NSLookupDiagnostics.DNSServer</Name>\
+         <Value xsi:type=\"xsd:string\">{server}</Value></ParameterValueStruct>\
+         <ParameterValueStruct><Name>Device.DNS.Diagnostics.NSLookupDiagnostics.NumberOfRepetitions</Name>\
+         <Value xsi:type=\"xsd:unsignedInt\">{repetitions}</Value></ParameterValueStruct>\
+         <ParameterValueStruct><Name>Device.DNS.Diagnostics.NSLookupDiagnostics.Timeout</Name>\
+         <Value xsi:type=\"xsd:unsignedInt\">{timeout}</Value></ParameterValueStruct>\
+         <ParameterValueStruct><Name>Device.DNS.Diagnostics.NSLookupDiagnostics.DiagnosticsState</Name>\
+         <Value xsi:type=\"xsd:string\">Requested</Value></ParameterValueStruct>\
+         </ParameterList><ParameterKey>lookup</ParameterKey></cwmp:SetParameterValues>"
+    )
+}
+
+const READ_LOOKUP: &str = "<cwmp:GetParameterValues><ParameterNames>\
+    <string>Device.DNS.Diagnostics.NSLookupDiagnostics.</string></ParameterNames></cwmp:GetParameterValues>";
+
+/// NSLookupDiagnostics against a test DNS server on the namespace's
+/// loopback: a name it knows (two repetitions, both families), one it
+/// does not (NXDOMAIN), one it never answers (the timeout), and a DNS
+/// server that is a URL (Error_DNSServerNotResolved).
+#[test]
+fn ns_lookup_asks_the_server_named() {
+    let netns = Netns::new(&format!("dmt-dns-{}", std::process::id()));
+    netns.ip("link set lo up");
+    let mut dns = Guard(
+        Command::new("ip")
+            .args(["netns", "exec", &netns.0, "python3"])
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../tests/peers/dns_server.py"
+            ))
+            .args(["127.0.0.1", "53", "host.test=192.0.2.7,2001:db8::7"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut ready = String::new();
+    BufReader::new(dns.0.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "READY");
+
+    let mut sessions = vec![
+        vec![READ_LOOKUP.to_owned()],
+        vec![
+            READ_LOOKUP.to_owned(),
+            set_lookup("host.test", "http://dns/", 1, 1000),
+        ],
+        vec![
+            READ_LOOKUP.to_owned(),
+            set_lookup("missing.test", "127.0.0.1", 2, 300),
+        ],
+        vec![
+            READ_LOOKUP.to_owned(),
+            set_lookup("silent.test", "127.0.0.1", 1, 300),
+        ],
+        vec![set_lookup("host.test", "127.0.0.1", 2, 2000)],
+    ];
+    let acs = dm_tests::netns::run_in(&netns.0, move || {
+        let mut current: Vec<String> = Vec::new();
+        MiniAcs::start(Box::new(move |body| {
+            if body.is_empty() {
+                current = sessions.pop().unwrap_or_default();
+                current.reverse();
+            }
+            if body.is_empty() || body.contains("Response>") {
+                return current.pop();
+            }
+            None
+        }))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-DNS\"\n\n[platform]\nkind = \"linux\"\n\n\
+             [cwmp]\nacs_url = \"{}\"\nconnection_request_port = {}\n\
+             connection_request_bind = \"127.0.0.1\"\n\n[lwm2m]\nenabled = false\n",
+            acs.url(),
+            dm_tests::files::free_tcp_port()
+        ),
+    )
+    .unwrap();
+    let _agent = Guard(
+        Command::new("ip")
+            .args(["netns", "exec", &netns.0])
+            .arg(env!("CARGO_BIN_EXE_dmagent"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .env_remove("DMAGENT_PLATFORM")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let next = || {
+        acs.post_with("8 DIAGNOSTICS COMPLETE");
+        let read = values(&acs.post_with("<cwmp:GetParameterValuesResponse>"));
+        move |name: &str| {
+            read.get(&format!(
+                "Device.DNS.Diagnostics.NSLookupDiagnostics.{name}"
+            ))
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in {read:?}"))
+        }
+    };
+    let found = next();
+    assert_eq!(found("DiagnosticsState"), "Complete");
+    assert_eq!(found("SuccessCount"), "2");
+    assert_eq!(found("ResultNumberOfEntries"), "2");
+    for n in [1, 2] {
+        assert_eq!(found(&format!("Result.{n}.Status")), "Success");
+        assert_eq!(
+            found(&format!("Result.{n}.IPAddresses")),
+            "192.0.2.7,2001:db8::7"
+        );
+        assert_eq!(found(&format!("Result.{n}.AnswerType")), "Authoritative");
+        assert_eq!(found(&format!("Result.{n}.HostNameReturned")), "host.test");
+        assert_eq!(found(&format!("Result.{n}.DNSServerIP")), "127.0.0.1");
+    }
+    let silent = next();
+    assert_eq!(silent("Result.1.Status"), "Error_Timeout");
+    assert_eq!(silent("Result.1.AnswerType"), "None");
+    let missing = next();
+    assert_eq!(missing("SuccessCount"), "0");
+    assert_eq!(missing("Result.2.Status"), "Error_HostNameNotResolved");
+    let bad_server = next();
+    assert_eq!(bad_server("DiagnosticsState"), "Error_DNSServerNotResolved");
+}

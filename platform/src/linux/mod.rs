@@ -5,6 +5,7 @@
 //! tested on fixtures; [`LinuxHost`] only reads the files.
 
 pub mod network;
+pub mod nslookup;
 pub mod ping;
 pub mod traceroute;
 pub mod zone;
