@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dm_core::catalog::{ip_interface, ip_ping, ns_lookup, trace_route};
+use dm_core::catalog::{ip_interface, ip_ping, ns_lookup, server_selection, trace_route};
 use dm_core::{
     Change, ChangeKind, InstanceId, ObjectId, Origin, Path, ResourceId, ResourceValue, Tree, Value,
     lock,
@@ -23,6 +23,9 @@ use dm_platform::linux::nslookup::{self, Lookup, LookupRequest, LookupStatus};
 use dm_platform::linux::ping::{self, DiagnosticError, Family, PingRequest, PingResult};
 use dm_platform::linux::traceroute::{self, TraceRequest, TraceResult};
 use tracing::{info, warn};
+
+/// A test's final DiagnosticsState and the results to write with it.
+type Outcome = (&'static str, Vec<(ResourceId, ResourceValue)>);
 
 struct Running {
     cancel: Arc<AtomicBool>,
@@ -137,6 +140,8 @@ enum Job {
     Ping(PingRequest),
     Trace(TraceRequest),
     Lookup(LookupRequest),
+    /// One ping per host of the list, the same settings for each.
+    Select(Vec<String>, PingRequest),
 }
 
 /// What a kind's inputs have in common (TR-181 names them alike).
@@ -224,6 +229,34 @@ fn job(tree: &Tree, object: ObjectId) -> Option<Job> {
             dscp: u8::try_from(unsigned(tree, ID, DSCP, 0)).unwrap_or(0),
             max_hops: u8::try_from(unsigned(tree, ID, MAX_HOP_COUNT, 30)).unwrap_or(u8::MAX),
         }));
+    }
+    if object == server_selection::ID {
+        use server_selection::*;
+        let c = common(tree, ID, HOST_LIST, Some(PROTOCOL_VERSION), INTERFACE);
+        let hosts = match read(tree, Path::resource(ID, InstanceId(0), HOST_LIST)) {
+            Some(Value::String(list)) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .take(10)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        };
+        return Some(Job::Select(
+            hosts,
+            PingRequest {
+                host: String::new(),
+                family: c.family,
+                interface: c.interface,
+                repetitions: u32::try_from(unsigned(tree, ID, NUMBER_OF_REPETITIONS, 3))
+                    .unwrap_or(3)
+                    .min(100),
+                timeout: Duration::from_millis(unsigned(tree, ID, TIMEOUT, 1000)),
+                size: 32,
+                dscp: 0,
+            },
+        ));
     }
     if object == ns_lookup::ID {
         use ns_lookup::*;
@@ -344,6 +377,80 @@ fn trace_results(result: &TraceResult) -> Vec<(ResourceId, ResourceValue)> {
     ]
 }
 
+/// ServerSelectionDiagnostics: each host pinged in turn; the fastest is
+/// the one with the smallest average among those that answered (its
+/// times in µs). A host that does not resolve is left out; when none
+/// does, the test ends with Error_CannotResolveHostName.
+fn select(
+    hosts: &[String],
+    request: &PingRequest,
+    cancel: &AtomicBool,
+) -> Result<Outcome, DiagnosticError> {
+    use server_selection::*;
+    let mut fastest: Option<(&String, PingResult, u64)> = None;
+    let mut resolved = false;
+    for host in hosts {
+        let asked = PingRequest {
+            host: host.clone(),
+            ..request.clone()
+        };
+        let result = match ping::ping(&asked, cancel) {
+            Ok(result) => result,
+            Err(DiagnosticError::CannotResolveHostName(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        resolved = true;
+        if result.times.is_empty() {
+            continue;
+        }
+        let average =
+            result.times.iter().map(|t| t.as_micros()).sum::<u128>() / result.times.len() as u128;
+        let average = u64::try_from(average).unwrap_or(u64::MAX);
+        if fastest.as_ref().is_none_or(|(_, _, best)| average < *best) {
+            fastest = Some((host, result, average));
+        }
+    }
+    if !resolved {
+        return Err(DiagnosticError::CannotResolveHostName(hosts.join(",")));
+    }
+    let micros = |d: &Duration| {
+        Value::Unsigned(
+            u64::try_from(d.as_micros())
+                .unwrap_or(u64::MAX)
+                .min(u64::from(u32::MAX)),
+        )
+    };
+    let mut results = Vec::new();
+    if let Some((host, result, average)) = fastest {
+        results = vec![
+            (FASTEST_HOST, Value::String(host.clone())),
+            (
+                MINIMUM_RESPONSE_TIME,
+                result.times.iter().min().map_or(Value::Unsigned(0), micros),
+            ),
+            (
+                AVERAGE_RESPONSE_TIME,
+                Value::Unsigned(average.min(u64::from(u32::MAX))),
+            ),
+            (
+                MAXIMUM_RESPONSE_TIME,
+                result.times.iter().max().map_or(Value::Unsigned(0), micros),
+            ),
+            (
+                IP_ADDRESS_USED,
+                Value::String(result.source.map(|a| a.to_string()).unwrap_or_default()),
+            ),
+        ];
+    }
+    Ok((
+        "Complete",
+        results
+            .into_iter()
+            .map(|(r, v)| (r, ResourceValue::Single(v)))
+            .collect(),
+    ))
+}
+
 /// One Result row per repetition (TR-181 NSLookupDiagnostics.Result).
 fn lookup_results(lookups: &[Lookup]) -> Vec<(ResourceId, ResourceValue)> {
     use ns_lookup::*;
@@ -439,6 +546,7 @@ async fn run(object: ObjectId, tree: Arc<Mutex<Tree>>, cancel: Arc<AtomicBool>) 
             };
             (state, trace_results(&result))
         }),
+        Job::Select(hosts, request) => select(&hosts, &request, &stop),
         Job::Lookup(request) => match nslookup::nslookup(&request, &stop) {
             Ok(lookups) => Ok(("Complete", lookup_results(&lookups))),
             // The server named is no name this host resolves.

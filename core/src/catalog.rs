@@ -1904,6 +1904,59 @@ pub mod ns_lookup {
     };
 }
 
+/// ServerSelectionDiagnostics (object 50017, version 2.17).
+pub mod server_selection {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50017);
+    /// DiagnosticsState
+    pub const DIAGNOSTICS_STATE: ResourceId = ResourceId(0);
+    /// Interface
+    pub const INTERFACE: ResourceId = ResourceId(1);
+    /// ProtocolVersion
+    pub const PROTOCOL_VERSION: ResourceId = ResourceId(2);
+    /// Protocol
+    pub const PROTOCOL: ResourceId = ResourceId(3);
+    /// HostList
+    pub const HOST_LIST: ResourceId = ResourceId(4);
+    /// NumberOfRepetitions
+    pub const NUMBER_OF_REPETITIONS: ResourceId = ResourceId(5);
+    /// Timeout
+    pub const TIMEOUT: ResourceId = ResourceId(6);
+    /// FastestHost
+    pub const FASTEST_HOST: ResourceId = ResourceId(7);
+    /// MinimumResponseTime
+    pub const MINIMUM_RESPONSE_TIME: ResourceId = ResourceId(8);
+    /// AverageResponseTime
+    pub const AVERAGE_RESPONSE_TIME: ResourceId = ResourceId(9);
+    /// MaximumResponseTime
+    pub const MAXIMUM_RESPONSE_TIME: ResourceId = ResourceId(10);
+    /// IPAddressUsed
+    pub const IP_ADDRESS_USED: ResourceId = ResourceId(11);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "ServerSelectionDiagnostics",
+        version: "2.17",
+        multiple: false,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: DIAGNOSTICS_STATE, name: "DiagnosticsState", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["None", "Requested", "Canceled", "Complete", "Completed", "Error_CannotResolveHostName", "Error_Internal", "Error_Other"]) },
+            ResourceSchema { id: INTERFACE, name: "Interface", value_type: ValueType::ObjectLink, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: PROTOCOL_VERSION, name: "ProtocolVersion", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Any", "IPv4", "IPv6"]) },
+            ResourceSchema { id: PROTOCOL, name: "Protocol", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["ICMP", "UDP Echo"]) },
+            ResourceSchema { id: HOST_LIST, name: "HostList", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: NUMBER_OF_REPETITIONS, name: "NumberOfRepetitions", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 4294967295 } },
+            ResourceSchema { id: TIMEOUT, name: "Timeout", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 4294967295 } },
+            ResourceSchema { id: FASTEST_HOST, name: "FastestHost", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MINIMUM_RESPONSE_TIME, name: "MinimumResponseTime", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: AVERAGE_RESPONSE_TIME, name: "AverageResponseTime", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MAXIMUM_RESPONSE_TIME, name: "MaximumResponseTime", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: IP_ADDRESS_USED, name: "IPAddressUsed", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -1937,4 +1990,5 @@ pub static ALL: &[&ObjectSchema] = &[
     &ip_ping::SCHEMA,
     &trace_route::SCHEMA,
     &ns_lookup::SCHEMA,
+    &server_selection::SCHEMA,
 ];

@@ -1,6 +1,7 @@
 //! TR-143 diagnostics as TR-181 has them for CWMP
 //! (`Device.IP.Diagnostics.IPPing.`, `TraceRoute.`,
-//! `Device.DNS.Diagnostics.NSLookupDiagnostics.`): a client writes the inputs and
+//! `ServerSelectionDiagnostics.`, `Device.DNS.Diagnostics.
+//! NSLookupDiagnostics.`): a client writes the inputs and
 //! `DiagnosticsState` = `Requested`; the agent's diagnostics runner runs
 //! the test beside the protocols and writes the results with the final
 //! state (`Complete` or an `Error_` one), after which CWMP reports
@@ -16,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use dm_core::catalog::{ip_ping, ns_lookup, trace_route};
+use dm_core::catalog::{ip_ping, ns_lookup, server_selection, trace_route};
 use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectLink, ObjectSchema, Origin, Path, ResourceId,
     ResourceValue, Slot, Tree, Value,
@@ -54,7 +55,37 @@ pub const KINDS: &[Kind] = &[
         results: lookup_results,
         inputs: lookup_inputs,
     },
+    Kind {
+        schema: &server_selection::SCHEMA,
+        state: server_selection::DIAGNOSTICS_STATE,
+        results: selection_results,
+        inputs: selection_inputs,
+    },
 ];
+
+fn selection_results() -> Vec<(ResourceId, ResourceValue)> {
+    use server_selection::*;
+    let zero = || Value::Unsigned(0);
+    single(vec![
+        (FASTEST_HOST, Value::String(String::new())),
+        (MINIMUM_RESPONSE_TIME, zero()),
+        (AVERAGE_RESPONSE_TIME, zero()),
+        (MAXIMUM_RESPONSE_TIME, zero()),
+        (IP_ADDRESS_USED, Value::String(String::new())),
+    ])
+}
+
+fn selection_inputs() -> Vec<(ResourceId, Value)> {
+    use server_selection::*;
+    vec![
+        (INTERFACE, Value::ObjectLink(NO_ROW)),
+        (PROTOCOL_VERSION, Value::String("Any".into())),
+        (PROTOCOL, Value::String("ICMP".into())),
+        (HOST_LIST, Value::String(String::new())),
+        (NUMBER_OF_REPETITIONS, Value::Unsigned(3)),
+        (TIMEOUT, Value::Unsigned(1000)),
+    ]
+}
 
 fn lookup_results() -> Vec<(ResourceId, ResourceValue)> {
     use ns_lookup::*;
@@ -206,6 +237,17 @@ impl ObjectHandler for Diagnostic {
     ) -> Result<(), Error> {
         if !origin.is_client() {
             return Ok(());
+        }
+        // ServerSelection by UDP Echo needs a TR-143 UDP echo server at
+        // each host, on a port TR-181 does not name: ICMP only.
+        if self.kind.schema.id == server_selection::ID
+            && written.contains(&server_selection::PROTOCOL)
+            && state.value(server_selection::PROTOCOL) != Some(&Value::String("ICMP".into()))
+        {
+            return Err(Error::Rejected {
+                path: Path::resource(server_selection::ID, instance, server_selection::PROTOCOL),
+                reason: "only ICMP is supported".into(),
+            });
         }
         let path = Path::resource(self.kind.schema.id, instance, self.kind.state);
         if written.contains(&self.kind.state) {

@@ -1650,4 +1650,18 @@ fn diagnostics_state_follows_tr_181s_rules() {
             .commit()
             .is_err()
     );
+    // ServerSelection by UDP Echo is refused with its reason.
+    use dm_core::catalog::server_selection as selection;
+    let refused = f
+        .tree
+        .begin(Origin::Acs)
+        .set(
+            Path::resource(selection::ID, InstanceId(0), selection::PROTOCOL),
+            Value::String("UDP Echo".into()),
+        )
+        .commit();
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("only ICMP")),
+        "{refused:?}"
+    );
 }

@@ -108,7 +108,11 @@ fn ip_ping_runs_after_the_session_and_reports_diagnostics_complete() {
     // end) reads it and sets another, with a URL as host; the last
     // (reporting that) reads it again.
     let mut sessions = vec![
-        vec![READ.to_owned()],
+        vec![READ_SELECTION.to_owned()],
+        vec![
+            READ.to_owned(),
+            set_selection("198.18.0.2,127.0.0.1,http://x/"),
+        ],
         vec![READ.to_owned(), set_ping("http://198.18.0.2/")],
         vec![set_ping("198.18.0.2")],
     ];
@@ -187,7 +191,37 @@ fn ip_ping_runs_after_the_session_and_reports_diagnostics_complete() {
         "Error_CannotResolveHostName"
     );
     assert_eq!(second["Device.IP.Diagnostics.IPPing.SuccessCount"], "0");
+
+    // ServerSelection among the far host, the loopback and a URL (left
+    // out): the loopback is the fastest.
+    let set = acs.post_with("<cwmp:SetParameterValuesResponse>");
+    assert!(set.contains("<Status>0</Status>"), "{set}");
+    acs.post_with("8 DIAGNOSTICS COMPLETE");
+    let selection = values(&acs.post_with("<cwmp:GetParameterValuesResponse>"));
+    let at = |name: &str| {
+        selection[&format!("Device.IP.Diagnostics.ServerSelectionDiagnostics.{name}")].clone()
+    };
+    assert_eq!(at("DiagnosticsState"), "Complete", "{selection:?}");
+    assert_eq!(at("FastestHost"), "127.0.0.1");
+    let average: u64 = at("AverageResponseTime").parse().unwrap();
+    assert!(average < 40_000, "{average} µs");
 }
+
+fn set_selection(hosts: &str) -> String {
+    format!(
+        "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[3]\">\
+         <ParameterValueStruct><Name>Device.IP.Diagnostics.ServerSelectionDiagnostics.HostList</Name>\
+         <Value xsi:type=\"xsd:string\">{hosts}</Value></ParameterValueStruct>\
+         <ParameterValueStruct><Name>Device.IP.Diagnostics.ServerSelectionDiagnostics.NumberOfRepetitions</Name>\
+         <Value xsi:type=\"xsd:unsignedInt\">2</Value></ParameterValueStruct>\
+         <ParameterValueStruct><Name>Device.IP.Diagnostics.ServerSelectionDiagnostics.DiagnosticsState</Name>\
+         <Value xsi:type=\"xsd:string\">Requested</Value></ParameterValueStruct>\
+         </ParameterList><ParameterKey>select</ParameterKey></cwmp:SetParameterValues>"
+    )
+}
+
+const READ_SELECTION: &str = "<cwmp:GetParameterValues><ParameterNames>\
+    <string>Device.IP.Diagnostics.ServerSelectionDiagnostics.</string></ParameterNames></cwmp:GetParameterValues>";
 
 fn set_trace(host: &str, max_hops: u32) -> String {
     format!(
