@@ -4,10 +4,18 @@
 //!
 //! A test the ACS requested starts once its session has ended (TR-181
 //! DiagnosticsState: the CPE SHOULD wait until after the session). A new
-//! request of the same kind replaces a running test; DiagnosticsState
-//! going back to None (an input changed) cancels it. A test requested
-//! before a restart runs again after it: the state was saved as
-//! Requested, and the ACS is still owed its "8 DIAGNOSTICS COMPLETE".
+//! request of the same kind (Requested written again) replaces a running
+//! test; DiagnosticsState going to None (an input changed) or Canceled
+//! stops it. A test requested before a restart runs again after it: the
+//! state was saved as Requested, and the ACS is still owed its "8
+//! DIAGNOSTICS COMPLETE".
+//!
+//! Which request a test answers is the sequence number of the change
+//! that asked for it. Its results are written by the run loop
+//! ([`Runner::finish`]), under the tree's lock, only when every change
+//! committed so far has been seen and no later request or cancel came: a
+//! test that ends just as it is asked for again never reports as the new
+//! one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,10 +30,19 @@ use dm_core::{
 use dm_platform::linux::nslookup::{self, Lookup, LookupRequest, LookupStatus};
 use dm_platform::linux::ping::{self, DiagnosticError, Family, PingRequest, PingResult};
 use dm_platform::linux::traceroute::{self, TraceRequest, TraceResult};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 /// A test's final DiagnosticsState and the results to write with it.
 type Outcome = (&'static str, Vec<(ResourceId, ResourceValue)>);
+
+/// A test that ended, for [`Runner::finish`].
+pub struct Finished {
+    object: ObjectId,
+    /// The request it answers.
+    request: u64,
+    outcome: Outcome,
+}
 
 struct Running {
     cancel: Arc<AtomicBool>,
@@ -36,6 +53,12 @@ pub struct Runner {
     tree: Arc<Mutex<Tree>>,
     cwmp: Option<Arc<Mutex<dm_cwmp_tokio::Status>>>,
     running: HashMap<ObjectId, Running>,
+    /// Per kind, the sequence of the change that last asked for a test or
+    /// stopped one: only a test answering it may write results.
+    current: HashMap<ObjectId, u64>,
+    finished: mpsc::UnboundedSender<Finished>,
+    /// Tests that ended while changes were still to be seen.
+    deferred: Vec<Finished>,
 }
 
 fn state_path(object: ObjectId) -> Option<Path> {
@@ -51,12 +74,22 @@ fn read(tree: &Tree, path: Path) -> Option<Value> {
 }
 
 impl Runner {
-    pub fn new(tree: Arc<Mutex<Tree>>, cwmp: Option<Arc<Mutex<dm_cwmp_tokio::Status>>>) -> Runner {
-        Runner {
+    /// The runner, and where the tests it starts report their end (to be
+    /// given to [`Runner::finish`] by the run loop).
+    pub fn new(
+        tree: Arc<Mutex<Tree>>,
+        cwmp: Option<Arc<Mutex<dm_cwmp_tokio::Status>>>,
+    ) -> (Runner, mpsc::UnboundedReceiver<Finished>) {
+        let (finished, ended) = mpsc::unbounded_channel();
+        let runner = Runner {
             tree,
             cwmp,
             running: HashMap::new(),
-        }
+            current: HashMap::new(),
+            finished,
+            deferred: Vec::new(),
+        };
+        (runner, ended)
     }
 
     /// Starts the tests a restart interrupted.
@@ -65,35 +98,39 @@ impl Runner {
             let Some(path) = state_path(kind.schema.id) else {
                 continue;
             };
-            let requested = matches!(
-                read(&lock(&self.tree), path),
-                Some(Value::String(s)) if s == "Requested"
-            );
+            let (requested, sequence) = {
+                let tree = lock(&self.tree);
+                (
+                    matches!(read(&tree, path), Some(Value::String(s)) if s == "Requested"),
+                    tree.last_sequence(),
+                )
+            };
             if requested {
                 info!(
                     test = kind.schema.name,
                     "resuming a diagnostic test a restart interrupted"
                 );
-                self.start(kind.schema.id, Origin::Agent);
+                self.start(kind.schema.id, Origin::Agent, sequence);
             }
         }
     }
 
     /// Acts on a change of the tree: a DiagnosticsState a client set to
-    /// Requested starts its test, one set back to None cancels it.
+    /// Requested starts its test, None or Canceled stops it.
     pub fn observe(&mut self, change: &Change) {
         let ChangeKind::Value(ResourceValue::Single(Value::String(state))) = &change.kind else {
             return;
         };
         let object = change.path.object_id();
-        if state_path(object) != Some(change.path) {
+        if state_path(object) != Some(change.path) || !change.origin.is_client() {
             return;
         }
         match state.as_str() {
-            "Requested" if change.origin.is_client() => self.start(object, change.origin),
-            "None" => {
+            "Requested" => self.start(object, change.origin, change.sequence),
+            "None" | "Canceled" => {
+                self.current.insert(object, change.sequence);
                 if let Some(running) = self.running.remove(&object) {
-                    info!(test = %object, "diagnostic test canceled: an input changed");
+                    info!(test = %object, state, "diagnostic test stopped");
                     running.cancel.store(true, Ordering::Relaxed);
                     running.task.abort();
                 }
@@ -102,36 +139,101 @@ impl Runner {
         }
     }
 
-    fn start(&mut self, object: ObjectId, origin: Origin) {
+    fn start(&mut self, object: ObjectId, origin: Origin, request: u64) {
         if let Some(previous) = self.running.remove(&object) {
             previous.cancel.store(true, Ordering::Relaxed);
             previous.task.abort();
         }
+        self.current.insert(object, request);
         let cancel = Arc::new(AtomicBool::new(false));
         let tree = Arc::clone(&self.tree);
         let session = (origin == Origin::Acs).then(|| self.cwmp.clone()).flatten();
         let stop = Arc::clone(&cancel);
+        let finished = self.finished.clone();
         let task = tokio::spawn(async move {
             if let Some(status) = session {
                 session_over(&status).await;
             }
-            run(object, tree, stop).await;
+            if let Some(outcome) = run(object, tree, stop).await {
+                let _ = finished.send(Finished {
+                    object,
+                    request,
+                    outcome,
+                });
+            }
         });
         self.running.insert(object, Running { cancel, task });
     }
+
+    /// Writes a test's results, once every change up to `seen` (the last
+    /// the run loop handled) is all there is: else it waits for
+    /// [`Runner::retry`] after the next ones.
+    pub fn finish(&mut self, done: Finished, seen: u64) {
+        let mut tree = lock(&self.tree);
+        if tree.last_sequence() > seen {
+            self.deferred.push(done);
+            return;
+        }
+        self.running.remove(&done.object);
+        if self.current.get(&done.object) != Some(&done.request) {
+            return;
+        }
+        write_results(&mut tree, done);
+    }
+
+    /// [`Runner::finish`] for the tests that ended before the changes the
+    /// run loop has now seen.
+    pub fn retry(&mut self, seen: u64) {
+        for done in std::mem::take(&mut self.deferred) {
+            self.finish(done, seen);
+        }
+    }
 }
 
-/// Waits until no CWMP session is open.
-async fn session_over(status: &Mutex<dm_cwmp_tokio::Status>) {
-    loop {
-        let ended = {
-            let status = lock(status);
-            if !status.in_session {
-                return;
-            }
-            status.ended.0.clone()
+/// Writes the results and the final state, as the agent; should the
+/// tree refuse them, the state alone as Error_Internal, so that no test
+/// stays Requested for ever.
+fn write_results(tree: &mut Tree, done: Finished) {
+    let Some(kind) = dm_objects::diagnostics::kind(done.object) else {
+        return;
+    };
+    let at = |r| Path::resource(done.object, InstanceId(0), r);
+    if !matches!(read(tree, at(kind.state)), Some(Value::String(s)) if s == "Requested") {
+        return;
+    }
+    let (state, results) = done.outcome;
+    let mut tx = tree.begin(Origin::Agent);
+    for (resource, value) in results {
+        match value {
+            ResourceValue::Single(value) => tx.set(at(resource), value),
+            ResourceValue::Multiple(values) => tx.set_multiple(at(resource), values),
         };
-        ended.notified().await;
+    }
+    tx.set(at(kind.state), Value::String(state.into()));
+    if let Err(e) = tx.commit() {
+        warn!(test = kind.schema.name, "results not saved: {e}");
+        let fallback = tree
+            .begin(Origin::Agent)
+            .set(at(kind.state), Value::String("Error_Internal".into()))
+            .commit();
+        if let Err(e) = fallback {
+            warn!(test = kind.schema.name, "state not saved: {e}");
+        }
+    }
+}
+
+/// Waits until no CWMP session is open. The wake-up is taken before the
+/// state is looked at, so a session that ends in between is not missed.
+async fn session_over(status: &Mutex<dm_cwmp_tokio::Status>) {
+    let ended = lock(status).ended.0.clone();
+    loop {
+        let notified = ended.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !lock(status).in_session {
+            return;
+        }
+        notified.await;
     }
 }
 
@@ -205,8 +307,10 @@ fn job(tree: &Tree, object: ObjectId) -> Option<Job> {
             host: c.host,
             family: c.family,
             interface: c.interface,
+            // One echo's sequence number each.
             repetitions: u32::try_from(unsigned(tree, ID, NUMBER_OF_REPETITIONS, 3))
-                .unwrap_or(u32::MAX),
+                .unwrap_or(u32::MAX)
+                .min(u32::from(u16::MAX)),
             timeout: Duration::from_millis(unsigned(tree, ID, TIMEOUT, 1000)),
             size: usize::try_from(unsigned(tree, ID, DATA_BLOCK_SIZE, 64)).unwrap_or(64),
             dscp: u8::try_from(unsigned(tree, ID, DSCP, 0)).unwrap_or(0),
@@ -397,6 +501,12 @@ fn select(
         let result = match ping::ping(&asked, cancel) {
             Ok(result) => result,
             Err(DiagnosticError::CannotResolveHostName(_)) => continue,
+            // No route to it, or nothing of its family on the interface:
+            // it is not the fastest, the others may still be measured.
+            Err(DiagnosticError::NoRouteToHost(_) | DiagnosticError::Other(_)) => {
+                resolved = true;
+                continue;
+            }
             Err(e) => return Err(e),
         };
         resolved = true;
@@ -521,12 +631,9 @@ fn lookup_results(lookups: &[Lookup]) -> Vec<(ResourceId, ResourceValue)> {
     ]
 }
 
-/// Runs the test of `object` and writes its outcome, unless it was
-/// canceled meanwhile.
-async fn run(object: ObjectId, tree: Arc<Mutex<Tree>>, cancel: Arc<AtomicBool>) {
-    let Some(job) = job(&lock(&tree), object) else {
-        return;
-    };
+/// Runs the test of `object`; its outcome, unless it was stopped.
+async fn run(object: ObjectId, tree: Arc<Mutex<Tree>>, cancel: Arc<AtomicBool>) -> Option<Outcome> {
+    let job = job(&lock(&tree), object)?;
     let name = dm_objects::diagnostics::kind(object).map_or("a test", |k| k.schema.name);
     info!(test = name, "diagnostic test started");
     let stop = Arc::clone(&cancel);
@@ -539,7 +646,7 @@ async fn run(object: ObjectId, tree: Arc<Mutex<Tree>>, cancel: Arc<AtomicBool>) 
             ("Complete", results)
         }),
         Job::Trace(request) => traceroute::traceroute(&request, &stop).map(|result| {
-            let state = if result.reached {
+            let state = if result.reached || result.stopped_by_error {
                 "Complete"
             } else {
                 "Error_MaxHopCountExceeded"
@@ -559,7 +666,7 @@ async fn run(object: ObjectId, tree: Arc<Mutex<Tree>>, cancel: Arc<AtomicBool>) 
     })
     .await;
     if cancel.load(Ordering::Relaxed) {
-        return;
+        return None;
     }
     let (state, results) = match outcome {
         Ok(Ok(done)) => done,
@@ -572,28 +679,14 @@ async fn run(object: ObjectId, tree: Arc<Mutex<Tree>>, cancel: Arc<AtomicBool>) 
             ("Error_Internal", Vec::new())
         }
     };
+    // An error state the kind does not have (TR-181 gives each its own
+    // list) is its Error_Other.
+    let state = dm_objects::diagnostics::kind(object)
+        .and_then(|k| k.schema.resource(k.state))
+        .filter(|r| Value::String(state.into()).check(r).is_err())
+        .map_or(state, |_| "Error_Other");
     info!(test = name, state, "diagnostic test ended");
-    let Some(kind) = dm_objects::diagnostics::kind(object) else {
-        return;
-    };
-    let mut tree = lock(&tree);
-    let at = |r| Path::resource(object, InstanceId(0), r);
-    // Canceled meanwhile (an input changed): its results are not about
-    // what is asked now.
-    if !matches!(read(&tree, at(kind.state)), Some(Value::String(s)) if s == "Requested") {
-        return;
-    }
-    let mut tx = tree.begin(Origin::Agent);
-    for (resource, value) in results {
-        match value {
-            ResourceValue::Single(value) => tx.set(at(resource), value),
-            ResourceValue::Multiple(values) => tx.set_multiple(at(resource), values),
-        };
-    }
-    tx.set(at(kind.state), Value::String(state.into()));
-    if let Err(e) = tx.commit() {
-        warn!(test = name, "results not saved: {e}");
-    }
+    Some((state, results))
 }
 
 #[cfg(test)]

@@ -281,11 +281,13 @@ pub async fn run(
     // reboot decides: before the drivers start.
     crate::firmware::recover(&tree, &image_store, &announcer);
     crate::software::recover(&tree);
-    let mut diagnostics = crate::diagnostics::Runner::new(
+    let (mut diagnostics, mut diagnostics_ended) = crate::diagnostics::Runner::new(
         Arc::clone(&tree),
         config.cwmp.is_some().then(|| Arc::clone(&cwmp_status)),
     );
     diagnostics.resume();
+    // The last change of the tree this loop has handled.
+    let mut seen = lock(&tree).last_sequence();
     // The host's addresses: when they change, LwM2M registers again from
     // a new socket (issue: NAT and DTLS bindings die with the address).
     let (network_tx, network_rx) = tokio::sync::watch::channel(0u64);
@@ -570,12 +572,20 @@ pub async fn run(
                     addresses = now;
                 }
             }
+            Some(done) = diagnostics_ended.recv() => diagnostics.finish(done, seen),
             () = tree_changed.notified() => {
                 let lagged = changes.take_lagged();
                 if lagged > 0 {
                     warn!(lagged, "change stream overflowed");
                 }
-                for change in changes.drain() {
+                let drained = changes.drain();
+                if let Some(last) = drained.last() {
+                    seen = seen.max(last.sequence);
+                }
+                if lagged > 0 {
+                    seen = lock(&tree).last_sequence().max(seen);
+                }
+                for change in drained {
                     if let dm_core::ChangeKind::Progress { done, total } = change.kind {
                         *lock(&transfer) =
                             Some((done, total));
@@ -629,6 +639,7 @@ pub async fn run(
                         action.get_or_insert((wanted, change.origin.to_string()));
                     }
                 }
+                diagnostics.retry(seen);
             }
         }
     }

@@ -163,16 +163,18 @@ pub trait ObjectHandler: Send + Sync {
     /// test's input while it is requested sets its DiagnosticsState back
     /// to None). `written` are the resources the transaction wrote
     /// (whatever their values); `state` is the instance as it will be,
-    /// before [`ObjectHandler::validate`] sees it. An error refuses the
-    /// transaction, as one of `validate`'s does.
+    /// before [`ObjectHandler::validate`] sees it. Returns the resources
+    /// whose write is published as a change even where their value stays
+    /// (a test asked for again while it is requested must start again).
+    /// An error refuses the transaction, as one of `validate`'s does.
     fn adjust(
         &self,
         _origin: Origin,
         _instance: InstanceId,
         _written: &[ResourceId],
         _state: &mut Instance,
-    ) -> Result<(), Error> {
-        Ok(())
+    ) -> Result<Vec<ResourceId>, Error> {
+        Ok(Vec::new())
     }
 
     /// Whether `origin` may delete the instance.
@@ -365,6 +367,12 @@ impl Tree {
     /// Subscribes to the change stream.
     pub fn subscribe(&mut self, capacity: usize) -> Subscription {
         self.bus.subscribe(capacity)
+    }
+
+    /// The sequence number of the last change published: a subscriber
+    /// that has seen it has seen every change committed so far.
+    pub fn last_sequence(&self) -> u64 {
+        self.bus.sequence()
     }
 
     pub fn schema(&self, object: ObjectId) -> Option<&'static ObjectSchema> {
@@ -1281,6 +1289,9 @@ struct Staged {
     /// The resources the transaction wrote (a value equal to the one
     /// before is still a write: see `rebase`).
     written: std::collections::BTreeSet<(ObjectId, InstanceId, ResourceId)>,
+    /// Resources published as changed even where their value stays
+    /// (`ObjectHandler::adjust`).
+    republished: std::collections::BTreeSet<(ObjectId, InstanceId, ResourceId)>,
 }
 
 fn stage(
@@ -1293,6 +1304,7 @@ fn stage(
         next_instance: BTreeMap::new(),
         created: Vec::new(),
         written: std::collections::BTreeSet::new(),
+        republished: std::collections::BTreeSet::new(),
     };
     let mut faults = Vec::new();
     for operation in operations {
@@ -1320,10 +1332,14 @@ fn stage(
             .range((*object, *id, ResourceId(0))..=(*object, *id, ResourceId(u16::MAX)))
             .map(|(_, _, r)| *r)
             .collect();
-        if !written.is_empty()
-            && let Err(e) = entry.handler.adjust(origin, *id, &written, instance)
-        {
-            faults.push(e);
+        if written.is_empty() {
+            continue;
+        }
+        match entry.handler.adjust(origin, *id, &written, instance) {
+            Ok(republished) => staged
+                .republished
+                .extend(republished.into_iter().map(|r| (*object, *id, r))),
+            Err(e) => faults.push(e),
         }
     }
     // The object's own rules see each touched instance whole, once.
@@ -1578,6 +1594,18 @@ fn apply(tree: &mut Tree, origin: Origin, staged: Staged) -> Result<Committed, T
             None => entry.instances.remove(&id),
         };
         record_changes(&mut changes, origin, object, id, old.as_ref(), new.as_ref());
+        for (_, _, resource) in staged
+            .republished
+            .range((object, id, ResourceId(0))..=(object, id, ResourceId(u16::MAX)))
+        {
+            let path = Path::resource(object, id, *resource);
+            let unchanged = !changes.iter().any(|(_, p, _)| *p == path);
+            if let (true, Some(Slot::Stored(value))) =
+                (unchanged, new.as_ref().and_then(|n| n.slot(*resource)))
+            {
+                changes.push((origin, path, ChangeKind::Value(value.clone())));
+            }
+        }
         if new.is_none() {
             tree.attributes.remove_under(&Path::instance(object, id));
         }

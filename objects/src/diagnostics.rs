@@ -8,8 +8,9 @@
 //! `8 DIAGNOSTICS COMPLETE`.
 //!
 //! The rules the objects keep (TR-181 2.17, DiagnosticsState):
-//! - a client may write only `Requested`; the previous results are
-//!   cleared with it;
+//! - a client may write only `Requested` (the previous results are
+//!   cleared with it; written again, the test starts over) or `Canceled`
+//!   (the test stops);
 //! - writing any other input without it sets the state to `None` (a test
 //!   that was requested is then canceled by the runner);
 //! - results are the agent's (read-only to clients), kept and saved until
@@ -187,10 +188,7 @@ fn ping_inputs() -> Vec<(ResourceId, Value)> {
 }
 
 /// The null reference.
-pub const NO_ROW: ObjectLink = ObjectLink {
-    object: dm_core::ObjectId(u16::MAX),
-    instance: u16::MAX,
-};
+pub const NO_ROW: ObjectLink = ObjectLink::NULL;
 
 /// Which kind of test `object` is.
 pub fn kind(object: dm_core::ObjectId) -> Option<&'static Kind> {
@@ -234,9 +232,9 @@ impl ObjectHandler for Diagnostic {
         instance: InstanceId,
         written: &[ResourceId],
         state: &mut Instance,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<ResourceId>, Error> {
         if !origin.is_client() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         // ServerSelection by UDP Echo needs a TR-143 UDP echo server at
         // each host, on a port TR-181 does not name: ICMP only.
@@ -250,26 +248,31 @@ impl ObjectHandler for Diagnostic {
             });
         }
         let path = Path::resource(self.kind.schema.id, instance, self.kind.state);
-        if written.contains(&self.kind.state) {
-            match state.value(self.kind.state) {
-                Some(Value::String(s)) if s == "Requested" => {}
-                other => {
-                    return Err(Error::Rejected {
-                        path,
-                        reason: format!(
-                            "{other:?}: a client may only write Requested (TR-181 DiagnosticsState)"
-                        ),
-                    });
-                }
-            }
-            for (resource, value) in (self.kind.results)() {
-                *state = std::mem::take(state).with(resource, Slot::Stored(value));
-            }
-        } else {
+        if !written.contains(&self.kind.state) {
             // An input changed: the test that was asked for, or the
             // results of the one that ran, are no longer about it.
             state.set_value(self.kind.state, Value::String("None".into()));
+            return Ok(Vec::new());
         }
-        Ok(())
+        match state.value(self.kind.state) {
+            // Asked for (again: a test that is requested starts over with
+            // the inputs as they are now, so the write is published even
+            // when the state stays Requested).
+            Some(Value::String(s)) if s == "Requested" => {
+                for (resource, value) in (self.kind.results)() {
+                    *state = std::mem::take(state).with(resource, Slot::Stored(value));
+                }
+                Ok(vec![self.kind.state])
+            }
+            // TR-181 2.17: "the only allowed values are Requested and
+            // Canceled" for a client; Canceled stops a test.
+            Some(Value::String(s)) if s == "Canceled" => Ok(Vec::new()),
+            other => Err(Error::Rejected {
+                path,
+                reason: format!(
+                    "{other:?}: a client may only write Requested or Canceled (TR-181 DiagnosticsState)"
+                ),
+            }),
+        }
     }
 }

@@ -171,9 +171,12 @@ fn ip_ping_runs_after_the_session_and_reports_diagnostics_complete() {
         ("4", "0")
     );
     assert_eq!(at("IPAddressUsed"), "198.18.0.1");
-    // The far host's 50 ms, within 20 %.
+    // The far host's 50 ms, within 20 % (the fastest echo: the others
+    // may wait for a loaded machine's scheduler too).
+    let fastest: u64 = at("MinimumResponseTimeDetailed").parse().unwrap();
+    assert!((40_000..=60_000).contains(&fastest), "{fastest} µs");
     let average: u64 = at("AverageResponseTimeDetailed").parse().unwrap();
-    assert!((40_000..=60_000).contains(&average), "{average} µs");
+    assert!(average >= fastest, "{average} µs");
     let minimum: u64 = at("MinimumResponseTime").parse().unwrap();
     let maximum: u64 = at("MaximumResponseTime").parse().unwrap();
     assert!(

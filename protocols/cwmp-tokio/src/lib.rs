@@ -101,8 +101,9 @@ pub struct Status {
     pub ended: SessionEnded,
 }
 
-/// A wake-up shared by the clones of a [`Status`]: a notification made
-/// while nobody waits is kept for the next waiter.
+/// A wake-up shared by the clones of a [`Status`], for every waiter at
+/// once (`notify_waiters`): a waiter enables its `Notified` before it
+/// looks at `in_session`, so an end between the two is not missed.
 #[derive(Clone, Debug, Default)]
 pub struct SessionEnded(pub Arc<tokio::sync::Notify>);
 
@@ -645,7 +646,7 @@ async fn dispatch(
                     ),
                 }
                 status.in_session = false;
-                status.ended.0.notify_one();
+                status.ended.0.notify_waiters();
                 status.last_session_end = Some(wall());
                 status.last_session_ok = Some(ok);
                 if ok {

@@ -154,7 +154,8 @@ impl Engine {
     /// A diagnostic test the ACS requested (its DiagnosticsState set to
     /// Requested) is remembered; when the agent ends it (Complete or an
     /// Error state), "8 DIAGNOSTICS COMPLETE" is queued and a session
-    /// wanted; back to None (an input changed), it is forgotten.
+    /// wanted; back to None (an input changed) or Canceled, it is
+    /// forgotten.
     fn follow_diagnostics(&mut self, tree: &mut Tree, change: &Change) {
         let (
             ChangeKind::Value(ResourceValue::Single(Value::String(state))),
@@ -176,7 +177,8 @@ impl Engine {
             let changed = match (change.origin, state.as_str()) {
                 (Origin::Acs, "Requested") => self.durable.diagnostics.insert(name),
                 (_, "Requested") => false,
-                (_, "None") => self.durable.diagnostics.remove(&name),
+                // An input changed, or the test was canceled: no report.
+                (_, "None" | "Canceled") => self.durable.diagnostics.remove(&name),
                 (_, _) => {
                     if self.durable.diagnostics.remove(&name) {
                         self.add_event(EventCode::DiagnosticsComplete, "");
