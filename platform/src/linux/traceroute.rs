@@ -59,6 +59,9 @@ pub struct TraceResult {
     pub hops: Vec<Hop>,
     /// The destination answered (before the hop limit ran out).
     pub reached: bool,
+    /// A router said the destination is unreachable (the last hop's
+    /// error code says why): the trace ended there.
+    pub stopped_by_error: bool,
 }
 
 /// What an ICMP error from the error queue says.
@@ -166,7 +169,8 @@ pub fn traceroute(
                 socket::setsockopt(&fd, sockopt::Ipv4Ttl, &i32::from(ttl))
             };
             set.map_err(|e| internal("hop limit", e))?;
-            let destination = SockaddrStorage::from(SocketAddr::new(address, port));
+            let probe = port;
+            let destination = SockaddrStorage::from(SocketAddr::new(address, probe));
             port = port.wrapping_add(1).max(FIRST_PORT);
             let sent = Instant::now();
             match socket::sendto(fd.as_raw_fd(), &payload, &destination, MsgFlags::empty()) {
@@ -176,14 +180,18 @@ pub fn traceroute(
                 }
                 Err(e) => return Err(internal("send", e)),
             }
-            if let Some((from, what)) = wait_error(&fd, v6, sent + request.timeout)? {
+            if let Some((from, what)) = wait_error(&fd, v6, address, probe, sent + request.timeout)?
+            {
                 hop.times.push(sent.elapsed());
                 hop.address = Some(from);
                 answer = Some(what);
             }
         }
         match answer {
-            Some(Answer::Unreachable(code)) => hop.error = u32::from(code),
+            Some(Answer::Unreachable(code)) => {
+                hop.error = u32::from(code);
+                result.stopped_by_error = true;
+            }
             Some(Answer::Destination) => result.reached = true,
             _ => {}
         }
@@ -196,14 +204,24 @@ pub fn traceroute(
     Ok(result)
 }
 
-/// Waits until `deadline` for an ICMP error on the socket's error queue;
-/// the address that sent it and what it says.
+/// Waits until `deadline` for the answer to the probe sent to `port`:
+/// an ICMP error on the socket's error queue about that probe (the queue
+/// names the datagram's destination: a late answer to an earlier probe is
+/// dropped), or a datagram from the destination itself. The address that
+/// answered and what it says.
 fn wait_error(
     fd: &std::os::fd::OwnedFd,
     v6: bool,
+    destination: IpAddr,
+    port: u16,
     deadline: Instant,
 ) -> Result<Option<(IpAddr, Answer)>, DiagnosticError> {
     let internal = |what: &str, e: nix::Error| DiagnosticError::Internal(format!("{what}: {e}"));
+    let address_of = |s: &SockaddrStorage| {
+        s.as_sockaddr_in()
+            .map(|a| (IpAddr::V4(a.ip()), a.port()))
+            .or_else(|| s.as_sockaddr_in6().map(|a| (IpAddr::V6(a.ip()), a.port())))
+    };
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -230,24 +248,29 @@ fn wait_error(
         );
         let message = match received {
             Ok(message) => message,
-            // Not an error but data (a UDP answer from the destination):
-            // read and drop it, the destination answered.
+            // No error queued: a datagram (the destination answering a
+            // probe, which some UDP services do).
             Err(nix::Error::EAGAIN) => {
                 let mut sink = [0u8; 512];
-                if socket::recv(fd.as_raw_fd(), &mut sink, MsgFlags::MSG_DONTWAIT).is_ok() {
-                    let peer = socket::getpeername::<SockaddrStorage>(fd.as_raw_fd()).ok();
-                    if let Some(peer) = peer.and_then(|p| {
-                        p.as_sockaddr_in()
-                            .map(|a| IpAddr::V4(a.ip()))
-                            .or_else(|| p.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip())))
-                    }) {
-                        return Ok(Some((peer, Answer::Destination)));
-                    }
+                if let Ok((_, Some(from))) =
+                    socket::recvfrom::<SockaddrStorage>(fd.as_raw_fd(), &mut sink)
+                    && address_of(&from).is_some_and(|(a, _)| a == destination)
+                {
+                    return Ok(Some((destination, Answer::Destination)));
                 }
                 continue;
             }
             Err(e) => return Err(internal("recvmsg", e)),
         };
+        // The queue names the datagram the error is about.
+        if message
+            .address
+            .as_ref()
+            .and_then(address_of)
+            .is_some_and(|(_, p)| p != port)
+        {
+            continue;
+        }
         let cmsgs = message.cmsgs().map_err(|e| internal("cmsg", e))?;
         for cmsg in cmsgs {
             let (error, from) = match cmsg {
