@@ -439,11 +439,12 @@ async fn watch(
         signals_from(nm::SERVICE),
         signals_from(ofono::SERVICE),
         signals_from(modem_manager::SERVICE),
+        // timedated's changes while it runs; not its comings and goings:
+        // the bus starts it on demand and it exits when idle.
         signals_from(timedate::SERVICE),
         owner_changes(nm::SERVICE),
         owner_changes(ofono::SERVICE),
         owner_changes(modem_manager::SERVICE),
-        owner_changes(timedate::SERVICE),
     ] {
         let mut stream = MessageStream::for_match_rule(
             rule.map_err(failed)?,
@@ -459,6 +460,12 @@ async fn watch(
             }
             closed.notify_one();
         });
+    }
+    // The first look wakes timedated: whether there is one, and what it
+    // says. Later refreshes only ask it while it runs.
+    if let Ok(Ok(time)) = tokio::time::timeout(READ_TIMEOUT, timedate::read(connection, true)).await
+    {
+        lock(&shared.snapshot).time = Some(time);
     }
     refresh(connection, shared).await;
     if let Some(ready) = ready.take() {
@@ -589,12 +596,13 @@ async fn refresh(connection: &Connection, shared: &Shared) {
             }
         }
     };
-    let read = tokio::time::timeout(READ_TIMEOUT, timedate::read(connection));
+    // Not running (idle, or none): what it last said stands.
+    let read = tokio::time::timeout(READ_TIMEOUT, timedate::read(connection, false));
     let time = match read.await.map_err(bounded).and_then(|r| r) {
         Ok(time) => Some(time),
         Err(PlatformError::Unavailable(e)) => {
             debug!("timedated: {e}");
-            None
+            previous.time.clone()
         }
         Err(e) => {
             warn!("timedated read failed, keeping the last view: {e}");
@@ -686,7 +694,7 @@ async fn write(connection: &Connection, shared: &Shared, request: Request) {
             let _ = reply.send(result);
         }
         Request::ReadTime(reply) => {
-            let result = timedate::read(connection).await;
+            let result = timedate::read(connection, true).await;
             if let Ok(time) = &result {
                 lock(&shared.snapshot).time = Some(time.clone());
             }

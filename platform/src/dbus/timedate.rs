@@ -6,6 +6,7 @@
 use zbus::Connection;
 
 use super::convert::{error, get_all, number, text};
+use super::proxies::Dict;
 use crate::linux::zone;
 use crate::{PlatformError, TimeSync};
 
@@ -14,8 +15,27 @@ const PATH: &str = "/org/freedesktop/timedate1";
 const INTERFACE: &str = "org.freedesktop.timedate1";
 
 /// What timedated says now, with the zone's POSIX rules read from tzdata.
-pub async fn read(connection: &Connection) -> Result<TimeSync, PlatformError> {
-    let properties = get_all(connection, SERVICE, PATH, INTERFACE).await?;
+/// timedated is started by the bus when asked and exits when idle (30
+/// s): with `wake` false, a timedated that is not running is not started
+/// (the answer is then "unavailable"), so that the platform's refreshes
+/// do not keep it alive for nothing.
+pub async fn read(connection: &Connection, wake: bool) -> Result<TimeSync, PlatformError> {
+    let properties: Dict = if wake {
+        get_all(connection, SERVICE, PATH, INTERFACE).await?
+    } else {
+        let proxy = zbus::Proxy::new(connection, SERVICE, PATH, "org.freedesktop.DBus.Properties")
+            .await
+            .map_err(|e| error(SERVICE, e))?;
+        proxy
+            .call_with_flags(
+                "GetAll",
+                zbus::proxy::MethodFlags::NO_AUTO_START,
+                &(INTERFACE,),
+            )
+            .await
+            .map_err(|e| error(SERVICE, e))?
+            .ok_or_else(|| PlatformError::Failed(format!("{SERVICE}: no answer to GetAll")))?
+    };
     let zone = text(&properties, "Timezone").unwrap_or_default();
     Ok(TimeSync {
         ntp: number::<bool>(&properties, "NTP").unwrap_or(false),
