@@ -9,8 +9,8 @@
 //! and message sizes are not served (the agent sends no SMS, and the
 //! sizes of whose messages /7 does not say).
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use dm_core::catalog::connectivity_statistics::*;
 use dm_core::{
@@ -23,13 +23,14 @@ use crate::{layout, stored};
 
 #[derive(Default)]
 struct Collection {
-    /// Bumped at each Start and Stop: a period's end that finds another
-    /// number belongs to a collection that is over.
-    generation: u64,
     interface: Option<String>,
     base: LinkStats,
     /// The figures once collection stopped (bytes sent, received).
     stopped: Option<(u64, u64)>,
+    /// When the Collection Period ends, while one runs.
+    until: Option<Instant>,
+    /// The period's timer thread is there (one at most).
+    timing: bool,
 }
 
 impl Collection {
@@ -52,19 +53,46 @@ impl Collection {
     }
 }
 
+/// The collection, and the condition its timer waits on.
+type Shared = Arc<(Mutex<Collection>, Condvar)>;
+
 struct Statistics {
     network: Arc<dyn Network>,
-    collection: Arc<Mutex<Collection>>,
+    collection: Shared,
 }
 
 pub fn register(tree: &mut Tree, network: Arc<dyn Network>) -> Result<(), Error> {
     tree.register(Box::new(Statistics {
         network,
-        collection: Arc::new(Mutex::new(Collection {
-            stopped: Some((0, 0)),
-            ..Collection::default()
-        })),
+        collection: Arc::new((
+            Mutex::new(Collection {
+                stopped: Some((0, 0)),
+                ..Collection::default()
+            }),
+            Condvar::new(),
+        )),
     }))
+}
+
+/// The period's timer: one thread, asleep until the end of the period
+/// that runs (a later Start moves it, Stop ends it), which freezes the
+/// figures then and exits when no period runs.
+fn time(network: Arc<dyn Network>, shared: Shared) {
+    let (lock_, wake) = &*shared;
+    let mut collection = lock(lock_);
+    while let Some(until) = collection.until {
+        let now = Instant::now();
+        if now >= until {
+            collection.stopped = Some(collection.figures(network.as_ref()));
+            collection.until = None;
+            break;
+        }
+        collection = match wake.wait_timeout(collection, until - now) {
+            Ok((guard, _)) => guard,
+            Err(poisoned) => poisoned.into_inner().0,
+        };
+    }
+    collection.timing = false;
 }
 
 impl ObjectHandler for Statistics {
@@ -85,7 +113,7 @@ impl ObjectHandler for Statistics {
         instance: InstanceId,
         resource: ResourceId,
     ) -> Result<ResourceValue, Error> {
-        let (sent, received) = lock(&self.collection).figures(self.network.as_ref());
+        let (sent, received) = lock(&self.collection.0).figures(self.network.as_ref());
         let kilobytes =
             |bytes: u64| Value::Integer(i64::try_from(bytes / 1024).unwrap_or(i64::MAX));
         Ok(ResourceValue::Single(match resource {
@@ -118,48 +146,42 @@ impl ObjectHandler for Statistics {
         _arguments: &str,
         state: &Instance,
     ) -> Result<(), Error> {
-        let mut collection = lock(&self.collection);
+        let (lock_, wake) = &*self.collection;
+        let mut collection = lock(lock_);
         match resource {
             START => {
                 let interface = self.network.state().interface;
-                let base = interface
+                collection.base = interface
                     .as_deref()
                     .and_then(|i| self.network.link_stats(i).ok())
                     .unwrap_or_default();
-                collection.generation += 1;
                 collection.interface = interface;
-                collection.base = base;
                 collection.stopped = None;
-                let period = match state.value(COLLECTION_PERIOD) {
-                    Some(Value::Integer(p)) if *p > 0 => u64::try_from(*p).ok(),
+                collection.until = match state.value(COLLECTION_PERIOD) {
+                    Some(Value::Integer(p)) if *p > 0 => u64::try_from(*p)
+                        .ok()
+                        .and_then(|p| Instant::now().checked_add(Duration::from_secs(p))),
                     _ => None,
                 };
-                if let Some(period) = period {
-                    // One sleeping thread for the collection's end: gone
-                    // at the end, and a later Start or Stop makes it a
-                    // no-op.
+                if collection.until.is_some() && !collection.timing {
                     let (network, shared) =
                         (Arc::clone(&self.network), Arc::clone(&self.collection));
-                    let generation = collection.generation;
                     std::thread::Builder::new()
                         .name("dmagent-stats".into())
-                        .spawn(move || {
-                            std::thread::sleep(Duration::from_secs(period));
-                            let mut collection = lock(&shared);
-                            if collection.generation == generation {
-                                collection.stopped = Some(collection.figures(network.as_ref()));
-                            }
-                        })
+                        .spawn(move || time(network, shared))
                         .map_err(|e| {
                             Error::Platform(format!("the collection period's timer: {e}"))
                         })?;
+                    collection.timing = true;
                 }
+                wake.notify_all();
                 Ok(())
             }
             STOP => {
-                collection.generation += 1;
                 let figures = collection.figures(self.network.as_ref());
                 collection.stopped = Some(figures);
+                collection.until = None;
+                wake.notify_all();
                 Ok(())
             }
             _ => Err(Error::NotSupported(Path::resource(ID, instance, resource))),
