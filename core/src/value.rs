@@ -37,6 +37,14 @@ pub struct ObjectLink {
     pub instance: u16,
 }
 
+impl ObjectLink {
+    /// The null link (LwM2M's 65535:65535; an empty TR-181 reference).
+    pub const NULL: ObjectLink = ObjectLink {
+        object: ObjectId(u16::MAX),
+        instance: u16::MAX,
+    };
+}
+
 /// Why a value does not fit a resource.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {

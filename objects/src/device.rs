@@ -104,7 +104,10 @@ impl ObjectHandler for Device {
                     .find(|s| s.kind == "Battery")
                     .ok_or_else(|| Error::PlatformUnavailable("the battery".into()))?;
                 if resource == BATTERY_LEVEL {
-                    Value::Integer(battery.capacity.map_or(0, i64::from))
+                    let level = battery
+                        .capacity
+                        .ok_or_else(|| Error::PlatformUnavailable("the battery's charge".into()))?;
+                    Value::Integer(i64::from(level))
                 } else {
                     Value::Integer(battery_status(battery))
                 }

@@ -78,9 +78,9 @@ impl ObjectHandler for Clients {
         let lease = lease_of(self.network.as_ref(), instance)
             .ok_or(Error::InstanceNotFound(Path::instance(ID, instance)))?;
         let now = dm_core::unix_seconds(self.host.now());
-        let left = lease
-            .expiry
-            .map_or(-1, |end| (end - now).clamp(0, i64::from(i32::MAX)));
+        let left = lease.expiry.map_or(-1, |end| {
+            end.saturating_sub(now).clamp(0, i64::from(i32::MAX))
+        });
         Ok(ResourceValue::Single(Value::Integer(left)))
     }
 

@@ -135,10 +135,7 @@ pub fn reference(interfaces: &[IpInterface], name: &str) -> Value {
             object: ID,
             instance: instance.0,
         },
-        None => ObjectLink {
-            object: dm_core::ObjectId(u16::MAX),
-            instance: u16::MAX,
-        },
+        None => ObjectLink::NULL,
     })
 }
 
@@ -227,10 +224,7 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
             ]);
             lower
         } else {
-            ObjectLink {
-                object: dm_core::ObjectId(u16::MAX),
-                instance: u16::MAX,
-            }
+            ObjectLink::NULL
         };
         let facts = [
             (ENABLE, Value::Boolean(interface.enabled)),

@@ -183,9 +183,15 @@ pub fn nslookup(
                         break;
                     }
                     resolved |= !addresses.is_empty();
-                    lookup.addresses.extend(addresses);
-                    if let Some(owner) = owner {
+                    // TR-181 lists 10 addresses at most.
+                    let room = 10usize.saturating_sub(lookup.addresses.len());
+                    lookup.addresses.extend(addresses.into_iter().take(room));
+                    // A name the server made up that is no host name
+                    // (escaped dots, 300 characters) is not repeated.
+                    if let Some(owner) = owner.filter(|o| is_host_name(o)) {
                         lookup.name = owner;
+                    } else if lookup.name.is_empty() && resolved {
+                        lookup.name = request.host_name.clone();
                     }
                 }
                 Asked::Timeout => {

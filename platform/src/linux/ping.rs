@@ -227,7 +227,15 @@ pub fn ping(request: &PingRequest, cancel: &AtomicBool) -> Result<PingResult, Di
                 .or_else(|| s.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip())))
         })
         .filter(|a| !a.is_unspecified());
-    let identifier = (std::process::id() as u16) ^ (Instant::now().elapsed().subsec_nanos() as u16);
+    // Random per test: two tests at once (IPPing and ServerSelection)
+    // on raw sockets each see the other's replies, and tell them apart
+    // by it.
+    let identifier = {
+        use std::hash::{BuildHasher as _, Hasher as _};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish() as u16
+    };
     let mut result = PingResult {
         address: Some(address),
         source,

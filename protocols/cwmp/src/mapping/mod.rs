@@ -393,10 +393,7 @@ pub fn reference(link: dm_core::ObjectLink) -> String {
 pub fn dereference(text: &str) -> Option<dm_core::ObjectLink> {
     let text = text.trim().trim_end_matches('.');
     if text.is_empty() {
-        return Some(dm_core::ObjectLink {
-            object: ObjectId(u16::MAX),
-            instance: u16::MAX,
-        });
+        return Some(dm_core::ObjectLink::NULL);
     }
     let (table, number) = text.rsplit_once('.')?;
     let instance = instance_number(number)?;
