@@ -9,7 +9,7 @@ use dm_core::catalog::dhcpv4_client::*;
 use dm_core::facts::stage_fact;
 use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, ResourceId,
-    ResourceValue, Slot, Tree, Value,
+    ResourceValue, Tree, Value,
 };
 use dm_platform::{DhcpLease, Host, Network};
 
@@ -51,17 +51,7 @@ impl ObjectHandler for Clients {
     }
 
     fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
-        Ok(SCHEMA
-            .resources
-            .iter()
-            .fold(Instance::new(), |instance, r| {
-                let slot = if r.id == LEASE_TIME_REMAINING {
-                    Slot::Live
-                } else {
-                    dm_core::tree::default_slot(r)
-                };
-                instance.with(r.id, slot)
-            }))
+        Ok(crate::ethernet::facts_row(&SCHEMA, &[LEASE_TIME_REMAINING]))
     }
 
     /// TR-181: seconds left, -1 for an infinite lease (or one whose end

@@ -56,6 +56,22 @@ pub fn register(tree: &mut Tree, network: Arc<dyn Network>) -> Result<(), Error>
     tree.register(Facts::reported(&ipv6_forwarding::SCHEMA))
 }
 
+/// A row of a table of host facts: every resource at its zero value but
+/// `live` ones, read from the host at each read.
+pub(crate) fn facts_row(schema: &ObjectSchema, live: &[ResourceId]) -> Instance {
+    schema
+        .resources
+        .iter()
+        .fold(Instance::new(), |instance, r| {
+            let slot = if live.contains(&r.id) {
+                Slot::Live
+            } else {
+                dm_core::tree::default_slot(r)
+            };
+            instance.with(r.id, slot)
+        })
+}
+
 /// A client may not add or remove the host's facts.
 pub(crate) fn refuse_clients(origin: Origin, path: Path) -> Result<(), Error> {
     if origin.is_client() {
@@ -103,16 +119,7 @@ impl ObjectHandler for Ethernet {
     }
 
     fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
-        let mut instance = Instance::new();
-        for resource in ethernet::SCHEMA.resources {
-            let slot = if COUNTERS.contains(&resource.id) {
-                Slot::Live
-            } else {
-                dm_core::tree::default_slot(resource)
-            };
-            instance = instance.with(resource.id, slot);
-        }
-        Ok(instance)
+        Ok(facts_row(&ethernet::SCHEMA, &COUNTERS))
     }
 
     fn read(
@@ -156,13 +163,7 @@ impl ObjectHandler for Facts {
     }
 
     fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
-        Ok(self
-            .schema
-            .resources
-            .iter()
-            .fold(Instance::new(), |instance, r| {
-                instance.with(r.id, dm_core::tree::default_slot(r))
-            }))
+        Ok(facts_row(self.schema, &[]))
     }
 
     fn validate(&self, origin: Origin, instance: InstanceId, _: &Instance) -> Result<(), Error> {

@@ -17,7 +17,7 @@ use dm_core::catalog::{ethernet, interface_stack, ip_interface::*};
 use dm_core::facts::{fill, held_keys, stage_fact};
 use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectLink, ObjectSchema, Origin, Path, ResourceId,
-    ResourceValue, Slot, Tree, Value,
+    ResourceValue, Tree, Value,
 };
 use dm_platform::{InterfaceAddress, IpInterface, LinkStats, Network};
 
@@ -74,17 +74,7 @@ impl ObjectHandler for Interfaces {
     }
 
     fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
-        Ok(SCHEMA
-            .resources
-            .iter()
-            .fold(Instance::new(), |instance, r| {
-                let slot = if COUNTERS.contains(&r.id) {
-                    Slot::Live
-                } else {
-                    dm_core::tree::default_slot(r)
-                };
-                instance.with(r.id, slot)
-            }))
+        Ok(crate::ethernet::facts_row(&SCHEMA, &COUNTERS))
     }
 
     fn read(

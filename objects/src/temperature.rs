@@ -14,7 +14,7 @@ use dm_core::catalog::temperature_sensor::*;
 use dm_core::facts::stage_fact;
 use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, ResourceId,
-    ResourceValue, Slot, Tree, Value, lock,
+    ResourceValue, Tree, Value, lock,
 };
 use dm_platform::Host;
 
@@ -63,17 +63,7 @@ impl ObjectHandler for Sensors {
     }
 
     fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
-        Ok(SCHEMA
-            .resources
-            .iter()
-            .fold(Instance::new(), |instance, r| {
-                let slot = if [VALUE, LAST_UPDATE].contains(&r.id) {
-                    Slot::Live
-                } else {
-                    dm_core::tree::default_slot(r)
-                };
-                instance.with(r.id, slot)
-            }))
+        Ok(crate::ethernet::facts_row(&SCHEMA, &[VALUE, LAST_UPDATE]))
     }
 
     fn read(

@@ -59,6 +59,83 @@ fn values(body: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// The scripted ACS, in `netns` (it sees only what follows each
+/// Inform): each session answers with the next list of `sessions`, taken
+/// from the end, one request per POST.
+fn acs_in(netns: &str, mut sessions: Vec<Vec<String>>) -> MiniAcs {
+    dm_tests::netns::run_in(netns, move || {
+        let mut current: Vec<String> = Vec::new();
+        MiniAcs::start(Box::new(move |body| {
+            if body.is_empty() {
+                current = sessions.pop().unwrap_or_default();
+                current.reverse();
+            }
+            if body.is_empty() || body.contains("Response>") {
+                return current.pop();
+            }
+            None
+        }))
+    })
+}
+
+/// The agent in `netns`, on the kernel's platform, with `acs` as its ACS;
+/// its directory goes with it.
+fn agent_in(netns: &str, acs: &MiniAcs, serial: &str) -> (Guard, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"{serial}\"\n\n[platform]\nkind = \"linux\"\n\n\
+             [cwmp]\nacs_url = \"{}\"\nconnection_request_port = {}\n\
+             connection_request_bind = \"127.0.0.1\"\n\n[lwm2m]\nenabled = false\n",
+            acs.url(),
+            dm_tests::files::free_tcp_port()
+        ),
+    )
+    .unwrap();
+    let agent = Guard(
+        Command::new("ip")
+            .args(["netns", "exec", netns])
+            .arg(env!("CARGO_BIN_EXE_dmagent"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .env_remove("DMAGENT_PLATFORM")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    (agent, dir)
+}
+
+/// A peer of `tests/peers/` (python, its arguments), in `netns`, once it
+/// said READY.
+fn peer_in(netns: &str, script: &str, args: &[&str]) -> Guard {
+    let mut peer = Guard(
+        Command::new("ip")
+            .args(["netns", "exec", netns, "python3"])
+            .arg(format!(
+                "{}/../tests/peers/{script}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut ready = String::new();
+    BufReader::new(peer.0.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "READY", "{script} did not start");
+    peer
+}
+
 fn set_ping(host: &str) -> String {
     format!(
         "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[4]\">\
@@ -82,24 +159,7 @@ fn ip_ping_runs_after_the_session_and_reports_diagnostics_complete() {
     let netns = Netns::new(&format!("dmt-diag-{}", std::process::id()));
     netns.ip("link set lo up");
     // The far host: 198.18.0.2, behind tun0, 50 ms away one way.
-    let mut far = Guard(
-        Command::new("ip")
-            .args(["netns", "exec", &netns.0, "python3"])
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../tests/peers/delay_host.py"
-            ))
-            .args(["tun0", "50"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut ready = String::new();
-    BufReader::new(far.0.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    assert_eq!(ready.trim(), "READY");
+    let _far = peer_in(&netns.0, "delay_host.py", &["tun0", "50"]);
     netns.ip("addr add 198.18.0.1/24 dev tun0");
     netns.ip("link set tun0 up");
 
@@ -107,7 +167,7 @@ fn ip_ping_runs_after_the_session_and_reports_diagnostics_complete() {
     // Sessions, in order: the first sets the test; the next (reporting its
     // end) reads it and sets another, with a URL as host; the last
     // (reporting that) reads it again.
-    let mut sessions = vec![
+    let sessions = vec![
         vec![READ_SELECTION.to_owned()],
         vec![
             READ.to_owned(),
@@ -116,48 +176,9 @@ fn ip_ping_runs_after_the_session_and_reports_diagnostics_complete() {
         vec![READ.to_owned(), set_ping("http://198.18.0.2/")],
         vec![set_ping("198.18.0.2")],
     ];
-    let acs = dm_tests::netns::run_in(&netns.0, move || {
-        let mut current: Vec<String> = Vec::new();
-        MiniAcs::start(Box::new(move |body| {
-            if body.is_empty() {
-                current = sessions.pop().unwrap_or_default();
-                current.reverse();
-            }
-            if body.is_empty() || body.contains("Response>") {
-                return current.pop();
-            }
-            None
-        }))
-    });
+    let acs = acs_in(&netns.0, sessions);
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("dmagent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[device]\nserial_number = \"SN-DIAG\"\n\n[platform]\nkind = \"linux\"\n\n\
-             [cwmp]\nacs_url = \"{}\"\nconnection_request_port = {}\n\
-             connection_request_bind = \"127.0.0.1\"\n\n[lwm2m]\nenabled = false\n",
-            acs.url(),
-            dm_tests::files::free_tcp_port()
-        ),
-    )
-    .unwrap();
-    let _agent = Guard(
-        Command::new("ip")
-            .args(["netns", "exec", &netns.0])
-            .arg(env!("CARGO_BIN_EXE_dmagent"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .arg("run")
-            .env_remove("DMAGENT_CONFIG")
-            .env_remove("DMAGENT_PLATFORM")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_agent, _dir) = agent_in(&netns.0, &acs, "SN-DIAG");
 
     let set = acs.post_with("<cwmp:SetParameterValuesResponse>");
     assert!(set.contains("<Status>0</Status>"), "{set}");
@@ -318,52 +339,13 @@ fn trace_route_finds_the_router_then_the_target() {
         assert!(status.success(), "sysctl in {}", ns.0);
     }
 
-    let mut sessions = vec![
+    let sessions = vec![
         vec![READ_TRACE.to_owned()],
         vec![READ_TRACE.to_owned(), set_trace("10.90.2.2", 1)],
         vec![set_trace("10.90.2.2", 30)],
     ];
-    let acs = dm_tests::netns::run_in(&agent_ns.0, move || {
-        let mut current: Vec<String> = Vec::new();
-        MiniAcs::start(Box::new(move |body| {
-            if body.is_empty() {
-                current = sessions.pop().unwrap_or_default();
-                current.reverse();
-            }
-            if body.is_empty() || body.contains("Response>") {
-                return current.pop();
-            }
-            None
-        }))
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("dmagent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[device]\nserial_number = \"SN-TRACE\"\n\n[platform]\nkind = \"linux\"\n\n\
-             [cwmp]\nacs_url = \"{}\"\nconnection_request_port = {}\n\
-             connection_request_bind = \"127.0.0.1\"\n\n[lwm2m]\nenabled = false\n",
-            acs.url(),
-            dm_tests::files::free_tcp_port()
-        ),
-    )
-    .unwrap();
-    let _agent = Guard(
-        Command::new("ip")
-            .args(["netns", "exec", &agent_ns.0])
-            .arg(env!("CARGO_BIN_EXE_dmagent"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .arg("run")
-            .env_remove("DMAGENT_CONFIG")
-            .env_remove("DMAGENT_PLATFORM")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let acs = acs_in(&agent_ns.0, sessions);
+    let (_agent, _dir) = agent_in(&agent_ns.0, &acs, "SN-TRACE");
 
     acs.post_with("8 DIAGNOSTICS COMPLETE");
     let route = values(&acs.post_with("<cwmp:GetParameterValuesResponse>"));
@@ -411,26 +393,13 @@ const READ_LOOKUP: &str = "<cwmp:GetParameterValues><ParameterNames>\
 fn ns_lookup_asks_the_server_named() {
     let netns = Netns::new(&format!("dmt-dns-{}", std::process::id()));
     netns.ip("link set lo up");
-    let mut dns = Guard(
-        Command::new("ip")
-            .args(["netns", "exec", &netns.0, "python3"])
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../tests/peers/dns_server.py"
-            ))
-            .args(["127.0.0.1", "53", "host.test=192.0.2.7,2001:db8::7"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let _dns = peer_in(
+        &netns.0,
+        "dns_server.py",
+        &["127.0.0.1", "53", "host.test=192.0.2.7,2001:db8::7"],
     );
-    let mut ready = String::new();
-    BufReader::new(dns.0.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    assert_eq!(ready.trim(), "READY");
 
-    let mut sessions = vec![
+    let sessions = vec![
         vec![READ_LOOKUP.to_owned()],
         vec![
             READ_LOOKUP.to_owned(),
@@ -446,47 +415,8 @@ fn ns_lookup_asks_the_server_named() {
         ],
         vec![set_lookup("host.test", "127.0.0.1", 2, 2000)],
     ];
-    let acs = dm_tests::netns::run_in(&netns.0, move || {
-        let mut current: Vec<String> = Vec::new();
-        MiniAcs::start(Box::new(move |body| {
-            if body.is_empty() {
-                current = sessions.pop().unwrap_or_default();
-                current.reverse();
-            }
-            if body.is_empty() || body.contains("Response>") {
-                return current.pop();
-            }
-            None
-        }))
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("dmagent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[device]\nserial_number = \"SN-DNS\"\n\n[platform]\nkind = \"linux\"\n\n\
-             [cwmp]\nacs_url = \"{}\"\nconnection_request_port = {}\n\
-             connection_request_bind = \"127.0.0.1\"\n\n[lwm2m]\nenabled = false\n",
-            acs.url(),
-            dm_tests::files::free_tcp_port()
-        ),
-    )
-    .unwrap();
-    let _agent = Guard(
-        Command::new("ip")
-            .args(["netns", "exec", &netns.0])
-            .arg(env!("CARGO_BIN_EXE_dmagent"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .arg("run")
-            .env_remove("DMAGENT_CONFIG")
-            .env_remove("DMAGENT_PLATFORM")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let acs = acs_in(&netns.0, sessions);
+    let (_agent, _dir) = agent_in(&netns.0, &acs, "SN-DNS");
     let next = || {
         acs.post_with("8 DIAGNOSTICS COMPLETE");
         let read = values(&acs.post_with("<cwmp:GetParameterValuesResponse>"));
