@@ -375,7 +375,8 @@ pub fn parameters() -> impl Iterator<Item = &'static ParameterMap> {
 }
 
 /// The TR-181 path of the row a core object link names, as a reference
-/// parameter holds it (TR-106 §3.2.3: the row's path, no trailing dot),
+/// parameter holds it (the row's path, no trailing dot, as TR-181's
+/// examples write it),
 /// or an empty string for a null link or an object no table is bound to.
 pub fn reference(link: dm_core::ObjectLink) -> String {
     if link.instance == u16::MAX {

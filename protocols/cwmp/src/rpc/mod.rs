@@ -488,6 +488,19 @@ fn stage_values(
             continue;
         };
         match values::parse(&p.value, resolved.parameter.syntax, core_type) {
+            // A reference names a row that is there (TR-106's reference
+            // parameters: one to a row that does not exist is invalid).
+            Ok(Value::ObjectLink(link))
+                if link != dm_core::ObjectLink::NULL
+                    && tree
+                        .instance(link.object, InstanceId(link.instance))
+                        .is_err() =>
+            {
+                refuse(
+                    FaultCode::InvalidParameterValue,
+                    format!("{:?}: no such row", p.value),
+                );
+            }
             Ok(value) => writes.push((p.name.clone(), resolved.path, value)),
             Err(e) => refuse(FaultCode::InvalidParameterValue, e.0),
         }

@@ -957,3 +957,32 @@ fn no_notification_on_tables_read_on_demand() {
             .unwrap();
     assert_eq!(serial[0].1, 1);
 }
+
+/// A reference parameter (IPPing's Interface) takes the path of a row the
+/// device has, or the empty string; another row, a table that is none of
+/// the agent's or no path at all is refused with 9007, and reads back as
+/// it was written.
+#[test]
+fn references_name_rows_the_device_has() {
+    use dm_core::catalog::ip_interface;
+    let mut tree = tree();
+    tree.begin(Origin::Platform)
+        .create(ip_interface::ID, Some(InstanceId(2)))
+        .commit()
+        .unwrap();
+    let interface = "Device.IP.Diagnostics.IPPing.Interface";
+    rpc::set_parameter_values(
+        &mut tree,
+        &[spv(interface, "Device.IP.Interface.2", None)],
+        "r1",
+    )
+    .unwrap();
+    assert_eq!(value(&tree, interface), "Device.IP.Interface.2");
+    for bad in ["Device.IP.Interface.3", "Device.Nothing.2", "eth0"] {
+        let fault =
+            rpc::set_parameter_values(&mut tree, &[spv(interface, bad, None)], "r2").unwrap_err();
+        assert_eq!(fault.parameters[0].code, 9007, "{bad}");
+    }
+    rpc::set_parameter_values(&mut tree, &[spv(interface, "", None)], "r3").unwrap();
+    assert_eq!(value(&tree, interface), "");
+}
