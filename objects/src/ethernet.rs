@@ -15,7 +15,7 @@ use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, ResourceId,
     ResourceValue, Slot, Tree, Value,
 };
-use dm_platform::{LinkStats, Network};
+use dm_platform::Network;
 
 use dm_core::facts::{fill, held_keys, stage_fact};
 
@@ -92,21 +92,44 @@ const COUNTERS: [ResourceId; 9] = [
     ethernet::STATS_MULTICAST_PACKETS_RECEIVED,
 ];
 
-fn counter(stats: &LinkStats, resource: ResourceId) -> Option<Value> {
-    // TR-181 keeps errors and discards in 32 bits.
-    let narrow = |v: u64| Value::Unsigned(v.min(u64::from(u32::MAX)));
-    Some(match resource {
-        ethernet::STATS_BYTES_SENT => Value::Unsigned(stats.bytes_sent),
-        ethernet::STATS_BYTES_RECEIVED => Value::Unsigned(stats.bytes_received),
-        ethernet::STATS_PACKETS_SENT => Value::Unsigned(stats.packets_sent),
-        ethernet::STATS_PACKETS_RECEIVED => Value::Unsigned(stats.packets_received),
-        ethernet::STATS_ERRORS_SENT => narrow(stats.errors_sent),
-        ethernet::STATS_ERRORS_RECEIVED => narrow(stats.errors_received),
-        ethernet::STATS_DISCARD_PACKETS_SENT => narrow(stats.discards_sent),
-        ethernet::STATS_DISCARD_PACKETS_RECEIVED => narrow(stats.discards_received),
-        ethernet::STATS_MULTICAST_PACKETS_RECEIVED => Value::Unsigned(stats.multicast_received),
-        _ => return None,
-    })
+/// The counter a Stats parameter is (its position in `columns`, the
+/// table's nine Stats resources in LinkCounter's order), read now; TR-181
+/// keeps errors and discards in 32 bits.
+pub(crate) fn read_counter(
+    network: &dyn Network,
+    name: &str,
+    columns: &[ResourceId; 9],
+    resource: ResourceId,
+) -> Option<Result<Value, Error>> {
+    use dm_platform::LinkCounter::*;
+    const ORDER: [dm_platform::LinkCounter; 9] = [
+        BytesSent,
+        BytesReceived,
+        PacketsSent,
+        PacketsReceived,
+        ErrorsSent,
+        ErrorsReceived,
+        DiscardsSent,
+        DiscardsReceived,
+        MulticastReceived,
+    ];
+    let counter = ORDER[columns.iter().position(|r| *r == resource)?];
+    let narrow = matches!(
+        counter,
+        ErrorsSent | ErrorsReceived | DiscardsSent | DiscardsReceived
+    );
+    Some(
+        network
+            .link_counter(name, counter)
+            .map(|v| {
+                Value::Unsigned(if narrow {
+                    v.min(u64::from(u32::MAX))
+                } else {
+                    v
+                })
+            })
+            .map_err(Error::from),
+    )
 }
 
 impl ObjectHandler for Ethernet {
@@ -138,10 +161,9 @@ impl ObjectHandler for Ethernet {
                 ethernet::ID,
                 instance,
             )))?;
-        let stats = self.network.link_stats(&link.name)?;
-        counter(&stats, resource)
+        read_counter(self.network.as_ref(), &link.name, &COUNTERS, resource)
+            .ok_or(Error::NotReadable(path))?
             .map(ResourceValue::Single)
-            .ok_or(Error::NotReadable(path))
     }
 
     fn validate(&self, origin: Origin, instance: InstanceId, _: &Instance) -> Result<(), Error> {

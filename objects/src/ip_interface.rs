@@ -19,7 +19,7 @@ use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectLink, ObjectSchema, Origin, Path, ResourceId,
     ResourceValue, Tree, Value,
 };
-use dm_platform::{InterfaceAddress, IpInterface, LinkStats, Network};
+use dm_platform::{InterfaceAddress, IpInterface, Network};
 
 use crate::ethernet::refuse_clients;
 
@@ -47,23 +47,6 @@ const COUNTERS: [ResourceId; 9] = [
     STATS_MULTICAST_PACKETS_RECEIVED,
 ];
 
-fn counter(stats: &LinkStats, resource: ResourceId) -> Option<Value> {
-    // TR-181 keeps errors and discards in 32 bits.
-    let narrow = |v: u64| Value::Unsigned(v.min(u64::from(u32::MAX)));
-    Some(match resource {
-        STATS_BYTES_SENT => Value::Unsigned(stats.bytes_sent),
-        STATS_BYTES_RECEIVED => Value::Unsigned(stats.bytes_received),
-        STATS_PACKETS_SENT => Value::Unsigned(stats.packets_sent),
-        STATS_PACKETS_RECEIVED => Value::Unsigned(stats.packets_received),
-        STATS_ERRORS_SENT => narrow(stats.errors_sent),
-        STATS_ERRORS_RECEIVED => narrow(stats.errors_received),
-        STATS_DISCARD_PACKETS_SENT => narrow(stats.discards_sent),
-        STATS_DISCARD_PACKETS_RECEIVED => narrow(stats.discards_received),
-        STATS_MULTICAST_PACKETS_RECEIVED => Value::Unsigned(stats.multicast_received),
-        _ => return None,
-    })
-}
-
 impl ObjectHandler for Interfaces {
     fn schema(&self) -> &'static ObjectSchema {
         &SCHEMA
@@ -83,16 +66,13 @@ impl ObjectHandler for Interfaces {
         instance: InstanceId,
         resource: ResourceId,
     ) -> Result<ResourceValue, Error> {
-        let interface = self
+        let name = self
             .network
-            .ip_interfaces()
-            .into_iter()
-            .find(|i| i.index == u32::from(instance.0))
+            .ip_interface_name(u32::from(instance.0))
             .ok_or(Error::InstanceNotFound(Path::instance(ID, instance)))?;
-        let stats = self.network.link_stats(&interface.name)?;
-        counter(&stats, resource)
+        crate::ethernet::read_counter(self.network.as_ref(), &name, &COUNTERS, resource)
+            .ok_or(Error::NotReadable(Path::resource(ID, instance, resource)))?
             .map(ResourceValue::Single)
-            .ok_or(Error::NotReadable(Path::resource(ID, instance, resource)))
     }
 
     fn validate(&self, origin: Origin, instance: InstanceId, _: &Instance) -> Result<(), Error> {

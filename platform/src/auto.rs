@@ -105,6 +105,14 @@ impl Network for AutoNetwork {
         self.kernel.link_stats(name)
     }
 
+    fn link_counter(&self, name: &str, counter: crate::LinkCounter) -> Result<u64, PlatformError> {
+        self.kernel.link_counter(name, counter)
+    }
+
+    fn ip_interface_name(&self, index: u32) -> Option<String> {
+        self.kernel.ip_interface_name(index)
+    }
+
     fn dns_servers(&self) -> Vec<std::net::IpAddr> {
         self.kernel.dns_servers()
     }

@@ -327,6 +327,36 @@ pub struct LinkStats {
     pub multicast_received: u64,
 }
 
+/// One of a link's counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkCounter {
+    BytesSent,
+    BytesReceived,
+    PacketsSent,
+    PacketsReceived,
+    ErrorsSent,
+    ErrorsReceived,
+    DiscardsSent,
+    DiscardsReceived,
+    MulticastReceived,
+}
+
+impl LinkStats {
+    pub fn get(&self, counter: LinkCounter) -> u64 {
+        match counter {
+            LinkCounter::BytesSent => self.bytes_sent,
+            LinkCounter::BytesReceived => self.bytes_received,
+            LinkCounter::PacketsSent => self.packets_sent,
+            LinkCounter::PacketsReceived => self.packets_received,
+            LinkCounter::ErrorsSent => self.errors_sent,
+            LinkCounter::ErrorsReceived => self.errors_received,
+            LinkCounter::DiscardsSent => self.discards_sent,
+            LinkCounter::DiscardsReceived => self.discards_received,
+            LinkCounter::MulticastReceived => self.multicast_received,
+        }
+    }
+}
+
 /// A route of the kernel's main routing table (TR-181
 /// `Routing.Router.{i}.IPv4Forwarding` / `IPv6Forwarding`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -531,6 +561,21 @@ pub trait Network: Send + Sync {
         Err(PlatformError::Unavailable(format!(
             "the counters of {name}"
         )))
+    }
+
+    /// One of a link's counters now: what a read of one Stats parameter
+    /// costs (one sysfs file, not nine).
+    fn link_counter(&self, name: &str, counter: LinkCounter) -> Result<u64, PlatformError> {
+        self.link_stats(name).map(|stats| stats.get(counter))
+    }
+
+    /// The name of the IP interface with kernel index `index`, without
+    /// copying the whole table.
+    fn ip_interface_name(&self, index: u32) -> Option<String> {
+        self.ip_interfaces()
+            .into_iter()
+            .find(|i| i.index == index)
+            .map(|i| i.name)
     }
 
     /// The DNS servers the host's resolver uses.

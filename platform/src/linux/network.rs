@@ -287,30 +287,45 @@ impl Roots {
     }
 
     fn stats(&self, name: &str) -> Result<LinkStats, PlatformError> {
+        use crate::LinkCounter::*;
+        Ok(LinkStats {
+            bytes_sent: self.counter(name, BytesSent)?,
+            bytes_received: self.counter(name, BytesReceived)?,
+            packets_sent: self.counter(name, PacketsSent)?,
+            packets_received: self.counter(name, PacketsReceived)?,
+            errors_sent: self.counter(name, ErrorsSent)?,
+            errors_received: self.counter(name, ErrorsReceived)?,
+            discards_sent: self.counter(name, DiscardsSent)?,
+            discards_received: self.counter(name, DiscardsReceived)?,
+            multicast_received: self.counter(name, MulticastReceived)?,
+        })
+    }
+
+    /// One counter of `name`: its file in `statistics/`.
+    fn counter(&self, name: &str, counter: crate::LinkCounter) -> Result<u64, PlatformError> {
+        use crate::LinkCounter::*;
         if name.contains('/') || name.starts_with('.') {
             return Err(PlatformError::InvalidArgument(format!(
                 "{name:?}: not a link name"
             )));
         }
-        let dir = format!("{}/class/net/{name}/statistics", self.sys);
-        let counter = |file: &str| -> Result<u64, PlatformError> {
-            let text = std::fs::read_to_string(format!("{dir}/{file}"))
-                .map_err(|e| PlatformError::Unavailable(format!("the counters of {name} ({e})")))?;
-            text.trim()
-                .parse()
-                .map_err(|_| PlatformError::Failed(format!("{dir}/{file}: {text:?}")))
+        let file = match counter {
+            BytesSent => "tx_bytes",
+            BytesReceived => "rx_bytes",
+            PacketsSent => "tx_packets",
+            PacketsReceived => "rx_packets",
+            ErrorsSent => "tx_errors",
+            ErrorsReceived => "rx_errors",
+            DiscardsSent => "tx_dropped",
+            DiscardsReceived => "rx_dropped",
+            MulticastReceived => "multicast",
         };
-        Ok(LinkStats {
-            bytes_sent: counter("tx_bytes")?,
-            bytes_received: counter("rx_bytes")?,
-            packets_sent: counter("tx_packets")?,
-            packets_received: counter("rx_packets")?,
-            errors_sent: counter("tx_errors")?,
-            errors_received: counter("rx_errors")?,
-            discards_sent: counter("tx_dropped")?,
-            discards_received: counter("rx_dropped")?,
-            multicast_received: counter("multicast")?,
-        })
+        let path = format!("{}/class/net/{name}/statistics/{file}", self.sys);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| PlatformError::Unavailable(format!("the counters of {name} ({e})")))?;
+        text.trim()
+            .parse()
+            .map_err(|_| PlatformError::Failed(format!("{path}: {text:?}")))
     }
 
     /// What kind of link `interface` is, from sysfs: Wi-Fi when it has
@@ -525,6 +540,18 @@ impl Network for LinuxNetwork {
 
     fn link_stats(&self, name: &str) -> Result<LinkStats, PlatformError> {
         self.roots.stats(name)
+    }
+
+    fn link_counter(&self, name: &str, counter: crate::LinkCounter) -> Result<u64, PlatformError> {
+        self.roots.counter(name, counter)
+    }
+
+    fn ip_interface_name(&self, index: u32) -> Option<String> {
+        lock(&self.snapshot)
+            .interfaces
+            .iter()
+            .find(|i| i.index == index)
+            .map(|i| i.name.clone())
     }
 
     fn dns_servers(&self) -> Vec<IpAddr> {
