@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dm_core::catalog::{ip_interface, ip_ping, ns_lookup, server_selection, trace_route};
+use dm_core::catalog::{ethernet, ip_interface, ip_ping, ns_lookup, server_selection, trace_route};
 use dm_core::{
     Change, ChangeKind, InstanceId, ObjectId, Origin, Path, ResourceId, ResourceValue, Tree, Value,
     lock,
@@ -261,19 +261,34 @@ fn common(
     interface: ResourceId,
 ) -> Common {
     let at = |r| Path::resource(object, InstanceId(0), r);
+    // The interface, by the kernel's name: an IP interface's, or the
+    // Ethernet link's (the same kernel interface); another row (a Wi-Fi
+    // profile) names none, and the route decides, as with no row.
     let interface = match read(tree, at(interface)) {
-        Some(Value::ObjectLink(link)) if link.object == ip_interface::ID => {
-            match read(
-                tree,
-                Path::resource(
-                    ip_interface::ID,
-                    InstanceId(link.instance),
-                    ip_interface::NAME,
-                ),
-            ) {
-                Some(Value::String(name)) => Some(name),
-                _ => None,
+        Some(Value::ObjectLink(link)) if link != dm_core::ObjectLink::NULL => {
+            let name = if link.object == ip_interface::ID {
+                Some(ip_interface::NAME)
+            } else if link.object == ethernet::ID {
+                Some(ethernet::NAME)
+            } else {
+                None
+            };
+            let found = name.and_then(|name| {
+                match read(
+                    tree,
+                    Path::resource(link.object, InstanceId(link.instance), name),
+                ) {
+                    Some(Value::String(name)) if !name.is_empty() => Some(name),
+                    _ => None,
+                }
+            });
+            if found.is_none() {
+                warn!(
+                    row = %Path::instance(link.object, InstanceId(link.instance)),
+                    "the test's Interface names no network interface: the route decides"
+                );
             }
+            found
         }
         _ => None,
     };

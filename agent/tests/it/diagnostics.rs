@@ -136,11 +136,14 @@ fn peer_in(netns: &str, script: &str, args: &[&str]) -> Guard {
     peer
 }
 
-fn set_ping(host: &str) -> String {
+/// `interface`: a row's path, or empty for none.
+fn set_ping(host: &str, interface: &str) -> String {
     format!(
-        "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[4]\">\
+        "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[5]\">\
          <ParameterValueStruct><Name>Device.IP.Diagnostics.IPPing.Host</Name>\
          <Value xsi:type=\"xsd:string\">{host}</Value></ParameterValueStruct>\
+         <ParameterValueStruct><Name>Device.IP.Diagnostics.IPPing.Interface</Name>\
+         <Value xsi:type=\"xsd:string\">{interface}</Value></ParameterValueStruct>\
          <ParameterValueStruct><Name>Device.IP.Diagnostics.IPPing.NumberOfRepetitions</Name>\
          <Value xsi:type=\"xsd:unsignedInt\">4</Value></ParameterValueStruct>\
          <ParameterValueStruct><Name>Device.IP.Diagnostics.IPPing.Timeout</Name>\
@@ -162,6 +165,12 @@ fn ip_ping_runs_after_the_session_and_reports_diagnostics_complete() {
     let _far = peer_in(&netns.0, "delay_host.py", &["tun0", "50"]);
     netns.ip("addr add 198.18.0.1/24 dev tun0");
     netns.ip("link set tun0 up");
+    let link = Command::new("ip")
+        .args(["-n", &netns.0, "-j", "link", "show", "tun0"])
+        .output()
+        .unwrap();
+    let link: serde_json::Value = serde_json::from_slice(&link.stdout).unwrap();
+    let tun = format!("Device.IP.Interface.{}", link[0]["ifindex"]);
 
     // The ACS, in the namespace (it sees only what follows each Inform).
     // Sessions, in order: the first sets the test; the next (reporting its
@@ -173,8 +182,9 @@ fn ip_ping_runs_after_the_session_and_reports_diagnostics_complete() {
             READ.to_owned(),
             set_selection("198.18.0.2,127.0.0.1,http://x/"),
         ],
-        vec![READ.to_owned(), set_ping("http://198.18.0.2/")],
-        vec![set_ping("198.18.0.2")],
+        vec![READ.to_owned(), set_ping("http://198.18.0.2/", "")],
+        // Through tun0, named by its IP interface row.
+        vec![set_ping("198.18.0.2", &tun)],
     ];
     let acs = acs_in(&netns.0, sessions);
 
@@ -192,6 +202,7 @@ fn ip_ping_runs_after_the_session_and_reports_diagnostics_complete() {
         ("4", "0")
     );
     assert_eq!(at("IPAddressUsed"), "198.18.0.1");
+    assert_eq!(at("Interface"), tun);
     // The far host's 50 ms, within 20 % (the fastest echo: the others
     // may wait for a loaded machine's scheduler too).
     let fastest: u64 = at("MinimumResponseTimeDetailed").parse().unwrap();
