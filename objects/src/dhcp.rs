@@ -30,11 +30,7 @@ pub fn register(
 
 /// The lease of the interface with index `instance`.
 fn lease_of(network: &dyn Network, instance: InstanceId) -> Option<DhcpLease> {
-    let name = network
-        .ip_interfaces()
-        .into_iter()
-        .find(|i| i.index == u32::from(instance.0))?
-        .name;
+    let name = network.ip_interface_name(u32::from(instance.0))?;
     network
         .dhcp_leases()
         .into_iter()
@@ -94,8 +90,12 @@ fn list(addresses: &[std::net::IpAddr]) -> Value {
 }
 
 /// One row per lease whose interface the platform knows.
-pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) {
-    let interfaces = network.ip_interfaces();
+pub fn sync(
+    tree: &mut Tree,
+    network: &dyn Network,
+    interfaces: &[dm_platform::IpInterface],
+    warnings: &mut Vec<String>,
+) {
     let rows: Vec<(InstanceId, DhcpLease)> = network
         .dhcp_leases()
         .into_iter()
@@ -122,7 +122,7 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
             (ENABLE, Value::Boolean(true)),
             (
                 INTERFACE,
-                crate::ip_interface::reference(&interfaces, &lease.interface),
+                crate::ip_interface::reference(interfaces, &lease.interface),
             ),
             (STATUS, Value::String("Enabled".into())),
             // NetworkManager shows a DHCP4Config only for a lease it holds.

@@ -93,36 +93,19 @@ const COUNTERS: [ResourceId; 9] = [
 ];
 
 /// The counter a Stats parameter is (its position in `columns`, the
-/// table's nine Stats resources in LinkCounter's order), read now; TR-181
-/// keeps errors and discards in 32 bits.
+/// table's nine Stats resources in `LinkCounter::ALL`'s order), read now.
 pub(crate) fn read_counter(
     network: &dyn Network,
     name: &str,
     columns: &[ResourceId; 9],
     resource: ResourceId,
 ) -> Option<Result<Value, Error>> {
-    use dm_platform::LinkCounter::*;
-    const ORDER: [dm_platform::LinkCounter; 9] = [
-        BytesSent,
-        BytesReceived,
-        PacketsSent,
-        PacketsReceived,
-        ErrorsSent,
-        ErrorsReceived,
-        DiscardsSent,
-        DiscardsReceived,
-        MulticastReceived,
-    ];
-    let counter = ORDER[columns.iter().position(|r| *r == resource)?];
-    let narrow = matches!(
-        counter,
-        ErrorsSent | ErrorsReceived | DiscardsSent | DiscardsReceived
-    );
+    let counter = dm_platform::LinkCounter::ALL[columns.iter().position(|r| *r == resource)?];
     Some(
         network
             .link_counter(name, counter)
             .map(|v| {
-                Value::Unsigned(if narrow {
+                Value::Unsigned(if counter.is_32_bit() {
                     v.min(u64::from(u32::MAX))
                 } else {
                     v
@@ -209,7 +192,12 @@ impl ObjectHandler for Facts {
 
 /// The links and name servers as the platform reports them now: instances
 /// made, updated and removed as the platform, all in one transaction.
-pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) {
+pub fn sync(
+    tree: &mut Tree,
+    network: &dyn Network,
+    interfaces: &[dm_platform::IpInterface],
+    warnings: &mut Vec<String>,
+) {
     let links: Vec<_> = network
         .links()
         .into_iter()
@@ -318,8 +306,7 @@ pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) 
     );
     // Routes, each family in the kernel's order, each naming its IP
     // interface's row.
-    let interfaces = network.ip_interfaces();
-    let reference = |interface: &str| crate::ip_interface::reference(&interfaces, interface);
+    let reference = |interface: &str| crate::ip_interface::reference(interfaces, interface);
     let (v4, v6): (Vec<_>, Vec<_>) = routes.iter().partition(|r| r.destination.is_ipv4());
     let v4 = v4
         .into_iter()

@@ -150,13 +150,17 @@ fn column(values: impl Iterator<Item = Value>) -> BTreeMap<u16, Value> {
 /// Makes the table hold the platform's interfaces, and InterfaceStack
 /// each interface over its Ethernet link, as the platform, in one
 /// transaction.
-pub fn sync(tree: &mut Tree, network: &dyn Network, warnings: &mut Vec<String>) {
+pub fn sync(
+    tree: &mut Tree,
+    network: &dyn Network,
+    interfaces: &[IpInterface],
+    warnings: &mut Vec<String>,
+) {
     const STACK_KEY: [ResourceId; 2] =
         [interface_stack::HIGHER_LAYER, interface_stack::LOWER_LAYER];
     let held_stack = held_keys(tree, interface_stack::ID, &STACK_KEY);
-    let interfaces: Vec<IpInterface> = network
-        .ip_interfaces()
-        .into_iter()
+    let interfaces: Vec<&IpInterface> = interfaces
+        .iter()
         .filter(|i| instance_of(i.index).is_some())
         .collect();
     let ethernet: Vec<u32> = network.links().iter().map(|l| l.index).collect();

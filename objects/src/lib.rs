@@ -200,9 +200,11 @@ pub fn sync_platform(tree: &mut Tree, platform: &Platform) -> Synced {
     } else {
         time::sync(tree, platform.host.as_ref(), &mut synced.warnings);
     }
-    ethernet::sync(tree, network, &mut synced.warnings);
-    ip_interface::sync(tree, network, &mut synced.warnings);
-    dhcp::sync(tree, network, &mut synced.warnings);
+    // One copy of the interfaces for the tables that name them.
+    let interfaces = network.ip_interfaces();
+    ethernet::sync(tree, network, &interfaces, &mut synced.warnings);
+    ip_interface::sync(tree, network, &interfaces, &mut synced.warnings);
+    dhcp::sync(tree, network, &interfaces, &mut synced.warnings);
     temperature::sync(tree, platform.host.as_ref(), &mut synced.warnings);
     location::sync(tree, network, platform.host.now(), &mut synced.warnings);
     synced

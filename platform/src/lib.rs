@@ -341,6 +341,32 @@ pub enum LinkCounter {
     MulticastReceived,
 }
 
+impl LinkCounter {
+    /// Every counter, in the order TR-181's Stats objects list them.
+    pub const ALL: [LinkCounter; 9] = [
+        LinkCounter::BytesSent,
+        LinkCounter::BytesReceived,
+        LinkCounter::PacketsSent,
+        LinkCounter::PacketsReceived,
+        LinkCounter::ErrorsSent,
+        LinkCounter::ErrorsReceived,
+        LinkCounter::DiscardsSent,
+        LinkCounter::DiscardsReceived,
+        LinkCounter::MulticastReceived,
+    ];
+
+    /// TR-181 keeps errors and discards in 32 bits.
+    pub fn is_32_bit(self) -> bool {
+        matches!(
+            self,
+            LinkCounter::ErrorsSent
+                | LinkCounter::ErrorsReceived
+                | LinkCounter::DiscardsSent
+                | LinkCounter::DiscardsReceived
+        )
+    }
+}
+
 impl LinkStats {
     pub fn get(&self, counter: LinkCounter) -> u64 {
         match counter {

@@ -123,3 +123,19 @@ fn serve(stream: std::net::TcpStream, tx: &mpsc::Sender<String>, script: &Mutex<
         }
     }
 }
+
+/// The name/value pairs of a GetParameterValuesResponse, by name.
+pub fn parameter_values(body: &str) -> std::collections::HashMap<String, String> {
+    body.split("<ParameterValueStruct>")
+        .skip(1)
+        .map(|p| {
+            let name = p.split("<Name>").nth(1).unwrap().split('<').next().unwrap();
+            let value = p
+                .split("<Value")
+                .nth(1)
+                .and_then(|v| v.split_once('>'))
+                .map_or("", |(_, v)| v.split('<').next().unwrap());
+            (name.to_owned(), value.to_owned())
+        })
+        .collect()
+}

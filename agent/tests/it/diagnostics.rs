@@ -6,58 +6,12 @@
 //! ACS reads the results. Then a host name that is a URL: the
 //! Error_CannotResolveHostName state, reported the same way.
 
-use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 
-use dm_tests::mini_acs::MiniAcs;
+use dm_tests::mini_acs::{MiniAcs, parameter_values as values};
+use dm_tests::netns::Netns;
 use dm_tests::process::Guard;
-
-/// A network namespace, deleted when dropped.
-struct Netns(String);
-
-impl Netns {
-    fn new(name: &str) -> Netns {
-        let _ = Command::new("ip").args(["netns", "del", name]).status();
-        let made = Command::new("ip")
-            .args(["netns", "add", name])
-            .status()
-            .unwrap();
-        assert!(made.success(), "ip netns add {name}");
-        Netns(name.to_owned())
-    }
-
-    fn ip(&self, args: &str) {
-        let status = Command::new("ip")
-            .args(["-n", &self.0])
-            .args(args.split_whitespace())
-            .status()
-            .unwrap();
-        assert!(status.success(), "ip -n {} {args}", self.0);
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-/// The name/value pairs of a GetParameterValuesResponse.
-fn values(body: &str) -> HashMap<String, String> {
-    body.split("<ParameterValueStruct>")
-        .skip(1)
-        .map(|p| {
-            let name = p.split("<Name>").nth(1).unwrap().split('<').next().unwrap();
-            let value = p
-                .split("<Value")
-                .nth(1)
-                .and_then(|v| v.split_once('>'))
-                .map_or("", |(_, v)| v.split('<').next().unwrap());
-            (name.to_owned(), value.to_owned())
-        })
-        .collect()
-}
 
 /// The scripted ACS, in `netns` (it sees only what follows each
 /// Inform): each session answers with the next list of `sessions`, taken

@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dm_tests::mini_acs::MiniAcs;
+use dm_tests::mini_acs::{MiniAcs, parameter_values as values};
 use dm_tests::process::Guard;
 
 /// `ip -n NETNS -j ARGS...` as JSON.
@@ -29,22 +29,6 @@ fn ip(netns: &str, args: &[&str]) -> serde_json::Value {
         .unwrap();
     assert!(out.status.success(), "ip {args:?}");
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The name/value pairs of a GetParameterValuesResponse.
-fn values(body: &str) -> HashMap<String, String> {
-    body.split("<ParameterValueStruct>")
-        .skip(1)
-        .map(|p| {
-            let name = p.split("<Name>").nth(1).unwrap().split('<').next().unwrap();
-            let value = p
-                .split("<Value")
-                .nth(1)
-                .and_then(|v| v.split_once('>'))
-                .map_or("", |(_, v)| v.split('<').next().unwrap());
-            (name.to_owned(), value.to_owned())
-        })
-        .collect()
 }
 
 #[test]
