@@ -1957,6 +1957,157 @@ pub mod server_selection {
     };
 }
 
+/// BulkData (object 50018, version 2.17).
+pub mod bulk_data {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50018);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(0);
+    /// Status
+    pub const STATUS: ResourceId = ResourceId(1);
+    /// MinReportingInterval
+    pub const MIN_REPORTING_INTERVAL: ResourceId = ResourceId(2);
+    /// Protocols
+    pub const PROTOCOLS: ResourceId = ResourceId(3);
+    /// EncodingTypes
+    pub const ENCODING_TYPES: ResourceId = ResourceId(4);
+    /// ParameterWildCardSupported
+    pub const PARAMETER_WILD_CARD_SUPPORTED: ResourceId = ResourceId(5);
+    /// MaxNumberOfProfiles
+    pub const MAX_NUMBER_OF_PROFILES: ResourceId = ResourceId(6);
+    /// MaxNumberOfParameterReferences
+    pub const MAX_NUMBER_OF_PARAMETER_REFERENCES: ResourceId = ResourceId(7);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "BulkData",
+        version: "2.17",
+        multiple: false,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Enabled", "Disabled", "Error"]) },
+            ResourceSchema { id: MIN_REPORTING_INTERVAL, name: "MinReportingInterval", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PROTOCOLS, name: "Protocols", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: ENCODING_TYPES, name: "EncodingTypes", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PARAMETER_WILD_CARD_SUPPORTED, name: "ParameterWildCardSupported", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MAX_NUMBER_OF_PROFILES, name: "MaxNumberOfProfiles", value_type: ValueType::Int, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: -1, max: 2147483647 } },
+            ResourceSchema { id: MAX_NUMBER_OF_PARAMETER_REFERENCES, name: "MaxNumberOfParameterReferences", value_type: ValueType::Int, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: -1, max: 2147483647 } },
+        ],
+    };
+}
+
+/// Profile (object 50019, version 2.17).
+pub mod bulk_data_profile {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50019);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(0);
+    /// Name
+    pub const NAME: ResourceId = ResourceId(1);
+    /// NumberOfRetainedFailedReports
+    pub const NUMBER_OF_RETAINED_FAILED_REPORTS: ResourceId = ResourceId(2);
+    /// Protocol
+    pub const PROTOCOL: ResourceId = ResourceId(3);
+    /// EncodingType
+    pub const ENCODING_TYPE: ResourceId = ResourceId(4);
+    /// ReportingInterval
+    pub const REPORTING_INTERVAL: ResourceId = ResourceId(5);
+    /// TimeReference
+    pub const TIME_REFERENCE: ResourceId = ResourceId(6);
+    /// Parameter.Name
+    pub const PARAMETER_NAME: ResourceId = ResourceId(7);
+    /// Parameter.Reference
+    pub const PARAMETER_REFERENCE: ResourceId = ResourceId(8);
+    /// Parameter.Exclude
+    pub const PARAMETER_EXCLUDE: ResourceId = ResourceId(9);
+    /// CSVEncoding.FieldSeparator
+    pub const CSV_ENCODING_FIELD_SEPARATOR: ResourceId = ResourceId(10);
+    /// CSVEncoding.RowSeparator
+    pub const CSV_ENCODING_ROW_SEPARATOR: ResourceId = ResourceId(11);
+    /// CSVEncoding.EscapeCharacter
+    pub const CSV_ENCODING_ESCAPE_CHARACTER: ResourceId = ResourceId(12);
+    /// CSVEncoding.ReportFormat
+    pub const CSV_ENCODING_REPORT_FORMAT: ResourceId = ResourceId(13);
+    /// CSVEncoding.RowTimestamp
+    pub const CSV_ENCODING_ROW_TIMESTAMP: ResourceId = ResourceId(14);
+    /// JSONEncoding.ReportFormat
+    pub const JSON_ENCODING_REPORT_FORMAT: ResourceId = ResourceId(15);
+    /// JSONEncoding.ReportTimestamp
+    pub const JSON_ENCODING_REPORT_TIMESTAMP: ResourceId = ResourceId(16);
+    /// HTTP.URL
+    pub const HTTP_URL: ResourceId = ResourceId(17);
+    /// HTTP.Username
+    pub const HTTP_USERNAME: ResourceId = ResourceId(18);
+    /// HTTP.Password
+    pub const HTTP_PASSWORD: ResourceId = ResourceId(19);
+    /// HTTP.CompressionsSupported
+    pub const HTTP_COMPRESSIONS_SUPPORTED: ResourceId = ResourceId(20);
+    /// HTTP.Compression
+    pub const HTTP_COMPRESSION: ResourceId = ResourceId(21);
+    /// HTTP.MethodsSupported
+    pub const HTTP_METHODS_SUPPORTED: ResourceId = ResourceId(22);
+    /// HTTP.Method
+    pub const HTTP_METHOD: ResourceId = ResourceId(23);
+    /// HTTP.UseDateHeader
+    pub const HTTP_USE_DATE_HEADER: ResourceId = ResourceId(24);
+    /// HTTP.RetryEnable
+    pub const HTTP_RETRY_ENABLE: ResourceId = ResourceId(25);
+    /// HTTP.RetryMinimumWaitInterval
+    pub const HTTP_RETRY_MINIMUM_WAIT_INTERVAL: ResourceId = ResourceId(26);
+    /// HTTP.RetryIntervalMultiplier
+    pub const HTTP_RETRY_INTERVAL_MULTIPLIER: ResourceId = ResourceId(27);
+    /// HTTP.RequestURIParameter.Name
+    pub const HTTP_REQUEST_URI_PARAMETER_NAME: ResourceId = ResourceId(28);
+    /// HTTP.RequestURIParameter.Reference
+    pub const HTTP_REQUEST_URI_PARAMETER_REFERENCE: ResourceId = ResourceId(29);
+    /// HTTP.PersistAcrossReboot
+    pub const HTTP_PERSIST_ACROSS_REBOOT: ResourceId = ResourceId(30);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "Profile",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: NAME, name: "Name", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 255 } },
+            ResourceSchema { id: NUMBER_OF_RETAINED_FAILED_REPORTS, name: "NumberOfRetainedFailedReports", value_type: ValueType::Int, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: -1, max: 2147483647 } },
+            ResourceSchema { id: PROTOCOL, name: "Protocol", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: ENCODING_TYPE, name: "EncodingType", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: REPORTING_INTERVAL, name: "ReportingInterval", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 4294967295 } },
+            ResourceSchema { id: TIME_REFERENCE, name: "TimeReference", value_type: ValueType::DateTime, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PARAMETER_NAME, name: "Parameter.Name", value_type: ValueType::String, access: Access::ReadWrite, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
+            ResourceSchema { id: PARAMETER_REFERENCE, name: "Parameter.Reference", value_type: ValueType::String, access: Access::ReadWrite, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: PARAMETER_EXCLUDE, name: "Parameter.Exclude", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: CSV_ENCODING_FIELD_SEPARATOR, name: "CSVEncoding.FieldSeparator", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: CSV_ENCODING_ROW_SEPARATOR, name: "CSVEncoding.RowSeparator", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: CSV_ENCODING_ESCAPE_CHARACTER, name: "CSVEncoding.EscapeCharacter", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: CSV_ENCODING_REPORT_FORMAT, name: "CSVEncoding.ReportFormat", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["ParameterPerRow", "ParameterPerColumn"]) },
+            ResourceSchema { id: CSV_ENCODING_ROW_TIMESTAMP, name: "CSVEncoding.RowTimestamp", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Unix-Epoch", "ISO-8601", "None"]) },
+            ResourceSchema { id: JSON_ENCODING_REPORT_FORMAT, name: "JSONEncoding.ReportFormat", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["ObjectHierarchy", "NameValuePair"]) },
+            ResourceSchema { id: JSON_ENCODING_REPORT_TIMESTAMP, name: "JSONEncoding.ReportTimestamp", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Unix-Epoch", "ISO-8601", "None"]) },
+            ResourceSchema { id: HTTP_URL, name: "HTTP.URL", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 2048 } },
+            ResourceSchema { id: HTTP_USERNAME, name: "HTTP.Username", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: HTTP_PASSWORD, name: "HTTP.Password", value_type: ValueType::String, access: Access::Write, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: HTTP_COMPRESSIONS_SUPPORTED, name: "HTTP.CompressionsSupported", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: HTTP_COMPRESSION, name: "HTTP.Compression", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: HTTP_METHODS_SUPPORTED, name: "HTTP.MethodsSupported", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: HTTP_METHOD, name: "HTTP.Method", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: HTTP_USE_DATE_HEADER, name: "HTTP.UseDateHeader", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: HTTP_RETRY_ENABLE, name: "HTTP.RetryEnable", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: HTTP_RETRY_MINIMUM_WAIT_INTERVAL, name: "HTTP.RetryMinimumWaitInterval", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 65535 } },
+            ResourceSchema { id: HTTP_RETRY_INTERVAL_MULTIPLIER, name: "HTTP.RetryIntervalMultiplier", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1000, max: 65535 } },
+            ResourceSchema { id: HTTP_REQUEST_URI_PARAMETER_NAME, name: "HTTP.RequestURIParameter.Name", value_type: ValueType::String, access: Access::ReadWrite, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
+            ResourceSchema { id: HTTP_REQUEST_URI_PARAMETER_REFERENCE, name: "HTTP.RequestURIParameter.Reference", value_type: ValueType::String, access: Access::ReadWrite, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: HTTP_PERSIST_ACROSS_REBOOT, name: "HTTP.PersistAcrossReboot", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -1991,4 +2142,6 @@ pub static ALL: &[&ObjectSchema] = &[
     &trace_route::SCHEMA,
     &ns_lookup::SCHEMA,
     &server_selection::SCHEMA,
+    &bulk_data::SCHEMA,
+    &bulk_data_profile::SCHEMA,
 ];

@@ -177,6 +177,14 @@ pub trait ObjectHandler: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// The most instances clients may make of the object (a table whose
+    /// capacity the object itself announces, as BulkData's
+    /// MaxNumberOfProfiles); `None`: the tree's limit alone
+    /// ([`Tree::set_instance_limit`]).
+    fn max_instances(&self) -> Option<usize> {
+        None
+    }
+
     /// Whether `origin` may delete the instance.
     fn delete(&self, _origin: Origin, _instance: InstanceId) -> Result<(), Error> {
         Ok(())
@@ -1506,11 +1514,12 @@ fn stage_create(
             })
             .count();
         let count = entry.instances.len() + reserved + staged_here(true) - staged_here(false);
-        if count >= tree.instance_limit {
-            return Err(Error::TooManyInstances {
-                object,
-                limit: tree.instance_limit,
-            });
+        let limit = entry
+            .handler
+            .max_instances()
+            .map_or(tree.instance_limit, |own| own.min(tree.instance_limit));
+        if count >= limit {
+            return Err(Error::TooManyInstances { object, limit });
         }
     }
     let next = staged

@@ -14,6 +14,7 @@
 //! 4. [`provision`] identity and settings from the configuration;
 //! 5. [`sync_platform`] now and on every platform change.
 
+pub mod bulk_data;
 mod connectivity;
 pub mod declared;
 mod device;
@@ -72,6 +73,7 @@ pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
     connectivity::register(tree, Arc::clone(&platform.network))?;
     location::register(tree)?;
     diagnostics::register(tree)?;
+    bulk_data::register(tree)?;
     statistics::register(tree, Arc::clone(&platform.network))?;
     firmware::register(tree)?;
     software::register(tree)?;

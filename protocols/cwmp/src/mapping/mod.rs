@@ -185,13 +185,29 @@ struct Node {
 }
 
 /// What an object path (one ending in `.`) names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ObjectPath {
     /// A multi-instance table, e.g. `Device.WiFi.SSID.`: AddObject target.
     Table(ObjectId),
     /// One instance of a table, e.g. `Device.WiFi.SSID.2.`: DeleteObject
     /// target.
     Instance(ObjectId, InstanceId),
+    /// A table inside an instance whose rows are the indices of multiple
+    /// resources (`{j}`), e.g. `Device.BulkData.Profile.1.Parameter.`:
+    /// AddObject target. `columns` are the resources a row has a value of.
+    Rows {
+        object: ObjectId,
+        instance: InstanceId,
+        columns: Vec<ResourceId>,
+    },
+    /// One row of such a table (`...Parameter.2.` is index 1):
+    /// DeleteObject target.
+    Row {
+        object: ObjectId,
+        instance: InstanceId,
+        columns: Vec<ResourceId>,
+        index: u16,
+    },
     /// Any other object, e.g. `Device.DeviceInfo.`.
     Other,
 }
@@ -505,19 +521,27 @@ impl Resolver {
         let mut at = 0;
         let mut parent_table = None;
         let mut instance = None;
+        // The last instance number of the path, whatever segment it ends.
+        let mut held = None;
+        let mut row = None;
         for segment in path.split('.') {
             let node = &self.nodes[at];
             instance = None;
+            row = None;
             at = if let Some(&next) = node.literals.get(segment) {
                 next
             } else if let Some(number) = instance_number(segment) {
                 match (node.instance, node.index) {
                     (Some(next), _) if number != 0 && number <= InstanceId::MAX.0 => {
                         instance = Some(InstanceId(number));
+                        held = instance;
                         parent_table = node.table;
                         next
                     }
-                    (None, Some(next)) if number != 0 => next,
+                    (None, Some(next)) if number != 0 => {
+                        row = Some((u16::try_from(number - 1).ok()?, at));
+                        next
+                    }
                     _ => return None,
                 }
             } else {
@@ -528,11 +552,50 @@ impl Resolver {
         if node.parameter.is_some() {
             return None;
         }
+        let rows = |table: usize| {
+            let columns = self.columns(self.nodes[table].index?);
+            let object = columns.first()?.object;
+            let columns = columns.iter().map(|p| p.resource).collect();
+            Some((object, held.unwrap_or(InstanceId(0)), columns))
+        };
+        if let Some((index, table)) = row {
+            let (object, instance, columns) = rows(table)?;
+            return Some(ObjectPath::Row {
+                object,
+                instance,
+                columns,
+                index,
+            });
+        }
+        if instance.is_none()
+            && node.table.is_none()
+            && let Some((object, instance, columns)) = rows(at)
+        {
+            return Some(ObjectPath::Rows {
+                object,
+                instance,
+                columns,
+            });
+        }
         Some(match (instance, parent_table, node.table) {
             (Some(i), Some(object), _) => ObjectPath::Instance(object, i),
             (None, _, Some(object)) => ObjectPath::Table(object),
             _ => ObjectPath::Other,
         })
+    }
+
+    /// The parameters under node `at`.
+    fn columns(&self, at: usize) -> Vec<&'static ParameterMap> {
+        let mut found = Vec::new();
+        let mut stack = vec![at];
+        while let Some(at) = stack.pop() {
+            let node = &self.nodes[at];
+            found.extend(node.parameter);
+            stack.extend(node.literals.values().copied());
+            stack.extend(node.instance);
+            stack.extend(node.index);
+        }
+        found
     }
 
     /// The TR-181 parameters bound to a core resource (one resource may

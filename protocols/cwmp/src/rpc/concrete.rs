@@ -95,6 +95,9 @@ pub(super) fn counts(parameters: &[Concrete]) -> Vec<Concrete> {
             start += segment.len() + 1;
         }
     }
+    for table in row_tables(parameters) {
+        tables.entry(table).or_default();
+    }
     tables
         .into_iter()
         .filter_map(|(table, instances)| {
@@ -107,6 +110,41 @@ pub(super) fn counts(parameters: &[Concrete]) -> Vec<Concrete> {
             })
         })
         .collect()
+}
+
+/// The `{j}` tables of every instance `parameters` name
+/// (`Device.BulkData.Profile.1.Parameter.`), the empty ones included: a
+/// profile with no Parameter row yet still has the table to add one to.
+pub(super) fn row_tables(parameters: &[Concrete]) -> BTreeSet<String> {
+    use std::collections::BTreeMap;
+    // (the table's name up to `{i}`, what follows the instance up to `{j}`)
+    let templates: Vec<(dm_core::ObjectId, &str, &str)> = crate::mapping::parameters()
+        .filter_map(|map| {
+            let (table, rest) = map.path.split_once(".{i}.")?;
+            let (sub, _) = rest.split_once("{j}.")?;
+            (!sub.contains('{')).then_some((map.object, table, sub))
+        })
+        .collect();
+    let mut instances: BTreeMap<dm_core::ObjectId, BTreeSet<u16>> = BTreeMap::new();
+    for c in parameters {
+        if templates
+            .iter()
+            .any(|(object, _, _)| *object == c.map.object)
+            && let Some(instance) = c.path.instance_id()
+        {
+            instances
+                .entry(c.map.object)
+                .or_default()
+                .insert(instance.0);
+        }
+    }
+    let mut out = BTreeSet::new();
+    for (object, table, sub) in templates {
+        for instance in instances.get(&object).into_iter().flatten() {
+            out.insert(format!("{table}.{instance}.{sub}"));
+        }
+    }
+    out
 }
 
 /// Every mapped parameter the tree holds now, in natural path order.

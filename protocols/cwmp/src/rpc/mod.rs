@@ -6,7 +6,7 @@
 //! the CWMP fault, never panicking on what the ACS sent. Core errors map to
 //! fault codes in one place, [`fault_code`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use dm_core::catalog::management_server;
@@ -353,6 +353,8 @@ enum Kind {
         writes: Vec<(String, Path)>,
     },
     Add,
+    /// A row of a `{j}` table: its number is known before the commit.
+    AddRow(u32),
     Delete,
 }
 
@@ -390,6 +392,10 @@ fn answer(
 ) -> Result<WriteResult, Fault> {
     match (kind, result) {
         (Kind::Set { .. } | Kind::Delete, Ok(_)) => Ok(WriteResult::Status(0)),
+        (Kind::AddRow(instance), Ok(_)) => Ok(WriteResult::Added {
+            instance: *instance,
+            status: 0,
+        }),
         (Kind::Add, Ok(committed)) => {
             let instance = committed
                 .created
@@ -402,7 +408,7 @@ fn answer(
             })
         }
         (Kind::Set { writes }, Err(e)) => Err(set_fault(writes, &e)),
-        (Kind::Add | Kind::Delete, Err(e)) => Err(match e.faults.first() {
+        (Kind::Add | Kind::AddRow(_) | Kind::Delete, Err(e)) => Err(match e.faults.first() {
             Some(first) => fault(fault_code(first), first),
             None => fault(FaultCode::InternalError, e),
         }),
@@ -819,6 +825,11 @@ pub fn get_parameter_names_within(
             }
         }
     }
+    objects.extend(
+        concrete::row_tables(&all)
+            .into_iter()
+            .filter(|table| table.starts_with(path)),
+    );
     for c in &selected {
         let mut end = path.len();
         while let Some(offset) = c.name[end..].find('.') {
@@ -839,6 +850,20 @@ pub fn get_parameter_names_within(
         Some(ObjectPath::Table(object) | ObjectPath::Instance(object, _)) => {
             !tree.is_reported(object)
         }
+        // A `{j}` table: where its columns may be written.
+        Some(
+            ObjectPath::Rows {
+                object, columns, ..
+            }
+            | ObjectPath::Row {
+                object, columns, ..
+            },
+        ) => columns.iter().any(|&column| {
+            resolver
+                .parameters_for(object, column)
+                .iter()
+                .any(|map| map.writable)
+        }),
         _ => false,
     };
     let depth = |name: &str| name.trim_end_matches('.').split('.').count();
@@ -1026,14 +1051,32 @@ pub fn add_object_prepared(
     object: &str,
     parameter_key: Option<&str>,
 ) -> Written {
-    let Some(ObjectPath::Table(core)) = Resolver::global().object(object) else {
-        return Written::Done(Err(fault(
-            FaultCode::InvalidParameterName,
-            format!("{object} is not a table"),
-        )));
+    let mut tx = match Resolver::global().object(object) {
+        Some(ObjectPath::Table(core)) => {
+            let mut tx = tree.begin(origin);
+            tx.create(core, None);
+            tx
+        }
+        Some(ObjectPath::Rows {
+            object: core,
+            instance,
+            columns,
+        }) => {
+            return add_row(
+                tree,
+                origin,
+                object,
+                (core, instance, &columns),
+                parameter_key,
+            );
+        }
+        _ => {
+            return Written::Done(Err(fault(
+                FaultCode::InvalidParameterName,
+                format!("{object} is not a table"),
+            )));
+        }
     };
-    let mut tx = tree.begin(origin);
-    tx.create(core, None);
     if let Some(parameter_key) = parameter_key {
         tx.set_by(
             Origin::Agent,
@@ -1042,6 +1085,83 @@ pub fn add_object_prepared(
         );
     }
     finish(tx.prepare(), Kind::Add)
+}
+
+/// The values of a `{j}` table's columns in one instance, each column's
+/// by index; `None` when the instance does not exist.
+fn rows_of(
+    tree: &Tree,
+    origin: Origin,
+    object: dm_core::ObjectId,
+    instance: dm_core::InstanceId,
+    columns: &[dm_core::ResourceId],
+) -> Option<Vec<(dm_core::ResourceId, BTreeMap<u16, Value>)>> {
+    tree.instance(object, instance).ok()?;
+    Some(
+        columns
+            .iter()
+            .map(|&column| {
+                let values = match tree.read(origin, &Path::resource(object, instance, column)) {
+                    Ok(ResourceValue::Multiple(values)) => values,
+                    _ => BTreeMap::new(),
+                };
+                (column, values)
+            })
+            .collect(),
+    )
+}
+
+/// AddObject on a `{j}` table (TR-069 §A.3.2.6): a new row, numbered
+/// after the highest there is (a deleted row's number is not given
+/// again while higher ones exist), each column at its type's zero value
+/// (an empty string, false, 0) as TR-181's defaults for these tables are.
+fn add_row(
+    tree: &mut Tree,
+    origin: Origin,
+    name: &str,
+    (object, instance, columns): (
+        dm_core::ObjectId,
+        dm_core::InstanceId,
+        &[dm_core::ResourceId],
+    ),
+    parameter_key: Option<&str>,
+) -> Written {
+    let Some(rows) = rows_of(tree, origin, object, instance, columns) else {
+        return Written::Done(Err(fault(
+            FaultCode::InvalidParameterName,
+            format!("{name}: no such instance"),
+        )));
+    };
+    let next = rows
+        .iter()
+        .filter_map(|(_, values)| values.keys().next_back())
+        .max()
+        .map_or(Some(0), |last| last.checked_add(1));
+    // Index u16::MAX would be number 65536, past what a row may have.
+    let Some(index) = next.filter(|i| *i < u16::MAX) else {
+        return Written::Done(Err(fault(
+            FaultCode::ResourcesExceeded,
+            format!("{name}: no row number left"),
+        )));
+    };
+    let schema = tree.schema(object);
+    let mut tx = tree.begin(origin);
+    for (column, mut values) in rows {
+        let zero = schema
+            .and_then(|s| s.resource(column))
+            .and_then(|r| Value::default_for(r.value_type))
+            .unwrap_or(Value::String(String::new()));
+        values.insert(index, zero);
+        tx.set_multiple(Path::resource(object, instance, column), values);
+    }
+    if let Some(parameter_key) = parameter_key {
+        tx.set_by(
+            Origin::Agent,
+            parameter_key_path(),
+            Value::String(parameter_key.to_owned()),
+        );
+    }
+    finish(tx.prepare(), Kind::AddRow(u32::from(index) + 1))
 }
 
 /// A prepared write RPC run to its end by a caller that may block.
@@ -1082,14 +1202,44 @@ pub fn delete_object_prepared(
     object: &str,
     parameter_key: Option<&str>,
 ) -> Written {
-    let Some(ObjectPath::Instance(core, instance)) = Resolver::global().object(object) else {
-        return Written::Done(Err(fault(
-            FaultCode::InvalidParameterName,
-            format!("{object} is not an instance"),
-        )));
+    let mut tx = match Resolver::global().object(object) {
+        Some(ObjectPath::Instance(core, instance)) => {
+            let mut tx = tree.begin(origin);
+            tx.delete(core, instance);
+            tx
+        }
+        Some(ObjectPath::Row {
+            object: core,
+            instance,
+            columns,
+            index,
+        }) => {
+            let Some(rows) = rows_of(tree, origin, core, instance, &columns) else {
+                return Written::Done(Err(fault(
+                    FaultCode::InvalidParameterName,
+                    format!("{object}: no such instance"),
+                )));
+            };
+            if !rows.iter().any(|(_, values)| values.contains_key(&index)) {
+                return Written::Done(Err(fault(
+                    FaultCode::InvalidParameterName,
+                    format!("{object}: no such instance"),
+                )));
+            }
+            let mut tx = tree.begin(origin);
+            for (column, mut values) in rows {
+                values.remove(&index);
+                tx.set_multiple(Path::resource(core, instance, column), values);
+            }
+            tx
+        }
+        _ => {
+            return Written::Done(Err(fault(
+                FaultCode::InvalidParameterName,
+                format!("{object} is not an instance"),
+            )));
+        }
     };
-    let mut tx = tree.begin(origin);
-    tx.delete(core, instance);
     if let Some(parameter_key) = parameter_key {
         tx.set_by(
             Origin::Agent,

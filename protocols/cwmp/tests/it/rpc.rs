@@ -465,6 +465,89 @@ fn add_and_delete_objects() {
     );
 }
 
+/// A table inside an instance (TR-181 `Device.BulkData.Profile.{i}.
+/// Parameter.{i}.`): rows are added, written, counted, listed and
+/// deleted as any table's instances are, each keeping its number.
+#[test]
+fn rows_of_a_table_in_an_instance() {
+    let mut tree = tree();
+    let (profile, _) = rpc::add_object(&mut tree, "Device.BulkData.Profile.", "p").unwrap();
+    let base = format!("Device.BulkData.Profile.{profile}.");
+    // Empty, the table is there to add to, and counts 0.
+    assert_eq!(
+        value(&tree, &format!("{base}ParameterNumberOfEntries")),
+        "0"
+    );
+    let names = rpc::get_parameter_names(&tree, &base, true).unwrap();
+    assert!(
+        names.contains(&(format!("{base}Parameter."), true)),
+        "{names:?}"
+    );
+    for (n, reference) in [
+        (1, "Device.DeviceInfo.UpTime"),
+        (2, "Device.IP.Interface.*.Stats."),
+    ] {
+        let (row, status) =
+            rpc::add_object(&mut tree, &format!("{base}Parameter."), "row").unwrap();
+        assert_eq!((row, status), (n, 0));
+        rpc::set_parameter_values(
+            &mut tree,
+            &[spv(
+                &format!("{base}Parameter.{row}.Reference"),
+                reference,
+                None,
+            )],
+            "k",
+        )
+        .unwrap();
+    }
+    // A new row starts empty (TR-181's default for Name and Reference).
+    assert_eq!(value(&tree, &format!("{base}Parameter.2.Name")), "");
+    assert_eq!(value(&tree, &format!("{base}Parameter.2.Exclude")), "false");
+    assert_eq!(
+        value(&tree, &format!("{base}ParameterNumberOfEntries")),
+        "2"
+    );
+    assert_eq!(
+        rpc::delete_object(&mut tree, &format!("{base}Parameter.1."), "d").unwrap(),
+        0
+    );
+    assert_eq!(
+        value(&tree, &format!("{base}ParameterNumberOfEntries")),
+        "1"
+    );
+    assert_eq!(
+        value(&tree, &format!("{base}Parameter.2.Reference")),
+        "Device.IP.Interface.*.Stats."
+    );
+    assert_eq!(
+        rpc::get_parameter_values(&tree, &[format!("{base}Parameter.1.Reference")])
+            .unwrap_err()
+            .code,
+        9005
+    );
+    // A row that is not there is no DeleteObject target; numbers go on.
+    assert_eq!(
+        rpc::delete_object(&mut tree, &format!("{base}Parameter.1."), "d")
+            .unwrap_err()
+            .code,
+        9005
+    );
+    assert_eq!(
+        rpc::add_object(&mut tree, &format!("{base}Parameter."), "row")
+            .unwrap()
+            .0,
+        3
+    );
+    // Nor is a profile that does not exist.
+    assert_eq!(
+        rpc::add_object(&mut tree, "Device.BulkData.Profile.9.Parameter.", "x")
+            .unwrap_err()
+            .code,
+        9005
+    );
+}
+
 #[test]
 fn attributes_set_get_and_refuse() {
     let mut tree = tree();
