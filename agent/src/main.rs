@@ -7,6 +7,7 @@
 
 mod args;
 mod bearer;
+mod bulkdata;
 mod cli;
 mod config;
 mod control;

@@ -305,6 +305,16 @@ pub async fn run(
         self_update: config.self_update.then(|| update_ready_tx.clone()),
     };
     let mut software_queues = crate::software::Queues::default();
+    // Bulk data profiles report over HTTPS with the ACS's TLS settings.
+    let mut bulk_data = crate::bulkdata::Collector::new(
+        Arc::clone(&tree),
+        config
+            .cwmp
+            .as_ref()
+            .and_then(|cwmp| dm_cwmp_tokio::tls::client_config(&cwmp.tls).ok())
+            .or_else(|| pull_tls.clone()),
+    );
+    bulk_data.settle();
     let mut cwmp_commands_rx = Some(cwmp_commands_rx);
     // The control API (dmagent get/set/status/...), if a bus is there:
     // up before the drivers, so that whoever sees the agent act can reach it.
@@ -623,6 +633,7 @@ pub async fn run(
                         crate::firmware::cancelled(&tree, &image_store);
                     }
                     diagnostics.observe(&change);
+                    bulk_data.observe(&change);
                     if let Some((instance, operation)) = crate::software::operation(&change) {
                         software_queues.submit(&performer, instance, operation);
                     }
@@ -640,6 +651,7 @@ pub async fn run(
                     }
                 }
                 diagnostics.retry(seen);
+                bulk_data.settle();
             }
         }
     }

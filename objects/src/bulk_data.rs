@@ -115,7 +115,9 @@ fn profile_defaults() -> Instance {
         .with(PARAMETER_REFERENCE, empty())
         .with(PARAMETER_EXCLUDE, empty())
         .with(CSV_ENCODING_FIELD_SEPARATOR, string(","))
-        .with(CSV_ENCODING_ROW_SEPARATOR, string("\r\n"))
+        // The XML's default lost its character to attribute
+        // normalisation; LF, as bbfdm has it.
+        .with(CSV_ENCODING_ROW_SEPARATOR, string("\n"))
         .with(CSV_ENCODING_ESCAPE_CHARACTER, string("\""))
         .with(CSV_ENCODING_REPORT_FORMAT, string("ParameterPerColumn"))
         .with(CSV_ENCODING_ROW_TIMESTAMP, string("Unix-Epoch"))

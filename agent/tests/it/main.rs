@@ -2,6 +2,7 @@
 //! module (one link of the workspace instead of one per file).
 
 mod acsrs;
+mod bulkdata;
 mod cli;
 mod control;
 mod cross_protocol;

@@ -56,15 +56,36 @@ impl std::fmt::Display for HttpError {
 /// whole-tree GetParameterNamesResponse is never one string); a request
 /// sent again after a challenge or a redirect starts it over.
 pub struct Streamed {
-    body: Arc<Body>,
+    body: Payload,
     cursor: Cursor,
     sent: usize,
 }
 
+/// What a request carries: a SOAP message written out piece by piece, or
+/// bytes made whole beforehand (a bulk data report, gzipped or not).
+#[derive(Clone)]
+enum Payload {
+    Soap(Arc<Body>),
+    Bytes(Bytes),
+}
+
+impl Payload {
+    fn len(&self) -> usize {
+        match self {
+            Payload::Soap(body) => body.len(),
+            Payload::Bytes(bytes) => bytes.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl Streamed {
-    fn new(body: &Arc<Body>) -> Streamed {
+    fn new(body: &Payload) -> Streamed {
         Streamed {
-            body: Arc::clone(body),
+            body: body.clone(),
             cursor: Cursor::default(),
             sent: 0,
         }
@@ -80,11 +101,14 @@ impl hyper::body::Body for Streamed {
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        let chunk = this.body.next_chunk(&mut this.cursor).map(|chunk| {
+        let chunk = match &this.body {
+            Payload::Soap(body) => body.next_chunk(&mut this.cursor).map(Bytes::from),
+            Payload::Bytes(bytes) => (this.sent < bytes.len()).then(|| bytes.clone()),
+        };
+        std::task::Poll::Ready(chunk.map(|chunk| {
             this.sent += chunk.len();
-            Ok(hyper::body::Frame::data(Bytes::from(chunk)))
-        });
-        std::task::Poll::Ready(chunk)
+            Ok(hyper::body::Frame::data(chunk))
+        }))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -125,6 +149,9 @@ pub struct HttpSession {
     /// Refuse a Basic challenge on a plain http:// URL (the ACS's session;
     /// file servers named in a Download are left as the ACS chose them).
     refuse_basic_over_http: bool,
+    /// The headers of a [`HttpSession::send`] (its own Content-Type
+    /// among them).
+    headers: hyper::HeaderMap,
 }
 
 impl HttpSession {
@@ -149,6 +176,7 @@ impl HttpSession {
             file_body: false,
             validator: None,
             refuse_basic_over_http: false,
+            headers: hyper::HeaderMap::new(),
         }
     }
 
@@ -163,9 +191,31 @@ impl HttpSession {
     /// status and body, answering one authentication challenge. The body
     /// is written out piece by piece as the connection takes it.
     pub async fn post(&mut self, body: &Arc<Body>) -> Result<(u16, Vec<u8>), HttpError> {
+        self.post_payload(&Payload::Soap(Arc::clone(body))).await
+    }
+
+    async fn post_payload(&mut self, body: &Payload) -> Result<(u16, Vec<u8>), HttpError> {
         tokio::time::timeout(self.timeout, self.post_inner(body))
             .await
             .map_err(|_| HttpError::Timeout)?
+    }
+
+    /// A message other than SOAP (a bulk data report, TR-181 BulkData's
+    /// HTTP transport): `body` by `method` with `headers` (its
+    /// Content-Type among them), with the same authentication, redirects
+    /// and time limit as a session's POSTs; returns the final status.
+    pub async fn send(
+        &mut self,
+        method: hyper::Method,
+        headers: hyper::HeaderMap,
+        body: Bytes,
+    ) -> Result<u16, HttpError> {
+        self.method = method;
+        self.headers = headers;
+        let result = self.post_payload(&Payload::Bytes(body)).await;
+        self.method = hyper::Method::POST;
+        self.headers.clear();
+        result.map(|(status, _)| status)
     }
 
     /// PUTs `body` (an Upload, TR-069 §A.4.1.5) with the same
@@ -193,7 +243,7 @@ impl HttpSession {
         result
     }
 
-    async fn post_inner(&mut self, body: &Arc<Body>) -> Result<(u16, Vec<u8>), HttpError> {
+    async fn post_inner(&mut self, body: &Payload) -> Result<(u16, Vec<u8>), HttpError> {
         let mut challenged = false;
         let mut renewed = false;
         let mut redirects = 0;
@@ -269,7 +319,7 @@ impl HttpSession {
 
     async fn exchange(
         &mut self,
-        body: &Arc<Body>,
+        body: &Payload,
     ) -> Result<(StatusCode, hyper::HeaderMap, Vec<u8>), HttpError> {
         // A kept-alive connection the ACS closed is reopened once, but
         // only when the request was never written: a POST the ACS may
@@ -371,14 +421,14 @@ impl HttpSession {
         }
     }
 
-    fn request(&mut self, body: &Arc<Body>) -> Result<Request<Streamed>, HttpError> {
+    fn request(&mut self, body: &Payload) -> Result<Request<Streamed>, HttpError> {
         self.request_with(self.method.clone(), body)
     }
 
     fn request_with(
         &mut self,
         method: hyper::Method,
-        body: &Arc<Body>,
+        body: &Payload,
     ) -> Result<Request<Streamed>, HttpError> {
         let range = self.range_from;
         let path = self
@@ -393,7 +443,11 @@ impl HttpSession {
             .method(method.clone())
             .uri(path.as_str())
             .header(HOST, authority);
-        if method == hyper::Method::PUT || self.file_body {
+        if !self.headers.is_empty() {
+            for (name, value) in &self.headers {
+                builder = builder.header(name, value);
+            }
+        } else if method == hyper::Method::PUT || self.file_body {
             builder = builder.header(CONTENT_TYPE, "text/plain; charset=\"utf-8\"");
         } else if !body.is_empty() {
             // TR-069 §3.4.1: SOAP messages as text/xml; the empty POST
@@ -487,7 +541,7 @@ impl HttpSession {
             if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
                 self.connect().await?;
             }
-            let request = self.request_with(hyper::Method::GET, &Arc::new(Body::empty()))?;
+            let request = self.request_with(hyper::Method::GET, &Payload::Bytes(Bytes::new()))?;
             let Some(sender) = self.sender.as_mut() else {
                 return Err(HttpError::Protocol("no connection".into()));
             };

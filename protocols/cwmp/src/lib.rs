@@ -6,6 +6,7 @@
 //! converts TR-069 lexical forms, and [`rpc`] runs the data-model RPCs on
 //! the core tree.
 
+pub mod bulk;
 pub mod declare;
 pub mod mapping;
 pub mod rpc;

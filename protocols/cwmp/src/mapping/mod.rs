@@ -539,7 +539,7 @@ impl Resolver {
                         next
                     }
                     (None, Some(next)) if number != 0 => {
-                        row = Some((u16::try_from(number - 1).ok()?, at));
+                        row = Some((number - 1, at));
                         next
                     }
                     _ => return None,

@@ -199,6 +199,53 @@ pub fn existing_parameter_values(tree: &Tree, names: &[String]) -> Vec<Parameter
         .collect()
 }
 
+/// The parameters each of `patterns` names, with their values as
+/// GetParameterValues answers them (read as the ACS reads them): a
+/// parameter's path, or an object's (ending in `.`) for every parameter
+/// below it, `*` standing for any instance number (TR-181 BulkData's
+/// Parameter.{i}.Reference). A pattern that names nothing now gives
+/// nothing; a value whose server is away is left out. One walk of the
+/// tree for all the patterns.
+pub fn matching_values(tree: &Tree, patterns: &[&str]) -> Vec<Vec<ParameterValue>> {
+    let all = concrete(tree);
+    let mut out = vec![Vec::new(); patterns.len()];
+    for c in &all {
+        let mut value = None;
+        for (at, pattern) in patterns.iter().enumerate() {
+            if !matches_pattern(pattern, &c.name) {
+                continue;
+            }
+            if value.is_none() {
+                value = Some(wire_value_or_unavailable(tree, c));
+            }
+            if let Some(Ok(value)) = &value {
+                out[at].push(value.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Whether `name` is `pattern` or (a pattern ending in `.`) below it,
+/// `*` matching any instance number.
+pub fn matches_pattern(pattern: &str, name: &str) -> bool {
+    let (pattern, partial) = match pattern.strip_suffix('.') {
+        Some(object) => (object, true),
+        None => (pattern, false),
+    };
+    let mut names = name.split('.');
+    for segment in pattern.split('.') {
+        match names.next() {
+            Some(n) if n == segment => {}
+            Some(n) if segment == "*" && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            }
+            _ => return false,
+        }
+    }
+    // A parameter's path is all of it; an object's has more below.
+    names.next().is_some() == partial
+}
+
 /// SetParameterValues (§A.3.2.1): all or nothing; on failure fault 9003
 /// with one SetParameterValuesFault per refused parameter. The
 /// ParameterKey is set in the same transaction. Returns the Status.
