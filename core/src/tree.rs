@@ -459,6 +459,16 @@ impl Tree {
             entry.handler.available()?;
         }
         let value = match instance.slot(resource.id) {
+            // One value of a stored multiple resource: that one cloned,
+            // not the whole map (a table of rows read row by row).
+            Some(Slot::Stored(ResourceValue::Multiple(values))) if path.index().is_some() => {
+                return path
+                    .index()
+                    .and_then(|index| values.get(&index))
+                    .cloned()
+                    .map(ResourceValue::Single)
+                    .ok_or(Error::ResourceNotFound(*path));
+            }
             Some(Slot::Stored(value)) => value.clone(),
             Some(Slot::Live) => {
                 // Unwrap-free: locate() checked both ids are present.

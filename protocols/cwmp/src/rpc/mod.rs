@@ -207,7 +207,12 @@ pub fn existing_parameter_values(tree: &Tree, names: &[String]) -> Vec<Parameter
 /// nothing; a value whose server is away is left out. One walk of the
 /// tree for all the patterns.
 pub fn matching_values(tree: &Tree, patterns: &[&str]) -> Vec<Vec<ParameterValue>> {
-    let all = concrete(tree);
+    // Only the objects some pattern can name are listed.
+    let objects: BTreeSet<dm_core::ObjectId> = crate::mapping::parameters()
+        .filter(|map| patterns.iter().any(|p| may_match(p, map.path)))
+        .map(|map| map.object)
+        .collect();
+    let all = concrete::concrete_of(tree, &|object| objects.contains(&object));
     let mut out = vec![Vec::new(); patterns.len()];
     for c in &all {
         let mut value = None;
@@ -224,6 +229,34 @@ pub fn matching_values(tree: &Tree, patterns: &[&str]) -> Vec<Vec<ParameterValue
         }
     }
     out
+}
+
+/// Whether `pattern` may name a parameter of `template` (a mapping's
+/// path, `{i}` and `{j}` for instance numbers), or the NumberOfEntries of
+/// a table of it.
+fn may_match(pattern: &str, template: &str) -> bool {
+    let (pattern, partial) = match pattern.strip_suffix('.') {
+        Some(object) => (object, true),
+        None => match pattern.strip_suffix("NumberOfEntries") {
+            // `...ProfileNumberOfEntries` counts `...Profile.{i}.`.
+            Some(table) => (table, true),
+            None => (pattern, false),
+        },
+    };
+    if pattern.is_empty() {
+        return true;
+    }
+    let mut templates = template.split('.');
+    for segment in pattern.split('.') {
+        let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        match templates.next() {
+            Some("{i}" | "{j}") if segment == "*" || numeric(segment) => {}
+            Some(t) if numeric(t) && segment == "*" => {}
+            Some(t) if t == segment => {}
+            _ => return false,
+        }
+    }
+    templates.next().is_some() == partial
 }
 
 /// Whether `name` is `pattern` or (a pattern ending in `.`) below it,

@@ -548,6 +548,46 @@ fn rows_of_a_table_in_an_instance() {
     );
 }
 
+/// TR-181 BulkData references: a parameter, an object (everything
+/// below it), `*` for any instance, a table's NumberOfEntries.
+#[test]
+fn references_with_wildcards_name_what_they_match() {
+    let mut tree = tree();
+    rpc::add_object(&mut tree, "Device.WiFi.SSID.", "k").unwrap();
+    let names = |found: &[dm_cwmp::soap::ParameterValue]| {
+        found.iter().map(|p| p.name.clone()).collect::<Vec<_>>()
+    };
+    let found = rpc::matching_values(
+        &tree,
+        &[
+            "Device.WiFi.SSID.*.SSID",
+            "Device.WiFi.SSID.2.",
+            "Device.WiFi.SSIDNumberOfEntries",
+            "Device.WiFi.SSID.*",
+            "Device.Nothing.*.",
+        ],
+    );
+    assert_eq!(
+        names(&found[0]),
+        ["Device.WiFi.SSID.1.SSID", "Device.WiFi.SSID.2.SSID"]
+    );
+    assert!(found[1].len() > 1, "{:?}", names(&found[1]));
+    assert!(
+        found[1]
+            .iter()
+            .all(|p| p.name.starts_with("Device.WiFi.SSID.2."))
+    );
+    assert_eq!(found[2].len(), 1);
+    assert_eq!(found[2][0].value, "2");
+    // A wildcard is an instance, not a parameter; nothing is nothing.
+    assert!(found[3].is_empty());
+    assert!(found[4].is_empty());
+    assert_eq!(
+        rpc::get_parameter_values(&tree, &["Device.WiFi.SSID.1.SSID".into()]).unwrap()[0].value,
+        found[0][0].value
+    );
+}
+
 #[test]
 fn attributes_set_get_and_refuse() {
     let mut tree = tree();
