@@ -23,6 +23,10 @@ pub enum Value {
     /// Seconds since the Unix epoch; negative before 1970 (TR-106 allows
     /// `0001-01-01T00:00:00Z`, "unknown time").
     DateTime(i64),
+    /// A `dateTime` to the microsecond (TR-143's ROMTime, BOMTime and
+    /// EOMTime: "with microsecond precision"): microseconds since the Unix
+    /// epoch. A resource of type dateTime takes either form.
+    DateTimeMicros(i64),
     Opaque(Vec<u8>),
     Float(f64),
     ObjectLink(ObjectLink),
@@ -101,7 +105,7 @@ impl Value {
             Value::Integer(_) => "integer",
             Value::Unsigned(_) => "unsigned",
             Value::Boolean(_) => "boolean",
-            Value::DateTime(_) => "dateTime",
+            Value::DateTime(_) | Value::DateTimeMicros(_) => "dateTime",
             Value::Opaque(_) => "opaque",
             Value::Float(_) => "float",
             Value::ObjectLink(_) => "objectLink",
@@ -156,7 +160,7 @@ impl Value {
                     })
             }
             (ValueType::Boolean, v @ Value::Boolean(_)) => Ok(v),
-            (ValueType::DateTime, v @ Value::DateTime(_)) => Ok(v),
+            (ValueType::DateTime, v @ (Value::DateTime(_) | Value::DateTimeMicros(_))) => Ok(v),
             (ValueType::Opaque, v @ Value::Opaque(_)) => Ok(v),
             (ValueType::Float, v @ Value::Float(_)) => Ok(v),
             (ValueType::Float, Value::Integer(i)) => Ok(Value::Float(i as f64)),
@@ -275,6 +279,12 @@ impl fmt::Display for Value {
             Value::Unsigned(u) => write!(f, "{u}"),
             Value::Boolean(b) => write!(f, "{b}"),
             Value::DateTime(t) => write!(f, "@{t}"),
+            Value::DateTimeMicros(t) => write!(
+                f,
+                "@{}.{:06}",
+                t.div_euclid(1_000_000),
+                t.rem_euclid(1_000_000)
+            ),
             Value::Opaque(bytes) => f.write_str(&crate::support::hex::encode(bytes)),
             Value::Float(x) => write!(f, "{x}"),
             Value::ObjectLink(link) => write!(f, "{}:{}", link.object, link.instance),

@@ -184,6 +184,7 @@ pub fn json(value: &ResourceValue) -> serde_json::Value {
     let one = |v: &dm_core::Value| match v {
         dm_core::Value::String(s) => serde_json::Value::from(s.as_str()),
         dm_core::Value::Integer(i) | dm_core::Value::DateTime(i) => serde_json::Value::from(*i),
+        dm_core::Value::DateTimeMicros(us) => serde_json::Value::from(us.div_euclid(1_000_000)),
         dm_core::Value::Unsigned(u) => serde_json::Value::from(*u),
         dm_core::Value::Boolean(b) => serde_json::Value::from(*b),
         dm_core::Value::Float(f) => serde_json::Value::from(*f),

@@ -13,6 +13,7 @@ pub const UNKNOWN_TIME: i64 = -62_135_596_800;
 pub fn render(value: &Value, syntax: Syntax) -> String {
     match (value, syntax) {
         (Value::DateTime(t), _) => format_datetime(*t),
+        (Value::DateTimeMicros(us), _) => format_datetime_micros(*us),
         (Value::Opaque(bytes), Syntax::HexBinary) => dm_core::support::hex::encode(bytes),
         (Value::Opaque(bytes), _) => base64::engine::general_purpose::STANDARD.encode(bytes),
         (Value::Boolean(b), _) => if *b { "true" } else { "false" }.to_owned(),
@@ -46,6 +47,17 @@ pub fn render(value: &Value, syntax: Syntax) -> String {
 pub fn format_datetime(seconds: i64) -> String {
     match jiff::Timestamp::from_second(seconds) {
         Ok(t) if seconds > UNKNOWN_TIME => t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        _ => "0001-01-01T00:00:00Z".to_owned(),
+    }
+}
+
+/// `dateTime` to the microsecond (TR-143's times:
+/// `2008-04-09T15:01:05.123456Z`).
+pub fn format_datetime_micros(micros: i64) -> String {
+    match jiff::Timestamp::from_microsecond(micros) {
+        Ok(t) if micros.div_euclid(1_000_000) > UNKNOWN_TIME => {
+            t.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+        }
         _ => "0001-01-01T00:00:00Z".to_owned(),
     }
 }
@@ -152,6 +164,15 @@ mod tests {
                 Value::DateTime(UNKNOWN_TIME),
             ),
         ];
+        // TR-143's times, to the microsecond (read-only: written, a
+        // fraction is dropped).
+        assert_eq!(
+            render(
+                &Value::DateTimeMicros(1_700_000_000_000_042),
+                Syntax::DateTime
+            ),
+            "2023-11-14T22:13:20.000042Z"
+        );
         for (text, syntax, core, value) in cases {
             assert_eq!(parse(text, syntax, core), Ok(value.clone()), "{text}");
             assert_eq!(render(&value, syntax), text);

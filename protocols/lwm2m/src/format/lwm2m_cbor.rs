@@ -68,6 +68,8 @@ fn leaf(encoder: &mut Encoder<Vec<u8>>, value: &Value) {
     let _ = match value {
         Value::String(s) => encoder.str(s),
         Value::Integer(i) | Value::DateTime(i) => encoder.i64(*i),
+        // LwM2M Time is whole seconds.
+        Value::DateTimeMicros(us) => encoder.i64(us.div_euclid(1_000_000)),
         Value::Unsigned(u) => encoder.u64(*u),
         Value::Float(f) => encoder.f64(*f),
         Value::Boolean(b) => encoder.bool(*b),

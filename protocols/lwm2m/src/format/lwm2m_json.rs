@@ -34,6 +34,7 @@ pub fn encode(base: &Lwm2mPath, items: &[Item]) -> String {
             let (key, value) = match &item.value {
                 Value::String(s) => ("sv", json!(s)),
                 Value::Integer(i) | Value::DateTime(i) => ("v", json!(i)),
+                Value::DateTimeMicros(us) => ("v", json!(us.div_euclid(1_000_000))),
                 Value::Unsigned(u) => ("v", json!(u)),
                 Value::Float(f) => ("v", json!(f)),
                 Value::Boolean(b) => ("bv", json!(b)),

@@ -317,6 +317,7 @@ fn tlv_value(value: &Value) -> Vec<u8> {
     match value {
         Value::String(s) => s.as_bytes().to_vec(),
         Value::Integer(i) | Value::DateTime(i) => tlv::integer(*i),
+        Value::DateTimeMicros(us) => tlv::integer(us.div_euclid(1_000_000)),
         Value::Unsigned(u) => tlv::unsigned(*u),
         Value::Float(f) => f.to_be_bytes().to_vec(),
         Value::Boolean(b) => vec![u8::from(*b)],

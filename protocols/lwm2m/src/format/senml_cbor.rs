@@ -56,6 +56,9 @@ fn encode_named(base_name: Option<&str>, single: bool, items: &[Item]) -> Vec<u8
         let _ = match &item.value {
             Value::String(s) => encoder.i64(STRING).and_then(|e| e.str(s)),
             Value::Integer(i) | Value::DateTime(i) => encoder.i64(VALUE).and_then(|e| e.i64(*i)),
+            Value::DateTimeMicros(us) => encoder
+                .i64(VALUE)
+                .and_then(|e| e.i64(us.div_euclid(1_000_000))),
             Value::Unsigned(u) => encoder.i64(VALUE).and_then(|e| e.u64(*u)),
             Value::Float(f) => encoder.i64(VALUE).and_then(|e| e.f64(*f)),
             Value::Boolean(b) => encoder.i64(BOOLEAN).and_then(|e| e.bool(*b)),

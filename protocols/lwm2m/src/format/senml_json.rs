@@ -46,6 +46,7 @@ fn encode_named(base_name: Option<&str>, single: bool, items: &[Item]) -> String
             let (key, value) = match &item.value {
                 Value::String(s) => ("vs", json!(s)),
                 Value::Integer(i) | Value::DateTime(i) => ("v", json!(i)),
+                Value::DateTimeMicros(us) => ("v", json!(us.div_euclid(1_000_000))),
                 Value::Unsigned(u) => ("v", json!(u)),
                 Value::Float(f) => ("v", json!(f)),
                 Value::Boolean(b) => ("vb", json!(b)),

@@ -9,6 +9,7 @@ pub fn encode(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         Value::Integer(i) | Value::DateTime(i) => i.to_string(),
+        Value::DateTimeMicros(us) => us.div_euclid(1_000_000).to_string(),
         Value::Unsigned(u) => u.to_string(),
         Value::Float(f) => f.to_string(),
         // LwM2M writes booleans as "1" and "0".
