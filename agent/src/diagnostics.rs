@@ -22,7 +22,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dm_core::catalog::{ethernet, ip_interface, ip_ping, ns_lookup, server_selection, trace_route};
+use dm_core::catalog::{
+    download_diagnostics, ethernet, ip_interface, ip_ping, ns_lookup, server_selection,
+    trace_route, upload_diagnostics,
+};
 use dm_core::{
     Change, ChangeKind, InstanceId, ObjectId, Origin, Path, ResourceId, ResourceValue, Tree, Value,
     lock,
@@ -244,6 +247,9 @@ enum Job {
     Lookup(LookupRequest),
     /// One ping per host of the list, the same settings for each.
     Select(Vec<String>, PingRequest),
+    /// A download or an upload; whether each connection's results are
+    /// kept.
+    Throughput(crate::throughput::Request, bool),
 }
 
 /// What a kind's inputs have in common (TR-181 names them alike).
@@ -375,6 +381,47 @@ fn job(tree: &Tree, object: ObjectId) -> Option<Job> {
                 size: 32,
                 dscp: 0,
             },
+        ));
+    }
+    if object == download_diagnostics::ID || object == upload_diagnostics::ID {
+        let download = object == download_diagnostics::ID;
+        let (url, connections, per_connection) = if download {
+            use download_diagnostics::*;
+            (
+                DOWNLOAD_URL,
+                NUMBER_OF_CONNECTIONS,
+                ENABLE_PER_CONNECTION_RESULTS,
+            )
+        } else {
+            use upload_diagnostics::*;
+            (
+                UPLOAD_URL,
+                NUMBER_OF_CONNECTIONS,
+                ENABLE_PER_CONNECTION_RESULTS,
+            )
+        };
+        let (interface, version, dscp) = if download {
+            use download_diagnostics::*;
+            (INTERFACE, PROTOCOL_VERSION, DSCP)
+        } else {
+            use upload_diagnostics::*;
+            (INTERFACE, PROTOCOL_VERSION, DSCP)
+        };
+        let c = common(tree, object, url, Some(version), interface);
+        let at = |r| Path::resource(object, InstanceId(0), r);
+        return Some(Job::Throughput(
+            crate::throughput::Request {
+                url: c.host,
+                upload: (!download)
+                    .then(|| unsigned(tree, object, upload_diagnostics::TEST_FILE_LENGTH, 0)),
+                connections: u32::try_from(unsigned(tree, object, connections, 1))
+                    .unwrap_or(1)
+                    .clamp(1, 4),
+                interface: c.interface,
+                family: c.family,
+                dscp: u8::try_from(unsigned(tree, object, dscp, 0)).unwrap_or(0),
+            },
+            matches!(read(tree, at(per_connection)), Some(Value::Boolean(true))),
         ));
     }
     if object == ns_lookup::ID {
@@ -646,13 +693,149 @@ fn lookup_results(lookups: &[Lookup]) -> Vec<(ResourceId, ResourceValue)> {
     ]
 }
 
+/// A throughput test's results (TR-181 DownloadDiagnostics and
+/// UploadDiagnostics share their shape): the connections' earliest
+/// beginnings and latest end, their bytes summed, each connection's own
+/// when asked for.
+fn throughput_results(
+    outcome: &crate::throughput::Outcome,
+    download: bool,
+    per_connection: bool,
+) -> Vec<(ResourceId, ResourceValue)> {
+    use crate::throughput::Connection;
+    let ids: [ResourceId; 13] = if download {
+        use download_diagnostics::*;
+        [
+            IP_ADDRESS_USED,
+            ROM_TIME,
+            BOM_TIME,
+            EOM_TIME,
+            TEST_BYTES_RECEIVED,
+            TOTAL_BYTES_RECEIVED,
+            TOTAL_BYTES_SENT,
+            TEST_BYTES_RECEIVED_UNDER_FULL_LOADING,
+            TOTAL_BYTES_RECEIVED_UNDER_FULL_LOADING,
+            TOTAL_BYTES_SENT_UNDER_FULL_LOADING,
+            PERIOD_OF_FULL_LOADING,
+            TCP_OPEN_REQUEST_TIME,
+            TCP_OPEN_RESPONSE_TIME,
+        ]
+    } else {
+        use upload_diagnostics::*;
+        [
+            IP_ADDRESS_USED,
+            ROM_TIME,
+            BOM_TIME,
+            EOM_TIME,
+            TEST_BYTES_SENT,
+            TOTAL_BYTES_RECEIVED,
+            TOTAL_BYTES_SENT,
+            TEST_BYTES_SENT_UNDER_FULL_LOADING,
+            TOTAL_BYTES_RECEIVED_UNDER_FULL_LOADING,
+            TOTAL_BYTES_SENT_UNDER_FULL_LOADING,
+            PERIOD_OF_FULL_LOADING,
+            TCP_OPEN_REQUEST_TIME,
+            TCP_OPEN_RESPONSE_TIME,
+        ]
+    };
+    let columns: [ResourceId; 8] = if download {
+        use download_diagnostics::*;
+        [
+            PER_CONNECTION_RESULT_ROM_TIME,
+            PER_CONNECTION_RESULT_BOM_TIME,
+            PER_CONNECTION_RESULT_EOM_TIME,
+            PER_CONNECTION_RESULT_TEST_BYTES_RECEIVED,
+            PER_CONNECTION_RESULT_TOTAL_BYTES_RECEIVED,
+            PER_CONNECTION_RESULT_TOTAL_BYTES_SENT,
+            PER_CONNECTION_RESULT_TCP_OPEN_REQUEST_TIME,
+            PER_CONNECTION_RESULT_TCP_OPEN_RESPONSE_TIME,
+        ]
+    } else {
+        use upload_diagnostics::*;
+        [
+            PER_CONNECTION_RESULT_ROM_TIME,
+            PER_CONNECTION_RESULT_BOM_TIME,
+            PER_CONNECTION_RESULT_EOM_TIME,
+            PER_CONNECTION_RESULT_TEST_BYTES_SENT,
+            PER_CONNECTION_RESULT_TOTAL_BYTES_RECEIVED,
+            PER_CONNECTION_RESULT_TOTAL_BYTES_SENT,
+            PER_CONNECTION_RESULT_TCP_OPEN_REQUEST_TIME,
+            PER_CONNECTION_RESULT_TCP_OPEN_RESPONSE_TIME,
+        ]
+    };
+    let all = &outcome.connections;
+    let earliest = |f: fn(&Connection) -> i64| all.iter().map(f).min().unwrap_or(0);
+    let time = Value::DateTimeMicros;
+    let count = |n: u64| Value::Unsigned(n);
+    let (period, bytes, received, sent) = outcome.full_loading;
+    let singles = [
+        Value::String(outcome.source.map(|a| a.to_string()).unwrap_or_default()),
+        time(earliest(|c| c.rom)),
+        time(earliest(|c| c.bom)),
+        time(all.iter().map(|c| c.eom).max().unwrap_or(0)),
+        count(all.iter().map(|c| c.test_bytes).sum()),
+        count(outcome.total_received),
+        count(outcome.total_sent),
+        count(bytes),
+        count(received),
+        count(sent),
+        count(period),
+        time(earliest(|c| c.tcp_open_request)),
+        time(earliest(|c| c.tcp_open_response)),
+    ];
+    let mut results: Vec<(ResourceId, ResourceValue)> = ids
+        .into_iter()
+        .zip(singles)
+        .map(|(r, v)| (r, ResourceValue::Single(v)))
+        .collect();
+    let values: [fn(&Connection) -> Value; 8] = [
+        |c| Value::DateTimeMicros(c.rom),
+        |c| Value::DateTimeMicros(c.bom),
+        |c| Value::DateTimeMicros(c.eom),
+        |c| Value::Unsigned(c.test_bytes),
+        |c| Value::Unsigned(c.total_received),
+        |c| Value::Unsigned(c.total_sent),
+        |c| Value::DateTimeMicros(c.tcp_open_request),
+        |c| Value::DateTimeMicros(c.tcp_open_response),
+    ];
+    for (column, value) in columns.into_iter().zip(values) {
+        let rows = if per_connection {
+            (0u16..).zip(all.iter().map(value)).collect()
+        } else {
+            std::collections::BTreeMap::new()
+        };
+        results.push((column, ResourceValue::Multiple(rows)));
+    }
+    results
+}
+
 /// Runs the test of `object`; its outcome, unless it was stopped.
 async fn run(object: ObjectId, tree: Arc<Mutex<Tree>>, cancel: Arc<AtomicBool>) -> Option<Outcome> {
     let job = job(&lock(&tree), object)?;
     let name = dm_objects::diagnostics::kind(object).map_or("a test", |k| k.schema.name);
     info!(test = name, "diagnostic test started");
+    if let Job::Throughput(request, per_connection) = job {
+        let download = request.upload.is_none();
+        let outcome = crate::throughput::run(request, Arc::clone(&cancel)).await;
+        if cancel.load(Ordering::Relaxed) {
+            return None;
+        }
+        let (state, results) = match outcome {
+            Ok(outcome) => (
+                "Complete",
+                throughput_results(&outcome, download, per_connection),
+            ),
+            Err(e) => {
+                warn!(test = name, "{e}");
+                (e.state(), Vec::new())
+            }
+        };
+        info!(test = name, state, "diagnostic test ended");
+        return Some((state, results));
+    }
     let stop = Arc::clone(&cancel);
     let outcome = tokio::task::spawn_blocking(move || match job {
+        Job::Throughput(..) => Err(DiagnosticError::Internal("not a blocking test".into())),
         Job::Ping(request) => ping::ping(&request, &stop).map(|result| {
             let results = ping_results(&result)
                 .into_iter()

@@ -18,6 +18,7 @@ mod host;
 mod provider;
 mod runtime;
 mod software;
+mod throughput;
 
 use std::process::ExitCode;
 

@@ -2108,6 +2108,383 @@ pub mod bulk_data_profile {
     };
 }
 
+/// DownloadDiagnostics (object 50020, version 2.17).
+pub mod download_diagnostics {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50020);
+    /// DiagnosticsState
+    pub const DIAGNOSTICS_STATE: ResourceId = ResourceId(0);
+    /// Interface
+    pub const INTERFACE: ResourceId = ResourceId(1);
+    /// DownloadURL
+    pub const DOWNLOAD_URL: ResourceId = ResourceId(2);
+    /// DownloadTransports
+    pub const DOWNLOAD_TRANSPORTS: ResourceId = ResourceId(3);
+    /// DSCP
+    pub const DSCP: ResourceId = ResourceId(4);
+    /// EthernetPriority
+    pub const ETHERNET_PRIORITY: ResourceId = ResourceId(5);
+    /// TimeBasedTestDuration
+    pub const TIME_BASED_TEST_DURATION: ResourceId = ResourceId(6);
+    /// ProtocolVersion
+    pub const PROTOCOL_VERSION: ResourceId = ResourceId(7);
+    /// NumberOfConnections
+    pub const NUMBER_OF_CONNECTIONS: ResourceId = ResourceId(8);
+    /// IPAddressUsed
+    pub const IP_ADDRESS_USED: ResourceId = ResourceId(9);
+    /// DownloadDiagnosticMaxConnections
+    pub const DOWNLOAD_DIAGNOSTIC_MAX_CONNECTIONS: ResourceId = ResourceId(10);
+    /// ROMTime
+    pub const ROM_TIME: ResourceId = ResourceId(11);
+    /// BOMTime
+    pub const BOM_TIME: ResourceId = ResourceId(12);
+    /// EOMTime
+    pub const EOM_TIME: ResourceId = ResourceId(13);
+    /// TestBytesReceived
+    pub const TEST_BYTES_RECEIVED: ResourceId = ResourceId(14);
+    /// TotalBytesReceived
+    pub const TOTAL_BYTES_RECEIVED: ResourceId = ResourceId(15);
+    /// TotalBytesSent
+    pub const TOTAL_BYTES_SENT: ResourceId = ResourceId(16);
+    /// TestBytesReceivedUnderFullLoading
+    pub const TEST_BYTES_RECEIVED_UNDER_FULL_LOADING: ResourceId = ResourceId(17);
+    /// TotalBytesReceivedUnderFullLoading
+    pub const TOTAL_BYTES_RECEIVED_UNDER_FULL_LOADING: ResourceId = ResourceId(18);
+    /// TotalBytesSentUnderFullLoading
+    pub const TOTAL_BYTES_SENT_UNDER_FULL_LOADING: ResourceId = ResourceId(19);
+    /// PeriodOfFullLoading
+    pub const PERIOD_OF_FULL_LOADING: ResourceId = ResourceId(20);
+    /// TCPOpenRequestTime
+    pub const TCP_OPEN_REQUEST_TIME: ResourceId = ResourceId(21);
+    /// TCPOpenResponseTime
+    pub const TCP_OPEN_RESPONSE_TIME: ResourceId = ResourceId(22);
+    /// EnablePerConnectionResults
+    pub const ENABLE_PER_CONNECTION_RESULTS: ResourceId = ResourceId(23);
+    /// PerConnectionResult.ROMTime
+    pub const PER_CONNECTION_RESULT_ROM_TIME: ResourceId = ResourceId(24);
+    /// PerConnectionResult.BOMTime
+    pub const PER_CONNECTION_RESULT_BOM_TIME: ResourceId = ResourceId(25);
+    /// PerConnectionResult.EOMTime
+    pub const PER_CONNECTION_RESULT_EOM_TIME: ResourceId = ResourceId(26);
+    /// PerConnectionResult.TestBytesReceived
+    pub const PER_CONNECTION_RESULT_TEST_BYTES_RECEIVED: ResourceId = ResourceId(27);
+    /// PerConnectionResult.TotalBytesReceived
+    pub const PER_CONNECTION_RESULT_TOTAL_BYTES_RECEIVED: ResourceId = ResourceId(28);
+    /// PerConnectionResult.TotalBytesSent
+    pub const PER_CONNECTION_RESULT_TOTAL_BYTES_SENT: ResourceId = ResourceId(29);
+    /// PerConnectionResult.TCPOpenRequestTime
+    pub const PER_CONNECTION_RESULT_TCP_OPEN_REQUEST_TIME: ResourceId = ResourceId(30);
+    /// PerConnectionResult.TCPOpenResponseTime
+    pub const PER_CONNECTION_RESULT_TCP_OPEN_RESPONSE_TIME: ResourceId = ResourceId(31);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "DownloadDiagnostics",
+        version: "2.17",
+        multiple: false,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: DIAGNOSTICS_STATE, name: "DiagnosticsState", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["None", "Requested", "Canceled", "Complete", "Completed", "Error_CannotResolveHostName", "Error_NoRouteToHost", "Error_InitConnectionFailed", "Error_NoResponse", "Error_TransferFailed", "Error_PasswordRequestFailed", "Error_LoginFailed", "Error_NoTransferMode", "Error_NoPASV", "Error_IncorrectSize", "Error_Timeout", "Error_Internal", "Error_Other"]) },
+            ResourceSchema { id: INTERFACE, name: "Interface", value_type: ValueType::ObjectLink, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: DOWNLOAD_URL, name: "DownloadURL", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 2048 } },
+            ResourceSchema { id: DOWNLOAD_TRANSPORTS, name: "DownloadTransports", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: DSCP, name: "DSCP", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 0, max: 63 } },
+            ResourceSchema { id: ETHERNET_PRIORITY, name: "EthernetPriority", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 0, max: 7 } },
+            ResourceSchema { id: TIME_BASED_TEST_DURATION, name: "TimeBasedTestDuration", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 0, max: 999 } },
+            ResourceSchema { id: PROTOCOL_VERSION, name: "ProtocolVersion", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Any", "IPv4", "IPv6"]) },
+            ResourceSchema { id: NUMBER_OF_CONNECTIONS, name: "NumberOfConnections", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 4294967295 } },
+            ResourceSchema { id: IP_ADDRESS_USED, name: "IPAddressUsed", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
+            ResourceSchema { id: DOWNLOAD_DIAGNOSTIC_MAX_CONNECTIONS, name: "DownloadDiagnosticMaxConnections", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 4294967295 } },
+            ResourceSchema { id: ROM_TIME, name: "ROMTime", value_type: ValueType::DateTime, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: BOM_TIME, name: "BOMTime", value_type: ValueType::DateTime, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: EOM_TIME, name: "EOMTime", value_type: ValueType::DateTime, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TEST_BYTES_RECEIVED, name: "TestBytesReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TOTAL_BYTES_RECEIVED, name: "TotalBytesReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TOTAL_BYTES_SENT, name: "TotalBytesSent", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TEST_BYTES_RECEIVED_UNDER_FULL_LOADING, name: "TestBytesReceivedUnderFullLoading", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TOTAL_BYTES_RECEIVED_UNDER_FULL_LOADING, name: "TotalBytesReceivedUnderFullLoading", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TOTAL_BYTES_SENT_UNDER_FULL_LOADING, name: "TotalBytesSentUnderFullLoading", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PERIOD_OF_FULL_LOADING, name: "PeriodOfFullLoading", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TCP_OPEN_REQUEST_TIME, name: "TCPOpenRequestTime", value_type: ValueType::DateTime, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TCP_OPEN_RESPONSE_TIME, name: "TCPOpenResponseTime", value_type: ValueType::DateTime, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: ENABLE_PER_CONNECTION_RESULTS, name: "EnablePerConnectionResults", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PER_CONNECTION_RESULT_ROM_TIME, name: "PerConnectionResult.ROMTime", value_type: ValueType::DateTime, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PER_CONNECTION_RESULT_BOM_TIME, name: "PerConnectionResult.BOMTime", value_type: ValueType::DateTime, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PER_CONNECTION_RESULT_EOM_TIME, name: "PerConnectionResult.EOMTime", value_type: ValueType::DateTime, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PER_CONNECTION_RESULT_TEST_BYTES_RECEIVED, name: "PerConnectionResult.TestBytesReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PER_CONNECTION_RESULT_TOTAL_BYTES_RECEIVED, name: "PerConnectionResult.TotalBytesReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PER_CONNECTION_RESULT_TOTAL_BYTES_SENT, name: "PerConnectionResult.TotalBytesSent", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PER_CONNECTION_RESULT_TCP_OPEN_REQUEST_TIME, name: "PerConnectionResult.TCPOpenRequestTime", value_type: ValueType::DateTime, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PER_CONNECTION_RESULT_TCP_OPEN_RESPONSE_TIME, name: "PerConnectionResult.TCPOpenResponseTime", value_type: ValueType::DateTime, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+        ],
+    };
+}
+
+/// UploadDiagnostics (object 50021, version 2.17).
+pub mod upload_diagnostics {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50021);
+    /// DiagnosticsState
+    pub const DIAGNOSTICS_STATE: ResourceId = ResourceId(0);
+    /// Interface
+    pub const INTERFACE: ResourceId = ResourceId(1);
+    /// UploadURL
+    pub const UPLOAD_URL: ResourceId = ResourceId(2);
+    /// UploadTransports
+    pub const UPLOAD_TRANSPORTS: ResourceId = ResourceId(3);
+    /// DSCP
+    pub const DSCP: ResourceId = ResourceId(4);
+    /// EthernetPriority
+    pub const ETHERNET_PRIORITY: ResourceId = ResourceId(5);
+    /// TestFileLength
+    pub const TEST_FILE_LENGTH: ResourceId = ResourceId(6);
+    /// TimeBasedTestDuration
+    pub const TIME_BASED_TEST_DURATION: ResourceId = ResourceId(7);
+    /// ProtocolVersion
+    pub const PROTOCOL_VERSION: ResourceId = ResourceId(8);
+    /// NumberOfConnections
+    pub const NUMBER_OF_CONNECTIONS: ResourceId = ResourceId(9);
+    /// IPAddressUsed
+    pub const IP_ADDRESS_USED: ResourceId = ResourceId(10);
+    /// UploadDiagnosticsMaxConnections
+    pub const UPLOAD_DIAGNOSTICS_MAX_CONNECTIONS: ResourceId = ResourceId(11);
+    /// ROMTime
+    pub const ROM_TIME: ResourceId = ResourceId(12);
+    /// BOMTime
+    pub const BOM_TIME: ResourceId = ResourceId(13);
+    /// EOMTime
+    pub const EOM_TIME: ResourceId = ResourceId(14);
+    /// TestBytesSent
+    pub const TEST_BYTES_SENT: ResourceId = ResourceId(15);
+    /// TotalBytesReceived
+    pub const TOTAL_BYTES_RECEIVED: ResourceId = ResourceId(16);
+    /// TotalBytesSent
+    pub const TOTAL_BYTES_SENT: ResourceId = ResourceId(17);
+    /// TestBytesSentUnderFullLoading
+    pub const TEST_BYTES_SENT_UNDER_FULL_LOADING: ResourceId = ResourceId(18);
+    /// TotalBytesReceivedUnderFullLoading
+    pub const TOTAL_BYTES_RECEIVED_UNDER_FULL_LOADING: ResourceId = ResourceId(19);
+    /// TotalBytesSentUnderFullLoading
+    pub const TOTAL_BYTES_SENT_UNDER_FULL_LOADING: ResourceId = ResourceId(20);
+    /// PeriodOfFullLoading
+    pub const PERIOD_OF_FULL_LOADING: ResourceId = ResourceId(21);
+    /// TCPOpenRequestTime
+    pub const TCP_OPEN_REQUEST_TIME: ResourceId = ResourceId(22);
+    /// TCPOpenResponseTime
+    pub const TCP_OPEN_RESPONSE_TIME: ResourceId = ResourceId(23);
+    /// EnablePerConnectionResults
+    pub const ENABLE_PER_CONNECTION_RESULTS: ResourceId = ResourceId(24);
+    /// PerConnectionResult.ROMTime
+    pub const PER_CONNECTION_RESULT_ROM_TIME: ResourceId = ResourceId(25);
+    /// PerConnectionResult.BOMTime
+    pub const PER_CONNECTION_RESULT_BOM_TIME: ResourceId = ResourceId(26);
+    /// PerConnectionResult.EOMTime
+    pub const PER_CONNECTION_RESULT_EOM_TIME: ResourceId = ResourceId(27);
+    /// PerConnectionResult.TestBytesSent
+    pub const PER_CONNECTION_RESULT_TEST_BYTES_SENT: ResourceId = ResourceId(28);
+    /// PerConnectionResult.TotalBytesReceived
+    pub const PER_CONNECTION_RESULT_TOTAL_BYTES_RECEIVED: ResourceId = ResourceId(29);
+    /// PerConnectionResult.TotalBytesSent
+    pub const PER_CONNECTION_RESULT_TOTAL_BYTES_SENT: ResourceId = ResourceId(30);
+    /// PerConnectionResult.TCPOpenRequestTime
+    pub const PER_CONNECTION_RESULT_TCP_OPEN_REQUEST_TIME: ResourceId = ResourceId(31);
+    /// PerConnectionResult.TCPOpenResponseTime
+    pub const PER_CONNECTION_RESULT_TCP_OPEN_RESPONSE_TIME: ResourceId = ResourceId(32);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "UploadDiagnostics",
+        version: "2.17",
+        multiple: false,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: DIAGNOSTICS_STATE, name: "DiagnosticsState", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["None", "Requested", "Canceled", "Complete", "Completed", "Error_CannotResolveHostName", "Error_NoRouteToHost", "Error_InitConnectionFailed", "Error_NoResponse", "Error_PasswordRequestFailed", "Error_LoginFailed", "Error_NoTransferMode", "Error_NoPASV", "Error_NoCWD", "Error_NoSTOR", "Error_NoTransferComplete", "Error_Timeout", "Error_Internal", "Error_Other"]) },
+            ResourceSchema { id: INTERFACE, name: "Interface", value_type: ValueType::ObjectLink, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: UPLOAD_URL, name: "UploadURL", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 2048 } },
+            ResourceSchema { id: UPLOAD_TRANSPORTS, name: "UploadTransports", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: DSCP, name: "DSCP", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 0, max: 63 } },
+            ResourceSchema { id: ETHERNET_PRIORITY, name: "EthernetPriority", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 0, max: 7 } },
+            ResourceSchema { id: TEST_FILE_LENGTH, name: "TestFileLength", value_type: ValueType::UnsignedLong, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TIME_BASED_TEST_DURATION, name: "TimeBasedTestDuration", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 0, max: 999 } },
+            ResourceSchema { id: PROTOCOL_VERSION, name: "ProtocolVersion", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Any", "IPv4", "IPv6"]) },
+            ResourceSchema { id: NUMBER_OF_CONNECTIONS, name: "NumberOfConnections", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 4294967295 } },
+            ResourceSchema { id: IP_ADDRESS_USED, name: "IPAddressUsed", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
+            ResourceSchema { id: UPLOAD_DIAGNOSTICS_MAX_CONNECTIONS, name: "UploadDiagnosticsMaxConnections", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 4294967295 } },
+            ResourceSchema { id: ROM_TIME, name: "ROMTime", value_type: ValueType::DateTime, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: BOM_TIME, name: "BOMTime", value_type: ValueType::DateTime, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: EOM_TIME, name: "EOMTime", value_type: ValueType::DateTime, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TEST_BYTES_SENT, name: "TestBytesSent", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TOTAL_BYTES_RECEIVED, name: "TotalBytesReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TOTAL_BYTES_SENT, name: "TotalBytesSent", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TEST_BYTES_SENT_UNDER_FULL_LOADING, name: "TestBytesSentUnderFullLoading", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TOTAL_BYTES_RECEIVED_UNDER_FULL_LOADING, name: "TotalBytesReceivedUnderFullLoading", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TOTAL_BYTES_SENT_UNDER_FULL_LOADING, name: "TotalBytesSentUnderFullLoading", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PERIOD_OF_FULL_LOADING, name: "PeriodOfFullLoading", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TCP_OPEN_REQUEST_TIME, name: "TCPOpenRequestTime", value_type: ValueType::DateTime, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TCP_OPEN_RESPONSE_TIME, name: "TCPOpenResponseTime", value_type: ValueType::DateTime, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: ENABLE_PER_CONNECTION_RESULTS, name: "EnablePerConnectionResults", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PER_CONNECTION_RESULT_ROM_TIME, name: "PerConnectionResult.ROMTime", value_type: ValueType::DateTime, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PER_CONNECTION_RESULT_BOM_TIME, name: "PerConnectionResult.BOMTime", value_type: ValueType::DateTime, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PER_CONNECTION_RESULT_EOM_TIME, name: "PerConnectionResult.EOMTime", value_type: ValueType::DateTime, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PER_CONNECTION_RESULT_TEST_BYTES_SENT, name: "PerConnectionResult.TestBytesSent", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PER_CONNECTION_RESULT_TOTAL_BYTES_RECEIVED, name: "PerConnectionResult.TotalBytesReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PER_CONNECTION_RESULT_TOTAL_BYTES_SENT, name: "PerConnectionResult.TotalBytesSent", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PER_CONNECTION_RESULT_TCP_OPEN_REQUEST_TIME, name: "PerConnectionResult.TCPOpenRequestTime", value_type: ValueType::DateTime, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PER_CONNECTION_RESULT_TCP_OPEN_RESPONSE_TIME, name: "PerConnectionResult.TCPOpenResponseTime", value_type: ValueType::DateTime, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+        ],
+    };
+}
+
+/// UDPEchoConfig (object 50022, version 2.17).
+pub mod udp_echo_config {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50022);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(0);
+    /// Interface
+    pub const INTERFACE: ResourceId = ResourceId(1);
+    /// SourceIPAddress
+    pub const SOURCE_IP_ADDRESS: ResourceId = ResourceId(2);
+    /// UDPPort
+    pub const UDP_PORT: ResourceId = ResourceId(3);
+    /// EchoPlusEnabled
+    pub const ECHO_PLUS_ENABLED: ResourceId = ResourceId(4);
+    /// EchoPlusSupported
+    pub const ECHO_PLUS_SUPPORTED: ResourceId = ResourceId(5);
+    /// PacketsReceived
+    pub const PACKETS_RECEIVED: ResourceId = ResourceId(6);
+    /// PacketsResponded
+    pub const PACKETS_RESPONDED: ResourceId = ResourceId(7);
+    /// BytesReceived
+    pub const BYTES_RECEIVED: ResourceId = ResourceId(8);
+    /// BytesResponded
+    pub const BYTES_RESPONDED: ResourceId = ResourceId(9);
+    /// TimeFirstPacketReceived
+    pub const TIME_FIRST_PACKET_RECEIVED: ResourceId = ResourceId(10);
+    /// TimeLastPacketReceived
+    pub const TIME_LAST_PACKET_RECEIVED: ResourceId = ResourceId(11);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "UDPEchoConfig",
+        version: "2.17",
+        multiple: false,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: INTERFACE, name: "Interface", value_type: ValueType::ObjectLink, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: SOURCE_IP_ADDRESS, name: "SourceIPAddress", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
+            ResourceSchema { id: UDP_PORT, name: "UDPPort", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: ECHO_PLUS_ENABLED, name: "EchoPlusEnabled", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: ECHO_PLUS_SUPPORTED, name: "EchoPlusSupported", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PACKETS_RECEIVED, name: "PacketsReceived", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PACKETS_RESPONDED, name: "PacketsResponded", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: BYTES_RECEIVED, name: "BytesReceived", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: BYTES_RESPONDED, name: "BytesResponded", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TIME_FIRST_PACKET_RECEIVED, name: "TimeFirstPacketReceived", value_type: ValueType::DateTime, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TIME_LAST_PACKET_RECEIVED, name: "TimeLastPacketReceived", value_type: ValueType::DateTime, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+        ],
+    };
+}
+
+/// UDPEchoDiagnostics (object 50023, version 2.17).
+pub mod udp_echo {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50023);
+    /// DiagnosticsState
+    pub const DIAGNOSTICS_STATE: ResourceId = ResourceId(0);
+    /// Interface
+    pub const INTERFACE: ResourceId = ResourceId(1);
+    /// Host
+    pub const HOST: ResourceId = ResourceId(2);
+    /// Port
+    pub const PORT: ResourceId = ResourceId(3);
+    /// NumberOfRepetitions
+    pub const NUMBER_OF_REPETITIONS: ResourceId = ResourceId(4);
+    /// Timeout
+    pub const TIMEOUT: ResourceId = ResourceId(5);
+    /// DataBlockSize
+    pub const DATA_BLOCK_SIZE: ResourceId = ResourceId(6);
+    /// DSCP
+    pub const DSCP: ResourceId = ResourceId(7);
+    /// InterTransmissionTime
+    pub const INTER_TRANSMISSION_TIME: ResourceId = ResourceId(8);
+    /// ProtocolVersion
+    pub const PROTOCOL_VERSION: ResourceId = ResourceId(9);
+    /// IPAddressUsed
+    pub const IP_ADDRESS_USED: ResourceId = ResourceId(10);
+    /// SuccessCount
+    pub const SUCCESS_COUNT: ResourceId = ResourceId(11);
+    /// FailureCount
+    pub const FAILURE_COUNT: ResourceId = ResourceId(12);
+    /// AverageResponseTime
+    pub const AVERAGE_RESPONSE_TIME: ResourceId = ResourceId(13);
+    /// MinimumResponseTime
+    pub const MINIMUM_RESPONSE_TIME: ResourceId = ResourceId(14);
+    /// MaximumResponseTime
+    pub const MAXIMUM_RESPONSE_TIME: ResourceId = ResourceId(15);
+    /// EnableIndividualPacketResults
+    pub const ENABLE_INDIVIDUAL_PACKET_RESULTS: ResourceId = ResourceId(16);
+    /// UDPEchoDiagnosticsMaxResults
+    pub const UDP_ECHO_DIAGNOSTICS_MAX_RESULTS: ResourceId = ResourceId(17);
+    /// IndividualPacketResult.PacketSuccess
+    pub const INDIVIDUAL_PACKET_RESULT_PACKET_SUCCESS: ResourceId = ResourceId(18);
+    /// IndividualPacketResult.PacketSendTime
+    pub const INDIVIDUAL_PACKET_RESULT_PACKET_SEND_TIME: ResourceId = ResourceId(19);
+    /// IndividualPacketResult.PacketReceiveTime
+    pub const INDIVIDUAL_PACKET_RESULT_PACKET_RECEIVE_TIME: ResourceId = ResourceId(20);
+    /// IndividualPacketResult.TestGenSN
+    pub const INDIVIDUAL_PACKET_RESULT_TEST_GEN_SN: ResourceId = ResourceId(21);
+    /// IndividualPacketResult.TestRespSN
+    pub const INDIVIDUAL_PACKET_RESULT_TEST_RESP_SN: ResourceId = ResourceId(22);
+    /// IndividualPacketResult.TestRespRcvTimeStamp
+    pub const INDIVIDUAL_PACKET_RESULT_TEST_RESP_RCV_TIME_STAMP: ResourceId = ResourceId(23);
+    /// IndividualPacketResult.TestRespReplyTimeStamp
+    pub const INDIVIDUAL_PACKET_RESULT_TEST_RESP_REPLY_TIME_STAMP: ResourceId = ResourceId(24);
+    /// IndividualPacketResult.TestRespReplyFailureCount
+    pub const INDIVIDUAL_PACKET_RESULT_TEST_RESP_REPLY_FAILURE_COUNT: ResourceId = ResourceId(25);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "UDPEchoDiagnostics",
+        version: "2.17",
+        multiple: false,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: DIAGNOSTICS_STATE, name: "DiagnosticsState", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["None", "Requested", "Canceled", "Complete", "Completed", "Error_CannotResolveHostName", "Error_Internal", "Error_Other"]) },
+            ResourceSchema { id: INTERFACE, name: "Interface", value_type: ValueType::ObjectLink, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: HOST, name: "Host", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: PORT, name: "Port", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 65535 } },
+            ResourceSchema { id: NUMBER_OF_REPETITIONS, name: "NumberOfRepetitions", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 4294967295 } },
+            ResourceSchema { id: TIMEOUT, name: "Timeout", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 4294967295 } },
+            ResourceSchema { id: DATA_BLOCK_SIZE, name: "DataBlockSize", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 65535 } },
+            ResourceSchema { id: DSCP, name: "DSCP", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 0, max: 63 } },
+            ResourceSchema { id: INTER_TRANSMISSION_TIME, name: "InterTransmissionTime", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 65535 } },
+            ResourceSchema { id: PROTOCOL_VERSION, name: "ProtocolVersion", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Any", "IPv4", "IPv6"]) },
+            ResourceSchema { id: IP_ADDRESS_USED, name: "IPAddressUsed", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
+            ResourceSchema { id: SUCCESS_COUNT, name: "SuccessCount", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: FAILURE_COUNT, name: "FailureCount", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: AVERAGE_RESPONSE_TIME, name: "AverageResponseTime", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MINIMUM_RESPONSE_TIME, name: "MinimumResponseTime", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MAXIMUM_RESPONSE_TIME, name: "MaximumResponseTime", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: ENABLE_INDIVIDUAL_PACKET_RESULTS, name: "EnableIndividualPacketResults", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: UDP_ECHO_DIAGNOSTICS_MAX_RESULTS, name: "UDPEchoDiagnosticsMaxResults", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 4294967295 } },
+            ResourceSchema { id: INDIVIDUAL_PACKET_RESULT_PACKET_SUCCESS, name: "IndividualPacketResult.PacketSuccess", value_type: ValueType::Boolean, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: INDIVIDUAL_PACKET_RESULT_PACKET_SEND_TIME, name: "IndividualPacketResult.PacketSendTime", value_type: ValueType::DateTime, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: INDIVIDUAL_PACKET_RESULT_PACKET_RECEIVE_TIME, name: "IndividualPacketResult.PacketReceiveTime", value_type: ValueType::DateTime, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: INDIVIDUAL_PACKET_RESULT_TEST_GEN_SN, name: "IndividualPacketResult.TestGenSN", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: INDIVIDUAL_PACKET_RESULT_TEST_RESP_SN, name: "IndividualPacketResult.TestRespSN", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: INDIVIDUAL_PACKET_RESULT_TEST_RESP_RCV_TIME_STAMP, name: "IndividualPacketResult.TestRespRcvTimeStamp", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: INDIVIDUAL_PACKET_RESULT_TEST_RESP_REPLY_TIME_STAMP, name: "IndividualPacketResult.TestRespReplyTimeStamp", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: INDIVIDUAL_PACKET_RESULT_TEST_RESP_REPLY_FAILURE_COUNT, name: "IndividualPacketResult.TestRespReplyFailureCount", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -2144,4 +2521,8 @@ pub static ALL: &[&ObjectSchema] = &[
     &server_selection::SCHEMA,
     &bulk_data::SCHEMA,
     &bulk_data_profile::SCHEMA,
+    &download_diagnostics::SCHEMA,
+    &upload_diagnostics::SCHEMA,
+    &udp_echo_config::SCHEMA,
+    &udp_echo::SCHEMA,
 ];

@@ -18,7 +18,10 @@
 
 use std::collections::BTreeMap;
 
-use dm_core::catalog::{ip_ping, ns_lookup, server_selection, trace_route};
+use dm_core::catalog::{
+    download_diagnostics, ip_ping, ns_lookup, server_selection, trace_route, udp_echo,
+    upload_diagnostics,
+};
 use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectLink, ObjectSchema, Origin, Path, ResourceId,
     ResourceValue, Slot, Tree, Value,
@@ -62,7 +65,192 @@ pub const KINDS: &[Kind] = &[
         results: selection_results,
         inputs: selection_inputs,
     },
+    Kind {
+        schema: &download_diagnostics::SCHEMA,
+        state: download_diagnostics::DIAGNOSTICS_STATE,
+        results: download_results,
+        inputs: download_inputs,
+    },
+    Kind {
+        schema: &upload_diagnostics::SCHEMA,
+        state: upload_diagnostics::DIAGNOSTICS_STATE,
+        results: upload_results,
+        inputs: upload_inputs,
+    },
+    Kind {
+        schema: &udp_echo::SCHEMA,
+        state: udp_echo::DIAGNOSTICS_STATE,
+        results: echo_results,
+        inputs: echo_inputs,
+    },
 ];
+
+/// The most connections a throughput test opens.
+pub const MAX_CONNECTIONS: u64 = 4;
+/// The most IndividualPacketResult rows a UDP echo test keeps.
+pub const MAX_ECHO_RESULTS: u64 = 100;
+
+fn empty_columns(columns: &[ResourceId]) -> Vec<(ResourceId, ResourceValue)> {
+    columns
+        .iter()
+        .map(|&c| (c, ResourceValue::Multiple(BTreeMap::new())))
+        .collect()
+}
+
+/// TR-143's times before a test: the unknown time.
+fn no_time() -> Value {
+    Value::DateTime(UNKNOWN_TIME)
+}
+
+/// TR-106's unknown time (0001-01-01T00:00:00Z) in Unix seconds.
+pub const UNKNOWN_TIME: i64 = -62_135_596_800;
+
+fn download_results() -> Vec<(ResourceId, ResourceValue)> {
+    use download_diagnostics::*;
+    let zero = || Value::Unsigned(0);
+    let mut results = single(vec![
+        (IP_ADDRESS_USED, Value::String(String::new())),
+        (ROM_TIME, no_time()),
+        (BOM_TIME, no_time()),
+        (EOM_TIME, no_time()),
+        (TEST_BYTES_RECEIVED, zero()),
+        (TOTAL_BYTES_RECEIVED, zero()),
+        (TOTAL_BYTES_SENT, zero()),
+        (TEST_BYTES_RECEIVED_UNDER_FULL_LOADING, zero()),
+        (TOTAL_BYTES_RECEIVED_UNDER_FULL_LOADING, zero()),
+        (TOTAL_BYTES_SENT_UNDER_FULL_LOADING, zero()),
+        (PERIOD_OF_FULL_LOADING, zero()),
+        (TCP_OPEN_REQUEST_TIME, no_time()),
+        (TCP_OPEN_RESPONSE_TIME, no_time()),
+    ]);
+    results.extend(empty_columns(&[
+        PER_CONNECTION_RESULT_ROM_TIME,
+        PER_CONNECTION_RESULT_BOM_TIME,
+        PER_CONNECTION_RESULT_EOM_TIME,
+        PER_CONNECTION_RESULT_TEST_BYTES_RECEIVED,
+        PER_CONNECTION_RESULT_TOTAL_BYTES_RECEIVED,
+        PER_CONNECTION_RESULT_TOTAL_BYTES_SENT,
+        PER_CONNECTION_RESULT_TCP_OPEN_REQUEST_TIME,
+        PER_CONNECTION_RESULT_TCP_OPEN_RESPONSE_TIME,
+    ]));
+    results
+}
+
+fn download_inputs() -> Vec<(ResourceId, Value)> {
+    use download_diagnostics::*;
+    vec![
+        (INTERFACE, Value::ObjectLink(NO_ROW)),
+        (DOWNLOAD_URL, Value::String(String::new())),
+        (DOWNLOAD_TRANSPORTS, Value::String("HTTP".into())),
+        (DSCP, Value::Unsigned(0)),
+        (ETHERNET_PRIORITY, Value::Unsigned(0)),
+        (TIME_BASED_TEST_DURATION, Value::Unsigned(0)),
+        (PROTOCOL_VERSION, Value::String("Any".into())),
+        (NUMBER_OF_CONNECTIONS, Value::Unsigned(1)),
+        (
+            DOWNLOAD_DIAGNOSTIC_MAX_CONNECTIONS,
+            Value::Unsigned(MAX_CONNECTIONS),
+        ),
+        (ENABLE_PER_CONNECTION_RESULTS, Value::Boolean(false)),
+    ]
+}
+
+fn upload_results() -> Vec<(ResourceId, ResourceValue)> {
+    use upload_diagnostics::*;
+    let zero = || Value::Unsigned(0);
+    let mut results = single(vec![
+        (IP_ADDRESS_USED, Value::String(String::new())),
+        (ROM_TIME, no_time()),
+        (BOM_TIME, no_time()),
+        (EOM_TIME, no_time()),
+        (TEST_BYTES_SENT, zero()),
+        (TOTAL_BYTES_RECEIVED, zero()),
+        (TOTAL_BYTES_SENT, zero()),
+        (TEST_BYTES_SENT_UNDER_FULL_LOADING, zero()),
+        (TOTAL_BYTES_RECEIVED_UNDER_FULL_LOADING, zero()),
+        (TOTAL_BYTES_SENT_UNDER_FULL_LOADING, zero()),
+        (PERIOD_OF_FULL_LOADING, zero()),
+        (TCP_OPEN_REQUEST_TIME, no_time()),
+        (TCP_OPEN_RESPONSE_TIME, no_time()),
+    ]);
+    results.extend(empty_columns(&[
+        PER_CONNECTION_RESULT_ROM_TIME,
+        PER_CONNECTION_RESULT_BOM_TIME,
+        PER_CONNECTION_RESULT_EOM_TIME,
+        PER_CONNECTION_RESULT_TEST_BYTES_SENT,
+        PER_CONNECTION_RESULT_TOTAL_BYTES_RECEIVED,
+        PER_CONNECTION_RESULT_TOTAL_BYTES_SENT,
+        PER_CONNECTION_RESULT_TCP_OPEN_REQUEST_TIME,
+        PER_CONNECTION_RESULT_TCP_OPEN_RESPONSE_TIME,
+    ]));
+    results
+}
+
+fn upload_inputs() -> Vec<(ResourceId, Value)> {
+    use upload_diagnostics::*;
+    vec![
+        (INTERFACE, Value::ObjectLink(NO_ROW)),
+        (UPLOAD_URL, Value::String(String::new())),
+        (UPLOAD_TRANSPORTS, Value::String("HTTP".into())),
+        (DSCP, Value::Unsigned(0)),
+        (ETHERNET_PRIORITY, Value::Unsigned(0)),
+        (TEST_FILE_LENGTH, Value::Unsigned(0)),
+        (TIME_BASED_TEST_DURATION, Value::Unsigned(0)),
+        (PROTOCOL_VERSION, Value::String("Any".into())),
+        (NUMBER_OF_CONNECTIONS, Value::Unsigned(1)),
+        (
+            UPLOAD_DIAGNOSTICS_MAX_CONNECTIONS,
+            Value::Unsigned(MAX_CONNECTIONS),
+        ),
+        (ENABLE_PER_CONNECTION_RESULTS, Value::Boolean(false)),
+    ]
+}
+
+fn echo_results() -> Vec<(ResourceId, ResourceValue)> {
+    use udp_echo::*;
+    let zero = || Value::Unsigned(0);
+    let mut results = single(vec![
+        (IP_ADDRESS_USED, Value::String(String::new())),
+        (SUCCESS_COUNT, zero()),
+        (FAILURE_COUNT, zero()),
+        (AVERAGE_RESPONSE_TIME, zero()),
+        (MINIMUM_RESPONSE_TIME, zero()),
+        (MAXIMUM_RESPONSE_TIME, zero()),
+    ]);
+    results.extend(empty_columns(&[
+        INDIVIDUAL_PACKET_RESULT_PACKET_SUCCESS,
+        INDIVIDUAL_PACKET_RESULT_PACKET_SEND_TIME,
+        INDIVIDUAL_PACKET_RESULT_PACKET_RECEIVE_TIME,
+        INDIVIDUAL_PACKET_RESULT_TEST_GEN_SN,
+        INDIVIDUAL_PACKET_RESULT_TEST_RESP_SN,
+        INDIVIDUAL_PACKET_RESULT_TEST_RESP_RCV_TIME_STAMP,
+        INDIVIDUAL_PACKET_RESULT_TEST_RESP_REPLY_TIME_STAMP,
+        INDIVIDUAL_PACKET_RESULT_TEST_RESP_REPLY_FAILURE_COUNT,
+    ]));
+    results
+}
+
+/// TR-143's example test: 1 s apart, 5 s to answer, 24 bytes (the UDP
+/// Echo Plus header and 4 more).
+fn echo_inputs() -> Vec<(ResourceId, Value)> {
+    use udp_echo::*;
+    vec![
+        (INTERFACE, Value::ObjectLink(NO_ROW)),
+        (HOST, Value::String(String::new())),
+        (PORT, Value::Unsigned(0)),
+        (NUMBER_OF_REPETITIONS, Value::Unsigned(1)),
+        (TIMEOUT, Value::Unsigned(5000)),
+        (DATA_BLOCK_SIZE, Value::Unsigned(24)),
+        (DSCP, Value::Unsigned(0)),
+        (INTER_TRANSMISSION_TIME, Value::Unsigned(1000)),
+        (PROTOCOL_VERSION, Value::String("Any".into())),
+        (ENABLE_INDIVIDUAL_PACKET_RESULTS, Value::Boolean(false)),
+        (
+            UDP_ECHO_DIAGNOSTICS_MAX_RESULTS,
+            Value::Unsigned(MAX_ECHO_RESULTS),
+        ),
+    ]
+}
 
 fn selection_results() -> Vec<(ResourceId, ResourceValue)> {
     use server_selection::*;
@@ -247,6 +435,7 @@ impl ObjectHandler for Diagnostic {
                 reason: "only ICMP is supported".into(),
             });
         }
+        check_throughput(self.kind.schema.id, instance, written, state)?;
         let path = Path::resource(self.kind.schema.id, instance, self.kind.state);
         if !written.contains(&self.kind.state) {
             // An input changed: the test that was asked for, or the
@@ -275,4 +464,60 @@ impl ObjectHandler for Diagnostic {
             }),
         }
     }
+}
+
+/// What a throughput test the agent can run takes: an http:// URL (the
+/// transports it announces), a file-based test (no TimeBasedTestDuration),
+/// up to [`MAX_CONNECTIONS`] connections.
+fn check_throughput(
+    object: dm_core::ObjectId,
+    instance: InstanceId,
+    written: &[ResourceId],
+    state: &Instance,
+) -> Result<(), Error> {
+    let (url, duration, connections) = if object == download_diagnostics::ID {
+        use download_diagnostics::*;
+        (
+            DOWNLOAD_URL,
+            TIME_BASED_TEST_DURATION,
+            NUMBER_OF_CONNECTIONS,
+        )
+    } else if object == upload_diagnostics::ID {
+        use upload_diagnostics::*;
+        (UPLOAD_URL, TIME_BASED_TEST_DURATION, NUMBER_OF_CONNECTIONS)
+    } else {
+        return Ok(());
+    };
+    let refuse = |resource, reason: String| Error::Rejected {
+        path: Path::resource(object, instance, resource),
+        reason,
+    };
+    if written.contains(&url)
+        && let Some(Value::String(text)) = state.value(url)
+        && !text.is_empty()
+        && !text
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+    {
+        return Err(refuse(
+            url,
+            format!("{text:?}: an http:// URL (the transports are HTTP)"),
+        ));
+    }
+    if written.contains(&duration) && state.value(duration) != Some(&Value::Unsigned(0)) {
+        return Err(refuse(
+            duration,
+            "time-based tests are not offered: 0 (the file's size decides)".into(),
+        ));
+    }
+    if written.contains(&connections)
+        && let Some(Value::Unsigned(n)) = state.value(connections)
+        && *n > MAX_CONNECTIONS
+    {
+        return Err(refuse(
+            connections,
+            format!("{n}: at most {MAX_CONNECTIONS} (the MaxConnections announced)"),
+        ));
+    }
+    Ok(())
 }

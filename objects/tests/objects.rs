@@ -1664,4 +1664,34 @@ fn diagnostics_state_follows_tr_181s_rules() {
         matches!(&refused, Err(e) if e.to_string().contains("only ICMP")),
         "{refused:?}"
     );
+    // Throughput tests take what the agent runs: http://, file-based, up
+    // to the connections announced.
+    use dm_core::catalog::download_diagnostics as download;
+    let write = |tree: &mut Tree, r, v: Value| {
+        tree.begin(Origin::Acs)
+            .set(Path::resource(download::ID, InstanceId(0), r), v)
+            .commit()
+    };
+    for (resource, value) in [
+        (download::DOWNLOAD_URL, Value::String("ftp://x/f".into())),
+        (download::TIME_BASED_TEST_DURATION, Value::Unsigned(10)),
+        (download::NUMBER_OF_CONNECTIONS, Value::Unsigned(5)),
+    ] {
+        assert!(
+            write(&mut f.tree, resource, value.clone()).is_err(),
+            "{value:?}"
+        );
+    }
+    write(
+        &mut f.tree,
+        download::DOWNLOAD_URL,
+        Value::String("HTTP://x/f".into()),
+    )
+    .unwrap();
+    write(
+        &mut f.tree,
+        download::NUMBER_OF_CONNECTIONS,
+        Value::Unsigned(4),
+    )
+    .unwrap();
 }

@@ -416,3 +416,146 @@ fn ns_lookup_asks_the_server_named() {
     let bad_server = next();
     assert_eq!(bad_server("DiagnosticsState"), "Error_DNSServerNotResolved");
 }
+
+fn set_values(key: &str, values: &[(&str, &str, &str)]) -> String {
+    let list: String = values
+        .iter()
+        .map(|(name, kind, value)| {
+            format!(
+                "<ParameterValueStruct><Name>{name}</Name>\
+                 <Value xsi:type=\"xsd:{kind}\">{value}</Value></ParameterValueStruct>"
+            )
+        })
+        .collect();
+    format!(
+        "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[{}]\">\
+         {list}</ParameterList><ParameterKey>{key}</ParameterKey></cwmp:SetParameterValues>",
+        values.len()
+    )
+}
+
+fn read(object: &str) -> String {
+    format!(
+        "<cwmp:GetParameterValues><ParameterNames><string>{object}</string>\
+         </ParameterNames></cwmp:GetParameterValues>"
+    )
+}
+
+/// A TR-143 dateTime to the microsecond, as µs since the epoch.
+fn micros(text: &str) -> i64 {
+    let (seconds, fraction) = text
+        .strip_suffix('Z')
+        .and_then(|t| t.split_once('.'))
+        .unwrap_or_else(|| panic!("{text:?} has no microseconds"));
+    assert_eq!(fraction.len(), 6, "{text:?}");
+    let whole: jiff::Timestamp = format!("{seconds}Z").parse().unwrap();
+    whole.as_second() * 1_000_000 + fraction.parse::<i64>().unwrap()
+}
+
+/// DownloadDiagnostics over two connections and UploadDiagnostics,
+/// against a test HTTP server in a namespace of the test's: the bytes
+/// each reports are the file's, its times are in order to the
+/// microsecond, and the server got what the upload says it sent.
+#[test]
+fn download_and_upload_report_the_bytes_moved_and_their_times() {
+    let netns = Netns::new(&format!("dmt-tput-{}", std::process::id()));
+    netns.ip("link set lo up");
+    let mut server = Guard(
+        Command::new("ip")
+            .args(["netns", "exec", &netns.0, "python3"])
+            .arg(format!(
+                "{}/../tests/peers/http_sink.py",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .arg("8080")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(server.0.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "READY");
+
+    const DOWNLOAD: &str = "Device.IP.Diagnostics.DownloadDiagnostics.";
+    const UPLOAD: &str = "Device.IP.Diagnostics.UploadDiagnostics.";
+    let set_download = set_values(
+        "download",
+        &[
+            (
+                &format!("{DOWNLOAD}DownloadURL"),
+                "string",
+                "http://127.0.0.1:8080/file?size=3000000",
+            ),
+            (
+                &format!("{DOWNLOAD}NumberOfConnections"),
+                "unsignedInt",
+                "2",
+            ),
+            (
+                &format!("{DOWNLOAD}EnablePerConnectionResults"),
+                "boolean",
+                "true",
+            ),
+            (
+                &format!("{DOWNLOAD}DiagnosticsState"),
+                "string",
+                "Requested",
+            ),
+        ],
+    );
+    let set_upload = set_values(
+        "upload",
+        &[
+            (
+                &format!("{UPLOAD}UploadURL"),
+                "string",
+                "http://127.0.0.1:8080/sink",
+            ),
+            (&format!("{UPLOAD}TestFileLength"), "unsignedInt", "1000000"),
+            (&format!("{UPLOAD}DiagnosticsState"), "string", "Requested"),
+        ],
+    );
+    let sessions = vec![
+        vec![read(UPLOAD)],
+        vec![read(DOWNLOAD), set_upload],
+        vec![set_download],
+    ];
+    let acs = acs_in(&netns.0, sessions);
+    let (_agent, _dir) = agent_in(&netns.0, &acs, "SN-TPUT");
+
+    acs.post_with("<cwmp:SetParameterValuesResponse>");
+    acs.post_with("8 DIAGNOSTICS COMPLETE");
+    let got = values(&acs.post_with("<cwmp:GetParameterValuesResponse>"));
+    let at = |name: &str| got[&format!("{DOWNLOAD}{name}")].clone();
+    assert_eq!(at("DiagnosticsState"), "Complete", "{got:?}");
+    assert_eq!(at("TestBytesReceived"), "6000000");
+    assert_eq!(at("PerConnectionResultNumberOfEntries"), "2");
+    for n in 1..=2 {
+        assert_eq!(
+            at(&format!("PerConnectionResult.{n}.TestBytesReceived")),
+            "3000000"
+        );
+    }
+    assert_eq!(at("IPAddressUsed"), "127.0.0.1");
+    let (open, rom, bom, eom) = (
+        micros(&at("TCPOpenRequestTime")),
+        micros(&at("ROMTime")),
+        micros(&at("BOMTime")),
+        micros(&at("EOMTime")),
+    );
+    assert!(open <= rom && rom <= bom && bom < eom, "{got:?}");
+    // At the IP layer (the loopback's counters): the file and more.
+    let total: u64 = at("TotalBytesReceived").parse().unwrap();
+    assert!(total >= 6_000_000, "{total}");
+    let loaded: u64 = at("TestBytesReceivedUnderFullLoading").parse().unwrap();
+    assert!(loaded <= 6_000_000, "{loaded}");
+
+    acs.post_with("<cwmp:SetParameterValuesResponse>");
+    acs.post_with("8 DIAGNOSTICS COMPLETE");
+    let got = values(&acs.post_with("<cwmp:GetParameterValuesResponse>"));
+    let at = |name: &str| got[&format!("{UPLOAD}{name}")].clone();
+    assert_eq!(at("DiagnosticsState"), "Complete", "{got:?}");
+    assert_eq!(at("TestBytesSent"), "1000000");
+    assert_eq!(lines.next().unwrap().unwrap(), "PUT 1000000");
+    assert!(micros(&at("BOMTime")) <= micros(&at("EOMTime")), "{got:?}");
+    assert_eq!(at("PerConnectionResultNumberOfEntries"), "0");
+}

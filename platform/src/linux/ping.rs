@@ -172,7 +172,7 @@ fn open(v6: bool) -> Result<Echo, DiagnosticError> {
 }
 
 /// The first address of `interface` of the family of `v6`.
-pub(crate) fn source_of(interface: &str, v6: bool) -> Option<IpAddr> {
+pub fn source_of(interface: &str, v6: bool) -> Option<IpAddr> {
     nix::ifaddrs::getifaddrs()
         .ok()?
         .filter(|a| a.interface_name == interface)
@@ -185,6 +185,20 @@ pub(crate) fn source_of(interface: &str, v6: bool) -> Option<IpAddr> {
             }
         })
         .next()
+}
+
+/// The interface that holds `address` (the source a connection was
+/// given), for its counters.
+pub fn interface_with(address: IpAddr) -> Option<String> {
+    nix::ifaddrs::getifaddrs()
+        .ok()?
+        .find(|a| {
+            a.address.is_some_and(|s| {
+                s.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())) == Some(address)
+                    || s.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())) == Some(address)
+            })
+        })
+        .map(|a| a.interface_name)
 }
 
 /// Runs the test. Echoes go one at a time; `cancel` stops it between
