@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use dm_core::catalog::{
     download_diagnostics, ethernet, ip_interface, ip_ping, ns_lookup, server_selection,
-    trace_route, upload_diagnostics,
+    trace_route, udp_echo, upload_diagnostics,
 };
 use dm_core::{
     Change, ChangeKind, InstanceId, ObjectId, Origin, Path, ResourceId, ResourceValue, Tree, Value,
@@ -250,6 +250,8 @@ enum Job {
     /// A download or an upload; whether each connection's results are
     /// kept.
     Throughput(crate::throughput::Request, bool),
+    /// A UDP echo test; whether each packet's results are kept.
+    Echo(crate::udp_echo::EchoRequest, bool),
 }
 
 /// What a kind's inputs have in common (TR-181 names them alike).
@@ -267,35 +269,8 @@ fn common(
     interface: ResourceId,
 ) -> Common {
     let at = |r| Path::resource(object, InstanceId(0), r);
-    // The interface, by the kernel's name: an IP interface's, or the
-    // Ethernet link's (the same kernel interface); another row (a Wi-Fi
-    // profile) names none, and the route decides, as with no row.
     let interface = match read(tree, at(interface)) {
-        Some(Value::ObjectLink(link)) if link != dm_core::ObjectLink::NULL => {
-            let name = if link.object == ip_interface::ID {
-                Some(ip_interface::NAME)
-            } else if link.object == ethernet::ID {
-                Some(ethernet::NAME)
-            } else {
-                None
-            };
-            let found = name.and_then(|name| {
-                match read(
-                    tree,
-                    Path::resource(link.object, InstanceId(link.instance), name),
-                ) {
-                    Some(Value::String(name)) if !name.is_empty() => Some(name),
-                    _ => None,
-                }
-            });
-            if found.is_none() {
-                warn!(
-                    row = %Path::instance(link.object, InstanceId(link.instance)),
-                    "the test's Interface names no network interface: the route decides"
-                );
-            }
-            found
-        }
+        Some(Value::ObjectLink(link)) => interface_name(tree, link),
         _ => None,
     };
     Common {
@@ -310,6 +285,39 @@ fn common(
         },
         interface,
     }
+}
+
+/// The kernel's name of the interface a test's Interface names: an IP
+/// interface's, or the Ethernet link's (the same kernel interface);
+/// another row (a Wi-Fi profile) names none, and the route decides, as
+/// with no row.
+pub fn interface_name(tree: &Tree, link: dm_core::ObjectLink) -> Option<String> {
+    if link == dm_core::ObjectLink::NULL {
+        return None;
+    }
+    let name = if link.object == ip_interface::ID {
+        Some(ip_interface::NAME)
+    } else if link.object == ethernet::ID {
+        Some(ethernet::NAME)
+    } else {
+        None
+    };
+    let found = name.and_then(|name| {
+        match read(
+            tree,
+            Path::resource(link.object, InstanceId(link.instance), name),
+        ) {
+            Some(Value::String(name)) if !name.is_empty() => Some(name),
+            _ => None,
+        }
+    });
+    if found.is_none() {
+        warn!(
+            row = %Path::instance(link.object, InstanceId(link.instance)),
+            "the test's Interface names no network interface: the route decides"
+        );
+    }
+    found
 }
 
 fn unsigned(tree: &Tree, object: ObjectId, resource: ResourceId, default: u64) -> u64 {
@@ -422,6 +430,32 @@ fn job(tree: &Tree, object: ObjectId) -> Option<Job> {
                 dscp: u8::try_from(unsigned(tree, object, dscp, 0)).unwrap_or(0),
             },
             matches!(read(tree, at(per_connection)), Some(Value::Boolean(true))),
+        ));
+    }
+    if object == udp_echo::ID {
+        use udp_echo::*;
+        let c = common(tree, ID, HOST, Some(PROTOCOL_VERSION), INTERFACE);
+        return Some(Job::Echo(
+            crate::udp_echo::EchoRequest {
+                host: c.host,
+                port: u16::try_from(unsigned(tree, ID, PORT, 0)).unwrap_or(0),
+                repetitions: u32::try_from(unsigned(tree, ID, NUMBER_OF_REPETITIONS, 1))
+                    .unwrap_or(1)
+                    .min(10_000),
+                timeout: Duration::from_millis(unsigned(tree, ID, TIMEOUT, 5000)),
+                size: usize::try_from(unsigned(tree, ID, DATA_BLOCK_SIZE, 24)).unwrap_or(24),
+                dscp: u8::try_from(unsigned(tree, ID, DSCP, 0)).unwrap_or(0),
+                spacing: Duration::from_millis(unsigned(tree, ID, INTER_TRANSMISSION_TIME, 1000)),
+                family: c.family,
+                interface: c.interface,
+            },
+            matches!(
+                read(
+                    tree,
+                    Path::resource(ID, InstanceId(0), ENABLE_INDIVIDUAL_PACKET_RESULTS)
+                ),
+                Some(Value::Boolean(true))
+            ),
         ));
     }
     if object == ns_lookup::ID {
@@ -809,6 +843,97 @@ fn throughput_results(
     results
 }
 
+/// A UDP echo test's results: response times in µs over the packets
+/// answered; each packet's row, up to UDPEchoDiagnosticsMaxResults, when
+/// asked for.
+fn echo_results(
+    outcome: &crate::udp_echo::EchoOutcome,
+    individual: bool,
+) -> Vec<(ResourceId, ResourceValue)> {
+    use crate::udp_echo::EchoPacket;
+    use udp_echo::*;
+    let times: Vec<u64> = outcome
+        .packets
+        .iter()
+        .filter(|p| p.success)
+        .map(|p| u64::try_from(p.received - p.sent).unwrap_or(0))
+        .collect();
+    let clamp = |v: u64| Value::Unsigned(v.min(u64::from(u32::MAX)));
+    let average = if times.is_empty() {
+        0
+    } else {
+        times.iter().sum::<u64>() / times.len() as u64
+    };
+    let mut results: Vec<(ResourceId, ResourceValue)> = [
+        (
+            IP_ADDRESS_USED,
+            Value::String(outcome.source.map(|a| a.to_string()).unwrap_or_default()),
+        ),
+        (SUCCESS_COUNT, clamp(times.len() as u64)),
+        (
+            FAILURE_COUNT,
+            clamp((outcome.packets.len() - times.len()) as u64),
+        ),
+        (AVERAGE_RESPONSE_TIME, clamp(average)),
+        (
+            MINIMUM_RESPONSE_TIME,
+            clamp(times.iter().copied().min().unwrap_or(0)),
+        ),
+        (
+            MAXIMUM_RESPONSE_TIME,
+            clamp(times.iter().copied().max().unwrap_or(0)),
+        ),
+    ]
+    .into_iter()
+    .map(|(r, v)| (r, ResourceValue::Single(v)))
+    .collect();
+    let time = |us: i64| {
+        if us == 0 {
+            Value::DateTime(dm_objects::diagnostics::UNKNOWN_TIME)
+        } else {
+            Value::DateTimeMicros(us)
+        }
+    };
+    type Column<'a> = (ResourceId, &'a dyn Fn(&EchoPacket) -> Value);
+    let columns: [Column; 8] = [
+        (INDIVIDUAL_PACKET_RESULT_PACKET_SUCCESS, &|p| {
+            Value::Boolean(p.success)
+        }),
+        (INDIVIDUAL_PACKET_RESULT_PACKET_SEND_TIME, &|p| time(p.sent)),
+        (INDIVIDUAL_PACKET_RESULT_PACKET_RECEIVE_TIME, &|p| {
+            time(p.received)
+        }),
+        (INDIVIDUAL_PACKET_RESULT_TEST_GEN_SN, &|p| {
+            Value::Unsigned(u64::from(p.gen_sn))
+        }),
+        (INDIVIDUAL_PACKET_RESULT_TEST_RESP_SN, &|p| {
+            Value::Unsigned(u64::from(p.resp_sn))
+        }),
+        (INDIVIDUAL_PACKET_RESULT_TEST_RESP_RCV_TIME_STAMP, &|p| {
+            Value::Unsigned(u64::from(p.rcv_timestamp))
+        }),
+        (INDIVIDUAL_PACKET_RESULT_TEST_RESP_REPLY_TIME_STAMP, &|p| {
+            Value::Unsigned(u64::from(p.reply_timestamp))
+        }),
+        (
+            INDIVIDUAL_PACKET_RESULT_TEST_RESP_REPLY_FAILURE_COUNT,
+            &|p| Value::Unsigned(u64::from(p.reply_failures)),
+        ),
+    ];
+    let kept = usize::try_from(dm_objects::diagnostics::MAX_ECHO_RESULTS).unwrap_or(100);
+    for (column, value) in columns {
+        let rows = if individual {
+            (0u16..)
+                .zip(outcome.packets.iter().take(kept).map(value))
+                .collect()
+        } else {
+            std::collections::BTreeMap::new()
+        };
+        results.push((column, ResourceValue::Multiple(rows)));
+    }
+    results
+}
+
 /// Runs the test of `object`; its outcome, unless it was stopped.
 async fn run(object: ObjectId, tree: Arc<Mutex<Tree>>, cancel: Arc<AtomicBool>) -> Option<Outcome> {
     let job = job(&lock(&tree), object)?;
@@ -833,9 +958,26 @@ async fn run(object: ObjectId, tree: Arc<Mutex<Tree>>, cancel: Arc<AtomicBool>) 
         info!(test = name, state, "diagnostic test ended");
         return Some((state, results));
     }
+    if let Job::Echo(request, individual) = job {
+        let outcome = crate::udp_echo::echo(request, Arc::clone(&cancel)).await;
+        if cancel.load(Ordering::Relaxed) {
+            return None;
+        }
+        let (state, results) = match outcome {
+            Ok(outcome) => ("Complete", echo_results(&outcome, individual)),
+            Err(e) => {
+                warn!(test = name, "{e}");
+                (error_state(&e), Vec::new())
+            }
+        };
+        info!(test = name, state, "diagnostic test ended");
+        return Some((state, results));
+    }
     let stop = Arc::clone(&cancel);
     let outcome = tokio::task::spawn_blocking(move || match job {
-        Job::Throughput(..) => Err(DiagnosticError::Internal("not a blocking test".into())),
+        Job::Throughput(..) | Job::Echo(..) => {
+            Err(DiagnosticError::Internal("not a blocking test".into()))
+        }
         Job::Ping(request) => ping::ping(&request, &stop).map(|result| {
             let results = ping_results(&result)
                 .into_iter()

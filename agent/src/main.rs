@@ -19,6 +19,7 @@ mod provider;
 mod runtime;
 mod software;
 mod throughput;
+mod udp_echo;
 
 use std::process::ExitCode;
 

@@ -315,6 +315,9 @@ pub async fn run(
             .or_else(|| pull_tls.clone()),
     );
     bulk_data.settle();
+    // TR-143's UDP echo server, when UDPEchoConfig enables it.
+    let mut echo_server = crate::udp_echo::Server::new(Arc::clone(&tree));
+    echo_server.settle();
     let mut cwmp_commands_rx = Some(cwmp_commands_rx);
     // The control API (dmagent get/set/status/...), if a bus is there:
     // up before the drivers, so that whoever sees the agent act can reach it.
@@ -634,6 +637,7 @@ pub async fn run(
                     }
                     diagnostics.observe(&change);
                     bulk_data.observe(&change);
+                    echo_server.observe(&change);
                     if let Some((instance, operation)) = crate::software::operation(&change) {
                         software_queues.submit(&performer, instance, operation);
                     }
@@ -652,6 +656,7 @@ pub async fn run(
                 }
                 diagnostics.retry(seen);
                 bulk_data.settle();
+                echo_server.settle();
             }
         }
     }

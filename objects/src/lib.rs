@@ -32,6 +32,7 @@ mod statistics;
 mod system_log;
 mod temperature;
 mod time;
+pub mod udp_echo;
 mod wlan;
 
 use std::sync::Arc;
@@ -74,6 +75,7 @@ pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
     location::register(tree)?;
     diagnostics::register(tree)?;
     bulk_data::register(tree)?;
+    udp_echo::register(tree)?;
     statistics::register(tree, Arc::clone(&platform.network))?;
     firmware::register(tree)?;
     software::register(tree)?;

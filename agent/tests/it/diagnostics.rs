@@ -559,3 +559,92 @@ fn download_and_upload_report_the_bytes_moved_and_their_times() {
     assert!(micros(&at("BOMTime")) <= micros(&at("EOMTime")), "{got:?}");
     assert_eq!(at("PerConnectionResultNumberOfEntries"), "0");
 }
+
+/// TR-143's UDP echo both ways, in a namespace of the test's: the ACS
+/// enables the agent's echo server (UDP Echo Plus) and runs
+/// UDPEchoDiagnostics against it; a test client is answered with its
+/// TestGenSN and the server's Echo Plus fields; the server's counters
+/// add up.
+#[test]
+fn udp_echo_server_answers_and_the_echo_test_measures_it() {
+    let netns = Netns::new(&format!("dmt-echo-{}", std::process::id()));
+    netns.ip("link set lo up");
+    const CONFIG: &str = "Device.IP.Diagnostics.UDPEchoConfig.";
+    const TEST: &str = "Device.IP.Diagnostics.UDPEchoDiagnostics.";
+    let set = set_values(
+        "echo",
+        &[
+            (&format!("{CONFIG}UDPPort"), "unsignedInt", "7000"),
+            (&format!("{CONFIG}EchoPlusEnabled"), "boolean", "true"),
+            (&format!("{CONFIG}Enable"), "boolean", "true"),
+            (&format!("{TEST}Host"), "string", "127.0.0.1"),
+            (&format!("{TEST}Port"), "unsignedInt", "7000"),
+            (&format!("{TEST}NumberOfRepetitions"), "unsignedInt", "3"),
+            (&format!("{TEST}InterTransmissionTime"), "unsignedInt", "10"),
+            (&format!("{TEST}Timeout"), "unsignedInt", "2000"),
+            (
+                &format!("{TEST}EnableIndividualPacketResults"),
+                "boolean",
+                "true",
+            ),
+            (&format!("{TEST}DiagnosticsState"), "string", "Requested"),
+        ],
+    );
+    let sessions = vec![vec![read(TEST), read(CONFIG)], vec![set]];
+    let acs = acs_in(&netns.0, sessions);
+    let (_agent, _dir) = agent_in(&netns.0, &acs, "SN-ECHO");
+    acs.post_with("<cwmp:SetParameterValuesResponse>");
+
+    // A test client: 24 bytes, TestGenSN 77, answered by the server (it
+    // listens once the change is made: retried until then).
+    let reply = dm_tests::netns::run_in(&netns.0, || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .unwrap();
+        let mut packet = [0u8; 24];
+        packet[..4].copy_from_slice(&77u32.to_be_bytes());
+        let mut reply = [0u8; 64];
+        for _ in 0..100 {
+            socket.send_to(&packet, "127.0.0.1:7000").unwrap();
+            if let Ok((n, _)) = socket.recv_from(&mut reply) {
+                return reply[..n].to_vec();
+            }
+        }
+        panic!("the echo server never answered");
+    });
+    assert_eq!(reply.len(), 24);
+    let word = |at: usize| u32::from_be_bytes(reply[at..at + 4].try_into().unwrap());
+    assert_eq!(word(0), 77, "TestGenSN echoed");
+    assert!(word(4) >= 1, "TestRespSN counts the replies");
+    assert_ne!(word(8), 0, "TestRespRcvTimeStamp");
+
+    acs.post_with("8 DIAGNOSTICS COMPLETE");
+    let got = values(&acs.post_with("<cwmp:GetParameterValuesResponse>"));
+    let at = |name: &str| got[&format!("{TEST}{name}")].clone();
+    assert_eq!(at("DiagnosticsState"), "Complete", "{got:?}");
+    assert_eq!(
+        (at("SuccessCount").as_str(), at("FailureCount").as_str()),
+        ("3", "0")
+    );
+    let (min, max): (u64, u64) = (
+        at("MinimumResponseTime").parse().unwrap(),
+        at("MaximumResponseTime").parse().unwrap(),
+    );
+    assert!(min > 0 && min <= max, "{got:?}");
+    assert_eq!(at("IndividualPacketResultNumberOfEntries"), "3");
+    for n in 1..=3 {
+        let row = |name: &str| at(&format!("IndividualPacketResult.{n}.{name}"));
+        assert_eq!(row("PacketSuccess"), "true");
+        assert_eq!(row("TestGenSN"), n.to_string());
+        assert!(row("TestRespSN").parse::<u32>().unwrap() >= 1);
+        assert!(micros(&row("PacketSendTime")) < micros(&row("PacketReceiveTime")));
+    }
+    let got = values(&acs.post_with("<cwmp:GetParameterValuesResponse>"));
+    let at = |name: &str| got[&format!("{CONFIG}{name}")].clone();
+    let packets: u64 = at("PacketsReceived").parse().unwrap();
+    assert!(packets >= 4, "the test's 3 and the client's: {got:?}");
+    assert_eq!(at("PacketsResponded"), packets.to_string());
+    assert_eq!(at("BytesReceived"), (24 * packets).to_string());
+    assert!(micros(&at("TimeFirstPacketReceived")) <= micros(&at("TimeLastPacketReceived")));
+}
