@@ -799,23 +799,27 @@ fn throughput_results(
     };
     let all = &outcome.connections;
     let earliest = |f: fn(&Connection) -> i64| all.iter().map(f).min().unwrap_or(0);
+    let latest = |f: fn(&Connection) -> i64| all.iter().map(f).max().unwrap_or(0);
     let time = Value::DateTimeMicros;
     let count = |n: u64| Value::Unsigned(n);
+    // PeriodOfFullLoading is an unsignedInt of µs.
+    let period_of = |n: u64| Value::Unsigned(n.min(u64::from(u32::MAX)));
     let (period, bytes, received, sent) = outcome.full_loading;
     let singles = [
         Value::String(outcome.source.map(|a| a.to_string()).unwrap_or_default()),
         time(earliest(|c| c.rom)),
         time(earliest(|c| c.bom)),
-        time(all.iter().map(|c| c.eom).max().unwrap_or(0)),
+        time(latest(|c| c.eom)),
         count(all.iter().map(|c| c.test_bytes).sum()),
         count(outcome.total_received),
         count(outcome.total_sent),
         count(bytes),
         count(received),
         count(sent),
-        count(period),
-        time(earliest(|c| c.tcp_open_request)),
-        time(earliest(|c| c.tcp_open_response)),
+        period_of(period),
+        // TR-181: "the latest ... across all connections".
+        time(latest(|c| c.tcp_open_request)),
+        time(latest(|c| c.tcp_open_response)),
     ];
     let mut results: Vec<(ResourceId, ResourceValue)> = ids
         .into_iter()
@@ -939,53 +943,60 @@ async fn run(object: ObjectId, tree: Arc<Mutex<Tree>>, cancel: Arc<AtomicBool>) 
     let job = job(&lock(&tree), object)?;
     let name = dm_objects::diagnostics::kind(object).map_or("a test", |k| k.schema.name);
     info!(test = name, "diagnostic test started");
-    if let Job::Throughput(request, per_connection) = job {
-        let download = request.upload.is_none();
-        let outcome = crate::throughput::run(request, Arc::clone(&cancel)).await;
-        if cancel.load(Ordering::Relaxed) {
-            return None;
-        }
-        let (state, results) = match outcome {
-            Ok(outcome) => (
-                "Complete",
-                throughput_results(&outcome, download, per_connection),
-            ),
-            Err(e) => {
-                warn!(test = name, "{e}");
-                (e.state(), Vec::new())
+    let (state, results) = match job {
+        // The tests that wait on sockets run as tasks.
+        Job::Throughput(request, per_connection) => {
+            let download = request.upload.is_none();
+            match crate::throughput::run(request, Arc::clone(&cancel)).await {
+                Ok(outcome) => (
+                    "Complete",
+                    throughput_results(&outcome, download, per_connection),
+                ),
+                Err(e) => {
+                    warn!(test = name, "{e}");
+                    (e.state(), Vec::new())
+                }
             }
-        };
-        info!(test = name, state, "diagnostic test ended");
-        return Some((state, results));
-    }
-    if let Job::Echo(request, individual) = job {
-        let outcome = crate::udp_echo::echo(request, Arc::clone(&cancel)).await;
-        if cancel.load(Ordering::Relaxed) {
-            return None;
         }
-        let (state, results) = match outcome {
-            Ok(outcome) => ("Complete", echo_results(&outcome, individual)),
-            Err(e) => {
-                warn!(test = name, "{e}");
-                (error_state(&e), Vec::new())
+        Job::Echo(request, individual) => {
+            match crate::udp_echo::echo(request, Arc::clone(&cancel)).await {
+                Ok(outcome) => ("Complete", echo_results(&outcome, individual)),
+                Err(e) => {
+                    warn!(test = name, "{e}");
+                    (error_state(&e), Vec::new())
+                }
             }
-        };
-        info!(test = name, state, "diagnostic test ended");
-        return Some((state, results));
+        }
+        // The others, on a blocking thread.
+        job => blocking(job, name, Arc::clone(&cancel)).await,
+    };
+    if cancel.load(Ordering::Relaxed) {
+        return None;
     }
-    let stop = Arc::clone(&cancel);
+    // An error state the kind does not have (TR-181 gives each its own
+    // list) is its Error_Other.
+    let state = dm_objects::diagnostics::kind(object)
+        .and_then(|k| k.schema.resource(k.state))
+        .filter(|r| Value::String(state.into()).check(r).is_err())
+        .map_or(state, |_| "Error_Other");
+    info!(test = name, state, "diagnostic test ended");
+    Some((state, results))
+}
+
+/// A test of raw sockets and blocking calls, on a blocking thread.
+async fn blocking(job: Job, name: &'static str, cancel: Arc<AtomicBool>) -> Outcome {
     let outcome = tokio::task::spawn_blocking(move || match job {
         Job::Throughput(..) | Job::Echo(..) => {
             Err(DiagnosticError::Internal("not a blocking test".into()))
         }
-        Job::Ping(request) => ping::ping(&request, &stop).map(|result| {
+        Job::Ping(request) => ping::ping(&request, &cancel).map(|result| {
             let results = ping_results(&result)
                 .into_iter()
                 .map(|(r, v)| (r, ResourceValue::Single(v)))
                 .collect();
             ("Complete", results)
         }),
-        Job::Trace(request) => traceroute::traceroute(&request, &stop).map(|result| {
+        Job::Trace(request) => traceroute::traceroute(&request, &cancel).map(|result| {
             let state = if result.reached || result.stopped_by_error {
                 "Complete"
             } else {
@@ -993,8 +1004,8 @@ async fn run(object: ObjectId, tree: Arc<Mutex<Tree>>, cancel: Arc<AtomicBool>) 
             };
             (state, trace_results(&result))
         }),
-        Job::Select(hosts, request) => select(&hosts, &request, &stop),
-        Job::Lookup(request) => match nslookup::nslookup(&request, &stop) {
+        Job::Select(hosts, request) => select(&hosts, &request, &cancel),
+        Job::Lookup(request) => match nslookup::nslookup(&request, &cancel) {
             Ok(lookups) => Ok(("Complete", lookup_results(&lookups))),
             // The server named is no name this host resolves.
             Err(DiagnosticError::CannotResolveHostName(server)) => {
@@ -1005,10 +1016,7 @@ async fn run(object: ObjectId, tree: Arc<Mutex<Tree>>, cancel: Arc<AtomicBool>) 
         },
     })
     .await;
-    if cancel.load(Ordering::Relaxed) {
-        return None;
-    }
-    let (state, results) = match outcome {
+    match outcome {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             warn!(test = name, "{e}");
@@ -1018,15 +1026,7 @@ async fn run(object: ObjectId, tree: Arc<Mutex<Tree>>, cancel: Arc<AtomicBool>) 
             warn!(test = name, "{e}");
             ("Error_Internal", Vec::new())
         }
-    };
-    // An error state the kind does not have (TR-181 gives each its own
-    // list) is its Error_Other.
-    let state = dm_objects::diagnostics::kind(object)
-        .and_then(|k| k.schema.resource(k.state))
-        .filter(|r| Value::String(state.into()).check(r).is_err())
-        .map_or(state, |_| "Error_Other");
-    info!(test = name, state, "diagnostic test ended");
-    Some((state, results))
+    }
 }
 
 #[cfg(test)]

@@ -1,29 +1,42 @@
 //! TR-143's throughput tests over HTTP (TR-181 DownloadDiagnostics and
 //! UploadDiagnostics): one file fetched (GET) or sent (PUT of
 //! TestFileLength bytes) over each of NumberOfConnections connections at
-//! once, each step timed to the microsecond (TR-143 §4.1 and §4.2:
-//! TCPOpenRequestTime, TCPOpenResponseTime, ROMTime, BOMTime, EOMTime),
-//! the bytes at the IP layer read from the interface's counters.
+//! once, each step timed to the microsecond (TCPOpenRequestTime,
+//! TCPOpenResponseTime, ROMTime, BOMTime, EOMTime).
 //!
 //! HTTP is hyper's; the connection is opened here, so that its opening is
-//! timed and it takes the test's interface and DSCP.
+//! timed and it takes the test's interface and DSCP, and every byte it
+//! carries is counted as it passes (TR-181's TestBytes count the HTTP
+//! headers too): the beginning and end of each transfer are its first
+//! and last bytes, and the period of full loading (every connection
+//! transferring) is sampled when it begins and ends. The interface's
+//! counters are read at those instants, and only when the test names an
+//! Interface (TR-181: otherwise they "cannot be determined and SHOULD be
+//! 0").
+//!
+//! Bounded: a connection silent for [`IDLE`] or a test longer than
+//! [`LONGEST`] ends with Error_Timeout; nothing is kept per packet.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use dm_core::lock;
 use dm_platform::linux::ping::{self, DiagnosticError, Family};
 use http_body_util::BodyExt as _;
 use hyper::body::{Bytes, Frame};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// How long a connection may stay silent before the test ends with
 /// Error_Timeout.
-const IDLE: Duration = Duration::from_secs(30);
+pub const IDLE: Duration = Duration::from_secs(30);
+/// The longest a whole test may take.
+pub const LONGEST: Duration = Duration::from_secs(3600);
 /// The size of the chunks an upload sends.
 const CHUNK: usize = 16 * 1024;
 
@@ -47,9 +60,10 @@ pub struct Connection {
     pub rom: i64,
     pub bom: i64,
     pub eom: i64,
-    /// The file's bytes received (download) or sent (upload).
+    /// The bytes of the HTTP transaction (headers included) received
+    /// (download) or sent (upload).
     pub test_bytes: u64,
-    /// The interface's counters between TCPOpenRequestTime and EOMTime.
+    /// The interface's counters between its BOMTime and EOMTime.
     pub total_received: u64,
     pub total_sent: u64,
 }
@@ -59,11 +73,12 @@ pub struct Connection {
 pub struct Outcome {
     pub source: Option<IpAddr>,
     pub connections: Vec<Connection>,
-    /// The interface's counters over the whole test.
+    /// The interface's counters between the first BOMTime and the last
+    /// EOMTime.
     pub total_received: u64,
     pub total_sent: u64,
     /// While every connection was transferring (from the last BOMTime to
-    /// the first EOMTime): its length in µs, the file's bytes moved then,
+    /// the first EOMTime): its length in µs, the test's bytes moved then,
     /// and the interface's counters over it.
     pub full_loading: (u64, u64, u64, u64),
 }
@@ -79,8 +94,8 @@ pub enum Failure {
     NoResponse(String),
     #[error("transfer failed: {0}")]
     TransferFailed(String),
-    #[error("the server went silent")]
-    Timeout,
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
 }
 
 impl Failure {
@@ -96,12 +111,12 @@ impl Failure {
             Failure::InitConnectionFailed(_) => "Error_InitConnectionFailed",
             Failure::NoResponse(_) => "Error_NoResponse",
             Failure::TransferFailed(_) => "Error_TransferFailed",
-            Failure::Timeout => "Error_Timeout",
+            Failure::Timeout(_) => "Error_Timeout",
         }
     }
 }
 
-/// Wall-clock µs of an instant of the test.
+/// Wall-clock µs of the test's instants.
 #[derive(Clone, Copy)]
 struct Clock {
     base: Instant,
@@ -110,17 +125,10 @@ struct Clock {
 
 impl Clock {
     fn new() -> Clock {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
         Clock {
-            base: Instant::now(),
-            wall,
+            base: dm_rt::clock::now(),
+            wall: dm_rt::clock::wall_micros(),
         }
-    }
-
-    fn now(&self) -> i64 {
-        self.at(Instant::now())
     }
 
     fn at(&self, instant: Instant) -> i64 {
@@ -130,32 +138,174 @@ impl Clock {
     }
 }
 
-/// The interface's byte counters (received, sent), 0 when unknown.
-fn counters(interface: Option<&str>) -> (u64, u64) {
+/// The interface's byte counters (received, sent); none without an
+/// interface.
+fn counters(interface: Option<&str>) -> Option<(u64, u64)> {
+    let interface = interface?;
     let read = |file: &str| {
-        interface
-            .and_then(|name| {
-                std::fs::read_to_string(format!("/sys/class/net/{name}/statistics/{file}")).ok()
-            })
+        std::fs::read_to_string(format!("/sys/class/net/{interface}/statistics/{file}"))
+            .ok()
             .and_then(|text| text.trim().parse().ok())
             .unwrap_or(0)
     };
-    (read("rx_bytes"), read("tx_bytes"))
+    Some((read("rx_bytes"), read("tx_bytes")))
 }
 
-/// The host, port and path of an http:// URL.
+fn delta(from: Option<(u64, u64)>, to: Option<(u64, u64)>) -> (u64, u64) {
+    match (from, to) {
+        (Some(a), Some(b)) => (b.0.saturating_sub(a.0), b.1.saturating_sub(a.1)),
+        _ => (0, 0),
+    }
+}
+
+/// An instant and what had moved by then.
+#[derive(Clone, Copy)]
+struct Mark {
+    at: Instant,
+    bytes: u64,
+    counters: Option<(u64, u64)>,
+}
+
+/// What the connections share.
+struct Shared {
+    connections: u32,
+    interface: Option<String>,
+    /// The test's bytes moved so far, on every connection.
+    bytes: AtomicU64,
+    begun: AtomicU32,
+    ended: AtomicU32,
+    first_begin: Mutex<Option<Mark>>,
+    full_begin: Mutex<Option<Mark>>,
+    full_end: Mutex<Option<Mark>>,
+    last_end: Mutex<Option<Mark>>,
+}
+
+impl Shared {
+    fn mark(&self, at: Instant) -> Mark {
+        Mark {
+            at,
+            bytes: self.bytes.load(Ordering::Relaxed),
+            counters: counters(self.interface.as_deref()),
+        }
+    }
+
+    /// A connection's transfer began.
+    fn begin(&self, at: Instant) {
+        let begun = self.begun.fetch_add(1, Ordering::Relaxed) + 1;
+        if begun == 1 {
+            *lock(&self.first_begin) = Some(self.mark(at));
+        }
+        if begun == self.connections {
+            *lock(&self.full_begin) = Some(self.mark(at));
+        }
+    }
+
+    /// A connection's transfer ended.
+    fn end(&self, at: Instant) {
+        let ended = self.ended.fetch_add(1, Ordering::Relaxed) + 1;
+        if ended == 1 {
+            *lock(&self.full_end) = Some(self.mark(at));
+        }
+        if ended == self.connections {
+            *lock(&self.last_end) = Some(self.mark(at));
+        }
+    }
+}
+
+/// One connection's own progress, written by its stream.
+#[derive(Default)]
+struct Progress {
+    /// The test's bytes on this connection.
+    bytes: AtomicU64,
+    /// µs since the clock's base of the first and the latest byte moved
+    /// (-1: none yet).
+    first: AtomicI64,
+    last: AtomicI64,
+}
+
+/// The connection's stream, counting the bytes of the test's direction as
+/// they pass.
+struct Counted {
+    inner: tokio::net::TcpStream,
+    upload: bool,
+    base: Instant,
+    progress: Arc<Progress>,
+    shared: Arc<Shared>,
+}
+
+impl Counted {
+    fn moved(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let now = dm_rt::clock::now();
+        let micros =
+            i64::try_from(now.saturating_duration_since(self.base).as_micros()).unwrap_or(i64::MAX);
+        if self
+            .progress
+            .first
+            .compare_exchange(-1, micros, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.shared.begin(now);
+        }
+        self.progress.last.store(micros, Ordering::Relaxed);
+        self.progress.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        self.shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if !this.upload && polled.is_ready() {
+            this.moved(buf.filled().len() - before);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if this.upload
+            && let Poll::Ready(Ok(n)) = polled
+        {
+            this.moved(n);
+        }
+        polled
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// The host, port, path and authority of an http:// URL.
 fn parse(url: &str) -> Result<(String, u16, String, String), Failure> {
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|e| Failure::Diagnostic(DiagnosticError::Other(format!("{url:?}: {e}"))))?;
+    let other = |e: String| Failure::Diagnostic(DiagnosticError::Other(e));
+    let uri: hyper::Uri = url.parse().map_err(|e| other(format!("{url:?}: {e}")))?;
     if uri.scheme_str() != Some("http") {
-        return Err(Failure::Diagnostic(DiagnosticError::Other(format!(
-            "{url:?}: not an http:// URL"
-        ))));
+        return Err(other(format!("{url:?}: not an http:// URL")));
     }
     let host = dm_rt::uri::host(&uri).to_owned();
     let port = dm_rt::uri::port(&uri)
-        .map_err(|e| Failure::Diagnostic(DiagnosticError::Other(e.reason)))?
+        .map_err(|e| other(e.reason))?
         .unwrap_or(80);
     let path = uri
         .path_and_query()
@@ -165,11 +315,8 @@ fn parse(url: &str) -> Result<(String, u16, String, String), Failure> {
 }
 
 /// Opens a connection to `address`, bound to the test's interface and
-/// marked with its DSCP; returns it and the local address.
-async fn connect(
-    address: SocketAddr,
-    request: &Request,
-) -> Result<(tokio::net::TcpStream, Option<IpAddr>), Failure> {
+/// marked with its DSCP.
+async fn connect(address: SocketAddr, request: &Request) -> Result<tokio::net::TcpStream, Failure> {
     use socket2::{Domain, Protocol, Socket, Type};
     let internal = |what: &str, e: std::io::Error| {
         Failure::Diagnostic(DiagnosticError::Internal(format!("{what}: {e}")))
@@ -208,26 +355,19 @@ async fn connect(
         .await
         .map_err(|_| Failure::InitConnectionFailed(format!("{address}: timed out")))?
         .map_err(|e| match e.raw_os_error() {
-            Some(libc_unreachable) if is_unreachable(libc_unreachable) => {
+            // ENETUNREACH, EHOSTUNREACH.
+            Some(101 | 113) => {
                 Failure::Diagnostic(DiagnosticError::NoRouteToHost(address.to_string()))
             }
             _ => Failure::InitConnectionFailed(format!("{address}: {e}")),
         })?;
     let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().ok().map(|a| a.ip());
-    Ok((stream, local))
+    Ok(stream)
 }
 
-/// ENETUNREACH, EHOSTUNREACH.
-fn is_unreachable(errno: i32) -> bool {
-    errno == 101 || errno == 113
-}
-
-/// An upload's body: `left` zero bytes in chunks; the first chunk taken
-/// is the beginning of the transfer (BOMTime).
+/// An upload's body: `left` zero bytes in chunks.
 struct Zeros {
     left: u64,
-    started: Arc<Mutex<Option<Instant>>>,
     cancel: Arc<AtomicBool>,
 }
 
@@ -246,7 +386,6 @@ impl hyper::body::Body for Zeros {
         if this.left == 0 {
             return Poll::Ready(None);
         }
-        lock(&this.started).get_or_insert_with(Instant::now);
         let size = usize::try_from(this.left).unwrap_or(CHUNK).min(CHUNK);
         this.left -= size as u64;
         static ZEROS: [u8; CHUNK] = [0; CHUNK];
@@ -262,64 +401,78 @@ impl hyper::body::Body for Zeros {
     }
 }
 
-/// What one connection recorded, in instants.
-struct Timed {
-    connection: Connection,
-    /// When each piece of the file moved, and its size (a download's
-    /// chunks; an upload's one span).
-    pieces: Vec<(Instant, u64)>,
-    bom: Instant,
-    eom: Instant,
+/// `work`, given up when its connection has moved nothing for [`IDLE`]
+/// or the test has run past `deadline`.
+async fn watched<T>(
+    work: impl Future<Output = T>,
+    progress: &Progress,
+    deadline: Instant,
+) -> Result<T, Failure> {
+    tokio::pin!(work);
+    let mut last = (progress.last.load(Ordering::Relaxed), dm_rt::clock::now());
+    loop {
+        tokio::select! {
+            done = &mut work => return Ok(done),
+            () = tokio::time::sleep(Duration::from_secs(1)) => {
+                let now = dm_rt::clock::now();
+                if now >= deadline {
+                    return Err(Failure::Timeout("the test ran too long"));
+                }
+                let moved = progress.last.load(Ordering::Relaxed);
+                if moved != last.0 {
+                    last = (moved, now);
+                } else if now.saturating_duration_since(last.1) >= IDLE {
+                    return Err(Failure::Timeout("the server went silent"));
+                }
+            }
+        }
+    }
 }
 
+/// One connection's test.
 async fn one(
     request: &Request,
     address: SocketAddr,
     target: (&str, &str),
     clock: Clock,
-    interface: &Mutex<Option<String>>,
-    source: &Mutex<Option<IpAddr>>,
+    shared: &Arc<Shared>,
     cancel: &Arc<AtomicBool>,
-) -> Result<Timed, Failure> {
+    deadline: Instant,
+) -> Result<(Connection, Option<IpAddr>), Failure> {
     let (path, authority) = target;
-    let before = counters(lock(interface).as_deref());
-    let open_request = clock.now();
-    let (stream, local) = connect(address, request).await?;
-    let open_response = clock.now();
-    if let Some(local) = local {
-        lock(source).get_or_insert(local);
-        let mut interface = lock(interface);
-        if interface.is_none() {
-            *interface = request
-                .interface
-                .clone()
-                .or_else(|| ping::interface_with(local));
-        }
-    }
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let open_request = dm_rt::clock::now();
+    let stream = connect(address, request).await?;
+    let open_response = dm_rt::clock::now();
+    let local = stream.local_addr().ok().map(|a| a.ip());
+    let progress = Arc::new(Progress {
+        first: AtomicI64::new(-1),
+        last: AtomicI64::new(-1),
+        ..Progress::default()
+    });
+    let counted = Counted {
+        inner: stream,
+        upload: request.upload.is_some(),
+        base: clock.base,
+        progress: Arc::clone(&progress),
+        shared: Arc::clone(shared),
+    };
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(counted))
         .await
         .map_err(|e| Failure::InitConnectionFailed(e.to_string()))?;
     let driver = tokio::spawn(async move {
         let _ = connection.await;
     });
-    let started = Arc::new(Mutex::new(None));
-    let (method, body) = match request.upload {
-        Some(length) => (
-            hyper::Method::PUT,
-            Zeros {
-                left: length,
-                started: Arc::clone(&started),
-                cancel: Arc::clone(cancel),
-            },
-        ),
-        None => (
-            hyper::Method::GET,
-            Zeros {
-                left: 0,
-                started: Arc::clone(&started),
-                cancel: Arc::clone(cancel),
-            },
-        ),
+    // The connection's task goes with this test, however it ends.
+    struct Abort(tokio::task::JoinHandle<()>);
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _driver = Abort(driver);
+    let (method, left) = match request.upload {
+        Some(length) => (hyper::Method::PUT, length),
+        None => (hyper::Method::GET, 0),
     };
     let mut builder = hyper::Request::builder()
         .method(method)
@@ -330,79 +483,70 @@ async fn one(
             .header(hyper::header::CONTENT_LENGTH, length)
             .header(hyper::header::CONTENT_TYPE, "application/octet-stream");
     }
+    let body = Zeros {
+        left,
+        cancel: Arc::clone(cancel),
+    };
     let http = builder
         .body(body)
         .map_err(|e| Failure::Diagnostic(DiagnosticError::Internal(e.to_string())))?;
-    let rom = Instant::now();
-    let response = tokio::time::timeout(IDLE, sender.send_request(http))
-        .await
-        .map_err(|_| Failure::Timeout)?
+    let rom = dm_rt::clock::now();
+    let response = watched(sender.send_request(http), &progress, deadline)
+        .await?
         .map_err(|e| Failure::NoResponse(e.to_string()))?;
-    let answered = Instant::now();
     let status = response.status();
-    let mut pieces = Vec::new();
-    let (bom, eom, test_bytes) = if let Some(length) = request.upload {
-        if !status.is_success() {
-            driver.abort();
-            return Err(Failure::TransferFailed(format!(
-                "the server answered {status}"
-            )));
-        }
-        let bom = lock(&started).unwrap_or(answered);
-        pieces.push((answered, length));
-        (bom, answered, length)
-    } else {
-        if !status.is_success() {
-            driver.abort();
-            return Err(Failure::NoResponse(format!("the server answered {status}")));
-        }
-        // The response's first bytes came with its head: the beginning
-        // of the transfer.
+    if !status.is_success() {
+        let failure = format!("the server answered {status}");
+        return Err(if request.upload.is_some() {
+            Failure::TransferFailed(failure)
+        } else {
+            Failure::NoResponse(failure)
+        });
+    }
+    if request.upload.is_none() {
         let mut body = response.into_body();
-        let mut received = 0u64;
-        loop {
-            if cancel.load(Ordering::Relaxed) {
-                driver.abort();
-                return Err(Failure::Diagnostic(DiagnosticError::Other(
-                    "canceled".into(),
-                )));
-            }
-            let frame = tokio::time::timeout(IDLE, body.frame())
-                .await
-                .map_err(|_| Failure::Timeout)?;
-            match frame {
-                None => break,
-                Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        received += data.len() as u64;
-                        pieces.push((Instant::now(), data.len() as u64));
-                    }
+        let read = async {
+            loop {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(Failure::Diagnostic(DiagnosticError::Other(
+                        "canceled".into(),
+                    )));
                 }
-                Some(Err(e)) => {
-                    driver.abort();
-                    return Err(Failure::TransferFailed(e.to_string()));
+                match body.frame().await {
+                    None => return Ok(()),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(Failure::TransferFailed(e.to_string())),
                 }
             }
-        }
-        (answered, Instant::now(), received)
+        };
+        watched(read, &progress, deadline).await??;
+    }
+    let instant =
+        |micros: i64| clock.base + Duration::from_micros(u64::try_from(micros).unwrap_or(0));
+    let first = progress.first.load(Ordering::Relaxed);
+    let last = progress.last.load(Ordering::Relaxed);
+    let (bom, eom) = if first < 0 {
+        (rom, rom)
+    } else {
+        (instant(first), instant(last))
     };
-    let after = counters(lock(interface).as_deref());
-    driver.abort();
-    Ok(Timed {
-        connection: Connection {
-            tcp_open_request: open_request,
-            tcp_open_response: open_response,
+    let before = lock(&shared.first_begin).and_then(|m| m.counters);
+    shared.end(eom);
+    let after = counters(shared.interface.as_deref());
+    let (total_received, total_sent) = delta(before, after);
+    Ok((
+        Connection {
+            tcp_open_request: clock.at(open_request),
+            tcp_open_response: clock.at(open_response),
             rom: clock.at(rom),
             bom: clock.at(bom),
             eom: clock.at(eom),
-            test_bytes,
-            total_received: after.0.saturating_sub(before.0),
-            total_sent: after.1.saturating_sub(before.1),
+            test_bytes: progress.bytes.load(Ordering::Relaxed),
+            total_received,
+            total_sent,
         },
-        pieces,
-        bom,
-        eom,
-    })
+        local,
+    ))
 }
 
 /// Runs the test; `cancel` stops it.
@@ -416,83 +560,56 @@ pub async fn run(request: Request, cancel: Arc<AtomicBool>) -> Result<Outcome, F
     };
     let address = SocketAddr::new(resolved, port);
     let clock = Clock::new();
-    let interface = Mutex::new(request.interface.clone());
-    let source = Mutex::new(None);
-    // The interface's counters over the whole test: read once the first
-    // connection says which interface it is.
+    let deadline = clock.base + LONGEST;
     let connections = request.connections.clamp(1, 4);
+    let shared = Arc::new(Shared {
+        connections,
+        interface: request.interface.clone(),
+        bytes: AtomicU64::new(0),
+        begun: AtomicU32::new(0),
+        ended: AtomicU32::new(0),
+        first_begin: Mutex::new(None),
+        full_begin: Mutex::new(None),
+        full_end: Mutex::new(None),
+        last_end: Mutex::new(None),
+    });
     let runs = (0..connections).map(|_| {
         one(
             &request,
             address,
             (&path, &authority),
             clock,
-            &interface,
-            &source,
+            &shared,
             &cancel,
+            deadline,
         )
     });
-    let start_counters = counters(request.interface.as_deref());
     let results = futures_util::future::join_all(runs).await;
-    let mut timed = Vec::new();
+    let mut measured = Vec::new();
+    let mut source = None;
     for result in results {
-        timed.push(result?);
+        let (connection, local) = result?;
+        source = source.or(local);
+        measured.push(connection);
     }
-    let end_counters = counters(lock(&interface).as_deref());
-    let (total_received, total_sent) = if request.interface.is_some() {
-        (
-            end_counters.0.saturating_sub(start_counters.0),
-            end_counters.1.saturating_sub(start_counters.1),
-        )
-    } else {
-        // The interface was known only once connected: the connections'
-        // own windows, which began with the test.
-        (
-            timed
-                .iter()
-                .map(|t| t.connection.total_received)
-                .max()
-                .unwrap_or(0),
-            timed
-                .iter()
-                .map(|t| t.connection.total_sent)
-                .max()
-                .unwrap_or(0),
-        )
-    };
-    // Full loading: from the last connection's beginning to the first's
-    // end.
-    let from = timed.iter().map(|t| t.bom).max();
-    let to = timed.iter().map(|t| t.eom).min();
-    let full_loading = match (from, to) {
-        (Some(from), Some(to)) if to > from => {
-            let bytes: u64 = timed
-                .iter()
-                .flat_map(|t| &t.pieces)
-                .filter(|(at, _)| *at > from && *at <= to)
-                .map(|(_, n)| n)
-                .sum();
-            let period = u64::try_from((to - from).as_micros()).unwrap_or(u64::MAX);
-            // The interface's counters over the period, in proportion to
-            // the file's bytes moved then (the counters are not read at
-            // those instants).
-            let test: u64 = timed.iter().map(|t| t.connection.test_bytes).sum();
-            let share = |total: u64| {
-                if test == 0 {
-                    0
-                } else {
-                    u64::try_from(u128::from(total) * u128::from(bytes) / u128::from(test))
-                        .unwrap_or(u64::MAX)
-                }
-            };
-            (period, bytes, share(total_received), share(total_sent))
+    let first_begin = *lock(&shared.first_begin);
+    let last_end = *lock(&shared.last_end);
+    let (total_received, total_sent) = delta(
+        first_begin.and_then(|m| m.counters),
+        last_end.and_then(|m| m.counters),
+    );
+    let full_loading = match (*lock(&shared.full_begin), *lock(&shared.full_end)) {
+        (Some(from), Some(to)) if to.at > from.at => {
+            let (received, sent) = delta(from.counters, to.counters);
+            let period = u64::try_from(to.at.saturating_duration_since(from.at).as_micros())
+                .unwrap_or(u64::MAX);
+            (period, to.bytes.saturating_sub(from.bytes), received, sent)
         }
         _ => (0, 0, 0, 0),
     };
-    let source = *lock(&source);
     Ok(Outcome {
         source,
-        connections: timed.into_iter().map(|t| t.connection).collect(),
+        connections: measured,
         total_received,
         total_sent,
         full_loading,

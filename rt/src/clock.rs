@@ -13,6 +13,14 @@ pub fn wall() -> i64 {
     dm_core::unix_seconds(SystemTime::now())
 }
 
+/// Microseconds since the Unix epoch, now (TR-143's times are to the
+/// microsecond).
+pub fn wall_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
 /// The Unix time of a monotonic `deadline` (for status reports): now's
 /// wall time plus what is left until it; a past deadline is now.
 pub fn wall_at(deadline: Instant) -> i64 {
