@@ -133,6 +133,19 @@ impl Collector {
         }
     }
 
+    /// Looks at the profiles again at the next [`Collector::settle`]
+    /// (the change stream lost changes).
+    pub fn refresh(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Stops every profile (the agent is stopping).
+    pub fn stop(&mut self) {
+        for (_, (_, task)) in self.running.drain() {
+            task.abort();
+        }
+    }
+
     /// Brings the running tasks in line with the profiles, after the
     /// changes [`Collector::observe`] saw.
     pub fn settle(&mut self) {
@@ -168,7 +181,7 @@ impl Collector {
                 "bulk data profile started"
             );
             let retained = Arc::clone(self.retained.entry(instance).or_default());
-            lock(&retained).encoding(&settings.encoding);
+            lock(&retained).follow(&settings.encoding, &settings.url);
             let task = tokio::spawn(run(
                 Arc::clone(&self.tree),
                 instance,
@@ -191,7 +204,7 @@ async fn collect_now(
     let reads = {
         let tree = lock(tree);
         let names = bulk::read_names(settings);
-        let mut paths = dm_cwmp::rpc::selected_paths(&tree, &names);
+        let mut paths = dm_cwmp::rpc::existing_paths(&tree, &names);
         paths.extend(dm_cwmp::rpc::tables_listed(&tree, &names));
         tree.host_reads(Origin::Acs, &paths)
     };
@@ -223,23 +236,41 @@ async fn run(
 ) {
     let start = dm_rt::clock::wall();
     loop {
-        let now = dm_rt::clock::wall();
-        let due = settings.next_report(start, now);
-        tokio::time::sleep(Duration::from_secs(u64::try_from(due - now).unwrap_or(0))).await;
-        let time = dm_rt::clock::wall();
-        let (report, uri, identity) = collect_now(&tree, &settings, time).await;
+        // To the interval's end exactly (TimeReference's phase): the
+        // report's CollectionTime is that second.
+        let now = dm_rt::clock::wall_micros();
+        let due = settings.next_report(start, now.div_euclid(1_000_000));
+        let wait = due.saturating_mul(1_000_000).saturating_sub(now);
+        tokio::time::sleep(Duration::from_micros(u64::try_from(wait).unwrap_or(0))).await;
+        let (report, uri, identity) = collect_now(&tree, &settings, due).await;
         let count = report.values.len();
+        if report.truncated {
+            warn!(
+                profile = instance.0,
+                parameters = count,
+                "bulk data: the references name more than a report carries; cut"
+            );
+        }
         // Copied, not taken: a profile restarted in the middle of a
         // delivery (its settings changed) still has them.
         let mut reports: Vec<Report> = lock(&retained).reports().cloned().collect();
         reports.push(report);
-        let mut body = bulk::encode(&reports, &settings.encoding);
-        if settings.gzip {
-            match gzip(&body) {
-                Ok(zipped) => body = zipped,
-                Err(e) => warn!(profile = instance.0, "gzip: {e}"),
+        // Encoding and compression are CPU work: off the runtime's thread.
+        let (encoding, gzipped) = (settings.encoding.clone(), settings.gzip);
+        let Ok((reports, body)) = tokio::task::spawn_blocking(move || {
+            let mut body = bulk::encode(&reports, &encoding);
+            if gzipped {
+                match gzip(&body) {
+                    Ok(zipped) => body = zipped,
+                    Err(e) => warn!("bulk data: gzip: {e}"),
+                }
             }
-        }
+            (reports, body)
+        })
+        .await
+        else {
+            continue;
+        };
         let url = bulk::report_url(&settings.url, identity, &uri);
         let next = settings.next_report(start, dm_rt::clock::wall());
         let mut attempt = 0;

@@ -317,7 +317,7 @@ pub async fn run(
     bulk_data.settle();
     // TR-143's UDP echo server, when UDPEchoConfig enables it.
     let mut echo_server = crate::udp_echo::Server::new(Arc::clone(&tree));
-    echo_server.settle();
+    echo_server.settle().await;
     let mut cwmp_commands_rx = Some(cwmp_commands_rx);
     // The control API (dmagent get/set/status/...), if a bus is there:
     // up before the drivers, so that whoever sees the agent act can reach it.
@@ -590,6 +590,9 @@ pub async fn run(
                 let lagged = changes.take_lagged();
                 if lagged > 0 {
                     warn!(lagged, "change stream overflowed");
+                    // What was lost may have been theirs.
+                    bulk_data.refresh();
+                    echo_server.refresh();
                 }
                 let drained = changes.drain();
                 if let Some(last) = drained.last() {
@@ -656,11 +659,13 @@ pub async fn run(
                 }
                 diagnostics.retry(seen);
                 bulk_data.settle();
-                echo_server.settle();
+                echo_server.settle().await;
             }
         }
     }
     info!("dmagent stopping");
+    bulk_data.stop();
+    echo_server.stop().await;
     notify_systemd("STOPPING=1");
     // No more local writes: they would not be reported to the servers,
     // and after a factory reset they would bring the erased state back.

@@ -24,9 +24,7 @@ pub const PLUS_HEADER: usize = 20;
 
 /// µs since the Unix epoch, now.
 fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+    dm_rt::clock::wall_micros()
 }
 
 fn word(packet: &[u8], at: usize) -> u32 {
@@ -64,7 +62,15 @@ fn settings(tree: &Tree) -> Option<Settings> {
         _ => return None,
     };
     let interface = match read(config::INTERFACE) {
-        Some(Value::ObjectLink(link)) => crate::diagnostics::interface_name(tree, link),
+        Some(Value::ObjectLink(link)) if link != dm_core::ObjectLink::NULL => {
+            // An Interface that names none is not every interface: the
+            // server stays off rather than listen on the WAN too.
+            let Some(name) = crate::diagnostics::interface_name(tree, link) else {
+                warn!("UDP echo server: its Interface names no network interface; not started");
+                return None;
+            };
+            Some(name)
+        }
         _ => None,
     };
     let source = match read(config::SOURCE_IP_ADDRESS) {
@@ -102,8 +108,22 @@ impl Server {
         }
     }
 
+    /// Looks at UDPEchoConfig again at the next [`Server::settle`] (the
+    /// change stream lost changes).
+    pub fn refresh(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Stops the server (the agent is stopping).
+    pub async fn stop(&mut self) {
+        if let Some((_, task)) = self.running.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
     /// Brings the server in line with UDPEchoConfig.
-    pub fn settle(&mut self) {
+    pub async fn settle(&mut self) {
         if !std::mem::take(&mut self.dirty) {
             return;
         }
@@ -112,8 +132,9 @@ impl Server {
             return;
         }
         let was_running = self.running.is_some();
-        if let Some((_, task)) = self.running.take() {
-            task.abort();
+        // The old socket is closed before the new one takes the port.
+        self.stop().await;
+        if was_running {
             info!("UDP echo server stopped");
         }
         let Some(settings) = wanted else {
@@ -199,7 +220,11 @@ async fn serve(socket: UdpSocket, settings: Settings) {
             }
             Err(e) => {
                 failures = failures.wrapping_add(1);
-                warn!(%from, "UDP echo reply: {e}");
+                // Said once, then every thousandth: a peer that cannot
+                // be answered does not flood the log.
+                if failures % 1000 == 1 {
+                    warn!(%from, failures, "UDP echo reply: {e}");
+                }
             }
         }
     }
@@ -317,8 +342,12 @@ pub async fn echo(
             warn!("UDP echo: {e}");
         } else {
             let deadline = started + request.timeout;
-            // Replies to earlier packets (late ones) are passed over.
-            while let Ok(Ok(got)) = tokio::time::timeout_at(deadline, socket.recv(&mut reply)).await
+            // Replies to earlier packets (late ones) are passed over; a
+            // peer that floods the socket does not hold the test past
+            // the deadline.
+            while tokio::time::Instant::now() < deadline
+                && let Ok(Ok(got)) =
+                    tokio::time::timeout_at(deadline, socket.recv(&mut reply)).await
             {
                 if got >= 4 && word(&reply, 0) == gen_sn {
                     result.success = true;

@@ -24,6 +24,8 @@ pub const MIN_REPORTING_INTERVAL: u64 = 1;
 pub const MAX_PROFILES: usize = 8;
 /// The most Parameter rows (references) one profile may have.
 pub const MAX_PARAMETER_REFERENCES: usize = 256;
+/// The most RequestURIParameter rows one profile may have.
+pub const MAX_URI_PARAMETERS: usize = 32;
 /// The unknown time of TR-106 (0001-01-01T00:00:00Z) in Unix seconds: a
 /// TimeReference with this value means none.
 pub const UNKNOWN_TIME: i64 = -62_135_596_800;
@@ -223,18 +225,38 @@ impl ObjectHandler for Profile {
             })
         {
             if rows.len() > MAX_PARAMETER_REFERENCES {
-                return Err(rejected(
-                    PARAMETER_REFERENCE,
-                    format!(
-                        "more than MaxNumberOfParameterReferences ({MAX_PARAMETER_REFERENCES})"
-                    ),
-                ));
+                // MaxNumberOfParameterReferences: as a table that is full.
+                return Err(Error::TooManyInstances {
+                    object: ID,
+                    limit: MAX_PARAMETER_REFERENCES,
+                });
             }
             for reference in rows.values() {
                 if let Value::String(reference) = reference
                     && let Err(reason) = check_reference(reference)
                 {
                     return Err(rejected(PARAMETER_REFERENCE, reason));
+                }
+            }
+        }
+        if let Some(ResourceValue::Multiple(rows)) = state
+            .slot(HTTP_REQUEST_URI_PARAMETER_REFERENCE)
+            .and_then(|slot| match slot {
+                Slot::Stored(value) => Some(value),
+                _ => None,
+            })
+        {
+            if rows.len() > MAX_URI_PARAMETERS {
+                return Err(Error::TooManyInstances {
+                    object: ID,
+                    limit: MAX_URI_PARAMETERS,
+                });
+            }
+            for reference in rows.values() {
+                if let Value::String(reference) = reference
+                    && let Err(reason) = check_reference(reference)
+                {
+                    return Err(rejected(HTTP_REQUEST_URI_PARAMETER_REFERENCE, reason));
                 }
             }
         }

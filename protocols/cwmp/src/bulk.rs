@@ -343,6 +343,9 @@ impl Settings {
 pub struct Report {
     pub time: i64,
     pub values: Vec<(String, String, &'static str)>,
+    /// More was named than a report carries ([`MAX_REPORT_PARAMETERS`],
+    /// [`MAX_REPORT_BYTES`]).
+    pub truncated: bool,
 }
 
 impl Report {
@@ -396,9 +399,19 @@ pub fn read_names(settings: &Settings) -> Vec<String> {
         .collect()
 }
 
+/// The most parameters one report carries, and the most bytes of names
+/// and values: a reference to `Device.` on a large tree is cut there
+/// (the report says so), not made whole in memory.
+pub const MAX_REPORT_PARAMETERS: usize = 10_000;
+pub const MAX_REPORT_BYTES: usize = 1024 * 1024;
+
 /// Collects a report now, from the tree as it is (its caller holds the
-/// lock), and the values of the URI parameters with it.
+/// lock), and the values of the URI parameters with it. Each parameter
+/// once, named after the first reference that names it; one an Exclude
+/// row names is left out.
 pub fn collect(tree: &Tree, settings: &Settings, time: i64) -> (Report, Vec<(String, String)>) {
+    let references = settings.references.len();
+    let uri = settings.uri_parameters.len();
     let patterns: Vec<&str> = settings
         .references
         .iter()
@@ -406,45 +419,53 @@ pub fn collect(tree: &Tree, settings: &Settings, time: i64) -> (Report, Vec<(Str
         .chain(settings.uri_parameters.iter().map(|r| r.path.as_str()))
         .chain(settings.excluded.iter().map(String::as_str))
         .collect();
-    let matched = crate::rpc::matching_values(tree, &patterns);
-    let references = settings.references.len();
-    let uri = settings.uri_parameters.len();
-    let excluded: std::collections::HashSet<&str> = matched[references + uri..]
-        .iter()
-        .flatten()
-        .map(|p| p.name.as_str())
-        .collect();
+    let (matched, mut truncated) =
+        crate::rpc::matching_values(tree, &patterns, MAX_REPORT_PARAMETERS);
     let mut values = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for (reference, found) in settings.references.iter().zip(&matched) {
-        for ParameterValue {
+    let mut uri_values: Vec<Option<(String, String)>> = vec![None; uri];
+    let mut bytes = 0;
+    for (hits, value) in matched {
+        for &at in hits
+            .iter()
+            .filter(|&&at| (references..references + uri).contains(&at))
+        {
+            let reference = &settings.uri_parameters[at - references];
+            uri_values[at - references].get_or_insert_with(|| {
+                let name = if reference.name.is_empty() {
+                    value.name.clone()
+                } else {
+                    reference.name.clone()
+                };
+                (name, value.value.clone())
+            });
+        }
+        if hits.iter().any(|&at| at >= references + uri) {
+            continue;
+        }
+        let Some(&first) = hits.iter().find(|&&at| at < references) else {
+            continue;
+        };
+        bytes += value.name.len() + value.value.len();
+        if bytes > MAX_REPORT_BYTES {
+            truncated = true;
+            break;
+        }
+        let ParameterValue {
             name,
             value,
             xsd_type,
-        } in found
-        {
-            if excluded.contains(name.as_str()) || !seen.insert(name.as_str()) {
-                continue;
-            }
-            let base = xsd_type.strip_prefix("xsd:").unwrap_or(xsd_type);
-            values.push((report_name(reference, name), value.clone(), base));
-        }
+        } = value;
+        let base = xsd_type.strip_prefix("xsd:").unwrap_or(xsd_type);
+        values.push((report_name(&settings.references[first], &name), value, base));
     }
-    let uri_values = settings
-        .uri_parameters
-        .iter()
-        .zip(&matched[references..references + uri])
-        .filter_map(|(reference, found)| {
-            let first = found.first()?;
-            let name = if reference.name.is_empty() {
-                first.name.clone()
-            } else {
-                reference.name.clone()
-            };
-            Some((name, first.value.clone()))
-        })
-        .collect();
-    (Report { time, values }, uri_values)
+    (
+        Report {
+            time,
+            values,
+            truncated,
+        },
+        uri_values.into_iter().flatten().collect(),
+    )
 }
 
 /// A JSON value of the TR-106 type (TR-069 Annex N.3.5: numbers as
@@ -569,9 +590,10 @@ fn csv(reports: &[Report], encoding: &Encoding) -> String {
     // without one (a retained report from before a row was added) leaves
     // its field empty.
     let mut columns: Vec<&str> = Vec::new();
+    let mut known = std::collections::HashSet::new();
     for report in reports {
         for (name, _, _) in &report.values {
-            if !columns.contains(&name.as_str()) {
+            if known.insert(name.as_str()) {
                 columns.push(name);
             }
         }
@@ -647,11 +669,12 @@ pub fn identity(tree: &Tree) -> [(&'static str, String); 3] {
         "Device.DeviceInfo.ProductClass",
         "Device.DeviceInfo.SerialNumber",
     ];
-    let found = crate::rpc::matching_values(tree, &names);
+    let (found, _) = crate::rpc::matching_values(tree, &names, names.len());
     let value = |at: usize| {
-        found[at]
-            .first()
-            .map(|p| p.value.clone())
+        found
+            .iter()
+            .find(|(hits, _)| hits.contains(&at))
+            .map(|(_, p)| p.value.clone())
             .unwrap_or_default()
     };
     [("oui", value(0)), ("pc", value(1)), ("sn", value(2))]
@@ -668,9 +691,10 @@ pub fn http_date(time: i64) -> String {
 #[derive(Default)]
 pub struct Retained {
     reports: VecDeque<Report>,
-    /// The encoding they were collected for: TR-181 drops them when it
-    /// changes.
+    /// The encoding they were collected for (TR-181 drops them when it
+    /// changes) and the collector they are for.
     json: Option<bool>,
+    url: Option<String>,
 }
 
 impl Retained {
@@ -678,11 +702,17 @@ impl Retained {
     /// encoding changed (TR-181 NumberOfRetainedFailedReports: "If the
     /// value of the EncodingType parameter is modified any outstanding
     /// failed reports are deleted").
-    pub fn encoding(&mut self, encoding: &Encoding) {
-        if self.json.is_some_and(|json| json != encoding.is_json()) {
+    ///
+    /// They are dropped too when the collector changes: they were made
+    /// for the one that refused them.
+    pub fn follow(&mut self, encoding: &Encoding, url: &str) {
+        let changed = self.json.is_some_and(|json| json != encoding.is_json())
+            || self.url.as_deref().is_some_and(|old| old != url);
+        if changed {
             self.reports.clear();
         }
         self.json = Some(encoding.is_json());
+        self.url = Some(url.to_owned());
     }
 
     /// The reports, oldest first.
@@ -744,6 +774,7 @@ mod tests {
                 .iter()
                 .map(|(n, v, t)| ((*n).to_owned(), (*v).to_owned(), *t))
                 .collect(),
+            truncated: false,
         }
     }
 

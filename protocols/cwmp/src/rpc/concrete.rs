@@ -314,7 +314,7 @@ pub(super) fn select(all: &[Concrete], name: &str) -> Result<Vec<usize>, Fault> 
         if selected.is_empty()
             && matches!(
                 Resolver::global().object(name),
-                Some(ObjectPath::Instance(..))
+                Some(ObjectPath::Instance(..) | ObjectPath::Row { .. })
             )
         {
             return Err(fault(FaultCode::InvalidParameterName, name));

@@ -199,36 +199,62 @@ pub fn existing_parameter_values(tree: &Tree, names: &[String]) -> Vec<Parameter
         .collect()
 }
 
-/// The parameters each of `patterns` names, with their values as
-/// GetParameterValues answers them (read as the ACS reads them): a
+/// The parameters `patterns` name, each once, with its value as
+/// GetParameterValues answers it (read as the ACS reads it) and which of
+/// the patterns named it, in natural path order. A pattern is a
 /// parameter's path, or an object's (ending in `.`) for every parameter
 /// below it, `*` standing for any instance number (TR-181 BulkData's
-/// Parameter.{i}.Reference). A pattern that names nothing now gives
-/// nothing; a value whose server is away is left out. One walk of the
-/// tree for all the patterns.
-pub fn matching_values(tree: &Tree, patterns: &[&str]) -> Vec<Vec<ParameterValue>> {
+/// Parameter.{i}.Reference); one that names nothing now gives nothing; a
+/// value whose server is away is left out. At most `limit` parameters
+/// (the second value says whether more matched). One walk of the tree
+/// for all the patterns.
+pub fn matching_values(
+    tree: &Tree,
+    patterns: &[&str],
+    limit: usize,
+) -> (Vec<(Vec<usize>, ParameterValue)>, bool) {
     // Only the objects some pattern can name are listed.
     let objects: BTreeSet<dm_core::ObjectId> = crate::mapping::parameters()
         .filter(|map| patterns.iter().any(|p| may_match(p, map.path)))
         .map(|map| map.object)
         .collect();
     let all = concrete::concrete_of(tree, &|object| objects.contains(&object));
-    let mut out = vec![Vec::new(); patterns.len()];
+    let mut out = Vec::new();
     for c in &all {
-        let mut value = None;
-        for (at, pattern) in patterns.iter().enumerate() {
-            if !matches_pattern(pattern, &c.name) {
-                continue;
-            }
-            if value.is_none() {
-                value = Some(wire_value_or_unavailable(tree, c));
-            }
-            if let Some(Ok(value)) = &value {
-                out[at].push(value.clone());
-            }
+        let hits: Vec<usize> = patterns
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| matches_pattern(p, &c.name))
+            .map(|(at, _)| at)
+            .collect();
+        if hits.is_empty() {
+            continue;
+        }
+        if out.len() == limit {
+            return (out, true);
+        }
+        if let Ok(value) = wire_value_or_unavailable(tree, c) {
+            out.push((hits, value));
         }
     }
-    out
+    (out, false)
+}
+
+/// The tree paths the names select that exist now, for the host reads a
+/// read of them needs: unlike [`selected_paths`], a name that selects
+/// nothing (a row since deleted) is passed over, not the end of all.
+pub fn existing_paths(tree: &Tree, names: &[String]) -> Vec<Path> {
+    let all = concrete(tree);
+    let mut paths: Vec<Path> = names
+        .iter()
+        .filter_map(|name| select(&all, name).ok())
+        .flatten()
+        .filter(|&at| all[at].count.is_none())
+        .map(|at| all[at].path)
+        .collect();
+    paths.sort_unstable();
+    paths.dedup();
+    paths
 }
 
 /// Whether `pattern` may name a parameter of `template` (a mapping's
@@ -1141,7 +1167,7 @@ pub fn add_object_prepared(
             object: core,
             instance,
             columns,
-        }) => {
+        }) if rows_writable(core, &columns) => {
             return add_row(
                 tree,
                 origin,
@@ -1177,24 +1203,39 @@ fn rows_of(
     columns: &[dm_core::ResourceId],
 ) -> Option<Vec<(dm_core::ResourceId, BTreeMap<u16, Value>)>> {
     tree.instance(object, instance).ok()?;
-    Some(
-        columns
+    // Read as the agent: the rows are rewritten whole, so a column the
+    // client could not read must not come back empty.
+    let _ = origin;
+    columns
+        .iter()
+        .map(
+            |&column| match tree.read(Origin::Agent, &Path::resource(object, instance, column)) {
+                Ok(ResourceValue::Multiple(values)) => Some((column, values)),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
+/// Whether a client may add and delete rows of a `{j}` table: one of its
+/// columns is writable (a diagnostic test's result rows, an interface's
+/// addresses are not: AddObject on them is 9005, as on any object that
+/// is no table of the ACS's).
+fn rows_writable(object: dm_core::ObjectId, columns: &[dm_core::ResourceId]) -> bool {
+    let resolver = Resolver::global();
+    columns.iter().any(|&column| {
+        resolver
+            .parameters_for(object, column)
             .iter()
-            .map(|&column| {
-                let values = match tree.read(origin, &Path::resource(object, instance, column)) {
-                    Ok(ResourceValue::Multiple(values)) => values,
-                    _ => BTreeMap::new(),
-                };
-                (column, values)
-            })
-            .collect(),
-    )
+            .any(|map| map.writable)
+    })
 }
 
 /// AddObject on a `{j}` table (TR-069 §A.3.2.6): a new row, numbered
-/// after the highest there is (a deleted row's number is not given
-/// again while higher ones exist), each column at its type's zero value
-/// (an empty string, false, 0) as TR-181's defaults for these tables are.
+/// after the highest ever given in the table (kept in the tree's durable
+/// state, so that a deleted row's number is not given again), each
+/// column at its type's zero value (an empty string, false, 0) as
+/// TR-181's defaults for these tables are.
 fn add_row(
     tree: &mut Tree,
     origin: Origin,
@@ -1212,11 +1253,22 @@ fn add_row(
             format!("{name}: no such instance"),
         )));
     };
+    let key = format!(
+        "rows:{}:{}:{}",
+        object.0,
+        instance.0,
+        columns.first().map_or(0, |c| c.0)
+    );
+    let given = tree
+        .pending_state(&key)
+        .and_then(|n| n.parse::<u16>().ok())
+        .unwrap_or(0);
     let next = rows
         .iter()
         .filter_map(|(_, values)| values.keys().next_back())
         .max()
-        .map_or(Some(0), |last| last.checked_add(1));
+        .map_or(Some(0), |last| last.checked_add(1))
+        .map(|n| n.max(given));
     // Index u16::MAX would be number 65536, past what a row may have.
     let Some(index) = next.filter(|i| *i < u16::MAX) else {
         return Written::Done(Err(fault(
@@ -1224,6 +1276,9 @@ fn add_row(
             format!("{name}: no row number left"),
         )));
     };
+    if let Err(e) = tree.set_pending_state(&key, Some((index + 1).to_string())) {
+        return Written::Done(Err(fault(FaultCode::InternalError, e)));
+    }
     let schema = tree.schema(object);
     let mut tx = tree.begin(origin);
     for (column, mut values) in rows {
@@ -1293,7 +1348,7 @@ pub fn delete_object_prepared(
             instance,
             columns,
             index,
-        }) => {
+        }) if rows_writable(core, &columns) => {
             let Some(rows) = rows_of(tree, origin, core, instance, &columns) else {
                 return Written::Done(Err(fault(
                     FaultCode::InvalidParameterName,

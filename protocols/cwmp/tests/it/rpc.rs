@@ -546,6 +546,33 @@ fn rows_of_a_table_in_an_instance() {
             .code,
         9005
     );
+    // The last row deleted, its number is not given again.
+    rpc::delete_object(&mut tree, &format!("{base}Parameter.3."), "d").unwrap();
+    assert_eq!(
+        rpc::add_object(&mut tree, &format!("{base}Parameter."), "row")
+            .unwrap()
+            .0,
+        4
+    );
+    // Rows that are the agent's (a test's results) are no client's to add.
+    assert_eq!(
+        rpc::add_object(&mut tree, "Device.IP.Diagnostics.TraceRoute.RouteHops.", "x")
+            .unwrap_err()
+            .code,
+        9005
+    );
+    // MaxNumberOfParameterReferences: a full table (9004).
+    let full = loop {
+        match rpc::add_object(&mut tree, &format!("{base}Parameter."), "row") {
+            Ok(_) => continue,
+            Err(fault) => break fault,
+        }
+    };
+    assert_eq!(full.code, 9004, "{full:?}");
+    assert_eq!(
+        value(&tree, &format!("{base}ParameterNumberOfEntries")),
+        dm_objects::bulk_data::MAX_PARAMETER_REFERENCES.to_string()
+    );
 }
 
 /// TR-181 BulkData references: a parameter, an object (everything
@@ -557,16 +584,25 @@ fn references_with_wildcards_name_what_they_match() {
     let names = |found: &[dm_cwmp::soap::ParameterValue]| {
         found.iter().map(|p| p.name.clone()).collect::<Vec<_>>()
     };
-    let found = rpc::matching_values(
-        &tree,
-        &[
-            "Device.WiFi.SSID.*.SSID",
-            "Device.WiFi.SSID.2.",
-            "Device.WiFi.SSIDNumberOfEntries",
-            "Device.WiFi.SSID.*",
-            "Device.Nothing.*.",
-        ],
-    );
+    let patterns = [
+        "Device.WiFi.SSID.*.SSID",
+        "Device.WiFi.SSID.2.",
+        "Device.WiFi.SSIDNumberOfEntries",
+        "Device.WiFi.SSID.*",
+        "Device.Nothing.*.",
+    ];
+    let (matched, truncated) = rpc::matching_values(&tree, &patterns, 10_000);
+    assert!(!truncated);
+    // Each parameter once, with every pattern that named it.
+    let found: Vec<Vec<dm_cwmp::soap::ParameterValue>> = (0..patterns.len())
+        .map(|at| {
+            matched
+                .iter()
+                .filter(|(hits, _)| hits.contains(&at))
+                .map(|(_, p)| p.clone())
+                .collect()
+        })
+        .collect();
     assert_eq!(
         names(&found[0]),
         ["Device.WiFi.SSID.1.SSID", "Device.WiFi.SSID.2.SSID"]
@@ -582,6 +618,9 @@ fn references_with_wildcards_name_what_they_match() {
     // A wildcard is an instance, not a parameter; nothing is nothing.
     assert!(found[3].is_empty());
     assert!(found[4].is_empty());
+    // Bounded: no more than asked for, and said so.
+    let (some, truncated) = rpc::matching_values(&tree, &["Device.WiFi."], 3);
+    assert_eq!((some.len(), truncated), (3, true));
     assert_eq!(
         rpc::get_parameter_values(&tree, &["Device.WiFi.SSID.1.SSID".into()]).unwrap()[0].value,
         found[0][0].value
