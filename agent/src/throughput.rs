@@ -96,6 +96,8 @@ pub enum Failure {
     TransferFailed(String),
     #[error("timed out: {0}")]
     Timeout(&'static str),
+    #[error("FTP login refused: {0}")]
+    LoginFailed(String),
 }
 
 impl Failure {
@@ -112,6 +114,7 @@ impl Failure {
             Failure::NoResponse(_) => "Error_NoResponse",
             Failure::TransferFailed(_) => "Error_TransferFailed",
             Failure::Timeout(_) => "Error_Timeout",
+            Failure::LoginFailed(_) => "Error_LoginFailed",
         }
     }
 }
@@ -235,23 +238,61 @@ struct Counted {
 
 impl Counted {
     fn moved(&self, n: usize) {
-        if n == 0 {
-            return;
-        }
-        let now = dm_rt::clock::now();
-        let micros =
-            i64::try_from(now.saturating_duration_since(self.base).as_micros()).unwrap_or(i64::MAX);
-        if self
-            .progress
-            .first
-            .compare_exchange(-1, micros, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-        {
-            self.shared.begin(now);
-        }
-        self.progress.last.store(micros, Ordering::Relaxed);
-        self.progress.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        self.shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        record(&self.progress, &self.shared, self.base, n);
+    }
+}
+
+/// `n` of the test's bytes moved on a connection now: its first begins
+/// its transfer.
+fn record(progress: &Progress, shared: &Shared, base: Instant, n: usize) {
+    if n == 0 {
+        return;
+    }
+    let now = dm_rt::clock::now();
+    let micros = i64::try_from(now.saturating_duration_since(base).as_micros()).unwrap_or(i64::MAX);
+    if progress
+        .first
+        .compare_exchange(-1, micros, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+    {
+        shared.begin(now);
+    }
+    progress.last.store(micros, Ordering::Relaxed);
+    progress.bytes.fetch_add(n as u64, Ordering::Relaxed);
+    shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
+}
+
+/// An FTP transfer's steps, for the test.
+struct FtpMeter {
+    progress: Arc<Progress>,
+    shared: Arc<Shared>,
+    base: Instant,
+    opened: Option<(Instant, Instant)>,
+    command: Option<Instant>,
+}
+
+impl dm_cwmp_tokio::ftp::Meter for FtpMeter {
+    fn data_opened(&mut self, asked: Instant, opened: Instant) {
+        self.opened = Some((asked, opened));
+    }
+
+    fn command(&mut self, at: Instant) {
+        self.command = Some(at);
+    }
+
+    fn moved(&mut self, n: usize) {
+        record(&self.progress, &self.shared, self.base, n);
+    }
+}
+
+/// An FTP failure as TR-181 names it.
+fn ftp_failure(e: dm_cwmp_tokio::http::HttpError) -> Failure {
+    use dm_cwmp_tokio::http::HttpError;
+    match e {
+        HttpError::Connect(m) => Failure::InitConnectionFailed(m),
+        HttpError::Timeout => Failure::Timeout("the server went silent"),
+        HttpError::Unauthorized(m) => Failure::LoginFailed(m),
+        other => Failure::TransferFailed(other.to_string()),
     }
 }
 
@@ -300,13 +341,17 @@ impl AsyncWrite for Counted {
 fn parse(url: &str) -> Result<(String, u16, String, String), Failure> {
     let other = |e: String| Failure::Diagnostic(DiagnosticError::Other(e));
     let uri: hyper::Uri = url.parse().map_err(|e| other(format!("{url:?}: {e}")))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(other(format!("{url:?}: not an http:// URL")));
+    if !matches!(uri.scheme_str(), Some("http" | "ftp")) {
+        return Err(other(format!("{url:?}: not an http:// or ftp:// URL")));
     }
     let host = dm_rt::uri::host(&uri).to_owned();
     let port = dm_rt::uri::port(&uri)
         .map_err(|e| other(e.reason))?
-        .unwrap_or(80);
+        .unwrap_or(if uri.scheme_str() == Some("ftp") {
+            21
+        } else {
+            80
+        });
     let path = uri
         .path_and_query()
         .map_or("/".to_owned(), |p| p.as_str().to_owned());
@@ -363,6 +408,19 @@ async fn connect(address: SocketAddr, request: &Request) -> Result<tokio::net::T
         })?;
     let _ = stream.set_nodelay(true);
     Ok(stream)
+}
+
+/// The address the route gives for reaching `peer` (a UDP socket
+/// connected, nothing sent).
+fn local_address(peer: SocketAddr) -> Option<IpAddr> {
+    let any: SocketAddr = if peer.is_ipv6() {
+        "[::]:0".parse().ok()?
+    } else {
+        "0.0.0.0:0".parse().ok()?
+    };
+    let socket = std::net::UdpSocket::bind(any).ok()?;
+    socket.connect(peer).ok()?;
+    socket.local_addr().ok().map(|a| a.ip())
 }
 
 /// An upload's body: `left` zero bytes in chunks.
@@ -549,6 +607,62 @@ async fn one(
     ))
 }
 
+/// One connection's test over FTP: the data connection's opening and
+/// its bytes are the test's (TR-143 §4: for FTP the times are the data
+/// connection's; ROMTime is when RETR or STOR is sent).
+async fn one_ftp(
+    request: &Request,
+    clock: Clock,
+    shared: &Arc<Shared>,
+    deadline: Instant,
+) -> Result<(Connection, Option<IpAddr>), Failure> {
+    let progress = Arc::new(Progress {
+        first: AtomicI64::new(-1),
+        last: AtomicI64::new(-1),
+        ..Progress::default()
+    });
+    let mut meter = FtpMeter {
+        progress: Arc::clone(&progress),
+        shared: Arc::clone(shared),
+        base: clock.base,
+        opened: None,
+        command: None,
+    };
+    let transfer = dm_cwmp_tokio::ftp::measure(&request.url, request.upload, IDLE, &mut meter);
+    watched(transfer, &progress, deadline)
+        .await?
+        .map_err(ftp_failure)?;
+    let start = meter.command.unwrap_or(clock.base);
+    let (asked, opened) = meter.opened.unwrap_or((start, start));
+    let instant =
+        |micros: i64| clock.base + Duration::from_micros(u64::try_from(micros).unwrap_or(0));
+    let first = progress.first.load(Ordering::Relaxed);
+    let (bom, eom) = if first < 0 {
+        (start, start)
+    } else {
+        (
+            instant(first),
+            instant(progress.last.load(Ordering::Relaxed)),
+        )
+    };
+    let before = lock(&shared.first_begin).and_then(|m| m.counters);
+    shared.end(eom);
+    let (total_received, total_sent) = delta(before, counters(shared.interface.as_deref()));
+    Ok((
+        Connection {
+            tcp_open_request: clock.at(asked),
+            tcp_open_response: clock.at(opened),
+            rom: clock.at(start),
+            bom: clock.at(bom),
+            eom: clock.at(eom),
+            test_bytes: progress.bytes.load(Ordering::Relaxed),
+            total_received,
+            total_sent,
+        },
+        None,
+    ))
+}
+
 /// Runs the test; `cancel` stops it.
 pub async fn run(request: Request, cancel: Arc<AtomicBool>) -> Result<Outcome, Failure> {
     let (host, port, path, authority) = parse(&request.url)?;
@@ -573,18 +687,33 @@ pub async fn run(request: Request, cancel: Arc<AtomicBool>) -> Result<Outcome, F
         full_end: Mutex::new(None),
         last_end: Mutex::new(None),
     });
-    let runs = (0..connections).map(|_| {
-        one(
-            &request,
-            address,
-            (&path, &authority),
-            clock,
-            &shared,
-            &cancel,
-            deadline,
-        )
-    });
-    let results = futures_util::future::join_all(runs).await;
+    let ftp = request
+        .url
+        .get(..6)
+        .is_some_and(|s| s.eq_ignore_ascii_case("ftp://"));
+    let results = if ftp {
+        let runs = (0..connections).map(|_| one_ftp(&request, clock, &shared, deadline));
+        // The source is the one the route gives towards the server.
+        let mut results = futures_util::future::join_all(runs).await;
+        let source = local_address(address);
+        for (_, local) in results.iter_mut().flatten() {
+            *local = source;
+        }
+        results
+    } else {
+        let runs = (0..connections).map(|_| {
+            one(
+                &request,
+                address,
+                (&path, &authority),
+                clock,
+                &shared,
+                &cancel,
+                deadline,
+            )
+        });
+        futures_util::future::join_all(runs).await
+    };
     let mut measured = Vec::new();
     let mut source = None;
     for result in results {

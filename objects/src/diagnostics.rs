@@ -141,7 +141,7 @@ fn download_inputs() -> Vec<(ResourceId, Value)> {
     vec![
         (INTERFACE, Value::ObjectLink(NO_ROW)),
         (DOWNLOAD_URL, Value::String(String::new())),
-        (DOWNLOAD_TRANSPORTS, Value::String("HTTP".into())),
+        (DOWNLOAD_TRANSPORTS, Value::String("HTTP,FTP".into())),
         (DSCP, Value::Unsigned(0)),
         (ETHERNET_PRIORITY, Value::Unsigned(0)),
         (TIME_BASED_TEST_DURATION, Value::Unsigned(0)),
@@ -191,7 +191,7 @@ fn upload_inputs() -> Vec<(ResourceId, Value)> {
     vec![
         (INTERFACE, Value::ObjectLink(NO_ROW)),
         (UPLOAD_URL, Value::String(String::new())),
-        (UPLOAD_TRANSPORTS, Value::String("HTTP".into())),
+        (UPLOAD_TRANSPORTS, Value::String("HTTP,FTP".into())),
         (DSCP, Value::Unsigned(0)),
         (ETHERNET_PRIORITY, Value::Unsigned(0)),
         (TEST_FILE_LENGTH, Value::Unsigned(0)),
@@ -466,8 +466,8 @@ impl ObjectHandler for Diagnostic {
     }
 }
 
-/// What a throughput test the agent can run takes: an http:// URL (the
-/// transports it announces), a file-based test (no TimeBasedTestDuration),
+/// What a throughput test the agent can run takes: an http:// or ftp://
+/// URL (the transports it announces), a file-based test (no TimeBasedTestDuration),
 /// up to [`MAX_CONNECTIONS`] connections.
 fn check_throughput(
     object: dm_core::ObjectId,
@@ -495,13 +495,14 @@ fn check_throughput(
     if written.contains(&url)
         && let Some(Value::String(text)) = state.value(url)
         && !text.is_empty()
-        && !text
-            .get(..7)
-            .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+        && !["http://", "ftp://"].iter().any(|scheme| {
+            text.get(..scheme.len())
+                .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+        })
     {
         return Err(refuse(
             url,
-            format!("{text:?}: an http:// URL (the transports are HTTP)"),
+            format!("{text:?}: an http:// or ftp:// URL (the transports are HTTP and FTP)"),
         ));
     }
     if written.contains(&duration) && state.value(duration) != Some(&Value::Unsigned(0)) {

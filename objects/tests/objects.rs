@@ -1673,7 +1673,7 @@ fn diagnostics_state_follows_tr_181s_rules() {
             .commit()
     };
     for (resource, value) in [
-        (download::DOWNLOAD_URL, Value::String("ftp://x/f".into())),
+        (download::DOWNLOAD_URL, Value::String("https://x/f".into())),
         (download::TIME_BASED_TEST_DURATION, Value::Unsigned(10)),
         (download::NUMBER_OF_CONNECTIONS, Value::Unsigned(5)),
     ] {

@@ -16,19 +16,23 @@ use dm_tests::process::Guard;
 /// The scripted ACS, in `netns` (it sees only what follows each
 /// Inform): each session answers with the next list of `sessions`, taken
 /// from the end, one request per POST.
-fn acs_in(netns: &str, mut sessions: Vec<Vec<String>>) -> MiniAcs {
-    dm_tests::netns::run_in(netns, move || {
-        let mut current: Vec<String> = Vec::new();
-        MiniAcs::start(Box::new(move |body| {
-            if body.is_empty() {
-                current = sessions.pop().unwrap_or_default();
-                current.reverse();
-            }
-            if body.is_empty() || body.contains("Response>") {
-                return current.pop();
-            }
-            None
-        }))
+fn acs_in(netns: &str, sessions: Vec<Vec<String>>) -> MiniAcs {
+    dm_tests::netns::run_in(netns, move || MiniAcs::start(scripted(sessions)))
+}
+
+/// The ACS's script: each session answers with the next list of
+/// `sessions`, taken from the end, one request per POST.
+fn scripted(mut sessions: Vec<Vec<String>>) -> dm_tests::mini_acs::Script {
+    let mut current: Vec<String> = Vec::new();
+    Box::new(move |body| {
+        if body.is_empty() {
+            current = sessions.pop().unwrap_or_default();
+            current.reverse();
+        }
+        if body.is_empty() || body.contains("Response>") {
+            return current.pop();
+        }
+        None
     })
 }
 
@@ -665,4 +669,112 @@ fn udp_echo_server_answers_and_the_echo_test_measures_it() {
     assert_eq!(at("PacketsResponded"), packets.to_string());
     assert_eq!(at("BytesReceived"), (24 * packets).to_string());
     assert!(micros(&at("TimeFirstPacketReceived")) <= micros(&at("TimeLastPacketReceived")));
+}
+
+/// DownloadDiagnostics and UploadDiagnostics over FTP (pyftpdlib on
+/// 127.0.0.1, the login in the URL), two connections: the file's bytes
+/// on the data connections, its times in order; the server stores what
+/// the upload says it sent.
+#[test]
+fn download_and_upload_over_ftp() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("file.bin"), vec![0x5a; 2_000_000]).unwrap();
+    let ftp = dm_tests::py_peers::FtpServer::start(root.path(), None);
+    let base = format!("ftp://dm:ftp-secret@127.0.0.1:{}", ftp.port);
+    const DOWNLOAD: &str = "Device.IP.Diagnostics.DownloadDiagnostics.";
+    const UPLOAD: &str = "Device.IP.Diagnostics.UploadDiagnostics.";
+    let set_download = set_values(
+        "download",
+        &[
+            (
+                &format!("{DOWNLOAD}DownloadURL"),
+                "string",
+                &format!("{base}/file.bin"),
+            ),
+            (
+                &format!("{DOWNLOAD}NumberOfConnections"),
+                "unsignedInt",
+                "2",
+            ),
+            (
+                &format!("{DOWNLOAD}EnablePerConnectionResults"),
+                "boolean",
+                "true",
+            ),
+            (
+                &format!("{DOWNLOAD}DiagnosticsState"),
+                "string",
+                "Requested",
+            ),
+        ],
+    );
+    let set_upload = set_values(
+        "upload",
+        &[
+            (
+                &format!("{UPLOAD}UploadURL"),
+                "string",
+                &format!("{base}/up.bin"),
+            ),
+            (&format!("{UPLOAD}TestFileLength"), "unsignedInt", "500000"),
+            (&format!("{UPLOAD}DiagnosticsState"), "string", "Requested"),
+        ],
+    );
+    let acs = MiniAcs::start(scripted(vec![
+        vec![read(UPLOAD)],
+        vec![read(DOWNLOAD), set_upload],
+        vec![set_download],
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-FTP\"\n\n[cwmp]\nacs_url = \"{}\"\n\
+             connection_request_port = {}\nconnection_request_bind = \"127.0.0.1\"\n\n\
+             [lwm2m]\nenabled = false\n",
+            acs.url(),
+            dm_tests::files::free_tcp_port()
+        ),
+    )
+    .unwrap();
+    let _agent = dm_tests::agent::run(
+        env!("CARGO_BIN_EXE_dmagent"),
+        &config,
+        &dir.path().join("state"),
+    );
+
+    acs.post_with("<cwmp:SetParameterValuesResponse>");
+    acs.post_with("8 DIAGNOSTICS COMPLETE");
+    let got = values(&acs.post_with("<cwmp:GetParameterValuesResponse>"));
+    let at = |name: &str| got[&format!("{DOWNLOAD}{name}")].clone();
+    assert_eq!(at("DiagnosticsState"), "Complete", "{got:?}");
+    assert_eq!(at("TestBytesReceived"), "4000000", "{got:?}");
+    for n in 1..=2 {
+        let row = |name: &str| at(&format!("PerConnectionResult.{n}.{name}"));
+        assert_eq!(row("TestBytesReceived"), "2000000");
+        let times: Vec<i64> = [
+            "TCPOpenRequestTime",
+            "TCPOpenResponseTime",
+            "ROMTime",
+            "BOMTime",
+            "EOMTime",
+        ]
+        .iter()
+        .map(|name| micros(&row(name)))
+        .collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    }
+    assert_eq!(at("IPAddressUsed"), "127.0.0.1");
+
+    acs.post_with("<cwmp:SetParameterValuesResponse>");
+    acs.post_with("8 DIAGNOSTICS COMPLETE");
+    let got = values(&acs.post_with("<cwmp:GetParameterValuesResponse>"));
+    let at = |name: &str| got[&format!("{UPLOAD}{name}")].clone();
+    assert_eq!(at("DiagnosticsState"), "Complete", "{got:?}");
+    assert_eq!(at("TestBytesSent"), "500000");
+    assert_eq!(
+        std::fs::metadata(root.path().join("up.bin")).unwrap().len(),
+        500_000
+    );
 }

@@ -10,7 +10,7 @@
 //! for the handful of commands used here; this module adds about 90 KiB.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
@@ -300,6 +300,12 @@ impl Control {
 
     /// Opens a passive data connection: EPSV (RFC 2428), else PASV.
     async fn data(&mut self) -> Result<TcpStream, HttpError> {
+        self.data_timed().await.map(|(data, _)| data)
+    }
+
+    /// [`Control::data`], and when its opening was asked for and answered
+    /// (TR-143's TCPOpenRequestTime and TCPOpenResponseTime).
+    async fn data_timed(&mut self) -> Result<(TcpStream, (Instant, Instant)), HttpError> {
         let extended = self.command("EPSV").await?;
         let port = if extended.code == 229 {
             epsv_port(&extended.text)
@@ -310,11 +316,13 @@ impl Control {
             return Err(extended.failure());
         }
         .ok_or_else(|| HttpError::Protocol("FTP: a passive reply without a port".into()))?;
-        timed(
+        let asked = dm_rt::clock::now();
+        let data = timed(
             self.idle,
             TcpStream::connect(SocketAddr::new(self.peer, port)),
         )
-        .await
+        .await?;
+        Ok((data, (asked, dm_rt::clock::now())))
     }
 
     /// Starts a transfer: the data connection, then the command, which
@@ -412,6 +420,64 @@ pub async fn upload(
     }
     // The end of the file is the end of the data connection.
     timed(idle, data.shutdown()).await?;
+    drop(data);
+    control.finished().await?;
+    control.quit().await;
+    Ok(())
+}
+
+/// What a TR-143 throughput test (TR-181 DownloadDiagnostics and
+/// UploadDiagnostics over FTP) observes of a transfer.
+pub trait Meter: Send {
+    /// The data connection was asked for and opened.
+    fn data_opened(&mut self, asked: Instant, opened: Instant);
+    /// RETR or STOR is sent now.
+    fn command(&mut self, at: Instant);
+    /// `n` bytes of the file moved on the data connection.
+    fn moved(&mut self, n: usize);
+}
+
+/// A TR-143 FTP test transfer: RETR of the URL's file (read and
+/// dropped), or STOR of `upload` zero bytes, each step told to `meter`.
+/// The login is the URL's, else anonymous.
+pub async fn measure(
+    url: &str,
+    upload: Option<u64>,
+    idle: Duration,
+    meter: &mut dyn Meter,
+) -> Result<(), HttpError> {
+    let target = target(url, &Credentials::default())?;
+    let mut control = Control::open(&target, idle).await?;
+    let (mut data, (asked, opened)) = control.data_timed().await?;
+    meter.data_opened(asked, opened);
+    let command = match upload {
+        Some(_) => format!("STOR {}", target.path),
+        None => format!("RETR {}", target.path),
+    };
+    meter.command(dm_rt::clock::now());
+    control.expect(&command, &[125, 150]).await?;
+    let mut buffer = vec![0u8; 16 * 1024];
+    match upload {
+        None => loop {
+            let n = timed(idle, data.read(&mut buffer)).await?;
+            if n == 0 {
+                break;
+            }
+            meter.moved(n);
+        },
+        Some(mut left) => {
+            buffer.fill(0);
+            while left > 0 {
+                let n = usize::try_from(left)
+                    .unwrap_or(buffer.len())
+                    .min(buffer.len());
+                timed(idle, data.write_all(&buffer[..n])).await?;
+                meter.moved(n);
+                left -= n as u64;
+            }
+            timed(idle, data.shutdown()).await?;
+        }
+    }
     drop(data);
     control.finished().await?;
     control.quit().await;

@@ -556,9 +556,13 @@ fn rows_of_a_table_in_an_instance() {
     );
     // Rows that are the agent's (a test's results) are no client's to add.
     assert_eq!(
-        rpc::add_object(&mut tree, "Device.IP.Diagnostics.TraceRoute.RouteHops.", "x")
-            .unwrap_err()
-            .code,
+        rpc::add_object(
+            &mut tree,
+            "Device.IP.Diagnostics.TraceRoute.RouteHops.",
+            "x"
+        )
+        .unwrap_err()
+        .code,
         9005
     );
     // MaxNumberOfParameterReferences: a full table (9004).
