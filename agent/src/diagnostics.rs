@@ -320,6 +320,39 @@ pub fn interface_name(tree: &Tree, link: dm_core::ObjectLink) -> Option<String> 
     found
 }
 
+/// A test's socket towards `address`: bound to `interface` (the device
+/// itself where the kernel lets us, root; its address always) and marked
+/// with `dscp`.
+pub fn test_socket(
+    address: std::net::SocketAddr,
+    kind: socket2::Type,
+    interface: Option<&str>,
+    dscp: u8,
+) -> Result<socket2::Socket, DiagnosticError> {
+    use socket2::{Domain, Socket};
+    let internal =
+        |what: &str, e: std::io::Error| DiagnosticError::Internal(format!("{what}: {e}"));
+    let socket =
+        Socket::new(Domain::for_address(address), kind, None).map_err(|e| internal("socket", e))?;
+    if let Some(interface) = interface {
+        let source = ping::source_of(interface, address.is_ipv6()).ok_or_else(|| {
+            DiagnosticError::Other(format!("{interface} has no address of {address}'s family"))
+        })?;
+        let _ = socket.bind_device(Some(interface.as_bytes()));
+        socket
+            .bind(&std::net::SocketAddr::new(source, 0).into())
+            .map_err(|e| internal("bind", e))?;
+    }
+    let tos = u32::from(dscp) << 2;
+    if address.is_ipv6() {
+        socket.set_tclass_v6(tos)
+    } else {
+        socket.set_tos_v4(tos)
+    }
+    .map_err(|e| internal("DSCP", e))?;
+    Ok(socket)
+}
+
 fn unsigned(tree: &Tree, object: ObjectId, resource: ResourceId, default: u64) -> u64 {
     match read(tree, Path::resource(object, InstanceId(0), resource)) {
         Some(Value::Unsigned(u)) => u,

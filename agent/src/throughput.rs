@@ -73,7 +73,7 @@ pub struct Connection {
 pub struct Outcome {
     pub source: Option<IpAddr>,
     pub connections: Vec<Connection>,
-    /// The interface's counters between the first BOMTime and the last
+    /// The interface's counters from the first request to the last
     /// EOMTime.
     pub total_received: u64,
     pub total_sent: u64,
@@ -177,7 +177,7 @@ struct Shared {
     bytes: AtomicU64,
     begun: AtomicU32,
     ended: AtomicU32,
-    first_begin: Mutex<Option<Mark>>,
+    first_request: Mutex<Option<Mark>>,
     full_begin: Mutex<Option<Mark>>,
     full_end: Mutex<Option<Mark>>,
     last_end: Mutex<Option<Mark>>,
@@ -192,12 +192,20 @@ impl Shared {
         }
     }
 
+    /// A connection sent its request (GET, PUT, RETR, STOR): the first
+    /// one starts the window of the interface's counters. Read then, not
+    /// at the first byte received: by the time the test reads that
+    /// byte, the kernel has taken a window's worth of the answer.
+    fn requested(&self, at: Instant) {
+        let mut first = lock(&self.first_request);
+        if first.is_none() {
+            *first = Some(self.mark(at));
+        }
+    }
+
     /// A connection's transfer began.
     fn begin(&self, at: Instant) {
         let begun = self.begun.fetch_add(1, Ordering::Relaxed) + 1;
-        if begun == 1 {
-            *lock(&self.first_begin) = Some(self.mark(at));
-        }
         if begun == self.connections {
             *lock(&self.full_begin) = Some(self.mark(at));
         }
@@ -278,6 +286,7 @@ impl dm_cwmp_tokio::ftp::Meter for FtpMeter {
 
     fn command(&mut self, at: Instant) {
         self.command = Some(at);
+        self.shared.requested(at);
     }
 
     fn moved(&mut self, n: usize) {
@@ -362,36 +371,15 @@ fn parse(url: &str) -> Result<(String, u16, String, String), Failure> {
 /// Opens a connection to `address`, bound to the test's interface and
 /// marked with its DSCP.
 async fn connect(address: SocketAddr, request: &Request) -> Result<tokio::net::TcpStream, Failure> {
-    use socket2::{Domain, Protocol, Socket, Type};
     let internal = |what: &str, e: std::io::Error| {
         Failure::Diagnostic(DiagnosticError::Internal(format!("{what}: {e}")))
     };
-    let socket = Socket::new(
-        Domain::for_address(address),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )
-    .map_err(|e| internal("socket", e))?;
-    if let Some(interface) = &request.interface {
-        let source = ping::source_of(interface, address.is_ipv6()).ok_or_else(|| {
-            Failure::Diagnostic(DiagnosticError::Other(format!(
-                "{interface} has no address of {address}'s family"
-            )))
-        })?;
-        // The device itself where the kernel lets us (root); the source
-        // address always.
-        let _ = socket.bind_device(Some(interface.as_bytes()));
-        socket
-            .bind(&SocketAddr::new(source, 0).into())
-            .map_err(|e| internal("bind", e))?;
-    }
-    let tos = u32::from(request.dscp) << 2;
-    if address.is_ipv6() {
-        socket.set_tclass_v6(tos)
-    } else {
-        socket.set_tos_v4(tos)
-    }
-    .map_err(|e| internal("DSCP", e))?;
+    let socket = crate::diagnostics::test_socket(
+        address,
+        socket2::Type::STREAM,
+        request.interface.as_deref(),
+        request.dscp,
+    )?;
     socket
         .set_nonblocking(true)
         .map_err(|e| internal("socket", e))?;
@@ -549,6 +537,7 @@ async fn one(
         .body(body)
         .map_err(|e| Failure::Diagnostic(DiagnosticError::Internal(e.to_string())))?;
     let rom = dm_rt::clock::now();
+    shared.requested(rom);
     let response = watched(sender.send_request(http), &progress, deadline)
         .await?
         .map_err(|e| Failure::NoResponse(e.to_string()))?;
@@ -588,7 +577,7 @@ async fn one(
     } else {
         (instant(first), instant(last))
     };
-    let before = lock(&shared.first_begin).and_then(|m| m.counters);
+    let before = lock(&shared.first_request).and_then(|m| m.counters);
     shared.end(eom);
     let after = counters(shared.interface.as_deref());
     let (total_received, total_sent) = delta(before, after);
@@ -645,7 +634,7 @@ async fn one_ftp(
             instant(progress.last.load(Ordering::Relaxed)),
         )
     };
-    let before = lock(&shared.first_begin).and_then(|m| m.counters);
+    let before = lock(&shared.first_request).and_then(|m| m.counters);
     shared.end(eom);
     let (total_received, total_sent) = delta(before, counters(shared.interface.as_deref()));
     Ok((
@@ -682,7 +671,7 @@ pub async fn run(request: Request, cancel: Arc<AtomicBool>) -> Result<Outcome, F
         bytes: AtomicU64::new(0),
         begun: AtomicU32::new(0),
         ended: AtomicU32::new(0),
-        first_begin: Mutex::new(None),
+        first_request: Mutex::new(None),
         full_begin: Mutex::new(None),
         full_end: Mutex::new(None),
         last_end: Mutex::new(None),
@@ -721,10 +710,10 @@ pub async fn run(request: Request, cancel: Arc<AtomicBool>) -> Result<Outcome, F
         source = source.or(local);
         measured.push(connection);
     }
-    let first_begin = *lock(&shared.first_begin);
+    let first_request = *lock(&shared.first_request);
     let last_end = *lock(&shared.last_end);
     let (total_received, total_sent) = delta(
-        first_begin.and_then(|m| m.counters),
+        first_request.and_then(|m| m.counters),
         last_end.and_then(|m| m.counters),
     );
     let full_loading = match (*lock(&shared.full_begin), *lock(&shared.full_end)) {

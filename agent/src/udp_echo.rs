@@ -283,41 +283,22 @@ pub async fn echo(
     let target = SocketAddr::new(address, request.port);
     let internal =
         |what: &str, e: std::io::Error| DiagnosticError::Internal(format!("{what}: {e}"));
-    let socket = {
-        use socket2::{Domain, Protocol, Socket, Type};
-        let socket = Socket::new(
-            Domain::for_address(target),
-            Type::DGRAM,
-            Some(Protocol::UDP),
-        )
+    let socket = crate::diagnostics::test_socket(
+        target,
+        socket2::Type::DGRAM,
+        request.interface.as_deref(),
+        request.dscp,
+    )?;
+    socket
+        .connect(&target.into())
+        .map_err(|e| match e.raw_os_error() {
+            Some(101 | 113) => DiagnosticError::NoRouteToHost(address.to_string()),
+            _ => internal("connect", e),
+        })?;
+    socket
+        .set_nonblocking(true)
         .map_err(|e| internal("socket", e))?;
-        if let Some(interface) = &request.interface {
-            let source = ping::source_of(interface, address.is_ipv6()).ok_or_else(|| {
-                DiagnosticError::Other(format!("{interface} has no address of {address}'s family"))
-            })?;
-            let _ = socket.bind_device(Some(interface.as_bytes()));
-            socket
-                .bind(&SocketAddr::new(source, 0).into())
-                .map_err(|e| internal("bind", e))?;
-        }
-        let tos = u32::from(request.dscp) << 2;
-        if address.is_ipv6() {
-            socket.set_tclass_v6(tos)
-        } else {
-            socket.set_tos_v4(tos)
-        }
-        .map_err(|e| internal("DSCP", e))?;
-        socket
-            .connect(&target.into())
-            .map_err(|e| match e.raw_os_error() {
-                Some(101 | 113) => DiagnosticError::NoRouteToHost(address.to_string()),
-                _ => internal("connect", e),
-            })?;
-        socket
-            .set_nonblocking(true)
-            .map_err(|e| internal("socket", e))?;
-        UdpSocket::from_std(socket.into()).map_err(|e| internal("socket", e))?
-    };
+    let socket = UdpSocket::from_std(socket.into()).map_err(|e| internal("socket", e))?;
     let source = socket.local_addr().ok().map(|a| a.ip());
     let size = request.size.clamp(4, 65_507);
     let mut outcome = EchoOutcome {

@@ -124,6 +124,41 @@ fn serve(stream: std::net::TcpStream, tx: &mpsc::Sender<String>, script: &Mutex<
     }
 }
 
+/// A SetParameterValues body: each parameter's name, `xsd:` type (without
+/// the prefix) and value.
+pub fn set_parameter_values(key: &str, values: &[(&str, &str, &str)]) -> String {
+    let list: String = values
+        .iter()
+        .map(|(name, kind, value)| {
+            format!(
+                "<ParameterValueStruct><Name>{name}</Name>\
+                 <Value xsi:type=\"xsd:{kind}\">{value}</Value></ParameterValueStruct>"
+            )
+        })
+        .collect();
+    format!(
+        "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[{}]\">\
+         {list}</ParameterList><ParameterKey>{key}</ParameterKey></cwmp:SetParameterValues>",
+        values.len()
+    )
+}
+
+/// A GetParameterValues body for one name (a parameter or a partial
+/// path).
+pub fn get_parameter_values(name: &str) -> String {
+    format!(
+        "<cwmp:GetParameterValues><ParameterNames><string>{name}</string>\
+         </ParameterNames></cwmp:GetParameterValues>"
+    )
+}
+
+/// An AddObject body.
+pub fn add_object(object: &str, key: &str) -> String {
+    format!(
+        "<cwmp:AddObject><ObjectName>{object}</ObjectName><ParameterKey>{key}</ParameterKey></cwmp:AddObject>"
+    )
+}
+
 /// The name/value pairs of a GetParameterValuesResponse, by name.
 pub fn parameter_values(body: &str) -> std::collections::HashMap<String, String> {
     body.split("<ParameterValueStruct>")

@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use dm_tests::mini_acs::MiniAcs;
+use dm_tests::mini_acs::{MiniAcs, add_object, set_parameter_values};
 
 /// One request the collector took.
 struct Received {
@@ -89,29 +89,6 @@ fn next(rx: &mpsc::Receiver<Received>) -> Received {
         .expect("a report within 60 s")
 }
 
-fn add(object: &str) -> String {
-    format!(
-        "<cwmp:AddObject><ObjectName>{object}</ObjectName><ParameterKey>b</ParameterKey></cwmp:AddObject>"
-    )
-}
-
-fn set(values: &[(&str, &str, &str)]) -> String {
-    let list: String = values
-        .iter()
-        .map(|(name, kind, value)| {
-            format!(
-                "<ParameterValueStruct><Name>{name}</Name>\
-                 <Value xsi:type=\"xsd:{kind}\">{value}</Value></ParameterValueStruct>"
-            )
-        })
-        .collect();
-    format!(
-        "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[{}]\">\
-         {list}</ParameterList><ParameterKey>b</ParameterKey></cwmp:SetParameterValues>",
-        values.len()
-    )
-}
-
 #[test]
 fn profiles_set_through_cwmp_report_json_and_csv_and_keep_what_failed() {
     // The JSON profile's first three reports are refused.
@@ -127,68 +104,71 @@ fn profiles_set_through_cwmp_report_json_and_csv_and_keep_what_failed() {
     let json = "Device.BulkData.Profile.1.";
     let csv = "Device.BulkData.Profile.2.";
     let mut requests = vec![
-        add("Device.BulkData.Profile."),
-        add(&format!("{json}Parameter.")),
-        add(&format!("{json}Parameter.")),
-        add(&format!("{json}Parameter.")),
-        add(&format!("{json}HTTP.RequestURIParameter.")),
-        add("Device.BulkData.Profile."),
-        add(&format!("{csv}Parameter.")),
-        set(&[
-            (
-                &format!("{json}Parameter.1.Reference"),
-                "string",
-                "Device.DeviceInfo.SerialNumber",
-            ),
-            (
-                &format!("{json}Parameter.2.Reference"),
-                "string",
-                "Device.ManagementServer.PeriodicInformInterval",
-            ),
-            (&format!("{json}Parameter.3.Name"), "string", "ssid"),
-            (
-                &format!("{json}Parameter.3.Reference"),
-                "string",
-                "Device.WiFi.SSID.*.SSID",
-            ),
-            (
-                &format!("{json}HTTP.RequestURIParameter.1.Name"),
-                "string",
-                "model",
-            ),
-            (
-                &format!("{json}HTTP.RequestURIParameter.1.Reference"),
-                "string",
-                "Device.DeviceInfo.ModelName",
-            ),
-            (
-                &format!("{json}HTTP.URL"),
-                "string",
-                &format!("http://127.0.0.1:{port}/json"),
-            ),
-            (&format!("{json}HTTP.Compression"), "string", "GZIP"),
-            (&format!("{json}NumberOfRetainedFailedReports"), "int", "5"),
-            (&format!("{json}ReportingInterval"), "unsignedInt", "1"),
-            (&format!("{json}Enable"), "boolean", "true"),
-            (
-                &format!("{csv}Parameter.1.Reference"),
-                "string",
-                "Device.DeviceInfo.",
-            ),
-            (&format!("{csv}EncodingType"), "string", "CSV"),
-            (
-                &format!("{csv}CSVEncoding.ReportFormat"),
-                "string",
-                "ParameterPerRow",
-            ),
-            (
-                &format!("{csv}HTTP.URL"),
-                "string",
-                &format!("http://127.0.0.1:{port}/csv"),
-            ),
-            (&format!("{csv}ReportingInterval"), "unsignedInt", "2"),
-            (&format!("{csv}Enable"), "boolean", "true"),
-        ]),
+        add_object("Device.BulkData.Profile.", "b"),
+        add_object(&format!("{json}Parameter."), "b"),
+        add_object(&format!("{json}Parameter."), "b"),
+        add_object(&format!("{json}Parameter."), "b"),
+        add_object(&format!("{json}HTTP.RequestURIParameter."), "b"),
+        add_object("Device.BulkData.Profile.", "b"),
+        add_object(&format!("{csv}Parameter."), "b"),
+        set_parameter_values(
+            "b",
+            &[
+                (
+                    &format!("{json}Parameter.1.Reference"),
+                    "string",
+                    "Device.DeviceInfo.SerialNumber",
+                ),
+                (
+                    &format!("{json}Parameter.2.Reference"),
+                    "string",
+                    "Device.ManagementServer.PeriodicInformInterval",
+                ),
+                (&format!("{json}Parameter.3.Name"), "string", "ssid"),
+                (
+                    &format!("{json}Parameter.3.Reference"),
+                    "string",
+                    "Device.WiFi.SSID.*.SSID",
+                ),
+                (
+                    &format!("{json}HTTP.RequestURIParameter.1.Name"),
+                    "string",
+                    "model",
+                ),
+                (
+                    &format!("{json}HTTP.RequestURIParameter.1.Reference"),
+                    "string",
+                    "Device.DeviceInfo.ModelName",
+                ),
+                (
+                    &format!("{json}HTTP.URL"),
+                    "string",
+                    &format!("http://127.0.0.1:{port}/json"),
+                ),
+                (&format!("{json}HTTP.Compression"), "string", "GZIP"),
+                (&format!("{json}NumberOfRetainedFailedReports"), "int", "5"),
+                (&format!("{json}ReportingInterval"), "unsignedInt", "1"),
+                (&format!("{json}Enable"), "boolean", "true"),
+                (
+                    &format!("{csv}Parameter.1.Reference"),
+                    "string",
+                    "Device.DeviceInfo.",
+                ),
+                (&format!("{csv}EncodingType"), "string", "CSV"),
+                (
+                    &format!("{csv}CSVEncoding.ReportFormat"),
+                    "string",
+                    "ParameterPerRow",
+                ),
+                (
+                    &format!("{csv}HTTP.URL"),
+                    "string",
+                    &format!("http://127.0.0.1:{port}/csv"),
+                ),
+                (&format!("{csv}ReportingInterval"), "unsignedInt", "2"),
+                (&format!("{csv}Enable"), "boolean", "true"),
+            ],
+        ),
     ];
     requests.reverse();
     let mut first_session = true;

@@ -9,7 +9,9 @@
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 
-use dm_tests::mini_acs::{MiniAcs, parameter_values as values};
+use dm_tests::mini_acs::{
+    MiniAcs, get_parameter_values, parameter_values as values, set_parameter_values,
+};
 use dm_tests::netns::Netns;
 use dm_tests::process::Guard;
 
@@ -421,30 +423,6 @@ fn ns_lookup_asks_the_server_named() {
     assert_eq!(bad_server("DiagnosticsState"), "Error_DNSServerNotResolved");
 }
 
-fn set_values(key: &str, values: &[(&str, &str, &str)]) -> String {
-    let list: String = values
-        .iter()
-        .map(|(name, kind, value)| {
-            format!(
-                "<ParameterValueStruct><Name>{name}</Name>\
-                 <Value xsi:type=\"xsd:{kind}\">{value}</Value></ParameterValueStruct>"
-            )
-        })
-        .collect();
-    format!(
-        "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[{}]\">\
-         {list}</ParameterList><ParameterKey>{key}</ParameterKey></cwmp:SetParameterValues>",
-        values.len()
-    )
-}
-
-fn read(object: &str) -> String {
-    format!(
-        "<cwmp:GetParameterValues><ParameterNames><string>{object}</string>\
-         </ParameterNames></cwmp:GetParameterValues>"
-    )
-}
-
 /// A TR-143 dateTime to the microsecond, as µs since the epoch.
 fn micros(text: &str) -> i64 {
     let (seconds, fraction) = text
@@ -481,7 +459,7 @@ fn download_and_upload_report_the_bytes_moved_and_their_times() {
 
     const DOWNLOAD: &str = "Device.IP.Diagnostics.DownloadDiagnostics.";
     const UPLOAD: &str = "Device.IP.Diagnostics.UploadDiagnostics.";
-    let set_download = set_values(
+    let set_download = set_parameter_values(
         "download",
         &[
             (
@@ -513,7 +491,7 @@ fn download_and_upload_report_the_bytes_moved_and_their_times() {
             ),
         ],
     );
-    let set_upload = set_values(
+    let set_upload = set_parameter_values(
         "upload",
         &[
             (
@@ -526,8 +504,8 @@ fn download_and_upload_report_the_bytes_moved_and_their_times() {
         ],
     );
     let sessions = vec![
-        vec![read(UPLOAD)],
-        vec![read(DOWNLOAD), set_upload],
+        vec![get_parameter_values(UPLOAD)],
+        vec![get_parameter_values(DOWNLOAD), set_upload],
         vec![set_download],
     ];
     let acs = acs_in(&netns.0, sessions);
@@ -593,7 +571,7 @@ fn udp_echo_server_answers_and_the_echo_test_measures_it() {
     netns.ip("link set lo up");
     const CONFIG: &str = "Device.IP.Diagnostics.UDPEchoConfig.";
     const TEST: &str = "Device.IP.Diagnostics.UDPEchoDiagnostics.";
-    let set = set_values(
+    let set = set_parameter_values(
         "echo",
         &[
             (&format!("{CONFIG}UDPPort"), "unsignedInt", "7000"),
@@ -612,7 +590,10 @@ fn udp_echo_server_answers_and_the_echo_test_measures_it() {
             (&format!("{TEST}DiagnosticsState"), "string", "Requested"),
         ],
     );
-    let sessions = vec![vec![read(TEST), read(CONFIG)], vec![set]];
+    let sessions = vec![
+        vec![get_parameter_values(TEST), get_parameter_values(CONFIG)],
+        vec![set],
+    ];
     let acs = acs_in(&netns.0, sessions);
     let (_agent, _dir) = agent_in(&netns.0, &acs, "SN-ECHO");
     acs.post_with("<cwmp:SetParameterValuesResponse>");
@@ -683,7 +664,7 @@ fn download_and_upload_over_ftp() {
     let base = format!("ftp://dm:ftp-secret@127.0.0.1:{}", ftp.port);
     const DOWNLOAD: &str = "Device.IP.Diagnostics.DownloadDiagnostics.";
     const UPLOAD: &str = "Device.IP.Diagnostics.UploadDiagnostics.";
-    let set_download = set_values(
+    let set_download = set_parameter_values(
         "download",
         &[
             (
@@ -708,7 +689,7 @@ fn download_and_upload_over_ftp() {
             ),
         ],
     );
-    let set_upload = set_values(
+    let set_upload = set_parameter_values(
         "upload",
         &[
             (
@@ -721,8 +702,8 @@ fn download_and_upload_over_ftp() {
         ],
     );
     let acs = MiniAcs::start(scripted(vec![
-        vec![read(UPLOAD)],
-        vec![read(DOWNLOAD), set_upload],
+        vec![get_parameter_values(UPLOAD)],
+        vec![get_parameter_values(DOWNLOAD), set_upload],
         vec![set_download],
     ]));
     let dir = tempfile::tempdir().unwrap();

@@ -10,58 +10,17 @@
 //! passes in µs, and the peak heap of one pass of each, with their ratios
 //! (ours / serde_json).
 
-use std::alloc::{GlobalAlloc, Layout, System};
+#[path = "common/mod.rs"]
+mod common;
+use common::{best_micros, peak_heap};
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
 use dm_core::Tree;
 use dm_cwmp::bulk::{self, Encoding, Reference, Report, Settings, Timestamp};
 use dm_objects::{Identity, Platform, Provisioning};
 use dm_platform::linux::LinuxHost;
 use dm_platform::memory::{MemoryLog, MemoryNetwork};
-
-struct Counting;
-
-static IN_USE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// A global allocator is unsafe to implement; this one only counts and
-// hands every call to the system allocator unchanged.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let now = IN_USE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-fn peak_heap(f: impl FnOnce()) -> usize {
-    let base = IN_USE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    f();
-    PEAK.load(Ordering::Relaxed) - base
-}
-
-fn best_micros(passes: usize, mut f: impl FnMut()) -> f64 {
-    (0..passes)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed().as_secs_f64() * 1e6
-        })
-        .fold(f64::INFINITY, f64::min)
-}
 
 /// The agent's tree with eight bulk data profiles of 33 Parameter rows
 /// each: about 1,000 parameters of every TR-106 type under

@@ -9,24 +9,14 @@
 //! that response written out chunk by chunk, as it is sent, against the
 //! same response written whole.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+#[path = "common/mod.rs"]
+mod common;
+use common::{best_micros, peak_heap};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
 use dm_cwmp::soap::{Body, Cursor, CwmpVersion, Encoder, ParameterValue, decode};
 use quick_xml::Writer;
 use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
-
-fn best_micros(passes: usize, mut f: impl FnMut()) -> f64 {
-    (0..passes)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed().as_secs_f64() * 1e6
-        })
-        .fold(f64::INFINITY, f64::min)
-}
 
 fn values(n: usize) -> Vec<ParameterValue> {
     (0..n)
@@ -93,39 +83,6 @@ fn bare_read(text: &str) -> usize {
             Ok(_) => events += 1,
         }
     }
-}
-
-/// Counts the heap in use and its peak, for the memory comparison.
-struct Counting;
-
-static IN_USE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// A global allocator is unsafe to implement; this one only counts and
-// hands every call to the system allocator unchanged.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let now = IN_USE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// Heap bytes `f` holds at its peak above what was in use before it.
-fn peak_heap(f: impl FnOnce()) -> usize {
-    let base = IN_USE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    f();
-    PEAK.load(Ordering::Relaxed) - base
 }
 
 /// Writes a body out as the HTTP driver does: chunk by chunk, each
