@@ -436,6 +436,7 @@ fn diagnostics_the_acs_requested_are_reported_complete_once() {
     let mut run = run.restart();
     write(&mut run, Origin::Agent, "Error_CannotResolveHostName");
     let inform = run.start();
+    common::validate_message(&inform, "Inform");
     assert_eq!(
         events(&inform),
         [
@@ -444,6 +445,30 @@ fn diagnostics_the_acs_requested_are_reported_complete_once() {
         ]
     );
     run.respond(200, &inform_response(2));
+    // The results, a TR-143 time to the microsecond among them, as the
+    // ACS reads them: XSD-valid (xsd:dateTime takes the fraction).
+    use dm_core::catalog::download_diagnostics as download;
+    run.tree
+        .begin(Origin::Agent)
+        .set(
+            Path::resource(download::ID, InstanceId(0), download::BOM_TIME),
+            Value::DateTimeMicros(1_796_624_247_969_123),
+        )
+        .commit()
+        .unwrap();
+    let answer = run
+        .respond(
+            200,
+            &acs(
+                2,
+                "gpv",
+                "<cwmp:GetParameterValues><ParameterNames>\
+                 <string>Device.IP.Diagnostics.</string></ParameterNames></cwmp:GetParameterValues>",
+            ),
+        )
+        .unwrap();
+    common::validate_message(&answer, "GetParameterValuesResponse");
+    assert!(answer.contains("<Name>Device.IP.Diagnostics.DownloadDiagnostics.BOMTime</Name><Value xsi:type=\"xsd:dateTime\">2026-12-07T06:17:27.969123Z</Value>"), "{answer}");
     run.respond(204, "");
     run.drain_events();
     // Requested, then an input changed (the state back to None): no
