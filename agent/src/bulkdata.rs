@@ -235,6 +235,7 @@ async fn run(
     tls: Option<Arc<ClientConfig>>,
 ) {
     let start = dm_rt::clock::wall();
+    let mut last: Option<i64> = None;
     loop {
         // To the interval's end exactly (TimeReference's phase): the
         // report's CollectionTime is that second.
@@ -242,7 +243,16 @@ async fn run(
         let due = settings.next_report(start, now.div_euclid(1_000_000));
         let wait = due.saturating_mul(1_000_000).saturating_sub(now);
         tokio::time::sleep(Duration::from_micros(u64::try_from(wait).unwrap_or(0))).await;
-        let (report, uri, identity) = collect_now(&tree, &settings, due).await;
+        // The interval's end, unless the clock was stepped meanwhile (NTP
+        // on a device that booted near 1970): then the clock's time. Never
+        // the same time twice.
+        let woke = dm_rt::clock::wall();
+        let time = if (woke - due).abs() <= 1 { due } else { woke };
+        if last.is_some_and(|last| time <= last) {
+            continue;
+        }
+        last = Some(time);
+        let (report, uri, identity) = collect_now(&tree, &settings, time).await;
         let count = report.values.len();
         if report.truncated {
             warn!(
@@ -269,6 +279,10 @@ async fn run(
         })
         .await
         else {
+            warn!(
+                profile = instance.0,
+                "bulk data: encoding the report failed"
+            );
             continue;
         };
         let url = bulk::report_url(&settings.url, identity, &uri);

@@ -320,6 +320,9 @@ pub fn interface_name(tree: &Tree, link: dm_core::ObjectLink) -> Option<String> 
     found
 }
 
+/// The send buffer of a throughput test's connections.
+const SEND_BUFFER: usize = 128 * 1024;
+
 /// A test's socket towards `address`: bound to `interface` (the device
 /// itself where the kernel lets us, root; its address always) and marked
 /// with `dscp`.
@@ -334,6 +337,12 @@ pub fn test_socket(
         |what: &str, e: std::io::Error| DiagnosticError::Internal(format!("{what}: {e}"));
     let socket =
         Socket::new(Domain::for_address(address), kind, None).map_err(|e| internal("socket", e))?;
+    if kind == socket2::Type::STREAM {
+        // A small send buffer: an upload's bytes count as sent when they
+        // leave, not when a few MiB of kernel buffer take them (which
+        // would also leave the test silent while they drain).
+        let _ = socket.set_send_buffer_size(SEND_BUFFER);
+    }
     if let Some(interface) = interface {
         let source = ping::source_of(interface, address.is_ipv6()).ok_or_else(|| {
             DiagnosticError::Other(format!("{interface} has no address of {address}'s family"))

@@ -63,7 +63,8 @@ pub struct Connection {
     /// The bytes of the HTTP transaction (headers included) received
     /// (download) or sent (upload).
     pub test_bytes: u64,
-    /// The interface's counters between its BOMTime and EOMTime.
+    /// The interface's counters from the test's first request to this
+    /// connection's EOMTime.
     pub total_received: u64,
     pub total_sent: u64,
 }
@@ -197,10 +198,13 @@ impl Shared {
     /// at the first byte received: by the time the test reads that
     /// byte, the kernel has taken a window's worth of the answer.
     fn requested(&self, at: Instant) {
-        let mut first = lock(&self.first_request);
-        if first.is_none() {
-            *first = Some(self.mark(at));
+        if lock(&self.first_request).is_some() {
+            return;
         }
+        // Read off the lock (sysfs); two first requests at once keep the
+        // one marked first.
+        let mark = self.mark(at);
+        lock(&self.first_request).get_or_insert(mark);
     }
 
     /// A connection's transfer began.
@@ -277,6 +281,7 @@ struct FtpMeter {
     base: Instant,
     opened: Option<(Instant, Instant)>,
     command: Option<Instant>,
+    finished: Option<Instant>,
 }
 
 impl dm_cwmp_tokio::ftp::Meter for FtpMeter {
@@ -291,6 +296,10 @@ impl dm_cwmp_tokio::ftp::Meter for FtpMeter {
 
     fn moved(&mut self, n: usize) {
         record(&self.progress, &self.shared, self.base, n);
+    }
+
+    fn finished(&mut self, at: Instant) {
+        self.finished = Some(at);
     }
 }
 
@@ -541,6 +550,9 @@ async fn one(
     let response = watched(sender.send_request(http), &progress, deadline)
         .await?
         .map_err(|e| Failure::NoResponse(e.to_string()))?;
+    // An upload ends when the server says it has the file (its answer),
+    // not when the last byte went into the kernel's buffer.
+    let answered = dm_rt::clock::now();
     let status = response.status();
     if !status.is_success() {
         let failure = format!("the server answered {status}");
@@ -572,10 +584,10 @@ async fn one(
         |micros: i64| clock.base + Duration::from_micros(u64::try_from(micros).unwrap_or(0));
     let first = progress.first.load(Ordering::Relaxed);
     let last = progress.last.load(Ordering::Relaxed);
-    let (bom, eom) = if first < 0 {
-        (rom, rom)
-    } else {
-        (instant(first), instant(last))
+    let (bom, eom) = match (first < 0, request.upload.is_some()) {
+        (true, _) => (rom, answered),
+        (false, true) => (instant(first), answered),
+        (false, false) => (instant(first), instant(last)),
     };
     let before = lock(&shared.first_request).and_then(|m| m.counters);
     shared.end(eom);
@@ -616,6 +628,7 @@ async fn one_ftp(
         base: clock.base,
         opened: None,
         command: None,
+        finished: None,
     };
     let transfer = dm_cwmp_tokio::ftp::measure(&request.url, request.upload, IDLE, &mut meter);
     watched(transfer, &progress, deadline)
@@ -626,13 +639,15 @@ async fn one_ftp(
     let instant =
         |micros: i64| clock.base + Duration::from_micros(u64::try_from(micros).unwrap_or(0));
     let first = progress.first.load(Ordering::Relaxed);
-    let (bom, eom) = if first < 0 {
-        (start, start)
-    } else {
-        (
+    let finished = meter.finished.unwrap_or(start);
+    let (bom, eom) = match (first < 0, request.upload.is_some()) {
+        (true, _) => (start, finished),
+        // An upload ends with the server's 226: it has the file.
+        (false, true) => (instant(first), finished),
+        (false, false) => (
             instant(first),
             instant(progress.last.load(Ordering::Relaxed)),
-        )
+        ),
     };
     let before = lock(&shared.first_request).and_then(|m| m.counters);
     shared.end(eom);
@@ -683,9 +698,9 @@ pub async fn run(request: Request, cancel: Arc<AtomicBool>) -> Result<Outcome, F
     let results = if ftp {
         let runs = (0..connections).map(|_| one_ftp(&request, clock, &shared, deadline));
         // The source is the one the route gives towards the server.
-        let mut results = futures_util::future::join_all(runs).await;
+        let mut results = futures_util::future::try_join_all(runs).await?;
         let source = local_address(address);
-        for (_, local) in results.iter_mut().flatten() {
+        for (_, local) in &mut results {
             *local = source;
         }
         results
@@ -701,12 +716,13 @@ pub async fn run(request: Request, cancel: Arc<AtomicBool>) -> Result<Outcome, F
                 deadline,
             )
         });
-        futures_util::future::join_all(runs).await
+        // The first connection to fail ends the test (the others are
+        // dropped, their connections with them).
+        futures_util::future::try_join_all(runs).await?
     };
     let mut measured = Vec::new();
     let mut source = None;
-    for result in results {
-        let (connection, local) = result?;
+    for (connection, local) in results {
         source = source.or(local);
         measured.push(connection);
     }

@@ -103,7 +103,14 @@ impl Server {
     }
 
     pub fn observe(&mut self, change: &Change) {
-        if change.path.object_id() == config::ID {
+        let object = change.path.object_id();
+        // Its own settings; or the host's interfaces, when it is wanted
+        // and not running (its Interface may have come up since).
+        if object == config::ID
+            || (self.running.is_none()
+                && (object == dm_core::catalog::ip_interface::ID
+                    || object == dm_core::catalog::ethernet::ID))
+        {
             self.dirty = true;
         }
     }

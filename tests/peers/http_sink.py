@@ -1,17 +1,27 @@
 #!/usr/bin/env python3
 """A file server for TR-143 throughput tests: GET /file?size=N answers N
-bytes (with Content-Length); PUT reads the body and answers 201, then
-prints "PUT <bytes>" on stdout. Listens on 127.0.0.1:PORT (argv[1]) and
-says READY once it does.
+bytes (with Content-Length); with &together=K, no answer starts before K
+requests came (so that K connections transfer at once); PUT reads the
+body and answers 201, then prints "PUT <bytes>" on stdout. Listens on
+127.0.0.1:PORT (argv[1]) and says READY once it does.
 
 Usage: http_sink.py PORT
 """
 
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 CHUNK = b"\x5a" * 65536
+BARRIERS = {}
+LOCK = threading.Lock()
+
+
+def together(k):
+    with LOCK:
+        barrier = BARRIERS.setdefault(k, threading.Barrier(k))
+    barrier.wait(timeout=30)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -23,6 +33,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         query = parse_qs(urlparse(self.path).query)
         size = int(query.get("size", ["0"])[0])
+        if "together" in query:
+            together(int(query["together"][0]))
         self.send_response(200)
         self.send_header("Content-Length", str(size))
         self.send_header("Content-Type", "application/octet-stream")

@@ -465,7 +465,9 @@ fn download_and_upload_report_the_bytes_moved_and_their_times() {
             (
                 &format!("{DOWNLOAD}DownloadURL"),
                 "string",
-                "http://127.0.0.1:8080/file?size=3000000",
+                // Both connections' answers start together: a period of
+                // full loading there is.
+                "http://127.0.0.1:8080/file?size=3000000&amp;together=2",
             ),
             (
                 &format!("{DOWNLOAD}NumberOfConnections"),
@@ -544,7 +546,8 @@ fn download_and_upload_report_the_bytes_moved_and_their_times() {
     let total = number(at("TotalBytesReceived"));
     assert!(total >= 6_000_000, "{total}");
     let loaded = number(at("TestBytesReceivedUnderFullLoading"));
-    assert!(loaded <= test, "{loaded}");
+    assert!(loaded > 0 && loaded <= test, "{loaded}");
+    assert!(number(at("PeriodOfFullLoading")) > 0, "{got:?}");
 
     acs.post_with("<cwmp:SetParameterValuesResponse>");
     acs.post_with("8 DIAGNOSTICS COMPLETE");
@@ -556,7 +559,14 @@ fn download_and_upload_report_the_bytes_moved_and_their_times() {
     // No Interface: the IP layer's bytes cannot be told (TR-181: 0).
     assert_eq!(at("TotalBytesSent"), "0");
     assert_eq!(lines.next().unwrap().unwrap(), "PUT 1000000");
-    assert!(micros(&at("BOMTime")) <= micros(&at("EOMTime")), "{got:?}");
+    // The end is the server's answer, after the whole file: later than
+    // the beginning, and than the request.
+    let (rom, bom, eom) = (
+        micros(&at("ROMTime")),
+        micros(&at("BOMTime")),
+        micros(&at("EOMTime")),
+    );
+    assert!(rom <= bom && bom < eom, "{got:?}");
     assert_eq!(at("PerConnectionResultNumberOfEntries"), "0");
 }
 
@@ -754,6 +764,11 @@ fn download_and_upload_over_ftp() {
     let at = |name: &str| got[&format!("{UPLOAD}{name}")].clone();
     assert_eq!(at("DiagnosticsState"), "Complete", "{got:?}");
     assert_eq!(at("TestBytesSent"), "500000");
+    let times: Vec<i64> = ["ROMTime", "BOMTime", "EOMTime"]
+        .iter()
+        .map(|name| micros(&at(name)))
+        .collect();
+    assert!(times[0] <= times[1] && times[1] < times[2], "{times:?}");
     assert_eq!(
         std::fs::metadata(root.path().join("up.bin")).unwrap().len(),
         500_000

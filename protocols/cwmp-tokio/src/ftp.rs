@@ -435,6 +435,8 @@ pub trait Meter: Send {
     fn command(&mut self, at: Instant);
     /// `n` bytes of the file moved on the data connection.
     fn moved(&mut self, n: usize);
+    /// The server said the transfer is complete (226 or 250).
+    fn finished(&mut self, at: Instant);
 }
 
 /// A TR-143 FTP test transfer: RETR of the URL's file (read and
@@ -480,6 +482,7 @@ pub async fn measure(
     }
     drop(data);
     control.finished().await?;
+    meter.finished(dm_rt::clock::now());
     control.quit().await;
     Ok(())
 }

@@ -401,7 +401,7 @@ pub fn read_names(settings: &Settings) -> Vec<String> {
 
 /// The most parameters one report carries, and the most bytes of names
 /// and values: a reference to `Device.` on a large tree is cut there
-/// (the report says so), not made whole in memory.
+/// (`Report::truncated`, which the collector logs).
 pub const MAX_REPORT_PARAMETERS: usize = 10_000;
 pub const MAX_REPORT_BYTES: usize = 1024 * 1024;
 
@@ -419,8 +419,13 @@ pub fn collect(tree: &Tree, settings: &Settings, time: i64) -> (Report, Vec<(Str
         .chain(settings.uri_parameters.iter().map(|r| r.path.as_str()))
         .chain(settings.excluded.iter().map(String::as_str))
         .collect();
+    // The limit is the report's: what only a RequestURIParameter or an
+    // Exclude row names does not count.
+    let reported = |hits: &[usize]| {
+        hits.iter().any(|&at| at < references) && hits.iter().all(|&at| at < references + uri)
+    };
     let (matched, mut truncated) =
-        crate::rpc::matching_values(tree, &patterns, MAX_REPORT_PARAMETERS);
+        crate::rpc::matching_values(tree, &patterns, MAX_REPORT_PARAMETERS, &reported);
     let mut values = Vec::new();
     let mut uri_values: Vec<Option<(String, String)>> = vec![None; uri];
     let mut bytes = 0;
@@ -445,10 +450,15 @@ pub fn collect(tree: &Tree, settings: &Settings, time: i64) -> (Report, Vec<(Str
         let Some(&first) = hits.iter().find(|&&at| at < references) else {
             continue;
         };
+        // Past the byte limit the report is cut; the URI parameters
+        // further on are still looked for.
+        if truncated && bytes > MAX_REPORT_BYTES {
+            continue;
+        }
         bytes += value.name.len() + value.value.len();
         if bytes > MAX_REPORT_BYTES {
             truncated = true;
-            break;
+            continue;
         }
         let ParameterValue {
             name,
@@ -669,7 +679,7 @@ pub fn identity(tree: &Tree) -> [(&'static str, String); 3] {
         "Device.DeviceInfo.ProductClass",
         "Device.DeviceInfo.SerialNumber",
     ];
-    let (found, _) = crate::rpc::matching_values(tree, &names, names.len());
+    let (found, _) = crate::rpc::matching_values(tree, &names, names.len(), &|_| true);
     let value = |at: usize| {
         found
             .iter()

@@ -205,13 +205,15 @@ pub fn existing_parameter_values(tree: &Tree, names: &[String]) -> Vec<Parameter
 /// parameter's path, or an object's (ending in `.`) for every parameter
 /// below it, `*` standing for any instance number (TR-181 BulkData's
 /// Parameter.{i}.Reference); one that names nothing now gives nothing; a
-/// value whose server is away is left out. At most `limit` parameters
-/// (the second value says whether more matched). One walk of the tree
-/// for all the patterns.
+/// value whose server is away is left out. At most `limit` of the
+/// parameters `counts` (given the patterns that named one) says count;
+/// the others are all given (the second value says whether some were
+/// left out). One walk of the tree for all the patterns.
 pub fn matching_values(
     tree: &Tree,
     patterns: &[&str],
     limit: usize,
+    counts: &dyn Fn(&[usize]) -> bool,
 ) -> (Vec<(Vec<usize>, ParameterValue)>, bool) {
     // Only the objects some pattern can name are listed.
     let objects: BTreeSet<dm_core::ObjectId> = crate::mapping::parameters()
@@ -220,6 +222,7 @@ pub fn matching_values(
         .collect();
     let all = concrete::concrete_of(tree, &|object| objects.contains(&object));
     let mut out = Vec::new();
+    let (mut counted, mut truncated) = (0, false);
     for c in &all {
         let hits: Vec<usize> = patterns
             .iter()
@@ -230,14 +233,18 @@ pub fn matching_values(
         if hits.is_empty() {
             continue;
         }
-        if out.len() == limit {
-            return (out, true);
+        if counts(&hits) {
+            if counted == limit {
+                truncated = true;
+                continue;
+            }
+            counted += 1;
         }
         if let Ok(value) = wire_value_or_unavailable(tree, c) {
             out.push((hits, value));
         }
     }
-    (out, false)
+    (out, truncated)
 }
 
 /// The tree paths the names select that exist now, for the host reads a
@@ -1193,25 +1200,36 @@ pub fn add_object_prepared(
     finish(tx.prepare(), Kind::Add)
 }
 
+/// A column of a `{j}` table: its resource and its values by index.
+type Column = (dm_core::ResourceId, BTreeMap<u16, Value>);
+
 /// The values of a `{j}` table's columns in one instance, each column's
-/// by index; `None` when the instance does not exist.
+/// by index, read as the agent (the rows are rewritten whole, so a
+/// column the client could not read must not come back empty): 9005 when
+/// the instance does not exist, 9002 when a column cannot be read now.
 fn rows_of(
     tree: &Tree,
-    origin: Origin,
+    name: &str,
     object: dm_core::ObjectId,
     instance: dm_core::InstanceId,
     columns: &[dm_core::ResourceId],
-) -> Option<Vec<(dm_core::ResourceId, BTreeMap<u16, Value>)>> {
-    tree.instance(object, instance).ok()?;
-    // Read as the agent: the rows are rewritten whole, so a column the
-    // client could not read must not come back empty.
-    let _ = origin;
+) -> Result<Vec<Column>, Fault> {
+    if tree.instance(object, instance).is_err() {
+        return Err(fault(
+            FaultCode::InvalidParameterName,
+            format!("{name}: no such instance"),
+        ));
+    }
     columns
         .iter()
         .map(
             |&column| match tree.read(Origin::Agent, &Path::resource(object, instance, column)) {
-                Ok(ResourceValue::Multiple(values)) => Some((column, values)),
-                _ => None,
+                Ok(ResourceValue::Multiple(values)) => Ok((column, values)),
+                Ok(ResourceValue::Single(_)) => Err(fault(
+                    FaultCode::InternalError,
+                    format!("{name}: a column holds one value"),
+                )),
+                Err(e) => Err(fault(FaultCode::InternalError, format!("{name}: {e}"))),
             },
         )
         .collect()
@@ -1247,11 +1265,9 @@ fn add_row(
     ),
     parameter_key: Option<&str>,
 ) -> Written {
-    let Some(rows) = rows_of(tree, origin, object, instance, columns) else {
-        return Written::Done(Err(fault(
-            FaultCode::InvalidParameterName,
-            format!("{name}: no such instance"),
-        )));
+    let rows = match rows_of(tree, name, object, instance, columns) {
+        Ok(rows) => rows,
+        Err(fault) => return Written::Done(Err(fault)),
     };
     let key = format!(
         "rows:{}:{}:{}",
@@ -1349,11 +1365,9 @@ pub fn delete_object_prepared(
             columns,
             index,
         }) if rows_writable(core, &columns) => {
-            let Some(rows) = rows_of(tree, origin, core, instance, &columns) else {
-                return Written::Done(Err(fault(
-                    FaultCode::InvalidParameterName,
-                    format!("{object}: no such instance"),
-                )));
+            let rows = match rows_of(tree, object, core, instance, &columns) {
+                Ok(rows) => rows,
+                Err(fault) => return Written::Done(Err(fault)),
             };
             if !rows.iter().any(|(_, values)| values.contains_key(&index)) {
                 return Written::Done(Err(fault(

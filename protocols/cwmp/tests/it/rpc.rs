@@ -595,7 +595,7 @@ fn references_with_wildcards_name_what_they_match() {
         "Device.WiFi.SSID.*",
         "Device.Nothing.*.",
     ];
-    let (matched, truncated) = rpc::matching_values(&tree, &patterns, 10_000);
+    let (matched, truncated) = rpc::matching_values(&tree, &patterns, 10_000, &|_| true);
     assert!(!truncated);
     // Each parameter once, with every pattern that named it.
     let found: Vec<Vec<dm_cwmp::soap::ParameterValue>> = (0..patterns.len())
@@ -623,8 +623,11 @@ fn references_with_wildcards_name_what_they_match() {
     assert!(found[3].is_empty());
     assert!(found[4].is_empty());
     // Bounded: no more than asked for, and said so.
-    let (some, truncated) = rpc::matching_values(&tree, &["Device.WiFi."], 3);
+    let (some, truncated) = rpc::matching_values(&tree, &["Device.WiFi."], 3, &|_| true);
     assert_eq!((some.len(), truncated), (3, true));
+    // Only what `counts` says counts towards the limit.
+    let (all, truncated) = rpc::matching_values(&tree, &["Device.WiFi."], 3, &|_| false);
+    assert!(all.len() > 3 && !truncated);
     assert_eq!(
         rpc::get_parameter_values(&tree, &["Device.WiFi.SSID.1.SSID".into()]).unwrap()[0].value,
         found[0][0].value
