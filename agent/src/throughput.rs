@@ -280,13 +280,15 @@ struct FtpMeter {
     shared: Arc<Shared>,
     base: Instant,
     opened: Option<(Instant, Instant)>,
+    local: Option<IpAddr>,
     command: Option<Instant>,
     finished: Option<Instant>,
 }
 
 impl dm_cwmp_tokio::ftp::Meter for FtpMeter {
-    fn data_opened(&mut self, asked: Instant, opened: Instant) {
+    fn data_opened(&mut self, asked: Instant, opened: Instant, local: Option<IpAddr>) {
         self.opened = Some((asked, opened));
+        self.local = local;
     }
 
     fn command(&mut self, at: Instant) {
@@ -405,19 +407,6 @@ async fn connect(address: SocketAddr, request: &Request) -> Result<tokio::net::T
         })?;
     let _ = stream.set_nodelay(true);
     Ok(stream)
-}
-
-/// The address the route gives for reaching `peer` (a UDP socket
-/// connected, nothing sent).
-fn local_address(peer: SocketAddr) -> Option<IpAddr> {
-    let any: SocketAddr = if peer.is_ipv6() {
-        "[::]:0".parse().ok()?
-    } else {
-        "0.0.0.0:0".parse().ok()?
-    };
-    let socket = std::net::UdpSocket::bind(any).ok()?;
-    socket.connect(peer).ok()?;
-    socket.local_addr().ok().map(|a| a.ip())
 }
 
 /// An upload's body: `left` zero bytes in chunks.
@@ -627,10 +616,34 @@ async fn one_ftp(
         shared: Arc::clone(shared),
         base: clock.base,
         opened: None,
+        local: None,
         command: None,
         finished: None,
     };
-    let transfer = dm_cwmp_tokio::ftp::measure(&request.url, request.upload, IDLE, &mut meter);
+    // Both connections as the test's: its Interface, its DSCP, its
+    // family (ProtocolVersion).
+    let (interface, dscp, family) = (request.interface.clone(), request.dscp, request.family);
+    let sockets: dm_cwmp_tokio::ftp::Sockets = Arc::new(move |address: SocketAddr| {
+        let wanted = match family {
+            Family::Any => true,
+            Family::V4 => address.is_ipv4(),
+            Family::V6 => address.is_ipv6(),
+        };
+        if !wanted {
+            return Err(std::io::Error::other("not of the test's ProtocolVersion"));
+        }
+        let socket = crate::diagnostics::test_socket(
+            address,
+            socket2::Type::STREAM,
+            interface.as_deref(),
+            dscp,
+        )
+        .map_err(std::io::Error::other)?;
+        socket.set_nonblocking(true)?;
+        Ok(tokio::net::TcpSocket::from_std_stream(socket.into()))
+    });
+    let transfer =
+        dm_cwmp_tokio::ftp::measure(&request.url, request.upload, IDLE, sockets, &mut meter);
     watched(transfer, &progress, deadline)
         .await?
         .map_err(ftp_failure)?;
@@ -663,7 +676,7 @@ async fn one_ftp(
             total_received,
             total_sent,
         },
-        None,
+        meter.local,
     ))
 }
 
@@ -697,13 +710,7 @@ pub async fn run(request: Request, cancel: Arc<AtomicBool>) -> Result<Outcome, F
         .is_some_and(|s| s.eq_ignore_ascii_case("ftp://"));
     let results = if ftp {
         let runs = (0..connections).map(|_| one_ftp(&request, clock, &shared, deadline));
-        // The source is the one the route gives towards the server.
-        let mut results = futures_util::future::try_join_all(runs).await?;
-        let source = local_address(address);
-        for (_, local) in &mut results {
-            *local = source;
-        }
-        results
+        futures_util::future::try_join_all(runs).await?
     } else {
         let runs = (0..connections).map(|_| {
             one(

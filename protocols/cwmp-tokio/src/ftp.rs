@@ -170,21 +170,40 @@ async fn timed<T>(
         .map_err(|e| HttpError::Protocol(format!("FTP: {e}")))
 }
 
+/// Makes the socket of a connection to an address (bound to an
+/// interface, marked with a DSCP: a TR-143 test's), or refuses the
+/// address (one of a family the test does not use).
+pub type Sockets =
+    std::sync::Arc<dyn Fn(SocketAddr) -> std::io::Result<tokio::net::TcpSocket> + Send + Sync>;
+
+/// Connects to `address`, through `sockets` when given.
+async fn connect(sockets: Option<&Sockets>, address: SocketAddr) -> std::io::Result<TcpStream> {
+    match sockets {
+        Some(sockets) => sockets(address)?.connect(address).await,
+        None => TcpStream::connect(address).await,
+    }
+}
+
 /// The control connection.
 struct Control {
     reader: BufReader<OwnedReadHalf>,
     writer: OwnedWriteHalf,
     peer: IpAddr,
     idle: Duration,
+    sockets: Option<Sockets>,
 }
 
 impl Control {
     /// Connects and logs in, then switches to binary.
-    async fn open(target: &Target, idle: Duration) -> Result<Control, HttpError> {
+    async fn open(
+        target: &Target,
+        idle: Duration,
+        sockets: Option<Sockets>,
+    ) -> Result<Control, HttpError> {
         let connect = async {
             let mut last = None;
             for address in tokio::net::lookup_host((target.host.as_str(), target.port)).await? {
-                match TcpStream::connect(address).await {
+                match connect(sockets.as_ref(), address).await {
                     Ok(stream) => return Ok(stream),
                     Err(e) => last = Some(e),
                 }
@@ -205,6 +224,7 @@ impl Control {
             writer,
             peer,
             idle,
+            sockets,
         };
         // 120: ready in a moment; 220 follows.
         let mut greeting = control.reply().await?;
@@ -306,6 +326,7 @@ impl Control {
     /// [`Control::data`], and when its opening was asked for and answered
     /// (TR-143's TCPOpenRequestTime and TCPOpenResponseTime).
     async fn data_timed(&mut self) -> Result<(TcpStream, (Instant, Instant)), HttpError> {
+        let sockets = self.sockets.clone();
         let extended = self.command("EPSV").await?;
         let port = if extended.code == 229 {
             epsv_port(&extended.text)
@@ -319,7 +340,7 @@ impl Control {
         let asked = dm_rt::clock::now();
         let data = timed(
             self.idle,
-            TcpStream::connect(SocketAddr::new(self.peer, port)),
+            connect(sockets.as_ref(), SocketAddr::new(self.peer, port)),
         )
         .await?;
         Ok((data, (asked, dm_rt::clock::now())))
@@ -365,7 +386,7 @@ pub async fn download(
     loop {
         let before = received;
         let attempt = async {
-            let mut control = Control::open(&target, idle).await?;
+            let mut control = Control::open(&target, idle, None).await?;
             if received == 0 {
                 // SIZE (RFC 3659 §4) is optional: only for progress.
                 let size = control.command(&format!("SIZE {}", target.path)).await?;
@@ -411,7 +432,7 @@ pub async fn upload(
     body: &[u8],
 ) -> Result<(), HttpError> {
     let target = target(url, credentials)?;
-    let mut control = Control::open(&target, idle).await?;
+    let mut control = Control::open(&target, idle, None).await?;
     let mut data = control.transfer(&format!("STOR {}", target.path)).await?;
     // The idle limit is per chunk: a large file on a slow link is fine,
     // a stalled one is not.
@@ -429,8 +450,8 @@ pub async fn upload(
 /// What a TR-143 throughput test (TR-181 DownloadDiagnostics and
 /// UploadDiagnostics over FTP) observes of a transfer.
 pub trait Meter: Send {
-    /// The data connection was asked for and opened.
-    fn data_opened(&mut self, asked: Instant, opened: Instant);
+    /// The data connection was asked for and opened, from `local`.
+    fn data_opened(&mut self, asked: Instant, opened: Instant, local: Option<IpAddr>);
     /// RETR or STOR is sent now.
     fn command(&mut self, at: Instant);
     /// `n` bytes of the file moved on the data connection.
@@ -440,18 +461,21 @@ pub trait Meter: Send {
 }
 
 /// A TR-143 FTP test transfer: RETR of the URL's file (read and
-/// dropped), or STOR of `upload` zero bytes, each step told to `meter`.
-/// The login is the URL's, else anonymous.
+/// dropped), or STOR of `upload` zero bytes, each step told to `meter`;
+/// both connections made by `sockets`. The login is the URL's, else
+/// anonymous.
 pub async fn measure(
     url: &str,
     upload: Option<u64>,
     idle: Duration,
+    sockets: Sockets,
     meter: &mut dyn Meter,
 ) -> Result<(), HttpError> {
     let target = target(url, &Credentials::default())?;
-    let mut control = Control::open(&target, idle).await?;
+    let mut control = Control::open(&target, idle, Some(sockets)).await?;
     let (mut data, (asked, opened)) = control.data_timed().await?;
-    meter.data_opened(asked, opened);
+    let local = data.local_addr().ok().map(|a| a.ip());
+    meter.data_opened(asked, opened, local);
     let command = match upload {
         Some(_) => format!("STOR {}", target.path),
         None => format!("RETR {}", target.path),
