@@ -315,6 +315,10 @@ pub async fn run(
             .or_else(|| pull_tls.clone()),
     );
     bulk_data.settle();
+    // Device.DeviceInfo.FirmwareImage, from the saved /3 and /5.
+    for warning in dm_objects::firmware_image::follow(&mut lock(&tree)) {
+        warn!("{warning}");
+    }
     // TR-143's UDP echo server, when UDPEchoConfig enables it.
     let mut echo_server = crate::udp_echo::Server::new(Arc::clone(&tree));
     echo_server.settle().await;
@@ -595,6 +599,8 @@ pub async fn run(
                     echo_server.refresh();
                 }
                 let drained = changes.drain();
+                // Whether /3 or /5 changed: FirmwareImage follows them.
+                let mut firmware_images = lagged > 0;
                 if let Some(last) = drained.last() {
                     seen = seen.max(last.sequence);
                 }
@@ -640,6 +646,7 @@ pub async fn run(
                     }
                     diagnostics.observe(&change);
                     bulk_data.observe(&change);
+                    firmware_images |= dm_objects::firmware_image::concerns(&change.path);
                     echo_server.observe(&change);
                     if let Some((instance, operation)) = crate::software::operation(&change) {
                         software_queues.submit(&performer, instance, operation);
@@ -658,6 +665,11 @@ pub async fn run(
                     }
                 }
                 diagnostics.retry(seen);
+                if std::mem::take(&mut firmware_images) {
+                    for warning in dm_objects::firmware_image::follow(&mut lock(&tree)) {
+                        warn!("{warning}");
+                    }
+                }
                 bulk_data.settle();
                 echo_server.settle().await;
             }

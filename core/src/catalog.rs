@@ -316,6 +316,8 @@ pub mod device {
     pub const PROVISIONING_CODE: ResourceId = ResourceId(1006);
     /// CPUUsage
     pub const CPU_USAGE: ResourceId = ResourceId(1007);
+    /// ActiveFirmwareImage
+    pub const ACTIVE_FIRMWARE_IMAGE: ResourceId = ResourceId(1008);
 
     pub static SCHEMA: ObjectSchema = ObjectSchema {
         id: ID,
@@ -355,6 +357,7 @@ pub mod device {
             ResourceSchema { id: UP_TIME, name: "UpTime", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
             ResourceSchema { id: PROVISIONING_CODE, name: "ProvisioningCode", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
             ResourceSchema { id: CPU_USAGE, name: "CPUUsage", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 0, max: 100 } },
+            ResourceSchema { id: ACTIVE_FIRMWARE_IMAGE, name: "ActiveFirmwareImage", value_type: ValueType::ObjectLink, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
         ],
     };
 }
@@ -2485,6 +2488,38 @@ pub mod udp_echo {
     };
 }
 
+/// FirmwareImage (object 50024, version 2.17).
+pub mod firmware_image {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50024);
+    /// Name
+    pub const NAME: ResourceId = ResourceId(0);
+    /// Version
+    pub const VERSION: ResourceId = ResourceId(1);
+    /// Available
+    pub const AVAILABLE: ResourceId = ResourceId(2);
+    /// Status
+    pub const STATUS: ResourceId = ResourceId(3);
+    /// BootFailureLog
+    pub const BOOT_FAILURE_LOG: ResourceId = ResourceId(4);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "FirmwareImage",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: NAME, name: "Name", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
+            ResourceSchema { id: VERSION, name: "Version", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
+            ResourceSchema { id: AVAILABLE, name: "Available", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["NoImage", "Active", "Downloading", "Validating", "Available", "DownloadFailed", "ValidationFailed", "InstallationFailed", "ActivationFailed"]) },
+            ResourceSchema { id: BOOT_FAILURE_LOG, name: "BootFailureLog", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -2525,4 +2560,5 @@ pub static ALL: &[&ObjectSchema] = &[
     &upload_diagnostics::SCHEMA,
     &udp_echo_config::SCHEMA,
     &udp_echo::SCHEMA,
+    &firmware_image::SCHEMA,
 ];

@@ -74,7 +74,8 @@ impl ObjectHandler for Device {
         .with(UTC_OFFSET, Slot::Live)
         .with(TIMEZONE, Slot::Live)
         .with(UP_TIME, Slot::Live)
-        .with(CPU_USAGE, Slot::Live))
+        .with(CPU_USAGE, Slot::Live)
+        .with(ACTIVE_FIRMWARE_IMAGE, Slot::Live))
     }
 
     fn read(
@@ -91,6 +92,11 @@ impl ObjectHandler for Device {
             TIMEZONE => Value::String(self.host.timezone().unwrap_or_default()),
             UP_TIME => Value::Unsigned(self.host.uptime()?.as_secs().min(u32::MAX as u64)),
             CPU_USAGE => Value::Unsigned(self.host.cpu_usage(&origin.to_string())?.into()),
+            // The running image is always FirmwareImage's row 1.
+            ACTIVE_FIRMWARE_IMAGE => Value::ObjectLink(dm_core::ObjectLink {
+                object: dm_core::catalog::firmware_image::ID,
+                instance: crate::firmware_image::ACTIVE.0,
+            }),
             AVAILABLE_POWER_SOURCES | POWER_SOURCE_VOLTAGE | POWER_SOURCE_CURRENT => {
                 return Ok(ResourceValue::Multiple(power_column(
                     &self.host.power_sources(),

@@ -22,6 +22,7 @@ mod dhcp;
 pub mod diagnostics;
 mod ethernet;
 mod firmware;
+pub mod firmware_image;
 mod host_tables;
 mod ip_interface;
 mod location;
@@ -78,6 +79,7 @@ pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
     udp_echo::register(tree)?;
     statistics::register(tree, Arc::clone(&platform.network))?;
     firmware::register(tree)?;
+    firmware_image::register(tree)?;
     software::register(tree)?;
     wlan::register(tree, Arc::clone(&platform.network))?;
     system_log::register(tree, platform)?;

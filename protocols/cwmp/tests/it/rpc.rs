@@ -634,6 +634,101 @@ fn references_with_wildcards_name_what_they_match() {
     );
 }
 
+/// Device.DeviceInfo.FirmwareImage follows the firmware pipeline (/3's
+/// version, /5's state): the running image is row 1, which
+/// ActiveFirmwareImage names; an image held or failed is row 2.
+#[test]
+fn firmware_images_follow_the_pipeline() {
+    use dm_core::catalog::{device, firmware};
+    let mut tree = tree();
+    let set = |tree: &mut Tree, object, resource, value: Value| {
+        tree.begin(Origin::Agent)
+            .set(Path::resource(object, InstanceId(0), resource), value)
+            .commit()
+            .unwrap();
+        dm_objects::firmware_image::follow(tree)
+    };
+    assert!(
+        set(
+            &mut tree,
+            device::ID,
+            device::FIRMWARE_VERSION,
+            Value::String("1.0".into())
+        )
+        .is_empty()
+    );
+    let image = |tree: &Tree, n: u32, name: &str| {
+        value(tree, &format!("Device.DeviceInfo.FirmwareImage.{n}.{name}"))
+    };
+    assert_eq!(image(&tree, 1, "Status"), "Active");
+    assert_eq!(image(&tree, 1, "Version"), "1.0");
+    assert_eq!(
+        value(&tree, "Device.DeviceInfo.ActiveFirmwareImage"),
+        "Device.DeviceInfo.FirmwareImage.1"
+    );
+    assert_eq!(
+        value(&tree, "Device.DeviceInfo.FirmwareImageNumberOfEntries"),
+        "1"
+    );
+    set(
+        &mut tree,
+        firmware::ID,
+        firmware::PKGVERSION,
+        Value::String("2.0".into()),
+    );
+    set(&mut tree, firmware::ID, firmware::STATE, Value::Integer(1));
+    assert_eq!(image(&tree, 2, "Status"), "Downloading");
+    assert_eq!(image(&tree, 2, "Version"), "2.0");
+    set(&mut tree, firmware::ID, firmware::STATE, Value::Integer(2));
+    assert_eq!(
+        (
+            image(&tree, 2, "Status").as_str(),
+            image(&tree, 2, "Available").as_str()
+        ),
+        ("Available", "true")
+    );
+    set(&mut tree, firmware::ID, firmware::STATE, Value::Integer(0));
+    set(
+        &mut tree,
+        firmware::ID,
+        firmware::UPDATE_RESULT,
+        Value::Integer(8),
+    );
+    assert_eq!(image(&tree, 2, "Status"), "InstallationFailed");
+    // Installed: the new version runs, no second image.
+    set(
+        &mut tree,
+        firmware::ID,
+        firmware::UPDATE_RESULT,
+        Value::Integer(1),
+    );
+    set(
+        &mut tree,
+        device::ID,
+        device::FIRMWARE_VERSION,
+        Value::String("2.0".into()),
+    );
+    assert_eq!(image(&tree, 1, "Version"), "2.0");
+    assert_eq!(
+        value(&tree, "Device.DeviceInfo.FirmwareImageNumberOfEntries"),
+        "1"
+    );
+    // The ACS cannot add or delete images (9001, as the host's other
+    // facts).
+    assert_eq!(
+        rpc::add_object(&mut tree, "Device.DeviceInfo.FirmwareImage.", "x")
+            .unwrap_err()
+            .code,
+        9001
+    );
+    assert_eq!(
+        rpc::delete_object(&mut tree, "Device.DeviceInfo.FirmwareImage.1.", "x")
+            .unwrap_err()
+            .code,
+        9001
+    );
+}
+
 #[test]
 fn attributes_set_get_and_refuse() {
     let mut tree = tree();
