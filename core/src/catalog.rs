@@ -2520,6 +2520,38 @@ pub mod firmware_image {
     };
 }
 
+/// VendorConfigFile (object 50025, version 2.17).
+pub mod vendor_config_file {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50025);
+    /// Name
+    pub const NAME: ResourceId = ResourceId(0);
+    /// Version
+    pub const VERSION: ResourceId = ResourceId(1);
+    /// Date
+    pub const DATE: ResourceId = ResourceId(2);
+    /// Description
+    pub const DESCRIPTION: ResourceId = ResourceId(3);
+    /// UseForBackupRestore
+    pub const USE_FOR_BACKUP_RESTORE: ResourceId = ResourceId(4);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "VendorConfigFile",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: NAME, name: "Name", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
+            ResourceSchema { id: VERSION, name: "Version", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 16 } },
+            ResourceSchema { id: DATE, name: "Date", value_type: ValueType::DateTime, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: DESCRIPTION, name: "Description", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: USE_FOR_BACKUP_RESTORE, name: "UseForBackupRestore", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -2561,4 +2593,5 @@ pub static ALL: &[&ObjectSchema] = &[
     &udp_echo_config::SCHEMA,
     &udp_echo::SCHEMA,
     &firmware_image::SCHEMA,
+    &vendor_config_file::SCHEMA,
 ];

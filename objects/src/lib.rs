@@ -34,6 +34,7 @@ mod system_log;
 mod temperature;
 mod time;
 pub mod udp_echo;
+pub mod vendor_config_file;
 mod wlan;
 
 use std::sync::Arc;
@@ -77,6 +78,7 @@ pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
     diagnostics::register(tree)?;
     bulk_data::register(tree)?;
     udp_echo::register(tree)?;
+    vendor_config_file::register(tree)?;
     statistics::register(tree, Arc::clone(&platform.network))?;
     firmware::register(tree)?;
     firmware_image::register(tree)?;
@@ -167,6 +169,9 @@ pub fn populate(tree: &mut Tree, covered: &[ObjectId]) -> Result<(), dm_core::Tr
     }
     if !covered.contains(&dm_core::catalog::system_log::ID) {
         tx.create(dm_core::catalog::system_log::ID, None);
+    }
+    if !covered.contains(&dm_core::catalog::vendor_config_file::ID) {
+        vendor_config_file::create(&mut tx);
     }
     tx.commit()?;
     Ok(())

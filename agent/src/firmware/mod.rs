@@ -980,6 +980,11 @@ async fn restore_configuration(
         parameters = applied,
         "configuration restored (CWMP Download)"
     );
+    // VendorConfigFile's Date: when the file was applied.
+    if let Err(e) = dm_objects::vendor_config_file::restored(&mut lock(tree), dm_rt::clock::wall())
+    {
+        warn!("VendorConfigFile.1.Date not saved: {e}");
+    }
     Ok(())
 }
 

@@ -151,8 +151,9 @@ fn a_configuration_uploaded_by_ftp_is_restored_by_a_download() {
             }
             if body.contains("<CommandKey>cfg-down</CommandKey>") {
                 requests.push(
-                    "<cwmp:GetParameterValues><ParameterNames soap-enc:arrayType=\"xsd:string[1]\">\
+                    "<cwmp:GetParameterValues><ParameterNames soap-enc:arrayType=\"xsd:string[2]\">\
                      <string>Device.ManagementServer.PeriodicInformInterval</string>\
+                     <string>Device.DeviceInfo.VendorConfigFile.</string>\
                      </ParameterNames></cwmp:GetParameterValues>"
                         .into(),
                 );
@@ -203,5 +204,16 @@ fn a_configuration_uploaded_by_ftp_is_restored_by_a_download() {
     assert!(
         read.contains("<Value xsi:type=\"xsd:unsignedInt\">777</Value>"),
         "{read}"
+    );
+    // The agent's one configuration file, restored now (TR-181
+    // VendorConfigFile: the CPE updates the table at such a Download).
+    let values = dm_tests::mini_acs::parameter_values(&read);
+    let file = |name: &str| values[&format!("Device.DeviceInfo.VendorConfigFile.1.{name}")].clone();
+    assert_eq!(file("Name"), "dmagent configuration");
+    assert_eq!(file("UseForBackupRestore"), "true");
+    let date: jiff::Timestamp = file("Date").parse().unwrap();
+    assert!(
+        (date.as_second() - jiff::Timestamp::now().as_second()).abs() < 120,
+        "{date}"
     );
 }
