@@ -155,6 +155,8 @@ pub fn build(
     dm_objects::provision(&mut tree, &config.provisioning())
         .context("applying the configuration")?;
     warnings.extend(dm_objects::sync_platform(&mut tree, platform).warnings);
+    // FirmwareImage from the saved /3 and /5 (the run loop keeps it).
+    warnings.extend(dm_objects::firmware_image::follow(&mut tree));
     Ok((tree, warnings))
 }
 
@@ -315,10 +317,6 @@ pub async fn run(
             .or_else(|| pull_tls.clone()),
     );
     bulk_data.settle();
-    // Device.DeviceInfo.FirmwareImage, from the saved /3 and /5.
-    for warning in dm_objects::firmware_image::follow(&mut lock(&tree)) {
-        warn!("{warning}");
-    }
     // TR-143's UDP echo server, when UDPEchoConfig enables it.
     let mut echo_server = crate::udp_echo::Server::new(Arc::clone(&tree));
     echo_server.settle().await;

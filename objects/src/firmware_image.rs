@@ -3,11 +3,13 @@
 //!
 //! - Row 1 is the running image (Status Active): /3's Firmware Version
 //!   (`Device.DeviceInfo.SoftwareVersion`); `ActiveFirmwareImage` names it.
-//! - Row 2 is there while the pipeline holds an image or failed with one:
-//!   /5's State and Update Result as TR-181's Status (Downloading,
-//!   Available, DownloadFailed, ValidationFailed, InstallationFailed), its
-//!   PkgName and PkgVersion as Name and Version. After a successful update
-//!   the image is the running one: row 2 goes.
+//! - Row 2 is the image the pipeline holds or failed with: /5's State and
+//!   Update Result as TR-181's Status (Downloading, Available,
+//!   DownloadFailed, ValidationFailed, InstallationFailed), NoImage when
+//!   it holds none (TR-181: a static table, its rows are not deleted). Its
+//!   Name and Version are /5's PkgName and PkgVersion, given only where
+//!   TR-181 allows them (Name: Available and InstallationFailed; Version:
+//!   the same).
 //!
 //! Which physical bank an image sits in is the integrator's update
 //! program's business (the agent hands the image over); the rows say what
@@ -74,6 +76,9 @@ pub fn concerns(path: &Path) -> bool {
 fn staged_status(state: i64, result: i64) -> Option<(&'static str, bool)> {
     Some(match (state, result) {
         (1, _) => ("Downloading", false),
+        // The update program failed: the image stays Downloaded (LwM2M
+        // E.6) with result 8.
+        (2, 8) => ("InstallationFailed", false),
         // Downloaded, or being installed: there, not yet running.
         (2 | 3, _) => ("Available", true),
         // Not enough storage or memory, connection lost, invalid URI,
@@ -138,26 +143,18 @@ pub fn follow(tree: &mut Tree) -> Vec<String> {
         .set(at(ACTIVE, VERSION), Value::String(version))
         .set(at(ACTIVE, AVAILABLE), Value::Boolean(true))
         .set(at(ACTIVE, STATUS), Value::String("Active".into()));
-    match staged {
-        Some((status, available, name, version)) => {
-            if !rows.contains(&STAGED) {
-                tx.create(ID, Some(STAGED));
-            }
-            let name = if name.is_empty() {
-                "staged".to_owned()
-            } else {
-                name
-            };
-            tx.set(at(STAGED, NAME), Value::String(name))
-                .set(at(STAGED, VERSION), Value::String(version))
-                .set(at(STAGED, AVAILABLE), Value::Boolean(available))
-                .set(at(STAGED, STATUS), Value::String(status.into()));
-        }
-        None if rows.contains(&STAGED) => {
-            tx.delete(ID, STAGED);
-        }
-        None => {}
+    if !rows.contains(&STAGED) {
+        tx.create(ID, Some(STAGED));
     }
+    let (status, available, name, version) =
+        staged.unwrap_or(("NoImage", false, String::new(), String::new()));
+    // TR-181: Name and Version only of an image that is there.
+    let named = matches!(status, "Available" | "InstallationFailed");
+    let keep = |text: String| if named { text } else { String::new() };
+    tx.set(at(STAGED, NAME), Value::String(keep(name)))
+        .set(at(STAGED, VERSION), Value::String(keep(version)))
+        .set(at(STAGED, AVAILABLE), Value::Boolean(available))
+        .set(at(STAGED, STATUS), Value::String(status.into()));
     match tx.commit() {
         Ok(_) => Vec::new(),
         Err(e) => vec![format!("Device.DeviceInfo.FirmwareImage: {e}")],
@@ -177,5 +174,6 @@ mod tests {
         assert_eq!(staged_status(0, 4), Some(("DownloadFailed", false)));
         assert_eq!(staged_status(0, 5), Some(("ValidationFailed", false)));
         assert_eq!(staged_status(0, 8), Some(("InstallationFailed", false)));
+        assert_eq!(staged_status(2, 8), Some(("InstallationFailed", false)));
     }
 }

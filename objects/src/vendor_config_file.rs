@@ -7,7 +7,8 @@
 
 use dm_core::catalog::vendor_config_file::*;
 use dm_core::{
-    Error, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, Tree, Value,
+    Error, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, ResourceId,
+    ResourceValue, Slot, Tree, Value,
 };
 
 use crate::{layout, stored};
@@ -32,18 +33,33 @@ impl ObjectHandler for VendorConfigFile {
         &SCHEMA
     }
 
+    /// What the file is comes with this version of the agent (read
+    /// live, not saved); when it was restored is saved.
     fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
         Ok(layout(&SCHEMA, &[])
-            .with(NAME, stored(Value::String(NAME_OF_FILE.into())))
-            .with(VERSION, stored(Value::String(VERSION_OF_FILE.into())))
+            .with(NAME, Slot::Live)
+            .with(VERSION, Slot::Live)
             .with(DATE, stored(Value::DateTime(UNKNOWN_TIME)))
-            .with(
-                DESCRIPTION,
-                stored(Value::String(
-                    "every writable parameter, one per line: name, type, value".into(),
-                )),
-            )
-            .with(USE_FOR_BACKUP_RESTORE, stored(Value::Boolean(true))))
+            .with(DESCRIPTION, Slot::Live)
+            .with(USE_FOR_BACKUP_RESTORE, Slot::Live))
+    }
+
+    fn read(
+        &self,
+        _origin: Origin,
+        instance: InstanceId,
+        resource: ResourceId,
+    ) -> Result<ResourceValue, Error> {
+        let value = match resource {
+            NAME => Value::String(NAME_OF_FILE.into()),
+            VERSION => Value::String(VERSION_OF_FILE.into()),
+            DESCRIPTION => {
+                Value::String("every writable parameter, one per line: name, type, value".into())
+            }
+            USE_FOR_BACKUP_RESTORE => Value::Boolean(true),
+            _ => return Err(Error::NotReadable(Path::resource(ID, instance, resource))),
+        };
+        Ok(ResourceValue::Single(value))
     }
 
     /// "For information only" (TR-181): no client adds or removes one.

@@ -666,52 +666,32 @@ fn firmware_images_follow_the_pipeline() {
         value(&tree, "Device.DeviceInfo.ActiveFirmwareImage"),
         "Device.DeviceInfo.FirmwareImage.1"
     );
-    assert_eq!(
-        value(&tree, "Device.DeviceInfo.FirmwareImageNumberOfEntries"),
-        "1"
-    );
-    set(
-        &mut tree,
-        firmware::ID,
-        firmware::PKGVERSION,
-        Value::String("2.0".into()),
-    );
+    // Nothing held: row 2 is there, without an image (a static table).
+    assert_eq!(image(&tree, 2, "Status"), "NoImage");
+    let pkg = Value::String("2.0".into());
+    set(&mut tree, firmware::ID, firmware::PKGVERSION, pkg);
     set(&mut tree, firmware::ID, firmware::STATE, Value::Integer(1));
     assert_eq!(image(&tree, 2, "Status"), "Downloading");
-    assert_eq!(image(&tree, 2, "Version"), "2.0");
+    // TR-181: no Version while downloading.
+    assert_eq!(image(&tree, 2, "Version"), "");
     set(&mut tree, firmware::ID, firmware::STATE, Value::Integer(2));
-    assert_eq!(
-        (
-            image(&tree, 2, "Status").as_str(),
-            image(&tree, 2, "Available").as_str()
-        ),
-        ("Available", "true")
-    );
+    let row = |tree: &Tree| ["Status", "Available", "Version"].map(|name| image(tree, 2, name));
+    assert_eq!(row(&tree), ["Available", "true", "2.0"]);
+    // The update program failed: /5 stays Downloaded with result 8.
+    let failed = Value::Integer(8);
+    set(&mut tree, firmware::ID, firmware::UPDATE_RESULT, failed);
+    assert_eq!(row(&tree), ["InstallationFailed", "false", "2.0"]);
+    // Installed: the new version runs, no image held.
     set(&mut tree, firmware::ID, firmware::STATE, Value::Integer(0));
-    set(
-        &mut tree,
-        firmware::ID,
-        firmware::UPDATE_RESULT,
-        Value::Integer(8),
-    );
-    assert_eq!(image(&tree, 2, "Status"), "InstallationFailed");
-    // Installed: the new version runs, no second image.
-    set(
-        &mut tree,
-        firmware::ID,
-        firmware::UPDATE_RESULT,
-        Value::Integer(1),
-    );
-    set(
-        &mut tree,
-        device::ID,
-        device::FIRMWARE_VERSION,
-        Value::String("2.0".into()),
-    );
+    let done = Value::Integer(1);
+    set(&mut tree, firmware::ID, firmware::UPDATE_RESULT, done);
+    let running = Value::String("2.0".into());
+    set(&mut tree, device::ID, device::FIRMWARE_VERSION, running);
     assert_eq!(image(&tree, 1, "Version"), "2.0");
+    assert_eq!(image(&tree, 2, "Status"), "NoImage");
     assert_eq!(
         value(&tree, "Device.DeviceInfo.FirmwareImageNumberOfEntries"),
-        "1"
+        "2"
     );
     // The ACS cannot add or delete images (9001, as the host's other
     // facts).
@@ -726,6 +706,26 @@ fn firmware_images_follow_the_pipeline() {
             .unwrap_err()
             .code,
         9001
+    );
+}
+
+/// VendorConfigFile names the file as its first line does.
+#[test]
+fn the_configuration_file_is_the_one_vendor_config_file_says() {
+    use dm_objects::vendor_config_file::{NAME_OF_FILE, VERSION_OF_FILE};
+    let tree = tree();
+    let file = rpc::configuration_file(&tree);
+    assert_eq!(
+        file.lines().next(),
+        Some(format!("# {NAME_OF_FILE} {VERSION_OF_FILE}").as_str())
+    );
+    assert_eq!(
+        value(&tree, "Device.DeviceInfo.VendorConfigFile.1.Name"),
+        NAME_OF_FILE
+    );
+    assert_eq!(
+        value(&tree, "Device.DeviceInfo.VendorConfigFile.1.Date"),
+        "0001-01-01T00:00:00Z"
     );
 }
 
