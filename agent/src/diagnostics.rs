@@ -779,66 +779,12 @@ fn throughput_results(
     per_connection: bool,
 ) -> Vec<(ResourceId, ResourceValue)> {
     use crate::throughput::Connection;
-    let ids: [ResourceId; 13] = if download {
-        use download_diagnostics::*;
-        [
-            IP_ADDRESS_USED,
-            ROM_TIME,
-            BOM_TIME,
-            EOM_TIME,
-            TEST_BYTES_RECEIVED,
-            TOTAL_BYTES_RECEIVED,
-            TOTAL_BYTES_SENT,
-            TEST_BYTES_RECEIVED_UNDER_FULL_LOADING,
-            TOTAL_BYTES_RECEIVED_UNDER_FULL_LOADING,
-            TOTAL_BYTES_SENT_UNDER_FULL_LOADING,
-            PERIOD_OF_FULL_LOADING,
-            TCP_OPEN_REQUEST_TIME,
-            TCP_OPEN_RESPONSE_TIME,
-        ]
+    let shape = if download {
+        &dm_objects::diagnostics::DOWNLOAD
     } else {
-        use upload_diagnostics::*;
-        [
-            IP_ADDRESS_USED,
-            ROM_TIME,
-            BOM_TIME,
-            EOM_TIME,
-            TEST_BYTES_SENT,
-            TOTAL_BYTES_RECEIVED,
-            TOTAL_BYTES_SENT,
-            TEST_BYTES_SENT_UNDER_FULL_LOADING,
-            TOTAL_BYTES_RECEIVED_UNDER_FULL_LOADING,
-            TOTAL_BYTES_SENT_UNDER_FULL_LOADING,
-            PERIOD_OF_FULL_LOADING,
-            TCP_OPEN_REQUEST_TIME,
-            TCP_OPEN_RESPONSE_TIME,
-        ]
+        &dm_objects::diagnostics::UPLOAD
     };
-    let columns: [ResourceId; 8] = if download {
-        use download_diagnostics::*;
-        [
-            PER_CONNECTION_RESULT_ROM_TIME,
-            PER_CONNECTION_RESULT_BOM_TIME,
-            PER_CONNECTION_RESULT_EOM_TIME,
-            PER_CONNECTION_RESULT_TEST_BYTES_RECEIVED,
-            PER_CONNECTION_RESULT_TOTAL_BYTES_RECEIVED,
-            PER_CONNECTION_RESULT_TOTAL_BYTES_SENT,
-            PER_CONNECTION_RESULT_TCP_OPEN_REQUEST_TIME,
-            PER_CONNECTION_RESULT_TCP_OPEN_RESPONSE_TIME,
-        ]
-    } else {
-        use upload_diagnostics::*;
-        [
-            PER_CONNECTION_RESULT_ROM_TIME,
-            PER_CONNECTION_RESULT_BOM_TIME,
-            PER_CONNECTION_RESULT_EOM_TIME,
-            PER_CONNECTION_RESULT_TEST_BYTES_SENT,
-            PER_CONNECTION_RESULT_TOTAL_BYTES_RECEIVED,
-            PER_CONNECTION_RESULT_TOTAL_BYTES_SENT,
-            PER_CONNECTION_RESULT_TCP_OPEN_REQUEST_TIME,
-            PER_CONNECTION_RESULT_TCP_OPEN_RESPONSE_TIME,
-        ]
-    };
+    let (ids, columns) = (shape.results, shape.connections);
     let all = &outcome.connections;
     let earliest = |f: fn(&Connection) -> i64| all.iter().map(f).min().unwrap_or(0);
     let latest = |f: fn(&Connection) -> i64| all.iter().map(f).max().unwrap_or(0);
@@ -935,7 +881,7 @@ fn echo_results(
     .collect();
     let time = |us: i64| {
         if us == 0 {
-            Value::DateTime(dm_objects::diagnostics::UNKNOWN_TIME)
+            Value::DateTime(dm_objects::UNKNOWN_TIME)
         } else {
             Value::DateTimeMicros(us)
         }

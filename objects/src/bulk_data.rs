@@ -16,7 +16,7 @@ use dm_core::{
     ResourceValue, Slot, Tree, Value,
 };
 
-use crate::layout;
+use crate::{UNKNOWN_TIME, layout};
 
 /// The shortest reporting interval a profile may ask for, in seconds.
 pub const MIN_REPORTING_INTERVAL: u64 = 1;
@@ -26,9 +26,6 @@ pub const MAX_PROFILES: usize = 8;
 pub const MAX_PARAMETER_REFERENCES: usize = 256;
 /// The most RequestURIParameter rows one profile may have.
 pub const MAX_URI_PARAMETERS: usize = 32;
-/// The unknown time of TR-106 (0001-01-01T00:00:00Z) in Unix seconds: a
-/// TimeReference with this value means none.
-pub const UNKNOWN_TIME: i64 = -62_135_596_800;
 
 struct BulkData;
 struct Profile;

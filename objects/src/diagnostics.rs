@@ -27,7 +27,7 @@ use dm_core::{
     ResourceValue, Slot, Tree, Value,
 };
 
-use crate::layout;
+use crate::{UNKNOWN_TIME, layout};
 
 /// A kind of test: its object and which of its resources are what.
 pub struct Kind {
@@ -97,43 +97,103 @@ fn empty_columns(columns: &[ResourceId]) -> Vec<(ResourceId, ResourceValue)> {
         .collect()
 }
 
-/// TR-143's times before a test: the unknown time.
-fn no_time() -> Value {
-    Value::DateTime(UNKNOWN_TIME)
+/// A throughput test's results (DownloadDiagnostics and
+/// UploadDiagnostics share their shape): IPAddressUsed, ROMTime, BOMTime,
+/// EOMTime, the test's bytes, the interface's bytes received and sent,
+/// the same three under full loading, PeriodOfFullLoading,
+/// TCPOpenRequestTime, TCPOpenResponseTime; then the PerConnectionResult
+/// columns: ROMTime, BOMTime, EOMTime, the test's bytes, the interface's
+/// bytes received and sent, TCPOpenRequestTime, TCPOpenResponseTime.
+pub struct Throughput {
+    pub results: [ResourceId; 13],
+    pub connections: [ResourceId; 8],
 }
 
-/// TR-106's unknown time (0001-01-01T00:00:00Z) in Unix seconds.
-pub const UNKNOWN_TIME: i64 = -62_135_596_800;
+pub const DOWNLOAD: Throughput = {
+    use download_diagnostics::*;
+    Throughput {
+        results: [
+            IP_ADDRESS_USED,
+            ROM_TIME,
+            BOM_TIME,
+            EOM_TIME,
+            TEST_BYTES_RECEIVED,
+            TOTAL_BYTES_RECEIVED,
+            TOTAL_BYTES_SENT,
+            TEST_BYTES_RECEIVED_UNDER_FULL_LOADING,
+            TOTAL_BYTES_RECEIVED_UNDER_FULL_LOADING,
+            TOTAL_BYTES_SENT_UNDER_FULL_LOADING,
+            PERIOD_OF_FULL_LOADING,
+            TCP_OPEN_REQUEST_TIME,
+            TCP_OPEN_RESPONSE_TIME,
+        ],
+        connections: [
+            PER_CONNECTION_RESULT_ROM_TIME,
+            PER_CONNECTION_RESULT_BOM_TIME,
+            PER_CONNECTION_RESULT_EOM_TIME,
+            PER_CONNECTION_RESULT_TEST_BYTES_RECEIVED,
+            PER_CONNECTION_RESULT_TOTAL_BYTES_RECEIVED,
+            PER_CONNECTION_RESULT_TOTAL_BYTES_SENT,
+            PER_CONNECTION_RESULT_TCP_OPEN_REQUEST_TIME,
+            PER_CONNECTION_RESULT_TCP_OPEN_RESPONSE_TIME,
+        ],
+    }
+};
+
+pub const UPLOAD: Throughput = {
+    use upload_diagnostics::*;
+    Throughput {
+        results: [
+            IP_ADDRESS_USED,
+            ROM_TIME,
+            BOM_TIME,
+            EOM_TIME,
+            TEST_BYTES_SENT,
+            TOTAL_BYTES_RECEIVED,
+            TOTAL_BYTES_SENT,
+            TEST_BYTES_SENT_UNDER_FULL_LOADING,
+            TOTAL_BYTES_RECEIVED_UNDER_FULL_LOADING,
+            TOTAL_BYTES_SENT_UNDER_FULL_LOADING,
+            PERIOD_OF_FULL_LOADING,
+            TCP_OPEN_REQUEST_TIME,
+            TCP_OPEN_RESPONSE_TIME,
+        ],
+        connections: [
+            PER_CONNECTION_RESULT_ROM_TIME,
+            PER_CONNECTION_RESULT_BOM_TIME,
+            PER_CONNECTION_RESULT_EOM_TIME,
+            PER_CONNECTION_RESULT_TEST_BYTES_SENT,
+            PER_CONNECTION_RESULT_TOTAL_BYTES_RECEIVED,
+            PER_CONNECTION_RESULT_TOTAL_BYTES_SENT,
+            PER_CONNECTION_RESULT_TCP_OPEN_REQUEST_TIME,
+            PER_CONNECTION_RESULT_TCP_OPEN_RESPONSE_TIME,
+        ],
+    }
+};
+
+impl Throughput {
+    /// The results cleared: times unknown (TR-106's unknown time),
+    /// counts 0, the address empty; no connection rows.
+    fn cleared(&self, schema: &ObjectSchema) -> Vec<(ResourceId, ResourceValue)> {
+        let mut results: Vec<_> = self
+            .results
+            .iter()
+            .map(|&r| {
+                let value = match schema.resource(r).map(|r| r.value_type) {
+                    Some(dm_core::ValueType::DateTime) => Value::DateTime(UNKNOWN_TIME),
+                    Some(other) => Value::default_for(other).unwrap_or(Value::Unsigned(0)),
+                    None => Value::Unsigned(0),
+                };
+                (r, ResourceValue::Single(value))
+            })
+            .collect();
+        results.extend(empty_columns(&self.connections));
+        results
+    }
+}
 
 fn download_results() -> Vec<(ResourceId, ResourceValue)> {
-    use download_diagnostics::*;
-    let zero = || Value::Unsigned(0);
-    let mut results = single(vec![
-        (IP_ADDRESS_USED, Value::String(String::new())),
-        (ROM_TIME, no_time()),
-        (BOM_TIME, no_time()),
-        (EOM_TIME, no_time()),
-        (TEST_BYTES_RECEIVED, zero()),
-        (TOTAL_BYTES_RECEIVED, zero()),
-        (TOTAL_BYTES_SENT, zero()),
-        (TEST_BYTES_RECEIVED_UNDER_FULL_LOADING, zero()),
-        (TOTAL_BYTES_RECEIVED_UNDER_FULL_LOADING, zero()),
-        (TOTAL_BYTES_SENT_UNDER_FULL_LOADING, zero()),
-        (PERIOD_OF_FULL_LOADING, zero()),
-        (TCP_OPEN_REQUEST_TIME, no_time()),
-        (TCP_OPEN_RESPONSE_TIME, no_time()),
-    ]);
-    results.extend(empty_columns(&[
-        PER_CONNECTION_RESULT_ROM_TIME,
-        PER_CONNECTION_RESULT_BOM_TIME,
-        PER_CONNECTION_RESULT_EOM_TIME,
-        PER_CONNECTION_RESULT_TEST_BYTES_RECEIVED,
-        PER_CONNECTION_RESULT_TOTAL_BYTES_RECEIVED,
-        PER_CONNECTION_RESULT_TOTAL_BYTES_SENT,
-        PER_CONNECTION_RESULT_TCP_OPEN_REQUEST_TIME,
-        PER_CONNECTION_RESULT_TCP_OPEN_RESPONSE_TIME,
-    ]));
-    results
+    DOWNLOAD.cleared(&download_diagnostics::SCHEMA)
 }
 
 fn download_inputs() -> Vec<(ResourceId, Value)> {
@@ -156,34 +216,7 @@ fn download_inputs() -> Vec<(ResourceId, Value)> {
 }
 
 fn upload_results() -> Vec<(ResourceId, ResourceValue)> {
-    use upload_diagnostics::*;
-    let zero = || Value::Unsigned(0);
-    let mut results = single(vec![
-        (IP_ADDRESS_USED, Value::String(String::new())),
-        (ROM_TIME, no_time()),
-        (BOM_TIME, no_time()),
-        (EOM_TIME, no_time()),
-        (TEST_BYTES_SENT, zero()),
-        (TOTAL_BYTES_RECEIVED, zero()),
-        (TOTAL_BYTES_SENT, zero()),
-        (TEST_BYTES_SENT_UNDER_FULL_LOADING, zero()),
-        (TOTAL_BYTES_RECEIVED_UNDER_FULL_LOADING, zero()),
-        (TOTAL_BYTES_SENT_UNDER_FULL_LOADING, zero()),
-        (PERIOD_OF_FULL_LOADING, zero()),
-        (TCP_OPEN_REQUEST_TIME, no_time()),
-        (TCP_OPEN_RESPONSE_TIME, no_time()),
-    ]);
-    results.extend(empty_columns(&[
-        PER_CONNECTION_RESULT_ROM_TIME,
-        PER_CONNECTION_RESULT_BOM_TIME,
-        PER_CONNECTION_RESULT_EOM_TIME,
-        PER_CONNECTION_RESULT_TEST_BYTES_SENT,
-        PER_CONNECTION_RESULT_TOTAL_BYTES_RECEIVED,
-        PER_CONNECTION_RESULT_TOTAL_BYTES_SENT,
-        PER_CONNECTION_RESULT_TCP_OPEN_REQUEST_TIME,
-        PER_CONNECTION_RESULT_TCP_OPEN_RESPONSE_TIME,
-    ]));
-    results
+    UPLOAD.cleared(&upload_diagnostics::SCHEMA)
 }
 
 fn upload_inputs() -> Vec<(ResourceId, Value)> {

@@ -47,7 +47,7 @@ use dm_core::{
 };
 use dm_platform::{Host, Network, SystemLog};
 
-pub use management::autonomous_transfer_reported;
+pub use management::{UNKNOWN_TIME, autonomous_transfer_reported};
 pub use provision::{CwmpSettings, Identity, Lwm2mServer, Provisioning, SecurityMode, provision};
 
 /// The platform the objects read from.

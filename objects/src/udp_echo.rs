@@ -108,7 +108,7 @@ impl ObjectHandler for EchoConfig {
     ) -> Result<ResourceValue, Error> {
         let count = |c: &AtomicU64| Value::Unsigned(c.load(Ordering::Relaxed));
         let time = |t: &AtomicI64| match t.load(Ordering::Relaxed) {
-            0 => Value::DateTime(crate::diagnostics::UNKNOWN_TIME),
+            0 => Value::DateTime(crate::UNKNOWN_TIME),
             us => Value::DateTimeMicros(us),
         };
         let c = &COUNTERS;

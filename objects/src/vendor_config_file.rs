@@ -11,7 +11,7 @@ use dm_core::{
     ResourceValue, Slot, Tree, Value,
 };
 
-use crate::{layout, stored};
+use crate::{UNKNOWN_TIME, layout, stored};
 
 /// The file's one row.
 pub const ROW: InstanceId = InstanceId(1);
@@ -19,8 +19,6 @@ pub const ROW: InstanceId = InstanceId(1);
 /// configuration 1`).
 pub const NAME_OF_FILE: &str = "dmagent configuration";
 pub const VERSION_OF_FILE: &str = "1";
-/// TR-106's unknown time in Unix seconds.
-const UNKNOWN_TIME: i64 = -62_135_596_800;
 
 struct VendorConfigFile;
 

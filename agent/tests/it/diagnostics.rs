@@ -98,24 +98,20 @@ fn peer_in(netns: &str, script: &str, args: &[&str]) -> Guard {
 
 /// `interface`: a row's path, or empty for none.
 fn set_ping(host: &str, interface: &str) -> String {
-    format!(
-        "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[5]\">\
-         <ParameterValueStruct><Name>Device.IP.Diagnostics.IPPing.Host</Name>\
-         <Value xsi:type=\"xsd:string\">{host}</Value></ParameterValueStruct>\
-         <ParameterValueStruct><Name>Device.IP.Diagnostics.IPPing.Interface</Name>\
-         <Value xsi:type=\"xsd:string\">{interface}</Value></ParameterValueStruct>\
-         <ParameterValueStruct><Name>Device.IP.Diagnostics.IPPing.NumberOfRepetitions</Name>\
-         <Value xsi:type=\"xsd:unsignedInt\">4</Value></ParameterValueStruct>\
-         <ParameterValueStruct><Name>Device.IP.Diagnostics.IPPing.Timeout</Name>\
-         <Value xsi:type=\"xsd:unsignedInt\">2000</Value></ParameterValueStruct>\
-         <ParameterValueStruct><Name>Device.IP.Diagnostics.IPPing.DiagnosticsState</Name>\
-         <Value xsi:type=\"xsd:string\">Requested</Value></ParameterValueStruct>\
-         </ParameterList><ParameterKey>ping</ParameterKey></cwmp:SetParameterValues>"
+    const PING: &str = "Device.IP.Diagnostics.IPPing.";
+    set_parameter_values(
+        "ping",
+        &[
+            (&format!("{PING}Host"), "string", host),
+            (&format!("{PING}Interface"), "string", interface),
+            (&format!("{PING}NumberOfRepetitions"), "unsignedInt", "4"),
+            (&format!("{PING}Timeout"), "unsignedInt", "2000"),
+            (&format!("{PING}DiagnosticsState"), "string", "Requested"),
+        ],
     )
 }
 
-const READ: &str = "<cwmp:GetParameterValues><ParameterNames>\
-    <string>Device.IP.Diagnostics.IPPing.</string></ParameterNames></cwmp:GetParameterValues>";
+const READ: &str = "Device.IP.Diagnostics.IPPing.";
 
 #[test]
 fn ip_ping_runs_after_the_session_and_reports_diagnostics_complete() {
@@ -137,12 +133,15 @@ fn ip_ping_runs_after_the_session_and_reports_diagnostics_complete() {
     // end) reads it and sets another, with a URL as host; the last
     // (reporting that) reads it again.
     let sessions = vec![
-        vec![READ_SELECTION.to_owned()],
+        vec![get_parameter_values(READ_SELECTION)],
         vec![
-            READ.to_owned(),
+            get_parameter_values(READ),
             set_selection("198.18.0.2,127.0.0.1,http://x/"),
         ],
-        vec![READ.to_owned(), set_ping("http://198.18.0.2/", "")],
+        vec![
+            get_parameter_values(READ),
+            set_ping("http://198.18.0.2/", ""),
+        ],
         // Through tun0, named by its IP interface row.
         vec![set_ping("198.18.0.2", &tun)],
     ];
@@ -203,40 +202,46 @@ fn ip_ping_runs_after_the_session_and_reports_diagnostics_complete() {
 }
 
 fn set_selection(hosts: &str) -> String {
-    format!(
-        "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[3]\">\
-         <ParameterValueStruct><Name>Device.IP.Diagnostics.ServerSelectionDiagnostics.HostList</Name>\
-         <Value xsi:type=\"xsd:string\">{hosts}</Value></ParameterValueStruct>\
-         <ParameterValueStruct><Name>Device.IP.Diagnostics.ServerSelectionDiagnostics.NumberOfRepetitions</Name>\
-         <Value xsi:type=\"xsd:unsignedInt\">2</Value></ParameterValueStruct>\
-         <ParameterValueStruct><Name>Device.IP.Diagnostics.ServerSelectionDiagnostics.DiagnosticsState</Name>\
-         <Value xsi:type=\"xsd:string\">Requested</Value></ParameterValueStruct>\
-         </ParameterList><ParameterKey>select</ParameterKey></cwmp:SetParameterValues>"
+    const SELECTION: &str = "Device.IP.Diagnostics.ServerSelectionDiagnostics.";
+    set_parameter_values(
+        "select",
+        &[
+            (&format!("{SELECTION}HostList"), "string", hosts),
+            (
+                &format!("{SELECTION}NumberOfRepetitions"),
+                "unsignedInt",
+                "2",
+            ),
+            (
+                &format!("{SELECTION}DiagnosticsState"),
+                "string",
+                "Requested",
+            ),
+        ],
     )
 }
 
-const READ_SELECTION: &str = "<cwmp:GetParameterValues><ParameterNames>\
-    <string>Device.IP.Diagnostics.ServerSelectionDiagnostics.</string></ParameterNames></cwmp:GetParameterValues>";
+const READ_SELECTION: &str = "Device.IP.Diagnostics.ServerSelectionDiagnostics.";
 
 fn set_trace(host: &str, max_hops: u32) -> String {
-    format!(
-        "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[5]\">\
-         <ParameterValueStruct><Name>Device.IP.Diagnostics.TraceRoute.Host</Name>\
-         <Value xsi:type=\"xsd:string\">{host}</Value></ParameterValueStruct>\
-         <ParameterValueStruct><Name>Device.IP.Diagnostics.TraceRoute.NumberOfTries</Name>\
-         <Value xsi:type=\"xsd:unsignedInt\">2</Value></ParameterValueStruct>\
-         <ParameterValueStruct><Name>Device.IP.Diagnostics.TraceRoute.Timeout</Name>\
-         <Value xsi:type=\"xsd:unsignedInt\">2000</Value></ParameterValueStruct>\
-         <ParameterValueStruct><Name>Device.IP.Diagnostics.TraceRoute.MaxHopCount</Name>\
-         <Value xsi:type=\"xsd:unsignedInt\">{max_hops}</Value></ParameterValueStruct>\
-         <ParameterValueStruct><Name>Device.IP.Diagnostics.TraceRoute.DiagnosticsState</Name>\
-         <Value xsi:type=\"xsd:string\">Requested</Value></ParameterValueStruct>\
-         </ParameterList><ParameterKey>trace</ParameterKey></cwmp:SetParameterValues>"
+    const TRACE: &str = "Device.IP.Diagnostics.TraceRoute.";
+    set_parameter_values(
+        "trace",
+        &[
+            (&format!("{TRACE}Host"), "string", host),
+            (&format!("{TRACE}NumberOfTries"), "unsignedInt", "2"),
+            (&format!("{TRACE}Timeout"), "unsignedInt", "2000"),
+            (
+                &format!("{TRACE}MaxHopCount"),
+                "unsignedInt",
+                &max_hops.to_string(),
+            ),
+            (&format!("{TRACE}DiagnosticsState"), "string", "Requested"),
+        ],
     )
 }
 
-const READ_TRACE: &str = "<cwmp:GetParameterValues><ParameterNames>\
-    <string>Device.IP.Diagnostics.TraceRoute.</string></ParameterNames></cwmp:GetParameterValues>";
+const READ_TRACE: &str = "Device.IP.Diagnostics.TraceRoute.";
 
 /// TraceRoute through a router: three namespaces the test makes (the
 /// agent's, a router that forwards, the target's), real kernels
@@ -311,8 +316,8 @@ fn trace_route_finds_the_router_then_the_target() {
     }
 
     let sessions = vec![
-        vec![READ_TRACE.to_owned()],
-        vec![READ_TRACE.to_owned(), set_trace("10.90.2.2", 1)],
+        vec![get_parameter_values(READ_TRACE)],
+        vec![get_parameter_values(READ_TRACE), set_trace("10.90.2.2", 1)],
         vec![set_trace("10.90.2.2", 30)],
     ];
     let acs = acs_in(&agent_ns.0, sessions);
@@ -337,24 +342,28 @@ fn trace_route_finds_the_router_then_the_target() {
 }
 
 fn set_lookup(host: &str, server: &str, repetitions: u32, timeout: u32) -> String {
-    format!(
-        "<cwmp:SetParameterValues><ParameterList soap-enc:arrayType=\"cwmp:ParameterValueStruct[5]\">\
-         <ParameterValueStruct><Name>Device.DNS.Diagnostics.NSLookupDiagnostics.HostName</Name>\
-         <Value xsi:type=\"xsd:string\">{host}</Value></ParameterValueStruct>\
-         <ParameterValueStruct><Name>Device.DNS.Diagnostics.NSLookupDiagnostics.DNSServer</Name>\
-         <Value xsi:type=\"xsd:string\">{server}</Value></ParameterValueStruct>\
-         <ParameterValueStruct><Name>Device.DNS.Diagnostics.NSLookupDiagnostics.NumberOfRepetitions</Name>\
-         <Value xsi:type=\"xsd:unsignedInt\">{repetitions}</Value></ParameterValueStruct>\
-         <ParameterValueStruct><Name>Device.DNS.Diagnostics.NSLookupDiagnostics.Timeout</Name>\
-         <Value xsi:type=\"xsd:unsignedInt\">{timeout}</Value></ParameterValueStruct>\
-         <ParameterValueStruct><Name>Device.DNS.Diagnostics.NSLookupDiagnostics.DiagnosticsState</Name>\
-         <Value xsi:type=\"xsd:string\">Requested</Value></ParameterValueStruct>\
-         </ParameterList><ParameterKey>lookup</ParameterKey></cwmp:SetParameterValues>"
+    const LOOKUP: &str = "Device.DNS.Diagnostics.NSLookupDiagnostics.";
+    set_parameter_values(
+        "lookup",
+        &[
+            (&format!("{LOOKUP}HostName"), "string", host),
+            (&format!("{LOOKUP}DNSServer"), "string", server),
+            (
+                &format!("{LOOKUP}NumberOfRepetitions"),
+                "unsignedInt",
+                &repetitions.to_string(),
+            ),
+            (
+                &format!("{LOOKUP}Timeout"),
+                "unsignedInt",
+                &timeout.to_string(),
+            ),
+            (&format!("{LOOKUP}DiagnosticsState"), "string", "Requested"),
+        ],
     )
 }
 
-const READ_LOOKUP: &str = "<cwmp:GetParameterValues><ParameterNames>\
-    <string>Device.DNS.Diagnostics.NSLookupDiagnostics.</string></ParameterNames></cwmp:GetParameterValues>";
+const READ_LOOKUP: &str = "Device.DNS.Diagnostics.NSLookupDiagnostics.";
 
 /// NSLookupDiagnostics against a test DNS server on the namespace's
 /// loopback: a name it knows (two repetitions, both families), one it
@@ -371,17 +380,17 @@ fn ns_lookup_asks_the_server_named() {
     );
 
     let sessions = vec![
-        vec![READ_LOOKUP.to_owned()],
+        vec![get_parameter_values(READ_LOOKUP)],
         vec![
-            READ_LOOKUP.to_owned(),
+            get_parameter_values(READ_LOOKUP),
             set_lookup("host.test", "http://dns/", 1, 1000),
         ],
         vec![
-            READ_LOOKUP.to_owned(),
+            get_parameter_values(READ_LOOKUP),
             set_lookup("missing.test", "127.0.0.1", 2, 300),
         ],
         vec![
-            READ_LOOKUP.to_owned(),
+            get_parameter_values(READ_LOOKUP),
             set_lookup("silent.test", "127.0.0.1", 1, 300),
         ],
         vec![set_lookup("host.test", "127.0.0.1", 2, 2000)],
