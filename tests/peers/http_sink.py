@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """A file server for TR-143 throughput tests: GET /file?size=N answers N
 bytes (with Content-Length); with &together=K, no answer starts before K
-requests came (so that K connections transfer at once); PUT reads the
+requests came, and none sends its second half before all K sent their
+first (so that, with socket buffers smaller than half the file, K
+connections are being read at once); PUT reads the
 body and answers 201, then prints "PUT <bytes>" on stdout. Listens on
 127.0.0.1:PORT (argv[1]) and says READY once it does.
 
@@ -33,12 +35,19 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         query = parse_qs(urlparse(self.path).query)
         size = int(query.get("size", ["0"])[0])
-        if "together" in query:
-            together(int(query["together"][0]))
+        k = int(query.get("together", ["0"])[0])
+        if k:
+            together(k)
         self.send_response(200)
         self.send_header("Content-Length", str(size))
         self.send_header("Content-Type", "application/octet-stream")
         self.end_headers()
+        self.send(size // 2)
+        if k:
+            together(k)
+        self.send(size - size // 2)
+
+    def send(self, size):
         left = size
         while left > 0:
             piece = CHUNK[: min(left, len(CHUNK))]

@@ -42,6 +42,16 @@ impl Netns {
             .expect("ip runs");
         assert!(status.success(), "ip -n {} {args}", self.0);
     }
+
+    /// Sets one of the namespace's own sysctls (`net.ipv4.tcp_rmem`):
+    /// /proc/sys/net shows the namespace of the thread that opens it.
+    pub fn sysctl(&self, key: &str, value: &str) {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let value = value.to_owned();
+        run_in(&self.0, move || {
+            std::fs::write(&path, value).unwrap_or_else(|e| panic!("{path}: {e}"))
+        });
+    }
 }
 
 impl Drop for Netns {

@@ -451,6 +451,12 @@ fn micros(text: &str) -> i64 {
 fn download_and_upload_report_the_bytes_moved_and_their_times() {
     let netns = Netns::new(&format!("dmt-tput-{}", std::process::id()));
     netns.ip("link set lo up");
+    // Socket buffers far smaller than half the file: the server's having
+    // sent half of every answer (its barrier, `together`) means the agent
+    // is reading each of them, so the connections overlap however the
+    // machine schedules the agent's tasks.
+    netns.sysctl("net.ipv4.tcp_rmem", "4096 65536 262144");
+    netns.sysctl("net.ipv4.tcp_wmem", "4096 16384 262144");
     let mut server = Guard(
         Command::new("ip")
             .args(["netns", "exec", &netns.0, "python3"])
@@ -474,8 +480,9 @@ fn download_and_upload_report_the_bytes_moved_and_their_times() {
             (
                 &format!("{DOWNLOAD}DownloadURL"),
                 "string",
-                // Both connections' answers start together: a period of
-                // full loading there is.
+                // Both connections' answers start together, and neither
+                // ends before both are half read: a period of full
+                // loading there is.
                 "http://127.0.0.1:8080/file?size=3000000&amp;together=2",
             ),
             (
