@@ -117,6 +117,8 @@ pub enum Origin {
     Bootstrap,
     /// A local user through the CLI or the control API.
     Cli,
+    /// A USP controller, by its instance of the agent's controllers.
+    Controller(u16),
     /// The platform reporting a change on the host (NetworkManager, oFono).
     Platform,
     /// The agent itself: start-up, restore, internal state machines.
@@ -130,7 +132,11 @@ impl Origin {
     pub fn is_client(self) -> bool {
         matches!(
             self,
-            Origin::Acs | Origin::Server(_) | Origin::Bootstrap | Origin::Cli
+            Origin::Acs
+                | Origin::Server(_)
+                | Origin::Bootstrap
+                | Origin::Cli
+                | Origin::Controller(_)
         )
     }
 }
@@ -142,6 +148,7 @@ impl fmt::Display for Origin {
             Origin::Server(id) => write!(f, "server:{id}"),
             Origin::Bootstrap => f.write_str("bootstrap"),
             Origin::Cli => f.write_str("cli"),
+            Origin::Controller(n) => write!(f, "controller:{n}"),
             Origin::Platform => f.write_str("platform"),
             Origin::Agent => f.write_str("agent"),
         }

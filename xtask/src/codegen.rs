@@ -164,6 +164,7 @@ pub fn generate(root: &Path) -> Result<Vec<(PathBuf, String)>, String> {
         (PathBuf::from(CATALOG), render_catalog(&objects)),
         (PathBuf::from(LWM2M_TABLE), render_lwm2m(&objects)),
         (PathBuf::from(CWMP_TABLE), render_cwmp(&cwmp)),
+        crate::usp::generate(root)?,
     ])
 }
 

@@ -1,5 +1,6 @@
 //! `cargo xtask codegen`: generates the core catalog and both protocol
-//! mappings from `model/model.toml` and the standards' XML in `model/`.
+//! mappings from `model/model.toml` and the standards' XML in `model/`,
+//! and USP's protobuf messages from the .proto files in `model/usp/`.
 //! `cargo xtask codegen --check` fails when the committed files differ.
 //! `cargo xtask dist DIR` writes the man pages (`DIR/dmagent.1`, one
 //! `DIR/dmagent-VERB.1` per verb) and the
@@ -15,6 +16,7 @@ mod codegen;
 // are read as declared ones are (`dm_lwm2m::declare`).
 #[path = "../../protocols/lwm2m/src/object_xml.rs"]
 mod object_xml;
+mod usp;
 mod xml;
 
 use std::path::{Path, PathBuf};

@@ -264,6 +264,23 @@ pub fn existing_paths(tree: &Tree, names: &[String]) -> Vec<Path> {
     paths
 }
 
+/// Whether the data model has what `pattern` names: a parameter's path,
+/// an object's (ending in `.`), or a table's NumberOfEntries, with
+/// instance numbers or `*` where the model has instances; whether or not
+/// such instances exist now.
+pub fn in_schema(pattern: &str) -> bool {
+    crate::mapping::parameters().any(|map| may_match(pattern, map.path))
+}
+
+/// Whether `path` (ending in `.`) is a table: of instances, or the rows
+/// of a multiple resource (`{j}`).
+pub fn is_table(path: &str) -> bool {
+    matches!(
+        Resolver::global().object(path),
+        Some(ObjectPath::Table(_) | ObjectPath::Rows { .. })
+    )
+}
+
 /// Whether `pattern` may name a parameter of `template` (a mapping's
 /// path, `{i}` and `{j}` for instance numbers), or the NumberOfEntries of
 /// a table of it.
@@ -1198,6 +1215,73 @@ pub fn add_object_prepared(
         );
     }
     finish(tx.prepare(), Kind::Add)
+}
+
+/// AddObject with the new instance's parameters set in the same
+/// transaction (USP's Add, TR-369 §Add: the instance is made with its
+/// values or not at all). `parameters` are named relative to the new
+/// instance (`Alias`, `Stats.X`); with none, as [`add_object_prepared`].
+/// A fault naming parameters (9003) names them in full.
+pub fn add_object_with_prepared(
+    tree: &mut Tree,
+    origin: Origin,
+    object: &str,
+    parameters: &[(String, String)],
+) -> Written {
+    if parameters.is_empty() {
+        return add_object_prepared(tree, origin, object, None);
+    }
+    let Some(ObjectPath::Table(core)) = Resolver::global().object(object) else {
+        return Written::Done(Err(fault(
+            FaultCode::InvalidParameterName,
+            format!("{object} is not a table whose rows are given values when made"),
+        )));
+    };
+    let instance = match tree.free_instance(core) {
+        Ok(instance) => instance,
+        Err(e) => return Written::Done(Err(fault(fault_code(&e), e))),
+    };
+    let named: Vec<ParameterValueIn> = parameters
+        .iter()
+        .map(|(name, value)| ParameterValueIn {
+            name: format!("{object}{}.{name}", instance.0),
+            value: value.clone(),
+            xsd_type: None,
+        })
+        .collect();
+    match stage_values(tree, origin, &named, None, false) {
+        Err(fault) => Written::Done(Err(fault)),
+        Ok((mut staging, _)) => {
+            staging.create = vec![(core, instance)];
+            finish(staging.prepare(tree), Kind::Add)
+        }
+    }
+}
+
+/// DeleteObject of several instances in one transaction (USP's Delete
+/// without allow_partial: all or none). Rows of `{j}` tables are deleted
+/// one at a time ([`delete_object_prepared`]).
+pub fn delete_objects_prepared(tree: &mut Tree, origin: Origin, objects: &[String]) -> Written {
+    if let [one] = objects {
+        return delete_object_prepared(tree, origin, one, None);
+    }
+    let mut instances = Vec::with_capacity(objects.len());
+    for object in objects {
+        match Resolver::global().object(object) {
+            Some(ObjectPath::Instance(core, instance)) => instances.push((core, instance)),
+            _ => {
+                return Written::Done(Err(fault(
+                    FaultCode::InvalidParameterName,
+                    format!("{object} is not an instance deleted with others"),
+                )));
+            }
+        }
+    }
+    let mut tx = tree.begin(origin);
+    for (core, instance) in instances {
+        tx.delete(core, instance);
+    }
+    finish(tx.prepare(), Kind::Delete)
 }
 
 /// A column of a `{j}` table: its resource and its values by index.

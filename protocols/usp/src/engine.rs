@@ -1,0 +1,1147 @@
+//! The agent's side of USP (TR-369 §Messages): records in, requests
+//! answered on the tree, records out. Sans-IO: the driver hands in the
+//! bytes an MTP received and sends the bytes it is given; writes that
+//! need the host come back as [`Step::Host`], made off the tree's lock
+//! by the driver and handed back with [`Pending::resume`].
+
+use std::collections::{BTreeMap, VecDeque};
+
+use dm_core::{Origin, Path, Tree};
+use dm_cwmp::rpc::{self, WriteResult, Written};
+use dm_cwmp::soap::ParameterValueIn;
+use prost::Message as _;
+
+use crate::error::{Code, UspError};
+use crate::path;
+use crate::proto::usp::{self, header::MsgType, request::ReqType, response::RespType};
+use crate::proto::usp_record::{self, record::RecordType};
+
+/// The record version the agent writes.
+pub const VERSION: &str = "1.4";
+/// The versions whose messages the agent reads and answers
+/// (GetSupportedProtocol): 1.4's messages are a superset of the earlier
+/// ones'.
+pub const SUPPORTED_VERSIONS: &str = "1.0,1.1,1.2,1.3,1.4";
+/// The most paths (or objects) one request may name: a Get of 100,000
+/// paths is refused (7005), not worked through.
+pub const MAX_REQUEST_PATHS: usize = 1024;
+
+/// The agent's endpoint.
+#[derive(Clone, Debug)]
+pub struct Agent {
+    endpoint_id: String,
+}
+
+/// What a received record asks of the agent.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A request from a controller: answer it ([`Request::start`]).
+    Request(Request),
+    /// Answered at once: a record for `to` (an Error message).
+    Reply {
+        to: String,
+        record: Vec<u8>,
+        why: String,
+    },
+    /// Nothing to answer (a response, a connect record, a record not for
+    /// this agent, one that cannot be read): why, for the log.
+    Nothing(String),
+}
+
+/// A controller's request.
+#[derive(Debug)]
+pub struct Request {
+    /// The controller's endpoint ID, the record's `from_id`.
+    pub from: String,
+    pub msg_id: String,
+    body: ReqType,
+}
+
+/// Where answering a request stands.
+#[derive(Debug)]
+pub enum Step {
+    /// The response (or Error) message, to send in a record to the
+    /// controller ([`Agent::record`]).
+    Done(usp::Msg),
+    /// Host writes to make first, off the tree's lock.
+    Host(Box<Pending>),
+}
+
+/// A write request waiting for its host writes.
+#[derive(Debug)]
+pub struct Pending {
+    host: rpc::HostRpc,
+    writes: Writes,
+}
+
+impl Agent {
+    pub fn new(endpoint_id: impl Into<String>) -> Agent {
+        Agent {
+            endpoint_id: endpoint_id.into(),
+        }
+    }
+
+    pub fn endpoint_id(&self) -> &str {
+        &self.endpoint_id
+    }
+
+    /// Reads a record an MTP received. Never panics, whatever the bytes.
+    pub fn receive(&self, bytes: &[u8]) -> Incoming {
+        let record = match usp_record::Record::decode(bytes) {
+            Ok(record) => record,
+            // Nobody to answer: the sender is in the record (TR-369: a
+            // record that cannot be parsed is dropped).
+            Err(e) => return Incoming::Nothing(format!("not a USP record: {e}")),
+        };
+        // A record for another endpoint is not answered (R-MTP.? / §E2E:
+        // the to_id names this agent).
+        if record.to_id != self.endpoint_id {
+            return Incoming::Nothing(format!(
+                "a record for {:?}, not for this agent",
+                record.to_id
+            ));
+        }
+        let from = record.from_id.clone();
+        if from.is_empty() {
+            return Incoming::Nothing("a record with no from_id".into());
+        }
+        let reply = |code: Code, why: String| Incoming::Reply {
+            to: from.clone(),
+            record: self.disconnect_record(&from, code, &why),
+            why,
+        };
+        if record.payload_security != usp_record::record::PayloadSecurity::Plaintext as i32 {
+            return reply(
+                Code::SECURE_SESSION_NOT_SUPPORTED,
+                "the agent does not support secure message exchange (TLS12 payload security)"
+                    .into(),
+            );
+        }
+        let payload = match record.record_type {
+            Some(RecordType::NoSessionContext(no_session)) => no_session.payload,
+            Some(RecordType::SessionContext(_)) => {
+                return reply(
+                    Code::SAR_NOT_SUPPORTED,
+                    "the agent does not support session context records".into(),
+                );
+            }
+            Some(RecordType::Disconnect(d)) => {
+                return Incoming::Nothing(format!(
+                    "{from} disconnected: {} ({})",
+                    d.reason, d.reason_code
+                ));
+            }
+            Some(_) => return Incoming::Nothing(format!("a connect record from {from}")),
+            None => {
+                return reply(
+                    Code::INVALID_RECORD_VALUE,
+                    "a record with no record type".into(),
+                );
+            }
+        };
+        let msg = match usp::Msg::decode(payload.as_slice()) {
+            Ok(msg) => msg,
+            Err(e) => {
+                let why = format!("the payload is not a USP message: {e}");
+                let error = error_msg(
+                    String::new(),
+                    &UspError::new(Code::MESSAGE_FAILED, why.clone()),
+                );
+                return Incoming::Reply {
+                    to: from.clone(),
+                    record: self.record(&from, &error),
+                    why,
+                };
+            }
+        };
+        let msg_id = msg.header.map(|h| h.msg_id).unwrap_or_default();
+        match msg.body.and_then(|b| b.msg_body) {
+            Some(usp::body::MsgBody::Request(usp::Request {
+                req_type: Some(body),
+            })) => Incoming::Request(Request { from, msg_id, body }),
+            Some(usp::body::MsgBody::Request(_)) | None => {
+                let why = format!("message {msg_id:?} has no request");
+                let error = error_msg(msg_id, &UspError::new(Code::MESSAGE_FAILED, why.clone()));
+                Incoming::Reply {
+                    to: from.clone(),
+                    record: self.record(&from, &error),
+                    why,
+                }
+            }
+            Some(usp::body::MsgBody::Response(_)) => {
+                Incoming::Nothing(format!("a response from {from} ({msg_id})"))
+            }
+            Some(usp::body::MsgBody::Error(e)) => Incoming::Nothing(format!(
+                "an error from {from} ({msg_id}): {} {}",
+                e.err_code, e.err_msg
+            )),
+        }
+    }
+
+    /// `msg` in a record to `to`, encoded.
+    pub fn record(&self, to: &str, msg: &usp::Msg) -> Vec<u8> {
+        self.encode(
+            to,
+            RecordType::NoSessionContext(usp_record::NoSessionContextRecord {
+                payload: msg.encode_to_vec(),
+            }),
+        )
+    }
+
+    /// The MQTT connect record (R-MTP.6: sent on every new connection):
+    /// which topic the agent listens on.
+    pub fn mqtt_connect_record(&self, to: &str, subscribed_topic: &str) -> Vec<u8> {
+        self.encode(
+            to,
+            RecordType::MqttConnect(usp_record::MqttConnectRecord {
+                version: usp_record::mqtt_connect_record::MqttVersion::V5 as i32,
+                subscribed_topic: subscribed_topic.to_owned(),
+            }),
+        )
+    }
+
+    fn disconnect_record(&self, to: &str, code: Code, reason: &str) -> Vec<u8> {
+        self.encode(
+            to,
+            RecordType::Disconnect(usp_record::DisconnectRecord {
+                reason: reason.to_owned(),
+                reason_code: code.0,
+            }),
+        )
+    }
+
+    fn encode(&self, to: &str, record_type: RecordType) -> Vec<u8> {
+        usp_record::Record {
+            version: VERSION.into(),
+            to_id: to.to_owned(),
+            from_id: self.endpoint_id.clone(),
+            payload_security: usp_record::record::PayloadSecurity::Plaintext as i32,
+            mac_signature: Vec::new(),
+            sender_cert: Vec::new(),
+            record_type: Some(record_type),
+        }
+        .encode_to_vec()
+    }
+}
+
+fn msg(msg_id: String, msg_type: MsgType, body: usp::body::MsgBody) -> usp::Msg {
+    usp::Msg {
+        header: Some(usp::Header {
+            msg_id,
+            msg_type: msg_type as i32,
+        }),
+        body: Some(usp::Body {
+            msg_body: Some(body),
+        }),
+    }
+}
+
+fn response(msg_id: String, msg_type: MsgType, resp: RespType) -> usp::Msg {
+    msg(
+        msg_id,
+        msg_type,
+        usp::body::MsgBody::Response(usp::Response {
+            resp_type: Some(resp),
+        }),
+    )
+}
+
+/// An Error message.
+pub fn error_msg(msg_id: String, error: &UspError) -> usp::Msg {
+    msg(
+        msg_id,
+        MsgType::Error,
+        usp::body::MsgBody::Error(usp::Error {
+            err_code: error.code.0,
+            err_msg: error.message.clone(),
+            param_errs: error
+                .params
+                .iter()
+                .map(|(path, code, message)| usp::error::ParamError {
+                    param_path: path.clone(),
+                    err_code: code.0,
+                    err_msg: message.clone(),
+                })
+                .collect(),
+        }),
+    )
+}
+
+impl Request {
+    /// The request's type, for the log.
+    pub fn kind(&self) -> &'static str {
+        kind_of(&self.body)
+    }
+
+    /// The tree paths whose values a Get reads from the host (live
+    /// values), to fetch off the tree's lock before [`Request::start`].
+    pub fn reads(&self, tree: &Tree) -> Vec<Path> {
+        let ReqType::Get(get) = &self.body else {
+            return Vec::new();
+        };
+        if get.param_paths.len() > MAX_REQUEST_PATHS {
+            return Vec::new();
+        }
+        let names: Vec<String> = get
+            .param_paths
+            .iter()
+            .filter_map(|text| {
+                let expression = path::parse(text).ok()?;
+                path::resolve(tree, text, &expression).ok()
+            })
+            .flatten()
+            .collect();
+        rpc::existing_paths(tree, &names)
+    }
+
+    /// Answers the request on behalf of `origin`: at once, or after host
+    /// writes ([`Step::Host`]).
+    pub fn start(self, tree: &mut Tree, origin: Origin) -> Step {
+        let msg_id = self.msg_id;
+        let too_many = |n: usize| {
+            (n > MAX_REQUEST_PATHS).then(|| {
+                UspError::new(
+                    Code::RESOURCES_EXCEEDED,
+                    format!("{n} paths in one request; at most {MAX_REQUEST_PATHS}"),
+                )
+            })
+        };
+        match self.body {
+            ReqType::Get(get) => Step::Done(match too_many(get.param_paths.len()) {
+                Some(error) => error_msg(msg_id, &error),
+                None => response(
+                    msg_id,
+                    MsgType::GetResp,
+                    RespType::GetResp(answer_get(tree, &get)),
+                ),
+            }),
+            ReqType::GetInstances(get) => Step::Done(match too_many(get.obj_paths.len()) {
+                Some(error) => error_msg(msg_id, &error),
+                None => response(
+                    msg_id,
+                    MsgType::GetInstancesResp,
+                    RespType::GetInstancesResp(answer_get_instances(tree, &get)),
+                ),
+            }),
+            ReqType::GetSupportedProtocol(_) => Step::Done(response(
+                msg_id,
+                MsgType::GetSupportedProtoResp,
+                RespType::GetSupportedProtocolResp(usp::GetSupportedProtocolResp {
+                    agent_supported_protocol_versions: SUPPORTED_VERSIONS.into(),
+                }),
+            )),
+            ReqType::Set(set) => match too_many(set.update_objs.len()) {
+                Some(error) => Step::Done(error_msg(msg_id, &error)),
+                None => Writes::set(tree, msg_id, origin, set).run(tree),
+            },
+            ReqType::Add(add) => match too_many(add.create_objs.len()) {
+                Some(error) => Step::Done(error_msg(msg_id, &error)),
+                None => Writes::add(tree, msg_id, origin, add).run(tree),
+            },
+            ReqType::Delete(delete) => match too_many(delete.obj_paths.len()) {
+                Some(error) => Step::Done(error_msg(msg_id, &error)),
+                None => Writes::delete(tree, msg_id, origin, delete).run(tree),
+            },
+            other => {
+                let kind = kind_of(&other);
+                Step::Done(error_msg(
+                    msg_id,
+                    &UspError::new(
+                        Code::MESSAGE_NOT_SUPPORTED,
+                        format!("the agent does not answer {kind} yet"),
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+impl Pending {
+    /// The host writes to make (once), off the tree's lock.
+    pub fn take_work(&mut self) -> dm_core::HostWork {
+        self.host.take_work()
+    }
+
+    /// Goes on with the outcome of the host writes: the next step, and
+    /// the writes' undo to run off the lock when the tree could not take
+    /// the change.
+    pub fn resume(
+        self: Box<Self>,
+        tree: &mut Tree,
+        outcome: Result<dm_core::HostWork, dm_core::Error>,
+    ) -> (Step, Option<dm_core::HostWork>) {
+        let Pending { host, mut writes } = *self;
+        let (result, undo) = host.complete(tree, outcome);
+        writes.settle(result.map_err(|f| UspError::from_fault(&f)));
+        (writes.run(tree), undo)
+    }
+}
+
+/// A request type's name, for the log and errors.
+fn kind_of(body: &ReqType) -> &'static str {
+    match body {
+        ReqType::Get(_) => "Get",
+        ReqType::GetSupportedDm(_) => "GetSupportedDM",
+        ReqType::GetInstances(_) => "GetInstances",
+        ReqType::Set(_) => "Set",
+        ReqType::Add(_) => "Add",
+        ReqType::Delete(_) => "Delete",
+        ReqType::Operate(_) => "Operate",
+        ReqType::Notify(_) => "Notify",
+        ReqType::GetSupportedProtocol(_) => "GetSupportedProtocol",
+        ReqType::Register(_) => "Register",
+        ReqType::Deregister(_) => "Deregister",
+    }
+}
+
+// --- Get ---
+
+fn answer_get(tree: &Tree, get: &usp::Get) -> usp::GetResp {
+    use usp::get_resp::{RequestedPathResult, ResolvedPathResult};
+    let max_depth = get.max_depth;
+    let req_path_results = get
+        .param_paths
+        .iter()
+        .map(|requested| {
+            let mut result = RequestedPathResult {
+                requested_path: requested.clone(),
+                ..Default::default()
+            };
+            match get_values(tree, requested) {
+                Err(error) => {
+                    result.err_code = error.code.0;
+                    result.err_msg = error.message;
+                }
+                Ok((object, values)) => {
+                    // One result per object, its parameters relative to
+                    // it (TR-369 §Get: resolved_path is an object path).
+                    let mut by_object: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+                    for (name, value) in values {
+                        let Some(dot) = name.rfind('.') else { continue };
+                        let (parent, leaf) = (&name[..=dot], &name[dot + 1..]);
+                        if let Some(root) = &object
+                            && max_depth > 0
+                            && depth_below(root, parent) >= max_depth as usize
+                        {
+                            continue;
+                        }
+                        by_object
+                            .entry(parent.to_owned())
+                            .or_default()
+                            .insert(leaf.to_owned(), value);
+                    }
+                    result.resolved_path_results = by_object
+                        .into_iter()
+                        .map(|(resolved_path, result_params)| ResolvedPathResult {
+                            resolved_path,
+                            result_params,
+                        })
+                        .collect();
+                }
+            }
+            result
+        })
+        .collect();
+    usp::GetResp { req_path_results }
+}
+
+/// How many objects `object` is below `root` (0: itself). The roots of
+/// a wildcard path differ per instance; the depth is counted from the
+/// requested path's own length in segments.
+fn depth_below(root: &str, object: &str) -> usize {
+    let segments = |s: &str| s.trim_end_matches('.').split('.').count();
+    segments(object).saturating_sub(segments(root))
+}
+
+/// The values a requested path names, by full name; and the path's
+/// object form when it names objects (for max_depth).
+#[allow(clippy::type_complexity)]
+fn get_values(
+    tree: &Tree,
+    requested: &str,
+) -> Result<(Option<String>, Vec<(String, String)>), UspError> {
+    let expression = path::parse(requested)?;
+    let resolved = path::resolve(tree, requested, &expression)?;
+    let mut values = Vec::new();
+    for name in &resolved {
+        match rpc::get_parameter_values_within(
+            tree,
+            std::slice::from_ref(name),
+            rpc::MAX_RESPONSE_ENTRIES,
+        ) {
+            Ok(found) => values.extend(found.into_iter().map(|p| (p.name, p.value))),
+            // An instance number that names no instance now: nothing
+            // there (the path is in the data model: `resolve` checked).
+            Err(fault) if fault.code == 9005 => {}
+            Err(fault) => return Err(UspError::from_fault(&fault)),
+        }
+        if values.len() > rpc::MAX_RESPONSE_ENTRIES {
+            return Err(UspError::new(
+                Code::RESOURCES_EXCEEDED,
+                format!(
+                    "{requested}: more than {} parameters",
+                    rpc::MAX_RESPONSE_ENTRIES
+                ),
+            ));
+        }
+    }
+    let object = expression.object.then(|| requested.to_owned());
+    Ok((object, values))
+}
+
+// --- GetInstances ---
+
+fn answer_get_instances(tree: &Tree, get: &usp::GetInstances) -> usp::GetInstancesResp {
+    use usp::get_instances_resp::{CurrInstance, RequestedPathResult};
+    let req_path_results = get
+        .obj_paths
+        .iter()
+        .map(|requested| {
+            let mut result = RequestedPathResult {
+                requested_path: requested.clone(),
+                ..Default::default()
+            };
+            match instances_below(tree, requested, get.first_level_only) {
+                Ok(paths) => {
+                    result.curr_insts = paths
+                        .into_iter()
+                        .map(|instantiated_obj_path| CurrInstance {
+                            instantiated_obj_path,
+                            unique_keys: BTreeMap::new(),
+                        })
+                        .collect();
+                }
+                Err(error) => {
+                    result.err_code = error.code.0;
+                    result.err_msg = error.message;
+                }
+            }
+            result
+        })
+        .collect();
+    usp::GetInstancesResp { req_path_results }
+}
+
+/// The instances at and below what `requested` names (TR-369
+/// §GetInstances): a table's instances, and with `first_level_only`
+/// false, the instances of the tables inside them.
+fn instances_below(
+    tree: &Tree,
+    requested: &str,
+    first_level_only: bool,
+) -> Result<Vec<String>, UspError> {
+    let expression = path::parse(requested)?;
+    if !expression.object {
+        return Err(UspError::new(
+            Code::INVALID_PATH,
+            format!("{requested}: not an object's path"),
+        ));
+    }
+    let mut out = Vec::new();
+    for object in path::resolve(tree, requested, &expression)? {
+        let is_instance = |name: &str| {
+            name.trim_end_matches('.')
+                .rsplit('.')
+                .next()
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        };
+        let names = match rpc::get_parameter_names_within(
+            tree,
+            &object,
+            false,
+            rpc::MAX_RESPONSE_ENTRIES,
+        ) {
+            Ok(names) => names,
+            Err(fault) if fault.code == 9005 => continue,
+            Err(fault) => return Err(UspError::from_fault(&fault)),
+        };
+        let base = object.trim_end_matches('.').split('.').count();
+        for (name, _) in names {
+            if !name.ends_with('.') || !is_instance(&name) {
+                continue;
+            }
+            let depth = name.trim_end_matches('.').split('.').count();
+            // The object itself when it is an instance; then below it.
+            if first_level_only && depth > base + 1 {
+                continue;
+            }
+            if name == object && !path::is_instance_path(&object) {
+                continue;
+            }
+            out.push(name);
+        }
+    }
+    out.dedup();
+    Ok(out)
+}
+
+// --- Set, Add, Delete ---
+
+/// One parameter a Set or Add writes: its object, its name relative to
+/// it, the value, and whether the object's update fails with it.
+#[derive(Clone, Debug)]
+struct Setting {
+    object: String,
+    param: String,
+    value: String,
+    required: bool,
+}
+
+impl Setting {
+    fn full(&self) -> String {
+        format!("{}{}", self.object, self.param)
+    }
+}
+
+/// A requested path's part of a write: what it resolved to.
+#[derive(Debug)]
+struct Part {
+    requested: String,
+    /// Set: the objects updated; Add: the table; Delete: the instances.
+    objects: Vec<String>,
+    settings: Vec<Setting>,
+    /// Settings left out because they failed and were not required.
+    dropped: Vec<(String, Code, String)>,
+    /// Resolution failed.
+    failed: Option<UspError>,
+    /// Add: the instance made; Delete: the instances deleted.
+    made: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WriteKind {
+    Set,
+    Add,
+    Delete,
+}
+
+/// A write request's run: its units of work (one transaction each), in
+/// order.
+#[derive(Debug)]
+struct Writes {
+    msg_id: String,
+    kind: WriteKind,
+    origin: Origin,
+    allow_partial: bool,
+    parts: Vec<Part>,
+    /// Units still to run: each the parts it writes together.
+    queue: VecDeque<Vec<usize>>,
+    /// The unit running now, and whether it was retried without the
+    /// optional settings that failed.
+    running: Option<(Vec<usize>, bool)>,
+    /// The first failure of an all-or-nothing request.
+    failure: Option<UspError>,
+    /// An all-or-nothing Add undoing the instances it made before one
+    /// failed.
+    undoing: bool,
+}
+
+impl Writes {
+    fn new(msg_id: String, kind: WriteKind, origin: Origin, allow_partial: bool) -> Writes {
+        Writes {
+            msg_id,
+            kind,
+            origin,
+            allow_partial,
+            parts: Vec::new(),
+            queue: VecDeque::new(),
+            running: None,
+            failure: None,
+            undoing: false,
+        }
+    }
+
+    fn part(requested: &str) -> Part {
+        Part {
+            requested: requested.to_owned(),
+            objects: Vec::new(),
+            settings: Vec::new(),
+            dropped: Vec::new(),
+            failed: None,
+            made: Vec::new(),
+        }
+    }
+
+    /// The units: each part alone with allow_partial, else all together
+    /// (Add: one after the other, undone if one fails).
+    fn plan(&mut self) {
+        let ready: Vec<usize> = (0..self.parts.len())
+            .filter(|&at| self.parts[at].failed.is_none())
+            .collect();
+        if let Some(failed) = self.parts.iter().find_map(|p| p.failed.clone())
+            && !self.allow_partial
+        {
+            self.failure = Some(failed);
+            return;
+        }
+        if self.allow_partial || self.kind == WriteKind::Add {
+            self.queue = ready.into_iter().map(|at| vec![at]).collect();
+        } else if !ready.is_empty() {
+            self.queue.push_back(ready);
+        }
+    }
+
+    fn set(tree: &Tree, msg_id: String, origin: Origin, set: usp::Set) -> Writes {
+        let mut writes = Writes::new(msg_id, WriteKind::Set, origin, set.allow_partial);
+        for update in &set.update_objs {
+            let mut part = Writes::part(&update.obj_path);
+            match resolve_objects(tree, &update.obj_path) {
+                Ok(objects) => {
+                    for object in &objects {
+                        for s in &update.param_settings {
+                            part.settings.push(Setting {
+                                object: object.clone(),
+                                param: s.param.clone(),
+                                value: s.value.clone(),
+                                required: s.required,
+                            });
+                        }
+                    }
+                    part.objects = objects;
+                }
+                Err(error) => part.failed = Some(error),
+            }
+            writes.parts.push(part);
+        }
+        writes.plan();
+        writes
+    }
+
+    fn add(tree: &Tree, msg_id: String, origin: Origin, add: usp::Add) -> Writes {
+        let mut writes = Writes::new(msg_id, WriteKind::Add, origin, add.allow_partial);
+        for create in &add.create_objs {
+            let mut part = Writes::part(&create.obj_path);
+            match resolve_objects(tree, &create.obj_path) {
+                Ok(tables) if tables.len() == 1 => {
+                    part.settings = create
+                        .param_settings
+                        .iter()
+                        .map(|s| Setting {
+                            object: String::new(),
+                            param: s.param.clone(),
+                            value: s.value.clone(),
+                            required: s.required,
+                        })
+                        .collect();
+                    part.objects = tables;
+                }
+                Ok(tables) => {
+                    part.failed = Some(UspError::new(
+                        Code::OBJECT_NOT_CREATABLE,
+                        format!(
+                            "{} names {} tables; an Add names one",
+                            create.obj_path,
+                            tables.len()
+                        ),
+                    ));
+                }
+                Err(error) => part.failed = Some(error),
+            }
+            writes.parts.push(part);
+        }
+        writes.plan();
+        writes
+    }
+
+    fn delete(tree: &Tree, msg_id: String, origin: Origin, delete: usp::Delete) -> Writes {
+        let mut writes = Writes::new(msg_id, WriteKind::Delete, origin, delete.allow_partial);
+        for requested in &delete.obj_paths {
+            let mut part = Writes::part(requested);
+            match resolve_objects(tree, requested) {
+                Ok(objects) => {
+                    // An instance that is not there is deleted already
+                    // (TR-369 §Delete: not an error).
+                    part.objects = objects
+                        .into_iter()
+                        .filter(|o| instance_exists(tree, o))
+                        .collect();
+                    if let Some(table) = part.objects.iter().find(|o| !path::is_instance_path(o)) {
+                        part.failed = Some(UspError::new(
+                            Code::OBJECT_NOT_DELETABLE,
+                            format!("{table} is not an instance"),
+                        ));
+                    }
+                }
+                Err(error) => part.failed = Some(error),
+            }
+            writes.parts.push(part);
+        }
+        writes.plan();
+        writes
+    }
+
+    /// Runs units until one needs the host or all are done.
+    fn run(mut self, tree: &mut Tree) -> Step {
+        loop {
+            if self.failure.is_some() && !self.allow_partial && !self.undoing {
+                if self.kind == WriteKind::Add && self.start_undo() {
+                    continue;
+                }
+                return Step::Done(self.answer());
+            }
+            let Some((unit, retried)) = self
+                .running
+                .take()
+                .or_else(|| self.queue.pop_front().map(|unit| (unit, false)))
+            else {
+                return Step::Done(self.answer());
+            };
+            let written = self.prepare(tree, &unit);
+            self.running = Some((unit, retried));
+            match written {
+                Written::Done(result) => self.settle(result.map_err(|f| UspError::from_fault(&f))),
+                Written::Host(host) => {
+                    return Step::Host(Box::new(Pending { host, writes: self }));
+                }
+            }
+        }
+    }
+
+    /// The undo of an all-or-nothing Add that failed part way: the
+    /// instances it made are deleted, in one transaction.
+    fn start_undo(&mut self) -> bool {
+        let made: Vec<usize> = (0..self.parts.len())
+            .filter(|&at| !self.parts[at].made.is_empty())
+            .collect();
+        self.queue.clear();
+        if made.is_empty() {
+            return false;
+        }
+        self.undoing = true;
+        self.running = Some((made, true));
+        true
+    }
+
+    fn prepare(&self, tree: &mut Tree, unit: &[usize]) -> Written {
+        let parts = unit.iter().map(|&at| &self.parts[at]);
+        if self.undoing {
+            let made: Vec<String> = parts.flat_map(|p| p.made.clone()).collect();
+            return rpc::delete_objects_prepared(tree, Origin::Agent, &made);
+        }
+        match self.kind {
+            WriteKind::Set => {
+                let values: Vec<ParameterValueIn> = parts
+                    .flat_map(|p| p.settings.iter())
+                    .map(|s| ParameterValueIn {
+                        name: s.full(),
+                        value: s.value.clone(),
+                        xsd_type: None,
+                    })
+                    .collect();
+                if values.is_empty() {
+                    return Written::Done(Ok(WriteResult::Status(0)));
+                }
+                rpc::set_parameter_values_by_prepared(tree, self.origin, &values, None)
+            }
+            WriteKind::Add => {
+                let part = &self.parts[unit[0]];
+                let values: Vec<(String, String)> = part
+                    .settings
+                    .iter()
+                    .map(|s| (s.param.clone(), s.value.clone()))
+                    .collect();
+                rpc::add_object_with_prepared(tree, self.origin, &part.objects[0], &values)
+            }
+            WriteKind::Delete => {
+                let objects: Vec<String> = parts.flat_map(|p| p.objects.clone()).collect();
+                if objects.is_empty() {
+                    return Written::Done(Ok(WriteResult::Status(0)));
+                }
+                rpc::delete_objects_prepared(tree, self.origin, &objects)
+            }
+        }
+    }
+
+    /// The running unit's outcome.
+    fn settle(&mut self, result: Result<WriteResult, UspError>) {
+        let Some((unit, retried)) = self.running.take() else {
+            return;
+        };
+        if self.undoing {
+            self.undoing = false;
+            for &at in &unit {
+                self.parts[at].made.clear();
+            }
+            return;
+        }
+        match result {
+            Ok(outcome) => {
+                for &at in &unit {
+                    let part = &mut self.parts[at];
+                    match (self.kind, outcome) {
+                        (WriteKind::Add, WriteResult::Added { instance, .. }) => {
+                            part.made = vec![format!("{}{instance}.", part.objects[0])];
+                        }
+                        (WriteKind::Delete, _) => part.made = part.objects.clone(),
+                        _ => {}
+                    }
+                }
+            }
+            Err(mut error) => {
+                if self.kind == WriteKind::Add {
+                    // Named in the new instance (`Table.5.Alias`): by
+                    // their name relative to it, as the request has them.
+                    let table = &self.parts[unit[0]].objects[0];
+                    for (name, ..) in &mut error.params {
+                        if let Some((_, relative)) = name
+                            .strip_prefix(table.as_str())
+                            .and_then(|rest| rest.split_once('.'))
+                        {
+                            *name = relative.to_owned();
+                        }
+                    }
+                }
+                // Settings that failed but were not required are left
+                // out and the unit tried again, once (TR-369 §Set,
+                // `required`).
+                let failed_names: Vec<&str> =
+                    error.params.iter().map(|(n, ..)| n.as_str()).collect();
+                let optional_only = !retried
+                    && !failed_names.is_empty()
+                    && failed_names.iter().all(|name| {
+                        unit.iter().any(|&at| {
+                            self.parts[at]
+                                .settings
+                                .iter()
+                                .any(|s| !s.required && self.full_name(s) == *name)
+                        })
+                    });
+                if optional_only {
+                    for &at in &unit {
+                        let kind = self.kind;
+                        let part = &mut self.parts[at];
+                        let (keep, drop): (Vec<Setting>, Vec<Setting>) = part
+                            .settings
+                            .drain(..)
+                            .partition(|s| !failed_names.contains(&full_name(kind, s).as_str()));
+                        part.settings = keep;
+                        for s in drop {
+                            let name = full_name(kind, &s);
+                            if let Some((_, code, message)) =
+                                error.params.iter().find(|(n, ..)| *n == name)
+                            {
+                                part.dropped.push((name, *code, message.clone()));
+                            }
+                        }
+                    }
+                    self.running = Some((unit, true));
+                    return;
+                }
+                for &at in &unit {
+                    self.parts[at].failed = Some(error.clone());
+                }
+                if self.failure.is_none() {
+                    self.failure = Some(error);
+                }
+            }
+        }
+    }
+
+    fn full_name(&self, s: &Setting) -> String {
+        full_name(self.kind, s)
+    }
+
+    /// The response, or the Error of an all-or-nothing request that
+    /// failed.
+    fn answer(self) -> usp::Msg {
+        let msg_id = self.msg_id.clone();
+        if !self.allow_partial
+            && let Some(failure) = &self.failure
+        {
+            let mut error = failure.clone();
+            if error.params.is_empty()
+                && let Some(first) = self.parts.iter().find(|p| p.failed.is_some())
+            {
+                error.message = format!("{}: {}", first.requested, error.message);
+            }
+            return error_msg(msg_id, &error);
+        }
+        match self.kind {
+            WriteKind::Set => {
+                response(msg_id, MsgType::SetResp, RespType::SetResp(self.set_resp()))
+            }
+            WriteKind::Add => {
+                response(msg_id, MsgType::AddResp, RespType::AddResp(self.add_resp()))
+            }
+            WriteKind::Delete => response(
+                msg_id,
+                MsgType::DeleteResp,
+                RespType::DeleteResp(self.delete_resp()),
+            ),
+        }
+    }
+
+    fn set_resp(&self) -> usp::SetResp {
+        use usp::set_resp::updated_object_result::OperationStatus;
+        use usp::set_resp::updated_object_result::operation_status::{
+            OperStatus, OperationFailure, OperationSuccess,
+        };
+        use usp::set_resp::{
+            ParameterError, UpdatedInstanceFailure, UpdatedInstanceResult, UpdatedObjectResult,
+        };
+        let param_errors = |errors: &mut dyn Iterator<Item = &(String, Code, String)>,
+                            object: &str| {
+            errors
+                .filter_map(|(name, code, message)| {
+                    Some(ParameterError {
+                        param: name.strip_prefix(object)?.to_owned(),
+                        err_code: code.0,
+                        err_msg: message.clone(),
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        let updated_obj_results = self
+            .parts
+            .iter()
+            .map(|part| {
+                let status = match &part.failed {
+                    Some(error) => OperStatus::OperFailure(OperationFailure {
+                        err_code: error.code.0,
+                        err_msg: error.message.clone(),
+                        updated_inst_failures: part
+                            .objects
+                            .iter()
+                            .map(|object| UpdatedInstanceFailure {
+                                affected_path: object.clone(),
+                                param_errs: param_errors(&mut error.params.iter(), object),
+                            })
+                            .filter(|f| !f.param_errs.is_empty() || error.params.is_empty())
+                            .collect(),
+                    }),
+                    None => OperStatus::OperSuccess(OperationSuccess {
+                        updated_inst_results: part
+                            .objects
+                            .iter()
+                            .map(|object| UpdatedInstanceResult {
+                                affected_path: object.clone(),
+                                param_errs: param_errors(&mut part.dropped.iter(), object),
+                                updated_params: part
+                                    .settings
+                                    .iter()
+                                    .filter(|s| s.object == *object)
+                                    .map(|s| (s.param.clone(), s.value.clone()))
+                                    .collect(),
+                            })
+                            .collect(),
+                    }),
+                };
+                UpdatedObjectResult {
+                    requested_path: part.requested.clone(),
+                    oper_status: Some(OperationStatus {
+                        oper_status: Some(status),
+                    }),
+                }
+            })
+            .collect();
+        usp::SetResp {
+            updated_obj_results,
+        }
+    }
+
+    fn add_resp(&self) -> usp::AddResp {
+        use usp::add_resp::created_object_result::OperationStatus;
+        use usp::add_resp::created_object_result::operation_status::{
+            OperStatus, OperationFailure, OperationSuccess,
+        };
+        use usp::add_resp::{CreatedObjectResult, ParameterError};
+        let created_obj_results = self
+            .parts
+            .iter()
+            .map(|part| {
+                let status = match (&part.failed, part.made.first()) {
+                    (None, Some(made)) => OperStatus::OperSuccess(OperationSuccess {
+                        instantiated_path: made.clone(),
+                        param_errs: part
+                            .dropped
+                            .iter()
+                            .map(|(name, code, message)| ParameterError {
+                                param: name.strip_prefix(made.as_str()).unwrap_or(name).to_owned(),
+                                err_code: code.0,
+                                err_msg: message.clone(),
+                            })
+                            .collect(),
+                        unique_keys: BTreeMap::new(),
+                    }),
+                    (failed, _) => {
+                        let error = failed.clone().unwrap_or_else(|| {
+                            UspError::new(Code::OBJECT_NOT_CREATABLE, "not created")
+                        });
+                        OperStatus::OperFailure(OperationFailure {
+                            err_code: error.code.0,
+                            err_msg: error.message,
+                        })
+                    }
+                };
+                CreatedObjectResult {
+                    requested_path: part.requested.clone(),
+                    oper_status: Some(OperationStatus {
+                        oper_status: Some(status),
+                    }),
+                }
+            })
+            .collect();
+        usp::AddResp {
+            created_obj_results,
+        }
+    }
+
+    fn delete_resp(&self) -> usp::DeleteResp {
+        use usp::delete_resp::DeletedObjectResult;
+        use usp::delete_resp::deleted_object_result::OperationStatus;
+        use usp::delete_resp::deleted_object_result::operation_status::{
+            OperStatus, OperationFailure, OperationSuccess,
+        };
+        let deleted_obj_results = self
+            .parts
+            .iter()
+            .map(|part| {
+                let status = match &part.failed {
+                    Some(error) => OperStatus::OperFailure(OperationFailure {
+                        err_code: error.code.0,
+                        err_msg: error.message.clone(),
+                    }),
+                    None => OperStatus::OperSuccess(OperationSuccess {
+                        affected_paths: part.made.clone(),
+                        unaffected_path_errs: Vec::new(),
+                    }),
+                };
+                DeletedObjectResult {
+                    requested_path: part.requested.clone(),
+                    oper_status: Some(OperationStatus {
+                        oper_status: Some(status),
+                    }),
+                }
+            })
+            .collect();
+        usp::DeleteResp {
+            deleted_obj_results,
+        }
+    }
+}
+
+/// A setting's full name as the shared RPCs name it in their faults: an
+/// Add's are relative to the new instance, whose number is not known
+/// before; they are matched by their relative name.
+fn full_name(kind: WriteKind, s: &Setting) -> String {
+    match kind {
+        WriteKind::Add => s.param.clone(),
+        _ => s.full(),
+    }
+}
+
+/// The objects an object path expression names now (ending in `.`).
+fn resolve_objects(tree: &Tree, requested: &str) -> Result<Vec<String>, UspError> {
+    let expression = path::parse(requested)?;
+    if !expression.object {
+        return Err(UspError::new(
+            Code::INVALID_PATH,
+            format!("{requested}: not an object's path (it ends in `.`)"),
+        ));
+    }
+    path::resolve(tree, requested, &expression)
+}
+
+fn instance_exists(tree: &Tree, object: &str) -> bool {
+    rpc::get_parameter_names_within(tree, object, true, rpc::MAX_RESPONSE_ENTRIES).is_ok()
+}

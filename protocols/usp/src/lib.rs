@@ -1,0 +1,23 @@
+//! USP (TR-369) on dmagent's tree: the agent's engine, sans-IO.
+//!
+//! - [`proto`]: the USP 1.4 Record and Msg, generated from the official
+//!   .proto files (`model/usp/`) by `cargo xtask codegen` with prost.
+//! - [`path`]: path expressions (instance numbers, `*`, search
+//!   expressions) resolved on the tree through the TR-181 mapping that
+//!   CWMP uses: USP and CWMP name the same TR-181 parameters.
+//! - [`engine`]: records in, requests answered (Get, GetInstances,
+//!   GetSupportedProtocol, Set, Add, Delete), records out; writes go
+//!   through the same transactions, and the same host boundary, as the
+//!   other protocols'.
+//! - [`error`]: TR-369's error codes.
+//!
+//! The MTPs (MQTT, WebSocket) are the driver's, in the agent.
+
+pub mod engine;
+pub mod error;
+pub mod path;
+#[rustfmt::skip]
+pub mod proto;
+
+pub use engine::{Agent, Incoming, Pending, Request, Step};
+pub use error::{Code, UspError};

@@ -1,0 +1,500 @@
+//! The USP engine on a full tree (objects on the in-memory platform):
+//! records in, answers out, as a controller sees them.
+
+use std::sync::Arc;
+
+use dm_core::{Origin, Tree};
+use dm_objects::{Identity, Platform, Provisioning};
+use dm_platform::linux::LinuxHost;
+use dm_platform::memory::{MemoryLog, MemoryNetwork};
+use dm_usp::proto::usp::{self, header::MsgType, request::ReqType, response::RespType};
+use dm_usp::proto::usp_record::{self, record::RecordType};
+use dm_usp::{Agent, Incoming, Step};
+use prost::Message as _;
+
+const AGENT: &str = "os::00D09E-SN1";
+const CONTROLLER: &str = "self::controller";
+
+fn tree() -> Tree {
+    let platform = Platform {
+        host: Arc::new(LinuxHost::default()),
+        network: Arc::new(MemoryNetwork::demo()),
+        log: Arc::new(MemoryLog::default()),
+    };
+    let mut tree = Tree::new();
+    dm_objects::register(&mut tree, &platform).unwrap();
+    dm_objects::populate(&mut tree, &[]).unwrap();
+    dm_objects::provision(
+        &mut tree,
+        &Provisioning {
+            identity: Identity {
+                serial_number: "SN1".into(),
+                oui: "00D09E".into(),
+                ..Identity::default()
+            },
+            ..Provisioning::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        dm_objects::sync_platform(&mut tree, &platform)
+            .warnings
+            .is_empty()
+    );
+    tree
+}
+
+fn record(to: &str, payload: Vec<u8>) -> Vec<u8> {
+    usp_record::Record {
+        version: "1.3".into(),
+        to_id: to.into(),
+        from_id: CONTROLLER.into(),
+        record_type: Some(RecordType::NoSessionContext(
+            usp_record::NoSessionContextRecord { payload },
+        )),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn request(body: ReqType) -> Vec<u8> {
+    let msg = usp::Msg {
+        header: Some(usp::Header {
+            msg_id: "m1".into(),
+            msg_type: MsgType::Get as i32,
+        }),
+        body: Some(usp::Body {
+            msg_body: Some(usp::body::MsgBody::Request(usp::Request {
+                req_type: Some(body),
+            })),
+        }),
+    };
+    record(AGENT, msg.encode_to_vec())
+}
+
+/// The message in a record the agent sent to the controller.
+fn opened(bytes: &[u8]) -> usp::Msg {
+    let record = usp_record::Record::decode(bytes).unwrap();
+    assert_eq!(
+        (record.to_id.as_str(), record.from_id.as_str()),
+        (CONTROLLER, AGENT)
+    );
+    let Some(RecordType::NoSessionContext(r)) = record.record_type else {
+        panic!("{record:?}")
+    };
+    usp::Msg::decode(r.payload.as_slice()).unwrap()
+}
+
+/// Sends `body` and runs the answer to its end (host writes made here,
+/// as the driver makes them off the lock).
+fn ask(agent: &Agent, tree: &mut Tree, body: ReqType) -> usp::Msg {
+    let Incoming::Request(request) = agent.receive(&request(body)) else {
+        panic!("not a request")
+    };
+    assert_eq!(request.from, CONTROLLER);
+    let mut step = request.start(tree, Origin::Controller(1));
+    loop {
+        match step {
+            Step::Done(msg) => {
+                let bytes = agent.record(CONTROLLER, &msg);
+                return opened(&bytes);
+            }
+            Step::Host(mut pending) => {
+                let work = pending.take_work();
+                let outcome = work.run_within(dm_core::tree::HOST_WRITE_LIMIT);
+                step = pending.resume(tree, outcome).0;
+            }
+        }
+    }
+}
+
+fn resp(msg: usp::Msg) -> RespType {
+    match msg.body.and_then(|b| b.msg_body) {
+        Some(usp::body::MsgBody::Response(r)) => r.resp_type.unwrap(),
+        other => panic!("not a response: {other:?}"),
+    }
+}
+
+fn error(msg: usp::Msg) -> usp::Error {
+    match msg.body.and_then(|b| b.msg_body) {
+        Some(usp::body::MsgBody::Error(e)) => e,
+        other => panic!("not an error: {other:?}"),
+    }
+}
+
+fn get(agent: &Agent, tree: &mut Tree, paths: &[&str], max_depth: u32) -> usp::GetResp {
+    let body = ReqType::Get(usp::Get {
+        param_paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+        max_depth,
+    });
+    match resp(ask(agent, tree, body)) {
+        RespType::GetResp(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A parameter's name, value and whether it is required.
+type Setting<'a> = (&'a str, &'a str, bool);
+
+fn set(paths: &[(&str, &[Setting])], allow_partial: bool) -> ReqType {
+    ReqType::Set(usp::Set {
+        allow_partial,
+        update_objs: paths
+            .iter()
+            .map(|(path, settings)| usp::set::UpdateObject {
+                obj_path: (*path).into(),
+                param_settings: settings
+                    .iter()
+                    .map(|(param, value, required)| usp::set::UpdateParamSetting {
+                        param: (*param).into(),
+                        value: (*value).into(),
+                        required: *required,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    })
+}
+
+fn value(agent: &Agent, tree: &mut Tree, path: &str) -> String {
+    let r = get(agent, tree, &[path], 0);
+    let result = &r.req_path_results[0];
+    assert_eq!(result.err_code, 0, "{result:?}");
+    let leaf = path.rsplit('.').next().unwrap();
+    result.resolved_path_results[0].result_params[leaf].clone()
+}
+
+#[test]
+fn get_answers_parameters_objects_wildcards_and_searches() {
+    let agent = Agent::new(AGENT);
+    let mut tree = tree();
+    let r = get(
+        &agent,
+        &mut tree,
+        &["Device.DeviceInfo.SerialNumber", "Device.DeviceInfo."],
+        1,
+    );
+    let serial = &r.req_path_results[0];
+    assert_eq!(serial.err_code, 0);
+    assert_eq!(serial.resolved_path_results.len(), 1);
+    assert_eq!(
+        serial.resolved_path_results[0].resolved_path,
+        "Device.DeviceInfo."
+    );
+    assert_eq!(
+        serial.resolved_path_results[0].result_params["SerialNumber"],
+        "SN1"
+    );
+    // max_depth 1: the object's own parameters, no sub-object.
+    let info = &r.req_path_results[1];
+    assert_eq!(info.resolved_path_results.len(), 1, "{info:?}");
+    assert!(
+        info.resolved_path_results[0]
+            .result_params
+            .contains_key("Manufacturer")
+    );
+    // max_depth 0: everything below, one result per object.
+    let all = get(&agent, &mut tree, &["Device.DeviceInfo."], 0);
+    assert!(all.req_path_results[0].resolved_path_results.len() > 1);
+
+    // `*` and a search pick the same SSID.
+    let ssid = value(&agent, &mut tree, "Device.WiFi.SSID.1.SSID");
+    let every = get(&agent, &mut tree, &["Device.WiFi.SSID.*.SSID"], 0);
+    let found: Vec<_> = every.req_path_results[0]
+        .resolved_path_results
+        .iter()
+        .map(|r| r.result_params["SSID"].clone())
+        .collect();
+    assert!(found.contains(&ssid), "{found:?}");
+    let search = format!("Device.WiFi.SSID.[SSID==\"{ssid}\"].");
+    let hit = get(&agent, &mut tree, &[&search], 0);
+    assert_eq!(hit.req_path_results[0].err_code, 0, "{hit:?}");
+    assert_eq!(
+        hit.req_path_results[0].resolved_path_results[0].resolved_path,
+        "Device.WiFi.SSID.1."
+    );
+    let miss = get(
+        &agent,
+        &mut tree,
+        &["Device.WiFi.SSID.[SSID==\"nothing-here\"]."],
+        0,
+    );
+    assert_eq!(miss.req_path_results[0].err_code, 0);
+    assert!(miss.req_path_results[0].resolved_path_results.is_empty());
+
+    // A path the model does not have, a broken one, an instance that is
+    // not there (nothing, no error).
+    let bad = get(
+        &agent,
+        &mut tree,
+        &[
+            "Device.NoSuchThing.",
+            "Device.WiFi.SSID.[SSID==].",
+            "Device.WiFi.SSID.77.",
+            "Device.WiFi.SSID.[NoKey==1].",
+        ],
+        0,
+    );
+    let codes: Vec<u32> = bad.req_path_results.iter().map(|r| r.err_code).collect();
+    assert_eq!(codes, [7026, 7008, 0, 7026]);
+    assert!(bad.req_path_results[2].resolved_path_results.is_empty());
+}
+
+#[test]
+fn get_instances_lists_a_tables_rows() {
+    let agent = Agent::new(AGENT);
+    let mut tree = tree();
+    let body = ReqType::GetInstances(usp::GetInstances {
+        obj_paths: vec!["Device.WiFi.SSID.".into(), "Device.DeviceInfo.X".into()],
+        first_level_only: true,
+    });
+    let RespType::GetInstancesResp(r) = resp(ask(&agent, &mut tree, body)) else {
+        panic!()
+    };
+    let paths: Vec<_> = r.req_path_results[0]
+        .curr_insts
+        .iter()
+        .map(|i| i.instantiated_obj_path.as_str())
+        .collect();
+    assert_eq!(paths, ["Device.WiFi.SSID.1."]);
+    assert_ne!(r.req_path_results[1].err_code, 0);
+}
+
+#[test]
+fn set_is_all_or_nothing_unless_partial_and_optional_settings_may_fail() {
+    let agent = Agent::new(AGENT);
+    let mut tree = tree();
+    let before = value(&agent, &mut tree, "Device.WiFi.SSID.1.SSID");
+    // One bad value: nothing is written, the Error names it.
+    let e = error(ask(
+        &agent,
+        &mut tree,
+        set(
+            &[(
+                "Device.WiFi.SSID.1.",
+                &[("SSID", "guest", true), ("Enable", "maybe", true)],
+            )],
+            false,
+        ),
+    ));
+    assert_eq!(e.err_code, 7004, "{e:?}");
+    assert_eq!(e.param_errs.len(), 1, "{e:?}");
+    assert_eq!(e.param_errs[0].param_path, "Device.WiFi.SSID.1.Enable");
+    assert_eq!(e.param_errs[0].err_code, 7012);
+    assert_eq!(value(&agent, &mut tree, "Device.WiFi.SSID.1.SSID"), before);
+
+    // The bad one optional: the good one is written, the bad one listed.
+    let RespType::SetResp(r) = resp(ask(
+        &agent,
+        &mut tree,
+        set(
+            &[(
+                "Device.WiFi.SSID.1.",
+                &[("SSID", "guest", true), ("Enable", "maybe", false)],
+            )],
+            false,
+        ),
+    )) else {
+        panic!()
+    };
+    use usp::set_resp::updated_object_result::operation_status::OperStatus;
+    let Some(OperStatus::OperSuccess(ok)) = r.updated_obj_results[0]
+        .oper_status
+        .clone()
+        .unwrap()
+        .oper_status
+    else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        ok.updated_inst_results[0].affected_path,
+        "Device.WiFi.SSID.1."
+    );
+    assert_eq!(ok.updated_inst_results[0].updated_params["SSID"], "guest");
+    assert_eq!(ok.updated_inst_results[0].param_errs[0].param, "Enable");
+    assert_eq!(value(&agent, &mut tree, "Device.WiFi.SSID.1.SSID"), "guest");
+
+    // allow_partial: the good object is written, the bad one fails alone.
+    let RespType::SetResp(r) = resp(ask(
+        &agent,
+        &mut tree,
+        set(
+            &[
+                ("Device.WiFi.SSID.*.", &[("SSID", "office", true)]),
+                ("Device.DeviceInfo.", &[("Manufacturer", "x", true)]),
+            ],
+            true,
+        ),
+    )) else {
+        panic!()
+    };
+    let statuses: Vec<bool> = r
+        .updated_obj_results
+        .iter()
+        .map(|u| {
+            matches!(
+                u.oper_status.clone().unwrap().oper_status,
+                Some(OperStatus::OperSuccess(_))
+            )
+        })
+        .collect();
+    assert_eq!(statuses, [true, false]);
+    assert_eq!(
+        value(&agent, &mut tree, "Device.WiFi.SSID.1.SSID"),
+        "office"
+    );
+}
+
+#[test]
+fn add_makes_an_instance_with_its_values_and_delete_removes_it() {
+    let agent = Agent::new(AGENT);
+    let mut tree = tree();
+    let add = |ssid: &str, required: bool| {
+        ReqType::Add(usp::Add {
+            allow_partial: false,
+            create_objs: vec![usp::add::CreateObject {
+                obj_path: "Device.WiFi.SSID.".into(),
+                param_settings: vec![usp::add::CreateParamSetting {
+                    param: "SSID".into(),
+                    value: ssid.into(),
+                    required,
+                }],
+            }],
+        })
+    };
+    let RespType::AddResp(r) = resp(ask(&agent, &mut tree, add("lab", true))) else {
+        panic!()
+    };
+    use usp::add_resp::created_object_result::operation_status::OperStatus;
+    let Some(OperStatus::OperSuccess(ok)) = r.created_obj_results[0]
+        .oper_status
+        .clone()
+        .unwrap()
+        .oper_status
+    else {
+        panic!("{r:?}")
+    };
+    let made = ok.instantiated_path.clone();
+    assert_eq!(value(&agent, &mut tree, &format!("{made}SSID")), "lab");
+
+    // A value the parameter cannot take: no instance is made.
+    let e = error(ask(&agent, &mut tree, add(&"x".repeat(40), true)));
+    assert_eq!(e.err_code, 7012, "{e:?}");
+    let body = ReqType::GetInstances(usp::GetInstances {
+        obj_paths: vec!["Device.WiFi.SSID.".into()],
+        first_level_only: true,
+    });
+    let RespType::GetInstancesResp(listed) = resp(ask(&agent, &mut tree, body)) else {
+        panic!()
+    };
+    assert_eq!(listed.req_path_results[0].curr_insts.len(), 2, "{listed:?}");
+
+    // Delete it, and again: the second finds nothing to delete.
+    for expected in [vec![made.clone()], vec![]] {
+        let RespType::DeleteResp(r) = resp(ask(
+            &agent,
+            &mut tree,
+            ReqType::Delete(usp::Delete {
+                allow_partial: false,
+                obj_paths: vec![made.clone()],
+            }),
+        )) else {
+            panic!()
+        };
+        use usp::delete_resp::deleted_object_result::operation_status::OperStatus;
+        let Some(OperStatus::OperSuccess(ok)) = r.deleted_obj_results[0]
+            .oper_status
+            .clone()
+            .unwrap()
+            .oper_status
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(ok.affected_paths, expected);
+    }
+}
+
+#[test]
+fn bad_records_and_requests_get_errors_not_panics() {
+    let agent = Agent::new(AGENT);
+    let mut tree = tree();
+    assert!(matches!(
+        agent.receive(b"\xff\xff not protobuf"),
+        Incoming::Nothing(_)
+    ));
+    let other = record("os::someone-else", Vec::new());
+    assert!(matches!(agent.receive(&other), Incoming::Nothing(_)));
+    // A payload that is not a message: an Error back.
+    match agent.receive(&record(AGENT, b"\x0a\xff".to_vec())) {
+        Incoming::Reply { to, record, .. } => {
+            assert_eq!(to, CONTROLLER);
+            assert_eq!(error(opened(&record)).err_code, 7000);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Session context: a disconnect record saying why.
+    let session = usp_record::Record {
+        version: "1.3".into(),
+        to_id: AGENT.into(),
+        from_id: CONTROLLER.into(),
+        record_type: Some(RecordType::SessionContext(Default::default())),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    match agent.receive(&session) {
+        Incoming::Reply { record, .. } => {
+            let record = usp_record::Record::decode(record.as_slice()).unwrap();
+            assert!(matches!(
+                record.record_type,
+                Some(RecordType::Disconnect(_))
+            ));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A request the agent does not answer yet, and one too big.
+    let e = error(ask(
+        &agent,
+        &mut tree,
+        ReqType::Operate(usp::Operate {
+            command: "Device.Reboot()".into(),
+            ..Default::default()
+        }),
+    ));
+    assert_eq!(e.err_code, 7001);
+    let many: Vec<String> = (0..100_000)
+        .map(|n| format!("Device.WiFi.SSID.{n}.SSID"))
+        .collect();
+    let e = error(ask(
+        &agent,
+        &mut tree,
+        ReqType::Get(usp::Get {
+            param_paths: many,
+            max_depth: 0,
+        }),
+    ));
+    assert_eq!(e.err_code, 7005);
+    // GetSupportedProtocol.
+    let RespType::GetSupportedProtocolResp(p) = resp(ask(
+        &agent,
+        &mut tree,
+        ReqType::GetSupportedProtocol(usp::GetSupportedProtocol {
+            controller_supported_protocol_versions: "1.3".into(),
+        }),
+    )) else {
+        panic!()
+    };
+    assert!(
+        p.agent_supported_protocol_versions
+            .split(',')
+            .any(|v| v == "1.4")
+    );
+}
+
+proptest::proptest! {
+    #[test]
+    fn receive_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+        let agent = Agent::new(AGENT);
+        let _ = agent.receive(&bytes);
+        let _ = agent.receive(&record(AGENT, bytes));
+    }
+}
