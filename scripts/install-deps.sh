@@ -31,6 +31,9 @@ have busctl || missing="$missing systemd"
 # coturn's turnserver is the STUN server the UDP connection-request test
 # binds to (TR-069 Annex G).
 have turnserver || missing="$missing coturn"
+# mosquitto is the MQTT broker of the USP end-to-end tests (TR-369's
+# MQTT binding).
+have mosquitto || missing="$missing mosquitto"
 # The shell scripts are checked by a test; the unit file by systemd-analyze.
 have shellcheck || missing="$missing shellcheck"
 have systemd-analyze || missing="$missing systemd"

@@ -1,8 +1,10 @@
 #!/bin/sh
 # Installs the Python peers the end-to-end tests drive, from PyPI, into a
 # virtual environment outside the checkout: aiocoap (the LwM2M server of
-# the LwM2M tests) and pyftpdlib (the FTP server of the CWMP transfer
-# tests). Prints the environment's python.
+# the LwM2M tests), pyftpdlib (the FTP server of the CWMP transfer
+# tests), and paho-mqtt with grpcio-tools (the USP controller of the USP
+# tests: MQTT 5, and protoc to compile the official .proto files).
+# Prints the environment's python.
 #
 # Also python-dbusmock from PyPI, beside Debian's (which has no
 # ModemManager template): pure Python, into a directory of its own that
@@ -13,14 +15,18 @@ set -eu
 aiocoap="0.4.17"
 pyftpdlib="2.2.0"
 dbusmock="0.38.1"
+paho="2.2.0"
+grpcio_tools="1.85.4"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/dmagent"
 venv="$cache/venv"
 if ! "$venv/bin/python" -c "
-import sys, aiocoap.meta, pyftpdlib
-sys.exit(aiocoap.meta.version != '$aiocoap' or pyftpdlib.__ver__ != '$pyftpdlib')
+import sys, aiocoap.meta, pyftpdlib, importlib.metadata as m
+sys.exit(aiocoap.meta.version != '$aiocoap' or pyftpdlib.__ver__ != '$pyftpdlib'
+         or m.version('paho-mqtt') != '$paho' or m.version('grpcio-tools') != '$grpcio_tools')
 " 2>/dev/null; then
     python3 -m venv "$venv" >&2
-    "$venv/bin/pip" install --quiet "aiocoap==$aiocoap" "pyftpdlib==$pyftpdlib" >&2
+    "$venv/bin/pip" install --quiet "aiocoap==$aiocoap" "pyftpdlib==$pyftpdlib" \
+        "paho-mqtt==$paho" "grpcio-tools==$grpcio_tools" >&2
 fi
 if [ ! -f "$cache/dbusmock-$dbusmock/dbusmock/templates/modemmanager.py" ]; then
     "$venv/bin/pip" install --quiet --no-deps --target "$cache/dbusmock-$dbusmock" \

@@ -179,37 +179,6 @@ fn lwm2m_values(tree: &Tree, core: &Path) -> Result<Vec<(String, String)>, fdo::
     Ok(out)
 }
 
-impl Control {
-    /// Makes the host reads the paths `paths` picks from the tree need
-    /// (volatile values, tables read on demand) off the tree's lock and
-    /// off the runtime's thread, and supplies them: `origin` reads them
-    /// until it calls `Tree::forget_fetched`. Returns the tree, locked
-    /// since the supply (no other request forgets them meanwhile), and
-    /// whether anything was read.
-    async fn read_from_host(
-        &self,
-        origin: Origin,
-        paths: impl FnOnce(&Tree) -> Vec<Path>,
-    ) -> (std::sync::MutexGuard<'_, Tree>, bool) {
-        let reads = {
-            let tree = lock(&self.tree);
-            tree.host_reads(origin, &paths(&tree))
-        };
-        if reads.is_empty() {
-            return (lock(&self.tree), false);
-        }
-        let fetched =
-            tokio::task::spawn_blocking(move || reads.run_within(dm_core::tree::HOST_READ_LIMIT))
-                .await
-                .unwrap_or_default();
-        let mut tree = lock(&self.tree);
-        for warning in tree.supply(fetched) {
-            tracing::warn!("{warning}");
-        }
-        (tree, true)
-    }
-}
-
 #[zbus::interface(name = "org.dmagent.Agent1")]
 impl Control {
     /// The agent and each protocol, as JSON (what `dmagent status` prints with
@@ -290,7 +259,8 @@ impl Control {
         if is_lwm2m(path) {
             let (_, core) = lwm2m_path(path)?;
             // Values the host must be asked for (the system log).
-            let (mut tree, fetched) = self.read_from_host(Origin::Cli, |_| vec![core]).await;
+            let (mut tree, fetched) =
+                crate::host::read_from_host(&self.tree, Origin::Cli, |_| vec![core]).await;
             let values = lwm2m_values(&tree, &core);
             if fetched {
                 tree.forget_fetched(Origin::Cli);
@@ -301,13 +271,12 @@ impl Control {
         // The same host reads first (a provider's volatile values, the
         // tables read on demand), made for the origin the TR-181 mapping
         // reads as.
-        let (mut tree, fetched) = self
-            .read_from_host(Origin::Acs, |tree| {
-                let mut paths = rpc::selected_paths(tree, &names);
-                paths.extend(rpc::tables_listed(tree, &names));
-                paths
-            })
-            .await;
+        let (mut tree, fetched) = crate::host::read_from_host(&self.tree, Origin::Acs, |tree| {
+            let mut paths = rpc::selected_paths(tree, &names);
+            paths.extend(rpc::tables_listed(tree, &names));
+            paths
+        })
+        .await;
         let values = rpc::get_parameter_values(&tree, &names)
             .map(|values| values.into_iter().map(|v| (v.name, v.value)).collect())
             .map_err(fault);
@@ -324,9 +293,10 @@ impl Control {
         }
         // Tables the host gives on demand (the processes), read first.
         let names = [path.to_owned()];
-        let (mut tree, fetched) = self
-            .read_from_host(Origin::Acs, |tree| rpc::tables_listed(tree, &names))
-            .await;
+        let (mut tree, fetched) = crate::host::read_from_host(&self.tree, Origin::Acs, |tree| {
+            rpc::tables_listed(tree, &names)
+        })
+        .await;
         let listed = rpc::get_parameter_names(&tree, path, next_level).map_err(fault);
         if fetched {
             tree.forget_fetched(Origin::Acs);

@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 
-use dm_core::{Tree, lock};
+use dm_core::{Origin, Path, Tree, lock};
 use dm_cwmp::rpc;
 
 /// Makes a transaction's host writes off the runtime thread, within
@@ -59,4 +59,33 @@ pub async fn finish_written(
             result
         }
     }
+}
+
+/// Makes the host reads the paths `paths` picks from the tree need
+/// (volatile values, tables read on demand) off the tree's lock and
+/// off the runtime's thread, and supplies them: `origin` reads them
+/// until it calls `Tree::forget_fetched`. Returns the tree, locked
+/// since the supply (no other request forgets them meanwhile), and
+/// whether anything was read.
+pub async fn read_from_host<'t>(
+    tree: &'t Mutex<Tree>,
+    origin: Origin,
+    paths: impl FnOnce(&Tree) -> Vec<Path>,
+) -> (std::sync::MutexGuard<'t, Tree>, bool) {
+    let reads = {
+        let tree = lock(tree);
+        tree.host_reads(origin, &paths(&tree))
+    };
+    if reads.is_empty() {
+        return (lock(tree), false);
+    }
+    let fetched =
+        tokio::task::spawn_blocking(move || reads.run_within(dm_core::tree::HOST_READ_LIMIT))
+            .await
+            .unwrap_or_default();
+    let mut tree = lock(tree);
+    for warning in tree.supply(fetched) {
+        tracing::warn!("{warning}");
+    }
+    (tree, true)
 }

@@ -20,6 +20,7 @@ mod runtime;
 mod software;
 mod throughput;
 mod udp_echo;
+mod usp;
 
 use std::process::ExitCode;
 

@@ -443,6 +443,17 @@ pub async fn run(
         }))
     });
 
+    let usp = config.usp.clone().map(|usp| {
+        let run = crate::usp::run(Arc::clone(&tree), usp, stop.clone());
+        tokio::spawn(async move {
+            let result = run.await;
+            if let Err(e) = &result {
+                error!("USP stopped: {e}");
+            }
+            result
+        })
+    });
+
     notify_systemd("READY=1");
 
     let mut offline = config
@@ -690,6 +701,11 @@ pub async fn run(
         && let Err(e) = task.await
     {
         error!("LwM2M driver: {e}");
+    }
+    if let Some(task) = usp
+        && let Err(e) = task.await
+    {
+        error!("USP driver: {e}");
     }
     let Some((action, origin)) = action else {
         return Ok(exit_code);

@@ -118,6 +118,7 @@ pub struct Config {
     pub identity: Identity,
     pub cwmp: Option<Cwmp>,
     pub lwm2m: Option<Lwm2m>,
+    pub usp: Option<Usp>,
     /// Objects declared from definition files (`[[object]]`).
     pub objects: Vec<dm_objects::declared::Declaration>,
     /// Their resources bound to TR-181 parameters (`[object.tr181]`).
@@ -136,6 +137,27 @@ pub struct Cwmp {
     /// Answer an ACS's Basic challenge on a plain http:// URL (off: the
     /// password would cross the network readable).
     pub allow_basic_over_http: bool,
+}
+
+/// USP over MQTT (TR-369 §MQTT binding): one broker, one controller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Usp {
+    /// The agent's endpoint ID (TR-369 §2.2.1; default `os::OUI-SERIAL`).
+    pub endpoint_id: String,
+    /// The broker's `mqtt://HOST[:PORT]`, host and port.
+    pub broker: String,
+    pub broker_host: String,
+    pub broker_port: u16,
+    /// The MQTT client identifier (R-MQTT.8; default: the endpoint ID).
+    pub client_id: String,
+    pub username: String,
+    pub password: String,
+    /// The topic the agent subscribes to and names as its reply-to,
+    /// unless the broker assigns one in CONNACK (R-MQTT.21).
+    pub agent_topic: String,
+    pub controller_endpoint_id: String,
+    pub controller_topic: String,
+    pub keep_alive: std::time::Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -242,6 +264,7 @@ struct File {
     device: DeviceFile,
     cwmp: Option<CwmpFile>,
     lwm2m: Option<Lwm2mFile>,
+    usp: Option<UspFile>,
     #[serde(default)]
     platform: PlatformFile,
     #[serde(default)]
@@ -341,6 +364,27 @@ struct Lwm2mFile {
     /// before asking for one (Client Hold Off Time).
     #[serde(default)]
     client_hold_off: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UspFile {
+    #[serde(default = "yes")]
+    enabled: bool,
+    /// Needed when enabled (checked then).
+    #[serde(default = "no_uri")]
+    broker: Spanned<String>,
+    endpoint_id: Option<Spanned<String>>,
+    client_id: Option<Spanned<String>>,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    agent_topic: Option<Spanned<String>>,
+    controller_endpoint_id: Option<Spanned<String>>,
+    controller_topic: Option<Spanned<String>>,
+    /// Seconds; 0 turns MQTT keep-alive off.
+    keep_alive: Option<Spanned<u16>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -564,6 +608,11 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         _ => None,
     };
 
+    let usp = match file.usp {
+        Some(u) if u.enabled => Some(usp(u, &identity, &at)),
+        _ => None,
+    };
+
     let errors = at.errors.take();
     if !errors.is_empty() {
         return Err(in_file_order(errors));
@@ -586,6 +635,7 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         identity,
         cwmp,
         lwm2m,
+        usp,
         objects,
         tr181,
     })
@@ -1101,6 +1151,90 @@ fn lwm2m(file: Lwm2mFile, overrides: &Overrides, identity: &Identity, at: &Locat
         },
         nat_timeout,
     }
+}
+
+fn usp(file: UspFile, identity: &Identity, at: &Locator<'_>) -> Usp {
+    // TR-369 §2.2.1: the `os` authority scheme, OUI-SERIAL.
+    let endpoint_id = match &file.endpoint_id {
+        Some(id) => at
+            .keep(check_usp_text(id.get_ref(), 256).map_err(|m| at.error(&id.span(), m)))
+            .unwrap_or_default(),
+        None => format!("os::{}-{}", identity.oui, identity.serial_number),
+    };
+    let (broker_host, broker_port) = if file.broker.get_ref().is_empty() {
+        at.report(at.table_error(
+            "usp",
+            "broker is missing, e.g. \"mqtt://127.0.0.1:1883\" (or set enabled = false)".into(),
+        ));
+        (String::new(), 0)
+    } else {
+        let url = file.broker.get_ref();
+        at.keep(
+            check_url(url, &["mqtt"])
+                .and_then(|_| dm_rt::uri::host_port(url, 1883).map_err(|e| e.reason))
+                .map_err(|m| at.error(&file.broker.span(), m)),
+        )
+        .unwrap_or_default()
+    };
+    let required = |key: &Option<Spanned<String>>, name: &str| match key {
+        Some(value) => at
+            .keep(check_usp_text(value.get_ref(), 256).map_err(|m| at.error(&value.span(), m)))
+            .unwrap_or_default(),
+        None => {
+            at.report(at.table_error("usp", format!("{name} is missing")));
+            String::new()
+        }
+    };
+    let controller_endpoint_id = required(&file.controller_endpoint_id, "controller_endpoint_id");
+    let controller_topic = required(&file.controller_topic, "controller_topic");
+    let optional = |key: &Option<Spanned<String>>, default: String| match key {
+        Some(value) => at
+            .keep(check_usp_text(value.get_ref(), 256).map_err(|m| at.error(&value.span(), m)))
+            .unwrap_or_default(),
+        None => default,
+    };
+    let client_id = optional(&file.client_id, endpoint_id.clone());
+    let agent_topic = optional(&file.agent_topic, format!("usp/agent/{endpoint_id}"));
+    for (topic, key) in [
+        (&agent_topic, &file.agent_topic),
+        (&controller_topic, &file.controller_topic),
+    ] {
+        // A topic a PUBLISH can name: no wildcards (MQTT 5 §4.7).
+        if topic.contains(['+', '#'])
+            && let Some(key) = key
+        {
+            at.report(at.error(
+                &key.span(),
+                "a topic to send to has no + or # wildcard".into(),
+            ));
+        }
+    }
+    Usp {
+        endpoint_id,
+        broker: file.broker.get_ref().clone(),
+        broker_host,
+        broker_port,
+        client_id,
+        username: file.username,
+        password: file.password,
+        agent_topic,
+        controller_endpoint_id,
+        controller_topic,
+        keep_alive: std::time::Duration::from_secs(u64::from(
+            file.keep_alive.map_or(60, |k| *k.get_ref()),
+        )),
+    }
+}
+
+/// An endpoint ID, client ID or topic: not empty, bounded, printable.
+fn check_usp_text(text: &str, max: usize) -> Result<String, String> {
+    if text.is_empty() || text.len() > max {
+        return Err(format!("must be 1 to {max} bytes"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err("must not hold control characters".into());
+    }
+    Ok(text.to_owned())
 }
 
 fn check_url(url: &str, schemes: &[&str]) -> Result<String, String> {

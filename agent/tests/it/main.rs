@@ -19,4 +19,5 @@ mod namespace;
 mod operator;
 mod package;
 mod providers;
+mod usp;
 mod watchdog;

@@ -1,0 +1,259 @@
+//! USP over MQTT 5 (TR-369 §MQTT binding): the thin driver around the
+//! sans-IO engine (`dm_usp`). rumqttc keeps the connection (CONNECT with
+//! the `usp-endpoint-id` user property and Request Response Information,
+//! keep-alive, reconnection when polled again); this task subscribes to
+//! the agent's topic, sends the MQTT connect record on every connection
+//! (R-MTP.6), and answers each request in the controller's response
+//! topic, one request at a time.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dm_core::support::lock;
+use dm_core::{Origin, Tree};
+use dm_usp::{Agent, Incoming, Step};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet, PublishProperties};
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use tracing::{debug, info, warn};
+
+use crate::config::Usp;
+
+/// The largest record accepted from the broker (the MQTT Maximum Packet
+/// Size the agent announces): a request beyond it never reaches memory.
+pub const MAX_RECORD: u32 = 1024 * 1024;
+/// R-MQTT.27: the Content Type of a PUBLISH holding a USP record.
+const CONTENT_TYPE: &str = "usp.msg";
+
+/// The one controller this driver serves, as a tree origin.
+const CONTROLLER: Origin = Origin::Controller(1);
+
+/// A record received, with the topic to answer in.
+struct Received {
+    payload: Vec<u8>,
+    reply_to: Option<String>,
+}
+
+/// Runs until `stop` says so: connects, serves, reconnects after a
+/// back-off (R-MQTT.10, R-MQTT.33) when the broker is away.
+pub async fn run(
+    tree: Arc<Mutex<Tree>>,
+    config: Usp,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let agent = Agent::new(config.endpoint_id.clone());
+    let mut options = MqttOptions::new(
+        config.client_id.clone(),
+        config.broker_host.clone(),
+        config.broker_port,
+    );
+    options
+        .set_keep_alive(config.keep_alive)
+        .set_clean_start(true)
+        .set_max_packet_size(Some(MAX_RECORD))
+        // R-MQTT.12, R-MQTT.13.
+        .set_request_response_info(Some(1))
+        .set_user_properties(vec![(
+            "usp-endpoint-id".to_owned(),
+            config.endpoint_id.clone(),
+        )]);
+    if !config.username.is_empty() || !config.password.is_empty() {
+        options.set_credentials(config.username.clone(), config.password.clone());
+    }
+    let (client, mut events) = AsyncClient::new(options, 16);
+    let (requests_tx, requests_rx) = tokio::sync::mpsc::channel::<Received>(16);
+    let reply_to = Arc::new(Mutex::new(config.agent_topic.clone()));
+    let server = tokio::spawn(serve(
+        agent.clone(),
+        Arc::clone(&tree),
+        client.clone(),
+        requests_rx,
+        config.controller_topic.clone(),
+        Arc::clone(&reply_to),
+    ));
+    let mut failures = 0u32;
+    info!(
+        broker = %config.broker,
+        endpoint = %config.endpoint_id,
+        "USP over MQTT starting"
+    );
+    loop {
+        let event = tokio::select! {
+            event = events.poll() => event,
+            _ = stop.changed() => {
+                // R-MQTT.35: a DISCONNECT when shutting down.
+                let _ = client.disconnect().await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), events.poll()).await;
+                server.abort();
+                return Ok(());
+            }
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                if ack.code != ConnectReturnCode::Success {
+                    warn!("the MQTT broker refused the connection: {:?}", ack.code);
+                    continue;
+                }
+                failures = 0;
+                // R-MQTT.21: the broker's Response Information is the
+                // agent's topic when it gives one.
+                let topic = ack
+                    .properties
+                    .and_then(|p| p.response_information)
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or_else(|| config.agent_topic.clone());
+                *lock(&reply_to) = topic.clone();
+                info!(topic = %topic, "connected to the MQTT broker");
+                // R-MQTT.15.
+                if let Err(e) = client.subscribe(topic, QoS::AtLeastOnce).await {
+                    warn!("USP: cannot subscribe: {e}");
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode;
+                if ack
+                    .return_codes
+                    .iter()
+                    .all(|c| matches!(c, SubscribeReasonCode::Success(_)))
+                {
+                    // R-MTP.6: the connect record, on every connection.
+                    let topic = lock(&reply_to).clone();
+                    let record = agent.mqtt_connect_record(&config.controller_endpoint_id, &topic);
+                    publish(&client, &config.controller_topic, &topic, record).await;
+                } else {
+                    // R-MQTT.17: no records without a subscription.
+                    warn!(
+                        "USP: the broker refused the subscription: {:?}",
+                        ack.return_codes
+                    );
+                    let _ = client.disconnect().await;
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let reply_to = publish
+                    .properties
+                    .and_then(|p| p.response_topic)
+                    .filter(|t| !t.is_empty());
+                let received = Received {
+                    payload: publish.payload.to_vec(),
+                    reply_to,
+                };
+                if requests_tx.try_send(received).is_err() {
+                    warn!("USP: requests come faster than they are answered; one dropped");
+                }
+            }
+            Ok(Event::Incoming(Packet::Disconnect(d))) => {
+                warn!("the MQTT broker disconnected: {:?}", d.reason_code);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                // MQTT.Client.{i}.ConnectRetryTime's default is 5 s.
+                let wait = dm_core::support::backoff::doubling(
+                    Duration::from_secs(5),
+                    failures,
+                    Duration::from_secs(300),
+                );
+                warn!("USP: MQTT connection: {e}; trying again in {wait:?}");
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => {
+                        server.abort();
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Answers the requests, one at a time, in the order they came.
+async fn serve(
+    agent: Agent,
+    tree: Arc<Mutex<Tree>>,
+    client: AsyncClient,
+    mut requests: tokio::sync::mpsc::Receiver<Received>,
+    controller_topic: String,
+    reply_to: Arc<Mutex<String>>,
+) {
+    while let Some(received) = requests.recv().await {
+        // R-MQTT.26: the answer goes to the PUBLISH's Response Topic.
+        let to_topic = received
+            .reply_to
+            .clone()
+            .unwrap_or_else(|| controller_topic.clone());
+        let own = lock(&reply_to).clone();
+        let (to, record) = match agent.receive(&received.payload) {
+            Incoming::Nothing(why) => {
+                debug!("USP: {why}");
+                continue;
+            }
+            Incoming::Reply { to, record, why } => {
+                warn!("USP: {why}");
+                (to, record)
+            }
+            Incoming::Request(request) => {
+                let from = request.from.clone();
+                let kind = request.kind();
+                debug!(from = %from, msg_id = %request.msg_id, "USP {kind}");
+                let reads = request.reads(&lock(&tree));
+                let msg = answer(&tree, request, reads).await;
+                let record = agent.record(&from, &msg);
+                (from, record)
+            }
+        };
+        debug!(to = %to, topic = %to_topic, "USP answer");
+        publish(&client, &to_topic, &own, record).await;
+    }
+}
+
+/// Answers one request: the host reads it needs first, off the tree's
+/// lock; then the request on the tree; host writes off the lock.
+async fn answer(
+    tree: &Arc<Mutex<Tree>>,
+    request: dm_usp::Request,
+    reads: Vec<dm_core::Path>,
+) -> dm_usp::proto::usp::Msg {
+    let mut step = {
+        let (mut guard, fetched) = crate::host::read_from_host(tree, CONTROLLER, |_| reads).await;
+        let step = request.start(&mut guard, CONTROLLER);
+        if fetched {
+            guard.forget_fetched(CONTROLLER);
+        }
+        step
+    };
+    loop {
+        match step {
+            Step::Done(msg) => return msg,
+            Step::Host(mut pending) => {
+                let work = pending.take_work();
+                let outcome = tokio::task::spawn_blocking(move || {
+                    work.run_within(dm_core::tree::HOST_WRITE_LIMIT)
+                })
+                .await
+                .unwrap_or_else(|e| Err(dm_core::Error::Platform(e.to_string())));
+                let (next, undo) = pending.resume(&mut lock(tree), outcome);
+                if let Some(undo) = undo {
+                    tokio::task::spawn_blocking(move || undo.undo());
+                }
+                step = next;
+            }
+        }
+    }
+}
+
+/// A record in a PUBLISH: Content Type `usp.msg` (R-MQTT.27) and the
+/// agent's topic as Response Topic (R-MQTT.22, R-MQTT.23).
+async fn publish(client: &AsyncClient, topic: &str, reply_to: &str, record: Vec<u8>) {
+    let properties = PublishProperties {
+        response_topic: Some(reply_to.to_owned()),
+        content_type: Some(CONTENT_TYPE.to_owned()),
+        ..PublishProperties::default()
+    };
+    if let Err(e) = client
+        .publish_with_properties(topic, QoS::AtLeastOnce, false, record, properties)
+        .await
+    {
+        warn!("USP: cannot publish to {topic}: {e}");
+    }
+}

@@ -1,0 +1,279 @@
+//! USP over MQTT end to end: the agent binary, a real broker (Debian's
+//! mosquitto on 127.0.0.1) and a controller that is not the agent's code
+//! (tests/peers/usp_controller.py: paho-mqtt, and the USP messages
+//! compiled from the official .proto files by grpcio-tools' protoc).
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
+
+use dm_tests::process::Guard;
+use serde_json::{Value, json};
+
+const CONTROLLER: &str = "self::usp-test-controller";
+const CONTROLLER_TOPIC: &str = "usp/controller";
+const AGENT: &str = "os::00D09E-USP1";
+
+/// mosquitto on `port` of 127.0.0.1, anonymous, started once it says it
+/// runs.
+fn mosquitto(dir: &std::path::Path, port: u16) -> Guard {
+    let config = dir.join("mosquitto.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             log_dest stdout\nlog_type error\nlog_type warning\nlog_type notice\n\
+             log_type information\n"
+        ),
+    )
+    .unwrap();
+    let mut broker = Guard(
+        // Line-buffered: it says "running" when it is, not at exit.
+        Command::new("stdbuf")
+            .args(["-oL", "mosquitto", "-c"])
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("mosquitto runs (scripts/install-deps.sh installs it)"),
+    );
+    let lines = dm_tests::process::lines(broker.0.stdout.take().unwrap());
+    loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("mosquitto starts");
+        if line.contains("running") {
+            break;
+        }
+    }
+    broker
+}
+
+struct Controller {
+    _process: Guard,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
+}
+
+impl Controller {
+    fn start(port: u16) -> Controller {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let mut process = Guard(
+            Command::new(dm_tests::py_peers::python())
+                .arg(format!("{root}/tests/peers/usp_controller.py"))
+                .arg(port.to_string())
+                .arg(CONTROLLER)
+                .arg(CONTROLLER_TOPIC)
+                .arg(format!("{root}/model/usp"))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let input = process.0.stdin.take().unwrap();
+        let mut output = BufReader::new(process.0.stdout.take().unwrap());
+        let mut line = String::new();
+        output.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "READY");
+        Controller {
+            _process: process,
+            input,
+            output,
+        }
+    }
+
+    fn ask(&mut self, command: Value) -> Value {
+        writeln!(self.input, "{command}").unwrap();
+        let mut line = String::new();
+        self.output.read_line(&mut line).unwrap();
+        let answer: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        assert!(answer.get("error").is_none(), "{answer}");
+        answer
+    }
+
+    /// Sends a request to the agent's topic and returns the answer's
+    /// message (its body).
+    fn request(&mut self, topic: &str, msg_id: &str, msg_type: &str, request: Value) -> Value {
+        let answer = self.ask(json!({
+            "op": "send",
+            "to": AGENT,
+            "topic": topic,
+            "msg": {
+                "header": {"msgId": msg_id, "msgType": msg_type},
+                "body": {"request": request},
+            },
+        }));
+        assert_eq!(answer["from"], AGENT, "{answer}");
+        assert_eq!(answer["to"], CONTROLLER, "{answer}");
+        let msg = &answer["msg"];
+        assert_eq!(msg["header"]["msgId"], msg_id, "{answer}");
+        msg["body"].clone()
+    }
+}
+
+fn get_one(controller: &mut Controller, topic: &str, path: &str) -> String {
+    let body = controller.request(topic, "get", "GET", json!({"get": {"paramPaths": [path]}}));
+    let result = &body["response"]["getResp"]["reqPathResults"][0];
+    assert!(result.get("errCode").is_none(), "{body}");
+    let leaf = path.rsplit('.').next().unwrap();
+    result["resolvedPathResults"][0]["resultParams"][leaf]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned()
+}
+
+/// The agent connects, sends its connect record, and answers Get, Set,
+/// Add, Delete, GetInstances and GetSupportedProtocol from a controller;
+/// a record that is not protobuf and one for another endpoint are
+/// passed over without an answer, and the agent goes on serving.
+#[test]
+fn a_controller_reads_and_writes_the_tree_over_mqtt() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = dm_tests::files::free_tcp_port();
+    let _broker = mosquitto(dir.path(), port);
+    let mut controller = Controller::start(port);
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\noui = \"00D09E\"\nserial_number = \"USP1\"\n\n\
+             [usp]\nbroker = \"mqtt://127.0.0.1:{port}\"\n\
+             controller_endpoint_id = \"{CONTROLLER}\"\n\
+             controller_topic = \"{CONTROLLER_TOPIC}\"\n"
+        ),
+    )
+    .unwrap();
+    let _agent = dm_tests::agent::run(
+        env!("CARGO_BIN_EXE_dmagent"),
+        &config,
+        &dir.path().join("state"),
+    );
+
+    // R-MTP.6: the connect record names the topic the agent listens on,
+    // the same it names as every PUBLISH's Response Topic.
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    assert_eq!(connect["from"], AGENT, "{connect}");
+    let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
+    assert_eq!(topic, format!("usp/agent/{AGENT}"));
+    assert_eq!(connect["reply_to"], topic.as_str());
+
+    let body = controller.request(
+        &topic,
+        "proto",
+        "GET_SUPPORTED_PROTO",
+        json!({"getSupportedProtocol": {"controllerSupportedProtocolVersions": "1.3"}}),
+    );
+    let versions = body["response"]["getSupportedProtocolResp"]["agentSupportedProtocolVersions"]
+        .as_str()
+        .unwrap();
+    assert!(versions.split(',').any(|v| v == "1.4"), "{body}");
+
+    assert_eq!(
+        get_one(&mut controller, &topic, "Device.DeviceInfo.SerialNumber"),
+        "USP1"
+    );
+
+    // Set, then read back.
+    let body = controller.request(
+        &topic,
+        "set",
+        "SET",
+        json!({"set": {"allowPartial": false, "updateObjs": [{
+            "objPath": "Device.WiFi.SSID.1.",
+            "paramSettings": [{"param": "SSID", "value": "usp-net", "required": true}],
+        }]}}),
+    );
+    let updated = &body["response"]["setResp"]["updatedObjResults"][0];
+    assert_eq!(
+        updated["operStatus"]["operSuccess"]["updatedInstResults"][0]["updatedParams"]["SSID"],
+        "usp-net",
+        "{body}"
+    );
+    assert_eq!(
+        get_one(&mut controller, &topic, "Device.WiFi.SSID.1.SSID"),
+        "usp-net"
+    );
+    // A value out of range: the Error names the parameter; nothing changed.
+    let body = controller.request(
+        &topic,
+        "bad-set",
+        "SET",
+        json!({"set": {"updateObjs": [{
+            "objPath": "Device.WiFi.SSID.1.",
+            "paramSettings": [{"param": "SSID", "value": "x".repeat(40), "required": true}],
+        }]}}),
+    );
+    assert_eq!(body["error"]["errCode"], 7004, "{body}");
+    assert_eq!(
+        body["error"]["paramErrs"][0]["paramPath"],
+        "Device.WiFi.SSID.1.SSID"
+    );
+    assert_eq!(
+        get_one(&mut controller, &topic, "Device.WiFi.SSID.1.SSID"),
+        "usp-net"
+    );
+
+    // Add with a value, find it by a search, delete it.
+    let body = controller.request(
+        &topic,
+        "add",
+        "ADD",
+        json!({"add": {"createObjs": [{
+            "objPath": "Device.WiFi.SSID.",
+            "paramSettings": [{"param": "SSID", "value": "guest", "required": true}],
+        }]}}),
+    );
+    let made = body["response"]["addResp"]["createdObjResults"][0]["operStatus"]["operSuccess"]
+        ["instantiatedPath"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    let found = controller.request(
+        &topic,
+        "search",
+        "GET",
+        json!({"get": {"paramPaths": ["Device.WiFi.SSID.[SSID==\"guest\"].SSID"]}}),
+    );
+    assert_eq!(
+        found["response"]["getResp"]["reqPathResults"][0]["resolvedPathResults"][0]["resolvedPath"],
+        made.as_str(),
+        "{found}"
+    );
+    let listed = controller.request(
+        &topic,
+        "instances",
+        "GET_INSTANCES",
+        json!({"getInstances": {"objPaths": ["Device.WiFi.SSID."], "firstLevelOnly": true}}),
+    );
+    let instances: Vec<&str> =
+        listed["response"]["getInstancesResp"]["reqPathResults"][0]["currInsts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["instantiatedObjPath"].as_str().unwrap())
+            .collect();
+    assert_eq!(instances, ["Device.WiFi.SSID.1.", made.as_str()]);
+    let body = controller.request(
+        &topic,
+        "delete",
+        "DELETE",
+        json!({"delete": {"objPaths": [made]}}),
+    );
+    assert_eq!(
+        body["response"]["deleteResp"]["deletedObjResults"][0]["operStatus"]["operSuccess"]["affectedPaths"]
+            [0],
+        made.as_str(),
+        "{body}"
+    );
+
+    // Bytes that are not a record, and a record for another endpoint:
+    // no answer to either; the next answer is the next request's.
+    controller.ask(json!({"op": "raw", "topic": topic, "hex": "ffff00c0ffee"}));
+    controller.ask(json!({
+        "op": "post",
+        "to": "os::someone-else",
+        "topic": topic,
+        "msg": {"header": {"msgId": "not-mine", "msgType": "GET"},
+                "body": {"request": {"get": {"paramPaths": ["Device."]}}}},
+    }));
+    let quiet = controller.ask(json!({"op": "quiet", "topic": topic, "to": AGENT}));
+    assert_eq!(quiet["msg"]["header"]["msgId"], "quiet", "{quiet}");
+}

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""A USP controller for the end-to-end tests: paho-mqtt (MQTT 5) and the
+USP messages compiled at start from the official .proto files (model/usp)
+with grpcio-tools' protoc, so nothing of the agent's codec is used.
+
+Usage: usp_controller.py BROKER_PORT ENDPOINT_ID TOPIC PROTO_DIR
+
+Subscribes to TOPIC, says READY, then reads one JSON command per line on
+stdin and prints one JSON line per result on stdout:
+
+  {"op": "connect_record"}       waits for the agent's MQTT connect record:
+                                 {"from": ..., "to": ..., "subscribed_topic": ...}
+  {"op": "send", "to": AGENT, "topic": T, "msg": {...}}
+                                 sends the Msg (protobuf's JSON mapping) in a
+                                 no-session-context record and prints the
+                                 answer: {"from": ..., "msg": {...}} or
+                                 {"disconnect": ...}
+  {"op": "post", "to": ..., "topic": T, "msg": {...}}
+                                 as send, without waiting: prints {}
+  {"op": "raw", "topic": T, "hex": "..."}
+                                 publishes the bytes as they are; prints {}
+  {"op": "quiet", "topic": T, "to": AGENT}
+                                 a Get whose answer must be the next record
+                                 received: prints what came first
+
+Every PUBLISH from the agent must carry Content Type usp.msg and a
+Response Topic (R-MQTT.22, R-MQTT.27); one that does not is reported as
+{"error": ...}.
+"""
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+port, endpoint, topic, proto_dir = sys.argv[1:5]
+
+out = tempfile.mkdtemp()
+subprocess.run(
+    [sys.executable, "-m", "grpc_tools.protoc", f"-I{proto_dir}", f"--python_out={out}",
+     "usp-msg-1-4.proto", "usp-record-1-4.proto"],
+    check=True,
+)
+sys.path.insert(0, out)
+import usp_msg_1_4_pb2 as usp  # noqa: E402
+import usp_record_1_4_pb2 as record_pb  # noqa: E402
+from google.protobuf import json_format  # noqa: E402
+
+received = queue.Queue()
+
+
+def on_message(client, userdata, message):
+    props = message.properties
+    content_type = getattr(props, "ContentType", None)
+    reply_to = getattr(props, "ResponseTopic", None)
+    received.put((message.payload, content_type, reply_to))
+
+
+subscribed = queue.Queue()
+client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=endpoint,
+                     protocol=mqtt.MQTTv5)
+client.on_message = on_message
+client.on_subscribe = lambda *args: subscribed.put(True)
+client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+client.connect("127.0.0.1", int(port))
+client.loop_start()
+subscribed.get(timeout=30)
+print("READY", flush=True)
+
+
+def next_record(timeout=30):
+    payload, content_type, reply_to = received.get(timeout=timeout)
+    record = record_pb.Record()
+    record.ParseFromString(payload)
+    problems = []
+    if content_type != "usp.msg":
+        problems.append(f"content type {content_type!r}")
+    if not reply_to:
+        problems.append("no response topic")
+    return record, reply_to, problems
+
+
+def publish(to_topic, data):
+    props = Properties(PacketTypes.PUBLISH)
+    props.ContentType = "usp.msg"
+    props.ResponseTopic = topic
+    client.publish(to_topic, data, qos=1, properties=props).wait_for_publish()
+
+
+def answer(record, reply_to, problems):
+    if problems:
+        return {"error": ", ".join(problems)}
+    kind = record.WhichOneof("record_type")
+    result = {"from": record.from_id, "to": record.to_id, "reply_to": reply_to}
+    if kind == "no_session_context":
+        msg = usp.Msg()
+        msg.ParseFromString(record.no_session_context.payload)
+        result["msg"] = json_format.MessageToDict(msg)
+    elif kind == "disconnect":
+        result["disconnect"] = json_format.MessageToDict(record.disconnect)
+    elif kind == "mqtt_connect":
+        result["subscribed_topic"] = record.mqtt_connect.subscribed_topic
+        result["version"] = record.mqtt_connect.version
+    else:
+        result["record_type"] = kind
+    return result
+
+
+def wrap(to, msg):
+    rec = record_pb.Record(version="1.3", to_id=to, from_id=endpoint)
+    rec.no_session_context.payload = msg.SerializeToString()
+    return rec.SerializeToString()
+
+
+for line in sys.stdin:
+    command = json.loads(line)
+    op = command["op"]
+    try:
+        if op == "connect_record":
+            print(json.dumps(answer(*next_record())), flush=True)
+        elif op == "send":
+            msg = json_format.ParseDict(command["msg"], usp.Msg())
+            publish(command["topic"], wrap(command["to"], msg))
+            print(json.dumps(answer(*next_record())), flush=True)
+        elif op == "post":
+            msg = json_format.ParseDict(command["msg"], usp.Msg())
+            publish(command["topic"], wrap(command["to"], msg))
+            print("{}", flush=True)
+        elif op == "raw":
+            publish(command["topic"], bytes.fromhex(command["hex"]))
+            print("{}", flush=True)
+        elif op == "quiet":
+            msg = usp.Msg()
+            msg.header.msg_id = "quiet"
+            msg.header.msg_type = usp.Header.GET
+            msg.body.request.get.param_paths.append("Device.DeviceInfo.SerialNumber")
+            publish(command["topic"], wrap(command["to"], msg))
+            print(json.dumps(answer(*next_record())), flush=True)
+        else:
+            print(json.dumps({"error": f"unknown op {op}"}), flush=True)
+    except queue.Empty:
+        print(json.dumps({"error": "nothing came"}), flush=True)
+client.loop_stop()
+os._exit(0)
