@@ -637,6 +637,7 @@ fn the_readme_reference_lists_every_key() {
         ("`[device]`", "[device]"),
         ("`[cwmp]`", "[cwmp]"),
         ("`[lwm2m]`", "[lwm2m]"),
+        ("`[usp]`", "[usp]"),
         ("`[platform]`", "[platform]"),
         ("`[firmware]`", "[firmware]"),
         ("`[software]`", "[software]"),
@@ -723,4 +724,44 @@ fn a_refused_key_is_not_reported_again_as_missing() {
         ],
         "{errors}"
     );
+}
+
+#[test]
+fn usp_takes_its_defaults_from_the_identity_and_checks_its_keys() {
+    let text = "[device]\noui = \"00D09E\"\nserial_number = \"SN9\"\n\n[usp]\n\
+                broker = \"mqtt://broker.example:8883\"\n\
+                controller_endpoint_id = \"self::c\"\ncontroller_topic = \"usp/c\"\n";
+    let usp = parse(text, "dmagent.toml", &Overrides::default())
+        .unwrap()
+        .usp
+        .unwrap();
+    assert_eq!(usp.endpoint_id, "os::00D09E-SN9");
+    assert_eq!(usp.client_id, usp.endpoint_id);
+    assert_eq!(usp.agent_topic, "usp/agent/os::00D09E-SN9");
+    assert_eq!(
+        (usp.broker_host.as_str(), usp.broker_port),
+        ("broker.example", 8883)
+    );
+    assert_eq!(usp.keep_alive, std::time::Duration::from_secs(60));
+    let default_port = text.replace(":8883", "");
+    let usp = parse(&default_port, "dmagent.toml", &Overrides::default())
+        .unwrap()
+        .usp
+        .unwrap();
+    assert_eq!(usp.broker_port, 1883);
+
+    check(
+        "[usp]\nbroker = \"mqtt://b\"\n",
+        "dmagent.toml:1: usp: controller_endpoint_id is missing\n\
+         dmagent.toml:1: usp: controller_topic is missing",
+    );
+    check(
+        "[usp]\nbroker = \"http://b\"\ncontroller_endpoint_id = \"c\"\ncontroller_topic = \"t\"\n",
+        "dmagent.toml:2: usp.broker: scheme \"http\" is not supported; allowed: mqtt://",
+    );
+    check(
+        "[usp]\nbroker = \"mqtt://b\"\ncontroller_endpoint_id = \"c\"\ncontroller_topic = \"t/#\"\n",
+        "dmagent.toml:4: usp.controller_topic: a topic to send to has no + or # wildcard",
+    );
+    check("[usp]\nenabled = false\n", "ok");
 }
