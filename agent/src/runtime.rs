@@ -229,6 +229,14 @@ pub async fn run(
         warn!("{w}");
     }
     tree.set_store(Box::new(store));
+    if let Some(usp) = &config.usp {
+        dm_objects::local_agent::provision(
+            &mut tree,
+            &usp.endpoint_id,
+            std::slice::from_ref(&usp.controller_endpoint_id),
+        )
+        .context("setting up USP's objects")?;
+    }
     // Save once now, so a first start is durable before anything else.
     tree.set_pending_state("agent.started", Some(env!("CARGO_PKG_VERSION").into()))
         .context("saving the initial state")?;

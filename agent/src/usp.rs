@@ -63,13 +63,24 @@ pub async fn run(
     let (client, mut events) = AsyncClient::new(options, 16);
     let (requests_tx, requests_rx) = tokio::sync::mpsc::channel::<Received>(16);
     let reply_to = Arc::new(Mutex::new(config.agent_topic.clone()));
+    // The tree's changes, for the subscriptions' Notify messages.
+    let changes = lock(&tree).subscribe(256);
+    let changed = Arc::new(tokio::sync::Notify::new());
+    {
+        let changed = Arc::clone(&changed);
+        changes.set_waker(move || changed.notify_one());
+    }
     let server = tokio::spawn(serve(
-        agent.clone(),
-        Arc::clone(&tree),
-        client.clone(),
+        Served {
+            agent: agent.clone(),
+            tree: Arc::clone(&tree),
+            client: client.clone(),
+            controller: config.controller_endpoint_id.clone(),
+            controller_topic: config.controller_topic.clone(),
+            reply_to: Arc::clone(&reply_to),
+        },
         requests_rx,
-        config.controller_topic.clone(),
-        Arc::clone(&reply_to),
+        (changes, changed),
     ));
     let mut failures = 0u32;
     info!(
@@ -167,44 +178,104 @@ pub async fn run(
     }
 }
 
-/// Answers the requests, one at a time, in the order they came.
-async fn serve(
+/// What the serving task works with.
+struct Served {
     agent: Agent,
     tree: Arc<Mutex<Tree>>,
     client: AsyncClient,
-    mut requests: tokio::sync::mpsc::Receiver<Received>,
+    /// The configured controller's endpoint ID, and its topic.
+    controller: String,
     controller_topic: String,
+    /// The agent's own topic now.
     reply_to: Arc<Mutex<String>>,
+}
+
+/// Answers the requests, one at a time, in the order they came, and
+/// sends the Notify messages the tree's changes make for the
+/// subscriptions, in commit order.
+async fn serve(
+    served: Served,
+    mut requests: tokio::sync::mpsc::Receiver<Received>,
+    (changes, changed): (dm_core::Subscription, Arc<tokio::sync::Notify>),
 ) {
-    while let Some(received) = requests.recv().await {
-        // R-MQTT.26: the answer goes to the PUBLISH's Response Topic.
-        let to_topic = received
-            .reply_to
-            .clone()
-            .unwrap_or_else(|| controller_topic.clone());
-        let own = lock(&reply_to).clone();
-        let (to, record) = match agent.receive(&received.payload) {
-            Incoming::Nothing(why) => {
-                debug!("USP: {why}");
-                continue;
+    let mut notifier = dm_usp::Notifier::default();
+    loop {
+        tokio::select! {
+            received = requests.recv() => match received {
+                Some(received) => answer_record(&served, received).await,
+                None => return,
+            },
+            () = changed.notified() => {
+                let lagged = changes.take_lagged();
+                if lagged > 0 {
+                    warn!("USP: {lagged} changes were missed; their notifications are lost");
+                }
+                let outgoing: Vec<dm_usp::Outgoing> = {
+                    let tree = lock(&served.tree);
+                    changes
+                        .drain()
+                        .iter()
+                        .flat_map(|change| notifier.on_change(&tree, change))
+                        .collect()
+                };
+                let own = lock(&served.reply_to).clone();
+                for notify in outgoing {
+                    // One controller is configured: its topic is where
+                    // its notifications go.
+                    if notify.to != served.controller {
+                        continue;
+                    }
+                    let record = served.agent.record(&notify.to, &notify.msg);
+                    publish(&served.client, &served.controller_topic, &own, record).await;
+                }
             }
-            Incoming::Reply { to, record, why } => {
-                warn!("USP: {why}");
-                (to, record)
-            }
-            Incoming::Request(request) => {
-                let from = request.from.clone();
-                let kind = request.kind();
-                debug!(from = %from, msg_id = %request.msg_id, "USP {kind}");
-                let reads = request.reads(&lock(&tree));
-                let msg = answer(&tree, request, reads).await;
-                let record = agent.record(&from, &msg);
-                (from, record)
-            }
-        };
-        debug!(to = %to, topic = %to_topic, "USP answer");
-        publish(&client, &to_topic, &own, record).await;
+        }
     }
+}
+
+/// Answers one received record.
+async fn answer_record(served: &Served, received: Received) {
+    // R-MQTT.26: the answer goes to the PUBLISH's Response Topic.
+    let to_topic = received
+        .reply_to
+        .clone()
+        .unwrap_or_else(|| served.controller_topic.clone());
+    let own = lock(&served.reply_to).clone();
+    let (to, record) = match served.agent.receive(&received.payload) {
+        Incoming::Nothing(why) => {
+            debug!("USP: {why}");
+            return;
+        }
+        Incoming::Reply { to, record, why } => {
+            warn!("USP: {why}");
+            (to, record)
+        }
+        // Only the configured controller is answered; another endpoint
+        // has no role here (TR-369 §Access control: 7006).
+        Incoming::Request(request) if request.from != served.controller => {
+            warn!(from = %request.from, "USP: a request from an unknown controller refused");
+            let error = dm_usp::UspError::new(
+                dm_usp::Code::PERMISSION_DENIED,
+                format!("{} is not a controller of this agent", request.from),
+            );
+            let msg = dm_usp::engine::error_msg(request.msg_id.clone(), &error);
+            (
+                request.from.clone(),
+                served.agent.record(&request.from, &msg),
+            )
+        }
+        Incoming::Request(request) => {
+            let from = request.from.clone();
+            let kind = request.kind();
+            debug!(from = %from, msg_id = %request.msg_id, "USP {kind}");
+            let reads = request.reads(&lock(&served.tree));
+            let msg = answer(&served.tree, request, reads).await;
+            let record = served.agent.record(&from, &msg);
+            (from, record)
+        }
+    };
+    debug!(to = %to, topic = %to_topic, "USP answer");
+    publish(&served.client, &to_topic, &own, record).await;
 }
 
 /// Answers one request: the host reads it needs first, off the tree's

@@ -2552,6 +2552,111 @@ pub mod vendor_config_file {
     };
 }
 
+/// LocalAgent (object 50026, version 2.17).
+pub mod local_agent {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50026);
+    /// EndpointID
+    pub const ENDPOINT_ID: ResourceId = ResourceId(0);
+    /// SoftwareVersion
+    pub const SOFTWARE_VERSION: ResourceId = ResourceId(1);
+    /// UpTime
+    pub const UP_TIME: ResourceId = ResourceId(2);
+    /// SupportedProtocols
+    pub const SUPPORTED_PROTOCOLS: ResourceId = ResourceId(3);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "LocalAgent",
+        version: "2.17",
+        multiple: false,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENDPOINT_ID, name: "EndpointID", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: SOFTWARE_VERSION, name: "SoftwareVersion", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
+            ResourceSchema { id: UP_TIME, name: "UpTime", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: SUPPORTED_PROTOCOLS, name: "SupportedProtocols", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+        ],
+    };
+}
+
+/// Controller (object 50027, version 2.17).
+pub mod usp_controller {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50027);
+    /// Alias
+    pub const ALIAS: ResourceId = ResourceId(0);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(1);
+    /// EndpointID
+    pub const ENDPOINT_ID: ResourceId = ResourceId(2);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "Controller",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ALIAS, name: "Alias", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: ENDPOINT_ID, name: "EndpointID", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+        ],
+    };
+}
+
+/// Subscription (object 50028, version 2.17).
+pub mod usp_subscription {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50028);
+    /// Alias
+    pub const ALIAS: ResourceId = ResourceId(0);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(1);
+    /// ID
+    pub const IDENTIFIER: ResourceId = ResourceId(2);
+    /// Recipient
+    pub const RECIPIENT: ResourceId = ResourceId(3);
+    /// CreationDate
+    pub const CREATION_DATE: ResourceId = ResourceId(4);
+    /// NotifType
+    pub const NOTIF_TYPE: ResourceId = ResourceId(5);
+    /// ReferenceList
+    pub const REFERENCE_LIST: ResourceId = ResourceId(6);
+    /// Persistent
+    pub const PERSISTENT: ResourceId = ResourceId(7);
+    /// TimeToLive
+    pub const TIME_TO_LIVE: ResourceId = ResourceId(8);
+    /// NotifRetry
+    pub const NOTIF_RETRY: ResourceId = ResourceId(9);
+    /// NotifExpiration
+    pub const NOTIF_EXPIRATION: ResourceId = ResourceId(10);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "Subscription",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ALIAS, name: "Alias", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: IDENTIFIER, name: "ID", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 1, max: 64 } },
+            ResourceSchema { id: RECIPIENT, name: "Recipient", value_type: ValueType::ObjectLink, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: CREATION_DATE, name: "CreationDate", value_type: ValueType::DateTime, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: NOTIF_TYPE, name: "NotifType", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["ValueChange", "ObjectCreation", "ObjectDeletion", "OperationComplete", "Event"]) },
+            ResourceSchema { id: REFERENCE_LIST, name: "ReferenceList", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PERSISTENT, name: "Persistent", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: TIME_TO_LIVE, name: "TimeToLive", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: NOTIF_RETRY, name: "NotifRetry", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: NOTIF_EXPIRATION, name: "NotifExpiration", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -2594,4 +2699,7 @@ pub static ALL: &[&ObjectSchema] = &[
     &udp_echo::SCHEMA,
     &firmware_image::SCHEMA,
     &vendor_config_file::SCHEMA,
+    &local_agent::SCHEMA,
+    &usp_controller::SCHEMA,
+    &usp_subscription::SCHEMA,
 ];

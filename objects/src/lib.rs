@@ -25,6 +25,7 @@ mod firmware;
 pub mod firmware_image;
 mod host_tables;
 mod ip_interface;
+pub mod local_agent;
 mod location;
 mod management;
 mod provision;
@@ -78,6 +79,7 @@ pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
     diagnostics::register(tree)?;
     bulk_data::register(tree)?;
     udp_echo::register(tree)?;
+    local_agent::register(tree, Arc::clone(&platform.host))?;
     vendor_config_file::register(tree)?;
     statistics::register(tree, Arc::clone(&platform.network))?;
     firmware::register(tree)?;

@@ -13,12 +13,15 @@ stdin and prints one JSON line per result on stdout:
   {"op": "send", "to": AGENT, "topic": T, "msg": {...}}
                                  sends the Msg (protobuf's JSON mapping) in a
                                  no-session-context record and prints the
-                                 answer: {"from": ..., "msg": {...}} or
+                                 answer (the next record that is not a
+                                 Notify): {"from": ..., "msg": {...}} or
                                  {"disconnect": ...}
   {"op": "post", "to": ..., "topic": T, "msg": {...}}
                                  as send, without waiting: prints {}
   {"op": "raw", "topic": T, "hex": "..."}
                                  publishes the bytes as they are; prints {}
+  {"op": "notification"}          waits for the agent's next Notify:
+                                 {"from": ..., "msg": {...}}
   {"op": "quiet", "topic": T, "to": AGENT}
                                  a Get whose answer must be the next record
                                  received: prints what came first
@@ -53,13 +56,29 @@ import usp_record_1_4_pb2 as record_pb  # noqa: E402
 from google.protobuf import json_format  # noqa: E402
 
 received = queue.Queue()
+notifications = queue.Queue()
+
+
+def is_notify(payload):
+    record = record_pb.Record()
+    try:
+        record.ParseFromString(payload)
+        if record.WhichOneof("record_type") != "no_session_context":
+            return False
+        msg = usp.Msg()
+        msg.ParseFromString(record.no_session_context.payload)
+        return msg.body.request.WhichOneof("req_type") == "notify"
+    except Exception:
+        return False
 
 
 def on_message(client, userdata, message):
     props = message.properties
     content_type = getattr(props, "ContentType", None)
     reply_to = getattr(props, "ResponseTopic", None)
-    received.put((message.payload, content_type, reply_to))
+    # The agent's Notify requests apart from its answers.
+    target = notifications if is_notify(message.payload) else received
+    target.put((message.payload, content_type, reply_to))
 
 
 subscribed = queue.Queue()
@@ -74,8 +93,8 @@ subscribed.get(timeout=30)
 print("READY", flush=True)
 
 
-def next_record(timeout=30):
-    payload, content_type, reply_to = received.get(timeout=timeout)
+def next_record(timeout=30, source=None):
+    payload, content_type, reply_to = (source or received).get(timeout=timeout)
     record = record_pb.Record()
     record.ParseFromString(payload)
     problems = []
@@ -135,6 +154,8 @@ for line in sys.stdin:
         elif op == "raw":
             publish(command["topic"], bytes.fromhex(command["hex"]))
             print("{}", flush=True)
+        elif op == "notification":
+            print(json.dumps(answer(*next_record(source=notifications))), flush=True)
         elif op == "quiet":
             msg = usp.Msg()
             msg.header.msg_id = "quiet"

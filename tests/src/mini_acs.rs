@@ -174,3 +174,19 @@ pub fn parameter_values(body: &str) -> std::collections::HashMap<String, String>
         })
         .collect()
 }
+
+/// The ACS's script: each session answers with the next list of
+/// `sessions`, taken from the end, one request per POST.
+pub fn scripted(mut sessions: Vec<Vec<String>>) -> Script {
+    let mut current: Vec<String> = Vec::new();
+    Box::new(move |body| {
+        if body.is_empty() {
+            current = sessions.pop().unwrap_or_default();
+            current.reverse();
+        }
+        if body.is_empty() || body.contains("Response>") {
+            return current.pop();
+        }
+        None
+    })
+}

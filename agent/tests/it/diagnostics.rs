@@ -19,22 +19,8 @@ use dm_tests::process::Guard;
 /// Inform): each session answers with the next list of `sessions`, taken
 /// from the end, one request per POST.
 fn acs_in(netns: &str, sessions: Vec<Vec<String>>) -> MiniAcs {
-    dm_tests::netns::run_in(netns, move || MiniAcs::start(scripted(sessions)))
-}
-
-/// The ACS's script: each session answers with the next list of
-/// `sessions`, taken from the end, one request per POST.
-fn scripted(mut sessions: Vec<Vec<String>>) -> dm_tests::mini_acs::Script {
-    let mut current: Vec<String> = Vec::new();
-    Box::new(move |body| {
-        if body.is_empty() {
-            current = sessions.pop().unwrap_or_default();
-            current.reverse();
-        }
-        if body.is_empty() || body.contains("Response>") {
-            return current.pop();
-        }
-        None
+    dm_tests::netns::run_in(netns, move || {
+        MiniAcs::start(dm_tests::mini_acs::scripted(sessions))
     })
 }
 
@@ -727,7 +713,7 @@ fn download_and_upload_over_ftp() {
             (&format!("{UPLOAD}DiagnosticsState"), "string", "Requested"),
         ],
     );
-    let acs = MiniAcs::start(scripted(vec![
+    let acs = MiniAcs::start(dm_tests::mini_acs::scripted(vec![
         vec![get_parameter_values(UPLOAD)],
         vec![get_parameter_values(DOWNLOAD), set_upload],
         vec![set_download],

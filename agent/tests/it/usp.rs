@@ -109,6 +109,46 @@ impl Controller {
     }
 }
 
+/// A broker, the controller and the agent (with `more` in its
+/// configuration), each stopped when dropped.
+struct Usp {
+    controller: Controller,
+    _agent: dm_tests::agent::Agent,
+    _broker: Guard,
+    _dir: tempfile::TempDir,
+}
+
+impl Usp {
+    fn start(more: &str) -> Usp {
+        let dir = tempfile::tempdir().unwrap();
+        let port = dm_tests::files::free_tcp_port();
+        let broker = mosquitto(dir.path(), port);
+        let controller = Controller::start(port);
+        let config = dir.path().join("dmagent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[device]\noui = \"00D09E\"\nserial_number = \"USP1\"\n\n\
+                 [usp]\nbroker = \"mqtt://127.0.0.1:{port}\"\n\
+                 controller_endpoint_id = \"{CONTROLLER}\"\n\
+                 controller_topic = \"{CONTROLLER_TOPIC}\"\n\n{more}"
+            ),
+        )
+        .unwrap();
+        let agent = dm_tests::agent::run(
+            env!("CARGO_BIN_EXE_dmagent"),
+            &config,
+            &dir.path().join("state"),
+        );
+        Usp {
+            controller,
+            _agent: agent,
+            _broker: broker,
+            _dir: dir,
+        }
+    }
+}
+
 fn get_one(controller: &mut Controller, topic: &str, path: &str) -> String {
     let body = controller.request(topic, "get", "GET", json!({"get": {"paramPaths": [path]}}));
     let result = &body["response"]["getResp"]["reqPathResults"][0];
@@ -126,27 +166,8 @@ fn get_one(controller: &mut Controller, topic: &str, path: &str) -> String {
 /// passed over without an answer, and the agent goes on serving.
 #[test]
 fn a_controller_reads_and_writes_the_tree_over_mqtt() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = dm_tests::files::free_tcp_port();
-    let _broker = mosquitto(dir.path(), port);
-    let mut controller = Controller::start(port);
-    let config = dir.path().join("dmagent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[device]\noui = \"00D09E\"\nserial_number = \"USP1\"\n\n\
-             [usp]\nbroker = \"mqtt://127.0.0.1:{port}\"\n\
-             controller_endpoint_id = \"{CONTROLLER}\"\n\
-             controller_topic = \"{CONTROLLER_TOPIC}\"\n"
-        ),
-    )
-    .unwrap();
-    let _agent = dm_tests::agent::run(
-        env!("CARGO_BIN_EXE_dmagent"),
-        &config,
-        &dir.path().join("state"),
-    );
-
+    let mut usp = Usp::start("");
+    let controller = &mut usp.controller;
     // R-MTP.6: the connect record names the topic the agent listens on,
     // the same it names as every PUBLISH's Response Topic.
     let connect = controller.ask(json!({"op": "connect_record"}));
@@ -167,7 +188,7 @@ fn a_controller_reads_and_writes_the_tree_over_mqtt() {
     assert!(versions.split(',').any(|v| v == "1.4"), "{body}");
 
     assert_eq!(
-        get_one(&mut controller, &topic, "Device.DeviceInfo.SerialNumber"),
+        get_one(controller, &topic, "Device.DeviceInfo.SerialNumber"),
         "USP1"
     );
 
@@ -188,7 +209,7 @@ fn a_controller_reads_and_writes_the_tree_over_mqtt() {
         "{body}"
     );
     assert_eq!(
-        get_one(&mut controller, &topic, "Device.WiFi.SSID.1.SSID"),
+        get_one(controller, &topic, "Device.WiFi.SSID.1.SSID"),
         "usp-net"
     );
     // A value out of range: the Error names the parameter; nothing changed.
@@ -207,7 +228,7 @@ fn a_controller_reads_and_writes_the_tree_over_mqtt() {
         "Device.WiFi.SSID.1.SSID"
     );
     assert_eq!(
-        get_one(&mut controller, &topic, "Device.WiFi.SSID.1.SSID"),
+        get_one(controller, &topic, "Device.WiFi.SSID.1.SSID"),
         "usp-net"
     );
 
@@ -276,4 +297,86 @@ fn a_controller_reads_and_writes_the_tree_over_mqtt() {
     }));
     let quiet = controller.ask(json!({"op": "quiet", "topic": topic, "to": AGENT}));
     assert_eq!(quiet["msg"]["header"]["msgId"], "quiet", "{quiet}");
+}
+
+/// The feature no single-protocol agent has: a USP subscription is told
+/// of a change an ACS makes with SetParameterValues, and a USP Set
+/// reaches the ACS as "4 VALUE CHANGE" (the ACS asked for active
+/// notification in the boot session). The ACS's Set rides in the very
+/// session the USP Set started.
+#[test]
+fn usp_and_cwmp_see_each_others_changes() {
+    use dm_tests::mini_acs::{MiniAcs, scripted, set_parameter_values};
+    const SSID: &str = "Device.WiFi.SSID.1.SSID";
+    let attributes = "<cwmp:SetParameterAttributes><ParameterList><SetParameterAttributesStruct>\
+         <Name>Device.WiFi.SSID.1.SSID</Name><NotificationChange>1</NotificationChange>\
+         <Notification>2</Notification><AccessListChange>0</AccessListChange><AccessList/>\
+         </SetParameterAttributesStruct></ParameterList></cwmp:SetParameterAttributes>"
+        .to_owned();
+    let set = set_parameter_values("from-acs", &[(SSID, "string", "from-acs")]);
+    let acs = MiniAcs::start(scripted(vec![vec![set], vec![attributes]]));
+    let mut usp = Usp::start(&format!(
+        "[cwmp]\nacs_url = \"{}\"\nperiodic_inform = false\n\
+         connection_request_port = {}\nconnection_request_bind = \"127.0.0.1\"\n\n\
+         [lwm2m]\nenabled = false\n",
+        acs.url(),
+        dm_tests::files::free_tcp_port()
+    ));
+    let controller = &mut usp.controller;
+    acs.post_with("SetParameterAttributesResponse");
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
+
+    // The controller subscribes; the subscription is its own.
+    let body = controller.request(
+        &topic,
+        "subscribe",
+        "ADD",
+        json!({"add": {"createObjs": [{
+            "objPath": "Device.LocalAgent.Subscription.",
+            "paramSettings": [
+                {"param": "ID", "value": "ssid", "required": true},
+                {"param": "NotifType", "value": "ValueChange", "required": true},
+                {"param": "ReferenceList", "value": SSID, "required": true},
+                {"param": "Persistent", "value": "true", "required": true},
+                {"param": "Enable", "value": "true", "required": true},
+            ],
+        }]}}),
+    );
+    let subscription = body["response"]["addResp"]["createdObjResults"][0]["operStatus"]
+        ["operSuccess"]["instantiatedPath"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    assert_eq!(
+        get_one(controller, &topic, &format!("{subscription}Recipient")),
+        "Device.LocalAgent.Controller.1"
+    );
+
+    // A USP Set: the subscription is told, and the ACS.
+    let body = controller.request(
+        &topic,
+        "set",
+        "SET",
+        json!({"set": {"updateObjs": [{
+            "objPath": "Device.WiFi.SSID.1.",
+            "paramSettings": [{"param": "SSID", "value": "from-usp", "required": true}],
+        }]}}),
+    );
+    assert!(body["response"]["setResp"].is_object(), "{body}");
+    let notified = |controller: &mut Controller, value: &str| {
+        let notification = controller.ask(json!({"op": "notification"}));
+        let notify = &notification["msg"]["body"]["request"]["notify"];
+        assert_eq!(notify["subscriptionId"], "ssid", "{notification}");
+        assert_eq!(notify["valueChange"]["paramPath"], SSID, "{notification}");
+        assert_eq!(notify["valueChange"]["paramValue"], value, "{notification}");
+    };
+    notified(controller, "from-usp");
+    let inform = acs.post_with("4 VALUE CHANGE");
+    assert!(inform.contains("from-usp"), "{inform}");
+
+    // In that session the ACS sets the SSID: the subscription is told.
+    acs.post_with("SetParameterValuesResponse");
+    notified(controller, "from-acs");
+    assert_eq!(get_one(controller, &topic, SSID), "from-acs");
 }

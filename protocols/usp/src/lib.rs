@@ -9,15 +9,19 @@
 //!   GetSupportedProtocol, Set, Add, Delete), records out; writes go
 //!   through the same transactions, and the same host boundary, as the
 //!   other protocols'.
+//! - [`notify`]: the tree's changes, whoever made them, as Notify
+//!   messages for the subscriptions in `Device.LocalAgent.Subscription.`.
 //! - [`error`]: TR-369's error codes.
 //!
 //! The MTPs (MQTT, WebSocket) are the driver's, in the agent.
 
 pub mod engine;
 pub mod error;
+pub mod notify;
 pub mod path;
 #[rustfmt::skip]
 pub mod proto;
 
 pub use engine::{Agent, Incoming, Pending, Request, Step};
 pub use error::{Code, UspError};
+pub use notify::{Notifier, Outgoing};

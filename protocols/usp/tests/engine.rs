@@ -498,3 +498,133 @@ proptest::proptest! {
         let _ = agent.receive(&record(AGENT, bytes));
     }
 }
+
+#[test]
+fn subscriptions_turn_any_origins_changes_into_notify_messages() {
+    use dm_usp::Notifier;
+    let agent = Agent::new(AGENT);
+    let mut tree = tree();
+    dm_objects::local_agent::provision(&mut tree, AGENT, &[CONTROLLER.to_owned()]).unwrap();
+    let subscribe = |kind: &str, reference: &str| {
+        ReqType::Add(usp::Add {
+            allow_partial: false,
+            create_objs: vec![usp::add::CreateObject {
+                obj_path: "Device.LocalAgent.Subscription.".into(),
+                param_settings: [
+                    ("ID", kind),
+                    ("NotifType", kind),
+                    ("ReferenceList", reference),
+                    ("Enable", "true"),
+                ]
+                .iter()
+                .map(|(param, value)| usp::add::CreateParamSetting {
+                    param: (*param).into(),
+                    value: (*value).into(),
+                    required: true,
+                })
+                .collect(),
+            }],
+        })
+    };
+    for (kind, reference) in [
+        ("ValueChange", "Device.WiFi.SSID.*.SSID"),
+        ("ObjectCreation", "Device.WiFi.SSID."),
+        ("ObjectDeletion", "Device.WiFi.SSID."),
+    ] {
+        let RespType::AddResp(_) = resp(ask(&agent, &mut tree, subscribe(kind, reference))) else {
+            panic!()
+        };
+    }
+    // An enabled subscription with nothing to watch is refused.
+    let e = error(ask(&agent, &mut tree, subscribe("ValueChange", "")));
+    assert_eq!(e.err_code, 7012, "{e:?}");
+
+    let changes = tree.subscribe(64);
+    let mut notifier = Notifier::default();
+    let mut notified = |tree: &Tree| -> Vec<(String, usp::notify::Notification)> {
+        changes
+            .drain()
+            .iter()
+            .flat_map(|change| notifier.on_change(tree, change))
+            .map(|out| {
+                assert_eq!(out.to, CONTROLLER);
+                let Some(usp::body::MsgBody::Request(usp::Request {
+                    req_type: Some(ReqType::Notify(notify)),
+                })) = out.msg.body.and_then(|b| b.msg_body)
+                else {
+                    panic!()
+                };
+                (notify.subscription_id, notify.notification.unwrap())
+            })
+            .collect()
+    };
+    // An ACS's write.
+    dm_cwmp::rpc::set_parameter_values(
+        &mut tree,
+        &[dm_cwmp::soap::ParameterValueIn {
+            name: "Device.WiFi.SSID.1.SSID".into(),
+            value: "acs-net".into(),
+            xsd_type: None,
+        }],
+        "k",
+    )
+    .unwrap();
+    let got = notified(&tree);
+    assert_eq!(
+        got,
+        [(
+            "ValueChange".to_owned(),
+            usp::notify::Notification::ValueChange(usp::notify::ValueChange {
+                param_path: "Device.WiFi.SSID.1.SSID".into(),
+                param_value: "acs-net".into(),
+            })
+        )]
+    );
+    // An instance made and removed (by the CLI here).
+    let (instance, _) =
+        dm_cwmp::rpc::add_object_by(&mut tree, Origin::Cli, "Device.WiFi.SSID.", None).unwrap();
+    let path = format!("Device.WiFi.SSID.{instance}.");
+    let got = notified(&tree);
+    assert!(
+        got.contains(&(
+            "ObjectCreation".to_owned(),
+            usp::notify::Notification::ObjCreation(usp::notify::ObjectCreation {
+                obj_path: path.clone(),
+                unique_keys: Default::default(),
+            })
+        )),
+        "{got:?}"
+    );
+    dm_cwmp::rpc::delete_object_by(&mut tree, Origin::Cli, &path, None).unwrap();
+    let got = notified(&tree);
+    assert_eq!(
+        got,
+        [(
+            "ObjectDeletion".to_owned(),
+            usp::notify::Notification::ObjDeletion(usp::notify::ObjectDeletion { obj_path: path })
+        )]
+    );
+    // Disabled: nothing more.
+    let body = set(
+        &[(
+            "Device.LocalAgent.Subscription.*.",
+            &[("Enable", "false", true)],
+        )],
+        false,
+    );
+    let RespType::SetResp(_) = resp(ask(&agent, &mut tree, body)) else {
+        panic!()
+    };
+    let _ = notified(&tree);
+    dm_cwmp::rpc::set_parameter_values(
+        &mut tree,
+        &[dm_cwmp::soap::ParameterValueIn {
+            name: "Device.WiFi.SSID.1.SSID".into(),
+            value: "quiet".into(),
+            xsd_type: None,
+        }],
+        "k",
+    )
+    .unwrap();
+    assert!(notified(&tree).is_empty());
+}

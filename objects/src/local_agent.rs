@@ -1,0 +1,236 @@
+//! USP's own objects (TR-181 `Device.LocalAgent.`, TR-369 §Notifications):
+//! the agent itself, the controllers it serves (from its configuration:
+//! a client neither adds nor removes one) and the subscriptions
+//! controllers make, kept with the rest of the state.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use dm_core::catalog::{local_agent, usp_controller, usp_subscription};
+use dm_core::{
+    Error, Instance, InstanceId, ObjectHandler, ObjectLink, ObjectSchema, Origin, Path, ResourceId,
+    ResourceValue, Slot, Tree, Value,
+};
+use dm_platform::Host;
+
+use crate::ethernet::refuse_clients;
+
+/// The MTPs the agent speaks (`SupportedProtocols`).
+pub const PROTOCOLS: &str = "MQTT";
+
+/// When the agent started: `UpTime` counts from it.
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+struct LocalAgent;
+struct Controllers;
+struct Subscriptions {
+    host: Arc<dyn Host>,
+}
+
+pub fn register(tree: &mut Tree, host: Arc<dyn Host>) -> Result<(), Error> {
+    STARTED.get_or_init(Instant::now);
+    tree.register(Box::new(LocalAgent))?;
+    tree.register(Box::new(Controllers))?;
+    tree.register(Box::new(Subscriptions { host }))
+}
+
+fn stored(value: Value) -> Slot {
+    Slot::Stored(ResourceValue::Single(value))
+}
+
+impl ObjectHandler for LocalAgent {
+    fn schema(&self) -> &'static ObjectSchema {
+        &local_agent::SCHEMA
+    }
+
+    fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
+        use local_agent::*;
+        Ok(Instance::new()
+            .with(ENDPOINT_ID, stored(Value::String(String::new())))
+            .with(SOFTWARE_VERSION, Slot::Live)
+            .with(UP_TIME, Slot::Live)
+            .with(SUPPORTED_PROTOCOLS, Slot::Live))
+    }
+
+    fn read(
+        &self,
+        _origin: Origin,
+        instance: InstanceId,
+        resource: ResourceId,
+    ) -> Result<ResourceValue, Error> {
+        use local_agent::*;
+        let value = match resource {
+            SOFTWARE_VERSION => Value::String(env!("CARGO_PKG_VERSION").to_owned()),
+            UP_TIME => Value::Unsigned(
+                STARTED
+                    .get()
+                    .map_or(0, |started| started.elapsed().as_secs()),
+            ),
+            SUPPORTED_PROTOCOLS => Value::String(PROTOCOLS.to_owned()),
+            _ => return Err(Error::NotReadable(Path::resource(ID, instance, resource))),
+        };
+        Ok(ResourceValue::Single(value))
+    }
+}
+
+impl ObjectHandler for Controllers {
+    fn schema(&self) -> &'static ObjectSchema {
+        &usp_controller::SCHEMA
+    }
+
+    fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
+        use usp_controller::*;
+        Ok(Instance::new()
+            .with(ALIAS, stored(Value::String(String::new())))
+            .with(ENABLE, stored(Value::Boolean(true)))
+            .with(ENDPOINT_ID, stored(Value::String(String::new()))))
+    }
+
+    fn validate(&self, origin: Origin, instance: InstanceId, _: &Instance) -> Result<(), Error> {
+        // The configuration says which controllers there are.
+        refuse_clients(origin, Path::instance(usp_controller::ID, instance))
+    }
+
+    fn delete(&self, origin: Origin, instance: InstanceId) -> Result<(), Error> {
+        refuse_clients(origin, Path::instance(usp_controller::ID, instance))
+    }
+}
+
+impl ObjectHandler for Subscriptions {
+    fn schema(&self) -> &'static ObjectSchema {
+        &usp_subscription::SCHEMA
+    }
+
+    fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
+        use usp_subscription::*;
+        // TR-181's defaults.
+        Ok(Instance::new()
+            .with(ALIAS, stored(Value::String(String::new())))
+            .with(ENABLE, stored(Value::Boolean(false)))
+            .with(IDENTIFIER, stored(Value::String(String::new())))
+            .with(RECIPIENT, stored(Value::ObjectLink(ObjectLink::NULL)))
+            .with(CREATION_DATE, stored(Value::DateTime(crate::UNKNOWN_TIME)))
+            .with(NOTIF_TYPE, stored(Value::String(String::new())))
+            .with(REFERENCE_LIST, stored(Value::String(String::new())))
+            .with(PERSISTENT, stored(Value::Boolean(false)))
+            .with(TIME_TO_LIVE, stored(Value::Unsigned(0)))
+            .with(NOTIF_RETRY, stored(Value::Boolean(false)))
+            .with(NOTIF_EXPIRATION, stored(Value::Unsigned(0))))
+    }
+
+    /// A subscription a controller makes is that controller's (TR-181:
+    /// Recipient is "the Controller instance that created it"), gets an
+    /// ID when it has none, and its creation date.
+    fn adjust(
+        &self,
+        origin: Origin,
+        instance: InstanceId,
+        _written: &[ResourceId],
+        state: &mut Instance,
+    ) -> Result<Vec<ResourceId>, Error> {
+        use usp_subscription::*;
+        if let Origin::Controller(controller) = origin
+            && state.value(RECIPIENT) == Some(&Value::ObjectLink(ObjectLink::NULL))
+        {
+            state.set_value(
+                RECIPIENT,
+                Value::ObjectLink(ObjectLink {
+                    object: usp_controller::ID,
+                    instance: controller,
+                }),
+            );
+            state.set_value(
+                CREATION_DATE,
+                Value::DateTime(dm_core::unix_seconds(self.host.now())),
+            );
+        }
+        if state.value(IDENTIFIER) == Some(&Value::String(String::new())) {
+            state.set_value(
+                IDENTIFIER,
+                Value::String(format!("{}-{}", instance.0, origin)),
+            );
+        }
+        Ok(Vec::new())
+    }
+
+    fn validate(
+        &self,
+        origin: Origin,
+        instance: InstanceId,
+        state: &Instance,
+    ) -> Result<(), Error> {
+        use usp_subscription::*;
+        if !origin.is_client() || state.value(ENABLE) != Some(&Value::Boolean(true)) {
+            return Ok(());
+        }
+        let empty = |resource| state.value(resource) == Some(&Value::String(String::new()));
+        for (resource, what) in [
+            (NOTIF_TYPE, "a NotifType"),
+            (REFERENCE_LIST, "a ReferenceList"),
+        ] {
+            if empty(resource) {
+                return Err(Error::Rejected {
+                    path: Path::resource(usp_subscription::ID, instance, resource),
+                    reason: format!("an enabled subscription needs {what}"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// At start, as the agent: the agent's endpoint ID, its controllers'
+/// instances (numbered from 1, as configured; those no longer configured
+/// deleted), and the subscriptions that do not outlive a restart (TR-181
+/// Persistent false) deleted.
+pub fn provision(
+    tree: &mut Tree,
+    endpoint_id: &str,
+    controllers: &[String],
+) -> Result<(), dm_core::TransactionError> {
+    let existing = tree.instances(usp_controller::ID).unwrap_or_default();
+    let transient = transient_subscriptions(tree);
+    let mut tx = tree.begin(Origin::Agent);
+    tx.set(
+        Path::resource(local_agent::ID, InstanceId(0), local_agent::ENDPOINT_ID),
+        Value::String(endpoint_id.to_owned()),
+    );
+    for (at, endpoint) in controllers.iter().enumerate() {
+        let Ok(number) = u16::try_from(at + 1) else {
+            break;
+        };
+        let instance = InstanceId(number);
+        if !existing.contains(&instance) {
+            tx.create(usp_controller::ID, Some(instance));
+        }
+        tx.set(
+            Path::resource(usp_controller::ID, instance, usp_controller::ENDPOINT_ID),
+            Value::String(endpoint.clone()),
+        );
+    }
+    for &instance in &existing {
+        if usize::from(instance.0) > controllers.len() {
+            tx.delete(usp_controller::ID, instance);
+        }
+    }
+    for instance in transient {
+        tx.delete(usp_subscription::ID, instance);
+    }
+    tx.commit().map(|_| ())
+}
+
+/// The subscriptions that do not outlive a restart.
+fn transient_subscriptions(tree: &Tree) -> Vec<InstanceId> {
+    tree.instances(usp_subscription::ID)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|&instance| {
+            tree.read(
+                Origin::Agent,
+                &Path::resource(usp_subscription::ID, instance, usp_subscription::PERSISTENT),
+            )
+            .ok()
+                != Some(ResourceValue::Single(Value::Boolean(true)))
+        })
+        .collect()
+}

@@ -1,0 +1,307 @@
+//! Notifications (TR-369 §Notify): the tree's committed changes, whoever
+//! made them (a controller, an ACS, an LwM2M server, the platform),
+//! matched against the subscriptions in `Device.LocalAgent.Subscription.`
+//! and turned into Notify messages for their recipients.
+//!
+//! ValueChange, ObjectCreation and ObjectDeletion are made here;
+//! ReferenceList entries are paths with instance numbers or `*` (search
+//! expressions in a ReferenceList are not followed yet).
+
+use dm_core::catalog::{usp_controller, usp_subscription};
+use dm_core::{
+    Change, ChangeKind, InstanceId, ObjectLink, Origin, Path, ResourceValue, Tree, Value,
+};
+use dm_cwmp::mapping::Resolver;
+use dm_cwmp::values;
+
+use crate::proto::usp::{self, header::MsgType, notify, request::ReqType};
+
+/// A Notify for a controller.
+#[derive(Debug, PartialEq)]
+pub struct Outgoing {
+    /// The controller's endpoint ID.
+    pub to: String,
+    pub msg: usp::Msg,
+}
+
+/// Numbers the agent's Notify messages (msg_id `notify-N`).
+#[derive(Debug, Default)]
+pub struct Notifier {
+    sent: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    ValueChange,
+    ObjectCreation,
+    ObjectDeletion,
+}
+
+/// An enabled subscription, as the tree holds it.
+#[derive(Debug)]
+struct Subscription {
+    id: String,
+    kind: Kind,
+    references: Vec<String>,
+    recipient: String,
+    send_resp: bool,
+}
+
+impl Notifier {
+    /// The Notify messages `change` makes, in subscription order.
+    pub fn on_change(&mut self, tree: &Tree, change: &Change) -> Vec<Outgoing> {
+        let events: Vec<(Kind, String, Option<String>)> = match &change.kind {
+            ChangeKind::Value(value) => changed_values(change.path, value)
+                .into_iter()
+                .map(|(name, value)| (Kind::ValueChange, name, Some(value)))
+                .collect(),
+            ChangeKind::Created => instance_paths(change.path)
+                .into_iter()
+                .map(|path| (Kind::ObjectCreation, path, None))
+                .collect(),
+            ChangeKind::Deleted => instance_paths(change.path)
+                .into_iter()
+                .map(|path| (Kind::ObjectDeletion, path, None))
+                .collect(),
+            _ => return Vec::new(),
+        };
+        if events.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for subscription in subscriptions(tree) {
+            for (kind, path, value) in &events {
+                if *kind != subscription.kind
+                    || !subscription
+                        .references
+                        .iter()
+                        .any(|reference| covers(reference, path, *kind))
+                {
+                    continue;
+                }
+                let notification = match (kind, value) {
+                    (Kind::ValueChange, Some(value)) => {
+                        notify::Notification::ValueChange(notify::ValueChange {
+                            param_path: path.clone(),
+                            param_value: value.clone(),
+                        })
+                    }
+                    (Kind::ObjectCreation, _) => {
+                        notify::Notification::ObjCreation(notify::ObjectCreation {
+                            obj_path: path.clone(),
+                            unique_keys: Default::default(),
+                        })
+                    }
+                    _ => notify::Notification::ObjDeletion(notify::ObjectDeletion {
+                        obj_path: path.clone(),
+                    }),
+                };
+                out.push(Outgoing {
+                    to: subscription.recipient.clone(),
+                    msg: self.notify(&subscription, notification),
+                });
+            }
+        }
+        out
+    }
+
+    fn notify(
+        &mut self,
+        subscription: &Subscription,
+        notification: notify::Notification,
+    ) -> usp::Msg {
+        self.sent += 1;
+        usp::Msg {
+            header: Some(usp::Header {
+                msg_id: format!("notify-{}", self.sent),
+                msg_type: MsgType::Notify as i32,
+            }),
+            body: Some(usp::Body {
+                msg_body: Some(usp::body::MsgBody::Request(usp::Request {
+                    req_type: Some(ReqType::Notify(usp::Notify {
+                        subscription_id: subscription.id.clone(),
+                        send_resp: subscription.send_resp,
+                        notification: Some(notification),
+                    })),
+                })),
+            }),
+        }
+    }
+}
+
+/// The TR-181 parameters a value change names, with their new values as
+/// USP writes them (secured ones empty, as a Get reads them).
+fn changed_values(path: Path, value: &ResourceValue) -> Vec<(String, String)> {
+    let (Some(resource), Some(instance)) = (path.resource_id(), path.instance_id()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for map in Resolver::global().parameters_for(path.object_id(), resource) {
+        // TR-181 tables number from 1: instance 0 has no name there.
+        if map.has_instance() && instance.0 == 0 {
+            continue;
+        }
+        let shown = |v: &Value| {
+            if map.secured {
+                String::new()
+            } else {
+                values::render(v, map.syntax)
+            }
+        };
+        match value {
+            ResourceValue::Single(v) => out.push((map.render(instance, path.index()), shown(v))),
+            ResourceValue::Multiple(values) => {
+                for (index, v) in values {
+                    out.push((map.render(instance, Some(*index)), shown(v)));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The TR-181 object paths of a created or deleted instance
+/// (`Device.WiFi.SSID.3.`).
+fn instance_paths(path: Path) -> Vec<String> {
+    let Some(instance) = path.instance_id().filter(|i| i.0 != 0) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<String> = dm_cwmp::mapping::parameters()
+        .filter(|map| map.object == path.object_id())
+        .filter_map(|map| {
+            let at = map.path.find(".{i}.")?;
+            Some(format!("{}.{}.", &map.path[..at], instance.0))
+        })
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+/// Whether a ReferenceList entry covers `path`: for values, the
+/// parameter itself or an object above it; for creations and deletions,
+/// the table the instance is in (TR-369: a ReferenceList of table paths).
+fn covers(reference: &str, path: &str, kind: Kind) -> bool {
+    let reference = reference.trim();
+    let pattern: Vec<&str> = reference.trim_end_matches('.').split('.').collect();
+    let name: Vec<&str> = path.trim_end_matches('.').split('.').collect();
+    let segment_matches = |(p, n): (&&str, &&str)| {
+        p == n || (*p == "*" && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    match kind {
+        Kind::ValueChange => {
+            let partial = reference.ends_with('.');
+            (if partial {
+                pattern.len() < name.len()
+            } else {
+                pattern.len() == name.len()
+            }) && pattern.iter().zip(name.iter()).all(segment_matches)
+        }
+        // The instance's table: the instance path less its number.
+        Kind::ObjectCreation | Kind::ObjectDeletion => {
+            reference.ends_with('.')
+                && pattern.len() + 1 == name.len()
+                && pattern.iter().zip(name.iter()).all(segment_matches)
+        }
+    }
+}
+
+/// The enabled subscriptions whose recipient is a configured controller.
+fn subscriptions(tree: &Tree) -> Vec<Subscription> {
+    let read = |object, instance, resource| match tree
+        .read(Origin::Agent, &Path::resource(object, instance, resource))
+    {
+        Ok(ResourceValue::Single(value)) => Some(value),
+        _ => None,
+    };
+    let text = |object, instance, resource| match read(object, instance, resource) {
+        Some(Value::String(s)) => s,
+        _ => String::new(),
+    };
+    let mut out = Vec::new();
+    for instance in tree.instances(usp_subscription::ID).unwrap_or_default() {
+        use usp_subscription::*;
+        if read(ID, instance, ENABLE) != Some(Value::Boolean(true)) {
+            continue;
+        }
+        let kind = match text(ID, instance, NOTIF_TYPE).as_str() {
+            "ValueChange" => Kind::ValueChange,
+            "ObjectCreation" => Kind::ObjectCreation,
+            "ObjectDeletion" => Kind::ObjectDeletion,
+            _ => continue,
+        };
+        let Some(Value::ObjectLink(ObjectLink {
+            object: usp_controller::ID,
+            instance: controller,
+        })) = read(ID, instance, RECIPIENT)
+        else {
+            continue;
+        };
+        let controller = InstanceId(controller);
+        if read(usp_controller::ID, controller, usp_controller::ENABLE)
+            == Some(Value::Boolean(false))
+        {
+            continue;
+        }
+        let recipient = text(usp_controller::ID, controller, usp_controller::ENDPOINT_ID);
+        if recipient.is_empty() {
+            continue;
+        }
+        out.push(Subscription {
+            id: text(ID, instance, IDENTIFIER),
+            kind,
+            references: text(ID, instance, REFERENCE_LIST)
+                .split(',')
+                .map(|r| r.trim().to_owned())
+                .filter(|r| !r.is_empty())
+                .collect(),
+            recipient,
+            send_resp: read(ID, instance, NOTIF_RETRY) == Some(Value::Boolean(true)),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_cover_parameters_objects_and_tables() {
+        let v = Kind::ValueChange;
+        assert!(covers(
+            "Device.WiFi.SSID.1.SSID",
+            "Device.WiFi.SSID.1.SSID",
+            v
+        ));
+        assert!(covers(
+            "Device.WiFi.SSID.*.SSID",
+            "Device.WiFi.SSID.7.SSID",
+            v
+        ));
+        assert!(covers("Device.WiFi.", "Device.WiFi.SSID.7.SSID", v));
+        assert!(!covers(
+            "Device.WiFi.SSID.1.SSID",
+            "Device.WiFi.SSID.2.SSID",
+            v
+        ));
+        assert!(!covers(
+            "Device.WiFi.SSID.1.SSID",
+            "Device.WiFi.SSID.1.SSIDX",
+            v
+        ));
+        assert!(!covers(
+            "Device.WiFi.SSID.*.SSID",
+            "Device.WiFi.SSID.x.SSID",
+            v
+        ));
+        let c = Kind::ObjectCreation;
+        assert!(covers("Device.WiFi.SSID.", "Device.WiFi.SSID.3.", c));
+        assert!(!covers("Device.WiFi.", "Device.WiFi.SSID.3.", c));
+        assert!(covers(
+            "Device.IP.Interface.*.IPv4Address.",
+            "Device.IP.Interface.2.IPv4Address.1.",
+            c
+        ));
+    }
+}
