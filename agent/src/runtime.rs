@@ -451,8 +451,9 @@ pub async fn run(
         }))
     });
 
+    let (usp_host_tx, mut usp_host_rx) = tokio::sync::mpsc::channel(1);
     let usp = config.usp.clone().map(|usp| {
-        let run = crate::usp::run(Arc::clone(&tree), usp, stop.clone());
+        let run = crate::usp::run(Arc::clone(&tree), usp, usp_host_tx, stop.clone());
         tokio::spawn(async move {
             let result = run.await;
             if let Err(e) = &result {
@@ -573,6 +574,9 @@ pub async fn run(
                 info!("exiting for the launcher to start the updated agent");
                 exit_code = crate::software::UPDATE_READY;
                 break;
+            }
+            Some(request) = usp_host_rx.recv() => {
+                action = Some((request, "usp".to_owned()));
             }
             Some(request) = host_rx.recv() => {
                 action = Some((match request {

@@ -28,6 +28,17 @@ const CONTENT_TYPE: &str = "usp.msg";
 /// The one controller this driver serves, as a tree origin.
 const CONTROLLER: Origin = Origin::Controller(1);
 
+/// Where a USP Reboot() leaves its command key for the Boot! event
+/// after the restart.
+const BOOT_KEY: &str = "usp.boot";
+
+/// What the serving task does, in order.
+enum Work {
+    Record(Received),
+    /// The Boot! event's arguments, to notify once connected.
+    Boot(std::collections::BTreeMap<String, String>),
+}
+
 /// A record received, with the topic to answer in.
 struct Received {
     payload: Vec<u8>,
@@ -39,6 +50,7 @@ struct Received {
 pub async fn run(
     tree: Arc<Mutex<Tree>>,
     config: Usp,
+    host: tokio::sync::mpsc::Sender<dm_objects::HostAction>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let agent = Agent::new(config.endpoint_id.clone());
@@ -61,7 +73,10 @@ pub async fn run(
         options.set_credentials(config.username.clone(), config.password.clone());
     }
     let (client, mut events) = AsyncClient::new(options, 16);
-    let (requests_tx, requests_rx) = tokio::sync::mpsc::channel::<Received>(16);
+    let (requests_tx, requests_rx) = tokio::sync::mpsc::channel::<Work>(16);
+    // Why the agent started, for the Boot! event (TR-181 2.16
+    // Device.Boot!): what a USP Reboot() left, else a local reboot.
+    let mut boot = Some(boot_arguments(&mut lock(&tree)));
     let reply_to = Arc::new(Mutex::new(config.agent_topic.clone()));
     // The tree's changes, for the subscriptions' Notify messages.
     let changes = lock(&tree).subscribe(256);
@@ -78,6 +93,7 @@ pub async fn run(
             controller: config.controller_endpoint_id.clone(),
             controller_topic: config.controller_topic.clone(),
             reply_to: Arc::clone(&reply_to),
+            host,
         },
         requests_rx,
         (changes, changed),
@@ -92,9 +108,18 @@ pub async fn run(
         let event = tokio::select! {
             event = events.poll() => event,
             _ = stop.changed() => {
-                // R-MQTT.35: a DISCONNECT when shutting down.
+                // R-MQTT.35: a DISCONNECT when shutting down, after what
+                // is queued (a Reboot()'s OperateResp).
                 let _ = client.disconnect().await;
-                let _ = tokio::time::timeout(Duration::from_secs(1), events.poll()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    loop {
+                        match events.poll().await {
+                            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                    }
+                })
+                .await;
                 server.abort();
                 return Ok(());
             }
@@ -131,6 +156,10 @@ pub async fn run(
                     let topic = lock(&reply_to).clone();
                     let record = agent.mqtt_connect_record(&config.controller_endpoint_id, &topic);
                     publish(&client, &config.controller_topic, &topic, record).await;
+                    // Boot!, once, on the first connection.
+                    if let Some(arguments) = boot.take() {
+                        let _ = requests_tx.send(Work::Boot(arguments)).await;
+                    }
                 } else {
                     // R-MQTT.17: no records without a subscription.
                     warn!(
@@ -149,7 +178,7 @@ pub async fn run(
                     payload: publish.payload.to_vec(),
                     reply_to,
                 };
-                if requests_tx.try_send(received).is_err() {
+                if requests_tx.try_send(Work::Record(received)).is_err() {
                     warn!("USP: requests come faster than they are answered; one dropped");
                 }
             }
@@ -188,6 +217,9 @@ struct Served {
     controller_topic: String,
     /// The agent's own topic now.
     reply_to: Arc<Mutex<String>>,
+    /// Where a Reboot() or FactoryReset() goes: the run loop ends the
+    /// other protocols, then the host acts.
+    host: tokio::sync::mpsc::Sender<dm_objects::HostAction>,
 }
 
 /// Answers the requests, one at a time, in the order they came, and
@@ -195,14 +227,18 @@ struct Served {
 /// subscriptions, in commit order.
 async fn serve(
     served: Served,
-    mut requests: tokio::sync::mpsc::Receiver<Received>,
+    mut requests: tokio::sync::mpsc::Receiver<Work>,
     (changes, changed): (dm_core::Subscription, Arc<tokio::sync::Notify>),
 ) {
     let mut notifier = dm_usp::Notifier::default();
     loop {
         tokio::select! {
-            received = requests.recv() => match received {
-                Some(received) => answer_record(&served, received).await,
+            work = requests.recv() => match work {
+                Some(Work::Record(received)) => answer_record(&served, received).await,
+                Some(Work::Boot(arguments)) => {
+                    let outgoing = notifier.event(&lock(&served.tree), "Device.Boot!", &arguments);
+                    send_notifications(&served, outgoing).await;
+                }
                 None => return,
             },
             () = changed.notified() => {
@@ -218,19 +254,81 @@ async fn serve(
                         .flat_map(|change| notifier.on_change(&tree, change))
                         .collect()
                 };
-                let own = lock(&served.reply_to).clone();
-                for notify in outgoing {
-                    // One controller is configured: its topic is where
-                    // its notifications go.
-                    if notify.to != served.controller {
-                        continue;
-                    }
-                    let record = served.agent.record(&notify.to, &notify.msg);
-                    publish(&served.client, &served.controller_topic, &own, record).await;
-                }
+                send_notifications(&served, outgoing).await;
             }
         }
     }
+}
+
+/// Sends Notify messages to their controller.
+async fn send_notifications(served: &Served, outgoing: Vec<dm_usp::Outgoing>) {
+    let own = lock(&served.reply_to).clone();
+    for notify in outgoing {
+        // One controller is configured: its topic is where its
+        // notifications go.
+        if notify.to != served.controller {
+            continue;
+        }
+        let record = served.agent.record(&notify.to, &notify.msg);
+        publish(&served.client, &served.controller_topic, &own, record).await;
+    }
+}
+
+/// The Boot! event's arguments (TR-181 2.16 `Device.Boot!`), and the
+/// cause a USP Reboot() left forgotten.
+fn boot_arguments(tree: &mut Tree) -> std::collections::BTreeMap<String, String> {
+    let left: Option<serde_json::Value> = tree
+        .pending_state(BOOT_KEY)
+        .and_then(|text| serde_json::from_str(text).ok());
+    if left.is_some()
+        && let Err(e) = tree.set_pending_state(BOOT_KEY, None)
+    {
+        warn!("USP: the reboot's cause is not forgotten: {e}");
+    }
+    let text = |key: &str, default: &str| {
+        left.as_ref()
+            .and_then(|v| v[key].as_str())
+            .unwrap_or(default)
+            .to_owned()
+    };
+    [
+        ("CommandKey".to_owned(), text("command_key", "")),
+        ("Cause".to_owned(), text("cause", "LocalReboot")),
+        // Which firmware the device booted is the update program's;
+        // not known here yet.
+        ("FirmwareUpdated".to_owned(), "false".to_owned()),
+        // No BootParameter is served yet.
+        ("ParameterMap".to_owned(), "{}".to_owned()),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// A command accepted: its cause kept for the Boot! event after the
+/// restart, its answer sent, then the run loop told.
+async fn carry_out(served: &Served, to: &str, to_topic: &str, command: dm_usp::Command) {
+    let (action, cause) = match command.action {
+        dm_usp::Action::Reboot => (dm_objects::HostAction::Reboot, "RemoteReboot"),
+        dm_usp::Action::FactoryReset => {
+            (dm_objects::HostAction::FactoryReset, "RemoteFactoryReset")
+        }
+    };
+    let left = serde_json::json!({"cause": cause, "command_key": command.command_key});
+    if let Err(e) = lock(&served.tree).set_pending_state(BOOT_KEY, Some(left.to_string())) {
+        warn!("USP: the reboot's command key is not kept: {e}");
+    }
+    if let Some(msg) = command.response {
+        let own = lock(&served.reply_to).clone();
+        publish(
+            &served.client,
+            to_topic,
+            &own,
+            served.agent.record(to, &msg),
+        )
+        .await;
+    }
+    info!(?action, "USP: the controller asked for it");
+    let _ = served.host.send(action).await;
 }
 
 /// Answers one received record.
@@ -269,9 +367,16 @@ async fn answer_record(served: &Served, received: Received) {
             let kind = request.kind();
             debug!(from = %from, msg_id = %request.msg_id, "USP {kind}");
             let reads = request.reads(&lock(&served.tree));
-            let msg = answer(&served.tree, request, reads).await;
-            let record = served.agent.record(&from, &msg);
-            (from, record)
+            match answer(&served.tree, request, reads).await {
+                Answered::Msg(msg) => {
+                    let record = served.agent.record(&from, &msg);
+                    (from, record)
+                }
+                Answered::Command(command) => {
+                    carry_out(served, &from, &to_topic, command).await;
+                    return;
+                }
+            }
         }
     };
     debug!(to = %to, topic = %to_topic, "USP answer");
@@ -280,11 +385,16 @@ async fn answer_record(served: &Served, received: Received) {
 
 /// Answers one request: the host reads it needs first, off the tree's
 /// lock; then the request on the tree; host writes off the lock.
+enum Answered {
+    Msg(dm_usp::proto::usp::Msg),
+    Command(dm_usp::Command),
+}
+
 async fn answer(
     tree: &Arc<Mutex<Tree>>,
     request: dm_usp::Request,
     reads: Vec<dm_core::Path>,
-) -> dm_usp::proto::usp::Msg {
+) -> Answered {
     let mut step = {
         let (mut guard, fetched) = crate::host::read_from_host(tree, CONTROLLER, |_| reads).await;
         let step = request.start(&mut guard, CONTROLLER);
@@ -295,7 +405,8 @@ async fn answer(
     };
     loop {
         match step {
-            Step::Done(msg) => return msg,
+            Step::Done(msg) => return Answered::Msg(msg),
+            Step::Command(command) => return Answered::Command(command),
             Step::Host(mut pending) => {
                 let work = pending.take_work();
                 let outcome = tokio::task::spawn_blocking(move || {

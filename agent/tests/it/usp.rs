@@ -113,9 +113,9 @@ impl Controller {
 /// configuration), each stopped when dropped.
 struct Usp {
     controller: Controller,
-    _agent: dm_tests::agent::Agent,
+    agent: dm_tests::agent::Agent,
     _broker: Guard,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Usp {
@@ -142,10 +142,19 @@ impl Usp {
         );
         Usp {
             controller,
-            _agent: agent,
+            agent,
             _broker: broker,
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// The agent started again, on the same configuration and state.
+    fn restart(&mut self) {
+        self.agent = dm_tests::agent::run(
+            env!("CARGO_BIN_EXE_dmagent"),
+            &self.dir.path().join("dmagent.toml"),
+            &self.dir.path().join("state"),
+        );
     }
 }
 
@@ -379,4 +388,68 @@ fn usp_and_cwmp_see_each_others_changes() {
     acs.post_with("SetParameterValuesResponse");
     notified(controller, "from-acs");
     assert_eq!(get_one(controller, &topic, SSID), "from-acs");
+}
+
+/// Operate `Device.Reboot()`: the OperateResp comes first, then the
+/// agent stops and the device's reboot command runs (here it leaves a
+/// file); started again, the agent tells the controller's persistent
+/// subscription Boot!, with the command key and the cause.
+#[test]
+fn a_usp_reboot_is_answered_then_boot_is_notified() {
+    let marker = tempfile::tempdir().unwrap();
+    let rebooted = marker.path().join("rebooted");
+    let mut usp = Usp::start(&format!(
+        "[platform]\nreboot_command = [\"touch\", \"{}\"]\n",
+        rebooted.display()
+    ));
+    let connect = usp.controller.ask(json!({"op": "connect_record"}));
+    let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
+    let body = usp.controller.request(
+        &topic,
+        "subscribe",
+        "ADD",
+        json!({"add": {"createObjs": [{
+            "objPath": "Device.LocalAgent.Subscription.",
+            "paramSettings": [
+                {"param": "ID", "value": "boot", "required": true},
+                {"param": "NotifType", "value": "Event", "required": true},
+                {"param": "ReferenceList", "value": "Device.Boot!", "required": true},
+                {"param": "Persistent", "value": "true", "required": true},
+                {"param": "Enable", "value": "true", "required": true},
+            ],
+        }]}}),
+    );
+    assert!(body["response"]["addResp"].is_object(), "{body}");
+
+    // A command the agent does not have, then Reboot().
+    let body = usp.controller.request(
+        &topic,
+        "nothing",
+        "OPERATE",
+        json!({"operate": {"command": "Device.NoSuchThing()", "sendResp": true}}),
+    );
+    assert_eq!(body["error"]["errCode"], 7026, "{body}");
+    let body = usp.controller.request(
+        &topic,
+        "reboot",
+        "OPERATE",
+        json!({"operate": {"command": "Device.Reboot()", "commandKey": "ck-1", "sendResp": true}}),
+    );
+    let result = &body["response"]["operateResp"]["operationResults"][0];
+    assert_eq!(result["executedCommand"], "Device.Reboot()", "{body}");
+    let status = usp.agent.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(rebooted.exists(), "the reboot command ran");
+
+    usp.restart();
+    let connect = usp.controller.ask(json!({"op": "connect_record"}));
+    assert_eq!(connect["from"], AGENT);
+    let boot = usp.controller.ask(json!({"op": "notification"}));
+    let notify = &boot["msg"]["body"]["request"]["notify"];
+    assert_eq!(notify["subscriptionId"], "boot", "{boot}");
+    let event = &notify["event"];
+    assert_eq!(event["objPath"], "Device.", "{boot}");
+    assert_eq!(event["eventName"], "Boot!", "{boot}");
+    assert_eq!(event["params"]["CommandKey"], "ck-1", "{boot}");
+    assert_eq!(event["params"]["Cause"], "RemoteReboot", "{boot}");
 }

@@ -65,6 +65,26 @@ pub enum Step {
     Done(usp::Msg),
     /// Host writes to make first, off the tree's lock.
     Host(Box<Pending>),
+    /// A command for the driver to carry out (its answer first).
+    Command(Command),
+}
+
+/// What a command asks of the device (TR-181 2.16's `Device.Reboot()`
+/// and `Device.FactoryReset()`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Reboot,
+    FactoryReset,
+}
+
+/// A command accepted: the driver sends `response` (when the controller
+/// asked for one, `send_resp`), then has the device act, the other
+/// protocols ended first as for theirs.
+#[derive(Debug)]
+pub struct Command {
+    pub action: Action,
+    pub command_key: String,
+    pub response: Option<usp::Msg>,
 }
 
 /// A write request waiting for its host writes.
@@ -342,6 +362,15 @@ impl Request {
                 Some(error) => Step::Done(error_msg(msg_id, &error)),
                 None => Writes::delete(tree, msg_id, origin, delete).run(tree),
             },
+            ReqType::Operate(operate) => answer_operate(msg_id, operate),
+            ReqType::GetSupportedDm(get) => Step::Done(match too_many(get.obj_paths.len()) {
+                Some(error) => error_msg(msg_id, &error),
+                None => response(
+                    msg_id,
+                    MsgType::GetSupportedDmResp,
+                    RespType::GetSupportedDmResp(crate::supported::answer(tree, &get)),
+                ),
+            }),
             other => {
                 let kind = kind_of(&other);
                 Step::Done(error_msg(
@@ -392,6 +421,44 @@ fn kind_of(body: &ReqType) -> &'static str {
         ReqType::Register(_) => "Register",
         ReqType::Deregister(_) => "Deregister",
     }
+}
+
+// --- Operate ---
+
+/// Operate (TR-369 §Operate) of the commands the agent carries out.
+fn answer_operate(msg_id: String, operate: usp::Operate) -> Step {
+    use usp::operate_resp::operation_result::{OperationResp, OutputArgs};
+    let action = match operate.command.as_str() {
+        "Device.Reboot()" => Action::Reboot,
+        "Device.FactoryReset()" => Action::FactoryReset,
+        other => {
+            let why = if other.ends_with("()") {
+                format!("{other}: the agent has no such command")
+            } else {
+                format!("{other}: not a command (it ends in `()`)")
+            };
+            return Step::Done(error_msg(msg_id, &UspError::new(Code::INVALID_PATH, why)));
+        }
+    };
+    // Both are synchronous in TR-181 2.16: their result is the
+    // OperateResp, with no output arguments.
+    let response = operate.send_resp.then(|| {
+        response(
+            msg_id,
+            MsgType::OperateResp,
+            RespType::OperateResp(usp::OperateResp {
+                operation_results: vec![usp::operate_resp::OperationResult {
+                    executed_command: operate.command.clone(),
+                    operation_resp: Some(OperationResp::ReqOutputArgs(OutputArgs::default())),
+                }],
+            }),
+        )
+    });
+    Step::Command(Command {
+        action,
+        command_key: operate.command_key,
+        response,
+    })
 }
 
 // --- Get ---

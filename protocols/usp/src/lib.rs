@@ -6,11 +6,13 @@
 //!   expressions) resolved on the tree through the TR-181 mapping that
 //!   CWMP uses: USP and CWMP name the same TR-181 parameters.
 //! - [`engine`]: records in, requests answered (Get, GetInstances,
-//!   GetSupportedProtocol, Set, Add, Delete), records out; writes go
+//!   GetSupportedProtocol, Set, Add, Delete, Operate of `Device.Reboot()`
+//!   and `Device.FactoryReset()`), records out; writes go
 //!   through the same transactions, and the same host boundary, as the
 //!   other protocols'.
 //! - [`notify`]: the tree's changes, whoever made them, as Notify
 //!   messages for the subscriptions in `Device.LocalAgent.Subscription.`.
+//! - [`supported`]: GetSupportedDM, from the same mapping's templates.
 //! - [`error`]: TR-369's error codes.
 //!
 //! The MTPs (MQTT, WebSocket) are the driver's, in the agent.
@@ -19,9 +21,10 @@ pub mod engine;
 pub mod error;
 pub mod notify;
 pub mod path;
+pub mod supported;
 #[rustfmt::skip]
 pub mod proto;
 
-pub use engine::{Agent, Incoming, Pending, Request, Step};
+pub use engine::{Action, Agent, Command, Incoming, Pending, Request, Step};
 pub use error::{Code, UspError};
 pub use notify::{Notifier, Outgoing};

@@ -3,7 +3,8 @@
 //! matched against the subscriptions in `Device.LocalAgent.Subscription.`
 //! and turned into Notify messages for their recipients.
 //!
-//! ValueChange, ObjectCreation and ObjectDeletion are made here;
+//! ValueChange, ObjectCreation, ObjectDeletion and Event (`Device.Boot!`)
+//! are made here;
 //! ReferenceList entries are paths with instance numbers or `*` (search
 //! expressions in a ReferenceList are not followed yet).
 
@@ -35,6 +36,7 @@ enum Kind {
     ValueChange,
     ObjectCreation,
     ObjectDeletion,
+    Event,
 }
 
 /// An enabled subscription, as the tree holds it.
@@ -101,6 +103,43 @@ impl Notifier {
                     msg: self.notify(&subscription, notification),
                 });
             }
+        }
+        out
+    }
+
+    /// The Event notifications of `event` (`Device.Boot!`) with its
+    /// arguments, for the subscriptions to it.
+    pub fn event(
+        &mut self,
+        tree: &Tree,
+        event: &str,
+        params: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<Outgoing> {
+        let Some((object, name)) = event
+            .rfind('.')
+            .map(|dot| (&event[..=dot], &event[dot + 1..]))
+        else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for subscription in subscriptions(tree) {
+            if subscription.kind != Kind::Event
+                || !subscription
+                    .references
+                    .iter()
+                    .any(|reference| covers(reference, event, Kind::Event))
+            {
+                continue;
+            }
+            let notification = notify::Notification::Event(notify::Event {
+                obj_path: object.to_owned(),
+                event_name: name.to_owned(),
+                params: params.clone(),
+            });
+            out.push(Outgoing {
+                to: subscription.recipient.clone(),
+                msg: self.notify(&subscription, notification),
+            });
         }
         out
     }
@@ -189,7 +228,7 @@ fn covers(reference: &str, path: &str, kind: Kind) -> bool {
         p == n || (*p == "*" && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     };
     match kind {
-        Kind::ValueChange => {
+        Kind::ValueChange | Kind::Event => {
             let partial = reference.ends_with('.');
             (if partial {
                 pattern.len() < name.len()
@@ -228,6 +267,7 @@ fn subscriptions(tree: &Tree) -> Vec<Subscription> {
             "ValueChange" => Kind::ValueChange,
             "ObjectCreation" => Kind::ObjectCreation,
             "ObjectDeletion" => Kind::ObjectDeletion,
+            "Event" => Kind::Event,
             _ => continue,
         };
         let Some(Value::ObjectLink(ObjectLink {

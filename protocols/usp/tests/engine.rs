@@ -99,6 +99,10 @@ fn ask(agent: &Agent, tree: &mut Tree, body: ReqType) -> usp::Msg {
                 let bytes = agent.record(CONTROLLER, &msg);
                 return opened(&bytes);
             }
+            Step::Command(command) => {
+                let msg = command.response.expect("send_resp asked for");
+                return opened(&agent.record(CONTROLLER, &msg));
+            }
             Step::Host(mut pending) => {
                 let work = pending.take_work();
                 let outcome = work.run_within(dm_core::tree::HOST_WRITE_LIMIT);
@@ -455,10 +459,7 @@ fn bad_records_and_requests_get_errors_not_panics() {
     let e = error(ask(
         &agent,
         &mut tree,
-        ReqType::Operate(usp::Operate {
-            command: "Device.Reboot()".into(),
-            ..Default::default()
-        }),
+        ReqType::Register(usp::Register::default()),
     ));
     assert_eq!(e.err_code, 7001);
     let many: Vec<String> = (0..100_000)
@@ -627,4 +628,73 @@ fn subscriptions_turn_any_origins_changes_into_notify_messages() {
     )
     .unwrap();
     assert!(notified(&tree).is_empty());
+}
+
+#[test]
+fn get_supported_dm_lists_objects_parameters_commands_and_events() {
+    use usp::get_supported_dm_resp::{ObjAccessType, ParamAccessType, ParamValueType};
+    let agent = Agent::new(AGENT);
+    let mut tree = tree();
+    let body = ReqType::GetSupportedDm(usp::GetSupportedDm {
+        obj_paths: vec![
+            "Device.WiFi.".into(),
+            "Device.".into(),
+            "Device.Nope.".into(),
+        ],
+        first_level_only: false,
+        return_commands: true,
+        return_events: true,
+        return_params: true,
+        return_unique_key_sets: false,
+    });
+    let RespType::GetSupportedDmResp(r) = resp(ask(&agent, &mut tree, body)) else {
+        panic!()
+    };
+    let wifi = &r.req_obj_results[0];
+    assert_eq!(wifi.err_code, 0);
+    let ssid = wifi
+        .supported_objs
+        .iter()
+        .find(|o| o.supported_obj_path == "Device.WiFi.SSID.{i}.")
+        .unwrap();
+    assert!(ssid.is_multi_instance);
+    assert_eq!(ssid.access, ObjAccessType::ObjAddDelete as i32);
+    let name = ssid
+        .supported_params
+        .iter()
+        .find(|p| p.param_name == "SSID")
+        .unwrap();
+    assert_eq!(name.access, ParamAccessType::ParamReadWrite as i32);
+    assert_eq!(name.value_type, ParamValueType::ParamString as i32);
+    let top = wifi
+        .supported_objs
+        .iter()
+        .find(|o| o.supported_obj_path == "Device.WiFi.")
+        .unwrap();
+    assert!(
+        top.supported_params
+            .iter()
+            .any(|p| p.param_name == "SSIDNumberOfEntries")
+    );
+    // The reported facts' tables are read only.
+    let device = &r.req_obj_results[1];
+    let links = device
+        .supported_objs
+        .iter()
+        .find(|o| o.supported_obj_path == "Device.Ethernet.Interface.{i}.")
+        .unwrap();
+    assert_eq!(links.access, ObjAccessType::ObjReadOnly as i32);
+    let root = device
+        .supported_objs
+        .iter()
+        .find(|o| o.supported_obj_path == "Device.")
+        .unwrap();
+    let commands: Vec<_> = root
+        .supported_commands
+        .iter()
+        .map(|c| c.command_name.as_str())
+        .collect();
+    assert_eq!(commands, ["Reboot()", "FactoryReset()"]);
+    assert_eq!(root.supported_events[0].event_name, "Boot!");
+    assert_eq!(r.req_obj_results[2].err_code, 7026);
 }

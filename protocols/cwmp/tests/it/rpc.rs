@@ -321,11 +321,17 @@ fn a_level_by_level_walk_finds_the_whole_tree() {
 fn every_table_counts_its_entries() {
     let mut tree = tree();
     let counts = rpc::entry_counts(&tree);
+    // USP's own tables (Device.LocalAgent.) are in TR-181's USP flavour.
     let xml = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../model/tr-181/tr-181-2-17-0-cwmp-full.xml"
     ))
-    .unwrap();
+    .unwrap()
+        + &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../model/tr-181/tr-181-2-16-0-usp-full.xml"
+        ))
+        .unwrap();
     for (name, _) in &counts {
         let (parent, leaf) = name.rsplit_once('.').unwrap();
         let table = leaf.strip_suffix("NumberOfEntries").unwrap();

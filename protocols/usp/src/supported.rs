@@ -1,0 +1,209 @@
+//! GetSupportedDM (TR-369 §GetSupportedDM): the data model the agent
+//! serves, from the TR-181 mapping's templates, in USP's supported-path
+//! form (`Device.WiFi.SSID.{i}.`), with the commands and events the agent
+//! carries out.
+
+use std::collections::BTreeMap;
+
+use dm_core::Tree;
+use dm_cwmp::mapping::{ActiveNotify, ObjectPath, ParameterMap, Resolver, Syntax};
+
+use crate::proto::usp::get_supported_dm_resp::{
+    ObjAccessType, ParamAccessType, ParamValueType, RequestedObjectResult, SupportedCommandResult,
+    SupportedEventResult, SupportedObjectResult, SupportedParamResult, ValueChangeType,
+};
+use crate::proto::usp::{self, get_supported_dm_resp::CmdType};
+
+/// The commands the agent carries out, by object: name and whether it is
+/// asynchronous.
+const COMMANDS: &[(&str, &str)] = &[("Device.", "Reboot()"), ("Device.", "FactoryReset()")];
+/// The events the agent sends, by object, with their arguments.
+const EVENTS: &[(&str, &str, &[&str])] = &[(
+    "Device.",
+    "Boot!",
+    &["CommandKey", "Cause", "FirmwareUpdated", "ParameterMap"],
+)];
+
+/// One supported object, as it is built.
+#[derive(Default)]
+struct Object {
+    multi: bool,
+    access: Option<ObjAccessType>,
+    params: BTreeMap<String, SupportedParamResult>,
+}
+
+/// The supported path of a concrete or template path: instance numbers
+/// and `{j}` as `{i}`.
+fn supported_path(path: &str) -> String {
+    path.split('.')
+        .map(|segment| {
+            if segment == "{j}"
+                || (!segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()))
+            {
+                "{i}"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn value_type(syntax: Syntax) -> ParamValueType {
+    match syntax {
+        Syntax::String => ParamValueType::ParamString,
+        Syntax::Int => ParamValueType::ParamInt,
+        Syntax::UnsignedInt => ParamValueType::ParamUnsignedInt,
+        Syntax::Long => ParamValueType::ParamLong,
+        Syntax::UnsignedLong => ParamValueType::ParamUnsignedLong,
+        Syntax::Boolean => ParamValueType::ParamBoolean,
+        Syntax::DateTime => ParamValueType::ParamDateTime,
+        Syntax::Base64 => ParamValueType::ParamBase64,
+        Syntax::HexBinary => ParamValueType::ParamHexBinary,
+    }
+}
+
+/// Every supported object, each with its parameters.
+fn objects(tree: &Tree) -> BTreeMap<String, Object> {
+    let mut objects: BTreeMap<String, Object> = BTreeMap::new();
+    let resolver = Resolver::global();
+    let add_param = |objects: &mut BTreeMap<String, Object>, map: &ParameterMap| {
+        let Some(dot) = map.path.rfind('.') else {
+            return;
+        };
+        let object = supported_path(&map.path[..=dot]);
+        let name = &map.path[dot + 1..];
+        // Every object on the way, and the tables' counts.
+        let mut end = 0;
+        while let Some(offset) = object[end..].find('.') {
+            end += offset + 1;
+            let prefix = &object[..end];
+            let entry = objects.entry(prefix.to_owned()).or_default();
+            if let Some(table) = prefix.strip_suffix("{i}.") {
+                entry.multi = true;
+                let table = table.trim_end_matches('.');
+                if let Some((parent, leaf)) = table.rsplit_once('.') {
+                    objects
+                        .entry(format!("{parent}."))
+                        .or_default()
+                        .params
+                        .entry(format!("{leaf}NumberOfEntries"))
+                        .or_insert(SupportedParamResult {
+                            param_name: format!("{leaf}NumberOfEntries"),
+                            access: ParamAccessType::ParamReadOnly as i32,
+                            value_type: ParamValueType::ParamUnsignedInt as i32,
+                            value_change: ValueChangeType::ValueChangeAllowed as i32,
+                        });
+                }
+            }
+        }
+        objects.entry(object.clone()).or_default().params.insert(
+            name.to_owned(),
+            SupportedParamResult {
+                param_name: name.to_owned(),
+                access: if map.writable {
+                    ParamAccessType::ParamReadWrite
+                } else {
+                    ParamAccessType::ParamReadOnly
+                } as i32,
+                value_type: value_type(map.syntax) as i32,
+                value_change: if map.active_notify == ActiveNotify::CanDeny {
+                    ValueChangeType::ValueChangeWillIgnore
+                } else {
+                    ValueChangeType::ValueChangeAllowed
+                } as i32,
+            },
+        );
+        // A table's access: whether clients add and delete its rows.
+        if let Some(at) = map.path.find(".{i}.").or_else(|| map.path.find(".{j}.")) {
+            // `Device.WiFi.SSID.{i}.`
+            let table = &map.path[..at + 5];
+            let addable = match resolver.object(&table.replace("{i}", "1").replace("{j}", "1")) {
+                Some(ObjectPath::Instance(object, _)) => !tree.is_reported(object),
+                _ => false,
+            };
+            let row_writable = map.path.contains(".{j}.") && map.writable;
+            let entry = objects.entry(supported_path(table)).or_default();
+            if addable || row_writable {
+                entry.access = Some(ObjAccessType::ObjAddDelete);
+            }
+        }
+    };
+    for map in dm_cwmp::mapping::parameters() {
+        add_param(&mut objects, map);
+    }
+    objects
+}
+
+/// Answers GetSupportedDM.
+pub fn answer(tree: &Tree, request: &usp::GetSupportedDm) -> usp::GetSupportedDmResp {
+    let all = objects(tree);
+    let req_obj_results = request
+        .obj_paths
+        .iter()
+        .map(|requested| {
+            let wanted = supported_path(requested);
+            let mut result = RequestedObjectResult {
+                req_obj_path: requested.clone(),
+                ..Default::default()
+            };
+            if !wanted.ends_with('.') || !all.contains_key(&wanted) {
+                result.err_code = crate::Code::INVALID_PATH.0;
+                result.err_msg = format!("{requested}: not an object of the data model");
+                return result;
+            }
+            let depth = |path: &str| path.trim_end_matches('.').split('.').count();
+            let base = depth(&wanted);
+            result.supported_objs = all
+                .iter()
+                .filter(|(path, _)| path.starts_with(wanted.as_str()))
+                .filter(|(path, _)| {
+                    // Below a table's `{i}.`, one level further is still
+                    // the first (the instance is not a level of its own).
+                    let extra = usize::from(path.ends_with("{i}.") && *path != &wanted);
+                    !request.first_level_only || depth(path) <= base + 1 + extra
+                })
+                .map(|(path, object)| SupportedObjectResult {
+                    supported_obj_path: path.clone(),
+                    access: object.access.unwrap_or(ObjAccessType::ObjReadOnly) as i32,
+                    is_multi_instance: object.multi,
+                    supported_commands: if request.return_commands {
+                        COMMANDS
+                            .iter()
+                            .filter(|(at, _)| at == path)
+                            .map(|(_, name)| SupportedCommandResult {
+                                command_name: (*name).to_owned(),
+                                input_arg_names: Vec::new(),
+                                output_arg_names: Vec::new(),
+                                command_type: CmdType::CmdSync as i32,
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
+                    supported_events: if request.return_events {
+                        EVENTS
+                            .iter()
+                            .filter(|(at, ..)| at == path)
+                            .map(|(_, name, args)| SupportedEventResult {
+                                event_name: (*name).to_owned(),
+                                arg_names: args.iter().map(|a| (*a).to_owned()).collect(),
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
+                    supported_params: if request.return_params {
+                        object.params.values().cloned().collect()
+                    } else {
+                        Vec::new()
+                    },
+                    divergent_paths: Vec::new(),
+                    unique_key_sets: Vec::new(),
+                })
+                .collect();
+            result
+        })
+        .collect();
+    usp::GetSupportedDmResp { req_obj_results }
+}
