@@ -6,6 +6,7 @@
 //! (R-MTP.6), and answers each request in the controller's response
 //! topic, one request at a time.
 
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -73,6 +74,11 @@ pub async fn run(
         options.set_credentials(config.username.clone(), config.password.clone());
     }
     let (client, mut events) = AsyncClient::new(options, 16);
+    let link = Arc::new(Link {
+        client: client.clone(),
+        online: AtomicBool::new(false),
+        max_record: AtomicU32::new(MAX_RECORD),
+    });
     let (requests_tx, requests_rx) = tokio::sync::mpsc::channel::<Work>(16);
     // Why the agent started, for the Boot! event (TR-181 2.16
     // Device.Boot!): what a USP Reboot() left, else a local reboot.
@@ -89,7 +95,7 @@ pub async fn run(
         Served {
             agent: agent.clone(),
             tree: Arc::clone(&tree),
-            client: client.clone(),
+            link: Arc::clone(&link),
             controller: config.controller_endpoint_id.clone(),
             controller_topic: config.controller_topic.clone(),
             reply_to: Arc::clone(&reply_to),
@@ -110,7 +116,7 @@ pub async fn run(
             _ = stop.changed() => {
                 // R-MQTT.35: a DISCONNECT when shutting down, after what
                 // is queued (a Reboot()'s OperateResp).
-                let _ = client.disconnect().await;
+                let _ = client.try_disconnect();
                 let _ = tokio::time::timeout(Duration::from_secs(2), async {
                     loop {
                         match events.poll().await {
@@ -131,17 +137,26 @@ pub async fn run(
                     continue;
                 }
                 failures = 0;
+                // Records wait for the subscription (R-MQTT.17).
+                link.online.store(false, Ordering::Relaxed);
+                let properties = ack.properties;
+                link.max_record.store(
+                    properties
+                        .as_ref()
+                        .and_then(|p| p.max_packet_size)
+                        .map_or(MAX_RECORD, |m| m.min(MAX_RECORD)),
+                    Ordering::Relaxed,
+                );
                 // R-MQTT.21: the broker's Response Information is the
                 // agent's topic when it gives one.
-                let topic = ack
-                    .properties
+                let topic = properties
                     .and_then(|p| p.response_information)
                     .filter(|t| !t.is_empty())
                     .unwrap_or_else(|| config.agent_topic.clone());
                 *lock(&reply_to) = topic.clone();
                 info!(topic = %topic, "connected to the MQTT broker");
                 // R-MQTT.15.
-                if let Err(e) = client.subscribe(topic, QoS::AtLeastOnce).await {
+                if let Err(e) = client.try_subscribe(topic, QoS::AtLeastOnce) {
                     warn!("USP: cannot subscribe: {e}");
                 }
             }
@@ -154,11 +169,14 @@ pub async fn run(
                 {
                     // R-MTP.6: the connect record, on every connection.
                     let topic = lock(&reply_to).clone();
+                    link.online.store(true, Ordering::Relaxed);
                     let record = agent.mqtt_connect_record(&config.controller_endpoint_id, &topic);
-                    publish(&client, &config.controller_topic, &topic, record).await;
+                    link.send(&config.controller_topic, &topic, record);
                     // Boot!, once, on the first connection.
-                    if let Some(arguments) = boot.take() {
-                        let _ = requests_tx.send(Work::Boot(arguments)).await;
+                    if let Some(arguments) = boot.take()
+                        && requests_tx.try_send(Work::Boot(arguments)).is_err()
+                    {
+                        warn!("USP: Boot! not sent: the requests' queue is full");
                     }
                 } else {
                     // R-MQTT.17: no records without a subscription.
@@ -166,7 +184,7 @@ pub async fn run(
                         "USP: the broker refused the subscription: {:?}",
                         ack.return_codes
                     );
-                    let _ = client.disconnect().await;
+                    let _ = client.try_disconnect();
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
@@ -183,10 +201,12 @@ pub async fn run(
                 }
             }
             Ok(Event::Incoming(Packet::Disconnect(d))) => {
+                link.online.store(false, Ordering::Relaxed);
                 warn!("the MQTT broker disconnected: {:?}", d.reason_code);
             }
             Ok(_) => {}
             Err(e) => {
+                link.online.store(false, Ordering::Relaxed);
                 failures = failures.saturating_add(1);
                 // MQTT.Client.{i}.ConnectRetryTime's default is 5 s.
                 let wait = dm_core::support::backoff::doubling(
@@ -211,7 +231,7 @@ pub async fn run(
 struct Served {
     agent: Agent,
     tree: Arc<Mutex<Tree>>,
-    client: AsyncClient,
+    link: Arc<Link>,
     /// The configured controller's endpoint ID, and its topic.
     controller: String,
     controller_topic: String,
@@ -270,7 +290,7 @@ async fn send_notifications(served: &Served, outgoing: Vec<dm_usp::Outgoing>) {
             continue;
         }
         let record = served.agent.record(&notify.to, &notify.msg);
-        publish(&served.client, &served.controller_topic, &own, record).await;
+        served.link.send(&served.controller_topic, &own, record);
     }
 }
 
@@ -319,13 +339,9 @@ async fn carry_out(served: &Served, to: &str, to_topic: &str, command: dm_usp::C
     }
     if let Some(msg) = command.response {
         let own = lock(&served.reply_to).clone();
-        publish(
-            &served.client,
-            to_topic,
-            &own,
-            served.agent.record(to, &msg),
-        )
-        .await;
+        served
+            .link
+            .send(to_topic, &own, served.agent.record(to, &msg));
     }
     info!(?action, "USP: the controller asked for it");
     let _ = served.host.send(action).await;
@@ -366,10 +382,22 @@ async fn answer_record(served: &Served, received: Received) {
             let from = request.from.clone();
             let kind = request.kind();
             debug!(from = %from, msg_id = %request.msg_id, "USP {kind}");
-            let reads = request.reads(&lock(&served.tree));
+            let reads = request.reads(&lock(&served.tree), CONTROLLER);
+            let msg_id = request.msg_id.clone();
             match answer(&served.tree, request, reads).await {
                 Answered::Msg(msg) => {
-                    let record = served.agent.record(&from, &msg);
+                    let mut record = served.agent.record(&from, &msg);
+                    if !served.link.fits(record.len()) {
+                        let error = dm_usp::UspError::new(
+                            dm_usp::Code::RESOURCES_EXCEEDED,
+                            format!(
+                                "the answer ({} bytes) is larger than the MQTT broker takes; ask for less",
+                                record.len()
+                            ),
+                        );
+                        let msg = dm_usp::engine::error_msg(msg_id, &error);
+                        record = served.agent.record(&from, &msg);
+                    }
                     (from, record)
                 }
                 Answered::Command(command) => {
@@ -380,7 +408,7 @@ async fn answer_record(served: &Served, received: Received) {
         }
     };
     debug!(to = %to, topic = %to_topic, "USP answer");
-    publish(&served.client, &to_topic, &own, record).await;
+    served.link.send(&to_topic, &own, record);
 }
 
 /// Answers one request: the host reads it needs first, off the tree's
@@ -415,8 +443,10 @@ async fn answer(
                 .await
                 .unwrap_or_else(|e| Err(dm_core::Error::Platform(e.to_string())));
                 let (next, undo) = pending.resume(&mut lock(tree), outcome);
+                // The undo ends before the next write of the request
+                // starts.
                 if let Some(undo) = undo {
-                    tokio::task::spawn_blocking(move || undo.undo());
+                    let _ = tokio::task::spawn_blocking(move || undo.undo()).await;
                 }
                 step = next;
             }
@@ -424,18 +454,45 @@ async fn answer(
     }
 }
 
-/// A record in a PUBLISH: Content Type `usp.msg` (R-MQTT.27) and the
-/// agent's topic as Response Topic (R-MQTT.22, R-MQTT.23).
-async fn publish(client: &AsyncClient, topic: &str, reply_to: &str, record: Vec<u8>) {
-    let properties = PublishProperties {
-        response_topic: Some(reply_to.to_owned()),
-        content_type: Some(CONTENT_TYPE.to_owned()),
-        ..PublishProperties::default()
-    };
-    if let Err(e) = client
-        .publish_with_properties(topic, QoS::AtLeastOnce, false, record, properties)
-        .await
-    {
-        warn!("USP: cannot publish to {topic}: {e}");
+/// The MQTT connection as the serving task sees it: whether records
+/// may go (connected and subscribed, R-MQTT.17) and how large one may be.
+struct Link {
+    client: AsyncClient,
+    online: AtomicBool,
+    /// The broker's Maximum Packet Size (CONNACK), else the agent's own.
+    max_record: AtomicU32,
+}
+
+impl Link {
+    /// A record in a PUBLISH: Content Type `usp.msg` (R-MQTT.27) and the
+    /// agent's topic as Response Topic (R-MQTT.22, R-MQTT.23). Never
+    /// waits: the task that polls the connection is the one that empties
+    /// rumqttc's queue, so a full queue (the broker away) drops the
+    /// record, logged, rather than stalling every protocol's shutdown.
+    fn send(&self, topic: &str, reply_to: &str, record: Vec<u8>) {
+        if !self.online.load(Ordering::Relaxed) {
+            warn!("USP: not connected; a record for {topic} is dropped");
+            return;
+        }
+        let properties = PublishProperties {
+            response_topic: Some(reply_to.to_owned()),
+            content_type: Some(CONTENT_TYPE.to_owned()),
+            ..PublishProperties::default()
+        };
+        if let Err(e) = self.client.try_publish_with_properties(
+            topic,
+            QoS::AtLeastOnce,
+            false,
+            record,
+            properties,
+        ) {
+            warn!("USP: cannot publish to {topic}: {e}");
+        }
+    }
+
+    /// Whether a record of `size` bytes fits a PUBLISH the broker takes
+    /// (its topic and properties counted generously).
+    fn fits(&self, size: usize) -> bool {
+        size.saturating_add(1024) <= self.max_record.load(Ordering::Relaxed) as usize
     }
 }

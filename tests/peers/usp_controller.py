@@ -87,7 +87,12 @@ client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=endpoint,
 client.on_message = on_message
 client.on_subscribe = lambda *args: subscribed.put(True)
 client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
-client.connect("127.0.0.1", int(port))
+client.reconnect_delay_set(min_delay=1, max_delay=2)
+# A session the broker keeps (and restores after a restart): what the
+# agent sends while this controller is away waits for it.
+connect_props = Properties(PacketTypes.CONNECT)
+connect_props.SessionExpiryInterval = 3600
+client.connect("127.0.0.1", int(port), clean_start=False, properties=connect_props)
 client.loop_start()
 subscribed.get(timeout=30)
 print("READY", flush=True)

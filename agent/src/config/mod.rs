@@ -383,7 +383,7 @@ struct UspFile {
     agent_topic: Option<Spanned<String>>,
     controller_endpoint_id: Option<Spanned<String>>,
     controller_topic: Option<Spanned<String>>,
-    /// Seconds; 0 turns MQTT keep-alive off.
+    /// Seconds, 5 or more.
     keep_alive: Option<Spanned<u16>>,
 }
 
@@ -1220,9 +1220,16 @@ fn usp(file: UspFile, identity: &Identity, at: &Locator<'_>) -> Usp {
         agent_topic,
         controller_endpoint_id,
         controller_topic,
-        keep_alive: std::time::Duration::from_secs(u64::from(
-            file.keep_alive.map_or(60, |k| *k.get_ref()),
-        )),
+        keep_alive: std::time::Duration::from_secs(u64::from(match &file.keep_alive {
+            // The MQTT client pings at least every 5 s or not at all;
+            // "not at all" would let a dead connection go unnoticed.
+            Some(k) if *k.get_ref() < 5 => {
+                at.report(at.error(&k.span(), "must be from 5 to 65535 (seconds)".into()));
+                60
+            }
+            Some(k) => *k.get_ref(),
+            None => 60,
+        })),
     }
 }
 

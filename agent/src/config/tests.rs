@@ -763,5 +763,10 @@ fn usp_takes_its_defaults_from_the_identity_and_checks_its_keys() {
         "[usp]\nbroker = \"mqtt://b\"\ncontroller_endpoint_id = \"c\"\ncontroller_topic = \"t/#\"\n",
         "dmagent.toml:4: usp.controller_topic: a topic to send to has no + or # wildcard",
     );
+    check(
+        "[usp]\nbroker = \"mqtt://b\"\ncontroller_endpoint_id = \"c\"\ncontroller_topic = \"t\"\n\
+         keep_alive = 0\n",
+        "dmagent.toml:5: usp.keep_alive: must be from 5 to 65535 (seconds)",
+    );
     check("[usp]\nenabled = false\n", "ok");
 }

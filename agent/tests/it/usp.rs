@@ -20,9 +20,11 @@ fn mosquitto(dir: &std::path::Path, port: u16) -> Guard {
     std::fs::write(
         &config,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+             persistence_location {}/\n\
              log_dest stdout\nlog_type error\nlog_type warning\nlog_type notice\n\
-             log_type information\n"
+             log_type information\n",
+            dir.display()
         ),
     )
     .unwrap();
@@ -114,7 +116,8 @@ impl Controller {
 struct Usp {
     controller: Controller,
     agent: dm_tests::agent::Agent,
-    _broker: Guard,
+    broker: Guard,
+    port: u16,
     dir: tempfile::TempDir,
 }
 
@@ -143,9 +146,22 @@ impl Usp {
         Usp {
             controller,
             agent,
-            _broker: broker,
+            broker,
+            port,
             dir,
         }
+    }
+
+    /// The broker stopped as a service manager stops it (SIGTERM: it
+    /// saves its sessions) and started again on the same port.
+    fn restart_broker(&mut self) {
+        let stopped = Command::new("kill")
+            .arg(self.broker.0.id().to_string())
+            .status()
+            .unwrap();
+        assert!(stopped.success());
+        self.broker.0.wait().unwrap();
+        self.broker = mosquitto(self.dir.path(), self.port);
     }
 
     /// The agent started again, on the same configuration and state.
@@ -200,6 +216,30 @@ fn a_controller_reads_and_writes_the_tree_over_mqtt() {
         get_one(controller, &topic, "Device.DeviceInfo.SerialNumber"),
         "USP1"
     );
+    // A table the host gives on demand (the processes): read from the
+    // host before the Get is answered.
+    let body = controller.request(
+        &topic,
+        "processes",
+        "GET",
+        json!({"get": {"paramPaths": ["Device.DeviceInfo.ProcessStatus."]}}),
+    );
+    let results = body["response"]["getResp"]["reqPathResults"][0]["resolvedPathResults"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"));
+    let counted: u64 = results
+        .iter()
+        .find(|r| r["resolvedPath"] == "Device.DeviceInfo.ProcessStatus.")
+        .and_then(|r| r["resultParams"]["ProcessNumberOfEntries"].as_str())
+        .unwrap_or_else(|| panic!("{body}"))
+        .parse()
+        .unwrap();
+    let rows = results
+        .iter()
+        .filter(|r| r["resultParams"]["PID"].is_string())
+        .count();
+    assert!(counted > 0, "{body}");
+    assert_eq!(rows as u64, counted, "{body}");
 
     // Set, then read back.
     let body = controller.request(
@@ -452,4 +492,25 @@ fn a_usp_reboot_is_answered_then_boot_is_notified() {
     assert_eq!(event["eventName"], "Boot!", "{boot}");
     assert_eq!(event["params"]["CommandKey"], "ck-1", "{boot}");
     assert_eq!(event["params"]["Cause"], "RemoteReboot", "{boot}");
+}
+
+/// The broker goes away and comes back: the agent connects again after
+/// its back-off, sends its connect record again (R-MTP.6) and serves.
+#[test]
+fn the_agent_connects_again_when_the_broker_comes_back() {
+    let mut usp = Usp::start("");
+    let connect = usp.controller.ask(json!({"op": "connect_record"}));
+    let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
+    usp.restart_broker();
+    let again = usp.controller.ask(json!({"op": "connect_record"}));
+    assert_eq!(again["from"], AGENT, "{again}");
+    assert_eq!(again["subscribed_topic"], topic.as_str());
+    assert_eq!(
+        get_one(
+            &mut usp.controller,
+            &topic,
+            "Device.DeviceInfo.SerialNumber"
+        ),
+        "USP1"
+    );
 }

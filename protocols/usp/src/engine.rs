@@ -25,6 +25,9 @@ pub const SUPPORTED_VERSIONS: &str = "1.0,1.1,1.2,1.3,1.4";
 /// The most paths (or objects) one request may name: a Get of 100,000
 /// paths is refused (7005), not worked through.
 pub const MAX_REQUEST_PATHS: usize = 1024;
+/// The most parameters one Set writes (its objects times their
+/// settings).
+pub const MAX_SETTINGS: usize = 4096;
 
 /// The agent's endpoint.
 #[derive(Clone, Debug)]
@@ -141,7 +144,7 @@ impl Agent {
             Some(RecordType::NoSessionContext(no_session)) => no_session.payload,
             Some(RecordType::SessionContext(_)) => {
                 return reply(
-                    Code::SAR_NOT_SUPPORTED,
+                    Code::SESSION_CONTEXT_NOT_ALLOWED,
                     "the agent does not support session context records".into(),
                 );
             }
@@ -295,7 +298,7 @@ impl Request {
 
     /// The tree paths whose values a Get reads from the host (live
     /// values), to fetch off the tree's lock before [`Request::start`].
-    pub fn reads(&self, tree: &Tree) -> Vec<Path> {
+    pub fn reads(&self, tree: &Tree, origin: Origin) -> Vec<Path> {
         let ReqType::Get(get) = &self.body else {
             return Vec::new();
         };
@@ -307,11 +310,15 @@ impl Request {
             .iter()
             .filter_map(|text| {
                 let expression = path::parse(text).ok()?;
-                path::resolve(tree, text, &expression).ok()
+                path::resolve(tree, origin, text, &expression).ok()
             })
             .flatten()
             .collect();
-        rpc::existing_paths(tree, &names)
+        // The values, and the tables read on demand (processes,
+        // neighbours) the names list.
+        let mut paths = rpc::existing_paths(tree, &names);
+        paths.extend(rpc::tables_listed(tree, &names));
+        paths
     }
 
     /// Answers the request on behalf of `origin`: at once, or after host
@@ -332,7 +339,7 @@ impl Request {
                 None => response(
                     msg_id,
                     MsgType::GetResp,
-                    RespType::GetResp(answer_get(tree, &get)),
+                    RespType::GetResp(answer_get(tree, origin, &get)),
                 ),
             }),
             ReqType::GetInstances(get) => Step::Done(match too_many(get.obj_paths.len()) {
@@ -340,7 +347,7 @@ impl Request {
                 None => response(
                     msg_id,
                     MsgType::GetInstancesResp,
-                    RespType::GetInstancesResp(answer_get_instances(tree, &get)),
+                    RespType::GetInstancesResp(answer_get_instances(tree, origin, &get)),
                 ),
             }),
             ReqType::GetSupportedProtocol(_) => Step::Done(response(
@@ -463,9 +470,14 @@ fn answer_operate(msg_id: String, operate: usp::Operate) -> Step {
 
 // --- Get ---
 
-fn answer_get(tree: &Tree, get: &usp::Get) -> usp::GetResp {
+/// The most parameter values one Get answers, over all its paths (a
+/// record of them stays well under the MTP's packet size).
+pub const MAX_GET_VALUES: usize = 16_384;
+
+fn answer_get(tree: &Tree, origin: Origin, get: &usp::Get) -> usp::GetResp {
     use usp::get_resp::{RequestedPathResult, ResolvedPathResult};
-    let max_depth = get.max_depth;
+    let max_depth = get.max_depth as usize;
+    let mut budget = MAX_GET_VALUES;
     let req_path_results = get
         .param_paths
         .iter()
@@ -474,21 +486,24 @@ fn answer_get(tree: &Tree, get: &usp::Get) -> usp::GetResp {
                 requested_path: requested.clone(),
                 ..Default::default()
             };
-            match get_values(tree, requested) {
+            match get_values(tree, origin, requested, budget) {
                 Err(error) => {
                     result.err_code = error.code.0;
                     result.err_msg = error.message;
                 }
-                Ok((object, values)) => {
+                Ok((roots, values)) => {
+                    budget -= values.len();
                     // One result per object, its parameters relative to
                     // it (TR-369 §Get: resolved_path is an object path).
                     let mut by_object: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
                     for (name, value) in values {
                         let Some(dot) = name.rfind('.') else { continue };
                         let (parent, leaf) = (&name[..=dot], &name[dot + 1..]);
-                        if let Some(root) = &object
-                            && max_depth > 0
-                            && depth_below(root, parent) >= max_depth as usize
+                        // max_depth counts from the object the path
+                        // resolved to (1: its own parameters only).
+                        if max_depth > 0
+                            && let Some(root) = root_of(&roots, parent)
+                            && depth_below(root, parent) >= max_depth
                         {
                             continue;
                         }
@@ -512,53 +527,61 @@ fn answer_get(tree: &Tree, get: &usp::Get) -> usp::GetResp {
     usp::GetResp { req_path_results }
 }
 
-/// How many objects `object` is below `root` (0: itself). The roots of
-/// a wildcard path differ per instance; the depth is counted from the
-/// requested path's own length in segments.
+/// How many objects `object` is below `root` (0: itself).
 fn depth_below(root: &str, object: &str) -> usize {
     let segments = |s: &str| s.trim_end_matches('.').split('.').count();
     segments(object).saturating_sub(segments(root))
 }
 
-/// The values a requested path names, by full name; and the path's
-/// object form when it names objects (for max_depth).
+/// The resolved object `object` is at or below: the longest of `roots`
+/// it starts with.
+fn root_of<'r>(roots: &'r std::collections::HashSet<String>, object: &str) -> Option<&'r str> {
+    let mut end = object.len();
+    loop {
+        if let Some(root) = roots.get(&object[..end]) {
+            return Some(root);
+        }
+        end = object[..end.checked_sub(1)?].rfind('.')? + 1;
+    }
+}
+
+/// The values a requested path names, by full name, at most `budget`;
+/// and the objects it resolved to (for max_depth).
 #[allow(clippy::type_complexity)]
 fn get_values(
     tree: &Tree,
+    origin: Origin,
     requested: &str,
-) -> Result<(Option<String>, Vec<(String, String)>), UspError> {
+    budget: usize,
+) -> Result<(std::collections::HashSet<String>, Vec<(String, String)>), UspError> {
     let expression = path::parse(requested)?;
-    let resolved = path::resolve(tree, requested, &expression)?;
-    let mut values = Vec::new();
-    for name in &resolved {
-        match rpc::get_parameter_values_within(
-            tree,
-            std::slice::from_ref(name),
-            rpc::MAX_RESPONSE_ENTRIES,
-        ) {
-            Ok(found) => values.extend(found.into_iter().map(|p| (p.name, p.value))),
-            // An instance number that names no instance now: nothing
-            // there (the path is in the data model: `resolve` checked).
-            Err(fault) if fault.code == 9005 => {}
-            Err(fault) => return Err(UspError::from_fault(&fault)),
-        }
-        if values.len() > rpc::MAX_RESPONSE_ENTRIES {
-            return Err(UspError::new(
+    let resolved = path::resolve(tree, origin, requested, &expression)?;
+    // One walk of the tree for all of them; an instance number that
+    // names no instance now finds nothing there.
+    let values = rpc::existing_values_as(tree, origin, &resolved, budget).map_err(|fault| {
+        if fault.code == 9004 {
+            UspError::new(
                 Code::RESOURCES_EXCEEDED,
-                format!(
-                    "{requested}: more than {} parameters",
-                    rpc::MAX_RESPONSE_ENTRIES
-                ),
-            ));
+                format!("{requested}: the Get would answer more than {MAX_GET_VALUES} parameters"),
+            )
+        } else {
+            UspError::from_fault(&fault)
         }
-    }
-    let object = expression.object.then(|| requested.to_owned());
-    Ok((object, values))
+    })?;
+    let roots = resolved.into_iter().filter(|r| r.ends_with('.')).collect();
+    Ok((
+        roots,
+        values.into_iter().map(|p| (p.name, p.value)).collect(),
+    ))
 }
 
 // --- GetInstances ---
 
-fn answer_get_instances(tree: &Tree, get: &usp::GetInstances) -> usp::GetInstancesResp {
+fn answer_get_instances(
+    tree: &Tree,
+    origin: Origin,
+    get: &usp::GetInstances,
+) -> usp::GetInstancesResp {
     use usp::get_instances_resp::{CurrInstance, RequestedPathResult};
     let req_path_results = get
         .obj_paths
@@ -568,7 +591,7 @@ fn answer_get_instances(tree: &Tree, get: &usp::GetInstances) -> usp::GetInstanc
                 requested_path: requested.clone(),
                 ..Default::default()
             };
-            match instances_below(tree, requested, get.first_level_only) {
+            match instances_below(tree, origin, requested, get.first_level_only) {
                 Ok(paths) => {
                     result.curr_insts = paths
                         .into_iter()
@@ -594,6 +617,7 @@ fn answer_get_instances(tree: &Tree, get: &usp::GetInstances) -> usp::GetInstanc
 /// false, the instances of the tables inside them.
 fn instances_below(
     tree: &Tree,
+    origin: Origin,
     requested: &str,
     first_level_only: bool,
 ) -> Result<Vec<String>, UspError> {
@@ -605,13 +629,7 @@ fn instances_below(
         ));
     }
     let mut out = Vec::new();
-    for object in path::resolve(tree, requested, &expression)? {
-        let is_instance = |name: &str| {
-            name.trim_end_matches('.')
-                .rsplit('.')
-                .next()
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-        };
+    for object in path::resolve(tree, origin, requested, &expression)? {
         let names = match rpc::get_parameter_names_within(
             tree,
             &object,
@@ -624,7 +642,7 @@ fn instances_below(
         };
         let base = object.trim_end_matches('.').split('.').count();
         for (name, _) in names {
-            if !name.ends_with('.') || !is_instance(&name) {
+            if !path::is_instance_path(&name) {
                 continue;
             }
             let depth = name.trim_end_matches('.').split('.').count();
@@ -750,9 +768,10 @@ impl Writes {
 
     fn set(tree: &Tree, msg_id: String, origin: Origin, set: usp::Set) -> Writes {
         let mut writes = Writes::new(msg_id, WriteKind::Set, origin, set.allow_partial);
+        let mut total = 0;
         for update in &set.update_objs {
             let mut part = Writes::part(&update.obj_path);
-            match resolve_objects(tree, &update.obj_path) {
+            match resolve_objects(tree, origin, &update.obj_path) {
                 Ok(objects) => {
                     for object in &objects {
                         for s in &update.param_settings {
@@ -768,6 +787,14 @@ impl Writes {
                 }
                 Err(error) => part.failed = Some(error),
             }
+            total += part.settings.len();
+            if total > MAX_SETTINGS {
+                part.settings.clear();
+                part.failed = Some(UspError::new(
+                    Code::RESOURCES_EXCEEDED,
+                    format!("the Set writes more than {MAX_SETTINGS} parameters"),
+                ));
+            }
             writes.parts.push(part);
         }
         writes.plan();
@@ -778,7 +805,7 @@ impl Writes {
         let mut writes = Writes::new(msg_id, WriteKind::Add, origin, add.allow_partial);
         for create in &add.create_objs {
             let mut part = Writes::part(&create.obj_path);
-            match resolve_objects(tree, &create.obj_path) {
+            match resolve_objects(tree, origin, &create.obj_path) {
                 Ok(tables) if tables.len() == 1 => {
                     part.settings = create
                         .param_settings
@@ -814,7 +841,7 @@ impl Writes {
         let mut writes = Writes::new(msg_id, WriteKind::Delete, origin, delete.allow_partial);
         for requested in &delete.obj_paths {
             let mut part = Writes::part(requested);
-            match resolve_objects(tree, requested) {
+            match resolve_objects(tree, origin, requested) {
                 Ok(objects) => {
                     // An instance that is not there is deleted already
                     // (TR-369 §Delete: not an error).
@@ -879,7 +906,17 @@ impl Writes {
         true
     }
 
-    fn prepare(&self, tree: &mut Tree, unit: &[usize]) -> Written {
+    fn prepare(&mut self, tree: &mut Tree, unit: &[usize]) -> Written {
+        if self.kind == WriteKind::Delete && !self.undoing {
+            // What is there now, each once: an earlier unit may have
+            // deleted some, and two paths may name the same instance.
+            let mut seen = std::collections::HashSet::new();
+            for &at in unit {
+                self.parts[at]
+                    .objects
+                    .retain(|o| instance_exists(tree, o) && seen.insert(o.clone()));
+            }
+        }
         let parts = unit.iter().map(|&at| &self.parts[at]);
         if self.undoing {
             let made: Vec<String> = parts.flat_map(|p| p.made.clone()).collect();
@@ -1198,7 +1235,7 @@ fn full_name(kind: WriteKind, s: &Setting) -> String {
 }
 
 /// The objects an object path expression names now (ending in `.`).
-fn resolve_objects(tree: &Tree, requested: &str) -> Result<Vec<String>, UspError> {
+fn resolve_objects(tree: &Tree, origin: Origin, requested: &str) -> Result<Vec<String>, UspError> {
     let expression = path::parse(requested)?;
     if !expression.object {
         return Err(UspError::new(
@@ -1206,7 +1243,7 @@ fn resolve_objects(tree: &Tree, requested: &str) -> Result<Vec<String>, UspError
             format!("{requested}: not an object's path (it ends in `.`)"),
         ));
     }
-    path::resolve(tree, requested, &expression)
+    path::resolve(tree, origin, requested, &expression)
 }
 
 fn instance_exists(tree: &Tree, object: &str) -> bool {

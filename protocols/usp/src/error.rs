@@ -29,6 +29,7 @@ impl Code {
     pub const SECURE_SESSION_NOT_SUPPORTED: Code = Code(7102);
     pub const SAR_NOT_SUPPORTED: Code = Code(7103);
     pub const INVALID_RECORD_VALUE: Code = Code(7104);
+    pub const SESSION_CONTEXT_NOT_ALLOWED: Code = Code(7106);
 
     /// The code of a CWMP fault the shared RPCs returned (TR-069
     /// Table 53 to TR-369's table, meaning for meaning).

@@ -222,25 +222,18 @@ fn instance_paths(path: Path) -> Vec<String> {
 /// the table the instance is in (TR-369: a ReferenceList of table paths).
 fn covers(reference: &str, path: &str, kind: Kind) -> bool {
     let reference = reference.trim();
-    let pattern: Vec<&str> = reference.trim_end_matches('.').split('.').collect();
-    let name: Vec<&str> = path.trim_end_matches('.').split('.').collect();
-    let segment_matches = |(p, n): (&&str, &&str)| {
-        p == n || (*p == "*" && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-    };
     match kind {
-        Kind::ValueChange | Kind::Event => {
-            let partial = reference.ends_with('.');
-            (if partial {
-                pattern.len() < name.len()
-            } else {
-                pattern.len() == name.len()
-            }) && pattern.iter().zip(name.iter()).all(segment_matches)
-        }
-        // The instance's table: the instance path less its number.
+        Kind::ValueChange | Kind::Event => dm_cwmp::rpc::matches_pattern(reference, path),
+        // The instance's table (`Device.WiFi.SSID.` for
+        // `Device.WiFi.SSID.3.`), `*` for the instances above it.
         Kind::ObjectCreation | Kind::ObjectDeletion => {
-            reference.ends_with('.')
-                && pattern.len() + 1 == name.len()
-                && pattern.iter().zip(name.iter()).all(segment_matches)
+            let table = path
+                .trim_end_matches('.')
+                .rsplit_once('.')
+                .map_or("", |(table, _)| table);
+            reference
+                .strip_suffix('.')
+                .is_some_and(|reference| dm_cwmp::rpc::matches_pattern(reference, table))
         }
     }
 }

@@ -4,7 +4,7 @@
 //! resolved on the tree through the TR-181 mapping into the concrete
 //! paths they name now.
 
-use dm_core::Tree;
+use dm_core::{Origin, Tree};
 use dm_cwmp::rpc;
 
 use crate::error::{Code, UspError};
@@ -14,7 +14,7 @@ use crate::error::{Code, UspError};
 pub const MAX_PATH_LEN: usize = 4096;
 pub const MAX_CONDITIONS: usize = 16;
 /// The most paths one expression may resolve to.
-pub const MAX_RESOLVED: usize = rpc::MAX_RESPONSE_ENTRIES;
+pub const MAX_RESOLVED: usize = 4096;
 
 /// One step of a path expression.
 #[derive(Clone, Debug, PartialEq)]
@@ -236,10 +236,14 @@ pub fn supported(path: &str) -> bool {
 }
 
 /// The instance objects of `table` (`Device.IP.Interface.`) that exist
-/// now, as paths (`Device.IP.Interface.1.`), in order.
+/// now, as paths (`Device.IP.Interface.1.`), in order; none when the
+/// table is inside an instance that is not there.
 pub fn instances(tree: &Tree, table: &str) -> Result<Vec<String>, UspError> {
-    let names = rpc::get_parameter_names_within(tree, table, true, MAX_RESOLVED)
-        .map_err(|fault| UspError::from_fault(&fault))?;
+    let names = match rpc::get_parameter_names_within(tree, table, true, MAX_RESOLVED) {
+        Ok(names) => names,
+        Err(fault) if fault.code == 9005 && rpc::in_schema(table) => return Ok(Vec::new()),
+        Err(fault) => return Err(UspError::from_fault(&fault)),
+    };
     let rows: Vec<String> = names
         .into_iter()
         .map(|(name, _)| name)
@@ -262,7 +266,41 @@ pub fn instances(tree: &Tree, table: &str) -> Result<Vec<String>, UspError> {
 /// literal instance number is kept even where no such instance exists
 /// (the request then finds nothing there); `*` and searches expand to
 /// the instances there are.
-pub fn resolve(tree: &Tree, text: &str, expression: &Expression) -> Result<Vec<String>, UspError> {
+pub fn resolve(
+    tree: &Tree,
+    reader: Origin,
+    text: &str,
+    expression: &Expression,
+) -> Result<Vec<String>, UspError> {
+    // What the expression may name is the data model's business, not the
+    // data's: checked once, whatever instances there are.
+    let pattern = expression.pattern();
+    if !supported(&pattern) {
+        return Err(UspError::new(
+            Code::INVALID_PATH,
+            format!("{text}: not in the data model"),
+        ));
+    }
+    // And each search's keys, on the table's pattern.
+    let mut table = String::new();
+    for segment in &expression.segments {
+        if let Segment::Search(conditions) = segment {
+            for condition in conditions {
+                if !supported(&format!("{table}*.{}", condition.key)) {
+                    return Err(UspError::new(
+                        Code::INVALID_PATH,
+                        format!("{text}: no parameter {:?} to search by", condition.key),
+                    ));
+                }
+            }
+        }
+        match segment {
+            Segment::Name(name) => table.push_str(name),
+            Segment::Instance(n) => table.push_str(&n.to_string()),
+            Segment::Every | Segment::Search(_) => table.push('*'),
+        }
+        table.push('.');
+    }
     let mut current = vec![String::new()];
     let last = expression.segments.len() - 1;
     for (at, segment) in expression.segments.iter().enumerate() {
@@ -278,7 +316,7 @@ pub fn resolve(tree: &Tree, text: &str, expression: &Expression) -> Result<Vec<S
                 Segment::Instance(n) => next.push(format!("{prefix}{n}{end}")),
                 Segment::Every => next.extend(instances(tree, prefix)?),
                 Segment::Search(conditions) => {
-                    next.extend(search(tree, prefix, conditions)?);
+                    next.extend(search(tree, reader, prefix, conditions)?);
                 }
             }
             if next.len() > MAX_RESOLVED {
@@ -293,19 +331,38 @@ pub fn resolve(tree: &Tree, text: &str, expression: &Expression) -> Result<Vec<S
             break;
         }
     }
-    for path in &current {
-        if !supported(path) {
-            return Err(UspError::new(
-                Code::INVALID_PATH,
-                format!("{path}: not in the data model"),
-            ));
-        }
-    }
     Ok(current)
 }
 
+impl Expression {
+    /// The expression as a pattern of the data model: instances, `*` and
+    /// searches as `*`.
+    pub fn pattern(&self) -> String {
+        let mut out = String::new();
+        for (at, segment) in self.segments.iter().enumerate() {
+            if at > 0 {
+                out.push('.');
+            }
+            match segment {
+                Segment::Name(name) => out.push_str(name),
+                Segment::Instance(n) => out.push_str(&n.to_string()),
+                Segment::Every | Segment::Search(_) => out.push('*'),
+            }
+        }
+        if self.object {
+            out.push('.');
+        }
+        out
+    }
+}
+
 /// The instances of `table` for which every condition holds.
-fn search(tree: &Tree, table: &str, conditions: &[Condition]) -> Result<Vec<String>, UspError> {
+fn search(
+    tree: &Tree,
+    reader: Origin,
+    table: &str,
+    conditions: &[Condition],
+) -> Result<Vec<String>, UspError> {
     let rows = instances(tree, table)?;
     if rows.is_empty() {
         return Ok(rows);
@@ -314,16 +371,8 @@ fn search(tree: &Tree, table: &str, conditions: &[Condition]) -> Result<Vec<Stri
         .iter()
         .map(|c| format!("{table}*.{}", c.key))
         .collect();
-    for (pattern, condition) in patterns.iter().zip(conditions) {
-        if !supported(pattern) {
-            return Err(UspError::new(
-                Code::INVALID_PATH,
-                format!("{table}: no parameter {:?} to search by", condition.key),
-            ));
-        }
-    }
     let borrowed: Vec<&str> = patterns.iter().map(String::as_str).collect();
-    let (values, _) = rpc::matching_values(tree, &borrowed, MAX_RESOLVED, &|_| false);
+    let (values, _) = rpc::matching_values_as(tree, reader, &borrowed, MAX_RESOLVED, &|_| false);
     let values: std::collections::HashMap<String, String> = values
         .into_iter()
         .map(|(_, value)| (value.name, value.value))

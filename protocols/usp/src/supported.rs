@@ -78,6 +78,11 @@ fn objects(tree: &Tree) -> BTreeMap<String, Object> {
         while let Some(offset) = object[end..].find('.') {
             end += offset + 1;
             let prefix = &object[..end];
+            // A table's own path is its `{i}.` object, not an object of
+            // its own.
+            if object[end..].starts_with("{i}.") {
+                continue;
+            }
             let entry = objects.entry(prefix.to_owned()).or_default();
             if let Some(table) = prefix.strip_suffix("{i}.") {
                 entry.multi = true;
@@ -114,19 +119,27 @@ fn objects(tree: &Tree) -> BTreeMap<String, Object> {
                 } as i32,
             },
         );
-        // A table's access: whether clients add and delete its rows.
-        if let Some(at) = map.path.find(".{i}.").or_else(|| map.path.find(".{j}.")) {
-            // `Device.WiFi.SSID.{i}.`
-            let table = &map.path[..at + 5];
-            let addable = match resolver.object(&table.replace("{i}", "1").replace("{j}", "1")) {
-                Some(ObjectPath::Instance(object, _)) => !tree.is_reported(object),
-                _ => false,
-            };
-            let row_writable = map.path.contains(".{j}.") && map.writable;
-            let entry = objects.entry(supported_path(table)).or_default();
-            if addable || row_writable {
-                entry.access = Some(ObjAccessType::ObjAddDelete);
+        // A table's access: whether clients add and delete its rows; the
+        // innermost table the parameter is in.
+        let rows = map.path.rfind(".{j}.");
+        let instances = map.path.rfind(".{i}.");
+        let (at, addable) = match (instances, rows) {
+            // A `{j}` table: rows where a column is written.
+            (i, Some(j)) if i.is_none_or(|i| j > i) => (j, map.writable),
+            (Some(i), _) => {
+                let table = &map.path[..i + 5];
+                let addable = match resolver.object(&table.replace("{i}", "1")) {
+                    Some(ObjectPath::Instance(object, _)) => !tree.is_reported(object),
+                    _ => false,
+                };
+                (i, addable)
             }
+            _ => return,
+        };
+        // `Device.WiFi.SSID.{i}.`
+        let table = supported_path(&map.path[..at + 5]);
+        if addable {
+            objects.entry(table).or_default().access = Some(ObjAccessType::ObjAddDelete);
         }
     };
     for map in dm_cwmp::mapping::parameters() {

@@ -696,5 +696,169 @@ fn get_supported_dm_lists_objects_parameters_commands_and_events() {
         .collect();
     assert_eq!(commands, ["Reboot()", "FactoryReset()"]);
     assert_eq!(root.supported_events[0].event_name, "Boot!");
+    // A table is its `{i}.` object only.
+    assert!(
+        !device
+            .supported_objs
+            .iter()
+            .any(|o| o.supported_obj_path == "Device.WiFi.SSID."),
+    );
     assert_eq!(r.req_obj_results[2].err_code, 7026);
+}
+
+#[test]
+fn depth_counts_from_the_resolved_object_and_bounds_hold() {
+    let agent = Agent::new(AGENT);
+    let mut tree = tree();
+    // A search whose value has dots: max_depth 1 is still the SSID's own
+    // parameters, not its Stats.
+    let set_name = set(
+        &[("Device.WiFi.SSID.1.", &[("SSID", "a.b.c", true)])],
+        false,
+    );
+    let RespType::SetResp(_) = resp(ask(&agent, &mut tree, set_name)) else {
+        panic!()
+    };
+    let r = get(
+        &agent,
+        &mut tree,
+        &["Device.WiFi.SSID.[SSID==\"a.b.c\"]."],
+        1,
+    );
+    let objects: Vec<_> = r.req_path_results[0]
+        .resolved_path_results
+        .iter()
+        .map(|r| r.resolved_path.as_str())
+        .collect();
+    assert_eq!(objects, ["Device.WiFi.SSID.1."]);
+    let mut stats = |depth| {
+        let r = get(
+            &agent,
+            &mut tree,
+            &["Device.WiFi.AccessPoint.[Security.ModeEnabled!=\"a.b.c\"]."],
+            depth,
+        );
+        let paths: Vec<String> = r.req_path_results[0]
+            .resolved_path_results
+            .iter()
+            .map(|r| r.resolved_path.clone())
+            .collect();
+        assert!(!paths.is_empty());
+        paths.iter().any(|p| p.ends_with(".Security."))
+    };
+    assert!(!stats(1));
+    assert!(stats(2));
+    // Whether a path is valid does not depend on the instances there are.
+    let r = get(
+        &agent,
+        &mut tree,
+        &[
+            "Device.WiFi.SSID.*.Bogus",
+            "Device.WiFi.AccessPoint.9.Security.",
+        ],
+        0,
+    );
+    assert_eq!(r.req_path_results[0].err_code, 7026);
+    assert_eq!(r.req_path_results[1].err_code, 0);
+    // A whole-tree Get is answered; a Set of too many parameters is not.
+    let all = get(&agent, &mut tree, &["Device."], 0);
+    assert_eq!(all.req_path_results[0].err_code, 0);
+    let many: Vec<(String, String)> = (0..5000)
+        .map(|n| (format!("X{n}"), "1".to_owned()))
+        .collect();
+    let settings: Vec<Setting> = many
+        .iter()
+        .map(|(p, v)| (p.as_str(), v.as_str(), true))
+        .collect();
+    let e = error(ask(
+        &agent,
+        &mut tree,
+        set(&[("Device.WiFi.SSID.1.", &settings)], false),
+    ));
+    assert_eq!(e.err_code, 7005, "{e:?}");
+}
+
+#[test]
+fn overlapping_deletes_and_a_failed_add_leave_the_tree_consistent() {
+    let agent = Agent::new(AGENT);
+    let mut tree = tree();
+    let create = |ssid: &str| usp::add::CreateObject {
+        obj_path: "Device.WiFi.SSID.".into(),
+        param_settings: vec![usp::add::CreateParamSetting {
+            param: "SSID".into(),
+            value: ssid.into(),
+            required: true,
+        }],
+    };
+    let count = |agent: &Agent, tree: &mut Tree| {
+        let body = ReqType::GetInstances(usp::GetInstances {
+            obj_paths: vec!["Device.WiFi.SSID.".into()],
+            first_level_only: true,
+        });
+        let RespType::GetInstancesResp(r) = resp(ask(agent, tree, body)) else {
+            panic!()
+        };
+        r.req_path_results[0].curr_insts.len()
+    };
+    let before = count(&agent, &mut tree);
+    // All or nothing: the second cannot be made, so the first is undone.
+    let e = error(ask(
+        &agent,
+        &mut tree,
+        ReqType::Add(usp::Add {
+            allow_partial: false,
+            create_objs: vec![create("one"), create(&"x".repeat(40))],
+        }),
+    ));
+    assert_eq!(e.err_code, 7012, "{e:?}");
+    assert_eq!(count(&agent, &mut tree), before);
+    // With allow_partial, the good one stays.
+    let RespType::AddResp(r) = resp(ask(
+        &agent,
+        &mut tree,
+        ReqType::Add(usp::Add {
+            allow_partial: true,
+            create_objs: vec![create("lab"), create(&"x".repeat(40))],
+        }),
+    )) else {
+        panic!()
+    };
+    use usp::add_resp::created_object_result::operation_status::OperStatus;
+    let statuses: Vec<_> = r
+        .created_obj_results
+        .iter()
+        .map(|c| c.oper_status.clone().unwrap().oper_status.unwrap())
+        .collect();
+    let OperStatus::OperSuccess(made) = &statuses[0] else {
+        panic!("{statuses:?}")
+    };
+    assert!(matches!(statuses[1], OperStatus::OperFailure(_)));
+    assert_eq!(count(&agent, &mut tree), before + 1);
+    // Two paths naming the same instance: deleted once, no failure.
+    let RespType::DeleteResp(r) = resp(ask(
+        &agent,
+        &mut tree,
+        ReqType::Delete(usp::Delete {
+            allow_partial: false,
+            obj_paths: vec![
+                made.instantiated_path.clone(),
+                "Device.WiFi.SSID.[SSID==\"lab\"].".into(),
+            ],
+        }),
+    )) else {
+        panic!()
+    };
+    use usp::delete_resp::deleted_object_result::operation_status::OperStatus as DeleteStatus;
+    let affected: Vec<Vec<String>> = r
+        .deleted_obj_results
+        .iter()
+        .map(
+            |d| match d.oper_status.clone().unwrap().oper_status.unwrap() {
+                DeleteStatus::OperSuccess(ok) => ok.affected_paths,
+                other => panic!("{other:?}"),
+            },
+        )
+        .collect();
+    assert_eq!(affected, [vec![made.instantiated_path.clone()], vec![]]);
+    assert_eq!(count(&agent, &mut tree), before);
 }

@@ -32,14 +32,15 @@ static COUNT: ParameterMap = ParameterMap {
 };
 
 impl Concrete {
-    /// The value as the ACS reads it: a value computed when read ("since
-    /// the last read" log lines, CPU usage) is read for the ACS's own
-    /// reader state, not another protocol's.
-    pub(super) fn read(&self, tree: &Tree) -> Result<Option<Value>, Error> {
+    /// The value as `reader` reads it: a value computed when read
+    /// ("since the last read" log lines, CPU usage) is read for that
+    /// reader's own state, not another protocol's; values fetched from
+    /// the host are those fetched for it.
+    pub(super) fn read(&self, tree: &Tree, reader: Origin) -> Result<Option<Value>, Error> {
         if let Some(count) = self.count {
             return Ok(Some(Value::Unsigned(u64::from(count))));
         }
-        Ok(match tree.read(Origin::Acs, &self.path)? {
+        Ok(match tree.read(reader, &self.path)? {
             ResourceValue::Single(v) => Some(v),
             ResourceValue::Multiple(_) => None,
         })

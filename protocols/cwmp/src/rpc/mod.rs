@@ -72,7 +72,7 @@ fn fault(code: FaultCode, detail: impl std::fmt::Display) -> Fault {
 }
 
 fn wire_value(tree: &Tree, c: &Concrete) -> ParameterValue {
-    wire_value_or_unavailable(tree, c).unwrap_or_else(|_| ParameterValue {
+    wire_value_or_unavailable(tree, c, Origin::Acs).unwrap_or_else(|_| ParameterValue {
         name: c.name.clone(),
         value: String::new(),
         xsd_type: c.map.syntax.xsd_type(),
@@ -83,7 +83,11 @@ fn wire_value(tree: &Tree, c: &Concrete) -> ParameterValue {
 /// value whose server is away for now ([`Error::PlatformUnavailable`]).
 /// Read once: a value computed "since the last read" is not consumed
 /// twice.
-fn wire_value_or_unavailable(tree: &Tree, c: &Concrete) -> Result<ParameterValue, Error> {
+fn wire_value_or_unavailable(
+    tree: &Tree,
+    c: &Concrete,
+    reader: Origin,
+) -> Result<ParameterValue, Error> {
     Ok(ParameterValue {
         name: c.name.clone(),
         // Secured and write-only values read back empty (§A.3.2.2); a
@@ -91,7 +95,7 @@ fn wire_value_or_unavailable(tree: &Tree, c: &Concrete) -> Result<ParameterValue
         value: if c.map.secured || write_only(tree, c) {
             String::new()
         } else {
-            match c.read(tree) {
+            match c.read(tree, reader) {
                 Err(e @ Error::PlatformUnavailable(_)) => return Err(e),
                 read => read
                     .ok()
@@ -115,6 +119,17 @@ pub fn get_parameter_values_within(
     names: &[String],
     limit: usize,
 ) -> Result<Vec<ParameterValue>, Fault> {
+    get_parameter_values_as(tree, Origin::Acs, names, limit)
+}
+
+/// GetParameterValues read as `reader` (USP's controllers): what was
+/// fetched from the host for it, its own "since the last read".
+pub fn get_parameter_values_as(
+    tree: &Tree,
+    reader: Origin,
+    names: &[String],
+    limit: usize,
+) -> Result<Vec<ParameterValue>, Fault> {
     let all = concrete(tree);
     let selected = select_each_once(&all, names, limit)?;
     // A value whose server is away (a provider that is not running) is
@@ -129,7 +144,7 @@ pub fn get_parameter_values_within(
         .collect();
     let mut out = Vec::with_capacity(selected.len());
     for c in selected {
-        match wire_value_or_unavailable(tree, c) {
+        match wire_value_or_unavailable(tree, c, reader) {
             Ok(value) => out.push(value),
             Err(e) if named.contains(c.name.as_str()) => {
                 return Err(fault(FaultCode::InternalError, format!("{}: {e}", c.name)));
@@ -187,6 +202,44 @@ pub fn tables_listed(tree: &Tree, names: &[String]) -> Vec<Path> {
     listed
 }
 
+/// The values `names` select (parameters' and objects' paths), read as
+/// `reader`, each once, in one walk of the tree: a name that selects
+/// nothing now (an instance that is not there) gives nothing; a value
+/// whose server is away is left out under an object's path and an
+/// error (9002) when named; more than `limit` values is 9004. For USP's
+/// Get, whose resolved paths may name instances that are gone.
+pub fn existing_values_as(
+    tree: &Tree,
+    reader: Origin,
+    names: &[String],
+    limit: usize,
+) -> Result<Vec<ParameterValue>, Fault> {
+    let all = concrete(tree);
+    let mut taken = vec![false; all.len()];
+    let mut out = Vec::new();
+    for name in names {
+        let Ok(selected) = select(&all, name) else {
+            continue;
+        };
+        for at in selected {
+            if std::mem::replace(&mut taken[at], true) {
+                continue;
+            }
+            match wire_value_or_unavailable(tree, &all[at], reader) {
+                Ok(value) => out.push(value),
+                Err(e) if all[at].name == *name => {
+                    return Err(fault(FaultCode::InternalError, format!("{name}: {e}")));
+                }
+                Err(_) => {}
+            }
+            if out.len() > limit {
+                return Err(too_many(limit));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The values of those of `names` that exist, for an Inform: a name
 /// whose instance is gone is skipped. One walk of the tree for all names.
 pub fn existing_parameter_values(tree: &Tree, names: &[String]) -> Vec<ParameterValue> {
@@ -211,6 +264,17 @@ pub fn existing_parameter_values(tree: &Tree, names: &[String]) -> Vec<Parameter
 /// left out). One walk of the tree for all the patterns.
 pub fn matching_values(
     tree: &Tree,
+    patterns: &[&str],
+    limit: usize,
+    counts: &dyn Fn(&[usize]) -> bool,
+) -> (Vec<(Vec<usize>, ParameterValue)>, bool) {
+    matching_values_as(tree, Origin::Acs, patterns, limit, counts)
+}
+
+/// [`matching_values`] read as `reader`.
+pub fn matching_values_as(
+    tree: &Tree,
+    reader: Origin,
     patterns: &[&str],
     limit: usize,
     counts: &dyn Fn(&[usize]) -> bool,
@@ -240,7 +304,7 @@ pub fn matching_values(
             }
             counted += 1;
         }
-        if let Ok(value) = wire_value_or_unavailable(tree, c) {
+        if let Ok(value) = wire_value_or_unavailable(tree, c, reader) {
             out.push((hits, value));
         }
     }
@@ -753,7 +817,7 @@ pub fn configuration_file(tree: &Tree) -> String {
         if !c.map.writable || c.map.secured || write_only(tree, &c) || is_diagnostic(&c.name) {
             continue;
         }
-        let Some(value) = c.read(tree).ok().flatten() else {
+        let Some(value) = c.read(tree, Origin::Acs).ok().flatten() else {
             continue;
         };
         let value = values::render(&value, c.map.syntax);
