@@ -39,6 +39,16 @@ pub struct Cli {
     /// LwM2M server URI, overriding [lwm2m] server_uri.
     #[arg(long, env = "DMAGENT_LWM2M_SERVER")]
     pub lwm2m_server: Option<String>,
+    /// USP's MQTT broker (mqtt://HOST:PORT), overriding [usp] broker.
+    #[arg(long, env = "DMAGENT_USP_BROKER")]
+    pub usp_broker: Option<String>,
+    /// The USP controller's endpoint ID, overriding [usp]
+    /// controller_endpoint_id.
+    #[arg(long, env = "DMAGENT_USP_CONTROLLER")]
+    pub usp_controller: Option<String>,
+    /// The USP controller's MQTT topic, overriding [usp] controller_topic.
+    #[arg(long, env = "DMAGENT_USP_CONTROLLER_TOPIC")]
+    pub usp_controller_topic: Option<String>,
     /// LwM2M endpoint name, overriding [lwm2m] endpoint.
     #[arg(long, env = "DMAGENT_ENDPOINT")]
     pub endpoint: Option<String>,

@@ -45,6 +45,17 @@ impl Cli {
             acs_url: named("acs-url", "DMAGENT_ACS_URL", &self.acs_url),
             lwm2m_server: named("lwm2m-server", "DMAGENT_LWM2M_SERVER", &self.lwm2m_server),
             endpoint: named("endpoint", "DMAGENT_ENDPOINT", &self.endpoint),
+            usp_broker: named("usp-broker", "DMAGENT_USP_BROKER", &self.usp_broker),
+            usp_controller: named(
+                "usp-controller",
+                "DMAGENT_USP_CONTROLLER",
+                &self.usp_controller,
+            ),
+            usp_controller_topic: named(
+                "usp-controller-topic",
+                "DMAGENT_USP_CONTROLLER_TOPIC",
+                &self.usp_controller_topic,
+            ),
             serial_number: named("serial", "DMAGENT_SERIAL", &self.serial),
             psk: match (&self.psk_identity, &self.psk_key) {
                 (Some(identity), Some(key)) => Some((

@@ -239,6 +239,10 @@ pub struct Overrides {
     pub acs_url: Option<(String, String)>,
     pub lwm2m_server: Option<(String, String)>,
     pub endpoint: Option<(String, String)>,
+    /// USP's broker, and its controller's endpoint ID and topic.
+    pub usp_broker: Option<(String, String)>,
+    pub usp_controller: Option<(String, String)>,
+    pub usp_controller_topic: Option<(String, String)>,
     pub serial_number: Option<(String, String)>,
     /// PSK identity and key (hex) for the LwM2M server, making it coaps.
     pub psk: Option<(String, String, String)>,
@@ -608,8 +612,13 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         _ => None,
     };
 
-    let usp = match file.usp {
-        Some(u) if u.enabled => Some(usp(u, &identity, &at)),
+    let usp_file = match (file.usp, &overrides.usp_broker) {
+        (Some(u), _) => Some(u),
+        (None, Some(_)) => toml::from_str::<UspFile>("").ok(),
+        (None, None) => None,
+    };
+    let usp = match usp_file {
+        Some(u) if u.enabled => Some(usp(u, overrides, &identity, &at)),
         _ => None,
     };
 
@@ -1153,7 +1162,7 @@ fn lwm2m(file: Lwm2mFile, overrides: &Overrides, identity: &Identity, at: &Locat
     }
 }
 
-fn usp(file: UspFile, identity: &Identity, at: &Locator<'_>) -> Usp {
+fn usp(file: UspFile, overrides: &Overrides, identity: &Identity, at: &Locator<'_>) -> Usp {
     // TR-369 §2.2.1: the `os` authority scheme, OUI-SERIAL.
     let endpoint_id = match &file.endpoint_id {
         Some(id) => at
@@ -1161,57 +1170,88 @@ fn usp(file: UspFile, identity: &Identity, at: &Locator<'_>) -> Usp {
             .unwrap_or_default(),
         None => format!("os::{}-{}", identity.oui, identity.serial_number),
     };
-    let (broker_host, broker_port) = if file.broker.get_ref().is_empty() {
-        at.report(at.table_error(
-            "usp",
-            "broker is missing, e.g. \"mqtt://127.0.0.1:1883\" (or set enabled = false)".into(),
-        ));
-        (String::new(), 0)
-    } else {
-        let url = file.broker.get_ref();
-        at.keep(
-            check_url(url, &["mqtt"])
-                .and_then(|_| dm_rt::uri::host_port(url, 1883).map_err(|e| e.reason))
-                .map_err(|m| at.error(&file.broker.span(), m)),
-        )
-        .unwrap_or_default()
+    let broker_of = |url: &str| {
+        check_url(url, &["mqtt"])
+            .and_then(|_| dm_rt::uri::host_port(url, 1883).map_err(|e| e.reason))
     };
-    let required = |key: &Option<Spanned<String>>, name: &str| match key {
-        Some(value) => at
-            .keep(check_usp_text(value.get_ref(), 256).map_err(|m| at.error(&value.span(), m)))
-            .unwrap_or_default(),
-        None => {
+    let (broker, (broker_host, broker_port)) = match &overrides.usp_broker {
+        Some((flag, url)) => (
+            url.clone(),
+            at.keep(broker_of(url).map_err(|m| flag_error(flag, m)))
+                .unwrap_or_default(),
+        ),
+        None if file.broker.get_ref().is_empty() => {
+            at.report(at.table_error(
+                "usp",
+                "broker is missing, e.g. \"mqtt://127.0.0.1:1883\" (or set enabled = false)".into(),
+            ));
+            (String::new(), (String::new(), 0))
+        }
+        None => (
+            file.broker.get_ref().clone(),
+            at.keep(broker_of(file.broker.get_ref()).map_err(|m| at.error(&file.broker.span(), m)))
+                .unwrap_or_default(),
+        ),
+    };
+    // A key, or the flag that stands for it.
+    let text = |key: &Option<Spanned<String>>, flag: &Option<(String, String)>| match (flag, key) {
+        (Some((flag, value)), _) => Some(
+            at.keep(check_usp_text(value, 256).map_err(|m| flag_error(flag, m)))
+                .unwrap_or_default(),
+        ),
+        (None, Some(value)) => Some(
+            at.keep(check_usp_text(value.get_ref(), 256).map_err(|m| at.error(&value.span(), m)))
+                .unwrap_or_default(),
+        ),
+        (None, None) => None,
+    };
+    let required = |key: &Option<Spanned<String>>, flag: &Option<(String, String)>, name: &str| {
+        text(key, flag).unwrap_or_else(|| {
             at.report(at.table_error("usp", format!("{name} is missing")));
             String::new()
-        }
+        })
     };
-    let controller_endpoint_id = required(&file.controller_endpoint_id, "controller_endpoint_id");
-    let controller_topic = required(&file.controller_topic, "controller_topic");
-    let optional = |key: &Option<Spanned<String>>, default: String| match key {
-        Some(value) => at
-            .keep(check_usp_text(value.get_ref(), 256).map_err(|m| at.error(&value.span(), m)))
-            .unwrap_or_default(),
-        None => default,
-    };
-    let client_id = optional(&file.client_id, endpoint_id.clone());
-    let agent_topic = optional(&file.agent_topic, format!("usp/agent/{endpoint_id}"));
-    for (topic, key) in [
-        (&agent_topic, &file.agent_topic),
-        (&controller_topic, &file.controller_topic),
-    ] {
-        // A topic a PUBLISH can name: no wildcards (MQTT 5 §4.7).
-        if topic.contains(['+', '#'])
-            && let Some(key) = key
-        {
-            at.report(at.error(
-                &key.span(),
+    let controller_endpoint_id = required(
+        &file.controller_endpoint_id,
+        &overrides.usp_controller,
+        "controller_endpoint_id",
+    );
+    let controller_topic = required(
+        &file.controller_topic,
+        &overrides.usp_controller_topic,
+        "controller_topic",
+    );
+    let client_id = text(&file.client_id, &None).unwrap_or_else(|| endpoint_id.clone());
+    let agent_topic =
+        text(&file.agent_topic, &None).unwrap_or_else(|| format!("usp/agent/{endpoint_id}"));
+    // A topic a PUBLISH can name: no wildcards (MQTT 5 §4.7).
+    let wildcard = |topic: &str| topic.contains(['+', '#']);
+    match (&overrides.usp_controller_topic, &file.controller_topic) {
+        (Some((flag, topic)), _) if wildcard(topic) => {
+            at.report(flag_error(
+                flag,
                 "a topic to send to has no + or # wildcard".into(),
             ));
         }
+        (None, Some(topic)) if wildcard(topic.get_ref()) => {
+            at.report(at.error(
+                &topic.span(),
+                "a topic to send to has no + or # wildcard".into(),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(topic) = &file.agent_topic
+        && wildcard(topic.get_ref())
+    {
+        at.report(at.error(
+            &topic.span(),
+            "a topic to send to has no + or # wildcard".into(),
+        ));
     }
     Usp {
         endpoint_id,
-        broker: file.broker.get_ref().clone(),
+        broker,
         broker_host,
         broker_port,
         client_id,

@@ -769,4 +769,26 @@ fn usp_takes_its_defaults_from_the_identity_and_checks_its_keys() {
         "dmagent.toml:5: usp.keep_alive: must be from 5 to 65535 (seconds)",
     );
     check("[usp]\nenabled = false\n", "ok");
+    // The flags stand for the keys, with or without the table.
+    let flags = Overrides {
+        usp_broker: Some(("--usp-broker".into(), "mqtt://10.0.0.1".into())),
+        usp_controller: Some(("--usp-controller".into(), "self::c".into())),
+        usp_controller_topic: Some(("--usp-controller-topic".into(), "usp/c".into())),
+        ..Overrides::default()
+    };
+    let usp = parse("", "dmagent.toml", &flags).unwrap().usp.unwrap();
+    assert_eq!(
+        (
+            usp.broker_host.as_str(),
+            usp.broker_port,
+            usp.controller_topic.as_str()
+        ),
+        ("10.0.0.1", 1883, "usp/c")
+    );
+    let bad = Overrides {
+        usp_broker: Some(("--usp-broker".into(), "tcp://b".into())),
+        ..flags
+    };
+    let error = parse("", "dmagent.toml", &bad).unwrap_err().to_string();
+    assert!(error.starts_with("--usp-broker: scheme \"tcp\""), "{error}");
 }

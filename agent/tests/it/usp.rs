@@ -514,3 +514,55 @@ fn the_agent_connects_again_when_the_broker_comes_back() {
         "USP1"
     );
 }
+
+/// The launcher in front of the agent: `--usp-broker`, `--usp-controller`
+/// and `--usp-controller-topic` are all it takes, with no configuration
+/// file; the agent's endpoint ID comes from the serial given.
+#[test]
+fn the_launcher_connects_to_the_broker_and_controller_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = dm_tests::files::free_tcp_port();
+    let _broker = mosquitto(dir.path(), port);
+    let mut controller = Controller::start(port);
+    let mut launcher = Guard(
+        Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scripts/dmagent-launch"
+        ))
+        .arg("--usp-broker")
+        .arg(format!("mqtt://127.0.0.1:{port}"))
+        .args([
+            "--usp-controller",
+            CONTROLLER,
+            "--usp-controller-topic",
+            CONTROLLER_TOPIC,
+            "--no-cwmp",
+            "--no-lwm2m",
+            "--platform",
+            "memory",
+            "--serial",
+            "USP-LAUNCH",
+            "--state-dir",
+        ])
+        .arg(dir.path().join("state"))
+        .env("DMAGENT_BIN", env!("CARGO_BIN_EXE_dmagent"))
+        .env_remove("DMAGENT_CONFIG")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    // The embedded default's OUI, the serial given.
+    let from = connect["from"].as_str().unwrap();
+    assert!(
+        from.starts_with("os::") && from.ends_with("-USP-LAUNCH"),
+        "{connect}"
+    );
+    // SIGTERM to the launcher stops the agent too, then the launcher.
+    let status = Command::new("kill")
+        .args(["-TERM", &launcher.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(launcher.0.wait().unwrap().success());
+}
