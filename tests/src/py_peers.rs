@@ -83,3 +83,28 @@ impl Drop for FtpServer {
         let _ = self.child.wait();
     }
 }
+
+/// Each line a peer prints on stdout as JSON (the aiocoap LwM2M server's
+/// steps and events), as it comes; shown on stderr too, so that a
+/// failing test's output says what the peer said.
+pub fn json_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<serde_json::Value> {
+    let stdout = child.stdout.take().expect("the peer's stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            eprintln!("peer: {line}");
+            if let Ok(value) = serde_json::from_str(&line)
+                && tx.send(value).is_err()
+            {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The next of those lines (at most 60 s).
+pub fn next_json(rx: &std::sync::mpsc::Receiver<serde_json::Value>) -> serde_json::Value {
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the peer reports")
+}

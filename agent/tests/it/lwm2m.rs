@@ -7,33 +7,13 @@ use dm_tests::process::Guard;
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
 
-fn json_lines(child: &mut Child) -> mpsc::Receiver<Value> {
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            // Shown with a failing test's output: what the peer said.
-            eprintln!("peer: {line}");
-            if let Ok(value) = serde_json::from_str(&line)
-                && tx.send(value).is_err()
-            {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn next(rx: &mpsc::Receiver<Value>) -> Value {
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("the LwM2M server reports")
-}
+use dm_tests::py_peers::{json_lines, next_json as next};
 
 #[test]
 fn aiocoap_server_registers_reads_writes_observes_executes_creates_deletes_discovers() {

@@ -566,3 +566,78 @@ fn the_launcher_connects_to_the_broker_and_controller_it_is_given() {
     assert!(status.success());
     assert!(launcher.0.wait().unwrap().success());
 }
+
+/// LwM2M and USP on one tree: an LwM2M server's write reaches a USP
+/// subscription as a ValueChange, and a USP Set reaches the LwM2M
+/// server that observes the resource as a Notify (aiocoap's server,
+/// tests/peers/lwm2m_server.py in `write` mode).
+#[test]
+fn usp_and_lwm2m_see_each_others_changes() {
+    use dm_tests::py_peers::{json_lines, next_json};
+    const SSID: &str = "Device.WiFi.SSID.1.SSID";
+    let coap_port = dm_tests::files::free_udp_port();
+    let mut lwm2m = Guard(
+        dm_tests::py_peers::lwm2m_server()
+            .args([&coap_port.to_string(), "write", "/12/1/5", "from-lwm2m"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lwm2m_in = lwm2m.0.stdin.take().unwrap();
+    let events = json_lines(&mut lwm2m.0);
+    let until = |what: &str, key: &str| loop {
+        let event = next_json(&events);
+        if event[key] == what {
+            return event;
+        }
+    };
+    let mut usp = Usp::start(&format!(
+        "[lwm2m]\nserver_uri = \"coap://127.0.0.1:{coap_port}\"\n"
+    ));
+    until("register", "event");
+    let controller = &mut usp.controller;
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
+    let body = controller.request(
+        &topic,
+        "subscribe",
+        "ADD",
+        json!({"add": {"createObjs": [{
+            "objPath": "Device.LocalAgent.Subscription.",
+            "paramSettings": [
+                {"param": "ID", "value": "ssid", "required": true},
+                {"param": "NotifType", "value": "ValueChange", "required": true},
+                {"param": "ReferenceList", "value": SSID, "required": true},
+                {"param": "Enable", "value": "true", "required": true},
+            ],
+        }]}}),
+    );
+    assert!(body["response"]["addResp"].is_object(), "{body}");
+
+    // The LwM2M server writes /12/1/5: the USP controller is told.
+    writeln!(lwm2m_in, "go").unwrap();
+    let write = until("write", "step");
+    assert_eq!(write["code"], "2.04 Changed", "{write}");
+    let notification = controller.ask(json!({"op": "notification"}));
+    let change = &notification["msg"]["body"]["request"]["notify"]["valueChange"];
+    assert_eq!(change["paramPath"], SSID, "{notification}");
+    assert_eq!(change["paramValue"], "from-lwm2m", "{notification}");
+
+    // The LwM2M server observes it; a USP Set reaches it as a Notify.
+    writeln!(lwm2m_in, "observe /12/1/5").unwrap();
+    let observed = until("observe", "step");
+    assert_eq!(observed["text"], "from-lwm2m", "{observed}");
+    let body = controller.request(
+        &topic,
+        "set",
+        "SET",
+        json!({"set": {"updateObjs": [{
+            "objPath": "Device.WiFi.SSID.1.",
+            "paramSettings": [{"param": "SSID", "value": "from-usp", "required": true}],
+        }]}}),
+    );
+    assert!(body["response"]["setResp"].is_object(), "{body}");
+    let notified = until("notification", "step");
+    assert_eq!(notified["text"], "from-usp", "{notified}");
+}
