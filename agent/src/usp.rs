@@ -100,6 +100,7 @@ pub async fn run(
             controller_topic: config.controller_topic.clone(),
             reply_to: Arc::clone(&reply_to),
             host,
+            running: Mutex::new(Vec::new()),
         },
         requests_rx,
         (changes, changed),
@@ -240,6 +241,16 @@ struct Served {
     /// Where a Reboot() or FactoryReset() goes: the run loop ends the
     /// other protocols, then the host acts.
     host: tokio::sync::mpsc::Sender<dm_objects::HostAction>,
+    /// The asynchronous commands running (never held across an await).
+    running: Mutex<Vec<Running>>,
+}
+
+/// An asynchronous command a controller started, until its end.
+struct Running {
+    command: &'static dm_usp::commands::AsyncCommand,
+    command_key: String,
+    /// Its row in Device.LocalAgent.Request.
+    request: dm_core::InstanceId,
 }
 
 /// Answers the requests, one at a time, in the order they came, and
@@ -267,12 +278,37 @@ async fn serve(
                     warn!("USP: {lagged} changes were missed; their notifications are lost");
                 }
                 let outgoing: Vec<dm_usp::Outgoing> = {
-                    let tree = lock(&served.tree);
-                    changes
-                        .drain()
-                        .iter()
-                        .flat_map(|change| notifier.on_change(&tree, change))
-                        .collect()
+                    let mut tree = lock(&served.tree);
+                    let mut outgoing = Vec::new();
+                    let mut ended = Vec::new();
+                    for change in changes.drain() {
+                        outgoing.extend(notifier.on_change(&tree, &change));
+                        // An asynchronous command's end: its
+                        // OperationComplete, and its row gone.
+                        let mut running = lock(&served.running);
+                        let mut at = 0;
+                        while at < running.len() {
+                            let Some(state) = running[at].command.ended_by(&change) else {
+                                at += 1;
+                                continue;
+                            };
+                            let done = running.remove(at);
+                            let complete =
+                                done.command.complete(&tree, CONTROLLER, &done.command_key, &state);
+                            outgoing.extend(notifier.operation_complete(
+                                &tree,
+                                done.command.command,
+                                &complete,
+                            ));
+                            ended.push(done.request);
+                        }
+                    }
+                    for request in ended {
+                        if let Err(e) = dm_objects::local_agent::remove_request(&mut tree, request) {
+                            warn!("USP: a finished command's Request row stays: {e:?}");
+                        }
+                    }
+                    outgoing
                 };
                 send_notifications(&served, outgoing).await;
             }
@@ -291,6 +327,65 @@ async fn send_notifications(served: &Served, outgoing: Vec<dm_usp::Outgoing>) {
         }
         let record = served.agent.record(&notify.to, &notify.msg);
         served.link.send(&served.controller_topic, &own, record);
+    }
+}
+
+/// An asynchronous command started: its object's inputs written (host
+/// writes off the lock), its Request row made, the OperateResp naming
+/// the row; or the Error of inputs the object refused.
+async fn start(
+    served: &Served,
+    to: &str,
+    to_topic: &str,
+    command: dm_usp::Command,
+    started: &'static dm_usp::commands::AsyncCommand,
+) {
+    let written = dm_cwmp::rpc::set_parameter_values_by_prepared(
+        &mut lock(&served.tree),
+        CONTROLLER,
+        &command.writes,
+        None,
+    );
+    let own = lock(&served.reply_to).clone();
+    let reply = match crate::host::finish_written(&served.tree, written).await {
+        Err(fault) => {
+            let mut error = dm_usp::UspError::from_fault(&fault);
+            if fault.code == 9003 {
+                error.code = dm_usp::Code::INVALID_COMMAND_ARGUMENTS;
+            }
+            Some(dm_usp::engine::error_msg(command.msg_id, &error))
+        }
+        Ok(_) => match dm_objects::local_agent::add_request(
+            &mut lock(&served.tree),
+            to,
+            started.command,
+            &command.command_key,
+        ) {
+            Ok(request) => {
+                info!(command = started.command, "USP: a command started");
+                lock(&served.running).push(Running {
+                    command: started,
+                    command_key: command.command_key.clone(),
+                    request,
+                });
+                command.send_resp.then(|| {
+                    dm_usp::engine::operate_started(
+                        command.msg_id,
+                        started.command,
+                        &format!("Device.LocalAgent.Request.{}.", request.0),
+                    )
+                })
+            }
+            Err(e) => Some(dm_usp::engine::error_msg(
+                command.msg_id,
+                &dm_usp::UspError::new(dm_usp::Code::INTERNAL_ERROR, format!("{e:?}")),
+            )),
+        },
+    };
+    if let Some(msg) = reply {
+        served
+            .link
+            .send(to_topic, &own, served.agent.record(to, &msg));
     }
 }
 
@@ -331,6 +426,10 @@ async fn carry_out(served: &Served, to: &str, to_topic: &str, command: dm_usp::C
         dm_usp::Action::Reboot => (dm_objects::HostAction::Reboot, "RemoteReboot"),
         dm_usp::Action::FactoryReset => {
             (dm_objects::HostAction::FactoryReset, "RemoteFactoryReset")
+        }
+        dm_usp::Action::Start(started) => {
+            start(served, to, to_topic, command, started).await;
+            return;
         }
     };
     let left = serde_json::json!({"cause": cause, "command_key": command.command_key});

@@ -2657,6 +2657,35 @@ pub mod usp_subscription {
     };
 }
 
+/// Request (object 50029, version 2.17).
+pub mod usp_request {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50029);
+    /// Originator
+    pub const ORIGINATOR: ResourceId = ResourceId(0);
+    /// Command
+    pub const COMMAND: ResourceId = ResourceId(1);
+    /// CommandKey
+    pub const COMMAND_KEY: ResourceId = ResourceId(2);
+    /// Status
+    pub const STATUS: ResourceId = ResourceId(3);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "Request",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ORIGINATOR, name: "Originator", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: COMMAND, name: "Command", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: COMMAND_KEY, name: "CommandKey", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Requested", "Active", "Canceling", "Canceled", "Success", "Error"]) },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -2702,4 +2731,5 @@ pub static ALL: &[&ObjectSchema] = &[
     &local_agent::SCHEMA,
     &usp_controller::SCHEMA,
     &usp_subscription::SCHEMA,
+    &usp_request::SCHEMA,
 ];

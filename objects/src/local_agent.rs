@@ -6,7 +6,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use dm_core::catalog::{local_agent, usp_controller, usp_subscription};
+use dm_core::catalog::{local_agent, usp_controller, usp_request, usp_subscription};
 use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectLink, ObjectSchema, Origin, Path, ResourceId,
     ResourceValue, Slot, Tree, Value,
@@ -26,12 +26,14 @@ struct Controllers;
 struct Subscriptions {
     host: Arc<dyn Host>,
 }
+struct Requests;
 
 pub fn register(tree: &mut Tree, host: Arc<dyn Host>) -> Result<(), Error> {
     STARTED.get_or_init(Instant::now);
     tree.register(Box::new(LocalAgent))?;
     tree.register(Box::new(Controllers))?;
-    tree.register(Box::new(Subscriptions { host }))
+    tree.register(Box::new(Subscriptions { host }))?;
+    tree.register(Box::new(Requests))
 }
 
 fn stored(value: Value) -> Slot {
@@ -94,6 +96,69 @@ impl ObjectHandler for Controllers {
     fn delete(&self, origin: Origin, instance: InstanceId) -> Result<(), Error> {
         refuse_clients(origin, Path::instance(usp_controller::ID, instance))
     }
+}
+
+impl ObjectHandler for Requests {
+    fn schema(&self) -> &'static ObjectSchema {
+        &usp_request::SCHEMA
+    }
+
+    /// The agent's facts of a running command: reported, never saved (a
+    /// command does not outlive the agent).
+    fn reported(&self) -> bool {
+        true
+    }
+
+    fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
+        use usp_request::*;
+        Ok(Instance::new()
+            .with(ORIGINATOR, stored(Value::String(String::new())))
+            .with(COMMAND, stored(Value::String(String::new())))
+            .with(COMMAND_KEY, stored(Value::String(String::new())))
+            .with(STATUS, stored(Value::String("Requested".into()))))
+    }
+
+    fn validate(&self, origin: Origin, instance: InstanceId, _: &Instance) -> Result<(), Error> {
+        refuse_clients(origin, Path::instance(usp_request::ID, instance))
+    }
+
+    fn delete(&self, origin: Origin, instance: InstanceId) -> Result<(), Error> {
+        refuse_clients(origin, Path::instance(usp_request::ID, instance))
+    }
+}
+
+/// A row for a command a controller started that runs on (TR-369
+/// §Operate: its OperateResp names the row), Status Active.
+pub fn add_request(
+    tree: &mut Tree,
+    originator: &str,
+    command: &str,
+    command_key: &str,
+) -> Result<InstanceId, dm_core::TransactionError> {
+    let instance = tree
+        .free_instance(usp_request::ID)
+        .map_err(|e| dm_core::TransactionError { faults: vec![e] })?;
+    let at = |resource| Path::resource(usp_request::ID, instance, resource);
+    let text = |value: &str| Value::String(value.to_owned());
+    tree.begin(Origin::Agent)
+        .create(usp_request::ID, Some(instance))
+        .set(at(usp_request::ORIGINATOR), text(originator))
+        .set(at(usp_request::COMMAND), text(command))
+        .set(at(usp_request::COMMAND_KEY), text(command_key))
+        .set(at(usp_request::STATUS), text("Active"))
+        .commit()?;
+    Ok(instance)
+}
+
+/// The row of a command that completed, gone.
+pub fn remove_request(
+    tree: &mut Tree,
+    instance: InstanceId,
+) -> Result<(), dm_core::TransactionError> {
+    tree.begin(Origin::Agent)
+        .delete(usp_request::ID, instance)
+        .commit()
+        .map(|_| ())
 }
 
 impl ObjectHandler for Subscriptions {

@@ -641,3 +641,82 @@ fn usp_and_lwm2m_see_each_others_changes() {
     let notified = until("notification", "step");
     assert_eq!(notified["text"], "from-usp", "{notified}");
 }
+
+/// An asynchronous command: Operate `Device.IP.Diagnostics.IPPing()`
+/// answers with the Request row that stands for it; the ping runs (the
+/// agent's TR-143 runner, on the loopback) and its end comes as an
+/// OperationComplete with the results, the row gone.
+#[test]
+fn an_async_ping_ends_with_operation_complete() {
+    let mut usp = Usp::start("");
+    let controller = &mut usp.controller;
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
+    let body = controller.request(
+        &topic,
+        "subscribe",
+        "ADD",
+        json!({"add": {"createObjs": [{
+            "objPath": "Device.LocalAgent.Subscription.",
+            "paramSettings": [
+                {"param": "ID", "value": "pings", "required": true},
+                {"param": "NotifType", "value": "OperationComplete", "required": true},
+                {"param": "ReferenceList", "value": "Device.IP.Diagnostics.IPPing()", "required": true},
+                {"param": "Enable", "value": "true", "required": true},
+            ],
+        }]}}),
+    );
+    assert!(body["response"]["addResp"].is_object(), "{body}");
+    let ping = |args: Value| {
+        json!({"operate": {
+            "command": "Device.IP.Diagnostics.IPPing()",
+            "commandKey": "ping-1",
+            "sendResp": true,
+            "inputArgs": args,
+        }})
+    };
+    let body = controller.request(&topic, "bogus", "OPERATE", ping(json!({"Bogus": "1"})));
+    assert_eq!(body["error"]["errCode"], 7027, "{body}");
+    let body = controller.request(
+        &topic,
+        "ping",
+        "OPERATE",
+        ping(json!({
+            "Host": "127.0.0.1",
+            "NumberOfRepetitions": "2",
+            "Timeout": "2000",
+            "DataBlockSize": "64",
+        })),
+    );
+    let result = &body["response"]["operateResp"]["operationResults"][0];
+    assert_eq!(
+        result["executedCommand"], "Device.IP.Diagnostics.IPPing()",
+        "{body}"
+    );
+    let request = result["reqObjPath"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(request.starts_with("Device.LocalAgent.Request."), "{body}");
+
+    let done = controller.ask(json!({"op": "notification"}));
+    let notify = &done["msg"]["body"]["request"]["notify"];
+    assert_eq!(notify["subscriptionId"], "pings", "{done}");
+    let complete = &notify["operComplete"];
+    assert_eq!(complete["objPath"], "Device.IP.Diagnostics.", "{done}");
+    assert_eq!(complete["commandName"], "IPPing()", "{done}");
+    assert_eq!(complete["commandKey"], "ping-1", "{done}");
+    let outputs = &complete["reqOutputArgs"]["outputArgs"];
+    assert_eq!(outputs["Status"], "Complete", "{done}");
+    assert_eq!(outputs["SuccessCount"], "2", "{done}");
+    assert_eq!(outputs["FailureCount"], "0", "{done}");
+    // The row is gone with the command.
+    let listed = controller.request(
+        &topic,
+        "requests",
+        "GET_INSTANCES",
+        json!({"getInstances": {"objPaths": ["Device.LocalAgent.Request."], "firstLevelOnly": true}}),
+    );
+    let result = &listed["response"]["getInstancesResp"]["reqPathResults"][0];
+    assert!(result.get("errCode").is_none(), "{listed}");
+    assert!(result.get("currInsts").is_none(), "{listed}");
+}

@@ -72,22 +72,47 @@ pub enum Step {
     Command(Command),
 }
 
-/// What a command asks of the device (TR-181 2.16's `Device.Reboot()`
-/// and `Device.FactoryReset()`).
+/// What a command asks: of the device (TR-181 2.16's `Device.Reboot()`
+/// and `Device.FactoryReset()`), or an asynchronous command to start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     Reboot,
     FactoryReset,
+    /// Its object's inputs written ([`Command::writes`]), a row in
+    /// `Device.LocalAgent.Request.` while it runs, its end an
+    /// OperationComplete ([`crate::commands`]).
+    Start(&'static crate::commands::AsyncCommand),
 }
 
-/// A command accepted: the driver sends `response` (when the controller
-/// asked for one, `send_resp`), then has the device act, the other
-/// protocols ended first as for theirs.
+/// A command accepted. Reboot and FactoryReset: the driver sends
+/// `response` (when the controller asked for one, `send_resp`), then has
+/// the device act, the other protocols ended first as for theirs. Start:
+/// the driver writes `writes` (host writes off the lock), makes the
+/// Request row and answers with [`operate_started`].
 #[derive(Debug)]
 pub struct Command {
     pub action: Action,
+    pub msg_id: String,
     pub command_key: String,
+    pub send_resp: bool,
     pub response: Option<usp::Msg>,
+    pub writes: Vec<ParameterValueIn>,
+}
+
+/// The OperateResp of an asynchronous command started: the Request row
+/// that stands for it (TR-369 §Operate, `req_obj_path`).
+pub fn operate_started(msg_id: String, command: &str, request: &str) -> usp::Msg {
+    use usp::operate_resp::operation_result::OperationResp;
+    response(
+        msg_id,
+        MsgType::OperateResp,
+        RespType::OperateResp(usp::OperateResp {
+            operation_results: vec![usp::operate_resp::OperationResult {
+                executed_command: command.to_owned(),
+                operation_resp: Some(OperationResp::ReqObjPath(request.to_owned())),
+            }],
+        }),
+    )
 }
 
 /// A write request waiting for its host writes.
@@ -435,6 +460,19 @@ fn kind_of(body: &ReqType) -> &'static str {
 /// Operate (TR-369 §Operate) of the commands the agent carries out.
 fn answer_operate(msg_id: String, operate: usp::Operate) -> Step {
     use usp::operate_resp::operation_result::{OperationResp, OutputArgs};
+    if let Some(command) = crate::commands::find(&operate.command) {
+        return match command.start(&operate.input_args) {
+            Ok(writes) => Step::Command(Command {
+                action: Action::Start(command),
+                msg_id,
+                command_key: operate.command_key,
+                send_resp: operate.send_resp,
+                response: None,
+                writes,
+            }),
+            Err(error) => Step::Done(error_msg(msg_id, &error)),
+        };
+    }
     let action = match operate.command.as_str() {
         "Device.Reboot()" => Action::Reboot,
         "Device.FactoryReset()" => Action::FactoryReset,
@@ -451,7 +489,7 @@ fn answer_operate(msg_id: String, operate: usp::Operate) -> Step {
     // OperateResp, with no output arguments.
     let response = operate.send_resp.then(|| {
         response(
-            msg_id,
+            msg_id.clone(),
             MsgType::OperateResp,
             RespType::OperateResp(usp::OperateResp {
                 operation_results: vec![usp::operate_resp::OperationResult {
@@ -463,8 +501,11 @@ fn answer_operate(msg_id: String, operate: usp::Operate) -> Step {
     });
     Step::Command(Command {
         action,
+        msg_id,
         command_key: operate.command_key,
+        send_resp: operate.send_resp,
         response,
+        writes: Vec::new(),
     })
 }
 

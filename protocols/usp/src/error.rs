@@ -23,8 +23,11 @@ impl Code {
     pub const OBJECT_NOT_CREATABLE: Code = Code(7017);
     pub const NOT_A_TABLE: Code = Code(7018);
     pub const REQUIRED_PARAMETER_FAILED: Code = Code(7021);
+    pub const COMMAND_FAILURE: Code = Code(7022);
+    pub const COMMAND_CANCELED: Code = Code(7023);
     pub const OBJECT_NOT_DELETABLE: Code = Code(7024);
     pub const INVALID_PATH: Code = Code(7026);
+    pub const INVALID_COMMAND_ARGUMENTS: Code = Code(7027);
     pub const RECORD_NOT_PARSED: Code = Code(7100);
     pub const SECURE_SESSION_NOT_SUPPORTED: Code = Code(7102);
     pub const SAR_NOT_SUPPORTED: Code = Code(7103);

@@ -10,6 +10,8 @@
 //!   and `Device.FactoryReset()`), records out; writes go
 //!   through the same transactions, and the same host boundary, as the
 //!   other protocols'.
+//! - [`commands`]: asynchronous commands (the IP diagnostics), carried
+//!   out through their TR-181 objects, ended by an OperationComplete.
 //! - [`notify`]: the tree's changes, whoever made them, as Notify
 //!   messages for the subscriptions in `Device.LocalAgent.Subscription.`.
 //! - [`supported`]: GetSupportedDM, from the same mapping's templates.
@@ -17,6 +19,7 @@
 //!
 //! The MTPs (MQTT, WebSocket) are the driver's, in the agent.
 
+pub mod commands;
 pub mod engine;
 pub mod error;
 pub mod notify;

@@ -37,6 +37,7 @@ enum Kind {
     ObjectCreation,
     ObjectDeletion,
     Event,
+    OperationComplete,
 }
 
 /// An enabled subscription, as the tree holds it.
@@ -103,6 +104,33 @@ impl Notifier {
                     msg: self.notify(&subscription, notification),
                 });
             }
+        }
+        out
+    }
+
+    /// The OperationComplete notifications of an asynchronous command
+    /// (`Device.IP.Diagnostics.IPPing()`) for the subscriptions to it.
+    pub fn operation_complete(
+        &mut self,
+        tree: &Tree,
+        command: &str,
+        complete: &notify::OperationComplete,
+    ) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        for subscription in subscriptions(tree) {
+            if subscription.kind != Kind::OperationComplete
+                || !subscription
+                    .references
+                    .iter()
+                    .any(|reference| covers(reference, command, Kind::OperationComplete))
+            {
+                continue;
+            }
+            let notification = notify::Notification::OperComplete(complete.clone());
+            out.push(Outgoing {
+                to: subscription.recipient.clone(),
+                msg: self.notify(&subscription, notification),
+            });
         }
         out
     }
@@ -223,7 +251,9 @@ fn instance_paths(path: Path) -> Vec<String> {
 fn covers(reference: &str, path: &str, kind: Kind) -> bool {
     let reference = reference.trim();
     match kind {
-        Kind::ValueChange | Kind::Event => dm_cwmp::rpc::matches_pattern(reference, path),
+        Kind::ValueChange | Kind::Event | Kind::OperationComplete => {
+            dm_cwmp::rpc::matches_pattern(reference, path)
+        }
         // The instance's table (`Device.WiFi.SSID.` for
         // `Device.WiFi.SSID.3.`), `*` for the instances above it.
         Kind::ObjectCreation | Kind::ObjectDeletion => {
@@ -261,6 +291,7 @@ fn subscriptions(tree: &Tree) -> Vec<Subscription> {
             "ObjectCreation" => Kind::ObjectCreation,
             "ObjectDeletion" => Kind::ObjectDeletion,
             "Event" => Kind::Event,
+            "OperationComplete" => Kind::OperationComplete,
             _ => continue,
         };
         let Some(Value::ObjectLink(ObjectLink {

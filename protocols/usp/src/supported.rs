@@ -14,9 +14,38 @@ use crate::proto::usp::get_supported_dm_resp::{
 };
 use crate::proto::usp::{self, get_supported_dm_resp::CmdType};
 
-/// The commands the agent carries out, by object: name and whether it is
-/// asynchronous.
+/// The synchronous commands the agent carries out, by object.
 const COMMANDS: &[(&str, &str)] = &[("Device.", "Reboot()"), ("Device.", "FactoryReset()")];
+
+/// The commands of a supported object: the synchronous ones above and
+/// the asynchronous ones of [`crate::commands::ASYNC`], with their
+/// arguments.
+fn commands_of(object: &str) -> Vec<SupportedCommandResult> {
+    let names = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    let sync = COMMANDS
+        .iter()
+        .filter(|(at, _)| *at == object)
+        .map(|(_, name)| SupportedCommandResult {
+            command_name: (*name).to_owned(),
+            input_arg_names: Vec::new(),
+            output_arg_names: Vec::new(),
+            command_type: CmdType::CmdSync as i32,
+        });
+    let asynchronous = crate::commands::ASYNC.iter().filter_map(|c| {
+        let dot = c.command.rfind('.')? + 1;
+        (&c.command[..dot] == object).then(|| SupportedCommandResult {
+            command_name: c.command[dot..].to_owned(),
+            input_arg_names: names(c.inputs),
+            output_arg_names: {
+                let mut outputs = vec!["Status".to_owned()];
+                outputs.extend(names(c.outputs));
+                outputs
+            },
+            command_type: CmdType::CmdAsync as i32,
+        })
+    });
+    sync.chain(asynchronous).collect()
+}
 /// The events the agent sends, by object, with their arguments.
 const EVENTS: &[(&str, &str, &[&str])] = &[(
     "Device.",
@@ -181,16 +210,7 @@ pub fn answer(tree: &Tree, request: &usp::GetSupportedDm) -> usp::GetSupportedDm
                     access: object.access.unwrap_or(ObjAccessType::ObjReadOnly) as i32,
                     is_multi_instance: object.multi,
                     supported_commands: if request.return_commands {
-                        COMMANDS
-                            .iter()
-                            .filter(|(at, _)| at == path)
-                            .map(|(_, name)| SupportedCommandResult {
-                                command_name: (*name).to_owned(),
-                                input_arg_names: Vec::new(),
-                                output_arg_names: Vec::new(),
-                                command_type: CmdType::CmdSync as i32,
-                            })
-                            .collect()
+                        commands_of(path)
                     } else {
                         Vec::new()
                     },

@@ -696,6 +696,19 @@ fn get_supported_dm_lists_objects_parameters_commands_and_events() {
         .collect();
     assert_eq!(commands, ["Reboot()", "FactoryReset()"]);
     assert_eq!(root.supported_events[0].event_name, "Boot!");
+    let diagnostics = device
+        .supported_objs
+        .iter()
+        .find(|o| o.supported_obj_path == "Device.IP.Diagnostics.")
+        .unwrap();
+    let ping = &diagnostics.supported_commands[0];
+    assert_eq!(ping.command_name, "IPPing()");
+    assert_eq!(
+        ping.command_type,
+        usp::get_supported_dm_resp::CmdType::CmdAsync as i32
+    );
+    assert!(ping.input_arg_names.iter().any(|a| a == "Host"));
+    assert!(ping.output_arg_names.iter().any(|a| a == "SuccessCount"));
     // A table is its `{i}.` object only.
     assert!(
         !device

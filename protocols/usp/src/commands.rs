@@ -1,0 +1,156 @@
+//! Asynchronous commands (TR-369 §Operate, TR-181 2.16's `async="true"`
+//! commands) carried out by the objects the other protocols drive: a
+//! diagnostic test is its TR-181 object's inputs written with
+//! DiagnosticsState `Requested`, as an ACS would; the agent's runner does
+//! the test; its end (DiagnosticsState Complete or an error) is the
+//! command's OperationComplete, with the object's results as the output
+//! arguments.
+
+use std::collections::BTreeMap;
+
+use dm_core::{Change, ChangeKind, Origin, ResourceValue, Tree, Value};
+use dm_cwmp::mapping::Resolver;
+use dm_cwmp::rpc;
+use dm_cwmp::soap::ParameterValueIn;
+
+use crate::error::{Code, UspError};
+use crate::proto::usp::notify::{OperationComplete, operation_complete};
+
+/// An asynchronous command and the TR-181 object that carries it out.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AsyncCommand {
+    /// `Device.IP.Diagnostics.IPPing()`.
+    pub command: &'static str,
+    /// `Device.IP.Diagnostics.IPPing.`: inputs and outputs are its
+    /// parameters of the same names.
+    pub object: &'static str,
+    pub inputs: &'static [&'static str],
+    pub outputs: &'static [&'static str],
+}
+
+/// The asynchronous commands the agent carries out.
+pub const ASYNC: &[AsyncCommand] = &[AsyncCommand {
+    command: "Device.IP.Diagnostics.IPPing()",
+    object: "Device.IP.Diagnostics.IPPing.",
+    inputs: &[
+        "Interface",
+        "ProtocolVersion",
+        "Host",
+        "NumberOfRepetitions",
+        "Timeout",
+        "DataBlockSize",
+        "DSCP",
+    ],
+    outputs: &[
+        "IPAddressUsed",
+        "SuccessCount",
+        "FailureCount",
+        "AverageResponseTime",
+        "MinimumResponseTime",
+        "MaximumResponseTime",
+        "AverageResponseTimeDetailed",
+        "MinimumResponseTimeDetailed",
+        "MaximumResponseTimeDetailed",
+    ],
+}];
+
+/// The asynchronous command `command` names.
+pub fn find(command: &str) -> Option<&'static AsyncCommand> {
+    ASYNC.iter().find(|c| c.command == command)
+}
+
+impl AsyncCommand {
+    /// What starting it writes: the inputs given, DiagnosticsState
+    /// Requested. An input the command does not take is 7027.
+    pub fn start(
+        &self,
+        inputs: &BTreeMap<String, String>,
+    ) -> Result<Vec<ParameterValueIn>, UspError> {
+        let mut values = Vec::with_capacity(inputs.len() + 1);
+        for (name, value) in inputs {
+            if !self.inputs.contains(&name.as_str()) {
+                return Err(UspError::new(
+                    Code::INVALID_COMMAND_ARGUMENTS,
+                    format!("{} takes no input {name:?}", self.command),
+                ));
+            }
+            values.push(ParameterValueIn {
+                name: format!("{}{name}", self.object),
+                value: value.clone(),
+                xsd_type: None,
+            });
+        }
+        values.push(ParameterValueIn {
+            name: format!("{}DiagnosticsState", self.object),
+            value: "Requested".into(),
+            xsd_type: None,
+        });
+        Ok(values)
+    }
+
+    /// The object path and command name of an OperationComplete
+    /// (`Device.IP.Diagnostics.`, `IPPing()`).
+    fn split(&self) -> (&'static str, &'static str) {
+        let dot = self.command.rfind('.').map_or(0, |d| d + 1);
+        (&self.command[..dot], &self.command[dot..])
+    }
+
+    /// Whether `change` ends the command: its DiagnosticsState written
+    /// to a state that is not Requested. Returns the state.
+    pub fn ended_by(&self, change: &Change) -> Option<String> {
+        let ChangeKind::Value(ResourceValue::Single(Value::String(state))) = &change.kind else {
+            return None;
+        };
+        let resource = change.path.resource_id()?;
+        let instance = change.path.instance_id()?;
+        let named = Resolver::global()
+            .parameters_for(change.path.object_id(), resource)
+            .iter()
+            .any(|map| {
+                map.render(instance, change.path.index())
+                    == format!("{}DiagnosticsState", self.object)
+            });
+        (named && state != "Requested").then(|| state.clone())
+    }
+
+    /// The OperationComplete of a run that ended in `state`: the outputs
+    /// (read as `reader`) and Status, or the failure when it did not
+    /// complete (canceled, or its inputs changed: TR-181 None).
+    pub fn complete(
+        &self,
+        tree: &Tree,
+        reader: Origin,
+        command_key: &str,
+        state: &str,
+    ) -> OperationComplete {
+        let (obj_path, command_name) = self.split();
+        let operation_resp = if state == "Complete" || state.starts_with("Error") {
+            let names: Vec<String> = self
+                .outputs
+                .iter()
+                .map(|name| format!("{}{name}", self.object))
+                .collect();
+            let mut output_args: BTreeMap<String, String> =
+                rpc::existing_values_as(tree, reader, &names, names.len())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|p| Some((p.name.strip_prefix(self.object)?.to_owned(), p.value)))
+                    .collect();
+            output_args.insert("Status".into(), state.to_owned());
+            operation_complete::OperationResp::ReqOutputArgs(operation_complete::OutputArgs {
+                output_args,
+            })
+        } else {
+            operation_complete::OperationResp::CmdFailure(operation_complete::CommandFailure {
+                err_code: Code::COMMAND_CANCELED.0,
+                err_msg: format!("the test ended {state}: canceled or its inputs changed"),
+            })
+        };
+        OperationComplete {
+            obj_path: obj_path.to_owned(),
+            command_name: command_name.to_owned(),
+            command_key: command_key.to_owned(),
+            operation_resp: Some(operation_resp),
+        }
+    }
+}
