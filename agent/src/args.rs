@@ -42,6 +42,10 @@ pub struct Cli {
     /// USP's MQTT broker (mqtt://HOST:PORT), overriding [usp] broker.
     #[arg(long, env = "DMAGENT_USP_BROKER")]
     pub usp_broker: Option<String>,
+    /// The USP controller's WebSocket URL (ws://HOST:PORT/PATH), overriding
+    /// [usp] controller_url: WebSocket instead of MQTT.
+    #[arg(long, env = "DMAGENT_USP_CONTROLLER_URL")]
+    pub usp_controller_url: Option<String>,
     /// The USP controller's endpoint ID, overriding [usp]
     /// controller_endpoint_id.
     #[arg(long, env = "DMAGENT_USP_CONTROLLER")]

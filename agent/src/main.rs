@@ -46,6 +46,11 @@ impl Cli {
             lwm2m_server: named("lwm2m-server", "DMAGENT_LWM2M_SERVER", &self.lwm2m_server),
             endpoint: named("endpoint", "DMAGENT_ENDPOINT", &self.endpoint),
             usp_broker: named("usp-broker", "DMAGENT_USP_BROKER", &self.usp_broker),
+            usp_controller_url: named(
+                "usp-controller-url",
+                "DMAGENT_USP_CONTROLLER_URL",
+                &self.usp_controller_url,
+            ),
             usp_controller: named(
                 "usp-controller",
                 "DMAGENT_USP_CONTROLLER",

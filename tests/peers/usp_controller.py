@@ -4,10 +4,15 @@ USP messages compiled at start from the official .proto files (model/usp)
 with grpcio-tools' protoc, so nothing of the agent's codec is used.
 
 Usage: usp_controller.py BROKER_PORT ENDPOINT_ID TOPIC PROTO_DIR
+       usp_controller.py ws:PORT ENDPOINT_ID - PROTO_DIR
 
-Subscribes to TOPIC, says READY, then reads one JSON command per line on
-stdin and prints one JSON line per result on stdout:
+Subscribes to TOPIC (or, with ws:PORT, listens for the agent's WebSocket
+session on 127.0.0.1:PORT with the v1.usp subprotocol; a record's
+"topic" is then ignored), says READY, then reads one JSON command per
+line on stdin and prints one JSON line per result on stdout:
 
+  {"op": "session"}              (WebSocket) waits for the agent's session:
+                                 {"path": ..., "eid": ..., "subprotocol": ...}
   {"op": "connect_record"}       waits for the agent's MQTT connect record:
                                  {"from": ..., "to": ..., "subscribed_topic": ...}
   {"op": "send", "to": AGENT, "topic": T, "msg": {...}}
@@ -72,29 +77,74 @@ def is_notify(payload):
         return False
 
 
-def on_message(client, userdata, message):
-    props = message.properties
-    content_type = getattr(props, "ContentType", None)
-    reply_to = getattr(props, "ResponseTopic", None)
+def deliver(payload, content_type="usp.msg", reply_to="(websocket)"):
     # The agent's Notify requests apart from its answers.
-    target = notifications if is_notify(message.payload) else received
-    target.put((message.payload, content_type, reply_to))
+    target = notifications if is_notify(payload) else received
+    target.put((payload, content_type, reply_to))
 
 
-subscribed = queue.Queue()
-client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=endpoint,
-                     protocol=mqtt.MQTTv5)
-client.on_message = on_message
-client.on_subscribe = lambda *args: subscribed.put(True)
-client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
-client.reconnect_delay_set(min_delay=1, max_delay=2)
-# A session the broker keeps (and restores after a restart): what the
-# agent sends while this controller is away waits for it.
-connect_props = Properties(PacketTypes.CONNECT)
-connect_props.SessionExpiryInterval = 3600
-client.connect("127.0.0.1", int(port), clean_start=False, properties=connect_props)
-client.loop_start()
-subscribed.get(timeout=30)
+if port.startswith("ws:"):
+    # The WebSocket MTP: this controller is the server, the agent opens
+    # the session (R-WS.5), with the v1.usp subprotocol and its endpoint
+    # ID in the query (R-WS.9, R-WS.10b).
+    import asyncio
+    import threading
+    import urllib.parse
+
+    from websockets.asyncio.server import serve
+
+    loop = asyncio.new_event_loop()
+    sessions = queue.Queue()
+    current = {}
+
+    async def handler(ws):
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(ws.request.path).query)
+        current["ws"] = ws
+        sessions.put({"path": ws.request.path, "eid": query.get("eid", [""])[0],
+                      "subprotocol": ws.subprotocol})
+        try:
+            async for message in ws:
+                if isinstance(message, bytes):
+                    deliver(message)
+        except Exception:
+            pass
+
+    async def main():
+        async with serve(handler, "127.0.0.1", int(port[3:]), subprotocols=["v1.usp"],
+                         max_size=2**21):
+            started.set()
+            await asyncio.Future()
+
+    started = threading.Event()
+    threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True).start()
+    started.wait(timeout=30)
+
+    def publish(to_topic, data):
+        asyncio.run_coroutine_threadsafe(current["ws"].send(data), loop).result(timeout=30)
+else:
+    subscribed = queue.Queue()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=endpoint,
+                         protocol=mqtt.MQTTv5)
+    client.on_message = lambda c, u, message: deliver(
+        message.payload,
+        getattr(message.properties, "ContentType", None),
+        getattr(message.properties, "ResponseTopic", None))
+    client.on_subscribe = lambda *args: subscribed.put(True)
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+    client.reconnect_delay_set(min_delay=1, max_delay=2)
+    # A session the broker keeps (and restores after a restart): what the
+    # agent sends while this controller is away waits for it.
+    connect_props = Properties(PacketTypes.CONNECT)
+    connect_props.SessionExpiryInterval = 3600
+    client.connect("127.0.0.1", int(port), clean_start=False, properties=connect_props)
+    client.loop_start()
+    subscribed.get(timeout=30)
+
+    def publish(to_topic, data):
+        props = Properties(PacketTypes.PUBLISH)
+        props.ContentType = "usp.msg"
+        props.ResponseTopic = topic
+        client.publish(to_topic, data, qos=1, properties=props).wait_for_publish()
 print("READY", flush=True)
 
 
@@ -108,13 +158,6 @@ def next_record(timeout=30, source=None):
     if not reply_to:
         problems.append("no response topic")
     return record, reply_to, problems
-
-
-def publish(to_topic, data):
-    props = Properties(PacketTypes.PUBLISH)
-    props.ContentType = "usp.msg"
-    props.ResponseTopic = topic
-    client.publish(to_topic, data, qos=1, properties=props).wait_for_publish()
 
 
 def answer(record, reply_to, problems):
@@ -131,6 +174,8 @@ def answer(record, reply_to, problems):
     elif kind == "mqtt_connect":
         result["subscribed_topic"] = record.mqtt_connect.subscribed_topic
         result["version"] = record.mqtt_connect.version
+    elif kind == "websocket_connect":
+        result["websocket_connect"] = True
     else:
         result["record_type"] = kind
     return result
@@ -159,6 +204,8 @@ for line in sys.stdin:
         elif op == "raw":
             publish(command["topic"], bytes.fromhex(command["hex"]))
             print("{}", flush=True)
+        elif op == "session":
+            print(json.dumps(sessions.get(timeout=30)), flush=True)
         elif op == "notification":
             print(json.dumps(answer(*next_record(source=notifications))), flush=True)
         elif op == "quiet":
@@ -172,5 +219,4 @@ for line in sys.stdin:
             print(json.dumps({"error": f"unknown op {op}"}), flush=True)
     except queue.Empty:
         print(json.dumps({"error": "nothing came"}), flush=True)
-client.loop_stop()
 os._exit(0)

@@ -139,11 +139,30 @@ pub struct Cwmp {
     pub allow_basic_over_http: bool,
 }
 
-/// USP over MQTT (TR-369 §MQTT binding): one broker, one controller.
+/// USP (TR-369) to one controller, over MQTT or WebSocket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Usp {
     /// The agent's endpoint ID (TR-369 §2.2.1; default `os::OUI-SERIAL`).
     pub endpoint_id: String,
+    pub controller_endpoint_id: String,
+    /// MQTT keep-alive, WebSocket ping interval.
+    pub keep_alive: std::time::Duration,
+    pub mtp: UspMtp,
+}
+
+/// How the agent reaches its controller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UspMtp {
+    Mqtt(UspMqtt),
+    /// A WebSocket session the agent opens to the controller's URL.
+    WebSocket {
+        url: String,
+    },
+}
+
+/// USP over MQTT 5 (TR-369 §MQTT binding).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UspMqtt {
     /// The broker's `mqtt://HOST[:PORT]`, host and port.
     pub broker: String,
     pub broker_host: String,
@@ -155,9 +174,7 @@ pub struct Usp {
     /// The topic the agent subscribes to and names as its reply-to,
     /// unless the broker assigns one in CONNACK (R-MQTT.21).
     pub agent_topic: String,
-    pub controller_endpoint_id: String,
     pub controller_topic: String,
-    pub keep_alive: std::time::Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -239,8 +256,10 @@ pub struct Overrides {
     pub acs_url: Option<(String, String)>,
     pub lwm2m_server: Option<(String, String)>,
     pub endpoint: Option<(String, String)>,
-    /// USP's broker, and its controller's endpoint ID and topic.
+    /// USP's broker, or the controller's WebSocket URL; and its
+    /// controller's endpoint ID and topic.
     pub usp_broker: Option<(String, String)>,
+    pub usp_controller_url: Option<(String, String)>,
     pub usp_controller: Option<(String, String)>,
     pub usp_controller_topic: Option<(String, String)>,
     pub serial_number: Option<(String, String)>,
@@ -378,6 +397,8 @@ struct UspFile {
     /// Needed when enabled (checked then).
     #[serde(default = "no_uri")]
     broker: Spanned<String>,
+    /// ws://: WebSocket to the controller instead of MQTT.
+    controller_url: Option<Spanned<String>>,
     endpoint_id: Option<Spanned<String>>,
     client_id: Option<Spanned<String>>,
     #[serde(default)]
@@ -612,10 +633,12 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         _ => None,
     };
 
-    let usp_file = match (file.usp, &overrides.usp_broker) {
-        (Some(u), _) => Some(u),
-        (None, Some(_)) => toml::from_str::<UspFile>("").ok(),
-        (None, None) => None,
+    let usp_file = match file.usp {
+        Some(u) => Some(u),
+        None if overrides.usp_broker.is_some() || overrides.usp_controller_url.is_some() => {
+            toml::from_str::<UspFile>("").ok()
+        }
+        None => None,
     };
     let usp = match usp_file {
         Some(u) if u.enabled => Some(usp(u, overrides, &identity, &at)),
@@ -1174,6 +1197,24 @@ fn usp(file: UspFile, overrides: &Overrides, identity: &Identity, at: &Locator<'
         check_url(url, &["mqtt"])
             .and_then(|_| dm_rt::uri::host_port(url, 1883).map_err(|e| e.reason))
     };
+    let websocket_url = match (&overrides.usp_controller_url, &file.controller_url) {
+        (Some((flag, url)), _) => Some(
+            at.keep(check_url(url, &["ws"]).map_err(|m| flag_error(flag, m)))
+                .unwrap_or_default(),
+        ),
+        (None, Some(url)) => Some(
+            at.keep(check_url(url.get_ref(), &["ws"]).map_err(|m| at.error(&url.span(), m)))
+                .unwrap_or_default(),
+        ),
+        (None, None) => None,
+    };
+    let mqtt_given = overrides.usp_broker.is_some() || !file.broker.get_ref().is_empty();
+    if websocket_url.is_some() && mqtt_given {
+        at.report(at.table_error(
+            "usp",
+            "broker and controller_url are two ways to reach the controller: give one".into(),
+        ));
+    }
     let (broker, (broker_host, broker_port)) = match &overrides.usp_broker {
         Some((flag, url)) => (
             url.clone(),
@@ -1181,10 +1222,13 @@ fn usp(file: UspFile, overrides: &Overrides, identity: &Identity, at: &Locator<'
                 .unwrap_or_default(),
         ),
         None if file.broker.get_ref().is_empty() => {
-            at.report(at.table_error(
-                "usp",
-                "broker is missing, e.g. \"mqtt://127.0.0.1:1883\" (or set enabled = false)".into(),
-            ));
+            if websocket_url.is_none() {
+                at.report(at.table_error(
+                    "usp",
+                    "broker (mqtt://) or controller_url (ws://) is missing, e.g. broker = \"mqtt://127.0.0.1:1883\" (or set enabled = false)"
+                        .into(),
+                ));
+            }
             (String::new(), (String::new(), 0))
         }
         None => (
@@ -1216,11 +1260,16 @@ fn usp(file: UspFile, overrides: &Overrides, identity: &Identity, at: &Locator<'
         &overrides.usp_controller,
         "controller_endpoint_id",
     );
-    let controller_topic = required(
-        &file.controller_topic,
-        &overrides.usp_controller_topic,
-        "controller_topic",
-    );
+    // MQTT's only: WebSocket has one session to the controller.
+    let controller_topic = if websocket_url.is_some() {
+        text(&file.controller_topic, &overrides.usp_controller_topic).unwrap_or_default()
+    } else {
+        required(
+            &file.controller_topic,
+            &overrides.usp_controller_topic,
+            "controller_topic",
+        )
+    };
     let client_id = text(&file.client_id, &None).unwrap_or_else(|| endpoint_id.clone());
     let agent_topic =
         text(&file.agent_topic, &None).unwrap_or_else(|| format!("usp/agent/{endpoint_id}"));
@@ -1249,27 +1298,34 @@ fn usp(file: UspFile, overrides: &Overrides, identity: &Identity, at: &Locator<'
             "a topic to send to has no + or # wildcard".into(),
         ));
     }
+    let keep_alive = std::time::Duration::from_secs(u64::from(match &file.keep_alive {
+        // The MQTT client pings at least every 5 s or not at all;
+        // "not at all" would let a dead connection go unnoticed.
+        Some(k) if *k.get_ref() < 5 => {
+            at.report(at.error(&k.span(), "must be from 5 to 65535 (seconds)".into()));
+            60
+        }
+        Some(k) => *k.get_ref(),
+        None => 60,
+    }));
+    let mtp = match websocket_url {
+        Some(url) => UspMtp::WebSocket { url },
+        None => UspMtp::Mqtt(UspMqtt {
+            broker,
+            broker_host,
+            broker_port,
+            client_id,
+            username: file.username,
+            password: file.password,
+            agent_topic,
+            controller_topic,
+        }),
+    };
     Usp {
         endpoint_id,
-        broker,
-        broker_host,
-        broker_port,
-        client_id,
-        username: file.username,
-        password: file.password,
-        agent_topic,
         controller_endpoint_id,
-        controller_topic,
-        keep_alive: std::time::Duration::from_secs(u64::from(match &file.keep_alive {
-            // The MQTT client pings at least every 5 s or not at all;
-            // "not at all" would let a dead connection go unnoticed.
-            Some(k) if *k.get_ref() < 5 => {
-                at.report(at.error(&k.span(), "must be from 5 to 65535 (seconds)".into()));
-                60
-            }
-            Some(k) => *k.get_ref(),
-            None => 60,
-        })),
+        keep_alive,
+        mtp,
     }
 }
 

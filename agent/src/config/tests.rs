@@ -726,6 +726,14 @@ fn a_refused_key_is_not_reported_again_as_missing() {
     );
 }
 
+/// The MQTT side of a USP configuration.
+fn mqtt(usp: &Usp) -> &UspMqtt {
+    match &usp.mtp {
+        UspMtp::Mqtt(mqtt) => mqtt,
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn usp_takes_its_defaults_from_the_identity_and_checks_its_keys() {
     let text = "[device]\noui = \"00D09E\"\nserial_number = \"SN9\"\n\n[usp]\n\
@@ -736,10 +744,11 @@ fn usp_takes_its_defaults_from_the_identity_and_checks_its_keys() {
         .usp
         .unwrap();
     assert_eq!(usp.endpoint_id, "os::00D09E-SN9");
-    assert_eq!(usp.client_id, usp.endpoint_id);
-    assert_eq!(usp.agent_topic, "usp/agent/os::00D09E-SN9");
+    let m = mqtt(&usp);
+    assert_eq!(m.client_id, usp.endpoint_id);
+    assert_eq!(m.agent_topic, "usp/agent/os::00D09E-SN9");
     assert_eq!(
-        (usp.broker_host.as_str(), usp.broker_port),
+        (m.broker_host.as_str(), m.broker_port),
         ("broker.example", 8883)
     );
     assert_eq!(usp.keep_alive, std::time::Duration::from_secs(60));
@@ -748,7 +757,7 @@ fn usp_takes_its_defaults_from_the_identity_and_checks_its_keys() {
         .unwrap()
         .usp
         .unwrap();
-    assert_eq!(usp.broker_port, 1883);
+    assert_eq!(mqtt(&usp).broker_port, 1883);
 
     check(
         "[usp]\nbroker = \"mqtt://b\"\n",
@@ -769,6 +778,29 @@ fn usp_takes_its_defaults_from_the_identity_and_checks_its_keys() {
         "dmagent.toml:5: usp.keep_alive: must be from 5 to 65535 (seconds)",
     );
     check("[usp]\nenabled = false\n", "ok");
+    // WebSocket instead: no topic needed; not both.
+    let usp = parse(
+        "[usp]\ncontroller_url = \"ws://c.example:8080/usp\"\ncontroller_endpoint_id = \"c\"\n",
+        "dmagent.toml",
+        &Overrides::default(),
+    )
+    .unwrap()
+    .usp
+    .unwrap();
+    assert_eq!(
+        usp.mtp,
+        UspMtp::WebSocket {
+            url: "ws://c.example:8080/usp".into()
+        }
+    );
+    check(
+        "[usp]\nbroker = \"mqtt://b\"\ncontroller_url = \"ws://c\"\ncontroller_endpoint_id = \"c\"\n",
+        "dmagent.toml:1: usp: broker and controller_url are two ways to reach the controller: give one",
+    );
+    check(
+        "[usp]\ncontroller_url = \"http://c\"\ncontroller_endpoint_id = \"c\"\n",
+        "dmagent.toml:2: usp.controller_url: scheme \"http\" is not supported; allowed: ws://",
+    );
     // The flags stand for the keys, with or without the table.
     let flags = Overrides {
         usp_broker: Some(("--usp-broker".into(), "mqtt://10.0.0.1".into())),
@@ -777,11 +809,12 @@ fn usp_takes_its_defaults_from_the_identity_and_checks_its_keys() {
         ..Overrides::default()
     };
     let usp = parse("", "dmagent.toml", &flags).unwrap().usp.unwrap();
+    let m = mqtt(&usp);
     assert_eq!(
         (
-            usp.broker_host.as_str(),
-            usp.broker_port,
-            usp.controller_topic.as_str()
+            m.broker_host.as_str(),
+            m.broker_port,
+            m.controller_topic.as_str()
         ),
         ("10.0.0.1", 1883, "usp/c")
     );

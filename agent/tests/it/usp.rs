@@ -56,14 +56,21 @@ struct Controller {
 }
 
 impl Controller {
+    /// The controller on the MQTT broker at `port`.
     fn start(port: u16) -> Controller {
+        Controller::on(&port.to_string(), CONTROLLER_TOPIC)
+    }
+
+    /// The controller on `transport`: a broker's port, or `ws:PORT` to
+    /// listen for the agent's WebSocket session.
+    fn on(transport: &str, topic: &str) -> Controller {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
         let mut process = Guard(
             Command::new(dm_tests::py_peers::python())
                 .arg(format!("{root}/tests/peers/usp_controller.py"))
-                .arg(port.to_string())
+                .arg(transport)
                 .arg(CONTROLLER)
-                .arg(CONTROLLER_TOPIC)
+                .arg(topic)
                 .arg(format!("{root}/model/usp"))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -719,4 +726,81 @@ fn an_async_ping_ends_with_operation_complete() {
     let result = &listed["response"]["getInstancesResp"]["reqPathResults"][0];
     assert!(result.get("errCode").is_none(), "{listed}");
     assert!(result.get("currInsts").is_none(), "{listed}");
+}
+
+/// USP over WebSocket: the agent opens the session to the controller with
+/// the v1.usp subprotocol and its endpoint ID in the query, sends its
+/// connect record, is read and written, notifies; a message that is not
+/// a record ends the session (R-WS.16) and the agent opens it again.
+#[test]
+fn a_controller_reaches_the_agent_over_websocket() {
+    const SSID: &str = "Device.WiFi.SSID.1.SSID";
+    let dir = tempfile::tempdir().unwrap();
+    let port = dm_tests::files::free_tcp_port();
+    let mut controller = Controller::on(&format!("ws:{port}"), "-");
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\noui = \"00D09E\"\nserial_number = \"USP1\"\n\n\
+             [usp]\ncontroller_url = \"ws://127.0.0.1:{port}/usp\"\n\
+             controller_endpoint_id = \"{CONTROLLER}\"\n"
+        ),
+    )
+    .unwrap();
+    let _agent = dm_tests::agent::run(
+        env!("CARGO_BIN_EXE_dmagent"),
+        &config,
+        &dir.path().join("state"),
+    );
+    let session = controller.ask(json!({"op": "session"}));
+    assert_eq!(session["eid"], AGENT, "{session}");
+    assert_eq!(session["subprotocol"], "v1.usp", "{session}");
+    assert!(
+        session["path"].as_str().unwrap().starts_with("/usp?eid="),
+        "{session}"
+    );
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    assert_eq!(connect["from"], AGENT, "{connect}");
+    assert_eq!(connect["websocket_connect"], true, "{connect}");
+
+    assert_eq!(
+        get_one(&mut controller, "-", "Device.DeviceInfo.SerialNumber"),
+        "USP1"
+    );
+    let body = controller.request(
+        "-",
+        "subscribe",
+        "ADD",
+        json!({"add": {"createObjs": [{
+            "objPath": "Device.LocalAgent.Subscription.",
+            "paramSettings": [
+                {"param": "NotifType", "value": "ValueChange", "required": true},
+                {"param": "ReferenceList", "value": SSID, "required": true},
+                {"param": "Enable", "value": "true", "required": true},
+            ],
+        }]}}),
+    );
+    assert!(body["response"]["addResp"].is_object(), "{body}");
+    let body = controller.request(
+        "-",
+        "set",
+        "SET",
+        json!({"set": {"updateObjs": [{
+            "objPath": "Device.WiFi.SSID.1.",
+            "paramSettings": [{"param": "SSID", "value": "over-ws", "required": true}],
+        }]}}),
+    );
+    assert!(body["response"]["setResp"].is_object(), "{body}");
+    let notification = controller.ask(json!({"op": "notification"}));
+    let change = &notification["msg"]["body"]["request"]["notify"]["valueChange"];
+    assert_eq!(change["paramValue"], "over-ws", "{notification}");
+
+    // Not a record: the agent closes the session, then opens another.
+    controller.ask(json!({"op": "raw", "topic": "-", "hex": "ffff00c0ffee"}));
+    let again = controller.ask(json!({"op": "session"}));
+    assert_eq!(again["eid"], AGENT, "{again}");
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    assert_eq!(connect["websocket_connect"], true, "{connect}");
+    assert_eq!(get_one(&mut controller, "-", SSID), "over-ws");
 }

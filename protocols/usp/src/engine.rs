@@ -122,7 +122,22 @@ pub struct Pending {
     writes: Writes,
 }
 
+/// Whether `bytes` are a USP record (the WebSocket MTP closes the
+/// connection on a message that is not, R-WS.16).
+pub fn is_record(bytes: &[u8]) -> bool {
+    usp_record::Record::decode(bytes).is_ok()
+}
+
 impl Agent {
+    /// The WebSocket connect record (R-MTP.6: sent on every new
+    /// connection).
+    pub fn websocket_connect_record(&self, to: &str) -> Vec<u8> {
+        self.encode(
+            to,
+            RecordType::WebsocketConnect(usp_record::WebSocketConnectRecord {}),
+        )
+    }
+
     pub fn new(endpoint_id: impl Into<String>) -> Agent {
         Agent {
             endpoint_id: endpoint_id.into(),

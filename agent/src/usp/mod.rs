@@ -1,30 +1,26 @@
-//! USP over MQTT 5 (TR-369 §MQTT binding): the thin driver around the
-//! sans-IO engine (`dm_usp`). rumqttc keeps the connection (CONNECT with
-//! the `usp-endpoint-id` user property and Request Response Information,
-//! keep-alive, reconnection when polled again); this task subscribes to
-//! the agent's topic, sends the MQTT connect record on every connection
-//! (R-MTP.6), and answers each request in the controller's response
-//! topic, one request at a time.
+//! USP's thin driver around the sans-IO engine (`dm_usp`): one MTP
+//! connection to the controller (`mqtt`: MQTT 5 through a broker;
+//! `websocket`: a WebSocket client to the controller), and one serving
+//! task that answers requests one at a time and sends the Notify
+//! messages the tree's changes make, whichever MTP carries them.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dm_core::support::lock;
 use dm_core::{Origin, Tree};
 use dm_usp::{Agent, Incoming, Step};
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet, PublishProperties};
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use tracing::{debug, info, warn};
 
-use crate::config::Usp;
+use crate::config::{Usp, UspMtp};
 
-/// The largest record accepted from the broker (the MQTT Maximum Packet
-/// Size the agent announces): a request beyond it never reaches memory.
+mod mqtt;
+mod websocket;
+
+/// The largest record accepted (the MQTT Maximum Packet Size the agent
+/// announces, the largest WebSocket message it reads): a request beyond
+/// it never reaches memory.
 pub const MAX_RECORD: u32 = 1024 * 1024;
-/// R-MQTT.27: the Content Type of a PUBLISH holding a USP record.
-const CONTENT_TYPE: &str = "usp.msg";
 
 /// The one controller this driver serves, as a tree origin.
 const CONTROLLER: Origin = Origin::Controller(1);
@@ -40,50 +36,76 @@ enum Work {
     Boot(std::collections::BTreeMap<String, String>),
 }
 
-/// A record received, with the topic to answer in.
+/// A record received, with where to answer (MQTT's Response Topic).
 struct Received {
     payload: Vec<u8>,
     reply_to: Option<String>,
 }
 
+/// An MTP connection as the serving task sees it.
+trait Mtp: Send + Sync {
+    /// Sends a record to the controller, where `reply_to` says (the
+    /// request's Response Topic) or where the controller listens. Never
+    /// waits: a record that cannot go now is dropped, logged.
+    fn send(&self, reply_to: Option<&str>, record: Vec<u8>);
+    /// Whether a record of `size` bytes can go at all.
+    fn fits(&self, size: usize) -> bool;
+}
+
+/// The wait before the `failures`-th attempt to connect again: random in
+/// [m·2^(n-1), m·2^n] with m = 5 s, from the 10th on [2560, 5120] s
+/// (TR-369 R-WS.19; R-MQTT.10's ConnectRetryTime and multiplier have
+/// the same defaults).
+fn retry_wait(failures: u32) -> Duration {
+    let n = failures.clamp(1, 10);
+    let low = 5u64 << (n - 1);
+    let spread = dm_rt::random::seed() % (low * 1000);
+    Duration::from_millis(low * 1000 + spread)
+}
+
+/// What both transports share: the engine, the requests' queue, the
+/// Boot! arguments (taken on the first connection), and the stop.
+struct Shared {
+    agent: Agent,
+    controller: String,
+    requests: tokio::sync::mpsc::Sender<Work>,
+    boot: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl Shared {
+    /// A connection is up: Boot!, once (TR-181 2.16 Device.Boot!).
+    fn connected(&mut self) {
+        if let Some(arguments) = self.boot.take()
+            && self.requests.try_send(Work::Boot(arguments)).is_err()
+        {
+            warn!("USP: Boot! not sent: the requests' queue is full");
+        }
+    }
+
+    /// A record received, queued for the serving task.
+    fn received(&self, received: Received) {
+        if self.requests.try_send(Work::Record(received)).is_err() {
+            warn!("USP: requests come faster than they are answered; one dropped");
+        }
+    }
+}
+
+/// An MTP's connection loop, until the agent stops.
+type Connection = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Runs until `stop` says so: connects, serves, reconnects after a
-/// back-off (R-MQTT.10, R-MQTT.33) when the broker is away.
+/// back-off when the controller's side is away.
 pub async fn run(
     tree: Arc<Mutex<Tree>>,
     config: Usp,
     host: tokio::sync::mpsc::Sender<dm_objects::HostAction>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let agent = Agent::new(config.endpoint_id.clone());
-    let mut options = MqttOptions::new(
-        config.client_id.clone(),
-        config.broker_host.clone(),
-        config.broker_port,
-    );
-    options
-        .set_keep_alive(config.keep_alive)
-        .set_clean_start(true)
-        .set_max_packet_size(Some(MAX_RECORD))
-        // R-MQTT.12, R-MQTT.13.
-        .set_request_response_info(Some(1))
-        .set_user_properties(vec![(
-            "usp-endpoint-id".to_owned(),
-            config.endpoint_id.clone(),
-        )]);
-    if !config.username.is_empty() || !config.password.is_empty() {
-        options.set_credentials(config.username.clone(), config.password.clone());
-    }
-    let (client, mut events) = AsyncClient::new(options, 16);
-    let link = Arc::new(Link {
-        client: client.clone(),
-        online: AtomicBool::new(false),
-        max_record: AtomicU32::new(MAX_RECORD),
-    });
     let (requests_tx, requests_rx) = tokio::sync::mpsc::channel::<Work>(16);
     // Why the agent started, for the Boot! event (TR-181 2.16
     // Device.Boot!): what a USP Reboot() left, else a local reboot.
-    let mut boot = Some(boot_arguments(&mut lock(&tree)));
-    let reply_to = Arc::new(Mutex::new(config.agent_topic.clone()));
+    let boot = Some(boot_arguments(&mut lock(&tree)));
     // The tree's changes, for the subscriptions' Notify messages.
     let changes = lock(&tree).subscribe(256);
     let changed = Arc::new(tokio::sync::Notify::new());
@@ -91,153 +113,47 @@ pub async fn run(
         let changed = Arc::clone(&changed);
         changes.set_waker(move || changed.notify_one());
     }
+    let shared = Shared {
+        agent: agent.clone(),
+        controller: config.controller_endpoint_id.clone(),
+        requests: requests_tx,
+        boot,
+    };
+    let (mtp, connection): (Arc<dyn Mtp>, Connection) = match &config.mtp {
+        UspMtp::Mqtt(mqtt) => {
+            let (link, connection) = mqtt::Connection::new(&config, mqtt);
+            (link, Box::pin(connection.run(shared, stop)))
+        }
+        UspMtp::WebSocket { url } => {
+            let (link, connection) =
+                websocket::Connection::new(url, &config.endpoint_id, config.keep_alive);
+            (link, Box::pin(connection.run(shared, stop)))
+        }
+    };
     let server = tokio::spawn(serve(
         Served {
-            agent: agent.clone(),
+            agent,
             tree: Arc::clone(&tree),
-            link: Arc::clone(&link),
+            mtp,
             controller: config.controller_endpoint_id.clone(),
-            controller_topic: config.controller_topic.clone(),
-            reply_to: Arc::clone(&reply_to),
             host,
             running: Mutex::new(Vec::new()),
         },
         requests_rx,
         (changes, changed),
     ));
-    let mut failures = 0u32;
-    info!(
-        broker = %config.broker,
-        endpoint = %config.endpoint_id,
-        "USP over MQTT starting"
-    );
-    loop {
-        let event = tokio::select! {
-            event = events.poll() => event,
-            _ = stop.changed() => {
-                // R-MQTT.35: a DISCONNECT when shutting down, after what
-                // is queued (a Reboot()'s OperateResp).
-                let _ = client.try_disconnect();
-                let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                    loop {
-                        match events.poll().await {
-                            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
-                            Ok(_) => {}
-                        }
-                    }
-                })
-                .await;
-                server.abort();
-                return Ok(());
-            }
-        };
-        match event {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                if ack.code != ConnectReturnCode::Success {
-                    warn!("the MQTT broker refused the connection: {:?}", ack.code);
-                    continue;
-                }
-                failures = 0;
-                // Records wait for the subscription (R-MQTT.17).
-                link.online.store(false, Ordering::Relaxed);
-                let properties = ack.properties;
-                link.max_record.store(
-                    properties
-                        .as_ref()
-                        .and_then(|p| p.max_packet_size)
-                        .map_or(MAX_RECORD, |m| m.min(MAX_RECORD)),
-                    Ordering::Relaxed,
-                );
-                // R-MQTT.21: the broker's Response Information is the
-                // agent's topic when it gives one.
-                let topic = properties
-                    .and_then(|p| p.response_information)
-                    .filter(|t| !t.is_empty())
-                    .unwrap_or_else(|| config.agent_topic.clone());
-                *lock(&reply_to) = topic.clone();
-                info!(topic = %topic, "connected to the MQTT broker");
-                // R-MQTT.15.
-                if let Err(e) = client.try_subscribe(topic, QoS::AtLeastOnce) {
-                    warn!("USP: cannot subscribe: {e}");
-                }
-            }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode;
-                if ack
-                    .return_codes
-                    .iter()
-                    .all(|c| matches!(c, SubscribeReasonCode::Success(_)))
-                {
-                    // R-MTP.6: the connect record, on every connection.
-                    let topic = lock(&reply_to).clone();
-                    link.online.store(true, Ordering::Relaxed);
-                    let record = agent.mqtt_connect_record(&config.controller_endpoint_id, &topic);
-                    link.send(&config.controller_topic, &topic, record);
-                    // Boot!, once, on the first connection.
-                    if let Some(arguments) = boot.take()
-                        && requests_tx.try_send(Work::Boot(arguments)).is_err()
-                    {
-                        warn!("USP: Boot! not sent: the requests' queue is full");
-                    }
-                } else {
-                    // R-MQTT.17: no records without a subscription.
-                    warn!(
-                        "USP: the broker refused the subscription: {:?}",
-                        ack.return_codes
-                    );
-                    let _ = client.try_disconnect();
-                }
-            }
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
-                let reply_to = publish
-                    .properties
-                    .and_then(|p| p.response_topic)
-                    .filter(|t| !t.is_empty());
-                let received = Received {
-                    payload: publish.payload.to_vec(),
-                    reply_to,
-                };
-                if requests_tx.try_send(Work::Record(received)).is_err() {
-                    warn!("USP: requests come faster than they are answered; one dropped");
-                }
-            }
-            Ok(Event::Incoming(Packet::Disconnect(d))) => {
-                link.online.store(false, Ordering::Relaxed);
-                warn!("the MQTT broker disconnected: {:?}", d.reason_code);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                link.online.store(false, Ordering::Relaxed);
-                failures = failures.saturating_add(1);
-                // MQTT.Client.{i}.ConnectRetryTime's default is 5 s.
-                let wait = dm_core::support::backoff::doubling(
-                    Duration::from_secs(5),
-                    failures,
-                    Duration::from_secs(300),
-                );
-                warn!("USP: MQTT connection: {e}; trying again in {wait:?}");
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    _ = stop.changed() => {
-                        server.abort();
-                        return Ok(());
-                    }
-                }
-            }
-        }
-    }
+    connection.await;
+    server.abort();
+    Ok(())
 }
 
 /// What the serving task works with.
 struct Served {
     agent: Agent,
     tree: Arc<Mutex<Tree>>,
-    link: Arc<Link>,
-    /// The configured controller's endpoint ID, and its topic.
+    mtp: Arc<dyn Mtp>,
+    /// The configured controller's endpoint ID.
     controller: String,
-    controller_topic: String,
-    /// The agent's own topic now.
-    reply_to: Arc<Mutex<String>>,
     /// Where a Reboot() or FactoryReset() goes: the run loop ends the
     /// other protocols, then the host acts.
     host: tokio::sync::mpsc::Sender<dm_objects::HostAction>,
@@ -318,15 +234,14 @@ async fn serve(
 
 /// Sends Notify messages to their controller.
 async fn send_notifications(served: &Served, outgoing: Vec<dm_usp::Outgoing>) {
-    let own = lock(&served.reply_to).clone();
     for notify in outgoing {
-        // One controller is configured: its topic is where its
-        // notifications go.
+        // One controller is configured: notifications go where it
+        // listens.
         if notify.to != served.controller {
             continue;
         }
         let record = served.agent.record(&notify.to, &notify.msg);
-        served.link.send(&served.controller_topic, &own, record);
+        served.mtp.send(None, record);
     }
 }
 
@@ -336,7 +251,7 @@ async fn send_notifications(served: &Served, outgoing: Vec<dm_usp::Outgoing>) {
 async fn start(
     served: &Served,
     to: &str,
-    to_topic: &str,
+    reply_to: Option<&str>,
     command: dm_usp::Command,
     started: &'static dm_usp::commands::AsyncCommand,
 ) {
@@ -346,7 +261,6 @@ async fn start(
         &command.writes,
         None,
     );
-    let own = lock(&served.reply_to).clone();
     let reply = match crate::host::finish_written(&served.tree, written).await {
         Err(fault) => {
             let mut error = dm_usp::UspError::from_fault(&fault);
@@ -383,9 +297,7 @@ async fn start(
         },
     };
     if let Some(msg) = reply {
-        served
-            .link
-            .send(to_topic, &own, served.agent.record(to, &msg));
+        served.mtp.send(reply_to, served.agent.record(to, &msg));
     }
 }
 
@@ -421,14 +333,14 @@ fn boot_arguments(tree: &mut Tree) -> std::collections::BTreeMap<String, String>
 
 /// A command accepted: its cause kept for the Boot! event after the
 /// restart, its answer sent, then the run loop told.
-async fn carry_out(served: &Served, to: &str, to_topic: &str, command: dm_usp::Command) {
+async fn carry_out(served: &Served, to: &str, reply_to: Option<&str>, command: dm_usp::Command) {
     let (action, cause) = match command.action {
         dm_usp::Action::Reboot => (dm_objects::HostAction::Reboot, "RemoteReboot"),
         dm_usp::Action::FactoryReset => {
             (dm_objects::HostAction::FactoryReset, "RemoteFactoryReset")
         }
         dm_usp::Action::Start(started) => {
-            start(served, to, to_topic, command, started).await;
+            start(served, to, reply_to, command, started).await;
             return;
         }
     };
@@ -437,10 +349,7 @@ async fn carry_out(served: &Served, to: &str, to_topic: &str, command: dm_usp::C
         warn!("USP: the reboot's command key is not kept: {e}");
     }
     if let Some(msg) = command.response {
-        let own = lock(&served.reply_to).clone();
-        served
-            .link
-            .send(to_topic, &own, served.agent.record(to, &msg));
+        served.mtp.send(reply_to, served.agent.record(to, &msg));
     }
     info!(?action, "USP: the controller asked for it");
     let _ = served.host.send(action).await;
@@ -449,11 +358,7 @@ async fn carry_out(served: &Served, to: &str, to_topic: &str, command: dm_usp::C
 /// Answers one received record.
 async fn answer_record(served: &Served, received: Received) {
     // R-MQTT.26: the answer goes to the PUBLISH's Response Topic.
-    let to_topic = received
-        .reply_to
-        .clone()
-        .unwrap_or_else(|| served.controller_topic.clone());
-    let own = lock(&served.reply_to).clone();
+    let reply_to = received.reply_to.as_deref();
     let (to, record) = match served.agent.receive(&received.payload) {
         Incoming::Nothing(why) => {
             debug!("USP: {why}");
@@ -486,11 +391,11 @@ async fn answer_record(served: &Served, received: Received) {
             match answer(&served.tree, request, reads).await {
                 Answered::Msg(msg) => {
                     let mut record = served.agent.record(&from, &msg);
-                    if !served.link.fits(record.len()) {
+                    if !served.mtp.fits(record.len()) {
                         let error = dm_usp::UspError::new(
                             dm_usp::Code::RESOURCES_EXCEEDED,
                             format!(
-                                "the answer ({} bytes) is larger than the MQTT broker takes; ask for less",
+                                "the answer ({} bytes) is larger than the MTP takes; ask for less",
                                 record.len()
                             ),
                         );
@@ -500,14 +405,14 @@ async fn answer_record(served: &Served, received: Received) {
                     (from, record)
                 }
                 Answered::Command(command) => {
-                    carry_out(served, &from, &to_topic, command).await;
+                    carry_out(served, &from, reply_to, command).await;
                     return;
                 }
             }
         }
     };
-    debug!(to = %to, topic = %to_topic, "USP answer");
-    served.link.send(&to_topic, &own, record);
+    debug!(to = %to, "USP answer");
+    served.mtp.send(reply_to, record);
 }
 
 /// Answers one request: the host reads it needs first, off the tree's
@@ -550,48 +455,5 @@ async fn answer(
                 step = next;
             }
         }
-    }
-}
-
-/// The MQTT connection as the serving task sees it: whether records
-/// may go (connected and subscribed, R-MQTT.17) and how large one may be.
-struct Link {
-    client: AsyncClient,
-    online: AtomicBool,
-    /// The broker's Maximum Packet Size (CONNACK), else the agent's own.
-    max_record: AtomicU32,
-}
-
-impl Link {
-    /// A record in a PUBLISH: Content Type `usp.msg` (R-MQTT.27) and the
-    /// agent's topic as Response Topic (R-MQTT.22, R-MQTT.23). Never
-    /// waits: the task that polls the connection is the one that empties
-    /// rumqttc's queue, so a full queue (the broker away) drops the
-    /// record, logged, rather than stalling every protocol's shutdown.
-    fn send(&self, topic: &str, reply_to: &str, record: Vec<u8>) {
-        if !self.online.load(Ordering::Relaxed) {
-            warn!("USP: not connected; a record for {topic} is dropped");
-            return;
-        }
-        let properties = PublishProperties {
-            response_topic: Some(reply_to.to_owned()),
-            content_type: Some(CONTENT_TYPE.to_owned()),
-            ..PublishProperties::default()
-        };
-        if let Err(e) = self.client.try_publish_with_properties(
-            topic,
-            QoS::AtLeastOnce,
-            false,
-            record,
-            properties,
-        ) {
-            warn!("USP: cannot publish to {topic}: {e}");
-        }
-    }
-
-    /// Whether a record of `size` bytes fits a PUBLISH the broker takes
-    /// (its topic and properties counted generously).
-    fn fits(&self, size: usize) -> bool {
-        size.saturating_add(1024) <= self.max_record.load(Ordering::Relaxed) as usize
     }
 }
