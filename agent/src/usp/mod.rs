@@ -138,6 +138,7 @@ pub async fn run(
             controller: config.controller_endpoint_id.clone(),
             host,
             running: Mutex::new(Vec::new()),
+            unacked: Mutex::new(std::collections::VecDeque::new()),
         },
         requests_rx,
         (changes, changed),
@@ -159,7 +160,22 @@ struct Served {
     host: tokio::sync::mpsc::Sender<dm_objects::HostAction>,
     /// The asynchronous commands running (never held across an await).
     running: Mutex<Vec<Running>>,
+    /// Notify messages sent with send_resp (NotifRetry), until the
+    /// controller's NotifyResp.
+    unacked: Mutex<std::collections::VecDeque<Unacked>>,
 }
+
+/// A Notify the controller has not acknowledged yet.
+struct Unacked {
+    msg_id: String,
+    record: Vec<u8>,
+    attempts: u32,
+    next: std::time::Instant,
+    expires: Option<std::time::Instant>,
+}
+
+/// The most Notify messages kept for retry: the oldest goes beyond.
+const MAX_UNACKED: usize = 256;
 
 /// An asynchronous command a controller started, until its end.
 struct Running {
@@ -179,7 +195,10 @@ async fn serve(
 ) {
     let mut notifier = dm_usp::Notifier::default();
     loop {
+        // Nothing to retry, no timer: an idle agent is not woken.
+        let next_retry = lock(&served.unacked).iter().map(|u| u.next).min();
         tokio::select! {
+            () = dm_rt::sleep_until(next_retry) => retry_notifications(&served),
             work = requests.recv() => match work {
                 Some(Work::Record(received)) => answer_record(&served, received).await,
                 Some(Work::Boot(arguments)) => {
@@ -232,7 +251,9 @@ async fn serve(
     }
 }
 
-/// Sends Notify messages to their controller.
+/// Sends Notify messages to their controller; those of subscriptions
+/// with NotifRetry are kept to send again until acknowledged (TR-369
+/// §"Responses to Notifications and Notification Retry").
 async fn send_notifications(served: &Served, outgoing: Vec<dm_usp::Outgoing>) {
     for notify in outgoing {
         // One controller is configured: notifications go where it
@@ -241,7 +262,43 @@ async fn send_notifications(served: &Served, outgoing: Vec<dm_usp::Outgoing>) {
             continue;
         }
         let record = served.agent.record(&notify.to, &notify.msg);
-        served.mtp.send(None, record);
+        served.mtp.send(None, record.clone());
+        if let Some(expiration) = notify.retry {
+            let now = dm_rt::clock::now();
+            let mut unacked = lock(&served.unacked);
+            unacked.push_back(Unacked {
+                msg_id: notify.msg.header.map(|h| h.msg_id).unwrap_or_default(),
+                record,
+                attempts: 1,
+                next: now + retry_wait(1),
+                expires: expiration.map(|after| now + after),
+            });
+            if unacked.len() > MAX_UNACKED
+                && let Some(oldest) = unacked.pop_front()
+            {
+                warn!(msg_id = %oldest.msg_id, "USP: too many Notify messages unacknowledged; the oldest is not retried");
+            }
+        }
+    }
+}
+
+/// Sends again the unacknowledged Notify messages that are due; those
+/// past their NotifExpiration are given up.
+fn retry_notifications(served: &Served) {
+    let now = dm_rt::clock::now();
+    let mut unacked = lock(&served.unacked);
+    unacked.retain(|u| {
+        let expired = u.expires.is_some_and(|at| at <= now);
+        if expired {
+            warn!(msg_id = %u.msg_id, "USP: a Notify never acknowledged; given up (NotifExpiration)");
+        }
+        !expired
+    });
+    for u in unacked.iter_mut().filter(|u| u.next <= now) {
+        debug!(msg_id = %u.msg_id, attempt = u.attempts + 1, "USP: Notify sent again");
+        served.mtp.send(None, u.record.clone());
+        u.attempts = u.attempts.saturating_add(1);
+        u.next = now + retry_wait(u.attempts);
     }
 }
 
@@ -362,6 +419,12 @@ async fn answer_record(served: &Served, received: Received) {
     let (to, record) = match served.agent.receive(&received.payload) {
         Incoming::Nothing(why) => {
             debug!("USP: {why}");
+            return;
+        }
+        Incoming::NotifyResp { from, msg_id } => {
+            if from == served.controller {
+                lock(&served.unacked).retain(|u| u.msg_id != msg_id);
+            }
             return;
         }
         Incoming::Reply { to, record, why } => {

@@ -804,3 +804,73 @@ fn a_controller_reaches_the_agent_over_websocket() {
     assert_eq!(connect["websocket_connect"], true, "{connect}");
     assert_eq!(get_one(&mut controller, "-", SSID), "over-ws");
 }
+
+/// NotifRetry: a Notify the controller does not acknowledge comes again
+/// (same message, after the retry wait); once acknowledged with a
+/// NotifyResp it stops.
+#[test]
+fn an_unacknowledged_notification_is_sent_again() {
+    const SSID: &str = "Device.WiFi.SSID.1.SSID";
+    let mut usp = Usp::start("");
+    let controller = &mut usp.controller;
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
+    let body = controller.request(
+        &topic,
+        "subscribe",
+        "ADD",
+        json!({"add": {"createObjs": [{
+            "objPath": "Device.LocalAgent.Subscription.",
+            "paramSettings": [
+                {"param": "ID", "value": "sure", "required": true},
+                {"param": "NotifType", "value": "ValueChange", "required": true},
+                {"param": "ReferenceList", "value": SSID, "required": true},
+                {"param": "NotifRetry", "value": "true", "required": true},
+                {"param": "Enable", "value": "true", "required": true},
+            ],
+        }]}}),
+    );
+    assert!(body["response"]["addResp"].is_object(), "{body}");
+    let set = |controller: &mut Controller, value: &str| {
+        let body = controller.request(
+            &topic,
+            "set",
+            "SET",
+            json!({"set": {"updateObjs": [{
+                "objPath": "Device.WiFi.SSID.1.",
+                "paramSettings": [{"param": "SSID", "value": value, "required": true}],
+            }]}}),
+        );
+        assert!(body["response"]["setResp"].is_object(), "{body}");
+    };
+    let notified = |controller: &mut Controller| {
+        let n = controller.ask(json!({"op": "notification"}));
+        let notify = &n["msg"]["body"]["request"]["notify"];
+        assert_eq!(notify["sendResp"], true, "{n}");
+        (
+            n["msg"]["header"]["msgId"].as_str().unwrap().to_owned(),
+            notify["valueChange"]["paramValue"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        )
+    };
+    set(controller, "first");
+    let (id, value) = notified(controller);
+    assert_eq!(value, "first");
+    // Not acknowledged: the same Notify again.
+    let (again, value) = notified(controller);
+    assert_eq!((again.as_str(), value.as_str()), (id.as_str(), "first"));
+    controller.ask(json!({
+        "op": "post",
+        "to": AGENT,
+        "topic": topic,
+        "msg": {"header": {"msgId": id, "msgType": "NOTIFY_RESP"},
+                "body": {"response": {"notifyResp": {"subscriptionId": "sure"}}}},
+    }));
+    // Acknowledged: what comes next is the next change's.
+    set(controller, "second");
+    let (next, value) = notified(controller);
+    assert_ne!(next, id);
+    assert_eq!(value, "second");
+}

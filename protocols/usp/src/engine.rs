@@ -46,6 +46,8 @@ pub enum Incoming {
         record: Vec<u8>,
         why: String,
     },
+    /// A controller acknowledged a Notify sent with `send_resp`.
+    NotifyResp { from: String, msg_id: String },
     /// Nothing to answer (a response, a connect record, a record not for
     /// this agent, one that cannot be read): why, for the log.
     Nothing(String),
@@ -231,6 +233,9 @@ impl Agent {
                     why,
                 }
             }
+            Some(usp::body::MsgBody::Response(usp::Response {
+                resp_type: Some(RespType::NotifyResp(_)),
+            })) => Incoming::NotifyResp { from, msg_id },
             Some(usp::body::MsgBody::Response(_)) => {
                 Incoming::Nothing(format!("a response from {from} ({msg_id})"))
             }

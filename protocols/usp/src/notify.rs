@@ -23,6 +23,10 @@ pub struct Outgoing {
     /// The controller's endpoint ID.
     pub to: String,
     pub msg: usp::Msg,
+    /// With the subscription's NotifRetry: sent again until the
+    /// controller's NotifyResp, for at most this long (`None`: until
+    /// delivered or the agent restarts; TR-181 NotifExpiration 0).
+    pub retry: Option<Option<std::time::Duration>>,
 }
 
 /// Numbers the agent's Notify messages (msg_id `notify-N`).
@@ -48,6 +52,15 @@ struct Subscription {
     references: Vec<String>,
     recipient: String,
     send_resp: bool,
+    /// NotifExpiration, seconds (0: none).
+    expiration: u64,
+}
+
+impl Subscription {
+    fn retry(&self) -> Option<Option<std::time::Duration>> {
+        self.send_resp
+            .then(|| (self.expiration > 0).then(|| std::time::Duration::from_secs(self.expiration)))
+    }
 }
 
 impl Notifier {
@@ -102,6 +115,7 @@ impl Notifier {
                 out.push(Outgoing {
                     to: subscription.recipient.clone(),
                     msg: self.notify(&subscription, notification),
+                    retry: subscription.retry(),
                 });
             }
         }
@@ -130,6 +144,7 @@ impl Notifier {
             out.push(Outgoing {
                 to: subscription.recipient.clone(),
                 msg: self.notify(&subscription, notification),
+                retry: subscription.retry(),
             });
         }
         out
@@ -167,6 +182,7 @@ impl Notifier {
             out.push(Outgoing {
                 to: subscription.recipient.clone(),
                 msg: self.notify(&subscription, notification),
+                retry: subscription.retry(),
             });
         }
         out
@@ -321,6 +337,10 @@ fn subscriptions(tree: &Tree) -> Vec<Subscription> {
                 .collect(),
             recipient,
             send_resp: read(ID, instance, NOTIF_RETRY) == Some(Value::Boolean(true)),
+            expiration: match read(ID, instance, NOTIF_EXPIRATION) {
+                Some(Value::Unsigned(seconds)) => seconds,
+                _ => 0,
+            },
         });
     }
     out
