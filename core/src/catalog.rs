@@ -2600,7 +2600,7 @@ pub mod usp_controller {
         multiple: true,
         mandatory: true,
         resources: &[
-            ResourceSchema { id: ALIAS, name: "Alias", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
+            ResourceSchema { id: ALIAS, name: "Alias", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
             ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
             ResourceSchema { id: ENDPOINT_ID, name: "EndpointID", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
         ],

@@ -108,6 +108,9 @@ pub fn generate(root: &Path) -> Result<Vec<(PathBuf, String)>, String> {
     for (path, parameter) in usp.parameters {
         tr181.parameters.entry(path).or_insert(parameter);
     }
+    for (object, keys) in usp.unique_keys {
+        tr181.unique_keys.entry(object).or_insert(keys);
+    }
 
     let mut objects: Vec<CoreObject> = Vec::new();
     for entry in &model.lwm2m {
@@ -171,7 +174,10 @@ pub fn generate(root: &Path) -> Result<Vec<(PathBuf, String)>, String> {
     Ok(vec![
         (PathBuf::from(CATALOG), render_catalog(&objects)),
         (PathBuf::from(LWM2M_TABLE), render_lwm2m(&objects)),
-        (PathBuf::from(CWMP_TABLE), render_cwmp(&cwmp)),
+        (
+            PathBuf::from(CWMP_TABLE),
+            render_cwmp(&cwmp) + &render_unique_keys(&cwmp, &tr181),
+        ),
         crate::usp::generate(root)?,
     ])
 }
@@ -661,6 +667,51 @@ fn render_cwmp(parameters: &[CwmpParameter]) -> String {
                 .unwrap_or("Normal")
         );
         out.push_str("    },\n");
+    }
+    out.push_str("];\n");
+    out
+}
+
+/// Each bound table's unique keys (TR-181 `uniqueKey`), those whose
+/// parameters are all bound, by the table's template.
+fn render_unique_keys(parameters: &[CwmpParameter], tr181: &Tr181Model) -> String {
+    let bound: BTreeSet<&str> = parameters.iter().map(|p| p.path.as_str()).collect();
+    let mut tables: BTreeSet<&str> = BTreeSet::new();
+    for p in parameters {
+        let last = p.path.rfind(".{i}.").max(p.path.rfind(".{j}."));
+        if let Some(at) = last {
+            tables.insert(&p.path[..at + 5]);
+        }
+    }
+    let mut out = String::from(
+        "\n/// Each table's unique keys (TR-181 `uniqueKey`) whose parameters are\n\
+         /// all bound, by the table's template.\n\
+         pub static UNIQUE_KEYS: &[(&str, &[&[&str]])] = &[\n",
+    );
+    for table in tables {
+        let generic = table.replace("{j}", "{i}");
+        let Some(sets) = tr181.unique_keys.get(&generic) else {
+            continue;
+        };
+        let sets: Vec<&Vec<String>> = sets
+            .iter()
+            .filter(|set| {
+                set.iter()
+                    .all(|k| bound.contains(format!("{table}{k}").as_str()))
+            })
+            .collect();
+        if sets.is_empty() {
+            continue;
+        }
+        let _ = write!(out, "    ({table:?}, &[");
+        for (n, set) in sets.iter().enumerate() {
+            if n > 0 {
+                out.push_str(", ");
+            }
+            let names: Vec<String> = set.iter().map(|k| format!("{k:?}")).collect();
+            let _ = write!(out, "&[{}]", names.join(", "));
+        }
+        out.push_str("]),\n");
     }
     out.push_str("];\n");
     out

@@ -38,9 +38,11 @@ pub struct Tr181Parameter {
 }
 
 /// The parameters of a TR-181 model, keyed by full path template
-/// (`Device.WiFi.SSID.{i}.SSID`).
+/// (`Device.WiFi.SSID.{i}.SSID`), and each table's unique keys (its
+/// `uniqueKey` elements, each a set of parameter names).
 pub struct Tr181Model {
     pub parameters: HashMap<String, Tr181Parameter>,
+    pub unique_keys: HashMap<String, Vec<Vec<String>>>,
 }
 
 const BASE_TYPES: &[&str] = &[
@@ -72,6 +74,8 @@ pub fn parse_tr181(text: &str) -> Result<Tr181Model, String> {
     let mut parameter: Option<(String, Tr181Parameter)> = None;
     let mut type_ref: Option<String> = None;
     let mut parameters = HashMap::new();
+    let mut unique_keys: HashMap<String, Vec<Vec<String>>> = HashMap::new();
+    let mut unique: Option<Vec<String>> = None;
     loop {
         let event = reader
             .read_event()
@@ -94,7 +98,15 @@ pub fn parse_tr181(text: &str) -> Result<Tr181Model, String> {
                     current_type = Some((type_name, data_type));
                 }
                 "object" if parent == "model" => object = attribute(start, "name")?,
-                "parameter" if object.is_some() => {
+                "uniqueKey" if parent == "object" => unique = Some(Vec::new()),
+                "parameter" if parent == "uniqueKey" => {
+                    if let (Some(keys), Some(name)) = (unique.as_mut(), attribute(start, "ref")?) {
+                        keys.push(name);
+                    }
+                }
+                // An object's own parameters (not a command's or an
+                // event's arguments).
+                "parameter" if object.is_some() && parent == "object" => {
                     let name = attribute(start, "name")?.unwrap_or_default();
                     let access = attribute(start, "access")?.unwrap_or_default();
                     parameter = Some((
@@ -158,6 +170,11 @@ pub fn parse_tr181(text: &str) -> Result<Tr181Model, String> {
                     "object" if stack.last().map(String::as_str) == Some("model") => {
                         object = None;
                     }
+                    "uniqueKey" => {
+                        if let (Some(o), Some(keys)) = (object.as_ref(), unique.take()) {
+                            unique_keys.entry(o.clone()).or_default().push(keys);
+                        }
+                    }
                     "parameter" => {
                         if let (Some(o), Some((n, mut p))) = (object.as_ref(), parameter.take()) {
                             if let Some(r) = type_ref.take() {
@@ -173,7 +190,10 @@ pub fn parse_tr181(text: &str) -> Result<Tr181Model, String> {
             _ => {}
         }
     }
-    Ok(Tr181Model { parameters })
+    Ok(Tr181Model {
+        parameters,
+        unique_keys,
+    })
 }
 
 fn read_facet(syntax: &mut Syntax, name: &str, start: &BytesStart<'_>) -> Result<(), String> {

@@ -638,6 +638,32 @@ fn get_values(
 
 // --- GetInstances ---
 
+/// The values of an instance's unique keys (TR-181 `uniqueKey`, the
+/// sets whose parameters are all served), read as `origin`: what
+/// GetInstances and Add answer with each instance.
+pub fn unique_keys_of(tree: &Tree, origin: Origin, instance: &str) -> BTreeMap<String, String> {
+    let Some(table) = instance
+        .strip_suffix('.')
+        .and_then(|p| p.rsplit_once('.'))
+        .map(|(table, _)| format!("{table}."))
+    else {
+        return BTreeMap::new();
+    };
+    let names: Vec<String> = dm_cwmp::mapping::unique_keys(&table)
+        .iter()
+        .flat_map(|set| set.iter())
+        .map(|key| format!("{instance}{key}"))
+        .collect();
+    if names.is_empty() {
+        return BTreeMap::new();
+    }
+    rpc::existing_values_as(tree, origin, &names, names.len())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| Some((p.name.strip_prefix(instance)?.to_owned(), p.value)))
+        .collect()
+}
+
 fn answer_get_instances(
     tree: &Tree,
     origin: Origin,
@@ -657,8 +683,8 @@ fn answer_get_instances(
                     result.curr_insts = paths
                         .into_iter()
                         .map(|instantiated_obj_path| CurrInstance {
+                            unique_keys: unique_keys_of(tree, origin, &instantiated_obj_path),
                             instantiated_obj_path,
-                            unique_keys: BTreeMap::new(),
                         })
                         .collect();
                 }
@@ -932,14 +958,14 @@ impl Writes {
                 if self.kind == WriteKind::Add && self.start_undo() {
                     continue;
                 }
-                return Step::Done(self.answer());
+                return Step::Done(self.answer(tree));
             }
             let Some((unit, retried)) = self
                 .running
                 .take()
                 .or_else(|| self.queue.pop_front().map(|unit| (unit, false)))
             else {
-                return Step::Done(self.answer());
+                return Step::Done(self.answer(tree));
             };
             let written = self.prepare(tree, &unit);
             self.running = Some((unit, retried));
@@ -1108,7 +1134,7 @@ impl Writes {
 
     /// The response, or the Error of an all-or-nothing request that
     /// failed.
-    fn answer(self) -> usp::Msg {
+    fn answer(self, tree: &Tree) -> usp::Msg {
         let msg_id = self.msg_id.clone();
         if !self.allow_partial
             && let Some(failure) = &self.failure
@@ -1125,9 +1151,11 @@ impl Writes {
             WriteKind::Set => {
                 response(msg_id, MsgType::SetResp, RespType::SetResp(self.set_resp()))
             }
-            WriteKind::Add => {
-                response(msg_id, MsgType::AddResp, RespType::AddResp(self.add_resp()))
-            }
+            WriteKind::Add => response(
+                msg_id,
+                MsgType::AddResp,
+                RespType::AddResp(self.add_resp(tree)),
+            ),
             WriteKind::Delete => response(
                 msg_id,
                 MsgType::DeleteResp,
@@ -1204,7 +1232,7 @@ impl Writes {
         }
     }
 
-    fn add_resp(&self) -> usp::AddResp {
+    fn add_resp(&self, tree: &Tree) -> usp::AddResp {
         use usp::add_resp::created_object_result::OperationStatus;
         use usp::add_resp::created_object_result::operation_status::{
             OperStatus, OperationFailure, OperationSuccess,
@@ -1226,7 +1254,7 @@ impl Writes {
                                 err_msg: message.clone(),
                             })
                             .collect(),
-                        unique_keys: BTreeMap::new(),
+                        unique_keys: unique_keys_of(tree, self.origin, made),
                     }),
                     (failed, _) => {
                         let error = failed.clone().unwrap_or_else(|| {

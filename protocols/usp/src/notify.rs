@@ -105,7 +105,7 @@ impl Notifier {
                     (Kind::ObjectCreation, _) => {
                         notify::Notification::ObjCreation(notify::ObjectCreation {
                             obj_path: path.clone(),
-                            unique_keys: Default::default(),
+                            unique_keys: crate::engine::unique_keys_of(tree, Origin::Agent, path),
                         })
                     }
                     _ => notify::Notification::ObjDeletion(notify::ObjectDeletion {

@@ -10,7 +10,8 @@ use dm_cwmp::mapping::{ActiveNotify, ObjectPath, ParameterMap, Resolver, Syntax}
 
 use crate::proto::usp::get_supported_dm_resp::{
     ObjAccessType, ParamAccessType, ParamValueType, RequestedObjectResult, SupportedCommandResult,
-    SupportedEventResult, SupportedObjectResult, SupportedParamResult, ValueChangeType,
+    SupportedEventResult, SupportedObjectResult, SupportedParamResult, SupportedUniqueKeySet,
+    ValueChangeType,
 };
 use crate::proto::usp::{self, get_supported_dm_resp::CmdType};
 
@@ -232,7 +233,16 @@ pub fn answer(tree: &Tree, request: &usp::GetSupportedDm) -> usp::GetSupportedDm
                         Vec::new()
                     },
                     divergent_paths: Vec::new(),
-                    unique_key_sets: Vec::new(),
+                    unique_key_sets: if request.return_unique_key_sets && object.multi {
+                        dm_cwmp::mapping::unique_keys(path.trim_end_matches("{i}."))
+                            .iter()
+                            .map(|set| SupportedUniqueKeySet {
+                                key_names: set.iter().map(|k| (*k).to_owned()).collect(),
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
                 })
                 .collect();
             result

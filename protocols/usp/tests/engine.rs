@@ -262,6 +262,16 @@ fn get_instances_lists_a_tables_rows() {
         .collect();
     assert_eq!(paths, ["Device.WiFi.SSID.1."]);
     assert_ne!(r.req_path_results[1].err_code, 0);
+    // With its unique keys (TR-181: Name, and BSSID), as read.
+    let keys = &r.req_path_results[0].curr_insts[0].unique_keys;
+    assert_eq!(
+        keys["Name"],
+        value(&agent, &mut tree, "Device.WiFi.SSID.1.Name")
+    );
+    assert_eq!(
+        keys["BSSID"],
+        value(&agent, &mut tree, "Device.WiFi.SSID.1.BSSID")
+    );
 }
 
 #[test]
@@ -380,6 +390,7 @@ fn add_makes_an_instance_with_its_values_and_delete_removes_it() {
     };
     let made = ok.instantiated_path.clone();
     assert_eq!(value(&agent, &mut tree, &format!("{made}SSID")), "lab");
+    assert!(ok.unique_keys.contains_key("Name"), "{ok:?}");
 
     // A value the parameter cannot take: no instance is made.
     let e = error(ask(&agent, &mut tree, add(&"x".repeat(40), true)));
@@ -586,16 +597,16 @@ fn subscriptions_turn_any_origins_changes_into_notify_messages() {
         dm_cwmp::rpc::add_object_by(&mut tree, Origin::Cli, "Device.WiFi.SSID.", None).unwrap();
     let path = format!("Device.WiFi.SSID.{instance}.");
     let got = notified(&tree);
-    assert!(
-        got.contains(&(
-            "ObjectCreation".to_owned(),
-            usp::notify::Notification::ObjCreation(usp::notify::ObjectCreation {
-                obj_path: path.clone(),
-                unique_keys: Default::default(),
-            })
-        )),
-        "{got:?}"
-    );
+    let created = got
+        .iter()
+        .find_map(|(id, n)| match n {
+            usp::notify::Notification::ObjCreation(c) if id == "ObjectCreation" => Some(c),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{got:?}"));
+    assert_eq!(created.obj_path, path);
+    // With the new instance's unique keys.
+    assert!(created.unique_keys.contains_key("Name"), "{created:?}");
     dm_cwmp::rpc::delete_object_by(&mut tree, Origin::Cli, &path, None).unwrap();
     let got = notified(&tree);
     assert_eq!(
@@ -645,7 +656,7 @@ fn get_supported_dm_lists_objects_parameters_commands_and_events() {
         return_commands: true,
         return_events: true,
         return_params: true,
-        return_unique_key_sets: false,
+        return_unique_key_sets: true,
     });
     let RespType::GetSupportedDmResp(r) = resp(ask(&agent, &mut tree, body)) else {
         panic!()
@@ -659,6 +670,12 @@ fn get_supported_dm_lists_objects_parameters_commands_and_events() {
         .unwrap();
     assert!(ssid.is_multi_instance);
     assert_eq!(ssid.access, ObjAccessType::ObjAddDelete as i32);
+    let keys: Vec<Vec<String>> = ssid
+        .unique_key_sets
+        .iter()
+        .map(|set| set.key_names.clone())
+        .collect();
+    assert_eq!(keys, [vec!["Name".to_owned()], vec!["BSSID".to_owned()]]);
     let name = ssid
         .supported_params
         .iter()

@@ -380,6 +380,32 @@ pub fn check_declared(templates: &[(&str, ObjectId)]) -> Result<(), DeclareError
     Ok(())
 }
 
+/// The unique keys (TR-181 `uniqueKey`) of the table `table` names
+/// (`Device.WiFi.SSID.`, `Device.IP.Interface.2.IPv4Address.`, or a
+/// template: instance numbers, `{i}` and `{j}` alike), each a set of
+/// parameter names; those whose parameters are all served.
+pub fn unique_keys(table: &str) -> &'static [&'static [&'static str]] {
+    let generic = |path: &str| -> String {
+        path.split('.')
+            .map(|segment| {
+                if segment == "{j}"
+                    || (!segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()))
+                {
+                    "{i}"
+                } else {
+                    segment
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    let wanted = format!("{}{{i}}.", generic(table));
+    table::UNIQUE_KEYS
+        .iter()
+        .find(|(template, _)| generic(template) == wanted)
+        .map_or(&[], |(_, keys)| keys)
+}
+
 /// The generated table's parameters (but for the tables declared ones
 /// replaced), then the declared ones.
 pub fn parameters() -> impl Iterator<Item = &'static ParameterMap> {

@@ -3456,7 +3456,7 @@ pub static PARAMETERS: &[ParameterMap] = &[
         resource: catalog::usp_controller::ALIAS,
         syntax: Syntax::String,
         list: false,
-        writable: false,
+        writable: true,
         secured: false,
         forced_inform: false,
         active_notify: ActiveNotify::Normal,
@@ -4429,4 +4429,26 @@ pub static PARAMETERS: &[ParameterMap] = &[
         forced_inform: false,
         active_notify: ActiveNotify::Normal,
     },
+];
+
+/// Each table's unique keys (TR-181 `uniqueKey`) whose parameters are
+/// all bound, by the table's template.
+pub static UNIQUE_KEYS: &[(&str, &[&[&str]])] = &[
+    ("Device.Cellular.AccessPoint.{i}.", &[&["APN"]]),
+    ("Device.DHCPv4.Client.{i}.", &[&["Interface"]]),
+    ("Device.DNS.Client.Server.{i}.", &[&["DNSServer"]]),
+    ("Device.DeviceInfo.ProcessStatus.Process.{i}.", &[&["PID"]]),
+    ("Device.DeviceInfo.TemperatureStatus.TemperatureSensor.{i}.", &[&["Name"]]),
+    ("Device.DeviceInfo.VendorConfigFile.{i}.", &[&["Name"]]),
+    ("Device.DeviceInfo.VendorLogFile.{i}.", &[&["Name"]]),
+    ("Device.Ethernet.Interface.{i}.", &[&["Name"]]),
+    ("Device.Hosts.Host.{i}.", &[&["PhysAddress"]]),
+    ("Device.IP.Interface.{i}.", &[&["Name"]]),
+    ("Device.IP.Interface.{i}.IPv4Address.{j}.", &[&["IPAddress", "SubnetMask"]]),
+    ("Device.IP.Interface.{i}.IPv6Address.{j}.", &[&["IPAddress"]]),
+    ("Device.InterfaceStack.{i}.", &[&["HigherLayer", "LowerLayer"]]),
+    ("Device.LocalAgent.Controller.{i}.", &[&["EndpointID"], &["Alias"]]),
+    ("Device.LocalAgent.Request.{i}.", &[&["Originator", "Command", "CommandKey"]]),
+    ("Device.LocalAgent.Subscription.{i}.", &[&["Alias"], &["Recipient", "ID"]]),
+    ("Device.WiFi.SSID.{i}.", &[&["Name"], &["BSSID"]]),
 ];
