@@ -5,6 +5,7 @@ with grpcio-tools' protoc, so nothing of the agent's codec is used.
 
 Usage: usp_controller.py BROKER_PORT ENDPOINT_ID TOPIC PROTO_DIR
        usp_controller.py ws:PORT ENDPOINT_ID - PROTO_DIR
+       usp_controller.py wss:PORT ENDPOINT_ID - PROTO_DIR  (USP_TLS_CERT, USP_TLS_KEY)
 
 Subscribes to TOPIC (or, with ws:PORT, listens for the agent's WebSocket
 session on 127.0.0.1:PORT with the v1.usp subprotocol; a record's
@@ -83,7 +84,7 @@ def deliver(payload, content_type="usp.msg", reply_to="(websocket)"):
     target.put((payload, content_type, reply_to))
 
 
-if port.startswith("ws:"):
+if port.startswith(("ws:", "wss:")):
     # The WebSocket MTP: this controller is the server, the agent opens
     # the session (R-WS.5), with the v1.usp subprotocol and its endpoint
     # ID in the query (R-WS.9, R-WS.10b).
@@ -109,9 +110,17 @@ if port.startswith("ws:"):
         except Exception:
             pass
 
+    tls = None
+    if port.startswith("wss:"):
+        # wss:PORT: TLS with the certificate and key in USP_TLS_CERT and
+        # USP_TLS_KEY.
+        import ssl
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(os.environ["USP_TLS_CERT"], os.environ["USP_TLS_KEY"])
+
     async def main():
-        async with serve(handler, "127.0.0.1", int(port[3:]), subprotocols=["v1.usp"],
-                         max_size=2**21):
+        async with serve(handler, "127.0.0.1", int(port.split(":")[1]), subprotocols=["v1.usp"],
+                         max_size=2**21, ssl=tls):
             started.set()
             await asyncio.Future()
 

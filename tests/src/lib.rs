@@ -9,6 +9,7 @@ pub mod mini_acs;
 pub mod netns;
 pub mod process;
 pub mod py_peers;
+pub mod tls;
 
 use std::sync::Arc;
 

@@ -148,6 +148,8 @@ pub struct Usp {
     /// MQTT keep-alive, WebSocket ping interval.
     pub keep_alive: std::time::Duration,
     pub mtp: UspMtp,
+    /// For mqtts:// and wss://.
+    pub tls: dm_cwmp_tokio::TlsSettings,
 }
 
 /// How the agent reaches its controller.
@@ -163,8 +165,10 @@ pub enum UspMtp {
 /// USP over MQTT 5 (TR-369 §MQTT binding).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UspMqtt {
-    /// The broker's `mqtt://HOST[:PORT]`, host and port.
+    /// The broker's `mqtt://HOST[:PORT]` (or mqtts://, over TLS), host
+    /// and port.
     pub broker: String,
+    pub tls: bool,
     pub broker_host: String,
     pub broker_port: u16,
     /// The MQTT client identifier (R-MQTT.8; default: the endpoint ID).
@@ -397,8 +401,13 @@ struct UspFile {
     /// Needed when enabled (checked then).
     #[serde(default = "no_uri")]
     broker: Spanned<String>,
-    /// ws://: WebSocket to the controller instead of MQTT.
+    /// ws:// or wss://: WebSocket to the controller instead of MQTT.
     controller_url: Option<Spanned<String>>,
+    /// TLS (mqtts://, wss://): the CAs trusted (the system's when
+    /// absent), and the agent's certificate when the server asks.
+    ca_file: Option<Spanned<String>>,
+    client_certificate: Option<Spanned<String>>,
+    client_key: Option<Spanned<String>>,
     endpoint_id: Option<Spanned<String>>,
     client_id: Option<Spanned<String>>,
     #[serde(default)]
@@ -953,48 +962,13 @@ fn cwmp(file: CwmpFile, overrides: &Overrides, at: &Locator<'_>) -> Cwmp {
         // family that reaches the ACS, which must then be served.
         None => std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED),
     };
-    let existing = |file: &Option<Spanned<String>>| -> Option<PathBuf> {
-        match file {
-            Some(f) if !Path::new(f.get_ref()).is_file() => {
-                at.report(at.error(
-                    &f.span(),
-                    format!(
-                        "{:?} is not a readable file; allowed: a PEM file path",
-                        f.get_ref()
-                    ),
-                ));
-                None
-            }
-            Some(f) => Some(PathBuf::from(f.get_ref())),
-            None => None,
-        }
-    };
-    let ca_file = existing(&file.ca_file);
-    let client_certificate = match (
-        existing(&file.client_certificate),
-        existing(&file.client_key),
-    ) {
-        (Some(chain), Some(key)) => Some((chain, key)),
-        (None, None) => None,
-        _ => {
-            // At whichever of the two is there.
-            let given = file
-                .client_certificate
-                .as_ref()
-                .or(file.client_key.as_ref());
-            let mut error = at.error(
-                &given.map_or(0..0, Spanned::span),
-                "client_certificate and client_key go together".into(),
-            );
-            error.key = "cwmp.client_certificate".into();
-            at.report(error);
-            None
-        }
-    };
-    let tls = dm_cwmp_tokio::TlsSettings {
-        ca_file,
-        client_certificate,
-    };
+    let tls = tls_settings(
+        at,
+        "cwmp",
+        &file.ca_file,
+        &file.client_certificate,
+        &file.client_key,
+    );
     Cwmp {
         tls,
         settings: CwmpSettings {
@@ -1194,16 +1168,21 @@ fn usp(file: UspFile, overrides: &Overrides, identity: &Identity, at: &Locator<'
         None => format!("os::{}-{}", identity.oui, identity.serial_number),
     };
     let broker_of = |url: &str| {
-        check_url(url, &["mqtt"])
-            .and_then(|_| dm_rt::uri::host_port(url, 1883).map_err(|e| e.reason))
+        let port = if url.starts_with("mqtts://") {
+            8883
+        } else {
+            1883
+        };
+        check_url(url, &["mqtt", "mqtts"])
+            .and_then(|_| dm_rt::uri::host_port(url, port).map_err(|e| e.reason))
     };
     let websocket_url = match (&overrides.usp_controller_url, &file.controller_url) {
         (Some((flag, url)), _) => Some(
-            at.keep(check_url(url, &["ws"]).map_err(|m| flag_error(flag, m)))
+            at.keep(check_url(url, &["ws", "wss"]).map_err(|m| flag_error(flag, m)))
                 .unwrap_or_default(),
         ),
         (None, Some(url)) => Some(
-            at.keep(check_url(url.get_ref(), &["ws"]).map_err(|m| at.error(&url.span(), m)))
+            at.keep(check_url(url.get_ref(), &["ws", "wss"]).map_err(|m| at.error(&url.span(), m)))
                 .unwrap_or_default(),
         ),
         (None, None) => None,
@@ -1311,6 +1290,7 @@ fn usp(file: UspFile, overrides: &Overrides, identity: &Identity, at: &Locator<'
     let mtp = match websocket_url {
         Some(url) => UspMtp::WebSocket { url },
         None => UspMtp::Mqtt(UspMqtt {
+            tls: broker.starts_with("mqtts://"),
             broker,
             broker_host,
             broker_port,
@@ -1321,11 +1301,67 @@ fn usp(file: UspFile, overrides: &Overrides, identity: &Identity, at: &Locator<'
             controller_topic,
         }),
     };
+    let tls = tls_settings(
+        at,
+        "usp",
+        &file.ca_file,
+        &file.client_certificate,
+        &file.client_key,
+    );
     Usp {
         endpoint_id,
         controller_endpoint_id,
         keep_alive,
         mtp,
+        tls,
+    }
+}
+
+/// TLS settings of a table (`ca_file`, `client_certificate`,
+/// `client_key`): the files must be there; the certificate and its key
+/// go together.
+fn tls_settings(
+    at: &Locator<'_>,
+    table: &str,
+    ca_file: &Option<Spanned<String>>,
+    certificate: &Option<Spanned<String>>,
+    key: &Option<Spanned<String>>,
+) -> dm_cwmp_tokio::TlsSettings {
+    let existing = |file: &Option<Spanned<String>>| -> Option<PathBuf> {
+        match file {
+            Some(f) if !Path::new(f.get_ref()).is_file() => {
+                at.report(at.error(
+                    &f.span(),
+                    format!(
+                        "{:?} is not a readable file; allowed: a PEM file path",
+                        f.get_ref()
+                    ),
+                ));
+                None
+            }
+            Some(f) => Some(PathBuf::from(f.get_ref())),
+            None => None,
+        }
+    };
+    let ca_file = existing(ca_file);
+    let client_certificate = match (existing(certificate), existing(key)) {
+        (Some(chain), Some(key)) => Some((chain, key)),
+        (None, None) => None,
+        _ => {
+            // At whichever of the two is there.
+            let given = certificate.as_ref().or(key.as_ref());
+            let mut error = at.error(
+                &given.map_or(0..0, Spanned::span),
+                "client_certificate and client_key go together".into(),
+            );
+            error.key = format!("{table}.client_certificate");
+            at.report(error);
+            None
+        }
+    };
+    dm_cwmp_tokio::TlsSettings {
+        ca_file,
+        client_certificate,
     }
 }
 

@@ -766,7 +766,7 @@ fn usp_takes_its_defaults_from_the_identity_and_checks_its_keys() {
     );
     check(
         "[usp]\nbroker = \"http://b\"\ncontroller_endpoint_id = \"c\"\ncontroller_topic = \"t\"\n",
-        "dmagent.toml:2: usp.broker: scheme \"http\" is not supported; allowed: mqtt://",
+        "dmagent.toml:2: usp.broker: scheme \"http\" is not supported; allowed: mqtt:// or mqtts://",
     );
     check(
         "[usp]\nbroker = \"mqtt://b\"\ncontroller_endpoint_id = \"c\"\ncontroller_topic = \"t/#\"\n",
@@ -799,7 +799,7 @@ fn usp_takes_its_defaults_from_the_identity_and_checks_its_keys() {
     );
     check(
         "[usp]\ncontroller_url = \"http://c\"\ncontroller_endpoint_id = \"c\"\n",
-        "dmagent.toml:2: usp.controller_url: scheme \"http\" is not supported; allowed: ws://",
+        "dmagent.toml:2: usp.controller_url: scheme \"http\" is not supported; allowed: ws:// or wss://",
     );
     // The flags stand for the keys, with or without the table.
     let flags = Overrides {

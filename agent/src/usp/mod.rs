@@ -121,12 +121,13 @@ pub async fn run(
     };
     let (mtp, connection): (Arc<dyn Mtp>, Connection) = match &config.mtp {
         UspMtp::Mqtt(mqtt) => {
-            let (link, connection) = mqtt::Connection::new(&config, mqtt);
+            let (link, connection) = mqtt::Connection::new(&config, mqtt)
+                .map_err(|e| anyhow::anyhow!("USP over MQTT cannot start: {e}"))?;
             (link, Box::pin(connection.run(shared, stop)))
         }
         UspMtp::WebSocket { url } => {
-            let (link, connection) =
-                websocket::Connection::new(url, &config.endpoint_id, config.keep_alive);
+            let (link, connection) = websocket::Connection::new(url, &config)
+                .map_err(|e| anyhow::anyhow!("USP over WebSocket cannot start: {e}"))?;
             (link, Box::pin(connection.run(shared, stop)))
         }
     };

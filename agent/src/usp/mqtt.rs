@@ -78,7 +78,9 @@ pub(super) struct Connection {
 }
 
 impl Connection {
-    pub(super) fn new(config: &Usp, mqtt: &UspMqtt) -> (Arc<Link>, Connection) {
+    /// The connection's settings; an error when its TLS settings cannot
+    /// be used (a CA file that holds no certificate).
+    pub(super) fn new(config: &Usp, mqtt: &UspMqtt) -> Result<(Arc<Link>, Connection), String> {
         let mut options = MqttOptions::new(
             mqtt.client_id.clone(),
             mqtt.broker_host.clone(),
@@ -97,6 +99,14 @@ impl Connection {
         if !mqtt.username.is_empty() || !mqtt.password.is_empty() {
             options.set_credentials(mqtt.username.clone(), mqtt.password.clone());
         }
+        if mqtt.tls {
+            // mqtts://: the agent's rustls configuration (its CAs, its
+            // certificate when the broker asks), as for HTTPS to the ACS.
+            let tls = dm_cwmp_tokio::tls::client_config(&config.tls).map_err(|e| e.to_string())?;
+            options.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls),
+            ));
+        }
         let (client, events) = AsyncClient::new(options, 16);
         let link = Arc::new(Link {
             client,
@@ -111,7 +121,7 @@ impl Connection {
             broker: mqtt.broker.clone(),
             agent_topic: mqtt.agent_topic.clone(),
         };
-        (link, connection)
+        Ok((link, connection))
     }
 
     /// Runs until `stop` says so: connects, subscribes, reconnects after

@@ -4,7 +4,8 @@
 //! R-WS.10, R-WS.10b), sends the WebSocket connect record (R-MTP.6),
 //! carries records in binary messages (R-WS.14), pings at the keep-alive
 //! interval (R-WS.17, R-WS.18), and opens it again after the retry wait
-//! of R-WS.19 when it ends.
+//! of R-WS.19 when it ends. wss:// is the agent's own rustls stream
+//! under the session (R-WS.22: certificates, as for HTTPS to the ACS).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,14 +51,28 @@ pub(super) struct Connection {
     outgoing: tokio::sync::mpsc::Receiver<Vec<u8>>,
     url: String,
     keep_alive: Duration,
+    /// wss://: the agent's rustls configuration (its CAs, its
+    /// certificate when the controller asks), as for HTTPS to the ACS.
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
+/// What a session runs on: TCP, or TLS over it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 impl Connection {
+    /// The session's settings; an error when its TLS settings cannot be
+    /// used.
     pub(super) fn new(
         url: &str,
-        endpoint_id: &str,
-        keep_alive: Duration,
-    ) -> (Arc<Link>, Connection) {
+        config: &crate::config::Usp,
+    ) -> Result<(Arc<Link>, Connection), String> {
+        let (endpoint_id, keep_alive) = (&config.endpoint_id, config.keep_alive);
+        let tls = if url.starts_with("wss://") {
+            Some(dm_cwmp_tokio::tls::client_config(&config.tls).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let link = Arc::new(Link {
             outgoing: tx,
@@ -73,8 +88,9 @@ impl Connection {
             outgoing: rx,
             url: format!("{url}{separator}eid={eid}"),
             keep_alive,
+            tls,
         };
-        (link, connection)
+        Ok((link, connection))
     }
 
     /// Runs until `stop` says so.
@@ -130,8 +146,26 @@ impl Connection {
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_RECORD as usize))
             .max_frame_size(Some(MAX_RECORD as usize));
+        let default_port = if self.tls.is_some() { 443 } else { 80 };
+        let (host, port) = dm_rt::uri::host_port(&self.url, default_port).map_err(|e| e.reason)?;
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| format!("{host}:{port}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Io> = match &self.tls {
+            None => Box::new(tcp),
+            Some(tls) => {
+                let name = rustls_pki_types::ServerName::try_from(host.clone())
+                    .map_err(|e| format!("{host}: {e}"))?;
+                let stream = tokio_rustls::TlsConnector::from(Arc::clone(tls))
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS with {host}:{port}: {e}"))?;
+                Box::new(stream)
+            }
+        };
         let (ws, response) =
-            tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+            tokio_tungstenite::client_async_with_config(request, stream, Some(config))
                 .await
                 .map_err(|e| e.to_string())?;
         let protocol = response
@@ -219,8 +253,7 @@ impl Connection {
     }
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
 
 /// A Close frame, waited for at most 2 s.
 async fn close(ws: &mut Socket, code: CloseCode, reason: &'static str) {

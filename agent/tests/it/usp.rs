@@ -16,14 +16,21 @@ const AGENT: &str = "os::00D09E-USP1";
 /// mosquitto on `port` of 127.0.0.1, anonymous, started once it says it
 /// runs.
 fn mosquitto(dir: &std::path::Path, port: u16) -> Guard {
+    mosquitto_with(dir, port, "")
+}
+
+/// mosquitto with `more` in its configuration (another listener).
+fn mosquitto_with(dir: &std::path::Path, port: u16, more: &str) -> Guard {
     let config = dir.join("mosquitto.conf");
     std::fs::write(
         &config,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+            // As root (CI), mosquitto stays root: it must read the test's
+            // key and write its sessions in the test's directory.
+            "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
              persistence_location {}/\n\
              log_dest stdout\nlog_type error\nlog_type warning\nlog_type notice\n\
-             log_type information\n",
+             log_type information\n{more}",
             dir.display()
         ),
     )
@@ -64,9 +71,16 @@ impl Controller {
     /// The controller on `transport`: a broker's port, or `ws:PORT` to
     /// listen for the agent's WebSocket session.
     fn on(transport: &str, topic: &str) -> Controller {
+        Controller::with(transport, topic, &[])
+    }
+
+    /// [`Controller::on`] with environment variables (`wss:PORT`'s
+    /// certificate and key).
+    fn with(transport: &str, topic: &str, env: &[(&str, &std::path::Path)]) -> Controller {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
         let mut process = Guard(
             Command::new(dm_tests::py_peers::python())
+                .envs(env.iter().map(|(k, v)| (*k, *v)))
                 .arg(format!("{root}/tests/peers/usp_controller.py"))
                 .arg(transport)
                 .arg(CONTROLLER)
@@ -873,4 +887,85 @@ fn an_unacknowledged_notification_is_sent_again() {
     let (next, value) = notified(controller);
     assert_ne!(next, id);
     assert_eq!(value, "second");
+}
+
+/// TLS under both MTPs, with the agent's CA file: mqtts:// to a broker's
+/// TLS listener, and wss:// to a controller serving a certificate the
+/// test's CA signed (openssl). The connect record arriving is the proof
+/// that the agent's handshake verified the server.
+#[test]
+fn usp_runs_over_mqtt_and_websocket_with_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = dm_tests::tls::certificates(dir.path());
+    // MQTT: the controller on the plain listener, the agent on the TLS one.
+    let (plain, tls_port) = (
+        dm_tests::files::free_tcp_port(),
+        dm_tests::files::free_tcp_port(),
+    );
+    let _broker = mosquitto_with(
+        dir.path(),
+        plain,
+        &format!(
+            "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        ),
+    );
+    let mut controller = Controller::start(plain);
+    let config = dir.path().join("mqtts.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\noui = \"00D09E\"\nserial_number = \"USP1\"\n\n\
+             [usp]\nbroker = \"mqtts://127.0.0.1:{tls_port}\"\nca_file = \"{}\"\n\
+             controller_endpoint_id = \"{CONTROLLER}\"\ncontroller_topic = \"{CONTROLLER_TOPIC}\"\n",
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let agent = dm_tests::agent::run(
+        env!("CARGO_BIN_EXE_dmagent"),
+        &config,
+        &dir.path().join("mqtts-state"),
+    );
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
+    assert_eq!(
+        get_one(&mut controller, &topic, "Device.DeviceInfo.SerialNumber"),
+        "USP1"
+    );
+    drop(agent);
+
+    // WebSocket over TLS.
+    let port = dm_tests::files::free_tcp_port();
+    let mut controller = Controller::with(
+        &format!("wss:{port}"),
+        "-",
+        &[("USP_TLS_CERT", &cert), ("USP_TLS_KEY", &key)],
+    );
+    let config = dir.path().join("wss.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\noui = \"00D09E\"\nserial_number = \"USP1\"\n\n\
+             [usp]\ncontroller_url = \"wss://127.0.0.1:{port}/usp\"\nca_file = \"{}\"\n\
+             controller_endpoint_id = \"{CONTROLLER}\"\n",
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let _agent = dm_tests::agent::run(
+        env!("CARGO_BIN_EXE_dmagent"),
+        &config,
+        &dir.path().join("wss-state"),
+    );
+    let session = controller.ask(json!({"op": "session"}));
+    assert_eq!(session["eid"], AGENT, "{session}");
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    assert_eq!(connect["websocket_connect"], true, "{connect}");
+    assert_eq!(
+        get_one(&mut controller, "-", "Device.DeviceInfo.SerialNumber"),
+        "USP1"
+    );
 }
