@@ -90,6 +90,10 @@ impl Connection {
             .set_keep_alive(config.keep_alive)
             .set_clean_start(true)
             .set_max_packet_size(Some(MAX_RECORD))
+            // rumqttc keeps a slot per packet id in flight, all made at
+            // once: its default (65,535) costs some 13 MiB of RAM. The
+            // agent has a few records in flight at most.
+            .set_outgoing_inflight_upper_limit(16)
             // R-MQTT.12, R-MQTT.13.
             .set_request_response_info(Some(1))
             .set_user_properties(vec![(
