@@ -398,26 +398,17 @@ fn usp_and_cwmp_see_each_others_changes() {
     let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
 
     // The controller subscribes; the subscription is its own.
-    let body = controller.request(
+    let subscription = subscribe(
+        controller,
         &topic,
-        "subscribe",
-        "ADD",
-        json!({"add": {"createObjs": [{
-            "objPath": "Device.LocalAgent.Subscription.",
-            "paramSettings": [
-                {"param": "ID", "value": "ssid", "required": true},
-                {"param": "NotifType", "value": "ValueChange", "required": true},
-                {"param": "ReferenceList", "value": SSID, "required": true},
-                {"param": "Persistent", "value": "true", "required": true},
-                {"param": "Enable", "value": "true", "required": true},
-            ],
-        }]}}),
+        &[
+            ("ID", "ssid"),
+            ("NotifType", "ValueChange"),
+            ("ReferenceList", SSID),
+            ("Persistent", "true"),
+            ("Enable", "true"),
+        ],
     );
-    let subscription = body["response"]["addResp"]["createdObjResults"][0]["operStatus"]
-        ["operSuccess"]["instantiatedPath"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{body}"))
-        .to_owned();
     assert_eq!(
         get_one(controller, &topic, &format!("{subscription}Recipient")),
         "Device.LocalAgent.Controller.1"
@@ -465,22 +456,17 @@ fn a_usp_reboot_is_answered_then_boot_is_notified() {
     ));
     let connect = usp.controller.ask(json!({"op": "connect_record"}));
     let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
-    let body = usp.controller.request(
+    subscribe(
+        &mut usp.controller,
         &topic,
-        "subscribe",
-        "ADD",
-        json!({"add": {"createObjs": [{
-            "objPath": "Device.LocalAgent.Subscription.",
-            "paramSettings": [
-                {"param": "ID", "value": "boot", "required": true},
-                {"param": "NotifType", "value": "Event", "required": true},
-                {"param": "ReferenceList", "value": "Device.Boot!", "required": true},
-                {"param": "Persistent", "value": "true", "required": true},
-                {"param": "Enable", "value": "true", "required": true},
-            ],
-        }]}}),
+        &[
+            ("ID", "boot"),
+            ("NotifType", "Event"),
+            ("ReferenceList", "Device.Boot!"),
+            ("Persistent", "true"),
+            ("Enable", "true"),
+        ],
     );
-    assert!(body["response"]["addResp"].is_object(), "{body}");
 
     // A command the agent does not have, then Reboot().
     let body = usp.controller.request(
@@ -513,6 +499,29 @@ fn a_usp_reboot_is_answered_then_boot_is_notified() {
     assert_eq!(event["eventName"], "Boot!", "{boot}");
     assert_eq!(event["params"]["CommandKey"], "ck-1", "{boot}");
     assert_eq!(event["params"]["Cause"], "RemoteReboot", "{boot}");
+}
+
+/// Adds a subscription with `settings` (each required) and returns its
+/// instance's path.
+fn subscribe(controller: &mut Controller, topic: &str, settings: &[(&str, &str)]) -> String {
+    let params: Vec<Value> = settings
+        .iter()
+        .map(|(param, value)| json!({"param": param, "value": value, "required": true}))
+        .collect();
+    let body = controller.request(
+        topic,
+        "subscribe",
+        "ADD",
+        json!({"add": {"createObjs": [{
+            "objPath": "Device.LocalAgent.Subscription.",
+            "paramSettings": params,
+        }]}}),
+    );
+    body["response"]["addResp"]["createdObjResults"][0]["operStatus"]["operSuccess"]
+        ["instantiatedPath"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned()
 }
 
 /// The broker goes away and comes back: the agent connects again after
@@ -620,21 +629,16 @@ fn usp_and_lwm2m_see_each_others_changes() {
     let controller = &mut usp.controller;
     let connect = controller.ask(json!({"op": "connect_record"}));
     let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
-    let body = controller.request(
+    subscribe(
+        controller,
         &topic,
-        "subscribe",
-        "ADD",
-        json!({"add": {"createObjs": [{
-            "objPath": "Device.LocalAgent.Subscription.",
-            "paramSettings": [
-                {"param": "ID", "value": "ssid", "required": true},
-                {"param": "NotifType", "value": "ValueChange", "required": true},
-                {"param": "ReferenceList", "value": SSID, "required": true},
-                {"param": "Enable", "value": "true", "required": true},
-            ],
-        }]}}),
+        &[
+            ("ID", "ssid"),
+            ("NotifType", "ValueChange"),
+            ("ReferenceList", SSID),
+            ("Enable", "true"),
+        ],
     );
-    assert!(body["response"]["addResp"].is_object(), "{body}");
 
     // The LwM2M server writes /12/1/5: the USP controller is told.
     writeln!(lwm2m_in, "go").unwrap();
@@ -673,21 +677,16 @@ fn an_async_ping_ends_with_operation_complete() {
     let controller = &mut usp.controller;
     let connect = controller.ask(json!({"op": "connect_record"}));
     let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
-    let body = controller.request(
+    subscribe(
+        controller,
         &topic,
-        "subscribe",
-        "ADD",
-        json!({"add": {"createObjs": [{
-            "objPath": "Device.LocalAgent.Subscription.",
-            "paramSettings": [
-                {"param": "ID", "value": "pings", "required": true},
-                {"param": "NotifType", "value": "OperationComplete", "required": true},
-                {"param": "ReferenceList", "value": "Device.IP.Diagnostics.IPPing()", "required": true},
-                {"param": "Enable", "value": "true", "required": true},
-            ],
-        }]}}),
+        &[
+            ("ID", "pings"),
+            ("NotifType", "OperationComplete"),
+            ("ReferenceList", "Device.IP.Diagnostics.IPPing()"),
+            ("Enable", "true"),
+        ],
     );
-    assert!(body["response"]["addResp"].is_object(), "{body}");
     let ping = |args: Value| {
         json!({"operate": {
             "command": "Device.IP.Diagnostics.IPPing()",
@@ -782,20 +781,15 @@ fn a_controller_reaches_the_agent_over_websocket() {
         get_one(&mut controller, "-", "Device.DeviceInfo.SerialNumber"),
         "USP1"
     );
-    let body = controller.request(
+    subscribe(
+        &mut controller,
         "-",
-        "subscribe",
-        "ADD",
-        json!({"add": {"createObjs": [{
-            "objPath": "Device.LocalAgent.Subscription.",
-            "paramSettings": [
-                {"param": "NotifType", "value": "ValueChange", "required": true},
-                {"param": "ReferenceList", "value": SSID, "required": true},
-                {"param": "Enable", "value": "true", "required": true},
-            ],
-        }]}}),
+        &[
+            ("NotifType", "ValueChange"),
+            ("ReferenceList", SSID),
+            ("Enable", "true"),
+        ],
     );
-    assert!(body["response"]["addResp"].is_object(), "{body}");
     let body = controller.request(
         "-",
         "set",
@@ -829,22 +823,17 @@ fn an_unacknowledged_notification_is_sent_again() {
     let controller = &mut usp.controller;
     let connect = controller.ask(json!({"op": "connect_record"}));
     let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
-    let body = controller.request(
+    subscribe(
+        controller,
         &topic,
-        "subscribe",
-        "ADD",
-        json!({"add": {"createObjs": [{
-            "objPath": "Device.LocalAgent.Subscription.",
-            "paramSettings": [
-                {"param": "ID", "value": "sure", "required": true},
-                {"param": "NotifType", "value": "ValueChange", "required": true},
-                {"param": "ReferenceList", "value": SSID, "required": true},
-                {"param": "NotifRetry", "value": "true", "required": true},
-                {"param": "Enable", "value": "true", "required": true},
-            ],
-        }]}}),
+        &[
+            ("ID", "sure"),
+            ("NotifType", "ValueChange"),
+            ("ReferenceList", SSID),
+            ("NotifRetry", "true"),
+            ("Enable", "true"),
+        ],
     );
-    assert!(body["response"]["addResp"].is_object(), "{body}");
     let set = |controller: &mut Controller, value: &str| {
         let body = controller.request(
             &topic,

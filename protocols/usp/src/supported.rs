@@ -65,18 +65,7 @@ struct Object {
 /// The supported path of a concrete or template path: instance numbers
 /// and `{j}` as `{i}`.
 fn supported_path(path: &str) -> String {
-    path.split('.')
-        .map(|segment| {
-            if segment == "{j}"
-                || (!segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()))
-            {
-                "{i}"
-            } else {
-                segment
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(".")
+    dm_cwmp::mapping::generic_path(path)
 }
 
 fn value_type(syntax: Syntax) -> ParamValueType {

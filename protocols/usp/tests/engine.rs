@@ -1,47 +1,18 @@
 //! The USP engine on a full tree (objects on the in-memory platform):
 //! records in, answers out, as a controller sees them.
 
-use std::sync::Arc;
-
 use dm_core::{Origin, Tree};
-use dm_objects::{Identity, Platform, Provisioning};
-use dm_platform::linux::LinuxHost;
-use dm_platform::memory::{MemoryLog, MemoryNetwork};
 use dm_usp::proto::usp::{self, header::MsgType, request::ReqType, response::RespType};
 use dm_usp::proto::usp_record::{self, record::RecordType};
 use dm_usp::{Agent, Incoming, Step};
 use prost::Message as _;
 
-const AGENT: &str = "os::00D09E-SN1";
+const AGENT: &str = "os::00D09E-SN0001";
 const CONTROLLER: &str = "self::controller";
 
+/// The tests' provisioned tree on the demo platform.
 fn tree() -> Tree {
-    let platform = Platform {
-        host: Arc::new(LinuxHost::default()),
-        network: Arc::new(MemoryNetwork::demo()),
-        log: Arc::new(MemoryLog::default()),
-    };
-    let mut tree = Tree::new();
-    dm_objects::register(&mut tree, &platform).unwrap();
-    dm_objects::populate(&mut tree, &[]).unwrap();
-    dm_objects::provision(
-        &mut tree,
-        &Provisioning {
-            identity: Identity {
-                serial_number: "SN1".into(),
-                oui: "00D09E".into(),
-                ..Identity::default()
-            },
-            ..Provisioning::default()
-        },
-    )
-    .unwrap();
-    assert!(
-        dm_objects::sync_platform(&mut tree, &platform)
-            .warnings
-            .is_empty()
-    );
-    tree
+    dm_tests::tree(&dm_tests::platform().0)
 }
 
 fn record(to: &str, payload: Vec<u8>) -> Vec<u8> {
@@ -187,7 +158,7 @@ fn get_answers_parameters_objects_wildcards_and_searches() {
     );
     assert_eq!(
         serial.resolved_path_results[0].result_params["SerialNumber"],
-        "SN1"
+        "SN0001"
     );
     // max_depth 1: the object's own parameters, no sub-object.
     let info = &r.req_path_results[1];

@@ -385,25 +385,28 @@ pub fn check_declared(templates: &[(&str, ObjectId)]) -> Result<(), DeclareError
 /// template: instance numbers, `{i}` and `{j}` alike), each a set of
 /// parameter names; those whose parameters are all served.
 pub fn unique_keys(table: &str) -> &'static [&'static [&'static str]] {
-    let generic = |path: &str| -> String {
-        path.split('.')
-            .map(|segment| {
-                if segment == "{j}"
-                    || (!segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()))
-                {
-                    "{i}"
-                } else {
-                    segment
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(".")
-    };
-    let wanted = format!("{}{{i}}.", generic(table));
+    let wanted = format!("{}{{i}}.", generic_path(table));
     table::UNIQUE_KEYS
         .iter()
-        .find(|(template, _)| generic(template) == wanted)
+        .find(|(template, _)| generic_path(template) == wanted)
         .map_or(&[], |(_, keys)| keys)
+}
+
+/// A path with every instance number, `{i}` and `{j}` written `{i}`:
+/// the form TR-181's object names (and USP's supported paths) have.
+pub fn generic_path(path: &str) -> String {
+    path.split('.')
+        .map(|segment| {
+            if segment == "{j}"
+                || (!segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()))
+            {
+                "{i}"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// The generated table's parameters (but for the tables declared ones
