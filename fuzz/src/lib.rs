@@ -3,6 +3,7 @@
 
 pub mod cwmp;
 pub mod lwm2m;
+pub mod usp;
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
