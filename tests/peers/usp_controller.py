@@ -14,7 +14,8 @@ line on stdin and prints one JSON line per result on stdout:
 
   {"op": "session"}              (WebSocket) waits for the agent's session:
                                  {"path": ..., "eid": ..., "subprotocol": ...}
-  {"op": "connect_record"}       waits for the agent's MQTT connect record:
+  {"op": "connect_record"[, "timeout": S]}
+                                 waits for the agent's MQTT connect record:
                                  {"from": ..., "to": ..., "subscribed_topic": ...}
   {"op": "send", "to": AGENT, "topic": T, "msg": {...}}
                                  sends the Msg (protobuf's JSON mapping) in a
@@ -26,6 +27,8 @@ line on stdin and prints one JSON line per result on stdout:
                                  as send, without waiting: prints {}
   {"op": "raw", "topic": T, "hex": "..."}
                                  publishes the bytes as they are; prints {}
+  {"op": "no_notification", "seconds": S}
+                                 no Notify for S seconds: {}
   {"op": "notification"}          waits for the agent's next Notify:
                                  {"from": ..., "msg": {...}}
   {"op": "quiet", "topic": T, "to": AGENT}
@@ -201,7 +204,7 @@ for line in sys.stdin:
     op = command["op"]
     try:
         if op == "connect_record":
-            print(json.dumps(answer(*next_record())), flush=True)
+            print(json.dumps(answer(*next_record(timeout=command.get("timeout", 30)))), flush=True)
         elif op == "send":
             msg = json_format.ParseDict(command["msg"], usp.Msg())
             publish(command["topic"], wrap(command["to"], msg))
@@ -215,6 +218,13 @@ for line in sys.stdin:
             print("{}", flush=True)
         elif op == "session":
             print(json.dumps(sessions.get(timeout=30)), flush=True)
+        elif op == "no_notification":
+            # Nothing for SECONDS: {} ; else what came, as an error.
+            try:
+                came = answer(*next_record(timeout=command["seconds"], source=notifications))
+                print(json.dumps({"error": "a notification came", "came": came}), flush=True)
+            except queue.Empty:
+                print("{}", flush=True)
         elif op == "notification":
             print(json.dumps(answer(*next_record(source=notifications))), flush=True)
         elif op == "quiet":

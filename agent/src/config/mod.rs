@@ -1176,6 +1176,14 @@ fn usp(file: UspFile, overrides: &Overrides, identity: &Identity, at: &Locator<'
         check_url(url, &["mqtt", "mqtts"])
             .and_then(|_| dm_rt::uri::host_port(url, port).map_err(|e| e.reason))
     };
+    // A flag chooses the transport over the file's other one.
+    let mut file = file;
+    if overrides.usp_controller_url.is_some() && overrides.usp_broker.is_none() {
+        file.broker = no_uri();
+    }
+    if overrides.usp_broker.is_some() {
+        file.controller_url = None;
+    }
     let websocket_url = match (&overrides.usp_controller_url, &file.controller_url) {
         (Some((flag, url)), _) => Some(
             at.keep(check_url(url, &["ws", "wss"]).map_err(|m| flag_error(flag, m)))

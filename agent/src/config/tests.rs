@@ -824,4 +824,19 @@ fn usp_takes_its_defaults_from_the_identity_and_checks_its_keys() {
     };
     let error = parse("", "dmagent.toml", &bad).unwrap_err().to_string();
     assert!(error.starts_with("--usp-broker: scheme \"tcp\""), "{error}");
+    // A flag's transport wins over the file's other one.
+    let websocket = Overrides {
+        usp_controller_url: Some(("--usp-controller-url".into(), "ws://c/usp".into())),
+        ..Overrides::default()
+    };
+    let usp = parse(text, "dmagent.toml", &websocket)
+        .unwrap()
+        .usp
+        .unwrap();
+    assert_eq!(
+        usp.mtp,
+        UspMtp::WebSocket {
+            url: "ws://c/usp".into()
+        }
+    );
 }

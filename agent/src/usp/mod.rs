@@ -181,6 +181,9 @@ const MAX_UNACKED: usize = 256;
 /// An asynchronous command a controller started, until its end.
 struct Running {
     command: &'static dm_usp::commands::AsyncCommand,
+    /// The tree's sequence once the command's inputs were written: only
+    /// later changes end it.
+    started: u64,
     command_key: String,
     /// Its row in Device.LocalAgent.Request.
     request: dm_core::InstanceId,
@@ -194,7 +197,8 @@ async fn serve(
     mut requests: tokio::sync::mpsc::Receiver<Work>,
     (changes, changed): (dm_core::Subscription, Arc<tokio::sync::Notify>),
 ) {
-    let mut notifier = dm_usp::Notifier::default();
+    let start = dm_rt::random::hex(4).unwrap_or_else(|_| "0".into());
+    let mut notifier = dm_usp::Notifier::new(&format!("notify-{start}"));
     loop {
         // Nothing to retry, no timer: an idle agent is not woken.
         let next_retry = lock(&served.unacked).iter().map(|u| u.next).min();
@@ -224,7 +228,9 @@ async fn serve(
                         let mut running = lock(&served.running);
                         let mut at = 0;
                         while at < running.len() {
-                            let Some(state) = running[at].command.ended_by(&change) else {
+                            let Some(state) =
+                                running[at].command.ended_by(&change, running[at].started)
+                            else {
                                 at += 1;
                                 continue;
                             };
@@ -237,6 +243,29 @@ async fn serve(
                                 &complete,
                             ));
                             ended.push(done.request);
+                        }
+                    }
+                    // Changes missed: a command whose test has ended meanwhile
+                    // is ended from the tree's state.
+                    if lagged > 0 {
+                        let mut running = lock(&served.running);
+                        let mut at = 0;
+                        while at < running.len() {
+                            match running[at].command.state(&tree) {
+                                Some(state) if state != "Requested" => {
+                                    let done = running.remove(at);
+                                    let complete = done
+                                        .command
+                                        .complete(&tree, CONTROLLER, &done.command_key, &state);
+                                    outgoing.extend(notifier.operation_complete(
+                                        &tree,
+                                        done.command.command,
+                                        &complete,
+                                    ));
+                                    ended.push(done.request);
+                                }
+                                _ => at += 1,
+                            }
                         }
                     }
                     for request in ended {
@@ -264,7 +293,9 @@ async fn send_notifications(served: &Served, outgoing: Vec<dm_usp::Outgoing>) {
         }
         let record = served.agent.record(&notify.to, &notify.msg);
         served.mtp.send(None, record.clone());
-        if let Some(expiration) = notify.retry {
+        if let Some(expiration) = notify.retry
+            && served.mtp.fits(record.len())
+        {
             let now = dm_rt::clock::now();
             let mut unacked = lock(&served.unacked);
             unacked.push_back(Unacked {
@@ -327,32 +358,39 @@ async fn start(
             }
             Some(dm_usp::engine::error_msg(command.msg_id, &error))
         }
-        Ok(_) => match dm_objects::local_agent::add_request(
-            &mut lock(&served.tree),
-            to,
-            started.command,
-            &command.command_key,
-        ) {
-            Ok(request) => {
-                info!(command = started.command, "USP: a command started");
-                lock(&served.running).push(Running {
-                    command: started,
-                    command_key: command.command_key.clone(),
-                    request,
-                });
-                command.send_resp.then(|| {
-                    dm_usp::engine::operate_started(
-                        command.msg_id,
-                        started.command,
-                        &format!("Device.LocalAgent.Request.{}.", request.0),
-                    )
-                })
+        Ok(_) => {
+            let mut tree = lock(&served.tree);
+            // The write just made is the latest commit: only later
+            // changes end this run.
+            let after = tree.last_sequence();
+            match dm_objects::local_agent::add_request(
+                &mut tree,
+                to,
+                started.command,
+                &command.command_key,
+            ) {
+                Ok(request) => {
+                    info!(command = started.command, "USP: a command started");
+                    lock(&served.running).push(Running {
+                        command: started,
+                        started: after,
+                        command_key: command.command_key.clone(),
+                        request,
+                    });
+                    command.send_resp.then(|| {
+                        dm_usp::engine::operate_started(
+                            command.msg_id,
+                            started.command,
+                            &format!("Device.LocalAgent.Request.{}.", request.0),
+                        )
+                    })
+                }
+                Err(e) => Some(dm_usp::engine::error_msg(
+                    command.msg_id,
+                    &dm_usp::UspError::new(dm_usp::Code::INTERNAL_ERROR, format!("{e:?}")),
+                )),
             }
-            Err(e) => Some(dm_usp::engine::error_msg(
-                command.msg_id,
-                &dm_usp::UspError::new(dm_usp::Code::INTERNAL_ERROR, format!("{e:?}")),
-            )),
-        },
+        }
     };
     if let Some(msg) = reply {
         served.mtp.send(reply_to, served.agent.record(to, &msg));

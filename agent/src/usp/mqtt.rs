@@ -46,6 +46,15 @@ impl Mtp for Link {
             warn!("USP: not connected; a record for {topic} is dropped");
             return;
         }
+        // rumqttc fails the connection on a PUBLISH beyond the broker's
+        // Maximum Packet Size: such a record is dropped instead.
+        if !self.fits(record.len()) {
+            warn!(
+                size = record.len(),
+                "USP: a record larger than the broker takes is dropped"
+            );
+            return;
+        }
         let properties = PublishProperties {
             response_topic: Some(lock(&self.own_topic).clone()),
             content_type: Some(CONTENT_TYPE.to_owned()),

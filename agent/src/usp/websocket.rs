@@ -22,6 +22,8 @@ use super::{MAX_RECORD, Mtp, Received, Shared};
 
 /// R-WS.9: the subprotocol of USP records in protocol buffers.
 const SUBPROTOCOL: &str = "v1.usp";
+/// The longest a session's opening (TCP, TLS, WebSocket) may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The session as the serving task sees it.
 pub(super) struct Link {
@@ -102,8 +104,12 @@ impl Connection {
         info!(url = %self.url, endpoint = %shared.agent.endpoint_id(), "USP over WebSocket starting");
         let mut failures = 0u32;
         loop {
+            // A controller that takes the TCP connection but stalls the
+            // TLS or WebSocket handshake is given up on, then retried.
             let session = tokio::select! {
-                session = self.open() => session,
+                session = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.open()) => {
+                    session.unwrap_or_else(|_| Err(format!("no handshake in {HANDSHAKE_TIMEOUT:?}")))
+                }
                 _ = stop.changed() => return,
             };
             match session {
@@ -199,10 +205,20 @@ impl Connection {
             self.keep_alive,
         );
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A session that answers nothing, not even our pings, for two
+        // keep-alive intervals is dead (a half-open TCP connection would
+        // otherwise swallow records for many minutes).
+        let mut heard = tokio::time::Instant::now();
         loop {
+            let silent = heard + self.keep_alive * 2;
             tokio::select! {
+                () = tokio::time::sleep_until(silent) => {
+                    warn!("USP: the WebSocket session is silent; opening it again");
+                    return false;
+                }
                 message = ws.next() => match message {
                     Some(Ok(Message::Binary(bytes))) => {
+                        heard = tokio::time::Instant::now();
                         // R-WS.16: what is not a record ends the session.
                         if !dm_usp::engine::is_record(&bytes) {
                             warn!("USP: a WebSocket message that is not a USP record: closing (1003)");
@@ -217,7 +233,9 @@ impl Connection {
                         return false;
                     }
                     // Pings are answered by tungstenite as it reads.
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+                        heard = tokio::time::Instant::now();
+                    }
                     Some(Ok(Message::Close(frame))) => {
                         info!("USP: the controller closed the WebSocket session: {frame:?}");
                         return false;

@@ -104,12 +104,17 @@ impl Controller {
     }
 
     fn ask(&mut self, command: Value) -> Value {
+        let answer = self.try_ask(command);
+        assert!(answer.get("error").is_none(), "{answer}");
+        answer
+    }
+
+    /// [`Controller::ask`], an `error` answer included.
+    fn try_ask(&mut self, command: Value) -> Value {
         writeln!(self.input, "{command}").unwrap();
         let mut line = String::new();
         self.output.read_line(&mut line).unwrap();
-        let answer: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
-        assert!(answer.get("error").is_none(), "{answer}");
-        answer
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
     }
 
     /// Sends a request to the agent's topic and returns the answer's
@@ -697,11 +702,21 @@ fn an_async_ping_ends_with_operation_complete() {
     };
     let body = controller.request(&topic, "bogus", "OPERATE", ping(json!({"Bogus": "1"})));
     assert_eq!(body["error"]["errCode"], 7027, "{body}");
+    // A mandatory input left out (TR-181: Host).
+    let body = controller.request(
+        &topic,
+        "no-host",
+        "OPERATE",
+        ping(json!({"ProtocolVersion": "Any", "NumberOfRepetitions": "1",
+                    "Timeout": "1000", "DataBlockSize": "64"})),
+    );
+    assert_eq!(body["error"]["errCode"], 7027, "{body}");
     let body = controller.request(
         &topic,
         "ping",
         "OPERATE",
         ping(json!({
+            "ProtocolVersion": "Any",
             "Host": "127.0.0.1",
             "NumberOfRepetitions": "2",
             "Timeout": "2000",
@@ -876,6 +891,16 @@ fn an_unacknowledged_notification_is_sent_again() {
     let (next, value) = notified(controller);
     assert_ne!(next, id);
     assert_eq!(value, "second");
+    // Both acknowledged: nothing comes again within 21 s, longer than
+    // the first's next retry wait would have been (10 to 20 s).
+    controller.ask(json!({
+        "op": "post",
+        "to": AGENT,
+        "topic": topic,
+        "msg": {"header": {"msgId": next, "msgType": "NOTIFY_RESP"},
+                "body": {"response": {"notifyResp": {"subscriptionId": "sure"}}}},
+    }));
+    controller.ask(json!({"op": "no_notification", "seconds": 21}));
 }
 
 /// TLS under both MTPs, with the agent's CA file: mqtts:// to a broker's
@@ -913,6 +938,24 @@ fn usp_runs_over_mqtt_and_websocket_with_tls() {
         ),
     )
     .unwrap();
+    // Without the test's CA (the system's only), the broker is not
+    // trusted: no connection, so no connect record.
+    let untrusting = dir.path().join("untrusting.toml");
+    std::fs::write(
+        &untrusting,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(&format!("ca_file = \"{}\"\n", ca.display()), ""),
+    )
+    .unwrap();
+    let agent = dm_tests::agent::run(
+        env!("CARGO_BIN_EXE_dmagent"),
+        &untrusting,
+        &dir.path().join("untrusting-state"),
+    );
+    let refused = controller.try_ask(json!({"op": "connect_record", "timeout": 4}));
+    assert_eq!(refused["error"], "nothing came", "{refused}");
+    drop(agent);
     let agent = dm_tests::agent::run(
         env!("CARGO_BIN_EXE_dmagent"),
         &config,

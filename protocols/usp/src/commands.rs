@@ -25,6 +25,11 @@ pub struct AsyncCommand {
     /// parameters of the same names.
     pub object: &'static str,
     pub inputs: &'static [&'static str],
+    /// The inputs TR-181 marks mandatory (a command without one is
+    /// 7027); the others are written with their default when not given,
+    /// so that nothing of an earlier run (the ACS's) carries over.
+    pub mandatory: &'static [&'static str],
+    pub defaults: &'static [(&'static str, &'static str)],
     pub outputs: &'static [&'static str],
 }
 
@@ -41,6 +46,14 @@ pub const ASYNC: &[AsyncCommand] = &[AsyncCommand {
         "DataBlockSize",
         "DSCP",
     ],
+    mandatory: &[
+        "ProtocolVersion",
+        "Host",
+        "NumberOfRepetitions",
+        "Timeout",
+        "DataBlockSize",
+    ],
+    defaults: &[("Interface", ""), ("DSCP", "0")],
     outputs: &[
         "IPAddressUsed",
         "SuccessCount",
@@ -66,7 +79,22 @@ impl AsyncCommand {
         &self,
         inputs: &BTreeMap<String, String>,
     ) -> Result<Vec<ParameterValueIn>, UspError> {
-        let mut values = Vec::with_capacity(inputs.len() + 1);
+        if let Some(missing) = self.mandatory.iter().find(|m| !inputs.contains_key(**m)) {
+            return Err(UspError::new(
+                Code::INVALID_COMMAND_ARGUMENTS,
+                format!("{} needs the input {missing:?}", self.command),
+            ));
+        }
+        let mut values = Vec::with_capacity(inputs.len() + self.defaults.len() + 1);
+        for (name, value) in self.defaults {
+            if !inputs.contains_key(*name) {
+                values.push(ParameterValueIn {
+                    name: format!("{}{name}", self.object),
+                    value: (*value).to_owned(),
+                    xsd_type: None,
+                });
+            }
+        }
         for (name, value) in inputs {
             if !self.inputs.contains(&name.as_str()) {
                 return Err(UspError::new(
@@ -95,9 +123,15 @@ impl AsyncCommand {
         (&self.command[..dot], &self.command[dot..])
     }
 
-    /// Whether `change` ends the command: its DiagnosticsState written
-    /// to a state that is not Requested. Returns the state.
-    pub fn ended_by(&self, change: &Change) -> Option<String> {
+    /// Whether `change` ends the run the command started with the
+    /// commit numbered `started` (the tree's sequence then): a later
+    /// write of its DiagnosticsState, to an end (Complete, an error), to
+    /// None or Canceled, or to Requested again by another request that
+    /// supersedes it. Returns the state.
+    pub fn ended_by(&self, change: &Change, started: u64) -> Option<String> {
+        if change.sequence <= started {
+            return None;
+        }
         let ChangeKind::Value(ResourceValue::Single(Value::String(state))) = &change.kind else {
             return None;
         };
@@ -110,7 +144,16 @@ impl AsyncCommand {
                 map.render(instance, change.path.index())
                     == format!("{}DiagnosticsState", self.object)
             });
-        (named && state != "Requested").then(|| state.clone())
+        named.then(|| state.clone())
+    }
+
+    /// The state of the command's object now (after missed changes).
+    pub fn state(&self, tree: &Tree) -> Option<String> {
+        rpc::value_as(
+            tree,
+            Origin::Agent,
+            &format!("{}DiagnosticsState", self.object),
+        )
     }
 
     /// The OperationComplete of a run that ended in `state`: the outputs
@@ -141,9 +184,14 @@ impl AsyncCommand {
                 output_args,
             })
         } else {
+            let why = if state == "Requested" {
+                "another request of the test superseded it".to_owned()
+            } else {
+                format!("the test ended {state}: canceled or its inputs changed")
+            };
             operation_complete::OperationResp::CmdFailure(operation_complete::CommandFailure {
                 err_code: Code::COMMAND_CANCELED.0,
-                err_msg: format!("the test ended {state}: canceled or its inputs changed"),
+                err_msg: why,
             })
         };
         OperationComplete {

@@ -649,18 +649,15 @@ pub fn unique_keys_of(tree: &Tree, origin: Origin, instance: &str) -> BTreeMap<S
     else {
         return BTreeMap::new();
     };
-    let names: Vec<String> = dm_cwmp::mapping::unique_keys(&table)
+    // Each key read on its own, through the mapping: no walk of the
+    // tree per instance.
+    dm_cwmp::mapping::unique_keys(&table)
         .iter()
         .flat_map(|set| set.iter())
-        .map(|key| format!("{instance}{key}"))
-        .collect();
-    if names.is_empty() {
-        return BTreeMap::new();
-    }
-    rpc::existing_values_as(tree, origin, &names, names.len())
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|p| Some((p.name.strip_prefix(instance)?.to_owned(), p.value)))
+        .filter_map(|key| {
+            let value = rpc::value_as(tree, origin, &format!("{instance}{key}"))?;
+            Some(((*key).to_owned(), value))
+        })
         .collect()
 }
 

@@ -29,10 +29,19 @@ pub struct Outgoing {
     pub retry: Option<Option<std::time::Duration>>,
 }
 
-/// Numbers the agent's Notify messages (msg_id `notify-N`).
-#[derive(Debug, Default)]
+/// Numbers the agent's Notify messages (msg_id `PREFIX-N`: a prefix per
+/// start, so that a controller that tells retries apart by msg_id does not
+/// take a new start's Notify for an old one).
+#[derive(Debug)]
 pub struct Notifier {
+    prefix: String,
     sent: u64,
+}
+
+impl Default for Notifier {
+    fn default() -> Notifier {
+        Notifier::new("notify")
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +73,13 @@ impl Subscription {
 }
 
 impl Notifier {
+    pub fn new(prefix: &str) -> Notifier {
+        Notifier {
+            prefix: prefix.to_owned(),
+            sent: 0,
+        }
+    }
+
     /// The Notify messages `change` makes, in subscription order.
     pub fn on_change(&mut self, tree: &Tree, change: &Change) -> Vec<Outgoing> {
         let events: Vec<(Kind, String, Option<String>)> = match &change.kind {
@@ -196,7 +212,7 @@ impl Notifier {
         self.sent += 1;
         usp::Msg {
             header: Some(usp::Header {
-                msg_id: format!("notify-{}", self.sent),
+                msg_id: format!("{}-{}", self.prefix, self.sent),
                 msg_type: MsgType::Notify as i32,
             }),
             body: Some(usp::Body {

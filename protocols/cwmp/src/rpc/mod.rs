@@ -240,6 +240,19 @@ pub fn existing_values_as(
     Ok(out)
 }
 
+/// One parameter's value as `reader` reads it, found through the mapping
+/// alone (no walk of the tree): `None` when it is not there now or
+/// cannot be read; a secured or write-only one reads back empty.
+pub fn value_as(tree: &Tree, reader: Origin, name: &str) -> Option<String> {
+    let resolved = Resolver::global().resolve(name).ok()?;
+    let map = resolved.parameter;
+    match tree.read(reader, &resolved.path).ok()? {
+        ResourceValue::Single(_) if map.secured => Some(String::new()),
+        ResourceValue::Single(value) => Some(values::render(&value, map.syntax)),
+        ResourceValue::Multiple(_) => None,
+    }
+}
+
 /// The values of those of `names` that exist, for an Inform: a name
 /// whose instance is gone is skipped. One walk of the tree for all names.
 pub fn existing_parameter_values(tree: &Tree, names: &[String]) -> Vec<ParameterValue> {
