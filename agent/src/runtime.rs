@@ -453,7 +453,13 @@ pub async fn run(
 
     let (usp_host_tx, mut usp_host_rx) = tokio::sync::mpsc::channel(1);
     let usp = config.usp.clone().map(|usp| {
-        let run = crate::usp::run(Arc::clone(&tree), usp, usp_host_tx, stop.clone());
+        let run = crate::usp::run(
+            Arc::clone(&tree),
+            usp,
+            config.state_dir.clone(),
+            usp_host_tx,
+            stop.clone(),
+        );
         tokio::spawn(async move {
             let result = run.await;
             if let Err(e) = &result {
@@ -723,6 +729,13 @@ pub async fn run(
         return Ok(exit_code);
     };
     info!(?action, origin, "performing the host action");
+    // TR-181 Device.Boot!'s Cause at the next start (a USP Reboot() has
+    // left its own, with its command key).
+    let cause = boot_cause(action, &origin);
+    let usp_on = config.usp.is_some();
+    if usp_on && action == HostAction::Reboot {
+        crate::usp::remember_boot_cause(&mut lock(&tree), cause);
+    }
     let done = match action {
         HostAction::Reboot => host.actions.reboot(),
         HostAction::FactoryReset if !host.actions.can_factory_reset() => {
@@ -737,6 +750,10 @@ pub async fn run(
             // device's is the platform's (a configured command).
             FileStore::erase(&config.state_dir)
                 .with_context(|| format!("erasing {}", config.state_dir.display()))?;
+            // The cause outlives the erase, beside the new state.
+            if usp_on {
+                crate::usp::remember_boot_cause_after_erase(&config.state_dir, cause);
+            }
             host.actions.factory_reset()
         }
     };
@@ -801,6 +818,20 @@ impl Offline {
     }
 }
 
+/// TR-181 2.16 Device.Boot!'s Cause of a host action: remote when a
+/// management protocol asked for it (an ACS, an LwM2M server, a USP
+/// controller), local otherwise (the CLI, the watchdog, a firmware
+/// update's confirming reboot).
+fn boot_cause(action: HostAction, origin: &str) -> &'static str {
+    let remote = matches!(origin, "acs" | "usp" | "bootstrap") || origin.starts_with("server:");
+    match (action, remote) {
+        (HostAction::Reboot, true) => "RemoteReboot",
+        (HostAction::Reboot, false) => "LocalReboot",
+        (HostAction::FactoryReset, true) => "RemoteFactoryReset",
+        (HostAction::FactoryReset, false) => "LocalFactoryReset",
+    }
+}
+
 fn reachable(
     cwmp: Option<&Mutex<dm_cwmp_tokio::Status>>,
     lwm2m: Option<&Mutex<dm_lwm2m_tokio::Status>>,
@@ -853,6 +884,21 @@ fn host_addresses(platform: &Platform) -> Vec<std::net::IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boot_causes_say_who_asked() {
+        assert_eq!(boot_cause(HostAction::Reboot, "acs"), "RemoteReboot");
+        assert_eq!(boot_cause(HostAction::Reboot, "server:101"), "RemoteReboot");
+        assert_eq!(
+            boot_cause(HostAction::FactoryReset, "usp"),
+            "RemoteFactoryReset"
+        );
+        assert_eq!(boot_cause(HostAction::Reboot, "cli"), "LocalReboot");
+        assert_eq!(
+            boot_cause(HostAction::Reboot, "connectivity watchdog"),
+            "LocalReboot"
+        );
+    }
     use dm_core::catalog::management_server as ms;
     use dm_platform::Network as _;
 

@@ -98,6 +98,7 @@ type Connection = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>
 pub async fn run(
     tree: Arc<Mutex<Tree>>,
     config: Usp,
+    state_dir: std::path::PathBuf,
     host: tokio::sync::mpsc::Sender<dm_objects::HostAction>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -105,7 +106,7 @@ pub async fn run(
     let (requests_tx, requests_rx) = tokio::sync::mpsc::channel::<Work>(16);
     // Why the agent started, for the Boot! event (TR-181 2.16
     // Device.Boot!): what a USP Reboot() left, else a local reboot.
-    let boot = Some(boot_arguments(&mut lock(&tree)));
+    let boot = Some(boot_arguments(&mut lock(&tree), &state_dir));
     // The tree's changes, for the subscriptions' Notify messages.
     let changes = lock(&tree).subscribe(256);
     let changed = Arc::new(tokio::sync::Notify::new());
@@ -397,13 +398,46 @@ async fn start(
     }
 }
 
+/// Where the cause of a factory reset waits for the next start, beside
+/// the erased state.
+const BOOT_CAUSE_FILE: &str = "boot-cause.json";
+
+/// Keeps the cause of the reboot about to happen for the next start's
+/// Boot!, unless a USP Reboot() left its own (with its command key).
+pub fn remember_boot_cause(tree: &mut Tree, cause: &str) {
+    if tree.pending_state(BOOT_KEY).is_some() {
+        return;
+    }
+    let left = serde_json::json!({"cause": cause, "command_key": ""});
+    if let Err(e) = tree.set_pending_state(BOOT_KEY, Some(left.to_string())) {
+        warn!("the reboot's cause is not kept: {e}");
+    }
+}
+
+/// The same for a factory reset, whose erase took the state: a file of
+/// its own in the state directory.
+pub fn remember_boot_cause_after_erase(state_dir: &std::path::Path, cause: &str) {
+    let left = serde_json::json!({"cause": cause, "command_key": ""});
+    let _ = std::fs::create_dir_all(state_dir);
+    if let Err(e) = std::fs::write(state_dir.join(BOOT_CAUSE_FILE), left.to_string()) {
+        warn!("the factory reset's cause is not kept: {e}");
+    }
+}
+
 /// The Boot! event's arguments (TR-181 2.16 `Device.Boot!`), and the
-/// cause a USP Reboot() left forgotten.
-fn boot_arguments(tree: &mut Tree) -> std::collections::BTreeMap<String, String> {
+/// cause the last run left forgotten.
+fn boot_arguments(
+    tree: &mut Tree,
+    state_dir: &std::path::Path,
+) -> std::collections::BTreeMap<String, String> {
+    let file = state_dir.join(BOOT_CAUSE_FILE);
     let left: Option<serde_json::Value> = tree
         .pending_state(BOOT_KEY)
-        .and_then(|text| serde_json::from_str(text).ok());
-    if left.is_some()
+        .map(str::to_owned)
+        .or_else(|| std::fs::read_to_string(&file).ok())
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let _ = std::fs::remove_file(&file);
+    if tree.pending_state(BOOT_KEY).is_some()
         && let Err(e) = tree.set_pending_state(BOOT_KEY, None)
     {
         warn!("USP: the reboot's cause is not forgotten: {e}");
