@@ -52,15 +52,14 @@ trait Mtp: Send + Sync {
     fn fits(&self, size: usize) -> bool;
 }
 
-/// The wait before the `failures`-th attempt to connect again: random in
-/// [m·2^(n-1), m·2^n] with m = 5 s, from the 10th on [2560, 5120] s
-/// (TR-369 R-WS.19; R-MQTT.10's ConnectRetryTime and multiplier have
-/// the same defaults).
+/// The wait before the `failures`-th attempt to connect again (or to
+/// send a Notify again): TR-369's R-WS.19 algorithm with its defaults
+/// (m = 5 s, k = 2000), random in [m·k^(n-1), m·k^n], the same as
+/// TR-069's session retry, whose implementation it is; R-MQTT.10's
+/// ConnectRetryTime and multiplier and the USP notification retry have
+/// the same defaults.
 fn retry_wait(failures: u32) -> Duration {
-    let n = failures.clamp(1, 10);
-    let low = 5u64 << (n - 1);
-    let spread = dm_rt::random::seed() % (low * 1000);
-    Duration::from_millis(low * 1000 + spread)
+    dm_cwmp::session::retry_wait(5, 2000, failures, dm_rt::random::seed())
 }
 
 /// What both transports share: the engine, the requests' queue, the
