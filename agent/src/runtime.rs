@@ -748,11 +748,13 @@ pub async fn run(
         HostAction::FactoryReset => {
             // The agent's own data goes back to the first start; the
             // device's is the platform's (a configured command).
+            // A USP FactoryReset()'s command key, before the erase takes it.
+            let command_key = crate::usp::left_command_key(&lock(&tree));
             FileStore::erase(&config.state_dir)
                 .with_context(|| format!("erasing {}", config.state_dir.display()))?;
             // The cause outlives the erase, beside the new state.
             if usp_on {
-                crate::usp::remember_boot_cause_after_erase(&config.state_dir, cause);
+                crate::usp::remember_boot_cause_after_erase(&config.state_dir, cause, &command_key);
             }
             host.actions.factory_reset()
         }

@@ -824,7 +824,18 @@ fn usp_takes_its_defaults_from_the_identity_and_checks_its_keys() {
     };
     let error = parse("", "dmagent.toml", &bad).unwrap_err().to_string();
     assert!(error.starts_with("--usp-broker: scheme \"tcp\""), "{error}");
-    // A flag's transport wins over the file's other one.
+    // A flag's transport wins over the file's other one, both ways.
+    let file_websocket = "[usp]\ncontroller_url = \"ws://c/usp\"\ncontroller_endpoint_id = \"c\"\n\
+                          controller_topic = \"t\"\n";
+    let broker = Overrides {
+        usp_broker: Some(("--usp-broker".into(), "mqtt://b".into())),
+        ..Overrides::default()
+    };
+    let usp = parse(file_websocket, "dmagent.toml", &broker)
+        .unwrap()
+        .usp
+        .unwrap();
+    assert_eq!(mqtt(&usp).broker_host, "b");
     let websocket = Overrides {
         usp_controller_url: Some(("--usp-controller-url".into(), "ws://c/usp".into())),
         ..Overrides::default()

@@ -140,6 +140,8 @@ pub async fn run(
             host,
             running: Mutex::new(Vec::new()),
             unacked: Mutex::new(std::collections::VecDeque::new()),
+            recheck: std::sync::atomic::AtomicBool::new(false),
+            changed: Arc::clone(&changed),
         },
         requests_rx,
         (changes, changed),
@@ -164,6 +166,11 @@ struct Served {
     /// Notify messages sent with send_resp (NotifRetry), until the
     /// controller's NotifyResp.
     unacked: Mutex<std::collections::VecDeque<Unacked>>,
+    /// The running commands' state to be read from the tree at the next
+    /// wake (changes were missed, or an end came too early to be told
+    /// apart), and the wake itself.
+    recheck: std::sync::atomic::AtomicBool,
+    changed: Arc<tokio::sync::Notify>,
 }
 
 /// A Notify the controller has not acknowledged yet.
@@ -247,7 +254,8 @@ async fn serve(
                     }
                     // Changes missed: a command whose test has ended meanwhile
                     // is ended from the tree's state.
-                    if lagged > 0 {
+                    let recheck = served.recheck.swap(false, std::sync::atomic::Ordering::Relaxed);
+                    if lagged > 0 || recheck {
                         let mut running = lock(&served.running);
                         let mut at = 0;
                         while at < running.len() {
@@ -377,6 +385,15 @@ async fn start(
                         command_key: command.command_key.clone(),
                         request,
                     });
+                    // Its end, should it have come before the sequence
+                    // was read, is caught at the next change: the tree's
+                    // state is looked at then (as after missed changes).
+                    if started.state(&tree).is_some_and(|s| s != "Requested") {
+                        served
+                            .recheck
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        served.changed.notify_one();
+                    }
                     command.send_resp.then(|| {
                         dm_usp::engine::operate_started(
                             command.msg_id,
@@ -415,12 +432,33 @@ pub fn remember_boot_cause(tree: &mut Tree, cause: &str) {
 
 /// The same for a factory reset, whose erase took the state: a file of
 /// its own in the state directory.
-pub fn remember_boot_cause_after_erase(state_dir: &std::path::Path, cause: &str) {
-    let left = serde_json::json!({"cause": cause, "command_key": ""});
-    let _ = std::fs::create_dir_all(state_dir);
-    if let Err(e) = std::fs::write(state_dir.join(BOOT_CAUSE_FILE), left.to_string()) {
+pub fn remember_boot_cause_after_erase(
+    state_dir: &std::path::Path,
+    cause: &str,
+    command_key: &str,
+) {
+    let left = serde_json::json!({"cause": cause, "command_key": command_key});
+    // Durable before the reset command runs (it usually reboots).
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(state_dir)?;
+        let temporary = state_dir.join(format!("{BOOT_CAUSE_FILE}.new"));
+        let mut file = std::fs::File::create(&temporary)?;
+        std::io::Write::write_all(&mut file, left.to_string().as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, state_dir.join(BOOT_CAUSE_FILE))?;
+        std::fs::File::open(state_dir)?.sync_all()
+    };
+    if let Err(e) = write() {
         warn!("the factory reset's cause is not kept: {e}");
     }
+}
+
+/// The command key a USP FactoryReset() left (read before the erase).
+pub fn left_command_key(tree: &Tree) -> String {
+    tree.pending_state(BOOT_KEY)
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+        .and_then(|v| v["command_key"].as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// The Boot! event's arguments (TR-181 2.16 `Device.Boot!`), and the

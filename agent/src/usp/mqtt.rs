@@ -47,8 +47,10 @@ impl Mtp for Link {
             return;
         }
         // rumqttc fails the connection on a PUBLISH beyond the broker's
-        // Maximum Packet Size: such a record is dropped instead.
-        if !self.fits(record.len()) {
+        // Maximum Packet Size: such a record is dropped instead (its
+        // topics counted too).
+        let own_topic = lock(&self.own_topic).len();
+        if !self.fits(record.len() + topic.len() + own_topic) {
             warn!(
                 size = record.len(),
                 "USP: a record larger than the broker takes is dropped"

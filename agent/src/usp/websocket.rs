@@ -212,10 +212,9 @@ impl Connection {
         loop {
             let silent = heard + self.keep_alive * 2;
             tokio::select! {
-                () = tokio::time::sleep_until(silent) => {
-                    warn!("USP: the WebSocket session is silent; opening it again");
-                    return false;
-                }
+                // What has come first: a pong waiting is not taken for
+                // silence.
+                biased;
                 message = ws.next() => match message {
                     Some(Ok(Message::Binary(bytes))) => {
                         heard = tokio::time::Instant::now();
@@ -246,17 +245,25 @@ impl Connection {
                     }
                     None => return false,
                 },
+                // A send that a dead peer's full buffers hold is given up
+                // on when the session counts as silent.
                 Some(record) = self.outgoing.recv() => {
-                    if let Err(e) = ws.send(Message::Binary(record.into())).await {
-                        warn!("USP: WebSocket: {e}");
+                    let sent = tokio::time::timeout_at(silent, ws.send(Message::Binary(record.into())));
+                    if !matches!(sent.await, Ok(Ok(()))) {
+                        warn!("USP: WebSocket: a record could not be sent; opening the session again");
                         return false;
                     }
                 }
                 _ = ping.tick() => {
-                    if let Err(e) = ws.send(Message::Ping(Vec::new().into())).await {
-                        warn!("USP: WebSocket ping: {e}");
+                    let sent = tokio::time::timeout_at(silent, ws.send(Message::Ping(Vec::new().into())));
+                    if !matches!(sent.await, Ok(Ok(()))) {
+                        warn!("USP: WebSocket: a ping could not be sent; opening the session again");
                         return false;
                     }
+                }
+                () = tokio::time::sleep_until(silent) => {
+                    warn!("USP: the WebSocket session is silent; opening it again");
+                    return false;
                 }
                 _ = stop.changed() => {
                     // What is queued goes first (a Reboot()'s OperateResp).
