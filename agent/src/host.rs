@@ -7,17 +7,23 @@ use std::sync::Mutex;
 use dm_core::{Origin, Path, Tree, lock};
 use dm_cwmp::rpc;
 
+/// Makes host writes off the runtime thread, within
+/// [`dm_core::tree::HOST_WRITE_LIMIT`] (the tree unlocked meanwhile).
+pub async fn make_host_writes(
+    work: dm_core::HostWork,
+) -> Result<dm_core::HostWork, dm_core::Error> {
+    tokio::task::spawn_blocking(move || work.run_within(dm_core::tree::HOST_WRITE_LIMIT))
+        .await
+        .unwrap_or_else(|e| Err(dm_core::Error::Platform(e.to_string())))
+}
+
 /// Makes a transaction's host writes off the runtime thread, within
 /// [`dm_core::tree::HOST_WRITE_LIMIT`], the tree unlocked meanwhile.
 pub async fn carry_to_host(
     mut pending: dm_core::PendingCommit,
     tree: &Mutex<Tree>,
 ) -> Result<dm_core::tree::Committed, dm_core::TransactionError> {
-    let work = pending.take_work();
-    let outcome =
-        tokio::task::spawn_blocking(move || work.run_within(dm_core::tree::HOST_WRITE_LIMIT))
-            .await
-            .unwrap_or_else(|e| Err(dm_core::Error::Platform(e.to_string())));
+    let outcome = make_host_writes(pending.take_work()).await;
     let completion = lock(tree).complete(pending, outcome);
     if let Some(undo) = completion.undo {
         tokio::task::spawn_blocking(move || undo.undo());
@@ -46,12 +52,7 @@ pub async fn finish_written(
     match written {
         rpc::Written::Done(result) => result,
         rpc::Written::Host(mut host) => {
-            let work = host.take_work();
-            let outcome = tokio::task::spawn_blocking(move || {
-                work.run_within(dm_core::tree::HOST_WRITE_LIMIT)
-            })
-            .await
-            .unwrap_or_else(|e| Err(dm_core::Error::Platform(e.to_string())));
+            let outcome = make_host_writes(host.take_work()).await;
             let (result, undo) = host.complete(&mut lock(tree), outcome);
             if let Some(undo) = undo {
                 tokio::task::spawn_blocking(move || undo.undo());

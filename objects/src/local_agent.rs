@@ -3,8 +3,7 @@
 //! a client neither adds nor removes one) and the subscriptions
 //! controllers make, kept with the rest of the state.
 
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::Arc;
 
 use dm_core::catalog::{local_agent, usp_controller, usp_request, usp_subscription};
 use dm_core::{
@@ -16,12 +15,14 @@ use dm_platform::Host;
 use crate::ethernet::refuse_clients;
 
 /// The MTPs the agent speaks (`SupportedProtocols`).
-pub const PROTOCOLS: &str = "MQTT";
+pub const PROTOCOLS: &str = "MQTT,WebSocket";
 
-/// When the agent started: `UpTime` counts from it.
-static STARTED: OnceLock<Instant> = OnceLock::new();
-
-struct LocalAgent;
+struct LocalAgent {
+    host: Arc<dyn Host>,
+    /// The host's uptime when the agent started: `UpTime` counts from it
+    /// (the host's monotonic clock, through the platform).
+    started: Option<std::time::Duration>,
+}
 struct Controllers;
 struct Subscriptions {
     host: Arc<dyn Host>,
@@ -29,8 +30,11 @@ struct Subscriptions {
 struct Requests;
 
 pub fn register(tree: &mut Tree, host: Arc<dyn Host>) -> Result<(), Error> {
-    STARTED.get_or_init(Instant::now);
-    tree.register(Box::new(LocalAgent))?;
+    let started = host.uptime().ok();
+    tree.register(Box::new(LocalAgent {
+        host: Arc::clone(&host),
+        started,
+    }))?;
     tree.register(Box::new(Controllers))?;
     tree.register(Box::new(Subscriptions { host }))?;
     tree.register(Box::new(Requests))
@@ -63,11 +67,10 @@ impl ObjectHandler for LocalAgent {
         use local_agent::*;
         let value = match resource {
             SOFTWARE_VERSION => Value::String(env!("CARGO_PKG_VERSION").to_owned()),
-            UP_TIME => Value::Unsigned(
-                STARTED
-                    .get()
-                    .map_or(0, |started| started.elapsed().as_secs()),
-            ),
+            UP_TIME => Value::Unsigned(match (self.started, self.host.uptime()) {
+                (Some(started), Ok(now)) => now.saturating_sub(started).as_secs(),
+                _ => 0,
+            }),
             SUPPORTED_PROTOCOLS => Value::String(PROTOCOLS.to_owned()),
             _ => return Err(Error::NotReadable(Path::resource(ID, instance, resource))),
         };

@@ -144,7 +144,7 @@ pub async fn run(
             changed: Arc::clone(&changed),
         },
         requests_rx,
-        (changes, changed),
+        changes,
     ));
     connection.await;
     server.abort();
@@ -202,7 +202,7 @@ struct Running {
 async fn serve(
     served: Served,
     mut requests: tokio::sync::mpsc::Receiver<Work>,
-    (changes, changed): (dm_core::Subscription, Arc<tokio::sync::Notify>),
+    changes: dm_core::Subscription,
 ) {
     let start = dm_rt::random::hex(4).unwrap_or_else(|_| "0".into());
     let mut notifier = dm_usp::Notifier::new(&format!("notify-{start}"));
@@ -219,7 +219,7 @@ async fn serve(
                 }
                 None => return,
             },
-            () = changed.notified() => {
+            () = served.changed.notified() => {
                 let lagged = changes.take_lagged();
                 if lagged > 0 {
                     warn!("USP: {lagged} changes were missed; their notifications are lost");
@@ -613,12 +613,7 @@ async fn answer(
             Step::Done(msg) => return Answered::Msg(msg),
             Step::Command(command) => return Answered::Command(command),
             Step::Host(mut pending) => {
-                let work = pending.take_work();
-                let outcome = tokio::task::spawn_blocking(move || {
-                    work.run_within(dm_core::tree::HOST_WRITE_LIMIT)
-                })
-                .await
-                .unwrap_or_else(|e| Err(dm_core::Error::Platform(e.to_string())));
+                let outcome = crate::host::make_host_writes(pending.take_work()).await;
                 let (next, undo) = pending.resume(&mut lock(tree), outcome);
                 // The undo ends before the next write of the request
                 // starts.

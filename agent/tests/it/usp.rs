@@ -268,15 +268,7 @@ fn a_controller_reads_and_writes_the_tree_over_mqtt() {
     assert_eq!(rows as u64, counted, "{body}");
 
     // Set, then read back.
-    let body = controller.request(
-        &topic,
-        "set",
-        "SET",
-        json!({"set": {"allowPartial": false, "updateObjs": [{
-            "objPath": "Device.WiFi.SSID.1.",
-            "paramSettings": [{"param": "SSID", "value": "usp-net", "required": true}],
-        }]}}),
-    );
+    let body = set_ssid(controller, &topic, "usp-net");
     let updated = &body["response"]["setResp"]["updatedObjResults"][0];
     assert_eq!(
         updated["operStatus"]["operSuccess"]["updatedInstResults"][0]["updatedParams"]["SSID"],
@@ -288,15 +280,7 @@ fn a_controller_reads_and_writes_the_tree_over_mqtt() {
         "usp-net"
     );
     // A value out of range: the Error names the parameter; nothing changed.
-    let body = controller.request(
-        &topic,
-        "bad-set",
-        "SET",
-        json!({"set": {"updateObjs": [{
-            "objPath": "Device.WiFi.SSID.1.",
-            "paramSettings": [{"param": "SSID", "value": "x".repeat(40), "required": true}],
-        }]}}),
-    );
+    let body = set_ssid(controller, &topic, &"x".repeat(40));
     assert_eq!(body["error"]["errCode"], 7004, "{body}");
     assert_eq!(
         body["error"]["paramErrs"][0]["paramPath"],
@@ -420,15 +404,7 @@ fn usp_and_cwmp_see_each_others_changes() {
     );
 
     // A USP Set: the subscription is told, and the ACS.
-    let body = controller.request(
-        &topic,
-        "set",
-        "SET",
-        json!({"set": {"updateObjs": [{
-            "objPath": "Device.WiFi.SSID.1.",
-            "paramSettings": [{"param": "SSID", "value": "from-usp", "required": true}],
-        }]}}),
-    );
+    let body = set_ssid(controller, &topic, "from-usp");
     assert!(body["response"]["setResp"].is_object(), "{body}");
     let notified = |controller: &mut Controller, value: &str| {
         let notification = controller.ask(json!({"op": "notification"}));
@@ -504,6 +480,20 @@ fn a_usp_reboot_is_answered_then_boot_is_notified() {
     assert_eq!(event["eventName"], "Boot!", "{boot}");
     assert_eq!(event["params"]["CommandKey"], "ck-1", "{boot}");
     assert_eq!(event["params"]["Cause"], "RemoteReboot", "{boot}");
+}
+
+/// Sets Device.WiFi.SSID.1.SSID (required, all or nothing) and returns
+/// the answer's body.
+fn set_ssid(controller: &mut Controller, topic: &str, value: &str) -> Value {
+    controller.request(
+        topic,
+        "set",
+        "SET",
+        json!({"set": {"updateObjs": [{
+            "objPath": "Device.WiFi.SSID.1.",
+            "paramSettings": [{"param": "SSID", "value": value, "required": true}],
+        }]}}),
+    )
 }
 
 /// Adds a subscription with `settings` (each required) and returns its
@@ -658,15 +648,7 @@ fn usp_and_lwm2m_see_each_others_changes() {
     writeln!(lwm2m_in, "observe /12/1/5").unwrap();
     let observed = until("observe", "step");
     assert_eq!(observed["text"], "from-lwm2m", "{observed}");
-    let body = controller.request(
-        &topic,
-        "set",
-        "SET",
-        json!({"set": {"updateObjs": [{
-            "objPath": "Device.WiFi.SSID.1.",
-            "paramSettings": [{"param": "SSID", "value": "from-usp", "required": true}],
-        }]}}),
-    );
+    let body = set_ssid(controller, &topic, "from-usp");
     assert!(body["response"]["setResp"].is_object(), "{body}");
     let notified = until("notification", "step");
     assert_eq!(notified["text"], "from-usp", "{notified}");
@@ -805,15 +787,7 @@ fn a_controller_reaches_the_agent_over_websocket() {
             ("Enable", "true"),
         ],
     );
-    let body = controller.request(
-        "-",
-        "set",
-        "SET",
-        json!({"set": {"updateObjs": [{
-            "objPath": "Device.WiFi.SSID.1.",
-            "paramSettings": [{"param": "SSID", "value": "over-ws", "required": true}],
-        }]}}),
-    );
+    let body = set_ssid(&mut controller, "-", "over-ws");
     assert!(body["response"]["setResp"].is_object(), "{body}");
     let notification = controller.ask(json!({"op": "notification"}));
     let change = &notification["msg"]["body"]["request"]["notify"]["valueChange"];
@@ -850,15 +824,7 @@ fn an_unacknowledged_notification_is_sent_again() {
         ],
     );
     let set = |controller: &mut Controller, value: &str| {
-        let body = controller.request(
-            &topic,
-            "set",
-            "SET",
-            json!({"set": {"updateObjs": [{
-                "objPath": "Device.WiFi.SSID.1.",
-                "paramSettings": [{"param": "SSID", "value": value, "required": true}],
-            }]}}),
-        );
+        let body = set_ssid(controller, &topic, value);
         assert!(body["response"]["setResp"].is_object(), "{body}");
     };
     let notified = |controller: &mut Controller| {

@@ -82,57 +82,53 @@ impl Notifier {
 
     /// The Notify messages `change` makes, in subscription order.
     pub fn on_change(&mut self, tree: &Tree, change: &Change) -> Vec<Outgoing> {
-        let events: Vec<(Kind, String, Option<String>)> = match &change.kind {
+        let kind = match &change.kind {
+            ChangeKind::Value(_) => Kind::ValueChange,
+            ChangeKind::Created => Kind::ObjectCreation,
+            ChangeKind::Deleted => Kind::ObjectDeletion,
+            _ => return Vec::new(),
+        };
+        // Most changes concern no subscription: nothing is named or
+        // rendered for them.
+        let subscriptions = subscriptions(tree, kind);
+        if subscriptions.is_empty() {
+            return Vec::new();
+        }
+        let events: Vec<(String, notify::Notification)> = match &change.kind {
             ChangeKind::Value(value) => changed_values(change.path, value)
                 .into_iter()
-                .map(|(name, value)| (Kind::ValueChange, name, Some(value)))
+                .map(|(name, value)| {
+                    let notification = notify::Notification::ValueChange(notify::ValueChange {
+                        param_path: name.clone(),
+                        param_value: value,
+                    });
+                    (name, notification)
+                })
                 .collect(),
             ChangeKind::Created => instance_paths(change.path)
                 .into_iter()
-                .map(|path| (Kind::ObjectCreation, path, None))
-                .collect(),
-            ChangeKind::Deleted => instance_paths(change.path)
-                .into_iter()
-                .map(|path| (Kind::ObjectDeletion, path, None))
-                .collect(),
-            _ => return Vec::new(),
-        };
-        if events.is_empty() {
-            return Vec::new();
-        }
-        let mut out = Vec::new();
-        for subscription in subscriptions(tree) {
-            for (kind, path, value) in &events {
-                if *kind != subscription.kind
-                    || !subscription
-                        .references
-                        .iter()
-                        .any(|reference| covers(reference, path, *kind))
-                {
-                    continue;
-                }
-                let notification = match (kind, value) {
-                    (Kind::ValueChange, Some(value)) => {
-                        notify::Notification::ValueChange(notify::ValueChange {
-                            param_path: path.clone(),
-                            param_value: value.clone(),
-                        })
-                    }
-                    (Kind::ObjectCreation, _) => {
-                        notify::Notification::ObjCreation(notify::ObjectCreation {
-                            obj_path: path.clone(),
-                            unique_keys: crate::engine::unique_keys_of(tree, Origin::Agent, path),
-                        })
-                    }
-                    _ => notify::Notification::ObjDeletion(notify::ObjectDeletion {
+                .map(|path| {
+                    let notification = notify::Notification::ObjCreation(notify::ObjectCreation {
                         obj_path: path.clone(),
-                    }),
-                };
-                out.push(Outgoing {
-                    to: subscription.recipient.clone(),
-                    msg: self.notify(&subscription, notification),
-                    retry: subscription.retry(),
-                });
+                        unique_keys: crate::engine::unique_keys_of(tree, Origin::Agent, &path),
+                    });
+                    (path, notification)
+                })
+                .collect(),
+            _ => instance_paths(change.path)
+                .into_iter()
+                .map(|path| {
+                    let notification = notify::Notification::ObjDeletion(notify::ObjectDeletion {
+                        obj_path: path.clone(),
+                    });
+                    (path, notification)
+                })
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for subscription in &subscriptions {
+            for (path, notification) in &events {
+                out.extend(self.for_subscriber(subscription, path, notification.clone()));
             }
         }
         out
@@ -146,24 +142,11 @@ impl Notifier {
         command: &str,
         complete: &notify::OperationComplete,
     ) -> Vec<Outgoing> {
-        let mut out = Vec::new();
-        for subscription in subscriptions(tree) {
-            if subscription.kind != Kind::OperationComplete
-                || !subscription
-                    .references
-                    .iter()
-                    .any(|reference| covers(reference, command, Kind::OperationComplete))
-            {
-                continue;
-            }
-            let notification = notify::Notification::OperComplete(complete.clone());
-            out.push(Outgoing {
-                to: subscription.recipient.clone(),
-                msg: self.notify(&subscription, notification),
-                retry: subscription.retry(),
-            });
-        }
-        out
+        let notification = notify::Notification::OperComplete(complete.clone());
+        subscriptions(tree, Kind::OperationComplete)
+            .iter()
+            .filter_map(|s| self.for_subscriber(s, command, notification.clone()))
+            .collect()
     }
 
     /// The Event notifications of `event` (`Device.Boot!`) with its
@@ -180,28 +163,34 @@ impl Notifier {
         else {
             return Vec::new();
         };
-        let mut out = Vec::new();
-        for subscription in subscriptions(tree) {
-            if subscription.kind != Kind::Event
-                || !subscription
-                    .references
-                    .iter()
-                    .any(|reference| covers(reference, event, Kind::Event))
-            {
-                continue;
-            }
-            let notification = notify::Notification::Event(notify::Event {
-                obj_path: object.to_owned(),
-                event_name: name.to_owned(),
-                params: params.clone(),
-            });
-            out.push(Outgoing {
+        let notification = notify::Notification::Event(notify::Event {
+            obj_path: object.to_owned(),
+            event_name: name.to_owned(),
+            params: params.clone(),
+        });
+        subscriptions(tree, Kind::Event)
+            .iter()
+            .filter_map(|s| self.for_subscriber(s, event, notification.clone()))
+            .collect()
+    }
+
+    /// `notification` of `path` for `subscription`, when its
+    /// ReferenceList covers the path.
+    fn for_subscriber(
+        &mut self,
+        subscription: &Subscription,
+        path: &str,
+        notification: notify::Notification,
+    ) -> Option<Outgoing> {
+        subscription
+            .references
+            .iter()
+            .any(|reference| covers(reference, path, subscription.kind))
+            .then(|| Outgoing {
                 to: subscription.recipient.clone(),
-                msg: self.notify(&subscription, notification),
+                msg: self.notify(subscription, notification),
                 retry: subscription.retry(),
-            });
-        }
-        out
+            })
     }
 
     fn notify(
@@ -300,8 +289,9 @@ fn covers(reference: &str, path: &str, kind: Kind) -> bool {
     }
 }
 
-/// The enabled subscriptions whose recipient is a configured controller.
-fn subscriptions(tree: &Tree) -> Vec<Subscription> {
+/// The enabled subscriptions of `kind` whose recipient is a configured
+/// controller.
+fn subscriptions(tree: &Tree, wanted: Kind) -> Vec<Subscription> {
     let read = |object, instance, resource| match tree
         .read(Origin::Agent, &Path::resource(object, instance, resource))
     {
@@ -326,6 +316,9 @@ fn subscriptions(tree: &Tree) -> Vec<Subscription> {
             "OperationComplete" => Kind::OperationComplete,
             _ => continue,
         };
+        if kind != wanted {
+            continue;
+        }
         let Some(Value::ObjectLink(ObjectLink {
             object: usp_controller::ID,
             instance: controller,

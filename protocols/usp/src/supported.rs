@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use dm_core::Tree;
-use dm_cwmp::mapping::{ActiveNotify, ObjectPath, ParameterMap, Resolver, Syntax};
+use dm_cwmp::mapping::{ActiveNotify, ObjectPath, ParameterMap, Resolver, Syntax, generic_path};
 
 use crate::proto::usp::get_supported_dm_resp::{
     ObjAccessType, ParamAccessType, ParamValueType, RequestedObjectResult, SupportedCommandResult,
@@ -62,12 +62,6 @@ struct Object {
     params: BTreeMap<String, SupportedParamResult>,
 }
 
-/// The supported path of a concrete or template path: instance numbers
-/// and `{j}` as `{i}`.
-fn supported_path(path: &str) -> String {
-    dm_cwmp::mapping::generic_path(path)
-}
-
 fn value_type(syntax: Syntax) -> ParamValueType {
     match syntax {
         Syntax::String => ParamValueType::ParamString,
@@ -90,7 +84,7 @@ fn objects(tree: &Tree) -> BTreeMap<String, Object> {
         let Some(dot) = map.path.rfind('.') else {
             return;
         };
-        let object = supported_path(&map.path[..=dot]);
+        let object = generic_path(&map.path[..=dot]);
         let name = &map.path[dot + 1..];
         // Every object on the way, and the tables' counts.
         let mut end = 0;
@@ -156,7 +150,7 @@ fn objects(tree: &Tree) -> BTreeMap<String, Object> {
             _ => return,
         };
         // `Device.WiFi.SSID.{i}.`
-        let table = supported_path(&map.path[..at + 5]);
+        let table = generic_path(&map.path[..at + 5]);
         if addable {
             objects.entry(table).or_default().access = Some(ObjAccessType::ObjAddDelete);
         }
@@ -174,7 +168,7 @@ pub fn answer(tree: &Tree, request: &usp::GetSupportedDm) -> usp::GetSupportedDm
         .obj_paths
         .iter()
         .map(|requested| {
-            let wanted = supported_path(requested);
+            let wanted = generic_path(requested);
             let mut result = RequestedObjectResult {
                 req_obj_path: requested.clone(),
                 ..Default::default()

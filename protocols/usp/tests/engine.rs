@@ -168,6 +168,11 @@ fn get_answers_parameters_objects_wildcards_and_searches() {
             .result_params
             .contains_key("Manufacturer")
     );
+    // The agent names both its MTPs.
+    assert_eq!(
+        value(&agent, &mut tree, "Device.LocalAgent.SupportedProtocols"),
+        "MQTT,WebSocket"
+    );
     // max_depth 0: everything below, one result per object.
     let all = get(&agent, &mut tree, &["Device.DeviceInfo."], 0);
     assert!(all.req_path_results[0].resolved_path_results.len() > 1);

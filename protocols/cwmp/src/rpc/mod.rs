@@ -119,17 +119,6 @@ pub fn get_parameter_values_within(
     names: &[String],
     limit: usize,
 ) -> Result<Vec<ParameterValue>, Fault> {
-    get_parameter_values_as(tree, Origin::Acs, names, limit)
-}
-
-/// GetParameterValues read as `reader` (USP's controllers): what was
-/// fetched from the host for it, its own "since the last read".
-pub fn get_parameter_values_as(
-    tree: &Tree,
-    reader: Origin,
-    names: &[String],
-    limit: usize,
-) -> Result<Vec<ParameterValue>, Fault> {
     let all = concrete(tree);
     let selected = select_each_once(&all, names, limit)?;
     // A value whose server is away (a provider that is not running) is
@@ -144,7 +133,7 @@ pub fn get_parameter_values_as(
         .collect();
     let mut out = Vec::with_capacity(selected.len());
     for c in selected {
-        match wire_value_or_unavailable(tree, c, reader) {
+        match wire_value_or_unavailable(tree, c, Origin::Acs) {
             Ok(value) => out.push(value),
             Err(e) if named.contains(c.name.as_str()) => {
                 return Err(fault(FaultCode::InternalError, format!("{}: {e}", c.name)));
