@@ -288,7 +288,8 @@ fn common(
 }
 
 /// The kernel's name of the interface a test's Interface names: an IP
-/// interface's, or the Ethernet link's (the same kernel interface);
+/// interface's, or an Ethernet interface's or link's (the same kernel
+/// interface);
 /// another row (a Wi-Fi profile) names none, and the route decides, as
 /// with no row.
 pub fn interface_name(tree: &Tree, link: dm_core::ObjectLink) -> Option<String> {
@@ -299,6 +300,8 @@ pub fn interface_name(tree: &Tree, link: dm_core::ObjectLink) -> Option<String> 
         Some(ip_interface::NAME)
     } else if link.object == ethernet::ID {
         Some(ethernet::NAME)
+    } else if link.object == dm_core::catalog::ethernet_link::ID {
+        Some(dm_core::catalog::ethernet_link::NAME)
     } else {
         None
     };

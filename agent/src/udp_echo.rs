@@ -109,7 +109,8 @@ impl Server {
         if object == config::ID
             || (self.running.is_none()
                 && (object == dm_core::catalog::ip_interface::ID
-                    || object == dm_core::catalog::ethernet::ID))
+                    || object == dm_core::catalog::ethernet::ID
+                    || object == dm_core::catalog::ethernet_link::ID))
         {
             self.dirty = true;
         }

@@ -1570,6 +1570,8 @@ pub mod ip_interface {
     pub const IPV4_ADDRESS_IP_ADDRESS: ResourceId = ResourceId(20);
     /// IPv4Address.SubnetMask
     pub const IPV4_ADDRESS_SUBNET_MASK: ResourceId = ResourceId(21);
+    /// IPv4Address.AddressingType
+    pub const IPV4_ADDRESS_ADDRESSING_TYPE: ResourceId = ResourceId(22);
     /// IPv6Address.Enable
     pub const IPV6_ADDRESS_ENABLE: ResourceId = ResourceId(23);
     /// IPv6Address.Status
@@ -1610,6 +1612,7 @@ pub mod ip_interface {
             ResourceSchema { id: IPV4_ADDRESS_STATUS, name: "IPv4Address.Status", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Disabled", "Enabled", "Error_Misconfigured", "Error"]) },
             ResourceSchema { id: IPV4_ADDRESS_IP_ADDRESS, name: "IPv4Address.IPAddress", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 15 } },
             ResourceSchema { id: IPV4_ADDRESS_SUBNET_MASK, name: "IPv4Address.SubnetMask", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 15 } },
+            ResourceSchema { id: IPV4_ADDRESS_ADDRESSING_TYPE, name: "IPv4Address.AddressingType", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Enumeration(&["DHCP", "IKEv2", "AutoIP", "IPCP", "Static"]) },
             ResourceSchema { id: IPV6_ADDRESS_ENABLE, name: "IPv6Address.Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
             ResourceSchema { id: IPV6_ADDRESS_STATUS, name: "IPv6Address.Status", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Disabled", "Enabled", "Error_Misconfigured", "Error"]) },
             ResourceSchema { id: IPV6_ADDRESS_IP_ADDRESS_STATUS, name: "IPv6Address.IPAddressStatus", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Preferred", "Deprecated", "Invalid", "Inaccessible", "Unknown", "Tentative", "Duplicate", "Optimistic"]) },
@@ -2686,6 +2689,65 @@ pub mod usp_request {
     };
 }
 
+/// Link (object 50030, version 2.17).
+pub mod ethernet_link {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50030);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(0);
+    /// Status
+    pub const STATUS: ResourceId = ResourceId(1);
+    /// Name
+    pub const NAME: ResourceId = ResourceId(2);
+    /// LowerLayers
+    pub const LOWER_LAYERS: ResourceId = ResourceId(3);
+    /// MACAddress
+    pub const MAC_ADDRESS: ResourceId = ResourceId(4);
+    /// Stats.BytesSent
+    pub const STATS_BYTES_SENT: ResourceId = ResourceId(5);
+    /// Stats.BytesReceived
+    pub const STATS_BYTES_RECEIVED: ResourceId = ResourceId(6);
+    /// Stats.PacketsSent
+    pub const STATS_PACKETS_SENT: ResourceId = ResourceId(7);
+    /// Stats.PacketsReceived
+    pub const STATS_PACKETS_RECEIVED: ResourceId = ResourceId(8);
+    /// Stats.ErrorsSent
+    pub const STATS_ERRORS_SENT: ResourceId = ResourceId(9);
+    /// Stats.ErrorsReceived
+    pub const STATS_ERRORS_RECEIVED: ResourceId = ResourceId(10);
+    /// Stats.DiscardPacketsSent
+    pub const STATS_DISCARD_PACKETS_SENT: ResourceId = ResourceId(11);
+    /// Stats.DiscardPacketsReceived
+    pub const STATS_DISCARD_PACKETS_RECEIVED: ResourceId = ResourceId(12);
+    /// Stats.MulticastPacketsReceived
+    pub const STATS_MULTICAST_PACKETS_RECEIVED: ResourceId = ResourceId(13);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "Link",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Up", "Down", "Unknown", "Dormant", "NotPresent", "LowerLayerDown", "Error"]) },
+            ResourceSchema { id: NAME, name: "Name", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
+            ResourceSchema { id: LOWER_LAYERS, name: "LowerLayers", value_type: ValueType::ObjectLink, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MAC_ADDRESS, name: "MACAddress", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 17 } },
+            ResourceSchema { id: STATS_BYTES_SENT, name: "Stats.BytesSent", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_BYTES_RECEIVED, name: "Stats.BytesReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_PACKETS_SENT, name: "Stats.PacketsSent", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_PACKETS_RECEIVED, name: "Stats.PacketsReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_ERRORS_SENT, name: "Stats.ErrorsSent", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_ERRORS_RECEIVED, name: "Stats.ErrorsReceived", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_DISCARD_PACKETS_SENT, name: "Stats.DiscardPacketsSent", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_DISCARD_PACKETS_RECEIVED, name: "Stats.DiscardPacketsReceived", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_MULTICAST_PACKETS_RECEIVED, name: "Stats.MulticastPacketsReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -2732,4 +2794,5 @@ pub static ALL: &[&ObjectSchema] = &[
     &usp_controller::SCHEMA,
     &usp_subscription::SCHEMA,
     &usp_request::SCHEMA,
+    &ethernet_link::SCHEMA,
 ];

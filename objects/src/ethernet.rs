@@ -1,16 +1,18 @@
-//! TR-181 `Device.Ethernet.Interface.{i}.`, `Device.DNS.Client.Server.{i}.`
+//! TR-181 `Device.Ethernet.Interface.{i}.` and the `Device.Ethernet.Link.{i}.`
+//! over each, `Device.DNS.Client.Server.{i}.`
 //! and `Device.Routing.Router.1.IPv4Forwarding.{i}.` / `IPv6Forwarding`:
 //! the kernel's Ethernet links, the resolver's name servers and the main
 //! routing table, as the platform reports them. Read-only: the agent reports these facts, it
 //! does not change them (a client's add or delete is refused).
 //!
 //! A link's instance number is its kernel interface index, stable while
-//! the link exists; its counters are read from the platform at every read
+//! the link exists, in both tables (TR-181's stack: an IP interface over
+//! Ethernet.Link.n over Ethernet.Interface.n); its counters are read from the platform at every read
 //! (they change with every packet, and no event says so).
 
 use std::sync::Arc;
 
-use dm_core::catalog::{dns_server, ethernet, ipv4_forwarding, ipv6_forwarding};
+use dm_core::catalog::{dns_server, ethernet, ethernet_link, ipv4_forwarding, ipv6_forwarding};
 use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, ResourceId,
     ResourceValue, Slot, Tree, Value,
@@ -19,8 +21,12 @@ use dm_platform::Network;
 
 use dm_core::facts::{fill, held_keys, stage_fact};
 
+/// Ethernet.Interface or Ethernet.Link: rows of the platform's links,
+/// their counters read live.
 struct Ethernet {
     network: Arc<dyn Network>,
+    schema: &'static ObjectSchema,
+    counters: &'static [ResourceId; 9],
 }
 
 /// A read-only table of platform facts, every resource stored; with
@@ -50,7 +56,16 @@ impl Facts {
 }
 
 pub fn register(tree: &mut Tree, network: Arc<dyn Network>) -> Result<(), Error> {
-    tree.register(Box::new(Ethernet { network }))?;
+    tree.register(Box::new(Ethernet {
+        network: Arc::clone(&network),
+        schema: &ethernet::SCHEMA,
+        counters: &COUNTERS,
+    }))?;
+    tree.register(Box::new(Ethernet {
+        network,
+        schema: &ethernet_link::SCHEMA,
+        counters: &LINK_COUNTERS,
+    }))?;
     tree.register(Facts::reported(&dns_server::SCHEMA))?;
     tree.register(Facts::reported(&ipv4_forwarding::SCHEMA))?;
     tree.register(Facts::reported(&ipv6_forwarding::SCHEMA))
@@ -92,6 +107,18 @@ const COUNTERS: [ResourceId; 9] = [
     ethernet::STATS_MULTICAST_PACKETS_RECEIVED,
 ];
 
+const LINK_COUNTERS: [ResourceId; 9] = [
+    ethernet_link::STATS_BYTES_SENT,
+    ethernet_link::STATS_BYTES_RECEIVED,
+    ethernet_link::STATS_PACKETS_SENT,
+    ethernet_link::STATS_PACKETS_RECEIVED,
+    ethernet_link::STATS_ERRORS_SENT,
+    ethernet_link::STATS_ERRORS_RECEIVED,
+    ethernet_link::STATS_DISCARD_PACKETS_SENT,
+    ethernet_link::STATS_DISCARD_PACKETS_RECEIVED,
+    ethernet_link::STATS_MULTICAST_PACKETS_RECEIVED,
+];
+
 /// The counter a Stats parameter is (its position in `columns`, the
 /// table's nine Stats resources in `LinkCounter::ALL`'s order), read now.
 pub(crate) fn read_counter(
@@ -117,7 +144,7 @@ pub(crate) fn read_counter(
 
 impl ObjectHandler for Ethernet {
     fn schema(&self) -> &'static ObjectSchema {
-        &ethernet::SCHEMA
+        self.schema
     }
 
     fn reported(&self) -> bool {
@@ -125,7 +152,7 @@ impl ObjectHandler for Ethernet {
     }
 
     fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
-        Ok(facts_row(&ethernet::SCHEMA, &COUNTERS))
+        Ok(facts_row(self.schema, self.counters))
     }
 
     fn read(
@@ -134,27 +161,27 @@ impl ObjectHandler for Ethernet {
         instance: InstanceId,
         resource: ResourceId,
     ) -> Result<ResourceValue, Error> {
-        let path = Path::resource(ethernet::ID, instance, resource);
+        let path = Path::resource(self.schema.id, instance, resource);
         let link = self
             .network
             .links()
             .into_iter()
             .find(|l| l.index == u32::from(instance.0))
             .ok_or(Error::InstanceNotFound(Path::instance(
-                ethernet::ID,
+                self.schema.id,
                 instance,
             )))?;
-        read_counter(self.network.as_ref(), &link.name, &COUNTERS, resource)
+        read_counter(self.network.as_ref(), &link.name, self.counters, resource)
             .ok_or(Error::NotReadable(path))?
             .map(ResourceValue::Single)
     }
 
     fn validate(&self, origin: Origin, instance: InstanceId, _: &Instance) -> Result<(), Error> {
-        refuse_clients(origin, Path::instance(ethernet::ID, instance))
+        refuse_clients(origin, Path::instance(self.schema.id, instance))
     }
 
     fn delete(&self, origin: Origin, instance: InstanceId) -> Result<(), Error> {
-        refuse_clients(origin, Path::instance(ethernet::ID, instance))
+        refuse_clients(origin, Path::instance(self.schema.id, instance))
     }
 }
 
@@ -222,36 +249,60 @@ pub fn sync(
     let held_servers = held_keys(tree, dns_server::ID, &SERVER_KEY);
     let held_v4 = held_keys(tree, ipv4_forwarding::ID, &V4_KEY);
     let held_v6 = held_keys(tree, ipv6_forwarding::ID, &V6_KEY);
+    let held_upper = tree.instances(ethernet_link::ID).unwrap_or_default();
     let mut tx = tree.begin(Origin::Platform);
-    for gone in held_links
-        .iter()
-        .filter(|i| !links.iter().any(|l| l.index == u32::from(i.0)))
-    {
-        tx.delete(ethernet::ID, *gone);
+    for (table, held) in [
+        (ethernet::ID, &held_links),
+        (ethernet_link::ID, &held_upper),
+    ] {
+        for gone in held
+            .iter()
+            .filter(|i| !links.iter().any(|l| l.index == u32::from(i.0)))
+        {
+            tx.delete(table, *gone);
+        }
     }
     for link in &links {
         let instance = InstanceId(u16::try_from(link.index).unwrap_or(u16::MAX));
         if !held_links.contains(&instance) {
             tx.create(ethernet::ID, Some(instance));
         }
+        if !held_upper.contains(&instance) {
+            tx.create(ethernet_link::ID, Some(instance));
+        }
+        // RFC 2863's states are TR-181's, one to one.
+        let status = Value::String(
+            match link.operstate.as_str() {
+                "up" => "Up",
+                "down" => "Down",
+                "dormant" => "Dormant",
+                "notpresent" => "NotPresent",
+                "lowerlayerdown" => "LowerLayerDown",
+                _ => "Unknown",
+            }
+            .into(),
+        );
+        let upper = [
+            (ethernet_link::ENABLE, Value::Boolean(link.enabled)),
+            (ethernet_link::STATUS, status.clone()),
+            (ethernet_link::NAME, Value::String(link.name.clone())),
+            (
+                ethernet_link::LOWER_LAYERS,
+                Value::ObjectLink(dm_core::ObjectLink {
+                    object: ethernet::ID,
+                    instance: instance.0,
+                }),
+            ),
+            (ethernet_link::MAC_ADDRESS, Value::String(link.mac.clone())),
+        ];
+        for (resource, value) in upper {
+            let at = Path::resource(ethernet_link::ID, instance, resource);
+            stage_fact(&mut tx, &ethernet_link::SCHEMA, at, value, warnings);
+        }
         let at = |r| Path::resource(ethernet::ID, instance, r);
         let facts = [
             (ethernet::ENABLE, Value::Boolean(link.enabled)),
-            (
-                ethernet::STATUS,
-                // RFC 2863's states are TR-181's, one to one.
-                Value::String(
-                    match link.operstate.as_str() {
-                        "up" => "Up",
-                        "down" => "Down",
-                        "dormant" => "Dormant",
-                        "notpresent" => "NotPresent",
-                        "lowerlayerdown" => "LowerLayerDown",
-                        _ => "Unknown",
-                    }
-                    .into(),
-                ),
-            ),
+            (ethernet::STATUS, status),
             (ethernet::NAME, Value::String(link.name.clone())),
             (ethernet::MAC_ADDRESS, Value::String(link.mac.clone())),
             // The most it may use: chosen by autonegotiation (TR-181: -1).

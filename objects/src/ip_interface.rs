@@ -4,8 +4,8 @@
 //! counters. Read-only, like the other tables of host facts.
 //!
 //! An interface's instance number is its kernel interface index, as an
-//! Ethernet link's is: an interface over an Ethernet link names the row of
-//! the same number as its LowerLayers. References to an interface (a
+//! Ethernet link's is: an interface over an Ethernet link names the
+//! Ethernet.Link row of the same number as its LowerLayers. References to an interface (a
 //! route's Interface, a host's Layer3Interface) are object links the
 //! adapters write in their own terms ([`reference`]).
 
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use dm_core::catalog::{ethernet, interface_stack, ip_interface::*};
+use dm_core::catalog::{ethernet, ethernet_link, interface_stack, ip_interface::*};
 use dm_core::facts::{fill, held_keys, stage_fact};
 use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectLink, ObjectSchema, Origin, Path, ResourceId,
@@ -136,6 +136,18 @@ fn origin(address: &InterfaceAddress) -> &'static str {
     }
 }
 
+/// TR-181 `IPv4Address.{i}.AddressingType`: a link-local address
+/// (169.254/16, RFC 3927) is AutoIP; one the kernel holds as permanent
+/// was configured (Static); one with a lifetime was leased (DHCP: on
+/// Linux only a DHCP client gives an IPv4 address a lifetime).
+fn addressing_type(address: &InterfaceAddress) -> &'static str {
+    match address.address {
+        IpAddr::V4(v4) if v4.is_link_local() => "AutoIP",
+        _ if address.permanent => "Static",
+        _ => "DHCP",
+    }
+}
+
 fn mask(prefix: u8) -> String {
     let bits = u32::MAX
         .checked_shl(32 - u32::from(prefix.min(32)))
@@ -181,22 +193,27 @@ pub fn sync(
             tx.create(ID, Some(instance));
         }
         let at = |r| Path::resource(ID, instance, r);
+        // TR-181's stack: this interface over the Ethernet.Link of the
+        // same number, over the Ethernet.Interface of the same number.
         let lower = if ethernet.contains(&interface.index) {
-            let lower = ObjectLink {
-                object: ethernet::ID,
-                instance: instance.0,
+            let row = |object| {
+                Value::ObjectLink(ObjectLink {
+                    object,
+                    instance: instance.0,
+                })
             };
             stack.push(vec![
-                (
-                    interface_stack::HIGHER_LAYER,
-                    Value::ObjectLink(ObjectLink {
-                        object: ID,
-                        instance: instance.0,
-                    }),
-                ),
-                (interface_stack::LOWER_LAYER, Value::ObjectLink(lower)),
+                (interface_stack::HIGHER_LAYER, row(ID)),
+                (interface_stack::LOWER_LAYER, row(ethernet_link::ID)),
             ]);
-            lower
+            stack.push(vec![
+                (interface_stack::HIGHER_LAYER, row(ethernet_link::ID)),
+                (interface_stack::LOWER_LAYER, row(ethernet::ID)),
+            ]);
+            ObjectLink {
+                object: ethernet_link::ID,
+                instance: instance.0,
+            }
         } else {
             ObjectLink::NULL
         };
@@ -244,6 +261,10 @@ pub fn sync(
         tx.set_multiple(
             at(IPV4_ADDRESS_SUBNET_MASK),
             column(v4.iter().map(|a| Value::String(mask(a.prefix)))),
+        );
+        tx.set_multiple(
+            at(IPV4_ADDRESS_ADDRESSING_TYPE),
+            column(v4.iter().map(|a| Value::String(addressing_type(a).into()))),
         );
         tx.set_multiple(at(IPV6_ADDRESS_ENABLE), enabled(v6.len()));
         tx.set_multiple(at(IPV6_ADDRESS_STATUS), word("Enabled", v6.len()));
@@ -325,5 +346,8 @@ mod tests {
         assert_eq!(origin(&address("::1", true)), "WellKnown");
         assert_eq!(origin(&address("2001:db8::1", true)), "Static");
         assert_eq!(origin(&address("2001:db8::2", false)), "AutoConfigured");
+        assert_eq!(addressing_type(&address("192.0.2.1", true)), "Static");
+        assert_eq!(addressing_type(&address("192.0.2.1", false)), "DHCP");
+        assert_eq!(addressing_type(&address("169.254.7.1", false)), "AutoIP");
     }
 }

@@ -1046,6 +1046,15 @@ fn the_hosts_links_routes_and_name_servers_are_reported_without_writes() {
     let received = Path::resource(ethernet::ID, InstanceId(2), ethernet::STATS_BYTES_RECEIVED);
     let first = value(&f.tree, received);
     assert!(value(&f.tree, received) != first);
+    // The same in the Ethernet.Link over it.
+    use dm_core::catalog::ethernet_link;
+    let received = Path::resource(
+        ethernet_link::ID,
+        InstanceId(2),
+        ethernet_link::STATS_BYTES_RECEIVED,
+    );
+    let first = value(&f.tree, received);
+    assert!(value(&f.tree, received) != first);
 
     // A link gone, a route gone: removed, still without a write.
     f.network.set_host_network(
@@ -1055,6 +1064,10 @@ fn the_hosts_links_routes_and_name_servers_are_reported_without_writes() {
     );
     let _ = dm_objects::sync_platform(&mut f.tree, &f.platform);
     assert_eq!(f.tree.instances(ethernet::ID).unwrap(), [InstanceId(2)]);
+    assert_eq!(
+        f.tree.instances(ethernet_link::ID).unwrap(),
+        [InstanceId(2)]
+    );
     assert_eq!(
         f.tree.instances(ipv4_forwarding::ID).unwrap(),
         [InstanceId(1)]
@@ -1160,36 +1173,42 @@ fn the_hosts_links_routes_and_name_servers_are_reported_without_writes() {
             instance: u16::MAX
         })
     );
+    let row = |object, instance| Value::ObjectLink(ObjectLink { object, instance });
     assert_eq!(
         value(&f.tree, i(2, ip_interface::LOWER_LAYERS)),
-        Value::ObjectLink(ObjectLink {
-            object: ethernet::ID,
-            instance: 2
-        })
+        row(ethernet_link::ID, 2)
     );
-    // The stack: eth0's IP interface over its Ethernet link, nothing for
-    // loopback.
+    // The Ethernet link over the interface of the same number.
+    assert_eq!(
+        value(
+            &f.tree,
+            Path::resource(
+                ethernet_link::ID,
+                InstanceId(2),
+                ethernet_link::LOWER_LAYERS
+            )
+        ),
+        row(ethernet::ID, 2)
+    );
+    // The stack: eth0's IP interface over its Ethernet link over its
+    // Ethernet interface, nothing for loopback.
     use dm_core::catalog::interface_stack as stack;
-    assert_eq!(f.tree.instances(stack::ID).unwrap(), [InstanceId(1)]);
-    assert_eq!(
-        value(
-            &f.tree,
-            Path::resource(stack::ID, InstanceId(1), stack::HIGHER_LAYER)
-        ),
-        Value::ObjectLink(ObjectLink {
-            object: ip_interface::ID,
-            instance: 2
+    let layers: Vec<(Value, Value)> = f
+        .tree
+        .instances(stack::ID)
+        .unwrap()
+        .into_iter()
+        .map(|n| {
+            let at = |r| value(&f.tree, Path::resource(stack::ID, n, r));
+            (at(stack::HIGHER_LAYER), at(stack::LOWER_LAYER))
         })
-    );
+        .collect();
     assert_eq!(
-        value(
-            &f.tree,
-            Path::resource(stack::ID, InstanceId(1), stack::LOWER_LAYER)
-        ),
-        Value::ObjectLink(ObjectLink {
-            object: ethernet::ID,
-            instance: 2
-        })
+        layers,
+        [
+            (row(ip_interface::ID, 2), row(ethernet_link::ID, 2)),
+            (row(ethernet_link::ID, 2), row(ethernet::ID, 2)),
+        ]
     );
     assert_eq!(
         multiple(&f.tree, i(2, ip_interface::IPV4_ADDRESS_IP_ADDRESS)),

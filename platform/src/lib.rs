@@ -290,8 +290,8 @@ pub struct InterfaceAddress {
     pub address: IpAddr,
     /// Prefix length.
     pub prefix: u8,
-    /// Configured, not autoconfigured (IPv6's IFA_F_PERMANENT; always
-    /// true for IPv4, whose flags getifaddrs does not give).
+    /// Configured, with no lifetime (IFA_F_PERMANENT): not leased by DHCP
+    /// nor autoconfigured.
     pub permanent: bool,
     /// Duplicate address detection has not finished (IPv6).
     pub tentative: bool,

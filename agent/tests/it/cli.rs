@@ -287,10 +287,15 @@ fn dump_prints_the_hosts_real_values_by_default() {
             arch
         );
     }
-    // Each neighbour the dump lists has, in the kernel's table now (if it
-    // is still there), the hardware address the dump gives. (A machine
-    // with an empty neighbour table checks nothing here.)
-    let arp = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
+    // Each neighbour the dump lists, of either family, has in the
+    // kernel's table now (if it is still there) the hardware address the
+    // dump gives. (A machine with an empty neighbour table checks nothing
+    // here.)
+    let neighbours = std::process::Command::new("ip")
+        .arg("neigh")
+        .output()
+        .expect("ip");
+    let neighbours = String::from_utf8_lossy(&neighbours.stdout);
     let hosts: usize = field(&dump, "Device.Hosts.HostNumberOfEntries")
         .parse()
         .unwrap();
@@ -304,7 +309,7 @@ fn dump_prints_the_hosts_real_values_by_default() {
             continue; // numbered past a neighbour that went
         };
         let mac = field(&dump, &format!("{at}PhysAddress"));
-        if let Some(line) = arp
+        if let Some(line) = neighbours
             .lines()
             .find(|l| l.split_whitespace().next() == Some(address))
         {

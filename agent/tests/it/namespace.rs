@@ -60,6 +60,7 @@ fn the_veth_reads_the_same_through_cwmp_lwm2m_and_ip() {
     let interface = format!("Device.IP.Interface.{index}");
     let asked = format!(
         "<string>Device.Ethernet.Interface.</string>\
+         <string>Device.Ethernet.Link.</string>\
          <string>{interface}.</string>\
          <string>Device.Routing.Router.1.IPv4Forwarding.</string>\
          <string>Device.DNS.Client.Server.</string>"
@@ -186,9 +187,26 @@ fn the_veth_reads_the_same_through_cwmp_lwm2m_and_ip() {
         address
     );
     assert_eq!(first[&format!("{interface}.Name")], "veth0");
+    // The address's kind as the kernel holds it: leased (ip's
+    // "dynamic") or configured.
+    let dynamic = addresses[0]["addr_info"][0]["dynamic"].as_bool() == Some(true);
+    assert_eq!(
+        first[&format!("{interface}.IPv4Address.1.AddressingType")],
+        if dynamic { "DHCP" } else { "Static" }
+    );
+    // TR-181's stack: IP.Interface over Ethernet.Link over
+    // Ethernet.Interface, each the veth's kernel index.
     assert_eq!(
         first[&format!("{interface}.LowerLayers")],
+        format!("Device.Ethernet.Link.{index}")
+    );
+    assert_eq!(
+        first[&format!("Device.Ethernet.Link.{index}.LowerLayers")],
         format!("Device.Ethernet.Interface.{index}")
+    );
+    assert_eq!(
+        first[&format!("Device.Ethernet.Link.{index}.MACAddress")],
+        link[0]["address"].as_str().unwrap()
     );
     let default = ip(&netns, &["route", "show", "default"]);
     let gateway = default[0]["gateway"].as_str().unwrap();

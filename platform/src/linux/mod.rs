@@ -7,6 +7,7 @@
 pub mod network;
 pub mod nslookup;
 pub mod ping;
+pub mod rtnl;
 pub mod traceroute;
 pub mod zone;
 

@@ -1,6 +1,7 @@
 //! The network as the kernel sees it, without D-Bus: the default routes
-//! from `/proc/net/route` and `/proc/net/ipv6_route`, addresses from
-//! `getifaddrs(3)`, each link's kind and state from sysfs, and changes
+//! from `/proc/net/route` and `/proc/net/ipv6_route`, addresses and
+//! neighbours from rtnetlink dumps ([`super::rtnl`]), each link's kind
+//! and state from sysfs, and changes
 //! from rtnetlink's multicast groups (links, IPv4 and IPv6 addresses and
 //! routes), which wake a thread of its own only when something changed:
 //! nothing is polled.
@@ -11,10 +12,10 @@
 //! invented where the kernel says nothing (a link of unknown kind has no
 //! bearer).
 //!
-//! Why not the `rtnetlink` crate: the state is read from the kernel's
-//! stable text and `getifaddrs`, and netlink is used only as a wake-up
-//! (its messages are not parsed), which a plain socket from `nix` (already
-//! in the build) does without rtnetlink's async stack.
+//! Why not the `rtnetlink` crate: its messages are `netlink-packet-route`'s,
+//! which [`super::rtnl`] uses directly over a blocking `nix` socket; the
+//! change notifications are only a wake-up (not parsed). rtnetlink would
+//! add an async stack for reads that are a few datagrams each.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex, Once};
@@ -22,9 +23,8 @@ use std::sync::{Arc, Mutex, Once};
 use dm_core::lock;
 
 use crate::{
-    ApnContext, ApnSettings, BearerKind, ChangeCallback, InterfaceAddress, IpInterface, Link,
-    LinkStats, Neighbour, Network, NetworkState, PlatformError, RadioState, Route, WifiProfile,
-    WifiSettings,
+    ApnContext, ApnSettings, BearerKind, ChangeCallback, IpInterface, Link, LinkStats, Neighbour,
+    Network, NetworkState, PlatformError, RadioState, Route, WifiProfile, WifiSettings,
 };
 
 /// Where the kernel's files are (other roots, for tests).
@@ -33,62 +33,6 @@ struct Roots {
     proc: String,
     sys: String,
     resolv_conf: String,
-}
-
-/// `/proc/net/arp`: the IPv4 neighbour table. Entries without a hardware
-/// address (incomplete) are left out; `active` is the complete flag
-/// (ATF_COM, 0x2).
-pub fn parse_arp(text: &str) -> Vec<Neighbour> {
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let [ip, _kind, flags, mac, _mask, device, ..] = fields.as_slice() else {
-                return None;
-            };
-            let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16).ok()?;
-            if *mac == "00:00:00:00:00:00" {
-                return None;
-            }
-            Some(Neighbour {
-                address: IpAddr::V4(ip.parse().ok()?),
-                mac: mac.to_ascii_lowercase(),
-                interface: (*device).to_owned(),
-                active: flags & 0x2 != 0,
-            })
-        })
-        .collect()
-}
-
-/// `/proc/net/if_inet6`: each IPv6 address with its interface, prefix
-/// length and flags (the kernel's IFA_F_*), as
-/// `address ifindex prefix scope flags name`, hex but for the name.
-pub fn parse_if_inet6(text: &str) -> Vec<(String, InterfaceAddress)> {
-    /// IFA_F_TENTATIVE, IFA_F_DEPRECATED, IFA_F_PERMANENT.
-    const TENTATIVE: u32 = 0x40;
-    const DEPRECATED: u32 = 0x20;
-    const PERMANENT: u32 = 0x80;
-    text.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let [address, _index, prefix, _scope, flags, name] = fields.as_slice() else {
-                return None;
-            };
-            let address = u128::from_str_radix(address, 16).ok()?;
-            let flags = u32::from_str_radix(flags, 16).ok()?;
-            let prefix = u8::from_str_radix(prefix, 16).ok().filter(|p| *p <= 128)?;
-            Some((
-                (*name).to_owned(),
-                InterfaceAddress {
-                    address: IpAddr::V6(Ipv6Addr::from(address)),
-                    prefix,
-                    permanent: flags & PERMANENT != 0,
-                    tentative: flags & TENTATIVE != 0,
-                    deprecated: flags & DEPRECATED != 0,
-                },
-            ))
-        })
-        .collect()
 }
 
 /// What was read at the last change: reads copy it (no I/O for them).
@@ -150,10 +94,11 @@ impl Roots {
                 .unwrap_or_default(),
         ]
         .concat();
+        let interfaces = self.ip_interfaces();
         Snapshot {
-            state: self.state(&routes),
+            state: self.state(&routes, &interfaces),
             links: self.links(),
-            interfaces: self.ip_interfaces(),
+            interfaces,
             dns: std::fs::read_to_string(&self.resolv_conf)
                 .map(|t| parse_resolv_conf(&t))
                 .unwrap_or_default(),
@@ -213,38 +158,13 @@ impl Roots {
         links.into_iter().map(|(_, link)| link).collect()
     }
 
-    /// Every link, in ifindex order, with its addresses: IPv4 from
-    /// getifaddrs, IPv6 from `/proc/net/if_inet6` (which has the flags).
+    /// Every link, in ifindex order, with its addresses and their flags.
     fn ip_interfaces(&self) -> Vec<IpInterface> {
         let Ok(entries) = std::fs::read_dir(format!("{}/class/net", self.sys)) else {
             return Vec::new();
         };
-        let mut v4: Vec<(String, InterfaceAddress)> = Vec::new();
-        if let Ok(all) = nix::ifaddrs::getifaddrs() {
-            for a in all {
-                let (Some(address), Some(mask)) = (a.address, a.netmask) else {
-                    continue;
-                };
-                let (Some(address), Some(mask)) = (address.as_sockaddr_in(), mask.as_sockaddr_in())
-                else {
-                    continue;
-                };
-                v4.push((
-                    a.interface_name,
-                    InterfaceAddress {
-                        address: IpAddr::V4(address.ip()),
-                        prefix: u32::from(mask.ip()).count_ones() as u8,
-                        permanent: true,
-                        tentative: false,
-                        deprecated: false,
-                    },
-                ));
-            }
-        }
-        let v6 = self
-            .read_file(&format!("{}/net/if_inet6", self.proc))
-            .map(|t| parse_if_inet6(&t))
-            .unwrap_or_default();
+        // Without netlink (a sandbox), interfaces without addresses.
+        let addresses = super::rtnl::addresses().unwrap_or_default();
         let mut interfaces: Vec<IpInterface> = entries
             .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
             .filter_map(|name| {
@@ -257,10 +177,9 @@ impl Roots {
                 let flags = text("flags")
                     .and_then(|f| u32::from_str_radix(f.trim_start_matches("0x"), 16).ok())
                     .unwrap_or(0);
-                let addresses = v4
+                let addresses = addresses
                     .iter()
-                    .chain(&v6)
-                    .filter(|(owner, _)| *owner == name)
+                    .filter(|(owner, _)| *owner == index)
                     .map(|(_, a)| *a)
                     .collect();
                 Some(IpInterface {
@@ -467,21 +386,13 @@ pub fn parse_resolv_conf(text: &str) -> Vec<IpAddr> {
 
 /// The addresses of `interface` a server can use (no IPv6 link-local
 /// ones), IPv4 first.
-fn addresses(interface: &str) -> Vec<IpAddr> {
-    let Ok(all) = nix::ifaddrs::getifaddrs() else {
-        return Vec::new();
-    };
-    let mut out: Vec<IpAddr> = all
-        .filter(|a| a.interface_name == interface)
-        .filter_map(|a| {
-            let address = a.address?;
-            if let Some(v4) = address.as_sockaddr_in() {
-                return Some(IpAddr::V4(v4.ip()));
-            }
-            let v6 = address.as_sockaddr_in6()?.ip();
-            // fe80::/10: meaningful on the link only.
-            ((v6.segments()[0] & 0xffc0) != 0xfe80).then_some(IpAddr::V6(v6))
-        })
+fn addresses(interfaces: &[IpInterface], interface: &str) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = interfaces
+        .iter()
+        .filter(|i| i.name == interface)
+        .flat_map(|i| i.addresses.iter().map(|a| a.address))
+        // fe80::/10: meaningful on the link only.
+        .filter(|a| !matches!(a, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))
         .collect();
     out.sort_by_key(IpAddr::is_ipv6);
     out.dedup();
@@ -489,7 +400,7 @@ fn addresses(interface: &str) -> Vec<IpAddr> {
 }
 
 impl Roots {
-    fn state(&self, routes: &[Route]) -> NetworkState {
+    fn state(&self, routes: &[Route], interfaces: &[IpInterface]) -> NetworkState {
         let (v4, v6) = (defaults(routes, true), defaults(routes, false));
         // The interface the default route leaves by, IPv4's first.
         let interface = v4.first().or(v6.first()).map(|r| r.interface.clone());
@@ -517,7 +428,10 @@ impl Roots {
         NetworkState {
             bearer: interface.as_deref().and_then(|i| self.kind(i)),
             available,
-            addresses: interface.as_deref().map(addresses).unwrap_or_default(),
+            addresses: interface
+                .as_deref()
+                .map(|i| addresses(interfaces, i))
+                .unwrap_or_default(),
             interface,
             routers,
             dhcp_acs_url: None,
@@ -563,9 +477,12 @@ impl Network for LinuxNetwork {
     }
 
     fn neighbours(&self) -> Vec<Neighbour> {
-        std::fs::read_to_string(format!("{}/net/arp", self.roots.proc))
-            .map(|text| parse_arp(&text))
-            .unwrap_or_default()
+        let names = lock(&self.snapshot)
+            .interfaces
+            .iter()
+            .map(|i| (i.index, i.name.clone()))
+            .collect();
+        super::rtnl::neighbours(&names).unwrap_or_default()
     }
 
     fn radio(&self) -> RadioState {
@@ -697,34 +614,6 @@ fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn neighbours_from_proc_net_arp() {
-        let arp = "IP address       HW type     Flags       HW address            Mask     Device
-192.0.2.1        0x1         0x2         02:FC:00:00:00:05     *        eth0
-192.0.2.9        0x1         0x0         00:00:00:00:00:00     *        eth0
-192.0.2.7        0x1         0x0         02:fc:00:00:00:07     *        wlan0
-not an entry
-";
-        assert_eq!(
-            parse_arp(arp),
-            [
-                Neighbour {
-                    address: "192.0.2.1".parse().unwrap(),
-                    mac: "02:fc:00:00:00:05".into(),
-                    interface: "eth0".into(),
-                    active: true,
-                },
-                Neighbour {
-                    address: "192.0.2.7".parse().unwrap(),
-                    mac: "02:fc:00:00:00:07".into(),
-                    interface: "wlan0".into(),
-                    active: false,
-                },
-            ]
-        );
-        assert!(parse_arp("").is_empty());
-    }
 
     const ROUTE: &str = "\
 Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT

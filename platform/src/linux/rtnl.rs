@@ -1,0 +1,450 @@
+//! Dumps of the kernel's rtnetlink tables the files in `/proc` do not
+//! give whole: every address of both families with its flags (IPv4's
+//! `IFA_F_PERMANENT` tells a configured address from a leased one), and
+//! the neighbour tables of both families (`/proc/net/arp` has IPv4 only).
+//!
+//! The messages are built and parsed by `netlink-packet-route`, the crate
+//! under `rtnetlink`; the socket is a plain blocking one from `nix`, read
+//! on the caller's thread (the platform's snapshot thread, or a host read
+//! off the tree's lock), so no async netlink stack comes with it.
+//!
+//! What the kernel answers is bounded: a dump is cut at [`MAX_ENTRIES`]
+//! and a message that does not parse is skipped.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
+
+use crate::{InterfaceAddress, Neighbour};
+
+/// The most entries one dump gives the agent (a gateway's neighbour table
+/// on a busy LAN is a few hundred).
+pub const MAX_ENTRIES: usize = 4096;
+
+/// Every address the kernel holds, with the index of its interface.
+pub fn addresses() -> std::io::Result<Vec<(u32, InterfaceAddress)>> {
+    let request = RouteNetlinkMessage::GetAddress(AddressMessage::default());
+    Ok(dump(request)?.iter().filter_map(address_of).collect())
+}
+
+/// Both neighbour tables. `names` gives an interface's name by index.
+pub fn neighbours(names: &HashMap<u32, String>) -> std::io::Result<Vec<Neighbour>> {
+    let request = RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default());
+    Ok(dump(request)?
+        .iter()
+        .filter_map(|m| neighbour_of(m, names))
+        .collect())
+}
+
+/// One address message: its interface index and the address as the
+/// platform says it. IFA_LOCAL is the interface's own address where the
+/// link is point-to-point (IFA_ADDRESS is then the peer's).
+pub fn address_of(message: &RouteNetlinkMessage) -> Option<(u32, InterfaceAddress)> {
+    let RouteNetlinkMessage::NewAddress(message) = message else {
+        return None;
+    };
+    let mut address = None;
+    let mut local = None;
+    // The 32-bit IFA_FLAGS, where the kernel sends it, supersedes the
+    // header's 8 bits.
+    let mut flags = AddressFlags::from_bits_retain(u32::from(message.header.flags.bits()));
+    for attribute in &message.attributes {
+        match attribute {
+            AddressAttribute::Address(a) => address = Some(*a),
+            AddressAttribute::Local(a) => local = Some(*a),
+            AddressAttribute::Flags(f) => flags = *f,
+            _ => {}
+        }
+    }
+    let address: IpAddr = local.or(address)?;
+    let limit = if address.is_ipv4() { 32 } else { 128 };
+    (message.header.prefix_len <= limit).then_some(())?;
+    Some((
+        message.header.index,
+        InterfaceAddress {
+            address,
+            prefix: message.header.prefix_len,
+            permanent: flags.contains(AddressFlags::Permanent),
+            tentative: flags.contains(AddressFlags::Tentative),
+            deprecated: flags.contains(AddressFlags::Deprecated),
+        },
+    ))
+}
+
+/// One neighbour message, if it is a host on a link: an IPv4 or IPv6
+/// address with a hardware address. Entries that never resolved
+/// (incomplete, failed) and those of links without neighbour discovery
+/// (NOARP: loopback, multicast) are no host; `active` is whether the
+/// kernel holds the entry as reachable or recently so (a stale entry is
+/// still a host on the LAN, as `/proc/net/arp`'s complete flag said).
+pub fn neighbour_of(
+    message: &RouteNetlinkMessage,
+    names: &HashMap<u32, String>,
+) -> Option<Neighbour> {
+    let RouteNetlinkMessage::NewNeighbour(message) = message else {
+        return None;
+    };
+    let active = match message.header.state {
+        NeighbourState::Reachable
+        | NeighbourState::Permanent
+        | NeighbourState::Stale
+        | NeighbourState::Delay
+        | NeighbourState::Probe => true,
+        _ => return None,
+    };
+    let mut address = None;
+    let mut mac = None;
+    for attribute in &message.attributes {
+        match attribute {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                address = Some(IpAddr::V4(*a));
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                address = Some(IpAddr::V6(*a));
+            }
+            NeighbourAttribute::LinkLayerAddress(bytes) if bytes.len() == 6 => {
+                mac = Some(mac_text(bytes));
+            }
+            _ => {}
+        }
+    }
+    let mac = mac.filter(|m| m != "00:00:00:00:00:00")?;
+    Some(Neighbour {
+        address: address?,
+        mac,
+        interface: names.get(&message.header.ifindex)?.clone(),
+        active,
+    })
+}
+
+/// Lower-case and colon-separated, as the platform says MAC addresses.
+fn mac_text(bytes: &[u8]) -> String {
+    let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    hex.join(":")
+}
+
+/// Sends a dump request and collects what the kernel answers until its
+/// Done (or an error, or [`MAX_ENTRIES`]).
+fn dump(request: RouteNetlinkMessage) -> std::io::Result<Vec<RouteNetlinkMessage>> {
+    use nix::sys::socket::{
+        AddressFamily as Family, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind,
+        recv, send, socket,
+    };
+    use std::os::fd::AsRawFd as _;
+    let fd = socket(
+        Family::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )?;
+    bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0))?;
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = 1;
+    let mut message = NetlinkMessage::new(header, NetlinkPayload::from(request));
+    message.finalize();
+    let mut bytes = vec![0; message.buffer_len()];
+    message.serialize(&mut bytes);
+    send(fd.as_raw_fd(), &bytes, MsgFlags::empty())?;
+    // A dump comes in datagrams of at most a page or two each (the
+    // kernel's NLMSG_GOODSIZE); 32 KiB holds any of them.
+    let mut buffer = vec![0u8; 32 * 1024];
+    let mut out = Vec::new();
+    loop {
+        let received = match recv(fd.as_raw_fd(), &mut buffer, MsgFlags::empty()) {
+            Ok(0) => return Ok(out),
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        match split(&buffer[..received], &mut out) {
+            Some(Ended::Done) => return Ok(out),
+            Some(Ended::Error(code)) => {
+                return Err(std::io::Error::from_raw_os_error(code));
+            }
+            None if out.len() >= MAX_ENTRIES => return Ok(out),
+            None => {}
+        }
+    }
+}
+
+/// How a dump ended.
+#[derive(Debug, PartialEq)]
+enum Ended {
+    Done,
+    /// The kernel's errno.
+    Error(i32),
+}
+
+/// Splits one datagram into its messages, appending the tables' entries
+/// to `out`; says when the dump is over. A message that does not parse
+/// ends the datagram (its length cannot be trusted to find the next).
+fn split(mut datagram: &[u8], out: &mut Vec<RouteNetlinkMessage>) -> Option<Ended> {
+    while !datagram.is_empty() {
+        let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(datagram).ok()?;
+        let length = message.header.length as usize;
+        match message.payload {
+            NetlinkPayload::Done(_) => return Some(Ended::Done),
+            NetlinkPayload::Error(e) => {
+                return Some(match e.code {
+                    Some(code) => Ended::Error(-code.get()),
+                    None => Ended::Done,
+                });
+            }
+            NetlinkPayload::InnerMessage(inner) if out.len() < MAX_ENTRIES => out.push(inner),
+            _ => {}
+        }
+        // Messages are aligned to 4 bytes.
+        let next = length.checked_add(3)? & !3;
+        if length == 0 || next > datagram.len() {
+            return None;
+        }
+        datagram = &datagram[next..];
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_route::AddressFamily;
+    use netlink_packet_route::address::AddressHeaderFlags;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn bytes(payload: NetlinkPayload<RouteNetlinkMessage>) -> Vec<u8> {
+        let mut message = NetlinkMessage::new(NetlinkHeader::default(), payload);
+        message.finalize();
+        let mut bytes = vec![0; message.buffer_len()];
+        message.serialize(&mut bytes);
+        bytes
+    }
+
+    fn address(index: u32, a: IpAddr, prefix: u8, flags: AddressFlags) -> RouteNetlinkMessage {
+        let mut m = AddressMessage::default();
+        m.header.family = if a.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
+        m.header.index = index;
+        m.header.prefix_len = prefix;
+        m.header.flags = AddressHeaderFlags::from_bits_truncate(flags.bits() as u8);
+        m.attributes.push(AddressAttribute::Address(a));
+        m.attributes.push(AddressAttribute::Flags(flags));
+        RouteNetlinkMessage::NewAddress(m)
+    }
+
+    fn neighbour(index: u32, a: IpAddr, mac: &[u8], state: NeighbourState) -> RouteNetlinkMessage {
+        let mut m = NeighbourMessage::default();
+        m.header.ifindex = index;
+        m.header.state = state;
+        m.attributes.push(NeighbourAttribute::Destination(match a {
+            IpAddr::V4(a) => NeighbourAddress::Inet(a),
+            IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+        }));
+        m.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        RouteNetlinkMessage::NewNeighbour(m)
+    }
+
+    /// Messages as the kernel would send them, through bytes and back:
+    /// IPv4 addresses leased and configured, IPv6 ones tentative and
+    /// deprecated, a point-to-point link's own address.
+    #[test]
+    fn addresses_keep_their_flags() {
+        let leased = address(
+            2,
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
+            24,
+            AddressFlags::empty(),
+        );
+        let fixed = address(
+            2,
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11)),
+            24,
+            AddressFlags::Permanent | AddressFlags::Secondary,
+        );
+        let tentative = address(
+            3,
+            IpAddr::V6("2001:db8::1".parse().unwrap()),
+            64,
+            AddressFlags::Tentative | AddressFlags::Permanent,
+        );
+        let old = address(
+            3,
+            IpAddr::V6("2001:db8::2".parse().unwrap()),
+            64,
+            AddressFlags::Deprecated,
+        );
+        let mut ptp = AddressMessage::default();
+        ptp.header.index = 4;
+        ptp.header.prefix_len = 32;
+        ptp.attributes
+            .push(AddressAttribute::Address("198.51.100.1".parse().unwrap()));
+        ptp.attributes
+            .push(AddressAttribute::Local("198.51.100.2".parse().unwrap()));
+        let datagram = [
+            leased,
+            fixed,
+            tentative,
+            old,
+            RouteNetlinkMessage::NewAddress(ptp),
+        ]
+        .into_iter()
+        .map(|m| bytes(NetlinkPayload::InnerMessage(m)))
+        .chain([bytes(NetlinkPayload::Done(Default::default()))])
+        .collect::<Vec<_>>()
+        .concat();
+        let mut out = Vec::new();
+        assert_eq!(split(&datagram, &mut out), Some(Ended::Done));
+        let found: Vec<(u32, String, u8, bool, bool, bool)> = out
+            .iter()
+            .filter_map(address_of)
+            .map(|(i, a)| {
+                (
+                    i,
+                    a.address.to_string(),
+                    a.prefix,
+                    a.permanent,
+                    a.tentative,
+                    a.deprecated,
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (2, "192.0.2.10".into(), 24, false, false, false),
+                (2, "192.0.2.11".into(), 24, true, false, false),
+                (3, "2001:db8::1".into(), 64, true, true, false),
+                (3, "2001:db8::2".into(), 64, false, false, true),
+                (4, "198.51.100.2".into(), 32, false, false, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn neighbours_are_hosts_that_resolved() {
+        let names = HashMap::from([(2, "eth0".to_owned()), (3, "wlan0".to_owned())]);
+        let mac = [0x02, 0xfc, 0, 0, 0, 5];
+        let v6: Ipv6Addr = "fe80::5".parse().unwrap();
+        let messages = [
+            neighbour(
+                2,
+                IpAddr::V4([192, 0, 2, 1].into()),
+                &mac,
+                NeighbourState::Reachable,
+            ),
+            neighbour(3, IpAddr::V6(v6), &mac, NeighbourState::Stale),
+            // Never resolved, no link of the agent, a broken address.
+            neighbour(
+                2,
+                IpAddr::V4([192, 0, 2, 9].into()),
+                &[0; 6],
+                NeighbourState::Failed,
+            ),
+            neighbour(
+                2,
+                IpAddr::V4([192, 0, 2, 8].into()),
+                &[0; 6],
+                NeighbourState::Reachable,
+            ),
+            neighbour(
+                9,
+                IpAddr::V4([192, 0, 2, 7].into()),
+                &mac,
+                NeighbourState::Reachable,
+            ),
+            neighbour(
+                2,
+                IpAddr::V4([192, 0, 2, 6].into()),
+                &[1, 2],
+                NeighbourState::Reachable,
+            ),
+        ];
+        let found: Vec<Neighbour> = messages
+            .iter()
+            .filter_map(|m| neighbour_of(m, &names))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                Neighbour {
+                    address: "192.0.2.1".parse().unwrap(),
+                    mac: "02:fc:00:00:00:05".into(),
+                    interface: "eth0".into(),
+                    active: true,
+                },
+                Neighbour {
+                    address: IpAddr::V6(v6),
+                    mac: "02:fc:00:00:00:05".into(),
+                    interface: "wlan0".into(),
+                    active: true,
+                },
+            ]
+        );
+    }
+
+    /// Garbage in a datagram ends it, with what came before kept; an
+    /// error message ends the dump with the kernel's errno.
+    #[test]
+    fn broken_datagrams_are_cut_not_trusted() {
+        let good = bytes(NetlinkPayload::InnerMessage(neighbour(
+            2,
+            IpAddr::V4([192, 0, 2, 1].into()),
+            &[2, 0, 0, 0, 0, 1],
+            NeighbourState::Reachable,
+        )));
+        for tail in [
+            vec![0xff; 3],
+            vec![0; 16],
+            vec![0xff, 0xff, 0xff, 0x7f, 0x10, 0, 0, 0],
+        ] {
+            let mut out = Vec::new();
+            assert_eq!(split(&[good.clone(), tail].concat(), &mut out), None);
+            assert_eq!(out.len(), 1);
+        }
+        let mut error = netlink_packet_core::ErrorMessage::default();
+        error.code = std::num::NonZeroI32::new(-1);
+        let mut out = Vec::new();
+        assert_eq!(
+            split(&bytes(NetlinkPayload::Error(error)), &mut out),
+            Some(Ended::Error(1))
+        );
+    }
+
+    /// On this machine: the addresses as `ip` lists them, each with the
+    /// flag `ip` shows as "dynamic" when it is not permanent.
+    #[test]
+    fn addresses_are_the_kernels() {
+        let found = addresses().expect("an rtnetlink dump");
+        let shown = std::process::Command::new("ip")
+            .args(["-o", "addr"])
+            .output()
+            .expect("ip");
+        let shown = String::from_utf8_lossy(&shown.stdout);
+        assert!(!found.is_empty(), "no address, loopback's included");
+        for (index, a) in &found {
+            let line = shown
+                .lines()
+                .find(|l| {
+                    l.starts_with(&format!("{index}: "))
+                        && l.contains(&format!(" {}/{} ", a.address, a.prefix))
+                })
+                .unwrap_or_else(|| panic!("{a:?} on {index} not in {shown}"));
+            assert_eq!(line.contains(" dynamic "), !a.permanent, "{line}");
+        }
+        assert_eq!(
+            found.len(),
+            shown.lines().filter(|l| l.contains(" inet")).count()
+        );
+    }
+}
