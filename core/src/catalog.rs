@@ -1582,6 +1582,16 @@ pub mod ip_interface {
     pub const IPV6_ADDRESS_IP_ADDRESS: ResourceId = ResourceId(26);
     /// IPv6Address.Origin
     pub const IPV6_ADDRESS_ORIGIN: ResourceId = ResourceId(27);
+    /// IPv6Prefix.Enable
+    pub const IPV6_PREFIX_ENABLE: ResourceId = ResourceId(28);
+    /// IPv6Prefix.Status
+    pub const IPV6_PREFIX_STATUS: ResourceId = ResourceId(29);
+    /// IPv6Prefix.PrefixStatus
+    pub const IPV6_PREFIX_PREFIX_STATUS: ResourceId = ResourceId(30);
+    /// IPv6Prefix.Prefix
+    pub const IPV6_PREFIX_PREFIX: ResourceId = ResourceId(31);
+    /// IPv6Prefix.Origin
+    pub const IPV6_PREFIX_ORIGIN: ResourceId = ResourceId(32);
 
     pub static SCHEMA: ObjectSchema = ObjectSchema {
         id: ID,
@@ -1618,6 +1628,11 @@ pub mod ip_interface {
             ResourceSchema { id: IPV6_ADDRESS_IP_ADDRESS_STATUS, name: "IPv6Address.IPAddressStatus", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Preferred", "Deprecated", "Invalid", "Inaccessible", "Unknown", "Tentative", "Duplicate", "Optimistic"]) },
             ResourceSchema { id: IPV6_ADDRESS_IP_ADDRESS, name: "IPv6Address.IPAddress", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
             ResourceSchema { id: IPV6_ADDRESS_ORIGIN, name: "IPv6Address.Origin", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Enumeration(&["AutoConfigured", "DHCPv6", "IKEv2", "MAP", "WellKnown", "Static"]) },
+            ResourceSchema { id: IPV6_PREFIX_ENABLE, name: "IPv6Prefix.Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: IPV6_PREFIX_STATUS, name: "IPv6Prefix.Status", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Disabled", "Enabled", "Error"]) },
+            ResourceSchema { id: IPV6_PREFIX_PREFIX_STATUS, name: "IPv6Prefix.PrefixStatus", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Preferred", "Deprecated", "Invalid", "Inaccessible", "Unknown"]) },
+            ResourceSchema { id: IPV6_PREFIX_PREFIX, name: "IPv6Prefix.Prefix", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 49 } },
+            ResourceSchema { id: IPV6_PREFIX_ORIGIN, name: "IPv6Prefix.Origin", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Enumeration(&["AutoConfigured", "PrefixDelegation", "RouterAdvertisement", "WellKnown", "Static", "Child"]) },
         ],
     };
 }

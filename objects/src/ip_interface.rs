@@ -136,6 +136,48 @@ fn origin(address: &InterfaceAddress) -> &'static str {
     }
 }
 
+/// TR-181 `IPv6Prefix.{i}`: the prefixes of the interface's IPv6
+/// addresses, each once, as (Prefix, Origin, PrefixStatus). The kernel
+/// keeps no table of prefixes (RTM_NEWPREFIX is an event only), so a
+/// prefix is what an address says of itself: link-local and loopback ones
+/// are well known, a configured address's prefix is static, an
+/// autoconfigured one's came in a Router Advertisement (SLAAC), and a
+/// leased /128 (DHCPv6's IA_NA) is its own, autoconfigured. Deprecated
+/// when every address in it is.
+fn prefixes(v6: &[&InterfaceAddress]) -> Vec<(String, &'static str, &'static str)> {
+    let mut out: Vec<(String, &'static str, &'static str)> = Vec::new();
+    for a in v6 {
+        let IpAddr::V6(address) = a.address else {
+            continue;
+        };
+        let bits = u128::MAX
+            .checked_shl(128 - u32::from(a.prefix.min(128)))
+            .unwrap_or(0);
+        let prefix = format!(
+            "{}/{}",
+            std::net::Ipv6Addr::from(u128::from(address) & bits),
+            a.prefix
+        );
+        let origin = match origin(a) {
+            "WellKnown" => "WellKnown",
+            "Static" => "Static",
+            _ if a.prefix == 128 => "AutoConfigured",
+            _ => "RouterAdvertisement",
+        };
+        let status = if a.deprecated {
+            "Deprecated"
+        } else {
+            "Preferred"
+        };
+        match out.iter_mut().find(|(p, _, _)| *p == prefix) {
+            Some(held) if status == "Preferred" => held.2 = status,
+            Some(_) => {}
+            None => out.push((prefix, origin, status)),
+        }
+    }
+    out
+}
+
 /// TR-181 `IPv4Address.{i}.AddressingType`: a link-local address
 /// (169.254/16, RFC 3927) is AutoIP; one the kernel holds as permanent
 /// was configured (Static); one with a lifetime was leased (DHCP: on
@@ -291,6 +333,15 @@ pub fn sync(
             at(IPV6_ADDRESS_ORIGIN),
             column(v6.iter().map(|a| Value::String(origin(a).into()))),
         );
+        let prefixes = prefixes(&v6);
+        tx.set_multiple(at(IPV6_PREFIX_ENABLE), enabled(prefixes.len()));
+        tx.set_multiple(at(IPV6_PREFIX_STATUS), word("Enabled", prefixes.len()));
+        let text = |pick: fn(&(String, &str, &str)) -> String| {
+            column(prefixes.iter().map(|p| Value::String(pick(p))))
+        };
+        tx.set_multiple(at(IPV6_PREFIX_PREFIX), text(|p| p.0.clone()));
+        tx.set_multiple(at(IPV6_PREFIX_ORIGIN), text(|p| p.1.into()));
+        tx.set_multiple(at(IPV6_PREFIX_PREFIX_STATUS), text(|p| p.2.into()));
     }
     fill(
         &held_stack,
@@ -349,5 +400,45 @@ mod tests {
         assert_eq!(addressing_type(&address("192.0.2.1", true)), "Static");
         assert_eq!(addressing_type(&address("192.0.2.1", false)), "DHCP");
         assert_eq!(addressing_type(&address("169.254.7.1", false)), "AutoIP");
+    }
+
+    #[test]
+    fn prefixes_are_the_addresses_own() {
+        let address = |a: &str, prefix, permanent, deprecated| InterfaceAddress {
+            address: a.parse().unwrap(),
+            prefix,
+            permanent,
+            tentative: false,
+            deprecated,
+        };
+        let held = [
+            address("2001:db8:0:1::5", 64, false, true),
+            address("2001:db8:0:1::6", 64, false, false),
+            address("2001:db8:0:2::1", 64, true, false),
+            address("2001:db8:0:3::9", 128, false, false),
+            address("fe80::1", 64, true, false),
+            address("2001:db8:0:4::1", 64, false, true),
+        ];
+        let held: Vec<&InterfaceAddress> = held.iter().collect();
+        assert_eq!(
+            prefixes(&held),
+            [
+                (
+                    "2001:db8:0:1::/64".into(),
+                    "RouterAdvertisement",
+                    "Preferred"
+                ),
+                ("2001:db8:0:2::/64".into(), "Static", "Preferred"),
+                ("2001:db8:0:3::9/128".into(), "AutoConfigured", "Preferred"),
+                ("fe80::/64".into(), "WellKnown", "Preferred"),
+                (
+                    "2001:db8:0:4::/64".into(),
+                    "RouterAdvertisement",
+                    "Deprecated"
+                ),
+            ]
+        );
+        // A prefix length the kernel would not send is no panic.
+        assert_eq!(prefixes(&[&address("::1", 0, true, false)])[0].0, "::/0");
     }
 }
