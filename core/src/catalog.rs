@@ -2763,6 +2763,44 @@ pub mod ethernet_link {
     };
 }
 
+/// Client (object 50031, version 2.17).
+pub mod dhcpv6_client {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50031);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(0);
+    /// Interface
+    pub const INTERFACE: ResourceId = ResourceId(1);
+    /// Status
+    pub const STATUS: ResourceId = ResourceId(2);
+    /// DUID
+    pub const DUID: ResourceId = ResourceId(3);
+    /// Server.DUID
+    pub const SERVER_DUID: ResourceId = ResourceId(4);
+    /// ReceivedOption.Tag
+    pub const RECEIVED_OPTION_TAG: ResourceId = ResourceId(5);
+    /// ReceivedOption.Value
+    pub const RECEIVED_OPTION_VALUE: ResourceId = ResourceId(6);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "Client",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: INTERFACE, name: "Interface", value_type: ValueType::ObjectLink, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Disabled", "Enabled", "Error_Misconfigured", "Error"]) },
+            ResourceSchema { id: DUID, name: "DUID", value_type: ValueType::Opaque, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 130 } },
+            ResourceSchema { id: SERVER_DUID, name: "Server.DUID", value_type: ValueType::Opaque, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 130 } },
+            ResourceSchema { id: RECEIVED_OPTION_TAG, name: "ReceivedOption.Tag", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Range { min: 0, max: 65535 } },
+            ResourceSchema { id: RECEIVED_OPTION_VALUE, name: "ReceivedOption.Value", value_type: ValueType::Opaque, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 65535 } },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -2810,4 +2848,5 @@ pub static ALL: &[&ObjectSchema] = &[
     &usp_subscription::SCHEMA,
     &usp_request::SCHEMA,
     &ethernet_link::SCHEMA,
+    &dhcpv6_client::SCHEMA,
 ];

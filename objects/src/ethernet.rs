@@ -47,7 +47,7 @@ pub(crate) struct OnDemand {
 }
 
 impl Facts {
-    fn reported(schema: &'static ObjectSchema) -> Box<Facts> {
+    pub(crate) fn reported(schema: &'static ObjectSchema) -> Box<Facts> {
         Box::new(Facts {
             schema,
             on_demand: None,

@@ -1281,6 +1281,35 @@ fn the_hosts_links_routes_and_name_servers_are_reported_without_writes() {
         value(&f.tree, c(dhcp::LEASE_TIME_REMAINING)),
         Value::Integer(600)
     );
+    // Its DHCPv6 client: the DUID, the server's, the options received.
+    use dm_core::catalog::dhcpv6_client as dhcp6;
+    f.network.set_dhcpv6_leases(vec![dm_platform::Dhcp6Lease {
+        interface: "eth0".into(),
+        client_id: vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 1],
+        server_id: vec![0, 1, 0, 1, 9],
+        dns_servers: vec!["2001:db8::53".parse().unwrap()],
+        ..dm_platform::Dhcp6Lease::default()
+    }]);
+    let synced = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    assert!(synced.warnings.is_empty(), "{:?}", synced.warnings);
+    let c6 = |r| Path::resource(dhcp6::ID, InstanceId(2), r);
+    assert_eq!(f.tree.instances(dhcp6::ID).unwrap(), [InstanceId(2)]);
+    assert_eq!(
+        value(&f.tree, c6(dhcp6::DUID)),
+        Value::Opaque(vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 1])
+    );
+    assert_eq!(
+        multiple(&f.tree, c6(dhcp6::SERVER_DUID)),
+        [Value::Opaque(vec![0, 1, 0, 1, 9])]
+    );
+    assert_eq!(
+        multiple(&f.tree, c6(dhcp6::RECEIVED_OPTION_TAG)),
+        [Value::Unsigned(2), Value::Unsigned(23)]
+    );
+    // Gone with its lease.
+    f.network.set_dhcpv6_leases(Vec::new());
+    let _ = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    assert!(f.tree.instances(dhcp6::ID).unwrap().is_empty());
 
     // Its counters, read at each read.
     let sent = i(2, ip_interface::STATS_BYTES_SENT);

@@ -97,6 +97,10 @@ impl Network for AutoNetwork {
         self.dbus.dhcp_leases()
     }
 
+    fn dhcpv6_leases(&self) -> Vec<crate::Dhcp6Lease> {
+        self.dbus.dhcpv6_leases()
+    }
+
     fn ip_interfaces(&self) -> Vec<crate::IpInterface> {
         self.kernel.ip_interfaces()
     }

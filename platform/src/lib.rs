@@ -313,6 +313,24 @@ pub struct DhcpLease {
     pub expiry: Option<i64>,
 }
 
+/// What a DHCPv6 client holds for an interface (NetworkManager's
+/// DHCP6Config): the identities and the options the server sent, as the
+/// client shows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dhcp6Lease {
+    pub interface: String,
+    /// The client's DUID (option 1's data).
+    pub client_id: Vec<u8>,
+    /// The server's DUID (option 2's data), where the client shows it.
+    pub server_id: Vec<u8>,
+    /// OPTION_DNS_SERVERS (23).
+    pub dns_servers: Vec<std::net::Ipv6Addr>,
+    /// OPTION_DOMAIN_LIST (24).
+    pub domain_search: Vec<String>,
+    /// OPTION_SNTP_SERVERS (31).
+    pub sntp_servers: Vec<std::net::Ipv6Addr>,
+}
+
 /// A link's counters, read now (TR-181 `Stats`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LinkStats {
@@ -569,6 +587,11 @@ pub trait Network: Send + Sync {
 
     /// The Ethernet links, in the kernel's order (none when unknown).
     fn links(&self) -> Vec<Link> {
+        Vec::new()
+    }
+
+    /// What the interfaces' DHCPv6 clients hold (none where unknown).
+    fn dhcpv6_leases(&self) -> Vec<Dhcp6Lease> {
         Vec::new()
     }
 

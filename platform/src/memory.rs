@@ -22,6 +22,7 @@ struct State {
     links: Vec<crate::Link>,
     interfaces: Vec<crate::IpInterface>,
     leases: Vec<crate::DhcpLease>,
+    leases6: Vec<crate::Dhcp6Lease>,
     routes: Vec<crate::Route>,
     dns: Vec<std::net::IpAddr>,
     /// Counter reads so far: each read sees more traffic.
@@ -123,6 +124,11 @@ impl MemoryNetwork {
         self.changed();
     }
 
+    /// The DHCPv6 clients' leases (none by default).
+    pub fn set_dhcpv6_leases(&self, leases: Vec<crate::Dhcp6Lease>) {
+        lock(&self.state).leases6 = leases;
+    }
+
     /// The DHCPv4 leases (none by default).
     pub fn set_dhcp_leases(&self, leases: Vec<crate::DhcpLease>) {
         lock(&self.state).leases = leases;
@@ -170,6 +176,10 @@ impl Network for MemoryNetwork {
 
     fn ip_interfaces(&self) -> Vec<crate::IpInterface> {
         lock(&self.state).interfaces.clone()
+    }
+
+    fn dhcpv6_leases(&self) -> Vec<crate::Dhcp6Lease> {
+        lock(&self.state).leases6.clone()
     }
 
     fn dhcp_leases(&self) -> Vec<crate::DhcpLease> {

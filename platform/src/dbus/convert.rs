@@ -156,6 +156,7 @@ struct Device {
     ip4: Option<String>,
     ip6: Option<String>,
     dhcp4: Option<String>,
+    dhcp6: Option<String>,
 }
 
 /// The bytes of a DHCP option as NetworkManager shows it in DHCP4Config's
@@ -197,12 +198,43 @@ pub(super) fn lease(interface: &str, options: &Dict) -> crate::DhcpLease {
     }
 }
 
+/// A DHCP6Config's Options as what the client holds (NetworkManager's
+/// names, the same for its internal client and dhclient): the DUIDs as
+/// colon-separated hex, lists of addresses and names space-separated.
+pub(super) fn lease6(interface: &str, options: &Dict) -> crate::Dhcp6Lease {
+    let v6 = |key: &str| -> Vec<std::net::Ipv6Addr> {
+        text(options, key)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|a| a.parse().ok())
+            .collect()
+    };
+    let duid = |key: &str| {
+        text(options, key)
+            .map(|v| option_bytes(v.trim()))
+            .unwrap_or_default()
+    };
+    crate::Dhcp6Lease {
+        interface: interface.to_owned(),
+        client_id: duid("dhcp6_client_id"),
+        server_id: duid("dhcp6_server_id"),
+        dns_servers: v6("dhcp6_name_servers"),
+        domain_search: text(options, "dhcp6_domain_search")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        sntp_servers: v6("dhcp6_sntp_servers"),
+    }
+}
+
 /// What NetworkManager reports: the network state, Wi-Fi profiles and
-/// DHCPv4 leases.
+/// DHCP leases.
 pub struct NetworkManagerView {
     pub network: NetworkState,
     pub wifi: Vec<WifiProfile>,
     pub leases: Vec<crate::DhcpLease>,
+    pub leases6: Vec<crate::Dhcp6Lease>,
 }
 
 /// Devices, addresses, Wi-Fi profiles and leases.
@@ -224,6 +256,7 @@ pub async fn read_network_manager(
                 ip4: path(&props, "Ip4Config"),
                 ip6: path(&props, "Ip6Config"),
                 dhcp4: path(&props, "Dhcp4Config"),
+                dhcp6: path(&props, "Dhcp6Config"),
             },
         );
     }
@@ -264,6 +297,18 @@ pub async fn read_network_manager(
             leases.push(lease(&device.interface, &options));
         }
     }
+    let mut leases6 = Vec::new();
+    for (_, device) in &ordered {
+        if let Some(config) = &device.dhcp6
+            && let Ok(props) = get_all(connection, nm::SERVICE, config, nm::DHCP6).await
+            && let Some(options) = props
+                .get("Options")
+                .and_then(|v| v.try_clone().ok())
+                .and_then(|v| Dict::try_from(v).ok())
+        {
+            leases6.push(lease6(&device.interface, &options));
+        }
+    }
     let mut network = NetworkState::default();
     for (_, device) in &ordered {
         if let Some(kind) = device.kind
@@ -302,6 +347,7 @@ pub async fn read_network_manager(
         network,
         wifi,
         leases,
+        leases6,
     })
 }
 

@@ -79,6 +79,7 @@ struct Snapshot {
     /// timedated's view, when it runs.
     time: Option<TimeSync>,
     leases: Vec<crate::DhcpLease>,
+    leases6: Vec<crate::Dhcp6Lease>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -330,6 +331,10 @@ impl Network for DbusNetwork {
         self.snapshot().apn.clone()
     }
 
+    fn dhcpv6_leases(&self) -> Vec<crate::Dhcp6Lease> {
+        self.snapshot().leases6.clone()
+    }
+
     fn dhcp_leases(&self) -> Vec<crate::DhcpLease> {
         self.snapshot().leases.clone()
     }
@@ -548,11 +553,11 @@ async fn refresh(connection: &Connection, shared: &Shared) {
     let previous = lock(&shared.snapshot).clone();
     let bounded = |e| PlatformError::Failed(format!("no answer in {READ_TIMEOUT:?} ({e})"));
     let read = tokio::time::timeout(READ_TIMEOUT, convert::read_network_manager(connection));
-    let (network, wifi, leases) = match read.await.map_err(bounded).and_then(|r| r) {
-        Ok(read) => (read.network, read.wifi, read.leases),
+    let (network, wifi, leases, leases6) = match read.await.map_err(bounded).and_then(|r| r) {
+        Ok(read) => (read.network, read.wifi, read.leases, read.leases6),
         Err(PlatformError::Unavailable(e)) => {
             debug!("NetworkManager: {e}");
-            (NetworkState::default(), Vec::new(), Vec::new())
+            (NetworkState::default(), Vec::new(), Vec::new(), Vec::new())
         }
         Err(e) => {
             warn!("NetworkManager read incomplete, keeping the last view: {e}");
@@ -560,6 +565,7 @@ async fn refresh(connection: &Connection, shared: &Shared) {
                 previous.network.clone(),
                 previous.wifi.clone(),
                 previous.leases.clone(),
+                previous.leases6.clone(),
             )
         }
     };
@@ -619,6 +625,7 @@ async fn refresh(connection: &Connection, shared: &Shared) {
         modem,
         time,
         leases,
+        leases6,
     };
     let changed = {
         let mut snapshot = lock(&shared.snapshot);

@@ -37,6 +37,7 @@ pub mod nm {
     pub const IP4: &str = "org.freedesktop.NetworkManager.IP4Config";
     pub const IP6: &str = "org.freedesktop.NetworkManager.IP6Config";
     pub const DHCP4: &str = "org.freedesktop.NetworkManager.DHCP4Config";
+    pub const DHCP6: &str = "org.freedesktop.NetworkManager.DHCP6Config";
 
     #[zbus::proxy(
         interface = "org.freedesktop.NetworkManager",

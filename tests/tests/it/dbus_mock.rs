@@ -169,6 +169,71 @@ fn the_acs_url_comes_from_dhcp_option_43() {
     assert_eq!(lease.expiry, Some(1_700_003_600));
 }
 
+/// DHCPv6.Client's facts: NetworkManager shows what its DHCPv6 client
+/// holds on the device's DHCP6Config, with its own option names (DUIDs as
+/// colon-separated hex, lists space-separated).
+#[test]
+fn a_dhcpv6_lease_is_read_from_dhcp6config() {
+    let mut stack = Stack::mock();
+    let network = DbusNetwork::start(Some(stack.bus.clone())).unwrap();
+    let (tx, changed) = mpsc::channel();
+    network.on_change(Arc::new(move || {
+        let _ = tx.send(());
+    }));
+    assert_eq!(stack.command("start networkmanager"), "ok");
+    let mut call = |path: &str, rest: &str| {
+        let answer = stack.command(&format!("call {NM} {path} {rest}"));
+        assert!(answer.starts_with("ok"), "{rest}: {answer}");
+    };
+    call(
+        "/org/freedesktop/NetworkManager",
+        "org.freedesktop.DBus.Mock AddWiFiDevice ssu wlan0dev wlan0 100",
+    );
+    let config = "/org/freedesktop/NetworkManager/DHCP6Config/1";
+    call(
+        "/org/freedesktop/NetworkManager",
+        &format!(
+            "org.freedesktop.DBus.Mock AddObject 'ssa{{sv}}a(ssss)' {config} \
+             org.freedesktop.NetworkManager.DHCP6Config 1 Options 'a{{sv}}' 6 \
+             dhcp6_client_id s 00:03:00:01:02:fc:00:00:00:01 \
+             dhcp6_server_id s 00:01:00:01:2a:bc:de:f0:02:fc:00:00:00:05 \
+             dhcp6_name_servers s \"2001:db8::53 2001:db8::54\" \
+             dhcp6_domain_search s \"lan example.com\" \
+             ip6_address s 2001:db8::77 \
+             dhcp6_sntp_servers s \"not-an-address\" 0"
+        ),
+    );
+    let device = "/org/freedesktop/NetworkManager/Devices/wlan0dev";
+    call(
+        device,
+        "org.freedesktop.DBus.Mock AddProperty ssv org.freedesktop.NetworkManager.Device Dhcp6Config o /",
+    );
+    call(
+        device,
+        &format!(
+            "org.freedesktop.DBus.Properties Set ssv org.freedesktop.NetworkManager.Device Dhcp6Config o {config}"
+        ),
+    );
+    until(&changed, "the DHCPv6 lease", || {
+        !network.dhcpv6_leases().is_empty()
+    });
+    assert_eq!(
+        network.dhcpv6_leases(),
+        [dm_platform::Dhcp6Lease {
+            interface: "wlan0".into(),
+            client_id: vec![0, 3, 0, 1, 2, 0xfc, 0, 0, 0, 1],
+            server_id: vec![0, 1, 0, 1, 0x2a, 0xbc, 0xde, 0xf0, 2, 0xfc, 0, 0, 0, 5],
+            dns_servers: vec![
+                "2001:db8::53".parse().unwrap(),
+                "2001:db8::54".parse().unwrap()
+            ],
+            domain_search: vec!["lan".into(), "example.com".into()],
+            // Garbage is no server.
+            sntp_servers: Vec::new(),
+        }]
+    );
+}
+
 /// Bearer Selection (/13) on NetworkManager: the platform activates an
 /// available device of the kind asked for (ActivateConnection with "/",
 /// NetworkManager's best connection for it); a kind with no device is
