@@ -5,6 +5,12 @@
 //! tree of the default platform on this machine) → 204, with its
 //! parameter count. `cargo bench -p dmagent --bench cwmp_session`.
 //!
+//! Run as root where NetworkManager and oFono are installed
+//! (`scripts/install-deps.sh`), it measures the bare session and the GPV
+//! of `Device.` again inside the real-daemon stack's network namespace
+//! (`tests/peers/dbus-stack.sh`), on its system bus: the agent's whole
+//! tree with NetworkManager and oFono behind it, as a gateway has them.
+//!
 //! The agent binary runs as a child: it starts, holds its boot session
 //! with dm_tests' ACS, and is stopped with SIGTERM once it logs the
 //! session's end. Its CPU time (user + system) and peak RSS come from
@@ -40,11 +46,20 @@ fn parameter_names(config: &std::path::Path, state: &std::path::Path) -> Vec<Str
         .collect()
 }
 
+/// Where the agent runs.
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    /// This host, with no system bus: the kernel's network.
+    Host,
+    /// The real-daemon stack's namespace, on its system bus.
+    Stack { netns: &'a str, bus: &'a str },
+}
+
 /// One agent run: (CPU µs, peak RSS KiB, response bytes seen, parameters
 /// in it).
 // The child is reaped by wait4 below (std's wait reports no rusage).
 #[allow(clippy::zombie_processes)]
-fn run(names: Option<&[String]>) -> (u64, u64, usize, usize) {
+fn run(names: Option<&[String]>, place: Place<'_>) -> (u64, u64, usize, usize) {
     let request = names.map(|names| {
         let list: String = names
             .iter()
@@ -58,13 +73,21 @@ fn run(names: Option<&[String]>) -> (u64, u64, usize, usize) {
         )
     });
     let mut asked = false;
-    let acs = MiniAcs::start(Box::new(move |body| {
+    let script = Box::new(move |body: &str| {
         if body.is_empty() && !asked {
             asked = true;
             return request.clone();
         }
         None
-    }));
+    });
+    // In the namespace, the ACS's listening thread is started from a
+    // thread that entered it.
+    let acs = match place {
+        Place::Host => MiniAcs::start(script),
+        Place::Stack { netns, .. } => {
+            dm_tests::netns::run_in(netns, move || MiniAcs::start(script))
+        }
+    };
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("dmagent.toml");
     let cr_port = dm_tests::files::free_tcp_port();
@@ -78,13 +101,29 @@ fn run(names: Option<&[String]>) -> (u64, u64, usize, usize) {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dmagent"))
+    // `ip netns exec` execs the agent: the pid waited for is the agent's.
+    let mut command = match place {
+        Place::Host => {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_dmagent"));
+            c.env("DMAGENT_BUS", "session")
+                .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent");
+            c
+        }
+        Place::Stack { netns, bus } => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", netns])
+                .arg(env!("CARGO_BIN_EXE_dmagent"))
+                .env("DMAGENT_BUS", "system")
+                .env("DBUS_SYSTEM_BUS_ADDRESS", bus);
+            c
+        }
+    };
+    let mut child = command
         .args(["--config", config.to_str().unwrap(), "--state-dir"])
         .arg(dir.path().join("state"))
         .arg("run")
         .env_remove("DMAGENT_CONFIG")
-        .env("DMAGENT_BUS", "session")
-        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+        .env_remove("DMAGENT_PLATFORM")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -153,14 +192,14 @@ fn main() {
     let mut tree_bytes = 0;
     let mut tree_count = 0;
     for _ in 0..RUNS {
-        let (cpu, rss, _, _) = run(None);
+        let (cpu, rss, _, _) = run(None, Place::Host);
         base.0.push(cpu);
         base.1.push(rss);
-        let (cpu, rss, response, _) = run(Some(&names));
+        let (cpu, rss, response, _) = run(Some(&names), Place::Host);
         gpv.0.push(cpu);
         gpv.1.push(rss);
         bytes = response;
-        let (cpu, rss, response, count) = run(Some(&whole));
+        let (cpu, rss, response, count) = run(Some(&whole), Place::Host);
         tree.0.push(cpu);
         tree.1.push(rss);
         tree_bytes = response;
@@ -188,6 +227,72 @@ fn main() {
         gpv_cpu.saturating_sub(base_cpu) as f64 / 1e3,
         gpv_rss.saturating_sub(base_rss),
         gpv_cpu as f64 / base_cpu.max(1) as f64
+    );
+    println!(
+        "  Inform → GPV of Device. ({tree_count} parameters, {tree_bytes} B) → 204: CPU {:7.1} ms   peak RSS {:6} KiB   ({:.2}× the bare session)",
+        tree_cpu as f64 / 1e3,
+        tree_rss,
+        tree_cpu as f64 / base_cpu.max(1) as f64
+    );
+    in_the_stack(&whole);
+}
+
+/// The bare session and the GPV of `Device.` in the real-daemon stack's
+/// namespace, when this machine can run it.
+fn in_the_stack(whole: &[String]) {
+    let missing = ["NetworkManager", "ofonod", "dbus-daemon"]
+        .into_iter()
+        .find(|p| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {p} || test -x /usr/sbin/{p}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if !root || missing.is_some() {
+        println!(
+            "  (the namespace stack needs root and {}: not measured)",
+            missing.unwrap_or("root")
+        );
+        return;
+    }
+    let mut stack = dm_tests::dbus_stack::Stack::start();
+    // A default route, as a gateway's uplink has it.
+    for command in [
+        "nm connection modify wired ipv4.gateway 198.51.100.254",
+        "nm connection up wired",
+    ] {
+        assert_eq!(stack.command(command), "ok", "{command}");
+    }
+    let place = Place::Stack {
+        netns: &stack.netns.clone(),
+        bus: &stack.bus.clone(),
+    };
+    let (mut base, mut tree) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
+    let (mut tree_bytes, mut tree_count) = (0, 0);
+    for _ in 0..RUNS {
+        let (cpu, rss, _, _) = run(None, place);
+        base.0.push(cpu);
+        base.1.push(rss);
+        let (cpu, rss, response, count) = run(Some(whole), place);
+        tree.0.push(cpu);
+        tree.1.push(rss);
+        tree_bytes = response;
+        tree_count = count;
+    }
+    let (base_cpu, base_rss) = (median(base.0), median(base.1));
+    let (tree_cpu, tree_rss) = (median(tree.0), median(tree.1));
+    println!(
+        "In the namespace stack (NetworkManager and oFono on its system bus; median of {RUNS} runs):"
+    );
+    println!(
+        "  Inform → 204:                           CPU {:7.1} ms   peak RSS {:6} KiB",
+        base_cpu as f64 / 1e3,
+        base_rss
     );
     println!(
         "  Inform → GPV of Device. ({tree_count} parameters, {tree_bytes} B) → 204: CPU {:7.1} ms   peak RSS {:6} KiB   ({:.2}× the bare session)",
