@@ -952,6 +952,24 @@ pub mod wlan {
     pub const MAC_ADDRESS: ResourceId = ResourceId(1002);
     /// ModeEnabled
     pub const MODE_ENABLED: ResourceId = ResourceId(1003);
+    /// BytesSent
+    pub const SSID_STATS_BYTES_SENT: ResourceId = ResourceId(1004);
+    /// BytesReceived
+    pub const SSID_STATS_BYTES_RECEIVED: ResourceId = ResourceId(1005);
+    /// PacketsSent
+    pub const SSID_STATS_PACKETS_SENT: ResourceId = ResourceId(1006);
+    /// PacketsReceived
+    pub const SSID_STATS_PACKETS_RECEIVED: ResourceId = ResourceId(1007);
+    /// ErrorsSent
+    pub const SSID_STATS_ERRORS_SENT: ResourceId = ResourceId(1008);
+    /// ErrorsReceived
+    pub const SSID_STATS_ERRORS_RECEIVED: ResourceId = ResourceId(1009);
+    /// DiscardPacketsSent
+    pub const SSID_STATS_DISCARD_PACKETS_SENT: ResourceId = ResourceId(1010);
+    /// DiscardPacketsReceived
+    pub const SSID_STATS_DISCARD_PACKETS_RECEIVED: ResourceId = ResourceId(1011);
+    /// MulticastPacketsReceived
+    pub const SSID_STATS_MULTICAST_PACKETS_RECEIVED: ResourceId = ResourceId(1012);
 
     pub static SCHEMA: ObjectSchema = ObjectSchema {
         id: ID,
@@ -1013,6 +1031,15 @@ pub mod wlan {
             ResourceSchema { id: SSID_BSSID, name: "BSSID", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 17 } },
             ResourceSchema { id: MAC_ADDRESS, name: "MACAddress", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 17 } },
             ResourceSchema { id: MODE_ENABLED, name: "ModeEnabled", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: SSID_STATS_BYTES_SENT, name: "BytesSent", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: SSID_STATS_BYTES_RECEIVED, name: "BytesReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: SSID_STATS_PACKETS_SENT, name: "PacketsSent", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: SSID_STATS_PACKETS_RECEIVED, name: "PacketsReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: SSID_STATS_ERRORS_SENT, name: "ErrorsSent", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: SSID_STATS_ERRORS_RECEIVED, name: "ErrorsReceived", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: SSID_STATS_DISCARD_PACKETS_SENT, name: "DiscardPacketsSent", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: SSID_STATS_DISCARD_PACKETS_RECEIVED, name: "DiscardPacketsReceived", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: SSID_STATS_MULTICAST_PACKETS_RECEIVED, name: "MulticastPacketsReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
         ],
     };
 }
@@ -2801,6 +2828,94 @@ pub mod dhcpv6_client {
     };
 }
 
+/// Radio (object 50032, version 2.17).
+pub mod wifi_radio {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50032);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(0);
+    /// Status
+    pub const STATUS: ResourceId = ResourceId(1);
+    /// Name
+    pub const NAME: ResourceId = ResourceId(2);
+    /// Upstream
+    pub const UPSTREAM: ResourceId = ResourceId(3);
+    /// SupportedFrequencyBands
+    pub const SUPPORTED_FREQUENCY_BANDS: ResourceId = ResourceId(4);
+    /// OperatingFrequencyBand
+    pub const OPERATING_FREQUENCY_BAND: ResourceId = ResourceId(5);
+    /// Channel
+    pub const CHANNEL: ResourceId = ResourceId(6);
+    /// Stats.BytesSent
+    pub const STATS_BYTES_SENT: ResourceId = ResourceId(7);
+    /// Stats.BytesReceived
+    pub const STATS_BYTES_RECEIVED: ResourceId = ResourceId(8);
+    /// Stats.PacketsSent
+    pub const STATS_PACKETS_SENT: ResourceId = ResourceId(9);
+    /// Stats.PacketsReceived
+    pub const STATS_PACKETS_RECEIVED: ResourceId = ResourceId(10);
+    /// Stats.ErrorsSent
+    pub const STATS_ERRORS_SENT: ResourceId = ResourceId(11);
+    /// Stats.ErrorsReceived
+    pub const STATS_ERRORS_RECEIVED: ResourceId = ResourceId(12);
+    /// Stats.DiscardPacketsSent
+    pub const STATS_DISCARD_PACKETS_SENT: ResourceId = ResourceId(13);
+    /// Stats.DiscardPacketsReceived
+    pub const STATS_DISCARD_PACKETS_RECEIVED: ResourceId = ResourceId(14);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "Radio",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Up", "Down", "Unknown", "Dormant", "NotPresent", "LowerLayerDown", "Error"]) },
+            ResourceSchema { id: NAME, name: "Name", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
+            ResourceSchema { id: UPSTREAM, name: "Upstream", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: SUPPORTED_FREQUENCY_BANDS, name: "SupportedFrequencyBands", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: OPERATING_FREQUENCY_BAND, name: "OperatingFrequencyBand", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: CHANNEL, name: "Channel", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 255 } },
+            ResourceSchema { id: STATS_BYTES_SENT, name: "Stats.BytesSent", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_BYTES_RECEIVED, name: "Stats.BytesReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_PACKETS_SENT, name: "Stats.PacketsSent", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_PACKETS_RECEIVED, name: "Stats.PacketsReceived", value_type: ValueType::UnsignedLong, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_ERRORS_SENT, name: "Stats.ErrorsSent", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_ERRORS_RECEIVED, name: "Stats.ErrorsReceived", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_DISCARD_PACKETS_SENT, name: "Stats.DiscardPacketsSent", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATS_DISCARD_PACKETS_RECEIVED, name: "Stats.DiscardPacketsReceived", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+        ],
+    };
+}
+
+/// EndPoint (object 50033, version 2.17).
+pub mod wifi_endpoint {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50033);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(0);
+    /// Status
+    pub const STATUS: ResourceId = ResourceId(1);
+    /// Stats.LastDataUplinkRate
+    pub const STATS_LAST_DATA_UPLINK_RATE: ResourceId = ResourceId(2);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "EndPoint",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Disabled", "Enabled", "Error_Misconfigured", "Error"]) },
+            ResourceSchema { id: STATS_LAST_DATA_UPLINK_RATE, name: "Stats.LastDataUplinkRate", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1000, max: 600000 } },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -2849,4 +2964,6 @@ pub static ALL: &[&ObjectSchema] = &[
     &usp_request::SCHEMA,
     &ethernet_link::SCHEMA,
     &dhcpv6_client::SCHEMA,
+    &wifi_radio::SCHEMA,
+    &wifi_endpoint::SCHEMA,
 ];

@@ -115,6 +115,19 @@ pub trait ObjectHandler: Send + Sync {
         )))
     }
 
+    /// [`ObjectHandler::read`] for a handler whose live value depends on
+    /// the instance's stored resources (a Wi-Fi profile's counters are its
+    /// interface's while it is active); by default, `read`.
+    fn read_in(
+        &self,
+        origin: Origin,
+        instance: InstanceId,
+        _state: &Instance,
+        resource: ResourceId,
+    ) -> Result<ResourceValue, Error> {
+        self.read(origin, instance, resource)
+    }
+
     /// The schema this handler serves.
     fn schema(&self) -> &'static ObjectSchema;
 
@@ -553,7 +566,10 @@ impl Tree {
         let path = Path::resource(entry.schema.id, instance, resource);
         match self.fetched.get(&(origin, path)) {
             Some(fetched) => fetched.clone(),
-            None => entry.handler.read(origin, instance, resource),
+            None => match entry.instances.get(&instance) {
+                Some(state) => entry.handler.read_in(origin, instance, state, resource),
+                None => entry.handler.read(origin, instance, resource),
+            },
         }
     }
 

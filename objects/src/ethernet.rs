@@ -120,11 +120,11 @@ const LINK_COUNTERS: [ResourceId; 9] = [
 ];
 
 /// The counter a Stats parameter is (its position in `columns`, the
-/// table's nine Stats resources in `LinkCounter::ALL`'s order), read now.
+/// table's Stats resources in `LinkCounter::ALL`'s order, a prefix of it), read now.
 pub(crate) fn read_counter(
     network: &dyn Network,
     name: &str,
-    columns: &[ResourceId; 9],
+    columns: &[ResourceId],
     resource: ResourceId,
 ) -> Option<Result<Value, Error>> {
     let counter = dm_platform::LinkCounter::ALL[columns.iter().position(|r| *r == resource)?];

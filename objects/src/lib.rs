@@ -36,6 +36,7 @@ mod temperature;
 mod time;
 pub mod udp_echo;
 pub mod vendor_config_file;
+mod wifi_radio;
 mod wlan;
 
 use std::sync::Arc;
@@ -89,6 +90,7 @@ pub fn register(tree: &mut Tree, platform: &Platform) -> Result<(), Error> {
     system_log::register(tree, platform)?;
     ethernet::register(tree, Arc::clone(&platform.network))?;
     ip_interface::register(tree, Arc::clone(&platform.network))?;
+    wifi_radio::register(tree, Arc::clone(&platform.network))?;
     dhcp::register(
         tree,
         Arc::clone(&platform.network),
@@ -218,6 +220,7 @@ pub fn sync_platform(tree: &mut Tree, platform: &Platform) -> Synced {
     ethernet::sync(tree, network, &interfaces, &mut synced.warnings);
     ip_interface::sync(tree, network, &interfaces, &mut synced.warnings);
     dhcp::sync(tree, network, &interfaces, &mut synced.warnings);
+    wifi_radio::sync(tree, network, &interfaces, &mut synced.warnings);
     temperature::sync(tree, platform.host.as_ref(), &mut synced.warnings);
     location::sync(tree, network, platform.host.now(), &mut synced.warnings);
     synced

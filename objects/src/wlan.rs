@@ -16,6 +16,19 @@ use dm_platform::{Network, WifiSecurity, WifiSettings};
 
 use crate::{layout, stage_fact, stored};
 
+/// TR-181 SSID.{i}.Stats, in `LinkCounter::ALL`'s order.
+const STATS: [dm_core::ResourceId; 9] = [
+    SSID_STATS_BYTES_SENT,
+    SSID_STATS_BYTES_RECEIVED,
+    SSID_STATS_PACKETS_SENT,
+    SSID_STATS_PACKETS_RECEIVED,
+    SSID_STATS_ERRORS_SENT,
+    SSID_STATS_ERRORS_RECEIVED,
+    SSID_STATS_DISCARD_PACKETS_SENT,
+    SSID_STATS_DISCARD_PACKETS_RECEIVED,
+    SSID_STATS_MULTICAST_PACKETS_RECEIVED,
+];
+
 /// /12/x/15 Authentication Mode values (LwM2M object 12 definition).
 const AUTH_NONE: i64 = 0;
 const AUTH_PSK: i64 = 1;
@@ -79,8 +92,33 @@ impl ObjectHandler for Wlan {
         &wlan::SCHEMA
     }
 
+    /// SSID.{i}.Stats: the SSID's traffic is its interface's while the
+    /// profile is active (SSID Status Up), read now; none (0) while it is
+    /// not, as TR-181's counters start again when an interface comes up.
+    fn read_in(
+        &self,
+        _origin: Origin,
+        instance: InstanceId,
+        state: &Instance,
+        resource: dm_core::ResourceId,
+    ) -> Result<dm_core::ResourceValue, Error> {
+        let path = Path::resource(ID, instance, resource);
+        if !STATS.contains(&resource) {
+            return Err(Error::NotReadable(path));
+        }
+        let active = matches!(state.value(SSID_STATUS), Some(Value::String(s)) if s == "Up");
+        match state.value(INTERFACE_NAME) {
+            Some(Value::String(name)) if active => {
+                crate::ethernet::read_counter(self.network.as_ref(), name, &STATS, resource)
+                    .ok_or(Error::NotReadable(path))?
+                    .map(dm_core::ResourceValue::Single)
+            }
+            _ => Ok(dm_core::ResourceValue::Single(Value::Unsigned(0))),
+        }
+    }
+
     fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
-        Ok(layout(
+        let instance = layout(
             &SCHEMA,
             &[
                 BROADCAST_SSID,
@@ -95,7 +133,10 @@ impl ObjectHandler for Wlan {
         .with(INTERFACE_NAME, stored(Value::String("wlan0".into())))
         .with(SSID_STATUS, stored(Value::String("Down".into())))
         .with(MODE_ENABLED, stored(Value::String("None".into())))
-        .with(MODE, stored(Value::Integer(MODE_CLIENT))))
+        .with(MODE, stored(Value::Integer(MODE_CLIENT)));
+        Ok(STATS
+            .iter()
+            .fold(instance, |i, r| i.with(*r, dm_core::Slot::Live)))
     }
 
     fn validate(

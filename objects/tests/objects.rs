@@ -326,6 +326,119 @@ fn wifi_profiles_become_wlan_instances() {
     assert!(matches!(err.faults[..], [Error::Rejected { .. }]), "{err}");
 }
 
+/// The radios NetworkManager knows: a Radio row per wireless device, by
+/// interface index, an EndPoint for a station; the SSID's counters are
+/// its interface's while its profile is active, 0 while it is not.
+#[test]
+fn wifi_radios_end_points_and_ssid_counters() {
+    use dm_core::catalog::{wifi_endpoint as endpoint, wifi_radio as radio};
+    use dm_platform::{IpInterface, WifiRadio};
+    let mut f = fixture();
+    f.network.set_ip_interfaces(vec![IpInterface {
+        index: 3,
+        name: "wlan0".into(),
+        enabled: true,
+        operstate: "up".into(),
+        ..IpInterface::default()
+    }]);
+    let station = WifiRadio {
+        interface: "wlan0".into(),
+        enabled: true,
+        up: true,
+        station: true,
+        bands: vec!["2.4GHz", "5GHz"],
+        bitrate: 54_000,
+        frequency: Some(5180),
+    };
+    f.network.set_wifi_radios(vec![
+        station.clone(),
+        // No such interface: no row.
+        WifiRadio {
+            interface: "gone0".into(),
+            ..WifiRadio::default()
+        },
+    ]);
+    let profile = WifiProfile {
+        id: "uuid-1".into(),
+        interface: "wlan0".into(),
+        ssid: "home".into(),
+        enabled: true,
+        active: true,
+        channel: 0,
+        access_point: false,
+        security: WifiSecurity::Open,
+        bssid: None,
+    };
+    f.network.set_wifi_profiles(vec![profile.clone()]);
+    let warnings = dm_objects::sync_platform(&mut f.tree, &f.platform).warnings;
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let r = |res| Path::resource(radio::ID, InstanceId(3), res);
+    assert_eq!(f.tree.instances(radio::ID).unwrap(), [InstanceId(3)]);
+    assert_eq!(value(&f.tree, r(radio::CHANNEL)), Value::Unsigned(36));
+    assert_eq!(
+        value(&f.tree, r(radio::OPERATING_FREQUENCY_BAND)),
+        Value::String("5GHz".into())
+    );
+    assert_eq!(
+        value(&f.tree, r(radio::SUPPORTED_FREQUENCY_BANDS)),
+        Value::String("2.4GHz,5GHz".into())
+    );
+    assert_eq!(value(&f.tree, r(radio::UPSTREAM)), Value::Boolean(true));
+    assert_eq!(value(&f.tree, r(radio::STATUS)), Value::String("Up".into()));
+    let first = value(&f.tree, r(radio::STATS_BYTES_SENT));
+    assert!(value(&f.tree, r(radio::STATS_BYTES_SENT)) != first);
+    let e = |res| Path::resource(endpoint::ID, InstanceId(3), res);
+    assert_eq!(f.tree.instances(endpoint::ID).unwrap(), [InstanceId(3)]);
+    assert_eq!(
+        value(&f.tree, e(endpoint::STATS_LAST_DATA_UPLINK_RATE)),
+        Value::Unsigned(54_000)
+    );
+    // The SSID's traffic, while active.
+    let w = |res| Path::resource(wlan::ID, InstanceId(1), res);
+    let sent = value(&f.tree, w(wlan::SSID_STATS_BYTES_SENT));
+    assert!(matches!(sent, Value::Unsigned(n) if n > 0), "{sent:?}");
+    assert!(value(&f.tree, w(wlan::SSID_STATS_BYTES_SENT)) != sent);
+
+    // Disconnected: the radio waits (Dormant), the channel and the last
+    // rate stay what they were, the SSID counts nothing.
+    f.network.set_wifi_radios(vec![WifiRadio {
+        up: false,
+        bitrate: 0,
+        frequency: None,
+        ..station.clone()
+    }]);
+    f.network.set_wifi_profiles(vec![WifiProfile {
+        active: false,
+        ..profile
+    }]);
+    let warnings = dm_objects::sync_platform(&mut f.tree, &f.platform).warnings;
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        value(&f.tree, r(radio::STATUS)),
+        Value::String("Dormant".into())
+    );
+    assert_eq!(value(&f.tree, r(radio::CHANNEL)), Value::Unsigned(36));
+    assert_eq!(
+        value(&f.tree, e(endpoint::STATS_LAST_DATA_UPLINK_RATE)),
+        Value::Unsigned(54_000)
+    );
+    assert_eq!(
+        value(&f.tree, w(wlan::SSID_STATS_BYTES_SENT)),
+        Value::Unsigned(0)
+    );
+    // An access point has no end point; a radio gone, no row.
+    f.network.set_wifi_radios(vec![WifiRadio {
+        station: false,
+        ..station
+    }]);
+    let _ = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    assert!(f.tree.instances(endpoint::ID).unwrap().is_empty());
+    assert_eq!(value(&f.tree, r(radio::UPSTREAM)), Value::Boolean(false));
+    f.network.set_wifi_radios(Vec::new());
+    let _ = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    assert!(f.tree.instances(radio::ID).unwrap().is_empty());
+}
+
 #[test]
 fn a_refresh_waits_for_a_wifi_write_being_made_on_the_host() {
     let mut f = fixture();

@@ -50,6 +50,10 @@ impl Network for AutoNetwork {
         self.dbus.wifi_profiles()
     }
 
+    fn wifi_radios(&self) -> Vec<crate::WifiRadio> {
+        self.dbus.wifi_radios()
+    }
+
     fn apn_contexts(&self) -> Vec<ApnContext> {
         self.dbus.apn_contexts()
     }

@@ -482,6 +482,29 @@ pub struct WifiProfile {
     pub bssid: Option<String>,
 }
 
+/// A Wi-Fi radio as NetworkManager knows it (a wireless device), with the
+/// access point it is associated with (a station) or serves (NM's
+/// hotspot).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WifiRadio {
+    pub interface: String,
+    /// Usable: NetworkManager manages it and radio is on (device state
+    /// disconnected or above).
+    pub enabled: bool,
+    /// Connected (the device is activated).
+    pub up: bool,
+    /// A station (NM80211Mode infrastructure), not an access point.
+    pub station: bool,
+    /// The bands the hardware supports, TR-181's names ("2.4GHz",
+    /// "5GHz"); empty where the driver does not say.
+    pub bands: Vec<&'static str>,
+    /// The bit rate in use, kbit/s (NetworkManager's Bitrate: the last
+    /// transmit rate; 0 when not associated).
+    pub bitrate: u32,
+    /// The frequency of the access point associated with or served, MHz.
+    pub frequency: Option<u32>,
+}
+
 /// What a client sets on a Wi-Fi profile.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WifiSettings {
@@ -569,6 +592,10 @@ pub trait Network: Send + Sync {
     fn state(&self) -> NetworkState;
     fn radio(&self) -> RadioState;
     fn wifi_profiles(&self) -> Vec<WifiProfile>;
+    /// The Wi-Fi radios (none where unknown).
+    fn wifi_radios(&self) -> Vec<WifiRadio> {
+        Vec::new()
+    }
     fn apn_contexts(&self) -> Vec<ApnContext>;
 
     /// Runs `callback` after every change of what the reads return.

@@ -18,6 +18,7 @@ struct State {
     network: NetworkState,
     radio: RadioState,
     wifi: Vec<WifiProfile>,
+    radios: Vec<crate::WifiRadio>,
     apn: Vec<ApnContext>,
     links: Vec<crate::Link>,
     interfaces: Vec<crate::IpInterface>,
@@ -144,6 +145,11 @@ impl MemoryNetwork {
     pub fn set_radio(&self, radio: RadioState) {
         lock(&self.state).radio = radio;
         self.changed();
+    }
+
+    /// The Wi-Fi radios (none by default).
+    pub fn set_wifi_radios(&self, radios: Vec<crate::WifiRadio>) {
+        lock(&self.state).radios = radios;
     }
 
     pub fn set_wifi_profiles(&self, profiles: Vec<WifiProfile>) {
@@ -330,6 +336,10 @@ impl Network for MemoryNetwork {
 
     fn wifi_profiles(&self) -> Vec<WifiProfile> {
         lock(&self.state).wifi.clone()
+    }
+
+    fn wifi_radios(&self) -> Vec<crate::WifiRadio> {
+        lock(&self.state).radios.clone()
     }
 
     fn apn_contexts(&self) -> Vec<ApnContext> {

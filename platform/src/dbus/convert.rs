@@ -229,12 +229,58 @@ pub(super) fn lease6(interface: &str, options: &Dict) -> crate::Dhcp6Lease {
 }
 
 /// What NetworkManager reports: the network state, Wi-Fi profiles and
-/// DHCP leases.
+/// radios, DHCP leases.
+#[derive(Default)]
 pub struct NetworkManagerView {
     pub network: NetworkState,
     pub wifi: Vec<WifiProfile>,
     pub leases: Vec<crate::DhcpLease>,
     pub leases6: Vec<crate::Dhcp6Lease>,
+    pub radios: Vec<crate::WifiRadio>,
+}
+
+/// NMDeviceWifiCapabilities: the frequency flags are valid, 2.4 GHz, 5 GHz.
+const WIFI_FREQ_VALID: u32 = 0x100;
+const WIFI_FREQ_2GHZ: u32 = 0x200;
+const WIFI_FREQ_5GHZ: u32 = 0x400;
+/// NM80211Mode: infrastructure (a station).
+const WIFI_MODE_INFRA: u32 = 2;
+
+/// A wireless device's radio, from its Device.Wireless properties and its
+/// active access point's.
+async fn read_radio(
+    connection: &Connection,
+    object: &str,
+    device: &Device,
+) -> Option<crate::WifiRadio> {
+    let props = get_all(connection, nm::SERVICE, object, nm::WIRELESS)
+        .await
+        .ok()?;
+    let capabilities = number::<u32>(&props, "WirelessCapabilities").unwrap_or(0);
+    let mut bands = Vec::new();
+    if capabilities & WIFI_FREQ_VALID != 0 {
+        if capabilities & WIFI_FREQ_2GHZ != 0 {
+            bands.push("2.4GHz");
+        }
+        if capabilities & WIFI_FREQ_5GHZ != 0 {
+            bands.push("5GHz");
+        }
+    }
+    let mut frequency = None;
+    if let Some(ap) = path(&props, "ActiveAccessPoint")
+        && let Ok(ap) = get_all(connection, nm::SERVICE, &ap, nm::ACCESS_POINT).await
+    {
+        frequency = number::<u32>(&ap, "Frequency").filter(|f| *f > 0);
+    }
+    Some(crate::WifiRadio {
+        interface: device.interface.clone(),
+        enabled: device.state >= DEVICE_AVAILABLE,
+        up: device.state == DEVICE_ACTIVATED,
+        station: number::<u32>(&props, "Mode") == Some(WIFI_MODE_INFRA),
+        bands,
+        bitrate: number::<u32>(&props, "Bitrate").unwrap_or(0),
+        frequency,
+    })
 }
 
 /// Devices, addresses, Wi-Fi profiles and leases.
@@ -297,6 +343,14 @@ pub async fn read_network_manager(
             leases.push(lease(&device.interface, &options));
         }
     }
+    let mut radios = Vec::new();
+    for (object, device) in &ordered {
+        if device.kind == Some(BearerKind::Wlan)
+            && let Some(radio) = read_radio(connection, object, device).await
+        {
+            radios.push(radio);
+        }
+    }
     let mut leases6 = Vec::new();
     for (_, device) in &ordered {
         if let Some(config) = &device.dhcp6
@@ -348,6 +402,7 @@ pub async fn read_network_manager(
         wifi,
         leases,
         leases6,
+        radios,
     })
 }
 

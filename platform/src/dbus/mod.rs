@@ -80,6 +80,7 @@ struct Snapshot {
     time: Option<TimeSync>,
     leases: Vec<crate::DhcpLease>,
     leases6: Vec<crate::Dhcp6Lease>,
+    radios: Vec<crate::WifiRadio>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -327,6 +328,10 @@ impl Network for DbusNetwork {
         self.snapshot().wifi.clone()
     }
 
+    fn wifi_radios(&self) -> Vec<crate::WifiRadio> {
+        self.snapshot().radios.clone()
+    }
+
     fn apn_contexts(&self) -> Vec<ApnContext> {
         self.snapshot().apn.clone()
     }
@@ -553,20 +558,21 @@ async fn refresh(connection: &Connection, shared: &Shared) {
     let previous = lock(&shared.snapshot).clone();
     let bounded = |e| PlatformError::Failed(format!("no answer in {READ_TIMEOUT:?} ({e})"));
     let read = tokio::time::timeout(READ_TIMEOUT, convert::read_network_manager(connection));
-    let (network, wifi, leases, leases6) = match read.await.map_err(bounded).and_then(|r| r) {
-        Ok(read) => (read.network, read.wifi, read.leases, read.leases6),
+    let view = match read.await.map_err(bounded).and_then(|r| r) {
+        Ok(read) => read,
         Err(PlatformError::Unavailable(e)) => {
             debug!("NetworkManager: {e}");
-            (NetworkState::default(), Vec::new(), Vec::new(), Vec::new())
+            convert::NetworkManagerView::default()
         }
         Err(e) => {
             warn!("NetworkManager read incomplete, keeping the last view: {e}");
-            (
-                previous.network.clone(),
-                previous.wifi.clone(),
-                previous.leases.clone(),
-                previous.leases6.clone(),
-            )
+            convert::NetworkManagerView {
+                network: previous.network.clone(),
+                wifi: previous.wifi.clone(),
+                leases: previous.leases.clone(),
+                leases6: previous.leases6.clone(),
+                radios: previous.radios.clone(),
+            }
         }
     };
     // oFono's modem, else ModemManager's: a device runs one of them.
@@ -615,7 +621,13 @@ async fn refresh(connection: &Connection, shared: &Shared) {
             previous.time.clone()
         }
     };
-    let mut network = network;
+    let convert::NetworkManagerView {
+        mut network,
+        wifi,
+        leases,
+        leases6,
+        radios,
+    } = view;
     convert::add_cellular_bearer(&mut network, &radio);
     let fresh = Snapshot {
         network,
@@ -626,6 +638,7 @@ async fn refresh(connection: &Connection, shared: &Shared) {
         time,
         leases,
         leases6,
+        radios,
     };
     let changed = {
         let mut snapshot = lock(&shared.snapshot);

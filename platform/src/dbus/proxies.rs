@@ -38,6 +38,8 @@ pub mod nm {
     pub const IP6: &str = "org.freedesktop.NetworkManager.IP6Config";
     pub const DHCP4: &str = "org.freedesktop.NetworkManager.DHCP4Config";
     pub const DHCP6: &str = "org.freedesktop.NetworkManager.DHCP6Config";
+    pub const WIRELESS: &str = "org.freedesktop.NetworkManager.Device.Wireless";
+    pub const ACCESS_POINT: &str = "org.freedesktop.NetworkManager.AccessPoint";
 
     #[zbus::proxy(
         interface = "org.freedesktop.NetworkManager",

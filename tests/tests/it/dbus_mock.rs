@@ -234,6 +234,70 @@ fn a_dhcpv6_lease_is_read_from_dhcp6config() {
     );
 }
 
+/// WiFi.Radio's facts: a wireless device's capabilities, mode and bit
+/// rate, and the frequency of its active access point.
+#[test]
+fn a_wifi_radio_is_read_from_the_wireless_device() {
+    let mut stack = Stack::mock();
+    let network = DbusNetwork::start(Some(stack.bus.clone())).unwrap();
+    let (tx, changed) = mpsc::channel();
+    network.on_change(Arc::new(move || {
+        let _ = tx.send(());
+    }));
+    assert_eq!(stack.command("start networkmanager"), "ok");
+    let mut call = |path: &str, rest: &str| {
+        let answer = stack.command(&format!("call {NM} {path} {rest}"));
+        assert!(answer.starts_with("ok"), "{rest}: {answer}");
+        answer
+    };
+    let device = "/org/freedesktop/NetworkManager/Devices/wlan0dev";
+    // Activated (100), in infrastructure mode (the template's 2).
+    call(
+        "/org/freedesktop/NetworkManager",
+        "org.freedesktop.DBus.Mock AddWiFiDevice ssu wlan0dev wlan0 100",
+    );
+    until(&changed, "the radio", || !network.wifi_radios().is_empty());
+    // The template's capabilities (255) have no valid frequency flags, and
+    // there is no access point yet: no bands, no frequency.
+    let radio = &network.wifi_radios()[0];
+    assert_eq!(radio.interface, "wlan0");
+    assert!(radio.enabled && radio.up && radio.station, "{radio:?}");
+    assert!(
+        radio.bands.is_empty() && radio.frequency.is_none(),
+        "{radio:?}"
+    );
+    assert_eq!(radio.bitrate, 5400);
+    let ap = call(
+        "/org/freedesktop/NetworkManager",
+        &format!(
+            "org.freedesktop.DBus.Mock AddAccessPoint ssssuuuyu {device} ap1 home 02:fc:00:00:00:09 2 2437 54000 80 0"
+        ),
+    );
+    let ap = ap
+        .split('"')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no access point path in {ap}"))
+        .to_owned();
+    call(
+        device,
+        &format!(
+            "org.freedesktop.DBus.Mock AddProperty ssv org.freedesktop.NetworkManager.Device.Wireless ActiveAccessPoint o {ap}"
+        ),
+    );
+    // FREQ_VALID | 2 GHz | 5 GHz.
+    call(
+        device,
+        "org.freedesktop.DBus.Properties Set ssv org.freedesktop.NetworkManager.Device.Wireless WirelessCapabilities u 1792",
+    );
+    until(&changed, "the access point's frequency", || {
+        network
+            .wifi_radios()
+            .first()
+            .is_some_and(|r| r.frequency == Some(2437) && !r.bands.is_empty())
+    });
+    assert_eq!(network.wifi_radios()[0].bands, ["2.4GHz", "5GHz"]);
+}
+
 /// Bearer Selection (/13) on NetworkManager: the platform activates an
 /// available device of the kind asked for (ActivateConnection with "/",
 /// NetworkManager's best connection for it); a kind with no device is
