@@ -34,6 +34,9 @@ have turnserver || missing="$missing coturn"
 # mosquitto is the MQTT broker of the USP end-to-end tests (TR-369's
 # MQTT binding).
 have mosquitto || missing="$missing mosquitto"
+# nft: the NAT test puts a masquerade rule in a namespace of its own and
+# the agent reads the ruleset back (Device.NAT.InterfaceSetting).
+have nft || missing="$missing nftables"
 # The shell scripts are checked by a test; the unit file by systemd-analyze.
 have shellcheck || missing="$missing shellcheck"
 have systemd-analyze || missing="$missing systemd"

@@ -2916,6 +2916,32 @@ pub mod wifi_endpoint {
     };
 }
 
+/// InterfaceSetting (object 50034, version 2.17).
+pub mod nat_interface {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50034);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(0);
+    /// Status
+    pub const STATUS: ResourceId = ResourceId(1);
+    /// Interface
+    pub const INTERFACE: ResourceId = ResourceId(2);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "InterfaceSetting",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Disabled", "Enabled", "Enabled_NATForcedDisabled", "Enabled_PortMappingDisabled", "Error_Misconfigured", "Error"]) },
+            ResourceSchema { id: INTERFACE, name: "Interface", value_type: ValueType::ObjectLink, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -2966,4 +2992,5 @@ pub static ALL: &[&ObjectSchema] = &[
     &dhcpv6_client::SCHEMA,
     &wifi_radio::SCHEMA,
     &wifi_endpoint::SCHEMA,
+    &nat_interface::SCHEMA,
 ];

@@ -1,7 +1,9 @@
 //! TR-181 tables the host gives on demand:
 //! `Device.DeviceInfo.ProcessStatus.Process.{i}.` (`/proc`),
 //! `Device.DeviceInfo.Processor.{i}.` (`/proc/cpuinfo`) and
-//! `Device.Hosts.Host.{i}.` (the kernel's neighbour table). No event says
+//! `Device.Hosts.Host.{i}.` (the kernel's neighbour table) and
+//! `Device.NAT.InterfaceSetting.{i}.` (the interfaces the host's nftables
+//! rules source-NAT on). No event says
 //! when they change (a process forks, a neighbour answers), so each is
 //! read off the tree's lock when a request lists it
 //! ([`dm_core::ObjectHandler::host_rows`]) and committed as the platform's, each
@@ -10,7 +12,7 @@
 
 use std::sync::Arc;
 
-use dm_core::catalog::{lan_host, process, processor};
+use dm_core::catalog::{lan_host, nat_interface, process, processor};
 use dm_core::{Error, ObjectSchema, ResourceId, Row, Tree, Value};
 use dm_platform::{Host, Network};
 
@@ -58,12 +60,40 @@ pub fn register(
                 .collect())
         },
     ))?;
+    let neighbours = Arc::clone(&network);
     tree.register(on_demand(
         &lan_host::SCHEMA,
         "the neighbour table",
         &[lan_host::IP_ADDRESS, lan_host::PHYS_ADDRESS],
-        move || Ok(host_rows(network.as_ref())),
+        move || Ok(host_rows(neighbours.as_ref())),
+    ))?;
+    tree.register(on_demand(
+        &nat_interface::SCHEMA,
+        "the NAT rules",
+        &[nat_interface::INTERFACE],
+        move || nat_rows(network.as_ref()),
     ))
+}
+
+/// One row per interface some rule translates source addresses on, the
+/// interface named by its IP interface's row (none if the kernel has no
+/// such interface now: a rule may name one that comes later).
+fn nat_rows(network: &dyn Network) -> Result<Vec<Row>, Error> {
+    let interfaces = network.ip_interfaces();
+    Ok(network
+        .masqueraded()?
+        .into_iter()
+        .map(|name| {
+            vec![
+                (nat_interface::ENABLE, Value::Boolean(true)),
+                (nat_interface::STATUS, Value::String("Enabled".into())),
+                (
+                    nat_interface::INTERFACE,
+                    crate::ip_interface::reference(&interfaces, &name),
+                ),
+            ]
+        })
+        .collect())
 }
 
 fn process_rows(host: &dyn Host) -> Result<Vec<Row>, Error> {

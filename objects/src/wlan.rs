@@ -93,8 +93,9 @@ impl ObjectHandler for Wlan {
     }
 
     /// SSID.{i}.Stats: the SSID's traffic is its interface's while the
-    /// profile is active (SSID Status Up), read now; none (0) while it is
-    /// not, as TR-181's counters start again when an interface comes up.
+    /// profile is active (SSID Status Up) on an interface the kernel has,
+    /// read now; none (0) otherwise, as TR-181's counters start again
+    /// when an interface comes up.
     fn read_in(
         &self,
         _origin: Origin,
@@ -107,8 +108,11 @@ impl ObjectHandler for Wlan {
             return Err(Error::NotReadable(path));
         }
         let active = matches!(state.value(SSID_STATUS), Some(Value::String(s)) if s == "Up");
+        // A profile whose interface the kernel does not have (yet) carried
+        // nothing.
+        let present = |name: &str| self.network.ip_interfaces().iter().any(|i| i.name == name);
         match state.value(INTERFACE_NAME) {
-            Some(Value::String(name)) if active => {
+            Some(Value::String(name)) if active && present(name) => {
                 crate::ethernet::read_counter(self.network.as_ref(), name, &STATS, resource)
                     .ok_or(Error::NotReadable(path))?
                     .map(dm_core::ResourceValue::Single)

@@ -50,6 +50,10 @@ impl Network for AutoNetwork {
         self.dbus.wifi_profiles()
     }
 
+    fn masqueraded(&self) -> Result<Vec<String>, crate::PlatformError> {
+        self.kernel.masqueraded()
+    }
+
     fn wifi_radios(&self) -> Vec<crate::WifiRadio> {
         self.dbus.wifi_radios()
     }

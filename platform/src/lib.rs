@@ -592,6 +592,12 @@ pub trait Network: Send + Sync {
     fn state(&self) -> NetworkState;
     fn radio(&self) -> RadioState;
     fn wifi_profiles(&self) -> Vec<WifiProfile>;
+    /// The interfaces the host translates source addresses on (NAT), by
+    /// name, read now (blocking: call off the tree's lock); none where
+    /// unknown.
+    fn masqueraded(&self) -> Result<Vec<String>, PlatformError> {
+        Ok(Vec::new())
+    }
     /// The Wi-Fi radios (none where unknown).
     fn wifi_radios(&self) -> Vec<WifiRadio> {
         Vec::new()

@@ -19,6 +19,7 @@ struct State {
     radio: RadioState,
     wifi: Vec<WifiProfile>,
     radios: Vec<crate::WifiRadio>,
+    masqueraded: Vec<String>,
     apn: Vec<ApnContext>,
     links: Vec<crate::Link>,
     interfaces: Vec<crate::IpInterface>,
@@ -145,6 +146,11 @@ impl MemoryNetwork {
     pub fn set_radio(&self, radio: RadioState) {
         lock(&self.state).radio = radio;
         self.changed();
+    }
+
+    /// The interfaces NAT translates on (none by default).
+    pub fn set_masqueraded(&self, interfaces: Vec<String>) {
+        lock(&self.state).masqueraded = interfaces;
     }
 
     /// The Wi-Fi radios (none by default).
@@ -340,6 +346,10 @@ impl Network for MemoryNetwork {
 
     fn wifi_radios(&self) -> Vec<crate::WifiRadio> {
         lock(&self.state).radios.clone()
+    }
+
+    fn masqueraded(&self) -> Result<Vec<String>, PlatformError> {
+        Ok(lock(&self.state).masqueraded.clone())
     }
 
     fn apn_contexts(&self) -> Vec<ApnContext> {

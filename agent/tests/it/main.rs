@@ -16,6 +16,7 @@ mod host_services;
 mod launch;
 mod lwm2m;
 mod namespace;
+mod nat;
 mod operator;
 mod package;
 mod providers;

@@ -4,6 +4,7 @@
 //! Parsing is kept in pure functions over the files' text so that it is
 //! tested on fixtures; [`LinuxHost`] only reads the files.
 
+pub mod nat;
 pub mod network;
 pub mod nslookup;
 pub mod ping;
@@ -658,7 +659,6 @@ impl JournalLog {
         lines: usize,
         deadline: std::time::Instant,
     ) -> Result<(String, bool), PlatformError> {
-        use std::io::Read as _;
         let mut command = std::process::Command::new(&self.program);
         command.args([
             "--quiet",
@@ -670,72 +670,86 @@ impl JournalLog {
         if let Some(cursor) = after {
             command.arg(format!("--after-cursor={cursor}"));
         }
-        command
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null());
-        // ETXTBSY: the program is being replaced (a package upgrade), or
-        // another thread's fork still holds it open for writing; a moment
-        // later it runs. A few tries, within the deadline.
-        let mut tries = 0;
-        let mut child = loop {
-            match command.spawn() {
-                Err(e)
-                    if e.raw_os_error() == Some(26)
-                        && tries < 5
-                        && std::time::Instant::now() < deadline =>
-                {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                spawned => {
-                    break spawned.map_err(|e| {
-                        PlatformError::Unavailable(format!("journald (journalctl: {e})"))
-                    })?;
-                }
-            }
-        };
-        let Some(stdout) = child.stdout.take() else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(PlatformError::Failed("journalctl: no output pipe".into()));
-        };
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let reader = std::thread::Builder::new()
-            .name("journalctl".into())
-            .spawn(move || {
-                let mut out = Vec::new();
-                let read = stdout.take(JOURNAL_BYTES).read_to_end(&mut out);
-                let _ = tx.send(read.map(|_| out));
-            });
-        if let Err(e) = reader {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(PlatformError::Failed(format!("journalctl: no thread: {e}")));
-        }
-        let output = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
-        // Killed when it took too long or wrote more than we read; reaped
-        // in every case.
-        let _ = child.kill();
-        let status = child.wait();
-        let out = match output {
-            Ok(Ok(read)) => read,
-            Ok(Err(e)) => return Err(PlatformError::Failed(format!("journalctl: {e}"))),
-            Err(_) => {
-                return Err(PlatformError::Unavailable(format!(
-                    "journald (journalctl gave no answer in {} s)",
-                    JOURNAL_LIMIT.as_secs()
-                )));
-            }
-        };
-        match status {
-            Ok(status) if !status.success() && out.is_empty() => {
-                return Err(PlatformError::Failed(format!("journalctl: {status}")));
-            }
-            _ => {}
-        }
+        let out = bounded_output(&mut command, "journald", JOURNAL_BYTES, deadline)?;
         let cut = out.len() as u64 >= JOURNAL_BYTES;
         Ok((String::from_utf8_lossy(&out).into_owned(), cut))
+    }
+}
+
+/// Runs `command` (stdin and stderr closed) and returns what it wrote, at
+/// most `limit` bytes, killed at `deadline`; reaped in every case. A
+/// program that cannot start makes `service` unavailable; a failure
+/// with no output is an error.
+pub(crate) fn bounded_output(
+    command: &mut std::process::Command,
+    service: &str,
+    limit: u64,
+    deadline: std::time::Instant,
+) -> Result<Vec<u8>, PlatformError> {
+    use std::io::Read as _;
+    let program = command.get_program().to_string_lossy().into_owned();
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    // ETXTBSY: the program is being replaced (a package upgrade), or
+    // another thread's fork still holds it open for writing; a moment
+    // later it runs. A few tries, within the deadline.
+    let mut tries = 0;
+    let mut child = loop {
+        match command.spawn() {
+            Err(e)
+                if e.raw_os_error() == Some(26)
+                    && tries < 5
+                    && std::time::Instant::now() < deadline =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            spawned => {
+                break spawned.map_err(|e| {
+                    PlatformError::Unavailable(format!("{service} ({program}: {e})"))
+                })?;
+            }
+        }
+    };
+    let Some(stdout) = child.stdout.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(PlatformError::Failed(format!("{program}: no output pipe")));
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let reader = std::thread::Builder::new()
+        .name("dmagent-output".into())
+        .spawn(move || {
+            let mut out = Vec::new();
+            let read = stdout.take(limit).read_to_end(&mut out);
+            let _ = tx.send(read.map(|_| out));
+        });
+    if let Err(e) = reader {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(PlatformError::Failed(format!("{program}: no thread: {e}")));
+    }
+    let output = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
+    // Killed when it took too long or wrote more than we read; reaped
+    // in every case.
+    let _ = child.kill();
+    let status = child.wait();
+    let out = match output {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) => return Err(PlatformError::Failed(format!("{program}: {e}"))),
+        Err(_) => {
+            return Err(PlatformError::Unavailable(format!(
+                "{service} ({program} gave no answer in time)"
+            )));
+        }
+    };
+    match status {
+        Ok(status) if !status.success() && out.is_empty() => {
+            Err(PlatformError::Failed(format!("{program}: {status}")))
+        }
+        _ => Ok(out),
     }
 }
 

@@ -489,6 +489,10 @@ impl Network for LinuxNetwork {
         RadioState::default()
     }
 
+    fn masqueraded(&self) -> Result<Vec<String>, PlatformError> {
+        super::nat::masqueraded("nft")
+    }
+
     fn wifi_profiles(&self) -> Vec<WifiProfile> {
         Vec::new()
     }
