@@ -35,18 +35,16 @@ impl ObjectHandler for Connectivity {
         &connectivity::SCHEMA
     }
 
+    /// The radio's optional resources (Link Quality, Cell ID, SMNC, SMCC,
+    /// LAC) come when a modem reports them: on an Ethernet or Wi-Fi
+    /// bearer a zero there would be an invented cell.
     fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
         use connectivity::*;
         Ok(layout(
             &SCHEMA,
             &[
-                LINK_QUALITY,
                 ROUTER_IP_ADDRESSES,
                 APN,
-                CELL_ID,
-                SMNC,
-                SMCC,
-                LAC,
                 IMEI,
                 CURRENT_ACCESS_TECHNOLOGY,
                 NETWORK_IN_USE,
