@@ -967,3 +967,76 @@ fn usp_runs_over_mqtt_and_websocket_with_tls() {
         "USP1"
     );
 }
+
+/// A command whose results are a table: Operate
+/// `Device.IP.Diagnostics.TraceRoute()` to the loopback, with only its
+/// mandatory inputs (the others take the object's starting values, not
+/// what an earlier run left); its OperationComplete carries each hop's
+/// row by number (`RouteHops.1.HostAddress`). GetSupportedDM lists it
+/// with its table's output names.
+#[test]
+fn an_async_trace_route_reports_its_hops() {
+    let mut usp = Usp::start("");
+    let controller = &mut usp.controller;
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
+    let supported = controller.request(
+        &topic,
+        "supported",
+        "GET_SUPPORTED_DM",
+        json!({"getSupportedDm": {"objPaths": ["Device.IP.Diagnostics."],
+                                   "firstLevelOnly": true, "returnCommands": true}}),
+    );
+    let text = supported.to_string();
+    assert!(
+        text.contains("TraceRoute()") && text.contains("RouteHops.{i}.HostAddress"),
+        "{supported}"
+    );
+    subscribe(
+        controller,
+        &topic,
+        &[
+            ("ID", "traces"),
+            ("NotifType", "OperationComplete"),
+            ("ReferenceList", "Device.IP.Diagnostics.TraceRoute()"),
+            ("Enable", "true"),
+        ],
+    );
+    let body = controller.request(
+        &topic,
+        "trace",
+        "OPERATE",
+        json!({"operate": {
+            "command": "Device.IP.Diagnostics.TraceRoute()",
+            "commandKey": "trace-1",
+            "sendResp": true,
+            "inputArgs": {"ProtocolVersion": "IPv4", "Host": "127.0.0.1"},
+        }}),
+    );
+    let result = &body["response"]["operateResp"]["operationResults"][0];
+    assert_eq!(
+        result["executedCommand"], "Device.IP.Diagnostics.TraceRoute()",
+        "{body}"
+    );
+    let done = controller.ask(json!({"op": "notification"}));
+    let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
+    assert_eq!(complete["commandName"], "TraceRoute()", "{done}");
+    assert_eq!(complete["commandKey"], "trace-1", "{done}");
+    let outputs = &complete["reqOutputArgs"]["outputArgs"];
+    assert_eq!(outputs["Status"], "Complete", "{done}");
+    assert_eq!(outputs["RouteHops.1.HostAddress"], "127.0.0.1", "{done}");
+    assert!(outputs.get("RouteHops.2.HostAddress").is_none(), "{done}");
+    // The inputs not given took the object's starting values.
+    let read = controller.request(
+        &topic,
+        "read",
+        "GET",
+        json!({"get": {"paramPaths": ["Device.IP.Diagnostics.TraceRoute.MaxHopCount",
+                                      "Device.IP.Diagnostics.TraceRoute.NumberOfTries"]}}),
+    );
+    let text = read.to_string();
+    assert!(
+        text.contains("\"MaxHopCount\":\"30\"") && text.contains("\"NumberOfTries\":\"3\""),
+        "{read}"
+    );
+}

@@ -33,39 +33,269 @@ pub struct AsyncCommand {
     pub outputs: &'static [&'static str],
 }
 
-/// The asynchronous commands the agent carries out.
-pub const ASYNC: &[AsyncCommand] = &[AsyncCommand {
-    command: "Device.IP.Diagnostics.IPPing()",
-    object: "Device.IP.Diagnostics.IPPing.",
-    inputs: &[
-        "Interface",
-        "ProtocolVersion",
-        "Host",
-        "NumberOfRepetitions",
-        "Timeout",
-        "DataBlockSize",
-        "DSCP",
-    ],
-    mandatory: &[
-        "ProtocolVersion",
-        "Host",
-        "NumberOfRepetitions",
-        "Timeout",
-        "DataBlockSize",
-    ],
-    defaults: &[("Interface", ""), ("DSCP", "0")],
-    outputs: &[
-        "IPAddressUsed",
-        "SuccessCount",
-        "FailureCount",
-        "AverageResponseTime",
-        "MinimumResponseTime",
-        "MaximumResponseTime",
-        "AverageResponseTimeDetailed",
-        "MinimumResponseTimeDetailed",
-        "MaximumResponseTimeDetailed",
-    ],
-}];
+/// The asynchronous commands the agent carries out: TR-181 2.16's
+/// diagnostics commands, inputs and outputs as its USP XML names them,
+/// the mandatory ones as it marks them. An optional input not given is
+/// written with the value the object starts with. Outputs in a table
+/// (`RouteHops.{i}.Host`) are reported one per row (`RouteHops.1.Host`);
+/// TR-181's time-based incremental results, which the agent does not
+/// measure, are neither taken nor given.
+pub const ASYNC: &[AsyncCommand] = &[
+    AsyncCommand {
+        command: "Device.IP.Diagnostics.IPPing()",
+        object: "Device.IP.Diagnostics.IPPing.",
+        inputs: &[
+            "Interface",
+            "ProtocolVersion",
+            "Host",
+            "NumberOfRepetitions",
+            "Timeout",
+            "DataBlockSize",
+            "DSCP",
+        ],
+        mandatory: &[
+            "ProtocolVersion",
+            "Host",
+            "NumberOfRepetitions",
+            "Timeout",
+            "DataBlockSize",
+        ],
+        defaults: &[("Interface", ""), ("DSCP", "0")],
+        outputs: &[
+            "IPAddressUsed",
+            "SuccessCount",
+            "FailureCount",
+            "AverageResponseTime",
+            "MinimumResponseTime",
+            "MaximumResponseTime",
+            "AverageResponseTimeDetailed",
+            "MinimumResponseTimeDetailed",
+            "MaximumResponseTimeDetailed",
+        ],
+    },
+    AsyncCommand {
+        command: "Device.IP.Diagnostics.TraceRoute()",
+        object: "Device.IP.Diagnostics.TraceRoute.",
+        inputs: &[
+            "Interface",
+            "ProtocolVersion",
+            "Host",
+            "NumberOfTries",
+            "Timeout",
+            "DataBlockSize",
+            "DSCP",
+            "MaxHopCount",
+        ],
+        mandatory: &["ProtocolVersion", "Host"],
+        defaults: &[
+            ("Interface", ""),
+            ("NumberOfTries", "3"),
+            ("Timeout", "5000"),
+            ("DataBlockSize", "32"),
+            ("DSCP", "0"),
+            ("MaxHopCount", "30"),
+        ],
+        outputs: &[
+            "IPAddressUsed",
+            "ResponseTime",
+            "RouteHops.{i}.Host",
+            "RouteHops.{i}.HostAddress",
+            "RouteHops.{i}.ErrorCode",
+            "RouteHops.{i}.RTTimes",
+        ],
+    },
+    AsyncCommand {
+        command: "Device.IP.Diagnostics.DownloadDiagnostics()",
+        object: "Device.IP.Diagnostics.DownloadDiagnostics.",
+        inputs: &[
+            "Interface",
+            "DownloadURL",
+            "DSCP",
+            "EthernetPriority",
+            "TimeBasedTestDuration",
+            "ProtocolVersion",
+            "NumberOfConnections",
+            "EnablePerConnectionResults",
+        ],
+        mandatory: &["DownloadURL"],
+        defaults: &[
+            ("Interface", ""),
+            ("DSCP", "0"),
+            ("EthernetPriority", "0"),
+            ("TimeBasedTestDuration", "0"),
+            ("ProtocolVersion", "Any"),
+            ("NumberOfConnections", "1"),
+            ("EnablePerConnectionResults", "false"),
+        ],
+        outputs: &[
+            "IPAddressUsed",
+            "ROMTime",
+            "BOMTime",
+            "EOMTime",
+            "TestBytesReceived",
+            "TotalBytesReceived",
+            "TotalBytesSent",
+            "TestBytesReceivedUnderFullLoading",
+            "TotalBytesReceivedUnderFullLoading",
+            "TotalBytesSentUnderFullLoading",
+            "PeriodOfFullLoading",
+            "TCPOpenRequestTime",
+            "TCPOpenResponseTime",
+            "PerConnectionResult.{i}.ROMTime",
+            "PerConnectionResult.{i}.BOMTime",
+            "PerConnectionResult.{i}.EOMTime",
+            "PerConnectionResult.{i}.TestBytesReceived",
+            "PerConnectionResult.{i}.TotalBytesReceived",
+            "PerConnectionResult.{i}.TotalBytesSent",
+            "PerConnectionResult.{i}.TCPOpenRequestTime",
+            "PerConnectionResult.{i}.TCPOpenResponseTime",
+        ],
+    },
+    AsyncCommand {
+        command: "Device.IP.Diagnostics.UploadDiagnostics()",
+        object: "Device.IP.Diagnostics.UploadDiagnostics.",
+        inputs: &[
+            "Interface",
+            "UploadURL",
+            "DSCP",
+            "EthernetPriority",
+            "TestFileLength",
+            "TimeBasedTestDuration",
+            "ProtocolVersion",
+            "NumberOfConnections",
+            "EnablePerConnectionResults",
+        ],
+        mandatory: &["UploadURL"],
+        defaults: &[
+            ("Interface", ""),
+            ("DSCP", "0"),
+            ("EthernetPriority", "0"),
+            ("TestFileLength", "0"),
+            ("TimeBasedTestDuration", "0"),
+            ("ProtocolVersion", "Any"),
+            ("NumberOfConnections", "1"),
+            ("EnablePerConnectionResults", "false"),
+        ],
+        outputs: &[
+            "IPAddressUsed",
+            "ROMTime",
+            "BOMTime",
+            "EOMTime",
+            "TestBytesSent",
+            "TotalBytesReceived",
+            "TotalBytesSent",
+            "TestBytesSentUnderFullLoading",
+            "TotalBytesReceivedUnderFullLoading",
+            "TotalBytesSentUnderFullLoading",
+            "PeriodOfFullLoading",
+            "TCPOpenRequestTime",
+            "TCPOpenResponseTime",
+            "PerConnectionResult.{i}.ROMTime",
+            "PerConnectionResult.{i}.BOMTime",
+            "PerConnectionResult.{i}.EOMTime",
+            "PerConnectionResult.{i}.TestBytesSent",
+            "PerConnectionResult.{i}.TotalBytesReceived",
+            "PerConnectionResult.{i}.TotalBytesSent",
+            "PerConnectionResult.{i}.TCPOpenRequestTime",
+            "PerConnectionResult.{i}.TCPOpenResponseTime",
+        ],
+    },
+    AsyncCommand {
+        command: "Device.IP.Diagnostics.UDPEchoDiagnostics()",
+        object: "Device.IP.Diagnostics.UDPEchoDiagnostics.",
+        inputs: &[
+            "Interface",
+            "Host",
+            "Port",
+            "NumberOfRepetitions",
+            "Timeout",
+            "DataBlockSize",
+            "DSCP",
+            "InterTransmissionTime",
+            "ProtocolVersion",
+            "EnableIndividualPacketResults",
+        ],
+        mandatory: &["Host", "Port", "Timeout"],
+        defaults: &[
+            ("Interface", ""),
+            ("NumberOfRepetitions", "1"),
+            ("DataBlockSize", "24"),
+            ("DSCP", "0"),
+            ("InterTransmissionTime", "1000"),
+            ("ProtocolVersion", "Any"),
+            ("EnableIndividualPacketResults", "false"),
+        ],
+        outputs: &[
+            "IPAddressUsed",
+            "SuccessCount",
+            "FailureCount",
+            "AverageResponseTime",
+            "MinimumResponseTime",
+            "MaximumResponseTime",
+            "IndividualPacketResult.{i}.PacketSuccess",
+            "IndividualPacketResult.{i}.PacketSendTime",
+            "IndividualPacketResult.{i}.PacketReceiveTime",
+            "IndividualPacketResult.{i}.TestGenSN",
+            "IndividualPacketResult.{i}.TestRespSN",
+            "IndividualPacketResult.{i}.TestRespRcvTimeStamp",
+            "IndividualPacketResult.{i}.TestRespReplyTimeStamp",
+            "IndividualPacketResult.{i}.TestRespReplyFailureCount",
+        ],
+    },
+    AsyncCommand {
+        command: "Device.IP.Diagnostics.ServerSelectionDiagnostics()",
+        object: "Device.IP.Diagnostics.ServerSelectionDiagnostics.",
+        inputs: &[
+            "Interface",
+            "ProtocolVersion",
+            "Protocol",
+            "HostList",
+            "NumberOfRepetitions",
+            "Timeout",
+        ],
+        mandatory: &[
+            "ProtocolVersion",
+            "Protocol",
+            "HostList",
+            "NumberOfRepetitions",
+            "Timeout",
+        ],
+        defaults: &[("Interface", "")],
+        outputs: &[
+            "FastestHost",
+            "MinimumResponseTime",
+            "AverageResponseTime",
+            "MaximumResponseTime",
+            "IPAddressUsed",
+        ],
+    },
+    AsyncCommand {
+        command: "Device.DNS.Diagnostics.NSLookupDiagnostics()",
+        object: "Device.DNS.Diagnostics.NSLookupDiagnostics.",
+        inputs: &[
+            "Interface",
+            "HostName",
+            "DNSServer",
+            "Timeout",
+            "NumberOfRepetitions",
+        ],
+        mandatory: &["HostName", "Timeout", "NumberOfRepetitions"],
+        defaults: &[("Interface", ""), ("DNSServer", "")],
+        outputs: &[
+            "SuccessCount",
+            "Result.{i}.Status",
+            "Result.{i}.AnswerType",
+            "Result.{i}.HostNameReturned",
+            "Result.{i}.IPAddresses",
+            "Result.{i}.DNSServerIP",
+            "Result.{i}.ResponseTime",
+        ],
+    },
+];
+
+/// The most output arguments one OperationComplete carries (a trace of
+/// 64 hops, 4 each; a download's connections).
+const MAX_OUTPUTS: usize = 1024;
 
 /// The asynchronous command `command` names.
 pub fn find(command: &str) -> Option<&'static AsyncCommand> {
@@ -168,13 +398,20 @@ impl AsyncCommand {
     ) -> OperationComplete {
         let (obj_path, command_name) = self.split();
         let operation_resp = if state == "Complete" || state.starts_with("Error") {
-            let names: Vec<String> = self
-                .outputs
-                .iter()
-                .map(|name| format!("{}{name}", self.object))
-                .collect();
+            // A table's outputs are read as its rows (`RouteHops.`),
+            // each row's values named by its number.
+            let mut names: Vec<String> = Vec::with_capacity(self.outputs.len());
+            for output in self.outputs {
+                let name = match output.split_once("{i}.") {
+                    Some((table, _)) => format!("{}{table}", self.object),
+                    None => format!("{}{output}", self.object),
+                };
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
             let mut output_args: BTreeMap<String, String> =
-                rpc::existing_values_as(tree, reader, &names, names.len())
+                rpc::existing_values_as(tree, reader, &names, MAX_OUTPUTS)
                     .unwrap_or_default()
                     .into_iter()
                     .filter_map(|p| Some((p.name.strip_prefix(self.object)?.to_owned(), p.value)))
