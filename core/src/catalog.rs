@@ -1115,6 +1115,10 @@ pub mod system_log {
     pub const ENABLED: ResourceId = ResourceId(3);
     /// Capture Level
     pub const CAPTURE_LEVEL: ResourceId = ResourceId(4);
+    /// MaximumSize
+    pub const MAXIMUM_SIZE: ResourceId = ResourceId(1000);
+    /// Persistent
+    pub const PERSISTENT: ResourceId = ResourceId(1001);
 
     pub static SCHEMA: ObjectSchema = ObjectSchema {
         id: ID,
@@ -1128,6 +1132,8 @@ pub mod system_log {
             ResourceSchema { id: READ, name: "Read", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
             ResourceSchema { id: ENABLED, name: "Enabled", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
             ResourceSchema { id: CAPTURE_LEVEL, name: "Capture Level", value_type: ValueType::Long, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MAXIMUM_SIZE, name: "MaximumSize", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PERSISTENT, name: "Persistent", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
         ],
     };
 }

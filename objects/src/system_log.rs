@@ -31,7 +31,9 @@ impl ObjectHandler for Log {
             .with(NAME, stored(Value::String("system".into())))
             .with(ENABLED, stored(Value::Boolean(true)))
             .with(READ_ALL, Slot::Live)
-            .with(READ, Slot::Live))
+            .with(READ, Slot::Live)
+            .with(MAXIMUM_SIZE, Slot::Live)
+            .with(PERSISTENT, Slot::Live))
     }
 
     /// Both reads run a process (journalctl): made off the tree's lock
@@ -72,6 +74,15 @@ impl ObjectHandler for Log {
             READ_ALL | READ => Err(Error::PlatformUnavailable(
                 "the system log is read on request".into(),
             )),
+            // TR-181 VendorLogFile: the log's bounds, from the platform.
+            MAXIMUM_SIZE => Ok(ResourceValue::Single(Value::Unsigned(
+                self.log.maximum_size().min(u64::from(u32::MAX)),
+            ))),
+            PERSISTENT => self
+                .log
+                .persistent()
+                .map(|p| ResourceValue::Single(Value::Boolean(p)))
+                .ok_or(Error::NotReadable(Path::resource(ID, instance, resource))),
             _ => Err(Error::NotReadable(Path::resource(ID, instance, resource))),
         }
     }

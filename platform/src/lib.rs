@@ -774,6 +774,13 @@ pub trait SystemLog: Send + Sync {
     /// first): each reader has its own cursor, so a server never loses
     /// lines because another one read them.
     fn read_new(&self, reader: &str) -> Result<String, PlatformError>;
+    /// The most one read returns, bytes (what an Upload of the log
+    /// carries at most).
+    fn maximum_size(&self) -> u64;
+    /// Whether the log outlives a reboot (`None`: not known).
+    fn persistent(&self) -> Option<bool> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -408,6 +408,15 @@ impl MemoryLog {
 }
 
 impl SystemLog for MemoryLog {
+    /// In memory only: gone with the process, bounded by nothing but it.
+    fn maximum_size(&self) -> u64 {
+        u64::from(u32::MAX)
+    }
+
+    fn persistent(&self) -> Option<bool> {
+        Some(false)
+    }
+
     fn read_all(&self) -> Result<String, PlatformError> {
         Ok(lock(&self.inner).0.clone())
     }

@@ -319,6 +319,18 @@ fn dump_prints_the_hosts_real_values_by_default() {
             );
         }
     }
+    // The log's bounds: what one read (an Upload) carries at most, and
+    // whether journald keeps it on disk.
+    assert_eq!(
+        field(&dump, "Device.DeviceInfo.VendorLogFile.1.MaximumSize"),
+        "1048576"
+    );
+    assert_eq!(
+        field(&dump, "Device.DeviceInfo.VendorLogFile.1.Persistent"),
+        std::path::Path::new("/var/log/journal")
+            .is_dir()
+            .to_string()
+    );
     // What a Linux host answers, counted: an ordinary machine has a few
     // dozen processes, six parameters each, plus the rest of the tree.
     let parameters = dump.lines().filter(|l| l.starts_with("Device.")).count();

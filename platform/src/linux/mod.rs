@@ -775,6 +775,16 @@ fn split_cursor(text: &str) -> (String, Option<String>) {
 }
 
 impl crate::SystemLog for JournalLog {
+    fn maximum_size(&self) -> u64 {
+        JOURNAL_BYTES
+    }
+
+    /// journald keeps its journal on disk when /var/log/journal exists
+    /// (its default Storage=auto; journald.conf(5)), in /run otherwise.
+    fn persistent(&self) -> Option<bool> {
+        Some(std::path::Path::new("/var/log/journal").is_dir())
+    }
+
     fn read_all(&self) -> Result<String, PlatformError> {
         self.journal(None).map(|(entries, _)| entries)
     }
