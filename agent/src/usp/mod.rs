@@ -414,6 +414,60 @@ async fn start(
     }
 }
 
+/// `Device.LocalAgent.Request.{i}.Cancel()`: the command of that row is
+/// stopped as TR-181 stops its test (DiagnosticsState Canceled, written as
+/// the controller); its end then comes as for any other (a failed
+/// OperationComplete, 7023; the row gone). A row that runs no command
+/// here is 7026.
+async fn cancel(
+    served: &Served,
+    to: &str,
+    reply_to: Option<&str>,
+    command: dm_usp::Command,
+    request: u16,
+) {
+    let running = lock(&served.running)
+        .iter()
+        .find(|r| r.request.0 == request)
+        .map(|r| r.command);
+    let name = format!("Device.LocalAgent.Request.{request}.Cancel()");
+    let reply = match running {
+        None => Err(dm_usp::UspError::new(
+            dm_usp::Code::INVALID_PATH,
+            format!("Device.LocalAgent.Request.{request}. runs no command"),
+        )),
+        Some(running) => {
+            let writes = [dm_cwmp::soap::ParameterValueIn {
+                name: format!("{}DiagnosticsState", running.object),
+                value: "Canceled".into(),
+                xsd_type: None,
+            }];
+            let written = dm_cwmp::rpc::set_parameter_values_by_prepared(
+                &mut lock(&served.tree),
+                CONTROLLER,
+                &writes,
+                None,
+            );
+            match crate::host::finish_written(&served.tree, written).await {
+                Ok(_) => {
+                    info!(command = running.command, "USP: a command canceled");
+                    Ok(())
+                }
+                Err(fault) => Err(dm_usp::UspError::from_fault(&fault)),
+            }
+        }
+    };
+    let msg = match reply {
+        Ok(()) => command
+            .send_resp
+            .then(|| dm_usp::engine::operate_done(command.msg_id, &name)),
+        Err(error) => Some(dm_usp::engine::error_msg(command.msg_id, &error)),
+    };
+    if let Some(msg) = msg {
+        served.mtp.send(reply_to, served.agent.record(to, &msg));
+    }
+}
+
 /// Where the cause of a factory reset waits for the next start, beside
 /// the erased state.
 const BOOT_CAUSE_FILE: &str = "boot-cause.json";
@@ -508,6 +562,10 @@ async fn carry_out(served: &Served, to: &str, reply_to: Option<&str>, command: d
         }
         dm_usp::Action::Start(started) => {
             start(served, to, reply_to, command, started).await;
+            return;
+        }
+        dm_usp::Action::Cancel(request) => {
+            cancel(served, to, reply_to, command, request).await;
             return;
         }
     };

@@ -1040,3 +1040,77 @@ fn an_async_trace_route_reports_its_hops() {
         "{read}"
     );
 }
+
+/// `Device.LocalAgent.Request.{i}.Cancel()`: a UDP echo test waiting on a
+/// socket that never answers (30 s) is stopped; its
+/// OperationComplete is the failure 7023 and its row goes. A row that
+/// runs nothing is 7026.
+#[test]
+fn a_running_command_is_canceled_by_its_request_row() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let mut usp = Usp::start("");
+    let controller = &mut usp.controller;
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
+    subscribe(
+        controller,
+        &topic,
+        &[
+            ("ID", "echoes"),
+            ("NotifType", "OperationComplete"),
+            (
+                "ReferenceList",
+                "Device.IP.Diagnostics.UDPEchoDiagnostics()",
+            ),
+            ("Enable", "true"),
+        ],
+    );
+    let body = controller.request(
+        &topic,
+        "nothing",
+        "OPERATE",
+        json!({"operate": {"command": "Device.LocalAgent.Request.77.Cancel()", "sendResp": true}}),
+    );
+    assert_eq!(body["error"]["errCode"], 7026, "{body}");
+    let body = controller.request(
+        &topic,
+        "echo",
+        "OPERATE",
+        json!({"operate": {
+            "command": "Device.IP.Diagnostics.UDPEchoDiagnostics()",
+            "commandKey": "echo-1",
+            "sendResp": true,
+            "inputArgs": {"Host": "127.0.0.1", "Port": port.to_string(), "Timeout": "30000"},
+        }}),
+    );
+    let request = body["response"]["operateResp"]["operationResults"][0]["reqObjPath"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    let body = controller.request(
+        &topic,
+        "cancel",
+        "OPERATE",
+        json!({"operate": {"command": format!("{request}Cancel()"), "sendResp": true}}),
+    );
+    assert_eq!(
+        body["response"]["operateResp"]["operationResults"][0]["executedCommand"],
+        format!("{request}Cancel()"),
+        "{body}"
+    );
+    let done = controller.ask(json!({"op": "notification"}));
+    let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
+    assert_eq!(complete["commandKey"], "echo-1", "{done}");
+    // A failure, not the test's results: it was stopped, not timed out.
+    assert_eq!(complete["cmdFailure"]["errCode"], 7023, "{done}");
+    let listed = controller.request(
+        &topic,
+        "requests",
+        "GET_INSTANCES",
+        json!({"getInstances": {"objPaths": ["Device.LocalAgent.Request."], "firstLevelOnly": true}}),
+    );
+    let result = &listed["response"]["getInstancesResp"]["reqPathResults"][0];
+    assert!(result.get("currInsts").is_none(), "{listed}");
+    drop(silent);
+}

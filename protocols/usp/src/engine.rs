@@ -84,6 +84,11 @@ pub enum Action {
     /// `Device.LocalAgent.Request.` while it runs, its end an
     /// OperationComplete ([`crate::commands`]).
     Start(&'static crate::commands::AsyncCommand),
+    /// `Device.LocalAgent.Request.{i}.Cancel()` (TR-181 2.16): the
+    /// asynchronous command of that row stopped, its OperationComplete a
+    /// failure (7023). The driver answers ([`operate_done`] or an error):
+    /// only it knows which commands run.
+    Cancel(u16),
 }
 
 /// A command accepted. Reboot and FactoryReset: the driver sends
@@ -99,6 +104,29 @@ pub struct Command {
     pub send_resp: bool,
     pub response: Option<usp::Msg>,
     pub writes: Vec<ParameterValueIn>,
+}
+
+/// The OperateResp of a synchronous command done: no output arguments.
+pub fn operate_done(msg_id: String, command: &str) -> usp::Msg {
+    use usp::operate_resp::operation_result::{OperationResp, OutputArgs};
+    response(
+        msg_id,
+        MsgType::OperateResp,
+        RespType::OperateResp(usp::OperateResp {
+            operation_results: vec![usp::operate_resp::OperationResult {
+                executed_command: command.to_owned(),
+                operation_resp: Some(OperationResp::ReqOutputArgs(OutputArgs::default())),
+            }],
+        }),
+    )
+}
+
+/// The instance number of `Device.LocalAgent.Request.N.Cancel()`.
+fn request_to_cancel(command: &str) -> Option<u16> {
+    let number = command
+        .strip_prefix("Device.LocalAgent.Request.")?
+        .strip_suffix(".Cancel()")?;
+    dm_cwmp::mapping::instance_number(number)
 }
 
 /// The OperateResp of an asynchronous command started: the Request row
@@ -479,7 +507,16 @@ fn kind_of(body: &ReqType) -> &'static str {
 
 /// Operate (TR-369 §Operate) of the commands the agent carries out.
 fn answer_operate(msg_id: String, operate: usp::Operate) -> Step {
-    use usp::operate_resp::operation_result::{OperationResp, OutputArgs};
+    if let Some(request) = request_to_cancel(&operate.command) {
+        return Step::Command(Command {
+            action: Action::Cancel(request),
+            msg_id,
+            command_key: operate.command_key,
+            send_resp: operate.send_resp,
+            response: None,
+            writes: Vec::new(),
+        });
+    }
     if let Some(command) = crate::commands::find(&operate.command) {
         return match command.start(&operate.input_args) {
             Ok(writes) => Step::Command(Command {
@@ -507,18 +544,9 @@ fn answer_operate(msg_id: String, operate: usp::Operate) -> Step {
     };
     // Both are synchronous in TR-181 2.16: their result is the
     // OperateResp, with no output arguments.
-    let response = operate.send_resp.then(|| {
-        response(
-            msg_id.clone(),
-            MsgType::OperateResp,
-            RespType::OperateResp(usp::OperateResp {
-                operation_results: vec![usp::operate_resp::OperationResult {
-                    executed_command: operate.command.clone(),
-                    operation_resp: Some(OperationResp::ReqOutputArgs(OutputArgs::default())),
-                }],
-            }),
-        )
-    });
+    let response = operate
+        .send_resp
+        .then(|| operate_done(msg_id.clone(), &operate.command));
     Step::Command(Command {
         action,
         msg_id,
@@ -1334,4 +1362,27 @@ fn resolve_objects(tree: &Tree, origin: Origin, requested: &str) -> Result<Vec<S
 
 fn instance_exists(tree: &Tree, object: &str) -> bool {
     rpc::get_parameter_names_within(tree, object, true, rpc::MAX_RESPONSE_ENTRIES).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_request_row_is_canceled() {
+        assert_eq!(
+            request_to_cancel("Device.LocalAgent.Request.7.Cancel()"),
+            Some(7)
+        );
+        for not in [
+            "Device.LocalAgent.Request.07.Cancel()",
+            "Device.LocalAgent.Request.*.Cancel()",
+            "Device.LocalAgent.Request.Cancel()",
+            "Device.LocalAgent.Request.70000.Cancel()",
+            "Device.LocalAgent.Controller.1.Cancel()",
+            "Device.LocalAgent.Request.1.Cancel",
+        ] {
+            assert_eq!(request_to_cancel(not), None, "{not}");
+        }
+    }
 }

@@ -16,7 +16,11 @@ use crate::proto::usp::get_supported_dm_resp::{
 use crate::proto::usp::{self, get_supported_dm_resp::CmdType};
 
 /// The synchronous commands the agent carries out, by object.
-const COMMANDS: &[(&str, &str)] = &[("Device.", "Reboot()"), ("Device.", "FactoryReset()")];
+const COMMANDS: &[(&str, &str)] = &[
+    ("Device.", "Reboot()"),
+    ("Device.", "FactoryReset()"),
+    ("Device.LocalAgent.Request.{i}.", "Cancel()"),
+];
 
 /// The commands of a supported object: the synchronous ones above and
 /// the asynchronous ones of [`crate::commands::ASYNC`], with their

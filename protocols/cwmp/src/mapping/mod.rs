@@ -641,7 +641,7 @@ impl Resolver {
 }
 
 /// A decimal instance number without sign or leading zeros.
-fn instance_number(segment: &str) -> Option<u16> {
+pub fn instance_number(segment: &str) -> Option<u16> {
     if segment.is_empty() || segment.len() > 5 || (segment.len() > 1 && segment.starts_with('0')) {
         return None;
     }
