@@ -233,7 +233,7 @@ pub async fn run(
         dm_objects::local_agent::provision(
             &mut tree,
             &usp.endpoint_id,
-            std::slice::from_ref(&usp.controller_endpoint_id),
+            &[(usp.controller_endpoint_id.clone(), usp.controller_role)],
         )
         .context("setting up USP's objects")?;
     }

@@ -2643,6 +2643,8 @@ pub mod usp_controller {
     pub const ENABLE: ResourceId = ResourceId(1);
     /// EndpointID
     pub const ENDPOINT_ID: ResourceId = ResourceId(2);
+    /// AssignedRole
+    pub const ASSIGNED_ROLE: ResourceId = ResourceId(3);
 
     pub static SCHEMA: ObjectSchema = ObjectSchema {
         id: ID,
@@ -2654,6 +2656,7 @@ pub mod usp_controller {
             ResourceSchema { id: ALIAS, name: "Alias", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 64 } },
             ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
             ResourceSchema { id: ENDPOINT_ID, name: "EndpointID", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: ASSIGNED_ROLE, name: "AssignedRole", value_type: ValueType::ObjectLink, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
         ],
     };
 }
@@ -2948,6 +2951,50 @@ pub mod nat_interface {
     };
 }
 
+/// Role (object 50035, version 2.17).
+pub mod usp_role {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50035);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(0);
+    /// Name
+    pub const NAME: ResourceId = ResourceId(1);
+    /// Permission.Enable
+    pub const PERMISSION_ENABLE: ResourceId = ResourceId(2);
+    /// Permission.Order
+    pub const PERMISSION_ORDER: ResourceId = ResourceId(3);
+    /// Permission.Targets
+    pub const PERMISSION_TARGETS: ResourceId = ResourceId(4);
+    /// Permission.Param
+    pub const PERMISSION_PARAM: ResourceId = ResourceId(5);
+    /// Permission.Obj
+    pub const PERMISSION_OBJ: ResourceId = ResourceId(6);
+    /// Permission.InstantiatedObj
+    pub const PERMISSION_INSTANTIATED_OBJ: ResourceId = ResourceId(7);
+    /// Permission.CommandEvent
+    pub const PERMISSION_COMMAND_EVENT: ResourceId = ResourceId(8);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "Role",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: NAME, name: "Name", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PERMISSION_ENABLE, name: "Permission.Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PERMISSION_ORDER, name: "Permission.Order", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PERMISSION_TARGETS, name: "Permission.Targets", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: PERMISSION_PARAM, name: "Permission.Param", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 4, max: 4 } },
+            ResourceSchema { id: PERMISSION_OBJ, name: "Permission.Obj", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 4, max: 4 } },
+            ResourceSchema { id: PERMISSION_INSTANTIATED_OBJ, name: "Permission.InstantiatedObj", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 4, max: 4 } },
+            ResourceSchema { id: PERMISSION_COMMAND_EVENT, name: "Permission.CommandEvent", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 4, max: 4 } },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -2999,4 +3046,5 @@ pub static ALL: &[&ObjectSchema] = &[
     &wifi_radio::SCHEMA,
     &wifi_endpoint::SCHEMA,
     &nat_interface::SCHEMA,
+    &usp_role::SCHEMA,
 ];

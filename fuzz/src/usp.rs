@@ -29,6 +29,14 @@ pub fn run(wrap: bool, bytes: &[u8]) {
     match agent.receive(&record) {
         Incoming::Request(request) => {
             let mut tree = crate::tree();
+            // The sender is controller 1, with Full Access: every request
+            // is explored, not refused for want of a role.
+            dm_objects::local_agent::provision(
+                &mut tree,
+                AGENT,
+                &[("self::fuzz".to_owned(), Default::default())],
+            )
+            .expect("provisioning USP");
             let _ = request.reads(&tree, Origin::Controller(1));
             let mut step = request.start(&mut tree, Origin::Controller(1));
             loop {

@@ -1,11 +1,12 @@
 //! USP's own objects (TR-181 `Device.LocalAgent.`, TR-369 §Notifications):
 //! the agent itself, the controllers it serves (from its configuration:
-//! a client neither adds nor removes one) and the subscriptions
-//! controllers make, kept with the rest of the state.
+//! a client neither adds nor removes one), the roles they are given
+//! (`ControllerTrust.Role`: Full Access and Untrusted, built in) and the
+//! subscriptions controllers make, kept with the rest of the state.
 
 use std::sync::Arc;
 
-use dm_core::catalog::{local_agent, usp_controller, usp_request, usp_subscription};
+use dm_core::catalog::{local_agent, usp_controller, usp_request, usp_role, usp_subscription};
 use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectLink, ObjectSchema, Origin, Path, ResourceId,
     ResourceValue, Slot, Tree, Value,
@@ -37,7 +38,95 @@ pub fn register(tree: &mut Tree, host: Arc<dyn Host>) -> Result<(), Error> {
     }))?;
     tree.register(Box::new(Controllers))?;
     tree.register(Box::new(Subscriptions { host }))?;
-    tree.register(Box::new(Requests))
+    tree.register(Box::new(Requests))?;
+    tree.register(crate::ethernet::Facts::reported(&usp_role::SCHEMA))
+}
+
+/// The role a configured controller is given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ControllerRole {
+    /// Everything: read, write, add, delete, operate, notifications.
+    #[default]
+    FullAccess,
+    /// TR-369's role for a controller whose identity is not trusted: it
+    /// reads what the device and the agent are (DeviceInfo, LocalAgent),
+    /// and nothing else.
+    Untrusted,
+}
+
+impl ControllerRole {
+    /// Its row of `ControllerTrust.Role`.
+    pub fn row(self) -> InstanceId {
+        match self {
+            ControllerRole::FullAccess => InstanceId(1),
+            ControllerRole::Untrusted => InstanceId(2),
+        }
+    }
+}
+
+/// One permission of a built-in role: order, targets (TR-181 paths, comma
+/// separated), and the four `rwxn` strings for parameters, objects,
+/// instances, commands and events.
+type Permission = (u64, &'static str, [&'static str; 4]);
+
+/// The built-in roles, by row: name and permissions (TR-181 2.16
+/// `ControllerTrust.Role.{i}.Permission.{i}`; a higher Order wins where
+/// targets overlap).
+const ROLES: [(&str, &[Permission]); 2] = [
+    (
+        "Full Access",
+        &[(1, "Device.", ["rw-n", "rw-n", "rw-n", "r-xn"])],
+    ),
+    (
+        "Untrusted",
+        &[
+            (1, "Device.", ["----", "----", "----", "----"]),
+            (
+                2,
+                "Device.DeviceInfo.,Device.LocalAgent.",
+                ["r---", "r---", "r---", "----"],
+            ),
+        ],
+    ),
+];
+
+/// The built-in roles' rows, as the agent: made at every start (reported,
+/// not saved).
+fn make_roles(tx: &mut dm_core::tree::Transaction<'_>, existing: &[InstanceId]) {
+    use usp_role::*;
+    for (at, (name, permissions)) in ROLES.iter().enumerate() {
+        let row = InstanceId(at as u16 + 1);
+        if !existing.contains(&row) {
+            tx.create(ID, Some(row));
+        }
+        let at = |r| Path::resource(ID, row, r);
+        tx.set(at(ENABLE), Value::Boolean(true));
+        tx.set(at(NAME), Value::String((*name).into()));
+        let column =
+            |pick: &dyn Fn(&Permission) -> Value| -> std::collections::BTreeMap<u16, Value> {
+                (0..).zip(permissions.iter().map(pick)).collect()
+            };
+        tx.set_multiple(at(PERMISSION_ENABLE), column(&|_| Value::Boolean(true)));
+        tx.set_multiple(at(PERMISSION_ORDER), column(&|p| Value::Unsigned(p.0)));
+        tx.set_multiple(
+            at(PERMISSION_TARGETS),
+            column(&|p| Value::String(p.1.into())),
+        );
+        for (at_kind, resource) in [
+            PERMISSION_PARAM,
+            PERMISSION_OBJ,
+            PERMISSION_INSTANTIATED_OBJ,
+            PERMISSION_COMMAND_EVENT,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            tx.set_multiple(
+                at(resource),
+                column(&|p| Value::String(p.2[at_kind].into())),
+            );
+        }
+    }
 }
 
 fn stored(value: Value) -> Slot {
@@ -88,11 +177,13 @@ impl ObjectHandler for Controllers {
         Ok(Instance::new()
             .with(ALIAS, stored(Value::String(String::new())))
             .with(ENABLE, stored(Value::Boolean(true)))
-            .with(ENDPOINT_ID, stored(Value::String(String::new()))))
+            .with(ENDPOINT_ID, stored(Value::String(String::new())))
+            .with(ASSIGNED_ROLE, stored(Value::ObjectLink(ObjectLink::NULL))))
     }
 
     fn validate(&self, origin: Origin, instance: InstanceId, _: &Instance) -> Result<(), Error> {
-        // The configuration says which controllers there are.
+        // The configuration says which controllers there are, and their
+        // roles.
         refuse_clients(origin, Path::instance(usp_controller::ID, instance))
     }
 
@@ -247,23 +338,25 @@ impl ObjectHandler for Subscriptions {
     }
 }
 
-/// At start, as the agent: the agent's endpoint ID, its controllers'
-/// instances (numbered from 1, as configured; those no longer configured
-/// deleted), and the subscriptions that do not outlive a restart (TR-181
-/// Persistent false) deleted.
+/// At start, as the agent: the agent's endpoint ID, the built-in roles,
+/// its controllers' instances (numbered from 1, as configured, each with
+/// its role; those no longer configured deleted), and the subscriptions
+/// that do not outlive a restart (TR-181 Persistent false) deleted.
 pub fn provision(
     tree: &mut Tree,
     endpoint_id: &str,
-    controllers: &[String],
+    controllers: &[(String, ControllerRole)],
 ) -> Result<(), dm_core::TransactionError> {
     let existing = tree.instances(usp_controller::ID).unwrap_or_default();
+    let roles = tree.instances(usp_role::ID).unwrap_or_default();
     let transient = transient_subscriptions(tree);
     let mut tx = tree.begin(Origin::Agent);
+    make_roles(&mut tx, &roles);
     tx.set(
         Path::resource(local_agent::ID, InstanceId(0), local_agent::ENDPOINT_ID),
         Value::String(endpoint_id.to_owned()),
     );
-    for (at, endpoint) in controllers.iter().enumerate() {
+    for (at, (endpoint, role)) in controllers.iter().enumerate() {
         let Ok(number) = u16::try_from(at + 1) else {
             break;
         };
@@ -274,6 +367,13 @@ pub fn provision(
         tx.set(
             Path::resource(usp_controller::ID, instance, usp_controller::ENDPOINT_ID),
             Value::String(endpoint.clone()),
+        );
+        tx.set(
+            Path::resource(usp_controller::ID, instance, usp_controller::ASSIGNED_ROLE),
+            Value::ObjectLink(ObjectLink {
+                object: usp_role::ID,
+                instance: role.row().0,
+            }),
         );
     }
     for &instance in &existing {

@@ -145,6 +145,8 @@ pub struct Usp {
     /// The agent's endpoint ID (TR-369 §2.2.1; default `os::OUI-SERIAL`).
     pub endpoint_id: String,
     pub controller_endpoint_id: String,
+    /// The controller's role (`Device.LocalAgent.Controller.1.AssignedRole`).
+    pub controller_role: dm_objects::local_agent::ControllerRole,
     /// MQTT keep-alive, WebSocket ping interval.
     pub keep_alive: std::time::Duration,
     pub mtp: UspMtp,
@@ -417,6 +419,8 @@ struct UspFile {
     agent_topic: Option<Spanned<String>>,
     controller_endpoint_id: Option<Spanned<String>>,
     controller_topic: Option<Spanned<String>>,
+    /// "full-access" (the default) or "untrusted".
+    controller_role: Option<Spanned<String>>,
     /// Seconds, 5 or more.
     keep_alive: Option<Spanned<u16>>,
 }
@@ -1285,6 +1289,21 @@ fn usp(file: UspFile, overrides: &Overrides, identity: &Identity, at: &Locator<'
             "a topic to send to has no + or # wildcard".into(),
         ));
     }
+    use dm_objects::local_agent::ControllerRole;
+    let controller_role = match &file.controller_role {
+        None => ControllerRole::FullAccess,
+        Some(role) => match role.get_ref().as_str() {
+            "full-access" => ControllerRole::FullAccess,
+            "untrusted" => ControllerRole::Untrusted,
+            other => {
+                at.report(at.error(
+                    &role.span(),
+                    format!("{other:?} is not a role: \"full-access\" or \"untrusted\""),
+                ));
+                ControllerRole::FullAccess
+            }
+        },
+    };
     let keep_alive = std::time::Duration::from_secs(u64::from(match &file.keep_alive {
         // The MQTT client pings at least every 5 s or not at all;
         // "not at all" would let a dead connection go unnoticed.
@@ -1319,6 +1338,7 @@ fn usp(file: UspFile, overrides: &Overrides, identity: &Identity, at: &Locator<'
     Usp {
         endpoint_id,
         controller_endpoint_id,
+        controller_role,
         keep_alive,
         mtp,
         tls,

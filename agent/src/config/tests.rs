@@ -777,6 +777,24 @@ fn usp_takes_its_defaults_from_the_identity_and_checks_its_keys() {
          keep_alive = 0\n",
         "dmagent.toml:5: usp.keep_alive: must be from 5 to 65535 (seconds)",
     );
+    assert_eq!(
+        usp.controller_role,
+        dm_objects::local_agent::ControllerRole::FullAccess
+    );
+    let untrusted = format!("{text}controller_role = \"untrusted\"\n");
+    let usp = parse(&untrusted, "dmagent.toml", &Overrides::default())
+        .unwrap()
+        .usp
+        .unwrap();
+    assert_eq!(
+        usp.controller_role,
+        dm_objects::local_agent::ControllerRole::Untrusted
+    );
+    check(
+        "[usp]\nbroker = \"mqtt://b\"\ncontroller_endpoint_id = \"c\"\ncontroller_topic = \"t\"\n\
+         controller_role = \"admin\"\n",
+        "dmagent.toml:5: usp.controller_role: \"admin\" is not a role: \"full-access\" or \"untrusted\"",
+    );
     check("[usp]\nenabled = false\n", "ok");
     // WebSocket instead: no topic needed; not both.
     let usp = parse(

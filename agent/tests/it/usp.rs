@@ -1114,3 +1114,28 @@ fn a_running_command_is_canceled_by_its_request_row() {
     assert!(result.get("currInsts").is_none(), "{listed}");
     drop(silent);
 }
+
+/// A controller the configuration gives the Untrusted role: over MQTT it
+/// reads the device's identity, and its Set is refused with 7006 (TR-369
+/// §Access control), the value unchanged.
+#[test]
+fn an_untrusted_controller_is_refused_writes() {
+    let mut usp = Usp::start("controller_role = \"untrusted\"\n");
+    let controller = &mut usp.controller;
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
+    let read = controller.request(
+        &topic,
+        "read",
+        "GET",
+        json!({"get": {"paramPaths": ["Device.DeviceInfo.SerialNumber", "Device.WiFi.SSID.1.SSID"]}}),
+    );
+    let results = &read["response"]["getResp"]["reqPathResults"];
+    assert_eq!(
+        results[0]["resolvedPathResults"][0]["resultParams"]["SerialNumber"], "USP1",
+        "{read}"
+    );
+    assert_eq!(results[1]["errCode"], 7006, "{read}");
+    let body = set_ssid(controller, &topic, "not-mine");
+    assert_eq!(body["error"]["errCode"], 7006, "{body}");
+}

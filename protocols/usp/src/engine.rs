@@ -13,6 +13,7 @@ use prost::Message as _;
 
 use crate::error::{Code, UspError};
 use crate::path;
+use crate::permissions::{Kind, Op, Permissions};
 use crate::proto::usp::{self, header::MsgType, request::ReqType, response::RespType};
 use crate::proto::usp_record::{self, record::RecordType};
 
@@ -398,6 +399,9 @@ impl Request {
     /// writes ([`Step::Host`]).
     pub fn start(self, tree: &mut Tree, origin: Origin) -> Step {
         let msg_id = self.msg_id;
+        // What the controller's role lets it do (TR-369 §Access control),
+        // read afresh for each request.
+        let allowed = Permissions::of(tree, origin);
         let too_many = |n: usize| {
             (n > MAX_REQUEST_PATHS).then(|| {
                 UspError::new(
@@ -412,7 +416,7 @@ impl Request {
                 None => response(
                     msg_id,
                     MsgType::GetResp,
-                    RespType::GetResp(answer_get(tree, origin, &get)),
+                    RespType::GetResp(answer_get(tree, origin, &get, &allowed)),
                 ),
             }),
             ReqType::GetInstances(get) => Step::Done(match too_many(get.obj_paths.len()) {
@@ -420,7 +424,7 @@ impl Request {
                 None => response(
                     msg_id,
                     MsgType::GetInstancesResp,
-                    RespType::GetInstancesResp(answer_get_instances(tree, origin, &get)),
+                    RespType::GetInstancesResp(answer_get_instances(tree, origin, &get, &allowed)),
                 ),
             }),
             ReqType::GetSupportedProtocol(_) => Step::Done(response(
@@ -432,23 +436,28 @@ impl Request {
             )),
             ReqType::Set(set) => match too_many(set.update_objs.len()) {
                 Some(error) => Step::Done(error_msg(msg_id, &error)),
-                None => Writes::set(tree, msg_id, origin, set).run(tree),
+                None => Writes::set(tree, msg_id, origin, set, &allowed).run(tree),
             },
             ReqType::Add(add) => match too_many(add.create_objs.len()) {
                 Some(error) => Step::Done(error_msg(msg_id, &error)),
-                None => Writes::add(tree, msg_id, origin, add).run(tree),
+                None => Writes::add(tree, msg_id, origin, add, &allowed).run(tree),
             },
             ReqType::Delete(delete) => match too_many(delete.obj_paths.len()) {
                 Some(error) => Step::Done(error_msg(msg_id, &error)),
-                None => Writes::delete(tree, msg_id, origin, delete).run(tree),
+                None => Writes::delete(tree, msg_id, origin, delete, &allowed).run(tree),
             },
-            ReqType::Operate(operate) => answer_operate(msg_id, operate),
+            ReqType::Operate(operate) => {
+                if !allowed.allows(&operate.command, Kind::CommandEvent, Op::Execute) {
+                    return Step::Done(error_msg(msg_id, &denied(&operate.command, "operate")));
+                }
+                answer_operate(msg_id, operate)
+            }
             ReqType::GetSupportedDm(get) => Step::Done(match too_many(get.obj_paths.len()) {
                 Some(error) => error_msg(msg_id, &error),
                 None => response(
                     msg_id,
                     MsgType::GetSupportedDmResp,
-                    RespType::GetSupportedDmResp(crate::supported::answer(tree, &get)),
+                    RespType::GetSupportedDmResp(crate::supported::answer(tree, &get, &allowed)),
                 ),
             }),
             other => {
@@ -563,7 +572,15 @@ fn answer_operate(msg_id: String, operate: usp::Operate) -> Step {
 /// record of them stays well under the MTP's packet size).
 pub const MAX_GET_VALUES: usize = 16_384;
 
-fn answer_get(tree: &Tree, origin: Origin, get: &usp::Get) -> usp::GetResp {
+/// 7006: the controller's role does not let it `what` `path`.
+fn denied(path: &str, what: &str) -> UspError {
+    UspError::new(
+        Code::PERMISSION_DENIED,
+        format!("{path}: the controller's role does not let it {what} this"),
+    )
+}
+
+fn answer_get(tree: &Tree, origin: Origin, get: &usp::Get, allowed: &Permissions) -> usp::GetResp {
     use usp::get_resp::{RequestedPathResult, ResolvedPathResult};
     let max_depth = get.max_depth as usize;
     let mut budget = MAX_GET_VALUES;
@@ -575,13 +592,27 @@ fn answer_get(tree: &Tree, origin: Origin, get: &usp::Get) -> usp::GetResp {
                 requested_path: requested.clone(),
                 ..Default::default()
             };
-            match get_values(tree, origin, requested, budget) {
+            // Parameters the role does not let it read are left out; a
+            // path naming one parameter only is refused.
+            let readable =
+                get_values(tree, origin, requested, budget).and_then(|(roots, values)| {
+                    let total = values.len();
+                    let values: Vec<(String, String)> = values
+                        .into_iter()
+                        .filter(|(name, _)| allowed.allows(name, Kind::Param, Op::Read))
+                        .collect();
+                    if total > 0 && values.is_empty() && !requested.ends_with('.') {
+                        return Err(denied(requested, "read"));
+                    }
+                    Ok((roots, values, total))
+                });
+            match readable {
                 Err(error) => {
                     result.err_code = error.code.0;
                     result.err_msg = error.message;
                 }
-                Ok((roots, values)) => {
-                    budget -= values.len();
+                Ok((roots, values, total)) => {
+                    budget -= total;
                     // One result per object, its parameters relative to
                     // it (TR-369 §Get: resolved_path is an object path).
                     let mut by_object: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -693,6 +724,7 @@ fn answer_get_instances(
     tree: &Tree,
     origin: Origin,
     get: &usp::GetInstances,
+    allowed: &Permissions,
 ) -> usp::GetInstancesResp {
     use usp::get_instances_resp::{CurrInstance, RequestedPathResult};
     let req_path_results = get
@@ -707,6 +739,7 @@ fn answer_get_instances(
                 Ok(paths) => {
                     result.curr_insts = paths
                         .into_iter()
+                        .filter(|p| allowed.allows(p, Kind::InstantiatedObj, Op::Read))
                         .map(|instantiated_obj_path| CurrInstance {
                             unique_keys: unique_keys_of(tree, origin, &instantiated_obj_path),
                             instantiated_obj_path,
@@ -878,7 +911,13 @@ impl Writes {
         }
     }
 
-    fn set(tree: &Tree, msg_id: String, origin: Origin, set: usp::Set) -> Writes {
+    fn set(
+        tree: &Tree,
+        msg_id: String,
+        origin: Origin,
+        set: usp::Set,
+        allowed: &Permissions,
+    ) -> Writes {
         let mut writes = Writes::new(msg_id, WriteKind::Set, origin, set.allow_partial);
         let mut total = 0;
         for update in &set.update_objs {
@@ -887,6 +926,18 @@ impl Writes {
                 Ok(objects) => {
                     for object in &objects {
                         for s in &update.param_settings {
+                            // Not the role's to write: the object fails
+                            // with it when required, else it is left out.
+                            let full = format!("{object}{}", s.param);
+                            if !allowed.allows(&full, Kind::Param, Op::Write) {
+                                let error = denied(&full, "write");
+                                if s.required {
+                                    part.failed = Some(error);
+                                } else {
+                                    part.dropped.push((full, error.code, error.message));
+                                }
+                                continue;
+                            }
                             part.settings.push(Setting {
                                 object: object.clone(),
                                 param: s.param.clone(),
@@ -913,11 +964,22 @@ impl Writes {
         writes
     }
 
-    fn add(tree: &Tree, msg_id: String, origin: Origin, add: usp::Add) -> Writes {
+    fn add(
+        tree: &Tree,
+        msg_id: String,
+        origin: Origin,
+        add: usp::Add,
+        allowed: &Permissions,
+    ) -> Writes {
         let mut writes = Writes::new(msg_id, WriteKind::Add, origin, add.allow_partial);
         for create in &add.create_objs {
             let mut part = Writes::part(&create.obj_path);
             match resolve_objects(tree, origin, &create.obj_path) {
+                Ok(tables)
+                    if tables.len() == 1 && !allowed.allows(&tables[0], Kind::Obj, Op::Write) =>
+                {
+                    part.failed = Some(denied(&tables[0], "add to"));
+                }
                 Ok(tables) if tables.len() == 1 => {
                     part.settings = create
                         .param_settings
@@ -949,7 +1011,13 @@ impl Writes {
         writes
     }
 
-    fn delete(tree: &Tree, msg_id: String, origin: Origin, delete: usp::Delete) -> Writes {
+    fn delete(
+        tree: &Tree,
+        msg_id: String,
+        origin: Origin,
+        delete: usp::Delete,
+        allowed: &Permissions,
+    ) -> Writes {
         let mut writes = Writes::new(msg_id, WriteKind::Delete, origin, delete.allow_partial);
         for requested in &delete.obj_paths {
             let mut part = Writes::part(requested);
@@ -966,6 +1034,12 @@ impl Writes {
                             Code::OBJECT_NOT_DELETABLE,
                             format!("{table} is not an instance"),
                         ));
+                    } else if let Some(instance) = part
+                        .objects
+                        .iter()
+                        .find(|o| !allowed.allows(o, Kind::InstantiatedObj, Op::Write))
+                    {
+                        part.failed = Some(denied(instance, "delete"));
                     }
                 }
                 Err(error) => part.failed = Some(error),

@@ -15,6 +15,8 @@
 //! - [`notify`]: the tree's changes, whoever made them, as Notify
 //!   messages for the subscriptions in `Device.LocalAgent.Subscription.`.
 //! - [`supported`]: GetSupportedDM, from the same mapping's templates.
+//! - [`permissions`]: what a controller's role lets it do, checked on
+//!   every request of a controller.
 //! - [`error`]: TR-369's error codes.
 //!
 //! The MTPs (MQTT, WebSocket) are the driver's, in the agent.
@@ -24,6 +26,7 @@ pub mod engine;
 pub mod error;
 pub mod notify;
 pub mod path;
+pub mod permissions;
 pub mod supported;
 #[rustfmt::skip]
 pub mod proto;
@@ -31,3 +34,4 @@ pub mod proto;
 pub use engine::{Action, Agent, Command, Incoming, Pending, Request, Step};
 pub use error::{Code, UspError};
 pub use notify::{Notifier, Outgoing};
+pub use permissions::Permissions;

@@ -63,6 +63,9 @@ struct Subscription {
     send_resp: bool,
     /// NotifExpiration, seconds (0: none).
     expiration: u64,
+    /// What the recipient's role lets it be told of (the `n` of its
+    /// permissions).
+    allowed: crate::Permissions,
 }
 
 impl Subscription {
@@ -175,22 +178,31 @@ impl Notifier {
     }
 
     /// `notification` of `path` for `subscription`, when its
-    /// ReferenceList covers the path.
+    /// ReferenceList covers the path and its recipient's role lets it be
+    /// told.
     fn for_subscriber(
         &mut self,
         subscription: &Subscription,
         path: &str,
         notification: notify::Notification,
     ) -> Option<Outgoing> {
-        subscription
+        use crate::permissions::{Kind as Of, Op};
+        let of = match subscription.kind {
+            Kind::ValueChange => Of::Param,
+            Kind::ObjectCreation => Of::Obj,
+            Kind::ObjectDeletion => Of::InstantiatedObj,
+            Kind::Event | Kind::OperationComplete => Of::CommandEvent,
+        };
+        (subscription
             .references
             .iter()
             .any(|reference| covers(reference, path, subscription.kind))
-            .then(|| Outgoing {
-                to: subscription.recipient.clone(),
-                msg: self.notify(subscription, notification),
-                retry: subscription.retry(),
-            })
+            && subscription.allowed.allows(path, of, Op::Notify))
+        .then(|| Outgoing {
+            to: subscription.recipient.clone(),
+            msg: self.notify(subscription, notification),
+            retry: subscription.retry(),
+        })
     }
 
     fn notify(
@@ -303,6 +315,9 @@ fn subscriptions(tree: &Tree, wanted: Kind) -> Vec<Subscription> {
         _ => String::new(),
     };
     let mut out = Vec::new();
+    // Each recipient's role, read once.
+    let mut roles: std::collections::HashMap<u16, crate::Permissions> =
+        std::collections::HashMap::new();
     for instance in tree.instances(usp_subscription::ID).unwrap_or_default() {
         use usp_subscription::*;
         if read(ID, instance, ENABLE) != Some(Value::Boolean(true)) {
@@ -350,6 +365,10 @@ fn subscriptions(tree: &Tree, wanted: Kind) -> Vec<Subscription> {
                 Some(Value::Unsigned(seconds)) => seconds,
                 _ => 0,
             },
+            allowed: roles
+                .entry(controller.0)
+                .or_insert_with(|| crate::Permissions::of(tree, Origin::Controller(controller.0)))
+                .clone(),
         });
     }
     out

@@ -166,7 +166,12 @@ fn objects(tree: &Tree) -> BTreeMap<String, Object> {
 }
 
 /// Answers GetSupportedDM.
-pub fn answer(tree: &Tree, request: &usp::GetSupportedDm) -> usp::GetSupportedDmResp {
+pub fn answer(
+    tree: &Tree,
+    request: &usp::GetSupportedDm,
+    allowed: &crate::Permissions,
+) -> usp::GetSupportedDmResp {
+    use crate::permissions::{Kind, Op};
     let all = objects(tree);
     let req_obj_results = request
         .obj_paths
@@ -187,6 +192,8 @@ pub fn answer(tree: &Tree, request: &usp::GetSupportedDm) -> usp::GetSupportedDm
             result.supported_objs = all
                 .iter()
                 .filter(|(path, _)| path.starts_with(wanted.as_str()))
+                // What the role does not let it see is not there for it.
+                .filter(|(path, _)| allowed.allows(path, Kind::Obj, Op::Read))
                 .filter(|(path, _)| {
                     // Below a table's `{i}.`, one level further is still
                     // the first (the instance is not a level of its own).
@@ -199,6 +206,12 @@ pub fn answer(tree: &Tree, request: &usp::GetSupportedDm) -> usp::GetSupportedDm
                     is_multi_instance: object.multi,
                     supported_commands: if request.return_commands {
                         commands_of(path)
+                            .into_iter()
+                            .filter(|c| {
+                                let at = format!("{path}{}", c.command_name);
+                                allowed.allows(&at, Kind::CommandEvent, Op::Read)
+                            })
+                            .collect()
                     } else {
                         Vec::new()
                     },
@@ -206,6 +219,9 @@ pub fn answer(tree: &Tree, request: &usp::GetSupportedDm) -> usp::GetSupportedDm
                         EVENTS
                             .iter()
                             .filter(|(at, ..)| at == path)
+                            .filter(|(at, name, _)| {
+                                allowed.allows(&format!("{at}{name}"), Kind::CommandEvent, Op::Read)
+                            })
                             .map(|(_, name, args)| SupportedEventResult {
                                 event_name: (*name).to_owned(),
                                 arg_names: args.iter().map(|a| (*a).to_owned()).collect(),
@@ -215,7 +231,18 @@ pub fn answer(tree: &Tree, request: &usp::GetSupportedDm) -> usp::GetSupportedDm
                         Vec::new()
                     },
                     supported_params: if request.return_params {
-                        object.params.values().cloned().collect()
+                        object
+                            .params
+                            .values()
+                            .filter(|p| {
+                                allowed.allows(
+                                    &format!("{path}{}", p.param_name),
+                                    Kind::Param,
+                                    Op::Read,
+                                )
+                            })
+                            .cloned()
+                            .collect()
                     } else {
                         Vec::new()
                     },

@@ -10,9 +10,17 @@ use prost::Message as _;
 const AGENT: &str = "os::00D09E-SN0001";
 const CONTROLLER: &str = "self::controller";
 
-/// The tests' provisioned tree on the demo platform.
+/// The tests' provisioned tree on the demo platform, with the controller
+/// (row 1) given Full Access.
 fn tree() -> Tree {
-    dm_tests::tree(&dm_tests::platform().0)
+    let mut tree = dm_tests::tree(&dm_tests::platform().0);
+    dm_objects::local_agent::provision(
+        &mut tree,
+        AGENT,
+        &[(CONTROLLER.to_owned(), Default::default())],
+    )
+    .unwrap();
+    tree
 }
 
 fn record(to: &str, payload: Vec<u8>) -> Vec<u8> {
@@ -492,7 +500,12 @@ fn subscriptions_turn_any_origins_changes_into_notify_messages() {
     use dm_usp::Notifier;
     let agent = Agent::new(AGENT);
     let mut tree = tree();
-    dm_objects::local_agent::provision(&mut tree, AGENT, &[CONTROLLER.to_owned()]).unwrap();
+    dm_objects::local_agent::provision(
+        &mut tree,
+        AGENT,
+        &[(CONTROLLER.to_owned(), Default::default())],
+    )
+    .unwrap();
     let subscribe = |kind: &str, reference: &str| {
         ReqType::Add(usp::Add {
             allow_partial: false,
@@ -592,6 +605,46 @@ fn subscriptions_turn_any_origins_changes_into_notify_messages() {
             usp::notify::Notification::ObjDeletion(usp::notify::ObjectDeletion { obj_path: path })
         )]
     );
+    // Its role without notifications (Untrusted): nothing; given back
+    // Full Access, told again.
+    let assign = |tree: &mut Tree, role: u16| {
+        use dm_core::catalog::{usp_controller, usp_role};
+        tree.begin(Origin::Agent)
+            .set(
+                dm_core::Path::resource(
+                    usp_controller::ID,
+                    dm_core::InstanceId(1),
+                    usp_controller::ASSIGNED_ROLE,
+                ),
+                dm_core::Value::ObjectLink(dm_core::ObjectLink {
+                    object: usp_role::ID,
+                    instance: role,
+                }),
+            )
+            .commit()
+            .unwrap();
+    };
+    let write = |tree: &mut Tree, ssid: &str| {
+        dm_cwmp::rpc::set_parameter_values(
+            tree,
+            &[dm_cwmp::soap::ParameterValueIn {
+                name: "Device.WiFi.SSID.1.SSID".into(),
+                value: ssid.into(),
+                xsd_type: None,
+            }],
+            "k",
+        )
+        .unwrap();
+    };
+    assign(&mut tree, 2);
+    let _ = notified(&tree);
+    write(&mut tree, "unseen");
+    assert!(notified(&tree).is_empty());
+    assign(&mut tree, 1);
+    let _ = notified(&tree);
+    write(&mut tree, "seen");
+    assert_eq!(notified(&tree).len(), 1);
+
     // Disabled: nothing more.
     let body = set(
         &[(
@@ -867,4 +920,117 @@ fn overlapping_deletes_and_a_failed_add_leave_the_tree_consistent() {
         .collect();
     assert_eq!(affected, [vec![made.instantiated_path.clone()], vec![]]);
     assert_eq!(count(&agent, &mut tree), before);
+}
+
+/// A controller given the Untrusted role: it reads what the device and
+/// the agent are, and nothing else; every write, add, delete and
+/// command is 7006, and GetSupportedDM shows it only what it may read.
+/// A controller with no row (no role) may do nothing at all.
+#[test]
+fn an_untrusted_controller_reads_the_device_and_nothing_more() {
+    use dm_objects::local_agent::ControllerRole;
+    let agent = Agent::new(AGENT);
+    let mut tree = dm_tests::tree(&dm_tests::platform().0);
+    dm_objects::local_agent::provision(
+        &mut tree,
+        AGENT,
+        &[(CONTROLLER.to_owned(), ControllerRole::Untrusted)],
+    )
+    .unwrap();
+    assert_eq!(
+        value(&agent, &mut tree, "Device.DeviceInfo.SerialNumber"),
+        "SN0001"
+    );
+    assert_eq!(
+        value(
+            &agent,
+            &mut tree,
+            "Device.LocalAgent.Controller.1.AssignedRole"
+        ),
+        "Device.LocalAgent.ControllerTrust.Role.2"
+    );
+    // An object it may not read: nothing there for it; one parameter:
+    // refused.
+    let wifi = get(
+        &agent,
+        &mut tree,
+        &["Device.WiFi.", "Device.ManagementServer.URL"],
+        0,
+    );
+    assert!(
+        wifi.req_path_results[0].resolved_path_results.is_empty(),
+        "{wifi:?}"
+    );
+    assert_eq!(wifi.req_path_results[1].err_code, 7006, "{wifi:?}");
+    // The whole tree: only DeviceInfo's and LocalAgent's parameters.
+    let all = get(&agent, &mut tree, &["Device."], 0);
+    let objects: Vec<&str> = all.req_path_results[0]
+        .resolved_path_results
+        .iter()
+        .map(|r| r.resolved_path.as_str())
+        .collect();
+    assert!(!objects.is_empty());
+    assert!(
+        objects
+            .iter()
+            .all(|o| o.starts_with("Device.DeviceInfo.") || o.starts_with("Device.LocalAgent.")),
+        "{objects:?}"
+    );
+    // Writes of every kind.
+    let before = value(&agent, &mut tree, "Device.DeviceInfo.ProvisioningCode");
+    let e = error(ask(
+        &agent,
+        &mut tree,
+        set(
+            &[("Device.DeviceInfo.", &[("ProvisioningCode", "x", true)])],
+            false,
+        ),
+    ));
+    assert_eq!(e.err_code, 7006, "{e:?}");
+    assert_eq!(
+        value(&agent, &mut tree, "Device.DeviceInfo.ProvisioningCode"),
+        before
+    );
+    let add = ReqType::Add(usp::Add {
+        allow_partial: false,
+        create_objs: vec![usp::add::CreateObject {
+            obj_path: "Device.LocalAgent.Subscription.".into(),
+            param_settings: Vec::new(),
+        }],
+    });
+    assert_eq!(error(ask(&agent, &mut tree, add)).err_code, 7006);
+    let delete = ReqType::Delete(usp::Delete {
+        allow_partial: false,
+        obj_paths: vec!["Device.WiFi.SSID.1.".into()],
+    });
+    assert_eq!(error(ask(&agent, &mut tree, delete)).err_code, 7006);
+    let reboot = ReqType::Operate(usp::Operate {
+        command: "Device.Reboot()".into(),
+        send_resp: true,
+        ..Default::default()
+    });
+    assert_eq!(error(ask(&agent, &mut tree, reboot)).err_code, 7006);
+    // What it is shown of the data model.
+    let body = ReqType::GetSupportedDm(usp::GetSupportedDm {
+        obj_paths: vec!["Device.".into()],
+        first_level_only: true,
+        return_commands: true,
+        return_events: true,
+        return_params: true,
+        return_unique_key_sets: false,
+    });
+    let RespType::GetSupportedDmResp(r) = resp(ask(&agent, &mut tree, body)) else {
+        panic!()
+    };
+    let shown: Vec<&str> = r.req_obj_results[0]
+        .supported_objs
+        .iter()
+        .map(|o| o.supported_obj_path.as_str())
+        .collect();
+    assert_eq!(shown, ["Device.DeviceInfo.", "Device.LocalAgent."], "{r:?}");
+
+    // No controller row at all: not even the device's identity.
+    let mut bare = dm_tests::tree(&dm_tests::platform().0);
+    let r = get(&agent, &mut bare, &["Device.DeviceInfo.SerialNumber"], 0);
+    assert_eq!(r.req_path_results[0].err_code, 7006, "{r:?}");
 }
