@@ -236,6 +236,8 @@ pub async fn run(
             &[(usp.controller_endpoint_id.clone(), usp.controller_role)],
         )
         .context("setting up USP's objects")?;
+        dm_objects::local_agent::provision_mtp(&mut tree, &crate::usp::mtp_facts(usp))
+            .context("setting up USP's MTP objects")?;
     }
     // Save once now, so a first start is durable before anything else.
     tree.set_pending_state("agent.started", Some(env!("CARGO_PKG_VERSION").into()))

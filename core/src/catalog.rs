@@ -2645,6 +2645,24 @@ pub mod usp_controller {
     pub const ENDPOINT_ID: ResourceId = ResourceId(2);
     /// AssignedRole
     pub const ASSIGNED_ROLE: ResourceId = ResourceId(3);
+    /// MTP.Enable
+    pub const MTP_ENABLE: ResourceId = ResourceId(4);
+    /// MTP.Protocol
+    pub const MTP_PROTOCOL: ResourceId = ResourceId(5);
+    /// MTP.MQTT.Reference
+    pub const MTP_MQTT_REFERENCE: ResourceId = ResourceId(6);
+    /// MTP.MQTT.Topic
+    pub const MTP_MQTT_TOPIC: ResourceId = ResourceId(7);
+    /// MTP.WebSocket.Host
+    pub const MTP_WEB_SOCKET_HOST: ResourceId = ResourceId(8);
+    /// MTP.WebSocket.Port
+    pub const MTP_WEB_SOCKET_PORT: ResourceId = ResourceId(9);
+    /// MTP.WebSocket.Path
+    pub const MTP_WEB_SOCKET_PATH: ResourceId = ResourceId(10);
+    /// MTP.WebSocket.IsEncrypted
+    pub const MTP_WEB_SOCKET_IS_ENCRYPTED: ResourceId = ResourceId(11);
+    /// MTP.WebSocket.KeepAliveInterval
+    pub const MTP_WEB_SOCKET_KEEP_ALIVE_INTERVAL: ResourceId = ResourceId(12);
 
     pub static SCHEMA: ObjectSchema = ObjectSchema {
         id: ID,
@@ -2657,6 +2675,15 @@ pub mod usp_controller {
             ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
             ResourceSchema { id: ENDPOINT_ID, name: "EndpointID", value_type: ValueType::String, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
             ResourceSchema { id: ASSIGNED_ROLE, name: "AssignedRole", value_type: ValueType::ObjectLink, access: Access::ReadWrite, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MTP_ENABLE, name: "MTP.Enable", value_type: ValueType::Boolean, access: Access::ReadWrite, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MTP_PROTOCOL, name: "MTP.Protocol", value_type: ValueType::String, access: Access::ReadWrite, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MTP_MQTT_REFERENCE, name: "MTP.MQTT.Reference", value_type: ValueType::ObjectLink, access: Access::ReadWrite, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MTP_MQTT_TOPIC, name: "MTP.MQTT.Topic", value_type: ValueType::String, access: Access::ReadWrite, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 65535 } },
+            ResourceSchema { id: MTP_WEB_SOCKET_HOST, name: "MTP.WebSocket.Host", value_type: ValueType::String, access: Access::ReadWrite, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: MTP_WEB_SOCKET_PORT, name: "MTP.WebSocket.Port", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: true, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 65535 } },
+            ResourceSchema { id: MTP_WEB_SOCKET_PATH, name: "MTP.WebSocket.Path", value_type: ValueType::String, access: Access::ReadWrite, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MTP_WEB_SOCKET_IS_ENCRYPTED, name: "MTP.WebSocket.IsEncrypted", value_type: ValueType::Boolean, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MTP_WEB_SOCKET_KEEP_ALIVE_INTERVAL, name: "MTP.WebSocket.KeepAliveInterval", value_type: ValueType::UnsignedInt, access: Access::ReadWrite, multiple: true, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 4294967295 } },
         ],
     };
 }
@@ -2995,6 +3022,88 @@ pub mod usp_role {
     };
 }
 
+/// MTP (object 50036, version 2.17).
+pub mod usp_mtp {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50036);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(0);
+    /// Status
+    pub const STATUS: ResourceId = ResourceId(1);
+    /// Protocol
+    pub const PROTOCOL: ResourceId = ResourceId(2);
+    /// MQTT.Reference
+    pub const MQTT_REFERENCE: ResourceId = ResourceId(3);
+    /// MQTT.ResponseTopicConfigured
+    pub const MQTT_RESPONSE_TOPIC_CONFIGURED: ResourceId = ResourceId(4);
+    /// MQTT.ResponseTopicDiscovered
+    pub const MQTT_RESPONSE_TOPIC_DISCOVERED: ResourceId = ResourceId(5);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "MTP",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Up", "Down", "Error"]) },
+            ResourceSchema { id: PROTOCOL, name: "Protocol", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MQTT_REFERENCE, name: "MQTT.Reference", value_type: ValueType::ObjectLink, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: MQTT_RESPONSE_TOPIC_CONFIGURED, name: "MQTT.ResponseTopicConfigured", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 65535 } },
+            ResourceSchema { id: MQTT_RESPONSE_TOPIC_DISCOVERED, name: "MQTT.ResponseTopicDiscovered", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 65535 } },
+        ],
+    };
+}
+
+/// Client (object 50037, version 2.17).
+pub mod mqtt_client {
+    use super::*;
+
+    pub const ID: ObjectId = ObjectId(50037);
+    /// Enable
+    pub const ENABLE: ResourceId = ResourceId(0);
+    /// Status
+    pub const STATUS: ResourceId = ResourceId(1);
+    /// ProtocolVersion
+    pub const PROTOCOL_VERSION: ResourceId = ResourceId(2);
+    /// BrokerAddress
+    pub const BROKER_ADDRESS: ResourceId = ResourceId(3);
+    /// BrokerPort
+    pub const BROKER_PORT: ResourceId = ResourceId(4);
+    /// TransportProtocol
+    pub const TRANSPORT_PROTOCOL: ResourceId = ResourceId(5);
+    /// KeepAliveTime
+    pub const KEEP_ALIVE_TIME: ResourceId = ResourceId(6);
+    /// ClientID
+    pub const CLIENT_ID: ResourceId = ResourceId(7);
+    /// Username
+    pub const USERNAME: ResourceId = ResourceId(8);
+    /// ResponseInformation
+    pub const RESPONSE_INFORMATION: ResourceId = ResourceId(9);
+
+    pub static SCHEMA: ObjectSchema = ObjectSchema {
+        id: ID,
+        name: "Client",
+        version: "2.17",
+        multiple: true,
+        mandatory: true,
+        resources: &[
+            ResourceSchema { id: ENABLE, name: "Enable", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Disabled", "Connecting", "Connected", "Error_Misconfigured", "Error_BrokerUnreachable", "Error"]) },
+            ResourceSchema { id: PROTOCOL_VERSION, name: "ProtocolVersion", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: BROKER_ADDRESS, name: "BrokerAddress", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: BROKER_PORT, name: "BrokerPort", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 1, max: 65535 } },
+            ResourceSchema { id: TRANSPORT_PROTOCOL, name: "TransportProtocol", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
+            ResourceSchema { id: KEEP_ALIVE_TIME, name: "KeepAliveTime", value_type: ValueType::UnsignedInt, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 0, max: 65535 } },
+            ResourceSchema { id: CLIENT_ID, name: "ClientID", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 65535 } },
+            ResourceSchema { id: USERNAME, name: "Username", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: RESPONSE_INFORMATION, name: "ResponseInformation", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 65535 } },
+        ],
+    };
+}
+
 /// Every object schema, by id.
 pub static ALL: &[&ObjectSchema] = &[
     &security::SCHEMA,
@@ -3047,4 +3156,6 @@ pub static ALL: &[&ObjectSchema] = &[
     &wifi_endpoint::SCHEMA,
     &nat_interface::SCHEMA,
     &usp_role::SCHEMA,
+    &usp_mtp::SCHEMA,
+    &mqtt_client::SCHEMA,
 ];

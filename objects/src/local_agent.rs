@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use dm_core::catalog::{local_agent, usp_controller, usp_request, usp_role, usp_subscription};
+use dm_core::catalog::{
+    local_agent, mqtt_client, usp_controller, usp_mtp, usp_request, usp_role, usp_subscription,
+};
 use dm_core::{
     Error, Instance, InstanceId, ObjectHandler, ObjectLink, ObjectSchema, Origin, Path, ResourceId,
     ResourceValue, Slot, Tree, Value,
@@ -39,7 +41,189 @@ pub fn register(tree: &mut Tree, host: Arc<dyn Host>) -> Result<(), Error> {
     tree.register(Box::new(Controllers))?;
     tree.register(Box::new(Subscriptions { host }))?;
     tree.register(Box::new(Requests))?;
-    tree.register(crate::ethernet::Facts::reported(&usp_role::SCHEMA))
+    tree.register(crate::ethernet::Facts::reported(&usp_role::SCHEMA))?;
+    tree.register(crate::ethernet::Facts::reported(&usp_mtp::SCHEMA))?;
+    tree.register(crate::ethernet::Facts::reported(&mqtt_client::SCHEMA))
+}
+
+/// The agent's MTP to its controller, as configured: what
+/// `LocalAgent.MTP`, `Controller.{i}.MTP` and `MQTT.Client` show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MtpFacts {
+    Mqtt {
+        broker_host: String,
+        broker_port: u16,
+        tls: bool,
+        client_id: String,
+        username: String,
+        keep_alive: u16,
+        /// The topic the agent asks to be sent to.
+        agent_topic: String,
+        /// Where it sends to the controller.
+        controller_topic: String,
+    },
+    WebSocket {
+        host: String,
+        port: u16,
+        path: String,
+        tls: bool,
+        keep_alive: u32,
+    },
+}
+
+/// The MTP's rows, as the agent, after [`provision`]: one agent MTP (down
+/// until connected), the MQTT client for MQTT, and the controller's MTP
+/// (row 1's `MTP.1`).
+pub fn provision_mtp(tree: &mut Tree, mtp: &MtpFacts) -> Result<(), dm_core::TransactionError> {
+    let one = InstanceId(1);
+    let has = |tree: &Tree, object| tree.instances(object).unwrap_or_default().contains(&one);
+    let (has_mtp, has_client) = (has(tree, usp_mtp::ID), has(tree, mqtt_client::ID));
+    let has_controller = has(tree, usp_controller::ID);
+    let mut tx = tree.begin(Origin::Agent);
+    if !has_mtp {
+        tx.create(usp_mtp::ID, Some(one));
+    }
+    let agent = |r| Path::resource(usp_mtp::ID, one, r);
+    let controller = |r| Path::resource(usp_controller::ID, one, r);
+    let first = |v: Value| std::collections::BTreeMap::from([(0u16, v)]);
+    tx.set(agent(usp_mtp::ENABLE), Value::Boolean(true));
+    tx.set(agent(usp_mtp::STATUS), Value::String("Down".into()));
+    if has_controller {
+        tx.set_multiple(
+            controller(usp_controller::MTP_ENABLE),
+            first(Value::Boolean(true)),
+        );
+    }
+    match mtp {
+        MtpFacts::Mqtt {
+            broker_host,
+            broker_port,
+            tls,
+            client_id,
+            username,
+            keep_alive,
+            agent_topic,
+            controller_topic,
+        } => {
+            if !has_client {
+                tx.create(mqtt_client::ID, Some(one));
+            }
+            let reference = Value::ObjectLink(ObjectLink {
+                object: mqtt_client::ID,
+                instance: 1,
+            });
+            tx.set(agent(usp_mtp::PROTOCOL), Value::String("MQTT".into()));
+            tx.set(agent(usp_mtp::MQTT_REFERENCE), reference.clone());
+            tx.set(
+                agent(usp_mtp::MQTT_RESPONSE_TOPIC_CONFIGURED),
+                Value::String(agent_topic.clone()),
+            );
+            let client = |r| Path::resource(mqtt_client::ID, one, r);
+            use mqtt_client::*;
+            tx.set(client(ENABLE), Value::Boolean(true));
+            tx.set(client(STATUS), Value::String("Connecting".into()));
+            tx.set(client(PROTOCOL_VERSION), Value::String("5.0".into()));
+            tx.set(client(BROKER_ADDRESS), Value::String(broker_host.clone()));
+            tx.set(
+                client(BROKER_PORT),
+                Value::Unsigned(u64::from(*broker_port)),
+            );
+            tx.set(
+                client(TRANSPORT_PROTOCOL),
+                Value::String(if *tls { "TLS" } else { "TCP/IP" }.into()),
+            );
+            tx.set(
+                client(KEEP_ALIVE_TIME),
+                Value::Unsigned(u64::from(*keep_alive)),
+            );
+            tx.set(client(CLIENT_ID), Value::String(client_id.clone()));
+            tx.set(client(USERNAME), Value::String(username.clone()));
+            if has_controller {
+                use usp_controller::*;
+                tx.set_multiple(
+                    controller(MTP_PROTOCOL),
+                    first(Value::String("MQTT".into())),
+                );
+                tx.set_multiple(controller(MTP_MQTT_REFERENCE), first(reference));
+                tx.set_multiple(
+                    controller(MTP_MQTT_TOPIC),
+                    first(Value::String(controller_topic.clone())),
+                );
+            }
+        }
+        MtpFacts::WebSocket {
+            host,
+            port,
+            path,
+            tls,
+            keep_alive,
+        } => {
+            if has_client {
+                tx.delete(mqtt_client::ID, one);
+            }
+            tx.set(agent(usp_mtp::PROTOCOL), Value::String("WebSocket".into()));
+            if has_controller {
+                use usp_controller::*;
+                tx.set_multiple(
+                    controller(MTP_PROTOCOL),
+                    first(Value::String("WebSocket".into())),
+                );
+                tx.set_multiple(
+                    controller(MTP_WEB_SOCKET_HOST),
+                    first(Value::String(host.clone())),
+                );
+                tx.set_multiple(
+                    controller(MTP_WEB_SOCKET_PORT),
+                    first(Value::Unsigned(u64::from(*port))),
+                );
+                tx.set_multiple(
+                    controller(MTP_WEB_SOCKET_PATH),
+                    first(Value::String(path.clone())),
+                );
+                tx.set_multiple(
+                    controller(MTP_WEB_SOCKET_IS_ENCRYPTED),
+                    first(Value::Boolean(*tls)),
+                );
+                tx.set_multiple(
+                    controller(MTP_WEB_SOCKET_KEEP_ALIVE_INTERVAL),
+                    first(Value::Unsigned(u64::from((*keep_alive).max(1)))),
+                );
+            }
+        }
+    }
+    tx.commit().map(drop)
+}
+
+/// The MTP's connection went up (with the topic the agent listens on,
+/// for MQTT: the broker may have assigned it) or down.
+pub fn mtp_status(
+    tree: &mut Tree,
+    up: bool,
+    topic: Option<&str>,
+) -> Result<(), dm_core::TransactionError> {
+    let one = InstanceId(1);
+    let client = tree
+        .instances(mqtt_client::ID)
+        .unwrap_or_default()
+        .contains(&one);
+    let mut tx = tree.begin(Origin::Agent);
+    tx.set(
+        Path::resource(usp_mtp::ID, one, usp_mtp::STATUS),
+        Value::String(if up { "Up" } else { "Down" }.into()),
+    );
+    if let Some(topic) = topic {
+        tx.set(
+            Path::resource(usp_mtp::ID, one, usp_mtp::MQTT_RESPONSE_TOPIC_DISCOVERED),
+            Value::String(topic.to_owned()),
+        );
+    }
+    if client {
+        tx.set(
+            Path::resource(mqtt_client::ID, one, mqtt_client::STATUS),
+            Value::String(if up { "Connected" } else { "Connecting" }.into()),
+        );
+    }
+    tx.commit().map(drop)
 }
 
 /// The role a configured controller is given.

@@ -62,16 +62,70 @@ fn retry_wait(failures: u32) -> Duration {
     dm_cwmp::session::retry_wait(5, 2000, failures, dm_rt::random::seed())
 }
 
+/// What `Device.LocalAgent.MTP`, `Controller.1.MTP` and `MQTT.Client`
+/// show of the configuration.
+pub fn mtp_facts(config: &Usp) -> dm_objects::local_agent::MtpFacts {
+    use dm_objects::local_agent::MtpFacts;
+    let keep_alive = u16::try_from(config.keep_alive.as_secs()).unwrap_or(u16::MAX);
+    match &config.mtp {
+        UspMtp::Mqtt(m) => MtpFacts::Mqtt {
+            broker_host: m.broker_host.clone(),
+            broker_port: m.broker_port,
+            tls: m.tls,
+            client_id: m.client_id.clone(),
+            username: m.username.clone(),
+            keep_alive,
+            agent_topic: m.agent_topic.clone(),
+            controller_topic: m.controller_topic.clone(),
+        },
+        UspMtp::WebSocket { url } => {
+            let parsed = dm_rt::uri::parse(url).ok();
+            let tls = url.starts_with("wss://");
+            MtpFacts::WebSocket {
+                host: parsed
+                    .as_ref()
+                    .map(|u| dm_rt::uri::host(u).to_owned())
+                    .unwrap_or_default(),
+                port: parsed
+                    .as_ref()
+                    .and_then(|u| dm_rt::uri::port(u).ok().flatten())
+                    .unwrap_or(if tls { 443 } else { 80 }),
+                path: parsed
+                    .as_ref()
+                    .map(|u| u.path().to_owned())
+                    .unwrap_or_default(),
+                tls,
+                keep_alive: u32::from(keep_alive),
+            }
+        }
+    }
+}
+
 /// What both transports share: the engine, the requests' queue, the
-/// Boot! arguments (taken on the first connection), and the stop.
+/// Boot! arguments (taken on the first connection), the tree (for the
+/// MTP's status), and whether the connection is up.
 struct Shared {
     agent: Agent,
     controller: String,
     requests: tokio::sync::mpsc::Sender<Work>,
     boot: Option<std::collections::BTreeMap<String, String>>,
+    tree: Arc<Mutex<Tree>>,
+    up: bool,
 }
 
 impl Shared {
+    /// The connection went up (with the topic the agent listens on) or
+    /// down: `LocalAgent.MTP.1.Status` and `MQTT.Client.1.Status` say so.
+    fn status(&mut self, up: bool, topic: Option<&str>) {
+        if self.up == up {
+            return;
+        }
+        self.up = up;
+        if let Err(e) = dm_objects::local_agent::mtp_status(&mut lock(&self.tree), up, topic) {
+            debug!("USP: the MTP's status is not recorded: {e}");
+        }
+    }
+
     /// A connection is up: Boot!, once (TR-181 2.16 Device.Boot!).
     fn connected(&mut self) {
         if let Some(arguments) = self.boot.take()
@@ -118,6 +172,8 @@ pub async fn run(
         controller: config.controller_endpoint_id.clone(),
         requests: requests_tx,
         boot,
+        tree: Arc::clone(&tree),
+        up: false,
     };
     let (mtp, connection): (Arc<dyn Mtp>, Connection) = match &config.mtp {
         UspMtp::Mqtt(mqtt) => {

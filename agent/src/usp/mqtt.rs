@@ -211,6 +211,7 @@ impl Connection {
                         link.online.store(true, Ordering::Relaxed);
                         let record = shared.agent.mqtt_connect_record(&shared.controller, &topic);
                         link.send(None, record);
+                        shared.status(true, Some(&topic));
                         shared.connected();
                     } else {
                         // R-MQTT.17: no records without a subscription.
@@ -233,11 +234,13 @@ impl Connection {
                 }
                 Ok(Event::Incoming(Packet::Disconnect(d))) => {
                     link.online.store(false, Ordering::Relaxed);
+                    shared.status(false, None);
                     warn!("the MQTT broker disconnected: {:?}", d.reason_code);
                 }
                 Ok(_) => {}
                 Err(e) => {
                     link.online.store(false, Ordering::Relaxed);
+                    shared.status(false, None);
                     failures = failures.saturating_add(1);
                     let wait = super::retry_wait(failures);
                     warn!("USP: MQTT connection: {e}; trying again in {wait:?}");

@@ -117,6 +117,7 @@ impl Connection {
                     info!(url = %self.url, "WebSocket session to the USP controller open");
                     let stopped = self.serve(&mut ws, &mut shared, &mut stop).await;
                     self.link.online.store(false, Ordering::Relaxed);
+                    shared.status(false, None);
                     if stopped {
                         return;
                     }
@@ -199,6 +200,7 @@ impl Connection {
             return false;
         }
         self.link.online.store(true, Ordering::Relaxed);
+        shared.status(true, None);
         shared.connected();
         let mut ping = tokio::time::interval_at(
             tokio::time::Instant::now() + self.keep_alive,

@@ -538,6 +538,36 @@ fn the_agent_connects_again_when_the_broker_comes_back() {
         ),
         "USP1"
     );
+    // The MTP's objects: the configuration, and the connection up again.
+    let port = usp.port.to_string();
+    for (path, expected) in [
+        ("Device.LocalAgent.MTP.1.Status", "Up"),
+        ("Device.LocalAgent.MTP.1.Protocol", "MQTT"),
+        (
+            "Device.LocalAgent.MTP.1.MQTT.Reference",
+            "Device.MQTT.Client.1",
+        ),
+        (
+            "Device.LocalAgent.MTP.1.MQTT.ResponseTopicDiscovered",
+            topic.as_str(),
+        ),
+        ("Device.MQTT.Client.1.Status", "Connected"),
+        ("Device.MQTT.Client.1.BrokerAddress", "127.0.0.1"),
+        ("Device.MQTT.Client.1.BrokerPort", port.as_str()),
+        ("Device.MQTT.Client.1.TransportProtocol", "TCP/IP"),
+        ("Device.MQTT.Client.1.ProtocolVersion", "5.0"),
+        ("Device.LocalAgent.Controller.1.MTP.1.Protocol", "MQTT"),
+        (
+            "Device.LocalAgent.Controller.1.MTP.1.MQTT.Topic",
+            CONTROLLER_TOPIC,
+        ),
+    ] {
+        assert_eq!(
+            get_one(&mut usp.controller, &topic, path),
+            expected,
+            "{path}"
+        );
+    }
 }
 
 /// The launcher in front of the agent: `--usp-broker`, `--usp-controller`
@@ -778,6 +808,30 @@ fn a_controller_reaches_the_agent_over_websocket() {
         get_one(&mut controller, "-", "Device.DeviceInfo.SerialNumber"),
         "USP1"
     );
+    // The MTP's objects: the session up, the controller where it listens.
+    let port = port.to_string();
+    for (path, expected) in [
+        ("Device.LocalAgent.MTP.1.Status", "Up"),
+        ("Device.LocalAgent.MTP.1.Protocol", "WebSocket"),
+        (
+            "Device.LocalAgent.Controller.1.MTP.1.WebSocket.Host",
+            "127.0.0.1",
+        ),
+        (
+            "Device.LocalAgent.Controller.1.MTP.1.WebSocket.Port",
+            port.as_str(),
+        ),
+        (
+            "Device.LocalAgent.Controller.1.MTP.1.WebSocket.Path",
+            "/usp",
+        ),
+        (
+            "Device.LocalAgent.Controller.1.MTP.1.WebSocket.IsEncrypted",
+            "false",
+        ),
+    ] {
+        assert_eq!(get_one(&mut controller, "-", path), expected, "{path}");
+    }
     subscribe(
         &mut controller,
         "-",
