@@ -268,7 +268,7 @@ async fn serve(
         tokio::select! {
             () = dm_rt::sleep_until(next_retry) => retry_notifications(&served),
             work = requests.recv() => match work {
-                Some(Work::Record(received)) => answer_record(&served, received).await,
+                Some(Work::Record(received)) => answer_record(&served, &mut notifier, received).await,
                 Some(Work::Boot(arguments)) => {
                     let outgoing = notifier.event(&lock(&served.tree), "Device.Boot!", &arguments);
                     send_notifications(&served, outgoing).await;
@@ -610,7 +610,13 @@ fn boot_arguments(
 
 /// A command accepted: its cause kept for the Boot! event after the
 /// restart, its answer sent, then the run loop told.
-async fn carry_out(served: &Served, to: &str, reply_to: Option<&str>, command: dm_usp::Command) {
+async fn carry_out(
+    served: &Served,
+    notifier: &mut dm_usp::Notifier,
+    to: &str,
+    reply_to: Option<&str>,
+    command: dm_usp::Command,
+) {
     let (action, cause) = match command.action {
         dm_usp::Action::Reboot => (dm_objects::HostAction::Reboot, "RemoteReboot"),
         dm_usp::Action::FactoryReset => {
@@ -622,6 +628,28 @@ async fn carry_out(served: &Served, to: &str, reply_to: Option<&str>, command: d
         }
         dm_usp::Action::Cancel(request) => {
             cancel(served, to, reply_to, command, request).await;
+            return;
+        }
+        dm_usp::Action::OnBoard(controller) => {
+            // The answer, then the OnBoardRequest (retried until the
+            // controller's NotifyResp), to the controller of that row.
+            let notify = notifier.on_board(&lock(&served.tree), controller);
+            let reply = match notify {
+                Some(_) => command.response,
+                None => Some(dm_usp::engine::error_msg(
+                    command.msg_id,
+                    &dm_usp::UspError::new(
+                        dm_usp::Code::INVALID_PATH,
+                        format!(
+                            "Device.LocalAgent.Controller.{controller}. is no enabled controller"
+                        ),
+                    ),
+                )),
+            };
+            if let Some(msg) = reply {
+                served.mtp.send(reply_to, served.agent.record(to, &msg));
+            }
+            send_notifications(served, notify.into_iter().collect()).await;
             return;
         }
     };
@@ -637,7 +665,7 @@ async fn carry_out(served: &Served, to: &str, reply_to: Option<&str>, command: d
 }
 
 /// Answers one received record.
-async fn answer_record(served: &Served, received: Received) {
+async fn answer_record(served: &Served, notifier: &mut dm_usp::Notifier, received: Received) {
     // R-MQTT.26: the answer goes to the PUBLISH's Response Topic.
     let reply_to = received.reply_to.as_deref();
     let (to, record) = match served.agent.receive(&received.payload) {
@@ -692,7 +720,7 @@ async fn answer_record(served: &Served, received: Received) {
                     (from, record)
                 }
                 Answered::Command(command) => {
-                    carry_out(served, &from, reply_to, command).await;
+                    carry_out(served, notifier, &from, reply_to, command).await;
                     return;
                 }
             }

@@ -1193,3 +1193,47 @@ fn an_untrusted_controller_is_refused_writes() {
     let body = set_ssid(controller, &topic, "not-mine");
     assert_eq!(body["error"]["errCode"], 7006, "{body}");
 }
+
+/// `Device.LocalAgent.Controller.{i}.SendOnBoardRequest()`: answered,
+/// then an OnBoardRequest Notify with the device's OUI, product class and
+/// serial number and the USP versions the agent speaks, with send_resp
+/// (TR-369). A row that is no controller is 7026.
+#[test]
+fn an_on_board_request_is_sent_when_asked() {
+    let mut usp = Usp::start("");
+    let controller = &mut usp.controller;
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
+    let operate = |command: &str| json!({"operate": {"command": command, "commandKey": "onboard", "sendResp": true}});
+    let body = controller.request(
+        &topic,
+        "none",
+        "OPERATE",
+        operate("Device.LocalAgent.Controller.7.SendOnBoardRequest()"),
+    );
+    assert_eq!(body["error"]["errCode"], 7026, "{body}");
+    let body = controller.request(
+        &topic,
+        "onboard",
+        "OPERATE",
+        operate("Device.LocalAgent.Controller.1.SendOnBoardRequest()"),
+    );
+    assert!(body["response"]["operateResp"].is_object(), "{body}");
+    let notification = controller.ask(json!({"op": "notification"}));
+    let notify = &notification["msg"]["body"]["request"]["notify"];
+    assert_eq!(notify["sendResp"], true, "{notification}");
+    let request = &notify["onBoardReq"];
+    assert_eq!(request["oui"], "00D09E", "{notification}");
+    assert_eq!(request["serialNumber"], "USP1", "{notification}");
+    assert!(
+        request["agentSupportedProtocolVersions"]
+            .as_str()
+            .is_some_and(|v| v.split(',').any(|v| v == "1.4")),
+        "{notification}"
+    );
+    assert_eq!(
+        request["productClass"],
+        get_one(controller, &topic, "Device.DeviceInfo.ProductClass"),
+        "{notification}"
+    );
+}

@@ -90,6 +90,10 @@ pub enum Action {
     /// failure (7023). The driver answers ([`operate_done`] or an error):
     /// only it knows which commands run.
     Cancel(u16),
+    /// `Device.LocalAgent.Controller.{i}.SendOnBoardRequest()` (TR-181
+    /// 2.16): the agent answers, then sends that controller an
+    /// OnBoardRequest Notify ([`crate::Notifier::on_board`]).
+    OnBoard(u16),
 }
 
 /// A command accepted. Reboot and FactoryReset: the driver sends
@@ -124,9 +128,12 @@ pub fn operate_done(msg_id: String, command: &str) -> usp::Msg {
 
 /// The instance number of `Device.LocalAgent.Request.N.Cancel()`.
 fn request_to_cancel(command: &str) -> Option<u16> {
-    let number = command
-        .strip_prefix("Device.LocalAgent.Request.")?
-        .strip_suffix(".Cancel()")?;
+    row_command(command, "Device.LocalAgent.Request.", ".Cancel()")
+}
+
+/// The instance number N of `PREFIX` N `SUFFIX`.
+fn row_command(command: &str, prefix: &str, suffix: &str) -> Option<u16> {
+    let number = command.strip_prefix(prefix)?.strip_suffix(suffix)?;
     dm_cwmp::mapping::instance_number(number)
 }
 
@@ -523,6 +530,23 @@ fn answer_operate(msg_id: String, operate: usp::Operate) -> Step {
             command_key: operate.command_key,
             send_resp: operate.send_resp,
             response: None,
+            writes: Vec::new(),
+        });
+    }
+    if let Some(controller) = row_command(
+        &operate.command,
+        "Device.LocalAgent.Controller.",
+        ".SendOnBoardRequest()",
+    ) {
+        let response = operate
+            .send_resp
+            .then(|| operate_done(msg_id.clone(), &operate.command));
+        return Step::Command(Command {
+            action: Action::OnBoard(controller),
+            msg_id,
+            command_key: operate.command_key,
+            send_resp: operate.send_resp,
+            response,
             writes: Vec::new(),
         });
     }

@@ -152,6 +152,42 @@ impl Notifier {
             .collect()
     }
 
+    /// The OnBoardRequest of the agent for controller row `controller`
+    /// (TR-369 §"OnBoardRequest": the device's OUI, product class and
+    /// serial number, the USP versions it speaks), sent with send_resp
+    /// and retried until answered; `None` for a row that is not there or
+    /// is disabled.
+    pub fn on_board(&mut self, tree: &Tree, controller: u16) -> Option<Outgoing> {
+        let read = |path: &str| dm_cwmp::rpc::value_as(tree, Origin::Agent, path);
+        let row = format!("Device.LocalAgent.Controller.{controller}.");
+        let to = read(&format!("{row}EndpointID")).filter(|e| !e.is_empty())?;
+        if read(&format!("{row}Enable")).as_deref() == Some("false") {
+            return None;
+        }
+        let info = |name: &str| read(&format!("Device.DeviceInfo.{name}")).unwrap_or_default();
+        let subscription = Subscription {
+            // Not a subscription's (TR-369: an empty subscription_id).
+            id: String::new(),
+            kind: Kind::Event,
+            references: Vec::new(),
+            recipient: to.clone(),
+            send_resp: true,
+            expiration: 0,
+            allowed: crate::Permissions::unrestricted(),
+        };
+        let notification = notify::Notification::OnBoardReq(notify::OnBoardRequest {
+            oui: info("ManufacturerOUI"),
+            product_class: info("ProductClass"),
+            serial_number: info("SerialNumber"),
+            agent_supported_protocol_versions: crate::engine::SUPPORTED_VERSIONS.to_owned(),
+        });
+        Some(Outgoing {
+            to,
+            msg: self.notify(&subscription, notification),
+            retry: Some(None),
+        })
+    }
+
     /// The Event notifications of `event` (`Device.Boot!`) with its
     /// arguments, for the subscriptions to it.
     pub fn event(

@@ -20,6 +20,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("Device.", "Reboot()"),
     ("Device.", "FactoryReset()"),
     ("Device.LocalAgent.Request.{i}.", "Cancel()"),
+    ("Device.LocalAgent.Controller.{i}.", "SendOnBoardRequest()"),
 ];
 
 /// The commands of a supported object: the synchronous ones above and
