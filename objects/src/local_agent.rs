@@ -428,6 +428,49 @@ pub fn add_request(
     Ok(instance)
 }
 
+/// The subscriptions whose TimeToLive has run out at `now` (Unix
+/// seconds), and when the next one will: TR-181 2.16 `TimeToLive`, seconds
+/// from CreationDate, 0 for none.
+pub fn expired_subscriptions(tree: &Tree, now: i64) -> (Vec<InstanceId>, Option<i64>) {
+    use usp_subscription::*;
+    let mut expired = Vec::new();
+    let mut next: Option<i64> = None;
+    for instance in tree.instances(ID).unwrap_or_default() {
+        let read =
+            |resource| match tree.read(Origin::Agent, &Path::resource(ID, instance, resource)) {
+                Ok(ResourceValue::Single(value)) => Some(value),
+                _ => None,
+            };
+        let (Some(Value::Unsigned(ttl)), Some(Value::DateTime(created))) =
+            (read(TIME_TO_LIVE), read(CREATION_DATE))
+        else {
+            continue;
+        };
+        if ttl == 0 || created == crate::UNKNOWN_TIME {
+            continue;
+        }
+        let end = created.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
+        if end <= now {
+            expired.push(instance);
+        } else {
+            next = Some(next.map_or(end, |n| n.min(end)));
+        }
+    }
+    (expired, next)
+}
+
+/// Subscriptions gone, as the agent (their TimeToLive ran out).
+pub fn remove_subscriptions(
+    tree: &mut Tree,
+    instances: &[InstanceId],
+) -> Result<(), dm_core::TransactionError> {
+    let mut tx = tree.begin(Origin::Agent);
+    for instance in instances {
+        tx.delete(usp_subscription::ID, *instance);
+    }
+    tx.commit().map(drop)
+}
+
 /// The row of a command that completed, gone.
 pub fn remove_request(
     tree: &mut Tree,

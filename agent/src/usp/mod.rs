@@ -263,10 +263,13 @@ async fn serve(
     let start = dm_rt::random::hex(4).unwrap_or_else(|_| "0".into());
     let mut notifier = dm_usp::Notifier::new(&format!("notify-{start}"));
     loop {
-        // Nothing to retry, no timer: an idle agent is not woken.
+        // Nothing to retry, no subscription to expire, no timer: an idle
+        // agent is not woken.
         let next_retry = lock(&served.unacked).iter().map(|u| u.next).min();
+        let next_expiry = expire_subscriptions(&served);
         tokio::select! {
             () = dm_rt::sleep_until(next_retry) => retry_notifications(&served),
+            () = dm_rt::sleep_until(next_expiry) => {}
             work = requests.recv() => match work {
                 Some(Work::Record(received)) => answer_record(&served, &mut notifier, received).await,
                 Some(Work::Boot(arguments)) => {
@@ -343,6 +346,27 @@ async fn serve(
             }
         }
     }
+}
+
+/// Removes the subscriptions whose TimeToLive ran out (TR-181 2.16);
+/// returns when the next one will.
+fn expire_subscriptions(served: &Served) -> Option<std::time::Instant> {
+    let now = dm_rt::clock::wall();
+    let mut tree = lock(&served.tree);
+    let (expired, next) = dm_objects::local_agent::expired_subscriptions(&tree, now);
+    if !expired.is_empty() {
+        info!(
+            count = expired.len(),
+            "USP: subscriptions past their TimeToLive removed"
+        );
+        if let Err(e) = dm_objects::local_agent::remove_subscriptions(&mut tree, &expired) {
+            warn!("USP: subscriptions past their TimeToLive stay: {e}");
+        }
+    }
+    next.map(|at| {
+        let wait = u64::try_from(at.saturating_sub(now)).unwrap_or(0);
+        dm_rt::clock::now() + Duration::from_secs(wait)
+    })
 }
 
 /// Sends Notify messages to their controller; those of subscriptions

@@ -1237,3 +1237,52 @@ fn an_on_board_request_is_sent_when_asked() {
         "{notification}"
     );
 }
+
+/// TimeToLive (TR-181 2.16): a subscription made with one is removed when
+/// it runs out, which another subscription (to deletions of
+/// subscriptions) is told of; one without stays.
+#[test]
+fn a_subscription_goes_when_its_time_to_live_runs_out() {
+    let mut usp = Usp::start("");
+    let controller = &mut usp.controller;
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
+    let watcher = subscribe(
+        controller,
+        &topic,
+        &[
+            ("ID", "watcher"),
+            ("NotifType", "ObjectDeletion"),
+            ("ReferenceList", "Device.LocalAgent.Subscription."),
+            ("Enable", "true"),
+        ],
+    );
+    let short = subscribe(
+        controller,
+        &topic,
+        &[
+            ("ID", "short"),
+            ("NotifType", "ValueChange"),
+            ("ReferenceList", "Device.WiFi.SSID.1.SSID"),
+            ("TimeToLive", "1"),
+            ("Enable", "true"),
+        ],
+    );
+    let gone = controller.ask(json!({"op": "notification"}));
+    let notify = &gone["msg"]["body"]["request"]["notify"];
+    assert_eq!(notify["subscriptionId"], "watcher", "{gone}");
+    assert_eq!(notify["objDeletion"]["objPath"], short.as_str(), "{gone}");
+    let listed = controller.request(
+        &topic,
+        "left",
+        "GET_INSTANCES",
+        json!({"getInstances": {"objPaths": ["Device.LocalAgent.Subscription."], "firstLevelOnly": true}}),
+    );
+    let rows: Vec<&str> = listed["response"]["getInstancesResp"]["reqPathResults"][0]["currInsts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .filter_map(|i| i["instantiatedObjPath"].as_str())
+        .collect();
+    assert_eq!(rows, [watcher.as_str()], "{listed}");
+}
