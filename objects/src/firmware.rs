@@ -75,3 +75,53 @@ impl ObjectHandler for Firmware {
         }
     }
 }
+
+/// The pipeline's State and Update Result now (LwM2M /5/0/3, /5/0/5).
+pub fn status(tree: &Tree) -> (i64, i64) {
+    let read =
+        |resource| match tree.read(Origin::Agent, &Path::resource(ID, InstanceId(0), resource)) {
+            Ok(dm_core::ResourceValue::Single(Value::Integer(v))) => v,
+            _ => 0,
+        };
+    (read(STATE), read(UPDATE_RESULT))
+}
+
+/// Whether a change is of the pipeline's State or Update Result.
+pub fn concerns(change: &dm_core::Change) -> bool {
+    change.path.object_id() == ID
+        && matches!(change.path.resource_id(), Some(STATE) | Some(UPDATE_RESULT))
+}
+
+/// A client asks for the package at `uri` (the agent pulls it, as for an
+/// LwM2M server's Package URI): written as `origin`. The same URI as the
+/// one held is written empty first, so that it is a change and the pull
+/// starts again.
+pub fn request(
+    tree: &mut Tree,
+    origin: Origin,
+    uri: &str,
+) -> Result<(), dm_core::TransactionError> {
+    let at = Path::resource(ID, InstanceId(0), PACKAGE_URI);
+    let held = tree.read(Origin::Agent, &at);
+    if held
+        == Ok(dm_core::ResourceValue::Single(Value::String(
+            uri.to_owned(),
+        )))
+    {
+        tree.begin(origin)
+            .set(at, Value::String(String::new()))
+            .commit()?;
+    }
+    tree.begin(origin)
+        .set(at, Value::String(uri.to_owned()))
+        .commit()
+        .map(drop)
+}
+
+/// A client asks for the downloaded image to be applied (/5 Update), or
+/// for the download to stop (/5 Cancel), as `origin`; refused in a state
+/// that does not allow it.
+pub fn execute(tree: &mut Tree, origin: Origin, update: bool) -> Result<(), Error> {
+    let resource = if update { UPDATE } else { CANCEL };
+    tree.execute(origin, &Path::resource(ID, InstanceId(0), resource), "")
+}

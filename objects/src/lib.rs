@@ -21,7 +21,7 @@ mod device;
 mod dhcp;
 pub mod diagnostics;
 mod ethernet;
-mod firmware;
+pub mod firmware;
 pub mod firmware_image;
 mod host_tables;
 mod ip_interface;

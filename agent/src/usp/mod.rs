@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use crate::config::{Usp, UspMtp};
 
 mod mqtt;
+mod tasks;
 mod websocket;
 
 /// The largest record accepted (the MQTT Maximum Packet Size the agent
@@ -243,7 +244,7 @@ const MAX_UNACKED: usize = 256;
 
 /// An asynchronous command a controller started, until its end.
 struct Running {
-    command: &'static dm_usp::commands::AsyncCommand,
+    task: tasks::Task,
     /// The tree's sequence once the command's inputs were written: only
     /// later changes end it.
     started: u64,
@@ -294,44 +295,42 @@ async fn serve(
                         let mut running = lock(&served.running);
                         let mut at = 0;
                         while at < running.len() {
-                            let Some(state) =
-                                running[at].command.ended_by(&change, running[at].started)
+                            let started = running[at].started;
+                            let Some(end) = running[at].task.observe(&mut tree, &change, started)
                             else {
                                 at += 1;
                                 continue;
                             };
                             let done = running.remove(at);
-                            let complete =
-                                done.command.complete(&tree, CONTROLLER, &done.command_key, &state);
+                            let complete = done.task.complete(&tree, CONTROLLER, &done.command_key, end);
                             outgoing.extend(notifier.operation_complete(
                                 &tree,
-                                done.command.command,
+                                done.task.command(),
                                 &complete,
                             ));
                             ended.push(done.request);
                         }
                     }
-                    // Changes missed: a command whose test has ended meanwhile
+                    // Changes missed: a command that has ended meanwhile
                     // is ended from the tree's state.
                     let recheck = served.recheck.swap(false, std::sync::atomic::Ordering::Relaxed);
                     if lagged > 0 || recheck {
                         let mut running = lock(&served.running);
                         let mut at = 0;
                         while at < running.len() {
-                            match running[at].command.state(&tree) {
-                                Some(state) if state != "Requested" => {
+                            match running[at].task.settled(&mut tree) {
+                                Some(end) => {
                                     let done = running.remove(at);
-                                    let complete = done
-                                        .command
-                                        .complete(&tree, CONTROLLER, &done.command_key, &state);
+                                    let complete =
+                                        done.task.complete(&tree, CONTROLLER, &done.command_key, end);
                                     outgoing.extend(notifier.operation_complete(
                                         &tree,
-                                        done.command.command,
+                                        done.task.command(),
                                         &complete,
                                     ));
                                     ended.push(done.request);
                                 }
-                                _ => at += 1,
+                                None => at += 1,
                             }
                         }
                     }
@@ -460,7 +459,7 @@ async fn start(
                 Ok(request) => {
                     info!(command = started.command, "USP: a command started");
                     lock(&served.running).push(Running {
-                        command: started,
+                        task: tasks::Task::Test(started),
                         started: after,
                         command_key: command.command_key.clone(),
                         request,
@@ -494,6 +493,55 @@ async fn start(
     }
 }
 
+/// A firmware command asked of the pipeline (`asked`): its Request row
+/// made and the OperateResp naming it, or the failure (7022).
+fn run_firmware(
+    served: &Served,
+    to: &str,
+    reply_to: Option<&str>,
+    command: dm_usp::Command,
+    asked: Result<(), String>,
+    task: tasks::Firmware,
+) {
+    let name = tasks::Task::Firmware(task);
+    let reply = match asked {
+        Err(why) => Some(dm_usp::engine::error_msg(
+            command.msg_id,
+            &dm_usp::UspError::new(dm_usp::Code::COMMAND_FAILURE, why),
+        )),
+        Ok(()) => {
+            let mut tree = lock(&served.tree);
+            let after = tree.last_sequence();
+            let path = name.command().to_owned();
+            match dm_objects::local_agent::add_request(&mut tree, to, &path, &command.command_key) {
+                Ok(request) => {
+                    info!(command = %path, "USP: a firmware command started");
+                    lock(&served.running).push(Running {
+                        task: name,
+                        started: after,
+                        command_key: command.command_key.clone(),
+                        request,
+                    });
+                    command.send_resp.then(|| {
+                        dm_usp::engine::operate_started(
+                            command.msg_id,
+                            &path,
+                            &format!("Device.LocalAgent.Request.{}.", request.0),
+                        )
+                    })
+                }
+                Err(e) => Some(dm_usp::engine::error_msg(
+                    command.msg_id,
+                    &dm_usp::UspError::new(dm_usp::Code::INTERNAL_ERROR, format!("{e:?}")),
+                )),
+            }
+        }
+    };
+    if let Some(msg) = reply {
+        served.mtp.send(reply_to, served.agent.record(to, &msg));
+    }
+}
+
 /// `Device.LocalAgent.Request.{i}.Cancel()`: the command of that row is
 /// stopped as TR-181 stops its test (DiagnosticsState Canceled, written as
 /// the controller); its end then comes as for any other (a failed
@@ -506,22 +554,18 @@ async fn cancel(
     command: dm_usp::Command,
     request: u16,
 ) {
+    // What stops it: a test's writes, or the firmware pipeline's Cancel.
     let running = lock(&served.running)
         .iter()
         .find(|r| r.request.0 == request)
-        .map(|r| r.command);
+        .map(|r| (r.task.command().to_owned(), r.task.cancel_writes()));
     let name = format!("Device.LocalAgent.Request.{request}.Cancel()");
     let reply = match running {
         None => Err(dm_usp::UspError::new(
             dm_usp::Code::INVALID_PATH,
             format!("Device.LocalAgent.Request.{request}. runs no command"),
         )),
-        Some(running) => {
-            let writes = [dm_cwmp::soap::ParameterValueIn {
-                name: format!("{}DiagnosticsState", running.object),
-                value: "Canceled".into(),
-                xsd_type: None,
-            }];
+        Some((running, Some(writes))) => {
             let written = dm_cwmp::rpc::set_parameter_values_by_prepared(
                 &mut lock(&served.tree),
                 CONTROLLER,
@@ -530,10 +574,22 @@ async fn cancel(
             );
             match crate::host::finish_written(&served.tree, written).await {
                 Ok(_) => {
-                    info!(command = running.command, "USP: a command canceled");
+                    info!(command = %running, "USP: a command canceled");
                     Ok(())
                 }
                 Err(fault) => Err(dm_usp::UspError::from_fault(&fault)),
+            }
+        }
+        Some((running, None)) => {
+            match dm_objects::firmware::execute(&mut lock(&served.tree), CONTROLLER, false) {
+                Ok(()) => {
+                    info!(command = %running, "USP: a command canceled");
+                    Ok(())
+                }
+                Err(e) => Err(dm_usp::UspError::new(
+                    dm_usp::Code::COMMAND_FAILURE,
+                    format!("{running} cannot be canceled now: {e}"),
+                )),
             }
         }
     };
@@ -652,6 +708,34 @@ async fn carry_out(
         }
         dm_usp::Action::Cancel(request) => {
             cancel(served, to, reply_to, command, request).await;
+            return;
+        }
+        dm_usp::Action::FirmwareDownload { ref url, activate } => {
+            let name = format!(
+                "Device.DeviceInfo.FirmwareImage.{}.Download()",
+                dm_usp::engine::FIRMWARE_SLOT
+            );
+            let asked = dm_objects::firmware::request(&mut lock(&served.tree), CONTROLLER, url)
+                .map_err(|e| format!("the firmware pipeline refused the URL: {e}"));
+            let task = tasks::Firmware::download(name, activate);
+            run_firmware(served, to, reply_to, command, asked, task);
+            return;
+        }
+        dm_usp::Action::FirmwareActivate => {
+            let name = format!(
+                "Device.DeviceInfo.FirmwareImage.{}.Activate()",
+                dm_usp::engine::FIRMWARE_SLOT
+            );
+            let asked = dm_objects::firmware::execute(&mut lock(&served.tree), CONTROLLER, true)
+                .map_err(|e| format!("no downloaded image can be applied now: {e}"));
+            run_firmware(
+                served,
+                to,
+                reply_to,
+                command,
+                asked,
+                tasks::Firmware::activate(name),
+            );
             return;
         }
         dm_usp::Action::OnBoard(controller) => {

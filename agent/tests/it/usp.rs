@@ -1286,3 +1286,98 @@ fn a_subscription_goes_when_its_time_to_live_runs_out() {
         .collect();
     assert_eq!(rows, [watcher.as_str()], "{listed}");
 }
+
+/// Firmware over USP: `FirmwareImage.2.Download()` hands the URL to the
+/// firmware pipeline (as an LwM2M Package URI), and its end is the
+/// pipeline's: a URL that answers 404 fails (7022, the Update Result in
+/// the message); a good one with AutoActivate is fetched and applied by
+/// the update program, then OperationComplete says so. Activate() with
+/// no image waiting, and a Download() into the running image's row,
+/// are refused.
+#[test]
+fn a_firmware_image_is_downloaded_and_activated() {
+    let image: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let http_port = dm_tests::files::image_server(image.clone());
+    let program_dir = tempfile::tempdir().unwrap();
+    let (program, applied) = dm_tests::files::copying_program(program_dir.path());
+    let mut usp = Usp::start(&format!(
+        "[firmware]\ncommand = [\"{}\"]\n",
+        program.display()
+    ));
+    let controller = &mut usp.controller;
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
+    const DOWNLOAD: &str = "Device.DeviceInfo.FirmwareImage.2.Download()";
+    subscribe(
+        controller,
+        &topic,
+        &[
+            ("ID", "firmware"),
+            ("NotifType", "OperationComplete"),
+            ("ReferenceList", DOWNLOAD),
+            ("Enable", "true"),
+        ],
+    );
+    let download = |command: &str, url: &str, activate: &str| {
+        json!({"operate": {
+            "command": command,
+            "commandKey": "fw",
+            "sendResp": true,
+            "inputArgs": {"URL": url, "AutoActivate": activate},
+        }})
+    };
+    let url = |path: &str| format!("http://127.0.0.1:{http_port}/{path}");
+    let body = controller.request(
+        &topic,
+        "row-1",
+        "OPERATE",
+        download(
+            "Device.DeviceInfo.FirmwareImage.1.Download()",
+            &url("image"),
+            "true",
+        ),
+    );
+    assert_eq!(body["error"]["errCode"], 7022, "{body}");
+    let body = controller.request(
+        &topic,
+        "missing",
+        "OPERATE",
+        download(DOWNLOAD, &url("missing"), "false"),
+    );
+    assert!(
+        body["response"]["operateResp"]["operationResults"][0]["reqObjPath"].is_string(),
+        "{body}"
+    );
+    let done = controller.ask(json!({"op": "notification"}));
+    let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
+    assert_eq!(complete["commandName"], "Download()", "{done}");
+    assert_eq!(complete["cmdFailure"]["errCode"], 7022, "{done}");
+    assert!(
+        complete["cmdFailure"]["errMsg"]
+            .as_str()
+            .is_some_and(|m| m.contains("Update Result 7")),
+        "{done}"
+    );
+    let body = controller.request(
+        &topic,
+        "image",
+        "OPERATE",
+        download(DOWNLOAD, &url("image"), "true"),
+    );
+    assert!(
+        body["response"]["operateResp"]["operationResults"][0]["reqObjPath"].is_string(),
+        "{body}"
+    );
+    let done = controller.ask(json!({"op": "notification"}));
+    let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
+    assert!(complete["reqOutputArgs"].is_object(), "{done}");
+    assert_eq!(std::fs::read(&applied).unwrap(), image);
+    // Nothing waits to be applied now.
+    let body = controller.request(
+        &topic,
+        "activate",
+        "OPERATE",
+        json!({"operate": {"command": "Device.DeviceInfo.FirmwareImage.2.Activate()", "sendResp": true}}),
+    );
+    assert_eq!(body["error"]["errCode"], 7022, "{body}");
+}

@@ -439,3 +439,31 @@ impl AsyncCommand {
         }
     }
 }
+
+/// The OperationComplete of a command that is not a TR-181 test (a
+/// firmware image's Download() or Activate()): no output arguments when
+/// it succeeded, the failure otherwise.
+pub fn finished(
+    command: &str,
+    command_key: &str,
+    outcome: Result<(), UspError>,
+) -> OperationComplete {
+    let dot = command.rfind('.').map_or(0, |d| d + 1);
+    let operation_resp = match outcome {
+        Ok(()) => operation_complete::OperationResp::ReqOutputArgs(
+            operation_complete::OutputArgs::default(),
+        ),
+        Err(error) => {
+            operation_complete::OperationResp::CmdFailure(operation_complete::CommandFailure {
+                err_code: error.code.0,
+                err_msg: error.message,
+            })
+        }
+    };
+    OperationComplete {
+        obj_path: command[..dot].to_owned(),
+        command_name: command[dot..].to_owned(),
+        command_key: command_key.to_owned(),
+        operation_resp: Some(operation_resp),
+    }
+}

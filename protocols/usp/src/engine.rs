@@ -77,7 +77,7 @@ pub enum Step {
 
 /// What a command asks: of the device (TR-181 2.16's `Device.Reboot()`
 /// and `Device.FactoryReset()`), or an asynchronous command to start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     Reboot,
     FactoryReset,
@@ -94,6 +94,94 @@ pub enum Action {
     /// 2.16): the agent answers, then sends that controller an
     /// OnBoardRequest Notify ([`crate::Notifier::on_board`]).
     OnBoard(u16),
+    /// `Device.DeviceInfo.FirmwareImage.2.Download()` (TR-181 2.16,
+    /// asynchronous): the image at `url` fetched by the firmware pipeline
+    /// (as an LwM2M server's Package URI is), applied after with
+    /// `activate` (AutoActivate). Its end, the pipeline's.
+    FirmwareDownload {
+        url: String,
+        activate: bool,
+    },
+    /// `Device.DeviceInfo.FirmwareImage.2.Activate()`: the downloaded
+    /// image applied now.
+    FirmwareActivate,
+}
+
+/// The FirmwareImage row downloads go to and activations come from: the
+/// firmware pipeline's one slot (row 1 is the running image).
+pub const FIRMWARE_SLOT: u16 = 2;
+
+/// The firmware command an Operate names, checked: Download() with its
+/// URL and AutoActivate, Activate() now (TR-181 2.16's inputs; what the
+/// pipeline cannot honour is 7027, not ignored).
+fn firmware_action(operate: &usp::Operate) -> Option<Result<Action, UspError>> {
+    let bad = |why: String| Err(UspError::new(Code::INVALID_COMMAND_ARGUMENTS, why));
+    let prefix = "Device.DeviceInfo.FirmwareImage.";
+    let (row, download) = match (
+        row_command(&operate.command, prefix, ".Download()"),
+        row_command(&operate.command, prefix, ".Activate()"),
+    ) {
+        (Some(row), _) => (row, true),
+        (_, Some(row)) => (row, false),
+        _ => return None,
+    };
+    if row != FIRMWARE_SLOT {
+        return Some(Err(UspError::new(
+            Code::COMMAND_FAILURE,
+            format!(
+                "{prefix}{row}. is not the image the firmware pipeline holds: \
+                 download into and activate {prefix}{FIRMWARE_SLOT}."
+            ),
+        )));
+    }
+    let inputs = &operate.input_args;
+    if !download {
+        // Only at once: TimeWindow's other modes wait for what the agent
+        // cannot tell (idle, a user's confirmation).
+        for (name, value) in inputs {
+            let at_once = match name.rsplit_once('.').map(|(_, leaf)| leaf) {
+                Some("Mode") => matches!(value.as_str(), "AnyTime" | "Immediately"),
+                Some("Start") => value == "0",
+                Some("End" | "UserMessage" | "MaxRetries") => true,
+                _ => false,
+            };
+            if !name.starts_with("TimeWindow.") || !at_once {
+                return Some(bad(format!(
+                    "Activate() input {name:?} = {value:?}: only activation at once \
+                     (TimeWindow Mode AnyTime or Immediately, Start 0) is supported"
+                )));
+            }
+        }
+        return Some(Ok(Action::FirmwareActivate));
+    }
+    for (name, value) in inputs {
+        match name.as_str() {
+            "URL" | "AutoActivate" | "FileSize" => {}
+            "Username" | "Password" | "CheckSumAlgorithm" | "CheckSum" if value.is_empty() => {}
+            _ => {
+                return Some(bad(format!(
+                    "Download() input {name:?} is not supported (the pipeline fetches \
+                     without credentials and checks no checksum given here)"
+                )));
+            }
+        }
+    }
+    let Some(url) = inputs.get("URL").filter(|u| !u.is_empty()) else {
+        return Some(bad("Download() needs the input \"URL\"".into()));
+    };
+    let activate = match inputs.get("AutoActivate").map(String::as_str) {
+        Some("true" | "1") => true,
+        Some("false" | "0") => false,
+        _ => {
+            return Some(bad(
+                "Download() needs the input \"AutoActivate\" (true or false)".into(),
+            ));
+        }
+    };
+    Some(Ok(Action::FirmwareDownload {
+        url: url.clone(),
+        activate,
+    }))
 }
 
 /// A command accepted. Reboot and FactoryReset: the driver sends
@@ -549,6 +637,19 @@ fn answer_operate(msg_id: String, operate: usp::Operate) -> Step {
             response,
             writes: Vec::new(),
         });
+    }
+    if let Some(action) = firmware_action(&operate) {
+        return match action {
+            Ok(action) => Step::Command(Command {
+                action,
+                msg_id,
+                command_key: operate.command_key,
+                send_resp: operate.send_resp,
+                response: None,
+                writes: Vec::new(),
+            }),
+            Err(error) => Step::Done(error_msg(msg_id, &error)),
+        };
     }
     if let Some(command) = crate::commands::find(&operate.command) {
         return match command.start(&operate.input_args) {
@@ -1482,5 +1583,72 @@ mod tests {
         ] {
             assert_eq!(request_to_cancel(not), None, "{not}");
         }
+    }
+
+    #[test]
+    fn firmware_commands_take_what_the_pipeline_honours() {
+        let operate = |command: &str, inputs: &[(&str, &str)]| usp::Operate {
+            command: command.into(),
+            input_args: inputs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..Default::default()
+        };
+        let code = |o: &usp::Operate| match firmware_action(o) {
+            Some(Err(e)) => e.code.0,
+            other => panic!("{other:?}"),
+        };
+        const DOWNLOAD: &str = "Device.DeviceInfo.FirmwareImage.2.Download()";
+        assert_eq!(
+            firmware_action(&operate(
+                DOWNLOAD,
+                &[("URL", "http://i"), ("AutoActivate", "1")]
+            )),
+            Some(Ok(Action::FirmwareDownload {
+                url: "http://i".into(),
+                activate: true
+            }))
+        );
+        for inputs in [
+            &[("URL", "http://i")][..],
+            &[("URL", ""), ("AutoActivate", "true")],
+            &[("URL", "http://i"), ("AutoActivate", "yes")],
+            &[
+                ("URL", "http://i"),
+                ("AutoActivate", "true"),
+                ("CheckSum", "ab"),
+            ],
+            &[("URL", "http://i"), ("AutoActivate", "true"), ("Bogus", "")],
+        ] {
+            assert_eq!(code(&operate(DOWNLOAD, inputs)), 7027, "{inputs:?}");
+        }
+        const ACTIVATE: &str = "Device.DeviceInfo.FirmwareImage.2.Activate()";
+        assert_eq!(
+            firmware_action(&operate(
+                ACTIVATE,
+                &[
+                    ("TimeWindow.1.Start", "0"),
+                    ("TimeWindow.1.Mode", "AnyTime")
+                ]
+            )),
+            Some(Ok(Action::FirmwareActivate))
+        );
+        assert_eq!(
+            code(&operate(ACTIVATE, &[("TimeWindow.1.Mode", "WhenIdle")])),
+            7027
+        );
+        assert_eq!(
+            code(&operate(ACTIVATE, &[("TimeWindow.1.Start", "3600")])),
+            7027
+        );
+        assert_eq!(
+            code(&operate(
+                "Device.DeviceInfo.FirmwareImage.1.Activate()",
+                &[]
+            )),
+            7022
+        );
+        assert_eq!(firmware_action(&operate("Device.Reboot()", &[])), None);
     }
 }

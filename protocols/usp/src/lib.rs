@@ -6,8 +6,10 @@
 //!   expressions) resolved on the tree through the TR-181 mapping that
 //!   CWMP uses: USP and CWMP name the same TR-181 parameters.
 //! - [`engine`]: records in, requests answered (Get, GetInstances,
-//!   GetSupportedProtocol, Set, Add, Delete, Operate of `Device.Reboot()`
-//!   and `Device.FactoryReset()`), records out; writes go
+//!   GetSupportedProtocol, Set, Add, Delete, Operate of `Device.Reboot()`,
+//!   `Device.FactoryReset()`, the firmware image's Download() and
+//!   Activate(), `Request.{i}.Cancel()`, `SendOnBoardRequest()`), records
+//!   out; writes go
 //!   through the same transactions, and the same host boundary, as the
 //!   other protocols'.
 //! - [`commands`]: asynchronous commands (the IP diagnostics), carried

@@ -23,6 +23,27 @@ const COMMANDS: &[(&str, &str)] = &[
     ("Device.LocalAgent.Controller.{i}.", "SendOnBoardRequest()"),
 ];
 
+/// Asynchronous commands carried out by the firmware pipeline, with the
+/// inputs the agent takes (`engine::firmware_action`).
+const FIRMWARE: &[(&str, &str, &[&str])] = &[
+    (
+        "Device.DeviceInfo.FirmwareImage.{i}.",
+        "Download()",
+        &["URL", "AutoActivate", "FileSize"],
+    ),
+    (
+        "Device.DeviceInfo.FirmwareImage.{i}.",
+        "Activate()",
+        &[
+            "TimeWindow.{i}.Start",
+            "TimeWindow.{i}.End",
+            "TimeWindow.{i}.Mode",
+            "TimeWindow.{i}.UserMessage",
+            "TimeWindow.{i}.MaxRetries",
+        ],
+    ),
+];
+
 /// The commands of a supported object: the synchronous ones above and
 /// the asynchronous ones of [`crate::commands::ASYNC`], with their
 /// arguments.
@@ -50,7 +71,16 @@ fn commands_of(object: &str) -> Vec<SupportedCommandResult> {
             command_type: CmdType::CmdAsync as i32,
         })
     });
-    sync.chain(asynchronous).collect()
+    let firmware = FIRMWARE
+        .iter()
+        .filter(|(at, ..)| *at == object)
+        .map(|(_, name, inputs)| SupportedCommandResult {
+            command_name: (*name).to_owned(),
+            input_arg_names: names(inputs),
+            output_arg_names: Vec::new(),
+            command_type: CmdType::CmdAsync as i32,
+        });
+    sync.chain(asynchronous).chain(firmware).collect()
 }
 /// The events the agent sends, by object, with their arguments.
 const EVENTS: &[(&str, &str, &[&str])] = &[(
