@@ -455,11 +455,21 @@ pub async fn run(
 
     let (usp_host_tx, mut usp_host_rx) = tokio::sync::mpsc::channel(1);
     let usp = config.usp.clone().map(|usp| {
+        // Deployment units' operations: the handler CWMP's ChangeDUState
+        // uses, on the same /9 instances.
+        let software = crate::software::cwmp_handler(
+            Arc::clone(&tree),
+            config.state_dir.clone(),
+            config.firmware_max_size,
+            config.software_command.clone(),
+            pull_tls.clone(),
+        );
         let run = crate::usp::run(
             Arc::clone(&tree),
             usp,
             config.state_dir.clone(),
             usp_host_tx,
+            software,
             stop.clone(),
         );
         tokio::spawn(async move {

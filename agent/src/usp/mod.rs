@@ -33,6 +33,12 @@ const BOOT_KEY: &str = "usp.boot";
 /// What the serving task does, in order.
 enum Work {
     Record(Received),
+    /// A deployment unit's operation ended (the package program's task):
+    /// its OperationComplete, and its Request row to remove.
+    Finished {
+        request: dm_core::InstanceId,
+        complete: dm_usp::proto::usp::notify::OperationComplete,
+    },
     /// The Boot! event's arguments, to notify once connected.
     Boot(std::collections::BTreeMap<String, String>),
 }
@@ -154,6 +160,7 @@ pub async fn run(
     config: Usp,
     state_dir: std::path::PathBuf,
     host: tokio::sync::mpsc::Sender<dm_objects::HostAction>,
+    software: dm_cwmp_tokio::DuHandler,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let agent = Agent::new(config.endpoint_id.clone());
@@ -168,6 +175,7 @@ pub async fn run(
         let changed = Arc::clone(&changed);
         changes.set_waker(move || changed.notify_one());
     }
+    let finished = requests_tx.clone();
     let shared = Shared {
         agent: agent.clone(),
         controller: config.controller_endpoint_id.clone(),
@@ -199,6 +207,8 @@ pub async fn run(
             unacked: Mutex::new(std::collections::VecDeque::new()),
             recheck: std::sync::atomic::AtomicBool::new(false),
             changed: Arc::clone(&changed),
+            software,
+            finished,
         },
         requests_rx,
         changes,
@@ -228,6 +238,10 @@ struct Served {
     /// apart), and the wake itself.
     recheck: std::sync::atomic::AtomicBool,
     changed: Arc<tokio::sync::Notify>,
+    /// Who carries out a deployment unit's operation (CWMP's
+    /// ChangeDUState handler), and where its end comes back.
+    software: dm_cwmp_tokio::DuHandler,
+    finished: tokio::sync::mpsc::Sender<Work>,
 }
 
 /// A Notify the controller has not acknowledged yet.
@@ -273,6 +287,18 @@ async fn serve(
             () = dm_rt::sleep_until(next_expiry) => {}
             work = requests.recv() => match work {
                 Some(Work::Record(received)) => answer_record(&served, &mut notifier, received).await,
+                Some(Work::Finished { request, complete }) => {
+                    let outgoing = {
+                        let mut tree = lock(&served.tree);
+                        let command = format!("{}{}", complete.obj_path, complete.command_name);
+                        lock(&served.running).retain(|r| r.request != request);
+                        if let Err(e) = dm_objects::local_agent::remove_request(&mut tree, request) {
+                            warn!("USP: a finished command's Request row stays: {e:?}");
+                        }
+                        notifier.operation_complete(&tree, &command, &complete)
+                    };
+                    send_notifications(&served, outgoing).await;
+                }
                 Some(Work::Boot(arguments)) => {
                     let outgoing = notifier.event(&lock(&served.tree), "Device.Boot!", &arguments);
                     send_notifications(&served, outgoing).await;
@@ -493,6 +519,79 @@ async fn start(
     }
 }
 
+/// A deployment unit's operation: its Request row and the OperateResp
+/// naming it; the operation on a task of its own (the package program may
+/// take minutes), whose end comes back to the serving task as
+/// [`Work::Finished`]: success, or the failure (7022) with CWMP's fault.
+fn start_software(
+    served: &Served,
+    to: &str,
+    reply_to: Option<&str>,
+    command: &dm_usp::Command,
+    path: &str,
+    operation: dm_cwmp::soap::DuOperation,
+) {
+    let mut tree = lock(&served.tree);
+    let request =
+        match dm_objects::local_agent::add_request(&mut tree, to, path, &command.command_key) {
+            Ok(request) => request,
+            Err(e) => {
+                let msg = dm_usp::engine::error_msg(
+                    command.msg_id.clone(),
+                    &dm_usp::UspError::new(dm_usp::Code::INTERNAL_ERROR, format!("{e:?}")),
+                );
+                served.mtp.send(reply_to, served.agent.record(to, &msg));
+                return;
+            }
+        };
+    let started = tree.last_sequence();
+    drop(tree);
+    info!(command = %path, "USP: a deployment unit's operation started");
+    lock(&served.running).push(Running {
+        task: tasks::Task::Software(path.to_owned()),
+        started,
+        command_key: command.command_key.clone(),
+        request,
+    });
+    if command.send_resp {
+        let msg = dm_usp::engine::operate_started(
+            command.msg_id.clone(),
+            path,
+            &format!("Device.LocalAgent.Request.{}.", request.0),
+        );
+        served.mtp.send(reply_to, served.agent.record(to, &msg));
+    }
+    let (handler, finished) = (served.software.clone(), served.finished.clone());
+    let (path, key) = (path.to_owned(), command.command_key.clone());
+    tokio::spawn(async move {
+        let change = dm_cwmp::session::DuChange {
+            command_key: key.clone(),
+            operations: vec![operation],
+            started: true,
+        };
+        let result = (handler.0)(change).await.into_iter().next();
+        let outcome = match result {
+            Some(r) if r.fault_code == 0 => Ok(()),
+            Some(r) => Err(dm_usp::UspError::new(
+                dm_usp::Code::COMMAND_FAILURE,
+                format!("{} (CWMP fault {})", r.fault_string, r.fault_code),
+            )),
+            None => Err(dm_usp::UspError::new(
+                dm_usp::Code::COMMAND_FAILURE,
+                "the package program gave no result".to_owned(),
+            )),
+        };
+        let complete = dm_usp::commands::finished(&path, &key, outcome);
+        if finished
+            .send(Work::Finished { request, complete })
+            .await
+            .is_err()
+        {
+            debug!("USP: a deployment unit's operation ended after the serving task");
+        }
+    });
+}
+
 /// A firmware command asked of the pipeline (`asked`): its Request row
 /// made and the OperateResp naming it, or the failure (7022).
 fn run_firmware(
@@ -558,14 +657,14 @@ async fn cancel(
     let running = lock(&served.running)
         .iter()
         .find(|r| r.request.0 == request)
-        .map(|r| (r.task.command().to_owned(), r.task.cancel_writes()));
+        .map(|r| (r.task.command().to_owned(), r.task.stop()));
     let name = format!("Device.LocalAgent.Request.{request}.Cancel()");
     let reply = match running {
         None => Err(dm_usp::UspError::new(
             dm_usp::Code::INVALID_PATH,
             format!("Device.LocalAgent.Request.{request}. runs no command"),
         )),
-        Some((running, Some(writes))) => {
+        Some((running, tasks::Stop::Writes(writes))) => {
             let written = dm_cwmp::rpc::set_parameter_values_by_prepared(
                 &mut lock(&served.tree),
                 CONTROLLER,
@@ -580,7 +679,7 @@ async fn cancel(
                 Err(fault) => Err(dm_usp::UspError::from_fault(&fault)),
             }
         }
-        Some((running, None)) => {
+        Some((running, tasks::Stop::Firmware)) => {
             match dm_objects::firmware::execute(&mut lock(&served.tree), CONTROLLER, false) {
                 Ok(()) => {
                     info!(command = %running, "USP: a command canceled");
@@ -592,6 +691,10 @@ async fn cancel(
                 )),
             }
         }
+        Some((running, tasks::Stop::Cannot)) => Err(dm_usp::UspError::new(
+            dm_usp::Code::COMMAND_FAILURE,
+            format!("{running} runs to its end: the package program is not interrupted"),
+        )),
     };
     let msg = match reply {
         Ok(()) => command
@@ -736,6 +839,13 @@ async fn carry_out(
                 asked,
                 tasks::Firmware::activate(name),
             );
+            return;
+        }
+        dm_usp::Action::Software {
+            command: ref path,
+            ref operation,
+        } => {
+            start_software(served, to, reply_to, &command, path, operation.clone());
             return;
         }
         dm_usp::Action::OnBoard(controller) => {

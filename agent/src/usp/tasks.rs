@@ -3,7 +3,9 @@
 //! object's DiagnosticsState, `dm_usp::commands`), or the firmware
 //! pipeline (LwM2M /5's State and Update Result, which the agent's pull
 //! and update program move, whoever asked: an LwM2M server, the CLI, a
-//! controller).
+//! controller), or the package program (a deployment unit's operation,
+//! CWMP ChangeDUState's handler; its end comes back from that task, not
+//! from the change stream).
 
 use dm_core::enums::firmware::{DOWNLOADED, DOWNLOADING, IDLE, UPDATING, result as update_result};
 use dm_core::{Change, Origin, Tree};
@@ -14,6 +16,18 @@ use dm_usp::{Code, UspError};
 pub(super) enum Task {
     Test(&'static dm_usp::commands::AsyncCommand),
     Firmware(Firmware),
+    /// A deployment unit's Install, Update or Uninstall (its path).
+    Software(String),
+}
+
+/// How a running command is stopped.
+pub(super) enum Stop {
+    /// Its test's writes (DiagnosticsState Canceled), as the controller.
+    Writes(Vec<dm_cwmp::soap::ParameterValueIn>),
+    /// The firmware pipeline's Cancel.
+    Firmware,
+    /// It cannot be (the package program runs to its end).
+    Cannot,
 }
 
 /// A firmware image fetched, then (with AutoActivate, or for Activate())
@@ -113,6 +127,7 @@ impl Task {
         match self {
             Task::Test(test) => test.command,
             Task::Firmware(f) => &f.command,
+            Task::Software(command) => command,
         }
     }
 
@@ -130,6 +145,7 @@ impl Task {
             .then(|| f.look(tree))
             .flatten()
             .map(End::Firmware),
+            Task::Software(_) => None,
         }
     }
 
@@ -139,6 +155,7 @@ impl Task {
         match self {
             Task::Test(test) => test.state(tree).filter(|s| s != "Requested").map(End::Test),
             Task::Firmware(f) => f.look(tree).map(End::Firmware),
+            Task::Software(_) => None,
         }
     }
 
@@ -165,17 +182,18 @@ impl Task {
         }
     }
 
-    /// Stops it: a test as TR-181 stops one (DiagnosticsState Canceled,
-    /// written as the controller; host writes, so the caller makes
-    /// them), the firmware pipeline with /5 Cancel.
-    pub(super) fn cancel_writes(&self) -> Option<Vec<dm_cwmp::soap::ParameterValueIn>> {
+    /// How to stop it: a test as TR-181 stops one (DiagnosticsState
+    /// Canceled, written as the controller; host writes, so the caller
+    /// makes them), the firmware pipeline with /5 Cancel.
+    pub(super) fn stop(&self) -> Stop {
         match self {
-            Task::Test(test) => Some(vec![dm_cwmp::soap::ParameterValueIn {
+            Task::Test(test) => Stop::Writes(vec![dm_cwmp::soap::ParameterValueIn {
                 name: format!("{}DiagnosticsState", test.object),
                 value: "Canceled".into(),
                 xsd_type: None,
             }]),
-            Task::Firmware(_) => None,
+            Task::Firmware(_) => Stop::Firmware,
+            Task::Software(_) => Stop::Cannot,
         }
     }
 }

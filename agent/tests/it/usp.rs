@@ -1381,3 +1381,116 @@ fn a_firmware_image_is_downloaded_and_activated() {
     );
     assert_eq!(body["error"]["errCode"], 7022, "{body}");
 }
+
+/// Software modules over USP: InstallDU() runs CWMP ChangeDUState's
+/// operation (the package fetched, then `PROGRAM install`), and its end is
+/// the OperationComplete; the unit is then a DeploymentUnit row with the
+/// name and version the program printed; Uninstall() on that row removes
+/// it; a URL that answers 404 is a failure (7022) with the CWMP fault.
+#[test]
+fn a_deployment_unit_is_installed_and_uninstalled() {
+    let package: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
+    let http_port = dm_tests::files::image_server(package.clone());
+    let program_dir = tempfile::tempdir().unwrap();
+    let program = program_dir.path().join("packages");
+    let calls = program_dir.path().join("calls");
+    dm_tests::files::executable(
+        &program,
+        &format!(
+            "#!/bin/sh\necho \"$1\" >> '{calls}'\n\
+             case \"$1\" in install) echo 'demo-pkg 1.2.3';; esac\n",
+            calls = calls.display()
+        ),
+    );
+    let mut usp = Usp::start(&format!(
+        "[software]\ncommand = [\"{}\"]\n",
+        program.display()
+    ));
+    let controller = &mut usp.controller;
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
+    subscribe(
+        controller,
+        &topic,
+        &[
+            ("ID", "software"),
+            ("NotifType", "OperationComplete"),
+            (
+                "ReferenceList",
+                "Device.SoftwareModules.InstallDU(),Device.SoftwareModules.DeploymentUnit.*.Uninstall()",
+            ),
+            ("Enable", "true"),
+        ],
+    );
+    let install = |url: String| {
+        json!({"operate": {
+            "command": "Device.SoftwareModules.InstallDU()",
+            "commandKey": "du",
+            "sendResp": true,
+            "inputArgs": {"URL": url, "UUID": "6c5e0e3c-0b1f-4c0e-9d4f-0c0ffee00001"},
+        }})
+    };
+    let body = controller.request(
+        &topic,
+        "missing",
+        "OPERATE",
+        install(format!("http://127.0.0.1:{http_port}/missing")),
+    );
+    assert!(
+        body["response"]["operateResp"]["operationResults"][0]["reqObjPath"].is_string(),
+        "{body}"
+    );
+    let done = controller.ask(json!({"op": "notification"}));
+    let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
+    assert_eq!(complete["commandName"], "InstallDU()", "{done}");
+    assert_eq!(complete["cmdFailure"]["errCode"], 7022, "{done}");
+    let body = controller.request(
+        &topic,
+        "install",
+        "OPERATE",
+        install(format!("http://127.0.0.1:{http_port}/image")),
+    );
+    assert!(body["response"]["operateResp"].is_object(), "{body}");
+    let done = controller.ask(json!({"op": "notification"}));
+    let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
+    assert!(complete["reqOutputArgs"].is_object(), "{done}");
+    // The unit, by its UUID.
+    let search =
+        "Device.SoftwareModules.DeploymentUnit.[UUID==\"6c5e0e3c-0b1f-4c0e-9d4f-0c0ffee00001\"].";
+    let unit = controller.request(
+        &topic,
+        "unit",
+        "GET",
+        json!({"get": {"paramPaths": [search]}}),
+    );
+    let found = &unit["response"]["getResp"]["reqPathResults"][0]["resolvedPathResults"][0];
+    assert_eq!(found["resultParams"]["Name"], "demo-pkg", "{unit}");
+    assert_eq!(found["resultParams"]["Version"], "1.2.3", "{unit}");
+    let row = found["resolvedPath"].as_str().unwrap().to_owned();
+    let body = controller.request(
+        &topic,
+        "uninstall",
+        "OPERATE",
+        json!({"operate": {"command": format!("{row}Uninstall()"), "commandKey": "du", "sendResp": true}}),
+    );
+    assert!(body["response"]["operateResp"].is_object(), "{body}");
+    let done = controller.ask(json!({"op": "notification"}));
+    let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
+    assert_eq!(complete["commandName"], "Uninstall()", "{done}");
+    assert!(complete["reqOutputArgs"].is_object(), "{done}");
+    let unit = controller.request(
+        &topic,
+        "gone",
+        "GET",
+        json!({"get": {"paramPaths": [search]}}),
+    );
+    let result = &unit["response"]["getResp"]["reqPathResults"][0];
+    assert!(
+        result["resolvedPathResults"]
+            .as_array()
+            .is_none_or(|r| r.is_empty()),
+        "{unit}"
+    );
+    let called = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(called.lines().collect::<Vec<_>>(), ["install", "uninstall"]);
+}

@@ -105,6 +105,93 @@ pub enum Action {
     /// `Device.DeviceInfo.FirmwareImage.2.Activate()`: the downloaded
     /// image applied now.
     FirmwareActivate,
+    /// `Device.SoftwareModules.InstallDU()`, `DeploymentUnit.{i}.Update()`
+    /// or `.Uninstall()` (TR-181 2.16, asynchronous): the same operation
+    /// as CWMP's ChangeDUState, carried out by the same handler; its
+    /// result is the OperationComplete. `command` is the command's path.
+    Software {
+        command: String,
+        operation: dm_cwmp::soap::DuOperation,
+    },
+}
+
+/// The software command an Operate names, checked, with the unit's UUID
+/// and version read for Update() and Uninstall() (TR-181 2.16's inputs;
+/// those the package program cannot honour are 7027).
+fn software_action(tree: &Tree, operate: &usp::Operate) -> Option<Result<Action, UspError>> {
+    use dm_cwmp::soap::DuOperation;
+    let bad = |why: String| Err(UspError::new(Code::INVALID_COMMAND_ARGUMENTS, why));
+    let command = operate.command.as_str();
+    let units = "Device.SoftwareModules.DeploymentUnit.";
+    let (row, kind) = if command == "Device.SoftwareModules.InstallDU()" {
+        (None, "InstallDU()")
+    } else if let Some(row) = row_command(command, units, ".Update()") {
+        (Some(row), "Update()")
+    } else if let Some(row) = row_command(command, units, ".Uninstall()") {
+        (Some(row), "Uninstall()")
+    } else {
+        return None;
+    };
+    let inputs = &operate.input_args;
+    let taken: &[&str] = match kind {
+        "InstallDU()" => &["URL", "UUID", "Username", "Password", "ExecutionEnvRef"],
+        "Update()" => &["URL", "Username", "Password"],
+        _ => &[],
+    };
+    for (name, value) in inputs {
+        // RetainData false is what the agent does (TR-181's default).
+        let harmless = value.is_empty() || (name == "RetainData" && value == "false");
+        if !taken.contains(&name.as_str()) && !harmless {
+            return Some(bad(format!(
+                "{kind} input {name:?} is not supported by the package program"
+            )));
+        }
+    }
+    let input = |name: &str| inputs.get(name).cloned().unwrap_or_default();
+    let operation = match row {
+        None => {
+            if input("URL").is_empty() {
+                return Some(bad("InstallDU() needs the input \"URL\"".into()));
+            }
+            DuOperation::Install {
+                url: input("URL"),
+                uuid: input("UUID"),
+                username: input("Username"),
+                password: input("Password"),
+                execution_env: input("ExecutionEnvRef"),
+            }
+        }
+        Some(row) => {
+            let read =
+                |name: &str| rpc::value_as(tree, Origin::Agent, &format!("{units}{row}.{name}"));
+            let Some(uuid) = read("UUID") else {
+                return Some(Err(UspError::new(
+                    Code::INVALID_PATH,
+                    format!("{units}{row}. is no deployment unit"),
+                )));
+            };
+            let version = read("Version").unwrap_or_default();
+            if kind == "Update()" {
+                DuOperation::Update {
+                    uuid,
+                    version,
+                    url: input("URL"),
+                    username: input("Username"),
+                    password: input("Password"),
+                }
+            } else {
+                DuOperation::Uninstall {
+                    uuid,
+                    version,
+                    execution_env: String::new(),
+                }
+            }
+        }
+    };
+    Some(Ok(Action::Software {
+        command: operate.command.clone(),
+        operation,
+    }))
 }
 
 /// The FirmwareImage row downloads go to and activations come from: the
@@ -545,7 +632,7 @@ impl Request {
                 if !allowed.allows(&operate.command, Kind::CommandEvent, Op::Execute) {
                     return Step::Done(error_msg(msg_id, &denied(&operate.command, "operate")));
                 }
-                answer_operate(msg_id, operate)
+                answer_operate(tree, msg_id, operate)
             }
             ReqType::GetSupportedDm(get) => Step::Done(match too_many(get.obj_paths.len()) {
                 Some(error) => error_msg(msg_id, &error),
@@ -610,7 +697,20 @@ fn kind_of(body: &ReqType) -> &'static str {
 // --- Operate ---
 
 /// Operate (TR-369 §Operate) of the commands the agent carries out.
-fn answer_operate(msg_id: String, operate: usp::Operate) -> Step {
+fn answer_operate(tree: &Tree, msg_id: String, operate: usp::Operate) -> Step {
+    if let Some(action) = software_action(tree, &operate) {
+        return match action {
+            Ok(action) => Step::Command(Command {
+                action,
+                msg_id,
+                command_key: operate.command_key,
+                send_resp: operate.send_resp,
+                response: None,
+                writes: Vec::new(),
+            }),
+            Err(error) => Step::Done(error_msg(msg_id, &error)),
+        };
+    }
     if let Some(request) = request_to_cancel(&operate.command) {
         return Step::Command(Command {
             action: Action::Cancel(request),

@@ -23,9 +23,25 @@ const COMMANDS: &[(&str, &str)] = &[
     ("Device.LocalAgent.Controller.{i}.", "SendOnBoardRequest()"),
 ];
 
-/// Asynchronous commands carried out by the firmware pipeline, with the
-/// inputs the agent takes (`engine::firmware_action`).
+/// Asynchronous commands carried out by the firmware pipeline and the
+/// package program, with the inputs the agent takes
+/// (`engine::firmware_action`, `engine::software_action`).
 const FIRMWARE: &[(&str, &str, &[&str])] = &[
+    (
+        "Device.SoftwareModules.",
+        "InstallDU()",
+        &["URL", "UUID", "Username", "Password", "ExecutionEnvRef"],
+    ),
+    (
+        "Device.SoftwareModules.DeploymentUnit.{i}.",
+        "Update()",
+        &["URL", "Username", "Password"],
+    ),
+    (
+        "Device.SoftwareModules.DeploymentUnit.{i}.",
+        "Uninstall()",
+        &[],
+    ),
     (
         "Device.DeviceInfo.FirmwareImage.{i}.",
         "Download()",
