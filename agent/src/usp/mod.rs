@@ -845,7 +845,7 @@ async fn carry_out(
             command: ref path,
             ref operation,
         } => {
-            start_software(served, to, reply_to, &command, path, operation.clone());
+            start_software(served, to, reply_to, &command, path, (**operation).clone());
             return;
         }
         dm_usp::Action::OnBoard(controller) => {

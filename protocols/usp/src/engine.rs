@@ -111,7 +111,7 @@ pub enum Action {
     /// result is the OperationComplete. `command` is the command's path.
     Software {
         command: String,
-        operation: dm_cwmp::soap::DuOperation,
+        operation: Box<dm_cwmp::soap::DuOperation>,
     },
 }
 
@@ -190,7 +190,7 @@ fn software_action(tree: &Tree, operate: &usp::Operate) -> Option<Result<Action,
     };
     Some(Ok(Action::Software {
         command: operate.command.clone(),
-        operation,
+        operation: Box::new(operation),
     }))
 }
 
