@@ -1538,6 +1538,10 @@ pub mod lan_host {
     pub const ACTIVE: ResourceId = ResourceId(2);
     /// Layer3Interface
     pub const LAYER3_INTERFACE: ResourceId = ResourceId(3);
+    /// IPv4Address.IPAddress
+    pub const IPV4_ADDRESS_IP_ADDRESS: ResourceId = ResourceId(4);
+    /// IPv6Address.IPAddress
+    pub const IPV6_ADDRESS_IP_ADDRESS: ResourceId = ResourceId(5);
 
     pub static SCHEMA: ObjectSchema = ObjectSchema {
         id: ID,
@@ -1550,6 +1554,8 @@ pub mod lan_host {
             ResourceSchema { id: IP_ADDRESS, name: "IPAddress", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
             ResourceSchema { id: ACTIVE, name: "Active", value_type: ValueType::Boolean, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::None },
             ResourceSchema { id: LAYER3_INTERFACE, name: "Layer3Interface", value_type: ValueType::ObjectLink, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 256 } },
+            ResourceSchema { id: IPV4_ADDRESS_IP_ADDRESS, name: "IPv4Address.IPAddress", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 15 } },
+            ResourceSchema { id: IPV6_ADDRESS_IP_ADDRESS, name: "IPv6Address.IPAddress", value_type: ValueType::String, access: Access::Read, multiple: true, mandatory: false, units: "", constraint: Constraint::Length { min: 0, max: 45 } },
         ],
     };
 }

@@ -63,7 +63,9 @@ pub fn held_keys(
 /// own order. An entry keeps its instance number while it exists (matched
 /// by its `key` resources: TR-069 instance numbers follow their entry);
 /// new ones take numbers no entry holds, from `first_new` up; the rest are
-/// removed.
+/// removed. Each row is a list of (resource, value); a multiple resource
+/// (a table inside the row, `{j}`) may appear several times, its values
+/// in order.
 pub fn fill(
     held: &[(InstanceId, Vec<Value>)],
     tx: &mut Transaction<'_>,
@@ -125,14 +127,33 @@ pub fn fill(
                 instance
             }
         };
+        // A multiple resource (a table inside the row) takes the row's
+        // values of it in order, none when it names none; a value its
+        // schema refuses is left out.
+        let mut columns: std::collections::BTreeMap<
+            ResourceId,
+            std::collections::BTreeMap<u16, Value>,
+        > = schema
+            .resources
+            .iter()
+            .filter(|r| r.multiple)
+            .map(|r| (r.id, std::collections::BTreeMap::new()))
+            .collect();
         for (resource, value) in row {
-            stage_fact(
-                tx,
-                schema,
-                Path::resource(schema.id, instance, resource),
-                value,
-                warnings,
-            );
+            let path = Path::resource(schema.id, instance, resource);
+            match (columns.get_mut(&resource), schema.resource(resource)) {
+                (Some(column), Some(described)) => match value.check(described) {
+                    Ok(value) => {
+                        let index = u16::try_from(column.len()).unwrap_or(u16::MAX);
+                        column.insert(index, value);
+                    }
+                    Err(e) => warnings.push(format!("{path}: platform value skipped: {e}")),
+                },
+                _ => stage_fact(tx, schema, path, value, warnings),
+            }
+        }
+        for (resource, column) in columns {
+            tx.set_multiple(Path::resource(schema.id, instance, resource), column);
         }
     }
 }

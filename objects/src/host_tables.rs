@@ -64,7 +64,8 @@ pub fn register(
     tree.register(on_demand(
         &lan_host::SCHEMA,
         "the neighbour table",
-        &[lan_host::IP_ADDRESS, lan_host::PHYS_ADDRESS],
+        // TR-181's unique key: one host per hardware address.
+        &[lan_host::PHYS_ADDRESS],
         move || Ok(host_rows(neighbours.as_ref())),
     ))?;
     tree.register(on_demand(
@@ -140,21 +141,55 @@ fn truncated(mut text: String, max: usize) -> String {
     text
 }
 
+/// One row per hardware address the neighbour tables know (TR-181's
+/// unique key), with all its addresses: IPAddress the IPv4 one when it
+/// has one, else a global IPv6 one, else its link-local one; active when
+/// any of its entries is.
 fn host_rows(network: &dyn Network) -> Vec<Row> {
     let interfaces = network.ip_interfaces();
-    network
-        .neighbours()
+    let mut hosts: Vec<(String, Vec<dm_platform::Neighbour>)> = Vec::new();
+    for n in network.neighbours() {
+        match hosts.iter_mut().find(|(mac, _)| *mac == n.mac) {
+            Some((_, entries)) => entries.push(n),
+            None => hosts.push((n.mac.clone(), vec![n])),
+        }
+    }
+    hosts
         .into_iter()
-        .map(|n| {
-            vec![
-                (lan_host::PHYS_ADDRESS, Value::String(n.mac)),
-                (lan_host::IP_ADDRESS, Value::String(n.address.to_string())),
-                (lan_host::ACTIVE, Value::Boolean(n.active)),
+        .map(|(mac, entries)| {
+            let rank = |a: &std::net::IpAddr| match a {
+                std::net::IpAddr::V4(_) => 0,
+                std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) != 0xfe80 => 1,
+                std::net::IpAddr::V6(_) => 2,
+            };
+            let main = entries
+                .iter()
+                .min_by_key(|n| rank(&n.address))
+                .map(|n| (n.address, n.interface.clone()));
+            let (address, interface) =
+                main.unwrap_or((std::net::IpAddr::from([0, 0, 0, 0]), String::new()));
+            let mut row = vec![
+                (lan_host::PHYS_ADDRESS, Value::String(mac)),
+                (lan_host::IP_ADDRESS, Value::String(address.to_string())),
+                (
+                    lan_host::ACTIVE,
+                    Value::Boolean(entries.iter().any(|n| n.active)),
+                ),
                 (
                     lan_host::LAYER3_INTERFACE,
-                    crate::ip_interface::reference(&interfaces, &n.interface),
+                    crate::ip_interface::reference(&interfaces, &interface),
                 ),
-            ]
+            ];
+            // IPv4Address.{j} and IPv6Address.{j}: each address a value.
+            row.extend(entries.iter().map(|n| {
+                let column = if n.address.is_ipv4() {
+                    lan_host::IPV4_ADDRESS_IP_ADDRESS
+                } else {
+                    lan_host::IPV6_ADDRESS_IP_ADDRESS
+                };
+                (column, Value::String(n.address.to_string()))
+            }));
+            row
         })
         .collect()
 }
@@ -172,5 +207,44 @@ mod tests {
         assert!(cut.chars().all(|c| c == 'é'));
         let odd = format!("a{}", "é".repeat(200));
         assert_eq!(truncated(odd, 256).len(), 255);
+    }
+
+    /// One host per hardware address, with every address it answered
+    /// from; its IPAddress the IPv4 one, else a global IPv6 one.
+    #[test]
+    fn neighbours_are_grouped_by_hardware_address() {
+        use dm_platform::Neighbour;
+        let network = dm_platform::memory::MemoryNetwork::default();
+        let n = |address: &str, mac: &str, active| Neighbour {
+            address: address.parse().unwrap(),
+            mac: mac.into(),
+            interface: "eth0".into(),
+            active,
+        };
+        network.set_neighbours(vec![
+            n("fe80::5", "02:00:00:00:00:05", false),
+            n("192.0.2.5", "02:00:00:00:00:05", true),
+            n("2001:db8::5", "02:00:00:00:00:05", false),
+            n("fe80::6", "02:00:00:00:00:06", false),
+            n("2001:db8::6", "02:00:00:00:00:06", false),
+        ]);
+        let rows = host_rows(&network);
+        assert_eq!(rows.len(), 2);
+        let get = |row: &Row, r| -> Vec<Value> {
+            row.iter()
+                .filter(|(k, _)| *k == r)
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        let text = |s: &str| Value::String(s.into());
+        assert_eq!(get(&rows[0], lan_host::IP_ADDRESS), [text("192.0.2.5")]);
+        assert_eq!(get(&rows[0], lan_host::ACTIVE), [Value::Boolean(true)]);
+        assert_eq!(
+            get(&rows[0], lan_host::IPV6_ADDRESS_IP_ADDRESS),
+            [text("fe80::5"), text("2001:db8::5")]
+        );
+        assert_eq!(get(&rows[1], lan_host::IP_ADDRESS), [text("2001:db8::6")]);
+        assert_eq!(get(&rows[1], lan_host::ACTIVE), [Value::Boolean(false)]);
+        assert!(get(&rows[1], lan_host::IPV4_ADDRESS_IP_ADDRESS).is_empty());
     }
 }

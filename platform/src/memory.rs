@@ -20,6 +20,7 @@ struct State {
     wifi: Vec<WifiProfile>,
     radios: Vec<crate::WifiRadio>,
     masqueraded: Vec<String>,
+    neighbours: Vec<crate::Neighbour>,
     apn: Vec<ApnContext>,
     links: Vec<crate::Link>,
     interfaces: Vec<crate::IpInterface>,
@@ -146,6 +147,11 @@ impl MemoryNetwork {
     pub fn set_radio(&self, radio: RadioState) {
         lock(&self.state).radio = radio;
         self.changed();
+    }
+
+    /// The neighbour tables' entries (none by default).
+    pub fn set_neighbours(&self, neighbours: Vec<crate::Neighbour>) {
+        lock(&self.state).neighbours = neighbours;
     }
 
     /// The interfaces NAT translates on (none by default).
@@ -350,6 +356,10 @@ impl Network for MemoryNetwork {
 
     fn masqueraded(&self) -> Result<Vec<String>, PlatformError> {
         Ok(lock(&self.state).masqueraded.clone())
+    }
+
+    fn neighbours(&self) -> Vec<crate::Neighbour> {
+        lock(&self.state).neighbours.clone()
     }
 
     fn apn_contexts(&self) -> Vec<ApnContext> {

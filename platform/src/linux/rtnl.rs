@@ -8,8 +8,9 @@
 //! on the caller's thread (the platform's snapshot thread, or a host read
 //! off the tree's lock), so no async netlink stack comes with it.
 //!
-//! What the kernel answers is bounded: a dump is cut at [`MAX_ENTRIES`]
-//! and a message that does not parse is skipped.
+//! What the kernel answers is bounded: a dump is cut at [`MAX_ENTRIES`],
+//! each wait for a datagram at [`RECV_TIMEOUT`], and a message that does
+//! not parse is skipped (its header's length finds the next).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -28,6 +29,9 @@ use crate::{InterfaceAddress, Neighbour};
 /// The most entries one dump gives the agent (a gateway's neighbour table
 /// on a busy LAN is a few hundred).
 pub const MAX_ENTRIES: usize = 4096;
+
+/// The longest wait for the kernel's next datagram of a dump.
+pub const RECV_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Every address the kernel holds, with the index of its interface.
 pub fn addresses() -> std::io::Result<Vec<(u32, InterfaceAddress)>> {
@@ -146,6 +150,8 @@ fn dump(request: RouteNetlinkMessage) -> std::io::Result<Vec<RouteNetlinkMessage
         SockProtocol::NetlinkRoute,
     )?;
     bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0))?;
+    let timeout = nix::sys::time::TimeVal::new(RECV_TIMEOUT.as_secs() as nix::sys::time::time_t, 0);
+    nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)?;
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     header.sequence_number = 1;
@@ -163,6 +169,12 @@ fn dump(request: RouteNetlinkMessage) -> std::io::Result<Vec<RouteNetlinkMessage
             Ok(0) => return Ok(out),
             Ok(n) => n,
             Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("rtnetlink: no answer in {RECV_TIMEOUT:?}"),
+                ));
+            }
             Err(e) => return Err(e.into()),
         };
         match split(&buffer[..received], &mut out) {
@@ -185,29 +197,48 @@ enum Ended {
 }
 
 /// Splits one datagram into its messages, appending the tables' entries
-/// to `out`; says when the dump is over. A message that does not parse
-/// ends the datagram (its length cannot be trusted to find the next).
+/// to `out`; says when the dump is over. Each message is found by its
+/// header (length, type: netlink's own framing, host byte order); one
+/// whose body does not parse is skipped; a header that cannot be right (a
+/// length shorter than a header or past the datagram) ends the datagram.
 fn split(mut datagram: &[u8], out: &mut Vec<RouteNetlinkMessage>) -> Option<Ended> {
-    while !datagram.is_empty() {
-        let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(datagram).ok()?;
-        let length = message.header.length as usize;
-        match message.payload {
-            NetlinkPayload::Done(_) => return Some(Ended::Done),
-            NetlinkPayload::Error(e) => {
-                return Some(match e.code {
-                    Some(code) => Ended::Error(-code.get()),
-                    None => Ended::Done,
-                });
-            }
-            NetlinkPayload::InnerMessage(inner) if out.len() < MAX_ENTRIES => out.push(inner),
-            _ => {}
-        }
-        // Messages are aligned to 4 bytes.
-        let next = length.checked_add(3)? & !3;
-        if length == 0 || next > datagram.len() {
+    /// struct nlmsghdr; NLMSG_ERROR, NLMSG_DONE.
+    const HEADER: usize = 16;
+    const ERROR: u16 = 2;
+    const DONE: u16 = 3;
+    while datagram.len() >= HEADER {
+        let length = u32::from_ne_bytes(datagram[0..4].try_into().ok()?) as usize;
+        let kind = u16::from_ne_bytes(datagram[4..6].try_into().ok()?);
+        if length < HEADER || length > datagram.len() {
             return None;
         }
-        datagram = &datagram[next..];
+        match kind {
+            DONE => return Some(Ended::Done),
+            ERROR => {
+                // struct nlmsgerr: the negative errno first; 0 acknowledges.
+                let code = datagram
+                    .get(HEADER..HEADER + 4)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, i32::from_ne_bytes);
+                return Some(if code == 0 {
+                    Ended::Done
+                } else {
+                    Ended::Error(code.saturating_neg())
+                });
+            }
+            _ => {
+                if let Ok(message) =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&datagram[..length])
+                    && let NetlinkPayload::InnerMessage(inner) = message.payload
+                    && out.len() < MAX_ENTRIES
+                {
+                    out.push(inner);
+                }
+            }
+        }
+        // Messages are aligned to 4 bytes.
+        let next = (length + 3) & !3;
+        datagram = datagram.get(next..).unwrap_or_default();
     }
     None
 }
@@ -419,32 +450,59 @@ mod tests {
             split(&bytes(NetlinkPayload::Error(error)), &mut out),
             Some(Ended::Error(1))
         );
+        // A message whose body does not parse (a neighbour message cut
+        // short, its header still right) is skipped: the next one and the
+        // Done of the same datagram are still read.
+        let mut cut = vec![0u8; 20];
+        cut[0..4].copy_from_slice(&20u32.to_ne_bytes());
+        cut[4..6].copy_from_slice(&28u16.to_ne_bytes()); // RTM_NEWNEIGH
+        let datagram = [
+            cut,
+            good.clone(),
+            bytes(NetlinkPayload::Done(Default::default())),
+        ]
+        .concat();
+        let mut out = Vec::new();
+        assert_eq!(split(&datagram, &mut out), Some(Ended::Done));
+        assert_eq!(out.len(), 1);
     }
 
     /// On this machine: the addresses as `ip` lists them, each with the
-    /// flag `ip` shows as "dynamic" when it is not permanent.
+    /// flag `ip` shows as "dynamic" when it is not permanent. `ip` is run
+    /// before and after the dump: an address that came or went between
+    /// them (a temporary IPv6 address) is not held against either.
     #[test]
     fn addresses_are_the_kernels() {
+        let shown = || {
+            let out = std::process::Command::new("ip")
+                .args(["-o", "addr"])
+                .output()
+                .expect("ip");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let before = shown();
         let found = addresses().expect("an rtnetlink dump");
-        let shown = std::process::Command::new("ip")
-            .args(["-o", "addr"])
-            .output()
-            .expect("ip");
-        let shown = String::from_utf8_lossy(&shown.stdout);
+        let after = shown();
         assert!(!found.is_empty(), "no address, loopback's included");
-        for (index, a) in &found {
-            let line = shown
-                .lines()
+        let line = |text: &str, index: u32, a: &InterfaceAddress| {
+            text.lines()
                 .find(|l| {
                     l.starts_with(&format!("{index}: "))
                         && l.contains(&format!(" {}/{} ", a.address, a.prefix))
                 })
-                .unwrap_or_else(|| panic!("{a:?} on {index} not in {shown}"));
+                .map(str::to_owned)
+        };
+        for (index, a) in &found {
+            let line = line(&before, *index, a)
+                .or_else(|| line(&after, *index, a))
+                .unwrap_or_else(|| panic!("{a:?} on {index} not in {before}"));
             assert_eq!(line.contains(" dynamic "), !a.permanent, "{line}");
         }
-        assert_eq!(
-            found.len(),
-            shown.lines().filter(|l| l.contains(" inet")).count()
-        );
+        // Every address `ip` showed both times is in the dump.
+        let stable = before
+            .lines()
+            .filter(|l| l.contains(" inet") && after.contains(*l))
+            .count();
+        assert!(found.len() >= stable, "{found:?} vs {before}");
     }
 }
