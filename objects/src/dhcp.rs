@@ -172,13 +172,39 @@ fn sync_v6(
         for (resource, value) in facts {
             stage_fact(&mut tx, &v6::SCHEMA, at(resource), value, warnings);
         }
-        let servers = if lease.server_id.is_empty() {
-            Vec::new()
-        } else {
-            vec![Value::Opaque(lease.server_id.clone())]
+        // What the server sent, as long as the schema takes it (a DUID is
+        // at most 130 bytes): one value too long is left out with a
+        // warning, not the whole table's commit refused.
+        let fits = |resource, value: &Value, what: &str, warnings: &mut Vec<String>| {
+            let fits = v6::SCHEMA
+                .resource(resource)
+                .is_some_and(|r| value.clone().check(r).is_ok());
+            if !fits {
+                warnings.push(format!(
+                    "DHCPv6 client of {}: {what} left out: too long",
+                    lease.interface
+                ));
+            }
+            fits
         };
+        let servers: Vec<Value> = Some(Value::Opaque(lease.server_id.clone()))
+            .filter(|_| !lease.server_id.is_empty())
+            .filter(|v| fits(v6::SERVER_DUID, v, "the server's DUID", warnings))
+            .into_iter()
+            .collect();
         tx.set_multiple(at(v6::SERVER_DUID), (0..).zip(servers).collect());
-        let options = received_options(lease);
+        let options: Vec<(u16, Vec<u8>)> = received_options(lease)
+            .into_iter()
+            .filter(|(tag, value)| {
+                let what = format!("option {tag}");
+                fits(
+                    v6::RECEIVED_OPTION_VALUE,
+                    &Value::Opaque(value.clone()),
+                    &what,
+                    warnings,
+                )
+            })
+            .collect();
         tx.set_multiple(
             at(v6::RECEIVED_OPTION_TAG),
             (0..)

@@ -1419,6 +1419,26 @@ fn the_hosts_links_routes_and_name_servers_are_reported_without_writes() {
         multiple(&f.tree, c6(dhcp6::RECEIVED_OPTION_TAG)),
         [Value::Unsigned(2), Value::Unsigned(23)]
     );
+    // A server DUID past TR-181's 130 bytes (it comes from the network)
+    // is left out with a warning; the rest of the row is kept.
+    f.network.set_dhcpv6_leases(vec![dm_platform::Dhcp6Lease {
+        interface: "eth0".into(),
+        client_id: vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 2],
+        server_id: vec![7; 200],
+        ..dm_platform::Dhcp6Lease::default()
+    }]);
+    let synced = dm_objects::sync_platform(&mut f.tree, &f.platform);
+    assert_eq!(synced.warnings.len(), 1, "{:?}", synced.warnings);
+    assert!(multiple(&f.tree, c6(dhcp6::SERVER_DUID)).is_empty());
+    // As option 2, whose values may be longer, it is there.
+    assert_eq!(
+        multiple(&f.tree, c6(dhcp6::RECEIVED_OPTION_TAG)),
+        [Value::Unsigned(2)]
+    );
+    assert_eq!(
+        value(&f.tree, c6(dhcp6::DUID)),
+        Value::Opaque(vec![0, 3, 0, 1, 2, 0, 0, 0, 0, 2])
+    );
     // Gone with its lease.
     f.network.set_dhcpv6_leases(Vec::new());
     let _ = dm_objects::sync_platform(&mut f.tree, &f.platform);
