@@ -234,6 +234,7 @@ pub async fn run(
             &mut tree,
             &usp.endpoint_id,
             &[(usp.controller_endpoint_id.clone(), usp.controller_role)],
+            &dm_usp::permissions::BUILT_IN_ROLES,
         )
         .context("setting up USP's objects")?;
         dm_objects::local_agent::provision_mtp(&mut tree, &crate::usp::mtp_facts(usp))

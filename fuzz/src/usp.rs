@@ -29,12 +29,19 @@ pub fn run(wrap: bool, bytes: &[u8]) {
     match agent.receive(&record) {
         Incoming::Request(request) => {
             let mut tree = crate::tree();
-            // The sender is controller 1, with Full Access: every request
-            // is explored, not refused for want of a role.
+            // The sender is controller 1, with Full Access (every request
+            // explored) or, by the input's first bit, Untrusted (the
+            // refusals explored).
+            let role = if bytes.first().is_some_and(|b| b & 1 == 1) {
+                dm_objects::local_agent::ControllerRole::Untrusted
+            } else {
+                dm_objects::local_agent::ControllerRole::FullAccess
+            };
             dm_objects::local_agent::provision(
                 &mut tree,
                 AGENT,
-                &[("self::fuzz".to_owned(), Default::default())],
+                &[("self::fuzz".to_owned(), role)],
+                &dm_usp::permissions::BUILT_IN_ROLES,
             )
             .expect("provisioning USP");
             let _ = request.reads(&tree, Origin::Controller(1));

@@ -239,46 +239,30 @@ pub enum ControllerRole {
 }
 
 impl ControllerRole {
-    /// Its row of `ControllerTrust.Role`.
-    pub fn row(self) -> InstanceId {
+    /// The name of its row in `ControllerTrust.Role` (TR-369's).
+    pub fn name(self) -> &'static str {
         match self {
-            ControllerRole::FullAccess => InstanceId(1),
-            ControllerRole::Untrusted => InstanceId(2),
+            ControllerRole::FullAccess => "Full Access",
+            ControllerRole::Untrusted => "Untrusted",
         }
     }
 }
 
-/// One permission of a built-in role: order, targets (TR-181 paths, comma
-/// separated), and the four `rwxn` strings for parameters, objects,
-/// instances, commands and events.
-type Permission = (u64, &'static str, [&'static str; 4]);
+/// One permission of a role: order, targets (paths as the protocol that
+/// checks them names them, comma separated), and the four `rwxn` strings
+/// for parameters, objects, instances, and commands and events.
+pub type Permission = (u64, &'static str, [&'static str; 4]);
 
-/// The built-in roles, by row: name and permissions (TR-181 2.16
-/// `ControllerTrust.Role.{i}.Permission.{i}`; a higher Order wins where
-/// targets overlap).
-const ROLES: [(&str, &[Permission]); 2] = [
-    (
-        "Full Access",
-        &[(1, "Device.", ["rw-n", "rw-n", "rw-n", "r-xn"])],
-    ),
-    (
-        "Untrusted",
-        &[
-            (1, "Device.", ["----", "----", "----", "----"]),
-            (
-                2,
-                "Device.DeviceInfo.,Device.LocalAgent.",
-                ["r---", "r---", "r---", "----"],
-            ),
-        ],
-    ),
-];
+/// A role the agent has, as `ControllerTrust.Role.{i}` shows it: its name
+/// and permissions. Which roles there are, and what their targets say, is
+/// the protocol's (`dm_usp::permissions::BUILT_IN_ROLES`).
+pub type Role = (&'static str, &'static [Permission]);
 
-/// The built-in roles' rows, as the agent: made at every start (reported,
-/// not saved).
-fn make_roles(tx: &mut dm_core::tree::Transaction<'_>, existing: &[InstanceId]) {
+/// The roles' rows, as the agent, numbered in order from 1: made at every
+/// start (reported, not saved).
+fn make_roles(tx: &mut dm_core::tree::Transaction<'_>, existing: &[InstanceId], roles: &[Role]) {
     use usp_role::*;
-    for (at, (name, permissions)) in ROLES.iter().enumerate() {
+    for (at, (name, permissions)) in roles.iter().enumerate() {
         let row = InstanceId(at as u16 + 1);
         if !existing.contains(&row) {
             tx.create(ID, Some(row));
@@ -573,12 +557,13 @@ pub fn provision(
     tree: &mut Tree,
     endpoint_id: &str,
     controllers: &[(String, ControllerRole)],
+    roles: &[Role],
 ) -> Result<(), dm_core::TransactionError> {
     let existing = tree.instances(usp_controller::ID).unwrap_or_default();
-    let roles = tree.instances(usp_role::ID).unwrap_or_default();
+    let existing_roles = tree.instances(usp_role::ID).unwrap_or_default();
     let transient = transient_subscriptions(tree);
     let mut tx = tree.begin(Origin::Agent);
-    make_roles(&mut tx, &roles);
+    make_roles(&mut tx, &existing_roles, roles);
     tx.set(
         Path::resource(local_agent::ID, InstanceId(0), local_agent::ENDPOINT_ID),
         Value::String(endpoint_id.to_owned()),
@@ -595,12 +580,18 @@ pub fn provision(
             Path::resource(usp_controller::ID, instance, usp_controller::ENDPOINT_ID),
             Value::String(endpoint.clone()),
         );
+        // The row of the role of that name; none (no role: nothing
+        // allowed) if the roles given have none.
+        let row = roles
+            .iter()
+            .position(|(name, _)| *name == role.name())
+            .and_then(|at| u16::try_from(at + 1).ok());
         tx.set(
             Path::resource(usp_controller::ID, instance, usp_controller::ASSIGNED_ROLE),
-            Value::ObjectLink(ObjectLink {
+            Value::ObjectLink(row.map_or(ObjectLink::NULL, |instance| ObjectLink {
                 object: usp_role::ID,
-                instance: role.row().0,
-            }),
+                instance,
+            })),
         );
     }
     for &instance in &existing {

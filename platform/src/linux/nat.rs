@@ -83,8 +83,11 @@ fn output_interfaces(expression: &Value) -> Vec<String> {
     }
     let names = |v: &Value| -> Vec<String> {
         match v {
-            // A wildcard ("eth*") names no one interface.
-            Value::String(s) if !s.contains('*') && !s.is_empty() => vec![s.clone()],
+            // A wildcard ("eth*") names no one interface, nor does a named
+            // set ("@wan_ifaces": its elements are not in the rule).
+            Value::String(s) if !s.contains('*') && !s.is_empty() && !s.starts_with('@') => {
+                vec![s.clone()]
+            }
             _ => Vec::new(),
         }
     };
@@ -128,6 +131,9 @@ mod tests {
                              {"masquerade": null}]}},
           {"rule": {"family": "ip", "table": "nat", "chain": "postrouting", "handle": 6,
                     "expr": [{"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "ppp*"}},
+                             {"masquerade": null}]}},
+          {"rule": {"family": "ip", "table": "nat", "chain": "postrouting", "handle": 7,
+                    "expr": [{"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "@wans"}},
                              {"masquerade": null}]}}
         ]}"#;
         assert_eq!(parse_ruleset(json).unwrap(), ["wan0", "lte0"]);

@@ -561,6 +561,7 @@ impl Request {
         if get.param_paths.len() > MAX_REQUEST_PATHS {
             return Vec::new();
         }
+        let allowed = Permissions::of(tree, origin);
         let names: Vec<String> = get
             .param_paths
             .iter()
@@ -569,6 +570,9 @@ impl Request {
                 path::resolve(tree, origin, text, &expression).ok()
             })
             .flatten()
+            // Nothing is read from the host for what the role does not
+            // let the controller read.
+            .filter(|name| allowed.may_read_at_or_below(name))
             .collect();
         // The values, and the tables read on demand (processes,
         // neighbours) the names list.
@@ -826,7 +830,10 @@ fn answer_get(tree: &Tree, origin: Origin, get: &usp::Get, allowed: &Permissions
                         .into_iter()
                         .filter(|(name, _)| allowed.allows(name, Kind::Param, Op::Read))
                         .collect();
-                    if total > 0 && values.is_empty() && !requested.ends_with('.') {
+                    // TR-369: a parameter named exactly is refused; what a
+                    // wildcard or a search finds is left out.
+                    let exact = !requested.ends_with('.') && !requested.contains(['*', '[']);
+                    if total > 0 && values.is_empty() && exact {
                         return Err(denied(requested, "read"));
                     }
                     Ok((roots, values, total))
@@ -966,7 +973,14 @@ fn answer_get_instances(
                         .into_iter()
                         .filter(|p| allowed.allows(p, Kind::InstantiatedObj, Op::Read))
                         .map(|instantiated_obj_path| CurrInstance {
-                            unique_keys: unique_keys_of(tree, origin, &instantiated_obj_path),
+                            // Keys it may not read are not shown.
+                            unique_keys: unique_keys_of(tree, origin, &instantiated_obj_path)
+                                .into_iter()
+                                .filter(|(key, _)| {
+                                    let at = format!("{instantiated_obj_path}{key}");
+                                    allowed.allows(&at, Kind::Param, Op::Read)
+                                })
+                                .collect(),
                             instantiated_obj_path,
                         })
                         .collect();
@@ -1149,8 +1163,13 @@ impl Writes {
             let mut part = Writes::part(&update.obj_path);
             match resolve_objects(tree, origin, &update.obj_path) {
                 Ok(objects) => {
-                    for object in &objects {
+                    'objects: for object in &objects {
                         for s in &update.param_settings {
+                            // Bounded before anything is kept for it.
+                            if total + part.settings.len() + part.dropped.len() >= MAX_SETTINGS {
+                                total = MAX_SETTINGS + 1;
+                                break 'objects;
+                            }
                             // Not the role's to write: the object fails
                             // with it when required, else it is left out.
                             let full = format!("{object}{}", s.param);
@@ -1175,9 +1194,10 @@ impl Writes {
                 }
                 Err(error) => part.failed = Some(error),
             }
-            total += part.settings.len();
+            total += part.settings.len() + part.dropped.len();
             if total > MAX_SETTINGS {
                 part.settings.clear();
+                part.dropped.clear();
                 part.failed = Some(UspError::new(
                     Code::RESOURCES_EXCEEDED,
                     format!("the Set writes more than {MAX_SETTINGS} parameters"),
@@ -1200,10 +1220,26 @@ impl Writes {
         for create in &add.create_objs {
             let mut part = Writes::part(&create.obj_path);
             match resolve_objects(tree, origin, &create.obj_path) {
+                // The object as its supported path names it (`X.{i}.`), and
+                // each parameter written in the new instance.
                 Ok(tables)
-                    if tables.len() == 1 && !allowed.allows(&tables[0], Kind::Obj, Op::Write) =>
+                    if tables.len() == 1
+                        && !allowed.allows(
+                            &format!("{}{{i}}.", tables[0]),
+                            Kind::Obj,
+                            Op::Write,
+                        ) =>
                 {
                     part.failed = Some(denied(&tables[0], "add to"));
+                }
+                Ok(tables)
+                    if tables.len() == 1
+                        && let Some(s) = create.param_settings.iter().find(|s| {
+                            let at = format!("{}{{i}}.{}", tables[0], s.param);
+                            !allowed.allows(&at, Kind::Param, Op::Write)
+                        }) =>
+                {
+                    part.failed = Some(denied(&format!("{}{{i}}.{}", tables[0], s.param), "write"));
                 }
                 Ok(tables) if tables.len() == 1 => {
                     part.settings = create

@@ -16,6 +16,36 @@
 use dm_core::{Origin, Tree};
 use dm_cwmp::rpc;
 
+/// The agent's built-in roles (TR-369 §"Roles (Access Control)"): Full
+/// Access, and Untrusted, for a controller whose identity is not trusted,
+/// which reads what the device and the agent are and nothing else (a
+/// higher Order wins where targets overlap).
+pub const BUILT_IN_ROLES: [Role; 2] = [
+    (
+        "Full Access",
+        &[(1, "Device.", ["rw-n", "rw-n", "rw-n", "r-xn"])],
+    ),
+    (
+        "Untrusted",
+        &[
+            (1, "Device.", ["----", "----", "----", "----"]),
+            (
+                2,
+                "Device.DeviceInfo.,Device.LocalAgent.",
+                ["r---", "r---", "r---", "----"],
+            ),
+        ],
+    ),
+];
+
+/// A role: its name and permissions, each (Order, Targets, and the `rwxn`
+/// strings of Param, Obj, InstantiatedObj, CommandEvent), as
+/// `ControllerTrust.Role.{i}` holds them.
+pub type Role = (
+    &'static str,
+    &'static [(u64, &'static str, [&'static str; 4])],
+);
+
 /// What a permission string is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -67,7 +97,9 @@ impl Permissions {
 
     /// The permissions of `origin`: a controller's are its assigned
     /// role's (none when the row, its role or the role's Enable is
-    /// missing); any other origin's are unrestricted.
+    /// missing, or its permissions cannot be read: refused, not
+    /// allowed); any other origin's are unrestricted. Where permissions
+    /// of the same Order overlap, the first (lowest row) decides.
     pub fn of(tree: &Tree, origin: Origin) -> Permissions {
         let Origin::Controller(n) = origin else {
             return Permissions::unrestricted();
@@ -133,6 +165,21 @@ impl Permissions {
             rules,
             unrestricted: false,
         }
+    }
+
+    /// Whether some parameter at or below `path` may be read: a readable
+    /// permission covers it, or targets something below it.
+    pub fn may_read_at_or_below(&self, path: &str) -> bool {
+        if self.unrestricted || self.allows(path, Kind::Param, Op::Read) {
+            return true;
+        }
+        self.rules.iter().any(|rule| {
+            rule.flags[Kind::Param as usize][Op::Read as usize]
+                && rule
+                    .targets
+                    .iter()
+                    .any(|t| covers(path, t) || t.starts_with(path))
+        })
     }
 
     /// Whether `op` on `path` (a parameter's, object's, instance's or
@@ -248,6 +295,23 @@ mod tests {
         };
         assert!(full.allows("Device.Reboot()", Kind::CommandEvent, Op::Execute));
         assert!(!full.allows("Device.Reboot()", Kind::CommandEvent, Op::Write));
+    }
+
+    /// Host reads are made for what some readable permission covers or
+    /// targets below.
+    #[test]
+    fn reads_are_made_only_where_something_may_be_read() {
+        let p = Permissions {
+            rules: vec![
+                rule(1, &["Device."], "----", "----"),
+                rule(2, &["Device.DeviceInfo."], "r---", "----"),
+            ],
+            unrestricted: false,
+        };
+        assert!(p.may_read_at_or_below("Device."));
+        assert!(p.may_read_at_or_below("Device.DeviceInfo.ProcessStatus."));
+        assert!(!p.may_read_at_or_below("Device.WiFi."));
+        assert!(!Permissions::default().may_read_at_or_below("Device."));
     }
 
     #[test]

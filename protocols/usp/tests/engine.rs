@@ -18,6 +18,7 @@ fn tree() -> Tree {
         &mut tree,
         AGENT,
         &[(CONTROLLER.to_owned(), Default::default())],
+        &dm_usp::permissions::BUILT_IN_ROLES,
     )
     .unwrap();
     tree
@@ -504,6 +505,7 @@ fn subscriptions_turn_any_origins_changes_into_notify_messages() {
         &mut tree,
         AGENT,
         &[(CONTROLLER.to_owned(), Default::default())],
+        &dm_usp::permissions::BUILT_IN_ROLES,
     )
     .unwrap();
     let subscribe = |kind: &str, reference: &str| {
@@ -935,6 +937,7 @@ fn an_untrusted_controller_reads_the_device_and_nothing_more() {
         &mut tree,
         AGENT,
         &[(CONTROLLER.to_owned(), ControllerRole::Untrusted)],
+        &dm_usp::permissions::BUILT_IN_ROLES,
     )
     .unwrap();
     assert_eq!(
@@ -1033,4 +1036,84 @@ fn an_untrusted_controller_reads_the_device_and_nothing_more() {
     let mut bare = dm_tests::tree(&dm_tests::platform().0);
     let r = get(&agent, &mut bare, &["Device.DeviceInfo.SerialNumber"], 0);
     assert_eq!(r.req_path_results[0].err_code, 7006, "{r:?}");
+}
+
+/// A role of the integrator's making: everything but writing one
+/// parameter of subscriptions and reading the SSIDs' names. An Add that
+/// writes the parameter is refused (7006), one that does not is made; a
+/// wildcard Get of the names leaves them out rather than failing; the
+/// SSID rows' unique key of that name is not shown by GetInstances.
+#[test]
+fn a_role_is_checked_on_the_parameters_an_add_writes_and_a_get_finds() {
+    const ROLES: [dm_usp::permissions::Role; 1] = [(
+        "Full Access",
+        &[
+            (1, "Device.", ["rw-n", "rw-n", "rw-n", "r-xn"]),
+            (
+                2,
+                "Device.LocalAgent.Subscription.*.NotifRetry",
+                ["r---", "r---", "r---", "r---"],
+            ),
+            (
+                2,
+                "Device.WiFi.SSID.*.Name",
+                ["----", "----", "----", "----"],
+            ),
+        ],
+    )];
+    let agent = Agent::new(AGENT);
+    let mut tree = dm_tests::tree(&dm_tests::platform().0);
+    dm_objects::local_agent::provision(
+        &mut tree,
+        AGENT,
+        &[(CONTROLLER.to_owned(), Default::default())],
+        &ROLES,
+    )
+    .unwrap();
+    let add = |with_retry: bool| {
+        let mut settings = vec![
+            ("NotifType", "ValueChange"),
+            ("ReferenceList", "Device.WiFi.SSID.1.SSID"),
+        ];
+        if with_retry {
+            settings.push(("NotifRetry", "true"));
+        }
+        ReqType::Add(usp::Add {
+            allow_partial: false,
+            create_objs: vec![usp::add::CreateObject {
+                obj_path: "Device.LocalAgent.Subscription.".into(),
+                param_settings: settings
+                    .iter()
+                    .map(|(param, value)| usp::add::CreateParamSetting {
+                        param: (*param).into(),
+                        value: (*value).into(),
+                        required: true,
+                    })
+                    .collect(),
+            }],
+        })
+    };
+    assert_eq!(error(ask(&agent, &mut tree, add(true))).err_code, 7006);
+    let RespType::AddResp(_) = resp(ask(&agent, &mut tree, add(false))) else {
+        panic!()
+    };
+    let names = get(&agent, &mut tree, &["Device.WiFi.SSID.*.Name"], 0);
+    assert_eq!(names.req_path_results[0].err_code, 0, "{names:?}");
+    assert!(
+        names.req_path_results[0].resolved_path_results.is_empty(),
+        "{names:?}"
+    );
+    let body = ReqType::GetInstances(usp::GetInstances {
+        obj_paths: vec!["Device.WiFi.SSID.".into()],
+        first_level_only: true,
+    });
+    let RespType::GetInstancesResp(r) = resp(ask(&agent, &mut tree, body)) else {
+        panic!()
+    };
+    let rows = &r.req_path_results[0].curr_insts;
+    assert!(!rows.is_empty(), "{r:?}");
+    assert!(
+        rows.iter().all(|i| !i.unique_keys.contains_key("Name")),
+        "{r:?}"
+    );
 }
