@@ -143,11 +143,8 @@ fn sync_v6(
         .dhcpv6_leases()
         .into_iter()
         .filter_map(|lease| {
-            let index = interfaces.iter().find(|i| i.name == lease.interface)?.index;
-            let instance = u16::try_from(index)
-                .ok()
-                .filter(|i| *i > 0 && *i < u16::MAX)?;
-            Some((InstanceId(instance), lease))
+            let instance = crate::ip_interface::instance_named(interfaces, &lease.interface)?;
+            Some((instance, lease))
         })
         .collect();
     let held = tree.instances(v6::ID).unwrap_or_default();
@@ -235,11 +232,8 @@ pub fn sync(
         .dhcp_leases()
         .into_iter()
         .filter_map(|lease| {
-            let index = interfaces.iter().find(|i| i.name == lease.interface)?.index;
-            let instance = u16::try_from(index)
-                .ok()
-                .filter(|i| *i > 0 && *i < u16::MAX)?;
-            Some((InstanceId(instance), lease))
+            let instance = crate::ip_interface::instance_named(interfaces, &lease.interface)?;
+            Some((instance, lease))
         })
         .collect();
     let held = tree.instances(ID).unwrap_or_default();

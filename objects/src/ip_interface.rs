@@ -92,6 +92,12 @@ fn instance_of(index: u32) -> Option<InstanceId> {
         .map(InstanceId)
 }
 
+/// The row number of the interface named `name` (its kernel index), for
+/// the tables numbered as the IP interfaces are.
+pub(crate) fn instance_named(interfaces: &[IpInterface], name: &str) -> Option<InstanceId> {
+    instance_of(interfaces.iter().find(|i| i.name == name)?.index)
+}
+
 /// The row of the interface named `name` among `interfaces`, as an
 /// object link; the null link when there is none (TR-181: an empty
 /// reference).

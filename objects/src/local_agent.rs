@@ -89,10 +89,21 @@ pub fn provision_mtp(tree: &mut Tree, mtp: &MtpFacts) -> Result<(), dm_core::Tra
     tx.set(agent(usp_mtp::ENABLE), Value::Boolean(true));
     tx.set(agent(usp_mtp::STATUS), Value::String("Down".into()));
     if has_controller {
-        tx.set_multiple(
-            controller(usp_controller::MTP_ENABLE),
-            first(Value::Boolean(true)),
-        );
+        use usp_controller::*;
+        tx.set_multiple(controller(MTP_ENABLE), first(Value::Boolean(true)));
+        // The controller's row is saved: what an earlier configuration's
+        // other MTP left there goes.
+        for column in [
+            MTP_MQTT_REFERENCE,
+            MTP_MQTT_TOPIC,
+            MTP_WEB_SOCKET_HOST,
+            MTP_WEB_SOCKET_PORT,
+            MTP_WEB_SOCKET_PATH,
+            MTP_WEB_SOCKET_IS_ENCRYPTED,
+            MTP_WEB_SOCKET_KEEP_ALIVE_INTERVAL,
+        ] {
+            tx.set_multiple(controller(column), std::collections::BTreeMap::new());
+        }
     }
     match mtp {
         MtpFacts::Mqtt {
@@ -412,11 +423,22 @@ pub fn add_request(
     Ok(instance)
 }
 
-/// The subscriptions whose TimeToLive has run out at `now` (Unix
-/// seconds), and when the next one will: TR-181 2.16 `TimeToLive`, seconds
-/// from CreationDate, 0 for none.
-pub fn expired_subscriptions(tree: &Tree, now: i64) -> (Vec<InstanceId>, Option<i64>) {
+/// The subscriptions whose TimeToLive has run out, and how many seconds
+/// until the next one will: TR-181 2.16 `TimeToLive`, seconds from
+/// CreationDate, 0 for none. Now is the host's clock (the device's
+/// Current Time), the one CreationDate was read from.
+pub fn expired_subscriptions(tree: &Tree) -> (Vec<InstanceId>, Option<u64>) {
     use usp_subscription::*;
+    let Ok(ResourceValue::Single(Value::DateTime(now))) = tree.read(
+        Origin::Agent,
+        &Path::resource(
+            dm_core::catalog::device::ID,
+            InstanceId(0),
+            dm_core::catalog::device::CURRENT_TIME,
+        ),
+    ) else {
+        return (Vec::new(), None);
+    };
     let mut expired = Vec::new();
     let mut next: Option<i64> = None;
     for instance in tree.instances(ID).unwrap_or_default() {
@@ -440,7 +462,10 @@ pub fn expired_subscriptions(tree: &Tree, now: i64) -> (Vec<InstanceId>, Option<
             next = Some(next.map_or(end, |n| n.min(end)));
         }
     }
-    (expired, next)
+    (
+        expired,
+        next.map(|at| u64::try_from(at.saturating_sub(now)).unwrap_or(0)),
+    )
 }
 
 /// Subscriptions gone, as the agent (their TimeToLive ran out).
@@ -509,6 +534,9 @@ impl ObjectHandler for Subscriptions {
                     instance: controller,
                 }),
             );
+        }
+        // Made now, whoever made it: TimeToLive counts from here.
+        if state.value(CREATION_DATE) == Some(&Value::DateTime(crate::UNKNOWN_TIME)) {
             state.set_value(
                 CREATION_DATE,
                 Value::DateTime(dm_core::unix_seconds(self.host.now())),

@@ -120,11 +120,8 @@ pub fn sync(
         .wifi_radios()
         .into_iter()
         .filter_map(|r| {
-            let index = interfaces.iter().find(|i| i.name == r.interface)?.index;
-            let instance = u16::try_from(index)
-                .ok()
-                .filter(|i| *i > 0 && *i < u16::MAX)?;
-            Some((InstanceId(instance), r))
+            let instance = crate::ip_interface::instance_named(interfaces, &r.interface)?;
+            Some((instance, r))
         })
         .collect();
     let held_radios = tree.instances(radio::ID).unwrap_or_default();

@@ -1876,3 +1876,78 @@ fn diagnostics_state_follows_tr_181s_rules() {
     )
     .unwrap();
 }
+
+/// USP's MTP rows follow the configuration: an MQTT one, then a
+/// WebSocket one after a restart with another configuration, leaves no
+/// MQTT topic or client behind on the (saved) controller row; a
+/// subscription made by any origin gets its CreationDate, from which its
+/// TimeToLive counts on the host's clock.
+#[test]
+fn usp_mtp_rows_follow_the_configuration_and_time_to_live_the_hosts_clock() {
+    use dm_core::catalog::{mqtt_client, usp_controller, usp_subscription};
+    use dm_objects::local_agent::{self, MtpFacts};
+    let mut f = fixture();
+    let roles: [local_agent::Role; 1] = [("Full Access", &[])];
+    local_agent::provision(
+        &mut f.tree,
+        "os::x",
+        &[("self::c".to_owned(), Default::default())],
+        &roles,
+    )
+    .unwrap();
+    local_agent::provision_mtp(
+        &mut f.tree,
+        &MtpFacts::Mqtt {
+            broker_host: "b".into(),
+            broker_port: 1883,
+            tls: false,
+            client_id: "c".into(),
+            username: String::new(),
+            keep_alive: 60,
+            agent_topic: "usp/a".into(),
+            controller_topic: "usp/c".into(),
+        },
+    )
+    .unwrap();
+    let c = |r| Path::resource(usp_controller::ID, InstanceId(1), r);
+    assert_eq!(
+        multiple(&f.tree, c(usp_controller::MTP_MQTT_TOPIC)),
+        [Value::String("usp/c".into())]
+    );
+    local_agent::provision_mtp(
+        &mut f.tree,
+        &MtpFacts::WebSocket {
+            host: "h".into(),
+            port: 8080,
+            path: "/usp".into(),
+            tls: false,
+            keep_alive: 30,
+        },
+    )
+    .unwrap();
+    assert!(multiple(&f.tree, c(usp_controller::MTP_MQTT_TOPIC)).is_empty());
+    assert!(multiple(&f.tree, c(usp_controller::MTP_MQTT_REFERENCE)).is_empty());
+    assert_eq!(
+        multiple(&f.tree, c(usp_controller::MTP_WEB_SOCKET_PORT)),
+        [Value::Unsigned(8080)]
+    );
+    assert!(f.tree.instances(mqtt_client::ID).unwrap().is_empty());
+
+    // A subscription made by the CLI, with a TimeToLive: dated by the
+    // host's clock (the fixture's, fixed), so it has 60 s to go.
+    let s = |r| Path::resource(usp_subscription::ID, InstanceId(1), r);
+    f.tree
+        .begin(Origin::Cli)
+        .create(usp_subscription::ID, Some(InstanceId(1)))
+        .set(s(usp_subscription::TIME_TO_LIVE), Value::Unsigned(60))
+        .commit()
+        .unwrap();
+    assert!(matches!(
+        value(&f.tree, s(usp_subscription::CREATION_DATE)),
+        Value::DateTime(t) if t > 0
+    ));
+    assert_eq!(
+        local_agent::expired_subscriptions(&f.tree),
+        (Vec::new(), Some(60))
+    );
+}

@@ -376,9 +376,8 @@ async fn serve(
 /// Removes the subscriptions whose TimeToLive ran out (TR-181 2.16);
 /// returns when the next one will.
 fn expire_subscriptions(served: &Served) -> Option<std::time::Instant> {
-    let now = dm_rt::clock::wall();
     let mut tree = lock(&served.tree);
-    let (expired, next) = dm_objects::local_agent::expired_subscriptions(&tree, now);
+    let (expired, next) = dm_objects::local_agent::expired_subscriptions(&tree);
     if !expired.is_empty() {
         info!(
             count = expired.len(),
@@ -388,10 +387,7 @@ fn expire_subscriptions(served: &Served) -> Option<std::time::Instant> {
             warn!("USP: subscriptions past their TimeToLive stay: {e}");
         }
     }
-    next.map(|at| {
-        let wait = u64::try_from(at.saturating_sub(now)).unwrap_or(0);
-        dm_rt::clock::now() + Duration::from_secs(wait)
-    })
+    next.map(|wait| dm_rt::clock::now() + Duration::from_secs(wait))
 }
 
 /// Sends Notify messages to their controller; those of subscriptions
@@ -665,18 +661,32 @@ async fn cancel(
             format!("Device.LocalAgent.Request.{request}. runs no command"),
         )),
         Some((running, tasks::Stop::Writes(writes))) => {
-            let written = dm_cwmp::rpc::set_parameter_values_by_prepared(
-                &mut lock(&served.tree),
-                CONTROLLER,
-                &writes,
-                None,
-            );
-            match crate::host::finish_written(&served.tree, written).await {
-                Ok(_) => {
-                    info!(command = %running, "USP: a command canceled");
-                    Ok(())
-                }
-                Err(fault) => Err(dm_usp::UspError::from_fault(&fault)),
+            // Looked at and written under one lock: a test that ended
+            // meanwhile is not canceled after the fact.
+            let written = {
+                let mut tree = lock(&served.tree);
+                let still = lock(&served.running)
+                    .iter()
+                    .find(|r| r.request.0 == request)
+                    .is_some_and(|r| r.task.still_running(&tree));
+                still.then(|| {
+                    dm_cwmp::rpc::set_parameter_values_by_prepared(
+                        &mut tree, CONTROLLER, &writes, None,
+                    )
+                })
+            };
+            match written {
+                None => Err(dm_usp::UspError::new(
+                    dm_usp::Code::COMMAND_FAILURE,
+                    format!("{running} has ended already"),
+                )),
+                Some(written) => match crate::host::finish_written(&served.tree, written).await {
+                    Ok(_) => {
+                        info!(command = %running, "USP: a command canceled");
+                        Ok(())
+                    }
+                    Err(fault) => Err(dm_usp::UspError::from_fault(&fault)),
+                },
             }
         }
         Some((running, tasks::Stop::Firmware)) => {

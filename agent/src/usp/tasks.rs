@@ -182,6 +182,16 @@ impl Task {
         }
     }
 
+    /// Whether its test still runs in the tree (DiagnosticsState
+    /// Requested): a test that ended, its end not yet taken from the change
+    /// stream, is not canceled after the fact.
+    pub(super) fn still_running(&self, tree: &Tree) -> bool {
+        match self {
+            Task::Test(test) => test.state(tree).as_deref() == Some("Requested"),
+            Task::Firmware(_) | Task::Software(_) => true,
+        }
+    }
+
     /// How to stop it: a test as TR-181 stops one (DiagnosticsState
     /// Canceled, written as the controller; host writes, so the caller
     /// makes them), the firmware pipeline with /5 Cancel.

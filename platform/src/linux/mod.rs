@@ -753,6 +753,25 @@ pub(crate) fn bounded_output(
     }
 }
 
+/// Whether journald keeps its journal on disk, from its configuration
+/// files in order (the last Storage= wins) and whether /var/log/journal
+/// exists (what Storage=auto, the default, looks at).
+pub fn journal_persistent<'t>(files: impl Iterator<Item = &'t str>, directory: bool) -> bool {
+    let mut storage = "auto".to_owned();
+    for text in files {
+        for line in text.lines() {
+            if let Some(value) = line.trim().strip_prefix("Storage=") {
+                storage = value.trim().to_owned();
+            }
+        }
+    }
+    match storage.as_str() {
+        "persistent" => true,
+        "volatile" | "none" => false,
+        _ => directory,
+    }
+}
+
 /// How long journalctl may take.
 const JOURNAL_LIMIT: std::time::Duration = std::time::Duration::from_secs(4);
 /// The most output one read takes (1000 lines of a verbose log fit).
@@ -779,10 +798,27 @@ impl crate::SystemLog for JournalLog {
         JOURNAL_BYTES
     }
 
-    /// journald keeps its journal on disk when /var/log/journal exists
-    /// (its default Storage=auto; journald.conf(5)), in /run otherwise.
+    /// journald keeps its journal on disk with Storage=persistent, or with
+    /// Storage=auto (its default) when /var/log/journal exists; in /run
+    /// with volatile; nowhere with none (journald.conf(5)).
     fn persistent(&self) -> Option<bool> {
-        Some(std::path::Path::new("/var/log/journal").is_dir())
+        let mut files = vec![std::path::PathBuf::from("/etc/systemd/journald.conf")];
+        if let Ok(dir) = std::fs::read_dir("/etc/systemd/journald.conf.d") {
+            let mut more: Vec<_> = dir.filter_map(|e| Some(e.ok()?.path())).collect();
+            more.sort();
+            files.extend(
+                more.into_iter()
+                    .filter(|p| p.extension().is_some_and(|e| e == "conf")),
+            );
+        }
+        let texts: Vec<String> = files
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .collect();
+        Some(journal_persistent(
+            texts.iter().map(String::as_str),
+            std::path::Path::new("/var/log/journal").is_dir(),
+        ))
     }
 
     fn read_all(&self) -> Result<String, PlatformError> {
@@ -810,6 +846,26 @@ impl crate::SystemLog for JournalLog {
 
 #[cfg(test)]
 mod journal_tests {
+    #[test]
+    fn the_journal_is_persistent_as_its_configuration_says() {
+        let commented = "[Journal]\n#Storage=auto\n";
+        assert!(journal_persistent([commented].into_iter(), true));
+        assert!(!journal_persistent([commented].into_iter(), false));
+        assert!(!journal_persistent(
+            [
+                "[Journal]\nStorage=persistent\n",
+                "[Journal]\nStorage=volatile\n"
+            ]
+            .into_iter(),
+            true
+        ));
+        assert!(journal_persistent(
+            ["[Journal]\nStorage=persistent\n"].into_iter(),
+            false
+        ));
+        assert!(!journal_persistent(["Storage=none"].into_iter(), true));
+    }
+
     use super::*;
     use crate::SystemLog as _;
 
