@@ -65,7 +65,9 @@ pub fn held_keys(
 /// new ones take numbers no entry holds, from `first_new` up; the rest are
 /// removed. Each row is a list of (resource, value); a multiple resource
 /// (a table inside the row, `{j}`) may appear several times, its values
-/// in order.
+/// in order. Every multiple resource of the schema is the rows': one a
+/// row does not name is emptied (a table whose `{j}` column is written
+/// by someone else must not be filled here).
 pub fn fill(
     held: &[(InstanceId, Vec<Value>)],
     tx: &mut Transaction<'_>,

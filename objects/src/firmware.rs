@@ -86,21 +86,28 @@ pub fn status(tree: &Tree) -> (i64, i64) {
     (read(STATE), read(UPDATE_RESULT))
 }
 
-/// Whether a change is of the pipeline's State or Update Result.
+/// Whether a change is of the pipeline's State, Update Result or
+/// Package URI.
 pub fn concerns(change: &dm_core::Change) -> bool {
     change.path.object_id() == ID
-        && matches!(change.path.resource_id(), Some(STATE) | Some(UPDATE_RESULT))
+        && matches!(
+            change.path.resource_id(),
+            Some(STATE) | Some(UPDATE_RESULT) | Some(PACKAGE_URI)
+        )
 }
 
 /// A client asks for the package at `uri` (the agent pulls it, as for an
-/// LwM2M server's Package URI): written as `origin`. The same URI as the
-/// one held is written empty first, so that it is a change and the pull
-/// starts again.
-pub fn request(
-    tree: &mut Tree,
-    origin: Origin,
-    uri: &str,
-) -> Result<(), dm_core::TransactionError> {
+/// LwM2M server's Package URI): written as `origin`; refused while the
+/// pipeline is busy (Downloading, Updating: it is another request's). The
+/// same URI as the one held is written empty first, so that it is a
+/// change and the pull starts again.
+pub fn request(tree: &mut Tree, origin: Origin, uri: &str) -> Result<(), String> {
+    let (state, _) = status(tree);
+    if state != STATE_IDLE && state != STATE_DOWNLOADED {
+        return Err(format!(
+            "the firmware pipeline is busy (State {state}: downloading or updating)"
+        ));
+    }
     let at = Path::resource(ID, InstanceId(0), PACKAGE_URI);
     let held = tree.read(Origin::Agent, &at);
     if held
@@ -110,12 +117,14 @@ pub fn request(
     {
         tree.begin(origin)
             .set(at, Value::String(String::new()))
-            .commit()?;
+            .commit()
+            .map_err(|e| e.to_string())?;
     }
     tree.begin(origin)
         .set(at, Value::String(uri.to_owned()))
         .commit()
         .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// A client asks for the downloaded image to be applied (/5 Update), or

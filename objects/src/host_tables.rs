@@ -66,7 +66,7 @@ pub fn register(
         "the neighbour table",
         // TR-181's unique key: one host per hardware address.
         &[lan_host::PHYS_ADDRESS],
-        move || Ok(host_rows(neighbours.as_ref())),
+        move || host_rows(neighbours.as_ref()),
     ))?;
     tree.register(on_demand(
         &nat_interface::SCHEMA,
@@ -145,16 +145,21 @@ fn truncated(mut text: String, max: usize) -> String {
 /// unique key), with all its addresses: IPAddress the IPv4 one when it
 /// has one, else a global IPv6 one, else its link-local one; active when
 /// any of its entries is.
-fn host_rows(network: &dyn Network) -> Vec<Row> {
+fn host_rows(network: &dyn Network) -> Result<Vec<Row>, Error> {
     let interfaces = network.ip_interfaces();
+    // By hardware address, in the order first seen.
     let mut hosts: Vec<(String, Vec<dm_platform::Neighbour>)> = Vec::new();
-    for n in network.neighbours() {
-        match hosts.iter_mut().find(|(mac, _)| *mac == n.mac) {
-            Some((_, entries)) => entries.push(n),
-            None => hosts.push((n.mac.clone(), vec![n])),
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for n in network.neighbours()? {
+        match at.get(&n.mac) {
+            Some(&i) => hosts[i].1.push(n),
+            None => {
+                at.insert(n.mac.clone(), hosts.len());
+                hosts.push((n.mac.clone(), vec![n]));
+            }
         }
     }
-    hosts
+    Ok(hosts
         .into_iter()
         .map(|(mac, entries)| {
             let rank = |a: &std::net::IpAddr| match a {
@@ -191,7 +196,7 @@ fn host_rows(network: &dyn Network) -> Vec<Row> {
             }));
             row
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
@@ -228,7 +233,7 @@ mod tests {
             n("fe80::6", "02:00:00:00:00:06", false),
             n("2001:db8::6", "02:00:00:00:00:06", false),
         ]);
-        let rows = host_rows(&network);
+        let rows = host_rows(&network).unwrap();
         assert_eq!(rows.len(), 2);
         let get = |row: &Row, r| -> Vec<Value> {
             row.iter()

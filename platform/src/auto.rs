@@ -133,7 +133,7 @@ impl Network for AutoNetwork {
         self.kernel.routes()
     }
 
-    fn neighbours(&self) -> Vec<crate::Neighbour> {
+    fn neighbours(&self) -> Result<Vec<crate::Neighbour>, crate::PlatformError> {
         self.kernel.neighbours()
     }
 }

@@ -674,8 +674,8 @@ pub trait Network: Send + Sync {
     /// The neighbour table now (none where unknown). May read the
     /// kernel's tables: called off the tree's lock, when a request lists
     /// the hosts.
-    fn neighbours(&self) -> Vec<Neighbour> {
-        Vec::new()
+    fn neighbours(&self) -> Result<Vec<Neighbour>, PlatformError> {
+        Ok(Vec::new())
     }
 
     /// Brings up the bearer `kind` (Bearer Selection, /13): activates an

@@ -358,8 +358,8 @@ impl Network for MemoryNetwork {
         Ok(lock(&self.state).masqueraded.clone())
     }
 
-    fn neighbours(&self) -> Vec<crate::Neighbour> {
-        lock(&self.state).neighbours.clone()
+    fn neighbours(&self) -> Result<Vec<crate::Neighbour>, PlatformError> {
+        Ok(lock(&self.state).neighbours.clone())
     }
 
     fn apn_contexts(&self) -> Vec<ApnContext> {

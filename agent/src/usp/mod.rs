@@ -209,6 +209,7 @@ pub async fn run(
             changed: Arc::clone(&changed),
             software,
             finished,
+            software_turn: Arc::new(tokio::sync::Semaphore::new(1)),
         },
         requests_rx,
         changes,
@@ -242,7 +243,13 @@ struct Served {
     /// ChangeDUState handler), and where its end comes back.
     software: dm_cwmp_tokio::DuHandler,
     finished: tokio::sync::mpsc::Sender<Work>,
+    /// Deployment units' operations run one after another, in the order
+    /// they were asked for.
+    software_turn: Arc<tokio::sync::Semaphore>,
 }
+
+/// The most deployment units' operations queued or running.
+const MAX_SOFTWARE: usize = 8;
 
 /// A Notify the controller has not acknowledged yet.
 struct Unacked {
@@ -527,6 +534,21 @@ fn start_software(
     path: &str,
     operation: dm_cwmp::soap::DuOperation,
 ) {
+    let queued = lock(&served.running)
+        .iter()
+        .filter(|r| matches!(r.task, tasks::Task::Software(_)))
+        .count();
+    if queued >= MAX_SOFTWARE {
+        let msg = dm_usp::engine::error_msg(
+            command.msg_id.clone(),
+            &dm_usp::UspError::new(
+                dm_usp::Code::RESOURCES_EXCEEDED,
+                format!("{MAX_SOFTWARE} deployment units' operations wait already"),
+            ),
+        );
+        served.mtp.send(reply_to, served.agent.record(to, &msg));
+        return;
+    }
     let mut tree = lock(&served.tree);
     let request =
         match dm_objects::local_agent::add_request(&mut tree, to, path, &command.command_key) {
@@ -558,8 +580,11 @@ fn start_software(
         served.mtp.send(reply_to, served.agent.record(to, &msg));
     }
     let (handler, finished) = (served.software.clone(), served.finished.clone());
+    let turn = Arc::clone(&served.software_turn);
     let (path, key) = (path.to_owned(), command.command_key.clone());
     tokio::spawn(async move {
+        // One at a time (the semaphore is never closed).
+        let _turn = turn.acquire_owned().await;
         let change = dm_cwmp::session::DuChange {
             command_key: key.clone(),
             operations: vec![operation],
@@ -588,47 +613,60 @@ fn start_software(
     });
 }
 
-/// A firmware command asked of the pipeline (`asked`): its Request row
-/// made and the OperateResp naming it, or the failure (7022).
-fn run_firmware(
+/// A firmware command: under one lock of the tree, its Request row made,
+/// the pipeline asked (`ask`), and the sequence noted after which its
+/// course is read (the pipeline cannot move before the lock is let go);
+/// the OperateResp naming the row, or the failure (7022) with the row
+/// gone. One at a time: the pipeline is the command's while it runs.
+fn start_firmware(
     served: &Served,
     to: &str,
     reply_to: Option<&str>,
     command: dm_usp::Command,
-    asked: Result<(), String>,
     task: tasks::Firmware,
+    ask: impl FnOnce(&mut Tree) -> Result<(), String>,
 ) {
-    let name = tasks::Task::Firmware(task);
-    let reply = match asked {
-        Err(why) => Some(dm_usp::engine::error_msg(
-            command.msg_id,
+    let task = tasks::Task::Firmware(task);
+    let path = task.command().to_owned();
+    let failure = |why: String| {
+        dm_usp::engine::error_msg(
+            command.msg_id.clone(),
             &dm_usp::UspError::new(dm_usp::Code::COMMAND_FAILURE, why),
-        )),
-        Ok(()) => {
-            let mut tree = lock(&served.tree);
-            let after = tree.last_sequence();
-            let path = name.command().to_owned();
+        )
+    };
+    let reply = {
+        let mut tree = lock(&served.tree);
+        let mut running = lock(&served.running);
+        if running.iter().any(|r| r.task.is_firmware()) {
+            Some(failure("a firmware command runs already".into()))
+        } else {
             match dm_objects::local_agent::add_request(&mut tree, to, &path, &command.command_key) {
-                Ok(request) => {
-                    info!(command = %path, "USP: a firmware command started");
-                    lock(&served.running).push(Running {
-                        task: name,
-                        started: after,
-                        command_key: command.command_key.clone(),
-                        request,
-                    });
-                    command.send_resp.then(|| {
-                        dm_usp::engine::operate_started(
-                            command.msg_id,
-                            &path,
-                            &format!("Device.LocalAgent.Request.{}.", request.0),
-                        )
-                    })
-                }
-                Err(e) => Some(dm_usp::engine::error_msg(
-                    command.msg_id,
-                    &dm_usp::UspError::new(dm_usp::Code::INTERNAL_ERROR, format!("{e:?}")),
-                )),
+                Err(e) => Some(failure(format!("no Request row: {e:?}"))),
+                Ok(request) => match ask(&mut tree) {
+                    Err(why) => {
+                        if let Err(e) = dm_objects::local_agent::remove_request(&mut tree, request)
+                        {
+                            warn!("USP: a refused command's Request row stays: {e:?}");
+                        }
+                        Some(failure(why))
+                    }
+                    Ok(()) => {
+                        info!(command = %path, "USP: a firmware command started");
+                        running.push(Running {
+                            task,
+                            started: tree.last_sequence(),
+                            command_key: command.command_key.clone(),
+                            request,
+                        });
+                        command.send_resp.then(|| {
+                            dm_usp::engine::operate_started(
+                                command.msg_id.clone(),
+                                &path,
+                                &format!("Device.LocalAgent.Request.{}.", request.0),
+                            )
+                        })
+                    }
+                },
             }
         }
     };
@@ -638,10 +676,11 @@ fn run_firmware(
 }
 
 /// `Device.LocalAgent.Request.{i}.Cancel()`: the command of that row is
-/// stopped as TR-181 stops its test (DiagnosticsState Canceled, written as
-/// the controller); its end then comes as for any other (a failed
-/// OperationComplete, 7023; the row gone). A row that runs no command
-/// here is 7026.
+/// stopped as its carrier stops (a test: DiagnosticsState Canceled,
+/// written as the controller, if it still runs; a firmware command: /5
+/// Cancel), its end then coming as for any other (a failed
+/// OperationComplete, 7023; the row gone). A row that runs no command is
+/// 7026; a deployment unit's operation, or a test that ended, 7022.
 async fn cancel(
     served: &Served,
     to: &str,
@@ -828,10 +867,12 @@ async fn carry_out(
                 "Device.DeviceInfo.FirmwareImage.{}.Download()",
                 dm_usp::engine::FIRMWARE_SLOT
             );
-            let asked = dm_objects::firmware::request(&mut lock(&served.tree), CONTROLLER, url)
-                .map_err(|e| format!("the firmware pipeline refused the URL: {e}"));
-            let task = tasks::Firmware::download(name, activate);
-            run_firmware(served, to, reply_to, command, asked, task);
+            let task = tasks::Firmware::download(name, url.clone(), activate);
+            let url = url.clone();
+            start_firmware(served, to, reply_to, command, task, move |tree| {
+                dm_objects::firmware::request(tree, CONTROLLER, &url)
+                    .map_err(|e| format!("the firmware pipeline refused the URL: {e}"))
+            });
             return;
         }
         dm_usp::Action::FirmwareActivate => {
@@ -839,15 +880,16 @@ async fn carry_out(
                 "Device.DeviceInfo.FirmwareImage.{}.Activate()",
                 dm_usp::engine::FIRMWARE_SLOT
             );
-            let asked = dm_objects::firmware::execute(&mut lock(&served.tree), CONTROLLER, true)
-                .map_err(|e| format!("no downloaded image can be applied now: {e}"));
-            run_firmware(
+            start_firmware(
                 served,
                 to,
                 reply_to,
                 command,
-                asked,
                 tasks::Firmware::activate(name),
+                |tree| {
+                    dm_objects::firmware::execute(tree, CONTROLLER, true)
+                        .map_err(|e| format!("no downloaded image can be applied now: {e}"))
+                },
             );
             return;
         }

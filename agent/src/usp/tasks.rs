@@ -31,18 +31,24 @@ pub(super) enum Stop {
 }
 
 /// A firmware image fetched, then (with AutoActivate, or for Activate())
-/// applied.
+/// applied. Its course is read from the State values the pipeline commits
+/// (the change stream's, one by one, not the tree's state when the
+/// serving task looks: a fast download would pass Downloading unseen),
+/// after the command's own writes; the pipeline is the command's while it
+/// runs (the driver starts none while it is busy, and another client's
+/// Package URI supersedes it).
 pub(super) struct Firmware {
     /// `Device.DeviceInfo.FirmwareImage.2.Download()`.
     command: String,
+    /// The URL a Download() asked for.
+    uri: Option<String>,
     activate: bool,
     phase: Phase,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    /// The pull asked for; `begun` once the pipeline said Downloading (a
-    /// Downloaded before that is an earlier image's).
+    /// The pull asked for; `begun` once the pipeline said Downloading.
     Fetching { begun: bool },
     /// The update program asked for; `begun` once it said Updating.
     Applying { begun: bool },
@@ -55,11 +61,25 @@ pub(super) enum End {
     Firmware(Result<(), UspError>),
 }
 
+/// The failure of a firmware command, with the Update Result that says
+/// why (a cancel is 7023).
+fn firmware_failed(result: i64) -> Result<(), UspError> {
+    Err(UspError::new(
+        if result == update_result::CANCELLED {
+            Code::COMMAND_CANCELED
+        } else {
+            Code::COMMAND_FAILURE
+        },
+        format!("the firmware pipeline ended with Update Result {result} (LwM2M /5/0/5)"),
+    ))
+}
+
 impl Firmware {
-    /// A Download(): the pull is asked for already.
-    pub(super) fn download(command: String, activate: bool) -> Firmware {
+    /// A Download() of `uri`: the pull is asked for already.
+    pub(super) fn download(command: String, uri: String, activate: bool) -> Firmware {
         Firmware {
             command,
+            uri: Some(uri),
             activate,
             phase: Phase::Fetching { begun: false },
         }
@@ -69,55 +89,90 @@ impl Firmware {
     pub(super) fn activate(command: String) -> Firmware {
         Firmware {
             command,
+            uri: None,
             activate: true,
             phase: Phase::Applying { begun: false },
         }
     }
 
-    /// The pipeline's state now, as this command's end, if it is one;
-    /// an AutoActivate download moves on to the update here.
-    fn look(&mut self, tree: &mut Tree) -> Option<Result<(), UspError>> {
-        let (state, result) = dm_objects::firmware::status(tree);
-        let failed = |result: i64| {
-            Some(Err(UspError::new(
-                if result == update_result::CANCELLED {
-                    Code::COMMAND_CANCELED
-                } else {
-                    Code::COMMAND_FAILURE
-                },
-                format!("the firmware pipeline ended with Update Result {result} (LwM2M /5/0/5)"),
-            )))
+    /// One change of /5 committed after the command's writes: its end, if
+    /// this is it. An AutoActivate download moves on to the update here.
+    fn step(&mut self, tree: &mut Tree, change: &Change) -> Option<Result<(), UspError>> {
+        use dm_core::catalog::firmware::{PACKAGE_URI, STATE};
+        use dm_core::{ChangeKind, ResourceValue, Value};
+        let ChangeKind::Value(ResourceValue::Single(value)) = &change.kind else {
+            return None;
         };
-        if state == IDLE && result != update_result::INITIAL && result != update_result::SUCCESS {
-            return failed(result);
+        match (change.path.resource_id()?, value) {
+            // Another client asked for another image: this one is gone.
+            (PACKAGE_URI, Value::String(uri))
+                if change.origin != super::CONTROLLER && self.uri.as_ref() != Some(uri) =>
+            {
+                Some(Err(UspError::new(
+                    Code::COMMAND_FAILURE,
+                    format!(
+                        "superseded: {} asked the firmware pipeline for another image",
+                        change.origin
+                    ),
+                )))
+            }
+            (STATE, Value::Integer(state)) => {
+                let (_, result) = dm_objects::firmware::status(tree);
+                self.state(tree, *state, result)
+            }
+            _ => None,
         }
+    }
+
+    /// The pipeline reached `state` (with `result`).
+    fn state(&mut self, tree: &mut Tree, state: i64, result: i64) -> Option<Result<(), UspError>> {
         match &mut self.phase {
-            Phase::Fetching { begun } => {
-                *begun |= state == DOWNLOADING;
-                if !*begun || state != DOWNLOADED {
-                    return None;
+            Phase::Fetching { begun } => match state {
+                DOWNLOADING => {
+                    *begun = true;
+                    None
                 }
-                if !self.activate {
-                    return Some(Ok(()));
+                // Back to Idle once begun: the pull failed (or was reset).
+                // Before, an Idle is the reset of the URI written empty
+                // first (the same URI again).
+                IDLE if *begun => Some(firmware_failed(result)),
+                DOWNLOADED if *begun && !self.activate => Some(Ok(())),
+                DOWNLOADED if *begun => {
+                    if let Err(e) = dm_objects::firmware::execute(tree, super::CONTROLLER, true) {
+                        return Some(Err(UspError::new(
+                            Code::COMMAND_FAILURE,
+                            format!("the downloaded image cannot be applied: {e}"),
+                        )));
+                    }
+                    self.phase = Phase::Applying { begun: false };
+                    None
                 }
-                if let Err(e) = dm_objects::firmware::execute(tree, super::CONTROLLER, true) {
-                    return Some(Err(UspError::new(
-                        Code::COMMAND_FAILURE,
-                        format!("the downloaded image cannot be applied: {e}"),
-                    )));
+                _ => None,
+            },
+            Phase::Applying { begun } => match state {
+                UPDATING => {
+                    *begun = true;
+                    None
                 }
-                self.phase = Phase::Applying { begun: false };
-                None
-            }
-            Phase::Applying { begun } => {
-                *begun |= state == UPDATING;
-                match (state, result) {
-                    (IDLE, update_result::SUCCESS) if *begun => Some(Ok(())),
-                    (DOWNLOADED, r) if *begun && r != update_result::INITIAL => failed(r),
-                    _ => None,
-                }
-            }
+                IDLE if *begun && result == update_result::SUCCESS => Some(Ok(())),
+                // Downloaded again (the program failed) or Idle otherwise.
+                IDLE | DOWNLOADED if *begun => Some(firmware_failed(result)),
+                _ => None,
+            },
         }
+    }
+
+    /// After missed changes: its end from the pipeline's state now, once
+    /// it has begun (before, the state may still be an earlier image's).
+    fn settle(&mut self, tree: &mut Tree) -> Option<Result<(), UspError>> {
+        let begun = match self.phase {
+            Phase::Fetching { begun } | Phase::Applying { begun } => begun,
+        };
+        if !begun {
+            return None;
+        }
+        let (state, result) = dm_objects::firmware::status(tree);
+        self.state(tree, state, result)
     }
 }
 
@@ -142,7 +197,7 @@ impl Task {
             Task::Test(test) => test.ended_by(change, started).map(End::Test),
             Task::Firmware(f) => (change.sequence > started
                 && dm_objects::firmware::concerns(change))
-            .then(|| f.look(tree))
+            .then(|| f.step(tree, change))
             .flatten()
             .map(End::Firmware),
             Task::Software(_) => None,
@@ -154,7 +209,7 @@ impl Task {
     pub(super) fn settled(&mut self, tree: &mut Tree) -> Option<End> {
         match self {
             Task::Test(test) => test.state(tree).filter(|s| s != "Requested").map(End::Test),
-            Task::Firmware(f) => f.look(tree).map(End::Firmware),
+            Task::Firmware(f) => f.settle(tree).map(End::Firmware),
             Task::Software(_) => None,
         }
     }
@@ -180,6 +235,12 @@ impl Task {
                 Err(UspError::new(Code::COMMAND_FAILURE, state)),
             ),
         }
+    }
+
+    /// Whether it is a firmware command (one at a time: the pipeline is
+    /// the command's while it runs).
+    pub(super) fn is_firmware(&self) -> bool {
+        matches!(self, Task::Firmware(_))
     }
 
     /// Whether its test still runs in the tree (DiagnosticsState

@@ -325,20 +325,21 @@ fn dump_prints_the_hosts_real_values_by_default() {
         field(&dump, "Device.DeviceInfo.VendorLogFile.1.MaximumSize"),
         "1048576"
     );
-    // Persistent: journald's Storage=, or with none set (auto), whether
-    // /var/log/journal exists.
-    let configured = std::fs::read_to_string("/etc/systemd/journald.conf")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Storage="))
-        .next_back()
-        .map(str::to_owned);
-    let has_drop_ins = std::fs::read_dir("/etc/systemd/journald.conf.d").is_ok();
-    if configured.is_none() && !has_drop_ins {
+    // Persistent: journald's Storage= (what the platform reads of this
+    // host's configuration), auto looking at /var/log/journal.
+    let conf = std::fs::read_to_string("/etc/systemd/journald.conf").unwrap_or_default();
+    let directory = std::path::Path::new("/var/log/journal").is_dir();
+    let drop_ins = [
+        "/usr/lib/systemd/journald.conf.d",
+        "/run/systemd/journald.conf.d",
+        "/etc/systemd/journald.conf.d",
+    ]
+    .iter()
+    .any(|d| std::fs::read_dir(d).is_ok_and(|mut e| e.next().is_some()));
+    if !drop_ins && !std::path::Path::new("/usr/lib/systemd/journald.conf").exists() {
         assert_eq!(
             field(&dump, "Device.DeviceInfo.VendorLogFile.1.Persistent"),
-            std::path::Path::new("/var/log/journal")
-                .is_dir()
+            dm_platform::linux::journal_persistent([conf.as_str()].into_iter(), directory)
                 .to_string()
         );
     }

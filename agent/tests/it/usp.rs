@@ -1358,6 +1358,44 @@ fn a_firmware_image_is_downloaded_and_activated() {
             .is_some_and(|m| m.contains("Update Result 7")),
         "{done}"
     );
+    // A download that stalls: a second firmware command meanwhile is
+    // refused (the pipeline is the first's); Cancel() on its Request row
+    // stops it, and its OperationComplete says canceled (7023).
+    let (stall_port, stalled) = dm_tests::files::stalling_server();
+    let body = controller.request(
+        &topic,
+        "stall",
+        "OPERATE",
+        download(
+            DOWNLOAD,
+            &format!("http://127.0.0.1:{stall_port}/image"),
+            "false",
+        ),
+    );
+    let request = body["response"]["operateResp"]["operationResults"][0]["reqObjPath"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    stalled
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the download never began");
+    let body = controller.request(
+        &topic,
+        "second",
+        "OPERATE",
+        download(DOWNLOAD, &url("image"), "false"),
+    );
+    assert_eq!(body["error"]["errCode"], 7022, "{body}");
+    let body = controller.request(
+        &topic,
+        "cancel",
+        "OPERATE",
+        json!({"operate": {"command": format!("{request}Cancel()"), "sendResp": true}}),
+    );
+    assert!(body["response"]["operateResp"].is_object(), "{body}");
+    let done = controller.ask(json!({"op": "notification"}));
+    let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
+    assert_eq!(complete["cmdFailure"]["errCode"], 7023, "{done}");
     let body = controller.request(
         &topic,
         "image",
@@ -1370,6 +1408,8 @@ fn a_firmware_image_is_downloaded_and_activated() {
     );
     let done = controller.ask(json!({"op": "notification"}));
     let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
+    assert_eq!(complete["commandName"], "Download()", "{done}");
+    assert_eq!(complete["commandKey"], "fw", "{done}");
     assert!(complete["reqOutputArgs"].is_object(), "{done}");
     assert_eq!(std::fs::read(&applied).unwrap(), image);
     // Nothing waits to be applied now.
@@ -1417,7 +1457,8 @@ fn a_deployment_unit_is_installed_and_uninstalled() {
             ("NotifType", "OperationComplete"),
             (
                 "ReferenceList",
-                "Device.SoftwareModules.InstallDU(),Device.SoftwareModules.DeploymentUnit.*.Uninstall()",
+                "Device.SoftwareModules.InstallDU(),Device.SoftwareModules.DeploymentUnit.*.Update(),\
+                 Device.SoftwareModules.DeploymentUnit.*.Uninstall()",
             ),
             ("Enable", "true"),
         ],
@@ -1467,6 +1508,19 @@ fn a_deployment_unit_is_installed_and_uninstalled() {
     assert_eq!(found["resultParams"]["Name"], "demo-pkg", "{unit}");
     assert_eq!(found["resultParams"]["Version"], "1.2.3", "{unit}");
     let row = found["resolvedPath"].as_str().unwrap().to_owned();
+    // Update() of that row: fetched and installed again.
+    let body = controller.request(
+        &topic,
+        "update",
+        "OPERATE",
+        json!({"operate": {"command": format!("{row}Update()"), "commandKey": "du", "sendResp": true,
+                           "inputArgs": {"URL": format!("http://127.0.0.1:{http_port}/image")}}}),
+    );
+    assert!(body["response"]["operateResp"].is_object(), "{body}");
+    let done = controller.ask(json!({"op": "notification"}));
+    let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
+    assert_eq!(complete["commandName"], "Update()", "{done}");
+    assert!(complete["reqOutputArgs"].is_object(), "{done}");
     let body = controller.request(
         &topic,
         "uninstall",
@@ -1492,5 +1546,8 @@ fn a_deployment_unit_is_installed_and_uninstalled() {
         "{unit}"
     );
     let called = std::fs::read_to_string(&calls).unwrap();
-    assert_eq!(called.lines().collect::<Vec<_>>(), ["install", "uninstall"]);
+    assert_eq!(
+        called.lines().collect::<Vec<_>>(),
+        ["install", "install", "uninstall"]
+    );
 }

@@ -760,7 +760,9 @@ pub fn journal_persistent<'t>(files: impl Iterator<Item = &'t str>, directory: b
     let mut storage = "auto".to_owned();
     for text in files {
         for line in text.lines() {
-            if let Some(value) = line.trim().strip_prefix("Storage=") {
+            if let Some((key, value)) = line.split_once('=')
+                && key.trim() == "Storage"
+            {
                 storage = value.trim().to_owned();
             }
         }
@@ -802,15 +804,27 @@ impl crate::SystemLog for JournalLog {
     /// Storage=auto (its default) when /var/log/journal exists; in /run
     /// with volatile; nowhere with none (journald.conf(5)).
     fn persistent(&self) -> Option<bool> {
-        let mut files = vec![std::path::PathBuf::from("/etc/systemd/journald.conf")];
-        if let Ok(dir) = std::fs::read_dir("/etc/systemd/journald.conf.d") {
-            let mut more: Vec<_> = dir.filter_map(|e| Some(e.ok()?.path())).collect();
-            more.sort();
-            files.extend(
-                more.into_iter()
-                    .filter(|p| p.extension().is_some_and(|e| e == "conf")),
-            );
-        }
+        // The main files, then the drop-ins by name (systemd.syntax(7)).
+        let mut files: Vec<std::path::PathBuf> = [
+            "/usr/lib/systemd/journald.conf",
+            "/etc/systemd/journald.conf",
+        ]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .collect();
+        let mut drop_ins: Vec<std::path::PathBuf> = [
+            "/usr/lib/systemd/journald.conf.d",
+            "/run/systemd/journald.conf.d",
+            "/etc/systemd/journald.conf.d",
+        ]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
+        drop_ins.sort_by_key(|p| p.file_name().map(std::ffi::OsStr::to_owned));
+        files.extend(drop_ins);
         let texts: Vec<String> = files
             .iter()
             .filter_map(|f| std::fs::read_to_string(f).ok())
@@ -864,6 +878,10 @@ mod journal_tests {
             false
         ));
         assert!(!journal_persistent(["Storage=none"].into_iter(), true));
+        assert!(!journal_persistent(
+            ["Storage = volatile"].into_iter(),
+            true
+        ));
     }
 
     use super::*;

@@ -476,13 +476,16 @@ impl Network for LinuxNetwork {
         lock(&self.snapshot).routes.clone()
     }
 
-    fn neighbours(&self) -> Vec<Neighbour> {
+    /// A dump that fails (no answer in time) is an error: the table
+    /// stays as it was rather than look emptied.
+    fn neighbours(&self) -> Result<Vec<Neighbour>, PlatformError> {
         let names = lock(&self.snapshot)
             .interfaces
             .iter()
             .map(|i| (i.index, i.name.clone()))
             .collect();
-        super::rtnl::neighbours(&names).unwrap_or_default()
+        super::rtnl::neighbours(&names)
+            .map_err(|e| PlatformError::Failed(format!("the neighbour tables: {e}")))
     }
 
     fn radio(&self) -> RadioState {

@@ -441,8 +441,9 @@ impl AsyncCommand {
 }
 
 /// The OperationComplete of a command that is not a TR-181 test (a
-/// firmware image's Download() or Activate()): no output arguments when
-/// it succeeded, the failure otherwise.
+/// firmware image's Download() or Activate(), a deployment unit's
+/// operation): no output arguments when it succeeded, the failure
+/// otherwise.
 pub fn finished(
     command: &str,
     command_key: &str,

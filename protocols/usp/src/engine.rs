@@ -256,6 +256,16 @@ fn firmware_action(operate: &usp::Operate) -> Option<Result<Action, UspError>> {
     let Some(url) = inputs.get("URL").filter(|u| !u.is_empty()) else {
         return Some(bad("Download() needs the input \"URL\"".into()));
     };
+    // What the pipeline pulls (LwM2M /5/0/8's protocols); another scheme
+    // would fail at once, with no change of state to see it by.
+    if !matches!(
+        url.split_once("://").map(|(scheme, _)| scheme),
+        Some("http" | "https" | "coap" | "coaps")
+    ) {
+        return Some(bad(format!(
+            "Download() URL {url:?}: http, https, coap and coaps are fetched"
+        )));
+    }
     let activate = match inputs.get("AutoActivate").map(String::as_str) {
         Some("true" | "1") => true,
         Some("false" | "0") => false,
@@ -1756,6 +1766,7 @@ mod tests {
                 ("CheckSum", "ab"),
             ],
             &[("URL", "http://i"), ("AutoActivate", "true"), ("Bogus", "")],
+            &[("URL", "ftp://i/image"), ("AutoActivate", "true")],
         ] {
             assert_eq!(code(&operate(DOWNLOAD, inputs)), 7027, "{inputs:?}");
         }

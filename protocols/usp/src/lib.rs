@@ -8,8 +8,9 @@
 //! - [`engine`]: records in, requests answered (Get, GetInstances,
 //!   GetSupportedProtocol, Set, Add, Delete, Operate of `Device.Reboot()`,
 //!   `Device.FactoryReset()`, the firmware image's Download() and
-//!   Activate(), `Request.{i}.Cancel()`, `SendOnBoardRequest()`), records
-//!   out; writes go
+//!   Activate(), `InstallDU()` and a deployment unit's Update() and
+//!   Uninstall(), `Request.{i}.Cancel()`, `SendOnBoardRequest()`),
+//!   records out; writes go
 //!   through the same transactions, and the same host boundary, as the
 //!   other protocols'.
 //! - [`commands`]: asynchronous commands (the IP diagnostics), carried

@@ -175,10 +175,7 @@ impl Permissions {
         }
         self.rules.iter().any(|rule| {
             rule.flags[Kind::Param as usize][Op::Read as usize]
-                && rule
-                    .targets
-                    .iter()
-                    .any(|t| covers(path, t) || t.starts_with(path))
+                && rule.targets.iter().any(|t| below(t, path))
         })
     }
 
@@ -209,6 +206,23 @@ fn flags(text: &str) -> [bool; 4] {
         out[at] = c == letter;
     }
     out
+}
+
+/// Whether `target` names something at or below `path`: each of the
+/// path's segments matches the target's in turn, `*` or `{i}` on either
+/// side standing for an instance number.
+fn below(target: &str, path: &str) -> bool {
+    let target: Vec<&str> = target.trim_end_matches('.').split('.').collect();
+    let path: Vec<&str> = path.trim_end_matches('.').split('.').collect();
+    let number = |s: &str| {
+        s == "*" || s == "{i}" || (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let wild = |s: &str| s == "*" || s == "{i}";
+    target.len() >= path.len()
+        && path
+            .iter()
+            .zip(&target)
+            .all(|(p, t)| p == t || ((wild(p) || wild(t)) && number(p) && number(t)))
 }
 
 /// Whether `target` covers `path`: a partial path (ending in `.`) what
@@ -312,6 +326,19 @@ mod tests {
         assert!(p.may_read_at_or_below("Device.DeviceInfo.ProcessStatus."));
         assert!(!p.may_read_at_or_below("Device.WiFi."));
         assert!(!Permissions::default().may_read_at_or_below("Device."));
+        // A wildcard target below an instance's path.
+        let hosts = Permissions {
+            rules: vec![rule(
+                1,
+                &["Device.Hosts.Host.*.PhysAddress"],
+                "r---",
+                "----",
+            )],
+            unrestricted: false,
+        };
+        assert!(hosts.may_read_at_or_below("Device.Hosts.Host.1."));
+        assert!(hosts.may_read_at_or_below("Device.Hosts."));
+        assert!(!hosts.may_read_at_or_below("Device.Hosts.Host.1.IPAddress"));
     }
 
     #[test]

@@ -26,7 +26,7 @@ const COMMANDS: &[(&str, &str)] = &[
 /// Asynchronous commands carried out by the firmware pipeline and the
 /// package program, with the inputs the agent takes
 /// (`engine::firmware_action`, `engine::software_action`).
-const FIRMWARE: &[(&str, &str, &[&str])] = &[
+const PIPELINES: &[(&str, &str, &[&str])] = &[
     (
         "Device.SoftwareModules.",
         "InstallDU()",
@@ -87,7 +87,7 @@ fn commands_of(object: &str) -> Vec<SupportedCommandResult> {
             command_type: CmdType::CmdAsync as i32,
         })
     });
-    let firmware = FIRMWARE
+    let firmware = PIPELINES
         .iter()
         .filter(|(at, ..)| *at == object)
         .map(|(_, name, inputs)| SupportedCommandResult {
