@@ -292,7 +292,7 @@ pub async fn run(
     );
     // Transfers and updates a restart interrupted, and A/B updates the
     // reboot decides: before the drivers start.
-    crate::firmware::recover(&tree, &image_store, &announcer);
+    let firmware_updated = crate::firmware::recover(&tree, &image_store, &announcer);
     crate::software::recover(&tree);
     let (mut diagnostics, mut diagnostics_ended) = crate::diagnostics::Runner::new(
         Arc::clone(&tree),
@@ -471,6 +471,7 @@ pub async fn run(
             config.state_dir.clone(),
             usp_host_tx,
             software,
+            firmware_updated,
             stop.clone(),
         );
         tokio::spawn(async move {

@@ -1057,13 +1057,14 @@ async fn upload(
 /// Idle with result 1 when the software version changed, 8 when the device
 /// came back with the version the update was to replace (the old slot
 /// stays). Any other Updating becomes Idle with result 8: its outcome is
-/// unknown.
-pub fn recover(tree: &Mutex<Tree>, store: &ImageStore, announcer: &Announcer) {
+/// unknown. Returns whether this start is into a firmware an update just
+/// installed (USP's Boot! says FirmwareUpdated).
+pub fn recover(tree: &Mutex<Tree>, store: &ImageStore, announcer: &Announcer) -> bool {
     let awaiting = store.read_mark(AWAITING_REBOOT);
     store.clear_mark(AWAITING_REBOOT);
     let state = match lock(tree).read(Origin::Agent, &Path::resource(ID, InstanceId(0), STATE)) {
         Ok(dm_core::ResourceValue::Single(Value::Integer(state))) => state,
-        _ => return,
+        _ => return false,
     };
     match state {
         DOWNLOADING => {
@@ -1085,6 +1086,7 @@ pub fn recover(tree: &Mutex<Tree>, store: &ImageStore, announcer: &Announcer) {
                     );
                     set(tree, IDLE, RESULT_SUCCESS);
                     announcer.report(uri, size, None);
+                    return true;
                 } else {
                     warn!(
                         version = now,
@@ -1109,6 +1111,7 @@ pub fn recover(tree: &Mutex<Tree>, store: &ImageStore, announcer: &Announcer) {
         },
         _ => {}
     }
+    false
 }
 
 #[cfg(test)]

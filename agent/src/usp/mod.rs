@@ -161,13 +161,18 @@ pub async fn run(
     state_dir: std::path::PathBuf,
     host: tokio::sync::mpsc::Sender<dm_objects::HostAction>,
     software: dm_cwmp_tokio::DuHandler,
+    firmware_updated: bool,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let agent = Agent::new(config.endpoint_id.clone());
     let (requests_tx, requests_rx) = tokio::sync::mpsc::channel::<Work>(16);
     // Why the agent started, for the Boot! event (TR-181 2.16
     // Device.Boot!): what a USP Reboot() left, else a local reboot.
-    let boot = Some(boot_arguments(&mut lock(&tree), &state_dir));
+    let boot = Some(boot_arguments(
+        &mut lock(&tree),
+        &state_dir,
+        firmware_updated,
+    ));
     // The tree's changes, for the subscriptions' Notify messages.
     let changes = lock(&tree).subscribe(256);
     let changed = Arc::new(tokio::sync::Notify::new());
@@ -808,6 +813,7 @@ pub fn left_command_key(tree: &Tree) -> String {
 fn boot_arguments(
     tree: &mut Tree,
     state_dir: &std::path::Path,
+    firmware_updated: bool,
 ) -> std::collections::BTreeMap<String, String> {
     let file = state_dir.join(BOOT_CAUSE_FILE);
     let left: Option<serde_json::Value> = tree
@@ -829,10 +835,21 @@ fn boot_arguments(
     };
     [
         ("CommandKey".to_owned(), text("command_key", "")),
-        ("Cause".to_owned(), text("cause", "LocalReboot")),
-        // Which firmware the device booted is the update program's;
-        // not known here yet.
-        ("FirmwareUpdated".to_owned(), "false".to_owned()),
+        // A controller's firmware command left RemoteFWUpdate; an update
+        // another client asked for is not a controller's (LocalFWUpdate).
+        (
+            "Cause".to_owned(),
+            text(
+                "cause",
+                if firmware_updated {
+                    "LocalFWUpdate"
+                } else {
+                    "LocalReboot"
+                },
+            ),
+        ),
+        // The firmware pipeline confirmed an update at this start.
+        ("FirmwareUpdated".to_owned(), firmware_updated.to_string()),
         // No BootParameter is served yet.
         ("ParameterMap".to_owned(), "{}".to_owned()),
     ]
@@ -867,7 +884,8 @@ async fn carry_out(
                 "Device.DeviceInfo.FirmwareImage.{}.Download()",
                 dm_usp::engine::FIRMWARE_SLOT
             );
-            let task = tasks::Firmware::download(name, url.clone(), activate);
+            let task =
+                tasks::Firmware::download(name, url.clone(), activate, command.command_key.clone());
             let url = url.clone();
             start_firmware(served, to, reply_to, command, task, move |tree| {
                 dm_objects::firmware::request(tree, CONTROLLER, &url)
@@ -880,15 +898,18 @@ async fn carry_out(
                 "Device.DeviceInfo.FirmwareImage.{}.Activate()",
                 dm_usp::engine::FIRMWARE_SLOT
             );
+            let key = command.command_key.clone();
             start_firmware(
                 served,
                 to,
                 reply_to,
                 command,
-                tasks::Firmware::activate(name),
-                |tree| {
+                tasks::Firmware::activate(name, key.clone()),
+                move |tree| {
                     dm_objects::firmware::execute(tree, CONTROLLER, true)
-                        .map_err(|e| format!("no downloaded image can be applied now: {e}"))
+                        .map_err(|e| format!("no downloaded image can be applied now: {e}"))?;
+                    tasks::remote_update(tree, Some(&key));
+                    Ok(())
                 },
             );
             return;
@@ -1035,5 +1056,36 @@ async fn answer(
                 step = next;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Boot!'s arguments: a controller's firmware command that had the
+    /// update program run leaves RemoteFWUpdate and its key for the next
+    /// start, FirmwareUpdated says what the pipeline confirmed; once the
+    /// command ended without a reboot, nothing is left; an update another
+    /// client asked for is LocalFWUpdate.
+    #[test]
+    fn boot_says_how_the_firmware_came() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tree = dm_tests::tree(&dm_tests::platform().0);
+        tasks::remote_update(&mut tree, Some("fw-7"));
+        let boot = boot_arguments(&mut tree, dir.path(), true);
+        assert_eq!(boot["Cause"], "RemoteFWUpdate");
+        assert_eq!(boot["CommandKey"], "fw-7");
+        assert_eq!(boot["FirmwareUpdated"], "true");
+        // Taken once.
+        let boot = boot_arguments(&mut tree, dir.path(), false);
+        assert_eq!(boot["Cause"], "LocalReboot");
+        assert_eq!(boot["FirmwareUpdated"], "false");
+        // Ended without a reboot: forgotten.
+        tasks::remote_update(&mut tree, Some("fw-8"));
+        tasks::remote_update(&mut tree, None);
+        let boot = boot_arguments(&mut tree, dir.path(), true);
+        assert_eq!(boot["Cause"], "LocalFWUpdate");
+        assert_eq!(boot["CommandKey"], "");
     }
 }

@@ -44,6 +44,24 @@ pub(super) struct Firmware {
     uri: Option<String>,
     activate: bool,
     phase: Phase,
+    /// Kept for the Boot! after the reboot an update may cause.
+    command_key: String,
+}
+
+/// While a controller's firmware command has the update program run, the
+/// cause a reboot would have: Boot! then says RemoteFWUpdate with its
+/// command key (cleared when the command ends without a reboot).
+pub(super) fn remote_update(tree: &mut Tree, command_key: Option<&str>) {
+    let left = command_key
+        .map(|key| serde_json::json!({"cause": "RemoteFWUpdate", "command_key": key}).to_string());
+    let ours = tree
+        .pending_state(super::BOOT_KEY)
+        .is_some_and(|held| held.contains("RemoteFWUpdate"));
+    if (left.is_some() || ours)
+        && let Err(e) = tree.set_pending_state(super::BOOT_KEY, left)
+    {
+        tracing::warn!("USP: a firmware update's cause is not kept: {e}");
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,23 +94,42 @@ fn firmware_failed(result: i64) -> Result<(), UspError> {
 
 impl Firmware {
     /// A Download() of `uri`: the pull is asked for already.
-    pub(super) fn download(command: String, uri: String, activate: bool) -> Firmware {
+    pub(super) fn download(
+        command: String,
+        uri: String,
+        activate: bool,
+        command_key: String,
+    ) -> Firmware {
         Firmware {
             command,
             uri: Some(uri),
             activate,
             phase: Phase::Fetching { begun: false },
+            command_key,
         }
     }
 
     /// An Activate(): the update is asked for already.
-    pub(super) fn activate(command: String) -> Firmware {
+    pub(super) fn activate(command: String, command_key: String) -> Firmware {
         Firmware {
             command,
             uri: None,
             activate: true,
             phase: Phase::Applying { begun: false },
+            command_key,
         }
+    }
+
+    /// Its end, if it came: the cause a reboot would have had is dropped.
+    fn ended(
+        &self,
+        tree: &mut Tree,
+        end: Option<Result<(), UspError>>,
+    ) -> Option<Result<(), UspError>> {
+        if end.is_some() {
+            remote_update(tree, None);
+        }
+        end
     }
 
     /// One change of /5 committed after the command's writes: its end, if
@@ -118,7 +155,8 @@ impl Firmware {
             }
             (STATE, Value::Integer(state)) => {
                 let (_, result) = dm_objects::firmware::status(tree);
-                self.state(tree, *state, result)
+                let end = self.state(tree, *state, result);
+                self.ended(tree, end)
             }
             _ => None,
         }
@@ -144,6 +182,7 @@ impl Firmware {
                             format!("the downloaded image cannot be applied: {e}"),
                         )));
                     }
+                    remote_update(tree, Some(&self.command_key));
                     self.phase = Phase::Applying { begun: false };
                     None
                 }
@@ -172,7 +211,8 @@ impl Firmware {
             return None;
         }
         let (state, result) = dm_objects::firmware::status(tree);
-        self.state(tree, state, result)
+        let end = self.state(tree, state, result);
+        self.ended(tree, end)
     }
 }
 
