@@ -34,10 +34,12 @@ const BOOT_KEY: &str = "usp.boot";
 enum Work {
     Record(Received),
     /// A deployment unit's operation ended (the package program's task):
-    /// its OperationComplete, and its Request row to remove.
+    /// its OperationComplete, its Request row to remove, and its
+    /// DUStateChange! event's arguments.
     Finished {
         request: dm_core::InstanceId,
         complete: dm_usp::proto::usp::notify::OperationComplete,
+        event: std::collections::BTreeMap<String, String>,
     },
     /// The Boot! event's arguments, to notify once connected.
     Boot(std::collections::BTreeMap<String, String>),
@@ -299,7 +301,7 @@ async fn serve(
             () = dm_rt::sleep_until(next_expiry) => {}
             work = requests.recv() => match work {
                 Some(Work::Record(received)) => answer_record(&served, &mut notifier, received).await,
-                Some(Work::Finished { request, complete }) => {
+                Some(Work::Finished { request, complete, event }) => {
                     let outgoing = {
                         let mut tree = lock(&served.tree);
                         let command = format!("{}{}", complete.obj_path, complete.command_name);
@@ -307,7 +309,13 @@ async fn serve(
                         if let Err(e) = dm_objects::local_agent::remove_request(&mut tree, request) {
                             warn!("USP: a finished command's Request row stays: {e:?}");
                         }
-                        notifier.operation_complete(&tree, &command, &complete)
+                        let mut outgoing = notifier.operation_complete(&tree, &command, &complete);
+                        outgoing.extend(notifier.event(
+                            &tree,
+                            "Device.SoftwareModules.DUStateChange!",
+                            &event,
+                        ));
+                        outgoing
                     };
                     send_notifications(&served, outgoing).await;
                 }
@@ -595,7 +603,16 @@ fn start_software(
             operations: vec![operation],
             started: true,
         };
+        let operation_performed = match &change.operations[..] {
+            [dm_cwmp::soap::DuOperation::Install { .. }] => "Install",
+            [dm_cwmp::soap::DuOperation::Update { .. }] => "Update",
+            _ => "Uninstall",
+        };
         let result = (handler.0)(change).await.into_iter().next();
+        let event = result
+            .as_ref()
+            .map(|r| du_state_change(r, operation_performed))
+            .unwrap_or_default();
         let outcome = match result {
             Some(r) if r.fault_code == 0 => Ok(()),
             Some(r) => Err(dm_usp::UspError::new(
@@ -609,13 +626,49 @@ fn start_software(
         };
         let complete = dm_usp::commands::finished(&path, &key, outcome);
         if finished
-            .send(Work::Finished { request, complete })
+            .send(Work::Finished {
+                request,
+                complete,
+                event,
+            })
             .await
             .is_err()
         {
             debug!("USP: a deployment unit's operation ended after the serving task");
         }
     });
+}
+
+/// TR-181 2.16's DUStateChange! arguments of a deployment unit's
+/// operation, from its result as CWMP's ChangeDUState reports it.
+fn du_state_change(
+    result: &dm_cwmp::soap::DuResult,
+    operation: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let time = |t: i64| {
+        jiff::Timestamp::from_second(t)
+            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default()
+    };
+    [
+        ("UUID", result.uuid.clone()),
+        (
+            "DeploymentUnitRef",
+            result.deployment_unit_ref.trim_end_matches('.').to_owned(),
+        ),
+        ("Version", result.version.clone()),
+        ("CurrentState", result.current_state.clone()),
+        ("Resolved", result.resolved.to_string()),
+        ("ExecutionUnitRefList", String::new()),
+        ("StartTime", time(result.start)),
+        ("CompleteTime", time(result.complete)),
+        ("OperationPerformed", operation.to_owned()),
+        ("Fault.FaultCode", result.fault_code.to_string()),
+        ("Fault.FaultString", result.fault_string.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 /// A firmware command: under one lock of the tree, its Request row made,

@@ -1521,6 +1521,18 @@ fn a_deployment_unit_is_installed_and_uninstalled() {
     let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
     assert_eq!(complete["commandName"], "Update()", "{done}");
     assert!(complete["reqOutputArgs"].is_object(), "{done}");
+    // From here, DUStateChange! too (TR-181 2.16's event of a unit's
+    // operation).
+    subscribe(
+        controller,
+        &topic,
+        &[
+            ("ID", "du-events"),
+            ("NotifType", "Event"),
+            ("ReferenceList", "Device.SoftwareModules.DUStateChange!"),
+            ("Enable", "true"),
+        ],
+    );
     let body = controller.request(
         &topic,
         "uninstall",
@@ -1532,6 +1544,19 @@ fn a_deployment_unit_is_installed_and_uninstalled() {
     let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
     assert_eq!(complete["commandName"], "Uninstall()", "{done}");
     assert!(complete["reqOutputArgs"].is_object(), "{done}");
+    let event = controller.ask(json!({"op": "notification"}));
+    let event = &event["msg"]["body"]["request"]["notify"]["event"];
+    assert_eq!(event["eventName"], "DUStateChange!", "{event}");
+    assert_eq!(
+        event["params"]["OperationPerformed"], "Uninstall",
+        "{event}"
+    );
+    assert_eq!(event["params"]["CurrentState"], "Uninstalled", "{event}");
+    assert_eq!(
+        event["params"]["UUID"], "6c5e0e3c-0b1f-4c0e-9d4f-0c0ffee00001",
+        "{event}"
+    );
+    assert_eq!(event["params"]["Fault.FaultCode"], "0", "{event}");
     let unit = controller.request(
         &topic,
         "gone",

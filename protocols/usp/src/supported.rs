@@ -99,11 +99,30 @@ fn commands_of(object: &str) -> Vec<SupportedCommandResult> {
     sync.chain(asynchronous).chain(firmware).collect()
 }
 /// The events the agent sends, by object, with their arguments.
-const EVENTS: &[(&str, &str, &[&str])] = &[(
-    "Device.",
-    "Boot!",
-    &["CommandKey", "Cause", "FirmwareUpdated", "ParameterMap"],
-)];
+const EVENTS: &[(&str, &str, &[&str])] = &[
+    (
+        "Device.",
+        "Boot!",
+        &["CommandKey", "Cause", "FirmwareUpdated", "ParameterMap"],
+    ),
+    (
+        "Device.SoftwareModules.",
+        "DUStateChange!",
+        &[
+            "UUID",
+            "DeploymentUnitRef",
+            "Version",
+            "CurrentState",
+            "Resolved",
+            "ExecutionUnitRefList",
+            "StartTime",
+            "CompleteTime",
+            "OperationPerformed",
+            "Fault.FaultCode",
+            "Fault.FaultString",
+        ],
+    ),
+];
 
 /// One supported object, as it is built.
 #[derive(Default)]
