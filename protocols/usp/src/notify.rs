@@ -5,8 +5,9 @@
 //!
 //! ValueChange, ObjectCreation, ObjectDeletion and Event (`Device.Boot!`)
 //! are made here;
-//! ReferenceList entries are paths with instance numbers or `*` (search
-//! expressions in a ReferenceList are not followed yet).
+//! ReferenceList entries are paths with instance numbers or `*`, and for
+//! values, events and completions search expressions too (resolved on the
+//! tree when a notification may be due: what matches now).
 
 use dm_core::catalog::{usp_controller, usp_subscription};
 use dm_core::{
@@ -131,7 +132,7 @@ impl Notifier {
         let mut out = Vec::new();
         for subscription in &subscriptions {
             for (path, notification) in &events {
-                out.extend(self.for_subscriber(subscription, path, notification.clone()));
+                out.extend(self.for_subscriber(tree, subscription, path, notification.clone()));
             }
         }
         out
@@ -148,7 +149,7 @@ impl Notifier {
         let notification = notify::Notification::OperComplete(complete.clone());
         subscriptions(tree, Kind::OperationComplete)
             .iter()
-            .filter_map(|s| self.for_subscriber(s, command, notification.clone()))
+            .filter_map(|s| self.for_subscriber(tree, s, command, notification.clone()))
             .collect()
     }
 
@@ -209,7 +210,7 @@ impl Notifier {
         });
         subscriptions(tree, Kind::Event)
             .iter()
-            .filter_map(|s| self.for_subscriber(s, event, notification.clone()))
+            .filter_map(|s| self.for_subscriber(tree, s, event, notification.clone()))
             .collect()
     }
 
@@ -218,6 +219,7 @@ impl Notifier {
     /// told.
     fn for_subscriber(
         &mut self,
+        tree: &Tree,
         subscription: &Subscription,
         path: &str,
         notification: notify::Notification,
@@ -232,7 +234,7 @@ impl Notifier {
         (subscription
             .references
             .iter()
-            .any(|reference| covers(reference, path, subscription.kind))
+            .any(|reference| covers(tree, reference, path, subscription.kind))
             && subscription.allowed.allows(path, of, Op::Notify))
         .then(|| Outgoing {
             to: subscription.recipient.clone(),
@@ -317,9 +319,21 @@ fn instance_paths(path: Path) -> Vec<String> {
 /// Whether a ReferenceList entry covers `path`: for values, the
 /// parameter itself or an object above it; for creations and deletions,
 /// the table the instance is in (TR-369: a ReferenceList of table paths).
-fn covers(reference: &str, path: &str, kind: Kind) -> bool {
+fn covers(tree: &Tree, reference: &str, path: &str, kind: Kind) -> bool {
     let reference = reference.trim();
     match kind {
+        // A search expression: what it resolves to now.
+        Kind::ValueChange | Kind::Event | Kind::OperationComplete if reference.contains('[') => {
+            crate::path::parse(reference)
+                .and_then(|expression| {
+                    crate::path::resolve(tree, Origin::Agent, reference, &expression)
+                })
+                .is_ok_and(|resolved| {
+                    resolved
+                        .iter()
+                        .any(|r| dm_cwmp::rpc::matches_pattern(r, path))
+                })
+        }
         Kind::ValueChange | Kind::Event | Kind::OperationComplete => {
             dm_cwmp::rpc::matches_pattern(reference, path)
         }
@@ -416,6 +430,8 @@ mod tests {
 
     #[test]
     fn references_cover_parameters_objects_and_tables() {
+        let tree = dm_tests::tree(&dm_tests::platform().0);
+        let covers = |reference: &str, path: &str, kind| covers(&tree, reference, path, kind);
         let v = Kind::ValueChange;
         assert!(covers(
             "Device.WiFi.SSID.1.SSID",
@@ -450,6 +466,20 @@ mod tests {
             "Device.IP.Interface.*.IPv4Address.",
             "Device.IP.Interface.2.IPv4Address.1.",
             c
+        ));
+        // A search: what matches now.
+        let ssid = dm_cwmp::rpc::value_as(&tree, Origin::Agent, "Device.WiFi.SSID.1.SSID").unwrap();
+        let search = format!("Device.WiFi.SSID.[SSID==\"{ssid}\"].SSID");
+        assert!(covers(&search, "Device.WiFi.SSID.1.SSID", v));
+        assert!(!covers(
+            "Device.WiFi.SSID.[SSID==\"no such network\"].SSID",
+            "Device.WiFi.SSID.1.SSID",
+            v
+        ));
+        assert!(!covers(
+            "Device.WiFi.SSID.[broken",
+            "Device.WiFi.SSID.1.SSID",
+            v
         ));
     }
 }
