@@ -119,6 +119,25 @@ const LINK_COUNTERS: [ResourceId; 9] = [
     ethernet_link::STATS_MULTICAST_PACKETS_RECEIVED,
 ];
 
+/// A Stats parameter of a row numbered by kernel interface index (an IP
+/// interface, a Wi-Fi radio), read now from that interface's counters.
+pub(crate) fn read_counter_of_row(
+    network: &dyn Network,
+    object: dm_core::ObjectId,
+    columns: &[ResourceId],
+    instance: InstanceId,
+    resource: ResourceId,
+) -> Result<ResourceValue, Error> {
+    let name = network
+        .ip_interface_name(u32::from(instance.0))
+        .ok_or(Error::InstanceNotFound(Path::instance(object, instance)))?;
+    read_counter(network, &name, columns, resource)
+        .ok_or(Error::NotReadable(Path::resource(
+            object, instance, resource,
+        )))?
+        .map(ResourceValue::Single)
+}
+
 /// The counter a Stats parameter is (its position in `columns`, the
 /// table's Stats resources in `LinkCounter::ALL`'s order, a prefix of it), read now.
 pub(crate) fn read_counter(

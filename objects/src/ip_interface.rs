@@ -66,13 +66,13 @@ impl ObjectHandler for Interfaces {
         instance: InstanceId,
         resource: ResourceId,
     ) -> Result<ResourceValue, Error> {
-        let name = self
-            .network
-            .ip_interface_name(u32::from(instance.0))
-            .ok_or(Error::InstanceNotFound(Path::instance(ID, instance)))?;
-        crate::ethernet::read_counter(self.network.as_ref(), &name, &COUNTERS, resource)
-            .ok_or(Error::NotReadable(Path::resource(ID, instance, resource)))?
-            .map(ResourceValue::Single)
+        crate::ethernet::read_counter_of_row(
+            self.network.as_ref(),
+            ID,
+            &COUNTERS,
+            instance,
+            resource,
+        )
     }
 
     fn validate(&self, origin: Origin, instance: InstanceId, _: &Instance) -> Result<(), Error> {

@@ -19,7 +19,7 @@ use dm_core::{
 };
 use dm_platform::{IpInterface, Network, WifiRadio};
 
-use crate::ethernet::{Facts, facts_row, read_counter, refuse_clients};
+use crate::ethernet::{Facts, facts_row, refuse_clients};
 
 /// The radio's Stats, in `LinkCounter::ALL`'s order (it has no multicast
 /// counter).
@@ -62,17 +62,13 @@ impl ObjectHandler for Radios {
         instance: InstanceId,
         resource: ResourceId,
     ) -> Result<ResourceValue, Error> {
-        let name = self
-            .network
-            .ip_interface_name(u32::from(instance.0))
-            .ok_or(Error::InstanceNotFound(Path::instance(radio::ID, instance)))?;
-        read_counter(self.network.as_ref(), &name, &COUNTERS, resource)
-            .ok_or(Error::NotReadable(Path::resource(
-                radio::ID,
-                instance,
-                resource,
-            )))?
-            .map(ResourceValue::Single)
+        crate::ethernet::read_counter_of_row(
+            self.network.as_ref(),
+            radio::ID,
+            &COUNTERS,
+            instance,
+            resource,
+        )
     }
 
     fn validate(&self, origin: Origin, instance: InstanceId, _: &Instance) -> Result<(), Error> {

@@ -1022,6 +1022,19 @@ fn usp_runs_over_mqtt_and_websocket_with_tls() {
     );
 }
 
+/// The next notification's OperationComplete.
+fn next_complete(controller: &mut Controller) -> Value {
+    let done = controller.ask(json!({"op": "notification"}));
+    let complete = done["msg"]["body"]["request"]["notify"]["operComplete"].clone();
+    assert!(complete.is_object(), "not an OperationComplete: {done}");
+    complete
+}
+
+/// The Request row an asynchronous command's OperateResp names.
+fn row_of(body: &Value) -> Option<&str> {
+    body["response"]["operateResp"]["operationResults"][0]["reqObjPath"].as_str()
+}
+
 /// A command whose results are a table: Operate
 /// `Device.IP.Diagnostics.TraceRoute()` to the loopback, with only its
 /// mandatory inputs (the others take the object's starting values, not
@@ -1072,14 +1085,19 @@ fn an_async_trace_route_reports_its_hops() {
         result["executedCommand"], "Device.IP.Diagnostics.TraceRoute()",
         "{body}"
     );
-    let done = controller.ask(json!({"op": "notification"}));
-    let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
-    assert_eq!(complete["commandName"], "TraceRoute()", "{done}");
-    assert_eq!(complete["commandKey"], "trace-1", "{done}");
+    let complete = next_complete(controller);
+    assert_eq!(complete["commandName"], "TraceRoute()", "{complete}");
+    assert_eq!(complete["commandKey"], "trace-1", "{complete}");
     let outputs = &complete["reqOutputArgs"]["outputArgs"];
-    assert_eq!(outputs["Status"], "Complete", "{done}");
-    assert_eq!(outputs["RouteHops.1.HostAddress"], "127.0.0.1", "{done}");
-    assert!(outputs.get("RouteHops.2.HostAddress").is_none(), "{done}");
+    assert_eq!(outputs["Status"], "Complete", "{complete}");
+    assert_eq!(
+        outputs["RouteHops.1.HostAddress"], "127.0.0.1",
+        "{complete}"
+    );
+    assert!(
+        outputs.get("RouteHops.2.HostAddress").is_none(),
+        "{complete}"
+    );
     // The inputs not given took the object's starting values.
     let read = controller.request(
         &topic,
@@ -1153,11 +1171,10 @@ fn a_running_command_is_canceled_by_its_request_row() {
         format!("{request}Cancel()"),
         "{body}"
     );
-    let done = controller.ask(json!({"op": "notification"}));
-    let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
-    assert_eq!(complete["commandKey"], "echo-1", "{done}");
+    let complete = next_complete(controller);
+    assert_eq!(complete["commandKey"], "echo-1", "{complete}");
     // A failure, not the test's results: it was stopped, not timed out.
-    assert_eq!(complete["cmdFailure"]["errCode"], 7023, "{done}");
+    assert_eq!(complete["cmdFailure"]["errCode"], 7023, "{complete}");
     let listed = controller.request(
         &topic,
         "requests",
@@ -1344,19 +1361,15 @@ fn a_firmware_image_is_downloaded_and_activated() {
         "OPERATE",
         download(DOWNLOAD, &url("missing"), "false"),
     );
-    assert!(
-        body["response"]["operateResp"]["operationResults"][0]["reqObjPath"].is_string(),
-        "{body}"
-    );
-    let done = controller.ask(json!({"op": "notification"}));
-    let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
-    assert_eq!(complete["commandName"], "Download()", "{done}");
-    assert_eq!(complete["cmdFailure"]["errCode"], 7022, "{done}");
+    assert!(row_of(&body).is_some(), "{body}");
+    let complete = next_complete(controller);
+    assert_eq!(complete["commandName"], "Download()", "{complete}");
+    assert_eq!(complete["cmdFailure"]["errCode"], 7022, "{complete}");
     assert!(
         complete["cmdFailure"]["errMsg"]
             .as_str()
             .is_some_and(|m| m.contains("Update Result 7")),
-        "{done}"
+        "{complete}"
     );
     // A download that stalls: a second firmware command meanwhile is
     // refused (the pipeline is the first's); Cancel() on its Request row
@@ -1393,24 +1406,19 @@ fn a_firmware_image_is_downloaded_and_activated() {
         json!({"operate": {"command": format!("{request}Cancel()"), "sendResp": true}}),
     );
     assert!(body["response"]["operateResp"].is_object(), "{body}");
-    let done = controller.ask(json!({"op": "notification"}));
-    let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
-    assert_eq!(complete["cmdFailure"]["errCode"], 7023, "{done}");
+    let complete = next_complete(controller);
+    assert_eq!(complete["cmdFailure"]["errCode"], 7023, "{complete}");
     let body = controller.request(
         &topic,
         "image",
         "OPERATE",
         download(DOWNLOAD, &url("image"), "true"),
     );
-    assert!(
-        body["response"]["operateResp"]["operationResults"][0]["reqObjPath"].is_string(),
-        "{body}"
-    );
-    let done = controller.ask(json!({"op": "notification"}));
-    let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
-    assert_eq!(complete["commandName"], "Download()", "{done}");
-    assert_eq!(complete["commandKey"], "fw", "{done}");
-    assert!(complete["reqOutputArgs"].is_object(), "{done}");
+    assert!(row_of(&body).is_some(), "{body}");
+    let complete = next_complete(controller);
+    assert_eq!(complete["commandName"], "Download()", "{complete}");
+    assert_eq!(complete["commandKey"], "fw", "{complete}");
+    assert!(complete["reqOutputArgs"].is_object(), "{complete}");
     assert_eq!(std::fs::read(&applied).unwrap(), image);
     // Nothing waits to be applied now.
     let body = controller.request(
@@ -1477,14 +1485,10 @@ fn a_deployment_unit_is_installed_and_uninstalled() {
         "OPERATE",
         install(format!("http://127.0.0.1:{http_port}/missing")),
     );
-    assert!(
-        body["response"]["operateResp"]["operationResults"][0]["reqObjPath"].is_string(),
-        "{body}"
-    );
-    let done = controller.ask(json!({"op": "notification"}));
-    let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
-    assert_eq!(complete["commandName"], "InstallDU()", "{done}");
-    assert_eq!(complete["cmdFailure"]["errCode"], 7022, "{done}");
+    assert!(row_of(&body).is_some(), "{body}");
+    let complete = next_complete(controller);
+    assert_eq!(complete["commandName"], "InstallDU()", "{complete}");
+    assert_eq!(complete["cmdFailure"]["errCode"], 7022, "{complete}");
     let body = controller.request(
         &topic,
         "install",
@@ -1492,9 +1496,8 @@ fn a_deployment_unit_is_installed_and_uninstalled() {
         install(format!("http://127.0.0.1:{http_port}/image")),
     );
     assert!(body["response"]["operateResp"].is_object(), "{body}");
-    let done = controller.ask(json!({"op": "notification"}));
-    let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
-    assert!(complete["reqOutputArgs"].is_object(), "{done}");
+    let complete = next_complete(controller);
+    assert!(complete["reqOutputArgs"].is_object(), "{complete}");
     // The unit, by its UUID.
     let search =
         "Device.SoftwareModules.DeploymentUnit.[UUID==\"6c5e0e3c-0b1f-4c0e-9d4f-0c0ffee00001\"].";
@@ -1517,10 +1520,9 @@ fn a_deployment_unit_is_installed_and_uninstalled() {
                            "inputArgs": {"URL": format!("http://127.0.0.1:{http_port}/image")}}}),
     );
     assert!(body["response"]["operateResp"].is_object(), "{body}");
-    let done = controller.ask(json!({"op": "notification"}));
-    let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
-    assert_eq!(complete["commandName"], "Update()", "{done}");
-    assert!(complete["reqOutputArgs"].is_object(), "{done}");
+    let complete = next_complete(controller);
+    assert_eq!(complete["commandName"], "Update()", "{complete}");
+    assert!(complete["reqOutputArgs"].is_object(), "{complete}");
     // From here, DUStateChange! too (TR-181 2.16's event of a unit's
     // operation).
     subscribe(
@@ -1540,10 +1542,9 @@ fn a_deployment_unit_is_installed_and_uninstalled() {
         json!({"operate": {"command": format!("{row}Uninstall()"), "commandKey": "du", "sendResp": true}}),
     );
     assert!(body["response"]["operateResp"].is_object(), "{body}");
-    let done = controller.ask(json!({"op": "notification"}));
-    let complete = &done["msg"]["body"]["request"]["notify"]["operComplete"];
-    assert_eq!(complete["commandName"], "Uninstall()", "{done}");
-    assert!(complete["reqOutputArgs"].is_object(), "{done}");
+    let complete = next_complete(controller);
+    assert_eq!(complete["commandName"], "Uninstall()", "{complete}");
+    assert!(complete["reqOutputArgs"].is_object(), "{complete}");
     let event = controller.ask(json!({"op": "notification"}));
     let event = &event["msg"]["body"]["request"]["notify"]["event"];
     assert_eq!(event["eventName"], "DUStateChange!", "{event}");

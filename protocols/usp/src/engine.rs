@@ -710,99 +710,60 @@ fn kind_of(body: &ReqType) -> &'static str {
 
 // --- Operate ---
 
-/// Operate (TR-369 §Operate) of the commands the agent carries out.
+/// Operate (TR-369 §Operate) of the commands the agent carries out:
+/// which it is and what it takes, checked; the driver carries it out
+/// ([`Step::Command`]), answering at once for the synchronous ones with
+/// a `response`.
 fn answer_operate(tree: &Tree, msg_id: String, operate: usp::Operate) -> Step {
-    if let Some(action) = software_action(tree, &operate) {
-        return match action {
-            Ok(action) => Step::Command(Command {
+    let command = operate.command.as_str();
+    // (the action, its object's writes, whether it answers at once)
+    let accepted: Result<(Action, Vec<ParameterValueIn>, bool), UspError> =
+        if let Some(action) = software_action(tree, &operate) {
+            action.map(|a| (a, Vec::new(), false))
+        } else if let Some(request) = request_to_cancel(command) {
+            Ok((Action::Cancel(request), Vec::new(), false))
+        } else if let Some(controller) = row_command(
+            command,
+            "Device.LocalAgent.Controller.",
+            ".SendOnBoardRequest()",
+        ) {
+            Ok((Action::OnBoard(controller), Vec::new(), true))
+        } else if let Some(action) = firmware_action(&operate) {
+            action.map(|a| (a, Vec::new(), false))
+        } else if let Some(test) = crate::commands::find(command) {
+            test.start(&operate.input_args)
+                .map(|writes| (Action::Start(test), writes, false))
+        } else {
+            // Both synchronous in TR-181 2.16: the OperateResp is their
+            // result, with no output arguments.
+            match command {
+                "Device.Reboot()" => Ok((Action::Reboot, Vec::new(), true)),
+                "Device.FactoryReset()" => Ok((Action::FactoryReset, Vec::new(), true)),
+                other if other.ends_with("()") => Err(UspError::new(
+                    Code::INVALID_PATH,
+                    format!("{other}: the agent has no such command"),
+                )),
+                other => Err(UspError::new(
+                    Code::INVALID_PATH,
+                    format!("{other}: not a command (it ends in `()`)"),
+                )),
+            }
+        };
+    match accepted {
+        Err(error) => Step::Done(error_msg(msg_id, &error)),
+        Ok((action, writes, at_once)) => {
+            let response = (at_once && operate.send_resp)
+                .then(|| operate_done(msg_id.clone(), &operate.command));
+            Step::Command(Command {
                 action,
                 msg_id,
                 command_key: operate.command_key,
                 send_resp: operate.send_resp,
-                response: None,
-                writes: Vec::new(),
-            }),
-            Err(error) => Step::Done(error_msg(msg_id, &error)),
-        };
-    }
-    if let Some(request) = request_to_cancel(&operate.command) {
-        return Step::Command(Command {
-            action: Action::Cancel(request),
-            msg_id,
-            command_key: operate.command_key,
-            send_resp: operate.send_resp,
-            response: None,
-            writes: Vec::new(),
-        });
-    }
-    if let Some(controller) = row_command(
-        &operate.command,
-        "Device.LocalAgent.Controller.",
-        ".SendOnBoardRequest()",
-    ) {
-        let response = operate
-            .send_resp
-            .then(|| operate_done(msg_id.clone(), &operate.command));
-        return Step::Command(Command {
-            action: Action::OnBoard(controller),
-            msg_id,
-            command_key: operate.command_key,
-            send_resp: operate.send_resp,
-            response,
-            writes: Vec::new(),
-        });
-    }
-    if let Some(action) = firmware_action(&operate) {
-        return match action {
-            Ok(action) => Step::Command(Command {
-                action,
-                msg_id,
-                command_key: operate.command_key,
-                send_resp: operate.send_resp,
-                response: None,
-                writes: Vec::new(),
-            }),
-            Err(error) => Step::Done(error_msg(msg_id, &error)),
-        };
-    }
-    if let Some(command) = crate::commands::find(&operate.command) {
-        return match command.start(&operate.input_args) {
-            Ok(writes) => Step::Command(Command {
-                action: Action::Start(command),
-                msg_id,
-                command_key: operate.command_key,
-                send_resp: operate.send_resp,
-                response: None,
+                response,
                 writes,
-            }),
-            Err(error) => Step::Done(error_msg(msg_id, &error)),
-        };
-    }
-    let action = match operate.command.as_str() {
-        "Device.Reboot()" => Action::Reboot,
-        "Device.FactoryReset()" => Action::FactoryReset,
-        other => {
-            let why = if other.ends_with("()") {
-                format!("{other}: the agent has no such command")
-            } else {
-                format!("{other}: not a command (it ends in `()`)")
-            };
-            return Step::Done(error_msg(msg_id, &UspError::new(Code::INVALID_PATH, why)));
+            })
         }
-    };
-    // Both are synchronous in TR-181 2.16: their result is the
-    // OperateResp, with no output arguments.
-    let response = operate
-        .send_resp
-        .then(|| operate_done(msg_id.clone(), &operate.command));
-    Step::Command(Command {
-        action,
-        msg_id,
-        command_key: operate.command_key,
-        send_resp: operate.send_resp,
-        response,
-        writes: Vec::new(),
-    })
+    }
 }
 
 // --- Get ---
