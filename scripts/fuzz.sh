@@ -49,12 +49,12 @@ for target in $targets; do bins="$bins --bin $target"; done
 # An explicit --target keeps RUSTFLAGS off build scripts and proc macros
 # (they run on the host and must not be instrumented).
 host=$(rustc -vV | sed -n 's/^host: //p')
-# Word splitting is wanted: one flag or name per word.
-# shellcheck disable=SC2086
 # The smoke run builds at opt-level 1 (fuzz/Cargo.toml's smoke profile):
 # the same instrumentation in a fraction of the build time.
 profile=release
 [ -n "$smoke" ] && profile=smoke
+# Word splitting is wanted: one flag or name per word.
+# shellcheck disable=SC2086
 cargo build --profile "$profile" --manifest-path fuzz/Cargo.toml --target "$host" $bins
 binaries="$CARGO_TARGET_DIR/$host/$profile"
 

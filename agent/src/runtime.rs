@@ -840,6 +840,11 @@ impl Offline {
 /// update's confirming reboot).
 fn boot_cause(action: HostAction, origin: &str) -> &'static str {
     let remote = matches!(origin, "acs" | "usp" | "bootstrap") || origin.starts_with("server:");
+    if origin == "firmware update" {
+        // The update program's reboot into the new image (A/B); a
+        // controller's firmware command left RemoteFWUpdate before.
+        return "LocalFWUpdate";
+    }
     match (action, remote) {
         (HostAction::Reboot, true) => "RemoteReboot",
         (HostAction::Reboot, false) => "LocalReboot",
@@ -910,6 +915,10 @@ mod tests {
             "RemoteFactoryReset"
         );
         assert_eq!(boot_cause(HostAction::Reboot, "cli"), "LocalReboot");
+        assert_eq!(
+            boot_cause(HostAction::Reboot, "firmware update"),
+            "LocalFWUpdate"
+        );
         assert_eq!(
             boot_cause(HostAction::Reboot, "connectivity watchdog"),
             "LocalReboot"

@@ -102,11 +102,22 @@ pub fn concerns(change: &dm_core::Change) -> bool {
 /// same URI as the one held is written empty first, so that it is a
 /// change and the pull starts again.
 pub fn request(tree: &mut Tree, origin: Origin, uri: &str) -> Result<(), String> {
-    let (state, _) = status(tree);
+    let (state, result) = status(tree);
     if state != STATE_IDLE && state != STATE_DOWNLOADED {
         return Err(format!(
             "the firmware pipeline is busy (State {state}: downloading or updating)"
         ));
+    }
+    // LwM2M /5: Update Result goes back to its initial value when an
+    // update process starts; so a failure seen from here on is this one's.
+    if result != 0 {
+        tree.begin(Origin::Agent)
+            .set(
+                Path::resource(ID, InstanceId(0), UPDATE_RESULT),
+                Value::Integer(0),
+            )
+            .commit()
+            .map_err(|e| e.to_string())?;
     }
     let at = Path::resource(ID, InstanceId(0), PACKAGE_URI);
     let held = tree.read(Origin::Agent, &at);

@@ -39,7 +39,7 @@ enum Work {
     Finished {
         request: dm_core::InstanceId,
         complete: dm_usp::proto::usp::notify::OperationComplete,
-        event: std::collections::BTreeMap<String, String>,
+        event: Option<std::collections::BTreeMap<String, String>>,
     },
     /// The Boot! event's arguments, to notify once connected.
     Boot(std::collections::BTreeMap<String, String>),
@@ -310,11 +310,13 @@ async fn serve(
                             warn!("USP: a finished command's Request row stays: {e:?}");
                         }
                         let mut outgoing = notifier.operation_complete(&tree, &command, &complete);
-                        outgoing.extend(notifier.event(
-                            &tree,
-                            "Device.SoftwareModules.DUStateChange!",
-                            &event,
-                        ));
+                        if let Some(event) = &event {
+                            outgoing.extend(notifier.event(
+                                &tree,
+                                "Device.SoftwareModules.DUStateChange!",
+                                event,
+                            ));
+                        }
                         outgoing
                     };
                     send_notifications(&served, outgoing).await;
@@ -609,10 +611,10 @@ fn start_software(
             _ => "Uninstall",
         };
         let result = (handler.0)(change).await.into_iter().next();
+        // No result, no event (the OperationComplete says it failed).
         let event = result
             .as_ref()
-            .map(|r| du_state_change(r, operation_performed))
-            .unwrap_or_default();
+            .map(|r| du_state_change(r, operation_performed));
         let outcome = match result {
             Some(r) if r.fault_code == 0 => Ok(()),
             Some(r) => Err(dm_usp::UspError::new(
@@ -645,10 +647,10 @@ fn du_state_change(
     result: &dm_cwmp::soap::DuResult,
     operation: &str,
 ) -> std::collections::BTreeMap<String, String> {
-    let time = |t: i64| {
-        jiff::Timestamp::from_second(t)
-            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .unwrap_or_default()
+    // TR-181's unknown time for a time not known.
+    let time = |t: i64| match jiff::Timestamp::from_second(t) {
+        Ok(t) if t.as_second() > 0 => t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        _ => "0001-01-01T00:00:00Z".to_owned(),
     };
     [
         ("UUID", result.uuid.clone()),
@@ -961,7 +963,7 @@ async fn carry_out(
                 move |tree| {
                     dm_objects::firmware::execute(tree, CONTROLLER, true)
                         .map_err(|e| format!("no downloaded image can be applied now: {e}"))?;
-                    tasks::remote_update(tree, Some(&key));
+                    tasks::remote_update(tree, &key, true);
                     Ok(())
                 },
             );
@@ -1125,7 +1127,7 @@ mod tests {
     fn boot_says_how_the_firmware_came() {
         let dir = tempfile::tempdir().unwrap();
         let mut tree = dm_tests::tree(&dm_tests::platform().0);
-        tasks::remote_update(&mut tree, Some("fw-7"));
+        tasks::remote_update(&mut tree, "fw-7", true);
         let boot = boot_arguments(&mut tree, dir.path(), true);
         assert_eq!(boot["Cause"], "RemoteFWUpdate");
         assert_eq!(boot["CommandKey"], "fw-7");
@@ -1135,10 +1137,20 @@ mod tests {
         assert_eq!(boot["Cause"], "LocalReboot");
         assert_eq!(boot["FirmwareUpdated"], "false");
         // Ended without a reboot: forgotten.
-        tasks::remote_update(&mut tree, Some("fw-8"));
-        tasks::remote_update(&mut tree, None);
+        tasks::remote_update(&mut tree, "fw-8", true);
+        tasks::remote_update(&mut tree, "fw-8", false);
         let boot = boot_arguments(&mut tree, dir.path(), true);
         assert_eq!(boot["Cause"], "LocalFWUpdate");
         assert_eq!(boot["CommandKey"], "");
+        // A cause that waits already (a Reboot()'s) is neither replaced
+        // nor cleared by a firmware command.
+        let reboot = serde_json::json!({"cause": "RemoteReboot", "command_key": "RemoteFWUpdate"});
+        tree.set_pending_state(BOOT_KEY, Some(reboot.to_string()))
+            .unwrap();
+        tasks::remote_update(&mut tree, "fw-9", true);
+        tasks::remote_update(&mut tree, "fw-9", false);
+        tasks::remote_update(&mut tree, "RemoteFWUpdate", false);
+        let boot = boot_arguments(&mut tree, dir.path(), false);
+        assert_eq!(boot["Cause"], "RemoteReboot");
     }
 }

@@ -50,16 +50,24 @@ pub(super) struct Firmware {
 
 /// While a controller's firmware command has the update program run, the
 /// cause a reboot would have: Boot! then says RemoteFWUpdate with its
-/// command key (cleared when the command ends without a reboot).
-pub(super) fn remote_update(tree: &mut Tree, command_key: Option<&str>) {
-    let left = command_key
-        .map(|key| serde_json::json!({"cause": "RemoteFWUpdate", "command_key": key}).to_string());
-    let ours = tree
+/// command key. Set only where no other cause waits (a Reboot() asked
+/// meanwhile keeps its own); cleared, when the command ends without a
+/// reboot, only if it is still this command's.
+pub(super) fn remote_update(tree: &mut Tree, command_key: &str, on: bool) {
+    let held: Option<serde_json::Value> = tree
         .pending_state(super::BOOT_KEY)
-        .is_some_and(|held| held.contains("RemoteFWUpdate"));
-    if (left.is_some() || ours)
-        && let Err(e) = tree.set_pending_state(super::BOOT_KEY, left)
-    {
+        .and_then(|text| serde_json::from_str(text).ok());
+    let ours = held
+        .as_ref()
+        .is_some_and(|v| v["cause"] == "RemoteFWUpdate" && v["command_key"] == command_key);
+    let left = match (on, held.is_some()) {
+        (true, false) => Some(
+            serde_json::json!({"cause": "RemoteFWUpdate", "command_key": command_key}).to_string(),
+        ),
+        (false, true) if ours => None,
+        _ => return,
+    };
+    if let Err(e) = tree.set_pending_state(super::BOOT_KEY, left) {
         tracing::warn!("USP: a firmware update's cause is not kept: {e}");
     }
 }
@@ -127,7 +135,7 @@ impl Firmware {
         end: Option<Result<(), UspError>>,
     ) -> Option<Result<(), UspError>> {
         if end.is_some() {
-            remote_update(tree, None);
+            remote_update(tree, &self.command_key, false);
         }
         end
     }
@@ -141,17 +149,21 @@ impl Firmware {
             return None;
         };
         match (change.path.resource_id()?, value) {
-            // Another client asked for another image: this one is gone.
+            // Another client asked for another image before the update
+            // began: this one is gone (once Updating, the program runs on).
             (PACKAGE_URI, Value::String(uri))
-                if change.origin != super::CONTROLLER && self.uri.as_ref() != Some(uri) =>
+                if change.origin != super::CONTROLLER
+                    && self.uri.as_ref() != Some(uri)
+                    && !matches!(self.phase, Phase::Applying { begun: true }) =>
             {
-                Some(Err(UspError::new(
+                let end = Some(Err(UspError::new(
                     Code::COMMAND_FAILURE,
                     format!(
                         "superseded: {} asked the firmware pipeline for another image",
                         change.origin
                     ),
-                )))
+                )));
+                self.ended(tree, end)
             }
             (STATE, Value::Integer(state)) => {
                 let (_, result) = dm_objects::firmware::status(tree);
@@ -162,17 +174,22 @@ impl Firmware {
         }
     }
 
-    /// The pipeline reached `state` (with `result`).
+    /// The pipeline reached `state` (with `result`). Idle with a failure
+    /// ends it whenever it comes (the Update Result was reset when the
+    /// command asked: a failure is this one's); Downloaded and Idle with
+    /// success count once the pipeline began this command's work.
     fn state(&mut self, tree: &mut Tree, state: i64, result: i64) -> Option<Result<(), UspError>> {
+        let failure = result != update_result::INITIAL && result != update_result::SUCCESS;
+        if state == IDLE && failure {
+            return Some(firmware_failed(result));
+        }
         match &mut self.phase {
             Phase::Fetching { begun } => match state {
                 DOWNLOADING => {
                     *begun = true;
                     None
                 }
-                // Back to Idle once begun: the pull failed (or was reset).
-                // Before, an Idle is the reset of the URI written empty
-                // first (the same URI again).
+                // Back to Idle once begun: the pull was reset.
                 IDLE if *begun => Some(firmware_failed(result)),
                 DOWNLOADED if *begun && !self.activate => Some(Ok(())),
                 DOWNLOADED if *begun => {
@@ -182,7 +199,7 @@ impl Firmware {
                             format!("the downloaded image cannot be applied: {e}"),
                         )));
                     }
-                    remote_update(tree, Some(&self.command_key));
+                    remote_update(tree, &self.command_key, true);
                     self.phase = Phase::Applying { begun: false };
                     None
                 }
@@ -201,15 +218,10 @@ impl Firmware {
         }
     }
 
-    /// After missed changes: its end from the pipeline's state now, once
-    /// it has begun (before, the state may still be an earlier image's).
+    /// After missed changes: its end from the pipeline's state now (a
+    /// Downloaded before this command began is an earlier image's, and
+    /// waits).
     fn settle(&mut self, tree: &mut Tree) -> Option<Result<(), UspError>> {
-        let begun = match self.phase {
-            Phase::Fetching { begun } | Phase::Applying { begun } => begun,
-        };
-        if !begun {
-            return None;
-        }
         let (state, result) = dm_objects::firmware::status(tree);
         let end = self.state(tree, state, result);
         self.ended(tree, end)

@@ -804,27 +804,36 @@ impl crate::SystemLog for JournalLog {
     /// Storage=auto (its default) when /var/log/journal exists; in /run
     /// with volatile; nowhere with none (journald.conf(5)).
     fn persistent(&self) -> Option<bool> {
-        // The main files, then the drop-ins by name (systemd.syntax(7)).
-        let mut files: Vec<std::path::PathBuf> = [
-            "/usr/lib/systemd/journald.conf",
+        // The main file (/etc's, else the vendor's), then the drop-ins by
+        // name, one of a name in /etc masking /run's and the vendor's
+        // (systemd.syntax(7)).
+        let main = [
             "/etc/systemd/journald.conf",
+            "/usr/lib/systemd/journald.conf",
         ]
         .into_iter()
         .map(std::path::PathBuf::from)
-        .collect();
-        let mut drop_ins: Vec<std::path::PathBuf> = [
+        .find(|p| p.exists());
+        let mut drop_ins: std::collections::BTreeMap<std::ffi::OsString, std::path::PathBuf> =
+            std::collections::BTreeMap::new();
+        for dir in [
             "/usr/lib/systemd/journald.conf.d",
             "/run/systemd/journald.conf.d",
             "/etc/systemd/journald.conf.d",
-        ]
-        .iter()
-        .filter_map(|d| std::fs::read_dir(d).ok())
-        .flatten()
-        .filter_map(|e| Some(e.ok()?.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
-        .collect();
-        drop_ins.sort_by_key(|p| p.file_name().map(std::ffi::OsStr::to_owned));
-        files.extend(drop_ins);
+        ] {
+            for path in std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| Some(e.ok()?.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+            {
+                if let Some(name) = path.file_name() {
+                    drop_ins.insert(name.to_owned(), path);
+                }
+            }
+        }
+        let files: Vec<std::path::PathBuf> =
+            main.into_iter().chain(drop_ins.into_values()).collect();
         let texts: Vec<String> = files
             .iter()
             .filter_map(|f| std::fs::read_to_string(f).ok())

@@ -231,11 +231,12 @@ impl Notifier {
             Kind::ObjectDeletion => Of::InstantiatedObj,
             Kind::Event | Kind::OperationComplete => Of::CommandEvent,
         };
-        (subscription
-            .references
-            .iter()
-            .any(|reference| covers(tree, reference, path, subscription.kind))
-            && subscription.allowed.allows(path, of, Op::Notify))
+        // The role's check first: it is cheap, a search is not.
+        (subscription.allowed.allows(path, of, Op::Notify)
+            && subscription
+                .references
+                .iter()
+                .any(|reference| covers(tree, reference, path, subscription.kind)))
         .then(|| Outgoing {
             to: subscription.recipient.clone(),
             msg: self.notify(subscription, notification),
@@ -316,23 +317,45 @@ fn instance_paths(path: Path) -> Vec<String> {
     paths
 }
 
+/// A path with each search expression (`[...]`) as `*`.
+fn search_shape(reference: &str) -> String {
+    let mut out = String::with_capacity(reference.len());
+    let mut depth = 0usize;
+    for c in reference.chars() {
+        match c {
+            '[' => {
+                if depth == 0 {
+                    out.push('*');
+                }
+                depth += 1;
+            }
+            ']' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Whether a ReferenceList entry covers `path`: for values, the
 /// parameter itself or an object above it; for creations and deletions,
 /// the table the instance is in (TR-369: a ReferenceList of table paths).
 fn covers(tree: &Tree, reference: &str, path: &str, kind: Kind) -> bool {
     let reference = reference.trim();
     match kind {
-        // A search expression: what it resolves to now.
+        // A search expression: what it resolves to now, once its shape
+        // (each search as `*`) says it may name the path at all.
         Kind::ValueChange | Kind::Event | Kind::OperationComplete if reference.contains('[') => {
-            crate::path::parse(reference)
-                .and_then(|expression| {
-                    crate::path::resolve(tree, Origin::Agent, reference, &expression)
-                })
-                .is_ok_and(|resolved| {
-                    resolved
-                        .iter()
-                        .any(|r| dm_cwmp::rpc::matches_pattern(r, path))
-                })
+            dm_cwmp::rpc::matches_pattern(&search_shape(reference), path)
+                && crate::path::parse(reference)
+                    .and_then(|expression| {
+                        crate::path::resolve(tree, Origin::Agent, reference, &expression)
+                    })
+                    .is_ok_and(|resolved| {
+                        resolved
+                            .iter()
+                            .any(|r| dm_cwmp::rpc::matches_pattern(r, path))
+                    })
         }
         Kind::ValueChange | Kind::Event | Kind::OperationComplete => {
             dm_cwmp::rpc::matches_pattern(reference, path)
@@ -481,5 +504,9 @@ mod tests {
             "Device.WiFi.SSID.1.SSID",
             v
         ));
+        assert_eq!(
+            search_shape("Device.WiFi.SSID.[SSID==\"a.b\"&&Enable==true].SSID"),
+            "Device.WiFi.SSID.*.SSID"
+        );
     }
 }
