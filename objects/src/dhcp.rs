@@ -139,23 +139,13 @@ fn sync_v6(
     warnings: &mut Vec<String>,
 ) {
     use dhcpv6_client as v6;
-    let rows: Vec<(InstanceId, dm_platform::Dhcp6Lease)> = network
-        .dhcpv6_leases()
-        .into_iter()
-        .filter_map(|lease| {
-            let instance = crate::ip_interface::instance_named(interfaces, &lease.interface)?;
-            Some((instance, lease))
-        })
-        .collect();
+    let rows =
+        crate::ip_interface::by_interface(network.dhcpv6_leases(), |l| &l.interface, interfaces);
     let held = tree.instances(v6::ID).unwrap_or_default();
     let mut tx = tree.begin(Origin::Platform);
-    for gone in held.iter().filter(|i| !rows.iter().any(|(r, _)| r == *i)) {
-        tx.delete(v6::ID, *gone);
-    }
+    let wanted: Vec<InstanceId> = rows.iter().map(|(i, _)| *i).collect();
+    crate::ip_interface::keep_rows(&mut tx, v6::ID, &held, &wanted);
     for (instance, lease) in &rows {
-        if !held.contains(instance) {
-            tx.create(v6::ID, Some(*instance));
-        }
         let at = |r| Path::resource(v6::ID, *instance, r);
         let facts = [
             (v6::ENABLE, Value::Boolean(true)),
@@ -228,23 +218,13 @@ pub fn sync(
     interfaces: &[dm_platform::IpInterface],
     warnings: &mut Vec<String>,
 ) {
-    let rows: Vec<(InstanceId, DhcpLease)> = network
-        .dhcp_leases()
-        .into_iter()
-        .filter_map(|lease| {
-            let instance = crate::ip_interface::instance_named(interfaces, &lease.interface)?;
-            Some((instance, lease))
-        })
-        .collect();
+    let rows: Vec<(InstanceId, DhcpLease)> =
+        crate::ip_interface::by_interface(network.dhcp_leases(), |l| &l.interface, interfaces);
     let held = tree.instances(ID).unwrap_or_default();
     let mut tx = tree.begin(Origin::Platform);
-    for gone in held.iter().filter(|i| !rows.iter().any(|(r, _)| r == *i)) {
-        tx.delete(ID, *gone);
-    }
+    let wanted: Vec<InstanceId> = rows.iter().map(|(i, _)| *i).collect();
+    crate::ip_interface::keep_rows(&mut tx, ID, &held, &wanted);
     for (instance, lease) in &rows {
-        if !held.contains(instance) {
-            tx.create(ID, Some(*instance));
-        }
         let at = |r| Path::resource(ID, *instance, r);
         let text = |v: Option<String>| Value::String(v.unwrap_or_default());
         let facts = [

@@ -98,6 +98,36 @@ pub(crate) fn instance_named(interfaces: &[IpInterface], name: &str) -> Option<I
     instance_of(interfaces.iter().find(|i| i.name == name)?.index)
 }
 
+/// Facts of interfaces (leases, radios), each with its row number: its
+/// interface's (those of an interface the kernel does not have are left
+/// out).
+pub(crate) fn by_interface<T>(
+    items: Vec<T>,
+    interface: impl Fn(&T) -> &str,
+    interfaces: &[IpInterface],
+) -> Vec<(InstanceId, T)> {
+    items
+        .into_iter()
+        .filter_map(|item| Some((instance_named(interfaces, interface(&item))?, item)))
+        .collect()
+}
+
+/// Makes `object` hold the rows `wanted`: those `held` and not wanted
+/// deleted, those wanted and not held made, in `tx`.
+pub(crate) fn keep_rows(
+    tx: &mut dm_core::tree::Transaction<'_>,
+    object: dm_core::ObjectId,
+    held: &[InstanceId],
+    wanted: &[InstanceId],
+) {
+    for gone in held.iter().filter(|i| !wanted.contains(i)) {
+        tx.delete(object, *gone);
+    }
+    for new in wanted.iter().filter(|i| !held.contains(i)) {
+        tx.create(object, Some(*new));
+    }
+}
+
 /// The row of the interface named `name` among `interfaces`, as an
 /// object link; the null link when there is none (TR-181: an empty
 /// reference).

@@ -112,33 +112,20 @@ pub fn sync(
     interfaces: &[IpInterface],
     warnings: &mut Vec<String>,
 ) {
-    let rows: Vec<(InstanceId, WifiRadio)> = network
-        .wifi_radios()
-        .into_iter()
-        .filter_map(|r| {
-            let instance = crate::ip_interface::instance_named(interfaces, &r.interface)?;
-            Some((instance, r))
-        })
-        .collect();
+    let rows =
+        crate::ip_interface::by_interface(network.wifi_radios(), |r| &r.interface, interfaces);
     let held_radios = tree.instances(radio::ID).unwrap_or_default();
     let held_endpoints = tree.instances(endpoint::ID).unwrap_or_default();
     let mut tx = tree.begin(Origin::Platform);
-    for gone in held_radios
+    let radios: Vec<InstanceId> = rows.iter().map(|(i, _)| *i).collect();
+    let stations: Vec<InstanceId> = rows
         .iter()
-        .filter(|i| !rows.iter().any(|(r, _)| r == *i))
-    {
-        tx.delete(radio::ID, *gone);
-    }
-    for gone in held_endpoints
-        .iter()
-        .filter(|i| !rows.iter().any(|(r, w)| r == *i && w.station))
-    {
-        tx.delete(endpoint::ID, *gone);
-    }
+        .filter(|(_, r)| r.station)
+        .map(|(i, _)| *i)
+        .collect();
+    crate::ip_interface::keep_rows(&mut tx, radio::ID, &held_radios, &radios);
+    crate::ip_interface::keep_rows(&mut tx, endpoint::ID, &held_endpoints, &stations);
     for (instance, r) in &rows {
-        if !held_radios.contains(instance) {
-            tx.create(radio::ID, Some(*instance));
-        }
         let at = |resource| Path::resource(radio::ID, *instance, resource);
         let mut facts = vec![
             (radio::ENABLE, Value::Boolean(r.enabled)),
@@ -162,9 +149,6 @@ pub fn sync(
         }
         if !r.station {
             continue;
-        }
-        if !held_endpoints.contains(instance) {
-            tx.create(endpoint::ID, Some(*instance));
         }
         let at = |resource| Path::resource(endpoint::ID, *instance, resource);
         let mut facts = vec![
