@@ -18,8 +18,8 @@ use std::time::Duration;
 use dm_core::catalog::{bulk_data, bulk_data_profile as profile};
 use dm_core::{Change, InstanceId, Origin, Tree, lock};
 use dm_cwmp::bulk::{self, Report, Retained, Settings};
+use dm_cwmp_tokio::tls::ClientConfig;
 use tokio::task::JoinHandle;
-use tokio_rustls::rustls::ClientConfig;
 use tracing::{debug, info, warn};
 
 /// How long one delivery may take, the connection included: a collector

@@ -25,12 +25,7 @@ use crate::host::{finish_prepared, finish_written};
 pub const NAME: &str = "org.dmagent.Agent1";
 pub const PATH: &str = "/org/dmagent/Agent1";
 
-/// What the API asks of the run loop.
-#[derive(Debug)]
-pub enum Request {
-    Exit,
-    Reload(mpsc::Sender<Result<(), String>>),
-}
+pub use crate::runtime::Request;
 
 pub struct Control {
     pub tree: Arc<Mutex<Tree>>,

@@ -5,11 +5,20 @@
 //! configuration, builds the platform, the objects and the tree, and runs
 //! the protocol drivers.
 
+// A build with features left out carries code only they reach; the full
+// build (the default, which clippy and the tests check) keeps the lints.
+#![cfg_attr(
+    not(dmagent_full),
+    allow(dead_code, unused_imports, unused_variables, unused_mut)
+)]
+
 mod args;
 mod bearer;
 mod bulkdata;
+#[cfg(feature = "dbus")]
 mod cli;
 mod config;
+#[cfg(feature = "dbus")]
 mod control;
 mod diagnostics;
 mod dump;
@@ -20,11 +29,12 @@ mod runtime;
 mod software;
 mod throughput;
 mod udp_echo;
+#[cfg(feature = "usp")]
 mod usp;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 
 pub use args::{Cli, Command, FirmwareAction};
 use config::{Config, LogFormat, Overrides};
@@ -88,17 +98,80 @@ impl Cli {
         let overrides = self.overrides();
         match &self.config {
             Some(path) => config::load(path, &overrides),
-            None => config::parse(config::EMBEDDED_DEFAULT, "<embedded default>", &overrides),
+            None => config::embedded(overrides),
         }
     }
 }
 
+/// The cargo features, each with whether this binary carries it.
+pub const FEATURES: [(&str, bool); 7] = [
+    ("cwmp", cfg!(feature = "cwmp")),
+    ("lwm2m", cfg!(feature = "lwm2m")),
+    ("usp", cfg!(feature = "usp")),
+    ("dtls", cfg!(feature = "dtls")),
+    ("https", cfg!(feature = "https")),
+    ("ftp", cfg!(feature = "ftp")),
+    ("dbus", cfg!(feature = "dbus")),
+];
+
+/// What a configuration that needs a feature left out of the build gets.
+pub fn not_built(what: &str, feature: &str) -> String {
+    format!("this dmagent was built without {what} (cargo feature `{feature}`)")
+}
+
+/// Why this build cannot use a URL of `scheme`, when it cannot: the cargo
+/// feature that carries it was left out. A transfer gets its protocol's
+/// "unsupported protocol" (TR-069 9013, LwM2M /5 Update Result 6), a
+/// configuration an error.
+pub fn unbuilt_scheme(scheme: &str) -> Option<String> {
+    match scheme {
+        "https" | "wss" | "mqtts" if !cfg!(feature = "https") => Some(not_built("TLS", "https")),
+        "ftp" if !cfg!(feature = "ftp") => Some(not_built("FTP", "ftp")),
+        "coaps" if !cfg!(feature = "dtls") => Some(not_built("DTLS", "dtls")),
+        _ => None,
+    }
+}
+
+#[cfg(not(feature = "dbus"))]
+pub const NOT_BUILT_DBUS: &str = "this dmagent was built without D-Bus (cargo feature `dbus`): no control API, no D-Bus platform or providers";
+
+/// `dmagent --version`: the version and the features built in.
+fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        let built: Vec<&str> = FEATURES
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| *name)
+            .collect();
+        format!(
+            "{} (features: {})",
+            env!("CARGO_PKG_VERSION"),
+            if built.is_empty() {
+                "none".to_owned()
+            } else {
+                built.join(", ")
+            }
+        )
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().version(version()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // Verbs for a running agent: they speak to its control API and need no
     // configuration.
+    #[cfg(feature = "dbus")]
     if let Some(code) = cli::run(&cli.command) {
         return code;
+    }
+    #[cfg(not(feature = "dbus"))]
+    if !matches!(
+        cli.command,
+        Command::Run | Command::CheckConfig | Command::Dump { .. }
+    ) {
+        eprintln!("dmagent: {NOT_BUILT_DBUS}");
+        return ExitCode::FAILURE;
     }
     let config = match cli.load_config() {
         Ok(config) => config,

@@ -17,6 +17,13 @@ use dm_platform::{Actions, CommandActions};
 
 use crate::config::{Config, PlatformKind};
 
+/// What the control API asks of the run loop.
+#[derive(Debug)]
+pub enum Request {
+    Exit,
+    Reload(tokio::sync::mpsc::Sender<Result<(), String>>),
+}
+
 /// How long a platform refresh waits for a host write of the same objects
 /// to end before it looks again.
 const RESYNC_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
@@ -75,6 +82,9 @@ fn platform(kind: PlatformKind) -> anyhow::Result<Host> {
                 actions: Arc::new(MemoryActions::default()),
             })
         }
+        #[cfg(not(feature = "dbus"))]
+        PlatformKind::Dbus => anyhow::bail!("{}", crate::NOT_BUILT_DBUS),
+        #[cfg(feature = "dbus")]
         PlatformKind::Dbus => {
             // NetworkManager and oFono on the system bus
             // (DBUS_SYSTEM_BUS_ADDRESS or the standard socket); either may
@@ -91,6 +101,7 @@ fn platform(kind: PlatformKind) -> anyhow::Result<Host> {
         // and the kernel for the rest; without one, the kernel alone (a
         // dead bus is not retried forever: that would wake the agent
         // every few seconds for nothing).
+        #[cfg(feature = "dbus")]
         PlatformKind::Auto if dm_platform::auto::system_bus_present() => {
             let network = dm_platform::dbus::DbusNetwork::start(None)
                 .context("starting the D-Bus platform")?;
@@ -206,6 +217,7 @@ pub async fn run(
             _ => None,
         })
         .collect();
+    #[cfg(feature = "dbus")]
     let services = crate::provider::dbus::Registry::new(
         &config
             .objects
@@ -219,6 +231,7 @@ pub async fn run(
     for program in &programs {
         providers.push((program.object(), Arc::clone(program) as _));
     }
+    #[cfg(feature = "dbus")]
     for declared in &config.objects {
         if let Some(service) = services.provider(declared.schema.id) {
             providers.push((declared.schema.id, service as _));
@@ -229,6 +242,7 @@ pub async fn run(
         warn!("{w}");
     }
     tree.set_store(Box::new(store));
+    #[cfg(feature = "usp")]
     if let Some(usp) = &config.usp {
         dm_objects::local_agent::provision(
             &mut tree,
@@ -336,13 +350,18 @@ pub async fn run(
     // up before the drivers, so that whoever sees the agent act can reach it.
     let (requests_tx, mut requests) = tokio::sync::mpsc::channel(4);
     let transfer = Arc::new(Mutex::new(None));
-    let expected_sha256 = Arc::new(Mutex::new(None));
-    let started = dm_rt::clock::wall();
+    let expected_sha256 = Arc::new(Mutex::new(None::<[u8; 32]>));
+    // Without the API, its sender is all that stands for it: the loop's
+    // requests branch stays pending rather than see a closed channel.
+    #[cfg(not(feature = "dbus"))]
+    let control = requests_tx;
     // Before the API is on the bus: a provider may push at once.
+    #[cfg(feature = "dbus")]
     services.attach(Arc::clone(&tree));
+    #[cfg(feature = "dbus")]
     let control = crate::control::serve(crate::control::Control {
         tree: Arc::clone(&tree),
-        started,
+        started: dm_rt::clock::wall(),
         cwmp: config
             .cwmp
             .is_some()
@@ -356,6 +375,9 @@ pub async fn run(
     })
     .await;
 
+    #[cfg(not(feature = "cwmp"))]
+    let cwmp = None::<tokio::task::JoinHandle<()>>;
+    #[cfg(feature = "cwmp")]
     let cwmp = config.cwmp.as_ref().map(|cwmp| {
         let driver = dm_cwmp_tokio::Config {
             connection_request: Some(dm_cwmp_tokio::ConnectionRequestServer {
@@ -406,6 +428,9 @@ pub async fn run(
         })
     });
 
+    #[cfg(not(feature = "lwm2m"))]
+    let lwm2m = None::<tokio::task::JoinHandle<()>>;
+    #[cfg(feature = "lwm2m")]
     let lwm2m = config.lwm2m.as_ref().and_then(|lwm2m| {
         // The name is looked up by the driver at each connection, without
         // blocking and again until it resolves; only a URI that cannot be
@@ -453,8 +478,10 @@ pub async fn run(
             result
         }))
     });
-
-    let (usp_host_tx, mut usp_host_rx) = tokio::sync::mpsc::channel(1);
+    let (usp_host_tx, mut usp_host_rx) = tokio::sync::mpsc::channel::<HostAction>(1);
+    #[cfg(not(feature = "usp"))]
+    let usp = None::<tokio::task::JoinHandle<()>>;
+    #[cfg(feature = "usp")]
     let usp = config.usp.clone().map(|usp| {
         // Deployment units' operations: the handler CWMP's ChangeDUState
         // uses, on the same /9 instances.
@@ -582,8 +609,8 @@ pub async fn run(
                 }
             }
             Some(request) = requests.recv() => match request {
-                crate::control::Request::Exit => break,
-                crate::control::Request::Reload(answer) => {
+                Request::Exit => break,
+                Request::Reload(answer) => {
                     let _ = answer.try_send(reload_now());
                 }
             },
@@ -747,6 +774,7 @@ pub async fn run(
     // left its own, with its command key).
     let cause = boot_cause(action, &origin);
     let usp_on = config.usp.is_some();
+    #[cfg(feature = "usp")]
     if usp_on && action == HostAction::Reboot {
         crate::usp::remember_boot_cause(&mut lock(&tree), cause);
     }
@@ -763,10 +791,12 @@ pub async fn run(
             // The agent's own data goes back to the first start; the
             // device's is the platform's (a configured command).
             // A USP FactoryReset()'s command key, before the erase takes it.
+            #[cfg(feature = "usp")]
             let command_key = crate::usp::left_command_key(&lock(&tree));
             FileStore::erase(&config.state_dir)
                 .with_context(|| format!("erasing {}", config.state_dir.display()))?;
             // The cause outlives the erase, beside the new state.
+            #[cfg(feature = "usp")]
             if usp_on {
                 crate::usp::remember_boot_cause_after_erase(&config.state_dir, cause, &command_key);
             }
@@ -977,6 +1007,7 @@ mod tests {
 
     /// `[cwmp] acs_url_from_dhcp`: the lease's URL replaces the ACS URL;
     /// a lease without one leaves it.
+    #[cfg(feature = "cwmp")]
     #[test]
     fn the_acs_url_follows_dhcp_option_43() {
         let network = Arc::new(dm_platform::memory::MemoryNetwork::demo());
@@ -985,12 +1016,7 @@ mod tests {
             network: network.clone(),
             log: Arc::new(dm_platform::memory::MemoryLog::default()),
         };
-        let config = crate::config::parse(
-            crate::config::EMBEDDED_DEFAULT,
-            "<embedded default>",
-            &crate::config::Overrides::default(),
-        )
-        .unwrap();
+        let config = crate::config::embedded(crate::config::Overrides::default()).unwrap();
         let (mut tree, _) = build(&config, &platform, None, &[]).unwrap();
         let configured = url(&tree);
         adopt_dhcp_acs_url(&mut tree, &platform);

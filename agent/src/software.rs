@@ -128,7 +128,7 @@ pub struct Performer {
     pub state_dir: PathBuf,
     pub max_size: u64,
     pub command: Option<Vec<String>>,
-    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    pub tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
     pub self_update: Option<tokio::sync::mpsc::Sender<()>>,
 }
 
@@ -189,7 +189,7 @@ pub async fn perform(
     state_dir: PathBuf,
     max_size: u64,
     command: Option<Vec<String>>,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
     self_update: Option<tokio::sync::mpsc::Sender<()>>,
     instance: InstanceId,
     operation: Operation,
@@ -596,7 +596,7 @@ pub fn cwmp_handler(
     state_dir: PathBuf,
     max_size: u64,
     command: Option<Vec<String>>,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
 ) -> dm_cwmp_tokio::DuHandler {
     dm_cwmp_tokio::DuHandler(Arc::new(move |change| {
         let (tree, state_dir, command, tls) = (
@@ -693,7 +693,7 @@ async fn du_operation(
     state_dir: &FsPath,
     max_size: u64,
     command: &Option<Vec<String>>,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
     op: dm_cwmp::soap::DuOperation,
 ) -> dm_cwmp::soap::DuResult {
     use dm_cwmp::soap::{DuOperation, DuResult};

@@ -489,6 +489,14 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigErrors> 
 }
 
 /// Parses and validates configuration text; `source` names it in errors.
+/// The embedded default. It sets up both protocols: a build without one
+/// runs the other, as if told --no-cwmp or --no-lwm2m.
+pub fn embedded(mut overrides: Overrides) -> Result<Config, ConfigErrors> {
+    overrides.no_cwmp |= !cfg!(feature = "cwmp");
+    overrides.no_lwm2m |= !cfg!(feature = "lwm2m");
+    parse(EMBEDDED_DEFAULT, "<embedded default>", &overrides)
+}
+
 pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, ConfigErrors> {
     let at = Locator {
         text,
@@ -657,6 +665,50 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         Some(u) if u.enabled => Some(usp(u, overrides, &identity, &at)),
         _ => None,
     };
+    // A protocol set up for a build that left it out: refused, not
+    // silently not run.
+    let unbuilt = |table: &str, flag: Option<&String>, what: &str, feature: &str| {
+        let message = format!(
+            "{}; remove [{table}] or set enabled = false",
+            crate::not_built(what, feature)
+        );
+        at.report(match flag {
+            Some(flag) if !at.text.lines().any(|l| table_header(l) == Some(table)) => {
+                flag_error(flag, message)
+            }
+            _ => at.table_error(table, message),
+        });
+    };
+    if cwmp.is_some() && !cfg!(feature = "cwmp") {
+        unbuilt(
+            "cwmp",
+            overrides.acs_url.as_ref().map(|(f, _)| f),
+            "CWMP",
+            "cwmp",
+        );
+    }
+    if lwm2m.is_some() && !cfg!(feature = "lwm2m") {
+        unbuilt(
+            "lwm2m",
+            overrides.lwm2m_server.as_ref().map(|(f, _)| f),
+            "LwM2M",
+            "lwm2m",
+        );
+    }
+    if usp.is_some() && !cfg!(feature = "usp") {
+        let flag = overrides
+            .usp_broker
+            .as_ref()
+            .or(overrides.usp_controller_url.as_ref());
+        unbuilt("usp", flag.map(|(f, _)| f), "USP", "usp");
+    }
+    if platform == PlatformKind::Dbus && !cfg!(feature = "dbus") {
+        let message = crate::not_built("D-Bus", "dbus");
+        at.report(match &file.platform.kind {
+            Some(kind) if overrides.platform.is_none() => at.error(&kind.span(), message),
+            _ => flag_error("--platform (or DMAGENT_PLATFORM)", message),
+        });
+    }
 
     let errors = at.errors.take();
     if !errors.is_empty() {
@@ -1109,6 +1161,13 @@ fn lwm2m(file: Lwm2mFile, overrides: &Overrides, identity: &Identity, at: &Locat
             "coap:// goes with security \"nosec\", coaps:// with \"psk\"".into(),
         ));
     }
+    if security == SecurityMode::PreSharedKey && !cfg!(feature = "dtls") {
+        let span = file
+            .security
+            .as_ref()
+            .map_or(file.server_uri.span(), |s| s.span());
+        at.report(at.error(&span, crate::not_built("DTLS", "dtls")));
+    }
     if security == SecurityMode::PreSharedKey {
         // A key that is not there is reported at its table's header (or,
         // with the server from the command line, without a line).
@@ -1419,6 +1478,9 @@ fn check_url(url: &str, schemes: &[&str]) -> Result<String, String> {
         return Err(format!(
             "scheme {scheme:?} is not supported; allowed: {allowed}"
         ));
+    }
+    if let Some(reason) = crate::unbuilt_scheme(scheme) {
+        return Err(reason);
     }
     let parsed = dm_rt::uri::parse(url).map_err(|e| format!("{url:?}: {}", e.reason))?;
     dm_rt::uri::port(&parsed).map_err(|e| format!("{url:?}: {}", e.reason))?;

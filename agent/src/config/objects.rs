@@ -352,7 +352,12 @@ fn declaration(
                    or be \"dbus\"";
     let provider = match table.provider.as_ref().map(|p| (p, p.get_ref())) {
         None => None,
-        Some((_, toml::Value::String(kind))) if kind == "dbus" => Some(ProviderKind::Dbus),
+        Some((span, toml::Value::String(kind))) if kind == "dbus" => {
+            if !cfg!(feature = "dbus") {
+                return Err(at.error(&span.span(), crate::not_built("D-Bus", "dbus")));
+            }
+            Some(ProviderKind::Dbus)
+        }
         Some((span, toml::Value::Array(argv))) => {
             let argv: Option<Vec<String>> =
                 argv.iter().map(|a| a.as_str().map(str::to_owned)).collect();

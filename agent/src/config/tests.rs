@@ -13,12 +13,8 @@ fn check(text: &str, expect: &str) {
 
 #[test]
 fn the_embedded_default_is_valid() {
-    let config = parse(
-        EMBEDDED_DEFAULT,
-        "<embedded default>",
-        &Overrides::default(),
-    )
-    .unwrap();
+    // In every build: it sets up the protocols the build carries.
+    let config = embedded(Overrides::default()).unwrap();
     // Real values by default, never the invented ones.
     assert_eq!(config.platform, PlatformKind::Auto);
     assert_eq!(
@@ -27,7 +23,69 @@ fn the_embedded_default_is_valid() {
             .platform,
         PlatformKind::Auto
     );
-    assert!(config.cwmp.is_some() && config.lwm2m.is_some());
+    assert_eq!(config.cwmp.is_some(), cfg!(feature = "cwmp"));
+    assert_eq!(config.lwm2m.is_some(), cfg!(feature = "lwm2m"));
+}
+
+/// A configuration that needs a feature the build left out is refused
+/// with the feature's name; the same configuration is fine in a build
+/// that has it. (CI runs this in the default and a reduced build.)
+#[test]
+fn what_the_build_left_out_is_refused_by_name() {
+    let cases: [(&str, &str, bool); 8] = [
+        (
+            "[cwmp]\nacs_url = \"http://127.0.0.1:7547/\"\n",
+            "cwmp",
+            cfg!(feature = "cwmp"),
+        ),
+        (
+            "[lwm2m]\nserver_uri = \"coap://127.0.0.1\"\n",
+            "lwm2m",
+            cfg!(feature = "lwm2m"),
+        ),
+        (
+            "[usp]\nbroker = \"mqtt://127.0.0.1\"\ncontroller_endpoint_id = \"self::c\"\n",
+            "usp",
+            cfg!(feature = "usp"),
+        ),
+        (
+            "[lwm2m]\nserver_uri = \"coaps://127.0.0.1\"\npsk_identity = \"d\"\npsk_key = \"0011\"\n",
+            "dtls",
+            cfg!(all(feature = "lwm2m", feature = "dtls")),
+        ),
+        (
+            "[cwmp]\nacs_url = \"https://127.0.0.1:7547/\"\n",
+            "https",
+            cfg!(all(feature = "cwmp", feature = "https")),
+        ),
+        (
+            "[platform]\nkind = \"dbus\"\n",
+            "dbus",
+            cfg!(feature = "dbus"),
+        ),
+        ("[platform]\nkind = \"linux\"\n", "none", true),
+        (
+            "[[object]]\ndefinition = \"DEFINITION\"\nprovider = \"dbus\"\n",
+            "dbus",
+            cfg!(feature = "dbus"),
+        ),
+    ];
+    let definition = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/temperature/3303.xml"
+    );
+    for (text, feature, built) in cases {
+        let text = &text.replace("DEFINITION", definition);
+        let named = format!("(cargo feature `{feature}`)");
+        match parse(text, "dmagent.toml", &Overrides::default()) {
+            Ok(_) => assert!(built, "{feature} is not built, yet accepted:\n{text}"),
+            Err(e) => {
+                let e = e.to_string();
+                assert_eq!(e.contains(&named), !built, "{text}\n→ {e}");
+                assert!(!built || !e.contains("cargo feature"), "{e}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -76,6 +134,8 @@ fn the_instance_limit_is_checked() {
     assert_eq!(config.max_instances, dm_core::tree::DEFAULT_INSTANCE_LIMIT);
 }
 
+// Sets up what a reduced build refuses.
+#[cfg(dmagent_full)]
 #[test]
 fn a_disabled_protocol_needs_no_server() {
     let config = parse(
@@ -125,6 +185,8 @@ fn reboot_and_factory_reset_commands_are_argv() {
     );
 }
 
+// Sets up what a reduced build refuses.
+#[cfg(dmagent_full)]
 #[test]
 fn a_bad_value_names_the_file_line_key_and_what_is_allowed() {
     check(
@@ -180,6 +242,8 @@ fn a_bad_value_names_the_file_line_key_and_what_is_allowed() {
     );
 }
 
+// Sets up what a reduced build refuses.
+#[cfg(dmagent_full)]
 #[test]
 fn unknown_keys_and_broken_syntax_are_refused() {
     check(
@@ -192,6 +256,8 @@ fn unknown_keys_and_broken_syntax_are_refused() {
     );
 }
 
+// Sets up what a reduced build refuses.
+#[cfg(dmagent_full)]
 #[test]
 fn overrides_win_and_are_checked() {
     let text = "[cwmp]\nacs_url = \"http://127.0.0.1:7547/\"\n";
@@ -214,6 +280,8 @@ fn overrides_win_and_are_checked() {
     );
 }
 
+// Sets up what a reduced build refuses.
+#[cfg(dmagent_full)]
 #[test]
 fn defaults() {
     let config = parse(
@@ -268,6 +336,8 @@ proptest::proptest! {
 /// `[[object]]`: a definition read relative to the configuration file,
 /// its values checked against it, and every mistake named with the
 /// configuration's line (and the definition's, when it is broken).
+// Sets up what a reduced build refuses.
+#[cfg(dmagent_full)]
 #[test]
 fn declared_objects_are_read_and_checked() {
     let dir = tempfile::tempdir().unwrap();
@@ -689,6 +759,8 @@ fn the_readme_reference_lists_every_key() {
 }
 
 /// The GenieACS quick start's configuration is valid as written.
+// Sets up what a reduced build refuses.
+#[cfg(dmagent_full)]
 #[test]
 fn the_readme_quick_start_configuration_is_valid() {
     let readme = include_str!("../../../README.md");
@@ -708,6 +780,8 @@ fn the_readme_quick_start_configuration_is_valid() {
 
 /// A key serde refuses is reported once: not again as missing, and a
 /// table whose `enabled` was refused is not checked as if it were on.
+// Sets up what a reduced build refuses.
+#[cfg(dmagent_full)]
 #[test]
 fn a_refused_key_is_not_reported_again_as_missing() {
     let text = "[cwmp]\nacs_url = 5\n\n[lwm2m]\nenabled = \"no\"\nlifetime = 1\n\n\
@@ -734,6 +808,8 @@ fn mqtt(usp: &Usp) -> &UspMqtt {
     }
 }
 
+// Sets up what a reduced build refuses.
+#[cfg(dmagent_full)]
 #[test]
 fn usp_takes_its_defaults_from_the_identity_and_checks_its_keys() {
     let text = "[device]\noui = \"00D09E\"\nserial_number = \"SN9\"\n\n[usp]\n\

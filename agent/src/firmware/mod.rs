@@ -378,7 +378,7 @@ pub async fn pull(
     tree: Arc<Mutex<Tree>>,
     store: ImageStore,
     uri: String,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
     announcer: Announcer,
     sha256: Option<[u8; 32]>,
 ) {
@@ -423,7 +423,7 @@ async fn pull_inner(
     tree: Arc<Mutex<Tree>>,
     store: ImageStore,
     uri: String,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
     sha256: Option<[u8; 32]>,
 ) -> i64 {
     // E.6: an unsupported protocol leaves the state Idle.
@@ -474,7 +474,7 @@ pub async fn fetch(
     store: &ImageStore,
     uri: &str,
     credentials: dm_cwmp_tokio::Credentials,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
     sha256: Option<[u8; 32]>,
 ) -> Result<(std::path::PathBuf, u64), Failure> {
     let scheme = uri.split_once("://").map(|(scheme, _)| scheme);
@@ -483,6 +483,10 @@ pub async fn fetch(
             uri = %dm_cwmp_tokio::redacted(uri),
             "coap://, coaps://, http://, https:// and ftp:// are pulled"
         );
+        return Err(Failure::Unsupported);
+    }
+    if let Some(reason) = scheme.and_then(crate::unbuilt_scheme) {
+        warn!(uri = %dm_cwmp_tokio::redacted(uri), "{reason}");
         return Err(Failure::Unsupported);
     }
     let mut writer = store.begin().map_err(|e| {
@@ -717,7 +721,7 @@ pub fn cwmp_transfers(
     store: ImageStore,
     command: Option<Vec<String>>,
     reboot: bool,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
     log: Arc<dyn dm_platform::SystemLog>,
 ) -> dm_cwmp_tokio::TransferHandler {
     use dm_cwmp_tokio::Applied;
@@ -730,6 +734,16 @@ pub fn cwmp_transfers(
             Arc::clone(&log),
         );
         Box::pin(async move {
+            if let Some(reason) = transfer
+                .url
+                .split_once("://")
+                .and_then(|(scheme, _)| crate::unbuilt_scheme(&scheme.to_ascii_lowercase()))
+            {
+                return Err(TransferFault::new(
+                    FaultCode::UnsupportedTransferProtocol,
+                    format!("Unsupported protocol for file transfer: {reason}"),
+                ));
+            }
             if transfer.upload {
                 return upload(&transfer, &tree, log.as_ref(), tls)
                     .await
@@ -839,7 +853,7 @@ impl<'u> Source<'u> {
 async fn download_image(
     source: Source<'_>,
     credentials: dm_cwmp_tokio::Credentials,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
     writer: &mut ImageWriter,
     tree: &Arc<Mutex<Tree>>,
 ) -> Result<u64, dm_cwmp_tokio::http::HttpError> {
@@ -912,7 +926,7 @@ async fn restore_configuration(
     transfer: &dm_cwmp::session::QueuedDownload,
     tree: &Mutex<Tree>,
     credentials: dm_cwmp_tokio::Credentials,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
 ) -> Result<(), TransferFault> {
     let mut sink = MemorySink {
         bytes: Vec::new(),
@@ -994,7 +1008,7 @@ async fn upload(
     transfer: &dm_cwmp::session::QueuedDownload,
     tree: &Mutex<Tree>,
     log: &dyn dm_platform::SystemLog,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
 ) -> Result<(), TransferFault> {
     use dm_cwmp_tokio::http::HttpError;
     let body = if transfer.file_type == dm_cwmp::session::CONFIGURATION_UPLOAD {

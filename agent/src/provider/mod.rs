@@ -20,6 +20,7 @@
 //! the provider's name, and nothing of that push is taken.
 
 pub mod command;
+#[cfg(feature = "dbus")]
 pub mod dbus;
 
 use std::sync::Mutex;

@@ -55,7 +55,7 @@ pub(super) struct Connection {
     keep_alive: Duration,
     /// wss://: the agent's rustls configuration (its CAs, its
     /// certificate when the controller asks), as for HTTPS to the ACS.
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
 }
 
 /// What a session runs on: TCP, or TLS over it.
@@ -162,10 +162,7 @@ impl Connection {
         let stream: Box<dyn Io> = match &self.tls {
             None => Box::new(tcp),
             Some(tls) => {
-                let name = rustls_pki_types::ServerName::try_from(host.clone())
-                    .map_err(|e| format!("{host}: {e}"))?;
-                let stream = tokio_rustls::TlsConnector::from(Arc::clone(tls))
-                    .connect(name, tcp)
+                let stream = dm_cwmp_tokio::tls::connect(Arc::clone(tls), &host, tcp)
                     .await
                     .map_err(|e| format!("TLS with {host}:{port}: {e}"))?;
                 Box::new(stream)

@@ -12,7 +12,6 @@ use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 
-use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 
 /// The largest ACS response body read: a hostile or broken ACS cannot
@@ -131,7 +130,7 @@ pub struct Credentials {
 /// closes the connection and forgets the cookies.
 pub struct HttpSession {
     uri: Uri,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    tls: Option<Arc<crate::tls::ClientConfig>>,
     credentials: Credentials,
     timeout: Duration,
     sender: Option<SendRequest<Streamed>>,
@@ -160,7 +159,7 @@ impl HttpSession {
         uri: Uri,
         credentials: Credentials,
         timeout: Duration,
-        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+        tls: Option<Arc<crate::tls::ClientConfig>>,
     ) -> HttpSession {
         HttpSession {
             uri,
@@ -384,10 +383,7 @@ impl HttpSession {
                 .tls
                 .clone()
                 .ok_or_else(|| HttpError::Connect("HTTPS is not configured".into()))?;
-            let name = ServerName::try_from(host.clone())
-                .map_err(|e| HttpError::Connect(format!("{host}: {e}")))?;
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(name, stream)
+            let tls = crate::tls::connect(config, &host, stream)
                 .await
                 .map_err(|e| HttpError::Connect(format!("TLS with {host}:{port}: {e}")))?;
             let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))

@@ -7,6 +7,10 @@
 
 pub mod connreq;
 mod dual;
+#[cfg(feature = "ftp")]
+pub mod ftp;
+#[cfg(not(feature = "ftp"))]
+#[path = "no_ftp.rs"]
 pub mod ftp;
 #[cfg(fuzzing)]
 pub mod fuzzing;
@@ -707,7 +711,7 @@ async fn session(
     engine: &mut Engine,
     url: &str,
     config: &Config,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    tls: Option<Arc<tls::ClientConfig>>,
     shutdown: &mut watch::Receiver<bool>,
 ) {
     let uri: Uri = match url.parse() {

@@ -1,12 +1,31 @@
 //! HTTPS to the ACS (TR-069 §3.4.1): rustls with certificate validation
 //! against a configurable CA bundle, and an optional client certificate.
+//!
+//! Without the `https` feature the same API stands over a configuration
+//! type with no values: [`client_config`] says the build has no TLS, and
+//! the code that would use a configuration compiles to nothing.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use tokio::net::TcpStream;
+
+#[cfg(feature = "https")]
 use rustls_pki_types::pem::PemObject as _;
+#[cfg(feature = "https")]
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+#[cfg(feature = "https")]
+pub use tokio_rustls::rustls::ClientConfig;
+#[cfg(feature = "https")]
+use tokio_rustls::rustls::RootCertStore;
+
+/// A build without TLS (cargo feature `https` off) has no client
+/// configuration.
+#[cfg(not(feature = "https"))]
+pub enum ClientConfig {}
+
+/// What `https://`, `wss://` and `mqtts://` get in a build without TLS.
+pub const NOT_BUILT: &str = "this dmagent was built without TLS (cargo feature `https`)";
 
 /// Where trust and identity come from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,6 +57,43 @@ fn at(file: &Path) -> impl Fn(String) -> TlsError + '_ {
 }
 
 /// Builds the client configuration once; errors name the file.
+#[cfg(not(feature = "https"))]
+pub fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsError> {
+    let ca_file = settings
+        .ca_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(SYSTEM_CA_FILE));
+    Err(at(&ca_file)(NOT_BUILT.into()))
+}
+
+/// A TLS client stream over `stream` to `host`, the server's certificate
+/// checked against `host`.
+#[cfg(feature = "https")]
+pub async fn connect(
+    config: Arc<ClientConfig>,
+    host: &str,
+    stream: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| format!("{host}: {e}"))?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, stream)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// No configuration exists in a build without TLS: never called.
+#[cfg(not(feature = "https"))]
+pub async fn connect(
+    config: Arc<ClientConfig>,
+    _host: &str,
+    _stream: TcpStream,
+) -> Result<TcpStream, String> {
+    match *config {}
+}
+
+/// Builds the client configuration once; errors name the file.
+#[cfg(feature = "https")]
 pub fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsError> {
     let ca_file = settings
         .ca_file
@@ -69,6 +125,7 @@ pub fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsErr
     Ok(Arc::new(config))
 }
 
+#[cfg(feature = "https")]
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     CertificateDer::pem_file_iter(path)
         .map_err(|e| at(path)(e.to_string()))?

@@ -10,6 +10,12 @@ pub mod bootstrap;
 pub mod client;
 pub mod coap;
 pub mod declare;
+#[cfg(feature = "dtls")]
+pub mod dtls;
+/// A build without the `dtls` feature: the same API, with no session that
+/// can exist (secured servers are refused when the configuration is read).
+#[cfg(not(feature = "dtls"))]
+#[path = "no_dtls.rs"]
 pub mod dtls;
 pub mod fetch;
 pub mod format;

@@ -4,6 +4,7 @@
 mod bootstrap;
 mod client;
 mod declare;
+#[cfg(feature = "dtls")]
 mod dtls;
 mod formats;
 
