@@ -3,10 +3,14 @@
 //! `IFA_F_PERMANENT` tells a configured address from a leased one), and
 //! the neighbour tables of both families (`/proc/net/arp` has IPv4 only).
 //!
-//! The messages are built and parsed by `netlink-packet-route`, the crate
-//! under `rtnetlink`; the socket is a plain blocking one from `nix`, read
-//! on the caller's thread (the platform's snapshot thread, or a host read
-//! off the tree's lock), so no async netlink stack comes with it.
+//! The entries are parsed by `netlink-packet-route`, the crate under
+//! `rtnetlink`: its address and neighbour parsers only, by message type
+//! (its whole-message parser brings every rtnetlink family's, some 390 KiB
+//! of the release binary, for these two). The request, a netlink header
+//! and a zeroed family header, is written here. The socket is a plain
+//! blocking one from `nix`, read on the caller's thread (the platform's
+//! snapshot thread, or a host read off the tree's lock), so no async
+//! netlink stack comes with it.
 //!
 //! What the kernel answers is bounded: a dump is cut at [`MAX_ENTRIES`],
 //! each wait for a datagram at [`RECV_TIMEOUT`], and a message that does
@@ -15,10 +19,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, Parseable as _};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
@@ -33,16 +34,33 @@ pub const MAX_ENTRIES: usize = 4096;
 /// The longest wait for the kernel's next datagram of a dump.
 pub const RECV_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// struct nlmsghdr's size; the message types used (linux/rtnetlink.h).
+const HEADER: usize = 16;
+const RTM_NEWADDR: u16 = 20;
+const RTM_GETADDR: u16 = 22;
+const RTM_NEWNEIGH: u16 = 28;
+const RTM_GETNEIGH: u16 = 30;
+
+/// One entry of a dump: the two kinds the agent asks for.
+#[derive(Debug)]
+pub enum Entry {
+    Address(AddressMessage),
+    Neighbour(NeighbourMessage),
+}
+
 /// Every address the kernel holds, with the index of its interface.
 pub fn addresses() -> std::io::Result<Vec<(u32, InterfaceAddress)>> {
-    let request = RouteNetlinkMessage::GetAddress(AddressMessage::default());
-    Ok(dump(request)?.iter().filter_map(address_of).collect())
+    // struct ifaddrmsg, zeroed: both families, every interface.
+    Ok(dump(&request(RTM_GETADDR, 8))?
+        .iter()
+        .filter_map(address_of)
+        .collect())
 }
 
 /// Both neighbour tables. `names` gives an interface's name by index.
 pub fn neighbours(names: &HashMap<u32, String>) -> std::io::Result<Vec<Neighbour>> {
-    let request = RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default());
-    Ok(dump(request)?
+    // struct ndmsg, zeroed.
+    Ok(dump(&request(RTM_GETNEIGH, 12))?
         .iter()
         .filter_map(|m| neighbour_of(m, names))
         .collect())
@@ -51,8 +69,8 @@ pub fn neighbours(names: &HashMap<u32, String>) -> std::io::Result<Vec<Neighbour
 /// One address message: its interface index and the address as the
 /// platform says it. IFA_LOCAL is the interface's own address where the
 /// link is point-to-point (IFA_ADDRESS is then the peer's).
-pub fn address_of(message: &RouteNetlinkMessage) -> Option<(u32, InterfaceAddress)> {
-    let RouteNetlinkMessage::NewAddress(message) = message else {
+pub fn address_of(message: &Entry) -> Option<(u32, InterfaceAddress)> {
+    let Entry::Address(message) = message else {
         return None;
     };
     let mut address = None;
@@ -89,11 +107,8 @@ pub fn address_of(message: &RouteNetlinkMessage) -> Option<(u32, InterfaceAddres
 /// (NOARP: loopback, multicast) are no host; `active` is whether the
 /// kernel holds the entry as reachable or recently so (a stale entry is
 /// still a host on the LAN, as `/proc/net/arp`'s complete flag said).
-pub fn neighbour_of(
-    message: &RouteNetlinkMessage,
-    names: &HashMap<u32, String>,
-) -> Option<Neighbour> {
-    let RouteNetlinkMessage::NewNeighbour(message) = message else {
+pub fn neighbour_of(message: &Entry, names: &HashMap<u32, String>) -> Option<Neighbour> {
+    let Entry::Neighbour(message) = message else {
         return None;
     };
     let active = match message.header.state {
@@ -137,7 +152,22 @@ fn mac_text(bytes: &[u8]) -> String {
 
 /// Sends a dump request and collects what the kernel answers until its
 /// Done (or an error, or [`MAX_ENTRIES`]).
-fn dump(request: RouteNetlinkMessage) -> std::io::Result<Vec<RouteNetlinkMessage>> {
+/// A dump request of `kind`: the netlink header, then the family's
+/// header of `body` bytes, zeroed (netlink's byte order is the host's).
+fn request(kind: u16, body: usize) -> Vec<u8> {
+    let length = HEADER + body;
+    let mut bytes = Vec::with_capacity(length);
+    bytes.extend_from_slice(&(length as u32).to_ne_bytes());
+    bytes.extend_from_slice(&kind.to_ne_bytes());
+    bytes.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    // Sequence number and port id (0: the kernel's).
+    bytes.extend_from_slice(&1u32.to_ne_bytes());
+    bytes.extend_from_slice(&0u32.to_ne_bytes());
+    bytes.resize(length, 0);
+    bytes
+}
+
+fn dump(request: &[u8]) -> std::io::Result<Vec<Entry>> {
     use nix::sys::socket::{
         AddressFamily as Family, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind,
         recv, send, socket,
@@ -152,14 +182,7 @@ fn dump(request: RouteNetlinkMessage) -> std::io::Result<Vec<RouteNetlinkMessage
     bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0))?;
     let timeout = nix::sys::time::TimeVal::new(RECV_TIMEOUT.as_secs() as nix::sys::time::time_t, 0);
     nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)?;
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    header.sequence_number = 1;
-    let mut message = NetlinkMessage::new(header, NetlinkPayload::from(request));
-    message.finalize();
-    let mut bytes = vec![0; message.buffer_len()];
-    message.serialize(&mut bytes);
-    send(fd.as_raw_fd(), &bytes, MsgFlags::empty())?;
+    send(fd.as_raw_fd(), request, MsgFlags::empty())?;
     // A dump comes in datagrams of at most a page or two each (the
     // kernel's NLMSG_GOODSIZE); 32 KiB holds any of them.
     let mut buffer = vec![0u8; 32 * 1024];
@@ -201,9 +224,8 @@ enum Ended {
 /// header (length, type: netlink's own framing, host byte order); one
 /// whose body does not parse is skipped; a header that cannot be right (a
 /// length shorter than a header or past the datagram) ends the datagram.
-fn split(mut datagram: &[u8], out: &mut Vec<RouteNetlinkMessage>) -> Option<Ended> {
-    /// struct nlmsghdr; NLMSG_ERROR, NLMSG_DONE.
-    const HEADER: usize = 16;
+fn split(mut datagram: &[u8], out: &mut Vec<Entry>) -> Option<Ended> {
+    /// NLMSG_ERROR, NLMSG_DONE.
     const ERROR: u16 = 2;
     const DONE: u16 = 3;
     while datagram.len() >= HEADER {
@@ -226,15 +248,16 @@ fn split(mut datagram: &[u8], out: &mut Vec<RouteNetlinkMessage>) -> Option<Ende
                     Ended::Error(code.saturating_neg())
                 });
             }
-            _ => {
-                if let Ok(message) =
-                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&datagram[..length])
-                    && let NetlinkPayload::InnerMessage(inner) = message.payload
-                    && out.len() < MAX_ENTRIES
-                {
-                    out.push(inner);
-                }
+            RTM_NEWADDR | RTM_NEWNEIGH if out.len() < MAX_ENTRIES => {
+                let body = &datagram[HEADER..length];
+                let entry = if kind == RTM_NEWADDR {
+                    AddressMessage::parse(body).ok().map(Entry::Address)
+                } else {
+                    NeighbourMessage::parse(body).ok().map(Entry::Neighbour)
+                };
+                out.extend(entry);
             }
+            _ => {}
         }
         // Messages are aligned to 4 bytes.
         let next = (length + 3) & !3;
@@ -246,7 +269,9 @@ fn split(mut datagram: &[u8], out: &mut Vec<RouteNetlinkMessage>) -> Option<Ende
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
     use netlink_packet_route::AddressFamily;
+    use netlink_packet_route::RouteNetlinkMessage;
     use netlink_packet_route::address::AddressHeaderFlags;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -275,6 +300,12 @@ mod tests {
 
     fn neighbour(index: u32, a: IpAddr, mac: &[u8], state: NeighbourState) -> RouteNetlinkMessage {
         let mut m = NeighbourMessage::default();
+        // The kernel names the family: the destination is read by it.
+        m.header.family = if a.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
         m.header.ifindex = index;
         m.header.state = state;
         m.attributes.push(NeighbourAttribute::Destination(match a {
@@ -401,10 +432,16 @@ mod tests {
                 NeighbourState::Reachable,
             ),
         ];
-        let found: Vec<Neighbour> = messages
-            .iter()
-            .filter_map(|m| neighbour_of(m, &names))
-            .collect();
+        // Through bytes and back, as the kernel sends them.
+        let datagram = messages
+            .into_iter()
+            .map(|m| bytes(NetlinkPayload::InnerMessage(m)))
+            .chain([bytes(NetlinkPayload::Done(Default::default()))])
+            .collect::<Vec<_>>()
+            .concat();
+        let mut out = Vec::new();
+        assert_eq!(split(&datagram, &mut out), Some(Ended::Done));
+        let found: Vec<Neighbour> = out.iter().filter_map(|m| neighbour_of(m, &names)).collect();
         assert_eq!(
             found,
             [
