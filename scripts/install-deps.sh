@@ -42,6 +42,9 @@ have shellcheck || missing="$missing shellcheck"
 have systemd-analyze || missing="$missing systemd"
 # build-deb.sh (run by the test command) reads the binary's glibc needs.
 have objdump || missing="$missing binutils"
+# The footprint benchmark (cargo bench -p dmagent --bench footprint)
+# reports each binary's size compressed with xz.
+have xz || missing="$missing xz-utils"
 
 # What building and the demo need, and these with them. Word splitting is
 # wanted: one package name per word.

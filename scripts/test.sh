@@ -12,6 +12,17 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 # The Debian package, which a test installs into a throw-away root.
 scripts/build-deb.sh >/dev/null
 cargo test --locked --workspace
+# The reduced feature sets (the footprint issue) build, say what they
+# carry, and pass the agent's own tests, which check that a configuration
+# needing what a set left out is refused by the feature's name. After the
+# workspace's tests: these builds replace target/debug/dmagent.
+for features in lwm2m,dtls cwmp,https lwm2m; do
+    cargo test --locked -p dmagent --no-default-features --features "$features" --bin dmagent
+    cargo build --locked -p dmagent --no-default-features --features "$features"
+    expected="(features: $(echo "$features" | sed 's/,/, /g'))"
+    target/debug/dmagent --version | grep -qF "$expected" ||
+        { echo "dmagent --version does not say $expected" >&2; exit 1; }
+done
 # Every fuzz target builds and passes its seeds (scripts/fuzz.sh runs them
 # for real).
 scripts/fuzz.sh smoke

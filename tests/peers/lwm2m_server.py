@@ -14,6 +14,7 @@ Usage: lwm2m_server.py PORT
        lwm2m_server.py PORT firmware-coap SIZE
        lwm2m_server.py PORT software URL
        lwm2m_server.py PORT self-update URL
+       lwm2m_server.py PORT idle
 
 Listens on 127.0.0.1:PORT and accepts one registration. Then, by default,
 drives the registered client through Read (text, TLV, SenML JSON), Write,
@@ -293,6 +294,13 @@ async def main(port, mode):
         return
     client = await state.registered
     base = "coap://" + client
+
+    if mode and mode[0] == "idle":
+        # Registered and left alone (Updates answered) until the client
+        # de-registers: the footprint benchmark's server.
+        await state.deregistered
+        await context.shutdown()
+        return
 
     if mode and mode[0] == "observe":
         # Observes PATH and reports each notification until the client

@@ -224,6 +224,8 @@ pub async fn run(
     // whether UDP requests are served too): binding is retried in the
     // background, sessions to the ACS go on meanwhile.
     let (cr_bound_tx, mut cr_bound) = watch::channel::<Option<(u16, bool)>>(None);
+    // ManagementServer.STUN* changed: the UDP listener looks again.
+    let stun_changed = Arc::new(tokio::sync::Notify::new());
     if let Some(cr) = config.connection_request.clone() {
         cr_path = cr.path.clone();
         let source = Arc::clone(&tree);
@@ -246,6 +248,7 @@ pub async fn run(
                 let tree = Arc::clone(&tree);
                 Arc::new(move || stun_settings(&lock(&tree)))
             },
+            changed: Arc::clone(&stun_changed),
             learned: {
                 let (tree, status) = (Arc::clone(&tree), Arc::clone(&config.status));
                 Arc::new(move |public, behind_nat| {
@@ -322,6 +325,9 @@ pub async fn run(
             None => (None, false),
         };
         for change in changes.drain() {
+            if is_stun_setting(&change.path) {
+                stun_changed.notify_one();
+            }
             engine.handle_change(&mut lock(&tree), &change);
         }
         let lost = changes.take_lagged();
@@ -875,6 +881,24 @@ fn publish_udp_address(tree: &mut Tree, cr_url: &str) {
             )
             .commit();
     }
+}
+
+/// Whether `path` is one of ManagementServer.STUN* (or the whole object).
+fn is_stun_setting(path: &Path) -> bool {
+    use management_server as ms;
+    path.object_id() == ms::ID
+        && path.resource_id().is_none_or(|r| {
+            [
+                ms::STUN_ENABLE,
+                ms::STUN_SERVER_ADDRESS,
+                ms::STUN_SERVER_PORT,
+                ms::STUN_USERNAME,
+                ms::STUN_PASSWORD,
+                ms::STUN_MAXIMUM_KEEP_ALIVE_PERIOD,
+                ms::STUN_MINIMUM_KEEP_ALIVE_PERIOD,
+            ]
+            .contains(&r)
+        })
 }
 
 /// ManagementServer.STUN* when STUNEnable is true and a server is named.

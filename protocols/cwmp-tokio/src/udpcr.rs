@@ -156,6 +156,10 @@ fn ring_eq(a: &[u8], b: &[u8]) -> bool {
 #[derive(Clone)]
 pub struct Stun {
     pub settings: Arc<dyn Fn() -> Option<StunSettings> + Send + Sync>,
+    /// Notified when the settings change: a Binding Request goes out at
+    /// once (STUN just turned on, another server). While STUN is off this
+    /// is all that wakes the listener's STUN side: nothing polls.
+    pub changed: Arc<tokio::sync::Notify>,
     /// The public address and whether a NAT stands between.
     pub learned: Arc<dyn Fn(SocketAddr, bool) + Send + Sync>,
 }
@@ -199,7 +203,9 @@ pub async fn serve(
         let mut pending: Option<[u8; 12]> = None;
         let mut mapped: Option<SocketAddr> = None;
         let mut changed = false;
-        let mut next_binding = tokio::time::Instant::from_std(clock::now());
+        // When the next Binding Request is due; `None` while STUN is off.
+        let mut next_binding = Some(clock::now());
+        let stun_changed = stun.as_ref().map(|s| Arc::clone(&s.changed));
         loop {
             let stun_on = stun.is_some();
             tokio::select! {
@@ -247,11 +253,17 @@ pub async fn serve(
                         Verdict::Reject(why) => warn!(%from, "UDP connection request refused: {why}"),
                     }
                 }
-                () = tokio::time::sleep_until(next_binding), if stun_on => {
+                () = async {
+                    match &stun_changed {
+                        Some(changed) => changed.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => next_binding = Some(clock::now()),
+                () = dm_rt::sleep_until(next_binding), if stun_on => {
                     let settings = stun.as_ref().and_then(|s| (s.settings)());
                     let Some(settings) = settings else {
-                        // Off: look again later (the ACS may turn it on).
-                        next_binding = tokio::time::Instant::from_std(clock::now()) + Duration::from_secs(30);
+                        // Off: until the settings change.
+                        next_binding = None;
                         continue;
                     };
                     let server = tokio::net::lookup_host((settings.server.as_str(), settings.port))
@@ -265,7 +277,7 @@ pub async fn serve(
                         });
                     let Some(server) = server else {
                         warn!(server = settings.server, "STUN server not found");
-                        next_binding = tokio::time::Instant::from_std(clock::now()) + STUN_RETRY;
+                        next_binding = Some(clock::now() + STUN_RETRY);
                         continue;
                     };
                     let mut txid = [0u8; 12];
@@ -285,12 +297,14 @@ pub async fn serve(
                         pending = Some(txid);
                     }
                     // Unanswered: again soon; answered: at the keep-alive.
-                    next_binding = tokio::time::Instant::from_std(clock::now())
-                        + if mapped.is_none() {
-                            STUN_RETRY.min(settings.keepalive)
-                        } else {
-                            settings.keepalive
-                        };
+                    next_binding = Some(
+                        clock::now()
+                            + if mapped.is_none() {
+                                STUN_RETRY.min(settings.keepalive)
+                            } else {
+                                settings.keepalive
+                            },
+                    );
                 }
             }
         }

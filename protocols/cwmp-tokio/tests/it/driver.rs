@@ -1106,6 +1106,89 @@ async fn stun_binds_the_udp_connection_request_port() {
     driver.await.unwrap().unwrap();
 }
 
+/// STUN turned on while the driver runs (the ACS sets STUNEnable): the
+/// Binding Request goes out at once, on the change, not at a poll (an
+/// idle agent with STUN off is woken by nothing; the footprint issue). The
+/// test's own UDP socket is the STUN server: what it receives is the
+/// request, its magic cookie checked (RFC 5389 §6).
+#[tokio::test(flavor = "current_thread")]
+async fn stun_turned_on_later_sends_a_binding_request_at_once() {
+    use dm_core::catalog::management_server as ms;
+    let stun_server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut acs = scripted_acs(vec![
+        (
+            200,
+            acs_message(
+                "<cwmp:InformResponse><MaxEnvelopes>1</MaxEnvelopes></cwmp:InformResponse>",
+            ),
+        ),
+        (204, String::new()),
+    ])
+    .await;
+    let tree = Arc::new(Mutex::new(tree(&format!("http://{}/acs", acs.address))));
+    let at = |r| dm_core::Path::resource(ms::ID, dm_core::InstanceId(0), r);
+    let bind: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (host_tx, _host_rx) = mpsc::channel(4);
+    let (_commands, commands) = mpsc::channel(1);
+    let (stop_tx, stop) = watch::channel(false);
+    let driver = tokio::spawn(dm_cwmp_tokio::run(
+        Arc::clone(&tree),
+        Config {
+            connection_request: Some(ConnectionRequestServer {
+                bind,
+                path: "/cr".into(),
+                allow_basic: false,
+                min_interval: Duration::ZERO,
+            }),
+            http_timeout: Duration::from_secs(10),
+            tls: TlsSettings::default(),
+            ..Config::default()
+        },
+        host_tx,
+        commands,
+        stop,
+    ));
+    // The boot session is over: the driver is idle, STUN off.
+    for _ in 0..2 {
+        next(&mut acs.seen).await;
+    }
+    tree.lock()
+        .unwrap()
+        .begin(dm_core::Origin::Acs)
+        .set(at(ms::STUN_ENABLE), dm_core::Value::Boolean(true))
+        .set(
+            at(ms::STUN_SERVER_ADDRESS),
+            dm_core::Value::String("127.0.0.1".into()),
+        )
+        .set(
+            at(ms::STUN_SERVER_PORT),
+            dm_core::Value::Unsigned(u64::from(stun_server.local_addr().unwrap().port())),
+        )
+        .commit()
+        .unwrap();
+    let mut request = [0u8; 548];
+    // Well under the 30 s a poll for the setting used to take.
+    let (n, from) =
+        tokio::time::timeout(Duration::from_secs(10), stun_server.recv_from(&mut request))
+            .await
+            .expect("a Binding Request on the change")
+            .unwrap();
+    assert_eq!(
+        from.port(),
+        bind.port(),
+        "from the UDP connection-request port"
+    );
+    assert!(n >= 20, "{n} bytes");
+    assert_eq!(&request[0..2], &[0x00, 0x01], "a Binding Request");
+    assert_eq!(
+        &request[4..8],
+        &[0x21, 0x12, 0xa4, 0x42],
+        "the magic cookie"
+    );
+    stop_tx.send(true).unwrap();
+    driver.await.unwrap().unwrap();
+}
+
 fn two_sessions() -> Vec<(u16, String)> {
     let inform_response =
         acs_message("<cwmp:InformResponse><MaxEnvelopes>1</MaxEnvelopes></cwmp:InformResponse>");
