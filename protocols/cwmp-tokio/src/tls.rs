@@ -92,9 +92,36 @@ pub async fn connect(
     match *config {}
 }
 
-/// Builds the client configuration once; errors name the file.
+/// Configurations built and still held, by their settings.
+#[cfg(feature = "https")]
+static BUILT: std::sync::Mutex<Vec<(TlsSettings, std::sync::Weak<ClientConfig>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The client configuration for `settings`; errors name the file. Users
+/// of the same settings (the CWMP session, transfers, bulk data, USP)
+/// share one while any holds it: its root store, a system bundle's some
+/// 150 CAs, is most of its memory. The files are read again once no one
+/// holds it (a restart, a reload that rebuilds).
 #[cfg(feature = "https")]
 pub fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    built.retain(|(_, config)| config.strong_count() > 0);
+    if let Some(config) = built
+        .iter()
+        .find(|(s, _)| s == settings)
+        .and_then(|(_, config)| config.upgrade())
+    {
+        return Ok(config);
+    }
+    let config = build(settings)?;
+    built.push((settings.clone(), Arc::downgrade(&config)));
+    Ok(config)
+}
+
+#[cfg(feature = "https")]
+fn build(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsError> {
     let ca_file = settings
         .ca_file
         .clone()

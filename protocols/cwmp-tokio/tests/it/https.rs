@@ -194,3 +194,31 @@ fn a_missing_or_empty_ca_file_is_a_clear_error() {
     .unwrap_err();
     assert!(error.to_string().contains("no CA certificate"), "{error}");
 }
+
+/// One configuration per set of settings while it is held: the CWMP
+/// session, transfers and bulk data share one root store; other
+/// settings get their own; once no one holds it, the files are read again
+/// (a CA file replaced since counts then).
+#[test]
+fn users_of_the_same_settings_share_one_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = |name: &str| {
+        let ca_file = dir.path().join(name);
+        let ca = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        std::fs::write(&ca_file, ca.cert.pem()).unwrap();
+        TlsSettings {
+            ca_file: Some(ca_file),
+            client_certificate: None,
+        }
+    };
+    let (one, other) = (settings("one.pem"), settings("other.pem"));
+    let first = dm_cwmp_tokio::tls::client_config(&one).unwrap();
+    let again = dm_cwmp_tokio::tls::client_config(&one).unwrap();
+    assert!(Arc::ptr_eq(&first, &again));
+    let different = dm_cwmp_tokio::tls::client_config(&other).unwrap();
+    assert!(!Arc::ptr_eq(&first, &different));
+    drop((first, again));
+    // Held by no one: built again from the file, which now is broken.
+    std::fs::write(one.ca_file.as_ref().unwrap(), "not a certificate").unwrap();
+    assert!(dm_cwmp_tokio::tls::client_config(&one).is_err());
+}
