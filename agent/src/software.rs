@@ -413,7 +413,9 @@ async fn install_self_update(
             .lines()
             .next()
             .and_then(|l| l.strip_prefix("dmagent "))
-            .map(|v| v.trim().to_owned()),
+            // "0.1.0 (features: ...)": the version is the first word.
+            .and_then(|v| v.split_whitespace().next())
+            .map(str::to_owned),
         _ => None,
     };
     let Some(version) = version else {

@@ -488,15 +488,16 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigErrors> 
     parse(&text, &path.display().to_string(), overrides)
 }
 
-/// Parses and validates configuration text; `source` names it in errors.
 /// The embedded default. It sets up both protocols: a build without one
-/// runs the other, as if told --no-cwmp or --no-lwm2m.
+/// runs the other, as if told --no-cwmp or --no-lwm2m (a server given on
+/// the command line is still refused by the feature's name).
 pub fn embedded(mut overrides: Overrides) -> Result<Config, ConfigErrors> {
-    overrides.no_cwmp |= !cfg!(feature = "cwmp");
-    overrides.no_lwm2m |= !cfg!(feature = "lwm2m");
+    overrides.no_cwmp |= !cfg!(feature = "cwmp") && overrides.acs_url.is_none();
+    overrides.no_lwm2m |= !cfg!(feature = "lwm2m") && overrides.lwm2m_server.is_none();
     parse(EMBEDDED_DEFAULT, "<embedded default>", &overrides)
 }
 
+/// Parses and validates configuration text; `source` names it in errors.
 pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, ConfigErrors> {
     let at = Locator {
         text,
@@ -1161,13 +1162,6 @@ fn lwm2m(file: Lwm2mFile, overrides: &Overrides, identity: &Identity, at: &Locat
             "coap:// goes with security \"nosec\", coaps:// with \"psk\"".into(),
         ));
     }
-    if security == SecurityMode::PreSharedKey && !cfg!(feature = "dtls") {
-        let span = file
-            .security
-            .as_ref()
-            .map_or(file.server_uri.span(), |s| s.span());
-        at.report(at.error(&span, crate::not_built("DTLS", "dtls")));
-    }
     if security == SecurityMode::PreSharedKey {
         // A key that is not there is reported at its table's header (or,
         // with the server from the command line, without a line).
@@ -1416,6 +1410,11 @@ fn tls_settings(
 ) -> dm_cwmp_tokio::TlsSettings {
     let existing = |file: &Option<Spanned<String>>| -> Option<PathBuf> {
         match file {
+            // Not ignored: refused by the feature's name.
+            Some(f) if !cfg!(feature = "https") => {
+                at.report(at.error(&f.span(), crate::not_built("TLS", "https")));
+                None
+            }
             Some(f) if !Path::new(f.get_ref()).is_file() => {
                 at.report(at.error(
                     &f.span(),

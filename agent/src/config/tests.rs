@@ -32,7 +32,7 @@ fn the_embedded_default_is_valid() {
 /// that has it. (CI runs this in the default and a reduced build.)
 #[test]
 fn what_the_build_left_out_is_refused_by_name() {
-    let cases: [(&str, &str, bool); 8] = [
+    let cases: [(&str, &str, bool); 9] = [
         (
             "[cwmp]\nacs_url = \"http://127.0.0.1:7547/\"\n",
             "cwmp",
@@ -62,6 +62,11 @@ fn what_the_build_left_out_is_refused_by_name() {
             "[platform]\nkind = \"dbus\"\n",
             "dbus",
             cfg!(feature = "dbus"),
+        ),
+        (
+            "[cwmp]\nacs_url = \"http://127.0.0.1:7547/\"\nca_file = \"DEFINITION\"\n",
+            "https",
+            cfg!(all(feature = "cwmp", feature = "https")),
         ),
         ("[platform]\nkind = \"linux\"\n", "none", true),
         (

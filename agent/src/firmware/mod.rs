@@ -365,7 +365,15 @@ pub fn announce(tree: &Mutex<Tree>) {
         .begin(Origin::Agent)
         .set_multiple(
             at(FIRMWARE_UPDATE_PROTOCOL_SUPPORT),
-            (0..4).map(|i| (i, Value::Integer(i64::from(i)))).collect(),
+            // CoAP, CoAPS, HTTP, HTTPS (the object's enumeration), those
+            // this build has.
+            ["coap", "coaps", "http", "https"]
+                .into_iter()
+                .enumerate()
+                .filter(|(_, scheme)| crate::unbuilt_scheme(scheme).is_none())
+                .enumerate()
+                .map(|(i, (protocol, _))| (i as u16, Value::Integer(protocol as i64)))
+                .collect(),
         )
         .set(at(FIRMWARE_UPDATE_DELIVERY_METHOD), Value::Integer(2))
         .commit();
@@ -426,12 +434,13 @@ async fn pull_inner(
     tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
     sha256: Option<[u8; 32]>,
 ) -> i64 {
-    // E.6: an unsupported protocol leaves the state Idle.
-    if !matches!(
-        uri.split_once("://").map(|(scheme, _)| scheme),
-        Some("coap" | "coaps" | "http" | "https")
-    ) {
-        warn!(uri = %dm_cwmp_tokio::redacted(&uri), "coap://, coaps://, http:// and https:// are pulled");
+    // E.6: an unsupported protocol leaves the state Idle (one this build
+    // left out too).
+    let scheme = uri.split_once("://").map(|(scheme, _)| scheme);
+    if !matches!(scheme, Some("coap" | "coaps" | "http" | "https"))
+        || scheme.and_then(crate::unbuilt_scheme).is_some()
+    {
+        warn!(uri = %dm_cwmp_tokio::redacted(&uri), "coap://, coaps://, http:// and https:// are pulled, as this build has them");
         set(&tree, IDLE, RESULT_UNSUPPORTED_PROTOCOL);
         return RESULT_UNSUPPORTED_PROTOCOL;
     }

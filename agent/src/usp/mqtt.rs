@@ -117,14 +117,17 @@ impl Connection {
         if mqtt.tls {
             // mqtts://: the agent's rustls configuration (its CAs, its
             // certificate when the broker asks), as for HTTPS to the ACS.
-            let tls = dm_cwmp_tokio::tls::client_config(&config.tls).map_err(|e| e.to_string())?;
             #[cfg(feature = "https")]
-            options.set_transport(rumqttc::Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(tls),
-            ));
-            // No configuration exists without TLS: client_config failed.
+            {
+                let tls =
+                    dm_cwmp_tokio::tls::client_config(&config.tls).map_err(|e| e.to_string())?;
+                options.set_transport(rumqttc::Transport::tls_with_config(
+                    rumqttc::TlsConfiguration::Rustls(tls),
+                ));
+            }
+            // The configuration check refuses mqtts:// without it.
             #[cfg(not(feature = "https"))]
-            match *tls {}
+            return Err(crate::not_built("TLS", "https"));
         }
         let (client, events) = AsyncClient::new(options, 16);
         let link = Arc::new(Link {

@@ -80,9 +80,13 @@ fn the_debian_package_installs_what_a_device_needs() {
 
     // The installed agent runs, and accepts the installed configuration.
     let agent = root.join("usr/bin/dmagent");
+    // The package is the default build: every feature.
     assert_eq!(
         run(Command::new(&agent).arg("--version")),
-        format!("dmagent {}\n", env!("CARGO_PKG_VERSION"))
+        format!(
+            "dmagent {} (features: cwmp, lwm2m, usp, dtls, https, ftp, dbus)\n",
+            env!("CARGO_PKG_VERSION")
+        )
     );
     let checked = run(Command::new(&agent)
         .arg("--config")

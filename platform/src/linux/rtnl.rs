@@ -40,6 +40,9 @@ const RTM_NEWADDR: u16 = 20;
 const RTM_GETADDR: u16 = 22;
 const RTM_NEWNEIGH: u16 = 28;
 const RTM_GETNEIGH: u16 = 30;
+/// struct ifaddrmsg's and struct ndmsg's sizes.
+const IFADDRMSG: usize = 8;
+const NDMSG: usize = 12;
 
 /// One entry of a dump: the two kinds the agent asks for.
 #[derive(Debug)]
@@ -51,7 +54,7 @@ pub enum Entry {
 /// Every address the kernel holds, with the index of its interface.
 pub fn addresses() -> std::io::Result<Vec<(u32, InterfaceAddress)>> {
     // struct ifaddrmsg, zeroed: both families, every interface.
-    Ok(dump(&request(RTM_GETADDR, 8))?
+    Ok(dump(&request(RTM_GETADDR, IFADDRMSG))?
         .iter()
         .filter_map(address_of)
         .collect())
@@ -60,7 +63,7 @@ pub fn addresses() -> std::io::Result<Vec<(u32, InterfaceAddress)>> {
 /// Both neighbour tables. `names` gives an interface's name by index.
 pub fn neighbours(names: &HashMap<u32, String>) -> std::io::Result<Vec<Neighbour>> {
     // struct ndmsg, zeroed.
-    Ok(dump(&request(RTM_GETNEIGH, 12))?
+    Ok(dump(&request(RTM_GETNEIGH, NDMSG))?
         .iter()
         .filter_map(|m| neighbour_of(m, names))
         .collect())
@@ -150,8 +153,6 @@ fn mac_text(bytes: &[u8]) -> String {
     hex.join(":")
 }
 
-/// Sends a dump request and collects what the kernel answers until its
-/// Done (or an error, or [`MAX_ENTRIES`]).
 /// A dump request of `kind`: the netlink header, then the family's
 /// header of `body` bytes, zeroed (netlink's byte order is the host's).
 fn request(kind: u16, body: usize) -> Vec<u8> {
@@ -167,6 +168,8 @@ fn request(kind: u16, body: usize) -> Vec<u8> {
     bytes
 }
 
+/// Sends a dump request and collects what the kernel answers until its
+/// Done (or an error, or [`MAX_ENTRIES`]).
 fn dump(request: &[u8]) -> std::io::Result<Vec<Entry>> {
     use nix::sys::socket::{
         AddressFamily as Family, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind,
@@ -315,6 +318,33 @@ mod tests {
         m.attributes
             .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
         RouteNetlinkMessage::NewNeighbour(m)
+    }
+
+    /// The requests written here are the bytes the crate would write for
+    /// the same dump requests.
+    #[test]
+    fn requests_are_what_the_crate_would_write() {
+        for (kind, body, message) in [
+            (
+                RTM_GETADDR,
+                IFADDRMSG,
+                RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            ),
+            (
+                RTM_GETNEIGH,
+                NDMSG,
+                RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
+            ),
+        ] {
+            let mut header = NetlinkHeader::default();
+            header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+            header.sequence_number = 1;
+            let mut crate_message = NetlinkMessage::new(header, NetlinkPayload::from(message));
+            crate_message.finalize();
+            let mut expected = vec![0; crate_message.buffer_len()];
+            crate_message.serialize(&mut expected);
+            assert_eq!(request(kind, body), expected, "kind {kind}");
+        }
     }
 
     /// Messages as the kernel would send them, through bytes and back:

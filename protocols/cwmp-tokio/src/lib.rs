@@ -314,7 +314,10 @@ pub async fn run(
     let tls = match tls::client_config(&config.tls) {
         Ok(tls) => Some(tls),
         Err(e) => {
-            warn!("HTTPS to the ACS is unavailable: {e}");
+            // A build without TLS says so when an https:// URL is used.
+            if cfg!(feature = "https") {
+                warn!("HTTPS to the ACS is unavailable: {e}");
+            }
             None
         }
     };
@@ -337,6 +340,8 @@ pub async fn run(
                 "CWMP change stream overflowed; reporting every notified parameter"
             );
             engine.handle_lost_changes(&mut lock(&tree));
+            // A change of STUN's settings may have been among them.
+            stun_changed.notify_one();
         }
         let url = string(&lock(&tree), management_server::URL);
         // The ConnectionRequestURL follows the address of the interface

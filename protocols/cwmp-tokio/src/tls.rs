@@ -43,12 +43,22 @@ pub const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// Why HTTPS to the ACS cannot be set up: the file and what is wrong with
 /// it.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {reason}", .file.display())]
+#[error("{}{reason}", in_file(.file))]
 pub struct TlsError {
+    /// Empty when no file is at fault (a build without TLS).
     pub file: PathBuf,
     pub reason: String,
 }
 
+fn in_file(file: &Path) -> String {
+    if file.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", file.display())
+    }
+}
+
+#[cfg(feature = "https")]
 fn at(file: &Path) -> impl Fn(String) -> TlsError + '_ {
     move |reason| TlsError {
         file: file.to_path_buf(),
@@ -58,12 +68,11 @@ fn at(file: &Path) -> impl Fn(String) -> TlsError + '_ {
 
 /// Builds the client configuration once; errors name the file.
 #[cfg(not(feature = "https"))]
-pub fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsError> {
-    let ca_file = settings
-        .ca_file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(SYSTEM_CA_FILE));
-    Err(at(&ca_file)(NOT_BUILT.into()))
+pub fn client_config(_settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsError> {
+    Err(TlsError {
+        file: PathBuf::new(),
+        reason: NOT_BUILT.into(),
+    })
 }
 
 /// A TLS client stream over `stream` to `host`, the server's certificate
@@ -92,31 +101,47 @@ pub async fn connect(
     match *config {}
 }
 
-/// Configurations built and still held, by their settings.
+/// What a configuration was built from: the settings, and each file's
+/// modification time and length then.
 #[cfg(feature = "https")]
-static BUILT: std::sync::Mutex<Vec<(TlsSettings, std::sync::Weak<ClientConfig>)>> =
+type Source = (TlsSettings, Vec<Option<(std::time::SystemTime, u64)>>);
+
+/// Configurations built and still held, by what they were built from.
+#[cfg(feature = "https")]
+static BUILT: std::sync::Mutex<Vec<(Source, std::sync::Weak<ClientConfig>)>> =
     std::sync::Mutex::new(Vec::new());
 
 /// The client configuration for `settings`; errors name the file. Users
 /// of the same settings (the CWMP session, transfers, bulk data, USP)
-/// share one while any holds it: its root store, a system bundle's some
-/// 150 CAs, is most of its memory. The files are read again once no one
-/// holds it (a restart, a reload that rebuilds).
+/// share one while any holds it and its files are unchanged: its root
+/// store, a system bundle's some 150 CAs, is most of its memory.
 #[cfg(feature = "https")]
 pub fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsError> {
+    let ca_file = settings
+        .ca_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(SYSTEM_CA_FILE));
+    let files = std::iter::once(&ca_file)
+        .chain(settings.client_certificate.iter().flat_map(|(c, k)| [c, k]))
+        .map(|f| {
+            let m = std::fs::metadata(f).ok()?;
+            Some((m.modified().ok()?, m.len()))
+        })
+        .collect();
+    let source = (settings.clone(), files);
     let mut built = BUILT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     built.retain(|(_, config)| config.strong_count() > 0);
     if let Some(config) = built
         .iter()
-        .find(|(s, _)| s == settings)
+        .find(|(s, _)| *s == source)
         .and_then(|(_, config)| config.upgrade())
     {
         return Ok(config);
     }
     let config = build(settings)?;
-    built.push((settings.clone(), Arc::downgrade(&config)));
+    built.push((source, Arc::downgrade(&config)));
     Ok(config)
 }
 

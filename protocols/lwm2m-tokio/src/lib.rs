@@ -331,6 +331,12 @@ async fn server_config(
     template: &Config,
 ) -> Result<Config, String> {
     let (_, _, secure) = parse_server_uri(&account.uri).map_err(|e| e.to_string())?;
+    // An account a bootstrap server (or a build with DTLS) left: skipped
+    // with the reason, not tried and failed at each connection.
+    #[cfg(not(feature = "dtls"))]
+    if secure {
+        return Err(format!("{}: {}", account.uri, dm_lwm2m::DTLS_NOT_BUILT));
+    }
     if secure && account.psk.is_none() {
         return Err(format!(
             "{}: coaps:// needs a PSK account (Security Mode 0)",

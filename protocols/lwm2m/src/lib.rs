@@ -12,6 +12,10 @@ pub mod coap;
 pub mod declare;
 #[cfg(feature = "dtls")]
 pub mod dtls;
+/// What a secured server gets in a build without DTLS (the `dtls`
+/// feature: this crate's, or a driver's that leaves it out).
+pub const DTLS_NOT_BUILT: &str = "this dmagent was built without DTLS (cargo feature `dtls`)";
+
 /// A build without the `dtls` feature: the same API, with no session that
 /// can exist (secured servers are refused when the configuration is read).
 #[cfg(not(feature = "dtls"))]

@@ -13,9 +13,6 @@ pub enum DtlsClient {}
 #[error("DTLS: {0}")]
 pub struct DtlsError(pub String);
 
-/// What a secured server gets in a build without DTLS.
-pub const NOT_BUILT: &str = "this dmagent was built without DTLS (cargo feature `dtls`)";
-
 impl DtlsClient {
     pub fn connect(
         _now: Instant,
@@ -25,7 +22,7 @@ impl DtlsClient {
         _identity: Vec<u8>,
         _key: Vec<u8>,
     ) -> Result<DtlsClient, DtlsError> {
-        Err(DtlsError(NOT_BUILT.into()))
+        Err(DtlsError(crate::DTLS_NOT_BUILT.into()))
     }
 
     pub fn is_connected(&self) -> bool {

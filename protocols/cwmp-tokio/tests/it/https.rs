@@ -195,10 +195,10 @@ fn a_missing_or_empty_ca_file_is_a_clear_error() {
     assert!(error.to_string().contains("no CA certificate"), "{error}");
 }
 
-/// One configuration per set of settings while it is held: the CWMP
-/// session, transfers and bulk data share one root store; other
-/// settings get their own; once no one holds it, the files are read again
-/// (a CA file replaced since counts then).
+/// One configuration per set of settings while it is held and its files
+/// are unchanged: the CWMP session, transfers and bulk data share one
+/// root store; other settings get their own; a CA file replaced is read
+/// again, even while the old configuration is held.
 #[test]
 fn users_of_the_same_settings_share_one_configuration() {
     let dir = tempfile::tempdir().unwrap();
@@ -217,8 +217,8 @@ fn users_of_the_same_settings_share_one_configuration() {
     assert!(Arc::ptr_eq(&first, &again));
     let different = dm_cwmp_tokio::tls::client_config(&other).unwrap();
     assert!(!Arc::ptr_eq(&first, &different));
-    drop((first, again));
-    // Held by no one: built again from the file, which now is broken.
+    // Replaced while held: built again from the file, now broken.
     std::fs::write(one.ca_file.as_ref().unwrap(), "not a certificate").unwrap();
     assert!(dm_cwmp_tokio::tls::client_config(&one).is_err());
+    drop((first, again));
 }
