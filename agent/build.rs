@@ -3,6 +3,7 @@
 //! with the list of seven features each time.
 
 fn main() {
+    println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rustc-check-cfg=cfg(dmagent_full)");
     let features = ["CWMP", "LWM2M", "USP", "DTLS", "HTTPS", "FTP", "DBUS"];
     if features
