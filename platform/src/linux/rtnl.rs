@@ -286,6 +286,20 @@ mod tests {
         bytes
     }
 
+    /// `messages` and a Done in one datagram, as the kernel sends a dump,
+    /// split back into entries.
+    fn through_bytes(messages: impl IntoIterator<Item = RouteNetlinkMessage>) -> Vec<Entry> {
+        let datagram = messages
+            .into_iter()
+            .map(|m| bytes(NetlinkPayload::InnerMessage(m)))
+            .chain([bytes(NetlinkPayload::Done(Default::default()))])
+            .collect::<Vec<_>>()
+            .concat();
+        let mut out = Vec::new();
+        assert_eq!(split(&datagram, &mut out), Some(Ended::Done));
+        out
+    }
+
     fn address(index: u32, a: IpAddr, prefix: u8, flags: AddressFlags) -> RouteNetlinkMessage {
         let mut m = AddressMessage::default();
         m.header.family = if a.is_ipv4() {
@@ -383,20 +397,13 @@ mod tests {
             .push(AddressAttribute::Address("198.51.100.1".parse().unwrap()));
         ptp.attributes
             .push(AddressAttribute::Local("198.51.100.2".parse().unwrap()));
-        let datagram = [
+        let out = through_bytes(vec![
             leased,
             fixed,
             tentative,
             old,
             RouteNetlinkMessage::NewAddress(ptp),
-        ]
-        .into_iter()
-        .map(|m| bytes(NetlinkPayload::InnerMessage(m)))
-        .chain([bytes(NetlinkPayload::Done(Default::default()))])
-        .collect::<Vec<_>>()
-        .concat();
-        let mut out = Vec::new();
-        assert_eq!(split(&datagram, &mut out), Some(Ended::Done));
+        ]);
         let found: Vec<(u32, String, u8, bool, bool, bool)> = out
             .iter()
             .filter_map(address_of)
@@ -462,16 +469,10 @@ mod tests {
                 NeighbourState::Reachable,
             ),
         ];
-        // Through bytes and back, as the kernel sends them.
-        let datagram = messages
-            .into_iter()
-            .map(|m| bytes(NetlinkPayload::InnerMessage(m)))
-            .chain([bytes(NetlinkPayload::Done(Default::default()))])
-            .collect::<Vec<_>>()
-            .concat();
-        let mut out = Vec::new();
-        assert_eq!(split(&datagram, &mut out), Some(Ended::Done));
-        let found: Vec<Neighbour> = out.iter().filter_map(|m| neighbour_of(m, &names)).collect();
+        let found: Vec<Neighbour> = through_bytes(messages)
+            .iter()
+            .filter_map(|m| neighbour_of(m, &names))
+            .collect();
         assert_eq!(
             found,
             [

@@ -1128,26 +1128,7 @@ async fn stun_turned_on_later_sends_a_binding_request_at_once() {
     let tree = Arc::new(Mutex::new(tree(&format!("http://{}/acs", acs.address))));
     let at = |r| dm_core::Path::resource(ms::ID, dm_core::InstanceId(0), r);
     let bind: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let (host_tx, _host_rx) = mpsc::channel(4);
-    let (_commands, commands) = mpsc::channel(1);
-    let (stop_tx, stop) = watch::channel(false);
-    let driver = tokio::spawn(dm_cwmp_tokio::run(
-        Arc::clone(&tree),
-        Config {
-            connection_request: Some(ConnectionRequestServer {
-                bind,
-                path: "/cr".into(),
-                allow_basic: false,
-                min_interval: Duration::ZERO,
-            }),
-            http_timeout: Duration::from_secs(10),
-            tls: TlsSettings::default(),
-            ..Config::default()
-        },
-        host_tx,
-        commands,
-        stop,
-    ));
+    let (driver, stop_tx) = driver_with_connection_requests(&tree, bind, "/cr");
     // The boot session is over: the driver is idle, STUN off.
     for _ in 0..2 {
         next(&mut acs.seen).await;
