@@ -65,6 +65,29 @@ pub struct Cli {
     /// LwM2M PSK key, hexadecimal.
     #[arg(long, env = "DMAGENT_PSK_KEY", requires = "psk_identity")]
     pub psk_key: Option<String>,
+    /// LwM2M certificate mode (Security Mode 2): our certificate, PEM,
+    /// with any intermediates (with --private-key and
+    /// --server-certificate): the server is coaps://.
+    #[arg(
+        long,
+        env = "DMAGENT_CERTIFICATE",
+        requires_all = ["private_key", "server_certificate"],
+        conflicts_with = "psk_identity"
+    )]
+    pub certificate: Option<String>,
+    /// Our private key for --certificate, PEM (PKCS#8, ECDSA P-256).
+    #[arg(long, env = "DMAGENT_PRIVATE_KEY", requires = "certificate")]
+    pub private_key: Option<String>,
+    /// The LwM2M server's certificate, or a CA's, PEM: what
+    /// --certificate-usage says it is.
+    #[arg(long, env = "DMAGENT_SERVER_CERTIFICATE", requires = "certificate")]
+    pub server_certificate: Option<String>,
+    /// How --server-certificate is matched (LwM2M /0/x/15): 2 for a CA
+    /// the server's certificate chains to, 3 for the server's own
+    /// certificate (0 and 1 also need [lwm2m] ca_file).
+    #[arg(long, env = "DMAGENT_CERTIFICATE_USAGE", requires = "certificate",
+          value_parser = clap::value_parser!(u8).range(0..=3), default_value_t = 3)]
+    pub certificate_usage: u8,
     /// The LwM2M server is a bootstrap server.
     #[arg(long, env = "DMAGENT_BOOTSTRAP")]
     pub bootstrap: bool,

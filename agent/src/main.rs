@@ -80,6 +80,20 @@ impl Cli {
                 )),
                 _ => None,
             },
+            certificate: match (
+                &self.certificate,
+                &self.private_key,
+                &self.server_certificate,
+            ) {
+                (Some(certificate), Some(key), Some(server)) => Some((
+                    "--certificate/--private-key/--server-certificate".to_owned(),
+                    certificate.clone(),
+                    key.clone(),
+                    server.clone(),
+                    self.certificate_usage,
+                )),
+                _ => None,
+            },
             bootstrap: self.bootstrap,
             no_cwmp: self.no_cwmp,
             no_lwm2m: self.no_lwm2m,

@@ -448,12 +448,8 @@ pub async fn run(
                 server_instance: 0,
                 nat_timeout: lwm2m.nat_timeout,
             },
-            psk: (lwm2m.server.security == dm_objects::SecurityMode::PreSharedKey).then(|| {
-                (
-                    lwm2m.server.psk_identity.clone(),
-                    lwm2m.server.psk_key.clone(),
-                )
-            }),
+            credentials: credentials(&lwm2m.server.security),
+            trust_anchors: lwm2m.trust_anchors.clone(),
             coap: dm_lwm2m::coap::Parameters::default(),
             bootstrap: lwm2m.server.bootstrap,
             status: Arc::clone(&lwm2m_status),
@@ -478,6 +474,29 @@ pub async fn run(
             result
         }))
     });
+    #[cfg(feature = "lwm2m")]
+    fn credentials(security: &dm_objects::SecurityMode) -> Option<dm_lwm2m::security::Credentials> {
+        use dm_lwm2m::security::{CertificateUsage, Certificates, Credentials};
+        match security {
+            dm_objects::SecurityMode::NoSec => None,
+            dm_objects::SecurityMode::PreSharedKey { identity, key } => Some(Credentials::Psk {
+                identity: identity.clone(),
+                key: key.clone(),
+            }),
+            dm_objects::SecurityMode::Certificate {
+                chain,
+                private_key,
+                server,
+                usage,
+            } => Some(Credentials::Certificate(Certificates {
+                chain: chain.clone(),
+                private_key: private_key.clone(),
+                server: server.clone(),
+                usage: CertificateUsage::from_value((*usage).into())?,
+                trust_anchors: Vec::new(),
+            })),
+        }
+    }
     let (usp_host_tx, mut usp_host_rx) = tokio::sync::mpsc::channel::<HostAction>(1);
     #[cfg(not(feature = "usp"))]
     let usp = None::<tokio::task::JoinHandle<()>>;

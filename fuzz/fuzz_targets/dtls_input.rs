@@ -12,8 +12,10 @@ fuzz_target!(|data: &[u8]| {
         "127.0.0.1:40000".parse().unwrap(),
         "127.0.0.1:5684".parse().unwrap(),
         None,
-        b"dev".to_vec(),
-        vec![7; 16],
+        &dm_lwm2m::security::Credentials::Psk {
+            identity: b"dev".to_vec(),
+            key: vec![7; 16],
+        },
     ) else {
         return;
     };

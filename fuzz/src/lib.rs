@@ -42,8 +42,6 @@ pub fn tree() -> Tree {
         lifetime: 300,
         binding: "U".into(),
         security: SecurityMode::NoSec,
-        psk_identity: Vec::new(),
-        psk_key: Vec::new(),
         client_hold_off: 0,
     };
     dm_objects::provision(

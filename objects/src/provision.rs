@@ -48,11 +48,40 @@ pub struct CwmpSettings {
     pub autonomous_transfer_complete: bool,
 }
 
-/// LwM2M Security Mode (/0/x/2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// LwM2M Security Mode (/0/x/2) and its key material (/0/x/3, 4, 5, 15).
+#[derive(Clone, PartialEq, Eq)]
 pub enum SecurityMode {
-    PreSharedKey,
+    /// Mode 3.
     NoSec,
+    /// Mode 0: the PSK identity (/0/x/3) and key (/0/x/5).
+    PreSharedKey { identity: Vec<u8>, key: Vec<u8> },
+    /// Mode 2: our certificate, DER, with any intermediates after it
+    /// (/0/x/3); our PKCS#8 DER key (/0/x/5); the server's or a CA's
+    /// certificate, DER (/0/x/4); the Certificate Usage (/0/x/15, 0..=3).
+    Certificate {
+        chain: Vec<u8>,
+        private_key: Vec<u8>,
+        server: Vec<u8>,
+        usage: u8,
+    },
+}
+
+/// Keys are never printed: configurations are logged with `{:?}`.
+impl std::fmt::Debug for SecurityMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecurityMode::NoSec => f.write_str("NoSec"),
+            SecurityMode::PreSharedKey { identity, .. } => f
+                .debug_struct("PreSharedKey")
+                .field("identity", &String::from_utf8_lossy(identity))
+                .finish_non_exhaustive(),
+            SecurityMode::Certificate { chain, usage, .. } => f
+                .debug_struct("Certificate")
+                .field("chain", &format_args!("{} bytes", chain.len()))
+                .field("usage", usage)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 /// One LwM2M server or bootstrap server account.
@@ -64,8 +93,6 @@ pub struct Lwm2mServer {
     pub lifetime: u32,
     pub binding: String,
     pub security: SecurityMode,
-    pub psk_identity: Vec<u8>,
-    pub psk_key: Vec<u8>,
     /// For a bootstrap account: the Client Hold Off Time (/0/x/11), how
     /// long to wait for a server-initiated bootstrap, in seconds.
     pub client_hold_off: u32,
@@ -189,22 +216,35 @@ fn setting_facts(provisioning: &Provisioning) -> Vec<(Path, Value)> {
                 sec(security::BOOTSTRAP_SERVER),
                 Value::Boolean(account.bootstrap),
             ),
-            (
-                sec(security::SECURITY_MODE),
-                Value::Integer(match account.security {
-                    SecurityMode::PreSharedKey => 0,
-                    SecurityMode::NoSec => 3,
-                }),
-            ),
+        ]);
+        let none = Vec::new();
+        let (mode, public, server_key, secret) = match &account.security {
+            SecurityMode::NoSec => (3, &none, &none, &none),
+            SecurityMode::PreSharedKey { identity, key } => (0, identity, &none, key),
+            SecurityMode::Certificate {
+                chain,
+                private_key,
+                server,
+                usage,
+            } => {
+                facts.push((
+                    sec(security::CERTIFICATE_USAGE),
+                    Value::Unsigned((*usage).into()),
+                ));
+                (2, chain, server, private_key)
+            }
+        };
+        facts.extend([
+            (sec(security::SECURITY_MODE), Value::Integer(mode)),
             (
                 sec(security::PUBLIC_KEY_OR_IDENTITY),
-                Value::Opaque(account.psk_identity.clone()),
+                Value::Opaque(public.clone()),
             ),
+            (sec(security::SECRET_KEY), Value::Opaque(secret.clone())),
             (
-                sec(security::SECRET_KEY),
-                Value::Opaque(account.psk_key.clone()),
+                sec(security::SERVER_PUBLIC_KEY),
+                Value::Opaque(server_key.clone()),
             ),
-            (sec(security::SERVER_PUBLIC_KEY), Value::Opaque(Vec::new())),
         ]);
         if account.bootstrap {
             facts.push((

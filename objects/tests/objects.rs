@@ -77,9 +77,10 @@ fn provisioning(acs_url: &str) -> Provisioning {
             short_server_id: 101,
             lifetime: 300,
             binding: "U".into(),
-            security: SecurityMode::PreSharedKey,
-            psk_identity: b"dev1".to_vec(),
-            psk_key: vec![0x01, 0x02, 0x03],
+            security: SecurityMode::PreSharedKey {
+                identity: b"dev1".to_vec(),
+                key: vec![0x01, 0x02, 0x03],
+            },
             client_hold_off: 0,
         }],
     }

@@ -246,8 +246,10 @@ fn dtls_latency() {
             device_address,
             server_address,
             None,
-            b"bench".to_vec(),
-            KEY.to_vec(),
+            &dm_lwm2m::security::Credentials::Psk {
+                identity: b"bench".to_vec(),
+                key: KEY.to_vec(),
+            },
         )
         .unwrap();
         device

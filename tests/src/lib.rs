@@ -7,6 +7,7 @@ pub mod dtls;
 pub mod files;
 pub mod mini_acs;
 pub mod netns;
+pub mod pki;
 pub mod process;
 pub mod py_peers;
 pub mod tls;

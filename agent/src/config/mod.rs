@@ -187,6 +187,8 @@ pub struct UspMqtt {
 pub struct Lwm2m {
     pub endpoint: String,
     pub server: Lwm2mServer,
+    /// Trust anchors (DER) for certificate usages 0 and 1 (`ca_file`).
+    pub trust_anchors: Vec<Vec<u8>>,
     /// Updates at least every ¾ of this, to keep a NAT binding open.
     pub nat_timeout: Option<std::time::Duration>,
 }
@@ -271,6 +273,9 @@ pub struct Overrides {
     pub serial_number: Option<(String, String)>,
     /// PSK identity and key (hex) for the LwM2M server, making it coaps.
     pub psk: Option<(String, String, String)>,
+    /// Certificate mode for the LwM2M server: the flag, our certificate,
+    /// our key, the server's certificate or CA (files), and its usage.
+    pub certificate: Option<(String, String, String, String, u8)>,
     /// The LwM2M server is a bootstrap server.
     pub bootstrap: bool,
     pub no_cwmp: bool,
@@ -387,6 +392,15 @@ struct Lwm2mFile {
     security: Option<Spanned<String>>,
     psk_identity: Option<Spanned<String>>,
     psk_key: Option<Spanned<String>>,
+    /// Security "certificate" (LwM2M Security Mode 2): PEM files of our
+    /// certificate (and its intermediates), our PKCS#8 key, the server's
+    /// certificate or a CA's, how that one is matched (/0/x/15), and the
+    /// trust anchors usages 0 and 1 validate the server's path to.
+    certificate: Option<Spanned<String>>,
+    private_key: Option<Spanned<String>>,
+    server_certificate: Option<Spanned<String>>,
+    certificate_usage: Option<Spanned<u8>>,
+    ca_file: Option<Spanned<String>>,
     /// Seconds an idle UDP binding lives in the network's NAT; 0: none.
     nat_timeout: Option<Spanned<u32>>,
     /// With a bootstrap server: seconds to wait for it to start a bootstrap
@@ -649,6 +663,14 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
                 l.security = Some(Spanned::new(0..0, "psk".to_owned()));
                 l.psk_identity = Some(Spanned::new(0..0, identity.clone()));
                 l.psk_key = Some(Spanned::new(0..0, key.clone()));
+            }
+            if let Some((_, certificate, key, server, usage)) = &overrides.certificate {
+                let given = |v: &String| Some(Spanned::new(0..0, v.clone()));
+                l.security = given(&"certificate".to_owned());
+                l.certificate = given(certificate);
+                l.private_key = given(key);
+                l.server_certificate = given(server);
+                l.certificate_usage = Some(Spanned::new(0..0, *usage));
             }
             Some(lwm2m(l, overrides, &identity, &at))
         }
@@ -1130,26 +1152,34 @@ fn lwm2m(file: Lwm2mFile, overrides: &Overrides, identity: &Identity, at: &Locat
         }
         None => "U".to_owned(),
     };
-    let security = match &file.security {
+    #[derive(PartialEq)]
+    enum Mode {
+        NoSec,
+        Psk,
+        Certificate,
+    }
+    let mode = match &file.security {
         Some(s) => match s.get_ref().as_str() {
-            "nosec" => SecurityMode::NoSec,
-            "psk" => SecurityMode::PreSharedKey,
+            "nosec" => Mode::NoSec,
+            "psk" => Mode::Psk,
+            "certificate" => Mode::Certificate,
             other => {
                 at.report(at.error(
                     &s.span(),
-                    format!("{other:?} is not a security mode; allowed: \"nosec\", \"psk\""),
+                    format!(
+                        "{other:?} is not a security mode; allowed: \"nosec\", \"psk\", \"certificate\""
+                    ),
                 ));
-                SecurityMode::NoSec
+                Mode::NoSec
             }
         },
-        None if uri.starts_with("coaps:") => SecurityMode::PreSharedKey,
-        None => SecurityMode::NoSec,
+        None if uri.starts_with("coaps:") && file.certificate.is_some() => Mode::Certificate,
+        None if uri.starts_with("coaps:") => Mode::Psk,
+        None => Mode::NoSec,
     };
-    let mut psk_identity = Vec::new();
-    let mut psk_key = Vec::new();
-    let scheme_ok = match security {
-        SecurityMode::PreSharedKey => uri.starts_with("coaps:"),
-        SecurityMode::NoSec => uri.starts_with("coap:"),
+    let scheme_ok = match mode {
+        Mode::Psk | Mode::Certificate => uri.starts_with("coaps:"),
+        Mode::NoSec => uri.starts_with("coap:"),
     };
     // A URI already refused is not refused again here.
     if !scheme_ok && !uri.is_empty() {
@@ -1159,46 +1189,166 @@ fn lwm2m(file: Lwm2mFile, overrides: &Overrides, identity: &Identity, at: &Locat
             .map_or(file.server_uri.span(), |s| s.span());
         at.report(at.error(
             &span,
-            "coap:// goes with security \"nosec\", coaps:// with \"psk\"".into(),
+            "coap:// goes with security \"nosec\", coaps:// with \"psk\" or \"certificate\"".into(),
         ));
     }
-    if security == SecurityMode::PreSharedKey {
-        // A key that is not there is reported at its table's header (or,
-        // with the server from the command line, without a line).
-        let missing = |key: &str| {
-            if at.was_blanked(&format!("lwm2m.{key}")) {
-                return;
+    // A key that is not there is reported at its table's header (or, with
+    // the server from the command line, without a line).
+    let missing = |key: &str, when: &str| {
+        if at.was_blanked(&format!("lwm2m.{key}")) {
+            return;
+        }
+        let message = format!("required when {when}");
+        let mut error = if at.text.lines().any(|l| table_header(l) == Some("lwm2m")) {
+            at.table_error("lwm2m", message)
+        } else {
+            ConfigError {
+                source: at.source.to_owned(),
+                line: None,
+                key: String::new(),
+                message,
             }
-            let message = "required when security is \"psk\"".to_owned();
-            let mut error = if at.text.lines().any(|l| table_header(l) == Some("lwm2m")) {
-                at.table_error("lwm2m", message)
-            } else {
-                ConfigError {
-                    source: at.source.to_owned(),
-                    line: None,
-                    key: String::new(),
-                    message,
-                }
-            };
-            error.key = format!("lwm2m.{key}");
-            at.report(error);
         };
-        match &file.psk_identity {
-            None => missing("psk_identity"),
-            Some(identity) if identity.get_ref().is_empty() => {
-                at.report(at.error(&identity.span(), "must not be empty".into()));
+        error.key = format!("lwm2m.{key}");
+        at.report(error);
+    };
+    let mut trust_anchors = Vec::new();
+    let security = match mode {
+        Mode::NoSec => SecurityMode::NoSec,
+        Mode::Psk => {
+            let mut identity = Vec::new();
+            let mut key = Vec::new();
+            match &file.psk_identity {
+                None => missing("psk_identity", "security is \"psk\""),
+                Some(given) if given.get_ref().is_empty() => {
+                    at.report(at.error(&given.span(), "must not be empty".into()));
+                }
+                Some(given) => identity = given.get_ref().as_bytes().to_vec(),
             }
-            Some(identity) => psk_identity = identity.get_ref().as_bytes().to_vec(),
+            match &file.psk_key {
+                None => missing("psk_key", "security is \"psk\""),
+                Some(given) => {
+                    key = at
+                        .keep(decode_hex(given.get_ref()).map_err(|m| at.error(&given.span(), m)))
+                        .unwrap_or_default();
+                }
+            }
+            SecurityMode::PreSharedKey { identity, key }
         }
-        match &file.psk_key {
-            None => missing("psk_key"),
-            Some(key) => {
-                psk_key = at
-                    .keep(decode_hex(key.get_ref()).map_err(|m| at.error(&key.span(), m)))
-                    .unwrap_or_default();
+        Mode::Certificate => {
+            // Each file read and decoded, or its error at its key.
+            let read = |key: &str,
+                        given: &Option<Spanned<String>>,
+                        decode: fn(&[u8]) -> Result<Vec<u8>, String>| {
+                let Some(given) = given else {
+                    missing(key, "security is \"certificate\"");
+                    return None;
+                };
+                let bytes = match std::fs::read(given.get_ref()) {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        at.report(at.error(
+                            &given.span(),
+                            format!("{:?}: {e}; allowed: a PEM file path", given.get_ref()),
+                        ));
+                        return None;
+                    }
+                };
+                at.keep(
+                    decode(&bytes)
+                        .map_err(|m| at.error(&given.span(), format!("{:?} {m}", given.get_ref()))),
+                )
+            };
+            let chain = read(
+                "certificate",
+                &file.certificate,
+                dm_lwm2m::dtls::certificates_from_pem,
+            );
+            let private_key = read(
+                "private_key",
+                &file.private_key,
+                dm_lwm2m::dtls::private_key_from_pem,
+            );
+            let server = read(
+                "server_certificate",
+                &file.server_certificate,
+                dm_lwm2m::dtls::certificates_from_pem,
+            );
+            let usage = match &file.certificate_usage {
+                Some(u) if *u.get_ref() > 3 => {
+                    at.report(
+                        at.error(
+                            &u.span(),
+                            "must be 0 (CA constraint), 1 (service certificate constraint), \
+                         2 (trust anchor assertion) or 3 (domain-issued certificate)"
+                                .into(),
+                        ),
+                    );
+                    3
+                }
+                Some(u) => *u.get_ref(),
+                // Object 0, /0/x/15: absent means 3.
+                None => 3,
+            };
+            let usage_kind = dm_lwm2m::security::CertificateUsage::from_value(usage.into())
+                .unwrap_or(dm_lwm2m::security::CertificateUsage::DomainIssuedCertificate);
+            if let Some(ca) = &file.ca_file {
+                trust_anchors = match std::fs::read(ca.get_ref())
+                    .map_err(|e| e.to_string())
+                    .and_then(|pem| dm_lwm2m::dtls::certificates_from_pem(&pem))
+                    .and_then(|der| {
+                        dm_lwm2m::security::split_der(&der)
+                            .map(|all| all.into_iter().map(<[u8]>::to_vec).collect())
+                    }) {
+                    Ok(anchors) => anchors,
+                    Err(m) => {
+                        at.report(at.error(&ca.span(), format!("{:?}: {m}", ca.get_ref())));
+                        Vec::new()
+                    }
+                };
+            } else if usage_kind.needs_trust_anchors() {
+                missing("ca_file", "certificate_usage is 0 or 1");
+            }
+            match (chain, private_key, server) {
+                (Some(chain), Some(private_key), Some(server)) => {
+                    let certificates = dm_lwm2m::security::Certificates {
+                        chain,
+                        private_key,
+                        server,
+                        usage: usage_kind,
+                        trust_anchors: trust_anchors.clone(),
+                    };
+                    if let Err(m) = dm_lwm2m::dtls::check_certificates(&certificates) {
+                        // At the key of the file the problem is in.
+                        let file_of = if m.contains("/0/x/4") {
+                            &file.server_certificate
+                        } else if m.contains("/0/x/5") {
+                            &file.private_key
+                        } else if m.contains("trust anchor") {
+                            &file.ca_file
+                        } else {
+                            &file.certificate
+                        };
+                        let span = file_of.as_ref().map_or(0..0, Spanned::span);
+                        at.report(at.error(&span, m));
+                    }
+                    let dm_lwm2m::security::Certificates {
+                        chain,
+                        private_key,
+                        server,
+                        ..
+                    } = certificates;
+                    SecurityMode::Certificate {
+                        chain,
+                        private_key,
+                        server,
+                        usage,
+                    }
+                }
+                _ => SecurityMode::NoSec,
             }
         }
-    }
+    };
     Lwm2m {
         endpoint,
         server: Lwm2mServer {
@@ -1208,10 +1358,9 @@ fn lwm2m(file: Lwm2mFile, overrides: &Overrides, identity: &Identity, at: &Locat
             lifetime,
             binding,
             security,
-            psk_identity,
-            psk_key,
             client_hold_off: file.client_hold_off,
         },
+        trust_anchors,
         nat_timeout,
     }
 }

@@ -950,3 +950,81 @@ fn usp_takes_its_defaults_from_the_identity_and_checks_its_keys() {
         }
     );
 }
+
+/// Security "certificate": the PEM files are read, checked and become
+/// LwM2M Security Mode 2 material; each wrong file is refused at its key,
+/// a key that is not the certificate's at `certificate`.
+#[cfg(all(feature = "lwm2m", feature = "dtls"))]
+#[test]
+fn certificate_mode_reads_checks_and_refuses_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dm_tests::pki::Pki::new(dir.path());
+    let text = |certificate: &std::path::Path, key: &std::path::Path, extra: &str| {
+        format!(
+            "[lwm2m]\nserver_uri = \"coaps://127.0.0.1:5684\"\nsecurity = \"certificate\"\n\
+             certificate = {certificate:?}\nprivate_key = {key:?}\n\
+             server_certificate = {:?}\n{extra}",
+            pki.root
+        )
+    };
+    let config = parse(
+        &text(&pki.client, &pki.client_key, "certificate_usage = 2\n"),
+        "dmagent.toml",
+        &Overrides::default(),
+    )
+    .unwrap();
+    let SecurityMode::Certificate {
+        chain,
+        private_key,
+        server,
+        usage,
+    } = &config.lwm2m.as_ref().unwrap().server.security
+    else {
+        panic!("not certificate mode");
+    };
+    assert_eq!(*usage, 2);
+    assert!(!chain.is_empty() && !private_key.is_empty() && !server.is_empty());
+    // The key is not in what a log of the configuration would show.
+    let shown = format!("{:?}", config.lwm2m.as_ref().unwrap().server);
+    assert!(
+        !shown.contains(&format!("{private_key:?}")[1..20]),
+        "{shown}"
+    );
+
+    check(
+        &text(&pki.client, &pki.server_key, ""),
+        "dmagent.toml:5: lwm2m.private_key: our private key (/0/x/5) is not the key of our certificate (/0/x/3)",
+    );
+    let sec1 = dir.path().join("sec1.key");
+    std::fs::write(
+        &sec1,
+        "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    check(
+        &text(&pki.client, &sec1, ""),
+        &format!(
+            "dmagent.toml:5: lwm2m.private_key: {sec1:?} is not a PKCS#8 key (BEGIN PRIVATE KEY); \
+             convert it with `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8`"
+        ),
+    );
+    check(
+        &text(&pki.client_key, &pki.client_key, "certificate_usage = 4\n"),
+        &format!(
+            "dmagent.toml:4: lwm2m.certificate: {:?} holds no CERTIFICATE block\n\
+             dmagent.toml:7: lwm2m.certificate_usage: must be 0 (CA constraint), 1 (service \
+             certificate constraint), 2 (trust anchor assertion) or 3 (domain-issued certificate)",
+            pki.client_key
+        ),
+    );
+    check(
+        &text(&pki.client, &pki.client_key, "certificate_usage = 1\n"),
+        "dmagent.toml:1: lwm2m.ca_file: required when certificate_usage is 0 or 1",
+    );
+    check(
+        "[lwm2m]\nserver_uri = \"coaps://127.0.0.1:5684\"\nsecurity = \"certificate\"\n",
+        "dmagent.toml:1: lwm2m.certificate: required when security is \"certificate\"\n\
+         dmagent.toml:1: lwm2m.private_key: required when security is \"certificate\"\n\
+         dmagent.toml:1: lwm2m.server_certificate: required when security is \"certificate\"",
+    );
+}

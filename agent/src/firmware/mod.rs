@@ -661,9 +661,10 @@ async fn fetch_http(
     }
 }
 
-/// Pull over CoAP(S) Block2 (LwM2M Core E.6). coaps:// uses the PSK of
-/// the server account on the same host, else of the first account that
-/// has one: LwM2M ties the pull's credentials to a server's Security
+/// Pull over CoAP(S) Block2 (LwM2M Core E.6). coaps:// uses the
+/// credentials (PSK or certificates) of the server account on the same
+/// host, else of the first account that has some (certificate usages 0 and
+/// 1, which need the configured trust anchors, are not for pulls): LwM2M ties the pull's credentials to a server's Security
 /// instance, and Leshan and Wakaama serve packages from the server itself.
 async fn fetch_coap(
     tree: &Arc<Mutex<Tree>>,
@@ -671,7 +672,7 @@ async fn fetch_coap(
     writer: &mut ImageWriter,
 ) -> Result<u64, Failure> {
     use dm_lwm2m_tokio::pull::PullError;
-    let psk = {
+    let credentials = {
         let accounts = dm_lwm2m::bootstrap::accounts(&lock(tree));
         // The server the package is on, by host and port (coaps://h and
         // coaps://h:5684 are one server).
@@ -681,16 +682,24 @@ async fn fetch_coap(
                 .map(|(h, p, _)| (h, p))
         };
         let wanted = host(uri);
-        accounts
+        let usable = accounts
             .iter()
-            .find(|a| a.psk.is_some() && host(&a.uri) == wanted)
-            .or_else(|| accounts.iter().find(|a| a.psk.is_some()))
-            .and_then(|a| a.psk.clone())
+            .filter(|a| {
+                a.credentials
+                    .as_ref()
+                    .is_some_and(|c| !c.needs_trust_anchors())
+            })
+            .collect::<Vec<_>>();
+        usable
+            .iter()
+            .find(|a| host(&a.uri) == wanted)
+            .or(usable.first())
+            .and_then(|a| a.credentials.clone())
     };
     let mut progress = Progress::new(Arc::clone(tree));
     dm_lwm2m_tokio::pull::pull(
         uri,
-        psk,
+        credentials,
         &mut |bytes| writer.write(bytes).map_err(|e| e.to_string()),
         &mut |done, total| progress.at(done, total),
     )

@@ -150,36 +150,8 @@ fn register_over_dtls(host: &str) {
         "000102030405060708090a0b0c0d0e0f",
         Stdio::piped(),
     );
-    let (tx, output) = mpsc::channel::<String>();
-    let stdout = server.0.stdout.take().unwrap();
-    // s_server prints what it decrypts as it comes, without newlines for a
-    // binary CoAP message: pass on everything seen so far at every read.
-    std::thread::spawn(move || {
-        use std::io::Read as _;
-        let mut stdout = stdout;
-        let mut seen = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&chunk[..n]);
-            if tx
-                .send(String::from_utf8_lossy(&seen).into_owned())
-                .is_err()
-            {
-                break;
-            }
-        }
-    });
-    let wait_for = |needle: &str| loop {
-        let text = output
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("s_server never showed {needle:?}"));
-        if text.contains(needle) {
-            return text;
-        }
-    };
+    let output = dm_tests::dtls::Output::of(&mut server);
+    let wait_for = |needle: &str| output.wait_for(needle);
     wait_for("ACCEPT");
 
     let dir = tempfile::tempdir().unwrap();

@@ -15,6 +15,7 @@ mod diagnostics;
 mod host_services;
 mod launch;
 mod lwm2m;
+mod lwm2m_certificates;
 mod namespace;
 mod nat;
 mod operator;

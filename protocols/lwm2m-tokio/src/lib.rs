@@ -16,6 +16,7 @@ use dm_core::{Tree, lock};
 use dm_lwm2m::client::{Client, ClientConfig, ClientEvent, PackageSink};
 use dm_lwm2m::coap::Parameters;
 use dm_lwm2m::dtls::DtlsClient;
+use dm_lwm2m::security::Credentials;
 use dm_rt::clock::{self, wall};
 use dm_rt::sleep_until;
 use tokio::net::UdpSocket;
@@ -33,8 +34,13 @@ pub struct Config {
     /// The server's address: looked up from `uri` when there is one.
     pub server: SocketAddr,
     pub client: ClientConfig,
-    /// PSK identity and key for DTLS (coaps://); `None` is NoSec.
-    pub psk: Option<(Vec<u8>, Vec<u8>)>,
+    /// What DTLS authenticates with (coaps://); `None` is NoSec.
+    pub credentials: Option<Credentials>,
+    /// Trust anchors (DER) for the certificate usages that validate the
+    /// server's path (0 and 1), for every account with certificates:
+    /// the agent's configured CA file (the Security object has no room
+    /// for them).
+    pub trust_anchors: Vec<Vec<u8>>,
     /// CoAP transmission parameters (RFC 7252 §4.8; the defaults unless
     /// a network needs longer ones, or a test shorter ones).
     pub coap: Parameters,
@@ -129,18 +135,29 @@ const QUICK_REHANDSHAKE_EVERY: Duration = Duration::from_secs(60);
 /// A new DTLS session from `local` to the server, for a coaps:// account
 /// (`None` for plain CoAP).
 fn new_session(config: &Config, local: SocketAddr) -> Option<Result<DtlsClient, String>> {
-    let (identity, key) = config.psk.as_ref()?;
+    let credentials = with_trust_anchors(config.credentials.as_ref()?, &config.trust_anchors);
     Some(
         DtlsClient::connect(
             clock::now(),
             local,
             config.server,
             server_name(&config.uri).as_deref(),
-            identity.clone(),
-            key.clone(),
+            &credentials,
         )
         .map_err(|e| e.to_string()),
     )
+}
+
+/// `credentials` with the configured trust anchors when they are
+/// certificates (the Security object's own accounts come without).
+pub fn with_trust_anchors(credentials: &Credentials, anchors: &[Vec<u8>]) -> Credentials {
+    let mut credentials = credentials.clone();
+    if let Credentials::Certificate(certificates) = &mut credentials
+        && certificates.trust_anchors.is_empty()
+    {
+        certificates.trust_anchors = anchors.to_vec();
+    }
+    credentials
 }
 
 /// The host jobs of one connection, each tagged with the engine that asked
@@ -337,9 +354,9 @@ async fn server_config(
     if secure {
         return Err(format!("{}: {}", account.uri, dm_lwm2m::DTLS_NOT_BUILT));
     }
-    if secure && account.psk.is_none() {
+    if secure && account.credentials.is_none() {
         return Err(format!(
-            "{}: coaps:// needs a PSK account (Security Mode 0)",
+            "{}: coaps:// needs Security Mode 0 (PSK) or 2 (Certificate)",
             account.uri
         ));
     }
@@ -352,7 +369,12 @@ async fn server_config(
             server_instance: account.server_instance,
             nat_timeout: template.client.nat_timeout,
         },
-        psk: if secure { account.psk.clone() } else { None },
+        credentials: if secure {
+            account.credentials.clone()
+        } else {
+            None
+        },
+        trust_anchors: template.trust_anchors.clone(),
         coap: template.coap,
         bootstrap: false,
         status: Arc::clone(&template.status),
@@ -583,7 +605,7 @@ async fn connected(
         while let Some(datagram) = client.poll_transmit() {
             match dtls.as_mut() {
                 Some(session) => session.send(clock::now(), &datagram),
-                None if config.psk.is_some() => {}
+                None if config.credentials.is_some() => {}
                 None => send(&socket, &datagram, config.server).await,
             }
         }
@@ -713,7 +735,7 @@ async fn connected(
                     // first failure brings a new session at once (below).
                     let quick = !config.bootstrap
                         && failures == 1
-                        && config.psk.is_some()
+                        && config.credentials.is_some()
                         && dtls.as_ref().is_some_and(DtlsClient::is_connected)
                         && registered_since_quick
                         && last_quick_rehandshake
@@ -779,7 +801,9 @@ async fn connected(
                     // likely cause: a new session and a full Register go
                     // at once (at most once a minute), not after the
                     // engine's back-off.
-                    if dtls.as_ref().is_some_and(DtlsClient::is_connected) && config.psk.is_some() {
+                    if dtls.as_ref().is_some_and(DtlsClient::is_connected)
+                        && config.credentials.is_some()
+                    {
                         let now = clock::now();
                         let at_once = failures == 1
                             && quick_rehandshake_allowed(
@@ -925,7 +949,7 @@ async fn connected(
                 dtls = new_session(config, local).and_then(Result::ok);
                 // A handshake that cannot even start is tried again later
                 // (meanwhile nothing goes out in the clear).
-                if config.psk.is_some() && dtls.is_none() {
+                if config.credentials.is_some() && dtls.is_none() {
                     rehandshake_at = Some(clock::now() + rehandshake_delay(dtls_failures));
                 }
                 client = Client::new(
@@ -947,7 +971,7 @@ async fn connected(
                             client.handle_datagram(&mut lock(tree), clock::now(), &plaintext);
                         }
                     }
-                    (Ok(n), None) if config.psk.is_none() => {
+                    (Ok(n), None) if config.credentials.is_none() => {
                         client.handle_datagram(&mut lock(tree), clock::now(), &buffer[..n]);
                     }
                     // Plaintext on a DTLS association is never accepted.
@@ -1064,7 +1088,7 @@ async fn flush(
     while let Some(datagram) = client.poll_transmit() {
         match dtls.as_deref_mut() {
             Some(session) => session.send(clock::now(), &datagram),
-            None if config.psk.is_some() => {}
+            None if config.credentials.is_some() => {}
             None => send(socket, &datagram, config.server).await,
         }
     }
@@ -1129,8 +1153,6 @@ mod tests {
             lifetime: 60,
             binding: "U".into(),
             security: SecurityMode::NoSec,
-            psk_identity: Vec::new(),
-            psk_key: Vec::new(),
             client_hold_off: 0,
         };
         let mut lwm2m = vec![server("coap://127.0.0.1:5683", false, 101)];

@@ -8,6 +8,7 @@ use dm_rt::clock;
 use dm_lwm2m::coap::Parameters;
 use dm_lwm2m::dtls::DtlsClient;
 use dm_lwm2m::fetch::{Fetch, FetchError, FetchEvent};
+use dm_lwm2m::security::Credentials;
 use tokio::net::UdpSocket;
 
 /// Why a pull failed, as the firmware object reports it.
@@ -42,11 +43,12 @@ impl std::fmt::Display for PullError {
 const SILENCE: Duration = Duration::from_secs(120);
 
 /// Pulls `uri` block by block (1024-byte blocks), handing each to `sink`
-/// as it arrives; returns the size. coaps:// needs `psk` (identity, key).
+/// as it arrives; returns the size. coaps:// needs `credentials` (a
+/// server account's, with the trust anchors it needs).
 /// `progress` is told the bytes so far and the size when known.
 pub async fn pull(
     uri: &str,
-    psk: Option<(Vec<u8>, Vec<u8>)>,
+    credentials: Option<Credentials>,
     sink: &mut (dyn FnMut(&[u8]) -> Result<(), String> + Send),
     progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
 ) -> Result<u64, PullError> {
@@ -55,12 +57,12 @@ pub async fn pull(
         .map_err(|e| PullError::Uri(e.to_string()))?;
     let (path, query) =
         dm_rt::uri::path_and_query(uri).map_err(|e| PullError::Uri(e.to_string()))?;
-    let psk = match (secure, psk) {
+    let credentials = match (secure, credentials) {
         (false, _) => None,
-        (true, Some(psk)) => Some(psk),
+        (true, Some(credentials)) => Some(credentials),
         (true, None) => {
             return Err(PullError::Unsupported(format!(
-                "{uri}: coaps:// needs a PSK, and no server account has one"
+                "{uri}: coaps:// needs a PSK or certificates, and no server account has them"
             )));
         }
     };
@@ -81,15 +83,14 @@ pub async fn pull(
         Parameters::default(),
         dm_rt::random::seed(),
     );
-    let mut dtls = match psk {
-        Some((identity, key)) => Some(
+    let mut dtls = match credentials {
+        Some(credentials) => Some(
             DtlsClient::connect(
                 now,
                 socket.local_addr().map_err(io)?,
                 server,
                 crate::server_name(uri).as_deref(),
-                identity,
-                key,
+                &credentials,
             )
             .map_err(|e| PullError::Dtls(e.to_string()))?,
         ),

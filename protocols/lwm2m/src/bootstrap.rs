@@ -16,6 +16,7 @@ use dm_core::{InstanceId, ObjectId, Origin, Path, ResourceValue, Tree, Value};
 
 use crate::format::{self, ContentFormat, Item};
 use crate::mapping::{self, Lwm2mPath};
+use crate::security::{CertificateUsage, Certificates, Credentials};
 
 /// Objects Bootstrap-Delete of "/" erases. LwM2M Core §6.1.7.5 says every
 /// instance but the bootstrap account and Device; this client keeps the
@@ -298,6 +299,8 @@ fn text_of(tree: &Tree, path: Path) -> Option<String> {
 fn integer_of(tree: &Tree, path: Path) -> Option<i64> {
     match tree.read(Origin::Agent, &path) {
         Ok(ResourceValue::Single(Value::Integer(i))) => Some(i),
+        // Certificate Usage (/0/x/15) is an Unsigned Integer.
+        Ok(ResourceValue::Single(Value::Unsigned(u))) => i64::try_from(u).ok(),
         _ => None,
     }
 }
@@ -431,17 +434,81 @@ fn finish(tree: &Tree) -> Served {
                 )
                 .is_some_and(|ssid| server_ids.contains(&ssid))
         });
-    if complete {
+    if !complete {
+        return answer(error(
+            ResponseType::NotAcceptable,
+            "no server account: a Security and a Server instance with the same Short Server ID are needed",
+        ));
+    }
+    // Key material is checked before it is accepted: a certificate that
+    // does not parse or a key that is not the certificate's would only
+    // fail later, in every handshake, with the previous accounts gone.
+    if let Err(reason) = check_security(tree) {
+        return answer(error(ResponseType::NotAcceptable, &reason));
+    }
+    {
         Served {
             response: status(ResponseType::Changed),
             finished: true,
         }
-    } else {
-        answer(error(
-            ResponseType::NotAcceptable,
-            "no server account: a Security and a Server instance with the same Short Server ID are needed",
-        ))
     }
+}
+
+/// What the Security instance authenticates with: `Ok(None)` for NoSec
+/// (3), an error for what this client cannot use (an account with one is
+/// skipped with the reason, never registered in the clear).
+fn credentials_at(tree: &Tree, instance: InstanceId) -> Result<Option<Credentials>, String> {
+    let opaque = |path: Path| match tree.read(Origin::Agent, &path) {
+        Ok(ResourceValue::Single(Value::Opaque(bytes))) => bytes,
+        _ => Vec::new(),
+    };
+    let at = |r| Path::resource(security::ID, instance, r);
+    Ok(
+        match integer_of(tree, at(security::SECURITY_MODE)).unwrap_or(3) {
+            0 => Some(Credentials::Psk {
+                identity: opaque(at(security::PUBLIC_KEY_OR_IDENTITY)),
+                key: opaque(at(security::SECRET_KEY)),
+            }),
+            2 => Some(Credentials::Certificate(Certificates {
+                chain: opaque(at(security::PUBLIC_KEY_OR_IDENTITY)),
+                private_key: opaque(at(security::SECRET_KEY)),
+                server: opaque(at(security::SERVER_PUBLIC_KEY)),
+                // Absent: 3, domain-issued certificate (object 0, /0/x/15).
+                usage: match integer_of(tree, at(security::CERTIFICATE_USAGE)) {
+                    None => CertificateUsage::DomainIssuedCertificate,
+                    Some(value) => CertificateUsage::from_value(value).ok_or_else(|| {
+                        format!("{value} is not a Certificate Usage (/0/x/15): 0 to 3")
+                    })?,
+                },
+                trust_anchors: Vec::new(),
+            })),
+            3 => None,
+            1 => return Err("Security Mode 1 (Raw Public Key) is not supported".to_owned()),
+            4 => return Err("Security Mode 4 (Certificate with EST) is not supported".to_owned()),
+            other => return Err(format!("{other} is not a Security Mode")),
+        },
+    )
+}
+
+/// The security of every Security instance, as Bootstrap-Finish checks it
+/// (Core §6.1.7.8: 4.06 when the client cannot use what it was given).
+fn check_security(tree: &Tree) -> Result<(), String> {
+    for instance in tree.instances(security::ID).unwrap_or_default() {
+        // The trust anchors usages 0 and 1 need are the agent's
+        // configuration, not the engine's: their absence shows at the
+        // first handshake, with the reason.
+        let problem = match credentials_at(tree, instance) {
+            Ok(Some(Credentials::Certificate(certificates))) => {
+                crate::dtls::check_certificates(&certificates).err()
+            }
+            Ok(_) => None,
+            Err(problem) => Some(problem),
+        };
+        if let Some(problem) = problem {
+            return Err(format!("/0/{}: {problem}", instance.0));
+        }
+    }
+    Ok(())
 }
 
 fn status(code: ResponseType) -> Packet {
@@ -463,8 +530,10 @@ pub struct Account {
     pub short_server_id: u16,
     /// The Server instance (/1/x) of this account.
     pub server_instance: u16,
-    /// PSK identity and key when the Security Mode is PSK (0).
-    pub psk: Option<(Vec<u8>, Vec<u8>)>,
+    /// What a coaps:// account authenticates with: Security Mode 0 (PSK)
+    /// or 2 (Certificate); `None` for NoSec (3) and the modes this client
+    /// does not speak (1, Raw Public Key; 4, EST).
+    pub credentials: Option<Credentials>,
 }
 
 /// The first complete server account in the tree, if any.
@@ -514,10 +583,6 @@ pub fn bootstrap_account(tree: &Tree) -> Option<Account> {
 }
 
 fn account_at(tree: &Tree, instance: InstanceId, bootstrap: bool) -> Option<Account> {
-    let opaque = |path: Path| match tree.read(Origin::Agent, &path) {
-        Ok(ResourceValue::Single(Value::Opaque(bytes))) => bytes,
-        _ => Vec::new(),
-    };
     let (short_server_id, server_instance) = if bootstrap {
         (0, 0)
     } else {
@@ -541,25 +606,11 @@ fn account_at(tree: &Tree, instance: InstanceId, bootstrap: bool) -> Option<Acco
         tree,
         Path::resource(security::ID, instance, security::LWM2M_SERVER_URI),
     )?;
-    let mode = integer_of(
-        tree,
-        Path::resource(security::ID, instance, security::SECURITY_MODE),
-    )
-    .unwrap_or(3);
-    let psk = (mode == 0).then(|| {
-        (
-            opaque(Path::resource(
-                security::ID,
-                instance,
-                security::PUBLIC_KEY_OR_IDENTITY,
-            )),
-            opaque(Path::resource(security::ID, instance, security::SECRET_KEY)),
-        )
-    });
+    let credentials = credentials_at(tree, instance).ok().flatten();
     Some(Account {
         uri,
         short_server_id,
         server_instance,
-        psk,
+        credentials,
     })
 }

@@ -1,5 +1,8 @@
-//! DTLS 1.2 with a pre-shared key (LwM2M Core §7.1, mandatory suite
-//! TLS_PSK_WITH_AES_128_CCM_8) under the CoAP layer: sans-IO.
+//! DTLS 1.2 under the CoAP layer, sans-IO: with a pre-shared key (LwM2M
+//! Core §7.1, Security Mode 0, mandatory suite TLS_PSK_WITH_AES_128_CCM_8)
+//! or with X.509 certificates (Mode 2: TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8,
+//! the mandatory one, and TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, on
+//! ECDSA P-256 keys).
 //!
 //! A thin wrapper over rtc-dtls (the sans-IO continuation of webrtc-dtls):
 //! ciphertext datagrams and time in, plaintext and ciphertext out. The
@@ -13,19 +16,24 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rtc_dtls::cipher_suite::CipherSuiteId;
-use rtc_dtls::config::{ConfigBuilder, ExtendedMasterSecretType};
+use rtc_dtls::config::{ConfigBuilder, ExtendedMasterSecretType, VerifyPeerCertificateFn};
+use rtc_dtls::crypto::Certificate;
 use rtc_dtls::endpoint::{Endpoint, EndpointEvent};
 use rtc_shared::TransportProtocol;
+use rustls_pki_types::CertificateDer;
+
+use crate::security::{CertificateUsage, Certificates, Credentials, split_der};
 
 /// How long a handshake may take before the connection counts as failed.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long after our first Finished the handshake may stay unfinished
-/// before the server counts as having refused our key. A server that
-/// cannot decrypt our Finished (a wrong PSK) drops it without a word (RFC
-/// 6347 §4.1.2.7; OpenSSL's s_server does), so without this the only sign
-/// would be a time-out a minute later; three retransmissions of our last
-/// flight (1 + 2 + 4 s, RFC 6347 §4.2.4) fit well within it.
+/// before the server counts as having refused our key (or certificate).
+/// A server that cannot decrypt our Finished (a wrong PSK) drops it
+/// without a word (RFC 6347 §4.1.2.7; OpenSSL's s_server does), so
+/// without this the only sign would be a time-out a minute later; three
+/// retransmissions of our last flight (1 + 2 + 4 s, RFC 6347 §4.2.4) fit
+/// well within it.
 pub const SILENT_AFTER_FINISHED: Duration = Duration::from_secs(15);
 
 /// The DTLS record content type of ChangeCipherSpec (RFC 6347 §4.1), which
@@ -47,6 +55,8 @@ pub struct DtlsClient {
     queued: Vec<Vec<u8>>,
     plaintext: VecDeque<Vec<u8>>,
     failure: Option<String>,
+    /// What the server would refuse of ours, for the errors that guess.
+    ours: &'static str,
 }
 
 /// Why a DTLS session could not even start (the library refused its
@@ -56,18 +66,18 @@ pub struct DtlsClient {
 pub struct DtlsError(pub String);
 
 impl DtlsClient {
-    /// Starts the handshake with `remote` as `identity` with `key`.
+    /// Starts the handshake with `remote` with `credentials`.
     /// `server_name` is the server's host name, sent as SNI (RFC 6066
-    /// §3); `None` for a server given by address. (rtc-dtls then fills
-    /// the address in itself, which §3 forbids: its builder has no way to
-    /// send no SNI.)
+    /// §3) and matched against its certificate; `None` for a server
+    /// given by address. (rtc-dtls then fills the address in itself,
+    /// which §3 forbids for SNI: its builder has no way to send no SNI;
+    /// a certificate is then matched by its IP address SAN.)
     pub fn connect(
         now: Instant,
         local: SocketAddr,
         remote: SocketAddr,
         server_name: Option<&str>,
-        identity: Vec<u8>,
-        key: Vec<u8>,
+        credentials: &Credentials,
     ) -> Result<DtlsClient, DtlsError> {
         let provider =
             rtc_dtls::crypto_provider::default_provider().map_err(|e| DtlsError(e.to_string()))?;
@@ -75,11 +85,24 @@ impl DtlsClient {
         if let Some(name) = server_name {
             builder = builder.with_server_name(name.to_owned());
         }
+        let ours = match credentials {
+            Credentials::Psk { identity, key } => {
+                let key = key.clone();
+                builder = builder
+                    .with_psk(Some(Arc::new(move |_hint: &[u8]| Ok(key.clone()))))
+                    .with_psk_identity_hint(Some(identity.clone()))
+                    .with_cipher_suites(vec![CipherSuiteId::Tls_Psk_With_Aes_128_Ccm_8]);
+                "PSK identity or key"
+            }
+            Credentials::Certificate(certificates) => {
+                // The name the path is checked for: the one rtc-dtls uses.
+                let name = server_name.map_or_else(|| remote.ip().to_string(), str::to_owned);
+                builder = with_certificates(builder, certificates, &name, provider.crypto())?;
+                "certificate"
+            }
+        };
         let config = builder
             .with_crypto_provider(provider)
-            .with_psk(Some(Arc::new(move |_hint: &[u8]| Ok(key.clone()))))
-            .with_psk_identity_hint(Some(identity))
-            .with_cipher_suites(vec![CipherSuiteId::Tls_Psk_With_Aes_128_Ccm_8])
             // tinydtls-based servers differ on RFC 7627; offer it without
             // requiring it.
             .with_extended_master_secret(ExtendedMasterSecretType::Request)
@@ -99,6 +122,7 @@ impl DtlsClient {
             queued: Vec::new(),
             plaintext: VecDeque::new(),
             failure: None,
+            ours,
         })
     }
 
@@ -149,15 +173,17 @@ impl DtlsClient {
             // ends the association.
             Err(e) => {
                 if !self.connected && matches!(e, rtc_shared::error::Error::ErrAlertFatalOrClose) {
-                    // With PSK, what a server refuses in a handshake is
-                    // almost always the identity or the key.
-                    self.failure = Some(
+                    // What a server refuses in a handshake is almost
+                    // always the identity, the key or the certificate.
+                    self.failure = Some(format!(
                         "the server ended the DTLS handshake with a fatal alert: it likely \
-                         does not accept our PSK identity or key"
-                            .into(),
-                    );
+                         does not accept our {}",
+                        self.ours
+                    ));
                 } else if !self.connected {
-                    self.failure = Some(e.to_string());
+                    // Ours refusing the server (its certificate) lands
+                    // here, with the verifier's reason.
+                    self.failure = Some(format!("handshake failed: {e}"));
                 } else if matches!(e, rtc_shared::error::Error::ErrAlertFatalOrClose) {
                     // The server ended the association (e.g. it restarted
                     // and refused our records): a new handshake is needed.
@@ -190,8 +216,9 @@ impl DtlsClient {
         {
             self.failure = Some(format!(
                 "the server did not finish the DTLS handshake within {} s of our Finished: \
-                 it likely does not accept our PSK identity or key",
-                SILENT_AFTER_FINISHED.as_secs()
+                 it likely does not accept our {}",
+                SILENT_AFTER_FINISHED.as_secs(),
+                self.ours
             ));
             return;
         }
@@ -232,6 +259,211 @@ impl DtlsClient {
             .into_iter()
             .flatten()
             .min()
+    }
+}
+
+/// Mode 2: our certificate and key, the suites for them, and the check of
+/// the server's certificates as the Certificate Usage says (/0/x/15).
+fn with_certificates(
+    builder: ConfigBuilder,
+    certificates: &Certificates,
+    server_name: &str,
+    crypto: &dyn rtc_dtls::crypto_provider::RTCCrypto,
+) -> Result<ConfigBuilder, DtlsError> {
+    let key = import_key(&certificates.private_key, crypto)?;
+    let chain = split_der(&certificates.chain)
+        .map_err(|e| DtlsError(format!("our certificate (/0/x/3): {e}")))?
+        .into_iter()
+        .map(|der| CertificateDer::from(der.to_vec()))
+        .collect();
+    if certificates.server.is_empty() {
+        return Err(DtlsError(
+            "no server certificate (/0/x/4) to check the server against".into(),
+        ));
+    }
+    let server = certificates.server.clone();
+    let anchors = |ders: &[&[u8]]| {
+        let mut roots = rustls::RootCertStore::empty();
+        for der in ders {
+            roots
+                .add(CertificateDer::from(der.to_vec()))
+                .map_err(|e| DtlsError(format!("a trust anchor is not usable: {e}")))?;
+        }
+        Ok::<_, DtlsError>(roots)
+    };
+    let configured: Vec<&[u8]> = certificates
+        .trust_anchors
+        .iter()
+        .map(Vec::as_slice)
+        .collect();
+    if certificates.usage.needs_trust_anchors() && configured.is_empty() {
+        return Err(DtlsError(format!(
+            "certificate usage {} validates the server's path, and no trust anchors are configured",
+            certificates.usage.value()
+        )));
+    }
+    // The end-entity certificate is `presented[0]`, then its issuers.
+    let check: Option<VerifyPeerCertificateFn> = match certificates.usage {
+        CertificateUsage::DomainIssuedCertificate
+        | CertificateUsage::ServiceCertificateConstraint => {
+            let usage = certificates.usage.value();
+            Some(Arc::new(move |presented: &[Vec<u8>], _| {
+                if presented.first() == Some(&server) {
+                    Ok(())
+                } else {
+                    Err(rtc_shared::error::Error::Other(format!(
+                        "the server's certificate is not the one in its Server Public Key \
+                         (/0/x/4, certificate usage {usage})"
+                    )))
+                }
+            }))
+        }
+        // PKIX-TA (RFC 7671 §4.1): besides the validation to a configured
+        // anchor (below), the presented path must also validate with
+        // /0/x/4 as its anchor, so /0/x/4 is a CA that certifies this
+        // server. (Only comparing certificates would let a server add
+        // /0/x/4, which is public, to what it presents.)
+        CertificateUsage::CaConstraint => {
+            let constraint = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(anchors(&[certificates.server.as_slice()])?),
+                Arc::new(rustls::crypto::ring::default_provider()),
+            )
+            .build()
+            .map_err(|e| DtlsError(format!("the Server Public Key (/0/x/4) as a CA: {e}")))?;
+            let name = rustls_pki_types::ServerName::try_from(server_name.to_owned())
+                .map_err(|e| DtlsError(format!("{server_name:?}: {e}")))?;
+            Some(Arc::new(move |presented: &[Vec<u8>], _| {
+                use rustls::client::danger::ServerCertVerifier as _;
+                let presented: Vec<CertificateDer<'static>> = presented
+                    .iter()
+                    .map(|c| CertificateDer::from(c.clone()))
+                    .collect();
+                let Some((end_entity, intermediates)) = presented.split_first() else {
+                    return Err(rtc_shared::error::Error::ErrServerMustHaveCertificate);
+                };
+                constraint
+                    .verify_server_cert(
+                        end_entity,
+                        intermediates,
+                        &name,
+                        &[],
+                        rustls_pki_types::UnixTime::now(),
+                    )
+                    .map(|_| ())
+                    .map_err(|e| {
+                        rtc_shared::error::Error::Other(format!(
+                            "the server's path does not go through the CA in its Server Public \
+                             Key (/0/x/4, certificate usage 0): {e}"
+                        ))
+                    })
+            }))
+        }
+        CertificateUsage::TrustAnchorAssertion => None,
+    };
+    let builder = match certificates.usage {
+        // RFC 7671 §5.1: the certificate itself is what is trusted.
+        CertificateUsage::DomainIssuedCertificate => builder.with_insecure_skip_verify(true),
+        CertificateUsage::TrustAnchorAssertion => {
+            builder.with_roots_cas(anchors(&[certificates.server.as_slice()])?)
+        }
+        CertificateUsage::CaConstraint | CertificateUsage::ServiceCertificateConstraint => {
+            builder.with_roots_cas(anchors(&configured)?)
+        }
+    };
+    Ok(builder
+        .with_verify_peer_certificate(check)
+        .with_certificates(vec![Certificate::from_signing_key(chain, key)])
+        .with_cipher_suites(vec![
+            CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_128_Ccm_8,
+            CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_128_Gcm_Sha256,
+        ]))
+}
+
+fn import_key(
+    pkcs8: &[u8],
+    crypto: &dyn rtc_dtls::crypto_provider::RTCCrypto,
+) -> Result<Arc<dyn rtc_dtls::crypto_provider::SigningKey>, DtlsError> {
+    crypto
+        .import_signing_key(
+            rtc_dtls::crypto_provider::SignatureScheme::EcdsaP256Sha256,
+            pkcs8,
+        )
+        .map_err(|_| {
+            DtlsError("our private key (/0/x/5) is not an ECDSA P-256 key in PKCS#8 DER".into())
+        })
+}
+
+/// Checks Mode 2 material before it is used (at Bootstrap-Finish, and
+/// when the configuration is read): every certificate parses, the key is
+/// an ECDSA P-256 PKCS#8 key, it is the key of our certificate, and there
+/// is one server certificate. (The trust anchors usages 0 and 1 need are
+/// the agent's configuration, checked when a session starts.) Says what
+/// is wrong, never what the key is.
+pub fn check_certificates(certificates: &Certificates) -> Result<(), String> {
+    let provider = rtc_dtls::crypto_provider::default_provider().map_err(|e| e.to_string())?;
+    let key = import_key(&certificates.private_key, provider.crypto()).map_err(|e| e.0)?;
+    let chain =
+        split_der(&certificates.chain).map_err(|e| format!("our certificate (/0/x/3): {e}"))?;
+    let ours = parse_certificate(chain[0]).map_err(|e| format!("our certificate (/0/x/3): {e}"))?;
+    for der in &chain[1..] {
+        parse_certificate(der).map_err(|e| format!("our certificate chain (/0/x/3): {e}"))?;
+    }
+    let public = key.public_key();
+    if ours.public_key().subject_public_key.data.as_ref() != public.bytes {
+        return Err("our private key (/0/x/5) is not the key of our certificate (/0/x/3)".into());
+    }
+    if certificates.server.is_empty() {
+        return Err(
+            "the Server Public Key (/0/x/4) is empty: no certificate to check the server against"
+                .into(),
+        );
+    }
+    let server = split_der(&certificates.server)
+        .map_err(|e| format!("the Server Public Key (/0/x/4): {e}"))?;
+    if server.len() != 1 {
+        return Err("the Server Public Key (/0/x/4) holds more than one certificate".into());
+    }
+    parse_certificate(server[0]).map_err(|e| format!("the Server Public Key (/0/x/4): {e}"))?;
+    for anchor in &certificates.trust_anchors {
+        parse_certificate(anchor).map_err(|e| format!("a trust anchor: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The certificates of a PEM text, DER, one after another (the form of
+/// /0/x/3 and /0/x/4).
+pub fn certificates_from_pem(pem: &[u8]) -> Result<Vec<u8>, String> {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut der = Vec::new();
+    for certificate in CertificateDer::pem_slice_iter(pem) {
+        let certificate = certificate.map_err(|e| format!("not PEM: {e}"))?;
+        der.extend_from_slice(&certificate);
+    }
+    if der.is_empty() {
+        return Err("holds no CERTIFICATE block".into());
+    }
+    Ok(der)
+}
+
+/// The PKCS#8 DER of a PEM private key (the form of /0/x/5). A SEC1 (`EC
+/// PRIVATE KEY`) key is refused with how to convert it.
+pub fn private_key_from_pem(pem: &[u8]) -> Result<Vec<u8>, String> {
+    use rustls_pki_types::PrivateKeyDer;
+    use rustls_pki_types::pem::PemObject as _;
+    match PrivateKeyDer::from_pem_slice(pem) {
+        Ok(PrivateKeyDer::Pkcs8(key)) => Ok(key.secret_pkcs8_der().to_vec()),
+        Ok(_) => Err("is not a PKCS#8 key (BEGIN PRIVATE KEY); convert it with \
+             `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8`"
+            .into()),
+        Err(e) => Err(format!("holds no private key: {e}")),
+    }
+}
+
+fn parse_certificate(der: &[u8]) -> Result<x509_parser::certificate::X509Certificate<'_>, String> {
+    match x509_parser::parse_x509_certificate(der) {
+        Ok(([], certificate)) => Ok(certificate),
+        Ok(_) => Err("trailing bytes after the certificate".into()),
+        Err(e) => Err(format!("not an X.509 certificate ({e})")),
     }
 }
 

@@ -8,6 +8,19 @@ use std::time::Instant;
 /// No DTLS session can exist in this build.
 pub enum DtlsClient {}
 
+/// Certificates cannot be used without DTLS.
+pub fn check_certificates(_certificates: &crate::security::Certificates) -> Result<(), String> {
+    Err(crate::DTLS_NOT_BUILT.into())
+}
+
+pub fn certificates_from_pem(_pem: &[u8]) -> Result<Vec<u8>, String> {
+    Err(crate::DTLS_NOT_BUILT.into())
+}
+
+pub fn private_key_from_pem(_pem: &[u8]) -> Result<Vec<u8>, String> {
+    Err(crate::DTLS_NOT_BUILT.into())
+}
+
 /// Why a DTLS session could not even start.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("DTLS: {0}")]
@@ -19,8 +32,7 @@ impl DtlsClient {
         _local: SocketAddr,
         _remote: SocketAddr,
         _server_name: Option<&str>,
-        _identity: Vec<u8>,
-        _key: Vec<u8>,
+        _credentials: &crate::security::Credentials,
     ) -> Result<DtlsClient, DtlsError> {
         Err(DtlsError(crate::DTLS_NOT_BUILT.into()))
     }

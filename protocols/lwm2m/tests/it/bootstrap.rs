@@ -40,8 +40,6 @@ fn tree() -> Tree {
                 lifetime: 300,
                 binding: "U".into(),
                 security: SecurityMode::NoSec,
-                psk_identity: Vec::new(),
-                psk_key: Vec::new(),
                 client_hold_off: 0,
             }],
             ..Provisioning::default()
@@ -214,7 +212,7 @@ fn bootstrap_provisions_a_server_account() {
             uri: "coap://127.0.0.1:5683".into(),
             short_server_id: 202,
             server_instance: 1,
-            psk: None,
+            credentials: None,
         })
     );
 }
@@ -341,8 +339,6 @@ fn a_bootstrap_that_fails_half_way_rolls_back_to_the_previous_accounts() {
         lifetime: 300,
         binding: "U".into(),
         security: SecurityMode::NoSec,
-        psk_identity: Vec::new(),
-        psk_key: Vec::new(),
         client_hold_off: 0,
     };
     dm_objects::provision(
@@ -502,4 +498,117 @@ fn the_bootstrap_server_may_start_on_its_own_within_the_hold_off() {
             .unwrap(),
         b"bs"
     );
+}
+
+/// Security Mode 2 material written by a bootstrap server is checked at
+/// Bootstrap-Finish (Core §6.1.7.8): a truncated certificate and a key
+/// that is not the certificate's get 4.06 with the reason, and the
+/// bootstrap goes on; whole, matching material is accepted, and the
+/// account carries it with its Certificate Usage (/0/x/15).
+#[test]
+fn certificate_material_is_checked_before_bootstrap_finish_is_accepted() {
+    use dm_lwm2m::security::{CertificateUsage, Credentials};
+    let mut run = Run {
+        tree: tree(),
+        client: Client::new(
+            ClientConfig {
+                endpoint: "dmagent-bs".into(),
+                short_server_id: 0,
+                server_instance: 0,
+                nat_timeout: None,
+            },
+            Parameters::default(),
+            5,
+        ),
+        now: Instant::now(),
+        id: 2000,
+    };
+    run.client.bootstrap_request(run.now);
+    let request = Packet::from_bytes(&run.client.poll_transmit().unwrap()).unwrap();
+    let mut ack = Packet::new();
+    ack.header.set_type(MessageType::Acknowledgement);
+    ack.header.message_id = request.header.message_id;
+    ack.header.code = MessageClass::Response(ResponseType::Changed);
+    ack.set_token(request.get_token().to_vec());
+    run.client
+        .handle_datagram(&mut run.tree, run.now, &ack.to_bytes().unwrap());
+    assert_eq!(run.client.next_event(), Some(ClientEvent::BootstrapStarted));
+
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let ours_key = rcgen::KeyPair::generate().unwrap();
+    let ours = rcgen::CertificateParams::new(vec!["dmagent-bs".to_owned()])
+        .unwrap()
+        .signed_by(&ours_key, &issuer)
+        .unwrap();
+    let other_key = rcgen::KeyPair::generate().unwrap();
+
+    let write_security = |run: &mut Run, certificate: &[u8], key: &[u8]| {
+        let security = tlv_instance(&[
+            (0, b"coaps://127.0.0.1:5684".to_vec()),
+            (1, vec![0]),
+            (2, tlv::integer(2)),
+            (3, certificate.to_vec()),
+            (4, ca.der().to_vec()),
+            (5, key.to_vec()),
+            (10, tlv::integer(202)),
+            (15, tlv::integer(2)),
+        ]);
+        assert_eq!(
+            code(&run.request(RequestType::Put, "/0/1", with_tlv(security))),
+            ResponseType::Changed
+        );
+    };
+    let server = tlv_instance(&[
+        (0, tlv::integer(202)),
+        (1, tlv::integer(120)),
+        (6, vec![1]),
+        (7, b"U".to_vec()),
+    ]);
+    assert_eq!(
+        code(&run.request(RequestType::Put, "/1/1", with_tlv(server))),
+        ResponseType::Changed
+    );
+    let finish = |run: &mut Run| run.request(RequestType::Post, "/bs", |_| {});
+
+    let truncated = &ours.der()[..ours.der().len() - 10];
+    write_security(&mut run, truncated, &ours_key.serialize_der());
+    let refused = finish(&mut run);
+    assert_eq!(code(&refused), ResponseType::NotAcceptable);
+    let reason = String::from_utf8_lossy(&refused.payload).into_owned();
+    assert!(reason.starts_with("/0/1: our certificate"), "{reason}");
+
+    write_security(&mut run, ours.der(), &other_key.serialize_der());
+    let refused = finish(&mut run);
+    assert_eq!(code(&refused), ResponseType::NotAcceptable);
+    let reason = String::from_utf8_lossy(&refused.payload).into_owned();
+    assert!(
+        reason.contains("is not the key of our certificate"),
+        "{reason}"
+    );
+    // Nothing of the key is in the answer.
+    assert!(
+        !refused
+            .payload
+            .windows(8)
+            .any(|w| other_key.serialize_der().windows(8).any(|k| k == w))
+    );
+    assert_eq!(run.client.next_event(), None);
+
+    write_security(&mut run, ours.der(), &ours_key.serialize_der());
+    assert_eq!(code(&finish(&mut run)), ResponseType::Changed);
+    assert_eq!(
+        run.client.next_event(),
+        Some(ClientEvent::BootstrapFinished)
+    );
+    let account = bootstrap::account(&run.tree).unwrap();
+    let Some(Credentials::Certificate(certificates)) = account.credentials else {
+        panic!("{account:?}");
+    };
+    assert_eq!(certificates.chain, ours.der().to_vec());
+    assert_eq!(certificates.server, ca.der().to_vec());
+    assert_eq!(certificates.usage, CertificateUsage::TrustAnchorAssertion);
 }

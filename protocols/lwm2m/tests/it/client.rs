@@ -78,8 +78,6 @@ fn fixture_served(
                 lifetime: 60,
                 binding: "U".into(),
                 security: SecurityMode::NoSec,
-                psk_identity: Vec::new(),
-                psk_key: Vec::new(),
                 client_hold_off: 0,
             }],
             ..Provisioning::default()

@@ -111,8 +111,10 @@ fn psk_ccm8_interoperates_with_openssl_s_server() {
         local,
         remote,
         None,
-        b"dev1".to_vec(),
-        KEY.to_vec(),
+        &dm_lwm2m::security::Credentials::Psk {
+            identity: b"dev1".to_vec(),
+            key: KEY.to_vec(),
+        },
     )
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -170,8 +172,10 @@ fn in_memory_dropping(server_key: Vec<u8>, drop_alerts: bool) -> (DtlsClient, Ve
         client_address,
         server_address,
         None,
-        b"dev1".to_vec(),
-        KEY.to_vec(),
+        &dm_lwm2m::security::Credentials::Psk {
+            identity: b"dev1".to_vec(),
+            key: KEY.to_vec(),
+        },
     )
     .unwrap();
     client.send(now, b"register me");
@@ -258,8 +262,10 @@ fn a_handshake_that_stalls_early_is_not_blamed_on_the_key() {
         client_address,
         server_address,
         None,
-        b"dev1".to_vec(),
-        KEY.to_vec(),
+        &dm_lwm2m::security::Credentials::Psk {
+            identity: b"dev1".to_vec(),
+            key: KEY.to_vec(),
+        },
     )
     .unwrap();
     // ClientHello to the server; its first answer back; nothing after.
@@ -289,8 +295,10 @@ fn a_host_name_is_sent_as_sni() {
         local,
         remote,
         Some("lwm2m.example.net"),
-        b"dev1".to_vec(),
-        KEY.to_vec(),
+        &dm_lwm2m::security::Credentials::Psk {
+            identity: b"dev1".to_vec(),
+            key: KEY.to_vec(),
+        },
     )
     .unwrap();
     let hello = client.poll_transmit(Instant::now()).expect("a ClientHello");

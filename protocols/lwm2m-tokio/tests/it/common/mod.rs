@@ -29,15 +29,13 @@ pub fn account(
         short_server_id,
         lifetime,
         binding: "U".into(),
-        security: if psk.is_some() {
-            SecurityMode::PreSharedKey
-        } else {
-            SecurityMode::NoSec
+        security: match psk {
+            Some((identity, key)) => SecurityMode::PreSharedKey {
+                identity: identity.to_vec(),
+                key: key.to_vec(),
+            },
+            None => SecurityMode::NoSec,
         },
-        psk_identity: psk
-            .map(|(identity, _)| identity.to_vec())
-            .unwrap_or_default(),
-        psk_key: psk.map(|(_, key)| key.to_vec()).unwrap_or_default(),
         client_hold_off: 0,
     }
 }
@@ -80,7 +78,11 @@ pub fn config(server: SocketAddr, psk: Option<(&[u8], &[u8])>, coap: Parameters)
             server_instance: 0,
             nat_timeout: None,
         },
-        psk: psk.map(|(identity, key)| (identity.to_vec(), key.to_vec())),
+        credentials: psk.map(|(identity, key)| dm_lwm2m::security::Credentials::Psk {
+            identity: identity.to_vec(),
+            key: key.to_vec(),
+        }),
+        trust_anchors: Vec::new(),
         coap,
         bootstrap: false,
         status: Arc::default(),
