@@ -5,12 +5,21 @@
 set -eu
 cd "$(dirname "$0")/.."
 
+# Each phase's start, in seconds since this script's: CI's budget is 20
+# minutes, and a log that says where they went is how it is kept.
+start=$(date +%s)
+phase() { echo "== test.sh at $(($(date +%s) - start)) s: $*" >&2; }
+
+phase "dependencies"
 scripts/install-deps.sh
+phase "format and lints"
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 # The Debian package, which a test installs into a throw-away root.
+phase "Debian package"
 scripts/build-deb.sh >/dev/null
+phase "workspace tests"
 cargo test --locked --workspace
 # The reduced feature sets (the footprint issue). The smallest, lwm2m
 # alone, passes the agent's own tests, which check that a configuration
@@ -20,6 +29,7 @@ cargo test --locked --workspace
 # the issue names, and usp alone, are checked: each set unifies its
 # dependencies' features anew, and a build of each would cost CI minutes
 # (cargo bench -p dmagent --bench footprint builds them in release).
+phase "reduced feature sets"
 cargo test --locked -p dmagent --no-default-features --features lwm2m --bin dmagent
 cargo build --locked -p dmagent --no-default-features --features lwm2m,dtls
 target/debug/dmagent --version | grep -qF "(features: lwm2m, dtls)" ||
@@ -29,4 +39,6 @@ for features in cwmp,https lwm2m usp; do
 done
 # Every fuzz target builds and passes its seeds (scripts/fuzz.sh runs them
 # for real).
+phase "fuzz smoke"
 scripts/fuzz.sh smoke
+phase "done"
