@@ -450,6 +450,8 @@ pub async fn run(
             },
             credentials: credentials(&lwm2m.server.security),
             trust_anchors: lwm2m.trust_anchors.clone(),
+            // The configured server has none: bootstrap may provision one.
+            sni: None,
             coap: dm_lwm2m::coap::Parameters::default(),
             bootstrap: lwm2m.server.bootstrap,
             status: Arc::clone(&lwm2m_status),

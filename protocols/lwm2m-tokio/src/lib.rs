@@ -36,6 +36,9 @@ pub struct Config {
     pub client: ClientConfig,
     /// What DTLS authenticates with (coaps://); `None` is NoSec.
     pub credentials: Option<Credentials>,
+    /// The name to send as SNI and match the server's certificate with,
+    /// instead of the URI's host (the account's /0/x/14).
+    pub sni: Option<String>,
     /// Trust anchors (DER) for the certificate usages that validate the
     /// server's path (0 and 1), for every account with certificates:
     /// the agent's configured CA file (the Security object has no room
@@ -141,7 +144,11 @@ fn new_session(config: &Config, local: SocketAddr) -> Option<Result<DtlsClient, 
             clock::now(),
             local,
             config.server,
-            server_name(&config.uri).as_deref(),
+            config
+                .sni
+                .clone()
+                .or_else(|| server_name(&config.uri))
+                .as_deref(),
             &credentials,
         )
         .map_err(|e| e.to_string()),
@@ -375,6 +382,7 @@ async fn server_config(
             None
         },
         trust_anchors: template.trust_anchors.clone(),
+        sni: account.sni.clone(),
         coap: template.coap,
         bootstrap: false,
         status: Arc::clone(&template.status),

@@ -534,6 +534,10 @@ pub struct Account {
     /// or 2 (Certificate); `None` for NoSec (3) and the modes this client
     /// does not speak (1, Raw Public Key; 4, EST).
     pub credentials: Option<Credentials>,
+    /// The SNI (/0/x/14): when present, the name sent in the handshake
+    /// and matched against the server's certificate, the URI being only
+    /// where the server is.
+    pub sni: Option<String>,
 }
 
 /// The first complete server account in the tree, if any.
@@ -607,10 +611,13 @@ fn account_at(tree: &Tree, instance: InstanceId, bootstrap: bool) -> Option<Acco
         Path::resource(security::ID, instance, security::LWM2M_SERVER_URI),
     )?;
     let credentials = credentials_at(tree, instance).ok().flatten();
+    let sni = text_of(tree, Path::resource(security::ID, instance, security::SNI))
+        .filter(|name| !name.is_empty());
     Some(Account {
         uri,
         short_server_id,
         server_instance,
         credentials,
+        sni,
     })
 }

@@ -213,6 +213,7 @@ fn bootstrap_provisions_a_server_account() {
             short_server_id: 202,
             server_instance: 1,
             credentials: None,
+            sni: None,
         })
     );
 }
@@ -555,6 +556,7 @@ fn certificate_material_is_checked_before_bootstrap_finish_is_accepted() {
             (4, ca.der().to_vec()),
             (5, key.to_vec()),
             (10, tlv::integer(202)),
+            (14, b"lwm2m.example.net".to_vec()),
             (15, tlv::integer(2)),
         ]);
         assert_eq!(
@@ -605,6 +607,7 @@ fn certificate_material_is_checked_before_bootstrap_finish_is_accepted() {
         Some(ClientEvent::BootstrapFinished)
     );
     let account = bootstrap::account(&run.tree).unwrap();
+    assert_eq!(account.sni.as_deref(), Some("lwm2m.example.net"));
     let Some(Credentials::Certificate(certificates)) = account.credentials else {
         panic!("{account:?}");
     };

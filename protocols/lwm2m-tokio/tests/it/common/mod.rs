@@ -83,6 +83,7 @@ pub fn config(server: SocketAddr, psk: Option<(&[u8], &[u8])>, coap: Parameters)
             key: key.to_vec(),
         }),
         trust_anchors: Vec::new(),
+        sni: None,
         coap,
         bootstrap: false,
         status: Arc::default(),
