@@ -3,6 +3,7 @@
 Usage: lwm2m_server.py PORT
        lwm2m_server.py PORT write PATH VALUE   (stdin: a line to write, then read/exec/write/observe lines)
        lwm2m_server.py PORT bootstrap BOOTSTRAP_PORT [SECOND_PORT]
+       lwm2m_server.py PORT bootstrap-certificate BOOTSTRAP_PORT URI CERT KEY SERVER_CERT WRONG_KEY
        lwm2m_server.py PORT platform APN_PATH
        lwm2m_server.py PORT reboot
        lwm2m_server.py PORT concurrent   (stdin: "create SSID" and "read PATH" lines)
@@ -32,7 +33,11 @@ de-register comes, says whether the file MARKER (which the host action's
 command creates) existed yet. With `concurrent`, each stdin line starts
 a request without waiting for the one before: "create SSID" creates a
 /12 instance with that SSID (step "create"), "read PATH" reads PATH as
-text (step "read").
+text (step "read"). With `bootstrap-certificate`, the bootstrap server
+provisions a Security Mode 2 account for the coaps:// URI (another
+server) from PEM files, its certificate usage 2: first with WRONG_KEY
+(Finish must be refused, step "bootstrap-finish-wrong-key"), then with
+KEY (step "bootstrap-finish"); it serves until killed.
 """
 
 import asyncio
@@ -187,10 +192,50 @@ async def concurrent(context, base):
 
 
 def tlv(resource, value):
-    """One OMA-TLV resource entry (LwM2M Core 7.4.3), for values < 256 bytes."""
+    """One OMA-TLV resource entry (LwM2M Core 7.4.3), for values < 64 KiB."""
     if len(value) < 8:
         return bytes([0xC0 | len(value), resource]) + value
-    return bytes([0xC8, resource, len(value)]) + value
+    if len(value) < 256:
+        return bytes([0xC8, resource, len(value)]) + value
+    return bytes([0xD0, resource]) + len(value).to_bytes(2, "big") + value
+
+
+def pem_der(path):
+    """The DER of every PEM block in a file, one after another."""
+    import base64
+    der, body = b"", None
+    for line in open(path):
+        line = line.strip()
+        if line.startswith("-----BEGIN"):
+            body = ""
+        elif line.startswith("-----END"):
+            der += base64.b64decode(body)
+            body = None
+        elif body is not None:
+            body += line
+    return der
+
+
+async def bootstrap_certificate(bootstrap_port, uri, cert, key, server_cert, wrong_key):
+    started = asyncio.get_event_loop().create_future()
+    site = resource.Site()
+    site.add_resource(["bs"], BootstrapRequest(started))
+    context = await aiocoap.Context.create_server_context(
+        site, bind=("127.0.0.1", bootstrap_port), transports=UDP_ONLY)
+    say(event="bootstrap-listening", port=bootstrap_port)
+    base = "coap://" + await started
+    await call(context, "bootstrap-delete", Code.DELETE, base + "/")
+    server = tlv(0, b"\x00\xca") + tlv(1, b"\x78") + tlv(6, b"\x01") + tlv(7, b"U")
+    await call(context, "bootstrap-write-server", Code.PUT, base + "/1/1", payload=server,
+               content_format=11542)
+    for name, secret in (("bootstrap-finish-wrong-key", wrong_key), ("bootstrap-finish", key)):
+        security = (tlv(0, uri.encode()) + tlv(1, b"\x00") + tlv(2, b"\x02")
+                    + tlv(3, pem_der(cert)) + tlv(4, pem_der(server_cert))
+                    + tlv(5, pem_der(secret)) + tlv(10, b"\x00\xca") + tlv(15, b"\x02"))
+        await call(context, "bootstrap-write-security", Code.PUT, base + "/0/1",
+                   payload=security, content_format=11542)
+        await call(context, name, Code.POST, base + "/bs")
+    return context
 
 
 class BootstrapRequest(resource.Resource):
@@ -278,6 +323,9 @@ async def main(port, mode):
     if mode and mode[0] == "firmware-coap":
         image = Image(make_package(int(mode[1])))
     state, context = await registration_server(port, [(["fw", "image.bin"], image)] if image else ())
+    if mode and mode[0] == "bootstrap-certificate":
+        bootstrap_context = await bootstrap_certificate(int(mode[1]), *mode[2:7])
+        await asyncio.get_event_loop().create_future()
     if mode and mode[0] == "bootstrap":
         second = None
         if len(mode) > 2:

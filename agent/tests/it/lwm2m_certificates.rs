@@ -240,3 +240,56 @@ fn the_launcher_registers_with_certificates() {
     assert!(status.success());
     assert!(launcher.0.wait().unwrap().success());
 }
+
+/// A bootstrap server (aiocoap) provisions a Security Mode 2 account for
+/// s_server: the first Finish, with a key that is not the certificate's,
+/// is refused with 4.06 and the reason; the second, with the right key, is
+/// accepted, and the agent registers at s_server over certificates.
+#[test]
+fn a_bootstrapped_certificate_account_is_checked_then_registers() {
+    use dm_tests::py_peers::{json_lines, lwm2m_server, next_json};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let (_server, output, port) = server(&pki, &pki.server_chain, &pki.server_key);
+    let bootstrap_port = dm_tests::files::free_udp_port();
+    let mut bootstrap = Guard(
+        lwm2m_server()
+            .arg(dm_tests::files::free_udp_port().to_string())
+            .arg("bootstrap-certificate")
+            .arg(bootstrap_port.to_string())
+            .arg(format!("coaps://127.0.0.1:{port}"))
+            .args([&pki.client, &pki.client_key, &pki.root, &pki.server_key])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut bootstrap.0);
+    assert_eq!(next_json(&events)["event"], "listening");
+    assert_eq!(next_json(&events)["event"], "bootstrap-listening");
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-CERT\"\n\n[lwm2m]\n\
+             server_uri = \"coap://127.0.0.1:{bootstrap_port}\"\nbootstrap = true\n\
+             endpoint = \"dmagent-cert\"\n"
+        ),
+    )
+    .unwrap();
+    let _agent = agent(&config, &dir.path().join("state"), Stdio::null());
+    let step = |name: &str| loop {
+        let event = next_json(&events);
+        if event["step"] == name {
+            return event;
+        }
+    };
+    let refused = step("bootstrap-finish-wrong-key");
+    assert_eq!(refused["code"], "4.06 Not Acceptable", "{refused}");
+    let reason = refused["text"].as_str().unwrap();
+    assert!(
+        reason.contains("/0/1: our private key (/0/x/5) is not the key of our certificate"),
+        "{reason}"
+    );
+    assert_eq!(step("bootstrap-finish")["code"], "2.04 Changed");
+    registered(&output);
+}
