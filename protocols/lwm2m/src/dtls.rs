@@ -400,14 +400,16 @@ fn import_key(
 /// the agent's configuration, checked when a session starts.) Says what
 /// is wrong, never what the key is.
 pub fn check_certificates(certificates: &Certificates) -> Result<(), String> {
-    let provider = rtc_dtls::crypto_provider::default_provider().map_err(|e| e.to_string())?;
-    let key = import_key(&certificates.private_key, provider.crypto()).map_err(|e| e.0)?;
+    // The certificates first, the key last: a bad key is then the only
+    // problem left (and fuzzing reaches the X.509 parsing).
     let chain =
         split_der(&certificates.chain).map_err(|e| format!("our certificate (/0/x/3): {e}"))?;
     let ours = parse_certificate(chain[0]).map_err(|e| format!("our certificate (/0/x/3): {e}"))?;
     for der in &chain[1..] {
         parse_certificate(der).map_err(|e| format!("our certificate chain (/0/x/3): {e}"))?;
     }
+    let provider = rtc_dtls::crypto_provider::default_provider().map_err(|e| e.to_string())?;
+    let key = import_key(&certificates.private_key, provider.crypto()).map_err(|e| e.0)?;
     let public = key.public_key();
     if ours.public_key().subject_public_key.data.as_ref() != public.bytes {
         return Err("our private key (/0/x/5) is not the key of our certificate (/0/x/3)".into());
