@@ -99,6 +99,7 @@ fn main() {
         .block_on(dm_lwm2m_tokio::pull::pull(
             &uri,
             None,
+            None,
             &mut |bytes| {
                 received += bytes.len() as u64;
                 Ok(())

@@ -672,7 +672,7 @@ async fn fetch_coap(
     writer: &mut ImageWriter,
 ) -> Result<u64, Failure> {
     use dm_lwm2m_tokio::pull::PullError;
-    let credentials = {
+    let (credentials, sni) = {
         let accounts = dm_lwm2m::bootstrap::accounts(&lock(tree));
         // The server the package is on, by host and port (coaps://h and
         // coaps://h:5684 are one server).
@@ -690,16 +690,20 @@ async fn fetch_coap(
                     .is_some_and(|c| !c.needs_trust_anchors())
             })
             .collect::<Vec<_>>();
-        usable
-            .iter()
-            .find(|a| host(&a.uri) == wanted)
-            .or(usable.first())
-            .and_then(|a| a.credentials.clone())
+        let same_server = usable.iter().find(|a| host(&a.uri) == wanted);
+        (
+            same_server
+                .or(usable.first())
+                .and_then(|a| a.credentials.clone()),
+            // The server's SNI (/0/x/14) names it for the package too.
+            same_server.and_then(|a| a.sni.clone()),
+        )
     };
     let mut progress = Progress::new(Arc::clone(tree));
     dm_lwm2m_tokio::pull::pull(
         uri,
         credentials,
+        sni,
         &mut |bytes| writer.write(bytes).map_err(|e| e.to_string()),
         &mut |done, total| progress.at(done, total),
     )

@@ -44,11 +44,13 @@ const SILENCE: Duration = Duration::from_secs(120);
 
 /// Pulls `uri` block by block (1024-byte blocks), handing each to `sink`
 /// as it arrives; returns the size. coaps:// needs `credentials` (a
-/// server account's, with the trust anchors it needs).
+/// server account's, with the trust anchors it needs); `server_name` is
+/// that account's SNI (/0/x/14), else the URI's host name is used.
 /// `progress` is told the bytes so far and the size when known.
 pub async fn pull(
     uri: &str,
     credentials: Option<Credentials>,
+    server_name: Option<String>,
     sink: &mut (dyn FnMut(&[u8]) -> Result<(), String> + Send),
     progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
 ) -> Result<u64, PullError> {
@@ -89,7 +91,7 @@ pub async fn pull(
                 now,
                 socket.local_addr().map_err(io)?,
                 server,
-                crate::server_name(uri).as_deref(),
+                server_name.or_else(|| crate::server_name(uri)).as_deref(),
                 &credentials,
             )
             .map_err(|e| PullError::Dtls(e.to_string()))?,

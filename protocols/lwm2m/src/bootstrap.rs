@@ -490,6 +490,31 @@ fn credentials_at(tree: &Tree, instance: InstanceId) -> Result<Option<Credential
     )
 }
 
+/// What is wrong with an SNI (/0/x/14) for a handshake, if anything: it
+/// must be a host name (RFC 6066 §3: no IP literal; RFC 1035 §2.3.4:
+/// labels of 1 to 63 letters, digits and hyphens, 253 bytes in all).
+/// Empty means none.
+fn sni_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return None;
+    }
+    let trimmed = name.strip_suffix('.').unwrap_or(name);
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let valid = trimmed.len() <= 253
+        && trimmed.parse::<std::net::IpAddr>().is_err()
+        && trimmed.split('.').all(label_ok);
+    (!valid).then(|| {
+        "the SNI (/0/x/14) is not a host name (RFC 6066 §3: letters, digits, hyphens and dots, \
+         at most 253 bytes, no IP address)"
+            .to_owned()
+    })
+}
+
 /// The security of every Security instance, as Bootstrap-Finish checks it
 /// (Core §6.1.7.8: 4.06 when the client cannot use what it was given).
 fn check_security(tree: &Tree) -> Result<(), String> {
@@ -503,7 +528,11 @@ fn check_security(tree: &Tree) -> Result<(), String> {
             }
             Ok(_) => None,
             Err(problem) => Some(problem),
-        };
+        }
+        .or_else(|| {
+            text_of(tree, Path::resource(security::ID, instance, security::SNI))
+                .and_then(|name| sni_problem(&name))
+        });
         if let Some(problem) = problem {
             return Err(format!("/0/{}: {problem}", instance.0));
         }
@@ -611,8 +640,9 @@ fn account_at(tree: &Tree, instance: InstanceId, bootstrap: bool) -> Option<Acco
         Path::resource(security::ID, instance, security::LWM2M_SERVER_URI),
     )?;
     let credentials = credentials_at(tree, instance).ok().flatten();
+    // A name Bootstrap-Finish refuses (check_security) is never used.
     let sni = text_of(tree, Path::resource(security::ID, instance, security::SNI))
-        .filter(|name| !name.is_empty());
+        .filter(|name| !name.is_empty() && sni_problem(name).is_none());
     Some(Account {
         uri,
         short_server_id,
@@ -620,4 +650,36 @@ fn account_at(tree: &Tree, instance: InstanceId, bootstrap: bool) -> Option<Acco
         credentials,
         sni,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sni_problem;
+
+    #[test]
+    fn an_sni_must_be_a_host_name() {
+        for good in [
+            "",
+            "lwm2m.example.net",
+            "lwm2m.example.net.",
+            "a-1.b",
+            "localhost",
+        ] {
+            assert_eq!(sni_problem(good), None, "{good}");
+        }
+        let long = format!("{}.net", vec!["a".repeat(63); 4].join("."));
+        for bad in [
+            "127.0.0.1",
+            "::1",
+            "lwm2m server",
+            "a..b",
+            "-a.b",
+            "a-.b",
+            &"a".repeat(64),
+            &long,
+            "ü.example",
+        ] {
+            assert!(sni_problem(bad).is_some(), "{bad}");
+        }
+    }
 }
