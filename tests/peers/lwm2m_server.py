@@ -3,7 +3,7 @@
 Usage: lwm2m_server.py PORT
        lwm2m_server.py PORT write PATH VALUE   (stdin: a line to write, then read/exec/write/observe lines)
        lwm2m_server.py PORT bootstrap BOOTSTRAP_PORT [SECOND_PORT]
-       lwm2m_server.py PORT bootstrap-certificate BOOTSTRAP_PORT URI CERT KEY SERVER_CERT WRONG_KEY
+       lwm2m_server.py PORT bootstrap-certificate BOOTSTRAP_PORT URI CERT KEY SERVER_CERT WRONG_KEY [SNI]
        lwm2m_server.py PORT platform APN_PATH
        lwm2m_server.py PORT reboot
        lwm2m_server.py PORT concurrent   (stdin: "create SSID" and "read PATH" lines)
@@ -37,7 +37,8 @@ text (step "read"). With `bootstrap-certificate`, the bootstrap server
 provisions a Security Mode 2 account for the coaps:// URI (another
 server) from PEM files, its certificate usage 2: first with WRONG_KEY
 (Finish must be refused, step "bootstrap-finish-wrong-key"), then with
-KEY (step "bootstrap-finish"); it serves until killed.
+KEY (step "bootstrap-finish"), and with SNI as /0/x/14 when given; it
+serves until killed.
 """
 
 import asyncio
@@ -216,7 +217,7 @@ def pem_der(path):
     return der
 
 
-async def bootstrap_certificate(bootstrap_port, uri, cert, key, server_cert, wrong_key):
+async def bootstrap_certificate(bootstrap_port, uri, cert, key, server_cert, wrong_key, sni=None):
     started = asyncio.get_event_loop().create_future()
     site = resource.Site()
     site.add_resource(["bs"], BootstrapRequest(started))
@@ -231,7 +232,8 @@ async def bootstrap_certificate(bootstrap_port, uri, cert, key, server_cert, wro
     for name, secret in (("bootstrap-finish-wrong-key", wrong_key), ("bootstrap-finish", key)):
         security = (tlv(0, uri.encode()) + tlv(1, b"\x00") + tlv(2, b"\x02")
                     + tlv(3, pem_der(cert)) + tlv(4, pem_der(server_cert))
-                    + tlv(5, pem_der(secret)) + tlv(10, b"\x00\xca") + tlv(15, b"\x02"))
+                    + tlv(5, pem_der(secret)) + tlv(10, b"\x00\xca") + tlv(15, b"\x02")
+                    + (tlv(14, sni.encode()) if sni else b""))
         await call(context, "bootstrap-write-security", Code.PUT, base + "/0/1",
                    payload=security, content_format=11542)
         await call(context, name, Code.POST, base + "/bs")
@@ -324,7 +326,7 @@ async def main(port, mode):
         image = Image(make_package(int(mode[1])))
     state, context = await registration_server(port, [(["fw", "image.bin"], image)] if image else ())
     if mode and mode[0] == "bootstrap-certificate":
-        bootstrap_context = await bootstrap_certificate(int(mode[1]), *mode[2:7])
+        bootstrap_context = await bootstrap_certificate(int(mode[1]), *mode[2:8])
         await asyncio.get_event_loop().create_future()
     if mode and mode[0] == "bootstrap":
         second = None

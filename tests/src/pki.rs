@@ -2,7 +2,8 @@
 //! intermediate CA under it, a server certificate under the intermediate
 //! (for 127.0.0.1 and localhost), a client certificate under the root, a
 //! second root nobody uses (the wrong CA) and an expired server
-//! certificate, as PEM files in a directory. ECDSA P-256 throughout (the
+//! certificate, a server certificate for a name only, as PEM files in a
+//! directory. ECDSA P-256 throughout (the
 //! curve LwM2M's ECDHE-ECDSA suites use); keys are PKCS#8.
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,12 @@ pub struct Pki {
     /// Under the intermediate, valid 2000 to 2001.
     pub expired_chain: PathBuf,
     pub expired_key: PathBuf,
+    /// Under the intermediate, for the name `lwm2m.test` only (no
+    /// address): reachable through an IP URI only with that SNI.
+    pub named_chain: PathBuf,
+    pub named_key: PathBuf,
+    /// The server's chain with the second root added to what it sends.
+    pub chain_with_other_root: PathBuf,
 }
 
 struct Authority {
@@ -90,6 +97,7 @@ impl Pki {
         let (server_pem, server_key) = leaf("lwm2m server", &sans, &intermediate, false);
         let (expired_pem, expired_key) = leaf("lwm2m server", &sans, &intermediate, true);
         let (client_pem, client_key) = leaf("dmagent-cert", &[], &root, false);
+        let (named_pem, named_key) = leaf("lwm2m.test", &["lwm2m.test"], &intermediate, false);
         Pki {
             root: write("root.pem", &root_pem),
             intermediate: write("intermediate.pem", &intermediate_pem),
@@ -107,6 +115,12 @@ impl Pki {
                 &format!("{expired_pem}{intermediate_pem}"),
             ),
             expired_key: write("expired.key", &expired_key),
+            named_chain: write("named-chain.pem", &format!("{named_pem}{intermediate_pem}")),
+            named_key: write("named.key", &named_key),
+            chain_with_other_root: write(
+                "chain-with-other-root.pem",
+                &format!("{server_pem}{intermediate_pem}{other_pem}"),
+            ),
         }
     }
 }

@@ -181,7 +181,7 @@ fn servers_the_agent_must_not_trust_are_refused_with_the_reason() {
             "is not the one in its Server Public Key",
         ),
         // Usage 0: the path validates to a configured anchor, but not
-        // through /0/x/4 (another anchor of the same file).
+        // through /0/x/4 (another anchor of the same file)...
         (
             &pki.server_chain,
             &pki.server_key,
@@ -189,6 +189,25 @@ fn servers_the_agent_must_not_trust_are_refused_with_the_reason() {
             0,
             both_roots,
             "does not go through the CA in its Server Public Key",
+        ),
+        // ... even when the server sends /0/x/4 (public) along.
+        (
+            &pki.chain_with_other_root,
+            &pki.server_key,
+            &pki.other_root,
+            0,
+            both_roots,
+            "does not go through the CA in its Server Public Key",
+        ),
+        // Usage 2 with a certificate for another name (the URI is
+        // 127.0.0.1; it holds only lwm2m.test).
+        (
+            &pki.named_chain,
+            &pki.named_key,
+            &pki.root,
+            2,
+            &[][..],
+            "certificate not valid for name",
         ),
     ] {
         let (_server, _output, port) = server(&pki, chain, key);
@@ -244,13 +263,15 @@ fn the_launcher_registers_with_certificates() {
 /// A bootstrap server (aiocoap) provisions a Security Mode 2 account for
 /// s_server: the first Finish, with a key that is not the certificate's,
 /// is refused with 4.06 and the reason; the second, with the right key, is
-/// accepted, and the agent registers at s_server over certificates.
+/// accepted, and the agent registers at s_server over certificates. The
+/// server's certificate is for `lwm2m.test` only and the URI an address:
+/// the path validates only because the account's SNI (/0/x/14) names it.
 #[test]
 fn a_bootstrapped_certificate_account_is_checked_then_registers() {
     use dm_tests::py_peers::{json_lines, lwm2m_server, next_json};
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
-    let (_server, output, port) = server(&pki, &pki.server_chain, &pki.server_key);
+    let (_server, output, port) = server(&pki, &pki.named_chain, &pki.named_key);
     let bootstrap_port = dm_tests::files::free_udp_port();
     let mut bootstrap = Guard(
         lwm2m_server()
@@ -259,6 +280,7 @@ fn a_bootstrapped_certificate_account_is_checked_then_registers() {
             .arg(bootstrap_port.to_string())
             .arg(format!("coaps://127.0.0.1:{port}"))
             .args([&pki.client, &pki.client_key, &pki.root, &pki.server_key])
+            .arg("lwm2m.test")
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
