@@ -135,6 +135,13 @@ const REHANDSHAKE_MAX: Duration = Duration::from_secs(3600);
 /// A lost working session is replaced without delay at most this often.
 const QUICK_REHANDSHAKE_EVERY: Duration = Duration::from_secs(60);
 
+/// A new engine for `config`'s server.
+fn new_client(config: &Config) -> Client {
+    let mut client = Client::new(config.client.clone(), config.coap, dm_rt::random::seed());
+    client.set_trust_anchors(!config.trust_anchors.is_empty());
+    client
+}
+
 /// A new DTLS session from `local` to the server, for a coaps:// account
 /// (`None` for plain CoAP).
 fn new_session(config: &Config, local: SocketAddr) -> Option<Result<DtlsClient, String>> {
@@ -549,8 +556,7 @@ async fn connected(
         subscription.set_waker(move || notify.notify_one());
         subscription
     };
-    let seed = dm_rt::random::seed;
-    let mut client = Client::new(config.client.clone(), config.coap, seed());
+    let mut client = new_client(config);
     if let Some(sinks) = &config.firmware {
         client.set_package_sink((sinks.0)());
     }
@@ -688,7 +694,7 @@ async fn connected(
                     None
                 }
             };
-            client = Client::new(config.client.clone(), config.coap, seed());
+            client = new_client(config);
             jobs.engine += 1;
             if let Some(sinks) = &config.firmware {
                 client.set_package_sink((sinks.0)());
@@ -960,11 +966,7 @@ async fn connected(
                 if config.credentials.is_some() && dtls.is_none() {
                     rehandshake_at = Some(clock::now() + rehandshake_delay(dtls_failures));
                 }
-                client = Client::new(
-                    config.client.clone(),
-                    config.coap,
-                    seed(),
-                );
+                client = new_client(config);
                 jobs.engine += 1;
                 if let Some(sinks) = &config.firmware {
                     client.set_package_sink((sinks.0)());

@@ -109,8 +109,9 @@ pub struct Served {
     pub finished: bool,
 }
 
-/// Serves one request from the bootstrap server.
-pub fn serve(tree: &mut Tree, request: &Packet) -> Served {
+/// Serves one request from the bootstrap server. `trust_anchors`: the
+/// agent has anchors for certificate usages 0 and 1.
+pub fn serve(tree: &mut Tree, request: &Packet, trust_anchors: bool) -> Served {
     let segments: Vec<String> = request
         .get_option(CoapOption::UriPath)
         .map(|v| {
@@ -124,7 +125,7 @@ pub fn serve(tree: &mut Tree, request: &Packet) -> Served {
         _ => return answer(error(ResponseType::BadRequest, "not a request")),
     };
     if method == RequestType::Post && segments == ["bs"] {
-        return finish(tree);
+        return finish(tree, trust_anchors);
     }
     let path: Option<Lwm2mPath> = if segments.is_empty() {
         None
@@ -415,7 +416,7 @@ fn read(tree: &Tree, path: &Lwm2mPath, accept: Option<u16>) -> Packet {
 
 /// Bootstrap-Finish (Core §6.1.7.8): accepted when a non-bootstrap
 /// Security instance and a Server instance share a Short Server ID.
-fn finish(tree: &Tree) -> Served {
+fn finish(tree: &Tree, trust_anchors: bool) -> Served {
     let server_ids: Vec<i64> = tree
         .instances(server::ID)
         .unwrap_or_default()
@@ -443,7 +444,7 @@ fn finish(tree: &Tree) -> Served {
     // Key material is checked before it is accepted: a certificate that
     // does not parse or a key that is not the certificate's would only
     // fail later, in every handshake, with the previous accounts gone.
-    if let Err(reason) = check_security(tree) {
+    if let Err(reason) = check_security(tree, trust_anchors) {
         return answer(error(ResponseType::NotAcceptable, &reason));
     }
     {
@@ -517,12 +518,20 @@ fn sni_problem(name: &str) -> Option<String> {
 
 /// The security of every Security instance, as Bootstrap-Finish checks it
 /// (Core §6.1.7.8: 4.06 when the client cannot use what it was given).
-fn check_security(tree: &Tree) -> Result<(), String> {
+fn check_security(tree: &Tree, trust_anchors: bool) -> Result<(), String> {
     for instance in tree.instances(security::ID).unwrap_or_default() {
-        // The trust anchors usages 0 and 1 need are the agent's
-        // configuration, not the engine's: their absence shows at the
-        // first handshake, with the reason.
         let problem = match credentials_at(tree, instance) {
+            // The anchors usages 0 and 1 validate to are the agent's
+            // configuration (its `ca_file`), not the Security object's.
+            Ok(Some(Credentials::Certificate(certificates)))
+                if certificates.usage.needs_trust_anchors() && !trust_anchors =>
+            {
+                Some(format!(
+                    "certificate usage {} validates the server's path, and this client has \
+                     no trust anchors configured",
+                    certificates.usage.value()
+                ))
+            }
             Ok(Some(Credentials::Certificate(certificates))) => {
                 crate::dtls::check_certificates(&certificates).err()
             }

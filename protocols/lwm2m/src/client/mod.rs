@@ -229,6 +229,9 @@ pub struct Client {
     bootstrapping: bool,
     /// Where pushed firmware packages go, and the next block expected.
     package_sink: Option<Box<dyn PackageSink>>,
+    /// The agent has trust anchors for certificate usages 0 and 1 (its
+    /// `ca_file`): without them Bootstrap-Finish refuses such accounts.
+    trust_anchors: bool,
     package_next: Option<u32>,
     /// When a push whose next block has not come is given up.
     package_deadline: Option<Instant>,
@@ -306,6 +309,7 @@ impl Client {
             download: None,
             bootstrapping: false,
             package_sink: None,
+            trust_anchors: false,
             package_next: None,
             package_deadline: None,
             package_progress: (0, None, 0),
@@ -324,6 +328,13 @@ impl Client {
             queue_mode: false,
             awake_until: None,
         }
+    }
+
+    /// Whether the agent has trust anchors for certificate usages 0 and 1
+    /// (none by default): Bootstrap-Finish refuses such an account
+    /// without them, rather than lose working accounts to it.
+    pub fn set_trust_anchors(&mut self, configured: bool) {
+        self.trust_anchors = configured;
     }
 
     /// Firmware packages written to /5/0/0 go to `sink` as they arrive.

@@ -57,7 +57,7 @@ impl Client {
                 }
                 self.events.push(ClientEvent::BootstrapStarted);
             }
-            let served = crate::bootstrap::serve(tree, request);
+            let served = crate::bootstrap::serve(tree, request, self.trust_anchors);
             // Each bootstrap operation shows the server is still at it.
             self.bootstrap_deadline = Some(now + self.coap.parameters().exchange_lifetime());
             if served.finished {

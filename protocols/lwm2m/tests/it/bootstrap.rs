@@ -547,7 +547,7 @@ fn certificate_material_is_checked_before_bootstrap_finish_is_accepted() {
         .unwrap();
     let other_key = rcgen::KeyPair::generate().unwrap();
 
-    let write_security = |run: &mut Run, certificate: &[u8], key: &[u8]| {
+    let write_security = |run: &mut Run, certificate: &[u8], key: &[u8], usage: i64| {
         let security = tlv_instance(&[
             (0, b"coaps://127.0.0.1:5684".to_vec()),
             (1, vec![0]),
@@ -557,7 +557,7 @@ fn certificate_material_is_checked_before_bootstrap_finish_is_accepted() {
             (5, key.to_vec()),
             (10, tlv::integer(202)),
             (14, b"lwm2m.example.net".to_vec()),
-            (15, tlv::integer(2)),
+            (15, tlv::integer(usage)),
         ]);
         assert_eq!(
             code(&run.request(RequestType::Put, "/0/1", with_tlv(security))),
@@ -577,13 +577,13 @@ fn certificate_material_is_checked_before_bootstrap_finish_is_accepted() {
     let finish = |run: &mut Run| run.request(RequestType::Post, "/bs", |_| {});
 
     let truncated = &ours.der()[..ours.der().len() - 10];
-    write_security(&mut run, truncated, &ours_key.serialize_der());
+    write_security(&mut run, truncated, &ours_key.serialize_der(), 2);
     let refused = finish(&mut run);
     assert_eq!(code(&refused), ResponseType::NotAcceptable);
     let reason = String::from_utf8_lossy(&refused.payload).into_owned();
     assert!(reason.starts_with("/0/1: our certificate"), "{reason}");
 
-    write_security(&mut run, ours.der(), &other_key.serialize_der());
+    write_security(&mut run, ours.der(), &other_key.serialize_der(), 2);
     let refused = finish(&mut run);
     assert_eq!(code(&refused), ResponseType::NotAcceptable);
     let reason = String::from_utf8_lossy(&refused.payload).into_owned();
@@ -600,7 +600,14 @@ fn certificate_material_is_checked_before_bootstrap_finish_is_accepted() {
     );
     assert_eq!(run.client.next_event(), None);
 
-    write_security(&mut run, ours.der(), &ours_key.serialize_der());
+    // Usage 0 validates to trust anchors this client was not given.
+    write_security(&mut run, ours.der(), &ours_key.serialize_der(), 0);
+    let refused = finish(&mut run);
+    assert_eq!(code(&refused), ResponseType::NotAcceptable);
+    let reason = String::from_utf8_lossy(&refused.payload).into_owned();
+    assert!(reason.contains("no trust anchors configured"), "{reason}");
+
+    write_security(&mut run, ours.der(), &ours_key.serialize_der(), 2);
     assert_eq!(code(&finish(&mut run)), ResponseType::Changed);
     assert_eq!(
         run.client.next_event(),
