@@ -217,7 +217,9 @@ def pem_der(path):
     return der
 
 
-async def bootstrap_certificate(bootstrap_port, uri, cert, key, server_cert, wrong_key, sni=None):
+async def bootstrap_server(bootstrap_port):
+    """A bootstrap server on BOOTSTRAP_PORT, once the client asked: its
+    context and the client's base URI."""
     started = asyncio.get_event_loop().create_future()
     site = resource.Site()
     site.add_resource(["bs"], BootstrapRequest(started))
@@ -225,6 +227,11 @@ async def bootstrap_certificate(bootstrap_port, uri, cert, key, server_cert, wro
         site, bind=("127.0.0.1", bootstrap_port), transports=UDP_ONLY)
     say(event="bootstrap-listening", port=bootstrap_port)
     base = "coap://" + await started
+    return context, base
+
+
+async def bootstrap_certificate(bootstrap_port, uri, cert, key, server_cert, wrong_key, sni=None):
+    context, base = await bootstrap_server(bootstrap_port)
     await call(context, "bootstrap-delete", Code.DELETE, base + "/")
     server = tlv(0, b"\x00\xca") + tlv(1, b"\x78") + tlv(6, b"\x01") + tlv(7, b"U")
     await call(context, "bootstrap-write-server", Code.PUT, base + "/1/1", payload=server,
@@ -254,13 +261,7 @@ class BootstrapRequest(resource.Resource):
 
 
 async def bootstrap(bootstrap_port, port, second_port=None):
-    started = asyncio.get_event_loop().create_future()
-    site = resource.Site()
-    site.add_resource(["bs"], BootstrapRequest(started))
-    context = await aiocoap.Context.create_server_context(
-        site, bind=("127.0.0.1", bootstrap_port), transports=UDP_ONLY)
-    say(event="bootstrap-listening", port=bootstrap_port)
-    base = "coap://" + await started
+    context, base = await bootstrap_server(bootstrap_port)
     await call(context, "bootstrap-delete", Code.DELETE, base + "/")
     security = (tlv(0, ("coap://127.0.0.1:%d" % port).encode()) + tlv(1, b"\x00") + tlv(2, b"\x03")
                 + tlv(10, b"\x00\xca"))

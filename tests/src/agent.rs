@@ -62,7 +62,9 @@ pub fn wait_for_control_api(bus: &str) {
     assert!(waited.success(), "the control API never appeared on {bus}");
 }
 
-fn command(binary: &str, config: &Path, state: &Path) -> Command {
+/// `binary run` on `config` and `state`, its stderr dropped, without the
+/// caller's DMAGENT_CONFIG.
+pub fn command(binary: &str, config: &Path, state: &Path) -> Command {
     let mut command = Command::new(binary);
     command
         .arg("--config")

@@ -15,7 +15,7 @@ use crate::process::Guard;
 /// with one identity and its key (hex); its output to `stdout`. Its input
 /// is kept open (s_server ends when it closes), until the guard drops.
 pub fn psk_server(address: &str, identity: &str, key_hex: &str, stdout: Stdio) -> Guard {
-    Guard(
+    s_server(
         Command::new("openssl")
             .args([
                 "s_server",
@@ -25,7 +25,15 @@ pub fn psk_server(address: &str, identity: &str, key_hex: &str, stdout: Stdio) -
                 "PSK-AES128-CCM8",
             ])
             .args(["-psk_identity", identity, "-psk", key_hex])
-            .args(["-accept", address])
+            .args(["-accept", address]),
+        stdout,
+    )
+}
+
+/// Starts `command` (an s_server): input kept open, output to `stdout`.
+fn s_server(command: &mut Command, stdout: Stdio) -> Guard {
+    Guard(
+        command
             .stdin(Stdio::piped())
             .stdout(stdout)
             .stderr(Stdio::null())
@@ -44,7 +52,7 @@ pub fn certificate_server(
     client_ca: &Path,
     stdout: Stdio,
 ) -> Guard {
-    Guard(
+    s_server(
         Command::new("openssl")
             .args(["s_server", "-dtls1_2", "-cipher", "ECDHE-ECDSA-AES128-CCM8"])
             .arg("-cert")
@@ -57,12 +65,8 @@ pub fn certificate_server(
             .arg("-CAfile")
             .arg(client_ca)
             .args(["-Verify", "2", "-verify_return_error"])
-            .args(["-accept", address])
-            .stdin(Stdio::piped())
-            .stdout(stdout)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("openssl is missing: run scripts/install-deps.sh"),
+            .args(["-accept", address]),
+        stdout,
     )
 }
 

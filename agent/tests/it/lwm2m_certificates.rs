@@ -60,13 +60,7 @@ fn config(
 
 fn agent(config: &Path, state: &Path, stderr: Stdio) -> Guard {
     Guard(
-        Command::new(env!("CARGO_BIN_EXE_dmagent"))
-            .arg("--config")
-            .arg(config)
-            .arg("--state-dir")
-            .arg(state)
-            .arg("run")
-            .env_remove("DMAGENT_CONFIG")
+        dm_tests::agent::command(env!("CARGO_BIN_EXE_dmagent"), config, state)
             .env("DMAGENT_PLATFORM", "memory")
             .stderr(stderr)
             .spawn()

@@ -57,6 +57,24 @@ struct Run {
 }
 
 impl Run {
+    /// Sends the Bootstrap-Request and acknowledges it as the bootstrap
+    /// server would: the bootstrap has started.
+    fn start_bootstrap(&mut self) {
+        self.client.bootstrap_request(self.now);
+        let request = Packet::from_bytes(&self.client.poll_transmit().unwrap()).unwrap();
+        let mut ack = Packet::new();
+        ack.header.set_type(MessageType::Acknowledgement);
+        ack.header.message_id = request.header.message_id;
+        ack.header.code = MessageClass::Response(ResponseType::Changed);
+        ack.set_token(request.get_token().to_vec());
+        self.client
+            .handle_datagram(&mut self.tree, self.now, &ack.to_bytes().unwrap());
+        assert_eq!(
+            self.client.next_event(),
+            Some(ClientEvent::BootstrapStarted)
+        );
+    }
+
     fn request(
         &mut self,
         method: RequestType,
@@ -374,16 +392,7 @@ fn a_bootstrap_that_fails_half_way_rolls_back_to_the_previous_accounts() {
         now: Instant::now(),
         id: 1200,
     };
-    run.client.bootstrap_request(run.now);
-    let request = Packet::from_bytes(&run.client.poll_transmit().unwrap()).unwrap();
-    let mut ack = Packet::new();
-    ack.header.set_type(MessageType::Acknowledgement);
-    ack.header.message_id = request.header.message_id;
-    ack.header.code = MessageClass::Response(ResponseType::Changed);
-    ack.set_token(request.get_token().to_vec());
-    run.client
-        .handle_datagram(&mut run.tree, run.now, &ack.to_bytes().unwrap());
-    assert_eq!(run.client.next_event(), Some(ClientEvent::BootstrapStarted));
+    run.start_bootstrap();
     // The bootstrap server deletes everything, then goes quiet.
     assert_eq!(
         code(&run.request(RequestType::Delete, "/", |_| {})),
@@ -524,16 +533,7 @@ fn certificate_material_is_checked_before_bootstrap_finish_is_accepted() {
         now: Instant::now(),
         id: 2000,
     };
-    run.client.bootstrap_request(run.now);
-    let request = Packet::from_bytes(&run.client.poll_transmit().unwrap()).unwrap();
-    let mut ack = Packet::new();
-    ack.header.set_type(MessageType::Acknowledgement);
-    ack.header.message_id = request.header.message_id;
-    ack.header.code = MessageClass::Response(ResponseType::Changed);
-    ack.set_token(request.get_token().to_vec());
-    run.client
-        .handle_datagram(&mut run.tree, run.now, &ack.to_bytes().unwrap());
-    assert_eq!(run.client.next_event(), Some(ClientEvent::BootstrapStarted));
+    run.start_bootstrap();
 
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
