@@ -97,6 +97,12 @@ fn set(tree: &Mutex<Tree>, instance: InstanceId, values: &[(ResourceId, Value)])
     let mut tx = tree.begin(Origin::Agent);
     for (resource, value) in values {
         tx.set(at(instance, *resource), value.clone());
+        // The package's Execution Unit (TR-181 2.16) runs while it is
+        // activated.
+        if let (ACTIVATION_STATE, Value::Boolean(active)) = (*resource, value) {
+            let status = if *active { "Active" } else { "Idle" };
+            tx.set(at(instance, EU_STATUS), Value::String(status.into()));
+        }
     }
     if let Err(e) = tx.commit() {
         warn!(instance = instance.0, "software state not recorded: {e:?}");

@@ -630,6 +630,8 @@ pub mod software {
     pub const STATUS: ResourceId = ResourceId(1000);
     /// UUID
     pub const UUID: ResourceId = ResourceId(1001);
+    /// Status
+    pub const EU_STATUS: ResourceId = ResourceId(1002);
 
     pub static SCHEMA: ObjectSchema = ObjectSchema {
         id: ID,
@@ -659,6 +661,7 @@ pub mod software {
             ResourceSchema { id: SOFTWARE_COMPONENT_TREE_LENGTH, name: "Software Component tree length", value_type: ValueType::Long, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Range { min: 0, max: 255 } },
             ResourceSchema { id: STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Installing", "Installed", "Updating", "Uninstalling", "Uninstalled"]) },
             ResourceSchema { id: UUID, name: "UUID", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Length { min: 36, max: 36 } },
+            ResourceSchema { id: EU_STATUS, name: "Status", value_type: ValueType::String, access: Access::Read, multiple: false, mandatory: false, units: "", constraint: Constraint::Enumeration(&["Idle", "Starting", "Active", "Stopping"]) },
         ],
     };
 }

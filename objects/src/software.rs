@@ -27,7 +27,9 @@ impl ObjectHandler for Software {
     }
 
     fn create(&self, _instance: InstanceId) -> Result<Instance, Error> {
-        Ok(layout(&SCHEMA, &[PACKAGE_URI, STATUS, UUID]))
+        // A package not yet activated is an Idle Execution Unit.
+        Ok(layout(&SCHEMA, &[PACKAGE_URI, STATUS, UUID])
+            .with(EU_STATUS, crate::stored(Value::String("Idle".into()))))
     }
 
     fn execute(

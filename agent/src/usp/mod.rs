@@ -661,7 +661,7 @@ fn du_state_change(
         ("Version", result.version.clone()),
         ("CurrentState", result.current_state.clone()),
         ("Resolved", result.resolved.to_string()),
-        ("ExecutionUnitRefList", String::new()),
+        ("ExecutionUnitRefList", result.execution_unit_refs()),
         ("StartTime", time(result.start)),
         ("CompleteTime", time(result.complete)),
         ("OperationPerformed", operation.to_owned()),

@@ -526,6 +526,16 @@ fn change_du_state_installs_and_uninstalls_a_deployment_unit() {
         .and_then(|r| r.split('<').next())
         .unwrap()
         .to_owned();
+    // Its one Execution Unit, the row of the same number.
+    let execution_unit = unit
+        .trim_end_matches('.')
+        .replace("DeploymentUnit", "ExecutionUnit");
+    assert!(
+        installed.contains(&format!(
+            "<ExecutionUnitRefList>{execution_unit}</ExecutionUnitRefList>"
+        )),
+        "{installed}"
+    );
     // TR-181 shows the unit.
     let values = acs.post_with("<cwmp:GetParameterValuesResponse>");
     assert!(
@@ -553,6 +563,10 @@ fn change_du_state_installs_and_uninstalls_a_deployment_unit() {
         "{removed}"
     );
     assert!(removed.contains("<FaultCode>0</FaultCode>"), "{removed}");
+    assert!(
+        removed.contains("<ExecutionUnitRefList></ExecutionUnitRefList>"),
+        "{removed}"
+    );
     let calls = std::fs::read_to_string(&calls).unwrap();
     assert_eq!(calls.lines().collect::<Vec<_>>(), ["install", "uninstall"]);
 }

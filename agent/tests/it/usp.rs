@@ -1523,6 +1523,59 @@ fn a_deployment_unit_is_installed_and_uninstalled() {
     let complete = next_complete(controller);
     assert_eq!(complete["commandName"], "Update()", "{complete}");
     assert!(complete["reqOutputArgs"].is_object(), "{complete}");
+    // The package's Execution Unit (the row of the same number): started
+    // and stopped by the package program, its Status following.
+    let unit_row = row.replace("DeploymentUnit", "ExecutionUnit");
+    assert_eq!(
+        get_one(controller, &topic, &format!("{unit_row}Name")),
+        "demo-pkg"
+    );
+    assert_eq!(
+        get_one(controller, &topic, &format!("{unit_row}Status")),
+        "Idle"
+    );
+    subscribe(
+        controller,
+        &topic,
+        &[
+            ("ID", "eu"),
+            ("NotifType", "ValueChange"),
+            (
+                "ReferenceList",
+                "Device.SoftwareModules.ExecutionUnit.*.Status",
+            ),
+            ("Enable", "true"),
+        ],
+    );
+    let set_state = |controller: &mut Controller, state: &str| {
+        controller.request(
+            &topic,
+            state,
+            "OPERATE",
+            json!({"operate": {"command": format!("{unit_row}SetRequestedState()"),
+                               "commandKey": "eu", "sendResp": true,
+                               "inputArgs": {"RequestedState": state}}}),
+        )
+    };
+    for state in ["Active", "Idle"] {
+        let body = set_state(controller, state);
+        let result = &body["response"]["operateResp"]["operationResults"][0];
+        assert!(result["reqOutputArgs"].is_object(), "{body}");
+        let notification = controller.ask(json!({"op": "notification"}));
+        let change = &notification["msg"]["body"]["request"]["notify"]["valueChange"];
+        assert_eq!(
+            change["paramPath"],
+            format!("{unit_row}Status"),
+            "{notification}"
+        );
+        assert_eq!(change["paramValue"], state, "{notification}");
+    }
+    // Asking for the state it is in does nothing; a state TR-181 does not
+    // have is 7027.
+    let body = set_state(controller, "Idle");
+    assert!(body["response"]["operateResp"].is_object(), "{body}");
+    let body = set_state(controller, "Running");
+    assert_eq!(body["error"]["errCode"], 7027, "{body}");
     // From here, DUStateChange! too (TR-181 2.16's event of a unit's
     // operation).
     subscribe(
@@ -1574,6 +1627,6 @@ fn a_deployment_unit_is_installed_and_uninstalled() {
     let called = std::fs::read_to_string(&calls).unwrap();
     assert_eq!(
         called.lines().collect::<Vec<_>>(),
-        ["install", "install", "uninstall"]
+        ["install", "install", "activate", "deactivate", "uninstall"]
     );
 }

@@ -296,6 +296,62 @@ pub struct Command {
     pub writes: Vec<ParameterValueIn>,
 }
 
+/// A synchronous command that is an Execute on the tree, checked: the
+/// resource to execute and its arguments, or `None` when the command asks
+/// for what already is (and does nothing).
+type TreeExecute = Option<(Path, String)>;
+
+/// `Device.SoftwareModules.ExecutionUnit.{i}.SetRequestedState()` (TR-181
+/// 2.16, synchronous): a package's unit started or stopped by /9's
+/// Activate or Deactivate, which the package program carries out in the
+/// package's queue, as for an LwM2M server's Execute. The answer says the
+/// request was taken; the unit's Status turns Active or Idle when the
+/// program has done it. As TR-181 says: Idle stops a Starting or Active
+/// unit, Active starts an Idle one and is refused for a Stopping one,
+/// anything else is ignored.
+fn execution_unit_action(
+    tree: &Tree,
+    operate: &usp::Operate,
+) -> Option<Result<TreeExecute, UspError>> {
+    use dm_core::catalog::software;
+    let units = "Device.SoftwareModules.ExecutionUnit.";
+    let row = row_command(&operate.command, units, ".SetRequestedState()")?;
+    let bad = |why: String| Some(Err(UspError::new(Code::INVALID_COMMAND_ARGUMENTS, why)));
+    if let Some(name) = operate.input_args.keys().find(|n| *n != "RequestedState") {
+        return bad(format!("SetRequestedState() has no input {name:?}"));
+    }
+    let Some(status) = rpc::value_as(tree, Origin::Agent, &format!("{units}{row}.Status")) else {
+        return Some(Err(UspError::new(
+            Code::INVALID_PATH,
+            format!("{units}{row}. is no execution unit"),
+        )));
+    };
+    let resource = match (
+        operate.input_args.get("RequestedState").map(String::as_str),
+        status.as_str(),
+    ) {
+        (Some("Idle"), "Starting" | "Active") => software::DEACTIVATE,
+        (Some("Active"), "Idle") => software::ACTIVATE,
+        (Some("Active"), "Stopping") => {
+            return Some(Err(UspError::new(
+                Code::COMMAND_FAILURE,
+                format!("{units}{row}. is stopping"),
+            )));
+        }
+        (Some("Idle" | "Active"), _) => return Some(Ok(None)),
+        (Some(other), _) => {
+            return bad(format!(
+                "SetRequestedState() input \"RequestedState\" = {other:?}: Idle or Active"
+            ));
+        }
+        (None, _) => return bad("SetRequestedState() needs the input \"RequestedState\"".into()),
+    };
+    Some(Ok(Some((
+        Path::resource(software::ID, dm_core::InstanceId(row), resource),
+        String::new(),
+    ))))
+}
+
 /// The OperateResp of a synchronous command done: no output arguments.
 pub fn operate_done(msg_id: String, command: &str) -> usp::Msg {
     use usp::operate_resp::operation_result::{OperationResp, OutputArgs};
@@ -646,7 +702,7 @@ impl Request {
                 if !allowed.allows(&operate.command, Kind::CommandEvent, Op::Execute) {
                     return Step::Done(error_msg(msg_id, &denied(&operate.command, "operate")));
                 }
-                answer_operate(tree, msg_id, operate)
+                answer_operate(tree, origin, msg_id, operate)
             }
             ReqType::GetSupportedDm(get) => Step::Done(match too_many(get.obj_paths.len()) {
                 Some(error) => error_msg(msg_id, &error),
@@ -714,8 +770,20 @@ fn kind_of(body: &ReqType) -> &'static str {
 /// which it is and what it takes, checked; the driver carries it out
 /// ([`Step::Command`]), answering at once for the synchronous ones with
 /// a `response`.
-fn answer_operate(tree: &Tree, msg_id: String, operate: usp::Operate) -> Step {
+fn answer_operate(tree: &mut Tree, origin: Origin, msg_id: String, operate: usp::Operate) -> Step {
     let command = operate.command.as_str();
+    if let Some(execute) = execution_unit_action(tree, &operate) {
+        let done = execute.and_then(|execute| match execute {
+            Some((path, arguments)) => tree
+                .execute(origin, &path, &arguments)
+                .map_err(|e| executed_error(command, e)),
+            None => Ok(()),
+        });
+        return Step::Done(match done {
+            Ok(()) => operate_done(msg_id, command),
+            Err(error) => error_msg(msg_id, &error),
+        });
+    }
     // (the action, its object's writes, whether it answers at once)
     let accepted: Result<(Action, Vec<ParameterValueIn>, bool), UspError> =
         if let Some(action) = software_action(tree, &operate) {
@@ -764,6 +832,26 @@ fn answer_operate(tree: &Tree, msg_id: String, operate: usp::Operate) -> Step {
             })
         }
     }
+}
+
+/// The error of an Execute the tree refused, for `command`.
+fn executed_error(command: &str, error: dm_core::Error) -> UspError {
+    use dm_core::Error;
+    let code = match &error {
+        Error::ObjectNotFound(_)
+        | Error::InstanceNotFound(_)
+        | Error::ResourceNotFound(_)
+        | Error::NotSupported(_)
+        | Error::NotExecutable(_) => Code::INVALID_PATH,
+        Error::AccessDenied { .. } => Code::PERMISSION_DENIED,
+        Error::Storage(_) => Code::INTERNAL_ERROR,
+        _ => Code::COMMAND_FAILURE,
+    };
+    let why = match error {
+        Error::Rejected { reason, .. } => reason,
+        other => other.to_string(),
+    };
+    UspError::new(code, format!("{command}: {why}"))
 }
 
 // --- Get ---

@@ -15,12 +15,22 @@ use crate::proto::usp::get_supported_dm_resp::{
 };
 use crate::proto::usp::{self, get_supported_dm_resp::CmdType};
 
-/// The synchronous commands the agent carries out, by object.
-const COMMANDS: &[(&str, &str)] = &[
-    ("Device.", "Reboot()"),
-    ("Device.", "FactoryReset()"),
-    ("Device.LocalAgent.Request.{i}.", "Cancel()"),
-    ("Device.LocalAgent.Controller.{i}.", "SendOnBoardRequest()"),
+/// The synchronous commands the agent carries out, by object, with their
+/// inputs.
+const COMMANDS: &[(&str, &str, &[&str])] = &[
+    ("Device.", "Reboot()", &[]),
+    ("Device.", "FactoryReset()", &[]),
+    ("Device.LocalAgent.Request.{i}.", "Cancel()", &[]),
+    (
+        "Device.LocalAgent.Controller.{i}.",
+        "SendOnBoardRequest()",
+        &[],
+    ),
+    (
+        "Device.SoftwareModules.ExecutionUnit.{i}.",
+        "SetRequestedState()",
+        &["RequestedState"],
+    ),
 ];
 
 /// Asynchronous commands carried out by the firmware pipeline and the
@@ -67,10 +77,10 @@ fn commands_of(object: &str) -> Vec<SupportedCommandResult> {
     let names = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
     let sync = COMMANDS
         .iter()
-        .filter(|(at, _)| *at == object)
-        .map(|(_, name)| SupportedCommandResult {
+        .filter(|(at, ..)| *at == object)
+        .map(|(_, name, inputs)| SupportedCommandResult {
             command_name: (*name).to_owned(),
-            input_arg_names: Vec::new(),
+            input_arg_names: names(inputs),
             output_arg_names: Vec::new(),
             command_type: CmdType::CmdSync as i32,
         });

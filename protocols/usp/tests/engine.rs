@@ -765,6 +765,69 @@ fn get_supported_dm_lists_objects_parameters_commands_and_events() {
             .any(|o| o.supported_obj_path == "Device.WiFi.SSID."),
     );
     assert_eq!(r.req_obj_results[2].err_code, 7026);
+    let units = device
+        .supported_objs
+        .iter()
+        .find(|o| o.supported_obj_path == "Device.SoftwareModules.ExecutionUnit.{i}.")
+        .unwrap();
+    let set_state = &units.supported_commands[0];
+    assert_eq!(set_state.command_name, "SetRequestedState()");
+    assert_eq!(set_state.input_arg_names, ["RequestedState"]);
+    assert_eq!(
+        set_state.command_type,
+        usp::get_supported_dm_resp::CmdType::CmdSync as i32
+    );
+}
+
+/// SetRequestedState() of a package's Execution Unit is /9's Activate or
+/// Deactivate: refused while the package is not installed (7022, the
+/// tree's reason), checked for its input, 7026 for a row that is not.
+#[test]
+fn an_execution_unit_is_started_only_when_its_package_is_installed() {
+    use dm_core::catalog::software;
+    let agent = Agent::new(AGENT);
+    let mut tree = tree();
+    let mut tx = tree.begin(Origin::Agent);
+    tx.create(software::ID, Some(dm_core::InstanceId(1)));
+    tx.set(
+        dm_core::Path::resource(software::ID, dm_core::InstanceId(1), software::PKGNAME),
+        dm_core::Value::String("web".into()),
+    );
+    tx.commit().unwrap();
+    let operate = |command: &str, state: &str| {
+        ReqType::Operate(usp::Operate {
+            command: command.into(),
+            send_resp: true,
+            input_args: [("RequestedState".to_owned(), state.to_owned())].into(),
+            ..Default::default()
+        })
+    };
+    let unit = "Device.SoftwareModules.ExecutionUnit.1.SetRequestedState()";
+    assert_eq!(
+        value(
+            &agent,
+            &mut tree,
+            "Device.SoftwareModules.ExecutionUnit.1.Status"
+        ),
+        "Idle"
+    );
+    let refused = error(ask(&agent, &mut tree, operate(unit, "Active")));
+    assert_eq!(refused.err_code, 7022, "{refused:?}");
+    assert!(refused.err_msg.contains("not installed"), "{refused:?}");
+    // Idle is what it is: nothing to do.
+    let RespType::OperateResp(done) = resp(ask(&agent, &mut tree, operate(unit, "Idle"))) else {
+        panic!()
+    };
+    assert_eq!(done.operation_results[0].executed_command, unit);
+    assert_eq!(
+        error(ask(&agent, &mut tree, operate(unit, "Up"))).err_code,
+        7027
+    );
+    let absent = "Device.SoftwareModules.ExecutionUnit.7.SetRequestedState()";
+    assert_eq!(
+        error(ask(&agent, &mut tree, operate(absent, "Active"))).err_code,
+        7026
+    );
 }
 
 #[test]

@@ -400,7 +400,7 @@ impl Encoder {
                 body,
                 "<Results><UUID>{}</UUID><DeploymentUnitRef>{}</DeploymentUnitRef>\
                  <Version>{}</Version><CurrentState>{}</CurrentState><Resolved>{}</Resolved>\
-                 <ExecutionUnitRefList></ExecutionUnitRefList><StartTime>{}</StartTime>\
+                 <ExecutionUnitRefList>{}</ExecutionUnitRefList><StartTime>{}</StartTime>\
                  <CompleteTime>{}</CompleteTime><Fault><FaultCode>{}</FaultCode>\
                  <FaultString>{}</FaultString></Fault></Results>",
                 escape(&r.uuid),
@@ -408,6 +408,7 @@ impl Encoder {
                 escape(&r.version),
                 escape(&r.current_state),
                 if r.resolved { "1" } else { "0" },
+                escape(r.execution_unit_refs()),
                 escape(start),
                 escape(complete),
                 r.fault_code,

@@ -140,6 +140,23 @@ pub struct DuResult {
     pub fault_string: String,
 }
 
+impl DuResult {
+    /// ExecutionUnitRefList: an installed unit's one Execution Unit, the
+    /// row of the same number (a package is one unit).
+    pub fn execution_unit_refs(&self) -> String {
+        let row = self
+            .deployment_unit_ref
+            .trim_end_matches('.')
+            .strip_prefix("Device.SoftwareModules.DeploymentUnit.");
+        match row {
+            Some(row) if self.current_state == "Installed" => {
+                format!("Device.SoftwareModules.ExecutionUnit.{row}")
+            }
+            _ => String::new(),
+        }
+    }
+}
+
 /// The arguments of the CPE's Kicked (TR-069 §A.4.2.3): what a web page
 /// on the device passes on from the ACS's web site that sent the user to
 /// it.
