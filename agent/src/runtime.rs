@@ -138,6 +138,8 @@ pub fn build(
 ) -> anyhow::Result<(Tree, Vec<String>)> {
     // Before anything resolves a TR-181 path.
     dm_cwmp::mapping::declare(&config.tr181).context("declaring TR-181 parameters")?;
+    dm_cwmp::mapping::declare_commands(config.commands.clone())
+        .context("declaring TR-181 commands")?;
     for table in dm_cwmp::mapping::replaced() {
         info!("{table} is the declared object's, not the host's");
     }
@@ -569,7 +571,10 @@ pub async fn run(
     // applied to the tree, or nothing changed and the reason logged.
     let reload_now = || {
         let result = reload().and_then(|new| {
-            if new.objects != config.objects || new.tr181 != config.tr181 {
+            if new.objects != config.objects
+                || new.tr181 != config.tr181
+                || new.commands != config.commands
+            {
                 warn!("declared objects ([[object]]) change at the next start, not on reload");
             }
             dm_objects::provision(&mut lock(&tree), &new.provisioning())

@@ -7,7 +7,9 @@ agent/src/provider/mod.rs). TR-181 objects are keyed by parameter name.
 It keeps Greeting (writable; the text "refuse" is refused) and counts
 Changes, the number of times Greeting was set since it started. Changes is
 volatile (`volatile = ["Changes"]`): the agent asks for it ("get") when a
-request reads it, rather than this provider pushing it.
+request reads it, rather than this provider pushing it. The command
+Reset() (a USP controller's Operate) comes as an "execute" with its inputs;
+it sets Greeting and pushes the new value.
 """
 
 import json
@@ -33,6 +35,10 @@ def main():
             else:
                 greeting = value
                 changes += 1
+        elif request["op"] == "execute" and request["resource"] == "Reset()":
+            # The agent does not wait for it: the new value is pushed.
+            greeting = request.get("inputs", {}).get("Greeting", "hello")
+            send({"op": "values", "instance": 0, "values": {"Greeting": greeting}})
         elif request["op"] == "get":
             held = {"Greeting": greeting, "Changes": changes}
             answer["values"] = {name: held[name] for name in request["resources"] if name in held}

@@ -123,6 +123,8 @@ pub struct Config {
     pub objects: Vec<dm_objects::declared::Declaration>,
     /// Their resources bound to TR-181 parameters (`[object.tr181]`).
     pub tr181: Vec<dm_cwmp::mapping::Binding>,
+    /// The commands of the TR-181 objects declared (USP's Operate).
+    pub commands: Vec<dm_cwmp::mapping::CommandBinding>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -625,7 +627,11 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         .is_file()
         .then(|| Path::new(source).parent())
         .flatten();
-    let (objects, tr181) = at
+    let objects::Declared {
+        objects,
+        tr181,
+        commands,
+    } = at
         .keep(objects::declarations(&file.object, base, &at))
         .unwrap_or_default();
 
@@ -758,6 +764,7 @@ pub fn parse(text: &str, source: &str, overrides: &Overrides) -> Result<Config, 
         usp,
         objects,
         tr181,
+        commands,
     })
 }
 

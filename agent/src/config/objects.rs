@@ -22,7 +22,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use dm_core::{InstanceId, ResourceId, ResourceSchema, ResourceValue, Value, ValueType};
-use dm_cwmp::mapping::Binding;
+use dm_cwmp::mapping::{Binding, CommandBinding};
 use dm_objects::declared::{Declaration, ProviderKind, Scalar};
 
 use super::{ConfigError, Locator};
@@ -52,13 +52,15 @@ pub(super) fn declarations(
     tables: &[ObjectFile],
     base: Option<&Path>,
     at: &Locator<'_>,
-) -> Result<(Vec<Declaration>, Vec<Binding>), ConfigError> {
+) -> Result<Declared, ConfigError> {
     let mut declarations: Vec<Declaration> = Vec::new();
     let mut bindings: Vec<Binding> = Vec::new();
+    let mut commands: Vec<CommandBinding> = Vec::new();
     let mut spans = Vec::new();
     for table in tables {
         let taken: Vec<dm_core::ObjectId> = declarations.iter().map(|d| d.schema.id).collect();
-        let (declaration, own) = declaration(table, base, &taken, at)?;
+        let (declaration, own, own_commands) = declaration(table, base, &taken, at)?;
+        commands.extend(own_commands);
         // A DM document names its own TR-181 paths.
         if !own.is_empty()
             && let Some((path, _)) = table.tr181.iter().next()
@@ -102,7 +104,19 @@ pub(super) fn declarations(
         };
         return Err(at.error(&spans[n], e.to_string()));
     }
-    Ok((declarations, bindings))
+    Ok(Declared {
+        objects: declarations,
+        tr181: bindings,
+        commands,
+    })
+}
+
+/// What `[[object]]` declares.
+#[derive(Default)]
+pub(super) struct Declared {
+    pub objects: Vec<Declaration>,
+    pub tr181: Vec<Binding>,
+    pub commands: Vec<CommandBinding>,
 }
 
 /// One `tr181` entry: a template bound to a resource of `declared`.
@@ -208,7 +222,7 @@ fn declaration(
     base: Option<&Path>,
     taken: &[dm_core::ObjectId],
     at: &Locator<'_>,
-) -> Result<(Declaration, Vec<Binding>), ConfigError> {
+) -> Result<(Declaration, Vec<Binding>, Vec<CommandBinding>), ConfigError> {
     let span = table.definition.span();
     let written = table.definition.get_ref();
     if written.is_empty() {
@@ -225,12 +239,17 @@ fn declaration(
     let located = |e: &dyn std::fmt::Display| at.error(&span, format!("{}: {e}", path.display()));
     // An OMA LwM2M object definition, or a Broadband Forum DM instance
     // document (a TR-181 vendor object).
-    let (schema, own) = if dm_cwmp::declare::is_document(&text) {
+    let (schema, own, commands) = if dm_cwmp::declare::is_document(&text) {
         let declared = dm_cwmp::declare::object(&text, taken).map_err(|e| located(&e))?;
-        (declared.schema, declared.bindings())
+        (
+            declared.schema,
+            declared.bindings(),
+            declared.commands().to_vec(),
+        )
     } else {
         (
             dm_lwm2m::declare::schema(&text).map_err(|e| located(&e))?,
+            Vec::new(),
             Vec::new(),
         )
     };
@@ -446,6 +465,7 @@ fn declaration(
             volatile,
         },
         own,
+        commands,
     ))
 }
 

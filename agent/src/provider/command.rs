@@ -10,10 +10,14 @@
 //! {"id":2,"op":"add","instance":1,"values":{"5701":"Cel"}}
 //! {"id":3,"op":"delete","instance":1}
 //! {"id":4,"op":"execute","instance":0,"resource":5605,"arguments":""}
+//! {"id":6,"op":"execute","instance":0,"resource":"Reset()","inputs":{"Greeting":"hi"}}
 //! {"id":5,"op":"get","instance":0,"resources":["5700"]}
 //! ```
 //!
-//! and the provider answers each with `{"id":1,"ok":true}` (a get's with
+//! (an LwM2M Execute carries its argument string; a USP command of a
+//! TR-181 object is named with its parentheses and carries its input
+//! arguments by name) and the provider answers each with
+//! `{"id":1,"ok":true}` (a get's with
 //! `"values":{"5700":21.5}`) or `{"id":1,"error":"why"}`. At any time it
 //! may push `{"op":"values","instance":0,"values":{"5700":22.5}}`,
 //! `{"op":"added","instance":2,"values":{...}}` or
@@ -469,10 +473,18 @@ impl Provider for Process {
         arguments: &str,
     ) -> Result<(), Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let line = serde_json::json!({
-            "id": id, "op": "execute", "instance": instance.0,
-            "resource": resource.0, "arguments": arguments,
-        });
+        let line = if super::is_tr181(self.object) {
+            serde_json::json!({
+                "id": id, "op": "execute", "instance": instance.0,
+                "resource": super::key(self.object, resource),
+                "inputs": super::command_inputs(arguments)?,
+            })
+        } else {
+            serde_json::json!({
+                "id": id, "op": "execute", "instance": instance.0,
+                "resource": resource.0, "arguments": arguments,
+            })
+        };
         self.enqueue(Outgoing {
             line: line.to_string(),
             id,

@@ -20,6 +20,8 @@
 //!   but the bus's "not there" ones: NoReply, ServiceUnknown,
 //!   UnknownObject, ...) refuses the change with its message;
 //! - `Execute(u instance, u resource, s arguments)`: not waited for;
+//! - `ExecuteCommand(u instance, s command, a{ss} inputs)`: the same for a
+//!   USP command of a TR-181 object (`"Reset()"`, its input arguments);
 //! - `Get(u instance, as resources) → a{sv}`: the volatile values.
 //!
 //! The registration lasts as long as the service's connection: the agent
@@ -322,6 +324,28 @@ impl Provider for DbusProvider {
         let Some(owner) = self.owner() else {
             return Err(self.unavailable("not registered"));
         };
+        if super::is_tr181(self.object) {
+            let inputs: HashMap<String, String> = super::command_inputs(arguments)?
+                .into_iter()
+                .map(|(name, value)| {
+                    let text = match value {
+                        serde_json::Value::String(text) => text,
+                        other => other.to_string(),
+                    };
+                    (name, text)
+                })
+                .collect();
+            self.send(
+                owner,
+                "ExecuteCommand",
+                (
+                    u32::from(instance.0),
+                    super::key(self.object, resource),
+                    inputs,
+                ),
+            );
+            return Ok(());
+        }
         self.send(
             owner,
             "Execute",

@@ -5,7 +5,10 @@
 //! - the agent asks: **set** values of an instance, **add** an instance
 //!   with values, **delete** one (each all or nothing: the provider checks
 //!   everything before it changes anything, and answers ok or why not),
-//!   **execute** a resource (handed over, not waited for) and **get** the
+//!   **execute** a resource or, for a TR-181 object, a command its DM
+//!   document declares (`<command name="Reset()">`, which USP controllers
+//!   operate; synchronous, inputs only) with its input arguments (handed
+//!   over, not waited for) and **get** the
 //!   current values of volatile resources (answered within 2 s);
 //! - the provider pushes, whenever it likes: **values** of an instance,
 //!   an instance **added** (with values) and one **deleted**. The tree
@@ -141,9 +144,28 @@ pub fn typed(
 /// TR-181 object, its id otherwise.
 pub fn key(object: &ObjectSchema, id: ResourceId) -> String {
     match object.resource(id) {
-        Some(r) if object.id.0 >= dm_lwm2m::declare::TR181_ONLY => r.name.to_owned(),
+        Some(r) if is_tr181(object) => r.name.to_owned(),
         _ => id.0.to_string(),
     }
+}
+
+/// Whether `object` is a TR-181 object declared from a DM document (its
+/// values keyed by name, its commands USP's).
+pub fn is_tr181(object: &ObjectSchema) -> bool {
+    object.id.0 >= dm_lwm2m::declare::TR181_ONLY
+}
+
+/// A TR-181 command's input arguments, as the USP engine passes them with
+/// the Execute (a JSON object of strings, or nothing).
+pub fn command_inputs(
+    arguments: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, dm_core::Error> {
+    if arguments.is_empty() {
+        return Ok(serde_json::Map::new());
+    }
+    serde_json::from_str(arguments).map_err(|e| {
+        dm_core::Error::PlatformInvalid(format!("command inputs are not a JSON object: {e}"))
+    })
 }
 
 /// Values as a provider reads them.

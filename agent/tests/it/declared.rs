@@ -270,6 +270,8 @@ fn a_vendor_object_from_a_dm_document_is_served_through_its_provider() {
     ] {
         assert!(names.contains(name), "{name} missing from {names}");
     }
+    // Its command is USP's: CWMP has none.
+    assert!(!names.contains("Reset()"), "{names}");
     // Before the provider has answered anything, its first push may or
     // may not be in: the first read is not asserted on.
     acs.post_with("GetParameterValuesResponse");

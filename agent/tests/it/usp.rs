@@ -1630,3 +1630,77 @@ fn a_deployment_unit_is_installed_and_uninstalled() {
         ["install", "install", "activate", "deactivate", "uninstall"]
     );
 }
+
+/// A command a DM document declares (examples/vendor's Reset()) is listed
+/// by GetSupportedDM and operated through the object's provider: its
+/// input reaches the provider, whose push comes back as a ValueChange; an
+/// input the document does not declare is 7027 and reaches nothing.
+#[test]
+fn a_declared_command_is_carried_out_by_its_provider() {
+    let example = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/vendor");
+    let mut usp = Usp::start(&format!(
+        "[[object]]\ndefinition = \"{dir}/example.xml\"\n\
+         provider = [\"{python}\", \"{dir}/provider.py\"]\n\
+         volatile = [\"Changes\"]\n",
+        dir = example.display(),
+        python = dm_tests::py_peers::python().display(),
+    ));
+    let controller = &mut usp.controller;
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
+    let supported = controller.request(
+        &topic,
+        "supported",
+        "GET_SUPPORTED_DM",
+        json!({"getSupportedDm": {"objPaths": ["Device.X_000000_Example."],
+                                   "firstLevelOnly": true, "returnCommands": true}}),
+    );
+    let object =
+        &supported["response"]["getSupportedDmResp"]["reqObjResults"][0]["supportedObjs"][0];
+    let command = &object["supportedCommands"][0];
+    assert_eq!(command["commandName"], "Reset()", "{supported}");
+    assert_eq!(command["inputArgNames"], json!(["Greeting"]), "{supported}");
+    subscribe(
+        controller,
+        &topic,
+        &[
+            ("ID", "greeting"),
+            ("NotifType", "ValueChange"),
+            ("ReferenceList", "Device.X_000000_Example.Greeting"),
+            ("Enable", "true"),
+        ],
+    );
+    let reset = |controller: &mut Controller, inputs: Value| {
+        controller.request(
+            &topic,
+            "reset",
+            "OPERATE",
+            json!({"operate": {"command": "Device.X_000000_Example.Reset()",
+                               "commandKey": "r", "sendResp": true, "inputArgs": inputs}}),
+        )
+    };
+    let body = reset(controller, json!({"Colour": "red"}));
+    assert_eq!(body["error"]["errCode"], 7027, "{body}");
+    let body = reset(controller, json!({"Greeting": "from-usp"}));
+    let result = &body["response"]["operateResp"]["operationResults"][0];
+    assert_eq!(
+        result["executedCommand"], "Device.X_000000_Example.Reset()",
+        "{body}"
+    );
+    // The provider's first push ("hello") may come after the
+    // subscription was made: it is the only other change there may be.
+    for _ in 0..2 {
+        let notification = controller.ask(json!({"op": "notification"}));
+        let change = &notification["msg"]["body"]["request"]["notify"]["valueChange"];
+        assert_eq!(
+            change["paramPath"], "Device.X_000000_Example.Greeting",
+            "{notification}"
+        );
+        match change["paramValue"].as_str() {
+            Some("from-usp") => return,
+            Some("hello") => continue,
+            _ => panic!("{notification}"),
+        }
+    }
+    panic!("the provider's value did not come");
+}

@@ -19,7 +19,7 @@ use quick_xml::events::{BytesStart, Event};
 use dm_core::schema::Constraint;
 use dm_core::{Access, ObjectId, ObjectSchema, ResourceId, ResourceSchema, ValueType};
 
-use crate::mapping::{Binding, Syntax};
+use crate::mapping::{Binding, CommandBinding, Syntax};
 
 /// The largest document read.
 pub const MAX_DOCUMENT: usize = 1024 * 1024;
@@ -45,6 +45,9 @@ pub struct Declared {
     /// `Device.X_000000_Example.` or `Device.X_000000_Table.{i}.`.
     pub path: String,
     syntaxes: Vec<Syntax>,
+    /// Its commands (`<command>`, USP's Operate), each an executable
+    /// resource of the schema.
+    commands: Vec<CommandBinding>,
 }
 
 impl Declared {
@@ -54,6 +57,7 @@ impl Declared {
             .resources
             .iter()
             .zip(&self.syntaxes)
+            .filter(|(r, _)| r.access != Access::Execute)
             .map(|(r, syntax)| Binding {
                 path: format!("{}{}", self.path, r.name),
                 object: self.schema.id,
@@ -62,6 +66,11 @@ impl Declared {
                 writable: r.access.writable(),
             })
             .collect()
+    }
+
+    /// Its commands, which only USP sees.
+    pub fn commands(&self) -> &[CommandBinding] {
+        &self.commands
     }
 }
 
@@ -155,6 +164,35 @@ pub fn object(text: &str, taken: &[ObjectId]) -> Result<Declared, DeclareError> 
             p.syntax,
         ));
     }
+    // Commands are executable resources, by the same hash of their names
+    // (`Reset()`); their inputs reach the provider with the Execute.
+    let mut commands = Vec::new();
+    for c in &parsed.commands {
+        let Some(n) = stable_id(&c.name, 1, u16::MAX - 1, |id| {
+            resources.iter().any(|(r, _)| r.id.0 == id)
+        }) else {
+            continue;
+        };
+        resources.push((
+            ResourceSchema {
+                id: ResourceId(n),
+                name: leak(&c.name),
+                value_type: ValueType::None,
+                access: Access::Execute,
+                multiple: false,
+                mandatory: false,
+                units: "",
+                constraint: Constraint::None,
+            },
+            Syntax::String,
+        ));
+        commands.push(CommandBinding {
+            path: format!("{}{}", parsed.path, c.name),
+            object: id,
+            resource: ResourceId(n),
+            inputs: c.inputs.clone(),
+        });
+    }
     // The schema's resources are sorted by id.
     resources.sort_by_key(|(r, _)| r.id);
     let (resources, syntaxes): (Vec<ResourceSchema>, Vec<Syntax>) = resources.into_iter().unzip();
@@ -177,6 +215,7 @@ pub fn object(text: &str, taken: &[ObjectId]) -> Result<Declared, DeclareError> 
         schema,
         path: parsed.path,
         syntaxes,
+        commands,
     };
     read.push((text.to_owned(), id.0, declared.clone()));
     Ok(declared)
@@ -186,6 +225,14 @@ struct Parsed {
     path: String,
     multiple: bool,
     parameters: Vec<Parameter>,
+    commands: Vec<Command>,
+}
+
+/// A `<command>`: synchronous, with inputs and no outputs, as a provider's
+/// Execute carries it (handed over, answered with nothing).
+struct Command {
+    name: String,
+    inputs: Vec<String>,
 }
 
 struct Parameter {
@@ -247,6 +294,7 @@ fn parse(text: &str) -> Result<Parsed, DeclareError> {
     let mut parameters: Vec<Parameter> = Vec::new();
     let mut names: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut current: Option<(String, bool)> = None;
+    let mut commands: Vec<Command> = Vec::new();
     let mut base: Option<(Syntax, ValueType)> = None;
     let mut facets = Facets::default();
     loop {
@@ -313,6 +361,59 @@ fn parse(text: &str) -> Result<Parsed, DeclareError> {
                         }
                     };
                     current = Some((pname, writable));
+                    base = None;
+                    facets = Facets::default();
+                }
+                (["document", "model", "object"], "command") => {
+                    let cname = attr("name")?.unwrap_or_default();
+                    let base = cname.strip_suffix("()").unwrap_or("");
+                    if !base.starts_with(|c: char| c.is_ascii_alphabetic())
+                        || !base
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    {
+                        return Err(error(format!(
+                            "command name {cname:?}: a letter, then letters, digits, _ or -, then ()"
+                        )));
+                    }
+                    if !names.insert(cname.clone()) {
+                        return Err(error(format!("command {cname} is defined twice")));
+                    }
+                    // A provider's Execute is handed over, not waited for:
+                    // nothing would say when an asynchronous one ends.
+                    if attr("async")?.as_deref() == Some("true") {
+                        return Err(error(format!(
+                            "command {cname}: asynchronous commands are not supported \
+                             (a provider's Execute has no end to report)"
+                        )));
+                    }
+                    commands.push(Command {
+                        name: cname,
+                        inputs: Vec::new(),
+                    });
+                }
+                ([.., "command"], "output") => {
+                    return Err(error(
+                        "command output arguments are not supported (a provider's Execute \
+                         returns nothing)"
+                            .into(),
+                    ));
+                }
+                ([.., "command"], "input") => {}
+                ([.., "command", "input"], "parameter") => {
+                    let iname = attr("name")?.unwrap_or_default();
+                    let Some(command) = commands.last_mut() else {
+                        return Err(error("an <input> outside a <command>".into()));
+                    };
+                    if iname.is_empty() || command.inputs.contains(&iname) {
+                        return Err(error(format!(
+                            "command {}: input {iname:?} is empty or defined twice",
+                            command.name
+                        )));
+                    }
+                    command.inputs.push(iname);
+                    // Its syntax is read (and checked) but only names are
+                    // kept: values reach the provider as given.
                     base = None;
                     facets = Facets::default();
                 }
@@ -443,6 +544,7 @@ fn parse(text: &str) -> Result<Parsed, DeclareError> {
         path,
         multiple,
         parameters,
+        commands,
     })
 }
 

@@ -352,6 +352,38 @@ fn execution_unit_action(
     ))))
 }
 
+/// A command of a declared TR-181 object (a `<command>` of its DM
+/// document, [`dm_cwmp::mapping::commands`]): an Execute of its resource,
+/// which the tree hands to the object's provider with the inputs as a
+/// JSON object (`{"Delay":"5"}`, empty without inputs). The answer says
+/// the provider took it, as LwM2M's 2.04 Changed does; a provider that is
+/// not running refuses it (7022).
+fn declared_action(operate: &usp::Operate) -> Option<Result<TreeExecute, UspError>> {
+    let (binding, instance) = dm_cwmp::mapping::commands()
+        .iter()
+        .find_map(|c| Some((c, c.instance_of(&operate.command)?)))?;
+    if let Some(name) = operate
+        .input_args
+        .keys()
+        .find(|name| !binding.inputs.contains(name))
+    {
+        return Some(Err(UspError::new(
+            Code::INVALID_COMMAND_ARGUMENTS,
+            format!("{} has no input {name:?}", operate.command),
+        )));
+    }
+    let arguments = if operate.input_args.is_empty() {
+        String::new()
+    } else {
+        let inputs: BTreeMap<&String, &String> = operate.input_args.iter().collect();
+        serde_json::to_string(&inputs).unwrap_or_default()
+    };
+    Some(Ok(Some((
+        Path::resource(binding.object, instance, binding.resource),
+        arguments,
+    ))))
+}
+
 /// The OperateResp of a synchronous command done: no output arguments.
 pub fn operate_done(msg_id: String, command: &str) -> usp::Msg {
     use usp::operate_resp::operation_result::{OperationResp, OutputArgs};
@@ -772,7 +804,8 @@ fn kind_of(body: &ReqType) -> &'static str {
 /// a `response`.
 fn answer_operate(tree: &mut Tree, origin: Origin, msg_id: String, operate: usp::Operate) -> Step {
     let command = operate.command.as_str();
-    if let Some(execute) = execution_unit_action(tree, &operate) {
+    let on_tree = execution_unit_action(tree, &operate).or_else(|| declared_action(&operate));
+    if let Some(execute) = on_tree {
         let done = execute.and_then(|execute| match execute {
             Some((path, arguments)) => tree
                 .execute(origin, &path, &arguments)

@@ -106,7 +106,20 @@ fn commands_of(object: &str) -> Vec<SupportedCommandResult> {
             output_arg_names: Vec::new(),
             command_type: CmdType::CmdAsync as i32,
         });
-    sync.chain(asynchronous).chain(firmware).collect()
+    // Those of declared objects, carried out by their providers.
+    let declared = dm_cwmp::mapping::commands().iter().filter_map(|c| {
+        let dot = c.path.rfind('.')? + 1;
+        (&c.path[..dot] == object).then(|| SupportedCommandResult {
+            command_name: c.path[dot..].to_owned(),
+            input_arg_names: c.inputs.clone(),
+            output_arg_names: Vec::new(),
+            command_type: CmdType::CmdSync as i32,
+        })
+    });
+    sync.chain(asynchronous)
+        .chain(firmware)
+        .chain(declared)
+        .collect()
 }
 /// The events the agent sends, by object, with their arguments.
 const EVENTS: &[(&str, &str, &[&str])] = &[

@@ -257,6 +257,50 @@ pub enum DeclareError {
     Malformed(String),
 }
 
+/// A command of a declared TR-181 object: USP's Operate of it is an
+/// Execute of its resource (CWMP has no commands). Declared with
+/// [`declare_commands`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandBinding {
+    /// `Device.X_000000_Example.Reset()` or `Device.X_000000_Table.{i}.Reset()`.
+    pub path: String,
+    pub object: ObjectId,
+    pub resource: ResourceId,
+    /// Its input arguments' names.
+    pub inputs: Vec<String>,
+}
+
+impl CommandBinding {
+    /// The instance `command` (a path with instance numbers) executes the
+    /// command of, if it is this command's path.
+    pub fn instance_of(&self, command: &str) -> Option<InstanceId> {
+        match self.path.split_once("{i}") {
+            None => (command == self.path).then_some(InstanceId(0)),
+            Some((before, after)) => {
+                let number = command.strip_prefix(before)?.strip_suffix(after)?;
+                instance_number(number).map(InstanceId)
+            }
+        }
+    }
+}
+
+static COMMANDS: OnceLock<Vec<CommandBinding>> = OnceLock::new();
+
+/// Declares the declared objects' commands, once (the same list again is
+/// accepted).
+pub fn declare_commands(commands: Vec<CommandBinding>) -> Result<(), DeclareError> {
+    match COMMANDS.get() {
+        Some(declared) if *declared == commands => Ok(()),
+        Some(_) => Err(DeclareError::TooLate),
+        None => COMMANDS.set(commands).map_err(|_| DeclareError::TooLate),
+    }
+}
+
+/// The declared objects' commands.
+pub fn commands() -> &'static [CommandBinding] {
+    COMMANDS.get().map(Vec::as_slice).unwrap_or_default()
+}
+
 /// A declared object's resource bound to a TR-181 parameter (from the
 /// configuration; see [`declare`]).
 #[derive(Clone, Debug, PartialEq, Eq)]

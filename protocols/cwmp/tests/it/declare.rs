@@ -98,7 +98,7 @@ fn a_broken_document_is_refused_with_its_line() {
             "<parameter name=\"P\" access=\"readOnly\">\n<syntax>{syntax}</syntax></parameter>\n"
         )
     };
-    let cases: [(String, usize, &str); 14] = [
+    let cases: [(String, usize, &str); 18] = [
         (
             document(SINGLE, &param("<decimal/>")),
             6,
@@ -183,10 +183,81 @@ fn a_broken_document_is_refused_with_its_line() {
             6,
             "parameter P has no syntax",
         ),
+        (
+            document(SINGLE, &(param("<string/>") + "<command name=\"Go\"/>\n")),
+            7,
+            "command name \"Go\"",
+        ),
+        (
+            document(
+                SINGLE,
+                &(param("<string/>") + "<command name=\"Go()\" async=\"true\"/>\n"),
+            ),
+            7,
+            "asynchronous commands are not supported",
+        ),
+        (
+            document(
+                SINGLE,
+                &(param("<string/>") + "<command name=\"Go()\">\n<output/></command>\n"),
+            ),
+            8,
+            "output arguments are not supported",
+        ),
+        (
+            document(
+                SINGLE,
+                &(param("<string/>") + "<command name=\"P()\"/>\n<command name=\"P()\"/>\n"),
+            ),
+            8,
+            "command P() is defined twice",
+        ),
     ];
     for (text, line, message) in cases {
         let e = declare::object(&text, &[]).unwrap_err();
         assert!(e.message.contains(message), "{e} (wanted {message:?})");
         assert_eq!(e.line, line, "{e}");
     }
+}
+
+/// A `<command>` is an executable resource USP sees and CWMP does not: no
+/// binding, a command binding with its inputs.
+#[test]
+fn a_command_is_an_executable_resource_with_its_inputs() {
+    let text = document(
+        "<object name=\"Device.X_000000_Table.{i}.\" access=\"readWrite\" maxEntries=\"unbounded\">",
+        "<parameter name=\"Mode\" access=\"readWrite\"><syntax><string/></syntax></parameter>\n\
+         <command name=\"Reset()\"><description>d</description><input>\
+         <parameter name=\"Delay\"><syntax><unsignedInt><range maxInclusive=\"9\"/></unsignedInt></syntax></parameter>\
+         <parameter name=\"Mode\"><syntax><string/></syntax></parameter>\
+         </input></command>\n",
+    );
+    let declared = declare::object(&text, &[]).unwrap();
+    let reset = declared
+        .schema
+        .resources
+        .iter()
+        .find(|r| r.name == "Reset()")
+        .unwrap();
+    assert_eq!(
+        (reset.value_type, reset.access),
+        (ValueType::None, Access::Execute)
+    );
+    let bindings: Vec<String> = declared.bindings().into_iter().map(|b| b.path).collect();
+    assert_eq!(bindings, ["Device.X_000000_Table.{i}.Mode"]);
+    let [command] = declared.commands() else {
+        panic!("{:?}", declared.commands())
+    };
+    assert_eq!(command.path, "Device.X_000000_Table.{i}.Reset()");
+    assert_eq!(
+        (command.object, command.resource),
+        (declared.schema.id, reset.id)
+    );
+    assert_eq!(command.inputs, ["Delay", "Mode"]);
+    assert_eq!(
+        command.instance_of("Device.X_000000_Table.3.Reset()"),
+        Some(dm_core::InstanceId(3))
+    );
+    assert_eq!(command.instance_of("Device.X_000000_Table.x.Reset()"), None);
+    assert_eq!(command.instance_of("Device.X_000000_Table.3.Mode"), None);
 }
