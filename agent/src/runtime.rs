@@ -377,6 +377,10 @@ pub async fn run(
     })
     .await;
 
+    // Deployment units' operations CWMP's ChangeDUState carries out, for
+    // USP's DUStateChange!.
+    #[cfg_attr(not(all(feature = "cwmp", feature = "usp")), allow(unused_variables))]
+    let (du_events, du_events_rx) = tokio::sync::broadcast::channel::<crate::software::DuEvent>(16);
     #[cfg(not(feature = "cwmp"))]
     let cwmp = None::<tokio::task::JoinHandle<()>>;
     #[cfg(feature = "cwmp")]
@@ -409,6 +413,7 @@ pub async fn run(
                 config.firmware_max_size,
                 config.software_command.clone(),
                 pull_tls.clone(),
+                Some(du_events.clone()),
             )),
         };
         let commands = cwmp_commands_rx
@@ -514,13 +519,17 @@ pub async fn run(
             config.firmware_max_size,
             config.software_command.clone(),
             pull_tls.clone(),
+            None,
         );
         let run = crate::usp::run(
             Arc::clone(&tree),
             usp,
             config.state_dir.clone(),
             usp_host_tx,
-            software,
+            crate::usp::Software {
+                handler: software,
+                others: du_events_rx,
+            },
             firmware_updated,
             stop.clone(),
         );

@@ -605,28 +605,54 @@ pub fn cwmp_handler(
     max_size: u64,
     command: Option<Vec<String>>,
     tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
+    events: Option<DuEvents>,
 ) -> dm_cwmp_tokio::DuHandler {
     dm_cwmp_tokio::DuHandler(Arc::new(move |change| {
-        let (tree, state_dir, command, tls) = (
+        let (tree, state_dir, command, tls, events) = (
             Arc::clone(&tree),
             state_dir.clone(),
             command.clone(),
             tls.clone(),
+            events.clone(),
         );
         Box::pin(async move {
             let mut results = Vec::new();
             for op in change.operations {
+                let operation = match &op {
+                    dm_cwmp::soap::DuOperation::Install { .. } => "Install",
+                    dm_cwmp::soap::DuOperation::Update { .. } => "Update",
+                    dm_cwmp::soap::DuOperation::Uninstall { .. } => "Uninstall",
+                };
                 let start = dm_rt::clock::wall();
                 let mut result =
                     du_operation(&tree, &state_dir, max_size, &command, tls.clone(), op).await;
                 result.start = start;
                 result.complete = dm_rt::clock::wall();
+                if let Some(events) = &events {
+                    // Nobody listening (no USP) is no error.
+                    let _ = events.send(DuEvent {
+                        result: result.clone(),
+                        operation,
+                    });
+                }
                 results.push(result);
             }
             results
         })
     }))
 }
+
+/// A deployment unit's operation carried out for another protocol
+/// (CWMP's ChangeDUState), for USP's DUStateChange! (TR-181 2.16: an
+/// event of every unit's state change, whoever asked).
+#[derive(Clone, Debug)]
+pub struct DuEvent {
+    pub result: dm_cwmp::soap::DuResult,
+    /// "Install", "Update" or "Uninstall".
+    pub operation: &'static str,
+}
+
+pub type DuEvents = tokio::sync::broadcast::Sender<DuEvent>;
 
 fn failed(uuid: &str, code: FaultCode, text: impl Into<String>) -> dm_cwmp::soap::DuResult {
     dm_cwmp::soap::DuResult {

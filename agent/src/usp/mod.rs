@@ -162,10 +162,14 @@ pub async fn run(
     config: Usp,
     state_dir: std::path::PathBuf,
     host: tokio::sync::mpsc::Sender<dm_objects::HostAction>,
-    software: dm_cwmp_tokio::DuHandler,
+    software: Software,
     firmware_updated: bool,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let Software {
+        handler: software,
+        others: du_events,
+    } = software;
     let agent = Agent::new(config.endpoint_id.clone());
     let (requests_tx, requests_rx) = tokio::sync::mpsc::channel::<Work>(16);
     // Why the agent started, for the Boot! event (TR-181 2.16
@@ -220,10 +224,19 @@ pub async fn run(
         },
         requests_rx,
         changes,
+        du_events,
     ));
     connection.await;
     server.abort();
     Ok(())
+}
+
+/// Deployment units: who carries out a controller's operations (CWMP's
+/// ChangeDUState handler, on the same /9 instances), and the operations
+/// other protocols had carried out, for DUStateChange!.
+pub struct Software {
+    pub handler: dm_cwmp_tokio::DuHandler,
+    pub others: tokio::sync::broadcast::Receiver<crate::software::DuEvent>,
 }
 
 /// What the serving task works with.
@@ -288,7 +301,10 @@ async fn serve(
     served: Served,
     mut requests: tokio::sync::mpsc::Receiver<Work>,
     changes: dm_core::Subscription,
+    du_events: tokio::sync::broadcast::Receiver<crate::software::DuEvent>,
 ) {
+    // Until its sender is gone (then never again).
+    let mut du_events = Some(du_events);
     let start = dm_rt::random::hex(4).unwrap_or_else(|_| "0".into());
     let mut notifier = dm_usp::Notifier::new(&format!("notify-{start}"));
     loop {
@@ -296,8 +312,31 @@ async fn serve(
         // agent is not woken.
         let next_retry = lock(&served.unacked).iter().map(|u| u.next).min();
         let next_expiry = expire_subscriptions(&served);
+        let du_event = async {
+            match du_events.as_mut() {
+                Some(events) => events.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = dm_rt::sleep_until(next_retry) => retry_notifications(&served),
+            event = du_event => match event {
+                // A unit another protocol changed: DUStateChange! (USP's
+                // own operations send theirs with their OperationComplete).
+                Ok(event) => {
+                    let arguments = du_state_change(&event.result, event.operation);
+                    let outgoing = notifier.event(
+                        &lock(&served.tree),
+                        "Device.SoftwareModules.DUStateChange!",
+                        &arguments,
+                    );
+                    send_notifications(&served, outgoing).await;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    warn!("USP: {missed} deployment units' state changes were not notified");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => du_events = None,
+            },
             () = dm_rt::sleep_until(next_expiry) => {}
             work = requests.recv() => match work {
                 Some(Work::Record(received)) => answer_record(&served, &mut notifier, received).await,

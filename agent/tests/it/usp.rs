@@ -1704,3 +1704,90 @@ fn a_declared_command_is_carried_out_by_its_provider() {
     }
     panic!("the provider's value did not come");
 }
+
+/// A deployment unit an ACS installs with ChangeDUState is told to a USP
+/// controller's DUStateChange! subscription (TR-181 2.16: the event of
+/// every unit's state change, whoever asked), with its Execution Unit.
+/// The ACS's session is started by a USP Set of a parameter it asked
+/// active notification of.
+#[test]
+fn a_unit_an_acs_installs_is_a_du_state_change_over_usp() {
+    use dm_tests::mini_acs::MiniAcs;
+    let http_port = dm_tests::files::image_server(vec![7u8; 20_000]);
+    let uuid = "0d6f5c3e-2a1b-4c9d-8e7f-6a5b4c3d2e1f";
+    let attributes = "<cwmp:SetParameterAttributes><ParameterList><SetParameterAttributesStruct>\
+         <Name>Device.WiFi.SSID.1.SSID</Name><NotificationChange>1</NotificationChange>\
+         <Notification>2</Notification><AccessListChange>0</AccessListChange><AccessList/>\
+         </SetParameterAttributesStruct></ParameterList></cwmp:SetParameterAttributes>"
+        .to_owned();
+    let install = format!(
+        "<cwmp:ChangeDUState><Operations><InstallOpStruct><URL>http://127.0.0.1:{http_port}/image</URL>\
+         <UUID>{uuid}</UUID><Username/><Password/><ExecutionEnvRef/></InstallOpStruct></Operations>\
+         <CommandKey>acs-du</CommandKey></cwmp:ChangeDUState>"
+    );
+    let mut empties = 0;
+    let acs = MiniAcs::start(Box::new(move |body| {
+        if body.contains("<cwmp:DUStateChangeComplete>") {
+            return Some("<cwmp:DUStateChangeCompleteResponse/>".into());
+        }
+        if body.is_empty() {
+            empties += 1;
+            return match empties {
+                1 => Some(attributes.clone()),
+                2 => Some(install.clone()),
+                _ => None,
+            };
+        }
+        None
+    }));
+    let program_dir = tempfile::tempdir().unwrap();
+    let program = program_dir.path().join("packages");
+    dm_tests::files::executable(
+        &program,
+        "#!/bin/sh\ncase \"$1\" in install) echo 'acs-pkg 2.0';; esac\n",
+    );
+    let mut usp = Usp::start(&format!(
+        "[cwmp]\nacs_url = \"{}\"\nperiodic_inform = false\n\
+         connection_request_port = {}\nconnection_request_bind = \"127.0.0.1\"\n\n\
+         [lwm2m]\nenabled = false\n\n[software]\ncommand = [\"{}\"]\n",
+        acs.url(),
+        dm_tests::files::free_tcp_port(),
+        program.display()
+    ));
+    let controller = &mut usp.controller;
+    acs.post_with("SetParameterAttributesResponse");
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
+    subscribe(
+        controller,
+        &topic,
+        &[
+            ("ID", "du-events"),
+            ("NotifType", "Event"),
+            ("ReferenceList", "Device.SoftwareModules.DUStateChange!"),
+            ("Enable", "true"),
+        ],
+    );
+    let body = set_ssid(controller, &topic, "start-a-session");
+    assert!(body["response"]["setResp"].is_object(), "{body}");
+    acs.post_with("ChangeDUStateResponse");
+    let event = controller.ask(json!({"op": "notification"}));
+    let event = &event["msg"]["body"]["request"]["notify"]["event"];
+    assert_eq!(event["eventName"], "DUStateChange!", "{event}");
+    let params = &event["params"];
+    assert_eq!(params["OperationPerformed"], "Install", "{event}");
+    assert_eq!(params["CurrentState"], "Installed", "{event}");
+    assert_eq!(params["UUID"], uuid, "{event}");
+    assert_eq!(params["Version"], "2.0", "{event}");
+    let unit = params["DeploymentUnitRef"].as_str().unwrap();
+    assert_eq!(
+        params["ExecutionUnitRefList"],
+        unit.replace("DeploymentUnit", "ExecutionUnit"),
+        "{event}"
+    );
+    let complete = acs.post_with("<cwmp:DUStateChangeComplete>");
+    assert!(
+        complete.contains("<CommandKey>acs-du</CommandKey>"),
+        "{complete}"
+    );
+}
