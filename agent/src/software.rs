@@ -321,6 +321,16 @@ pub fn recover(tree: &Mutex<Tree>) {
                 .commit();
             continue;
         }
+        // The Execution Unit's Status follows the Activation State (kept
+        // by `set`; state saved before it existed has only the latter).
+        let activation = lock(tree).read(Origin::Agent, &at(instance, ACTIVATION_STATE));
+        if let Ok(ResourceValue::Single(Value::Boolean(active))) = activation {
+            set(
+                tree,
+                instance,
+                &[(ACTIVATION_STATE, Value::Boolean(active))],
+            );
+        }
         if update == DOWNLOAD_STARTED {
             warn!(
                 instance = instance.0,
@@ -618,11 +628,7 @@ pub fn cwmp_handler(
         Box::pin(async move {
             let mut results = Vec::new();
             for op in change.operations {
-                let operation = match &op {
-                    dm_cwmp::soap::DuOperation::Install { .. } => "Install",
-                    dm_cwmp::soap::DuOperation::Update { .. } => "Update",
-                    dm_cwmp::soap::DuOperation::Uninstall { .. } => "Uninstall",
-                };
+                let operation = op.name();
                 let start = dm_rt::clock::wall();
                 let mut result =
                     du_operation(&tree, &state_dir, max_size, &command, tls.clone(), op).await;

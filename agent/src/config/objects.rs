@@ -60,7 +60,16 @@ pub(super) fn declarations(
     for table in tables {
         let taken: Vec<dm_core::ObjectId> = declarations.iter().map(|d| d.schema.id).collect();
         let (declaration, own, own_commands) = declaration(table, base, &taken, at)?;
-        commands.extend(own_commands);
+        for command in own_commands {
+            // One provider per command path.
+            if commands.iter().any(|c| c.path == command.path) {
+                return Err(at.error(
+                    &table.definition.span(),
+                    format!("{}: declared twice", command.path),
+                ));
+            }
+            commands.push(command);
+        }
         // A DM document names its own TR-181 paths.
         if !own.is_empty()
             && let Some((path, _)) = table.tr181.iter().next()

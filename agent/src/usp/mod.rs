@@ -644,11 +644,10 @@ fn start_software(
             operations: vec![operation],
             started: true,
         };
-        let operation_performed = match &change.operations[..] {
-            [dm_cwmp::soap::DuOperation::Install { .. }] => "Install",
-            [dm_cwmp::soap::DuOperation::Update { .. }] => "Update",
-            _ => "Uninstall",
-        };
+        let operation_performed = change
+            .operations
+            .first()
+            .map_or("Uninstall", dm_cwmp::soap::DuOperation::name);
         let result = (handler.0)(change).await.into_iter().next();
         // No result, no event (the OperationComplete says it failed).
         let event = result
@@ -1013,6 +1012,12 @@ async fn carry_out(
             ref operation,
         } => {
             start_software(served, to, reply_to, &command, path, (**operation).clone());
+            return;
+        }
+        dm_usp::Action::Executed => {
+            if let Some(msg) = command.response {
+                served.mtp.send(reply_to, served.agent.record(to, &msg));
+            }
             return;
         }
         dm_usp::Action::OnBoard(controller) => {

@@ -24,6 +24,11 @@ use crate::mapping::{Binding, CommandBinding, Syntax};
 /// The largest document read.
 pub const MAX_DOCUMENT: usize = 1024 * 1024;
 
+/// The most commands a document declares, and input arguments a command
+/// takes.
+pub const MAX_COMMANDS: usize = 256;
+pub const MAX_INPUTS: usize = 64;
+
 /// Core ids of declared TR-181 objects are from here (LwM2M-declared
 /// objects stay below 50000, the agent's own TR-181-only objects are from
 /// 50000), each by a hash of its path.
@@ -381,10 +386,15 @@ fn parse(text: &str) -> Result<Parsed, DeclareError> {
                     }
                     // A provider's Execute is handed over, not waited for:
                     // nothing would say when an asynchronous one ends.
-                    if attr("async")?.as_deref() == Some("true") {
+                    if matches!(attr("async")?.as_deref(), Some("true" | "1")) {
                         return Err(error(format!(
                             "command {cname}: asynchronous commands are not supported \
                              (a provider's Execute has no end to report)"
+                        )));
+                    }
+                    if commands.len() == MAX_COMMANDS {
+                        return Err(error(format!(
+                            "more than {MAX_COMMANDS} commands in one document"
                         )));
                     }
                     commands.push(Command {
@@ -411,9 +421,16 @@ fn parse(text: &str) -> Result<Parsed, DeclareError> {
                             command.name
                         )));
                     }
+                    if command.inputs.len() == MAX_INPUTS {
+                        return Err(error(format!(
+                            "command {}: more than {MAX_INPUTS} inputs",
+                            command.name
+                        )));
+                    }
                     command.inputs.push(iname);
-                    // Its syntax is read (and checked) but only names are
-                    // kept: values reach the provider as given.
+                    // Only names are kept: values reach the provider as
+                    // the controller gave them, unchecked (the provider
+                    // checks them, as it does written values).
                     base = None;
                     facets = Facets::default();
                 }

@@ -90,6 +90,10 @@ pub enum Action {
     /// failure (7023). The driver answers ([`operate_done`] or an error):
     /// only it knows which commands run.
     Cancel(u16),
+    /// A synchronous command the tree has carried out (an Execute,
+    /// [`TreeExecute`]): the driver only sends `response`, when the
+    /// controller asked for one.
+    Executed,
     /// `Device.LocalAgent.Controller.{i}.SendOnBoardRequest()` (TR-181
     /// 2.16): the agent answers, then sends that controller an
     /// OnBoardRequest Notify ([`crate::Notifier::on_board`]).
@@ -804,7 +808,13 @@ fn kind_of(body: &ReqType) -> &'static str {
 /// a `response`.
 fn answer_operate(tree: &mut Tree, origin: Origin, msg_id: String, operate: usp::Operate) -> Step {
     let command = operate.command.as_str();
-    let on_tree = execution_unit_action(tree, &operate).or_else(|| declared_action(&operate));
+    // The agent's own commands first: a declared one of the same path
+    // never shadows them.
+    let on_tree = execution_unit_action(tree, &operate).or_else(|| {
+        (!crate::supported::is_built_in(command))
+            .then(|| declared_action(&operate))
+            .flatten()
+    });
     if let Some(execute) = on_tree {
         let done = execute.and_then(|execute| match execute {
             Some((path, arguments)) => tree
@@ -812,10 +822,19 @@ fn answer_operate(tree: &mut Tree, origin: Origin, msg_id: String, operate: usp:
                 .map_err(|e| executed_error(command, e)),
             None => Ok(()),
         });
-        return Step::Done(match done {
-            Ok(()) => operate_done(msg_id, command),
-            Err(error) => error_msg(msg_id, &error),
-        });
+        return match done {
+            Ok(()) => Step::Command(Command {
+                action: Action::Executed,
+                response: operate
+                    .send_resp
+                    .then(|| operate_done(msg_id.clone(), command)),
+                msg_id,
+                command_key: operate.command_key,
+                send_resp: operate.send_resp,
+                writes: Vec::new(),
+            }),
+            Err(error) => Step::Done(error_msg(msg_id, &error)),
+        };
     }
     // (the action, its object's writes, whether it answers at once)
     let accepted: Result<(Action, Vec<ParameterValueIn>, bool), UspError> =

@@ -106,10 +106,11 @@ fn commands_of(object: &str) -> Vec<SupportedCommandResult> {
             output_arg_names: Vec::new(),
             command_type: CmdType::CmdAsync as i32,
         });
-    // Those of declared objects, carried out by their providers.
+    // Those of declared objects, carried out by their providers (but
+    // where the agent has one of the same path).
     let declared = dm_cwmp::mapping::commands().iter().filter_map(|c| {
         let dot = c.path.rfind('.')? + 1;
-        (&c.path[..dot] == object).then(|| SupportedCommandResult {
+        (&c.path[..dot] == object && !is_built_in(&c.path)).then(|| SupportedCommandResult {
             command_name: c.path[dot..].to_owned(),
             input_arg_names: c.inputs.clone(),
             output_arg_names: Vec::new(),
@@ -121,6 +122,19 @@ fn commands_of(object: &str) -> Vec<SupportedCommandResult> {
         .chain(declared)
         .collect()
 }
+/// Whether `command` (with instance numbers or `{i}`) is one the agent
+/// carries out itself.
+pub fn is_built_in(command: &str) -> bool {
+    let generic = dm_cwmp::mapping::generic_path(command);
+    let Some(dot) = generic.rfind('.') else {
+        return false;
+    };
+    let (object, name) = generic.split_at(dot + 1);
+    COMMANDS.iter().any(|(o, n, _)| *o == object && *n == name)
+        || PIPELINES.iter().any(|(o, n, _)| *o == object && *n == name)
+        || crate::commands::ASYNC.iter().any(|c| c.command == generic)
+}
+
 /// The events the agent sends, by object, with their arguments.
 const EVENTS: &[(&str, &str, &[&str])] = &[
     (

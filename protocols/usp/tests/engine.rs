@@ -819,6 +819,21 @@ fn an_execution_unit_is_started_only_when_its_package_is_installed() {
         panic!()
     };
     assert_eq!(done.operation_results[0].executed_command, unit);
+    // Without send_resp, no OperateResp.
+    let quiet = ReqType::Operate(usp::Operate {
+        command: unit.into(),
+        send_resp: false,
+        input_args: [("RequestedState".to_owned(), "Idle".to_owned())].into(),
+        ..Default::default()
+    });
+    let Incoming::Request(request) = agent.receive(&request(quiet)) else {
+        panic!("not a request")
+    };
+    let Step::Command(command) = request.start(&mut tree, Origin::Controller(1)) else {
+        panic!("not a command")
+    };
+    assert_eq!(command.action, dm_usp::Action::Executed);
+    assert!(command.response.is_none());
     assert_eq!(
         error(ask(&agent, &mut tree, operate(unit, "Up"))).err_code,
         7027

@@ -124,6 +124,18 @@ pub enum DuOperation {
     },
 }
 
+impl DuOperation {
+    /// "Install", "Update" or "Uninstall" (TR-181 2.16 DUStateChange!'s
+    /// OperationPerformed).
+    pub fn name(&self) -> &'static str {
+        match self {
+            DuOperation::Install { .. } => "Install",
+            DuOperation::Update { .. } => "Update",
+            DuOperation::Uninstall { .. } => "Uninstall",
+        }
+    }
+}
+
 /// How one operation ended (TR-069 §A.4.2.2 OpResultStruct).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DuResult {

@@ -191,7 +191,7 @@ fn a_broken_document_is_refused_with_its_line() {
         (
             document(
                 SINGLE,
-                &(param("<string/>") + "<command name=\"Go()\" async=\"true\"/>\n"),
+                &(param("<string/>") + "<command name=\"Go()\" async=\"1\"/>\n"),
             ),
             7,
             "asynchronous commands are not supported",
