@@ -2,7 +2,7 @@
 //! `cargo bench -p dmagent --bench footprint`.
 //!
 //! For each feature set it builds the release binary (profile `release`:
-//! stripped, LTO, `opt-level = "s"`) into `target/footprint`, and prints:
+//! stripped, LTO, `opt-level = "z"`) into `target/footprint`, and prints:
 //! - its size and its size compressed with `xz -9e` (what a flash image
 //!   stores);
 //! - idle VmRSS and RssAnon of the running agent, registered to the test
