@@ -1791,3 +1791,105 @@ fn a_unit_an_acs_installs_is_a_du_state_change_over_usp() {
         "{complete}"
     );
 }
+
+/// The D-Bus side of a declared command: a service that registered for
+/// the vendor object gets the controller's Operate as
+/// `ExecuteCommand(instance, "Reset()", inputs)`, and its push comes back
+/// as the value.
+#[test]
+fn a_declared_command_reaches_a_dbus_provider() {
+    const PROVIDER: &str = r#"
+import dbus, dbus.service
+from dbus.mainloop.glib import DBusGMainLoop
+from gi.repository import GLib
+DBusGMainLoop(set_as_default=True)
+bus = dbus.SystemBus()
+agent = dbus.Interface(
+    bus.get_object("org.dmagent.Agent1", "/org/dmagent/Agent1", introspect=False),
+    "org.dmagent.Agent1")
+OBJECT = "Device.X_000000_Example."
+def push(instance, greeting):
+    agent.PushValues(OBJECT, dbus.UInt32(instance), {"Greeting": greeting}, signature="sua{sv}")
+    return False
+class Provider(dbus.service.Object):
+    @dbus.service.method("org.dmagent.Provider1", in_signature="usa{ss}")
+    def ExecuteCommand(self, instance, command, inputs):
+        print(f"{command} {inputs.get('Greeting')}", flush=True)
+        GLib.idle_add(push, instance, inputs.get("Greeting", "hello"))
+Provider(bus, "/org/example/Example")
+agent.RegisterProvider(OBJECT, dbus.ObjectPath("/org/example/Example"))
+print("registered", flush=True)
+GLib.MainLoop().run()
+"#;
+    let stack = dm_tests::dbus_stack::Stack::mock();
+    let dir = tempfile::tempdir().unwrap();
+    let port = dm_tests::files::free_tcp_port();
+    let _broker = mosquitto(dir.path(), port);
+    let mut controller = Controller::start(port);
+    let example = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/vendor");
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\noui = \"00D09E\"\nserial_number = \"USP1\"\n\n\
+             [usp]\nbroker = \"mqtt://127.0.0.1:{port}\"\n\
+             controller_endpoint_id = \"{CONTROLLER}\"\n\
+             controller_topic = \"{CONTROLLER_TOPIC}\"\n\n\
+             [[object]]\ndefinition = \"{}/example.xml\"\nprovider = \"dbus\"\n",
+            example.display()
+        ),
+    )
+    .unwrap();
+    let _agent = dm_tests::agent::run_on_bus(
+        env!("CARGO_BIN_EXE_dmagent"),
+        &config,
+        &dir.path().join("state"),
+        &stack.bus,
+    );
+    // Connected: the control API is on the bus by then.
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
+    let mut provider = Guard(
+        Command::new("/usr/bin/python3")
+            .args(["-c", PROVIDER])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &stack.bus)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = dm_tests::process::lines(provider.0.stdout.take().unwrap());
+    let line = |what: &str| {
+        lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("the provider's {what}"))
+    };
+    assert_eq!(line("registration"), "registered");
+    subscribe(
+        &mut controller,
+        &topic,
+        &[
+            ("ID", "greeting"),
+            ("NotifType", "ValueChange"),
+            ("ReferenceList", "Device.X_000000_Example.Greeting"),
+            ("Enable", "true"),
+        ],
+    );
+    let body = controller.request(
+        &topic,
+        "reset",
+        "OPERATE",
+        json!({"operate": {"command": "Device.X_000000_Example.Reset()", "commandKey": "r",
+                           "sendResp": true, "inputArgs": {"Greeting": "over-dbus"}}}),
+    );
+    let result = &body["response"]["operateResp"]["operationResults"][0];
+    assert!(result["reqOutputArgs"].is_object(), "{body}");
+    assert_eq!(line("command"), "Reset() over-dbus");
+    // Its push is the value now: the only change there is.
+    let notification = controller.ask(json!({"op": "notification"}));
+    let change = &notification["msg"]["body"]["request"]["notify"]["valueChange"];
+    assert_eq!(
+        change["paramPath"], "Device.X_000000_Example.Greeting",
+        "{notification}"
+    );
+    assert_eq!(change["paramValue"], "over-dbus", "{notification}");
+}

@@ -122,6 +122,7 @@ fn commands_of(object: &str) -> Vec<SupportedCommandResult> {
         .chain(declared)
         .collect()
 }
+
 /// Whether `command` (with instance numbers or `{i}`) is one the agent
 /// carries out itself.
 pub fn is_built_in(command: &str) -> bool {
