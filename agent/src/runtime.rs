@@ -324,6 +324,10 @@ pub async fn run(
     let mut pulling: Option<tokio::task::JoinHandle<()>> = None;
     // HTTPS pulls trust the system's CA bundle.
     let pull_tls = dm_cwmp_tokio::tls::client_config(&dm_cwmp_tokio::TlsSettings::default()).ok();
+    // Deployment units' operations LwM2M's /9 and CWMP's ChangeDUState
+    // carry out, for USP's DUStateChange!.
+    #[cfg_attr(not(feature = "usp"), allow(unused_variables))]
+    let (du_events, du_events_rx) = tokio::sync::broadcast::channel::<crate::software::DuEvent>(16);
     // Software Management (/9) operations, in order per instance.
     let performer = crate::software::Performer {
         tree: Arc::clone(&tree),
@@ -332,6 +336,7 @@ pub async fn run(
         command: config.software_command.clone(),
         tls: pull_tls.clone(),
         self_update: config.self_update.then(|| update_ready_tx.clone()),
+        events: Some(du_events.clone()),
     };
     let mut software_queues = crate::software::Queues::default();
     // Bulk data profiles report over HTTPS with the ACS's TLS settings.
@@ -377,10 +382,6 @@ pub async fn run(
     })
     .await;
 
-    // Deployment units' operations CWMP's ChangeDUState carries out, for
-    // USP's DUStateChange!.
-    #[cfg_attr(not(all(feature = "cwmp", feature = "usp")), allow(unused_variables))]
-    let (du_events, du_events_rx) = tokio::sync::broadcast::channel::<crate::software::DuEvent>(16);
     #[cfg(not(feature = "cwmp"))]
     let cwmp = None::<tokio::task::JoinHandle<()>>;
     #[cfg(feature = "cwmp")]

@@ -136,6 +136,8 @@ pub struct Performer {
     pub command: Option<Vec<String>>,
     pub tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
     pub self_update: Option<tokio::sync::mpsc::Sender<()>>,
+    /// Where installs and uninstalls are told, for USP's DUStateChange!.
+    pub events: Option<DuEvents>,
 }
 
 /// One queue per instance: its operations run one after another in the
@@ -175,6 +177,7 @@ impl Queues {
                     p.command,
                     p.tls,
                     p.self_update,
+                    p.events,
                     instance,
                     operation,
                 )
@@ -197,6 +200,7 @@ pub async fn perform(
     command: Option<Vec<String>>,
     tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
     self_update: Option<tokio::sync::mpsc::Sender<()>>,
+    events: Option<DuEvents>,
     instance: InstanceId,
     operation: Operation,
 ) {
@@ -235,7 +239,16 @@ pub async fn perform(
             {
                 return;
             }
-            let _ = install(&tree, &store, &command, instance).await;
+            let start = dm_rt::clock::wall();
+            let outcome = install(&tree, &store, &command, instance).await;
+            tell(
+                &events,
+                &tree,
+                instance,
+                "Install",
+                start,
+                outcome.map(|_| ()),
+            );
         }
         Operation::Uninstall if is_self(&tree, &state_dir, instance) => {
             // The running agent cannot be uninstalled; its staged update
@@ -246,9 +259,12 @@ pub async fn perform(
             state(&tree, instance, INITIAL, R_INITIAL);
         }
         Operation::Uninstall => {
-            if uninstall(&tree, &command, instance).await.is_ok() {
+            let start = dm_rt::clock::wall();
+            let outcome = uninstall(&tree, &command, instance).await;
+            if outcome.is_ok() {
                 store.discard();
             }
+            tell(&events, &tree, instance, "Uninstall", start, outcome);
         }
         Operation::Activate if is_self(&tree, &state_dir, instance) => {
             // Only dmagent-launch swaps binaries: without it (systemd
@@ -291,6 +307,49 @@ pub async fn perform(
             }
         }
     }
+}
+
+/// Tells USP's DUStateChange! of a unit an LwM2M server installed or
+/// uninstalled through /9 (E.9's Install and Uninstall), with the faults
+/// CWMP's ChangeDUState gives the same failures: an install the package
+/// program refused, an uninstall it refused (the unit stays installed).
+fn tell(
+    events: &Option<DuEvents>,
+    tree: &Mutex<Tree>,
+    instance: InstanceId,
+    operation: &'static str,
+    start: i64,
+    outcome: Result<(), String>,
+) {
+    let Some(events) = events else {
+        return;
+    };
+    let install = operation == "Install";
+    let (current_state, fault, fault_string) = match outcome {
+        Ok(()) if install => ("Installed", None, String::new()),
+        Ok(()) => ("Uninstalled", None, String::new()),
+        Err(e) if install => ("Failed", Some(FaultCode::FileCorrupted), e),
+        Err(e) => ("Installed", Some(FaultCode::RequestDenied), e),
+    };
+    let uuid = text(tree, instance, software::UUID);
+    let result = dm_cwmp::soap::DuResult {
+        // The nil UUID for a unit an LwM2M server made without one.
+        uuid: if uuid.is_empty() {
+            "00000000-0000-0000-0000-000000000000".to_owned()
+        } else {
+            uuid
+        },
+        deployment_unit_ref: unit_ref(instance),
+        version: version32(text(tree, instance, PKGVERSION)),
+        current_state: current_state.into(),
+        resolved: true,
+        start,
+        complete: dm_rt::clock::wall(),
+        fault_code: fault.map_or(0, FaultCode::code),
+        fault_string,
+    };
+    // Nobody listening (no USP) is no error.
+    let _ = events.send(DuEvent { result, operation });
 }
 
 /// At start: a package download that a restart cut short is reported as
@@ -1035,6 +1094,7 @@ mod tests {
             command: Some(vec![program.display().to_string()]),
             tls: None,
             self_update: None,
+            events: None,
         };
         let mut queues = Queues::default();
         queues.submit(&performer, instance, Operation::Activate);

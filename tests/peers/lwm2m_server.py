@@ -13,7 +13,7 @@ Usage: lwm2m_server.py PORT
        lwm2m_server.py PORT firmware-pull BAD_URL GOOD_URL
        lwm2m_server.py PORT firmware-full SIZE
        lwm2m_server.py PORT firmware-coap SIZE
-       lwm2m_server.py PORT software URL
+       lwm2m_server.py PORT software URL [wait]   (wait: a stdin line before it starts)
        lwm2m_server.py PORT self-update URL
        lwm2m_server.py PORT idle
 
@@ -440,6 +440,8 @@ async def main(port, mode):
     if mode and mode[0] in ("software", "self-update"):
         # Software Management (/9, LwM2M Core E.9): create an instance,
         # pull a package, install, activate, uninstall.
+        if mode[2:] == ["wait"]:
+            await asyncio.get_event_loop().run_in_executor(None, sys.stdin.readline)
         created = await call(context, "create", Code.POST, base + "/9", payload=b"",
                              content_format=11542)
         instance = base + "/" + "/".join(created.opt.location_path)

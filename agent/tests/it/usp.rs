@@ -1893,3 +1893,70 @@ GLib.MainLoop().run()
     );
     assert_eq!(change["paramValue"], "over-dbus", "{notification}");
 }
+
+/// A unit an LwM2M server installs and uninstalls through /9 (E.9's
+/// Install and Uninstall, the package program behind them) is told to a
+/// USP controller's DUStateChange! subscription, as CWMP's are.
+#[test]
+fn a_unit_an_lwm2m_server_installs_is_a_du_state_change_over_usp() {
+    use dm_tests::py_peers::{json_lines, next_json};
+    let http_port = dm_tests::files::image_server(vec![9u8; 20_000]);
+    let coap_port = dm_tests::files::free_udp_port();
+    let mut lwm2m = Guard(
+        dm_tests::py_peers::lwm2m_server()
+            .args([
+                coap_port.to_string(),
+                "software".into(),
+                format!("http://127.0.0.1:{http_port}/image"),
+                "wait".into(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lwm2m_in = lwm2m.0.stdin.take().unwrap();
+    let events = json_lines(&mut lwm2m.0);
+    let program_dir = tempfile::tempdir().unwrap();
+    let program = program_dir.path().join("packages");
+    dm_tests::files::executable(
+        &program,
+        "#!/bin/sh\ncase \"$1\" in install) echo 'lwm2m-pkg 4.1';; esac\n",
+    );
+    let mut usp = Usp::start(&format!(
+        "[lwm2m]\nserver_uri = \"coap://127.0.0.1:{coap_port}\"\n\n\
+         [software]\ncommand = [\"{}\"]\n",
+        program.display()
+    ));
+    while next_json(&events)["event"] != "register" {}
+    let controller = &mut usp.controller;
+    let connect = controller.ask(json!({"op": "connect_record"}));
+    let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
+    subscribe(
+        controller,
+        &topic,
+        &[
+            ("ID", "du-events"),
+            ("NotifType", "Event"),
+            ("ReferenceList", "Device.SoftwareModules.DUStateChange!"),
+            ("Enable", "true"),
+        ],
+    );
+    writeln!(lwm2m_in, "go").unwrap();
+    for (operation, state) in [("Install", "Installed"), ("Uninstall", "Uninstalled")] {
+        let notification = controller.ask(json!({"op": "notification"}));
+        let event = &notification["msg"]["body"]["request"]["notify"]["event"];
+        assert_eq!(event["eventName"], "DUStateChange!", "{notification}");
+        let params = &event["params"];
+        assert_eq!(params["OperationPerformed"], operation, "{event}");
+        assert_eq!(params["CurrentState"], state, "{event}");
+        assert_eq!(params["Version"], "4.1", "{event}");
+        assert_eq!(params["Fault.FaultCode"], "0", "{event}");
+        assert!(
+            params["DeploymentUnitRef"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("Device.SoftwareModules.DeploymentUnit.")),
+            "{event}"
+        );
+    }
+}

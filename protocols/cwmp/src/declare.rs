@@ -439,7 +439,7 @@ fn parse(text: &str) -> Result<Parsed, DeclareError> {
                 }
                 ([.., "parameter"], "syntax") => {
                     for key in ["hidden", "secured"] {
-                        if attr(key)?.as_deref() == Some("true") {
+                        if matches!(attr(key)?.as_deref(), Some("true" | "1")) {
                             return Err(error(format!("{key} parameters are not supported yet")));
                         }
                     }

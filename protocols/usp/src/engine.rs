@@ -90,9 +90,10 @@ pub enum Action {
     /// failure (7023). The driver answers ([`operate_done`] or an error):
     /// only it knows which commands run.
     Cancel(u16),
-    /// A synchronous command the tree has carried out (an Execute,
-    /// [`TreeExecute`]): the driver only sends `response`, when the
-    /// controller asked for one.
+    /// A synchronous command the tree has carried out (an Execute: an
+    /// Execution Unit's SetRequestedState(), a declared object's
+    /// command): the driver only sends `response`, when the controller
+    /// asked for one.
     Executed,
     /// `Device.LocalAgent.Controller.{i}.SendOnBoardRequest()` (TR-181
     /// 2.16): the agent answers, then sends that controller an

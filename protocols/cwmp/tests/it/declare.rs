@@ -259,5 +259,39 @@ fn a_command_is_an_executable_resource_with_its_inputs() {
         Some(dm_core::InstanceId(3))
     );
     assert_eq!(command.instance_of("Device.X_000000_Table.x.Reset()"), None);
+    // Bounded: 256 commands, 64 inputs to one.
+    let many = |commands: usize, inputs: usize| {
+        let input: String = (0..inputs)
+            .map(|n| format!("<parameter name=\"I{n}\"><syntax><string/></syntax></parameter>"))
+            .collect();
+        let commands: String = (0..commands)
+            .map(|n| format!("<command name=\"C{n}()\"><input>{input}</input></command>\n"))
+            .collect();
+        document(
+            SINGLE,
+            &format!("<parameter name=\"P\"><syntax><string/></syntax></parameter>\n{commands}"),
+        )
+    };
+    assert_eq!(
+        declare::object(&many(256, 64), &[])
+            .unwrap()
+            .commands()
+            .len(),
+        256
+    );
+    let e = declare::object(&many(257, 0), &[]).unwrap_err();
+    assert!(e.message.contains("more than 256 commands"), "{e}");
+    let e = declare::object(&many(1, 65), &[]).unwrap_err();
+    assert!(e.message.contains("more than 64 inputs"), "{e}");
+    // A secured parameter is refused however its boolean is written.
+    let secured = document(
+        SINGLE,
+        "<parameter name=\"K\"><syntax secured=\"1\"><string/></syntax></parameter>\n",
+    );
+    let e = declare::object(&secured, &[]).unwrap_err();
+    assert!(
+        e.message.contains("secured parameters are not supported"),
+        "{e}"
+    );
     assert_eq!(command.instance_of("Device.X_000000_Table.3.Mode"), None);
 }
