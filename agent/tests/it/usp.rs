@@ -498,6 +498,20 @@ fn set_ssid(controller: &mut Controller, topic: &str, value: &str) -> Value {
 
 /// Adds a subscription with `settings` (each required) and returns its
 /// instance's path.
+/// A subscription to every DUStateChange! (TR-181 2.16).
+fn subscribe_du_events(controller: &mut Controller, topic: &str) -> String {
+    subscribe(
+        controller,
+        topic,
+        &[
+            ("ID", "du-events"),
+            ("NotifType", "Event"),
+            ("ReferenceList", "Device.SoftwareModules.DUStateChange!"),
+            ("Enable", "true"),
+        ],
+    )
+}
+
 fn subscribe(controller: &mut Controller, topic: &str, settings: &[(&str, &str)]) -> String {
     let params: Vec<Value> = settings
         .iter()
@@ -1578,16 +1592,7 @@ fn a_deployment_unit_is_installed_and_uninstalled() {
     assert_eq!(body["error"]["errCode"], 7027, "{body}");
     // From here, DUStateChange! too (TR-181 2.16's event of a unit's
     // operation).
-    subscribe(
-        controller,
-        &topic,
-        &[
-            ("ID", "du-events"),
-            ("NotifType", "Event"),
-            ("ReferenceList", "Device.SoftwareModules.DUStateChange!"),
-            ("Enable", "true"),
-        ],
-    );
+    subscribe_du_events(controller, &topic);
     let body = controller.request(
         &topic,
         "uninstall",
@@ -1758,16 +1763,7 @@ fn a_unit_an_acs_installs_is_a_du_state_change_over_usp() {
     acs.post_with("SetParameterAttributesResponse");
     let connect = controller.ask(json!({"op": "connect_record"}));
     let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
-    subscribe(
-        controller,
-        &topic,
-        &[
-            ("ID", "du-events"),
-            ("NotifType", "Event"),
-            ("ReferenceList", "Device.SoftwareModules.DUStateChange!"),
-            ("Enable", "true"),
-        ],
-    );
+    subscribe_du_events(controller, &topic);
     let body = set_ssid(controller, &topic, "start-a-session");
     assert!(body["response"]["setResp"].is_object(), "{body}");
     acs.post_with("ChangeDUStateResponse");
@@ -1932,16 +1928,7 @@ fn a_unit_an_lwm2m_server_installs_is_a_du_state_change_over_usp() {
     let controller = &mut usp.controller;
     let connect = controller.ask(json!({"op": "connect_record"}));
     let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
-    subscribe(
-        controller,
-        &topic,
-        &[
-            ("ID", "du-events"),
-            ("NotifType", "Event"),
-            ("ReferenceList", "Device.SoftwareModules.DUStateChange!"),
-            ("Enable", "true"),
-        ],
-    );
+    subscribe_du_events(controller, &topic);
     writeln!(lwm2m_in, "go").unwrap();
     for (operation, state) in [("Install", "Installed"), ("Uninstall", "Uninstalled")] {
         let notification = controller.ask(json!({"op": "notification"}));

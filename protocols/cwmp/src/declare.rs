@@ -341,11 +341,7 @@ fn parse(text: &str) -> Result<Parsed, DeclareError> {
                 }
                 (["document", "model", "object"], "parameter") => {
                     let pname = attr("name")?.unwrap_or_default();
-                    if !pname.starts_with(|c: char| c.is_ascii_alphabetic())
-                        || !pname
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                    {
+                    if !is_name(&pname) {
                         return Err(error(format!(
                             "parameter name {pname:?}: a letter, then letters, digits, _ or -"
                         )));
@@ -371,12 +367,7 @@ fn parse(text: &str) -> Result<Parsed, DeclareError> {
                 }
                 (["document", "model", "object"], "command") => {
                     let cname = attr("name")?.unwrap_or_default();
-                    let base = cname.strip_suffix("()").unwrap_or("");
-                    if !base.starts_with(|c: char| c.is_ascii_alphabetic())
-                        || !base
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                    {
+                    if !cname.strip_suffix("()").is_some_and(is_name) {
                         return Err(error(format!(
                             "command name {cname:?}: a letter, then letters, digits, _ or -, then ()"
                         )));
@@ -615,18 +606,19 @@ fn check_path(path: &str, multiple: bool) -> Result<(), String> {
     } else {
         inner
     };
-    if inner.is_empty()
-        || inner.contains("{i}")
-        || inner.split('.').any(|s| {
-            !s.starts_with(|c: char| c.is_ascii_alphabetic())
-                || !s
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        })
-    {
+    if inner.is_empty() || inner.contains("{i}") || !inner.split('.').all(is_name) {
         return Err(format!("object {path:?} is not a TR-181 object path"));
     }
     Ok(())
+}
+
+/// A name of a path segment, parameter or command: a letter, then
+/// letters, digits, `_` or `-`.
+fn is_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 fn number<T: std::str::FromStr>(text: Option<String>) -> Result<Option<T>, String> {
