@@ -296,15 +296,28 @@ pub async fn perform(
             let activate = operation == Operation::Activate;
             let name = text(&tree, instance, PKGNAME);
             let verb = if activate { "activate" } else { "deactivate" };
-            match run(&command, verb, name.as_ref()).await {
-                Ok(_) => set(
-                    &tree,
-                    instance,
-                    &[(ACTIVATION_STATE, Value::Boolean(activate))],
-                ),
+            // The Execution Unit is Starting or Stopping while the
+            // program runs (TR-181 2.16 ExecutionUnit.{i}.Status).
+            let moving = if activate { "Starting" } else { "Stopping" };
+            set(
+                &tree,
+                instance,
+                &[(EU_STATUS, Value::String(moving.into()))],
+            );
+            let after = match run(&command, verb, name.as_ref()).await {
+                Ok(_) => activate,
                 // The state stays as it was: the program said no.
-                Err(e) => warn!(instance = instance.0, "software {verb} failed: {e}"),
-            }
+                Err(e) => {
+                    warn!(instance = instance.0, "software {verb} failed: {e}");
+                    let now = lock(&tree).read(Origin::Agent, &at(instance, ACTIVATION_STATE));
+                    matches!(now, Ok(ResourceValue::Single(Value::Boolean(true))))
+                }
+            };
+            set(
+                &tree,
+                instance,
+                &[(ACTIVATION_STATE, Value::Boolean(after))],
+            );
         }
     }
 }
@@ -390,6 +403,7 @@ pub fn recover(tree: &Mutex<Tree>) {
                 &[(ACTIVATION_STATE, Value::Boolean(active))],
             );
         }
+
         if update == DOWNLOAD_STARTED {
             warn!(
                 instance = instance.0,

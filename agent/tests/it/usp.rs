@@ -1571,18 +1571,21 @@ fn a_deployment_unit_is_installed_and_uninstalled() {
                                "inputArgs": {"RequestedState": state}}}),
         )
     };
-    for state in ["Active", "Idle"] {
+    // Starting (Stopping) while the program runs, then Active (Idle).
+    for (state, moving) in [("Active", "Starting"), ("Idle", "Stopping")] {
         let body = set_state(controller, state);
         let result = &body["response"]["operateResp"]["operationResults"][0];
         assert!(result["reqOutputArgs"].is_object(), "{body}");
-        let notification = controller.ask(json!({"op": "notification"}));
-        let change = &notification["msg"]["body"]["request"]["notify"]["valueChange"];
-        assert_eq!(
-            change["paramPath"],
-            format!("{unit_row}Status"),
-            "{notification}"
-        );
-        assert_eq!(change["paramValue"], state, "{notification}");
+        for status in [moving, state] {
+            let notification = controller.ask(json!({"op": "notification"}));
+            let change = &notification["msg"]["body"]["request"]["notify"]["valueChange"];
+            assert_eq!(
+                change["paramPath"],
+                format!("{unit_row}Status"),
+                "{notification}"
+            );
+            assert_eq!(change["paramValue"], status, "{notification}");
+        }
     }
     // Asking for the state it is in does nothing; a state TR-181 does not
     // have is 7027.
