@@ -242,7 +242,7 @@ pub async fn perform(
             let start = dm_rt::clock::wall();
             let outcome = install(&tree, &store, &command, instance).await;
             tell(
-                &events,
+                events.as_ref(),
                 &tree,
                 instance,
                 "Install",
@@ -264,7 +264,14 @@ pub async fn perform(
             if outcome.is_ok() {
                 store.discard();
             }
-            tell(&events, &tree, instance, "Uninstall", start, outcome);
+            tell(
+                events.as_ref(),
+                &tree,
+                instance,
+                "Uninstall",
+                start,
+                outcome,
+            );
         }
         Operation::Activate if is_self(&tree, &state_dir, instance) => {
             // Only dmagent-launch swaps binaries: without it (systemd
@@ -327,16 +334,16 @@ pub async fn perform(
 /// CWMP's ChangeDUState gives the same failures: an install the package
 /// program refused, an uninstall it refused (the unit stays installed).
 fn tell(
-    events: &Option<DuEvents>,
+    events: Option<&DuEvents>,
     tree: &Mutex<Tree>,
     instance: InstanceId,
     operation: &'static str,
     start: i64,
     outcome: Result<(), String>,
 ) {
-    let Some(events) = events else {
+    if events.is_none() {
         return;
-    };
+    }
     let install = operation == "Install";
     let (current_state, fault, fault_string) = match outcome {
         Ok(()) if install => ("Installed", None, String::new()),
@@ -344,14 +351,9 @@ fn tell(
         Err(e) if install => ("Failed", Some(FaultCode::FileCorrupted), e),
         Err(e) => ("Installed", Some(FaultCode::RequestDenied), e),
     };
-    let uuid = text(tree, instance, software::UUID);
     let result = dm_cwmp::soap::DuResult {
-        // The nil UUID for a unit an LwM2M server made without one.
-        uuid: if uuid.is_empty() {
-            "00000000-0000-0000-0000-000000000000".to_owned()
-        } else {
-            uuid
-        },
+        // An LwM2M server may make a unit without one.
+        uuid: uuid_or_nil(&text(tree, instance, software::UUID)),
         deployment_unit_ref: unit_ref(instance),
         version: version32(text(tree, instance, PKGVERSION)),
         current_state: current_state.into(),
@@ -361,8 +363,7 @@ fn tell(
         fault_code: fault.map_or(0, FaultCode::code),
         fault_string,
     };
-    // Nobody listening (no USP) is no error.
-    let _ = events.send(DuEvent { result, operation });
+    send_event(events, result, operation);
 }
 
 /// At start: a package download that a restart cut short is reported as
@@ -707,13 +708,7 @@ pub fn cwmp_handler(
                     du_operation(&tree, &state_dir, max_size, &command, tls.clone(), op).await;
                 result.start = start;
                 result.complete = dm_rt::clock::wall();
-                if let Some(events) = &events {
-                    // Nobody listening (no USP) is no error.
-                    let _ = events.send(DuEvent {
-                        result: result.clone(),
-                        operation,
-                    });
-                }
+                send_event(events.as_ref(), result.clone(), operation);
                 results.push(result);
             }
             results
@@ -722,8 +717,8 @@ pub fn cwmp_handler(
 }
 
 /// A deployment unit's operation carried out for another protocol
-/// (CWMP's ChangeDUState), for USP's DUStateChange! (TR-181 2.16: an
-/// event of every unit's state change, whoever asked).
+/// (CWMP's ChangeDUState, LwM2M's /9), for USP's DUStateChange! (TR-181
+/// 2.16: an event of every unit's state change, whoever asked).
 #[derive(Clone, Debug)]
 pub struct DuEvent {
     pub result: dm_cwmp::soap::DuResult,
@@ -733,14 +728,25 @@ pub struct DuEvent {
 
 pub type DuEvents = tokio::sync::broadcast::Sender<DuEvent>;
 
+fn send_event(events: Option<&DuEvents>, result: dm_cwmp::soap::DuResult, operation: &'static str) {
+    if let Some(events) = events {
+        // Nobody listening (no USP) is no error.
+        let _ = events.send(DuEvent { result, operation });
+    }
+}
+
+/// OpResultStruct requires a UUID: the nil one when the unit has none.
+fn uuid_or_nil(uuid: &str) -> String {
+    if uuid.is_empty() {
+        "00000000-0000-0000-0000-000000000000".to_owned()
+    } else {
+        uuid.to_owned()
+    }
+}
+
 fn failed(uuid: &str, code: FaultCode, text: impl Into<String>) -> dm_cwmp::soap::DuResult {
     dm_cwmp::soap::DuResult {
-        // OpResultStruct requires a UUID: the nil one when none was named.
-        uuid: if uuid.is_empty() {
-            "00000000-0000-0000-0000-000000000000".to_owned()
-        } else {
-            uuid.to_owned()
-        },
+        uuid: uuid_or_nil(uuid),
         current_state: "Failed".into(),
         fault_code: code.code(),
         fault_string: text.into(),

@@ -149,6 +149,12 @@ struct Usp {
 
 impl Usp {
     fn start(more: &str) -> Usp {
+        Usp::start_on(more, None)
+    }
+
+    /// [`Usp::start`] with `bus` as the agent's system bus (its control
+    /// API and D-Bus providers there), when given.
+    fn start_on(more: &str, bus: Option<&str>) -> Usp {
         let dir = tempfile::tempdir().unwrap();
         let port = dm_tests::files::free_tcp_port();
         let broker = mosquitto(dir.path(), port);
@@ -164,11 +170,11 @@ impl Usp {
             ),
         )
         .unwrap();
-        let agent = dm_tests::agent::run(
-            env!("CARGO_BIN_EXE_dmagent"),
-            &config,
-            &dir.path().join("state"),
-        );
+        let (binary, state) = (env!("CARGO_BIN_EXE_dmagent"), dir.path().join("state"));
+        let agent = match bus {
+            Some(bus) => dm_tests::agent::run_on_bus(binary, &config, &state, bus),
+            None => dm_tests::agent::run(binary, &config, &state),
+        };
         Usp {
             controller,
             agent,
@@ -498,6 +504,17 @@ fn set_ssid(controller: &mut Controller, topic: &str, value: &str) -> Value {
 
 /// Adds a subscription with `settings` (each required) and returns its
 /// instance's path.
+/// GetSupportedDM of `object`, its first level, with its commands.
+fn commands_of(controller: &mut Controller, topic: &str, object: &str) -> Value {
+    controller.request(
+        topic,
+        "supported",
+        "GET_SUPPORTED_DM",
+        json!({"getSupportedDm": {"objPaths": [object],
+                                   "firstLevelOnly": true, "returnCommands": true}}),
+    )
+}
+
 /// A subscription to every DUStateChange! (TR-181 2.16).
 fn subscribe_du_events(controller: &mut Controller, topic: &str) -> String {
     subscribe(
@@ -1061,13 +1078,7 @@ fn an_async_trace_route_reports_its_hops() {
     let controller = &mut usp.controller;
     let connect = controller.ask(json!({"op": "connect_record"}));
     let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
-    let supported = controller.request(
-        &topic,
-        "supported",
-        "GET_SUPPORTED_DM",
-        json!({"getSupportedDm": {"objPaths": ["Device.IP.Diagnostics."],
-                                   "firstLevelOnly": true, "returnCommands": true}}),
-    );
+    let supported = commands_of(controller, &topic, "Device.IP.Diagnostics.");
     let text = supported.to_string();
     assert!(
         text.contains("TraceRoute()") && text.contains("RouteHops.{i}.HostAddress"),
@@ -1656,13 +1667,7 @@ fn a_declared_command_is_carried_out_by_its_provider() {
     let controller = &mut usp.controller;
     let connect = controller.ask(json!({"op": "connect_record"}));
     let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
-    let supported = controller.request(
-        &topic,
-        "supported",
-        "GET_SUPPORTED_DM",
-        json!({"getSupportedDm": {"objPaths": ["Device.X_000000_Example."],
-                                   "firstLevelOnly": true, "returnCommands": true}}),
-    );
+    let supported = commands_of(controller, &topic, "Device.X_000000_Example.");
     let object =
         &supported["response"]["getSupportedDmResp"]["reqObjResults"][0]["supportedObjs"][0];
     let command = &object["supportedCommands"][0];
@@ -1821,30 +1826,15 @@ print("registered", flush=True)
 GLib.MainLoop().run()
 "#;
     let stack = dm_tests::dbus_stack::Stack::mock();
-    let dir = tempfile::tempdir().unwrap();
-    let port = dm_tests::files::free_tcp_port();
-    let _broker = mosquitto(dir.path(), port);
-    let mut controller = Controller::start(port);
     let example = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/vendor");
-    let config = dir.path().join("dmagent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[device]\noui = \"00D09E\"\nserial_number = \"USP1\"\n\n\
-             [usp]\nbroker = \"mqtt://127.0.0.1:{port}\"\n\
-             controller_endpoint_id = \"{CONTROLLER}\"\n\
-             controller_topic = \"{CONTROLLER_TOPIC}\"\n\n\
-             [[object]]\ndefinition = \"{}/example.xml\"\nprovider = \"dbus\"\n",
+    let mut usp = Usp::start_on(
+        &format!(
+            "[[object]]\ndefinition = \"{}/example.xml\"\nprovider = \"dbus\"\n",
             example.display()
         ),
-    )
-    .unwrap();
-    let _agent = dm_tests::agent::run_on_bus(
-        env!("CARGO_BIN_EXE_dmagent"),
-        &config,
-        &dir.path().join("state"),
-        &stack.bus,
+        Some(&stack.bus),
     );
+    let controller = &mut usp.controller;
     // Connected: the control API is on the bus by then.
     let connect = controller.ask(json!({"op": "connect_record"}));
     let topic = connect["subscribed_topic"].as_str().unwrap().to_owned();
@@ -1864,7 +1854,7 @@ GLib.MainLoop().run()
     };
     assert_eq!(line("registration"), "registered");
     subscribe(
-        &mut controller,
+        controller,
         &topic,
         &[
             ("ID", "greeting"),

@@ -137,12 +137,15 @@ pub fn object(text: &str, taken: &[ObjectId]) -> Result<Declared, DeclareError> 
     }
     let leak = |s: &str| -> &'static str { Box::leak(s.to_owned().into_boxed_str()) };
     let mut resources: Vec<(ResourceSchema, Syntax)> = Vec::new();
-    for p in &parsed.parameters {
-        // 1..=65534 (0 is left out, 65535 is "no id"); fewer parameters
-        // than ids, so one is always free.
-        let Some(n) = stable_id(&p.name, 1, u16::MAX - 1, |id| {
+    // 1..=65534 (0 is left out, 65535 is "no id"); fewer parameters and
+    // commands than ids, so one is always free.
+    let free_id = |name: &str, resources: &[(ResourceSchema, Syntax)]| {
+        stable_id(name, 1, u16::MAX - 1, |id| {
             resources.iter().any(|(r, _)| r.id.0 == id)
-        }) else {
+        })
+    };
+    for p in &parsed.parameters {
+        let Some(n) = free_id(&p.name, &resources) else {
             continue;
         };
         resources.push((
@@ -173,9 +176,7 @@ pub fn object(text: &str, taken: &[ObjectId]) -> Result<Declared, DeclareError> 
     // (`Reset()`); their inputs reach the provider with the Execute.
     let mut commands = Vec::new();
     for c in &parsed.commands {
-        let Some(n) = stable_id(&c.name, 1, u16::MAX - 1, |id| {
-            resources.iter().any(|(r, _)| r.id.0 == id)
-        }) else {
+        let Some(n) = free_id(&c.name, &resources) else {
             continue;
         };
         resources.push((

@@ -310,8 +310,8 @@ type TreeExecute = Option<(Path, String)>;
 /// 2.16, synchronous): a package's unit started or stopped by /9's
 /// Activate or Deactivate, which the package program carries out in the
 /// package's queue, as for an LwM2M server's Execute. The answer says the
-/// request was taken; the unit's Status turns Active or Idle when the
-/// program has done it. As TR-181 says: Idle stops a Starting or Active
+/// request was taken; the unit's Status is Starting or Stopping while the
+/// program runs, then Active or Idle. As TR-181 says: Idle stops a Starting or Active
 /// unit, Active starts an Idle one and is refused for a Stopping one,
 /// anything else is ignored.
 fn execution_unit_action(
