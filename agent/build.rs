@@ -1,9 +1,27 @@
 //! `cfg(dmagent_full)`: every cargo feature is built in (the default).
 //! Code and tests that need all of them say so with it, rather than
 //! with the list of seven features each time.
+//!
+//! The release binary's link (the footprint issue; figures in
+//! ARCHITECTURE.md), on Linux only, and for the `dmagent` binary only
+//! (tests, examples and debug builds keep the defaults):
+//! - `link/no-unwind-tables.ld` drops `.eh_frame` and `.eh_frame_hdr`:
+//!   the release profile aborts on panic, so nothing unwinds, and a
+//!   stripped binary's backtrace names nothing. A panic still prints its
+//!   message and location. (`PROFILE` is the only signal a build script
+//!   gets: `CARGO_CFG_PANIC` is the target's default, not the profile's.)
+//! - `-z pack-relative-relocs` (RELR) stores the position-independent
+//!   executable's relative relocations as a bitmap instead of 24 bytes
+//!   each. It needs glibc 2.36 (Debian 12) or musl 1.2.4 on the device,
+//!   whose loader refuses the binary by name otherwise
+//!   (`GLIBC_ABI_DT_RELR`); `DMAGENT_RELR=0` builds without it for an
+//!   older one.
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-changed=link/no-unwind-tables.ld");
+    println!("cargo::rerun-if-env-changed=DMAGENT_RELR");
+    release_link();
     println!("cargo::rustc-check-cfg=cfg(dmagent_full)");
     let features = ["CWMP", "LWM2M", "USP", "DTLS", "HTTPS", "FTP", "DBUS"];
     if features
@@ -11,5 +29,18 @@ fn main() {
         .all(|f| std::env::var_os(format!("CARGO_FEATURE_{f}")).is_some())
     {
         println!("cargo::rustc-cfg=dmagent_full");
+    }
+}
+
+fn release_link() {
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    if var("PROFILE") != "release" || var("CARGO_CFG_TARGET_OS") != "linux" {
+        return;
+    }
+    let script = std::path::Path::new(&var("CARGO_MANIFEST_DIR")).join("link/no-unwind-tables.ld");
+    println!("cargo::rustc-link-arg-bins=-Wl,--no-eh-frame-hdr");
+    println!("cargo::rustc-link-arg-bins=-Wl,-T,{}", script.display());
+    if var("DMAGENT_RELR") != "0" {
+        println!("cargo::rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
 }

@@ -71,6 +71,11 @@ chmod 0644 "$doc/copyright"
 
 # The newest glibc symbol version the binary needs.
 glibc=$(objdump -T "$root/usr/bin/dmagent" | sed -n 's/.*GLIBC_\([0-9.]*\).*/\1/p' | sort -V | tail -n 1)
+# Packed relative relocations (agent/build.rs) need glibc 2.36's loader:
+# a version reference with no symbol, so objdump -T does not show it.
+if objdump -p "$root/usr/bin/dmagent" | grep -q GLIBC_ABI_DT_RELR; then
+    glibc=$(printf '%s\n2.36\n' "$glibc" | sort -V | tail -n 1)
+fi
 cat > "$root/DEBIAN/control" <<CONTROL
 Package: dmagent
 Version: $version

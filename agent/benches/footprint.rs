@@ -15,7 +15,9 @@
 //!
 //! `FOOTPRINT_SETS=default,lwm2m-dtls` limits the sets; `FOOTPRINT_IDLE`
 //! sets the idle window in seconds; `FOOTPRINT_LOG=debug` runs the agent
-//! at that log level and echoes its log (what woke it).
+//! at that log level and echoes its log (what woke it);
+//! `FOOTPRINT_SMAPS=1` prints where the anonymous memory is (per mapping
+//! of `/proc/PID/smaps`).
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -127,6 +129,35 @@ fn schedstat(pid: u32) -> std::collections::HashMap<String, (u64, u64)> {
         }
     }
     threads
+}
+
+/// Prints the anonymous memory of `pid` per mapping (file mappings by
+/// name and permissions, `[heap]`, `[stack]`, unnamed ones together).
+fn print_anonymous(set: &Set, pid: u32) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let mut by_mapping: Vec<(String, u64)> = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields
+            .first()
+            .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
+        {
+            let name = fields.get(5).copied().unwrap_or("(anonymous)");
+            current = format!("{name} {}", fields.get(1).copied().unwrap_or(""));
+        } else if let ["Anonymous:", kb, ..] = fields[..] {
+            let kb: u64 = kb.parse().unwrap_or(0);
+            match by_mapping.iter_mut().find(|(name, _)| *name == current) {
+                Some((_, sum)) => *sum += kb,
+                None => by_mapping.push((current.clone(), kb)),
+            }
+        }
+    }
+    by_mapping.sort_by(|a, b| b.1.cmp(&a.1));
+    eprintln!("{}: anonymous memory by mapping", set.name);
+    for (name, kb) in by_mapping.iter().filter(|(_, kb)| *kb > 0) {
+        eprintln!("{kb:>8} kB  {name}");
+    }
 }
 
 struct Idle {
@@ -248,6 +279,9 @@ fn idle(set: &Set, binary: &Path, window: Duration) -> Idle {
         let (c0, e0) = before.get(thread).copied().unwrap_or((0, 0));
         cpu += c - c0;
         events += e - e0;
+    }
+    if std::env::var_os("FOOTPRINT_SMAPS").is_some() {
+        print_anonymous(set, pid);
     }
     let measured = Idle {
         rss_kb: status_kb(pid, "VmRSS"),
