@@ -8,8 +8,11 @@
 //! - `link/no-unwind-tables.ld` drops `.eh_frame` and `.eh_frame_hdr`:
 //!   the release profile aborts on panic, so nothing unwinds, and a
 //!   stripped binary's backtrace names nothing. A panic still prints its
-//!   message and location. (`PROFILE` is the only signal a build script
-//!   gets: `CARGO_CFG_PANIC` is the target's default, not the profile's.)
+//!   message and location. A profile with debug information (`bench`)
+//!   keeps them: it is for profilers and debuggers, which unwind with
+//!   them. (`PROFILE` and `DEBUG` are what a build script learns of the
+//!   profile: `CARGO_CFG_PANIC` is the target's default, not the
+//!   profile's.)
 //! - `-z pack-relative-relocs` (RELR) stores the position-independent
 //!   executable's relative relocations as a bitmap instead of 24 bytes
 //!   each. It needs glibc 2.36 (Debian 12) or musl 1.2.4 on the device,
@@ -37,9 +40,12 @@ fn release_link() {
     if var("PROFILE") != "release" || var("CARGO_CFG_TARGET_OS") != "linux" {
         return;
     }
-    let script = std::path::Path::new(&var("CARGO_MANIFEST_DIR")).join("link/no-unwind-tables.ld");
-    println!("cargo::rustc-link-arg-bins=-Wl,--no-eh-frame-hdr");
-    println!("cargo::rustc-link-arg-bins=-Wl,-T,{}", script.display());
+    if var("DEBUG") != "true" {
+        let script =
+            std::path::Path::new(&var("CARGO_MANIFEST_DIR")).join("link/no-unwind-tables.ld");
+        println!("cargo::rustc-link-arg-bins=-Wl,--no-eh-frame-hdr");
+        println!("cargo::rustc-link-arg-bins=-Wl,-T,{}", script.display());
+    }
     if var("DMAGENT_RELR") != "0" {
         println!("cargo::rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }

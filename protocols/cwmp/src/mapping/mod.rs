@@ -12,8 +12,8 @@
 //! Resolution walks a segment trie built once from the table, so resolving
 //! a path costs one pass over its segments and no allocation.
 
-use std::collections::HashMap;
 use std::fmt;
+use std::num::NonZeroU32;
 use std::sync::OnceLock;
 
 use dm_core::{InstanceId, ObjectId, Path, ResourceId};
@@ -174,11 +174,19 @@ impl fmt::Display for UnknownPath {
 
 impl std::error::Error for UnknownPath {}
 
+/// One segment of the path trie. Children are node numbers; the root
+/// (0) is nobody's child, so `NonZeroU32` makes `Option` free. Compact
+/// because it lives as long as the agent: about 30 bytes a node, where
+/// a `HashMap` of literal children per node cost 175 KB of heap for the
+/// generated table (heaptrack; the footprint issue).
 #[derive(Default)]
 struct Node {
-    literals: HashMap<&'static str, usize>,
-    instance: Option<usize>,
-    index: Option<usize>,
+    /// The literal children: `Resolver::literals[first..first + count]`,
+    /// sorted by name.
+    first: u32,
+    count: u32,
+    instance: Option<NonZeroU32>,
+    index: Option<NonZeroU32>,
     parameter: Option<&'static ParameterMap>,
     /// The core object whose instances this node's `{i}` child numbers.
     table: Option<ObjectId>,
@@ -502,7 +510,13 @@ pub fn dereference(text: &str) -> Option<dm_core::ObjectLink> {
 /// Resolves concrete TR-181 paths against [`parameters`].
 pub struct Resolver {
     nodes: Vec<Node>,
-    by_resource: HashMap<(ObjectId, ResourceId), Vec<&'static ParameterMap>>,
+    /// Every node's literal children, each node's together (see
+    /// [`Node::first`]).
+    literals: Vec<(&'static str, NonZeroU32)>,
+    /// The bindings sorted by core resource, and their resources (for a
+    /// binary search): several paths may bind one resource.
+    bindings: Vec<&'static ParameterMap>,
+    resources: Vec<(ObjectId, ResourceId)>,
 }
 
 impl Resolver {
@@ -513,33 +527,71 @@ impl Resolver {
     }
 
     pub fn new(parameters: impl IntoIterator<Item = &'static ParameterMap>) -> Resolver {
+        // Built with a list of literal children per node, then packed.
         let mut nodes = vec![Node::default()];
-        let mut by_resource: HashMap<_, Vec<_>> = HashMap::new();
+        let mut children: Vec<Vec<(&'static str, NonZeroU32)>> = vec![Vec::new()];
+        let mut bindings = Vec::new();
         for parameter in parameters {
             let mut at = 0;
             for segment in parameter.path.split('.') {
-                let next = nodes.len();
-                let slot = match segment {
+                let next = NonZeroU32::new(u32::try_from(nodes.len()).expect("fewer nodes"))
+                    .expect("the root is node 0");
+                let child = match segment {
                     "{i}" => {
                         nodes[at].table = Some(parameter.object);
-                        nodes[at].instance.get_or_insert(next)
+                        *nodes[at].instance.get_or_insert(next)
                     }
-                    "{j}" => nodes[at].index.get_or_insert(next),
-                    literal => nodes[at].literals.entry(literal).or_insert(next),
+                    "{j}" => *nodes[at].index.get_or_insert(next),
+                    literal => match children[at].iter().find(|(name, _)| *name == literal) {
+                        Some(&(_, child)) => child,
+                        None => {
+                            children[at].push((literal, next));
+                            next
+                        }
+                    },
                 };
-                let child = *slot;
                 if child == next {
                     nodes.push(Node::default());
+                    children.push(Vec::new());
                 }
-                at = child;
+                at = child.get() as usize;
             }
             nodes[at].parameter = Some(parameter);
-            by_resource
-                .entry((parameter.object, parameter.resource))
-                .or_default()
-                .push(parameter);
+            bindings.push(parameter);
         }
-        Resolver { nodes, by_resource }
+        let mut literals = Vec::with_capacity(children.iter().map(Vec::len).sum());
+        for (node, mut children) in nodes.iter_mut().zip(children) {
+            children.sort_unstable_by_key(|&(name, _)| name);
+            node.first = literals.len() as u32;
+            node.count = children.len() as u32;
+            literals.extend(children);
+        }
+        nodes.shrink_to_fit();
+        // Stable: a resource's bindings keep the order they were given in.
+        bindings.sort_by_key(|p| (p.object, p.resource));
+        bindings.shrink_to_fit();
+        let resources = bindings.iter().map(|p| (p.object, p.resource)).collect();
+        Resolver {
+            nodes,
+            literals,
+            bindings,
+            resources,
+        }
+    }
+
+    /// The literal children of node `at`.
+    fn literals(&self, at: usize) -> &[(&'static str, NonZeroU32)] {
+        let node = &self.nodes[at];
+        &self.literals[node.first as usize..][..node.count as usize]
+    }
+
+    /// Node `at`'s literal child `segment`.
+    fn literal(&self, at: usize, segment: &str) -> Option<usize> {
+        let children = self.literals(at);
+        let found = children
+            .binary_search_by_key(&segment, |&(name, _)| name)
+            .ok()?;
+        Some(children[found].1.get() as usize)
     }
 
     /// Resolves a concrete parameter path such as `Device.WiFi.SSID.2.SSID`.
@@ -550,7 +602,7 @@ impl Resolver {
         let mut index = None;
         for segment in path.split('.') {
             let node = &self.nodes[at];
-            at = if let Some(&next) = node.literals.get(segment) {
+            at = if let Some(next) = self.literal(at, segment) {
                 next
             } else if let Some(number) = instance_number(segment) {
                 match (node.instance, node.index) {
@@ -560,11 +612,11 @@ impl Resolver {
                             return Err(unknown());
                         }
                         instance = Some(InstanceId(number));
-                        next
+                        next.get() as usize
                     }
                     (None, Some(next)) => {
                         index = Some(number.checked_sub(1).ok_or_else(unknown)?);
-                        next
+                        next.get() as usize
                     }
                     (None, None) => return Err(unknown()),
                 }
@@ -601,7 +653,7 @@ impl Resolver {
             let node = &self.nodes[at];
             instance = None;
             row = None;
-            at = if let Some(&next) = node.literals.get(segment) {
+            at = if let Some(next) = self.literal(at, segment) {
                 next
             } else if let Some(number) = instance_number(segment) {
                 match (node.instance, node.index) {
@@ -609,11 +661,11 @@ impl Resolver {
                         instance = Some(InstanceId(number));
                         held = instance;
                         parent_table = node.table;
-                        next
+                        next.get() as usize
                     }
                     (None, Some(next)) if number != 0 => {
                         row = Some((number - 1, at));
-                        next
+                        next.get() as usize
                     }
                     _ => return None,
                 }
@@ -626,7 +678,7 @@ impl Resolver {
             return None;
         }
         let rows = |table: usize| {
-            let columns = self.columns(self.nodes[table].index?);
+            let columns = self.columns(self.nodes[table].index?.get() as usize);
             let object = columns.first()?.object;
             let columns = columns.iter().map(|p| p.resource).collect();
             Some((object, held.unwrap_or(InstanceId(0)), columns))
@@ -664,9 +716,13 @@ impl Resolver {
         while let Some(at) = stack.pop() {
             let node = &self.nodes[at];
             found.extend(node.parameter);
-            stack.extend(node.literals.values().copied());
-            stack.extend(node.instance);
-            stack.extend(node.index);
+            let children = self.literals(at).iter().map(|&(_, child)| child);
+            stack.extend(
+                children
+                    .chain(node.instance)
+                    .chain(node.index)
+                    .map(|child| child.get() as usize),
+            );
         }
         found
     }
@@ -678,9 +734,13 @@ impl Resolver {
         object: ObjectId,
         resource: ResourceId,
     ) -> &[&'static ParameterMap] {
-        self.by_resource
-            .get(&(object, resource))
-            .map_or(&[], Vec::as_slice)
+        let start = self
+            .resources
+            .partition_point(|&key| key < (object, resource));
+        let end = self
+            .resources
+            .partition_point(|&key| key <= (object, resource));
+        &self.bindings[start..end]
     }
 }
 
