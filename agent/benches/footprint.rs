@@ -153,7 +153,7 @@ fn print_anonymous(set: &Set, pid: u32) {
             }
         }
     }
-    by_mapping.sort_by(|a, b| b.1.cmp(&a.1));
+    by_mapping.sort_by_key(|&(_, kb)| std::cmp::Reverse(kb));
     eprintln!("{}: anonymous memory by mapping", set.name);
     for (name, kb) in by_mapping.iter().filter(|(_, kb)| *kb > 0) {
         eprintln!("{kb:>8} kB  {name}");

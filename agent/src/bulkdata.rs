@@ -18,7 +18,6 @@ use std::time::Duration;
 use dm_core::catalog::{bulk_data, bulk_data_profile as profile};
 use dm_core::{Change, InstanceId, Origin, Tree, lock};
 use dm_cwmp::bulk::{self, Report, Retained, Settings};
-use dm_cwmp_tokio::tls::ClientConfig;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -58,7 +57,7 @@ async fn deliver(
     settings: &Settings,
     url: &str,
     body: Vec<u8>,
-    tls: Option<Arc<ClientConfig>>,
+    tls: dm_cwmp_tokio::tls::Trust,
 ) -> Result<(), Failure> {
     use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, DATE, HeaderName, HeaderValue};
     let uri: hyper::Uri = url
@@ -106,7 +105,7 @@ async fn deliver(
 /// as the tree's BulkData objects change.
 pub struct Collector {
     tree: Arc<Mutex<Tree>>,
-    tls: Option<Arc<ClientConfig>>,
+    tls: dm_cwmp_tokio::tls::Trust,
     running: HashMap<InstanceId, (Settings, JoinHandle<()>)>,
     retained: HashMap<InstanceId, Arc<Mutex<Retained>>>,
     dirty: bool,
@@ -114,7 +113,7 @@ pub struct Collector {
 
 impl Collector {
     /// `tls`: for https:// collectors, the ACS's settings.
-    pub fn new(tree: Arc<Mutex<Tree>>, tls: Option<Arc<ClientConfig>>) -> Collector {
+    pub fn new(tree: Arc<Mutex<Tree>>, tls: dm_cwmp_tokio::tls::Trust) -> Collector {
         Collector {
             tree,
             tls,
@@ -232,7 +231,7 @@ async fn run(
     instance: InstanceId,
     settings: Settings,
     retained: Arc<Mutex<Retained>>,
-    tls: Option<Arc<ClientConfig>>,
+    tls: dm_cwmp_tokio::tls::Trust,
 ) {
     let start = dm_rt::clock::wall();
     let mut last: Option<i64> = None;

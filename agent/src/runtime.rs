@@ -322,8 +322,9 @@ pub async fn run(
     let (network_tx, network_rx) = tokio::sync::watch::channel(0u64);
     let mut addresses = host_addresses(&host.platform);
     let mut pulling: Option<tokio::task::JoinHandle<()>> = None;
-    // HTTPS pulls trust the system's CA bundle.
-    let pull_tls = dm_cwmp_tokio::tls::client_config(&dm_cwmp_tokio::TlsSettings::default()).ok();
+    // HTTPS pulls trust the system's CA bundle, loaded for each pull
+    // (not held while idle).
+    let pull_tls = dm_cwmp_tokio::tls::Trust::OnDemand(dm_cwmp_tokio::TlsSettings::default());
     // Deployment units' operations LwM2M's /9 and CWMP's ChangeDUState
     // carry out, for USP's DUStateChange!.
     #[cfg_attr(not(feature = "usp"), allow(unused_variables))]
@@ -342,11 +343,13 @@ pub async fn run(
     // Bulk data profiles report over HTTPS with the ACS's TLS settings.
     let mut bulk_data = crate::bulkdata::Collector::new(
         Arc::clone(&tree),
-        config
-            .cwmp
-            .as_ref()
-            .and_then(|cwmp| dm_cwmp_tokio::tls::client_config(&cwmp.tls).ok())
-            .or_else(|| pull_tls.clone()),
+        dm_cwmp_tokio::tls::Trust::OnDemand(
+            config
+                .cwmp
+                .as_ref()
+                .map(|cwmp| cwmp.tls.clone())
+                .unwrap_or_default(),
+        ),
     );
     bulk_data.settle();
     // TR-143's UDP echo server, when UDPEchoConfig enables it.

@@ -134,7 +134,7 @@ pub struct Performer {
     pub state_dir: PathBuf,
     pub max_size: u64,
     pub command: Option<Vec<String>>,
-    pub tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
+    pub tls: dm_cwmp_tokio::tls::Trust,
     pub self_update: Option<tokio::sync::mpsc::Sender<()>>,
     /// Where installs and uninstalls are told, for USP's DUStateChange!.
     pub events: Option<DuEvents>,
@@ -198,7 +198,7 @@ pub async fn perform(
     state_dir: PathBuf,
     max_size: u64,
     command: Option<Vec<String>>,
-    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
+    tls: dm_cwmp_tokio::tls::Trust,
     self_update: Option<tokio::sync::mpsc::Sender<()>>,
     events: Option<DuEvents>,
     instance: InstanceId,
@@ -688,7 +688,7 @@ pub fn cwmp_handler(
     state_dir: PathBuf,
     max_size: u64,
     command: Option<Vec<String>>,
-    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
+    tls: dm_cwmp_tokio::tls::Trust,
     events: Option<DuEvents>,
 ) -> dm_cwmp_tokio::DuHandler {
     dm_cwmp_tokio::DuHandler(Arc::new(move |change| {
@@ -812,7 +812,7 @@ async fn du_operation(
     state_dir: &FsPath,
     max_size: u64,
     command: &Option<Vec<String>>,
-    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
+    tls: dm_cwmp_tokio::tls::Trust,
     op: dm_cwmp::soap::DuOperation,
 ) -> dm_cwmp::soap::DuResult {
     use dm_cwmp::soap::{DuOperation, DuResult};
@@ -1112,7 +1112,7 @@ mod tests {
             state_dir: dir.path().to_owned(),
             max_size: 1 << 20,
             command: Some(vec![program.display().to_string()]),
-            tls: None,
+            tls: dm_cwmp_tokio::tls::Trust::None,
             self_update: None,
             events: None,
         };

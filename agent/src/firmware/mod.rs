@@ -386,7 +386,7 @@ pub async fn pull(
     tree: Arc<Mutex<Tree>>,
     store: ImageStore,
     uri: String,
-    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
+    tls: dm_cwmp_tokio::tls::Trust,
     announcer: Announcer,
     sha256: Option<[u8; 32]>,
 ) {
@@ -431,7 +431,7 @@ async fn pull_inner(
     tree: Arc<Mutex<Tree>>,
     store: ImageStore,
     uri: String,
-    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
+    tls: dm_cwmp_tokio::tls::Trust,
     sha256: Option<[u8; 32]>,
 ) -> i64 {
     // E.6: an unsupported protocol leaves the state Idle (one this build
@@ -483,7 +483,7 @@ pub async fn fetch(
     store: &ImageStore,
     uri: &str,
     credentials: dm_cwmp_tokio::Credentials,
-    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
+    tls: dm_cwmp_tokio::tls::Trust,
     sha256: Option<[u8; 32]>,
 ) -> Result<(std::path::PathBuf, u64), Failure> {
     let scheme = uri.split_once("://").map(|(scheme, _)| scheme);
@@ -743,7 +743,7 @@ pub fn cwmp_transfers(
     store: ImageStore,
     command: Option<Vec<String>>,
     reboot: bool,
-    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
+    tls: dm_cwmp_tokio::tls::Trust,
     log: Arc<dyn dm_platform::SystemLog>,
 ) -> dm_cwmp_tokio::TransferHandler {
     use dm_cwmp_tokio::Applied;
@@ -875,7 +875,7 @@ impl<'u> Source<'u> {
 async fn download_image(
     source: Source<'_>,
     credentials: dm_cwmp_tokio::Credentials,
-    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
+    tls: dm_cwmp_tokio::tls::Trust,
     writer: &mut ImageWriter,
     tree: &Arc<Mutex<Tree>>,
 ) -> Result<u64, dm_cwmp_tokio::http::HttpError> {
@@ -948,7 +948,7 @@ async fn restore_configuration(
     transfer: &dm_cwmp::session::QueuedDownload,
     tree: &Mutex<Tree>,
     credentials: dm_cwmp_tokio::Credentials,
-    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
+    tls: dm_cwmp_tokio::tls::Trust,
 ) -> Result<(), TransferFault> {
     let mut sink = MemorySink {
         bytes: Vec::new(),
@@ -1030,7 +1030,7 @@ async fn upload(
     transfer: &dm_cwmp::session::QueuedDownload,
     tree: &Mutex<Tree>,
     log: &dyn dm_platform::SystemLog,
-    tls: Option<Arc<dm_cwmp_tokio::tls::ClientConfig>>,
+    tls: dm_cwmp_tokio::tls::Trust,
 ) -> Result<(), TransferFault> {
     use dm_cwmp_tokio::http::HttpError;
     let body = if transfer.file_type == dm_cwmp::session::CONFIGURATION_UPLOAD {

@@ -130,7 +130,7 @@ pub struct Credentials {
 /// closes the connection and forgets the cookies.
 pub struct HttpSession {
     uri: Uri,
-    tls: Option<Arc<crate::tls::ClientConfig>>,
+    tls: crate::tls::Trust,
     credentials: Credentials,
     timeout: Duration,
     sender: Option<SendRequest<Streamed>>,
@@ -159,11 +159,11 @@ impl HttpSession {
         uri: Uri,
         credentials: Credentials,
         timeout: Duration,
-        tls: Option<Arc<crate::tls::ClientConfig>>,
+        tls: impl Into<crate::tls::Trust>,
     ) -> HttpSession {
         HttpSession {
             uri,
-            tls,
+            tls: tls.into(),
             credentials,
             timeout,
             sender: None,
@@ -379,10 +379,7 @@ impl HttpSession {
             .map_err(|e| HttpError::Connect(format!("{host}:{port}: {e}")))?;
         let _ = stream.set_nodelay(true);
         let (sender, task) = if secure {
-            let config = self
-                .tls
-                .clone()
-                .ok_or_else(|| HttpError::Connect("HTTPS is not configured".into()))?;
+            let config = self.tls.config().map_err(HttpError::Connect)?;
             let tls = crate::tls::connect(config, &host, stream)
                 .await
                 .map_err(|e| HttpError::Connect(format!("TLS with {host}:{port}: {e}")))?;

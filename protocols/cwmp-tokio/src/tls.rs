@@ -37,6 +37,50 @@ pub struct TlsSettings {
     pub client_certificate: Option<(PathBuf, PathBuf)>,
 }
 
+/// Where an HTTPS transfer's client configuration comes from.
+#[derive(Clone, Default)]
+pub enum Trust {
+    /// None: an https:// URI is refused ("HTTPS is not configured").
+    #[default]
+    None,
+    /// A configuration the caller built and holds.
+    Built(Arc<ClientConfig>),
+    /// Built from these settings when a connection needs it, and shared
+    /// while any transfer holds it ([`client_config`]). Users that
+    /// connect now and then (firmware and package pulls, bulk data) take
+    /// this: a root store held while idle is about 100 KB of heap (the
+    /// footprint issue). A bad file is reported then, naming the file.
+    OnDemand(TlsSettings),
+}
+
+impl Trust {
+    /// The configuration, built now if no transfer holds one; an error
+    /// says why https:// cannot be used.
+    pub fn config(&self) -> Result<Arc<ClientConfig>, String> {
+        match self {
+            Trust::None => Err("HTTPS is not configured".into()),
+            Trust::Built(config) => Ok(Arc::clone(config)),
+            Trust::OnDemand(settings) => client_config(settings).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+impl From<Option<Arc<ClientConfig>>> for Trust {
+    fn from(config: Option<Arc<ClientConfig>>) -> Trust {
+        config.map_or(Trust::None, Trust::Built)
+    }
+}
+
+impl std::fmt::Debug for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Trust::None => f.write_str("None"),
+            Trust::Built(_) => f.write_str("Built"),
+            Trust::OnDemand(settings) => f.debug_tuple("OnDemand").field(settings).finish(),
+        }
+    }
+}
+
 /// Debian's (and most distributions') system CA bundle.
 pub const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 

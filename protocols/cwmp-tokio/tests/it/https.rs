@@ -222,3 +222,49 @@ fn users_of_the_same_settings_share_one_configuration() {
     assert!(dm_cwmp_tokio::tls::client_config(&one).is_err());
     drop((first, again));
 }
+
+/// A session whose trust is built on demand loads its CA file when it
+/// connects (nothing is held before), and a CA file broken by then is
+/// the connection's error, naming the file; no trust refuses https://.
+#[tokio::test(flavor = "current_thread")]
+async fn trust_on_demand_is_loaded_when_the_session_connects() {
+    use dm_cwmp_tokio::tls::Trust;
+    let (port, cert_pem, mut bodies) = tls_acs().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("acs.pem");
+    let url = format!("https://127.0.0.1:{port}/acs");
+    let body = std::sync::Arc::new(dm_cwmp::soap::Body::from("<x/>".to_owned()));
+    let session = |trust: Trust| {
+        HttpSession::new(
+            url.parse().unwrap(),
+            Credentials::default(),
+            Duration::from_secs(10),
+            trust,
+        )
+    };
+    let on_demand = Trust::OnDemand(TlsSettings {
+        ca_file: Some(ca_file.clone()),
+        client_certificate: None,
+    });
+    // The file does not exist yet: made after the session, read when it
+    // connects.
+    let mut trusting = session(on_demand.clone());
+    std::fs::write(&ca_file, &cert_pem).unwrap();
+    trusting.post(&body).await.unwrap();
+    assert_eq!(bodies.recv().await.unwrap(), "<x/>");
+
+    std::fs::write(&ca_file, "not a certificate").unwrap();
+    let error = session(on_demand)
+        .post(&body)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("acs.pem"), "{error}");
+
+    let error = session(Trust::None)
+        .post(&body)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("HTTPS is not configured"), "{error}");
+}
