@@ -24,6 +24,7 @@ mod diagnostics;
 mod dump;
 mod firmware;
 mod host;
+mod memory;
 mod provider;
 mod runtime;
 mod software;
@@ -217,6 +218,7 @@ fn main() -> ExitCode {
         Command::Dump { view } => dump(&config, *view),
         Command::Run => tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_park(memory::release_when_idle)
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| {
