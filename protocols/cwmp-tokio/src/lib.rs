@@ -309,21 +309,19 @@ pub async fn run(
         wall(),
         dm_rt::random::seed(),
     );
-    // Built for each session and dropped after it: the root store held
-    // between sessions was about 100 KB of idle heap (the footprint
-    // issue), for the milliseconds loading it takes. Built once now too,
-    // so that a bad CA file is reported at start. Plain http:// works
-    // without it.
-    let tls = match tls::client_config(&config.tls) {
-        Ok(_) => tls::Trust::OnDemand(config.tls.clone()),
-        Err(e) => {
-            // A build without TLS says so when an https:// URL is used.
-            if cfg!(feature = "https") {
-                warn!("HTTPS to the ACS is unavailable: {e}");
-            }
-            tls::Trust::None
-        }
-    };
+    // Built when a session connects and dropped after it: the root store
+    // held between sessions was about 100 KB of idle heap (the footprint
+    // issue), for the milliseconds loading it takes (and a full TLS
+    // handshake at each session, the resumption cache going with it). A
+    // CA file fixed later is read then. Built once now too, so that a bad
+    // one is reported at start. Plain http:// works without it; a build
+    // without TLS says so when an https:// URL is used.
+    if let Err(e) = tls::client_config(&config.tls)
+        && cfg!(feature = "https")
+    {
+        warn!("HTTPS to the ACS is unavailable: {e}");
+    }
+    let tls = tls::Trust::OnDemand(config.tls.clone());
 
     loop {
         let (cr_port, udp_cr) = match *cr_bound.borrow() {

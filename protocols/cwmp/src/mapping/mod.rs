@@ -554,7 +554,7 @@ impl Resolver {
                     nodes.push(Node::default());
                     children.push(Vec::new());
                 }
-                at = child.get() as usize;
+                at = child_index(child);
             }
             nodes[at].parameter = Some(parameter);
             bindings.push(parameter);
@@ -591,7 +591,7 @@ impl Resolver {
         let found = children
             .binary_search_by_key(&segment, |&(name, _)| name)
             .ok()?;
-        Some(children[found].1.get() as usize)
+        Some(child_index(children[found].1))
     }
 
     /// Resolves a concrete parameter path such as `Device.WiFi.SSID.2.SSID`.
@@ -612,11 +612,11 @@ impl Resolver {
                             return Err(unknown());
                         }
                         instance = Some(InstanceId(number));
-                        next.get() as usize
+                        child_index(next)
                     }
                     (None, Some(next)) => {
                         index = Some(number.checked_sub(1).ok_or_else(unknown)?);
-                        next.get() as usize
+                        child_index(next)
                     }
                     (None, None) => return Err(unknown()),
                 }
@@ -661,11 +661,11 @@ impl Resolver {
                         instance = Some(InstanceId(number));
                         held = instance;
                         parent_table = node.table;
-                        next.get() as usize
+                        child_index(next)
                     }
                     (None, Some(next)) if number != 0 => {
                         row = Some((number - 1, at));
-                        next.get() as usize
+                        child_index(next)
                     }
                     _ => return None,
                 }
@@ -678,7 +678,7 @@ impl Resolver {
             return None;
         }
         let rows = |table: usize| {
-            let columns = self.columns(self.nodes[table].index?.get() as usize);
+            let columns = self.columns(child_index(self.nodes[table].index?));
             let object = columns.first()?.object;
             let columns = columns.iter().map(|p| p.resource).collect();
             Some((object, held.unwrap_or(InstanceId(0)), columns))
@@ -709,21 +709,23 @@ impl Resolver {
         })
     }
 
-    /// The parameters under node `at`.
+    /// The parameters under node `at`, by core resource: the first is the
+    /// table's lowest (what names its saved row count).
     fn columns(&self, at: usize) -> Vec<&'static ParameterMap> {
         let mut found = Vec::new();
         let mut stack = vec![at];
         while let Some(at) = stack.pop() {
-            let node = &self.nodes[at];
-            found.extend(node.parameter);
+            let held = &self.nodes[at];
+            found.extend(held.parameter);
             let children = self.literals(at).iter().map(|&(_, child)| child);
             stack.extend(
                 children
-                    .chain(node.instance)
-                    .chain(node.index)
-                    .map(|child| child.get() as usize),
+                    .chain(held.instance)
+                    .chain(held.index)
+                    .map(child_index),
             );
         }
+        found.sort_by_key(|p| p.resource);
         found
     }
 
@@ -744,6 +746,11 @@ impl Resolver {
     }
 }
 
+/// The index in `Resolver::nodes` of a child node.
+fn child_index(child: NonZeroU32) -> usize {
+    child.get() as usize
+}
+
 /// A decimal instance number without sign or leading zeros.
 pub fn instance_number(segment: &str) -> Option<u16> {
     if segment.is_empty() || segment.len() > 5 || (segment.len() > 1 && segment.starts_with('0')) {
@@ -759,6 +766,65 @@ pub fn instance_number(segment: &str) -> Option<u16> {
 mod tests {
     use super::*;
     use dm_core::catalog;
+
+    const fn binding(path: &'static str, object: u16, resource: u16) -> ParameterMap {
+        ParameterMap {
+            path,
+            object: ObjectId(object),
+            resource: ResourceId(resource),
+            syntax: Syntax::String,
+            list: false,
+            writable: true,
+            secured: false,
+            forced_inform: false,
+            active_notify: ActiveNotify::Normal,
+        }
+    }
+
+    /// A table of rows (`{j}`) lists its columns by core resource, whatever
+    /// order the paths come in (the lowest names its saved row count); a
+    /// resource bound under two paths has both, in the order given; an
+    /// unknown path or resource has nothing.
+    #[test]
+    fn columns_come_by_resource_and_a_resource_may_have_two_paths() {
+        static BINDINGS: [ParameterMap; 4] = [
+            binding("Device.X.{i}.Row.{j}.B", 60000, 7),
+            binding("Device.X.{i}.Row.{j}.A", 60000, 3),
+            binding("Device.Y.Name", 60001, 5),
+            binding("Device.Z.Name", 60001, 5),
+        ];
+        let resolver = Resolver::new(&BINDINGS);
+        assert_eq!(
+            resolver.object("Device.X.2.Row."),
+            Some(ObjectPath::Rows {
+                object: ObjectId(60000),
+                instance: InstanceId(2),
+                columns: vec![ResourceId(3), ResourceId(7)],
+            })
+        );
+        let paths: Vec<_> = resolver
+            .parameters_for(ObjectId(60001), ResourceId(5))
+            .iter()
+            .map(|p| p.path)
+            .collect();
+        assert_eq!(paths, ["Device.Y.Name", "Device.Z.Name"]);
+        assert!(
+            resolver
+                .parameters_for(ObjectId(60001), ResourceId(6))
+                .is_empty()
+        );
+        assert!(
+            resolver
+                .parameters_for(ObjectId(60000), ResourceId(5))
+                .is_empty()
+        );
+        assert_eq!(
+            resolver.resolve("Device.X.2.Row.3.A").unwrap().path,
+            Path::resource_instance(ObjectId(60000), InstanceId(2), ResourceId(3), 2)
+        );
+        assert!(resolver.resolve("Device.X.2.Row.3.C").is_err());
+        assert!(resolver.resolve("Device.Y.Nam").is_err());
+    }
 
     /// Every binding renders to a concrete path that resolves back to the
     /// same binding and core path, and names a resource the catalog has.
