@@ -8,14 +8,18 @@
 //! The runtime calls [`release_when_idle`] each time it parks (it has
 //! nothing to run), so no timer wakes the agent for it; it trims only
 //! when at least [`GROWTH`] more is free below the top of the heap than
-//! after the last trim, so a busy agent does not trim at every park, and
-//! the top (which glibc trims itself, keeping some padding for the next
-//! allocations) does not count.
+//! after the last trim, so a busy agent does not trim at every park. The
+//! top of the heap does not count: the padding glibc adds when the heap
+//! grows again after a trim would otherwise call for the next trim.
 
 /// Free bytes below the top of the heap, beyond those after the last
-/// trim, worth a trim.
+/// trim, worth a trim: each trim follows at least this much freed, so
+/// its cost (a walk of the free chunks, `madvise`, the pages faulted in
+/// again when reused) follows the work the agent did. Measured with the
+/// footprint bench, idle default set: RssAnon 956 kB at 16 KiB, 1,064 kB
+/// at 64 KiB.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-const GROWTH: usize = 64 * 1024;
+const GROWTH: usize = 16 * 1024;
 
 /// Trims glibc's heaps if at least [`GROWTH`] more bytes are free below
 /// their tops than after the last trim (`malloc_trim(3)`: free whole pages
@@ -42,9 +46,7 @@ pub fn release_when_idle() {
         return;
     }
     // SAFETY: malloc_trim takes an integer and locks each arena itself.
-    // The top keeps glibc's usual 128 KiB of padding (M_TOP_PAD), so
-    // that the next allocations do not grow the heap again at once.
-    unsafe { libc::malloc_trim(128 * 1024) };
+    unsafe { libc::malloc_trim(0) };
     BASELINE.store(free_below_top(), Ordering::Relaxed);
 }
 
