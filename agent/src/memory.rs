@@ -7,22 +7,24 @@
 //! agent put its live heap at about 350 KB in a heap of 600 KB resident.
 //! The runtime calls [`release_when_idle`] each time it parks (it has
 //! nothing to run), so no timer wakes the agent for it; it trims only
-//! when at least [`GROWTH`] more is free below the top of the heap than
-//! after the last trim, so a busy agent does not trim at every park. The
-//! top of the heap does not count: the padding glibc adds when the heap
-//! grows again after a trim would otherwise call for the next trim.
+//! when at least [`GROWTH`] more is free than after the last trim, so a
+//! busy agent does not trim at every park. The main heap's top does not
+//! count: the padding glibc adds when it grows again after a trim would
+//! otherwise call for the next trim. (The tops of the arenas of other
+//! threads, `spawn_blocking`'s, do count, and a trim does not shrink
+//! them; the baseline taken after each trim keeps that from repeating.)
 
 /// Free bytes below the top of the heap, beyond those after the last
 /// trim, worth a trim: each trim follows at least this much freed, so
 /// its cost (a walk of the free chunks, `madvise`, the pages faulted in
-/// again when reused) follows the work the agent did. Measured with the
-/// footprint bench, idle default set: RssAnon 956 kB at 16 KiB, 1,064 kB
-/// at 64 KiB.
+/// again when reused) follows the work the agent did. Footprint bench,
+/// idle default set, one run each: RssAnon 956 and 1,012 kB at 16 KiB,
+/// 1,064 kB twice at 64 KiB (runs differ by up to about 50 kB).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const GROWTH: usize = 16 * 1024;
 
-/// Trims glibc's heaps if at least [`GROWTH`] more bytes are free below
-/// their tops than after the last trim (`malloc_trim(3)`: free whole pages
+/// Trims glibc's heaps if at least [`GROWTH`] more bytes are free (the
+/// main heap's top aside) than after the last trim (`malloc_trim(3)`: free whole pages
 /// are given back with `MADV_DONTNEED`, in every arena). `mallinfo`
 /// rather than `mallinfo2`: the latter needs glibc 2.33, and the agent's
 /// heap is far below the 2 GiB where the former's `int`s wrap.
@@ -30,8 +32,8 @@ const GROWTH: usize = 16 * 1024;
 #[allow(unsafe_code)]
 pub fn release_when_idle() {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    // Free bytes below the top after the last trim, lowered as free
-    // memory is reused.
+    // Free bytes (the main heap's top aside) after the last trim,
+    // lowered as free memory is reused.
     static BASELINE: AtomicUsize = AtomicUsize::new(0);
     let free_below_top = || {
         // SAFETY: mallinfo takes no argument and returns a plain struct;

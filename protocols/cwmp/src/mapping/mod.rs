@@ -781,15 +781,16 @@ mod tests {
         }
     }
 
-    /// A table of rows (`{j}`) lists its columns by core resource, whatever
-    /// order the paths come in (the lowest names its saved row count); a
+    /// A table of rows (`{j}`) lists its columns by core resource, not by
+    /// name or in the order the paths come in (the lowest names its saved
+    /// row count); a
     /// resource bound under two paths has both, in the order given; an
     /// unknown path or resource has nothing.
     #[test]
     fn columns_come_by_resource_and_a_resource_may_have_two_paths() {
         static BINDINGS: [ParameterMap; 4] = [
-            binding("Device.X.{i}.Row.{j}.B", 60000, 7),
-            binding("Device.X.{i}.Row.{j}.A", 60000, 3),
+            binding("Device.X.{i}.Row.{j}.A", 60000, 7),
+            binding("Device.X.{i}.Row.{j}.B", 60000, 3),
             binding("Device.Y.Name", 60001, 5),
             binding("Device.Z.Name", 60001, 5),
         ];
@@ -819,7 +820,7 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(
-            resolver.resolve("Device.X.2.Row.3.A").unwrap().path,
+            resolver.resolve("Device.X.2.Row.3.B").unwrap().path,
             Path::resource_instance(ObjectId(60000), InstanceId(2), ResourceId(3), 2)
         );
         assert!(resolver.resolve("Device.X.2.Row.3.C").is_err());
