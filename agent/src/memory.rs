@@ -14,7 +14,7 @@
 //! threads, `spawn_blocking`'s, do count, and a trim does not shrink
 //! them; the baseline taken after each trim keeps that from repeating.)
 
-/// Free bytes below the top of the heap, beyond those after the last
+/// Free bytes (the main heap's top aside), beyond those after the last
 /// trim, worth a trim: each trim follows at least this much freed, so
 /// its cost (a walk of the free chunks, `madvise`, the pages faulted in
 /// again when reused) follows the work the agent did. Footprint bench,

@@ -515,6 +515,21 @@ fn commands_of(controller: &mut Controller, topic: &str, object: &str) -> Value 
     )
 }
 
+/// A subscription to value changes of the example vendor object's
+/// Greeting (examples/vendor).
+fn subscribe_greeting(controller: &mut Controller, topic: &str) -> String {
+    subscribe(
+        controller,
+        topic,
+        &[
+            ("ID", "greeting"),
+            ("NotifType", "ValueChange"),
+            ("ReferenceList", "Device.X_000000_Example.Greeting"),
+            ("Enable", "true"),
+        ],
+    )
+}
+
 /// A subscription to every DUStateChange! (TR-181 2.16).
 fn subscribe_du_events(controller: &mut Controller, topic: &str) -> String {
     subscribe(
@@ -1673,16 +1688,7 @@ fn a_declared_command_is_carried_out_by_its_provider() {
     let command = &object["supportedCommands"][0];
     assert_eq!(command["commandName"], "Reset()", "{supported}");
     assert_eq!(command["inputArgNames"], json!(["Greeting"]), "{supported}");
-    subscribe(
-        controller,
-        &topic,
-        &[
-            ("ID", "greeting"),
-            ("NotifType", "ValueChange"),
-            ("ReferenceList", "Device.X_000000_Example.Greeting"),
-            ("Enable", "true"),
-        ],
-    );
+    subscribe_greeting(controller, &topic);
     let reset = |controller: &mut Controller, inputs: Value| {
         controller.request(
             &topic,
@@ -1853,16 +1859,7 @@ GLib.MainLoop().run()
             .unwrap_or_else(|_| panic!("the provider's {what}"))
     };
     assert_eq!(line("registration"), "registered");
-    subscribe(
-        controller,
-        &topic,
-        &[
-            ("ID", "greeting"),
-            ("NotifType", "ValueChange"),
-            ("ReferenceList", "Device.X_000000_Example.Greeting"),
-            ("Enable", "true"),
-        ],
-    );
+    subscribe_greeting(controller, &topic);
     let body = controller.request(
         &topic,
         "reset",

@@ -513,10 +513,8 @@ pub struct Resolver {
     /// Every node's literal children, each node's together (see
     /// [`Node::first`]).
     literals: Vec<(&'static str, NonZeroU32)>,
-    /// The bindings sorted by core resource, and their resources (for a
-    /// binary search): several paths may bind one resource.
+    /// The bindings sorted by core resource: several paths may bind one.
     bindings: Vec<&'static ParameterMap>,
-    resources: Vec<(ObjectId, ResourceId)>,
 }
 
 impl Resolver {
@@ -570,12 +568,10 @@ impl Resolver {
         // Stable: a resource's bindings keep the order they were given in.
         bindings.sort_by_key(|p| (p.object, p.resource));
         bindings.shrink_to_fit();
-        let resources = bindings.iter().map(|p| (p.object, p.resource)).collect();
         Resolver {
             nodes,
             literals,
             bindings,
-            resources,
         }
     }
 
@@ -736,12 +732,13 @@ impl Resolver {
         object: ObjectId,
         resource: ResourceId,
     ) -> &[&'static ParameterMap] {
+        let key = |p: &&ParameterMap| (p.object, p.resource);
         let start = self
-            .resources
-            .partition_point(|&key| key < (object, resource));
+            .bindings
+            .partition_point(|p| key(p) < (object, resource));
         let end = self
-            .resources
-            .partition_point(|&key| key <= (object, resource));
+            .bindings
+            .partition_point(|p| key(p) <= (object, resource));
         &self.bindings[start..end]
     }
 }
