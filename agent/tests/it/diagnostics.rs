@@ -606,7 +606,23 @@ fn udp_echo_server_answers_and_the_echo_test_measures_it() {
         vec![get_parameter_values(TEST), get_parameter_values(CONFIG)],
         vec![set],
     ];
-    let acs = acs_in(&netns.0, sessions);
+    // The ACS reads the server's counters only once the test client has
+    // its answer: the diagnostics session may come first, and a client
+    // packet sent before the server listened is retried 200 ms later.
+    let (client_done, gate) = std::sync::mpsc::channel::<()>();
+    let mut script = dm_tests::mini_acs::scripted(sessions);
+    let acs = dm_tests::netns::run_in(&netns.0, move || {
+        MiniAcs::start(Box::new(move |body: &str| {
+            let next = script(body);
+            if next
+                .as_deref()
+                .is_some_and(|r| r.contains("GetParameterValues") && r.contains(CONFIG))
+            {
+                let _ = gate.recv_timeout(std::time::Duration::from_secs(30));
+            }
+            next
+        }))
+    });
     let (_agent, _dir) = agent_in(&netns.0, &acs, "SN-ECHO");
     acs.post_with("<cwmp:SetParameterValuesResponse>");
 
@@ -633,6 +649,7 @@ fn udp_echo_server_answers_and_the_echo_test_measures_it() {
     assert_eq!(word(0), 77, "TestGenSN echoed");
     assert!(word(4) >= 1, "TestRespSN counts the replies");
     assert_ne!(word(8), 0, "TestRespRcvTimeStamp");
+    client_done.send(()).unwrap();
 
     acs.post_with("8 DIAGNOSTICS COMPLETE");
     let got = values(&acs.post_with("<cwmp:GetParameterValuesResponse>"));
