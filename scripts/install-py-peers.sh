@@ -1,8 +1,9 @@
 #!/bin/sh
 # Installs the Python peers the end-to-end tests drive, from PyPI, into a
 # virtual environment outside the checkout: aiocoap (the LwM2M server of
-# the LwM2M tests), pyftpdlib (the FTP server of the CWMP transfer
-# tests), and paho-mqtt, websockets and grpcio-tools (the USP controller
+# the LwM2M tests) with DTLSSocket (tinydtls, for its coaps:// server;
+# built from source, with autoconf and automake), pyftpdlib (the FTP
+# server of the CWMP transfer tests), and paho-mqtt, websockets and grpcio-tools (the USP controller
 # of the USP tests: MQTT 5, WebSocket, and protoc to compile the official
 # .proto files).
 # Prints the environment's python.
@@ -14,6 +15,7 @@
 set -eu
 
 aiocoap="0.4.17"
+dtlssocket="0.2.3"
 pyftpdlib="2.2.0"
 dbusmock="0.38.1"
 paho="2.2.0"
@@ -25,11 +27,12 @@ if ! "$venv/bin/python" -c "
 import sys, aiocoap.meta, pyftpdlib, importlib.metadata as m
 sys.exit(aiocoap.meta.version != '$aiocoap' or pyftpdlib.__ver__ != '$pyftpdlib'
          or m.version('paho-mqtt') != '$paho' or m.version('grpcio-tools') != '$grpcio_tools'
-         or m.version('websockets') != '$websockets')
+         or m.version('websockets') != '$websockets' or m.version('DTLSSocket') != '$dtlssocket')
 " 2>/dev/null; then
     python3 -m venv "$venv" >&2
-    "$venv/bin/pip" install --quiet "aiocoap==$aiocoap" "pyftpdlib==$pyftpdlib" \
-        "paho-mqtt==$paho" "grpcio-tools==$grpcio_tools" "websockets==$websockets" >&2
+    "$venv/bin/pip" install --quiet "aiocoap==$aiocoap" "DTLSSocket==$dtlssocket" \
+        "pyftpdlib==$pyftpdlib" "paho-mqtt==$paho" "grpcio-tools==$grpcio_tools" \
+        "websockets==$websockets" >&2
 fi
 if [ ! -f "$cache/dbusmock-$dbusmock/dbusmock/templates/modemmanager.py" ]; then
     "$venv/bin/pip" install --quiet --no-deps --target "$cache/dbusmock-$dbusmock" \

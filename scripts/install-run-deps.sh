@@ -28,6 +28,10 @@ missing="$*"
 have cc || missing="$missing gcc libc6-dev"
 # The demo's LwM2M server is aiocoap in a virtualenv.
 python3 -c "import venv, ensurepip" 2>/dev/null || missing="$missing python3-venv"
+# Its DTLSSocket (tinydtls, for coaps://) is built from source with
+# autoreconf.
+have autoreconf || missing="$missing autoconf"
+have automake || missing="$missing automake"
 # Word splitting is wanted: one package name per word.
 # shellcheck disable=SC2086
 if [ -n "$(echo "$missing" | tr -d ' ')" ]; then apt_install $missing; fi

@@ -16,6 +16,7 @@ Usage: lwm2m_server.py PORT
        lwm2m_server.py PORT software URL [wait]   (wait: a stdin line before it starts)
        lwm2m_server.py PORT self-update URL
        lwm2m_server.py PORT idle
+       lwm2m_server.py PORT psk IDENTITY KEY_HEX
 
 Listens on 127.0.0.1:PORT and accepts one registration. Then, by default,
 drives the registered client through Read (text, TLV, SenML JSON), Write,
@@ -38,7 +39,10 @@ provisions a Security Mode 2 account for the coaps:// URI (another
 server) from PEM files, its certificate usage 2: first with WRONG_KEY
 (Finish must be refused, step "bootstrap-finish-wrong-key"), then with
 KEY (step "bootstrap-finish"), and with SNI as /0/x/14 when given; it
-serves until killed.
+serves until killed. With `psk`, the server is coaps:// over tinydtls
+(aiocoap's DTLSSocket transport), accepting IDENTITY with KEY_HEX; it
+reads /3/0/0 over the client's DTLS session (step "read") and waits for
+the de-register.
 """
 
 import asyncio
@@ -63,6 +67,7 @@ class State:
         # A file the host action creates: its existence at De-register
         # time tells which came first.
         self.marker = None
+        self.remote = None
 
 
 class Directory(resource.Resource):
@@ -75,6 +80,8 @@ class Directory(resource.Resource):
         say(event="register", query=query, links=request.payload.decode(),
             content_format=int(request.opt.content_format or 0), port=self.state.port)
         if not self.state.registered.done():
+            # The remote itself: a DTLS session's address is no URI.
+            self.state.remote = request.remote
             self.state.registered.set_result(request.remote.hostinfo)
         return Message(code=Code.CREATED, location_path=("rd", "1"))
 
@@ -321,7 +328,43 @@ async def registration_server(port, extra=()):
     return state, context
 
 
+async def psk_server(port, identity, key):
+    """The registration server over coaps:// on tinydtls (aiocoap's
+    tinydtls_server transport, on DTLSSocket), accepting IDENTITY with KEY
+    (hex); reads /3/0/0 over the client's session."""
+    from aiocoap.transports import tinydtls_server
+
+    # aiocoap 0.4.17's DTLS server takes only plain addresses for its own,
+    # so a request to a client that came over DTLS found no interface
+    # (NoRequestInterface): its sessions' addresses are its own too.
+    async def recognize_remote(self, remote):
+        return (isinstance(remote, tinydtls_server._AddressDTLS)
+                and remote._underlying_address.serversocket is self._pool)
+
+    tinydtls_server.MessageInterfaceTinyDTLSServer.recognize_remote = recognize_remote
+    state = State(port)
+    root = resource.Site()
+    root.add_resource(["rd"], Directory(state))
+    root.add_resource(["rd", "1"], Registration(state))
+    # aiocoap moves a coaps server's port up by one (5683 gives 5684).
+    context = await aiocoap.Context.create_server_context(
+        root, bind=("127.0.0.1", port - 1), transports=["tinydtls_server"])
+    context.server_credentials.load_from_dict({
+        ":client": {"dtls": {"psk": {"hex": key}, "client-identity": {"ascii": identity}}}})
+    say(event="listening", port=port)
+    await state.registered
+    read = Message(code=Code.GET, uri_path=("3", "0", "0"))
+    read.remote = state.remote
+    response = await context.request(read).response
+    say(step="read", code=str(response.code), text=response.payload.decode(errors="replace"))
+    await asyncio.wait_for(state.deregistered, timeout=120)
+    await context.shutdown()
+
+
 async def main(port, mode):
+    if mode and mode[0] == "psk":
+        await psk_server(port, mode[1], mode[2])
+        return
     image = None
     if mode and mode[0] == "firmware-coap":
         image = Image(make_package(int(mode[1])))

@@ -192,6 +192,63 @@ fn registers_over_dtls_over_ipv6() {
     register_over_dtls("[::1]");
 }
 
+/// DTLS 1.2 PSK with tinydtls, the DTLS of Wakaama and of many LwM2M
+/// servers (here under aiocoap's coaps:// server): the agent registers,
+/// the server reads /3/0/0 over the agent's session, and the agent
+/// de-registers over it when stopped.
+#[test]
+fn registers_over_dtls_psk_with_tinydtls_and_answers_a_read() {
+    let port = dm_tests::files::free_udp_port();
+    let (identity, key) = ("dev-tinydtls", "0f0e0d0c0b0a09080706050403020100");
+    let mut server = Guard(
+        dm_tests::py_peers::lwm2m_server()
+            .args([&port.to_string(), "psk", identity, key])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-TINY\"\nmanufacturer = \"Acme\"\n\n[lwm2m]\n\
+             server_uri = \"coaps://127.0.0.1:{port}\"\nendpoint = \"dmagent-tinydtls\"\n\
+             security = \"psk\"\npsk_identity = \"{identity}\"\npsk_key = \"{key}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut agent = Guard(
+        Command::new(env!("CARGO_BIN_EXE_dmagent"))
+            .env("DMAGENT_PLATFORM", "memory")
+            .args(["--config", config.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .arg("run")
+            .env_remove("DMAGENT_CONFIG")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let register = next(&events);
+    assert_eq!(register["event"], "register", "{register}");
+    assert_eq!(register["query"]["ep"], "dmagent-tinydtls");
+    let read = next(&events);
+    assert_eq!(read["step"], "read", "{read}");
+    assert_eq!(read["code"], "2.05 Content");
+    assert_eq!(read["text"], "Acme");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(next(&events)["event"], "deregister");
+    assert!(agent.0.wait().unwrap().success());
+}
+
 /// Client-initiated bootstrap with aiocoap as the bootstrap server: it
 /// deletes, writes a Security and a Server instance, discovers and
 /// finishes; the agent then registers with the server it was given.
