@@ -30,10 +30,12 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long after our first Finished the handshake may stay unfinished
 /// before the server counts as having refused our key (or certificate).
 /// A server that cannot decrypt our Finished (a wrong PSK) drops it
-/// without a word (RFC 6347 §4.1.2.7; OpenSSL's s_server does), so
-/// without this the only sign would be a time-out a minute later; three
-/// retransmissions of our last flight (1 + 2 + 4 s, RFC 6347 §4.2.4) fit
-/// well within it.
+/// without a word (RFC 6347 §4.1.2.7; OpenSSL's s_server and
+/// Californium's Scandium do), so without this the only sign would be a
+/// time-out a minute later. rtc-dtls 0.21 itself gives up sooner: it
+/// sends a flight again every second, not doubling the wait as RFC 6347
+/// §4.2.4.1 has it, and fails after seven (about 8 s); that failure is
+/// named the same way ([`DtlsClient::handle_timeout`]).
 pub const SILENT_AFTER_FINISHED: Duration = Duration::from_secs(15);
 
 /// The DTLS record content type of ChangeCipherSpec (RFC 6347 §4.1), which
@@ -230,7 +232,25 @@ impl DtlsClient {
             return;
         }
         if let Err(e) = self.endpoint.handle_timeout(self.remote, now) {
-            self.failure = Some(e.to_string());
+            // During the handshake the library fails only when its
+            // retransmissions ran out, with an error that names its state
+            // machine ("invalid state machine transition"): what the
+            // server did not answer is the news.
+            self.failure = Some(match (self.connected, self.finished_sent) {
+                (true, _) => e.to_string(),
+                (false, Some(sent)) => format!(
+                    "the server did not finish the DTLS handshake: our Finished went \
+                     unanswered for {} s of retransmissions ({e}): it likely does not \
+                     accept our {}",
+                    now.saturating_duration_since(sent).as_secs(),
+                    self.ours
+                ),
+                (false, None) => format!(
+                    "the server stopped answering the DTLS handshake before our Finished: \
+                     our retransmissions went unanswered for {} s ({e})",
+                    now.saturating_duration_since(self.started).as_secs()
+                ),
+            });
         }
     }
 

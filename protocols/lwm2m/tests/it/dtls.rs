@@ -284,6 +284,83 @@ fn a_handshake_that_stalls_early_is_not_blamed_on_the_key() {
     assert!(failure.contains("did not finish within 60 s"), "{failure}");
 }
 
+/// Time as the driver gives it, from `start`: each deadline the client
+/// asks for in turn, what it sends then lost, until it fails. Its failure
+/// and when it came.
+fn until_it_fails(client: &mut DtlsClient, start: Instant) -> (String, Duration) {
+    use dm_lwm2m::dtls::HANDSHAKE_TIMEOUT;
+    loop {
+        if let Some(failure) = client.failure() {
+            return (failure.to_owned(), Duration::ZERO);
+        }
+        let at = client
+            .poll_timeout()
+            .expect("a deadline while the handshake runs");
+        assert!(
+            at <= start + HANDSHAKE_TIMEOUT + Duration::from_secs(1),
+            "no failure by the handshake's time-out"
+        );
+        client.handle_timeout(at);
+        while client.poll_transmit(at).is_some() {}
+        if let Some(failure) = client.failure() {
+            return (failure.to_owned(), at.saturating_duration_since(start));
+        }
+    }
+}
+
+/// As the driver runs it (Leshan's Scandium dropped our Finished by hand):
+/// the library's retransmissions run out before SILENT_AFTER_FINISHED,
+/// and that failure too names the key, not the library's state machine.
+#[test]
+fn a_wrong_key_dropped_in_silence_is_named_when_the_retransmissions_run_out() {
+    let start = Instant::now();
+    let (mut client, received) = in_memory_dropping(vec![9; 16], true);
+    assert!(received.is_empty());
+    assert_eq!(client.failure(), None, "no alert reached the client");
+    let (failure, after) = until_it_fails(&mut client, start);
+    assert!(
+        failure.contains("our Finished went unanswered"),
+        "{failure}"
+    );
+    assert!(failure.contains("PSK identity or key"), "{failure}");
+    assert!(
+        after <= dm_lwm2m::dtls::SILENT_AFTER_FINISHED + Duration::from_secs(1),
+        "{after:?}"
+    );
+}
+
+/// As the driver runs it: a server that stops answering before our
+/// Finished is not blamed on the key.
+#[test]
+fn a_server_that_stops_answering_early_is_not_blamed_on_the_key() {
+    let server_address: SocketAddr = "127.0.0.1:5684".parse().unwrap();
+    let client_address: SocketAddr = "127.0.0.1:40003".parse().unwrap();
+    let mut server = server_endpoint(server_address, KEY.to_vec());
+    let start = Instant::now();
+    let mut client = DtlsClient::connect(
+        start,
+        client_address,
+        server_address,
+        None,
+        &dm_lwm2m::security::Credentials::Psk {
+            identity: b"dev1".to_vec(),
+            key: KEY.to_vec(),
+        },
+    )
+    .unwrap();
+    let hello = client.poll_transmit(start).expect("a ClientHello");
+    let _ = server.read(start, client_address, None, BytesMut::from(&hello[..]));
+    let answer = server.poll_transmit().expect("the server answers");
+    client.handle_datagram(start, &answer.message);
+    while client.poll_transmit(start).is_some() {}
+    let (failure, _) = until_it_fails(&mut client, start);
+    assert!(
+        failure.contains("stopped answering the DTLS handshake before our Finished"),
+        "{failure}"
+    );
+    assert!(!failure.contains("PSK"), "{failure}");
+}
+
 /// The ClientHello names a server given by host name in SNI (RFC 6066
 /// §3), as servers behind a name-based front end need.
 #[test]
