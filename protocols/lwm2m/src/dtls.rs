@@ -6,8 +6,10 @@
 //!
 //! A thin wrapper over rtc-dtls (the sans-IO continuation of webrtc-dtls):
 //! ciphertext datagrams and time in, plaintext and ciphertext out. The
-//! handshake retransmits its flights on rtc-dtls's RFC 6347 timers; the
-//! driver gives up after [`HANDSHAKE_TIMEOUT`].
+//! handshake's flights are sent again on RFC 6347 §4.2.4.1's timer (1 s,
+//! doubled at each retransmission, at most 60 s; [`DtlsClient::poll_timeout`]
+//! paces rtc-dtls, whose own timer does not double); the handshake gives up
+//! after [`HANDSHAKE_TIMEOUT`].
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -32,11 +34,16 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A server that cannot decrypt our Finished (a wrong PSK) drops it
 /// without a word (RFC 6347 §4.1.2.7; OpenSSL's s_server and
 /// Californium's Scandium do), so without this the only sign would be a
-/// time-out a minute later. rtc-dtls 0.21 itself gives up sooner: it
-/// sends a flight again every second, not doubling the wait as RFC 6347
-/// §4.2.4.1 has it, and fails after seven (about 8 s); that failure is
-/// named the same way ([`DtlsClient::handle_timeout`]).
+/// time-out a minute later; three retransmissions of our last flight
+/// (after 1, 3 and 7 s) fit within it.
 pub const SILENT_AFTER_FINISHED: Duration = Duration::from_secs(15);
+
+/// RFC 6347 §4.2.4.1: a flight is sent again after 1 s without an
+/// answer, then after twice the wait each time, up to 60 s. (rtc-dtls
+/// 0.21 on its own sends it every second and gives up after seven, about
+/// 8 s: too soon for a cellular link's first round trip after it wakes.)
+const FIRST_RETRANSMISSION: Duration = Duration::from_secs(1);
+const LONGEST_RETRANSMISSION: Duration = Duration::from_secs(60);
 
 /// The DTLS record content type of ChangeCipherSpec (RFC 6347 §4.1), which
 /// travels in the same flight as our Finished.
@@ -59,6 +66,10 @@ pub struct DtlsClient {
     failure: Option<String>,
     /// What the server would refuse of ours, for the errors that guess.
     ours: &'static str,
+    /// During the handshake: when our last flight is sent again if the
+    /// server has not answered, and the wait after that one.
+    retransmit_at: Instant,
+    retransmit_wait: Duration,
 }
 
 /// Why a DTLS session could not even start (the library refused its
@@ -125,6 +136,8 @@ impl DtlsClient {
             plaintext: VecDeque::new(),
             failure: None,
             ours,
+            retransmit_at: now + FIRST_RETRANSMISSION,
+            retransmit_wait: FIRST_RETRANSMISSION,
         })
     }
 
@@ -151,6 +164,12 @@ impl DtlsClient {
             .read(now, self.remote, None, BytesMut::from(bytes))
         {
             Ok(events) => {
+                if !self.connected {
+                    // The server answered: our next flight (or the
+                    // handshake's end) starts the timer afresh.
+                    self.retransmit_wait = FIRST_RETRANSMISSION;
+                    self.retransmit_at = now + FIRST_RETRANSMISSION;
+                }
                 for event in events {
                     match event {
                         EndpointEvent::HandshakeComplete => {
@@ -231,6 +250,13 @@ impl DtlsClient {
             ));
             return;
         }
+        if !self.connected {
+            if now < self.retransmit_at {
+                return;
+            }
+            self.retransmit_wait = (self.retransmit_wait * 2).min(LONGEST_RETRANSMISSION);
+            self.retransmit_at = now + self.retransmit_wait;
+        }
         if let Err(e) = self.endpoint.handle_timeout(self.remote, now) {
             // During the handshake the library fails only when its
             // retransmissions ran out, with an error that names its state
@@ -270,15 +296,16 @@ impl DtlsClient {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let handshake = (!self.connected).then(|| {
-            let limit = self.started + HANDSHAKE_TIMEOUT;
-            self.finished_sent
-                .map_or(limit, |at| limit.min(at + SILENT_AFTER_FINISHED))
-        });
-        [self.endpoint.poll_timeout(&self.remote), handshake]
-            .into_iter()
-            .flatten()
-            .min()
+        if self.connected {
+            return self.endpoint.poll_timeout(&self.remote);
+        }
+        // The handshake: our retransmission timer, not the library's
+        // (which rtc-dtls also checks when it is called then).
+        let limit = self.started + HANDSHAKE_TIMEOUT;
+        let limit = self
+            .finished_sent
+            .map_or(limit, |at| limit.min(at + SILENT_AFTER_FINISHED));
+        Some(limit.min(self.retransmit_at))
     }
 }
 

@@ -308,25 +308,58 @@ fn until_it_fails(client: &mut DtlsClient, start: Instant) -> (String, Duration)
     }
 }
 
-/// As the driver runs it (Leshan's Scandium dropped our Finished by hand):
-/// the library's retransmissions run out before SILENT_AFTER_FINISHED,
-/// and that failure too names the key, not the library's state machine.
+/// As the driver runs it (Leshan's Scandium drops our Finished so, by
+/// hand): the key is named within SILENT_AFTER_FINISHED, not the
+/// library's state machine when its own retransmissions run out (rtc-dtls
+/// 0.21 alone failed after 8 s with "invalid state machine transition").
 #[test]
-fn a_wrong_key_dropped_in_silence_is_named_when_the_retransmissions_run_out() {
+fn a_wrong_key_dropped_in_silence_is_named_as_the_driver_runs_it() {
     let start = Instant::now();
     let (mut client, received) = in_memory_dropping(vec![9; 16], true);
     assert!(received.is_empty());
     assert_eq!(client.failure(), None, "no alert reached the client");
     let (failure, after) = until_it_fails(&mut client, start);
-    assert!(
-        failure.contains("our Finished went unanswered"),
-        "{failure}"
-    );
     assert!(failure.contains("PSK identity or key"), "{failure}");
+    assert!(!failure.contains("state machine"), "{failure}");
     assert!(
         after <= dm_lwm2m::dtls::SILENT_AFTER_FINISHED + Duration::from_secs(1),
         "{after:?}"
     );
+}
+
+/// RFC 6347 §4.2.4.1: with no answer, the ClientHello goes again after
+/// 1 s, then after 2, 4, 8 and 16 s (rtc-dtls alone: every second, seven
+/// times); the handshake gives up at HANDSHAKE_TIMEOUT and says so.
+#[test]
+fn an_unanswered_flight_is_sent_again_after_doubling_waits() {
+    use dm_lwm2m::dtls::HANDSHAKE_TIMEOUT;
+    let start = Instant::now();
+    let mut client = DtlsClient::connect(
+        start,
+        "127.0.0.1:40004".parse().unwrap(),
+        "127.0.0.1:5684".parse().unwrap(),
+        None,
+        &dm_lwm2m::security::Credentials::Psk {
+            identity: b"dev1".to_vec(),
+            key: KEY.to_vec(),
+        },
+    )
+    .unwrap();
+    let hello = client.poll_transmit(start).expect("a ClientHello");
+    assert!(client.poll_transmit(start).is_none());
+    let mut sent_again = Vec::new();
+    while client.failure().is_none() {
+        let at = client.poll_timeout().expect("a deadline");
+        assert!(at <= start + HANDSHAKE_TIMEOUT, "past the time-out");
+        client.handle_timeout(at);
+        while let Some(datagram) = client.poll_transmit(at) {
+            assert_eq!(datagram[0], hello[0], "the ClientHello again");
+            sent_again.push(at.duration_since(start).as_secs());
+        }
+    }
+    assert_eq!(sent_again, [1, 3, 7, 15, 31], "seconds after the first");
+    let failure = client.failure().unwrap();
+    assert!(failure.contains("did not finish within 60 s"), "{failure}");
 }
 
 /// As the driver runs it: a server that stops answering before our
@@ -354,10 +387,7 @@ fn a_server_that_stops_answering_early_is_not_blamed_on_the_key() {
     client.handle_datagram(start, &answer.message);
     while client.poll_transmit(start).is_some() {}
     let (failure, _) = until_it_fails(&mut client, start);
-    assert!(
-        failure.contains("stopped answering the DTLS handshake before our Finished"),
-        "{failure}"
-    );
+    assert!(failure.contains("did not finish within 60 s"), "{failure}");
     assert!(!failure.contains("PSK"), "{failure}");
 }
 
