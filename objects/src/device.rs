@@ -1,19 +1,22 @@
 //! Device (LwM2M /3, TR-181 Device.DeviceInfo and Device.Time.CurrentLocalTime).
 //!
 //! Identity comes from the configuration (see `provision`); uptime, memory,
-//! CPU, time and time zone are read from the host at every read.
+//! CPU and time are read from the host at every read. The time zone
+//! (/3/0/15, read-write in OMA's object 3) is the host's, taken in at each
+//! sync; a server's write of it goes to the host's time service as
+//! `Device.Time.LocalTimeZone`'s does.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dm_core::catalog::device::{self, *};
 use dm_core::{
-    Error, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, ResourceId,
+    Error, HostWrite, Instance, InstanceId, ObjectHandler, ObjectSchema, Origin, Path, ResourceId,
     ResourceValue, Slot, Tree, Value,
 };
 use dm_platform::Host;
 
-use crate::{HostAction, Platform, layout, stored};
+use crate::{HostAction, Platform, layout, stage_fact, stored};
 
 /// The TR-181 version the generated mapping comes from.
 pub const DATA_MODEL_VERSION: &str = "2.17";
@@ -72,7 +75,12 @@ impl ObjectHandler for Device {
         .with(MEMORY_TOTAL, Slot::Live)
         .with(CURRENT_TIME, Slot::Live)
         .with(UTC_OFFSET, Slot::Live)
-        .with(TIMEZONE, Slot::Live)
+        .with(
+            TIMEZONE,
+            stored(Value::String(
+                host_zone(self.host.as_ref()).unwrap_or_default(),
+            )),
+        )
         .with(UP_TIME, Slot::Live)
         .with(CPU_USAGE, Slot::Live)
         .with(ACTIVE_FIRMWARE_IMAGE, Slot::Live))
@@ -89,7 +97,6 @@ impl ObjectHandler for Device {
             MEMORY_TOTAL => Value::Integer(self.host.memory()?.total_kib as i64),
             CURRENT_TIME => Value::DateTime(dm_core::unix_seconds(self.host.now())),
             UTC_OFFSET => Value::String(format_offset(self.host.utc_offset())),
-            TIMEZONE => Value::String(self.host.timezone().unwrap_or_default()),
             UP_TIME => Value::Unsigned(self.host.uptime()?.as_secs().min(u32::MAX as u64)),
             CPU_USAGE => Value::Unsigned(self.host.cpu_usage(&origin.to_string())?.into()),
             // The running image is always FirmwareImage's row 1.
@@ -121,6 +128,28 @@ impl ObjectHandler for Device {
             _ => return Err(Error::NotReadable(Path::resource(ID, instance, resource))),
         };
         Ok(ResourceValue::Single(value))
+    }
+
+    fn host_write(
+        &self,
+        origin: Origin,
+        instance: InstanceId,
+        old: Option<&Instance>,
+        new: Option<&Instance>,
+    ) -> Result<Option<HostWrite>, Error> {
+        let (Some(old), Some(new)) = (old, new) else {
+            return Ok(None);
+        };
+        if origin == Origin::Platform {
+            return Ok(None);
+        }
+        match new.value(TIMEZONE) {
+            Some(Value::String(zone)) if old.value(TIMEZONE) != new.value(TIMEZONE) => {
+                let path = Path::resource(ID, instance, TIMEZONE);
+                crate::time::zone_write(&self.host, path, zone.clone()).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     fn execute(
@@ -168,6 +197,32 @@ impl WithPower for Instance {
 }
 
 /// /3's Available Power Sources code of a kernel supply type.
+/// The host's time zone by name: its time service's where it has one
+/// (the zone a write set), else the system's.
+fn host_zone(host: &dyn Host) -> Option<String> {
+    host.time_sync()
+        .map(|sync| sync.zone)
+        .or_else(|| host.timezone())
+}
+
+/// Takes the host's time zone into /3/0/15 (where it has a name for it).
+pub fn sync(tree: &mut Tree, host: &dyn Host, warnings: &mut Vec<String>) {
+    let Some(zone) = host_zone(host) else {
+        return;
+    };
+    let mut tx = tree.begin(Origin::Platform);
+    stage_fact(
+        &mut tx,
+        &SCHEMA,
+        Path::resource(ID, InstanceId(0), TIMEZONE),
+        Value::String(zone),
+        warnings,
+    );
+    if let Err(e) = tx.commit() {
+        warnings.push(e.to_string());
+    }
+}
+
 fn source_code(kind: &str) -> Option<i64> {
     Some(match kind {
         "Battery" => 1,

@@ -215,6 +215,11 @@ pub fn sync_platform(tree: &mut Tree, platform: &Platform) -> Synced {
     } else {
         time::sync(tree, platform.host.as_ref(), &mut synced.warnings);
     }
+    if tree.has_pending(dm_core::catalog::device::ID) {
+        synced.deferred = true;
+    } else {
+        device::sync(tree, platform.host.as_ref(), &mut synced.warnings);
+    }
     // One copy of the interfaces for the tables that name them.
     let interfaces = network.ip_interfaces();
     ethernet::sync(tree, network, &interfaces, &mut synced.warnings);

@@ -157,6 +157,38 @@ impl ObjectHandler for Time {
     }
 }
 
+/// The host write that sets the zone a client wrote at `path` (LwM2M
+/// /3/0/15, whose changes are carried apart from `Device.Time`'s), after
+/// the checks that need no host: a zone that is none is refused, and so
+/// is any change where the host has no time service.
+pub(crate) fn zone_write(
+    host: &Arc<dyn Host>,
+    path: Path,
+    zone: String,
+) -> Result<HostWrite, Error> {
+    if !dm_platform::linux::zone::is_zone_or_rules(&zone) {
+        return Err(Error::Rejected {
+            path,
+            reason: format!(
+                "{zone:?} is neither a time zone name nor a POSIX TZ string (IEEE 1003.1 §8.3)"
+            ),
+        });
+    }
+    let Some(before) = host.time_sync() else {
+        return Err(Error::PlatformUnavailable(
+            "setting the time zone: no time service on this host (systemd-timedated)".into(),
+        ));
+    };
+    let host = Arc::clone(host);
+    Ok(HostWrite::new("the time zone", move || {
+        host.set_timezone(&zone)?;
+        Ok(Some(HostWrite::new("the time zone restored", move || {
+            host.set_timezone(&before.zone)?;
+            Ok(None)
+        })))
+    }))
+}
+
 /// Takes the host's settings into the tree. A zone the tree holds that
 /// names the host's zone (its IANA name or its rules) stays as the
 /// client wrote it, so an ACS that wrote `Europe/Paris` reads it back.

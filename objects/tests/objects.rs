@@ -718,6 +718,114 @@ fn time_settings_no_host_can_apply_are_refused() {
     );
 }
 
+/// A host with a time service whose zone a test can see and change.
+struct ZoneHost {
+    fixed: FixedHost,
+    zone: std::sync::Mutex<String>,
+}
+
+impl dm_platform::Host for ZoneHost {
+    fn now(&self) -> std::time::SystemTime {
+        self.fixed.now()
+    }
+    fn uptime(&self) -> Result<Duration, dm_platform::PlatformError> {
+        self.fixed.uptime()
+    }
+    fn memory(&self) -> Result<Memory, dm_platform::PlatformError> {
+        self.fixed.memory()
+    }
+    fn cpu_usage(&self, reader: &str) -> Result<u8, dm_platform::PlatformError> {
+        self.fixed.cpu_usage(reader)
+    }
+    fn timezone(&self) -> Option<String> {
+        Some(self.zone.lock().unwrap().clone())
+    }
+    fn utc_offset(&self) -> i32 {
+        self.fixed.utc_offset()
+    }
+    fn time_sync(&self) -> Option<dm_platform::TimeSync> {
+        Some(dm_platform::TimeSync {
+            ntp: true,
+            synchronized: true,
+            zone: self.zone.lock().unwrap().clone(),
+            posix_zone: None,
+        })
+    }
+    fn set_timezone(&self, zone: &str) -> Result<(), dm_platform::PlatformError> {
+        *self.zone.lock().unwrap() = zone.to_owned();
+        Ok(())
+    }
+}
+
+/// LwM2M /3/0/15 (read-write in OMA's object 3) is the host's zone, and a
+/// server's write of it goes to the host's time service as
+/// Device.Time.LocalTimeZone's does (Leshan's write of it was refused
+/// with 4.05); a zone that is none is refused before the host is asked;
+/// the host's own change comes in at the next sync.
+#[test]
+fn a_servers_time_zone_reaches_the_time_service() {
+    let host = Arc::new(ZoneHost {
+        fixed: FixedHost {
+            now: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            uptime: Duration::from_secs(4242),
+            memory: Memory {
+                total_kib: 65536,
+                free_kib: 12345,
+            },
+            cpu: 17,
+            timezone: None,
+            utc_offset: 3600,
+        },
+        zone: std::sync::Mutex::new("Europe/Paris".into()),
+    });
+    let platform = Platform {
+        host: host.clone(),
+        network: Arc::new(MemoryNetwork::demo()),
+        log: Arc::new(MemoryLog::default()),
+    };
+    let mut tree = Tree::new();
+    dm_objects::register(&mut tree, &platform).unwrap();
+    dm_objects::populate(&mut tree, &[]).unwrap();
+    let zone = Path::resource(device::ID, InstanceId(0), device::TIMEZONE);
+    assert_eq!(value(&tree, zone), Value::String("Europe/Paris".into()));
+    tree.begin(Origin::Server(101))
+        .set(zone, Value::String("Asia/Tokyo".into()))
+        .commit()
+        .unwrap();
+    assert_eq!(*host.zone.lock().unwrap(), "Asia/Tokyo");
+    assert_eq!(value(&tree, zone), Value::String("Asia/Tokyo".into()));
+    let refused = tree
+        .begin(Origin::Server(101))
+        .set(zone, Value::String("not a zone!".into()))
+        .commit();
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("neither a time zone name")),
+        "{refused:?}"
+    );
+    assert_eq!(*host.zone.lock().unwrap(), "Asia/Tokyo");
+    *host.zone.lock().unwrap() = "America/New_York".into();
+    let _ = dm_objects::sync_platform(&mut tree, &platform);
+    assert_eq!(value(&tree, zone), Value::String("America/New_York".into()));
+}
+
+/// Without a time service a server's zone is refused, not stored and
+/// applied nowhere.
+#[test]
+fn a_time_zone_no_host_can_apply_is_refused() {
+    let mut f = fixture();
+    let zone = Path::resource(device::ID, InstanceId(0), device::TIMEZONE);
+    let refused = f
+        .tree
+        .begin(Origin::Server(101))
+        .set(zone, Value::String("Asia/Tokyo".into()))
+        .commit();
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("no time service")),
+        "{refused:?}"
+    );
+    assert_eq!(value(&f.tree, zone), Value::String("Europe/Paris".into()));
+}
+
 #[test]
 fn client_changes_to_wlan_and_apn_reach_the_platform_and_its_refusals_fail_them() {
     let mut f = fixture();

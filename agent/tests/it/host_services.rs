@@ -185,3 +185,61 @@ fn the_modem_and_the_clock_are_the_hosts_services() {
     assert!(dump.contains("\n/6/0/0 = 48.8584\n"), "{dump}");
     assert!(dump.contains("\n/6/0/1 = 2.2945\n"), "{dump}");
 }
+
+/// LwM2M /3/0/15 (Timezone, read-write in OMA's object 3) as a server
+/// writes it: the zone reaches timedated (python-dbusmock's), as
+/// Device.Time.LocalTimeZone's does; read back, it is the host's. (Leshan
+/// 2.0's write of it was refused with 4.05 before: the resource was only
+/// read from the host.)
+#[test]
+fn an_lwm2m_servers_time_zone_reaches_timedated() {
+    use dm_tests::py_peers::{json_lines, next_json as next};
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut stack = Stack::mock();
+    assert_eq!(stack.command("start timedated"), "ok");
+    let port = dm_tests::files::free_udp_port();
+    let mut server = dm_tests::process::Guard(
+        dm_tests::py_peers::lwm2m_server()
+            .args([&port.to_string(), "write", "/3/0/15", "Asia/Tokyo"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let events = json_lines(&mut server.0);
+    assert_eq!(next(&events)["event"], "listening");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dmagent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[device]\nserial_number = \"SN-ZONE\"\n\n[platform]\nkind = \"dbus\"\n\n\
+             [cwmp]\nenabled = false\n\n[lwm2m]\nserver_uri = \"coap://127.0.0.1:{port}\"\n\
+             endpoint = \"dmagent-zone\"\n"
+        ),
+    )
+    .unwrap();
+    let _agent = dm_tests::agent::run_on_bus(
+        env!("CARGO_BIN_EXE_dmagent"),
+        &config,
+        &dir.path().join("state"),
+        &stack.bus,
+    );
+    assert_eq!(next(&events)["event"], "register");
+    let mut input = server.0.stdin.take().unwrap();
+    writeln!(input).unwrap();
+    let write = next(&events);
+    assert_eq!(write["step"], "write", "{write}");
+    assert_eq!(write["code"], "2.04 Changed", "{write}");
+    let time = call(
+        &mut stack,
+        TIMEDATE,
+        "/org/freedesktop/timedate1",
+        "org.freedesktop.DBus.Properties Get ss org.freedesktop.timedate1 Timezone",
+    );
+    assert!(time.contains("\"Asia/Tokyo\""), "{time}");
+    writeln!(input, "read /3/0/15").unwrap();
+    let read = next(&events);
+    assert_eq!(read["text"], "Asia/Tokyo", "{read}");
+}
