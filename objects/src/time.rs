@@ -125,7 +125,7 @@ impl ObjectHandler for Time {
         }
         let Some(before) = self.host.time_sync() else {
             return Err(Error::PlatformUnavailable(
-                "applying Device.Time: no time service on this host (systemd-timedated)".into(),
+                "the time service that applies Device.Time (systemd-timedated)".into(),
             ));
         };
         let host = Arc::clone(&self.host);
@@ -176,7 +176,7 @@ pub(crate) fn zone_write(
     }
     let Some(before) = host.time_sync() else {
         return Err(Error::PlatformUnavailable(
-            "setting the time zone: no time service on this host (systemd-timedated)".into(),
+            "the time service that sets the time zone (systemd-timedated)".into(),
         ));
     };
     let host = Arc::clone(host);

@@ -691,7 +691,7 @@ fn time_settings_no_host_can_apply_are_refused() {
         .set(at(time::ENABLE), Value::Boolean(true))
         .commit();
     assert!(
-        matches!(&refused, Err(e) if e.to_string().contains("no time service")),
+        matches!(&refused, Err(e) if e.to_string().contains("the time service that applies Device.Time (systemd-timedated) is not available")),
         "{refused:?}"
     );
     assert_eq!(value(&f.tree, at(time::ENABLE)), Value::Boolean(false));
@@ -820,7 +820,7 @@ fn a_time_zone_no_host_can_apply_is_refused() {
         .set(zone, Value::String("Asia/Tokyo".into()))
         .commit();
     assert!(
-        matches!(&refused, Err(e) if e.to_string().contains("no time service")),
+        matches!(&refused, Err(e) if e.to_string().contains("the time service that sets the time zone (systemd-timedated) is not available")),
         "{refused:?}"
     );
     assert_eq!(value(&f.tree, zone), Value::String("Europe/Paris".into()));
