@@ -1638,20 +1638,26 @@ fn a_dmagent_package_is_staged_and_activating_it_exits_for_the_launcher() {
 }
 
 /// The host boundary, end to end: NetworkManager (python-dbusmock's, its
-/// AddConnection made to take 3 s) is slow to take a Wi-Fi profile an
+/// AddConnection held until the test lets it go, 8 s at most: under the
+/// platform's 10 s limit for a write) is slow to take a Wi-Fi profile an
 /// LwM2M server creates, and meanwhile the same server's Read and an
 /// ACS's GetParameterValues are answered: the write is made off the
 /// tree's lock, and the Create is answered when NetworkManager has
 /// answered.
 #[test]
-fn reads_are_answered_while_network_manager_takes_3_s_to_write() {
+fn reads_are_answered_while_network_manager_holds_a_write() {
     let mut stack = dm_tests::dbus_stack::Stack::mock();
     assert_eq!(stack.command("start networkmanager"), "ok");
-    let slow = stack.command(
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("release");
+    let slow = stack.command(&format!(
         "call org.freedesktop.NetworkManager /org/freedesktop/NetworkManager/Settings \
          org.freedesktop.DBus.Mock AddMethod sssss org.freedesktop.NetworkManager.Settings \
-         AddConnection 'a{sa{sv}}' o 'import time; time.sleep(3); ret = self.SettingsAddConnection(args[0])'",
-    );
+         AddConnection 'a{{sa{{sv}}}}' o 'import os, time; \
+         [time.sleep(0.05) for _ in range(160) if not os.path.exists(\"{}\")]; \
+         ret = self.SettingsAddConnection(args[0])'",
+        release.display()
+    ));
     assert!(slow.starts_with("ok"), "{slow}");
 
     let acs = dm_tests::mini_acs::MiniAcs::start(Box::new(|body| {
@@ -1676,7 +1682,6 @@ fn reads_are_answered_while_network_manager_takes_3_s_to_write() {
     assert_eq!(next(&events)["event"], "listening");
     let mut commands = server.0.stdin.take().unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("dmagent.toml");
     std::fs::write(
         &config,
@@ -1719,7 +1724,7 @@ fn reads_are_answered_while_network_manager_takes_3_s_to_write() {
     use std::io::Write as _;
     writeln!(commands, "create slow-ssid").unwrap();
     // The agent has handed the profile to NetworkManager, which now sits
-    // on it for 3 s.
+    // on it until released.
     loop {
         let line = log
             .recv_timeout(Duration::from_secs(30))
@@ -1753,6 +1758,7 @@ fn reads_are_answered_while_network_manager_takes_3_s_to_write() {
         events.try_recv().is_err(),
         "the GetParameterValues is answered while the Create waits"
     );
+    std::fs::write(&release, "").unwrap();
 
     let created = next(&events);
     assert_eq!(created["step"], "create", "{created}");
