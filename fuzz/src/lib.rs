@@ -43,6 +43,7 @@ pub fn tree() -> Tree {
         binding: "U".into(),
         security: SecurityMode::NoSec,
         client_hold_off: 0,
+        sni: None,
     };
     dm_objects::provision(
         &mut tree,

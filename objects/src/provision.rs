@@ -96,6 +96,9 @@ pub struct Lwm2mServer {
     /// For a bootstrap account: the Client Hold Off Time (/0/x/11), how
     /// long to wait for a server-initiated bootstrap, in seconds.
     pub client_hold_off: u32,
+    /// The SNI (/0/x/14): the name sent in the DTLS handshake and matched
+    /// against the server's certificate, instead of the URI's host.
+    pub sni: Option<String>,
 }
 
 /// Everything the configuration says about the objects.
@@ -118,7 +121,13 @@ pub fn provision(tree: &mut Tree, provisioning: &Provisioning) -> Result<usize, 
         .unwrap_or_default();
     let changed: Vec<&(Path, Value)> = settings
         .iter()
-        .filter(|(path, value)| previous.get(path) != Some(value))
+        .filter(|(path, value)| match previous.get(path) {
+            Some(before) => before != value,
+            // No SNI configured where none ever was: nothing to write
+            // (a bootstrap server's /0/x/14 stays where an upgrade brings
+            // this setting in).
+            None => !(is_sni(path) && *value == Value::String(String::new())),
+        })
         .collect();
 
     let mut missing: Vec<(ObjectId, InstanceId)> = changed
@@ -145,6 +154,10 @@ pub fn provision(tree: &mut Tree, provisioning: &Provisioning) -> Result<usize, 
     tree.set_pending_state(APPLIED_KEY, Some(applied))
         .map_err(|e| TransactionError { faults: vec![e] })?;
     Ok(changed.len())
+}
+
+fn is_sni(path: &Path) -> bool {
+    path.object_id() == security::ID && path.resource_id() == Some(security::SNI)
 }
 
 fn identity_facts(identity: &Identity) -> Vec<(Path, Value)> {
@@ -244,6 +257,11 @@ fn setting_facts(provisioning: &Provisioning) -> Vec<(Path, Value)> {
             (
                 sec(security::SERVER_PUBLIC_KEY),
                 Value::Opaque(server_key.clone()),
+            ),
+            // Empty: none (a name taken out of the configuration goes).
+            (
+                sec(security::SNI),
+                Value::String(account.sni.clone().unwrap_or_default()),
             ),
         ]);
         if account.bootstrap {

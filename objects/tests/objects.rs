@@ -82,6 +82,7 @@ fn provisioning(acs_url: &str) -> Provisioning {
                 key: vec![0x01, 0x02, 0x03],
             },
             client_hold_off: 0,
+            sni: None,
         }],
     }
 }
@@ -531,6 +532,25 @@ fn host_writes_are_taken_back_by_what_they_made() {
         .map(|p| p.ssid)
         .collect();
     assert_eq!(names, [old_name]);
+}
+
+/// The configured SNI goes to /0/x/14, and taking it out of the
+/// configuration takes it out of the account; an account that never had
+/// one is not written.
+#[test]
+fn a_configured_sni_is_provisioned_and_taken_back() {
+    let mut f = fixture();
+    let sni = Path::resource(security::ID, InstanceId(0), security::SNI);
+    let mut with_sni = provisioning("http://127.0.0.1:7547/");
+    let applied = dm_objects::provision(&mut f.tree, &with_sni).unwrap();
+    assert!(f.tree.read(Origin::Agent, &sni).is_err(), "no SNI written");
+    with_sni.lwm2m[0].sni = Some("lwm2m.test".into());
+    assert_eq!(dm_objects::provision(&mut f.tree, &with_sni).unwrap(), 1);
+    assert_eq!(value(&f.tree, sni), Value::String("lwm2m.test".into()));
+    let without = provisioning("http://127.0.0.1:7547/");
+    assert_eq!(dm_objects::provision(&mut f.tree, &without).unwrap(), 1);
+    assert_eq!(value(&f.tree, sni), Value::String(String::new()));
+    assert!(applied > 1);
 }
 
 #[test]

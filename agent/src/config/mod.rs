@@ -409,6 +409,9 @@ struct Lwm2mFile {
     /// before asking for one (Client Hold Off Time).
     #[serde(default)]
     client_hold_off: u32,
+    /// The name sent in the DTLS handshake (SNI) and matched against the
+    /// server's certificate, instead of the URI's host (/0/x/14).
+    sni: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1356,6 +1359,15 @@ fn lwm2m(file: Lwm2mFile, overrides: &Overrides, identity: &Identity, at: &Locat
             }
         }
     };
+    let sni = file.sni.as_ref().and_then(|name| {
+        let problem = dm_lwm2m::bootstrap::sni_problem(name.get_ref())
+            .map(|m| m.replace("the SNI (/0/x/14) is", "is"));
+        at.keep(match problem {
+            Some(m) => Err(at.error(&name.span(), format!("{:?} {m}", name.get_ref()))),
+            None => Ok(name.get_ref().clone()),
+        })
+        .filter(|name| !name.is_empty())
+    });
     Lwm2m {
         endpoint,
         server: Lwm2mServer {
@@ -1366,6 +1378,7 @@ fn lwm2m(file: Lwm2mFile, overrides: &Overrides, identity: &Identity, at: &Locat
             binding,
             security,
             client_hold_off: file.client_hold_off,
+            sni,
         },
         trust_anchors,
         nat_timeout,

@@ -126,6 +126,34 @@ fn registers_with_certificates_under_a_ca_constraint_and_a_service_certificate_c
     }
 }
 
+/// `sni` in the configuration (/0/x/14): the server is given by address
+/// and its certificate holds only `lwm2m.test` (refused without it, in
+/// the test below); with the name configured, the path validates for it
+/// and the agent registers. An address is no name to configure.
+#[test]
+fn a_configured_sni_is_the_name_the_servers_certificate_is_checked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let (_server, output, port) = server(&pki, &pki.named_chain, &pki.named_key);
+    let config = config(dir.path(), port, &pki, &pki.root, 2, &[]);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}sni = \"lwm2m.test\"\n")).unwrap();
+    let _agent = agent(&config, &dir.path().join("state"), Stdio::null());
+    registered(&output);
+
+    std::fs::write(&config, format!("{text}sni = \"127.0.0.1\"\n")).unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_dmagent"))
+        .arg("--config")
+        .arg(&config)
+        .arg("check-config")
+        .env_remove("DMAGENT_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("\"127.0.0.1\" is not a host name"), "{why}");
+}
+
 /// The first log line with every one of `needles`.
 fn line_with(lines: &std::sync::mpsc::Receiver<String>, needles: &[&str]) -> String {
     loop {

@@ -1164,6 +1164,7 @@ mod tests {
             binding: "U".into(),
             security: SecurityMode::NoSec,
             client_hold_off: 0,
+            sni: None,
         };
         let mut lwm2m = vec![server("coap://127.0.0.1:5683", false, 101)];
         if with_bootstrap {

@@ -495,7 +495,7 @@ fn credentials_at(tree: &Tree, instance: InstanceId) -> Result<Option<Credential
 /// must be a host name (RFC 6066 §3: no IP literal; RFC 1035 §2.3.4:
 /// labels of 1 to 63 letters, digits and hyphens, 253 bytes in all).
 /// Empty means none.
-fn sni_problem(name: &str) -> Option<String> {
+pub fn sni_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return None;
     }

@@ -41,6 +41,7 @@ fn tree() -> Tree {
                 binding: "U".into(),
                 security: SecurityMode::NoSec,
                 client_hold_off: 0,
+                sni: None,
             }],
             ..Provisioning::default()
         },
@@ -359,6 +360,7 @@ fn a_bootstrap_that_fails_half_way_rolls_back_to_the_previous_accounts() {
         binding: "U".into(),
         security: SecurityMode::NoSec,
         client_hold_off: 0,
+        sni: None,
     };
     dm_objects::provision(
         &mut tree,

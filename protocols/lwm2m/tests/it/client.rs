@@ -79,6 +79,7 @@ fn fixture_served(
                 binding: "U".into(),
                 security: SecurityMode::NoSec,
                 client_hold_off: 0,
+                sni: None,
             }],
             ..Provisioning::default()
         },

@@ -37,6 +37,7 @@ pub fn account(
             None => SecurityMode::NoSec,
         },
         client_hold_off: 0,
+        sni: None,
     }
 }
 
