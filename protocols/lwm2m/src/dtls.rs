@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rtc_dtls::cipher_suite::CipherSuiteId;
-use rtc_dtls::config::{ConfigBuilder, ExtendedMasterSecretType, VerifyPeerCertificateFn};
+use rtc_dtls::config::{
+    ConfigBuilder, ExtendedMasterSecretType, HandshakeConfig, VerifyPeerCertificateFn,
+};
 use rtc_dtls::crypto::Certificate;
 use rtc_dtls::endpoint::{Endpoint, EndpointEvent};
 use rtc_shared::TransportProtocol;
@@ -45,6 +47,15 @@ pub const SILENT_AFTER_FINISHED: Duration = Duration::from_secs(15);
 const FIRST_RETRANSMISSION: Duration = Duration::from_secs(1);
 const LONGEST_RETRANSMISSION: Duration = Duration::from_secs(60);
 
+/// How long the handshake may sit with no retransmission of ours pending
+/// after our Finished before it counts as stalled (see
+/// [`DtlsClient::handle_datagram`]): enough for the rest of a flight the
+/// server sent in several datagrams to come.
+const STALL_GRACE: Duration = Duration::from_secs(1);
+
+/// How many times a stalled handshake starts again before it fails.
+const STALL_RESTARTS: u8 = 2;
+
 /// The DTLS record content type of ChangeCipherSpec (RFC 6347 §4.1), which
 /// travels in the same flight as our Finished.
 const CHANGE_CIPHER_SPEC: u8 = 20;
@@ -70,6 +81,13 @@ pub struct DtlsClient {
     /// server has not answered, and the wait after that one.
     retransmit_at: Instant,
     retransmit_wait: Duration,
+    /// What a new handshake needs: our address and the configuration.
+    local: SocketAddr,
+    config: Arc<HandshakeConfig>,
+    /// Since when the library has had nothing to send again while the
+    /// server repeats its part (see [`DtlsClient::handle_datagram`]).
+    stalled_since: Option<Instant>,
+    restarts: u8,
 }
 
 /// Why a DTLS session could not even start (the library refused its
@@ -121,10 +139,8 @@ impl DtlsClient {
             .with_extended_master_secret(ExtendedMasterSecretType::Request)
             .build(true, Some(remote))
             .map_err(|e| DtlsError(e.to_string()))?;
-        let mut endpoint = Endpoint::new(local, TransportProtocol::UDP, None);
-        endpoint
-            .connect(now, remote, Arc::new(config), None)
-            .map_err(|e| DtlsError(e.to_string()))?;
+        let config = Arc::new(config);
+        let endpoint = handshake(now, local, remote, &config)?;
         Ok(DtlsClient {
             endpoint,
             remote,
@@ -138,6 +154,10 @@ impl DtlsClient {
             ours,
             retransmit_at: now + FIRST_RETRANSMISSION,
             retransmit_wait: FIRST_RETRANSMISSION,
+            local,
+            config,
+            stalled_since: None,
+            restarts: 0,
         })
     }
 
@@ -158,17 +178,38 @@ impl DtlsClient {
     }
 
     /// A ciphertext datagram from the server.
+    ///
+    /// rtc-dtls 0.21 stops its retransmission timer whenever handshake
+    /// records come, and starts it again only when they complete the
+    /// flight it waits for. A server that lost our last flight repeats its
+    /// own (RFC 6347 §4.2.4), which the library takes and drops, and is
+    /// left with nothing to send again: the handshake would hang until a
+    /// time-out blamed our key. Seen after our Finished, that is a stall:
+    /// after [`STALL_GRACE`] the handshake starts again (the server takes
+    /// a new ClientHello from the same address as a new handshake, RFC
+    /// 6347 §4.2.8), at most [`STALL_RESTARTS`] times.
     pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
+        let pending = self.endpoint.poll_timeout(&self.remote);
         match self
             .endpoint
             .read(now, self.remote, None, BytesMut::from(bytes))
         {
             Ok(events) => {
                 if !self.connected {
-                    // The server answered: our next flight (or the
-                    // handshake's end) starts the timer afresh.
-                    self.retransmit_wait = FIRST_RETRANSMISSION;
-                    self.retransmit_at = now + FIRST_RETRANSMISSION;
+                    match self.endpoint.poll_timeout(&self.remote) {
+                        // A new flight of ours went out: its timer starts
+                        // afresh (RFC 6347 §4.2.4.1; a replay or a stray
+                        // record changes nothing).
+                        Some(next) if Some(next) != pending => {
+                            self.retransmit_wait = FIRST_RETRANSMISSION;
+                            self.retransmit_at = now + FIRST_RETRANSMISSION;
+                            self.stalled_since = None;
+                        }
+                        None if self.finished_sent.is_some() => {
+                            self.stalled_since.get_or_insert(now);
+                        }
+                        _ => {}
+                    }
                 }
                 for event in events {
                     match event {
@@ -250,6 +291,16 @@ impl DtlsClient {
             ));
             return;
         }
+        if !self.connected
+            && let Some(since) = self.stalled_since
+            && now >= since + STALL_GRACE
+        {
+            self.stalled_since = None;
+            if self.endpoint.poll_timeout(&self.remote).is_none() {
+                self.restart(now);
+                return;
+            }
+        }
         if !self.connected {
             if now < self.retransmit_at {
                 return;
@@ -258,10 +309,12 @@ impl DtlsClient {
             self.retransmit_at = now + self.retransmit_wait;
         }
         if let Err(e) = self.endpoint.handle_timeout(self.remote, now) {
-            // During the handshake the library fails only when its
+            // During the handshake the library fails only when its seven
             // retransmissions ran out, with an error that names its state
-            // machine ("invalid state machine transition"): what the
-            // server did not answer is the news.
+            // machine ("invalid state machine transition"); paced as
+            // above, that comes after the limits below, so this is for a
+            // library that behaves otherwise: what the server did not
+            // answer is the news.
             self.failure = Some(match (self.connected, self.finished_sent) {
                 (true, _) => e.to_string(),
                 (false, Some(sent)) => format!(
@@ -277,6 +330,34 @@ impl DtlsClient {
                     now.saturating_duration_since(self.started).as_secs()
                 ),
             });
+        }
+    }
+
+    /// A stalled handshake ([`DtlsClient::handle_datagram`]) starts again,
+    /// or fails once it has done so [`STALL_RESTARTS`] times.
+    fn restart(&mut self, now: Instant) {
+        if self.restarts >= STALL_RESTARTS {
+            // A lost flight is rarely lost three times over; a server
+            // that cannot decrypt our Finished (a wrong key) also answers
+            // it by repeating its part.
+            self.failure = Some(format!(
+                "the server did not take our Finished in {} handshakes (it repeated its part \
+                 of each): it likely does not accept our {}, or our last flight is lost on \
+                 the way",
+                self.restarts + 1,
+                self.ours
+            ));
+            return;
+        }
+        match handshake(now, self.local, self.remote, &self.config) {
+            Ok(endpoint) => {
+                self.endpoint = endpoint;
+                self.restarts += 1;
+                self.finished_sent = None;
+                self.retransmit_wait = FIRST_RETRANSMISSION;
+                self.retransmit_at = now + FIRST_RETRANSMISSION;
+            }
+            Err(DtlsError(e)) => self.failure = Some(e),
         }
     }
 
@@ -305,8 +386,25 @@ impl DtlsClient {
         let limit = self
             .finished_sent
             .map_or(limit, |at| limit.min(at + SILENT_AFTER_FINISHED));
+        let limit = self
+            .stalled_since
+            .map_or(limit, |since| limit.min(since + STALL_GRACE));
         Some(limit.min(self.retransmit_at))
     }
+}
+
+/// A client handshake with `remote` started: the endpoint that holds it.
+fn handshake(
+    now: Instant,
+    local: SocketAddr,
+    remote: SocketAddr,
+    config: &Arc<HandshakeConfig>,
+) -> Result<Endpoint, DtlsError> {
+    let mut endpoint = Endpoint::new(local, TransportProtocol::UDP, None);
+    endpoint
+        .connect(now, remote, Arc::clone(config), None)
+        .map_err(|e| DtlsError(e.to_string()))?;
+    Ok(endpoint)
 }
 
 /// Mode 2: our certificate and key, the suites for them, and the check of

@@ -362,6 +362,114 @@ fn an_unanswered_flight_is_sent_again_after_doubling_waits() {
     assert!(failure.contains("did not finish within 60 s"), "{failure}");
 }
 
+/// The content types of a datagram's records, each with the first byte
+/// of its fragment (the handshake message type of a handshake record).
+fn record_kinds(mut datagram: &[u8]) -> Vec<(u8, Option<u8>)> {
+    let mut kinds = Vec::new();
+    while datagram.len() >= 13 {
+        let length = usize::from(u16::from_be_bytes([datagram[11], datagram[12]]));
+        kinds.push((datagram[0], datagram.get(13).copied()));
+        datagram = datagram.get(13 + length..).unwrap_or_default();
+    }
+    kinds
+}
+
+/// A handshake with a fresh server side of ours (`taken`: what the client
+/// sent first, already polled) until the client's flight with its
+/// ChangeCipherSpec, which is lost; then the server, its own timer run
+/// out, sends its last flight again (new record numbers, RFC 6347
+/// §4.2.4): returned, for the client.
+fn handshake_losing_our_finished(
+    client: &mut DtlsClient,
+    client_address: SocketAddr,
+    now: Instant,
+    mut taken: Option<Vec<u8>>,
+) -> Vec<Vec<u8>> {
+    let mut server = server_endpoint("127.0.0.1:5684".parse().unwrap(), KEY.to_vec());
+    for _ in 0..10 {
+        let mut ours: Vec<Vec<u8>> = taken.take().into_iter().collect();
+        while let Some(datagram) = client.poll_transmit(now) {
+            ours.push(datagram);
+        }
+        if ours
+            .iter()
+            .any(|d| record_kinds(d).iter().any(|(kind, _)| *kind == 20))
+        {
+            let later = now + Duration::from_millis(1500);
+            server.handle_timeout(client_address, later).unwrap();
+            let mut again = Vec::new();
+            while let Some(answer) = server.poll_transmit() {
+                again.push(answer.message.to_vec());
+            }
+            assert!(!again.is_empty(), "the server sends its flight again");
+            return again;
+        }
+        for datagram in ours {
+            let _ = server.read(now, client_address, None, BytesMut::from(&datagram[..]));
+        }
+        while let Some(answer) = server.poll_transmit() {
+            client.handle_datagram(now, &answer.message);
+        }
+    }
+    panic!("the client never sent its Finished");
+}
+
+/// rtc-dtls stops its timer when the server repeats a flight after our
+/// Finished was lost (RFC 6347 §4.2.4), and would wait for nothing: the
+/// client starts a new handshake a second later instead of hanging until
+/// the time-out blames the key; after two more such losses it fails,
+/// naming the key as the likely cause and the loss as the other.
+#[test]
+fn a_server_repeating_its_flight_after_our_lost_finished_gets_a_new_handshake() {
+    use dm_lwm2m::dtls::SILENT_AFTER_FINISHED;
+    let client_address: SocketAddr = "127.0.0.1:40005".parse().unwrap();
+    let start = Instant::now();
+    let mut client = DtlsClient::connect(
+        start,
+        client_address,
+        "127.0.0.1:5684".parse().unwrap(),
+        None,
+        &dm_lwm2m::security::Credentials::Psk {
+            identity: b"dev1".to_vec(),
+            key: KEY.to_vec(),
+        },
+    )
+    .unwrap();
+    let mut now = start;
+    let mut hello = None;
+    for handshake in 1..=3 {
+        let repeated =
+            handshake_losing_our_finished(&mut client, client_address, now, hello.take());
+        now += Duration::from_millis(500);
+        for datagram in &repeated {
+            client.handle_datagram(now, datagram);
+        }
+        // The client's deadlines, as the driver keeps them, until it
+        // sends something or fails: within STALL_GRACE.
+        let stalled = now;
+        let mut sent = None;
+        while sent.is_none() && client.failure().is_none() {
+            now = client.poll_timeout().expect("a deadline");
+            assert!(now <= stalled + Duration::from_secs(1), "{:?}", now - stalled);
+            client.handle_timeout(now);
+            sent = client.poll_transmit(now);
+        }
+        if handshake < 3 {
+            assert_eq!(client.failure(), None);
+            let again = sent.expect("a new handshake");
+            assert_eq!(record_kinds(&again), [(22, Some(1))], "a ClientHello");
+            hello = Some(again);
+        }
+    }
+    let failure = client.failure().expect("failed after the third").to_owned();
+    assert!(
+        failure.contains("did not take our Finished in 3 handshakes"),
+        "{failure}"
+    );
+    assert!(failure.contains("PSK identity or key"), "{failure}");
+    assert!(now - start < SILENT_AFTER_FINISHED, "{:?}", now - start);
+}
+
 /// As the driver runs it: a server that stops answering before our
 /// Finished is not blamed on the key.
 #[test]
