@@ -145,8 +145,16 @@ impl ObjectHandler for Device {
         }
         match new.value(TIMEZONE) {
             Some(Value::String(zone)) if old.value(TIMEZONE) != new.value(TIMEZONE) => {
-                let path = Path::resource(ID, instance, TIMEZONE);
-                crate::time::zone_write(&self.host, path, zone.clone()).map(Some)
+                if !dm_platform::linux::zone::is_zone_name(zone) {
+                    return Err(Error::Rejected {
+                        path: Path::resource(ID, instance, TIMEZONE),
+                        reason: format!(
+                            "{zone:?} is not a time zone name (OMA object 3: /3/0/15 is in \
+                             IANA Time Zone Database format)"
+                        ),
+                    });
+                }
+                crate::time::zone_write(&self.host, zone.clone()).map(Some)
             }
             _ => Ok(None),
         }
@@ -196,7 +204,6 @@ impl WithPower for Instance {
     }
 }
 
-/// /3's Available Power Sources code of a kernel supply type.
 /// The host's time zone by name: its time service's where it has one
 /// (the zone a write set), else the system's.
 fn host_zone(host: &dyn Host) -> Option<String> {
@@ -223,6 +230,7 @@ pub fn sync(tree: &mut Tree, host: &dyn Host, warnings: &mut Vec<String>) {
     }
 }
 
+/// /3's Available Power Sources code of a kernel supply type.
 fn source_code(kind: &str) -> Option<i64> {
     Some(match kind {
         "Battery" => 1,

@@ -123,11 +123,7 @@ impl ObjectHandler for Time {
                 ),
             });
         }
-        let Some(before) = self.host.time_sync() else {
-            return Err(Error::PlatformUnavailable(
-                "the time service that applies Device.Time (systemd-timedated)".into(),
-            ));
-        };
+        let before = time_service(self.host.as_ref(), "applies Device.Time")?;
         let host = Arc::clone(&self.host);
         Ok(Some(HostWrite::new("the time settings", move || {
             if let Some(on) = ntp {
@@ -157,28 +153,19 @@ impl ObjectHandler for Time {
     }
 }
 
-/// The host write that sets the zone a client wrote at `path` (LwM2M
-/// /3/0/15, whose changes are carried apart from `Device.Time`'s), after
-/// the checks that need no host: a zone that is none is refused, and so
-/// is any change where the host has no time service.
-pub(crate) fn zone_write(
-    host: &Arc<dyn Host>,
-    path: Path,
-    zone: String,
-) -> Result<HostWrite, Error> {
-    if !dm_platform::linux::zone::is_zone_or_rules(&zone) {
-        return Err(Error::Rejected {
-            path,
-            reason: format!(
-                "{zone:?} is neither a time zone name nor a POSIX TZ string (IEEE 1003.1 §8.3)"
-            ),
-        });
-    }
-    let Some(before) = host.time_sync() else {
-        return Err(Error::PlatformUnavailable(
-            "the time service that sets the time zone (systemd-timedated)".into(),
-        ));
-    };
+/// The host's time settings before a change `what` describes, or why
+/// the host cannot take one: it has no time service.
+fn time_service(host: &dyn Host, what: &str) -> Result<TimeSync, Error> {
+    host.time_sync().ok_or_else(|| {
+        Error::PlatformUnavailable(format!("the time service that {what} (systemd-timedated)"))
+    })
+}
+
+/// The host write that sets a zone a client wrote (LwM2M /3/0/15, whose
+/// changes are carried apart from `Device.Time`'s; checked by its
+/// object), with the write that sets the old one back.
+pub(crate) fn zone_write(host: &Arc<dyn Host>, zone: String) -> Result<HostWrite, Error> {
+    let before = time_service(host.as_ref(), "sets the time zone")?;
     let host = Arc::clone(host);
     Ok(HostWrite::new("the time zone", move || {
         host.set_timezone(&zone)?;

@@ -819,7 +819,7 @@ fn a_servers_time_zone_reaches_the_time_service() {
         .set(zone, Value::String("not a zone!".into()))
         .commit();
     assert!(
-        matches!(&refused, Err(e) if e.to_string().contains("neither a time zone name")),
+        matches!(&refused, Err(e) if e.to_string().contains("is not a time zone name")),
         "{refused:?}"
     );
     assert_eq!(*host.zone.lock().unwrap(), "Asia/Tokyo");
