@@ -1360,10 +1360,9 @@ fn lwm2m(file: Lwm2mFile, overrides: &Overrides, identity: &Identity, at: &Locat
         }
     };
     let sni = file.sni.as_ref().and_then(|name| {
-        let problem = dm_lwm2m::bootstrap::sni_problem(name.get_ref())
-            .map(|m| m.replace("the SNI (/0/x/14) is", "is"));
+        let problem = dm_lwm2m::bootstrap::sni_problem(name.get_ref());
         at.keep(match problem {
-            Some(m) => Err(at.error(&name.span(), format!("{:?} {m}", name.get_ref()))),
+            Some(m) => Err(at.error(&name.span(), format!("{:?} is {m}", name.get_ref()))),
             None => Ok(name.get_ref().clone()),
         })
         .filter(|name| !name.is_empty())

@@ -510,8 +510,8 @@ pub fn sni_problem(name: &str) -> Option<String> {
         && trimmed.parse::<std::net::IpAddr>().is_err()
         && trimmed.split('.').all(label_ok);
     (!valid).then(|| {
-        "the SNI (/0/x/14) is not a host name (RFC 6066 §3: letters, digits, hyphens and dots, \
-         at most 253 bytes, no IP address)"
+        "not a host name (RFC 6066 §3: letters, digits, hyphens and dots, at most 253 bytes, \
+         no IP address)"
             .to_owned()
     })
 }
@@ -541,6 +541,7 @@ fn check_security(tree: &Tree, trust_anchors: bool) -> Result<(), String> {
         .or_else(|| {
             text_of(tree, Path::resource(security::ID, instance, security::SNI))
                 .and_then(|name| sni_problem(&name))
+                .map(|problem| format!("the SNI (/0/x/14) is {problem}"))
         });
         if let Some(problem) = problem {
             return Err(format!("/0/{}: {problem}", instance.0));
@@ -651,7 +652,9 @@ fn account_at(tree: &Tree, instance: InstanceId, bootstrap: bool) -> Option<Acco
     let credentials = credentials_at(tree, instance).ok().flatten();
     // A name Bootstrap-Finish refuses (check_security) is never used.
     let sni = text_of(tree, Path::resource(security::ID, instance, security::SNI))
-        .filter(|name| !name.is_empty() && sni_problem(name).is_none());
+        .filter(|name| !name.is_empty() && sni_problem(name).is_none())
+        // RFC 6066 §3: sent without a trailing dot.
+        .map(|name| name.strip_suffix('.').map_or(name.clone(), str::to_owned));
     Some(Account {
         uri,
         short_server_id,
