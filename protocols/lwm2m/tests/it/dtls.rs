@@ -153,6 +153,22 @@ fn server_endpoint(address: SocketAddr, key: Vec<u8>) -> Endpoint {
     Endpoint::new(address, TransportProtocol::UDP, Some(Arc::new(config)))
 }
 
+/// A PSK client (identity dev1, [`KEY`]) of our own server side's
+/// address, started at `now` from `local`.
+fn psk_client(now: Instant, local: SocketAddr) -> DtlsClient {
+    DtlsClient::connect(
+        now,
+        local,
+        "127.0.0.1:5684".parse().unwrap(),
+        None,
+        &dm_lwm2m::security::Credentials::Psk {
+            identity: b"dev1".to_vec(),
+            key: KEY.to_vec(),
+        },
+    )
+    .unwrap()
+}
+
 /// Runs client and server in memory until the client has `wanted`
 /// plaintext or fails.
 fn in_memory(server_key: Vec<u8>) -> (DtlsClient, Vec<u8>) {
@@ -167,17 +183,7 @@ fn in_memory_dropping(server_key: Vec<u8>, drop_alerts: bool) -> (DtlsClient, Ve
     let client_address: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     let mut server = server_endpoint(server_address, server_key);
     let now = Instant::now();
-    let mut client = DtlsClient::connect(
-        now,
-        client_address,
-        server_address,
-        None,
-        &dm_lwm2m::security::Credentials::Psk {
-            identity: b"dev1".to_vec(),
-            key: KEY.to_vec(),
-        },
-    )
-    .unwrap();
+    let mut client = psk_client(now, client_address);
     client.send(now, b"register me");
     let mut received = Vec::new();
     for _ in 0..50 {
@@ -257,17 +263,7 @@ fn a_handshake_that_stalls_early_is_not_blamed_on_the_key() {
     let client_address: SocketAddr = "127.0.0.1:40002".parse().unwrap();
     let mut server = server_endpoint(server_address, KEY.to_vec());
     let start = Instant::now();
-    let mut client = DtlsClient::connect(
-        start,
-        client_address,
-        server_address,
-        None,
-        &dm_lwm2m::security::Credentials::Psk {
-            identity: b"dev1".to_vec(),
-            key: KEY.to_vec(),
-        },
-    )
-    .unwrap();
+    let mut client = psk_client(start, client_address);
     // ClientHello to the server; its first answer back; nothing after.
     let hello = client.poll_transmit(Instant::now()).expect("a ClientHello");
     let _ = server.read(start, client_address, None, BytesMut::from(&hello[..]));
@@ -334,17 +330,7 @@ fn a_wrong_key_dropped_in_silence_is_named_as_the_driver_runs_it() {
 fn an_unanswered_flight_is_sent_again_after_doubling_waits() {
     use dm_lwm2m::dtls::HANDSHAKE_TIMEOUT;
     let start = Instant::now();
-    let mut client = DtlsClient::connect(
-        start,
-        "127.0.0.1:40004".parse().unwrap(),
-        "127.0.0.1:5684".parse().unwrap(),
-        None,
-        &dm_lwm2m::security::Credentials::Psk {
-            identity: b"dev1".to_vec(),
-            key: KEY.to_vec(),
-        },
-    )
-    .unwrap();
+    let mut client = psk_client(start, "127.0.0.1:40004".parse().unwrap());
     let hello = client.poll_transmit(start).expect("a ClientHello");
     assert!(client.poll_transmit(start).is_none());
     let mut sent_again = Vec::new();
@@ -424,17 +410,7 @@ fn a_server_repeating_its_flight_after_our_lost_finished_gets_a_new_handshake() 
     use dm_lwm2m::dtls::SILENT_AFTER_FINISHED;
     let client_address: SocketAddr = "127.0.0.1:40005".parse().unwrap();
     let start = Instant::now();
-    let mut client = DtlsClient::connect(
-        start,
-        client_address,
-        "127.0.0.1:5684".parse().unwrap(),
-        None,
-        &dm_lwm2m::security::Credentials::Psk {
-            identity: b"dev1".to_vec(),
-            key: KEY.to_vec(),
-        },
-    )
-    .unwrap();
+    let mut client = psk_client(start, client_address);
     let mut now = start;
     let mut hello = None;
     for handshake in 1..=3 {
@@ -450,7 +426,11 @@ fn a_server_repeating_its_flight_after_our_lost_finished_gets_a_new_handshake() 
         let mut sent = None;
         while sent.is_none() && client.failure().is_none() {
             now = client.poll_timeout().expect("a deadline");
-            assert!(now <= stalled + Duration::from_secs(1), "{:?}", now - stalled);
+            assert!(
+                now <= stalled + Duration::from_secs(1),
+                "{:?}",
+                now - stalled
+            );
             client.handle_timeout(now);
             sent = client.poll_transmit(now);
         }
@@ -478,17 +458,7 @@ fn a_server_that_stops_answering_early_is_not_blamed_on_the_key() {
     let client_address: SocketAddr = "127.0.0.1:40003".parse().unwrap();
     let mut server = server_endpoint(server_address, KEY.to_vec());
     let start = Instant::now();
-    let mut client = DtlsClient::connect(
-        start,
-        client_address,
-        server_address,
-        None,
-        &dm_lwm2m::security::Credentials::Psk {
-            identity: b"dev1".to_vec(),
-            key: KEY.to_vec(),
-        },
-    )
-    .unwrap();
+    let mut client = psk_client(start, client_address);
     let hello = client.poll_transmit(start).expect("a ClientHello");
     let _ = server.read(start, client_address, None, BytesMut::from(&hello[..]));
     let answer = server.poll_transmit().expect("the server answers");
