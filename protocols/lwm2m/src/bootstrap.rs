@@ -652,9 +652,7 @@ fn account_at(tree: &Tree, instance: InstanceId, bootstrap: bool) -> Option<Acco
     let credentials = credentials_at(tree, instance).ok().flatten();
     // A name Bootstrap-Finish refuses (check_security) is never used.
     let sni = text_of(tree, Path::resource(security::ID, instance, security::SNI))
-        .filter(|name| !name.is_empty() && sni_problem(name).is_none())
-        // RFC 6066 §3: sent without a trailing dot.
-        .map(|name| name.strip_suffix('.').map_or(name.clone(), str::to_owned));
+        .filter(|name| !name.is_empty() && sni_problem(name).is_none());
     Some(Account {
         uri,
         short_server_id,

@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use rtc_dtls::cipher_suite::CipherSuiteId;
-use rtc_dtls::config::{
-    ConfigBuilder, ExtendedMasterSecretType, HandshakeConfig, VerifyPeerCertificateFn,
-};
+use rtc_dtls::config::{ConfigBuilder, ExtendedMasterSecretType, VerifyPeerCertificateFn};
 use rtc_dtls::crypto::Certificate;
 use rtc_dtls::endpoint::{Endpoint, EndpointEvent};
 use rtc_shared::TransportProtocol;
@@ -47,15 +45,6 @@ pub const SILENT_AFTER_FINISHED: Duration = Duration::from_secs(15);
 const FIRST_RETRANSMISSION: Duration = Duration::from_secs(1);
 const LONGEST_RETRANSMISSION: Duration = Duration::from_secs(60);
 
-/// How long the handshake may sit with no retransmission of ours pending
-/// after our Finished before it counts as stalled (see
-/// [`DtlsClient::handle_datagram`]): enough for the rest of a flight the
-/// server sent in several datagrams to come.
-const STALL_GRACE: Duration = Duration::from_secs(1);
-
-/// How many times a stalled handshake starts again before it fails.
-const STALL_RESTARTS: u8 = 2;
-
 /// The DTLS record content type of ChangeCipherSpec (RFC 6347 §4.1), which
 /// travels in the same flight as our Finished.
 const CHANGE_CIPHER_SPEC: u8 = 20;
@@ -81,13 +70,10 @@ pub struct DtlsClient {
     /// server has not answered, and the wait after that one.
     retransmit_at: Instant,
     retransmit_wait: Duration,
-    /// What a new handshake needs: our address and the configuration.
-    local: SocketAddr,
-    config: Arc<HandshakeConfig>,
-    /// Since when the library has had nothing to send again while the
-    /// server repeats its part (see [`DtlsClient::handle_datagram`]).
-    stalled_since: Option<Instant>,
-    restarts: u8,
+    /// Our last flight as it went out, and what of it is to go out
+    /// again (see [`DtlsClient::handle_datagram`]).
+    last_flight: Vec<Vec<u8>>,
+    resend: VecDeque<Vec<u8>>,
 }
 
 /// Why a DTLS session could not even start (the library refused its
@@ -112,6 +98,8 @@ impl DtlsClient {
     ) -> Result<DtlsClient, DtlsError> {
         let provider =
             rtc_dtls::crypto_provider::default_provider().map_err(|e| DtlsError(e.to_string()))?;
+        // RFC 6066 §3: the name goes without a trailing dot.
+        let server_name = server_name.map(|name| name.strip_suffix('.').unwrap_or(name));
         let mut builder = ConfigBuilder::default();
         if let Some(name) = server_name {
             builder = builder.with_server_name(name.to_owned());
@@ -139,8 +127,10 @@ impl DtlsClient {
             .with_extended_master_secret(ExtendedMasterSecretType::Request)
             .build(true, Some(remote))
             .map_err(|e| DtlsError(e.to_string()))?;
-        let config = Arc::new(config);
-        let endpoint = handshake(now, local, remote, &config)?;
+        let mut endpoint = Endpoint::new(local, TransportProtocol::UDP, None);
+        endpoint
+            .connect(now, remote, Arc::new(config), None)
+            .map_err(|e| DtlsError(e.to_string()))?;
         Ok(DtlsClient {
             endpoint,
             remote,
@@ -154,10 +144,8 @@ impl DtlsClient {
             ours,
             retransmit_at: now + FIRST_RETRANSMISSION,
             retransmit_wait: FIRST_RETRANSMISSION,
-            local,
-            config,
-            stalled_since: None,
-            restarts: 0,
+            last_flight: Vec::new(),
+            resend: VecDeque::new(),
         })
     }
 
@@ -182,12 +170,14 @@ impl DtlsClient {
     /// rtc-dtls 0.21 stops its retransmission timer whenever handshake
     /// records come, and starts it again only when they complete the
     /// flight it waits for. A server that lost our last flight repeats its
-    /// own (RFC 6347 §4.2.4), which the library takes and drops, and is
-    /// left with nothing to send again: the handshake would hang until a
-    /// time-out blamed our key. Seen after our Finished, that is a stall:
-    /// after [`STALL_GRACE`] the handshake starts again (the server takes
-    /// a new ClientHello from the same address as a new handshake, RFC
-    /// 6347 §4.2.8), at most [`STALL_RESTARTS`] times.
+    /// own, which the library takes and drops, and is left with nothing to
+    /// send again: the handshake would hang until a time-out blamed our
+    /// key. So after our Finished, a datagram that leaves the library
+    /// without a timer (and the handshake unfinished) has our last flight
+    /// sent again as it went, at once, as RFC 6347 §4.2.4 has a client
+    /// answer a repeated flight; and on our own timer after that. Its
+    /// records keep their numbers: a server that has them drops the copies
+    /// as replays, one that lost them takes them.
     pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
         let pending = self.endpoint.poll_timeout(&self.remote);
         match self
@@ -195,18 +185,22 @@ impl DtlsClient {
             .read(now, self.remote, None, BytesMut::from(bytes))
         {
             Ok(events) => {
-                if !self.connected {
-                    match self.endpoint.poll_timeout(&self.remote) {
-                        // A new flight of ours went out: its timer starts
-                        // afresh (RFC 6347 §4.2.4.1; a replay or a stray
-                        // record changes nothing).
+                let library_timer = self.endpoint.poll_timeout(&self.remote);
+                let finished = events
+                    .iter()
+                    .any(|e| matches!(e, EndpointEvent::HandshakeComplete));
+                if !self.connected && !finished {
+                    match library_timer {
+                        // A new flight of ours: its timer starts afresh
+                        // (RFC 6347 §4.2.4.1; a replay or a stray record
+                        // changes nothing).
                         Some(next) if Some(next) != pending => {
+                            self.last_flight.clear();
                             self.retransmit_wait = FIRST_RETRANSMISSION;
                             self.retransmit_at = now + FIRST_RETRANSMISSION;
-                            self.stalled_since = None;
                         }
                         None if self.finished_sent.is_some() => {
-                            self.stalled_since.get_or_insert(now);
+                            self.resend.extend(self.last_flight.iter().cloned());
                         }
                         _ => {}
                     }
@@ -291,22 +285,22 @@ impl DtlsClient {
             ));
             return;
         }
-        if !self.connected
-            && let Some(since) = self.stalled_since
-            && now >= since + STALL_GRACE
-        {
-            self.stalled_since = None;
-            if self.endpoint.poll_timeout(&self.remote).is_none() {
-                self.restart(now);
-                return;
-            }
-        }
         if !self.connected {
             if now < self.retransmit_at {
                 return;
             }
             self.retransmit_wait = (self.retransmit_wait * 2).min(LONGEST_RETRANSMISSION);
             self.retransmit_at = now + self.retransmit_wait;
+            match self.endpoint.poll_timeout(&self.remote) {
+                // The library sends the flight again, with new numbers.
+                Some(_) => self.last_flight.clear(),
+                // It stopped its timer ([`DtlsClient::handle_datagram`]):
+                // ours goes again as it went.
+                None => {
+                    self.resend.extend(self.last_flight.iter().cloned());
+                    return;
+                }
+            }
         }
         if let Err(e) = self.endpoint.handle_timeout(self.remote, now) {
             // During the handshake the library fails only when its seven
@@ -333,41 +327,19 @@ impl DtlsClient {
         }
     }
 
-    /// A stalled handshake ([`DtlsClient::handle_datagram`]) starts again,
-    /// or fails once it has done so [`STALL_RESTARTS`] times.
-    fn restart(&mut self, now: Instant) {
-        if self.restarts >= STALL_RESTARTS {
-            // A lost flight is rarely lost three times over; a server
-            // that cannot decrypt our Finished (a wrong key) also answers
-            // it by repeating its part.
-            self.failure = Some(format!(
-                "the server did not take our Finished in {} handshakes (it repeated its part \
-                 of each): it likely does not accept our {}, or our last flight is lost on \
-                 the way",
-                self.restarts + 1,
-                self.ours
-            ));
-            return;
-        }
-        match handshake(now, self.local, self.remote, &self.config) {
-            Ok(endpoint) => {
-                self.endpoint = endpoint;
-                self.restarts += 1;
-                self.finished_sent = None;
-                self.retransmit_wait = FIRST_RETRANSMISSION;
-                self.retransmit_at = now + FIRST_RETRANSMISSION;
-            }
-            Err(DtlsError(e)) => self.failure = Some(e),
-        }
-    }
-
     /// The next ciphertext datagram to send, `now` being the time of
     /// sending. The handshake's transmissions are looked at for our
     /// ChangeCipherSpec ([`SILENT_AFTER_FINISHED`]).
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        if let Some(again) = self.resend.pop_front() {
+            return Some(again);
+        }
         let datagram = self.endpoint.poll_transmit().map(|m| m.message.to_vec())?;
-        if !self.connected && self.finished_sent.is_none() && has_change_cipher_spec(&datagram) {
-            self.finished_sent = Some(now);
+        if !self.connected {
+            if self.finished_sent.is_none() && has_change_cipher_spec(&datagram) {
+                self.finished_sent = Some(now);
+            }
+            self.last_flight.push(datagram.clone());
         }
         Some(datagram)
     }
@@ -386,25 +358,8 @@ impl DtlsClient {
         let limit = self
             .finished_sent
             .map_or(limit, |at| limit.min(at + SILENT_AFTER_FINISHED));
-        let limit = self
-            .stalled_since
-            .map_or(limit, |since| limit.min(since + STALL_GRACE));
         Some(limit.min(self.retransmit_at))
     }
-}
-
-/// A client handshake with `remote` started: the endpoint that holds it.
-fn handshake(
-    now: Instant,
-    local: SocketAddr,
-    remote: SocketAddr,
-    config: &Arc<HandshakeConfig>,
-) -> Result<Endpoint, DtlsError> {
-    let mut endpoint = Endpoint::new(local, TransportProtocol::UDP, None);
-    endpoint
-        .connect(now, remote, Arc::clone(config), None)
-        .map_err(|e| DtlsError(e.to_string()))?;
-    Ok(endpoint)
 }
 
 /// Mode 2: our certificate and key, the suites for them, and the check of
