@@ -87,9 +87,7 @@ impl Host for LinuxHost {
     }
 
     fn timezone(&self) -> Option<String> {
-        jiff::tz::TimeZone::try_system()
-            .ok()
-            .and_then(|tz| tz.iana_name().map(str::to_owned))
+        zone::system_zone_name()
     }
 
     fn utc_offset(&self) -> i32 {

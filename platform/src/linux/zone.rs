@@ -25,6 +25,46 @@ pub fn posix_footer(tzif: &[u8]) -> Option<String> {
     (!footer.is_empty() && footer.is_ascii()).then(|| footer.to_owned())
 }
 
+/// The system's time zone by IANA name, read without loading a zone
+/// database (jiff's lists every zone under /usr/share/zoneinfo, about
+/// 150 kB held for the agent's life, to name one): see [`zone_name_from`].
+pub fn system_zone_name() -> Option<String> {
+    let link = std::fs::read_link("/etc/localtime").ok();
+    zone_name_from(
+        std::env::var("TZ").ok().as_deref(),
+        link.as_ref().and_then(|l| l.to_str()),
+        std::fs::read_to_string("/etc/timezone").ok().as_deref(),
+    )
+}
+
+/// The zone name `TZ` gives (`Europe/Paris`, `:Europe/Paris`, or a path
+/// into a zoneinfo directory; rules name no zone), else the one the
+/// target of /etc/localtime gives (`../usr/share/zoneinfo/Europe/Paris`),
+/// else /etc/timezone's (Debian's).
+pub fn zone_name_from(
+    tz: Option<&str>,
+    localtime_target: Option<&str>,
+    etc_timezone: Option<&str>,
+) -> Option<String> {
+    fn under_zoneinfo(path: &str) -> Option<&str> {
+        path.rfind("zoneinfo/")
+            .map(|at| &path[at + "zoneinfo/".len()..])
+    }
+    let named = |name: &str| is_zone_name(name).then(|| name.to_owned());
+    if let Some(tz) = tz.filter(|tz| !tz.is_empty()) {
+        let tz = tz.strip_prefix(':').unwrap_or(tz);
+        return under_zoneinfo(tz).map_or_else(
+            // A name, not rules: rules have digits after the letters.
+            || named(tz).filter(|_| jiff::tz::TimeZone::posix(tz).is_err()),
+            named,
+        );
+    }
+    localtime_target
+        .and_then(under_zoneinfo)
+        .and_then(named)
+        .or_else(|| etc_timezone.and_then(|text| named(text.trim())))
+}
+
 /// The POSIX TZ string of the IANA zone `zone` under `root`.
 pub fn posix_of(root: &Path, zone: &str) -> Option<String> {
     if !is_zone_name(zone) {
@@ -112,6 +152,41 @@ fn collect_zones(root: &Path, dir: &Path, depth: usize, zones: &mut Vec<String>)
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_system_zone_is_named_from_tz_the_link_or_etc_timezone() {
+        use super::zone_name_from as name;
+        let paris = Some("Europe/Paris".to_owned());
+        assert_eq!(name(Some("Europe/Paris"), None, None), paris);
+        assert_eq!(name(Some(":Europe/Paris"), None, None), paris);
+        assert_eq!(
+            name(Some(":/usr/share/zoneinfo/Europe/Paris"), None, None),
+            paris
+        );
+        // Rules name no zone, and TZ is what the process uses.
+        assert_eq!(
+            name(
+                Some("CET-1CEST,M3.5.0,M10.5.0/3"),
+                Some("x/zoneinfo/UTC"),
+                None
+            ),
+            None
+        );
+        assert_eq!(
+            name(None, Some("../usr/share/zoneinfo/Europe/Paris"), None),
+            paris
+        );
+        assert_eq!(
+            name(None, Some("/etc/somewhere/else"), Some("Europe/Paris\n")),
+            paris
+        );
+        assert_eq!(
+            name(Some(""), None, Some("Asia/Tokyo\n")),
+            Some("Asia/Tokyo".into())
+        );
+        assert_eq!(name(None, None, Some("../../etc/passwd")), None);
+        assert_eq!(name(None, None, None), None);
+    }
+
     use super::*;
 
     fn tzif(version: u8, footer: &str) -> Vec<u8> {
