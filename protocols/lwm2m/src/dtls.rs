@@ -172,12 +172,13 @@ impl DtlsClient {
     /// flight it waits for. A server that lost our last flight repeats its
     /// own, which the library takes and drops, and is left with nothing to
     /// send again: the handshake would hang until a time-out blamed our
-    /// key. So after our Finished, a datagram that leaves the library
-    /// without a timer (and the handshake unfinished) has our last flight
-    /// sent again as it went, at once, as RFC 6347 §4.2.4 has a client
-    /// answer a repeated flight; and on our own timer after that. Its
-    /// records keep their numbers: a server that has them drops the copies
-    /// as replays, one that lost them takes them.
+    /// key. So after our Finished, the datagram that stops the library's
+    /// timer (the handshake unfinished) has our last flight sent again as
+    /// it went, at once, as RFC 6347 §4.2.4 has a client answer a repeated
+    /// flight; and our own timer sends it after that (before our Finished
+    /// too, when a server's flight came in part). Its records keep their
+    /// numbers: a server that has them drops the copies as replays, one
+    /// that lost them takes them.
     pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
         let pending = self.endpoint.poll_timeout(&self.remote);
         match self
@@ -199,8 +200,12 @@ impl DtlsClient {
                             self.retransmit_wait = FIRST_RETRANSMISSION;
                             self.retransmit_at = now + FIRST_RETRANSMISSION;
                         }
-                        None if self.finished_sent.is_some() => {
+                        // The datagram that stopped the library's timer is
+                        // answered; later ones wait for our timer (RFC
+                        // 6347 §4.2.4: the timer starts again).
+                        None if self.finished_sent.is_some() && pending.is_some() => {
                             self.resend.extend(self.last_flight.iter().cloned());
+                            self.retransmit_at = now + self.retransmit_wait;
                         }
                         _ => {}
                     }
@@ -209,6 +214,8 @@ impl DtlsClient {
                     match event {
                         EndpointEvent::HandshakeComplete => {
                             self.connected = true;
+                            self.last_flight = Vec::new();
+                            self.resend.clear();
                             self.established = true;
                             for data in std::mem::take(&mut self.queued) {
                                 self.send(now, &data);
@@ -292,10 +299,13 @@ impl DtlsClient {
             self.retransmit_wait = (self.retransmit_wait * 2).min(LONGEST_RETRANSMISSION);
             self.retransmit_at = now + self.retransmit_wait;
             match self.endpoint.poll_timeout(&self.remote) {
-                // The library sends the flight again, with new numbers.
-                Some(_) => self.last_flight.clear(),
-                // It stopped its timer ([`DtlsClient::handle_datagram`]):
-                // ours goes again as it went.
+                // The library sends the flight again now, with new
+                // numbers (its deadline is never after ours).
+                Some(due) if due <= now => self.last_flight.clear(),
+                Some(_) => {}
+                // It stopped its timer ([`DtlsClient::handle_datagram`];
+                // also before our Finished, when a server's flight came
+                // in part): ours goes again as it went.
                 None => {
                     self.resend.extend(self.last_flight.iter().cloned());
                     return;
@@ -306,7 +316,7 @@ impl DtlsClient {
             // During the handshake the library fails only when its seven
             // retransmissions ran out, with an error that names its state
             // machine ("invalid state machine transition"); paced as
-            // above, that comes after the limits below, so this is for a
+            // above, that comes after the limits above, so this is for a
             // library that behaves otherwise: what the server did not
             // answer is the news.
             self.failure = Some(match (self.connected, self.finished_sent) {
