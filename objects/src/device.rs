@@ -2,9 +2,10 @@
 //!
 //! Identity comes from the configuration (see `provision`); uptime, memory,
 //! CPU and time are read from the host at every read. The time zone
-//! (/3/0/15, read-write in OMA's object 3) is the host's, taken in at each
-//! sync; a server's write of it goes to the host's time service as
-//! `Device.Time.LocalTimeZone`'s does.
+//! (/3/0/15, read-write in OMA's object 3) is the host's: its time
+//! service's, taken in at each sync from the platform's snapshot, or on a
+//! host without one the system's, read at start; a server's write of it
+//! goes to the time service as `Device.Time.LocalTimeZone`'s does.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -212,9 +213,11 @@ fn host_zone(host: &dyn Host) -> Option<String> {
         .or_else(|| host.timezone())
 }
 
-/// Takes the host's time zone into /3/0/15 (where it has a name for it).
+/// Takes the time service's zone into /3/0/15: from the platform's
+/// snapshot, as the sync runs under the tree's lock (the system's zone,
+/// read from files, is taken at start only).
 pub fn sync(tree: &mut Tree, host: &dyn Host, warnings: &mut Vec<String>) {
-    let Some(zone) = host_zone(host) else {
+    let Some(zone) = host.time_sync().map(|sync| sync.zone) else {
         return;
     };
     let mut tx = tree.begin(Origin::Platform);

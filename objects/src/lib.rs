@@ -196,9 +196,7 @@ pub struct Synced {
 /// Writes what the platform knows now into the tree, as the platform.
 /// Values that do not fit their resource are skipped with a warning rather
 /// than failing the whole refresh. The platform's reads come from its
-/// cached snapshot: no host I/O happens here, under the tree's lock (the
-/// system's time zone, on a host without a time service, comes from
-/// jiff's cache, renewed at most every five minutes).
+/// cached snapshot: no host I/O happens here, under the tree's lock.
 pub fn sync_platform(tree: &mut Tree, platform: &Platform) -> Synced {
     let mut synced = Synced::default();
     let network = platform.network.as_ref();
