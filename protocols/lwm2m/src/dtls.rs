@@ -67,9 +67,9 @@ pub struct DtlsClient {
     /// What the server would refuse of ours, for the errors that guess.
     ours: &'static str,
     /// During the handshake: when our last flight is sent again if the
-    /// server has not answered, and the wait after that one.
+    /// server has not answered, and how many times it has been.
     retransmit_at: Instant,
-    retransmit_wait: Duration,
+    retransmissions: u32,
     /// Our last flight as it went out, and what of it is to go out
     /// again (see [`DtlsClient::handle_datagram`]).
     last_flight: Vec<Vec<u8>>,
@@ -143,7 +143,7 @@ impl DtlsClient {
             failure: None,
             ours,
             retransmit_at: now + FIRST_RETRANSMISSION,
-            retransmit_wait: FIRST_RETRANSMISSION,
+            retransmissions: 0,
             last_flight: Vec::new(),
             resend: VecDeque::new(),
         })
@@ -197,7 +197,7 @@ impl DtlsClient {
                         // changes nothing).
                         Some(next) if Some(next) != pending => {
                             self.last_flight.clear();
-                            self.retransmit_wait = FIRST_RETRANSMISSION;
+                            self.retransmissions = 0;
                             self.retransmit_at = now + FIRST_RETRANSMISSION;
                         }
                         // The datagram that stopped the library's timer is
@@ -205,7 +205,7 @@ impl DtlsClient {
                         // 6347 §4.2.4: the timer starts again).
                         None if self.finished_sent.is_some() && pending.is_some() => {
                             self.resend.extend(self.last_flight.iter().cloned());
-                            self.retransmit_at = now + self.retransmit_wait;
+                            self.retransmit_at = now + self.retransmission_wait();
                         }
                         _ => {}
                     }
@@ -296,8 +296,8 @@ impl DtlsClient {
             if now < self.retransmit_at {
                 return;
             }
-            self.retransmit_wait = (self.retransmit_wait * 2).min(LONGEST_RETRANSMISSION);
-            self.retransmit_at = now + self.retransmit_wait;
+            self.retransmissions += 1;
+            self.retransmit_at = now + self.retransmission_wait();
             match self.endpoint.poll_timeout(&self.remote) {
                 // The library sends the flight again now, with new
                 // numbers (its deadline is never after ours).
@@ -335,6 +335,15 @@ impl DtlsClient {
                 ),
             });
         }
+    }
+
+    /// The wait before our last flight goes again (RFC 6347 §4.2.4.1).
+    fn retransmission_wait(&self) -> Duration {
+        dm_core::support::backoff::doubling(
+            FIRST_RETRANSMISSION,
+            self.retransmissions + 1,
+            LONGEST_RETRANSMISSION,
+        )
     }
 
     /// The next ciphertext datagram to send, `now` being the time of
